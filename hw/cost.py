@@ -1,0 +1,222 @@
+"""First resource estimates for Xilinx 7-series (and UltraScale+) fabric.
+
+Pure Python, no Amaranth: the mapper calls these through the specs (``MVTUSpec.resources()``)
+thousands of times while it searches for a folding.
+
+**These are estimates, not synthesis results.** The formulas below are a first model written from
+the structure of the hardware; a later step calibrates their coefficients (the module-level
+constants) against yosys synthesis of the generated Verilog. They are meant to rank foldings and to
+keep a schedule inside a board, not to predict a utilisation report to the LUT.
+
+Notation: ``clog2(n)`` is the number of bits that index ``n`` items, ``(n - 1).bit_length()``.
+For a matrix-vector-threshold unit (MVTU) with ``NF = MH / PE`` neuron folds and ``SF = MW / SIMD``
+synapse folds:
+
+LUTs
+    ``PE * (datapath + N_T * ACC)`` plus the LUTs of every memory mapped to LUTRAM, plus
+    ``CONTROL_LUT`` for the handshake and the fold counters, where ``ACC`` is the accumulator
+    width, ``N_T`` the number of thresholds per channel and ``datapath`` is
+
+    * binary input: ``SIMD`` (XNOR folded into a compressor tree, about one LUT per input bit)
+      ``+ ACC`` (the accumulator adder);
+    * integer input of ``B`` bits times bipolar weights: ``SIMD * (B + clog2(SIMD))`` (an
+      add/subtract tree; the sign of each weight folds into the adder LUT) ``+ ACC``.
+
+    ``N_T * ACC`` are the threshold comparators (one LUT per compared bit on the carry chain).
+FFs
+    ``SIMD * B`` (input register) ``+ PE * SIMD`` (weight register)
+    ``+ PE * (S + ACC + OUT)`` (one pipeline stage of the tree of width ``S``, the accumulator, the
+    output register) ``+ clog2(NF) + clog2(SF) + clog2(2 SF)`` (counters) ``+ CONTROL_FF``, with
+    ``S = clog2(SIMD + 1)`` for binary input and ``B + clog2(SIMD)`` for integer input.
+Memories
+    * weights: depth ``NF * SF``, width ``PE * SIMD`` bits;
+    * thresholds: depth ``NF``, width ``PE * N_T * ACC`` bits (none without thresholds);
+    * input buffer (ping-pong, so the next vector streams in while the current one is reused
+      ``NF`` times): depth ``2 * SF``, width ``SIMD * B`` bits.
+
+    Each memory is costed by :func:`memory_resources`: LUTRAM (``width * ceil(depth / 64)`` LUTs,
+    one RAM64X1 per bit and 64 words) when it is small, ``depth <= LUTRAM_MAX_DEPTH`` or
+    ``depth * width <= LUTRAM_MAX_BITS``; otherwise block RAM, counted in RAMB36 tiles with the
+    best aspect ratio, ``min over (d, w) of ceil(depth / d) * ceil(width / w)`` over the RAMB36
+    modes 32768x1 ... 512x72, or half a tile per RAMB18 (16384x1 ... 512x36) when that is fewer.
+    The LUTRAM read multiplexers for depths above 64 are not counted, nor is the fact that only
+    SLICEM LUTs (about a third of a 7-series device) can hold LUTRAM.
+DSPs
+    0: the products are with bipolar weights, so there are no multipliers.
+
+A stream width converter between two units (:func:`dwc_resources`) is a register of
+``L = lcm(in, out)`` bits: ``L + clog2(L / in) + clog2(L / out)`` FFs (buffer and the two slice
+counters) and ``L`` LUTs (the write enable and the output multiplexer of each bit).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+__all__ = [
+    "Resources", "RESOURCE_KINDS", "mvtu_resources", "memory_resources", "dwc_resources",
+    "label_select_resources", "LUTRAM_MAX_BITS", "LUTRAM_MAX_DEPTH", "CONTROL_LUT", "CONTROL_FF",
+    "RAMB36_MODES", "RAMB18_MODES",
+]
+
+RESOURCE_KINDS = ("lut", "ff", "bram36", "dsp")
+"""The resource kinds a :class:`Resources` counts, in report order."""
+
+LUTRAM_MAX_BITS = 4096
+"""A memory of at most this many bits goes to LUTRAM."""
+LUTRAM_MAX_DEPTH = 64
+"""A memory of at most this many words goes to LUTRAM, whatever its width."""
+CONTROL_LUT = 64
+"""LUTs of an MVTU's stream handshake and fold-counter logic."""
+CONTROL_FF = 32
+"""FFs of an MVTU's stream handshake and state, beyond its counters."""
+
+RAMB36_MODES = ((32768, 1), (16384, 2), (8192, 4), (4096, 9), (2048, 18), (1024, 36), (512, 72))
+"""(depth, width) aspect ratios of a 7-series RAMB36 (512x72 in simple dual-port mode)."""
+RAMB18_MODES = ((16384, 1), (8192, 2), (4096, 4), (2048, 9), (1024, 18), (512, 36))
+"""(depth, width) aspect ratios of a RAMB18, half a RAMB36 tile."""
+
+
+def _clog2(n: int) -> int:
+    """Bits needed to index ``n`` items (0 for ``n <= 1``)."""
+    return max(0, (n - 1).bit_length())
+
+
+def _capacity(capacity, kind: str) -> float:
+    if isinstance(capacity, Mapping):
+        return capacity[kind]
+    return getattr(capacity, kind)
+
+
+@dataclass(frozen=True)
+class Resources:
+    """Counts of FPGA resources: LUTs, flip-flops, RAMB36 tiles (halves for a RAMB18) and DSPs.
+
+    ``Resources()`` is zero; ``a + b`` adds kind by kind and ``sum()`` works on a list.
+    """
+
+    lut: int = 0
+    ff: int = 0
+    bram36: float = 0
+    dsp: int = 0
+
+    def __add__(self, other: "Resources") -> "Resources":
+        if not isinstance(other, Resources):
+            return NotImplemented
+        return Resources(lut=self.lut + other.lut, ff=self.ff + other.ff,
+                         bram36=self.bram36 + other.bram36, dsp=self.dsp + other.dsp)
+
+    def __radd__(self, other) -> "Resources":
+        if other == 0:  # the start value of sum()
+            return self
+        return NotImplemented
+
+    def as_dict(self) -> dict[str, float]:
+        """``{"lut": ..., "ff": ..., "bram36": ..., "dsp": ...}``."""
+        return {kind: getattr(self, kind) for kind in RESOURCE_KINDS}
+
+    def exceeded(self, capacity, fraction: float = 1.0) -> tuple[str, ...]:
+        """Kinds whose count is above ``fraction`` of ``capacity``.
+
+        Parameters
+        ----------
+        capacity : Board, Resources or mapping
+            Anything with ``lut``, ``ff``, ``bram36`` and ``dsp`` attributes (a
+            :class:`lowbit.boards.Board`, a :class:`Resources`) or keys.
+        fraction : float
+            The share of ``capacity`` that may be used.
+        """
+        return tuple(kind for kind in RESOURCE_KINDS
+                     if getattr(self, kind) > fraction * _capacity(capacity, kind))
+
+    def fits(self, capacity, fraction: float = 1.0) -> bool:
+        """Whether every kind is at most ``fraction`` of ``capacity`` (see :meth:`exceeded`)."""
+        return not self.exceeded(capacity, fraction)
+
+
+def memory_resources(depth: int, width: int) -> Resources:
+    """Resources of a ``depth`` x ``width``-bit memory (LUTRAM when small, else block RAM).
+
+    See the module docstring for the rule. ``bram36`` counts RAMB36 tiles, in halves when RAMB18s
+    suffice.
+    """
+    for name, v in (("depth", depth), ("width", width)):
+        if not isinstance(v, int) or isinstance(v, bool) or v < 0:
+            raise ValueError(f"memory {name} must be a non-negative integer, not {v!r}")
+    if depth == 0 or width == 0:
+        return Resources()
+    if depth <= LUTRAM_MAX_DEPTH or depth * width <= LUTRAM_MAX_BITS:
+        return Resources(lut=width * math.ceil(depth / 64))
+    n36 = min(math.ceil(depth / d) * math.ceil(width / w) for d, w in RAMB36_MODES)
+    n18 = min(math.ceil(depth / d) * math.ceil(width / w) for d, w in RAMB18_MODES)
+    return Resources(bram36=min(float(n36), n18 / 2))
+
+
+def mvtu_resources(*, mw: int, mh: int, pe: int, simd: int, in_bits: int, binary_input: bool,
+                   acc_bits: int, n_thresholds: int, out_bits: int) -> Resources:
+    """First estimate of a matrix-vector-threshold unit's resources (formula: module docstring).
+
+    Parameters
+    ----------
+    mw, mh : int
+        Columns (input length) and rows (output length) of the weight matrix.
+    pe, simd : int
+        Rows and columns processed in parallel; ``pe`` divides ``mh``, ``simd`` divides ``mw``.
+    in_bits : int
+        Bits per input element (1 for bipolar input).
+    binary_input : bool
+        XNOR-popcount datapath (bipolar input) rather than add/subtract of integers.
+    acc_bits : int
+        Width of the accumulator.
+    n_thresholds : int
+        Thresholds per output channel; 0 when the unit emits the accumulator (class scores).
+    out_bits : int
+        Bits per output element.
+    """
+    if mh % pe:
+        raise ValueError(f"PE ({pe}) must divide MH ({mh})")
+    if mw % simd:
+        raise ValueError(f"SIMD ({simd}) must divide MW ({mw})")
+    nf, sf = mh // pe, mw // simd
+    if binary_input:
+        tree_lut, stage_bits = simd, _clog2(simd + 1)
+    else:
+        tree_lut, stage_bits = simd * (in_bits + _clog2(simd)), in_bits + _clog2(simd)
+    datapath = tree_lut + acc_bits + n_thresholds * acc_bits
+    logic = Resources(
+        lut=pe * datapath + CONTROL_LUT,
+        ff=(simd * in_bits + pe * simd + pe * (stage_bits + acc_bits + out_bits)
+            + _clog2(nf) + _clog2(sf) + _clog2(2 * sf) + CONTROL_FF),
+    )
+    weights = memory_resources(nf * sf, pe * simd)
+    thresholds = memory_resources(nf, pe * n_thresholds * acc_bits)
+    input_buffer = memory_resources(2 * sf, simd * in_bits)
+    return logic + weights + thresholds + input_buffer
+
+
+def dwc_resources(in_width_bits: int, out_width_bits: int) -> Resources:
+    """Estimate of a stream width converter from ``in_width_bits`` to ``out_width_bits`` per beat.
+
+    Zero when the widths are equal (no converter); otherwise a register of
+    ``L = lcm(in, out)`` bits with ``L`` LUTs and ``L`` FFs plus its two slice counters.
+    """
+    for name, v in (("in_width_bits", in_width_bits), ("out_width_bits", out_width_bits)):
+        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+            raise ValueError(f"{name} must be a positive integer, not {v!r}")
+    if in_width_bits == out_width_bits:
+        return Resources()
+    width = math.lcm(in_width_bits, out_width_bits)
+    counters = _clog2(width // in_width_bits) + _clog2(width // out_width_bits)
+    return Resources(lut=width + counters, ff=width + counters)
+
+
+def label_select_resources(n_classes: int, score_bits: int) -> Resources:
+    """Estimate of a sequential arg-max over ``n_classes`` scores of ``score_bits`` bits.
+
+    One comparator and the running maximum: ``2 * score_bits + clog2(n)`` LUTs and
+    ``score_bits + 2 * clog2(n)`` FFs (maximum, its index and the class counter).
+    """
+    idx = _clog2(n_classes)
+    return Resources(lut=2 * score_bits + idx, ff=score_bits + 2 * idx)

@@ -1,0 +1,77 @@
+"""Label select: collect the last layer's scores of one image and emit them with the argmax.
+
+Input: beats of ``PE`` integer scores, ``classes / PE`` beats per image, class ``k * PE + p`` in
+lane ``p`` of beat ``k``. Output: one beat per image, a struct of ``label`` and all ``scores``.
+Ties go to the lowest class index (strict ``>`` while scanning upwards), as ``numpy.argmax`` and
+``sw_reference.argmax_lowest`` do.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Module, Mux, Signal
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+__all__ = ["LabelSelect"]
+
+
+class LabelSelect(wiring.Component):
+    def __init__(self, score_shape, *, classes: int, pe: int):
+        if not isinstance(classes, int) or classes < 1:
+            raise ValueError(f"classes must be a positive integer, not {classes!r}")
+        if not isinstance(pe, int) or pe < 1 or classes % pe:
+            raise ValueError(f"PE ({pe}) must divide classes ({classes})")
+        self.score_shape, self.classes, self.pe = score_shape, classes, pe
+        self.result_layout = data.StructLayout({
+            "label": range(classes),
+            "scores": data.ArrayLayout(score_shape, classes),
+        })
+        super().__init__({
+            "i": In(stream.Signature(data.ArrayLayout(score_shape, pe))),
+            "o": Out(stream.Signature(self.result_layout)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        beats = self.classes // self.pe
+        beat = Signal(range(beats))
+        best = Signal(self.score_shape)
+        best_idx = Signal(range(self.classes))
+        scores = Signal(data.ArrayLayout(self.score_shape, self.classes))
+        out_valid = Signal()
+
+        in_fire = Signal()
+        m.d.comb += [
+            self.i.ready.eq(~out_valid | self.o.ready),
+            in_fire.eq(self.i.valid & self.i.ready),
+            self.o.valid.eq(out_valid),
+        ]
+        # Running maximum across this beat's lanes, seeded by the previous beats' result.
+        cur, cur_idx = best, best_idx
+        for p in range(self.pe):
+            v = self.i.payload[p]
+            idx = beat * self.pe + p
+            take = (v > cur) | ((beat == 0) & (p == 0))
+            cur, cur_idx = Mux(take, v, cur), Mux(take, idx, cur_idx)
+        with m.If(in_fire):
+            m.d.sync += [best.eq(cur), best_idx.eq(cur_idx)]
+            for k in range(beats):
+                with m.If(beat == k):
+                    for p in range(self.pe):
+                        m.d.sync += scores[k * self.pe + p].eq(self.i.payload[p])
+            with m.If(beat == beats - 1):
+                m.d.sync += beat.eq(0)
+            with m.Else():
+                m.d.sync += beat.eq(beat + 1)
+
+        last_fire = in_fire & (beat == beats - 1)
+        with m.If(last_fire):
+            m.d.sync += out_valid.eq(1)
+            m.d.sync += self.o.payload.label.eq(cur_idx)
+            for c in range(self.classes - self.pe):
+                m.d.sync += self.o.payload.scores[c].eq(scores[c])
+            for p in range(self.pe):
+                m.d.sync += self.o.payload.scores[self.classes - self.pe + p].eq(self.i.payload[p])
+        with m.Elif(self.o.ready):
+            m.d.sync += out_valid.eq(0)
+        return m
