@@ -1,0 +1,256 @@
+"""The ``lowbit`` command line: ``demo``, ``train``, ``compile``, ``sim``, ``map``, ``boards``.
+
+Errors in user input are printed as one line naming the file or parameter; the exit status is
+then 2 and no traceback is shown.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from . import LowbitError, __version__
+
+__all__ = ["main"]
+
+
+class _Bar:
+    """A small progress bar on stderr (one line per update when stderr is not a terminal)."""
+
+    def __init__(self, label: str, total: int):
+        self.label, self.total, self.tty = label, total, sys.stderr.isatty()
+        self.start = time.perf_counter()
+
+    def __call__(self, done: int, total: int, loss: float) -> None:
+        width = 30
+        filled = int(width * done / max(1, total))
+        bar = "#" * filled + "." * (width - filled)
+        msg = (f"  {self.label} [{bar}] {done}/{total}  loss {loss:.3f}  "
+               f"{time.perf_counter() - self.start:5.1f}s")
+        if self.tty:
+            sys.stderr.write("\r" + msg + ("\n" if done == total else ""))
+        else:
+            sys.stderr.write(msg + "\n")
+        sys.stderr.flush()
+
+
+def _step(counter=[0]):  # noqa: B006 - a counter shared by the calls of one run
+    def say(msg: str) -> None:
+        counter[0] += 1
+        print(f"[{counter[0]}] {msg}", file=sys.stderr, flush=True)
+    return say
+
+
+def _print_demo(report: dict) -> None:
+    acc = report["accuracy"]
+    cyc = report["cycles_per_image"]
+    print(f"lowbit demo on {report['board']} @ {report['clock_mhz']:g} MHz")
+    print(f"  model            : " + " -> ".join(f"{n['name']} {n['MW']}x{n['MH']}" for n in report["model"]))
+    print(f"  accuracy         : float {acc['float']:.4f}   reference {acc['reference']:.4f}   "
+          f"rtl {acc['rtl']:.4f}   ({report['test_images']} test images)")
+    print(f"  mismatches       : {report['mismatches']} (RTL vs reference, all runs)")
+    print(f"  cycles per image : measured {cyc['measured']:.2f}   predicted {cyc['predicted']}   "
+          f"(error {100 * cyc['relative_error']:.2f} %)")
+    print(f"  throughput       : {report['throughput_fps']:,.0f} images/s at the board clock")
+    res = ", ".join(f"{k} {v['used']:g}/{v['available']:g}" for k, v in report["resources"].items())
+    print(f"  resources (est.) : {res}")
+    print(f"  folding          : " + ", ".join(f"{s['name']} PE={s['pe']} SIMD={s['simd']} ({s['cycles']} cyc)"
+                                             for s in report["schedule"]))
+    print(f"  verilog          : {report['outputs']['verilog']}")
+
+
+def cmd_demo(args) -> int:
+    from .flow import run_demo, write_json
+
+    report = run_demo(args.out, board=args.board, epochs=args.epochs, budget=args.budget, step=_step(),
+                      epoch_progress=_Bar("training", 0))
+    if args.json:
+        write_json(args.json, report)
+    _print_demo(report)
+    ok = report["mismatches"] == 0 and report["accuracy"]["reference"] == report["accuracy"]["rtl"]
+    return 0 if ok else 1
+
+
+def cmd_train(args) -> int:
+    from .quant.data import load_digits_split
+    from .quant.train import TrainConfig, train_binary_mlp
+
+    data = load_digits_split()
+    kw = {}
+    if args.epochs is not None:
+        kw["epochs"] = args.epochs
+    if args.hidden is not None:
+        try:
+            kw["hidden"] = tuple(int(h) for h in args.hidden.split(",") if h)
+        except ValueError:
+            raise LowbitError(f"--hidden must be a comma-separated list of integers, not {args.hidden!r}") from None
+    try:
+        config = TrainConfig(seed=args.seed, **kw)
+    except (TypeError, ValueError) as e:
+        raise LowbitError(str(e)) from None
+    model = train_binary_mlp(data.x_train, data.y_train, config, progress=_Bar("training", 0))
+    graph = model.to_integer_graph()
+    graph.save(args.output)
+    acc_f = float(np.mean(model.predict(data.x_test) == data.y_test))
+    acc_r = float(np.mean(graph.predict(data.x_test) == data.y_test))
+    print(f"wrote {args.output}: test accuracy float {acc_f:.4f}, integer reference {acc_r:.4f}")
+    return 0
+
+
+def cmd_compile(args) -> int:
+    from .flow import compile_model
+    from .quant.graph import IntegerGraph
+
+    graph = IntegerGraph.load(args.model)
+    report = compile_model(graph, args.output, board=args.board, schedule=args.schedule, budget=args.budget)
+    m = report["mapping"]
+    print(f"wrote {args.output}: {report['verilog']}, schedule.json, report.json")
+    print(f"  {m['cycles_per_image']} cycles/image (bottleneck {m['bottleneck']}), "
+          f"{m['throughput_fps']:,.0f} images/s at {m['clock_mhz']:g} MHz on {m['board']}")
+    return 0
+
+
+def _load_images(args, graph) -> np.ndarray:
+    if args.images:
+        path = Path(args.images)
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                if "x" not in z.files:
+                    raise LowbitError(f"{path}: expected an array named 'x' of shape (B, {graph.input_size})")
+                x = z["x"]
+        except (OSError, ValueError) as e:
+            raise LowbitError(f"{path}: cannot read images ({e})") from None
+        try:
+            x = graph.check_input(x)
+        except (TypeError, ValueError) as e:
+            raise LowbitError(f"{path}: {e}") from None
+    else:
+        from .quant.data import load_digits_split
+        data = load_digits_split()
+        if data.x_test.shape[1] != graph.input_size:
+            raise LowbitError(f"the model takes {graph.input_size} inputs, not the digits' 64: pass --images")
+        x = data.x_test
+    return x[:args.count] if args.count else x
+
+
+def cmd_sim(args) -> int:
+    from .flow import load_compiled, simulate_compiled, write_json
+
+    graph, _ = load_compiled(args.dir)
+    x = _load_images(args, graph)
+    print(f"simulating {len(x)} images with cocotb + Verilator ...", file=sys.stderr, flush=True)
+    sim = simulate_compiled(args.dir, x, throttled_images=args.throttled)
+    ref = graph.predict(x)
+    summary = {"images": len(x), "mismatches": sim.mismatches,
+               "labels_equal_reference": bool(np.array_equal(np.array(sim.labels), ref)),
+               "cycles_per_image_measured": sim.steady["cycles_per_image"],
+               "runs": [{k: v for k, v in r.items() if k != "labels"} for r in sim.runs],
+               "waves": sim.waves}
+    if args.json:
+        write_json(args.json, summary)
+    for r in sim.runs:
+        print(f"  {r['name']:18s} images {r['images']:5d}  mismatched {r['mismatched_images']}  "
+              f"cycles/image {r['cycles_per_image']}")
+        for mm in r["mismatches"][:5]:
+            print(f"    image {mm['item']}: {mm['where']}[{mm['index']}] got {mm['got']} expected {mm['expected']}")
+    if sim.waves:
+        print(f"  waveform: {sim.waves}")
+    print("PASS: bit-exact" if sim.ok else "FAIL: RTL differs from the reference")
+    return 0 if sim.ok else 1
+
+
+def cmd_map(args) -> int:
+    from .mapping import search_folding
+    from .quant.graph import IntegerGraph
+
+    graph = IntegerGraph.load(args.model)
+    kw = {} if args.budget is None else {"budget": args.budget}
+    schedule = search_folding(graph, args.board, **kw)
+    if args.output:
+        schedule.save(args.output)
+    print(json.dumps(schedule.report(graph), indent=2))
+    return 0
+
+
+def cmd_boards(args) -> int:
+    from .boards import BOARDS
+
+    print(f"{'board':12s} {'part':14s} {'LUT':>8s} {'FF':>8s} {'BRAM36':>7s} {'URAM':>5s} {'DSP':>6s} {'MHz':>5s}")
+    for b in BOARDS.values():
+        print(f"{b.name:12s} {b.part:14s} {b.lut:8d} {b.ff:8d} {b.bram36:7g} {b.uram:5d} {b.dsp:6d} "
+              f"{b.fabric_clock_mhz:5g}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="lowbit", description="Low-bit neural networks to verified FPGA hardware.")
+    p.add_argument("--version", action="version", version=f"lowbit {__version__}")
+    p.add_argument("-v", "--verbose", action="store_true", help="log library progress")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    d = sub.add_parser("demo", help="the whole flow on the built-in digits example")
+    d.add_argument("--json", metavar="PATH", help="also write the report as JSON")
+    d.add_argument("--out", default="demo_out", help="output directory (default: demo_out)")
+    d.add_argument("--board", default="pynq-z2")
+    d.add_argument("--epochs", type=int, default=None)
+    d.add_argument("--budget", type=float, default=0.05,
+                   help="share of each board resource the mapper may use (default 0.05: a small design)")
+    d.set_defaults(func=cmd_demo)
+
+    t = sub.add_parser("train", help="train a binarized MLP on digits and save its integer graph")
+    t.add_argument("-o", "--output", required=True, help="model file to write (.npz)")
+    t.add_argument("--epochs", type=int)
+    t.add_argument("--hidden", help="hidden layer widths, e.g. 256,256")
+    t.add_argument("--seed", type=int, default=0)
+    t.set_defaults(func=cmd_train)
+
+    c = sub.add_parser("compile", help="map a model onto a board and generate Verilog")
+    c.add_argument("model", help="model file (.npz) from 'lowbit train'")
+    c.add_argument("-o", "--output", required=True, help="output directory")
+    c.add_argument("--board", default="pynq-z2")
+    c.add_argument("--schedule", help="apply this schedule (JSON) instead of searching")
+    c.add_argument("--budget", type=float, help="share of each board resource the mapper may use")
+    c.set_defaults(func=cmd_compile)
+
+    s = sub.add_parser("sim", help="simulate a compiled design under cocotb + Verilator, bit-exact")
+    s.add_argument("dir", help="directory written by 'lowbit compile'")
+    s.add_argument("--images", help=".npz file with an integer array 'x' (default: the digits test split)")
+    s.add_argument("--count", type=int, help="simulate only the first COUNT images")
+    s.add_argument("--throttled", type=int, default=100, help="images per randomly throttled run")
+    s.add_argument("--json", metavar="PATH", help="write the results as JSON")
+    s.set_defaults(func=cmd_sim)
+
+    m = sub.add_parser("map", help="search a folding for a model and print the predicted costs")
+    m.add_argument("model")
+    m.add_argument("--board", default="pynq-z2")
+    m.add_argument("--budget", type=float)
+    m.add_argument("-o", "--output", help="write the schedule JSON here")
+    m.set_defaults(func=cmd_map)
+
+    b = sub.add_parser("boards", help="list the known boards")
+    b.set_defaults(func=cmd_boards)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return args.func(args)
+    except LowbitError as e:
+        print(f"lowbit {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"lowbit {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,216 @@
+"""The folding search: PE and SIMD for every layer, for the highest throughput a board can hold.
+
+The pipeline's throughput is set by its slowest layer (``ARITHMETIC.md`` section 7), so the search
+minimises the bottleneck ``max over layers of cycles`` subject to the estimated resources staying
+within ``budget`` times the board's capacity, kind by kind (LUT, FF, BRAM36, DSP). Only divisors
+are considered (``PE | MH``, ``SIMD | MW``); costs come from the specs' own ``cycles()`` and
+``resources()``, so the search knows no operator by name.
+
+Algorithm (exact for the per-layer costs, which are separable): collect every cycle count any
+layer can reach; for each target ``T`` in ascending order, give each layer its cheapest folding
+with at most ``T`` cycles and accept the first ``T`` whose total fits. "Cheapest" is tried under a
+few orders: the sum over kinds of the share of the board a folding uses, then LUTs first, then
+BRAM first (ties go to fewer LUTs, fewer BRAM, fewer FFs, then the smaller ``PE * SIMD``). The
+width converters between layers depend on two neighbouring choices; they are counted in the fit
+check but not in the per-layer choice. Because the per-layer choice does not depend on the
+budget, a larger budget never gives a slower schedule.
+
+The first layer's cycles include its input stream (see :mod:`lowbit.mapping.schedule`): on a board
+whose AXI-HP port is narrower than the input, unfolding the first layer further buys nothing.
+
+With ``max_cycles`` or ``target_fps`` the search instead returns the cheapest schedule that meets
+the target.
+"""
+
+from __future__ import annotations
+
+import bisect
+import logging
+import math
+from dataclasses import dataclass
+
+from .. import LowbitError
+from ..boards import Board, get_board
+from ..hw.cost import RESOURCE_KINDS, Resources, dwc_resources
+from ..hw.spec import MVTUSpec, divisors
+from ..quant.graph import IntegerGraph
+from .schedule import LayerFolding, Schedule, input_stream_cycles
+
+__all__ = ["search_folding", "DEFAULT_BUDGET"]
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_BUDGET = 0.7
+"""Share of each resource of the board the search may use by default (room for the DMA, the
+interconnect and the place-and-route slack)."""
+
+
+@dataclass(frozen=True, eq=False)
+class _Candidate:
+    spec: MVTUSpec
+    cycles: int  # per image, including the input stream for the first layer
+    resources: Resources
+
+
+def _candidates(graph: IntegerGraph, port_bits: int | None) -> list[list[_Candidate]]:
+    layers = []
+    for i, node in enumerate(graph.nodes):
+        options = []
+        for pe in divisors(node.mh):
+            for simd in divisors(node.mw):
+                spec = MVTUSpec(node, pe=pe, simd=simd)
+                cycles = spec.cycles()
+                if i == 0:
+                    cycles = max(cycles, input_stream_cycles(spec, port_bits))
+                options.append(_Candidate(spec, cycles, spec.resources()))
+        layers.append(options)
+    return layers
+
+
+def _orders(board: Board):
+    """Sort keys for "cheapest", tried in turn for each target."""
+    def share(r: Resources) -> float:
+        total = 0.0
+        for kind in RESOURCE_KINDS:
+            used, available = getattr(r, kind), getattr(board, kind)
+            total += used / available if available else (math.inf if used else 0.0)
+        return total
+
+    def tail(c: _Candidate):
+        return (c.resources.ff, c.spec.pe * c.spec.simd, c.spec.pe)
+
+    return (
+        lambda c: (share(c.resources), c.resources.lut, c.resources.bram36, *tail(c)),
+        lambda c: (c.resources.lut, c.resources.bram36, *tail(c)),
+        lambda c: (c.resources.bram36, c.resources.lut, *tail(c)),
+    )
+
+
+class _Cheapest:
+    """For one layer and one order: the cheapest candidate with at most ``T`` cycles, by bisection."""
+
+    def __init__(self, options: list[_Candidate], key):
+        options = sorted(options, key=lambda c: (c.cycles, key(c)))
+        self.cycles = [c.cycles for c in options]
+        self.best = []
+        for c in options:
+            if not self.best or key(c) < key(self.best[-1]):
+                self.best.append(c)
+            else:
+                self.best.append(self.best[-1])
+
+    def __call__(self, target: int) -> _Candidate | None:
+        i = bisect.bisect_right(self.cycles, target) - 1
+        return self.best[i] if i >= 0 else None
+
+
+def _total(choice: list[_Candidate]) -> Resources:
+    specs = [c.spec for c in choice]
+    total = sum((c.resources for c in choice), Resources())
+    for a, b in zip(specs, specs[1:]):
+        total = total + dwc_resources(a.pe * a.out_bits, b.simd * b.in_bits)
+    return total
+
+
+def _over_message(total: Resources, board: Board, budget: float) -> str:
+    parts = []
+    for kind in total.exceeded(board, budget):
+        available = getattr(board, kind)
+        parts.append(f"{getattr(total, kind):g} {kind} (budget {budget * available:g} = "
+                     f"{budget:g} x {available:g})")
+    return "; ".join(parts)
+
+
+def _check_budget(budget) -> float:
+    if isinstance(budget, bool) or not isinstance(budget, (int, float)) or not 0 < budget <= 1:
+        raise LowbitError(f"budget must be a fraction in (0, 1], not {budget!r}")
+    return float(budget)
+
+
+def search_folding(graph: IntegerGraph, board: str | Board, *, budget: float = DEFAULT_BUDGET,
+                   clock_mhz: float | None = None, max_cycles: int | None = None,
+                   target_fps: float | None = None) -> Schedule:
+    """Choose PE and SIMD for every node of ``graph`` on ``board``.
+
+    Parameters
+    ----------
+    graph : IntegerGraph
+    board : str or Board
+        A board name (see :func:`lowbit.boards.get_board`) or record.
+    budget : float
+        Share of each resource kind (LUT, FF, BRAM36, DSP) of the board the estimate may use.
+    clock_mhz : float, optional
+        Fabric clock; by default the board's ``fabric_clock_mhz``.
+    max_cycles : int, optional
+        Stop at this many cycles per image: return the cheapest schedule that meets it.
+    target_fps : float, optional
+        As ``max_cycles``, given as images per second at ``clock_mhz``.
+
+    Returns
+    -------
+    Schedule
+        Without a target, the schedule with the fewest cycles per image that fits; with one, the
+        cheapest that meets it.
+
+    Raises
+    ------
+    LowbitError
+        If no folding fits the budget (naming the resources over it and by how much), if a target
+        is faster than any folding, or if ``budget``, ``clock_mhz`` or a target is not valid.
+    """
+    board = get_board(board)
+    budget = _check_budget(budget)
+    clock_mhz = board.fabric_clock_mhz if clock_mhz is None else clock_mhz
+    if isinstance(clock_mhz, bool) or not isinstance(clock_mhz, (int, float)) or not clock_mhz > 0:
+        raise LowbitError(f"clock_mhz must be a positive number, not {clock_mhz!r}")
+    limit = None
+    if max_cycles is not None:
+        if isinstance(max_cycles, bool) or not isinstance(max_cycles, int) or max_cycles < 1:
+            raise LowbitError(f"max_cycles must be a positive integer, not {max_cycles!r}")
+        limit = max_cycles
+    if target_fps is not None:
+        if isinstance(target_fps, bool) or not isinstance(target_fps, (int, float)) or not target_fps > 0:
+            raise LowbitError(f"target_fps must be a positive number, not {target_fps!r}")
+        fps_cycles = math.floor(clock_mhz * 1e6 / target_fps)
+        if fps_cycles < 1:
+            raise LowbitError(f"target_fps ({target_fps:g}) is above the clock ({clock_mhz:g} MHz)")
+        limit = fps_cycles if limit is None else min(limit, fps_cycles)
+
+    layers = _candidates(graph, board.axi_hp_width_bits)
+    cheapest = [[_Cheapest(options, key) for options in layers] for key in _orders(board)]
+    fastest = max(min(c.cycles for c in options) for options in layers)
+    targets = sorted({c.cycles for options in layers for c in options if c.cycles >= fastest})
+
+    if limit is not None:
+        if limit < fastest:
+            slowest = max(range(len(layers)), key=lambda i: min(c.cycles for c in layers[i]))
+            raise LowbitError(f"the target of {limit} cycles per image is out of reach: even fully unfolded, "
+                              f"layer {graph.nodes[slowest].name!r} takes {fastest} cycles")
+        targets = [t for t in targets if t <= limit][::-1]  # cheapest first
+
+    seen = set()
+    for target in targets:
+        for per_layer in cheapest:
+            choice = [pick(target) for pick in per_layer]
+            ident = tuple(id(c) for c in choice)
+            if ident in seen:
+                continue
+            seen.add(ident)
+            total = _total(choice)
+            logger.debug("target %d cycles: %s -> %s", target,
+                         [(c.spec.pe, c.spec.simd) for c in choice], total)
+            if total.fits(board, budget):
+                bottleneck = max(c.cycles for c in choice)
+                logger.info("folding on %s within %.0f%% of resources: %d cycles per image (%.1f images/s "
+                            "at %g MHz), %s", board.name, 100 * budget, bottleneck,
+                            clock_mhz * 1e6 / bottleneck, clock_mhz, total)
+                return Schedule(board=board.name, clock_mhz=clock_mhz, layers=tuple(
+                    LayerFolding(c.spec.node.name, c.spec.pe, c.spec.simd) for c in choice))
+
+    worst = targets[0] if limit is not None else targets[-1]
+    total = _total([pick(worst) for pick in cheapest[0]])
+    if limit is not None:
+        raise LowbitError(f"no folding of {limit} cycles per image or fewer fits {board.name} within a budget of "
+                          f"{budget:g}: the cheapest needs {_over_message(total, board, budget)}")
+    raise LowbitError(f"the graph does not fit {board.name} within a budget of {budget:g}: even the cheapest "
+                      f"folding needs {_over_message(total, board, budget)}")

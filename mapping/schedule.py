@@ -1,0 +1,311 @@
+"""The mapper's decisions as an artefact: a schedule that round-trips through JSON.
+
+A :class:`Schedule` names a board, a fabric clock and one :class:`LayerFolding` (PE, SIMD) per
+graph node, in order. Users may edit the JSON file and re-apply it; :meth:`Schedule.apply` checks
+it against the graph and :meth:`Schedule.report` predicts its throughput and resources.
+
+The performance model (``ARITHMETIC.md`` section 7, FINN):
+
+* a layer takes ``spec.cycles()`` cycles per image, ``(MH / PE) * (MW / SIMD)`` for an MVTU;
+* the first layer also waits for its input stream: it reads ``SIMD`` elements per cycle, at most
+  ``axi_hp_width_bits`` bits per cycle when the board records that width (one AXI-HP port
+  feeding the input DMA), so it takes ``ceil(MW * B / min(SIMD * B, port))`` cycles per image;
+* the pipeline starts an image every ``max`` of these cycles (the bottleneck) and finishes one at
+  most their sum after it started (the latency bound).
+
+Resources are the sum of the units' estimates (:mod:`lowbit.hw.cost`) and of the stream width
+converters between consecutive units whose stream widths differ (``PE_l * out_bits_l`` bits out of
+one, ``SIMD_l+1 * in_bits_l+1`` bits into the next).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from .. import LowbitError
+from ..boards import Board, get_board
+from ..hw.cost import RESOURCE_KINDS, Resources, dwc_resources
+from ..hw.spec import MVTUSpec
+from ..quant.graph import IntegerGraph
+
+__all__ = [
+    "LayerFolding", "Schedule", "SCHEDULE_FORMAT", "SCHEDULE_VERSION",
+    "input_stream_cycles", "pipeline_cycles", "pipeline_resources",
+]
+
+logger = logging.getLogger(__name__)
+
+SCHEDULE_FORMAT = "lowbit-schedule"
+SCHEDULE_VERSION = 1
+
+
+def _is_count(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v >= 1
+
+
+@dataclass(frozen=True)
+class LayerFolding:
+    """The folding of one graph node: ``pe`` rows and ``simd`` columns in parallel."""
+
+    name: str
+    pe: int
+    simd: int
+
+    def __post_init__(self):
+        if not isinstance(self.name, str):
+            raise TypeError(f"layer name must be a string, not {self.name!r}")
+        for field in ("pe", "simd"):
+            v = getattr(self, field)
+            if not _is_count(v):
+                raise ValueError(f"layer {self.name!r}: {field.upper()} must be a positive integer, not {v!r}")
+
+
+# -- the performance model -----------------------------------------------------------------------
+
+def input_stream_cycles(spec: MVTUSpec, port_bits: int | None = None) -> int:
+    """Cycles to stream one input vector into ``spec``, the first unit of a pipeline.
+
+    The unit takes ``SIMD`` elements of ``in_bits`` per cycle; with ``port_bits`` given, no more than
+    that many bits arrive per cycle.
+    """
+    per_cycle = spec.simd * spec.in_bits
+    if port_bits is not None:
+        per_cycle = min(per_cycle, port_bits)
+    return math.ceil(spec.mw * spec.in_bits / per_cycle)
+
+
+def pipeline_cycles(specs: list[MVTUSpec], port_bits: int | None = None) -> list[int]:
+    """Cycles per image of each unit, the first one bounded below by its input stream."""
+    cycles = [spec.cycles() for spec in specs]
+    if cycles:
+        cycles[0] = max(cycles[0], input_stream_cycles(specs[0], port_bits))
+    return cycles
+
+
+def pipeline_resources(specs: list[MVTUSpec]) -> tuple[Resources, list[Resources]]:
+    """Total estimated resources of the units and the width converters between them.
+
+    Returns
+    -------
+    total : Resources
+    converters : list of Resources
+        One per pair of consecutive units (zero where the stream widths agree).
+    """
+    converters = [dwc_resources(a.pe * a.out_bits, b.simd * b.in_bits) for a, b in zip(specs, specs[1:])]
+    total = sum((s.resources() for s in specs), Resources()) + sum(converters, Resources())
+    return total, converters
+
+
+# -- the schedule ---------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Schedule:
+    """PE/SIMD for every node of a graph, for one board and fabric clock.
+
+    Attributes
+    ----------
+    board : str
+        Name of the board (see :func:`lowbit.boards.get_board`).
+    clock_mhz : float
+        Fabric clock the throughput is predicted at.
+    layers : tuple of LayerFolding
+        One per graph node, in graph order.
+    """
+
+    board: str
+    clock_mhz: float
+    layers: tuple[LayerFolding, ...]
+
+    def __post_init__(self):
+        if not isinstance(self.board, str):
+            raise TypeError(f"board must be a board name, not {self.board!r}")
+        if isinstance(self.clock_mhz, bool) or not isinstance(self.clock_mhz, (int, float)) \
+                or not math.isfinite(self.clock_mhz) or self.clock_mhz <= 0:
+            raise ValueError(f"clock_mhz must be a positive number, not {self.clock_mhz!r}")
+        object.__setattr__(self, "clock_mhz", float(self.clock_mhz))
+        layers = tuple(self.layers)
+        if not layers:
+            raise ValueError("a schedule needs at least one layer")
+        for layer in layers:
+            if not isinstance(layer, LayerFolding):
+                raise TypeError(f"layers must be LayerFolding records, not {layer!r}")
+        object.__setattr__(self, "layers", layers)
+
+    # -- applying it to a graph ------------------------------------------------------------------
+
+    def apply(self, graph: IntegerGraph) -> list[MVTUSpec]:
+        """The hardware specs of ``graph`` folded as this schedule says.
+
+        Raises
+        ------
+        LowbitError
+            If the layers do not match the graph's nodes by count and name, or a PE/SIMD does not
+            fit its node; the message names the layer.
+        """
+        nodes = graph.nodes
+        if len(self.layers) != len(nodes):
+            raise LowbitError(
+                f"the schedule has {len(self.layers)} layers "
+                f"({', '.join(repr(layer.name) for layer in self.layers)}) but the graph has {len(nodes)} nodes "
+                f"({', '.join(repr(n.name) for n in nodes)})")
+        specs = []
+        for i, (layer, node) in enumerate(zip(self.layers, nodes)):
+            if layer.name != node.name:
+                raise LowbitError(f"layer {i} of the schedule is {layer.name!r} but node {i} of the graph "
+                                  f"is {node.name!r}")
+            try:
+                specs.append(MVTUSpec(node, pe=layer.pe, simd=layer.simd))
+            except (TypeError, ValueError) as e:
+                raise LowbitError(f"layer {layer.name!r}: {e}") from None
+        return specs
+
+    def report(self, graph: IntegerGraph, *, board: Board | None = None) -> dict:
+        """Predicted performance and resources of ``graph`` under this schedule.
+
+        Parameters
+        ----------
+        graph : IntegerGraph
+        board : Board, optional
+            The board to compare resources with; by default the one named by the schedule.
+
+        Returns
+        -------
+        dict
+            ``board``, ``clock_mhz``; ``layers`` (per layer ``name``, ``mw``, ``mh``, ``pe``,
+            ``simd``, ``cycles``, ``resources``); ``width_converters``; ``input_stream_cycles``;
+            ``cycles_per_image`` (the bottleneck) and ``bottleneck`` (the layer that sets it);
+            ``throughput_fps`` and ``time_per_image_us`` at the clock; ``latency_cycles`` and
+            ``latency_us`` (upper bound: the sum of the layers' cycles); ``resources``, per kind
+            ``{"used": ..., "available": ..., "fraction": ...}``. Resources are estimates.
+        """
+        board = get_board(self.board) if board is None else board
+        specs = self.apply(graph)
+        port = board.axi_hp_width_bits
+        cycles = pipeline_cycles(specs, port)
+        total, converters = pipeline_resources(specs)
+        bottleneck = max(cycles)
+        which = specs[cycles.index(bottleneck)].node.name
+        hz = self.clock_mhz * 1e6
+        return {
+            "board": board.name,
+            "clock_mhz": self.clock_mhz,
+            "layers": [{"name": s.node.name, "mw": s.mw, "mh": s.mh, "pe": s.pe, "simd": s.simd,
+                        "cycles": s.cycles(), "resources": s.resources().as_dict()} for s in specs],
+            "width_converters": [{"after": a.node.name, "in_bits": a.pe * a.out_bits,
+                                  "out_bits": b.simd * b.in_bits, "resources": r.as_dict()}
+                                 for a, b, r in zip(specs, specs[1:], converters)],
+            "input_stream_cycles": input_stream_cycles(specs[0], port),
+            "cycles_per_image": bottleneck,
+            "bottleneck": which,
+            "throughput_fps": hz / bottleneck,
+            "time_per_image_us": bottleneck / self.clock_mhz,
+            "latency_cycles": sum(cycles),
+            "latency_us": sum(cycles) / self.clock_mhz,
+            "resources": {kind: _utilisation(getattr(total, kind), getattr(board, kind))
+                          for kind in RESOURCE_KINDS},
+        }
+
+    # -- persistence -----------------------------------------------------------------------------
+
+    def to_json(self) -> str:
+        """The schedule as a JSON document (only the decisions; predictions come from :meth:`report`)."""
+        head = {"format": SCHEDULE_FORMAT, "version": SCHEDULE_VERSION, "board": self.board,
+                "clock_mhz": self.clock_mhz}
+        lines = [f"  {json.dumps(k)}: {json.dumps(v)}," for k, v in head.items()]
+        layers = [json.dumps({"name": layer.name, "pe": layer.pe, "simd": layer.simd}) for layer in self.layers]
+        # one layer per line, so that a user can edit the schedule by hand
+        return "{\n" + "\n".join(lines) + '\n  "layers": [\n    ' + ",\n    ".join(layers) + "\n  ]\n}\n"
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write :meth:`to_json` to ``path`` atomically (a temporary file, then ``os.replace``)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(self.to_json())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        logger.info("wrote schedule for %s to %s", self.board, path)
+        return path
+
+    @classmethod
+    def from_json(cls, text: str, *, source: str = "<schedule>") -> "Schedule":
+        """Parse a schedule written by :meth:`to_json`.
+
+        Raises
+        ------
+        LowbitError
+            Naming ``source`` and the first bad field (``layers[1].simd``).
+        """
+        try:
+            doc = json.loads(text)
+        except ValueError as e:
+            raise LowbitError(f"{source}: not a JSON document ({e})") from None
+        if not isinstance(doc, dict):
+            raise LowbitError(f"{source}: expected a JSON object, not {type(doc).__name__}")
+        if doc.get("format") != SCHEDULE_FORMAT or doc.get("version") != SCHEDULE_VERSION:
+            raise LowbitError(f"{source}: expected format {SCHEDULE_FORMAT!r} version {SCHEDULE_VERSION}, "
+                              f"got {doc.get('format')!r} version {doc.get('version')!r}")
+        _check_keys(doc, {"format", "version", "board", "clock_mhz", "layers"}, "", source)
+        board, clock, layers = doc["board"], doc["clock_mhz"], doc["layers"]
+        if not isinstance(board, str) or not board:
+            _bad(source, "board", "a board name", board)
+        if isinstance(clock, bool) or not isinstance(clock, (int, float)) or not math.isfinite(clock) or clock <= 0:
+            _bad(source, "clock_mhz", "a positive number", clock)
+        if not isinstance(layers, list) or not layers:
+            _bad(source, "layers", "a non-empty list", layers)
+        parsed = []
+        for i, layer in enumerate(layers):
+            where = f"layers[{i}]"
+            if not isinstance(layer, dict):
+                _bad(source, where, "an object with name, pe and simd", layer)
+            _check_keys(layer, {"name", "pe", "simd"}, where + ".", source)
+            if not isinstance(layer["name"], str):
+                _bad(source, where + ".name", "a string", layer["name"])
+            for field in ("pe", "simd"):
+                if not _is_count(layer[field]):
+                    _bad(source, f"{where}.{field}", "a positive integer", layer[field])
+            parsed.append(LayerFolding(layer["name"], layer["pe"], layer["simd"]))
+        return cls(board=board, clock_mhz=clock, layers=tuple(parsed))
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "Schedule":
+        """Read a schedule file; errors name the file and the bad field."""
+        path = Path(path)
+        if not path.is_file():
+            raise LowbitError(f"{path}: no such schedule file")
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as e:
+            raise LowbitError(f"{path}: cannot read the schedule ({e})") from None
+        return cls.from_json(text, source=str(path))
+
+
+def _utilisation(used, available) -> dict:
+    if available:
+        fraction = used / available
+    else:
+        fraction = 0.0 if not used else math.inf
+    return {"used": used, "available": available, "fraction": fraction}
+
+
+def _bad(source: str, field: str, expected: str, value) -> None:
+    raise LowbitError(f"{source}: field {field!r} must be {expected}, not {value!r}")
+
+
+def _check_keys(obj: dict, allowed: set[str], prefix: str, source: str) -> None:
+    missing = sorted(allowed - obj.keys())
+    if missing:
+        raise LowbitError(f"{source}: missing field {prefix + missing[0]!r}")
+    unknown = sorted(obj.keys() - allowed)
+    if unknown:
+        raise LowbitError(f"{source}: unknown field {prefix + unknown[0]!r}")

@@ -1,0 +1,108 @@
+"""Run the stitched accelerator's Verilog under cocotb + Verilator and check it against the oracle.
+
+``simulate(graph, specs, x, workdir)`` writes the Verilog, builds it once, runs the testbench
+:mod:`lowbit.sim.tb_accel` for a steady-state run (inputs always valid, output always ready: the
+cycles per image are measured here) and for randomly throttled runs (values only), and returns a
+:class:`SimReport`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .. import LowbitError
+from ..hw.export import TOPLEVEL, write_verilog
+from ..quant.graph import IntegerGraph
+from . import runner
+
+__all__ = ["RunSpec", "SimReport", "simulate", "default_runs"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    name: str
+    valid_prob: float = 1.0
+    ready_prob: float = 1.0
+    seed: int = 0
+    images: int = 1 << 30
+
+
+def default_runs(n_images: int, *, throttled_images: int | None = None, seeds=(1, 2)) -> list[RunSpec]:
+    """One steady-state run over every image, then throttled runs (values only) per seed."""
+    k = n_images if throttled_images is None else min(n_images, throttled_images)
+    runs = [RunSpec("steady", 1.0, 1.0, 0, n_images)]
+    runs += [RunSpec(f"throttled-seed{s}", 0.6, 0.5, s, k) for s in seeds]
+    return runs
+
+
+@dataclass(frozen=True)
+class SimReport:
+    runs: tuple[dict, ...]
+    verilog: str
+    verilog_sha256: str
+    waves: str | None = None
+    labels: tuple[int, ...] = field(default=())
+
+    @property
+    def steady(self) -> dict:
+        return self.runs[0]
+
+    @property
+    def mismatches(self) -> int:
+        """Images whose RTL scores or label differ from the reference, summed over all runs."""
+        return sum(r["mismatched_images"] for r in self.runs)
+
+    @property
+    def ok(self) -> bool:
+        return all(not r["mismatched_images"] and not r["timed_out"] for r in self.runs)
+
+
+def simulate(graph: IntegerGraph, specs, x: np.ndarray, workdir: str | Path, *,
+             runs: list[RunSpec] | None = None, waves_on_failure: bool = True) -> SimReport:
+    """Build and run the accelerator of ``specs`` on images ``x``; compare with ``graph`` exactly."""
+    from ..hw.accel import Accelerator, stream_format
+
+    workdir = Path(workdir).resolve()
+    workdir.mkdir(parents=True, exist_ok=True)
+    x = graph.check_input(x)
+    acc = Accelerator(specs)
+    fmt = stream_format(acc)
+    vpath = workdir / f"{TOPLEVEL}.v"
+    sha = write_verilog(acc, vpath)
+    model = workdir / "tb_model.npz"
+    graph.save(model)
+    images = workdir / "tb_images.npz"
+    np.savez(images, x=x)
+    runs = runs or default_runs(len(x))
+    predicted = max(s.cycles() for s in specs)
+
+    def run_once(build_dir: Path, waves: bool) -> list[dict]:
+        runner.build(vpath, TOPLEVEL, build_dir, waves=waves)
+        cfg = {"model": str(model), "images": str(images), "format": fmt.to_dict(),
+               "predicted_cycles": predicted, "results": str(build_dir / "tb_results.json"),
+               "runs": [r.__dict__ for r in runs]}
+        cfg_path = build_dir / "tb_config.json"
+        cfg_path.write_text(json.dumps(cfg, indent=1))
+        runner.run_test("lowbit.sim.tb_accel", TOPLEVEL, build_dir,
+                        env={"LOWBIT_TB_CONFIG": str(cfg_path)}, waves=waves)
+        res = build_dir / "tb_results.json"
+        if not res.is_file():
+            raise LowbitError(f"the cocotb testbench wrote no results ({res}); see {build_dir / 'sim.log'}")
+        return json.loads(res.read_text())["runs"]
+
+    results = run_once(workdir / "sim_build", waves=False)
+    report = SimReport(tuple(results), str(vpath), sha, labels=tuple(results[0]["labels"]))
+    if not report.ok and waves_on_failure:
+        log.warning("RTL simulation failed; re-running with waveforms")
+        wdir = workdir / "sim_build_waves"
+        run_once(wdir, waves=True)
+        dumps = sorted(wdir.glob("*.fst")) + sorted(wdir.glob("*.vcd"))
+        report = SimReport(report.runs, report.verilog, sha, str(dumps[0]) if dumps else None, report.labels)
+    return report
