@@ -19,7 +19,7 @@ output register) stalls as a whole only while the output register is full and no
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -92,7 +92,7 @@ class MatrixVectorThresholdUnit(wiring.Component):
         m.d.comb += [
             self.i.ready.eq(~Mux(wbank, full[1], full[0])),
             in_fire.eq(self.i.valid & self.i.ready),
-            ibuf_w.addr.eq(Cat(wsf, wbank) if SF > 1 else wbank),
+            ibuf_w.addr.eq(Mux(wbank, wsf + SF, wsf)),
             ibuf_w.data.eq(self.i.payload.as_value()),
             ibuf_w.en.eq(in_fire),
         ]
@@ -131,7 +131,7 @@ class MatrixVectorThresholdUnit(wiring.Component):
         issue = Signal()
         m.d.comb += [
             issue.eq(Mux(rbank, full[1], full[0]) & ~stall),
-            ibuf_r.addr.eq(Cat(sf, rbank) if SF > 1 else rbank),
+            ibuf_r.addr.eq(Mux(rbank, sf + SF, sf)),
             ibuf_r.en.eq(~stall),
             wmem_r.addr.eq(widx),
             wmem_r.en.eq(~stall),

@@ -1,0 +1,30 @@
+import numpy as np
+import pytest
+
+from lowbit.quant import BIPOLAR, DataType, IntegerGraph, MatMulThreshold
+
+
+def _random_graph(rng: np.random.Generator, sizes=(12, 8, 6, 4), in_dtype=DataType.uint(5)) -> IntegerGraph:
+    """A random chain of MVTU nodes: thresholds anywhere in the accumulator range, last node scores."""
+    nodes, dtype = [], in_dtype
+    for k, (mw, mh) in enumerate(zip(sizes, sizes[1:])):
+        w = rng.integers(0, 2, (mh, mw))
+        last = k == len(sizes) - 2
+        if last:
+            nodes.append(MatMulThreshold(f"fc{k}", dtype, w, None))
+        else:
+            lo, hi = MatMulThreshold("probe", dtype, w, None).acc_range
+            nodes.append(MatMulThreshold(f"fc{k}", dtype, w, rng.integers(lo, hi + 2, (mh, 1))))
+            dtype = BIPOLAR
+    return IntegerGraph(in_dtype, tuple(nodes))
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(1234)
+
+
+@pytest.fixture
+def random_graph():
+    """Factory: ``random_graph(rng, sizes=..., in_dtype=...)``."""
+    return _random_graph

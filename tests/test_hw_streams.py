@@ -1,0 +1,222 @@
+# amaranth: UnusedElaboratable=no
+"""Stream plumbing in the Amaranth simulator: the width converter, the label select, and the
+stitched accelerator against the integer graph, values and steady-state cycles.
+
+Throttled runs draw ``valid`` / ``ready`` from a seeded generator (seed in the test id) and check
+values only; unthrottled runs also check the throughput exactly.
+"""
+
+import math
+
+import numpy as np
+import pytest
+from amaranth.hdl import signed, unsigned
+
+from lowbit.hw._util import pack_words
+from lowbit.hw.accel import Accelerator, stream_format
+from lowbit.hw.codec import StreamFormat, decode_result, input_beats
+from lowbit.hw.dwc import StreamWidthConverter
+from lowbit.hw.label import LabelSelect
+from lowbit.hw.spec import MVTUSpec
+from lowbit.quant import BIPOLAR, DataType, IntegerGraph, MatMulThreshold
+from lowbit.sim.amaranth_sim import run_stream
+from lowbit.sw_reference import argmax_lowest
+
+THROTTLE = dict(valid_prob=0.5, ready_prob=0.5)
+
+
+def _elements(words, n, width, is_signed):
+    """Split each beat into ``n`` elements of ``width`` bits (two's complement if signed)."""
+    out = []
+    for word in words:
+        for k in range(n):
+            v = (word >> (k * width)) & ((1 << width) - 1)
+            if is_signed and v >> (width - 1):
+                v -= 1 << width
+            out.append(v)
+    return out
+
+
+# -- StreamWidthConverter -------------------------------------------------------------------------
+
+DWC_PAIRS = [(1, 4), (4, 1), (2, 3), (3, 2), (4, 4), (1, 1), (3, 5), (5, 3), (2, 6), (6, 4)]
+
+
+def _dwc_run(n_in, n_out, shape, n_elements, seed, **throttle):
+    rng = np.random.default_rng([seed, n_in, n_out])
+    width = shape.width
+    lo, hi = (-(1 << (width - 1)), (1 << (width - 1)) - 1) if shape.signed else (0, (1 << width) - 1)
+    data = rng.integers(lo, hi + 1, size=n_elements)
+    beats = [pack_words(data[k:k + n_in], width) for k in range(0, n_elements, n_in)]
+    dut = StreamWidthConverter(shape, n_in=n_in, n_out=n_out)
+    run = run_stream(dut, beats, n_elements // n_out, seed=seed, **throttle)
+    return data.tolist(), _elements(run.outputs, n_out, width, shape.signed), run
+
+
+@pytest.mark.amaranth_sim
+@pytest.mark.parametrize("n_in, n_out, seed", [
+    pytest.param(a, b, s, id=f"in{a}-out{b}-seed{s}") for a, b in DWC_PAIRS for s in (1, 2)])
+def test_dwc_throttled_preserves_sequence(n_in, n_out, seed):
+    shape = signed(3) if seed % 2 else unsigned(4)
+    n = 4 * math.lcm(n_in, n_out) * 3
+    sent, got, _ = _dwc_run(n_in, n_out, shape, n, seed, **THROTTLE)
+    assert got == sent
+
+
+@pytest.mark.amaranth_sim
+@pytest.mark.parametrize("n_in, n_out", [pytest.param(a, b, id=f"in{a}-out{b}") for a, b in DWC_PAIRS])
+def test_dwc_steady_state_full_rate(n_in, n_out):
+    """With ``valid`` and ``ready`` always high, the slower side runs at one beat per cycle."""
+    lcm = math.lcm(n_in, n_out)
+    n = lcm * max(12, 48 // lcm)
+    sent, got, run = _dwc_run(n_in, n_out, unsigned(4), n, 0)
+    assert got == sent
+    # Every window of lcm elements (lcm / n_out output beats) takes lcm / min(n_in, n_out) cycles.
+    beats_per_window = lcm // n_out
+    cycles_per_window = lcm // min(n_in, n_out)
+    cyc = np.array(run.out_cycles)
+    warm = 2 * beats_per_window
+    windows = cyc[warm + beats_per_window:] - cyc[warm:-beats_per_window]
+    assert len(windows) >= 4
+    assert windows.tolist() == [cycles_per_window] * len(windows), \
+        f"DWC {n_in}->{n_out}: output beats at cycles {run.out_cycles}"
+
+
+@pytest.mark.parametrize("kwargs, pattern", [
+    (dict(n_in=0, n_out=2), r"^n_in must be a positive integer, not 0$"),
+    (dict(n_in=2, n_out=1.0), r"^n_out must be a positive integer, not 1\.0$"),
+])
+def test_dwc_rejects_bad_widths(kwargs, pattern):
+    with pytest.raises(ValueError, match=pattern):
+        StreamWidthConverter(unsigned(4), **kwargs)
+
+
+# -- LabelSelect ----------------------------------------------------------------------------------
+
+CLASSES, SCORE_BITS = 10, 5
+
+
+def _label_scores(seed):
+    rng = np.random.default_rng(seed)
+    lo, hi = -(1 << (SCORE_BITS - 1)), (1 << (SCORE_BITS - 1)) - 1
+    s = rng.integers(-3, 4, size=(9, CLASSES))   # a narrow range: many ties
+    s[0] = 2                                       # all equal: label 0
+    s[1] = lo
+    s[1, -1] = lo + 1                              # unique maximum at the last class
+    s[2] = rng.integers(lo, hi + 1, size=CLASSES)
+    s[2, 4] = s[2, 8] = hi                         # tie at the top of the range: label 4
+    s[3] = lo                                      # all at the bottom: label 0
+    s[4, :] = -1
+    s[4, 3] = s[4, 7] = 0                          # tie across beats: label 3
+    return s
+
+
+@pytest.mark.amaranth_sim
+@pytest.mark.parametrize("pe, seed", [
+    pytest.param(pe, seed, id=f"pe{pe}-{'steady' if seed is None else f'seed{seed}'}")
+    for pe in (1, 2, 5, 10) for seed in (None, 7)])
+def test_label_select(pe, seed):
+    scores = _label_scores(pe)
+    dut = LabelSelect(signed(SCORE_BITS), classes=CLASSES, pe=pe)
+    beats = [pack_words(row[k * pe:(k + 1) * pe], SCORE_BITS) for row in scores for k in range(CLASSES // pe)]
+    throttle = {} if seed is None else dict(seed=seed, **THROTTLE)
+    run = run_stream(dut, beats, len(scores), **throttle)
+    fmt = StreamFormat(input_size=CLASSES, simd=1, in_bits=1, classes=CLASSES, score_bits=SCORE_BITS)
+    decoded = [decode_result(fmt, w) for w in run.outputs]
+    labels = np.array([lab for lab, _ in decoded])
+    got_scores = np.array([sc for _, sc in decoded])
+    assert np.array_equal(got_scores, scores), f"scores echoed wrongly:\n{got_scores}\n!=\n{scores}"
+    expected = argmax_lowest(scores)
+    assert expected[:5].tolist() == [0, 9, 4, 0, 3]
+    for b, (g, e) in enumerate(zip(labels, expected)):
+        assert g == e, f"image {b}: label {g} != argmax_lowest {e} for scores {scores[b].tolist()}"
+    if seed is None:
+        # One result per CLASSES / PE input beats.
+        assert np.diff(run.out_cycles).tolist() == [CLASSES // pe] * (len(scores) - 1)
+
+
+def test_label_select_rejects_pe_not_dividing_classes():
+    with pytest.raises(ValueError, match=r"^PE \(3\) must divide classes \(10\)$"):
+        LabelSelect(signed(SCORE_BITS), classes=CLASSES, pe=3)
+
+
+# -- the stitched accelerator ---------------------------------------------------------------------
+
+def _random_graph(rng, sizes, in_dtype):
+    """Random bit weights; one threshold per channel from [lo, hi + 1] with both extremes present."""
+    nodes, dtype = [], in_dtype
+    for k, (mw, mh) in enumerate(zip(sizes, sizes[1:])):
+        w = rng.integers(0, 2, size=(mh, mw))
+        probe = MatMulThreshold(f"fc{k}", dtype, w, None)
+        if k == len(sizes) - 2:
+            nodes.append(probe)
+            break
+        lo, hi = probe.acc_range
+        t = rng.integers(lo, hi + 2, size=(mh, 1))
+        t[0, 0], t[-1, 0] = lo, hi + 1
+        nodes.append(MatMulThreshold(f"fc{k}", dtype, w, t))
+        dtype = BIPOLAR
+    return IntegerGraph(in_dtype, tuple(nodes))
+
+
+# name -> (layer sizes, input type, [(PE, SIMD) per layer])
+ACCEL_CONFIGS = {
+    # DWCs 2 -> 4 and 3 -> 6; bottleneck fc0 (4 * 4 = 16 cycles).
+    "dwc-2to4-3to6": ((12, 8, 6, 4), DataType.uint(5), [(2, 3), (3, 4), (2, 6)]),
+    # No DWC (PE == next SIMD); bipolar input.
+    "no-dwc": ((12, 8, 6, 4), BIPOLAR, [(4, 4), (3, 4), (4, 3)]),
+    # fc1 (SIMD 2, NF 1) is the bottleneck at 6 cycles and needs one beat per cycle from a 3 -> 2 DWC.
+    "dwc-3to2-full-rate": ((8, 12, 6, 4), DataType.uint(3), [(3, 8), (6, 2), (2, 3)]),
+    # fc0 (PE 2, SF 1) is the bottleneck at 6 cycles, emitting a beat per cycle into a 2 -> 3 DWC.
+    "dwc-2to3-full-rate": ((8, 12, 6, 4), DataType.int(3), [(2, 8), (6, 3), (4, 6)]),
+}
+
+
+def _accel_case(name):
+    sizes, in_dtype, folding = ACCEL_CONFIGS[name]
+    rng = np.random.default_rng(list(ACCEL_CONFIGS).index(name))
+    graph = _random_graph(rng, sizes, in_dtype)
+    specs = [MVTUSpec(node, pe=pe, simd=simd) for node, (pe, simd) in zip(graph.nodes, folding)]
+    lo, hi = (0, 1) if in_dtype is BIPOLAR else (in_dtype.min, in_dtype.max)
+    x = rng.integers(lo, hi + 1, size=(8, sizes[0]))
+    x[0], x[1] = hi, lo
+    return graph, specs, x
+
+
+def _accel_run(specs, x, **throttle):
+    acc = Accelerator(specs)
+    fmt = stream_format(acc)
+    beats = [b for image in input_beats(fmt, x) for b in image]
+    run = run_stream(acc, beats, len(x), **throttle)
+    decoded = [decode_result(fmt, w) for w in run.outputs]
+    return np.array([lab for lab, _ in decoded]), np.array([s for _, s in decoded]), run
+
+
+def _assert_accel_values(graph, x, labels, scores):
+    ref = graph.scores(x)
+    bad = np.argwhere(scores != ref)
+    if len(bad):
+        b, j = bad[0]
+        raise AssertionError(f"image {b} score {j}: hardware {scores[b, j]} != reference {ref[b, j]}")
+    assert np.array_equal(labels, graph.predict(x)), f"labels {labels} != {graph.predict(x)}"
+
+
+@pytest.mark.amaranth_sim
+@pytest.mark.parametrize("name", list(ACCEL_CONFIGS))
+def test_accelerator_steady_state(name):
+    graph, specs, x = _accel_case(name)
+    labels, scores, run = _accel_run(specs, x)
+    _assert_accel_values(graph, x, labels, scores)
+    bottleneck = max(s.cycles() for s in specs)
+    # Steady state: every image after the first leaves exactly `bottleneck` cycles after the previous.
+    assert np.diff(run.out_cycles).tolist() == [bottleneck] * (len(x) - 1), \
+        f"{name}: results at cycles {run.out_cycles}, layer cycles {[s.cycles() for s in specs]}"
+
+
+@pytest.mark.amaranth_sim
+@pytest.mark.parametrize("name, seed", [
+    pytest.param(n, s, id=f"{n}-seed{s}") for n in ACCEL_CONFIGS for s in (11, 12)])
+def test_accelerator_throttled(name, seed):
+    graph, specs, x = _accel_case(name)
+    labels, scores, _ = _accel_run(specs, x, seed=seed, **THROTTLE)
+    _assert_accel_values(graph, x, labels, scores)
