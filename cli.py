@@ -35,8 +35,8 @@ class _Bar:
                f"{time.perf_counter() - self.start:5.1f}s")
         if self.tty:
             sys.stderr.write("\r" + msg + ("\n" if done == total else ""))
-        else:
-            sys.stderr.write(msg + "\n")
+        elif done == total or done * 10 // total != (done - 1) * 10 // total:
+            sys.stderr.write(msg + "\n")  # not a terminal: one line per tenth
         sys.stderr.flush()
 
 
@@ -242,6 +242,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
+    # cocotb_tools logs every Verilator command at INFO on its own logger.
+    logging.getLogger("Verilator").setLevel(logging.INFO if args.verbose else logging.WARNING)
     try:
         return args.func(args)
     except LowbitError as e:

@@ -130,7 +130,14 @@ def simulate_compiled(out_dir: str | os.PathLike, x: np.ndarray, *, throttled_im
     graph, schedule = load_compiled(out_dir)
     specs = schedule.apply(graph)
     runs = default_runs(len(x), throttled_images=throttled_images, seeds=seeds)
-    return simulate(graph, specs, x, Path(out_dir) / "sim", runs=runs)
+    report = simulate(graph, specs, x, Path(out_dir) / "sim", runs=runs)
+    shipped = Path(out_dir) / "report.json"
+    if shipped.is_file():
+        expected = json.loads(shipped.read_text()).get("verilog_sha256")
+        if expected != report.verilog_sha256:
+            raise LowbitError(f"{out_dir}: the simulated Verilog (sha256 {report.verilog_sha256[:12]}) is not the "
+                              f"compiled one ({str(expected)[:12]}); re-run 'lowbit compile'")
+    return report
 
 
 def _accuracy(pred: np.ndarray, y: np.ndarray) -> float:
@@ -219,7 +226,8 @@ def run_demo(out_dir: str | os.PathLike = "demo_out", *, board: str = "pynq-z2",
         "resources_note": "first estimate (formula in lowbit.hw.cost), not synthesis",
         "schedule": [{k: layer[k] for k in ("name", "mw", "mh", "pe", "simd", "cycles")}
                      for layer in mapping["layers"]],
-        "outputs": {"dir": str(out_dir), "verilog": sim.verilog, "verilog_sha256": sim.verilog_sha256,
+        "outputs": {"dir": str(out_dir), "verilog": str(out_dir / compiled["verilog"]),
+                    "verilog_sha256": sim.verilog_sha256,
                     "waves": sim.waves},
         "times_s": times,
     }

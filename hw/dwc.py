@@ -1,13 +1,19 @@
 """Stream width converter: ``N_IN`` elements per beat in, ``N_OUT`` elements per beat out.
 
 Placed between layers whose ``PE`` (producer) and ``SIMD`` (consumer) differ. A buffer of
-``N_IN + N_OUT`` elements holds ``count`` valid elements at its low end; an output beat takes the
-lowest ``N_OUT``, an input beat is appended at ``count``. It sustains the full rate of the slower
-side: one input beat per cycle when ``N_IN <= N_OUT`` and one output beat per cycle otherwise.
-``ready`` depends only on ``count``, so no combinational path runs from ``o.ready`` to ``i.ready``.
+``CAP = N_IN + N_OUT + min(N_IN, N_OUT) - gcd(N_IN, N_OUT)`` elements holds ``count`` valid
+elements at its low end; an output beat takes the lowest ``N_OUT``, an input beat is appended at
+``count``. It sustains the full rate of the slower side: one input beat per cycle when
+``N_IN <= N_OUT`` and one output beat per cycle otherwise. ``ready`` depends only on ``count``, so
+no combinational path runs from ``o.ready`` to ``i.ready``; that is why the buffer needs the
+``min(N_IN, N_OUT) - gcd(N_IN, N_OUT)`` extra elements (zero when one width divides the other):
+with only ``N_IN + N_OUT``, a 2 -> 3 converter accepts 3 input beats in 4 cycles and a 3 -> 2
+converter emits 3 output beats in 4 cycles. ``CAP`` is the smallest size that sustains full rate.
 """
 
 from __future__ import annotations
+
+import math
 
 from amaranth.hdl import Module, Mux, Signal, unsigned
 from amaranth.lib import data, stream, wiring
@@ -32,7 +38,8 @@ class StreamWidthConverter(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         ew = data.ArrayLayout(self.shape, 1).size
-        cap = self.n_in + self.n_out
+        # The smallest buffer that sustains full rate with `ready` a function of `count` alone.
+        cap = self.n_in + self.n_out + min(self.n_in, self.n_out) - math.gcd(self.n_in, self.n_out)
         buf = Signal(unsigned(cap * ew))
         count = Signal(range(cap + 1))
         in_fire = Signal()
