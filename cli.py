@@ -23,21 +23,32 @@ __all__ = ["main"]
 class _Bar:
     """A small progress bar on stderr (one line per update when stderr is not a terminal)."""
 
-    def __init__(self, label: str, total: int):
-        self.label, self.total, self.tty = label, total, sys.stderr.isatty()
+    def __init__(self, label: str, total: int, unit: str = ""):
+        self.label, self.total, self.unit, self.tty = label, total, unit, sys.stderr.isatty()
         self.start = time.perf_counter()
 
-    def __call__(self, done: int, total: int, loss: float) -> None:
+    def __call__(self, done: int, total: int, loss: float | None = None) -> None:
         width = 30
         filled = int(width * done / max(1, total))
         bar = "#" * filled + "." * (width - filled)
-        msg = (f"  {self.label} [{bar}] {done}/{total}  loss {loss:.3f}  "
-               f"{time.perf_counter() - self.start:5.1f}s")
+        extra = f"  loss {loss:.3f}" if loss is not None else f" {self.unit}"
+        msg = f"  {self.label:22s} [{bar}] {done}/{total}{extra}  {time.perf_counter() - self.start:5.1f}s"
         if self.tty:
             sys.stderr.write("\r" + msg + ("\n" if done == total else ""))
-        elif done == total or done * 10 // total != (done - 1) * 10 // total:
+        elif done == total or done * 10 // max(1, total) != (done - 1) * 10 // max(1, total):
             sys.stderr.write(msg + "\n")  # not a terminal: one line per tenth
         sys.stderr.flush()
+
+
+class _SimBar:
+    """Progress of the RTL runs, fed from the testbench's progress file."""
+
+    def __init__(self):
+        self.bars: dict[str, _Bar] = {}
+
+    def __call__(self, run: str, done: int, total: int) -> None:
+        bar = self.bars.setdefault(run, _Bar(f"rtl {run}", total, unit="images"))
+        bar(done, total)
 
 
 def _step(counter=[0]):  # noqa: B006 - a counter shared by the calls of one run
@@ -69,7 +80,7 @@ def cmd_demo(args) -> int:
     from .flow import run_demo, write_json
 
     report = run_demo(args.out, board=args.board, epochs=args.epochs, budget=args.budget, step=_step(),
-                      epoch_progress=_Bar("training", 0))
+                      epoch_progress=_Bar("training", 0), sim_progress=_SimBar())
     if args.json:
         write_json(args.json, report)
     _print_demo(report)
@@ -145,7 +156,7 @@ def cmd_sim(args) -> int:
     graph, _ = load_compiled(args.dir)
     x = _load_images(args, graph)
     print(f"simulating {len(x)} images with cocotb + Verilator ...", file=sys.stderr, flush=True)
-    sim = simulate_compiled(args.dir, x, throttled_images=args.throttled)
+    sim = simulate_compiled(args.dir, x, throttled_images=args.throttled, progress=_SimBar())
     ref = graph.predict(x)
     summary = {"images": len(x), "mismatches": sim.mismatches,
                "labels_equal_reference": bool(np.array_equal(np.array(sim.labels), ref)),
@@ -242,8 +253,6 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
-    # cocotb_tools logs every Verilator command at INFO on its own logger.
-    logging.getLogger("Verilator").setLevel(logging.INFO if args.verbose else logging.WARNING)
     try:
         return args.func(args)
     except LowbitError as e:

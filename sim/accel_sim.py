@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -64,9 +66,50 @@ class SimReport:
         return all(not r["mismatched_images"] and not r["timed_out"] for r in self.runs)
 
 
+class _ProgressWatcher:
+    """Poll the progress file the testbench writes and report ``(run, done, total)`` changes."""
+
+    def __init__(self, path: Path, callback):
+        self.path, self.callback = path, callback
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._poll, daemon=True)
+        self.last = None
+
+    def _poll(self):
+        while not self.stop.wait(0.25):
+            self._check()
+
+    def _check(self):
+        try:
+            state = json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            return
+        key = (state["run"], state["done"], state["total"])
+        if key != self.last:
+            self.last = key
+            self.callback(*key)
+
+    def __enter__(self):
+        self.path.unlink(missing_ok=True)
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.thread.join()
+        self._check()
+
+
 def simulate(graph: IntegerGraph, specs, x: np.ndarray, workdir: str | Path, *,
-             runs: list[RunSpec] | None = None, waves_on_failure: bool = True) -> SimReport:
-    """Build and run the accelerator of ``specs`` on images ``x``; compare with ``graph`` exactly."""
+             runs: list[RunSpec] | None = None, waves_on_failure: bool = True,
+             progress: Callable[[str, int, int], None] | None = None,
+             expected_sha256: str | None = None) -> SimReport:
+    """Build and run the accelerator of ``specs`` on images ``x``; compare with ``graph`` exactly.
+
+    ``progress(run_name, images_done, images_total)`` is called from a helper thread while the
+    testbench runs. With ``expected_sha256``, the generated Verilog must have that hash (the
+    design that ``lowbit compile`` shipped), or nothing is simulated.
+    """
     from ..hw.accel import Accelerator, stream_format
 
     workdir = Path(workdir).resolve()
@@ -76,6 +119,9 @@ def simulate(graph: IntegerGraph, specs, x: np.ndarray, workdir: str | Path, *,
     fmt = stream_format(acc)
     vpath = workdir / f"{TOPLEVEL}.v"
     sha = write_verilog(acc, vpath)
+    if expected_sha256 is not None and sha != expected_sha256:
+        raise LowbitError(f"the Verilog regenerated for simulation (sha256 {sha[:12]}) is not the compiled one "
+                          f"({expected_sha256[:12]}); re-run 'lowbit compile'")
     model = workdir / "tb_model.npz"
     graph.save(model)
     images = workdir / "tb_images.npz"
@@ -84,14 +130,26 @@ def simulate(graph: IntegerGraph, specs, x: np.ndarray, workdir: str | Path, *,
     predicted = max(s.cycles() for s in specs)
 
     def run_once(build_dir: Path, waves: bool) -> list[dict]:
-        runner.build(vpath, TOPLEVEL, build_dir, waves=waves)
+        stamp = build_dir / "built-from.sha256"
+        if stamp.is_file() and stamp.read_text() == sha and (build_dir / TOPLEVEL).is_file():
+            log.info("reusing the Verilator build in %s (same Verilog)", build_dir)
+        else:
+            stamp.unlink(missing_ok=True)
+            runner.build(vpath, TOPLEVEL, build_dir, waves=waves)
+            stamp.write_text(sha)
         cfg = {"model": str(model), "images": str(images), "format": fmt.to_dict(),
                "predicted_cycles": predicted, "results": str(build_dir / "tb_results.json"),
                "runs": [r.__dict__ for r in runs]}
+        cfg["progress"] = str(build_dir / "tb_progress.json")
         cfg_path = build_dir / "tb_config.json"
         cfg_path.write_text(json.dumps(cfg, indent=1))
-        runner.run_test("lowbit.sim.tb_accel", TOPLEVEL, build_dir,
-                        env={"LOWBIT_TB_CONFIG": str(cfg_path)}, waves=waves)
+        if progress is None:
+            runner.run_test("lowbit.sim.tb_accel", TOPLEVEL, build_dir,
+                            env={"LOWBIT_TB_CONFIG": str(cfg_path)}, waves=waves)
+        else:
+            with _ProgressWatcher(Path(cfg["progress"]), progress):
+                runner.run_test("lowbit.sim.tb_accel", TOPLEVEL, build_dir,
+                                env={"LOWBIT_TB_CONFIG": str(cfg_path)}, waves=waves)
         res = build_dir / "tb_results.json"
         if not res.is_file():
             raise LowbitError(f"the cocotb testbench wrote no results ({res}); see {build_dir / 'sim.log'}")

@@ -44,12 +44,19 @@ def ensure_verilator() -> Path:
     return root / "bin" / "verilator"
 
 
-def build(verilog: Path, toplevel: str, build_dir: Path, *, waves: bool = False) -> None:
-    """Compile ``verilog`` into a Verilator simulator in ``build_dir``."""
+def _runner():
     from cocotb_tools.runner import get_runner
 
     ensure_verilator()
     runner = get_runner("verilator")
+    # cocotb_tools logs every command at INFO on its own logger; follow this module's level.
+    runner.log.setLevel(log.getEffectiveLevel())
+    return runner
+
+
+def build(verilog: Path, toplevel: str, build_dir: Path, *, waves: bool = False) -> None:
+    """Compile ``verilog`` into a Verilator simulator in ``build_dir``."""
+    runner = _runner()
     args = ["-Wno-fatal", "-O3"]
     # With waves=True the runner adds "--trace" (VCD): the wheel lacks lz4.h, which FST tracing needs.
     log.info("building %s with Verilator in %s", verilog, build_dir)
@@ -73,10 +80,7 @@ def build(verilog: Path, toplevel: str, build_dir: Path, *, waves: bool = False)
 def run_test(test_module: str, toplevel: str, build_dir: Path, *, env: dict[str, str],
              waves: bool = False, seed: int = 0) -> Path:
     """Run the cocotb ``test_module`` against a simulator built by :func:`build`."""
-    from cocotb_tools.runner import get_runner
-
-    ensure_verilator()
-    runner = get_runner("verilator")
+    runner = _runner()
     build_dir = Path(build_dir).resolve()
     results = build_dir / "results.xml"
     try:

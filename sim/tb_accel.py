@@ -40,6 +40,12 @@ def _unpack_input(fmt: StreamFormat, beats: list[int]) -> list[int]:
     return [(word >> (i * fmt.in_bits)) & mask for word in beats for i in range(fmt.simd)]
 
 
+def _write_progress(path: str, run: str, done: int, total: int) -> None:
+    with open(path + ".tmp", "w") as f:
+        json.dump({"run": run, "done": done, "total": total}, f)
+    os.replace(path + ".tmp", path)
+
+
 async def _reset(dut):
     dut.rst.value = 1
     await ClockCycles(dut.clk, 3)
@@ -76,10 +82,14 @@ async def accelerator_matches_reference(dut):
 
         labels: list[int] = []
 
+        every = max(1, n // 20)
+
         def on_output(word, _cycle):
             label, scores = decode_result(fmt, word)
             labels.append(label)
             scoreboard.observe((label, scores))
+            if cfg.get("progress") and (len(labels) % every == 0 or len(labels) == n):
+                _write_progress(cfg["progress"], run["name"], len(labels), n)
 
         driver = StreamDriver(dut, "i", dut.clk, valid_prob=run["valid_prob"], rng=random.Random(rng.random()))
         in_mon = StreamMonitor(dut, "i", dut.clk, cycle, callback=on_input)

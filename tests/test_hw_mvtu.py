@@ -88,7 +88,9 @@ def _run(spec, x, **throttle):
     ib, ob = dut.in_shape.width, dut.out_shape.width
     sf, simd, pe = spec.synapse_folds, spec.simd, spec.pe
     beats = [pack_words(row[s * simd:(s + 1) * simd], ib) for row in x for s in range(sf)]
-    run = run_stream(dut, beats, len(x) * spec.neuron_folds, **throttle)
+    # A generous bound, so that a hardware bug that loses beats fails fast instead of hanging.
+    max_cycles = 20 * (len(x) * (spec.cycles() + sf + spec.neuron_folds) + 50)
+    run = run_stream(dut, beats, len(x) * spec.neuron_folds, max_cycles=max_cycles, **throttle)
     values = []
     for word in run.outputs:
         for p in range(pe):

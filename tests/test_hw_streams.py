@@ -49,7 +49,7 @@ def _dwc_run(n_in, n_out, shape, n_elements, seed, **throttle):
     data = rng.integers(lo, hi + 1, size=n_elements)
     beats = [pack_words(data[k:k + n_in], width) for k in range(0, n_elements, n_in)]
     dut = StreamWidthConverter(shape, n_in=n_in, n_out=n_out)
-    run = run_stream(dut, beats, n_elements // n_out, seed=seed, **throttle)
+    run = run_stream(dut, beats, n_elements // n_out, seed=seed, max_cycles=20 * n_elements + 100, **throttle)
     return data.tolist(), _elements(run.outputs, n_out, width, shape.signed), run
 
 
@@ -120,7 +120,7 @@ def test_label_select(pe, seed):
     dut = LabelSelect(signed(SCORE_BITS), classes=CLASSES, pe=pe)
     beats = [pack_words(row[k * pe:(k + 1) * pe], SCORE_BITS) for row in scores for k in range(CLASSES // pe)]
     throttle = {} if seed is None else dict(seed=seed, **THROTTLE)
-    run = run_stream(dut, beats, len(scores), **throttle)
+    run = run_stream(dut, beats, len(scores), max_cycles=20 * len(beats) + 100, **throttle)
     fmt = StreamFormat(input_size=CLASSES, simd=1, in_bits=1, classes=CLASSES, score_bits=SCORE_BITS)
     decoded = [decode_result(fmt, w) for w in run.outputs]
     labels = np.array([lab for lab, _ in decoded])
@@ -187,7 +187,8 @@ def _accel_run(specs, x, **throttle):
     acc = Accelerator(specs)
     fmt = stream_format(acc)
     beats = [b for image in input_beats(fmt, x) for b in image]
-    run = run_stream(acc, beats, len(x), **throttle)
+    bound = 20 * len(x) * sum(s.cycles() + s.synapse_folds + s.neuron_folds for s in specs) + 200
+    run = run_stream(acc, beats, len(x), max_cycles=bound, **throttle)
     decoded = [decode_result(fmt, w) for w in run.outputs]
     return np.array([lab for lab, _ in decoded]), np.array([s for _, s in decoded]), run
 
