@@ -44,9 +44,10 @@ Memories
 DSPs
     0: the products are with bipolar weights, so there are no multipliers.
 
-A stream width converter between two units (:func:`dwc_resources`) is a register of
-``L = lcm(in, out)`` bits: ``L + clog2(L / in) + clog2(L / out)`` FFs (buffer and the two slice
-counters) and ``L`` LUTs (the write enable and the output multiplexer of each bit).
+A stream width converter between two units (:func:`dwc_resources`, the structure of
+:class:`lowbit.hw.dwc.StreamWidthConverter`) from ``n_in`` to ``n_out`` elements of ``E`` bits
+holds ``C = converter_capacity(n_in, n_out)`` elements: ``C * E + clog2(C + 1)`` FFs (buffer and
+fill count) and ``2 * C * E`` LUTs (per buffer bit, the shift-down and the insert multiplexers).
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 __all__ = [
-    "Resources", "RESOURCE_KINDS", "mvtu_resources", "memory_resources", "dwc_resources",
+    "Resources", "RESOURCE_KINDS", "mvtu_resources", "memory_resources", "dwc_resources", "converter_capacity",
     "label_select_resources", "LUTRAM_MAX_BITS", "LUTRAM_MAX_DEPTH", "CONTROL_LUT", "CONTROL_FF",
     "RAMB36_MODES", "RAMB18_MODES",
 ]
@@ -196,20 +197,28 @@ def mvtu_resources(*, mw: int, mh: int, pe: int, simd: int, in_bits: int, binary
     return logic + weights + thresholds + input_buffer
 
 
-def dwc_resources(in_width_bits: int, out_width_bits: int) -> Resources:
-    """Estimate of a stream width converter from ``in_width_bits`` to ``out_width_bits`` per beat.
+def converter_capacity(n_in: int, n_out: int) -> int:
+    """Elements a width converter from ``n_in`` to ``n_out`` per beat must hold to run at full rate.
 
-    Zero when the widths are equal (no converter); otherwise a register of
-    ``L = lcm(in, out)`` bits with ``L`` LUTs and ``L`` FFs plus its two slice counters.
+    ``n_in + n_out + min(n_in, n_out) - gcd(n_in, n_out)``: the extra ``min - gcd`` elements are
+    zero when one width divides the other.
     """
-    for name, v in (("in_width_bits", in_width_bits), ("out_width_bits", out_width_bits)):
+    return n_in + n_out + min(n_in, n_out) - math.gcd(n_in, n_out)
+
+
+def dwc_resources(elem_bits: int, n_in: int, n_out: int) -> Resources:
+    """Estimate of a stream width converter from ``n_in`` to ``n_out`` elements of ``elem_bits``.
+
+    Zero when ``n_in == n_out`` (no converter is inserted); otherwise see the module docstring.
+    """
+    for name, v in (("elem_bits", elem_bits), ("n_in", n_in), ("n_out", n_out)):
         if not isinstance(v, int) or isinstance(v, bool) or v < 1:
             raise ValueError(f"{name} must be a positive integer, not {v!r}")
-    if in_width_bits == out_width_bits:
+    if n_in == n_out:
         return Resources()
-    width = math.lcm(in_width_bits, out_width_bits)
-    counters = _clog2(width // in_width_bits) + _clog2(width // out_width_bits)
-    return Resources(lut=width + counters, ff=width + counters)
+    cap = converter_capacity(n_in, n_out)
+    bits = cap * elem_bits
+    return Resources(lut=2 * bits, ff=bits + _clog2(cap + 1))
 
 
 def label_select_resources(n_classes: int, score_bits: int) -> Resources:

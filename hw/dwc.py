@@ -13,11 +13,12 @@ converter emits 3 output beats in 4 cycles. ``CAP`` is the smallest size that su
 
 from __future__ import annotations
 
-import math
 
 from amaranth.hdl import Module, Mux, Signal, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
+
+from .cost import converter_capacity
 
 __all__ = ["StreamWidthConverter"]
 
@@ -39,7 +40,7 @@ class StreamWidthConverter(wiring.Component):
         m = Module()
         ew = data.ArrayLayout(self.shape, 1).size
         # The smallest buffer that sustains full rate with `ready` a function of `count` alone.
-        cap = self.n_in + self.n_out + min(self.n_in, self.n_out) - math.gcd(self.n_in, self.n_out)
+        cap = converter_capacity(self.n_in, self.n_out)
         buf = Signal(unsigned(cap * ew))
         count = Signal(range(cap + 1))
         in_fire = Signal()

@@ -108,7 +108,7 @@ def _total(choice: list[_Candidate]) -> Resources:
     specs = [c.spec for c in choice]
     total = sum((c.resources for c in choice), Resources())
     for a, b in zip(specs, specs[1:]):
-        total = total + dwc_resources(a.pe * a.out_bits, b.simd * b.in_bits)
+        total = total + dwc_resources(a.out_bits, a.pe, b.simd)
     return total
 
 

@@ -97,7 +97,7 @@ def pipeline_resources(specs: list[MVTUSpec]) -> tuple[Resources, list[Resources
     converters : list of Resources
         One per pair of consecutive units (zero where the stream widths agree).
     """
-    converters = [dwc_resources(a.pe * a.out_bits, b.simd * b.in_bits) for a, b in zip(specs, specs[1:])]
+    converters = [dwc_resources(a.out_bits, a.pe, b.simd) for a, b in zip(specs, specs[1:])]
     total = sum((s.resources() for s in specs), Resources()) + sum(converters, Resources())
     return total, converters
 

@@ -158,10 +158,12 @@ def test_mvtu_resources_grow_with_parallelism():
 
 
 def test_width_converter():
-    assert dwc_resources(32, 32) == Resources()
-    assert dwc_resources(16, 24).ff >= 48  # lcm(16, 24)
-    with pytest.raises(ValueError, match=r"^in_width_bits must be a positive integer, not 0$"):
-        dwc_resources(0, 8)
+    assert dwc_resources(1, 32, 32) == Resources()
+    # 2 -> 3 elements of 8 bits: capacity 2 + 3 + 2 - 1 = 6 elements, a 48-bit buffer, 3-bit count
+    assert dwc_resources(8, 2, 3) == Resources(lut=96, ff=48 + 3)
+    assert dwc_resources(1, 4, 1) == Resources(lut=10, ff=5 + 3)
+    with pytest.raises(ValueError, match=r"^elem_bits must be a positive integer, not 0$"):
+        dwc_resources(0, 8, 8)
 
 
 # -- the folding search ----------------------------------------------------------------------------
