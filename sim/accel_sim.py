@@ -1,9 +1,10 @@
-"""Run the stitched accelerator's Verilog under cocotb + Verilator and check it against the oracle.
+"""Run the stitched accelerator's Verilog under cocotb and check it against the oracle.
 
 ``simulate(graph, specs, x, workdir)`` writes the Verilog, builds it once, runs the testbench
 :mod:`lowbit.sim.tb_accel` for a steady-state run (inputs always valid, output always ready: the
 cycles per image are measured here) and for randomly throttled runs (values only), and returns a
-:class:`SimReport`.
+:class:`SimReport`. The simulator is Verilator unless ``simulator="icarus"`` (or ``SIM=icarus``)
+asks for Icarus Verilog; each simulator has its own build directory.
 """
 
 from __future__ import annotations
@@ -103,15 +104,20 @@ class _ProgressWatcher:
 def simulate(graph: IntegerGraph, specs, x: np.ndarray, workdir: str | Path, *,
              runs: list[RunSpec] | None = None, waves_on_failure: bool = True,
              progress: Callable[[str, int, int], None] | None = None,
-             expected_sha256: str | None = None) -> SimReport:
+             expected_sha256: str | None = None, simulator: str | None = None) -> SimReport:
     """Build and run the accelerator of ``specs`` on images ``x``; compare with ``graph`` exactly.
 
     ``progress(run_name, images_done, images_total)`` is called from a helper thread while the
     testbench runs. With ``expected_sha256``, the generated Verilog must have that hash (the
-    design that ``lowbit compile`` shipped), or nothing is simulated.
+    design that ``lowbit compile`` shipped), or nothing is simulated. ``simulator`` is
+    ``"verilator"`` or ``"icarus"``; ``None`` means ``$SIM``, else Verilator
+    (:func:`lowbit.sim.runner.resolve_simulator`).
     """
     from ..hw.accel import Accelerator, stream_format
 
+    simulator = runner.resolve_simulator(simulator)
+    # Verilator keeps the historical directory names; other simulators get their own.
+    build_name = "sim_build" if simulator == "verilator" else f"sim_build_{simulator}"
     workdir = Path(workdir).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     x = graph.check_input(x)
@@ -131,11 +137,12 @@ def simulate(graph: IntegerGraph, specs, x: np.ndarray, workdir: str | Path, *,
 
     def run_once(build_dir: Path, waves: bool) -> list[dict]:
         stamp = build_dir / "built-from.sha256"
-        if stamp.is_file() and stamp.read_text() == sha and (build_dir / TOPLEVEL).is_file():
-            log.info("reusing the Verilator build in %s (same Verilog)", build_dir)
+        built = runner.simulator_executable(build_dir, TOPLEVEL, simulator)
+        if stamp.is_file() and stamp.read_text() == sha and built.is_file():
+            log.info("reusing the %s build in %s (same Verilog)", simulator, build_dir)
         else:
             stamp.unlink(missing_ok=True)
-            runner.build(vpath, TOPLEVEL, build_dir, waves=waves)
+            runner.build(vpath, TOPLEVEL, build_dir, waves=waves, simulator=simulator)
             stamp.write_text(sha)
         cfg = {"model": str(model), "images": str(images), "format": fmt.to_dict(),
                "predicted_cycles": predicted, "results": str(build_dir / "tb_results.json"),
@@ -145,21 +152,21 @@ def simulate(graph: IntegerGraph, specs, x: np.ndarray, workdir: str | Path, *,
         cfg_path.write_text(json.dumps(cfg, indent=1))
         if progress is None:
             runner.run_test("lowbit.sim.tb_accel", TOPLEVEL, build_dir,
-                            env={"LOWBIT_TB_CONFIG": str(cfg_path)}, waves=waves)
+                            env={"LOWBIT_TB_CONFIG": str(cfg_path)}, waves=waves, simulator=simulator)
         else:
             with _ProgressWatcher(Path(cfg["progress"]), progress):
                 runner.run_test("lowbit.sim.tb_accel", TOPLEVEL, build_dir,
-                                env={"LOWBIT_TB_CONFIG": str(cfg_path)}, waves=waves)
+                                env={"LOWBIT_TB_CONFIG": str(cfg_path)}, waves=waves, simulator=simulator)
         res = build_dir / "tb_results.json"
         if not res.is_file():
             raise LowbitError(f"the cocotb testbench wrote no results ({res}); see {build_dir / 'sim.log'}")
         return json.loads(res.read_text())["runs"]
 
-    results = run_once(workdir / "sim_build", waves=False)
+    results = run_once(workdir / build_name, waves=False)
     report = SimReport(tuple(results), str(vpath), sha, labels=tuple(results[0]["labels"]))
     if not report.ok and waves_on_failure:
         log.warning("RTL simulation failed; re-running with waveforms")
-        wdir = workdir / "sim_build_waves"
+        wdir = workdir / f"{build_name}_waves"
         run_once(wdir, waves=True)
         dumps = sorted(wdir.glob("*.fst")) + sorted(wdir.glob("*.vcd"))
         report = SimReport(report.runs, report.verilog, sha, str(dumps[0]) if dumps else None, report.labels)

