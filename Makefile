@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.lowbit-installed
 
-.PHONY: all demo test test-fast venv clean bench
+.PHONY: all demo test test-fast venv clean bench iverilog
 
 all: test
 
@@ -20,10 +20,22 @@ $(STAMP): pyproject.toml | $(BIN)/python
 
 venv: $(STAMP)
 
+# Icarus Verilog, the second simulator of the cocotb tier (SIM=icarus, tests/test_cocotb_icarus.py).
+# Installed with apt when missing (through sudo unless root); without apt, this fails, never skips.
+SUDO ?= $(if $(filter 0,$(shell id -u)),,sudo)
+iverilog:
+	@if ! command -v iverilog >/dev/null || ! command -v vvp >/dev/null; then \
+	  if ! command -v apt-get >/dev/null; then \
+	    echo "make: Icarus Verilog (iverilog, vvp) is missing and apt-get is unavailable;" \
+	         "install Icarus Verilog >= 11 with your package manager" >&2; exit 1; fi; \
+	  echo "installing Icarus Verilog with apt-get" >&2; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq iverilog; \
+	fi
+
 demo: $(STAMP)
 	$(BIN)/lowbit demo --json demo_out/report.json
 
-test: $(STAMP)
+test: $(STAMP) iverilog
 	$(BIN)/python -m pytest
 
 test-fast: $(STAMP)
