@@ -152,13 +152,17 @@ def _load_images(args, graph) -> np.ndarray:
 
 def cmd_sim(args) -> int:
     from .flow import load_compiled, simulate_compiled, write_json
+    from .sim.runner import resolve_simulator
 
     graph, _ = load_compiled(args.dir)
     x = _load_images(args, graph)
-    print(f"simulating {len(x)} images with cocotb + Verilator ...", file=sys.stderr, flush=True)
-    sim = simulate_compiled(args.dir, x, throttled_images=args.throttled, progress=_SimBar())
+    if args.fast:
+        return _sim_fast(args, graph, x)
+    simulator = resolve_simulator(args.simulator)
+    print(f"simulating {len(x)} images with cocotb + {simulator} ...", file=sys.stderr, flush=True)
+    sim = simulate_compiled(args.dir, x, throttled_images=args.throttled, progress=_SimBar(), simulator=simulator)
     ref = graph.predict(x)
-    summary = {"images": len(x), "mismatches": sim.mismatches,
+    summary = {"images": len(x), "simulator": simulator, "mismatches": sim.mismatches,
                "labels_equal_reference": bool(np.array_equal(np.array(sim.labels), ref)),
                "cycles_per_image_measured": sim.steady["cycles_per_image"],
                "runs": [{k: v for k, v in r.items() if k != "labels"} for r in sim.runs],
@@ -174,6 +178,31 @@ def cmd_sim(args) -> int:
         print(f"  waveform: {sim.waves}")
     print("PASS: bit-exact" if sim.ok else "FAIL: RTL differs from the reference")
     return 0 if sim.ok else 1
+
+
+def _sim_fast(args, graph, x) -> int:
+    from .flow import verify_compiled_fast, write_json
+
+    print(f"verifying {len(x)} images on the fast path (compiled Verilator) ...", file=sys.stderr, flush=True)
+    rep = verify_compiled_fast(args.dir, x)
+    ref = graph.predict(x)
+    summary = {"images": len(x), "fast": True, "ok": rep.ok,
+               "mismatch": None if rep.mismatch is None else rep.mismatch.__dict__,
+               "labels_equal_reference": bool(np.array_equal(rep.labels, ref)),
+               "cycles_per_image_measured": rep.cycles_per_image, "runs": list(rep.runs),
+               "waves": rep.waves, "seconds": rep.seconds}
+    if args.json:
+        write_json(args.json, summary)
+    for r in rep.runs:
+        print(f"  {r['name']:18s} images {r['images']:6d}  mismatched {r['mismatched_images']}  "
+              f"cycles {r['cycles']}  cycles/image {r['cycles_per_image']}")
+    if rep.mismatch:
+        print(f"  first mismatch: {rep.mismatch}")
+    if rep.waves:
+        print(f"  waveform: {rep.waves}")
+    print(f"  build {rep.seconds['build']:.1f} s, simulation {rep.seconds['run']:.2f} s")
+    print("PASS: bit-exact" if rep.ok else "FAIL: RTL differs from the reference")
+    return 0 if rep.ok else 1
 
 
 def cmd_map(args) -> int:
@@ -192,10 +221,20 @@ def cmd_map(args) -> int:
 def cmd_boards(args) -> int:
     from .boards import BOARDS
 
-    print(f"{'board':12s} {'part':14s} {'LUT':>8s} {'FF':>8s} {'BRAM36':>7s} {'URAM':>5s} {'DSP':>6s} {'MHz':>5s}")
+    if args.json:
+        print(json.dumps([b.as_dict() for b in BOARDS.values()], indent=2))
+        return 0
+    print(f"{'board':12s} {'part':20s} {'family':16s} {'PS':6s} {'LUT':>8s} {'FF':>8s} {'BRAM36':>7s} "
+          f"{'URAM':>5s} {'DSP':>6s} {'MHz':>5s} {'DDR Gb/s':>8s} {'AXI-HP':>8s} {'openFPGALoader':14s}")
     for b in BOARDS.values():
-        print(f"{b.name:12s} {b.part:14s} {b.lut:8d} {b.ff:8d} {b.bram36:7g} {b.uram:5d} {b.dsp:6d} "
-              f"{b.fabric_clock_mhz:5g}")
+        lut = f"{b.lut}" if b.lut_inputs == 6 else f"{b.lut}*"
+        bram = f"{b.bram36:g}" if b.bram_kbits is None else f"{b.block_ram_kbits / 36:.1f}*"
+        ddr = "-" if b.ddr_bandwidth_gbps is None else f"{b.ddr_bandwidth_gbps:g}"
+        hp = "-" if not b.axi_hp_ports else f"{b.axi_hp_ports}x{b.axi_hp_width_bits}"
+        print(f"{b.name:12s} {b.part:20s} {b.family:16s} {b.ps:6s} {lut:>8s} {b.ff:8d} {bram:>7s} {b.uram:5d} "
+              f"{b.dsp:6d} {b.fabric_clock_mhz:5g} {ddr:>8s} {hp:>8s} {b.openfpgaloader_board or '-':14s}")
+    if any(b.lut_inputs == 4 or b.bram_kbits is not None for b in BOARDS.values()):
+        print("* LUT4 devices; BRAM36 column in 36 Kb equivalents of the device's block RAM")
     return 0
 
 
@@ -229,12 +268,16 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--budget", type=float, help="share of each board resource the mapper may use")
     c.set_defaults(func=cmd_compile)
 
-    s = sub.add_parser("sim", help="simulate a compiled design under cocotb + Verilator, bit-exact")
+    s = sub.add_parser("sim", help="simulate a compiled design under cocotb (Verilator or Icarus), bit-exact")
     s.add_argument("dir", help="directory written by 'lowbit compile'")
     s.add_argument("--images", help=".npz file with an integer array 'x' (default: the digits test split)")
     s.add_argument("--count", type=int, help="simulate only the first COUNT images")
     s.add_argument("--throttled", type=int, default=100, help="images per randomly throttled run")
     s.add_argument("--json", metavar="PATH", help="write the results as JSON")
+    s.add_argument("--simulator", choices=("verilator", "icarus"),
+                   help="simulator of the cocotb runs (default: $SIM, else verilator)")
+    s.add_argument("--fast", action="store_true",
+                   help="compiled Verilator path: whole data sets in seconds (no cocotb)")
     s.set_defaults(func=cmd_sim)
 
     m = sub.add_parser("map", help="search a folding for a model and print the predicted costs")
@@ -245,6 +288,7 @@ def build_parser() -> argparse.ArgumentParser:
     m.set_defaults(func=cmd_map)
 
     b = sub.add_parser("boards", help="list the known boards")
+    b.add_argument("--json", action="store_true", help="print every field of every record as JSON")
     b.set_defaults(func=cmd_boards)
     return p
 

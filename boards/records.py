@@ -1,7 +1,18 @@
 """One frozen record per board: the programmable-logic resources, PS facts and the fabric clock.
 
-Adding a board means adding one :class:`Board` to :data:`BOARDS`; nothing else in lowbit names
-boards. Every record says where its figures come from (``source``).
+Adding a board means adding one :class:`Board` to :data:`BOARDS` (or calling
+:func:`register_board`); nothing else in lowbit names boards. Every record says where its figures
+come from (``source``).
+
+The cost model (:mod:`lowbit.hw.cost`) counts Xilinx 7-series / UltraScale+ primitives: 6-input
+LUTs, flip-flops, RAMB36 tiles and DSP slices. :meth:`Board.capacity` states every board's
+programmable logic in those units, so the mapper compares like with like:
+
+* LUTs: a board of 4-input LUTs (iCE40, ECP5) holds ``lut / LUT4_PER_LUT6`` LUT6 equivalents, with
+  ``LUT4_PER_LUT6 = 1.6``, the factor by which Xilinx counts one LUT6 as 1.6 "logic cells"
+  (DS190, device table footnote). It is a conversion, not a calibration for these families.
+* Block RAM: ``bram_kbits / 36`` RAMB36 equivalents (for Xilinx parts ``bram_kbits`` is
+  ``36 * bram36``, so this is exactly ``bram36``).
 """
 
 from __future__ import annotations
@@ -11,7 +22,15 @@ from dataclasses import dataclass
 
 from .. import LowbitError
 
-__all__ = ["Board", "BOARDS", "get_board", "board_names"]
+__all__ = ["Board", "BOARDS", "FAMILIES", "PS_TYPES", "LUT4_PER_LUT6", "get_board", "board_names",
+           "register_board"]
+
+FAMILIES = ("zynq-7000", "zynq-ultrascale+", "ice40", "ecp5")
+"""Device families a board record may name."""
+PS_TYPES = ("PS7", "ZynqMP", "none")
+"""Processing systems: Zynq-7000 (PS7), Zynq UltraScale+ (ZynqMP), or no hard processor."""
+LUT4_PER_LUT6 = 1.6
+"""4-input LUTs per 6-input LUT when a LUT4 device's capacity is stated in the cost model's units."""
 
 # Device figures: PL LUTs, FFs, 36 Kb block RAMs, 288 Kb UltraRAMs, DSP slices.
 _DS190 = "AMD/Xilinx DS190, Zynq-7000 SoC Data Sheet: Overview, device table"
@@ -20,6 +39,7 @@ _DS987 = "AMD/Xilinx DS987, Kria K26 SOM Data Sheet"
 _UG585 = "AXI-HP ports: UG585 Zynq-7000 TRM (4 x S_AXI_HP, 64-bit)"
 _UG1085 = "AXI-HP ports: UG1085 Zynq UltraScale+ TRM (4 x S_AXI_HP_FPD, 128-bit)"
 _CLOCK = "fabric clock: PS FCLK_CLK0 default of the PYNQ/vendor base designs, 100 MHz"
+_OFL = "openFPGALoader board name: src/board.hpp of trabucayre/openFPGALoader"
 
 
 @dataclass(frozen=True)
@@ -33,27 +53,44 @@ class Board:
     part : str
         Full part number of the device (``"xc7z020clg400-1"``).
     family : str
-        ``"zynq-7000"`` or ``"zynq-ultrascale+"``.
+        One of :data:`FAMILIES`.
+    package : str
+        Device package (``"clg400"``).
+    speed_grade : str
+        Speed grade as the vendor writes it (``"-1"``, ``"-2LV"``, ``"6"``); ``""`` when the family
+        has none.
+    ps : str
+        Hard processing system, one of :data:`PS_TYPES`.
     lut, ff, bram36, uram, dsp : int
-        Programmable-logic resources: 6-input LUTs, flip-flops, 36 Kb block RAMs (each two
-        RAMB18), 288 Kb UltraRAMs, DSP slices.
+        Programmable-logic resources in the device's own units: LUTs (of ``lut_inputs`` inputs),
+        flip-flops, 36 Kb block RAMs (Xilinx RAMB36, each two RAMB18; 0 on other families, whose
+        block RAM is ``bram_kbits``), 288 Kb UltraRAMs, DSP slices (multipliers on Lattice parts).
     fabric_clock_mhz : float
         The clock the generated hardware is timed for by default.
     source : str
         Where the figures come from.
+    lut_inputs : int
+        4 or 6.
+    bram_kbits : int or None
+        Total initialisable block RAM in Kbit; by default ``36 * bram36``.
     ddr_bandwidth_gbps : float or None
         Peak bandwidth of the PS DDR memory in Gbit/s (bus width x transfer rate); ``None`` when
-        not recorded.
+        not recorded or when there is no PS.
     axi_hp_ports : int
         Number of high-performance AXI slave ports from the fabric into the PS memory.
     axi_hp_width_bits : int or None
         Maximum data width of one AXI-HP port: the widest input stream a DMA can deliver per fabric
         cycle. ``None`` leaves the input stream unbounded in the mapper's model.
+    openfpgaloader_board : str or None
+        The ``openFPGALoader -b`` name of the board, where one exists.
     """
 
     name: str
     part: str
     family: str
+    package: str
+    speed_grade: str
+    ps: str
     lut: int
     ff: int
     bram36: int
@@ -61,19 +98,35 @@ class Board:
     dsp: int
     fabric_clock_mhz: float
     source: str
+    lut_inputs: int = 6
+    bram_kbits: int | None = None
     ddr_bandwidth_gbps: float | None = None
     axi_hp_ports: int = 0
     axi_hp_width_bits: int | None = None
+    openfpgaloader_board: str | None = None
 
     def __post_init__(self):
-        for field in ("name", "part", "family", "source"):
+        for field in ("name", "part", "family", "package", "ps", "source"):
             v = getattr(self, field)
             if not isinstance(v, str) or not v:
                 raise ValueError(f"board {field} must be a non-empty string, not {v!r}")
+        if not isinstance(self.speed_grade, str):
+            raise ValueError(f"board {self.name!r}: speed_grade must be a string, not {self.speed_grade!r}")
+        if self.family not in FAMILIES:
+            raise ValueError(f"board {self.name!r}: family must be one of {', '.join(FAMILIES)}, "
+                             f"not {self.family!r}")
+        if self.ps not in PS_TYPES:
+            raise ValueError(f"board {self.name!r}: ps must be one of {', '.join(PS_TYPES)}, not {self.ps!r}")
         for field in ("lut", "ff", "bram36", "uram", "dsp", "axi_hp_ports"):
             v = getattr(self, field)
             if not isinstance(v, int) or isinstance(v, bool) or v < 0:
                 raise ValueError(f"board {self.name!r}: {field} must be a non-negative integer, not {v!r}")
+        if self.lut_inputs not in (4, 6):
+            raise ValueError(f"board {self.name!r}: lut_inputs must be 4 or 6, not {self.lut_inputs!r}")
+        if self.bram_kbits is not None and (not isinstance(self.bram_kbits, int) or isinstance(self.bram_kbits, bool)
+                                            or self.bram_kbits < 0):
+            raise ValueError(f"board {self.name!r}: bram_kbits must be a non-negative integer or None, "
+                             f"not {self.bram_kbits!r}")
         if not isinstance(self.fabric_clock_mhz, (int, float)) or not self.fabric_clock_mhz > 0:
             raise ValueError(f"board {self.name!r}: fabric_clock_mhz must be a positive number, "
                              f"not {self.fabric_clock_mhz!r}")
@@ -81,16 +134,41 @@ class Board:
                                                    or self.axi_hp_width_bits < 1):
             raise ValueError(f"board {self.name!r}: axi_hp_width_bits must be a positive integer or None, "
                              f"not {self.axi_hp_width_bits!r}")
+        if (self.ps == "none") != (self.axi_hp_ports == 0):
+            raise ValueError(f"board {self.name!r}: a board with ps {self.ps!r} cannot have "
+                             f"{self.axi_hp_ports} AXI-HP ports")
+
+    @property
+    def block_ram_kbits(self) -> int:
+        """Total block RAM in Kbit (``bram_kbits``, or ``36 * bram36``)."""
+        return 36 * self.bram36 if self.bram_kbits is None else self.bram_kbits
+
+    def capacity(self):
+        """The programmable logic in the cost model's units, a :class:`lowbit.hw.cost.Resources`.
+
+        LUT6 equivalents (``lut / LUT4_PER_LUT6`` for LUT4 families, rounded down), flip-flops,
+        RAMB36 equivalents (``block_ram_kbits / 36``) and DSP slices.
+        """
+        from ..hw.cost import Resources
+
+        lut = self.lut if self.lut_inputs == 6 else int(self.lut / LUT4_PER_LUT6)
+        bram36 = self.bram36 if self.bram_kbits is None else self.bram_kbits / 36
+        return Resources(lut=lut, ff=self.ff, bram36=bram36, dsp=self.dsp)
 
     def as_dict(self) -> dict:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
 
 
-def _zynq7000(name: str, part: str, device: str, board_doc: str, ddr_gbps: float | None) -> Board:
+def _zynq7000(name: str, part: str, device: str, board_doc: str, ddr_gbps: float | None,
+              openfpgaloader: str | None) -> Board:
     lut, ff, bram36, dsp = _Z7_DEVICES[device]
-    return Board(name=name, part=part, family="zynq-7000", lut=lut, ff=ff, bram36=bram36, uram=0, dsp=dsp,
+    package, speed = re.fullmatch(r"xc7z\d+([a-z]+\d+)(-\d+)", part).groups()
+    ofl = f"; {_OFL}" if openfpgaloader else ""
+    return Board(name=name, part=part, family="zynq-7000", package=package, speed_grade=speed, ps="PS7",
+                 lut=lut, ff=ff, bram36=bram36, uram=0, dsp=dsp,
                  fabric_clock_mhz=100.0, ddr_bandwidth_gbps=ddr_gbps, axi_hp_ports=4, axi_hp_width_bits=64,
-                 source=f"{device}: {_DS190}; {board_doc}; {_UG585}; {_CLOCK}")
+                 openfpgaloader_board=openfpgaloader,
+                 source=f"{device}: {_DS190}; {board_doc}; {_UG585}; {_CLOCK}{ofl}")
 
 
 # device: (LUT, FF, BRAM36, DSP)
@@ -101,44 +179,79 @@ _Z7_DEVICES = {
 }
 
 # Board memories (board reference manuals): a 16-bit DDR3 bus at 1050 Mb/s is 16.8 Gbit/s, a
-# 32-bit bus at 1066 Mb/s 34.1 Gbit/s.
+# 32-bit bus (the widest a Zynq-7000 PS drives) at 1066 Mb/s 34.1 Gbit/s.
 _BOARD_LIST = [
     _zynq7000("pynq-z1", "xc7z020clg400-1", "xc7z020",
-              "Digilent PYNQ-Z1 reference manual (512 MB DDR3, 16-bit, 1050 Mb/s)", 16.8),
+              "Digilent PYNQ-Z1 reference manual (512 MB DDR3, 16-bit, 1050 Mb/s)", 16.8, None),
     _zynq7000("pynq-z2", "xc7z020clg400-1", "xc7z020",
-              "TUL PYNQ-Z2 product page (512 MB DDR3, 16-bit, 1050 Mb/s)", 16.8),
+              "TUL PYNQ-Z2 product page (512 MB DDR3, 16-bit, 1050 Mb/s)", 16.8, "pynq_z2"),
     _zynq7000("zedboard", "xc7z020clg484-1", "xc7z020",
-              "Avnet ZedBoard hardware user guide (512 MB DDR3, 32-bit, 1066 Mb/s)", 34.1),
+              "Avnet ZedBoard hardware user guide (512 MB DDR3, 32-bit, 1066 Mb/s)", 34.1, "zedboard"),
     _zynq7000("zybo-z7-20", "xc7z020clg400-1", "xc7z020",
-              "Digilent Zybo Z7 reference manual (1 GB DDR3L, 32-bit, 1066 Mb/s)", 34.1),
+              "Digilent Zybo Z7 reference manual (1 GB DDR3L, 32-bit, 1066 Mb/s)", 34.1, "zybo_z7_20"),
     _zynq7000("zybo-z7-10", "xc7z010clg400-1", "xc7z010",
-              "Digilent Zybo Z7 reference manual (1 GB DDR3L, 32-bit, 1066 Mb/s)", 34.1),
+              "Digilent Zybo Z7 reference manual (1 GB DDR3L, 32-bit, 1066 Mb/s)", 34.1, "zybo_z7_10"),
     _zynq7000("arty-z7-20", "xc7z020clg400-1", "xc7z020",
-              "Digilent Arty Z7 reference manual (512 MB DDR3, 16-bit, 1050 Mb/s)", 16.8),
+              "Digilent Arty Z7 reference manual (512 MB DDR3, 16-bit, 1050 Mb/s)", 16.8, "arty_z7_20"),
     _zynq7000("arty-z7-10", "xc7z010clg400-1", "xc7z010",
-              "Digilent Arty Z7 reference manual (512 MB DDR3, 16-bit, 1050 Mb/s)", 16.8),
+              "Digilent Arty Z7 reference manual (512 MB DDR3, 16-bit, 1050 Mb/s)", 16.8, "arty_z7_10"),
     _zynq7000("cora-z7-10", "xc7z010clg400-1", "xc7z010",
-              "Digilent Cora Z7 reference manual (512 MB DDR3L, 16-bit, 1050 Mb/s)", 16.8),
+              "Digilent Cora Z7 reference manual (512 MB DDR3L, 16-bit, 1050 Mb/s)", 16.8, None),
     _zynq7000("zc706", "xc7z045ffg900-2", "xc7z045",
-              "AMD/Xilinx UG954 ZC706 evaluation board user guide (PS DDR bandwidth not recorded)", None),
-    Board(name="ultra96-v2", part="xczu3eg-sbva484-1-i", family="zynq-ultrascale+",
+              "AMD/Xilinx UG954 ZC706 evaluation board user guide (1 GB PS DDR3, four x8 devices: 32-bit, "
+              "1066 Mb/s)", 34.1,
+              "zc706"),
+    Board(name="ultra96-v2", part="xczu3eg-sbva484-1-i", family="zynq-ultrascale+", package="sbva484",
+          speed_grade="-1", ps="ZynqMP",
           lut=70_560, ff=141_120, bram36=216, uram=0, dsp=360, fabric_clock_mhz=100.0,
           axi_hp_ports=4, axi_hp_width_bits=128,
           source=f"xczu3eg: {_DS891}; Avnet Ultra96-V2 product brief (2 GB LPDDR4, bandwidth not recorded); "
-                 f"{_UG1085}; {_CLOCK}"),
-    Board(name="kv260", part="xck26-sfvc784-2lv-c", family="zynq-ultrascale+",
+                 f"{_UG1085}; {_CLOCK}; not in openFPGALoader's board list"),
+    Board(name="kv260", part="xck26-sfvc784-2lv-c", family="zynq-ultrascale+", package="sfvc784",
+          speed_grade="-2LV", ps="ZynqMP",
           lut=117_120, ff=234_240, bram36=144, uram=64, dsp=1_248, fabric_clock_mhz=100.0,
           ddr_bandwidth_gbps=153.6, axi_hp_ports=4, axi_hp_width_bits=128,
-          source=f"xck26 (zu5ev class): {_DS987} (4 GB DDR4, 64-bit, 2400 Mb/s); {_UG1085}; {_CLOCK}"),
-    Board(name="zcu104", part="xczu7ev-ffvc1156-2-e", family="zynq-ultrascale+",
+          source=f"xck26 (zu5ev class): {_DS987} (4 GB DDR4, 64-bit, 2400 Mb/s); {_UG1085}; {_CLOCK}; "
+                 f"not in openFPGALoader's board list (its issue #583)"),
+    Board(name="zcu104", part="xczu7ev-ffvc1156-2-e", family="zynq-ultrascale+", package="ffvc1156",
+          speed_grade="-2", ps="ZynqMP",
           lut=230_400, ff=460_800, bram36=312, uram=96, dsp=1_728, fabric_clock_mhz=100.0,
           axi_hp_ports=4, axi_hp_width_bits=128,
-          source=f"xczu7ev: {_DS891}; AMD/Xilinx UG1267 ZCU104 user guide (PS DDR bandwidth not recorded); "
-                 f"{_UG1085}; {_CLOCK}"),
+          source=f"xczu7ev: {_DS891}; AMD/Xilinx UG1267 ZCU104 user guide (PS DDR4 bandwidth not recorded); "
+                 f"{_UG1085}; {_CLOCK}; not in openFPGALoader's board list"),
+    Board(name="icebreaker", part="ice40up5k-sg48", family="ice40", package="sg48", speed_grade="", ps="none",
+          lut=5_280, ff=5_280, bram36=0, uram=0, dsp=8, lut_inputs=4, bram_kbits=120,
+          fabric_clock_mhz=12.0, openfpgaloader_board="ice40_generic",
+          source="iCE40UP5K: Lattice FPGA-DS-02008 iCE40 UltraPlus data sheet, table 1.1 (5,280 LUT4 and "
+                 "DFF, 30 EBR of 4 Kb = 120 Kb, 8 DSP MAC16; the 4 x 256 Kb SPRAM cannot be initialised "
+                 "and is not counted); 1BitSquared iCEBreaker (12 MHz oscillator, no DDR); "
+                 f"{_OFL} (ice40_generic serves the iCEBreaker)"),
+    Board(name="ulx3s-85f", part="lfe5u-85f-6bg381c", family="ecp5", package="bg381", speed_grade="6",
+          ps="none", lut=83_640, ff=83_640, bram36=0, uram=0, dsp=156, lut_inputs=4, bram_kbits=3_744,
+          fabric_clock_mhz=25.0, openfpgaloader_board="ulx3s",
+          source="LFE5U-85F: Lattice FPGA-DS-02012 ECP5 family data sheet, table 1.1 (41,820 slices of two "
+                 "LUT4 and two FFs, 208 sysMEM EBR of 18 Kb = 3,744 Kb, 156 18x18 multipliers); Radiona "
+                 f"ULX3S (25 MHz oscillator, 32 MB SDRAM on fabric pins, no PS); {_OFL}"),
 ]
 
 BOARDS: dict[str, Board] = {b.name: b for b in _BOARD_LIST}
 """The known boards by name."""
+
+
+def register_board(board: Board) -> Board:
+    """Add ``board`` to :data:`BOARDS`; every command that takes a board then accepts it.
+
+    Raises
+    ------
+    LowbitError
+        If a board of that name is already registered.
+    """
+    if not isinstance(board, Board):
+        raise TypeError(f"board must be a Board, not {board!r}")
+    if board.name in BOARDS:
+        raise LowbitError(f"a board named {board.name!r} is already registered")
+    BOARDS[board.name] = board
+    return board
 
 
 def board_names() -> list[str]:

@@ -69,10 +69,12 @@ def _candidates(graph: IntegerGraph, port_bits: int | None) -> list[list[_Candid
 
 def _orders(board: Board):
     """Sort keys for "cheapest", tried in turn for each target."""
+    capacity = board.capacity()
+
     def share(r: Resources) -> float:
         total = 0.0
         for kind in RESOURCE_KINDS:
-            used, available = getattr(r, kind), getattr(board, kind)
+            used, available = getattr(r, kind), getattr(capacity, kind)
             total += used / available if available else (math.inf if used else 0.0)
         return total
 
@@ -114,8 +116,9 @@ def _total(choice: list[_Candidate]) -> Resources:
 
 def _over_message(total: Resources, board: Board, budget: float) -> str:
     parts = []
-    for kind in total.exceeded(board, budget):
-        available = getattr(board, kind)
+    capacity = board.capacity()
+    for kind in total.exceeded(capacity, budget):
+        available = getattr(capacity, kind)
         parts.append(f"{getattr(total, kind):g} {kind} (budget {budget * available:g} = "
                      f"{budget:g} x {available:g})")
     return "; ".join(parts)
@@ -199,7 +202,7 @@ def search_folding(graph: IntegerGraph, board: str | Board, *, budget: float = D
             total = _total(choice)
             logger.debug("target %d cycles: %s -> %s", target,
                          [(c.spec.pe, c.spec.simd) for c in choice], total)
-            if total.fits(board, budget):
+            if total.fits(board.capacity(), budget):
                 bottleneck = max(c.cycles for c in choice)
                 logger.info("folding on %s within %.0f%% of resources: %d cycles per image (%.1f images/s "
                             "at %g MHz), %s", board.name, 100 * budget, bottleneck,

@@ -207,7 +207,7 @@ class Schedule:
             "time_per_image_us": bottleneck / self.clock_mhz,
             "latency_cycles": sum(cycles),
             "latency_us": sum(cycles) / self.clock_mhz,
-            "resources": {kind: _utilisation(getattr(total, kind), getattr(board, kind))
+            "resources": {kind: _utilisation(getattr(total, kind), getattr(board.capacity(), kind))
                           for kind in RESOURCE_KINDS},
         }
 
