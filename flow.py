@@ -28,7 +28,7 @@ from . import LowbitError
 from .mapping import Schedule, search_folding
 from .quant.graph import IntegerGraph
 
-__all__ = ["compile_model", "load_compiled", "simulate_compiled", "run_demo", "write_json"]
+__all__ = ["compile_model", "load_compiled", "simulate_compiled", "verify_compiled_fast", "run_demo", "write_json"]
 
 log = logging.getLogger(__name__)
 
@@ -124,8 +124,12 @@ def load_compiled(out_dir: str | os.PathLike) -> tuple[IntegerGraph, Schedule]:
 
 
 def simulate_compiled(out_dir: str | os.PathLike, x: np.ndarray, *, throttled_images: int | None = 100,
-                      seeds=(1, 2), progress: Callable[[str, int, int], None] | None = None):
-    """Run the cocotb/Verilator check of a compiled directory on images ``x``."""
+                      seeds=(1, 2), progress: Callable[[str, int, int], None] | None = None,
+                      simulator: str | None = None):
+    """Run the cocotb check of a compiled directory on images ``x``.
+
+    ``simulator`` is ``"verilator"`` or ``"icarus"``; ``None`` means ``$SIM``, else Verilator.
+    """
     from .sim.accel_sim import default_runs, simulate
 
     graph, schedule = load_compiled(out_dir)
@@ -136,9 +140,23 @@ def simulate_compiled(out_dir: str | os.PathLike, x: np.ndarray, *, throttled_im
         raise LowbitError(f"{out_dir}: missing lowbit_top.v; expected the output of 'lowbit compile'")
     sha = hashlib.sha256(shipped.read_bytes()).hexdigest()
     try:
-        return simulate(graph, specs, x, Path(out_dir) / "sim", runs=runs, progress=progress, expected_sha256=sha)
+        return simulate(graph, specs, x, Path(out_dir) / "sim", runs=runs, progress=progress, expected_sha256=sha,
+                        simulator=simulator)
     except LowbitError as e:
         raise LowbitError(f"{out_dir}: {e}") from None
+
+
+def verify_compiled_fast(out_dir: str | os.PathLike, x: np.ndarray, *, seeds=(1, 2)):
+    """Whole-dataset check of a compiled directory on the fast (compiled Verilator) path."""
+    from .hw.codec import StreamFormat
+    from .sim.verify import default_patterns, verify_fast
+
+    graph, _ = load_compiled(out_dir)
+    out_dir = Path(out_dir)
+    report = json.loads((out_dir / "report.json").read_text())
+    fmt = StreamFormat(**report["stream_format"])
+    return verify_fast(graph, out_dir / report["verilog"], fmt, x, patterns=default_patterns(seeds),
+                       waves_dir=out_dir / "waves")
 
 
 def _accuracy(pred: np.ndarray, y: np.ndarray) -> float:

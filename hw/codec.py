@@ -11,7 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["StreamFormat", "input_beats", "decode_result", "label_bits"]
+__all__ = ["StreamFormat", "input_beats", "decode_result", "label_bits", "pack_fields", "unpack_fields",
+           "input_words", "decode_results"]
 
 
 def label_bits(classes: int) -> int:
@@ -64,3 +65,44 @@ def decode_result(fmt: StreamFormat, word: int) -> tuple[int, list[int]]:
         scores.append(v - (1 << w) if v >> (w - 1) else v)
         word >>= w
     return label, scores
+
+
+def _words(bits: int) -> int:
+    return (bits + 31) // 32
+
+
+def pack_fields(values: np.ndarray, width: int) -> np.ndarray:
+    """Pack rows of integer fields (two's complement, ``width`` bits each, first at the LSB) into
+    little-endian ``uint32`` words: ``(n, k)`` -> ``(n, ceil(k * width / 32))``. Vectorised."""
+    v = np.asarray(values, dtype=np.int64)
+    n, k = v.shape
+    bits = ((v[..., None] >> np.arange(width)) & 1).astype(np.uint8).reshape(n, k * width)
+    words = _words(k * width)
+    padded = np.zeros((n, words * 32), dtype=np.uint8)
+    padded[:, :k * width] = bits
+    return np.packbits(padded, axis=1, bitorder="little").view("<u4").astype(np.uint32)
+
+
+def unpack_fields(words: np.ndarray, width: int, count: int, *, offset: int = 0, signed: bool = False) -> np.ndarray:
+    """Inverse of :func:`pack_fields`: ``count`` fields of ``width`` bits starting at bit ``offset``."""
+    w = np.ascontiguousarray(words, dtype="<u4")
+    bits = np.unpackbits(w.view(np.uint8), axis=1, bitorder="little")[:, offset:offset + count * width]
+    fields = bits.reshape(len(w), count, width).astype(np.int64) << np.arange(width)
+    v = fields.sum(axis=-1)
+    if signed:
+        v = np.where(v >= 1 << (width - 1), v - (1 << width), v)
+    return v
+
+
+def input_words(fmt: StreamFormat, x: np.ndarray) -> np.ndarray:
+    """All images' input beats as one ``(B * beats_per_image, words)`` uint32 array."""
+    x = np.asarray(x, dtype=np.int64)
+    return pack_fields(x.reshape(-1, fmt.simd), fmt.in_bits)
+
+
+def decode_results(fmt: StreamFormat, words: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(labels (B,), scores (B, classes))`` from the output beats as ``(B, words)`` uint32."""
+    lb = label_bits(fmt.classes)
+    labels = unpack_fields(words, lb, 1)[:, 0] if lb else np.zeros(len(words), dtype=np.int64)
+    scores = unpack_fields(words, fmt.score_bits, fmt.classes, offset=lb, signed=True)
+    return labels, scores
