@@ -5,14 +5,18 @@ The coroutines are those of ``lowbit.sim.tb_accel`` (as in ``test_cocotb_accel.p
 simulator differs. ``SIM=icarus pytest -m cocotb`` runs the Verilator launchers on Icarus too.
 """
 
+import json
 import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from lowbit import LowbitError
+from lowbit.flow import compile_model
 from lowbit.hw.spec import MVTUSpec
 from lowbit.quant import IntegerGraph, MatMulThreshold
 from lowbit.sim import runner
@@ -95,6 +99,23 @@ def test_sim_environment_variable_selects_icarus(rng, random_graph, tmp_path, mo
     report = simulate(graph, specs, x, tmp_path, runs=[RunSpec("steady")])
     assert report.ok
     assert (tmp_path / "sim_build_icarus").is_dir() and not (tmp_path / "sim_build").exists()
+
+
+@pytest.mark.cocotb
+def test_cli_sim_on_icarus(rng, random_graph, tmp_path):
+    graph = random_graph(rng)
+    out = tmp_path / "build"
+    compile_model(graph, out, budget=0.05)
+    x = rng.integers(0, 17, (12, graph.input_size))
+    np.savez(tmp_path / "x.npz", x=x)
+    lowbit = Path(sys.executable).with_name("lowbit")
+    proc = subprocess.run([lowbit, "sim", out, "--images", tmp_path / "x.npz", "--throttled", "6",
+                           "--simulator", "icarus", "--json", tmp_path / "sim.json"], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    r = json.loads((tmp_path / "sim.json").read_text())
+    assert r["simulator"] == "icarus" and r["mismatches"] == 0 and r["labels_equal_reference"] is True
+    assert (out / "sim" / "sim_build_icarus").is_dir() and not (out / "sim" / "sim_build").exists()
+    assert "PASS: bit-exact" in proc.stdout
 
 
 def test_simulator_names_are_checked(monkeypatch):
