@@ -207,14 +207,30 @@ def _sim_fast(args, graph, x) -> int:
 
 def cmd_map(args) -> int:
     from .mapping import search_folding
+    from .mapping.report import format_markdown, format_text, write_plots
     from .quant.graph import IntegerGraph
 
     graph = IntegerGraph.load(args.model)
     kw = {} if args.budget is None else {"budget": args.budget}
+    if args.target_fps is not None:
+        kw["target_fps"] = args.target_fps
     schedule = search_folding(graph, args.board, **kw)
+    report = schedule.report(graph)
     if args.output:
         schedule.save(args.output)
-    print(json.dumps(schedule.report(graph), indent=2))
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print(format_text(report), end="")
+    if args.markdown:
+        path = Path(args.markdown)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(format_markdown(report))
+    if args.plots:
+        write_plots(report, args.plots)
+    written = [p for p in (args.output, args.markdown, args.plots) if p]
+    if written:
+        print(f"wrote {', '.join(str(p) for p in written)}", file=sys.stderr)
     return 0
 
 
@@ -280,11 +296,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="compiled Verilator path: whole data sets in seconds (no cocotb)")
     s.set_defaults(func=cmd_sim)
 
-    m = sub.add_parser("map", help="search a folding for a model and print the predicted costs")
+    m = sub.add_parser("map", help="search a folding for a model and report its predicted costs")
     m.add_argument("model")
     m.add_argument("--board", default="pynq-z2")
-    m.add_argument("--budget", type=float)
+    goal = m.add_mutually_exclusive_group()
+    goal.add_argument("--budget", type=float, help="share of each board resource to use (default 0.7): "
+                                                   "the fastest folding within it")
+    goal.add_argument("--target-fps", type=float, help="the cheapest folding reaching this many images/s")
     m.add_argument("-o", "--output", help="write the schedule JSON here")
+    m.add_argument("--markdown", metavar="PATH", help="write the report as Markdown")
+    m.add_argument("--plots", metavar="DIR", help="write cycles.png and resources.png here")
+    m.add_argument("--json", action="store_true", help="print the full report as JSON instead of the table")
     m.set_defaults(func=cmd_map)
 
     b = sub.add_parser("boards", help="list the known boards")

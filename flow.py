@@ -82,7 +82,9 @@ def compile_model(graph: IntegerGraph, out_dir: str | os.PathLike, *, board: str
     """Map ``graph`` onto ``board`` (or apply ``schedule``) and write the Verilog and reports.
 
     ``out_dir`` receives ``model.npz``, ``schedule.json``, ``lowbit_top.v`` and ``report.json``.
-    Returns the report.
+    Returns the report. A given schedule whose estimated resources exceed the board (or ``budget``
+    of it) is refused with a :class:`LowbitError` naming the layer and the resource; nothing is
+    written then.
     """
     from .hw.accel import Accelerator, stream_format
     from .hw.export import TOPLEVEL, write_verilog
@@ -93,6 +95,7 @@ def compile_model(graph: IntegerGraph, out_dir: str | os.PathLike, *, board: str
     elif not isinstance(schedule, Schedule):
         schedule = Schedule.load(schedule)
     specs = schedule.apply(graph)
+    schedule.check_fits(graph, budget=1.0 if budget is None else budget)  # a hand-edited one may not fit
     mapping = schedule.report(graph)
     with _staged_dir(Path(out_dir)) as tmp:
         graph.save(tmp / "model.npz")

@@ -52,15 +52,22 @@ fill count) and ``2 * C * E`` LUTs (per buffer bit, the shift-down and the inser
 
 from __future__ import annotations
 
+import functools
+import json
+import logging
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 __all__ = [
     "Resources", "RESOURCE_KINDS", "mvtu_resources", "memory_resources", "dwc_resources", "converter_capacity",
     "label_select_resources", "LUTRAM_MAX_BITS", "LUTRAM_MAX_DEPTH", "CONTROL_LUT", "CONTROL_FF",
-    "RAMB36_MODES", "RAMB18_MODES",
+    "RAMB36_MODES", "RAMB18_MODES", "ROM_LOGIC_MAX_BITS", "RAM_LUTRAM_MAX_DEPTH", "bram_tiles", "rom_resources",
+    "ram_resources", "mvtu_features", "coefficients",
 ]
+
+logger = logging.getLogger(__name__)
 
 RESOURCE_KINDS = ("lut", "ff", "bram36", "dsp")
 """The resource kinds a :class:`Resources` counts, in report order."""
@@ -69,6 +76,11 @@ LUTRAM_MAX_BITS = 4096
 """A memory of at most this many bits goes to LUTRAM."""
 LUTRAM_MAX_DEPTH = 64
 """A memory of at most this many words goes to LUTRAM, whatever its width."""
+ROM_LOGIC_MAX_BITS = 4096
+"""A read-only memory of at most this many bits is built from LUTs (as yosys does); larger ones go
+to block RAM."""
+RAM_LUTRAM_MAX_DEPTH = 512
+"""A RAM of at most this many words goes to distributed RAM (RAM32M/RAM64M)."""
 CONTROL_LUT = 64
 """LUTs of an MVTU's stream handshake and fold-counter logic."""
 CONTROL_FF = 32
@@ -150,14 +162,75 @@ def memory_resources(depth: int, width: int) -> Resources:
         return Resources()
     if depth <= LUTRAM_MAX_DEPTH or depth * width <= LUTRAM_MAX_BITS:
         return Resources(lut=width * math.ceil(depth / 64))
+    return Resources(bram36=bram_tiles(depth, width))
+
+
+def bram_tiles(depth: int, width: int) -> float:
+    """RAMB36 tiles (halves for RAMB18) of a block-RAM memory, with the best aspect ratio."""
     n36 = min(math.ceil(depth / d) * math.ceil(width / w) for d, w in RAMB36_MODES)
     n18 = min(math.ceil(depth / d) * math.ceil(width / w) for d, w in RAMB18_MODES)
-    return Resources(bram36=min(float(n36), n18 / 2))
+    return min(float(n36), n18 / 2)
+
+
+def rom_resources(depth: int, width: int) -> tuple[Resources, float]:
+    """Where synthesis puts a read-only memory (weights, thresholds) with a registered read port.
+
+    Returns the block RAM it takes and its "ROM in logic" feature ``bits / 64`` (the LUTs are that
+    feature times the fitted coefficient ``lut.rom_logic``): ``depth * width <= ROM_LOGIC_MAX_BITS``
+    goes to logic (yosys builds small ROMs from LUTs; 7-series LUTRAM needs a write port), larger
+    ones to block RAM.
+    """
+    if depth == 0 or width == 0:
+        return Resources(), 0.0
+    if depth * width <= ROM_LOGIC_MAX_BITS:
+        return Resources(), depth * width / 64
+    return Resources(bram36=bram_tiles(depth, width)), 0.0
+
+
+def ram_resources(depth: int, width: int) -> Resources:
+    """A simple dual-port RAM (the input buffer): 7-series distributed RAM as yosys maps it.
+
+    ``RAM32M`` (32 words x 6 bits in 4 LUTs) up to 32 words, ``RAM64M`` (64 x 3 in 4 LUTs) stacked
+    ``ceil(depth / 64)`` deep up to ``RAM_LUTRAM_MAX_DEPTH`` words; deeper ones go to block RAM.
+    """
+    if depth == 0 or width == 0:
+        return Resources()
+    if depth <= 32:
+        return Resources(lut=4 * math.ceil(width / 6))
+    if depth <= RAM_LUTRAM_MAX_DEPTH:
+        return Resources(lut=4 * math.ceil(depth / 64) * math.ceil(width / 3))
+    return Resources(bram36=bram_tiles(depth, width))
+
+
+def mvtu_features(*, mw: int, mh: int, pe: int, simd: int, in_bits: int, binary_input: bool,
+                  acc_bits: int, n_thresholds: int, out_bits: int) -> tuple[dict, dict, Resources]:
+    """The terms of the MVTU cost model: ``(lut_features, ff_features, fixed)``.
+
+    LUTs are ``sum(coefficient * feature)`` over ``lut_features``, FFs likewise; ``fixed`` holds the
+    parts that are counted, not fitted: block RAM and the LUTs of distributed RAM.
+    """
+    if mh % pe:
+        raise ValueError(f"PE ({pe}) must divide MH ({mh})")
+    if mw % simd:
+        raise ValueError(f"SIMD ({simd}) must divide MW ({mw})")
+    nf, sf = mh // pe, mw // simd
+    if binary_input:
+        tree_lut, stage_bits = simd, _clog2(simd + 1)
+    else:
+        tree_lut, stage_bits = simd * (in_bits + _clog2(simd)), in_bits + _clog2(simd)
+    weights, w_logic = rom_resources(nf * sf, pe * simd)
+    thresholds, t_logic = rom_resources(nf, pe * n_thresholds * acc_bits)
+    input_buffer = ram_resources(2 * sf, simd * in_bits)
+    lut = {"const": 1.0, "tree": float(pe * tree_lut), "acc": float(pe * acc_bits),
+           "thresholds": float(pe * n_thresholds * acc_bits), "rom_logic": w_logic + t_logic}
+    ff = {"const": 1.0, "input": float(simd * in_bits), "lanes": float(pe * (stage_bits + acc_bits + out_bits)),
+          "counters": float(_clog2(nf) + _clog2(sf) + _clog2(2 * sf))}
+    return lut, ff, weights + thresholds + input_buffer
 
 
 def mvtu_resources(*, mw: int, mh: int, pe: int, simd: int, in_bits: int, binary_input: bool,
                    acc_bits: int, n_thresholds: int, out_bits: int) -> Resources:
-    """First estimate of a matrix-vector-threshold unit's resources (formula: module docstring).
+    """Estimate of a matrix-vector-threshold unit's resources (model: module docstring).
 
     Parameters
     ----------
@@ -176,25 +249,49 @@ def mvtu_resources(*, mw: int, mh: int, pe: int, simd: int, in_bits: int, binary
     out_bits : int
         Bits per output element.
     """
-    if mh % pe:
-        raise ValueError(f"PE ({pe}) must divide MH ({mh})")
-    if mw % simd:
-        raise ValueError(f"SIMD ({simd}) must divide MW ({mw})")
-    nf, sf = mh // pe, mw // simd
-    if binary_input:
-        tree_lut, stage_bits = simd, _clog2(simd + 1)
-    else:
-        tree_lut, stage_bits = simd * (in_bits + _clog2(simd)), in_bits + _clog2(simd)
-    datapath = tree_lut + acc_bits + n_thresholds * acc_bits
-    logic = Resources(
-        lut=pe * datapath + CONTROL_LUT,
-        ff=(simd * in_bits + pe * simd + pe * (stage_bits + acc_bits + out_bits)
-            + _clog2(nf) + _clog2(sf) + _clog2(2 * sf) + CONTROL_FF),
-    )
-    weights = memory_resources(nf * sf, pe * simd)
-    thresholds = memory_resources(nf, pe * n_thresholds * acc_bits)
-    input_buffer = memory_resources(2 * sf, simd * in_bits)
-    return logic + weights + thresholds + input_buffer
+    lut_f, ff_f, fixed = mvtu_features(mw=mw, mh=mh, pe=pe, simd=simd, in_bits=in_bits,
+                                       binary_input=binary_input, acc_bits=acc_bits,
+                                       n_thresholds=n_thresholds, out_bits=out_bits)
+    coeff = coefficients()
+    lut = sum(coeff["lut"][k] * v for k, v in lut_f.items())
+    ff = sum(coeff["ff"][k] * v for k, v in ff_f.items())
+    return Resources(lut=max(0, round(lut)), ff=max(0, round(ff))) + fixed
+
+
+_COEFFICIENTS_FILE = Path(__file__).with_name("resource_coefficients.json")
+_DEFAULT_COEFFICIENTS = {
+    # the first, uncalibrated model: one LUT per compressor input / accumulator / comparator bit
+    "lut": {"const": 64.0, "tree": 1.0, "acc": 1.0, "thresholds": 1.0, "rom_logic": 1.0},
+    "ff": {"const": 32.0, "input": 1.0, "lanes": 1.0, "counters": 1.0},
+}
+
+
+@functools.lru_cache(maxsize=None)
+def _load_coefficients(path: str) -> dict:
+    try:
+        doc = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        logger.warning("no fitted resource coefficients at %s; using the uncalibrated defaults", path)
+        return _DEFAULT_COEFFICIENTS
+    except ValueError as e:
+        raise ValueError(f"{path}: not a JSON document ({e})") from None
+    for kind, terms in _DEFAULT_COEFFICIENTS.items():
+        got = doc.get(kind)
+        if not isinstance(got, dict) or set(got) != set(terms):
+            raise ValueError(f"{path}: field {kind!r} must map {', '.join(terms)} to numbers, not {got!r}")
+        for term, v in got.items():
+            if isinstance(v, bool) or not isinstance(v, (int, float)):
+                raise ValueError(f"{path}: field '{kind}.{term}' must be a number, not {v!r}")
+    return {kind: dict(doc[kind]) for kind in _DEFAULT_COEFFICIENTS}
+
+
+def coefficients() -> dict:
+    """The LUT and FF coefficients of the MVTU model, fitted to yosys synthesis.
+
+    Read once from ``hw/resource_coefficients.json`` (written by
+    ``benchmarks/calibrate_resources.py``); the uncalibrated defaults when the file is absent.
+    """
+    return _load_coefficients(str(_COEFFICIENTS_FILE))
 
 
 def converter_capacity(n_in: int, n_out: int) -> int:

@@ -34,7 +34,7 @@ from ..boards import Board, get_board
 from ..hw.cost import RESOURCE_KINDS, Resources, dwc_resources
 from ..hw.spec import MVTUSpec, divisors
 from ..quant.graph import IntegerGraph
-from .schedule import LayerFolding, Schedule, input_stream_cycles
+from .schedule import LayerFolding, Schedule, input_stream_cycles, output_stream_cycles
 
 __all__ = ["search_folding", "DEFAULT_BUDGET"]
 
@@ -62,6 +62,8 @@ def _candidates(graph: IntegerGraph, port_bits: int | None) -> list[list[_Candid
                 cycles = spec.cycles()
                 if i == 0:
                     cycles = max(cycles, input_stream_cycles(spec, port_bits))
+                if i == len(graph.nodes) - 1:
+                    cycles = max(cycles, output_stream_cycles(spec, port_bits))
                 options.append(_Candidate(spec, cycles, spec.resources()))
         layers.append(options)
     return layers

@@ -10,6 +10,8 @@ The performance model (``ARITHMETIC.md`` section 7, FINN):
 * the first layer also waits for its input stream: it reads ``SIMD`` elements per cycle, at most
   ``axi_hp_width_bits`` bits per cycle when the board records that width (one AXI-HP port
   feeding the input DMA), so it takes ``ceil(MW * B / min(SIMD * B, port))`` cycles per image;
+* the last layer also waits for its output stream, ``ceil(MH * B_out / min(PE * B_out, port))``
+  cycles per image, by the same reasoning;
 * the pipeline starts an image every ``max`` of these cycles (the bottleneck) and finishes one at
   most their sum after it started (the latency bound).
 
@@ -36,7 +38,7 @@ from ..quant.graph import IntegerGraph
 
 __all__ = [
     "LayerFolding", "Schedule", "SCHEDULE_FORMAT", "SCHEDULE_VERSION",
-    "input_stream_cycles", "pipeline_cycles", "pipeline_resources",
+    "input_stream_cycles", "output_stream_cycles", "layer_cycles", "pipeline_cycles", "pipeline_resources",
 ]
 
 logger = logging.getLogger(__name__)
@@ -80,11 +82,36 @@ def input_stream_cycles(spec: MVTUSpec, port_bits: int | None = None) -> int:
     return math.ceil(spec.mw * spec.in_bits / per_cycle)
 
 
+def output_stream_cycles(spec: MVTUSpec, port_bits: int | None = None) -> int:
+    """Cycles to stream one output vector out of ``spec``, the last unit of a pipeline.
+
+    The unit emits ``PE`` elements of ``out_bits`` per beat; with ``port_bits`` given, no more than
+    that many bits leave per cycle.
+    """
+    per_cycle = spec.pe * spec.out_bits
+    if port_bits is not None:
+        per_cycle = min(per_cycle, port_bits)
+    return math.ceil(spec.mh * spec.out_bits / per_cycle)
+
+
+def layer_cycles(spec: MVTUSpec, vectors_per_image: int = 1) -> int:
+    """Cycles per image of a unit that processes ``vectors_per_image`` vectors per image.
+
+    A convolution lowered to a matrix-vector product (im2col) needs one vector per output pixel,
+    ``OFM_DIM ** 2`` (``ARITHMETIC.md`` section 7); a fully-connected layer one.
+    """
+    if isinstance(vectors_per_image, bool) or not isinstance(vectors_per_image, int) or vectors_per_image < 1:
+        raise ValueError(f"vectors_per_image must be a positive integer, not {vectors_per_image!r}")
+    return spec.cycles() * vectors_per_image
+
+
 def pipeline_cycles(specs: list[MVTUSpec], port_bits: int | None = None) -> list[int]:
-    """Cycles per image of each unit, the first one bounded below by its input stream."""
+    """Cycles per image of each unit, the first one bounded below by its input stream and the last
+    one by its output stream."""
     cycles = [spec.cycles() for spec in specs]
     if cycles:
         cycles[0] = max(cycles[0], input_stream_cycles(specs[0], port_bits))
+        cycles[-1] = max(cycles[-1], output_stream_cycles(specs[-1], port_bits))
     return cycles
 
 
@@ -196,11 +223,13 @@ class Schedule:
             "board": board.name,
             "clock_mhz": self.clock_mhz,
             "layers": [{"name": s.node.name, "mw": s.mw, "mh": s.mh, "pe": s.pe, "simd": s.simd,
-                        "cycles": s.cycles(), "resources": s.resources().as_dict()} for s in specs],
+                        "cycles": s.cycles(), "share_of_bottleneck": c / bottleneck,
+                        "resources": s.resources().as_dict()} for s, c in zip(specs, cycles)],
             "width_converters": [{"after": a.node.name, "in_bits": a.pe * a.out_bits,
                                   "out_bits": b.simd * b.in_bits, "resources": r.as_dict()}
                                  for a, b, r in zip(specs, specs[1:], converters)],
             "input_stream_cycles": input_stream_cycles(specs[0], port),
+            "output_stream_cycles": output_stream_cycles(specs[-1], port),
             "cycles_per_image": bottleneck,
             "bottleneck": which,
             "throughput_fps": hz / bottleneck,
@@ -210,6 +239,33 @@ class Schedule:
             "resources": {kind: _utilisation(getattr(total, kind), getattr(board.capacity(), kind))
                           for kind in RESOURCE_KINDS},
         }
+
+    def check_fits(self, graph: IntegerGraph, *, board: Board | None = None, budget: float = 1.0) -> None:
+        """Refuse a schedule whose estimated resources exceed ``budget`` times the board's capacity.
+
+        Raises
+        ------
+        LowbitError
+            Naming the resource, the total against the capacity, and the layer that uses most of it
+            (the layer alone when it exceeds the capacity by itself).
+        """
+        board = get_board(self.board) if board is None else board
+        specs = self.apply(graph)
+        total, _ = pipeline_resources(specs)
+        capacity = board.capacity()
+        over = total.exceeded(capacity, budget)
+        if not over:
+            return
+        kind = over[0]
+        worst = max(specs, key=lambda spec: getattr(spec.resources(), kind))
+        used = getattr(worst.resources(), kind)
+        limit = budget * getattr(capacity, kind)
+        alone = " by itself" if used > limit else ""
+        also = f" (also over: {', '.join(over[1:])})" if len(over) > 1 else ""
+        raise LowbitError(
+            f"the schedule does not fit {board.name}: it needs {getattr(total, kind):g} {kind}, "
+            f"{limit:g} available; layer {worst.node.name!r} (PE={worst.pe}, SIMD={worst.simd}) uses "
+            f"{used:g} {kind}{alone}{also}")
 
     # -- persistence -----------------------------------------------------------------------------
 

@@ -1,0 +1,123 @@
+"""Reports of a schedule: a per-layer table (terminal and Markdown) and PNG plots.
+
+All functions take the dictionary of :meth:`lowbit.mapping.Schedule.report`; nothing here
+recomputes a cost.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+from ..hw.cost import RESOURCE_KINDS
+
+__all__ = ["layer_rows", "format_text", "format_markdown", "write_plots", "COLUMNS"]
+
+logger = logging.getLogger(__name__)
+
+COLUMNS = ("layer", "MWxMH", "PE", "SIMD", "cycles", "LUT", "FF", "BRAM36", "DSP", "of bottleneck")
+"""Columns of the per-layer table."""
+
+
+def _num(v) -> str:
+    return f"{v:,.1f}" if isinstance(v, float) and not v.is_integer() else f"{int(v):,}"
+
+
+def layer_rows(report: dict) -> list[list[str]]:
+    """One row per layer (see :data:`COLUMNS`), then the input stream and the total."""
+    rows = []
+    for layer in report["layers"]:
+        r = layer["resources"]
+        rows.append([layer["name"], f"{layer['mw']}x{layer['mh']}", str(layer["pe"]), str(layer["simd"]),
+                     _num(layer["cycles"]), _num(r["lut"]), _num(r["ff"]), _num(r["bram36"]), _num(r["dsp"]),
+                     f"{100 * layer['share_of_bottleneck']:.0f} %"])
+    conv = {k: sum(c["resources"][k] for c in report["width_converters"]) for k in RESOURCE_KINDS}
+    rows.append(["converters", "", "", "", "", _num(conv["lut"]), _num(conv["ff"]), _num(conv["bram36"]),
+                 _num(conv["dsp"]), ""])
+    rows.append(["input stream", "", "", "", _num(report["input_stream_cycles"]), "", "", "", "",
+                 f"{100 * report['input_stream_cycles'] / report['cycles_per_image']:.0f} %"])
+    res = report["resources"]
+    rows.append(["total", "", "", "", _num(report["cycles_per_image"]),
+                 *(_num(res[k]["used"]) for k in RESOURCE_KINDS), ""])
+    return rows
+
+
+def _summary_lines(report: dict) -> list[str]:
+    util = ", ".join(f"{k} {_num(v['used'])}/{_num(v['available'])} ({100 * v['fraction']:.1f} %)"
+                     for k, v in report["resources"].items())
+    return [
+        f"board {report['board']} at {report['clock_mhz']:g} MHz: {report['cycles_per_image']:,} cycles per image "
+        f"(bottleneck {report['bottleneck']}), {report['throughput_fps']:,.0f} images/s, "
+        f"{report['time_per_image_us']:.2f} us per image, latency <= {report['latency_us']:.2f} us",
+        f"utilisation (estimated): {util}",
+    ]
+
+
+def format_text(report: dict) -> str:
+    """The table and summary as aligned plain text for a terminal."""
+    rows = [list(COLUMNS)] + layer_rows(report)
+    widths = [max(len(r[i]) for r in rows) for i in range(len(COLUMNS))]
+    lines = []
+    for j, r in enumerate(rows):
+        cells = [c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))]
+        lines.append("  ".join(cells).rstrip())
+        if j == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return "\n".join(lines + [""] + _summary_lines(report)) + "\n"
+
+
+def format_markdown(report: dict) -> str:
+    """The table and summary as a Markdown document."""
+    out = [f"# lowbit schedule on {report['board']}", ""]
+    out += [f"- {line}" for line in _summary_lines(report)]
+    out += ["", "| " + " | ".join(COLUMNS) + " |", "| " + " | ".join(["---"] * len(COLUMNS)) + " |"]
+    for r in layer_rows(report):
+        out.append("| " + " | ".join(r) + " |")
+    out += ["", "| resource | used | available | share |", "| --- | --- | --- | --- |"]
+    for k, v in report["resources"].items():
+        out.append(f"| {k} | {_num(v['used'])} | {_num(v['available'])} | {100 * v['fraction']:.1f} % |")
+    out += ["", "Resources are estimates of the cost model (`lowbit.hw.cost`, coefficients fitted to yosys "
+            "synthesis), not a utilisation report."]
+    return "\n".join(out) + "\n"
+
+
+def write_plots(report: dict, out_dir: str | os.PathLike) -> list[Path]:
+    """Write ``cycles.png`` (cycles per layer, the bottleneck marked) and ``resources.png``
+    (estimated use against the board's capacity, per kind) into ``out_dir``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    names = [layer["name"] for layer in report["layers"]] + ["input"]
+    cycles = [layer["cycles"] for layer in report["layers"]] + [report["input_stream_cycles"]]
+    fig, ax = plt.subplots(figsize=(max(4, 0.8 * len(names) + 2), 3.5))
+    colors = ["tab:red" if c == report["cycles_per_image"] else "tab:blue" for c in cycles]
+    ax.bar(names, cycles, color=colors)
+    ax.set_ylabel("cycles per image")
+    ax.set_title(f"{report['board']}: cycles per layer (red: bottleneck)")
+    fig.tight_layout()
+    cycles_png = out_dir / "cycles.png"
+    fig.savefig(cycles_png, dpi=100)
+    plt.close(fig)
+
+    kinds = list(report["resources"])
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    shares = [100 * report["resources"][k]["fraction"] for k in kinds]
+    ax.bar(kinds, shares, color=["tab:red" if s > 100 else "tab:green" for s in shares])
+    ax.axhline(100, color="black", linewidth=1)
+    ax.set_ylabel("% of board capacity")
+    ax.set_title(f"{report['board']}: estimated resources vs capacity")
+    for i, k in enumerate(kinds):
+        v = report["resources"][k]
+        ax.annotate(f"{_num(v['used'])}/{_num(v['available'])}", (i, shares[i]), ha="center", va="bottom",
+                    fontsize=8)
+    fig.tight_layout()
+    res_png = out_dir / "resources.png"
+    fig.savefig(res_png, dpi=100)
+    plt.close(fig)
+    logger.info("wrote %s and %s", cycles_png, res_png)
+    return [cycles_png, res_png]

