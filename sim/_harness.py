@@ -8,9 +8,11 @@ beats through one input stream and output beats out of one output stream, with o
 ``valid``/``ready`` patterns); ``lb_trace_open``/``lb_trace_close`` (VCD of a cycle window, when
 built with tracing).
 
-Clock protocol: between calls ``clk`` is low and the model is settled. A cycle sets the inputs,
-evaluates (combinational outputs such as ``ready`` settle), samples the handshakes, then raises
-``clk`` and evaluates (registers update) and lowers it again. A transfer happens on a stream
+Clock protocol: between calls ``clk`` is low. A cycle sets the inputs, evaluates (the falling
+edge and the combinational outputs such as ``ready`` settle), samples the handshakes, then raises
+``clk`` and evaluates (registers update) and lowers it again without evaluating: two ``eval()``
+per cycle, as in a hand-written Verilator loop. ``lb_peek`` and the end of ``lb_stream`` evaluate,
+so outputs read between calls are settled. A transfer happens on a stream
 exactly when ``valid & ready`` hold before the rising edge, as in the cocotb testbenches.
 """
 
@@ -21,7 +23,7 @@ from dataclasses import dataclass
 
 __all__ = ["Port", "parse_ports", "cxx_name", "harness_source", "HARNESS_VERSION"]
 
-HARNESS_VERSION = 3
+HARNESS_VERSION = 4
 
 
 @dataclass(frozen=True)
@@ -151,8 +153,10 @@ struct Sim {{
     {"VerilatedVcdC* tfp; uint64_t t_start, t_stop;" if trace else ""}
 }};
 
+// Rising edge; clk is lowered without evaluating: the next eval() (after the next cycle's
+// inputs are set) settles the falling edge and the inputs together.
 static inline void tick(Sim* s) {{{dump}
-    s->top->{clk} = 0; s->top->eval();
+    s->top->{clk} = 0;
     ++s->cycle;
 }}
 

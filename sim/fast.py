@@ -58,6 +58,31 @@ class StreamResult:
         return [int.from_bytes(row.astype("<u4").tobytes(), "little") for row in self.outputs]
 
 
+_RUNTIME_OBJS = ("verilated.o", "verilated_threads.o")
+
+
+def _runtime_dir(opt: str, trace: bool) -> Path:
+    """Cache of Verilator's runtime objects for one set of compiler flags."""
+    from .runner import verilator_root
+
+    version = (verilator_root() / "include" / "verilated_config.h").read_bytes()
+    key = hashlib.sha256(b"|".join([version, opt.encode(), str(trace).encode(), str(HARNESS_VERSION).encode()]))
+    return cache_root() / f"runtime-{key.hexdigest()[:16]}"
+
+
+def _save_runtime(obj_dir: Path, runtime: Path) -> None:
+    objs = [obj_dir / n for n in _RUNTIME_OBJS]
+    if not all(o.is_file() for o in objs):
+        return
+    tmp = Path(tempfile.mkdtemp(dir=runtime.parent, prefix=f".{runtime.name}.", suffix=".tmp"))
+    for o in objs:
+        shutil.copy(o, tmp / o.name)
+    try:
+        os.replace(tmp, runtime)
+    except OSError:  # another process saved it first
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def _build(verilog_text: str, top: str, key: str, ports: list[Port], *, trace: bool, in_stream, out_stream,
            opt: str) -> Path:
     final = cache_root() / key
@@ -70,7 +95,7 @@ def _build(verilog_text: str, top: str, key: str, ports: list[Port], *, trace: b
         (work / "harness.cpp").write_text(harness_source(ports, clock="clk", reset="rst", in_stream=in_stream,
                                                          out_stream=out_stream, trace=trace))
         verilator = ensure_verilator()
-        cmd = [str(verilator), "--cc", "--exe", "--build", "-j", "2", "-Wno-fatal", "-O3",
+        cmd = [str(verilator), "--cc", "--exe", "-Wno-fatal", "-O3",
                "--top-module", top, "--prefix", "Vtop", "-Mdir", "obj",
                "-CFLAGS", f"-fPIC {opt}", "-LDFLAGS", "-shared", "-o", _LIB, "top.v", "harness.cpp"]
         if trace:
@@ -78,9 +103,21 @@ def _build(verilog_text: str, top: str, key: str, ports: list[Port], *, trace: b
         env = dict(os.environ)
         # The wheel's verilated.mk leaves CFG_CXXFLAGS_PCH_I empty; see lowbit.sim.runner.build.
         env["MAKEFLAGS"] = " ".join(filter(None, [env.get("MAKEFLAGS"), "CFG_CXXFLAGS_PCH_I=-include"]))
+        runtime = _runtime_dir(opt, trace)
         log.info("building a Verilated model of %s in %s", top, work)
         with open(work / "build.log", "w") as logf:
+            # Verilate, then make: "--build" would recompile the runtime objects copied above.
             proc = subprocess.run(cmd, cwd=work, stdout=logf, stderr=subprocess.STDOUT, env=env)
+            if proc.returncode == 0:
+                if runtime.is_dir():
+                    # Verilator's runtime objects, compiled once with the same flags; copied after
+                    # verilating because the objects depend on (must be newer than) Vtop.mk.
+                    for obj in runtime.glob("*.o"):
+                        shutil.copy(obj, work / "obj" / obj.name)
+                proc = subprocess.run(["make", "-j", "2", "-C", "obj", "-f", "Vtop.mk"], cwd=work, stdout=logf,
+                                      stderr=subprocess.STDOUT, env=env)
+        if proc.returncode == 0 and not runtime.is_dir():
+            _save_runtime(work / "obj", runtime)
         if proc.returncode != 0 or not (work / "obj" / _LIB).is_file():
             kept = final.parent / f"failed-{key}"
             shutil.rmtree(kept, ignore_errors=True)
