@@ -20,7 +20,7 @@ import argparse
 import json
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +33,7 @@ from lowbit.quant import BIPOLAR, DataType, MatMulThreshold
 
 ROOT = Path(__file__).resolve().parent.parent
 MAX_WORDS = 2048  # deeper weight memories make yosys slow (minutes per unit) without new shapes
+MAX_LANE_BITS = 256  # PE * SIMD * input bits: wider datapaths take yosys many minutes each
 
 
 def make_spec(cfg: dict) -> MVTUSpec:
@@ -63,9 +64,9 @@ def grid(rng: np.random.Generator, n: int, taken: set) -> list[dict]:
         mh = int(rng.choice([16, 32, 64, 128, 256]))
         pe = int(rng.choice([d for d in divisors(mh) if d <= 16]))
         simd = int(rng.choice([d for d in divisors(mw) if d <= 64]))
-        if (mh // pe) * (mw // simd) > MAX_WORDS:
-            continue
         in_bits = int(rng.choice([1, 1, 2, 4, 8]))
+        if (mh // pe) * (mw // simd) > MAX_WORDS or pe * simd * in_bits > MAX_LANE_BITS:
+            continue
         n_thr = int(rng.choice([0, 1, 1, 3])) if in_bits == 1 else int(rng.choice([0, 1, 3]))
         key = (mw, mh, pe, simd, in_bits, n_thr)
         if key in taken:
@@ -146,13 +147,15 @@ def main(argv=None) -> int:
         rng, taken = np.random.default_rng(args.seed), set()
         train_cfg, test_cfg = grid(rng, args.train, taken), grid(rng, args.test, taken)
         t0 = time.perf_counter()
+        configs = train_cfg + test_cfg
+        results = [None] * len(configs)
         with ProcessPoolExecutor(args.jobs) as ex:
-            done = []
-            for r in ex.map(synth_one, train_cfg + test_cfg):
-                done.append(r)
+            futures = {ex.submit(synth_one, cfg): i for i, cfg in enumerate(configs)}
+            for n, future in enumerate(as_completed(futures), 1):
+                r = results[futures[future]] = future.result()
                 real = resources_from_cells(r["cells"])
-                print(f"[{len(done):3d}/{len(train_cfg) + len(test_cfg)}] {label(r):34s} {real}  "
-                      f"({r['seconds']} s)", flush=True)
+                print(f"[{n:3d}/{len(configs)}] {label(r):34s} {real}  ({r['seconds']} s)", flush=True)
+        done = results
         train, test = done[:len(train_cfg)], done[len(train_cfg):]
         Path(args.results).write_text(json.dumps({"train": train, "test": test}, indent=1) + "\n")
         print(f"synthesised {len(done)} units in {time.perf_counter() - t0:.0f} s; results in {args.results}")

@@ -63,7 +63,7 @@ from pathlib import Path
 __all__ = [
     "Resources", "RESOURCE_KINDS", "mvtu_resources", "memory_resources", "dwc_resources", "converter_capacity",
     "label_select_resources", "LUTRAM_MAX_BITS", "LUTRAM_MAX_DEPTH", "CONTROL_LUT", "CONTROL_FF",
-    "RAMB36_MODES", "RAMB18_MODES", "ROM_LOGIC_MAX_BITS", "RAM_LUTRAM_MAX_DEPTH", "bram_tiles", "rom_resources",
+    "RAMB36_MODES", "RAMB18_MODES", "ROM_BRAM_MIN_BITS", "ROM_BRAM_MIN_DEPTH", "RAM_LUTRAM_MAX_BITS", "bram_tiles", "rom_resources",
     "ram_resources", "mvtu_features", "coefficients",
 ]
 
@@ -76,11 +76,12 @@ LUTRAM_MAX_BITS = 4096
 """A memory of at most this many bits goes to LUTRAM."""
 LUTRAM_MAX_DEPTH = 64
 """A memory of at most this many words goes to LUTRAM, whatever its width."""
-ROM_LOGIC_MAX_BITS = 4096
-"""A read-only memory of at most this many bits is built from LUTs (as yosys does); larger ones go
-to block RAM."""
-RAM_LUTRAM_MAX_DEPTH = 512
-"""A RAM of at most this many words goes to distributed RAM (RAM32M/RAM64M)."""
+ROM_BRAM_MIN_BITS = 16384
+ROM_BRAM_MIN_DEPTH = 512
+"""A read-only memory goes to block RAM when it has at least this many bits and words (yosys
+``synth_xilinx``, observed on the calibration grid); smaller ones are built from LUTs."""
+RAM_LUTRAM_MAX_BITS = 2048
+"""A RAM deeper than 64 words goes to block RAM above this many bits (yosys, observed)."""
 CONTROL_LUT = 64
 """LUTs of an MVTU's stream handshake and fold-counter logic."""
 CONTROL_FF = 32
@@ -176,28 +177,29 @@ def rom_resources(depth: int, width: int) -> tuple[Resources, float]:
     """Where synthesis puts a read-only memory (weights, thresholds) with a registered read port.
 
     Returns the block RAM it takes and its "ROM in logic" feature ``bits / 64`` (the LUTs are that
-    feature times the fitted coefficient ``lut.rom_logic``): ``depth * width <= ROM_LOGIC_MAX_BITS``
-    goes to logic (yosys builds small ROMs from LUTs; 7-series LUTRAM needs a write port), larger
-    ones to block RAM.
+    feature times the fitted coefficient ``lut.rom_logic``). As yosys ``synth_xilinx`` decides (read
+    off the calibration grid): block RAM when ``depth >= ROM_BRAM_MIN_DEPTH`` and
+    ``depth * width >= ROM_BRAM_MIN_BITS``, else LUTs (7-series LUTRAM needs a write port).
     """
     if depth == 0 or width == 0:
         return Resources(), 0.0
-    if depth * width <= ROM_LOGIC_MAX_BITS:
-        return Resources(), depth * width / 64
-    return Resources(bram36=bram_tiles(depth, width)), 0.0
+    if depth >= ROM_BRAM_MIN_DEPTH and depth * width >= ROM_BRAM_MIN_BITS:
+        return Resources(bram36=bram_tiles(depth, width)), 0.0
+    return Resources(), depth * width / 64
 
 
 def ram_resources(depth: int, width: int) -> Resources:
     """A simple dual-port RAM (the input buffer): 7-series distributed RAM as yosys maps it.
 
     ``RAM32M`` (32 words x 6 bits in 4 LUTs) up to 32 words, ``RAM64M`` (64 x 3 in 4 LUTs) stacked
-    ``ceil(depth / 64)`` deep up to ``RAM_LUTRAM_MAX_DEPTH`` words; deeper ones go to block RAM.
+    ``ceil(depth / 64)`` deep beyond; block RAM when deeper than 64 words and larger than
+    ``RAM_LUTRAM_MAX_BITS``.
     """
     if depth == 0 or width == 0:
         return Resources()
     if depth <= 32:
         return Resources(lut=4 * math.ceil(width / 6))
-    if depth <= RAM_LUTRAM_MAX_DEPTH:
+    if depth <= 64 or depth * width <= RAM_LUTRAM_MAX_BITS:
         return Resources(lut=4 * math.ceil(depth / 64) * math.ceil(width / 3))
     return Resources(bram36=bram_tiles(depth, width))
 
@@ -215,16 +217,20 @@ def mvtu_features(*, mw: int, mh: int, pe: int, simd: int, in_bits: int, binary_
         raise ValueError(f"SIMD ({simd}) must divide MW ({mw})")
     nf, sf = mh // pe, mw // simd
     if binary_input:
-        tree_lut, stage_bits = simd, _clog2(simd + 1)
+        tree_bin, tree_int, stage_bits = pe * simd, 0, _clog2(simd + 1)
     else:
-        tree_lut, stage_bits = simd * (in_bits + _clog2(simd)), in_bits + _clog2(simd)
+        tree_bin, tree_int = 0, pe * simd * (in_bits + _clog2(simd))
+        stage_bits = in_bits + _clog2(simd)
     weights, w_logic = rom_resources(nf * sf, pe * simd)
     thresholds, t_logic = rom_resources(nf, pe * n_thresholds * acc_bits)
     input_buffer = ram_resources(2 * sf, simd * in_bits)
-    lut = {"const": 1.0, "tree": float(pe * tree_lut), "acc": float(pe * acc_bits),
-           "thresholds": float(pe * n_thresholds * acc_bits), "rom_logic": w_logic + t_logic}
+    # the registered read port of a ROM built from LUTs is a register of its width
+    rom_regs = (pe * simd if w_logic else 0) + (pe * n_thresholds * acc_bits if t_logic else 0)
+    lut = {"const": 1.0, "tree_binary": float(tree_bin), "tree_integer": float(tree_int),
+           "acc": float(pe * acc_bits), "thresholds": float(pe * n_thresholds * acc_bits),
+           "rom_logic": w_logic + t_logic}
     ff = {"const": 1.0, "input": float(simd * in_bits), "lanes": float(pe * (stage_bits + acc_bits + out_bits)),
-          "counters": float(_clog2(nf) + _clog2(sf) + _clog2(2 * sf))}
+          "rom_regs": float(rom_regs), "counters": float(_clog2(nf) + _clog2(sf) + _clog2(2 * sf))}
     return lut, ff, weights + thresholds + input_buffer
 
 
@@ -261,8 +267,9 @@ def mvtu_resources(*, mw: int, mh: int, pe: int, simd: int, in_bits: int, binary
 _COEFFICIENTS_FILE = Path(__file__).with_name("resource_coefficients.json")
 _DEFAULT_COEFFICIENTS = {
     # the first, uncalibrated model: one LUT per compressor input / accumulator / comparator bit
-    "lut": {"const": 64.0, "tree": 1.0, "acc": 1.0, "thresholds": 1.0, "rom_logic": 1.0},
-    "ff": {"const": 32.0, "input": 1.0, "lanes": 1.0, "counters": 1.0},
+    "lut": {"const": 64.0, "tree_binary": 1.0, "tree_integer": 1.0, "acc": 1.0, "thresholds": 1.0,
+            "rom_logic": 1.0},
+    "ff": {"const": 32.0, "input": 1.0, "lanes": 1.0, "rom_regs": 1.0, "counters": 1.0},
 }
 
 

@@ -51,7 +51,18 @@ def _summary_lines(report: dict) -> list[str]:
         f"(bottleneck {report['bottleneck']}), {report['throughput_fps']:,.0f} images/s, "
         f"{report['time_per_image_us']:.2f} us per image, latency <= {report['latency_us']:.2f} us",
         f"utilisation (estimated): {util}",
-    ]
+    ] + _memory_line(report)
+
+
+def _memory_line(report: dict) -> list[str]:
+    mem = report.get("memory")
+    if not mem:
+        return []
+    line = f"weights: {mem['weight_bits']:,} bits on chip"
+    if mem["streamed_fps_bound"] is not None:
+        line += (f"; streamed from DDR ({mem['ddr_bandwidth_gbps']:g} Gbit/s) they would bound throughput at "
+                 f"{mem['streamed_fps_bound']:,.0f} images/s (roofline)")
+    return [line]
 
 
 def format_text(report: dict) -> str:

@@ -236,6 +236,7 @@ class Schedule:
             "time_per_image_us": bottleneck / self.clock_mhz,
             "latency_cycles": sum(cycles),
             "latency_us": sum(cycles) / self.clock_mhz,
+            "memory": _memory_roofline(specs, board, hz / bottleneck),
             "resources": {kind: _utilisation(getattr(total, kind), getattr(board.capacity(), kind))
                           for kind in RESOURCE_KINDS},
         }
@@ -344,6 +345,25 @@ class Schedule:
         except (OSError, UnicodeDecodeError) as e:
             raise LowbitError(f"{path}: cannot read the schedule ({e})") from None
         return cls.from_json(text, source=str(path))
+
+
+def _memory_roofline(specs: list[MVTUSpec], board: Board, compute_fps: float) -> dict:
+    """Weights on chip (today's placement) against the bound if they were streamed from DDR.
+
+    Streaming every layer's weights through the PS's AXI-HP ports once per image bounds the
+    throughput by ``min(DDR bandwidth, ports x width x clock) / weight bits per image``: the
+    roofline a layer-by-layer off-chip placement would face.
+    """
+    weight_bits = sum(s.mw * s.mh for s in specs)
+    ddr = board.ddr_bandwidth_gbps
+    streamed = None
+    if ddr is not None and board.axi_hp_ports:
+        limit = ddr
+        if board.axi_hp_width_bits is not None:
+            limit = min(ddr, board.axi_hp_ports * board.axi_hp_width_bits * board.fabric_clock_mhz / 1e3)
+        streamed = limit * 1e9 / weight_bits
+    return {"placement": "on-chip", "weight_bits": weight_bits, "ddr_bandwidth_gbps": ddr,
+            "streamed_fps_bound": streamed, "compute_fps": compute_fps}
 
 
 def _utilisation(used, available) -> dict:

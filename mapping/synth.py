@@ -81,7 +81,7 @@ def synth_cells(verilog: str, top: str, *, family: str = "xc7", timeout: float =
         if proc.returncode != 0 or not stat.exists():
             log = Path(tmp, "yosys.log")
             text = (log.read_text(errors="replace") if log.exists() else "") + proc.stdout + proc.stderr
-            errors = [line for line in text.splitlines() if line.startswith("ERROR")]
+            errors = list(dict.fromkeys(line.strip() for line in text.splitlines() if "ERROR" in line))
             tail = "; ".join(errors) or "\n".join(text.strip().splitlines()[-5:])
             raise LowbitError(f"yosys failed to synthesise design {top!r} (exit status {proc.returncode}): "
                               f"{tail or 'no statistics written'}")

@@ -1,0 +1,102 @@
+"""`lowbit map` reports and `lowbit compile --schedule` feasibility, in process (fast)."""
+
+import json
+
+import pytest
+from mapping_models import digits_mlp, mlp
+
+from lowbit import LowbitError
+from lowbit.boards import BOARDS, get_board
+from lowbit.cli import main
+from lowbit.mapping import LayerFolding, Schedule, search_folding
+from lowbit.mapping.report import COLUMNS, format_markdown, format_text, write_plots
+
+
+@pytest.fixture(scope="module")
+def digits(tmp_path_factory):
+    return digits_mlp().save(tmp_path_factory.mktemp("m") / "digits.npz")
+
+
+@pytest.mark.parametrize("board", sorted(BOARDS))
+def test_digits_mlp_maps_on_every_board(board):
+    graph = digits_mlp()
+    # the PS boards keep 30 % for the DMA and interconnect; the iCE40's 30 EBRs need the whole device
+    budget = 1.0 if board == "icebreaker" else 0.7
+    schedule = search_folding(graph, board, budget=budget)
+    report = schedule.report(graph)
+    assert report["board"] == board
+    for kind, figure in report["resources"].items():
+        assert figure["used"] <= budget * figure["available"], kind
+
+
+def test_map_prints_table_and_writes_markdown_and_plots(digits, tmp_path, capsys):
+    md, plots, out = tmp_path / "r.md", tmp_path / "plots", tmp_path / "s.json"
+    assert main(["map", str(digits), "--board", "pynq-z2", "--budget", "0.8", "-o", str(out),
+                 "--markdown", str(md), "--plots", str(plots)]) == 0
+    text = capsys.readouterr().out
+    header = text.splitlines()[0].split()
+    assert header[:5] == ["layer", "MWxMH", "PE", "SIMD", "cycles"]
+    assert any(line.startswith("fc1 ") and "256x256" in line for line in text.splitlines())
+    assert "bottleneck" in text and "utilisation" in text
+    doc = md.read_text()
+    assert "| " + " | ".join(COLUMNS) + " |" in doc
+    assert "| bram36 |" in doc
+    for name in ("cycles.png", "resources.png"):
+        assert (plots / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert Schedule.load(out).board == "pynq-z2"
+
+
+def test_map_with_a_target_fps_takes_the_cheapest(digits, capsys):
+    assert main(["map", str(digits), "--board", "pynq-z2", "--target-fps", "10000", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["throughput_fps"] >= 10_000
+    fastest = search_folding(digits_mlp(), "pynq-z2").report(digits_mlp())
+    assert report["resources"]["lut"]["used"] < fastest["resources"]["lut"]["used"]
+
+
+def test_report_functions_agree_with_the_report():
+    graph = digits_mlp()
+    report = search_folding(graph, "zybo-z7-10").report(graph)
+    text, md = format_text(report), format_markdown(report)
+    for layer in report["layers"]:
+        assert layer["name"] in text and layer["name"] in md
+    shares = [layer["share_of_bottleneck"] for layer in report["layers"]]
+    assert max(shares) <= 1.0
+    assert report["bottleneck"] in text
+
+
+def test_network_too_big_for_any_folding_is_refused(tmp_path, capsys):
+    big = mlp((1024, 2048, 2048, 2048, 10)).save(tmp_path / "big.npz")
+    assert main(["map", str(big), "--board", "zybo-z7-10"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("lowbit map: error: the graph does not fit zybo-z7-10 within a budget of 0.7: even the "
+                          "cheapest folding needs ")
+    assert "bram36" in err
+
+
+def _unfold_everything(graph, board="zybo-z7-10"):
+    return Schedule(board, 100, tuple(LayerFolding(n.name, n.mh, n.mw) for n in graph.nodes))
+
+
+def test_check_fits_names_layer_and_resource():
+    graph = digits_mlp()
+    with pytest.raises(LowbitError, match=r"^the schedule does not fit zybo-z7-10: it needs [\d.]+ lut, 17600 "
+                                          r"available; layer 'fc0' \(PE=256, SIMD=64\) uses [\d.]+ lut by itself"):
+        _unfold_everything(graph).check_fits(graph)
+    search_folding(graph, "zybo-z7-10").check_fits(graph)  # a searched schedule fits
+
+
+def test_compile_refuses_an_infeasible_schedule(tmp_path, capsys):
+    graph = digits_mlp()
+    model = graph.save(tmp_path / "m.npz")
+    schedule = _unfold_everything(graph).save(tmp_path / "s.json")
+    out = tmp_path / "build"
+    assert main(["compile", str(model), "-o", str(out), "--schedule", str(schedule)]) == 2
+    err = capsys.readouterr().err
+    assert "layer 'fc0' (PE=256, SIMD=64)" in err and "lut" in err and "zybo-z7-10" in err
+    assert not out.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.npz", "s.json"]
+
+
+def test_capacity_in_model_units_for_lut4_boards():
+    assert get_board("icebreaker").capacity().lut == 3300

