@@ -189,7 +189,8 @@ def _sim_fast(args, graph, x) -> int:
     summary = {"images": len(x), "fast": True, "ok": rep.ok,
                "mismatch": None if rep.mismatch is None else rep.mismatch.__dict__,
                "labels_equal_reference": bool(np.array_equal(rep.labels, ref)),
-               "cycles_per_image_measured": rep.cycles_per_image, "runs": list(rep.runs),
+               "cycles_per_image_measured": rep.cycles_per_image, "first_output_cycle": rep.first_output_cycle,
+               "runs": list(rep.runs),
                "waves": rep.waves, "seconds": rep.seconds}
     if args.json:
         write_json(args.json, summary)

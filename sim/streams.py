@@ -20,11 +20,15 @@ __all__ = ["Cycle", "StreamDriver", "StreamMonitor", "InOrderScoreboard", "Misma
 
 
 class Cycle:
-    """A cycle counter shared by the components (incremented at each falling edge)."""
+    """A cycle counter shared by the components (incremented at each falling edge).
+
+    Zero-based: the first cycle after :meth:`run` starts is cycle 0, as on the fast path
+    (:mod:`lowbit.sim.fast`), so latencies from both paths compare directly.
+    """
 
     def __init__(self, clk):
         self.clk = clk
-        self.count = 0
+        self.count = -1
 
     async def run(self):
         while True:

@@ -58,7 +58,7 @@ def test_demo_meets_the_walking_skeleton_targets(tmp_path):
 @pytest.mark.cocotb
 def test_train_map_compile_sim_round_trip(small_model, tmp_path):
     sched = tmp_path / "schedule.json"
-    proc = run("map", small_model, "--budget", "0.05", "-o", sched)
+    proc = run("map", small_model, "--budget", "0.05", "-o", sched, "--json")
     assert proc.returncode == 0, proc.stderr
     predicted = json.loads(proc.stdout)["cycles_per_image"]
     out = tmp_path / "build"
@@ -76,6 +76,15 @@ def test_train_map_compile_sim_round_trip(small_model, tmp_path):
     assert r["mismatches"] == 0 and r["labels_equal_reference"] is True and r["images"] == 24
     assert r["cycles_per_image_measured"] == predicted
     assert "PASS: bit-exact" in proc.stdout
+
+    # The fast path on the same compiled Verilog agrees with cocotb cycle for cycle.
+    fast = tmp_path / "fast.json"
+    proc = run("sim", out, "--images", images, "--fast", "--json", fast)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    f = json.loads(fast.read_text())
+    assert f["ok"] is True and f["mismatch"] is None and f["labels_equal_reference"] is True
+    assert f["cycles_per_image_measured"] == r["cycles_per_image_measured"]
+    assert f["first_output_cycle"] == r["runs"][0]["first_output_cycle"]
 
 
 def test_missing_and_corrupt_model_files(tmp_path):
