@@ -128,6 +128,8 @@ def cmd_compile(args) -> int:
 
 
 def _load_images(args, graph) -> np.ndarray:
+    if args.images and args.images.isdigit() and not Path(args.images).exists():
+        args.count, args.images = int(args.images), None  # "--images N": the first N test images
     if args.images:
         path = Path(args.images)
         try:
@@ -287,7 +289,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("sim", help="simulate a compiled design under cocotb (Verilator or Icarus), bit-exact")
     s.add_argument("dir", help="directory written by 'lowbit compile'")
-    s.add_argument("--images", help=".npz file with an integer array 'x' (default: the digits test split)")
+    s.add_argument("--images", help=".npz file with an integer array 'x', or a number N: the first N images "
+                                    "of the digits test split (default: all of it)")
     s.add_argument("--count", type=int, help="simulate only the first COUNT images")
     s.add_argument("--throttled", type=int, default=100, help="images per randomly throttled run")
     s.add_argument("--json", metavar="PATH", help="write the results as JSON")

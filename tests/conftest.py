@@ -28,3 +28,12 @@ def rng():
 def random_graph():
     """Factory: ``random_graph(rng, sizes=..., in_dtype=...)``."""
     return _random_graph
+
+
+@pytest.fixture(scope="module")
+def private_verilator_cache(tmp_path_factory):
+    """Point ``LOWBIT_CACHE`` at a fresh directory for one test module."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("LOWBIT_CACHE", str(tmp_path_factory.mktemp("cache")))
+    yield
+    mp.undo()

@@ -21,11 +21,8 @@ pytestmark = pytest.mark.fast_sim
 
 
 @pytest.fixture(scope="module", autouse=True)
-def private_cache(tmp_path_factory):
-    mp = pytest.MonkeyPatch()
-    mp.setenv("LOWBIT_CACHE", str(tmp_path_factory.mktemp("cache")))
-    yield
-    mp.undo()
+def _private_cache(private_verilator_cache):
+    """Every module builds its Verilated models in its own cache (no reuse across test runs)."""
 
 
 @pytest.fixture(scope="module")
