@@ -1,4 +1,5 @@
-"""The ``lowbit`` command line: ``demo``, ``train``, ``compile``, ``sim``, ``map``, ``boards``.
+"""The ``lowbit`` command line: ``demo``, ``train``, ``compile``, ``sim``, ``map``, ``boards``,
+``build``, ``flash``.
 
 Errors in user input are printed as one line naming the file or parameter; the exit status is
 then 2 and no traceback is shown.
@@ -9,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -257,6 +259,40 @@ def cmd_boards(args) -> int:
     return 0
 
 
+def cmd_build(args) -> int:
+    from .boards.build import build
+
+    m = build(args.source, args.board, args.output, run=args.run, budget=args.budget, clock_mhz=args.clock)
+    print(f"wrote {args.output}: {m['flow']} build for {m['board']} ({m['part']})")
+    if m["flow"] == "open":
+        util = ", ".join(f"{k} {v['used']}/{v['available']}" for k, v in m["utilisation"].items())
+        verdict = "meets" if m["meets_clock"] else "MISSES"
+        print(f"  bitstream {m['bitstream']}; Fmax {m['fmax_mhz']:.2f} MHz {verdict} the requested "
+              f"{m['clock_mhz']:g} MHz")
+        print(f"  utilisation: {util}")
+        print(f"  UART {m['uart']['baud']} baud: {m['uart']['in_bytes']} bytes per input beat, "
+              f"{m['uart']['out_bytes']} bytes per result")
+    elif not args.run:
+        print(f"  Vivado plan ({m['ps']}, {m['clock_mhz']:g} MHz): {', '.join(m['files'])}")
+        print(f"  vivado is {'on PATH: pass --run' if shutil.which('vivado') else 'not on PATH here'}; "
+              f"to build elsewhere: copy {args.output} to a machine with Vivado and run "
+              f"'sh build.sh' in it (writes lowbit.bit, lowbit.hwh, lowbit.xsa)")
+    return 0
+
+
+def cmd_flash(args) -> int:
+    from .boards.flash import flash, plan_flash
+
+    plan = plan_flash(args.dir, args.board, args.via, root=args.sysfs_root, manager=args.manager)
+    if not args.yes:
+        print(f"dry run (pass --yes to program {plan.board.name}):")
+        for c in plan.commands:
+            print(f"  {c}")
+        return 0
+    print(flash(plan))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="lowbit", description="Low-bit neural networks to verified FPGA hardware.")
     p.add_argument("--version", action="version", version=f"lowbit {__version__}")
@@ -316,6 +352,26 @@ def build_parser() -> argparse.ArgumentParser:
     b = sub.add_parser("boards", help="list the known boards")
     b.add_argument("--json", action="store_true", help="print every field of every record as JSON")
     b.set_defaults(func=cmd_boards)
+
+    bu = sub.add_parser("build", help="a bitstream (open-flow boards) or a Vivado plan (Zynq boards)")
+    bu.add_argument("source", help="model file (.npz) or a directory written by 'lowbit compile'")
+    bu.add_argument("--board", required=True)
+    bu.add_argument("-o", "--output", required=True, help="output directory")
+    bu.add_argument("--budget", type=float, help="share of each board resource the mapper may use "
+                                                 "(when SOURCE is a model)")
+    bu.add_argument("--clock", type=float, metavar="MHZ", help="fabric clock (default: the schedule's)")
+    bu.add_argument("--run", action="store_true", help="Zynq boards: run the Vivado plan (needs vivado on PATH)")
+    bu.set_defaults(func=cmd_build)
+
+    fl = sub.add_parser("flash", help="program a board with the output of 'lowbit build' (dry run by default)")
+    fl.add_argument("dir", help="directory written by 'lowbit build'")
+    fl.add_argument("--board", required=True)
+    fl.add_argument("--via", choices=("openfpgaloader", "fpga-manager"), default="openfpgaloader")
+    fl.add_argument("--yes", action="store_true", help="program the board (otherwise print the commands)")
+    fl.add_argument("--sysfs-root", default="/", help="fpga-manager: root holding sys/ and lib/firmware/ "
+                                                     "(default /)")
+    fl.add_argument("--manager", default="fpga0", help="fpga-manager: device under /sys/class/fpga_manager")
+    fl.set_defaults(func=cmd_flash)
     return p
 
 
