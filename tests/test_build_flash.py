@@ -1,0 +1,193 @@
+"""lowbit build (Vivado plans, one real open-flow bitstream) and lowbit flash (dry runs, part checks,
+.bit to .bin, the FPGA manager under a temporary sysfs root)."""
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from lowbit.boards import get_board
+from lowbit.boards.flash import bit_to_bin, parse_bit
+from lowbit.flow import compile_model
+
+from mapping_models import mlp
+
+LOWBIT = [sys.executable, "-m", "lowbit.cli"]
+
+
+def run(*args):
+    return subprocess.run(LOWBIT + [str(a) for a in args], capture_output=True, text=True)
+
+
+def assert_clean_error(proc, *fragments):
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr
+    for f in fragments:
+        assert re.search(f, proc.stderr), proc.stderr
+
+
+@pytest.fixture(scope="module")
+def compiled(tmp_path_factory):
+    """A few-neuron random graph (16 -> 8 -> 4) compiled for each board used here."""
+    graph = mlp((16, 8, 4), seed=1)
+    root = tmp_path_factory.mktemp("compiled")
+    return {b: compile_model(graph, root / b, board=b) and root / b
+            for b in ("pynq-z2", "zedboard", "ultra96-v2", "icebreaker")}
+
+
+def tcl_complete(path: Path) -> bool:
+    script = f"set f [open {{{path}}}]; puts [info complete [read $f]]"
+    out = subprocess.run(["tclsh"], input=script, capture_output=True, text=True, check=True).stdout
+    return out.strip() == "1"
+
+
+@pytest.mark.parametrize("board,ps_ip", [("pynq-z2", "processing_system7"), ("zedboard", "processing_system7"),
+                                         ("ultra96-v2", "zynq_ultra_ps_e")])
+def test_vivado_plan_names_part_and_ps_and_is_complete(compiled, tmp_path, board, ps_ip):
+    out = tmp_path / "plan"
+    proc = run("build", compiled[board], "--board", board, "-o", out)
+    assert proc.returncode == 0, proc.stderr
+    assert "sh build.sh" in proc.stdout and "not on PATH" in proc.stdout
+    b = get_board(board)
+    manifest = json.loads((out / "build.json").read_text())
+    assert manifest["part"] == b.part and manifest["ps"] == b.ps and manifest["flow"] == "vivado"
+    build_tcl, bd_tcl = (out / "build.tcl").read_text(), (out / "bd.tcl").read_text()
+    assert re.search(rf"^create_project .* -part {re.escape(b.part)}$", build_tcl, re.M)
+    assert f"xilinx.com:ip:{ps_ip}:" in bd_tcl
+    other = {"processing_system7", "zynq_ultra_ps_e"} - {ps_ip}
+    assert not any(o in bd_tcl for o in other)
+    assert "xilinx.com:ip:axi_dma:" in bd_tcl and "-reference lowbit_axis" in bd_tcl
+    assert "write_bitstream" in build_tcl and "write_hw_platform" in build_tcl and ".hwh" in build_tcl
+    clock = manifest["clock_mhz"]
+    assert re.search(r"(FPGA0_PERIPHERAL_FREQMHZ|PL0_REF_CTRL__FREQMHZ) " + re.escape(f"{{{clock:g}}}"), bd_tcl)
+    for tcl in out.glob("*.tcl"):
+        assert tcl_complete(tcl), tcl
+    # every file a Tcl script or build.sh names is in the plan, and every plan file is named
+    named = set(re.findall(r"\[file join \$here ([\w.]+)\]", build_tcl))
+    produced = {"lowbit.bit", "lowbit.hwh", "lowbit.xsa", "vivado"}  # written by Vivado
+    for name in named - produced:
+        assert (out / name).is_file(), name
+    assert set(manifest["files"]) - {"build.tcl", "build.sh"} <= named
+    assert "build.tcl" in (out / "build.sh").read_text()
+    # the adapter drives every port of lowbit_top, and lowbit_top is the compiled one
+    axis = (out / "lowbit_axis.v").read_text()
+    for port in ("clk", "rst", "i__valid", "i__ready", "i__payload", "o__valid", "o__ready", "o__payload"):
+        assert f".{port}(" in axis
+    assert (out / "lowbit_top.v").read_text() == (compiled[board] / "lowbit_top.v").read_text()
+
+
+def test_vivado_run_without_vivado_is_refused(compiled, tmp_path):
+    proc = run("build", compiled["pynq-z2"], "--board", "pynq-z2", "-o", tmp_path / "p", "--run")
+    assert_clean_error(proc, r"--run needs vivado on PATH", r"sh build\.sh")
+    assert not (tmp_path / "p").exists()
+
+
+def test_build_refuses_a_directory_compiled_for_another_board(compiled, tmp_path):
+    proc = run("build", compiled["pynq-z2"], "--board", "ultra96-v2", "-o", tmp_path / "p")
+    assert_clean_error(proc, r"compiled for pynq-z2, not ultra96-v2")
+
+
+@pytest.fixture(scope="module")
+def ice_build(compiled, tmp_path_factory):
+    """One real iCE40 bitstream of the small design (yosys + nextpnr-ice40 + icepack, ~30 s)."""
+    out = tmp_path_factory.mktemp("ice") / "out"
+    proc = run("build", compiled["icebreaker"], "--board", "icebreaker", "-o", out)
+    assert proc.returncode == 0, proc.stderr
+    return out, proc.stdout
+
+
+def test_open_flow_bitstream_with_utilisation_and_fmax(ice_build):
+    out, stdout = ice_build
+    m = json.loads((out / "build.json").read_text())
+    assert m["part"] == "ice40up5k-sg48" and m["flow"] == "open"
+    bitstream = out / m["bitstream"]
+    assert bitstream.is_file() and bitstream.stat().st_size > 100_000  # a whole UP5K image (~104 KB)
+    assert m["clock_mhz"] == 12.0 and m["fmax_mhz"] > 0
+    assert m["meets_clock"] == (m["fmax_mhz"] >= m["clock_mhz"])
+    assert 0 < m["utilisation"]["ICESTORM_LC"]["used"] <= m["utilisation"]["ICESTORM_LC"]["available"] == 5280
+    assert re.search(r"Fmax [\d.]+ MHz (meets|MISSES) the requested 12 MHz", stdout)
+    # the PCF places every top-level port of the UART shell
+    shell = (out / "lowbit_uart_top.v").read_text()
+    header = shell[shell.index("module lowbit_uart_top"):shell.index(");")]
+    ports = set(re.findall(r"(?:input|output)\s+wire\s+(\w+)", header))
+    placed = set(re.findall(r"^set_io (\w+) \d+$", (out / "top.pcf").read_text(), re.M))
+    assert ports == placed == {"clk", "btn_n", "uart_rx", "uart_tx", "led_err_n", "led_busy_n"}
+
+
+def test_flash_openfpgaloader_dry_run_and_no_cable(ice_build):
+    out, _ = ice_build
+    proc = run("flash", out, "--board", "icebreaker", "--via", "openfpgaloader")
+    assert proc.returncode == 0, proc.stderr
+    assert f"openFPGALoader -b ice40_generic {out / 'top.bin'}" in proc.stdout
+    proc = run("flash", out, "--board", "icebreaker", "--via", "openfpgaloader", "--yes")
+    assert_clean_error(proc, r"^lowbit flash: error: openFPGALoader (could not program icebreaker|cannot start"
+                             r"|is not installed)")
+
+
+def test_flash_refuses_another_boards_build(ice_build):
+    out, _ = ice_build
+    proc = run("flash", out, "--board", "ulx3s-85f")
+    assert_clean_error(proc, r"built for icebreaker \(part ice40up5k-sg48\), not ulx3s-85f")
+
+
+def _field(key: str, value: bytes) -> bytes:
+    return key.encode() + len(value).to_bytes(2, "big") + value
+
+
+def handmade_bit(part: str, data: bytes) -> bytes:
+    """A .bit file as Vivado writes it: magic, fields a-d (NUL-terminated strings), e (4-byte length) + data."""
+    return (bytes.fromhex("0009") + bytes.fromhex("0ff00ff00ff00ff000") + bytes.fromhex("0001")
+            + _field("a", b"design_1_wrapper;UserID=0XFFFFFFFF;Version=2023.2\0")
+            + _field("b", part.encode() + b"\0") + _field("c", b"2026/01/02\0") + _field("d", b"12:34:56\0")
+            + b"e" + len(data).to_bytes(4, "big") + data)
+
+
+def test_bit_to_bin_strips_header_and_swaps_words():
+    data = bytes.fromhex("ffffffff 000000bb 11220044 aa995566 20000000".replace(" ", ""))
+    bit = handmade_bit("7z020clg400", data)
+    h = parse_bit(bit)
+    assert (h.part, h.date, h.time, h.data_length) == ("7z020clg400", "2026/01/02", "12:34:56", 20)
+    assert h.design.startswith("design_1_wrapper")
+    assert bit_to_bin(bit) == bytes.fromhex("ffffffff bb000000 44002211 665599aa 00000020".replace(" ", ""))
+
+
+def _fake_zynq_build(tmp_path: Path, part: str) -> Path:
+    out = tmp_path / "build"
+    out.mkdir()
+    (out / "build.json").write_text(json.dumps({"board": "pynq-z2", "part": "xc7z020clg400-1",
+                                                "flow": "vivado", "bitstream": "lowbit.bit"}))
+    (out / "lowbit.bit").write_bytes(handmade_bit(part, bytes(range(16))))
+    return out
+
+
+def test_fpga_manager_writes_firmware_and_attributes(tmp_path):
+    out = _fake_zynq_build(tmp_path, "7z020clg400")
+    root = tmp_path / "root"
+    mgr = root / "sys" / "class" / "fpga_manager" / "fpga0"
+    proc = run("flash", out, "--board", "pynq-z2", "--via", "fpga-manager", "--sysfs-root", root)
+    assert proc.returncode == 0, proc.stderr
+    assert f"echo lowbit.bin > {mgr / 'firmware'}" in proc.stdout and not root.exists()
+    proc = run("flash", out, "--board", "pynq-z2", "--via", "fpga-manager", "--sysfs-root", root, "--yes")
+    assert_clean_error(proc, r"no FPGA manager at .*fpga0")
+    mgr.mkdir(parents=True)
+    proc = run("flash", out, "--board", "pynq-z2", "--via", "fpga-manager", "--sysfs-root", root, "--yes")
+    assert proc.returncode == 0, proc.stderr
+    assert (root / "lib" / "firmware" / "lowbit.bin").read_bytes() == bytes([3, 2, 1, 0, 7, 6, 5, 4, 11, 10, 9, 8,
+                                                                             15, 14, 13, 12])
+    assert (mgr / "flags").read_text() == "0\n" and (mgr / "firmware").read_text() == "lowbit.bin\n"
+
+
+def test_flash_refuses_a_bitstream_for_another_part(tmp_path):
+    out = _fake_zynq_build(tmp_path, "7z010clg400")
+    proc = run("flash", out, "--board", "pynq-z2", "--via", "fpga-manager")
+    assert_clean_error(proc, r"the bitstream is for part 7z010clg400, not pynq-z2's xc7z020clg400-1")
+
+
+def test_flash_without_a_vivado_bitstream_says_how(compiled, tmp_path):
+    out = tmp_path / "plan"
+    assert run("build", compiled["zedboard"], "--board", "zedboard", "-o", out).returncode == 0
+    proc = run("flash", out, "--board", "zedboard", "--via", "fpga-manager")
+    assert_clean_error(proc, r"no bitstream 'lowbit.bit' \(run the Vivado plan first: sh build.sh\)")
