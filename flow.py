@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from . import LowbitError
+from ._io import atomic_write
 from .mapping import Schedule, search_folding
 from .quant.graph import IntegerGraph
 
@@ -37,14 +38,7 @@ Progress = Callable[[str], None]
 
 def write_json(path: str | os.PathLike, obj) -> Path:
     """Write ``obj`` as JSON to ``path`` atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(obj, f, indent=2, default=_jsonable)
-        f.write("\n")
-    os.replace(tmp, path)
-    return path
+    return atomic_write(path, json.dumps(obj, indent=2, default=_jsonable) + "\n")
 
 
 def _jsonable(o):

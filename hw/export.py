@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
-from pathlib import Path
 
 from amaranth.back import verilog
+
+from .._io import atomic_write
 
 __all__ = ["TOPLEVEL", "to_verilog", "write_verilog"]
 
@@ -21,10 +21,5 @@ def to_verilog(component, name: str = TOPLEVEL) -> str:
 def write_verilog(component, path: str | os.PathLike, name: str = TOPLEVEL) -> str:
     """Write the Verilog of ``component`` to ``path`` atomically; return its SHA-256."""
     text = to_verilog(component, name)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
+    atomic_write(path, text)
     return hashlib.sha256(text.encode()).hexdigest()

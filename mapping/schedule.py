@@ -26,10 +26,10 @@ import json
 import logging
 import math
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from .._io import atomic_write
 from .. import LowbitError
 from ..boards import Board, get_board
 from ..hw.cost import RESOURCE_KINDS, Resources, dwc_resources
@@ -281,16 +281,7 @@ class Schedule:
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write :meth:`to_json` to ``path`` atomically (a temporary file, then ``os.replace``)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                f.write(self.to_json())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        path = atomic_write(path, self.to_json())
         logger.info("wrote schedule for %s to %s", self.board, path)
         return path
 

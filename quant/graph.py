@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from .._io import atomic_write
 from .. import LowbitError
 from ..sw_reference import argmax_lowest, int_bipolar_matmul, multithreshold, xnor_popcount
 from .datatypes import BIPOLAR, DataType, Kind
@@ -189,16 +189,7 @@ class IntegerGraph:
             arrays[f"weights_{i}"] = n.weights
             if n.thresholds is not None:
                 arrays[f"thresholds_{i}"] = n.thresholds
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.savez_compressed(f, **arrays)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        return path
+        return atomic_write(path, lambda f: np.savez_compressed(f, **arrays))
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "IntegerGraph":
