@@ -64,7 +64,7 @@ def _print_demo(report: dict) -> None:
     acc = report["accuracy"]
     cyc = report["cycles_per_image"]
     print(f"lowbit demo on {report['board']} @ {report['clock_mhz']:g} MHz")
-    print(f"  model            : " + " -> ".join(f"{n['name']} {n['MW']}x{n['MH']}" for n in report["model"]))
+    print("  model            : " + " -> ".join(f"{n['name']} {n['MW']}x{n['MH']}" for n in report["model"]))
     print(f"  accuracy         : float {acc['float']:.4f}   reference {acc['reference']:.4f}   "
           f"rtl {acc['rtl']:.4f}   ({report['test_images']} test images)")
     print(f"  mismatches       : {report['mismatches']} (RTL vs reference, all runs)")
@@ -73,7 +73,7 @@ def _print_demo(report: dict) -> None:
     print(f"  throughput       : {report['throughput_fps']:,.0f} images/s at the board clock")
     res = ", ".join(f"{k} {v['used']:g}/{v['available']:g}" for k, v in report["resources"].items())
     print(f"  resources (est.) : {res}")
-    print(f"  folding          : " + ", ".join(f"{s['name']} PE={s['pe']} SIMD={s['simd']} ({s['cycles']} cyc)"
+    print("  folding          : " + ", ".join(f"{s['name']} PE={s['pe']} SIMD={s['simd']} ({s['cycles']} cyc)"
                                              for s in report["schedule"]))
     print(f"  verilog          : {report['outputs']['verilog']}")
 

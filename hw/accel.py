@@ -15,7 +15,6 @@ from amaranth.lib.wiring import In, Out, connect, flipped
 
 from .dwc import StreamWidthConverter
 from .label import LabelSelect
-from .mvtu import MatrixVectorThresholdUnit
 from .spec import MVTUSpec
 
 __all__ = ["Accelerator", "stream_format"]

@@ -9,7 +9,7 @@ from lowbit import LowbitError
 from lowbit.boards import BOARDS, get_board
 from lowbit.cli import main
 from lowbit.mapping import LayerFolding, Schedule, search_folding
-from lowbit.mapping.report import COLUMNS, format_markdown, format_text, write_plots
+from lowbit.mapping.report import COLUMNS, format_markdown, format_text
 
 
 @pytest.fixture(scope="module")
