@@ -70,16 +70,19 @@ class LayerFolding:
 
 # -- the performance model -----------------------------------------------------------------------
 
+def _stream_cycles(elements: int, per_beat: int, bits: int, port_bits: int | None) -> int:
+    """Cycles to move ``elements`` of ``bits`` at ``per_beat`` per cycle, at most ``port_bits`` a cycle."""
+    per_cycle = per_beat * bits if port_bits is None else min(per_beat * bits, port_bits)
+    return math.ceil(elements * bits / per_cycle)
+
+
 def input_stream_cycles(spec: MVTUSpec, port_bits: int | None = None) -> int:
     """Cycles to stream one input vector into ``spec``, the first unit of a pipeline.
 
     The unit takes ``SIMD`` elements of ``in_bits`` per cycle; with ``port_bits`` given, no more than
     that many bits arrive per cycle.
     """
-    per_cycle = spec.simd * spec.in_bits
-    if port_bits is not None:
-        per_cycle = min(per_cycle, port_bits)
-    return math.ceil(spec.mw * spec.in_bits / per_cycle)
+    return _stream_cycles(spec.mw, spec.simd, spec.in_bits, port_bits)
 
 
 def output_stream_cycles(spec: MVTUSpec, port_bits: int | None = None) -> int:
@@ -88,10 +91,7 @@ def output_stream_cycles(spec: MVTUSpec, port_bits: int | None = None) -> int:
     The unit emits ``PE`` elements of ``out_bits`` per beat; with ``port_bits`` given, no more than
     that many bits leave per cycle.
     """
-    per_cycle = spec.pe * spec.out_bits
-    if port_bits is not None:
-        per_cycle = min(per_cycle, port_bits)
-    return math.ceil(spec.mh * spec.out_bits / per_cycle)
+    return _stream_cycles(spec.mh, spec.pe, spec.out_bits, port_bits)
 
 
 def layer_cycles(spec: MVTUSpec, vectors_per_image: int = 1) -> int:

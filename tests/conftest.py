@@ -37,3 +37,17 @@ def private_verilator_cache(tmp_path_factory):
     mp.setenv("LOWBIT_CACHE", str(tmp_path_factory.mktemp("cache")))
     yield
     mp.undo()
+
+
+def _flip_last_layer_weight(graph: IntegerGraph, row: int, col: int) -> IntegerGraph:
+    """``graph`` with one weight bit of its last layer flipped: a deliberately wrong design."""
+    last = graph.nodes[-1]
+    w = last.weights.copy()
+    w[row, col] ^= 1
+    return IntegerGraph(graph.input_dtype, graph.nodes[:-1] + (MatMulThreshold(last.name, last.input_dtype, w, None),))
+
+
+@pytest.fixture
+def flip_last_layer_weight():
+    """Factory: ``flip_last_layer_weight(graph, row, col)``."""
+    return _flip_last_layer_weight

@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 
 from lowbit.hw.spec import MVTUSpec
-from lowbit.quant import IntegerGraph, MatMulThreshold
 from lowbit.sim.accel_sim import RunSpec, simulate
 
 pytestmark = pytest.mark.cocotb
@@ -33,13 +32,11 @@ def test_accelerator_bit_exact_and_on_cycle_model(folding, rng, random_graph, tm
     assert report.steady["cycles_per_image"] == max(s.cycles() for s in specs)
 
 
-def test_testbench_reports_a_wrong_design_with_layer_index_values_and_waves(rng, random_graph, tmp_path):
+def test_testbench_reports_a_wrong_design_with_layer_index_values_and_waves(rng, random_graph, flip_last_layer_weight, tmp_path):
     graph = random_graph(rng)
     # Hardware built from a graph whose last layer differs in one weight bit from the reference.
+    wrong = flip_last_layer_weight(graph, 2, 5)
     last = graph.nodes[-1]
-    w = last.weights.copy()
-    w[2, 5] ^= 1
-    wrong = IntegerGraph(graph.input_dtype, graph.nodes[:-1] + (MatMulThreshold(last.name, last.input_dtype, w, None),))
     specs = [MVTUSpec(n, pe=1, simd=2) for n in wrong.nodes]
     x = rng.integers(0, 17, (30, graph.input_size))
     report = simulate(graph, specs, x, tmp_path, runs=[RunSpec("steady", images=30)])

@@ -18,7 +18,6 @@ import pytest
 from lowbit import LowbitError
 from lowbit.flow import compile_model
 from lowbit.hw.spec import MVTUSpec
-from lowbit.quant import IntegerGraph, MatMulThreshold
 from lowbit.sim import runner
 from lowbit.sim.accel_sim import RunSpec, simulate
 
@@ -68,13 +67,11 @@ def test_icarus_and_verilator_agree_cycle_for_cycle(rng, random_graph, tmp_path)
 
 
 @pytest.mark.cocotb
-def test_icarus_reports_a_wrong_design_with_layer_index_values_and_fst_waves(rng, random_graph, tmp_path):
+def test_icarus_reports_a_wrong_design_with_layer_index_values_and_fst_waves(rng, random_graph, flip_last_layer_weight, tmp_path):
     graph = random_graph(rng)
     # Hardware built from a graph whose last layer differs in one weight bit from the reference.
+    wrong = flip_last_layer_weight(graph, 2, 5)
     last = graph.nodes[-1]
-    w = last.weights.copy()
-    w[2, 5] ^= 1
-    wrong = IntegerGraph(graph.input_dtype, graph.nodes[:-1] + (MatMulThreshold(last.name, last.input_dtype, w, None),))
     specs = [MVTUSpec(n, pe=1, simd=2) for n in wrong.nodes]
     x = rng.integers(0, 17, (20, graph.input_size))
     report = simulate(graph, specs, x, tmp_path, runs=[RunSpec("steady")], simulator="icarus")
