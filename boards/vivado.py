@@ -87,7 +87,8 @@ module lowbit_axis (
   // tlast flags of the images in flight
   reg [{TLAST_FIFO_DEPTH - 1}:0] flags = 0;
   reg [{depth_bits}:0] wr = 0, rd = 0;
-  wire full = (wr - rd) == {TLAST_FIFO_DEPTH};
+  wire [{depth_bits}:0] used = wr - rd;         // sized: modulo 2 * depth, also once wr has wrapped
+  wire full = used == {TLAST_FIFO_DEPTH};
   reg [31:0] beat = 0;
   wire in_fire = s_axis_tvalid && s_axis_tready;
   wire last_beat = beat == {beats_per_image - 1};
