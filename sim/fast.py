@@ -53,10 +53,6 @@ class StreamResult:
     cycles: int                # cycles the call ran
     timed_out: bool
 
-    def as_ints(self) -> list[int]:
-        """Each output beat as a Python integer."""
-        return [int.from_bytes(row.astype("<u4").tobytes(), "little") for row in self.outputs]
-
 
 _RUNTIME_OBJS = ("verilated.o", "verilated_threads.o")
 
