@@ -372,7 +372,22 @@ def build_parser() -> argparse.ArgumentParser:
                                                      "(default /)")
     fl.add_argument("--manager", default="fpga0", help="fpga-manager: device under /sys/class/fpga_manager")
     fl.set_defaults(func=cmd_flash)
+
+    # Sub-commands of the other parts of the toolkit, each in its own module.
+    for register in _PLUGINS:
+        register(sub)
     return p
+
+
+def _plugins():
+    from .cli_onnx import register as onnx_cmds
+    from .cli_quant import register as quant_cmds
+    from .cli_sparse import register as sparse_cmds
+    from .cli_zoo import register as zoo_cmds
+    return (quant_cmds, onnx_cmds, sparse_cmds, zoo_cmds)
+
+
+_PLUGINS = _plugins()
 
 
 def main(argv: list[str] | None = None) -> int:

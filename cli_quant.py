@@ -1,0 +1,9 @@
+"""Sub-commands of ``lowbit`` for the quantization zoo: train with any scheme (issue 3)."""
+
+from __future__ import annotations
+
+__all__ = ["register"]
+
+
+def register(sub) -> None:
+    """Add this module's sub-commands to the ``lowbit`` parser's ``sub`` (an argparse sub-parsers object)."""
