@@ -64,7 +64,8 @@ def _print_demo(report: dict) -> None:
     acc = report["accuracy"]
     cyc = report["cycles_per_image"]
     print(f"lowbit demo on {report['board']} @ {report['clock_mhz']:g} MHz")
-    print("  model            : " + " -> ".join(f"{n['name']} {n['MW']}x{n['MH']}" for n in report["model"]))
+    print("  model            : " + " -> ".join(f"{n['name']} {n['MW']}x{n['MH']}" if 'MW' in n else f"{n['name']} {n['op']}"
+                                             for n in report["model"]))
     print(f"  accuracy         : float {acc['float']:.4f}   reference {acc['reference']:.4f}   "
           f"rtl {acc['rtl']:.4f}   ({report['test_images']} test images)")
     print(f"  mismatches       : {report['mismatches']} (RTL vs reference, all runs)")

@@ -1,13 +1,25 @@
 """The typed integer graph: what training or import produces and what the hardware implements.
 
-A graph is a chain of :class:`MatMulThreshold` nodes. Each node multiplies its input vector by a
-bipolar weight matrix and either compares the accumulator with per-channel integer thresholds
-(MultiThreshold) or, for the last node, emits integer class scores.
+A graph is a chain of nodes from an integer input tensor to integer class scores:
 
-Accumulator semantics (``ARITHMETIC.md`` sections 1, 2, 5):
+* :class:`MatMulThreshold` — multiplies the last axis (``MW`` values) by an integer weight matrix
+  ``(MH, MW)`` and compares the accumulator with per-channel integer thresholds (MultiThreshold)
+  or, for the last node, emits integer class scores. On an image ``(H, W, C)`` it acts on every
+  pixel when ``MW == C`` (a convolution after a :class:`SlidingWindow`) and on the flattened image
+  (row-major, channels last) when ``MW == H * W * C``.
+* :class:`SlidingWindow` — the convolution windows (im2col) of an image, ``(OH, OW, K * K * C)``.
+* :class:`MaxPool` — max-pool of ``BIPOLAR`` or unsigned activations (OR on bits).
+* :class:`GlobalAccPool` — the exact sum over all pixels, ``(C,)``.
 
-* bipolar inputs: ``acc = popcount(XNOR(x, w))`` in ``[0, MW]``; the scores are ``2 * acc - MW``;
-* integer inputs: ``acc = sum_j x_j * w_j`` with ``w_j`` in ``{-1, +1}``; the scores are ``acc``.
+Weight types (``weight_dtype``): ``BIPOLAR`` weights are stored as bits (1 = +1, 0 = -1); ``TERNARY``,
+``POW2_b`` and ``INTk`` weights are stored as the signed integers they stand for.
+
+Accumulator semantics (``ARITHMETIC.md`` sections 1 to 5):
+
+* bipolar inputs and bipolar weights: ``acc = popcount(XNOR(x, w))`` in ``[0, MW]``; the scores are
+  ``2 * acc - MW``;
+* otherwise: ``acc = sum_j x_j * w_j`` on values (a bipolar bit ``b`` is the value ``2b - 1``);
+  the scores are ``acc``.
 
 Thresholded outputs are ``sum_i [acc >= T[c, i]]``: one threshold gives a bipolar output (as bits),
 ``2^k - 1`` thresholds give a ``UINTk`` output.
@@ -16,6 +28,7 @@ Thresholded outputs are ``sum_i [acc >= T[c, i]]``: one threshold gives a bipola
 from __future__ import annotations
 
 import json
+import math
 import os
 import zipfile
 from dataclasses import dataclass, field
@@ -25,29 +38,56 @@ import numpy as np
 
 from .._io import atomic_write
 from .. import LowbitError
-from ..sw_reference import argmax_lowest, int_bipolar_matmul, multithreshold, xnor_popcount
+from ..sw_reference import (argmax_lowest, int_matmul, maxpool2d, multithreshold, sliding_window, sum_pool,
+                            xnor_popcount)
 from .datatypes import BIPOLAR, DataType, Kind
 
-__all__ = ["MatMulThreshold", "IntegerGraph", "FORMAT_VERSION"]
+__all__ = ["MatMulThreshold", "SlidingWindow", "MaxPool", "GlobalAccPool", "IntegerGraph", "FORMAT_VERSION",
+           "values"]
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+_WEIGHT_KINDS = (Kind.BIPOLAR, Kind.TERNARY, Kind.POW2, Kind.INT)
+
+
+def values(x: np.ndarray, dtype: DataType) -> np.ndarray:
+    """The integer values of stored data: bipolar bits ``b`` become ``2b - 1``; others are unchanged."""
+    x = np.asarray(x).astype(np.int64)
+    return 2 * x - 1 if dtype.kind is Kind.BIPOLAR else x
+
+
+def _dtype_range(dtype: DataType) -> tuple[int, int]:
+    return dtype.min, dtype.max
 
 
 @dataclass(frozen=True, eq=False)
 class MatMulThreshold:
-    """``out = threshold(W x)`` with bipolar weights ``W`` of shape ``(MH, MW)`` stored as bits."""
+    """``out = threshold(W x)`` with integer weights ``W`` of shape ``(MH, MW)`` and type ``weight_dtype``."""
 
     name: str
     input_dtype: DataType
     weights: np.ndarray
     thresholds: np.ndarray | None
     output_dtype: DataType = field(default=BIPOLAR)
+    weight_dtype: DataType = field(default=BIPOLAR)
 
     def __post_init__(self):
+        if not isinstance(self.weight_dtype, DataType) or self.weight_dtype.kind not in _WEIGHT_KINDS:
+            raise ValueError(f"node {self.name!r}: weight_dtype must be BIPOLAR, TERNARY, POW2_<b> or INT<k>, "
+                             f"not {self.weight_dtype!r}")
+        if not isinstance(self.input_dtype, DataType) or self.input_dtype.kind not in (Kind.BIPOLAR, Kind.UINT,
+                                                                                       Kind.INT):
+            raise ValueError(f"node {self.name!r}: input_dtype must be BIPOLAR, UINT<k> or INT<k>, "
+                             f"not {self.input_dtype!r}")
         w = np.asarray(self.weights)
-        if w.ndim != 2 or w.dtype.kind not in "biu" or (w.size and (w.min() < 0 or w.max() > 1)):
-            raise ValueError(f"node {self.name!r}: weights must be a 2-D array of bits (1 = +1, 0 = -1)")
-        object.__setattr__(self, "weights", w.astype(np.uint8))
+        if w.ndim != 2 or w.dtype.kind not in "biu":
+            raise ValueError(f"node {self.name!r}: weights must be a 2-D integer array (MH, MW), "
+                             f"not {w.dtype} {w.shape}")
+        if not self.weight_dtype.contains(w):
+            what = ("bits (1 = +1, 0 = -1)" if self.weight_dtype is BIPOLAR else
+                    f"values of {self.weight_dtype} in [{self.weight_dtype.min}, {self.weight_dtype.max}]"
+                    + (" (0 or +-2^j)" if self.weight_dtype.kind is Kind.POW2 else ""))
+            raise ValueError(f"node {self.name!r}: weights must be {what}")
+        object.__setattr__(self, "weights", w.astype(np.uint8 if self.weight_dtype is BIPOLAR else np.int64))
         if self.thresholds is not None:
             t = np.asarray(self.thresholds)
             if t.dtype.kind not in "iu" or t.ndim != 2 or t.shape[0] != w.shape[0]:
@@ -87,71 +127,244 @@ class MatMulThreshold:
         return self.input_dtype.kind is Kind.BIPOLAR
 
     @property
+    def xnor(self) -> bool:
+        """True for bipolar inputs and weights: the accumulator is an XNOR popcount."""
+        return self.binary_input and self.weight_dtype.kind is Kind.BIPOLAR
+
+    @property
+    def weight_values(self) -> np.ndarray:
+        """The weights as signed integer values ``(MH, MW)``."""
+        return values(self.weights, self.weight_dtype)
+
+    @property
     def acc_range(self) -> tuple[int, int]:
-        """Exact range of the accumulator over all inputs of ``input_dtype``."""
-        if self.binary_input:
+        """Exact range of the accumulator over all inputs of ``input_dtype`` and weights of ``weight_dtype``."""
+        if self.xnor:
             return 0, self.mw
-        m = max(-self.input_dtype.min, self.input_dtype.max)
-        return -self.mw * m, self.mw * m
+        xl, xh = _dtype_range(self.input_dtype)
+        wl, wh = _dtype_range(self.weight_dtype)
+        products = (xl * wl, xl * wh, xh * wl, xh * wh)
+        return self.mw * min(products), self.mw * max(products)
 
     @property
     def score_range(self) -> tuple[int, int]:
         lo, hi = self.acc_range
-        return (2 * lo - self.mw, 2 * hi - self.mw) if self.binary_input else (lo, hi)
+        return (2 * lo - self.mw, 2 * hi - self.mw) if self.xnor else (lo, hi)
+
+    def infer(self, shape: tuple[int, ...], dtype: DataType) -> tuple[tuple[int, ...], DataType]:
+        """Output shape and type for an input of ``shape`` and ``dtype``; errors name the node."""
+        if dtype != self.input_dtype:
+            raise ValueError(f"node {self.name!r}: input_dtype is {self.input_dtype}, "
+                             f"but the previous stage produces {dtype}")
+        if shape[-1] == self.mw:
+            return tuple(shape[:-1]) + (self.mh,), self.output_dtype
+        if math.prod(shape) == self.mw:
+            return (self.mh,), self.output_dtype
+        raise ValueError(f"node {self.name!r}: MW is {self.mw}, but the previous stage produces {shape} "
+                         f"(MW must equal its last axis or its size)")
 
     def accumulate(self, x: np.ndarray) -> np.ndarray:
-        """The accumulator for a batch of inputs ``x`` of shape ``(B, MW)``."""
-        if self.binary_input:
-            return xnor_popcount(x, self.weights)
-        return int_bipolar_matmul(x, self.weights)
+        """The accumulator for a batch of inputs ``x`` of shape ``(..., MW)``."""
+        x = np.asarray(x)
+        flat = x.reshape(-1, self.mw)
+        if self.xnor:
+            acc = xnor_popcount(flat, self.weights)
+        else:
+            acc = int_matmul(values(flat, self.input_dtype), self.weight_values)
+        return acc.reshape(x.shape[:-1] + (self.mh,))
 
     def reference(self, x: np.ndarray) -> np.ndarray:
         """Output of the node for a batch ``x``: bits, unsigned levels or integer scores."""
+        x = np.asarray(x)
+        if x.shape[-1] != self.mw:
+            x = x.reshape(x.shape[0], self.mw)
         acc = self.accumulate(x)
         if self.thresholds is None:
-            return 2 * acc - self.mw if self.binary_input else acc
+            return 2 * acc - self.mw if self.xnor else acc
         return multithreshold(acc, self.thresholds)
+
+    def _meta(self) -> dict:
+        return {"weight_dtype": self.weight_dtype.name, "input_dtype": self.input_dtype.name,
+                "output_dtype": self.output_dtype.name, "has_thresholds": self.thresholds is not None}
+
+
+def _check_geometry(node, **params):
+    for key, (v, lo) in params.items():
+        if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < lo:
+            raise ValueError(f"node {node.name!r}: {key} must be an integer >= {lo}, not {v!r}")
+
+
+def _check_image(node, shape) -> None:
+    if len(shape) != 3:
+        raise ValueError(f"node {node.name!r}: needs an image (H, W, C), but the previous stage produces {shape}")
+
+
+@dataclass(frozen=True, eq=False)
+class SlidingWindow:
+    """Convolution windows of an image ``(H, W, C)``: ``(OH, OW, K * K * C)`` in ``(ky, kx, c)`` order.
+
+    ``pad_value`` is a stored value of the input type (a bit for ``BIPOLAR`` inputs).
+    """
+
+    name: str
+    kernel: int
+    stride: int = 1
+    pad: int = 0
+    pad_value: int = 0
+
+    def __post_init__(self):
+        _check_geometry(self, kernel=(self.kernel, 1), stride=(self.stride, 1), pad=(self.pad, 0))
+
+    def out_dim(self, dim: int) -> int:
+        return (dim + 2 * self.pad - self.kernel) // self.stride + 1
+
+    def infer(self, shape, dtype):
+        _check_image(self, shape)
+        h, w, c = shape
+        if self.kernel > h + 2 * self.pad or self.kernel > w + 2 * self.pad:
+            raise ValueError(f"node {self.name!r}: kernel {self.kernel} exceeds the padded input {shape}")
+        if self.pad and not dtype.contains([self.pad_value]):
+            raise ValueError(f"node {self.name!r}: pad_value {self.pad_value} is not a value of {dtype}")
+        return (self.out_dim(h), self.out_dim(w), self.kernel * self.kernel * c), dtype
+
+    def reference(self, x: np.ndarray) -> np.ndarray:
+        return sliding_window(x, self.kernel, self.stride, self.pad, self.pad_value)
+
+    def _meta(self) -> dict:
+        return {"kernel": self.kernel, "stride": self.stride, "pad": self.pad, "pad_value": self.pad_value}
+
+
+@dataclass(frozen=True, eq=False)
+class MaxPool:
+    """Max-pool over ``kernel x kernel`` windows (stride ``kernel`` by default) of bits or unsigned values."""
+
+    name: str
+    kernel: int
+    stride: int | None = None
+
+    def __post_init__(self):
+        if self.stride is None:
+            object.__setattr__(self, "stride", self.kernel)
+        _check_geometry(self, kernel=(self.kernel, 1), stride=(self.stride, 1))
+
+    def infer(self, shape, dtype):
+        _check_image(self, shape)
+        if dtype.kind not in (Kind.BIPOLAR, Kind.UINT):
+            raise ValueError(f"node {self.name!r}: max-pool needs BIPOLAR or UINT inputs, not {dtype}")
+        h, w, c = shape
+        if self.kernel > h or self.kernel > w:
+            raise ValueError(f"node {self.name!r}: kernel {self.kernel} exceeds the input {shape}")
+        return ((h - self.kernel) // self.stride + 1, (w - self.kernel) // self.stride + 1, c), dtype
+
+    def reference(self, x: np.ndarray) -> np.ndarray:
+        return maxpool2d(x, self.kernel, self.stride)
+
+    def _meta(self) -> dict:
+        return {"kernel": self.kernel, "stride": self.stride}
+
+
+@dataclass(frozen=True, eq=False)
+class GlobalAccPool:
+    """Global accumulate-pool: the exact sum of each channel over all pixels (values; bits are +-1)."""
+
+    name: str
+    input_dtype: DataType
+
+    def infer(self, shape, dtype):
+        _check_image(self, shape)
+        if dtype != self.input_dtype:
+            raise ValueError(f"node {self.name!r}: input_dtype is {self.input_dtype}, "
+                             f"but the previous stage produces {dtype}")
+        n = shape[0] * shape[1]
+        return (shape[2],), DataType.for_range(n * dtype.min, n * dtype.max)
+
+    def reference(self, x: np.ndarray) -> np.ndarray:
+        return sum_pool(values(x, self.input_dtype))
+
+    def _meta(self) -> dict:
+        return {"input_dtype": self.input_dtype.name}
+
+
+_OPS = {cls.__name__: cls for cls in (MatMulThreshold, SlidingWindow, MaxPool, GlobalAccPool)}
 
 
 @dataclass(frozen=True, eq=False)
 class IntegerGraph:
-    """A chain of :class:`MatMulThreshold` nodes from an integer input vector to class scores."""
+    """A chain of nodes from an integer input tensor to the class scores of a :class:`MatMulThreshold`.
+
+    ``input_shape`` defaults to ``(MW,)`` of the first node; images are ``(H, W, C)``. Inputs may be
+    given as ``(B, *input_shape)`` or flattened row-major, channels last, as ``(B, input_size)``: the
+    order in which the hardware streams them.
+    """
 
     input_dtype: DataType
-    nodes: tuple[MatMulThreshold, ...]
+    nodes: tuple
+    input_shape: tuple[int, ...] | None = None
 
     def __post_init__(self):
         nodes = tuple(self.nodes)
         object.__setattr__(self, "nodes", nodes)
         if not nodes:
             raise ValueError("an integer graph needs at least one node")
-        dtype, width = self.input_dtype, nodes[0].mw
         for node in nodes:
-            if node.input_dtype != dtype:
-                raise ValueError(f"node {node.name!r}: input_dtype is {node.input_dtype}, "
-                                 f"but the previous stage produces {dtype}")
-            if node.mw != width:
-                raise ValueError(f"node {node.name!r}: MW is {node.mw}, but the previous stage produces {width}")
-            dtype, width = node.output_dtype, node.mh
-        if nodes[-1].thresholds is not None:
-            raise ValueError(f"node {nodes[-1].name!r}: the last node must emit scores (thresholds=None)")
-        if any(n.thresholds is None for n in nodes[:-1]):
+            if type(node) not in _OPS.values():
+                raise TypeError(f"graph nodes must be one of {', '.join(_OPS)}, not {type(node).__name__}")
+        if len({n.name for n in nodes}) != len(nodes):
+            raise ValueError("node names must be unique")
+        if self.input_shape is None:
+            if not isinstance(nodes[0], MatMulThreshold):
+                raise ValueError(f"node {nodes[0].name!r}: a graph starting with {type(nodes[0]).__name__} "
+                                 "needs an input_shape (H, W, C)")
+            object.__setattr__(self, "input_shape", (nodes[0].mw,))
+        shape = tuple(int(d) for d in self.input_shape)
+        if not shape or any(d < 1 for d in shape):
+            raise ValueError(f"input_shape must be positive dimensions, not {self.input_shape!r}")
+        object.__setattr__(self, "input_shape", shape)
+        dtype, shapes = self.input_dtype, []
+        for node in nodes:
+            shape, dtype = node.infer(shape, dtype)
+            shapes.append(shape)
+        object.__setattr__(self, "_shapes", tuple(shapes))
+        last = nodes[-1]
+        if not isinstance(last, MatMulThreshold) or last.thresholds is not None or len(shape) != 1:
+            raise ValueError(f"node {last.name!r}: the last node must be a MatMulThreshold emitting scores "
+                             "(thresholds=None) for one vector")
+        if any(isinstance(n, MatMulThreshold) and n.thresholds is None for n in nodes[:-1]):
             raise ValueError("only the last node may emit scores")
 
     @property
     def input_size(self) -> int:
-        return self.nodes[0].mw
+        return math.prod(self.input_shape)
 
     @property
     def classes(self) -> int:
         return self.nodes[-1].mh
 
+    @property
+    def matmuls(self) -> tuple[MatMulThreshold, ...]:
+        return tuple(n for n in self.nodes if isinstance(n, MatMulThreshold))
+
+    @property
+    def is_mlp(self) -> bool:
+        """True for a chain of fully connected :class:`MatMulThreshold` nodes on a vector input."""
+        return len(self.input_shape) == 1 and all(isinstance(n, MatMulThreshold) for n in self.nodes)
+
+    def output_shape(self, index: int) -> tuple[int, ...]:
+        """Shape (without the batch axis) of the output of node ``index``."""
+        return self._shapes[index]
+
+    def input_shape_of(self, index: int) -> tuple[int, ...]:
+        return self.input_shape if index == 0 else self._shapes[index - 1]
+
     def check_input(self, x: np.ndarray) -> np.ndarray:
         x = np.asarray(x)
         if x.dtype.kind not in "biu":
             raise TypeError(f"input must be an integer array, not {x.dtype}")
-        if x.ndim != 2 or x.shape[1] != self.input_size:
-            raise ValueError(f"input must have shape (B, {self.input_size}), not {x.shape}")
+        if x.ndim == 2 and x.shape[1] == self.input_size:
+            x = x.reshape((x.shape[0],) + self.input_shape)
+        if x.shape[1:] != self.input_shape:
+            raise ValueError(f"input must have shape (B, {self.input_size}) or (B, "
+                             f"{', '.join(map(str, self.input_shape))}), not {x.shape}")
         lo, hi = (0, 1) if self.input_dtype is BIPOLAR else (self.input_dtype.min, self.input_dtype.max)
         if x.size and (x.min() < lo or x.max() > hi):
             raise ValueError(f"input values must lie in [{lo}, {hi}] ({self.input_dtype}), "
@@ -181,14 +394,15 @@ class IntegerGraph:
             "format": "lowbit-integer-graph",
             "version": FORMAT_VERSION,
             "input_dtype": self.input_dtype.name,
-            "nodes": [{"name": n.name, "input_dtype": n.input_dtype.name, "output_dtype": n.output_dtype.name,
-                       "has_thresholds": n.thresholds is not None} for n in self.nodes],
+            "input_shape": list(self.input_shape),
+            "nodes": [{"op": type(n).__name__, "name": n.name, **n._meta()} for n in self.nodes],
         }
         arrays = {"header": np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)}
         for i, n in enumerate(self.nodes):
-            arrays[f"weights_{i}"] = n.weights
-            if n.thresholds is not None:
-                arrays[f"thresholds_{i}"] = n.thresholds
+            if isinstance(n, MatMulThreshold):
+                arrays[f"weights_{i}"] = n.weights
+                if n.thresholds is not None:
+                    arrays[f"thresholds_{i}"] = n.thresholds
         return atomic_write(path, lambda f: np.savez_compressed(f, **arrays))
 
     @classmethod
@@ -206,27 +420,44 @@ class IntegerGraph:
             header = json.loads(bytes(arrays["header"]).decode())
         except (KeyError, ValueError, UnicodeDecodeError):
             raise LowbitError(f"{path}: missing or unreadable 'header' entry; expected a lowbit model") from None
-        if header.get("format") != "lowbit-integer-graph" or header.get("version") != FORMAT_VERSION:
-            raise LowbitError(f"{path}: expected format 'lowbit-integer-graph' version {FORMAT_VERSION}, "
+        if header.get("format") != "lowbit-integer-graph" or header.get("version") not in (1, FORMAT_VERSION):
+            raise LowbitError(f"{path}: expected format 'lowbit-integer-graph' version 1 or {FORMAT_VERSION}, "
                               f"got {header.get('format')!r} version {header.get('version')!r}")
         try:
-            nodes = []
-            for i, meta in enumerate(header["nodes"]):
-                nodes.append(MatMulThreshold(
-                    name=meta["name"],
-                    input_dtype=DataType.parse(meta["input_dtype"]),
-                    weights=arrays[f"weights_{i}"],
-                    thresholds=arrays[f"thresholds_{i}"] if meta["has_thresholds"] else None,
-                    output_dtype=DataType.parse(meta["output_dtype"]),
-                ))
-            return cls(DataType.parse(header["input_dtype"]), tuple(nodes))
+            nodes = [_node_from_meta(meta, i, arrays) for i, meta in enumerate(header["nodes"])]
+            shape = header.get("input_shape")
+            return cls(DataType.parse(header["input_dtype"]), tuple(nodes), None if shape is None else tuple(shape))
         except KeyError as e:
             raise LowbitError(f"{path}: missing entry {e} in the model") from None
         except (ValueError, TypeError) as e:
             raise LowbitError(f"{path}: invalid model: {e}") from None
 
     def summary(self) -> list[dict]:
-        return [{"name": n.name, "MW": n.mw, "MH": n.mh, "input": n.input_dtype.name,
-                 "output": n.output_dtype.name} for n in self.nodes]
+        rows = []
+        for i, n in enumerate(self.nodes):
+            row = {"name": n.name, "op": type(n).__name__, "input_shape": list(self.input_shape_of(i)),
+                   "output_shape": list(self.output_shape(i))}
+            if isinstance(n, MatMulThreshold):
+                row.update({"MW": n.mw, "MH": n.mh, "input": n.input_dtype.name, "weights": n.weight_dtype.name,
+                            "output": n.output_dtype.name})
+            rows.append(row)
+        return rows
 
 
+def _node_from_meta(meta: dict, i: int, arrays: dict):
+    op = meta.get("op", "MatMulThreshold")
+    if op not in _OPS:
+        raise ValueError(f"node {i}: unknown op {op!r}; expected one of {', '.join(_OPS)}")
+    if op == "MatMulThreshold":
+        return MatMulThreshold(
+            name=meta["name"],
+            input_dtype=DataType.parse(meta["input_dtype"]),
+            weights=arrays[f"weights_{i}"],
+            thresholds=arrays[f"thresholds_{i}"] if meta["has_thresholds"] else None,
+            output_dtype=DataType.parse(meta["output_dtype"]),
+            weight_dtype=DataType.parse(meta.get("weight_dtype", "BIPOLAR")),
+        )
+    if op == "GlobalAccPool":
+        return GlobalAccPool(meta["name"], DataType.parse(meta["input_dtype"]))
+    kwargs = {k: v for k, v in meta.items() if k not in ("op", "name")}
+    return _OPS[op](meta["name"], **kwargs)

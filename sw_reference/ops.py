@@ -15,8 +15,12 @@ __all__ = [
     "xnor_popcount",
     "bipolar_matmul",
     "int_bipolar_matmul",
+    "int_matmul",
     "multithreshold",
     "binary_maxpool",
+    "sliding_window",
+    "maxpool2d",
+    "sum_pool",
     "argmax_lowest",
 ]
 
@@ -62,6 +66,68 @@ def int_bipolar_matmul(x: np.ndarray, w_bits: np.ndarray) -> np.ndarray:
     if xi.ndim != 2 or wb.ndim != 2 or xi.shape[1] != wb.shape[1]:
         raise ValueError(f"x (B, N) and w_bits (M, N) must agree on N, got {xi.shape} and {wb.shape}")
     return xi @ (2 * wb - 1).T
+
+
+def int_matmul(x: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Exact integer dot products ``sum_j x[b, j] * w[m, j]`` (int64; operands are signed values).
+
+    Serves ternary, power-of-two and multi-bit weights alike: their codes are stored as the exact
+    integers they stand for (``ARITHMETIC.md`` sections 3 to 5).
+    """
+    xi = _check_int(x, "x")
+    wi = _check_int(w, "w")
+    if xi.ndim != 2 or wi.ndim != 2 or xi.shape[1] != wi.shape[1]:
+        raise ValueError(f"x (B, N) and w (M, N) must agree on N, got {xi.shape} and {wi.shape}")
+    bound = np.abs(xi).max(initial=0) * np.abs(wi).max(initial=0) * max(1, xi.shape[1])
+    if bound >= 2 ** 62:
+        raise OverflowError(f"dot products of length {xi.shape[1]} may overflow int64 (bound {bound})")
+    return xi @ wi.T
+
+
+def sliding_window(x: np.ndarray, kernel: int, stride: int = 1, pad: int = 0, pad_value: int = 0) -> np.ndarray:
+    """Convolution windows (im2col) of ``x`` ``(B, H, W, C)``: ``(B, OH, OW, K * K * C)``.
+
+    Each window is flattened in ``(ky, kx, c)`` order, the order in which the sliding-window
+    generator streams it. ``pad`` rows and columns of ``pad_value`` surround the image;
+    ``OH = (H + 2 pad - K) // stride + 1``.
+    """
+    xi = _check_int(x, "x")
+    if xi.ndim != 4:
+        raise ValueError(f"x must have shape (B, H, W, C), not {xi.shape}")
+    for name, v, lo in (("kernel", kernel, 1), ("stride", stride, 1), ("pad", pad, 0)):
+        if not isinstance(v, (int, np.integer)) or v < lo:
+            raise ValueError(f"{name} must be an integer >= {lo}, not {v!r}")
+    if pad:
+        xi = np.pad(xi, ((0, 0), (pad, pad), (pad, pad), (0, 0)), constant_values=pad_value)
+    b, h, w, c = xi.shape
+    if kernel > h or kernel > w:
+        raise ValueError(f"kernel ({kernel}) exceeds the padded image ({h} x {w})")
+    oh, ow = (h - kernel) // stride + 1, (w - kernel) // stride + 1
+    cols = [xi[:, ky:ky + stride * (oh - 1) + 1:stride, kx:kx + stride * (ow - 1) + 1:stride, :]
+            for ky in range(kernel) for kx in range(kernel)]
+    return np.concatenate(cols, axis=-1)
+
+
+def maxpool2d(x: np.ndarray, kernel: int, stride: int | None = None) -> np.ndarray:
+    """Max-pool of ``x`` ``(B, H, W, C)`` over ``kernel x kernel`` windows (no padding).
+
+    On bits (bipolar activations) the maximum is the OR. ``OH = (H - K) // stride + 1``.
+    """
+    xi = _check_int(x, "x")
+    stride = kernel if stride is None else stride
+    if xi.ndim != 4:
+        raise ValueError(f"x must have shape (B, H, W, C), not {xi.shape}")
+    win = sliding_window(xi, kernel, stride)
+    b, oh, ow, _ = win.shape
+    return win.reshape(b, oh, ow, kernel * kernel, xi.shape[-1]).max(axis=3)
+
+
+def sum_pool(x: np.ndarray) -> np.ndarray:
+    """Global accumulate-pool: the exact sum over all pixels of ``x`` ``(B, H, W, C)``, ``(B, C)``."""
+    xi = _check_int(x, "x")
+    if xi.ndim != 4:
+        raise ValueError(f"x must have shape (B, H, W, C), not {xi.shape}")
+    return xi.sum(axis=(1, 2))
 
 
 def multithreshold(acc: np.ndarray, thresholds: np.ndarray, out_bias: int = 0) -> np.ndarray:
