@@ -213,6 +213,7 @@ def _sim_fast(args, graph, x) -> int:
 
 def cmd_map(args) -> int:
     from .mapping import search_folding
+    from .mapping.energy import energy_per_inference
     from .mapping.report import format_markdown, format_text, write_plots
     from .quant.graph import IntegerGraph
 
@@ -222,6 +223,7 @@ def cmd_map(args) -> int:
         kw["target_fps"] = args.target_fps
     schedule = search_folding(graph, args.board, **kw)
     report = schedule.report(graph)
+    report["energy"] = energy_per_inference(graph).as_dict()
     if args.output:
         schedule.save(args.output)
     if args.json:
@@ -381,11 +383,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _plugins():
+    from .cli_mapping import register as mapping_cmds
     from .cli_onnx import register as onnx_cmds
     from .cli_quant import register as quant_cmds
     from .cli_sparse import register as sparse_cmds
     from .cli_zoo import register as zoo_cmds
-    return (quant_cmds, onnx_cmds, sparse_cmds, zoo_cmds)
+    return (quant_cmds, onnx_cmds, sparse_cmds, zoo_cmds, mapping_cmds)
 
 
 _PLUGINS = _plugins()

@@ -51,7 +51,15 @@ def _summary_lines(report: dict) -> list[str]:
         f"(bottleneck {report['bottleneck']}), {report['throughput_fps']:,.0f} images/s, "
         f"{report['time_per_image_us']:.2f} us per image, latency <= {report['latency_us']:.2f} us",
         f"utilisation (estimated): {util}",
-    ] + _memory_line(report)
+    ] + _memory_line(report) + _energy_line(report)
+
+
+def _energy_line(report: dict) -> list[str]:
+    e = report.get("energy")
+    if not e:
+        return []
+    macs = ", ".join(f"{n:,} {k}" for k, n in e["macs_by_kind"].items())
+    return [f"energy per inference: {e['total_uj']:.4f} uJ ({e['label']}); MACs: {macs}"]
 
 
 def _memory_line(report: dict) -> list[str]:
