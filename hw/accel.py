@@ -1,12 +1,22 @@
-"""The stitched accelerator: MVTUs chained by streams, width converters where ``PE`` and the next
-``SIMD`` differ, and a label select at the end.
+"""The stitched accelerator: the graph's units chained by streams, width converters where the
+element counts per beat differ, and a label select at the end.
 
-Ports: ``i`` carries ``SIMD_0`` input elements per beat (``MW_0 / SIMD_0`` beats per image);
-``o`` carries one beat per image: ``{label, scores[classes]}``.
+Units, in graph order: an MVTU per :class:`~lowbit.quant.graph.MatMulThreshold` (one input vector
+per output pixel after a sliding window), a sliding-window generator per
+:class:`~lowbit.quant.graph.SlidingWindow`, a streaming max-pool or global accumulate-pool per pool
+node. A :class:`~lowbit.hw.dwc.StreamWidthConverter` goes between two units whenever the producer's
+elements per beat (``PE`` of an MVTU, ``SIMD`` of a block) differ from the consumer's ``SIMD``;
+the elements keep their order (pixels in raster order, channels last), so re-chunking is all that
+is needed.
+
+Ports: ``i`` carries the first unit's ``SIMD`` input elements per beat (the image in raster order,
+channels last: ``input_size / SIMD`` beats per image); ``o`` carries one beat per image:
+``{label, scores[classes]}``.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 from amaranth.hdl import Module
@@ -20,22 +30,38 @@ from .spec import MVTUSpec
 __all__ = ["Accelerator", "stream_format"]
 
 
+def _ports(component):
+    """``(elements in, elements out, element shape out)`` of a unit's streams."""
+    i, o = component.i.payload.shape(), component.o.payload.shape()
+    return i.length, o.length, o.elem_shape
+
+
 class Accelerator(wiring.Component):
-    def __init__(self, specs: Sequence[MVTUSpec]):
+    """The accelerator of ``specs`` (from :meth:`lowbit.mapping.Schedule.apply`), in graph order."""
+
+    def __init__(self, specs: Sequence):
         specs = tuple(specs)
         if not specs:
-            raise ValueError("specs must hold at least one MVTUSpec")
+            raise ValueError("specs must hold at least one unit spec")
         for i, s in enumerate(specs):
-            if not isinstance(s, MVTUSpec):
-                raise TypeError(f"specs[{i}] must be an MVTUSpec, not {s!r}")
-        for a, b in zip(specs, specs[1:]):
-            if a.node.mh != b.node.mw or a.node.output_dtype != b.node.input_dtype:
-                raise ValueError(f"layer {b.node.name!r} (MW {b.node.mw}, {b.node.input_dtype}) cannot follow "
-                                 f"{a.node.name!r} (MH {a.node.mh}, {a.node.output_dtype})")
-        if specs[-1].node.thresholds is not None:
-            raise ValueError(f"the last layer {specs[-1].node.name!r} must emit scores")
+            if not hasattr(s, "create") or not hasattr(s, "node"):
+                raise TypeError(f"specs[{i}] must be a unit spec (MVTUSpec, SWGSpec, MaxPoolSpec, AccPoolSpec), "
+                                f"not {s!r}")
+        mlp = all(isinstance(s, MVTUSpec) for s in specs)
+        if mlp:
+            for a, b in zip(specs, specs[1:]):
+                if a.node.mh != b.node.mw or a.node.output_dtype != b.node.input_dtype:
+                    raise ValueError(f"layer {b.node.name!r} (MW {b.node.mw}, {b.node.input_dtype}) cannot follow "
+                                     f"{a.node.name!r} (MH {a.node.mh}, {a.node.output_dtype})")
+        if not isinstance(specs[-1], MVTUSpec) or specs[-1].node.thresholds is not None:
+            raise ValueError(f"the last layer {specs[-1].node.name!r} must be a matrix product emitting scores")
         self.specs = specs
         self.layers = [s.create() for s in specs]
+        for a, b, sa, sb in zip(self.layers, self.layers[1:], specs, specs[1:]):
+            ea, eb = a.o.payload.shape().elem_shape, b.i.payload.shape().elem_shape
+            if ea != eb:
+                raise ValueError(f"unit {sb.node.name!r} takes elements of {eb}, but {sa.node.name!r} "
+                                 f"produces {ea}")
         last = self.layers[-1]
         self.label = LabelSelect(last.out_shape, classes=specs[-1].mh, pe=specs[-1].pe)
         super().__init__({
@@ -50,10 +76,12 @@ class Accelerator(wiring.Component):
         m.submodules.label = self.label
         connect(m, flipped(self.i), self.layers[0].i)
         for k, (a, b) in enumerate(zip(self.layers, self.layers[1:])):
-            if a.spec.pe == b.spec.simd:
+            _, n_out, shape = _ports(a)
+            n_in, _, _ = _ports(b)
+            if n_out == n_in:
                 connect(m, a.o, b.i)
             else:
-                dwc = StreamWidthConverter(a.out_shape, n_in=a.spec.pe, n_out=b.spec.simd)
+                dwc = StreamWidthConverter(shape, n_in=n_out, n_out=n_in)
                 m.submodules[f"dwc{k}"] = dwc
                 connect(m, a.o, dwc.i)
                 connect(m, dwc.o, b.i)
@@ -66,5 +94,8 @@ def stream_format(acc: "Accelerator"):
     """The :class:`~lowbit.hw.codec.StreamFormat` of an accelerator's ports."""
     from .codec import StreamFormat
     first, last = acc.layers[0], acc.layers[-1]
-    return StreamFormat(input_size=first.spec.mw, simd=first.spec.simd, in_bits=first.in_shape.width,
+    spec = acc.specs[0]
+    size = spec.mw if isinstance(spec, MVTUSpec) else math.prod(spec.in_shape)
+    shape = first.i.payload.shape()
+    return StreamFormat(input_size=size, simd=shape.length, in_bits=shape.elem_shape.width,
                         classes=last.spec.mh, score_bits=last.out_shape.width)

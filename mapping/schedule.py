@@ -34,11 +34,13 @@ from .. import LowbitError
 from ..boards import Board, get_board
 from ..hw.cost import RESOURCE_KINDS, Resources, dwc_resources
 from ..hw.spec import MVTUSpec
-from ..quant.graph import IntegerGraph
+from ..quant.datatypes import BIPOLAR
+from ..quant.graph import GlobalAccPool, IntegerGraph, MatMulThreshold, MaxPool, SlidingWindow
 
 __all__ = [
     "LayerFolding", "Schedule", "SCHEDULE_FORMAT", "SCHEDULE_VERSION",
     "input_stream_cycles", "output_stream_cycles", "layer_cycles", "pipeline_cycles", "pipeline_resources",
+    "vectors_per_image", "stage_cycles", "stream_widths", "node_spec",
 ]
 
 logger = logging.getLogger(__name__)
@@ -76,13 +78,16 @@ def _stream_cycles(elements: int, per_beat: int, bits: int, port_bits: int | Non
     return math.ceil(elements * bits / per_cycle)
 
 
-def input_stream_cycles(spec: MVTUSpec, port_bits: int | None = None) -> int:
-    """Cycles to stream one input vector into ``spec``, the first unit of a pipeline.
+def input_stream_cycles(spec, port_bits: int | None = None) -> int:
+    """Cycles to stream one input image into ``spec``, the first unit of a pipeline.
 
-    The unit takes ``SIMD`` elements of ``in_bits`` per cycle; with ``port_bits`` given, no more than
-    that many bits arrive per cycle.
+    An MVTU takes ``SIMD`` elements of ``in_bits`` per cycle (``MW`` per image); a sliding-window
+    generator or pool ``SIMD`` channels per cycle (``H * W * C`` per image). With ``port_bits``
+    given, no more than that many bits arrive per cycle.
     """
-    return _stream_cycles(spec.mw, spec.simd, spec.in_bits, port_bits)
+    if isinstance(spec, MVTUSpec):
+        return _stream_cycles(spec.mw, spec.simd, spec.in_bits, port_bits)
+    return _stream_cycles(math.prod(spec.in_shape), spec.simd, spec.elem_bits, port_bits)
 
 
 def output_stream_cycles(spec: MVTUSpec, port_bits: int | None = None) -> int:
@@ -105,17 +110,42 @@ def layer_cycles(spec: MVTUSpec, vectors_per_image: int = 1) -> int:
     return spec.cycles() * vectors_per_image
 
 
-def pipeline_cycles(specs: list[MVTUSpec], port_bits: int | None = None) -> list[int]:
+def vectors_per_image(graph: IntegerGraph) -> list[int]:
+    """Input vectors per image of every node: ``OH * OW`` for a matrix product on the pixels of an
+    image (a convolution after a sliding window), 1 for everything else."""
+    out = []
+    for i, node in enumerate(graph.nodes):
+        shape = graph.input_shape_of(i)
+        out.append(math.prod(shape[:-1]) if isinstance(node, MatMulThreshold) and shape[-1] == node.mw else 1)
+    return out
+
+
+def stage_cycles(spec, vectors: int = 1) -> int:
+    """Cycles per image of one unit: ``cycles() * vectors`` for an MVTU, ``cycles()`` (already per
+    image) for the dataflow blocks."""
+    return layer_cycles(spec, vectors) if isinstance(spec, MVTUSpec) else spec.cycles()
+
+
+def pipeline_cycles(specs: list, port_bits: int | None = None, vectors: list[int] | None = None) -> list[int]:
     """Cycles per image of each unit, the first one bounded below by its input stream and the last
-    one by its output stream."""
-    cycles = [spec.cycles() for spec in specs]
+    one by its output stream. ``vectors`` (see :func:`vectors_per_image`) defaults to one per unit."""
+    vectors = [1] * len(specs) if vectors is None else vectors
+    cycles = [stage_cycles(spec, v) for spec, v in zip(specs, vectors)]
     if cycles:
         cycles[0] = max(cycles[0], input_stream_cycles(specs[0], port_bits))
         cycles[-1] = max(cycles[-1], output_stream_cycles(specs[-1], port_bits))
     return cycles
 
 
-def pipeline_resources(specs: list[MVTUSpec]) -> tuple[Resources, list[Resources]]:
+def stream_widths(spec) -> tuple[int, int, int]:
+    """``(input elements per beat, output elements per beat, output element bits)`` of a unit."""
+    if isinstance(spec, MVTUSpec):
+        return spec.simd, spec.pe, spec.out_bits
+    out_dtype = getattr(spec, "out_dtype", spec.dtype)
+    return spec.simd, spec.simd, 1 if out_dtype is BIPOLAR else out_dtype.bits
+
+
+def pipeline_resources(specs: list) -> tuple[Resources, list[Resources]]:
     """Total estimated resources of the units and the width converters between them.
 
     Returns
@@ -124,9 +154,34 @@ def pipeline_resources(specs: list[MVTUSpec]) -> tuple[Resources, list[Resources
     converters : list of Resources
         One per pair of consecutive units (zero where the stream widths agree).
     """
-    converters = [dwc_resources(a.out_bits, a.pe, b.simd) for a, b in zip(specs, specs[1:])]
+    converters = [dwc_resources(stream_widths(a)[2], stream_widths(a)[1], stream_widths(b)[0])
+                  for a, b in zip(specs, specs[1:])]
     total = sum((s.resources() for s in specs), Resources()) + sum(converters, Resources())
     return total, converters
+
+
+def node_spec(node, in_shape: tuple[int, ...], dtype, *, pe: int, simd: int):
+    """The hardware spec of one graph node folded by ``pe``/``simd``.
+
+    A :class:`MatMulThreshold` becomes an :class:`~lowbit.hw.spec.MVTUSpec`; a sliding window, a
+    max-pool or a global pool the dataflow block of :mod:`lowbit.hw.swg` / :mod:`lowbit.hw.pool`
+    with ``simd`` channels per beat (their ``pe`` must equal ``simd``).
+    """
+    if isinstance(node, MatMulThreshold):
+        return MVTUSpec(node, pe=pe, simd=simd)
+    if pe != simd:
+        raise ValueError(f"PE ({pe}) must equal SIMD ({simd}) for a {type(node).__name__} "
+                         "(channels per beat in and out)")
+    if isinstance(node, SlidingWindow):
+        from ..hw.swg import SWGSpec
+        return SWGSpec(node, tuple(in_shape), dtype, simd)
+    if isinstance(node, MaxPool):
+        from ..hw.pool import MaxPoolSpec
+        return MaxPoolSpec(node, tuple(in_shape), dtype, simd)
+    if isinstance(node, GlobalAccPool):
+        from ..hw.pool import AccPoolSpec
+        return AccPoolSpec(node, tuple(in_shape), dtype, simd)
+    raise TypeError(f"no hardware for node {node.name!r} of type {type(node).__name__}")
 
 
 # -- the schedule ---------------------------------------------------------------------------------
@@ -182,14 +237,16 @@ class Schedule:
                 f"({', '.join(repr(layer.name) for layer in self.layers)}) but the graph has {len(nodes)} nodes "
                 f"({', '.join(repr(n.name) for n in nodes)})")
         specs = []
+        dtype = graph.input_dtype
         for i, (layer, node) in enumerate(zip(self.layers, nodes)):
             if layer.name != node.name:
                 raise LowbitError(f"layer {i} of the schedule is {layer.name!r} but node {i} of the graph "
                                   f"is {node.name!r}")
             try:
-                specs.append(MVTUSpec(node, pe=layer.pe, simd=layer.simd))
+                specs.append(node_spec(node, graph.input_shape_of(i), dtype, pe=layer.pe, simd=layer.simd))
             except (TypeError, ValueError) as e:
                 raise LowbitError(f"layer {layer.name!r}: {e}") from None
+            dtype = node.infer(graph.input_shape_of(i), dtype)[1]
         return specs
 
     def report(self, graph: IntegerGraph, *, board: Board | None = None) -> dict:
@@ -214,7 +271,7 @@ class Schedule:
         board = get_board(self.board) if board is None else board
         specs = self.apply(graph)
         port = board.axi_hp_width_bits
-        cycles = pipeline_cycles(specs, port)
+        cycles = pipeline_cycles(specs, port, vectors_per_image(graph))
         total, converters = pipeline_resources(specs)
         bottleneck = max(cycles)
         which = specs[cycles.index(bottleneck)].node.name
@@ -222,11 +279,14 @@ class Schedule:
         return {
             "board": board.name,
             "clock_mhz": self.clock_mhz,
-            "layers": [{"name": s.node.name, "mw": s.mw, "mh": s.mh, "pe": s.pe, "simd": s.simd,
-                        "cycles": s.cycles(), "share_of_bottleneck": c / bottleneck,
-                        "resources": s.resources().as_dict()} for s, c in zip(specs, cycles)],
-            "width_converters": [{"after": a.node.name, "in_bits": a.pe * a.out_bits,
-                                  "out_bits": b.simd * b.in_bits, "resources": r.as_dict()}
+            "layers": [{"name": s.node.name, "op": type(s.node).__name__,
+                        "mw": getattr(s, "mw", None), "mh": getattr(s, "mh", None),
+                        "pe": getattr(s, "pe", s.simd), "simd": s.simd,
+                        "cycles": stage_cycles(s, v), "share_of_bottleneck": c / bottleneck,
+                        "resources": s.resources().as_dict()}
+                       for s, c, v in zip(specs, cycles, vectors_per_image(graph))],
+            "width_converters": [{"after": a.node.name, "in_bits": stream_widths(a)[1] * stream_widths(a)[2],
+                                  "out_bits": stream_widths(b)[0] * stream_widths(a)[2], "resources": r.as_dict()}
                                  for a, b, r in zip(specs, specs[1:], converters)],
             "input_stream_cycles": input_stream_cycles(specs[0], port),
             "output_stream_cycles": output_stream_cycles(specs[-1], port),
@@ -265,7 +325,7 @@ class Schedule:
         also = f" (also over: {', '.join(over[1:])})" if len(over) > 1 else ""
         raise LowbitError(
             f"the schedule does not fit {board.name}: it needs {getattr(total, kind):g} {kind}, "
-            f"{limit:g} available; layer {worst.node.name!r} (PE={worst.pe}, SIMD={worst.simd}) uses "
+            f"{limit:g} available; layer {worst.node.name!r} (PE={getattr(worst, 'pe', worst.simd)}, SIMD={worst.simd}) uses "
             f"{used:g} {kind}{alone}{also}")
 
     # -- persistence -----------------------------------------------------------------------------
@@ -345,7 +405,7 @@ def _memory_roofline(specs: list[MVTUSpec], board: Board, compute_fps: float) ->
     throughput by ``min(DDR bandwidth, ports x width x clock) / weight bits per image``: the
     roofline a layer-by-layer off-chip placement would face.
     """
-    weight_bits = sum(s.mw * s.mh for s in specs)
+    weight_bits = sum(s.mw * s.mh for s in specs if isinstance(s, MVTUSpec))
     ddr = board.ddr_bandwidth_gbps
     streamed = None
     if ddr is not None and board.axi_hp_ports:
