@@ -1,0 +1,314 @@
+"""Streamlining to integer form: exact element-wise functions and their integer thresholds.
+
+After a matrix product the importer knows the real-valued activation of every output channel as a
+function of the integer dot product ``d`` of the layer (``d = 2 * popcount - MW`` for XNOR layers,
+the exact signed sum otherwise)::
+
+    value_c(d) = chain_c(S_c * d + O_c)
+
+where ``S_c``, ``O_c`` collect weight scales, input scales and offsets, biases, batch-norm and
+constant ``Add``/``Mul``/``Sub``/``Div`` (all exact :class:`~fractions.Fraction` values) and the
+chain holds the monotone element-wise operations (``Relu``, ``Clip``, ``Quant``, ``BipolarQuant``,
+``Trunc``, ``MultiThreshold``, ``QuantizeLinear``, ``Sign``). The last quantizer of the chain maps
+its input to an integer *code*; :func:`solve_thresholds` finds, per channel and code boundary, the
+smallest accumulator that reaches the code, by bisection on exact rational arithmetic (every
+function is monotone), so the integer graph reproduces the quantized activation exactly: no float
+rounding anywhere. Channels whose function decreases are negated (``ARITHMETIC.md`` section 2), so
+the hardware only compares with ``>=``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from fractions import Fraction
+
+import numpy as np
+
+from .datatypes import BIPOLAR, DataType, Kind
+
+__all__ = ["Affine", "Relu", "Clip", "IntQuantizer", "BipolarQuantizer", "ThresholdQuantizer", "SignQuantizer",
+           "TruncQuantizer", "exact", "round_exact", "Solved", "solve_thresholds", "fraction_array"]
+
+
+def exact(v) -> Fraction:
+    """A finite real number as an exact Fraction (floats are converted exactly)."""
+    if isinstance(v, Fraction):
+        return v
+    if isinstance(v, (np.floating, float)):
+        f = float(v)
+        if not math.isfinite(f):
+            raise ValueError(f"non-finite value {f!r}")
+        return Fraction(f)
+    return Fraction(int(v))
+
+
+def fraction_array(values) -> np.ndarray:
+    """An object array of exact Fractions with the shape of ``values``."""
+    a = np.asarray(values)
+    out = np.empty(a.shape, dtype=object)
+    for i, v in np.ndenumerate(a):
+        out[i] = exact(v)
+    return out
+
+
+def round_exact(x: Fraction, mode: str) -> int:
+    """Round an exact Fraction like the QONNX rounding modes (``ROUND`` is half to even)."""
+    m = mode.upper()
+    if m in ("ROUND", "HALF_EVEN"):
+        return round(x)
+    if m == "FLOOR":
+        return math.floor(x)
+    if m == "CEIL":
+        return math.ceil(x)
+    if m in ("DOWN", "ROUND_TO_ZERO"):
+        return math.trunc(x)
+    sign = -1 if x < 0 else 1
+    if m == "UP":
+        return sign * math.ceil(abs(x))
+    if m == "HALF_UP":
+        return sign * math.floor(abs(x) + Fraction(1, 2))
+    if m == "HALF_DOWN":
+        return sign * math.ceil(abs(x) - Fraction(1, 2))
+    raise ValueError(f"unknown rounding mode {mode!r}")
+
+
+# -- element-wise functions (per channel c, exact) ------------------------------------------------
+
+
+@dataclass(frozen=True, eq=False)
+class Affine:
+    """``x -> scale[c] * x + offset[c]`` (object arrays of Fractions, one entry per channel)."""
+
+    scale: np.ndarray
+    offset: np.ndarray
+
+    def __call__(self, x: Fraction, c: int) -> Fraction:
+        return self.scale[c] * x + self.offset[c]
+
+
+@dataclass(frozen=True)
+class Relu:
+    def __call__(self, x: Fraction, c: int) -> Fraction:
+        return x if x > 0 else Fraction(0)
+
+
+@dataclass(frozen=True)
+class Clip:
+    lo: Fraction | None
+    hi: Fraction | None
+
+    def __call__(self, x: Fraction, c: int) -> Fraction:
+        if self.lo is not None and x < self.lo:
+            return self.lo
+        if self.hi is not None and x > self.hi:
+            return self.hi
+        return x
+
+
+class _Quantizer:
+    """A quantizer maps a value to an integer code (monotone non-decreasing) and a code to a value."""
+
+    def code(self, x: Fraction, c: int) -> int:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def value(self, code: int, c: int) -> Fraction:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def __call__(self, x: Fraction, c: int) -> Fraction:
+        return self.value(self.code(x, c), c)
+
+
+@dataclass(frozen=True, eq=False)
+class IntQuantizer(_Quantizer):
+    """QONNX ``Quant`` / ONNX ``QuantizeLinear``: ``code = clip(round(x / scale + zp), lo, hi)``.
+
+    ``value(code) = (code - zp) * scale`` (``dequantize=True``) or ``code`` (``QuantizeLinear``,
+    whose output is the integer tensor itself).
+    """
+
+    scale: np.ndarray
+    zero_point: np.ndarray
+    lo: int
+    hi: int
+    rounding: str = "ROUND"
+    round_then_clip: bool = False
+    dequantize: bool = True
+
+    def code(self, x, c):
+        y = x / self.scale[c] + self.zero_point[c]
+        if self.round_then_clip:
+            return min(max(round_exact(y, self.rounding), self.lo), self.hi)
+        return round_exact(min(max(y, Fraction(self.lo)), Fraction(self.hi)), self.rounding)
+
+    def value(self, code, c):
+        if not self.dequantize:
+            return Fraction(code)
+        return (code - self.zero_point[c]) * self.scale[c]
+
+
+@dataclass(frozen=True, eq=False)
+class BipolarQuantizer(_Quantizer):
+    """``BipolarQuant``: code 1 when ``x / scale >= 0`` (value ``+scale``), else 0 (value ``-scale``)."""
+
+    scale: np.ndarray
+
+    def code(self, x, c):
+        return 1 if x / self.scale[c] >= 0 else 0
+
+    def value(self, code, c):
+        return self.scale[c] if code else -self.scale[c]
+
+
+@dataclass(frozen=True)
+class SignQuantizer(_Quantizer):
+    """ONNX ``Sign``: codes -1, 0, +1 (``Sign(0) = 0`` in ONNX)."""
+
+    def code(self, x, c):
+        return (x > 0) - (x < 0)
+
+    def value(self, code, c):
+        return Fraction(code)
+
+
+@dataclass(frozen=True, eq=False)
+class ThresholdQuantizer(_Quantizer):
+    """QONNX ``MultiThreshold``: ``code = sum_i [x >= T[c, i]]``, ``value = out_scale * code + out_bias``."""
+
+    thresholds: np.ndarray  # object array (C, k) of Fractions
+    out_scale: Fraction
+    out_bias: Fraction
+
+    def code(self, x, c):
+        return sum(1 for t in self.thresholds[c] if x >= t)
+
+    def value(self, code, c):
+        return self.out_scale * code + self.out_bias
+
+
+@dataclass(frozen=True, eq=False)
+class TruncQuantizer(_Quantizer):
+    """QONNX ``Trunc``: ``code = rounding(round(x / scale + zp) / 2^shift)`` (clipped when ``lo``/``hi`` set);
+    ``value = (code - zp / 2^shift) * out_scale``."""
+
+    scale: np.ndarray
+    zero_point: np.ndarray
+    shift_scale: Fraction
+    out_scale: np.ndarray
+    rounding: str
+    lo: int | None = None
+    hi: int | None = None
+
+    def code(self, x, c):
+        y = Fraction(round(x / self.scale[c] + self.zero_point[c])) / self.shift_scale
+        if self.lo is not None:
+            y = min(max(y, Fraction(self.lo)), Fraction(self.hi))
+        return round_exact(y, self.rounding)
+
+    def value(self, code, c):
+        return (code - self.zero_point[c] / self.shift_scale) * self.out_scale[c]
+
+
+def is_quantizer(op) -> bool:
+    return isinstance(op, _Quantizer)
+
+
+# -- thresholds ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, eq=False)
+class Solved:
+    """Thresholds of one layer and what its output codes mean.
+
+    ``thresholds`` ``(C, 2^k - 1)`` (or ``(C, 1)`` for ``BIPOLAR``) on the accumulator, on the
+    negated channel where ``negate`` is set; the output value of channel ``c`` is
+    ``scale[c] * values(out, dtype) + offset[c]``.
+    """
+
+    thresholds: np.ndarray
+    negate: np.ndarray
+    dtype: DataType
+    scale: np.ndarray
+    offset: np.ndarray
+
+
+def _first_reaching(f, level: int, lo: int, hi: int) -> int:
+    """The smallest ``a`` in ``[lo, hi]`` with ``f(a) >= level`` (``hi + 1`` when none); ``f`` non-decreasing."""
+    if f(hi) < level:
+        return hi + 1
+    if f(lo) >= level:
+        return lo
+    a, b = lo, hi  # f(a) < level <= f(b)
+    while b - a > 1:
+        mid = (a + b) // 2
+        if f(mid) >= level:
+            b = mid
+        else:
+            a = mid
+    return b
+
+
+def solve_thresholds(func, code_of, value_of, channels: int, acc_lo: int, acc_hi: int, neg_acc,
+                     name: str) -> Solved:
+    """Integer thresholds of the channel functions ``code_of(func(a, c), c)`` on the accumulator ``a``.
+
+    Parameters
+    ----------
+    func : callable ``(a, c) -> Fraction``
+        The value reaching the last quantizer, for accumulator ``a`` of channel ``c``.
+    code_of, value_of : callables
+        The last quantizer's code of a value, and the output value of a code (per channel).
+    acc_lo, acc_hi : int
+        The accumulator range of the layer (as :attr:`MatMulThreshold.acc_range`).
+    neg_acc : callable ``a -> a'``
+        The accumulator of the negated channel, for channels whose function decreases.
+    """
+    negate = np.zeros(channels, dtype=bool)
+    fns = []
+    codes_lo, codes_hi = [], []
+    for c in range(channels):
+        lo_code = code_of(func(acc_lo, c), c)
+        hi_code = code_of(func(acc_hi, c), c)
+        if lo_code > hi_code:
+            negate[c] = True
+            fns.append(lambda a, c=c: code_of(func(neg_acc(a), c), c))
+            lo_code, hi_code = hi_code, lo_code
+        else:
+            fns.append(lambda a, c=c: code_of(func(a, c), c))
+        codes_lo.append(lo_code)
+        codes_hi.append(hi_code)
+    cmin, cmax = min(codes_lo), max(codes_hi)
+    # boundaries[c][j]: smallest accumulator reaching code cmin + j (j = 1 .. cmax - cmin)
+    bounds = np.array([[_first_reaching(fns[c], cmin + j, acc_lo, acc_hi) for j in range(1, cmax - cmin + 1)]
+                       for c in range(channels)], dtype=np.int64).reshape(channels, cmax - cmin)
+    # Codes reached by some channel: code cmin + j is reached on c when T_j < T_{j+1} (T_0 = lo, T_L = hi + 1).
+    full = np.concatenate([np.full((channels, 1), acc_lo), bounds, np.full((channels, 1), acc_hi + 1)], axis=1)
+    reached = [j for j in range(cmax - cmin + 1) if (full[:, j] < full[:, j + 1]).any()]
+    if len(reached) > 2 and reached != list(range(reached[0], reached[-1] + 1)):
+        raise ValueError(f"node {name!r}: the quantized activation reaches the codes "
+                         f"{[cmin + j for j in reached]}, which are not evenly spaced")
+    if len(reached) <= 2:
+        first = reached[0] if reached else 0
+        second = reached[1] if len(reached) == 2 else first + 1
+        levels = [first, second]
+    else:
+        levels = list(range(reached[0], reached[-1] + 1))
+    # Threshold for output level i: smallest accumulator reaching code levels[i].
+    t = full[:, levels[1:]]
+    n = len(levels)
+    if n == 2:
+        dtype = BIPOLAR
+    else:
+        dtype = DataType.uint(max(2, (n - 1).bit_length()))
+        pad = (1 << dtype.bits) - 1 - t.shape[1]
+        t = np.concatenate([t, np.full((channels, pad), acc_hi + 1)], axis=1)
+    scale = np.empty(channels, dtype=object)
+    offset = np.empty(channels, dtype=object)
+    for c in range(channels):
+        v0 = value_of(cmin + levels[0], c)
+        v1 = value_of(cmin + levels[1], c)
+        if dtype.kind is Kind.BIPOLAR:
+            scale[c], offset[c] = (v1 - v0) / 2, (v1 + v0) / 2
+        else:
+            scale[c], offset[c] = v1 - v0, v0
+    return Solved(t.astype(np.int64), negate, dtype, scale, offset)

@@ -1,0 +1,170 @@
+"""Small ONNX, QONNX and QDQ models built with ``onnx.helper`` for the import/export tests.
+
+Scales are powers of two and final layers carry no bias unless a test says otherwise, so that the
+float32 executors of the peers (``qonnx``, ``onnxruntime``) represent every quantized value exactly
+and outputs can be compared with ``==``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+QDOMAIN = "qonnx.custom_op.general"
+OPSET = 13
+
+
+def f32(a):
+    return np.asarray(a, dtype=np.float32)
+
+
+class Builder:
+    """Accumulates nodes and initializers; ``x`` is the name of the current activation."""
+
+    def __init__(self, name: str, shape, elem=TensorProto.FLOAT):
+        self.name, self.nodes, self.inits, self.n = name, [], [], 0
+        self.inp = helper.make_tensor_value_info("x", elem, [1, *shape])
+        self.x = "x"
+
+    def const(self, value, name=None, dtype=np.float32):
+        self.n += 1
+        name = name or f"c{self.n}"
+        self.inits.append(numpy_helper.from_array(np.asarray(value, dtype=dtype), name))
+        return name
+
+    def node(self, op, inputs, domain="", out=None, name=None, **attrs):
+        self.n += 1
+        out = out or f"t{self.n}"
+        self.nodes.append(helper.make_node(op, inputs, [out], name=name or f"{op.lower()}{self.n}", domain=domain,
+                                           **attrs))
+        return out
+
+    def act(self, op, *consts, domain="", name=None, **attrs):
+        self.x = self.node(op, [self.x, *consts], domain=domain, name=name, **attrs)
+        return self.x
+
+    def quant(self, scale, bits, signed=False, narrow=False, zp=0.0, mode="ROUND", name=None):
+        return self.act("Quant", self.const(scale), self.const(zp), self.const(float(bits)), domain=QDOMAIN,
+                        signed=int(signed), narrow=int(narrow), rounding_mode=mode, name=name)
+
+    def qweight(self, w, scale, bits, signed=True, narrow=False):
+        wn = self.const(w)
+        return self.node("Quant", [wn, self.const(scale), self.const(0.0), self.const(float(bits))], domain=QDOMAIN,
+                         signed=int(signed), narrow=int(narrow), rounding_mode="ROUND")
+
+    def bweight(self, w, scale):
+        return self.node("BipolarQuant", [self.const(w), self.const(scale)], domain=QDOMAIN)
+
+    def model(self, out_shape, opset=OPSET, qonnx=True):
+        out = helper.make_tensor_value_info(self.x, TensorProto.FLOAT, [1, *out_shape])
+        g = helper.make_graph(self.nodes, self.name, [self.inp], [out], self.inits)
+        ops = [helper.make_opsetid("", opset)] + ([helper.make_opsetid(QDOMAIN, 1)] if qonnx else [])
+        m = helper.make_model(g, opset_imports=ops, producer_name="lowbit-tests")
+        m.ir_version = 8
+        return m
+
+
+def bn(b: Builder, rng, c, spatial=False, negative=True):
+    gamma = rng.uniform(0.5, 2.0, c) * (np.where(rng.random(c) < 0.3, -1, 1) if negative else 1)
+    return b.act("BatchNormalization", b.const(gamma), b.const(rng.normal(0, 1, c)), b.const(rng.normal(0, 2, c)),
+                 b.const(rng.uniform(0.5, 4, c)), epsilon=1e-5)
+
+
+def qonnx_mlp(rng, w_bits=2, a_bits=2, sizes=(16, 12, 10, 5)) -> onnx.ModelProto:
+    """Quant(input, UINT4) -> [Gemm(quantized W) + bias -> BN -> Relu -> Quant(UINT a_bits)]* -> Gemm."""
+    b = Builder("qonnx_mlp", (sizes[0],))
+    b.quant(0.125, 4)
+    for i, (k, n) in enumerate(zip(sizes, sizes[1:])):
+        last = i == len(sizes) - 2
+        w = rng.normal(0, 1, (k, n))
+        if w_bits == 1:
+            wq = b.bweight(w, 0.5)
+        else:
+            wq = b.qweight(w, 2.0 ** -2, w_bits, narrow=(w_bits == 2))
+        if last:
+            b.act("MatMul", wq, name=f"fc{i}")
+        else:
+            b.act("Gemm", wq, b.const(rng.normal(0, 1, n)), name=f"fc{i}")
+            bn(b, rng, n)
+            if a_bits == 1:
+                b.act("BipolarQuant", b.const(1.0), domain=QDOMAIN)
+            else:
+                b.act("Relu")
+                b.quant(0.5, a_bits)
+    return b.model((sizes[-1],))
+
+
+def qonnx_cnn(rng, w_bits=1, a_bits=1, c=(2, 4, 6), classes=3, size=8) -> onnx.ModelProto:
+    """Input Quant(INT8-ish) -> Conv 3x3 -> BN -> act quant -> MaxPool 2 -> Conv 3x3 -> BN -> act -> Flatten -> Gemm."""
+    b = Builder("qonnx_cnn", (c[0], size, size))
+    b.quant(0.25, 4, signed=True)
+    h = size
+    for i in range(2):
+        w = rng.normal(0, 1, (c[i + 1], c[i], 3, 3))
+        wq = b.bweight(w, 1.0) if w_bits == 1 else b.qweight(w, 0.5, w_bits, narrow=w_bits == 2)
+        b.act("Conv", wq, kernel_shape=[3, 3], pads=[1, 1, 1, 1] if i == 0 else [0, 0, 0, 0], name=f"conv{i}")
+        h = h if i == 0 else h - 2
+        bn(b, rng, c[i + 1])
+        if a_bits == 1:
+            b.act("BipolarQuant", b.const(1.0), domain=QDOMAIN)
+        else:
+            b.act("Relu")
+            b.quant(0.5, a_bits)
+        if i == 0:
+            b.act("MaxPool", kernel_shape=[2, 2], strides=[2, 2])
+            h //= 2
+    b.act("Flatten", axis=1)
+    w = rng.normal(0, 1, (classes, c[2] * h * h))
+    wq = b.bweight(w, 0.25) if w_bits == 1 else b.qweight(w, 0.25, max(2, w_bits), narrow=w_bits == 2)
+    b.act("Gemm", wq, transB=1, name="fc")
+    return b.model((classes,))
+
+
+def float_cnn(rng, classes=4) -> onnx.ModelProto:
+    """A float CNN using most supported ops (no quantizers): for the float executor vs onnxruntime."""
+    b = Builder("float_cnn", (3, 8, 8))
+    b.act("Mul", b.const(0.5))
+    b.act("Sub", b.const(0.25))
+    b.act("Conv", b.const(rng.normal(0, 0.5, (6, 3, 3, 3))), b.const(rng.normal(0, 0.1, 6)), kernel_shape=[3, 3],
+          pads=[1, 1, 1, 1], strides=[1, 1])
+    bn(b, rng, 6)
+    b.act("Relu")
+    b.act("Conv", b.const(rng.normal(0, 0.5, (6, 2, 3, 3))), kernel_shape=[3, 3], group=3, pads=[1, 1, 1, 1])
+    b.act("Clip", b.const(-1.0), b.const(1.0))
+    b.act("MaxPool", kernel_shape=[2, 2], strides=[2, 2])
+    b.act("Conv", b.const(rng.normal(0, 0.5, (6, 1, 3, 3))), kernel_shape=[3, 3], group=6, strides=[1, 1])
+    b.act("AveragePool", kernel_shape=[2, 2], strides=[1, 1])
+    b.act("Sign")
+    b.act("Add", b.const(rng.normal(0, 0.1, (1, 6, 1, 1))))
+    b.act("GlobalAveragePool")
+    b.act("Flatten", axis=1)
+    b.act("Dropout")
+    b.act("Gemm", b.const(rng.normal(0, 1, (6, 8))), b.const(rng.normal(0, 1, 8)))
+    b.act("Div", b.const(2.0))
+    b.act("Identity")
+    b.act("Reshape", b.const([1, 2, 4], dtype=np.int64))
+    b.act("Transpose", perm=[0, 2, 1])
+    b.act("Reshape", b.const([1, 8], dtype=np.int64))
+    b.act("MatMul", b.const(rng.normal(0, 1, (8, classes))))
+    return b.model((classes,), qonnx=False)
+
+
+def qdq_mlp(rng, per_channel=True, sizes=(12, 10, 4)) -> onnx.ModelProto:
+    """QuantizeLinear(input) -> [DequantizeLinear -> MatMul(DequantizeLinear(int8 W)) + bias -> Relu -> Q]* -> DQ."""
+    b = Builder("qdq_mlp", (sizes[0],))
+    b.act("QuantizeLinear", b.const(2.0 ** -4), b.const(0, dtype=np.uint8))
+    for i, (k, n) in enumerate(zip(sizes, sizes[1:])):
+        b.act("DequantizeLinear", b.const(2.0 ** -4 if i == 0 else 2.0 ** -3), b.const(0, dtype=np.uint8))
+        wq = rng.integers(-127, 128, (k, n)).astype(np.int8)
+        ws = 2.0 ** -rng.integers(5, 8, n) if per_channel else np.float32(2.0 ** -6)
+        wdq = b.node("DequantizeLinear", [b.const(wq, dtype=np.int8), b.const(ws), b.const(np.zeros(n if per_channel
+                                                                                                      else (), np.int8),
+                                                                                             dtype=np.int8)],
+                     axis=1)
+        b.act("MatMul", wdq, name=f"fc{i}")
+        if i < len(sizes) - 2:
+            b.act("Add", b.const(rng.integers(-8, 8, n) * 2.0 ** -3))
+            b.act("Relu")
+            b.act("QuantizeLinear", b.const(2.0 ** -3), b.const(0, dtype=np.uint8))
+    return b.model((sizes[-1],), qonnx=False)
