@@ -24,6 +24,7 @@ from ..hw.sparse_spec import SparseEngineSpec
 from ..sw_reference.sparse import SparseImage
 
 __all__ = ["input_beats", "decode_outputs", "load_words", "run_amaranth", "AmaranthRun", "simulate",
+           "SparseLayer", "SparseRun", "default_runs",
            "SparseSimReport", "TOPLEVEL"]
 
 log = logging.getLogger(__name__)
@@ -132,3 +133,136 @@ def run_amaranth(spec: SparseEngineSpec, xs, *, image: SparseImage | None = None
     else:
         sim.run()
     return AmaranthRun(tuple(outputs), tuple(cycles))
+
+
+@dataclass(frozen=True, eq=False)
+class SparseLayer:
+    """A layer for :func:`simulate`: its ``image`` (the reference's), its activation vectors ``x``
+    (``(B, cols)``) and, to inject a fault, a different ``hw_image`` to load into the engine."""
+
+    image: SparseImage
+    x: np.ndarray
+    hw_image: SparseImage | None = None
+
+
+@dataclass(frozen=True)
+class SparseRun:
+    name: str
+    layer: int = 0
+    valid_prob: float = 1.0
+    ready_prob: float = 1.0
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class SparseSimReport:
+    runs: tuple[dict, ...]
+    verilog: str
+    waves: str | None = None
+
+    @property
+    def mismatches(self) -> int:
+        """Vectors whose outputs (or, in unthrottled runs, cycles) differ, summed over the runs."""
+        return sum(r["mismatched_vectors"] for r in self.runs)
+
+    @property
+    def ok(self) -> bool:
+        return all(not r["mismatched_vectors"] and not r["timed_out"] and not r["status_mismatches"]
+                   for r in self.runs)
+
+
+def default_runs(n_layers: int, *, throttled: bool = True) -> list[SparseRun]:
+    """Per layer an unthrottled run (values and cycles) and, optionally, a throttled one (values)."""
+    runs = []
+    for k in range(n_layers):
+        runs.append(SparseRun(f"layer{k}-steady", k))
+        if throttled:
+            runs.append(SparseRun(f"layer{k}-throttled-seed{k + 1}", k, 0.6, 0.5, k + 1))
+    return runs
+
+
+def _spec_dict(spec: SparseEngineSpec) -> dict:
+    from dataclasses import fields
+    return {f.name: (int(v) if isinstance(v, (int, np.integer)) and not isinstance(v, bool) else v)
+            for f in fields(spec) if f.name != "image" for v in [getattr(spec, f.name)]}
+
+
+def _save_layer(path: Path, layer: SparseLayer, spec: SparseEngineSpec) -> None:
+    arrays = {"x": np.asarray(layer.x, dtype=np.int64).reshape(-1, spec.cols)}
+    for prefix, im in (("ref_", layer.image), ("hw_", layer.hw_image or layer.image)):
+        if (im.rows, im.cols, im.pes) != (spec.rows, spec.cols, spec.pes):
+            raise ValueError(f"layer image is {im.rows}x{im.cols} over {im.pes} PEs; the engine is "
+                             f"{spec.rows}x{spec.cols} over {spec.pes}")
+        if im.max_entries > spec.capacity:
+            raise ValueError(f"layer image needs {im.max_entries} entries per PE; capacity is {spec.capacity}")
+        arrays[f"{prefix}codebook"] = im.codebook
+        for p, pim in enumerate(im.pe_images):
+            arrays[f"{prefix}ptr{p}"], arrays[f"{prefix}v{p}"], arrays[f"{prefix}z{p}"] = pim.ptr, pim.v, pim.z
+    np.savez(path, **arrays)
+
+
+def simulate(spec: SparseEngineSpec, layers: list[SparseLayer], workdir: str | Path, *,
+             runs: list[SparseRun] | None = None, waves_on_failure: bool = True, trace: bool = False,
+             simulator: str | None = None) -> SparseSimReport:
+    """Build the engine of ``spec`` once (weights loaded at run time) and run ``layers`` under cocotb.
+
+    Every run's outputs are compared with ``sw_reference`` using ``==``; unthrottled runs also
+    compare the measured cycles with the cycle model. On failure (and ``waves_on_failure``) the
+    runs are repeated with VCD waves, whose path the report gives: in a second build, or in the
+    same one when ``trace`` builds it with tracing from the start (slower to build, but a failing
+    run then needs no second build). A build is reused when ``workdir`` holds one of the same Verilog.
+    """
+    import hashlib
+
+    from ..hw.export import write_verilog
+    from . import runner
+
+    if spec.image is not None:
+        from dataclasses import replace
+        spec = replace(spec, image=None)  # one build for any weights: they are loaded at run time
+    simulator = runner.resolve_simulator(simulator)
+    workdir = Path(workdir).resolve()
+    workdir.mkdir(parents=True, exist_ok=True)
+    vpath = workdir / f"{TOPLEVEL}.v"
+    sha = write_verilog(spec.create(), vpath, TOPLEVEL)
+    layer_paths = []
+    for k, layer in enumerate(layers):
+        path = workdir / f"layer{k}.npz"
+        _save_layer(path, layer, spec)
+        layer_paths.append(str(path))
+    runs = runs or default_runs(len(layers))
+
+    def run_once(build_dir: Path, waves: bool, traced: bool) -> list[dict]:
+        build_dir.mkdir(parents=True, exist_ok=True)
+        stamp = build_dir / "built-from.sha256"
+        key = f"{sha} trace={traced}"
+        built = runner.simulator_executable(build_dir, TOPLEVEL, simulator)
+        if not (stamp.is_file() and stamp.read_text() == key and built.is_file()):
+            stamp.unlink(missing_ok=True)
+            runner.build(vpath, TOPLEVEL, build_dir, waves=traced, simulator=simulator)
+            stamp.write_text(key)
+        results = build_dir / "tb_results.json"
+        results.unlink(missing_ok=True)
+        cfg = {"spec": _spec_dict(spec), "layers": layer_paths, "results": str(results),
+               "runs": [r.__dict__ for r in runs]}
+        cfg_path = build_dir / "tb_config.json"
+        cfg_path.write_text(json.dumps(cfg, indent=1))
+        runner.run_test("lowbit.sim.tb_sparse", TOPLEVEL, build_dir, env={"LOWBIT_TB_CONFIG": str(cfg_path)},
+                        waves=waves, simulator=simulator)
+        if not results.is_file():
+            raise LowbitError(f"the cocotb testbench wrote no results ({results}); see {build_dir / 'sim.log'}")
+        return json.loads(results.read_text())["runs"]
+
+    name = "sim_build" if simulator == "verilator" else f"sim_build_{simulator}"
+    report = SparseSimReport(tuple(run_once(workdir / name, False, trace)), str(vpath))
+    log.info("sparse engine %s: %d runs, %d mismatched vectors (sha256 %s)", TOPLEVEL, len(report.runs),
+             report.mismatches, hashlib.sha256(vpath.read_bytes()).hexdigest()[:12])
+    if not report.ok and waves_on_failure:
+        log.warning("sparse engine RTL simulation failed; re-running with waveforms")
+        wdir = workdir / name if trace else workdir / f"{name}_waves"
+        for old in wdir.glob("*.vcd"):
+            old.unlink()
+        run_once(wdir, True, True)
+        dumps = sorted(wdir.glob("*.vcd")) + sorted(wdir.glob("*.fst"))
+        report = SparseSimReport(report.runs, report.verilog, str(dumps[0]) if dumps else None)
+    return report
