@@ -297,7 +297,7 @@ class _Importer:
         inp = [i for i in g.input if i.name not in inits][0]
         self.input_name = inp.name
         shape = tuple(d.dim_value for d in inp.type.tensor_type.shape.dim[1:])
-        idx, phys = self._input_layout(shape)
+        idx, phys = self._input_layout(shape, self._input_nhwc(inp.name))
         et = inp.type.tensor_type.elem_type
         dtype = input_dtype
         if dtype is None and self.meta.get(f"lowbit.dtype.{inp.name}"):
@@ -321,8 +321,21 @@ class _Importer:
             raise LowbitError(f"{self.label}: tensor {tensor!r} is annotated {name!r}; expected BIPOLAR, TERNARY, "
                               "UINT<k> or INT<k>") from None
 
-    def _input_layout(self, shape):
+    def _input_nhwc(self, name) -> bool:
+        """True when the input image is NHWC: lowbit's own exports, or a first consumer working on NHWC."""
+        if self.meta.get(f"lowbit.layout.{name}") == "NHWC":
+            return True
+        for node in self.model.graph.node:
+            if name in node.input:
+                a = onnx_ops.attributes(node)
+                return node.op_type in ("Im2Col", "MaxPoolNHWC") or a.get("data_layout") == "NHWC"
+        return False
+
+    def _input_layout(self, shape, nhwc=False):
         if len(shape) == 3:
+            if nhwc:
+                h, w, c = shape
+                return _std_image_idx(c, h, w, nchw=False), (h, w, c)
             c, h, w = shape
             return _std_image_idx(c, h, w), (h, w, c)
         if len(shape) == 1:
@@ -547,7 +560,8 @@ class _Importer:
         lo, hi = probe.acc_range
         mw = mm["w"].shape[1]
         neg = (lambda a: mw - a) if mm["xnor"] else (lambda a: -a)
-        solved = solve_thresholds(func, quant.code, value_of, act.channels, lo, hi, neg, mm["name"])
+        solved = solve_thresholds(func, quant.code, value_of, act.channels, lo, hi, neg, mm["name"],
+                                      quant.nominal)
         w = mm["w"].copy()
         w[solved.negate] *= -1
         wdtype = mm["wdtype"]
@@ -555,7 +569,8 @@ class _Importer:
             wdtype = DataType.int(wdtype.bits + 1)
             node_probe = MatMulThreshold("probe", mm["input_dtype"], w, None, weight_dtype=wdtype)
             lo, hi = node_probe.acc_range
-            solved = solve_thresholds(func, quant.code, value_of, act.channels, lo, hi, neg, mm["name"])
+            solved = solve_thresholds(func, quant.code, value_of, act.channels, lo, hi, neg, mm["name"],
+                                      quant.nominal)
             w = mm["w"].copy()
             w[solved.negate] *= -1
         self.emit(MatMulThreshold(mm["name"], mm["input_dtype"], _stored(w, wdtype), solved.thresholds,

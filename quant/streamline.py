@@ -135,6 +135,10 @@ class IntQuantizer(_Quantizer):
     round_then_clip: bool = False
     dequantize: bool = True
 
+    @property
+    def nominal(self):
+        return self.lo, self.hi
+
     def code(self, x, c):
         y = x / self.scale[c] + self.zero_point[c]
         if self.round_then_clip:
@@ -152,6 +156,7 @@ class BipolarQuantizer(_Quantizer):
     """``BipolarQuant``: code 1 when ``x / scale >= 0`` (value ``+scale``), else 0 (value ``-scale``)."""
 
     scale: np.ndarray
+    nominal = (0, 1)
 
     def code(self, x, c):
         return 1 if x / self.scale[c] >= 0 else 0
@@ -163,6 +168,8 @@ class BipolarQuantizer(_Quantizer):
 @dataclass(frozen=True)
 class SignQuantizer(_Quantizer):
     """ONNX ``Sign``: codes -1, 0, +1 (``Sign(0) = 0`` in ONNX)."""
+
+    nominal = (-1, 1)
 
     def code(self, x, c):
         return (x > 0) - (x < 0)
@@ -178,6 +185,10 @@ class ThresholdQuantizer(_Quantizer):
     thresholds: np.ndarray  # object array (C, k) of Fractions
     out_scale: Fraction
     out_bias: Fraction
+
+    @property
+    def nominal(self):
+        return 0, self.thresholds.shape[1]
 
     def code(self, x, c):
         return sum(1 for t in self.thresholds[c] if x >= t)
@@ -198,6 +209,10 @@ class TruncQuantizer(_Quantizer):
     rounding: str
     lo: int | None = None
     hi: int | None = None
+
+    @property
+    def nominal(self):
+        return None if self.lo is None else (self.lo, self.hi)
 
     def code(self, x, c):
         y = Fraction(round(x / self.scale[c] + self.zero_point[c])) / self.shift_scale
@@ -248,8 +263,12 @@ def _first_reaching(f, level: int, lo: int, hi: int) -> int:
     return b
 
 
+def _bits(levels: int) -> int:
+    return 1 if levels <= 2 else (levels - 1).bit_length()
+
+
 def solve_thresholds(func, code_of, value_of, channels: int, acc_lo: int, acc_hi: int, neg_acc,
-                     name: str) -> Solved:
+                     name: str, nominal: tuple[int, int] | None = None) -> Solved:
     """Integer thresholds of the channel functions ``code_of(func(a, c), c)`` on the accumulator ``a``.
 
     Parameters
@@ -262,6 +281,9 @@ def solve_thresholds(func, code_of, value_of, channels: int, acc_lo: int, acc_hi
         The accumulator range of the layer (as :attr:`MatMulThreshold.acc_range`).
     neg_acc : callable ``a -> a'``
         The accumulator of the negated channel, for channels whose function decreases.
+    nominal : (int, int), optional
+        The quantizer's code range. The output keeps every code of it unless the codes actually
+        reached (over all channels and accumulators) need fewer bits; then only those are kept.
     """
     negate = np.zeros(channels, dtype=bool)
     fns = []
@@ -278,21 +300,25 @@ def solve_thresholds(func, code_of, value_of, channels: int, acc_lo: int, acc_hi
         codes_lo.append(lo_code)
         codes_hi.append(hi_code)
     cmin, cmax = min(codes_lo), max(codes_hi)
+    if nominal is not None:
+        cmin, cmax = min(cmin, nominal[0]), max(cmax, nominal[1])
     # boundaries[c][j]: smallest accumulator reaching code cmin + j (j = 1 .. cmax - cmin)
     bounds = np.array([[_first_reaching(fns[c], cmin + j, acc_lo, acc_hi) for j in range(1, cmax - cmin + 1)]
                        for c in range(channels)], dtype=np.int64).reshape(channels, cmax - cmin)
     # Codes reached by some channel: code cmin + j is reached on c when T_j < T_{j+1} (T_0 = lo, T_L = hi + 1).
     full = np.concatenate([np.full((channels, 1), acc_lo), bounds, np.full((channels, 1), acc_hi + 1)], axis=1)
     reached = [j for j in range(cmax - cmin + 1) if (full[:, j] < full[:, j + 1]).any()]
-    if len(reached) > 2 and reached != list(range(reached[0], reached[-1] + 1)):
-        raise ValueError(f"node {name!r}: the quantized activation reaches the codes "
-                         f"{[cmin + j for j in reached]}, which are not evenly spaced")
-    if len(reached) <= 2:
+    total = cmax - cmin + 1
+    consecutive = reached == list(range(reached[0], reached[-1] + 1)) if reached else True
+    if len(reached) == 2 and _bits(2) < _bits(total):
+        levels = reached
+    elif len(reached) < 2 and _bits(total) > 1:
         first = reached[0] if reached else 0
-        second = reached[1] if len(reached) == 2 else first + 1
-        levels = [first, second]
-    else:
+        levels = [first, first + 1] if first + 1 <= cmax - cmin else [first - 1, first]
+    elif len(reached) > 2 and consecutive and _bits(len(reached)) < _bits(total):
         levels = list(range(reached[0], reached[-1] + 1))
+    else:
+        levels = list(range(max(2, total)))
     # Threshold for output level i: smallest accumulator reaching code levels[i].
     t = full[:, levels[1:]]
     n = len(levels)
