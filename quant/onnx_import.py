@@ -1018,10 +1018,14 @@ class _Importer:
             if len(set(zero)) != 1 or zero[0].denominator != 1:
                 raise self.err(node, "padding needs the value 0, which its input codes cannot represent; "
                                      "use pads 0 or an input quantizer that contains 0")
-            z = int(zero[0])
-            if x.dtype.kind is Kind.BIPOLAR or not x.dtype.contains([z]):
-                raise self.err(node, f"padding needs the value 0, which {x.dtype} inputs cannot represent "
-                                     "(binary activations have no zero); use pads 0")
+            z = int(zero[0])  # the code value standing for 0.0
+            if x.dtype.kind is Kind.BIPOLAR:
+                if z not in (-1, 1):
+                    raise self.err(node, "padding needs the value 0, which BIPOLAR inputs cannot represent "
+                                         "(binary activations have no zero); use pads 0")
+                z = (z + 1) // 2
+            elif not x.dtype.contains([z]):
+                raise self.err(node, f"padding needs the value 0, which {x.dtype} inputs cannot represent; use pads 0")
             pad_value = z
         vals = codes if dt.kind is not Kind.BIPOLAR else codes  # codes are +-1 values already
         dense = np.zeros((oc, k, k, c), dtype=np.int64)
@@ -1108,7 +1112,8 @@ class _Importer:
         oh, ow = (h - k) // s + 1, (w_ - k) // s + 1
         act = self._pending_matmul(node, x, dense.reshape(c, -1), fraction_array(np.full(c, 1.0 / 1)), DataType.int(2),
                                    None, node.name, np.tile(np.arange(c), k * k), _std_image_idx(c, oh, ow), (oh, ow, c))
-        act.mm["S"] = np.array([v / (k * k) for v in act.mm["S"]], dtype=object)
+        act.mm["S"] = np.array([v / (k * k) for v in act.mm["S"]], dtype=object)  # the mean of the window
+        act.mm["O"] = np.array([v / (k * k) for v in act.mm["O"]], dtype=object)
         return act
 
     def _global_pool(self, node, x, mean: bool, nchw: bool):

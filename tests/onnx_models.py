@@ -22,9 +22,9 @@ def f32(a):
 class Builder:
     """Accumulates nodes and initializers; ``x`` is the name of the current activation."""
 
-    def __init__(self, name: str, shape, elem=TensorProto.FLOAT):
-        self.name, self.nodes, self.inits, self.n = name, [], [], 0
-        self.inp = helper.make_tensor_value_info("x", elem, [1, *shape])
+    def __init__(self, name: str, shape, elem=TensorProto.FLOAT, batch=1):
+        self.name, self.nodes, self.inits, self.n, self.batch = name, [], [], 0, batch
+        self.inp = helper.make_tensor_value_info("x", elem, [batch, *shape])
         self.x = "x"
 
     def const(self, value, name=None, dtype=np.float32):
@@ -57,7 +57,7 @@ class Builder:
         return self.node("BipolarQuant", [self.const(w), self.const(scale)], domain=QDOMAIN)
 
     def model(self, out_shape, opset=OPSET, qonnx=True):
-        out = helper.make_tensor_value_info(self.x, TensorProto.FLOAT, [1, *out_shape])
+        out = helper.make_tensor_value_info(self.x, TensorProto.FLOAT, [self.batch, *out_shape])
         g = helper.make_graph(self.nodes, self.name, [self.inp], [out], self.inits)
         ops = [helper.make_opsetid("", opset)] + ([helper.make_opsetid(QDOMAIN, 1)] if qonnx else [])
         m = helper.make_model(g, opset_imports=ops, producer_name="lowbit-tests")
@@ -123,7 +123,7 @@ def qonnx_cnn(rng, w_bits=1, a_bits=1, c=(2, 4, 6), classes=3, size=8) -> onnx.M
 
 def float_cnn(rng, classes=4) -> onnx.ModelProto:
     """A float CNN using most supported ops (no quantizers): for the float executor vs onnxruntime."""
-    b = Builder("float_cnn", (3, 8, 8))
+    b = Builder("float_cnn", (3, 8, 8), batch="N")
     b.act("Mul", b.const(0.5))
     b.act("Sub", b.const(0.25))
     b.act("Conv", b.const(rng.normal(0, 0.5, (6, 3, 3, 3))), b.const(rng.normal(0, 0.1, 6)), kernel_shape=[3, 3],
@@ -143,16 +143,16 @@ def float_cnn(rng, classes=4) -> onnx.ModelProto:
     b.act("Gemm", b.const(rng.normal(0, 1, (6, 8))), b.const(rng.normal(0, 1, 8)))
     b.act("Div", b.const(2.0))
     b.act("Identity")
-    b.act("Reshape", b.const([1, 2, 4], dtype=np.int64))
+    b.act("Reshape", b.const([-1, 2, 4], dtype=np.int64))
     b.act("Transpose", perm=[0, 2, 1])
-    b.act("Reshape", b.const([1, 8], dtype=np.int64))
+    b.act("Reshape", b.const([-1, 8], dtype=np.int64))
     b.act("MatMul", b.const(rng.normal(0, 1, (8, classes))))
     return b.model((classes,), qonnx=False)
 
 
 def qdq_mlp(rng, per_channel=True, sizes=(12, 10, 4)) -> onnx.ModelProto:
     """QuantizeLinear(input) -> [DequantizeLinear -> MatMul(DequantizeLinear(int8 W)) + bias -> Relu -> Q]* -> DQ."""
-    b = Builder("qdq_mlp", (sizes[0],))
+    b = Builder("qdq_mlp", (sizes[0],), batch="N")
     b.act("QuantizeLinear", b.const(2.0 ** -4), b.const(0, dtype=np.uint8))
     for i, (k, n) in enumerate(zip(sizes, sizes[1:])):
         b.act("DequantizeLinear", b.const(2.0 ** -4 if i == 0 else 2.0 ** -3), b.const(0, dtype=np.uint8))
