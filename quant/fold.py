@@ -26,7 +26,7 @@ import numpy as np
 
 from .datatypes import DataType, Kind
 
-__all__ = ["accumulator_range", "fold_bn_sign"]
+__all__ = ["accumulator_range", "fold_bn_sign", "fold_affine_thresholds"]
 
 
 def accumulator_range(input_dtype: DataType, mw: int) -> tuple[int, int]:
@@ -131,3 +131,45 @@ def fold_bn_sign(gamma, beta, mean, sigma, *, input_dtype: DataType, mw: int,
         taus.append(min(max(tau, lo), hi + 1))
         negate.append(neg)
     return np.array(taus, dtype=np.int64).reshape(c, 1), np.array(negate, dtype=bool)
+
+
+def fold_affine_thresholds(a, c, levels, *, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
+    """Fold ``out = sum_i [a * acc + c >= t_i]`` into integer thresholds on ``acc`` (exactly).
+
+    This is the MultiThreshold form of every quantized layer of the zoo: ``a`` and ``c`` (one per
+    channel) collect the input and weight scales and the batch-norm (``a = gamma s_in s_w / sigma``,
+    ``c = beta - gamma mean / sigma``), and ``levels`` ``t_1 <= ... <= t_k`` are the activation
+    quantizer's decision points (``[0]`` for ``sign``; ``(i - 1/2) / n`` for ``n``-level unsigned
+    activations). Everything is exact rational arithmetic (floats convert exactly to Fractions).
+
+    Parameters
+    ----------
+    a, c : array_like, shape (C,)
+        Slope and offset per channel (ints, floats or Fractions).
+    levels : sequence of numbers
+        Ascending decision points ``t_i``.
+    lo, hi : int
+        Range of the accumulator ``acc`` (integers): thresholds are clipped into ``[lo, hi + 1]``.
+
+    Returns
+    -------
+    thresholds : numpy.ndarray of int64, shape (C, k)
+        Ascending per row; the output is ``sum_i [s acc >= T_i]`` with ``s = -1`` where ``negate``.
+    negate : numpy.ndarray of bool, shape (C,)
+        Channels with ``a < 0``, whose weights the caller negates so that the hardware only compares
+        with ``>=``. A channel with ``a == 0`` is constant: ``T_i = lo`` where ``c >= t_i``, else ``hi + 1``.
+    """
+    av = _exact(a, "a", None)
+    cv = _exact(c, "c", len(av))
+    ts = _exact(np.asarray(list(levels), dtype=object), "levels", None)
+    if any(t1 > t2 for t1, t2 in zip(ts, ts[1:])):
+        raise ValueError("levels must be ascending")
+    rows, negate = [], []
+    for ai, ci in zip(av, cv):
+        if ai == 0:
+            rows.append([lo if ci >= t else hi + 1 for t in ts])
+        else:
+            # a acc + c >= t  <=>  |a| (s acc) >= t - c  <=>  s acc >= ceil((t - c) / |a|)
+            rows.append([min(max(math.ceil((t - ci) / abs(ai)), lo), hi + 1) for t in ts])
+        negate.append(ai < 0)
+    return np.array(rows, dtype=np.int64).reshape(len(av), len(ts)), np.array(negate, dtype=bool)

@@ -1,0 +1,52 @@
+"""Integer export of the zoo's networks to the typed integer graph (format v2).
+
+Each layer's batch-norm, input and weight scales and activation quantizer fold into integer
+MultiThreshold rows (:meth:`~lowbit.quant.models.ZooNet.fold`, exact rationals); weights keep their
+codes: ``BIPOLAR`` bits, ``TERNARY``, ``POW2_b``, ``INTk``. Channels whose slope is negative are
+negated (bits flipped), so the graph only compares with ``>=``. XNOR layers (bipolar inputs and
+weights) take thresholds on the popcount ``p``: ``s dot >= T <=> p' >= ceil((T + MW) / 2)`` where
+``dot = 2 p - MW``. A convolution is a :class:`~lowbit.quant.graph.SlidingWindow` (padding with level
+0, the bit 0 for bipolar activations) followed by a :class:`~lowbit.quant.graph.MatMulThreshold`
+and, if any, a :class:`~lowbit.quant.graph.MaxPool`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .datatypes import BIPOLAR, Kind
+from .graph import IntegerGraph, MatMulThreshold, MaxPool, SlidingWindow
+from .models import LayerFold, ZooNet
+
+__all__ = ["to_integer_graph", "graph_node_for"]
+
+
+def graph_node_for(name: str, f: LayerFold, output_dtype) -> MatMulThreshold:
+    """The :class:`MatMulThreshold` of one folded layer (negated channels, popcount thresholds)."""
+    codes = np.where(f.negate[:, None], -f.codes, f.codes)
+    stored = (codes > 0).astype(np.uint8) if f.weight_dtype is BIPOLAR else codes
+    t = f.thresholds
+    if t is not None and f.weight_dtype is BIPOLAR and f.input_dtype is BIPOLAR:
+        mw = codes.shape[1]
+        t = np.clip(-((-(t + mw)) // 2), 0, mw + 1)  # ceil((T + MW) / 2), in [0, MW + 1]
+    return MatMulThreshold(name, f.input_dtype, stored, t, output_dtype if t is not None else BIPOLAR,
+                           f.weight_dtype)
+
+
+def to_integer_graph(net: ZooNet) -> IntegerGraph:
+    """The integer graph of ``net``; its predictions equal :meth:`ZooNet.predict` on every input."""
+    folds = net.folds()
+    nodes = []
+    out_dtype = net.acts.dtype
+    for i, (L, f) in enumerate(zip(net.layers, folds)):
+        if L.kind == "conv":
+            pad_value = 0  # level 0, or the bit 0 (= -1) for bipolar activations
+            nodes.append(SlidingWindow(f"sw{i}", L.kernel, L.stride, L.pad, pad_value))
+            nodes.append(graph_node_for(f"conv{i}", f, out_dtype))
+        else:
+            nodes.append(graph_node_for(f"fc{i}", f, out_dtype))
+        if L.pool:
+            if out_dtype.kind not in (Kind.BIPOLAR, Kind.UINT):
+                raise ValueError(f"layer {i}: max-pool needs BIPOLAR or UINT activations")
+            nodes.append(MaxPool(f"pool{i}", L.pool))
+    return IntegerGraph(net.input_dtype, tuple(nodes), tuple(net.input_shape))
