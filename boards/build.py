@@ -74,6 +74,7 @@ def build(source: str | os.PathLike, board: str | Board, out: str | os.PathLike,
     """
     from ..flow import _staged_dir, load_compiled, write_json
     from .openflow import build_open_flow
+    from .driver import driver_config, driver_files
     from .vivado import vivado_plan_files
 
     board = get_board(board)
@@ -99,11 +100,18 @@ def build(source: str | os.PathLike, board: str | Board, out: str | os.PathLike,
             fmt = report["stream_format"]
             files, summary = vivado_plan_files(board, verilog, clock_mhz=clock, in_bits=in_bits,
                                                out_bits=out_bits, beats_per_image=fmt["input_size"] // fmt["simd"])
-            for name, text in files.items():
+            graph, _ = load_compiled(compiled)
+            dt = graph.input_dtype
+            driver = driver_files(driver_config(
+                fmt, summary["axis"], clock_mhz=clock, predicted_cycles=report["mapping"]["cycles_per_image"],
+                input_range=(0, 1) if dt.kind.value == "bipolar" else (dt.min, dt.max)))
+            for name, text in {**files, **driver}.items():
+                (tmp / name).parent.mkdir(parents=True, exist_ok=True)
                 (tmp / name).write_text(text)
             (tmp / "build.sh").chmod(0o755)
             manifest.update(summary)
             manifest["files"] = sorted(files)
+            manifest["driver"] = sorted(driver)
         write_json(tmp / "build.json", manifest)
     if run and board.ps != "none":
         _run_vivado(out)

@@ -29,7 +29,7 @@ import re
 from .. import LowbitError
 from .records import Board
 
-__all__ = ["TLAST_FIFO_DEPTH", "BOARD_PARTS", "DDR_PARTS", "axis_width", "axis_adapter_verilog",
+__all__ = ["TLAST_FIFO_DEPTH", "BOARD_PARTS", "DDR_PARTS", "axis_width", "axis_adapter_verilog", "control_verilog",
            "vivado_plan_files"]
 
 TLAST_FIFO_DEPTH = 64
@@ -66,7 +66,7 @@ def axis_adapter_verilog(in_bits: int, out_bits: int, beats_per_image: int) -> s
 `default_nettype none
 module lowbit_axis (
   (* X_INTERFACE_INFO = "xilinx.com:signal:clock:1.0 aclk CLK" *)
-  (* X_INTERFACE_PARAMETER = "ASSOCIATED_BUSIF s_axis:m_axis, ASSOCIATED_RESET aresetn" *)
+  (* X_INTERFACE_PARAMETER = "ASSOCIATED_BUSIF s_axis:m_axis:s_axi, ASSOCIATED_RESET aresetn" *)
   input  wire aclk,
   (* X_INTERFACE_INFO = "xilinx.com:signal:reset:1.0 aresetn RST" *)
   (* X_INTERFACE_PARAMETER = "POLARITY ACTIVE_LOW" *)
@@ -78,7 +78,25 @@ module lowbit_axis (
   output wire [{tout - 1}:0] m_axis_tdata,
   output wire m_axis_tvalid,
   input  wire m_axis_tready,
-  output wire m_axis_tlast
+  output wire m_axis_tlast,
+  // AXI4-Lite control block (lowbit_ctrl; register map in lowbit.boards.control)
+  input  wire [4:0] s_axi_awaddr,
+  input  wire s_axi_awvalid,
+  output wire s_axi_awready,
+  input  wire [31:0] s_axi_wdata,
+  input  wire [3:0] s_axi_wstrb,
+  input  wire s_axi_wvalid,
+  output wire s_axi_wready,
+  output wire [1:0] s_axi_bresp,
+  output wire s_axi_bvalid,
+  input  wire s_axi_bready,
+  input  wire [4:0] s_axi_araddr,
+  input  wire s_axi_arvalid,
+  output wire s_axi_arready,
+  output wire [31:0] s_axi_rdata,
+  output wire [1:0] s_axi_rresp,
+  output wire s_axi_rvalid,
+  input  wire s_axi_rready
 );
   wire rst = !aresetn;
   wire i_ready;
@@ -111,6 +129,15 @@ module lowbit_axis (
   assign m_axis_tlast = flags[rd[{depth_bits - 1}:0]];
   assign m_axis_tdata = {{{{{tout - out_bits}{{1'b0}}}}, o_payload}};
 
+  lowbit_ctrl ctrl (
+    .clk(aclk), .rst(rst), .in_beat(in_fire), .out_result(out_fire),
+    .axil__awaddr(s_axi_awaddr), .axil__awvalid(s_axi_awvalid), .axil__awready(s_axi_awready),
+    .axil__wdata(s_axi_wdata), .axil__wstrb(s_axi_wstrb), .axil__wvalid(s_axi_wvalid), .axil__wready(s_axi_wready),
+    .axil__bresp(s_axi_bresp), .axil__bvalid(s_axi_bvalid), .axil__bready(s_axi_bready),
+    .axil__araddr(s_axi_araddr), .axil__arvalid(s_axi_arvalid), .axil__arready(s_axi_arready),
+    .axil__rdata(s_axi_rdata), .axil__rresp(s_axi_rresp), .axil__rvalid(s_axi_rvalid), .axil__rready(s_axi_rready)
+  );
+
   lowbit_top accel (
     .clk(aclk), .rst(rst),
     .i__valid(s_axis_tvalid && !full), .i__ready(i_ready), .i__payload(s_axis_tdata[{in_bits - 1}:0]),
@@ -119,6 +146,14 @@ module lowbit_axis (
 endmodule
 `default_nettype wire
 """
+
+
+def control_verilog(beats_per_image: int) -> str:
+    """The Verilog of ``lowbit_ctrl``, the AXI4-Lite control block (:mod:`lowbit.boards.control`)."""
+    from ..hw.export import to_verilog
+    from .control import ControlBlock
+
+    return to_verilog(ControlBlock(beats_per_image), name="lowbit_ctrl")
 
 
 def _ps7_tcl(board: Board, clock_mhz: float) -> tuple[str, dict]:
@@ -175,6 +210,8 @@ connect_bd_intf_net [get_bd_intf_pins accel/m_axis] [get_bd_intf_pins axi_dma/S_
 apply_bd_automation -rule xilinx.com:bd_rule:axi4 \\
   -config [list Master {p['gp']} Clk Auto] [get_bd_intf_pins axi_dma/S_AXI_LITE]
 apply_bd_automation -rule xilinx.com:bd_rule:axi4 \\
+  -config [list Master {p['gp']} Clk Auto] [get_bd_intf_pins accel/s_axi]
+apply_bd_automation -rule xilinx.com:bd_rule:axi4 \\
   -config [list Slave {p['hp']} Clk Auto] [get_bd_intf_pins axi_dma/M_AXI_MM2S]
 apply_bd_automation -rule xilinx.com:bd_rule:axi4 \\
   -config [list Slave {p['hp']} Clk Auto] [get_bd_intf_pins axi_dma/M_AXI_S2MM]
@@ -198,7 +235,7 @@ if {{$board_part ne ""}} {{
   set board_preset 1
 }}
 set_property target_language Verilog [current_project]
-add_files -norecurse [list [file join $here lowbit_top.v] [file join $here lowbit_axis.v]]
+add_files -norecurse [list [file join $here lowbit_top.v] [file join $here lowbit_ctrl.v] [file join $here lowbit_axis.v]]
 add_files -fileset constrs_1 -norecurse [file join $here lowbit.xdc]
 update_compile_order -fileset sources_1
 source [file join $here bd.tcl]
@@ -252,6 +289,7 @@ def vivado_plan_files(board: Board, verilog: str, *, clock_mhz: float, in_bits: 
     files = {
         "lowbit_top.v": verilog,
         "lowbit_axis.v": axis_adapter_verilog(in_bits, out_bits, beats_per_image),
+        "lowbit_ctrl.v": control_verilog(beats_per_image),
         "bd.tcl": bd,
         "build.tcl": _build_tcl(board, clock_mhz),
         "lowbit.xdc": _XDC,
@@ -262,6 +300,7 @@ def vivado_plan_files(board: Board, verilog: str, *, clock_mhz: float, in_bits: 
         "axis": {"in_tdata_bits": tin, "in_payload_bits": in_bits, "out_tdata_bits": tout,
                  "out_payload_bits": out_bits, "beats_per_image": beats_per_image},
         "control_port": pins["gp"].strip("/"), "data_port": pins["hp"].strip("/"),
+        "control_registers": "lowbit.boards.control.REGISTERS (accel/s_axi)",
         "bitstream": "lowbit.bit", "hwh": "lowbit.hwh", "xsa": "lowbit.xsa",
         "run": "sh build.sh  (in this directory, with vivado on PATH)",
     }

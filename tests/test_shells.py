@@ -184,7 +184,7 @@ def axis_model(tmp_path_factory):
     fmt = StreamFormat(**json.loads(report)["stream_format"])
     assert ax["in_tdata_bits"] == axis_width(ax["in_payload_bits"]) == 64
     assert ax["beats_per_image"] == fmt.beats_per_image == 2
-    text = "\n".join((root / "plan" / f).read_text() for f in ("lowbit_top.v", "lowbit_axis.v"))
+    text = "\n".join((root / "plan" / f).read_text() for f in ("lowbit_top.v", "lowbit_ctrl.v", "lowbit_axis.v"))
     m = VerilatedModel.build(text + _axis_tb(ax["in_tdata_bits"], ax["out_tdata_bits"]), top="axis_tb",
                              in_stream=None, out_stream=None)
     return m, fmt, ax
@@ -285,9 +285,10 @@ endmodule
 def test_axis_adapter_stalls_when_its_tlast_fifo_is_full_also_after_wrapping():
     """With ``m_axis_tready`` low the adapter accepts exactly TLAST_FIFO_DEPTH images, also once its
     FIFO pointers have wrapped (after 2 * depth images), and every result keeps its own tlast."""
-    from lowbit.boards.vivado import TLAST_FIFO_DEPTH, axis_adapter_verilog
+    from lowbit.boards.vivado import TLAST_FIFO_DEPTH, axis_adapter_verilog, control_verilog
 
-    m = VerilatedModel.build(DEEP_STUB + axis_adapter_verilog(16, 16, 1) + _axis_tb(32, 32), top="axis_tb",
+    m = VerilatedModel.build(DEEP_STUB + control_verilog(1) + axis_adapter_verilog(16, 16, 1) + _axis_tb(32, 32),
+                             top="axis_tb",
                              in_stream=None, out_stream=None)
     r = random.Random(11)
     n = 3 * 2 * TLAST_FIFO_DEPTH + 40
