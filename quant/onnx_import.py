@@ -534,7 +534,8 @@ class _Importer:
         if q is None:
             what = "the input" if act.kind == "raw" else f"the output of {act.origin!r}"
             raise self.err(node, f"{what} is a float activation here; insert a quantizer (Quant, BipolarQuant, "
-                                 "MultiThreshold, QuantizeLinear or Sign) before this node")
+                                 "MultiThreshold, QuantizeLinear or Sign) before this node, or run "
+                                 "'lowbit quantize' on a float model")
         quant, post = act.chain[q], act.chain[q + 1:]
 
         def value_of(code, c):
@@ -555,13 +556,20 @@ class _Importer:
                 v = op(v, c)
             return v
 
+        def func_vec(a, c):
+            d = 2 * a - mm["w"].shape[1] if mm["xnor"] else a
+            v = float(mm["S"][c]) * d + float(mm["O"][c])
+            for op in pre:
+                v = op.vec(v, c)
+            return v
+
         probe = MatMulThreshold("probe", mm["input_dtype"], _stored(mm["w"], mm["wdtype"]), None,
                                 weight_dtype=mm["wdtype"])
         lo, hi = probe.acc_range
         mw = mm["w"].shape[1]
         neg = (lambda a: mw - a) if mm["xnor"] else (lambda a: -a)
         solved = solve_thresholds(func, quant.code, value_of, act.channels, lo, hi, neg, mm["name"],
-                                      quant.nominal)
+                                      quant.nominal, func_vec, quant.vcode)
         w = mm["w"].copy()
         w[solved.negate] *= -1
         wdtype = mm["wdtype"]
@@ -570,7 +578,7 @@ class _Importer:
             node_probe = MatMulThreshold("probe", mm["input_dtype"], w, None, weight_dtype=wdtype)
             lo, hi = node_probe.acc_range
             solved = solve_thresholds(func, quant.code, value_of, act.channels, lo, hi, neg, mm["name"],
-                                      quant.nominal)
+                                      quant.nominal, func_vec, quant.vcode)
             w = mm["w"].copy()
             w[solved.negate] *= -1
         self.emit(MatMulThreshold(mm["name"], mm["input_dtype"], _stored(w, wdtype), solved.thresholds,
@@ -617,7 +625,7 @@ class _Importer:
                    list(act.pools), act.tensor)
         return new
 
-    def elementwise(self, node, act: _Act, op) -> _Act:
+    def elementwise(self, node, act: _Act, op, internal: bool = False) -> _Act:
         """Apply an exact element-wise function: folded into codes (affine) or the pending chain."""
         if act.kind == "codes":
             if isinstance(op, Affine):
@@ -626,7 +634,7 @@ class _Importer:
                             np.array([op(act.offset[c], c) for c in range(act.channels)], dtype=object))
             act = self.identity_layer(node, act)
         out = self.append(node, act, op)
-        if act.kind == "raw":
+        if act.kind == "raw" and not internal:  # the ONNX tensor holding this value (for encode)
             out.tensor = node.output[0]
         return out
 
@@ -932,10 +940,10 @@ class _Importer:
         return act
 
     def op_MatMulInteger(self, node, ins, a):
-        x = ins[0]
+        x = self._input_codes(node, ins[0])
         if len(ins) > 2 and ins[2] is not None:
             z = self.fconst(node, node.input[2], "a zero point")
-            x = self.elementwise(node, x, self.affine_from(node, x, 1.0, -z if z.size == 1 else -z, "a zero point"))
+            x = self.elementwise(node, x, self.affine_from(node, x, 1.0, -z, "a zero point"), internal=True)
         w = np.asarray(self.const(node, node.input[1], "weights")).astype(np.int64)
         if len(ins) > 3 and ins[3] is not None:
             w = w - np.asarray(self.const(node, node.input[3], "b zero point")).astype(np.int64)
@@ -944,10 +952,10 @@ class _Importer:
         return self._fc(node, x, node_w, fraction_array(np.ones(node_w.shape[0])), _weight_dtype(node_w), None)
 
     def op_QLinearMatMul(self, node, ins, a):
-        x = ins[0]
+        x = self._input_codes(node, ins[0])
         xs, xz = self.scalar(node, node.input[1], "a scale"), self.scalar(node, node.input[2], "a zero point")
         x = self.elementwise(node, x, Affine(fraction_array([xs] * x.channels),
-                                             fraction_array([-xz * xs] * x.channels)))
+                                             fraction_array([-xz * xs] * x.channels)), internal=True)
         b = np.asarray(self.const(node, node.input[3], "b")).astype(np.int64)
         bs, bz = self.fconst(node, node.input[4], "b scale"), self.fconst(node, node.input[5], "b zero point")
         codes = b - onnx_ops._per_axis(bz, 2, 1).astype(np.int64)
@@ -1142,10 +1150,10 @@ class _Importer:
         raise self.err(node, "is supported only inside lowbit's own exported threshold blocks")
 
     def op_QLinearConv(self, node, ins, a):
-        x = ins[0]
+        x = self._input_codes(node, ins[0])
         xs, xz = self.scalar(node, node.input[1], "x scale"), self.scalar(node, node.input[2], "x zero point")
         x = self.elementwise(node, x, Affine(fraction_array([xs] * x.channels),
-                                             fraction_array([-xz * xs] * x.channels)))
+                                             fraction_array([-xz * xs] * x.channels)), internal=True)
         wq = np.asarray(self.const(node, node.input[3], "weights")).astype(np.int64)
         ws, wz = self.fconst(node, node.input[4], "w scale"), self.fconst(node, node.input[5], "w zero point")
         codes = wq - onnx_ops._per_axis(wz, 4, 0).astype(np.int64)

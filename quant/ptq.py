@@ -33,7 +33,8 @@ __all__ = ["PTQConfig", "quantize_model", "insert_quantizers", "quantize_weights
 log = logging.getLogger(__name__)
 _QDOMAIN = "qonnx.custom_op.general"
 _MATMULS = ("Gemm", "MatMul", "Conv")
-_PASS = ("Flatten", "Reshape", "Transpose", "Identity", "Dropout", "MaxPool", "GlobalAveragePool")
+_PASS = ("Flatten", "Reshape", "Transpose", "Identity", "Dropout", "MaxPool", "GlobalAveragePool", "Add", "Sub", "Mul",
+         "Div")  # operations that keep a quantized tensor on its grid
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ the hardware only compares with ``>=``.
 
 from __future__ import annotations
 
+import bisect
 import math
 from dataclasses import dataclass
 from fractions import Fraction
@@ -86,11 +87,17 @@ class Affine:
     def __call__(self, x: Fraction, c: int) -> Fraction:
         return self.scale[c] * x + self.offset[c]
 
+    def vec(self, x: np.ndarray, c: int) -> np.ndarray:
+        return float(self.scale[c]) * x + float(self.offset[c])
+
 
 @dataclass(frozen=True)
 class Relu:
     def __call__(self, x: Fraction, c: int) -> Fraction:
         return x if x > 0 else Fraction(0)
+
+    def vec(self, x, c):
+        return np.maximum(x, 0.0)
 
 
 @dataclass(frozen=True)
@@ -105,6 +112,9 @@ class Clip:
             return self.hi
         return x
 
+    def vec(self, x, c):
+        return np.clip(x, -np.inf if self.lo is None else float(self.lo), np.inf if self.hi is None else float(self.hi))
+
 
 class _Quantizer:
     """A quantizer maps a value to an integer code (monotone non-decreasing) and a code to a value."""
@@ -117,6 +127,15 @@ class _Quantizer:
 
     def __call__(self, x: Fraction, c: int) -> Fraction:
         return self.value(self.code(x, c), c)
+
+    def vcode(self, x: np.ndarray, c: int) -> np.ndarray:
+        """Codes in float arithmetic (a guess that :func:`solve_thresholds` verifies exactly)."""
+        return np.array([self.code(Fraction(float(v)), c) for v in x], dtype=np.float64)
+
+    def vec(self, x: np.ndarray, c: int) -> np.ndarray:
+        codes = self.vcode(x, c)
+        v0, v1 = float(self.value(0, c)), float(self.value(1, c))
+        return v0 + (v1 - v0) * codes
 
 
 @dataclass(frozen=True, eq=False)
@@ -150,6 +169,13 @@ class IntQuantizer(_Quantizer):
             return Fraction(code)
         return (code - self.zero_point[c]) * self.scale[c]
 
+    def vcode(self, x, c):
+        from .onnx_ops import round_mode
+        y = x / float(self.scale[c]) + float(self.zero_point[c])
+        if self.round_then_clip:
+            return np.clip(round_mode(self.rounding)(y), self.lo, self.hi)
+        return round_mode(self.rounding)(np.clip(y, self.lo, self.hi))
+
 
 @dataclass(frozen=True, eq=False)
 class BipolarQuantizer(_Quantizer):
@@ -164,6 +190,9 @@ class BipolarQuantizer(_Quantizer):
     def value(self, code, c):
         return self.scale[c] if code else -self.scale[c]
 
+    def vcode(self, x, c):
+        return (x >= 0).astype(np.float64)
+
 
 @dataclass(frozen=True)
 class SignQuantizer(_Quantizer):
@@ -176,6 +205,9 @@ class SignQuantizer(_Quantizer):
 
     def value(self, code, c):
         return Fraction(code)
+
+    def vcode(self, x, c):
+        return np.sign(x)
 
 
 @dataclass(frozen=True, eq=False)
@@ -191,10 +223,22 @@ class ThresholdQuantizer(_Quantizer):
         return 0, self.thresholds.shape[1]
 
     def code(self, x, c):
-        return sum(1 for t in self.thresholds[c] if x >= t)
+        return bisect.bisect_right(self._rows[c], x)  # thresholds are sorted: the count of T <= x
+
+    @property
+    def _rows(self):
+        rows = self.__dict__.get("_rows_cache")
+        if rows is None:
+            rows = [list(r) for r in self.thresholds]
+            object.__setattr__(self, "_rows_cache", rows)
+        return rows
 
     def value(self, code, c):
         return self.out_scale * code + self.out_bias
+
+    def vcode(self, x, c):
+        t = np.array([float(v) for v in self.thresholds[c]])
+        return np.searchsorted(t, x, side="right").astype(np.float64)
 
 
 @dataclass(frozen=True, eq=False)
@@ -267,8 +311,44 @@ def _bits(levels: int) -> int:
     return 1 if levels <= 2 else (levels - 1).bit_length()
 
 
+_GUESS_LIMIT = 1 << 21
+
+
+def _guess(func_vec, vcode, c, negated, neg_acc, lo, hi):
+    """Float codes of every accumulator value (monotone envelope), or None for a huge range."""
+    if hi - lo + 1 > _GUESS_LIMIT:
+        return None
+    a = np.arange(lo, hi + 1, dtype=np.int64)
+    if negated:
+        a = np.array([neg_acc(int(v)) for v in (lo, hi)])  # neg_acc is affine: map the ends, then interpolate
+        a = np.linspace(a[0], a[1], hi - lo + 1).round().astype(np.int64)
+    with np.errstate(all="ignore"):
+        codes = vcode(func_vec(a.astype(np.float64), c), c)
+    return np.maximum.accumulate(np.nan_to_num(codes, nan=-np.inf))
+
+
+def _channel_bounds(f, cmin, cmax, lo, hi, guess) -> list[int]:
+    """Smallest accumulator reaching each code ``cmin + 1 .. cmax``: float guesses verified exactly."""
+    cache: dict[int, int] = {}
+
+    def fc(a):
+        if a not in cache:
+            cache[a] = f(a)
+        return cache[a]
+
+    out = []
+    for level in range(cmin + 1, cmax + 1):
+        t = None
+        if guess is not None:
+            g = lo + int(np.searchsorted(guess, level, side="left"))
+            if (g == lo or fc(g - 1) < level) and (g == hi + 1 or fc(g) >= level):
+                t = g
+        out.append(_first_reaching(fc, level, lo, hi) if t is None else t)
+    return out
+
+
 def solve_thresholds(func, code_of, value_of, channels: int, acc_lo: int, acc_hi: int, neg_acc,
-                     name: str, nominal: tuple[int, int] | None = None) -> Solved:
+                     name: str, nominal: tuple[int, int] | None = None, func_vec=None, vcode=None) -> Solved:
     """Integer thresholds of the channel functions ``code_of(func(a, c), c)`` on the accumulator ``a``.
 
     Parameters
@@ -303,7 +383,9 @@ def solve_thresholds(func, code_of, value_of, channels: int, acc_lo: int, acc_hi
     if nominal is not None:
         cmin, cmax = min(cmin, nominal[0]), max(cmax, nominal[1])
     # boundaries[c][j]: smallest accumulator reaching code cmin + j (j = 1 .. cmax - cmin)
-    bounds = np.array([[_first_reaching(fns[c], cmin + j, acc_lo, acc_hi) for j in range(1, cmax - cmin + 1)]
+    bounds = np.array([_channel_bounds(fns[c], cmin, cmax, acc_lo, acc_hi,
+                                       None if func_vec is None else _guess(func_vec, vcode, c, negate[c], neg_acc,
+                                                                            acc_lo, acc_hi))
                        for c in range(channels)], dtype=np.int64).reshape(channels, cmax - cmin)
     # Codes reached by some channel: code cmin + j is reached on c when T_j < T_{j+1} (T_0 = lo, T_L = hi + 1).
     full = np.concatenate([np.full((channels, 1), acc_lo), bounds, np.full((channels, 1), acc_hi + 1)], axis=1)
