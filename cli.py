@@ -381,7 +381,7 @@ def build_parser() -> argparse.ArgumentParser:
     fl = sub.add_parser("flash", help="program a board with the output of 'lowbit build' (dry run by default)")
     fl.add_argument("dir", help="directory written by 'lowbit build'")
     fl.add_argument("--board", required=True)
-    fl.add_argument("--via", choices=("openfpgaloader", "fpga-manager"), default="openfpgaloader")
+    fl.add_argument("--via", choices=("openfpgaloader", "fpga-manager", "pynq", "xsct"), default="openfpgaloader")
     fl.add_argument("--yes", action="store_true", help="program the board (otherwise print the commands)")
     fl.add_argument("--sysfs-root", default="/", help="fpga-manager: root holding sys/ and lib/firmware/ "
                                                      "(default /)")

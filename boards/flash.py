@@ -1,4 +1,5 @@
-"""Programming a board with a build's bitstream: openFPGALoader (JTAG/USB) or the Linux FPGA manager.
+"""Programming a board with a build's bitstream: openFPGALoader (JTAG/USB), the Linux FPGA manager,
+PYNQ (``pynq.Overlay`` on the board) or Xilinx's ``xsct`` (JTAG through a hardware server).
 
 Every method first plans (:func:`plan_flash`): it finds the bitstream of a ``lowbit build`` output,
 checks that it was built for the board's part (the ``build.json`` manifest, and the part named in
@@ -32,7 +33,7 @@ __all__ = ["METHODS", "BitHeader", "parse_bit", "bit_to_bin", "bitstream_part", 
 
 logger = logging.getLogger(__name__)
 
-METHODS = ("openfpgaloader", "fpga-manager")
+METHODS = ("openfpgaloader", "fpga-manager", "pynq", "xsct")
 """Ways of programming a board."""
 
 _BIT_MAGIC = bytes.fromhex("0009 0ff00ff00ff00ff000 0001".replace(" ", ""))
@@ -180,7 +181,19 @@ def plan_flash(out: str | os.PathLike, board: str | Board, via: str = "openfpgal
         shown = ["openFPGALoader", "-b", board.openfpgaloader_board, str(bitstream)]
         return FlashPlan(board, via, bitstream, [" ".join(shown)], argv=argv)
     if board.ps == "none":
-        raise LowbitError(f"board {board.name!r} has no processor running Linux; the FPGA manager does not apply")
+        raise LowbitError(f"board {board.name!r} has no Zynq processing system; --via {via} does not apply")
+    if via == "pynq":
+        hwh = bitstream.with_suffix(".hwh")
+        if not hwh.is_file():
+            raise LowbitError(f"{out}: PYNQ needs {hwh.name} next to {bitstream.name} (written by the Vivado plan)")
+        code = f"from pynq import Overlay; Overlay({str(bitstream)!r})"
+        return FlashPlan(board, via, bitstream, [f"python3 -c \"{code}\"   # on the board, as root"])
+    if via == "xsct":
+        target = "xc7z*" if board.ps == "PS7" else "PL"
+        tcl = ["connect", f'targets -set -nocase -filter {{name =~ "{target}"}}',
+               f"fpga -file {{{bitstream.resolve()}}}", "disconnect"]
+        return FlashPlan(board, via, bitstream, ["xsct flash.tcl   # flash.tcl:"] + [f"  {t}" for t in tcl],
+                         argv=["xsct"], files={"tcl": "\n".join(tcl) + "\n"})
     if bitstream.suffix != ".bit":
         raise LowbitError(f"{bitstream}: the FPGA manager path converts a Xilinx .bit file")
     root = Path(root)
@@ -222,6 +235,26 @@ def flash(plan: FlashPlan, *, timeout: float = 600) -> str:
             raise LowbitError(f"openFPGALoader could not program {plan.board.name} "
                               f"(exit status {proc.returncode}): {reason}{cable}")
         return f"programmed {plan.board.name} with {plan.bitstream.name} via openFPGALoader"
+    if plan.method == "pynq":
+        try:
+            from pynq import Overlay
+        except ImportError:
+            raise LowbitError("--via pynq needs the 'pynq' package: run 'lowbit flash' on the board's PYNQ image, "
+                              "or use --via fpga-manager or xsct") from None
+        Overlay(str(plan.bitstream))
+        return f"downloaded {plan.bitstream.name} to {plan.board.name} with pynq.Overlay"
+    if plan.method == "xsct":
+        exe = shutil.which("xsct")
+        if exe is None:
+            raise LowbitError("--via xsct needs Xilinx's xsct on PATH (Vitis or the Vivado Lab tools) and a "
+                              "hardware server reaching the board's JTAG cable")
+        script = plan.bitstream.with_name("flash.tcl")
+        script.write_text(plan.files["tcl"])
+        proc = subprocess.run([exe, str(script)], capture_output=True, text=True, timeout=timeout)
+        if proc.returncode != 0:
+            tail = (proc.stdout + proc.stderr).strip().splitlines()[-1:] or ["no output"]
+            raise LowbitError(f"xsct could not program {plan.board.name} (exit status {proc.returncode}): {tail[0]}")
+        return f"programmed {plan.board.name} with {plan.bitstream.name} via xsct"
     files = plan.files
     if not files["flags"].parent.is_dir():
         raise LowbitError(f"no FPGA manager at {files['flags'].parent} (is this the board, running Linux "

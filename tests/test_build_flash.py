@@ -191,3 +191,19 @@ def test_flash_without_a_vivado_bitstream_says_how(compiled, tmp_path):
     assert run("build", compiled["zedboard"], "--board", "zedboard", "-o", out).returncode == 0
     proc = run("flash", out, "--board", "zedboard", "--via", "fpga-manager")
     assert_clean_error(proc, r"no bitstream 'lowbit.bit' \(run the Vivado plan first: sh build.sh\)")
+
+
+def test_flash_via_pynq_and_xsct_dry_run_and_clear_refusals(tmp_path):
+    out = _fake_zynq_build(tmp_path, "7z020clg400")
+    proc = run("flash", out, "--board", "pynq-z2", "--via", "pynq")
+    assert_clean_error(proc, r"PYNQ needs lowbit.hwh next to lowbit.bit")
+    (out / "lowbit.hwh").write_text("<hwh/>")
+    proc = run("flash", out, "--board", "pynq-z2", "--via", "pynq")
+    assert proc.returncode == 0 and "from pynq import Overlay; Overlay(" in proc.stdout
+    proc = run("flash", out, "--board", "pynq-z2", "--via", "pynq", "--yes")  # no pynq on this machine
+    assert_clean_error(proc, r"--via pynq needs the 'pynq' package")
+    proc = run("flash", out, "--board", "pynq-z2", "--via", "xsct")
+    assert proc.returncode == 0
+    assert 'targets -set -nocase -filter {name =~ "xc7z*"}' in proc.stdout and "fpga -file {" in proc.stdout
+    proc = run("flash", out, "--board", "pynq-z2", "--via", "xsct", "--yes")  # no xsct on this machine
+    assert_clean_error(proc, r"--via xsct needs Xilinx's xsct on PATH")
