@@ -47,6 +47,10 @@ UART_TOP = "lowbit_uart_top"
 # Pin map per board: port -> (site, IO standard or None). Sources: the iCEBreaker's icebreaker.pcf
 # (1BitSquared) and the ULX3S's ulx3s_v20.lpf (Radiona): CLK 35 / clk_25mhz G2 is the oscillator,
 # RX 6 / ftdi_txd M1 is the FTDI's TX (the FPGA receives), TX 9 / ftdi_rxd L4 the FPGA's TX.
+# Cross-checked against a second source, LiteX-Boards' platform files (1bitsquared_icebreaker.py:
+# clk12 35, serial rx 6 / tx 9, user_btn_n 10, user_led_n 11 and 37; radiona_ulx3s.py: clk25 G2,
+# serial rx M1 / tx L4, user_led B2 and C2): every site agrees. D6 is the ULX3S's BTN_PWRn (active
+# low) in ulx3s_v20.lpf; LiteX uses R1 (FIRE1) as its reset instead.
 PINS: dict[str, dict[str, str]] = {
     "icebreaker": {"clk": "35", "uart_rx": "6", "uart_tx": "9", "btn_n": "10", "led_err_n": "11",
                    "led_busy_n": "37"},
