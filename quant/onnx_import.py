@@ -232,6 +232,7 @@ class ImportResult:
     input_tensor: str | None
     output_fn: object
     origins: dict
+    layer_scales: dict = field(default_factory=dict)
 
     def encode(self, x) -> np.ndarray:
         x = np.asarray(x)
@@ -282,6 +283,7 @@ class _Importer:
     def __init__(self, model: onnx.ModelProto, label: str, input_dtype: DataType | None):
         self.model, self.label = model, label
         self.nodes: list = []
+        self.layer_scales: dict = {}
         self.origins: dict[str, list[str]] = {}
         self.env: dict[str, object] = {}
         self.meta = {p.key: p.value for p in model.metadata_props}
@@ -583,6 +585,7 @@ class _Importer:
             w[solved.negate] *= -1
         self.emit(MatMulThreshold(mm["name"], mm["input_dtype"], _stored(w, wdtype), solved.thresholds,
                                   solved.dtype, wdtype), act.origin)
+        self.layer_scales[mm["name"]] = (solved.scale, solved.offset)
         for name, kernel, stride in act.pools:
             self.emit(MaxPool(name, kernel, stride), name)
         return _Act("codes", act.idx, act.phys, act.origin, solved.dtype, solved.scale, solved.offset)
@@ -1201,7 +1204,7 @@ class _Importer:
         start = self.env[self.input_name]
         codes, tensor, idx = in_act if in_act is not None else (start, None, start.idx)
         return ImportResult(graph, self.label, self.model, idx, codes.scale, codes.offset, tensor, output_fn,
-                            self.origins)
+                            self.origins, self.layer_scales)
 
     def _input_is_image(self):
         return len(self.env[self.input_name].phys) == 3
