@@ -237,7 +237,7 @@ class ImportResult:
     def encode(self, x) -> np.ndarray:
         x = np.asarray(x)
         if self.input_tensor is not None:
-            v = onnx_ops.run(self.model, x.astype(np.float32), keep_all=True)[self.input_tensor]
+            v = onnx_ops.run(self.model, x.astype(np.float32), stop_at=self.input_tensor)[self.input_tensor]
         else:
             v = x.astype(np.float64)
         b = v.shape[0]

@@ -333,10 +333,11 @@ SUPPORTED_OPS = frozenset(
     "DequantizeLinear QLinearConv QLinearMatMul MatMulInteger".split())
 
 
-def run(model: onnx.ModelProto, inputs, *, keep_all: bool = False) -> dict[str, np.ndarray]:
+def run(model: onnx.ModelProto, inputs, *, keep_all: bool = False, stop_at: str | None = None) -> dict[str, np.ndarray]:
     """Execute ``model`` on ``inputs`` (an array for the single input, or a dict by input name).
 
-    Returns the graph outputs by name (every tensor when ``keep_all``). Float tensors are float64.
+    Returns the graph outputs by name (every tensor when ``keep_all``, or when stopping early after
+    computing the tensor ``stop_at``). Float tensors are float64.
     """
     g = model.graph
     env: dict[str, np.ndarray] = {t.name: numpy_helper.to_array(t) for t in g.initializer}
@@ -351,6 +352,8 @@ def run(model: onnx.ModelProto, inputs, *, keep_all: bool = False) -> dict[str, 
         outs = _exec(node.op_type, ins, attributes(node), node)
         for name, v in zip(node.output, outs):
             env[name] = v
+        if stop_at is not None and stop_at in node.output:
+            return env
     if keep_all:
         return env
     return {o.name: env[o.name] for o in g.output}
