@@ -1308,7 +1308,9 @@ def graphs_equal(a: IntegerGraph, b: IntegerGraph) -> bool:
     return True
 
 
-_KIND = {Kind.BIPOLAR: "xnor", Kind.TERNARY: "ternary", Kind.POW2: "shift", Kind.INT: "integer"}
+# MAC kinds: XNOR-popcount (bipolar x bipolar), ternary (add/subtract/skip: ternary weights, or bipolar weights on
+# integer inputs), shift (power-of-two weights), integer (multiplications).
+_KIND = {Kind.BIPOLAR: "ternary", Kind.TERNARY: "ternary", Kind.POW2: "shift", Kind.INT: "integer"}
 
 
 def layer_table(graph: IntegerGraph, origins: dict | None = None) -> list[dict]:
