@@ -36,6 +36,23 @@ def test_engine_bit_exact_and_cycles_equal_model(cfg):
         assert run.cycles[k] == spec.timing(x).cycles, k
 
 
+def test_other_codebook_size_and_zero_run_width():
+    # 8-entry codebook (3-bit v), 5-bit z (runs up to 31), 6-bit weights, 10-bit activations.
+    rng = np.random.default_rng(11)
+    rows, cols, pes = 90, 8, 2
+    idx = rng.integers(1, 8, (rows, cols)) * (rng.random((rows, cols)) < 0.04)
+    cb = np.concatenate([[0], rng.integers(-32, 32, 7)])
+    image = encode_sparse(idx, cb, pes, index_bits=3, zero_bits=5)
+    assert any(((pe.v == 0) & (pe.z == 31)).any() for pe in image.pe_images)
+    spec = SparseEngineSpec(rows=rows, cols=cols, pes=pes, depth=3, lanes=2, index_bits=3, zero_bits=5,
+                            weight_bits=6, act_bits=10, out_bits=10, shift=1, image=image)
+    xs = rng.integers(-512, 512, (3, cols))
+    run = run_amaranth(spec, xs)
+    for k, x in enumerate(xs):
+        assert list(run.outputs[k]) == spec.reference(x).tolist(), k
+        assert run.cycles[k] == spec.timing(x).cycles, k
+
+
 def test_runtime_load_and_throttled_streams():
     rng = np.random.default_rng(7)
     rows, cols, pes = 19, 10, 4
