@@ -336,6 +336,13 @@ class ZooNet:
             else:
                 y = h.reshape(h.shape[0], -1) @ wv.T
             if i == self.n_layers - 1:
+                q = self.quantized_weights(i)
+                if q is not None and (i == 0 or self.acts.quantized):
+                    # Integer dot products times one scale: equal integer scores give equal logits,
+                    # so arg-max ties resolve as in the integer graph (lowest index).
+                    _, s_in = self.layer_input(i)
+                    xi = np.rint(h.reshape(h.shape[0], -1) / s_in)  # the integer inputs, exactly
+                    y = (xi @ q.codes.T.astype(np.float64)) * (s_in * q.scale[0])
                 return y * math.exp(float(self.params["tau"][0]))
             sigma = np.sqrt(self.state[f"var{i}"] + self.bn_eps)
             z = self.params[f"gamma{i}"] * (y - self.state[f"mean{i}"]) / sigma + self.params[f"beta{i}"]
@@ -375,7 +382,7 @@ class ZooNet:
     def folds(self) -> list[LayerFold]:
         return [self.fold(i) for i in range(self.n_layers)]
 
-    def exact_forward(self, x: np.ndarray, folds: list[LayerFold] | None = None) -> np.ndarray:
+    def exact_forward(self, x: np.ndarray, folds: list[LayerFold] | None = None, *, chunk: int = 500) -> np.ndarray:
         """Integer class scores (the last layer's value dot products), computed without rounding."""
         folds = self.folds() if folds is None else folds
         x = np.asarray(x)
@@ -383,6 +390,13 @@ class ZooNet:
             raise TypeError(f"inputs must be integers, not {x.dtype}")
         if x.ndim == 2 and self.is_cnn:
             x = x.reshape((x.shape[0],) + tuple(self.input_shape))
+        if x.shape[1:] != tuple(self.input_shape) and x.shape[1:] != (math.prod(self.input_shape),):
+            raise ValueError(f"inputs must have shape (B, {math.prod(self.input_shape)}) or "
+                             f"(B, {', '.join(map(str, self.input_shape))}), not {x.shape}")
+        parts = [self._exact_chunk(x[b:b + chunk], folds) for b in range(0, len(x), chunk)]
+        return np.concatenate(parts) if parts else np.zeros((0, self.layers[-1].out), np.int64)
+
+    def _exact_chunk(self, x: np.ndarray, folds: list[LayerFold]) -> np.ndarray:
         h = x.astype(np.float64)  # integer values (bipolar as +-1); float64 holds them exactly
         for i, (L, f) in enumerate(zip(self.layers, folds)):
             if L.kind == "conv":
@@ -395,8 +409,8 @@ class ZooNet:
             dot = cols @ f.codes.T.astype(np.float64)  # exact: integers below 2^52
             if f.thresholds is None:
                 return dot.astype(np.int64)
-            sdot = np.where(f.negate, -dot, dot)
-            level = (sdot[..., None] >= f.thresholds).sum(axis=-1)
+            sdot = np.where(f.negate, -dot, dot).astype(np.int64)
+            level = _multithreshold(sdot, f.thresholds)
             h = (2.0 * level - 1.0) if self.acts.kind == "binary" else level.astype(np.float64)
             if L.pool:
                 h = maxpool_forward(h, L.pool)[0]
@@ -414,6 +428,16 @@ class ZooNet:
     def copy(self) -> "ZooNet":
         return replace(self, params={k: v.copy() for k, v in self.params.items()},
                        state={k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in self.state.items()})
+
+
+def _multithreshold(acc: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """``sum_i [acc[..., c] >= t[c, i]]`` with ascending rows: a binary search per channel."""
+    if t.shape[1] <= 3:
+        return (acc[..., None] >= t).sum(axis=-1)
+    out = np.empty(acc.shape, dtype=np.int64)
+    for c in range(t.shape[0]):
+        out[..., c] = np.searchsorted(t[c], acc[..., c], side="right")
+    return out
 
 
 def init_net(layers: tuple[LayerSpec, ...], weights: WeightSpec, acts: ActSpec, input_dtype: DataType,

@@ -181,3 +181,43 @@ def test_errors_name_the_parameter():
         fold_bn_sign([1.0], [0.0], [0.0], [1.0], input_dtype=BIPOLAR, mw=0)
     with pytest.raises(TypeError, match=r"^input_dtype must be a DataType, not 'BIPOLAR'$"):
         fold_bn_sign([1.0], [0.0], [0.0], [1.0], input_dtype="BIPOLAR", mw=4)
+
+
+# -- fold_affine_thresholds: the MultiThreshold fold of the zoo's layers ----------------------------
+
+from lowbit.quant.fold import fold_affine_thresholds  # noqa: E402
+
+
+def test_affine_hand_worked():
+    # ch0: 2 acc + 1 >= 0 <=> acc >= -1/2 <=> acc >= 0.
+    # ch1: -acc + 1/2 >= 0 <=> acc <= 1/2 <=> -acc >= 0 (negated).
+    # ch2, ch3: a = 0, constant c >= 0: always (lo) / never (hi + 1).
+    t, neg = fold_affine_thresholds([2.0, -1.0, 0.0, 0.0], [1.0, 0.5, 0.5, -1.0], [0], lo=-10, hi=10)
+    assert t.tolist() == [[0], [0], [-10], [11]] and neg.tolist() == [False, True, False, False]
+    # A 2-bit activation: acc / 3 against (i - 1/2) / 3: levels at acc >= 1, 2, 3 (1/2, 3/2, 5/2 rounded up).
+    t, _ = fold_affine_thresholds([Fraction(1, 3)], [0], [Fraction(1, 6), Fraction(1, 2), Fraction(5, 6)], lo=-9, hi=9)
+    assert t.tolist() == [[1, 2, 3]]
+    # Clipping into [lo, hi + 1].
+    t, _ = fold_affine_thresholds([1e-9], [0.0], [0.5, 1.0], lo=-4, hi=4)
+    assert t.tolist() == [[5, 5]]
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_affine_exhaustive_against_rationals(seed):
+    rng = np.random.default_rng(seed)
+    c_n, lo, hi = 30, -12, 12
+    a = rng.normal(0, 0.3, c_n) * rng.choice([1.0, -1.0], c_n)
+    a[:2] = 0.0
+    c = rng.normal(0, 1.0, c_n)
+    c[2:6] = 0.0  # ties: a acc + c lands exactly on a level
+    a[2:6] = [0.25, -0.25, 0.5, -1 / 3]
+    n = 3
+    levels = [Fraction(2 * i - 1, 2 * n) for i in range(1, n + 1)]
+    t, neg = fold_affine_thresholds(a, c, levels, lo=lo, hi=hi)
+    assert (np.diff(t, axis=1) >= 0).all()
+    for ch in range(c_n):
+        for acc in range(lo, hi + 1):
+            z = Fraction(a[ch]) * acc + Fraction(c[ch])
+            expected = sum(z >= lv for lv in levels)
+            s = -acc if neg[ch] else acc
+            assert int((s >= t[ch]).sum()) == expected, (ch, acc)
