@@ -183,8 +183,13 @@ def default_runs(n_layers: int, *, throttled: bool = True) -> list[SparseRun]:
 
 def _spec_dict(spec: SparseEngineSpec) -> dict:
     from dataclasses import fields
-    return {f.name: (int(v) if isinstance(v, (int, np.integer)) and not isinstance(v, bool) else v)
-            for f in fields(spec) if f.name != "image" for v in [getattr(spec, f.name)]}
+
+    out = {}
+    for f in fields(spec):
+        if f.name != "image":
+            v = getattr(spec, f.name)
+            out[f.name] = v if isinstance(v, bool) else int(v)
+    return out
 
 
 def _save_layer(path: Path, layer: SparseLayer, spec: SparseEngineSpec) -> None:

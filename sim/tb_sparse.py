@@ -26,7 +26,7 @@ from cocotb.triggers import ClockCycles, FallingEdge, ReadOnly, RisingEdge
 from ..hw.sparse_spec import SparseEngineSpec
 from ..mapping.sparse_model import engine_cycles
 from ..sw_reference.sparse import PEImage, SparseImage, dense_weights, sparse_matvec
-from .sparse_sim import decode_outputs, load_words
+from .sparse_sim import decode_outputs, input_beats, load_words
 from .streams import Cycle, InOrderScoreboard, StreamDriver, StreamMonitor
 
 
@@ -132,7 +132,6 @@ async def sparse_engine_matches_reference(dut):
         out_mon = StreamMonitor(dut, "o", dut.clk, cycle, drive_ready=True, ready_prob=run["ready_prob"],
                                 rng=random.Random(rng.random()), callback=on_output)
         tasks = [cocotb.start_soon(c.run()) for c in (cycle, driver, in_mon, out_mon)]
-        from .sparse_sim import input_beats
         for x in xs:
             driver.send(input_beats(spec, x))
         limit = 1000 + 20 * len(xs) * (spec.cols * spec.rows_per_pe + spec.beats + spec.out_beats + 50)
