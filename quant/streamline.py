@@ -311,20 +311,30 @@ def _bits(levels: int) -> int:
     return 1 if levels <= 2 else (levels - 1).bit_length()
 
 
-_GUESS_LIMIT = 1 << 21
+_GUESS_LIMIT = 1 << 20
 
 
-def _guess(func_vec, vcode, c, negated, neg_acc, lo, hi):
-    """Float codes of every accumulator value (monotone envelope), or None for a huge range."""
-    if hi - lo + 1 > _GUESS_LIMIT:
-        return None
-    a = np.arange(lo, hi + 1, dtype=np.int64)
-    if negated:
-        a = np.array([neg_acc(int(v)) for v in (lo, hi)])  # neg_acc is affine: map the ends, then interpolate
-        a = np.linspace(a[0], a[1], hi - lo + 1).round().astype(np.int64)
-    with np.errstate(all="ignore"):
-        codes = vcode(func_vec(a.astype(np.float64), c), c)
-    return np.maximum.accumulate(np.nan_to_num(codes, nan=-np.inf))
+def _guess(func_vec, vcode, c, negated, neg_acc, lo, hi, cmin, cmax):
+    """Float guesses of the smallest accumulator reaching each code ``cmin + 1 .. cmax`` (verified exactly later)."""
+    levels = np.arange(cmin + 1, cmax + 1, dtype=np.float64)
+
+    def codes(a):
+        a = np.asarray(a, dtype=np.int64)
+        with np.errstate(all="ignore"):
+            return np.nan_to_num(vcode(func_vec((neg_acc(a) if negated else a).astype(np.float64), c), c),
+                                 nan=-np.inf)
+
+    if hi - lo + 1 <= _GUESS_LIMIT:  # every accumulator value: a monotone envelope and a binary search
+        env = np.maximum.accumulate(codes(np.arange(lo, hi + 1)))
+        return lo + np.searchsorted(env, levels, side="left")
+    a = np.full(levels.shape, lo, dtype=np.int64)  # vectorised bisection over all levels at once
+    b = np.full(levels.shape, hi + 1, dtype=np.int64)
+    while (b - a > 1).any():
+        mid = (a + b) // 2
+        up = codes(mid) >= levels
+        b = np.where(up, mid, b)
+        a = np.where(up, a, mid)
+    return np.where(codes(a) >= levels, a, b)
 
 
 def _channel_bounds(f, cmin, cmax, lo, hi, guess) -> list[int]:
@@ -337,11 +347,11 @@ def _channel_bounds(f, cmin, cmax, lo, hi, guess) -> list[int]:
         return cache[a]
 
     out = []
-    for level in range(cmin + 1, cmax + 1):
+    for j, level in enumerate(range(cmin + 1, cmax + 1)):
         t = None
         if guess is not None:
-            g = lo + int(np.searchsorted(guess, level, side="left"))
-            if (g == lo or fc(g - 1) < level) and (g == hi + 1 or fc(g) >= level):
+            g = int(guess[j])
+            if lo <= g <= hi + 1 and (g == lo or fc(g - 1) < level) and (g == hi + 1 or fc(g) >= level):
                 t = g
         out.append(_first_reaching(fc, level, lo, hi) if t is None else t)
     return out
@@ -385,7 +395,7 @@ def solve_thresholds(func, code_of, value_of, channels: int, acc_lo: int, acc_hi
     # boundaries[c][j]: smallest accumulator reaching code cmin + j (j = 1 .. cmax - cmin)
     bounds = np.array([_channel_bounds(fns[c], cmin, cmax, acc_lo, acc_hi,
                                        None if func_vec is None else _guess(func_vec, vcode, c, negate[c], neg_acc,
-                                                                            acc_lo, acc_hi))
+                                                                            acc_lo, acc_hi, cmin, cmax))
                        for c in range(channels)], dtype=np.int64).reshape(channels, cmax - cmin)
     # Codes reached by some channel: code cmin + j is reached on c when T_j < T_{j+1} (T_0 = lo, T_L = hi + 1).
     full = np.concatenate([np.full((channels, 1), acc_lo), bounds, np.full((channels, 1), acc_hi + 1)], axis=1)

@@ -121,7 +121,7 @@ def qonnx_cnn(rng, w_bits=1, a_bits=1, c=(2, 4, 6), classes=3, size=8) -> onnx.M
     return b.model((classes,))
 
 
-def float_cnn(rng, classes=4) -> onnx.ModelProto:
+def float_cnn(rng, classes=4, opset=OPSET) -> onnx.ModelProto:
     """A float CNN using most supported ops (no quantizers): for the float executor vs onnxruntime."""
     b = Builder("float_cnn", (3, 8, 8), batch="N")
     b.act("Mul", b.const(0.5))
@@ -147,7 +147,7 @@ def float_cnn(rng, classes=4) -> onnx.ModelProto:
     b.act("Transpose", perm=[0, 2, 1])
     b.act("Reshape", b.const([-1, 8], dtype=np.int64))
     b.act("MatMul", b.const(rng.normal(0, 1, (8, classes))))
-    return b.model((classes,), qonnx=False)
+    return b.model((classes,), qonnx=False, opset=opset)
 
 
 def qdq_mlp(rng, per_channel=True, sizes=(12, 10, 4)) -> onnx.ModelProto:
@@ -338,6 +338,15 @@ def m_xnor(rng):
     return b.model((3,))
 
 
+def m_intquant(rng):
+    """``IntQuant``: the newer name of QONNX ``Quant``."""
+    m = m_gemm(rng)
+    for n in m.graph.node:
+        if n.op_type == "Quant":
+            n.op_type = "IntQuant"
+    return m
+
+
 def m_qdq(rng):
     return qdq_mlp(rng)
 
@@ -391,7 +400,7 @@ def m_matmul_integer(rng):
 
 
 OP_MODELS = {
-    "Gemm+Quant+Relu": m_gemm, "MatMul": m_matmul, "BatchNormalization": m_bn, "Clip": m_clip, "Sign": m_sign,
+    "Gemm+Quant+Relu": m_gemm, "IntQuant": m_intquant, "MatMul": m_matmul, "BatchNormalization": m_bn, "Clip": m_clip, "Sign": m_sign,
     "Add+Mul+Sub+Div+Identity+Dropout": m_arith, "BipolarQuant": m_bipolar, "MultiThreshold": m_multithreshold,
     "Conv": m_conv, "Conv-group": m_conv_group, "Conv-depthwise": m_conv_depthwise, "Conv-stride": m_conv_stride,
     "MaxPool": m_maxpool, "AveragePool": m_avgpool, "Trunc": m_trunc, "GlobalAveragePool+Flatten": m_gap,

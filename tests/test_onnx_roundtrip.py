@@ -19,7 +19,7 @@ from qonnx.transformation.infer_shapes import InferShapes
 from lowbit.quant import onnx_ops
 from lowbit.quant.graph import values
 from lowbit.quant.onnx_export import to_onnx, to_qonnx
-from lowbit.quant.onnx_import import graphs_equal, import_onnx
+from lowbit.quant.onnx_import import MAX_OPSET, graphs_equal, import_onnx
 
 from onnx_models import OP_MODELS, float_cnn, qdq_mlp, qonnx_cnn, qonnx_mlp, sample_inputs
 
@@ -133,10 +133,11 @@ def _decode_layer(result, i, trace, logical_shape):
     return vals.reshape(logical_shape)
 
 
-def test_float_model_matches_onnxruntime():
+@pytest.mark.parametrize("opset", [11, 13, 17])
+def test_float_model_matches_onnxruntime(opset):
     """Float models: lowbit's float executor and onnxruntime agree within float tolerance."""
     rng = np.random.default_rng(3)
-    model = float_cnn(rng)
+    model = float_cnn(rng, opset=opset)
     x = rng.normal(0, 1, (16, 3, 8, 8)).astype(np.float32)
     ours = next(iter(onnx_ops.run(model, x).values()))
     theirs = _ort(model).run(None, {"x": x})[0]
@@ -153,3 +154,12 @@ def test_qdq_model_exact_against_onnxruntime(per_channel):
     theirs = _ort(model).run(None, {"x": x})[0]
     ours = result.run(x)
     assert _mismatch(ours.astype(np.float32), theirs, "QDQ output") is None
+
+
+@pytest.mark.parametrize("opset", [11, MAX_OPSET])
+def test_import_across_opsets(opset):
+    rng = np.random.default_rng(8)
+    model = OP_MODELS["Add+Mul+Sub+Div+Identity+Dropout"](rng)
+    model.opset_import[0].version = opset
+    base = OP_MODELS["Add+Mul+Sub+Div+Identity+Dropout"](np.random.default_rng(8))
+    assert graphs_equal(import_onnx(model).graph, import_onnx(base).graph)
