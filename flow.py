@@ -29,7 +29,7 @@ from ._io import atomic_write
 from .mapping import Schedule, search_folding
 from .quant.graph import IntegerGraph
 
-__all__ = ["compile_model", "load_compiled", "simulate_compiled", "verify_compiled_fast", "run_demo", "write_json"]
+__all__ = ["compile_model", "compile_zoo", "zoo_schedule", "load_compiled", "simulate_compiled", "verify_compiled_fast", "run_demo", "write_json"]
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +106,32 @@ def compile_model(graph: IntegerGraph, out_dir: str | os.PathLike, *, board: str
         }
         write_json(tmp / "report.json", report)
     log.info("compiled %d layers into %s", len(specs), out_dir)
+    return report
+
+
+def zoo_schedule(name: str, graph: IntegerGraph, matmul_folding, board: str = "ultra96-v2") -> Schedule:
+    """The schedule of a built-in model: its published folding of the matrix products, the other
+    nodes folded to match (:func:`lowbit.mapping.schedule.complete_layers`), at ``board``'s clock."""
+    from .boards import get_board
+    from .mapping.schedule import complete_layers
+
+    b = get_board(board)
+    return Schedule(board=b.name, clock_mhz=b.fabric_clock_mhz,
+                    layers=tuple(complete_layers(graph, matmul_folding)))
+
+
+def compile_zoo(name: str, out_dir: str | os.PathLike, *, board: str = "ultra96-v2", seed: int = 0,
+                width: float = 1.0, search: bool = False, budget: float | None = None) -> dict:
+    """Compile the built-in model ``name`` (:data:`lowbit.quant.zoo.ZOO`) with random weights from
+    ``seed``: with its published folding, or (``search=True``) the mapper's."""
+    from .quant import zoo
+
+    model = zoo.build(name, seed=seed, width=width)
+    schedule = None if search else zoo_schedule(name, model.graph, model.matmul_folding, board)
+    report = compile_model(model.graph, out_dir, board=board, schedule=schedule, budget=budget)
+    report["zoo"] = {"name": model.name, "seed": seed, "width": width,
+                     "published_folding": [list(f) for f in model.matmul_folding]}
+    write_json(Path(out_dir) / "report.json", report)
     return report
 
 

@@ -4,6 +4,10 @@ Input: beats of ``PE`` integer scores, ``classes / PE`` beats per image, class `
 lane ``p`` of beat ``k``. Output: one beat per image, a struct of ``label`` and all ``scores``.
 Ties go to the lowest class index (strict ``>`` while scanning upwards), as ``numpy.argmax`` and
 ``sw_reference.argmax_lowest`` do.
+
+With ``top_k = k > 1`` the result also holds ``top``: the ``k`` best classes, best first, ties to the
+lower index (a stable descending sort of the scores), kept as a sorted list into which each beat's
+``PE`` scores are inserted in class order.
 """
 
 from __future__ import annotations
@@ -16,16 +20,18 @@ __all__ = ["LabelSelect"]
 
 
 class LabelSelect(wiring.Component):
-    def __init__(self, score_shape, *, classes: int, pe: int):
+    def __init__(self, score_shape, *, classes: int, pe: int, top_k: int = 1):
         if not isinstance(classes, int) or classes < 1:
             raise ValueError(f"classes must be a positive integer, not {classes!r}")
         if not isinstance(pe, int) or pe < 1 or classes % pe:
             raise ValueError(f"PE ({pe}) must divide classes ({classes})")
-        self.score_shape, self.classes, self.pe = score_shape, classes, pe
-        self.result_layout = data.StructLayout({
-            "label": range(classes),
-            "scores": data.ArrayLayout(score_shape, classes),
-        })
+        if not isinstance(top_k, int) or isinstance(top_k, bool) or not 1 <= top_k <= classes:
+            raise ValueError(f"top_k must be an integer in [1, classes={classes}], not {top_k!r}")
+        self.score_shape, self.classes, self.pe, self.top_k = score_shape, classes, pe, top_k
+        members = {"label": range(classes), "scores": data.ArrayLayout(score_shape, classes)}
+        if top_k > 1:
+            members["top"] = data.ArrayLayout(range(classes), top_k)
+        self.result_layout = data.StructLayout(members)
         super().__init__({
             "i": In(stream.Signature(data.ArrayLayout(score_shape, pe))),
             "o": Out(stream.Signature(self.result_layout)),
@@ -74,4 +80,30 @@ class LabelSelect(wiring.Component):
                 m.d.sync += self.o.payload.scores[self.classes - self.pe + p].eq(self.i.payload[p])
         with m.Elif(self.o.ready):
             m.d.sync += out_valid.eq(0)
+        if self.top_k > 1:
+            self._top_k(m, beat, in_fire, last_fire)
         return m
+
+    def _top_k(self, m, beat, in_fire, last_fire):
+        """A sorted list of ``top_k`` (score, class, valid); each lane is inserted in class order."""
+        k = self.top_k
+        vals = [Signal(self.score_shape, name=f"top_v{j}") for j in range(k)]
+        idxs = [Signal(range(self.classes), name=f"top_i{j}") for j in range(k)]
+        oks = [Signal(name=f"top_ok{j}") for j in range(k)]
+        cur = [(Mux(beat == 0, 0, o), v, i) for o, v, i in zip(oks, vals, idxs)]
+        for p in range(self.pe):
+            v, i = self.i.payload[p], beat * self.pe + p
+            keep = [ok & (cv >= v) for ok, cv, _ in cur]
+            nxt = []
+            for j in range(k):
+                take_new = ~keep[j] & (1 if j == 0 else keep[j - 1])
+                prev = cur[j - 1] if j else cur[j]
+                nxt.append(tuple(Mux(keep[j], a, Mux(take_new, b, c)) for a, b, c in
+                                 zip(cur[j], (1, v, i), prev)))
+            cur = nxt
+        with m.If(in_fire):
+            for (o, v, i), so, sv, si in zip(cur, oks, vals, idxs):
+                m.d.sync += [so.eq(o), sv.eq(v), si.eq(i)]
+        with m.If(last_fire):
+            for j, (_, _, i) in enumerate(cur):
+                m.d.sync += self.o.payload.top[j].eq(i)

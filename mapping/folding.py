@@ -33,8 +33,9 @@ from .. import LowbitError
 from ..boards import Board, get_board
 from ..hw.cost import RESOURCE_KINDS, Resources, dwc_resources
 from ..hw.spec import MVTUSpec, divisors
-from ..quant.graph import IntegerGraph
-from .schedule import LayerFolding, Schedule, input_stream_cycles, output_stream_cycles
+from ..quant.graph import IntegerGraph, MatMulThreshold, SlidingWindow
+from .schedule import (Schedule, _stream_cycles, complete_layers, input_stream_cycles, layer_cycles,
+                       output_stream_cycles, pipeline_resources, vectors_per_image)
 
 __all__ = ["search_folding", "DEFAULT_BUDGET"]
 
@@ -53,15 +54,26 @@ class _Candidate:
 
 
 def _candidates(graph: IntegerGraph, port_bits: int | None) -> list[list[_Candidate]]:
+    """Foldings of every matrix product (the other nodes follow from them, see
+    :func:`~lowbit.mapping.schedule.complete_layers`). A product after a sliding window takes
+    ``SIMD`` channels of a pixel per beat, so its ``SIMD`` divides the channels ``C``, not only ``MW``."""
     layers = []
+    vectors = vectors_per_image(graph)
     for i, node in enumerate(graph.nodes):
+        if not isinstance(node, MatMulThreshold):
+            continue
+        conv = i > 0 and isinstance(graph.nodes[i - 1], SlidingWindow)
+        columns = graph.input_shape_of(i - 1)[-1] if conv else node.mw
         options = []
         for pe in divisors(node.mh):
-            for simd in divisors(node.mw):
+            for simd in divisors(columns):
                 spec = MVTUSpec(node, pe=pe, simd=simd)
-                cycles = spec.cycles()
+                cycles = layer_cycles(spec, vectors[i])
                 if i == 0:
                     cycles = max(cycles, input_stream_cycles(spec, port_bits))
+                elif conv and i == 1:  # the image streams in through the first window generator
+                    h, w, c = graph.input_shape
+                    cycles = max(cycles, _stream_cycles(h * w * c, simd, spec.in_bits, port_bits))
                 if i == len(graph.nodes) - 1:
                     cycles = max(cycles, output_stream_cycles(spec, port_bits))
                 options.append(_Candidate(spec, cycles, spec.resources()))
@@ -108,12 +120,19 @@ class _Cheapest:
         return self.best[i] if i >= 0 else None
 
 
-def _total(choice: list[_Candidate]) -> Resources:
+def _total(choice: list[_Candidate], graph: IntegerGraph) -> Resources:
     specs = [c.spec for c in choice]
-    total = sum((c.resources for c in choice), Resources())
-    for a, b in zip(specs, specs[1:]):
-        total = total + dwc_resources(a.out_bits, a.pe, b.simd)
-    return total
+    if graph.is_mlp:
+        total = sum((c.resources for c in choice), Resources())
+        for a, b in zip(specs, specs[1:]):
+            total = total + dwc_resources(a.out_bits, a.pe, b.simd)
+        return total
+    return pipeline_resources(_all_specs(graph, choice))[0]
+
+
+def _all_specs(graph: IntegerGraph, choice: list[_Candidate]) -> list:
+    layers = complete_layers(graph, [(c.spec.simd, c.spec.pe) for c in choice])
+    return Schedule(board="-", clock_mhz=1.0, layers=tuple(layers)).apply(graph)
 
 
 def _over_message(total: Resources, board: Board, budget: float) -> str:
@@ -190,7 +209,7 @@ def search_folding(graph: IntegerGraph, board: str | Board, *, budget: float = D
         if limit < fastest:
             slowest = max(range(len(layers)), key=lambda i: min(c.cycles for c in layers[i]))
             raise LowbitError(f"the target of {limit} cycles per image is out of reach: even fully unfolded, "
-                              f"layer {graph.nodes[slowest].name!r} takes {fastest} cycles")
+                              f"layer {graph.matmuls[slowest].name!r} takes {fastest} cycles")
         targets = [t for t in targets if t <= limit][::-1]  # cheapest first
 
     seen = set()
@@ -201,7 +220,7 @@ def search_folding(graph: IntegerGraph, board: str | Board, *, budget: float = D
             if ident in seen:
                 continue
             seen.add(ident)
-            total = _total(choice)
+            total = _total(choice, graph)
             logger.debug("target %d cycles: %s -> %s", target,
                          [(c.spec.pe, c.spec.simd) for c in choice], total)
             if total.fits(board.capacity(), budget):
@@ -210,10 +229,10 @@ def search_folding(graph: IntegerGraph, board: str | Board, *, budget: float = D
                             "at %g MHz), %s", board.name, 100 * budget, bottleneck,
                             clock_mhz * 1e6 / bottleneck, clock_mhz, total)
                 return Schedule(board=board.name, clock_mhz=clock_mhz, layers=tuple(
-                    LayerFolding(c.spec.node.name, c.spec.pe, c.spec.simd) for c in choice))
+                    complete_layers(graph, [(c.spec.simd, c.spec.pe) for c in choice])))
 
     worst = targets[0] if limit is not None else targets[-1]
-    total = _total([pick(worst) for pick in cheapest[0]])
+    total = _total([pick(worst) for pick in cheapest[0]], graph)
     if limit is not None:
         raise LowbitError(f"no folding of {limit} cycles per image or fewer fits {board.name} within a budget of "
                           f"{budget:g}: the cheapest needs {_over_message(total, board, budget)}")

@@ -40,7 +40,7 @@ from ..quant.graph import GlobalAccPool, IntegerGraph, MatMulThreshold, MaxPool,
 __all__ = [
     "LayerFolding", "Schedule", "SCHEDULE_FORMAT", "SCHEDULE_VERSION",
     "input_stream_cycles", "output_stream_cycles", "layer_cycles", "pipeline_cycles", "pipeline_resources",
-    "vectors_per_image", "stage_cycles", "stream_widths", "node_spec",
+    "vectors_per_image", "stage_cycles", "stream_widths", "node_spec", "complete_layers",
 ]
 
 logger = logging.getLogger(__name__)
@@ -182,6 +182,34 @@ def node_spec(node, in_shape: tuple[int, ...], dtype, *, pe: int, simd: int):
         from ..hw.pool import AccPoolSpec
         return AccPoolSpec(node, tuple(in_shape), dtype, simd)
     raise TypeError(f"no hardware for node {node.name!r} of type {type(node).__name__}")
+
+
+def complete_layers(graph: IntegerGraph, matmul_folding) -> list[LayerFolding]:
+    """A :class:`LayerFolding` for every node of ``graph`` from ``(SIMD, PE)`` of its matrix products.
+
+    A sliding window gets the ``SIMD`` of the product it feeds (its greatest common divisor with the
+    channels ``C``, so that a beat holds channels of one pixel); a pool gets the elements per beat
+    of the unit before it (again reduced to divide ``C``), so that no width converter is needed
+    where the widths can agree.
+    """
+    matmul_folding = list(matmul_folding)
+    mm_index = [i for i, n in enumerate(graph.nodes) if isinstance(n, MatMulThreshold)]
+    if len(matmul_folding) != len(mm_index):
+        raise LowbitError(f"expected (SIMD, PE) for {len(mm_index)} matrix products, not {len(matmul_folding)}")
+    per_node = {i: (pe, simd) for i, (simd, pe) in zip(mm_index, matmul_folding)}
+    layers: list[LayerFolding] = []
+    for i, node in enumerate(graph.nodes):
+        if i in per_node:
+            pe, simd = per_node[i]
+        elif isinstance(node, SlidingWindow):
+            nxt = next((j for j in mm_index if j > i), None)
+            c = graph.input_shape_of(i)[-1]
+            simd = pe = math.gcd(per_node[nxt][1] if nxt is not None else 1, c)
+        else:
+            c = graph.input_shape_of(i)[-1]
+            simd = pe = math.gcd(layers[-1].pe if layers else 1, c)
+        layers.append(LayerFolding(node.name, pe, simd))
+    return layers
 
 
 # -- the schedule ---------------------------------------------------------------------------------

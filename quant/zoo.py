@@ -30,7 +30,7 @@ from .. import LowbitError
 from .datatypes import BIPOLAR, DataType
 from .graph import IntegerGraph, MatMulThreshold, MaxPool, SlidingWindow
 
-__all__ = ["ZOO", "ZooModel", "build", "published_folding", "folding_layers", "cnv", "lfc"]
+__all__ = ["ZOO", "ZooModel", "build", "published_folding", "published_bottleneck", "cnv", "lfc"]
 
 log = logging.getLogger(__name__)
 
@@ -203,30 +203,3 @@ def _fit_folding(graph: IntegerGraph, folding) -> tuple[tuple[int, int], ...]:
         cols = graph.input_shape_of(k - 1)[-1] if conv else node.mw
         out.append((_largest_divisor(cols, simd), _largest_divisor(node.mh, pe)))
     return tuple(out)
-
-
-def folding_layers(graph: IntegerGraph, matmul_folding) -> list[tuple[str, int, int]]:
-    """``(name, PE, SIMD)`` for every node of ``graph``: the matrix products as given, a sliding
-    window with the ``SIMD`` of the product it feeds (which must divide its channels), a pool with
-    the elements per beat of the unit before it (so no width converter is needed there)."""
-    mm = iter(matmul_folding)
-    layers: list[tuple[str, int, int]] = []
-    per_node = {}
-    for i, node in enumerate(graph.nodes):
-        if isinstance(node, MatMulThreshold):
-            simd, pe = next(mm)
-            per_node[i] = (pe, simd)
-    for i, node in enumerate(graph.nodes):
-        if i in per_node:
-            pe, simd = per_node[i]
-        elif isinstance(node, SlidingWindow):
-            nxt = next(j for j in range(i + 1, len(graph.nodes)) if j in per_node)
-            c = graph.input_shape_of(i)[-1]
-            simd = np.gcd(per_node[nxt][1], c).item()
-            pe = simd
-        else:
-            c = graph.input_shape_of(i)[-1]
-            prev = layers[-1][1] if layers else 1  # PE of the unit before (elements per beat out)
-            simd = pe = np.gcd(prev, c).item()
-        layers.append((node.name, pe, simd))
-    return layers

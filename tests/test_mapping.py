@@ -6,6 +6,7 @@ The cycle model is checked first against the published BNN-PYNQ foldings
 
 import dataclasses
 import json
+import math
 
 import numpy as np
 import pytest
@@ -351,3 +352,41 @@ def test_report_shows_capacity_beside_each_figure():
     assert report["throughput_fps"] == 100e6 / report["cycles_per_image"]
     assert len(report["width_converters"]) == 2
     json.dumps(report)  # plain data
+
+
+# -- conv graphs -------------------------------------------------------------------------------------
+
+def test_search_folds_a_conv_graph_with_channel_divisors():
+    from lowbit.quant import zoo
+    from lowbit.quant.graph import MatMulThreshold, SlidingWindow
+
+    graph = zoo.cnv("w1a1", width=0.125)
+    schedule = search_folding(graph, "ultra96-v2", budget=0.3)
+    specs = schedule.apply(graph)  # windows, pools and products all get specs
+    assert len(specs) == len(graph.nodes)
+    for i, (node, layer) in enumerate(zip(graph.nodes, schedule.layers)):
+        if isinstance(node, SlidingWindow):
+            c = graph.input_shape_of(i)[-1]
+            nxt = schedule.layers[i + 1]
+            assert c % layer.simd == 0 and layer.simd == nxt.simd  # the window feeds its product's SIMD
+        elif isinstance(node, MatMulThreshold):
+            assert node.mh % layer.pe == 0 and node.mw % layer.simd == 0
+    report = schedule.report(graph)
+    vectors = {n.name: math.prod(graph.input_shape_of(i)[:-1]) if graph.input_shape_of(i)[-1] == n.mw else 1
+               for i, n in enumerate(graph.nodes) if isinstance(n, MatMulThreshold)}
+    for layer, spec in zip(report["layers"], specs):
+        if layer["op"] == "MatMulThreshold":
+            assert layer["cycles"] == spec.cycles() * vectors[layer["name"]]
+    assert report["cycles_per_image"] == max(layer["cycles"] for layer in report["layers"])
+
+
+def test_schedule_refuses_a_window_simd_that_does_not_divide_the_channels():
+    from lowbit.mapping.schedule import complete_layers
+    from lowbit.quant import zoo
+
+    graph = zoo.cnv("w1a1", width=0.125)
+    layers = list(complete_layers(graph, zoo.build("cnv-w1a1", width=0.125).matmul_folding))
+    layers[2] = LayerFolding("swg1", 5, 5)
+    with pytest.raises(LowbitError, match=r"^layer 'swg1': SIMD \(5\) must divide the channels C \(8\) "
+                                          r"of node 'swg1'$"):
+        Schedule("ultra96-v2", 299.0, tuple(layers)).apply(graph)
