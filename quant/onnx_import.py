@@ -25,7 +25,6 @@ from __future__ import annotations
 import difflib
 import logging
 import math
-import os
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -36,7 +35,7 @@ from onnx import numpy_helper, shape_inference
 
 from .. import LowbitError
 from .datatypes import BIPOLAR, TERNARY, DataType, Kind
-from .graph import GlobalAccPool, IntegerGraph, MatMulThreshold, MaxPool, SlidingWindow, values
+from .graph import GlobalAccPool, IntegerGraph, MatMulThreshold, MaxPool, SlidingWindow
 from . import onnx_ops
 from .streamline import (Affine, BipolarQuantizer, Clip, IntQuantizer, Relu, SignQuantizer, ThresholdQuantizer,
                          TruncQuantizer, exact, fraction_array, is_quantizer, solve_thresholds)
@@ -421,13 +420,13 @@ class _Importer:
             return
         if op in ("Transpose", "Reshape", "Flatten", "Identity", "Squeeze", "Unsqueeze") and isinstance(ins[0], _QConst):
             rest = ins[1:]
-            codes = onnx_ops._exec(op, [ins[0].codes] + rest, a, node)[0]
-            scale = onnx_ops._exec(op, [np.broadcast_to(ins[0].scale, ins[0].codes.shape)] + rest, a, node)[0]
+            codes = onnx_ops.execute(op, [ins[0].codes] + rest, a, node)[0]
+            scale = onnx_ops.execute(op, [np.broadcast_to(ins[0].scale, ins[0].codes.shape)] + rest, a, node)[0]
             self.env[node.output[0]] = _QConst(codes, scale, ins[0].dtype)
             return
         vals = [x.value if isinstance(x, _QConst) else x for x in ins]
         try:
-            outs = onnx_ops._exec(op, vals, a, node)
+            outs = onnx_ops.execute(op, vals, a, node)
         except (ValueError, TypeError, IndexError) as e:
             raise self.err(node, f"cannot evaluate on constants: {e}") from None
         for name, v in zip(node.output, outs):
@@ -464,8 +463,8 @@ class _Importer:
             if x.dtype.kind not in "iu":
                 raise self.err(node, f"quantized weights must be integers, not {x.dtype}")
             axis = a.get("axis", 1)
-            s = onnx_ops._per_axis(scale, x.ndim, axis)
-            z = onnx_ops._per_axis(zp, x.ndim, axis)
+            s = onnx_ops.per_axis(scale, x.ndim, axis)
+            z = onnx_ops.per_axis(zp, x.ndim, axis)
             codes = x.astype(np.int64) - z.astype(np.int64)
             return _QConst(codes, np.broadcast_to(s, x.shape).astype(np.float64), DataType.for_range(
                 min(int(codes.min()), -1), max(int(codes.max()), 1)))
@@ -623,9 +622,8 @@ class _Importer:
         self.origins.setdefault(graph_node.name, []).append(origin)
 
     def append(self, node, act: _Act, op) -> _Act:
-        chain = list(act.chain) + [op]
-        new = _Act(act.kind, act.idx, act.phys, act.origin, act.dtype, act.scale, act.offset, act.mm, chain,
-                   list(act.pools), act.tensor)
+        new = _copy(act)
+        new.chain.append(op)
         return new
 
     def elementwise(self, node, act: _Act, op, internal: bool = False) -> _Act:
@@ -644,11 +642,9 @@ class _Importer:
     def identity_layer(self, node, act: _Act) -> _Act:
         """Re-open integer codes as a pending 1x1 identity layer so a nonlinear function can be thresholded."""
         c = act.channels
-        w = np.eye(c, dtype=np.int64)
-        uniform = act.scale
         return _Act("pending", act.idx, act.phys, node.name, mm={
-            "name": f"{node.name}_requant", "input_dtype": act.dtype, "w": w, "wdtype": TERNARY,
-            "S": uniform, "O": act.offset, "xnor": False})
+            "name": f"{node.name}_requant", "input_dtype": act.dtype, "w": np.eye(c, dtype=np.int64),
+            "wdtype": TERNARY, "S": act.scale, "O": act.offset, "xnor": False})
 
     def affine_from(self, node, act, scale, offset, what) -> Affine:
         s = self.per_channel(node, act, scale, what) if np.ndim(scale) else np.full(act.channels, scale)
@@ -791,7 +787,6 @@ class _Importer:
         if zp_raw.dtype not in (np.uint8, np.int8):
             raise self.err(node, f"zero point type {zp_raw.dtype} is not supported; expected uint8 or int8")
         info = np.iinfo(zp_raw.dtype)
-        c = act.channels
         axis = a.get("axis", 1)
         s = self._axis_param(node, act, scale, axis, "scale")
         z = self._axis_param(node, act, zp_raw.astype(np.float64), axis, "zero point")
@@ -815,16 +810,15 @@ class _Importer:
         axis = a.get("axis", 1)
         s = self._axis_param(node, act, scale, axis, "scale")
         z = self._axis_param(node, act, zp, axis, "zero point")
-        return self.elementwise(node, act, Affine(fraction_array(s), fraction_array(-z * 0) -
-                                                  np.array([exact(zi) * exact(si) for zi, si in zip(z, s)],
-                                                           dtype=object)))
+        return self.elementwise(node, act, Affine(fraction_array(s), np.array([-exact(zi) * exact(si)
+                                                                             for zi, si in zip(z, s)], dtype=object)))
 
     # shape ops -------------------------------------------------------------------------------
     def _reshape_like(self, node, ins, a):
         act = ins[0]
         rest = [x if not isinstance(x, _QConst) else x.value for x in ins[1:]]
         try:
-            out = onnx_ops._exec(node.op_type, [act.idx[None]] + rest, a, node)[0]
+            out = onnx_ops.execute(node.op_type, [act.idx[None]] + rest, a, node)[0]
         except ValueError as e:
             raise self.err(node, f"cannot apply to the activation of shape {[1, *act.idx.shape]}: {e}") from None
         if out.ndim < 1 or out.shape[0] != 1:
@@ -950,7 +944,6 @@ class _Importer:
         w = np.asarray(self.const(node, node.input[1], "weights")).astype(np.int64)
         if len(ins) > 3 and ins[3] is not None:
             w = w - np.asarray(self.const(node, node.input[3], "b zero point")).astype(np.int64)
-        self.env["__mmi__" + node.name] = w
         node_w = w.T
         return self._fc(node, x, node_w, fraction_array(np.ones(node_w.shape[0])), _weight_dtype(node_w), None)
 
@@ -961,7 +954,7 @@ class _Importer:
                                              fraction_array([-xz * xs] * x.channels)), internal=True)
         b = np.asarray(self.const(node, node.input[3], "b")).astype(np.int64)
         bs, bz = self.fconst(node, node.input[4], "b scale"), self.fconst(node, node.input[5], "b zero point")
-        codes = b - onnx_ops._per_axis(bz, 2, 1).astype(np.int64)
+        codes = b - onnx_ops.per_axis(bz, 2, 1).astype(np.int64)
         rs = fraction_array(np.broadcast_to(bs.reshape(-1), (b.shape[1],)))
         act = self._fc(node, x, codes.T, rs, _weight_dtype(codes.T), None)
         return self._requant(node, act, ins[6:8], node.input[6:8])
@@ -986,7 +979,7 @@ class _Importer:
                            if nchw else "its input is not in NHWC layout")
         return h, w, c
 
-    def _geometry(self, node, a, kshape, conv=True):
+    def _geometry(self, node, a, kshape):
         k = list(kshape)
         if len(k) != 2:
             raise self.err(node, f"only 2-D kernels are supported, not {k}")
@@ -1038,7 +1031,7 @@ class _Importer:
             elif not x.dtype.contains([z]):
                 raise self.err(node, f"padding needs the value 0, which {x.dtype} inputs cannot represent; use pads 0")
             pad_value = z
-        vals = codes if dt.kind is not Kind.BIPOLAR else codes  # codes are +-1 values already
+        vals = codes  # weight values (+-1 for bipolar weights)
         dense = np.zeros((oc, k, k, c), dtype=np.int64)
         og, cg = oc // group, c // group
         for g in range(group):
@@ -1159,8 +1152,8 @@ class _Importer:
                                              fraction_array([-xz * xs] * x.channels)), internal=True)
         wq = np.asarray(self.const(node, node.input[3], "weights")).astype(np.int64)
         ws, wz = self.fconst(node, node.input[4], "w scale"), self.fconst(node, node.input[5], "w zero point")
-        codes = wq - onnx_ops._per_axis(wz, 4, 0).astype(np.int64)
-        scale = np.broadcast_to(onnx_ops._per_axis(ws, 4, 0), codes.shape).astype(np.float64)
+        codes = wq - onnx_ops.per_axis(wz, 4, 0).astype(np.int64)
+        scale = np.broadcast_to(onnx_ops.per_axis(ws, 4, 0), codes.shape).astype(np.float64)
         tmp = f"__qlinear_w_{node.name}"
         self.env[tmp] = _QConst(codes, scale, _weight_dtype(codes))
         bias_name = None

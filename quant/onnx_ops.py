@@ -24,7 +24,7 @@ from onnx import helper, numpy_helper
 
 from .. import LowbitError
 
-__all__ = ["SUPPORTED_OPS", "attributes", "round_mode", "run", "quant_float", "qonnx_int_range"]
+__all__ = ["SUPPORTED_OPS", "attributes", "round_mode", "run", "execute", "per_axis", "quant_float", "qonnx_int_range"]
 
 log = logging.getLogger(__name__)
 
@@ -210,7 +210,7 @@ def _dequantize_linear(x, s, zp, a):
     return (x.astype(np.float64) - zp) * s
 
 
-def _per_axis(v, ndim, axis):
+def per_axis(v, ndim, axis):
     v = np.asarray(v, dtype=np.float64)
     if v.ndim == 1 and v.size > 1:
         shape = [1] * ndim
@@ -223,7 +223,7 @@ def _qlinear_conv(ins, a):
     x, xs, xz, w, ws, wz, ys, yz = ins[:8]
     b = ins[8] if len(ins) > 8 else None
     xf = (x.astype(np.float64) - xz) * xs
-    wf = (w.astype(np.float64) - _per_axis(wz, 4, 0)) * _per_axis(ws, 4, 0)
+    wf = (w.astype(np.float64) - per_axis(wz, 4, 0)) * per_axis(ws, 4, 0)
     bf = None if b is None else b.astype(np.float64) * xs * np.asarray(ws, dtype=np.float64).reshape(-1)
     y = _conv(xf, wf, bf, a)
     return _sat_round(y / ys, yz.astype(np.float64), yz.dtype).astype(yz.dtype)
@@ -232,7 +232,7 @@ def _qlinear_conv(ins, a):
 def _qlinear_matmul(ins):
     a, as_, az, b, bs, bz, ys, yz = ins
     af = (a.astype(np.float64) - az) * as_
-    bf = (b.astype(np.float64) - _per_axis(bz, 2, 1)) * _per_axis(bs, 2, 1)
+    bf = (b.astype(np.float64) - per_axis(bz, 2, 1)) * per_axis(bs, 2, 1)
     return _sat_round((af @ bf) / ys, yz.astype(np.float64), yz.dtype).astype(yz.dtype)
 
 
@@ -240,7 +240,8 @@ def _f(x):
     return None if x is None else np.asarray(x, dtype=np.float64)
 
 
-def _exec(op: str, ins: list, a: dict, node) -> list:
+def execute(op: str, ins: list, a: dict, node) -> list:
+    """Outputs of one operator ``op`` on NumPy inputs ``ins`` with attributes ``a``."""
     f = _f
     if op == "Gemm":
         return [_gemm(f(ins[0]), f(ins[1]), f(ins[2]) if len(ins) > 2 else None, a)]
@@ -349,7 +350,7 @@ def run(model: onnx.ModelProto, inputs, *, keep_all: bool = False, stop_at: str 
     env.update({k: np.asarray(v) for k, v in inputs.items()})
     for node in g.node:
         ins = [env[n] if n else None for n in node.input]
-        outs = _exec(node.op_type, ins, attributes(node), node)
+        outs = execute(node.op_type, ins, attributes(node), node)
         for name, v in zip(node.output, outs):
             env[name] = v
         if stop_at is not None and stop_at in node.output:
