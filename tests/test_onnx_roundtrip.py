@@ -14,7 +14,9 @@ import onnxruntime as ort
 import pytest
 from qonnx.core.modelwrapper import ModelWrapper
 from qonnx.core.onnx_exec import execute_onnx
+from qonnx.transformation.infer_datatypes import InferDataTypes
 from qonnx.transformation.infer_shapes import InferShapes
+from qonnx.util.cleanup import cleanup_model
 
 from lowbit.quant import onnx_ops
 from lowbit.quant.graph import values
@@ -92,6 +94,14 @@ def test_exports_run_in_peers_exactly(op):
     q = to_qonnx(g)
     got = _qonnx_run(q, xin)[q.graph.output[0].name]
     assert _mismatch(got.astype(np.int64), scores, "qonnx") is None
+    # qonnx's front-end clean-up and data-type inference (what FINN runs first) accept it, infer our data types,
+    # and the cleaned model imports back to a graph with the same scores
+    mw = cleanup_model(ModelWrapper(q)).transform(InferDataTypes())
+    thresholded = [n.output[0] for n in mw.graph.node if n.op_type == "MultiThreshold"]
+    assert [str(mw.get_tensor_datatype(t)) for t in thresholded] == [
+        n.output_dtype.name for n in g.nodes if getattr(n, "thresholds", None) is not None]
+    assert str(mw.get_tensor_datatype(mw.graph.input[0].name)) == g.input_dtype.name
+    assert np.array_equal(import_onnx(mw.model).graph.scores(codes), scores)
 
 
 @pytest.mark.parametrize("kind", ["mlp-w2a2", "mlp-w1a1", "mlp-w4a3", "cnn-w1a1", "cnn-w2a2"])
