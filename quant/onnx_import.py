@@ -406,7 +406,7 @@ class _Importer:
                 out = getattr(self, "op_" + node.op_type)(node, ins, onnx_ops.attributes(node))
             except (ValueError, ZeroDivisionError, OverflowError) as e:
                 raise self.err(node, str(e)) from None
-            self.env[node.output[0]] = out
+            self.env[node.output[0]] = out  # an activation, or a constant (Shape)
         out = self.env[self.model.graph.output[0].name]
         if not isinstance(out, _Act):
             raise LowbitError(f"{self.label}: the output does not depend on the input")
@@ -1141,6 +1141,15 @@ class _Importer:
             raise self.err(node, "only the sum over axes [1, 2] of an NHWC image with keepdims 0 is supported")
         dt, scale, offset, c = self._global_pool(node, ins[0], False, False)
         return _Act("codes", np.arange(c), (c,), node.name, dt, scale, offset)
+
+    def op_Shape(self, node, ins, a):
+        """The shape of an activation, batch 1 (shape arithmetic such as ``x.view(x.size(0), -1)``)."""
+        return np.array([1, *ins[0].idx.shape], dtype=np.int64)
+
+    def op_Gather(self, node, ins, a):
+        raise self.err(node, "gathers from an activation; only shape arithmetic on constants is supported")
+
+    op_Concat = op_Gather
 
     def op_GreaterOrEqual(self, node, ins, a):
         raise self.err(node, "is supported only inside lowbit's own exported threshold blocks")

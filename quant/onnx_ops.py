@@ -9,7 +9,7 @@ Supported operators (:data:`SUPPORTED_OPS`): ``Gemm``, ``MatMul``, ``Conv`` (``g
 padding, dilation 1), ``BatchNormalization``, ``Relu``, ``Clip``, ``Sign``, ``MaxPool``,
 ``AveragePool``, ``GlobalAveragePool``, ``Flatten``, ``Reshape``, ``Transpose``, ``Add``, ``Mul``,
 ``Sub``, ``Div``, ``Identity``, ``Dropout``, ``Constant``, ``Cast``, ``Squeeze``, ``Unsqueeze``,
-``ReduceSum``, ``GreaterOrEqual``; QONNX ``Quant``/``IntQuant``, ``BipolarQuant``, ``Trunc``,
+``ReduceSum``, ``GreaterOrEqual``, ``Shape``, ``Gather``, ``Concat`` (shape arithmetic); QONNX ``Quant``/``IntQuant``, ``BipolarQuant``, ``Trunc``,
 ``MultiThreshold``, ``XnorPopcountMatMul``, ``Im2Col``, ``MaxPoolNHWC``; ``QuantizeLinear``,
 ``DequantizeLinear``, ``QLinearConv``, ``QLinearMatMul``, ``MatMulInteger``.
 """
@@ -290,6 +290,12 @@ def execute(op: str, ins: list, a: dict, node) -> list:
     if op == "ReduceSum":
         axes = a.get("axes", None if len(ins) < 2 else [int(v) for v in ins[1]])
         return [f(ins[0]).sum(axis=None if axes is None else tuple(axes), keepdims=bool(a.get("keepdims", 1)))]
+    if op == "Shape":
+        return [np.array(np.shape(ins[0]), dtype=np.int64)]
+    if op == "Gather":
+        return [np.take(ins[0], np.asarray(ins[1]).astype(np.int64), axis=a.get("axis", 0))]
+    if op == "Concat":
+        return [np.concatenate([np.asarray(v) for v in ins], axis=a["axis"])]
     if op == "GreaterOrEqual":
         return [f(ins[0]) >= f(ins[1])]
     if op in ("Quant", "IntQuant"):
@@ -331,7 +337,7 @@ SUPPORTED_OPS = frozenset(
     "Gemm MatMul Conv BatchNormalization Relu Clip Sign MaxPool AveragePool GlobalAveragePool Flatten Reshape "
     "Transpose Add Sub Mul Div Identity Dropout Constant Cast Squeeze Unsqueeze ReduceSum GreaterOrEqual "
     "Quant IntQuant BipolarQuant Trunc MultiThreshold XnorPopcountMatMul Im2Col MaxPoolNHWC QuantizeLinear "
-    "DequantizeLinear QLinearConv QLinearMatMul MatMulInteger".split())
+    "DequantizeLinear QLinearConv QLinearMatMul MatMulInteger Shape Gather Concat".split())
 
 
 def run(model: onnx.ModelProto, inputs, *, keep_all: bool = False, stop_at: str | None = None) -> dict[str, np.ndarray]:

@@ -327,6 +327,21 @@ def m_reshape_transpose(rng):
     return b.model((3,))
 
 
+def m_shape_flatten(rng):
+    """``x.view(x.size(0), -1)`` as a legacy PyTorch export writes it: Shape -> Gather -> Unsqueeze -> Concat -> Reshape."""
+    b = _img(rng)
+    _conv(b, rng, 3, 2)
+    _relu_q(b)
+    act = b.x
+    shp = b.node("Shape", [act])
+    n = b.node("Gather", [shp, b.const(0, dtype=np.int64)], axis=0)
+    n = b.node("Unsqueeze", [n, b.const([0], dtype=np.int64)])
+    target = b.node("Concat", [n, b.const([-1], dtype=np.int64)], axis=0)
+    b.x = b.node("Reshape", [act, target])
+    _head(b, rng, 48)
+    return b.model((3,))
+
+
 def m_xnor(rng):
     b = Builder("xnor", (8,))
     b.act("MultiThreshold", b.const(np.zeros((1, 1))), domain=QDOMAIN, out_dtype="BIPOLAR")  # bits 0/1
@@ -404,7 +419,7 @@ OP_MODELS = {
     "Add+Mul+Sub+Div+Identity+Dropout": m_arith, "BipolarQuant": m_bipolar, "MultiThreshold": m_multithreshold,
     "Conv": m_conv, "Conv-group": m_conv_group, "Conv-depthwise": m_conv_depthwise, "Conv-stride": m_conv_stride,
     "MaxPool": m_maxpool, "AveragePool": m_avgpool, "Trunc": m_trunc, "GlobalAveragePool+Flatten": m_gap,
-    "Reshape+Transpose": m_reshape_transpose, "XnorPopcountMatMul": m_xnor, "QDQ-per-channel": m_qdq,
+    "Reshape+Transpose": m_reshape_transpose, "Shape+Gather+Concat": m_shape_flatten, "XnorPopcountMatMul": m_xnor, "QDQ-per-channel": m_qdq,
     "QDQ-per-tensor": m_qdq_per_tensor, "QLinearMatMul": m_qlinear_matmul, "QLinearConv": m_qlinear_conv,
     "MatMulInteger+Cast": m_matmul_integer,
 }
