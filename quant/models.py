@@ -48,13 +48,14 @@ def shared_codebook(centroids: np.ndarray, bits: int) -> tuple[np.ndarray, float
     codes[0] = 0
     return codes, scale
 
-_WEIGHT_KINDS = ("float", "binary", "ternary", "ttq", "log2", "inq", "int", "dorefa")
+_WEIGHT_KINDS = ("float", "binary", "bc", "ternary", "ttq", "log2", "inq", "int", "dorefa")
 
 
 @dataclass(frozen=True)
 class WeightSpec:
-    """A weight quantizer: ``float``, ``binary`` (XNOR-Net scale), ``ternary`` (TWN), ``ttq``,
-    ``log2:B`` (LogQuant), ``inq:B``, ``int:B`` (symmetric max-abs) or ``dorefa:B``."""
+    """A weight quantizer: ``float``, ``binary`` (XNOR-Net scale), ``bc`` (stochastic BinaryConnect in
+    training, ``sign`` in evaluation, no scale), ``ternary`` (TWN), ``ttq``, ``log2:B`` (LogQuant),
+    ``inq:B``, ``int:B`` (symmetric max-abs) or ``dorefa:B``."""
 
     kind: str
     bits: int | None = None
@@ -84,7 +85,7 @@ class WeightSpec:
     @property
     def storage_bits(self) -> int:
         """Bits per stored weight (``dorefa:B`` stores ``B + 1``-bit odd codes; float: 32)."""
-        return {"float": 32, "binary": 1, "ternary": 2, "ttq": 2}.get(self.kind) or (
+        return {"float": 32, "binary": 1, "bc": 1, "ternary": 2, "ttq": 2}.get(self.kind) or (
             self.bits + 1 if self.kind == "dorefa" else self.bits)
 
     @property
@@ -264,6 +265,8 @@ class ZooNet:
             return None
         if k == "binary":
             return Q.binary(w, per_channel=per_channel)
+        if k == "bc":
+            return Q.binary(w, scaled=False)
         if k == "ternary":
             q = Q.twn(w, per_channel=per_channel)
             return q
@@ -467,7 +470,7 @@ def init_net(layers: tuple[LayerSpec, ...], weights: WeightSpec, acts: ActSpec, 
         else:
             fan_in = math.prod(shp_in)
         lim = math.sqrt(6.0 / fan_in)
-        if specs[i].kind in ("binary",):
+        if specs[i].kind in ("binary", "bc"):
             lim = min(lim, 1.0)
         net.params[f"W{i}"] = rng.uniform(-lim, lim, (L.out, fan_in))
         if specs[i].kind == "ttq":

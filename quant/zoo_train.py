@@ -112,8 +112,11 @@ class ZooConfig:
 # -- forward / backward in training mode -----------------------------------------------------------
 
 
-def _weights_and_grad(net: ZooNet, i: int, ste: str):
-    """Layer ``i``'s forward weights and a function mapping their gradient to parameter gradients."""
+def _weights_and_grad(net: ZooNet, i: int, ste: str, rng: np.random.Generator | None = None):
+    """Layer ``i``'s forward weights and a function mapping their gradient to parameter gradients.
+
+    With ``rng``, ``bc`` layers draw stochastic binary weights (BinaryConnect); without, ``sign``.
+    """
     spec = net.weight_specs[i]
     w = net.params[f"W{i}"]
     mask = net.state.get(f"mask{i}")
@@ -122,6 +125,8 @@ def _weights_and_grad(net: ZooNet, i: int, ste: str):
         k = net.params[f"cb{i}"].shape[0]
         return net.weight_values(i), lambda g: {f"cb{i}": centroid_gradient(g, idx, k)}
     wv = net.weight_values(i)
+    if spec.kind == "bc" and rng is not None:
+        wv = Q.binary_stochastic(w, rng).astype(np.float64)
     if spec.kind == "ttq":
         codes = Q.ttq_codes(w * mask if mask is not None else w, net.ttq_t)
         pos, neg = codes > 0, codes < 0
@@ -134,7 +139,7 @@ def _weights_and_grad(net: ZooNet, i: int, ste: str):
         return wv, grad
 
     def grad(g):
-        if spec.kind == "binary" and ste == "gate":
+        if spec.kind in ("binary", "bc") and ste == "gate":
             g = g * (np.abs(w) <= 1)
         if spec.kind == "inq" and f"inq_frozen{i}" in net.state:
             g = g * ~net.state[f"inq_frozen{i}"]
@@ -151,12 +156,13 @@ def _act_grad(net: ZooNet, z: np.ndarray, ste: str) -> np.ndarray:
     return ((z >= 0) & (z <= 1)).astype(np.float64)
 
 
-def _train_step(net: ZooNet, x: np.ndarray, y: np.ndarray, ste: str, bn_momentum: float | None):
+def _train_step(net: ZooNet, x: np.ndarray, y: np.ndarray, ste: str, bn_momentum: float | None,
+                rng: np.random.Generator | None = None):
     """One forward/backward pass in training mode; returns ``(loss, grads)``. Updates BN statistics."""
     caches, h = [], x
     n = net.n_layers
     for i, L in enumerate(net.layers):
-        wv, wgrad = _weights_and_grad(net, i, ste)
+        wv, wgrad = _weights_and_grad(net, i, ste, rng)
         if L.kind == "conv":
             cols = im2col(h, L.kernel, L.stride, L.pad, net._pad_value(i))
             in_shape = h.shape
@@ -297,11 +303,11 @@ def _train_zoo(data: Dataset, config: ZooConfig, progress) -> ZooNet:
         raise LowbitError("cnv-small needs image data (digits, mnist5k, idx or cifar10)")
     input_shape = data.image_shape if layers[0].kind == "conv" else (data.features,)
     wspec, aspec = WeightSpec.parse(config.weights), ActSpec.parse(config.acts)
-    if config.prune and wspec.kind == "binary" and config.share is None:
+    if config.prune and wspec.kind in ("binary", "bc") and config.share is None:
         raise LowbitError("pruning needs weights with a zero code (not binary): use ternary, ttq, log2, int or float")
     net = init_net(layers, wspec, aspec, data.input_dtype, input_shape, rng, first_bits=config.first_bits,
                    last_bits=config.last_bits, per_channel=config.per_channel, bn_eps=config.bn_eps, ste=config.ste)
-    if config.prune and any(s.kind == "binary" for s in net.weight_specs[:-1]) and config.share is None:
+    if config.prune and any(s.kind in ("binary", "bc") for s in net.weight_specs[:-1]) and config.share is None:
         raise LowbitError("pruning needs weights with a zero code; a hidden layer has binary weights")
     x = net.prepare_input(data.x_train)
     y = data.y_train.astype(np.int64)
@@ -339,7 +345,7 @@ def _train_zoo(data: Dataset, config: ZooConfig, progress) -> ZooNet:
                         if step >= t0:
                             _update_masks(net, s, config.prune_mode)
                 sel = order[b * config.batch_size:(b + 1) * config.batch_size]
-                loss, grads = _train_step(net, x[sel], y[sel], config.ste, config.bn_momentum)
+                loss, grads = _train_step(net, x[sel], y[sel], config.ste, config.bn_momentum, rng)
                 grads = {k: g for k, g in grads.items() if k in params}
                 if config.weight_decay:
                     for k in grads:
@@ -349,7 +355,7 @@ def _train_zoo(data: Dataset, config: ZooConfig, progress) -> ZooNet:
                 lr = config.lr * (config.lr_final + (1 - config.lr_final) * 0.5 * (1 + math.cos(math.pi * min(1, frac))))
                 opt.step(grads, lr)
                 for i, spec in enumerate(net.weight_specs):
-                    if spec.kind == "binary" and f"W{i}" in params:
+                    if spec.kind in ("binary", "bc") and f"W{i}" in params:
                         np.clip(net.params[f"W{i}"], -1, 1, out=net.params[f"W{i}"])
                     if f"mask{i}" in net.state and f"W{i}" in params:
                         net.params[f"W{i}"] *= net.state[f"mask{i}"]
@@ -418,7 +424,7 @@ def op_counts(net: ZooNet) -> dict[str, int]:
         binary_in = i > 0 and net.acts.kind == "binary"
         if f"share_idx{i}" in net.state:
             op = "multiply"
-        elif kind == "binary":
+        elif kind in ("binary", "bc"):
             op = "xnor" if binary_in else "add"
         elif kind in ("ternary", "ttq"):
             op = "add" if kind == "ternary" else "multiply"
