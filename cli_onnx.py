@@ -78,6 +78,9 @@ def cmd_import(args) -> int:
     print(f"{args.model}: {len(g.nodes)} integer nodes, input {g.input_dtype} "
           f"{'x'.join(map(str, g.input_shape))}, {g.classes} classes")
     print(format_table(rows))
+    if not result.scores_decide:
+        print("note: the last layer's per-class bias or scale (or an activation after it) is not part of the integer "
+              "graph, whose integer scores may then rank classes differently from the model")
     if args.output:
         g.save(args.output)
         print(f"wrote {args.output}")

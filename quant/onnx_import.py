@@ -232,6 +232,10 @@ class ImportResult:
     output_fn: object
     origins: dict
     layer_scales: dict = field(default_factory=dict)
+    scores_decide: bool = True
+    """True when the graph's integer scores give the model's class decision (``IntegerGraph.predict``); False
+    when the last layer has a per-class bias or scale, or element-wise operations after it, which the graph
+    does not hold (``outputs``/``run``/``predict`` here apply them exactly)."""
 
     def encode(self, x) -> np.ndarray:
         x = np.asarray(x)
@@ -1183,12 +1187,18 @@ class _Importer:
         if len(act.phys) != 1 or act.pools:
             raise LowbitError(f"{self.label}: the model must end in class scores (a vector), not {list(act.phys)}")
         mm = act.mm
-        lo, hi = MatMulThreshold("probe", mm["input_dtype"], _stored(mm["w"], mm["wdtype"]), None,
-                                 weight_dtype=mm["wdtype"]).acc_range
         self.emit(MatMulThreshold(mm["name"], mm["input_dtype"], _stored(mm["w"], mm["wdtype"]), None,
                                   weight_dtype=mm["wdtype"]), act.origin)
         chain = list(act.chain)
         S, O = mm["S"], mm["O"]
+
+        # The graph's scores decide the class exactly when the model's output is one increasing affine map of them
+        # (the same positive scale and offset for every class, nothing else after the last layer).
+        self.scores_decide = (not chain and len(set(S.tolist())) == 1 and len(set(O.tolist())) == 1
+                              and S[0] > 0)
+        if not self.scores_decide:
+            log.info("%s: the last layer's per-class scale, bias or activation is not part of the integer "
+                        "graph: use ImportResult.run/predict for the model's outputs", self.label)
 
         def output_fn(score, c, _chain=chain):
             v = S[c] * score + O[c]
@@ -1206,7 +1216,7 @@ class _Importer:
         start = self.env[self.input_name]
         codes, tensor, idx = in_act if in_act is not None else (start, None, start.idx)
         return ImportResult(graph, self.label, self.model, idx, codes.scale, codes.offset, tensor, output_fn,
-                            self.origins, self.layer_scales)
+                            self.origins, self.layer_scales, self.scores_decide)
 
     def _input_is_image(self):
         return len(self.env[self.input_name].phys) == 3

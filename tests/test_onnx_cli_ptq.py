@@ -124,3 +124,24 @@ def test_import_with_input_dtype_for_float_inputs():
     assert r.graph.input_dtype == DataType.uint(4)
     x = rng.integers(0, 16, (8, 16))
     np.testing.assert_allclose(r.run(x), next(iter(onnx_ops.run(m, x.astype(np.float32)).values())), atol=1e-9)
+
+
+def test_scores_decide_flags_a_final_bias(tmp_path, capsys):
+    """Graphs hold no output bias: the import says when the integer scores alone may not give the class."""
+    rng = np.random.default_rng(9)
+    assert import_onnx(qonnx_mlp(rng)).scores_decide  # no bias on the last layer, one scale
+    m = qonnx_mlp(rng)
+    last = m.graph.node[-1]
+    assert last.op_type == "MatMul"
+    last.op_type = "Gemm"
+    last.input.append("final_bias")
+    m.graph.initializer.append(onnx.numpy_helper.from_array(rng.normal(0, 1, 5).astype(np.float32), "final_bias"))
+    r = import_onnx(m)
+    assert not r.scores_decide
+    x = rng.normal(0, 1, (32, 16)).astype(np.float32)
+    ref = next(iter(onnx_ops.run(m, x).values()))
+    assert np.array_equal(r.predict(x), ref.argmax(1))  # ImportResult applies the bias exactly
+    path = tmp_path / "bias.onnx"
+    onnx.save(m, str(path))
+    assert main(["import", str(path)]) == 0
+    assert "note: the last layer's per-class bias or scale" in capsys.readouterr().out
