@@ -660,7 +660,15 @@ class _Importer:
         return ins[0]
 
     op_Dropout = op_Identity
-    op_Cast = op_Identity
+
+    def op_Cast(self, node, ins, a):
+        """Casts keep values; a cast to an integer type must not round a float activation."""
+        act = ins[0]
+        to = a.get("to", onnx.TensorProto.FLOAT)
+        if to not in _FLOAT_TYPES and act.kind != "codes" and act.last_quantizer() is None:
+            raise self.err(node, f"casts a float activation to {onnx.TensorProto.DataType.Name(to)}, which would "
+                                 "round it; quantize it first (QuantizeLinear or Quant)")
+        return act
 
     def _binary(self, node, ins, a):
         act_first = isinstance(ins[0], _Act)
@@ -1156,7 +1164,8 @@ class _Importer:
     op_Concat = op_Gather
 
     def op_GreaterOrEqual(self, node, ins, a):
-        raise self.err(node, "is supported only inside lowbit's own exported threshold blocks")
+        raise self.err(node, "comparisons of activations are not supported; use MultiThreshold (import the QONNX "
+                             "form of a lowbit export: lowbit export --format qonnx)")
 
     def op_QLinearConv(self, node, ins, a):
         x = self._input_codes(node, ins[0])

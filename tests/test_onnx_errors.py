@@ -227,6 +227,22 @@ def string_initializer():
     return m
 
 
+def cast_float_to_int():
+    b = _base()
+    b.act("Gemm", b.qweight(np.ones((4, 4)), 0.25, 2), name="fc0")
+    b.act("Cast", to=TensorProto.INT8, name="cast")
+    _head(b)
+    return b.model((3,))
+
+
+def plain_threshold():
+    b = _base()
+    b.act("Gemm", b.qweight(np.ones((4, 4)), 0.25, 2), name="fc0")
+    b.act("GreaterOrEqual", b.const(np.zeros(4)), name="ge")
+    _head(b)
+    return b.model((3,))
+
+
 L = "<model>"
 CASES = {
     "opset too old": (lambda: opset(9), rf"^{L}: opset 9 is not supported; lowbit reads opsets 11 to {MAX_OPSET} "
@@ -292,6 +308,11 @@ CASES = {
                                                         r"that varies along the input axis; lowbit folds per-tensor or "
                                                         r"per-output-channel weight scales only$"),
     "ends in a convolution": (ends_in_conv, rf"^{L}: the model must end in class scores \(a vector\), not \[4, 4, 2\]$"),
+    "cast rounds a float": (cast_float_to_int, rf"^{L}: node 'cast' \(Cast\): casts a float activation to INT8, which "
+                                               r"would round it; quantize it first \(QuantizeLinear or Quant\)$"),
+    "comparison of activations": (plain_threshold, rf"^{L}: node 'ge' \(GreaterOrEqual\): comparisons of activations "
+                                                   r"are not supported; use MultiThreshold \(import the QONNX form of "
+                                                   r"a lowbit export: lowbit export --format qonnx\)$"),
     "NaN weights": (nan_weights, rf"^{L}: node 'fc' \(MatMul\): weights 'c\d+' contain NaN or infinity$"),
 }
 
