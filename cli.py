@@ -102,7 +102,7 @@ def cmd_compile(args) -> int:
             raise LowbitError("compile: --schedule applies to a model file; --zoo uses the published folding "
                               "(or --search)")
         report = compile_zoo(args.zoo, args.output, board=args.board or "ultra96-v2", seed=args.seed,
-                             search=args.search, budget=args.budget)
+                             width=args.width, search=args.search, budget=args.budget)
     else:
         graph = IntegerGraph.load(args.model)
         report = compile_model(graph, args.output, board=args.board or "pynq-z2", schedule=args.schedule,
@@ -330,6 +330,7 @@ def build_parser() -> argparse.ArgumentParser:
                                  "(random weights, published folding)")
     c.add_argument("--seed", type=int, default=0, help="weight seed of a --zoo model")
     c.add_argument("--search", action="store_true", help="with --zoo: search the folding instead of the published one")
+    c.add_argument("--width", type=float, default=1.0, help="with --zoo: scale the channel counts (same topology)")
     c.add_argument("-o", "--output", required=True, help="output directory")
     c.add_argument("--board", help="board (default pynq-z2; ultra96-v2 with --zoo)")
     c.add_argument("--schedule", help="apply this schedule (JSON) instead of searching")

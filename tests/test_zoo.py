@@ -116,3 +116,15 @@ def test_cli_zoo_lists_and_writes(tmp_path, capsys):
     sched = json.loads((tmp_path / "cnv.schedule.json").read_text())
     assert [layer["name"] for layer in sched["layers"]] == [n.name for n in g.nodes]
     assert sched["board"] == "ultra96-v2"
+
+
+def test_cli_compile_zoo_writes_a_conv_design(tmp_path, capsys):
+    out = tmp_path / "cnv"
+    assert main(["compile", "--zoo", "cnv-w1a1", "--width", "0.125", "-o", str(out)]) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["zoo"]["name"] == "cnv-w1a1" and report["mapping"]["board"] == "ultra96-v2"
+    assert report["stream_format"]["input_size"] == 32 * 32 * 3 and report["stream_format"]["simd"] == 3
+    assert (out / "lowbit_top.v").read_text().count("module ") > 10
+    assert "cycles/image" in capsys.readouterr().out
+    assert main(["compile", "-o", str(tmp_path / "x")]) == 2
+    assert "give either a model file or --zoo NAME" in capsys.readouterr().err
