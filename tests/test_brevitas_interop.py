@@ -87,10 +87,32 @@ class W1A1CNN(torch.nn.Module):
         return self.fc(torch.flatten(x, 1))
 
 
+class W2A2CNN(torch.nn.Module):
+    """Padded 2-bit convolutions (zero padding is the code 0 of the unsigned activations), batch-norm, max-pool."""
+
+    def __init__(self, rng):
+        super().__init__()
+        self.inp = qnn.QuantIdentity(bit_width=8, return_quant_tensor=True)
+        self.conv0 = qnn.QuantConv2d(1, 4, 3, padding=1, bias=False, weight_bit_width=2)
+        self.bn0 = _bn(torch.nn.BatchNorm2d(4), rng)
+        self.act0 = qnn.QuantReLU(bit_width=2, return_quant_tensor=True)
+        self.pool = torch.nn.MaxPool2d(2)
+        self.conv1 = qnn.QuantConv2d(4, 4, 3, padding=1, bias=True, weight_bit_width=2)
+        self.act1 = qnn.QuantReLU(bit_width=2, return_quant_tensor=True)
+        self.fc = qnn.QuantLinear(4 * 3 * 3, 3, bias=False, weight_bit_width=2, return_quant_tensor=True)
+        self.acts = [self.act0, self.act1]
+
+    def forward(self, x):
+        x = self.pool(self.act0(self.bn0(self.conv0(self.inp(x)))))
+        x = self.act1(self.conv1(x))
+        return self.fc(torch.flatten(x, 1))
+
+
 MODELS = {
     "W1A1-MLP": (W1A1MLP, (16,)),
     "W2A2-MLP": (W2A2MLP, (16,)),
     "W1A1-CNN-BN": (W1A1CNN, (1, 10, 10)),
+    "W2A2-CNN-padded": (W2A2CNN, (1, 6, 6)),
     "ternary-weights": (lambda rng: W2A2MLP(rng, SignedTernaryWeightPerTensorConst), (16,)),
 }
 
