@@ -92,7 +92,10 @@ def cmd_import(args) -> int:
 def cmd_export(args) -> int:
     from .quant.onnx_export import save_model, to_onnx, to_qonnx
 
-    graph, _ = _load_any(args.model, _dtype(args.input_dtype))
+    graph, result = _load_any(args.model, _dtype(args.input_dtype))
+    if result is not None and not result.scores_decide:
+        print("note: the exported model computes the integer scores; the source model's last per-class bias or "
+              "scale is not part of them")
     model = to_qonnx(graph) if args.format == "qonnx" else to_onnx(graph)
     save_model(model, args.output)
     print(f"wrote {args.output} ({args.format}, {len(model.graph.node)} ONNX nodes from {len(graph.nodes)} "
