@@ -343,6 +343,14 @@ def train_binary_mlp(x_train: np.ndarray, y_train: np.ndarray, config: TrainConf
     BinaryMLP
         The model in evaluation mode.
     """
+    from threadpoolctl import threadpool_limits
+
+    # Small matrices: one BLAS thread is as fast on an idle machine and many times faster on a busy one.
+    with threadpool_limits(limits=1, user_api="blas"):
+        return _train_binary_mlp(x_train, y_train, config, input_dtype, progress)
+
+
+def _train_binary_mlp(x_train, y_train, config, input_dtype, progress) -> BinaryMLP:
     if not isinstance(config, TrainConfig):
         raise TypeError(f"config must be a TrainConfig, not {config!r}")
     if not isinstance(input_dtype, DataType) or input_dtype.kind is Kind.BIPOLAR:

@@ -22,8 +22,8 @@ def data() -> Dataset:
 
 @pytest.fixture(scope="module")
 def model(data) -> BinaryMLP:
-    """One training run with the default configuration, shared by the tests of this module."""
-    return train_binary_mlp(data.x_train, data.y_train, TrainConfig())
+    """One training run (the default widths, fewer epochs), shared by the tests of this module."""
+    return train_binary_mlp(data.x_train, data.y_train, TrainConfig(epochs=10))
 
 
 def assert_graph_matches(model: BinaryMLP, x: np.ndarray) -> IntegerGraph:
