@@ -3,7 +3,8 @@
 lowbit's integer execution must equal Brevitas' own quantized forward pass on the same inputs:
 the integer activations of every quantized layer (``QuantTensor.int()``), the integer class scores
 of the last layer, and so the class decision of every sample (ties to the lowest index on both
-sides). Needs the ``[brevitas]`` extra (``make test`` installs it).
+sides); and the qonnx executor's activations on the exported file, bit for bit. Needs the
+``[brevitas]`` extra (``make test`` installs it).
 """
 
 from __future__ import annotations
@@ -16,6 +17,10 @@ import brevitas.nn as qnn  # noqa: E402
 from brevitas.export import export_qonnx  # noqa: E402
 from brevitas.quant import (SignedBinaryActPerTensorConst, SignedBinaryWeightPerTensorConst,  # noqa: E402
                             SignedTernaryWeightPerTensorConst)
+
+from qonnx.core.modelwrapper import ModelWrapper  # noqa: E402
+from qonnx.core.onnx_exec import execute_onnx  # noqa: E402
+from qonnx.util.cleanup import cleanup_model  # noqa: E402
 
 from lowbit.quant.graph import values  # noqa: E402
 from lowbit.quant.onnx_import import import_onnx  # noqa: E402
@@ -166,3 +171,20 @@ def test_brevitas_export_matches_brevitas_forward(name, tmp_path):
         bad = np.argwhere(mine != theirs)
         assert not bad.size, f"{name} layer {node.name}: codes differ at {tuple(bad[0])}: lowbit " \
                              f"{mine[tuple(bad[0])]} vs Brevitas {theirs[tuple(bad[0])]} ({len(bad)} in all)"
+
+    # the qonnx executor on the exported file: every activation quantizer's output is code * scale in float32,
+    # bit for bit the same as lowbit's codes times the same float32 scale
+    mw = cleanup_model(ModelWrapper(str(path)))
+    inits = {t.name for t in mw.graph.initializer}
+    quants = [n.output[0] for n in mw.graph.node if n.op_type in ("Quant", "BipolarQuant", "IntQuant")
+              and n.input[0] not in inits][1:]  # the first one quantizes the input
+    assert len(quants) == len(layers)
+    for b in range(4):
+        ctx = execute_onnx(mw, {mw.graph.input[0].name: x[b:b + 1].numpy()}, return_full_exec_context=True)
+        for t, i in zip(quants, layers):
+            node = result.graph.nodes[i]
+            scale, _ = result.layer_scales[node.name]
+            mine = values(trace[i][b:b + 1], node.output_dtype).astype(np.float32) * np.float32(float(scale[0]))
+            if mine.ndim == 4:
+                mine = np.transpose(mine, (0, 3, 1, 2))
+            assert np.array_equal(mine, ctx[t]), f"{name}: sample {b}, layer {node.name} differs from qonnx"
