@@ -122,26 +122,45 @@ def markdown(result: dict) -> str:
 
 
 def plot(result: dict, path: Path) -> None:
+    """Top: accuracy against precision per mode (Roth et al. Fig. 3); bottom: accuracy against weight
+    memory (Fig. 4)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(result["models"]), figsize=(6 * len(result["models"]), 4.5), squeeze=False)
-    markers = {"weights": "o", "acts": "s", "both": "^", "float": "*"}
-    for ax, model in zip(axes[0], result["models"]):
+    n = len(result["models"])
+    fig, axes = plt.subplots(2, n, figsize=(6 * n, 8.5), squeeze=False)
+    markers = {"weights": "o", "acts": "s", "both": "^"}
+    for col, model in enumerate(result["models"]):
+        ax = axes[0][col]
+        base = model["rows"][0]["accuracy"]
         for mode in ("weights", "acts", "both"):
             rows = [r for r in model["rows"] if r["mode"] == mode]
             ax.plot([r["precision"] for r in rows], [100 * r["accuracy"] for r in rows], marker=markers[mode],
                     label=f"{mode} quantized")
-        base = model["rows"][0]["accuracy"]
         ax.axhline(100 * base, color="k", ls="--", lw=1, label="float")
         ax.set_title(model["title"])
         ax.set_xlabel("precision")
         ax.set_ylabel("test accuracy (%)")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
+        ax = axes[1][col]
+        for mode in ("weights", "both"):
+            rows = [r for r in model["rows"] if r["mode"] == mode]
+            ax.scatter([r["weight_memory_bits"] / 1000 for r in rows], [100 * r["accuracy"] for r in rows],
+                       marker=markers[mode], label=f"{mode} quantized")
+            for r in rows:
+                ax.annotate(r["precision"], (r["weight_memory_bits"] / 1000, 100 * r["accuracy"]), fontsize=7,
+                            xytext=(3, 3), textcoords="offset points")
+        ax.scatter([model["rows"][0]["weight_memory_bits"] / 1000], [100 * base], marker="*", s=80, color="k",
+                   label="float")
+        ax.set_xscale("log")
+        ax.set_xlabel("weight memory (kbit, first/last layers at 8 bits)")
+        ax.set_ylabel("test accuracy (%)")
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=8)
     fig.tight_layout()
-    atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=110))
+    atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=100))
     plt.close(fig)
 
 
@@ -151,7 +170,13 @@ def main(argv=None) -> int:
     ap.add_argument("--cnn-epochs", type=int, default=15)
     ap.add_argument("--quick", action="store_true", help="2 epochs, digits only (a smoke run)")
     ap.add_argument("--out", type=Path, default=RESULTS)
+    ap.add_argument("--replot", action="store_true", help="rewrite the table and plot from the saved JSON")
     args = ap.parse_args(argv)
+    if args.replot:
+        result = json.loads((args.out / "accuracy_sweep.json").read_text())
+        atomic_write(args.out / "accuracy_sweep.md", markdown(result))
+        plot(result, args.out / "accuracy_sweep.png")
+        return 0
     logging.basicConfig(level=logging.WARNING)
     digits = load_digits_split()
     mnist = digits if args.quick else load_mnist5k_split()
