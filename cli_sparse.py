@@ -47,10 +47,11 @@ def sparse_bench(*, rows: int, cols: int, density: float, act_density: float, pe
         x = (rng.random(cols) < act_density).astype(np.int64)
         t = spec.timing(x)
         nnz_active = int(mask[:, x != 0].sum())
+        stored = int(image.column_entries()[:, x != 0].sum())
         per_vector.append({"cycles": t.cycles, "compute_cycles": t.compute, "stall_cycles": t.stall,
-                           "nnz_active": nnz_active, "entries": t.entries,
+                           "nnz_active": nnz_active, "entries": stored,
                            "efficiency": nnz_active / pes / t.cycles,
-                           "entry_efficiency": t.entries / pes / t.cycles})
+                           "entry_efficiency": stored / pes / t.cycles})
     cycles = float(np.mean([v["cycles"] for v in per_vector]))
     dense = dense_array_cycles(rows, cols, pes)
     choice = choose_engine(mask, act_density, budget, pes=pes, depth=depth, seed=seed)

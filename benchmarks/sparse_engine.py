@@ -30,13 +30,16 @@ import numpy as np
 from lowbit._io import atomic_write
 from lowbit.hw.sparse_spec import SparseEngineSpec
 from lowbit.mapping.sparse_choice import dense_array_cycles
-from lowbit.mapping.sparse_model import engine_cycles
+from lowbit.mapping.sparse_model import column_walk, engine_cycles
 from lowbit.sw_reference.sparse import encode_sparse
 
 RESULTS = Path(__file__).resolve().parent / "results"
 DENSITIES = (0.01, 0.02, 0.05, 0.1, 0.2, 0.5)
 DEPTHS = (1, 2, 4, 8, 16)
 TARGET = {"density": 0.1, "pes": 16, "depth": 8, "act_density": 0.3}
+ENTRIES_PER_WORD = 8
+"""Entries per sparse-matrix word (EIE: 8 entries of 8 bits in a 64-bit word); the padding skip
+works inside a word."""
 
 
 def _layer(rng, rows, cols, density, pes, zero_bits=4):
@@ -45,22 +48,23 @@ def _layer(rng, rows, cols, density, pes, zero_bits=4):
     return idx, encode_sparse(idx, np.arange(16), pes, zero_bits=zero_bits)
 
 
-def sweep(rows, cols, pes, act_density, vectors, seed, lanes=4, zero_bits=4):
+def sweep(rows, cols, pes, act_density, vectors, seed, lanes=4, zero_bits=4, entries_per_word=ENTRIES_PER_WORD):
     rows_out = []
     rng = np.random.default_rng(seed)
     for density in DENSITIES:
         idx, image = _layer(rng, rows, cols, density, pes, zero_bits)
-        cnt = image.column_entries()
+        cnt, squashed = column_walk(image, entries_per_word)
+        stored = image.column_entries().sum(axis=0)
         xs = [(rng.random(cols) < act_density).astype(np.int64) for _ in range(vectors)]
         for depth in DEPTHS:
             cyc, eff, eeff, comp = [], [], [], []
             for x in xs:
-                t = engine_cycles(cnt, x, depth=depth, lanes=lanes, rows=rows)
+                t = engine_cycles(cnt, x, depth=depth, lanes=lanes, rows=rows, squashed=squashed)
                 ideal = np.count_nonzero(idx[:, x != 0]) / pes
                 cyc.append(t.cycles)
                 comp.append(t.compute)
                 eff.append(ideal / t.cycles)
-                eeff.append(t.entries / pes / t.cycles)
+                eeff.append(stored[x != 0].sum() / pes / t.cycles)
             dense = dense_array_cycles(rows, cols, pes)
             rows_out.append({"density": density, "depth": depth, "pes": pes, "act_density": act_density,
                              "zero_bits": zero_bits, "cycles": float(np.mean(cyc)),

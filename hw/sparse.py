@@ -10,7 +10,9 @@ register for register by :mod:`lowbit.mapping.sparse_model`):
   (walks the column's entries, one per cycle, reading the sparse-matrix memory of
   ``entries_per_word`` entries per word), decode stage (row from the zero run, codebook look-up,
   multiply, accumulator read), accumulate stage (add and write back; a bypass register forwards
-  the previous sum when two consecutive updates hit the same row).
+  the previous sum when two consecutive updates hit the same row). **Padding skip**: a padding
+  entry whose successor in the column is in the same word is decoded together with it, and the
+  entry stage steps over the successor (:func:`lowbit.mapping.sparse_model.column_steps`).
 * **output** — when every unit is idle, the accumulators are read out one beat of ``pes`` rows
   (rows ``g*N .. g*N+N-1``) per cycle through ReLU, a right shift rounding half up and saturation;
   each read clears the accumulator for the next vector.
@@ -186,10 +188,24 @@ class SparseEngine(wiring.Component):
             kend = Signal(PB, name=f"kend{p}")
             ka = Signal(signed(A), name=f"ka{p}")
             kfirst = Signal(name=f"kfirst{p}")
+            # Decode-stage registers (declared here: the padding skip feeds back into the entry stage).
+            mv = Signal(name=f"mv{p}")
+            msel = Signal(max(1, log2e), name=f"msel{p}")
+            ma = Signal(signed(A), name=f"ma{p}")
+            mfirst = Signal(name=f"mfirst{p}")
+            mlast = Signal(name=f"mlast{p}")
+            entry0 = mat_r.data.word_select(msel, EB) if E > 1 else mat_r.data
+            skip = Signal(name=f"skip{p}")
+            if E > 1:
+                # The decode stage holds a padding entry whose successor (same column) is in the same
+                # word: it consumes both, so the entry stage, which holds that successor, moves past it.
+                m.d.comb += skip.eq(mv & (entry0[:s.index_bits] == 0) & ~mlast & (msel != E - 1))
+            k_eff = Signal(PB, name=f"k_eff{p}")
             k_last, k_free, empty, p_take, pop = (Signal(name=f"{n}{p}") for n in
                                                   ("k_last", "k_free", "empty", "p_take", "pop"))
             m.d.comb += [
-                k_last.eq(kv & (k + 1 == kend)),
+                k_eff.eq(Mux(skip, k + 1, k)),
+                k_last.eq(kv & (k_eff + 1 >= kend)),
                 k_free.eq(~kv | k_last),
                 empty.eq(start == end),
                 p_take.eq(pv & (k_free | empty)),
@@ -205,21 +221,25 @@ class SparseEngine(wiring.Component):
             with m.If(p_take & ~empty):
                 m.d.sync += [kv.eq(1), k.eq(start), kend.eq(end), ka.eq(pa), kfirst.eq(1)]
             with m.Elif(kv):
-                m.d.sync += [k.eq(k + 1), kfirst.eq(0)]
+                m.d.sync += [k.eq(k_eff + 1), kfirst.eq(0)]
                 with m.If(k_last):
                     m.d.sync += kv.eq(0)
-            m.d.comb += [mat_r.addr.eq(k >> log2e), mat_r.en.eq(1)]
-            # Decode stage: row, codebook, multiply, accumulator read.
-            mv = Signal(name=f"mv{p}")
-            msel = Signal(max(1, log2e), name=f"msel{p}")
-            ma = Signal(signed(A), name=f"ma{p}")
-            mfirst = Signal(name=f"mfirst{p}")
-            m.d.sync += [mv.eq(kv), msel.eq(k[:log2e] if log2e else 0), ma.eq(ka), mfirst.eq(kfirst)]
-            entry = mat_r.data.word_select(msel, EB) if E > 1 else mat_r.data
-            v, z = entry[:s.index_bits], entry[s.index_bits:EB]
+            m.d.comb += [mat_r.addr.eq(k_eff >> log2e), mat_r.en.eq(1)]
+            # Decode stage: row, codebook, multiply, accumulator read. A skipped (squashed) issue is
+            # the entry stage's last entry already consumed by the decode stage.
+            m.d.sync += [mv.eq(kv & (k_eff < kend)), msel.eq(k_eff[:log2e] if log2e else 0), ma.eq(ka),
+                         mfirst.eq(kfirst), mlast.eq(k_eff + 1 >= kend)]
+            v0, z0 = entry0[:s.index_bits], entry0[s.index_bits:EB]
             prow = Signal(row_bits, name=f"prow{p}")
+            row0 = Signal(row_bits, name=f"row0_{p}")
             row = Signal(row_bits, name=f"row{p}")
-            m.d.comb += [row.eq(Mux(mfirst, z, prow + z + 1)), cb_r.addr.eq(v)]
+            m.d.comb += row0.eq(Mux(mfirst, z0, prow + z0 + 1))
+            if E > 1:
+                entry1 = mat_r.data.word_select(msel + 1, EB)
+                v1, z1 = entry1[:s.index_bits], entry1[s.index_bits:EB]
+                m.d.comb += [row.eq(Mux(skip, row0 + z1 + 1, row0)), cb_r.addr.eq(Mux(skip, v1, v0))]
+            else:
+                m.d.comb += [row.eq(row0), cb_r.addr.eq(v0)]
             with m.If(mv):
                 m.d.sync += prow.eq(row)
             prod = Signal(signed(s.weight_bits + A), name=f"prod{p}")

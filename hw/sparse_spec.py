@@ -64,7 +64,7 @@ class SparseEngineSpec:
     pes: int
     depth: int = 8
     lanes: int = 4
-    entries_per_word: int = 2
+    entries_per_word: int = 8
     index_bits: int = 4
     zero_bits: int = 4
     weight_bits: int = 8
@@ -163,9 +163,10 @@ class SparseEngineSpec:
 
     def timing(self, x, image: SparseImage | None = None):
         """The cycle model's :class:`~lowbit.mapping.sparse_model.SparseTiming` for one vector ``x``."""
-        from ..mapping.sparse_model import engine_cycles
+        from ..mapping.sparse_model import column_walk, engine_cycles
         image = self._image(image)
-        return engine_cycles(image.column_entries(), x, depth=self.depth, lanes=self.lanes, rows=self.rows)
+        steps, squashed = column_walk(image, self.entries_per_word)
+        return engine_cycles(steps, x, depth=self.depth, lanes=self.lanes, rows=self.rows, squashed=squashed)
 
     def cycles(self, act_density: float = 1.0, *, image: SparseImage | None = None, samples: int = 4,
                seed: int = 0) -> float:
@@ -174,12 +175,13 @@ class SparseEngineSpec:
             raise ValueError(f"act_density must lie in [0, 1], not {act_density!r}")
         image = self._image(image)
         rng = np.random.default_rng(seed)
-        cnt = image.column_entries()
-        from ..mapping.sparse_model import engine_cycles
+        from ..mapping.sparse_model import column_walk, engine_cycles
+        cnt, squashed = column_walk(image, self.entries_per_word)
         total = 0
         for _ in range(samples):
             x = (rng.random(self.cols) < act_density).astype(np.int64)
-            total += engine_cycles(cnt, x, depth=self.depth, lanes=self.lanes, rows=self.rows).cycles
+            total += engine_cycles(cnt, x, depth=self.depth, lanes=self.lanes, rows=self.rows,
+                                   squashed=squashed).cycles
         return total / samples
 
     def resources(self):

@@ -24,7 +24,7 @@ from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, FallingEdge, ReadOnly, RisingEdge
 
 from ..hw.sparse_spec import SparseEngineSpec
-from ..mapping.sparse_model import engine_cycles
+from ..mapping.sparse_model import column_walk, engine_cycles
 from ..sw_reference.sparse import PEImage, SparseImage, dense_weights, sparse_matvec
 from .sparse_sim import decode_outputs, input_beats, load_words
 from .streams import Cycle, InOrderScoreboard, StreamDriver, StreamMonitor
@@ -87,7 +87,7 @@ async def sparse_engine_matches_reference(dut):
             await _load(dut, load_words(spec, hw_image))
             loaded = run["layer"]
         weights = dense_weights(ref_image)
-        cnt = ref_image.column_entries()
+        cnt, squashed = column_walk(ref_image, spec.entries_per_word)
         steady = run["valid_prob"] >= 1.0 and run["ready_prob"] >= 1.0
         rng = random.Random(run["seed"])
         cycle = Cycle(dut.clk)
@@ -106,7 +106,8 @@ async def sparse_engine_matches_reference(dut):
                 x = _unpack(spec, pending)
                 y = sparse_matvec(ref_image, x, shift=spec.shift, out_bits=spec.out_bits, relu=spec.relu,
                                   weights=weights)
-                ecyc = engine_cycles(cnt, x, depth=spec.depth, lanes=spec.lanes, rows=spec.rows).cycles
+                ecyc = engine_cycles(cnt, x, depth=spec.depth, lanes=spec.lanes, rows=spec.rows,
+                                     squashed=squashed).cycles
                 scoreboard.expect(([int(v) for v in y], ecyc if steady else None))
                 pending.clear()
 

@@ -11,7 +11,8 @@ pytestmark = pytest.mark.amaranth_sim
 
 # (pes, rows, cols, depth, lanes, entries_per_word, weight density)
 CONFIGS = [
-    (1, 37, 9, 1, 1, 1, 0.05),     # runs over 15 zeros in one PE
+    (1, 37, 9, 1, 1, 4, 0.05),     # runs over 15 zeros in one PE (padding skips)
+    (2, 40, 9, 2, 2, 1, 0.05),     # one entry per word: no skips
     (4, 23, 13, 2, 3, 2, 0.5),
     (16, 37, 11, 8, 4, 4, 0.2),
     (3, 50, 7, 4, 2, 2, 0.01),
@@ -30,10 +31,31 @@ def test_engine_bit_exact_and_cycles_equal_model(cfg):
                             shift=2, relu=pes % 2 == 0, out_bits=12, image=image)
     xs = rng.integers(-2000, 2000, (4, cols)) * (rng.random((4, cols)) < np.array([[0.1], [0.5], [1.0], [0.3]]))
     xs = np.vstack([np.zeros((1, cols), dtype=np.int64), xs])  # an all-zero input first
+    if pes == 1:
+        from lowbit.mapping.sparse_model import column_steps
+        assert (column_steps(image, epw) < image.column_entries()).any()   # the padding skip is exercised
     run = run_amaranth(spec, xs)
     for k, x in enumerate(xs):
         assert list(run.outputs[k]) == spec.reference(x).tolist(), k
         assert run.cycles[k] == spec.timing(x).cycles, k
+
+
+def test_padding_skip_squashes_the_last_slot_of_the_vector():
+    # One column: a padding entry (row 15), then the last entry (row 16), both in one word. The
+    # decode stage consumes both in one cycle, so the entry stage's last slot issues nothing and
+    # the engine is idle a cycle earlier than with one entry per word.
+    idx = np.zeros((17, 1), dtype=np.int64)
+    idx[16, 0] = 3
+    image = encode_sparse(idx, np.arange(16), 1)
+    assert image.pe_images[0].v.tolist() == [0, 3]
+    two = SparseEngineSpec(rows=17, cols=1, pes=1, depth=1, lanes=1, entries_per_word=2, image=image)
+    one = SparseEngineSpec(rows=17, cols=1, pes=1, depth=1, lanes=1, entries_per_word=1, image=image)
+    run_two, run_one = run_amaranth(two, [[7]]), run_amaranth(one, [[7]])
+    assert run_two.outputs == run_one.outputs == ((0,) * 16 + (21,),)
+    # Cycle 0 accepts, 1 broadcasts, 2 pops, 3 reads pointers, 4-5 issue, 6 decodes, 7 accumulates,
+    # 8 is idle; 17 output beats and 3 cycles of output latency follow.
+    assert run_one.cycles == (one.timing([7]).cycles,) == (8 + 17 + 3,)
+    assert run_two.cycles == (two.timing([7]).cycles,) == (run_one.cycles[0] - 1,)
 
 
 def test_other_codebook_size_and_zero_run_width():

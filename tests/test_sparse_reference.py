@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from lowbit.hw.sparse_spec import SparseEngineSpec
-from lowbit.mapping.sparse_model import engine_cycles
+from lowbit.mapping.sparse_model import column_steps, column_walk, engine_cycles
 from lowbit.sw_reference.sparse import (decode_sparse, dense_weights, encode_sparse, requantize,
                                         sparse_matvec)
 
@@ -120,4 +120,27 @@ def test_spec_errors_and_defaults():
     assert s.capacity == 8 and s.out_beats == 2 and s.beats == 1
     assert s.resources().dsp == 2
     x = np.array([1, 0, 2, 0])
-    assert s.timing(x).cycles == engine_cycles(im.column_entries(), x, depth=8, lanes=4, rows=4).cycles
+    assert s.entries_per_word == 8
+    assert s.timing(x).cycles == engine_cycles(column_steps(im, 8), x, depth=8, lanes=4, rows=4).cycles
+
+
+def _one_column(v, z):
+    from lowbit.sw_reference.sparse import PEImage, SparseImage
+    rows = int(np.sum(np.asarray(z) + 1))
+    pe = PEImage(np.array([0, len(v)]), np.array(v), np.array(z))
+    return SparseImage(rows, 1, 1, CB, (pe,))
+
+
+@pytest.mark.parametrize("v, z, epw, steps, squashed", [
+    ([0, 5], [15, 0], 2, 2, True),          # padding then the last entry: that slot is squashed
+    ([0, 5, 6], [15, 0, 0], 2, 2, False),   # padding + successor in one cycle
+    ([5, 0, 6], [0, 15, 0], 2, 3, False),   # the padding is the last entry of its word: no skip
+    ([5, 0, 6, 7], [0, 15, 0, 0], 4, 3, False),
+    ([5, 0, 6], [0, 15, 0], 4, 3, True),
+    ([0, 0, 5, 6], [15, 15, 0, 0], 4, 3, False),
+    ([0, 5, 6], [15, 0, 0], 1, 3, False),   # one entry per word: never
+])
+def test_column_steps_padding_skip_hand_worked(v, z, epw, steps, squashed):
+    im = _one_column(v, z)
+    assert column_steps(im, epw).tolist() == [[steps]]
+    assert column_walk(im, epw)[1].tolist() == [[squashed]]
