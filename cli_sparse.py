@@ -22,8 +22,8 @@ def sparse_bench(*, rows: int, cols: int, density: float, act_density: float, pe
     """Cycle-model benchmark of one random layer: efficiency, speed-up over a dense array, resources.
 
     Efficiency is the ideal ``nnz_active / N`` (non-zero weights in the columns of non-zero
-    activations, over the PEs) divided by the engine's cycles per vector; ``entry_efficiency``
-    counts the padding entries as work too (so it measures load balance alone).
+    activations, over the PEs) divided by the engine's cycles per vector; ``entry_efficiency`` is
+    stored entries (padding included) per PE per cycle, above 1 when the padding skip saves cycles.
     """
     for name, v in (("--rows", rows), ("--cols", cols), ("--pes", pes), ("--depth", depth), ("--lanes", lanes),
                     ("--vectors", vectors)):
@@ -79,7 +79,7 @@ def cmd_sparse_bench(args) -> int:
     print(f"  cycles per vector : {r['cycles']:.1f}   (dense array with {r['pes']} multipliers: {r['dense_cycles']}, "
           f"speed-up {r['speedup']:.2f}x)")
     print(f"  efficiency        : {r['efficiency']:.3f} (nnz_active / N / cycles); "
-          f"{r['entry_efficiency']:.3f} counting {r['padding_entries']} padding entries as work")
+          f"{r['entry_efficiency']:.3f} stored entries per PE-cycle ({r['padding_entries']} padding entries)")
     res = r["resources"]
     print(f"  resources (est.)  : LUT {res['lut']:g}, FF {res['ff']:g}, BRAM36 {res['bram36']:g}, DSP {res['dsp']:g}")
     print(f"  mapper choice     : {r['choice']['reason']} [{r['board']}]")
