@@ -86,6 +86,19 @@ def epoch_time(data, epochs: int = 1) -> dict:
             "baseline_gemm_4096x144x32_seconds": gemm, "epoch_over_gemm": round(sec / gemm, 1)}
 
 
+ALL_LAYERS = (("binary", "binary"), ("int:2", "int:2"), ("ternary", "int:2"), ("log2:4", "int:4"))
+
+
+def all_layers(data, epochs: int) -> list[dict]:
+    """The MLP with every layer's weights in the scheme (no 8-bit first and last layers)."""
+    rows = []
+    for w, a in ALL_LAYERS:
+        row, _ = run_one(data, "mlp:256,256", w, a, epochs, first_bits=None, last_bits=None)
+        rows.append(row)
+        print(f"all layers W={w} A={a}: acc {row['accuracy']:.4f}", file=sys.stderr, flush=True)
+    return rows
+
+
 def markdown(result: dict) -> str:
     lines = ["# Accuracy sweep (Roth et al. Fig. 3/4, small scale)", "",
              f"Epochs: {result['epochs']}; seed 0; first and last layers' weights at 8 bits when weights are "
@@ -101,6 +114,15 @@ def markdown(result: dict) -> str:
             lines.append(f"| {r['mode']} | {r['precision']} | {r['weights']} | {r['acts']} | "
                          f"{100 * r['accuracy']:.1f} | {100 * (r['accuracy'] - base):+.1f} | "
                          f"{r['weight_memory_bits'] / 1000:.1f} | {g} |")
+        lines.append("")
+    if "all_layers" in result:
+        base = result["models"][0]["rows"][0]["accuracy"]
+        lines += ["## MLP on mnist5k, every layer in the scheme (first and last layers too)", "",
+                  "| weights | acts | accuracy | delta vs float | weight kbit | graph |", "| --- | --- | --- | --- | --- | --- |"]
+        for r in result["all_layers"]:
+            lines.append(f"| {r['weights']} | {r['acts']} | {100 * r['accuracy']:.1f} | "
+                         f"{100 * (r['accuracy'] - base):+.1f} | {r['weight_memory_bits'] / 1000:.1f} | "
+                         f"{100 * r['graph_agreement']:.1f} % |")
         lines.append("")
     if "pruning" in result:
         p = result["pruning"]
@@ -171,7 +193,14 @@ def main(argv=None) -> int:
     ap.add_argument("--quick", action="store_true", help="2 epochs, digits only (a smoke run)")
     ap.add_argument("--out", type=Path, default=RESULTS)
     ap.add_argument("--replot", action="store_true", help="rewrite the table and plot from the saved JSON")
+    ap.add_argument("--all-layers-only", action="store_true",
+                    help="only (re)run the every-layer-quantized MLP section into the saved JSON")
     args = ap.parse_args(argv)
+    if args.all_layers_only:
+        result = json.loads((args.out / "accuracy_sweep.json").read_text())
+        result["all_layers"] = all_layers(load_mnist5k_split(), result["epochs"])
+        atomic_write(args.out / "accuracy_sweep.json", json.dumps(result, indent=1) + "\n")
+        args.replot = True
     if args.replot:
         result = json.loads((args.out / "accuracy_sweep.json").read_text())
         atomic_write(args.out / "accuracy_sweep.md", markdown(result))
@@ -193,6 +222,8 @@ def main(argv=None) -> int:
             print(f"{title:24s} {mode:8s} {prec:8s} W={w:8s} A={a:7s} acc {100 * row['accuracy']:.1f}  "
                   f"graph {row.get('graph_agreement', 'n/a')}  {row['train_seconds']} s", file=sys.stderr, flush=True)
         result["models"].append({"title": title, "arch": arch, "rows": rows})
+    if not args.quick:
+        result["all_layers"] = all_layers(mnist, epochs)
     # Pruning: W8A8 MLP, dense vs 90 % gradual magnitude pruning of every layer but the last.
     pw, pa, sparsity = "int:8", "int:8", 0.9
     dense, _ = run_one(mnist, "mlp:256,256", pw, pa, epochs)

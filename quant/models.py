@@ -26,7 +26,7 @@ import numpy as np
 
 from .. import LowbitError
 from . import quantizers as Q
-from .datatypes import BIPOLAR, DataType, Kind
+from .datatypes import BIPOLAR, DataType
 from .fold import fold_affine_thresholds
 from .nn import im2col, maxpool_forward
 
@@ -248,8 +248,13 @@ class ZooNet:
 
     # -- weights ---------------------------------------------------------------------------------
 
-    def quantized_weights(self, i: int, *, rng: np.random.Generator | None = None) -> Q.QuantizedWeights | None:
-        """Layer ``i``'s quantized weights (None for float weights without sharing)."""
+    def quantized_weights(self, i: int) -> Q.QuantizedWeights | None:
+        """Layer ``i``'s quantized weights (None for float weights without sharing, or INQ in progress).
+
+        Pruned weights (``mask{i}``) are zero. Only ``int:B`` (and shared) weights guarantee that every
+        kept weight stays non-zero, so that the zero count equals the pruned count; ternary, TTQ and
+        log2 quantizers zero small weights by design.
+        """
         w = self.params[f"W{i}"]
         spec = self.weight_specs[i]
         mask = self.state.get(f"mask{i}")
@@ -268,8 +273,7 @@ class ZooNet:
         if k == "bc":
             return Q.binary(w, scaled=False)
         if k == "ternary":
-            q = Q.twn(w, per_channel=per_channel)
-            return q
+            return Q.twn(w, per_channel=per_channel)
         if k == "ttq":
             codes = Q.ttq_codes(w, self.ttq_t)
             if mask is not None:

@@ -51,8 +51,7 @@ class QuantizedWeights:
         scale = np.broadcast_to(np.asarray(self.scale, dtype=np.float64), (codes.shape[0],)).copy()
         if not np.isfinite(scale).all() or (scale < 0).any():
             raise ValueError("scale must be finite and non-negative")
-        values = codes if self.dtype is not BIPOLAR else codes  # bipolar codes are the values +-1
-        object.__setattr__(self, "codes", values.astype(np.int64))
+        object.__setattr__(self, "codes", codes.astype(np.int64))  # values: bipolar codes are +-1
         object.__setattr__(self, "scale", scale)
 
     @property
