@@ -204,39 +204,98 @@ def ram_resources(depth: int, width: int) -> Resources:
     return Resources(bram36=bram_tiles(depth, width))
 
 
+def _weight_memory(depth: int, width: int, placement: str, writable: bool) -> tuple[Resources, float]:
+    """Block RAM / LUTRAM of the weight memory and its "ROM in logic" feature (``bits / 64``)."""
+    if depth == 0 or width == 0:
+        return Resources(), 0.0
+    if placement == "block":
+        return Resources(bram36=bram_tiles(depth, width)), 0.0
+    if writable:
+        if placement == "distributed":
+            per = 4 * math.ceil(width / 6) if depth <= 32 else 4 * math.ceil(depth / 64) * math.ceil(width / 3)
+            return Resources(lut=per), 0.0
+        return ram_resources(depth, width), 0.0
+    if placement == "distributed":
+        return Resources(), depth * width / 64
+    return rom_resources(depth, width)
+
+
 def mvtu_features(*, mw: int, mh: int, pe: int, simd: int, in_bits: int, binary_input: bool,
-                  acc_bits: int, n_thresholds: int, out_bits: int) -> tuple[dict, dict, Resources]:
+                  acc_bits: int, n_thresholds: int, out_bits: int, kind: str | None = None,
+                  weight_bits: int = 1, mac: str = "parallel", weight_ram: str = "auto",
+                  weights_writable: bool = False, plane_pairs: int = 1) -> tuple[dict, dict, Resources]:
     """The terms of the MVTU cost model: ``(lut_features, ff_features, fixed)``.
 
     LUTs are ``sum(coefficient * feature)`` over ``lut_features``, FFs likewise; ``fixed`` holds the
     parts that are counted, not fitted: block RAM and the LUTs of distributed RAM.
+
+    Per MAC kind (``kind``, as :attr:`lowbit.hw.spec.MVTUSpec.kind`; ``None`` means ``"xnor"`` for
+    binary input, else ``"addsub"``), with ``B`` input bits and ``K`` stored weight bits:
+
+    * ``xnor``: ``tree_binary = PE * SIMD`` (popcount inputs, XNOR folded in);
+    * ``addsub``: ``tree_integer = PE * SIMD * (B + clog2(SIMD))``;
+    * ``ternary``: bipolar input, two popcounts (``tree_binary = 2 * PE * SIMD``); integer input, an
+      add / subtract / skip tree like ``addsub``;
+    * ``shift``: a tree of ``B + E`` bit products (``E`` the largest exponent) and, in
+      ``mac_logic``, a barrel shifter of ``B * clog2(E + 1)`` multiplexer bits per product;
+    * ``multibit``: a tree of ``B + K`` bit products and ``B * K`` partial-product bits per product
+      in ``mac_logic`` (LUT multipliers, no DSP: the products are written as shift-adds);
+    * ``serial`` (any kind): one AND-popcount per lane (``tree_binary = PE * SIMD``), the plane
+      selection multiplexers in ``mac_logic`` (``PE * SIMD * ceil(K / 4) + SIMD * ceil(B / 4)``),
+      and the accumulator.
+
+    ``mac_logic`` has an uncalibrated coefficient (1.0) until the calibration grid covers those
+    kinds (``benchmarks/synth_resources.py`` measures them).
     """
     if mh % pe:
         raise ValueError(f"PE ({pe}) must divide MH ({mh})")
     if mw % simd:
         raise ValueError(f"SIMD ({simd}) must divide MW ({mw})")
+    if kind is None:
+        kind = "xnor" if binary_input else "addsub"
     nf, sf = mh // pe, mw // simd
-    if binary_input:
-        tree_bin, tree_int, stage_bits = pe * simd, 0, _clog2(simd + 1)
+    lanes = pe * simd
+    log_simd = _clog2(simd)
+    tree_bin = tree_int = mac_logic = 0
+    if mac == "serial":
+        tree_bin = lanes
+        mac_logic = lanes * math.ceil(weight_bits / 4) + simd * math.ceil(in_bits / 4)
+        stage_bits = _clog2(simd + 1)
+    elif kind == "xnor" or (kind == "ternary" and binary_input):
+        tree_bin = lanes * (1 if kind == "xnor" else 2)
+        stage_bits = _clog2(simd + 1)
     else:
-        tree_bin, tree_int = 0, pe * simd * (in_bits + _clog2(simd))
-        stage_bits = in_bits + _clog2(simd)
-    weights, w_logic = rom_resources(nf * sf, pe * simd)
+        if kind == "shift":
+            max_exp = (1 << (weight_bits - 1)) - 2
+            elem = (1 if binary_input else in_bits) + max_exp
+            mac_logic = 0 if binary_input else lanes * in_bits * max(1, _clog2(max_exp + 1))
+        elif kind == "multibit":
+            elem = weight_bits + (0 if binary_input else in_bits)
+            mac_logic = 0 if binary_input else lanes * in_bits * weight_bits
+        else:
+            elem = in_bits
+        tree_int = lanes * (elem + log_simd)
+        stage_bits = elem + log_simd
+    weights, w_logic = _weight_memory(nf * sf, lanes * weight_bits, weight_ram, weights_writable)
     thresholds, t_logic = rom_resources(nf, pe * n_thresholds * acc_bits)
     input_buffer = ram_resources(2 * sf, simd * in_bits)
     # the registered read port of a ROM built from LUTs is a register of its width
-    rom_regs = (pe * simd if w_logic else 0) + (pe * n_thresholds * acc_bits if t_logic else 0)
+    rom_regs = (lanes * weight_bits if w_logic else 0) + (pe * n_thresholds * acc_bits if t_logic else 0)
     lut = {"const": 1.0, "tree_binary": float(tree_bin), "tree_integer": float(tree_int),
            "acc": float(pe * acc_bits), "thresholds": float(pe * n_thresholds * acc_bits),
-           "rom_logic": w_logic + t_logic}
+           "rom_logic": w_logic + t_logic, "mac_logic": float(mac_logic)}
     ff = {"const": 1.0, "input": float(simd * in_bits), "lanes": float(pe * (stage_bits + acc_bits + out_bits)),
-          "rom_regs": float(rom_regs), "counters": float(_clog2(nf) + _clog2(sf) + _clog2(2 * sf))}
+          "rom_regs": float(rom_regs), "counters": float(_clog2(nf) + _clog2(sf) + _clog2(2 * sf)
+                                                       + _clog2(plane_pairs))}
     return lut, ff, weights + thresholds + input_buffer
 
 
 def mvtu_resources(*, mw: int, mh: int, pe: int, simd: int, in_bits: int, binary_input: bool,
-                   acc_bits: int, n_thresholds: int, out_bits: int) -> Resources:
-    """Estimate of a matrix-vector-threshold unit's resources (model: module docstring).
+                   acc_bits: int, n_thresholds: int, out_bits: int, kind: str | None = None,
+                   weight_bits: int = 1, mac: str = "parallel", weight_ram: str = "auto",
+                   weights_writable: bool = False, plane_pairs: int = 1) -> Resources:
+    """Estimate of a matrix-vector-threshold unit's resources (model: module docstring and
+    :func:`mvtu_features`).
 
     Parameters
     ----------
@@ -247,17 +306,28 @@ def mvtu_resources(*, mw: int, mh: int, pe: int, simd: int, in_bits: int, binary
     in_bits : int
         Bits per input element (1 for bipolar input).
     binary_input : bool
-        XNOR-popcount datapath (bipolar input) rather than add/subtract of integers.
+        Bipolar input.
     acc_bits : int
         Width of the accumulator.
     n_thresholds : int
         Thresholds per output channel; 0 when the unit emits the accumulator (class scores).
     out_bits : int
         Bits per output element.
+    kind : str, optional
+        The MAC array (``MVTUSpec.kind``); by default XNOR for binary input, else add/subtract.
+    weight_bits : int
+        Stored bits per weight.
+    mac : {"parallel", "serial"}
+    weight_ram : {"auto", "block", "distributed"}
+    weights_writable : bool
+    plane_pairs : int
+        Cycles per weight word (bit-plane pairs in serial mode).
     """
     lut_f, ff_f, fixed = mvtu_features(mw=mw, mh=mh, pe=pe, simd=simd, in_bits=in_bits,
                                        binary_input=binary_input, acc_bits=acc_bits,
-                                       n_thresholds=n_thresholds, out_bits=out_bits)
+                                       n_thresholds=n_thresholds, out_bits=out_bits, kind=kind,
+                                       weight_bits=weight_bits, mac=mac, weight_ram=weight_ram,
+                                       weights_writable=weights_writable, plane_pairs=plane_pairs)
     coeff = coefficients()
     lut = sum(coeff["lut"][k] * v for k, v in lut_f.items())
     ff = sum(coeff["ff"][k] * v for k, v in ff_f.items())
@@ -268,9 +338,13 @@ _COEFFICIENTS_FILE = Path(__file__).with_name("resource_coefficients.json")
 _DEFAULT_COEFFICIENTS = {
     # the first, uncalibrated model: one LUT per compressor input / accumulator / comparator bit
     "lut": {"const": 64.0, "tree_binary": 1.0, "tree_integer": 1.0, "acc": 1.0, "thresholds": 1.0,
-            "rom_logic": 1.0},
+            "rom_logic": 1.0, "mac_logic": 1.0},
     "ff": {"const": 32.0, "input": 1.0, "lanes": 1.0, "rom_regs": 1.0, "counters": 1.0},
 }
+
+
+_LATER_TERMS = {"lut": ("mac_logic",)}
+"""Terms that a coefficients file written before they existed may lack."""
 
 
 @functools.lru_cache(maxsize=None)
@@ -284,6 +358,8 @@ def _load_coefficients(path: str) -> dict:
         raise ValueError(f"{path}: not a JSON document ({e})") from None
     for kind, terms in _DEFAULT_COEFFICIENTS.items():
         got = doc.get(kind)
+        if isinstance(got, dict):  # terms added after a calibration keep their default until refitted
+            got = doc[kind] = {**{t: terms[t] for t in _LATER_TERMS.get(kind, ()) if t not in got}, **got}
         if not isinstance(got, dict) or set(got) != set(terms):
             raise ValueError(f"{path}: field {kind!r} must map {', '.join(terms)} to numbers, not {got!r}")
         for term, v in got.items():

@@ -5,15 +5,18 @@ Structure (one spec, :class:`~lowbit.hw.spec.MVTUSpec`):
 * **input side** — a ping-pong input buffer of two banks of ``SF = MW / SIMD`` words. Beats of
   ``SIMD`` elements are written into the free bank; a full bank is handed to the compute side, so
   the next vector streams in while the current one is reused for all ``NF = MH / PE`` neuron folds.
-* **compute side** — for each of ``NF * SF`` steps, ``PE`` lanes multiply ``SIMD`` inputs by their
-  weights (XNOR-popcount for bipolar inputs, add/subtract for integer inputs) and accumulate. A
-  weight memory of ``NF * SF`` words of ``PE * SIMD`` bits and a threshold memory of ``NF`` words
-  are initialised at elaboration.
+* **compute side** — for each of ``NF * SF`` steps (times ``P`` bit-plane pairs in serial mode),
+  ``PE`` lanes (:mod:`lowbit.hw.mac`: XNOR-popcount, add/subtract, ternary, shift-add, multi-bit,
+  or one bit-plane popcount) combine ``SIMD`` inputs with their weights and accumulate. A weight
+  memory of ``NF * SF`` words of ``PE * SIMD * B`` bits (``B`` = ``spec.weight_bits``, placed as
+  ``spec.weight_ram`` says) and a threshold memory of ``NF`` words are initialised at elaboration.
 * **output** — after the last synapse fold, each lane's accumulator goes through its
   MultiThreshold (or, without thresholds, becomes the integer score) into the output register:
   one beat of ``PE`` elements per neuron fold, neuron ``nf * PE + p`` in lane ``p``.
+* **weight writes** (``spec.weights_writable``) — port ``w`` takes ``{addr, data}`` beats (always
+  ready) that overwrite one weight word; :class:`lowbit.hw.axil.AXI4LiteWeightWriter` drives it.
 
-Steady state: one vector per ``NF * SF`` cycles. The compute pipeline (issue -> accumulate ->
+Steady state: one vector per ``spec.cycles()`` cycles. The compute pipeline (issue -> accumulate ->
 output register) stalls as a whole only while the output register is full and not accepted.
 """
 
@@ -25,9 +28,10 @@ from amaranth.lib.wiring import In, Out
 
 from ..quant.datatypes import Kind
 from ._util import pack_words, tree_sum
+from .mac import lane_dot, plane_popcount
 from .spec import MVTUSpec
 
-__all__ = ["MatrixVectorThresholdUnit", "element_shape"]
+__all__ = ["MatrixVectorThresholdUnit", "element_shape", "weight_write_layout", "memory_attrs"]
 
 
 def element_shape(dtype):
@@ -37,8 +41,26 @@ def element_shape(dtype):
     return signed(dtype.bits) if dtype.signed else unsigned(dtype.bits)
 
 
+def weight_write_layout(spec: MVTUSpec) -> data.StructLayout:
+    """Payload of the weight write port ``w``: a word address and a whole weight word."""
+    depth = spec.neuron_folds * spec.synapse_folds
+    return data.StructLayout({"addr": unsigned(max(1, (depth - 1).bit_length())),
+                              "data": unsigned(spec.weight_word_bits)})
+
+
+def memory_attrs(placement: str, writable: bool) -> dict[str, str]:
+    """Synthesis attributes placing a memory: yosys ``memory_libmap`` and Vivado read ``ram_style`` /
+    ``rom_style`` (``"block"``, ``"distributed"``; a ROM in LUTs is ``"logic"`` for yosys)."""
+    if placement == "auto":
+        return {}
+    if writable:
+        return {"ram_style": placement}
+    return {"rom_style": "block" if placement == "block" else "logic"}
+
+
 class MatrixVectorThresholdUnit(wiring.Component):
-    """The MVTU of ``spec``; ports ``i`` (``SIMD`` elements per beat) and ``o`` (``PE`` per beat)."""
+    """The MVTU of ``spec``; ports ``i`` (``SIMD`` elements per beat), ``o`` (``PE`` per beat) and,
+    with ``spec.weights_writable``, ``w`` (weight word writes)."""
 
     def __init__(self, spec: MVTUSpec):
         if not isinstance(spec, MVTUSpec):
@@ -47,22 +69,19 @@ class MatrixVectorThresholdUnit(wiring.Component):
         node = spec.node
         self.in_shape = element_shape(node.input_dtype)
         self.out_shape = element_shape(node.output_dtype)
-        super().__init__({
+        members = {
             "i": In(stream.Signature(data.ArrayLayout(self.in_shape, spec.simd))),
             "o": Out(stream.Signature(data.ArrayLayout(self.out_shape, spec.pe))),
-        })
+        }
+        if spec.weights_writable:
+            members["w"] = In(stream.Signature(weight_write_layout(spec)))
+        super().__init__(members)
 
     # -- memory images -------------------------------------------------------------------------
 
     def weight_image(self) -> list[int]:
-        """Word ``nf * SF + sf`` holds, for lane ``p``, bits of row ``nf*PE+p``, columns ``sf*SIMD..``."""
-        s, w = self.spec, self.spec.node.weights
-        words = []
-        for nf in range(s.neuron_folds):
-            for sf in range(s.synapse_folds):
-                lanes = [w[nf * s.pe + p, sf * s.simd:(sf + 1) * s.simd] for p in range(s.pe)]
-                words.append(pack_words([b for lane in lanes for b in lane], 1))
-        return words
+        """Word ``nf * SF + sf``: see :meth:`MVTUSpec.weight_image`."""
+        return self.spec.weight_image()
 
     def threshold_image(self) -> list[int]:
         """Word ``nf`` holds, for lane ``p``, the thresholds of row ``nf*PE+p`` (``acc_bits`` each)."""
@@ -76,9 +95,9 @@ class MatrixVectorThresholdUnit(wiring.Component):
         m = Module()
         s = self.spec
         node = s.node
-        NF, SF, PE, SIMD = s.neuron_folds, s.synapse_folds, s.pe, s.simd
+        NF, SF, PE, SIMD, P = s.neuron_folds, s.synapse_folds, s.pe, s.simd, s.plane_pairs
         in_bits = self.in_shape.width
-        acc_shape = signed(s.acc_bits) if node.acc_range[0] < 0 else unsigned(s.acc_bits)
+        acc_shape = signed(s.acc_bits) if s.acc_signed else unsigned(s.acc_bits)
         n_thr = 0 if node.thresholds is None else node.thresholds.shape[1]
 
         # Input side: ping-pong buffer, bank b at addresses [b*SF, (b+1)*SF).
@@ -112,9 +131,18 @@ class MatrixVectorThresholdUnit(wiring.Component):
                 m.d.sync += full[b].eq(0)
 
         # Compute side, stage 0: issue.
-        m.submodules.wmem = wmem = memory.Memory(shape=unsigned(PE * SIMD), depth=NF * SF,
-                                                 init=self.weight_image())
+        m.submodules.wmem = wmem = memory.Memory(
+            shape=unsigned(s.weight_word_bits), depth=NF * SF, init=s.weight_image(),
+            attrs=memory_attrs(s.weight_ram, s.weights_writable))
         wmem_r = wmem.read_port()
+        if s.weights_writable:
+            wmem_w = wmem.write_port()
+            m.d.comb += [
+                self.w.ready.eq(1),
+                wmem_w.addr.eq(self.w.payload.addr),
+                wmem_w.data.eq(self.w.payload.data),
+                wmem_w.en.eq(self.w.valid),
+            ]
         if n_thr:
             m.submodules.tmem = tmem = memory.Memory(shape=unsigned(PE * n_thr * s.acc_bits), depth=NF,
                                                      init=self.threshold_image())
@@ -127,6 +155,7 @@ class MatrixVectorThresholdUnit(wiring.Component):
         rbank = Signal()
         nf = Signal(range(NF))
         sf = Signal(range(SF))
+        pl = Signal(range(P))  # bit-plane pair (serial mode)
         widx = Signal(range(NF * SF))
         issue = Signal()
         m.d.comb += [
@@ -139,43 +168,58 @@ class MatrixVectorThresholdUnit(wiring.Component):
         if n_thr:
             m.d.comb += [tmem_r.addr.eq(nf), tmem_r.en.eq(~stall)]
         with m.If(issue):
-            with m.If(sf == SF - 1):
-                m.d.sync += sf.eq(0)
-                with m.If(nf == NF - 1):
-                    m.d.sync += [nf.eq(0), widx.eq(0), rbank.eq(~rbank)]
-                    m.d.comb += clr_full[0].eq(~rbank)
-                    m.d.comb += clr_full[1].eq(rbank)
+            with m.If(pl == P - 1):
+                m.d.sync += pl.eq(0)
+                with m.If(sf == SF - 1):
+                    m.d.sync += sf.eq(0)
+                    with m.If(nf == NF - 1):
+                        m.d.sync += [nf.eq(0), widx.eq(0), rbank.eq(~rbank)]
+                        m.d.comb += clr_full[0].eq(~rbank)
+                        m.d.comb += clr_full[1].eq(rbank)
+                    with m.Else():
+                        m.d.sync += [nf.eq(nf + 1), widx.eq(widx + 1)]
                 with m.Else():
-                    m.d.sync += [nf.eq(nf + 1), widx.eq(widx + 1)]
+                    m.d.sync += [sf.eq(sf + 1), widx.eq(widx + 1)]
             with m.Else():
-                m.d.sync += [sf.eq(sf + 1), widx.eq(widx + 1)]
+                m.d.sync += pl.eq(pl + 1)
 
         # Stage 1: accumulate (memory read data are valid now).
         v1, first1, last1 = Signal(), Signal(), Signal()
+        pl1 = Signal(range(P))
         with m.If(~stall):
-            m.d.sync += [v1.eq(issue), first1.eq(sf == 0), last1.eq(sf == SF - 1)]
+            m.d.sync += [v1.eq(issue), first1.eq((sf == 0) & (pl == 0)), last1.eq((sf == SF - 1) & (pl == P - 1)),
+                         pl1.eq(pl)]
 
-        x = data.ArrayLayout(self.in_shape, SIMD)(ibuf_r.data)
+        xa = data.ArrayLayout(self.in_shape, SIMD)(ibuf_r.data)
+        x = [xa[i] for i in range(SIMD)]
+        lane_bits = SIMD * s.weight_bits
         out_payload = Signal(self.o.payload.shape())
         for p in range(PE):
-            wbits = wmem_r.data[p * SIMD:(p + 1) * SIMD]
-            if node.binary_input:
-                contrib = tree_sum([~(x[i] ^ wbits[i]) for i in range(SIMD)])
+            lane = wmem_r.data[p * lane_bits:(p + 1) * lane_bits]
+            if s.serial:
+                contrib = Signal(acc_shape, name=f"contrib{p}")
+                pairs = [(xp, wp) for xp in s.input_planes() for wp in s.weight_planes()]
+                with m.Switch(pl1):
+                    for k, ((xb, xc), (wb, wc)) in enumerate(pairs):
+                        with m.Case(k):
+                            pc = plane_popcount(m, s, x, lane, xb, wb, name=f"lane{p}_plane{k}")
+                            coef = xc * wc
+                            shift = abs(coef).bit_length() - 1
+                            m.d.comb += contrib.eq(-(pc << shift) if coef < 0 else pc << shift)
             else:
-                contrib = tree_sum([Mux(wbits[i], x[i], -x[i]) for i in range(SIMD)])
+                contrib = lane_dot(m, s, x, lane, name=f"lane{p}")
             acc = Signal(acc_shape, name=f"acc{p}")
             acc_new = Signal(acc_shape, name=f"acc_new{p}")
             m.d.comb += acc_new.eq(Mux(first1, 0, acc) + contrib)
             with m.If(v1 & ~stall):
                 m.d.sync += acc.eq(acc_new)
             if n_thr:
-                thr_shape = signed(s.acc_bits) if node.acc_range[0] < 0 else unsigned(s.acc_bits)
                 base = p * n_thr * s.acc_bits
-                thr = [tmem_r.data[base + k * s.acc_bits:base + (k + 1) * s.acc_bits].as_signed()
-                       if thr_shape.signed else tmem_r.data[base + k * s.acc_bits:base + (k + 1) * s.acc_bits]
-                       for k in range(n_thr)]
+                thr = [tmem_r.data[base + k * s.acc_bits:base + (k + 1) * s.acc_bits] for k in range(n_thr)]
+                if acc_shape.signed:
+                    thr = [t.as_signed() for t in thr]
                 value = tree_sum([acc_new >= t for t in thr])
-            elif node.binary_input:
+            elif s.kind == "xnor":
                 value = 2 * acc_new - node.mw
             else:
                 value = acc_new

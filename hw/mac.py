@@ -1,0 +1,187 @@
+"""MAC lanes of the MVTU and the LUT6-friendly popcount (compressor tree) they share.
+
+One *lane* computes the dot product of ``SIMD`` inputs with ``SIMD`` weights (one output channel,
+one synapse fold) as a combinational :class:`~amaranth.hdl.Value`; :func:`lane_dot` builds it for
+each MAC kind of :class:`~lowbit.hw.spec.MVTUSpec` and :func:`plane_popcount` the bit-serial step.
+
+Popcount (:func:`popcount`) is built for 6-input LUTs instead of as an adder tree of single bits
+(which synthesis maps to carry chains, about 2 LUTs per input bit plus the carry cells):
+
+* **first level, the XNOR folded in** — each group of three lanes is one 3:2 counter of three
+  ``XNOR(x, w)`` (or ``AND``) bits: its two outputs are functions of six inputs, so one LUT6 each,
+  0.67 LUT per lane, with no separate XNOR gates;
+* **column compression** — the bits are kept in columns by weight; each column is reduced with
+  6:3 counters (three LUT6s take six bits of weight ``2^k`` to one bit each of ``2^k``,
+  ``2^(k+1)``, ``2^(k+2)``), then 5:3 / 4:3 / 3:2 counters, until no column has more than two bits.
+  Counters are written as XOR / AND / OR logic, never ``+``, so no carry chain is inferred in these
+  levels;
+* **final adder** — the two remaining rows are added with one ``+`` (one carry chain of about
+  ``log2(SIMD)`` bits).
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value, signed
+
+from ._util import tree_sum
+
+__all__ = ["popcount", "counter", "lane_dot", "plane_popcount"]
+
+
+def _full_adder(a: Value, b: Value, c: Value) -> tuple[Value, Value]:
+    return a ^ b ^ c, (a & b) | (a & c) | (b & c)
+
+
+def _half_adder(a: Value, b: Value) -> tuple[Value, Value]:
+    return a ^ b, a & b
+
+
+def counter(bits: list[Value]) -> list[Value]:
+    """The binary count (LSB first) of 1 to 7 single bits, in XOR / AND / OR logic (no ``+``).
+
+    Built from full and half adders; every output bit is a function of the inputs only, so a LUT
+    mapper covers each with one LUT when there are at most six inputs.
+    """
+    n = len(bits)
+    if not 1 <= n <= 7:
+        raise ValueError(f"counter takes 1 to 7 bits, not {n}")
+    if n == 1:
+        return [bits[0]]
+    if n == 2:
+        return list(_half_adder(*bits))
+    if n == 3:
+        return list(_full_adder(*bits))
+    # split into counts of at most three bits, then add those 2-bit numbers bit by bit
+    s1, c1 = _full_adder(*bits[:3])
+    rest = bits[3:]
+    if len(rest) == 1:
+        s0, k0 = _half_adder(s1, rest[0])
+        b1, b2 = _half_adder(c1, k0)
+        return [s0, b1, b2]
+    s2, c2 = _half_adder(*rest) if len(rest) == 2 else _full_adder(*rest[:3])
+    s0, k0 = _half_adder(s1, s2)
+    if len(rest) == 4:  # seven bits: rest = three + one
+        s0, k1 = _half_adder(s0, rest[3])
+        b1, b2 = _full_adder(c1, c2, k0)
+        b1, k2 = _half_adder(b1, k1)
+        return [s0, b1, b2 | k2]
+    b1, b2 = _full_adder(c1, c2, k0)
+    return [s0, b1, b2]
+
+
+def popcount(m: Module, bits: list[Value], *, fanin: int = 1, name: str = "pc") -> Value:
+    """Number of ones among ``bits`` (1-bit values), as an unsigned value of ``clog2(n + 1)`` bits.
+
+    ``fanin`` is how many signals each bit depends on (2 for ``XNOR(x, w)``): the first level puts
+    ``6 // fanin`` of them into one counter, so that each of its outputs is one LUT6. Every counter
+    output is a named signal driven in ``m.d.comb`` (which also keeps the expressions small).
+    """
+    count = [0]
+
+    def wire(v: Value) -> Signal:
+        sig = Signal(name=f"{name}_c{count[0]}")
+        count[0] += 1
+        m.d.comb += sig.eq(v)
+        return sig
+
+    bits = [Value.cast(b) for b in bits]
+    if not bits:
+        raise ValueError("popcount needs at least one bit")
+    n = len(bits)
+    width = n.bit_length()
+    if n == 1:
+        return bits[0]
+    group = min(6, 6 // max(1, fanin))
+    columns: dict[int, list[Value]] = {}
+    if group >= 3:
+        for k in range(0, n, group):
+            for j, b in enumerate(counter(bits[k:k + group])):
+                columns.setdefault(j, []).append(wire(b))
+    else:
+        columns[0] = list(bits)
+    while any(len(col) > 2 for col in columns.values()):
+        nxt: dict[int, list[Value]] = {}
+        for weight in sorted(columns):
+            col = columns[weight]
+            k = 0
+            while len(col) - k >= 3:
+                take = min(6, len(col) - k)
+                for j, b in enumerate(counter(col[k:k + take])):
+                    nxt.setdefault(weight + j, []).append(wire(b))
+                k += take
+            nxt.setdefault(weight, []).extend(col[k:])
+        columns = nxt
+    top = max(columns)
+    rows = [[], []]
+    for weight in range(top + 1):
+        col = columns.get(weight, [])
+        for r in range(2):
+            rows[r].append(col[r] if r < len(col) else Const(0, 1))
+    total = Cat(*rows[0]) + Cat(*rows[1]) if any(len(c) > 1 for c in columns.values()) else Cat(*rows[0])
+    return total[:width]
+
+
+def _pow2_product(x: Value, code: Value, bits: int, bipolar_input: bool) -> Value:
+    """``x * w`` for a power-of-two weight code (low ``bits - 1`` bits: 0 or exponent + 1; sign on top)."""
+    exp_code, sign = code[:bits - 1], code[bits - 1]
+    zero = exp_code == 0
+    max_shift = (1 << (bits - 1)) - 2
+    if bipolar_input:  # (2b - 1) * (+-2^e): negative when the bit and the sign agree on "negative"
+        magnitude = Const(1, max_shift + 1) << (exp_code - 1)[:max(1, (max_shift).bit_length())]
+        negative = ~(x ^ sign)
+    else:
+        magnitude = x << (exp_code - 1)[:max(1, (max_shift).bit_length())]
+        negative = sign
+    return Mux(zero, 0, Mux(negative, -magnitude, magnitude))
+
+
+def lane_dot(m: Module, spec, x: list[Value], lane: Value, name: str = "lane") -> Value:
+    """One lane's parallel dot product of inputs ``x`` (``SIMD`` stored elements) and its weight bits.
+
+    ``lane`` holds ``SIMD * spec.weight_bits`` bits laid out as :meth:`MVTUSpec.encode_lane`. The
+    result is the accumulator contribution: a popcount for the ``"xnor"`` kind, else the exact sum
+    of the products of values.
+    """
+    kind, simd, wb = spec.kind, spec.simd, spec.weight_bits
+    bipolar_in = spec.node.binary_input
+    if kind == "xnor":
+        return popcount(m, [~(x[i] ^ lane[i]) for i in range(simd)], fanin=2, name=name)
+    if kind == "addsub":
+        return tree_sum([Mux(lane[i], x[i], -x[i]) for i in range(simd)])
+    if kind == "ternary":
+        nz, pos = lane[:simd], lane[simd:2 * simd]
+        if bipolar_in:
+            agree = popcount(m, [nz[i] & ~(x[i] ^ pos[i]) for i in range(simd)], fanin=3, name=f"{name}_agree")
+            return (agree << 1) - popcount(m, [nz[i] for i in range(simd)], name=f"{name}_nz")
+        return tree_sum([Mux(nz[i], Mux(pos[i], x[i], -x[i]), 0) for i in range(simd)])
+    w = [lane[i * wb:(i + 1) * wb] for i in range(simd)]
+    if kind == "shift":
+        return tree_sum([_pow2_product(x[i], w[i], wb, bipolar_in) for i in range(simd)])
+    if kind == "multibit":
+        if bipolar_in:
+            ws = [w[i].as_signed() for i in range(simd)]
+            return tree_sum([Mux(x[i], ws[i], -ws[i]) for i in range(simd)])
+        # shift-add partial products (x AND weight bit k, shifted; the sign bit subtracts): LUTs and
+        # carry chains only, so synthesis infers no DSP for these narrow products
+        parts = []
+        for i in range(simd):
+            for k in range(wb):
+                pp = Mux(w[i][k], x[i] << k, 0)
+                parts.append(-pp if k == wb - 1 else pp)
+        return tree_sum(parts)
+    raise ValueError(f"unknown MAC kind {kind!r}")
+
+
+def plane_popcount(m: Module, spec, x: list[Value], lane: Value, x_bit: int | None, w_bit: int | None,
+                   name: str = "plane") -> Value:
+    """Serial step: ``popcount(AND(x_plane, w_plane))`` over one lane (``None`` is the all-ones plane)."""
+    simd, wb = spec.simd, spec.weight_bits
+    wbits = [None if w_bit is None else lane[i * wb + w_bit] for i in range(simd)]
+    xbits = [None if x_bit is None else Value.cast(x[i])[x_bit] for i in range(simd)]
+    terms = []
+    for xb, wbit in zip(xbits, wbits):
+        parts = [b for b in (xb, wbit) if b is not None]
+        terms.append(Const(1, 1) if not parts else parts[0] if len(parts) == 1 else parts[0] & parts[1])
+    if x_bit is None and w_bit is None:
+        return Const(simd, signed(simd.bit_length() + 1))
+    return popcount(m, terms, fanin=2 if x_bit is not None and w_bit is not None else 1, name=name)
