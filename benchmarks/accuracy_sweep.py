@@ -127,7 +127,7 @@ def markdown(result: dict) -> str:
     if "pruning" in result:
         p = result["pruning"]
         lines += ["## Gradual pruning (Zhu & Gupta cubic schedule), MLP on mnist5k", "",
-                  f"W{p['weights']} A{p['acts']}, hidden layers (all but the last) pruned to "
+                  f"weights {p['weights']}, activations {p['acts']}; every layer but the output layer pruned to "
                   f"{100 * p['sparsity']:.0f} %:", "",
                   f"- dense accuracy {100 * p['dense']['accuracy']:.1f} %, pruned {100 * p['pruned']['accuracy']:.1f} % "
                   f"(delta {100 * (p['pruned']['accuracy'] - p['dense']['accuracy']):+.1f} points)",
@@ -138,8 +138,9 @@ def markdown(result: dict) -> str:
         e = result["epoch_time"]
         lines += ["## Training speed", "",
                   f"cnv-small W2A2, one epoch on {e['images']} mnist5k images: {e['seconds_per_epoch']} s "
-                  f"({e['epoch_over_gemm']}x an in-run 4096x144x32 float64 GEMM of "
-                  f"{1000 * e['baseline_gemm_4096x144x32_seconds']:.2f} ms; one BLAS thread on the shared machine).", ""]
+                  f"(one BLAS thread, on a 2-core machine shared with other jobs; an in-run 4096x144x32 float64 "
+                  f"GEMM took {1000 * e['baseline_gemm_4096x144x32_seconds']:.2f} ms, the epoch "
+                  f"{e['epoch_over_gemm']}x that).", ""]
     return "\n".join(lines)
 
 
