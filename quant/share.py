@@ -20,7 +20,7 @@ import numpy as np
 
 from .._io import atomic_write
 
-__all__ = ["kmeans_1d", "share_layer", "centroid_gradient", "apply_sharing", "export_codebooks"]
+__all__ = ["kmeans_1d", "share_layer", "centroid_gradient", "apply_sharing", "export_codebooks", "sparse_images"]
 
 
 def kmeans_1d(values: np.ndarray, k: int, *, max_iter: int = 100) -> tuple[np.ndarray, np.ndarray]:
@@ -97,3 +97,26 @@ def export_codebooks(net, path: str | os.PathLike) -> Path:
         arrays[f"scale_{i}"] = np.array(scale)
         arrays[f"indices_{i}"] = net.state[f"share_idx{i}"].astype(np.uint8)
     return atomic_write(Path(path), lambda f: np.savez_compressed(f, **arrays))
+
+
+def sparse_images(net, pes: int, *, index_bits: int = 4, zero_bits: int = 4) -> dict:
+    """EIE images (:func:`~lowbit.sw_reference.sparse.encode_sparse`) of every shared layer of ``net``.
+
+    The integer codebook is padded with zeros to ``2**index_bits`` entries (index 0 stays the zero).
+    Returns ``{layer index: SparseImage}``; ``dense_weights(image)`` equals the layer's integer codes.
+    """
+    from ..sw_reference.sparse import encode_sparse
+    from .models import shared_codebook
+
+    out = {}
+    for i in range(net.n_layers):
+        if f"share_idx{i}" not in net.state:
+            continue
+        codes, _ = shared_codebook(net.params[f"cb{i}"], net.state[f"share_bits{i}"])
+        size = 1 << index_bits
+        if len(codes) > size:
+            raise ValueError(f"layer {i}: {len(codes)} shared values need more than index_bits={index_bits}")
+        cb = np.zeros(size, dtype=np.int64)
+        cb[:len(codes)] = codes
+        out[i] = encode_sparse(net.state[f"share_idx{i}"], cb, pes, index_bits=index_bits, zero_bits=zero_bits)
+    return out

@@ -12,7 +12,8 @@ from lowbit.quant import BIPOLAR, TERNARY, DataType, IntegerGraph
 from lowbit.quant.data import Dataset, load_digits_split
 from lowbit.quant.export import to_integer_graph
 from lowbit.quant.prune import cubic_sparsity, global_magnitude_masks, magnitude_mask, prune_filters
-from lowbit.quant.share import export_codebooks, kmeans_1d, share_layer
+from lowbit.quant.share import export_codebooks, kmeans_1d, share_layer, sparse_images
+from lowbit.sw_reference.sparse import dense_weights
 from lowbit.quant.zoo_train import ZooConfig, op_counts, train_zoo, weight_memory_bits
 
 SCHEMES = [("binary", "binary", BIPOLAR), ("bc", "int:2", BIPOLAR), ("ternary", "int:2", TERNARY), ("ttq", "binary", DataType.int(4)),
@@ -193,6 +194,11 @@ def test_weight_sharing_exports_k_values_and_codebooks(digits, tmp_path):
         rebuilt = z["codes_0"][z["indices_0"]]
         assert np.array_equal(np.abs(rebuilt), np.abs(graph.matmuls[0].weights))
     assert weight_memory_bits(net) == (32 * 64 + 10 * 32) * 3 + 2 * k * 8
+    # The sparse engine's input: EIE images whose dense weights are the layer's integer codes.
+    images = sparse_images(net, pes=4)
+    assert sorted(images) == [0, 1]
+    for i, image in images.items():
+        assert np.array_equal(dense_weights(image), net.quantized_weights(i).codes)
 
 
 def test_ste_variants_and_sgd_differ_and_export(digits):
