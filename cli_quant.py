@@ -66,7 +66,8 @@ def cmd_train(args) -> int:
     try:
         config = ZooConfig(arch=arch, weights=args.weights, acts=args.acts, first_bits=first, last_bits=last,
                            epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, optimizer=args.optimizer,
-                           prune=args.prune, share=args.share, seed=args.seed)
+                           prune=args.prune, prune_mode=args.prune_mode, share=args.share, ste=args.ste,
+                           seed=args.seed)
     except (TypeError, ValueError) as e:
         raise LowbitError(str(e)) from None
     if args.output and (config.weights == "float" and not args.share or config.acts == "float"):
@@ -117,11 +118,15 @@ def register(sub) -> None:
     t.add_argument("--first-bits", default="8", help="int bits of the first layer's weights, or none (default 8)")
     t.add_argument("--last-bits", default="8", help="int bits of the last layer's weights, or none (default 8)")
     t.add_argument("--prune", type=float, help="final sparsity S of every layer but the last (gradual, cubic)")
+    t.add_argument("--prune-mode", default="layer", choices=("layer", "global"),
+                   help="magnitude pruning per layer or over all pruned layers together (default layer)")
     t.add_argument("--share", type=int, help="K shared weight values per layer (k-means, index 0 = zero)")
     t.add_argument("--epochs", type=int, default=10)
     t.add_argument("--batch-size", type=int, default=64)
     t.add_argument("--lr", type=float, default=3e-3)
     t.add_argument("--optimizer", default="adam", choices=("adam", "sgd"))
+    t.add_argument("--ste", default="gate", choices=("gate", "identity"),
+                   help="straight-through estimator of sign: pass where |x| <= 1 (gate) or everywhere")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--split-seed", type=int, default=0, help="seed of the digits/mnist5k train/test split")
     t.add_argument("--json", metavar="PATH", help="also write the report as JSON")
