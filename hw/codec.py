@@ -38,8 +38,10 @@ class StreamFormat:
 
 
 def input_beats(fmt: StreamFormat, x: np.ndarray) -> list[list[int]]:
-    """Beats for each image of ``x`` (``(B, input_size)`` integers): a list per image."""
+    """Beats for each image of ``x`` (``(B, input_size)`` integers, or ``(B, H, W, C)`` images streamed
+    row-major, channels last): a list per image."""
     x = np.asarray(x, dtype=np.int64)
+    x = x.reshape(len(x), -1)
     mask = (1 << fmt.in_bits) - 1
     images = []
     for row in x:

@@ -35,8 +35,9 @@ def lint(verilog: str | os.PathLike, top: str = TOPLEVEL, *, waivers: str | os.P
          timeout: float = 900) -> list[str]:
     """Run ``verilator --lint-only -Wall`` on ``verilog`` with ``waivers``; return the warnings.
 
-    Each returned string is one ``%Warning-RULE: file:line:col: message`` line (errors too). An
-    empty list means the design is lint-clean under the waivers.
+    Each returned string is one ``%Warning-RULE: file:line:col: message`` line (errors too, but not
+    Verilator's closing "Exiting due to N warnings"). An empty list means the design is lint-clean
+    under the waivers.
     """
     from ..sim.runner import ensure_verilator
 
@@ -45,4 +46,5 @@ def lint(verilog: str | os.PathLike, top: str = TOPLEVEL, *, waivers: str | os.P
         cmd.append(str(waivers))
     cmd.append(str(verilog))
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
-    return [line for line in proc.stderr.splitlines() if re.match(r"%(Warning|Error)", line)]
+    return [line for line in proc.stderr.splitlines()
+            if re.match(r"%(Warning|Error)", line) and not line.startswith("%Error: Exiting due to")]

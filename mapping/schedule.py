@@ -289,8 +289,9 @@ class Schedule:
         Returns
         -------
         dict
-            ``board``, ``clock_mhz``; ``layers`` (per layer ``name``, ``mw``, ``mh``, ``pe``,
-            ``simd``, ``cycles``, ``resources``); ``width_converters``; ``input_stream_cycles``;
+            ``board``, ``clock_mhz``; ``layers`` (per node ``name``, ``op``, ``mw``, ``mh`` (``"-"``
+            for a window or pool), ``pe``, ``simd``, ``cycles`` per image (an MVTU's per-vector cycles
+            times its vectors per image), ``resources``); ``width_converters``; ``input_stream_cycles``;
             ``cycles_per_image`` (the bottleneck) and ``bottleneck`` (the layer that sets it);
             ``throughput_fps`` and ``time_per_image_us`` at the clock; ``latency_cycles`` and
             ``latency_us`` (upper bound: the sum of the layers' cycles); ``resources``, per kind
@@ -308,7 +309,7 @@ class Schedule:
             "board": board.name,
             "clock_mhz": self.clock_mhz,
             "layers": [{"name": s.node.name, "op": type(s.node).__name__,
-                        "mw": getattr(s, "mw", None), "mh": getattr(s, "mh", None),
+                        "mw": getattr(s, "mw", "-"), "mh": getattr(s, "mh", "-"),
                         "pe": getattr(s, "pe", s.simd), "simd": s.simd,
                         "cycles": stage_cycles(s, v), "share_of_bottleneck": c / bottleneck,
                         "resources": s.resources().as_dict()}

@@ -55,7 +55,8 @@ async def _reset(dut):
 
 @cocotb.test()
 async def accelerator_matches_reference(dut):
-    cfg = json.loads(open(os.environ["LOWBIT_TB_CONFIG"]).read())
+    with open(os.environ["LOWBIT_TB_CONFIG"]) as f:
+        cfg = json.load(f)
     fmt = StreamFormat(**cfg["format"])
     graph = IntegerGraph.load(cfg["model"])
     with np.load(cfg["images"]) as z:
