@@ -104,7 +104,11 @@ def fit(rows: list[dict]) -> dict:
         # relative least squares: scale each row by 1 / measured so small units count as much as big ones
         w = 1.0 / np.maximum(np.abs(b) + np.array([getattr(features(make_spec(r))[2], kind) for r in rows]), 1.0)
         x, *_ = np.linalg.lstsq(a * w[:, None], b * w, rcond=None)
-        coeffs[kind] = {t: round(float(v), 4) for t, v in zip(terms, x)}
+        # a term that is zero on the whole grid (e.g. mac_logic: this grid has only bipolar weights)
+        # is not identified by the fit: it keeps its default instead of becoming 0
+        unseen = ~a.any(axis=0)
+        coeffs[kind] = {t: round(float(cost._DEFAULT_COEFFICIENTS[kind][t] if u else v), 4)
+                        for t, v, u in zip(terms, x, unseen)}
     return coeffs
 
 

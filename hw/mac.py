@@ -2,7 +2,8 @@
 
 One *lane* computes the dot product of ``SIMD`` inputs with ``SIMD`` weights (one output channel,
 one synapse fold) as a combinational :class:`~amaranth.hdl.Value`; :func:`lane_dot` builds it for
-each MAC kind of :class:`~lowbit.hw.spec.MVTUSpec` and :func:`plane_popcount` the bit-serial step.
+each MAC kind of :class:`~lowbit.hw.spec.MVTUSpec` (the bit-serial step is one :func:`popcount` of
+``AND(x_plane, w_plane)``, in :mod:`lowbit.hw.mvtu`).
 
 Popcount (:func:`popcount`) is built for 6-input LUTs instead of as an adder tree of single bits
 (which synthesis maps to carry chains, about 2 LUTs per input bit plus the carry cells):
@@ -21,11 +22,11 @@ Popcount (:func:`popcount`) is built for 6-input LUTs instead of as an adder tre
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value, signed
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value
 
 from ._util import tree_sum
 
-__all__ = ["popcount", "counter", "lane_dot", "plane_popcount"]
+__all__ = ["popcount", "counter", "lane_dot"]
 
 
 def _full_adder(a: Value, b: Value, c: Value) -> tuple[Value, Value]:
@@ -170,18 +171,3 @@ def lane_dot(m: Module, spec, x: list[Value], lane: Value, name: str = "lane") -
                 parts.append(-pp if k == wb - 1 else pp)
         return tree_sum(parts)
     raise ValueError(f"unknown MAC kind {kind!r}")
-
-
-def plane_popcount(m: Module, spec, x: list[Value], lane: Value, x_bit: int | None, w_bit: int | None,
-                   name: str = "plane") -> Value:
-    """Serial step: ``popcount(AND(x_plane, w_plane))`` over one lane (``None`` is the all-ones plane)."""
-    simd, wb = spec.simd, spec.weight_bits
-    wbits = [None if w_bit is None else lane[i * wb + w_bit] for i in range(simd)]
-    xbits = [None if x_bit is None else Value.cast(x[i])[x_bit] for i in range(simd)]
-    terms = []
-    for xb, wbit in zip(xbits, wbits):
-        parts = [b for b in (xb, wbit) if b is not None]
-        terms.append(Const(1, 1) if not parts else parts[0] if len(parts) == 1 else parts[0] & parts[1])
-    if x_bit is None and w_bit is None:
-        return Const(simd, signed(simd.bit_length() + 1))
-    return popcount(m, terms, fanin=2 if x_bit is not None and w_bit is not None else 1, name=name)

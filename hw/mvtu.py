@@ -22,13 +22,13 @@ output register) stalls as a whole only while the output register is full and no
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..quant.datatypes import Kind
 from ._util import pack_words, tree_sum
-from .mac import lane_dot, plane_popcount
+from .mac import lane_dot, popcount
 from .spec import MVTUSpec
 
 __all__ = ["MatrixVectorThresholdUnit", "element_shape", "weight_write_layout", "memory_attrs"]
@@ -194,15 +194,29 @@ class MatrixVectorThresholdUnit(wiring.Component):
         x = [xa[i] for i in range(SIMD)]
         lane_bits = SIMD * s.weight_bits
         out_payload = Signal(self.o.payload.shape())
+        if s.serial:  # the input bit-plane of this step, shared by all lanes
+            pairs = [(xp, wp) for xp in s.input_planes() for wp in s.weight_planes()]
+            xsel = Signal(SIMD)
+            with m.Switch(pl1):
+                for k, ((xb, _), _) in enumerate(pairs):
+                    with (m.Default() if k == len(pairs) - 1 else m.Case(k)):
+                        m.d.comb += xsel.eq(Cat(*[Const(1, 1) if xb is None else x[i][xb] for i in range(SIMD)]))
         for p in range(PE):
             lane = wmem_r.data[p * lane_bits:(p + 1) * lane_bits]
             if s.serial:
                 contrib = Signal(acc_shape, name=f"contrib{p}")
-                pairs = [(xp, wp) for xp in s.input_planes() for wp in s.weight_planes()]
+                # one AND-popcount per lane on the selected input and weight planes
+                wsel = Signal(SIMD, name=f"wplane{p}")
                 with m.Switch(pl1):
-                    for k, ((xb, xc), (wb, wc)) in enumerate(pairs):
-                        with m.Case(k):
-                            pc = plane_popcount(m, s, x, lane, xb, wb, name=f"lane{p}_plane{k}")
+                    for k, (_, (wb, _)) in enumerate(pairs):
+                        with (m.Default() if k == len(pairs) - 1 else m.Case(k)):
+                            m.d.comb += wsel.eq(Cat(*[Const(1, 1) if wb is None else lane[i * s.weight_bits + wb]
+                                                      for i in range(SIMD)]))
+                pc = popcount(m, [xsel[i] & wsel[i] for i in range(SIMD)], fanin=2, name=f"lane{p}_pc")
+                with m.Switch(pl1):
+                    for k, ((_, xc), (_, wc)) in enumerate(pairs):
+                        # the last pair as the default keeps the case statement complete (lint)
+                        with (m.Default() if k == len(pairs) - 1 else m.Case(k)):
                             coef = xc * wc
                             shift = abs(coef).bit_length() - 1
                             m.d.comb += contrib.eq(-(pc << shift) if coef < 0 else pc << shift)

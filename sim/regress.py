@@ -1,7 +1,8 @@
 """Randomised regression of engine configurations on the fast path (used with Hypothesis).
 
-An :class:`EngineConfig` fixes everything about one MVTU: shape, folding, input type, output
-mode, weight density, data seed and handshake throttling. :func:`check_config` generates the
+An :class:`EngineConfig` fixes everything about one MVTU: shape, folding, input type, weight type
+(bipolar, ternary, power-of-two or k-bit), MAC mode (bit-parallel or bit-serial), output mode,
+weight density, data seed and handshake throttling. :func:`check_config` generates the
 hardware, simulates it on the fast path (``lowbit.sim.fast``) and compares every output with the
 node's ``sw_reference`` model using ``==``; with ``mutate`` it first applies a Verilog mutation,
 so the regression can be shown to catch (and Hypothesis to shrink) a broken component.
@@ -20,7 +21,7 @@ from ..hw.codec import pack_fields, unpack_fields
 from ..hw.export import to_verilog
 from ..hw.mvtu import element_shape
 from ..hw.spec import MVTUSpec, divisors
-from ..quant.datatypes import BIPOLAR, DataType
+from ..quant.datatypes import BIPOLAR, DataType, Kind
 from ..quant.graph import MatMulThreshold
 from .fast import VerilatedModel
 from .verify import Pattern
@@ -36,22 +37,35 @@ class EngineConfig:
     simd: int
     input: str          # "BIPOLAR", "UINT<k>" or "INT<k>"
     output: str         # "scores", "bipolar" (1 threshold) or "uint2" (3 thresholds)
-    density: float      # probability of a +1 weight
+    density: float      # bipolar weights: probability of +1; others: probability of a non-zero weight
     seed: int
     valid_prob: float = 1.0
     ready_prob: float = 1.0
+    weights: str = "BIPOLAR"  # "BIPOLAR", "TERNARY", "POW2_<b>" or "INT<k>"
+    mac: str = "parallel"     # "parallel" or "serial"
 
     def node(self) -> MatMulThreshold:
         rng = np.random.default_rng(self.seed)
         dtype = DataType.parse(self.input)
-        w = (rng.random((self.mh, self.mw)) < self.density).astype(np.uint8)
-        probe = MatMulThreshold("engine", dtype, w, None)
+        wd = DataType.parse(self.weights)
+        shape = (self.mh, self.mw)
+        nonzero = rng.random(shape) < self.density
+        if wd is BIPOLAR:
+            w = nonzero.astype(np.uint8)
+        elif wd.kind is Kind.POW2:
+            w = np.where(nonzero, 1 << rng.integers(0, wd.max_exponent + 1, shape), 0) * rng.choice([-1, 1], shape)
+        else:
+            w = np.where(nonzero, rng.integers(wd.min, wd.max + 1, shape), 0)
+        probe = MatMulThreshold("engine", dtype, w, None, weight_dtype=wd)
         if self.output == "scores":
             return probe
         lo, hi = probe.acc_range
         k = 1 if self.output == "bipolar" else 3
         t = np.sort(rng.integers(lo, hi + 2, (self.mh, k)), axis=1)
-        return MatMulThreshold("engine", dtype, w, t, BIPOLAR if k == 1 else DataType.uint(2))
+        return MatMulThreshold("engine", dtype, w, t, BIPOLAR if k == 1 else DataType.uint(2), weight_dtype=wd)
+
+    def spec(self) -> MVTUSpec:
+        return MVTUSpec(self.node(), pe=self.pe, simd=self.simd, mac=self.mac)
 
     def inputs(self, n: int) -> np.ndarray:
         dtype = DataType.parse(self.input)
@@ -66,6 +80,7 @@ class CheckResult:
     first: tuple[int, int, int, int] | None  # (vector, output, got, expected)
     cycles_per_vector: float | None
     timed_out: bool
+    expected_cycles: int = 0  # spec.cycles()
 
     @property
     def ok(self) -> bool:
@@ -85,8 +100,8 @@ def flip_adder_bit(verilog: str) -> str:
 def check_config(cfg: EngineConfig, *, vectors: int = 12, mutate: Callable[[str], str] | None = None,
                  opt: str = "-O1") -> CheckResult:
     """Simulate ``cfg``'s MVTU on the fast path and compare with the reference, exactly."""
-    node = cfg.node()
-    spec = MVTUSpec(node, pe=cfg.pe, simd=cfg.simd)
+    spec = cfg.spec()
+    node = spec.node
     verilog = to_verilog(spec.create())
     if mutate is not None:
         verilog = mutate(verilog)
@@ -106,7 +121,7 @@ def check_config(cfg: EngineConfig, *, vectors: int = 12, mutate: Callable[[str]
     if cfg.valid_prob == cfg.ready_prob == 1.0 and vectors > 2:
         last = res.out_cycles[spec.neuron_folds - 1::spec.neuron_folds]
         cpv = float(np.mean(np.diff(last[1:])))
-    return CheckResult(cfg, int((got != expected).any(axis=1).sum()), first, cpv, res.timed_out)
+    return CheckResult(cfg, int((got != expected).any(axis=1).sum()), first, cpv, res.timed_out, spec.cycles())
 
 
 def engine_configs(max_mw: int = 24, max_mh: int = 12):
@@ -122,10 +137,13 @@ def engine_configs(max_mw: int = 24, max_mh: int = 12):
         kind = draw(st.sampled_from(["BIPOLAR", "UINT", "INT"]))
         bits = draw(st.integers(1, 6)) if kind == "UINT" else draw(st.integers(2, 6)) if kind == "INT" else 0
         dtype = "BIPOLAR" if kind == "BIPOLAR" else f"{kind}{bits}"
+        weights = draw(st.sampled_from(["BIPOLAR", "TERNARY", "POW2_3", "INT2", "INT4", "POW2_4"]))
+        serial_ok = not (kind == "BIPOLAR" and weights == "BIPOLAR")
+        mac = draw(st.sampled_from(["parallel", "serial"])) if serial_ok else "parallel"
         output = draw(st.sampled_from(["scores", "bipolar", "uint2"]))
         density = draw(st.sampled_from([0.5, 0.0, 1.0, 0.1, 0.9]))
         seed = draw(st.integers(0, 2**16))
         throttle = draw(st.sampled_from([(1.0, 1.0), (0.5, 0.5), (0.3, 0.8), (0.9, 0.2)]))
-        return EngineConfig(mw, mh, pe, simd, dtype, output, density, seed, *throttle)
+        return EngineConfig(mw, mh, pe, simd, dtype, output, density, seed, *throttle, weights=weights, mac=mac)
 
     return strategy()

@@ -36,3 +36,16 @@ def test_small_unit_synthesis_matches_the_model():
     assert real.ff > 0
     with pytest.raises(LowbitError, match=r"^yosys failed to synthesise design 'nope' \(exit status 1\): design\.v:1: ERROR: syntax error"):
         synthesize("module broken(input a, output b); assign b = ; endmodule\n", "nope")
+
+
+@pytest.mark.yosys
+def test_weight_ram_block_is_honoured_by_synthesis():
+    """``weight_ram="block"`` puts even a small weight memory (32 words, which synthesis would
+    otherwise build from LUTs) into block RAM, and the cost model counts it."""
+    rng = np.random.default_rng(6)
+    node = random_node(rng, "fc", 32, 16, BIPOLAR, 1)
+    assert MVTUSpec(node, pe=2, simd=8).resources().bram36 == 0
+    spec = MVTUSpec(node, pe=2, simd=8, weight_ram="block")
+    assert spec.resources().bram36 == 0.5
+    real = synthesize(to_verilog(spec.create(), "mvtu"), "mvtu")
+    assert real.bram36 == spec.resources().bram36 == 0.5
