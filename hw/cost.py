@@ -42,7 +42,13 @@ Memories
     The LUTRAM read multiplexers for depths above 64 are not counted, nor is the fact that only
     SLICEM LUTs (about a third of a 7-series device) can hold LUTRAM.
 DSPs
-    0: the products are with bipolar weights, so there are no multipliers.
+    0: every MAC kind is built from LUTs and carry chains (bipolar and ternary weights are add /
+    subtract / skip, power-of-two weights shifts, ``INTk`` weights shift-add partial products), so
+    synthesis infers no multiplier.
+
+Other MAC kinds (ternary, shift-add, multi-bit, bit-serial) change the datapath terms and the
+weight memory width (``PE * SIMD * weight_bits``); see :func:`mvtu_features`. ``weight_ram``
+forces the weight memory into block RAM or LUTs.
 
 A stream width converter between two units (:func:`dwc_resources`, the structure of
 :class:`lowbit.hw.dwc.StreamWidthConverter`) from ``n_in`` to ``n_out`` elements of ``E`` bits

@@ -122,52 +122,79 @@ def popcount(m: Module, bits: list[Value], *, fanin: int = 1, name: str = "pc") 
     return total[:width]
 
 
-def _pow2_product(x: Value, code: Value, bits: int, bipolar_input: bool) -> Value:
-    """``x * w`` for a power-of-two weight code (low ``bits - 1`` bits: 0 or exponent + 1; sign on top)."""
+def _signed(v: Value) -> Value:
+    """``v`` as a signed value (an unsigned one gains a zero sign bit), so that ``~v == -v - 1``."""
+    v = Value.cast(v)
+    return v if v.shape().signed else Cat(v, Const(0, 1)).as_signed()
+
+
+def _negatable(v: Value, negative: Value, zero: Value | None = None) -> tuple[Value, Value]:
+    """``(t, c)`` with ``t + c == (0 if zero else -v if negative else v)``.
+
+    Two's complement negation is inversion plus one: the inversion is an XOR that folds into the
+    adder tree's LUTs, and the ``+ 1`` bits ``c`` of all terms are summed once by a popcount, instead
+    of one carry chain per negated term.
+    """
+    v = _signed(v)
+    t = Mux(negative, ~v, v)
+    if zero is None:
+        return t, negative
+    return Mux(zero, 0, t), negative & ~zero
+
+
+def _sum_negatable(m: Module, terms: list[tuple[Value, Value]], name: str) -> Value:
+    """``sum(t) + popcount(c)`` of :func:`_negatable` pairs."""
+    return tree_sum([t for t, _ in terms]) + popcount(m, [c for _, c in terms], name=f"{name}_neg")
+
+
+def _pow2_term(x: Value, code: Value, bits: int, bipolar_input: bool) -> tuple[Value, Value]:
+    """``x * w`` for a power-of-two weight code (low ``bits - 1`` bits: 0 or exponent + 1; sign on
+    top), as a :func:`_negatable` pair."""
     exp_code, sign = code[:bits - 1], code[bits - 1]
     zero = exp_code == 0
     max_shift = (1 << (bits - 1)) - 2
+    shift = (exp_code - 1)[:max(1, max_shift.bit_length())]
     if bipolar_input:  # (2b - 1) * (+-2^e): negative when the bit and the sign agree on "negative"
-        magnitude = Const(1, max_shift + 1) << (exp_code - 1)[:max(1, (max_shift).bit_length())]
-        negative = ~(x ^ sign)
-    else:
-        magnitude = x << (exp_code - 1)[:max(1, (max_shift).bit_length())]
-        negative = sign
-    return Mux(zero, 0, Mux(negative, -magnitude, magnitude))
+        return _negatable(Const(1, max_shift + 1) << shift, ~(x ^ sign), zero)
+    return _negatable(x << shift, sign, zero)
 
 
-def lane_dot(m: Module, spec, x: list[Value], lane: Value, name: str = "lane") -> Value:
+def lane_dot(m: Module, spec, x: list[Value], lane: Value, name: str = "lane", shared: dict | None = None) -> Value:
     """One lane's parallel dot product of inputs ``x`` (``SIMD`` stored elements) and its weight bits.
 
     ``lane`` holds ``SIMD * spec.weight_bits`` bits laid out as :meth:`MVTUSpec.encode_lane`. The
     result is the accumulator contribution: a popcount for the ``"xnor"`` kind, else the exact sum
-    of the products of values.
+    of the products of values. ``shared`` (one dict for all lanes of a unit) holds terms that
+    depend on the inputs only, such as ``sum(x)`` of the ``"addsub"`` kind, built once.
     """
     kind, simd, wb = spec.kind, spec.simd, spec.weight_bits
     bipolar_in = spec.node.binary_input
+    shared = {} if shared is None else shared
     if kind == "xnor":
         return popcount(m, [~(x[i] ^ lane[i]) for i in range(simd)], fanin=2, name=name)
     if kind == "addsub":
-        return tree_sum([Mux(lane[i], x[i], -x[i]) for i in range(simd)])
+        # sum(w ? x : -x) = 2 * sum(w ? x : 0) - sum(x): a masked tree per lane, sum(x) shared
+        if "xsum" not in shared:
+            total = tree_sum(list(x))
+            shared["xsum"] = Signal(total.shape(), name="xsum")
+            m.d.comb += shared["xsum"].eq(total)
+        return (tree_sum([Mux(lane[i], x[i], 0) for i in range(simd)]) << 1) - shared["xsum"]
     if kind == "ternary":
         nz, pos = lane[:simd], lane[simd:2 * simd]
         if bipolar_in:
             agree = popcount(m, [nz[i] & ~(x[i] ^ pos[i]) for i in range(simd)], fanin=3, name=f"{name}_agree")
             return (agree << 1) - popcount(m, [nz[i] for i in range(simd)], name=f"{name}_nz")
-        return tree_sum([Mux(nz[i], Mux(pos[i], x[i], -x[i]), 0) for i in range(simd)])
+        return _sum_negatable(m, [_negatable(x[i], ~pos[i], ~nz[i]) for i in range(simd)], name)
     w = [lane[i * wb:(i + 1) * wb] for i in range(simd)]
     if kind == "shift":
-        return tree_sum([_pow2_product(x[i], w[i], wb, bipolar_in) for i in range(simd)])
+        return _sum_negatable(m, [_pow2_term(x[i], w[i], wb, bipolar_in) for i in range(simd)], name)
     if kind == "multibit":
         if bipolar_in:
-            ws = [w[i].as_signed() for i in range(simd)]
-            return tree_sum([Mux(x[i], ws[i], -ws[i]) for i in range(simd)])
+            return _sum_negatable(m, [_negatable(w[i].as_signed(), ~x[i]) for i in range(simd)], name)
         # shift-add partial products (x AND weight bit k, shifted; the sign bit subtracts): LUTs and
         # carry chains only, so synthesis infers no DSP for these narrow products
-        parts = []
-        for i in range(simd):
-            for k in range(wb):
-                pp = Mux(w[i][k], x[i] << k, 0)
-                parts.append(-pp if k == wb - 1 else pp)
-        return tree_sum(parts)
+        parts = [Mux(w[i][k], x[i] << k, 0) for i in range(simd) for k in range(wb - 1)]
+        top = [_negatable(x[i], 1, ~w[i][wb - 1]) for i in range(simd)]
+        return tree_sum(parts + [t << (wb - 1) for t, _ in top]) + \
+            (popcount(m, [c for _, c in top], name=f"{name}_neg") << (wb - 1))
     raise ValueError(f"unknown MAC kind {kind!r}")

@@ -194,6 +194,7 @@ class MatrixVectorThresholdUnit(wiring.Component):
         x = [xa[i] for i in range(SIMD)]
         lane_bits = SIMD * s.weight_bits
         out_payload = Signal(self.o.payload.shape())
+        shared = {}  # input-only terms of the lanes, built once
         if s.serial:  # the input bit-plane of this step, shared by all lanes
             pairs = [(xp, wp) for xp in s.input_planes() for wp in s.weight_planes()]
             xsel = Signal(SIMD)
@@ -221,7 +222,7 @@ class MatrixVectorThresholdUnit(wiring.Component):
                             shift = abs(coef).bit_length() - 1
                             m.d.comb += contrib.eq(-(pc << shift) if coef < 0 else pc << shift)
             else:
-                contrib = lane_dot(m, s, x, lane, name=f"lane{p}")
+                contrib = lane_dot(m, s, x, lane, name=f"lane{p}", shared=shared)
             acc = Signal(acc_shape, name=f"acc{p}")
             acc_new = Signal(acc_shape, name=f"acc_new{p}")
             m.d.comb += acc_new.eq(Mux(first1, 0, acc) + contrib)
