@@ -178,12 +178,18 @@ def main(argv=None) -> int:
     p.add_argument("--placement", action="store_true",
                    help="also synthesise one layer with weight_ram auto / block / distributed")
     p.add_argument("--out", default=str(RESULTS))
+    p.add_argument("--reuse", action="store_true",
+                   help="rewrite the tables (with the current cost model) from the saved synthesis results")
     args = p.parse_args(argv)
 
     configs = lane_grid(args.quick) + ([] if args.lanes_only else mvtu_grid(args.quick))
     configs += placement_grid() if args.placement else []
     results = [None] * len(configs)
     t0 = time.perf_counter()
+    if args.reuse:
+        saved = json.loads((Path(args.out) / "synth_resources.json").read_text())
+        configs = []  # nothing to synthesise
+        results = saved["lanes"] + saved["mvtus"] + saved.get("placement", [])
     with ProcessPoolExecutor(args.jobs) as ex:
         futures = {ex.submit(synth_one, cfg): i for i, cfg in enumerate(configs)}
         for n, future in enumerate(as_completed(futures), 1):
@@ -205,7 +211,10 @@ def main(argv=None) -> int:
                   *mvtu_table(mvtus), ""]
     if placed:
         lines += ["## Weight memory placement (`MVTUSpec(..., weight_ram=...)`)", "", *mvtu_table(placed), ""]
-    lines.append(f"Synthesised {len(results)} designs in {time.perf_counter() - t0:.0f} s.")
+    if not args.reuse:
+        lines.append(f"Synthesised {len(results)} designs in {time.perf_counter() - t0:.0f} s.")
+    else:
+        lines.append("Tables rewritten from the saved synthesis results (`--reuse`) with the current cost model.")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write(out / "synth_resources.md", "\n".join(lines) + "\n")

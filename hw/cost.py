@@ -247,11 +247,13 @@ def mvtu_features(*, mw: int, mh: int, pe: int, simd: int, in_bits: int, binary_
     * ``multibit``: a tree of ``B + K`` bit products and ``B * K`` partial-product bits per product
       in ``mac_logic`` (LUT multipliers, no DSP: the products are written as shift-adds);
     * ``serial`` (any kind): one AND-popcount per lane (``tree_binary = PE * SIMD``), the plane
-      selection multiplexers in ``mac_logic`` (``PE * SIMD * ceil(K / 4) + SIMD * ceil(B / 4)``),
-      and the accumulator.
+      selection multiplexers in ``mac_logic`` (``PE * SIMD * ceil(K / 4) + SIMD * ceil(B / 4)``)
+      plus the coefficient shift of each popcount (``PE * ACC * clog2(P) / 2`` for ``P`` plane
+      pairs), and the accumulator.
 
     ``mac_logic`` has an uncalibrated coefficient (1.0) until the calibration grid covers those
-    kinds (``benchmarks/synth_resources.py`` measures them).
+    kinds; ``benchmarks/synth_resources.py`` measures them next to this model (within about 20 %
+    of yosys on its grid).
     """
     if mh % pe:
         raise ValueError(f"PE ({pe}) must divide MH ({mh})")
@@ -265,7 +267,9 @@ def mvtu_features(*, mw: int, mh: int, pe: int, simd: int, in_bits: int, binary_
     tree_bin = tree_int = mac_logic = 0
     if mac == "serial":
         tree_bin = lanes
-        mac_logic = lanes * math.ceil(weight_bits / 4) + simd * math.ceil(in_bits / 4)
+        # plane selection muxes, and the shift / negation of each popcount by the pair's coefficient
+        mac_logic = (lanes * math.ceil(weight_bits / 4) + simd * math.ceil(in_bits / 4)
+                     + pe * acc_bits * _clog2(plane_pairs) / 2)
         stage_bits = _clog2(simd + 1)
     elif kind == "xnor" or (kind == "ternary" and binary_input):
         tree_bin = lanes * (1 if kind == "xnor" else 2)
