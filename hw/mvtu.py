@@ -49,8 +49,15 @@ def weight_write_layout(spec: MVTUSpec) -> data.StructLayout:
 
 
 def memory_attrs(placement: str, writable: bool) -> dict[str, str]:
-    """Synthesis attributes placing a memory: yosys ``memory_libmap`` and Vivado read ``ram_style`` /
-    ``rom_style`` (``"block"``, ``"distributed"``; a ROM in LUTs is ``"logic"`` for yosys)."""
+    """Synthesis attributes placing a memory (``ram_style`` / ``rom_style``, read by yosys
+    ``memory_libmap`` and by Vivado).
+
+    A writable memory gets ``ram_style = "block" | "distributed"``. A read-only one gets
+    ``rom_style = "block"`` or, for LUTs, ``"logic"``: yosys ``synth_xilinx`` stops with "no valid
+    mapping found" on ``rom_style = "distributed"`` (7-series LUTRAM needs a write port), while
+    ``"logic"`` builds the ROM from LUTs, which is what Vivado calls a distributed ROM (a Vivado flow
+    would spell it ``"distributed"``).
+    """
     if placement == "auto":
         return {}
     if writable:
