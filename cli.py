@@ -237,6 +237,11 @@ def cmd_map(args) -> int:
     schedule = search_folding(graph, args.board, **kw)
     report = schedule.report(graph)
     report["energy"] = energy_per_inference(graph).as_dict()
+    if not 0 < args.act_density <= 1:
+        raise LowbitError(f"--act-density must lie in (0, 1], not {args.act_density:g}")
+    from .boards import get_board
+    from .mapping.sparse_choice import sparse_advice
+    report["sparse_advice"] = sparse_advice(graph, get_board(args.board), act_density=args.act_density)
     if args.output:
         schedule.save(args.output)
     if args.json:
@@ -363,6 +368,8 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--markdown", metavar="PATH", help="write the report as Markdown")
     m.add_argument("--plots", metavar="DIR", help="write cycles.png and resources.png here")
     m.add_argument("--json", action="store_true", help="print the full report as JSON instead of the table")
+    m.add_argument("--act-density", type=float, default=0.5,
+                   help="expected share of non-zero activations, for the sparse-engine advice (default 0.5)")
     m.set_defaults(func=cmd_map)
 
     b = sub.add_parser("boards", help="list the known boards")

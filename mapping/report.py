@@ -51,7 +51,15 @@ def _summary_lines(report: dict) -> list[str]:
         f"(bottleneck {report['bottleneck']}), {report['throughput_fps']:,.0f} images/s, "
         f"{report['time_per_image_us']:.2f} us per image, latency <= {report['latency_us']:.2f} us",
         f"utilisation (estimated): {util}",
-    ] + _memory_line(report) + _energy_line(report)
+    ] + _memory_line(report) + _energy_line(report) + _sparse_lines(report)
+
+
+def _sparse_lines(report: dict) -> list[str]:
+    advice = report.get("sparse_advice")
+    if not advice:
+        return []
+    return ["sparse engine (advice; the accelerator builds dense MVTUs):"] + [
+        f"  {a['layer']}: {a['reason']}" for a in advice]
 
 
 def _energy_line(report: dict) -> list[str]:

@@ -26,7 +26,7 @@ from ..hw.cost import Resources, memory_resources
 from ..hw.sparse_spec import SparseEngineSpec
 from ..sw_reference.sparse import encode_sparse
 
-__all__ = ["EngineChoice", "choose_engine", "dense_array_cycles", "dense_array_resources"]
+__all__ = ["EngineChoice", "choose_engine", "dense_array_cycles", "dense_array_resources", "sparse_advice"]
 
 log = logging.getLogger(__name__)
 
@@ -106,3 +106,35 @@ def choose_engine(weights, act_density: float, budget, *, pes: int = 16, depth: 
         engine, reason = "dense", f"dense: fewer cycles ({facts})"
     log.info("layer %dx%d: %s", rows, cols, reason)
     return EngineChoice(engine, reason, s_cyc, d_cyc, s_res, d_res, spec if engine == "sparse" else None)
+
+
+def sparse_advice(graph, board, *, act_density: float = 0.5, max_density: float = 0.5, pes: int = 16,
+                  depth: int = 8) -> list[dict]:
+    """For each fully connected layer with pruned (non-binary) weights, the engine that runs it cheaper.
+
+    Layers with binary weights have no zeros to skip and stay on the dense MVTU; layers denser than
+    ``max_density`` too. Every entry names the layer, the choice and the reason. The stitched
+    accelerator still builds the dense MVTU for every layer: running a thresholded layer on the
+    sparse engine is advice here, not yet a placement.
+    """
+    from ..quant.datatypes import Kind
+    from ..quant.graph import MatMulThreshold
+
+    out = []
+    for i, node in enumerate(graph.nodes):
+        if not isinstance(node, MatMulThreshold) or len(graph.input_shape_of(i)) != 1:
+            continue
+        if node.weight_dtype.kind is Kind.BIPOLAR:
+            continue
+        w = node.weight_values
+        density = float(np.count_nonzero(w)) / w.size
+        if density > max_density:
+            out.append({"layer": node.name, "engine": "dense", "weight_density": density,
+                        "reason": f"dense: weight density {100 * density:.1f} % is above {100 * max_density:.0f} %"})
+            continue
+        choice = choose_engine(w, act_density, board, pes=pes, depth=depth,
+                               weight_bits=max(8, node.weight_dtype.bits))
+        out.append({"layer": node.name, "engine": choice.engine, "weight_density": density,
+                    "reason": choice.reason, "sparse_cycles": choice.sparse_cycles,
+                    "dense_cycles": choice.dense_cycles})
+    return out
