@@ -44,7 +44,7 @@ demo: $(STAMP)
 	$(BIN)/lowbit demo --json demo_out/report.json
 
 test: $(STAMP) iverilog usblibs
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n auto --dist loadfile --durations=40
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -m "not cocotb"
