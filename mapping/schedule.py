@@ -434,7 +434,7 @@ def _memory_roofline(specs: list[MVTUSpec], board: Board, compute_fps: float) ->
     throughput by ``min(DDR bandwidth, ports x width x clock) / weight bits per image``: the
     roofline a layer-by-layer off-chip placement would face.
     """
-    weight_bits = sum(s.mw * s.mh for s in specs if isinstance(s, MVTUSpec))
+    weight_bits = sum(s.mw * s.mh * s.node.weight_dtype.bits for s in specs if isinstance(s, MVTUSpec))
     ddr = board.ddr_bandwidth_gbps
     streamed = None
     if ddr is not None and board.axi_hp_ports:
