@@ -25,27 +25,16 @@ from __future__ import annotations
 
 from amaranth.hdl import Cat, Module, Signal
 from amaranth.lib import wiring
-from amaranth.lib.wiring import In, Out
+from amaranth.lib.wiring import In
 
-__all__ = ["REGISTERS", "ID_VALUE", "AXI4LiteSignature", "ControlBlock"]
+from ..hw.axil import AXI4LiteSignature
+
+__all__ = ["REGISTERS", "ID_VALUE", "ControlBlock"]
 
 REGISTERS = {"CTRL": 0x00, "STATUS": 0x04, "TARGET": 0x08, "IMAGES_IN": 0x0C, "IMAGES_OUT": 0x10,
              "CYCLES_LO": 0x14, "CYCLES_HI": 0x18, "ID": 0x1C}
 ID_VALUE = 0x10B1_0001
 """Read from ``ID``: ``0x10B1`` ("lowbit") and register-map version 1."""
-
-
-class AXI4LiteSignature(wiring.Signature):
-    """AXI4-Lite, from the manager's side (a subordinate uses ``In(...)``); 32-bit data."""
-
-    def __init__(self, addr_width: int = 5):
-        super().__init__({
-            "awaddr": Out(addr_width), "awvalid": Out(1), "awready": In(1),
-            "wdata": Out(32), "wstrb": Out(4), "wvalid": Out(1), "wready": In(1),
-            "bresp": In(2), "bvalid": In(1), "bready": Out(1),
-            "araddr": Out(addr_width), "arvalid": Out(1), "arready": In(1),
-            "rdata": In(32), "rresp": In(2), "rvalid": In(1), "rready": Out(1),
-        })
 
 
 class ControlBlock(wiring.Component):
@@ -56,7 +45,7 @@ class ControlBlock(wiring.Component):
             raise ValueError(f"beats_per_image must be a positive integer, not {beats_per_image!r}")
         self.beats_per_image = beats_per_image
         super().__init__({
-            "axil": In(AXI4LiteSignature()),
+            "axil": In(AXI4LiteSignature(5)),
             "in_beat": In(1),
             "out_result": In(1),
         })
