@@ -179,7 +179,7 @@ def _sim_gate_level(args, graph, x) -> int:
     from .sim.gatelevel import simulate_gate_level
 
     _, schedule = load_compiled(args.dir)
-    print(f"synthesising {args.dir} for 7-series and simulating the netlist on {len(x)} images ...",
+    print(f"synthesising {args.dir} for 7-series (synth_xilinx -nobram) and simulating the netlist on {len(x)} images ...",
           file=sys.stderr, flush=True)
     rep = simulate_gate_level(graph, schedule.apply(graph), x, Path(args.dir) / "gate_level",
                               runs=default_runs(len(x), throttled_images=args.throttled),

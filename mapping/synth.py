@@ -68,12 +68,14 @@ def synth_cells(verilog: str, top: str, *, family: str = "xc7", timeout: float =
     return _synth(verilog, top, family, timeout, netlist=False)[0]
 
 
-def synth_netlist(verilog: str, top: str, *, family: str = "xc7", timeout: float = 1800) -> tuple[str, dict[str, int]]:
+def synth_netlist(verilog: str, top: str, *, family: str = "xc7", timeout: float = 1800,
+                  nobram: bool = False) -> tuple[str, dict[str, int]]:
     """The ``synth_xilinx`` netlist of ``top`` as Verilog (7-series primitives), and its cell counts.
 
     Simulate it with :func:`xilinx_cell_models` (yosys's behavioural models of the primitives).
+    ``nobram`` maps memories to LUT RAM and logic instead of block RAM (``synth_xilinx -nobram``).
     """
-    return _synth(verilog, top, family, timeout, netlist=True)
+    return _synth(verilog, top, family, timeout, netlist=True, nobram=nobram)
 
 
 def xilinx_cell_models() -> Path:
@@ -86,12 +88,14 @@ def xilinx_cell_models() -> Path:
     return path
 
 
-def _synth(verilog: str, top: str, family: str, timeout: float, *, netlist: bool) -> tuple:
+def _synth(verilog: str, top: str, family: str, timeout: float, *, netlist: bool, nobram: bool = False) -> tuple:
     if not isinstance(verilog, str) or not verilog:
         raise TypeError(f"verilog must be a non-empty string, not {type(verilog).__name__}")
     with tempfile.TemporaryDirectory(prefix="lowbit-synth-") as tmp:
         Path(tmp, "design.v").write_text(verilog)
         script = _script(top, family)
+        if nobram:
+            script = script.replace("-noiopad -top", "-noiopad -nobram -top")
         if netlist:
             script += "; write_verilog -noattr netlist.v"
         cmd = yosys_command() + ["-q", "-l", "yosys.log", "-p", script]
