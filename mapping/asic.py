@@ -14,17 +14,12 @@ good for comparing designs and foldings, not a tape-out area.
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 import re
-import subprocess
-import tempfile
 from dataclasses import dataclass
-from pathlib import Path
 
 from .. import LowbitError
-from .synth import yosys_command
+from .synth import run_yosys
 
 __all__ = ["AsicArea", "asic_area", "TRANSISTORS_PER_FF"]
 
@@ -77,23 +72,9 @@ def asic_area(verilog: str, top: str, *, timeout: float = 1800) -> AsicArea:
         "opt_clean",
         "tee -q -o stat.json stat -json -tech cmos",
     ])
-    with tempfile.TemporaryDirectory(prefix="lowbit-asic-") as tmp:
-        Path(tmp, "design.v").write_text(verilog)
-        logger.info("synthesising %s to CMOS gates with yosys", top)
-        try:
-            proc = subprocess.run(yosys_command() + ["-q", "-l", "yosys.log", "-p", script], cwd=tmp,
-                                  capture_output=True, text=True, timeout=timeout,
-                                  env={**os.environ, "YOWASP_QUIET": "1"})
-        except subprocess.TimeoutExpired:
-            raise LowbitError(f"yosys did not finish the gate-level synthesis of {top!r} within {timeout:g} s") from None
-        stat = Path(tmp, "stat.json")
-        if proc.returncode != 0 or not stat.exists():
-            log = Path(tmp, "yosys.log")
-            text = (log.read_text(errors="replace") if log.exists() else "") + proc.stderr
-            errors = [line.strip() for line in text.splitlines() if "ERROR" in line]
-            raise LowbitError(f"yosys failed the gate-level synthesis of {top!r} (exit status {proc.returncode}): "
-                              f"{'; '.join(errors) or text.strip()[-300:] or 'no statistics written'}")
-        doc = json.loads(stat.read_text())
+    logger.info("synthesising %s to CMOS gates with yosys", top)
+    doc = run_yosys(verilog, script, timeout=timeout, doing=f"the gate-level synthesis of {top!r}",
+                    failing=f"the gate-level synthesis of {top!r}")["stat.json"]
     module = next((m for k, m in doc.get("modules", {}).items() if k.lstrip("\\") == top), None)
     if module is None:
         raise LowbitError(f"yosys wrote no statistics for design {top!r}")

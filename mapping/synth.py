@@ -32,7 +32,7 @@ from pathlib import Path
 from .. import LowbitError
 from ..hw.cost import Resources
 
-__all__ = ["synthesize", "synth_cells", "synth_netlist", "xilinx_cell_models", "resources_from_cells", "yosys_command", "LUTRAM_LUTS", "FF_CELLS"]
+__all__ = ["synthesize", "synth_cells", "synth_netlist", "xilinx_cell_models", "run_yosys", "resources_from_cells", "yosys_command", "LUTRAM_LUTS", "FF_CELLS"]
 
 logger = logging.getLogger(__name__)
 
@@ -88,33 +88,44 @@ def xilinx_cell_models() -> Path:
     return path
 
 
-def _synth(verilog: str, top: str, family: str, timeout: float, *, netlist: bool, nobram: bool = False) -> tuple:
-    if not isinstance(verilog, str) or not verilog:
-        raise TypeError(f"verilog must be a non-empty string, not {type(verilog).__name__}")
+def run_yosys(verilog: str, script: str, outputs: tuple[str, ...] = (), *, timeout: float, doing: str,
+              failing: str) -> dict:
+    """Run ``script`` (which reads ``design.v`` and writes ``stat.json``) on ``verilog`` in a fresh directory.
+
+    Returns the parsed ``stat.json`` under that name and the text of each file in ``outputs``. Errors
+    say what yosys was ``doing`` / ``failing`` (e.g. ``"synthesising design 'top'"``) and quote its errors.
+    """
     with tempfile.TemporaryDirectory(prefix="lowbit-synth-") as tmp:
         Path(tmp, "design.v").write_text(verilog)
-        script = _script(top, family)
-        if nobram:
-            script = script.replace("-noiopad -top", "-noiopad -nobram -top")
-        if netlist:
-            script += "; write_verilog -noattr netlist.v"
         cmd = yosys_command() + ["-q", "-l", "yosys.log", "-p", script]
-        logger.info("synthesising %s with yosys synth_xilinx -family %s", top, family)
         try:
             proc = subprocess.run(cmd, cwd=tmp, capture_output=True, text=True, timeout=timeout,
                                   env={**os.environ, "YOWASP_QUIET": "1"})
         except subprocess.TimeoutExpired:
-            raise LowbitError(f"yosys did not finish synthesising design {top!r} within {timeout:g} s") from None
+            raise LowbitError(f"yosys did not finish {doing} within {timeout:g} s") from None
         stat = Path(tmp, "stat.json")
         if proc.returncode != 0 or not stat.exists():
             log = Path(tmp, "yosys.log")
             text = (log.read_text(errors="replace") if log.exists() else "") + proc.stdout + proc.stderr
             errors = list(dict.fromkeys(line.strip() for line in text.splitlines() if "ERROR" in line))
             tail = "; ".join(errors) or "\n".join(text.strip().splitlines()[-5:])
-            raise LowbitError(f"yosys failed to synthesise design {top!r} (exit status {proc.returncode}): "
+            raise LowbitError(f"yosys failed {failing} (exit status {proc.returncode}): "
                               f"{tail or 'no statistics written'}")
-        doc = json.loads(stat.read_text())
-        text = Path(tmp, "netlist.v").read_text() if netlist else None
+        return {"stat.json": json.loads(stat.read_text()), **{name: Path(tmp, name).read_text() for name in outputs}}
+
+
+def _synth(verilog: str, top: str, family: str, timeout: float, *, netlist: bool, nobram: bool = False) -> tuple:
+    if not isinstance(verilog, str) or not verilog:
+        raise TypeError(f"verilog must be a non-empty string, not {type(verilog).__name__}")
+    script = _script(top, family)
+    if nobram:
+        script = script.replace("-noiopad -top", "-noiopad -nobram -top")
+    if netlist:
+        script += "; write_verilog -noattr netlist.v"
+    logger.info("synthesising %s with yosys synth_xilinx -family %s", top, family)
+    out = run_yosys(verilog, script, ("netlist.v",) if netlist else (), timeout=timeout,
+                    doing=f"synthesising design {top!r}", failing=f"to synthesise design {top!r}")
+    doc, text = out["stat.json"], out.get("netlist.v")
     modules = doc.get("modules", {})
     key = next((k for k in modules if k.lstrip("\\") == top), None)
     if key is None:
