@@ -11,6 +11,7 @@ from mapping_models import random_node
 from lowbit.boards import get_board
 from lowbit.hw.spec import MVTUSpec
 from lowbit.mapping import input_stream_cycles, layer_cycles, output_stream_cycles
+from lowbit.mapping.dataflow_model import BNN_PYNQ_LFC_W1A1_LAYERS, bnn_pynq_lfc_w1a1, simulate_pipeline
 from lowbit.quant import BIPOLAR, DataType
 
 CLOCK_MHZ = 299.0  # Ultra96, as measured
@@ -63,9 +64,18 @@ def test_lfc_io_model_does_not_explain_the_measured_time():
 
     The honest stream model (832 input bits per image at SIMD = 64 bits per cycle, under the 128-bit
     ZynqMP AXI-HP port; 64 scores of 12 bits out through the same width) needs 13 and 6 cycles per
-    image, far below the 512-cycle compute
-    bottleneck: moving the data cannot be what limits LFC. The gap (about 325 cycles per image) is not
-    predicted by this model; this test pins that finding so a change to the I/O model is deliberate.
+    image, far below the 512-cycle compute bottleneck: moving the data in and out cannot be what
+    limits LFC, and the bottleneck-only model is 39 % fast.
+
+    What it misses is the coupling through BNN-PYNQ's shallow FIFOs (``top.cpp``: ``inter0..2`` of
+    depth ``512 / PE`` = 16, 8, 16 words, where a layer emits ``MH / PE`` = 32, 16, 32 words per
+    image) in front of finn-hlslib's single-buffered MVAU, which reads its whole input vector in its
+    first neuron fold. L1 must read L0's 32 words in its first fold, but only 16 fit in ``inter0``;
+    the other 16 come at L0's rate of one per 13 cycles. The stream-coupled model
+    (:mod:`lowbit.mapping.dataflow_model`, every process and stream of ``top.cpp``, no fitted constant)
+    gives 723 cycles per image: 2.42 us, 13.6 % under the measured 2.80 us — still outside the 10 %
+    target, and reported as is. With the depths the source's comment asks for (``MH / PE``) it is
+    back to 512.
     """
     specs = lfc_w1a1()
     port = get_board("ultra96-v2").axi_hp_width_bits
@@ -79,6 +89,28 @@ def test_lfc_io_model_does_not_explain_the_measured_time():
     assert round(predicted_us, 2) == 1.71
     error = abs(predicted_us - 2.80) / 2.80
     assert 0.38 < error < 0.40  # outside the 10 % target: reported, not fudged
+
+    # the stream-coupled model of the same accelerator, with the FIFO depths of top.cpp
+    stages, fifos = bnn_pynq_lfc_w1a1()
+    layers = {s.name: s for s in stages}
+    assert [layers[f"L{i}"].cycles for i in range(4)] == compute  # same folding as the MVTU specs
+    assert [f.depth for f in fifos] == [1024, 16, 8, 16, 2, 2, 1024]
+    timing = simulate_pipeline(stages, fifos)
+    assert timing.periodic and timing.bound == 512
+    assert timing.period == 723
+    predicted_us = timing.period / CLOCK_MHZ
+    assert round(predicted_us, 2) == 2.42
+    error = (predicted_us - 2.80) / 2.80
+    assert round(error, 3) == -0.136  # closer, still outside the 10 % target: reported, not fudged
+    # L1 waits for L0's second 16 words in its first neuron fold: starved or blocked 211 cycles per image
+    assert timing.stalls["L1"] == (166, 45)
+    assert timing.stalls["L0"] == (0, 307)
+
+    # the depths MH / PE (32, 16, 32) restore the bottleneck; all-2 FIFOs make it worse
+    mh_pe = [mh // pe for _, mh, _, pe in BNN_PYNQ_LFC_W1A1_LAYERS[:3]]
+    assert mh_pe == [32, 16, 32]
+    assert simulate_pipeline(*bnn_pynq_lfc_w1a1(mh_pe)).period == 512
+    assert simulate_pipeline(*bnn_pynq_lfc_w1a1((2, 2, 2))).period == 915
 
 
 # -- the built-in models with their published foldings, through the schedule ---------------------
