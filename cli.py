@@ -234,14 +234,14 @@ def cmd_map(args) -> int:
     kw = {} if args.budget is None else {"budget": args.budget}
     if args.target_fps is not None:
         kw["target_fps"] = args.target_fps
+    if not 0 < args.act_density <= 1:
+        raise LowbitError(f"--act-density must lie in (0, 1], not {args.act_density:g}")
+    kw["act_density"] = None if args.no_sparse else args.act_density
     schedule = search_folding(graph, args.board, **kw)
     report = schedule.report(graph)
     report["energy"] = energy_per_inference(graph).as_dict()
-    if not 0 < args.act_density <= 1:
-        raise LowbitError(f"--act-density must lie in (0, 1], not {args.act_density:g}")
-    from .boards import get_board
-    from .mapping.sparse_choice import sparse_advice
-    report["sparse_advice"] = sparse_advice(graph, get_board(args.board), act_density=args.act_density)
+    from .mapping.placement import placement_reasons
+    report["placement"] = placement_reasons(graph, schedule, act_density=args.act_density)
     if args.output:
         schedule.save(args.output)
     if args.json:
@@ -369,7 +369,10 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--plots", metavar="DIR", help="write cycles.png and resources.png here")
     m.add_argument("--json", action="store_true", help="print the full report as JSON instead of the table")
     m.add_argument("--act-density", type=float, default=0.5,
-                   help="expected share of non-zero activations, for the sparse-engine advice (default 0.5)")
+                   help="expected share of non-zero input activations of pruned fully connected layers, for "
+                        "the sparse engine's cycle model (default 0.5)")
+    m.add_argument("--no-sparse", action="store_true",
+                   help="keep every layer on the dense MVTU (no sparse-engine placement)")
     m.set_defaults(func=cmd_map)
 
     b = sub.add_parser("boards", help="list the known boards")

@@ -2,7 +2,8 @@
 element counts per beat differ, and a label select at the end.
 
 Units, in graph order: an MVTU per :class:`~lowbit.quant.graph.MatMulThreshold` (one input vector
-per output pixel after a sliding window), a sliding-window generator per
+per output pixel after a sliding window) or, where the schedule places a fully connected layer on
+it, the sparse engine with its thresholds (:class:`~lowbit.hw.sparse_layer.SparseLayerSpec`), a sliding-window generator per
 :class:`~lowbit.quant.graph.SlidingWindow`, a streaming max-pool or global accumulate-pool per pool
 node. A :class:`~lowbit.hw.dwc.StreamWidthConverter` goes between two units whenever the producer's
 elements per beat (``PE`` of an MVTU, ``SIMD`` of a block) differ from the consumer's ``SIMD``;
@@ -25,6 +26,7 @@ from amaranth.lib.wiring import In, Out, connect, flipped
 
 from .dwc import StreamWidthConverter
 from .label import LabelSelect
+from .sparse_layer import SparseLayerSpec
 from .spec import MVTUSpec
 
 __all__ = ["Accelerator", "stream_format"]
@@ -47,13 +49,13 @@ class Accelerator(wiring.Component):
             if not hasattr(s, "create") or not hasattr(s, "node"):
                 raise TypeError(f"specs[{i}] must be a unit spec (MVTUSpec, SWGSpec, MaxPoolSpec, AccPoolSpec), "
                                 f"not {s!r}")
-        mlp = all(isinstance(s, MVTUSpec) for s in specs)
+        mlp = all(isinstance(s, (MVTUSpec, SparseLayerSpec)) for s in specs)
         if mlp:
             for a, b in zip(specs, specs[1:]):
                 if a.node.mh != b.node.mw or a.node.output_dtype != b.node.input_dtype:
                     raise ValueError(f"layer {b.node.name!r} (MW {b.node.mw}, {b.node.input_dtype}) cannot follow "
                                      f"{a.node.name!r} (MH {a.node.mh}, {a.node.output_dtype})")
-        if not isinstance(specs[-1], MVTUSpec) or specs[-1].node.thresholds is not None:
+        if not isinstance(specs[-1], (MVTUSpec, SparseLayerSpec)) or specs[-1].node.thresholds is not None:
             raise ValueError(f"the last layer {specs[-1].node.name!r} must be a matrix product emitting scores")
         self.specs = specs
         self.layers = [s.create() for s in specs]
@@ -95,7 +97,7 @@ def stream_format(acc: "Accelerator"):
     from .codec import StreamFormat
     first, last = acc.layers[0], acc.layers[-1]
     spec = acc.specs[0]
-    size = spec.mw if isinstance(spec, MVTUSpec) else math.prod(spec.in_shape)
+    size = spec.mw if isinstance(spec, (MVTUSpec, SparseLayerSpec)) else math.prod(spec.in_shape)
     shape = first.i.payload.shape()
     return StreamFormat(input_size=size, simd=shape.length, in_bits=shape.elem_shape.width,
                         classes=last.spec.mh, score_bits=last.out_shape.width)

@@ -20,6 +20,14 @@ whose AXI-HP port is narrower than the input, unfolding the first layer further 
 
 With ``max_cycles`` or ``target_fps`` the search instead returns the cheapest schedule that meets
 the target.
+
+Engines: a fully connected layer with pruned integer weights (weight density at most
+:data:`SPARSE_MAX_DENSITY`, at most 255 distinct non-zero values) also gets candidates on the
+EIE-style sparse engine (:class:`~lowbit.hw.sparse_layer.SparseLayerSpec`: ``PE`` = its processing
+elements, ``SIMD`` = input lanes, queue depth 8), with cycles from the engine's cycle model on the
+layer's own weights and activations of density ``act_density``. They compete with the MVTU
+foldings under the same rule, so the layer lands on the sparse engine exactly when that is the
+cheaper way to meet the bottleneck; :func:`lowbit.mapping.placement.placement_reasons` says why.
 """
 
 from __future__ import annotations
@@ -32,12 +40,14 @@ from dataclasses import dataclass
 from .. import LowbitError
 from ..boards import Board, get_board
 from ..hw.cost import RESOURCE_KINDS, Resources, dwc_resources
+from ..hw.sparse_layer import SparseLayerSpec, sparse_eligible
 from ..hw.spec import MVTUSpec, divisors
 from ..quant.graph import IntegerGraph, MatMulThreshold, SlidingWindow
 from .schedule import (Schedule, _stream_cycles, complete_layers, input_stream_cycles, layer_cycles,
                        output_stream_cycles, pipeline_resources, vectors_per_image)
 
-__all__ = ["search_folding", "DEFAULT_BUDGET"]
+__all__ = ["search_folding", "DEFAULT_BUDGET", "SPARSE_MAX_DENSITY", "sparse_candidates", "folding_of",
+           "layer_options", "cheapness"]
 
 logger = logging.getLogger(__name__)
 
@@ -46,51 +56,104 @@ DEFAULT_BUDGET = 0.7
 interconnect and the place-and-route slack)."""
 
 
+SPARSE_MAX_DENSITY = 0.5
+"""Weight density above which a layer gets no sparse-engine candidates (nothing left to skip)."""
+SPARSE_LANES = (4, 16)
+SPARSE_MAX_PES = 64
+SPARSE_DEPTH = 8
+
+
 @dataclass(frozen=True, eq=False)
 class _Candidate:
-    spec: MVTUSpec
+    spec: MVTUSpec | SparseLayerSpec
     cycles: int  # per image, including the input stream for the first layer
     resources: Resources
 
 
-def _candidates(graph: IntegerGraph, port_bits: int | None) -> list[list[_Candidate]]:
+def folding_of(spec) -> tuple:
+    """``(SIMD, PE)`` or ``(SIMD, PE, options)`` of a matrix-product spec, for
+    :func:`~lowbit.mapping.schedule.complete_layers`."""
+    if isinstance(spec, SparseLayerSpec):
+        return spec.simd, spec.pe, {"engine": "sparse", "depth": spec.depth, "act_density": spec.act_density}
+    return spec.simd, spec.pe
+
+
+def sparse_candidates(node, act_density: float) -> list[SparseLayerSpec]:
+    """Sparse-engine specs worth trying for ``node`` (none when it is not eligible or too dense)."""
+    if sparse_eligible(node) is not None:
+        return []
+    w = node.weight_values
+    if w.size == 0 or (w != 0).mean() > SPARSE_MAX_DENSITY:
+        return []
+    lanes = [n for n in SPARSE_LANES if node.mw % n == 0] or [2 if node.mw % 2 == 0 else 1]
+    return [SparseLayerSpec(node, pes=pes, lanes=n, depth=SPARSE_DEPTH, act_density=act_density)
+            for pes in _spread(divisors(node.mh)) for n in lanes]
+
+
+def _spread(options: list[int]) -> list[int]:
+    """About one divisor per power of two up to :data:`SPARSE_MAX_PES` (the largest in each octave):
+    the sparse engine's cycle model is a cycle-level walk, too slow to run for every divisor."""
+    best: dict[int, int] = {}
+    for d in options:
+        if d <= SPARSE_MAX_PES:
+            best[d.bit_length()] = d
+    return sorted(best.values())
+
+
+def layer_options(graph: IntegerGraph, i: int, port_bits: int | None,
+                  act_density: float | None = None) -> list[_Candidate]:
+    """Every folding of matrix product ``i`` of ``graph`` (MVTU, and sparse engine where eligible)
+    with its cycles per image and estimated resources.
+
+    A product after a sliding window takes ``SIMD`` channels of a pixel per beat, so its ``SIMD``
+    divides the channels ``C``, not only ``MW``.
+    """
+    node = graph.nodes[i]
+    vectors = vectors_per_image(graph)[i]
+    conv = i > 0 and isinstance(graph.nodes[i - 1], SlidingWindow)
+    columns = graph.input_shape_of(i - 1)[-1] if conv else node.mw
+    last = i == len(graph.nodes) - 1
+    specs = [MVTUSpec(node, pe=pe, simd=simd) for pe in divisors(node.mh) for simd in divisors(columns)]
+    if act_density is not None and vectors == 1:
+        specs += sparse_candidates(node, act_density)
+    options = []
+    for spec in specs:
+        cycles = layer_cycles(spec, vectors) if isinstance(spec, MVTUSpec) else spec.cycles()
+        if i == 0:
+            cycles = max(cycles, input_stream_cycles(spec, port_bits))
+        elif conv and i == 1:  # the image streams in through the first window generator
+            h, w, c = graph.input_shape
+            cycles = max(cycles, _stream_cycles(h * w * c, spec.simd, spec.in_bits, port_bits))
+        if last:
+            cycles = max(cycles, output_stream_cycles(spec, port_bits))
+        options.append(_Candidate(spec, cycles, spec.resources()))
+    return options
+
+
+def _candidates(graph: IntegerGraph, port_bits: int | None,
+                act_density: float | None = None) -> list[list[_Candidate]]:
     """Foldings of every matrix product (the other nodes follow from them, see
-    :func:`~lowbit.mapping.schedule.complete_layers`). A product after a sliding window takes
-    ``SIMD`` channels of a pixel per beat, so its ``SIMD`` divides the channels ``C``, not only ``MW``."""
-    layers = []
-    vectors = vectors_per_image(graph)
-    for i, node in enumerate(graph.nodes):
-        if not isinstance(node, MatMulThreshold):
-            continue
-        conv = i > 0 and isinstance(graph.nodes[i - 1], SlidingWindow)
-        columns = graph.input_shape_of(i - 1)[-1] if conv else node.mw
-        options = []
-        for pe in divisors(node.mh):
-            for simd in divisors(columns):
-                spec = MVTUSpec(node, pe=pe, simd=simd)
-                cycles = layer_cycles(spec, vectors[i])
-                if i == 0:
-                    cycles = max(cycles, input_stream_cycles(spec, port_bits))
-                elif conv and i == 1:  # the image streams in through the first window generator
-                    h, w, c = graph.input_shape
-                    cycles = max(cycles, _stream_cycles(h * w * c, simd, spec.in_bits, port_bits))
-                if i == len(graph.nodes) - 1:
-                    cycles = max(cycles, output_stream_cycles(spec, port_bits))
-                options.append(_Candidate(spec, cycles, spec.resources()))
-        layers.append(options)
-    return layers
+    :func:`~lowbit.mapping.schedule.complete_layers`)."""
+    return [layer_options(graph, i, port_bits, act_density)
+            for i, node in enumerate(graph.nodes) if isinstance(node, MatMulThreshold)]
+
+
+def cheapness(r: Resources, board: Board) -> float:
+    """The sum over resource kinds of the share of ``board`` that ``r`` uses (the search's first
+    measure of "cheaper")."""
+    capacity = board.capacity()
+    total = 0.0
+    for kind in RESOURCE_KINDS:
+        used, available = getattr(r, kind), getattr(capacity, kind)
+        total += used / available if available else (math.inf if used else 0.0)
+    return total
 
 
 def _orders(board: Board):
     """Sort keys for "cheapest", tried in turn for each target."""
-    capacity = board.capacity()
 
     def share(r: Resources) -> float:
-        total = 0.0
-        for kind in RESOURCE_KINDS:
-            used, available = getattr(r, kind), getattr(capacity, kind)
-            total += used / available if available else (math.inf if used else 0.0)
-        return total
+        return cheapness(r, board)
 
     def tail(c: _Candidate):
         return (c.resources.ff, c.spec.pe * c.spec.simd, c.spec.pe)
@@ -131,7 +194,7 @@ def _total(choice: list[_Candidate], graph: IntegerGraph) -> Resources:
 
 
 def _all_specs(graph: IntegerGraph, choice: list[_Candidate]) -> list:
-    layers = complete_layers(graph, [(c.spec.simd, c.spec.pe) for c in choice])
+    layers = complete_layers(graph, [folding_of(c.spec) for c in choice])
     return Schedule(board="-", clock_mhz=1.0, layers=tuple(layers)).apply(graph)
 
 
@@ -153,7 +216,7 @@ def _check_budget(budget) -> float:
 
 def search_folding(graph: IntegerGraph, board: str | Board, *, budget: float = DEFAULT_BUDGET,
                    clock_mhz: float | None = None, max_cycles: int | None = None,
-                   target_fps: float | None = None) -> Schedule:
+                   target_fps: float | None = None, act_density: float | None = 0.5) -> Schedule:
     """Choose PE and SIMD for every node of ``graph`` on ``board``.
 
     Parameters
@@ -169,6 +232,9 @@ def search_folding(graph: IntegerGraph, board: str | Board, *, budget: float = D
         Stop at this many cycles per image: return the cheapest schedule that meets it.
     target_fps : float, optional
         As ``max_cycles``, given as images per second at ``clock_mhz``.
+    act_density : float or None
+        Expected share of non-zero input activations of pruned fully connected layers, for the
+        sparse engine's cycle model; ``None`` keeps every layer on the MVTU.
 
     Returns
     -------
@@ -200,7 +266,10 @@ def search_folding(graph: IntegerGraph, board: str | Board, *, budget: float = D
             raise LowbitError(f"target_fps ({target_fps:g}) is above the clock ({clock_mhz:g} MHz)")
         limit = fps_cycles if limit is None else min(limit, fps_cycles)
 
-    layers = _candidates(graph, board.axi_hp_width_bits)
+    if act_density is not None and (isinstance(act_density, bool) or not isinstance(act_density, (int, float))
+                                    or not 0 < act_density <= 1):
+        raise LowbitError(f"act_density must lie in (0, 1], not {act_density!r}")
+    layers = _candidates(graph, board.axi_hp_width_bits, act_density)
     cheapest = [[_Cheapest(options, key) for options in layers] for key in _orders(board)]
     fastest = max(min(c.cycles for c in options) for options in layers)
     targets = sorted({c.cycles for options in layers for c in options if c.cycles >= fastest})
@@ -229,7 +298,7 @@ def search_folding(graph: IntegerGraph, board: str | Board, *, budget: float = D
                             "at %g MHz), %s", board.name, 100 * budget, bottleneck,
                             clock_mhz * 1e6 / bottleneck, clock_mhz, total)
                 return Schedule(board=board.name, clock_mhz=clock_mhz, layers=tuple(
-                    complete_layers(graph, [(c.spec.simd, c.spec.pe) for c in choice])))
+                    complete_layers(graph, [folding_of(c.spec) for c in choice])))
 
     worst = targets[0] if limit is not None else targets[-1]
     total = _total([pick(worst) for pick in cheapest[0]], graph)

@@ -16,7 +16,7 @@ __all__ = ["layer_rows", "format_text", "format_markdown", "write_plots", "COLUM
 
 logger = logging.getLogger(__name__)
 
-COLUMNS = ("layer", "MWxMH", "PE", "SIMD", "cycles", "LUT", "FF", "BRAM36", "DSP", "of bottleneck")
+COLUMNS = ("layer", "MWxMH", "engine", "PE", "SIMD", "cycles", "LUT", "FF", "BRAM36", "DSP", "of bottleneck")
 """Columns of the per-layer table."""
 
 
@@ -29,16 +29,17 @@ def layer_rows(report: dict) -> list[list[str]]:
     rows = []
     for layer in report["layers"]:
         r = layer["resources"]
-        rows.append([layer["name"], f"{layer['mw']}x{layer['mh']}", str(layer["pe"]), str(layer["simd"]),
+        rows.append([layer["name"], f"{layer['mw']}x{layer['mh']}", layer.get("engine", "-"), str(layer["pe"]),
+                     str(layer["simd"]),
                      _num(layer["cycles"]), _num(r["lut"]), _num(r["ff"]), _num(r["bram36"]), _num(r["dsp"]),
                      f"{100 * layer['share_of_bottleneck']:.0f} %"])
     conv = {k: sum(c["resources"][k] for c in report["width_converters"]) for k in RESOURCE_KINDS}
-    rows.append(["converters", "", "", "", "", _num(conv["lut"]), _num(conv["ff"]), _num(conv["bram36"]),
+    rows.append(["converters", "", "", "", "", "", _num(conv["lut"]), _num(conv["ff"]), _num(conv["bram36"]),
                  _num(conv["dsp"]), ""])
-    rows.append(["input stream", "", "", "", _num(report["input_stream_cycles"]), "", "", "", "",
+    rows.append(["input stream", "", "", "", "", _num(report["input_stream_cycles"]), "", "", "", "",
                  f"{100 * report['input_stream_cycles'] / report['cycles_per_image']:.0f} %"])
     res = report["resources"]
-    rows.append(["total", "", "", "", _num(report["cycles_per_image"]),
+    rows.append(["total", "", "", "", "", _num(report["cycles_per_image"]),
                  *(_num(res[k]["used"]) for k in RESOURCE_KINDS), ""])
     return rows
 
@@ -55,11 +56,11 @@ def _summary_lines(report: dict) -> list[str]:
 
 
 def _sparse_lines(report: dict) -> list[str]:
-    advice = report.get("sparse_advice")
-    if not advice:
+    placement = report.get("placement")
+    if not placement:
         return []
-    return ["sparse engine (advice; the accelerator builds dense MVTUs):"] + [
-        f"  {a['layer']}: {a['reason']}" for a in advice]
+    return ["placement (dense MVTU or sparse engine, and why):"] + [
+        f"  {a['layer']}: {a['reason']}" for a in placement]
 
 
 def _energy_line(report: dict) -> list[str]:
@@ -87,7 +88,7 @@ def format_text(report: dict) -> str:
     widths = [max(len(r[i]) for r in rows) for i in range(len(COLUMNS))]
     lines = []
     for j, r in enumerate(rows):
-        cells = [c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))]
+        cells = [c.ljust(w) if i < 3 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))]
         lines.append("  ".join(cells).rstrip())
         if j == 0:
             lines.append("  ".join("-" * w for w in widths))

@@ -33,6 +33,7 @@ from .._io import atomic_write
 from .. import LowbitError
 from ..boards import Board, get_board
 from ..hw.cost import RESOURCE_KINDS, Resources, dwc_resources
+from ..hw.sparse_layer import SparseLayerSpec
 from ..hw.spec import MVTUSpec
 from ..quant.datatypes import BIPOLAR
 from ..quant.graph import GlobalAccPool, IntegerGraph, MatMulThreshold, MaxPool, SlidingWindow
@@ -40,7 +41,7 @@ from ..quant.graph import GlobalAccPool, IntegerGraph, MatMulThreshold, MaxPool,
 __all__ = [
     "LayerFolding", "Schedule", "SCHEDULE_FORMAT", "SCHEDULE_VERSION",
     "input_stream_cycles", "output_stream_cycles", "layer_cycles", "pipeline_cycles", "pipeline_resources",
-    "vectors_per_image", "stage_cycles", "stream_widths", "node_spec", "complete_layers",
+    "vectors_per_image", "stage_cycles", "stream_widths", "node_spec", "complete_layers", "ENGINES",
 ]
 
 logger = logging.getLogger(__name__)
@@ -53,21 +54,42 @@ def _is_count(v) -> bool:
     return isinstance(v, int) and not isinstance(v, bool) and v >= 1
 
 
+ENGINES = ("mvtu", "sparse")
+"""Engines a matrix product can be placed on: the dense MVTU, or the EIE-style sparse engine
+(:class:`~lowbit.hw.sparse_layer.SparseLayerSpec`; ``pe`` is then its PEs, ``simd`` its input
+lanes)."""
+
+
 @dataclass(frozen=True)
 class LayerFolding:
-    """The folding of one graph node: ``pe`` rows and ``simd`` columns in parallel."""
+    """The folding of one graph node: ``pe`` rows and ``simd`` columns in parallel.
+
+    ``engine="sparse"`` places a fully connected layer on the sparse engine with ``pe`` PEs,
+    ``simd`` input lanes, activation queues of ``depth`` and the activation density
+    ``act_density`` its cycles are predicted at.
+    """
 
     name: str
     pe: int
     simd: int
+    engine: str = "mvtu"
+    depth: int = 8
+    act_density: float = 0.5
 
     def __post_init__(self):
         if not isinstance(self.name, str):
             raise TypeError(f"layer name must be a string, not {self.name!r}")
-        for field in ("pe", "simd"):
+        for field in ("pe", "simd", "depth"):
             v = getattr(self, field)
             if not _is_count(v):
-                raise ValueError(f"layer {self.name!r}: {field.upper()} must be a positive integer, not {v!r}")
+                name = field if field == "depth" else field.upper()
+                raise ValueError(f"layer {self.name!r}: {name} must be a positive integer, not {v!r}")
+        if self.engine not in ENGINES:
+            raise ValueError(f"layer {self.name!r}: engine must be one of {', '.join(map(repr, ENGINES))}, "
+                             f"not {self.engine!r}")
+        d = self.act_density
+        if isinstance(d, bool) or not isinstance(d, (int, float)) or not 0 < d <= 1:
+            raise ValueError(f"layer {self.name!r}: act_density must lie in (0, 1], not {d!r}")
 
 
 # -- the performance model -----------------------------------------------------------------------
@@ -85,7 +107,7 @@ def input_stream_cycles(spec, port_bits: int | None = None) -> int:
     generator or pool ``SIMD`` channels per cycle (``H * W * C`` per image). With ``port_bits``
     given, no more than that many bits arrive per cycle.
     """
-    if isinstance(spec, MVTUSpec):
+    if isinstance(spec, (MVTUSpec, SparseLayerSpec)):
         return _stream_cycles(spec.mw, spec.simd, spec.in_bits, port_bits)
     return _stream_cycles(math.prod(spec.in_shape), spec.simd, spec.elem_bits, port_bits)
 
@@ -139,7 +161,7 @@ def pipeline_cycles(specs: list, port_bits: int | None = None, vectors: list[int
 
 def stream_widths(spec) -> tuple[int, int, int]:
     """``(input elements per beat, output elements per beat, output element bits)`` of a unit."""
-    if isinstance(spec, MVTUSpec):
+    if isinstance(spec, (MVTUSpec, SparseLayerSpec)):
         return spec.simd, spec.pe, spec.out_bits
     out_dtype = getattr(spec, "out_dtype", spec.dtype)
     return spec.simd, spec.simd, 1 if out_dtype is BIPOLAR else out_dtype.bits
@@ -160,13 +182,22 @@ def pipeline_resources(specs: list) -> tuple[Resources, list[Resources]]:
     return total, converters
 
 
-def node_spec(node, in_shape: tuple[int, ...], dtype, *, pe: int, simd: int):
+def node_spec(node, in_shape: tuple[int, ...], dtype, *, pe: int, simd: int, engine: str = "mvtu",
+              depth: int = 8, act_density: float = 0.5):
     """The hardware spec of one graph node folded by ``pe``/``simd``.
 
-    A :class:`MatMulThreshold` becomes an :class:`~lowbit.hw.spec.MVTUSpec`; a sliding window, a
-    max-pool or a global pool the dataflow block of :mod:`lowbit.hw.swg` / :mod:`lowbit.hw.pool`
-    with ``simd`` channels per beat (their ``pe`` must equal ``simd``).
+    A :class:`MatMulThreshold` becomes an :class:`~lowbit.hw.spec.MVTUSpec`, or with
+    ``engine="sparse"`` a :class:`~lowbit.hw.sparse_layer.SparseLayerSpec` (fully connected layers
+    only); a sliding window, a max-pool or a global pool the dataflow block of :mod:`lowbit.hw.swg` /
+    :mod:`lowbit.hw.pool` with ``simd`` channels per beat (their ``pe`` must equal ``simd``).
     """
+    if engine == "sparse":
+        if not isinstance(node, MatMulThreshold):
+            raise ValueError(f"engine 'sparse' takes a matrix product, not a {type(node).__name__}")
+        if math.prod(in_shape) != node.mw:
+            raise ValueError(f"engine 'sparse' takes a fully connected layer (one vector per image), but the "
+                             f"input is {tuple(in_shape)}")
+        return SparseLayerSpec(node, pes=pe, lanes=simd, depth=depth, act_density=act_density)
     if isinstance(node, MatMulThreshold):
         return MVTUSpec(node, pe=pe, simd=simd)
     if pe != simd:
@@ -185,7 +216,9 @@ def node_spec(node, in_shape: tuple[int, ...], dtype, *, pe: int, simd: int):
 
 
 def complete_layers(graph: IntegerGraph, matmul_folding) -> list[LayerFolding]:
-    """A :class:`LayerFolding` for every node of ``graph`` from ``(SIMD, PE)`` of its matrix products.
+    """A :class:`LayerFolding` for every node of ``graph`` from ``(SIMD, PE)`` of its matrix products
+    (or ``(SIMD, PE, options)``, ``options`` the keyword arguments of :class:`LayerFolding` such as
+    ``engine="sparse"``).
 
     A sliding window gets the ``SIMD`` of the product it feeds (its greatest common divisor with the
     channels ``C``, so that a beat holds channels of one pixel); a pool gets the elements per beat
@@ -196,12 +229,14 @@ def complete_layers(graph: IntegerGraph, matmul_folding) -> list[LayerFolding]:
     mm_index = [i for i, n in enumerate(graph.nodes) if isinstance(n, MatMulThreshold)]
     if len(matmul_folding) != len(mm_index):
         raise LowbitError(f"expected (SIMD, PE) for {len(mm_index)} matrix products, not {len(matmul_folding)}")
-    per_node = {i: (pe, simd) for i, (simd, pe) in zip(mm_index, matmul_folding)}
+    per_node = {i: (f[1], f[0], f[2] if len(f) > 2 else {}) for i, f in zip(mm_index, matmul_folding)}
     layers: list[LayerFolding] = []
     for i, node in enumerate(graph.nodes):
         if i in per_node:
-            pe, simd = per_node[i]
-        elif isinstance(node, SlidingWindow):
+            pe, simd, extra = per_node[i]
+            layers.append(LayerFolding(node.name, pe, simd, **extra))
+            continue
+        if isinstance(node, SlidingWindow):
             nxt = next((j for j in mm_index if j > i), None)
             c = graph.input_shape_of(i)[-1]
             simd = pe = math.gcd(per_node[nxt][1] if nxt is not None else 1, c)
@@ -271,7 +306,8 @@ class Schedule:
                 raise LowbitError(f"layer {i} of the schedule is {layer.name!r} but node {i} of the graph "
                                   f"is {node.name!r}")
             try:
-                specs.append(node_spec(node, graph.input_shape_of(i), dtype, pe=layer.pe, simd=layer.simd))
+                specs.append(node_spec(node, graph.input_shape_of(i), dtype, pe=layer.pe, simd=layer.simd,
+                                       engine=layer.engine, depth=layer.depth, act_density=layer.act_density))
             except (TypeError, ValueError) as e:
                 raise LowbitError(f"layer {layer.name!r}: {e}") from None
             dtype = node.infer(graph.input_shape_of(i), dtype)[1]
@@ -309,6 +345,8 @@ class Schedule:
             "board": board.name,
             "clock_mhz": self.clock_mhz,
             "layers": [{"name": s.node.name, "op": type(s.node).__name__,
+                        "engine": ("sparse" if isinstance(s, SparseLayerSpec) else
+                                   "mvtu" if isinstance(s, MVTUSpec) else "-"),
                         "mw": getattr(s, "mw", "-"), "mh": getattr(s, "mh", "-"),
                         "pe": getattr(s, "pe", s.simd), "simd": s.simd,
                         "cycles": stage_cycles(s, v), "share_of_bottleneck": c / bottleneck,
@@ -364,7 +402,7 @@ class Schedule:
         head = {"format": SCHEDULE_FORMAT, "version": SCHEDULE_VERSION, "board": self.board,
                 "clock_mhz": self.clock_mhz}
         lines = [f"  {json.dumps(k)}: {json.dumps(v)}," for k, v in head.items()]
-        layers = [json.dumps({"name": layer.name, "pe": layer.pe, "simd": layer.simd}) for layer in self.layers]
+        layers = [json.dumps(_layer_json(layer)) for layer in self.layers]
         # one layer per line, so that a user can edit the schedule by hand
         return "{\n" + "\n".join(lines) + '\n  "layers": [\n    ' + ",\n    ".join(layers) + "\n  ]\n}\n"
 
@@ -405,13 +443,21 @@ class Schedule:
             where = f"layers[{i}]"
             if not isinstance(layer, dict):
                 _bad(source, where, "an object with name, pe and simd", layer)
-            _check_keys(layer, {"name", "pe", "simd"}, where + ".", source)
+            _check_keys({k: v for k, v in layer.items() if k not in _OPTIONAL}, {"name", "pe", "simd"},
+                        where + ".", source)
             if not isinstance(layer["name"], str):
                 _bad(source, where + ".name", "a string", layer["name"])
-            for field in ("pe", "simd"):
-                if not _is_count(layer[field]):
+            for field in ("pe", "simd", "depth"):
+                if field in layer and not _is_count(layer[field]):
                     _bad(source, f"{where}.{field}", "a positive integer", layer[field])
-            parsed.append(LayerFolding(layer["name"], layer["pe"], layer["simd"]))
+            engine = layer.get("engine", "mvtu")
+            if engine not in ENGINES:
+                _bad(source, where + ".engine", " or ".join(map(repr, ENGINES)), engine)
+            density = layer.get("act_density", 0.5)
+            if isinstance(density, bool) or not isinstance(density, (int, float)) or not 0 < density <= 1:
+                _bad(source, where + ".act_density", "a number in (0, 1]", density)
+            parsed.append(LayerFolding(layer["name"], layer["pe"], layer["simd"], engine=engine,
+                                       depth=layer.get("depth", 8), act_density=float(density)))
         return cls(board=board, clock_mhz=clock, layers=tuple(parsed))
 
     @classmethod
@@ -427,6 +473,16 @@ class Schedule:
         return cls.from_json(text, source=str(path))
 
 
+_OPTIONAL = ("engine", "depth", "act_density")
+
+
+def _layer_json(layer: LayerFolding) -> dict:
+    out = {"name": layer.name, "pe": layer.pe, "simd": layer.simd}
+    if layer.engine != "mvtu":
+        out.update(engine=layer.engine, depth=layer.depth, act_density=layer.act_density)
+    return out
+
+
 def _memory_roofline(specs: list[MVTUSpec], board: Board, compute_fps: float) -> dict:
     """Weights on chip (today's placement) against the bound if they were streamed from DDR.
 
@@ -435,6 +491,9 @@ def _memory_roofline(specs: list[MVTUSpec], board: Board, compute_fps: float) ->
     roofline a layer-by-layer off-chip placement would face.
     """
     weight_bits = sum(s.mw * s.mh * s.node.weight_dtype.bits for s in specs if isinstance(s, MVTUSpec))
+    weight_bits += sum(s.engine.image.encoded_bits(pointer_bits=s.engine.pointer_bits,
+                                                   codebook_bits=s.engine.weight_bits)
+                       for s in specs if isinstance(s, SparseLayerSpec))
     ddr = board.ddr_bandwidth_gbps
     streamed = None
     if ddr is not None and board.axi_hp_ports:

@@ -113,9 +113,10 @@ def sparse_advice(graph, board, *, act_density: float = 0.5, max_density: float 
     """For each fully connected layer with pruned (non-binary) weights, the engine that runs it cheaper.
 
     Layers with binary weights have no zeros to skip and stay on the dense MVTU; layers denser than
-    ``max_density`` too. Every entry names the layer, the choice and the reason. The stitched
-    accelerator still builds the dense MVTU for every layer: running a thresholded layer on the
-    sparse engine is advice here, not yet a placement.
+    ``max_density`` too. Every entry names the layer, the choice and the reason. This compares
+    against a generic dense integer array with as many multipliers (EIE's comparison); the folding
+    search itself places layers by comparing with the MVTU foldings
+    (:func:`lowbit.mapping.placement.placement_reasons`).
     """
     from ..quant.datatypes import Kind
     from ..quant.graph import MatMulThreshold

@@ -35,7 +35,7 @@ def test_map_prints_table_and_writes_markdown_and_plots(digits, tmp_path, capsys
                  "--markdown", str(md), "--plots", str(plots)]) == 0
     text = capsys.readouterr().out
     header = text.splitlines()[0].split()
-    assert header[:5] == ["layer", "MWxMH", "PE", "SIMD", "cycles"]
+    assert header[:6] == ["layer", "MWxMH", "engine", "PE", "SIMD", "cycles"]
     assert any(line.startswith("fc1 ") and "256x256" in line for line in text.splitlines())
     assert "bottleneck" in text and "utilisation" in text
     doc = md.read_text()

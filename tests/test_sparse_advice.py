@@ -34,6 +34,9 @@ def test_map_prints_the_advice(rng, tmp_path, capsys):
     path = _graph(rng, 0.08).save(tmp_path / "g.npz")
     assert main(["map", str(path), "--board", "zcu104", "--act-density", "0.3"]) == 0
     out = capsys.readouterr().out
-    assert "sparse engine (advice" in out and "fc0: sparse: fewer cycles" in out
+    assert "placement (dense MVTU or sparse engine, and why):" in out
+    assert "fc1: mvtu: node 'fc1' has bipolar weights: no zero weights to skip" in out
+    assert main(["map", str(path), "--board", "zcu104", "--act-density", "0.3", "--budget", "0.01"]) == 0
+    assert "fc0: sparse: sparse engine N=" in capsys.readouterr().out
     assert main(["map", str(path), "--act-density", "1.5"]) == 2
     assert "--act-density must lie in (0, 1], not 1.5" in capsys.readouterr().err

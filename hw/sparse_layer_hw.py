@@ -1,0 +1,53 @@
+"""Amaranth component of :class:`~lowbit.hw.sparse_layer.SparseLayerSpec`: adapter, sparse engine in
+raw-accumulator mode, MultiThreshold unit (see that module for the structure)."""
+
+from __future__ import annotations
+
+from amaranth.hdl import Module
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out, connect
+
+from ..quant.datatypes import BIPOLAR
+from .mvtu import element_shape
+from .sparse_layer import SparseLayerSpec
+
+__all__ = ["SparseLayer"]
+
+
+class SparseLayer(wiring.Component):
+    """``i``: ``lanes`` input elements per beat; ``o``: ``pes`` output elements per beat (the node's
+    activations, or its scores when it has no thresholds)."""
+
+    def __init__(self, spec: SparseLayerSpec):
+        if not isinstance(spec, SparseLayerSpec):
+            raise TypeError(f"spec must be a SparseLayerSpec, not {spec!r}")
+        self.spec = spec
+        node = spec.node
+        self.in_shape = element_shape(node.input_dtype)
+        self.out_shape = element_shape(node.output_dtype)
+        super().__init__({
+            "i": In(stream.Signature(data.ArrayLayout(self.in_shape, spec.lanes))),
+            "o": Out(stream.Signature(data.ArrayLayout(self.out_shape, spec.pes))),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        s = self.spec
+        m.submodules.engine = engine = s.engine.create()
+        bipolar = s.node.input_dtype is BIPOLAR
+        for lane in range(s.lanes):
+            x = self.i.payload[lane]
+            m.d.comb += engine.i.payload[lane].eq(2 * x - 1 if bipolar else x)
+        m.d.comb += [engine.i.valid.eq(self.i.valid), self.i.ready.eq(engine.i.ready)]
+        tspec = s.threshold_spec()
+        if tspec is None:
+            for p in range(s.pes):
+                m.d.comb += self.o.payload[p].eq(engine.o.payload[p])
+            m.d.comb += [self.o.valid.eq(engine.o.valid), engine.o.ready.eq(self.o.ready)]
+            return m
+        m.submodules.thresholds = tu = tspec.create()
+        for p in range(s.pes):
+            m.d.comb += tu.i.payload[p].eq(engine.o.payload[p])
+        m.d.comb += [tu.i.valid.eq(engine.o.valid), engine.o.ready.eq(tu.i.ready)]
+        connect(m, tu.o, wiring.flipped(self.o))
+        return m

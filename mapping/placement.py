@@ -1,0 +1,94 @@
+"""Why each matrix product of a schedule runs where it does: the dense MVTU or the sparse engine.
+
+For every :class:`~lowbit.quant.graph.MatMulThreshold` of the graph, :func:`placement_reasons`
+states the engine the schedule uses and the reason, in the search's own terms
+(:mod:`lowbit.mapping.folding`): a layer that cannot use the sparse engine says why not (bipolar
+weights, a convolution, too dense, too many distinct weights); an eligible layer compares the
+cheapest sparse-engine folding and the cheapest MVTU folding that each meet the schedule's
+bottleneck (cycles per image), by the share of the board they use.
+"""
+
+from __future__ import annotations
+
+from ..boards import Board, get_board
+from ..hw.sparse_layer import SparseLayerSpec, sparse_eligible
+from ..hw.spec import MVTUSpec
+from ..quant.graph import IntegerGraph, MatMulThreshold
+from .folding import SPARSE_MAX_DENSITY, cheapness, layer_options
+from .schedule import Schedule, pipeline_cycles, vectors_per_image
+
+__all__ = ["placement_reasons"]
+
+
+def _res(r) -> str:
+    return f"{r.lut:,.0f} LUT, {r.ff:,.0f} FF, {r.bram36:g} BRAM36, {r.dsp:g} DSP"
+
+
+def _folding(spec) -> str:
+    if isinstance(spec, SparseLayerSpec):
+        return f"sparse engine N={spec.pes}, lanes={spec.lanes}, D={spec.depth}"
+    return f"MVTU PE={spec.pe}, SIMD={spec.simd}"
+
+
+def placement_reasons(graph: IntegerGraph, schedule: Schedule, *, board: Board | None = None,
+                      act_density: float = 0.5) -> list[dict]:
+    """One entry per matrix product: ``layer``, ``engine`` (``"mvtu"`` or ``"sparse"``), ``reason``.
+
+    ``act_density`` is the activation density assumed for layers the schedule keeps on the MVTU
+    (a sparse layer's own ``act_density`` is used for it).
+    """
+    board = get_board(schedule.board) if board is None else board
+    specs = schedule.apply(graph)
+    port = board.axi_hp_width_bits
+    bottleneck = max(pipeline_cycles(specs, port, vectors_per_image(graph)))
+    vectors = vectors_per_image(graph)
+    out = []
+    for i, (node, spec, layer) in enumerate(zip(graph.nodes, specs, schedule.layers)):
+        if not isinstance(node, MatMulThreshold):
+            continue
+        engine = "sparse" if isinstance(spec, SparseLayerSpec) else "mvtu"
+        entry = {"layer": node.name, "engine": engine}
+        why = sparse_eligible(node)
+        w = node.weight_values
+        density = float((w != 0).mean()) if w.size else 0.0
+        if vectors[i] > 1:
+            entry["reason"] = (f"mvtu: a convolution ({vectors[i]} vectors per image); the sparse engine takes "
+                               "fully connected layers")
+        elif why is not None:
+            entry["reason"] = f"mvtu: {why}"
+        elif density > SPARSE_MAX_DENSITY and engine == "mvtu":
+            entry["reason"] = (f"mvtu: weight density {100 * density:.1f} % is above "
+                               f"{100 * SPARSE_MAX_DENSITY:.0f} %; too few zeros to skip")
+        else:
+            entry.update(_compare(graph, i, spec, layer, bottleneck, board, port, act_density, density))
+        out.append(entry)
+    return out
+
+
+def _compare(graph, i, spec, layer, bottleneck, board, port, act_density, density) -> dict:
+    density_act = layer.act_density if isinstance(spec, SparseLayerSpec) else act_density
+    options = layer_options(graph, i, port, density_act)
+    meet = [c for c in options if c.cycles <= bottleneck]
+
+    def best(kind):
+        pool = [c for c in meet if isinstance(c.spec, kind)]
+        return min(pool, key=lambda c: (cheapness(c.resources, board), c.resources.lut)) if pool else None
+
+    sparse, dense = best(SparseLayerSpec), best(MVTUSpec)
+    facts = f"weight density {100 * density:.1f} %, activations {100 * density_act:.0f} %, bottleneck {bottleneck:,} cycles"
+    engine = "sparse" if isinstance(spec, SparseLayerSpec) else "mvtu"
+    if sparse is None:
+        return {"reason": f"{engine}: no sparse-engine folding meets the bottleneck ({facts})"}
+    if dense is None:
+        return {"reason": f"{engine}: no MVTU folding meets the bottleneck; {_folding(sparse.spec)} does in "
+                          f"{sparse.cycles:,} cycles ({facts})"}
+    cheaper = ("sparse engine" if cheapness(sparse.resources, board) < cheapness(dense.resources, board)
+               else "MVTU")
+    return {
+        "reason": (f"{engine}: {_folding(sparse.spec)} meets it in {sparse.cycles:,} cycles with "
+                   f"{_res(sparse.resources)} ({100 * cheapness(sparse.resources, board):.1f} % of the board); "
+                   f"{_folding(dense.spec)} in {dense.cycles:,} cycles with {_res(dense.resources)} "
+                   f"({100 * cheapness(dense.resources, board):.1f} %): the {cheaper} is cheaper ({facts})"),
+        "sparse_cycles": sparse.cycles, "mvtu_cycles": dense.cycles,
+        "sparse_resources": sparse.resources.as_dict(), "mvtu_resources": dense.resources.as_dict(),
+    }
