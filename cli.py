@@ -236,12 +236,26 @@ def cmd_map(args) -> int:
         kw["target_fps"] = args.target_fps
     if not 0 < args.act_density <= 1:
         raise LowbitError(f"--act-density must lie in (0, 1], not {args.act_density:g}")
-    kw["act_density"] = None if args.no_sparse else args.act_density
+    density = args.act_density
+    if args.act_data:
+        from .mapping.folding import activation_densities
+        from .quant.data import load_dataset
+        data = load_dataset(args.act_data)
+        if data.x_test.shape[1] != graph.input_size:
+            raise LowbitError(f"--act-data {args.act_data}: images have {data.x_test.shape[1]} values, the model "
+                              f"takes {graph.input_size}")
+        density = activation_densities(graph, data.x_test, per_column=True)
+        logging.getLogger(__name__).info("mean activation densities on %s: %s", args.act_data,
+                                         {k: round(float(np.mean(v)), 3) for k, v in density.items()})
+    kw["act_density"] = None if args.no_sparse else density
     schedule = search_folding(graph, args.board, **kw)
     report = schedule.report(graph)
     report["energy"] = energy_per_inference(graph).as_dict()
     from .mapping.placement import placement_reasons
-    report["placement"] = placement_reasons(graph, schedule, act_density=args.act_density)
+    report["placement"] = placement_reasons(graph, schedule, act_density=density)
+    if args.act_data:
+        report["act_density"] = {"data": args.act_data,
+                                 "mean_per_layer": {k: float(np.mean(v)) for k, v in density.items()}}
     if args.output:
         schedule.save(args.output)
     if args.json:
@@ -371,6 +385,9 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--act-density", type=float, default=0.5,
                    help="expected share of non-zero input activations of pruned fully connected layers, for "
                         "the sparse engine's cycle model (default 0.5)")
+    m.add_argument("--act-data", metavar="DATASET",
+                   help="measure each layer's activation density on this data set's test split instead "
+                        "(digits, mnist5k, idx:DIR, cifar10:DIR)")
     m.add_argument("--no-sparse", action="store_true",
                    help="keep every layer on the dense MVTU (no sparse-engine placement)")
     m.set_defaults(func=cmd_map)

@@ -10,7 +10,10 @@ with the same stream interface as an MVTU, so the stitched accelerator takes eit
 * the engine runs in raw-accumulator mode (no ReLU, no shift, an output wide enough for the
   node's exact accumulator range), so its outputs are the node's accumulators ``W x``;
 * a :class:`~lowbit.hw.threshold.MultiThresholdUnit` with ``pes`` channels per beat turns them into
-  the node's activations; a node without thresholds (the scores) passes the accumulators on.
+  the node's activations; a node without thresholds (the scores) passes the accumulators on;
+* a FIFO of one whole input vector in front and one of a whole output vector behind: the engine
+  takes no input while it computes and reads out, so without them it would hold up its neighbours
+  (two sparse layers in a row then run at about the sum of their periods, not the maximum).
 
 The weights become the engine's image: the distinct non-zero weight values form the codebook
 (index 0 is zero), rows interleaved over the ``pes`` PEs (``ARITHMETIC.md`` section 6). The
@@ -37,7 +40,7 @@ from ..quant.graph import MatMulThreshold
 from ..sw_reference.sparse import encode_sparse
 from .sparse_spec import SparseEngineSpec
 
-__all__ = ["SparseLayerSpec", "sparse_eligible", "MAX_INDEX_BITS"]
+__all__ = ["SparseLayerSpec", "sparse_eligible", "check_act_density", "MAX_INDEX_BITS"]
 
 MAX_INDEX_BITS = 8
 """Largest codebook index the sparse layer accepts (256 entries, index 0 = zero)."""
@@ -74,6 +77,19 @@ def _encode(node: MatMulThreshold, pes: int):
     return index_bits, codebook, image
 
 
+def check_act_density(value, columns: int, what: str = "act_density"):
+    """``value`` as a float in (0, 1] or a tuple of ``columns`` floats in [0, 1] (not all zero)."""
+    if isinstance(value, (list, tuple, np.ndarray)):
+        a = np.asarray(value, dtype=float) if len(value) else np.zeros(0)
+        if a.shape != (columns,) or not np.isfinite(a).all() or (a < 0).any() or (a > 1).any() or not a.any():
+            raise ValueError(f"{what} must be a number in (0, 1] or {columns} per-column values in [0, 1], "
+                             f"not {len(value)} values in [{a.min() if a.size else 0:g}, {a.max() if a.size else 0:g}]")
+        return tuple(float(v) for v in a)
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating)) or not 0.0 < value <= 1.0:
+        raise ValueError(f"{what} must lie in (0, 1], not {value!r}")
+    return float(value)
+
+
 def sparse_eligible(node) -> str | None:
     """Why ``node`` cannot run on the sparse engine, or ``None`` if it can."""
     if not isinstance(node, MatMulThreshold):
@@ -103,8 +119,11 @@ class SparseLayerSpec:
         Input elements per beat (``SIMD`` of an MVTU).
     depth : int
         Activation-queue depth per PE.
-    act_density : float
-        Expected share of non-zero input activations, for :meth:`cycles` only.
+    act_density : float or tuple of float
+        Expected share of non-zero input activations, for :meth:`cycles` only: one value for every
+        column, or one per input column (an activation profile measured on data, see
+        :func:`lowbit.mapping.folding.activation_densities`; real activations are not independent
+        of which weights survived pruning, and a profile captures that).
     entries_per_word : int
         Entries per word of each PE's sparse-matrix memory.
     """
@@ -113,7 +132,7 @@ class SparseLayerSpec:
     pes: int
     lanes: int = 4
     depth: int = 8
-    act_density: float = 0.5
+    act_density: float | tuple[float, ...] = 0.5
     entries_per_word: int = 8
     engine: SparseEngineSpec = field(init=False, repr=False)
 
@@ -131,9 +150,8 @@ class SparseLayerSpec:
             raise ValueError(f"PEs ({self.pes}) must divide MH ({self.node.mh}) of node {self.node.name!r}")
         if self.node.mw % self.lanes:
             raise ValueError(f"lanes ({self.lanes}) must divide MW ({self.node.mw}) of node {self.node.name!r}")
-        if isinstance(self.act_density, bool) or not isinstance(self.act_density, (int, float)) \
-                or not 0.0 < self.act_density <= 1.0:
-            raise ValueError(f"act_density must lie in (0, 1], not {self.act_density!r}")
+        object.__setattr__(self, "act_density", check_act_density(self.act_density, self.node.mw,
+                                                                  f"node {self.node.name!r}: act_density"))
         index_bits, codebook, image = _encode(self.node, self.pes)
         lo, hi = self.node.acc_range
         in_lo, in_hi = self.in_range
@@ -198,17 +216,39 @@ class SparseLayerSpec:
         from .threshold import ThresholdSpec
         return ThresholdSpec(self.node.thresholds, self.acc_dtype, self.pes, name=f"{self.node.name}.thresholds")
 
-    def cycles(self, act_density: float | None = None) -> int:
-        """Modelled cycles per vector (input, compute and read-out; the next vector waits for them)
-        at ``act_density`` (default: the spec's), rounded up."""
-        density = self.act_density if act_density is None else act_density
-        return math.ceil(self.engine.cycles(density, samples=2, seed=0))
+    @property
+    def mean_act_density(self) -> float:
+        d = self.act_density
+        return float(np.mean(d)) if isinstance(d, tuple) else float(d)
+
+    def cycles(self, act_density=None, *, samples: int = 8) -> int:
+        """Modelled cycles per vector (input, compute and read-out), rounded up: the mean of the
+        engine's cycle model over ``samples`` random vectors whose columns are non-zero with the
+        probability ``act_density`` (default: the spec's; one value or one per column)."""
+        from ..mapping.sparse_model import column_walk, engine_cycles
+        density = self.act_density if act_density is None else check_act_density(act_density, self.node.mw,
+                                                                                   "act_density")
+        p = np.broadcast_to(np.asarray(density, dtype=float), (self.node.mw,))
+        steps, squashed = column_walk(self.engine.image, self.entries_per_word)
+        rng = np.random.default_rng(0)
+        total = 0
+        for _ in range(samples):
+            x = (rng.random(self.node.mw) < p).astype(np.int64)
+            total += engine_cycles(steps, x, depth=self.depth, lanes=self.lanes, rows=self.node.mh,
+                                   squashed=squashed).cycles
+        return math.ceil(total / samples)
+
+    def fifo_specs(self):
+        """``(input FIFO, output FIFO)``: one whole vector each (:class:`~lowbit.hw.fifo.FIFOSpec`)."""
+        from .fifo import FIFOSpec
+        return (FIFOSpec(self.node.input_dtype, self.lanes, self.engine.beats),
+                FIFOSpec(self.node.output_dtype, self.pes, self.engine.out_beats))
 
     def resources(self):
-        """Engine + threshold unit + input adapter (a :class:`~lowbit.hw.cost.Resources`)."""
+        """Engine + threshold unit + input adapter + FIFOs (a :class:`~lowbit.hw.cost.Resources`)."""
         from .cost import Resources
-        total = self.engine.resources() + Resources(lut=self.lanes * self.engine.act_bits // 2,
-                                                    ff=0)
+        total = self.engine.resources() + Resources(lut=self.lanes * self.engine.act_bits // 2, ff=0)
+        total = total + sum((f.resources() for f in self.fifo_specs()), Resources())
         t = self.threshold_spec()
         return total + t.resources() if t is not None else total
 

@@ -1,5 +1,5 @@
-"""Amaranth component of :class:`~lowbit.hw.sparse_layer.SparseLayerSpec`: adapter, sparse engine in
-raw-accumulator mode, MultiThreshold unit (see that module for the structure)."""
+"""Amaranth component of :class:`~lowbit.hw.sparse_layer.SparseLayerSpec`: input FIFO, adapter, sparse
+engine in raw-accumulator mode, MultiThreshold unit, output FIFO (see that module for the structure)."""
 
 from __future__ import annotations
 
@@ -33,21 +33,26 @@ class SparseLayer(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         s = self.spec
+        in_fifo, out_fifo = s.fifo_specs()
+        m.submodules.in_fifo = fin = in_fifo.create()
+        m.submodules.out_fifo = fout = out_fifo.create()
         m.submodules.engine = engine = s.engine.create()
+        connect(m, wiring.flipped(self.i), fin.i)
         bipolar = s.node.input_dtype is BIPOLAR
         for lane in range(s.lanes):
-            x = self.i.payload[lane]
+            x = fin.o.payload[lane]
             m.d.comb += engine.i.payload[lane].eq(2 * x - 1 if bipolar else x)
-        m.d.comb += [engine.i.valid.eq(self.i.valid), self.i.ready.eq(engine.i.ready)]
+        m.d.comb += [engine.i.valid.eq(fin.o.valid), fin.o.ready.eq(engine.i.ready)]
         tspec = s.threshold_spec()
         if tspec is None:
             for p in range(s.pes):
-                m.d.comb += self.o.payload[p].eq(engine.o.payload[p])
-            m.d.comb += [self.o.valid.eq(engine.o.valid), engine.o.ready.eq(self.o.ready)]
-            return m
-        m.submodules.thresholds = tu = tspec.create()
-        for p in range(s.pes):
-            m.d.comb += tu.i.payload[p].eq(engine.o.payload[p])
-        m.d.comb += [tu.i.valid.eq(engine.o.valid), engine.o.ready.eq(tu.i.ready)]
-        connect(m, tu.o, wiring.flipped(self.o))
+                m.d.comb += fout.i.payload[p].eq(engine.o.payload[p])
+            m.d.comb += [fout.i.valid.eq(engine.o.valid), engine.o.ready.eq(fout.i.ready)]
+        else:
+            m.submodules.thresholds = tu = tspec.create()
+            for p in range(s.pes):
+                m.d.comb += tu.i.payload[p].eq(engine.o.payload[p])
+            m.d.comb += [tu.i.valid.eq(engine.o.valid), engine.o.ready.eq(tu.i.ready)]
+            connect(m, tu.o, fout.i)
+        connect(m, fout.o, wiring.flipped(self.o))
         return m

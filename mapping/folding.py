@@ -37,6 +37,8 @@ import logging
 import math
 from dataclasses import dataclass
 
+import numpy as np
+
 from .. import LowbitError
 from ..boards import Board, get_board
 from ..hw.cost import RESOURCE_KINDS, Resources, dwc_resources
@@ -47,7 +49,7 @@ from .schedule import (Schedule, _stream_cycles, complete_layers, input_stream_c
                        output_stream_cycles, pipeline_resources, vectors_per_image)
 
 __all__ = ["search_folding", "DEFAULT_BUDGET", "SPARSE_MAX_DENSITY", "sparse_candidates", "folding_of",
-           "layer_options", "cheapness"]
+           "layer_options", "cheapness", "activation_densities"]
 
 logger = logging.getLogger(__name__)
 
@@ -78,7 +80,7 @@ def folding_of(spec) -> tuple:
     return spec.simd, spec.pe
 
 
-def sparse_candidates(node, act_density: float) -> list[SparseLayerSpec]:
+def sparse_candidates(node, act_density) -> list[SparseLayerSpec]:
     """Sparse-engine specs worth trying for ``node`` (none when it is not eligible or too dense)."""
     if sparse_eligible(node) is not None:
         return []
@@ -130,11 +132,45 @@ def layer_options(graph: IntegerGraph, i: int, port_bits: int | None,
     return options
 
 
-def _candidates(graph: IntegerGraph, port_bits: int | None,
-                act_density: float | None = None) -> list[list[_Candidate]]:
+def activation_densities(graph: IntegerGraph, x, *, per_column: bool = False) -> dict:
+    """Share of non-zero input activations of every fully connected matrix product of ``graph`` on
+    inputs ``x`` (a bipolar value is never zero), by layer name: what the sparse engine can skip.
+
+    With ``per_column``, one share per input column (rounded to 4 decimals), the profile that
+    :class:`~lowbit.hw.sparse_layer.SparseLayerSpec` draws its model's vectors from.
+    """
+    from ..quant.datatypes import Kind
+
+    x = graph.check_input(x)
+    outputs = graph.trace(x)
+    out = {}
+    for i, node in enumerate(graph.nodes):
+        if not isinstance(node, MatMulThreshold):
+            continue
+        a = np.asarray(x if i == 0 else outputs[i - 1]).reshape(len(x), -1)
+        if a.shape[1] != node.mw:
+            continue  # a convolution: vectors per pixel, not the sparse engine's case
+        if node.input_dtype.kind is Kind.BIPOLAR:
+            out[node.name] = 1.0
+        elif per_column:
+            col = (a != 0).mean(axis=0)
+            out[node.name] = tuple(round(float(v), 4) for v in col) if col.any() else 1.0
+        else:
+            out[node.name] = max(float(np.count_nonzero(a)) / a.size, 1e-6)
+    return out
+
+
+def _density_of(act_density, node) -> float | None:
+    if act_density is None or isinstance(act_density, (int, float)):
+        return act_density
+    return act_density.get(node.name)
+
+
+def _candidates(graph: IntegerGraph, port_bits: int | None, act_density=None) -> list[list[_Candidate]]:
     """Foldings of every matrix product (the other nodes follow from them, see
-    :func:`~lowbit.mapping.schedule.complete_layers`)."""
-    return [layer_options(graph, i, port_bits, act_density)
+    :func:`~lowbit.mapping.schedule.complete_layers`). ``act_density`` is one density for every
+    layer or a mapping from layer name to density (a layer missing from it stays on the MVTU)."""
+    return [layer_options(graph, i, port_bits, _density_of(act_density, node))
             for i, node in enumerate(graph.nodes) if isinstance(node, MatMulThreshold)]
 
 
@@ -232,9 +268,10 @@ def search_folding(graph: IntegerGraph, board: str | Board, *, budget: float = D
         Stop at this many cycles per image: return the cheapest schedule that meets it.
     target_fps : float, optional
         As ``max_cycles``, given as images per second at ``clock_mhz``.
-    act_density : float or None
+    act_density : float, mapping or None
         Expected share of non-zero input activations of pruned fully connected layers, for the
-        sparse engine's cycle model; ``None`` keeps every layer on the MVTU.
+        sparse engine's cycle model: one value for all, or per layer name (e.g. measured by
+        :func:`activation_densities`); ``None`` keeps every layer on the MVTU.
 
     Returns
     -------
@@ -266,9 +303,9 @@ def search_folding(graph: IntegerGraph, board: str | Board, *, budget: float = D
             raise LowbitError(f"target_fps ({target_fps:g}) is above the clock ({clock_mhz:g} MHz)")
         limit = fps_cycles if limit is None else min(limit, fps_cycles)
 
-    if act_density is not None and (isinstance(act_density, bool) or not isinstance(act_density, (int, float))
-                                    or not 0 < act_density <= 1):
-        raise LowbitError(f"act_density must lie in (0, 1], not {act_density!r}")
+    if act_density is not None and not isinstance(act_density, dict):
+        if isinstance(act_density, bool) or not isinstance(act_density, (int, float)) or not 0 < act_density <= 1:
+            raise LowbitError(f"act_density must lie in (0, 1], not {act_density!r}")
     layers = _candidates(graph, board.axi_hp_width_bits, act_density)
     cheapest = [[_Cheapest(options, key) for options in layers] for key in _orders(board)]
     fastest = max(min(c.cycles for c in options) for options in layers)

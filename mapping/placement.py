@@ -31,11 +31,11 @@ def _folding(spec) -> str:
 
 
 def placement_reasons(graph: IntegerGraph, schedule: Schedule, *, board: Board | None = None,
-                      act_density: float = 0.5) -> list[dict]:
+                      act_density=0.5) -> list[dict]:
     """One entry per matrix product: ``layer``, ``engine`` (``"mvtu"`` or ``"sparse"``), ``reason``.
 
-    ``act_density`` is the activation density assumed for layers the schedule keeps on the MVTU
-    (a sparse layer's own ``act_density`` is used for it).
+    ``act_density`` (one value, or per layer name) is the activation density assumed for layers the
+    schedule keeps on the MVTU (a sparse layer's own ``act_density`` is used for it).
     """
     board = get_board(schedule.board) if board is None else board
     specs = schedule.apply(graph)
@@ -66,7 +66,10 @@ def placement_reasons(graph: IntegerGraph, schedule: Schedule, *, board: Board |
 
 
 def _compare(graph, i, spec, layer, bottleneck, board, port, act_density, density) -> dict:
-    density_act = layer.act_density if isinstance(spec, SparseLayerSpec) else act_density
+    if isinstance(spec, SparseLayerSpec):
+        density_act = layer.act_density
+    else:
+        density_act = act_density if isinstance(act_density, (int, float)) else act_density.get(layer.name, 0.5)
     options = layer_options(graph, i, port, density_act)
     meet = [c for c in options if c.cycles <= bottleneck]
 
@@ -75,7 +78,10 @@ def _compare(graph, i, spec, layer, bottleneck, board, port, act_density, densit
         return min(pool, key=lambda c: (cheapness(c.resources, board), c.resources.lut)) if pool else None
 
     sparse, dense = best(SparseLayerSpec), best(MVTUSpec)
-    facts = f"weight density {100 * density:.1f} %, activations {100 * density_act:.0f} %, bottleneck {bottleneck:,} cycles"
+    mean_act = sum(density_act) / len(density_act) if isinstance(density_act, tuple) else density_act
+    profile = " (per-column profile)" if isinstance(density_act, tuple) else ""
+    facts = (f"weight density {100 * density:.1f} %, activations {100 * mean_act:.0f} %{profile}, "
+             f"bottleneck {bottleneck:,} cycles")
     engine = "sparse" if isinstance(spec, SparseLayerSpec) else "mvtu"
     if sparse is None:
         return {"reason": f"{engine}: no sparse-engine folding meets the bottleneck ({facts})"}

@@ -74,7 +74,7 @@ class LayerFolding:
     simd: int
     engine: str = "mvtu"
     depth: int = 8
-    act_density: float = 0.5
+    act_density: float | tuple[float, ...] = 0.5
 
     def __post_init__(self):
         if not isinstance(self.name, str):
@@ -88,7 +88,13 @@ class LayerFolding:
             raise ValueError(f"layer {self.name!r}: engine must be one of {', '.join(map(repr, ENGINES))}, "
                              f"not {self.engine!r}")
         d = self.act_density
-        if isinstance(d, bool) or not isinstance(d, (int, float)) or not 0 < d <= 1:
+        if isinstance(d, (list, tuple)):
+            if not d or any(isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v <= 1 for v in d) \
+                    or not any(d):
+                raise ValueError(f"layer {self.name!r}: act_density must be per-column values in [0, 1], "
+                                 "not all zero")
+            object.__setattr__(self, "act_density", tuple(float(v) for v in d))
+        elif isinstance(d, bool) or not isinstance(d, (int, float)) or not 0 < d <= 1:
             raise ValueError(f"layer {self.name!r}: act_density must lie in (0, 1], not {d!r}")
 
 
@@ -454,10 +460,13 @@ class Schedule:
             if engine not in ENGINES:
                 _bad(source, where + ".engine", " or ".join(map(repr, ENGINES)), engine)
             density = layer.get("act_density", 0.5)
-            if isinstance(density, bool) or not isinstance(density, (int, float)) or not 0 < density <= 1:
-                _bad(source, where + ".act_density", "a number in (0, 1]", density)
-            parsed.append(LayerFolding(layer["name"], layer["pe"], layer["simd"], engine=engine,
-                                       depth=layer.get("depth", 8), act_density=float(density)))
+            try:
+                parsed.append(LayerFolding(layer["name"], layer["pe"], layer["simd"], engine=engine,
+                                           depth=layer.get("depth", 8),
+                                           act_density=tuple(density) if isinstance(density, list) else density))
+            except (TypeError, ValueError):
+                _bad(source, where + ".act_density", "a number in (0, 1] or a list of per-column values in [0, 1]",
+                     density)
         return cls(board=board, clock_mhz=clock, layers=tuple(parsed))
 
     @classmethod
@@ -479,7 +488,9 @@ _OPTIONAL = ("engine", "depth", "act_density")
 def _layer_json(layer: LayerFolding) -> dict:
     out = {"name": layer.name, "pe": layer.pe, "simd": layer.simd}
     if layer.engine != "mvtu":
-        out.update(engine=layer.engine, depth=layer.depth, act_density=layer.act_density)
+        d = layer.act_density
+        out.update(engine=layer.engine, depth=layer.depth,
+                   act_density=[round(v, 4) for v in d] if isinstance(d, tuple) else d)
     return out
 
 

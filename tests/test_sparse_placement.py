@@ -191,3 +191,46 @@ def test_sparse_bottleneck_period_equals_the_cycle_model(tmp_path):
     # the schedule's prediction uses random activations of the layer's act_density
     density = float((hidden != 0).mean())
     assert abs(spec.cycles(density) - modelled.mean()) / modelled.mean() < 0.1
+
+
+def test_activation_profile_round_trips_and_is_checked():
+    g = sparse_mlp()
+    from lowbit.mapping.folding import activation_densities
+    x = np.random.default_rng(4).integers(0, 16, size=(64, 64))
+    mean = activation_densities(g, x)
+    prof = activation_densities(g, x, per_column=True)
+    assert set(mean) == set(prof) == {"fc0", "fc1", "fc2"}
+    for name in mean:
+        assert len(prof[name]) == g.nodes[["fc0", "fc1", "fc2"].index(name)].mw
+        assert abs(np.mean(prof[name]) - mean[name]) < 1e-3
+    s = Schedule("pynq-z2", 100.0, (LayerFolding("fc0", 8, 4, engine="sparse", act_density=prof["fc0"]),
+                                    LayerFolding("fc1", 4, 4), LayerFolding("fc2", 2, 2)))
+    back = Schedule.from_json(s.to_json())
+    assert back.layers[0].act_density == tuple(round(v, 4) for v in prof["fc0"])
+    assert back.apply(g)[0].cycles() > 0
+    with pytest.raises(ValueError, match=r"node 'fc0': act_density must be a number in \(0, 1\] or 64 per-column"):
+        SparseLayerSpec(g.nodes[0], pes=8, act_density=(0.5,) * 10)
+
+
+@pytest.mark.fast_sim
+def test_trained_pruned_model_maps_compiles_and_runs_bit_exact(tmp_path, capsys):
+    """lowbit train (pruned 90 %, 16 shared weights) -> lowbit map --act-data digits (sparse placement,
+    activation profile) -> lowbit compile --schedule -> lowbit sim --fast on the whole digits test
+    split: bit-exact, and the measured cycles per image within 5 % of the schedule's prediction."""
+    model, sched, out = tmp_path / "p.npz", tmp_path / "s.json", tmp_path / "c"
+    assert main(["train", "--dataset", "digits", "--arch", "mlp:256,128", "--weights", "int:4", "--acts", "int:2",
+                 "--prune", "0.9", "--share", "16", "--epochs", "6", "-o", str(model)]) == 0
+    capsys.readouterr()
+    assert main(["map", str(model), "--board", "pynq-z2", "--budget", "0.05", "--act-data", "digits",
+                 "-o", str(sched), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert [layer["engine"] for layer in report["layers"]][:2] == ["sparse", "sparse"]
+    predicted = report["cycles_per_image"]
+    assert main(["compile", str(model), "--schedule", str(sched), "-o", str(out)]) == 0
+    capsys.readouterr()
+    assert main(["sim", str(out), "--fast", "--json", str(tmp_path / "sim.json")]) == 0
+    sim = json.loads((tmp_path / "sim.json").read_text())
+    runs = sim["runs"]
+    assert all(run["mismatched_images"] == 0 for run in runs) and runs[0]["images"] == 450
+    measured = runs[0]["cycles_per_image"]
+    assert abs(measured - predicted) / measured < 0.05, (measured, predicted)
