@@ -234,3 +234,19 @@ def test_trained_pruned_model_maps_compiles_and_runs_bit_exact(tmp_path, capsys)
     assert all(run["mismatched_images"] == 0 for run in runs) and runs[0]["images"] == 450
     measured = runs[0]["cycles_per_image"]
     assert abs(measured - predicted) / measured < 0.05, (measured, predicted)
+
+
+@pytest.mark.cocotb
+def test_sparse_layers_under_cocotb_with_throttling(tmp_path):
+    """The same cocotb testbench as every accelerator (driver, monitor, scoreboard against
+    sw_reference) on a schedule with sparse layers first and last."""
+    from lowbit.sim.accel_sim import RunSpec, simulate
+    g = sparse_mlp(seed=2)
+    s = Schedule("pynq-z2", 100.0, (LayerFolding("fc0", 4, 4, engine="sparse"), LayerFolding("fc1", 4, 8),
+                                    LayerFolding("fc2", 5, 4, engine="sparse")))
+    x = np.random.default_rng(6).integers(0, 16, size=(24, 64))
+    runs = [RunSpec("steady"), RunSpec("throttled-seed7", 0.5, 0.4, 7)]
+    report = simulate(g, s.apply(g), x, tmp_path, runs=runs)
+    for run in report.runs:
+        assert run["checked"] == len(x) and run["mismatched_images"] == 0, (run["name"], run["mismatches"])
+    assert list(report.labels) == list(g.predict(x))
