@@ -26,6 +26,7 @@ import numpy as np
 
 from . import LowbitError
 from ._io import atomic_write
+from .boards import get_board
 from .mapping import Schedule, search_folding
 from .quant.graph import IntegerGraph
 
@@ -104,9 +105,24 @@ def compile_model(graph: IntegerGraph, out_dir: str | os.PathLike, *, board: str
             "stream_format": stream_format(acc).to_dict(),
             "mapping": mapping,
         }
+        if acc.streamed:  # the simulations feed the DDR weight streams from a model of the port
+            sim = Accelerator(specs, ddr_bits_per_cycle=ddr_bits_of(schedule))
+            report["sim_verilog"] = SIM_VERILOG
+            report["sim_verilog_sha256"] = write_verilog(sim, tmp / SIM_VERILOG)
         write_json(tmp / "report.json", report)
     log.info("compiled %d layers into %s", len(specs), out_dir)
     return report
+
+
+SIM_VERILOG = "lowbit_sim_top.v"
+"""Written next to ``lowbit_top.v`` when layers stream their weights from DDR: the same accelerator
+with :class:`~lowbit.hw.ddr_model.WeightStreamer` models on those streams, for simulation."""
+
+
+def ddr_bits_of(schedule: Schedule) -> int | None:
+    """Bits per cycle of one DDR weight stream on the schedule's board and clock."""
+    from .mapping.schedule import ddr_stream_bits
+    return ddr_stream_bits(get_board(schedule.board), schedule.clock_mhz)
 
 
 def zoo_schedule(name: str, graph: IntegerGraph, matmul_folding, board: str = "ultra96-v2") -> Schedule:
@@ -158,13 +174,14 @@ def simulate_compiled(out_dir: str | os.PathLike, x: np.ndarray, *, throttled_im
     graph, schedule = load_compiled(out_dir)
     specs = schedule.apply(graph)
     runs = default_runs(len(x), throttled_images=throttled_images, seeds=seeds)
-    shipped = Path(out_dir) / "lowbit_top.v"
+    streamed = any(getattr(s, "weight_ram", None) == "external" for s in specs)
+    shipped = Path(out_dir) / (SIM_VERILOG if streamed else "lowbit_top.v")
     if not shipped.is_file():
-        raise LowbitError(f"{out_dir}: missing lowbit_top.v; expected the output of 'lowbit compile'")
+        raise LowbitError(f"{out_dir}: missing {shipped.name}; expected the output of 'lowbit compile'")
     sha = hashlib.sha256(shipped.read_bytes()).hexdigest()
     try:
         return simulate(graph, specs, x, Path(out_dir) / "sim", runs=runs, progress=progress, expected_sha256=sha,
-                        simulator=simulator)
+                        simulator=simulator, ddr_bits_per_cycle=ddr_bits_of(schedule) if streamed else None)
     except LowbitError as e:
         raise LowbitError(f"{out_dir}: {e}") from None
 
@@ -178,7 +195,8 @@ def verify_compiled_fast(out_dir: str | os.PathLike, x: np.ndarray, *, seeds=(1,
     out_dir = Path(out_dir)
     report = json.loads((out_dir / "report.json").read_text())
     fmt = StreamFormat(**report["stream_format"])
-    return verify_fast(graph, out_dir / report["verilog"], fmt, x, patterns=default_patterns(seeds),
+    return verify_fast(graph, out_dir / report.get("sim_verilog", report["verilog"]), fmt, x,
+                       patterns=default_patterns(seeds),
                        waves_dir=out_dir / "waves")
 
 

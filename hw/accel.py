@@ -12,7 +12,10 @@ is needed.
 
 Ports: ``i`` carries the first unit's ``SIMD`` input elements per beat (the image in raster order,
 channels last: ``input_size / SIMD`` beats per image); ``o`` carries one beat per image:
-``{label, scores[classes]}``.
+``{label, scores[classes]}``; ``ws<k>``, for each unit ``k`` whose weights stream from DDR
+(``weight_ram="external"``), takes its weight words in memory order, cyclically. With
+``ddr_bits_per_cycle``, those ports are fed inside by :class:`~lowbit.hw.ddr_model.WeightStreamer`
+models of that rate instead (simulation).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from amaranth.hdl import Module
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out, connect, flipped
 
+from .ddr_model import WeightStreamer
 from .dwc import StreamWidthConverter
 from .label import LabelSelect
 from .sparse_layer import SparseLayerSpec
@@ -41,7 +45,7 @@ def _ports(component):
 class Accelerator(wiring.Component):
     """The accelerator of ``specs`` (from :meth:`lowbit.mapping.Schedule.apply`), in graph order."""
 
-    def __init__(self, specs: Sequence):
+    def __init__(self, specs: Sequence, *, ddr_bits_per_cycle: int | None = None):
         specs = tuple(specs)
         if not specs:
             raise ValueError("specs must hold at least one unit spec")
@@ -66,10 +70,18 @@ class Accelerator(wiring.Component):
                                  f"produces {ea}")
         last = self.layers[-1]
         self.label = LabelSelect(last.out_shape, classes=specs[-1].mh, pe=specs[-1].pe)
-        super().__init__({
+        self.streamed = [k for k, s in enumerate(specs) if getattr(s, "weight_ram", None) == "external"]
+        if ddr_bits_per_cycle is not None and (not isinstance(ddr_bits_per_cycle, int) or ddr_bits_per_cycle < 1):
+            raise ValueError(f"ddr_bits_per_cycle must be a positive integer, not {ddr_bits_per_cycle!r}")
+        self.ddr_bits_per_cycle = ddr_bits_per_cycle
+        members = {
             "i": In(stream.Signature(self.layers[0].i.payload.shape())),
             "o": Out(stream.Signature(self.label.result_layout)),
-        })
+        }
+        if ddr_bits_per_cycle is None:
+            for k in self.streamed:
+                members[f"ws{k}"] = In(stream.Signature(self.layers[k].ws.payload.shape()))
+        super().__init__(members)
 
     def elaborate(self, platform):
         m = Module()
@@ -87,6 +99,14 @@ class Accelerator(wiring.Component):
                 m.submodules[f"dwc{k}"] = dwc
                 connect(m, a.o, dwc.i)
                 connect(m, dwc.o, b.i)
+        for k in self.streamed:
+            if self.ddr_bits_per_cycle is None:
+                connect(m, flipped(getattr(self, f"ws{k}")), self.layers[k].ws)
+            else:
+                spec = self.specs[k]
+                m.submodules[f"ddr{k}"] = ddr = WeightStreamer(spec.weight_image(), spec.weight_word_bits,
+                                                               self.ddr_bits_per_cycle)
+                connect(m, ddr.o, self.layers[k].ws)
         connect(m, self.layers[-1].o, self.label.i)
         connect(m, self.label.o, flipped(self.o))
         return m

@@ -214,6 +214,8 @@ def _weight_memory(depth: int, width: int, placement: str, writable: bool) -> tu
     """Block RAM / LUTRAM of the weight memory and its "ROM in logic" feature (``bits / 64``)."""
     if depth == 0 or width == 0:
         return Resources(), 0.0
+    if placement == "external":  # streamed in: a register of the word, counted with the FFs
+        return Resources(), 0.0
     if placement == "block":
         return Resources(bram36=bram_tiles(depth, width)), 0.0
     if writable:
@@ -290,7 +292,8 @@ def mvtu_features(*, mw: int, mh: int, pe: int, simd: int, in_bits: int, binary_
     thresholds, t_logic = rom_resources(nf, pe * n_thresholds * acc_bits)
     input_buffer = ram_resources(2 * sf, simd * in_bits)
     # the registered read port of a ROM built from LUTs is a register of its width
-    rom_regs = (lanes * weight_bits if w_logic else 0) + (pe * n_thresholds * acc_bits if t_logic else 0)
+    rom_regs = ((lanes * weight_bits if w_logic or weight_ram == "external" else 0)
+                + (pe * n_thresholds * acc_bits if t_logic else 0))
     lut = {"const": 1.0, "tree_binary": float(tree_bin), "tree_integer": float(tree_int),
            "acc": float(pe * acc_bits), "thresholds": float(pe * n_thresholds * acc_bits),
            "rom_logic": w_logic + t_logic, "mac_logic": float(mac_logic)}

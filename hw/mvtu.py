@@ -15,6 +15,9 @@ Structure (one spec, :class:`~lowbit.hw.spec.MVTUSpec`):
   one beat of ``PE`` elements per neuron fold, neuron ``nf * PE + p`` in lane ``p``.
 * **weight writes** (``spec.weights_writable``) — port ``w`` takes ``{addr, data}`` beats (always
   ready) that overwrite one weight word; :class:`lowbit.hw.axil.AXI4LiteWeightWriter` drives it.
+* **streamed weights** (``spec.weight_ram == "external"``) — no weight memory: port ``ws`` takes the
+  weight words in memory order, one per issue (the whole image once per vector, from DDR through a
+  DMA); an issue waits for its word, so a slow stream slows the unit, never corrupts it.
 
 Steady state: one vector per ``spec.cycles()`` cycles. The compute pipeline (issue -> accumulate ->
 output register) stalls as a whole only while the output register is full and not accepted.
@@ -82,6 +85,8 @@ class MatrixVectorThresholdUnit(wiring.Component):
         }
         if spec.weights_writable:
             members["w"] = In(stream.Signature(weight_write_layout(spec)))
+        if spec.weight_ram == "external":
+            members["ws"] = In(stream.Signature(unsigned(spec.weight_word_bits)))
         super().__init__(members)
 
     # -- memory images -------------------------------------------------------------------------
@@ -138,10 +143,14 @@ class MatrixVectorThresholdUnit(wiring.Component):
                 m.d.sync += full[b].eq(0)
 
         # Compute side, stage 0: issue.
-        m.submodules.wmem = wmem = memory.Memory(
-            shape=unsigned(s.weight_word_bits), depth=NF * SF, init=s.weight_image(),
-            attrs=memory_attrs(s.weight_ram, s.weights_writable))
-        wmem_r = wmem.read_port()
+        external = s.weight_ram == "external"
+        if external:  # the weight word of an issue is registered like a memory read
+            wword = Signal(s.weight_word_bits, name="wword")
+        else:
+            m.submodules.wmem = wmem = memory.Memory(
+                shape=unsigned(s.weight_word_bits), depth=NF * SF, init=s.weight_image(),
+                attrs=memory_attrs(s.weight_ram, s.weights_writable))
+            wmem_r = wmem.read_port()
         if s.weights_writable:
             wmem_w = wmem.write_port()
             m.d.comb += [
@@ -166,12 +175,22 @@ class MatrixVectorThresholdUnit(wiring.Component):
         widx = Signal(range(NF * SF))
         issue = Signal()
         m.d.comb += [
-            issue.eq(Mux(rbank, full[1], full[0]) & ~stall),
             ibuf_r.addr.eq(Mux(rbank, sf + SF, sf)),
             ibuf_r.en.eq(~stall),
-            wmem_r.addr.eq(widx),
-            wmem_r.en.eq(~stall),
         ]
+        if external:
+            m.d.comb += [
+                self.ws.ready.eq(Mux(rbank, full[1], full[0]) & ~stall),
+                issue.eq(self.ws.ready & self.ws.valid),
+            ]
+            with m.If(issue):
+                m.d.sync += wword.eq(self.ws.payload)
+        else:
+            m.d.comb += [
+                issue.eq(Mux(rbank, full[1], full[0]) & ~stall),
+                wmem_r.addr.eq(widx),
+                wmem_r.en.eq(~stall),
+            ]
         if n_thr:
             m.d.comb += [tmem_r.addr.eq(nf), tmem_r.en.eq(~stall)]
         with m.If(issue):
@@ -210,7 +229,7 @@ class MatrixVectorThresholdUnit(wiring.Component):
                     with (m.Default() if k == len(pairs) - 1 else m.Case(k)):
                         m.d.comb += xsel.eq(Cat(*[Const(1, 1) if xb is None else x[i][xb] for i in range(SIMD)]))
         for p in range(PE):
-            lane = wmem_r.data[p * lane_bits:(p + 1) * lane_bits]
+            lane = (wword if external else wmem_r.data)[p * lane_bits:(p + 1) * lane_bits]
             if s.serial:
                 contrib = Signal(acc_shape, name=f"contrib{p}")
                 # one AND-popcount per lane on the selected input and weight planes

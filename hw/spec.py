@@ -48,8 +48,9 @@ __all__ = ["MVTUSpec", "divisors", "MAC_MODES", "WEIGHT_RAMS", "MAC_KINDS"]
 
 MAC_MODES = ("parallel", "serial")
 """``mac=``: one product per lane and cycle, or bit-serial bit-plane popcounts."""
-WEIGHT_RAMS = ("auto", "block", "distributed")
-"""``weight_ram=``: where synthesis puts the weight memory."""
+WEIGHT_RAMS = ("auto", "block", "distributed", "external")
+"""``weight_ram=``: where synthesis puts the weight memory; ``"external"``: no weight memory, the
+weights arrive on a stream (``ws``) from off-chip memory, one word per compute cycle."""
 MAC_KINDS = ("xnor", "addsub", "ternary", "shift", "multibit")
 """The MAC arrays, from the node's input and weight types (module docstring)."""
 
@@ -95,8 +96,9 @@ class MVTUSpec:
         Rows and columns processed in parallel; ``pe`` divides ``MH``, ``simd`` divides ``MW``.
     mac : {"parallel", "serial"}
         Bit-parallel products or bit-serial bit-plane popcounts (not for the XNOR kind).
-    weight_ram : {"auto", "block", "distributed"}
-        Placement of the weight memory.
+    weight_ram : {"auto", "block", "distributed", "external"}
+        Placement of the weight memory; ``"external"`` streams the weights in from DDR (port
+        ``ws``: word ``nf * SF + sf`` of :meth:`weight_image`, the whole image once per vector).
     weights_writable : bool
         Add a write port to the weight memory (run-time weights over AXI4-Lite).
     """
@@ -128,6 +130,9 @@ class MVTUSpec:
                              f"not {self.weight_ram!r}")
         if not isinstance(self.weights_writable, bool):
             raise TypeError(f"weights_writable must be a bool, not {self.weights_writable!r}")
+        if self.weight_ram == "external" and (self.mac != "parallel" or self.weights_writable):
+            raise ValueError(f"node {self.node.name!r}: weight_ram='external' streams the weights in; it takes "
+                             "mac='parallel' and no weight write port")
         if self.mac == "serial" and self.kind == "xnor":
             raise ValueError(f"node {self.node.name!r}: mac='serial' needs a non-bipolar input or weight type; "
                              "a bipolar x bipolar layer is already one popcount per lane")
@@ -256,6 +261,11 @@ class MVTUSpec:
         return max((-lo - 1).bit_length(), (hi + 1).bit_length()) + 1
 
     # -- cost model ----------------------------------------------------------------------------
+
+    @property
+    def weight_stream_bits(self) -> int:
+        """Weight bits the unit reads per vector (streamed from DDR when ``weight_ram="external"``)."""
+        return self.neuron_folds * self.synapse_folds * self.weight_word_bits
 
     def cycles(self) -> int:
         """Cycles per input vector in steady state: ``NF * SF`` (times ``P_x * P_w`` when serial)."""

@@ -45,8 +45,8 @@ from ..hw.cost import RESOURCE_KINDS, Resources, dwc_resources
 from ..hw.sparse_layer import SparseLayerSpec, sparse_eligible
 from ..hw.spec import MVTUSpec, divisors
 from ..quant.graph import IntegerGraph, MatMulThreshold, SlidingWindow
-from .schedule import (Schedule, _stream_cycles, complete_layers, input_stream_cycles, layer_cycles,
-                       output_stream_cycles, pipeline_resources, vectors_per_image)
+from .schedule import (Schedule, _stream_cycles, complete_layers, ddr_stream_bits, input_stream_cycles,
+                       output_stream_cycles, pipeline_resources, stage_cycles, vectors_per_image)
 
 __all__ = ["search_folding", "DEFAULT_BUDGET", "SPARSE_MAX_DENSITY", "sparse_candidates", "folding_of",
            "layer_options", "cheapness", "activation_densities"]
@@ -77,6 +77,8 @@ def folding_of(spec) -> tuple:
     :func:`~lowbit.mapping.schedule.complete_layers`."""
     if isinstance(spec, SparseLayerSpec):
         return spec.simd, spec.pe, {"engine": "sparse", "depth": spec.depth, "act_density": spec.act_density}
+    if spec.weight_ram == "external":
+        return spec.simd, spec.pe, {"weights": "ddr"}
     return spec.simd, spec.pe
 
 
@@ -103,7 +105,7 @@ def _spread(options: list[int]) -> list[int]:
 
 
 def layer_options(graph: IntegerGraph, i: int, port_bits: int | None,
-                  act_density: float | None = None) -> list[_Candidate]:
+                  act_density: float | None = None, ddr_bits: int | None = None) -> list[_Candidate]:
     """Every folding of matrix product ``i`` of ``graph`` (MVTU, and sparse engine where eligible)
     with its cycles per image and estimated resources.
 
@@ -116,11 +118,13 @@ def layer_options(graph: IntegerGraph, i: int, port_bits: int | None,
     columns = graph.input_shape_of(i - 1)[-1] if conv else node.mw
     last = i == len(graph.nodes) - 1
     specs = [MVTUSpec(node, pe=pe, simd=simd) for pe in divisors(node.mh) for simd in divisors(columns)]
+    if ddr_bits is not None:  # the same foldings with the weights streamed from DDR
+        specs += [MVTUSpec(node, pe=s.pe, simd=s.simd, weight_ram="external") for s in specs]
     if act_density is not None and vectors == 1:
         specs += sparse_candidates(node, act_density)
     options = []
     for spec in specs:
-        cycles = layer_cycles(spec, vectors) if isinstance(spec, MVTUSpec) else spec.cycles()
+        cycles = stage_cycles(spec, vectors, ddr_bits)
         if i == 0:
             cycles = max(cycles, input_stream_cycles(spec, port_bits))
         elif conv and i == 1:  # the image streams in through the first window generator
@@ -166,11 +170,12 @@ def _density_of(act_density, node) -> float | None:
     return act_density.get(node.name)
 
 
-def _candidates(graph: IntegerGraph, port_bits: int | None, act_density=None) -> list[list[_Candidate]]:
+def _candidates(graph: IntegerGraph, port_bits: int | None, act_density=None,
+                ddr_bits: int | None = None) -> list[list[_Candidate]]:
     """Foldings of every matrix product (the other nodes follow from them, see
     :func:`~lowbit.mapping.schedule.complete_layers`). ``act_density`` is one density for every
     layer or a mapping from layer name to density (a layer missing from it stays on the MVTU)."""
-    return [layer_options(graph, i, port_bits, _density_of(act_density, node))
+    return [layer_options(graph, i, port_bits, _density_of(act_density, node), ddr_bits)
             for i, node in enumerate(graph.nodes) if isinstance(node, MatMulThreshold)]
 
 
@@ -185,19 +190,27 @@ def cheapness(r: Resources, board: Board) -> float:
     return total
 
 
-def _orders(board: Board):
-    """Sort keys for "cheapest", tried in turn for each target."""
+def _orders(board: Board, clock_mhz: float = 100.0):
+    """Sort keys for "cheapest", tried in turn for each target. DDR bandwidth counts as a resource:
+    a layer streaming its weights uses the share of the board's DDR bandwidth its stream needs at
+    its own rate (so on-chip weights win whenever they fit)."""
 
-    def share(r: Resources) -> float:
-        return cheapness(r, board)
+    def ddr(c: _Candidate) -> float:
+        if not _streams(c) or not board.ddr_bandwidth_gbps:
+            return 0.0
+        bits_per_s = c.spec.weight_stream_bits * clock_mhz * 1e6 / max(1, c.spec.cycles())
+        return 1.0 + bits_per_s / (board.ddr_bandwidth_gbps * 1e9)
+
+    def share(c: _Candidate) -> float:
+        return cheapness(c.resources, board) + ddr(c)
 
     def tail(c: _Candidate):
         return (c.resources.ff, c.spec.pe * c.spec.simd, c.spec.pe)
 
     return (
-        lambda c: (share(c.resources), c.resources.lut, c.resources.bram36, *tail(c)),
-        lambda c: (c.resources.lut, c.resources.bram36, *tail(c)),
-        lambda c: (c.resources.bram36, c.resources.lut, *tail(c)),
+        lambda c: (share(c), c.resources.lut, c.resources.bram36, *tail(c)),
+        lambda c: (ddr(c), c.resources.lut, c.resources.bram36, *tail(c)),
+        lambda c: (ddr(c), c.resources.bram36, c.resources.lut, *tail(c)),
     )
 
 
@@ -250,9 +263,87 @@ def _check_budget(budget) -> float:
     return float(budget)
 
 
+def _search(graph, board: Board, budget: float, clock_mhz: float, limit: int | None, act_density,
+            ddr_bits: int | None):
+    """The search proper: ``(schedule or None, (candidates, cheapest, targets))``."""
+    layers = _candidates(graph, board.axi_hp_width_bits, act_density, ddr_bits)
+    cheapest = [[_Cheapest(options, key) for options in layers] for key in _orders(board, clock_mhz)]
+    fastest = max(min(c.cycles for c in options) for options in layers)
+    targets = sorted({c.cycles for options in layers for c in options if c.cycles >= fastest})
+
+    if limit is not None:
+        if limit < fastest:
+            slowest = max(range(len(layers)), key=lambda i: min(c.cycles for c in layers[i]))
+            raise LowbitError(f"the target of {limit} cycles per image is out of reach: even fully unfolded, "
+                              f"layer {graph.matmuls[slowest].name!r} takes {fastest} cycles")
+        targets = [t for t in targets if t <= limit][::-1]  # cheapest first
+    max_streams = max(0, board.axi_hp_ports - 1)
+    external = None
+    if ddr_bits is not None:
+        key = _orders(board, clock_mhz)[0]
+        external = [_Cheapest(ext, key) if (ext := [c for c in options if _streams(c)]) else None
+                    for options in layers]
+
+    seen = set()
+    for target in targets:
+        for per_layer in cheapest:
+            choice = [pick(target) for pick in per_layer]
+            if external is not None:
+                choice = _spill(choice, external, target, graph, board, budget, max_streams)
+            ident = tuple(id(c) for c in choice)
+            if ident in seen:
+                continue
+            seen.add(ident)
+            if sum(_streams(c) for c in choice) > max_streams:
+                continue
+            total = _total(choice, graph)
+            logger.debug("target %d cycles: %s -> %s", target,
+                         [(c.spec.pe, c.spec.simd) for c in choice], total)
+            if total.fits(board.capacity(), budget):
+                bottleneck = max(c.cycles for c in choice)
+                logger.info("folding on %s within %.0f%% of resources: %d cycles per image (%.1f images/s "
+                            "at %g MHz), %s", board.name, 100 * budget, bottleneck,
+                            clock_mhz * 1e6 / bottleneck, clock_mhz, total)
+                return Schedule(board=board.name, clock_mhz=clock_mhz, layers=tuple(
+                    complete_layers(graph, [folding_of(c.spec) for c in choice]))), (layers, cheapest, targets)
+    return None, (layers, cheapest, targets)
+
+
+def _streams(c: _Candidate) -> int:
+    return int(isinstance(c.spec, MVTUSpec) and c.spec.weight_ram == "external")
+
+
+def _overflow(total: Resources, board: Board, budget: float) -> float:
+    capacity = board.capacity()
+    return sum(max(0.0, getattr(total, k) - budget * getattr(capacity, k)) / max(1, getattr(capacity, k))
+               for k in RESOURCE_KINDS)
+
+
+def _spill(choice, external, target, graph, board, budget, max_streams):
+    """Greedily move layers to their cheapest DDR-streaming folding that meets ``target`` until the
+    choice fits (or no port is left): each step moves the layer that removes the most overflow."""
+    total = _total(choice, graph)
+    while not total.fits(board.capacity(), budget) and sum(_streams(c) for c in choice) < max_streams:
+        best = None
+        for i, c in enumerate(choice):
+            pick = None if _streams(c) or external[i] is None else external[i](target)
+            if pick is None:
+                continue
+            trial = choice[:i] + [pick] + choice[i + 1:]
+            t = _total(trial, graph)
+            score = _overflow(t, board, budget)
+            if best is None or score < best[0]:
+                best = (score, trial, t)
+        if best is None or best[0] >= _overflow(total, board, budget):
+            break
+        _, choice, total = best
+    return choice
+
+
 def search_folding(graph: IntegerGraph, board: str | Board, *, budget: float = DEFAULT_BUDGET,
                    clock_mhz: float | None = None, max_cycles: int | None = None,
-                   target_fps: float | None = None, act_density: float | None = 0.5) -> Schedule:
+                   target_fps: float | None = None, act_density: float | None = 0.5,
+                   ddr_weights: bool = True) -> Schedule:
     """Choose PE and SIMD for every node of ``graph`` on ``board``.
 
     Parameters
@@ -272,6 +363,10 @@ def search_folding(graph: IntegerGraph, board: str | Board, *, budget: float = D
         Expected share of non-zero input activations of pruned fully connected layers, for the
         sparse engine's cycle model: one value for all, or per layer name (e.g. measured by
         :func:`activation_densities`); ``None`` keeps every layer on the MVTU.
+    ddr_weights : bool
+        When nothing fits with every weight on chip, let matrix products stream their weights from
+        DDR (one AXI-HP port each, at :func:`~lowbit.mapping.schedule.ddr_stream_bits` per cycle;
+        at most one layer per spare port), preferring the placements that move the fewest bits.
 
     Returns
     -------
@@ -306,41 +401,23 @@ def search_folding(graph: IntegerGraph, board: str | Board, *, budget: float = D
     if act_density is not None and not isinstance(act_density, dict):
         if isinstance(act_density, bool) or not isinstance(act_density, (int, float)) or not 0 < act_density <= 1:
             raise LowbitError(f"act_density must lie in (0, 1], not {act_density!r}")
-    layers = _candidates(graph, board.axi_hp_width_bits, act_density)
-    cheapest = [[_Cheapest(options, key) for options in layers] for key in _orders(board)]
-    fastest = max(min(c.cycles for c in options) for options in layers)
-    targets = sorted({c.cycles for options in layers for c in options if c.cycles >= fastest})
-
-    if limit is not None:
-        if limit < fastest:
-            slowest = max(range(len(layers)), key=lambda i: min(c.cycles for c in layers[i]))
-            raise LowbitError(f"the target of {limit} cycles per image is out of reach: even fully unfolded, "
-                              f"layer {graph.matmuls[slowest].name!r} takes {fastest} cycles")
-        targets = [t for t in targets if t <= limit][::-1]  # cheapest first
-
-    seen = set()
-    for target in targets:
-        for per_layer in cheapest:
-            choice = [pick(target) for pick in per_layer]
-            ident = tuple(id(c) for c in choice)
-            if ident in seen:
-                continue
-            seen.add(ident)
-            total = _total(choice, graph)
-            logger.debug("target %d cycles: %s -> %s", target,
-                         [(c.spec.pe, c.spec.simd) for c in choice], total)
-            if total.fits(board.capacity(), budget):
-                bottleneck = max(c.cycles for c in choice)
-                logger.info("folding on %s within %.0f%% of resources: %d cycles per image (%.1f images/s "
-                            "at %g MHz), %s", board.name, 100 * budget, bottleneck,
-                            clock_mhz * 1e6 / bottleneck, clock_mhz, total)
-                return Schedule(board=board.name, clock_mhz=clock_mhz, layers=tuple(
-                    complete_layers(graph, [folding_of(c.spec) for c in choice])))
+    found, (layers, cheapest, targets) = _search(graph, board, budget, clock_mhz, limit, act_density, None)
+    ddr = ddr_stream_bits(board, clock_mhz) if ddr_weights else None
+    if found is None and ddr is not None:
+        # spill: let layers stream their weights from DDR (cheapest first counts the DDR traffic)
+        found, _ = _search(graph, board, budget, clock_mhz, limit, act_density, ddr)
+        if found is not None:
+            spilled = [layer.name for layer in found.layers if layer.weights == "ddr"]
+            logger.info("on chip the graph does not fit %s within %g; streaming the weights of %s from DDR "
+                        "(%d bits per cycle each)", board.name, budget, ", ".join(spilled), ddr)
+    if found is not None:
+        return found
 
     worst = targets[0] if limit is not None else targets[-1]
     total = _total([pick(worst) for pick in cheapest[0]], graph)
     if limit is not None:
         raise LowbitError(f"no folding of {limit} cycles per image or fewer fits {board.name} within a budget of "
                           f"{budget:g}: the cheapest needs {_over_message(total, board, budget)}")
-    raise LowbitError(f"the graph does not fit {board.name} within a budget of {budget:g}: even the cheapest "
-                      f"folding needs {_over_message(total, board, budget)}")
+    also = " (also with weights streamed from DDR)" if ddr is not None else ""
+    raise LowbitError(f"the graph does not fit {board.name} within a budget of {budget:g}{also}: even the "
+                      f"cheapest folding needs {_over_message(total, board, budget)}")

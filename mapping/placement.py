@@ -15,7 +15,7 @@ from ..hw.sparse_layer import SparseLayerSpec, sparse_eligible
 from ..hw.spec import MVTUSpec
 from ..quant.graph import IntegerGraph, MatMulThreshold
 from .folding import SPARSE_MAX_DENSITY, cheapness, layer_options
-from .schedule import Schedule, pipeline_cycles, vectors_per_image
+from .schedule import Schedule, ddr_stream_bits, pipeline_cycles, vectors_per_image
 
 __all__ = ["placement_reasons"]
 
@@ -40,7 +40,8 @@ def placement_reasons(graph: IntegerGraph, schedule: Schedule, *, board: Board |
     board = get_board(schedule.board) if board is None else board
     specs = schedule.apply(graph)
     port = board.axi_hp_width_bits
-    bottleneck = max(pipeline_cycles(specs, port, vectors_per_image(graph)))
+    ddr = ddr_stream_bits(board, schedule.clock_mhz)
+    bottleneck = max(pipeline_cycles(specs, port, vectors_per_image(graph), ddr))
     vectors = vectors_per_image(graph)
     out = []
     for i, (node, spec, layer) in enumerate(zip(graph.nodes, specs, schedule.layers)):

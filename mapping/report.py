@@ -75,11 +75,21 @@ def _memory_line(report: dict) -> list[str]:
     mem = report.get("memory")
     if not mem:
         return []
-    line = f"weights: {mem['weight_bits']:,} bits on chip"
+    ddr = [e for e in mem.get("layers", []) if e["placement"] == "ddr"]
+    on_chip = mem["weight_bits"] - sum(e["weight_bits"] for e in ddr)
+    line = f"weights: {on_chip:,} bits on chip"
     if mem["streamed_fps_bound"] is not None:
-        line += (f"; streamed from DDR ({mem['ddr_bandwidth_gbps']:g} Gbit/s) they would bound throughput at "
-                 f"{mem['streamed_fps_bound']:,.0f} images/s (roofline)")
-    return [line]
+        line += (f"; all {mem['weight_bits']:,} streamed from DDR ({mem['ddr_bandwidth_gbps']:g} Gbit/s) would bound "
+                 f"throughput at {mem['streamed_fps_bound']:,.0f} images/s (roofline)")
+    lines = [line]
+    for e in ddr:
+        lines.append(f"  {e['layer']}: weights in DDR, {e['ddr_bits_per_image']:,} bits per image at "
+                     f"{e['stream_bits_per_cycle']} bits/cycle = {e['stream_cycles']:,} cycles per image "
+                     f"(bound {e['stream_fps_bound']:,.0f} images/s)")
+    if ddr:
+        lines.append(f"  DDR traffic {mem['ddr_gbps_used']:.3f} Gbit/s = {100 * mem['ddr_fraction_used']:.1f} % "
+                     "of the board's DDR bandwidth")
+    return lines
 
 
 def format_text(report: dict) -> str:

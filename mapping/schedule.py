@@ -42,6 +42,7 @@ __all__ = [
     "LayerFolding", "Schedule", "SCHEDULE_FORMAT", "SCHEDULE_VERSION",
     "input_stream_cycles", "output_stream_cycles", "layer_cycles", "pipeline_cycles", "pipeline_resources",
     "vectors_per_image", "stage_cycles", "stream_widths", "node_spec", "complete_layers", "ENGINES",
+    "WEIGHT_PLACEMENTS", "ddr_stream_bits", "streamed_weight_cycles",
 ]
 
 logger = logging.getLogger(__name__)
@@ -53,6 +54,9 @@ SCHEDULE_VERSION = 1
 def _is_count(v) -> bool:
     return isinstance(v, int) and not isinstance(v, bool) and v >= 1
 
+
+WEIGHT_PLACEMENTS = ("onchip", "ddr")
+"""Where a layer's weights live: on chip (block RAM, LUTRAM or logic) or in DDR, streamed in."""
 
 ENGINES = ("mvtu", "sparse")
 """Engines a matrix product can be placed on: the dense MVTU, or the EIE-style sparse engine
@@ -66,7 +70,8 @@ class LayerFolding:
 
     ``engine="sparse"`` places a fully connected layer on the sparse engine with ``pe`` PEs,
     ``simd`` input lanes, activation queues of ``depth`` and the activation density
-    ``act_density`` its cycles are predicted at.
+    ``act_density`` its cycles are predicted at. ``weights="ddr"`` streams an MVTU's weights from
+    DDR through an AXI-HP port instead of holding them on chip.
     """
 
     name: str
@@ -75,6 +80,7 @@ class LayerFolding:
     engine: str = "mvtu"
     depth: int = 8
     act_density: float | tuple[float, ...] = 0.5
+    weights: str = "onchip"
 
     def __post_init__(self):
         if not isinstance(self.name, str):
@@ -84,6 +90,11 @@ class LayerFolding:
             if not _is_count(v):
                 name = field if field == "depth" else field.upper()
                 raise ValueError(f"layer {self.name!r}: {name} must be a positive integer, not {v!r}")
+        if self.weights not in WEIGHT_PLACEMENTS:
+            raise ValueError(f"layer {self.name!r}: weights must be one of "
+                             f"{', '.join(map(repr, WEIGHT_PLACEMENTS))}, not {self.weights!r}")
+        if self.weights == "ddr" and self.engine != "mvtu":
+            raise ValueError(f"layer {self.name!r}: weights='ddr' takes the MVTU engine, not {self.engine!r}")
         if self.engine not in ENGINES:
             raise ValueError(f"layer {self.name!r}: engine must be one of {', '.join(map(repr, ENGINES))}, "
                              f"not {self.engine!r}")
@@ -148,17 +159,47 @@ def vectors_per_image(graph: IntegerGraph) -> list[int]:
     return out
 
 
-def stage_cycles(spec, vectors: int = 1) -> int:
+def ddr_stream_bits(board: Board, clock_mhz: float) -> int | None:
+    """Weight bits per fabric cycle one DDR weight stream gets: an AXI-HP port's width, or the
+    board's DDR bandwidth shared by every HP port but the one of the image DMA, whichever is
+    smaller (``None`` when the board has no DDR figure or no spare port). Conservative on purpose:
+    the same rate whether one layer or several stream, so a layer's cycles do not depend on the
+    others' placement."""
+    if board.ddr_bandwidth_gbps is None or board.axi_hp_ports < 2:
+        return None
+    per_cycle = board.ddr_bandwidth_gbps * 1e3 / clock_mhz
+    share = math.floor(per_cycle / (board.axi_hp_ports - 1))
+    width = board.axi_hp_width_bits or share
+    return max(1, min(width, share))
+
+
+def streamed_weight_cycles(spec: MVTUSpec, vectors: int, ddr_bits: int) -> int:
+    """Cycles per image to stream ``spec``'s weights (once per vector) at ``ddr_bits`` per cycle."""
+    return math.ceil(spec.weight_stream_bits * vectors / ddr_bits)
+
+
+def stage_cycles(spec, vectors: int = 1, ddr_bits: int | None = None) -> int:
     """Cycles per image of one unit: ``cycles() * vectors`` for an MVTU, ``cycles()`` (already per
-    image) for the dataflow blocks."""
-    return layer_cycles(spec, vectors) if isinstance(spec, MVTUSpec) else spec.cycles()
+    image) for the dataflow blocks; an MVTU whose weights stream from DDR also waits for them at
+    ``ddr_bits`` per cycle."""
+    if not isinstance(spec, MVTUSpec):
+        return spec.cycles()
+    cycles = layer_cycles(spec, vectors)
+    if spec.weight_ram == "external":
+        if ddr_bits is None:
+            raise LowbitError(f"layer {spec.node.name!r} streams its weights from DDR, but the board has no DDR "
+                              "bandwidth figure or no spare AXI-HP port")
+        cycles = max(cycles, streamed_weight_cycles(spec, vectors, ddr_bits))
+    return cycles
 
 
-def pipeline_cycles(specs: list, port_bits: int | None = None, vectors: list[int] | None = None) -> list[int]:
+def pipeline_cycles(specs: list, port_bits: int | None = None, vectors: list[int] | None = None,
+                    ddr_bits: int | None = None) -> list[int]:
     """Cycles per image of each unit, the first one bounded below by its input stream and the last
-    one by its output stream. ``vectors`` (see :func:`vectors_per_image`) defaults to one per unit."""
+    one by its output stream. ``vectors`` (see :func:`vectors_per_image`) defaults to one per unit;
+    ``ddr_bits`` is the rate of a DDR weight stream (:func:`ddr_stream_bits`)."""
     vectors = [1] * len(specs) if vectors is None else vectors
-    cycles = [stage_cycles(spec, v) for spec, v in zip(specs, vectors)]
+    cycles = [stage_cycles(spec, v, ddr_bits) for spec, v in zip(specs, vectors)]
     if cycles:
         cycles[0] = max(cycles[0], input_stream_cycles(specs[0], port_bits))
         cycles[-1] = max(cycles[-1], output_stream_cycles(specs[-1], port_bits))
@@ -189,7 +230,7 @@ def pipeline_resources(specs: list) -> tuple[Resources, list[Resources]]:
 
 
 def node_spec(node, in_shape: tuple[int, ...], dtype, *, pe: int, simd: int, engine: str = "mvtu",
-              depth: int = 8, act_density: float = 0.5):
+              depth: int = 8, act_density: float = 0.5, weights: str = "onchip"):
     """The hardware spec of one graph node folded by ``pe``/``simd``.
 
     A :class:`MatMulThreshold` becomes an :class:`~lowbit.hw.spec.MVTUSpec`, or with
@@ -205,7 +246,9 @@ def node_spec(node, in_shape: tuple[int, ...], dtype, *, pe: int, simd: int, eng
                              f"input is {tuple(in_shape)}")
         return SparseLayerSpec(node, pes=pe, lanes=simd, depth=depth, act_density=act_density)
     if isinstance(node, MatMulThreshold):
-        return MVTUSpec(node, pe=pe, simd=simd)
+        return MVTUSpec(node, pe=pe, simd=simd, weight_ram="external" if weights == "ddr" else "auto")
+    if weights == "ddr":
+        raise ValueError(f"weights='ddr' takes a matrix product, not a {type(node).__name__}")
     if pe != simd:
         raise ValueError(f"PE ({pe}) must equal SIMD ({simd}) for a {type(node).__name__} "
                          "(channels per beat in and out)")
@@ -313,7 +356,8 @@ class Schedule:
                                   f"is {node.name!r}")
             try:
                 specs.append(node_spec(node, graph.input_shape_of(i), dtype, pe=layer.pe, simd=layer.simd,
-                                       engine=layer.engine, depth=layer.depth, act_density=layer.act_density))
+                                       engine=layer.engine, depth=layer.depth, act_density=layer.act_density,
+                                       weights=layer.weights))
             except (TypeError, ValueError) as e:
                 raise LowbitError(f"layer {layer.name!r}: {e}") from None
             dtype = node.infer(graph.input_shape_of(i), dtype)[1]
@@ -342,7 +386,9 @@ class Schedule:
         board = get_board(self.board) if board is None else board
         specs = self.apply(graph)
         port = board.axi_hp_width_bits
-        cycles = pipeline_cycles(specs, port, vectors_per_image(graph))
+        ddr = ddr_stream_bits(board, self.clock_mhz)
+        vectors = vectors_per_image(graph)
+        cycles = pipeline_cycles(specs, port, vectors, ddr)
         total, converters = pipeline_resources(specs)
         bottleneck = max(cycles)
         which = specs[cycles.index(bottleneck)].node.name
@@ -355,9 +401,10 @@ class Schedule:
                                    "mvtu" if isinstance(s, MVTUSpec) else "-"),
                         "mw": getattr(s, "mw", "-"), "mh": getattr(s, "mh", "-"),
                         "pe": getattr(s, "pe", s.simd), "simd": s.simd,
-                        "cycles": stage_cycles(s, v), "share_of_bottleneck": c / bottleneck,
+                        "weights": "ddr" if getattr(s, "weight_ram", None) == "external" else "onchip",
+                        "cycles": stage_cycles(s, v, ddr), "share_of_bottleneck": c / bottleneck,
                         "resources": s.resources().as_dict()}
-                       for s, c, v in zip(specs, cycles, vectors_per_image(graph))],
+                       for s, c, v in zip(specs, cycles, vectors)],
             "width_converters": [{"after": a.node.name, "in_bits": stream_widths(a)[1] * stream_widths(a)[2],
                                   "out_bits": stream_widths(b)[0] * stream_widths(a)[2], "resources": r.as_dict()}
                                  for a, b, r in zip(specs, specs[1:], converters)],
@@ -369,7 +416,7 @@ class Schedule:
             "time_per_image_us": bottleneck / self.clock_mhz,
             "latency_cycles": sum(cycles),
             "latency_us": sum(cycles) / self.clock_mhz,
-            "memory": _memory_roofline(specs, board, hz / bottleneck),
+            "memory": _memory_roofline(specs, board, hz / bottleneck, vectors, ddr, self.clock_mhz),
             "resources": {kind: _utilisation(getattr(total, kind), getattr(board.capacity(), kind))
                           for kind in RESOURCE_KINDS},
         }
@@ -459,10 +506,15 @@ class Schedule:
             engine = layer.get("engine", "mvtu")
             if engine not in ENGINES:
                 _bad(source, where + ".engine", " or ".join(map(repr, ENGINES)), engine)
+            weights = layer.get("weights", "onchip")
+            if weights not in WEIGHT_PLACEMENTS:
+                _bad(source, where + ".weights", " or ".join(map(repr, WEIGHT_PLACEMENTS)), weights)
+            if weights == "ddr" and engine != "mvtu":
+                _bad(source, where + ".weights", "'onchip' for the sparse engine", weights)
             density = layer.get("act_density", 0.5)
             try:
                 parsed.append(LayerFolding(layer["name"], layer["pe"], layer["simd"], engine=engine,
-                                           depth=layer.get("depth", 8),
+                                           depth=layer.get("depth", 8), weights=weights,
                                            act_density=tuple(density) if isinstance(density, list) else density))
             except (TypeError, ValueError):
                 _bad(source, where + ".act_density", "a number in (0, 1] or a list of per-column values in [0, 1]",
@@ -482,11 +534,13 @@ class Schedule:
         return cls.from_json(text, source=str(path))
 
 
-_OPTIONAL = ("engine", "depth", "act_density")
+_OPTIONAL = ("engine", "depth", "act_density", "weights")
 
 
 def _layer_json(layer: LayerFolding) -> dict:
     out = {"name": layer.name, "pe": layer.pe, "simd": layer.simd}
+    if layer.weights != "onchip":
+        out["weights"] = layer.weights
     if layer.engine != "mvtu":
         d = layer.act_density
         out.update(engine=layer.engine, depth=layer.depth,
@@ -494,26 +548,46 @@ def _layer_json(layer: LayerFolding) -> dict:
     return out
 
 
-def _memory_roofline(specs: list[MVTUSpec], board: Board, compute_fps: float) -> dict:
-    """Weights on chip (today's placement) against the bound if they were streamed from DDR.
-
-    Streaming every layer's weights through the PS's AXI-HP ports once per image bounds the
-    throughput by ``min(DDR bandwidth, ports x width x clock) / weight bits per image``: the
-    roofline a layer-by-layer off-chip placement would face.
+def _memory_roofline(specs: list, board: Board, compute_fps: float, vectors: list[int], ddr_bits: int | None,
+                     clock_mhz: float) -> dict:
+    """Per layer, where its weights live and, for those streamed from DDR, the throughput their
+    stream allows; and the whole-model roofline: streaming every layer's weights once per image
+    through the PS's AXI-HP ports bounds the throughput by ``min(DDR bandwidth, ports x width x
+    clock) / weight bits per image``.
     """
-    weight_bits = sum(s.mw * s.mh * s.node.weight_dtype.bits for s in specs if isinstance(s, MVTUSpec))
-    weight_bits += sum(s.engine.image.encoded_bits(pointer_bits=s.engine.pointer_bits,
-                                                   codebook_bits=s.engine.weight_bits)
-                       for s in specs if isinstance(s, SparseLayerSpec))
+    layers, streamed_bits = [], 0
+    weight_bits = 0
+    for s, v in zip(specs, vectors):
+        if isinstance(s, SparseLayerSpec):
+            bits = s.engine.image.encoded_bits(pointer_bits=s.engine.pointer_bits, codebook_bits=s.engine.weight_bits)
+            layers.append({"layer": s.node.name, "placement": "onchip", "weight_bits": bits})
+        elif isinstance(s, MVTUSpec):
+            bits = s.mw * s.mh * s.node.weight_dtype.bits
+            entry = {"layer": s.node.name, "placement": "onchip", "weight_bits": bits}
+            if s.weight_ram == "external" and ddr_bits is not None:
+                per_image = s.weight_stream_bits * v
+                cycles = streamed_weight_cycles(s, v, ddr_bits)
+                streamed_bits += per_image
+                entry.update(placement="ddr", ddr_bits_per_image=per_image, stream_bits_per_cycle=ddr_bits,
+                             stream_cycles=cycles, stream_fps_bound=clock_mhz * 1e6 / cycles)
+            layers.append(entry)
+        else:
+            continue
+        weight_bits += bits
     ddr = board.ddr_bandwidth_gbps
     streamed = None
     if ddr is not None and board.axi_hp_ports:
         limit = ddr
         if board.axi_hp_width_bits is not None:
             limit = min(ddr, board.axi_hp_ports * board.axi_hp_width_bits * board.fabric_clock_mhz / 1e3)
-        streamed = limit * 1e9 / weight_bits
-    return {"placement": "on-chip", "weight_bits": weight_bits, "ddr_bandwidth_gbps": ddr,
-            "streamed_fps_bound": streamed, "compute_fps": compute_fps}
+        streamed = limit * 1e9 / weight_bits if weight_bits else None
+    ddr_use = streamed_bits * compute_fps
+    placement = "on-chip" if not streamed_bits else ("ddr" if all(e["placement"] == "ddr" for e in layers)
+                                                     else "mixed")
+    return {"placement": placement, "weight_bits": weight_bits, "ddr_bandwidth_gbps": ddr,
+            "streamed_fps_bound": streamed, "compute_fps": compute_fps, "layers": layers,
+            "ddr_bits_per_image": streamed_bits, "ddr_gbps_used": ddr_use / 1e9,
+            "ddr_fraction_used": (ddr_use / (ddr * 1e9)) if ddr and streamed_bits else 0.0}
 
 
 def _utilisation(used, available) -> dict:

@@ -104,14 +104,16 @@ class _ProgressWatcher:
 def simulate(graph: IntegerGraph, specs, x: np.ndarray, workdir: str | Path, *,
              runs: list[RunSpec] | None = None, waves_on_failure: bool = True,
              progress: Callable[[str, int, int], None] | None = None,
-             expected_sha256: str | None = None, simulator: str | None = None) -> SimReport:
+             expected_sha256: str | None = None, simulator: str | None = None,
+             ddr_bits_per_cycle: int | None = None) -> SimReport:
     """Build and run the accelerator of ``specs`` on images ``x``; compare with ``graph`` exactly.
 
     ``progress(run_name, images_done, images_total)`` is called from a helper thread while the
     testbench runs. With ``expected_sha256``, the generated Verilog must have that hash (the
     design that ``lowbit compile`` shipped), or nothing is simulated. ``simulator`` is
     ``"verilator"`` or ``"icarus"``; ``None`` means ``$SIM``, else Verilator
-    (:func:`lowbit.sim.runner.resolve_simulator`).
+    (:func:`lowbit.sim.runner.resolve_simulator`). Layers that stream their weights from DDR get
+    them from a model of a port of ``ddr_bits_per_cycle`` (default 64).
     """
     from ..hw.accel import Accelerator, stream_format
 
@@ -121,7 +123,8 @@ def simulate(graph: IntegerGraph, specs, x: np.ndarray, workdir: str | Path, *,
     workdir = Path(workdir).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     x = graph.check_input(x)
-    acc = Accelerator(specs)
+    streamed = any(getattr(s, "weight_ram", None) == "external" for s in specs)
+    acc = Accelerator(specs, ddr_bits_per_cycle=(ddr_bits_per_cycle or 64) if streamed else None)
     fmt = stream_format(acc)
     vpath = workdir / f"{TOPLEVEL}.v"
     sha = write_verilog(acc, vpath)

@@ -69,7 +69,8 @@ def simulate_gate_level(graph: IntegerGraph, specs, x: np.ndarray, workdir: str 
     workdir = Path(workdir).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     x = graph.check_input(x)
-    acc = Accelerator(specs)
+    streamed = any(getattr(s, "weight_ram", None) == "external" for s in specs)
+    acc = Accelerator(specs, ddr_bits_per_cycle=64 if streamed else None)  # DDR weight streams: a model
     fmt = stream_format(acc)
     rtl = to_verilog(acc)
     key = hashlib.sha256(("nobram\n" + rtl).encode()).hexdigest()

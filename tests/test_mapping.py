@@ -208,7 +208,8 @@ def test_more_budget_is_never_slower():
 
 
 def test_tiny_budget_names_the_resource():
-    with pytest.raises(LowbitError, match=r"^the graph does not fit pynq-z2 within a budget of 0\.0001: "
+    with pytest.raises(LowbitError, match=r"^the graph does not fit pynq-z2 within a budget of 0\.0001 "
+                                          r"\(also with weights streamed from DDR\): "
                                           r"even the cheapest folding needs \d+ lut \(budget 5\.32 = 0\.0001 x 53200\)"):
         search_folding(_mlp(), "pynq-z2", budget=1e-4)
 
@@ -217,7 +218,11 @@ def test_memory_bound_graph_names_bram():
     # 4 x 1024 x 1024 bits of weights do not fit the 60 block RAMs of an xc7z010
     graph = _binary_mlp(sizes=(1024, 1024, 1024, 1024, 1024, 10))
     with pytest.raises(LowbitError, match=r"bram36 \(budget 42 = 0\.7 x 60\)"):
-        search_folding(graph, "zybo-z7-10")
+        search_folding(graph, "zybo-z7-10", ddr_weights=False)
+    # with DDR allowed, the weights of some layers move off chip and the rest fits
+    s = search_folding(graph, "zybo-z7-10")
+    assert any(layer.weights == "ddr" for layer in s.layers)
+    assert s.report(graph)["resources"]["bram36"]["used"] <= 42
 
 
 @pytest.mark.parametrize("budget", [0, -0.5, 1.5, "0.7", True])

@@ -1,0 +1,127 @@
+"""Weights streamed from DDR: the MVTU's external weight port, the mapper's per-layer memory
+placement with its roofline, and the RTL against both (issue 7)."""
+
+import json
+
+import numpy as np
+import pytest
+from mapping_models import mlp
+
+from lowbit import LowbitError
+from lowbit.boards import get_board
+from lowbit.cli import main
+from lowbit.flow import compile_model, verify_compiled_fast
+from lowbit.hw.accel import Accelerator, stream_format
+from lowbit.hw.export import write_verilog
+from lowbit.hw.spec import MVTUSpec
+from lowbit.mapping import Schedule, search_folding
+from lowbit.mapping.schedule import LayerFolding, ddr_stream_bits, streamed_weight_cycles
+from lowbit.sim.verify import verify_fast
+
+LFC_LIKE = (784, 1024, 1024, 1024, 10)  # 2.9 Mbit of binary weights
+
+
+def test_external_weights_spec_and_cost():
+    g = mlp((64, 128, 64, 10), seed=3)
+    ext = MVTUSpec(g.nodes[1], pe=4, simd=16, weight_ram="external")
+    block = MVTUSpec(g.nodes[1], pe=4, simd=16, weight_ram="block")
+    assert ext.weight_stream_bits == 128 * 64  # the whole image once per vector
+    assert ext.resources().bram36 < block.resources().bram36
+    assert ext.cycles() == block.cycles() == 128
+    with pytest.raises(ValueError, match="weight_ram='external' streams the weights in; it takes mac='parallel'"):
+        MVTUSpec(g.nodes[1], pe=4, simd=16, weight_ram="external", weights_writable=True)
+
+
+def test_ddr_stream_rate_from_the_board():
+    z2 = get_board("pynq-z2")  # 16.8 Gbit/s DDR, 4 HP ports of 64 bits, 100 MHz
+    assert ddr_stream_bits(z2, 100.0) == 56  # 168 bits/cycle shared by 3 spare ports
+    assert ddr_stream_bits(z2, 50.0) == 64   # then the port width limits
+    spec = MVTUSpec(mlp((64, 128, 64, 10)).nodes[1], pe=4, simd=16, weight_ram="external")
+    assert streamed_weight_cycles(spec, 1, 16) == 512
+
+
+@pytest.mark.fast_sim
+@pytest.mark.parametrize("bits, expected", [(16, 512), (64, 128)])
+def test_streamed_layer_is_bit_exact_and_as_fast_as_its_port(bits, expected, tmp_path):
+    """64-bit weight words at 16 bits/cycle: 4 cycles per word, 512 per image (compute 128); at
+    64 bits/cycle the stream keeps up and the layer runs at its compute rate."""
+    g = mlp((64, 128, 64, 10), seed=3)
+    fold = [(4, 8), (4, 16), (2, 4)]
+    specs = [MVTUSpec(n, pe=pe, simd=simd, weight_ram="external" if i == 1 else "auto")
+             for i, (n, (pe, simd)) in enumerate(zip(g.nodes, fold))]
+    acc = Accelerator(specs, ddr_bits_per_cycle=bits)
+    write_verilog(acc, tmp_path / "top.v")
+    x = np.random.default_rng(0).integers(0, 32, size=(40, 64))
+    r = verify_fast(g, tmp_path / "top.v", stream_format(acc), x)
+    assert r.mismatch is None and all(run["mismatched_images"] == 0 for run in r.runs)
+    compute = max(s.cycles() for s in specs)
+    predicted = max(compute, streamed_weight_cycles(specs[1], 1, bits))
+    assert predicted == max(expected, 256)
+    assert r.runs[0]["cycles_per_image"] == predicted
+
+
+def test_deployed_accelerator_exposes_a_weight_port_per_streamed_layer():
+    g = mlp((64, 128, 64, 10), seed=3)
+    specs = [MVTUSpec(n, pe=2, simd=8, weight_ram="external" if i != 1 else "auto") for i, n in enumerate(g.nodes)]
+    acc = Accelerator(specs)
+    assert acc.streamed == [0, 2]
+    assert hasattr(acc, "ws0") and hasattr(acc, "ws2") and not hasattr(acc, "ws1")
+    assert acc.ws0.payload.shape().width == 2 * 8
+    from lowbit.hw.export import to_verilog
+    text = to_verilog(acc)
+    assert "ws0__payload" in text and "ws2__valid" in text
+
+
+def test_mapper_spills_weights_to_ddr_only_when_they_do_not_fit():
+    g = mlp(LFC_LIKE, seed=1)
+    on_chip = search_folding(g, "pynq-z2", budget=0.7)
+    assert {layer.weights for layer in on_chip.layers} == {"onchip"}
+    s = search_folding(g, "cora-z7-10", budget=0.7)  # 50 BRAM36: 2.9 Mbit cannot stay on chip
+    ddr = [layer.name for layer in s.layers if layer.weights == "ddr"]
+    assert ddr and len(ddr) <= get_board("cora-z7-10").axi_hp_ports - 1
+    report = s.report(g)
+    mem = report["memory"]
+    assert mem["placement"] == "mixed"
+    rows = {e["layer"]: e for e in mem["layers"]}
+    bits = ddr_stream_bits(get_board("cora-z7-10"), s.clock_mhz)
+    for name in ddr:
+        assert rows[name]["stream_bits_per_cycle"] == bits
+        assert rows[name]["stream_cycles"] <= report["cycles_per_image"]
+    assert 0 < mem["ddr_fraction_used"] <= 1
+    assert report["resources"]["bram36"]["fraction"] <= 0.7
+    with pytest.raises(LowbitError, match="does not fit cora-z7-10 within a budget of 0.7: even the cheapest"):
+        search_folding(g, "cora-z7-10", budget=0.7, ddr_weights=False)
+    back = Schedule.from_json(s.to_json())
+    assert back == s and '"weights": "ddr"' in s.to_json()
+
+
+def test_schedule_refuses_ddr_weights_where_they_cannot_go():
+    doc = {"format": "lowbit-schedule", "version": 1, "board": "pynq-z2", "clock_mhz": 100.0,
+           "layers": [{"name": "fc0", "pe": 1, "simd": 1, "weights": "flash"}]}
+    with pytest.raises(LowbitError, match=r"s.json: field 'layers\[0\].weights' must be 'onchip' or 'ddr'"):
+        Schedule.from_json(json.dumps(doc), source="s.json")
+    doc["layers"][0].update(weights="ddr", engine="sparse")
+    with pytest.raises(LowbitError, match=r"'layers\[0\].weights' must be 'onchip' for the sparse engine"):
+        Schedule.from_json(json.dumps(doc), source="s.json")
+
+
+@pytest.mark.fast_sim
+def test_compiled_design_with_ddr_weights_simulates_and_build_says_what_is_missing(tmp_path, capsys):
+    g = mlp((64, 128, 64, 10), seed=5)
+    s = Schedule("pynq-z2", 100.0, (LayerFolding("fc0", 16, 16), LayerFolding("fc1", 4, 32, weights="ddr"),
+                                    LayerFolding("fc2", 2, 4)))
+    report = compile_model(g, tmp_path / "c", schedule=s)
+    assert report["sim_verilog"] == "lowbit_sim_top.v" and (tmp_path / "c" / "lowbit_sim_top.v").is_file()
+    assert "ws1" in (tmp_path / "c" / "lowbit_top.v").read_text()
+    predicted = report["mapping"]["cycles_per_image"]
+    # 64 words of 128 bits at 56 bits/cycle (pynq-z2 at 100 MHz): 147 cycles, above fc1's compute (64)
+    assert predicted == streamed_weight_cycles(s.apply(g)[1], 1, 56) == 147
+    assert report["mapping"]["bottleneck"] == "fc1"
+    x = np.random.default_rng(1).integers(0, 32, size=(50, 64))
+    r = verify_compiled_fast(tmp_path / "c", x)
+    assert r.mismatch is None
+    assert abs(r.runs[0]["cycles_per_image"] - predicted) <= 1  # credit granularity of the port model
+    assert main(["build", str(tmp_path / "c"), "--board", "pynq-z2", "-o", str(tmp_path / "b")]) == 2
+    err = capsys.readouterr().err
+    assert "layer(s) 'fc1' stream their weights from DDR; the build does not yet add their weight DMAs" in err
+    assert not (tmp_path / "b").exists()
