@@ -39,6 +39,7 @@ from ..quant.datatypes import BIPOLAR, DataType, Kind
 from ..quant.graph import MatMulThreshold
 from ..sw_reference.sparse import encode_sparse
 from .sparse_spec import SparseEngineSpec
+from .spec import NodeShape
 
 __all__ = ["SparseLayerSpec", "sparse_eligible", "check_act_density", "MAX_INDEX_BITS"]
 
@@ -105,7 +106,7 @@ def sparse_eligible(node) -> str | None:
 
 
 @dataclass(frozen=True, eq=False)
-class SparseLayerSpec:
+class SparseLayerSpec(NodeShape):
     """Node ``node`` on a sparse engine of ``pes`` PEs, ``lanes`` inputs per beat, queue depth ``depth``.
 
     Parameters
@@ -174,24 +175,6 @@ class SparseLayerSpec:
     def simd(self) -> int:
         """Inputs per beat."""
         return self.lanes
-
-    @property
-    def mw(self) -> int:
-        return self.node.mw
-
-    @property
-    def mh(self) -> int:
-        return self.node.mh
-
-    @property
-    def in_bits(self) -> int:
-        dt = self.node.input_dtype
-        return 1 if dt is BIPOLAR else dt.bits
-
-    @property
-    def out_bits(self) -> int:
-        dt = self.node.output_dtype
-        return 1 if dt is BIPOLAR else dt.bits
 
     @property
     def in_range(self) -> tuple[int, int]:

@@ -44,7 +44,7 @@ import numpy as np
 from ..quant.datatypes import Kind
 from ..quant.graph import MatMulThreshold
 
-__all__ = ["MVTUSpec", "divisors", "MAC_MODES", "WEIGHT_RAMS", "MAC_KINDS"]
+__all__ = ["MVTUSpec", "NodeShape", "divisors", "MAC_MODES", "WEIGHT_RAMS", "MAC_KINDS"]
 
 MAC_MODES = ("parallel", "serial")
 """``mac=``: one product per lane and cycle, or bit-serial bit-plane popcounts."""
@@ -81,8 +81,29 @@ def _twos_complement_bits(dtype) -> int:
     return max((-lo - 1).bit_length(), hi.bit_length()) + 1
 
 
+class NodeShape:
+    """``mw``, ``mh``, ``in_bits`` and ``out_bits`` of a spec's matrix-product ``node`` (shared by the
+    MVTU and the sparse layer)."""
+
+    @property
+    def mw(self) -> int:
+        return self.node.mw
+
+    @property
+    def mh(self) -> int:
+        return self.node.mh
+
+    @property
+    def in_bits(self) -> int:
+        return self.node.input_dtype.bits
+
+    @property
+    def out_bits(self) -> int:
+        return self.node.output_dtype.bits
+
+
 @dataclass(frozen=True, eq=False)
-class MVTUSpec:
+class MVTUSpec(NodeShape):
     """A matrix-vector-threshold unit: ``node`` folded onto ``pe`` rows and ``simd`` columns.
 
     Takes ``(MH / PE) * (MW / SIMD)`` cycles per input vector (FINN's MVAU model), times the number
@@ -138,28 +159,12 @@ class MVTUSpec:
                              "a bipolar x bipolar layer is already one popcount per lane")
 
     @property
-    def mw(self) -> int:
-        return self.node.mw
-
-    @property
-    def mh(self) -> int:
-        return self.node.mh
-
-    @property
     def neuron_folds(self) -> int:
         return self.mh // self.pe
 
     @property
     def synapse_folds(self) -> int:
         return self.mw // self.simd
-
-    @property
-    def in_bits(self) -> int:
-        return self.node.input_dtype.bits
-
-    @property
-    def out_bits(self) -> int:
-        return self.node.output_dtype.bits
 
     @property
     def kind(self) -> str:
