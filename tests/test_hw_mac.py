@@ -213,7 +213,7 @@ def test_pow2_and_ternary_encodings():
 @pytest.mark.parametrize("kwargs, exc, pattern", [
     ({"mac": "bitserial"}, ValueError, r"^mac must be one of 'parallel', 'serial', not 'bitserial'$"),
     ({"weight_ram": "ultra"}, ValueError,
-     r"^weight_ram must be one of 'auto', 'block', 'distributed', not 'ultra'$"),
+     r"^weight_ram must be one of 'auto', 'block', 'distributed', 'external', not 'ultra'$"),
     ({"weights_writable": 1}, TypeError, r"^weights_writable must be a bool, not 1$"),
 ])
 def test_spec_validation(kwargs, exc, pattern):
