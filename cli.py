@@ -250,7 +250,8 @@ def cmd_map(args) -> int:
     kw["act_density"] = None if args.no_sparse else density
     schedule = search_folding(graph, args.board, **kw)
     report = schedule.report(graph)
-    report["energy"] = energy_per_inference(graph).as_dict()
+    report["energy"] = energy_per_inference(
+        graph, off_chip={layer.name for layer in schedule.layers if layer.weights == "ddr"}).as_dict()
     from .mapping.placement import placement_reasons
     report["placement"] = placement_reasons(graph, schedule, act_density=density)
     if args.act_data:

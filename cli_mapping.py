@@ -3,7 +3,6 @@ energy) and ``sweep`` (models x boards x goals, locally or on a Dask cluster).""
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
@@ -27,12 +26,12 @@ def cmd_asic(args) -> int:
     from .mapping.asic import asic_area
     from .mapping.energy import energy_per_inference
 
-    graph, _ = load_compiled(args.dir)
+    graph, schedule = load_compiled(args.dir)
     verilog = Path(args.dir) / f"{TOPLEVEL}.v"
     if not verilog.is_file():
         raise LowbitError(f"{args.dir}: missing {TOPLEVEL}.v; expected the output of 'lowbit compile'")
     area = asic_area(verilog.read_text(), TOPLEVEL)
-    energy = energy_per_inference(graph)
+    energy = energy_per_inference(graph, off_chip={layer.name for layer in schedule.layers if layer.weights == "ddr"})
     print(f"ASIC view of {args.dir} (pre-layout, yosys generic gates, no FPGA primitives)")
     print(f"  gates (NAND/NOR/NOT) : {area.gates:,}")
     print(f"  flip-flops           : {area.flip_flops:,}")

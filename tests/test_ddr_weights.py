@@ -125,3 +125,16 @@ def test_compiled_design_with_ddr_weights_simulates_and_build_says_what_is_missi
     err = capsys.readouterr().err
     assert "layer(s) 'fc1' stream their weights from DDR; the build does not yet add their weight DMAs" in err
     assert not (tmp_path / "b").exists()
+
+
+def test_map_report_counts_ddr_weight_reads_in_the_energy(tmp_path, capsys):
+    path = mlp(LFC_LIKE, seed=1).save(tmp_path / "lfc.npz")
+    assert main(["map", str(path), "--board", "cora-z7-10", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    ddr = {layer["name"] for layer in report["layers"] if layer["weights"] == "ddr"}
+    assert ddr
+    energy = {e["name"]: e for e in report["energy"]["layers"]}
+    assert {name for name, e in energy.items() if e["off_chip"]} == ddr
+    assert main(["map", str(path), "--board", "cora-z7-10"]) == 0
+    text = capsys.readouterr().out
+    assert "weights in DDR" in text and "of the board's DDR bandwidth" in text
