@@ -251,7 +251,7 @@ def cmd_map(args) -> int:
     schedule = search_folding(graph, args.board, **kw)
     report = schedule.report(graph)
     report["energy"] = energy_per_inference(
-        graph, off_chip={layer.name for layer in schedule.layers if layer.weights == "ddr"}).as_dict()
+        graph, off_chip=set(schedule.ddr_layers)).as_dict()
     from .mapping.placement import placement_reasons
     report["placement"] = placement_reasons(graph, schedule, act_density=density)
     if args.act_data:

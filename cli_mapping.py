@@ -31,7 +31,7 @@ def cmd_asic(args) -> int:
     if not verilog.is_file():
         raise LowbitError(f"{args.dir}: missing {TOPLEVEL}.v; expected the output of 'lowbit compile'")
     area = asic_area(verilog.read_text(), TOPLEVEL)
-    energy = energy_per_inference(graph, off_chip={layer.name for layer in schedule.layers if layer.weights == "ddr"})
+    energy = energy_per_inference(graph, off_chip=set(schedule.ddr_layers))
     print(f"ASIC view of {args.dir} (pre-layout, yosys generic gates, no FPGA primitives)")
     print(f"  gates (NAND/NOR/NOT) : {area.gates:,}")
     print(f"  flip-flops           : {area.flip_flops:,}")

@@ -27,6 +27,7 @@ import numpy as np
 from . import LowbitError
 from ._io import atomic_write
 from .boards import get_board
+from .hw.spec import streams_weights
 from .mapping import Schedule, search_folding
 from .quant.graph import IntegerGraph
 
@@ -174,7 +175,7 @@ def simulate_compiled(out_dir: str | os.PathLike, x: np.ndarray, *, throttled_im
     graph, schedule = load_compiled(out_dir)
     specs = schedule.apply(graph)
     runs = default_runs(len(x), throttled_images=throttled_images, seeds=seeds)
-    streamed = any(getattr(s, "weight_ram", None) == "external" for s in specs)
+    streamed = any(map(streams_weights, specs))
     shipped = Path(out_dir) / (SIM_VERILOG if streamed else "lowbit_top.v")
     if not shipped.is_file():
         raise LowbitError(f"{out_dir}: missing {shipped.name}; expected the output of 'lowbit compile'")

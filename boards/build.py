@@ -87,7 +87,7 @@ def build(source: str | os.PathLike, board: str | Board, out: str | os.PathLike,
     with _staged_dir(out) as tmp:
         compiled = _compiled(source, board, tmp, budget)
         _, schedule = load_compiled(compiled)
-        ddr = [layer.name for layer in schedule.layers if layer.weights == "ddr"]
+        ddr = schedule.ddr_layers
         if ddr:
             raise LowbitError(f"{source}: layer(s) {', '.join(map(repr, ddr))} stream their weights from DDR; "
                               "the build does not yet add their weight DMAs (ports ws<k> of lowbit_top.v). "

@@ -31,7 +31,7 @@ from .ddr_model import WeightStreamer
 from .dwc import StreamWidthConverter
 from .label import LabelSelect
 from .sparse_layer import SparseLayerSpec
-from .spec import MVTUSpec
+from .spec import MVTUSpec, streams_weights
 
 __all__ = ["Accelerator", "stream_format"]
 
@@ -70,7 +70,7 @@ class Accelerator(wiring.Component):
                                  f"produces {ea}")
         last = self.layers[-1]
         self.label = LabelSelect(last.out_shape, classes=specs[-1].mh, pe=specs[-1].pe)
-        self.streamed = [k for k, s in enumerate(specs) if getattr(s, "weight_ram", None) == "external"]
+        self.streamed = [k for k, s in enumerate(specs) if streams_weights(s)]
         if ddr_bits_per_cycle is not None and (not isinstance(ddr_bits_per_cycle, int) or ddr_bits_per_cycle < 1):
             raise ValueError(f"ddr_bits_per_cycle must be a positive integer, not {ddr_bits_per_cycle!r}")
         self.ddr_bits_per_cycle = ddr_bits_per_cycle

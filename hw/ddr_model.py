@@ -15,7 +15,10 @@ from amaranth.hdl import Module, Mux, Signal, unsigned
 from amaranth.lib import memory, stream, wiring
 from amaranth.lib.wiring import Out
 
-__all__ = ["WeightStreamer"]
+__all__ = ["WeightStreamer", "DEFAULT_BITS_PER_CYCLE"]
+
+DEFAULT_BITS_PER_CYCLE = 64
+"""Rate of the modelled stream when a simulation is given none (one 64-bit AXI-HP port)."""
 
 
 class WeightStreamer(wiring.Component):

@@ -34,7 +34,7 @@ from ._util import pack_words, tree_sum
 from .mac import lane_dot, popcount
 from .spec import MVTUSpec
 
-__all__ = ["MatrixVectorThresholdUnit", "element_shape", "weight_write_layout", "memory_attrs"]
+__all__ = ["MatrixVectorThresholdUnit", "element_shape", "matmul_ports", "weight_write_layout", "memory_attrs"]
 
 
 def element_shape(dtype):
@@ -68,6 +68,14 @@ def memory_attrs(placement: str, writable: bool) -> dict[str, str]:
     return {"rom_style": "block" if placement == "block" else "logic"}
 
 
+def matmul_ports(spec) -> dict:
+    """The stream interface of a matrix-product unit (an MVTU, or the sparse layer that stands in for
+    one): ``i`` with ``spec.simd`` input elements per beat, ``o`` with ``spec.pe`` outputs per beat."""
+    node = spec.node
+    return {"i": In(stream.Signature(data.ArrayLayout(element_shape(node.input_dtype), spec.simd))),
+            "o": Out(stream.Signature(data.ArrayLayout(element_shape(node.output_dtype), spec.pe)))}
+
+
 class MatrixVectorThresholdUnit(wiring.Component):
     """The MVTU of ``spec``; ports ``i`` (``SIMD`` elements per beat), ``o`` (``PE`` per beat) and,
     with ``spec.weights_writable``, ``w`` (weight word writes)."""
@@ -79,10 +87,7 @@ class MatrixVectorThresholdUnit(wiring.Component):
         node = spec.node
         self.in_shape = element_shape(node.input_dtype)
         self.out_shape = element_shape(node.output_dtype)
-        members = {
-            "i": In(stream.Signature(data.ArrayLayout(self.in_shape, spec.simd))),
-            "o": Out(stream.Signature(data.ArrayLayout(self.out_shape, spec.pe))),
-        }
+        members = matmul_ports(spec)
         if spec.weights_writable:
             members["w"] = In(stream.Signature(weight_write_layout(spec)))
         if spec.weight_ram == "external":

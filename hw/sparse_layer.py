@@ -78,12 +78,18 @@ def _encode(node: MatMulThreshold, pes: int):
     return index_bits, codebook, image
 
 
-def check_act_density(value, columns: int, what: str = "act_density"):
-    """``value`` as a float in (0, 1] or a tuple of ``columns`` floats in [0, 1] (not all zero)."""
+def check_act_density(value, columns: int | None, what: str = "act_density"):
+    """``value`` as a float in (0, 1] or a tuple of ``columns`` (any number if ``None``, at least one)
+    floats in [0, 1], not all zero."""
     if isinstance(value, (list, tuple, np.ndarray)):
-        a = np.asarray(value, dtype=float) if len(value) else np.zeros(0)
-        if a.shape != (columns,) or not np.isfinite(a).all() or (a < 0).any() or (a > 1).any() or not a.any():
-            raise ValueError(f"{what} must be a number in (0, 1] or {columns} per-column values in [0, 1], "
+        numbers = all(isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_))
+                      for v in value)
+        a = np.asarray(value, dtype=float) if len(value) and numbers else np.zeros(0)
+        count = len(value) if columns is None else columns
+        if (not numbers or a.shape != (count,) or not count or not np.isfinite(a).all() or (a < 0).any()
+                or (a > 1).any() or not a.any()):
+            n = "" if columns is None else f"{columns} "
+            raise ValueError(f"{what} must be a number in (0, 1] or {n}per-column values in [0, 1], "
                              f"not {len(value)} values in [{a.min() if a.size else 0:g}, {a.max() if a.size else 0:g}]")
         return tuple(float(v) for v in a)
     if isinstance(value, bool) or not isinstance(value, (int, float, np.floating)) or not 0.0 < value <= 1.0:

@@ -4,11 +4,11 @@ engine in raw-accumulator mode, MultiThreshold unit, output FIFO (see that modul
 from __future__ import annotations
 
 from amaranth.hdl import Module
-from amaranth.lib import data, stream, wiring
-from amaranth.lib.wiring import In, Out, connect
+from amaranth.lib import wiring
+from amaranth.lib.wiring import connect
 
 from ..quant.datatypes import BIPOLAR
-from .mvtu import element_shape
+from .mvtu import element_shape, matmul_ports
 from .sparse_layer import SparseLayerSpec
 
 __all__ = ["SparseLayer"]
@@ -25,10 +25,7 @@ class SparseLayer(wiring.Component):
         node = spec.node
         self.in_shape = element_shape(node.input_dtype)
         self.out_shape = element_shape(node.output_dtype)
-        super().__init__({
-            "i": In(stream.Signature(data.ArrayLayout(self.in_shape, spec.lanes))),
-            "o": Out(stream.Signature(data.ArrayLayout(self.out_shape, spec.pes))),
-        })
+        super().__init__(matmul_ports(spec))
 
     def elaborate(self, platform):
         m = Module()

@@ -44,7 +44,7 @@ import numpy as np
 from ..quant.datatypes import Kind
 from ..quant.graph import MatMulThreshold
 
-__all__ = ["MVTUSpec", "NodeShape", "divisors", "MAC_MODES", "WEIGHT_RAMS", "MAC_KINDS"]
+__all__ = ["MVTUSpec", "NodeShape", "streams_weights", "divisors", "MAC_MODES", "WEIGHT_RAMS", "MAC_KINDS"]
 
 MAC_MODES = ("parallel", "serial")
 """``mac=``: one product per lane and cycle, or bit-serial bit-plane popcounts."""
@@ -53,6 +53,11 @@ WEIGHT_RAMS = ("auto", "block", "distributed", "external")
 weights arrive on a stream (``ws``) from off-chip memory, one word per compute cycle."""
 MAC_KINDS = ("xnor", "addsub", "ternary", "shift", "multibit")
 """The MAC arrays, from the node's input and weight types (module docstring)."""
+
+
+def streams_weights(spec) -> bool:
+    """Whether ``spec`` (any unit spec) reads its weights from a DDR stream (``weight_ram="external"``)."""
+    return isinstance(spec, MVTUSpec) and spec.weight_ram == "external"
 
 
 def divisors(n: int) -> list[int]:

@@ -43,7 +43,7 @@ from .. import LowbitError
 from ..boards import Board, get_board
 from ..hw.cost import RESOURCE_KINDS, Resources, dwc_resources
 from ..hw.sparse_layer import SparseLayerSpec, sparse_eligible
-from ..hw.spec import MVTUSpec, divisors
+from ..hw.spec import MVTUSpec, divisors, streams_weights
 from ..quant.graph import IntegerGraph, MatMulThreshold, SlidingWindow
 from .schedule import (Schedule, _stream_cycles, complete_layers, ddr_stream_bits, input_stream_cycles,
                        output_stream_cycles, pipeline_resources, stage_cycles, vectors_per_image)
@@ -77,7 +77,7 @@ def folding_of(spec) -> tuple:
     :func:`~lowbit.mapping.schedule.complete_layers`."""
     if isinstance(spec, SparseLayerSpec):
         return spec.simd, spec.pe, {"engine": "sparse", "depth": spec.depth, "act_density": spec.act_density}
-    if spec.weight_ram == "external":
+    if streams_weights(spec):
         return spec.simd, spec.pe, {"weights": "ddr"}
     return spec.simd, spec.pe
 
@@ -310,7 +310,7 @@ def _search(graph, board: Board, budget: float, clock_mhz: float, limit: int | N
 
 
 def _streams(c: _Candidate) -> int:
-    return int(isinstance(c.spec, MVTUSpec) and c.spec.weight_ram == "external")
+    return int(streams_weights(c.spec))
 
 
 def _overflow(total: Resources, board: Board, budget: float) -> float:
@@ -407,9 +407,8 @@ def search_folding(graph: IntegerGraph, board: str | Board, *, budget: float = D
         # spill: let layers stream their weights from DDR (cheapest first counts the DDR traffic)
         found, _ = _search(graph, board, budget, clock_mhz, limit, act_density, ddr)
         if found is not None:
-            spilled = [layer.name for layer in found.layers if layer.weights == "ddr"]
             logger.info("on chip the graph does not fit %s within %g; streaming the weights of %s from DDR "
-                        "(%d bits per cycle each)", board.name, budget, ", ".join(spilled), ddr)
+                        "(%d bits per cycle each)", board.name, budget, ", ".join(found.ddr_layers), ddr)
     if found is not None:
         return found
 

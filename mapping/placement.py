@@ -41,8 +41,8 @@ def placement_reasons(graph: IntegerGraph, schedule: Schedule, *, board: Board |
     specs = schedule.apply(graph)
     port = board.axi_hp_width_bits
     ddr = ddr_stream_bits(board, schedule.clock_mhz)
-    bottleneck = max(pipeline_cycles(specs, port, vectors_per_image(graph), ddr))
     vectors = vectors_per_image(graph)
+    bottleneck = max(pipeline_cycles(specs, port, vectors, ddr))
     out = []
     for i, (node, spec, layer) in enumerate(zip(graph.nodes, specs, schedule.layers)):
         if not isinstance(node, MatMulThreshold):

@@ -33,8 +33,8 @@ from .._io import atomic_write
 from .. import LowbitError
 from ..boards import Board, get_board
 from ..hw.cost import RESOURCE_KINDS, Resources, dwc_resources
-from ..hw.sparse_layer import SparseLayerSpec
-from ..hw.spec import MVTUSpec
+from ..hw.sparse_layer import SparseLayerSpec, check_act_density
+from ..hw.spec import MVTUSpec, streams_weights
 from ..quant.datatypes import BIPOLAR
 from ..quant.graph import GlobalAccPool, IntegerGraph, MatMulThreshold, MaxPool, SlidingWindow
 
@@ -98,15 +98,8 @@ class LayerFolding:
         if self.engine not in ENGINES:
             raise ValueError(f"layer {self.name!r}: engine must be one of {', '.join(map(repr, ENGINES))}, "
                              f"not {self.engine!r}")
-        d = self.act_density
-        if isinstance(d, (list, tuple)):
-            if not d or any(isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v <= 1 for v in d) \
-                    or not any(d):
-                raise ValueError(f"layer {self.name!r}: act_density must be per-column values in [0, 1], "
-                                 "not all zero")
-            object.__setattr__(self, "act_density", tuple(float(v) for v in d))
-        elif isinstance(d, bool) or not isinstance(d, (int, float)) or not 0 < d <= 1:
-            raise ValueError(f"layer {self.name!r}: act_density must lie in (0, 1], not {d!r}")
+        object.__setattr__(self, "act_density",
+                           check_act_density(self.act_density, None, f"layer {self.name!r}: act_density"))
 
 
 # -- the performance model -----------------------------------------------------------------------
@@ -185,7 +178,7 @@ def stage_cycles(spec, vectors: int = 1, ddr_bits: int | None = None) -> int:
     if not isinstance(spec, MVTUSpec):
         return spec.cycles()
     cycles = layer_cycles(spec, vectors)
-    if spec.weight_ram == "external":
+    if streams_weights(spec):
         if ddr_bits is None:
             raise LowbitError(f"layer {spec.node.name!r} streams its weights from DDR, but the board has no DDR "
                               "bandwidth figure or no spare AXI-HP port")
@@ -331,6 +324,11 @@ class Schedule:
                 raise TypeError(f"layers must be LayerFolding records, not {layer!r}")
         object.__setattr__(self, "layers", layers)
 
+    @property
+    def ddr_layers(self) -> tuple[str, ...]:
+        """Names of the layers whose weights stream from DDR."""
+        return tuple(layer.name for layer in self.layers if layer.weights == "ddr")
+
     # -- applying it to a graph ------------------------------------------------------------------
 
     def apply(self, graph: IntegerGraph) -> list[MVTUSpec]:
@@ -401,7 +399,7 @@ class Schedule:
                                    "mvtu" if isinstance(s, MVTUSpec) else "-"),
                         "mw": getattr(s, "mw", "-"), "mh": getattr(s, "mh", "-"),
                         "pe": getattr(s, "pe", s.simd), "simd": s.simd,
-                        "weights": "ddr" if getattr(s, "weight_ram", None) == "external" else "onchip",
+                        "weights": "ddr" if streams_weights(s) else "onchip",
                         "cycles": stage_cycles(s, v, ddr), "share_of_bottleneck": c / bottleneck,
                         "resources": s.resources().as_dict()}
                        for s, c, v in zip(specs, cycles, vectors)],
@@ -564,7 +562,7 @@ def _memory_roofline(specs: list, board: Board, compute_fps: float, vectors: lis
         elif isinstance(s, MVTUSpec):
             bits = s.mw * s.mh * s.node.weight_dtype.bits
             entry = {"layer": s.node.name, "placement": "onchip", "weight_bits": bits}
-            if s.weight_ram == "external" and ddr_bits is not None:
+            if streams_weights(s) and ddr_bits is not None:
                 per_image = s.weight_stream_bits * v
                 cycles = streamed_weight_cycles(s, v, ddr_bits)
                 streamed_bits += per_image

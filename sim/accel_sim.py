@@ -116,6 +116,8 @@ def simulate(graph: IntegerGraph, specs, x: np.ndarray, workdir: str | Path, *,
     them from a model of a port of ``ddr_bits_per_cycle`` (default 64).
     """
     from ..hw.accel import Accelerator, stream_format
+    from ..hw.ddr_model import DEFAULT_BITS_PER_CYCLE
+    from ..hw.spec import streams_weights
 
     simulator = runner.resolve_simulator(simulator)
     # Verilator keeps the historical directory names; other simulators get their own.
@@ -123,8 +125,8 @@ def simulate(graph: IntegerGraph, specs, x: np.ndarray, workdir: str | Path, *,
     workdir = Path(workdir).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     x = graph.check_input(x)
-    streamed = any(getattr(s, "weight_ram", None) == "external" for s in specs)
-    acc = Accelerator(specs, ddr_bits_per_cycle=(ddr_bits_per_cycle or 64) if streamed else None)
+    streamed = any(map(streams_weights, specs))
+    acc = Accelerator(specs, ddr_bits_per_cycle=(ddr_bits_per_cycle or DEFAULT_BITS_PER_CYCLE) if streamed else None)
     fmt = stream_format(acc)
     vpath = workdir / f"{TOPLEVEL}.v"
     sha = write_verilog(acc, vpath)

@@ -63,14 +63,16 @@ def simulate_gate_level(graph: IntegerGraph, specs, x: np.ndarray, workdir: str 
                         runs: list[RunSpec] | None = None, simulator: str | None = None) -> GateLevelReport:
     """Synthesise the accelerator of ``specs`` and simulate its netlist on images ``x`` (see the module doc)."""
     from ..hw.accel import Accelerator, stream_format
+    from ..hw.ddr_model import DEFAULT_BITS_PER_CYCLE
+    from ..hw.spec import streams_weights
     from ..mapping.synth import synth_netlist, xilinx_cell_models
 
     simulator = runner.resolve_simulator(simulator)
     workdir = Path(workdir).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     x = graph.check_input(x)
-    streamed = any(getattr(s, "weight_ram", None) == "external" for s in specs)
-    acc = Accelerator(specs, ddr_bits_per_cycle=64 if streamed else None)  # DDR weight streams: a model
+    streamed = any(map(streams_weights, specs))  # DDR weight streams: fed by a model of the port
+    acc = Accelerator(specs, ddr_bits_per_cycle=DEFAULT_BITS_PER_CYCLE if streamed else None)
     fmt = stream_format(acc)
     rtl = to_verilog(acc)
     key = hashlib.sha256(("nobram\n" + rtl).encode()).hexdigest()
