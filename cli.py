@@ -310,6 +310,9 @@ def cmd_build(args) -> int:
               f"{m['uart']['out_bytes']} bytes per result")
     elif not args.run:
         print(f"  Vivado plan ({m['ps']}, {m['clock_mhz']:g} MHz): {', '.join(m['files'])}")
+        for p in m.get("weight_ports", []):
+            print(f"  weights of layer unit {p['unit']} from DDR: fetcher {p['index']} on {p['hp_port']} "
+                  f"({p['words']} words of {p['word_bits']} bits per vector, driver/weights_w{p['index']}.bin)")
         print(f"  vivado is {'on PATH: pass --run' if shutil.which('vivado') else 'not on PATH here'}; "
               f"to build elsewhere: copy {args.output} to a machine with Vivado and run "
               f"'sh build.sh' in it (writes lowbit.bit, lowbit.hwh, lowbit.xsa)")

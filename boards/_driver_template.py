@@ -7,6 +7,10 @@ Runs on the board with ``numpy`` and ``pynq`` only (no lowbit needed there)::
     labels, scores = acc.run(images)          # images: (N, input_size) integers, HWC order
     print(acc.throughput_test(1000))
 
+Layers whose weights stream from DDR: the constructor copies each one's image
+(``weights_w<k>.bin`` next to this file) into a contiguous buffer, writes its address into the
+control block and starts the weight fetchers, which then run for the overlay's lifetime.
+
 The same class runs against any object with the overlay's interface (``axi_dma`` with
 ``sendchannel``/``recvchannel``, ``accel`` with ``read``/``write``, and ``allocate``), which is how
 lowbit tests it against a simulation of the shell (:mod:`lowbit.boards.simbackend`).
@@ -22,6 +26,13 @@ CONFIG = json.loads("""@CONFIG@""")
 
 REG = CONFIG["registers"]
 STATUS_DONE = 2
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def _address(buf):
+    """The bus address of a contiguous buffer (``device_address`` in PYNQ 3, ``physical_address`` before)."""
+    addr = getattr(buf, "device_address", None)
+    return buf.physical_address if addr is None else addr
 
 
 def _pack_fields(values, width):
@@ -64,8 +75,7 @@ class LowbitAccelerator:
         if overlay is None:
             from pynq import Overlay
 
-            here = os.path.dirname(os.path.abspath(__file__))
-            overlay = Overlay(bitfile or os.path.join(here, os.pardir, "lowbit.bit"))
+            overlay = Overlay(bitfile or os.path.join(HERE, os.pardir, "lowbit.bit"))
         self.overlay = overlay
         self.dma = overlay.axi_dma
         self.ctrl = overlay.accel
@@ -80,6 +90,38 @@ class LowbitAccelerator:
                                f"(ID 0x{self.ctrl.read(REG['ID']):08x}, expected 0x{CONFIG['id']:08x})")
         self.batch_size = batch_size
         self.last_cycles = None
+        self.weight_buffers = []
+        if CONFIG["weight_ports"]:
+            self._start_weight_fetchers()
+
+    def _start_weight_fetchers(self):
+        """Put each DDR layer's weight image in a contiguous buffer and start the fetchers reading it."""
+        ports = CONFIG["weight_ports"]
+        if self.ctrl.read(REG["WPORTS"]) != len(ports):
+            raise RuntimeError(f"the overlay has {self.ctrl.read(REG['WPORTS'])} weight ports, the driver "
+                               f"expects {len(ports)}")
+        self.ctrl.write(REG["WCTRL"], 0)
+        for p in ports:
+            with open(os.path.join(HERE, p["file"]), "rb") as f:
+                image = np.frombuffer(f.read(), dtype=np.uint8)
+            buf = self._allocate(shape=(image.size,), dtype=np.uint8)
+            buf[:] = image
+            if hasattr(buf, "flush"):
+                buf.flush()
+            addr = _address(buf)
+            if addr % p["align"]:
+                raise RuntimeError(f"weight buffer {p['index']} at 0x{addr:x} is not aligned to {p['align']} bytes")
+            lo = REG["WBASE"] + 8 * p["index"]
+            self.ctrl.write(lo, addr & 0xFFFFFFFF)
+            self.ctrl.write(lo + 4, addr >> 32)
+            self.weight_buffers.append(buf)
+        self.ctrl.write(REG["WCTRL"], 1)
+
+    def weight_status(self):
+        """Per weight port: ``{"error": bool, "busy": bool}`` (error: a DDR read was refused)."""
+        v = self.ctrl.read(REG["WCTRL"])
+        return [{"error": bool(v >> (8 + p["index"]) & 1), "busy": bool(v >> (16 + p["index"]) & 1)}
+                for p in CONFIG["weight_ports"]]
 
     def _batch(self, x):
         n = len(x)
@@ -98,6 +140,8 @@ class LowbitAccelerator:
                 break
         else:
             raise RuntimeError("the accelerator did not report done")
+        if CONFIG["weight_ports"] and any(p["error"] for p in self.weight_status()):
+            raise RuntimeError(f"a weight fetcher reported a DDR read error: {self.weight_status()}")
         if self.ctrl.read(REG["IMAGES_OUT"]) != n:
             raise RuntimeError(f"the accelerator returned {self.ctrl.read(REG['IMAGES_OUT'])} results, not {n}")
         self.last_cycles = self.ctrl.read(REG["CYCLES_LO"]) | (self.ctrl.read(REG["CYCLES_HI"]) << 32)

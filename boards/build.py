@@ -22,7 +22,7 @@ from pathlib import Path
 from .. import LowbitError
 from .records import Board, get_board
 
-__all__ = ["build", "vivado_available"]
+__all__ = ["build", "vivado_available", "weight_ports"]
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +52,26 @@ def _compiled(source: Path, board: Board, tmp: Path, budget: float | None) -> Pa
     graph = IntegerGraph.load(source)
     compile_model(graph, dest, board=board.name, budget=budget)
     return dest
+
+
+def weight_ports(board: Board, graph, schedule) -> tuple[list, list[bytes]]:
+    """The weight ports of ``schedule``'s DDR layers on ``board`` and their DDR images
+    (:func:`lowbit.hw.wfetch.pack_image` of each layer's weight words)."""
+    from ..hw.spec import streams_weights
+    from .vivado import WeightPort, weight_port_address_bits
+
+    ports, images = [], []
+    for unit, spec in enumerate(schedule.apply(graph)):
+        if not streams_weights(spec):
+            continue
+        from ..hw.wfetch import pack_image
+
+        words = spec.weight_image()
+        port = WeightPort(index=len(ports), unit=unit, word_bits=spec.weight_word_bits, words=len(words),
+                          data_bits=board.axi_hp_width_bits, addr_bits=weight_port_address_bits(board))
+        ports.append(port)
+        images.append(pack_image(words, port.word_bits, port.data_bits))
+    return ports, images
 
 
 def build(source: str | os.PathLike, board: str | Board, out: str | os.PathLike, *, run: bool = False,
@@ -87,12 +107,10 @@ def build(source: str | os.PathLike, board: str | Board, out: str | os.PathLike,
     with _staged_dir(out) as tmp:
         compiled = _compiled(source, board, tmp, budget)
         _, schedule = load_compiled(compiled)
-        ddr = schedule.ddr_layers
-        if ddr:
-            raise LowbitError(f"{source}: layer(s) {', '.join(map(repr, ddr))} stream their weights from DDR; "
-                              "the build does not yet add their weight DMAs (ports ws<k> of lowbit_top.v). "
-                              "Keep the weights on chip (a larger --budget, a bigger board, or "
-                              "\"weights\": \"onchip\" in the schedule)")
+        if schedule.ddr_layers and board.ps == "none":
+            raise LowbitError(f"{source}: layer(s) {', '.join(map(repr, schedule.ddr_layers))} stream their weights "
+                              f"from DDR, but board {board.name!r} has no DDR; keep the weights on chip "
+                              "(\"weights\": \"onchip\" in the schedule)")
         report = json.loads((compiled / "report.json").read_text())
         clock = float(clock_mhz or schedule.clock_mhz)
         verilog = (compiled / "lowbit_top.v").read_text()
@@ -104,16 +122,22 @@ def build(source: str | os.PathLike, board: str | Board, out: str | os.PathLike,
             from .openflow import payload_widths
             in_bits, out_bits = payload_widths(verilog)
             fmt = report["stream_format"]
-            files, summary = vivado_plan_files(board, verilog, clock_mhz=clock, in_bits=in_bits,
-                                               out_bits=out_bits, beats_per_image=fmt["input_size"] // fmt["simd"])
             graph, _ = load_compiled(compiled)
+            ports, images = weight_ports(board, graph, schedule)
+            files, summary = vivado_plan_files(board, verilog, clock_mhz=clock, in_bits=in_bits,
+                                               out_bits=out_bits, beats_per_image=fmt["input_size"] // fmt["simd"],
+                                               weight_ports=ports)
             dt = graph.input_dtype
             driver = driver_files(driver_config(
                 fmt, summary["axis"], clock_mhz=clock, predicted_cycles=report["mapping"]["cycles_per_image"],
-                input_range=(0, 1) if dt.kind.value == "bipolar" else (dt.min, dt.max)))
-            for name, text in {**files, **driver}.items():
+                input_range=(0, 1) if dt.kind.value == "bipolar" else (dt.min, dt.max),
+                weight_ports=summary["weight_ports"]), images)
+            for name, data in {**files, **driver}.items():
                 (tmp / name).parent.mkdir(parents=True, exist_ok=True)
-                (tmp / name).write_text(text)
+                if isinstance(data, bytes):
+                    (tmp / name).write_bytes(data)
+                else:
+                    (tmp / name).write_text(data)
             (tmp / "build.sh").chmod(0o755)
             manifest.update(summary)
             manifest["files"] = sorted(files)

@@ -18,39 +18,124 @@ from pathlib import Path
 import numpy as np
 
 from .. import LowbitError
+from .control import ADDR_BITS, REGISTERS
 
 __all__ = ["SimulatedOverlay", "shell_wrapper_verilog"]
 
 log = logging.getLogger(__name__)
 
-_AXIL = (("awaddr", "input", 5), ("awvalid", "input", 1), ("awready", "output", 1), ("wdata", "input", 32),
+_AXIL = (("awaddr", "input", ADDR_BITS), ("awvalid", "input", 1), ("awready", "output", 1), ("wdata", "input", 32),
          ("wstrb", "input", 4), ("wvalid", "input", 1), ("wready", "output", 1), ("bresp", "output", 2),
-         ("bvalid", "output", 1), ("bready", "input", 1), ("araddr", "input", 5), ("arvalid", "input", 1),
+         ("bvalid", "output", 1), ("bready", "input", 1), ("araddr", "input", ADDR_BITS), ("arvalid", "input", 1),
          ("arready", "output", 1), ("rdata", "output", 32), ("rresp", "output", 2), ("rvalid", "output", 1),
          ("rready", "input", 1))
 
 
-def shell_wrapper_verilog(tin: int, tout: int) -> str:
-    """``lowbit_sim_shell``: ``lowbit_axis`` with its streams as ``i``/``o`` (``tlast`` as the top bit).
+SIM_DDR_VERILOG = """
+// lowbit_sim_ddr: a simulation-only AXI4 read slave standing for the PS's DDR behind one AXI-HP
+// port. 32-bit words loaded through (we, waddr, wdata); a read of byte address A returns words
+// (A >> 2) & (DEPTH - 1) onwards (buffers are aligned to a power of two at least their size).
+// Up to 4 bursts queued; a burst's data starts LATENCY cycles after its address was accepted; a
+// beat goes out when the credit (RATE bits per cycle, at most two beats banked) covers it.
+module lowbit_sim_ddr #(parameter AW = 32, DW = 64, LOG_DEPTH = 10, RATE = 64, LATENCY = 16) (
+  input wire clk, input wire rst,
+  input wire we, input wire [LOG_DEPTH-1:0] waddr, input wire [31:0] wdata,
+  input wire [AW-1:0] araddr, input wire [7:0] arlen, input wire arvalid, output wire arready,
+  output wire [DW-1:0] rdata, output wire [1:0] rresp, output wire rlast, output wire rvalid, input wire rready
+);
+  localparam N = DW / 32;
+  reg [31:0] mem [0:(1 << LOG_DEPTH) - 1];
+  always @(posedge clk) if (we) mem[waddr] <= wdata;
+  reg [LOG_DEPTH-1:0] qa [0:3];
+  reg [7:0] ql [0:3];
+  reg [31:0] qt [0:3];
+  reg [2:0] count;
+  reg [1:0] head, tail;
+  reg [31:0] now;
+  reg [7:0] beat;
+  reg [15:0] credit;
+  wire active = count != 0 && now >= qt[head];
+  assign arready = count != 4;
+  assign rvalid = active && credit >= DW;
+  assign rlast = beat == ql[head];
+  assign rresp = 2'b00;
+  genvar g;
+  generate for (g = 0; g < N; g = g + 1) begin : word
+    wire [LOG_DEPTH-1:0] idx = qa[head] + beat * N + g;
+    assign rdata[32 * g +: 32] = mem[idx];
+  end endgenerate
+  wire push = arvalid && arready;
+  wire pop = rvalid && rready && rlast;
+  always @(posedge clk) begin
+    if (rst) begin
+      count <= 0; head <= 0; tail <= 0; now <= 0; beat <= 0; credit <= 0;
+    end else begin
+      now <= now + 1;
+      if (push) begin
+        qa[tail] <= araddr[LOG_DEPTH+1:2];
+        ql[tail] <= arlen;
+        qt[tail] <= now + LATENCY;
+        tail <= tail + 1;
+      end
+      count <= count + push - pop;
+      if (rvalid && rready) begin
+        beat <= rlast ? 0 : beat + 1;
+        if (pop) head <= head + 1;
+      end
+      credit <= (credit + RATE - ((rvalid && rready) ? DW : 0) > 2 * DW) ? 2 * DW
+                : credit + RATE - ((rvalid && rready) ? DW : 0);
+    end
+  end
+endmodule
+"""
+
+
+def _log_depth(image_bytes: int) -> int:
+    """log2 of the 32-bit words of a simulated memory holding ``image_bytes`` bytes (at least 16 words)."""
+    return max(4, (-(-image_bytes // 4) - 1).bit_length())
+
+
+def shell_wrapper_verilog(tin: int, tout: int, weight_ports: list[dict] = (), *, rate: int = 64,
+                          latency: int = 16, log_depths: list[int] = ()) -> str:
+    """``lowbit_sim_shell``: ``lowbit_axis`` with its streams as ``i``/``o`` (``tlast`` as the top bit)
+    and, for each weight port (``build.json``'s ``weight_ports``), a :data:`SIM_DDR_VERILOG` memory on
+    its AXI port, loaded through ``ddr<k>__we`` / ``__addr`` / ``__data``.
 
     Ports are declared in the body (``input [4:0] name;``), the style the fast path's parser reads.
     """
     ports = [("clk", "input", 1), ("rst", "input", 1)] + [(f"ctrl__{n}", d, w) for n, d, w in _AXIL] + [
         ("i__valid", "input", 1), ("i__ready", "output", 1), ("i__payload", "input", tin + 1),
         ("o__valid", "output", 1), ("o__ready", "input", 1), ("o__payload", "output", tout + 1)]
+    ddrs, wires, conns = [], [], []
+    for p, depth in zip(weight_ports, log_depths):
+        k, aw, dw = p["index"], p["addr_bits"], p["data_bits"]
+        ports += [(f"ddr{k}__we", "input", 1), (f"ddr{k}__addr", "input", depth), (f"ddr{k}__data", "input", 32)]
+        bus = f"m_axi_w{k}"
+        for n, w in (("araddr", aw), ("arlen", 8), ("arsize", 3), ("arburst", 2), ("arcache", 4), ("arprot", 3),
+                     ("arvalid", 1), ("arready", 1), ("rdata", dw), ("rresp", 2), ("rlast", 1), ("rvalid", 1),
+                     ("rready", 1)):
+            wires.append(f"  wire {'[%d:0] ' % (w - 1) if w > 1 else ''}{bus}_{n};")
+            conns.append(f".{bus}_{n}({bus}_{n})")
+        ddrs.append(f"""  lowbit_sim_ddr #(.AW({aw}), .DW({dw}), .LOG_DEPTH({depth}), .RATE({rate}), .LATENCY({latency})) ddr{k} (
+    .clk(clk), .rst(rst), .we(ddr{k}__we), .waddr(ddr{k}__addr), .wdata(ddr{k}__data),
+    .araddr({bus}_araddr), .arlen({bus}_arlen), .arvalid({bus}_arvalid), .arready({bus}_arready),
+    .rdata({bus}_rdata), .rresp({bus}_rresp), .rlast({bus}_rlast), .rvalid({bus}_rvalid), .rready({bus}_rready));""")
     decls = "\n".join(f"  {d} {'[%d:0] ' % (w - 1) if w > 1 else ''}{n};" for n, d, w in ports)
     axil_conn = ", ".join(f".s_axi_{n}(ctrl__{n})" for n, _, _ in _AXIL)
+    w_conn = "".join(f",\n    {c}" for c in conns)
     return f"""
 module lowbit_sim_shell({", ".join(n for n, _, _ in ports)});
 {decls}
+{chr(10).join(wires)}
   lowbit_axis shell (.aclk(clk), .aresetn(!rst),
     .s_axis_tdata(i__payload[{tin - 1}:0]), .s_axis_tvalid(i__valid), .s_axis_tready(i__ready),
     .s_axis_tlast(i__payload[{tin}]),
     .m_axis_tdata(o__payload[{tout - 1}:0]), .m_axis_tvalid(o__valid), .m_axis_tready(o__ready),
     .m_axis_tlast(o__payload[{tout}]),
-    {axil_conn});
+    {axil_conn}{w_conn});
+{chr(10).join(ddrs)}
 endmodule
-"""
+""" + (SIM_DDR_VERILOG if weight_ports else "")
 
 
 class _Channel:
@@ -128,10 +213,42 @@ class _MMIO:
         return value
 
 
-class SimulatedOverlay:
-    """The shell of the Vivado plan in ``plan_dir`` (written by ``lowbit build``), simulated."""
+class _Buffer(np.ndarray):
+    """A simulated contiguous buffer: a NumPy array with a bus address, like PYNQ's ``PynqBuffer``."""
 
-    def __init__(self, plan_dir: str | Path):
+    device_address: int = 0
+
+    def flush(self) -> None:
+        pass
+
+    def invalidate(self) -> None:
+        pass
+
+
+class _Control(_MMIO):
+    """The control block; starting the weight fetchers first copies their buffers into the simulated DDR."""
+
+    def __init__(self, overlay: "SimulatedOverlay"):
+        super().__init__(overlay.model)
+        self.overlay = overlay
+
+    def write(self, offset: int, value: int) -> None:
+        if offset == REGISTERS["WCTRL"] and value & 1 and self.overlay.weight_ports:
+            self.overlay._load_weights()
+        super().write(offset, value)
+
+
+class SimulatedOverlay:
+    """The shell of the Vivado plan in ``plan_dir`` (written by ``lowbit build``), simulated.
+
+    Weight ports (layers whose weights stream from DDR) read a simulated DDR per port
+    (:data:`SIM_DDR_VERILOG`) delivering ``ddr_bits_per_cycle`` (default: the mapper's figure for
+    the plan's board and clock, :func:`lowbit.mapping.schedule.ddr_stream_bits`) after
+    ``ddr_latency`` cycles per burst. It is loaded from the buffer whose address the driver wrote to
+    ``WBASE(k)`` when the driver sets ``WCTRL`` bit 0.
+    """
+
+    def __init__(self, plan_dir: str | Path, *, ddr_bits_per_cycle: int | None = None, ddr_latency: int = 16):
         from ..sim.fast import VerilatedModel
 
         plan_dir = Path(plan_dir)
@@ -141,19 +258,69 @@ class SimulatedOverlay:
             raise LowbitError(f"{plan_dir}: missing {', '.join(missing)}; expected a Vivado plan from 'lowbit build'")
         import json
 
-        axis = json.loads((plan_dir / "build.json").read_text())["axis"]
+        manifest = json.loads((plan_dir / "build.json").read_text())
+        axis = manifest["axis"]
         self.tin, self.tout = axis["in_tdata_bits"], axis["out_tdata_bits"]
-        text = "\n".join((plan_dir / n).read_text() for n in names[:3])
-        text += shell_wrapper_verilog(self.tin, self.tout)
+        self.weight_ports = manifest.get("weight_ports", [])
+        sources = list(names[:3])
+        self.log_depths = []
+        if self.weight_ports:
+            from ..mapping.schedule import ddr_stream_bits
+            from .records import get_board
+
+            sources.append("lowbit_wfetch.v")
+            if ddr_bits_per_cycle is None:
+                ddr_bits_per_cycle = ddr_stream_bits(get_board(manifest["board"]), manifest["clock_mhz"])
+            for p in self.weight_ports:
+                image = plan_dir / "driver" / f"weights_w{p['index']}.bin"
+                if not image.is_file():
+                    raise LowbitError(f"{plan_dir}: missing driver/{image.name} (weight port {p['index']})")
+                self.log_depths.append(_log_depth(image.stat().st_size))
+        self.ddr_bits_per_cycle = ddr_bits_per_cycle
+        text = "\n".join((plan_dir / n).read_text() for n in sources)
+        text += shell_wrapper_verilog(self.tin, self.tout, self.weight_ports, rate=ddr_bits_per_cycle or 64,
+                                      latency=ddr_latency, log_depths=self.log_depths)
         self.model = VerilatedModel.build(text, top="lowbit_sim_shell")
         self.model.reset()
         self.model.poke("o__ready", 1)
         self.axi_dma = _DMA(self)
-        self.accel = _MMIO(self.model)
+        self.accel = _Control(self)
+        self._buffers: list[_Buffer] = []
+        self._next_address = 0x1000_0000
 
-    @staticmethod
-    def allocate(shape, dtype=np.uint8) -> np.ndarray:
-        return np.zeros(shape, dtype=dtype)
+    def allocate(self, shape, dtype=np.uint8) -> np.ndarray:
+        """A zeroed buffer with a ``device_address`` aligned to a power of two at least its size."""
+        buf = np.zeros(shape, dtype=dtype).view(_Buffer)
+        align = 1 << max(12, (max(buf.nbytes, 1) - 1).bit_length())
+        addr = -(-self._next_address // align) * align
+        buf.device_address = addr
+        self._next_address = addr + max(buf.nbytes, 1)
+        self._buffers.append(buf)
+        return buf
+
+    def _load_weights(self) -> None:
+        """Copy each weight port's buffer (the one at the address in ``WBASE(k)``) into its DDR model."""
+        m = self.model
+        for p, depth in zip(self.weight_ports, self.log_depths):
+            k = p["index"]
+            lo = REGISTERS["WBASE"] + 8 * k
+            base = self.accel.read(lo) | (self.accel.read(lo + 4) << 32)
+            buf = next((b for b in self._buffers if b.device_address == base), None)
+            if buf is None:
+                raise LowbitError(f"weight port {k}: WBASE = 0x{base:x} is not the address of an allocated buffer")
+            raw = np.ascontiguousarray(buf).view(np.uint8).reshape(-1)
+            if raw.size > 4 << depth:
+                raise LowbitError(f"weight port {k}: buffer of {raw.size} bytes exceeds the simulated DDR "
+                                  f"({4 << depth} bytes, sized from driver/weights_w{k}.bin)")
+            words = np.zeros(-(-raw.size // 4) * 4, dtype=np.uint8)
+            words[:raw.size] = raw
+            m.poke(f"ddr{k}__we", 1)
+            for i, w in enumerate(words.view("<u4").tolist()):
+                m.poke(f"ddr{k}__addr", i)
+                m.poke(f"ddr{k}__data", w)
+                m.step(1)
+            m.poke(f"ddr{k}__we", 0)
+        log.info("loaded %d weight image(s) into the simulated DDR", len(self.weight_ports))
 
     def _stream(self, send: np.ndarray, recv: np.ndarray) -> None:
         ib, ob = self.tin // 8, self.tout // 8

@@ -8,10 +8,16 @@ Vivado, and nothing that needs Vivado to write:
   the low bits of ``tdata``. The output beat of an image carries ``tlast`` when the last input beat of
   the same image did (a FIFO of :data:`TLAST_FIFO_DEPTH` flags; input stalls while it is full), so one
   DMA transfer of N images comes back as one transfer of N results;
+* ``lowbit_wfetch.v``, when layers stream their weights from DDR (``"weights": "ddr"`` in the
+  schedule): one :class:`~lowbit.hw.wfetch.WeightFetcher` per such layer, an AXI4 read master that
+  reads the layer's weight image from DDR pass after pass into the accelerator's ``ws<k>`` port.
+  ``lowbit_axis`` instantiates them and exposes their AXI ports as ``m_axi_w<k>``; the control
+  block holds their DDR addresses (``WBASE``) and run bit (``WCTRL``);
 * ``bd.tcl``: the block design: the processing system (``processing_system7`` or
   ``zynq_ultra_ps_e``) with the schedule's fabric clock on FCLK0 / PL0, an AXI DMA (simple mode, no
   scatter-gather) whose control port hangs off GP0 / HPM0_FPD and whose memory ports use HP0, the
-  adapter between the DMA's streams, and a ``proc_sys_reset``;
+  adapter between the DMA's streams, a ``proc_sys_reset``, and each weight fetcher on an AXI-HP
+  port of its own (HP1, HP2, HP3: the mapper's DDR model gives each streamed layer one spare port);
 * ``build.tcl``: creates the project for the board's part (and its board part when the board files
   are installed), adds the sources, runs ``bd.tcl``, the wrapper, synthesis, implementation and
   ``write_bitstream``, and copies ``lowbit.bit`` and ``lowbit.hwh`` (the hardware handoff PYNQ
@@ -25,12 +31,15 @@ from __future__ import annotations
 
 import math
 import re
+from dataclasses import dataclass
+from typing import Sequence
 
 from .. import LowbitError
+from .control import ADDR_BITS
 from .records import Board
 
-__all__ = ["TLAST_FIFO_DEPTH", "BOARD_PARTS", "DDR_PARTS", "axis_width", "axis_adapter_verilog", "control_verilog",
-           "vivado_plan_files"]
+__all__ = ["TLAST_FIFO_DEPTH", "BOARD_PARTS", "DDR_PARTS", "WeightPort", "axis_width", "axi_read_ports",
+           "axis_adapter_verilog", "control_verilog", "fetcher_verilog", "hp_ports", "vivado_plan_files"]
 
 TLAST_FIFO_DEPTH = 64
 """Images in flight the AXI-Stream adapter can track (their ``tlast`` flags)."""
@@ -56,17 +65,96 @@ def axis_width(bits: int) -> int:
     return width
 
 
-def axis_adapter_verilog(in_bits: int, out_bits: int, beats_per_image: int) -> str:
+@dataclass(frozen=True)
+class WeightPort:
+    """A layer whose weights stream from DDR: unit ``unit`` of ``lowbit_top`` (its port ``ws<unit>``)
+    reads ``words`` words of ``word_bits`` bits per vector; the shell's fetcher ``lowbit_wfetch<index>``
+    reads them over an AXI-HP port of ``data_bits`` bits with ``addr_bits``-bit addresses."""
+
+    index: int
+    unit: int
+    word_bits: int
+    words: int
+    data_bits: int
+    addr_bits: int
+
+    @property
+    def module(self) -> str:
+        return f"lowbit_wfetch{self.index}"
+
+    @property
+    def bus(self) -> str:
+        """Prefix of the port's AXI4 read-master ports on ``lowbit_axis`` (interface ``m_axi_w<index>``)."""
+        return f"m_axi_w{self.index}"
+
+    def fetcher(self):
+        from ..hw.wfetch import WeightFetcher
+
+        return WeightFetcher(word_bits=self.word_bits, words=self.words, data_bits=self.data_bits,
+                             addr_bits=self.addr_bits)
+
+
+_AR = (("araddr", "output", "A"), ("arlen", "output", 8), ("arsize", "output", 3), ("arburst", "output", 2),
+       ("arcache", "output", 4), ("arprot", "output", 3), ("arvalid", "output", 1), ("arready", "input", 1),
+       ("rdata", "input", "D"), ("rresp", "input", 2), ("rlast", "input", 1), ("rvalid", "input", 1),
+       ("rready", "output", 1))
+"""The AXI4 read channels of a weight port: (name, direction on ``lowbit_axis``, width; A/D = address/data)."""
+
+
+def axi_read_ports(port: WeightPort) -> list[tuple[str, str, int]]:
+    """``(name, direction, width)`` of ``port``'s AXI4 read-master ports on ``lowbit_axis``."""
+    sizes = {"A": port.addr_bits, "D": port.data_bits}
+    return [(f"{port.bus}_{n}", d, sizes.get(w, w)) for n, d, w in _AR]
+
+
+def _vec(width: int) -> str:
+    return f"[{width - 1}:0] " if width > 1 else ""
+
+
+def _weight_port_verilog(ports: Sequence[WeightPort]) -> tuple[str, str, str]:
+    """(port declarations, wires and fetcher instances, control-block connections) of the weight ports."""
+    decls, wires, insts = [], [], []
+    for p in ports:
+        decls.append(f"  // weight port {p.index}: layer unit {p.unit}, {p.words} words of {p.word_bits} bits per "
+                     f"vector, read over AXI4 ({p.data_bits}-bit data)")
+        decls += [f"  {d} wire {_vec(w)}{n}," for n, d, w in axi_read_ports(p)]
+        wires += [f"  wire [63:0] wbase{p.index};", f"  wire ws{p.unit}_valid, ws{p.unit}_ready;",
+                  f"  wire [{p.word_bits - 1}:0] ws{p.unit}_payload;"]
+        axi = ", ".join(f".axi__{n}({p.bus}_{n})" for n, _, _ in _AR)
+        insts.append(f"""  {p.module} wfetch{p.index} (
+    .clk(aclk), .rst(rst), .base(wbase{p.index}[{p.addr_bits - 1}:0]), .enable(wen),
+    .error(werror[{p.index}]), .busy(wbusy[{p.index}]),
+    {axi},
+    .o__valid(ws{p.unit}_valid), .o__ready(ws{p.unit}_ready), .o__payload(ws{p.unit}_payload)
+  );""")
+    if not ports:
+        return "", "", ""
+    n = len(ports)
+    wires.insert(0, f"  wire wen;\n  wire [{n - 1}:0] werror, wbusy;")
+    ctrl = "".join(f", .wbase{p.index}(wbase{p.index})" for p in ports)
+    ctrl = f",\n    .wen(wen), .werror(werror), .wbusy(wbusy){ctrl}"
+    body = "  // weight fetchers: the layers' weight images from DDR, pass after pass\n" + "\n".join(wires + insts) + "\n"
+    return "\n".join(decls), body, ctrl
+
+
+def axis_adapter_verilog(in_bits: int, out_bits: int, beats_per_image: int,
+                         weight_ports: Sequence[WeightPort] = ()) -> str:
     """The Verilog of ``lowbit_axis`` (see the module docstring)."""
     tin, tout = axis_width(in_bits), axis_width(out_bits)
     depth_bits = int(math.log2(TLAST_FIFO_DEPTH))
+    a = ADDR_BITS
+    w_decls, w_insts, w_ctrl = _weight_port_verilog(weight_ports)
+    busif = "".join(f":{p.bus}" for p in weight_ports)
+    w_top = "".join(f", .ws{p.unit}__valid(ws{p.unit}_valid), .ws{p.unit}__ready(ws{p.unit}_ready), "
+                    f".ws{p.unit}__payload(ws{p.unit}_payload)" for p in weight_ports)
     return f"""// lowbit_axis: lowbit_top with AXI4-Stream ports for an AXI DMA.
 // s_axis: {beats_per_image} beats per image, payload in tdata[{in_bits - 1}:0].
 // m_axis: one beat per image, {{label, scores}} in tdata[{out_bits - 1}:0]; tlast as on the image's last input beat.
+// m_axi_w<k>: AXI4 read masters of the weight fetchers (weights streamed from DDR), if any.
 `default_nettype none
 module lowbit_axis (
   (* X_INTERFACE_INFO = "xilinx.com:signal:clock:1.0 aclk CLK" *)
-  (* X_INTERFACE_PARAMETER = "ASSOCIATED_BUSIF s_axis:m_axis:s_axi, ASSOCIATED_RESET aresetn" *)
+  (* X_INTERFACE_PARAMETER = "ASSOCIATED_BUSIF s_axis:m_axis:s_axi{busif}, ASSOCIATED_RESET aresetn" *)
   input  wire aclk,
   (* X_INTERFACE_INFO = "xilinx.com:signal:reset:1.0 aresetn RST" *)
   (* X_INTERFACE_PARAMETER = "POLARITY ACTIVE_LOW" *)
@@ -79,8 +167,9 @@ module lowbit_axis (
   output wire m_axis_tvalid,
   input  wire m_axis_tready,
   output wire m_axis_tlast,
+{w_decls}
   // AXI4-Lite control block (lowbit_ctrl; register map in lowbit.boards.control)
-  input  wire [4:0] s_axi_awaddr,
+  input  wire [{a - 1}:0] s_axi_awaddr,
   input  wire s_axi_awvalid,
   output wire s_axi_awready,
   input  wire [31:0] s_axi_wdata,
@@ -90,7 +179,7 @@ module lowbit_axis (
   output wire [1:0] s_axi_bresp,
   output wire s_axi_bvalid,
   input  wire s_axi_bready,
-  input  wire [4:0] s_axi_araddr,
+  input  wire [{a - 1}:0] s_axi_araddr,
   input  wire s_axi_arvalid,
   output wire s_axi_arready,
   output wire [31:0] s_axi_rdata,
@@ -129,31 +218,39 @@ module lowbit_axis (
   assign m_axis_tlast = flags[rd[{depth_bits - 1}:0]];
   assign m_axis_tdata = {{{{{tout - out_bits}{{1'b0}}}}, o_payload}};
 
+{w_insts}
   lowbit_ctrl ctrl (
     .clk(aclk), .rst(rst), .in_beat(in_fire), .out_result(out_fire),
     .axil__awaddr(s_axi_awaddr), .axil__awvalid(s_axi_awvalid), .axil__awready(s_axi_awready),
     .axil__wdata(s_axi_wdata), .axil__wstrb(s_axi_wstrb), .axil__wvalid(s_axi_wvalid), .axil__wready(s_axi_wready),
     .axil__bresp(s_axi_bresp), .axil__bvalid(s_axi_bvalid), .axil__bready(s_axi_bready),
     .axil__araddr(s_axi_araddr), .axil__arvalid(s_axi_arvalid), .axil__arready(s_axi_arready),
-    .axil__rdata(s_axi_rdata), .axil__rresp(s_axi_rresp), .axil__rvalid(s_axi_rvalid), .axil__rready(s_axi_rready)
+    .axil__rdata(s_axi_rdata), .axil__rresp(s_axi_rresp), .axil__rvalid(s_axi_rvalid), .axil__rready(s_axi_rready){w_ctrl}
   );
 
   lowbit_top accel (
     .clk(aclk), .rst(rst),
     .i__valid(s_axis_tvalid && !full), .i__ready(i_ready), .i__payload(s_axis_tdata[{in_bits - 1}:0]),
-    .o__valid(m_axis_tvalid), .o__ready(m_axis_tready), .o__payload(o_payload)
+    .o__valid(m_axis_tvalid), .o__ready(m_axis_tready), .o__payload(o_payload){w_top}
   );
 endmodule
 `default_nettype wire
 """
 
 
-def control_verilog(beats_per_image: int) -> str:
+def control_verilog(beats_per_image: int, weight_ports: int = 0) -> str:
     """The Verilog of ``lowbit_ctrl``, the AXI4-Lite control block (:mod:`lowbit.boards.control`)."""
     from ..hw.export import to_verilog
     from .control import ControlBlock
 
-    return to_verilog(ControlBlock(beats_per_image), name="lowbit_ctrl")
+    return to_verilog(ControlBlock(beats_per_image, weight_ports), name="lowbit_ctrl")
+
+
+def fetcher_verilog(ports: Sequence[WeightPort]) -> str:
+    """The Verilog of the weight fetchers ``lowbit_wfetch<k>`` (:mod:`lowbit.hw.wfetch`), one module each."""
+    from ..hw.export import to_verilog
+
+    return "\n".join(to_verilog(p.fetcher(), name=p.module) for p in ports)
 
 
 def _ps7_tcl(board: Board, clock_mhz: float) -> tuple[str, dict]:
@@ -186,10 +283,39 @@ set_property -dict [list CONFIG.PSU__FPGA_PL0_ENABLE {{1}} CONFIG.PSU__CRL_APB__
     return tcl, pins
 
 
-def _bd_tcl(board: Board, clock_mhz: float, tin: int, tout: int) -> tuple[str, dict]:
+def hp_ports(board: Board, n: int) -> list[tuple[str, str]]:
+    """``(PS configuration, interface pin)`` of the ``n`` AXI-HP ports the weight fetchers use: HP1,
+    HP2, ... (HP0 carries the image DMA). Raises LowbitError when the board has too few."""
+    spare = max(0, board.axi_hp_ports - 1)
+    if n > spare:
+        raise LowbitError(f"{n} layers stream their weights from DDR, but board {board.name!r} has only {spare} "
+                          f"AXI-HP ports besides the image DMA's; keep more weights on chip")
+    width = board.axi_hp_width_bits
+    if board.ps == "PS7":
+        return [(f"CONFIG.PCW_USE_S_AXI_HP{j} {{1}} CONFIG.PCW_S_AXI_HP{j}_DATA_WIDTH {{{width}}}", f"/ps7/S_AXI_HP{j}")
+                for j in range(1, n + 1)]
+    # ZynqMP: S_AXI_HPj_FPD is saxigp(j + 2)
+    return [(f"CONFIG.PSU__USE__S_AXI_GP{j + 2} {{1}} CONFIG.PSU__SAXIGP{j + 2}__DATA_WIDTH {{{width}}}",
+             f"/zynq_ps/S_AXI_HP{j}_FPD") for j in range(1, n + 1)]
+
+
+def weight_port_address_bits(board: Board) -> int:
+    """Address width of a weight fetcher's AXI port: 32 on PS7, 40 on ZynqMP (its DDR lies below 2^40)."""
+    return 32 if board.ps == "PS7" else 40
+
+
+def _bd_tcl(board: Board, clock_mhz: float, tin: int, tout: int,
+            weight_ports: Sequence[WeightPort] = ()) -> tuple[str, dict]:
     ps_tcl, p = (_ps7_tcl if board.ps == "PS7" else _zynqmp_tcl)(board, clock_mhz)
+    hps = hp_ports(board, len(weight_ports))
+    if hps:
+        ps_tcl += f"# weight fetchers: one AXI-HP port each\nset_property -dict [list {' '.join(c for c, _ in hps)}] $ps\n"
+    w_tcl = "".join(f"""apply_bd_automation -rule xilinx.com:bd_rule:axi4 \\
+  -config [list Slave {pin} Clk Auto] [get_bd_intf_pins accel/{wp.bus}]
+""" for wp, (_, pin) in zip(weight_ports, hps))
     mm = max(tin, tout, 64 if board.ps == "PS7" else 128)
     tcl = f"""# lowbit block design: {board.ps} + AXI DMA (HP0) + lowbit_axis; DMA control on the GP port.
+# Weight fetchers (layers whose weights stream from DDR): {len(weight_ports)}, on HP1 and up.
 # Sourced by build.tcl with board_preset set (1 when the board files are installed).
 create_bd_design design_1
 {ps_tcl}
@@ -215,14 +341,14 @@ apply_bd_automation -rule xilinx.com:bd_rule:axi4 \\
   -config [list Slave {p['hp']} Clk Auto] [get_bd_intf_pins axi_dma/M_AXI_MM2S]
 apply_bd_automation -rule xilinx.com:bd_rule:axi4 \\
   -config [list Slave {p['hp']} Clk Auto] [get_bd_intf_pins axi_dma/M_AXI_S2MM]
-assign_bd_address
+{w_tcl}assign_bd_address
 validate_bd_design
 save_bd_design
 """
     return tcl, p
 
 
-def _build_tcl(board: Board, clock_mhz: float) -> str:
+def _build_tcl(board: Board, clock_mhz: float, sources: Sequence[str]) -> str:
     return f"""# lowbit Vivado plan for {board.name}: part {board.part}, {board.ps}, fabric clock {clock_mhz:g} MHz.
 # Run from any directory: vivado -mode batch -source build.tcl (or ./build.sh).
 set here [file dirname [file normalize [info script]]]
@@ -235,7 +361,7 @@ if {{$board_part ne ""}} {{
   set board_preset 1
 }}
 set_property target_language Verilog [current_project]
-add_files -norecurse [list [file join $here lowbit_top.v] [file join $here lowbit_ctrl.v] [file join $here lowbit_axis.v]]
+add_files -norecurse [list {" ".join(f"[file join $here {f}]" for f in sources)}]
 add_files -fileset constrs_1 -norecurse [file join $here lowbit.xdc]
 update_compile_order -fileset sources_1
 source [file join $here bd.tcl]
@@ -271,36 +397,51 @@ exec vivado -mode batch -nojournal -log vivado.log -source build.tcl
 
 
 def vivado_plan_files(board: Board, verilog: str, *, clock_mhz: float, in_bits: int, out_bits: int,
-                      beats_per_image: int) -> tuple[dict[str, str], dict]:
+                      beats_per_image: int, weight_ports: Sequence[WeightPort] = ()) -> tuple[dict[str, str], dict]:
     """The files of a Vivado plan (name -> text) and its summary.
+
+    ``weight_ports`` are the layers whose weights stream from DDR (``ws<unit>`` ports of
+    ``lowbit_top``): each gets a fetcher in ``lowbit_wfetch.v`` and an AXI-HP port of its own.
 
     Raises
     ------
     LowbitError
-        If ``board`` has no Zynq processing system.
+        If ``board`` has no Zynq processing system, or too few AXI-HP ports for ``weight_ports``.
     """
     if board.ps not in ("PS7", "ZynqMP"):
         raise LowbitError(f"board {board.name!r} has no Zynq processing system (ps {board.ps!r}); "
                           f"a Vivado plan needs PS7 or ZynqMP")
     if not re.search(r"^module lowbit_top\b", verilog, re.M):
         raise LowbitError("the accelerator's Verilog has no module lowbit_top")
+    for p in weight_ports:
+        if not re.search(rf"\bws{p.unit}__payload\b", verilog):
+            raise LowbitError(f"the accelerator's Verilog has no weight port ws{p.unit} (weight port {p.index})")
     tin, tout = axis_width(in_bits), axis_width(out_bits)
-    bd, pins = _bd_tcl(board, clock_mhz, tin, tout)
+    bd, pins = _bd_tcl(board, clock_mhz, tin, tout, weight_ports)
     files = {
         "lowbit_top.v": verilog,
-        "lowbit_axis.v": axis_adapter_verilog(in_bits, out_bits, beats_per_image),
-        "lowbit_ctrl.v": control_verilog(beats_per_image),
+        "lowbit_axis.v": axis_adapter_verilog(in_bits, out_bits, beats_per_image, weight_ports),
+        "lowbit_ctrl.v": control_verilog(beats_per_image, len(weight_ports)),
+    }
+    if weight_ports:
+        files["lowbit_wfetch.v"] = fetcher_verilog(weight_ports)
+    sources = list(files)
+    files.update({
         "bd.tcl": bd,
-        "build.tcl": _build_tcl(board, clock_mhz),
+        "build.tcl": _build_tcl(board, clock_mhz, sources),
         "lowbit.xdc": _XDC,
         "build.sh": _BUILD_SH,
-    }
+    })
+    hps = hp_ports(board, len(weight_ports))
     summary = {
         "flow": "vivado", "part": board.part, "ps": board.ps, "ps_cell": pins["ps"], "clock_mhz": clock_mhz,
         "axis": {"in_tdata_bits": tin, "in_payload_bits": in_bits, "out_tdata_bits": tout,
                  "out_payload_bits": out_bits, "beats_per_image": beats_per_image},
         "control_port": pins["gp"].strip("/"), "data_port": pins["hp"].strip("/"),
         "control_registers": "lowbit.boards.control.REGISTERS (accel/s_axi)",
+        "weight_ports": [{"index": p.index, "unit": p.unit, "word_bits": p.word_bits, "words": p.words,
+                          "data_bits": p.data_bits, "addr_bits": p.addr_bits, "interface": f"accel/{p.bus}",
+                          "hp_port": pin.strip("/")} for p, (_, pin) in zip(weight_ports, hps)],
         "bitstream": "lowbit.bit", "hwh": "lowbit.hwh", "xsa": "lowbit.xsa",
         "run": "sh build.sh  (in this directory, with vivado on PATH)",
     }

@@ -6,7 +6,8 @@ a credit counter gains ``bits_per_cycle`` each cycle and a word of ``width`` bit
 credit covers it. That is the rate of an AXI-HP port of that width (or of its share of the DDR
 bandwidth) behind a width converter; the mapper's memory model (:mod:`lowbit.mapping.memory`)
 predicts the same rate, so an RTL run checks it. Not for synthesis into a deployed design: there
-the weights come from a real DMA on the accelerator's ``ws<k>`` port.
+the weights come from DDR through a :class:`~lowbit.hw.wfetch.WeightFetcher` on the accelerator's
+``ws<k>`` port (added by ``lowbit build``).
 """
 
 from __future__ import annotations

@@ -71,6 +71,9 @@ def test_control_registers(overlay):
     ctrl.write(REGISTERS["TARGET"], 0x1234)
     assert ctrl.read(REGISTERS["TARGET"]) == 0x1234
     assert ctrl.read(REGISTERS["CTRL"]) == 0  # write-only: reads 0
+    assert ctrl.read(REGISTERS["WPORTS"]) == 0  # no layer streams its weights from DDR
+    ctrl.write(REGISTERS["WCTRL"], 1)
+    assert ctrl.read(REGISTERS["WCTRL"]) == 0  # no weight fetchers: nothing to switch on
 
 
 def test_driver_classifies_the_digits_test_split_like_the_reference(plan, overlay):
