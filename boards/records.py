@@ -204,8 +204,10 @@ _BOARD_LIST = [
     Board(name="ultra96-v2", part="xczu3eg-sbva484-1-i", family="zynq-ultrascale+", package="sbva484",
           speed_grade="-1", ps="ZynqMP",
           lut=70_560, ff=141_120, bram36=216, uram=0, dsp=360, fabric_clock_mhz=100.0,
-          axi_hp_ports=4, axi_hp_width_bits=128,
-          source=f"xczu3eg: {_DS891}; Avnet Ultra96-V2 product brief (2 GB LPDDR4, bandwidth not recorded); "
+          ddr_bandwidth_gbps=34.1, axi_hp_ports=4, axi_hp_width_bits=128,
+          source=f"xczu3eg: {_DS891}; Avnet Ultra96-V2 product brief (2 GB LPDDR4, 512M x32); its PS "
+                 f"configuration in Xilinx/BNN-PYNQ (bnn/src/library/script/ultra96/ultra96.tcl: "
+                 f"PSU__CRF_APB__DDR_CTRL__FREQMHZ 533, i.e. 1066 Mb/s on 32 bits = 34.1 Gbit/s); "
                  f"{_UG1085}; {_CLOCK}; not in openFPGALoader's board list"),
     Board(name="kv260", part="xck26-sfvc784-2lv-c", family="zynq-ultrascale+", package="sfvc784",
           speed_grade="-2LV", ps="ZynqMP",

@@ -33,8 +33,11 @@ stage and one before the sink (``len(stages) + 1`` FIFOs).
 Timing: every process decides in cycle ``t`` from the FIFO occupancies (and bank flags) at the end
 of cycle ``t - 1``; a word written in cycle ``t`` can be read from ``t + 1``, a slot freed in
 cycle ``t`` can be written from ``t + 1``. A FIFO of depth 1 thus passes one word every two cycles,
-a FIFO of depth 2 one per cycle. Pipeline latency inside a stage (and the MVTU's output register)
-is not modelled: a write happens in the cycle of its iteration.
+a FIFO of depth 2 one per cycle. Pipeline latency inside a stage: with :attr:`Stage.latency` ``L``
+(default 1) an iteration's write happens ``L - 1`` iterations after its read, as in an HLS loop
+pipelined at II=1 whose output stage is ``L - 1`` stages behind its input stage; a read that cannot
+happen or a write that cannot happen stalls the whole loop for that cycle (Vivado HLS stalls every
+stage of a pipeline together).
 
 The simulation skips from event to event (a read, a write, a bank hand-over), so the iterations
 between them cost it nothing; it stops when the whole state at an image's completion
@@ -89,6 +92,8 @@ class Stage:
         Stage input words per FIFO word (a down-sizing width converter merged into the stage).
     vectors : int
         Vectors per image (output pixels of a convolution, 1 for a fully connected layer).
+    latency : int
+        Pipeline depth of the loop: a write lags its iteration's read by ``latency - 1`` iterations.
     """
 
     name: str
@@ -97,11 +102,12 @@ class Stage:
     buffering: Buffering = Buffering.SINGLE
     in_ratio: int = 1
     vectors: int = 1
+    latency: int = 1
 
     def __post_init__(self):
         if not isinstance(self.name, str):
             raise TypeError(f"name must be a string, not {self.name!r}")
-        for field in ("sf", "nf", "in_ratio", "vectors"):
+        for field in ("sf", "nf", "in_ratio", "vectors", "latency"):
             _check_count(field, getattr(self, field))
         if isinstance(self.buffering, str):
             try:
@@ -258,19 +264,19 @@ class _Sink(_Proc):
 class _SingleBuffered(_Proc):
     """finn-hlslib's loop: read at ``nf == 0`` (every ``in_ratio``-th word), write at ``sf == SF - 1``."""
 
-    __slots__ = ("sf", "per_vec", "ratio", "inp", "out")
+    __slots__ = ("sf", "per_vec", "ratio", "inp", "out", "lag")
 
     def __init__(self, stage: Stage, index: int, inp: _Buffer, out: _Buffer):
         super().__init__(stage.cycles, index)
         self.sf, self.per_vec, self.ratio = stage.sf, stage.sf * stage.nf, stage.in_ratio
-        self.inp, self.out = inp, out
+        self.inp, self.out, self.lag = inp, out, stage.latency - 1
 
     def _reads(self, v, j):
         return j < self.sf and (v * self.sf + j) % self.ratio == 0
 
     def event(self, it):
         v, j = divmod(it, self.per_vec)
-        read, write = self._reads(v, j), j % self.sf == self.sf - 1
+        read, write = self._reads(v, j), _writes(it, self.lag, self.sf)
         if not (read or write):
             return None
         needs, ops = [], []
@@ -284,13 +290,28 @@ class _SingleBuffered(_Proc):
 
     def next_event(self, it):
         it += 1
-        while True:
+        write = _next_write(it, self.lag, self.sf)
+        while it < write:
             v, j = divmod(it, self.per_vec)
-            if j >= self.sf:  # reusing the buffer: the next event is this fold's write
-                return it + (self.sf - 1 - j % self.sf)
-            if j == self.sf - 1 or self._reads(v, j):
+            if j >= self.sf:  # reusing the buffer: no read before the next vector
+                it = (v + 1) * self.per_vec
+            elif self._reads(v, j):
                 return it
-            it += 1
+            else:
+                it += 1
+        return write
+
+
+def _writes(it: int, lag: int, sf: int) -> bool:
+    """Iteration slot ``it`` writes: the iteration ``lag`` slots back ends a neuron fold."""
+    it -= lag
+    return it >= 0 and it % sf == sf - 1
+
+
+def _next_write(it: int, lag: int, sf: int) -> int:
+    """The first slot ``>= it`` that writes."""
+    k = max(0, -(-(it - lag - (sf - 1)) // sf))
+    return lag + k * sf + sf - 1
 
 
 class _Loader(_Proc):
@@ -318,15 +339,16 @@ class _Loader(_Proc):
 class _Engine(_Proc):
     """Compute side of a double-buffered stage: starts a vector on a full bank, frees it at the end."""
 
-    __slots__ = ("sf", "per_vec", "banks", "out")
+    __slots__ = ("sf", "per_vec", "banks", "out", "lag")
 
     def __init__(self, stage: Stage, index: int, banks: _Buffer, out: _Buffer):
         super().__init__(stage.cycles, index)
         self.sf, self.per_vec, self.banks, self.out = stage.sf, stage.sf * stage.nf, banks, out
+        self.lag = stage.latency - 1
 
     def event(self, it):
         j = it % self.per_vec
-        first, last, write = j == 0, j == self.per_vec - 1, j % self.sf == self.sf - 1
+        first, last, write = j == 0, j == self.per_vec - 1, _writes(it, self.lag, self.sf)
         if not (first or last or write):
             return None
         needs, ops = [], []
@@ -344,7 +366,7 @@ class _Engine(_Proc):
         j = it % self.per_vec
         if j == 0:
             return it
-        return it + (self.sf - 1 - j % self.sf)  # this fold's write (the vector's last is one of them)
+        return min(it + self.per_vec - 1 - j, _next_write(it, self.lag, self.sf))  # the vector's last, a write
 
 
 def _normalise(stages, depths) -> tuple[list[Stage], list[int]]:

@@ -79,6 +79,7 @@ def test_the_listed_boards_are_registered(name):
 def test_ps_facts():
     assert get_board("pynq-z2").ps == "PS7"
     assert get_board("pynq-z2").ddr_bandwidth_gbps == 16.8
+    assert get_board("ultra96-v2").ddr_bandwidth_gbps == 34.1  # LPDDR4 x32 at 1066 Mb/s
     assert get_board("pynq-z2").openfpgaloader_board == "pynq_z2"
     assert get_board("kv260").ps == "ZynqMP"
     assert get_board("zc706").speed_grade == "-2"

@@ -140,10 +140,11 @@ def _cycle_by_cycle(stages, depths, images):
             src += 1
         for k, s in enumerate(stages):
             per_vec = s.sf * s.nf
+            lagged = it[k] - (s.latency - 1)  # the iteration in the output stage
+            write = lagged >= 0 and lagged % s.sf == s.sf - 1
             if s.buffering is Buffering.SINGLE:
                 v, j = divmod(it[k], per_vec)
                 read = j < s.sf and (v * s.sf + j) % s.in_ratio == 0
-                write = j % s.sf == s.sf - 1
                 if (not read or count[k] > 0) and (not write or count[k + 1] < depths[k + 1]):
                     delta[k] -= read
                     delta[k + 1] += write
@@ -154,7 +155,6 @@ def _cycle_by_cycle(stages, depths, images):
                     dbanks[k] += load[k] % s.sf == s.sf - 1
                     load[k] += 1
                 j = it[k] % per_vec
-                write = j % s.sf == s.sf - 1
                 if (j or banks[k] > 0) and (not write or count[k + 1] < depths[k + 1]):
                     delta[k + 1] += write
                     dbanks[k] -= j == per_vec - 1
@@ -176,6 +176,24 @@ def test_event_skipping_equals_cycle_by_cycle(seed, n):
     stages = _chain(rng, rng.choice(["single", "double"]), n)
     depths = [rng.randint(1, 4) for _ in range(n + 1)]
     assert simulate_pipeline(stages, depths, images=12).completion == _cycle_by_cycle(stages, depths, 12)
+
+
+@pytest.mark.parametrize("seed,n", CHAINS[20:])
+def test_event_skipping_equals_cycle_by_cycle_with_pipeline_latency(seed, n):
+    rng = random.Random(4000 + seed)
+    stages = [Stage(s.name, s.sf, s.nf, s.buffering, in_ratio=s.in_ratio, latency=rng.randint(1, 7))
+              for s in _chain(rng, rng.choice(["single", "double"]), n)]
+    depths = [rng.randint(1, 4) for _ in range(n + 1)]
+    assert simulate_pipeline(stages, depths, images=12).completion == _cycle_by_cycle(stages, depths, 12)
+
+
+def test_pipeline_latency_delays_the_first_result_not_a_decoupled_period():
+    """One copy stage: latency L delays the first word by L - 1 cycles; with room in the FIFOs the
+    period stays one word per cycle."""
+    for lat in (1, 2, 5):
+        timing = simulate_pipeline([Stage("c", 1, 1, latency=lat)], [2, 2], images=4)
+        assert timing.period == 1
+        assert timing.completion[0] == 2 + (lat - 1)  # source t=0, stage t=1 (+ lag), sink next cycle
 
 
 def test_event_skipping_equals_cycle_by_cycle_on_lfc():
@@ -209,6 +227,16 @@ def _assert_individually_minimal(stages, depths):
             smaller[k] = d - 1
             timing = simulate_pipeline(stages, smaller)
             assert timing.period > timing.bound, (k, depths)
+
+
+def test_lfc_period_does_not_depend_on_the_mvau_pipeline_depth_up_to_12():
+    """BNN-PYNQ LFC-W1A1 with the published depths: 723 cycles whether the MVAU loops are 1 or 12
+    stages deep (the HLS pipeline depth is not known here, so this insensitivity matters)."""
+    stages, fifos = bnn_pynq_lfc_w1a1()
+    for lat in (1, 4, 8, 12):
+        deep = [Stage(s.name, s.sf, s.nf, s.buffering, s.in_ratio, s.vectors, lat if s.name.startswith("L") else 1)
+                for s in stages]
+        assert simulate_pipeline(deep, fifos).period == 723
 
 
 def test_min_fifo_depths_hand_case():
@@ -253,6 +281,8 @@ def test_stage_errors():
         Stage("x", 6, 1, in_ratio=4)
     with pytest.raises(TypeError, match=r"^name must be a string, not 3$"):
         Stage(3, 1, 1)
+    with pytest.raises(ValueError, match=r"^latency must be at least 1, not 0$"):
+        Stage("x", 1, 1, latency=0)
     with pytest.raises(ValueError, match=r"^depth must be at least 1, not 0$"):
         Fifo(0)
     assert Stage("x", 1, 1, "double").buffering is Buffering.DOUBLE
