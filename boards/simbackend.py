@@ -13,12 +13,14 @@ last result must carry ``tlast`` or the transfer fails as it would hang on the b
 from __future__ import annotations
 
 import logging
+from dataclasses import fields
 from pathlib import Path
 
 import numpy as np
 
 from .. import LowbitError
 from .control import ADDR_BITS, REGISTERS
+from .vivado import WeightPort, axi_read_ports
 
 __all__ = ["SimulatedOverlay", "shell_wrapper_verilog"]
 
@@ -108,14 +110,12 @@ def shell_wrapper_verilog(tin: int, tout: int, weight_ports: list[dict] = (), *,
         ("o__valid", "output", 1), ("o__ready", "input", 1), ("o__payload", "output", tout + 1)]
     ddrs, wires, conns = [], [], []
     for p, depth in zip(weight_ports, log_depths):
-        k, aw, dw = p["index"], p["addr_bits"], p["data_bits"]
+        wp = WeightPort(**{f.name: p[f.name] for f in fields(WeightPort)})
+        k, aw, dw, bus = wp.index, wp.addr_bits, wp.data_bits, wp.bus
         ports += [(f"ddr{k}__we", "input", 1), (f"ddr{k}__addr", "input", depth), (f"ddr{k}__data", "input", 32)]
-        bus = f"m_axi_w{k}"
-        for n, w in (("araddr", aw), ("arlen", 8), ("arsize", 3), ("arburst", 2), ("arcache", 4), ("arprot", 3),
-                     ("arvalid", 1), ("arready", 1), ("rdata", dw), ("rresp", 2), ("rlast", 1), ("rvalid", 1),
-                     ("rready", 1)):
-            wires.append(f"  wire {'[%d:0] ' % (w - 1) if w > 1 else ''}{bus}_{n};")
-            conns.append(f".{bus}_{n}({bus}_{n})")
+        for name, _, w in axi_read_ports(wp):
+            wires.append(f"  wire {'[%d:0] ' % (w - 1) if w > 1 else ''}{name};")
+            conns.append(f".{name}({name})")
         ddrs.append(f"""  lowbit_sim_ddr #(.AW({aw}), .DW({dw}), .LOG_DEPTH({depth}), .RATE({rate}), .LATENCY({latency})) ddr{k} (
     .clk(clk), .rst(rst), .we(ddr{k}__we), .waddr(ddr{k}__addr), .wdata(ddr{k}__data),
     .araddr({bus}_araddr), .arlen({bus}_arlen), .arvalid({bus}_arvalid), .arready({bus}_arready),
