@@ -82,8 +82,9 @@ def _memory_line(report: dict) -> list[str]:
         line += (f"; all {mem['weight_bits']:,} streamed from DDR ({mem['ddr_bandwidth_gbps']:g} Gbit/s) would bound "
                  f"throughput at {mem['streamed_fps_bound']:,.0f} images/s (roofline)")
     lines = [line]
-    for e in ddr:
-        lines.append(f"  {e['layer']}: weights in DDR, {e['ddr_bits_per_image']:,} bits per image at "
+    for k, e in enumerate(ddr):
+        lines.append(f"  {e['layer']}: weights in DDR (AXI-HP{k + 1} on Zynq builds), {e['ddr_bits_per_image']:,} "
+                     f"bits per image at "
                      f"{e['stream_bits_per_cycle']} bits/cycle = {e['stream_cycles']:,} cycles per image "
                      f"(bound {e['stream_fps_bound']:,.0f} images/s)")
     if ddr:
