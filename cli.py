@@ -310,6 +310,13 @@ def cmd_build(args) -> int:
               f"{m['uart']['out_bytes']} bytes per result")
     elif not args.run:
         print(f"  Vivado plan ({m['ps']}, {m['clock_mhz']:g} MHz): {', '.join(m['files'])}")
+        check = m.get("plan_check")
+        if isinstance(check, dict):
+            print(f"  dry run of build.tcl and bd.tcl without Vivado: {check['cells']} cells, "
+                  f"{check['pins_checked']} pin references, {check['automations']} automations, interfaces "
+                  f"{', '.join(check['interfaces'])} checked")
+        elif check:
+            print(f"  dry run of the plan {check}")
         for p in m.get("weight_ports", []):
             print(f"  weights of layer unit {p['unit']} from DDR: fetcher {p['index']} on {p['hp_port']} "
                   f"({p['words']} words of {p['word_bits']} bits per vector, driver/weights_w{p['index']}.bin)")

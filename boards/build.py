@@ -140,6 +140,12 @@ def build(source: str | os.PathLike, board: str | Board, out: str | os.PathLike,
                     (tmp / name).write_text(data)
             (tmp / "build.sh").chmod(0o755)
             manifest.update(summary)
+            if shutil.which("tclsh"):
+                from .plancheck import check_vivado_plan
+
+                manifest["plan_check"] = check_vivado_plan(tmp)
+            else:
+                manifest["plan_check"] = "not run: no tclsh on PATH"
             manifest["files"] = sorted(files)
             manifest["driver"] = sorted(driver)
         write_json(tmp / "build.json", manifest)

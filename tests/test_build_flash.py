@@ -72,6 +72,11 @@ def test_vivado_plan_names_part_and_ps_and_is_complete(compiled, tmp_path, board
         assert (out / name).is_file(), name
     assert set(manifest["files"]) - {"build.tcl", "build.sh"} <= named
     assert "build.tcl" in (out / "build.sh").read_text()
+    # the dry run of build.tcl + bd.tcl against stand-ins for Vivado's commands passed during the build
+    check = manifest["plan_check"]
+    assert check["cells"] == 4 and check["interfaces"] == ["m_axis", "s_axi", "s_axis"]
+    assert check["automations"] == 5 and check["pins_checked"] >= 20
+    assert "dry run of build.tcl and bd.tcl without Vivado: 4 cells" in proc.stdout
     # the adapter drives every port of lowbit_top, and lowbit_top is the compiled one
     axis = (out / "lowbit_axis.v").read_text()
     for port in ("clk", "rst", "i__valid", "i__ready", "i__payload", "o__valid", "o__ready", "o__payload"):
@@ -207,3 +212,30 @@ def test_flash_via_pynq_and_xsct_dry_run_and_clear_refusals(tmp_path):
     assert 'targets -set -nocase -filter {name =~ "xc7z*"}' in proc.stdout and "fpga -file {" in proc.stdout
     proc = run("flash", out, "--board", "pynq-z2", "--via", "xsct", "--yes")  # no xsct on this machine
     assert_clean_error(proc, r"--via xsct needs Xilinx's xsct on PATH")
+
+
+@pytest.mark.parametrize("edit, message", [
+    (("bd.tcl", "CONFIG.PCW_USE_S_AXI_HP0 {1}", "CONFIG.PCW_USE_S_AXI_HP0 {0}"),
+     "pin /ps7/S_AXI_HP0 is used but CONFIG.PCW_USE_S_AXI_HP0 is not set to 1 on ps7"),
+    (("bd.tcl", "ps7/FCLK_CLK0", "ps7/FCLK_CLK1"), "pin ps7/FCLK_CLK1: xilinx.com:ip:processing_system7 has no pin"),
+    (("bd.tcl", "accel/s_axis]", "accel/s_axis0]"), "interface pin accel/s_axis0: lowbit_axis has no interface"),
+    (("bd.tcl", "set accel [create_bd_cell", "set accel [list"), "no cell 'accel' was created before"),
+    (("lowbit_axis.v", "s_axis_tready", "s_axis_tready_n"), "lowbit_axis has no interface 's_axis'"),
+    (("lowbit_axis.v", "ASSOCIATED_BUSIF s_axis:m_axis:s_axi", "ASSOCIATED_BUSIF s_axis:m_axis"),
+     r"interface\(s\) \['s_axi'\] are not in the clock's ASSOCIATED_BUSIF"),
+    (("build.tcl", "[file join $here lowbit_ctrl.v]", "[file join $here lowbit_ctl.v]"), "add_files: no file .*lowbit_ctl.v"),
+])
+def test_plan_dry_run_catches_broken_plans(compiled, tmp_path, edit, message):
+    """Each edit breaks something Vivado would reject; the dry run names it."""
+    from lowbit import LowbitError
+    from lowbit.boards.plancheck import check_vivado_plan
+
+    out = tmp_path / "plan"
+    assert run("build", compiled["pynq-z2"], "--board", "pynq-z2", "-o", out).returncode == 0
+    check_vivado_plan(out)
+    name, old, new = edit
+    text = (out / name).read_text()
+    assert old in text
+    (out / name).write_text(text.replace(old, new))
+    with pytest.raises(LowbitError, match=message):
+        check_vivado_plan(out)

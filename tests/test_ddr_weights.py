@@ -158,6 +158,8 @@ def test_build_gives_each_ddr_layer_a_weight_fetcher_on_its_own_hp_port(ddr_plan
     assert image == pack_image(words, 128, 64) and len(image) == 64 * 128 // 8
     assert unpack_image(image, 64, 128) == words
     assert manifest["driver"] == ["driver/__init__.py", "driver/lowbit_driver.py", "driver/weights_w0.bin"]
+    assert manifest["plan_check"]["interfaces"] == ["m_axi_w0", "m_axis", "s_axi", "s_axis"]
+    assert manifest["plan_check"]["automations"] == 6  # PS, GP -> DMA and accel, HP0 x 2, HP1 -> fetcher
 
 
 @pytest.mark.fast_sim
@@ -200,6 +202,13 @@ def test_zynqmp_plan_puts_weight_fetchers_on_hp1_fpd_and_up(ddr_plan):
     assert "Slave /zynq_ps/S_AXI_HP1_FPD" in files["bd.tcl"]
     assert summary["weight_ports"][0]["hp_port"] == "zynq_ps/S_AXI_HP1_FPD"
     assert "output wire [39:0] m_axi_w0_araddr," in files["lowbit_axis.v"]
+    from lowbit.boards.plancheck import check_vivado_plan
+
+    for name, text in files.items():
+        (root / "kv260" / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / "kv260" / name).write_text(text)
+    check = check_vivado_plan(root / "kv260")  # HP1_FPD is switched on (saxigp3) before the automation uses it
+    assert "m_axi_w0" in check["interfaces"] and "lowbit_wfetch.v" in check["files_added"]
     with pytest.raises(LowbitError, match="the accelerator's Verilog has no weight port ws2"):
         vivado_plan_files(get_board("kv260"), verilog, clock_mhz=200.0, in_bits=80, out_bits=40,
                           beats_per_image=8, weight_ports=[WeightPort(0, 2, 128, 64, 128, 40)])
