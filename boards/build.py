@@ -54,9 +54,10 @@ def _compiled(source: Path, board: Board, tmp: Path, budget: float | None) -> Pa
     return dest
 
 
-def weight_ports(board: Board, graph, schedule) -> tuple[list, list[bytes]]:
+def weight_ports(board: Board, graph, schedule, *, outstanding: int = 8) -> tuple[list, list[bytes]]:
     """The weight ports of ``schedule``'s DDR layers on ``board`` and their DDR images
-    (:func:`lowbit.hw.wfetch.pack_image` of each layer's weight words)."""
+    (:func:`lowbit.hw.wfetch.pack_image` of each layer's weight words); each fetcher keeps
+    ``outstanding`` bursts in flight."""
     from ..hw.spec import streams_weights
     from .vivado import WeightPort, weight_port_address_bits
 
@@ -68,14 +69,15 @@ def weight_ports(board: Board, graph, schedule) -> tuple[list, list[bytes]]:
 
         words = spec.weight_image()
         port = WeightPort(index=len(ports), unit=unit, word_bits=spec.weight_word_bits, words=len(words),
-                          data_bits=board.axi_hp_width_bits, addr_bits=weight_port_address_bits(board))
+                          data_bits=board.axi_hp_width_bits, addr_bits=weight_port_address_bits(board),
+                          outstanding=outstanding)
         ports.append(port)
         images.append(pack_image(words, port.word_bits, port.data_bits))
     return ports, images
 
 
 def build(source: str | os.PathLike, board: str | Board, out: str | os.PathLike, *, run: bool = False,
-          budget: float | None = None, clock_mhz: float | None = None) -> dict:
+          budget: float | None = None, clock_mhz: float | None = None, fetch_outstanding: int = 8) -> dict:
     """Build ``source`` (a model ``.npz`` or a ``lowbit compile`` directory) for ``board`` into ``out``.
 
     Parameters
@@ -86,6 +88,8 @@ def build(source: str | os.PathLike, board: str | Board, out: str | os.PathLike,
         Fabric clock; by default the schedule's.
     run : bool
         Zynq boards: run the Vivado plan (needs ``vivado`` on ``PATH``).
+    fetch_outstanding : int
+        Bursts each weight fetcher keeps in flight (layers whose weights stream from DDR).
 
     Returns
     -------
@@ -123,7 +127,7 @@ def build(source: str | os.PathLike, board: str | Board, out: str | os.PathLike,
             in_bits, out_bits = payload_widths(verilog)
             fmt = report["stream_format"]
             graph, _ = load_compiled(compiled)
-            ports, images = weight_ports(board, graph, schedule)
+            ports, images = weight_ports(board, graph, schedule, outstanding=fetch_outstanding)
             files, summary = vivado_plan_files(board, verilog, clock_mhz=clock, in_bits=in_bits,
                                                out_bits=out_bits, beats_per_image=fmt["input_size"] // fmt["simd"],
                                                weight_ports=ports)

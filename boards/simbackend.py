@@ -37,7 +37,7 @@ SIM_DDR_VERILOG = """
 // lowbit_sim_ddr: a simulation-only AXI4 read slave standing for the PS's DDR behind one AXI-HP
 // port. 32-bit words loaded through (we, waddr, wdata); a read of byte address A returns words
 // (A >> 2) & (DEPTH - 1) onwards (buffers are aligned to a power of two at least their size).
-// Up to 4 bursts queued; a burst's data starts LATENCY cycles after its address was accepted; a
+// Up to 16 bursts queued; a burst's data starts LATENCY cycles after its address was accepted; a
 // beat goes out when the credit (RATE bits per cycle, at most two beats banked) covers it.
 module lowbit_sim_ddr #(parameter AW = 32, DW = 64, LOG_DEPTH = 10, RATE = 64, LATENCY = 16) (
   input wire clk, input wire rst,
@@ -48,16 +48,16 @@ module lowbit_sim_ddr #(parameter AW = 32, DW = 64, LOG_DEPTH = 10, RATE = 64, L
   localparam N = DW / 32;
   reg [31:0] mem [0:(1 << LOG_DEPTH) - 1];
   always @(posedge clk) if (we) mem[waddr] <= wdata;
-  reg [LOG_DEPTH-1:0] qa [0:3];
-  reg [7:0] ql [0:3];
-  reg [31:0] qt [0:3];
-  reg [2:0] count;
-  reg [1:0] head, tail;
+  reg [LOG_DEPTH-1:0] qa [0:15];
+  reg [7:0] ql [0:15];
+  reg [31:0] qt [0:15];
+  reg [4:0] count;
+  reg [3:0] head, tail;
   reg [31:0] now;
   reg [7:0] beat;
   reg [15:0] credit;
   wire active = count != 0 && now >= qt[head];
-  assign arready = count != 4;
+  assign arready = count != 16;
   assign rvalid = active && credit >= DW;
   assign rlast = beat == ql[head];
   assign rresp = 2'b00;
@@ -110,7 +110,7 @@ def shell_wrapper_verilog(tin: int, tout: int, weight_ports: list[dict] = (), *,
         ("o__valid", "output", 1), ("o__ready", "input", 1), ("o__payload", "output", tout + 1)]
     ddrs, wires, conns = [], [], []
     for p, depth in zip(weight_ports, log_depths):
-        wp = WeightPort(**{f.name: p[f.name] for f in fields(WeightPort)})
+        wp = WeightPort(**{f.name: p[f.name] for f in fields(WeightPort) if f.name in p})
         k, aw, dw, bus = wp.index, wp.addr_bits, wp.data_bits, wp.bus
         ports += [(f"ddr{k}__we", "input", 1), (f"ddr{k}__addr", "input", depth), (f"ddr{k}__data", "input", 32)]
         for name, _, w in axi_read_ports(wp):

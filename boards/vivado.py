@@ -69,7 +69,10 @@ def axis_width(bits: int) -> int:
 class WeightPort:
     """A layer whose weights stream from DDR: unit ``unit`` of ``lowbit_top`` (its port ``ws<unit>``)
     reads ``words`` words of ``word_bits`` bits per vector; the shell's fetcher ``lowbit_wfetch<index>``
-    reads them over an AXI-HP port of ``data_bits`` bits with ``addr_bits``-bit addresses."""
+    reads them over an AXI-HP port of ``data_bits`` bits with ``addr_bits``-bit addresses, keeping
+    ``outstanding`` bursts of 16 beats in flight (it holds the port's rate while the DDR's latency
+    plus one burst stays under ``outstanding * 16 * data_bits / rate`` cycles; see
+    ``benchmarks/results/ddr_fetch.md``)."""
 
     index: int
     unit: int
@@ -77,6 +80,7 @@ class WeightPort:
     words: int
     data_bits: int
     addr_bits: int
+    outstanding: int = 8
 
     @property
     def module(self) -> str:
@@ -91,7 +95,7 @@ class WeightPort:
         from ..hw.wfetch import WeightFetcher
 
         return WeightFetcher(word_bits=self.word_bits, words=self.words, data_bits=self.data_bits,
-                             addr_bits=self.addr_bits)
+                             addr_bits=self.addr_bits, outstanding=self.outstanding)
 
 
 _AR = (("araddr", "output", "A"), ("arlen", "output", 8), ("arsize", "output", 3), ("arburst", "output", 2),
@@ -440,7 +444,8 @@ def vivado_plan_files(board: Board, verilog: str, *, clock_mhz: float, in_bits: 
         "control_port": pins["gp"].strip("/"), "data_port": pins["hp"].strip("/"),
         "control_registers": "lowbit.boards.control.REGISTERS (accel/s_axi)",
         "weight_ports": [{"index": p.index, "unit": p.unit, "word_bits": p.word_bits, "words": p.words,
-                          "data_bits": p.data_bits, "addr_bits": p.addr_bits, "interface": f"accel/{p.bus}",
+                          "data_bits": p.data_bits, "addr_bits": p.addr_bits, "outstanding": p.outstanding,
+                          "interface": f"accel/{p.bus}",
                           "hp_port": pin.strip("/")} for p, (_, pin) in zip(weight_ports, hps)],
         "bitstream": "lowbit.bit", "hwh": "lowbit.hwh", "xsa": "lowbit.xsa",
         "run": "sh build.sh  (in this directory, with vivado on PATH)",

@@ -142,7 +142,7 @@ def test_build_gives_each_ddr_layer_a_weight_fetcher_on_its_own_hp_port(ddr_plan
     manifest = json.loads((out / "build.json").read_text())
     (port,) = manifest["weight_ports"]
     assert port == {"index": 0, "unit": 1, "word_bits": 128, "words": 64, "data_bits": 64, "addr_bits": 32,
-                    "interface": "accel/m_axi_w0", "hp_port": "ps7/S_AXI_HP1"}
+                    "outstanding": 8, "interface": "accel/m_axi_w0", "hp_port": "ps7/S_AXI_HP1"}
     bd = (out / "bd.tcl").read_text()
     assert "CONFIG.PCW_USE_S_AXI_HP1 {1} CONFIG.PCW_S_AXI_HP1_DATA_WIDTH {64}" in bd
     assert "-config [list Slave /ps7/S_AXI_HP1 Clk Auto] [get_bd_intf_pins accel/m_axi_w0]" in bd
