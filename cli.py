@@ -133,9 +133,17 @@ def _load_images(args, graph) -> np.ndarray:
     else:
         from .quant.data import load_digits_split
         data = load_digits_split()
-        if data.x_test.shape[1] != graph.input_size:
-            raise LowbitError(f"the model takes {graph.input_size} inputs, not the digits' 64: pass --images")
-        x = data.x_test
+        if data.x_test.shape[1] == graph.input_size:
+            x = data.x_test
+        elif args.count:  # not a digits model: N random inputs over the input type's whole range
+            dt = graph.input_dtype
+            lo, hi = (0, 1) if dt.kind.value == "bipolar" else (dt.min, dt.max)
+            x = np.random.default_rng(0).integers(lo, hi + 1, size=(args.count, graph.input_size))
+            print(f"  {args.count} random inputs in [{lo}, {hi}] (seed 0): the model takes {graph.input_size} "
+                  f"inputs, not the digits' 64")
+        else:
+            raise LowbitError(f"the model takes {graph.input_size} inputs, not the digits' 64: pass --images FILE.npz, "
+                              f"or --images N for N random inputs")
     return x[:args.count] if args.count else x
 
 
@@ -370,7 +378,8 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("sim", help="simulate a compiled design under cocotb (Verilator or Icarus), bit-exact")
     s.add_argument("dir", help="directory written by 'lowbit compile'")
     s.add_argument("--images", help=".npz file with an integer array 'x', or a number N: the first N images "
-                                    "of the digits test split (default: all of it)")
+                                    "of the digits test split (default: all of it), or N random inputs when "
+                                    "the model does not take digits")
     s.add_argument("--count", type=int, help="simulate only the first COUNT images")
     s.add_argument("--throttled", type=int, default=100, help="images per randomly throttled run")
     s.add_argument("--json", metavar="PATH", help="write the results as JSON")

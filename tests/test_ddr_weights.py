@@ -276,3 +276,16 @@ def test_map_spills_two_layers_to_ddr_and_the_built_design_runs_them_from_two_hp
     # one period per image plus the pipeline's fill once per run: the other two layers' time, at
     # most two periods, spread over n images (measured 18,684.6 against 18,432)
     assert predicted <= t["cycles_per_image"] <= predicted * (1 + 2 / n)
+
+
+def test_sim_takes_n_random_inputs_for_a_model_that_does_not_take_digits(capsys):
+    import argparse
+
+    from lowbit.cli import _load_images
+
+    g = mlp((128, 16, 10), seed=1)  # UINT5 input
+    x = _load_images(argparse.Namespace(images="12", count=None), g)
+    assert x.shape == (12, 128) and x.min() >= 0 and x.max() <= 31
+    assert "12 random inputs in [0, 31] (seed 0): the model takes 128 inputs" in capsys.readouterr().out
+    with pytest.raises(LowbitError, match="pass --images FILE.npz, or --images N for N random inputs"):
+        _load_images(argparse.Namespace(images=None, count=None), g)
