@@ -59,14 +59,13 @@ def weight_ports(board: Board, graph, schedule, *, outstanding: int = 8) -> tupl
     (:func:`lowbit.hw.wfetch.pack_image` of each layer's weight words); each fetcher keeps
     ``outstanding`` bursts in flight."""
     from ..hw.spec import streams_weights
+    from ..hw.wfetch import pack_image
     from .vivado import WeightPort, weight_port_address_bits
 
     ports, images = [], []
     for unit, spec in enumerate(schedule.apply(graph)):
         if not streams_weights(spec):
             continue
-        from ..hw.wfetch import pack_image
-
         words = spec.weight_image()
         port = WeightPort(index=len(ports), unit=unit, word_bits=spec.weight_word_bits, words=len(words),
                           data_bits=board.axi_hp_width_bits, addr_bits=weight_port_address_bits(board),

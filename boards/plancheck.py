@@ -46,13 +46,13 @@ IP_PINS = {
 """Pins and interface pins of the IP cores the plans instantiate (PG082 processing_system7,
 PG201 zynq_ultra_ps_e, PG021 axi_dma, PG164 proc_sys_reset); only the ones a plan may name."""
 
-_ENABLES = (
-    (re.compile(r"^S_AXI_HP(\d)$"), "CONFIG.PCW_USE_S_AXI_HP{0}"),
-    (re.compile(r"^M_AXI_GP0$"), "CONFIG.PCW_USE_M_AXI_GP0"),
-    (re.compile(r"^S_AXI_HP(\d)_FPD$"), "CONFIG.PSU__USE__S_AXI_GP{2}"),
-    (re.compile(r"^M_AXI_HPM0_FPD$"), "CONFIG.PSU__USE__M_AXI_GP0"),
-)
-"""PS interface pins that exist only once a configuration parameter turns them on."""
+_ENABLES = {
+    **{f"S_AXI_HP{k}": f"CONFIG.PCW_USE_S_AXI_HP{k}" for k in range(4)},
+    "M_AXI_GP0": "CONFIG.PCW_USE_M_AXI_GP0",
+    **{f"S_AXI_HP{k}_FPD": f"CONFIG.PSU__USE__S_AXI_GP{k + 2}" for k in range(4)},  # HPk_FPD is saxigp(k+2)
+    "M_AXI_HPM0_FPD": "CONFIG.PSU__USE__M_AXI_GP0",
+}
+"""PS interface pins that exist only once this configuration parameter is 1 (PG082, PG201)."""
 
 _AXIS = {"tdata", "tvalid", "tready"}
 _AXI_READ = {"araddr", "arvalid", "arready", "rdata", "rresp", "rvalid", "rready"}
@@ -120,13 +120,10 @@ proc check_pin {path kind} {
     return
   }
   if {[lsearch -exact $ip_pins($src) $pin] < 0} { fail "pin $path: $src has no pin '$pin'" }
-  foreach {pattern param} $enables {
-    if {[regexp $pattern $pin -> n]} {
-      if {[string match "*GP\{2\}" $param]} { set name [string map [list "\{2\}" [expr {$n + 2}]] $param]
-      } else { set name [string map [list "\{0\}" $n] $param] }
-      if {![info exists props($cell,$name)] || $props($cell,$name) ne "1"} {
-        fail "pin $path is used but $name is not set to 1 on $cell"
-      }
+  if {[info exists enables($pin)]} {
+    set name $enables($pin)
+    if {![info exists props($cell,$name)] || $props($cell,$name) ne "1"} {
+      fail "pin $path is used but $name is not set to 1 on $cell"
     }
   }
 }
@@ -235,11 +232,11 @@ def check_vivado_plan(plan_dir: str | Path) -> dict:
     if loose:
         raise LowbitError(f"lowbit_axis: interface(s) {sorted(loose)} are not in the clock's ASSOCIATED_BUSIF")
     ip_pins = "\n".join(f"set ip_pins({ip}) {{{' '.join(sorted(pins))}}}" for ip, pins in IP_PINS.items())
-    enables = " ".join(f"{{{p.pattern}}} {{{param}}}" for p, param in _ENABLES)
+    enables = " ".join(f"{pin} {param}" for pin, param in _ENABLES.items())
     summary = None
     for preset in (1, 0):
         script = (_PRELUDE + ip_pins + f"\nset module_ports {{{' '.join(sorted(ports))}}}"
-                  f"\nset module_intfs {{{' '.join(sorted(interfaces))}}}\nset enables {{{enables}}}"
+                  f"\nset module_intfs {{{' '.join(sorted(interfaces))}}}\narray set enables {{{enables}}}"
                   f"\nset board_part_found {{{'board:part' if preset else ''}}}"
                   f"\nif {{[catch {{source {{{(plan_dir / 'build.tcl').resolve()}}}}} msg]}} "
                   "{ puts stderr $msg; exit 1 }"

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import LowbitError
-from .control import ADDR_BITS, REGISTERS
+from .control import ADDR_BITS, REGISTERS, wbase_offsets
 from .vivado import WeightPort, axi_read_ports
 
 __all__ = ["SimulatedOverlay", "shell_wrapper_verilog"]
@@ -303,8 +303,8 @@ class SimulatedOverlay:
         m = self.model
         for p, depth in zip(self.weight_ports, self.log_depths):
             k = p["index"]
-            lo = REGISTERS["WBASE"] + 8 * k
-            base = self.accel.read(lo) | (self.accel.read(lo + 4) << 32)
+            lo, hi = wbase_offsets(k)
+            base = self.accel.read(lo) | (self.accel.read(hi) << 32)
             buf = next((b for b in self._buffers if b.device_address == base), None)
             if buf is None:
                 raise LowbitError(f"weight port {k}: WBASE = 0x{base:x} is not the address of an allocated buffer")

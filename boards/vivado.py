@@ -309,9 +309,9 @@ def weight_port_address_bits(board: Board) -> int:
 
 
 def _bd_tcl(board: Board, clock_mhz: float, tin: int, tout: int,
-            weight_ports: Sequence[WeightPort] = ()) -> tuple[str, dict]:
+            weight_ports: Sequence[WeightPort] = (), hps: Sequence[tuple[str, str]] = ()) -> tuple[str, dict]:
+    """The block design; ``hps`` are the weight ports' AXI-HP ports (:func:`hp_ports`)."""
     ps_tcl, p = (_ps7_tcl if board.ps == "PS7" else _zynqmp_tcl)(board, clock_mhz)
-    hps = hp_ports(board, len(weight_ports))
     if hps:
         ps_tcl += f"# weight fetchers: one AXI-HP port each\nset_property -dict [list {' '.join(c for c, _ in hps)}] $ps\n"
     w_tcl = "".join(f"""apply_bd_automation -rule xilinx.com:bd_rule:axi4 \\
@@ -421,7 +421,8 @@ def vivado_plan_files(board: Board, verilog: str, *, clock_mhz: float, in_bits: 
         if not re.search(rf"\bws{p.unit}__payload\b", verilog):
             raise LowbitError(f"the accelerator's Verilog has no weight port ws{p.unit} (weight port {p.index})")
     tin, tout = axis_width(in_bits), axis_width(out_bits)
-    bd, pins = _bd_tcl(board, clock_mhz, tin, tout, weight_ports)
+    hps = hp_ports(board, len(weight_ports))
+    bd, pins = _bd_tcl(board, clock_mhz, tin, tout, weight_ports, hps)
     files = {
         "lowbit_top.v": verilog,
         "lowbit_axis.v": axis_adapter_verilog(in_bits, out_bits, beats_per_image, weight_ports),
@@ -436,7 +437,6 @@ def vivado_plan_files(board: Board, verilog: str, *, clock_mhz: float, in_bits: 
         "lowbit.xdc": _XDC,
         "build.sh": _BUILD_SH,
     })
-    hps = hp_ports(board, len(weight_ports))
     summary = {
         "flow": "vivado", "part": board.part, "ps": board.ps, "ps_cell": pins["ps"], "clock_mhz": clock_mhz,
         "axis": {"in_tdata_bits": tin, "in_payload_bits": in_bits, "out_tdata_bits": tout,
