@@ -26,7 +26,7 @@ import numpy as np
 from lowbit._io import atomic_write
 from lowbit.quant.data import load_digits_split, load_mnist5k_split
 from lowbit.quant.export import to_integer_graph
-from lowbit.quant.zoo_train import ZooConfig, op_counts, train_zoo, weight_memory_bits
+from lowbit.quant.train.loop import ZooConfig, op_counts, train_zoo, weight_memory_bits
 
 RESULTS = Path(__file__).parent / "results"
 

@@ -16,10 +16,10 @@ import time
 
 import numpy as np
 
-from lowbit.hw.accel import Accelerator, stream_format
+from lowbit.hw.top import Accelerator, stream_format
 from lowbit.hw.codec import decode_result, input_beats
-from lowbit.hw.spec import MVTUSpec
-from lowbit.quant import BIPOLAR, DataType, IntegerGraph, MatMulThreshold
+from lowbit.hw.mvtu.spec import MVTUSpec
+from lowbit.ir import BIPOLAR, DataType, IntegerGraph, MatMulThreshold
 from lowbit.sim.accel_sim import RunSpec, simulate
 from lowbit.sim.amaranth_sim import run_stream
 

@@ -26,10 +26,10 @@ from pathlib import Path
 import numpy as np
 
 from lowbit.hw import cost
-from lowbit.hw.export import to_verilog
-from lowbit.hw.spec import MVTUSpec, divisors
-from lowbit.mapping.synth import synth_cells, resources_from_cells
-from lowbit.quant import BIPOLAR, DataType, MatMulThreshold
+from lowbit.hw.verilog import to_verilog
+from lowbit.hw.mvtu.spec import MVTUSpec, divisors
+from lowbit.tools.yosys import synth_cells, resources_from_cells
+from lowbit.ir import BIPOLAR, DataType, MatMulThreshold
 
 ROOT = Path(__file__).resolve().parent.parent
 MAX_WORDS = 2048  # deeper weight memories make yosys slow (minutes per unit) without new shapes

@@ -3,7 +3,7 @@
 For each of CNV-W1A1 and CNV-W2A2 (random weights from ``--seed``, thresholds calibrated inside the
 accumulator range, BNN-PYNQ's published folding):
 
-1. ``lowbit.flow.compile_zoo`` writes the Verilog (``lowbit compile --zoo NAME`` does the same);
+1. ``lowbit.flow.steps.compile_zoo`` writes the Verilog (``lowbit compile --zoo NAME`` does the same);
 2. the fast path (compiled Verilator) streams ``--images`` random CIFAR-shaped images back to back,
    then again under random valid/ready throttling, and compares every score and label with the
    integer oracle (``==``); the steady-state cycles per image (interval between consecutive result
@@ -27,11 +27,11 @@ from pathlib import Path
 
 import numpy as np
 
-from lowbit.flow import compile_zoo
+from lowbit.flow.steps import compile_zoo
 from lowbit.hw.codec import StreamFormat
-from lowbit.hw.export import lint
-from lowbit.quant import zoo
-from lowbit.quant.graph import IntegerGraph
+from lowbit.hw.verilog import lint
+from lowbit.quant import builtin as zoo
+from lowbit.ir.graph import IntegerGraph
 from lowbit.sim.verify import Pattern, verify_fast
 
 CLOCK_MHZ = 299.0
@@ -66,7 +66,7 @@ def run(name: str, out: Path, images: int, cocotb_images: int, seed: int) -> dic
           f"published {published} cycles, measured {measured_us} us), seconds {fast.seconds}", flush=True)
     if name == "cnv-w1a1":
         if cocotb_images:
-            from lowbit.flow import simulate_compiled
+            from lowbit.flow.steps import simulate_compiled
             t0 = time.perf_counter()
             sim = simulate_compiled(out, x[:cocotb_images], throttled_images=0, seeds=())
             result["cocotb"] = {"ok": sim.ok, "images": cocotb_images, "runs": list(sim.runs),

@@ -2,7 +2,7 @@
 
 A digits MLP (64-128-64-10, trained here) with fc1's weights in DDR (PE 4, SIMD 32: 64 words of
 128 bits per image, compute 64 cycles per image) is built for pynq-z2 (``lowbit build``: a
-:class:`~lowbit.hw.wfetch.WeightFetcher` on HP1, 64-bit beats, bursts of 16, ``outstanding`` bursts
+:class:`~lowbit.hw.axi.wfetch.WeightFetcher` on HP1, 64-bit beats, bursts of 16, ``outstanding`` bursts
 in flight: 4, and 8, the build's default) and run by the generated driver on the simulated shell,
 whose DDR model gives ``rate`` bits per cycle after ``latency`` cycles per burst. For each
 combination: cycles per image from the shell's counter (400 images, back to back) against the
@@ -27,13 +27,13 @@ from pathlib import Path
 
 import numpy as np
 
-from lowbit.boards.build import build
-from lowbit.boards.simbackend import SimulatedOverlay
-from lowbit.flow import compile_model
+from lowbit.deploy.build import build
+from lowbit.deploy.simbackend import SimulatedOverlay
+from lowbit.flow.steps import compile_model
 from lowbit.mapping import Schedule
 from lowbit.mapping.schedule import LayerFolding
 from lowbit.quant.data import load_digits_split
-from lowbit.quant.train import TrainConfig, train_binary_mlp
+from lowbit.quant.train.binary_mlp import TrainConfig, train_binary_mlp
 
 OUT = Path(__file__).parent / "results"
 RATES = (32, 56, 64)

@@ -2,10 +2,10 @@
 
 1. A bias-free float MLP 784-300-100-10 is trained in NumPy on the 4,000 training images (pixels
    scaled to [0, 1]): the dense float twin.
-2. Deep Compression (:func:`lowbit.quant.compress.compress_mlp`): iterative magnitude pruning to
+2. Deep Compression (:func:`lowbit.quant.deep_compression.compress_mlp`): iterative magnitude pruning to
    8 % / 9 % / 26 % per layer (about 8 % overall, Han et al.'s LeNet-300-100 densities) with
    retraining, 16-entry k-means sharing (index 0 = zero, linear init) and centroid fine-tuning.
-3. Fixed point (:func:`lowbit.quant.compress.integer_layers`): UINT8 pixels in, 8-bit codebooks,
+3. Fixed point (:func:`lowbit.quant.deep_compression.integer_layers`): UINT8 pixels in, 8-bit codebooks,
    16-bit activations, per-layer requantizing shifts; ``sw_reference`` gives the integer accuracy.
 4. Each layer runs under cocotb + Verilator (:func:`lowbit.sim.sparse_sim.simulate`, one build per
    layer, weights loaded at run time) on the test split's inputs to that layer, compared with
@@ -29,8 +29,8 @@ from pathlib import Path
 import numpy as np
 
 from lowbit._io import atomic_write
-from lowbit.quant.compress import (SharedLayer, accuracy, compress_mlp, compression_ratio, integer_forward,
-                                   integer_layers, mlp_forward)
+from lowbit.quant.deep_compression import (SharedLayer, accuracy, compress_mlp, compression_ratio,
+                                           integer_forward, integer_layers, mlp_forward)
 from lowbit.quant.data import load_mnist5k_split
 from lowbit.sim.sparse_sim import SparseLayer, SparseRun, simulate
 

@@ -1,7 +1,7 @@
 """Simulation speed: cocotb + Verilator, the fast path, and a hand-written C++ loop, in one run.
 
 For each design (the digits MLP and an LFC-style mnist5k MLP, both trained here with lowbit's
-NumPy trainer and compiled with ``lowbit.flow.compile_model``; and the full-size BNN-PYNQ
+NumPy trainer and compiled with ``lowbit.flow.steps.compile_model``; and the full-size BNN-PYNQ
 CNV-W1A1 built in, with random weights and its published folding, on random CIFAR-shaped images)
 the same Verilog is simulated by
 
@@ -28,16 +28,16 @@ from pathlib import Path
 
 import numpy as np
 
-from lowbit.flow import compile_model
+from lowbit.flow.steps import compile_model
 from lowbit.hw.codec import StreamFormat, decode_results, input_words
 from lowbit.mapping import search_folding
 from lowbit.quant.data import load_digits_split, load_mnist5k_split
-from lowbit.quant.graph import IntegerGraph
-from lowbit.quant.train import TrainConfig, train_binary_mlp
+from lowbit.ir.graph import IntegerGraph
+from lowbit.quant.train.binary_mlp import TrainConfig, train_binary_mlp
 from lowbit.sim._harness import cxx_name, parse_ports
 from lowbit.sim.accel_sim import RunSpec, simulate
 from lowbit.sim.fast import VerilatedModel
-from lowbit.sim.runner import ensure_verilator
+from lowbit.tools.simulators import ensure_verilator
 
 CACHE = Path(os.environ.get("LOWBIT_CACHE", Path.home() / ".cache" / "lowbit")) / "bench-models"
 
@@ -213,8 +213,8 @@ def main():
         designs.append(("lfc-mnist5k", _model("mnist5k", mnist, (1024, 1024, 1024), args.lfc_epochs), mnist, 4096,
                         None, args.cocotb_images))
     if "cnv-w1a1" in wanted:
-        from lowbit.flow import zoo_schedule
-        from lowbit.quant import zoo
+        from lowbit.flow.steps import zoo_schedule
+        from lowbit.quant import builtin as zoo
         model = zoo.build("cnv-w1a1")
         designs.append(("cnv-w1a1", model.graph, _RandomImages(model.graph, args.cnv_images), None,
                         zoo_schedule(model.name, model.graph, model.matmul_folding, "pynq-z2"),

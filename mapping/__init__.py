@@ -4,8 +4,9 @@ from .dataflow_model import (Buffering, Fifo, PipelineTiming, Stage, bnn_pynq_lf
                              simulate_pipeline)
 from .folding import DEFAULT_BUDGET, search_folding
 from .placement import placement_reasons
-from .schedule import (ENGINES, SCHEDULE_FORMAT, SCHEDULE_VERSION, LayerFolding, Schedule, input_stream_cycles,
-                       layer_cycles, output_stream_cycles, pipeline_cycles, pipeline_resources)
+from .schedule import (ENGINES, SCHEDULE_FORMAT, SCHEDULE_VERSION, LayerFolding, Schedule,
+                       input_stream_cycles, layer_cycles, output_stream_cycles, pipeline_cycles,
+                       pipeline_resources)
 
 __all__ = [
     "search_folding", "DEFAULT_BUDGET", "LayerFolding", "Schedule", "SCHEDULE_FORMAT", "SCHEDULE_VERSION",

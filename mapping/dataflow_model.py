@@ -19,7 +19,7 @@ stage and one before the sink (``len(stages) + 1`` FIFOs).
   reuses the buffer when ``nf > 0``; iteration ``(nf, SF - 1)`` writes one output word. A read on
   an empty FIFO or a write on a full one stalls the whole loop for that cycle.
 * **double-buffered stage** (:attr:`Buffering.DOUBLE`, lowbit's
-  :class:`~lowbit.hw.mvtu.MatrixVectorThresholdUnit`) — a ping-pong input buffer of two banks. The
+  :class:`~lowbit.hw.mvtu.unit.MatrixVectorThresholdUnit`) — a ping-pong input buffer of two banks. The
   input side reads one word per cycle into the free bank while one is free; a filled bank is
   handed to the compute side, which runs its ``nf * sf`` iterations once a bank is full (writing
   at ``sf == SF - 1`` as above) and frees the bank at its last iteration.

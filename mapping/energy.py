@@ -24,8 +24,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from ..quant.datatypes import Kind
-from ..quant.graph import IntegerGraph, MatMulThreshold
+from ..ir.datatypes import Kind
+from ..ir.graph import IntegerGraph, MatMulThreshold
 
 __all__ = ["ENERGY_PJ", "LayerEnergy", "EnergyReport", "energy_per_inference", "MODEL_LABEL"]
 

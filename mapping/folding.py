@@ -23,7 +23,7 @@ the target.
 
 Engines: a fully connected layer with pruned integer weights (weight density at most
 :data:`SPARSE_MAX_DENSITY`, at most 255 distinct non-zero values) also gets candidates on the
-EIE-style sparse engine (:class:`~lowbit.hw.sparse_layer.SparseLayerSpec`: ``PE`` = its processing
+EIE-style sparse engine (:class:`~lowbit.hw.sparse.layer_spec.SparseLayerSpec`: ``PE`` = its processing
 elements, ``SIMD`` = input lanes, queue depth 8), with cycles from the engine's cycle model on the
 layer's own weights and activations of density ``act_density``. They compete with the MVTU
 foldings under the same rule, so the layer lands on the sparse engine exactly when that is the
@@ -41,10 +41,11 @@ import numpy as np
 
 from .. import LowbitError
 from ..boards import Board, get_board
-from ..hw.cost import RESOURCE_KINDS, Resources, dwc_resources
-from ..hw.sparse_layer import SparseLayerSpec, sparse_eligible
-from ..hw.spec import MVTUSpec, divisors, streams_weights
-from ..quant.graph import IntegerGraph, MatMulThreshold, SlidingWindow
+from ..ir.resources import RESOURCE_KINDS, Resources
+from ..hw.cost import dwc_resources
+from ..hw.sparse.layer_spec import SparseLayerSpec, sparse_eligible
+from ..hw.mvtu.spec import MVTUSpec, divisors, streams_weights
+from ..ir.graph import IntegerGraph, MatMulThreshold, SlidingWindow
 from .schedule import (Schedule, _stream_cycles, complete_layers, ddr_stream_bits, input_stream_cycles,
                        output_stream_cycles, pipeline_resources, stage_cycles, vectors_per_image)
 
@@ -141,9 +142,9 @@ def activation_densities(graph: IntegerGraph, x, *, per_column: bool = False) ->
     inputs ``x`` (a bipolar value is never zero), by layer name: what the sparse engine can skip.
 
     With ``per_column``, one share per input column (rounded to 4 decimals), the profile that
-    :class:`~lowbit.hw.sparse_layer.SparseLayerSpec` draws its model's vectors from.
+    :class:`~lowbit.hw.sparse.layer_spec.SparseLayerSpec` draws its model's vectors from.
     """
-    from ..quant.datatypes import Kind
+    from ..ir.datatypes import Kind
 
     x = graph.check_input(x)
     outputs = graph.trace(x)

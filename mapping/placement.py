@@ -1,6 +1,6 @@
 """Why each matrix product of a schedule runs where it does: the dense MVTU or the sparse engine.
 
-For every :class:`~lowbit.quant.graph.MatMulThreshold` of the graph, :func:`placement_reasons`
+For every :class:`~lowbit.ir.graph.MatMulThreshold` of the graph, :func:`placement_reasons`
 states the engine the schedule uses and the reason, in the search's own terms
 (:mod:`lowbit.mapping.folding`): a layer that cannot use the sparse engine says why not (bipolar
 weights, a convolution, too dense, too many distinct weights); an eligible layer compares the
@@ -11,9 +11,9 @@ bottleneck (cycles per image), by the share of the board they use.
 from __future__ import annotations
 
 from ..boards import Board, get_board
-from ..hw.sparse_layer import SparseLayerSpec, sparse_eligible
-from ..hw.spec import MVTUSpec
-from ..quant.graph import IntegerGraph, MatMulThreshold
+from ..hw.sparse.layer_spec import SparseLayerSpec, sparse_eligible
+from ..hw.mvtu.spec import MVTUSpec
+from ..ir.graph import IntegerGraph, MatMulThreshold
 from .folding import SPARSE_MAX_DENSITY, cheapness, layer_options
 from .schedule import Schedule, ddr_stream_bits, pipeline_cycles, vectors_per_image
 

@@ -10,7 +10,7 @@ import logging
 import os
 from pathlib import Path
 
-from ..hw.cost import RESOURCE_KINDS
+from ..ir.resources import RESOURCE_KINDS
 
 __all__ = ["layer_rows", "format_text", "format_markdown", "write_plots", "COLUMNS"]
 

@@ -32,11 +32,12 @@ from pathlib import Path
 from .._io import atomic_write
 from .. import LowbitError
 from ..boards import Board, get_board
-from ..hw.cost import RESOURCE_KINDS, Resources, dwc_resources
-from ..hw.sparse_layer import SparseLayerSpec, check_act_density
-from ..hw.spec import MVTUSpec, streams_weights
-from ..quant.datatypes import BIPOLAR
-from ..quant.graph import GlobalAccPool, IntegerGraph, MatMulThreshold, MaxPool, SlidingWindow
+from ..ir.resources import RESOURCE_KINDS, Resources
+from ..hw.cost import dwc_resources
+from ..hw.sparse.layer_spec import SparseLayerSpec, check_act_density
+from ..hw.mvtu.spec import MVTUSpec, streams_weights
+from ..ir.datatypes import BIPOLAR
+from ..ir.graph import GlobalAccPool, IntegerGraph, MatMulThreshold, MaxPool, SlidingWindow
 
 __all__ = [
     "LayerFolding", "Schedule", "SCHEDULE_FORMAT", "SCHEDULE_VERSION",
@@ -60,7 +61,7 @@ WEIGHT_PLACEMENTS = ("onchip", "ddr")
 
 ENGINES = ("mvtu", "sparse")
 """Engines a matrix product can be placed on: the dense MVTU, or the EIE-style sparse engine
-(:class:`~lowbit.hw.sparse_layer.SparseLayerSpec`; ``pe`` is then its PEs, ``simd`` its input
+(:class:`~lowbit.hw.sparse.layer_spec.SparseLayerSpec`; ``pe`` is then its PEs, ``simd`` its input
 lanes)."""
 
 
@@ -226,10 +227,10 @@ def node_spec(node, in_shape: tuple[int, ...], dtype, *, pe: int, simd: int, eng
               depth: int = 8, act_density: float = 0.5, weights: str = "onchip"):
     """The hardware spec of one graph node folded by ``pe``/``simd``.
 
-    A :class:`MatMulThreshold` becomes an :class:`~lowbit.hw.spec.MVTUSpec`, or with
-    ``engine="sparse"`` a :class:`~lowbit.hw.sparse_layer.SparseLayerSpec` (fully connected layers
-    only); a sliding window, a max-pool or a global pool the dataflow block of :mod:`lowbit.hw.swg` /
-    :mod:`lowbit.hw.pool` with ``simd`` channels per beat (their ``pe`` must equal ``simd``).
+    A :class:`MatMulThreshold` becomes an :class:`~lowbit.hw.mvtu.spec.MVTUSpec`, or with
+    ``engine="sparse"`` a :class:`~lowbit.hw.sparse.layer_spec.SparseLayerSpec` (fully connected layers
+    only); a sliding window, a max-pool or a global pool the dataflow block of :mod:`lowbit.hw.stream.swg` /
+    :mod:`lowbit.hw.stream.pool` with ``simd`` channels per beat (their ``pe`` must equal ``simd``).
     """
     if engine == "sparse":
         if not isinstance(node, MatMulThreshold):
@@ -246,13 +247,13 @@ def node_spec(node, in_shape: tuple[int, ...], dtype, *, pe: int, simd: int, eng
         raise ValueError(f"PE ({pe}) must equal SIMD ({simd}) for a {type(node).__name__} "
                          "(channels per beat in and out)")
     if isinstance(node, SlidingWindow):
-        from ..hw.swg import SWGSpec
+        from ..hw.stream.swg import SWGSpec
         return SWGSpec(node, tuple(in_shape), dtype, simd)
     if isinstance(node, MaxPool):
-        from ..hw.pool import MaxPoolSpec
+        from ..hw.stream.pool import MaxPoolSpec
         return MaxPoolSpec(node, tuple(in_shape), dtype, simd)
     if isinstance(node, GlobalAccPool):
-        from ..hw.pool import AccPoolSpec
+        from ..hw.stream.pool import AccPoolSpec
         return AccPoolSpec(node, tuple(in_shape), dtype, simd)
     raise TypeError(f"no hardware for node {node.name!r} of type {type(node).__name__}")
 

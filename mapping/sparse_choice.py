@@ -2,7 +2,7 @@
 
 :func:`choose_engine` compares, for the same number of multipliers ``pes``:
 
-* the **sparse engine** (:class:`~lowbit.hw.sparse_spec.SparseEngineSpec`): cycles from its cycle
+* the **sparse engine** (:class:`~lowbit.hw.sparse.engine_spec.SparseEngineSpec`): cycles from its cycle
   model on the layer's own sparsity pattern and random activations of the given density, and its
   resource estimate;
 * a **dense integer array**: ``pes`` multiply-accumulate lanes over the whole matrix,
@@ -22,8 +22,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..hw.cost import Resources, memory_resources
-from ..hw.sparse_spec import SparseEngineSpec
+from ..ir.resources import Resources
+from ..hw.cost import memory_resources
+from ..hw.sparse.engine_spec import SparseEngineSpec
 from ..sw_reference.sparse import encode_sparse
 
 __all__ = ["EngineChoice", "choose_engine", "dense_array_cycles", "dense_array_resources", "sparse_advice"]
@@ -118,8 +119,8 @@ def sparse_advice(graph, board, *, act_density: float = 0.5, max_density: float 
     search itself places layers by comparing with the MVTU foldings
     (:func:`lowbit.mapping.placement.placement_reasons`).
     """
-    from ..quant.datatypes import Kind
-    from ..quant.graph import MatMulThreshold
+    from ..ir.datatypes import Kind
+    from ..ir.graph import MatMulThreshold
 
     out = []
     for i, node in enumerate(graph.nodes):

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .datatypes import DataType
+from ..ir.datatypes import DataType
 
 __all__ = ["Dataset", "load_digits_split", "DIGITS_DTYPE", "load_mnist5k_split", "MNIST5K_DTYPE", "read_idx",
            "load_idx_dir", "load_cifar10_dir", "load_dataset"]

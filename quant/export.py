@@ -1,22 +1,22 @@
 """Integer export of the zoo's networks to the typed integer graph (format v2).
 
 Each layer's batch-norm, input and weight scales and activation quantizer fold into integer
-MultiThreshold rows (:meth:`~lowbit.quant.models.ZooNet.fold`, exact rationals); weights keep their
+MultiThreshold rows (:meth:`~lowbit.quant.train.net.ZooNet.fold`, exact rationals); weights keep their
 codes: ``BIPOLAR`` bits, ``TERNARY``, ``POW2_b``, ``INTk``. Channels whose slope is negative are
 negated (bits flipped), so the graph only compares with ``>=``. XNOR layers (bipolar inputs and
 weights) take thresholds on the popcount ``p``: ``s dot >= T <=> p' >= ceil((T + MW) / 2)`` where
-``dot = 2 p - MW``. A convolution is a :class:`~lowbit.quant.graph.SlidingWindow` (padding with level
-0, the bit 0 for bipolar activations) followed by a :class:`~lowbit.quant.graph.MatMulThreshold`
-and, if any, a :class:`~lowbit.quant.graph.MaxPool`.
+``dot = 2 p - MW``. A convolution is a :class:`~lowbit.ir.graph.SlidingWindow` (padding with level
+0, the bit 0 for bipolar activations) followed by a :class:`~lowbit.ir.graph.MatMulThreshold`
+and, if any, a :class:`~lowbit.ir.graph.MaxPool`.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from .datatypes import BIPOLAR, Kind
-from .graph import IntegerGraph, MatMulThreshold, MaxPool, SlidingWindow
-from .models import LayerFold, ZooNet
+from ..ir.datatypes import BIPOLAR, Kind
+from ..ir.graph import IntegerGraph, MatMulThreshold, MaxPool, SlidingWindow
+from .train.net import LayerFold, ZooNet
 
 __all__ = ["to_integer_graph", "graph_node_for"]
 

@@ -3,7 +3,7 @@
 Semantics: ``ARITHMETIC.md`` section 2. A channel computes ``y = W x + b``, then
 ``z = gamma * (y - mu) / sigma + beta`` and the output bit ``[z >= 0]`` (``sign(0) = +1``), where
 ``sigma = sqrt(var + eps)`` already includes the epsilon. The fold turns this into one integer
-comparison ``acc >= tau`` on the accumulator of :class:`~lowbit.quant.graph.MatMulThreshold`:
+comparison ``acc >= tau`` on the accumulator of :class:`~lowbit.ir.graph.MatMulThreshold`:
 
 * ``theta = mu - beta * sigma / gamma``;
 * ``gamma > 0``: ``z >= 0 <=> y >= theta``;
@@ -24,7 +24,7 @@ from fractions import Fraction
 
 import numpy as np
 
-from .datatypes import DataType, Kind
+from ..ir.datatypes import DataType, Kind
 
 __all__ = ["accumulator_range", "fold_bn_sign", "fold_affine_thresholds"]
 
@@ -43,7 +43,7 @@ def accumulator_range(input_dtype: DataType, mw: int) -> tuple[int, int]:
     Returns
     -------
     tuple of int
-        The same range as :attr:`MatMulThreshold.acc_range <lowbit.quant.graph.MatMulThreshold.acc_range>`.
+        The same range as :attr:`MatMulThreshold.acc_range <lowbit.ir.graph.MatMulThreshold.acc_range>`.
     """
     if not isinstance(input_dtype, DataType):
         raise TypeError(f"input_dtype must be a DataType, not {input_dtype!r}")

@@ -58,7 +58,7 @@ def global_magnitude_masks(weights: dict, sparsity: float) -> dict:
 
 
 def prune_filters(net, layer: int, keep: int):
-    """A copy of ``net`` (a :class:`~lowbit.quant.models.ZooNet`) whose layer ``layer`` keeps only
+    """A copy of ``net`` (a :class:`~lowbit.quant.train.net.ZooNet`) whose layer ``layer`` keeps only
     its ``keep`` output channels of largest L1 norm (in their original order).
 
     The layer's weights, batch-norm and state shrink, and so do the next layer's input columns (for a

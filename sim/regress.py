@@ -18,11 +18,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..hw.codec import pack_fields, unpack_fields
-from ..hw.export import to_verilog
-from ..hw.mvtu import element_shape
-from ..hw.spec import MVTUSpec, divisors
-from ..quant.datatypes import BIPOLAR, DataType, Kind
-from ..quant.graph import MatMulThreshold
+from ..hw.verilog import to_verilog
+from ..hw.mvtu.unit import element_shape
+from ..hw.mvtu.spec import MVTUSpec, divisors
+from ..ir.datatypes import BIPOLAR, DataType, Kind
+from ..ir.graph import MatMulThreshold
 from .fast import VerilatedModel
 from .verify import Pattern
 

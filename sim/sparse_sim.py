@@ -1,4 +1,4 @@
-"""Simulate the sparse engine (:class:`lowbit.hw.sparse.SparseEngine`) and check it against the oracle.
+"""Simulate the sparse engine (:class:`lowbit.hw.sparse.engine.SparseEngine`) and check it against the oracle.
 
 * :func:`input_beats`, :func:`decode_outputs`, :func:`load_words` — the stream encodings (flat
   integers, first lane at the LSB), shared by every simulator.
@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import LowbitError
-from ..hw.sparse_spec import SparseEngineSpec
+from ..hw.sparse.engine_spec import SparseEngineSpec
 from ..sw_reference.sparse import SparseImage
 
 __all__ = ["input_beats", "decode_outputs", "load_words", "run_amaranth", "AmaranthRun", "simulate",
@@ -59,7 +59,7 @@ def decode_outputs(spec: SparseEngineSpec, beats: list[int]) -> list[int]:
 
 def load_words(spec: SparseEngineSpec, image: SparseImage) -> list[int]:
     """Payloads of the ``load`` stream that write ``image`` into every PE's memories."""
-    from ..hw.sparse import load_layout, memory_images
+    from ..hw.sparse.engine import load_layout, memory_images
 
     layout = load_layout(spec)
     if image.max_entries > spec.capacity:
@@ -219,8 +219,8 @@ def simulate(spec: SparseEngineSpec, layers: list[SparseLayer], workdir: str | P
     """
     import hashlib
 
-    from ..hw.export import write_verilog
-    from . import runner
+    from ..hw.verilog import write_verilog
+    from ..tools import simulators as runner
 
     if spec.image is not None:
         from dataclasses import replace

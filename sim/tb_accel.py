@@ -20,7 +20,7 @@ from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, RisingEdge
 
 from ..hw.codec import StreamFormat, decode_result, input_beats
-from ..quant.graph import IntegerGraph
+from ..ir.graph import IntegerGraph
 from ..sw_reference import argmax_lowest
 from .streams import Cycle, InOrderScoreboard, StreamDriver, StreamMonitor
 

@@ -23,8 +23,8 @@ import numpy as np
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, FallingEdge, ReadOnly, RisingEdge
 
-from ..hw.sparse_spec import SparseEngineSpec
-from ..mapping.sparse_model import column_walk, engine_cycles
+from ..hw.sparse.engine_spec import SparseEngineSpec
+from ..hw.sparse.cycle_model import column_walk, engine_cycles
 from ..sw_reference.sparse import PEImage, SparseImage, dense_weights, sparse_matvec
 from .sparse_sim import decode_outputs, input_beats, load_words
 from .streams import Cycle, InOrderScoreboard, StreamDriver, StreamMonitor

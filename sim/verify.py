@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ..hw.codec import StreamFormat, decode_results, input_words
-from ..quant.graph import IntegerGraph
+from ..ir.graph import IntegerGraph
 from ..sw_reference import argmax_lowest
 from .fast import VerilatedModel
 

@@ -12,4 +12,5 @@ __all__ = [
     "xnor_popcount", "bipolar_matmul", "int_bipolar_matmul", "int_matmul", "multithreshold", "binary_maxpool", "sliding_window", "maxpool2d", "sum_pool",
     "argmax_lowest",
 ]
-from .sparse import PEImage, SparseImage, decode_sparse, dense_weights, encode_sparse, requantize, sparse_matvec  # noqa: E402,F401
+from .sparse import (PEImage, SparseImage, decode_sparse, dense_weights, encode_sparse, requantize,
+                     sparse_matvec)  # noqa: E402,F401

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from lowbit.quant import BIPOLAR, DataType, IntegerGraph, MatMulThreshold
+from lowbit.ir import BIPOLAR, DataType, IntegerGraph, MatMulThreshold
 
 
 def _random_graph(rng: np.random.Generator, sizes=(12, 8, 6, 4), in_dtype=DataType.uint(5)) -> IntegerGraph:

@@ -20,26 +20,26 @@ import numpy as np
 from amaranth.hdl import signed, unsigned
 
 # -- the library's names under test (the only lines a move of modules edits) --
-from lowbit.boards.openflow import uart_shell_verilog
-from lowbit.boards.simbackend import shell_wrapper_verilog
-from lowbit.boards.vivado import WeightPort, axis_adapter_verilog, control_verilog, fetcher_verilog
-from lowbit.flow import zoo_schedule
-from lowbit.hw.accel import Accelerator
-from lowbit.hw.dwc import StreamWidthConverter
-from lowbit.hw.export import to_verilog
-from lowbit.hw.fifo import FIFOSpec
-from lowbit.hw.label import LabelSelect
-from lowbit.hw.pool import AccPoolSpec, MaxPoolSpec
-from lowbit.hw.sparse_layer import SparseLayerSpec
-from lowbit.hw.sparse_spec import SparseEngineSpec
-from lowbit.hw.spec import MVTUSpec
-from lowbit.hw.swg import SWGSpec
-from lowbit.hw.threshold import ThresholdSpec
+from lowbit.deploy.openflow import uart_shell_verilog
+from lowbit.deploy.simbackend import shell_wrapper_verilog
+from lowbit.deploy.vivado import WeightPort, axis_adapter_verilog, control_verilog, fetcher_verilog
+from lowbit.flow.steps import zoo_schedule
+from lowbit.hw.top import Accelerator
+from lowbit.hw.stream.dwc import StreamWidthConverter
+from lowbit.hw.verilog import to_verilog
+from lowbit.hw.stream.fifo import FIFOSpec
+from lowbit.hw.stream.label import LabelSelect
+from lowbit.hw.stream.pool import AccPoolSpec, MaxPoolSpec
+from lowbit.hw.sparse.layer_spec import SparseLayerSpec
+from lowbit.hw.sparse.engine_spec import SparseEngineSpec
+from lowbit.hw.mvtu.spec import MVTUSpec
+from lowbit.hw.stream.swg import SWGSpec
+from lowbit.hw.stream.threshold import ThresholdSpec
 from lowbit.mapping import search_folding
-from lowbit.quant import zoo as builtin
-from lowbit.quant import (BIPOLAR, TERNARY, DataType, GlobalAccPool, IntegerGraph, Kind, MatMulThreshold,
-                          MaxPool, SlidingWindow)
-from lowbit.quant.onnx_import import import_onnx
+from lowbit.quant import builtin
+from lowbit.ir import (BIPOLAR, TERNARY, DataType, GlobalAccPool, IntegerGraph, Kind, MatMulThreshold,
+                       MaxPool, SlidingWindow)
+from lowbit.quant.onnx.importer import import_onnx
 from lowbit.sw_reference.sparse import encode_sparse
 
 HASHES = Path(__file__).with_name("golden_hashes.json")

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from lowbit.quant import BIPOLAR, DataType, IntegerGraph, MatMulThreshold
+from lowbit.ir import BIPOLAR, DataType, IntegerGraph, MatMulThreshold
 
 UINT5 = DataType.uint(5)
 

@@ -5,12 +5,12 @@ import csv
 import numpy as np
 import pytest
 
-from lowbit.cli import main
-from lowbit.hw.export import to_verilog
-from lowbit.hw.spec import MVTUSpec
+from lowbit.cli.app import main
+from lowbit.hw.verilog import to_verilog
+from lowbit.hw.mvtu.spec import MVTUSpec
 from lowbit.mapping.energy import ENERGY_PJ, energy_per_inference
-from lowbit.mapping.sweep import pareto_front, run_sweep, sweep_points
-from lowbit.quant import BIPOLAR, DataType, IntegerGraph, MatMulThreshold
+from lowbit.flow.sweep import pareto_front, run_sweep, sweep_points
+from lowbit.ir import BIPOLAR, DataType, IntegerGraph, MatMulThreshold
 
 
 def test_energy_by_hand():
@@ -39,7 +39,7 @@ def test_energy_kinds_for_wide_weights(rng):
 
 @pytest.mark.yosys
 def test_asic_area_counts_gates_and_flip_flops(rng):
-    from lowbit.mapping.asic import TRANSISTORS_PER_FF, asic_area
+    from lowbit.tools.asic import TRANSISTORS_PER_FF, asic_area
 
     node = MatMulThreshold("fc", BIPOLAR, rng.integers(0, 2, (4, 8)), rng.integers(0, 9, (4, 1)))
     area = asic_area(to_verilog(MVTUSpec(node, pe=2, simd=4).create(), name="unit"), "unit")

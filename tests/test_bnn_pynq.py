@@ -9,10 +9,10 @@ import pytest
 from mapping_models import random_node
 
 from lowbit.boards import get_board
-from lowbit.hw.spec import MVTUSpec
+from lowbit.hw.mvtu.spec import MVTUSpec
 from lowbit.mapping import input_stream_cycles, layer_cycles, output_stream_cycles
 from lowbit.mapping.dataflow_model import BNN_PYNQ_LFC_W1A1_LAYERS, bnn_pynq_lfc_w1a1, simulate_pipeline
-from lowbit.quant import BIPOLAR, DataType
+from lowbit.ir import BIPOLAR, DataType
 
 CLOCK_MHZ = 299.0  # Ultra96, as measured
 # K, IFM_CH, OFM_DIM, OFM_CH for the six convolutions, then MW, MH of the three fc layers
@@ -127,8 +127,8 @@ def test_zoo_cnv_schedule_predicts_the_published_bottleneck(name):
     """The whole conv graph (windows, pools, products) under the published folding: the schedule's
     bottleneck is BNN-PYNQ's (32,768 / 115,200 cycles) and, at 299 MHz, within 1 % of the measured
     time per image (109.29 / 387.55 us)."""
-    from lowbit.flow import zoo_schedule
-    from lowbit.quant import zoo
+    from lowbit.flow.steps import zoo_schedule
+    from lowbit.quant import builtin as zoo
 
     model = zoo.build(name)
     schedule = zoo_schedule(name, model.graph, model.matmul_folding, "ultra96-v2")

@@ -22,8 +22,8 @@ from qonnx.core.modelwrapper import ModelWrapper  # noqa: E402
 from qonnx.core.onnx_exec import execute_onnx  # noqa: E402
 from qonnx.util.cleanup import cleanup_model  # noqa: E402
 
-from lowbit.quant.graph import values  # noqa: E402
-from lowbit.quant.onnx_import import import_onnx  # noqa: E402
+from lowbit.ir.graph import values  # noqa: E402
+from lowbit.quant.onnx.importer import import_onnx  # noqa: E402
 from lowbit.sw_reference import argmax_lowest  # noqa: E402
 
 

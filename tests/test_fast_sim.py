@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 
 from lowbit import LowbitError
-from lowbit.hw.accel import Accelerator, stream_format
+from lowbit.hw.top import Accelerator, stream_format
 from lowbit.hw.codec import pack_fields, unpack_fields
-from lowbit.hw.export import to_verilog
-from lowbit.hw.mvtu import element_shape
-from lowbit.hw.spec import MVTUSpec
-from lowbit.quant import DataType, IntegerGraph, MatMulThreshold
+from lowbit.hw.verilog import to_verilog
+from lowbit.hw.mvtu.unit import element_shape
+from lowbit.hw.mvtu.spec import MVTUSpec
+from lowbit.ir import DataType, IntegerGraph, MatMulThreshold
 from lowbit.sim.fast import VerilatedModel
 from lowbit.sim.verify import Pattern, verify_fast
 

@@ -7,7 +7,7 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
-from lowbit.quant import BIPOLAR, DataType, MatMulThreshold
+from lowbit.ir import BIPOLAR, DataType, MatMulThreshold
 from lowbit.quant.fold import accumulator_range, fold_bn_sign
 
 UINT2, UINT5, INT3 = DataType.uint(2), DataType.uint(5), DataType.int(3)

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from lowbit.hw.spec import MVTUSpec
-from lowbit.quant import BIPOLAR, DataType, IntegerGraph, MatMulThreshold
+from lowbit.hw.mvtu.spec import MVTUSpec
+from lowbit.ir import BIPOLAR, DataType, IntegerGraph, MatMulThreshold
 from lowbit.sim.accel_sim import RunSpec
 from lowbit.sim.gatelevel import simulate_gate_level
 

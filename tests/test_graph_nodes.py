@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from lowbit.quant import (BIPOLAR, TERNARY, DataType, GlobalAccPool, IntegerGraph, MatMulThreshold, MaxPool,
-                          SlidingWindow)
-from lowbit.quant.graph import values
+from lowbit.ir import (BIPOLAR, TERNARY, DataType, GlobalAccPool, IntegerGraph, MatMulThreshold, MaxPool,
+                       SlidingWindow)
+from lowbit.ir.graph import values
 from lowbit.sw_reference import maxpool2d, sliding_window
 
 

@@ -16,11 +16,11 @@ from amaranth.hdl import Cat, Module, Signal
 from amaranth.sim import Simulator
 
 from lowbit.hw._util import pack_words
-from lowbit.hw.mac import counter, popcount
-from lowbit.hw.mvtu import MatrixVectorThresholdUnit
-from lowbit.hw.spec import MVTUSpec
-from lowbit.quant import BIPOLAR, DataType, MatMulThreshold
-from lowbit.quant.datatypes import TERNARY, Kind
+from lowbit.hw.mvtu.mac import counter, popcount
+from lowbit.hw.mvtu.unit import MatrixVectorThresholdUnit
+from lowbit.hw.mvtu.spec import MVTUSpec
+from lowbit.ir import BIPOLAR, DataType, MatMulThreshold
+from lowbit.ir.datatypes import TERNARY, Kind
 from lowbit.sim.amaranth_sim import run_stream
 
 U2, U3, U8, I3, I4 = DataType.uint(2), DataType.uint(3), DataType.uint(8), DataType.int(3), DataType.int(4)

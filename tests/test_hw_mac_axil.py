@@ -10,10 +10,10 @@ from amaranth.lib.wiring import connect
 from amaranth.sim import Simulator
 
 from lowbit.hw._util import pack_words
-from lowbit.hw.axil import AXI4LiteWeightWriter, chunk_address, weight_chunks
-from lowbit.hw.spec import MVTUSpec
-from lowbit.quant import BIPOLAR, DataType, MatMulThreshold
-from lowbit.quant.datatypes import TERNARY
+from lowbit.hw.axi.axil import AXI4LiteWeightWriter, chunk_address, weight_chunks
+from lowbit.hw.mvtu.spec import MVTUSpec
+from lowbit.ir import BIPOLAR, DataType, MatMulThreshold
+from lowbit.ir.datatypes import TERNARY
 
 pytestmark = pytest.mark.amaranth_sim
 

@@ -12,9 +12,9 @@ cycle model is what is measured).
 import numpy as np
 import pytest
 
-from lowbit.hw.spec import MVTUSpec
-from lowbit.quant import BIPOLAR, DataType, IntegerGraph, MatMulThreshold
-from lowbit.quant.datatypes import TERNARY
+from lowbit.hw.mvtu.spec import MVTUSpec
+from lowbit.ir import BIPOLAR, DataType, IntegerGraph, MatMulThreshold
+from lowbit.ir.datatypes import TERNARY
 from lowbit.sim.accel_sim import RunSpec, simulate
 
 pytestmark = pytest.mark.cocotb

@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 
 from lowbit.hw._util import pack_words
-from lowbit.hw.export import to_verilog
-from lowbit.hw.mvtu import MatrixVectorThresholdUnit
-from lowbit.hw.spec import MVTUSpec
-from lowbit.quant import BIPOLAR, DataType, MatMulThreshold
+from lowbit.hw.verilog import to_verilog
+from lowbit.hw.mvtu.unit import MatrixVectorThresholdUnit
+from lowbit.hw.mvtu.spec import MVTUSpec
+from lowbit.ir import BIPOLAR, DataType, MatMulThreshold
 from lowbit.sim.amaranth_sim import run_stream
 
 UINT3, INT3 = DataType.uint(3), DataType.int(3)

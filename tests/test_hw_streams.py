@@ -13,12 +13,12 @@ import pytest
 from amaranth.hdl import signed, unsigned
 
 from lowbit.hw._util import pack_words
-from lowbit.hw.accel import Accelerator, stream_format
+from lowbit.hw.top import Accelerator, stream_format
 from lowbit.hw.codec import StreamFormat, decode_result, input_beats
-from lowbit.hw.dwc import StreamWidthConverter
-from lowbit.hw.label import LabelSelect
-from lowbit.hw.spec import MVTUSpec
-from lowbit.quant import BIPOLAR, DataType, IntegerGraph, MatMulThreshold
+from lowbit.hw.stream.dwc import StreamWidthConverter
+from lowbit.hw.stream.label import LabelSelect
+from lowbit.hw.mvtu.spec import MVTUSpec
+from lowbit.ir import BIPOLAR, DataType, IntegerGraph, MatMulThreshold
 from lowbit.sim.amaranth_sim import run_stream
 from lowbit.sw_reference import argmax_lowest
 

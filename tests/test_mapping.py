@@ -13,10 +13,11 @@ import pytest
 
 from lowbit import LowbitError
 from lowbit.boards import get_board
-from lowbit.hw.cost import Resources, dwc_resources, memory_resources, mvtu_resources
-from lowbit.hw.spec import MVTUSpec
+from lowbit.ir.resources import Resources
+from lowbit.hw.cost import dwc_resources, memory_resources, mvtu_resources
+from lowbit.hw.mvtu.spec import MVTUSpec
 from lowbit.mapping import LayerFolding, Schedule, search_folding
-from lowbit.quant import BIPOLAR, DataType, IntegerGraph, MatMulThreshold
+from lowbit.ir import BIPOLAR, DataType, IntegerGraph, MatMulThreshold
 
 UINT2 = DataType.uint(2)
 UINT8 = DataType.uint(8)
@@ -362,8 +363,8 @@ def test_report_shows_capacity_beside_each_figure():
 # -- conv graphs -------------------------------------------------------------------------------------
 
 def test_search_folds_a_conv_graph_with_channel_divisors():
-    from lowbit.quant import zoo
-    from lowbit.quant.graph import MatMulThreshold, SlidingWindow
+    from lowbit.quant import builtin as zoo
+    from lowbit.ir.graph import MatMulThreshold, SlidingWindow
 
     graph = zoo.cnv("w1a1", width=0.125)
     schedule = search_folding(graph, "ultra96-v2", budget=0.3)
@@ -387,7 +388,7 @@ def test_search_folds_a_conv_graph_with_channel_divisors():
 
 def test_schedule_refuses_a_window_simd_that_does_not_divide_the_channels():
     from lowbit.mapping.schedule import complete_layers
-    from lowbit.quant import zoo
+    from lowbit.quant import builtin as zoo
 
     graph = zoo.cnv("w1a1", width=0.125)
     layers = list(complete_layers(graph, zoo.build("cnv-w1a1", width=0.125).matmul_folding))

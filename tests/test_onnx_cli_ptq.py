@@ -8,12 +8,12 @@ import numpy as np
 import onnx
 import pytest
 
-from lowbit.cli import main
-from lowbit.quant import onnx_ops
-from lowbit.quant.datatypes import BIPOLAR, TERNARY, DataType
-from lowbit.quant.graph import IntegerGraph, MatMulThreshold
-from lowbit.quant.onnx_import import graphs_equal, import_onnx, layer_table
-from lowbit.quant.ptq import PTQConfig, quantize_model, quantize_weights
+from lowbit.cli.app import main
+from lowbit.quant.onnx import ops as onnx_ops
+from lowbit.ir.datatypes import BIPOLAR, TERNARY, DataType
+from lowbit.ir.graph import IntegerGraph, MatMulThreshold
+from lowbit.quant.onnx.importer import graphs_equal, import_onnx, layer_table
+from lowbit.quant.onnx.ptq import PTQConfig, quantize_model, quantize_weights
 
 from onnx_models import float_cnn, qonnx_cnn, qonnx_mlp
 

@@ -18,10 +18,10 @@ from qonnx.transformation.infer_datatypes import InferDataTypes
 from qonnx.transformation.infer_shapes import InferShapes
 from qonnx.util.cleanup import cleanup_model
 
-from lowbit.quant import onnx_ops
-from lowbit.quant.graph import values
-from lowbit.quant.onnx_export import to_onnx, to_qonnx
-from lowbit.quant.onnx_import import MAX_OPSET, graphs_equal, import_onnx
+from lowbit.quant.onnx import ops as onnx_ops
+from lowbit.ir.graph import values
+from lowbit.quant.onnx.writer import to_onnx, to_qonnx
+from lowbit.quant.onnx.importer import MAX_OPSET, graphs_equal, import_onnx
 
 from onnx_models import OP_MODELS, float_cnn, qdq_mlp, qonnx_cnn, qonnx_mlp, sample_inputs
 

@@ -7,11 +7,11 @@ import re
 import numpy as np
 import pytest
 
-from lowbit.boards.build import build
-from lowbit.boards.control import ID_VALUE, REGISTERS
-from lowbit.flow import compile_model
+from lowbit.deploy.build import build
+from lowbit.hw.axi.control import ID_VALUE, REGISTERS
+from lowbit.flow.steps import compile_model
 from lowbit.quant.data import load_digits_split
-from lowbit.quant.train import TrainConfig, train_binary_mlp
+from lowbit.quant.train.binary_mlp import TrainConfig, train_binary_mlp
 
 pytestmark = pytest.mark.fast_sim
 
@@ -35,7 +35,7 @@ def _driver(plan_dir):
 
 @pytest.fixture(scope="module")
 def overlay(plan):
-    from lowbit.boards.simbackend import SimulatedOverlay
+    from lowbit.deploy.simbackend import SimulatedOverlay
 
     return SimulatedOverlay(plan[2])
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lowbit.quant import IntegerGraph
+from lowbit.ir import IntegerGraph
 from lowbit.quant.data import load_digits_split
 
 LOWBIT = [str(Path(sys.executable).with_name("lowbit"))]

@@ -4,11 +4,11 @@ central finite differences (float64)."""
 import numpy as np
 import pytest
 
-from lowbit.quant.datatypes import DataType
-from lowbit.quant.models import ActSpec, LayerSpec, WeightSpec, init_net
-from lowbit.quant.nn import (SGD, Adam, bn_backward, bn_forward, col2im, im2col, maxpool_backward, maxpool_forward,
-                             softmax_cross_entropy)
-from lowbit.quant.zoo_train import _train_step
+from lowbit.ir.datatypes import DataType
+from lowbit.quant.train.net import ActSpec, LayerSpec, WeightSpec, init_net
+from lowbit.quant.train.nn import (SGD, Adam, bn_backward, bn_forward, col2im, im2col, maxpool_backward,
+                                   maxpool_forward, softmax_cross_entropy)
+from lowbit.quant.train.loop import _train_step
 from lowbit.sw_reference import maxpool2d, sliding_window
 
 

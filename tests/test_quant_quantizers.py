@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from lowbit.quant import BIPOLAR, TERNARY, DataType
+from lowbit.ir import BIPOLAR, TERNARY, DataType
 from lowbit.quant import quantizers as Q
 
 

@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 
 from lowbit import LowbitError
-from lowbit.quant import BIPOLAR, TERNARY, DataType, IntegerGraph
+from lowbit.ir import BIPOLAR, TERNARY, DataType, IntegerGraph
 from lowbit.quant.data import Dataset, load_digits_split
 from lowbit.quant.export import to_integer_graph
 from lowbit.quant.prune import cubic_sparsity, global_magnitude_masks, magnitude_mask, prune_filters
 from lowbit.quant.share import export_codebooks, kmeans_1d, share_layer, sparse_images
 from lowbit.sw_reference.sparse import dense_weights
-from lowbit.quant.zoo_train import ZooConfig, op_counts, train_zoo, weight_memory_bits
+from lowbit.quant.train.loop import ZooConfig, op_counts, train_zoo, weight_memory_bits
 
 SCHEMES = [("binary", "binary", BIPOLAR), ("bc", "int:2", BIPOLAR), ("ternary", "int:2", TERNARY), ("ttq", "binary", DataType.int(4)),
            ("log2:4", "int:3", DataType.pow2(4)), ("inq:5", "int:2", DataType.pow2(5)),

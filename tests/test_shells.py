@@ -19,10 +19,10 @@ import random
 import numpy as np
 import pytest
 
-from lowbit.boards.build import build
-from lowbit.boards.openflow import payload_widths, uart_shell_verilog, BAUD
-from lowbit.boards.vivado import axis_width
-from lowbit.flow import compile_model
+from lowbit.deploy.build import build
+from lowbit.deploy.openflow import payload_widths, uart_shell_verilog, BAUD
+from lowbit.deploy.vivado import axis_width
+from lowbit.flow.steps import compile_model
 from lowbit.hw.codec import StreamFormat, decode_result, input_beats
 from lowbit.sim.fast import VerilatedModel
 
@@ -285,7 +285,7 @@ endmodule
 def test_axis_adapter_stalls_when_its_tlast_fifo_is_full_also_after_wrapping():
     """With ``m_axis_tready`` low the adapter accepts exactly TLAST_FIFO_DEPTH images, also once its
     FIFO pointers have wrapped (after 2 * depth images), and every result keeps its own tlast."""
-    from lowbit.boards.vivado import TLAST_FIFO_DEPTH, axis_adapter_verilog, control_verilog
+    from lowbit.deploy.vivado import TLAST_FIFO_DEPTH, axis_adapter_verilog, control_verilog
 
     m = VerilatedModel.build(DEEP_STUB + control_verilog(1) + axis_adapter_verilog(16, 16, 1) + _axis_tb(32, 32),
                              top="axis_tb",

@@ -3,9 +3,9 @@
 import numpy as np
 
 from lowbit.boards import get_board
-from lowbit.cli import main
+from lowbit.cli.app import main
 from lowbit.mapping.sparse_choice import sparse_advice
-from lowbit.quant import BIPOLAR, DataType, IntegerGraph, MatMulThreshold
+from lowbit.ir import BIPOLAR, DataType, IntegerGraph, MatMulThreshold
 
 
 def _graph(rng, density):

@@ -5,8 +5,8 @@ import json
 import numpy as np
 import pytest
 
-from lowbit.cli import main
-from lowbit.hw.cost import Resources
+from lowbit.cli.app import main
+from lowbit.ir.resources import Resources
 from lowbit.mapping.sparse_choice import choose_engine, dense_array_cycles
 
 BIG = Resources(lut=10**6, ff=10**6, bram36=10**4, dsp=10**4)

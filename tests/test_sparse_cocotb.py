@@ -7,7 +7,7 @@ The coroutines live in ``lowbit.sim.tb_sparse``; these are the pytest launchers.
 import numpy as np
 import pytest
 
-from lowbit.hw.sparse_spec import SparseEngineSpec
+from lowbit.hw.sparse.engine_spec import SparseEngineSpec
 from lowbit.sim.sparse_sim import SparseLayer, SparseRun, simulate
 from lowbit.sw_reference.sparse import encode_sparse
 

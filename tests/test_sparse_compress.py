@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from lowbit.quant.compress import (accuracy, compress_mlp, compression_ratio, integer_forward, integer_layers,
-                                   mlp_forward, prune_mask, share_weights)
+from lowbit.quant.deep_compression import (accuracy, compress_mlp, compression_ratio, integer_forward,
+                                           integer_layers, mlp_forward, prune_mask, share_weights)
 from lowbit.quant.data import load_digits_split
 from lowbit.sw_reference.sparse import decode_sparse
 

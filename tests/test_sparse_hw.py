@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from lowbit.hw.sparse_spec import SparseEngineSpec
+from lowbit.hw.sparse.engine_spec import SparseEngineSpec
 from lowbit.sim.sparse_sim import run_amaranth
 from lowbit.sw_reference.sparse import encode_sparse
 
@@ -32,7 +32,7 @@ def test_engine_bit_exact_and_cycles_equal_model(cfg):
     xs = rng.integers(-2000, 2000, (4, cols)) * (rng.random((4, cols)) < np.array([[0.1], [0.5], [1.0], [0.3]]))
     xs = np.vstack([np.zeros((1, cols), dtype=np.int64), xs])  # an all-zero input first
     if pes == 1:
-        from lowbit.mapping.sparse_model import column_steps
+        from lowbit.hw.sparse.cycle_model import column_steps
         assert (column_steps(image, epw) < image.column_entries()).any()   # the padding skip is exercised
     run = run_amaranth(spec, xs)
     for k, x in enumerate(xs):

@@ -11,14 +11,14 @@ import numpy as np
 import pytest
 
 from lowbit import LowbitError
-from lowbit.cli import main
-from lowbit.flow import compile_model, verify_compiled_fast
-from lowbit.hw.sparse_layer import SparseLayerSpec, sparse_eligible
-from lowbit.hw.spec import MVTUSpec
+from lowbit.cli.app import main
+from lowbit.flow.steps import compile_model, verify_compiled_fast
+from lowbit.hw.sparse.layer_spec import SparseLayerSpec, sparse_eligible
+from lowbit.hw.mvtu.spec import MVTUSpec
 from lowbit.mapping import Schedule, search_folding
 from lowbit.mapping.placement import placement_reasons
 from lowbit.mapping.schedule import LayerFolding
-from lowbit.quant import BIPOLAR, DataType, IntegerGraph, MatMulThreshold
+from lowbit.ir import BIPOLAR, DataType, IntegerGraph, MatMulThreshold
 from lowbit.sim.fast import VerilatedModel
 from lowbit.hw.codec import StreamFormat, input_words
 

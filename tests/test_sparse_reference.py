@@ -3,10 +3,9 @@
 import numpy as np
 import pytest
 
-from lowbit.hw.sparse_spec import SparseEngineSpec
-from lowbit.mapping.sparse_model import column_steps, column_walk, engine_cycles
-from lowbit.sw_reference.sparse import (decode_sparse, dense_weights, encode_sparse, requantize,
-                                        sparse_matvec)
+from lowbit.hw.sparse.engine_spec import SparseEngineSpec
+from lowbit.hw.sparse.cycle_model import column_steps, column_walk, engine_cycles
+from lowbit.sw_reference.sparse import decode_sparse, dense_weights, encode_sparse, requantize, sparse_matvec
 
 CB = np.arange(16)
 

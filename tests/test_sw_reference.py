@@ -10,20 +10,9 @@ import re
 import numpy as np
 import pytest
 
-from lowbit.sw_reference import (
-    WORD_BITS,
-    argmax_lowest,
-    binary_maxpool,
-    bipolar_matmul,
-    bipolar_to_bits,
-    bits_to_bipolar,
-    int_bipolar_matmul,
-    multithreshold,
-    pack_bits,
-    popcount,
-    unpack_bits,
-    xnor_popcount,
-)
+from lowbit.sw_reference import (WORD_BITS, argmax_lowest, binary_maxpool, bipolar_matmul, bipolar_to_bits,
+                                 bits_to_bipolar, int_bipolar_matmul, multithreshold, pack_bits, popcount,
+                                 unpack_bits, xnor_popcount)
 
 LENGTHS = [1, 2, 3, 7, 63, 64, 65, 100, 127, 128, 129, 130, 200]
 

@@ -10,11 +10,11 @@ import pytest
 from mapping_models import random_node
 
 from lowbit import LowbitError
-from lowbit.hw.cost import Resources
-from lowbit.hw.export import to_verilog
-from lowbit.hw.spec import MVTUSpec
-from lowbit.mapping.synth import resources_from_cells, synthesize
-from lowbit.quant import BIPOLAR
+from lowbit.ir.resources import Resources
+from lowbit.hw.verilog import to_verilog
+from lowbit.hw.mvtu.spec import MVTUSpec
+from lowbit.tools.yosys import resources_from_cells, synthesize
+from lowbit.ir import BIPOLAR
 
 
 def test_cell_counting_follows_vivado():

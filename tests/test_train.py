@@ -6,10 +6,10 @@ import dataclasses
 import numpy as np
 import pytest
 
-from lowbit.quant import BIPOLAR, DataType, IntegerGraph
+from lowbit.ir import BIPOLAR, DataType, IntegerGraph
 from lowbit.quant.data import Dataset, load_digits_split
 from lowbit.quant.fold import accumulator_range
-from lowbit.quant.train import BatchNorm, BinaryMLP, TrainConfig, train_binary_mlp
+from lowbit.quant.train.binary_mlp import BatchNorm, BinaryMLP, TrainConfig, train_binary_mlp
 from lowbit.sw_reference import bits_to_bipolar
 
 SMALL = TrainConfig(hidden=(32, 24), epochs=4, batch_size=64)

@@ -15,9 +15,9 @@ import pytest
 from amaranth.hdl import Shape
 from amaranth.sim import Simulator
 
-from lowbit.hw.export import to_verilog
-from lowbit.hw.wfetch import (OKAY, SLVERR, AXI4ReadSignature, WeightFetcher, image_beats, pack_image,
-                              unpack_image)
+from lowbit.hw.verilog import to_verilog
+from lowbit.hw.axi.wfetch import (OKAY, SLVERR, AXI4ReadSignature, WeightFetcher, image_beats, pack_image,
+                                  unpack_image)
 
 pytestmark = pytest.mark.amaranth_sim
 

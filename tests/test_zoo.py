@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 
 from lowbit import LowbitError
-from lowbit.cli import main
-from lowbit.quant import BIPOLAR, DataType, IntegerGraph, MatMulThreshold
-from lowbit.quant import zoo
-from lowbit.quant.graph import MaxPool, SlidingWindow
+from lowbit.cli.app import main
+from lowbit.ir import BIPOLAR, DataType, IntegerGraph, MatMulThreshold
+from lowbit.quant import builtin as zoo
+from lowbit.ir.graph import MaxPool, SlidingWindow
 
 
 @pytest.fixture(scope="module")

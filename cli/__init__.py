@@ -1,0 +1,10 @@
+"""The ``lowbit`` command line: :func:`main` parses the arguments and runs one subcommand.
+
+One module per group of verbs: :mod:`.app` (demo, compile, sim, map, boards, build, flash and the
+parser), :mod:`.train` (train), :mod:`.onnx` (import, export, quantize), :mod:`.builtin` (zoo),
+:mod:`.sparse` (sparse-bench), :mod:`.synth` (asic, sweep); :mod:`._progress` draws progress.
+"""
+
+from .app import main
+
+__all__ = ["main"]

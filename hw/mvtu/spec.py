@@ -1,0 +1,300 @@
+"""Specs of the hardware engines: one frozen object, three faces.
+
+``MVTUSpec(node, pe=..., simd=...)`` holds a graph node and its folding. ``reference()`` is the
+software model (delegating to ``sw_reference`` through the node), ``create()`` the Amaranth
+component, and ``cycles()`` / ``resources()`` its cost model, which the mapper uses.
+
+The MAC array follows from the node's types (:attr:`MVTUSpec.kind`):
+
+``"xnor"``
+    bipolar inputs x bipolar weights: XNOR-popcount (``ARITHMETIC.md`` 1);
+``"addsub"``
+    integer inputs x bipolar weights: add or subtract each input;
+``"ternary"``
+    ternary weights as two bit-planes ``nz`` / ``pos`` (``ARITHMETIC.md`` 3): add / subtract / skip
+    for integer inputs, ``2 * popcount(nz & XNOR(x, pos)) - popcount(nz)`` for bipolar inputs;
+``"shift"``
+    power-of-two weights as a sign bit and an exponent code (``0`` = zero weight): the product is
+    ``+-(x << e)``, exact (``ARITHMETIC.md`` 4);
+``"multibit"``
+    ``INTk`` weights x ``UINTm`` / ``INTm`` / bipolar inputs: a product per lane.
+
+``mac="serial"`` (any kind but ``"xnor"``) computes the same dot products bit-serially from
+bit-plane popcounts (``ARITHMETIC.md`` 5): weights are stored in two's complement, and for each
+pair of an input plane and a weight plane one cycle adds ``coef * popcount(AND(x_plane,
+w_plane))``; an unsigned or signed ``m``-bit input has ``m`` planes (the top one of a signed type
+with coefficient ``-2^(m-1)``), a bipolar input ``x = 2b - 1`` two (the bits with ``2``, a
+constant all-ones plane with ``-1``), likewise a bipolar weight. Steady state is
+``NF * SF * P_x * P_w`` cycles per vector.
+
+``weight_ram`` places the weight memory: ``"auto"`` (synthesis decides), ``"block"`` or
+``"distributed"`` (a ``ram_style`` / ``rom_style`` attribute that yosys ``synth_xilinx`` and Vivado
+honour). ``weights_writable=True`` adds a write port (``w``) to the weight memory, driven over
+AXI4-Lite by :class:`lowbit.hw.axi.axil.AXI4LiteWeightWriter`.
+
+This module imports no Amaranth at module level, so the mapper can use it cheaply.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ...ir.datatypes import Kind
+from ...ir.graph import MatMulThreshold
+
+__all__ = ["MVTUSpec", "NodeShape", "streams_weights", "divisors", "MAC_MODES", "WEIGHT_RAMS", "MAC_KINDS"]
+
+MAC_MODES = ("parallel", "serial")
+"""``mac=``: one product per lane and cycle, or bit-serial bit-plane popcounts."""
+WEIGHT_RAMS = ("auto", "block", "distributed", "external")
+"""``weight_ram=``: where synthesis puts the weight memory; ``"external"``: no weight memory, the
+weights arrive on a stream (``ws``) from off-chip memory, one word per compute cycle."""
+MAC_KINDS = ("xnor", "addsub", "ternary", "shift", "multibit")
+"""The MAC arrays, from the node's input and weight types (module docstring)."""
+
+
+def streams_weights(spec) -> bool:
+    """Whether ``spec`` (any unit spec) reads its weights from a DDR stream (``weight_ram="external"``)."""
+    return isinstance(spec, MVTUSpec) and spec.weight_ram == "external"
+
+
+def divisors(n: int) -> list[int]:
+    """All positive divisors of ``n`` in ascending order."""
+    return [d for d in range(1, n + 1) if n % d == 0]
+
+
+def _bit_planes(dtype) -> tuple[tuple[int | None, int], ...]:
+    """``(bit, coefficient)`` of each bit-plane of stored values of ``dtype``; bit ``None`` is all ones.
+
+    The value of an element is ``sum(coef * plane)``: two's complement for signed types, ``2b - 1``
+    for a bipolar bit ``b``.
+    """
+    if dtype.kind is Kind.BIPOLAR:
+        return ((0, 2), (None, -1))
+    bits = _twos_complement_bits(dtype)
+    signed = dtype.kind is not Kind.UINT
+    return tuple((k, -(1 << k) if signed and k == bits - 1 else 1 << k) for k in range(bits))
+
+
+def _twos_complement_bits(dtype) -> int:
+    """Bits of the two's complement (or unsigned) storage of a non-bipolar type."""
+    if dtype.kind is Kind.UINT:
+        return dtype.bits
+    lo, hi = dtype.min, dtype.max
+    return max((-lo - 1).bit_length(), hi.bit_length()) + 1
+
+
+class NodeShape:
+    """``mw``, ``mh``, ``in_bits`` and ``out_bits`` of a spec's matrix-product ``node`` (shared by the
+    MVTU and the sparse layer)."""
+
+    @property
+    def mw(self) -> int:
+        return self.node.mw
+
+    @property
+    def mh(self) -> int:
+        return self.node.mh
+
+    @property
+    def in_bits(self) -> int:
+        return self.node.input_dtype.bits
+
+    @property
+    def out_bits(self) -> int:
+        return self.node.output_dtype.bits
+
+
+@dataclass(frozen=True, eq=False)
+class MVTUSpec(NodeShape):
+    """A matrix-vector-threshold unit: ``node`` folded onto ``pe`` rows and ``simd`` columns.
+
+    Takes ``(MH / PE) * (MW / SIMD)`` cycles per input vector (FINN's MVAU model), times the number
+    of bit-plane pairs with ``mac="serial"``.
+
+    Parameters
+    ----------
+    node : MatMulThreshold
+        The layer.
+    pe, simd : int
+        Rows and columns processed in parallel; ``pe`` divides ``MH``, ``simd`` divides ``MW``.
+    mac : {"parallel", "serial"}
+        Bit-parallel products or bit-serial bit-plane popcounts (not for the XNOR kind).
+    weight_ram : {"auto", "block", "distributed", "external"}
+        Placement of the weight memory; ``"external"`` streams the weights in from DDR (port
+        ``ws``: word ``nf * SF + sf`` of :meth:`weight_image`, the whole image once per vector).
+    weights_writable : bool
+        Add a write port to the weight memory (run-time weights over AXI4-Lite).
+    """
+
+    node: MatMulThreshold
+    pe: int
+    simd: int
+    mac: str = "parallel"
+    weight_ram: str = "auto"
+    weights_writable: bool = False
+
+    def __post_init__(self):
+        if not isinstance(self.node, MatMulThreshold):
+            raise TypeError(f"node must be a MatMulThreshold, not {self.node!r}")
+        for name in ("pe", "simd"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool):
+                raise TypeError(f"{name.upper()} must be an integer, not {v!r}")
+            if v < 1:
+                raise ValueError(f"{name.upper()} must be a positive integer, not {v!r}")
+        if self.node.mw % self.simd:
+            raise ValueError(f"SIMD ({self.simd}) must divide MW ({self.node.mw}) of node {self.node.name!r}")
+        if self.node.mh % self.pe:
+            raise ValueError(f"PE ({self.pe}) must divide MH ({self.node.mh}) of node {self.node.name!r}")
+        if self.mac not in MAC_MODES:
+            raise ValueError(f"mac must be one of {', '.join(map(repr, MAC_MODES))}, not {self.mac!r}")
+        if self.weight_ram not in WEIGHT_RAMS:
+            raise ValueError(f"weight_ram must be one of {', '.join(map(repr, WEIGHT_RAMS))}, "
+                             f"not {self.weight_ram!r}")
+        if not isinstance(self.weights_writable, bool):
+            raise TypeError(f"weights_writable must be a bool, not {self.weights_writable!r}")
+        if self.weight_ram == "external" and (self.mac != "parallel" or self.weights_writable):
+            raise ValueError(f"node {self.node.name!r}: weight_ram='external' streams the weights in; it takes "
+                             "mac='parallel' and no weight write port")
+        if self.mac == "serial" and self.kind == "xnor":
+            raise ValueError(f"node {self.node.name!r}: mac='serial' needs a non-bipolar input or weight type; "
+                             "a bipolar x bipolar layer is already one popcount per lane")
+
+    @property
+    def neuron_folds(self) -> int:
+        return self.mh // self.pe
+
+    @property
+    def synapse_folds(self) -> int:
+        return self.mw // self.simd
+
+    @property
+    def kind(self) -> str:
+        """The MAC array (one of :data:`MAC_KINDS`), from the input and weight types."""
+        w = self.node.weight_dtype.kind
+        if w is Kind.BIPOLAR:
+            return "xnor" if self.node.binary_input else "addsub"
+        return {Kind.TERNARY: "ternary", Kind.POW2: "shift", Kind.INT: "multibit"}[w]
+
+    @property
+    def serial(self) -> bool:
+        return self.mac == "serial"
+
+    # -- weight storage ------------------------------------------------------------------------
+
+    @property
+    def weight_bits(self) -> int:
+        """Stored bits per weight: 1 (bipolar), 2 (ternary ``nz``, ``pos``), ``b`` (a ``POW2_b`` code:
+        exponent code in the low ``b - 1`` bits, ``0`` for a zero weight, ``j + 1`` for ``+-2^j``; sign
+        on top), ``k`` (``INTk``); in serial mode two's complement of the weight values."""
+        wd = self.node.weight_dtype
+        if wd.kind is Kind.BIPOLAR:
+            return 1
+        if self.serial:
+            return _twos_complement_bits(wd)
+        return wd.bits
+
+    def input_planes(self) -> tuple[tuple[int | None, int], ...]:
+        """Serial mode: ``(bit, coefficient)`` of each input bit-plane (``None``: all ones)."""
+        return _bit_planes(self.node.input_dtype)
+
+    def weight_planes(self) -> tuple[tuple[int | None, int], ...]:
+        """Serial mode: ``(bit, coefficient)`` of each stored weight bit-plane."""
+        return _bit_planes(self.node.weight_dtype)
+
+    @property
+    def plane_pairs(self) -> int:
+        """Cycles per weight word: 1 in parallel mode, ``P_x * P_w`` in serial mode."""
+        if not self.serial:
+            return 1
+        return len(self.input_planes()) * len(self.weight_planes())
+
+    def encode_lane(self, w: np.ndarray) -> int:
+        """The stored bits of one lane's ``SIMD`` weights (stored values, as in the node).
+
+        Element ``i`` occupies bits ``[i * B, (i + 1) * B)`` with ``B = weight_bits``, except for
+        parallel ternary weights, stored as two planes: ``nz`` in bits ``[0, SIMD)``, ``pos`` in
+        ``[SIMD, 2 SIMD)``.
+        """
+        w = [int(v) for v in w]
+        wd, b = self.node.weight_dtype, self.weight_bits
+        if wd.kind is Kind.TERNARY and not self.serial:
+            nz = sum((v != 0) << i for i, v in enumerate(w))
+            pos = sum((v > 0) << i for i, v in enumerate(w))
+            return nz | (pos << len(w))
+        if wd.kind is Kind.POW2 and not self.serial:
+            codes = [0 if v == 0 else (abs(v).bit_length()) | ((v < 0) << (b - 1)) for v in w]
+        else:
+            codes = [v & ((1 << b) - 1) for v in w]
+        return sum(c << (i * b) for i, c in enumerate(codes))
+
+    @property
+    def weight_word_bits(self) -> int:
+        return self.pe * self.simd * self.weight_bits
+
+    def weight_image(self, weights: np.ndarray | None = None) -> list[int]:
+        """Word ``nf * SF + sf`` holds, for lane ``p`` (bits ``[p * SIMD * B, ...)``), row ``nf*PE+p``,
+        columns ``sf*SIMD ..``; ``weights`` (stored values, ``(MH, MW)``) defaults to the node's."""
+        w = self.node.weights if weights is None else np.asarray(weights)
+        lane = self.simd * self.weight_bits
+        words = []
+        for nf in range(self.neuron_folds):
+            for sf in range(self.synapse_folds):
+                words.append(sum(self.encode_lane(w[nf * self.pe + p, sf * self.simd:(sf + 1) * self.simd])
+                                 << (p * lane) for p in range(self.pe)))
+        return words
+
+    # -- accumulator ---------------------------------------------------------------------------
+
+    @property
+    def acc_signed(self) -> bool:
+        return self.serial or self.node.acc_range[0] < 0
+
+    @property
+    def acc_bits(self) -> int:
+        """Width of the accumulator register and the thresholds.
+
+        Parallel: from the exact accumulator range ``node.acc_range`` (thresholds reach ``hi + 1``),
+        which also bounds every partial sum over synapse folds (each product range holds 0). Serial:
+        partial sums over bit-planes leave that range, so the bound is
+        ``MW * sum|coef_x| * sum|coef_w|``.
+        """
+        lo, hi = self.node.acc_range
+        if self.serial:
+            bound = self.mw * sum(abs(c) for _, c in self.input_planes()) * sum(abs(c) for _, c in self.weight_planes())
+            lo, hi = min(lo, -bound), max(hi, bound)
+        if lo >= 0:
+            return max(1, (hi + 1).bit_length())
+        return max((-lo - 1).bit_length(), (hi + 1).bit_length()) + 1
+
+    # -- cost model ----------------------------------------------------------------------------
+
+    @property
+    def weight_stream_bits(self) -> int:
+        """Weight bits the unit reads per vector (streamed from DDR when ``weight_ram="external"``)."""
+        return self.neuron_folds * self.synapse_folds * self.weight_word_bits
+
+    def cycles(self) -> int:
+        """Cycles per input vector in steady state: ``NF * SF`` (times ``P_x * P_w`` when serial)."""
+        return self.neuron_folds * self.synapse_folds * self.plane_pairs
+
+    def resources(self):
+        """Resource estimate (model in :mod:`lowbit.hw.cost`), a ``Resources``."""
+        from ..cost import mvtu_resources
+
+        t = self.node.thresholds
+        return mvtu_resources(mw=self.mw, mh=self.mh, pe=self.pe, simd=self.simd,
+                              in_bits=self.in_bits, binary_input=self.node.binary_input,
+                              acc_bits=self.acc_bits, n_thresholds=0 if t is None else t.shape[1],
+                              out_bits=self.out_bits, kind=self.kind, weight_bits=self.weight_bits,
+                              mac=self.mac, weight_ram=self.weight_ram, plane_pairs=self.plane_pairs)
+
+    def reference(self, x: np.ndarray) -> np.ndarray:
+        return self.node.reference(x)
+
+    def create(self):
+        from .unit import MatrixVectorThresholdUnit
+        return MatrixVectorThresholdUnit(self)

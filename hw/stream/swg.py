@@ -1,0 +1,256 @@
+"""Sliding-window generator (SWG): the im2col of a streamed image, from a line buffer.
+
+Input: the image in raster order, channels last, ``SIMD`` channels of one pixel per beat
+(``C / SIMD`` beats per pixel). Output: for every output pixel ``(oy, ox)`` (raster order) its
+``K x K x C`` window in ``(ky, kx, c)`` order, ``SIMD`` elements per beat — exactly the input vector
+of an MVTU with the same ``SIMD`` (one vector per output pixel). Window positions outside the
+image (``pad``) read as ``pad_value``.
+
+Structure: a ring of ``R = K + max(K, S)`` image rows in one memory (``R * W * C / SIMD`` words of
+``SIMD`` elements); a row is a contiguous block, so the writer's address is a plain counter. The
+reader starts an output row once the rows it needs are complete (and, for the last output row of an
+image, all the rows of that image), and releases the rows the next output row no longer needs.
+``R`` leaves room for the next image's first ``K`` rows while the last output row of an image is
+read, so back-to-back images do not stall at the boundary. Read pipeline: issue -> memory read ->
+output register, stalled as a whole while the output register is full and not accepted.
+
+Steady state: one output beat per cycle, or one input beat per cycle when the input is larger
+(stride > 1): ``max(H * W, OH * OW * K * K) * C / SIMD`` cycles per image.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from amaranth.hdl import Const, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, memory, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from ...ir.datatypes import DataType
+from ...ir.graph import SlidingWindow
+from .._util import pack_words
+from ...ir.resources import Resources
+from ..cost import ram_resources
+from ..mvtu.unit import element_shape
+
+__all__ = ["SWGSpec", "SlidingWindowGenerator"]
+
+
+def _check_count(name: str, v, lo: int = 1) -> None:
+    if not isinstance(v, int) or isinstance(v, bool):
+        raise TypeError(f"{name} must be an integer, not {v!r}")
+    if v < lo:
+        raise ValueError(f"{name} must be an integer >= {lo}, not {v!r}")
+
+
+@dataclass(frozen=True, eq=False)
+class SWGSpec:
+    """A sliding-window generator for ``node`` on images of ``in_shape`` ``(H, W, C)`` of ``dtype``.
+
+    ``simd`` channels per beat, in and out; ``simd`` must divide ``C``.
+    """
+
+    node: SlidingWindow
+    in_shape: tuple[int, int, int]
+    dtype: DataType
+    simd: int
+
+    def __post_init__(self):
+        if not isinstance(self.node, SlidingWindow):
+            raise TypeError(f"node must be a SlidingWindow, not {self.node!r}")
+        if not isinstance(self.dtype, DataType):
+            raise TypeError(f"dtype must be a DataType, not {self.dtype!r}")
+        shape = tuple(self.in_shape)
+        if len(shape) != 3:
+            raise ValueError(f"node {self.node.name!r}: in_shape must be (H, W, C), not {self.in_shape!r}")
+        for name, v in zip("HWC", shape):
+            _check_count(f"node {self.node.name!r}: {name}", int(v))
+        object.__setattr__(self, "in_shape", tuple(int(v) for v in shape))
+        _check_count("SIMD", self.simd)
+        if self.channels % self.simd:
+            raise ValueError(f"SIMD ({self.simd}) must divide the channels C ({self.channels}) "
+                             f"of node {self.node.name!r}")
+        if self.node.pad >= self.node.kernel:
+            raise ValueError(f"node {self.node.name!r}: pad ({self.node.pad}) must be less than the kernel "
+                             f"({self.node.kernel})")
+        self.node.infer(self.in_shape, self.dtype)  # raises with the node's name if it does not fit
+
+    @property
+    def channels(self) -> int:
+        return self.in_shape[2]
+
+    @property
+    def channel_folds(self) -> int:
+        return self.channels // self.simd
+
+    @property
+    def out_dims(self) -> tuple[int, int]:
+        h, w, _ = self.in_shape
+        return self.node.out_dim(h), self.node.out_dim(w)
+
+    @property
+    def lines(self) -> int:
+        """Rows held by the ring buffer: ``K + max(K, S)``."""
+        return self.node.kernel + max(self.node.kernel, self.node.stride)
+
+    @property
+    def in_beats(self) -> int:
+        h, w, _ = self.in_shape
+        return h * w * self.channel_folds
+
+    @property
+    def out_beats(self) -> int:
+        oh, ow = self.out_dims
+        return oh * ow * self.node.kernel ** 2 * self.channel_folds
+
+    @property
+    def elem_bits(self) -> int:
+        return element_shape(self.dtype).width
+
+    def cycles(self) -> int:
+        """Cycles per image in steady state: the larger of the input and output beats."""
+        return max(self.in_beats, self.out_beats)
+
+    def resources(self) -> Resources:
+        """Estimate: the line buffer as a RAM, plus counters and the address arithmetic."""
+        depth = self.lines * self.in_shape[1] * self.channel_folds
+        width = self.simd * self.elem_bits
+        counters = 8 * (depth.bit_length() + 8)
+        return ram_resources(depth, width) + Resources(lut=counters + width, ff=counters + 2 * width)
+
+    def reference(self, x: np.ndarray) -> np.ndarray:
+        """Windows of ``x`` ``(B, H, W, C)``: ``(B, OH, OW, K * K * C)`` (``sw_reference.sliding_window``)."""
+        return self.node.reference(x)
+
+    def create(self) -> "SlidingWindowGenerator":
+        return SlidingWindowGenerator(self)
+
+
+class SlidingWindowGenerator(wiring.Component):
+    """The SWG of ``spec``: ports ``i`` and ``o``, ``SIMD`` elements per beat each."""
+
+    def __init__(self, spec: SWGSpec):
+        if not isinstance(spec, SWGSpec):
+            raise TypeError(f"spec must be an SWGSpec, not {spec!r}")
+        self.spec = spec
+        self.elem_shape = element_shape(spec.dtype)
+        layout = data.ArrayLayout(self.elem_shape, spec.simd)
+        super().__init__({"i": In(stream.Signature(layout)), "o": Out(stream.Signature(layout))})
+
+    def elaborate(self, platform):
+        m = Module()
+        s = self.spec
+        H, W, _ = s.in_shape
+        K, S, P = s.node.kernel, s.node.stride, s.node.pad
+        OH, OW = s.out_dims
+        CF, R = s.channel_folds, s.lines
+        row_words = W * CF
+        word = s.simd * s.elem_bits
+
+        m.submodules.lines = buf = memory.Memory(shape=unsigned(word), depth=R * row_words, init=[])
+        wr = buf.write_port()
+        rd = buf.read_port()
+
+        # -- writer: rows into the ring, a linear address ---------------------------------------
+        filled = Signal(range(R + 1))        # complete rows held and not yet released
+        waddr = Signal(range(R * row_words))
+        wpos = Signal(range(row_words))
+        in_fire = Signal()
+        row_done = Signal()
+        m.d.comb += [
+            self.i.ready.eq(filled < R),
+            in_fire.eq(self.i.valid & self.i.ready),
+            wr.addr.eq(waddr),
+            wr.data.eq(self.i.payload.as_value()),
+            wr.en.eq(in_fire),
+            row_done.eq(in_fire & (wpos == row_words - 1)),
+        ]
+        with m.If(in_fire):
+            m.d.sync += [waddr.eq(Mux(waddr == R * row_words - 1, 0, waddr + 1)),
+                         wpos.eq(Mux(wpos == row_words - 1, 0, wpos + 1))]
+
+        # -- reader: output pixels, each window in (ky, kx, c) order ----------------------------
+        coord = signed(max(H, W, K * S + K).bit_length() + 2)
+        cf = Signal(range(CF))
+        kx = Signal(range(K))
+        ky = Signal(range(K))
+        ox = Signal(range(OW))
+        oy = Signal(range(OH))
+        iy0 = Signal(coord, init=-P)         # oy * S - P
+        ix0 = Signal(coord, init=-P)         # ox * S - P
+        base_line = Signal(range(R))         # ring line of image row `rbase`
+        rbase = Signal(coord)
+        m.d.comb += rbase.eq(Mux(iy0 < 0, 0, iy0))
+        last_row = Signal()
+        m.d.comb += last_row.eq(oy == OH - 1)
+        need_hi = Signal(coord)
+        m.d.comb += need_hi.eq(Mux(last_row | (iy0 + max(K, S) > H), H, iy0 + max(K, S)))
+        avail = Signal()
+        m.d.comb += avail.eq(filled >= need_hi - rbase)
+
+        out_valid = Signal()
+        stall = Signal()
+        issue = Signal()
+        m.d.comb += [stall.eq(out_valid & ~self.o.ready), issue.eq(avail & ~stall)]
+
+        iy = Signal(coord)
+        ix = Signal(coord)
+        is_pad = Signal()
+        rel = Signal(coord)
+        line = Signal(range(2 * R))
+        m.d.comb += [
+            iy.eq(iy0 + ky),
+            ix.eq(ix0 + kx),
+            is_pad.eq((iy < 0) | (iy >= H) | (ix < 0) | (ix >= W)),
+            rel.eq(iy - rbase),
+            line.eq(base_line + rel[:line.shape().width]),
+        ]
+        wrapped = Mux(line >= R, line - R, line)
+        m.d.comb += [
+            rd.addr.eq(wrapped * row_words + ix[:rd.addr.shape().width] * CF + cf),
+            rd.en.eq(~stall),
+        ]
+
+        # release of rows at the end of an output row
+        release = Signal()
+        next_rbase = Signal(coord)
+        m.d.comb += next_rbase.eq(Mux(last_row, H, Mux(iy0 + S < 0, 0, iy0 + S)))
+        n_rel = Signal(range(R + 1))
+        m.d.comb += n_rel.eq(Mux(release, next_rbase - rbase, 0))
+        m.d.sync += filled.eq(filled + row_done - n_rel)
+
+        with m.If(issue):
+            with m.If(cf == CF - 1):
+                m.d.sync += cf.eq(0)
+                with m.If(kx == K - 1):
+                    m.d.sync += kx.eq(0)
+                    with m.If(ky == K - 1):
+                        m.d.sync += ky.eq(0)
+                        with m.If(ox == OW - 1):
+                            m.d.sync += [ox.eq(0), ix0.eq(-P)]
+                            m.d.comb += release.eq(1)
+                            moved = Signal(range(2 * R))
+                            m.d.comb += moved.eq(base_line + (next_rbase - rbase)[:moved.shape().width])
+                            m.d.sync += base_line.eq(Mux(moved >= R, moved - R, moved))
+                            with m.If(last_row):
+                                m.d.sync += [oy.eq(0), iy0.eq(-P)]
+                            with m.Else():
+                                m.d.sync += [oy.eq(oy + 1), iy0.eq(iy0 + S)]
+                        with m.Else():
+                            m.d.sync += [ox.eq(ox + 1), ix0.eq(ix0 + S)]
+                    with m.Else():
+                        m.d.sync += ky.eq(ky + 1)
+                with m.Else():
+                    m.d.sync += kx.eq(kx + 1)
+            with m.Else():
+                m.d.sync += cf.eq(cf + 1)
+
+        # -- stage 1 (memory data valid) and the output register -------------------------------
+        v1, pad1 = Signal(), Signal()
+        pad_word = Const(pack_words([s.node.pad_value] * s.simd, s.elem_bits), unsigned(word))
+        with m.If(~stall):
+            m.d.sync += [v1.eq(issue), pad1.eq(is_pad),
+                         out_valid.eq(v1), self.o.payload.eq(Mux(pad1, pad_word, rd.data))]
+        m.d.comb += self.o.valid.eq(out_valid)
+        return m

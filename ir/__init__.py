@@ -1,0 +1,17 @@
+"""The intermediate representation every stage shares: integer data types, the typed integer graph
+(nodes, chain, ``.npz`` format), the MAC kind of a layer and resource counts.
+
+Front ends (:mod:`lowbit.quant`) produce an :class:`IntegerGraph`; the hardware (:mod:`lowbit.hw`),
+the mapper (:mod:`lowbit.mapping`), the simulators and the deployment read it. This package imports
+only :mod:`lowbit.sw_reference` and the package root.
+"""
+
+from .datatypes import BIPOLAR, TERNARY, DataType, Kind
+from .graph import FORMAT_VERSION, GlobalAccPool, IntegerGraph, MatMulThreshold, MaxPool, SlidingWindow
+from .resources import RESOURCE_KINDS, Resources
+
+__all__ = [
+    "Kind", "DataType", "BIPOLAR", "TERNARY",
+    "MatMulThreshold", "SlidingWindow", "MaxPool", "GlobalAccPool", "IntegerGraph", "FORMAT_VERSION",
+    "Resources", "RESOURCE_KINDS",
+]
