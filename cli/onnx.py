@@ -170,7 +170,3 @@ def register(sub) -> None:
     q.add_argument("--qonnx", help="also write the quantized model as QONNX")
     q.set_defaults(func=cmd_quantize)
 
-
-def _main() -> int:  # pragma: no cover - convenience for python -m
-    from .app import main
-    return main(sys.argv[1:])

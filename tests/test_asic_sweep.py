@@ -5,7 +5,7 @@ import csv
 import numpy as np
 import pytest
 
-from lowbit.cli.app import main
+from lowbit.cli import main
 from lowbit.hw.verilog import to_verilog
 from lowbit.hw.mvtu.spec import MVTUSpec
 from lowbit.mapping.energy import ENERGY_PJ, energy_per_inference

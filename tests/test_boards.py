@@ -128,7 +128,7 @@ def test_adding_a_board_is_one_record(registry, tmp_path, capsys):
     from mapping_models import digits_mlp
 
     from lowbit.boards import register_board
-    from lowbit.cli.app import main
+    from lowbit.cli import main
 
     record = Board(name="my-z7-14", part="xc7z014sclg400-1", family="zynq-7000", package="clg400",
                    speed_grade="-1", ps="PS7", lut=40_600, ff=81_200, bram36=107, uram=0, dsp=170,

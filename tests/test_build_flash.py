@@ -15,7 +15,7 @@ from lowbit.flow.steps import compile_model
 
 from mapping_models import mlp
 
-LOWBIT = [sys.executable, "-m", "lowbit.cli.app"]
+LOWBIT = [sys.executable, "-m", "lowbit.cli"]
 
 
 def run(*args):

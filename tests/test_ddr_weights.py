@@ -9,7 +9,7 @@ from mapping_models import mlp
 
 from lowbit import LowbitError
 from lowbit.boards import get_board
-from lowbit.cli.app import main
+from lowbit.cli import main
 from lowbit.flow.steps import compile_model, verify_compiled_fast
 from lowbit.hw.top import Accelerator, stream_format
 from lowbit.hw.verilog import write_verilog

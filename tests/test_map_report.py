@@ -7,7 +7,7 @@ from mapping_models import digits_mlp, mlp
 
 from lowbit import LowbitError
 from lowbit.boards import BOARDS, get_board
-from lowbit.cli.app import main
+from lowbit.cli import main
 from lowbit.mapping import LayerFolding, Schedule, search_folding
 from lowbit.mapping.report import COLUMNS, format_markdown, format_text
 

@@ -8,7 +8,7 @@ import numpy as np
 import onnx
 import pytest
 
-from lowbit.cli.app import main
+from lowbit.cli import main
 from lowbit.quant.onnx import ops as onnx_ops
 from lowbit.ir.datatypes import BIPOLAR, TERNARY, DataType
 from lowbit.ir.graph import IntegerGraph, MatMulThreshold

@@ -11,7 +11,7 @@ import pytest
 from onnx import TensorProto, helper
 
 from lowbit import LowbitError
-from lowbit.cli.app import main
+from lowbit.cli import main
 from lowbit.quant.onnx.importer import MAX_OPSET, import_onnx
 
 from onnx_models import QDOMAIN, Builder, qonnx_mlp

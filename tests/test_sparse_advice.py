@@ -3,7 +3,7 @@
 import numpy as np
 
 from lowbit.boards import get_board
-from lowbit.cli.app import main
+from lowbit.cli import main
 from lowbit.mapping.sparse_choice import sparse_advice
 from lowbit.ir import BIPOLAR, DataType, IntegerGraph, MatMulThreshold
 

@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from lowbit.cli.app import main
+from lowbit.cli import main
 from lowbit.ir.resources import Resources
 from lowbit.mapping.sparse_choice import choose_engine, dense_array_cycles
 

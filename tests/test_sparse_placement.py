@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from lowbit import LowbitError
-from lowbit.cli.app import main
+from lowbit.cli import main
 from lowbit.flow.steps import compile_model, verify_compiled_fast
 from lowbit.hw.sparse.layer_spec import SparseLayerSpec, sparse_eligible
 from lowbit.hw.mvtu.spec import MVTUSpec

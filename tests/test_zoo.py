@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from lowbit import LowbitError
-from lowbit.cli.app import main
+from lowbit.cli import main
 from lowbit.ir import BIPOLAR, DataType, IntegerGraph, MatMulThreshold
 from lowbit.quant import builtin as zoo
 from lowbit.ir.graph import MaxPool, SlidingWindow
