@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from lowbit._io import atomic_write
+from lowbit.hw.sparse.engine_spec import SparseEngineSpec
 from lowbit.quant.deep_compression import (SharedLayer, accuracy, compress_mlp, compression_ratio,
                                            integer_forward, integer_layers, mlp_forward)
 from lowbit.quant.data import load_mnist5k_split
@@ -71,7 +72,8 @@ def main(argv=None) -> int:
     xte = d.x_test / 255.0
     acc_dense = accuracy(mlp_forward(dense, xte), d.y_test)
     acc_shared = accuracy(mlp_forward([s.weights for s in shared], xte), d.y_test)
-    specs = integer_layers(shared, d.x_train, pes=args.pes, depth=args.depth)
+    specs = [SparseEngineSpec.for_layer(layer, depth=args.depth)
+             for layer in integer_layers(shared, d.x_train, pes=args.pes)]
     outs = integer_forward(specs, d.x_test)
     acc_int = accuracy(outs[-1], d.y_test)
     density = sum(np.count_nonzero(s.indices) for s in shared) / sum(s.indices.size for s in shared)

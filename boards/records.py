@@ -21,6 +21,7 @@ import re
 from dataclasses import dataclass
 
 from .. import LowbitError
+from ..ir.resources import Resources
 
 __all__ = ["Board", "BOARDS", "FAMILIES", "PS_TYPES", "LUT4_PER_LUT6", "get_board", "board_names",
            "register_board"]
@@ -149,7 +150,6 @@ class Board:
         LUT6 equivalents (``lut / LUT4_PER_LUT6`` for LUT4 families, rounded down), flip-flops,
         RAMB36 equivalents (``block_ram_kbits / 36``) and DSP slices.
         """
-        from ..ir.resources import Resources
 
         lut = self.lut if self.lut_inputs == 6 else int(self.lut / LUT4_PER_LUT6)
         bram36 = self.bram36 if self.bram_kbits is None else self.bram_kbits / 36

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 
 import numpy as np
 
@@ -48,8 +49,6 @@ def train_report(net, data, graph, seconds: float) -> dict:
 
 
 def cmd_train(args) -> int:
-    import time
-
     from ._progress import Bar
     from ..quant.data import load_dataset
     from ..quant.export import to_integer_graph

@@ -21,6 +21,17 @@ from pathlib import Path
 
 from .. import LowbitError
 from ..boards.records import Board, get_board
+from ..flow.steps import compile_model, load_compiled
+from ..ir.graph import IntegerGraph
+from ..hw.mvtu.spec import streams_weights
+from ..hw.axi.wfetch import pack_image
+from .vivado import WeightPort, weight_port_address_bits
+from ..flow.steps import _staged_dir, load_compiled, write_json
+from .openflow import build_open_flow
+from .driver import driver_config, driver_files
+from .vivado import vivado_plan_files
+from .openflow import payload_widths
+from .plancheck import check_vivado_plan
 
 __all__ = ["build", "vivado_available", "weight_ports"]
 
@@ -34,8 +45,6 @@ def vivado_available() -> str | None:
 
 def _compiled(source: Path, board: Board, tmp: Path, budget: float | None) -> Path:
     """The compiled directory for ``source``: copied when it is one, compiled into ``tmp`` from a model."""
-    from ..flow.steps import compile_model, load_compiled
-    from ..ir.graph import IntegerGraph
 
     dest = tmp / "compiled"
     if source.is_dir():
@@ -58,9 +67,6 @@ def weight_ports(board: Board, graph, schedule, *, outstanding: int = 8) -> tupl
     """The weight ports of ``schedule``'s DDR layers on ``board`` and their DDR images
     (:func:`lowbit.hw.axi.wfetch.pack_image` of each layer's weight words); each fetcher keeps
     ``outstanding`` bursts in flight."""
-    from ..hw.mvtu.spec import streams_weights
-    from ..hw.axi.wfetch import pack_image
-    from .vivado import WeightPort, weight_port_address_bits
 
     ports, images = [], []
     for unit, spec in enumerate(schedule.apply(graph)):
@@ -95,10 +101,6 @@ def build(source: str | os.PathLike, board: str | Board, out: str | os.PathLike,
     dict
         The ``build.json`` manifest.
     """
-    from ..flow.steps import _staged_dir, load_compiled, write_json
-    from .openflow import build_open_flow
-    from .driver import driver_config, driver_files
-    from .vivado import vivado_plan_files
 
     board = get_board(board)
     source, out = Path(source), Path(out)
@@ -122,7 +124,6 @@ def build(source: str | os.PathLike, board: str | Board, out: str | os.PathLike,
         if board.ps == "none":
             manifest.update(build_open_flow(board, verilog, tmp, clock_mhz=clock))
         else:
-            from .openflow import payload_widths
             in_bits, out_bits = payload_widths(verilog)
             fmt = report["stream_format"]
             graph, _ = load_compiled(compiled)
@@ -144,7 +145,6 @@ def build(source: str | os.PathLike, board: str | Board, out: str | os.PathLike,
             (tmp / "build.sh").chmod(0o755)
             manifest.update(summary)
             if shutil.which("tclsh"):
-                from .plancheck import check_vivado_plan
 
                 manifest["plan_check"] = check_vivado_plan(tmp)
             else:

@@ -21,6 +21,10 @@ import numpy as np
 from .. import LowbitError
 from ..hw.axi.control import ADDR_BITS, REGISTERS, wbase_offsets
 from .vivado import WeightPort, axi_read_ports
+from ..sim.fast import VerilatedModel
+import json
+from ..mapping.schedule import ddr_stream_bits
+from ..boards.records import get_board
 
 __all__ = ["SimulatedOverlay", "shell_wrapper_verilog"]
 
@@ -249,14 +253,12 @@ class SimulatedOverlay:
     """
 
     def __init__(self, plan_dir: str | Path, *, ddr_bits_per_cycle: int | None = None, ddr_latency: int = 16):
-        from ..sim.fast import VerilatedModel
 
         plan_dir = Path(plan_dir)
         names = ("lowbit_top.v", "lowbit_ctrl.v", "lowbit_axis.v", "build.json")
         missing = [n for n in names if not (plan_dir / n).is_file()]
         if missing:
             raise LowbitError(f"{plan_dir}: missing {', '.join(missing)}; expected a Vivado plan from 'lowbit build'")
-        import json
 
         manifest = json.loads((plan_dir / "build.json").read_text())
         axis = manifest["axis"]
@@ -265,8 +267,6 @@ class SimulatedOverlay:
         sources = list(names[:3])
         self.log_depths = []
         if self.weight_ports:
-            from ..mapping.schedule import ddr_stream_bits
-            from ..boards.records import get_board
 
             sources.append("lowbit_wfetch.v")
             if ddr_bits_per_cycle is None:

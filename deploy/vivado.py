@@ -37,6 +37,9 @@ from typing import Sequence
 from .. import LowbitError
 from ..hw.axi.control import ADDR_BITS
 from ..boards.records import Board
+from ..hw.axi.wfetch import WeightFetcher
+from ..hw.verilog import to_verilog
+from ..hw.axi.control import ControlBlock
 
 __all__ = ["TLAST_FIFO_DEPTH", "BOARD_PARTS", "DDR_PARTS", "WeightPort", "axis_width", "axi_read_ports",
            "axis_adapter_verilog", "control_verilog", "fetcher_verilog", "hp_ports", "vivado_plan_files"]
@@ -92,7 +95,6 @@ class WeightPort:
         return f"m_axi_w{self.index}"
 
     def fetcher(self):
-        from ..hw.axi.wfetch import WeightFetcher
 
         return WeightFetcher(word_bits=self.word_bits, words=self.words, data_bits=self.data_bits,
                              addr_bits=self.addr_bits, outstanding=self.outstanding)
@@ -244,15 +246,12 @@ endmodule
 
 def control_verilog(beats_per_image: int, weight_ports: int = 0) -> str:
     """The Verilog of ``lowbit_ctrl``, the AXI4-Lite control block (:mod:`lowbit.hw.axi.control`)."""
-    from ..hw.verilog import to_verilog
-    from ..hw.axi.control import ControlBlock
 
     return to_verilog(ControlBlock(beats_per_image, weight_ports), name="lowbit_ctrl")
 
 
 def fetcher_verilog(ports: Sequence[WeightPort]) -> str:
     """The Verilog of the weight fetchers ``lowbit_wfetch<k>`` (:mod:`lowbit.hw.axi.wfetch`), one module each."""
-    from ..hw.verilog import to_verilog
 
     return "\n".join(to_verilog(p.fetcher(), name=p.module) for p in ports)
 

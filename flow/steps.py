@@ -30,6 +30,16 @@ from ..boards import get_board
 from ..hw.mvtu.spec import streams_weights
 from ..mapping import Schedule, search_folding
 from ..ir.graph import IntegerGraph
+from ..hw.top import Accelerator, stream_format
+from ..hw.verilog import TOPLEVEL, write_verilog
+from ..mapping.schedule import ddr_stream_bits
+from ..mapping.schedule import complete_layers
+from ..quant import builtin as zoo
+from ..sim.accel_sim import default_runs, simulate
+from ..hw.codec import StreamFormat
+from ..sim.verify import default_patterns, verify_fast
+from ..quant.data import load_digits_split
+from ..quant.train.binary_mlp import TrainConfig, train_binary_mlp
 
 __all__ = ["compile_model", "compile_zoo", "zoo_schedule", "load_compiled", "simulate_compiled", "verify_compiled_fast", "run_demo", "write_json"]
 
@@ -82,8 +92,6 @@ def compile_model(graph: IntegerGraph, out_dir: str | os.PathLike, *, board: str
     of it) is refused with a :class:`LowbitError` naming the layer and the resource; nothing is
     written then.
     """
-    from ..hw.top import Accelerator, stream_format
-    from ..hw.verilog import TOPLEVEL, write_verilog
 
     if schedule is None:
         kw = {} if budget is None else {"budget": budget}
@@ -122,15 +130,12 @@ with :class:`~lowbit.hw.axi.ddr_model.WeightStreamer` models on those streams, f
 
 def ddr_bits_of(schedule: Schedule) -> int | None:
     """Bits per cycle of one DDR weight stream on the schedule's board and clock."""
-    from ..mapping.schedule import ddr_stream_bits
     return ddr_stream_bits(get_board(schedule.board), schedule.clock_mhz)
 
 
 def zoo_schedule(name: str, graph: IntegerGraph, matmul_folding, board: str = "ultra96-v2") -> Schedule:
     """The schedule of a built-in model: its published folding of the matrix products, the other
     nodes folded to match (:func:`lowbit.mapping.schedule.complete_layers`), at ``board``'s clock."""
-    from ..boards import get_board
-    from ..mapping.schedule import complete_layers
 
     b = get_board(board)
     return Schedule(board=b.name, clock_mhz=b.fabric_clock_mhz,
@@ -141,7 +146,6 @@ def compile_zoo(name: str, out_dir: str | os.PathLike, *, board: str = "ultra96-
                 width: float = 1.0, search: bool = False, budget: float | None = None) -> dict:
     """Compile the built-in model ``name`` (:data:`lowbit.quant.builtin.ZOO`) with random weights from
     ``seed``: with its published folding, or (``search=True``) the mapper's."""
-    from ..quant import builtin as zoo
 
     model = zoo.build(name, seed=seed, width=width)
     schedule = None if search else zoo_schedule(name, model.graph, model.matmul_folding, board)
@@ -170,7 +174,6 @@ def simulate_compiled(out_dir: str | os.PathLike, x: np.ndarray, *, throttled_im
 
     ``simulator`` is ``"verilator"`` or ``"icarus"``; ``None`` means ``$SIM``, else Verilator.
     """
-    from ..sim.accel_sim import default_runs, simulate
 
     graph, schedule = load_compiled(out_dir)
     specs = schedule.apply(graph)
@@ -189,8 +192,6 @@ def simulate_compiled(out_dir: str | os.PathLike, x: np.ndarray, *, throttled_im
 
 def verify_compiled_fast(out_dir: str | os.PathLike, x: np.ndarray, *, seeds=(1, 2)):
     """Whole-dataset check of a compiled directory on the fast (compiled Verilator) path."""
-    from ..hw.codec import StreamFormat
-    from ..sim.verify import default_patterns, verify_fast
 
     graph, _ = load_compiled(out_dir)
     out_dir = Path(out_dir)
@@ -220,8 +221,6 @@ def run_demo(out_dir: str | os.PathLike = "demo_out", *, board: str = "pynq-z2",
     seconds), generate Verilog, simulate it under cocotb + Verilator on the whole test split, and
     return the report.
     """
-    from ..quant.data import load_digits_split
-    from ..quant.train.binary_mlp import TrainConfig, train_binary_mlp
 
     step = step or (lambda msg: log.info("%s", msg))
     out_dir = Path(out_dir)

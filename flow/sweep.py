@@ -24,6 +24,12 @@ from pathlib import Path
 
 from .. import LowbitError
 from .._io import atomic_write
+from ..boards import get_board
+from ..ir.graph import IntegerGraph
+from ..mapping.folding import search_folding
+from ..hw.top import Accelerator
+from ..hw.verilog import TOPLEVEL, to_verilog
+from ..tools.yosys import synthesize
 
 __all__ = ["SweepPoint", "sweep_points", "run_point", "run_sweep", "pareto_front", "write_csv", "plot_pareto",
            "CSV_COLUMNS"]
@@ -55,7 +61,6 @@ class SweepPoint:
 def sweep_points(models: Iterable[str], boards: Iterable[str], *, budgets: Iterable[float] = (),
                  target_fps: Iterable[float] = (), synth: bool = False) -> list[SweepPoint]:
     """Every combination of ``models``, ``boards`` and goals; errors name the missing file or board."""
-    from ..boards import get_board
 
     models, boards = list(models), list(boards)
     goals = [("budget", float(b)) for b in budgets] + [("fps", float(f)) for f in target_fps]
@@ -82,8 +87,6 @@ def _bits(graph) -> tuple[int, int]:
 
 def run_point(point: SweepPoint, accuracy: float | None = None) -> dict:
     """Map (and optionally synthesise) one point; returns a CSV row as a dict."""
-    from ..ir.graph import IntegerGraph
-    from ..mapping.folding import search_folding
 
     graph = IntegerGraph.load(point.model)
     wb, ab = _bits(graph)
@@ -100,9 +103,6 @@ def run_point(point: SweepPoint, accuracy: float | None = None) -> dict:
     res = {k: v["used"] for k, v in rep["resources"].items()}
     row.update(status="ok", cycles_per_image=rep["cycles_per_image"], throughput_fps=rep["throughput_fps"], **res)
     if point.synth:
-        from ..hw.top import Accelerator
-        from ..hw.verilog import TOPLEVEL, to_verilog
-        from ..tools.yosys import synthesize
 
         got = synthesize(to_verilog(Accelerator(schedule.apply(graph))), TOPLEVEL)
         row.update({f"synth_{k}": v for k, v in got.as_dict().items()})

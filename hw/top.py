@@ -32,6 +32,7 @@ from .stream.dwc import StreamWidthConverter
 from .stream.label import LabelSelect
 from .sparse.layer_spec import SparseLayerSpec
 from .mvtu.spec import MVTUSpec, streams_weights
+from .codec import StreamFormat
 
 __all__ = ["Accelerator", "stream_format"]
 
@@ -114,7 +115,6 @@ class Accelerator(wiring.Component):
 
 def stream_format(acc: "Accelerator"):
     """The :class:`~lowbit.hw.codec.StreamFormat` of an accelerator's ports."""
-    from .codec import StreamFormat
     first, last = acc.layers[0], acc.layers[-1]
     spec = acc.specs[0]
     size = spec.mw if isinstance(spec, (MVTUSpec, SparseLayerSpec)) else math.prod(spec.in_shape)

@@ -11,6 +11,7 @@ from pathlib import Path
 from amaranth.back import verilog
 
 from .._io import atomic_write
+from ..tools.simulators import ensure_verilator
 
 __all__ = ["TOPLEVEL", "to_verilog", "write_verilog", "lint", "LINT_WAIVERS"]
 
@@ -39,7 +40,6 @@ def lint(verilog: str | os.PathLike, top: str = TOPLEVEL, *, waivers: str | os.P
     Verilator's closing "Exiting due to N warnings"). An empty list means the design is lint-clean
     under the waivers.
     """
-    from ..tools.simulators import ensure_verilator
 
     cmd = [str(ensure_verilator()), "--lint-only", "-Wall", "--top-module", top]
     if waivers is not None:

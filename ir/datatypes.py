@@ -12,6 +12,7 @@ from __future__ import annotations
 import enum
 import re
 from dataclasses import dataclass
+import numpy as np
 
 __all__ = ["Kind", "DataType", "BIPOLAR", "TERNARY"]
 
@@ -116,7 +117,6 @@ class DataType:
 
     def contains(self, values) -> bool:
         """True when every stored value (bits for ``BIPOLAR``) belongs to this type."""
-        import numpy as np
 
         v = np.asarray(values)
         if v.size == 0:

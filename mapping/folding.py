@@ -48,6 +48,7 @@ from ..hw.mvtu.spec import MVTUSpec, divisors, streams_weights
 from ..ir.graph import IntegerGraph, MatMulThreshold, SlidingWindow
 from .schedule import (Schedule, _stream_cycles, complete_layers, ddr_stream_bits, input_stream_cycles,
                        output_stream_cycles, pipeline_resources, stage_cycles, vectors_per_image)
+from ..ir.datatypes import Kind
 
 __all__ = ["search_folding", "DEFAULT_BUDGET", "SPARSE_MAX_DENSITY", "sparse_candidates", "folding_of",
            "layer_options", "cheapness", "activation_densities"]
@@ -144,7 +145,6 @@ def activation_densities(graph: IntegerGraph, x, *, per_column: bool = False) ->
     With ``per_column``, one share per input column (rounded to 4 decimals), the profile that
     :class:`~lowbit.hw.sparse.layer_spec.SparseLayerSpec` draws its model's vectors from.
     """
-    from ..ir.datatypes import Kind
 
     x = graph.check_input(x)
     outputs = graph.trace(x)

@@ -38,6 +38,9 @@ from ..hw.sparse.layer_spec import SparseLayerSpec, check_act_density
 from ..hw.mvtu.spec import MVTUSpec, streams_weights
 from ..ir.datatypes import BIPOLAR
 from ..ir.graph import GlobalAccPool, IntegerGraph, MatMulThreshold, MaxPool, SlidingWindow
+from ..hw.stream.swg import SWGSpec
+from ..hw.stream.pool import MaxPoolSpec
+from ..hw.stream.pool import AccPoolSpec
 
 __all__ = [
     "LayerFolding", "Schedule", "SCHEDULE_FORMAT", "SCHEDULE_VERSION",
@@ -247,13 +250,10 @@ def node_spec(node, in_shape: tuple[int, ...], dtype, *, pe: int, simd: int, eng
         raise ValueError(f"PE ({pe}) must equal SIMD ({simd}) for a {type(node).__name__} "
                          "(channels per beat in and out)")
     if isinstance(node, SlidingWindow):
-        from ..hw.stream.swg import SWGSpec
         return SWGSpec(node, tuple(in_shape), dtype, simd)
     if isinstance(node, MaxPool):
-        from ..hw.stream.pool import MaxPoolSpec
         return MaxPoolSpec(node, tuple(in_shape), dtype, simd)
     if isinstance(node, GlobalAccPool):
-        from ..hw.stream.pool import AccPoolSpec
         return AccPoolSpec(node, tuple(in_shape), dtype, simd)
     raise TypeError(f"no hardware for node {node.name!r} of type {type(node).__name__}")
 

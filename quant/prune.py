@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import numpy as np
+from dataclasses import replace
 
 __all__ = ["cubic_sparsity", "magnitude_mask", "global_magnitude_masks", "prune_filters"]
 
@@ -64,7 +65,6 @@ def prune_filters(net, layer: int, keep: int):
     The layer's weights, batch-norm and state shrink, and so do the next layer's input columns (for a
     convolution's ``(ky, kx, c)`` columns, a flattened ``(h, w, c)`` image, or a vector).
     """
-    from dataclasses import replace
 
     if not 0 <= layer < net.n_layers - 1:
         raise ValueError(f"layer must be a hidden layer index in [0, {net.n_layers - 2}], not {layer!r}")

@@ -19,6 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from .._io import atomic_write
+from .train.net import shared_codebook
+from ..sw_reference.sparse import encode_sparse
 
 __all__ = ["kmeans_1d", "share_layer", "centroid_gradient", "apply_sharing", "export_codebooks", "sparse_images"]
 
@@ -85,7 +87,6 @@ def export_codebooks(net, path: str | os.PathLike) -> Path:
     Entries per layer ``i``: ``codebook_{i}`` (float64 centroids, entry 0 = 0), ``codes_{i}`` (int64
     integer codebook), ``scale_{i}`` (its scale), ``indices_{i}`` (``uint8``, shape ``(OC, F)``).
     """
-    from .train.net import shared_codebook
 
     arrays = {}
     for i in range(net.n_layers):
@@ -105,8 +106,6 @@ def sparse_images(net, pes: int, *, index_bits: int = 4, zero_bits: int = 4) -> 
     The integer codebook is padded with zeros to ``2**index_bits`` entries (index 0 stays the zero).
     Returns ``{layer index: SparseImage}``; ``dense_weights(image)`` equals the layer's integer codes.
     """
-    from ..sw_reference.sparse import encode_sparse
-    from .train.net import shared_codebook
 
     out = {}
     for i in range(net.n_layers):

@@ -28,8 +28,23 @@ import numpy as np
 
 from ..ir.datatypes import BIPOLAR, DataType, Kind
 
-__all__ = ["Affine", "Relu", "Clip", "IntQuantizer", "BipolarQuantizer", "ThresholdQuantizer", "SignQuantizer",
+__all__ = ["round_mode", "Affine", "Relu", "Clip", "IntQuantizer", "BipolarQuantizer", "ThresholdQuantizer", "SignQuantizer",
            "TruncQuantizer", "exact", "round_exact", "Solved", "solve_thresholds", "fraction_array"]
+
+
+def round_mode(mode: str):
+    """The NumPy rounding function of a QONNX rounding mode (``ROUND`` is half to even)."""
+    m = mode.upper()
+    table = {
+        "ROUND": np.round, "HALF_EVEN": np.round, "CEIL": np.ceil, "FLOOR": np.floor, "DOWN": np.fix,
+        "ROUND_TO_ZERO": np.fix,
+        "UP": lambda x: np.sign(x) * np.ceil(np.abs(x)),
+        "HALF_UP": lambda x: np.sign(x) * np.floor(np.abs(x) + 0.5),
+        "HALF_DOWN": lambda x: np.sign(x) * np.ceil(np.abs(x) - 0.5),
+    }
+    if m not in table:
+        raise ValueError(f"rounding_mode must be one of {', '.join(table)}, not {mode!r}")
+    return table[m]
 
 
 def exact(v) -> Fraction:
@@ -170,7 +185,6 @@ class IntQuantizer(_Quantizer):
         return (code - self.zero_point[c]) * self.scale[c]
 
     def vcode(self, x, c):
-        from .onnx.ops import round_mode
         y = x / float(self.scale[c]) + float(self.zero_point[c])
         if self.round_then_clip:
             return np.clip(round_mode(self.rounding)(y), self.lo, self.hi)

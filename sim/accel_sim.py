@@ -22,6 +22,9 @@ from .. import LowbitError
 from ..hw.verilog import TOPLEVEL, write_verilog
 from ..ir.graph import IntegerGraph
 from ..tools import simulators as runner
+from ..hw.top import Accelerator, stream_format
+from ..hw.axi.ddr_model import DEFAULT_BITS_PER_CYCLE
+from ..hw.mvtu.spec import streams_weights
 
 __all__ = ["RunSpec", "SimReport", "simulate", "default_runs"]
 
@@ -115,9 +118,6 @@ def simulate(graph: IntegerGraph, specs, x: np.ndarray, workdir: str | Path, *,
     (:func:`lowbit.tools.simulators.resolve_simulator`). Layers that stream their weights from DDR get
     them from a model of a port of ``ddr_bits_per_cycle`` (default 64).
     """
-    from ..hw.top import Accelerator, stream_format
-    from ..hw.axi.ddr_model import DEFAULT_BITS_PER_CYCLE
-    from ..hw.mvtu.spec import streams_weights
 
     simulator = runner.resolve_simulator(simulator)
     # Verilator keeps the historical directory names; other simulators get their own.

@@ -34,6 +34,7 @@ import numpy as np
 from .. import LowbitError
 from ._harness import HARNESS_VERSION, Port, harness_source, parse_ports
 from ..tools.simulators import ensure_verilator
+from ..tools.simulators import verilator_root
 
 __all__ = ["VerilatedModel", "StreamResult", "cache_root"]
 
@@ -59,7 +60,6 @@ _RUNTIME_OBJS = ("verilated.o", "verilated_threads.o")
 
 def _runtime_dir(opt: str, trace: bool) -> Path:
     """Cache of Verilator's runtime objects for one set of compiler flags."""
-    from ..tools.simulators import verilator_root
 
     version = (verilator_root() / "include" / "verilated_config.h").read_bytes()
     key = hashlib.sha256(b"|".join([version, opt.encode(), str(trace).encode(), str(HARNESS_VERSION).encode()]))

@@ -33,6 +33,10 @@ from ..hw.verilog import TOPLEVEL, to_verilog
 from ..ir.graph import IntegerGraph
 from ..tools import simulators as runner
 from .accel_sim import RunSpec, default_runs
+from ..hw.top import Accelerator, stream_format
+from ..hw.axi.ddr_model import DEFAULT_BITS_PER_CYCLE
+from ..hw.mvtu.spec import streams_weights
+from ..tools.yosys import synth_netlist, xilinx_cell_models
 
 __all__ = ["GateLevelReport", "simulate_gate_level"]
 
@@ -62,10 +66,6 @@ class GateLevelReport:
 def simulate_gate_level(graph: IntegerGraph, specs, x: np.ndarray, workdir: str | Path, *,
                         runs: list[RunSpec] | None = None, simulator: str | None = None) -> GateLevelReport:
     """Synthesise the accelerator of ``specs`` and simulate its netlist on images ``x`` (see the module doc)."""
-    from ..hw.top import Accelerator, stream_format
-    from ..hw.axi.ddr_model import DEFAULT_BITS_PER_CYCLE
-    from ..hw.mvtu.spec import streams_weights
-    from ..tools.yosys import synth_netlist, xilinx_cell_models
 
     simulator = runner.resolve_simulator(simulator)
     workdir = Path(workdir).resolve()

@@ -25,6 +25,7 @@ from ..ir.datatypes import BIPOLAR, DataType, Kind
 from ..ir.graph import MatMulThreshold
 from .fast import VerilatedModel
 from .verify import Pattern
+from hypothesis import strategies as st
 
 __all__ = ["EngineConfig", "CheckResult", "check_config", "engine_configs", "flip_adder_bit"]
 
@@ -126,7 +127,6 @@ def check_config(cfg: EngineConfig, *, vectors: int = 12, mutate: Callable[[str]
 
 def engine_configs(max_mw: int = 24, max_mh: int = 12):
     """Hypothesis strategy over :class:`EngineConfig` (shrinks towards small, plain designs)."""
-    from hypothesis import strategies as st
 
     @st.composite
     def strategy(draw):

@@ -22,6 +22,12 @@ import numpy as np
 from .. import LowbitError
 from ..hw.sparse.engine_spec import SparseEngineSpec
 from ..sw_reference.sparse import SparseImage
+from ..hw.sparse.engine import load_layout, memory_images
+from dataclasses import fields
+import hashlib
+from ..hw.verilog import write_verilog
+from ..tools import simulators as runner
+from dataclasses import replace
 
 __all__ = ["input_beats", "decode_outputs", "load_words", "run_amaranth", "AmaranthRun", "simulate",
            "SparseLayer", "SparseRun", "default_runs",
@@ -59,7 +65,6 @@ def decode_outputs(spec: SparseEngineSpec, beats: list[int]) -> list[int]:
 
 def load_words(spec: SparseEngineSpec, image: SparseImage) -> list[int]:
     """Payloads of the ``load`` stream that write ``image`` into every PE's memories."""
-    from ..hw.sparse.engine import load_layout, memory_images
 
     layout = load_layout(spec)
     if image.max_entries > spec.capacity:
@@ -182,7 +187,6 @@ def default_runs(n_layers: int, *, throttled: bool = True) -> list[SparseRun]:
 
 
 def _spec_dict(spec: SparseEngineSpec) -> dict:
-    from dataclasses import fields
 
     out = {}
     for f in fields(spec):
@@ -217,13 +221,9 @@ def simulate(spec: SparseEngineSpec, layers: list[SparseLayer], workdir: str | P
     same one when ``trace`` builds it with tracing from the start (slower to build, but a failing
     run then needs no second build). A build is reused when ``workdir`` holds one of the same Verilog.
     """
-    import hashlib
 
-    from ..hw.verilog import write_verilog
-    from ..tools import simulators as runner
 
     if spec.image is not None:
-        from dataclasses import replace
         spec = replace(spec, image=None)  # one build for any weights: they are loaded at run time
     simulator = runner.resolve_simulator(simulator)
     workdir = Path(workdir).resolve()

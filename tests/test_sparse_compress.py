@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from lowbit.hw.sparse.engine_spec import SparseEngineSpec
 from lowbit.quant.deep_compression import (accuracy, compress_mlp, compression_ratio, integer_forward,
                                            integer_layers, mlp_forward, prune_mask, share_weights)
 from lowbit.quant.data import load_digits_split
@@ -66,7 +67,9 @@ def test_compressed_mlp_runs_bit_exact_on_the_engine_chained(digits_compressed):
     from lowbit.sim.sparse_sim import run_amaranth
 
     d, c = digits_compressed
-    specs = integer_layers(c.shared, d.x_train, pes=4, depth=4)
+    layers = integer_layers(c.shared, d.x_train, pes=4)
+    specs = [SparseEngineSpec.for_layer(layer, depth=4) for layer in layers]
+    assert all(s.image is layer.image and s.shift == layer.shift for s, layer in zip(specs, layers))
     x = d.x_test[:4]
     expected = integer_forward(specs, x)
     a = x

@@ -21,6 +21,7 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..mvtu.spec import MVTUSpec
+from ..mvtu.unit import weight_write_layout
 
 __all__ = ["AXI4LiteSignature", "AXI4LiteWeightWriter", "chunk_address", "weight_chunks"]
 
@@ -76,7 +77,6 @@ class AXI4LiteWeightWriter(wiring.Component):
         if not spec.weights_writable:
             raise ValueError(f"node {spec.node.name!r}: the MVTU needs weights_writable=True for an AXI4-Lite "
                              "weight writer")
-        from ..mvtu.unit import weight_write_layout
 
         self.spec = spec
         self.depth = spec.neuron_folds * spec.synapse_folds

@@ -43,6 +43,7 @@ import numpy as np
 
 from ...ir.datatypes import Kind
 from ...ir.graph import MatMulThreshold
+from ..cost import mvtu_resources
 
 __all__ = ["MVTUSpec", "NodeShape", "streams_weights", "divisors", "MAC_MODES", "WEIGHT_RAMS", "MAC_KINDS"]
 
@@ -283,7 +284,6 @@ class MVTUSpec(NodeShape):
 
     def resources(self):
         """Resource estimate (model in :mod:`lowbit.hw.cost`), a ``Resources``."""
-        from ..cost import mvtu_resources
 
         t = self.node.thresholds
         return mvtu_resources(mw=self.mw, mh=self.mh, pe=self.pe, simd=self.simd,

@@ -16,6 +16,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ...sw_reference.sparse import SparseImage, sparse_matvec
+from dataclasses import replace
+from .cycle_model import column_walk, engine_cycles
+from ...ir.resources import Resources
+from ..cost import memory_resources
 
 __all__ = ["SparseEngineSpec", "clog2"]
 
@@ -147,10 +151,19 @@ class SparseEngineSpec:
 
     def with_image(self, image: SparseImage) -> SparseEngineSpec:
         """This spec holding ``image`` (same capacity, so one hardware build serves both)."""
-        from dataclasses import replace
         return replace(self, image=image)
 
     # -- the three faces -------------------------------------------------------------------------
+
+    @classmethod
+    def for_layer(cls, layer, *, depth: int = 8, lanes: int = 4, **kw) -> "SparseEngineSpec":
+        """The engine for a fixed-point layer (anything with ``image``, ``shift``, ``relu``,
+        ``weight_bits`` and ``act_bits``, such as :class:`lowbit.quant.deep_compression.FixedPointLayer`):
+        its image, shift and ReLU, outputs of ``act_bits`` bits."""
+        image = layer.image
+        return cls(rows=image.rows, cols=image.cols, pes=image.pes, depth=depth, lanes=lanes,
+                   weight_bits=layer.weight_bits, act_bits=layer.act_bits, out_bits=layer.act_bits,
+                   shift=layer.shift, relu=layer.relu, image=image, **kw)
 
     def reference(self, x, image: SparseImage | None = None) -> np.ndarray:
         """Outputs for activations ``x`` (``(cols,)`` or ``(B, cols)``), bit-exact."""
@@ -163,7 +176,6 @@ class SparseEngineSpec:
 
     def timing(self, x, image: SparseImage | None = None):
         """The cycle model's :class:`~lowbit.hw.sparse.cycle_model.SparseTiming` for one vector ``x``."""
-        from .cycle_model import column_walk, engine_cycles
         image = self._image(image)
         steps, squashed = column_walk(image, self.entries_per_word)
         return engine_cycles(steps, x, depth=self.depth, lanes=self.lanes, rows=self.rows, squashed=squashed)
@@ -175,7 +187,6 @@ class SparseEngineSpec:
             raise ValueError(f"act_density must lie in [0, 1], not {act_density!r}")
         image = self._image(image)
         rng = np.random.default_rng(seed)
-        from .cycle_model import column_walk, engine_cycles
         cnt, squashed = column_walk(image, self.entries_per_word)
         total = 0
         for _ in range(samples):
@@ -195,8 +206,6 @@ class SparseEngineSpec:
         of the 1024x1024, 16-PE engine it is within about 10 % (LUT) and 25 % (FF), exact for BRAM
         and DSP (``benchmarks/results/sparse_engine.md``).
         """
-        from ...ir.resources import Resources
-        from ..cost import memory_resources
         q_bits = self.act_bits + self.col_bits
         acc = self.acc_bits
         per_pe = (memory_resources(self.depth, q_bits)

@@ -40,6 +40,10 @@ from ...ir.graph import MatMulThreshold
 from ...sw_reference.sparse import encode_sparse
 from .engine_spec import SparseEngineSpec
 from ..mvtu.spec import NodeShape
+from ..stream.threshold import ThresholdSpec
+from .cycle_model import column_walk, engine_cycles
+from ..stream.fifo import FIFOSpec
+from ...ir.resources import Resources
 
 __all__ = ["SparseLayerSpec", "sparse_eligible", "check_act_density", "MAX_INDEX_BITS"]
 
@@ -202,7 +206,6 @@ class SparseLayerSpec(NodeShape):
         """The :class:`~lowbit.hw.stream.threshold.ThresholdSpec` after the engine, or ``None`` (scores)."""
         if self.node.thresholds is None:
             return None
-        from ..stream.threshold import ThresholdSpec
         return ThresholdSpec(self.node.thresholds, self.acc_dtype, self.pes, name=f"{self.node.name}.thresholds")
 
     @property
@@ -214,7 +217,6 @@ class SparseLayerSpec(NodeShape):
         """Modelled cycles per vector (input, compute and read-out), rounded up: the mean of the
         engine's cycle model over ``samples`` random vectors whose columns are non-zero with the
         probability ``act_density`` (default: the spec's; one value or one per column)."""
-        from .cycle_model import column_walk, engine_cycles
         density = self.act_density if act_density is None else check_act_density(act_density, self.node.mw,
                                                                                    "act_density")
         p = np.broadcast_to(np.asarray(density, dtype=float), (self.node.mw,))
@@ -229,13 +231,11 @@ class SparseLayerSpec(NodeShape):
 
     def fifo_specs(self):
         """``(input FIFO, output FIFO)``: one whole vector each (:class:`~lowbit.hw.stream.fifo.FIFOSpec`)."""
-        from ..stream.fifo import FIFOSpec
         return (FIFOSpec(self.node.input_dtype, self.lanes, self.engine.beats),
                 FIFOSpec(self.node.output_dtype, self.pes, self.engine.out_beats))
 
     def resources(self):
         """Engine + threshold unit + input adapter + FIFOs (a :class:`~lowbit.hw.cost.Resources`)."""
-        from ...ir.resources import Resources
         total = self.engine.resources() + Resources(lut=self.lanes * self.engine.act_bits // 2, ff=0)
         total = total + sum((f.resources() for f in self.fifo_specs()), Resources())
         t = self.threshold_spec()

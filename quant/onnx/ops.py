@@ -23,6 +23,7 @@ import onnx
 from onnx import helper, numpy_helper
 
 from ... import LowbitError
+from ..streamline import round_mode
 
 __all__ = ["SUPPORTED_OPS", "attributes", "round_mode", "run", "execute", "per_axis", "quant_float", "qonnx_int_range"]
 
@@ -42,21 +43,6 @@ def attributes(node: onnx.NodeProto) -> dict:
             v = [x.decode() if isinstance(x, bytes) else x for x in v]
         out[a.name] = v
     return out
-
-
-def round_mode(mode: str):
-    """The NumPy rounding function of a QONNX rounding mode (``ROUND`` is half to even)."""
-    m = mode.upper()
-    table = {
-        "ROUND": np.round, "HALF_EVEN": np.round, "CEIL": np.ceil, "FLOOR": np.floor, "DOWN": np.fix,
-        "ROUND_TO_ZERO": np.fix,
-        "UP": lambda x: np.sign(x) * np.ceil(np.abs(x)),
-        "HALF_UP": lambda x: np.sign(x) * np.floor(np.abs(x) + 0.5),
-        "HALF_DOWN": lambda x: np.sign(x) * np.ceil(np.abs(x) - 0.5),
-    }
-    if m not in table:
-        raise ValueError(f"rounding_mode must be one of {', '.join(table)}, not {mode!r}")
-    return table[m]
 
 
 def qonnx_int_range(bits: int, signed: bool, narrow: bool) -> tuple[int, int]:

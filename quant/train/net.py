@@ -29,6 +29,8 @@ from .. import quantizers as Q
 from ...ir.datatypes import BIPOLAR, DataType
 from ..fold import fold_affine_thresholds
 from .nn import im2col, maxpool_forward
+from fractions import Fraction
+from fractions import Fraction as F
 
 __all__ = ["WeightSpec", "ActSpec", "LayerSpec", "parse_arch", "ZooNet", "LayerFold", "init_net", "shared_codebook"]
 
@@ -138,7 +140,6 @@ class ActSpec:
 
     def decision_points(self) -> list:
         """The ``t_i`` with ``level = sum_i [z >= t_i]``: ``[0]`` for sign, ``(i - 1/2) / n`` for int."""
-        from fractions import Fraction
         if self.kind == "binary":
             return [Fraction(0)]
         return [Fraction(2 * i - 1, 2 * self.n) for i in range(1, self.n + 1)]
@@ -379,7 +380,6 @@ class ZooNet:
             return LayerFold(q.codes, q.dtype, in_dtype, None, np.zeros(q.codes.shape[0], bool), lo, hi)
         sigma = np.sqrt(self.state[f"var{i}"] + self.bn_eps)
         gamma, beta, mean = self.params[f"gamma{i}"], self.params[f"beta{i}"], self.state[f"mean{i}"]
-        from fractions import Fraction as F
         a = [F(g) * F(s_in) * F(sw) / F(sg) for g, sw, sg in zip(gamma, q.scale, sigma)]
         c = [F(b) - F(g) * F(m) / F(sg) for g, b, m, sg in zip(gamma, beta, mean, sigma)]
         t, neg = fold_affine_thresholds(np.array(a, dtype=object), np.array(c, dtype=object),
