@@ -180,7 +180,7 @@ def plan_flash(out: str | os.PathLike, board: str | Board, via: str = "openfpgal
         argv = openfpgaloader_command() + ["-b", board.openfpgaloader_board, str(bitstream)]
         shown = ["openFPGALoader", "-b", board.openfpgaloader_board, str(bitstream)]
         return FlashPlan(board, via, bitstream, [" ".join(shown)], argv=argv)
-    if board.ps == "none":
+    if not board.has_ps:
         raise LowbitError(f"board {board.name!r} has no Zynq processing system; --via {via} does not apply")
     if via == "pynq":
         hwh = bitstream.with_suffix(".hwh")
