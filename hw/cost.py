@@ -359,11 +359,30 @@ def dwc_resources(elem_bits: int, n_in: int, n_out: int) -> Resources:
     return Resources(lut=2 * bits, ff=bits + _clog2(cap + 1))
 
 
-def label_select_resources(n_classes: int, score_bits: int) -> Resources:
-    """Estimate of a sequential arg-max over ``n_classes`` scores of ``score_bits`` bits.
+LABEL_LUT_COEFFICIENTS = (1.26, 1.946, 0.721, 0.675, 9.585)
+"""Fitted LUT coefficients of the label select: per score bit, per score bit of each lane after
+the first, per index bit of each lane after the first, per class, constant (least squares over the
+yosys ``synth_xilinx`` grid of ``benchmarks/label_select_synth.py``)."""
 
-    One comparator and the running maximum: ``2 * score_bits + clog2(n)`` LUTs and
-    ``score_bits + 2 * clog2(n)`` FFs (maximum, its index and the class counter).
+
+def label_select_resources(n_classes: int, score_bits: int, pe: int = 1) -> Resources:
+    """Estimate of the label select (:class:`lowbit.hw.stream.label.LabelSelect`): ``n_classes``
+    scores of ``score_bits`` bits arriving ``pe`` per beat, the running arg-max and the result beat.
+
+    Flip-flops are counted from the design: the result beat (every score and the label), the buffer
+    of the scores of the beats before the last (``(n_classes - pe) * score_bits``), ``valid``, and,
+    when an image takes more than one beat, the running maximum, its index and the beat counter
+    (equal to yosys on the calibration grid). LUTs are an approximation fitted to yosys
+    ``synth_xilinx`` (:data:`LABEL_LUT_COEFFICIENTS`): the first lane's comparator, a comparator
+    and a multiplexer per further lane, the index multiplexers and the per-class write enables;
+    within 15 % of synthesis on the calibration grid (``tests/test_label_select.py``).
     """
-    idx = _clog2(n_classes)
-    return Resources(lut=2 * score_bits + idx, ff=score_bits + 2 * idx)
+    idx = max(1, _clog2(n_classes))
+    beats = n_classes // pe
+    ff = (2 * n_classes - pe) * score_bits + idx + 1
+    if beats > 1:
+        ff += score_bits + idx + _clog2(beats)
+    per_bit, per_lane_bit, per_lane_idx, per_class, const = LABEL_LUT_COEFFICIENTS
+    lut = (per_bit * score_bits + (pe - 1) * (per_lane_bit * score_bits + per_lane_idx * idx)
+           + per_class * n_classes + const)
+    return Resources(lut=round(lut), ff=ff)

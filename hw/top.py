@@ -20,19 +20,19 @@ models of that rate instead (simulation).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 from amaranth.hdl import Module
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out, connect, flipped
 
+from ..ir.graph import MatMulThreshold
 from .axi.ddr_model import WeightStreamer
-from .stream.dwc import StreamWidthConverter
-from .stream.label import LabelSelect
-from .sparse.layer_spec import SparseLayerSpec
-from .mvtu.spec import MVTUSpec, streams_weights
 from .codec import StreamFormat
+from .mvtu.spec import streams_weights
+from .registry import stitching
+from .stream.dwc import StreamWidthConverter
+from .unit import UnitSpec
 
 __all__ = ["Accelerator", "stream_format"]
 
@@ -51,16 +51,16 @@ class Accelerator(wiring.Component):
         if not specs:
             raise ValueError("specs must hold at least one unit spec")
         for i, s in enumerate(specs):
-            if not hasattr(s, "create") or not hasattr(s, "node"):
+            if not isinstance(s, UnitSpec) or s.node is None:
                 raise TypeError(f"specs[{i}] must be a unit spec (MVTUSpec, SWGSpec, MaxPoolSpec, AccPoolSpec), "
                                 f"not {s!r}")
-        mlp = all(isinstance(s, (MVTUSpec, SparseLayerSpec)) for s in specs)
+        mlp = all(isinstance(s.node, MatMulThreshold) for s in specs)
         if mlp:
             for a, b in zip(specs, specs[1:]):
                 if a.node.mh != b.node.mw or a.node.output_dtype != b.node.input_dtype:
                     raise ValueError(f"layer {b.node.name!r} (MW {b.node.mw}, {b.node.input_dtype}) cannot follow "
                                      f"{a.node.name!r} (MH {a.node.mh}, {a.node.output_dtype})")
-        if not isinstance(specs[-1], (MVTUSpec, SparseLayerSpec)) or specs[-1].node.thresholds is not None:
+        if not isinstance(specs[-1].node, MatMulThreshold) or specs[-1].node.thresholds is not None:
             raise ValueError(f"the last layer {specs[-1].node.name!r} must be a matrix product emitting scores")
         self.specs = specs
         self.layers = [s.create() for s in specs]
@@ -69,8 +69,8 @@ class Accelerator(wiring.Component):
             if ea != eb:
                 raise ValueError(f"unit {sb.node.name!r} takes elements of {eb}, but {sa.node.name!r} "
                                  f"produces {ea}")
-        last = self.layers[-1]
-        self.label = LabelSelect(last.out_shape, classes=specs[-1].mh, pe=specs[-1].pe)
+        self.converters, self.label_spec = stitching(specs)
+        self.label = self.label_spec.create()
         self.streamed = [k for k, s in enumerate(specs) if streams_weights(s)]
         if ddr_bits_per_cycle is not None and (not isinstance(ddr_bits_per_cycle, int) or ddr_bits_per_cycle < 1):
             raise ValueError(f"ddr_bits_per_cycle must be a positive integer, not {ddr_bits_per_cycle!r}")
@@ -91,11 +91,11 @@ class Accelerator(wiring.Component):
         m.submodules.label = self.label
         connect(m, flipped(self.i), self.layers[0].i)
         for k, (a, b) in enumerate(zip(self.layers, self.layers[1:])):
-            _, n_out, shape = _ports(a)
-            n_in, _, _ = _ports(b)
-            if n_out == n_in:
+            if self.converters[k] is None:
                 connect(m, a.o, b.i)
             else:
+                _, n_out, shape = _ports(a)
+                n_in, _, _ = _ports(b)
                 dwc = StreamWidthConverter(shape, n_in=n_out, n_out=n_in)
                 m.submodules[f"dwc{k}"] = dwc
                 connect(m, a.o, dwc.i)
@@ -116,8 +116,6 @@ class Accelerator(wiring.Component):
 def stream_format(acc: "Accelerator"):
     """The :class:`~lowbit.hw.codec.StreamFormat` of an accelerator's ports."""
     first, last = acc.layers[0], acc.layers[-1]
-    spec = acc.specs[0]
-    size = spec.mw if isinstance(spec, (MVTUSpec, SparseLayerSpec)) else math.prod(spec.in_shape)
     shape = first.i.payload.shape()
-    return StreamFormat(input_size=size, simd=shape.length, in_bits=shape.elem_shape.width,
-                        classes=last.spec.mh, score_bits=last.out_shape.width)
+    return StreamFormat(input_size=acc.specs[0].in_size, simd=shape.length, in_bits=shape.elem_shape.width,
+                        classes=acc.label_spec.classes, score_bits=last.out_shape.width)

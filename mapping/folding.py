@@ -42,15 +42,16 @@ import numpy as np
 from .. import LowbitError
 from ..boards import Board, get_board
 from ..ir.resources import RESOURCE_KINDS, Resources
-from ..hw.cost import dwc_resources
-from ..hw.sparse.layer_spec import SparseLayerSpec, sparse_eligible
-from ..hw.mvtu.spec import MVTUSpec, divisors, streams_weights
+from ..hw.mvtu.spec import streams_weights
+from ..hw.registry import SearchContext, candidates, stitching
+from ..hw.sparse.layer_spec import SPARSE_MAX_DENSITY
+from ..hw.unit import UnitSpec
 from ..ir.graph import IntegerGraph, MatMulThreshold, SlidingWindow
 from .schedule import (Schedule, _stream_cycles, complete_layers, ddr_stream_bits, input_stream_cycles,
                        output_stream_cycles, pipeline_resources, stage_cycles, vectors_per_image)
 from ..ir.datatypes import Kind
 
-__all__ = ["search_folding", "DEFAULT_BUDGET", "SPARSE_MAX_DENSITY", "sparse_candidates", "folding_of",
+__all__ = ["search_folding", "DEFAULT_BUDGET", "SPARSE_MAX_DENSITY", "folding_of",
            "layer_options", "cheapness", "activation_densities"]
 
 logger = logging.getLogger(__name__)
@@ -60,16 +61,10 @@ DEFAULT_BUDGET = 0.7
 interconnect and the place-and-route slack)."""
 
 
-SPARSE_MAX_DENSITY = 0.5
-"""Weight density above which a layer gets no sparse-engine candidates (nothing left to skip)."""
-SPARSE_LANES = (4, 16)
-SPARSE_MAX_PES = 64
-SPARSE_DEPTH = 8
-
 
 @dataclass(frozen=True, eq=False)
 class _Candidate:
-    spec: MVTUSpec | SparseLayerSpec
+    spec: UnitSpec
     cycles: int  # per image, including the input stream for the first layer
     resources: Resources
 
@@ -77,33 +72,8 @@ class _Candidate:
 def folding_of(spec) -> tuple:
     """``(SIMD, PE)`` or ``(SIMD, PE, options)`` of a matrix-product spec, for
     :func:`~lowbit.mapping.schedule.complete_layers`."""
-    if isinstance(spec, SparseLayerSpec):
-        return spec.simd, spec.pe, {"engine": "sparse", "depth": spec.depth, "act_density": spec.act_density}
-    if streams_weights(spec):
-        return spec.simd, spec.pe, {"weights": "ddr"}
-    return spec.simd, spec.pe
-
-
-def sparse_candidates(node, act_density) -> list[SparseLayerSpec]:
-    """Sparse-engine specs worth trying for ``node`` (none when it is not eligible or too dense)."""
-    if sparse_eligible(node) is not None:
-        return []
-    w = node.weight_values
-    if w.size == 0 or (w != 0).mean() > SPARSE_MAX_DENSITY:
-        return []
-    lanes = [n for n in SPARSE_LANES if node.mw % n == 0] or [2 if node.mw % 2 == 0 else 1]
-    return [SparseLayerSpec(node, pes=pes, lanes=n, depth=SPARSE_DEPTH, act_density=act_density)
-            for pes in _spread(divisors(node.mh)) for n in lanes]
-
-
-def _spread(options: list[int]) -> list[int]:
-    """About one divisor per power of two up to :data:`SPARSE_MAX_PES` (the largest in each octave):
-    the sparse engine's cycle model is a cycle-level walk, too slow to run for every divisor."""
-    best: dict[int, int] = {}
-    for d in options:
-        if d <= SPARSE_MAX_PES:
-            best[d.bit_length()] = d
-    return sorted(best.values())
+    options = spec.schedule_options()
+    return (spec.simd, spec.pe, options) if options else (spec.simd, spec.pe)
 
 
 def layer_options(graph: IntegerGraph, i: int, port_bits: int | None,
@@ -119,11 +89,7 @@ def layer_options(graph: IntegerGraph, i: int, port_bits: int | None,
     conv = i > 0 and isinstance(graph.nodes[i - 1], SlidingWindow)
     columns = graph.input_shape_of(i - 1)[-1] if conv else node.mw
     last = i == len(graph.nodes) - 1
-    specs = [MVTUSpec(node, pe=pe, simd=simd) for pe in divisors(node.mh) for simd in divisors(columns)]
-    if ddr_bits is not None:  # the same foldings with the weights streamed from DDR
-        specs += [MVTUSpec(node, pe=s.pe, simd=s.simd, weight_ram="external") for s in specs]
-    if act_density is not None and vectors == 1:
-        specs += sparse_candidates(node, act_density)
+    specs = candidates(node, SearchContext(columns, vectors, act_density, ddr_bits))
     options = []
     for spec in specs:
         cycles = stage_cycles(spec, vectors, ddr_bits)
@@ -237,9 +203,8 @@ def _total(choice: list[_Candidate], graph: IntegerGraph) -> Resources:
     specs = [c.spec for c in choice]
     if graph.is_mlp:
         total = sum((c.resources for c in choice), Resources())
-        for a, b in zip(specs, specs[1:]):
-            total = total + dwc_resources(a.out_bits, a.pe, b.simd)
-        return total
+        dwcs, label = stitching(specs)
+        return total + sum((c.resources() for c in dwcs if c is not None), Resources()) + label.resources()
     return pipeline_resources(_all_specs(graph, choice))[0]
 
 

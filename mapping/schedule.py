@@ -33,20 +33,18 @@ from .._io import atomic_write
 from .. import LowbitError
 from ..boards import Board, get_board
 from ..ir.resources import RESOURCE_KINDS, Resources
-from ..hw.cost import dwc_resources
+from ..hw.mvtu.spec import streams_weights
+from ..hw.registry import ENGINES as ENGINE_FAMILIES
+from ..hw.registry import stitching, unit_spec
 from ..hw.sparse.layer_spec import SparseLayerSpec, check_act_density
-from ..hw.mvtu.spec import MVTUSpec, streams_weights
-from ..ir.datatypes import BIPOLAR
-from ..ir.graph import GlobalAccPool, IntegerGraph, MatMulThreshold, MaxPool, SlidingWindow
-from ..hw.stream.swg import SWGSpec
-from ..hw.stream.pool import MaxPoolSpec
-from ..hw.stream.pool import AccPoolSpec
+from ..hw.unit import UnitSpec
+from ..ir.graph import IntegerGraph, MatMulThreshold, SlidingWindow
 
 __all__ = [
     "LayerFolding", "Schedule", "SCHEDULE_FORMAT", "SCHEDULE_VERSION",
     "input_stream_cycles", "output_stream_cycles", "layer_cycles", "pipeline_cycles", "pipeline_resources",
     "vectors_per_image", "stage_cycles", "stream_widths", "node_spec", "complete_layers", "ENGINES",
-    "WEIGHT_PLACEMENTS", "ddr_stream_bits", "streamed_weight_cycles",
+    "WEIGHT_PLACEMENTS", "ddr_stream_bits",
 ]
 
 logger = logging.getLogger(__name__)
@@ -117,25 +115,23 @@ def _stream_cycles(elements: int, per_beat: int, bits: int, port_bits: int | Non
 def input_stream_cycles(spec, port_bits: int | None = None) -> int:
     """Cycles to stream one input image into ``spec``, the first unit of a pipeline.
 
-    An MVTU takes ``SIMD`` elements of ``in_bits`` per cycle (``MW`` per image); a sliding-window
-    generator or pool ``SIMD`` channels per cycle (``H * W * C`` per image). With ``port_bits``
-    given, no more than that many bits arrive per cycle.
+    The unit takes ``in_elems`` elements of ``in_bits`` per cycle, ``in_size`` per image (``SIMD``
+    of ``MW`` for an MVTU; ``SIMD`` channels of ``H * W * C`` for a sliding-window generator or
+    pool). With ``port_bits`` given, no more than that many bits arrive per cycle.
     """
-    if isinstance(spec, (MVTUSpec, SparseLayerSpec)):
-        return _stream_cycles(spec.mw, spec.simd, spec.in_bits, port_bits)
-    return _stream_cycles(math.prod(spec.in_shape), spec.simd, spec.elem_bits, port_bits)
+    return _stream_cycles(spec.in_size, spec.in_elems, spec.in_bits, port_bits)
 
 
-def output_stream_cycles(spec: MVTUSpec, port_bits: int | None = None) -> int:
+def output_stream_cycles(spec: UnitSpec, port_bits: int | None = None) -> int:
     """Cycles to stream one output vector out of ``spec``, the last unit of a pipeline.
 
     The unit emits ``PE`` elements of ``out_bits`` per beat; with ``port_bits`` given, no more than
     that many bits leave per cycle.
     """
-    return _stream_cycles(spec.mh, spec.pe, spec.out_bits, port_bits)
+    return _stream_cycles(spec.out_size, spec.out_elems, spec.out_bits, port_bits)
 
 
-def layer_cycles(spec: MVTUSpec, vectors_per_image: int = 1) -> int:
+def layer_cycles(spec: UnitSpec, vectors_per_image: int = 1) -> int:
     """Cycles per image of a unit that processes ``vectors_per_image`` vectors per image.
 
     A convolution lowered to a matrix-vector product (im2col) needs one vector per output pixel,
@@ -170,24 +166,13 @@ def ddr_stream_bits(board: Board, clock_mhz: float) -> int | None:
     return max(1, min(width, share))
 
 
-def streamed_weight_cycles(spec: MVTUSpec, vectors: int, ddr_bits: int) -> int:
-    """Cycles per image to stream ``spec``'s weights (once per vector) at ``ddr_bits`` per cycle."""
-    return math.ceil(spec.weight_stream_bits * vectors / ddr_bits)
-
-
-def stage_cycles(spec, vectors: int = 1, ddr_bits: int | None = None) -> int:
-    """Cycles per image of one unit: ``cycles() * vectors`` for an MVTU, ``cycles()`` (already per
-    image) for the dataflow blocks; an MVTU whose weights stream from DDR also waits for them at
-    ``ddr_bits`` per cycle."""
-    if not isinstance(spec, MVTUSpec):
-        return spec.cycles()
-    cycles = layer_cycles(spec, vectors)
-    if streams_weights(spec):
-        if ddr_bits is None:
-            raise LowbitError(f"layer {spec.node.name!r} streams its weights from DDR, but the board has no DDR "
-                              "bandwidth figure or no spare AXI-HP port")
-        cycles = max(cycles, streamed_weight_cycles(spec, vectors, ddr_bits))
-    return cycles
+def stage_cycles(spec: UnitSpec, vectors: int = 1, ddr_bits: int | None = None) -> int:
+    """Cycles per image of one unit (:meth:`~lowbit.hw.unit.UnitSpec.cycles_per_image`): a unit
+    whose weights stream from DDR also waits for them at ``ddr_bits`` per cycle."""
+    try:
+        return spec.cycles_per_image(vectors, ddr_bits)
+    except ValueError as e:
+        raise LowbitError(str(e)) from None
 
 
 def pipeline_cycles(specs: list, port_bits: int | None = None, vectors: list[int] | None = None,
@@ -203,16 +188,14 @@ def pipeline_cycles(specs: list, port_bits: int | None = None, vectors: list[int
     return cycles
 
 
-def stream_widths(spec) -> tuple[int, int, int]:
+def stream_widths(spec: UnitSpec) -> tuple[int, int, int]:
     """``(input elements per beat, output elements per beat, output element bits)`` of a unit."""
-    if isinstance(spec, (MVTUSpec, SparseLayerSpec)):
-        return spec.simd, spec.pe, spec.out_bits
-    out_dtype = getattr(spec, "out_dtype", spec.dtype)
-    return spec.simd, spec.simd, 1 if out_dtype is BIPOLAR else out_dtype.bits
+    return spec.in_elems, spec.out_elems, spec.out_bits
 
 
 def pipeline_resources(specs: list) -> tuple[Resources, list[Resources]]:
-    """Total estimated resources of the units and the width converters between them.
+    """Total estimated resources of the units, the width converters between them and the label
+    select after the last (:func:`lowbit.hw.registry.stitching`: all the accelerator holds).
 
     Returns
     -------
@@ -220,42 +203,14 @@ def pipeline_resources(specs: list) -> tuple[Resources, list[Resources]]:
     converters : list of Resources
         One per pair of consecutive units (zero where the stream widths agree).
     """
-    converters = [dwc_resources(stream_widths(a)[2], stream_widths(a)[1], stream_widths(b)[0])
-                  for a, b in zip(specs, specs[1:])]
+    dwcs, label = stitching(specs)
+    converters = [Resources() if c is None else c.resources() for c in dwcs]
     total = sum((s.resources() for s in specs), Resources()) + sum(converters, Resources())
-    return total, converters
+    return total + label.resources(), converters
 
 
-def node_spec(node, in_shape: tuple[int, ...], dtype, *, pe: int, simd: int, engine: str = "mvtu",
-              depth: int = 8, act_density: float = 0.5, weights: str = "onchip"):
-    """The hardware spec of one graph node folded by ``pe``/``simd``.
-
-    A :class:`MatMulThreshold` becomes an :class:`~lowbit.hw.mvtu.spec.MVTUSpec`, or with
-    ``engine="sparse"`` a :class:`~lowbit.hw.sparse.layer_spec.SparseLayerSpec` (fully connected layers
-    only); a sliding window, a max-pool or a global pool the dataflow block of :mod:`lowbit.hw.stream.swg` /
-    :mod:`lowbit.hw.stream.pool` with ``simd`` channels per beat (their ``pe`` must equal ``simd``).
-    """
-    if engine == "sparse":
-        if not isinstance(node, MatMulThreshold):
-            raise ValueError(f"engine 'sparse' takes a matrix product, not a {type(node).__name__}")
-        if math.prod(in_shape) != node.mw:
-            raise ValueError(f"engine 'sparse' takes a fully connected layer (one vector per image), but the "
-                             f"input is {tuple(in_shape)}")
-        return SparseLayerSpec(node, pes=pe, lanes=simd, depth=depth, act_density=act_density)
-    if isinstance(node, MatMulThreshold):
-        return MVTUSpec(node, pe=pe, simd=simd, weight_ram="external" if weights == "ddr" else "auto")
-    if weights == "ddr":
-        raise ValueError(f"weights='ddr' takes a matrix product, not a {type(node).__name__}")
-    if pe != simd:
-        raise ValueError(f"PE ({pe}) must equal SIMD ({simd}) for a {type(node).__name__} "
-                         "(channels per beat in and out)")
-    if isinstance(node, SlidingWindow):
-        return SWGSpec(node, tuple(in_shape), dtype, simd)
-    if isinstance(node, MaxPool):
-        return MaxPoolSpec(node, tuple(in_shape), dtype, simd)
-    if isinstance(node, GlobalAccPool):
-        return AccPoolSpec(node, tuple(in_shape), dtype, simd)
-    raise TypeError(f"no hardware for node {node.name!r} of type {type(node).__name__}")
+node_spec = unit_spec
+"""The spec of one node folded by ``pe``/``simd`` (:func:`lowbit.hw.registry.unit_spec`)."""
 
 
 def complete_layers(graph: IntegerGraph, matmul_folding) -> list[LayerFolding]:
@@ -332,7 +287,7 @@ class Schedule:
 
     # -- applying it to a graph ------------------------------------------------------------------
 
-    def apply(self, graph: IntegerGraph) -> list[MVTUSpec]:
+    def apply(self, graph: IntegerGraph) -> list[UnitSpec]:
         """The hardware specs of ``graph`` folded as this schedule says.
 
         Raises
@@ -376,7 +331,8 @@ class Schedule:
         dict
             ``board``, ``clock_mhz``; ``layers`` (per node ``name``, ``op``, ``mw``, ``mh`` (``"-"``
             for a window or pool), ``pe``, ``simd``, ``cycles`` per image (an MVTU's per-vector cycles
-            times its vectors per image), ``resources``); ``width_converters``; ``input_stream_cycles``;
+            times its vectors per image), ``resources``); ``width_converters``; ``label_select``
+            (``classes``, ``pe``, ``score_bits``, ``resources``); ``input_stream_cycles``;
             ``cycles_per_image`` (the bottleneck) and ``bottleneck`` (the layer that sets it);
             ``throughput_fps`` and ``time_per_image_us`` at the clock; ``latency_cycles`` and
             ``latency_us`` (upper bound: the sum of the layers' cycles); ``resources``, per kind
@@ -396,8 +352,7 @@ class Schedule:
             "board": board.name,
             "clock_mhz": self.clock_mhz,
             "layers": [{"name": s.node.name, "op": type(s.node).__name__,
-                        "engine": ("sparse" if isinstance(s, SparseLayerSpec) else
-                                   "mvtu" if isinstance(s, MVTUSpec) else "-"),
+                        "engine": next((e for e, f in ENGINE_FAMILIES.items() if isinstance(s, f)), "-"),
                         "mw": getattr(s, "mw", "-"), "mh": getattr(s, "mh", "-"),
                         "pe": getattr(s, "pe", s.simd), "simd": s.simd,
                         "weights": "ddr" if streams_weights(s) else "onchip",
@@ -407,6 +362,7 @@ class Schedule:
             "width_converters": [{"after": a.node.name, "in_bits": stream_widths(a)[1] * stream_widths(a)[2],
                                   "out_bits": stream_widths(b)[0] * stream_widths(a)[2], "resources": r.as_dict()}
                                  for a, b, r in zip(specs, specs[1:], converters)],
+            "label_select": _label_entry(specs),
             "input_stream_cycles": input_stream_cycles(specs[0], port),
             "output_stream_cycles": output_stream_cycles(specs[-1], port),
             "cycles_per_image": bottleneck,
@@ -547,6 +503,12 @@ def _layer_json(layer: LayerFolding) -> dict:
     return out
 
 
+def _label_entry(specs) -> dict:
+    label = stitching(specs)[1]
+    return {"classes": label.classes, "pe": label.pe, "score_bits": label.score_bits,
+            "resources": label.resources().as_dict()}
+
+
 def _memory_roofline(specs: list, board: Board, compute_fps: float, vectors: list[int], ddr_bits: int | None,
                      clock_mhz: float) -> dict:
     """Per layer, where its weights live and, for those streamed from DDR, the throughput their
@@ -560,12 +522,12 @@ def _memory_roofline(specs: list, board: Board, compute_fps: float, vectors: lis
         if isinstance(s, SparseLayerSpec):
             bits = s.engine.image.encoded_bits(pointer_bits=s.engine.pointer_bits, codebook_bits=s.engine.weight_bits)
             layers.append({"layer": s.node.name, "placement": "onchip", "weight_bits": bits})
-        elif isinstance(s, MVTUSpec):
+        elif isinstance(s, ENGINE_FAMILIES["mvtu"]):
             bits = s.mw * s.mh * s.node.weight_dtype.bits
             entry = {"layer": s.node.name, "placement": "onchip", "weight_bits": bits}
             if streams_weights(s) and ddr_bits is not None:
                 per_image = s.weight_stream_bits * v
-                cycles = streamed_weight_cycles(s, v, ddr_bits)
+                cycles = s.weight_stream_cycles(v, ddr_bits)
                 streamed_bits += per_image
                 entry.update(placement="ddr", ddr_bits_per_image=per_image, stream_bits_per_cycle=ddr_bits,
                              stream_cycles=cycles, stream_fps_bound=clock_mhz * 1e6 / cycles)

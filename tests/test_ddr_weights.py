@@ -15,7 +15,7 @@ from lowbit.hw.top import Accelerator, stream_format
 from lowbit.hw.verilog import write_verilog
 from lowbit.hw.mvtu.spec import MVTUSpec
 from lowbit.mapping import Schedule, search_folding
-from lowbit.mapping.schedule import LayerFolding, ddr_stream_bits, streamed_weight_cycles
+from lowbit.mapping.schedule import LayerFolding, ddr_stream_bits
 from lowbit.sim.verify import verify_fast
 
 LFC_LIKE = (784, 1024, 1024, 1024, 10)  # 2.9 Mbit of binary weights
@@ -37,7 +37,7 @@ def test_ddr_stream_rate_from_the_board():
     assert ddr_stream_bits(z2, 100.0) == 56  # 168 bits/cycle shared by 3 spare ports
     assert ddr_stream_bits(z2, 50.0) == 64   # then the port width limits
     spec = MVTUSpec(mlp((64, 128, 64, 10)).nodes[1], pe=4, simd=16, weight_ram="external")
-    assert streamed_weight_cycles(spec, 1, 16) == 512
+    assert spec.weight_stream_cycles(1, 16) == 512
 
 
 @pytest.mark.fast_sim
@@ -55,7 +55,7 @@ def test_streamed_layer_is_bit_exact_and_as_fast_as_its_port(bits, expected, tmp
     r = verify_fast(g, tmp_path / "top.v", stream_format(acc), x)
     assert r.mismatch is None and all(run["mismatched_images"] == 0 for run in r.runs)
     compute = max(s.cycles() for s in specs)
-    predicted = max(compute, streamed_weight_cycles(specs[1], 1, bits))
+    predicted = max(compute, specs[1].weight_stream_cycles(1, bits))
     assert predicted == max(expected, 256)
     assert r.runs[0]["cycles_per_image"] == predicted
 
@@ -126,7 +126,7 @@ def test_compiled_design_with_ddr_weights_simulates(ddr_plan):
     assert "ws1" in (root / "c" / "lowbit_top.v").read_text()
     predicted = report["mapping"]["cycles_per_image"]
     # 64 words of 128 bits at 56 bits/cycle (pynq-z2 at 100 MHz): 147 cycles, above fc1's compute (64)
-    assert predicted == streamed_weight_cycles(s.apply(g)[1], 1, 56) == 147
+    assert predicted == s.apply(g)[1].weight_stream_cycles(1, 56) == 147
     assert report["mapping"]["bottleneck"] == "fc1"
     x = np.random.default_rng(1).integers(0, 32, size=(50, 64))
     r = verify_compiled_fast(root / "c", x)

@@ -37,6 +37,7 @@ This module imports no Amaranth at module level, so the mapper can use it cheapl
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -106,6 +107,24 @@ class NodeShape:
     @property
     def out_bits(self) -> int:
         return self.node.output_dtype.bits
+
+    @property
+    def in_elems(self) -> int:
+        """Input elements per beat: ``SIMD``."""
+        return self.simd
+
+    @property
+    def out_elems(self) -> int:
+        """Output elements per beat: ``PE``."""
+        return self.pe
+
+    @property
+    def in_size(self) -> int:
+        return self.node.mw
+
+    @property
+    def out_size(self) -> int:
+        return self.node.mh
 
 
 @dataclass(frozen=True, eq=False)
@@ -291,6 +310,35 @@ class MVTUSpec(NodeShape):
                               acc_bits=self.acc_bits, n_thresholds=0 if t is None else t.shape[1],
                               out_bits=self.out_bits, kind=self.kind, weight_bits=self.weight_bits,
                               mac=self.mac, weight_ram=self.weight_ram, plane_pairs=self.plane_pairs)
+
+    def cycles_per_image(self, vectors: int = 1, ddr_bits: int | None = None) -> int:
+        """``cycles() * vectors``; with the weights streamed from DDR (``weight_ram="external"``) at
+        least the cycles to stream them once per vector at ``ddr_bits`` bits per cycle."""
+        cycles = self.cycles() * vectors
+        if streams_weights(self):
+            if ddr_bits is None:
+                raise ValueError(f"layer {self.node.name!r} streams its weights from DDR, but the board has "
+                                 "no DDR bandwidth figure or no spare AXI-HP port")
+            cycles = max(cycles, self.weight_stream_cycles(vectors, ddr_bits))
+        return cycles
+
+    def weight_stream_cycles(self, vectors: int, ddr_bits: int) -> int:
+        """Cycles per image to stream the weights (once per vector) at ``ddr_bits`` per cycle."""
+        return math.ceil(self.weight_stream_bits * vectors / ddr_bits)
+
+    def schedule_options(self) -> dict:
+        """The :class:`~lowbit.mapping.schedule.LayerFolding` options beyond PE and SIMD."""
+        return {"weights": "ddr"} if streams_weights(self) else {}
+
+    @classmethod
+    def candidates(cls, node: MatMulThreshold, ctx) -> list["MVTUSpec"]:
+        """Every folding the search tries (a :class:`~lowbit.hw.unit.SearchContext`): ``PE``
+        dividing ``MH``, ``SIMD`` dividing ``ctx.columns``; with ``ctx.ddr_bits``, the same again
+        with the weights streamed from DDR."""
+        specs = [cls(node, pe=pe, simd=simd) for pe in divisors(node.mh) for simd in divisors(ctx.columns)]
+        if ctx.ddr_bits is not None:
+            specs += [cls(node, pe=s.pe, simd=s.simd, weight_ram="external") for s in specs]
+        return specs
 
     def reference(self, x: np.ndarray) -> np.ndarray:
         return self.node.reference(x)

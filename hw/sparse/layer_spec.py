@@ -39,13 +39,14 @@ from ...ir.datatypes import BIPOLAR, DataType, Kind
 from ...ir.graph import MatMulThreshold
 from ...sw_reference.sparse import encode_sparse
 from .engine_spec import SparseEngineSpec
-from ..mvtu.spec import NodeShape
+from ..mvtu.spec import NodeShape, divisors
 from ..stream.threshold import ThresholdSpec
 from .cycle_model import column_walk, engine_cycles
 from ..stream.fifo import FIFOSpec
 from ...ir.resources import Resources
 
-__all__ = ["SparseLayerSpec", "sparse_eligible", "check_act_density", "MAX_INDEX_BITS"]
+__all__ = ["SparseLayerSpec", "sparse_eligible", "check_act_density", "MAX_INDEX_BITS", "SPARSE_MAX_DENSITY",
+           "SPARSE_LANES", "SPARSE_MAX_PES", "SPARSE_DEPTH"]
 
 MAX_INDEX_BITS = 8
 """Largest codebook index the sparse layer accepts (256 entries, index 0 = zero)."""
@@ -58,6 +59,15 @@ def _signed_bits(lo: int, hi: int) -> int:
 
 _CACHE: dict[tuple[int, int], tuple] = {}
 _CACHE_SIZE = 64
+
+SPARSE_MAX_DENSITY = 0.5
+"""Weight density above which a layer gets no sparse-engine candidates (nothing left to skip)."""
+SPARSE_LANES = (4, 16)
+"""Input lane counts the search tries (those that divide ``MW``)."""
+SPARSE_MAX_PES = 64
+"""Most PEs the search tries."""
+SPARSE_DEPTH = 8
+"""Activation queue depth of the search's candidates."""
 
 
 def _encode(node: MatMulThreshold, pes: int):
@@ -240,6 +250,35 @@ class SparseLayerSpec(NodeShape):
         total = total + sum((f.resources() for f in self.fifo_specs()), Resources())
         t = self.threshold_spec()
         return total + t.resources() if t is not None else total
+
+    def cycles_per_image(self, vectors: int = 1, ddr_bits: int | None = None) -> int:
+        """``cycles() * vectors`` (the modelled cycles per vector at the spec's activation density)."""
+        return self.cycles() * vectors
+
+    def schedule_options(self) -> dict:
+        """The :class:`~lowbit.mapping.schedule.LayerFolding` options beyond PE and SIMD."""
+        return {"engine": "sparse", "depth": self.depth, "act_density": self.act_density}
+
+    @classmethod
+    def candidates(cls, node: MatMulThreshold, ctx) -> list["SparseLayerSpec"]:
+        """Sparse-engine foldings worth trying (a :class:`~lowbit.hw.unit.SearchContext`): none when
+        the search gives no activation density, the layer is a convolution (several vectors per
+        image), not eligible (:func:`sparse_eligible`) or denser than :data:`SPARSE_MAX_DENSITY`;
+        else about one PE count per power of two up to :data:`SPARSE_MAX_PES` (the cycle model is a
+        cycle-level walk, too slow to run for every divisor) times the lane counts of
+        :data:`SPARSE_LANES` that divide ``MW``."""
+        if ctx.act_density is None or ctx.vectors != 1 or sparse_eligible(node) is not None:
+            return []
+        w = node.weight_values
+        if w.size == 0 or (w != 0).mean() > SPARSE_MAX_DENSITY:
+            return []
+        lanes = [n for n in SPARSE_LANES if node.mw % n == 0] or [2 if node.mw % 2 == 0 else 1]
+        best: dict[int, int] = {}
+        for d in divisors(node.mh):
+            if d <= SPARSE_MAX_PES:
+                best[d.bit_length()] = d
+        return [cls(node, pes=pes, lanes=n, depth=SPARSE_DEPTH, act_density=ctx.act_density)
+                for pes in sorted(best.values()) for n in lanes]
 
     def reference(self, x: np.ndarray) -> np.ndarray:
         return self.node.reference(x)

@@ -13,14 +13,60 @@ converter emits 3 output beats in 4 cycles. ``CAP`` is the smallest size that su
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
 
-from amaranth.hdl import Module, Mux, Signal, unsigned
+import numpy as np
+from amaranth.hdl import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from ..cost import converter_capacity
+from ...ir.resources import Resources
+from ..cost import converter_capacity, dwc_resources
 
-__all__ = ["StreamWidthConverter"]
+__all__ = ["WidthConverterSpec", "StreamWidthConverter"]
+
+
+@dataclass(frozen=True)
+class WidthConverterSpec:
+    """A width converter between a unit emitting ``n_in`` elements of ``elem_bits`` bits per beat
+    (two's complement when ``signed``) and one taking ``n_out``; ``size`` elements make one vector.
+    The stitched accelerator puts one wherever consecutive units' beats differ
+    (:meth:`between`)."""
+
+    elem_bits: int
+    n_in: int
+    n_out: int
+    signed: bool = False
+    size: int = 1
+
+    node = None
+    in_elems = property(lambda self: self.n_in)
+    out_elems = property(lambda self: self.n_out)
+    in_bits = out_bits = property(lambda self: self.elem_bits)
+    in_size = out_size = property(lambda self: self.size)
+
+    @classmethod
+    def between(cls, a, b) -> "WidthConverterSpec | None":
+        """The converter between unit specs ``a`` and ``b``, or ``None`` when their beats agree."""
+        if a.out_elems == b.in_elems:
+            return None
+        return cls(a.out_bits, a.out_elems, b.in_elems, size=a.out_size)
+
+    def cycles_per_image(self, vectors: int = 1, ddr_bits: int | None = None) -> int:
+        """Full rate on the slower side: ``ceil(size / min(n_in, n_out))`` cycles per vector."""
+        return vectors * math.ceil(self.size / min(self.n_in, self.n_out))
+
+    def resources(self) -> Resources:
+        return dwc_resources(self.elem_bits, self.n_in, self.n_out)
+
+    def reference(self, x) -> np.ndarray:
+        """A converter passes the elements through in order."""
+        return np.asarray(x)
+
+    def create(self) -> "StreamWidthConverter":
+        shape = signed(self.elem_bits) if self.signed else unsigned(self.elem_bits)
+        return StreamWidthConverter(shape, n_in=self.n_in, n_out=self.n_out)
 
 
 class StreamWidthConverter(wiring.Component):

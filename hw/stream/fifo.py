@@ -23,11 +23,15 @@ __all__ = ["FIFOSpec", "StreamFIFO"]
 
 @dataclass(frozen=True)
 class FIFOSpec:
-    """A FIFO of ``depth`` beats of ``simd`` elements of ``dtype``."""
+    """A FIFO of ``depth`` beats of ``simd`` elements of ``dtype``; ``beats`` beats make one vector
+    (for :meth:`cycles_per_image`)."""
 
     dtype: DataType
     simd: int
     depth: int
+    beats: int = 1
+
+    node = None
 
     def __post_init__(self):
         if not isinstance(self.dtype, DataType):
@@ -45,6 +49,14 @@ class FIFOSpec:
     def cycles(self, beats: int) -> int:
         """Cycles to pass ``beats`` beats in steady state: one per beat."""
         return beats
+
+    in_elems = out_elems = property(lambda self: self.simd)
+    in_bits = out_bits = property(lambda self: self.elem_bits)
+    in_size = out_size = property(lambda self: self.simd * self.beats)
+
+    def cycles_per_image(self, vectors: int = 1, ddr_bits: int | None = None) -> int:
+        """One cycle per beat: ``beats`` per vector."""
+        return self.cycles(self.beats * vectors)
 
     def resources(self) -> Resources:
         width = self.simd * self.elem_bits

@@ -12,11 +12,72 @@ lower index (a stable descending sort of the scores), kept as a sorted list into
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Mux, Signal
+from dataclasses import dataclass
+
+import numpy as np
+from amaranth.hdl import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["LabelSelect"]
+from ...ir.resources import Resources
+from ...sw_reference import argmax_lowest
+from ..cost import label_select_resources
+
+__all__ = ["LabelSelectSpec", "LabelSelect"]
+
+
+@dataclass(frozen=True)
+class LabelSelectSpec:
+    """The label select after the last unit: ``classes`` scores of ``score_bits`` bits (two's
+    complement when ``signed``) arriving ``pe`` per beat; one result beat per image."""
+
+    classes: int
+    pe: int
+    score_bits: int
+    signed: bool = True
+    top_k: int = 1
+
+    node = None
+
+    def __post_init__(self):
+        for name in ("classes", "pe", "score_bits", "top_k"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                raise ValueError(f"{name} must be a positive integer, not {v!r}")
+        if self.classes % self.pe:
+            raise ValueError(f"PE ({self.pe}) must divide classes ({self.classes})")
+
+    @classmethod
+    def after(cls, spec) -> "LabelSelectSpec":
+        """The label select that follows the unit ``spec`` emitting the scores."""
+        return cls(spec.out_size, spec.out_elems, spec.out_bits,
+                   signed=spec.node.output_dtype.signed)
+
+    in_elems = property(lambda self: self.pe)
+    out_elems = property(lambda self: 1)
+    in_bits = property(lambda self: self.score_bits)
+    in_size = property(lambda self: self.classes)
+    out_size = property(lambda self: 1)
+
+    @property
+    def out_bits(self) -> int:
+        """Bits of the result beat: the label and every score."""
+        return max(1, (self.classes - 1).bit_length()) + self.classes * self.score_bits
+
+    def cycles_per_image(self, vectors: int = 1, ddr_bits: int | None = None) -> int:
+        """One beat of ``PE`` scores per cycle: ``classes / PE`` cycles per image."""
+        return vectors * (self.classes // self.pe)
+
+    def resources(self) -> Resources:
+        return label_select_resources(self.classes, self.score_bits, self.pe)
+
+    def reference(self, scores) -> np.ndarray:
+        """The label of each row of ``scores``: the lowest index of the maximum."""
+        return argmax_lowest(np.asarray(scores))
+
+    def create(self) -> "LabelSelect":
+        shape = signed(self.score_bits) if self.signed else unsigned(self.score_bits)
+        return LabelSelect(shape, classes=self.classes, pe=self.pe, top_k=self.top_k)
 
 
 class LabelSelect(wiring.Component):

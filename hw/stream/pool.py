@@ -29,6 +29,7 @@ from ...ir.graph import MaxPool
 from ...ir.resources import Resources
 from ..cost import ram_resources
 from ..mvtu.unit import element_shape
+from ..unit import ImageBlock
 
 __all__ = ["MaxPoolSpec", "StreamingMaxPool", "AccPoolSpec", "GlobalAccPool"]
 
@@ -50,7 +51,7 @@ def _check_image_spec(spec, node_type) -> None:
 
 
 @dataclass(frozen=True, eq=False)
-class MaxPoolSpec:
+class MaxPoolSpec(ImageBlock):
     """Streaming max-pool of ``node`` (stride = kernel) on ``in_shape`` ``(H, W, C)``, ``simd`` per beat."""
 
     node: MaxPool
@@ -76,6 +77,11 @@ class MaxPoolSpec:
     @property
     def elem_bits(self) -> int:
         return element_shape(self.dtype).width
+
+    @property
+    def out_size(self) -> int:
+        oh, ow = self.out_dims
+        return oh * ow * self.in_shape[2]
 
     def cycles(self) -> int:
         h, w, _ = self.in_shape
@@ -173,7 +179,7 @@ class StreamingMaxPool(wiring.Component):
 
 
 @dataclass(frozen=True, eq=False)
-class AccPoolSpec:
+class AccPoolSpec(ImageBlock):
     """Global accumulate-pool of ``node`` on ``in_shape`` ``(H, W, C)`` of ``dtype``, ``simd`` per beat."""
 
     node: GlobalAccPoolNode
@@ -195,6 +201,14 @@ class AccPoolSpec:
     @property
     def elem_bits(self) -> int:
         return element_shape(self.dtype).width
+
+    @property
+    def out_bits(self) -> int:
+        return element_shape(self.out_dtype).width
+
+    @property
+    def out_size(self) -> int:
+        return self.in_shape[2]
 
     def cycles(self) -> int:
         h, w, _ = self.in_shape

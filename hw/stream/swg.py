@@ -33,6 +33,7 @@ from .._util import pack_words
 from ...ir.resources import Resources
 from ..cost import ram_resources
 from ..mvtu.unit import element_shape
+from ..unit import ImageBlock
 
 __all__ = ["SWGSpec", "SlidingWindowGenerator"]
 
@@ -45,7 +46,7 @@ def _check_count(name: str, v, lo: int = 1) -> None:
 
 
 @dataclass(frozen=True, eq=False)
-class SWGSpec:
+class SWGSpec(ImageBlock):
     """A sliding-window generator for ``node`` on images of ``in_shape`` ``(H, W, C)`` of ``dtype``.
 
     ``simd`` channels per beat, in and out; ``simd`` must divide ``C``.
@@ -107,6 +108,12 @@ class SWGSpec:
     @property
     def elem_bits(self) -> int:
         return element_shape(self.dtype).width
+
+    @property
+    def out_size(self) -> int:
+        """Elements of the windows of one image: ``OH * OW * K * K * C``."""
+        oh, ow = self.out_dims
+        return oh * ow * self.node.kernel ** 2 * self.channels
 
     def cycles(self) -> int:
         """Cycles per image in steady state: the larger of the input and output beats."""

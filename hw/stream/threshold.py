@@ -76,6 +76,16 @@ class ThresholdSpec:
     def cycles(self, pixels: int = 1) -> int:
         return pixels * self.folds
 
+    node = None
+    in_elems = out_elems = property(lambda self: self.pe)
+    in_bits = property(lambda self: self.in_dtype.bits)
+    out_bits = property(lambda self: element_shape(self.out_dtype).width)
+    in_size = out_size = property(lambda self: self.channels)
+
+    def cycles_per_image(self, vectors: int = 1, ddr_bits: int | None = None) -> int:
+        """``C / PE`` cycles per vector (one vector per pixel)."""
+        return self.cycles(vectors)
+
     def resources(self) -> Resources:
         k = self.thresholds.shape[1]
         rom, logic = rom_resources(self.folds, self.pe * k * self.thr_bits)

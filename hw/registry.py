@@ -1,0 +1,81 @@
+"""Which hardware implements which IR node: one table from node type to its spec families.
+
+:data:`FAMILIES` lists, for each IR node type, the spec classes (:mod:`lowbit.hw.unit` protocol)
+that can implement it, the first being the default engine. The mapper asks each family for
+candidate foldings (``family.candidates(node, ctx)``) and :func:`unit_spec` turns a folding into a
+spec; the stitched accelerator adds the width converters and the label select
+(:func:`stitching`). Adding a layer type is: its IR node, its spec and component in
+``hw/stream/``, and one line here.
+"""
+
+from __future__ import annotations
+
+import math
+
+from ..ir.graph import GlobalAccPool, MatMulThreshold, MaxPool, SlidingWindow
+from .mvtu.spec import MVTUSpec
+from .sparse.layer_spec import SparseLayerSpec
+from .stream.dwc import WidthConverterSpec
+from .stream.label import LabelSelectSpec
+from .stream.pool import AccPoolSpec, MaxPoolSpec
+from .stream.swg import SWGSpec
+from .unit import SearchContext, UnitSpec
+
+__all__ = ["FAMILIES", "ENGINES", "unit_spec", "candidates", "stitching", "SearchContext"]
+
+FAMILIES: dict[type, tuple[type, ...]] = {
+    MatMulThreshold: (MVTUSpec, SparseLayerSpec),
+    SlidingWindow: (SWGSpec,),
+    MaxPool: (MaxPoolSpec,),
+    GlobalAccPool: (AccPoolSpec,),
+}
+"""IR node type -> spec families that implement it (the first is the default engine)."""
+
+ENGINES: dict[str, type] = {"mvtu": MVTUSpec, "sparse": SparseLayerSpec}
+"""Engine names of a schedule (``LayerFolding.engine``) -> the matrix-product family."""
+
+
+def unit_spec(node, in_shape: tuple[int, ...], dtype, *, pe: int, simd: int, engine: str = "mvtu",
+              depth: int = 8, act_density: float = 0.5, weights: str = "onchip") -> UnitSpec:
+    """The spec of ``node`` folded by ``pe``/``simd`` on ``engine``.
+
+    A :class:`MatMulThreshold` becomes an :class:`~lowbit.hw.mvtu.spec.MVTUSpec` (weights streamed
+    from DDR with ``weights="ddr"``), or with ``engine="sparse"`` a
+    :class:`~lowbit.hw.sparse.layer_spec.SparseLayerSpec` (fully connected layers only); a block
+    node (sliding window, pools) its family's spec with ``simd`` channels per beat in and out (its
+    ``pe`` must equal ``simd``).
+    """
+    families = FAMILIES.get(type(node))
+    if families is None:
+        raise TypeError(f"no hardware for node {node.name!r} of type {type(node).__name__}")
+    if engine == "sparse":
+        if SparseLayerSpec not in families:
+            raise ValueError(f"engine 'sparse' takes a matrix product, not a {type(node).__name__}")
+        if math.prod(in_shape) != node.mw:
+            raise ValueError(f"engine 'sparse' takes a fully connected layer (one vector per image), but the "
+                             f"input is {tuple(in_shape)}")
+        return SparseLayerSpec(node, pes=pe, lanes=simd, depth=depth, act_density=act_density)
+    if MVTUSpec in families:
+        return MVTUSpec(node, pe=pe, simd=simd, weight_ram="external" if weights == "ddr" else "auto")
+    if weights == "ddr":
+        raise ValueError(f"weights='ddr' takes a matrix product, not a {type(node).__name__}")
+    if pe != simd:
+        raise ValueError(f"PE ({pe}) must equal SIMD ({simd}) for a {type(node).__name__} "
+                         "(channels per beat in and out)")
+    return families[0](node, tuple(in_shape), dtype, simd)
+
+
+def candidates(node, ctx: SearchContext) -> list[UnitSpec]:
+    """Every candidate folding of ``node`` over all its families, in family order."""
+    out: list[UnitSpec] = []
+    for family in FAMILIES[type(node)]:
+        out += family.candidates(node, ctx)
+    return out
+
+
+def stitching(specs) -> tuple[list[WidthConverterSpec | None], LabelSelectSpec]:
+    """What the accelerator adds around the units ``specs``: the width converter between each
+    consecutive pair (``None`` where the beats agree) and the label select after the last unit."""
+    specs = list(specs)
+    return ([WidthConverterSpec.between(a, b) for a, b in zip(specs, specs[1:])],
+            LabelSelectSpec.after(specs[-1]))
