@@ -218,12 +218,14 @@ MY_ZYNQ = Board(name="my-cora-z7-07s", part="xc7z007sclg400-1", family="zynq-700
 
 
 def _compile_for(board: Board, out):
-    """Map a small graph (16 -> 8 -> 4) onto ``board`` and write its Verilog (`lowbit compile`)."""
+    """Map a small graph (16 -> 8 -> 4) onto ``board`` and write its Verilog (`lowbit compile`);
+    the written ``report.json`` (as a dict) and the Verilog."""
     from mapping_models import mlp
 
     from lowbit.flow.steps import compile_model
 
-    report = compile_model(mlp((16, 8, 4), seed=1), out, board=board.name)
+    compile_model(mlp((16, 8, 4), seed=1), out, board=board.name)
+    report = json.loads((out / "report.json").read_text())
     assert json.loads((out / "schedule.json").read_text())["board"] == board.name
     verilog = (out / "lowbit_top.v").read_text()
     assert re.search(r"^module lowbit_top\b", verilog, re.M)
