@@ -27,14 +27,12 @@ from onnx import helper, numpy_helper
 from ... import LowbitError
 from . import ops as onnx_ops
 from .importer import ImportResult, _check, import_onnx, load_model
+from .ops import OPS
 
 __all__ = ["PTQConfig", "quantize_model", "insert_quantizers", "quantize_weights"]
 
 log = logging.getLogger(__name__)
-_QDOMAIN = "qonnx.custom_op.general"
-_MATMULS = ("Gemm", "MatMul", "Conv")
-_PASS = ("Flatten", "Reshape", "Transpose", "Identity", "Dropout", "MaxPool", "GlobalAveragePool", "Add", "Sub", "Mul",
-         "Div")  # operations that keep a quantized tensor on its grid
+_QDOMAIN = onnx_ops.QONNX_DOMAIN
 
 
 @dataclass(frozen=True)
@@ -97,12 +95,12 @@ def _producers(model):
 def _already_quantized(model, tensor) -> bool:
     prod = _producers(model)
     while tensor in prod:
-        n = prod[tensor]
-        if n.op_type in ("Quant", "BipolarQuant", "MultiThreshold", "QuantizeLinear", "Sign"):
+        row = OPS.get(prod[tensor].op_type)
+        if row is not None and row.quantizer:
             return True
-        if n.op_type not in _PASS:
+        if row is None or not row.keeps_grid:
             return False
-        tensor = n.input[0]
+        tensor = prod[tensor].input[0]
     return False
 
 
@@ -150,13 +148,16 @@ def insert_quantizers(model: onnx.ModelProto, calib: np.ndarray, config: PTQConf
 
     first = True  # the first layer's input gets input_bits (the image or feature input)
     for node in g.node:
-        if node.op_type in _MATMULS + ("AveragePool",) and not _already_quantized(model, node.input[0]):
+        row = OPS.get(node.op_type)
+        if row is None:  # the model checks reject it when the result is imported
+            new_nodes.append(node)
+            continue
+        if row.quantize_input and not _already_quantized(model, node.input[0]):
             node.input[0] = act_quant(node.input[0], first)
-        first = first and node.op_type not in _MATMULS
-        if node.op_type in _MATMULS and node.input[1] in inits:
+        first = first and row.weight_axis is None
+        if row.weight_axis is not None and node.input[1] in inits:
             w = numpy_helper.to_array(inits[node.input[1]]).astype(np.float64)
-            out_axis = 0 if node.op_type == "Conv" or (node.op_type == "Gemm" and any(
-                a.name == "transB" and a.i for a in node.attribute)) else 1
+            out_axis = row.weight_axis(onnx_ops.attributes(node))
             codes, scales, bits = quantize_weights(w, config.weights, out_axis)
             qname = f"{node.input[1]}_q{n[0]}"
             n[0] += 1

@@ -1,0 +1,699 @@
+"""The importer's handlers: one function per ONNX operator, named by the op table (:mod:`.ops`).
+
+A handler lowers one node whose operands include the activation: ``handler(lw, node, ins, attrs)``
+gets the lowering state ``lw`` (:class:`lowbit.quant.onnx.importer._Importer`), the node, its
+inputs (the activation, constants, quantized constants or ``None``) and its decoded attributes, and
+returns the node's output (an activation, or a constant for shape arithmetic). It raises through
+``lw.err`` (or ``ValueError``), which names the file, node and op type.
+"""
+
+from __future__ import annotations
+
+import math
+from fractions import Fraction
+
+import numpy as np
+import onnx
+
+from ...ir.datatypes import BIPOLAR, TERNARY, DataType, Kind
+from ...ir.graph import GlobalAccPool, MaxPool, SlidingWindow
+from ..streamline import (Affine, BipolarQuantizer, Clip, IntQuantizer, Relu, SignQuantizer, ThresholdQuantizer,
+                          TruncQuantizer, exact, fraction_array, round_mode)
+from .executors import per_axis, qonnx_int_range, quant_float
+from .states import Act, QConst, copy_act, image_idx, weight_dtype
+
+__all__ = ["identity", "cast", "add", "sub", "mul", "div", "batch_normalization", "relu", "clip", "sign", "quant",
+           "bipolar_quant", "trunc", "multi_threshold", "quantize_linear", "dequantize_linear", "reshape_like",
+           "gemm", "matmul", "xnor_popcount_matmul", "matmul_integer", "qlinear_matmul", "conv", "im2col",
+           "max_pool", "max_pool_nhwc", "average_pool", "global_average_pool", "reduce_sum", "shape", "gather",
+           "greater_or_equal", "qlinear_conv", "fold_quant", "fold_bipolar_quant", "fold_dequantize_linear",
+           "constant"]
+
+_FLOAT_TYPES = {onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE}
+
+
+# element-wise ops --------------------------------------------------------------------------
+
+
+def identity(lw, node, ins, a):
+    return ins[0]
+
+
+def cast(lw, node, ins, a):
+    """Casts keep values; a cast to an integer type must not round a float activation."""
+    act = ins[0]
+    to = a.get("to", onnx.TensorProto.FLOAT)
+    if to not in _FLOAT_TYPES and act.kind != "codes" and act.last_quantizer() is None:
+        raise lw.err(node, f"casts a float activation to {onnx.TensorProto.DataType.Name(to)}, which would "
+                           "round it; quantize it first (QuantizeLinear or Quant)")
+    return act
+
+
+def _operands(lw, node, ins):
+    """The activation, the constant operand (float64) and whether the activation comes first."""
+    act_first = isinstance(ins[0], Act)
+    act = ins[0] if act_first else ins[1]
+    return act, lw.fconst(node, node.input[1 if act_first else 0], "constant"), act_first
+
+
+def add(lw, node, ins, a):
+    act, k, _ = _operands(lw, node, ins)
+    return lw.elementwise(node, act, lw.affine_from(node, act, 1.0, k, "the added constant"))
+
+
+def sub(lw, node, ins, a):
+    act, k, act_first = _operands(lw, node, ins)
+    if act_first:
+        return lw.elementwise(node, act, lw.affine_from(node, act, 1.0, -k, "the subtracted constant"))
+    return lw.elementwise(node, act, lw.affine_from(node, act, -np.ones_like(k), k, "the constant"))
+
+
+def mul(lw, node, ins, a):
+    act, k, _ = _operands(lw, node, ins)
+    return lw.elementwise(node, act, lw.affine_from(node, act, k, 0.0, "the factor"))
+
+
+def div(lw, node, ins, a):
+    act, k, act_first = _operands(lw, node, ins)
+    if not act_first:
+        raise lw.err(node, "divides a constant by an activation; only division by a constant is supported")
+    if (k == 0).any():
+        raise lw.err(node, "divides by zero")
+    inv = lw.per_channel(node, act, k, "the divisor") if np.ndim(k) else np.full(act.channels, float(k))
+    return lw.elementwise(node, act, Affine(np.array([1 / exact(v) for v in inv], dtype=object),
+                                            fraction_array(np.zeros(act.channels))))
+
+
+def batch_normalization(lw, node, ins, a):
+    act = ins[0]
+    gamma, beta, mean, var = (lw.fconst(node, n, w) for n, w in zip(node.input[1:5],
+                                                                     ("scale", "bias", "mean", "var")))
+    if (var < 0).any():
+        raise lw.err(node, "variance must be non-negative")
+    eps = a.get("epsilon", 1e-5)
+    shape = (-1,) + (1,) * (act.idx.ndim - 1)
+    c = act.channels
+    # exact: z = gamma * (y - mean) / sqrt(var + eps) + beta; sqrt is computed in float64 (as every runtime does)
+    sigma = np.sqrt(var.astype(np.float64) + eps)
+    g = lw.per_channel(node, act, (gamma / sigma).reshape(shape), "batch-norm scale")
+    pm = lw.per_channel(node, act, mean.reshape(shape), "batch-norm mean")
+    pb = lw.per_channel(node, act, beta.reshape(shape), "batch-norm bias")
+    s = np.array([exact(g[i]) for i in range(c)], dtype=object)
+    o = np.array([exact(pb[i]) - exact(g[i]) * exact(pm[i]) for i in range(c)], dtype=object)
+    return lw.elementwise(node, act, Affine(s, o))
+
+
+def relu(lw, node, ins, a):
+    return lw.elementwise(node, ins[0], Relu())
+
+
+def clip(lw, node, ins, a):
+    lo = a.get("min") if len(ins) < 2 or ins[1] is None else lw.scalar(node, node.input[1], "min")
+    hi = a.get("max") if len(ins) < 3 or ins[2] is None else lw.scalar(node, node.input[2], "max")
+    return lw.elementwise(node, ins[0], Clip(None if lo is None else exact(lo), None if hi is None else exact(hi)))
+
+
+def sign(lw, node, ins, a):
+    return lw.elementwise(node, ins[0], SignQuantizer())
+
+
+def quant(lw, node, ins, a):
+    act = ins[0]
+    scale, zp = _quant_params(lw, node, a)
+    bits = int(lw.fconst(node, node.input[3]).reshape(-1)[0])
+    signed, narrow = bool(a.get("signed", 1)), bool(a.get("narrow", 0))
+    c = act.channels
+    s = lw.per_channel(node, act, scale, "scale") if scale.size > 1 else np.full(c, float(scale.reshape(-1)[0]))
+    z = lw.per_channel(node, act, zp, "zero point") if zp.size > 1 else np.full(c, float(zp.reshape(-1)[0]))
+    if bits == 1 and signed:
+        if (z != 0).any():
+            raise lw.err(node, "a 1-bit signed Quant needs zero point 0")
+        return lw.elementwise(node, act, BipolarQuantizer(fraction_array(s)))
+    lo, hi = qonnx_int_range(bits, signed, narrow)
+    return lw.elementwise(node, act, IntQuantizer(fraction_array(s), fraction_array(z), lo, hi,
+                                                  a.get("rounding_mode", "ROUND")))
+
+
+def bipolar_quant(lw, node, ins, a):
+    act = ins[0]
+    scale = _scale(lw, node)
+    s = lw.per_channel(node, act, scale, "scale") if scale.size > 1 else np.full(act.channels, float(scale.item()))
+    return lw.elementwise(node, act, BipolarQuantizer(fraction_array(s)))
+
+
+def trunc(lw, node, ins, a):
+    act = ins[0]
+    scale = lw.fconst(node, node.input[1], "scale")
+    if (scale <= 0).any():
+        raise lw.err(node, f"scale must be positive, found {scale.min():g}")
+    zp = lw.fconst(node, node.input[2], "zero point")
+    ibw, obw = lw.scalar(node, node.input[3], "input bit width"), lw.scalar(node, node.input[4],
+                                                                           "output bit width")
+    if ibw < obw or obw < 1:
+        raise lw.err(node, f"bit widths must satisfy input ({ibw:g}) >= output ({obw:g}) >= 1")
+    c = act.channels
+    s = lw.per_channel(node, act, scale, "scale") if scale.size > 1 else np.full(c, float(scale.item()))
+    z = lw.per_channel(node, act, zp, "zero point") if zp.size > 1 else np.full(c, float(zp.item()))
+    shift = Fraction(2) ** int(round(ibw - obw))
+    lo = hi = None
+    out_scale = fraction_array(s) * shift
+    if len(ins) > 5 and ins[5] is not None:  # Trunc v2: output scale and clipping
+        os_ = lw.scalar(node, node.input[5], "output scale")
+        shift = Fraction(2) ** int(round(math.log2(os_ / float(s[0]))))
+        out_scale = np.array([exact(os_)] * c, dtype=object)
+        lo, hi = qonnx_int_range(int(obw), bool(a.get("signed", 1)), bool(a.get("narrow", 0)))
+    return lw.elementwise(node, act, TruncQuantizer(fraction_array(s), fraction_array(z), shift, out_scale,
+                                                    a.get("rounding_mode", "FLOOR"), lo, hi))
+
+
+def multi_threshold(lw, node, ins, a):
+    act = ins[0]
+    t = lw.fconst(node, node.input[1], "thresholds")
+    if t.ndim != 2:
+        raise lw.err(node, f"thresholds must have shape (C, k), not {t.shape}")
+    if (np.diff(t, axis=1) < 0).any():
+        raise lw.err(node, "each row of thresholds must be sorted ascending")
+    layout = a.get("data_layout", "")
+    nd = act.idx.ndim
+    axis = nd - 1 if layout in ("NHWC", "NC", "NWC") or (layout == "" and nd == 1) else 0
+    logical_c = np.indices(act.idx.shape)[axis] if nd > 1 else np.arange(act.idx.shape[0])
+    lch = lw.per_channel(node, act, logical_c[None], "the channel axis")
+    if t.shape[0] not in (1, act.idx.shape[axis]):
+        raise lw.err(node, f"thresholds have {t.shape[0]} rows, but the channel axis has "
+                           f"{act.idx.shape[axis]} channels")
+    rows = np.array([t[0 if t.shape[0] == 1 else int(l)] for l in lch])
+    return lw.elementwise(node, act, ThresholdQuantizer(fraction_array(rows), exact(a.get("out_scale", 1.0)),
+                                                        exact(a.get("out_bias", 0.0))))
+
+
+def quantize_linear(lw, node, ins, a):
+    act = ins[0]
+    scale = lw.fconst(node, node.input[1], "scale")
+    if (scale <= 0).any():
+        raise lw.err(node, f"scale must be positive, found {scale.min():g}")
+    zp_raw = ins[2] if len(ins) > 2 and ins[2] is not None else np.zeros((), dtype=np.uint8)
+    zp_raw = np.asarray(zp_raw)
+    if zp_raw.dtype not in (np.uint8, np.int8):
+        raise lw.err(node, f"zero point type {zp_raw.dtype} is not supported; expected uint8 or int8")
+    info = np.iinfo(zp_raw.dtype)
+    axis = a.get("axis", 1)
+    s = _axis_param(lw, node, act, scale, axis, "scale")
+    z = _axis_param(lw, node, act, zp_raw.astype(np.float64), axis, "zero point")
+    return lw.elementwise(node, act, IntQuantizer(fraction_array(s), fraction_array(z), int(info.min),
+                                                  int(info.max), "ROUND", round_then_clip=True,
+                                                  dequantize=False))
+
+
+def _axis_param(lw, node, act, v, axis, what):
+    if v.size == 1:
+        return np.full(act.channels, float(v.reshape(-1)[0]))
+    shape = [1] * (act.idx.ndim + 1)
+    shape[axis] = -1
+    return lw.per_channel(node, act, v.reshape(shape), what)
+
+
+def dequantize_linear(lw, node, ins, a):
+    act = ins[0]
+    scale = lw.fconst(node, node.input[1], "scale")
+    if (scale <= 0).any():
+        raise lw.err(node, f"scale must be positive, found {scale.min():g}")
+    zp = lw.fconst(node, node.input[2], "zero point") if len(ins) > 2 and ins[2] is not None else np.zeros(1)
+    axis = a.get("axis", 1)
+    s = _axis_param(lw, node, act, scale, axis, "scale")
+    z = _axis_param(lw, node, act, zp, axis, "zero point")
+    return lw.elementwise(node, act, Affine(fraction_array(s), np.array([-exact(zi) * exact(si)
+                                                                       for zi, si in zip(z, s)], dtype=object)))
+
+
+# shape ops -------------------------------------------------------------------------------
+
+
+def reshape_like(lw, node, ins, a):
+    act = ins[0]
+    rest = [x if not isinstance(x, QConst) else x.value for x in ins[1:]]
+    try:
+        out = lw.execute(node, [act.idx[None]] + rest)[0]
+    except ValueError as e:
+        raise lw.err(node, f"cannot apply to the activation of shape {[1, *act.idx.shape]}: {e}") from None
+    if out.ndim < 1 or out.shape[0] != 1:
+        raise lw.err(node, f"moves the batch axis (output shape {list(out.shape)}); keep the batch axis first")
+    new = copy_act(act)
+    new.idx = out[0]
+    if act.kind == "raw":
+        new.tensor = node.output[0]
+    return new
+
+
+# matrix products -------------------------------------------------------------------------
+
+
+def _input_codes(lw, node, act) -> Act:
+    return lw.materialize(node, act)
+
+
+def _pending_matmul(lw, node, x: Act, wq: np.ndarray, row_scale, wdtype, bias, name, cols_phys, out_idx,
+                    out_phys, alpha=1.0):
+    """Start a pending layer: ``wq`` (MH, K) logical codes, columns mapped to physical positions."""
+    mh = wq.shape[0]
+    xnor = x.dtype.kind is Kind.BIPOLAR and wdtype.kind is Kind.BIPOLAR
+    # input channel of every column, uniform input scale per row over its non-zero weights
+    col_ch = cols_phys % x.channels
+    s_in = x.scale[col_ch]
+    o_in = x.offset[col_ch]
+    S = np.empty(mh, dtype=object)
+    O = np.empty(mh, dtype=object)
+    uniq_o = {}
+    for j, o in enumerate(o_in):
+        uniq_o.setdefault(o, []).append(j)
+    for r in range(mh):
+        nz = np.nonzero(wq[r])[0] if wdtype.kind is not Kind.BIPOLAR else np.arange(wq.shape[1])
+        scales = {s_in[j] for j in nz}
+        if len(scales) > 1:
+            raise lw.err(node, "its input has per-channel scales that differ across the inputs of one output; "
+                               "use a per-tensor activation quantizer before this layer")
+        si = next(iter(scales)) if scales else Fraction(1)
+        k = exact(row_scale[r]) * exact(alpha)
+        S[r] = k * si
+        off = sum((o * int(wq[r, js].sum()) for o, js in uniq_o.items() if o != 0), Fraction(0))
+        O[r] = k * off + (exact(bias[r]) if bias is not None else Fraction(0))
+    return Act("pending", out_idx, out_phys, name, mm={
+        "name": name, "input_dtype": x.dtype, "w": wq, "wdtype": wdtype, "S": S, "O": O, "xnor": xnor})
+
+
+def _fc(lw, node, x: Act, wlog: np.ndarray, row_scale, wdtype, bias, alpha=1.0):
+    """A fully connected layer on the activation ``x`` with logical weights ``(MH, K)``."""
+    x = _input_codes(lw, node, x)
+    k = int(np.prod(x.idx.shape))
+    if wlog.shape[1] != x.idx.shape[-1]:
+        raise lw.err(node, f"weights have {wlog.shape[1]} inputs, but the activation has shape "
+                           f"{[1, *x.idx.shape]}")
+    if x.idx.ndim != 1:
+        raise lw.err(node, f"needs a vector input (1, K), not {[1, *x.idx.shape]}; add Flatten")
+    if k != int(np.prod(x.phys)):
+        raise lw.err(node, "its input is a part of the previous tensor; lowbit needs the whole tensor")
+    w = np.zeros((wlog.shape[0], k), dtype=np.int64)
+    w[:, x.idx] = wlog
+    cols = np.arange(k)
+    mh = wlog.shape[0]
+    return _pending_matmul(lw, node, x, w, row_scale, wdtype, bias, node.name, cols, np.arange(mh), (mh,), alpha)
+
+
+def gemm(lw, node, ins, a):
+    if a.get("transA", 0):
+        raise lw.err(node, "transA=1 is not supported; transpose the activation with Transpose first")
+    if not isinstance(ins[0], Act):
+        raise lw.err(node, "the activation must be the first operand (A)")
+    codes, rs, dt = lw.weights(node, node.input[1], 0 if a.get("transB", 0) else 1)
+    wlog = codes if a.get("transB", 0) else codes.T
+    bias = None
+    if len(ins) > 2 and ins[2] is not None:
+        b = np.broadcast_to(lw.fconst(node, node.input[2], "bias"), (wlog.shape[0],))
+        bias = fraction_array(b * a.get("beta", 1.0))
+    return _fc(lw, node, ins[0], wlog, rs, dt, bias, a.get("alpha", 1.0))
+
+
+def matmul(lw, node, ins, a):
+    if not isinstance(ins[0], Act):
+        raise lw.err(node, "the activation must be the first operand (x @ W)")
+    if isinstance(ins[1], Act):
+        raise lw.err(node, f"weights {node.input[1]!r} must be a constant (an initializer), not an activation")
+    w = lw.const(node, node.input[1])
+    if np.ndim(w.codes if isinstance(w, QConst) else w) != 2:
+        raise lw.err(node, "weights must be a 2-D matrix (K, N)")
+    x = ins[0]
+    if x.idx.ndim == 3 and len(x.phys) == 3:  # NHWC image times (K, N): a 1x1 convolution per pixel
+        codes, rs, dt = lw.weights(node, node.input[1], 1)
+        return _pixelwise(lw, node, x, codes.T, rs, dt)
+    codes, rs, dt = lw.weights(node, node.input[1], 1)
+    return _fc(lw, node, x, codes.T, rs, dt, None)
+
+
+def _pixelwise(lw, node, x, wlog, rs, dt):
+    x = _input_codes(lw, node, x)
+    if not np.array_equal(x.idx, image_idx(x.phys[2], x.phys[0], x.phys[1], nchw=False)):
+        raise lw.err(node, "needs an NHWC activation on its last axis")
+    if wlog.shape[1] != x.phys[2]:
+        raise lw.err(node, f"weights have {wlog.shape[1]} inputs, but the activation has {x.phys[2]} channels")
+    h, w, c = x.phys
+    mh = wlog.shape[0]
+    return _pending_matmul(lw, node, x, wlog, rs, dt, None, node.name, np.arange(c),
+                               image_idx(mh, h, w, nchw=False), (h, w, mh))
+
+
+def xnor_popcount_matmul(lw, node, ins, a):
+    x = _input_codes(lw, node, ins[0])
+    if x.dtype.kind is not Kind.BIPOLAR:
+        raise lw.err(node, f"needs a binary input, not {x.dtype}")
+    wb = np.asarray(lw.fconst(node, node.input[1], "weights"))
+    if not set(np.unique(wb).tolist()) <= {0.0, 1.0}:
+        raise lw.err(node, "weights must be bits (0/1)")
+    wvals = (2 * wb.T - 1).astype(np.int64)
+    k = wvals.shape[1]
+    bits = copy_act(x)
+    bits.scale = fraction_array(np.full(x.channels, 0.5))
+    bits.offset = fraction_array(np.full(x.channels, 0.5))
+    act = _fc(lw, node, bits, wvals, fraction_array(np.ones(wvals.shape[0])), BIPOLAR, None)
+    act.mm["S"] = np.array([Fraction(1, 2)] * wvals.shape[0], dtype=object)  # popcount = (d + K) / 2
+    act.mm["O"] = np.array([Fraction(k, 2)] * wvals.shape[0], dtype=object)
+    return act
+
+
+def matmul_integer(lw, node, ins, a):
+    x = _input_codes(lw, node, ins[0])
+    if len(ins) > 2 and ins[2] is not None:
+        z = lw.fconst(node, node.input[2], "a zero point")
+        x = lw.elementwise(node, x, lw.affine_from(node, x, 1.0, -z, "a zero point"), internal=True)
+    w = np.asarray(lw.const(node, node.input[1], "weights")).astype(np.int64)
+    if len(ins) > 3 and ins[3] is not None:
+        w = w - np.asarray(lw.const(node, node.input[3], "b zero point")).astype(np.int64)
+    node_w = w.T
+    return _fc(lw, node, x, node_w, fraction_array(np.ones(node_w.shape[0])), weight_dtype(node_w), None)
+
+
+def qlinear_matmul(lw, node, ins, a):
+    x = _input_codes(lw, node, ins[0])
+    xs, xz = lw.scalar(node, node.input[1], "a scale"), lw.scalar(node, node.input[2], "a zero point")
+    x = lw.elementwise(node, x, Affine(fraction_array([xs] * x.channels),
+                                       fraction_array([-xz * xs] * x.channels)), internal=True)
+    b = np.asarray(lw.const(node, node.input[3], "b")).astype(np.int64)
+    bs, bz = lw.fconst(node, node.input[4], "b scale"), lw.fconst(node, node.input[5], "b zero point")
+    codes = b - per_axis(bz, 2, 1).astype(np.int64)
+    rs = fraction_array(np.broadcast_to(bs.reshape(-1), (b.shape[1],)))
+    act = _fc(lw, node, x, codes.T, rs, weight_dtype(codes.T), None)
+    return _requant(lw, node, act, ins[6:8], node.input[6:8])
+
+
+def _requant(lw, node, act, ins, names):
+    ys = lw.fconst(node, names[0], "y scale")
+    yz = np.asarray(ins[1])
+    info = np.iinfo(yz.dtype)
+    c = act.channels
+    return lw.append(node, act, IntQuantizer(fraction_array(np.full(c, float(ys.reshape(-1)[0]))),
+                                             fraction_array(np.full(c, float(yz.reshape(-1)[0]))),
+                                             int(info.min), int(info.max), "ROUND", round_then_clip=True,
+                                             dequantize=False))
+
+
+# convolutions and pools ------------------------------------------------------------------
+
+
+def _image(lw, node, x: Act, nchw=True) -> tuple[int, int, int]:
+    if len(x.phys) != 3 or x.idx.ndim != 3:
+        raise lw.err(node, f"needs an image (1, C, H, W), not {[1, *x.idx.shape]}")
+    h, w, c = x.phys
+    if not np.array_equal(x.idx, image_idx(c, h, w, nchw)):
+        raise lw.err(node, "its input is not in NCHW layout (a Transpose before it is not supported)"
+                     if nchw else "its input is not in NHWC layout")
+    return h, w, c
+
+
+def _geometry(lw, node, a, kshape):
+    k = list(kshape)
+    if len(k) != 2:
+        raise lw.err(node, f"only 2-D kernels are supported, not {k}")
+    if k[0] != k[1]:
+        raise lw.err(node, f"kernel {tuple(k)} is not square; lowbit's sliding window needs a square kernel")
+    if any(d != 1 for d in a.get("dilations", [1, 1])):
+        raise lw.err(node, f"dilations {list(a['dilations'])} are not supported; use dilation 1")
+    s = list(a.get("strides", [1, 1]))
+    if s[0] != s[1]:
+        raise lw.err(node, f"strides {s} differ; lowbit needs equal strides")
+    auto = a.get("auto_pad", "NOTSET")
+    pads = list(a.get("pads", [0, 0, 0, 0]))
+    if auto in ("SAME_UPPER", "SAME_LOWER"):
+        if s[0] != 1 or k[0] % 2 == 0:
+            raise lw.err(node, f"auto_pad {auto} with stride {s[0]} and kernel {k[0]} is not supported; "
+                               "give explicit symmetric pads")
+        pads = [(k[0] - 1) // 2] * 4
+    elif auto not in ("NOTSET", "VALID"):
+        raise lw.err(node, f"auto_pad {auto!r} is not supported")
+    if len(set(pads)) > 1:
+        raise lw.err(node, f"pads {pads} are not symmetric; lowbit needs the same padding on every side")
+    if a.get("ceil_mode", 0):
+        raise lw.err(node, "ceil_mode 1 is not supported; use ceil_mode 0 (pad the input instead)")
+    return k[0], s[0], pads[0]
+
+
+def conv(lw, node, ins, a):
+    x = _input_codes(lw, node, ins[0])
+    h, w_, c = _image(lw, node, x)
+    codes, rs, dt = lw.weights(node, node.input[1], 0)
+    if codes.ndim != 4:
+        raise lw.err(node, f"weights must be (OC, IC/group, kH, kW), not {codes.shape}")
+    k, s, p = _geometry(lw, node, a, codes.shape[2:])
+    group = a.get("group", 1)
+    oc = codes.shape[0]
+    if c % group or oc % group or codes.shape[1] != c // group:
+        raise lw.err(node, f"weights {codes.shape} do not match {c} input channels in {group} groups")
+    pad_value = 0
+    if p:
+        zero = [(-x.offset[i] / x.scale[i]) for i in range(c)]
+        if len(set(zero)) != 1 or zero[0].denominator != 1:
+            raise lw.err(node, "padding needs the value 0, which its input codes cannot represent; "
+                               "use pads 0 or an input quantizer that contains 0")
+        z = int(zero[0])  # the code value standing for 0.0
+        if x.dtype.kind is Kind.BIPOLAR:
+            if z not in (-1, 1):
+                raise lw.err(node, "padding needs the value 0, which BIPOLAR inputs cannot represent "
+                                   "(binary activations have no zero); use pads 0")
+            z = (z + 1) // 2
+        elif not x.dtype.contains([z]):
+            raise lw.err(node, f"padding needs the value 0, which {x.dtype} inputs cannot represent; use pads 0")
+        pad_value = z
+    vals = codes  # weight values (+-1 for bipolar weights)
+    dense = np.zeros((oc, k, k, c), dtype=np.int64)
+    og, cg = oc // group, c // group
+    for g in range(group):
+        blk = np.transpose(vals[g * og:(g + 1) * og], (0, 2, 3, 1))  # (og, k, k, cg)
+        dense[g * og:(g + 1) * og, :, :, g * cg:(g + 1) * cg] = blk
+    if group > 1 and dt.kind is Kind.BIPOLAR:
+        dt = TERNARY
+    sw_name = f"{node.name}_im2col" if k > 1 or s > 1 or p else None
+    oh, ow = (h + 2 * p - k) // s + 1, (w_ + 2 * p - k) // s + 1
+    if sw_name is not None:
+        lw.emit(SlidingWindow(sw_name, k, s, p, pad_value), node.name)
+    wmat = dense.reshape(oc, k * k * c)
+    bias = None
+    if len(ins) > 2 and ins[2] is not None:
+        bias = fraction_array(lw.fconst(node, node.input[2], "bias").reshape(-1))
+    # column j of the window (ky, kx, c) reads input channel c
+    cols = np.tile(np.arange(c), k * k)
+    return _pending_matmul(lw, node, x, wmat, rs, dt, bias, node.name, cols, image_idx(oc, oh, ow),
+                               (oh, ow, oc))
+
+
+def im2col(lw, node, ins, a):
+    x = _input_codes(lw, node, ins[0])
+    h, w_, c = _image(lw, node, x, nchw=False)
+    ks, st = list(a["kernel_size"]), list(a["stride"])
+    pads = list(a.get("pad_amount", [0, 0, 0, 0]))
+    if ks[0] != ks[1] or st[0] != st[1] or len(set(pads)) > 1:
+        raise lw.err(node, "needs a square kernel, equal strides and symmetric padding")
+    if any(d != 1 for d in a.get("dilations", [1, 1])):
+        raise lw.err(node, "dilations must be 1")
+    k, s, p = ks[0], st[0], pads[0]
+    pv = int(a.get("pad_value", 0))
+    lw.emit(SlidingWindow(node.name, k, s, p, (pv + 1) // 2 if x.dtype.kind is Kind.BIPOLAR else pv),
+            node.name)
+    oh, ow = (h + 2 * p - k) // s + 1, (w_ + 2 * p - k) // s + 1
+    cc = k * k * c
+    new = Act("codes", image_idx(cc, oh, ow, nchw=False), (oh, ow, cc), node.name, x.dtype,
+              np.tile(x.scale, k * k), np.tile(x.offset, k * k))
+    return new
+
+
+def _maxpool(lw, node, x: Act, k, s, nchw):
+    if x.kind == "codes":
+        h, w_, c = _image(lw, node, x, nchw)
+        if any(sc <= 0 for sc in x.scale):
+            raise lw.err(node, "max-pool of codes with a negative scale is not supported")
+        if x.dtype.kind not in (Kind.BIPOLAR, Kind.UINT):
+            raise lw.err(node, f"max-pool needs BIPOLAR or unsigned codes, not {x.dtype}")
+        lw.emit(MaxPool(node.name, k, s), node.name)
+        out = copy_act(x)
+    elif x.kind == "pending":
+        h, w_, c = _image(lw, node, x, nchw)
+        out = copy_act(x)
+        out.pools.append((node.name, k, s))
+    else:
+        raise lw.err(node, "max-pool of the float input is not supported; quantize the input first")
+    oh, ow = (h - k) // s + 1, (w_ - k) // s + 1
+    out.idx = image_idx(c, oh, ow, nchw)
+    out.phys = (oh, ow, c)
+    return out
+
+
+def max_pool(lw, node, ins, a):
+    k, s, p = _geometry(lw, node, a, a["kernel_shape"])
+    if p:
+        raise lw.err(node, "padding is not supported for MaxPool; use pads 0")
+    return _maxpool(lw, node, ins[0], k, s, True)
+
+
+def max_pool_nhwc(lw, node, ins, a):
+    k, s, p = _geometry(lw, node, a, a["kernel_shape"])
+    if p:
+        raise lw.err(node, "padding is not supported; use pads 0")
+    return _maxpool(lw, node, ins[0], k, s, False)
+
+
+def average_pool(lw, node, ins, a):
+    k, s, p = _geometry(lw, node, a, a["kernel_shape"])
+    if p:
+        raise lw.err(node, "padding is not supported for AveragePool; use pads 0")
+    x = _input_codes(lw, node, ins[0])
+    h, w_, c = _image(lw, node, x)
+    dense = np.zeros((c, k, k, c), dtype=np.int64)
+    for ch in range(c):
+        dense[ch, :, :, ch] = 1
+    lw.emit(SlidingWindow(f"{node.name}_im2col", k, s, 0, 0), node.name)
+    oh, ow = (h - k) // s + 1, (w_ - k) // s + 1
+    act = _pending_matmul(lw, node, x, dense.reshape(c, -1), fraction_array(np.full(c, 1.0 / 1)), DataType.int(2),
+                              None, node.name, np.tile(np.arange(c), k * k), image_idx(c, oh, ow), (oh, ow, c))
+    act.mm["S"] = np.array([v / (k * k) for v in act.mm["S"]], dtype=object)  # the mean of the window
+    act.mm["O"] = np.array([v / (k * k) for v in act.mm["O"]], dtype=object)
+    return act
+
+
+def _global_pool(lw, node, x, mean: bool, nchw: bool):
+    x = _input_codes(lw, node, x)
+    h, w_, c = _image(lw, node, x, nchw)
+    n = h * w_
+    lw.emit(GlobalAccPool(node.name, x.dtype), node.name)
+    lo, hi = n * x.dtype.min, n * x.dtype.max
+    div = n if mean else 1
+    scale = np.array([sc / div for sc in x.scale], dtype=object)
+    offset = np.array([o * (1 if mean else n) for o in x.offset], dtype=object)
+    return DataType.for_range(lo, hi), scale, offset, c
+
+
+def global_average_pool(lw, node, ins, a):
+    dt, scale, offset, c = _global_pool(lw, node, ins[0], True, True)
+    return Act("codes", np.arange(c).reshape(c, 1, 1), (c,), node.name, dt, scale, offset)
+
+
+def reduce_sum(lw, node, ins, a):
+    axes = a.get("axes", None if len(ins) < 2 or ins[1] is None else [int(v) for v in ins[1]])
+    if sorted(axes or []) != [1, 2] or a.get("keepdims", 1):
+        raise lw.err(node, "only the sum over axes [1, 2] of an NHWC image with keepdims 0 is supported")
+    dt, scale, offset, c = _global_pool(lw, node, ins[0], False, False)
+    return Act("codes", np.arange(c), (c,), node.name, dt, scale, offset)
+
+
+def shape(lw, node, ins, a):
+    """The shape of an activation, batch 1 (shape arithmetic such as ``x.view(x.size(0), -1)``)."""
+    return np.array([1, *ins[0].idx.shape], dtype=np.int64)
+
+
+def gather(lw, node, ins, a):
+    raise lw.err(node, "gathers from an activation; only shape arithmetic on constants is supported")
+
+
+def greater_or_equal(lw, node, ins, a):
+    raise lw.err(node, "comparisons of activations are not supported; use MultiThreshold (import the QONNX "
+                       "form of a lowbit export: lowbit export --format qonnx)")
+
+
+def qlinear_conv(lw, node, ins, a):
+    x = _input_codes(lw, node, ins[0])
+    xs, xz = lw.scalar(node, node.input[1], "x scale"), lw.scalar(node, node.input[2], "x zero point")
+    x = lw.elementwise(node, x, Affine(fraction_array([xs] * x.channels),
+                                       fraction_array([-xz * xs] * x.channels)), internal=True)
+    wq = np.asarray(lw.const(node, node.input[3], "weights")).astype(np.int64)
+    ws, wz = lw.fconst(node, node.input[4], "w scale"), lw.fconst(node, node.input[5], "w zero point")
+    codes = wq - per_axis(wz, 4, 0).astype(np.int64)
+    scale = np.broadcast_to(per_axis(ws, 4, 0), codes.shape).astype(np.float64)
+    tmp = f"__qlinear_w_{node.name}"
+    lw.env[tmp] = QConst(codes, scale, weight_dtype(codes))
+    bias_name = None
+    if len(ins) > 8 and ins[8] is not None:
+        bias_name = f"__qlinear_b_{node.name}"
+        lw.env[bias_name] = np.asarray(ins[8]).astype(np.float64) * xs * np.broadcast_to(
+            ws.reshape(-1), (codes.shape[0],))
+    fake = onnx.helper.make_node("Conv", [node.input[0], tmp] + ([bias_name] if bias_name else []),
+                                 [node.output[0]], name=node.name, **{k: v for k, v in a.items()})
+    act = conv(lw, fake, [x, lw.env[tmp]] + ([lw.env[bias_name]] if bias_name else []), a)
+    return _requant(lw, node, act, ins[6:8], node.input[6:8])
+
+
+# weight quantizers on constants ---------------------------------------------------------------------
+
+
+def _scale(lw, node) -> np.ndarray:
+    """The positive scale operand (input 1) of a quantizer."""
+    scale = lw.fconst(node, node.input[1], "scale")
+    if (scale <= 0).any():
+        raise lw.err(node, f"scale must be positive, found {scale.min():g}")
+    return scale
+
+
+def _quant_params(lw, node, a) -> tuple[np.ndarray, np.ndarray]:
+    """Scale and zero point of a QONNX ``Quant``, with its bit width and rounding mode checked."""
+    scale = _scale(lw, node)
+    zp = lw.fconst(node, node.input[2], "zero point")
+    if (zp != np.round(zp)).any():
+        raise lw.err(node, "zero point must hold integers")
+    bw = lw.fconst(node, node.input[3], "bit width")
+    if bw.size != 1 or bw.reshape(-1)[0] != round(float(bw.reshape(-1)[0])) or bw.reshape(-1)[0] < 1:
+        raise lw.err(node, f"bit width must be a positive integer scalar, not {bw.reshape(-1).tolist()}")
+    mode = a.get("rounding_mode", "ROUND")
+    try:
+        round_mode(mode)
+    except ValueError as e:
+        raise lw.err(node, str(e)) from None
+    return scale, zp
+
+
+def _float_weights(lw, node, ins) -> np.ndarray:
+    x = ins[0].value if isinstance(ins[0], QConst) else np.asarray(ins[0])
+    x = np.asarray(x, dtype=np.float64)
+    if not np.isfinite(x).all():
+        raise lw.err(node, "the weights contain NaN or infinity")
+    return x
+
+
+def fold_quant(lw, node, ins, a) -> QConst:
+    """QONNX ``Quant`` of constant weights: integer codes, scales and the data type they fit."""
+    x = _float_weights(lw, node, ins)
+    scale, zp = _quant_params(lw, node, a)
+    s = np.broadcast_to(scale, x.shape)
+    bits = int(lw.fconst(node, node.input[3]).reshape(-1)[0])
+    signed, narrow = bool(a.get("signed", 1)), bool(a.get("narrow", 0))
+    y = quant_float(x, scale, zp, bits, signed, narrow, a.get("rounding_mode", "ROUND"))
+    codes = np.round(y / s).astype(np.int64)
+    if signed and narrow and bits == 2:
+        dtype = TERNARY
+    elif bits == 1 and signed:
+        dtype = BIPOLAR
+    else:
+        dtype = DataType.int(bits if signed else bits + 1)
+    if (np.asarray(zp) != 0).any():
+        dtype = None
+    return QConst(codes, s.astype(np.float64), dtype)
+
+
+def fold_bipolar_quant(lw, node, ins, a) -> QConst:
+    """QONNX ``BipolarQuant`` of constant weights: codes -1/+1 and scales."""
+    x = _float_weights(lw, node, ins)
+    s = np.broadcast_to(_scale(lw, node), x.shape)
+    return QConst(np.where(x / s >= 0, 1, -1).astype(np.int64), s.astype(np.float64), BIPOLAR)
+
+
+def fold_dequantize_linear(lw, node, ins, a) -> QConst:
+    """``DequantizeLinear`` of integer weights: codes less the zero point, per-axis scales."""
+    x = ins[0].value if isinstance(ins[0], QConst) else np.asarray(ins[0])
+    scale = _scale(lw, node)
+    zp = np.zeros(1) if len(ins) < 3 or ins[2] is None else lw.fconst(node, node.input[2], "zero point")
+    if x.dtype.kind not in "iu":
+        raise lw.err(node, f"quantized weights must be integers, not {x.dtype}")
+    axis = a.get("axis", 1)
+    s = per_axis(scale, x.ndim, axis)
+    z = per_axis(zp, x.ndim, axis)
+    codes = x.astype(np.int64) - z.astype(np.int64)
+    return QConst(codes, np.broadcast_to(s, x.shape).astype(np.float64), DataType.for_range(
+        min(int(codes.min()), -1), max(int(codes.max()), 1)))
+
+
+def constant(lw, node, ins, a):
+    """``Constant`` has no operands: the lowering folds it like every node without an activation."""
+    return lw.execute(node, ins)[0]
