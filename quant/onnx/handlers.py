@@ -10,6 +10,7 @@ returns the node's output (an activation, or a constant for shape arithmetic). I
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from fractions import Fraction
 
 import numpy as np
@@ -20,7 +21,7 @@ from ...ir.graph import GlobalAccPool, MaxPool, SlidingWindow
 from ..streamline import (Affine, BipolarQuantizer, Clip, IntQuantizer, Relu, SignQuantizer, ThresholdQuantizer,
                           TruncQuantizer, exact, fraction_array, round_mode)
 from .executors import per_axis, qonnx_int_range, quant_float
-from .states import Act, QConst, copy_act, image_idx, weight_dtype
+from .states import Act, Codes, Layer, Pending, Pool, QConst, Raw, image_idx, weight_dtype
 
 __all__ = ["identity", "cast", "add", "sub", "mul", "div", "batch_normalization", "relu", "clip", "sign", "quant",
            "bipolar_quant", "trunc", "multi_threshold", "quantize_linear", "dequantize_linear", "reshape_like",
@@ -43,7 +44,7 @@ def cast(lw, node, ins, a):
     """Casts keep values; a cast to an integer type must not round a float activation."""
     act = ins[0]
     to = a.get("to", onnx.TensorProto.FLOAT)
-    if to not in _FLOAT_TYPES and act.kind != "codes" and act.last_quantizer() is None:
+    if to not in _FLOAT_TYPES and not isinstance(act, Codes) and act.last_quantizer() is None:
         raise lw.err(node, f"casts a float activation to {onnx.TensorProto.DataType.Name(to)}, which would "
                            "round it; quantize it first (QuantizeLinear or Quant)")
     return act
@@ -237,11 +238,9 @@ def reshape_like(lw, node, ins, a):
         raise lw.err(node, f"cannot apply to the activation of shape {[1, *act.idx.shape]}: {e}") from None
     if out.ndim < 1 or out.shape[0] != 1:
         raise lw.err(node, f"moves the batch axis (output shape {list(out.shape)}); keep the batch axis first")
-    new = copy_act(act)
-    new.idx = out[0]
-    if act.kind == "raw":
-        new.tensor = node.output[0]
-    return new
+    if isinstance(act, Raw):
+        return replace(act, idx=out[0], tensor=node.output[0])
+    return replace(act, idx=out[0])
 
 
 # matrix products -------------------------------------------------------------------------
@@ -276,8 +275,7 @@ def _pending_matmul(lw, node, x: Act, wq: np.ndarray, row_scale, wdtype, bias, n
         S[r] = k * si
         off = sum((o * int(wq[r, js].sum()) for o, js in uniq_o.items() if o != 0), Fraction(0))
         O[r] = k * off + (exact(bias[r]) if bias is not None else Fraction(0))
-    return Act("pending", out_idx, out_phys, name, mm={
-        "name": name, "input_dtype": x.dtype, "w": wq, "wdtype": wdtype, "S": S, "O": O, "xnor": xnor})
+    return Pending(out_idx, out_phys, name, Layer(name, x.dtype, wq, wdtype, S, O, xnor))
 
 
 def _fc(lw, node, x: Act, wlog: np.ndarray, row_scale, wdtype, bias, alpha=1.0):
@@ -349,13 +347,13 @@ def xnor_popcount_matmul(lw, node, ins, a):
         raise lw.err(node, "weights must be bits (0/1)")
     wvals = (2 * wb.T - 1).astype(np.int64)
     k = wvals.shape[1]
-    bits = copy_act(x)
-    bits.scale = fraction_array(np.full(x.channels, 0.5))
-    bits.offset = fraction_array(np.full(x.channels, 0.5))
+    half = fraction_array(np.full(x.channels, 0.5))
+    bits = replace(x, scale=half, offset=half)
     act = _fc(lw, node, bits, wvals, fraction_array(np.ones(wvals.shape[0])), BIPOLAR, None)
-    act.mm["S"] = np.array([Fraction(1, 2)] * wvals.shape[0], dtype=object)  # popcount = (d + K) / 2
-    act.mm["O"] = np.array([Fraction(k, 2)] * wvals.shape[0], dtype=object)
-    return act
+    mh = wvals.shape[0]
+    # popcount = (d + K) / 2
+    return replace(act, layer=replace(act.layer, scale=np.array([Fraction(1, 2)] * mh, dtype=object),
+                                      offset=np.array([Fraction(k, 2)] * mh, dtype=object)))
 
 
 def matmul_integer(lw, node, ins, a):
@@ -388,7 +386,7 @@ def _requant(lw, node, act, ins, names):
     yz = np.asarray(ins[1])
     info = np.iinfo(yz.dtype)
     c = act.channels
-    return lw.append(node, act, IntQuantizer(fraction_array(np.full(c, float(ys.reshape(-1)[0]))),
+    return act.then(IntQuantizer(fraction_array(np.full(c, float(ys.reshape(-1)[0]))),
                                              fraction_array(np.full(c, float(yz.reshape(-1)[0]))),
                                              int(info.min), int(info.max), "ROUND", round_then_clip=True,
                                              dequantize=False))
@@ -497,30 +495,26 @@ def im2col(lw, node, ins, a):
             node.name)
     oh, ow = (h + 2 * p - k) // s + 1, (w_ + 2 * p - k) // s + 1
     cc = k * k * c
-    new = Act("codes", image_idx(cc, oh, ow, nchw=False), (oh, ow, cc), node.name, x.dtype,
-              np.tile(x.scale, k * k), np.tile(x.offset, k * k))
-    return new
+    return Codes(image_idx(cc, oh, ow, nchw=False), (oh, ow, cc), node.name, x.dtype,
+                 np.tile(x.scale, k * k), np.tile(x.offset, k * k))
 
 
 def _maxpool(lw, node, x: Act, k, s, nchw):
-    if x.kind == "codes":
+    if isinstance(x, Codes):
         h, w_, c = _image(lw, node, x, nchw)
         if any(sc <= 0 for sc in x.scale):
             raise lw.err(node, "max-pool of codes with a negative scale is not supported")
         if x.dtype.kind not in (Kind.BIPOLAR, Kind.UINT):
             raise lw.err(node, f"max-pool needs BIPOLAR or unsigned codes, not {x.dtype}")
         lw.emit(MaxPool(node.name, k, s), node.name)
-        out = copy_act(x)
-    elif x.kind == "pending":
+        out = x
+    elif isinstance(x, Pending):
         h, w_, c = _image(lw, node, x, nchw)
-        out = copy_act(x)
-        out.pools.append((node.name, k, s))
+        out = replace(x, pools=x.pools + (Pool(node.name, k, s),))
     else:
         raise lw.err(node, "max-pool of the float input is not supported; quantize the input first")
     oh, ow = (h - k) // s + 1, (w_ - k) // s + 1
-    out.idx = image_idx(c, oh, ow, nchw)
-    out.phys = (oh, ow, c)
-    return out
+    return replace(out, idx=image_idx(c, oh, ow, nchw), phys=(oh, ow, c))
 
 
 def max_pool(lw, node, ins, a):
@@ -548,11 +542,12 @@ def average_pool(lw, node, ins, a):
         dense[ch, :, :, ch] = 1
     lw.emit(SlidingWindow(f"{node.name}_im2col", k, s, 0, 0), node.name)
     oh, ow = (h - k) // s + 1, (w_ - k) // s + 1
-    act = _pending_matmul(lw, node, x, dense.reshape(c, -1), fraction_array(np.full(c, 1.0 / 1)), DataType.int(2),
-                              None, node.name, np.tile(np.arange(c), k * k), image_idx(c, oh, ow), (oh, ow, c))
-    act.mm["S"] = np.array([v / (k * k) for v in act.mm["S"]], dtype=object)  # the mean of the window
-    act.mm["O"] = np.array([v / (k * k) for v in act.mm["O"]], dtype=object)
-    return act
+    act = _pending_matmul(lw, node, x, dense.reshape(c, -1), fraction_array(np.full(c, 1.0 / 1)),
+                          DataType.int(2), None, node.name, np.tile(np.arange(c), k * k),
+                          image_idx(c, oh, ow), (oh, ow, c))
+    layer = act.layer  # the mean of the window
+    return replace(act, layer=replace(layer, scale=np.array([v / (k * k) for v in layer.scale], dtype=object),
+                                      offset=np.array([v / (k * k) for v in layer.offset], dtype=object)))
 
 
 def _global_pool(lw, node, x, mean: bool, nchw: bool):
@@ -569,7 +564,7 @@ def _global_pool(lw, node, x, mean: bool, nchw: bool):
 
 def global_average_pool(lw, node, ins, a):
     dt, scale, offset, c = _global_pool(lw, node, ins[0], True, True)
-    return Act("codes", np.arange(c).reshape(c, 1, 1), (c,), node.name, dt, scale, offset)
+    return Codes(np.arange(c).reshape(c, 1, 1), (c,), node.name, dt, scale, offset)
 
 
 def reduce_sum(lw, node, ins, a):
@@ -577,7 +572,7 @@ def reduce_sum(lw, node, ins, a):
     if sorted(axes or []) != [1, 2] or a.get("keepdims", 1):
         raise lw.err(node, "only the sum over axes [1, 2] of an NHWC image with keepdims 0 is supported")
     dt, scale, offset, c = _global_pool(lw, node, ins[0], False, False)
-    return Act("codes", np.arange(c), (c,), node.name, dt, scale, offset)
+    return Codes(np.arange(c), (c,), node.name, dt, scale, offset)
 
 
 def shape(lw, node, ins, a):

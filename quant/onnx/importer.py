@@ -26,7 +26,7 @@ import difflib
 import logging
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -40,7 +40,7 @@ from ..streamline import (Affine, BipolarQuantizer, IntQuantizer, SignQuantizer,
                           solve_thresholds)
 from . import ops as onnx_ops
 from .ops import OPS, OpSpec
-from .states import Act, QConst, copy_act, detect_codes, image_idx, stored, weight_dtype
+from .states import Act, Codes, Layer, Pending, QConst, Raw, detect_codes, image_idx, stored, weight_dtype
 
 __all__ = ["ImportResult", "import_onnx", "load_model", "layer_table", "graphs_equal", "MIN_OPSET", "MAX_OPSET",
            "SUPPORTED_OPS"]
@@ -275,10 +275,10 @@ class _Importer:
             dtype = _INT_INPUT[et]
         c = phys[-1]
         if dtype is not None:
-            self.env[inp.name] = Act("codes", idx, phys, f"input {inp.name!r}", dtype,
-                                     fraction_array(np.ones(c)), fraction_array(np.zeros(c)))
+            self.env[inp.name] = Codes(idx, phys, f"input {inp.name!r}", dtype,
+                                       fraction_array(np.ones(c)), fraction_array(np.zeros(c)))
         else:
-            self.env[inp.name] = Act("raw", idx, phys, f"input {inp.name!r}")
+            self.env[inp.name] = Raw(idx, phys, f"input {inp.name!r}")
         self.input_act = None
 
     def _finn_dtype(self, name: str, tensor: str) -> DataType:
@@ -442,11 +442,11 @@ class _Importer:
     # activations -----------------------------------------------------------------------------
     def materialize(self, node, act: Act) -> Act:
         """The activation as integer codes: emit the pending layer (thresholds) or the input quantizer."""
-        if act.kind == "codes":
+        if isinstance(act, Codes):
             return act
         q = act.last_quantizer()
         if q is None:
-            what = "the input" if act.kind == "raw" else f"the output of {act.origin!r}"
+            what = "the input" if isinstance(act, Raw) else f"the output of {act.origin!r}"
             raise self.err(node, f"{what} is a float activation here; insert a quantizer (Quant, BipolarQuant, "
                                  "MultiThreshold, QuantizeLinear or Sign) before this node, or run "
                                  "'lowbit quantize' on a float model")
@@ -458,49 +458,49 @@ class _Importer:
                 v = op(v, c)
             return v
 
-        if act.kind == "raw":
+        if isinstance(act, Raw):
             return self.materialize_input(node, act, quant, value_of)
-        mm = act.mm
+        mm = act.layer
         pre = act.chain[:q]
 
         def func(a, c):
-            d = 2 * a - mm["w"].shape[1] if mm["xnor"] else a
-            v = mm["S"][c] * d + mm["O"][c]
+            d = 2 * a - mm.weights.shape[1] if mm.xnor else a
+            v = mm.scale[c] * d + mm.offset[c]
             for op in pre:
                 v = op(v, c)
             return v
 
         def func_vec(a, c):
-            d = 2 * a - mm["w"].shape[1] if mm["xnor"] else a
-            v = float(mm["S"][c]) * d + float(mm["O"][c])
+            d = 2 * a - mm.weights.shape[1] if mm.xnor else a
+            v = float(mm.scale[c]) * d + float(mm.offset[c])
             for op in pre:
                 v = op.vec(v, c)
             return v
 
-        probe = MatMulThreshold("probe", mm["input_dtype"], stored(mm["w"], mm["wdtype"]), None,
-                                weight_dtype=mm["wdtype"])
+        probe = MatMulThreshold("probe", mm.input_dtype, stored(mm.weights, mm.weight_dtype), None,
+                                weight_dtype=mm.weight_dtype)
         lo, hi = probe.acc_range
-        mw = mm["w"].shape[1]
-        neg = (lambda a: mw - a) if mm["xnor"] else (lambda a: -a)
-        solved = solve_thresholds(func, quant.code, value_of, act.channels, lo, hi, neg, mm["name"],
-                                      quant.nominal, func_vec, quant.vcode)
-        w = mm["w"].copy()
+        mw = mm.weights.shape[1]
+        neg = (lambda a: mw - a) if mm.xnor else (lambda a: -a)
+        solved = solve_thresholds(func, quant.code, value_of, act.channels, lo, hi, neg, mm.name,
+                                  quant.nominal, func_vec, quant.vcode)
+        w = mm.weights.copy()
         w[solved.negate] *= -1
-        wdtype = mm["wdtype"]
+        wdtype = mm.weight_dtype
         if not wdtype.contains(w) and wdtype.kind is Kind.INT:
             wdtype = DataType.int(wdtype.bits + 1)
-            node_probe = MatMulThreshold("probe", mm["input_dtype"], w, None, weight_dtype=wdtype)
+            node_probe = MatMulThreshold("probe", mm.input_dtype, w, None, weight_dtype=wdtype)
             lo, hi = node_probe.acc_range
-            solved = solve_thresholds(func, quant.code, value_of, act.channels, lo, hi, neg, mm["name"],
+            solved = solve_thresholds(func, quant.code, value_of, act.channels, lo, hi, neg, mm.name,
                                       quant.nominal, func_vec, quant.vcode)
-            w = mm["w"].copy()
+            w = mm.weights.copy()
             w[solved.negate] *= -1
-        self.emit(MatMulThreshold(mm["name"], mm["input_dtype"], stored(w, wdtype), solved.thresholds,
+        self.emit(MatMulThreshold(mm.name, mm.input_dtype, stored(w, wdtype), solved.thresholds,
                                   solved.dtype, wdtype), act.origin)
-        self.layer_scales[mm["name"]] = (solved.scale, solved.offset)
-        for name, kernel, stride in act.pools:
-            self.emit(MaxPool(name, kernel, stride), name)
-        return Act("codes", act.idx, act.phys, act.origin, solved.dtype, solved.scale, solved.offset)
+        self.layer_scales[mm.name] = (solved.scale, solved.offset)
+        for pool in act.pools:
+            self.emit(MaxPool(pool.name, pool.kernel, pool.stride), pool.name)
+        return Codes(act.idx, act.phys, act.origin, solved.dtype, solved.scale, solved.offset)
 
     def materialize_input(self, node, act, quant, value_of) -> Act:
         if isinstance(quant, BipolarQuantizer):
@@ -526,7 +526,7 @@ class _Importer:
             else:
                 v0, v1 = value_of(0, ch), value_of(1, ch)
                 scale[ch], offset[ch] = v1 - v0, v0
-        out = Act("codes", act.idx, act.phys, act.origin, dtype, scale, offset)
+        out = Codes(act.idx, act.phys, act.origin, dtype, scale, offset)
         self.input_act = (out, act.tensor, act.idx)
         return out
 
@@ -534,30 +534,25 @@ class _Importer:
         self.nodes.append(graph_node)
         self.origins.setdefault(graph_node.name, []).append(origin)
 
-    def append(self, node, act: Act, op) -> Act:
-        new = copy_act(act)
-        new.chain.append(op)
-        return new
-
     def elementwise(self, node, act: Act, op, internal: bool = False) -> Act:
         """Apply an exact element-wise function: folded into codes (affine) or the pending chain."""
-        if act.kind == "codes":
+        if isinstance(act, Codes):
             if isinstance(op, Affine):
-                return Act("codes", act.idx, act.phys, act.origin, act.dtype,
-                           np.array([op.scale[c] * act.scale[c] for c in range(act.channels)], dtype=object),
-                           np.array([op(act.offset[c], c) for c in range(act.channels)], dtype=object))
+                return Codes(act.idx, act.phys, act.origin, act.dtype,
+                             np.array([op.scale[c] * act.scale[c] for c in range(act.channels)], dtype=object),
+                             np.array([op(act.offset[c], c) for c in range(act.channels)], dtype=object))
             act = self.identity_layer(node, act)
-        out = self.append(node, act, op)
-        if act.kind == "raw" and not internal:  # the ONNX tensor holding this value (for encode)
-            out.tensor = node.output[0]
+        out = act.then(op)
+        if isinstance(act, Raw) and not internal:  # the ONNX tensor holding this value (for encode)
+            out = replace(out, tensor=node.output[0])
         return out
 
     def identity_layer(self, node, act: Act) -> Act:
         """Re-open integer codes as a pending 1x1 identity layer so a nonlinear function can be thresholded."""
         c = act.channels
-        return Act("pending", act.idx, act.phys, node.name, mm={
-            "name": f"{node.name}_requant", "input_dtype": act.dtype, "w": np.eye(c, dtype=np.int64),
-            "wdtype": TERNARY, "S": act.scale, "O": act.offset, "xnor": False})
+        return Pending(act.idx, act.phys, node.name, Layer(f"{node.name}_requant", act.dtype,
+                                                           np.eye(c, dtype=np.int64), TERNARY, act.scale,
+                                                           act.offset, False))
 
     def affine_from(self, node, act, scale, offset, what) -> Affine:
         s = self.per_channel(node, act, scale, what) if np.ndim(scale) else np.full(act.channels, scale)
@@ -566,16 +561,16 @@ class _Importer:
 
     # output ----------------------------------------------------------------------------------
     def finish(self, act: Act) -> ImportResult:
-        if act.kind != "pending" or act.mm is None:
+        if not isinstance(act, Pending):
             raise LowbitError(f"{self.label}: the model must end in a fully connected layer (Gemm or MatMul) "
                               f"followed only by element-wise operations; it ends in {act.origin!r}")
         if len(act.phys) != 1 or act.pools:
             raise LowbitError(f"{self.label}: the model must end in class scores (a vector), not {list(act.phys)}")
-        mm = act.mm
-        self.emit(MatMulThreshold(mm["name"], mm["input_dtype"], stored(mm["w"], mm["wdtype"]), None,
-                                  weight_dtype=mm["wdtype"]), act.origin)
+        mm = act.layer
+        self.emit(MatMulThreshold(mm.name, mm.input_dtype, stored(mm.weights, mm.weight_dtype), None,
+                                  weight_dtype=mm.weight_dtype), act.origin)
         chain = list(act.chain)
-        S, O = mm["S"], mm["O"]
+        S, O = mm.scale, mm.offset
 
         # The graph's scores decide the class exactly when the model's output is one increasing affine map of them
         # (the same positive scale and offset for every class, nothing else after the last layer).

@@ -8,48 +8,93 @@ streams images as ``(H, W, C)`` and vectors in that flattened order; each activa
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from ...ir.datatypes import BIPOLAR, TERNARY, DataType, Kind
 from ..streamline import Affine, is_quantizer
 
-__all__ = ["QConst", "Act", "copy_act", "image_idx", "stored", "weight_dtype", "detect_codes"]
+__all__ = ["QConst", "Layer", "Pool", "Act", "Codes", "Raw", "Pending", "image_idx", "stored",
+           "weight_dtype", "detect_codes"]
 
 
-@dataclass
+@dataclass(frozen=True, eq=False)
 class QConst:
-    """A quantized constant: ``value = scale * codes`` (codes exact integers), with the source's type."""
+    """A quantized constant: ``value = scale * codes`` (codes exact integers), with the source's type
+    (``None`` when the quantizer's zero point is not 0)."""
 
     codes: np.ndarray
     scale: np.ndarray
     dtype: DataType | None
 
     @property
-    def value(self):
+    def value(self) -> np.ndarray:
         return self.codes * self.scale
 
 
-@dataclass
+@dataclass(frozen=True, eq=False)
+class Layer:
+    """A matrix product not yet emitted: the dot product ``a`` of output ``c`` has the value
+    ``scale[c] * d + offset[c]``, with ``d = 2 a - MW`` for XNOR-popcount layers and ``d = a``
+    otherwise.
+
+    Parameters
+    ----------
+    name : str
+        The graph node's name.
+    input_dtype, weight_dtype : DataType
+        Types of the input codes and of the weights.
+    weights : numpy.ndarray
+        ``(MH, MW)`` integer weight values (``-1``/``+1`` for bipolar weights), columns in the
+        input's physical order.
+    scale, offset : numpy.ndarray
+        One exact :class:`~fractions.Fraction` per output (object arrays).
+    xnor : bool
+        Bipolar inputs and weights: the accumulator counts agreeing bits.
+    """
+
+    name: str
+    input_dtype: DataType
+    weights: np.ndarray
+    weight_dtype: DataType
+    scale: np.ndarray
+    offset: np.ndarray
+    xnor: bool
+
+
+@dataclass(frozen=True)
+class Pool:
+    """A max-pool to emit after a pending layer's thresholds (``kernel`` and ``stride`` square)."""
+
+    name: str
+    kernel: int
+    stride: int
+
+
+@dataclass(frozen=True, eq=False)
 class Act:
-    kind: str  # "raw", "codes", "pending"
+    """The activation: its layout (``idx``: the physical position of every element, in the ONNX
+    logical shape without the batch axis; ``phys``: the physical shape, channels last) and the name
+    of what produced it, for messages."""
+
     idx: np.ndarray
-    phys: tuple
+    phys: tuple[int, ...]
     origin: str
-    dtype: DataType | None = None
-    scale: np.ndarray | None = None  # codes: per physical channel
-    offset: np.ndarray | None = None
-    mm: dict | None = None  # pending: name, input_dtype, w (MH, MW) values, wdtype, S, O, xnor
-    chain: list = field(default_factory=list)
-    pools: list = field(default_factory=list)  # pending max-pools (name, kernel, stride)
-    tensor: str | None = None  # raw: the ONNX tensor holding the quantized input
 
     @property
     def channels(self) -> int:
+        """The number of physical channels (the last physical axis)."""
         return self.phys[-1]
 
+
+class _Chained:
+    """A float activation: a value followed by a chain of exact element-wise functions."""
+
+    chain: tuple
+
     def last_quantizer(self) -> int | None:
+        """The position in ``chain`` of the last quantizer followed only by affine maps, or ``None``."""
         for i in range(len(self.chain) - 1, -1, -1):
             if is_quantizer(self.chain[i]):
                 return i
@@ -57,10 +102,38 @@ class Act:
                 return None
         return None
 
+    def then(self, op):
+        """This activation followed by the element-wise function ``op``."""
+        return replace(self, chain=self.chain + (op,))
 
-def copy_act(act: Act) -> Act:
-    return Act(act.kind, act.idx, act.phys, act.origin, act.dtype, act.scale, act.offset, act.mm, list(act.chain),
-               list(act.pools), act.tensor)
+
+@dataclass(frozen=True, eq=False)
+class Codes(Act):
+    """Integer codes of type ``dtype``; element ``code`` of physical channel ``c`` has the value
+    ``scale[c] * values(code) + offset[c]`` (exact Fractions)."""
+
+    dtype: DataType
+    scale: np.ndarray
+    offset: np.ndarray
+
+
+@dataclass(frozen=True, eq=False)
+class Raw(Act, _Chained):
+    """The float model input, before its quantizer: ``chain`` holds the functions applied since,
+    ``tensor`` the ONNX tensor holding the latest value (what ``ImportResult.encode`` reads)."""
+
+    chain: tuple = ()
+    tensor: str | None = None
+
+
+@dataclass(frozen=True, eq=False)
+class Pending(Act, _Chained):
+    """A matrix product (:class:`Layer`) not yet emitted, followed by the exact functions ``chain``
+    and the max-pools ``pools``: thresholds fold them when a consumer needs integer codes."""
+
+    layer: Layer
+    chain: tuple = ()
+    pools: tuple[Pool, ...] = ()
 
 
 def image_idx(c, h, w, nchw=True) -> np.ndarray:
