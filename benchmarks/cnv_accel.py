@@ -42,17 +42,17 @@ def run(name: str, out: Path, images: int, cocotb_images: int, seed: int) -> dic
     rep = compile_zoo(name, out, board="ultra96-v2", seed=seed)
     compile_s = time.perf_counter() - t0
     graph = IntegerGraph.load(out / "model.npz")
-    fmt = StreamFormat(**rep["stream_format"])
+    fmt = rep.stream_format
     x = np.random.default_rng(seed + 100).integers(0, 256, (images, graph.input_size))
     published, measured_us = zoo.published_bottleneck(name)
-    print(f"{name}: compiled in {compile_s:.0f} s; predicted {rep['mapping']['cycles_per_image']} cycles/image; "
+    print(f"{name}: compiled in {compile_s:.0f} s; predicted {rep.cycles_per_image} cycles/image; "
           f"fast path on {images} images ...", flush=True)
-    fast = verify_fast(graph, out / rep["verilog"], fmt, x,
+    fast = verify_fast(graph, out / rep.verilog, fmt, x,
                        patterns=[Pattern("steady"), Pattern("throttled-seed1", 0.6, 0.5, 1)])
     cpi = fast.cycles_per_image
     result = {
         "model": name, "seed": seed, "images": images, "compile_s": compile_s,
-        "predicted_cycles_per_image": rep["mapping"]["cycles_per_image"], "published_cycles": published,
+        "predicted_cycles_per_image": rep.cycles_per_image, "published_cycles": published,
         "fast": {"ok": fast.ok, "mismatch": None if fast.mismatch is None else str(fast.mismatch),
                  "runs": list(fast.runs), "seconds": fast.seconds, "cycles_per_image": cpi,
                  "first_output_cycle": fast.first_output_cycle},
@@ -74,7 +74,7 @@ def run(name: str, out: Path, images: int, cocotb_images: int, seed: int) -> dic
             print(f"  cocotb: ok={sim.ok} on {cocotb_images} images in {result['cocotb']['seconds']:.0f} s "
                   f"({sim.steady['cycles_per_image']} cycles/image)", flush=True)
         t0 = time.perf_counter()
-        warnings = lint(out / rep["verilog"])
+        warnings = lint(out / rep.verilog)
         result["lint"] = {"warnings": warnings, "seconds": time.perf_counter() - t0}
         print(f"  lint: {len(warnings)} warnings under the waivers", flush=True)
     return result

@@ -141,8 +141,8 @@ def bench(name, graph, data, max_cycles, cocotb_images, work: Path, schedule=Non
         schedule = search_folding(graph, "pynq-z2", max_cycles=max_cycles)
     out = work / name
     rep = compile_model(graph, out, schedule=schedule)
-    fmt = StreamFormat(**rep["stream_format"])
-    verilog = out / rep["verilog"]
+    fmt = rep.stream_format
+    verilog = out / rep.verilog
     x = data.x_test
     expected = graph.scores(x)
     beats = input_words(fmt, x)

@@ -43,7 +43,7 @@ def _print_demo(report: dict) -> None:
 
 
 def cmd_demo(args) -> int:
-    from ..flow.steps import run_demo, write_json
+    from ..flow import run_demo, write_json
 
     report = run_demo(args.out, board=args.board, epochs=args.epochs, budget=args.budget, step=step_printer(),
                       epoch_progress=Bar("training", 0), sim_progress=SimBar())
@@ -55,7 +55,7 @@ def cmd_demo(args) -> int:
 
 
 def cmd_compile(args) -> int:
-    from ..flow.steps import compile_model, compile_zoo
+    from ..flow import CompiledDesign, compile_model, compile_zoo
     from ..ir.graph import IntegerGraph
 
     if (args.model is None) == (args.zoo is None):
@@ -70,8 +70,8 @@ def cmd_compile(args) -> int:
         graph = IntegerGraph.load(args.model)
         report = compile_model(graph, args.output, board=args.board or "pynq-z2", schedule=args.schedule,
                                budget=args.budget)
-    m = report["mapping"]
-    print(f"wrote {args.output}: {report['verilog']}, schedule.json, report.json")
+    m = report.mapping
+    print(f"wrote {args.output}: {report.verilog}, {CompiledDesign.SCHEDULE}, {CompiledDesign.REPORT}")
     print(f"  {m['cycles_per_image']} cycles/image (bottleneck {m['bottleneck']}), "
           f"{m['throughput_fps']:,.0f} images/s at {m['clock_mhz']:g} MHz on {m['board']}")
     return 0
@@ -111,7 +111,7 @@ def _load_images(args, graph) -> np.ndarray:
 
 
 def cmd_sim(args) -> int:
-    from ..flow.steps import load_compiled, simulate_compiled, write_json
+    from ..flow import load_compiled, simulate_compiled, write_json
     from ..tools.simulators import resolve_simulator
 
     graph, _ = load_compiled(args.dir)
@@ -145,7 +145,7 @@ def cmd_sim(args) -> int:
 
 
 def _sim_gate_level(args, graph, x) -> int:
-    from ..flow.steps import load_compiled, write_json
+    from ..flow import load_compiled, write_json
     from ..sim.accel_sim import default_runs
     from ..sim.gatelevel import simulate_gate_level
 
@@ -170,7 +170,7 @@ def _sim_gate_level(args, graph, x) -> int:
 
 
 def _sim_fast(args, graph, x) -> int:
-    from ..flow.steps import verify_compiled_fast, write_json
+    from ..flow import verify_compiled_fast, write_json
 
     print(f"verifying {len(x)} images on the fast path (compiled Verilator) ...", file=sys.stderr, flush=True)
     rep = verify_compiled_fast(args.dir, x)

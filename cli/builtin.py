@@ -14,7 +14,7 @@ __all__ = ["register"]
 
 def cmd_zoo(args) -> int:
     from .. import LowbitError
-    from ..flow.steps import zoo_schedule
+    from ..flow import zoo_schedule
     from ..quant import builtin as zoo
 
     if args.name is None:

@@ -21,15 +21,14 @@ def _csv(text: str | None, kind=str, what: str = "value") -> list:
 
 
 def cmd_asic(args) -> int:
-    from ..flow.steps import load_compiled, write_json
+    from ..flow import CompiledDesign, write_json
     from ..hw.verilog import TOPLEVEL
     from ..tools.asic import asic_area
     from ..mapping.energy import energy_per_inference
 
-    graph, schedule = load_compiled(args.dir)
-    verilog = Path(args.dir) / f"{TOPLEVEL}.v"
-    if not verilog.is_file():
-        raise LowbitError(f"{args.dir}: missing {TOPLEVEL}.v; expected the output of 'lowbit compile'")
+    design = CompiledDesign.open(args.dir)
+    graph, schedule = design.load()
+    verilog = design.require(design.VERILOG)
     area = asic_area(verilog.read_text(), TOPLEVEL)
     energy = energy_per_inference(graph, off_chip=set(schedule.ddr_layers))
     print(f"ASIC view of {args.dir} (pre-layout, yosys generic gates, no FPGA primitives)")
@@ -50,7 +49,7 @@ def cmd_asic(args) -> int:
 def cmd_sweep(args) -> int:
     from ._progress import Bar
     from ..flow.sweep import as_json, pareto_front, plot_pareto, run_sweep, sweep_points, write_csv
-    from ..flow.steps import write_json
+    from ..flow import write_json
 
     points = sweep_points(args.models, _csv(args.boards, str, "--boards"),
                           budgets=_csv(args.budgets, float, "--budgets"),

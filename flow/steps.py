@@ -11,8 +11,8 @@ never leaves a half-written result directory.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
-import json
 import logging
 import os
 import shutil
@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import LowbitError
+from .compiled import CompiledDesign, CompiledReport, write_json
 from .._io import atomic_write
 from ..boards import get_board
 from ..hw.mvtu.spec import streams_weights
@@ -36,31 +37,16 @@ from ..mapping.schedule import ddr_stream_bits
 from ..mapping.schedule import complete_layers
 from ..quant import builtin as zoo
 from ..sim.accel_sim import default_runs, simulate
-from ..hw.codec import StreamFormat
 from ..sim.verify import default_patterns, verify_fast
 from ..quant.data import load_digits_split
 from ..quant.train.binary_mlp import TrainConfig, train_binary_mlp
 
-__all__ = ["compile_model", "compile_zoo", "zoo_schedule", "load_compiled", "simulate_compiled", "verify_compiled_fast", "run_demo", "write_json"]
+__all__ = ["compile_model", "compile_zoo", "zoo_schedule", "load_compiled", "simulate_compiled",
+           "verify_compiled_fast", "run_demo"]
 
 log = logging.getLogger(__name__)
 
 Progress = Callable[[str], None]
-
-
-def write_json(path: str | os.PathLike, obj) -> Path:
-    """Write ``obj`` as JSON to ``path`` atomically."""
-    return atomic_write(path, json.dumps(obj, indent=2, default=_jsonable) + "\n")
-
-
-def _jsonable(o):
-    if isinstance(o, np.integer):
-        return int(o)
-    if isinstance(o, np.floating):
-        return float(o)
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    raise TypeError(f"cannot write {type(o).__name__} as JSON")
 
 
 @contextmanager
@@ -87,8 +73,8 @@ def compile_model(graph: IntegerGraph, out_dir: str | os.PathLike, *, board: str
                   schedule: str | os.PathLike | Schedule | None = None, budget: float | None = None) -> dict:
     """Map ``graph`` onto ``board`` (or apply ``schedule``) and write the Verilog and reports.
 
-    ``out_dir`` receives ``model.npz``, ``schedule.json``, ``lowbit_top.v`` and ``report.json``.
-    Returns the report. A given schedule whose estimated resources exceed the board (or ``budget``
+    ``out_dir`` receives the files of a :class:`~lowbit.flow.compiled.CompiledDesign`. Returns
+    its :class:`~lowbit.flow.compiled.CompiledReport`. A given schedule whose estimated resources exceed the board (or ``budget``
     of it) is refused with a :class:`LowbitError` naming the layer and the resource; nothing is
     written then.
     """
@@ -102,30 +88,21 @@ def compile_model(graph: IntegerGraph, out_dir: str | os.PathLike, *, board: str
     schedule.check_fits(graph, budget=1.0 if budget is None else budget)  # a hand-edited one may not fit
     mapping = schedule.report(graph)
     with _staged_dir(Path(out_dir)) as tmp:
-        graph.save(tmp / "model.npz")
-        schedule.save(tmp / "schedule.json")
+        design = CompiledDesign(tmp)
+        graph.save(design.model_path)
+        schedule.save(design.schedule_path)
         acc = Accelerator(specs)
-        sha = write_verilog(acc, tmp / f"{TOPLEVEL}.v")
-        report = {
-            "model": graph.summary(),
-            "toplevel": TOPLEVEL,
-            "verilog": f"{TOPLEVEL}.v",
-            "verilog_sha256": sha,
-            "stream_format": stream_format(acc).to_dict(),
-            "mapping": mapping,
-        }
+        sha = write_verilog(acc, design.verilog_path)
+        sim_name = sim_sha = None
         if acc.streamed:  # the simulations feed the DDR weight streams from a model of the port
             sim = Accelerator(specs, ddr_bits_per_cycle=ddr_bits_of(schedule))
-            report["sim_verilog"] = SIM_VERILOG
-            report["sim_verilog_sha256"] = write_verilog(sim, tmp / SIM_VERILOG)
-        write_json(tmp / "report.json", report)
+            sim_name, sim_sha = design.SIM_VERILOG, write_verilog(sim, design.sim_verilog_path)
+        report = CompiledReport(model=graph.summary(), toplevel=TOPLEVEL, verilog=design.VERILOG,
+                                verilog_sha256=sha, stream_format=stream_format(acc), mapping=mapping,
+                                sim_verilog=sim_name, sim_verilog_sha256=sim_sha)
+        design.write_report(report)
     log.info("compiled %d layers into %s", len(specs), out_dir)
     return report
-
-
-SIM_VERILOG = "lowbit_sim_top.v"
-"""Written next to ``lowbit_top.v`` when layers stream their weights from DDR: the same accelerator
-with :class:`~lowbit.hw.axi.ddr_model.WeightStreamer` models on those streams, for simulation."""
 
 
 def ddr_bits_of(schedule: Schedule) -> int | None:
@@ -143,28 +120,22 @@ def zoo_schedule(name: str, graph: IntegerGraph, matmul_folding, board: str = "u
 
 
 def compile_zoo(name: str, out_dir: str | os.PathLike, *, board: str = "ultra96-v2", seed: int = 0,
-                width: float = 1.0, search: bool = False, budget: float | None = None) -> dict:
+                width: float = 1.0, search: bool = False, budget: float | None = None) -> CompiledReport:
     """Compile the built-in model ``name`` (:data:`lowbit.quant.builtin.ZOO`) with random weights from
     ``seed``: with its published folding, or (``search=True``) the mapper's."""
 
     model = zoo.build(name, seed=seed, width=width)
     schedule = None if search else zoo_schedule(name, model.graph, model.matmul_folding, board)
     report = compile_model(model.graph, out_dir, board=board, schedule=schedule, budget=budget)
-    report["zoo"] = {"name": model.name, "seed": seed, "width": width,
-                     "published_folding": [list(f) for f in model.matmul_folding]}
-    write_json(Path(out_dir) / "report.json", report)
+    report = dataclasses.replace(report, zoo={"name": model.name, "seed": seed, "width": width,
+                                              "published_folding": [list(f) for f in model.matmul_folding]})
+    CompiledDesign(out_dir).write_report(report)
     return report
 
 
 def load_compiled(out_dir: str | os.PathLike) -> tuple[IntegerGraph, Schedule]:
     """The graph and schedule of a directory written by :func:`compile_model`."""
-    out_dir = Path(out_dir)
-    if not out_dir.is_dir():
-        raise LowbitError(f"{out_dir}: no such directory; expected the output of 'lowbit compile'")
-    for name in ("model.npz", "schedule.json"):
-        if not (out_dir / name).is_file():
-            raise LowbitError(f"{out_dir}: missing {name}; expected the output of 'lowbit compile'")
-    return IntegerGraph.load(out_dir / "model.npz"), Schedule.load(out_dir / "schedule.json")
+    return CompiledDesign.open(out_dir).load()
 
 
 def simulate_compiled(out_dir: str | os.PathLike, x: np.ndarray, *, throttled_images: int | None = 100,
@@ -175,13 +146,12 @@ def simulate_compiled(out_dir: str | os.PathLike, x: np.ndarray, *, throttled_im
     ``simulator`` is ``"verilator"`` or ``"icarus"``; ``None`` means ``$SIM``, else Verilator.
     """
 
-    graph, schedule = load_compiled(out_dir)
+    design = CompiledDesign.open(out_dir)
+    graph, schedule = design.load()
     specs = schedule.apply(graph)
     runs = default_runs(len(x), throttled_images=throttled_images, seeds=seeds)
     streamed = any(map(streams_weights, specs))
-    shipped = Path(out_dir) / (SIM_VERILOG if streamed else "lowbit_top.v")
-    if not shipped.is_file():
-        raise LowbitError(f"{out_dir}: missing {shipped.name}; expected the output of 'lowbit compile'")
+    shipped = design.require(design.SIM_VERILOG if streamed else design.VERILOG)
     sha = hashlib.sha256(shipped.read_bytes()).hexdigest()
     try:
         return simulate(graph, specs, x, Path(out_dir) / "sim", runs=runs, progress=progress, expected_sha256=sha,
@@ -193,13 +163,11 @@ def simulate_compiled(out_dir: str | os.PathLike, x: np.ndarray, *, throttled_im
 def verify_compiled_fast(out_dir: str | os.PathLike, x: np.ndarray, *, seeds=(1, 2)):
     """Whole-dataset check of a compiled directory on the fast (compiled Verilator) path."""
 
-    graph, _ = load_compiled(out_dir)
-    out_dir = Path(out_dir)
-    report = json.loads((out_dir / "report.json").read_text())
-    fmt = StreamFormat(**report["stream_format"])
-    return verify_fast(graph, out_dir / report.get("sim_verilog", report["verilog"]), fmt, x,
-                       patterns=default_patterns(seeds),
-                       waves_dir=out_dir / "waves")
+    design = CompiledDesign.open(out_dir)
+    graph, _ = design.load()
+    report = design.report()
+    return verify_fast(graph, design.require(report.simulated_verilog), report.stream_format, x,
+                       patterns=default_patterns(seeds), waves_dir=design.root / "waves")
 
 
 def _accuracy(pred: np.ndarray, y: np.ndarray) -> float:
@@ -254,7 +222,7 @@ def run_demo(out_dir: str | os.PathLike = "demo_out", *, board: str = "pynq-z2",
     times["sim_s"] = time.perf_counter() - t2
     times["total_s"] = time.perf_counter() - t0
 
-    mapping = compiled["mapping"]
+    mapping = compiled.mapping
     measured = sim.steady["cycles_per_image"]
     predicted = mapping["cycles_per_image"]
     clock_hz = mapping["clock_mhz"] * 1e6
@@ -287,7 +255,7 @@ def run_demo(out_dir: str | os.PathLike = "demo_out", *, board: str = "pynq-z2",
         "resources_note": "first estimate (formula in lowbit.hw.cost), not synthesis",
         "schedule": [{k: layer[k] for k in ("name", "mw", "mh", "pe", "simd", "cycles")}
                      for layer in mapping["layers"]],
-        "outputs": {"dir": str(out_dir), "verilog": str(out_dir / compiled["verilog"]),
+        "outputs": {"dir": str(out_dir), "verilog": str(out_dir / compiled.verilog),
                     "verilog_sha256": sim.verilog_sha256,
                     "waves": sim.waves},
         "times_s": times,

@@ -122,12 +122,12 @@ def ddr_plan(tmp_path_factory):
 @pytest.mark.fast_sim
 def test_compiled_design_with_ddr_weights_simulates(ddr_plan):
     g, s, report, root = ddr_plan
-    assert report["sim_verilog"] == "lowbit_sim_top.v" and (root / "c" / "lowbit_sim_top.v").is_file()
+    assert report.sim_verilog == "lowbit_sim_top.v" and (root / "c" / "lowbit_sim_top.v").is_file()
     assert "ws1" in (root / "c" / "lowbit_top.v").read_text()
-    predicted = report["mapping"]["cycles_per_image"]
+    predicted = report.cycles_per_image
     # 64 words of 128 bits at 56 bits/cycle (pynq-z2 at 100 MHz): 147 cycles, above fc1's compute (64)
     assert predicted == s.apply(g)[1].weight_stream_cycles(1, 56) == 147
-    assert report["mapping"]["bottleneck"] == "fc1"
+    assert report.mapping["bottleneck"] == "fc1"
     x = np.random.default_rng(1).integers(0, 32, size=(50, 64))
     r = verify_compiled_fast(root / "c", x)
     assert r.mismatch is None
@@ -185,7 +185,7 @@ def test_driver_runs_a_ddr_layer_through_the_simulated_fetcher_bit_exactly(ddr_p
     assert (labels == g.predict(x)).all()
     assert acc.weight_status() == [{"error": False, "busy": True}]  # still prefetching the next vector's weights
     t = acc.throughput_test(400)
-    predicted = report["mapping"]["cycles_per_image"]  # 147: the port's rate, not fc1's compute
+    predicted = report.cycles_per_image  # 147: the port's rate, not fc1's compute
     # the DDR model's 16-cycle latency is hidden by the fetcher's prefetch; pipeline fill once per run
     assert predicted - 1 <= t["cycles_per_image"] <= predicted + 2
 

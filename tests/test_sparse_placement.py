@@ -177,9 +177,9 @@ def test_sparse_bottleneck_period_equals_the_cycle_model(tmp_path):
     s = Schedule("pynq-z2", 100.0, (LayerFolding("fc0", 16, 16), LayerFolding("fc1", 1, 4, engine="sparse"),
                                     LayerFolding("fc2", 10, 16)))
     report = compile_model(g, tmp_path / "c", schedule=s)
-    assert report["mapping"]["bottleneck"] == "fc1"
+    assert report.mapping["bottleneck"] == "fc1"
     x = np.random.default_rng(3).integers(0, 16, size=(40, 64))
-    fmt = StreamFormat(**report["stream_format"])
+    fmt = report.stream_format
     with VerilatedModel.build(tmp_path / "c" / "lowbit_top.v") as model:
         model.reset()
         res = model.stream(input_words(fmt, x), len(x))
