@@ -25,12 +25,13 @@ from ..flow.steps import compile_model, load_compiled
 from ..ir.graph import IntegerGraph
 from ..hw.mvtu.spec import streams_weights
 from ..hw.axi.wfetch import pack_image
+from ..hw.axi.shells import payload_bits
+from ..hw.codec import StreamFormat
 from .vivado import WeightPort, weight_port_address_bits
 from ..flow.steps import _staged_dir, load_compiled, write_json
 from .openflow import build_open_flow
 from .driver import driver_config, driver_files
 from .vivado import vivado_plan_files
-from .openflow import payload_widths
 from .plancheck import check_vivado_plan
 
 __all__ = ["build", "vivado_available", "weight_ports"]
@@ -104,15 +105,15 @@ def build(source: str | os.PathLike, board: str | Board, out: str | os.PathLike,
 
     board = get_board(board)
     source, out = Path(source), Path(out)
-    if board.ps == "none" and board.family not in ("ice40", "ecp5"):
+    if not board.has_ps and not board.is_open_flow:
         raise LowbitError(f"board {board.name!r}: no build flow for family {board.family!r}")
-    if run and board.ps != "none" and vivado_available() is None:
+    if run and board.has_ps and vivado_available() is None:
         raise LowbitError("--run needs vivado on PATH; without it, copy the output directory to a machine "
                           "with Vivado and run 'sh build.sh' there")
     with _staged_dir(out) as tmp:
         compiled = _compiled(source, board, tmp, budget)
         _, schedule = load_compiled(compiled)
-        if schedule.ddr_layers and board.ps == "none":
+        if schedule.ddr_layers and not board.has_ps:
             raise LowbitError(f"{source}: layer(s) {', '.join(map(repr, schedule.ddr_layers))} stream their weights "
                               f"from DDR, but board {board.name!r} has no DDR; keep the weights on chip "
                               "(\"weights\": \"onchip\" in the schedule)")
@@ -121,10 +122,12 @@ def build(source: str | os.PathLike, board: str | Board, out: str | os.PathLike,
         verilog = (compiled / "lowbit_top.v").read_text()
         manifest = {"board": board.name, "part": board.part, "family": board.family, "ps": board.ps,
                     "source": str(source), "cycles_per_image": report["mapping"]["cycles_per_image"]}
-        if board.ps == "none":
-            manifest.update(build_open_flow(board, verilog, tmp, clock_mhz=clock))
+        stream = StreamFormat(**report["stream_format"])  # the accelerator's port widths
+        if not board.has_ps:
+            manifest.update(build_open_flow(board, verilog, tmp, stream_format=stream,
+                                            clock_mhz=clock))
         else:
-            in_bits, out_bits = payload_widths(verilog)
+            in_bits, out_bits = payload_bits(stream)
             fmt = report["stream_format"]
             graph, _ = load_compiled(compiled)
             ports, images = weight_ports(board, graph, schedule, outstanding=fetch_outstanding)
@@ -152,7 +155,7 @@ def build(source: str | os.PathLike, board: str | Board, out: str | os.PathLike,
             manifest["files"] = sorted(files)
             manifest["driver"] = sorted(driver)
         write_json(tmp / "build.json", manifest)
-    if run and board.ps != "none":
+    if run and board.has_ps:
         _run_vivado(out)
     logger.info("built %s for %s in %s", source, board.name, out)
     return manifest

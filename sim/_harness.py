@@ -37,14 +37,28 @@ class Port:
         return (self.width + 31) // 32
 
 
+_DECL = r"(input|output)\s+(?:wire\s+|reg\s+)?(?:\[(\d+):(\d+)\]\s*)?(\\?[A-Za-z_$][\w$]*)"
+
+
 def parse_ports(verilog: str, top: str) -> list[Port]:
-    """Ports of module ``top`` from Amaranth-generated Verilog (``input [7:0] name;`` lines)."""
+    """Ports of module ``top`` in ``verilog``: the declarations in its header (ANSI style,
+    ``input wire [7:0] name,``, one name each, as the board shells' top modules write them) and then
+    those in its body (``input [7:0] name;``, as Amaranth writes every module).
+
+    The one Verilog port parser of lowbit. lowbit's own modules get their ports from their
+    components' signatures; this is for Verilog that is only at hand as text: whatever a caller
+    hands :meth:`lowbit.sim.fast.VerilatedModel.build` (test benches, a compiled directory's
+    ``lowbit_top.v``) and the files of a Vivado plan checked on disk
+    (:mod:`lowbit.deploy.plancheck`).
+    """
     m = re.search(rf"^module\s+{re.escape(top)}\s*\((.*?)\);(.*?)^endmodule", verilog, re.S | re.M)
     if not m:
         raise ValueError(f"module {top!r} not found in the Verilog")
+    header = re.sub(r"\(\*.*?\*\)", " ", m.group(1), flags=re.S)  # attributes
+    decls = re.findall(rf"(?:^|[(,])\s*{_DECL}\s*(?=,|$)", header, re.M)
+    decls += re.findall(rf"^\s*{_DECL}\s*;", m.group(2), re.M)
     ports = []
-    for d, msb, lsb, name in re.findall(r"^\s*(input|output)\s+(?:wire\s+|reg\s+)?(?:\[(\d+):(\d+)\]\s*)?"
-                                        r"(\\?[A-Za-z_$][\w$]*)\s*;", m.group(2), re.M):
+    for d, msb, lsb, name in decls:
         width = int(msb) - int(lsb) + 1 if msb else 1
         ports.append(Port(name.lstrip("\\"), d, width))
     if not ports:
