@@ -26,6 +26,7 @@ import subprocess
 from pathlib import Path
 
 from .. import LowbitError
+from ..sim._harness import parse_ports
 
 __all__ = ["IP_PINS", "module_interfaces", "check_vivado_plan"]
 
@@ -59,17 +60,18 @@ _AXI_READ = {"araddr", "arvalid", "arready", "rdata", "rresp", "rvalid", "rready
 _AXI_WRITE = {"awaddr", "awvalid", "awready", "wdata", "wvalid", "wready", "bresp", "bvalid", "bready"}
 
 
-def _ports(verilog: str, module: str) -> list[str]:
-    m = re.search(rf"^module {module}\s*\((.*?)\);", verilog, re.M | re.S)
-    if m is None:
-        raise LowbitError(f"the plan's sources hold no module {module}")
-    return re.findall(r"^\s*(?:input|output)\s+wire\s+(?:\[[^\]]*\]\s*)?(\w+)", m.group(1), re.M)
-
-
 def module_interfaces(verilog: str, module: str = "lowbit_axis") -> tuple[set[str], set[str], set[str]]:
     """``(ports, interfaces, associated)`` of ``module``: its port names, the bus interfaces Vivado
-    infers from them, and the interfaces its clock's ``ASSOCIATED_BUSIF`` names."""
-    ports = _ports(verilog, module)
+    infers from them, and the interfaces its clock's ``ASSOCIATED_BUSIF`` names.
+
+    The plan's ``lowbit_axis.v`` is read as the file on disk, since that file is what Vivado will
+    read (it may have been edited after ``lowbit build``); its ports come from
+    :func:`lowbit.sim._harness.parse_ports`, the one Verilog port parser.
+    """
+    try:
+        ports = [p.name for p in parse_ports(verilog, module)]
+    except ValueError as e:  # no such module, or one without ports
+        raise LowbitError(f"the plan's sources: {e}") from None
     groups: dict[str, set[str]] = {}
     for p in ports:
         prefix, _, signal = p.rpartition("_")

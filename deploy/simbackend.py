@@ -7,7 +7,9 @@ and accelerator, the very Verilog of the plan) Verilated and driven like the boa
 which run real AXI4-Lite transactions on the simulated control block. A DMA transfer pair runs on
 the compiled fast path (:mod:`lowbit.sim.fast`): the send buffer's beats go into ``s_axis`` (with
 ``tlast`` on the last one, as the DMA sets it), the results come back from ``m_axis``, and the
-last result must carry ``tlast`` or the transfer fails as it would hang on the board.
+last result must carry ``tlast`` or the transfer fails as it would hang on the board. The
+Verilated top is ``lowbit_sim_shell`` (:func:`shell_wrapper_verilog`, the Amaranth component
+:class:`~lowbit.hw.axi.shells_sim.SimulatedShell`, whose module docstring gives its ports).
 """
 
 from __future__ import annotations
@@ -19,127 +21,34 @@ from pathlib import Path
 import numpy as np
 
 from .. import LowbitError
-from ..hw.axi.control import ADDR_BITS, REGISTERS, wbase_offsets
-from .vivado import WeightPort, axi_read_ports
+from ..hw.axi.control import REGISTERS, wbase_offsets
+from ..hw.axi.shells_axis import WeightPort
+from ..hw.axi.shells_sim import SIM_DDR_VERILOG, SimulatedShell, log_depth
+from ..hw.verilog import to_verilog
 from ..sim.fast import VerilatedModel
 import json
 from ..mapping.schedule import ddr_stream_bits
 from ..boards.records import get_board
 
-__all__ = ["SimulatedOverlay", "shell_wrapper_verilog"]
+__all__ = ["SimulatedOverlay", "shell_wrapper_verilog", "SIM_DDR_VERILOG"]
 
 log = logging.getLogger(__name__)
 
-_AXIL = (("awaddr", "input", ADDR_BITS), ("awvalid", "input", 1), ("awready", "output", 1), ("wdata", "input", 32),
-         ("wstrb", "input", 4), ("wvalid", "input", 1), ("wready", "output", 1), ("bresp", "output", 2),
-         ("bvalid", "output", 1), ("bready", "input", 1), ("araddr", "input", ADDR_BITS), ("arvalid", "input", 1),
-         ("arready", "output", 1), ("rdata", "output", 32), ("rresp", "output", 2), ("rvalid", "output", 1),
-         ("rready", "input", 1))
-
-
-SIM_DDR_VERILOG = """
-// lowbit_sim_ddr: a simulation-only AXI4 read slave standing for the PS's DDR behind one AXI-HP
-// port. 32-bit words loaded through (we, waddr, wdata); a read of byte address A returns words
-// (A >> 2) & (DEPTH - 1) onwards (buffers are aligned to a power of two at least their size).
-// Up to 16 bursts queued; a burst's data starts LATENCY cycles after its address was accepted; a
-// beat goes out when the credit (RATE bits per cycle, at most two beats banked) covers it.
-module lowbit_sim_ddr #(parameter AW = 32, DW = 64, LOG_DEPTH = 10, RATE = 64, LATENCY = 16) (
-  input wire clk, input wire rst,
-  input wire we, input wire [LOG_DEPTH-1:0] waddr, input wire [31:0] wdata,
-  input wire [AW-1:0] araddr, input wire [7:0] arlen, input wire arvalid, output wire arready,
-  output wire [DW-1:0] rdata, output wire [1:0] rresp, output wire rlast, output wire rvalid, input wire rready
-);
-  localparam N = DW / 32;
-  reg [31:0] mem [0:(1 << LOG_DEPTH) - 1];
-  always @(posedge clk) if (we) mem[waddr] <= wdata;
-  reg [LOG_DEPTH-1:0] qa [0:15];
-  reg [7:0] ql [0:15];
-  reg [31:0] qt [0:15];
-  reg [4:0] count;
-  reg [3:0] head, tail;
-  reg [31:0] now;
-  reg [7:0] beat;
-  reg [15:0] credit;
-  wire active = count != 0 && now >= qt[head];
-  assign arready = count != 16;
-  assign rvalid = active && credit >= DW;
-  assign rlast = beat == ql[head];
-  assign rresp = 2'b00;
-  genvar g;
-  generate for (g = 0; g < N; g = g + 1) begin : word
-    wire [LOG_DEPTH-1:0] idx = qa[head] + beat * N + g;
-    assign rdata[32 * g +: 32] = mem[idx];
-  end endgenerate
-  wire push = arvalid && arready;
-  wire pop = rvalid && rready && rlast;
-  always @(posedge clk) begin
-    if (rst) begin
-      count <= 0; head <= 0; tail <= 0; now <= 0; beat <= 0; credit <= 0;
-    end else begin
-      now <= now + 1;
-      if (push) begin
-        qa[tail] <= araddr[LOG_DEPTH+1:2];
-        ql[tail] <= arlen;
-        qt[tail] <= now + LATENCY;
-        tail <= tail + 1;
-      end
-      count <= count + push - pop;
-      if (rvalid && rready) begin
-        beat <= rlast ? 0 : beat + 1;
-        if (pop) head <= head + 1;
-      end
-      credit <= (credit + RATE - ((rvalid && rready) ? DW : 0) > 2 * DW) ? 2 * DW
-                : credit + RATE - ((rvalid && rready) ? DW : 0);
-    end
-  end
-endmodule
-"""
-
-
-def _log_depth(image_bytes: int) -> int:
-    """log2 of the 32-bit words of a simulated memory holding ``image_bytes`` bytes (at least 16 words)."""
-    return max(4, (-(-image_bytes // 4) - 1).bit_length())
-
-
 def shell_wrapper_verilog(tin: int, tout: int, weight_ports: list[dict] = (), *, rate: int = 64,
-                          latency: int = 16, log_depths: list[int] = ()) -> str:
-    """``lowbit_sim_shell``: ``lowbit_axis`` with its streams as ``i``/``o`` (``tlast`` as the top bit)
-    and, for each weight port (``build.json``'s ``weight_ports``), a :data:`SIM_DDR_VERILOG` memory on
-    its AXI port, loaded through ``ddr<k>__we`` / ``__addr`` / ``__data``.
+                          latency: int = 16, log_depths: list[int] | None = None) -> str:
+    """``lowbit_sim_shell``, the :class:`~lowbit.hw.axi.shells_sim.SimulatedShell` of
+    ``lowbit_axis`` with ``tin``/``tout``-bit ``tdata`` and the weight ports ``weight_ports``
+    (``build.json``'s ``weight_ports``), followed by :data:`SIM_DDR_VERILOG` when there are any.
 
-    Ports are declared in the body (``input [4:0] name;``), the style the fast path's parser reads.
+    ``log_depths`` sizes each port's memory (by default from the port's weight image); ``rate`` and
+    ``latency`` are the memories' bits per cycle and burst latency.
     """
-    ports = [("clk", "input", 1), ("rst", "input", 1)] + [(f"ctrl__{n}", d, w) for n, d, w in _AXIL] + [
-        ("i__valid", "input", 1), ("i__ready", "output", 1), ("i__payload", "input", tin + 1),
-        ("o__valid", "output", 1), ("o__ready", "input", 1), ("o__payload", "output", tout + 1)]
-    ddrs, wires, conns = [], [], []
-    for p, depth in zip(weight_ports, log_depths):
-        wp = WeightPort(**{f.name: p[f.name] for f in fields(WeightPort) if f.name in p})
-        k, aw, dw, bus = wp.index, wp.addr_bits, wp.data_bits, wp.bus
-        ports += [(f"ddr{k}__we", "input", 1), (f"ddr{k}__addr", "input", depth), (f"ddr{k}__data", "input", 32)]
-        for name, _, w in axi_read_ports(wp):
-            wires.append(f"  wire {'[%d:0] ' % (w - 1) if w > 1 else ''}{name};")
-            conns.append(f".{name}({name})")
-        ddrs.append(f"""  lowbit_sim_ddr #(.AW({aw}), .DW({dw}), .LOG_DEPTH({depth}), .RATE({rate}), .LATENCY({latency})) ddr{k} (
-    .clk(clk), .rst(rst), .we(ddr{k}__we), .waddr(ddr{k}__addr), .wdata(ddr{k}__data),
-    .araddr({bus}_araddr), .arlen({bus}_arlen), .arvalid({bus}_arvalid), .arready({bus}_arready),
-    .rdata({bus}_rdata), .rresp({bus}_rresp), .rlast({bus}_rlast), .rvalid({bus}_rvalid), .rready({bus}_rready));""")
-    decls = "\n".join(f"  {d} {'[%d:0] ' % (w - 1) if w > 1 else ''}{n};" for n, d, w in ports)
-    axil_conn = ", ".join(f".s_axi_{n}(ctrl__{n})" for n, _, _ in _AXIL)
-    w_conn = "".join(f",\n    {c}" for c in conns)
-    return f"""
-module lowbit_sim_shell({", ".join(n for n, _, _ in ports)});
-{decls}
-{chr(10).join(wires)}
-  lowbit_axis shell (.aclk(clk), .aresetn(!rst),
-    .s_axis_tdata(i__payload[{tin - 1}:0]), .s_axis_tvalid(i__valid), .s_axis_tready(i__ready),
-    .s_axis_tlast(i__payload[{tin}]),
-    .m_axis_tdata(o__payload[{tout - 1}:0]), .m_axis_tvalid(o__valid), .m_axis_tready(o__ready),
-    .m_axis_tlast(o__payload[{tout}]),
-    {axil_conn}{w_conn});
-{chr(10).join(ddrs)}
-endmodule
-""" + (SIM_DDR_VERILOG if weight_ports else "")
+    ports = [WeightPort(**{f.name: p[f.name] for f in fields(WeightPort) if f.name in p})
+             for p in weight_ports]
+    shell = SimulatedShell(in_tdata_bits=tin, out_tdata_bits=tout, weight_ports=ports,
+                           log_depths=None if log_depths is None else list(log_depths), rate=rate,
+                           latency=latency)
+    return to_verilog(shell, name="lowbit_sim_shell") + (SIM_DDR_VERILOG if ports else "")
 
 
 class _Channel:
@@ -275,7 +184,7 @@ class SimulatedOverlay:
                 image = plan_dir / "driver" / f"weights_w{p['index']}.bin"
                 if not image.is_file():
                     raise LowbitError(f"{plan_dir}: missing driver/{image.name} (weight port {p['index']})")
-                self.log_depths.append(_log_depth(image.stat().st_size))
+                self.log_depths.append(log_depth(image.stat().st_size))
         self.ddr_bits_per_cycle = ddr_bits_per_cycle
         text = "\n".join((plan_dir / n).read_text() for n in sources)
         text += shell_wrapper_verilog(self.tin, self.tout, self.weight_ports, rate=ddr_bits_per_cycle or 64,

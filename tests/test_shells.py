@@ -65,7 +65,7 @@ def uart_design(tmp_path_factory):
     d = tmp_path_factory.mktemp("icebreaker")
     rep = compile_model(GRAPH, d, board="icebreaker")
     verilog = (d / "lowbit_top.v").read_text()
-    return verilog, StreamFormat(**rep["stream_format"]), rep["mapping"]
+    return verilog, rep.stream_format, rep.mapping
 
 
 def _uart_model(verilog: str, div: int) -> VerilatedModel:
@@ -326,3 +326,167 @@ def test_axis_adapter_stalls_when_its_tlast_fifo_is_full_also_after_wrapping():
     assert i == n
     assert out == data
     assert out_last == lasts
+
+
+# -- the shells as Amaranth components: ports from signatures ------------------------------------
+
+
+def _widths(signature) -> dict:
+    from amaranth.hdl import Shape
+
+    from lowbit.hw.axi.shells import port_names
+
+    return {name: (m.flow, Shape.cast(m.shape).width) for name, m in port_names(signature).items()}
+
+
+def test_accelerator_signature_matches_the_accelerators_ports():
+    """The black box ``lowbit_top`` the shells instantiate has the ports of the real accelerator,
+    widths from its stream format (no Verilog read): also with a weight port streamed from DDR."""
+    from lowbit.hw.axi.shells import accelerator_signature, payload_bits
+    from lowbit.hw.mvtu.spec import MVTUSpec
+    from lowbit.hw.top import Accelerator, stream_format
+
+    g = mlp((64, 32, 16, 10), seed=3)
+    for ram in ("auto", "external"):
+        specs = [MVTUSpec(n, pe=2, simd=8, weight_ram=ram if i == 1 else "auto")
+                 for i, n in enumerate(g.nodes)]
+        acc = Accelerator(specs)
+        words = {k: specs[k].weight_word_bits for k in acc.streamed}
+        black_box = accelerator_signature(*payload_bits(stream_format(acc)), words)
+        assert _widths(black_box) == _widths(acc.signature)
+
+
+@pytest.mark.parametrize("shell", ["uart", "axis", "sim"])
+def test_shell_verilog_ports_are_the_components_signature(shell):
+    """The top module each deploy function writes has exactly the ports of its component's
+    signature, read back by the one Verilog port parser (ANSI header or Amaranth body)."""
+    from lowbit.deploy.simbackend import shell_wrapper_verilog
+    from lowbit.deploy.vivado import WeightPort, axis_adapter_verilog
+    from lowbit.hw.axi.shells_axis import AXISAdapter
+    from lowbit.hw.axi.shells_sim import SimulatedShell
+    from lowbit.hw.axi.shells_uart import UARTShell
+    from lowbit.sim._harness import parse_ports
+
+    ports = [WeightPort(0, 1, 64, 48, 64, 32), WeightPort(1, 2, 96, 20, 128, 40)]
+    extra = {}
+    if shell == "uart":
+        text, top = uart_shell_verilog(40, 22, 12e6), "lowbit_uart_top"
+        component = UARTShell(in_bits=40, out_bits=22, clk_hz=12e6, baud=BAUD)
+    elif shell == "axis":
+        text, top = axis_adapter_verilog(21, 40, 3, ports), "lowbit_axis"
+        component = AXISAdapter(in_bits=21, out_bits=40, beats_per_image=3, weight_ports=ports)
+        busif = "ASSOCIATED_BUSIF s_axis:m_axis:s_axi:m_axi_w0:m_axi_w1, ASSOCIATED_RESET aresetn"
+        assert busif in text
+    else:
+        fields = ("index", "unit", "word_bits", "words", "data_bits", "addr_bits")
+        text = shell_wrapper_verilog(32, 64, [{f: getattr(p, f) for f in fields} for p in ports])
+        top = "lowbit_sim_shell"
+        component = SimulatedShell(in_tdata_bits=32, out_tdata_bits=64, weight_ports=ports)
+        extra = {"clk": ("input", 1), "rst": ("input", 1)}  # its sync domain
+    parsed = {p.name: (p.direction, p.width) for p in parse_ports(text, top)}
+    expect = {n: ("input" if str(flow) == "In" else "output", w)
+              for n, (flow, w) in _widths(component.signature).items()}
+    assert parsed == {**expect, **extra}
+
+
+def test_sim_shell_sizes_each_ddr_model_like_the_overlay():
+    """Without ``log_depths`` each memory holds the port's weight image, as SimulatedOverlay sizes
+    it from the driver's weights_w<k>.bin (pack_image of the image)."""
+    from lowbit.deploy.vivado import WeightPort
+    from lowbit.hw.axi.shells_sim import SimulatedShell, log_depth
+    from lowbit.hw.axi.wfetch import pack_image
+
+    ports = [WeightPort(0, 1, 64, 48, 64, 32), WeightPort(1, 3, 96, 20, 128, 40)]
+    shell = SimulatedShell(in_tdata_bits=32, out_tdata_bits=64, weight_ports=ports)
+    images = [pack_image([0] * p.words, p.word_bits, p.data_bits) for p in ports]
+    assert shell.log_depths == [log_depth(len(image)) for image in images] == [7, 6]
+    with pytest.raises(ValueError, match=r"log_depths must hold one entry per weight port \(2\), "
+                                         r"not \[7\]"):
+        SimulatedShell(in_tdata_bits=32, out_tdata_bits=64, weight_ports=ports, log_depths=[7])
+
+
+def test_shell_components_name_the_bad_parameter():
+    from lowbit.deploy.vivado import WeightPort
+    from lowbit.hw.axi.shells import accelerator_signature, black_box
+    from lowbit.hw.axi.shells_axis import AXISAdapter
+    from lowbit.hw.axi.shells_uart import UARTShell
+
+    with pytest.raises(ValueError, match="in_bits must be a positive integer, not 0"):
+        UARTShell(in_bits=0, out_bits=8, clk_hz=12e6, baud=BAUD)
+    with pytest.raises(ValueError, match="clk_hz must give at least 4 clocks per bit at 115200 "
+                                         "baud, not 400000"):
+        UARTShell(in_bits=8, out_bits=8, clk_hz=400_000, baud=BAUD)
+    with pytest.raises(ValueError, match="beats_per_image must be a positive integer, not 0"):
+        AXISAdapter(in_bits=8, out_bits=8, beats_per_image=0)
+    with pytest.raises(ValueError, match="tlast_depth must be a power of two, not 48"):
+        AXISAdapter(in_bits=8, out_bits=8, beats_per_image=1, tlast_depth=48)
+    with pytest.raises(ValueError, match=r"weight_ports\[0\]\.index must be 0, not 1"):
+        AXISAdapter(in_bits=8, out_bits=8, beats_per_image=1,
+                    weight_ports=[WeightPort(1, 0, 8, 4, 64, 32)])
+    names = ("i__valid", "i__ready", "i__payload", "o__valid", "o_ready", "o__payload")
+    with pytest.raises(ValueError, match=r"ports of lowbit_top must match its signature: "
+                                         r"missing \['o__ready'\], unknown \['o_ready'\]"):
+        black_box("lowbit_top", accelerator_signature(8, 8), {n: None for n in names})
+
+
+ACCEL_WITH_WS = """module lowbit_top(clk, rst, i__valid, i__ready, i__payload, o__valid, o__ready,
+  o__payload, ws1__valid, ws1__ready, ws1__payload);
+  input clk;
+  input rst;
+  input i__valid;
+  output i__ready;
+  input [39:0] i__payload;
+  output o__valid;
+  input o__ready;
+  output [21:0] o__payload;
+  input ws1__valid;
+  output ws1__ready;
+  input [63:0] ws1__payload;
+endmodule
+"""
+
+
+def test_vivado_plan_checks_the_weight_ports_width_in_the_accelerators_verilog():
+    from lowbit import LowbitError
+    from lowbit.boards import get_board
+    from lowbit.deploy.vivado import WeightPort, vivado_plan_files
+
+    board, top = get_board("pynq-z2"), ACCEL_WITH_WS
+    args = dict(clock_mhz=100.0, in_bits=40, out_bits=22, beats_per_image=2)
+    files, _ = vivado_plan_files(board, top, weight_ports=[WeightPort(0, 1, 64, 8, 64, 32)], **args)
+    assert "lowbit_wfetch0 wfetch0" in files["lowbit_axis.v"]
+    with pytest.raises(LowbitError, match="weight port ws1 takes 64-bit words, not the 128-bit "
+                                          "words of weight port 0"):
+        vivado_plan_files(board, top, weight_ports=[WeightPort(0, 1, 128, 8, 64, 32)], **args)
+    with pytest.raises(LowbitError, match="has no module lowbit_top"):
+        vivado_plan_files(board, top.replace("lowbit_top", "other"), **args)
+
+
+def _stub_top(ws: bool = False) -> str:
+    """A ``lowbit_top`` that drives its outputs from its inputs, for linting a shell around it."""
+    ws_ports = (",\n  input wire ws1__valid, output wire ws1__ready, input wire [63:0] ws1__payload"
+                if ws else "")
+    ws_logic = "  assign ws1__ready = ws1__valid && ws1__payload[0];\n" if ws else ""
+    return ("module lowbit_top(input wire clk, input wire rst, input wire i__valid,\n"
+            "  output wire i__ready, input wire [39:0] i__payload, output wire o__valid,\n"
+            f"  input wire o__ready, output wire [21:0] o__payload{ws_ports});\n"
+            "  assign i__ready = !rst && clk; assign o__valid = i__valid && o__ready;\n"
+            f"  assign o__payload = i__payload[21:0];\n{ws_logic}endmodule\n")
+
+
+def test_shells_lint_clean(tmp_path):
+    """``verilator --lint-only -Wall`` with the library's waivers: the UART shell is clean; in the
+    AXI-Stream adapter's plan only the control block's case statements warn (CASEINCOMPLETE)."""
+    from lowbit.deploy.vivado import (WeightPort, axis_adapter_verilog, control_verilog,
+                                      fetcher_verilog)
+    from lowbit.hw.verilog import lint
+
+    uart = tmp_path / "uart.v"
+    uart.write_text(_stub_top() + uart_shell_verilog(40, 22, 12e6))
+    assert lint(uart, top="lowbit_uart_top") == []
+    ports = [WeightPort(0, 1, 64, 8, 64, 32)]
+    axis = tmp_path / "axis.v"
+    axis.write_text(_stub_top(ws=True) + control_verilog(2, 1) + fetcher_verilog(ports)
+                    + axis_adapter_verilog(40, 22, 2, ports))
+    warnings = lint(axis, top="lowbit_axis")
+    assert all("CASEINCOMPLETE" in w for w in warnings), warnings
