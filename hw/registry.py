@@ -31,7 +31,7 @@ FAMILIES: dict[type, tuple[type, ...]] = {
 }
 """IR node type -> spec families that implement it (the first is the default engine)."""
 
-ENGINES: dict[str, type] = {"mvtu": MVTUSpec, "sparse": SparseLayerSpec}
+ENGINES: dict[str, type] = {f.ENGINE: f for f in FAMILIES[MatMulThreshold]}
 """Engine names of a schedule (``LayerFolding.engine``) -> the matrix-product family."""
 
 

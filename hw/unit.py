@@ -100,6 +100,9 @@ class ImageBlock:
     and out (a mixin of the frozen spec dataclasses that have ``node``, ``in_shape``, ``dtype``,
     ``simd``, ``elem_bits``, ``out_dims`` and ``cycles()`` per image)."""
 
+    ENGINE = "-"
+    """Not a matrix-product engine (the schedule's ``engine`` names those)."""
+
     @property
     def in_elems(self) -> int:
         return self.simd

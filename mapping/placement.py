@@ -11,8 +11,7 @@ bottleneck (cycles per image), by the share of the board they use.
 from __future__ import annotations
 
 from ..boards import Board, get_board
-from ..hw.sparse.layer_spec import SparseLayerSpec, sparse_eligible
-from ..hw.mvtu.spec import MVTUSpec
+from ..hw.sparse.layer_spec import sparse_eligible
 from ..ir.graph import IntegerGraph, MatMulThreshold
 from .folding import SPARSE_MAX_DENSITY, cheapness, layer_options
 from .schedule import Schedule, ddr_stream_bits, pipeline_cycles, vectors_per_image
@@ -22,12 +21,6 @@ __all__ = ["placement_reasons"]
 
 def _res(r) -> str:
     return f"{r.lut:,.0f} LUT, {r.ff:,.0f} FF, {r.bram36:g} BRAM36, {r.dsp:g} DSP"
-
-
-def _folding(spec) -> str:
-    if isinstance(spec, SparseLayerSpec):
-        return f"sparse engine N={spec.pes}, lanes={spec.lanes}, D={spec.depth}"
-    return f"MVTU PE={spec.pe}, SIMD={spec.simd}"
 
 
 def placement_reasons(graph: IntegerGraph, schedule: Schedule, *, board: Board | None = None,
@@ -47,7 +40,7 @@ def placement_reasons(graph: IntegerGraph, schedule: Schedule, *, board: Board |
     for i, (node, spec, layer) in enumerate(zip(graph.nodes, specs, schedule.layers)):
         if not isinstance(node, MatMulThreshold):
             continue
-        engine = "sparse" if isinstance(spec, SparseLayerSpec) else "mvtu"
+        engine = spec.ENGINE
         entry = {"layer": node.name, "engine": engine}
         why = sparse_eligible(node)
         w = node.weight_values
@@ -67,34 +60,34 @@ def placement_reasons(graph: IntegerGraph, schedule: Schedule, *, board: Board |
 
 
 def _compare(graph, i, spec, layer, bottleneck, board, port, act_density, density) -> dict:
-    if isinstance(spec, SparseLayerSpec):
+    if spec.ENGINE == "sparse":
         density_act = layer.act_density
     else:
         density_act = act_density if isinstance(act_density, (int, float)) else act_density.get(layer.name, 0.5)
     options = layer_options(graph, i, port, density_act)
     meet = [c for c in options if c.cycles <= bottleneck]
 
-    def best(kind):
-        pool = [c for c in meet if isinstance(c.spec, kind)]
+    def best(engine):
+        pool = [c for c in meet if c.spec.ENGINE == engine]
         return min(pool, key=lambda c: (cheapness(c.resources, board), c.resources.lut)) if pool else None
 
-    sparse, dense = best(SparseLayerSpec), best(MVTUSpec)
+    sparse, dense = best("sparse"), best("mvtu")
     mean_act = sum(density_act) / len(density_act) if isinstance(density_act, tuple) else density_act
     profile = " (per-column profile)" if isinstance(density_act, tuple) else ""
     facts = (f"weight density {100 * density:.1f} %, activations {100 * mean_act:.0f} %{profile}, "
              f"bottleneck {bottleneck:,} cycles")
-    engine = "sparse" if isinstance(spec, SparseLayerSpec) else "mvtu"
+    engine = spec.ENGINE
     if sparse is None:
         return {"reason": f"{engine}: no sparse-engine folding meets the bottleneck ({facts})"}
     if dense is None:
-        return {"reason": f"{engine}: no MVTU folding meets the bottleneck; {_folding(sparse.spec)} does in "
+        return {"reason": f"{engine}: no MVTU folding meets the bottleneck; {sparse.spec.folding_label()} does in "
                           f"{sparse.cycles:,} cycles ({facts})"}
     cheaper = ("sparse engine" if cheapness(sparse.resources, board) < cheapness(dense.resources, board)
                else "MVTU")
     return {
-        "reason": (f"{engine}: {_folding(sparse.spec)} meets it in {sparse.cycles:,} cycles with "
+        "reason": (f"{engine}: {sparse.spec.folding_label()} meets it in {sparse.cycles:,} cycles with "
                    f"{_res(sparse.resources)} ({100 * cheapness(sparse.resources, board):.1f} % of the board); "
-                   f"{_folding(dense.spec)} in {dense.cycles:,} cycles with {_res(dense.resources)} "
+                   f"{dense.spec.folding_label()} in {dense.cycles:,} cycles with {_res(dense.resources)} "
                    f"({100 * cheapness(dense.resources, board):.1f} %): the {cheaper} is cheaper ({facts})"),
         "sparse_cycles": sparse.cycles, "mvtu_cycles": dense.cycles,
         "sparse_resources": sparse.resources.as_dict(), "mvtu_resources": dense.resources.as_dict(),

@@ -36,7 +36,7 @@ from ..ir.resources import RESOURCE_KINDS, Resources
 from ..hw.mvtu.spec import streams_weights
 from ..hw.registry import ENGINES as ENGINE_FAMILIES
 from ..hw.registry import stitching, unit_spec
-from ..hw.sparse.layer_spec import SparseLayerSpec, check_act_density
+from ..hw.sparse.layer_spec import check_act_density
 from ..hw.unit import UnitSpec
 from ..ir.graph import IntegerGraph, MatMulThreshold, SlidingWindow
 
@@ -60,7 +60,7 @@ def _is_count(v) -> bool:
 WEIGHT_PLACEMENTS = ("onchip", "ddr")
 """Where a layer's weights live: on chip (block RAM, LUTRAM or logic) or in DDR, streamed in."""
 
-ENGINES = ("mvtu", "sparse")
+ENGINES = tuple(ENGINE_FAMILIES)
 """Engines a matrix product can be placed on: the dense MVTU, or the EIE-style sparse engine
 (:class:`~lowbit.hw.sparse.layer_spec.SparseLayerSpec`; ``pe`` is then its PEs, ``simd`` its input
 lanes)."""
@@ -352,7 +352,7 @@ class Schedule:
             "board": board.name,
             "clock_mhz": self.clock_mhz,
             "layers": [{"name": s.node.name, "op": type(s.node).__name__,
-                        "engine": next((e for e, f in ENGINE_FAMILIES.items() if isinstance(s, f)), "-"),
+                        "engine": s.ENGINE,
                         "mw": getattr(s, "mw", "-"), "mh": getattr(s, "mh", "-"),
                         "pe": getattr(s, "pe", s.simd), "simd": s.simd,
                         "weights": "ddr" if streams_weights(s) else "onchip",
@@ -519,10 +519,10 @@ def _memory_roofline(specs: list, board: Board, compute_fps: float, vectors: lis
     layers, streamed_bits = [], 0
     weight_bits = 0
     for s, v in zip(specs, vectors):
-        if isinstance(s, SparseLayerSpec):
+        if s.ENGINE == "sparse":
             bits = s.engine.image.encoded_bits(pointer_bits=s.engine.pointer_bits, codebook_bits=s.engine.weight_bits)
             layers.append({"layer": s.node.name, "placement": "onchip", "weight_bits": bits})
-        elif isinstance(s, ENGINE_FAMILIES["mvtu"]):
+        elif s.ENGINE == "mvtu":
             bits = s.mw * s.mh * s.node.weight_dtype.bits
             entry = {"layer": s.node.name, "placement": "onchip", "weight_bits": bits}
             if streams_weights(s) and ddr_bits is not None:

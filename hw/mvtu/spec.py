@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 
@@ -148,6 +149,8 @@ class MVTUSpec(NodeShape):
     weights_writable : bool
         Add a write port to the weight memory (run-time weights over AXI4-Lite).
     """
+
+    ENGINE: ClassVar[str] = "mvtu"
 
     node: MatMulThreshold
     pe: int
@@ -329,6 +332,9 @@ class MVTUSpec(NodeShape):
     def schedule_options(self) -> dict:
         """The :class:`~lowbit.mapping.schedule.LayerFolding` options beyond PE and SIMD."""
         return {"weights": "ddr"} if streams_weights(self) else {}
+
+    def folding_label(self) -> str:
+        return f"MVTU PE={self.pe}, SIMD={self.simd}"
 
     @classmethod
     def candidates(cls, node: MatMulThreshold, ctx) -> list["MVTUSpec"]:

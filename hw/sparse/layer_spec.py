@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import numpy as np
 
@@ -149,6 +150,8 @@ class SparseLayerSpec(NodeShape):
         Entries per word of each PE's sparse-matrix memory.
     """
 
+    ENGINE: ClassVar[str] = "sparse"
+
     node: MatMulThreshold
     pes: int
     lanes: int = 4
@@ -254,6 +257,9 @@ class SparseLayerSpec(NodeShape):
     def cycles_per_image(self, vectors: int = 1, ddr_bits: int | None = None) -> int:
         """``cycles() * vectors`` (the modelled cycles per vector at the spec's activation density)."""
         return self.cycles() * vectors
+
+    def folding_label(self) -> str:
+        return f"sparse engine N={self.pes}, lanes={self.lanes}, D={self.depth}"
 
     def schedule_options(self) -> dict:
         """The :class:`~lowbit.mapping.schedule.LayerFolding` options beyond PE and SIMD."""
