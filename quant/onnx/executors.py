@@ -96,20 +96,28 @@ class Reference:
     ints : tuple of int
         Shape operands (shape, axes, indices) converted to int64 first: shape arithmetic on
         constants may have produced them in float64.
+
+    Notes
+    -----
+    Like the hand-written executors, it reads only the operands and attributes the operator
+    defines (extra ones are ignored) and raises the error of the failing computation itself (the
+    evaluator's wrappers are unwrapped).
     """
 
     f64: tuple[int, ...] | None = ()
     ints: tuple[int, ...] = ()
 
     def __call__(self, ins: list, a: dict, node: onnx.NodeProto, opset: int) -> list:
+        try:
+            schema = onnx.defs.get_schema(node.op_type, opset, "")
+        except onnx.defs.SchemaError:  # an operator newer than the model's opset: its latest form
+            schema = onnx.defs.get_schema(node.op_type, "")
+            opset = schema.since_version
+        ins = list(ins[:schema.max_input])
         names = [f"in{i}" if v is not None else "" for i, v in enumerate(ins)]
         outs = [f"out{i}" for i in range(len(node.output))]
-        call = onnx.NodeProto()
-        call.CopyFrom(node)
-        call.domain = ""
-        del call.input[:], call.output[:]
-        call.input.extend(names)
-        call.output.extend(outs)
+        call = helper.make_node(node.op_type, names, outs, name=node.name)
+        call.attribute.extend(x for x in node.attribute if x.name in schema.attributes)
         feeds = {}
         for i, v in enumerate(ins):
             if v is None:
@@ -121,7 +129,12 @@ class Reference:
             feeds[names[i]] = np.asarray(v)
         fn = helper.make_function("lowbit", node.op_type, [n for n in names if n], outs, [call],
                                   opset_imports=[helper.make_opsetid("", opset)])
-        return list(ReferenceEvaluator(fn).run(None, feeds, attributes={}))
+        try:
+            return list(ReferenceEvaluator(fn).run(None, feeds, attributes={}))
+        except Exception as e:  # the evaluator wraps the failing computation's error
+            while e.__cause__ is not None:
+                e = e.__cause__
+            raise e from None
 
 
 # -- hand-written executors -----------------------------------------------------------------------

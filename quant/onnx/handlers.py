@@ -1,10 +1,11 @@
 """The importer's handlers: one function per ONNX operator, named by the op table (:mod:`.ops`).
 
 A handler lowers one node whose operands include the activation: ``handler(lw, node, ins, attrs)``
-gets the lowering state ``lw`` (:class:`lowbit.quant.onnx.importer._Importer`), the node, its
-inputs (the activation, constants, quantized constants or ``None``) and its decoded attributes, and
+gets the lowering state ``lw`` (:class:`lowbit.quant.onnx.lower.Lowering`), the node, its inputs
+(the activation, constants, quantized constants or ``None``) and its decoded attributes, and
 returns the node's output (an activation, or a constant for shape arithmetic). It raises through
-``lw.err`` (or ``ValueError``), which names the file, node and op type.
+``lw.err`` (or ``ValueError``), which names the file, node and op type. A weight quantizer's
+``fold`` function has the same signature and turns constant weights into a quantized constant.
 """
 
 from __future__ import annotations
@@ -246,10 +247,6 @@ def reshape_like(lw, node, ins, a):
 # matrix products -------------------------------------------------------------------------
 
 
-def _input_codes(lw, node, act) -> Act:
-    return lw.materialize(node, act)
-
-
 def _pending_matmul(lw, node, x: Act, wq: np.ndarray, row_scale, wdtype, bias, name, cols_phys, out_idx,
                     out_phys, alpha=1.0):
     """Start a pending layer: ``wq`` (MH, K) logical codes, columns mapped to physical positions."""
@@ -280,7 +277,7 @@ def _pending_matmul(lw, node, x: Act, wq: np.ndarray, row_scale, wdtype, bias, n
 
 def _fc(lw, node, x: Act, wlog: np.ndarray, row_scale, wdtype, bias, alpha=1.0):
     """A fully connected layer on the activation ``x`` with logical weights ``(MH, K)``."""
-    x = _input_codes(lw, node, x)
+    x = lw.codes(node, x)
     k = int(np.prod(x.idx.shape))
     if wlog.shape[1] != x.idx.shape[-1]:
         raise lw.err(node, f"weights have {wlog.shape[1]} inputs, but the activation has shape "
@@ -327,7 +324,7 @@ def matmul(lw, node, ins, a):
 
 
 def _pixelwise(lw, node, x, wlog, rs, dt):
-    x = _input_codes(lw, node, x)
+    x = lw.codes(node, x)
     if not np.array_equal(x.idx, image_idx(x.phys[2], x.phys[0], x.phys[1], nchw=False)):
         raise lw.err(node, "needs an NHWC activation on its last axis")
     if wlog.shape[1] != x.phys[2]:
@@ -339,7 +336,7 @@ def _pixelwise(lw, node, x, wlog, rs, dt):
 
 
 def xnor_popcount_matmul(lw, node, ins, a):
-    x = _input_codes(lw, node, ins[0])
+    x = lw.codes(node, ins[0])
     if x.dtype.kind is not Kind.BIPOLAR:
         raise lw.err(node, f"needs a binary input, not {x.dtype}")
     wb = np.asarray(lw.fconst(node, node.input[1], "weights"))
@@ -357,7 +354,7 @@ def xnor_popcount_matmul(lw, node, ins, a):
 
 
 def matmul_integer(lw, node, ins, a):
-    x = _input_codes(lw, node, ins[0])
+    x = lw.codes(node, ins[0])
     if len(ins) > 2 and ins[2] is not None:
         z = lw.fconst(node, node.input[2], "a zero point")
         x = lw.elementwise(node, x, lw.affine_from(node, x, 1.0, -z, "a zero point"), internal=True)
@@ -369,7 +366,7 @@ def matmul_integer(lw, node, ins, a):
 
 
 def qlinear_matmul(lw, node, ins, a):
-    x = _input_codes(lw, node, ins[0])
+    x = lw.codes(node, ins[0])
     xs, xz = lw.scalar(node, node.input[1], "a scale"), lw.scalar(node, node.input[2], "a zero point")
     x = lw.elementwise(node, x, Affine(fraction_array([xs] * x.channels),
                                        fraction_array([-xz * xs] * x.channels)), internal=True)
@@ -433,7 +430,7 @@ def _geometry(lw, node, a, kshape):
 
 
 def conv(lw, node, ins, a):
-    x = _input_codes(lw, node, ins[0])
+    x = lw.codes(node, ins[0])
     h, w_, c = _image(lw, node, x)
     codes, rs, dt = lw.weights(node, node.input[1], 0)
     if codes.ndim != 4:
@@ -481,7 +478,7 @@ def conv(lw, node, ins, a):
 
 
 def im2col(lw, node, ins, a):
-    x = _input_codes(lw, node, ins[0])
+    x = lw.codes(node, ins[0])
     h, w_, c = _image(lw, node, x, nchw=False)
     ks, st = list(a["kernel_size"]), list(a["stride"])
     pads = list(a.get("pad_amount", [0, 0, 0, 0]))
@@ -535,7 +532,7 @@ def average_pool(lw, node, ins, a):
     k, s, p = _geometry(lw, node, a, a["kernel_shape"])
     if p:
         raise lw.err(node, "padding is not supported for AveragePool; use pads 0")
-    x = _input_codes(lw, node, ins[0])
+    x = lw.codes(node, ins[0])
     h, w_, c = _image(lw, node, x)
     dense = np.zeros((c, k, k, c), dtype=np.int64)
     for ch in range(c):
@@ -551,7 +548,7 @@ def average_pool(lw, node, ins, a):
 
 
 def _global_pool(lw, node, x, mean: bool, nchw: bool):
-    x = _input_codes(lw, node, x)
+    x = lw.codes(node, x)
     h, w_, c = _image(lw, node, x, nchw)
     n = h * w_
     lw.emit(GlobalAccPool(node.name, x.dtype), node.name)
@@ -590,7 +587,7 @@ def greater_or_equal(lw, node, ins, a):
 
 
 def qlinear_conv(lw, node, ins, a):
-    x = _input_codes(lw, node, ins[0])
+    x = lw.codes(node, ins[0])
     xs, xz = lw.scalar(node, node.input[1], "x scale"), lw.scalar(node, node.input[2], "x zero point")
     x = lw.elementwise(node, x, Affine(fraction_array([xs] * x.channels),
                                        fraction_array([-xz * xs] * x.channels)), internal=True)

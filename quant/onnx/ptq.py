@@ -26,7 +26,8 @@ from onnx import helper, numpy_helper
 
 from ... import LowbitError
 from . import ops as onnx_ops
-from .importer import ImportResult, _check, import_onnx, load_model
+from .importer import ImportResult, import_onnx
+from .read import check_model, load_model
 from .ops import OPS
 
 __all__ = ["PTQConfig", "quantize_model", "insert_quantizers", "quantize_weights"]
@@ -189,7 +190,7 @@ def insert_quantizers(model: onnx.ModelProto, calib: np.ndarray, config: PTQConf
 def quantize_model(source, calib: np.ndarray, config: PTQConfig, progress=None) -> tuple[ImportResult, onnx.ModelProto]:
     """Post-training quantization: the imported integer graph and the QONNX model it came from."""
     model, label = load_model(source)
-    model = _check(model, label)
+    model = check_model(model, label)
     calib = np.asarray(calib)
     if calib.ndim < 2 or not np.isfinite(calib).all():
         raise LowbitError(f"{label}: the calibration data must be a finite array (B, ...), not shape {calib.shape}")

@@ -1,0 +1,314 @@
+"""Stage 2 of the import: walk the nodes of a checked model into a chain of graph nodes.
+
+The model must be a chain: one input, one output, every other operand a constant. Nodes are
+visited in order; each tensor is a constant (a NumPy array), a quantized constant
+(:class:`~.states.QConst`) or the activation, in one of three states (:mod:`.states`):
+
+* :class:`~.states.Raw`: the float input before its quantizer (the graph input becomes that
+  quantizer's codes);
+* :class:`~.states.Codes`: integer codes produced by the graph so far, with per-channel value
+  ``scale * values(code) + offset``;
+* :class:`~.states.Pending`: the dot product of a matrix product not yet emitted, followed by a
+  chain of exact element-wise functions (:mod:`lowbit.quant.streamline`), folded into integer
+  thresholds (:mod:`.solve`) when the next consumer needs codes.
+
+A node without an activation operand is folded on constants (its row's ``fold`` for weight
+quantizers, its executor otherwise); a node with one goes to its row's handler (:mod:`.handlers`).
+The result is a :class:`Lowered` chain: the graph nodes emitted so far and the final activation,
+which :mod:`.emit` turns into the last layer and the :class:`~.emit.ImportResult`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+
+import numpy as np
+from onnx import numpy_helper
+
+from ... import LowbitError
+from ...ir.datatypes import TERNARY, DataType, Kind
+from ..streamline import Affine, fraction_array
+from . import ops as onnx_ops
+from .ops import OPS, OpSpec
+from .read import Source, finn_dtype, node_error
+from .solve import solve_input, solve_layer
+from .states import Act, Codes, Layer, Pending, QConst, Raw, detect_codes, weight_dtype
+
+__all__ = ["Lowered", "Lowering", "lower"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, eq=False)
+class Lowered:
+    """A model walked into graph nodes, up to its last layer.
+
+    Parameters
+    ----------
+    source : Source
+        The checked model.
+    nodes : tuple
+        The graph nodes emitted, in order.
+    origins : mapping of str to tuple of str
+        For each graph node, the ONNX nodes it comes from.
+    layer_scales : mapping of str to (numpy.ndarray, numpy.ndarray)
+        For each thresholding layer, the exact scale and offset of its output codes.
+    output : Act
+        The model's output activation (a pending last layer when the model can be imported).
+    input : Codes
+        The graph's input codes (the input quantizer's, or the integer input's).
+    input_tensor : str or None
+        The ONNX tensor holding the quantized input (``None``: the model input itself).
+    input_idx : numpy.ndarray
+        Layout of ``input_tensor``: the physical position of every element.
+    table : mapping of str to OpSpec
+        The op table the walk used.
+    """
+
+    source: Source
+    nodes: tuple
+    origins: Mapping[str, tuple[str, ...]]
+    layer_scales: Mapping[str, tuple[np.ndarray, np.ndarray]]
+    output: Act
+    input: Codes
+    input_tensor: str | None
+    input_idx: np.ndarray
+    table: Mapping[str, OpSpec]
+
+
+class Lowering:
+    """The state of the walk, and what the handlers use: constants, per-channel constants, weights,
+    integer codes of the activation, element-wise functions and graph nodes.
+
+    Parameters
+    ----------
+    source : Source
+        The checked model.
+    table : mapping of str to OpSpec
+        The op table whose handlers and executors the walk uses.
+    """
+
+    def __init__(self, source: Source, table: Mapping[str, OpSpec] = OPS):
+        self.source = source
+        self.model, self.label, self.ops = source.model, source.label, table
+        self.nodes: list = []
+        self.layer_scales: dict = {}
+        self.origins: dict[str, list[str]] = {}
+        self.env: dict[str, object] = {t.name: numpy_helper.to_array(t)
+                                       for t in source.model.graph.initializer}
+        self.env[source.input_name] = source.input
+        self.input_act: tuple[Codes, str | None, np.ndarray] | None = None
+
+    def err(self, node, msg) -> LowbitError:
+        """The error for ``node``: names the file, the node and its op type."""
+        return node_error(self.label, node.name, node.op_type, msg)
+
+    # the walk --------------------------------------------------------------------------------------
+    def walk(self) -> Lowered:
+        """Lower every node in order; the chain up to the model's output."""
+        for i, node in enumerate(self.model.graph.node):
+            if not node.name:
+                node.name = f"{node.op_type}_{i}"
+            ins = [self.env.get(n) if n else None for n in node.input]
+            acts = [x for x in ins if isinstance(x, Act)]
+            if not acts:
+                self.fold(node, ins)
+                continue
+            if len(acts) > 1:
+                raise self.err(node, "combines two activations (a residual or skip connection); "
+                                     "lowbit imports chains: fold the branch into one path")
+            try:
+                out = self.ops[node.op_type].lower(self, node, ins, onnx_ops.attributes(node))
+            except (ValueError, ZeroDivisionError, OverflowError) as e:
+                raise self.err(node, str(e)) from None
+            self.env[node.output[0]] = out  # an activation, or a constant (Shape)
+        out = self.env[self.model.graph.output[0].name]
+        if not isinstance(out, Act):
+            raise LowbitError(f"{self.label}: the output does not depend on the input")
+        start = self.env[self.source.input_name]
+        codes, tensor, idx = self.input_act if self.input_act is not None else (start, None,
+                                                                                start.idx)
+        return Lowered(self.source, tuple(self.nodes),
+                       {k: tuple(v) for k, v in self.origins.items()}, dict(self.layer_scales), out,
+                       codes, tensor, idx, self.ops)
+
+    def execute(self, node, ins) -> list:
+        """The float outputs of ``node`` on the constants ``ins`` (the op table's executor)."""
+        return onnx_ops.execute(node, ins, self.source.opset, self.ops)
+
+    def fold(self, node, ins):
+        """Evaluate a node whose operands are all constants."""
+        a = onnx_ops.attributes(node)
+        row = self.ops[node.op_type]
+        if row.fold is not None and ins[0] is not None:
+            self.env[node.output[0]] = row.fold(self, node, ins, a)
+            return
+        if row.relayout and isinstance(ins[0], QConst):
+            rest = ins[1:]
+            codes = self.execute(node, [ins[0].codes] + rest)[0]
+            scale = self.execute(node, [np.broadcast_to(ins[0].scale, ins[0].codes.shape)] + rest)[0]
+            self.env[node.output[0]] = QConst(codes, scale, ins[0].dtype)
+            return
+        vals = [x.value if isinstance(x, QConst) else x for x in ins]
+        try:
+            outs = self.execute(node, vals)
+        except (ValueError, TypeError, IndexError) as e:
+            raise self.err(node, f"cannot evaluate on constants: {e}") from None
+        for name, v in zip(node.output, outs):
+            self.env[name] = v
+
+    # constants -------------------------------------------------------------------------------------
+    def const(self, node, name, what="operand"):
+        """The constant (array or :class:`~.states.QConst`) ``name``; the activation is an error."""
+        v = self.env.get(name)
+        if isinstance(v, Act):
+            raise self.err(node, f"{what} {name!r} must be a constant (an initializer), not an "
+                                 "activation")
+        return v
+
+    def fconst(self, node, name, what="operand") -> np.ndarray:
+        """The constant ``name`` as finite float64 values."""
+        v = self.const(node, name, what)
+        if isinstance(v, QConst):
+            v = v.value
+        v = np.asarray(v, dtype=np.float64)
+        if not np.isfinite(v).all():
+            raise self.err(node, f"{what} {name!r} contains NaN or infinity")
+        return v
+
+    def scalar(self, node, name, what) -> float:
+        """The constant ``name`` as one float."""
+        v = self.fconst(node, name, what)
+        if v.size != 1:
+            raise self.err(node, f"{what} must be a scalar, not shape {v.shape}")
+        return float(v.reshape(-1)[0])
+
+    def per_channel(self, node, act: Act, arr, what: str) -> np.ndarray:
+        """A constant broadcast over the activation's logical shape, as one value per physical
+        channel (it must not vary over the pixels of a channel)."""
+        arr = np.asarray(arr)
+        full_shape = (1,) + act.idx.shape
+        try:
+            b = np.broadcast_to(arr, np.broadcast_shapes(arr.shape, full_shape))
+        except ValueError:
+            raise self.err(node, f"{what} of shape {arr.shape} does not broadcast to the activation "
+                                 f"{list(full_shape)}") from None
+        if b.shape != full_shape:
+            raise self.err(node, f"{what} of shape {arr.shape} would change the activation shape "
+                                 f"{list(full_shape)}")
+        flat = np.empty(act.idx.size, dtype=b.dtype)
+        flat[act.idx.reshape(-1)] = b.reshape(-1)
+        cols = flat.reshape(-1, act.channels)
+        if not (cols == cols[:1]).all():
+            raise self.err(node, f"{what} varies over the pixels of a channel; lowbit folds "
+                                 "per-channel or per-tensor constants only")
+        return cols[0]
+
+    def affine_from(self, node, act, scale, offset, what) -> Affine:
+        """The exact affine map ``scale * x + offset`` of per-channel or per-tensor constants."""
+        s = self.per_channel(node, act, scale, what) if np.ndim(scale) else np.full(act.channels,
+                                                                                     scale)
+        o = self.per_channel(node, act, offset, what) if np.ndim(offset) else np.full(act.channels,
+                                                                                       offset)
+        return Affine(fraction_array(s), fraction_array(o))
+
+    def weights(self, node, name, out_axis: int):
+        """Integer codes, per-output-channel scale (Fractions) and data type of a weight tensor."""
+        v = self.const(node, name, "weights")
+        if v is None:
+            raise self.err(node, "has no weights")
+        if isinstance(v, QConst):
+            codes, scale, dtype = v.codes, np.asarray(v.scale, dtype=np.float64), v.dtype
+        else:
+            w = np.asarray(v)
+            if w.dtype.kind in "iu":
+                codes, scale, dtype = w.astype(np.int64), np.ones(w.shape), None
+            else:
+                w = w.astype(np.float64)
+                if not np.isfinite(w).all():
+                    raise self.err(node, f"weights {name!r} contain NaN or infinity")
+                codes, scale = detect_codes(w, out_axis)
+                if codes is None:
+                    raise self.err(node, f"weights {name!r} are float values that are not "
+                                         "quantized; quantize them (Quant, BipolarQuant or "
+                                         "DequantizeLinear) or run 'lowbit quantize'")
+                dtype = None
+        meta = self.source.meta.get(f"lowbit.dtype.{name}")
+        if meta:
+            dtype = DataType.parse(meta)
+        elif name in self.source.annotations and dtype is None:
+            dtype = finn_dtype(self.label, self.source.annotations[name], name)
+        moved = np.moveaxis(scale, out_axis, 0).reshape(scale.shape[out_axis], -1)
+        if not (moved == moved[:, :1]).all():
+            raise self.err(node, f"weights {name!r} have a scale that varies along the input axis; "
+                                 "lowbit folds per-tensor or per-output-channel weight scales only")
+        row_scale = fraction_array(moved[:, 0])
+        if dtype is None:
+            dtype = weight_dtype(codes)
+        if dtype.kind is Kind.BIPOLAR and not set(np.unique(codes).tolist()) <= {-1, 1}:
+            dtype = weight_dtype(codes)
+        return codes, row_scale, dtype
+
+    # the activation --------------------------------------------------------------------------------
+    def codes(self, node, act: Act) -> Codes:
+        """The activation as integer codes: emit the pending layer (thresholds, :mod:`.solve`) or
+        take the input quantizer's codes."""
+        if isinstance(act, Codes):
+            return act
+        if act.last_quantizer() is None:
+            what = "the input" if isinstance(act, Raw) else f"the output of {act.origin!r}"
+            raise self.err(node, f"{what} is a float activation here; insert a quantizer (Quant, "
+                                 "BipolarQuant, MultiThreshold, QuantizeLinear or Sign) before "
+                                 "this node, or run 'lowbit quantize' on a float model")
+        if isinstance(act, Raw):
+            out = solve_input(act)
+            self.input_act = (out, act.tensor, act.idx)
+            return out
+        solved = solve_layer(act)
+        for graph_node, origin in solved.nodes:
+            self.emit(graph_node, origin)
+        self.layer_scales[act.layer.name] = (solved.codes.scale, solved.codes.offset)
+        return solved.codes
+
+    def emit(self, graph_node, origin: str):
+        """Append ``graph_node`` to the graph; ``origin`` names the ONNX node it comes from."""
+        self.nodes.append(graph_node)
+        self.origins.setdefault(graph_node.name, []).append(origin)
+
+    def elementwise(self, node, act: Act, op, internal: bool = False) -> Act:
+        """Apply an exact element-wise function: folded into codes (affine) or the pending chain.
+
+        ``internal``: ``op`` is part of the node's arithmetic, not its output (the model input's
+        tensor for ``ImportResult.encode`` stays the one before it)."""
+        if isinstance(act, Codes):
+            if isinstance(op, Affine):
+                c = act.channels
+                return Codes(act.idx, act.phys, act.origin, act.dtype,
+                             np.array([op.scale[i] * act.scale[i] for i in range(c)], dtype=object),
+                             np.array([op(act.offset[i], i) for i in range(c)], dtype=object))
+            act = self.identity_layer(node, act)
+        out = act.then(op)
+        if isinstance(act, Raw) and not internal:  # the ONNX tensor holding this value
+            out = replace(out, tensor=node.output[0])
+        return out
+
+    def identity_layer(self, node, act: Codes) -> Pending:
+        """Re-open integer codes as a pending 1x1 identity layer so a nonlinear function can be
+        thresholded."""
+        c = act.channels
+        layer = Layer(f"{node.name}_requant", act.dtype, np.eye(c, dtype=np.int64), TERNARY,
+                      act.scale, act.offset, False)
+        return Pending(act.idx, act.phys, node.name, layer)
+
+
+def lower(source: Source, table: Mapping[str, OpSpec] = OPS) -> Lowered:
+    """Walk the nodes of ``source`` into graph nodes with the handlers of ``table``.
+
+    Raises
+    ------
+    LowbitError
+        For a node lowbit cannot lower, naming the file, the node and its op type.
+    """
+    return Lowering(source, table).walk()

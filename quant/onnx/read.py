@@ -1,0 +1,285 @@
+"""Stage 1 of the import: read and check the model, and describe its input.
+
+:func:`read` loads the model (:func:`load_model`), checks that lowbit can import it
+(:func:`check_model`: opset, one input and one output, data types, fixed shapes, domains and
+operators of the op table, every operand defined, ONNX shape inference) and returns a
+:class:`Source`: the checked model and its input as the first activation of the chain.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import shape_inference
+
+from ... import LowbitError
+from ...ir.datatypes import DataType
+from ..streamline import fraction_array
+from .executors import attributes
+from .ops import OPS, OpSpec
+from .states import Act, Codes, Raw, image_idx
+
+__all__ = ["Source", "read", "load_model", "check_model", "node_error", "finn_dtype", "MIN_OPSET",
+           "MAX_OPSET"]
+
+MIN_OPSET = 11
+MAX_OPSET = onnx.defs.onnx_opset_version()
+_CUSTOM_DOMAINS = ("qonnx.custom_op.general", "finn.custom_op.general", "onnx.brevitas", "finn",
+                   "qonnx", "com.microsoft")
+_HINTS = {
+    "Gelu": "Relu", "LeakyRelu": "Relu", "PRelu": "Relu", "Elu": "Relu", "Selu": "Relu",
+    "HardSigmoid": "Clip", "Sigmoid": "a quantizer (MultiThreshold) after Relu or Clip",
+    "Tanh": "Clip (HardTanh) followed by a quantizer",
+    "Softmax": "no Softmax: drop it (the class decision is unchanged)",
+    "LogSoftmax": "no LogSoftmax: drop it", "ConvTranspose": "Conv",
+    "Pad": "the pads attribute of Conv", "Concat": "a single chain (no Concat)",
+    "Resize": "MaxPool or AveragePool", "Upsample": "MaxPool or AveragePool",
+    "ReduceMean": "GlobalAveragePool", "Einsum": "MatMul", "Split": "a single chain (no Split)",
+    "LSTM": "Gemm layers", "GRU": "Gemm layers", "Floor": "Quant with rounding_mode FLOOR",
+    "Round": "Quant with rounding_mode ROUND", "BinaryQuant": "BipolarQuant",
+}
+"""The nearest supported form of common operators lowbit does not import."""
+_FLOAT_TYPES = {onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE}
+_INT_INPUT = {onnx.TensorProto.UINT8: DataType.uint(8), onnx.TensorProto.INT8: DataType.int(8),
+              onnx.TensorProto.UINT16: DataType.uint(16), onnx.TensorProto.INT16: DataType.int(16)}
+_NUMERIC = (onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE, onnx.TensorProto.INT64,
+            onnx.TensorProto.INT32, onnx.TensorProto.INT8, onnx.TensorProto.UINT8,
+            onnx.TensorProto.FLOAT16, onnx.TensorProto.INT16, onnx.TensorProto.UINT16)
+
+
+def node_error(label: str, name: str, op_type: str, msg: str) -> LowbitError:
+    """The error for node ``name`` of op type ``op_type`` in the model ``label``."""
+    return LowbitError(f"{label}: node {name!r} ({op_type}): {msg}")
+
+
+def finn_dtype(label: str, name: str, tensor: str) -> DataType:
+    """The data type of a FINN ``finn_datatype`` annotation ``name`` on ``tensor``."""
+    try:
+        return DataType.parse(name)
+    except ValueError:
+        raise LowbitError(f"{label}: tensor {tensor!r} is annotated {name!r}; expected BIPOLAR, "
+                          "TERNARY, UINT<k> or INT<k>") from None
+
+
+@dataclass(frozen=True, eq=False)
+class Source:
+    """A checked model, ready to lower.
+
+    Parameters
+    ----------
+    model : onnx.ModelProto
+        The model with its shapes inferred.
+    label : str
+        The file name (or ``<model>``, ``<bytes>``) that messages start with.
+    opset : int
+        The default-domain opset.
+    meta : mapping of str to str
+        The model's metadata (``lowbit.dtype.<tensor>`` and ``lowbit.layout.<tensor>`` entries).
+    annotations : mapping of str to str
+        FINN ``finn_datatype`` annotations by tensor name.
+    input_name : str
+        The graph input.
+    input : Act
+        The input as the first activation: :class:`~.states.Codes` of a known integer type, or
+        :class:`~.states.Raw` (a float input whose quantizer follows).
+    """
+
+    model: onnx.ModelProto
+    label: str
+    opset: int
+    meta: Mapping[str, str]
+    annotations: Mapping[str, str]
+    input_name: str
+    input: Act
+
+
+def load_model(source) -> tuple[onnx.ModelProto, str]:
+    """Read a model from a path, bytes or a ``ModelProto``; returns it and a label for messages."""
+    if isinstance(source, onnx.ModelProto):
+        return source, "<model>"
+    if isinstance(source, (bytes, bytearray)):
+        label, data = "<bytes>", bytes(source)
+    else:
+        path = Path(source)
+        label = str(path)
+        if not path.is_file():
+            raise LowbitError(f"{label}: no such file")
+        data = path.read_bytes()
+    if not data:
+        raise LowbitError(f"{label}: empty file; expected an ONNX model")
+    model = onnx.ModelProto()
+    try:
+        model.ParseFromString(data)
+    except Exception as e:  # protobuf raises DecodeError (a bare Exception subclass) on corrupt input
+        raise LowbitError(f"{label}: not a readable ONNX model (truncated or corrupt protobuf: "
+                          f"{e})") from None
+    if not model.HasField("graph") or not model.graph.node:
+        raise LowbitError(f"{label}: not an ONNX model (no graph nodes); truncated or wrong file "
+                          "type?")
+    return model, label
+
+
+def _opset(model) -> int | None:
+    for o in model.opset_import:
+        if o.domain in ("", "ai.onnx"):
+            return o.version
+    return None
+
+
+def _nearest(op: str, table: Mapping[str, OpSpec]) -> str:
+    if op in _HINTS:
+        return _HINTS[op]
+    close = difflib.get_close_matches(op, sorted(table), n=1, cutoff=0.5)
+    return close[0] if close else "a chain of Conv/Gemm/MatMul, batch-norm, activations and quantizers"
+
+
+def check_model(model: onnx.ModelProto, label: str,
+                table: Mapping[str, OpSpec] = OPS) -> onnx.ModelProto:
+    """``model`` with its shapes inferred, once it passes every check of a chain lowbit imports.
+
+    Raises
+    ------
+    LowbitError
+        For the first check that fails, naming the file, and the node and op type where there is
+        one.
+    """
+    v = _opset(model)
+    if v is None:
+        raise LowbitError(f"{label}: the model imports no default-domain opset; expected an opset "
+                          f"from {MIN_OPSET} to {MAX_OPSET}")
+    if not MIN_OPSET <= v <= MAX_OPSET:
+        raise LowbitError(f"{label}: opset {v} is not supported; lowbit reads opsets {MIN_OPSET} to "
+                          f"{MAX_OPSET} (convert with onnx.version_converter.convert_version)")
+    g = model.graph
+    inits = {t.name for t in g.initializer}
+    inputs = [i for i in g.input if i.name not in inits]
+    if len(inputs) != 1:
+        names = ", ".join(repr(i.name) for i in inputs)
+        raise LowbitError(f"{label}: the model has {len(inputs)} inputs ({names}); lowbit imports "
+                          "single-input chains")
+    if len(g.output) != 1:
+        raise LowbitError(f"{label}: the model has {len(g.output)} outputs; lowbit imports "
+                          "single-output chains (keep only the class scores)")
+    inp = inputs[0]
+    et = inp.type.tensor_type.elem_type
+    if et not in _FLOAT_TYPES and et not in _INT_INPUT:
+        raise LowbitError(f"{label}: input {inp.name!r} has data type "
+                          f"{onnx.TensorProto.DataType.Name(et)}; expected FLOAT, DOUBLE, UINT8, "
+                          "INT8, UINT16 or INT16")
+    dims = inp.type.tensor_type.shape.dim
+    if not inp.type.tensor_type.HasField("shape") or not dims:
+        raise LowbitError(f"{label}: input {inp.name!r} has no shape; export with a fixed input "
+                          "shape")
+    for axis, d in enumerate(dims[1:], start=1):
+        if not d.HasField("dim_value") or d.dim_value < 1:
+            what = repr(d.dim_param) if d.HasField("dim_param") else "unknown"
+            raise LowbitError(f"{label}: input {inp.name!r} has a dynamic dimension {what} at axis "
+                              f"{axis}; lowbit needs fixed shapes except the batch axis (export "
+                              "with a fixed input size)")
+    for t in g.initializer:
+        if t.data_type not in _NUMERIC:
+            raise LowbitError(f"{label}: initializer {t.name!r} has data type "
+                              f"{onnx.TensorProto.DataType.Name(t.data_type)}; expected a numeric "
+                              "tensor")
+    known = set(inits) | {inp.name}
+    for i, node in enumerate(g.node):
+        name = node.name or f"{node.op_type}_{i}"
+        if node.domain not in ("", "ai.onnx") + _CUSTOM_DOMAINS:
+            raise node_error(label, name, node.op_type, f"unknown domain {node.domain!r}; expected "
+                             "the ONNX default domain or qonnx.custom_op.general")
+        if node.op_type not in table:
+            raise node_error(label, name, node.op_type, f"operator {node.op_type!r} is not "
+                             f"supported; nearest supported form: {_nearest(node.op_type, table)}")
+        for x in node.input:
+            if x and x not in known:
+                raise node_error(label, name, node.op_type, f"input {x!r} is neither an "
+                                 "initializer, the graph input nor the output of an earlier node "
+                                 "(missing initializer?)")
+        known.update(node.output)
+    if g.output[0].name not in known:
+        raise LowbitError(f"{label}: output {g.output[0].name!r} is produced by no node")
+    try:
+        return shape_inference.infer_shapes(model, strict_mode=True)
+    except Exception as e:  # onnx raises InferenceError / ValidationError naming the failing node
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise LowbitError(f"{label}: shape inference failed (mismatched shapes?): {msg}") from None
+
+
+def _input_nhwc(model: onnx.ModelProto, meta: Mapping[str, str], name: str,
+                table: Mapping[str, OpSpec]) -> bool:
+    """True when the input image is NHWC: lowbit's own exports, or a first consumer working on
+    NHWC."""
+    if meta.get(f"lowbit.layout.{name}") == "NHWC":
+        return True
+    for node in model.graph.node:
+        if name in node.input:
+            a = attributes(node)
+            return table[node.op_type].nhwc or a.get("data_layout") == "NHWC"
+    return False
+
+
+def _input_layout(shape, nhwc=False) -> tuple[np.ndarray, tuple[int, ...]]:
+    if len(shape) == 3:
+        if nhwc:
+            h, w, c = shape
+            return image_idx(c, h, w, nchw=False), (h, w, c)
+        c, h, w = shape
+        return image_idx(c, h, w), (h, w, c)
+    if len(shape) == 1:
+        return np.arange(shape[0]), (shape[0],)
+    n = int(np.prod(shape))
+    return np.arange(n).reshape(shape), (n,)
+
+
+def read(source, *, input_dtype: DataType | None = None,
+         table: Mapping[str, OpSpec] = OPS) -> Source:
+    """Load and check a model (path, bytes or ``ModelProto``) and describe its input.
+
+    Parameters
+    ----------
+    source : str, os.PathLike, bytes or onnx.ModelProto
+        The model.
+    input_dtype : DataType, optional
+        Data type of a float input that no quantizer follows; otherwise the ``lowbit.dtype``
+        metadata, a FINN annotation or an integer input type sets it, or the input stays
+        :class:`~.states.Raw` until its quantizer.
+    table : mapping of str to OpSpec
+        The operators lowbit imports.
+
+    Raises
+    ------
+    LowbitError
+        When the model cannot be read or fails a check.
+    """
+    model, label = load_model(source)
+    model = check_model(model, label, table)
+    meta = {p.key: p.value for p in model.metadata_props}
+    annotations = {}
+    for a in model.graph.quantization_annotation:
+        for kv in a.quant_parameter_tensor_names:
+            if kv.key == "finn_datatype":
+                annotations[a.tensor_name] = kv.value
+    inits = {t.name for t in model.graph.initializer}
+    inp = [i for i in model.graph.input if i.name not in inits][0]
+    shape = tuple(d.dim_value for d in inp.type.tensor_type.shape.dim[1:])
+    idx, phys = _input_layout(shape, _input_nhwc(model, meta, inp.name, table))
+    et = inp.type.tensor_type.elem_type
+    dtype = input_dtype
+    if dtype is None and meta.get(f"lowbit.dtype.{inp.name}"):
+        dtype = DataType.parse(meta[f"lowbit.dtype.{inp.name}"])
+    if dtype is None and inp.name in annotations:
+        dtype = finn_dtype(label, annotations[inp.name], inp.name)
+    if dtype is None and et in _INT_INPUT:
+        dtype = _INT_INPUT[et]
+    c = phys[-1]
+    origin = f"input {inp.name!r}"
+    if dtype is not None:
+        act = Codes(idx, phys, origin, dtype, fraction_array(np.ones(c)), fraction_array(np.zeros(c)))
+    else:
+        act = Raw(idx, phys, origin)
+    return Source(model, label, _opset(model), meta, annotations, inp.name, act)
