@@ -26,8 +26,18 @@ from dataclasses import dataclass, fields
 from .. import LowbitError
 from ..ir.resources import Resources
 
-__all__ = ["Board", "Pins", "BOARDS", "FAMILIES", "OPEN_FLOW_FAMILIES", "PS_TYPES", "LUT4_PER_LUT6",
-           "get_board", "board_names", "register_board"]
+__all__ = [
+    "Board",
+    "Pins",
+    "BOARDS",
+    "FAMILIES",
+    "OPEN_FLOW_FAMILIES",
+    "PS_TYPES",
+    "LUT4_PER_LUT6",
+    "get_board",
+    "board_names",
+    "register_board",
+]
 
 FAMILIES = ("zynq-7000", "zynq-ultrascale+", "ice40", "ecp5")
 """Device families a board record may name."""
@@ -181,50 +191,80 @@ class Board:
             if not isinstance(v, str) or not v:
                 raise ValueError(f"board {field} must be a non-empty string, not {v!r}")
         if not isinstance(self.speed_grade, str):
-            raise ValueError(f"board {self.name!r}: speed_grade must be a string, not {self.speed_grade!r}")
+            raise ValueError(
+                f"board {self.name!r}: speed_grade must be a string, not {self.speed_grade!r}"
+            )
         if self.family not in FAMILIES:
-            raise ValueError(f"board {self.name!r}: family must be one of {', '.join(FAMILIES)}, "
-                             f"not {self.family!r}")
+            raise ValueError(
+                f"board {self.name!r}: family must be one of {', '.join(FAMILIES)}, "
+                f"not {self.family!r}"
+            )
         if self.ps not in PS_TYPES:
-            raise ValueError(f"board {self.name!r}: ps must be one of {', '.join(PS_TYPES)}, not {self.ps!r}")
+            raise ValueError(
+                f"board {self.name!r}: ps must be one of {', '.join(PS_TYPES)}, not {self.ps!r}"
+            )
         for field in ("lut", "ff", "bram36", "uram", "dsp", "axi_hp_ports"):
             v = getattr(self, field)
             if not isinstance(v, int) or isinstance(v, bool) or v < 0:
-                raise ValueError(f"board {self.name!r}: {field} must be a non-negative integer, not {v!r}")
+                raise ValueError(
+                    f"board {self.name!r}: {field} must be a non-negative integer, not {v!r}"
+                )
         if self.lut_inputs not in (4, 6):
-            raise ValueError(f"board {self.name!r}: lut_inputs must be 4 or 6, not {self.lut_inputs!r}")
-        if self.bram_kbits is not None and (not isinstance(self.bram_kbits, int) or isinstance(self.bram_kbits, bool)
-                                            or self.bram_kbits < 0):
-            raise ValueError(f"board {self.name!r}: bram_kbits must be a non-negative integer or None, "
-                             f"not {self.bram_kbits!r}")
+            raise ValueError(
+                f"board {self.name!r}: lut_inputs must be 4 or 6, not {self.lut_inputs!r}"
+            )
+        if self.bram_kbits is not None and (
+            not isinstance(self.bram_kbits, int)
+            or isinstance(self.bram_kbits, bool)
+            or self.bram_kbits < 0
+        ):
+            raise ValueError(
+                f"board {self.name!r}: bram_kbits must be a non-negative integer or None, "
+                f"not {self.bram_kbits!r}"
+            )
         if not isinstance(self.fabric_clock_mhz, (int, float)) or not self.fabric_clock_mhz > 0:
-            raise ValueError(f"board {self.name!r}: fabric_clock_mhz must be a positive number, "
-                             f"not {self.fabric_clock_mhz!r}")
-        if self.axi_hp_width_bits is not None and (not isinstance(self.axi_hp_width_bits, int)
-                                                   or self.axi_hp_width_bits < 1):
-            raise ValueError(f"board {self.name!r}: axi_hp_width_bits must be a positive integer or None, "
-                             f"not {self.axi_hp_width_bits!r}")
+            raise ValueError(
+                f"board {self.name!r}: fabric_clock_mhz must be a positive number, "
+                f"not {self.fabric_clock_mhz!r}"
+            )
+        if self.axi_hp_width_bits is not None and (
+            not isinstance(self.axi_hp_width_bits, int) or self.axi_hp_width_bits < 1
+        ):
+            raise ValueError(
+                f"board {self.name!r}: axi_hp_width_bits must be a positive integer or None, "
+                f"not {self.axi_hp_width_bits!r}"
+            )
         if (self.ps == "none") != (self.axi_hp_ports == 0):
-            raise ValueError(f"board {self.name!r}: a board with ps {self.ps!r} cannot have "
-                             f"{self.axi_hp_ports} AXI-HP ports")
+            raise ValueError(
+                f"board {self.name!r}: a board with ps {self.ps!r} cannot have "
+                f"{self.axi_hp_ports} AXI-HP ports"
+            )
         if self.pins is not None:
             if not isinstance(self.pins, Pins):
-                raise ValueError(f"board {self.name!r}: pins must be a Pins or None, "
-                                 f"not {self.pins!r}")
+                raise ValueError(
+                    f"board {self.name!r}: pins must be a Pins or None, not {self.pins!r}"
+                )
             if not self.is_open_flow:
-                raise ValueError(f"board {self.name!r}: pins must be None on a {self.family} board "
-                                 f"(they place the open-flow UART shell), not {self.pins!r}")
+                raise ValueError(
+                    f"board {self.name!r}: pins must be None on a {self.family} board "
+                    f"(they place the open-flow UART shell), not {self.pins!r}"
+                )
         for field in ("vivado_board_part", "ddr_part"):
             v = getattr(self, field)
             if v is not None and (not isinstance(v, str) or not v):
-                raise ValueError(f"board {self.name!r}: {field} must be a non-empty string "
-                                 f"or None, not {v!r}")
+                raise ValueError(
+                    f"board {self.name!r}: {field} must be a non-empty string or None, not {v!r}"
+                )
         if self.vivado_board_part is not None and not self.has_ps:
-            raise ValueError(f"board {self.name!r}: vivado_board_part must be None on a board with "
-                             f"ps {self.ps!r}, not {self.vivado_board_part!r}")
+            raise ValueError(
+                f"board {self.name!r}: vivado_board_part must be None on a board with "
+                f"ps {self.ps!r}, not {self.vivado_board_part!r}"
+            )
         if self.ddr_part is not None and self.ps != "PS7":
-            raise ValueError(f"board {self.name!r}: ddr_part must be None on a board with ps "
-                             f"{self.ps!r} (only the PS7 takes one), not {self.ddr_part!r}")
+            raise ValueError(
+                f"board {self.name!r}: ddr_part must be None on a board with ps "
+                f"{self.ps!r} (only the PS7 takes one), not {self.ddr_part!r}"
+            )
 
     @property
     def has_ps(self) -> bool:
@@ -259,17 +299,41 @@ class Board:
         return d
 
 
-def _zynq7000(name: str, part: str, device: str, board_doc: str, ddr_gbps: float | None,
-              openfpgaloader: str | None, *, board_part: str, ddr_part: str | None = None) -> Board:
+def _zynq7000(
+    name: str,
+    part: str,
+    device: str,
+    board_doc: str,
+    ddr_gbps: float | None,
+    openfpgaloader: str | None,
+    *,
+    board_part: str,
+    ddr_part: str | None = None,
+) -> Board:
     lut, ff, bram36, dsp = _Z7_DEVICES[device]
     package, speed = re.fullmatch(r"xc7z\d+([a-z]+\d+)(-\d+)", part).groups()
     ofl = f"; {_OFL}" if openfpgaloader else ""
-    return Board(name=name, part=part, family="zynq-7000", package=package, speed_grade=speed, ps="PS7",
-                 lut=lut, ff=ff, bram36=bram36, uram=0, dsp=dsp,
-                 fabric_clock_mhz=100.0, ddr_bandwidth_gbps=ddr_gbps, axi_hp_ports=4, axi_hp_width_bits=64,
-                 openfpgaloader_board=openfpgaloader, vivado_board_part=board_part,
-                 ddr_part=ddr_part,
-                 source=f"{device}: {_DS190}; {board_doc}; {_UG585}; {_CLOCK}{ofl}")
+    return Board(
+        name=name,
+        part=part,
+        family="zynq-7000",
+        package=package,
+        speed_grade=speed,
+        ps="PS7",
+        lut=lut,
+        ff=ff,
+        bram36=bram36,
+        uram=0,
+        dsp=dsp,
+        fabric_clock_mhz=100.0,
+        ddr_bandwidth_gbps=ddr_gbps,
+        axi_hp_ports=4,
+        axi_hp_width_bits=64,
+        openfpgaloader_board=openfpgaloader,
+        vivado_board_part=board_part,
+        ddr_part=ddr_part,
+        source=f"{device}: {_DS190}; {board_doc}; {_UG585}; {_CLOCK}{ofl}",
+    )
 
 
 # device: (LUT, FF, BRAM36, DSP)
@@ -286,81 +350,221 @@ _Z7_DEVICES = {
 # is installed (none is recorded for the Zybo Z7 and the ZC706).
 _MT41K256M16 = "MT41K256M16 RE-125"
 _BOARD_LIST = [
-    _zynq7000("pynq-z1", "xc7z020clg400-1", "xc7z020",
-              "Digilent PYNQ-Z1 reference manual (512 MB DDR3, 16-bit, 1050 Mb/s)", 16.8,
-              None, board_part="*pynq-z1*", ddr_part=_MT41K256M16),
-    _zynq7000("pynq-z2", "xc7z020clg400-1", "xc7z020",
-              "TUL PYNQ-Z2 product page (512 MB DDR3, 16-bit, 1050 Mb/s)", 16.8,
-              "pynq_z2", board_part="*pynq-z2*", ddr_part=_MT41K256M16),
-    _zynq7000("zedboard", "xc7z020clg484-1", "xc7z020",
-              "Avnet ZedBoard hardware user guide (512 MB DDR3, 32-bit, 1066 Mb/s)", 34.1,
-              "zedboard", board_part="*zedboard*", ddr_part="MT41K128M16 JT-125"),
-    _zynq7000("zybo-z7-20", "xc7z020clg400-1", "xc7z020",
-              "Digilent Zybo Z7 reference manual (1 GB DDR3L, 32-bit, 1066 Mb/s)", 34.1,
-              "zybo_z7_20", board_part="*zybo-z7-20*"),
-    _zynq7000("zybo-z7-10", "xc7z010clg400-1", "xc7z010",
-              "Digilent Zybo Z7 reference manual (1 GB DDR3L, 32-bit, 1066 Mb/s)", 34.1,
-              "zybo_z7_10", board_part="*zybo-z7-10*"),
-    _zynq7000("arty-z7-20", "xc7z020clg400-1", "xc7z020",
-              "Digilent Arty Z7 reference manual (512 MB DDR3, 16-bit, 1050 Mb/s)", 16.8,
-              "arty_z7_20", board_part="*arty-z7-20*", ddr_part=_MT41K256M16),
-    _zynq7000("arty-z7-10", "xc7z010clg400-1", "xc7z010",
-              "Digilent Arty Z7 reference manual (512 MB DDR3, 16-bit, 1050 Mb/s)", 16.8,
-              "arty_z7_10", board_part="*arty-z7-10*", ddr_part=_MT41K256M16),
-    _zynq7000("cora-z7-10", "xc7z010clg400-1", "xc7z010",
-              "Digilent Cora Z7 reference manual (512 MB DDR3L, 16-bit, 1050 Mb/s)", 16.8,
-              None, board_part="*cora-z7-10*", ddr_part=_MT41K256M16),
-    _zynq7000("zc706", "xc7z045ffg900-2", "xc7z045",
-              "AMD/Xilinx UG954 ZC706 evaluation board user guide (1 GB PS DDR3, four x8 devices: 32-bit, "
-              "1066 Mb/s)", 34.1,
-              "zc706", board_part="*zc706*"),
-    Board(name="ultra96-v2", part="xczu3eg-sbva484-1-i", family="zynq-ultrascale+", package="sbva484",
-          speed_grade="-1", ps="ZynqMP",
-          lut=70_560, ff=141_120, bram36=216, uram=0, dsp=360, fabric_clock_mhz=100.0,
-          ddr_bandwidth_gbps=34.1, axi_hp_ports=4, axi_hp_width_bits=128,
-          vivado_board_part="*ultra96v2*",
-          source=f"xczu3eg: {_DS891}; Avnet Ultra96-V2 product brief (2 GB LPDDR4, 512M x32); its PS "
-                 f"configuration in Xilinx/BNN-PYNQ (bnn/src/library/script/ultra96/ultra96.tcl: "
-                 f"PSU__CRF_APB__DDR_CTRL__FREQMHZ 533, i.e. 1066 Mb/s on 32 bits = 34.1 Gbit/s); "
-                 f"{_UG1085}; {_CLOCK}; not in openFPGALoader's board list"),
-    Board(name="kv260", part="xck26-sfvc784-2lv-c", family="zynq-ultrascale+", package="sfvc784",
-          speed_grade="-2LV", ps="ZynqMP",
-          lut=117_120, ff=234_240, bram36=144, uram=64, dsp=1_248, fabric_clock_mhz=100.0,
-          ddr_bandwidth_gbps=153.6, axi_hp_ports=4, axi_hp_width_bits=128,
-          vivado_board_part="*kv260_som*",
-          source=f"xck26 (zu5ev class): {_DS987} (4 GB DDR4, 64-bit, 2400 Mb/s); {_UG1085}; {_CLOCK}; "
-                 f"not in openFPGALoader's board list (its issue #583)"),
-    Board(name="zcu104", part="xczu7ev-ffvc1156-2-e", family="zynq-ultrascale+", package="ffvc1156",
-          speed_grade="-2", ps="ZynqMP",
-          lut=230_400, ff=460_800, bram36=312, uram=96, dsp=1_728, fabric_clock_mhz=100.0,
-          axi_hp_ports=4, axi_hp_width_bits=128, vivado_board_part="*zcu104*",
-          source=f"xczu7ev: {_DS891}; AMD/Xilinx UG1267 ZCU104 user guide (PS DDR4 bandwidth not recorded); "
-                 f"{_UG1085}; {_CLOCK}; not in openFPGALoader's board list"),
-    Board(name="icebreaker", part="ice40up5k-sg48", family="ice40", package="sg48", speed_grade="", ps="none",
-          lut=5_280, ff=5_280, bram36=0, uram=0, dsp=8, lut_inputs=4, bram_kbits=120,
-          fabric_clock_mhz=12.0, openfpgaloader_board="ice40_generic",
-          pins=Pins(clk="35", uart_rx="6", uart_tx="9", btn_n="10", led_err_n="11", led_busy_n="37",
-                    source=f"1BitSquared icebreaker.pcf (CLK 35 the 12 MHz oscillator, RX 6 the "
-                           f"FTDI's TX, TX 9 the FTDI's RX, BTN_N 10 the user button, LEDR_N 11 "
-                           f"and LEDG_N 37, lit when low); {_LITEX} 1bitsquared_icebreaker.py "
-                           f"(clk12 35, serial rx 6 / tx 9, user_btn_n 10, user_led_n 11 and 37)"),
-          source="iCE40UP5K: Lattice FPGA-DS-02008 iCE40 UltraPlus data sheet, table 1.1 (5,280 LUT4 and "
-                 "DFF, 30 EBR of 4 Kb = 120 Kb, 8 DSP MAC16; the 4 x 256 Kb SPRAM cannot be initialised "
-                 "and is not counted); 1BitSquared iCEBreaker (12 MHz oscillator, no DDR); "
-                 f"{_OFL} (ice40_generic serves the iCEBreaker)"),
-    Board(name="ulx3s-85f", part="lfe5u-85f-6bg381c", family="ecp5", package="bg381", speed_grade="6",
-          ps="none", lut=83_640, ff=83_640, bram36=0, uram=0, dsp=156, lut_inputs=4, bram_kbits=3_744,
-          fabric_clock_mhz=25.0, openfpgaloader_board="ulx3s",
-          pins=Pins(clk="G2", uart_rx="M1", uart_tx="L4", btn_n="D6", led_err_n="B2",
-                    led_busy_n="C2",
-                    source=f"Radiona ulx3s_v20.lpf (clk_25mhz G2 the oscillator, ftdi_txd M1 the "
-                           f"FTDI's TX, ftdi_rxd L4 the FTDI's RX, BTN_PWRn D6 the PWR button, "
-                           f"active low; LEDs B2 and C2 light when high, so the shell's _n outputs "
-                           f"read inverted); {_LITEX} radiona_ulx3s.py (clk25 G2, serial rx M1 / "
-                           f"tx L4, user_led B2 and C2; it resets with R1, FIRE1, instead)"),
-          source="LFE5U-85F: Lattice FPGA-DS-02012 ECP5 family data sheet, table 1.1 (41,820 slices of two "
-                 "LUT4 and two FFs, 208 sysMEM EBR of 18 Kb = 3,744 Kb, 156 18x18 multipliers); Radiona "
-                 f"ULX3S (25 MHz oscillator, 32 MB SDRAM on fabric pins, no PS); {_OFL}"),
+    _zynq7000(
+        "pynq-z1",
+        "xc7z020clg400-1",
+        "xc7z020",
+        "Digilent PYNQ-Z1 reference manual (512 MB DDR3, 16-bit, 1050 Mb/s)",
+        16.8,
+        None,
+        board_part="*pynq-z1*",
+        ddr_part=_MT41K256M16,
+    ),
+    _zynq7000(
+        "pynq-z2",
+        "xc7z020clg400-1",
+        "xc7z020",
+        "TUL PYNQ-Z2 product page (512 MB DDR3, 16-bit, 1050 Mb/s)",
+        16.8,
+        "pynq_z2",
+        board_part="*pynq-z2*",
+        ddr_part=_MT41K256M16,
+    ),
+    _zynq7000(
+        "zedboard",
+        "xc7z020clg484-1",
+        "xc7z020",
+        "Avnet ZedBoard hardware user guide (512 MB DDR3, 32-bit, 1066 Mb/s)",
+        34.1,
+        "zedboard",
+        board_part="*zedboard*",
+        ddr_part="MT41K128M16 JT-125",
+    ),
+    _zynq7000(
+        "zybo-z7-20",
+        "xc7z020clg400-1",
+        "xc7z020",
+        "Digilent Zybo Z7 reference manual (1 GB DDR3L, 32-bit, 1066 Mb/s)",
+        34.1,
+        "zybo_z7_20",
+        board_part="*zybo-z7-20*",
+    ),
+    _zynq7000(
+        "zybo-z7-10",
+        "xc7z010clg400-1",
+        "xc7z010",
+        "Digilent Zybo Z7 reference manual (1 GB DDR3L, 32-bit, 1066 Mb/s)",
+        34.1,
+        "zybo_z7_10",
+        board_part="*zybo-z7-10*",
+    ),
+    _zynq7000(
+        "arty-z7-20",
+        "xc7z020clg400-1",
+        "xc7z020",
+        "Digilent Arty Z7 reference manual (512 MB DDR3, 16-bit, 1050 Mb/s)",
+        16.8,
+        "arty_z7_20",
+        board_part="*arty-z7-20*",
+        ddr_part=_MT41K256M16,
+    ),
+    _zynq7000(
+        "arty-z7-10",
+        "xc7z010clg400-1",
+        "xc7z010",
+        "Digilent Arty Z7 reference manual (512 MB DDR3, 16-bit, 1050 Mb/s)",
+        16.8,
+        "arty_z7_10",
+        board_part="*arty-z7-10*",
+        ddr_part=_MT41K256M16,
+    ),
+    _zynq7000(
+        "cora-z7-10",
+        "xc7z010clg400-1",
+        "xc7z010",
+        "Digilent Cora Z7 reference manual (512 MB DDR3L, 16-bit, 1050 Mb/s)",
+        16.8,
+        None,
+        board_part="*cora-z7-10*",
+        ddr_part=_MT41K256M16,
+    ),
+    _zynq7000(
+        "zc706",
+        "xc7z045ffg900-2",
+        "xc7z045",
+        "AMD/Xilinx UG954 ZC706 evaluation board user guide (1 GB PS DDR3, four x8 devices: 32-bit, "
+        "1066 Mb/s)",
+        34.1,
+        "zc706",
+        board_part="*zc706*",
+    ),
+    Board(
+        name="ultra96-v2",
+        part="xczu3eg-sbva484-1-i",
+        family="zynq-ultrascale+",
+        package="sbva484",
+        speed_grade="-1",
+        ps="ZynqMP",
+        lut=70_560,
+        ff=141_120,
+        bram36=216,
+        uram=0,
+        dsp=360,
+        fabric_clock_mhz=100.0,
+        ddr_bandwidth_gbps=34.1,
+        axi_hp_ports=4,
+        axi_hp_width_bits=128,
+        vivado_board_part="*ultra96v2*",
+        source=f"xczu3eg: {_DS891}; Avnet Ultra96-V2 product brief (2 GB LPDDR4, 512M x32); its PS "
+        f"configuration in Xilinx/BNN-PYNQ (bnn/src/library/script/ultra96/ultra96.tcl: "
+        f"PSU__CRF_APB__DDR_CTRL__FREQMHZ 533, i.e. 1066 Mb/s on 32 bits = 34.1 Gbit/s); "
+        f"{_UG1085}; {_CLOCK}; not in openFPGALoader's board list",
+    ),
+    Board(
+        name="kv260",
+        part="xck26-sfvc784-2lv-c",
+        family="zynq-ultrascale+",
+        package="sfvc784",
+        speed_grade="-2LV",
+        ps="ZynqMP",
+        lut=117_120,
+        ff=234_240,
+        bram36=144,
+        uram=64,
+        dsp=1_248,
+        fabric_clock_mhz=100.0,
+        ddr_bandwidth_gbps=153.6,
+        axi_hp_ports=4,
+        axi_hp_width_bits=128,
+        vivado_board_part="*kv260_som*",
+        source=f"xck26 (zu5ev class): {_DS987} (4 GB DDR4, 64-bit, 2400 Mb/s); {_UG1085}; {_CLOCK}; "
+        f"not in openFPGALoader's board list (its issue #583)",
+    ),
+    Board(
+        name="zcu104",
+        part="xczu7ev-ffvc1156-2-e",
+        family="zynq-ultrascale+",
+        package="ffvc1156",
+        speed_grade="-2",
+        ps="ZynqMP",
+        lut=230_400,
+        ff=460_800,
+        bram36=312,
+        uram=96,
+        dsp=1_728,
+        fabric_clock_mhz=100.0,
+        axi_hp_ports=4,
+        axi_hp_width_bits=128,
+        vivado_board_part="*zcu104*",
+        source=f"xczu7ev: {_DS891}; AMD/Xilinx UG1267 ZCU104 user guide (PS DDR4 bandwidth not recorded); "
+        f"{_UG1085}; {_CLOCK}; not in openFPGALoader's board list",
+    ),
+    Board(
+        name="icebreaker",
+        part="ice40up5k-sg48",
+        family="ice40",
+        package="sg48",
+        speed_grade="",
+        ps="none",
+        lut=5_280,
+        ff=5_280,
+        bram36=0,
+        uram=0,
+        dsp=8,
+        lut_inputs=4,
+        bram_kbits=120,
+        fabric_clock_mhz=12.0,
+        openfpgaloader_board="ice40_generic",
+        pins=Pins(
+            clk="35",
+            uart_rx="6",
+            uart_tx="9",
+            btn_n="10",
+            led_err_n="11",
+            led_busy_n="37",
+            source=f"1BitSquared icebreaker.pcf (CLK 35 the 12 MHz oscillator, RX 6 the "
+            f"FTDI's TX, TX 9 the FTDI's RX, BTN_N 10 the user button, LEDR_N 11 "
+            f"and LEDG_N 37, lit when low); {_LITEX} 1bitsquared_icebreaker.py "
+            f"(clk12 35, serial rx 6 / tx 9, user_btn_n 10, user_led_n 11 and 37)",
+        ),
+        source="iCE40UP5K: Lattice FPGA-DS-02008 iCE40 UltraPlus data sheet, table 1.1 (5,280 LUT4 and "
+        "DFF, 30 EBR of 4 Kb = 120 Kb, 8 DSP MAC16; the 4 x 256 Kb SPRAM cannot be initialised "
+        "and is not counted); 1BitSquared iCEBreaker (12 MHz oscillator, no DDR); "
+        f"{_OFL} (ice40_generic serves the iCEBreaker)",
+    ),
+    Board(
+        name="ulx3s-85f",
+        part="lfe5u-85f-6bg381c",
+        family="ecp5",
+        package="bg381",
+        speed_grade="6",
+        ps="none",
+        lut=83_640,
+        ff=83_640,
+        bram36=0,
+        uram=0,
+        dsp=156,
+        lut_inputs=4,
+        bram_kbits=3_744,
+        fabric_clock_mhz=25.0,
+        openfpgaloader_board="ulx3s",
+        pins=Pins(
+            clk="G2",
+            uart_rx="M1",
+            uart_tx="L4",
+            btn_n="D6",
+            led_err_n="B2",
+            led_busy_n="C2",
+            source=f"Radiona ulx3s_v20.lpf (clk_25mhz G2 the oscillator, ftdi_txd M1 the "
+            f"FTDI's TX, ftdi_rxd L4 the FTDI's RX, BTN_PWRn D6 the PWR button, "
+            f"active low; LEDs B2 and C2 light when high, so the shell's _n outputs "
+            f"read inverted); {_LITEX} radiona_ulx3s.py (clk25 G2, serial rx M1 / "
+            f"tx L4, user_led B2 and C2; it resets with R1, FIRE1, instead)",
+        ),
+        source="LFE5U-85F: Lattice FPGA-DS-02012 ECP5 family data sheet, table 1.1 (41,820 slices of two "
+        "LUT4 and two FFs, 208 sysMEM EBR of 18 Kb = 3,744 Kb, 156 18x18 multipliers); Radiona "
+        f"ULX3S (25 MHz oscillator, 32 MB SDRAM on fabric pins, no PS); {_OFL}",
+    ),
 ]
 
 BOARDS: dict[str, Board] = {b.name: b for b in _BOARD_LIST}
@@ -406,4 +610,6 @@ def get_board(name: str | Board) -> Board:
     try:
         return BOARDS[key]
     except KeyError:
-        raise LowbitError(f"unknown board {name!r}; known boards: {', '.join(board_names())}") from None
+        raise LowbitError(
+            f"unknown board {name!r}; known boards: {', '.join(board_names())}"
+        ) from None

@@ -43,4 +43,5 @@ def step_printer(counter=[0]):  # noqa: B006 - a counter shared by the calls of 
     def say(msg: str) -> None:
         counter[0] += 1
         print(f"[{counter[0]}] {msg}", file=sys.stderr, flush=True)
+
     return say

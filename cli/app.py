@@ -12,7 +12,6 @@ import json
 import logging
 import shutil
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -27,26 +26,47 @@ def _print_demo(report: dict) -> None:
     acc = report["accuracy"]
     cyc = report["cycles_per_image"]
     print(f"lowbit demo on {report['board']} @ {report['clock_mhz']:g} MHz")
-    print("  model            : " + " -> ".join(f"{n['name']} {n['MW']}x{n['MH']}" if 'MW' in n else f"{n['name']} {n['op']}"
-                                             for n in report["model"]))
-    print(f"  accuracy         : float {acc['float']:.4f}   reference {acc['reference']:.4f}   "
-          f"rtl {acc['rtl']:.4f}   ({report['test_images']} test images)")
+    print(
+        "  model            : "
+        + " -> ".join(
+            f"{n['name']} {n['MW']}x{n['MH']}" if "MW" in n else f"{n['name']} {n['op']}"
+            for n in report["model"]
+        )
+    )
+    print(
+        f"  accuracy         : float {acc['float']:.4f}   reference {acc['reference']:.4f}   "
+        f"rtl {acc['rtl']:.4f}   ({report['test_images']} test images)"
+    )
     print(f"  mismatches       : {report['mismatches']} (RTL vs reference, all runs)")
-    print(f"  cycles per image : measured {cyc['measured']:.2f}   predicted {cyc['predicted']}   "
-          f"(error {100 * cyc['relative_error']:.2f} %)")
+    print(
+        f"  cycles per image : measured {cyc['measured']:.2f}   predicted {cyc['predicted']}   "
+        f"(error {100 * cyc['relative_error']:.2f} %)"
+    )
     print(f"  throughput       : {report['throughput_fps']:,.0f} images/s at the board clock")
     res = ", ".join(f"{k} {v['used']:g}/{v['available']:g}" for k, v in report["resources"].items())
     print(f"  resources (est.) : {res}")
-    print("  folding          : " + ", ".join(f"{s['name']} PE={s['pe']} SIMD={s['simd']} ({s['cycles']} cyc)"
-                                             for s in report["schedule"]))
+    print(
+        "  folding          : "
+        + ", ".join(
+            f"{s['name']} PE={s['pe']} SIMD={s['simd']} ({s['cycles']} cyc)"
+            for s in report["schedule"]
+        )
+    )
     print(f"  verilog          : {report['outputs']['verilog']}")
 
 
 def cmd_demo(args) -> int:
     from ..flow import run_demo, write_json
 
-    report = run_demo(args.out, board=args.board, epochs=args.epochs, budget=args.budget, step=step_printer(),
-                      epoch_progress=Bar("training", 0), sim_progress=SimBar())
+    report = run_demo(
+        args.out,
+        board=args.board,
+        epochs=args.epochs,
+        budget=args.budget,
+        step=step_printer(),
+        epoch_progress=Bar("training", 0),
+        sim_progress=SimBar(),
+    )
     if args.json:
         write_json(args.json, report)
     _print_demo(report)
@@ -62,18 +82,36 @@ def cmd_compile(args) -> int:
         raise LowbitError("compile: give either a model file or --zoo NAME (not both)")
     if args.zoo is not None:
         if args.schedule:
-            raise LowbitError("compile: --schedule applies to a model file; --zoo uses the published folding "
-                              "(or --search)")
-        report = compile_zoo(args.zoo, args.output, board=args.board or "ultra96-v2", seed=args.seed,
-                             width=args.width, search=args.search, budget=args.budget)
+            raise LowbitError(
+                "compile: --schedule applies to a model file; --zoo uses the published folding "
+                "(or --search)"
+            )
+        report = compile_zoo(
+            args.zoo,
+            args.output,
+            board=args.board or "ultra96-v2",
+            seed=args.seed,
+            width=args.width,
+            search=args.search,
+            budget=args.budget,
+        )
     else:
         graph = IntegerGraph.load(args.model)
-        report = compile_model(graph, args.output, board=args.board or "pynq-z2", schedule=args.schedule,
-                               budget=args.budget)
+        report = compile_model(
+            graph,
+            args.output,
+            board=args.board or "pynq-z2",
+            schedule=args.schedule,
+            budget=args.budget,
+        )
     m = report.mapping
-    print(f"wrote {args.output}: {report.verilog}, {CompiledDesign.SCHEDULE}, {CompiledDesign.REPORT}")
-    print(f"  {m['cycles_per_image']} cycles/image (bottleneck {m['bottleneck']}), "
-          f"{m['throughput_fps']:,.0f} images/s at {m['clock_mhz']:g} MHz on {m['board']}")
+    print(
+        f"wrote {args.output}: {report.verilog}, {CompiledDesign.SCHEDULE}, {CompiledDesign.REPORT}"
+    )
+    print(
+        f"  {m['cycles_per_image']} cycles/image (bottleneck {m['bottleneck']}), "
+        f"{m['throughput_fps']:,.0f} images/s at {m['clock_mhz']:g} MHz on {m['board']}"
+    )
     return 0
 
 
@@ -85,7 +123,9 @@ def _load_images(args, graph) -> np.ndarray:
         try:
             with np.load(path, allow_pickle=False) as z:
                 if "x" not in z.files:
-                    raise LowbitError(f"{path}: expected an array named 'x' of shape (B, {graph.input_size})")
+                    raise LowbitError(
+                        f"{path}: expected an array named 'x' of shape (B, {graph.input_size})"
+                    )
                 x = z["x"]
         except (OSError, ValueError) as e:
             raise LowbitError(f"{path}: cannot read images ({e})") from None
@@ -95,6 +135,7 @@ def _load_images(args, graph) -> np.ndarray:
             raise LowbitError(f"{path}: {e}") from None
     else:
         from ..quant.data import load_digits_split
+
         data = load_digits_split()
         if data.x_test.shape[1] == graph.input_size:
             x = data.x_test
@@ -102,12 +143,16 @@ def _load_images(args, graph) -> np.ndarray:
             dt = graph.input_dtype
             lo, hi = (0, 1) if dt.kind.value == "bipolar" else (dt.min, dt.max)
             x = np.random.default_rng(0).integers(lo, hi + 1, size=(args.count, graph.input_size))
-            print(f"  {args.count} random inputs in [{lo}, {hi}] (seed 0): the model takes {graph.input_size} "
-                  f"inputs, not the digits' 64")
+            print(
+                f"  {args.count} random inputs in [{lo}, {hi}] (seed 0): the model takes {graph.input_size} "
+                f"inputs, not the digits' 64"
+            )
         else:
-            raise LowbitError(f"the model takes {graph.input_size} inputs, not the digits' 64: pass --images FILE.npz, "
-                              f"or --images N for N random inputs")
-    return x[:args.count] if args.count else x
+            raise LowbitError(
+                f"the model takes {graph.input_size} inputs, not the digits' 64: pass --images FILE.npz, "
+                f"or --images N for N random inputs"
+            )
+    return x[: args.count] if args.count else x
 
 
 def cmd_sim(args) -> int:
@@ -117,27 +162,39 @@ def cmd_sim(args) -> int:
     graph, _ = load_compiled(args.dir)
     x = _load_images(args, graph)
     if args.fast and args.gate_level:
-        raise LowbitError("--fast and --gate-level exclude each other: the gate-level check runs under cocotb")
+        raise LowbitError(
+            "--fast and --gate-level exclude each other: the gate-level check runs under cocotb"
+        )
     if args.fast:
         return _sim_fast(args, graph, x)
     if args.gate_level:
         return _sim_gate_level(args, graph, x)
     simulator = resolve_simulator(args.simulator)
     print(f"simulating {len(x)} images with cocotb + {simulator} ...", file=sys.stderr, flush=True)
-    sim = simulate_compiled(args.dir, x, throttled_images=args.throttled, progress=SimBar(), simulator=simulator)
+    sim = simulate_compiled(
+        args.dir, x, throttled_images=args.throttled, progress=SimBar(), simulator=simulator
+    )
     ref = graph.predict(x)
-    summary = {"images": len(x), "simulator": simulator, "mismatches": sim.mismatches,
-               "labels_equal_reference": bool(np.array_equal(np.array(sim.labels), ref)),
-               "cycles_per_image_measured": sim.steady["cycles_per_image"],
-               "runs": [{k: v for k, v in r.items() if k != "labels"} for r in sim.runs],
-               "waves": sim.waves}
+    summary = {
+        "images": len(x),
+        "simulator": simulator,
+        "mismatches": sim.mismatches,
+        "labels_equal_reference": bool(np.array_equal(np.array(sim.labels), ref)),
+        "cycles_per_image_measured": sim.steady["cycles_per_image"],
+        "runs": [{k: v for k, v in r.items() if k != "labels"} for r in sim.runs],
+        "waves": sim.waves,
+    }
     if args.json:
         write_json(args.json, summary)
     for r in sim.runs:
-        print(f"  {r['name']:18s} images {r['images']:5d}  mismatched {r['mismatched_images']}  "
-              f"cycles/image {r['cycles_per_image']}")
+        print(
+            f"  {r['name']:18s} images {r['images']:5d}  mismatched {r['mismatched_images']}  "
+            f"cycles/image {r['cycles_per_image']}"
+        )
         for mm in r["mismatches"][:5]:
-            print(f"    image {mm['item']}: {mm['where']}[{mm['index']}] got {mm['got']} expected {mm['expected']}")
+            print(
+                f"    image {mm['item']}: {mm['where']}[{mm['index']}] got {mm['got']} expected {mm['expected']}"
+            )
     if sim.waves:
         print(f"  waveform: {sim.waves}")
     print("PASS: bit-exact" if sim.ok else "FAIL: RTL differs from the reference")
@@ -150,42 +207,79 @@ def _sim_gate_level(args, graph, x) -> int:
     from ..sim.gatelevel import simulate_gate_level
 
     _, schedule = load_compiled(args.dir)
-    print(f"synthesising {args.dir} for 7-series (synth_xilinx -nobram) and simulating the netlist on {len(x)} images ...",
-          file=sys.stderr, flush=True)
-    rep = simulate_gate_level(graph, schedule.apply(graph), x, Path(args.dir) / "gate_level",
-                              runs=default_runs(len(x), throttled_images=args.throttled),
-                              simulator=args.simulator)
+    print(
+        f"synthesising {args.dir} for 7-series (synth_xilinx -nobram) and simulating the netlist on {len(x)} images ...",
+        file=sys.stderr,
+        flush=True,
+    )
+    rep = simulate_gate_level(
+        graph,
+        schedule.apply(graph),
+        x,
+        Path(args.dir) / "gate_level",
+        runs=default_runs(len(x), throttled_images=args.throttled),
+        simulator=args.simulator,
+    )
     if args.json:
-        write_json(args.json, {"images": len(x), "gate_level": True, "ok": rep.ok, "mismatches": rep.mismatches,
-                               "netlist": rep.netlist, "cells": rep.cells,
-                               "runs": [{k: v for k, v in r.items() if k != "labels"} for r in rep.runs]})
+        write_json(
+            args.json,
+            {
+                "images": len(x),
+                "gate_level": True,
+                "ok": rep.ok,
+                "mismatches": rep.mismatches,
+                "netlist": rep.netlist,
+                "cells": rep.cells,
+                "runs": [{k: v for k, v in r.items() if k != "labels"} for r in rep.runs],
+            },
+        )
     for r in rep.runs:
-        print(f"  {r['name']:18s} images {r['images']:5d}  mismatched {r['mismatched_images']}  "
-              f"cycles/image {r['cycles_per_image']}")
+        print(
+            f"  {r['name']:18s} images {r['images']:5d}  mismatched {r['mismatched_images']}  "
+            f"cycles/image {r['cycles_per_image']}"
+        )
         for mm in r["mismatches"][:5]:
-            print(f"    image {mm['item']}: {mm['where']}[{mm['index']}] got {mm['got']} expected {mm['expected']}")
+            print(
+                f"    image {mm['item']}: {mm['where']}[{mm['index']}] got {mm['got']} expected {mm['expected']}"
+            )
     print(f"  netlist: {rep.netlist}")
-    print("PASS: the synthesised netlist is bit-exact" if rep.ok else "FAIL: the netlist differs from the reference")
+    print(
+        "PASS: the synthesised netlist is bit-exact"
+        if rep.ok
+        else "FAIL: the netlist differs from the reference"
+    )
     return 0 if rep.ok else 1
 
 
 def _sim_fast(args, graph, x) -> int:
     from ..flow import verify_compiled_fast, write_json
 
-    print(f"verifying {len(x)} images on the fast path (compiled Verilator) ...", file=sys.stderr, flush=True)
+    print(
+        f"verifying {len(x)} images on the fast path (compiled Verilator) ...",
+        file=sys.stderr,
+        flush=True,
+    )
     rep = verify_compiled_fast(args.dir, x)
     ref = graph.predict(x)
-    summary = {"images": len(x), "fast": True, "ok": rep.ok,
-               "mismatch": None if rep.mismatch is None else rep.mismatch.__dict__,
-               "labels_equal_reference": bool(np.array_equal(rep.labels, ref)),
-               "cycles_per_image_measured": rep.cycles_per_image, "first_output_cycle": rep.first_output_cycle,
-               "runs": list(rep.runs),
-               "waves": rep.waves, "seconds": rep.seconds}
+    summary = {
+        "images": len(x),
+        "fast": True,
+        "ok": rep.ok,
+        "mismatch": None if rep.mismatch is None else rep.mismatch.__dict__,
+        "labels_equal_reference": bool(np.array_equal(rep.labels, ref)),
+        "cycles_per_image_measured": rep.cycles_per_image,
+        "first_output_cycle": rep.first_output_cycle,
+        "runs": list(rep.runs),
+        "waves": rep.waves,
+        "seconds": rep.seconds,
+    }
     if args.json:
         write_json(args.json, summary)
     for r in rep.runs:
-        print(f"  {r['name']:18s} images {r['images']:6d}  mismatched {r['mismatched_images']}  "
-              f"cycles {r['cycles']}  cycles/image {r['cycles_per_image']}")
+        print(
+            f"  {r['name']:18s} images {r['images']:6d}  mismatched {r['mismatched_images']}  "
+            f"cycles {r['cycles']}  cycles/image {r['cycles_per_image']}"
+        )
     if rep.mismatch:
         print(f"  first mismatch: {rep.mismatch}")
     if rep.waves:
@@ -196,10 +290,10 @@ def _sim_fast(args, graph, x) -> int:
 
 
 def cmd_map(args) -> int:
+    from ..ir.graph import IntegerGraph
     from ..mapping import search_folding
     from ..mapping.energy import energy_per_inference
     from ..mapping.report import format_markdown, format_text, write_plots
-    from ..ir.graph import IntegerGraph
 
     graph = IntegerGraph.load(args.model)
     kw = {} if args.budget is None else {"budget": args.budget}
@@ -211,23 +305,31 @@ def cmd_map(args) -> int:
     if args.act_data:
         from ..mapping.folding import activation_densities
         from ..quant.data import load_dataset
+
         data = load_dataset(args.act_data)
         if data.x_test.shape[1] != graph.input_size:
-            raise LowbitError(f"--act-data {args.act_data}: images have {data.x_test.shape[1]} values, the model "
-                              f"takes {graph.input_size}")
+            raise LowbitError(
+                f"--act-data {args.act_data}: images have {data.x_test.shape[1]} values, the model "
+                f"takes {graph.input_size}"
+            )
         density = activation_densities(graph, data.x_test, per_column=True)
-        logging.getLogger(__name__).info("mean activation densities on %s: %s", args.act_data,
-                                         {k: round(float(np.mean(v)), 3) for k, v in density.items()})
+        logging.getLogger(__name__).info(
+            "mean activation densities on %s: %s",
+            args.act_data,
+            {k: round(float(np.mean(v)), 3) for k, v in density.items()},
+        )
     kw["act_density"] = None if args.no_sparse else density
     schedule = search_folding(graph, args.board, **kw)
     report = schedule.report(graph)
-    report["energy"] = energy_per_inference(
-        graph, off_chip=set(schedule.ddr_layers)).as_dict()
+    report["energy"] = energy_per_inference(graph, off_chip=set(schedule.ddr_layers)).as_dict()
     from ..mapping.placement import placement_reasons
+
     report["placement"] = placement_reasons(graph, schedule, act_density=density)
     if args.act_data:
-        report["act_density"] = {"data": args.act_data,
-                                 "mean_per_layer": {k: float(np.mean(v)) for k, v in density.items()}}
+        report["act_density"] = {
+            "data": args.act_data,
+            "mean_per_layer": {k: float(np.mean(v)) for k, v in density.items()},
+        }
     if args.output:
         schedule.save(args.output)
     if args.json:
@@ -252,15 +354,19 @@ def cmd_boards(args) -> int:
     if args.json:
         print(json.dumps([b.as_dict() for b in BOARDS.values()], indent=2))
         return 0
-    print(f"{'board':12s} {'part':20s} {'family':16s} {'PS':6s} {'LUT':>8s} {'FF':>8s} {'BRAM36':>7s} "
-          f"{'URAM':>5s} {'DSP':>6s} {'MHz':>5s} {'DDR Gb/s':>8s} {'AXI-HP':>8s} {'openFPGALoader':14s}")
+    print(
+        f"{'board':12s} {'part':20s} {'family':16s} {'PS':6s} {'LUT':>8s} {'FF':>8s} {'BRAM36':>7s} "
+        f"{'URAM':>5s} {'DSP':>6s} {'MHz':>5s} {'DDR Gb/s':>8s} {'AXI-HP':>8s} {'openFPGALoader':14s}"
+    )
     for b in BOARDS.values():
         lut = f"{b.lut}" if b.lut_inputs == 6 else f"{b.lut}*"
         bram = f"{b.bram36:g}" if b.bram_kbits is None else f"{b.block_ram_kbits / 36:.1f}*"
         ddr = "-" if b.ddr_bandwidth_gbps is None else f"{b.ddr_bandwidth_gbps:g}"
         hp = "-" if not b.axi_hp_ports else f"{b.axi_hp_ports}x{b.axi_hp_width_bits}"
-        print(f"{b.name:12s} {b.part:20s} {b.family:16s} {b.ps:6s} {lut:>8s} {b.ff:8d} {bram:>7s} {b.uram:5d} "
-              f"{b.dsp:6d} {b.fabric_clock_mhz:5g} {ddr:>8s} {hp:>8s} {b.openfpgaloader_board or '-':14s}")
+        print(
+            f"{b.name:12s} {b.part:20s} {b.family:16s} {b.ps:6s} {lut:>8s} {b.ff:8d} {bram:>7s} {b.uram:5d} "
+            f"{b.dsp:6d} {b.fabric_clock_mhz:5g} {ddr:>8s} {hp:>8s} {b.openfpgaloader_board or '-':14s}"
+        )
     if any(b.lut_inputs == 4 or b.bram_kbits is not None for b in BOARDS.values()):
         print("* LUT4 devices; BRAM36 column in 36 Kb equivalents of the device's block RAM")
     return 0
@@ -269,31 +375,43 @@ def cmd_boards(args) -> int:
 def cmd_build(args) -> int:
     from ..deploy.build import build
 
-    m = build(args.source, args.board, args.output, run=args.run, budget=args.budget, clock_mhz=args.clock)
+    m = build(
+        args.source, args.board, args.output, run=args.run, budget=args.budget, clock_mhz=args.clock
+    )
     print(f"wrote {args.output}: {m['flow']} build for {m['board']} ({m['part']})")
     if m["flow"] == "open":
         util = ", ".join(f"{k} {v['used']}/{v['available']}" for k, v in m["utilisation"].items())
         verdict = "meets" if m["meets_clock"] else "MISSES"
-        print(f"  bitstream {m['bitstream']}; Fmax {m['fmax_mhz']:.2f} MHz {verdict} the requested "
-              f"{m['clock_mhz']:g} MHz")
+        print(
+            f"  bitstream {m['bitstream']}; Fmax {m['fmax_mhz']:.2f} MHz {verdict} the requested "
+            f"{m['clock_mhz']:g} MHz"
+        )
         print(f"  utilisation: {util}")
-        print(f"  UART {m['uart']['baud']} baud: {m['uart']['in_bytes']} bytes per input beat, "
-              f"{m['uart']['out_bytes']} bytes per result")
+        print(
+            f"  UART {m['uart']['baud']} baud: {m['uart']['in_bytes']} bytes per input beat, "
+            f"{m['uart']['out_bytes']} bytes per result"
+        )
     elif not args.run:
         print(f"  Vivado plan ({m['ps']}, {m['clock_mhz']:g} MHz): {', '.join(m['files'])}")
         check = m.get("plan_check")
         if isinstance(check, dict):
-            print(f"  dry run of build.tcl and bd.tcl without Vivado: {check['cells']} cells, "
-                  f"{check['pins_checked']} pin references, {check['automations']} automations, interfaces "
-                  f"{', '.join(check['interfaces'])} checked")
+            print(
+                f"  dry run of build.tcl and bd.tcl without Vivado: {check['cells']} cells, "
+                f"{check['pins_checked']} pin references, {check['automations']} automations, interfaces "
+                f"{', '.join(check['interfaces'])} checked"
+            )
         elif check:
             print(f"  dry run of the plan {check}")
         for p in m.get("weight_ports", []):
-            print(f"  weights of layer unit {p['unit']} from DDR: fetcher {p['index']} on {p['hp_port']} "
-                  f"({p['words']} words of {p['word_bits']} bits per vector, driver/weights_w{p['index']}.bin)")
-        print(f"  vivado is {'on PATH: pass --run' if shutil.which('vivado') else 'not on PATH here'}; "
-              f"to build elsewhere: copy {args.output} to a machine with Vivado and run "
-              f"'sh build.sh' in it (writes lowbit.bit, lowbit.hwh, lowbit.xsa)")
+            print(
+                f"  weights of layer unit {p['unit']} from DDR: fetcher {p['index']} on {p['hp_port']} "
+                f"({p['words']} words of {p['word_bits']} bits per vector, driver/weights_w{p['index']}.bin)"
+            )
+        print(
+            f"  vivado is {'on PATH: pass --run' if shutil.which('vivado') else 'not on PATH here'}; "
+            f"to build elsewhere: copy {args.output} to a machine with Vivado and run "
+            f"'sh build.sh' in it (writes lowbit.bit, lowbit.hwh, lowbit.xsa)"
+        )
     return 0
 
 
@@ -311,7 +429,9 @@ def cmd_flash(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="lowbit", description="Low-bit neural networks to verified FPGA hardware.")
+    p = argparse.ArgumentParser(
+        prog="lowbit", description="Low-bit neural networks to verified FPGA hardware."
+    )
     p.add_argument("--version", action="version", version=f"lowbit {__version__}")
     p.add_argument("-v", "--verbose", action="store_true", help="log library progress")
     sub = p.add_subparsers(dest="command", required=True)
@@ -321,82 +441,151 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--out", default="demo_out", help="output directory (default: demo_out)")
     d.add_argument("--board", default="pynq-z2")
     d.add_argument("--epochs", type=int, default=None)
-    d.add_argument("--budget", type=float, default=0.05,
-                   help="share of each board resource the mapper may use (default 0.05: a small design)")
+    d.add_argument(
+        "--budget",
+        type=float,
+        default=0.05,
+        help="share of each board resource the mapper may use (default 0.05: a small design)",
+    )
     d.set_defaults(func=cmd_demo)
 
     c = sub.add_parser("compile", help="map a model onto a board and generate Verilog")
     c.add_argument("model", nargs="?", help="model file (.npz) from 'lowbit train'")
-    c.add_argument("--zoo", help="a built-in model instead of a file: cnv-w1a1, cnv-w2a2 or lfc-w1a1 "
-                                 "(random weights, published folding)")
+    c.add_argument(
+        "--zoo",
+        help="a built-in model instead of a file: cnv-w1a1, cnv-w2a2 or lfc-w1a1 "
+        "(random weights, published folding)",
+    )
     c.add_argument("--seed", type=int, default=0, help="weight seed of a --zoo model")
-    c.add_argument("--search", action="store_true", help="with --zoo: search the folding instead of the published one")
-    c.add_argument("--width", type=float, default=1.0, help="with --zoo: scale the channel counts (same topology)")
+    c.add_argument(
+        "--search",
+        action="store_true",
+        help="with --zoo: search the folding instead of the published one",
+    )
+    c.add_argument(
+        "--width",
+        type=float,
+        default=1.0,
+        help="with --zoo: scale the channel counts (same topology)",
+    )
     c.add_argument("-o", "--output", required=True, help="output directory")
     c.add_argument("--board", help="board (default pynq-z2; ultra96-v2 with --zoo)")
     c.add_argument("--schedule", help="apply this schedule (JSON) instead of searching")
     c.add_argument("--budget", type=float, help="share of each board resource the mapper may use")
     c.set_defaults(func=cmd_compile)
 
-    s = sub.add_parser("sim", help="simulate a compiled design under cocotb (Verilator or Icarus), bit-exact")
+    s = sub.add_parser(
+        "sim", help="simulate a compiled design under cocotb (Verilator or Icarus), bit-exact"
+    )
     s.add_argument("dir", help="directory written by 'lowbit compile'")
-    s.add_argument("--images", help=".npz file with an integer array 'x', or a number N: the first N images "
-                                    "of the digits test split (default: all of it), or N random inputs when "
-                                    "the model does not take digits")
+    s.add_argument(
+        "--images",
+        help=".npz file with an integer array 'x', or a number N: the first N images "
+        "of the digits test split (default: all of it), or N random inputs when "
+        "the model does not take digits",
+    )
     s.add_argument("--count", type=int, help="simulate only the first COUNT images")
     s.add_argument("--throttled", type=int, default=100, help="images per randomly throttled run")
     s.add_argument("--json", metavar="PATH", help="write the results as JSON")
-    s.add_argument("--simulator", choices=("verilator", "icarus"),
-                   help="simulator of the cocotb runs (default: $SIM, else verilator)")
-    s.add_argument("--fast", action="store_true",
-                   help="compiled Verilator path: whole data sets in seconds (no cocotb)")
-    s.add_argument("--gate-level", action="store_true",
-                   help="synthesise for 7-series (yosys) and simulate the netlist with the primitives' models")
+    s.add_argument(
+        "--simulator",
+        choices=("verilator", "icarus"),
+        help="simulator of the cocotb runs (default: $SIM, else verilator)",
+    )
+    s.add_argument(
+        "--fast",
+        action="store_true",
+        help="compiled Verilator path: whole data sets in seconds (no cocotb)",
+    )
+    s.add_argument(
+        "--gate-level",
+        action="store_true",
+        help="synthesise for 7-series (yosys) and simulate the netlist with the primitives' models",
+    )
     s.set_defaults(func=cmd_sim)
 
     m = sub.add_parser("map", help="search a folding for a model and report its predicted costs")
     m.add_argument("model")
     m.add_argument("--board", default="pynq-z2")
     goal = m.add_mutually_exclusive_group()
-    goal.add_argument("--budget", type=float, help="share of each board resource to use (default 0.7): "
-                                                   "the fastest folding within it")
-    goal.add_argument("--target-fps", type=float, help="the cheapest folding reaching this many images/s")
+    goal.add_argument(
+        "--budget",
+        type=float,
+        help="share of each board resource to use (default 0.7): the fastest folding within it",
+    )
+    goal.add_argument(
+        "--target-fps", type=float, help="the cheapest folding reaching this many images/s"
+    )
     m.add_argument("-o", "--output", help="write the schedule JSON here")
     m.add_argument("--markdown", metavar="PATH", help="write the report as Markdown")
     m.add_argument("--plots", metavar="DIR", help="write cycles.png and resources.png here")
-    m.add_argument("--json", action="store_true", help="print the full report as JSON instead of the table")
-    m.add_argument("--act-density", type=float, default=0.5,
-                   help="expected share of non-zero input activations of pruned fully connected layers, for "
-                        "the sparse engine's cycle model (default 0.5)")
-    m.add_argument("--act-data", metavar="DATASET",
-                   help="measure each layer's activation density on this data set's test split instead "
-                        "(digits, mnist5k, idx:DIR, cifar10:DIR)")
-    m.add_argument("--no-sparse", action="store_true",
-                   help="keep every layer on the dense MVTU (no sparse-engine placement)")
+    m.add_argument(
+        "--json", action="store_true", help="print the full report as JSON instead of the table"
+    )
+    m.add_argument(
+        "--act-density",
+        type=float,
+        default=0.5,
+        help="expected share of non-zero input activations of pruned fully connected layers, for "
+        "the sparse engine's cycle model (default 0.5)",
+    )
+    m.add_argument(
+        "--act-data",
+        metavar="DATASET",
+        help="measure each layer's activation density on this data set's test split instead "
+        "(digits, mnist5k, idx:DIR, cifar10:DIR)",
+    )
+    m.add_argument(
+        "--no-sparse",
+        action="store_true",
+        help="keep every layer on the dense MVTU (no sparse-engine placement)",
+    )
     m.set_defaults(func=cmd_map)
 
     b = sub.add_parser("boards", help="list the known boards")
     b.add_argument("--json", action="store_true", help="print every field of every record as JSON")
     b.set_defaults(func=cmd_boards)
 
-    bu = sub.add_parser("build", help="a bitstream (open-flow boards) or a Vivado plan (Zynq boards)")
+    bu = sub.add_parser(
+        "build", help="a bitstream (open-flow boards) or a Vivado plan (Zynq boards)"
+    )
     bu.add_argument("source", help="model file (.npz) or a directory written by 'lowbit compile'")
     bu.add_argument("--board", required=True)
     bu.add_argument("-o", "--output", required=True, help="output directory")
-    bu.add_argument("--budget", type=float, help="share of each board resource the mapper may use "
-                                                 "(when SOURCE is a model)")
-    bu.add_argument("--clock", type=float, metavar="MHZ", help="fabric clock (default: the schedule's)")
-    bu.add_argument("--run", action="store_true", help="Zynq boards: run the Vivado plan (needs vivado on PATH)")
+    bu.add_argument(
+        "--budget",
+        type=float,
+        help="share of each board resource the mapper may use (when SOURCE is a model)",
+    )
+    bu.add_argument(
+        "--clock", type=float, metavar="MHZ", help="fabric clock (default: the schedule's)"
+    )
+    bu.add_argument(
+        "--run", action="store_true", help="Zynq boards: run the Vivado plan (needs vivado on PATH)"
+    )
     bu.set_defaults(func=cmd_build)
 
-    fl = sub.add_parser("flash", help="program a board with the output of 'lowbit build' (dry run by default)")
+    fl = sub.add_parser(
+        "flash", help="program a board with the output of 'lowbit build' (dry run by default)"
+    )
     fl.add_argument("dir", help="directory written by 'lowbit build'")
     fl.add_argument("--board", required=True)
-    fl.add_argument("--via", choices=("openfpgaloader", "fpga-manager", "pynq", "xsct"), default="openfpgaloader")
-    fl.add_argument("--yes", action="store_true", help="program the board (otherwise print the commands)")
-    fl.add_argument("--sysfs-root", default="/", help="fpga-manager: root holding sys/ and lib/firmware/ "
-                                                     "(default /)")
-    fl.add_argument("--manager", default="fpga0", help="fpga-manager: device under /sys/class/fpga_manager")
+    fl.add_argument(
+        "--via",
+        choices=("openfpgaloader", "fpga-manager", "pynq", "xsct"),
+        default="openfpgaloader",
+    )
+    fl.add_argument(
+        "--yes", action="store_true", help="program the board (otherwise print the commands)"
+    )
+    fl.add_argument(
+        "--sysfs-root",
+        default="/",
+        help="fpga-manager: root holding sys/ and lib/firmware/ (default /)",
+    )
+    fl.add_argument(
+        "--manager", default="fpga0", help="fpga-manager: device under /sys/class/fpga_manager"
+    )
     fl.set_defaults(func=cmd_flash)
 
     # Sub-commands of the other parts of the toolkit, each in its own module.
@@ -406,11 +595,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _plugins():
-    from .synth import register as mapping_cmds
-    from .onnx import register as onnx_cmds
-    from .train import register as quant_cmds
-    from .sparse import register as sparse_cmds
     from .builtin import register as zoo_cmds
+    from .onnx import register as onnx_cmds
+    from .sparse import register as sparse_cmds
+    from .synth import register as mapping_cmds
+    from .train import register as quant_cmds
+
     return (quant_cmds, onnx_cmds, sparse_cmds, zoo_cmds, mapping_cmds)
 
 
@@ -419,8 +609,10 @@ _PLUGINS = _plugins()
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
     try:
         return args.func(args)
     except LowbitError as e:
@@ -429,4 +621,3 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"lowbit {args.command}: interrupted", file=sys.stderr)
         return 130
-

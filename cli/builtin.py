@@ -20,7 +20,9 @@ def cmd_zoo(args) -> int:
     if args.name is None:
         for name in zoo.ZOO:
             cycles, us = zoo.published_bottleneck(name)
-            print(f"{name:10s} published bottleneck {cycles:,} cycles, measured {us} us/image at 299 MHz")
+            print(
+                f"{name:10s} published bottleneck {cycles:,} cycles, measured {us} us/image at 299 MHz"
+            )
         return 0
     if args.output is None:
         raise LowbitError("zoo: give -o FILE.npz to write the model")
@@ -30,16 +32,24 @@ def cmd_zoo(args) -> int:
     schedule = zoo_schedule(model.name, model.graph, model.matmul_folding, args.board)
     sched_path = out.with_name(out.stem + ".schedule.json")
     schedule.save(sched_path)
-    print(f"wrote {out} ({len(model.graph.nodes)} nodes) and {sched_path} (published folding on {schedule.board})")
+    print(
+        f"wrote {out} ({len(model.graph.nodes)} nodes) and {sched_path} (published folding on {schedule.board})"
+    )
     return 0
 
 
 def register(sub) -> None:
     """Add this module's sub-commands to the ``lowbit`` parser's ``sub`` (an argparse sub-parsers object)."""
-    z = sub.add_parser("zoo", help="list the built-in models (BNN-PYNQ CNV/LFC) or write one as a model file")
+    z = sub.add_parser(
+        "zoo", help="list the built-in models (BNN-PYNQ CNV/LFC) or write one as a model file"
+    )
     z.add_argument("name", nargs="?", help="cnv-w1a1, cnv-w2a2 or lfc-w1a1")
-    z.add_argument("-o", "--output", help="model file to write (.npz); the schedule goes next to it")
+    z.add_argument(
+        "-o", "--output", help="model file to write (.npz); the schedule goes next to it"
+    )
     z.add_argument("--seed", type=int, default=0, help="seed of the random weights")
-    z.add_argument("--width", type=float, default=1.0, help="scale the channel counts (same topology)")
+    z.add_argument(
+        "--width", type=float, default=1.0, help="scale the channel counts (same topology)"
+    )
     z.add_argument("--board", default="ultra96-v2", help="board of the written schedule")
     z.set_defaults(func=cmd_zoo)

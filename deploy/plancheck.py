@@ -32,17 +32,47 @@ __all__ = ["IP_PINS", "module_interfaces", "check_vivado_plan"]
 
 IP_PINS = {
     "xilinx.com:ip:processing_system7": {
-        "FCLK_CLK0", "FCLK_RESET0_N", "M_AXI_GP0", "M_AXI_GP0_ACLK", "DDR", "FIXED_IO",
-        *(f"S_AXI_HP{k}" for k in range(4)), *(f"S_AXI_HP{k}_ACLK" for k in range(4))},
+        "FCLK_CLK0",
+        "FCLK_RESET0_N",
+        "M_AXI_GP0",
+        "M_AXI_GP0_ACLK",
+        "DDR",
+        "FIXED_IO",
+        *(f"S_AXI_HP{k}" for k in range(4)),
+        *(f"S_AXI_HP{k}_ACLK" for k in range(4)),
+    },
     "xilinx.com:ip:zynq_ultra_ps_e": {
-        "pl_clk0", "pl_resetn0", "M_AXI_HPM0_FPD", "maxihpm0_fpd_aclk",
-        *(f"S_AXI_HP{k}_FPD" for k in range(4)), *(f"saxihp{k}_fpd_aclk" for k in range(4))},
+        "pl_clk0",
+        "pl_resetn0",
+        "M_AXI_HPM0_FPD",
+        "maxihpm0_fpd_aclk",
+        *(f"S_AXI_HP{k}_FPD" for k in range(4)),
+        *(f"saxihp{k}_fpd_aclk" for k in range(4)),
+    },
     "xilinx.com:ip:axi_dma": {
-        "s_axi_lite_aclk", "m_axi_mm2s_aclk", "m_axi_s2mm_aclk", "axi_resetn", "S_AXI_LITE", "M_AXI_MM2S",
-        "M_AXI_S2MM", "M_AXIS_MM2S", "S_AXIS_S2MM", "mm2s_introut", "s2mm_introut"},
+        "s_axi_lite_aclk",
+        "m_axi_mm2s_aclk",
+        "m_axi_s2mm_aclk",
+        "axi_resetn",
+        "S_AXI_LITE",
+        "M_AXI_MM2S",
+        "M_AXI_S2MM",
+        "M_AXIS_MM2S",
+        "S_AXIS_S2MM",
+        "mm2s_introut",
+        "s2mm_introut",
+    },
     "xilinx.com:ip:proc_sys_reset": {
-        "slowest_sync_clk", "ext_reset_in", "aux_reset_in", "dcm_locked", "peripheral_aresetn",
-        "peripheral_reset", "interconnect_aresetn", "mb_reset", "bus_struct_reset"},
+        "slowest_sync_clk",
+        "ext_reset_in",
+        "aux_reset_in",
+        "dcm_locked",
+        "peripheral_aresetn",
+        "peripheral_reset",
+        "interconnect_aresetn",
+        "mb_reset",
+        "bus_struct_reset",
+    },
 }
 """Pins and interface pins of the IP cores the plans instantiate (PG082 processing_system7,
 PG201 zynq_ultra_ps_e, PG021 axi_dma, PG164 proc_sys_reset); only the ones a plan may name."""
@@ -50,17 +80,31 @@ PG201 zynq_ultra_ps_e, PG021 axi_dma, PG164 proc_sys_reset); only the ones a pla
 _ENABLES = {
     **{f"S_AXI_HP{k}": f"CONFIG.PCW_USE_S_AXI_HP{k}" for k in range(4)},
     "M_AXI_GP0": "CONFIG.PCW_USE_M_AXI_GP0",
-    **{f"S_AXI_HP{k}_FPD": f"CONFIG.PSU__USE__S_AXI_GP{k + 2}" for k in range(4)},  # HPk_FPD is saxigp(k+2)
+    **{
+        f"S_AXI_HP{k}_FPD": f"CONFIG.PSU__USE__S_AXI_GP{k + 2}" for k in range(4)
+    },  # HPk_FPD is saxigp(k+2)
     "M_AXI_HPM0_FPD": "CONFIG.PSU__USE__M_AXI_GP0",
 }
 """PS interface pins that exist only once this configuration parameter is 1 (PG082, PG201)."""
 
 _AXIS = {"tdata", "tvalid", "tready"}
 _AXI_READ = {"araddr", "arvalid", "arready", "rdata", "rresp", "rvalid", "rready"}
-_AXI_WRITE = {"awaddr", "awvalid", "awready", "wdata", "wvalid", "wready", "bresp", "bvalid", "bready"}
+_AXI_WRITE = {
+    "awaddr",
+    "awvalid",
+    "awready",
+    "wdata",
+    "wvalid",
+    "wready",
+    "bresp",
+    "bvalid",
+    "bready",
+}
 
 
-def module_interfaces(verilog: str, module: str = "lowbit_axis") -> tuple[set[str], set[str], set[str]]:
+def module_interfaces(
+    verilog: str, module: str = "lowbit_axis"
+) -> tuple[set[str], set[str], set[str]]:
     """``(ports, interfaces, associated)`` of ``module``: its port names, the bus interfaces Vivado
     infers from them, and the interfaces its clock's ``ASSOCIATED_BUSIF`` names.
 
@@ -82,11 +126,15 @@ def module_interfaces(verilog: str, module: str = "lowbit_axis") -> tuple[set[st
         if _AXIS <= signals:
             interfaces.add(prefix)
         elif _AXI_READ <= signals or _AXI_WRITE <= signals:
-            if (_AXI_READ & signals and not _AXI_READ <= signals) or (_AXI_WRITE & signals and not _AXI_WRITE <= signals):
-                raise LowbitError(f"module {module}: interface {prefix} has part of an AXI channel: "
-                                  f"{sorted(signals)}")
+            if (_AXI_READ & signals and not _AXI_READ <= signals) or (
+                _AXI_WRITE & signals and not _AXI_WRITE <= signals
+            ):
+                raise LowbitError(
+                    f"module {module}: interface {prefix} has part of an AXI channel: "
+                    f"{sorted(signals)}"
+                )
             interfaces.add(prefix)
-    busif = re.search(r'ASSOCIATED_BUSIF ([\w:]+)', verilog)
+    busif = re.search(r"ASSOCIATED_BUSIF ([\w:]+)", verilog)
     associated = set(busif.group(1).split(":")) if busif else set()
     return set(ports), interfaces, associated
 
@@ -228,34 +276,56 @@ def check_vivado_plan(plan_dir: str | Path) -> dict:
         raise LowbitError("checking a Vivado plan needs tclsh (apt-get install tcl)")
     for name in ("build.tcl", "bd.tcl", "lowbit_axis.v"):
         if not (plan_dir / name).is_file():
-            raise LowbitError(f"{plan_dir}: missing {name}; expected a Vivado plan from 'lowbit build'")
+            raise LowbitError(
+                f"{plan_dir}: missing {name}; expected a Vivado plan from 'lowbit build'"
+            )
     ports, interfaces, associated = module_interfaces((plan_dir / "lowbit_axis.v").read_text())
     loose = interfaces - associated
     if loose:
-        raise LowbitError(f"lowbit_axis: interface(s) {sorted(loose)} are not in the clock's ASSOCIATED_BUSIF")
-    ip_pins = "\n".join(f"set ip_pins({ip}) {{{' '.join(sorted(pins))}}}" for ip, pins in IP_PINS.items())
+        raise LowbitError(
+            f"lowbit_axis: interface(s) {sorted(loose)} are not in the clock's ASSOCIATED_BUSIF"
+        )
+    ip_pins = "\n".join(
+        f"set ip_pins({ip}) {{{' '.join(sorted(pins))}}}" for ip, pins in IP_PINS.items()
+    )
     enables = " ".join(f"{pin} {param}" for pin, param in _ENABLES.items())
     summary = None
     for preset in (1, 0):
-        script = (_PRELUDE + ip_pins + f"\nset module_ports {{{' '.join(sorted(ports))}}}"
-                  f"\nset module_intfs {{{' '.join(sorted(interfaces))}}}\narray set enables {{{enables}}}"
-                  f"\nset board_part_found {{{'board:part' if preset else ''}}}"
-                  f"\nif {{[catch {{source {{{(plan_dir / 'build.tcl').resolve()}}}}} msg]}} "
-                  "{ puts stderr $msg; exit 1 }"
-                  "\nputs [list $calls $pins_used $automations [array size cells] $added]\nexit 0\n")
+        script = (
+            _PRELUDE + ip_pins + f"\nset module_ports {{{' '.join(sorted(ports))}}}"
+            f"\nset module_intfs {{{' '.join(sorted(interfaces))}}}\narray set enables {{{enables}}}"
+            f"\nset board_part_found {{{'board:part' if preset else ''}}}"
+            f"\nif {{[catch {{source {{{(plan_dir / 'build.tcl').resolve()}}}}} msg]}} "
+            "{ puts stderr $msg; exit 1 }"
+            "\nputs [list $calls $pins_used $automations [array size cells] $added]\nexit 0\n"
+        )
         proc = subprocess.run([tclsh], input=script, capture_output=True, text=True)
         if proc.returncode != 0:
-            msg = next((line for line in proc.stderr.splitlines() if "lowbit plan check" in line),
-                       proc.stderr.strip().splitlines()[0] if proc.stderr.strip() else "tclsh failed")
-            raise LowbitError(f"{plan_dir / 'build.tcl'} (board files {'present' if preset else 'absent'}): "
-                              f"{msg.strip()}")
+            msg = next(
+                (line for line in proc.stderr.splitlines() if "lowbit plan check" in line),
+                proc.stderr.strip().splitlines()[0] if proc.stderr.strip() else "tclsh failed",
+            )
+            raise LowbitError(
+                f"{plan_dir / 'build.tcl'} (board files {'present' if preset else 'absent'}): "
+                f"{msg.strip()}"
+            )
         fields = proc.stdout.strip().splitlines()[-1].split(" ", 4)
         calls, pins, autos, cells = map(int, fields[:4])
         added = fields[4].strip("{}").split()
         if summary is None:
-            summary = {"cells": cells, "pins_checked": pins, "automations": autos, "files_added": added,
-                       "interfaces": sorted(interfaces), "vivado_calls": calls}
-    missing = [n for n in ("lowbit_top.v", "lowbit_axis.v", "lowbit_ctrl.v") if n not in summary["files_added"]]
+            summary = {
+                "cells": cells,
+                "pins_checked": pins,
+                "automations": autos,
+                "files_added": added,
+                "interfaces": sorted(interfaces),
+                "vivado_calls": calls,
+            }
+    missing = [
+        n
+        for n in ("lowbit_top.v", "lowbit_axis.v", "lowbit_ctrl.v")
+        if n not in summary["files_added"]
+    ]
     if missing:
         raise LowbitError(f"{plan_dir / 'build.tcl'} does not add {', '.join(missing)}")
     return summary

@@ -14,6 +14,7 @@ Verilated top is ``lowbit_sim_shell`` (:func:`shell_wrapper_verilog`, the Amaran
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import fields
 from pathlib import Path
@@ -21,21 +22,28 @@ from pathlib import Path
 import numpy as np
 
 from .. import LowbitError
+from ..boards.records import get_board
 from ..hw.axi.control import REGISTERS, wbase_offsets
 from ..hw.axi.shells_axis import WeightPort
 from ..hw.axi.shells_sim import SIM_DDR_VERILOG, SimulatedShell, log_depth
 from ..hw.verilog import to_verilog
-from ..sim.fast import VerilatedModel
-import json
 from ..mapping.schedule import ddr_stream_bits
-from ..boards.records import get_board
+from ..sim.fast import VerilatedModel
 
 __all__ = ["SimulatedOverlay", "shell_wrapper_verilog", "SIM_DDR_VERILOG"]
 
 log = logging.getLogger(__name__)
 
-def shell_wrapper_verilog(tin: int, tout: int, weight_ports: list[dict] = (), *, rate: int = 64,
-                          latency: int = 16, log_depths: list[int] | None = None) -> str:
+
+def shell_wrapper_verilog(
+    tin: int,
+    tout: int,
+    weight_ports: list[dict] = (),
+    *,
+    rate: int = 64,
+    latency: int = 16,
+    log_depths: list[int] | None = None,
+) -> str:
     """``lowbit_sim_shell``, the :class:`~lowbit.hw.axi.shells_sim.SimulatedShell` of
     ``lowbit_axis`` with ``tin``/``tout``-bit ``tdata`` and the weight ports ``weight_ports``
     (``build.json``'s ``weight_ports``), followed by :data:`SIM_DDR_VERILOG` when there are any.
@@ -43,11 +51,18 @@ def shell_wrapper_verilog(tin: int, tout: int, weight_ports: list[dict] = (), *,
     ``log_depths`` sizes each port's memory (by default from the port's weight image); ``rate`` and
     ``latency`` are the memories' bits per cycle and burst latency.
     """
-    ports = [WeightPort(**{f.name: p[f.name] for f in fields(WeightPort) if f.name in p})
-             for p in weight_ports]
-    shell = SimulatedShell(in_tdata_bits=tin, out_tdata_bits=tout, weight_ports=ports,
-                           log_depths=None if log_depths is None else list(log_depths), rate=rate,
-                           latency=latency)
+    ports = [
+        WeightPort(**{f.name: p[f.name] for f in fields(WeightPort) if f.name in p})
+        for p in weight_ports
+    ]
+    shell = SimulatedShell(
+        in_tdata_bits=tin,
+        out_tdata_bits=tout,
+        weight_ports=ports,
+        log_depths=None if log_depths is None else list(log_depths),
+        rate=rate,
+        latency=latency,
+    )
     return to_verilog(shell, name="lowbit_sim_shell") + (SIM_DDR_VERILOG if ports else "")
 
 
@@ -75,7 +90,9 @@ class _DMA:
         if send is None and recv is None:
             return
         if send is None or recv is None:
-            raise LowbitError("the simulated DMA needs both a send and a receive transfer before waiting")
+            raise LowbitError(
+                "the simulated DMA needs both a send and a receive transfer before waiting"
+            )
         self.sendchannel.buffer = self.recvchannel.buffer = None
         self.overlay._stream(np.asarray(send), recv)
 
@@ -161,13 +178,17 @@ class SimulatedOverlay:
     ``WBASE(k)`` when the driver sets ``WCTRL`` bit 0.
     """
 
-    def __init__(self, plan_dir: str | Path, *, ddr_bits_per_cycle: int | None = None, ddr_latency: int = 16):
+    def __init__(
+        self, plan_dir: str | Path, *, ddr_bits_per_cycle: int | None = None, ddr_latency: int = 16
+    ):
 
         plan_dir = Path(plan_dir)
         names = ("lowbit_top.v", "lowbit_ctrl.v", "lowbit_axis.v", "build.json")
         missing = [n for n in names if not (plan_dir / n).is_file()]
         if missing:
-            raise LowbitError(f"{plan_dir}: missing {', '.join(missing)}; expected a Vivado plan from 'lowbit build'")
+            raise LowbitError(
+                f"{plan_dir}: missing {', '.join(missing)}; expected a Vivado plan from 'lowbit build'"
+            )
 
         manifest = json.loads((plan_dir / "build.json").read_text())
         axis = manifest["axis"]
@@ -176,19 +197,28 @@ class SimulatedOverlay:
         sources = list(names[:3])
         self.log_depths = []
         if self.weight_ports:
-
             sources.append("lowbit_wfetch.v")
             if ddr_bits_per_cycle is None:
-                ddr_bits_per_cycle = ddr_stream_bits(get_board(manifest["board"]), manifest["clock_mhz"])
+                ddr_bits_per_cycle = ddr_stream_bits(
+                    get_board(manifest["board"]), manifest["clock_mhz"]
+                )
             for p in self.weight_ports:
                 image = plan_dir / "driver" / f"weights_w{p['index']}.bin"
                 if not image.is_file():
-                    raise LowbitError(f"{plan_dir}: missing driver/{image.name} (weight port {p['index']})")
+                    raise LowbitError(
+                        f"{plan_dir}: missing driver/{image.name} (weight port {p['index']})"
+                    )
                 self.log_depths.append(log_depth(image.stat().st_size))
         self.ddr_bits_per_cycle = ddr_bits_per_cycle
         text = "\n".join((plan_dir / n).read_text() for n in sources)
-        text += shell_wrapper_verilog(self.tin, self.tout, self.weight_ports, rate=ddr_bits_per_cycle or 64,
-                                      latency=ddr_latency, log_depths=self.log_depths)
+        text += shell_wrapper_verilog(
+            self.tin,
+            self.tout,
+            self.weight_ports,
+            rate=ddr_bits_per_cycle or 64,
+            latency=ddr_latency,
+            log_depths=self.log_depths,
+        )
         self.model = VerilatedModel.build(text, top="lowbit_sim_shell")
         self.model.reset()
         self.model.poke("o__ready", 1)
@@ -216,13 +246,17 @@ class SimulatedOverlay:
             base = self.accel.read(lo) | (self.accel.read(hi) << 32)
             buf = next((b for b in self._buffers if b.device_address == base), None)
             if buf is None:
-                raise LowbitError(f"weight port {k}: WBASE = 0x{base:x} is not the address of an allocated buffer")
+                raise LowbitError(
+                    f"weight port {k}: WBASE = 0x{base:x} is not the address of an allocated buffer"
+                )
             raw = np.ascontiguousarray(buf).view(np.uint8).reshape(-1)
             if raw.size > 4 << depth:
-                raise LowbitError(f"weight port {k}: buffer of {raw.size} bytes exceeds the simulated DDR "
-                                  f"({4 << depth} bytes, sized from driver/weights_w{k}.bin)")
+                raise LowbitError(
+                    f"weight port {k}: buffer of {raw.size} bytes exceeds the simulated DDR "
+                    f"({4 << depth} bytes, sized from driver/weights_w{k}.bin)"
+                )
             words = np.zeros(-(-raw.size // 4) * 4, dtype=np.uint8)
-            words[:raw.size] = raw
+            words[: raw.size] = raw
             m.poke(f"ddr{k}__we", 1)
             for i, w in enumerate(words.view("<u4").tolist()):
                 m.poke(f"ddr{k}__addr", i)
@@ -235,7 +269,9 @@ class SimulatedOverlay:
         ib, ob = self.tin // 8, self.tout // 8
         raw = np.ascontiguousarray(send).view(np.uint8).reshape(-1)
         if raw.size % ib:
-            raise LowbitError(f"the send buffer ({raw.size} bytes) is not a whole number of {ib}-byte beats")
+            raise LowbitError(
+                f"the send buffer ({raw.size} bytes) is not a whole number of {ib}-byte beats"
+            )
         n_in = raw.size // ib
         n_out = recv.view(np.uint8).size // ob
         words_in = (self.tin + 1 + 31) // 32
@@ -246,10 +282,14 @@ class SimulatedOverlay:
         beats[-1, top_word] |= np.uint32(1 << top_bit)  # tlast on the transfer's last beat
         res = self.model.stream(beats, n_out)
         if res.timed_out:
-            raise LowbitError(f"the simulated shell returned fewer than {n_out} results (the DMA would hang)")
+            raise LowbitError(
+                f"the simulated shell returned fewer than {n_out} results (the DMA would hang)"
+            )
         out = res.outputs.view(np.uint8)[:, :ob]
         last = (res.outputs[:, self.tout // 32] >> (self.tout % 32)) & 1
         if not last[-1] or last[:-1].any():
-            raise LowbitError(f"m_axis tlast is on results {np.flatnonzero(last).tolist()}, "
-                              f"expected only on the last ({n_out - 1})")
+            raise LowbitError(
+                f"m_axis tlast is on results {np.flatnonzero(last).tolist()}, "
+                f"expected only on the last ({n_out - 1})"
+            )
         recv.view(np.uint8).reshape(-1)[:] = out.reshape(-1)

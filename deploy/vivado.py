@@ -38,33 +38,51 @@ from typing import Sequence
 
 from .. import LowbitError
 from ..boards.records import Board
+from ..hw.axi.control import ControlBlock
 from ..hw.axi.shells import shell_verilog
 from ..hw.axi.shells_axis import TLAST_FIFO_DEPTH, AXISAdapter, WeightPort, axis_width
 from ..hw.verilog import TOPLEVEL, to_verilog
-from ..hw.axi.control import ControlBlock
 from ..sim._harness import parse_ports
 
-__all__ = ["TLAST_FIFO_DEPTH", "WeightPort", "axis_width", "axis_adapter_verilog",
-           "control_verilog", "fetcher_verilog", "hp_ports", "vivado_plan_files"]
+__all__ = [
+    "TLAST_FIFO_DEPTH",
+    "WeightPort",
+    "axis_width",
+    "axis_adapter_verilog",
+    "control_verilog",
+    "fetcher_verilog",
+    "hp_ports",
+    "vivado_plan_files",
+]
 
-def axis_adapter_verilog(in_bits: int, out_bits: int, beats_per_image: int,
-                         weight_ports: Sequence[WeightPort] = ()) -> str:
+
+def axis_adapter_verilog(
+    in_bits: int, out_bits: int, beats_per_image: int, weight_ports: Sequence[WeightPort] = ()
+) -> str:
     """The Verilog of ``lowbit_axis``: the :class:`~lowbit.hw.axi.shells_axis.AXISAdapter` of
     ``in_bits``/``out_bits``-bit payloads, ``beats_per_image`` input beats per image and
     ``weight_ports``."""
-    shell = AXISAdapter(in_bits=in_bits, out_bits=out_bits, beats_per_image=beats_per_image,
-                        weight_ports=weight_ports)
+    shell = AXISAdapter(
+        in_bits=in_bits,
+        out_bits=out_bits,
+        beats_per_image=beats_per_image,
+        weight_ports=weight_ports,
+    )
     tin, tout = shell.in_tdata_bits, shell.out_tdata_bits
-    return shell_verilog(shell, "lowbit_axis", header=[
-        "lowbit_axis: lowbit_top with AXI4-Stream ports for an AXI DMA.",
-        f"s_axis: {beats_per_image} beats per image, payload in tdata[{in_bits - 1}:0] of {tin}.",
-        f"m_axis: one beat per image, {{label, scores}} in tdata[{out_bits - 1}:0] of {tout}; "
-        "tlast as on the image's last input beat.",
-        f"m_axi_w<k>: AXI4 read masters of the weight fetchers (weights streamed from DDR): "
-        f"{len(shell.weight_ports)}.",
-        "s_axi: the AXI4-Lite control block lowbit_ctrl (register map in lowbit.hw.axi.control).",
-        "Protocol: lowbit.hw.axi.shells_axis.",
-    ])
+    return shell_verilog(
+        shell,
+        "lowbit_axis",
+        header=[
+            "lowbit_axis: lowbit_top with AXI4-Stream ports for an AXI DMA.",
+            f"s_axis: {beats_per_image} beats per image, payload in tdata[{in_bits - 1}:0] of {tin}.",
+            f"m_axis: one beat per image, {{label, scores}} in tdata[{out_bits - 1}:0] of {tout}; "
+            "tlast as on the image's last input beat.",
+            f"m_axi_w<k>: AXI4 read masters of the weight fetchers (weights streamed from DDR): "
+            f"{len(shell.weight_ports)}.",
+            "s_axi: the AXI4-Lite control block lowbit_ctrl (register map in lowbit.hw.axi.control).",
+            "Protocol: lowbit.hw.axi.shells_axis.",
+        ],
+    )
 
 
 def control_verilog(beats_per_image: int, weight_ports: int = 0) -> str:
@@ -92,8 +110,13 @@ if {{!$board_preset}} {{{ddr_line}
 }}
 set_property -dict $cfg $ps
 """
-    pins = {"ps": "ps7", "clk": "ps7/FCLK_CLK0", "resetn": "ps7/FCLK_RESET0_N", "gp": "/ps7/M_AXI_GP0",
-            "hp": "/ps7/S_AXI_HP0"}
+    pins = {
+        "ps": "ps7",
+        "clk": "ps7/FCLK_CLK0",
+        "resetn": "ps7/FCLK_RESET0_N",
+        "gp": "/ps7/M_AXI_GP0",
+        "hp": "/ps7/S_AXI_HP0",
+    }
     return tcl, pins
 
 
@@ -104,8 +127,13 @@ set_property -dict [list CONFIG.PSU__FPGA_PL0_ENABLE {{1}} CONFIG.PSU__CRL_APB__
   CONFIG.PSU__USE__M_AXI_GP0 {{1}} CONFIG.PSU__USE__M_AXI_GP1 {{0}} CONFIG.PSU__USE__M_AXI_GP2 {{0}} \\
   CONFIG.PSU__USE__S_AXI_GP2 {{1}} CONFIG.PSU__SAXIGP2__DATA_WIDTH {{128}}] $ps
 """
-    pins = {"ps": "zynq_ps", "clk": "zynq_ps/pl_clk0", "resetn": "zynq_ps/pl_resetn0",
-            "gp": "/zynq_ps/M_AXI_HPM0_FPD", "hp": "/zynq_ps/S_AXI_HP0_FPD"}
+    pins = {
+        "ps": "zynq_ps",
+        "clk": "zynq_ps/pl_clk0",
+        "resetn": "zynq_ps/pl_resetn0",
+        "gp": "/zynq_ps/M_AXI_HPM0_FPD",
+        "hp": "/zynq_ps/S_AXI_HP0_FPD",
+    }
     return tcl, pins
 
 
@@ -114,15 +142,27 @@ def hp_ports(board: Board, n: int) -> list[tuple[str, str]]:
     HP2, ... (HP0 carries the image DMA). Raises LowbitError when the board has too few."""
     spare = max(0, board.axi_hp_ports - 1)
     if n > spare:
-        raise LowbitError(f"{n} layers stream their weights from DDR, but board {board.name!r} has only {spare} "
-                          f"AXI-HP ports besides the image DMA's; keep more weights on chip")
+        raise LowbitError(
+            f"{n} layers stream their weights from DDR, but board {board.name!r} has only {spare} "
+            f"AXI-HP ports besides the image DMA's; keep more weights on chip"
+        )
     width = board.axi_hp_width_bits
     if board.ps == "PS7":
-        return [(f"CONFIG.PCW_USE_S_AXI_HP{j} {{1}} CONFIG.PCW_S_AXI_HP{j}_DATA_WIDTH {{{width}}}", f"/ps7/S_AXI_HP{j}")
-                for j in range(1, n + 1)]
+        return [
+            (
+                f"CONFIG.PCW_USE_S_AXI_HP{j} {{1}} CONFIG.PCW_S_AXI_HP{j}_DATA_WIDTH {{{width}}}",
+                f"/ps7/S_AXI_HP{j}",
+            )
+            for j in range(1, n + 1)
+        ]
     # ZynqMP: S_AXI_HPj_FPD is saxigp(j + 2)
-    return [(f"CONFIG.PSU__USE__S_AXI_GP{j + 2} {{1}} CONFIG.PSU__SAXIGP{j + 2}__DATA_WIDTH {{{width}}}",
-             f"/zynq_ps/S_AXI_HP{j}_FPD") for j in range(1, n + 1)]
+    return [
+        (
+            f"CONFIG.PSU__USE__S_AXI_GP{j + 2} {{1}} CONFIG.PSU__SAXIGP{j + 2}__DATA_WIDTH {{{width}}}",
+            f"/zynq_ps/S_AXI_HP{j}_FPD",
+        )
+        for j in range(1, n + 1)
+    ]
 
 
 def weight_port_address_bits(board: Board) -> int:
@@ -130,15 +170,24 @@ def weight_port_address_bits(board: Board) -> int:
     return 32 if board.ps == "PS7" else 40
 
 
-def _bd_tcl(board: Board, clock_mhz: float, tin: int, tout: int,
-            weight_ports: Sequence[WeightPort] = (), hps: Sequence[tuple[str, str]] = ()) -> tuple[str, dict]:
+def _bd_tcl(
+    board: Board,
+    clock_mhz: float,
+    tin: int,
+    tout: int,
+    weight_ports: Sequence[WeightPort] = (),
+    hps: Sequence[tuple[str, str]] = (),
+) -> tuple[str, dict]:
     """The block design; ``hps`` are the weight ports' AXI-HP ports (:func:`hp_ports`)."""
     ps_tcl, p = (_ps7_tcl if board.ps == "PS7" else _zynqmp_tcl)(board, clock_mhz)
     if hps:
         ps_tcl += f"# weight fetchers: one AXI-HP port each\nset_property -dict [list {' '.join(c for c, _ in hps)}] $ps\n"
-    w_tcl = "".join(f"""apply_bd_automation -rule xilinx.com:bd_rule:axi4 \\
+    w_tcl = "".join(
+        f"""apply_bd_automation -rule xilinx.com:bd_rule:axi4 \\
   -config [list Slave {pin} Clk Auto] [get_bd_intf_pins accel/{wp.bus}]
-""" for wp, (_, pin) in zip(weight_ports, hps))
+"""
+        for wp, (_, pin) in zip(weight_ports, hps)
+    )
     mm = max(tin, tout, 64 if board.ps == "PS7" else 128)
     tcl = f"""# lowbit block design: {board.ps} + AXI DMA (HP0) + lowbit_axis; DMA control on the GP port.
 # Weight fetchers (layers whose weights stream from DDR): {len(weight_ports)}, on HP1 and up.
@@ -153,20 +202,20 @@ set_property -dict [list CONFIG.c_include_sg {{0}} CONFIG.c_sg_length_width {{26
   CONFIG.c_mm2s_burst_size {{16}} CONFIG.c_s2mm_burst_size {{16}}] $dma
 set accel [create_bd_cell -type module -reference lowbit_axis accel]
 set rst [create_bd_cell -type ip -vlnv xilinx.com:ip:proc_sys_reset:5.0 rst_pl]
-connect_bd_net [get_bd_pins {p['clk']}] [get_bd_pins rst_pl/slowest_sync_clk] [get_bd_pins accel/aclk] \\
+connect_bd_net [get_bd_pins {p["clk"]}] [get_bd_pins rst_pl/slowest_sync_clk] [get_bd_pins accel/aclk] \\
   [get_bd_pins axi_dma/s_axi_lite_aclk] [get_bd_pins axi_dma/m_axi_mm2s_aclk] [get_bd_pins axi_dma/m_axi_s2mm_aclk]
-connect_bd_net [get_bd_pins {p['resetn']}] [get_bd_pins rst_pl/ext_reset_in]
+connect_bd_net [get_bd_pins {p["resetn"]}] [get_bd_pins rst_pl/ext_reset_in]
 connect_bd_net [get_bd_pins rst_pl/peripheral_aresetn] [get_bd_pins accel/aresetn] [get_bd_pins axi_dma/axi_resetn]
 connect_bd_intf_net [get_bd_intf_pins axi_dma/M_AXIS_MM2S] [get_bd_intf_pins accel/s_axis]
 connect_bd_intf_net [get_bd_intf_pins accel/m_axis] [get_bd_intf_pins axi_dma/S_AXIS_S2MM]
 apply_bd_automation -rule xilinx.com:bd_rule:axi4 \\
-  -config [list Master {p['gp']} Clk Auto] [get_bd_intf_pins axi_dma/S_AXI_LITE]
+  -config [list Master {p["gp"]} Clk Auto] [get_bd_intf_pins axi_dma/S_AXI_LITE]
 apply_bd_automation -rule xilinx.com:bd_rule:axi4 \\
-  -config [list Master {p['gp']} Clk Auto] [get_bd_intf_pins accel/s_axi]
+  -config [list Master {p["gp"]} Clk Auto] [get_bd_intf_pins accel/s_axi]
 apply_bd_automation -rule xilinx.com:bd_rule:axi4 \\
-  -config [list Slave {p['hp']} Clk Auto] [get_bd_intf_pins axi_dma/M_AXI_MM2S]
+  -config [list Slave {p["hp"]} Clk Auto] [get_bd_intf_pins axi_dma/M_AXI_MM2S]
 apply_bd_automation -rule xilinx.com:bd_rule:axi4 \\
-  -config [list Slave {p['hp']} Clk Auto] [get_bd_intf_pins axi_dma/M_AXI_S2MM]
+  -config [list Slave {p["hp"]} Clk Auto] [get_bd_intf_pins axi_dma/M_AXI_S2MM]
 {w_tcl}assign_bd_address
 validate_bd_design
 save_bd_design
@@ -181,7 +230,7 @@ set here [file dirname [file normalize [info script]]]
 set proj_dir [file join $here vivado]
 create_project -force lowbit $proj_dir -part {board.part}
 set board_preset 0
-set board_part [lindex [get_board_parts -quiet -latest_file_version {{{board.vivado_board_part or '-'}}}] 0]
+set board_part [lindex [get_board_parts -quiet -latest_file_version {{{board.vivado_board_part or "-"}}}] 0]
 if {{$board_part ne ""}} {{
   set_property board_part $board_part [current_project]
   set board_preset 1
@@ -222,8 +271,16 @@ exec vivado -mode batch -nojournal -log vivado.log -source build.tcl
 """
 
 
-def vivado_plan_files(board: Board, verilog: str, *, clock_mhz: float, in_bits: int, out_bits: int,
-                      beats_per_image: int, weight_ports: Sequence[WeightPort] = ()) -> tuple[dict[str, str], dict]:
+def vivado_plan_files(
+    board: Board,
+    verilog: str,
+    *,
+    clock_mhz: float,
+    in_bits: int,
+    out_bits: int,
+    beats_per_image: int,
+    weight_ports: Sequence[WeightPort] = (),
+) -> tuple[dict[str, str], dict]:
     """The files of a Vivado plan (name -> text) and its summary.
 
     ``weight_ports`` are the layers whose weights stream from DDR (``ws<unit>`` ports of
@@ -235,8 +292,10 @@ def vivado_plan_files(board: Board, verilog: str, *, clock_mhz: float, in_bits: 
         If ``board`` has no Zynq processing system, or too few AXI-HP ports for ``weight_ports``.
     """
     if not board.has_ps:
-        raise LowbitError(f"board {board.name!r} has no Zynq processing system (ps {board.ps!r}); "
-                          f"a Vivado plan needs PS7 or ZynqMP")
+        raise LowbitError(
+            f"board {board.name!r} has no Zynq processing system (ps {board.ps!r}); "
+            f"a Vivado plan needs PS7 or ZynqMP"
+        )
     try:  # the accelerator is only at hand as its Verilog (a compiled directory's lowbit_top.v)
         top_ports = {port.name: port.width for port in parse_ports(verilog, TOPLEVEL)}
     except ValueError:
@@ -244,39 +303,66 @@ def vivado_plan_files(board: Board, verilog: str, *, clock_mhz: float, in_bits: 
     for p in weight_ports:
         width = top_ports.get(f"ws{p.unit}__payload")
         if width is None:
-            raise LowbitError(f"the accelerator's Verilog has no weight port ws{p.unit} "
-                              f"(weight port {p.index})")
+            raise LowbitError(
+                f"the accelerator's Verilog has no weight port ws{p.unit} (weight port {p.index})"
+            )
         if width != p.word_bits:
-            raise LowbitError(f"the accelerator's weight port ws{p.unit} takes {width}-bit words, "
-                              f"not the {p.word_bits}-bit words of weight port {p.index}")
+            raise LowbitError(
+                f"the accelerator's weight port ws{p.unit} takes {width}-bit words, "
+                f"not the {p.word_bits}-bit words of weight port {p.index}"
+            )
     tin, tout = axis_width(in_bits), axis_width(out_bits)
     hps = hp_ports(board, len(weight_ports))
     bd, pins = _bd_tcl(board, clock_mhz, tin, tout, weight_ports, hps)
     files = {
-        "lowbit_top.v": verilog,
+        f"{TOPLEVEL}.v": verilog,
         "lowbit_axis.v": axis_adapter_verilog(in_bits, out_bits, beats_per_image, weight_ports),
         "lowbit_ctrl.v": control_verilog(beats_per_image, len(weight_ports)),
     }
     if weight_ports:
         files["lowbit_wfetch.v"] = fetcher_verilog(weight_ports)
     sources = list(files)
-    files.update({
-        "bd.tcl": bd,
-        "build.tcl": _build_tcl(board, clock_mhz, sources),
-        "lowbit.xdc": _XDC,
-        "build.sh": _BUILD_SH,
-    })
+    files.update(
+        {
+            "bd.tcl": bd,
+            "build.tcl": _build_tcl(board, clock_mhz, sources),
+            "lowbit.xdc": _XDC,
+            "build.sh": _BUILD_SH,
+        }
+    )
     summary = {
-        "flow": "vivado", "part": board.part, "ps": board.ps, "ps_cell": pins["ps"], "clock_mhz": clock_mhz,
-        "axis": {"in_tdata_bits": tin, "in_payload_bits": in_bits, "out_tdata_bits": tout,
-                 "out_payload_bits": out_bits, "beats_per_image": beats_per_image},
-        "control_port": pins["gp"].strip("/"), "data_port": pins["hp"].strip("/"),
+        "flow": "vivado",
+        "part": board.part,
+        "ps": board.ps,
+        "ps_cell": pins["ps"],
+        "clock_mhz": clock_mhz,
+        "axis": {
+            "in_tdata_bits": tin,
+            "in_payload_bits": in_bits,
+            "out_tdata_bits": tout,
+            "out_payload_bits": out_bits,
+            "beats_per_image": beats_per_image,
+        },
+        "control_port": pins["gp"].strip("/"),
+        "data_port": pins["hp"].strip("/"),
         "control_registers": "lowbit.hw.axi.control.REGISTERS (accel/s_axi)",
-        "weight_ports": [{"index": p.index, "unit": p.unit, "word_bits": p.word_bits, "words": p.words,
-                          "data_bits": p.data_bits, "addr_bits": p.addr_bits, "outstanding": p.outstanding,
-                          "interface": f"accel/{p.bus}",
-                          "hp_port": pin.strip("/")} for p, (_, pin) in zip(weight_ports, hps)],
-        "bitstream": "lowbit.bit", "hwh": "lowbit.hwh", "xsa": "lowbit.xsa",
+        "weight_ports": [
+            {
+                "index": p.index,
+                "unit": p.unit,
+                "word_bits": p.word_bits,
+                "words": p.words,
+                "data_bits": p.data_bits,
+                "addr_bits": p.addr_bits,
+                "outstanding": p.outstanding,
+                "interface": f"accel/{p.bus}",
+                "hp_port": pin.strip("/"),
+            }
+            for p, (_, pin) in zip(weight_ports, hps)
+        ],
+        "bitstream": "lowbit.bit",
+        "hwh": "lowbit.hwh",
+        "xsa": "lowbit.xsa",
         "run": "sh build.sh  (in this directory, with vivado on PATH)",
     }
     return files, summary

@@ -6,8 +6,25 @@
 """
 
 from .compiled import CompiledDesign, CompiledReport, write_json
-from .steps import (compile_model, compile_zoo, load_compiled, run_demo, simulate_compiled,
-                    verify_compiled_fast, zoo_schedule)
+from .steps import (
+    compile_model,
+    compile_zoo,
+    load_compiled,
+    run_demo,
+    simulate_compiled,
+    verify_compiled_fast,
+    zoo_schedule,
+)
 
-__all__ = ["CompiledDesign", "CompiledReport", "compile_model", "compile_zoo", "zoo_schedule",
-           "load_compiled", "simulate_compiled", "verify_compiled_fast", "run_demo", "write_json"]
+__all__ = [
+    "CompiledDesign",
+    "CompiledReport",
+    "compile_model",
+    "compile_zoo",
+    "zoo_schedule",
+    "load_compiled",
+    "simulate_compiled",
+    "verify_compiled_fast",
+    "run_demo",
+    "write_json",
+]

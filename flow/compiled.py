@@ -73,9 +73,14 @@ class CompiledReport:
         return self.sim_verilog or self.verilog
 
     def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"model": self.model, "toplevel": self.toplevel, "verilog": self.verilog,
-                               "verilog_sha256": self.verilog_sha256,
-                               "stream_format": self.stream_format.to_dict(), "mapping": self.mapping}
+        out: dict[str, Any] = {
+            "model": self.model,
+            "toplevel": self.toplevel,
+            "verilog": self.verilog,
+            "verilog_sha256": self.verilog_sha256,
+            "stream_format": self.stream_format.to_dict(),
+            "mapping": self.mapping,
+        }
         if self.sim_verilog is not None:
             out["sim_verilog"] = self.sim_verilog
             out["sim_verilog_sha256"] = self.sim_verilog_sha256
@@ -88,12 +93,20 @@ class CompiledReport:
         """Parse and check a report; errors name ``source`` and the key."""
         if not isinstance(doc, dict):
             raise LowbitError(f"{source}: expected a JSON object, not {type(doc).__name__}")
-        types = {"model": list, "toplevel": str, "verilog": str, "verilog_sha256": str,
-                 "stream_format": dict, "mapping": dict}
+        types = {
+            "model": list,
+            "toplevel": str,
+            "verilog": str,
+            "verilog_sha256": str,
+            "stream_format": dict,
+            "mapping": dict,
+        }
         for key, kind in types.items():
             if not isinstance(doc.get(key), kind):
-                raise LowbitError(f"{source}: key {key!r} must be a JSON {kind.__name__}, "
-                                  f"not {type(doc.get(key)).__name__}")
+                raise LowbitError(
+                    f"{source}: key {key!r} must be a JSON {kind.__name__}, "
+                    f"not {type(doc.get(key)).__name__}"
+                )
         for key in ("sim_verilog", "sim_verilog_sha256"):
             if key in doc and not isinstance(doc[key], str):
                 raise LowbitError(f"{source}: key {key!r} must be a string")
@@ -106,11 +119,20 @@ class CompiledReport:
         for key in ("verilog", "sim_verilog"):
             name = doc.get(key)
             if name is not None and Path(name).name != name:
-                raise LowbitError(f"{source}: key {key!r} must name a file in the directory, not {name!r}")
-        return cls(model=doc["model"], toplevel=doc["toplevel"], verilog=doc["verilog"],
-                   verilog_sha256=doc["verilog_sha256"], stream_format=fmt, mapping=doc["mapping"],
-                   sim_verilog=doc.get("sim_verilog"), sim_verilog_sha256=doc.get("sim_verilog_sha256"),
-                   zoo=doc.get("zoo"))
+                raise LowbitError(
+                    f"{source}: key {key!r} must name a file in the directory, not {name!r}"
+                )
+        return cls(
+            model=doc["model"],
+            toplevel=doc["toplevel"],
+            verilog=doc["verilog"],
+            verilog_sha256=doc["verilog_sha256"],
+            stream_format=fmt,
+            mapping=doc["mapping"],
+            sim_verilog=doc.get("sim_verilog"),
+            sim_verilog_sha256=doc.get("sim_verilog_sha256"),
+            zoo=doc.get("zoo"),
+        )
 
 
 class CompiledDesign:
@@ -186,7 +208,6 @@ class CompiledDesign:
     def write_report(self, report: CompiledReport) -> Path:
         """Write ``report.json`` atomically."""
         return write_json(self.report_path, report.to_dict())
-
 
 
 def write_json(path: str | os.PathLike, obj) -> Path:

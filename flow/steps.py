@@ -25,24 +25,29 @@ from pathlib import Path
 import numpy as np
 
 from .. import LowbitError
-from .compiled import CompiledDesign, CompiledReport, write_json
-from .._io import atomic_write
 from ..boards import get_board
 from ..hw.mvtu.spec import streams_weights
-from ..mapping import Schedule, search_folding
-from ..ir.graph import IntegerGraph
 from ..hw.top import Accelerator, stream_format
 from ..hw.verilog import TOPLEVEL, write_verilog
-from ..mapping.schedule import ddr_stream_bits
-from ..mapping.schedule import complete_layers
+from ..ir.graph import IntegerGraph
+from ..mapping import Schedule, search_folding
+from ..mapping.schedule import complete_layers, ddr_stream_bits
 from ..quant import builtin as zoo
-from ..sim.accel_sim import default_runs, simulate
-from ..sim.verify import default_patterns, verify_fast
 from ..quant.data import load_digits_split
 from ..quant.train.binary_mlp import TrainConfig, train_binary_mlp
+from ..sim.accel_sim import default_runs, simulate
+from ..sim.verify import default_patterns, verify_fast
+from .compiled import CompiledDesign, CompiledReport, write_json
 
-__all__ = ["compile_model", "compile_zoo", "zoo_schedule", "load_compiled", "simulate_compiled",
-           "verify_compiled_fast", "run_demo"]
+__all__ = [
+    "compile_model",
+    "compile_zoo",
+    "zoo_schedule",
+    "load_compiled",
+    "simulate_compiled",
+    "verify_compiled_fast",
+    "run_demo",
+]
 
 log = logging.getLogger(__name__)
 
@@ -69,8 +74,14 @@ def _staged_dir(out_dir: Path):
         shutil.rmtree(old, ignore_errors=True)
 
 
-def compile_model(graph: IntegerGraph, out_dir: str | os.PathLike, *, board: str = "pynq-z2",
-                  schedule: str | os.PathLike | Schedule | None = None, budget: float | None = None) -> dict:
+def compile_model(
+    graph: IntegerGraph,
+    out_dir: str | os.PathLike,
+    *,
+    board: str = "pynq-z2",
+    schedule: str | os.PathLike | Schedule | None = None,
+    budget: float | None = None,
+) -> dict:
     """Map ``graph`` onto ``board`` (or apply ``schedule``) and write the Verilog and reports.
 
     ``out_dir`` receives the files of a :class:`~lowbit.flow.compiled.CompiledDesign`. Returns
@@ -85,7 +96,9 @@ def compile_model(graph: IntegerGraph, out_dir: str | os.PathLike, *, board: str
     elif not isinstance(schedule, Schedule):
         schedule = Schedule.load(schedule)
     specs = schedule.apply(graph)
-    schedule.check_fits(graph, budget=1.0 if budget is None else budget)  # a hand-edited one may not fit
+    schedule.check_fits(
+        graph, budget=1.0 if budget is None else budget
+    )  # a hand-edited one may not fit
     mapping = schedule.report(graph)
     with _staged_dir(Path(out_dir)) as tmp:
         design = CompiledDesign(tmp)
@@ -97,9 +110,16 @@ def compile_model(graph: IntegerGraph, out_dir: str | os.PathLike, *, board: str
         if acc.streamed:  # the simulations feed the DDR weight streams from a model of the port
             sim = Accelerator(specs, ddr_bits_per_cycle=ddr_bits_of(schedule))
             sim_name, sim_sha = design.SIM_VERILOG, write_verilog(sim, design.sim_verilog_path)
-        report = CompiledReport(model=graph.summary(), toplevel=TOPLEVEL, verilog=design.VERILOG,
-                                verilog_sha256=sha, stream_format=stream_format(acc), mapping=mapping,
-                                sim_verilog=sim_name, sim_verilog_sha256=sim_sha)
+        report = CompiledReport(
+            model=graph.summary(),
+            toplevel=TOPLEVEL,
+            verilog=design.VERILOG,
+            verilog_sha256=sha,
+            stream_format=stream_format(acc),
+            mapping=mapping,
+            sim_verilog=sim_name,
+            sim_verilog_sha256=sim_sha,
+        )
         design.write_report(report)
     log.info("compiled %d layers into %s", len(specs), out_dir)
     return report
@@ -110,25 +130,45 @@ def ddr_bits_of(schedule: Schedule) -> int | None:
     return ddr_stream_bits(get_board(schedule.board), schedule.clock_mhz)
 
 
-def zoo_schedule(name: str, graph: IntegerGraph, matmul_folding, board: str = "ultra96-v2") -> Schedule:
+def zoo_schedule(
+    name: str, graph: IntegerGraph, matmul_folding, board: str = "ultra96-v2"
+) -> Schedule:
     """The schedule of a built-in model: its published folding of the matrix products, the other
     nodes folded to match (:func:`lowbit.mapping.schedule.complete_layers`), at ``board``'s clock."""
 
     b = get_board(board)
-    return Schedule(board=b.name, clock_mhz=b.fabric_clock_mhz,
-                    layers=tuple(complete_layers(graph, matmul_folding)))
+    return Schedule(
+        board=b.name,
+        clock_mhz=b.fabric_clock_mhz,
+        layers=tuple(complete_layers(graph, matmul_folding)),
+    )
 
 
-def compile_zoo(name: str, out_dir: str | os.PathLike, *, board: str = "ultra96-v2", seed: int = 0,
-                width: float = 1.0, search: bool = False, budget: float | None = None) -> CompiledReport:
+def compile_zoo(
+    name: str,
+    out_dir: str | os.PathLike,
+    *,
+    board: str = "ultra96-v2",
+    seed: int = 0,
+    width: float = 1.0,
+    search: bool = False,
+    budget: float | None = None,
+) -> CompiledReport:
     """Compile the built-in model ``name`` (:data:`lowbit.quant.builtin.ZOO`) with random weights from
     ``seed``: with its published folding, or (``search=True``) the mapper's."""
 
     model = zoo.build(name, seed=seed, width=width)
     schedule = None if search else zoo_schedule(name, model.graph, model.matmul_folding, board)
     report = compile_model(model.graph, out_dir, board=board, schedule=schedule, budget=budget)
-    report = dataclasses.replace(report, zoo={"name": model.name, "seed": seed, "width": width,
-                                              "published_folding": [list(f) for f in model.matmul_folding]})
+    report = dataclasses.replace(
+        report,
+        zoo={
+            "name": model.name,
+            "seed": seed,
+            "width": width,
+            "published_folding": [list(f) for f in model.matmul_folding],
+        },
+    )
     CompiledDesign(out_dir).write_report(report)
     return report
 
@@ -138,9 +178,15 @@ def load_compiled(out_dir: str | os.PathLike) -> tuple[IntegerGraph, Schedule]:
     return CompiledDesign.open(out_dir).load()
 
 
-def simulate_compiled(out_dir: str | os.PathLike, x: np.ndarray, *, throttled_images: int | None = 100,
-                      seeds=(1, 2), progress: Callable[[str, int, int], None] | None = None,
-                      simulator: str | None = None):
+def simulate_compiled(
+    out_dir: str | os.PathLike,
+    x: np.ndarray,
+    *,
+    throttled_images: int | None = 100,
+    seeds=(1, 2),
+    progress: Callable[[str, int, int], None] | None = None,
+    simulator: str | None = None,
+):
     """Run the cocotb check of a compiled directory on images ``x``.
 
     ``simulator`` is ``"verilator"`` or ``"icarus"``; ``None`` means ``$SIM``, else Verilator.
@@ -154,8 +200,17 @@ def simulate_compiled(out_dir: str | os.PathLike, x: np.ndarray, *, throttled_im
     shipped = design.require(design.SIM_VERILOG if streamed else design.VERILOG)
     sha = hashlib.sha256(shipped.read_bytes()).hexdigest()
     try:
-        return simulate(graph, specs, x, Path(out_dir) / "sim", runs=runs, progress=progress, expected_sha256=sha,
-                        simulator=simulator, ddr_bits_per_cycle=ddr_bits_of(schedule) if streamed else None)
+        return simulate(
+            graph,
+            specs,
+            x,
+            Path(out_dir) / "sim",
+            runs=runs,
+            progress=progress,
+            expected_sha256=sha,
+            simulator=simulator,
+            ddr_bits_per_cycle=ddr_bits_of(schedule) if streamed else None,
+        )
     except LowbitError as e:
         raise LowbitError(f"{out_dir}: {e}") from None
 
@@ -166,8 +221,14 @@ def verify_compiled_fast(out_dir: str | os.PathLike, x: np.ndarray, *, seeds=(1,
     design = CompiledDesign.open(out_dir)
     graph, _ = design.load()
     report = design.report()
-    return verify_fast(graph, design.require(report.simulated_verilog), report.stream_format, x,
-                       patterns=default_patterns(seeds), waves_dir=design.root / "waves")
+    return verify_fast(
+        graph,
+        design.require(report.simulated_verilog),
+        report.stream_format,
+        x,
+        patterns=default_patterns(seeds),
+        waves_dir=design.root / "waves",
+    )
 
 
 def _accuracy(pred: np.ndarray, y: np.ndarray) -> float:
@@ -177,11 +238,17 @@ def _accuracy(pred: np.ndarray, y: np.ndarray) -> float:
 DEMO_BUDGET = 0.05
 
 
-def run_demo(out_dir: str | os.PathLike = "demo_out", *, board: str = "pynq-z2", epochs: int | None = None,
-             budget: float = DEMO_BUDGET,
-             throttled_images: int | None = 100, step: Progress | None = None,
-             epoch_progress: Callable[[int, int, float], None] | None = None,
-             sim_progress: Callable[[str, int, int], None] | None = None) -> dict:
+def run_demo(
+    out_dir: str | os.PathLike = "demo_out",
+    *,
+    board: str = "pynq-z2",
+    epochs: int | None = None,
+    budget: float = DEMO_BUDGET,
+    throttled_images: int | None = 100,
+    step: Progress | None = None,
+    epoch_progress: Callable[[int, int, float], None] | None = None,
+    sim_progress: Callable[[str, int, int], None] | None = None,
+) -> dict:
     """The whole flow on the built-in example (scikit-learn digits, fixed split).
 
     Train a binarized MLP, export the integer graph, map it onto ``board`` within ``budget`` (a
@@ -195,7 +262,9 @@ def run_demo(out_dir: str | os.PathLike = "demo_out", *, board: str = "pynq-z2",
     times = {}
     t0 = time.perf_counter()
     data = load_digits_split()
-    step(f"training a binarized MLP on digits ({len(data.x_train)} train / {len(data.x_test)} test images)")
+    step(
+        f"training a binarized MLP on digits ({len(data.x_train)} train / {len(data.x_test)} test images)"
+    )
     config = TrainConfig() if epochs is None else TrainConfig(epochs=epochs)
     model = train_binary_mlp(data.x_train, data.y_train, config, progress=epoch_progress)
     times["train_s"] = time.perf_counter() - t0
@@ -207,9 +276,11 @@ def run_demo(out_dir: str | os.PathLike = "demo_out", *, board: str = "pynq-z2",
     disagreements = int(np.sum(pred_float != pred_ref))
     if disagreements:
         first = int(np.flatnonzero(pred_float != pred_ref)[0])
-        raise LowbitError(f"integer graph disagrees with the trained model on {disagreements} test images "
-                          f"(first: image {first}, float class {pred_float[first]}, "
-                          f"reference class {pred_ref[first]})")
+        raise LowbitError(
+            f"integer graph disagrees with the trained model on {disagreements} test images "
+            f"(first: image {first}, float class {pred_float[first]}, "
+            f"reference class {pred_ref[first]})"
+        )
 
     step(f"mapping onto {board} and generating Verilog")
     t1 = time.perf_counter()
@@ -218,7 +289,9 @@ def run_demo(out_dir: str | os.PathLike = "demo_out", *, board: str = "pynq-z2",
 
     step(f"simulating the RTL with cocotb + Verilator on all {len(data.x_test)} test images")
     t2 = time.perf_counter()
-    sim = simulate_compiled(out_dir, data.x_test, throttled_images=throttled_images, progress=sim_progress)
+    sim = simulate_compiled(
+        out_dir, data.x_test, throttled_images=throttled_images, progress=sim_progress
+    )
     times["sim_s"] = time.perf_counter() - t2
     times["total_s"] = time.perf_counter() - t0
 
@@ -236,7 +309,9 @@ def run_demo(out_dir: str | os.PathLike = "demo_out", *, board: str = "pynq-z2",
         "accuracy": {
             "float": _accuracy(pred_float, data.y_test),
             "reference": _accuracy(pred_ref, data.y_test),
-            "rtl": _accuracy(rtl_labels, data.y_test) if len(rtl_labels) == len(data.y_test) else None,
+            "rtl": _accuracy(rtl_labels, data.y_test)
+            if len(rtl_labels) == len(data.y_test)
+            else None,
         },
         "test_images": int(len(data.y_test)),
         "float_vs_reference_disagreements": disagreements,
@@ -253,11 +328,16 @@ def run_demo(out_dir: str | os.PathLike = "demo_out", *, board: str = "pynq-z2",
         "latency_cycles_bound": mapping["latency_cycles"],
         "resources": mapping["resources"],
         "resources_note": "first estimate (formula in lowbit.hw.cost), not synthesis",
-        "schedule": [{k: layer[k] for k in ("name", "mw", "mh", "pe", "simd", "cycles")}
-                     for layer in mapping["layers"]],
-        "outputs": {"dir": str(out_dir), "verilog": str(out_dir / compiled.verilog),
-                    "verilog_sha256": sim.verilog_sha256,
-                    "waves": sim.waves},
+        "schedule": [
+            {k: layer[k] for k in ("name", "mw", "mh", "pe", "simd", "cycles")}
+            for layer in mapping["layers"]
+        ],
+        "outputs": {
+            "dir": str(out_dir),
+            "verilog": str(out_dir / compiled.verilog),
+            "verilog_sha256": sim.verilog_sha256,
+            "waves": sim.waves,
+        },
         "times_s": times,
     }
     write_json(out_dir / "demo_report.json", report)

@@ -25,20 +25,46 @@ from pathlib import Path
 from .. import LowbitError
 from .._io import atomic_write
 from ..boards import get_board
-from ..ir.graph import IntegerGraph
-from ..mapping.folding import search_folding
 from ..hw.top import Accelerator
 from ..hw.verilog import TOPLEVEL, to_verilog
+from ..ir.graph import IntegerGraph
+from ..mapping.folding import search_folding
 from ..tools.yosys import synthesize
 
-__all__ = ["SweepPoint", "sweep_points", "run_point", "run_sweep", "pareto_front", "write_csv", "plot_pareto",
-           "CSV_COLUMNS"]
+__all__ = [
+    "SweepPoint",
+    "sweep_points",
+    "run_point",
+    "run_sweep",
+    "pareto_front",
+    "write_csv",
+    "plot_pareto",
+    "CSV_COLUMNS",
+]
 
 logger = logging.getLogger(__name__)
 
-CSV_COLUMNS = ("model", "weight_bits", "act_bits", "board", "goal", "value", "status", "cycles_per_image",
-               "throughput_fps", "lut", "ff", "bram36", "dsp", "synth_lut", "synth_ff", "synth_bram36",
-               "synth_dsp", "accuracy", "reason")
+CSV_COLUMNS = (
+    "model",
+    "weight_bits",
+    "act_bits",
+    "board",
+    "goal",
+    "value",
+    "status",
+    "cycles_per_image",
+    "throughput_fps",
+    "lut",
+    "ff",
+    "bram36",
+    "dsp",
+    "synth_lut",
+    "synth_ff",
+    "synth_bram36",
+    "synth_dsp",
+    "accuracy",
+    "reason",
+)
 
 
 @dataclass(frozen=True)
@@ -58,14 +84,22 @@ class SweepPoint:
             raise ValueError(f"value must be positive, not {self.value!r}")
 
 
-def sweep_points(models: Iterable[str], boards: Iterable[str], *, budgets: Iterable[float] = (),
-                 target_fps: Iterable[float] = (), synth: bool = False) -> list[SweepPoint]:
+def sweep_points(
+    models: Iterable[str],
+    boards: Iterable[str],
+    *,
+    budgets: Iterable[float] = (),
+    target_fps: Iterable[float] = (),
+    synth: bool = False,
+) -> list[SweepPoint]:
     """Every combination of ``models``, ``boards`` and goals; errors name the missing file or board."""
 
     models, boards = list(models), list(boards)
     goals = [("budget", float(b)) for b in budgets] + [("fps", float(f)) for f in target_fps]
     if not models or not boards or not goals:
-        raise LowbitError("a sweep needs at least one model, one board and one budget or target frame rate")
+        raise LowbitError(
+            "a sweep needs at least one model, one board and one budget or target frame rate"
+        )
     for m in models:
         if not Path(m).is_file():
             raise LowbitError(f"{m}: no such model file")
@@ -90,28 +124,48 @@ def run_point(point: SweepPoint, accuracy: float | None = None) -> dict:
 
     graph = IntegerGraph.load(point.model)
     wb, ab = _bits(graph)
-    row = {**{c: "" for c in CSV_COLUMNS}, "model": point.model, "weight_bits": wb, "act_bits": ab,
-           "board": point.board, "goal": point.goal, "value": point.value, "accuracy": "" if accuracy is None
-           else accuracy}
+    row = {
+        **{c: "" for c in CSV_COLUMNS},
+        "model": point.model,
+        "weight_bits": wb,
+        "act_bits": ab,
+        "board": point.board,
+        "goal": point.goal,
+        "value": point.value,
+        "accuracy": "" if accuracy is None else accuracy,
+    }
     try:
-        kw = {"budget": point.value} if point.goal == "budget" else {"target_fps": point.value, "budget": 1.0}
+        kw = (
+            {"budget": point.value}
+            if point.goal == "budget"
+            else {"target_fps": point.value, "budget": 1.0}
+        )
         schedule = search_folding(graph, point.board, **kw)
     except LowbitError as e:
         row.update(status="infeasible", reason=str(e))
         return row
     rep = schedule.report(graph)
     res = {k: v["used"] for k, v in rep["resources"].items()}
-    row.update(status="ok", cycles_per_image=rep["cycles_per_image"], throughput_fps=rep["throughput_fps"], **res)
+    row.update(
+        status="ok",
+        cycles_per_image=rep["cycles_per_image"],
+        throughput_fps=rep["throughput_fps"],
+        **res,
+    )
     if point.synth:
-
         got = synthesize(to_verilog(Accelerator(schedule.apply(graph))), TOPLEVEL)
         row.update({f"synth_{k}": v for k, v in got.as_dict().items()})
     return row
 
 
-def run_sweep(points: list[SweepPoint], *, scheduler: str | None = None, workers: int | None = None,
-              accuracies: dict[str, float] | None = None,
-              progress: Callable[[int, int], None] | None = None) -> list[dict]:
+def run_sweep(
+    points: list[SweepPoint],
+    *,
+    scheduler: str | None = None,
+    workers: int | None = None,
+    accuracies: dict[str, float] | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> list[dict]:
     """Run ``points`` on local processes (``workers``, default the CPU count) or on a Dask scheduler.
 
     Rows come back in the order of ``points``.
@@ -128,16 +182,21 @@ def run_sweep(points: list[SweepPoint], *, scheduler: str | None = None, workers
 
     if scheduler is not None:
         try:
-            from distributed import Client, as_completed as dask_completed
+            from distributed import Client
+            from distributed import as_completed as dask_completed
         except ImportError:
-            raise LowbitError("--scheduler needs dask.distributed ('pip install distributed')") from None
+            raise LowbitError(
+                "--scheduler needs dask.distributed ('pip install distributed')"
+            ) from None
         try:
             client = Client(scheduler, timeout="10s")
         except (OSError, TimeoutError) as e:
             raise LowbitError(f"cannot reach the Dask scheduler at {scheduler}: {e}") from None
         try:
-            futures = {client.submit(run_point, p, accuracies.get(p.model), pure=False): i
-                       for i, p in enumerate(points)}
+            futures = {
+                client.submit(run_point, p, accuracies.get(p.model), pure=False): i
+                for i, p in enumerate(points)
+            }
             for fut in dask_completed(list(futures)):
                 rows[futures[fut]] = fut.result()
                 tick()
@@ -153,7 +212,9 @@ def run_sweep(points: list[SweepPoint], *, scheduler: str | None = None, workers
             tick()
         return rows  # type: ignore[return-value]
     with ProcessPoolExecutor(max_workers=workers) as pool:
-        futures = {pool.submit(run_point, p, accuracies.get(p.model)): i for i, p in enumerate(points)}
+        futures = {
+            pool.submit(run_point, p, accuracies.get(p.model)): i for i, p in enumerate(points)
+        }
         for fut in as_completed(futures):
             rows[futures[fut]] = fut.result()
             tick()
@@ -163,9 +224,15 @@ def run_sweep(points: list[SweepPoint], *, scheduler: str | None = None, workers
 def pareto_front(rows: list[dict]) -> list[dict]:
     """Feasible rows not dominated in (fewer LUTs, more frames/s), sorted by LUTs."""
     ok = [r for r in rows if r["status"] == "ok"]
-    front = [r for r in ok if not any(
-        (o["lut"] <= r["lut"] and o["throughput_fps"] >= r["throughput_fps"])
-        and (o["lut"] < r["lut"] or o["throughput_fps"] > r["throughput_fps"]) for o in ok)]
+    front = [
+        r
+        for r in ok
+        if not any(
+            (o["lut"] <= r["lut"] and o["throughput_fps"] >= r["throughput_fps"])
+            and (o["lut"] < r["lut"] or o["throughput_fps"] > r["throughput_fps"])
+            for o in ok
+        )
+    ]
     return sorted(front, key=lambda r: (r["lut"], r["throughput_fps"]))
 
 
@@ -189,10 +256,21 @@ def plot_pareto(rows: list[dict], path: str | os.PathLike) -> Path:
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
     for key in sorted({(r["weight_bits"], r["act_bits"]) for r in ok}):
         pts = [r for r in ok if (r["weight_bits"], r["act_bits"]) == key]
-        ax.scatter([r["lut"] for r in pts], [r["throughput_fps"] for r in pts], label=f"W{key[0]}A{key[1]}", s=22)
+        ax.scatter(
+            [r["lut"] for r in pts],
+            [r["throughput_fps"] for r in pts],
+            label=f"W{key[0]}A{key[1]}",
+            s=22,
+        )
     front = pareto_front(rows)
     if front:
-        ax.plot([r["lut"] for r in front], [r["throughput_fps"] for r in front], "k--", lw=1, label="Pareto front")
+        ax.plot(
+            [r["lut"] for r in front],
+            [r["throughput_fps"] for r in front],
+            "k--",
+            lw=1,
+            label="Pareto front",
+        )
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("LUT (estimated)")

@@ -11,8 +11,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["StreamFormat", "input_beats", "decode_result", "label_bits", "pack_fields", "unpack_fields",
-           "input_words", "decode_results"]
+__all__ = [
+    "StreamFormat",
+    "input_beats",
+    "decode_result",
+    "label_bits",
+    "pack_fields",
+    "unpack_fields",
+    "input_words",
+    "decode_results",
+]
 
 
 def label_bits(classes: int) -> int:
@@ -23,11 +31,11 @@ def label_bits(classes: int) -> int:
 class StreamFormat:
     """Widths of the accelerator's ports, enough for a testbench with no Amaranth in it."""
 
-    input_size: int     # MW of the first layer
-    simd: int           # input elements per beat
-    in_bits: int        # bits per input element
+    input_size: int  # MW of the first layer
+    simd: int  # input elements per beat
+    in_bits: int  # bits per input element
     classes: int
-    score_bits: int     # bits per score (two's complement)
+    score_bits: int  # bits per score (two's complement)
 
     @property
     def beats_per_image(self) -> int:
@@ -48,7 +56,7 @@ def input_beats(fmt: StreamFormat, x: np.ndarray) -> list[list[int]]:
         beats = []
         for s in range(fmt.beats_per_image):
             word = 0
-            for i, v in enumerate(row[s * fmt.simd:(s + 1) * fmt.simd]):
+            for i, v in enumerate(row[s * fmt.simd : (s + 1) * fmt.simd]):
                 word |= (int(v) & mask) << (i * fmt.in_bits)
             beats.append(word)
         images.append(beats)
@@ -81,14 +89,18 @@ def pack_fields(values: np.ndarray, width: int) -> np.ndarray:
     bits = ((v[..., None] >> np.arange(width)) & 1).astype(np.uint8).reshape(n, k * width)
     words = _words(k * width)
     padded = np.zeros((n, words * 32), dtype=np.uint8)
-    padded[:, :k * width] = bits
+    padded[:, : k * width] = bits
     return np.packbits(padded, axis=1, bitorder="little").view("<u4").astype(np.uint32)
 
 
-def unpack_fields(words: np.ndarray, width: int, count: int, *, offset: int = 0, signed: bool = False) -> np.ndarray:
+def unpack_fields(
+    words: np.ndarray, width: int, count: int, *, offset: int = 0, signed: bool = False
+) -> np.ndarray:
     """Inverse of :func:`pack_fields`: ``count`` fields of ``width`` bits starting at bit ``offset``."""
     w = np.ascontiguousarray(words, dtype="<u4")
-    bits = np.unpackbits(w.view(np.uint8), axis=1, bitorder="little")[:, offset:offset + count * width]
+    bits = np.unpackbits(w.view(np.uint8), axis=1, bitorder="little")[
+        :, offset : offset + count * width
+    ]
     fields = bits.reshape(len(w), count, width).astype(np.int64) << np.arange(width)
     v = fields.sum(axis=-1)
     if signed:

@@ -35,8 +35,18 @@ ENGINES: dict[str, type] = {f.ENGINE: f for f in FAMILIES[MatMulThreshold]}
 """Engine names of a schedule (``LayerFolding.engine``) -> the matrix-product family."""
 
 
-def unit_spec(node, in_shape: tuple[int, ...], dtype, *, pe: int, simd: int, engine: str = "mvtu",
-              depth: int = 8, act_density: float = 0.5, weights: str = "onchip") -> UnitSpec:
+def unit_spec(
+    node,
+    in_shape: tuple[int, ...],
+    dtype,
+    *,
+    pe: int,
+    simd: int,
+    engine: str = "mvtu",
+    depth: int = 8,
+    act_density: float = 0.5,
+    weights: str = "onchip",
+) -> UnitSpec:
     """The spec of ``node`` folded by ``pe``/``simd`` on ``engine``.
 
     A :class:`MatMulThreshold` becomes an :class:`~lowbit.hw.mvtu.spec.MVTUSpec` (weights streamed
@@ -52,16 +62,22 @@ def unit_spec(node, in_shape: tuple[int, ...], dtype, *, pe: int, simd: int, eng
         if SparseLayerSpec not in families:
             raise ValueError(f"engine 'sparse' takes a matrix product, not a {type(node).__name__}")
         if math.prod(in_shape) != node.mw:
-            raise ValueError(f"engine 'sparse' takes a fully connected layer (one vector per image), but the "
-                             f"input is {tuple(in_shape)}")
+            raise ValueError(
+                f"engine 'sparse' takes a fully connected layer (one vector per image), but the "
+                f"input is {tuple(in_shape)}"
+            )
         return SparseLayerSpec(node, pes=pe, lanes=simd, depth=depth, act_density=act_density)
     if MVTUSpec in families:
-        return MVTUSpec(node, pe=pe, simd=simd, weight_ram="external" if weights == "ddr" else "auto")
+        return MVTUSpec(
+            node, pe=pe, simd=simd, weight_ram="external" if weights == "ddr" else "auto"
+        )
     if weights == "ddr":
         raise ValueError(f"weights='ddr' takes a matrix product, not a {type(node).__name__}")
     if pe != simd:
-        raise ValueError(f"PE ({pe}) must equal SIMD ({simd}) for a {type(node).__name__} "
-                         "(channels per beat in and out)")
+        raise ValueError(
+            f"PE ({pe}) must equal SIMD ({simd}) for a {type(node).__name__} "
+            "(channels per beat in and out)"
+        )
     return families[0](node, tuple(in_shape), dtype, simd)
 
 
@@ -77,5 +93,7 @@ def stitching(specs) -> tuple[list[WidthConverterSpec | None], LabelSelectSpec]:
     """What the accelerator adds around the units ``specs``: the width converter between each
     consecutive pair (``None`` where the beats agree) and the label select after the last unit."""
     specs = list(specs)
-    return ([WidthConverterSpec.between(a, b) for a, b in zip(specs, specs[1:])],
-            LabelSelectSpec.after(specs[-1]))
+    return (
+        [WidthConverterSpec.between(a, b) for a, b in zip(specs, specs[1:])],
+        LabelSelectSpec.after(specs[-1]),
+    )

@@ -52,28 +52,40 @@ class Accelerator(wiring.Component):
             raise ValueError("specs must hold at least one unit spec")
         for i, s in enumerate(specs):
             if not isinstance(s, UnitSpec) or s.node is None:
-                raise TypeError(f"specs[{i}] must be a unit spec (MVTUSpec, SWGSpec, MaxPoolSpec, AccPoolSpec), "
-                                f"not {s!r}")
+                raise TypeError(
+                    f"specs[{i}] must be a unit spec (MVTUSpec, SWGSpec, MaxPoolSpec, AccPoolSpec), "
+                    f"not {s!r}"
+                )
         mlp = all(isinstance(s.node, MatMulThreshold) for s in specs)
         if mlp:
             for a, b in zip(specs, specs[1:]):
                 if a.node.mh != b.node.mw or a.node.output_dtype != b.node.input_dtype:
-                    raise ValueError(f"layer {b.node.name!r} (MW {b.node.mw}, {b.node.input_dtype}) cannot follow "
-                                     f"{a.node.name!r} (MH {a.node.mh}, {a.node.output_dtype})")
+                    raise ValueError(
+                        f"layer {b.node.name!r} (MW {b.node.mw}, {b.node.input_dtype}) cannot follow "
+                        f"{a.node.name!r} (MH {a.node.mh}, {a.node.output_dtype})"
+                    )
         if not isinstance(specs[-1].node, MatMulThreshold) or specs[-1].node.thresholds is not None:
-            raise ValueError(f"the last layer {specs[-1].node.name!r} must be a matrix product emitting scores")
+            raise ValueError(
+                f"the last layer {specs[-1].node.name!r} must be a matrix product emitting scores"
+            )
         self.specs = specs
         self.layers = [s.create() for s in specs]
         for a, b, sa, sb in zip(self.layers, self.layers[1:], specs, specs[1:]):
             ea, eb = a.o.payload.shape().elem_shape, b.i.payload.shape().elem_shape
             if ea != eb:
-                raise ValueError(f"unit {sb.node.name!r} takes elements of {eb}, but {sa.node.name!r} "
-                                 f"produces {ea}")
+                raise ValueError(
+                    f"unit {sb.node.name!r} takes elements of {eb}, but {sa.node.name!r} "
+                    f"produces {ea}"
+                )
         self.converters, self.label_spec = stitching(specs)
         self.label = self.label_spec.create()
         self.streamed = [k for k, s in enumerate(specs) if streams_weights(s)]
-        if ddr_bits_per_cycle is not None and (not isinstance(ddr_bits_per_cycle, int) or ddr_bits_per_cycle < 1):
-            raise ValueError(f"ddr_bits_per_cycle must be a positive integer, not {ddr_bits_per_cycle!r}")
+        if ddr_bits_per_cycle is not None and (
+            not isinstance(ddr_bits_per_cycle, int) or ddr_bits_per_cycle < 1
+        ):
+            raise ValueError(
+                f"ddr_bits_per_cycle must be a positive integer, not {ddr_bits_per_cycle!r}"
+            )
         self.ddr_bits_per_cycle = ddr_bits_per_cycle
         members = {
             "i": In(stream.Signature(self.layers[0].i.payload.shape())),
@@ -105,8 +117,9 @@ class Accelerator(wiring.Component):
                 connect(m, flipped(getattr(self, f"ws{k}")), self.layers[k].ws)
             else:
                 spec = self.specs[k]
-                m.submodules[f"ddr{k}"] = ddr = WeightStreamer(spec.weight_image(), spec.weight_word_bits,
-                                                               self.ddr_bits_per_cycle)
+                m.submodules[f"ddr{k}"] = ddr = WeightStreamer(
+                    spec.weight_image(), spec.weight_word_bits, self.ddr_bits_per_cycle
+                )
                 connect(m, ddr.o, self.layers[k].ws)
         connect(m, self.layers[-1].o, self.label.i)
         connect(m, self.label.o, flipped(self.o))
@@ -117,5 +130,10 @@ def stream_format(acc: "Accelerator"):
     """The :class:`~lowbit.hw.codec.StreamFormat` of an accelerator's ports."""
     first, last = acc.layers[0], acc.layers[-1]
     shape = first.i.payload.shape()
-    return StreamFormat(input_size=acc.specs[0].in_size, simd=shape.length, in_bits=shape.elem_shape.width,
-                        classes=acc.label_spec.classes, score_bits=last.out_shape.width)
+    return StreamFormat(
+        input_size=acc.specs[0].in_size,
+        simd=shape.length,
+        in_bits=shape.elem_shape.width,
+        classes=acc.label_spec.classes,
+        score_bits=last.out_shape.width,
+    )

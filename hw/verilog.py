@@ -32,8 +32,13 @@ def write_verilog(component, path: str | os.PathLike, name: str = TOPLEVEL) -> s
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def lint(verilog: str | os.PathLike, top: str = TOPLEVEL, *, waivers: str | os.PathLike | None = LINT_WAIVERS,
-         timeout: float = 900) -> list[str]:
+def lint(
+    verilog: str | os.PathLike,
+    top: str = TOPLEVEL,
+    *,
+    waivers: str | os.PathLike | None = LINT_WAIVERS,
+    timeout: float = 900,
+) -> list[str]:
     """Run ``verilator --lint-only -Wall`` on ``verilog`` with ``waivers``; return the warnings.
 
     Each returned string is one ``%Warning-RULE: file:line:col: message`` line (errors too, but not
@@ -46,5 +51,8 @@ def lint(verilog: str | os.PathLike, top: str = TOPLEVEL, *, waivers: str | os.P
         cmd.append(str(waivers))
     cmd.append(str(verilog))
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
-    return [line for line in proc.stderr.splitlines()
-            if re.match(r"%(Warning|Error)", line) and not line.startswith("%Error: Exiting due to")]
+    return [
+        line
+        for line in proc.stderr.splitlines()
+        if re.match(r"%(Warning|Error)", line) and not line.startswith("%Error: Exiting due to")
+    ]

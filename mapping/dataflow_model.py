@@ -55,8 +55,14 @@ from fractions import Fraction
 from typing import Sequence
 
 __all__ = [
-    "Buffering", "Stage", "Fifo", "PipelineTiming", "simulate_pipeline", "min_fifo_depths",
-    "bnn_pynq_lfc_w1a1", "BNN_PYNQ_LFC_W1A1_LAYERS",
+    "Buffering",
+    "Stage",
+    "Fifo",
+    "PipelineTiming",
+    "simulate_pipeline",
+    "min_fifo_depths",
+    "bnn_pynq_lfc_w1a1",
+    "BNN_PYNQ_LFC_W1A1_LAYERS",
 ]
 
 
@@ -113,12 +119,16 @@ class Stage:
             try:
                 object.__setattr__(self, "buffering", Buffering(self.buffering))
             except ValueError:
-                raise ValueError(f"buffering must be 'single' or 'double', not {self.buffering!r}") from None
+                raise ValueError(
+                    f"buffering must be 'single' or 'double', not {self.buffering!r}"
+                ) from None
         elif not isinstance(self.buffering, Buffering):
             raise TypeError(f"buffering must be a Buffering or a string, not {self.buffering!r}")
         if (self.sf * self.vectors) % self.in_ratio:
-            raise ValueError(f"in_ratio ({self.in_ratio}) must divide sf * vectors "
-                             f"({self.sf} * {self.vectors}) of stage {self.name!r}")
+            raise ValueError(
+                f"in_ratio ({self.in_ratio}) must divide sf * vectors "
+                f"({self.sf} * {self.vectors}) of stage {self.name!r}"
+            )
 
     @property
     def cycles(self) -> int:
@@ -221,12 +231,12 @@ class _Proc:
 
     def __init__(self, per_image: int, stat: int | None):
         self.per_image = per_image  # iterations per image
-        self.stat = stat            # stage index its stalls are reported under, or None
+        self.stat = stat  # stage index its stalls are reported under, or None
         self.it = 0
-        self.time = 0               # cycle of the next attempt; None while waiting
-        self.wait = None            # buffer waited on
-        self.since = 0              # first stalled cycle of the current wait
-        self.reason = 0             # 0 starved, 1 blocked
+        self.time = 0  # cycle of the next attempt; None while waiting
+        self.wait = None  # buffer waited on
+        self.since = 0  # first stalled cycle of the current wait
+        self.reason = 0  # 0 starved, 1 blocked
         self.stalls = [0, 0]
 
     def first_event(self) -> int:
@@ -366,7 +376,9 @@ class _Engine(_Proc):
         j = it % self.per_vec
         if j == 0:
             return it
-        return min(it + self.per_vec - 1 - j, _next_write(it, self.lag, self.sf))  # the vector's last, a write
+        return min(
+            it + self.per_vec - 1 - j, _next_write(it, self.lag, self.sf)
+        )  # the vector's last, a write
 
 
 def _normalise(stages, depths) -> tuple[list[Stage], list[int]]:
@@ -378,8 +390,10 @@ def _normalise(stages, depths) -> tuple[list[Stage], list[int]]:
             raise TypeError(f"stages[{k}] must be a Stage, not {s!r}")
     depths = list(depths)
     if len(depths) != len(stages) + 1:
-        raise ValueError(f"depths must hold len(stages) + 1 = {len(stages) + 1} FIFO depths (source, "
-                         f"between stages, sink), not {len(depths)}")
+        raise ValueError(
+            f"depths must hold len(stages) + 1 = {len(stages) + 1} FIFO depths (source, "
+            f"between stages, sink), not {len(depths)}"
+        )
     out = []
     for k, d in enumerate(depths):
         if isinstance(d, Fifo):
@@ -388,8 +402,10 @@ def _normalise(stages, depths) -> tuple[list[Stage], list[int]]:
         out.append(d)
     for a, b in zip(stages, stages[1:]):
         if a.out_words != b.in_words:
-            raise ValueError(f"stage {a.name!r} writes {a.out_words} words per image (nf * vectors) but stage "
-                             f"{b.name!r} reads {b.in_words} (sf * vectors / in_ratio)")
+            raise ValueError(
+                f"stage {a.name!r} writes {a.out_words} words per image (nf * vectors) but stage "
+                f"{b.name!r} reads {b.in_words} (sf * vectors / in_ratio)"
+            )
     return stages, out
 
 
@@ -402,8 +418,13 @@ def _exact(num: int, den: int):
     return q.numerator if q.denominator == 1 else q
 
 
-def simulate_pipeline(stages: Sequence[Stage], depths: Sequence[int | Fifo], *, images: int = 32,
-                      max_images: int = 10_000) -> PipelineTiming:
+def simulate_pipeline(
+    stages: Sequence[Stage],
+    depths: Sequence[int | Fifo],
+    *,
+    images: int = 32,
+    max_images: int = 10_000,
+) -> PipelineTiming:
     """Step the pipeline until its steady state repeats; see the module docstring for the machine.
 
     Parameters
@@ -499,10 +520,20 @@ def simulate_pipeline(stages: Sequence[Stage], depths: Sequence[int | Fifo], *, 
         period = (completion[k] - completion[j]) / count
         starved = tuple((marks[k][i][0] - marks[j][i][0]) / count for i in range(len(stages)))
         blocked = tuple((marks[k][i][1] - marks[j][i][1]) / count for i in range(len(stages)))
-    order = sorted(range(len(stages)), key=lambda i: (starved[i] + blocked[i], -stages[i].cycles, i))
-    return PipelineTiming(names=names, completion=tuple(completion[:images]), period=period,
-                          periodic=found is not None, bound=_bound(stages), starved=starved,
-                          blocked=blocked, bottleneck=names[order[0]], simulated_images=n)
+    order = sorted(
+        range(len(stages)), key=lambda i: (starved[i] + blocked[i], -stages[i].cycles, i)
+    )
+    return PipelineTiming(
+        names=names,
+        completion=tuple(completion[:images]),
+        period=period,
+        periodic=found is not None,
+        bound=_bound(stages),
+        starved=starved,
+        blocked=blocked,
+        bottleneck=names[order[0]],
+        simulated_images=n,
+    )
 
 
 def _stall_marks(procs, n_stages: int, t: int) -> list[list[int]]:
@@ -531,8 +562,9 @@ def _state(procs, buffers, done: int, t: int) -> tuple:
 # -- FIFO sizing ---------------------------------------------------------------------------------
 
 
-def min_fifo_depths(stages: Sequence[Stage], *, start: Sequence[int | Fifo] | None = None,
-                    max_depth: int = 1 << 20) -> tuple[int, ...]:
+def min_fifo_depths(
+    stages: Sequence[Stage], *, start: Sequence[int | Fifo] | None = None, max_depth: int = 1 << 20
+) -> tuple[int, ...]:
     """Smallest FIFO depths for which the period equals the bottleneck (:attr:`PipelineTiming.bound`).
 
     FIFOs are sized one at a time, sink side first: each is the smallest depth (found by doubling
@@ -571,7 +603,9 @@ def min_fifo_depths(stages: Sequence[Stage], *, start: Sequence[int | Fifo] | No
 
     while not reaches(depths):
         if start is not None or max(depths) * 2 > max_depth:
-            raise ValueError(f"start depths {tuple(depths)} do not reach the bound of {bound} cycles per image")
+            raise ValueError(
+                f"start depths {tuple(depths)} do not reach the bound of {bound} cycles per image"
+            )
         depths = [2 * d for d in depths]
     for k in reversed(range(len(depths))):
         trial = list(depths)
@@ -595,11 +629,18 @@ def min_fifo_depths(stages: Sequence[Stage], *, start: Sequence[int | Fifo] | No
 
 # -- BNN-PYNQ LFC-W1A1 ---------------------------------------------------------------------------
 
-BNN_PYNQ_LFC_W1A1_LAYERS = ((832, 1024, 64, 32), (1024, 1024, 32, 64), (1024, 1024, 64, 32), (1024, 64, 8, 16))
+BNN_PYNQ_LFC_W1A1_LAYERS = (
+    (832, 1024, 64, 32),
+    (1024, 1024, 32, 64),
+    (1024, 1024, 64, 32),
+    (1024, 64, 8, 16),
+)
 """``(MW, MH, SIMD, PE)`` of L0..L3 (``bnn/src/network/lfcW1A1/hw/config.h`` in Xilinx/BNN-PYNQ)."""
 
 
-def bnn_pynq_lfc_w1a1(inter_depths: Sequence[int] | None = None) -> tuple[tuple[Stage, ...], tuple[Fifo, ...]]:
+def bnn_pynq_lfc_w1a1(
+    inter_depths: Sequence[int] | None = None,
+) -> tuple[tuple[Stage, ...], tuple[Fifo, ...]]:
     """The dataflow processes and streams of BNN-PYNQ's LFC-W1A1 accelerator.
 
     From ``bnn/src/network/lfcW1A1/hw/top.cpp`` (Xilinx/BNN-PYNQ) and the finn-hlslib it pins
@@ -630,9 +671,11 @@ def bnn_pynq_lfc_w1a1(inter_depths: Sequence[int] | None = None) -> tuple[tuple[
     inter_depths = tuple(inter_depths)
     if len(inter_depths) != 3:
         raise ValueError(f"inter_depths must hold 3 depths (inter0..2), not {len(inter_depths)}")
-    (mw0, mh0, s0, p0), (mw1, mh1, s1, p1), (mw2, mh2, s2, p2), (mw3, mh3, s3, p3) = BNN_PYNQ_LFC_W1A1_LAYERS
-    split = (p2 * 1) // s3        # 32-bit words of L2 into 8-bit words of L3: 4
-    pack = 64 // (p3 * 1)         # 16-bit words of L3 into 64-bit words: 4
+    (mw0, mh0, s0, p0), (mw1, mh1, s1, p1), (mw2, mh2, s2, p2), (mw3, mh3, s3, p3) = (
+        BNN_PYNQ_LFC_W1A1_LAYERS
+    )
+    split = (p2 * 1) // s3  # 32-bit words of L2 into 8-bit words of L3: 4
+    pack = 64 // (p3 * 1)  # 16-bit words of L3 into 64-bit words: 4
     stages = (
         Stage("L0", mw0 // s0, mh0 // p0),
         Stage("L1", mw1 // s1, mh1 // p1),
@@ -641,6 +684,13 @@ def bnn_pynq_lfc_w1a1(inter_depths: Sequence[int] | None = None) -> tuple[tuple[
         Stage("L3", mw3 // s3, mh3 // p3),
         Stage("dwc_16_64", pack, 1, vectors=(mh3 // p3) // pack),
     )
-    fifos = (Fifo(1024, "memInStrm"), Fifo(inter_depths[0], "inter0"), Fifo(inter_depths[1], "inter1"),
-             Fifo(inter_depths[2], "inter2"), Fifo(2, "wa_in"), Fifo(2, "wa_out"), Fifo(1024, "memOutStrm"))
+    fifos = (
+        Fifo(1024, "memInStrm"),
+        Fifo(inter_depths[0], "inter0"),
+        Fifo(inter_depths[1], "inter1"),
+        Fifo(inter_depths[2], "inter2"),
+        Fifo(2, "wa_in"),
+        Fifo(2, "wa_out"),
+        Fifo(1024, "memOutStrm"),
+    )
     return stages, fifos

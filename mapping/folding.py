@@ -41,25 +41,40 @@ import numpy as np
 
 from .. import LowbitError
 from ..boards import Board, get_board
-from ..ir.resources import RESOURCE_KINDS, Resources
 from ..hw.mvtu.spec import streams_weights
 from ..hw.registry import SearchContext, candidates, stitching
 from ..hw.sparse.layer_spec import SPARSE_MAX_DENSITY
 from ..hw.unit import UnitSpec
-from ..ir.graph import IntegerGraph, MatMulThreshold, SlidingWindow
-from .schedule import (Schedule, _stream_cycles, complete_layers, ddr_stream_bits, input_stream_cycles,
-                       output_stream_cycles, pipeline_resources, stage_cycles, vectors_per_image)
 from ..ir.datatypes import Kind
+from ..ir.graph import IntegerGraph, MatMulThreshold, SlidingWindow
+from ..ir.resources import RESOURCE_KINDS, Resources
+from .schedule import (
+    Schedule,
+    _stream_cycles,
+    complete_layers,
+    ddr_stream_bits,
+    input_stream_cycles,
+    output_stream_cycles,
+    pipeline_resources,
+    stage_cycles,
+    vectors_per_image,
+)
 
-__all__ = ["search_folding", "DEFAULT_BUDGET", "SPARSE_MAX_DENSITY", "folding_of",
-           "layer_options", "cheapness", "activation_densities"]
+__all__ = [
+    "search_folding",
+    "DEFAULT_BUDGET",
+    "SPARSE_MAX_DENSITY",
+    "folding_of",
+    "layer_options",
+    "cheapness",
+    "activation_densities",
+]
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_BUDGET = 0.7
 """Share of each resource of the board the search may use by default (room for the DMA, the
 interconnect and the place-and-route slack)."""
-
 
 
 @dataclass(frozen=True, eq=False)
@@ -76,8 +91,13 @@ def folding_of(spec) -> tuple:
     return (spec.simd, spec.pe, options) if options else (spec.simd, spec.pe)
 
 
-def layer_options(graph: IntegerGraph, i: int, port_bits: int | None,
-                  act_density: float | None = None, ddr_bits: int | None = None) -> list[_Candidate]:
+def layer_options(
+    graph: IntegerGraph,
+    i: int,
+    port_bits: int | None,
+    act_density: float | None = None,
+    ddr_bits: int | None = None,
+) -> list[_Candidate]:
     """Every folding of matrix product ``i`` of ``graph`` (MVTU, and sparse engine where eligible)
     with its cycles per image and estimated resources.
 
@@ -137,13 +157,17 @@ def _density_of(act_density, node) -> float | None:
     return act_density.get(node.name)
 
 
-def _candidates(graph: IntegerGraph, port_bits: int | None, act_density=None,
-                ddr_bits: int | None = None) -> list[list[_Candidate]]:
+def _candidates(
+    graph: IntegerGraph, port_bits: int | None, act_density=None, ddr_bits: int | None = None
+) -> list[list[_Candidate]]:
     """Foldings of every matrix product (the other nodes follow from them, see
     :func:`~lowbit.mapping.schedule.complete_layers`). ``act_density`` is one density for every
     layer or a mapping from layer name to density (a layer missing from it stays on the MVTU)."""
-    return [layer_options(graph, i, port_bits, _density_of(act_density, node), ddr_bits)
-            for i, node in enumerate(graph.nodes) if isinstance(node, MatMulThreshold)]
+    return [
+        layer_options(graph, i, port_bits, _density_of(act_density, node), ddr_bits)
+        for i, node in enumerate(graph.nodes)
+        if isinstance(node, MatMulThreshold)
+    ]
 
 
 def cheapness(r: Resources, board: Board) -> float:
@@ -204,7 +228,11 @@ def _total(choice: list[_Candidate], graph: IntegerGraph) -> Resources:
     if graph.is_mlp:
         total = sum((c.resources for c in choice), Resources())
         dwcs, label = stitching(specs)
-        return total + sum((c.resources() for c in dwcs if c is not None), Resources()) + label.resources()
+        return (
+            total
+            + sum((c.resources() for c in dwcs if c is not None), Resources())
+            + label.resources()
+        )
     return pipeline_resources(_all_specs(graph, choice))[0]
 
 
@@ -218,8 +246,10 @@ def _over_message(total: Resources, board: Board, budget: float) -> str:
     capacity = board.capacity()
     for kind in total.exceeded(capacity, budget):
         available = getattr(capacity, kind)
-        parts.append(f"{getattr(total, kind):g} {kind} (budget {budget * available:g} = "
-                     f"{budget:g} x {available:g})")
+        parts.append(
+            f"{getattr(total, kind):g} {kind} (budget {budget * available:g} = "
+            f"{budget:g} x {available:g})"
+        )
     return "; ".join(parts)
 
 
@@ -229,26 +259,39 @@ def _check_budget(budget) -> float:
     return float(budget)
 
 
-def _search(graph, board: Board, budget: float, clock_mhz: float, limit: int | None, act_density,
-            ddr_bits: int | None):
+def _search(
+    graph,
+    board: Board,
+    budget: float,
+    clock_mhz: float,
+    limit: int | None,
+    act_density,
+    ddr_bits: int | None,
+):
     """The search proper: ``(schedule or None, (candidates, cheapest, targets))``."""
     layers = _candidates(graph, board.axi_hp_width_bits, act_density, ddr_bits)
-    cheapest = [[_Cheapest(options, key) for options in layers] for key in _orders(board, clock_mhz)]
+    cheapest = [
+        [_Cheapest(options, key) for options in layers] for key in _orders(board, clock_mhz)
+    ]
     fastest = max(min(c.cycles for c in options) for options in layers)
     targets = sorted({c.cycles for options in layers for c in options if c.cycles >= fastest})
 
     if limit is not None:
         if limit < fastest:
             slowest = max(range(len(layers)), key=lambda i: min(c.cycles for c in layers[i]))
-            raise LowbitError(f"the target of {limit} cycles per image is out of reach: even fully unfolded, "
-                              f"layer {graph.matmuls[slowest].name!r} takes {fastest} cycles")
+            raise LowbitError(
+                f"the target of {limit} cycles per image is out of reach: even fully unfolded, "
+                f"layer {graph.matmuls[slowest].name!r} takes {fastest} cycles"
+            )
         targets = [t for t in targets if t <= limit][::-1]  # cheapest first
     max_streams = max(0, board.axi_hp_ports - 1)
     external = None
     if ddr_bits is not None:
         key = _orders(board, clock_mhz)[0]
-        external = [_Cheapest(ext, key) if (ext := [c for c in options if _streams(c)]) else None
-                    for options in layers]
+        external = [
+            _Cheapest(ext, key) if (ext := [c for c in options if _streams(c)]) else None
+            for options in layers
+        ]
 
     seen = set()
     for target in targets:
@@ -263,15 +306,29 @@ def _search(graph, board: Board, budget: float, clock_mhz: float, limit: int | N
             if sum(_streams(c) for c in choice) > max_streams:
                 continue
             total = _total(choice, graph)
-            logger.debug("target %d cycles: %s -> %s", target,
-                         [(c.spec.pe, c.spec.simd) for c in choice], total)
+            logger.debug(
+                "target %d cycles: %s -> %s",
+                target,
+                [(c.spec.pe, c.spec.simd) for c in choice],
+                total,
+            )
             if total.fits(board.capacity(), budget):
                 bottleneck = max(c.cycles for c in choice)
-                logger.info("folding on %s within %.0f%% of resources: %d cycles per image (%.1f images/s "
-                            "at %g MHz), %s", board.name, 100 * budget, bottleneck,
-                            clock_mhz * 1e6 / bottleneck, clock_mhz, total)
-                return Schedule(board=board.name, clock_mhz=clock_mhz, layers=tuple(
-                    complete_layers(graph, [folding_of(c.spec) for c in choice]))), (layers, cheapest, targets)
+                logger.info(
+                    "folding on %s within %.0f%% of resources: %d cycles per image (%.1f images/s "
+                    "at %g MHz), %s",
+                    board.name,
+                    100 * budget,
+                    bottleneck,
+                    clock_mhz * 1e6 / bottleneck,
+                    clock_mhz,
+                    total,
+                )
+                return Schedule(
+                    board=board.name,
+                    clock_mhz=clock_mhz,
+                    layers=tuple(complete_layers(graph, [folding_of(c.spec) for c in choice])),
+                ), (layers, cheapest, targets)
     return None, (layers, cheapest, targets)
 
 
@@ -281,21 +338,25 @@ def _streams(c: _Candidate) -> int:
 
 def _overflow(total: Resources, board: Board, budget: float) -> float:
     capacity = board.capacity()
-    return sum(max(0.0, getattr(total, k) - budget * getattr(capacity, k)) / max(1, getattr(capacity, k))
-               for k in RESOURCE_KINDS)
+    return sum(
+        max(0.0, getattr(total, k) - budget * getattr(capacity, k)) / max(1, getattr(capacity, k))
+        for k in RESOURCE_KINDS
+    )
 
 
 def _spill(choice, external, target, graph, board, budget, max_streams):
     """Greedily move layers to their cheapest DDR-streaming folding that meets ``target`` until the
     choice fits (or no port is left): each step moves the layer that removes the most overflow."""
     total = _total(choice, graph)
-    while not total.fits(board.capacity(), budget) and sum(_streams(c) for c in choice) < max_streams:
+    while (
+        not total.fits(board.capacity(), budget) and sum(_streams(c) for c in choice) < max_streams
+    ):
         best = None
         for i, c in enumerate(choice):
             pick = None if _streams(c) or external[i] is None else external[i](target)
             if pick is None:
                 continue
-            trial = choice[:i] + [pick] + choice[i + 1:]
+            trial = choice[:i] + [pick] + choice[i + 1 :]
             t = _total(trial, graph)
             score = _overflow(t, board, budget)
             if best is None or score < best[0]:
@@ -306,10 +367,17 @@ def _spill(choice, external, target, graph, board, budget, max_streams):
     return choice
 
 
-def search_folding(graph: IntegerGraph, board: str | Board, *, budget: float = DEFAULT_BUDGET,
-                   clock_mhz: float | None = None, max_cycles: int | None = None,
-                   target_fps: float | None = None, act_density: float | None = 0.5,
-                   ddr_weights: bool = True) -> Schedule:
+def search_folding(
+    graph: IntegerGraph,
+    board: str | Board,
+    *,
+    budget: float = DEFAULT_BUDGET,
+    clock_mhz: float | None = None,
+    max_cycles: int | None = None,
+    target_fps: float | None = None,
+    act_density: float | None = 0.5,
+    ddr_weights: bool = True,
+) -> Schedule:
     """Choose PE and SIMD for every node of ``graph`` on ``board``.
 
     Parameters
@@ -357,7 +425,11 @@ def search_folding(graph: IntegerGraph, board: str | Board, *, budget: float = D
             raise LowbitError(f"max_cycles must be a positive integer, not {max_cycles!r}")
         limit = max_cycles
     if target_fps is not None:
-        if isinstance(target_fps, bool) or not isinstance(target_fps, (int, float)) or not target_fps > 0:
+        if (
+            isinstance(target_fps, bool)
+            or not isinstance(target_fps, (int, float))
+            or not target_fps > 0
+        ):
             raise LowbitError(f"target_fps must be a positive number, not {target_fps!r}")
         fps_cycles = math.floor(clock_mhz * 1e6 / target_fps)
         if fps_cycles < 1:
@@ -365,24 +437,40 @@ def search_folding(graph: IntegerGraph, board: str | Board, *, budget: float = D
         limit = fps_cycles if limit is None else min(limit, fps_cycles)
 
     if act_density is not None and not isinstance(act_density, dict):
-        if isinstance(act_density, bool) or not isinstance(act_density, (int, float)) or not 0 < act_density <= 1:
+        if (
+            isinstance(act_density, bool)
+            or not isinstance(act_density, (int, float))
+            or not 0 < act_density <= 1
+        ):
             raise LowbitError(f"act_density must lie in (0, 1], not {act_density!r}")
-    found, (layers, cheapest, targets) = _search(graph, board, budget, clock_mhz, limit, act_density, None)
+    found, (layers, cheapest, targets) = _search(
+        graph, board, budget, clock_mhz, limit, act_density, None
+    )
     ddr = ddr_stream_bits(board, clock_mhz) if ddr_weights else None
     if found is None and ddr is not None:
         # spill: let layers stream their weights from DDR (cheapest first counts the DDR traffic)
         found, _ = _search(graph, board, budget, clock_mhz, limit, act_density, ddr)
         if found is not None:
-            logger.info("on chip the graph does not fit %s within %g; streaming the weights of %s from DDR "
-                        "(%d bits per cycle each)", board.name, budget, ", ".join(found.ddr_layers), ddr)
+            logger.info(
+                "on chip the graph does not fit %s within %g; streaming the weights of %s from DDR "
+                "(%d bits per cycle each)",
+                board.name,
+                budget,
+                ", ".join(found.ddr_layers),
+                ddr,
+            )
     if found is not None:
         return found
 
     worst = targets[0] if limit is not None else targets[-1]
     total = _total([pick(worst) for pick in cheapest[0]], graph)
     if limit is not None:
-        raise LowbitError(f"no folding of {limit} cycles per image or fewer fits {board.name} within a budget of "
-                          f"{budget:g}: the cheapest needs {_over_message(total, board, budget)}")
+        raise LowbitError(
+            f"no folding of {limit} cycles per image or fewer fits {board.name} within a budget of "
+            f"{budget:g}: the cheapest needs {_over_message(total, board, budget)}"
+        )
     also = " (also with weights streamed from DDR)" if ddr is not None else ""
-    raise LowbitError(f"the graph does not fit {board.name} within a budget of {budget:g}{also}: even the "
-                      f"cheapest folding needs {_over_message(total, board, budget)}")
+    raise LowbitError(
+        f"the graph does not fit {board.name} within a budget of {budget:g}{also}: even the "
+        f"cheapest folding needs {_over_message(total, board, budget)}"
+    )

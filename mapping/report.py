@@ -16,7 +16,19 @@ __all__ = ["layer_rows", "format_text", "format_markdown", "write_plots", "COLUM
 
 logger = logging.getLogger(__name__)
 
-COLUMNS = ("layer", "MWxMH", "engine", "PE", "SIMD", "cycles", "LUT", "FF", "BRAM36", "DSP", "of bottleneck")
+COLUMNS = (
+    "layer",
+    "MWxMH",
+    "engine",
+    "PE",
+    "SIMD",
+    "cycles",
+    "LUT",
+    "FF",
+    "BRAM36",
+    "DSP",
+    "of bottleneck",
+)
 """Columns of the per-layer table."""
 
 
@@ -29,30 +41,84 @@ def layer_rows(report: dict) -> list[list[str]]:
     rows = []
     for layer in report["layers"]:
         r = layer["resources"]
-        rows.append([layer["name"], f"{layer['mw']}x{layer['mh']}", layer.get("engine", "-"), str(layer["pe"]),
-                     str(layer["simd"]),
-                     _num(layer["cycles"]), _num(r["lut"]), _num(r["ff"]), _num(r["bram36"]), _num(r["dsp"]),
-                     f"{100 * layer['share_of_bottleneck']:.0f} %"])
+        rows.append(
+            [
+                layer["name"],
+                f"{layer['mw']}x{layer['mh']}",
+                layer.get("engine", "-"),
+                str(layer["pe"]),
+                str(layer["simd"]),
+                _num(layer["cycles"]),
+                _num(r["lut"]),
+                _num(r["ff"]),
+                _num(r["bram36"]),
+                _num(r["dsp"]),
+                f"{100 * layer['share_of_bottleneck']:.0f} %",
+            ]
+        )
     conv = {k: sum(c["resources"][k] for c in report["width_converters"]) for k in RESOURCE_KINDS}
-    rows.append(["converters", "", "", "", "", "", _num(conv["lut"]), _num(conv["ff"]), _num(conv["bram36"]),
-                 _num(conv["dsp"]), ""])
-    rows.append(["input stream", "", "", "", "", _num(report["input_stream_cycles"]), "", "", "", "",
-                 f"{100 * report['input_stream_cycles'] / report['cycles_per_image']:.0f} %"])
+    rows.append(
+        [
+            "converters",
+            "",
+            "",
+            "",
+            "",
+            "",
+            _num(conv["lut"]),
+            _num(conv["ff"]),
+            _num(conv["bram36"]),
+            _num(conv["dsp"]),
+            "",
+        ]
+    )
+    rows.append(
+        [
+            "input stream",
+            "",
+            "",
+            "",
+            "",
+            _num(report["input_stream_cycles"]),
+            "",
+            "",
+            "",
+            "",
+            f"{100 * report['input_stream_cycles'] / report['cycles_per_image']:.0f} %",
+        ]
+    )
     res = report["resources"]
-    rows.append(["total", "", "", "", "", _num(report["cycles_per_image"]),
-                 *(_num(res[k]["used"]) for k in RESOURCE_KINDS), ""])
+    rows.append(
+        [
+            "total",
+            "",
+            "",
+            "",
+            "",
+            _num(report["cycles_per_image"]),
+            *(_num(res[k]["used"]) for k in RESOURCE_KINDS),
+            "",
+        ]
+    )
     return rows
 
 
 def _summary_lines(report: dict) -> list[str]:
-    util = ", ".join(f"{k} {_num(v['used'])}/{_num(v['available'])} ({100 * v['fraction']:.1f} %)"
-                     for k, v in report["resources"].items())
-    return [
-        f"board {report['board']} at {report['clock_mhz']:g} MHz: {report['cycles_per_image']:,} cycles per image "
-        f"(bottleneck {report['bottleneck']}), {report['throughput_fps']:,.0f} images/s, "
-        f"{report['time_per_image_us']:.2f} us per image, latency <= {report['latency_us']:.2f} us",
-        f"utilisation (estimated): {util}",
-    ] + _memory_line(report) + _energy_line(report) + _sparse_lines(report)
+    util = ", ".join(
+        f"{k} {_num(v['used'])}/{_num(v['available'])} ({100 * v['fraction']:.1f} %)"
+        for k, v in report["resources"].items()
+    )
+    return (
+        [
+            f"board {report['board']} at {report['clock_mhz']:g} MHz: {report['cycles_per_image']:,} cycles per image "
+            f"(bottleneck {report['bottleneck']}), {report['throughput_fps']:,.0f} images/s, "
+            f"{report['time_per_image_us']:.2f} us per image, latency <= {report['latency_us']:.2f} us",
+            f"utilisation (estimated): {util}",
+        ]
+        + _memory_line(report)
+        + _energy_line(report)
+        + _sparse_lines(report)
+    )
 
 
 def _sparse_lines(report: dict) -> list[str]:
@@ -60,7 +126,8 @@ def _sparse_lines(report: dict) -> list[str]:
     if not placement:
         return []
     return ["placement (dense MVTU or sparse engine, and why):"] + [
-        f"  {a['layer']}: {a['reason']}" for a in placement]
+        f"  {a['layer']}: {a['reason']}" for a in placement
+    ]
 
 
 def _energy_line(report: dict) -> list[str]:
@@ -79,17 +146,23 @@ def _memory_line(report: dict) -> list[str]:
     on_chip = mem["weight_bits"] - sum(e["weight_bits"] for e in ddr)
     line = f"weights: {on_chip:,} bits on chip"
     if mem["streamed_fps_bound"] is not None:
-        line += (f"; all {mem['weight_bits']:,} streamed from DDR ({mem['ddr_bandwidth_gbps']:g} Gbit/s) would bound "
-                 f"throughput at {mem['streamed_fps_bound']:,.0f} images/s (roofline)")
+        line += (
+            f"; all {mem['weight_bits']:,} streamed from DDR ({mem['ddr_bandwidth_gbps']:g} Gbit/s) would bound "
+            f"throughput at {mem['streamed_fps_bound']:,.0f} images/s (roofline)"
+        )
     lines = [line]
     for k, e in enumerate(ddr):
-        lines.append(f"  {e['layer']}: weights in DDR (AXI-HP{k + 1} on Zynq builds), {e['ddr_bits_per_image']:,} "
-                     f"bits per image at "
-                     f"{e['stream_bits_per_cycle']} bits/cycle = {e['stream_cycles']:,} cycles per image "
-                     f"(bound {e['stream_fps_bound']:,.0f} images/s)")
+        lines.append(
+            f"  {e['layer']}: weights in DDR (AXI-HP{k + 1} on Zynq builds), {e['ddr_bits_per_image']:,} "
+            f"bits per image at "
+            f"{e['stream_bits_per_cycle']} bits/cycle = {e['stream_cycles']:,} cycles per image "
+            f"(bound {e['stream_fps_bound']:,.0f} images/s)"
+        )
     if ddr:
-        lines.append(f"  DDR traffic {mem['ddr_gbps_used']:.3f} Gbit/s = {100 * mem['ddr_fraction_used']:.1f} % "
-                     "of the board's DDR bandwidth")
+        lines.append(
+            f"  DDR traffic {mem['ddr_gbps_used']:.3f} Gbit/s = {100 * mem['ddr_fraction_used']:.1f} % "
+            "of the board's DDR bandwidth"
+        )
     return lines
 
 
@@ -115,9 +188,14 @@ def format_markdown(report: dict) -> str:
         out.append("| " + " | ".join(r) + " |")
     out += ["", "| resource | used | available | share |", "| --- | --- | --- | --- |"]
     for k, v in report["resources"].items():
-        out.append(f"| {k} | {_num(v['used'])} | {_num(v['available'])} | {100 * v['fraction']:.1f} % |")
-    out += ["", "Resources are estimates of the cost model (`lowbit.hw.cost`, coefficients fitted to yosys "
-            "synthesis), not a utilisation report."]
+        out.append(
+            f"| {k} | {_num(v['used'])} | {_num(v['available'])} | {100 * v['fraction']:.1f} % |"
+        )
+    out += [
+        "",
+        "Resources are estimates of the cost model (`lowbit.hw.cost`, coefficients fitted to yosys "
+        "synthesis), not a utilisation report.",
+    ]
     return "\n".join(out) + "\n"
 
 
@@ -152,8 +230,13 @@ def write_plots(report: dict, out_dir: str | os.PathLike) -> list[Path]:
     ax.set_title(f"{report['board']}: estimated resources vs capacity")
     for i, k in enumerate(kinds):
         v = report["resources"][k]
-        ax.annotate(f"{_num(v['used'])}/{_num(v['available'])}", (i, shares[i]), ha="center", va="bottom",
-                    fontsize=8)
+        ax.annotate(
+            f"{_num(v['used'])}/{_num(v['available'])}",
+            (i, shares[i]),
+            ha="center",
+            va="bottom",
+            fontsize=8,
+        )
     fig.tight_layout()
     res_png = out_dir / "resources.png"
     fig.savefig(res_png, dpi=100)

@@ -29,22 +29,35 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from .._io import atomic_write
 from .. import LowbitError
+from .._io import atomic_write
 from ..boards import Board, get_board
-from ..ir.resources import RESOURCE_KINDS, Resources
 from ..hw.mvtu.spec import streams_weights
 from ..hw.registry import ENGINES as ENGINE_FAMILIES
 from ..hw.registry import stitching, unit_spec
 from ..hw.sparse.layer_spec import check_act_density
 from ..hw.unit import UnitSpec
 from ..ir.graph import IntegerGraph, MatMulThreshold, SlidingWindow
+from ..ir.resources import RESOURCE_KINDS, Resources
 
 __all__ = [
-    "LayerFolding", "Schedule", "SCHEDULE_FORMAT", "SCHEDULE_VERSION",
-    "input_stream_cycles", "output_stream_cycles", "layer_cycles", "pipeline_cycles", "pipeline_resources",
-    "vectors_per_image", "stage_cycles", "stream_widths", "node_spec", "complete_layers", "ENGINES",
-    "WEIGHT_PLACEMENTS", "ddr_stream_bits",
+    "LayerFolding",
+    "Schedule",
+    "SCHEDULE_FORMAT",
+    "SCHEDULE_VERSION",
+    "input_stream_cycles",
+    "output_stream_cycles",
+    "layer_cycles",
+    "pipeline_cycles",
+    "pipeline_resources",
+    "vectors_per_image",
+    "stage_cycles",
+    "stream_widths",
+    "node_spec",
+    "complete_layers",
+    "ENGINES",
+    "WEIGHT_PLACEMENTS",
+    "ddr_stream_bits",
 ]
 
 logger = logging.getLogger(__name__)
@@ -91,20 +104,32 @@ class LayerFolding:
             v = getattr(self, field)
             if not _is_count(v):
                 name = field if field == "depth" else field.upper()
-                raise ValueError(f"layer {self.name!r}: {name} must be a positive integer, not {v!r}")
+                raise ValueError(
+                    f"layer {self.name!r}: {name} must be a positive integer, not {v!r}"
+                )
         if self.weights not in WEIGHT_PLACEMENTS:
-            raise ValueError(f"layer {self.name!r}: weights must be one of "
-                             f"{', '.join(map(repr, WEIGHT_PLACEMENTS))}, not {self.weights!r}")
+            raise ValueError(
+                f"layer {self.name!r}: weights must be one of "
+                f"{', '.join(map(repr, WEIGHT_PLACEMENTS))}, not {self.weights!r}"
+            )
         if self.weights == "ddr" and self.engine != "mvtu":
-            raise ValueError(f"layer {self.name!r}: weights='ddr' takes the MVTU engine, not {self.engine!r}")
+            raise ValueError(
+                f"layer {self.name!r}: weights='ddr' takes the MVTU engine, not {self.engine!r}"
+            )
         if self.engine not in ENGINES:
-            raise ValueError(f"layer {self.name!r}: engine must be one of {', '.join(map(repr, ENGINES))}, "
-                             f"not {self.engine!r}")
-        object.__setattr__(self, "act_density",
-                           check_act_density(self.act_density, None, f"layer {self.name!r}: act_density"))
+            raise ValueError(
+                f"layer {self.name!r}: engine must be one of {', '.join(map(repr, ENGINES))}, "
+                f"not {self.engine!r}"
+            )
+        object.__setattr__(
+            self,
+            "act_density",
+            check_act_density(self.act_density, None, f"layer {self.name!r}: act_density"),
+        )
 
 
 # -- the performance model -----------------------------------------------------------------------
+
 
 def _stream_cycles(elements: int, per_beat: int, bits: int, port_bits: int | None) -> int:
     """Cycles to move ``elements`` of ``bits`` at ``per_beat`` per cycle, at most ``port_bits`` a cycle."""
@@ -137,7 +162,11 @@ def layer_cycles(spec: UnitSpec, vectors_per_image: int = 1) -> int:
     A convolution lowered to a matrix-vector product (im2col) needs one vector per output pixel,
     ``OFM_DIM ** 2`` (``ARITHMETIC.md`` section 7); a fully-connected layer one.
     """
-    if isinstance(vectors_per_image, bool) or not isinstance(vectors_per_image, int) or vectors_per_image < 1:
+    if (
+        isinstance(vectors_per_image, bool)
+        or not isinstance(vectors_per_image, int)
+        or vectors_per_image < 1
+    ):
         raise ValueError(f"vectors_per_image must be a positive integer, not {vectors_per_image!r}")
     return spec.cycles() * vectors_per_image
 
@@ -148,7 +177,11 @@ def vectors_per_image(graph: IntegerGraph) -> list[int]:
     out = []
     for i, node in enumerate(graph.nodes):
         shape = graph.input_shape_of(i)
-        out.append(math.prod(shape[:-1]) if isinstance(node, MatMulThreshold) and shape[-1] == node.mw else 1)
+        out.append(
+            math.prod(shape[:-1])
+            if isinstance(node, MatMulThreshold) and shape[-1] == node.mw
+            else 1
+        )
     return out
 
 
@@ -175,8 +208,12 @@ def stage_cycles(spec: UnitSpec, vectors: int = 1, ddr_bits: int | None = None) 
         raise LowbitError(str(e)) from None
 
 
-def pipeline_cycles(specs: list, port_bits: int | None = None, vectors: list[int] | None = None,
-                    ddr_bits: int | None = None) -> list[int]:
+def pipeline_cycles(
+    specs: list,
+    port_bits: int | None = None,
+    vectors: list[int] | None = None,
+    ddr_bits: int | None = None,
+) -> list[int]:
     """Cycles per image of each unit, the first one bounded below by its input stream and the last
     one by its output stream. ``vectors`` (see :func:`vectors_per_image`) defaults to one per unit;
     ``ddr_bits`` is the rate of a DDR weight stream (:func:`ddr_stream_bits`)."""
@@ -226,8 +263,12 @@ def complete_layers(graph: IntegerGraph, matmul_folding) -> list[LayerFolding]:
     matmul_folding = list(matmul_folding)
     mm_index = [i for i, n in enumerate(graph.nodes) if isinstance(n, MatMulThreshold)]
     if len(matmul_folding) != len(mm_index):
-        raise LowbitError(f"expected (SIMD, PE) for {len(mm_index)} matrix products, not {len(matmul_folding)}")
-    per_node = {i: (f[1], f[0], f[2] if len(f) > 2 else {}) for i, f in zip(mm_index, matmul_folding)}
+        raise LowbitError(
+            f"expected (SIMD, PE) for {len(mm_index)} matrix products, not {len(matmul_folding)}"
+        )
+    per_node = {
+        i: (f[1], f[0], f[2] if len(f) > 2 else {}) for i, f in zip(mm_index, matmul_folding)
+    }
     layers: list[LayerFolding] = []
     for i, node in enumerate(graph.nodes):
         if i in per_node:
@@ -246,6 +287,7 @@ def complete_layers(graph: IntegerGraph, matmul_folding) -> list[LayerFolding]:
 
 
 # -- the schedule ---------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Schedule:
@@ -268,8 +310,12 @@ class Schedule:
     def __post_init__(self):
         if not isinstance(self.board, str):
             raise TypeError(f"board must be a board name, not {self.board!r}")
-        if isinstance(self.clock_mhz, bool) or not isinstance(self.clock_mhz, (int, float)) \
-                or not math.isfinite(self.clock_mhz) or self.clock_mhz <= 0:
+        if (
+            isinstance(self.clock_mhz, bool)
+            or not isinstance(self.clock_mhz, (int, float))
+            or not math.isfinite(self.clock_mhz)
+            or self.clock_mhz <= 0
+        ):
             raise ValueError(f"clock_mhz must be a positive number, not {self.clock_mhz!r}")
         object.__setattr__(self, "clock_mhz", float(self.clock_mhz))
         layers = tuple(self.layers)
@@ -301,17 +347,30 @@ class Schedule:
             raise LowbitError(
                 f"the schedule has {len(self.layers)} layers "
                 f"({', '.join(repr(layer.name) for layer in self.layers)}) but the graph has {len(nodes)} nodes "
-                f"({', '.join(repr(n.name) for n in nodes)})")
+                f"({', '.join(repr(n.name) for n in nodes)})"
+            )
         specs = []
         dtype = graph.input_dtype
         for i, (layer, node) in enumerate(zip(self.layers, nodes)):
             if layer.name != node.name:
-                raise LowbitError(f"layer {i} of the schedule is {layer.name!r} but node {i} of the graph "
-                                  f"is {node.name!r}")
+                raise LowbitError(
+                    f"layer {i} of the schedule is {layer.name!r} but node {i} of the graph "
+                    f"is {node.name!r}"
+                )
             try:
-                specs.append(node_spec(node, graph.input_shape_of(i), dtype, pe=layer.pe, simd=layer.simd,
-                                       engine=layer.engine, depth=layer.depth, act_density=layer.act_density,
-                                       weights=layer.weights))
+                specs.append(
+                    node_spec(
+                        node,
+                        graph.input_shape_of(i),
+                        dtype,
+                        pe=layer.pe,
+                        simd=layer.simd,
+                        engine=layer.engine,
+                        depth=layer.depth,
+                        act_density=layer.act_density,
+                        weights=layer.weights,
+                    )
+                )
             except (TypeError, ValueError) as e:
                 raise LowbitError(f"layer {layer.name!r}: {e}") from None
             dtype = node.infer(graph.input_shape_of(i), dtype)[1]
@@ -351,17 +410,31 @@ class Schedule:
         return {
             "board": board.name,
             "clock_mhz": self.clock_mhz,
-            "layers": [{"name": s.node.name, "op": type(s.node).__name__,
-                        "engine": s.ENGINE,
-                        "mw": getattr(s, "mw", "-"), "mh": getattr(s, "mh", "-"),
-                        "pe": getattr(s, "pe", s.simd), "simd": s.simd,
-                        "weights": "ddr" if streams_weights(s) else "onchip",
-                        "cycles": stage_cycles(s, v, ddr), "share_of_bottleneck": c / bottleneck,
-                        "resources": s.resources().as_dict()}
-                       for s, c, v in zip(specs, cycles, vectors)],
-            "width_converters": [{"after": a.node.name, "in_bits": stream_widths(a)[1] * stream_widths(a)[2],
-                                  "out_bits": stream_widths(b)[0] * stream_widths(a)[2], "resources": r.as_dict()}
-                                 for a, b, r in zip(specs, specs[1:], converters)],
+            "layers": [
+                {
+                    "name": s.node.name,
+                    "op": type(s.node).__name__,
+                    "engine": s.ENGINE,
+                    "mw": getattr(s, "mw", "-"),
+                    "mh": getattr(s, "mh", "-"),
+                    "pe": getattr(s, "pe", s.simd),
+                    "simd": s.simd,
+                    "weights": "ddr" if streams_weights(s) else "onchip",
+                    "cycles": stage_cycles(s, v, ddr),
+                    "share_of_bottleneck": c / bottleneck,
+                    "resources": s.resources().as_dict(),
+                }
+                for s, c, v in zip(specs, cycles, vectors)
+            ],
+            "width_converters": [
+                {
+                    "after": a.node.name,
+                    "in_bits": stream_widths(a)[1] * stream_widths(a)[2],
+                    "out_bits": stream_widths(b)[0] * stream_widths(a)[2],
+                    "resources": r.as_dict(),
+                }
+                for a, b, r in zip(specs, specs[1:], converters)
+            ],
             "label_select": _label_entry(specs),
             "input_stream_cycles": input_stream_cycles(specs[0], port),
             "output_stream_cycles": output_stream_cycles(specs[-1], port),
@@ -372,11 +445,15 @@ class Schedule:
             "latency_cycles": sum(cycles),
             "latency_us": sum(cycles) / self.clock_mhz,
             "memory": _memory_roofline(specs, board, hz / bottleneck, vectors, ddr, self.clock_mhz),
-            "resources": {kind: _utilisation(getattr(total, kind), getattr(board.capacity(), kind))
-                          for kind in RESOURCE_KINDS},
+            "resources": {
+                kind: _utilisation(getattr(total, kind), getattr(board.capacity(), kind))
+                for kind in RESOURCE_KINDS
+            },
         }
 
-    def check_fits(self, graph: IntegerGraph, *, board: Board | None = None, budget: float = 1.0) -> None:
+    def check_fits(
+        self, graph: IntegerGraph, *, board: Board | None = None, budget: float = 1.0
+    ) -> None:
         """Refuse a schedule whose estimated resources exceed ``budget`` times the board's capacity.
 
         Raises
@@ -401,18 +478,29 @@ class Schedule:
         raise LowbitError(
             f"the schedule does not fit {board.name}: it needs {getattr(total, kind):g} {kind}, "
             f"{limit:g} available; layer {worst.node.name!r} (PE={getattr(worst, 'pe', worst.simd)}, SIMD={worst.simd}) uses "
-            f"{used:g} {kind}{alone}{also}")
+            f"{used:g} {kind}{alone}{also}"
+        )
 
     # -- persistence -----------------------------------------------------------------------------
 
     def to_json(self) -> str:
         """The schedule as a JSON document (only the decisions; predictions come from :meth:`report`)."""
-        head = {"format": SCHEDULE_FORMAT, "version": SCHEDULE_VERSION, "board": self.board,
-                "clock_mhz": self.clock_mhz}
+        head = {
+            "format": SCHEDULE_FORMAT,
+            "version": SCHEDULE_VERSION,
+            "board": self.board,
+            "clock_mhz": self.clock_mhz,
+        }
         lines = [f"  {json.dumps(k)}: {json.dumps(v)}," for k, v in head.items()]
         layers = [json.dumps(_layer_json(layer)) for layer in self.layers]
         # one layer per line, so that a user can edit the schedule by hand
-        return "{\n" + "\n".join(lines) + '\n  "layers": [\n    ' + ",\n    ".join(layers) + "\n  ]\n}\n"
+        return (
+            "{\n"
+            + "\n".join(lines)
+            + '\n  "layers": [\n    '
+            + ",\n    ".join(layers)
+            + "\n  ]\n}\n"
+        )
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write :meth:`to_json` to ``path`` atomically (a temporary file, then ``os.replace``)."""
@@ -436,13 +524,20 @@ class Schedule:
         if not isinstance(doc, dict):
             raise LowbitError(f"{source}: expected a JSON object, not {type(doc).__name__}")
         if doc.get("format") != SCHEDULE_FORMAT or doc.get("version") != SCHEDULE_VERSION:
-            raise LowbitError(f"{source}: expected format {SCHEDULE_FORMAT!r} version {SCHEDULE_VERSION}, "
-                              f"got {doc.get('format')!r} version {doc.get('version')!r}")
+            raise LowbitError(
+                f"{source}: expected format {SCHEDULE_FORMAT!r} version {SCHEDULE_VERSION}, "
+                f"got {doc.get('format')!r} version {doc.get('version')!r}"
+            )
         _check_keys(doc, {"format", "version", "board", "clock_mhz", "layers"}, "", source)
         board, clock, layers = doc["board"], doc["clock_mhz"], doc["layers"]
         if not isinstance(board, str) or not board:
             _bad(source, "board", "a board name", board)
-        if isinstance(clock, bool) or not isinstance(clock, (int, float)) or not math.isfinite(clock) or clock <= 0:
+        if (
+            isinstance(clock, bool)
+            or not isinstance(clock, (int, float))
+            or not math.isfinite(clock)
+            or clock <= 0
+        ):
             _bad(source, "clock_mhz", "a positive number", clock)
         if not isinstance(layers, list) or not layers:
             _bad(source, "layers", "a non-empty list", layers)
@@ -451,8 +546,12 @@ class Schedule:
             where = f"layers[{i}]"
             if not isinstance(layer, dict):
                 _bad(source, where, "an object with name, pe and simd", layer)
-            _check_keys({k: v for k, v in layer.items() if k not in _OPTIONAL}, {"name", "pe", "simd"},
-                        where + ".", source)
+            _check_keys(
+                {k: v for k, v in layer.items() if k not in _OPTIONAL},
+                {"name", "pe", "simd"},
+                where + ".",
+                source,
+            )
             if not isinstance(layer["name"], str):
                 _bad(source, where + ".name", "a string", layer["name"])
             for field in ("pe", "simd", "depth"):
@@ -468,12 +567,24 @@ class Schedule:
                 _bad(source, where + ".weights", "'onchip' for the sparse engine", weights)
             density = layer.get("act_density", 0.5)
             try:
-                parsed.append(LayerFolding(layer["name"], layer["pe"], layer["simd"], engine=engine,
-                                           depth=layer.get("depth", 8), weights=weights,
-                                           act_density=tuple(density) if isinstance(density, list) else density))
+                parsed.append(
+                    LayerFolding(
+                        layer["name"],
+                        layer["pe"],
+                        layer["simd"],
+                        engine=engine,
+                        depth=layer.get("depth", 8),
+                        weights=weights,
+                        act_density=tuple(density) if isinstance(density, list) else density,
+                    )
+                )
             except (TypeError, ValueError):
-                _bad(source, where + ".act_density", "a number in (0, 1] or a list of per-column values in [0, 1]",
-                     density)
+                _bad(
+                    source,
+                    where + ".act_density",
+                    "a number in (0, 1] or a list of per-column values in [0, 1]",
+                    density,
+                )
         return cls(board=board, clock_mhz=clock, layers=tuple(parsed))
 
     @classmethod
@@ -498,19 +609,32 @@ def _layer_json(layer: LayerFolding) -> dict:
         out["weights"] = layer.weights
     if layer.engine != "mvtu":
         d = layer.act_density
-        out.update(engine=layer.engine, depth=layer.depth,
-                   act_density=[round(v, 4) for v in d] if isinstance(d, tuple) else d)
+        out.update(
+            engine=layer.engine,
+            depth=layer.depth,
+            act_density=[round(v, 4) for v in d] if isinstance(d, tuple) else d,
+        )
     return out
 
 
 def _label_entry(specs) -> dict:
     label = stitching(specs)[1]
-    return {"classes": label.classes, "pe": label.pe, "score_bits": label.score_bits,
-            "resources": label.resources().as_dict()}
+    return {
+        "classes": label.classes,
+        "pe": label.pe,
+        "score_bits": label.score_bits,
+        "resources": label.resources().as_dict(),
+    }
 
 
-def _memory_roofline(specs: list, board: Board, compute_fps: float, vectors: list[int], ddr_bits: int | None,
-                     clock_mhz: float) -> dict:
+def _memory_roofline(
+    specs: list,
+    board: Board,
+    compute_fps: float,
+    vectors: list[int],
+    ddr_bits: int | None,
+    clock_mhz: float,
+) -> dict:
     """Per layer, where its weights live and, for those streamed from DDR, the throughput their
     stream allows; and the whole-model roofline: streaming every layer's weights once per image
     through the PS's AXI-HP ports bounds the throughput by ``min(DDR bandwidth, ports x width x
@@ -520,7 +644,9 @@ def _memory_roofline(specs: list, board: Board, compute_fps: float, vectors: lis
     weight_bits = 0
     for s, v in zip(specs, vectors):
         if s.ENGINE == "sparse":
-            bits = s.engine.image.encoded_bits(pointer_bits=s.engine.pointer_bits, codebook_bits=s.engine.weight_bits)
+            bits = s.engine.image.encoded_bits(
+                pointer_bits=s.engine.pointer_bits, codebook_bits=s.engine.weight_bits
+            )
             layers.append({"layer": s.node.name, "placement": "onchip", "weight_bits": bits})
         elif s.ENGINE == "mvtu":
             bits = s.mw * s.mh * s.node.weight_dtype.bits
@@ -529,8 +655,13 @@ def _memory_roofline(specs: list, board: Board, compute_fps: float, vectors: lis
                 per_image = s.weight_stream_bits * v
                 cycles = s.weight_stream_cycles(v, ddr_bits)
                 streamed_bits += per_image
-                entry.update(placement="ddr", ddr_bits_per_image=per_image, stream_bits_per_cycle=ddr_bits,
-                             stream_cycles=cycles, stream_fps_bound=clock_mhz * 1e6 / cycles)
+                entry.update(
+                    placement="ddr",
+                    ddr_bits_per_image=per_image,
+                    stream_bits_per_cycle=ddr_bits,
+                    stream_cycles=cycles,
+                    stream_fps_bound=clock_mhz * 1e6 / cycles,
+                )
             layers.append(entry)
         else:
             continue
@@ -540,15 +671,27 @@ def _memory_roofline(specs: list, board: Board, compute_fps: float, vectors: lis
     if ddr is not None and board.axi_hp_ports:
         limit = ddr
         if board.axi_hp_width_bits is not None:
-            limit = min(ddr, board.axi_hp_ports * board.axi_hp_width_bits * board.fabric_clock_mhz / 1e3)
+            limit = min(
+                ddr, board.axi_hp_ports * board.axi_hp_width_bits * board.fabric_clock_mhz / 1e3
+            )
         streamed = limit * 1e9 / weight_bits if weight_bits else None
     ddr_use = streamed_bits * compute_fps
-    placement = "on-chip" if not streamed_bits else ("ddr" if all(e["placement"] == "ddr" for e in layers)
-                                                     else "mixed")
-    return {"placement": placement, "weight_bits": weight_bits, "ddr_bandwidth_gbps": ddr,
-            "streamed_fps_bound": streamed, "compute_fps": compute_fps, "layers": layers,
-            "ddr_bits_per_image": streamed_bits, "ddr_gbps_used": ddr_use / 1e9,
-            "ddr_fraction_used": (ddr_use / (ddr * 1e9)) if ddr and streamed_bits else 0.0}
+    placement = (
+        "on-chip"
+        if not streamed_bits
+        else ("ddr" if all(e["placement"] == "ddr" for e in layers) else "mixed")
+    )
+    return {
+        "placement": placement,
+        "weight_bits": weight_bits,
+        "ddr_bandwidth_gbps": ddr,
+        "streamed_fps_bound": streamed,
+        "compute_fps": compute_fps,
+        "layers": layers,
+        "ddr_bits_per_image": streamed_bits,
+        "ddr_gbps_used": ddr_use / 1e9,
+        "ddr_fraction_used": (ddr_use / (ddr * 1e9)) if ddr and streamed_bits else 0.0,
+    }
 
 
 def _utilisation(used, available) -> dict:

@@ -19,12 +19,12 @@ from pathlib import Path
 import numpy as np
 
 from .. import LowbitError
+from ..hw.axi.ddr_model import DEFAULT_BITS_PER_CYCLE
+from ..hw.mvtu.spec import streams_weights
+from ..hw.top import Accelerator, stream_format
 from ..hw.verilog import TOPLEVEL, write_verilog
 from ..ir.graph import IntegerGraph
 from ..tools import simulators as runner
-from ..hw.top import Accelerator, stream_format
-from ..hw.axi.ddr_model import DEFAULT_BITS_PER_CYCLE
-from ..hw.mvtu.spec import streams_weights
 
 __all__ = ["RunSpec", "SimReport", "simulate", "default_runs"]
 
@@ -40,7 +40,9 @@ class RunSpec:
     images: int = 1 << 30
 
 
-def default_runs(n_images: int, *, throttled_images: int | None = None, seeds=(1, 2)) -> list[RunSpec]:
+def default_runs(
+    n_images: int, *, throttled_images: int | None = None, seeds=(1, 2)
+) -> list[RunSpec]:
     """One steady-state run over every image, then throttled runs (values only) per seed."""
     k = n_images if throttled_images is None else min(n_images, throttled_images)
     runs = [RunSpec("steady", 1.0, 1.0, 0, n_images)]
@@ -104,11 +106,19 @@ class _ProgressWatcher:
         self._check()
 
 
-def simulate(graph: IntegerGraph, specs, x: np.ndarray, workdir: str | Path, *,
-             runs: list[RunSpec] | None = None, waves_on_failure: bool = True,
-             progress: Callable[[str, int, int], None] | None = None,
-             expected_sha256: str | None = None, simulator: str | None = None,
-             ddr_bits_per_cycle: int | None = None) -> SimReport:
+def simulate(
+    graph: IntegerGraph,
+    specs,
+    x: np.ndarray,
+    workdir: str | Path,
+    *,
+    runs: list[RunSpec] | None = None,
+    waves_on_failure: bool = True,
+    progress: Callable[[str, int, int], None] | None = None,
+    expected_sha256: str | None = None,
+    simulator: str | None = None,
+    ddr_bits_per_cycle: int | None = None,
+) -> SimReport:
     """Build and run the accelerator of ``specs`` on images ``x``; compare with ``graph`` exactly.
 
     ``progress(run_name, images_done, images_total)`` is called from a helper thread while the
@@ -126,13 +136,18 @@ def simulate(graph: IntegerGraph, specs, x: np.ndarray, workdir: str | Path, *,
     workdir.mkdir(parents=True, exist_ok=True)
     x = graph.check_input(x)
     streamed = any(map(streams_weights, specs))
-    acc = Accelerator(specs, ddr_bits_per_cycle=(ddr_bits_per_cycle or DEFAULT_BITS_PER_CYCLE) if streamed else None)
+    acc = Accelerator(
+        specs,
+        ddr_bits_per_cycle=(ddr_bits_per_cycle or DEFAULT_BITS_PER_CYCLE) if streamed else None,
+    )
     fmt = stream_format(acc)
     vpath = workdir / f"{TOPLEVEL}.v"
     sha = write_verilog(acc, vpath)
     if expected_sha256 is not None and sha != expected_sha256:
-        raise LowbitError(f"the Verilog regenerated for simulation (sha256 {sha[:12]}) is not the compiled one "
-                          f"({expected_sha256[:12]}); re-run 'lowbit compile'")
+        raise LowbitError(
+            f"the Verilog regenerated for simulation (sha256 {sha[:12]}) is not the compiled one "
+            f"({expected_sha256[:12]}); re-run 'lowbit compile'"
+        )
     model = workdir / "tb_model.npz"
     graph.save(model)
     images = workdir / "tb_images.npz"
@@ -149,22 +164,41 @@ def simulate(graph: IntegerGraph, specs, x: np.ndarray, workdir: str | Path, *,
             stamp.unlink(missing_ok=True)
             runner.build(vpath, TOPLEVEL, build_dir, waves=waves, simulator=simulator)
             stamp.write_text(sha)
-        cfg = {"model": str(model), "images": str(images), "format": fmt.to_dict(),
-               "predicted_cycles": predicted, "results": str(build_dir / "tb_results.json"),
-               "runs": [r.__dict__ for r in runs]}
+        cfg = {
+            "model": str(model),
+            "images": str(images),
+            "format": fmt.to_dict(),
+            "predicted_cycles": predicted,
+            "results": str(build_dir / "tb_results.json"),
+            "runs": [r.__dict__ for r in runs],
+        }
         cfg["progress"] = str(build_dir / "tb_progress.json")
         cfg_path = build_dir / "tb_config.json"
         cfg_path.write_text(json.dumps(cfg, indent=1))
         if progress is None:
-            runner.run_test("lowbit.sim.tb_accel", TOPLEVEL, build_dir,
-                            env={"LOWBIT_TB_CONFIG": str(cfg_path)}, waves=waves, simulator=simulator)
+            runner.run_test(
+                "lowbit.sim.tb_accel",
+                TOPLEVEL,
+                build_dir,
+                env={"LOWBIT_TB_CONFIG": str(cfg_path)},
+                waves=waves,
+                simulator=simulator,
+            )
         else:
             with _ProgressWatcher(Path(cfg["progress"]), progress):
-                runner.run_test("lowbit.sim.tb_accel", TOPLEVEL, build_dir,
-                                env={"LOWBIT_TB_CONFIG": str(cfg_path)}, waves=waves, simulator=simulator)
+                runner.run_test(
+                    "lowbit.sim.tb_accel",
+                    TOPLEVEL,
+                    build_dir,
+                    env={"LOWBIT_TB_CONFIG": str(cfg_path)},
+                    waves=waves,
+                    simulator=simulator,
+                )
         res = build_dir / "tb_results.json"
         if not res.is_file():
-            raise LowbitError(f"the cocotb testbench wrote no results ({res}); see {build_dir / 'sim.log'}")
+            raise LowbitError(
+                f"the cocotb testbench wrote no results ({res}); see {build_dir / 'sim.log'}"
+            )
         return json.loads(res.read_text())["runs"]
 
     results = run_once(workdir / build_name, waves=False)
@@ -174,5 +208,7 @@ def simulate(graph: IntegerGraph, specs, x: np.ndarray, workdir: str | Path, *,
         wdir = workdir / f"{build_name}_waves"
         run_once(wdir, waves=True)
         dumps = sorted(wdir.glob("*.fst")) + sorted(wdir.glob("*.vcd"))
-        report = SimReport(report.runs, report.verilog, sha, str(dumps[0]) if dumps else None, report.labels)
+        report = SimReport(
+            report.runs, report.verilog, sha, str(dumps[0]) if dumps else None, report.labels
+        )
     return report

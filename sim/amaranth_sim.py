@@ -25,9 +25,19 @@ class StreamRun:
     out_cycles: tuple[int, ...]  # cycle at which each output beat was accepted
 
 
-def run_stream(dut, beats: list[int], n_out: int, *, seed: int = 0, valid_prob: float = 1.0,
-               ready_prob: float = 1.0, max_cycles: int = 1_000_000, vcd: str | None = None,
-               reset_after: int | None = None, reset_cycles: int = 2) -> StreamRun:
+def run_stream(
+    dut,
+    beats: list[int],
+    n_out: int,
+    *,
+    seed: int = 0,
+    valid_prob: float = 1.0,
+    ready_prob: float = 1.0,
+    max_cycles: int = 1_000_000,
+    vcd: str | None = None,
+    reset_after: int | None = None,
+    reset_cycles: int = 2,
+) -> StreamRun:
     """Simulate ``dut`` until ``n_out`` output beats have been accepted (after the reset, if any)."""
     rng_in, rng_out = random.Random(seed), random.Random(seed + 1)
     outputs, out_cycles = [], []
@@ -68,8 +78,10 @@ def run_stream(dut, beats: list[int], n_out: int, *, seed: int = 0, valid_prob: 
                 outputs.append(int(payload))
                 out_cycles.append(cycle[0])
             if cycle[0] > max_cycles:
-                raise RuntimeError(f"simulation exceeded max_cycles ({max_cycles}) with "
-                                   f"{len(outputs)} of {n_out} outputs")
+                raise RuntimeError(
+                    f"simulation exceeded max_cycles ({max_cycles}) with "
+                    f"{len(outputs)} of {n_out} outputs"
+                )
 
     sim = Simulator(top)
     sim.add_clock(1e-8)

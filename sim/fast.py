@@ -32,9 +32,8 @@ from pathlib import Path
 import numpy as np
 
 from .. import LowbitError
+from ..tools.simulators import ensure_verilator, verilator_root
 from ._harness import HARNESS_VERSION, Port, harness_source, parse_ports
-from ..tools.simulators import ensure_verilator
-from ..tools.simulators import verilator_root
 
 __all__ = ["VerilatedModel", "StreamResult", "cache_root"]
 
@@ -49,9 +48,9 @@ def cache_root() -> Path:
 
 @dataclass(frozen=True)
 class StreamResult:
-    outputs: np.ndarray        # (n_out, words) uint32, little-endian words of each output beat
-    out_cycles: np.ndarray     # (n_out,) cycle (since reset) at which each beat was accepted
-    cycles: int                # cycles the call ran
+    outputs: np.ndarray  # (n_out, words) uint32, little-endian words of each output beat
+    out_cycles: np.ndarray  # (n_out,) cycle (since reset) at which each beat was accepted
+    cycles: int  # cycles the call ran
     timed_out: bool
 
 
@@ -62,7 +61,9 @@ def _runtime_dir(opt: str, trace: bool) -> Path:
     """Cache of Verilator's runtime objects for one set of compiler flags."""
 
     version = (verilator_root() / "include" / "verilated_config.h").read_bytes()
-    key = hashlib.sha256(b"|".join([version, opt.encode(), str(trace).encode(), str(HARNESS_VERSION).encode()]))
+    key = hashlib.sha256(
+        b"|".join([version, opt.encode(), str(trace).encode(), str(HARNESS_VERSION).encode()])
+    )
     return cache_root() / f"runtime-{key.hexdigest()[:16]}"
 
 
@@ -79,8 +80,17 @@ def _save_runtime(obj_dir: Path, runtime: Path) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _build(verilog_text: str, top: str, key: str, ports: list[Port], *, trace: bool, in_stream, out_stream,
-           opt: str) -> Path:
+def _build(
+    verilog_text: str,
+    top: str,
+    key: str,
+    ports: list[Port],
+    *,
+    trace: bool,
+    in_stream,
+    out_stream,
+    opt: str,
+) -> Path:
     final = cache_root() / key
     if (final / _LIB).is_file():
         return final / _LIB
@@ -88,17 +98,45 @@ def _build(verilog_text: str, top: str, key: str, ports: list[Port], *, trace: b
     work = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{key}.", suffix=".tmp"))
     try:
         (work / "top.v").write_text(verilog_text)
-        (work / "harness.cpp").write_text(harness_source(ports, clock="clk", reset="rst", in_stream=in_stream,
-                                                         out_stream=out_stream, trace=trace))
+        (work / "harness.cpp").write_text(
+            harness_source(
+                ports,
+                clock="clk",
+                reset="rst",
+                in_stream=in_stream,
+                out_stream=out_stream,
+                trace=trace,
+            )
+        )
         verilator = ensure_verilator()
-        cmd = [str(verilator), "--cc", "--exe", "-Wno-fatal", "-O3",
-               "--top-module", top, "--prefix", "Vtop", "-Mdir", "obj",
-               "-CFLAGS", f"-fPIC {opt}", "-LDFLAGS", "-shared", "-o", _LIB, "top.v", "harness.cpp"]
+        cmd = [
+            str(verilator),
+            "--cc",
+            "--exe",
+            "-Wno-fatal",
+            "-O3",
+            "--top-module",
+            top,
+            "--prefix",
+            "Vtop",
+            "-Mdir",
+            "obj",
+            "-CFLAGS",
+            f"-fPIC {opt}",
+            "-LDFLAGS",
+            "-shared",
+            "-o",
+            _LIB,
+            "top.v",
+            "harness.cpp",
+        ]
         if trace:
             cmd.insert(1, "--trace")
         env = dict(os.environ)
         # The wheel's verilated.mk leaves CFG_CXXFLAGS_PCH_I empty; see lowbit.tools.simulators.build.
-        env["MAKEFLAGS"] = " ".join(filter(None, [env.get("MAKEFLAGS"), "CFG_CXXFLAGS_PCH_I=-include"]))
+        env["MAKEFLAGS"] = " ".join(
+            filter(None, [env.get("MAKEFLAGS"), "CFG_CXXFLAGS_PCH_I=-include"])
+        )
         runtime = _runtime_dir(opt, trace)
         log.info("building a Verilated model of %s in %s", top, work)
         with open(work / "build.log", "w") as logf:
@@ -110,8 +148,13 @@ def _build(verilog_text: str, top: str, key: str, ports: list[Port], *, trace: b
                     # verilating because the objects depend on (must be newer than) Vtop.mk.
                     for obj in runtime.glob("*.o"):
                         shutil.copy(obj, work / "obj" / obj.name)
-                proc = subprocess.run(["make", "-j", "2", "-C", "obj", "-f", "Vtop.mk"], cwd=work, stdout=logf,
-                                      stderr=subprocess.STDOUT, env=env)
+                proc = subprocess.run(
+                    ["make", "-j", "2", "-C", "obj", "-f", "Vtop.mk"],
+                    cwd=work,
+                    stdout=logf,
+                    stderr=subprocess.STDOUT,
+                    env=env,
+                )
         if proc.returncode == 0 and not runtime.is_dir():
             _save_runtime(work / "obj", runtime)
         if proc.returncode != 0 or not (work / "obj" / _LIB).is_file():
@@ -134,7 +177,14 @@ def _build(verilog_text: str, top: str, key: str, ports: list[Port], *, trace: b
 class VerilatedModel:
     """A Verilated model loaded into this process. Build one with :meth:`build`."""
 
-    def __init__(self, lib_path: Path, ports: list[Port], *, streams: tuple[str | None, str | None], trace: bool):
+    def __init__(
+        self,
+        lib_path: Path,
+        ports: list[Port],
+        *,
+        streams: tuple[str | None, str | None],
+        trace: bool,
+    ):
         self.lib_path = Path(lib_path)
         self.ports = {p.name: p for p in ports}
         self._index = {p.name: i for i, p in enumerate(ports)}
@@ -152,7 +202,19 @@ class VerilatedModel:
         lib.lb_cycle.restype = u64
         if self.in_stream:
             u8 = ctypes.POINTER(ctypes.c_uint8)
-            lib.lb_stream.argtypes = [vp, words, u64, words, u64, u8, u64, u8, u64, u64, ctypes.POINTER(u64)]
+            lib.lb_stream.argtypes = [
+                vp,
+                words,
+                u64,
+                words,
+                u64,
+                u8,
+                u64,
+                u8,
+                u64,
+                u64,
+                ctypes.POINTER(u64),
+            ]
             lib.lb_stream.restype = i64
         if trace:
             lib.lb_trace_open.argtypes = [vp, ctypes.c_char_p, u64, u64]
@@ -161,25 +223,54 @@ class VerilatedModel:
         self._h = lib.lb_new()
 
     @classmethod
-    def build(cls, verilog: str | os.PathLike, top: str = "lowbit_top", *, trace: bool = False,
-              in_stream: str | None = "i", out_stream: str | None = "o", opt: str = "-O2") -> "VerilatedModel":
+    def build(
+        cls,
+        verilog: str | os.PathLike,
+        top: str = "lowbit_top",
+        *,
+        trace: bool = False,
+        in_stream: str | None = "i",
+        out_stream: str | None = "o",
+        opt: str = "-O2",
+    ) -> "VerilatedModel":
         """Verilate ``verilog`` (a path or the text) with the harness; reuse a cached build."""
-        text = Path(verilog).read_text() if not str(verilog).lstrip().startswith(("module", "/*", "//", "`")) \
-            and Path(verilog).is_file() else str(verilog)
+        text = (
+            Path(verilog).read_text()
+            if not str(verilog).lstrip().startswith(("module", "/*", "//", "`"))
+            and Path(verilog).is_file()
+            else str(verilog)
+        )
         try:
             ports = parse_ports(text, top)
         except ValueError as e:
             raise LowbitError(f"{verilog if len(str(verilog)) < 200 else 'Verilog'}: {e}") from None
         names = {p.name for p in ports}
         for stream in (in_stream, out_stream):
-            if stream is not None and not {f"{stream}__{s}" for s in ("valid", "ready", "payload")} <= names:
-                raise LowbitError(f"module {top!r} has no stream {stream!r} "
-                                  f"(ports {stream}__valid/ready/payload); ports: {sorted(names)}")
+            if (
+                stream is not None
+                and not {f"{stream}__{s}" for s in ("valid", "ready", "payload")} <= names
+            ):
+                raise LowbitError(
+                    f"module {top!r} has no stream {stream!r} "
+                    f"(ports {stream}__valid/ready/payload); ports: {sorted(names)}"
+                )
         if "clk" not in names:
             raise LowbitError(f"module {top!r} has no 'clk' port")
-        key_src = "\n".join([f"harness {HARNESS_VERSION}", top, str(trace), str(in_stream), str(out_stream), opt, text])
+        key_src = "\n".join(
+            [
+                f"harness {HARNESS_VERSION}",
+                top,
+                str(trace),
+                str(in_stream),
+                str(out_stream),
+                opt,
+                text,
+            ]
+        )
         key = hashlib.sha256(key_src.encode()).hexdigest()[:24]
-        lib = _build(text, top, key, ports, trace=trace, in_stream=in_stream, out_stream=out_stream, opt=opt)
+        lib = _build(
+            text, top, key, ports, trace=trace, in_stream=in_stream, out_stream=out_stream, opt=opt
+        )
         return cls(lib, ports, streams=(in_stream, out_stream), trace=trace)
 
     def close(self) -> None:
@@ -213,8 +304,12 @@ class VerilatedModel:
     def poke(self, name: str, value: int) -> None:
         p = self._port(name, "input")
         if not 0 <= value < (1 << p.width):
-            raise LowbitError(f"value {value} does not fit port {name!r} ({p.width} bits, unsigned)")
-        buf = (ctypes.c_uint32 * p.words)(*[(value >> (32 * k)) & 0xFFFFFFFF for k in range(p.words)])
+            raise LowbitError(
+                f"value {value} does not fit port {name!r} ({p.width} bits, unsigned)"
+            )
+        buf = (ctypes.c_uint32 * p.words)(
+            *[(value >> (32 * k)) & 0xFFFFFFFF for k in range(p.words)]
+        )
         self._lib.lb_poke(self._h, self._index[name], buf)
 
     def peek(self, name: str) -> int:
@@ -241,8 +336,15 @@ class VerilatedModel:
 
     # -- the hot loop --------------------------------------------------------------------------
 
-    def stream(self, beats, n_out: int, *, valid: np.ndarray | None = None, ready: np.ndarray | None = None,
-               max_cycles: int | None = None) -> StreamResult:
+    def stream(
+        self,
+        beats,
+        n_out: int,
+        *,
+        valid: np.ndarray | None = None,
+        ready: np.ndarray | None = None,
+        max_cycles: int | None = None,
+    ) -> StreamResult:
         """Push ``beats`` (``(n, words)`` uint32 array, or a list of ints) and collect ``n_out`` beats.
 
         ``valid``/``ready`` are 0/1 patterns applied cyclically (by cycle); ``None`` means always.
@@ -253,12 +355,16 @@ class VerilatedModel:
         ip = self.ports[f"{self.in_stream}__payload"]
         op = self.ports[f"{self.out_stream}__payload"]
         if not isinstance(beats, np.ndarray):
-            beats = np.array([[(int(b) >> (32 * k)) & 0xFFFFFFFF for k in range(ip.words)] for b in beats],
-                             dtype=np.uint32).reshape(-1, ip.words)
+            beats = np.array(
+                [[(int(b) >> (32 * k)) & 0xFFFFFFFF for k in range(ip.words)] for b in beats],
+                dtype=np.uint32,
+            ).reshape(-1, ip.words)
         beats = np.ascontiguousarray(beats, dtype=np.uint32)
         if beats.ndim != 2 or beats.shape[1] != ip.words:
-            raise LowbitError(f"beats must have shape (n, {ip.words}) for the {ip.width}-bit payload, "
-                              f"not {beats.shape}")
+            raise LowbitError(
+                f"beats must have shape (n, {ip.words}) for the {ip.width}-bit payload, "
+                f"not {beats.shape}"
+            )
         out = np.zeros((n_out, op.words), dtype=np.uint32)
         stamps = np.zeros(n_out, dtype=np.uint64)
         vp = np.ascontiguousarray(valid if valid is not None else np.zeros(0), dtype=np.uint8)
@@ -266,9 +372,19 @@ class VerilatedModel:
         if max_cycles is None:
             max_cycles = 1000 + 1000 * (len(beats) + n_out)
         u32p, u8p = ctypes.POINTER(ctypes.c_uint32), ctypes.POINTER(ctypes.c_uint8)
-        rc = self._lib.lb_stream(self._h, beats.ctypes.data_as(u32p), len(beats), out.ctypes.data_as(u32p), n_out,
-                                 vp.ctypes.data_as(u8p), len(vp), rp.ctypes.data_as(u8p), len(rp), max_cycles,
-                                 stamps.ctypes.data_as(ctypes.POINTER(ctypes.c_uint64)))
+        rc = self._lib.lb_stream(
+            self._h,
+            beats.ctypes.data_as(u32p),
+            len(beats),
+            out.ctypes.data_as(u32p),
+            n_out,
+            vp.ctypes.data_as(u8p),
+            len(vp),
+            rp.ctypes.data_as(u8p),
+            len(rp),
+            max_cycles,
+            stamps.ctypes.data_as(ctypes.POINTER(ctypes.c_uint64)),
+        )
         timed_out = rc < 0
         cycles = -rc - 1 if timed_out else rc
         return StreamResult(out, stamps.astype(np.int64), int(cycles), timed_out)

@@ -29,20 +29,26 @@ from pathlib import Path
 import numpy as np
 
 from .. import LowbitError
+from ..hw.axi.ddr_model import DEFAULT_BITS_PER_CYCLE
+from ..hw.mvtu.spec import streams_weights
+from ..hw.top import Accelerator, stream_format
 from ..hw.verilog import TOPLEVEL, to_verilog
 from ..ir.graph import IntegerGraph
 from ..tools import simulators as runner
-from .accel_sim import RunSpec, default_runs
-from ..hw.top import Accelerator, stream_format
-from ..hw.axi.ddr_model import DEFAULT_BITS_PER_CYCLE
-from ..hw.mvtu.spec import streams_weights
 from ..tools.yosys import synth_netlist, xilinx_cell_models
+from .accel_sim import RunSpec, default_runs
 
 __all__ = ["GateLevelReport", "simulate_gate_level"]
 
 log = logging.getLogger(__name__)
 
-_VERILATOR_ARGS = ("-Wno-SPECIFYIGN", "-Wno-INITIALDLY", "-Wno-UNOPTFLAT", "-Wno-lint", "-Wno-style")
+_VERILATOR_ARGS = (
+    "-Wno-SPECIFYIGN",
+    "-Wno-INITIALDLY",
+    "-Wno-UNOPTFLAT",
+    "-Wno-lint",
+    "-Wno-style",
+)
 """The cell models use ``specify`` (ignored: functional simulation), non-blocking assignments in
 ``initial`` blocks, and carry chains that Verilator sees as combinational loops through one cell;
 none of them changes the simulated function."""
@@ -63,8 +69,15 @@ class GateLevelReport:
         return all(not r["mismatched_images"] and not r["timed_out"] for r in self.runs)
 
 
-def simulate_gate_level(graph: IntegerGraph, specs, x: np.ndarray, workdir: str | Path, *,
-                        runs: list[RunSpec] | None = None, simulator: str | None = None) -> GateLevelReport:
+def simulate_gate_level(
+    graph: IntegerGraph,
+    specs,
+    x: np.ndarray,
+    workdir: str | Path,
+    *,
+    runs: list[RunSpec] | None = None,
+    simulator: str | None = None,
+) -> GateLevelReport:
     """Synthesise the accelerator of ``specs`` and simulate its netlist on images ``x`` (see the module doc)."""
 
     simulator = runner.resolve_simulator(simulator)
@@ -89,28 +102,52 @@ def simulate_gate_level(graph: IntegerGraph, specs, x: np.ndarray, workdir: str 
     log.info("gate-level netlist of %s: %s", TOPLEVEL, cells)
     brams = sorted(c for c in cells if c.startswith("RAMB"))
     if brams:
-        raise LowbitError(f"the netlist of {TOPLEVEL} contains {', '.join(brams)}, which yosys's cells_sim.v "
-                          "declares without behaviour; a gate-level simulation of it would be meaningless")
+        raise LowbitError(
+            f"the netlist of {TOPLEVEL} contains {', '.join(brams)}, which yosys's cells_sim.v "
+            "declares without behaviour; a gate-level simulation of it would be meaningless"
+        )
     model, images = workdir / "tb_model.npz", workdir / "tb_images.npz"
     graph.save(model)
     np.savez(images, x=x)
     runs = runs or default_runs(len(x))
     build_dir = workdir / f"gl_build_{simulator}"
     built = build_dir / "built-from.sha256"
-    if not (built.is_file() and built.read_text() == key
-            and runner.simulator_executable(build_dir, TOPLEVEL, simulator).is_file()):
+    if not (
+        built.is_file()
+        and built.read_text() == key
+        and runner.simulator_executable(build_dir, TOPLEVEL, simulator).is_file()
+    ):
         built.unlink(missing_ok=True)
-        runner.build(netlist, TOPLEVEL, build_dir, simulator=simulator, extra_sources=(xilinx_cell_models(),),
-                     verilator_args=_VERILATOR_ARGS)
+        runner.build(
+            netlist,
+            TOPLEVEL,
+            build_dir,
+            simulator=simulator,
+            extra_sources=(xilinx_cell_models(),),
+            verilator_args=_VERILATOR_ARGS,
+        )
         built.write_text(key)
-    cfg = {"model": str(model), "images": str(images), "format": fmt.to_dict(),
-           "predicted_cycles": max(s.cycles() for s in specs), "results": str(build_dir / "tb_results.json"),
-           "runs": [r.__dict__ for r in runs], "progress": str(build_dir / "tb_progress.json")}
+    cfg = {
+        "model": str(model),
+        "images": str(images),
+        "format": fmt.to_dict(),
+        "predicted_cycles": max(s.cycles() for s in specs),
+        "results": str(build_dir / "tb_results.json"),
+        "runs": [r.__dict__ for r in runs],
+        "progress": str(build_dir / "tb_progress.json"),
+    }
     cfg_path = build_dir / "tb_config.json"
     cfg_path.write_text(json.dumps(cfg, indent=1))
-    runner.run_test("lowbit.sim.tb_accel", TOPLEVEL, build_dir, env={"LOWBIT_TB_CONFIG": str(cfg_path)},
-                    simulator=simulator)
+    runner.run_test(
+        "lowbit.sim.tb_accel",
+        TOPLEVEL,
+        build_dir,
+        env={"LOWBIT_TB_CONFIG": str(cfg_path)},
+        simulator=simulator,
+    )
     res = build_dir / "tb_results.json"
     if not res.is_file():
-        raise LowbitError(f"the cocotb testbench wrote no results ({res}); see {build_dir / 'sim.log'}")
+        raise LowbitError(
+            f"the cocotb testbench wrote no results ({res}); see {build_dir / 'sim.log'}"
+        )
     return GateLevelReport(tuple(json.loads(res.read_text())["runs"]), str(netlist), cells)

@@ -11,27 +11,35 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 import numpy as np
 
 from .. import LowbitError
-from ..hw.sparse.engine_spec import SparseEngineSpec
-from ..sw_reference.sparse import SparseImage
 from ..hw.sparse.engine import load_layout, memory_images
-from dataclasses import fields
-import hashlib
+from ..hw.sparse.engine_spec import SparseEngineSpec
 from ..hw.verilog import write_verilog
+from ..sw_reference.sparse import SparseImage
 from ..tools import simulators as runner
-from dataclasses import replace
 
-__all__ = ["input_beats", "decode_outputs", "load_words", "run_amaranth", "AmaranthRun", "simulate",
-           "SparseLayer", "SparseRun", "default_runs",
-           "SparseSimReport", "TOPLEVEL"]
+__all__ = [
+    "input_beats",
+    "decode_outputs",
+    "load_words",
+    "run_amaranth",
+    "AmaranthRun",
+    "simulate",
+    "SparseLayer",
+    "SparseRun",
+    "default_runs",
+    "SparseSimReport",
+    "TOPLEVEL",
+]
 
 log = logging.getLogger(__name__)
 
@@ -45,11 +53,15 @@ def input_beats(spec: SparseEngineSpec, x) -> list[int]:
         raise ValueError(f"x must have {spec.cols} activations, not {len(x)}")
     lo, hi = -(1 << (spec.act_bits - 1)), (1 << (spec.act_bits - 1)) - 1
     if x and (min(x) < lo or max(x) > hi):
-        raise ValueError(f"activations must fit act_bits={spec.act_bits} ({lo}..{hi}), not {min(x)}..{max(x)}")
+        raise ValueError(
+            f"activations must fit act_bits={spec.act_bits} ({lo}..{hi}), not {min(x)}..{max(x)}"
+        )
     x += [0] * (spec.beats * spec.lanes - len(x))
     mask = (1 << spec.act_bits) - 1
-    return [sum((x[b * spec.lanes + i] & mask) << (i * spec.act_bits) for i in range(spec.lanes))
-            for b in range(spec.beats)]
+    return [
+        sum((x[b * spec.lanes + i] & mask) << (i * spec.act_bits) for i in range(spec.lanes))
+        for b in range(spec.beats)
+    ]
 
 
 def decode_outputs(spec: SparseEngineSpec, beats: list[int]) -> list[int]:
@@ -60,7 +72,7 @@ def decode_outputs(spec: SparseEngineSpec, beats: list[int]) -> list[int]:
         for p in range(spec.pes):
             v = (word >> (p * w)) & mask
             vals.append(v - (1 << w) if v >> (w - 1) else v)
-    return vals[:spec.rows]
+    return vals[: spec.rows]
 
 
 def load_words(spec: SparseEngineSpec, image: SparseImage) -> list[int]:
@@ -68,24 +80,36 @@ def load_words(spec: SparseEngineSpec, image: SparseImage) -> list[int]:
 
     layout = load_layout(spec)
     if image.max_entries > spec.capacity:
-        raise ValueError(f"image needs {image.max_entries} entries per PE; the engine holds {spec.capacity} (capacity)")
+        raise ValueError(
+            f"image needs {image.max_entries} entries per PE; the engine holds {spec.capacity} (capacity)"
+        )
     off = {name: layout[name].offset for name in ("pe", "mem", "addr", "data")}
     words = []
     for p, mems in enumerate(memory_images(spec, image)):
         for kind, content in mems.items():
             for addr, value in enumerate(content):
-                words.append(p << off["pe"] | kind << off["mem"] | addr << off["addr"] | value << off["data"])
+                words.append(
+                    p << off["pe"] | kind << off["mem"] | addr << off["addr"] | value << off["data"]
+                )
     return words
 
 
 @dataclass(frozen=True)
 class AmaranthRun:
-    outputs: tuple[tuple[int, ...], ...]   # per vector, the rows' outputs
-    cycles: tuple[int, ...]                # per vector, the engine's cycle-count status
+    outputs: tuple[tuple[int, ...], ...]  # per vector, the rows' outputs
+    cycles: tuple[int, ...]  # per vector, the engine's cycle-count status
 
 
-def run_amaranth(spec: SparseEngineSpec, xs, *, image: SparseImage | None = None, ready_prob: float = 1.0,
-                 valid_prob: float = 1.0, seed: int = 0, vcd: str | None = None) -> AmaranthRun:
+def run_amaranth(
+    spec: SparseEngineSpec,
+    xs,
+    *,
+    image: SparseImage | None = None,
+    ready_prob: float = 1.0,
+    valid_prob: float = 1.0,
+    seed: int = 0,
+    vcd: str | None = None,
+) -> AmaranthRun:
     """Run vectors ``xs`` through the engine in the Amaranth simulator.
 
     The engine is elaborated with ``spec.image``; ``image`` (optional) is written through the
@@ -118,7 +142,8 @@ def run_amaranth(spec: SparseEngineSpec, xs, *, image: SparseImage | None = None
                 ready = rng.random() < ready_prob
                 ctx.set(dut.o.ready, ready)
                 _, _, iv, ir, ov, payload = await ctx.tick().sample(
-                    dut.i.valid, dut.i.ready, dut.o.valid, dut.o.payload.as_value())
+                    dut.i.valid, dut.i.ready, dut.o.valid, dut.o.payload.as_value()
+                )
                 if iv and ir:
                     beats.pop(0)
                 if ov and ready:
@@ -172,8 +197,10 @@ class SparseSimReport:
 
     @property
     def ok(self) -> bool:
-        return all(not r["mismatched_vectors"] and not r["timed_out"] and not r["status_mismatches"]
-                   for r in self.runs)
+        return all(
+            not r["mismatched_vectors"] and not r["timed_out"] and not r["status_mismatches"]
+            for r in self.runs
+        )
 
 
 def default_runs(n_layers: int, *, throttled: bool = True) -> list[SparseRun]:
@@ -200,19 +227,34 @@ def _save_layer(path: Path, layer: SparseLayer, spec: SparseEngineSpec) -> None:
     arrays = {"x": np.asarray(layer.x, dtype=np.int64).reshape(-1, spec.cols)}
     for prefix, im in (("ref_", layer.image), ("hw_", layer.hw_image or layer.image)):
         if (im.rows, im.cols, im.pes) != (spec.rows, spec.cols, spec.pes):
-            raise ValueError(f"layer image is {im.rows}x{im.cols} over {im.pes} PEs; the engine is "
-                             f"{spec.rows}x{spec.cols} over {spec.pes}")
+            raise ValueError(
+                f"layer image is {im.rows}x{im.cols} over {im.pes} PEs; the engine is "
+                f"{spec.rows}x{spec.cols} over {spec.pes}"
+            )
         if im.max_entries > spec.capacity:
-            raise ValueError(f"layer image needs {im.max_entries} entries per PE; capacity is {spec.capacity}")
+            raise ValueError(
+                f"layer image needs {im.max_entries} entries per PE; capacity is {spec.capacity}"
+            )
         arrays[f"{prefix}codebook"] = im.codebook
         for p, pim in enumerate(im.pe_images):
-            arrays[f"{prefix}ptr{p}"], arrays[f"{prefix}v{p}"], arrays[f"{prefix}z{p}"] = pim.ptr, pim.v, pim.z
+            arrays[f"{prefix}ptr{p}"], arrays[f"{prefix}v{p}"], arrays[f"{prefix}z{p}"] = (
+                pim.ptr,
+                pim.v,
+                pim.z,
+            )
     np.savez(path, **arrays)
 
 
-def simulate(spec: SparseEngineSpec, layers: list[SparseLayer], workdir: str | Path, *,
-             runs: list[SparseRun] | None = None, waves_on_failure: bool = True, trace: bool = False,
-             simulator: str | None = None) -> SparseSimReport:
+def simulate(
+    spec: SparseEngineSpec,
+    layers: list[SparseLayer],
+    workdir: str | Path,
+    *,
+    runs: list[SparseRun] | None = None,
+    waves_on_failure: bool = True,
+    trace: bool = False,
+    simulator: str | None = None,
+) -> SparseSimReport:
     """Build the engine of ``spec`` once (weights loaded at run time) and run ``layers`` under cocotb.
 
     Every run's outputs are compared with ``sw_reference`` using ``==``; unthrottled runs also
@@ -221,7 +263,6 @@ def simulate(spec: SparseEngineSpec, layers: list[SparseLayer], workdir: str | P
     same one when ``trace`` builds it with tracing from the start (slower to build, but a failing
     run then needs no second build). A build is reused when ``workdir`` holds one of the same Verilog.
     """
-
 
     if spec.image is not None:
         spec = replace(spec, image=None)  # one build for any weights: they are loaded at run time
@@ -248,20 +289,37 @@ def simulate(spec: SparseEngineSpec, layers: list[SparseLayer], workdir: str | P
             stamp.write_text(key)
         results = build_dir / "tb_results.json"
         results.unlink(missing_ok=True)
-        cfg = {"spec": _spec_dict(spec), "layers": layer_paths, "results": str(results),
-               "runs": [r.__dict__ for r in runs]}
+        cfg = {
+            "spec": _spec_dict(spec),
+            "layers": layer_paths,
+            "results": str(results),
+            "runs": [r.__dict__ for r in runs],
+        }
         cfg_path = build_dir / "tb_config.json"
         cfg_path.write_text(json.dumps(cfg, indent=1))
-        runner.run_test("lowbit.sim.tb_sparse", TOPLEVEL, build_dir, env={"LOWBIT_TB_CONFIG": str(cfg_path)},
-                        waves=waves, simulator=simulator)
+        runner.run_test(
+            "lowbit.sim.tb_sparse",
+            TOPLEVEL,
+            build_dir,
+            env={"LOWBIT_TB_CONFIG": str(cfg_path)},
+            waves=waves,
+            simulator=simulator,
+        )
         if not results.is_file():
-            raise LowbitError(f"the cocotb testbench wrote no results ({results}); see {build_dir / 'sim.log'}")
+            raise LowbitError(
+                f"the cocotb testbench wrote no results ({results}); see {build_dir / 'sim.log'}"
+            )
         return json.loads(results.read_text())["runs"]
 
     name = "sim_build" if simulator == "verilator" else f"sim_build_{simulator}"
     report = SparseSimReport(tuple(run_once(workdir / name, False, trace)), str(vpath))
-    log.info("sparse engine %s: %d runs, %d mismatched vectors (sha256 %s)", TOPLEVEL, len(report.runs),
-             report.mismatches, hashlib.sha256(vpath.read_bytes()).hexdigest()[:12])
+    log.info(
+        "sparse engine %s: %d runs, %d mismatched vectors (sha256 %s)",
+        TOPLEVEL,
+        len(report.runs),
+        report.mismatches,
+        hashlib.sha256(vpath.read_bytes()).hexdigest()[:12],
+    )
     if not report.ok and waves_on_failure:
         log.warning("sparse engine RTL simulation failed; re-running with waveforms")
         wdir = workdir / name if trace else workdir / f"{name}_waves"

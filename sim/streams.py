@@ -43,7 +43,9 @@ def _port(dut, name, suffix):
 class StreamDriver:
     """Drive beats into the input stream ``name`` of ``dut``; ``valid_prob`` < 1 inserts idles."""
 
-    def __init__(self, dut, name: str, clk, *, valid_prob: float = 1.0, rng: random.Random | None = None):
+    def __init__(
+        self, dut, name: str, clk, *, valid_prob: float = 1.0, rng: random.Random | None = None
+    ):
         self.valid = _port(dut, name, "valid")
         self.ready = _port(dut, name, "ready")
         self.payload = _port(dut, name, "payload")
@@ -71,9 +73,18 @@ class StreamDriver:
 class StreamMonitor:
     """Record every transfer on stream ``name``; drives ``ready`` when ``drive_ready`` is set."""
 
-    def __init__(self, dut, name: str, clk, cycle: Cycle, *, drive_ready: bool = False,
-                 ready_prob: float = 1.0, rng: random.Random | None = None,
-                 callback: Callable[[int, int], None] | None = None):
+    def __init__(
+        self,
+        dut,
+        name: str,
+        clk,
+        cycle: Cycle,
+        *,
+        drive_ready: bool = False,
+        ready_prob: float = 1.0,
+        rng: random.Random | None = None,
+        callback: Callable[[int, int], None] | None = None,
+    ):
         self.valid = _port(dut, name, "valid")
         self.ready = _port(dut, name, "ready")
         self.payload = _port(dut, name, "payload")
@@ -90,7 +101,9 @@ class StreamMonitor:
         while True:
             await FallingEdge(self.clk)
             if self.drive_ready:
-                self.ready.value = int(self.ready_prob >= 1.0 or self.rng.random() < self.ready_prob)
+                self.ready.value = int(
+                    self.ready_prob >= 1.0 or self.rng.random() < self.ready_prob
+                )
             await ReadOnly()
             if int(self.valid.value) and int(self.ready.value):
                 word = int(self.payload.value)
@@ -102,9 +115,9 @@ class StreamMonitor:
 
 @dataclass(frozen=True)
 class Mismatch:
-    item: int        # index of the transaction (image) in stream order
-    where: str       # which layer / field
-    index: int       # element index within the field
+    item: int  # index of the transaction (image) in stream order
+    where: str  # which layer / field
+    index: int  # element index within the field
     got: int
     expected: int
 
@@ -127,7 +140,9 @@ class InOrderScoreboard:
 
     def observe(self, got) -> None:
         if not self.expected:
-            raise AssertionError(f"transaction {self.checked}: output with no expected value: {got!r}")
+            raise AssertionError(
+                f"transaction {self.checked}: output with no expected value: {got!r}"
+            )
         diffs = self.compare(got, self.expected.popleft())
         if diffs:
             self.mismatched_items += 1

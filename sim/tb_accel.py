@@ -28,10 +28,13 @@ from .streams import Cycle, InOrderScoreboard, StreamDriver, StreamMonitor
 def _compare(layer: str):
     def compare(got, expected):
         (glabel, gscores), (elabel, escores) = got, expected
-        diffs = [(f"{layer}.scores", i, g, e) for i, (g, e) in enumerate(zip(gscores, escores)) if g != e]
+        diffs = [
+            (f"{layer}.scores", i, g, e) for i, (g, e) in enumerate(zip(gscores, escores)) if g != e
+        ]
         if glabel != elabel:
             diffs.append(("label", 0, glabel, elabel))
         return diffs
+
     return compare
 
 
@@ -92,10 +95,20 @@ async def accelerator_matches_reference(dut):
             if cfg.get("progress") and (len(labels) % every == 0 or len(labels) == n):
                 _write_progress(cfg["progress"], run["name"], len(labels), n)
 
-        driver = StreamDriver(dut, "i", dut.clk, valid_prob=run["valid_prob"], rng=random.Random(rng.random()))
+        driver = StreamDriver(
+            dut, "i", dut.clk, valid_prob=run["valid_prob"], rng=random.Random(rng.random())
+        )
         in_mon = StreamMonitor(dut, "i", dut.clk, cycle, callback=on_input)
-        out_mon = StreamMonitor(dut, "o", dut.clk, cycle, drive_ready=True, ready_prob=run["ready_prob"],
-                                rng=random.Random(rng.random()), callback=on_output)
+        out_mon = StreamMonitor(
+            dut,
+            "o",
+            dut.clk,
+            cycle,
+            drive_ready=True,
+            ready_prob=run["ready_prob"],
+            rng=random.Random(rng.random()),
+            callback=on_output,
+        )
         tasks = [cocotb.start_soon(c.run()) for c in (cycle, driver, in_mon, out_mon)]
         for beats in input_beats(fmt, x):
             driver.send(beats)
@@ -110,16 +123,28 @@ async def accelerator_matches_reference(dut):
         warm = min(len(oc) - 1, max(1, len(oc) // 10))
         steady = (oc[-1] - oc[warm]) / (len(oc) - 1 - warm) if len(oc) - 1 > warm else None
         result = {
-            "name": run["name"], "valid_prob": run["valid_prob"], "ready_prob": run["ready_prob"],
-            "seed": run["seed"], "images": n, "outputs": len(out_mon.beats),
-            "checked": scoreboard.checked, "mismatched_images": scoreboard.mismatched_items,
+            "name": run["name"],
+            "valid_prob": run["valid_prob"],
+            "ready_prob": run["ready_prob"],
+            "seed": run["seed"],
+            "images": n,
+            "outputs": len(out_mon.beats),
+            "checked": scoreboard.checked,
+            "mismatched_images": scoreboard.mismatched_items,
             "mismatches": [m.__dict__ for m in scoreboard.mismatches[:20]],
-            "labels": labels, "cycles_total": cycle.count, "cycles_per_image": steady,
+            "labels": labels,
+            "cycles_total": cycle.count,
+            "cycles_per_image": steady,
             "first_output_cycle": oc[0] if oc else None,
             "timed_out": len(out_mon.beats) < n,
         }
-        dut._log.info("run %s: %d images, %d mismatched, %s cycles/image", run["name"], n,
-                      scoreboard.mismatched_items, steady)
+        dut._log.info(
+            "run %s: %d images, %d mismatched, %s cycles/image",
+            run["name"],
+            n,
+            scoreboard.mismatched_items,
+            steady,
+        )
         results.append(result)
     tmp = cfg["results"] + ".tmp"
     with open(tmp, "w") as f:

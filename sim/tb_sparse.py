@@ -23,17 +23,27 @@ import numpy as np
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, FallingEdge, ReadOnly, RisingEdge
 
-from ..hw.sparse.engine_spec import SparseEngineSpec
 from ..hw.sparse.cycle_model import column_walk, engine_cycles
+from ..hw.sparse.engine_spec import SparseEngineSpec
 from ..sw_reference.sparse import PEImage, SparseImage, dense_weights, sparse_matvec
 from .sparse_sim import decode_outputs, input_beats, load_words
 from .streams import Cycle, InOrderScoreboard, StreamDriver, StreamMonitor
 
 
 def _image(z, prefix: str, spec: SparseEngineSpec) -> SparseImage:
-    pes = [PEImage(z[f"{prefix}ptr{p}"], z[f"{prefix}v{p}"], z[f"{prefix}z{p}"]) for p in range(spec.pes)]
-    return SparseImage(spec.rows, spec.cols, spec.pes, z[f"{prefix}codebook"], tuple(pes),
-                       spec.index_bits, spec.zero_bits)
+    pes = [
+        PEImage(z[f"{prefix}ptr{p}"], z[f"{prefix}v{p}"], z[f"{prefix}z{p}"])
+        for p in range(spec.pes)
+    ]
+    return SparseImage(
+        spec.rows,
+        spec.cols,
+        spec.pes,
+        z[f"{prefix}codebook"],
+        tuple(pes),
+        spec.index_bits,
+        spec.zero_bits,
+    )
 
 
 def _compare(got, expected):
@@ -68,7 +78,7 @@ def _unpack(spec: SparseEngineSpec, beats: list[int]) -> np.ndarray:
     w, mask = spec.act_bits, (1 << spec.act_bits) - 1
     vals = [(word >> (i * w)) & mask for word in beats for i in range(spec.lanes)]
     vals = [v - (1 << w) if v >> (w - 1) else v for v in vals]
-    return np.array(vals[:spec.cols], dtype=np.int64)
+    return np.array(vals[: spec.cols], dtype=np.int64)
 
 
 @cocotb.test()
@@ -104,10 +114,17 @@ async def sparse_engine_matches_reference(dut):
             pending.append(word)
             if len(pending) == spec.beats:
                 x = _unpack(spec, pending)
-                y = sparse_matvec(ref_image, x, shift=spec.shift, out_bits=spec.out_bits, relu=spec.relu,
-                                  weights=weights)
-                ecyc = engine_cycles(cnt, x, depth=spec.depth, lanes=spec.lanes, rows=spec.rows,
-                                     squashed=squashed).cycles
+                y = sparse_matvec(
+                    ref_image,
+                    x,
+                    shift=spec.shift,
+                    out_bits=spec.out_bits,
+                    relu=spec.relu,
+                    weights=weights,
+                )
+                ecyc = engine_cycles(
+                    cnt, x, depth=spec.depth, lanes=spec.lanes, rows=spec.rows, squashed=squashed
+                ).cycles
                 scoreboard.expect(([int(v) for v in y], ecyc if steady else None))
                 pending.clear()
 
@@ -128,14 +145,26 @@ async def sparse_engine_matches_reference(dut):
                 measured_all.append(measured)
 
         measured_all: list[int] = []
-        driver = StreamDriver(dut, "i", dut.clk, valid_prob=run["valid_prob"], rng=random.Random(rng.random()))
+        driver = StreamDriver(
+            dut, "i", dut.clk, valid_prob=run["valid_prob"], rng=random.Random(rng.random())
+        )
         in_mon = StreamMonitor(dut, "i", dut.clk, cycle, callback=on_input)
-        out_mon = StreamMonitor(dut, "o", dut.clk, cycle, drive_ready=True, ready_prob=run["ready_prob"],
-                                rng=random.Random(rng.random()), callback=on_output)
+        out_mon = StreamMonitor(
+            dut,
+            "o",
+            dut.clk,
+            cycle,
+            drive_ready=True,
+            ready_prob=run["ready_prob"],
+            rng=random.Random(rng.random()),
+            callback=on_output,
+        )
         tasks = [cocotb.start_soon(c.run()) for c in (cycle, driver, in_mon, out_mon)]
         for x in xs:
             driver.send(input_beats(spec, x))
-        limit = 1000 + 20 * len(xs) * (spec.cols * spec.rows_per_pe + spec.beats + spec.out_beats + 50)
+        limit = 1000 + 20 * len(xs) * (
+            spec.cols * spec.rows_per_pe + spec.beats + spec.out_beats + 50
+        )
         while len(outputs) < len(xs) and cycle.count < limit:
             await RisingEdge(dut.clk)
         await ClockCycles(dut.clk, 2)
@@ -145,19 +174,35 @@ async def sparse_engine_matches_reference(dut):
         dut.o__ready.value = 0
         status_bad = [k for k, (done, c) in enumerate(statuses) if not done or c != measured_all[k]]
         result = {
-            "name": run["name"], "layer": run["layer"], "valid_prob": run["valid_prob"],
-            "ready_prob": run["ready_prob"], "seed": run["seed"], "vectors": len(xs),
-            "checked": scoreboard.checked, "mismatched_vectors": scoreboard.mismatched_items,
+            "name": run["name"],
+            "layer": run["layer"],
+            "valid_prob": run["valid_prob"],
+            "ready_prob": run["ready_prob"],
+            "seed": run["seed"],
+            "vectors": len(xs),
+            "checked": scoreboard.checked,
+            "mismatched_vectors": scoreboard.mismatched_items,
             "mismatches": [mm.__dict__ for mm in scoreboard.mismatches[:20]],
-            "cycles": measured_all, "status_mismatches": status_bad,
-            "outputs": outputs, "timed_out": len(outputs) < len(xs),
+            "cycles": measured_all,
+            "status_mismatches": status_bad,
+            "outputs": outputs,
+            "timed_out": len(outputs) < len(xs),
         }
-        dut._log.info("run %s: %d vectors, %d mismatched, cycles %s", run["name"], len(xs),
-                      scoreboard.mismatched_items, measured_all[:8])
+        dut._log.info(
+            "run %s: %d vectors, %d mismatched, cycles %s",
+            run["name"],
+            len(xs),
+            scoreboard.mismatched_items,
+            measured_all[:8],
+        )
         results.append(result)
     tmp = cfg["results"] + ".tmp"
     with open(tmp, "w") as f:
         json.dump({"runs": results}, f)
     os.replace(tmp, cfg["results"])
-    bad = [r["name"] for r in results if r["mismatched_vectors"] or r["timed_out"] or r["status_mismatches"]]
+    bad = [
+        r["name"]
+        for r in results
+        if r["mismatched_vectors"] or r["timed_out"] or r["status_mismatches"]
+    ]
     assert not bad, f"runs with mismatches, time-outs or wrong cycle status: {bad}"

@@ -38,8 +38,16 @@ class Pattern:
 
     def arrays(self) -> tuple[np.ndarray | None, np.ndarray | None]:
         rng = np.random.default_rng(self.seed)
-        v = None if self.valid_prob >= 1 else (rng.random(self.length) < self.valid_prob).astype(np.uint8)
-        r = None if self.ready_prob >= 1 else (rng.random(self.length + 2) < self.ready_prob).astype(np.uint8)
+        v = (
+            None
+            if self.valid_prob >= 1
+            else (rng.random(self.length) < self.valid_prob).astype(np.uint8)
+        )
+        r = (
+            None
+            if self.ready_prob >= 1
+            else (rng.random(self.length + 2) < self.ready_prob).astype(np.uint8)
+        )
         return v, r
 
 
@@ -57,8 +65,10 @@ class FastMismatch:
     expected: int
 
     def __str__(self) -> str:
-        return (f"run {self.run}: image {self.image}: {self.where}[{self.index}] "
-                f"got {self.got}, expected {self.expected}")
+        return (
+            f"run {self.run}: image {self.image}: {self.where}[{self.index}] "
+            f"got {self.got}, expected {self.expected}"
+        )
 
 
 @dataclass(frozen=True)
@@ -90,8 +100,15 @@ def _first_mismatch(run: str, layer: str, got_l, got_s, exp_l, exp_s) -> FastMis
     return FastMismatch(run, k, "label", 0, int(got_l[k]), int(exp_l[k]))
 
 
-def verify_fast(graph: IntegerGraph, verilog: str | Path, fmt: StreamFormat, x: np.ndarray, *,
-                patterns: list[Pattern] | None = None, waves_dir: str | Path | None = None) -> FastReport:
+def verify_fast(
+    graph: IntegerGraph,
+    verilog: str | Path,
+    fmt: StreamFormat,
+    x: np.ndarray,
+    *,
+    patterns: list[Pattern] | None = None,
+    waves_dir: str | Path | None = None,
+) -> FastReport:
     """Run ``x`` through the Verilog on the fast path under each pattern and compare exactly."""
     t0 = time.perf_counter()
     x = graph.check_input(x)
@@ -112,21 +129,42 @@ def verify_fast(graph: IntegerGraph, verilog: str | Path, fmt: StreamFormat, x: 
         oc = res.out_cycles - start
         warm = min(len(oc) - 1, max(1, len(oc) // 10))
         steady = float(oc[-1] - oc[warm]) / (len(oc) - 1 - warm) if len(oc) - 1 > warm else None
-        found = None if res.timed_out else _first_mismatch(pat.name, graph.nodes[-1].name, got_l, got_s,
-                                                           expected_labels, expected_scores)
-        runs.append({"name": pat.name, "valid_prob": pat.valid_prob, "ready_prob": pat.ready_prob,
-                     "seed": pat.seed, "images": len(x), "cycles": res.cycles, "cycles_per_image": steady,
-                     "timed_out": res.timed_out, "mismatched_images":
-                     int(((got_s != expected_scores).any(axis=1) | (got_l != expected_labels)).sum())})
+        found = (
+            None
+            if res.timed_out
+            else _first_mismatch(
+                pat.name, graph.nodes[-1].name, got_l, got_s, expected_labels, expected_scores
+            )
+        )
+        runs.append(
+            {
+                "name": pat.name,
+                "valid_prob": pat.valid_prob,
+                "ready_prob": pat.ready_prob,
+                "seed": pat.seed,
+                "images": len(x),
+                "cycles": res.cycles,
+                "cycles_per_image": steady,
+                "timed_out": res.timed_out,
+                "mismatched_images": int(
+                    ((got_s != expected_scores).any(axis=1) | (got_l != expected_labels)).sum()
+                ),
+            }
+        )
         if labels is None:
             labels, cpi, first_out = got_l, steady, int(oc[0]) if len(oc) else None
         if found or res.timed_out:
             mismatch = found
             if found and waves_dir is not None:
-                window = (int(res.out_cycles[max(0, found.image - 2)]) - 8, int(res.out_cycles[found.image]) + 8)
+                window = (
+                    int(res.out_cycles[max(0, found.image - 2)]) - 8,
+                    int(res.out_cycles[found.image]) + 8,
+                )
                 waves = _trace_window(verilog, beats, found.image + 1, pat, window, Path(waves_dir))
                 seconds["run"] = time.perf_counter() - t1
-                return FastReport(len(x), tuple(runs), labels, cpi, first_out, mismatch, str(waves), seconds)
+                return FastReport(
+                    len(x), tuple(runs), labels, cpi, first_out, mismatch, str(waves), seconds
+                )
             break
     seconds["run"] = time.perf_counter() - t1
     model.close()

@@ -4,13 +4,43 @@ NumPy only; integer arrays only. Semantics: ``ARITHMETIC.md``.
 """
 
 from .bits import WORD_BITS, bipolar_to_bits, bits_to_bipolar, pack_bits, popcount, unpack_bits
-from .ops import (argmax_lowest, binary_maxpool, bipolar_matmul, int_bipolar_matmul, int_matmul, maxpool2d,
-                  multithreshold, sliding_window, sum_pool, xnor_popcount)
+from .ops import (
+    argmax_lowest,
+    binary_maxpool,
+    bipolar_matmul,
+    int_bipolar_matmul,
+    int_matmul,
+    maxpool2d,
+    multithreshold,
+    sliding_window,
+    sum_pool,
+    xnor_popcount,
+)
 
 __all__ = [
-    "WORD_BITS", "pack_bits", "unpack_bits", "popcount", "bipolar_to_bits", "bits_to_bipolar",
-    "xnor_popcount", "bipolar_matmul", "int_bipolar_matmul", "int_matmul", "multithreshold", "binary_maxpool", "sliding_window", "maxpool2d", "sum_pool",
+    "WORD_BITS",
+    "pack_bits",
+    "unpack_bits",
+    "popcount",
+    "bipolar_to_bits",
+    "bits_to_bipolar",
+    "xnor_popcount",
+    "bipolar_matmul",
+    "int_bipolar_matmul",
+    "int_matmul",
+    "multithreshold",
+    "binary_maxpool",
+    "sliding_window",
+    "maxpool2d",
+    "sum_pool",
     "argmax_lowest",
 ]
-from .sparse import (PEImage, SparseImage, decode_sparse, dense_weights, encode_sparse, requantize,
-                     sparse_matvec)  # noqa: E402,F401
+from .sparse import (
+    PEImage,
+    SparseImage,
+    decode_sparse,
+    dense_weights,
+    encode_sparse,
+    requantize,
+    sparse_matvec,
+)  # noqa: E402,F401

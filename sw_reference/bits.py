@@ -9,7 +9,14 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["WORD_BITS", "pack_bits", "unpack_bits", "popcount", "bipolar_to_bits", "bits_to_bipolar"]
+__all__ = [
+    "WORD_BITS",
+    "pack_bits",
+    "unpack_bits",
+    "popcount",
+    "bipolar_to_bits",
+    "bits_to_bipolar",
+]
 
 WORD_BITS = 64
 
@@ -19,7 +26,9 @@ def _check_bits(bits: np.ndarray, name: str) -> np.ndarray:
     if bits.dtype.kind not in "biu":
         raise TypeError(f"{name} must be an integer or boolean array, not {bits.dtype}")
     if bits.size and (bits.min() < 0 or bits.max() > 1):
-        raise ValueError(f"{name} must hold only 0 and 1, found values in [{bits.min()}, {bits.max()}]")
+        raise ValueError(
+            f"{name} must hold only 0 and 1, found values in [{bits.min()}, {bits.max()}]"
+        )
     return bits.astype(np.uint64)
 
 

@@ -42,7 +42,9 @@ def xnor_popcount(x_bits: np.ndarray, w_bits: np.ndarray) -> np.ndarray:
     xb = _check_bits(x_bits, "x_bits")
     wb = _check_bits(w_bits, "w_bits")
     if xb.ndim != 2 or wb.ndim != 2 or xb.shape[1] != wb.shape[1]:
-        raise ValueError(f"x_bits (B, N) and w_bits (M, N) must agree on N, got {xb.shape} and {wb.shape}")
+        raise ValueError(
+            f"x_bits (B, N) and w_bits (M, N) must agree on N, got {xb.shape} and {wb.shape}"
+        )
     n = xb.shape[1]
     xp = pack_bits(xb)
     wp = pack_bits(wb)
@@ -64,7 +66,9 @@ def int_bipolar_matmul(x: np.ndarray, w_bits: np.ndarray) -> np.ndarray:
     xi = _check_int(x, "x")
     wb = _check_bits(w_bits, "w_bits").astype(np.int64)
     if xi.ndim != 2 or wb.ndim != 2 or xi.shape[1] != wb.shape[1]:
-        raise ValueError(f"x (B, N) and w_bits (M, N) must agree on N, got {xi.shape} and {wb.shape}")
+        raise ValueError(
+            f"x (B, N) and w_bits (M, N) must agree on N, got {xi.shape} and {wb.shape}"
+        )
     return xi @ (2 * wb - 1).T
 
 
@@ -79,12 +83,16 @@ def int_matmul(x: np.ndarray, w: np.ndarray) -> np.ndarray:
     if xi.ndim != 2 or wi.ndim != 2 or xi.shape[1] != wi.shape[1]:
         raise ValueError(f"x (B, N) and w (M, N) must agree on N, got {xi.shape} and {wi.shape}")
     bound = np.abs(xi).max(initial=0) * np.abs(wi).max(initial=0) * max(1, xi.shape[1])
-    if bound >= 2 ** 62:
-        raise OverflowError(f"dot products of length {xi.shape[1]} may overflow int64 (bound {bound})")
+    if bound >= 2**62:
+        raise OverflowError(
+            f"dot products of length {xi.shape[1]} may overflow int64 (bound {bound})"
+        )
     return xi @ wi.T
 
 
-def sliding_window(x: np.ndarray, kernel: int, stride: int = 1, pad: int = 0, pad_value: int = 0) -> np.ndarray:
+def sliding_window(
+    x: np.ndarray, kernel: int, stride: int = 1, pad: int = 0, pad_value: int = 0
+) -> np.ndarray:
     """Convolution windows (im2col) of ``x`` ``(B, H, W, C)``: ``(B, OH, OW, K * K * C)``.
 
     Each window is flattened in ``(ky, kx, c)`` order, the order in which the sliding-window
@@ -103,8 +111,11 @@ def sliding_window(x: np.ndarray, kernel: int, stride: int = 1, pad: int = 0, pa
     if kernel > h or kernel > w:
         raise ValueError(f"kernel ({kernel}) exceeds the padded image ({h} x {w})")
     oh, ow = (h - kernel) // stride + 1, (w - kernel) // stride + 1
-    cols = [xi[:, ky:ky + stride * (oh - 1) + 1:stride, kx:kx + stride * (ow - 1) + 1:stride, :]
-            for ky in range(kernel) for kx in range(kernel)]
+    cols = [
+        xi[:, ky : ky + stride * (oh - 1) + 1 : stride, kx : kx + stride * (ow - 1) + 1 : stride, :]
+        for ky in range(kernel)
+        for kx in range(kernel)
+    ]
     return np.concatenate(cols, axis=-1)
 
 
@@ -138,7 +149,9 @@ def multithreshold(acc: np.ndarray, thresholds: np.ndarray, out_bias: int = 0) -
     a = _check_int(acc, "acc")
     t = _check_int(thresholds, "thresholds")
     if t.ndim != 2 or t.shape[0] not in (1, a.shape[-1]):
-        raise ValueError(f"thresholds must have shape (C, k) or (1, k) with C = {a.shape[-1]}, not {t.shape}")
+        raise ValueError(
+            f"thresholds must have shape (C, k) or (1, k) with C = {a.shape[-1]}, not {t.shape}"
+        )
     return out_bias + (a[..., None] >= t).sum(axis=-1)
 
 
@@ -161,5 +174,3 @@ def argmax_lowest(scores: np.ndarray) -> np.ndarray:
     """Class decision: index of the largest integer score, ties broken towards the lowest index."""
     s = _check_int(scores, "scores")
     return np.argmax(s, axis=-1).astype(np.int64)
-
-

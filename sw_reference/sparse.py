@@ -23,8 +23,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["PEImage", "SparseImage", "encode_sparse", "decode_sparse", "requantize", "sparse_matvec",
-           "dense_weights"]
+__all__ = [
+    "PEImage",
+    "SparseImage",
+    "encode_sparse",
+    "decode_sparse",
+    "requantize",
+    "sparse_matvec",
+    "dense_weights",
+]
 
 
 @dataclass(frozen=True, eq=False)
@@ -76,8 +83,11 @@ class SparseImage:
     def encoded_bits(self, *, pointer_bits: int = 16, codebook_bits: int = 32) -> int:
         """Storage of the image: entries of ``index_bits + zero_bits``, pointers and the codebook."""
         entry = self.index_bits + self.zero_bits
-        return (self.total_entries * entry + self.pes * (self.cols + 1) * pointer_bits
-                + len(self.codebook) * codebook_bits)
+        return (
+            self.total_entries * entry
+            + self.pes * (self.cols + 1) * pointer_bits
+            + len(self.codebook) * codebook_bits
+        )
 
 
 def _check_int(name: str, value, low: int) -> int:
@@ -88,7 +98,9 @@ def _check_int(name: str, value, low: int) -> int:
     return int(value)
 
 
-def encode_sparse(indices, codebook, pes: int, *, index_bits: int = 4, zero_bits: int = 4) -> SparseImage:
+def encode_sparse(
+    indices, codebook, pes: int, *, index_bits: int = 4, zero_bits: int = 4
+) -> SparseImage:
     """Encode a matrix of codebook ``indices`` (``R x C``, 0 meaning zero) for ``pes`` PEs.
 
     Raises
@@ -102,14 +114,20 @@ def encode_sparse(indices, codebook, pes: int, *, index_bits: int = 4, zero_bits
     zero_bits = _check_int("zero_bits", zero_bits, 1)
     idx = np.asarray(indices)
     if idx.ndim != 2 or not np.issubdtype(idx.dtype, np.integer):
-        raise ValueError(f"indices must be a 2-D integer array, not {idx.dtype} of shape {idx.shape}")
+        raise ValueError(
+            f"indices must be a 2-D integer array, not {idx.dtype} of shape {idx.shape}"
+        )
     k = 1 << index_bits
     if idx.size and (idx.min() < 0 or idx.max() >= k):
-        raise ValueError(f"indices must lie in 0..{k - 1} (index_bits={index_bits}), "
-                         f"not {int(idx.min())}..{int(idx.max())}")
+        raise ValueError(
+            f"indices must lie in 0..{k - 1} (index_bits={index_bits}), "
+            f"not {int(idx.min())}..{int(idx.max())}"
+        )
     cb = np.asarray(codebook)
     if cb.shape != (k,) or not np.issubdtype(cb.dtype, np.integer):
-        raise ValueError(f"codebook must be {k} integers (index_bits={index_bits}), not {cb.dtype} of shape {cb.shape}")
+        raise ValueError(
+            f"codebook must be {k} integers (index_bits={index_bits}), not {cb.dtype} of shape {cb.shape}"
+        )
     if cb[0] != 0:
         raise ValueError(f"codebook entry 0 is reserved for the value 0, not {int(cb[0])}")
     rows, cols = idx.shape
@@ -130,8 +148,13 @@ def encode_sparse(indices, codebook, pes: int, *, index_bits: int = 4, zero_bits
                 zs.append(gap)
                 last = int(r)
             ptr.append(len(vs))
-        images.append(PEImage(np.array(ptr, dtype=np.int64), np.array(vs, dtype=np.int64),
-                              np.array(zs, dtype=np.int64)))
+        images.append(
+            PEImage(
+                np.array(ptr, dtype=np.int64),
+                np.array(vs, dtype=np.int64),
+                np.array(zs, dtype=np.int64),
+            )
+        )
     return SparseImage(rows, cols, pes, cb.astype(np.int64), tuple(images), index_bits, zero_bits)
 
 
@@ -145,7 +168,9 @@ def decode_sparse(image: SparseImage) -> np.ndarray:
             for e in range(int(im.ptr[j]), int(im.ptr[j + 1])):
                 row += int(im.z[e]) + 1
                 if row >= nrows:
-                    raise ValueError(f"PE {p} column {j} entry {e}: row {row} beyond the PE's {nrows} rows")
+                    raise ValueError(
+                        f"PE {p} column {j} entry {e}: row {row} beyond the PE's {nrows} rows"
+                    )
                 idx[row * image.pes + p, j] = im.v[e]
     return idx
 
@@ -167,8 +192,15 @@ def requantize(acc, *, shift: int, out_bits: int, relu: bool) -> np.ndarray:
     return np.clip(y, -(1 << (out_bits - 1)), (1 << (out_bits - 1)) - 1)
 
 
-def sparse_matvec(image: SparseImage, x, *, shift: int = 0, out_bits: int = 16, relu: bool = True,
-                  weights: np.ndarray | None = None) -> np.ndarray:
+def sparse_matvec(
+    image: SparseImage,
+    x,
+    *,
+    shift: int = 0,
+    out_bits: int = 16,
+    relu: bool = True,
+    weights: np.ndarray | None = None,
+) -> np.ndarray:
     """``requantize(W @ x)`` for one vector ``(C,)`` or a batch ``(B, C)`` of integer activations.
 
     ``weights`` may pass :func:`dense_weights` of ``image`` when it is reused for many calls.

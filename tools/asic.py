@@ -53,36 +53,57 @@ class AsicArea:
         return sum(n for c, n in self.cells.items() if not _FF.match(c))
 
     def as_dict(self) -> dict:
-        return {"top": self.top, "gates": self.gates, "flip_flops": self.flip_flops,
-                "gate_transistors": self.gate_transistors, "transistors": self.transistors,
-                "nand2_equivalents": self.nand2_equivalents, "transistors_per_ff": TRANSISTORS_PER_FF,
-                "cells": self.cells,
-                "method": "yosys synth -flatten; abc -g cmos2; stat -tech cmos (pre-layout estimate)"}
+        return {
+            "top": self.top,
+            "gates": self.gates,
+            "flip_flops": self.flip_flops,
+            "gate_transistors": self.gate_transistors,
+            "transistors": self.transistors,
+            "nand2_equivalents": self.nand2_equivalents,
+            "transistors_per_ff": TRANSISTORS_PER_FF,
+            "cells": self.cells,
+            "method": "yosys synth -flatten; abc -g cmos2; stat -tech cmos (pre-layout estimate)",
+        }
 
 
 def asic_area(verilog: str, top: str, *, timeout: float = 1800) -> AsicArea:
     """Synthesise ``top`` to CMOS gates and count them; errors name the design and quote yosys."""
     if not isinstance(verilog, str) or not verilog:
         raise TypeError(f"verilog must be a non-empty string, not {type(verilog).__name__}")
-    script = "; ".join([
-        "read_verilog design.v",
-        f"synth -flatten -top {top}",
-        "abc -g cmos2",
-        "delete t:$scopeinfo",
-        "opt_clean",
-        "tee -q -o stat.json stat -json -tech cmos",
-    ])
+    script = "; ".join(
+        [
+            "read_verilog design.v",
+            f"synth -flatten -top {top}",
+            "abc -g cmos2",
+            "delete t:$scopeinfo",
+            "opt_clean",
+            "tee -q -o stat.json stat -json -tech cmos",
+        ]
+    )
     logger.info("synthesising %s to CMOS gates with yosys", top)
-    doc = run_yosys(verilog, script, timeout=timeout, doing=f"the gate-level synthesis of {top!r}",
-                    failing=f"the gate-level synthesis of {top!r}")["stat.json"]
+    doc = run_yosys(
+        verilog,
+        script,
+        timeout=timeout,
+        doing=f"the gate-level synthesis of {top!r}",
+        failing=f"the gate-level synthesis of {top!r}",
+    )["stat.json"]
     module = next((m for k, m in doc.get("modules", {}).items() if k.lstrip("\\") == top), None)
     if module is None:
         raise LowbitError(f"yosys wrote no statistics for design {top!r}")
     cells = dict(module.get("num_cells_by_type", {}))
-    est = str(module.get("estimated_num_transistors", doc.get("design", {}).get("estimated_num_transistors", "0")))
+    est = str(
+        module.get(
+            "estimated_num_transistors", doc.get("design", {}).get("estimated_num_transistors", "0")
+        )
+    )
     gate_t = int(est.rstrip("+") or 0)
     ffs = sum(n for c, n in cells.items() if _FF.match(c))
-    unknown = [c for c in cells if not _FF.match(c) and c not in ("$_NAND_", "$_NOR_", "$_NOT_", "$_BUF_")]
+    unknown = [
+        c for c in cells if not _FF.match(c) and c not in ("$_NAND_", "$_NOR_", "$_NOT_", "$_BUF_")
+    ]
     if unknown:
-        raise LowbitError(f"gate-level synthesis of {top!r} left cells outside the CMOS gate set: {unknown}")
+        raise LowbitError(
+            f"gate-level synthesis of {top!r} left cells outside the CMOS gate set: {unknown}"
+        )
     return AsicArea(top, cells, gate_t, ffs)

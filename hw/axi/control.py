@@ -40,11 +40,28 @@ from amaranth.lib.wiring import In, Out
 
 from .axil import AXI4LiteSignature
 
-__all__ = ["REGISTERS", "ID_VALUE", "ADDR_BITS", "MAX_WEIGHT_PORTS", "wbase_offsets", "ControlBlock"]
+__all__ = [
+    "REGISTERS",
+    "ID_VALUE",
+    "ADDR_BITS",
+    "MAX_WEIGHT_PORTS",
+    "wbase_offsets",
+    "ControlBlock",
+]
 
-REGISTERS = {"CTRL": 0x00, "STATUS": 0x04, "TARGET": 0x08, "IMAGES_IN": 0x0C, "IMAGES_OUT": 0x10,
-             "CYCLES_LO": 0x14, "CYCLES_HI": 0x18, "ID": 0x1C, "WCTRL": 0x20, "WPORTS": 0x24,
-             "WBASE": 0x40}
+REGISTERS = {
+    "CTRL": 0x00,
+    "STATUS": 0x04,
+    "TARGET": 0x08,
+    "IMAGES_IN": 0x0C,
+    "IMAGES_OUT": 0x10,
+    "CYCLES_LO": 0x14,
+    "CYCLES_HI": 0x18,
+    "ID": 0x1C,
+    "WCTRL": 0x20,
+    "WPORTS": 0x24,
+    "WBASE": 0x40,
+}
 """Byte offsets; ``WBASE`` is port 0's low word (see :func:`wbase_offsets`)."""
 ID_VALUE = 0x10B1_0002
 """Read from ``ID``: ``0x10B1`` ("lowbit") and register-map version 2."""
@@ -69,7 +86,9 @@ class ControlBlock(wiring.Component):
         if not isinstance(beats_per_image, int) or beats_per_image < 1:
             raise ValueError(f"beats_per_image must be a positive integer, not {beats_per_image!r}")
         if not isinstance(weight_ports, int) or not 0 <= weight_ports <= MAX_WEIGHT_PORTS:
-            raise ValueError(f"weight_ports must be an integer in [0, {MAX_WEIGHT_PORTS}], not {weight_ports!r}")
+            raise ValueError(
+                f"weight_ports must be an integer in [0, {MAX_WEIGHT_PORTS}], not {weight_ports!r}"
+            )
         self.beats_per_image, self.weight_ports = beats_per_image, weight_ports
         members = {
             "axil": In(AXI4LiteSignature(ADDR_BITS)),
@@ -102,7 +121,10 @@ class ControlBlock(wiring.Component):
             m.d.sync += bus.bvalid.eq(1)
             with m.Switch(bus.awaddr):
                 with m.Case(REGISTERS["CTRL"]):
-                    m.d.comb += [start.eq(bus.wdata[0] & bus.wstrb[0]), stop.eq(bus.wdata[1] & bus.wstrb[0])]
+                    m.d.comb += [
+                        start.eq(bus.wdata[0] & bus.wstrb[0]),
+                        stop.eq(bus.wdata[1] & bus.wstrb[0]),
+                    ]
                 with m.Case(REGISTERS["TARGET"]):
                     self._write(m, target, bus)
                 if self.weight_ports:
@@ -124,13 +146,21 @@ class ControlBlock(wiring.Component):
         with m.If(bus.arvalid & bus.arready):
             m.d.sync += bus.rvalid.eq(1)
             with m.Switch(bus.araddr):
-                regs = [(REGISTERS["STATUS"], Cat(~running, done, running)), (REGISTERS["TARGET"], target),
-                        (REGISTERS["IMAGES_IN"], images_in), (REGISTERS["IMAGES_OUT"], images_out),
-                        (REGISTERS["CYCLES_LO"], cycles[:32]), (REGISTERS["CYCLES_HI"], cycles[32:]),
-                        (REGISTERS["ID"], ID_VALUE), (REGISTERS["WPORTS"], self.weight_ports)]
+                regs = [
+                    (REGISTERS["STATUS"], Cat(~running, done, running)),
+                    (REGISTERS["TARGET"], target),
+                    (REGISTERS["IMAGES_IN"], images_in),
+                    (REGISTERS["IMAGES_OUT"], images_out),
+                    (REGISTERS["CYCLES_LO"], cycles[:32]),
+                    (REGISTERS["CYCLES_HI"], cycles[32:]),
+                    (REGISTERS["ID"], ID_VALUE),
+                    (REGISTERS["WPORTS"], self.weight_ports),
+                ]
                 if self.weight_ports:
                     n = self.weight_ports
-                    regs.append((REGISTERS["WCTRL"], self.wen | (self.werror << 8) | (self.wbusy << 16)))
+                    regs.append(
+                        (REGISTERS["WCTRL"], self.wen | (self.werror << 8) | (self.wbusy << 16))
+                    )
                     for k in range(n):
                         lo, hi = wbase_offsets(k)
                         base = getattr(self, f"wbase{k}")
@@ -145,8 +175,14 @@ class ControlBlock(wiring.Component):
 
         # The run.
         with m.If(start):
-            m.d.sync += [running.eq(target != 0), done.eq(target == 0), images_in.eq(0), images_out.eq(0),
-                         cycles.eq(0), beat.eq(0)]
+            m.d.sync += [
+                running.eq(target != 0),
+                done.eq(target == 0),
+                images_in.eq(0),
+                images_out.eq(0),
+                cycles.eq(0),
+                beat.eq(0),
+            ]
         with m.Elif(stop):
             m.d.sync += running.eq(0)
         with m.Elif(running):
@@ -167,4 +203,4 @@ class ControlBlock(wiring.Component):
         """A 32-bit register write honouring the byte strobes."""
         for k in range(4):
             with m.If(bus.wstrb[k]):
-                m.d.sync += reg[8 * k:8 * k + 8].eq(bus.wdata[8 * k:8 * k + 8])
+                m.d.sync += reg[8 * k : 8 * k + 8].eq(bus.wdata[8 * k : 8 * k + 8])

@@ -42,7 +42,11 @@ class WeightStreamer(wiring.Component):
         rd = rom.read_port(domain="comb")
         idx = Signal(range(n))
         fire = Signal()
-        m.d.comb += [rd.addr.eq(idx), self.o.payload.eq(rd.data), fire.eq(self.o.valid & self.o.ready)]
+        m.d.comb += [
+            rd.addr.eq(idx),
+            self.o.payload.eq(rd.data),
+            fire.eq(self.o.valid & self.o.ready),
+        ]
         with m.If(fire):
             m.d.sync += idx.eq(Mux(idx == n - 1, 0, idx + 1))
         if r >= w:

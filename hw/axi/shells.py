@@ -38,8 +38,14 @@ from amaranth.lib.wiring import In, Out
 from ..codec import StreamFormat, label_bits
 from ..verilog import TOPLEVEL, to_verilog
 
-__all__ = ["payload_bits", "accelerator_signature", "port_names", "flat_members", "black_box",
-           "shell_verilog"]
+__all__ = [
+    "payload_bits",
+    "accelerator_signature",
+    "port_names",
+    "flat_members",
+    "black_box",
+    "shell_verilog",
+]
 
 
 def _positive(name: str, value) -> int:
@@ -61,8 +67,9 @@ def payload_bits(fmt: StreamFormat) -> tuple[int, int]:
     return fmt.simd * fmt.in_bits, label_bits(fmt.classes) + fmt.classes * fmt.score_bits
 
 
-def accelerator_signature(in_bits: int, out_bits: int,
-                          weight_words: Mapping[int, int] | None = None) -> wiring.Signature:
+def accelerator_signature(
+    in_bits: int, out_bits: int, weight_words: Mapping[int, int] | None = None
+) -> wiring.Signature:
     """The ports of ``lowbit_top`` (:class:`~lowbit.hw.top.Accelerator`) as plain bit vectors.
 
     Parameters
@@ -75,12 +82,15 @@ def accelerator_signature(in_bits: int, out_bits: int,
     The accelerator's ``clk`` and ``rst`` (its ``sync`` domain) are not part of a signature; see
     :func:`black_box`.
     """
-    members = {"i": In(stream.Signature(_positive("in_bits", in_bits))),
-               "o": Out(stream.Signature(_positive("out_bits", out_bits)))}
+    members = {
+        "i": In(stream.Signature(_positive("in_bits", in_bits))),
+        "o": Out(stream.Signature(_positive("out_bits", out_bits))),
+    }
     for unit, bits in sorted(dict(weight_words or {}).items()):
         if not isinstance(unit, int) or isinstance(unit, bool) or unit < 0:
-            raise ValueError(f"weight_words keys must be unit indices (integers >= 0), "
-                             f"not {unit!r}")
+            raise ValueError(
+                f"weight_words keys must be unit indices (integers >= 0), not {unit!r}"
+            )
         members[f"ws{unit}"] = In(stream.Signature(_positive(f"weight_words[{unit}]", bits)))
     return wiring.Signature(members)
 
@@ -90,8 +100,11 @@ def port_names(signature: wiring.Signature) -> dict[str, wiring.Member]:
     (the path joined with ``__``) and its flow as seen from inside the component."""
     if not isinstance(signature, wiring.Signature):
         raise TypeError(f"signature must be a wiring.Signature, not {signature!r}")
-    return {"__".join(map(str, path)): member for path, member in signature.members.flatten()
-            if member.is_port}
+    return {
+        "__".join(map(str, path)): member
+        for path, member in signature.members.flatten()
+        if member.is_port
+    }
 
 
 def flat_members(prefix: str, member: wiring.Member) -> dict[str, wiring.Member]:
@@ -101,13 +114,21 @@ def flat_members(prefix: str, member: wiring.Member) -> dict[str, wiring.Member]
     if not isinstance(member, wiring.Member) or not member.is_signature:
         raise TypeError(f"member must be In(signature) or Out(signature), not {member!r}")
     flat = port_names(wiring.Signature({prefix: member}))
-    return {name.replace("__", "_"): (In if m.flow == wiring.In else Out)(m.shape)
-            for name, m in flat.items()}
+    return {
+        name.replace("__", "_"): (In if m.flow == wiring.In else Out)(m.shape)
+        for name, m in flat.items()
+    }
 
 
-def black_box(module: str, signature: wiring.Signature, ports: Mapping[str, Value], *,
-              clk: Value | None = None, rst: Value | None = None,
-              params: Mapping[str, object] | None = None) -> Instance:
+def black_box(
+    module: str,
+    signature: wiring.Signature,
+    ports: Mapping[str, Value],
+    *,
+    clk: Value | None = None,
+    rst: Value | None = None,
+    params: Mapping[str, object] | None = None,
+) -> Instance:
     """An :class:`~amaranth.hdl.Instance` of the Verilog module ``module`` whose ports are those
     of ``signature`` (:func:`port_names`: inputs are its ``In`` members), connected to ``ports``,
     plus ``clk`` and ``rst`` when given (a component's ``sync`` domain) and Verilog ``params``.
@@ -120,8 +141,10 @@ def black_box(module: str, signature: wiring.Signature, ports: Mapping[str, Valu
     members = port_names(signature)
     missing, unknown = set(members) - set(ports), set(ports) - set(members)
     if missing or unknown:
-        raise ValueError(f"ports of {module} must match its signature: missing {sorted(missing)}, "
-                         f"unknown {sorted(unknown)}")
+        raise ValueError(
+            f"ports of {module} must match its signature: missing {sorted(missing)}, "
+            f"unknown {sorted(unknown)}"
+        )
     kwargs = {f"p_{k}": v for k, v in (params or {}).items()}
     for name, value in (("clk", clk), ("rst", rst)):
         if value is not None:
@@ -153,8 +176,17 @@ def shell_verilog(component: wiring.Component, name: str, *, header: Sequence[st
     decls[-1] = decls[-1].rstrip(",")
     lines = [f"// {line}".rstrip() for line in header]
     cls = type(component).__qualname__
-    lines += [f"// {name}: ports from the signature of {cls}; its logic is {core}, below "
-              "(Amaranth output).",
-              f"module {name} (", *decls, ");", f"  {core} core (", ",\n".join(conns), "  );",
-              "endmodule", "", ""]
+    lines += [
+        f"// {name}: ports from the signature of {cls}; its logic is {core}, below "
+        "(Amaranth output).",
+        f"module {name} (",
+        *decls,
+        ");",
+        f"  {core} core (",
+        ",\n".join(conns),
+        "  );",
+        "endmodule",
+        "",
+        "",
+    ]
     return "\n".join(lines) + to_verilog(component, name=core)

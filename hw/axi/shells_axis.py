@@ -45,8 +45,14 @@ from .control import ADDR_BITS, MAX_WEIGHT_PORTS, ControlBlock
 from .shells import accelerator_signature, black_box, flat_members
 from .wfetch import AXI4ReadSignature, WeightFetcher
 
-__all__ = ["TLAST_FIFO_DEPTH", "WeightPort", "AXI4StreamSignature", "axis_width",
-           "axis_adapter_signature", "AXISAdapter"]
+__all__ = [
+    "TLAST_FIFO_DEPTH",
+    "WeightPort",
+    "AXI4StreamSignature",
+    "axis_width",
+    "axis_adapter_signature",
+    "AXISAdapter",
+]
 
 TLAST_FIFO_DEPTH = 64
 """Images in flight the AXI-Stream adapter can track (their ``tlast`` flags)."""
@@ -56,8 +62,10 @@ def axis_width(bits: int) -> int:
     """The AXI DMA stream width carrying ``bits``: a power of two from 32 to 1024."""
     width = max(32, 1 << max(0, math.ceil(math.log2(bits))))
     if width > 1024:
-        raise LowbitError(f"a {bits}-bit stream beat is wider than the AXI DMA's 1024-bit streams; "
-                          f"choose a smaller SIMD for the first layer")
+        raise LowbitError(
+            f"a {bits}-bit stream beat is wider than the AXI DMA's 1024-bit streams; "
+            f"choose a smaller SIMD for the first layer"
+        )
     return width
 
 
@@ -90,8 +98,13 @@ class WeightPort:
 
     def fetcher(self) -> WeightFetcher:
         """The port's :class:`~lowbit.hw.axi.wfetch.WeightFetcher` (module :attr:`module`)."""
-        return WeightFetcher(word_bits=self.word_bits, words=self.words, data_bits=self.data_bits,
-                             addr_bits=self.addr_bits, outstanding=self.outstanding)
+        return WeightFetcher(
+            word_bits=self.word_bits,
+            words=self.words,
+            data_bits=self.data_bits,
+            addr_bits=self.addr_bits,
+            outstanding=self.outstanding,
+        )
 
 
 class AXI4StreamSignature(wiring.Signature):
@@ -101,8 +114,9 @@ class AXI4StreamSignature(wiring.Signature):
         if not isinstance(data_bits, int) or isinstance(data_bits, bool) or data_bits < 1:
             raise ValueError(f"data_bits must be a positive integer, not {data_bits!r}")
         self.data_bits = data_bits
-        super().__init__({"tdata": Out(data_bits), "tvalid": Out(1), "tready": In(1),
-                          "tlast": Out(1)})
+        super().__init__(
+            {"tdata": Out(data_bits), "tvalid": Out(1), "tready": In(1), "tlast": Out(1)}
+        )
 
     def __eq__(self, other):
         return isinstance(other, AXI4StreamSignature) and other.data_bits == self.data_bits
@@ -117,8 +131,9 @@ class AXI4StreamSignature(wiring.Signature):
 def _weight_ports(weight_ports) -> tuple[WeightPort, ...]:
     ports = tuple(weight_ports)
     if len(ports) > MAX_WEIGHT_PORTS:
-        raise ValueError(f"weight_ports must hold at most {MAX_WEIGHT_PORTS} ports, "
-                         f"not {len(ports)}")
+        raise ValueError(
+            f"weight_ports must hold at most {MAX_WEIGHT_PORTS} ports, not {len(ports)}"
+        )
     for k, p in enumerate(ports):
         if not isinstance(p, WeightPort):
             raise TypeError(f"weight_ports[{k}] must be a WeightPort, not {p!r}")
@@ -130,8 +145,9 @@ def _weight_ports(weight_ports) -> tuple[WeightPort, ...]:
     return ports
 
 
-def axis_adapter_signature(in_tdata_bits: int, out_tdata_bits: int,
-                           weight_ports: Sequence[WeightPort] = ()) -> wiring.Signature:
+def axis_adapter_signature(
+    in_tdata_bits: int, out_tdata_bits: int, weight_ports: Sequence[WeightPort] = ()
+) -> wiring.Signature:
     """The ports of ``lowbit_axis`` (see the module docstring), flat, as the Vivado plan names them:
     ``aclk``, ``aresetn``, ``s_axis_*``, ``m_axis_*``, ``m_axi_w<k>_*`` and ``s_axi_*``."""
     members = {"aclk": In(1), "aresetn": In(1)}
@@ -175,10 +191,21 @@ class AXISAdapter(wiring.Component):
         :func:`~lowbit.hw.axi.shells.shell_verilog`.
     """
 
-    def __init__(self, *, in_bits: int, out_bits: int, beats_per_image: int,
-                 weight_ports: Sequence[WeightPort] = (), tlast_depth: int = TLAST_FIFO_DEPTH):
-        for name, v in (("in_bits", in_bits), ("out_bits", out_bits),
-                        ("beats_per_image", beats_per_image), ("tlast_depth", tlast_depth)):
+    def __init__(
+        self,
+        *,
+        in_bits: int,
+        out_bits: int,
+        beats_per_image: int,
+        weight_ports: Sequence[WeightPort] = (),
+        tlast_depth: int = TLAST_FIFO_DEPTH,
+    ):
+        for name, v in (
+            ("in_bits", in_bits),
+            ("out_bits", out_bits),
+            ("beats_per_image", beats_per_image),
+            ("tlast_depth", tlast_depth),
+        ):
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 raise ValueError(f"{name} must be a positive integer, not {v!r}")
         if tlast_depth & (tlast_depth - 1):
@@ -187,20 +214,25 @@ class AXISAdapter(wiring.Component):
         self.tlast_depth = tlast_depth
         self.weight_ports = _weight_ports(weight_ports)
         self.in_tdata_bits, self.out_tdata_bits = axis_width(in_bits), axis_width(out_bits)
-        self.accelerator = accelerator_signature(in_bits, out_bits,
-                                                 {p.unit: p.word_bits for p in self.weight_ports})
+        self.accelerator = accelerator_signature(
+            in_bits, out_bits, {p.unit: p.word_bits for p in self.weight_ports}
+        )
         self.control = ControlBlock(beats_per_image, len(self.weight_ports))
         self.fetchers = tuple(p.fetcher() for p in self.weight_ports)
         busif = ":".join(["s_axis", "m_axis", "s_axi", *(p.bus for p in self.weight_ports)])
         self.port_attrs = {
-            "aclk": {"X_INTERFACE_INFO": "xilinx.com:signal:clock:1.0 aclk CLK",
-                     "X_INTERFACE_PARAMETER":
-                         f"ASSOCIATED_BUSIF {busif}, ASSOCIATED_RESET aresetn"},
-            "aresetn": {"X_INTERFACE_INFO": "xilinx.com:signal:reset:1.0 aresetn RST",
-                        "X_INTERFACE_PARAMETER": "POLARITY ACTIVE_LOW"},
+            "aclk": {
+                "X_INTERFACE_INFO": "xilinx.com:signal:clock:1.0 aclk CLK",
+                "X_INTERFACE_PARAMETER": f"ASSOCIATED_BUSIF {busif}, ASSOCIATED_RESET aresetn",
+            },
+            "aresetn": {
+                "X_INTERFACE_INFO": "xilinx.com:signal:reset:1.0 aresetn RST",
+                "X_INTERFACE_PARAMETER": "POLARITY ACTIVE_LOW",
+            },
         }
-        super().__init__(axis_adapter_signature(self.in_tdata_bits, self.out_tdata_bits,
-                                                self.weight_ports))
+        super().__init__(
+            axis_adapter_signature(self.in_tdata_bits, self.out_tdata_bits, self.weight_ports)
+        )
 
     def elaborate(self, platform):
         m = Module()
@@ -252,32 +284,59 @@ class AXISAdapter(wiring.Component):
             error, busy = Signal(name=f"werror{k}"), Signal(name=f"wbusy{k}")
             valid, ready = Signal(name=f"ws{u}_valid"), Signal(name=f"ws{u}_ready")
             payload = Signal(p.word_bits, name=f"ws{u}_payload")
-            fetcher = {"base": wbase[:p.addr_bits], "enable": wen, "error": error, "busy": busy,
-                       "o__valid": valid, "o__ready": ready, "o__payload": payload}
-            fetcher.update({f"axi__{name}": getattr(self, f"{p.bus}_{name}")
-                            for name in AXI4ReadSignature(p.addr_bits, p.data_bits).members})
-            m.submodules[f"wfetch{k}"] = black_box(p.module, fetcher_block.signature, fetcher,
-                                                   clk=cd.clk, rst=cd.rst)
+            fetcher = {
+                "base": wbase[: p.addr_bits],
+                "enable": wen,
+                "error": error,
+                "busy": busy,
+                "o__valid": valid,
+                "o__ready": ready,
+                "o__payload": payload,
+            }
+            fetcher.update(
+                {
+                    f"axi__{name}": getattr(self, f"{p.bus}_{name}")
+                    for name in AXI4ReadSignature(p.addr_bits, p.data_bits).members
+                }
+            )
+            m.submodules[f"wfetch{k}"] = black_box(
+                p.module, fetcher_block.signature, fetcher, clk=cd.clk, rst=cd.rst
+            )
             ctrl_w[f"wbase{k}"] = wbase
-            top_w.update({f"ws{u}__valid": valid, f"ws{u}__ready": ready,
-                          f"ws{u}__payload": payload})
+            top_w.update(
+                {f"ws{u}__valid": valid, f"ws{u}__ready": ready, f"ws{u}__payload": payload}
+            )
             werror.append(error)
             wbusy.append(busy)
         if n:
             ctrl_w.update({"wen": wen, "werror": Cat(*werror), "wbusy": Cat(*wbusy)})
 
         ctrl = {"in_beat": in_fire, "out_result": out_fire, **ctrl_w}
-        ctrl.update({f"axil__{name}": getattr(self, f"s_axi_{name}")
-                     for name in AXI4LiteSignature(ADDR_BITS).members})
-        m.submodules.ctrl = black_box("lowbit_ctrl", self.control.signature, ctrl,
-                                      clk=cd.clk, rst=cd.rst)
+        ctrl.update(
+            {
+                f"axil__{name}": getattr(self, f"s_axi_{name}")
+                for name in AXI4LiteSignature(ADDR_BITS).members
+            }
+        )
+        m.submodules.ctrl = black_box(
+            "lowbit_ctrl", self.control.signature, ctrl, clk=cd.clk, rst=cd.rst
+        )
 
         o_payload = Signal(self.out_bits)
         m.d.comb += self.m_axis_tdata.eq(o_payload)
-        m.submodules.accel = black_box("lowbit_top", self.accelerator, {
-            "i__valid": self.s_axis_tvalid & ~full, "i__ready": i_ready,
-            "i__payload": self.s_axis_tdata[:self.in_bits],
-            "o__valid": self.m_axis_tvalid, "o__ready": self.m_axis_tready, "o__payload": o_payload,
-            **top_w,
-        }, clk=cd.clk, rst=cd.rst)
+        m.submodules.accel = black_box(
+            "lowbit_top",
+            self.accelerator,
+            {
+                "i__valid": self.s_axis_tvalid & ~full,
+                "i__ready": i_ready,
+                "i__payload": self.s_axis_tdata[: self.in_bits],
+                "o__valid": self.m_axis_tvalid,
+                "o__ready": self.m_axis_tready,
+                "o__payload": o_payload,
+                **top_w,
+            },
+            clk=cd.clk,
+            rst=cd.rst,
+        )
         return m

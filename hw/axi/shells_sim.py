@@ -133,11 +133,22 @@ class SimulatedShell(wiring.Component):
         Cycles from a burst's address to its first data beat.
     """
 
-    def __init__(self, *, in_tdata_bits: int, out_tdata_bits: int,
-                 weight_ports: Sequence[WeightPort] = (), log_depths: Sequence[int] | None = None,
-                 rate: int = 64, latency: int = 16):
-        for name, v in (("in_tdata_bits", in_tdata_bits), ("out_tdata_bits", out_tdata_bits),
-                        ("rate", rate), ("latency", latency)):
+    def __init__(
+        self,
+        *,
+        in_tdata_bits: int,
+        out_tdata_bits: int,
+        weight_ports: Sequence[WeightPort] = (),
+        log_depths: Sequence[int] | None = None,
+        rate: int = 64,
+        latency: int = 16,
+    ):
+        for name, v in (
+            ("in_tdata_bits", in_tdata_bits),
+            ("out_tdata_bits", out_tdata_bits),
+            ("rate", rate),
+            ("latency", latency),
+        ):
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 raise ValueError(f"{name} must be a positive integer, not {v!r}")
         self.in_tdata_bits, self.out_tdata_bits = in_tdata_bits, out_tdata_bits
@@ -146,8 +157,10 @@ class SimulatedShell(wiring.Component):
             log_depths = [log_depth(p.fetcher().image_bytes) for p in self.weight_ports]
         log_depths = list(log_depths)
         if len(log_depths) != len(self.weight_ports):
-            raise ValueError(f"log_depths must hold one entry per weight port "
-                             f"({len(self.weight_ports)}), not {log_depths!r}")
+            raise ValueError(
+                f"log_depths must hold one entry per weight port "
+                f"({len(self.weight_ports)}), not {log_depths!r}"
+            )
         for k, d in enumerate(log_depths):
             if not isinstance(d, int) or isinstance(d, bool) or not 1 <= d <= 30:
                 raise ValueError(f"log_depths[{k}] must be an integer in 1..30, not {d!r}")
@@ -159,34 +172,55 @@ class SimulatedShell(wiring.Component):
             "o": Out(stream.Signature(out_tdata_bits + 1)),
         }
         for p, d in zip(self.weight_ports, log_depths):
-            members[f"ddr{p.index}"] = In(wiring.Signature(
-                {"we": Out(1), "addr": Out(d), "data": Out(32)}))
+            members[f"ddr{p.index}"] = In(
+                wiring.Signature({"we": Out(1), "addr": Out(d), "data": Out(32)})
+            )
         super().__init__(members)
 
     def elaborate(self, platform):
         m = Module()
         tin, tout = self.in_tdata_bits, self.out_tdata_bits
         axis = {
-            "aclk": ClockSignal(), "aresetn": ~ResetSignal(),
-            "s_axis_tdata": self.i.payload[:tin], "s_axis_tvalid": self.i.valid,
-            "s_axis_tready": self.i.ready, "s_axis_tlast": self.i.payload[tin],
-            "m_axis_tdata": self.o.payload[:tout], "m_axis_tvalid": self.o.valid,
-            "m_axis_tready": self.o.ready, "m_axis_tlast": self.o.payload[tout],
+            "aclk": ClockSignal(),
+            "aresetn": ~ResetSignal(),
+            "s_axis_tdata": self.i.payload[:tin],
+            "s_axis_tvalid": self.i.valid,
+            "s_axis_tready": self.i.ready,
+            "s_axis_tlast": self.i.payload[tin],
+            "m_axis_tdata": self.o.payload[:tout],
+            "m_axis_tvalid": self.o.valid,
+            "m_axis_tready": self.o.ready,
+            "m_axis_tlast": self.o.payload[tout],
         }
-        axis.update({f"s_axi_{name}": getattr(self.ctrl, name)
-                     for name in AXI4LiteSignature(ADDR_BITS).members})
+        axis.update(
+            {
+                f"s_axi_{name}": getattr(self.ctrl, name)
+                for name in AXI4LiteSignature(ADDR_BITS).members
+            }
+        )
         for p, depth in zip(self.weight_ports, self.log_depths):
             read = AXI4ReadSignature(p.addr_bits, p.data_bits)
-            bus = {name: Signal(read.members[name].shape, name=f"{p.bus}_{name}")
-                   for name in read.members}
+            bus = {
+                name: Signal(read.members[name].shape, name=f"{p.bus}_{name}")
+                for name in read.members
+            }
             axis.update({f"{p.bus}_{name}": s for name, s in bus.items()})
             load = getattr(self, f"ddr{p.index}")
             ports = {"we": load.we, "waddr": load.addr, "wdata": load.data}
             ports.update({name: bus[name] for name in _DDR_READ})
             m.submodules[f"ddr{p.index}"] = black_box(
-                "lowbit_sim_ddr", sim_ddr_signature(p.addr_bits, p.data_bits, depth), ports,
-                clk=ClockSignal(), rst=ResetSignal(),
-                params={"AW": p.addr_bits, "DW": p.data_bits, "LOG_DEPTH": depth,
-                        "RATE": self.rate, "LATENCY": self.latency})
+                "lowbit_sim_ddr",
+                sim_ddr_signature(p.addr_bits, p.data_bits, depth),
+                ports,
+                clk=ClockSignal(),
+                rst=ResetSignal(),
+                params={
+                    "AW": p.addr_bits,
+                    "DW": p.data_bits,
+                    "LOG_DEPTH": depth,
+                    "RATE": self.rate,
+                    "LATENCY": self.latency,
+                },
+            )
         m.submodules.shell = black_box("lowbit_axis", self.adapter, axis)
         return m

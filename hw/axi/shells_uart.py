@@ -69,20 +69,31 @@ class UARTShell(wiring.Component):
         for name, v in (("in_bits", in_bits), ("out_bits", out_bits), ("baud", baud)):
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 raise ValueError(f"{name} must be a positive integer, not {v!r}")
-        if isinstance(clk_hz, bool) or not isinstance(clk_hz, (int, float)) or not clk_hz > 0 \
-                or not math.isfinite(clk_hz):
+        if (
+            isinstance(clk_hz, bool)
+            or not isinstance(clk_hz, (int, float))
+            or not clk_hz > 0
+            or not math.isfinite(clk_hz)
+        ):
             raise ValueError(f"clk_hz must be a positive number, not {clk_hz!r}")
         self.div = round(clk_hz / baud)
         if self.div < 4:
-            raise ValueError(f"clk_hz must give at least 4 clocks per bit at {baud} baud, "
-                             f"not {clk_hz!r}")
+            raise ValueError(
+                f"clk_hz must give at least 4 clocks per bit at {baud} baud, not {clk_hz!r}"
+            )
         self.in_bits, self.out_bits, self.clk_hz, self.baud = in_bits, out_bits, clk_hz, baud
         self.in_bytes, self.out_bytes = -(-in_bits // 8), -(-out_bits // 8)
         self.accelerator = accelerator_signature(in_bits, out_bits)
-        super().__init__({
-            "clk": In(1), "btn_n": In(1), "uart_rx": In(1), "uart_tx": Out(1),
-            "led_err_n": Out(1), "led_busy_n": Out(1),
-        })
+        super().__init__(
+            {
+                "clk": In(1),
+                "btn_n": In(1),
+                "uart_rx": In(1),
+                "uart_tx": Out(1),
+                "led_err_n": Out(1),
+                "led_busy_n": Out(1),
+            }
+        )
 
     def elaborate(self, platform):
         m = Module()
@@ -165,23 +176,41 @@ class UARTShell(wiring.Component):
         with m.Elif(o_valid & o_ready):
             m.d.sync += [out_shift.eq(o_payload), out_left.eq(nout)]
         with m.Elif(~tx_busy & (out_left != 0)):
-            m.d.sync += [tx_frame.eq(Cat(Const(0, 1), out_shift[:8], Const(1, 1))),
-                         out_shift.eq(out_shift[8:]), out_left.eq(out_left - 1), tx_busy.eq(1),
-                         tx_cnt.eq(div - 1), tx_bit.eq(0)]
+            m.d.sync += [
+                tx_frame.eq(Cat(Const(0, 1), out_shift[:8], Const(1, 1))),
+                out_shift.eq(out_shift[8:]),
+                out_left.eq(out_left - 1),
+                tx_busy.eq(1),
+                tx_cnt.eq(div - 1),
+                tx_bit.eq(0),
+            ]
         with m.Elif(tx_busy):
             with m.If(tx_cnt != 0):
                 m.d.sync += tx_cnt.eq(tx_cnt - 1)
             with m.Else():
-                m.d.sync += [tx_cnt.eq(div - 1), tx_frame.eq(Cat(tx_frame[1:], Const(1, 1))),
-                             tx_bit.eq(tx_bit + 1)]
+                m.d.sync += [
+                    tx_cnt.eq(div - 1),
+                    tx_frame.eq(Cat(tx_frame[1:], Const(1, 1))),
+                    tx_bit.eq(tx_bit + 1),
+                ]
                 with m.If(tx_bit == 9):
                     m.d.sync += tx_busy.eq(0)
         m.d.comb += self.uart_tx.eq(tx_frame[0])
 
-        m.submodules.accel = black_box("lowbit_top", self.accelerator, {
-            "i__valid": in_valid, "i__ready": i_ready, "i__payload": in_hold[:self.in_bits],
-            "o__valid": o_valid, "o__ready": o_ready, "o__payload": o_payload,
-        }, clk=self.clk, rst=rst)
+        m.submodules.accel = black_box(
+            "lowbit_top",
+            self.accelerator,
+            {
+                "i__valid": in_valid,
+                "i__ready": i_ready,
+                "i__payload": in_hold[: self.in_bits],
+                "o__valid": o_valid,
+                "o__ready": o_ready,
+                "o__payload": o_payload,
+            },
+            clk=self.clk,
+            rst=rst,
+        )
 
         m.d.comb += [self.led_err_n.eq(~err), self.led_busy_n.eq(~(in_valid | tx_busy))]
         return m

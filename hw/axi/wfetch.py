@@ -132,10 +132,14 @@ def unpack_image(data: bytes, words: int, word_bits: int) -> list[int]:
     data = bytes(data)
     total = words * word_bits
     if len(data) * 8 < total:
-        raise ValueError(f"data holds {len(data)} bytes, fewer than the {-(-total // 8)} of {words} words of "
-                         f"{word_bits} bits")
-    bits = format(int.from_bytes(data, "little"), f"0{len(data) * 8}b")[::-1]  # bits[b] = image bit b
-    return [int(bits[i * word_bits:(i + 1) * word_bits][::-1], 2) for i in range(words)]
+        raise ValueError(
+            f"data holds {len(data)} bytes, fewer than the {-(-total // 8)} of {words} words of "
+            f"{word_bits} bits"
+        )
+    bits = format(int.from_bytes(data, "little"), f"0{len(data) * 8}b")[
+        ::-1
+    ]  # bits[b] = image bit b
+    return [int(bits[i * word_bits : (i + 1) * word_bits][::-1], 2) for i in range(words)]
 
 
 class AXI4ReadSignature(wiring.Signature):
@@ -149,15 +153,30 @@ class AXI4ReadSignature(wiring.Signature):
         _int_at_least("addr_bits", addr_bits, 1)
         _int_at_least("data_bits", data_bits, 8)
         self.addr_bits, self.data_bits = addr_bits, data_bits
-        super().__init__({
-            "araddr": Out(addr_bits), "arlen": Out(8), "arsize": Out(3), "arburst": Out(2),
-            "arcache": Out(4), "arprot": Out(3), "arvalid": Out(1), "arready": In(1),
-            "rdata": In(data_bits), "rresp": In(2), "rlast": In(1), "rvalid": In(1), "rready": Out(1),
-        })
+        super().__init__(
+            {
+                "araddr": Out(addr_bits),
+                "arlen": Out(8),
+                "arsize": Out(3),
+                "arburst": Out(2),
+                "arcache": Out(4),
+                "arprot": Out(3),
+                "arvalid": Out(1),
+                "arready": In(1),
+                "rdata": In(data_bits),
+                "rresp": In(2),
+                "rlast": In(1),
+                "rvalid": In(1),
+                "rready": Out(1),
+            }
+        )
 
     def __eq__(self, other):
-        return (isinstance(other, AXI4ReadSignature) and other.addr_bits == self.addr_bits
-                and other.data_bits == self.data_bits)
+        return (
+            isinstance(other, AXI4ReadSignature)
+            and other.addr_bits == self.addr_bits
+            and other.data_bits == self.data_bits
+        )
 
     def __hash__(self):
         return hash((AXI4ReadSignature, self.addr_bits, self.data_bits))
@@ -210,17 +229,24 @@ class _Gearbox(Elaboratable):
                 m.d.comb += [self.o_data.eq(self.i_data[:W]), self.i_ready.eq(fire)]
             else:
                 sub = Signal(range(k))
-                m.d.comb += [self.o_data.eq(self.i_data.word_select(sub, W)),
-                             self.i_ready.eq(fire & ((sub == k - 1) | last))]
+                m.d.comb += [
+                    self.o_data.eq(self.i_data.word_select(sub, W)),
+                    self.i_ready.eq(fire & ((sub == k - 1) | last)),
+                ]
                 with m.If(fire):
                     m.d.sync += sub.eq(Mux(self.i_ready, 0, sub + 1))
                 resets.append(sub)
-        elif self.kind == "gather":  # k beats per word, shifted in from the top (no padding possible)
+        elif (
+            self.kind == "gather"
+        ):  # k beats per word, shifted in from the top (no padding possible)
             k = W // D
             acc = Signal(W)
             cnt = Signal(range(k + 1))
-            m.d.comb += [self.o_valid.eq(cnt == k), self.o_data.eq(acc),
-                         self.i_ready.eq((cnt != k) | self.o_ready)]
+            m.d.comb += [
+                self.o_valid.eq(cnt == k),
+                self.o_data.eq(acc),
+                self.i_ready.eq((cnt != k) | self.o_ready),
+            ]
             load = Signal()
             m.d.comb += load.eq(self.i_valid & self.i_ready)
             with m.If(load):
@@ -302,16 +328,30 @@ class WeightFetcher(wiring.Component):
         D / W)`` words per cycle.
     """
 
-    def __init__(self, *, word_bits: int, words: int, data_bits: int = 64, addr_bits: int = 32,
-                 burst: int = 16, outstanding: int = 4):
+    def __init__(
+        self,
+        *,
+        word_bits: int,
+        words: int,
+        data_bits: int = 64,
+        addr_bits: int = 32,
+        burst: int = 16,
+        outstanding: int = 4,
+    ):
         self.word_bits = _int_at_least("word_bits", word_bits, 1)
         self.words = _int_at_least("words", words, 1)
         self.data_bits = _data_bits(data_bits)
-        if isinstance(addr_bits, bool) or not isinstance(addr_bits, int) or not 32 <= addr_bits <= 64:
+        if (
+            isinstance(addr_bits, bool)
+            or not isinstance(addr_bits, int)
+            or not 32 <= addr_bits <= 64
+        ):
             raise ValueError(f"addr_bits must be an integer in 32..64, not {addr_bits!r}")
         self.addr_bits = addr_bits
         if isinstance(burst, bool) or not isinstance(burst, int) or not 1 <= burst <= MAX_BURST:
-            raise ValueError(f"burst must be an integer in 1..{MAX_BURST} (AXI3 INCR), not {burst!r}")
+            raise ValueError(
+                f"burst must be an integer in 1..{MAX_BURST} (AXI3 INCR), not {burst!r}"
+            )
         self.burst = burst
         self.outstanding = _int_at_least("outstanding", outstanding, 1)
         self.beat_bytes = data_bits // 8
@@ -321,15 +361,19 @@ class WeightFetcher(wiring.Component):
         self.split_at_4k = burst & (burst - 1) != 0
         self.base_alignment = self.beat_bytes if self.split_at_4k else burst * self.beat_bytes
         if self.image_bytes > 1 << addr_bits:
-            raise ValueError(f"words: an image of {self.image_bytes} bytes does not fit in addr_bits={addr_bits}")
-        super().__init__({
-            "base": In(addr_bits),
-            "enable": In(1),
-            "error": Out(1),
-            "busy": Out(1),
-            "axi": Out(AXI4ReadSignature(addr_bits, data_bits)),
-            "o": Out(stream.Signature(unsigned(word_bits))),
-        })
+            raise ValueError(
+                f"words: an image of {self.image_bytes} bytes does not fit in addr_bits={addr_bits}"
+            )
+        super().__init__(
+            {
+                "base": In(addr_bits),
+                "enable": In(1),
+                "error": Out(1),
+                "busy": Out(1),
+                "axi": Out(AXI4ReadSignature(addr_bits, data_bits)),
+                "o": Out(stream.Signature(unsigned(word_bits))),
+            }
+        )
 
     def check_base(self, base: int) -> int:
         """``base`` if it is a valid image address (aligned, image inside the address space);
@@ -337,17 +381,27 @@ class WeightFetcher(wiring.Component):
         if isinstance(base, bool) or not isinstance(base, int):
             raise ValueError(f"base must be an integer byte address, not {base!r}")
         if base < 0 or base + self.image_bytes > 1 << self.addr_bits:
-            raise ValueError(f"base {base:#x}: the image ({self.image_bytes} bytes) must lie inside the "
-                             f"{self.addr_bits}-bit address space")
+            raise ValueError(
+                f"base {base:#x}: the image ({self.image_bytes} bytes) must lie inside the "
+                f"{self.addr_bits}-bit address space"
+            )
         if base % self.base_alignment:
-            raise ValueError(f"base {base:#x} must be aligned to {self.base_alignment} bytes (burst * data_bits / 8"
-                             f"{'' if not self.split_at_4k else ' rounded to a beat'})")
+            raise ValueError(
+                f"base {base:#x} must be aligned to {self.base_alignment} bytes (burst * data_bits / 8"
+                f"{'' if not self.split_at_4k else ' rounded to a beat'})"
+            )
         return base
 
     def elaborate(self, platform):
         m = Module()
         axi = self.axi
-        B, BB, O, F, beats = self.burst, self.beat_bytes, self.outstanding, self.fifo_beats, self.beats
+        B, BB, O, F, beats = (
+            self.burst,
+            self.beat_bytes,
+            self.outstanding,
+            self.fifo_beats,
+            self.beats,
+        )
 
         IDLE, RUN, DRAIN = 0, 1, 2
         state = Signal(range(3), init=IDLE)
@@ -355,17 +409,30 @@ class WeightFetcher(wiring.Component):
         m.d.comb += [run.eq(state == RUN), self.busy.eq(state != IDLE)]
 
         # ---- data FIFO (depth 2 is padded to 3: SyncFIFOBuffered(depth=2) may refuse a write at level 1)
-        m.submodules.fifo = q = fifo.SyncFIFOBuffered(width=self.data_bits, depth=3 if F == 2 else F)
+        m.submodules.fifo = q = fifo.SyncFIFOBuffered(
+            width=self.data_bits, depth=3 if F == 2 else F
+        )
         self._fifo = q  # for tests: overflow checks
         m.submodules.gearbox = gb = _Gearbox(self.word_bits, self.data_bits, self.words)
-        logger.debug("WeightFetcher W=%d D=%d words=%d: %d beats/pass, gearbox %s%s, FIFO %d beats",
-                     self.word_bits, self.data_bits, self.words, beats, gb.kind,
-                     " (padded)" if gb.padded else "", F)
+        logger.debug(
+            "WeightFetcher W=%d D=%d words=%d: %d beats/pass, gearbox %s%s, FIFO %d beats",
+            self.word_bits,
+            self.data_bits,
+            self.words,
+            beats,
+            gb.kind,
+            " (padded)" if gb.padded else "",
+            F,
+        )
 
         # ---- R channel: always ready; beats go to the FIFO while running, are discarded otherwise
         rbeat = Signal()
-        m.d.comb += [axi.rready.eq(1), rbeat.eq(axi.rvalid),
-                     q.w_data.eq(axi.rdata), q.w_en.eq(rbeat & run)]
+        m.d.comb += [
+            axi.rready.eq(1),
+            rbeat.eq(axi.rvalid),
+            q.w_data.eq(axi.rdata),
+            q.w_en.eq(rbeat & run),
+        ]
         with m.If(rbeat & (axi.rresp != OKAY)):
             m.d.sync += self.error.eq(1)
 
@@ -383,8 +450,12 @@ class WeightFetcher(wiring.Component):
         ]
 
         # ---- AR channel
-        m.d.comb += [axi.arsize.eq((BB - 1).bit_length()), axi.arburst.eq(BURST_INCR),
-                     axi.arcache.eq(ARCACHE), axi.arprot.eq(0)]
+        m.d.comb += [
+            axi.arsize.eq((BB - 1).bit_length()),
+            axi.arburst.eq(BURST_INCR),
+            axi.arcache.eq(ARCACHE),
+            axi.arprot.eq(0),
+        ]
         arvalid = Signal()
         araddr = Signal(self.addr_bits)
         arlen = Signal(8)
@@ -403,12 +474,16 @@ class WeightFetcher(wiring.Component):
             if self.split_at_4k:  # cut at the 4 KB boundary (the address is beat-aligned)
                 page_beats = BOUNDARY // BB
                 room = Signal(range(page_beats + 1))
-                m.d.comb += [room.eq(page_beats - next_addr[:12][(BB - 1).bit_length():]),
-                             nlen.eq(Mux(room < want, room, want))]
+                m.d.comb += [
+                    room.eq(page_beats - next_addr[:12][(BB - 1).bit_length() :]),
+                    nlen.eq(Mux(room < want, room, want)),
+                ]
             else:
                 m.d.comb += nlen.eq(want)
         launch = Signal()
-        m.d.comb += launch.eq(run & self.enable & (~arvalid | axi.arready) & (credit >= nlen) & (outst < O))
+        m.d.comb += launch.eq(
+            run & self.enable & (~arvalid | axi.arready) & (credit >= nlen) & (outst < O)
+        )
         with m.If(launch):
             m.d.sync += [arvalid.eq(1), araddr.eq(next_addr), arlen.eq(nlen - 1)]
             with m.If(left == nlen):  # last burst of the pass: the next pass starts at base

@@ -76,12 +76,12 @@ def column_walk(image, entries_per_word: int) -> tuple[np.ndarray, np.ndarray]:
     steps = np.zeros((image.pes, image.cols), dtype=np.int64)
     squashed = np.zeros((image.pes, image.cols), dtype=bool)
     for p, pe in enumerate(image.pe_images):
-        pad = (np.asarray(pe.v) == 0)
+        pad = np.asarray(pe.v) == 0
         for j in range(image.cols):
             start, end = int(pe.ptr[j]), int(pe.ptr[j + 1])
             if start == end:
                 continue
-            k, m, n = start, None, 0           # entry-stage entry, decode-stage entry, cycles
+            k, m, n = start, None, 0  # entry-stage entry, decode-stage entry, cycles
             while True:
                 skip = E > 1 and m is not None and pad[m] and m + 1 < end and m % E != E - 1
                 eff = k + 1 if skip else k
@@ -94,7 +94,9 @@ def column_walk(image, entries_per_word: int) -> tuple[np.ndarray, np.ndarray]:
     return steps, squashed
 
 
-def engine_cycles(column_entries, x, *, depth: int, lanes: int, rows: int, squashed=None) -> SparseTiming:
+def engine_cycles(
+    column_entries, x, *, depth: int, lanes: int, rows: int, squashed=None
+) -> SparseTiming:
     """Cycle-exact timing of the engine on activation vector ``x``.
 
     Parameters
@@ -126,7 +128,9 @@ def engine_cycles(column_entries, x, *, depth: int, lanes: int, rows: int, squas
     counts = [list(map(int, row)) for row in cnt]
     sq = np.zeros(cnt.shape, dtype=bool) if squashed is None else np.asarray(squashed, dtype=bool)
     if sq.shape != cnt.shape:
-        raise ValueError(f"squashed must have the shape of column_entries {cnt.shape}, not {sq.shape}")
+        raise ValueError(
+            f"squashed must have the shape of column_entries {cnt.shape}, not {sq.shape}"
+        )
     squash = [list(map(bool, row)) for row in sq]
 
     b, hv, hmask = 0, False, []
@@ -145,8 +149,11 @@ def engine_cycles(column_entries, x, *, depth: int, lanes: int, rows: int, squas
         rem = hmask[1:] if bcast else hmask
         beat_done = hv and not rem
         accept = b < beats and (not hv or beat_done)
-        idle = (b == beats and not hv
-                and not any(queues[p] or pv[p] or kv[p] or mv[p] or av[p] for p in range(pes)))
+        idle = (
+            b == beats
+            and not hv
+            and not any(queues[p] or pv[p] or kv[p] or mv[p] or av[p] for p in range(pes))
+        )
         if idle:
             groups = -(-rows // pes)
             total = int(cnt.sum(axis=0)[nz].sum()) if len(nz) else 0

@@ -36,7 +36,14 @@ from ...sw_reference.sparse import SparseImage
 from .._util import pack_words
 from .engine_spec import SparseEngineSpec, clog2
 
-__all__ = ["SparseEngine", "MEM_POINTERS", "MEM_MATRIX", "MEM_CODEBOOK", "memory_images", "load_layout"]
+__all__ = [
+    "SparseEngine",
+    "MEM_POINTERS",
+    "MEM_MATRIX",
+    "MEM_CODEBOOK",
+    "memory_images",
+    "load_layout",
+]
 
 MEM_POINTERS, MEM_MATRIX, MEM_CODEBOOK = 0, 1, 2
 
@@ -45,8 +52,14 @@ def load_layout(spec: SparseEngineSpec) -> data.StructLayout:
     """Payload of the ``load`` stream: ``pe``, ``mem``, ``addr``, ``data`` (first field at the LSB)."""
     depth = max(spec.cols, spec.matrix_words, 1 << spec.index_bits)
     width = max(2 * spec.pointer_bits, spec.entries_per_word * spec.entry_bits, spec.weight_bits)
-    return data.StructLayout({"pe": unsigned(clog2(spec.pes)), "mem": unsigned(2),
-                              "addr": unsigned(clog2(depth)), "data": unsigned(width)})
+    return data.StructLayout(
+        {
+            "pe": unsigned(clog2(spec.pes)),
+            "mem": unsigned(2),
+            "addr": unsigned(clog2(depth)),
+            "data": unsigned(width),
+        }
+    )
 
 
 def memory_images(spec: SparseEngineSpec, image: SparseImage) -> list[dict[int, list[int]]]:
@@ -62,7 +75,7 @@ def memory_images(spec: SparseEngineSpec, image: SparseImage) -> list[dict[int, 
         ptr = [int(im.ptr[j]) | int(im.ptr[j + 1]) << pb for j in range(spec.cols)]
         entries = [int(v) | int(z) << spec.index_bits for v, z in zip(im.v, im.z)]
         entries += [0] * (-len(entries) % E)
-        words = [pack_words(entries[w:w + E], spec.entry_bits) for w in range(0, len(entries), E)]
+        words = [pack_words(entries[w : w + E], spec.entry_bits) for w in range(0, len(entries), E)]
         cb = [int(c) & ((1 << spec.weight_bits) - 1) for c in image.codebook]
         out.append({MEM_POINTERS: ptr, MEM_MATRIX: words, MEM_CODEBOOK: cb})
     return out
@@ -76,13 +89,15 @@ class SparseEngine(wiring.Component):
             raise TypeError(f"spec must be a SparseEngineSpec, not {spec!r}")
         self.spec = spec
         self._load = load_layout(spec)
-        super().__init__({
-            "i": In(stream.Signature(data.ArrayLayout(signed(spec.act_bits), spec.lanes))),
-            "o": Out(stream.Signature(data.ArrayLayout(signed(spec.out_bits), spec.pes))),
-            "load": In(stream.Signature(self._load)),
-            "done": Out(1),
-            "cycles": Out(32),
-        })
+        super().__init__(
+            {
+                "i": In(stream.Signature(data.ArrayLayout(signed(spec.act_bits), spec.lanes))),
+                "o": Out(stream.Signature(data.ArrayLayout(signed(spec.out_bits), spec.pes))),
+                "load": In(stream.Signature(self._load)),
+                "done": Out(1),
+                "cycles": Out(32),
+            }
+        )
 
     def elaborate(self, platform):
         m = Module()
@@ -131,10 +146,18 @@ class SparseEngine(wiring.Component):
         for f in fifos:
             m.d.comb += [f.w_en.eq(bcast), f.w_data.eq(Cat(hvals[sel_s].as_signed()[:A], bcol))]
         nz = Signal(L)
-        m.d.comb += nz.eq(Cat(*[(self.i.payload[lane] != 0) & (colbase + lane < s.cols) for lane in range(L)]))
+        m.d.comb += nz.eq(
+            Cat(*[(self.i.payload[lane] != 0) & (colbase + lane < s.cols) for lane in range(L)])
+        )
         with m.If(accept):
-            m.d.sync += [hv.eq(1), hmask.eq(nz), hvals.eq(self.i.payload), hbase.eq(colbase),
-                         b.eq(b + 1), colbase.eq(colbase + L)]
+            m.d.sync += [
+                hv.eq(1),
+                hmask.eq(nz),
+                hvals.eq(self.i.payload),
+                hbase.eq(colbase),
+                b.eq(b + 1),
+                colbase.eq(colbase + L),
+            ]
         with m.Elif(beat_done):
             m.d.sync += [hv.eq(0), hmask.eq(0)]
         with m.Else():
@@ -158,19 +181,33 @@ class SparseEngine(wiring.Component):
         load = self.load.payload
         for p in range(N):
             img = images[p]
-            ptr_mem = memory.Memory(shape=unsigned(2 * PB), depth=s.cols, init=img.get(MEM_POINTERS, []))
-            mat_mem = memory.Memory(shape=unsigned(E * EB), depth=s.matrix_words, init=img.get(MEM_MATRIX, []))
-            cb_mem = memory.Memory(shape=unsigned(s.weight_bits), depth=1 << s.index_bits,
-                                   init=img.get(MEM_CODEBOOK, []))
+            ptr_mem = memory.Memory(
+                shape=unsigned(2 * PB), depth=s.cols, init=img.get(MEM_POINTERS, [])
+            )
+            mat_mem = memory.Memory(
+                shape=unsigned(E * EB), depth=s.matrix_words, init=img.get(MEM_MATRIX, [])
+            )
+            cb_mem = memory.Memory(
+                shape=unsigned(s.weight_bits),
+                depth=1 << s.index_bits,
+                init=img.get(MEM_CODEBOOK, []),
+            )
             acc_mem = memory.Memory(shape=acc_shape, depth=s.rows_per_pe, init=[])
             m.submodules[f"ptr{p}"] = ptr_mem
             m.submodules[f"mat{p}"] = mat_mem
             m.submodules[f"cb{p}"] = cb_mem
             m.submodules[f"acc{p}"] = acc_mem
-            for kind, mem in ((MEM_POINTERS, ptr_mem), (MEM_MATRIX, mat_mem), (MEM_CODEBOOK, cb_mem)):
+            for kind, mem in (
+                (MEM_POINTERS, ptr_mem),
+                (MEM_MATRIX, mat_mem),
+                (MEM_CODEBOOK, cb_mem),
+            ):
                 wp = mem.write_port()
-                m.d.comb += [wp.en.eq(self.load.valid & (load.pe == p) & (load.mem == kind)),
-                             wp.addr.eq(load.addr), wp.data.eq(load.data)]
+                m.d.comb += [
+                    wp.en.eq(self.load.valid & (load.pe == p) & (load.mem == kind)),
+                    wp.addr.eq(load.addr),
+                    wp.data.eq(load.data),
+                ]
             fifo = fifos[p]
             ptr_r = ptr_mem.read_port()
             mat_r = mat_mem.read_port()
@@ -181,7 +218,7 @@ class SparseEngine(wiring.Component):
             # Pointer stage.
             pv = Signal(name=f"pv{p}")
             pa = Signal(signed(A), name=f"pa{p}")
-            start, end = ptr_r.data[:PB], ptr_r.data[PB:2 * PB]
+            start, end = ptr_r.data[:PB], ptr_r.data[PB : 2 * PB]
             # Entry stage.
             kv = Signal(name=f"kv{p}")
             k = Signal(PB, name=f"k{p}")
@@ -199,10 +236,11 @@ class SparseEngine(wiring.Component):
             if E > 1:
                 # The decode stage holds a padding entry whose successor (same column) is in the same
                 # word: it consumes both, so the entry stage, which holds that successor, moves past it.
-                m.d.comb += skip.eq(mv & (entry0[:s.index_bits] == 0) & ~mlast & (msel != E - 1))
+                m.d.comb += skip.eq(mv & (entry0[: s.index_bits] == 0) & ~mlast & (msel != E - 1))
             k_eff = Signal(PB, name=f"k_eff{p}")
-            k_last, k_free, empty, p_take, pop = (Signal(name=f"{n}{p}") for n in
-                                                  ("k_last", "k_free", "empty", "p_take", "pop"))
+            k_last, k_free, empty, p_take, pop = (
+                Signal(name=f"{n}{p}") for n in ("k_last", "k_free", "empty", "p_take", "pop")
+            )
             m.d.comb += [
                 k_eff.eq(Mux(skip, k + 1, k)),
                 k_last.eq(kv & (k_eff + 1 >= kend)),
@@ -227,17 +265,25 @@ class SparseEngine(wiring.Component):
             m.d.comb += [mat_r.addr.eq(k_eff >> log2e), mat_r.en.eq(1)]
             # Decode stage: row, codebook, multiply, accumulator read. A skipped (squashed) issue is
             # the entry stage's last entry already consumed by the decode stage.
-            m.d.sync += [mv.eq(kv & (k_eff < kend)), msel.eq(k_eff[:log2e] if log2e else 0), ma.eq(ka),
-                         mfirst.eq(kfirst), mlast.eq(k_eff + 1 >= kend)]
-            v0, z0 = entry0[:s.index_bits], entry0[s.index_bits:EB]
+            m.d.sync += [
+                mv.eq(kv & (k_eff < kend)),
+                msel.eq(k_eff[:log2e] if log2e else 0),
+                ma.eq(ka),
+                mfirst.eq(kfirst),
+                mlast.eq(k_eff + 1 >= kend),
+            ]
+            v0, z0 = entry0[: s.index_bits], entry0[s.index_bits : EB]
             prow = Signal(row_bits, name=f"prow{p}")
             row0 = Signal(row_bits, name=f"row0_{p}")
             row = Signal(row_bits, name=f"row{p}")
             m.d.comb += row0.eq(Mux(mfirst, z0, prow + z0 + 1))
             if E > 1:
                 entry1 = mat_r.data.word_select(msel + 1, EB)
-                v1, z1 = entry1[:s.index_bits], entry1[s.index_bits:EB]
-                m.d.comb += [row.eq(Mux(skip, row0 + z1 + 1, row0)), cb_r.addr.eq(Mux(skip, v1, v0))]
+                v1, z1 = entry1[: s.index_bits], entry1[s.index_bits : EB]
+                m.d.comb += [
+                    row.eq(Mux(skip, row0 + z1 + 1, row0)),
+                    cb_r.addr.eq(Mux(skip, v1, v0)),
+                ]
             else:
                 m.d.comb += [row.eq(row0), cb_r.addr.eq(v0)]
             with m.If(mv):
@@ -252,7 +298,14 @@ class SparseEngine(wiring.Component):
             wrow = Signal(row_bits, name=f"wrow{p}")
             wsum = Signal(acc_shape, name=f"wsum{p}")
             total = Signal(acc_shape, name=f"sum{p}")
-            m.d.sync += [av.eq(mv), arow.eq(row), aprod.eq(prod), wv.eq(av), wrow.eq(arow), wsum.eq(total)]
+            m.d.sync += [
+                av.eq(mv),
+                arow.eq(row),
+                aprod.eq(prod),
+                wv.eq(av),
+                wrow.eq(arow),
+                wsum.eq(total),
+            ]
             m.d.comb += total.eq(Mux(wv & (wrow == arow), wsum, acc_r.data) + aprod)
             m.d.comb += [
                 acc_r.addr.eq(Mux(phase, g, row)),
@@ -281,8 +334,16 @@ class SparseEngine(wiring.Component):
         count = Signal(32)
         out_fire = ov & self.o.ready
         with m.If(out_fire & (ocnt == G - 1)):
-            m.d.sync += [ocnt.eq(0), g.eq(0), phase.eq(0), b.eq(0), colbase.eq(0), running.eq(0),
-                         self.done.eq(1), self.cycles.eq(count + 1)]
+            m.d.sync += [
+                ocnt.eq(0),
+                g.eq(0),
+                phase.eq(0),
+                b.eq(0),
+                colbase.eq(0),
+                running.eq(0),
+                self.done.eq(1),
+                self.cycles.eq(count + 1),
+            ]
         with m.Elif(out_fire):
             m.d.sync += ocnt.eq(ocnt + 1)
         with m.If(accept & (b == 0)):

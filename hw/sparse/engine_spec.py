@@ -11,15 +11,14 @@ No Amaranth at module level, so the mapper can use it cheaply.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from ...sw_reference.sparse import SparseImage, sparse_matvec
-from dataclasses import replace
-from .cycle_model import column_walk, engine_cycles
 from ...ir.resources import Resources
+from ...sw_reference.sparse import SparseImage, sparse_matvec
 from ..cost import memory_resources
+from .cycle_model import column_walk, engine_cycles
 
 __all__ = ["SparseEngineSpec", "clog2"]
 
@@ -29,8 +28,19 @@ def clog2(n: int) -> int:
     return max(1, (int(n) - 1).bit_length())
 
 
-_POSITIVE = ("rows", "cols", "pes", "depth", "lanes", "entries_per_word", "index_bits", "zero_bits",
-             "weight_bits", "act_bits", "out_bits")
+_POSITIVE = (
+    "rows",
+    "cols",
+    "pes",
+    "depth",
+    "lanes",
+    "entries_per_word",
+    "index_bits",
+    "zero_bits",
+    "weight_bits",
+    "act_bits",
+    "out_bits",
+)
 
 
 @dataclass(frozen=True, eq=False)
@@ -86,10 +96,14 @@ class SparseEngineSpec:
             if not isinstance(v, (int, np.integer)) or isinstance(v, bool):
                 raise TypeError(f"{name} must be an integer, not {v!r}")
             if v < (0 if name == "shift" else 1):
-                raise ValueError(f"{name} must be a {'non-negative' if name == 'shift' else 'positive'} "
-                                 f"integer, not {v!r}")
+                raise ValueError(
+                    f"{name} must be a {'non-negative' if name == 'shift' else 'positive'} "
+                    f"integer, not {v!r}"
+                )
         if self.entries_per_word & (self.entries_per_word - 1):
-            raise ValueError(f"entries_per_word must be a power of two, not {self.entries_per_word!r}")
+            raise ValueError(
+                f"entries_per_word must be a power of two, not {self.entries_per_word!r}"
+            )
         if not isinstance(self.relu, bool):
             raise TypeError(f"relu must be a bool, not {self.relu!r}")
         im = self.image
@@ -98,19 +112,25 @@ class SparseEngineSpec:
                 raise TypeError(f"image must be a SparseImage, not {type(im).__name__}")
             for name in ("rows", "cols", "pes", "index_bits", "zero_bits"):
                 if getattr(im, name) != getattr(self, name):
-                    raise ValueError(f"image {name} ({getattr(im, name)}) must equal the spec's {name} "
-                                     f"({getattr(self, name)})")
+                    raise ValueError(
+                        f"image {name} ({getattr(im, name)}) must equal the spec's {name} "
+                        f"({getattr(self, name)})"
+                    )
             lo, hi = -(1 << (self.weight_bits - 1)), (1 << (self.weight_bits - 1)) - 1
             if im.codebook.min() < lo or im.codebook.max() > hi:
-                raise ValueError(f"codebook values must fit weight_bits={self.weight_bits} ({lo}..{hi}), "
-                                 f"not {int(im.codebook.min())}..{int(im.codebook.max())}")
+                raise ValueError(
+                    f"codebook values must fit weight_bits={self.weight_bits} ({lo}..{hi}), "
+                    f"not {int(im.codebook.min())}..{int(im.codebook.max())}"
+                )
         if self.capacity is None:
             cap = im.max_entries if im is not None else self.rows_per_pe * self.cols
             object.__setattr__(self, "capacity", max(1, int(cap)))
         elif not isinstance(self.capacity, (int, np.integer)) or self.capacity < 1:
             raise ValueError(f"capacity must be a positive integer, not {self.capacity!r}")
         if im is not None and im.max_entries > self.capacity:
-            raise ValueError(f"capacity ({self.capacity}) must hold the image's fullest PE ({im.max_entries} entries)")
+            raise ValueError(
+                f"capacity ({self.capacity}) must hold the image's fullest PE ({im.max_entries} entries)"
+            )
         if self.acc_bits is None:
             bound = (1 << (self.weight_bits - 1)) * (1 << (self.act_bits - 1)) * self.cols
             object.__setattr__(self, "acc_bits", bound.bit_length() + 1)
@@ -161,9 +181,20 @@ class SparseEngineSpec:
         ``weight_bits`` and ``act_bits``, such as :class:`lowbit.quant.deep_compression.FixedPointLayer`):
         its image, shift and ReLU, outputs of ``act_bits`` bits."""
         image = layer.image
-        return cls(rows=image.rows, cols=image.cols, pes=image.pes, depth=depth, lanes=lanes,
-                   weight_bits=layer.weight_bits, act_bits=layer.act_bits, out_bits=layer.act_bits,
-                   shift=layer.shift, relu=layer.relu, image=image, **kw)
+        return cls(
+            rows=image.rows,
+            cols=image.cols,
+            pes=image.pes,
+            depth=depth,
+            lanes=lanes,
+            weight_bits=layer.weight_bits,
+            act_bits=layer.act_bits,
+            out_bits=layer.act_bits,
+            shift=layer.shift,
+            relu=layer.relu,
+            image=image,
+            **kw,
+        )
 
     def reference(self, x, image: SparseImage | None = None) -> np.ndarray:
         """Outputs for activations ``x`` (``(cols,)`` or ``(B, cols)``), bit-exact."""
@@ -172,16 +203,25 @@ class SparseEngineSpec:
 
     def create(self):
         from .engine import SparseEngine
+
         return SparseEngine(self)
 
     def timing(self, x, image: SparseImage | None = None):
         """The cycle model's :class:`~lowbit.hw.sparse.cycle_model.SparseTiming` for one vector ``x``."""
         image = self._image(image)
         steps, squashed = column_walk(image, self.entries_per_word)
-        return engine_cycles(steps, x, depth=self.depth, lanes=self.lanes, rows=self.rows, squashed=squashed)
+        return engine_cycles(
+            steps, x, depth=self.depth, lanes=self.lanes, rows=self.rows, squashed=squashed
+        )
 
-    def cycles(self, act_density: float = 1.0, *, image: SparseImage | None = None, samples: int = 4,
-               seed: int = 0) -> float:
+    def cycles(
+        self,
+        act_density: float = 1.0,
+        *,
+        image: SparseImage | None = None,
+        samples: int = 4,
+        seed: int = 0,
+    ) -> float:
         """Mean cycles per vector over ``samples`` random vectors with ``act_density`` non-zeros."""
         if not 0.0 <= act_density <= 1.0:
             raise ValueError(f"act_density must lie in [0, 1], not {act_density!r}")
@@ -191,8 +231,9 @@ class SparseEngineSpec:
         total = 0
         for _ in range(samples):
             x = (rng.random(self.cols) < act_density).astype(np.int64)
-            total += engine_cycles(cnt, x, depth=self.depth, lanes=self.lanes, rows=self.rows,
-                                   squashed=squashed).cycles
+            total += engine_cycles(
+                cnt, x, depth=self.depth, lanes=self.lanes, rows=self.rows, squashed=squashed
+            ).cycles
         return total / samples
 
     def resources(self):
@@ -208,17 +249,27 @@ class SparseEngineSpec:
         """
         q_bits = self.act_bits + self.col_bits
         acc = self.acc_bits
-        per_pe = (memory_resources(self.depth, q_bits)
-                  + memory_resources(self.cols, 2 * self.pointer_bits)
-                  + memory_resources(self.matrix_words, self.entries_per_word * self.entry_bits)
-                  + memory_resources(self.rows_per_pe, acc)
-                  + Resources(lut=self.weight_bits * (1 << self.index_bits) // 16 * 2
-                              + 3 * acc + 2 * self.pointer_bits + q_bits + 40
-                              + self.entries_per_word * self.entry_bits + 3 * self.out_bits,
-                              ff=3 * acc + 3 * self.pointer_bits + 2 * self.act_bits + self.weight_bits + 30,
-                              dsp=1 if self.weight_bits * self.act_bits > 64 else 0))
-        control = Resources(lut=self.lanes * (self.act_bits + 4) + self.pes * self.out_bits + 80,
-                            ff=self.lanes * (self.act_bits + 1) + self.pes * self.out_bits + 80)
+        per_pe = (
+            memory_resources(self.depth, q_bits)
+            + memory_resources(self.cols, 2 * self.pointer_bits)
+            + memory_resources(self.matrix_words, self.entries_per_word * self.entry_bits)
+            + memory_resources(self.rows_per_pe, acc)
+            + Resources(
+                lut=self.weight_bits * (1 << self.index_bits) // 16 * 2
+                + 3 * acc
+                + 2 * self.pointer_bits
+                + q_bits
+                + 40
+                + self.entries_per_word * self.entry_bits
+                + 3 * self.out_bits,
+                ff=3 * acc + 3 * self.pointer_bits + 2 * self.act_bits + self.weight_bits + 30,
+                dsp=1 if self.weight_bits * self.act_bits > 64 else 0,
+            )
+        )
+        control = Resources(
+            lut=self.lanes * (self.act_bits + 4) + self.pes * self.out_bits + 80,
+            ff=self.lanes * (self.act_bits + 1) + self.pes * self.out_bits + 80,
+        )
         return sum([per_pe] * self.pes) + control
 
     def _image(self, image):

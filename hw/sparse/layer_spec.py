@@ -38,16 +38,24 @@ import numpy as np
 
 from ...ir.datatypes import BIPOLAR, DataType, Kind
 from ...ir.graph import MatMulThreshold
+from ...ir.resources import Resources
 from ...sw_reference.sparse import encode_sparse
-from .engine_spec import SparseEngineSpec
 from ..mvtu.spec import NodeShape, divisors
+from ..stream.fifo import FIFOSpec
 from ..stream.threshold import ThresholdSpec
 from .cycle_model import column_walk, engine_cycles
-from ..stream.fifo import FIFOSpec
-from ...ir.resources import Resources
+from .engine_spec import SparseEngineSpec
 
-__all__ = ["SparseLayerSpec", "sparse_eligible", "check_act_density", "MAX_INDEX_BITS", "SPARSE_MAX_DENSITY",
-           "SPARSE_LANES", "SPARSE_MAX_PES", "SPARSE_DEPTH"]
+__all__ = [
+    "SparseLayerSpec",
+    "sparse_eligible",
+    "check_act_density",
+    "MAX_INDEX_BITS",
+    "SPARSE_MAX_DENSITY",
+    "SPARSE_LANES",
+    "SPARSE_MAX_PES",
+    "SPARSE_DEPTH",
+]
 
 MAX_INDEX_BITS = 8
 """Largest codebook index the sparse layer accepts (256 entries, index 0 = zero)."""
@@ -82,7 +90,7 @@ def _encode(node: MatMulThreshold, pes: int):
     values = np.unique(w[w != 0])
     index_bits = max(1, int(len(values)).bit_length())
     codebook = np.zeros(1 << index_bits, dtype=np.int64)
-    codebook[1:len(values) + 1] = values
+    codebook[1 : len(values) + 1] = values
     indices = np.zeros(w.shape, dtype=np.int64)
     if len(values):
         indices[w != 0] = np.searchsorted(values, w[w != 0]) + 1
@@ -97,17 +105,33 @@ def check_act_density(value, columns: int | None, what: str = "act_density"):
     """``value`` as a float in (0, 1] or a tuple of ``columns`` (any number if ``None``, at least one)
     floats in [0, 1], not all zero."""
     if isinstance(value, (list, tuple, np.ndarray)):
-        numbers = all(isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_))
-                      for v in value)
+        numbers = all(
+            isinstance(v, (int, float, np.integer, np.floating))
+            and not isinstance(v, (bool, np.bool_))
+            for v in value
+        )
         a = np.asarray(value, dtype=float) if len(value) and numbers else np.zeros(0)
         count = len(value) if columns is None else columns
-        if (not numbers or a.shape != (count,) or not count or not np.isfinite(a).all() or (a < 0).any()
-                or (a > 1).any() or not a.any()):
+        if (
+            not numbers
+            or a.shape != (count,)
+            or not count
+            or not np.isfinite(a).all()
+            or (a < 0).any()
+            or (a > 1).any()
+            or not a.any()
+        ):
             n = "" if columns is None else f"{columns} "
-            raise ValueError(f"{what} must be a number in (0, 1] or {n}per-column values in [0, 1], "
-                             f"not {len(value)} values in [{a.min() if a.size else 0:g}, {a.max() if a.size else 0:g}]")
+            raise ValueError(
+                f"{what} must be a number in (0, 1] or {n}per-column values in [0, 1], "
+                f"not {len(value)} values in [{a.min() if a.size else 0:g}, {a.max() if a.size else 0:g}]"
+            )
         return tuple(float(v) for v in a)
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating)) or not 0.0 < value <= 1.0:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float, np.floating))
+        or not 0.0 < value <= 1.0
+    ):
         raise ValueError(f"{what} must lie in (0, 1], not {value!r}")
     return float(value)
 
@@ -121,8 +145,10 @@ def sparse_eligible(node) -> str | None:
     distinct = np.unique(node.weight_values)
     nonzero = int(np.count_nonzero(distinct))
     if nonzero >= 1 << MAX_INDEX_BITS:
-        return (f"node {node.name!r} has {nonzero} distinct non-zero weights; the sparse engine's codebook "
-                f"holds at most {(1 << MAX_INDEX_BITS) - 1} (share the weights, e.g. lowbit train --share 16)")
+        return (
+            f"node {node.name!r} has {nonzero} distinct non-zero weights; the sparse engine's codebook "
+            f"holds at most {(1 << MAX_INDEX_BITS) - 1} (share the weights, e.g. lowbit train --share 16)"
+        )
     return None
 
 
@@ -169,22 +195,42 @@ class SparseLayerSpec(NodeShape):
         for name in ("pes", "lanes", "depth"):
             v = getattr(self, name)
             if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < 1:
-                raise ValueError(f"node {self.node.name!r}: {name} must be a positive integer, not {v!r}")
+                raise ValueError(
+                    f"node {self.node.name!r}: {name} must be a positive integer, not {v!r}"
+                )
         if self.node.mh % self.pes:
-            raise ValueError(f"PEs ({self.pes}) must divide MH ({self.node.mh}) of node {self.node.name!r}")
+            raise ValueError(
+                f"PEs ({self.pes}) must divide MH ({self.node.mh}) of node {self.node.name!r}"
+            )
         if self.node.mw % self.lanes:
-            raise ValueError(f"lanes ({self.lanes}) must divide MW ({self.node.mw}) of node {self.node.name!r}")
-        object.__setattr__(self, "act_density", check_act_density(self.act_density, self.node.mw,
-                                                                  f"node {self.node.name!r}: act_density"))
+            raise ValueError(
+                f"lanes ({self.lanes}) must divide MW ({self.node.mw}) of node {self.node.name!r}"
+            )
+        object.__setattr__(
+            self,
+            "act_density",
+            check_act_density(
+                self.act_density, self.node.mw, f"node {self.node.name!r}: act_density"
+            ),
+        )
         index_bits, codebook, image = _encode(self.node, self.pes)
         lo, hi = self.node.acc_range
         in_lo, in_hi = self.in_range
         engine = SparseEngineSpec(
-            rows=self.node.mh, cols=self.node.mw, pes=self.pes, depth=self.depth, lanes=self.lanes,
-            entries_per_word=self.entries_per_word, index_bits=index_bits,
+            rows=self.node.mh,
+            cols=self.node.mw,
+            pes=self.pes,
+            depth=self.depth,
+            lanes=self.lanes,
+            entries_per_word=self.entries_per_word,
+            index_bits=index_bits,
             weight_bits=_signed_bits(int(codebook.min()), int(codebook.max())),
-            act_bits=_signed_bits(in_lo, in_hi), out_bits=_signed_bits(lo, hi), shift=0, relu=False,
-            image=image)
+            act_bits=_signed_bits(in_lo, in_hi),
+            out_bits=_signed_bits(lo, hi),
+            shift=0,
+            relu=False,
+            image=image,
+        )
         object.__setattr__(self, "engine", engine)
 
     # -- the MVTU-like face ----------------------------------------------------------------------
@@ -219,7 +265,9 @@ class SparseLayerSpec(NodeShape):
         """The :class:`~lowbit.hw.stream.threshold.ThresholdSpec` after the engine, or ``None`` (scores)."""
         if self.node.thresholds is None:
             return None
-        return ThresholdSpec(self.node.thresholds, self.acc_dtype, self.pes, name=f"{self.node.name}.thresholds")
+        return ThresholdSpec(
+            self.node.thresholds, self.acc_dtype, self.pes, name=f"{self.node.name}.thresholds"
+        )
 
     @property
     def mean_act_density(self) -> float:
@@ -230,26 +278,34 @@ class SparseLayerSpec(NodeShape):
         """Modelled cycles per vector (input, compute and read-out), rounded up: the mean of the
         engine's cycle model over ``samples`` random vectors whose columns are non-zero with the
         probability ``act_density`` (default: the spec's; one value or one per column)."""
-        density = self.act_density if act_density is None else check_act_density(act_density, self.node.mw,
-                                                                                   "act_density")
+        density = (
+            self.act_density
+            if act_density is None
+            else check_act_density(act_density, self.node.mw, "act_density")
+        )
         p = np.broadcast_to(np.asarray(density, dtype=float), (self.node.mw,))
         steps, squashed = column_walk(self.engine.image, self.entries_per_word)
         rng = np.random.default_rng(0)
         total = 0
         for _ in range(samples):
             x = (rng.random(self.node.mw) < p).astype(np.int64)
-            total += engine_cycles(steps, x, depth=self.depth, lanes=self.lanes, rows=self.node.mh,
-                                   squashed=squashed).cycles
+            total += engine_cycles(
+                steps, x, depth=self.depth, lanes=self.lanes, rows=self.node.mh, squashed=squashed
+            ).cycles
         return math.ceil(total / samples)
 
     def fifo_specs(self):
         """``(input FIFO, output FIFO)``: one whole vector each (:class:`~lowbit.hw.stream.fifo.FIFOSpec`)."""
-        return (FIFOSpec(self.node.input_dtype, self.lanes, self.engine.beats),
-                FIFOSpec(self.node.output_dtype, self.pes, self.engine.out_beats))
+        return (
+            FIFOSpec(self.node.input_dtype, self.lanes, self.engine.beats),
+            FIFOSpec(self.node.output_dtype, self.pes, self.engine.out_beats),
+        )
 
     def resources(self):
         """Engine + threshold unit + input adapter + FIFOs (a :class:`~lowbit.hw.cost.Resources`)."""
-        total = self.engine.resources() + Resources(lut=self.lanes * self.engine.act_bits // 2, ff=0)
+        total = self.engine.resources() + Resources(
+            lut=self.lanes * self.engine.act_bits // 2, ff=0
+        )
         total = total + sum((f.resources() for f in self.fifo_specs()), Resources())
         t = self.threshold_spec()
         return total + t.resources() if t is not None else total
@@ -283,17 +339,23 @@ class SparseLayerSpec(NodeShape):
         for d in divisors(node.mh):
             if d <= SPARSE_MAX_PES:
                 best[d.bit_length()] = d
-        return [cls(node, pes=pes, lanes=n, depth=SPARSE_DEPTH, act_density=ctx.act_density)
-                for pes in sorted(best.values()) for n in lanes]
+        return [
+            cls(node, pes=pes, lanes=n, depth=SPARSE_DEPTH, act_density=ctx.act_density)
+            for pes in sorted(best.values())
+            for n in lanes
+        ]
 
     def reference(self, x: np.ndarray) -> np.ndarray:
         return self.node.reference(x)
 
     def create(self):
         from .layer import SparseLayer
+
         return SparseLayer(self)
 
     def describe(self) -> str:
-        return (f"sparse engine N={self.pes}, lanes={self.lanes}, D={self.depth}, "
-                f"{len(self.engine.image.codebook) - 1}-entry codebook, "
-                f"weight density {100 * self.weight_density:.1f} %")
+        return (
+            f"sparse engine N={self.pes}, lanes={self.lanes}, D={self.depth}, "
+            f"{len(self.engine.image.codebook) - 1}-entry codebook, "
+            f"weight density {100 * self.weight_density:.1f} %"
+        )

@@ -77,10 +77,12 @@ class StreamWidthConverter(wiring.Component):
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 raise ValueError(f"{name} must be a positive integer, not {v!r}")
         self.shape, self.n_in, self.n_out = shape, n_in, n_out
-        super().__init__({
-            "i": In(stream.Signature(data.ArrayLayout(shape, n_in))),
-            "o": Out(stream.Signature(data.ArrayLayout(shape, n_out))),
-        })
+        super().__init__(
+            {
+                "i": In(stream.Signature(data.ArrayLayout(shape, n_in))),
+                "o": Out(stream.Signature(data.ArrayLayout(shape, n_out))),
+            }
+        )
 
     def elaborate(self, platform):
         m = Module()
@@ -94,7 +96,7 @@ class StreamWidthConverter(wiring.Component):
         m.d.comb += [
             self.i.ready.eq(count + self.n_in <= cap),
             self.o.valid.eq(count >= self.n_out),
-            self.o.payload.eq(buf[:self.n_out * ew]),
+            self.o.payload.eq(buf[: self.n_out * ew]),
             in_fire.eq(self.i.valid & self.i.ready),
             out_fire.eq(self.o.valid & self.o.ready),
         ]

@@ -60,8 +60,9 @@ class FIFOSpec:
 
     def resources(self) -> Resources:
         width = self.simd * self.elem_bits
-        return ram_resources(self.depth, width) + Resources(lut=2 * self.depth.bit_length() + 10,
-                                                            ff=width + 2 * self.depth.bit_length() + 4)
+        return ram_resources(self.depth, width) + Resources(
+            lut=2 * self.depth.bit_length() + 10, ff=width + 2 * self.depth.bit_length() + 4
+        )
 
     def reference(self, x: np.ndarray) -> np.ndarray:
         """A FIFO passes its input through unchanged."""

@@ -50,8 +50,9 @@ class LabelSelectSpec:
     @classmethod
     def after(cls, spec) -> "LabelSelectSpec":
         """The label select that follows the unit ``spec`` emitting the scores."""
-        return cls(spec.out_size, spec.out_elems, spec.out_bits,
-                   signed=spec.node.output_dtype.signed)
+        return cls(
+            spec.out_size, spec.out_elems, spec.out_bits, signed=spec.node.output_dtype.signed
+        )
 
     in_elems = property(lambda self: self.pe)
     out_elems = property(lambda self: 1)
@@ -93,10 +94,12 @@ class LabelSelect(wiring.Component):
         if top_k > 1:
             members["top"] = data.ArrayLayout(range(classes), top_k)
         self.result_layout = data.StructLayout(members)
-        super().__init__({
-            "i": In(stream.Signature(data.ArrayLayout(score_shape, pe))),
-            "o": Out(stream.Signature(self.result_layout)),
-        })
+        super().__init__(
+            {
+                "i": In(stream.Signature(data.ArrayLayout(score_shape, pe))),
+                "o": Out(stream.Signature(self.result_layout)),
+            }
+        )
 
     def elaborate(self, platform):
         m = Module()
@@ -159,8 +162,12 @@ class LabelSelect(wiring.Component):
             for j in range(k):
                 take_new = ~keep[j] & (1 if j == 0 else keep[j - 1])
                 prev = cur[j - 1] if j else cur[j]
-                nxt.append(tuple(Mux(keep[j], a, Mux(take_new, b, c)) for a, b, c in
-                                 zip(cur[j], (1, v, i), prev)))
+                nxt.append(
+                    tuple(
+                        Mux(keep[j], a, Mux(take_new, b, c))
+                        for a, b, c in zip(cur[j], (1, v, i), prev)
+                    )
+                )
             cur = nxt
         with m.If(in_fire):
             for (o, v, i), so, sv, si in zip(cur, oks, vals, idxs):

@@ -41,12 +41,16 @@ def _check_image_spec(spec, node_type) -> None:
         raise TypeError(f"dtype must be a DataType, not {spec.dtype!r}")
     shape = tuple(int(v) for v in spec.in_shape)
     if len(shape) != 3 or min(shape) < 1:
-        raise ValueError(f"node {spec.node.name!r}: in_shape must be (H, W, C) positive, not {spec.in_shape!r}")
+        raise ValueError(
+            f"node {spec.node.name!r}: in_shape must be (H, W, C) positive, not {spec.in_shape!r}"
+        )
     object.__setattr__(spec, "in_shape", shape)
     if not isinstance(spec.simd, int) or isinstance(spec.simd, bool):
         raise TypeError(f"SIMD must be an integer, not {spec.simd!r}")
     if spec.simd < 1 or shape[2] % spec.simd:
-        raise ValueError(f"SIMD ({spec.simd}) must divide the channels C ({shape[2]}) of node {spec.node.name!r}")
+        raise ValueError(
+            f"SIMD ({spec.simd}) must divide the channels C ({shape[2]}) of node {spec.node.name!r}"
+        )
     spec.node.infer(shape, spec.dtype)
 
 
@@ -62,8 +66,10 @@ class MaxPoolSpec(ImageBlock):
     def __post_init__(self):
         _check_image_spec(self, MaxPool)
         if self.node.stride != self.node.kernel:
-            raise ValueError(f"node {self.node.name!r}: the streaming max-pool needs stride == kernel "
-                             f"({self.node.kernel}), not stride {self.node.stride}")
+            raise ValueError(
+                f"node {self.node.name!r}: the streaming max-pool needs stride == kernel "
+                f"({self.node.kernel}), not stride {self.node.stride}"
+            )
 
     @property
     def channel_folds(self) -> int:
@@ -123,13 +129,22 @@ class StreamingMaxPool(wiring.Component):
         K = s.node.kernel
         OH, OW = s.out_dims
         CF = s.channel_folds
-        m.submodules.part = part = memory.Memory(shape=data.ArrayLayout(self.elem_shape, s.simd),
-                                                 depth=OW * CF, init=[])
+        m.submodules.part = part = memory.Memory(
+            shape=data.ArrayLayout(self.elem_shape, s.simd), depth=OW * CF, init=[]
+        )
         wr = part.write_port()
         rd = part.read_port(domain="comb")
 
-        cf, kx, ox, ky, oy = (Signal(range(n), name=nm) for n, nm in
-                              ((CF, "cf"), (K, "kx"), (max(OW + 1, 2), "ox"), (K, "ky"), (max(OH + 1, 2), "oy")))
+        cf, kx, ox, ky, oy = (
+            Signal(range(n), name=nm)
+            for n, nm in (
+                (CF, "cf"),
+                (K, "kx"),
+                (max(OW + 1, 2), "ox"),
+                (K, "ky"),
+                (max(OH + 1, 2), "oy"),
+            )
+        )
         x, y = Signal(range(W), name="x"), Signal(range(H), name="y")
         out_valid = Signal()
         in_fire = Signal()
@@ -216,7 +231,9 @@ class AccPoolSpec(ImageBlock):
 
     def resources(self) -> Resources:
         width = self.simd * self.out_dtype.bits
-        return ram_resources(self.channel_folds, width) + Resources(lut=2 * width + 40, ff=width + 40)
+        return ram_resources(self.channel_folds, width) + Resources(
+            lut=2 * width + 40, ff=width + 40
+        )
 
     def reference(self, x: np.ndarray) -> np.ndarray:
         return self.node.reference(x)
@@ -232,15 +249,21 @@ class GlobalAccPool(wiring.Component):
         self.spec = spec
         self.elem_shape = element_shape(spec.dtype)
         self.out_shape = element_shape(spec.out_dtype)
-        super().__init__({"i": In(stream.Signature(data.ArrayLayout(self.elem_shape, spec.simd))),
-                          "o": Out(stream.Signature(data.ArrayLayout(self.out_shape, spec.simd)))})
+        super().__init__(
+            {
+                "i": In(stream.Signature(data.ArrayLayout(self.elem_shape, spec.simd))),
+                "o": Out(stream.Signature(data.ArrayLayout(self.out_shape, spec.simd))),
+            }
+        )
 
     def elaborate(self, platform):
         m = Module()
         s = self.spec
         H, W, _ = s.in_shape
         CF = s.channel_folds
-        m.submodules.sums = sums = memory.Memory(shape=data.ArrayLayout(self.out_shape, s.simd), depth=CF, init=[])
+        m.submodules.sums = sums = memory.Memory(
+            shape=data.ArrayLayout(self.out_shape, s.simd), depth=CF, init=[]
+        )
         wr = sums.write_port()
         rd = sums.read_port(domain="comb")
         cf = Signal(range(CF))
@@ -267,5 +290,3 @@ class GlobalAccPool(wiring.Component):
         cf_wrap = _counter(m, cf, CF, in_fire)
         _counter(m, pix, H * W, in_fire & cf_wrap)
         return m
-
-

@@ -29,8 +29,8 @@ from amaranth.lib.wiring import In, Out
 
 from ...ir.datatypes import DataType
 from ...ir.graph import SlidingWindow
-from .._util import pack_words
 from ...ir.resources import Resources
+from .._util import pack_words
 from ..cost import ram_resources
 from ..mvtu.unit import element_shape
 from ..unit import ImageBlock
@@ -64,17 +64,23 @@ class SWGSpec(ImageBlock):
             raise TypeError(f"dtype must be a DataType, not {self.dtype!r}")
         shape = tuple(self.in_shape)
         if len(shape) != 3:
-            raise ValueError(f"node {self.node.name!r}: in_shape must be (H, W, C), not {self.in_shape!r}")
+            raise ValueError(
+                f"node {self.node.name!r}: in_shape must be (H, W, C), not {self.in_shape!r}"
+            )
         for name, v in zip("HWC", shape):
             _check_count(f"node {self.node.name!r}: {name}", int(v))
         object.__setattr__(self, "in_shape", tuple(int(v) for v in shape))
         _check_count("SIMD", self.simd)
         if self.channels % self.simd:
-            raise ValueError(f"SIMD ({self.simd}) must divide the channels C ({self.channels}) "
-                             f"of node {self.node.name!r}")
+            raise ValueError(
+                f"SIMD ({self.simd}) must divide the channels C ({self.channels}) "
+                f"of node {self.node.name!r}"
+            )
         if self.node.pad >= self.node.kernel:
-            raise ValueError(f"node {self.node.name!r}: pad ({self.node.pad}) must be less than the kernel "
-                             f"({self.node.kernel})")
+            raise ValueError(
+                f"node {self.node.name!r}: pad ({self.node.pad}) must be less than the kernel "
+                f"({self.node.kernel})"
+            )
         self.node.infer(self.in_shape, self.dtype)  # raises with the node's name if it does not fit
 
     @property
@@ -103,7 +109,7 @@ class SWGSpec(ImageBlock):
     @property
     def out_beats(self) -> int:
         oh, ow = self.out_dims
-        return oh * ow * self.node.kernel ** 2 * self.channel_folds
+        return oh * ow * self.node.kernel**2 * self.channel_folds
 
     @property
     def elem_bits(self) -> int:
@@ -113,7 +119,7 @@ class SWGSpec(ImageBlock):
     def out_size(self) -> int:
         """Elements of the windows of one image: ``OH * OW * K * K * C``."""
         oh, ow = self.out_dims
-        return oh * ow * self.node.kernel ** 2 * self.channels
+        return oh * ow * self.node.kernel**2 * self.channels
 
     def cycles(self) -> int:
         """Cycles per image in steady state: the larger of the input and output beats."""
@@ -124,7 +130,9 @@ class SWGSpec(ImageBlock):
         depth = self.lines * self.in_shape[1] * self.channel_folds
         width = self.simd * self.elem_bits
         counters = 8 * (depth.bit_length() + 8)
-        return ram_resources(depth, width) + Resources(lut=counters + width, ff=counters + 2 * width)
+        return ram_resources(depth, width) + Resources(
+            lut=counters + width, ff=counters + 2 * width
+        )
 
     def reference(self, x: np.ndarray) -> np.ndarray:
         """Windows of ``x`` ``(B, H, W, C)``: ``(B, OH, OW, K * K * C)`` (``sw_reference.sliding_window``)."""
@@ -160,7 +168,7 @@ class SlidingWindowGenerator(wiring.Component):
         rd = buf.read_port()
 
         # -- writer: rows into the ring, a linear address ---------------------------------------
-        filled = Signal(range(R + 1))        # complete rows held and not yet released
+        filled = Signal(range(R + 1))  # complete rows held and not yet released
         waddr = Signal(range(R * row_words))
         wpos = Signal(range(row_words))
         in_fire = Signal()
@@ -174,8 +182,10 @@ class SlidingWindowGenerator(wiring.Component):
             row_done.eq(in_fire & (wpos == row_words - 1)),
         ]
         with m.If(in_fire):
-            m.d.sync += [waddr.eq(Mux(waddr == R * row_words - 1, 0, waddr + 1)),
-                         wpos.eq(Mux(wpos == row_words - 1, 0, wpos + 1))]
+            m.d.sync += [
+                waddr.eq(Mux(waddr == R * row_words - 1, 0, waddr + 1)),
+                wpos.eq(Mux(wpos == row_words - 1, 0, wpos + 1)),
+            ]
 
         # -- reader: output pixels, each window in (ky, kx, c) order ----------------------------
         coord = signed(max(H, W, K * S + K).bit_length() + 2)
@@ -184,9 +194,9 @@ class SlidingWindowGenerator(wiring.Component):
         ky = Signal(range(K))
         ox = Signal(range(OW))
         oy = Signal(range(OH))
-        iy0 = Signal(coord, init=-P)         # oy * S - P
-        ix0 = Signal(coord, init=-P)         # ox * S - P
-        base_line = Signal(range(R))         # ring line of image row `rbase`
+        iy0 = Signal(coord, init=-P)  # oy * S - P
+        ix0 = Signal(coord, init=-P)  # ox * S - P
+        base_line = Signal(range(R))  # ring line of image row `rbase`
         rbase = Signal(coord)
         m.d.comb += rbase.eq(Mux(iy0 < 0, 0, iy0))
         last_row = Signal()
@@ -211,11 +221,11 @@ class SlidingWindowGenerator(wiring.Component):
             ix.eq(ix0 + kx),
             is_pad.eq((iy < 0) | (iy >= H) | (ix < 0) | (ix >= W)),
             rel.eq(iy - rbase),
-            line.eq(base_line + rel[:line.shape().width]),
+            line.eq(base_line + rel[: line.shape().width]),
         ]
         wrapped = Mux(line >= R, line - R, line)
         m.d.comb += [
-            rd.addr.eq(wrapped * row_words + ix[:rd.addr.shape().width] * CF + cf),
+            rd.addr.eq(wrapped * row_words + ix[: rd.addr.shape().width] * CF + cf),
             rd.en.eq(~stall),
         ]
 
@@ -238,7 +248,9 @@ class SlidingWindowGenerator(wiring.Component):
                             m.d.sync += [ox.eq(0), ix0.eq(-P)]
                             m.d.comb += release.eq(1)
                             moved = Signal(range(2 * R))
-                            m.d.comb += moved.eq(base_line + (next_rbase - rbase)[:moved.shape().width])
+                            m.d.comb += moved.eq(
+                                base_line + (next_rbase - rbase)[: moved.shape().width]
+                            )
                             m.d.sync += base_line.eq(Mux(moved >= R, moved - R, moved))
                             with m.If(last_row):
                                 m.d.sync += [oy.eq(0), iy0.eq(-P)]
@@ -257,7 +269,11 @@ class SlidingWindowGenerator(wiring.Component):
         v1, pad1 = Signal(), Signal()
         pad_word = Const(pack_words([s.node.pad_value] * s.simd, s.elem_bits), unsigned(word))
         with m.If(~stall):
-            m.d.sync += [v1.eq(issue), pad1.eq(is_pad),
-                         out_valid.eq(v1), self.o.payload.eq(Mux(pad1, pad_word, rd.data))]
+            m.d.sync += [
+                v1.eq(issue),
+                pad1.eq(is_pad),
+                out_valid.eq(v1),
+                self.o.payload.eq(Mux(pad1, pad_word, rd.data)),
+            ]
         m.d.comb += self.o.valid.eq(out_valid)
         return m

@@ -16,9 +16,9 @@ from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ...ir.datatypes import BIPOLAR, DataType
+from ...ir.resources import Resources
 from ...sw_reference import multithreshold
 from .._util import pack_words, tree_sum
-from ...ir.resources import Resources
 from ..cost import rom_resources
 from ..mvtu.unit import element_shape
 
@@ -37,22 +37,33 @@ class ThresholdSpec:
     def __post_init__(self):
         t = np.asarray(self.thresholds)
         if t.ndim != 2 or t.dtype.kind not in "iu" or t.shape[1] < 1:
-            raise ValueError(f"{self.name}: thresholds must be integers of shape (C, k), not {t.dtype} {t.shape}")
+            raise ValueError(
+                f"{self.name}: thresholds must be integers of shape (C, k), not {t.dtype} {t.shape}"
+            )
         if (np.diff(t, axis=1) < 0).any():
             raise ValueError(f"{self.name}: each row of thresholds must be sorted ascending")
         k = t.shape[1]
         if k != 1 and (k + 1) & k:
             raise ValueError(f"{self.name}: a k-bit output needs 2^k - 1 thresholds, not {k}")
-        if not isinstance(self.in_dtype, DataType) or self.in_dtype.kind.name not in ("UINT", "INT"):
-            raise TypeError(f"{self.name}: in_dtype must be a UINT or INT DataType, not {self.in_dtype!r}")
+        if not isinstance(self.in_dtype, DataType) or self.in_dtype.kind.name not in (
+            "UINT",
+            "INT",
+        ):
+            raise TypeError(
+                f"{self.name}: in_dtype must be a UINT or INT DataType, not {self.in_dtype!r}"
+            )
         lo, hi = self.in_dtype.min, self.in_dtype.max
         if t.min() < lo or t.max() > hi + 1:
-            raise ValueError(f"{self.name}: thresholds must lie in [{lo}, {hi + 1}] ({self.in_dtype} inputs), "
-                             f"found [{t.min()}, {t.max()}]")
+            raise ValueError(
+                f"{self.name}: thresholds must lie in [{lo}, {hi + 1}] ({self.in_dtype} inputs), "
+                f"found [{t.min()}, {t.max()}]"
+            )
         if not isinstance(self.pe, int) or isinstance(self.pe, bool) or self.pe < 1:
             raise ValueError(f"{self.name}: PE must be a positive integer, not {self.pe!r}")
         if t.shape[0] % self.pe:
-            raise ValueError(f"PE ({self.pe}) must divide the channels C ({t.shape[0]}) of {self.name}")
+            raise ValueError(
+                f"PE ({self.pe}) must divide the channels C ({t.shape[0]}) of {self.name}"
+            )
         object.__setattr__(self, "thresholds", t.astype(np.int64))
 
     @property
@@ -89,8 +100,10 @@ class ThresholdSpec:
     def resources(self) -> Resources:
         k = self.thresholds.shape[1]
         rom, logic = rom_resources(self.folds, self.pe * k * self.thr_bits)
-        return rom + Resources(lut=int(self.pe * k * self.thr_bits // 2 + logic) + 20,
-                               ff=self.pe * self.out_dtype.bits + 20)
+        return rom + Resources(
+            lut=int(self.pe * k * self.thr_bits // 2 + logic) + 20,
+            ff=self.pe * self.out_dtype.bits + 20,
+        )
 
     def reference(self, acc: np.ndarray) -> np.ndarray:
         return multithreshold(acc, self.thresholds)
@@ -106,19 +119,27 @@ class MultiThresholdUnit(wiring.Component):
         self.spec = spec
         self.in_shape = element_shape(spec.in_dtype)
         self.out_shape = element_shape(spec.out_dtype)
-        super().__init__({"i": In(stream.Signature(data.ArrayLayout(self.in_shape, spec.pe))),
-                          "o": Out(stream.Signature(data.ArrayLayout(self.out_shape, spec.pe)))})
+        super().__init__(
+            {
+                "i": In(stream.Signature(data.ArrayLayout(self.in_shape, spec.pe))),
+                "o": Out(stream.Signature(data.ArrayLayout(self.out_shape, spec.pe))),
+            }
+        )
 
     def threshold_image(self) -> list[int]:
         s, t = self.spec, self.spec.thresholds
-        return [pack_words([v for p in range(s.pe) for v in t[f * s.pe + p]], s.thr_bits) for f in range(s.folds)]
+        return [
+            pack_words([v for p in range(s.pe) for v in t[f * s.pe + p]], s.thr_bits)
+            for f in range(s.folds)
+        ]
 
     def elaborate(self, platform):
         m = Module()
         s = self.spec
         k, tb = s.thresholds.shape[1], s.thr_bits
-        m.submodules.tmem = tmem = memory.Memory(shape=unsigned(s.pe * k * tb), depth=s.folds,
-                                                 init=self.threshold_image())
+        m.submodules.tmem = tmem = memory.Memory(
+            shape=unsigned(s.pe * k * tb), depth=s.folds, init=self.threshold_image()
+        )
         rd = tmem.read_port(domain="comb")
         fold = Signal(range(s.folds))
         out_valid, in_fire = Signal(), Signal()
@@ -131,13 +152,14 @@ class MultiThresholdUnit(wiring.Component):
         values = Signal.like(self.o.payload)
         for p in range(s.pe):
             acc = self.i.payload[p]
-            thr = [rd.data[(p * k + j) * tb:(p * k + j + 1) * tb].as_signed() for j in range(k)]
+            thr = [rd.data[(p * k + j) * tb : (p * k + j + 1) * tb].as_signed() for j in range(k)]
             m.d.comb += values[p].eq(tree_sum([acc >= t for t in thr]))
         with m.If(in_fire):
-            m.d.sync += [out_valid.eq(1), self.o.payload.eq(values),
-                         fold.eq(Mux(fold == s.folds - 1, 0, fold + 1))]
+            m.d.sync += [
+                out_valid.eq(1),
+                self.o.payload.eq(values),
+                fold.eq(Mux(fold == s.folds - 1, 0, fold + 1)),
+            ]
         with m.Elif(self.o.ready):
             m.d.sync += out_valid.eq(0)
         return m
-
-
