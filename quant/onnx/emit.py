@@ -73,9 +73,9 @@ class ImportResult:
         q = np.round(vals)
         if not np.array_equal(q, vals):
             bad = tuple(np.argwhere(q != vals)[0])
-            raise LowbitError(f"{self.source}: input element {bad} is "
-                              f"{flat.reshape(b, -1, c)[bad]!r}, not a value of the input quantizer "
-                              f"({self.graph.input_dtype})")
+            value = flat.reshape(b, -1, c)[bad]
+            raise LowbitError(f"{self.source}: input element {bad} is {value!r}, not a value of "
+                              f"the input quantizer ({self.graph.input_dtype})")
         q = q.astype(np.int64).reshape(b, -1)
         if self.graph.input_dtype.kind is Kind.BIPOLAR:
             q = (q + 1) // 2
@@ -110,8 +110,9 @@ def assemble(lowered: Lowered) -> ImportResult:
     src, act = lowered.source, lowered.output
     label = src.label
     if not isinstance(act, Pending):
-        raise LowbitError(f"{label}: the model must end in a fully connected layer (Gemm or MatMul) "
-                          f"followed only by element-wise operations; it ends in {act.origin!r}")
+        raise LowbitError(f"{label}: the model must end in a fully connected layer (Gemm or "
+                          "MatMul) followed only by element-wise operations; it ends in "
+                          f"{act.origin!r}")
     if len(act.phys) != 1 or act.pools:
         raise LowbitError(f"{label}: the model must end in class scores (a vector), not "
                           f"{list(act.phys)}")

@@ -19,25 +19,34 @@ import onnx
 
 from ...ir.datatypes import BIPOLAR, TERNARY, DataType, Kind
 from ...ir.graph import GlobalAccPool, MaxPool, SlidingWindow
-from ..streamline import (Affine, BipolarQuantizer, Clip, IntQuantizer, Relu, SignQuantizer, ThresholdQuantizer,
-                          TruncQuantizer, exact, fraction_array, round_mode)
+from ..streamline import (Affine, BipolarQuantizer, Clip, IntQuantizer, Relu, SignQuantizer,
+                          ThresholdQuantizer, TruncQuantizer, exact, fraction_array, round_mode)
 from .executors import per_axis, qonnx_int_range, quant_float
 from .states import Act, Codes, Layer, Pending, Pool, QConst, Raw, image_idx, weight_dtype
 
-__all__ = ["identity", "cast", "add", "sub", "mul", "div", "batch_normalization", "relu", "clip", "sign", "quant",
-           "bipolar_quant", "trunc", "multi_threshold", "quantize_linear", "dequantize_linear", "reshape_like",
-           "gemm", "matmul", "xnor_popcount_matmul", "matmul_integer", "qlinear_matmul", "conv", "im2col",
-           "max_pool", "max_pool_nhwc", "average_pool", "global_average_pool", "reduce_sum", "shape", "gather",
-           "greater_or_equal", "qlinear_conv", "fold_quant", "fold_bipolar_quant", "fold_dequantize_linear",
-           "constant"]
+__all__ = ["identity", "cast", "add", "sub", "mul", "div", "batch_normalization", "relu", "clip",
+           "sign", "quant", "bipolar_quant", "trunc", "multi_threshold", "quantize_linear",
+           "dequantize_linear", "reshape_like", "gemm", "matmul", "xnor_popcount_matmul",
+           "matmul_integer", "qlinear_matmul", "conv", "im2col", "max_pool", "max_pool_nhwc",
+           "average_pool", "global_average_pool", "reduce_sum", "shape", "gather",
+           "greater_or_equal", "qlinear_conv", "fold_quant", "fold_bipolar_quant",
+           "fold_dequantize_linear", "constant"]
 
 _FLOAT_TYPES = {onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE}
 
 
-# element-wise ops --------------------------------------------------------------------------
+def _per_tensor_or_channel(lw, node, act, v: np.ndarray, what: str) -> np.ndarray:
+    """A quantizer parameter as one value per physical channel."""
+    if v.size > 1:
+        return lw.per_channel(node, act, v, what)
+    return np.full(act.channels, float(v.reshape(-1)[0]))
+
+
+# element-wise operators -----------------------------------------------------------------------
 
 
 def identity(lw, node, ins, a):
+    """``Identity`` and ``Dropout`` (inference): the activation unchanged."""
     return ins[0]
 
 
@@ -46,8 +55,8 @@ def cast(lw, node, ins, a):
     act = ins[0]
     to = a.get("to", onnx.TensorProto.FLOAT)
     if to not in _FLOAT_TYPES and not isinstance(act, Codes) and act.last_quantizer() is None:
-        raise lw.err(node, f"casts a float activation to {onnx.TensorProto.DataType.Name(to)}, which would "
-                           "round it; quantize it first (QuantizeLinear or Quant)")
+        raise lw.err(node, f"casts a float activation to {onnx.TensorProto.DataType.Name(to)}, "
+                           "which would round it; quantize it first (QuantizeLinear or Quant)")
     return act
 
 
@@ -59,43 +68,52 @@ def _operands(lw, node, ins):
 
 
 def add(lw, node, ins, a):
+    """``Add`` of a per-channel or per-tensor constant: an exact affine map."""
     act, k, _ = _operands(lw, node, ins)
     return lw.elementwise(node, act, lw.affine_from(node, act, 1.0, k, "the added constant"))
 
 
 def sub(lw, node, ins, a):
+    """``Sub`` of a constant, or from a constant: an exact affine map."""
     act, k, act_first = _operands(lw, node, ins)
     if act_first:
-        return lw.elementwise(node, act, lw.affine_from(node, act, 1.0, -k, "the subtracted constant"))
-    return lw.elementwise(node, act, lw.affine_from(node, act, -np.ones_like(k), k, "the constant"))
+        affine = lw.affine_from(node, act, 1.0, -k, "the subtracted constant")
+    else:
+        affine = lw.affine_from(node, act, -np.ones_like(k), k, "the constant")
+    return lw.elementwise(node, act, affine)
 
 
 def mul(lw, node, ins, a):
+    """``Mul`` by a per-channel or per-tensor constant: an exact affine map."""
     act, k, _ = _operands(lw, node, ins)
     return lw.elementwise(node, act, lw.affine_from(node, act, k, 0.0, "the factor"))
 
 
 def div(lw, node, ins, a):
+    """``Div`` by a non-zero constant: an exact affine map."""
     act, k, act_first = _operands(lw, node, ins)
     if not act_first:
-        raise lw.err(node, "divides a constant by an activation; only division by a constant is supported")
+        raise lw.err(node, "divides a constant by an activation; only division by a constant is "
+                           "supported")
     if (k == 0).any():
         raise lw.err(node, "divides by zero")
-    inv = lw.per_channel(node, act, k, "the divisor") if np.ndim(k) else np.full(act.channels, float(k))
+    inv = (lw.per_channel(node, act, k, "the divisor") if np.ndim(k)
+           else np.full(act.channels, float(k)))
     return lw.elementwise(node, act, Affine(np.array([1 / exact(v) for v in inv], dtype=object),
                                             fraction_array(np.zeros(act.channels))))
 
 
 def batch_normalization(lw, node, ins, a):
+    """``BatchNormalization`` (inference) with constant statistics: an exact affine map."""
     act = ins[0]
-    gamma, beta, mean, var = (lw.fconst(node, n, w) for n, w in zip(node.input[1:5],
-                                                                     ("scale", "bias", "mean", "var")))
+    gamma, beta, mean, var = (lw.fconst(node, n, w) for n, w in
+                              zip(node.input[1:5], ("scale", "bias", "mean", "var")))
     if (var < 0).any():
         raise lw.err(node, "variance must be non-negative")
     eps = a.get("epsilon", 1e-5)
     shape = (-1,) + (1,) * (act.idx.ndim - 1)
     c = act.channels
-    # exact: z = gamma * (y - mean) / sqrt(var + eps) + beta; sqrt is computed in float64 (as every runtime does)
+    # exact: z = gamma * (y - mean) / sqrt(var + eps) + beta; sqrt in float64 (as every runtime)
     sigma = np.sqrt(var.astype(np.float64) + eps)
     g = lw.per_channel(node, act, (gamma / sigma).reshape(shape), "batch-norm scale")
     pm = lw.per_channel(node, act, mean.reshape(shape), "batch-norm mean")
@@ -106,27 +124,32 @@ def batch_normalization(lw, node, ins, a):
 
 
 def relu(lw, node, ins, a):
+    """``Relu``: an exact element-wise function."""
     return lw.elementwise(node, ins[0], Relu())
 
 
 def clip(lw, node, ins, a):
+    """``Clip`` with constant bounds (inputs, or attributes of old opsets)."""
     lo = a.get("min") if len(ins) < 2 or ins[1] is None else lw.scalar(node, node.input[1], "min")
     hi = a.get("max") if len(ins) < 3 or ins[2] is None else lw.scalar(node, node.input[2], "max")
-    return lw.elementwise(node, ins[0], Clip(None if lo is None else exact(lo), None if hi is None else exact(hi)))
+    return lw.elementwise(node, ins[0], Clip(None if lo is None else exact(lo),
+                                             None if hi is None else exact(hi)))
 
 
 def sign(lw, node, ins, a):
+    """``Sign``: a quantizer to ``{-1, 0, 1}``."""
     return lw.elementwise(node, ins[0], SignQuantizer())
 
 
 def quant(lw, node, ins, a):
+    """QONNX ``Quant`` / ``IntQuant`` of the activation: a bipolar (1-bit signed) or integer
+    quantizer with per-channel or per-tensor scale and zero point."""
     act = ins[0]
     scale, zp = _quant_params(lw, node, a)
     bits = int(lw.fconst(node, node.input[3]).reshape(-1)[0])
     signed, narrow = bool(a.get("signed", 1)), bool(a.get("narrow", 0))
-    c = act.channels
-    s = lw.per_channel(node, act, scale, "scale") if scale.size > 1 else np.full(c, float(scale.reshape(-1)[0]))
-    z = lw.per_channel(node, act, zp, "zero point") if zp.size > 1 else np.full(c, float(zp.reshape(-1)[0]))
+    s = _per_tensor_or_channel(lw, node, act, scale, "scale")
+    z = _per_tensor_or_channel(lw, node, act, zp, "zero point")
     if bits == 1 and signed:
         if (z != 0).any():
             raise lw.err(node, "a 1-bit signed Quant needs zero point 0")
@@ -137,24 +160,24 @@ def quant(lw, node, ins, a):
 
 
 def bipolar_quant(lw, node, ins, a):
+    """QONNX ``BipolarQuant`` of the activation: ``scale * sign`` with ``sign(0) = +1``."""
     act = ins[0]
-    scale = _scale(lw, node)
-    s = lw.per_channel(node, act, scale, "scale") if scale.size > 1 else np.full(act.channels, float(scale.item()))
+    s = _per_tensor_or_channel(lw, node, act, _scale(lw, node), "scale")
     return lw.elementwise(node, act, BipolarQuantizer(fraction_array(s)))
 
 
 def trunc(lw, node, ins, a):
+    """QONNX ``Trunc`` (drop the low bits of a quantized value), v1 or v2 (output scale)."""
     act = ins[0]
-    scale = lw.fconst(node, node.input[1], "scale")
-    if (scale <= 0).any():
-        raise lw.err(node, f"scale must be positive, found {scale.min():g}")
+    scale = _scale(lw, node)
     zp = lw.fconst(node, node.input[2], "zero point")
-    ibw, obw = lw.scalar(node, node.input[3], "input bit width"), lw.scalar(node, node.input[4],
-                                                                           "output bit width")
+    ibw = lw.scalar(node, node.input[3], "input bit width")
+    obw = lw.scalar(node, node.input[4], "output bit width")
     if ibw < obw or obw < 1:
         raise lw.err(node, f"bit widths must satisfy input ({ibw:g}) >= output ({obw:g}) >= 1")
     c = act.channels
-    s = lw.per_channel(node, act, scale, "scale") if scale.size > 1 else np.full(c, float(scale.item()))
+    s = (lw.per_channel(node, act, scale, "scale") if scale.size > 1
+         else np.full(c, float(scale.item())))
     z = lw.per_channel(node, act, zp, "zero point") if zp.size > 1 else np.full(c, float(zp.item()))
     shift = Fraction(2) ** int(round(ibw - obw))
     lo = hi = None
@@ -164,11 +187,13 @@ def trunc(lw, node, ins, a):
         shift = Fraction(2) ** int(round(math.log2(os_ / float(s[0]))))
         out_scale = np.array([exact(os_)] * c, dtype=object)
         lo, hi = qonnx_int_range(int(obw), bool(a.get("signed", 1)), bool(a.get("narrow", 0)))
-    return lw.elementwise(node, act, TruncQuantizer(fraction_array(s), fraction_array(z), shift, out_scale,
-                                                    a.get("rounding_mode", "FLOOR"), lo, hi))
+    return lw.elementwise(node, act, TruncQuantizer(fraction_array(s), fraction_array(z), shift,
+                                                    out_scale, a.get("rounding_mode", "FLOOR"),
+                                                    lo, hi))
 
 
 def multi_threshold(lw, node, ins, a):
+    """QONNX ``MultiThreshold`` with sorted constant thresholds, one row per channel or shared."""
     act = ins[0]
     t = lw.fconst(node, node.input[1], "thresholds")
     if t.ndim != 2:
@@ -183,30 +208,14 @@ def multi_threshold(lw, node, ins, a):
     if t.shape[0] not in (1, act.idx.shape[axis]):
         raise lw.err(node, f"thresholds have {t.shape[0]} rows, but the channel axis has "
                            f"{act.idx.shape[axis]} channels")
-    rows = np.array([t[0 if t.shape[0] == 1 else int(l)] for l in lch])
-    return lw.elementwise(node, act, ThresholdQuantizer(fraction_array(rows), exact(a.get("out_scale", 1.0)),
+    rows = np.array([t[0 if t.shape[0] == 1 else int(ch)] for ch in lch])
+    return lw.elementwise(node, act, ThresholdQuantizer(fraction_array(rows),
+                                                        exact(a.get("out_scale", 1.0)),
                                                         exact(a.get("out_bias", 0.0))))
 
 
-def quantize_linear(lw, node, ins, a):
-    act = ins[0]
-    scale = lw.fconst(node, node.input[1], "scale")
-    if (scale <= 0).any():
-        raise lw.err(node, f"scale must be positive, found {scale.min():g}")
-    zp_raw = ins[2] if len(ins) > 2 and ins[2] is not None else np.zeros((), dtype=np.uint8)
-    zp_raw = np.asarray(zp_raw)
-    if zp_raw.dtype not in (np.uint8, np.int8):
-        raise lw.err(node, f"zero point type {zp_raw.dtype} is not supported; expected uint8 or int8")
-    info = np.iinfo(zp_raw.dtype)
-    axis = a.get("axis", 1)
-    s = _axis_param(lw, node, act, scale, axis, "scale")
-    z = _axis_param(lw, node, act, zp_raw.astype(np.float64), axis, "zero point")
-    return lw.elementwise(node, act, IntQuantizer(fraction_array(s), fraction_array(z), int(info.min),
-                                                  int(info.max), "ROUND", round_then_clip=True,
-                                                  dequantize=False))
-
-
 def _axis_param(lw, node, act, v, axis, what):
+    """A per-tensor or per-axis QDQ parameter as one value per physical channel."""
     if v.size == 1:
         return np.full(act.channels, float(v.reshape(-1)[0]))
     shape = [1] * (act.idx.ndim + 1)
@@ -214,41 +223,63 @@ def _axis_param(lw, node, act, v, axis, what):
     return lw.per_channel(node, act, v.reshape(shape), what)
 
 
-def dequantize_linear(lw, node, ins, a):
+def quantize_linear(lw, node, ins, a):
+    """``QuantizeLinear`` to uint8 or int8: round, then saturate; the output is the codes."""
     act = ins[0]
-    scale = lw.fconst(node, node.input[1], "scale")
-    if (scale <= 0).any():
-        raise lw.err(node, f"scale must be positive, found {scale.min():g}")
-    zp = lw.fconst(node, node.input[2], "zero point") if len(ins) > 2 and ins[2] is not None else np.zeros(1)
+    scale = _scale(lw, node)
+    zp_raw = ins[2] if len(ins) > 2 and ins[2] is not None else np.zeros((), dtype=np.uint8)
+    zp_raw = np.asarray(zp_raw)
+    if zp_raw.dtype not in (np.uint8, np.int8):
+        raise lw.err(node, f"zero point type {zp_raw.dtype} is not supported; expected uint8 or "
+                           "int8")
+    info = np.iinfo(zp_raw.dtype)
+    axis = a.get("axis", 1)
+    s = _axis_param(lw, node, act, scale, axis, "scale")
+    z = _axis_param(lw, node, act, zp_raw.astype(np.float64), axis, "zero point")
+    return lw.elementwise(node, act, IntQuantizer(fraction_array(s), fraction_array(z),
+                                                  int(info.min), int(info.max), "ROUND",
+                                                  round_then_clip=True, dequantize=False))
+
+
+def dequantize_linear(lw, node, ins, a):
+    """``DequantizeLinear`` of the activation: the exact affine map ``(x - zero) * scale``."""
+    act = ins[0]
+    scale = _scale(lw, node)
+    zp = (lw.fconst(node, node.input[2], "zero point") if len(ins) > 2 and ins[2] is not None
+          else np.zeros(1))
     axis = a.get("axis", 1)
     s = _axis_param(lw, node, act, scale, axis, "scale")
     z = _axis_param(lw, node, act, zp, axis, "zero point")
-    return lw.elementwise(node, act, Affine(fraction_array(s), np.array([-exact(zi) * exact(si)
-                                                                       for zi, si in zip(z, s)], dtype=object)))
+    offset = np.array([-exact(zi) * exact(si) for zi, si in zip(z, s)], dtype=object)
+    return lw.elementwise(node, act, Affine(fraction_array(s), offset))
 
 
-# shape ops -------------------------------------------------------------------------------
+# layout ---------------------------------------------------------------------------------------
 
 
 def reshape_like(lw, node, ins, a):
+    """``Reshape``, ``Flatten``, ``Transpose``, ``Squeeze``, ``Unsqueeze``: the operator applied to
+    the activation's layout (``idx``), the batch axis kept first; no data moves."""
     act = ins[0]
     rest = [x if not isinstance(x, QConst) else x.value for x in ins[1:]]
     try:
         out = lw.execute(node, [act.idx[None]] + rest)[0]
     except ValueError as e:
-        raise lw.err(node, f"cannot apply to the activation of shape {[1, *act.idx.shape]}: {e}") from None
+        raise lw.err(node, f"cannot apply to the activation of shape {[1, *act.idx.shape]}: "
+                           f"{e}") from None
     if out.ndim < 1 or out.shape[0] != 1:
-        raise lw.err(node, f"moves the batch axis (output shape {list(out.shape)}); keep the batch axis first")
+        raise lw.err(node, f"moves the batch axis (output shape {list(out.shape)}); keep the batch "
+                           "axis first")
     if isinstance(act, Raw):
         return replace(act, idx=out[0], tensor=node.output[0])
     return replace(act, idx=out[0])
 
 
-# matrix products -------------------------------------------------------------------------
+# matrix products ------------------------------------------------------------------------------
 
 
-def _pending_matmul(lw, node, x: Act, wq: np.ndarray, row_scale, wdtype, bias, name, cols_phys, out_idx,
-                    out_phys, alpha=1.0):
+def _pending_matmul(lw, node, x: Codes, wq: np.ndarray, row_scale, wdtype, bias, name, cols_phys,
+                    out_idx, out_phys, alpha=1.0) -> Pending:
     """Start a pending layer: ``wq`` (MH, K) logical codes, columns mapped to physical positions."""
     mh = wq.shape[0]
     xnor = x.dtype.kind is Kind.BIPOLAR and wdtype.kind is Kind.BIPOLAR
@@ -265,8 +296,9 @@ def _pending_matmul(lw, node, x: Act, wq: np.ndarray, row_scale, wdtype, bias, n
         nz = np.nonzero(wq[r])[0] if wdtype.kind is not Kind.BIPOLAR else np.arange(wq.shape[1])
         scales = {s_in[j] for j in nz}
         if len(scales) > 1:
-            raise lw.err(node, "its input has per-channel scales that differ across the inputs of one output; "
-                               "use a per-tensor activation quantizer before this layer")
+            raise lw.err(node, "its input has per-channel scales that differ across the inputs "
+                               "of one output; use a per-tensor activation quantizer before this "
+                               "layer")
         si = next(iter(scales)) if scales else Fraction(1)
         k = exact(row_scale[r]) * exact(alpha)
         S[r] = k * si
@@ -275,7 +307,7 @@ def _pending_matmul(lw, node, x: Act, wq: np.ndarray, row_scale, wdtype, bias, n
     return Pending(out_idx, out_phys, name, Layer(name, x.dtype, wq, wdtype, S, O, xnor))
 
 
-def _fc(lw, node, x: Act, wlog: np.ndarray, row_scale, wdtype, bias, alpha=1.0):
+def _fc(lw, node, x: Act, wlog: np.ndarray, row_scale, wdtype, bias, alpha=1.0) -> Pending:
     """A fully connected layer on the activation ``x`` with logical weights ``(MH, K)``."""
     x = lw.codes(node, x)
     k = int(np.prod(x.idx.shape))
@@ -285,17 +317,21 @@ def _fc(lw, node, x: Act, wlog: np.ndarray, row_scale, wdtype, bias, alpha=1.0):
     if x.idx.ndim != 1:
         raise lw.err(node, f"needs a vector input (1, K), not {[1, *x.idx.shape]}; add Flatten")
     if k != int(np.prod(x.phys)):
-        raise lw.err(node, "its input is a part of the previous tensor; lowbit needs the whole tensor")
+        raise lw.err(node, "its input is a part of the previous tensor; lowbit needs the whole "
+                           "tensor")
     w = np.zeros((wlog.shape[0], k), dtype=np.int64)
     w[:, x.idx] = wlog
     cols = np.arange(k)
     mh = wlog.shape[0]
-    return _pending_matmul(lw, node, x, w, row_scale, wdtype, bias, node.name, cols, np.arange(mh), (mh,), alpha)
+    return _pending_matmul(lw, node, x, w, row_scale, wdtype, bias, node.name, cols, np.arange(mh),
+                           (mh,), alpha)
 
 
 def gemm(lw, node, ins, a):
+    """``Gemm`` of the activation (operand A) and constant weights, with optional bias."""
     if a.get("transA", 0):
-        raise lw.err(node, "transA=1 is not supported; transpose the activation with Transpose first")
+        raise lw.err(node, "transA=1 is not supported; transpose the activation with Transpose "
+                           "first")
     if not isinstance(ins[0], Act):
         raise lw.err(node, "the activation must be the first operand (A)")
     codes, rs, dt = lw.weights(node, node.input[1], 0 if a.get("transB", 0) else 1)
@@ -308,34 +344,40 @@ def gemm(lw, node, ins, a):
 
 
 def matmul(lw, node, ins, a):
+    """``MatMul`` of the activation and a constant ``(K, N)`` matrix: a fully connected layer, or
+    a 1x1 convolution on an NHWC image."""
     if not isinstance(ins[0], Act):
         raise lw.err(node, "the activation must be the first operand (x @ W)")
     if isinstance(ins[1], Act):
-        raise lw.err(node, f"weights {node.input[1]!r} must be a constant (an initializer), not an activation")
+        raise lw.err(node, f"weights {node.input[1]!r} must be a constant (an initializer), not an "
+                           "activation")
     w = lw.const(node, node.input[1])
     if np.ndim(w.codes if isinstance(w, QConst) else w) != 2:
         raise lw.err(node, "weights must be a 2-D matrix (K, N)")
     x = ins[0]
-    if x.idx.ndim == 3 and len(x.phys) == 3:  # NHWC image times (K, N): a 1x1 convolution per pixel
+    if x.idx.ndim == 3 and len(x.phys) == 3:  # NHWC image times (K, N): a 1x1 convolution
         codes, rs, dt = lw.weights(node, node.input[1], 1)
         return _pixelwise(lw, node, x, codes.T, rs, dt)
     codes, rs, dt = lw.weights(node, node.input[1], 1)
     return _fc(lw, node, x, codes.T, rs, dt, None)
 
 
-def _pixelwise(lw, node, x, wlog, rs, dt):
+def _pixelwise(lw, node, x, wlog, rs, dt) -> Pending:
+    """A 1x1 convolution of an NHWC image with logical weights ``(MH, C)``."""
     x = lw.codes(node, x)
     if not np.array_equal(x.idx, image_idx(x.phys[2], x.phys[0], x.phys[1], nchw=False)):
         raise lw.err(node, "needs an NHWC activation on its last axis")
     if wlog.shape[1] != x.phys[2]:
-        raise lw.err(node, f"weights have {wlog.shape[1]} inputs, but the activation has {x.phys[2]} channels")
+        raise lw.err(node, f"weights have {wlog.shape[1]} inputs, but the activation has "
+                           f"{x.phys[2]} channels")
     h, w, c = x.phys
     mh = wlog.shape[0]
     return _pending_matmul(lw, node, x, wlog, rs, dt, None, node.name, np.arange(c),
-                               image_idx(mh, h, w, nchw=False), (h, w, mh))
+                           image_idx(mh, h, w, nchw=False), (h, w, mh))
 
 
 def xnor_popcount_matmul(lw, node, ins, a):
+    """FINN ``XnorPopcountMatMul`` of binary codes and constant weight bits: the popcount."""
     x = lw.codes(node, ins[0])
     if x.dtype.kind is not Kind.BIPOLAR:
         raise lw.err(node, f"needs a binary input, not {x.dtype}")
@@ -349,29 +391,42 @@ def xnor_popcount_matmul(lw, node, ins, a):
     act = _fc(lw, node, bits, wvals, fraction_array(np.ones(wvals.shape[0])), BIPOLAR, None)
     mh = wvals.shape[0]
     # popcount = (d + K) / 2
-    return replace(act, layer=replace(act.layer, scale=np.array([Fraction(1, 2)] * mh, dtype=object),
-                                      offset=np.array([Fraction(k, 2)] * mh, dtype=object)))
+    scale = np.array([Fraction(1, 2)] * mh, dtype=object)
+    offset = np.array([Fraction(k, 2)] * mh, dtype=object)
+    return replace(act, layer=replace(act.layer, scale=scale, offset=offset))
 
 
 def matmul_integer(lw, node, ins, a):
+    """``MatMulInteger`` of the activation's codes and constant integer weights (zero points
+    optional)."""
     x = lw.codes(node, ins[0])
     if len(ins) > 2 and ins[2] is not None:
         z = lw.fconst(node, node.input[2], "a zero point")
-        x = lw.elementwise(node, x, lw.affine_from(node, x, 1.0, -z, "a zero point"), internal=True)
+        x = lw.elementwise(node, x, lw.affine_from(node, x, 1.0, -z, "a zero point"),
+                           internal=True)
     w = np.asarray(lw.const(node, node.input[1], "weights")).astype(np.int64)
     if len(ins) > 3 and ins[3] is not None:
         w = w - np.asarray(lw.const(node, node.input[3], "b zero point")).astype(np.int64)
     node_w = w.T
-    return _fc(lw, node, x, node_w, fraction_array(np.ones(node_w.shape[0])), weight_dtype(node_w), None)
+    return _fc(lw, node, x, node_w, fraction_array(np.ones(node_w.shape[0])),
+               weight_dtype(node_w), None)
+
+
+def _dequantized(lw, node, x: Codes, names: tuple[str, str], what: tuple[str, str]):
+    """The codes ``x`` seen through a QLinear operator's input scale and zero point."""
+    xs, xz = lw.scalar(node, names[0], what[0]), lw.scalar(node, names[1], what[1])
+    return lw.elementwise(node, x, Affine(fraction_array([xs] * x.channels),
+                                          fraction_array([-xz * xs] * x.channels)),
+                          internal=True), xs
 
 
 def qlinear_matmul(lw, node, ins, a):
+    """``QLinearMatMul``: a fully connected layer followed by its requantization."""
     x = lw.codes(node, ins[0])
-    xs, xz = lw.scalar(node, node.input[1], "a scale"), lw.scalar(node, node.input[2], "a zero point")
-    x = lw.elementwise(node, x, Affine(fraction_array([xs] * x.channels),
-                                       fraction_array([-xz * xs] * x.channels)), internal=True)
+    x, _ = _dequantized(lw, node, x, node.input[1:3], ("a scale", "a zero point"))
     b = np.asarray(lw.const(node, node.input[3], "b")).astype(np.int64)
-    bs, bz = lw.fconst(node, node.input[4], "b scale"), lw.fconst(node, node.input[5], "b zero point")
+    bs = lw.fconst(node, node.input[4], "b scale")
+    bz = lw.fconst(node, node.input[5], "b zero point")
     codes = b - per_axis(bz, 2, 1).astype(np.int64)
     rs = fraction_array(np.broadcast_to(bs.reshape(-1), (b.shape[1],)))
     act = _fc(lw, node, x, codes.T, rs, weight_dtype(codes.T), None)
@@ -379,35 +434,39 @@ def qlinear_matmul(lw, node, ins, a):
 
 
 def _requant(lw, node, act, ins, names):
+    """``act`` followed by a QLinear operator's output quantizer (round, then saturate)."""
     ys = lw.fconst(node, names[0], "y scale")
     yz = np.asarray(ins[1])
     info = np.iinfo(yz.dtype)
     c = act.channels
     return act.then(IntQuantizer(fraction_array(np.full(c, float(ys.reshape(-1)[0]))),
-                                             fraction_array(np.full(c, float(yz.reshape(-1)[0]))),
-                                             int(info.min), int(info.max), "ROUND", round_then_clip=True,
-                                             dequantize=False))
+                                 fraction_array(np.full(c, float(yz.reshape(-1)[0]))),
+                                 int(info.min), int(info.max), "ROUND", round_then_clip=True,
+                                 dequantize=False))
 
 
-# convolutions and pools ------------------------------------------------------------------
+# convolutions and pools -----------------------------------------------------------------------
 
 
 def _image(lw, node, x: Act, nchw=True) -> tuple[int, int, int]:
+    """``(H, W, C)`` of an image activation in the standard NCHW (or NHWC) layout."""
     if len(x.phys) != 3 or x.idx.ndim != 3:
         raise lw.err(node, f"needs an image (1, C, H, W), not {[1, *x.idx.shape]}")
     h, w, c = x.phys
     if not np.array_equal(x.idx, image_idx(c, h, w, nchw)):
-        raise lw.err(node, "its input is not in NCHW layout (a Transpose before it is not supported)"
-                     if nchw else "its input is not in NHWC layout")
+        raise lw.err(node, "its input is not in NCHW layout (a Transpose before it is not "
+                           "supported)" if nchw else "its input is not in NHWC layout")
     return h, w, c
 
 
-def _geometry(lw, node, a, kshape):
+def _geometry(lw, node, a, kshape) -> tuple[int, int, int]:
+    """Kernel, stride and padding of a square 2-D window with symmetric padding."""
     k = list(kshape)
     if len(k) != 2:
         raise lw.err(node, f"only 2-D kernels are supported, not {k}")
     if k[0] != k[1]:
-        raise lw.err(node, f"kernel {tuple(k)} is not square; lowbit's sliding window needs a square kernel")
+        raise lw.err(node, f"kernel {tuple(k)} is not square; lowbit's sliding window needs a "
+                           "square kernel")
     if any(d != 1 for d in a.get("dilations", [1, 1])):
         raise lw.err(node, f"dilations {list(a['dilations'])} are not supported; use dilation 1")
     s = list(a.get("strides", [1, 1]))
@@ -417,19 +476,41 @@ def _geometry(lw, node, a, kshape):
     pads = list(a.get("pads", [0, 0, 0, 0]))
     if auto in ("SAME_UPPER", "SAME_LOWER"):
         if s[0] != 1 or k[0] % 2 == 0:
-            raise lw.err(node, f"auto_pad {auto} with stride {s[0]} and kernel {k[0]} is not supported; "
-                               "give explicit symmetric pads")
+            raise lw.err(node, f"auto_pad {auto} with stride {s[0]} and kernel {k[0]} is not "
+                               "supported; give explicit symmetric pads")
         pads = [(k[0] - 1) // 2] * 4
     elif auto not in ("NOTSET", "VALID"):
         raise lw.err(node, f"auto_pad {auto!r} is not supported")
     if len(set(pads)) > 1:
-        raise lw.err(node, f"pads {pads} are not symmetric; lowbit needs the same padding on every side")
+        raise lw.err(node, f"pads {pads} are not symmetric; lowbit needs the same padding on every "
+                           "side")
     if a.get("ceil_mode", 0):
         raise lw.err(node, "ceil_mode 1 is not supported; use ceil_mode 0 (pad the input instead)")
     return k[0], s[0], pads[0]
 
 
+def _pad_code(lw, node, x: Codes) -> int:
+    """The input code standing for the value 0 (what padding inserts)."""
+    c = x.channels
+    zero = [(-x.offset[i] / x.scale[i]) for i in range(c)]
+    if len(set(zero)) != 1 or zero[0].denominator != 1:
+        raise lw.err(node, "padding needs the value 0, which its input codes cannot represent; "
+                           "use pads 0 or an input quantizer that contains 0")
+    z = int(zero[0])
+    if x.dtype.kind is Kind.BIPOLAR:
+        if z not in (-1, 1):
+            raise lw.err(node, "padding needs the value 0, which BIPOLAR inputs cannot represent "
+                               "(binary activations have no zero); use pads 0")
+        return (z + 1) // 2
+    if not x.dtype.contains([z]):
+        raise lw.err(node, f"padding needs the value 0, which {x.dtype} inputs cannot represent; "
+                           "use pads 0")
+    return z
+
+
 def conv(lw, node, ins, a):
+    """``Conv`` of an NCHW image and constant weights (groups, stride, symmetric padding): a
+    sliding window and a matrix product on its columns."""
     x = lw.codes(node, ins[0])
     h, w_, c = _image(lw, node, x)
     codes, rs, dt = lw.weights(node, node.input[1], 0)
@@ -439,45 +520,31 @@ def conv(lw, node, ins, a):
     group = a.get("group", 1)
     oc = codes.shape[0]
     if c % group or oc % group or codes.shape[1] != c // group:
-        raise lw.err(node, f"weights {codes.shape} do not match {c} input channels in {group} groups")
-    pad_value = 0
-    if p:
-        zero = [(-x.offset[i] / x.scale[i]) for i in range(c)]
-        if len(set(zero)) != 1 or zero[0].denominator != 1:
-            raise lw.err(node, "padding needs the value 0, which its input codes cannot represent; "
-                               "use pads 0 or an input quantizer that contains 0")
-        z = int(zero[0])  # the code value standing for 0.0
-        if x.dtype.kind is Kind.BIPOLAR:
-            if z not in (-1, 1):
-                raise lw.err(node, "padding needs the value 0, which BIPOLAR inputs cannot represent "
-                                   "(binary activations have no zero); use pads 0")
-            z = (z + 1) // 2
-        elif not x.dtype.contains([z]):
-            raise lw.err(node, f"padding needs the value 0, which {x.dtype} inputs cannot represent; use pads 0")
-        pad_value = z
-    vals = codes  # weight values (+-1 for bipolar weights)
-    dense = np.zeros((oc, k, k, c), dtype=np.int64)
+        raise lw.err(node, f"weights {codes.shape} do not match {c} input channels in {group} "
+                           "groups")
+    pad_value = _pad_code(lw, node, x) if p else 0
+    dense = np.zeros((oc, k, k, c), dtype=np.int64)  # weight values (+-1 for bipolar weights)
     og, cg = oc // group, c // group
     for g in range(group):
-        blk = np.transpose(vals[g * og:(g + 1) * og], (0, 2, 3, 1))  # (og, k, k, cg)
+        blk = np.transpose(codes[g * og:(g + 1) * og], (0, 2, 3, 1))  # (og, k, k, cg)
         dense[g * og:(g + 1) * og, :, :, g * cg:(g + 1) * cg] = blk
     if group > 1 and dt.kind is Kind.BIPOLAR:
         dt = TERNARY
-    sw_name = f"{node.name}_im2col" if k > 1 or s > 1 or p else None
     oh, ow = (h + 2 * p - k) // s + 1, (w_ + 2 * p - k) // s + 1
-    if sw_name is not None:
-        lw.emit(SlidingWindow(sw_name, k, s, p, pad_value), node.name)
+    if k > 1 or s > 1 or p:
+        lw.emit(SlidingWindow(f"{node.name}_im2col", k, s, p, pad_value), node.name)
     wmat = dense.reshape(oc, k * k * c)
     bias = None
     if len(ins) > 2 and ins[2] is not None:
         bias = fraction_array(lw.fconst(node, node.input[2], "bias").reshape(-1))
     # column j of the window (ky, kx, c) reads input channel c
     cols = np.tile(np.arange(c), k * k)
-    return _pending_matmul(lw, node, x, wmat, rs, dt, bias, node.name, cols, image_idx(oc, oh, ow),
-                               (oh, ow, oc))
+    return _pending_matmul(lw, node, x, wmat, rs, dt, bias, node.name, cols,
+                           image_idx(oc, oh, ow), (oh, ow, oc))
 
 
 def im2col(lw, node, ins, a):
+    """FINN ``Im2Col`` of an NHWC image: a sliding window; its columns are the codes."""
     x = lw.codes(node, ins[0])
     h, w_, c = _image(lw, node, x, nchw=False)
     ks, st = list(a["kernel_size"]), list(a["stride"])
@@ -488,8 +555,8 @@ def im2col(lw, node, ins, a):
         raise lw.err(node, "dilations must be 1")
     k, s, p = ks[0], st[0], pads[0]
     pv = int(a.get("pad_value", 0))
-    lw.emit(SlidingWindow(node.name, k, s, p, (pv + 1) // 2 if x.dtype.kind is Kind.BIPOLAR else pv),
-            node.name)
+    pad_code = (pv + 1) // 2 if x.dtype.kind is Kind.BIPOLAR else pv
+    lw.emit(SlidingWindow(node.name, k, s, p, pad_code), node.name)
     oh, ow = (h + 2 * p - k) // s + 1, (w_ + 2 * p - k) // s + 1
     cc = k * k * c
     return Codes(image_idx(cc, oh, ow, nchw=False), (oh, ow, cc), node.name, x.dtype,
@@ -497,6 +564,7 @@ def im2col(lw, node, ins, a):
 
 
 def _maxpool(lw, node, x: Act, k, s, nchw):
+    """A max-pool of codes (emitted now) or of a pending layer (after its thresholds)."""
     if isinstance(x, Codes):
         h, w_, c = _image(lw, node, x, nchw)
         if any(sc <= 0 for sc in x.scale):
@@ -509,12 +577,14 @@ def _maxpool(lw, node, x: Act, k, s, nchw):
         h, w_, c = _image(lw, node, x, nchw)
         out = replace(x, pools=x.pools + (Pool(node.name, k, s),))
     else:
-        raise lw.err(node, "max-pool of the float input is not supported; quantize the input first")
+        raise lw.err(node, "max-pool of the float input is not supported; quantize the input "
+                           "first")
     oh, ow = (h - k) // s + 1, (w_ - k) // s + 1
     return replace(out, idx=image_idx(c, oh, ow, nchw), phys=(oh, ow, c))
 
 
 def max_pool(lw, node, ins, a):
+    """``MaxPool`` of an NCHW image without padding."""
     k, s, p = _geometry(lw, node, a, a["kernel_shape"])
     if p:
         raise lw.err(node, "padding is not supported for MaxPool; use pads 0")
@@ -522,6 +592,7 @@ def max_pool(lw, node, ins, a):
 
 
 def max_pool_nhwc(lw, node, ins, a):
+    """FINN ``MaxPoolNHWC`` of an NHWC image without padding."""
     k, s, p = _geometry(lw, node, a, a["kernel_shape"])
     if p:
         raise lw.err(node, "padding is not supported; use pads 0")
@@ -529,6 +600,7 @@ def max_pool_nhwc(lw, node, ins, a):
 
 
 def average_pool(lw, node, ins, a):
+    """``AveragePool`` without padding: a sliding window and a per-channel sum, scaled exactly."""
     k, s, p = _geometry(lw, node, a, a["kernel_shape"])
     if p:
         raise lw.err(node, "padding is not supported for AveragePool; use pads 0")
@@ -543,11 +615,14 @@ def average_pool(lw, node, ins, a):
                           DataType.int(2), None, node.name, np.tile(np.arange(c), k * k),
                           image_idx(c, oh, ow), (oh, ow, c))
     layer = act.layer  # the mean of the window
-    return replace(act, layer=replace(layer, scale=np.array([v / (k * k) for v in layer.scale], dtype=object),
-                                      offset=np.array([v / (k * k) for v in layer.offset], dtype=object)))
+    n = k * k
+    scale = np.array([v / n for v in layer.scale], dtype=object)
+    offset = np.array([v / n for v in layer.offset], dtype=object)
+    return replace(act, layer=replace(layer, scale=scale, offset=offset))
 
 
 def _global_pool(lw, node, x, mean: bool, nchw: bool):
+    """A global sum of the codes per channel: its type, scale, offset and the channel count."""
     x = lw.codes(node, x)
     h, w_, c = _image(lw, node, x, nchw)
     n = h * w_
@@ -560,39 +635,28 @@ def _global_pool(lw, node, x, mean: bool, nchw: bool):
 
 
 def global_average_pool(lw, node, ins, a):
+    """``GlobalAveragePool`` of an NCHW image: a global sum, scaled exactly."""
     dt, scale, offset, c = _global_pool(lw, node, ins[0], True, True)
     return Codes(np.arange(c).reshape(c, 1, 1), (c,), node.name, dt, scale, offset)
 
 
 def reduce_sum(lw, node, ins, a):
+    """``ReduceSum`` over the spatial axes of an NHWC image (``keepdims`` 0): a global sum."""
     axes = a.get("axes", None if len(ins) < 2 or ins[1] is None else [int(v) for v in ins[1]])
     if sorted(axes or []) != [1, 2] or a.get("keepdims", 1):
-        raise lw.err(node, "only the sum over axes [1, 2] of an NHWC image with keepdims 0 is supported")
+        raise lw.err(node, "only the sum over axes [1, 2] of an NHWC image with keepdims 0 is "
+                           "supported")
     dt, scale, offset, c = _global_pool(lw, node, ins[0], False, False)
     return Codes(np.arange(c), (c,), node.name, dt, scale, offset)
 
 
-def shape(lw, node, ins, a):
-    """The shape of an activation, batch 1 (shape arithmetic such as ``x.view(x.size(0), -1)``)."""
-    return np.array([1, *ins[0].idx.shape], dtype=np.int64)
-
-
-def gather(lw, node, ins, a):
-    raise lw.err(node, "gathers from an activation; only shape arithmetic on constants is supported")
-
-
-def greater_or_equal(lw, node, ins, a):
-    raise lw.err(node, "comparisons of activations are not supported; use MultiThreshold (import the QONNX "
-                       "form of a lowbit export: lowbit export --format qonnx)")
-
-
 def qlinear_conv(lw, node, ins, a):
+    """``QLinearConv``: a convolution of the dequantized input followed by its requantization."""
     x = lw.codes(node, ins[0])
-    xs, xz = lw.scalar(node, node.input[1], "x scale"), lw.scalar(node, node.input[2], "x zero point")
-    x = lw.elementwise(node, x, Affine(fraction_array([xs] * x.channels),
-                                       fraction_array([-xz * xs] * x.channels)), internal=True)
+    x, xs = _dequantized(lw, node, x, node.input[1:3], ("x scale", "x zero point"))
     wq = np.asarray(lw.const(node, node.input[3], "weights")).astype(np.int64)
-    ws, wz = lw.fconst(node, node.input[4], "w scale"), lw.fconst(node, node.input[5], "w zero point")
+    ws = lw.fconst(node, node.input[4], "w scale")
+    wz = lw.fconst(node, node.input[5], "w zero point")
     codes = wq - per_axis(wz, 4, 0).astype(np.int64)
     scale = np.broadcast_to(per_axis(ws, 4, 0), codes.shape).astype(np.float64)
     tmp = f"__qlinear_w_{node.name}"
@@ -602,13 +666,35 @@ def qlinear_conv(lw, node, ins, a):
         bias_name = f"__qlinear_b_{node.name}"
         lw.env[bias_name] = np.asarray(ins[8]).astype(np.float64) * xs * np.broadcast_to(
             ws.reshape(-1), (codes.shape[0],))
-    fake = onnx.helper.make_node("Conv", [node.input[0], tmp] + ([bias_name] if bias_name else []),
-                                 [node.output[0]], name=node.name, **{k: v for k, v in a.items()})
-    act = conv(lw, fake, [x, lw.env[tmp]] + ([lw.env[bias_name]] if bias_name else []), a)
+    operands = [node.input[0], tmp] + ([bias_name] if bias_name else [])
+    as_conv = onnx.helper.make_node("Conv", operands, [node.output[0]], name=node.name, **a)
+    act = conv(lw, as_conv, [x, lw.env[tmp]] + ([lw.env[bias_name]] if bias_name else []), a)
     return _requant(lw, node, act, ins[6:8], node.input[6:8])
 
 
-# weight quantizers on constants ---------------------------------------------------------------------
+# constants: shape arithmetic and weight quantizers --------------------------------------------
+
+
+def shape(lw, node, ins, a):
+    """The shape of an activation, batch 1 (shape arithmetic such as ``x.view(x.size(0), -1)``)."""
+    return np.array([1, *ins[0].idx.shape], dtype=np.int64)
+
+
+def gather(lw, node, ins, a):
+    """``Gather`` and ``Concat`` evaluate shape arithmetic on constants only."""
+    raise lw.err(node, "gathers from an activation; only shape arithmetic on constants is "
+                       "supported")
+
+
+def greater_or_equal(lw, node, ins, a):
+    """Comparisons of the activation are rejected (thresholds come as ``MultiThreshold``)."""
+    raise lw.err(node, "comparisons of activations are not supported; use MultiThreshold (import "
+                       "the QONNX form of a lowbit export: lowbit export --format qonnx)")
+
+
+def constant(lw, node, ins, a):
+    """``Constant`` has no operands: the lowering folds it like every node without an activation."""
+    return lw.execute(node, ins)[0]
 
 
 def _scale(lw, node) -> np.ndarray:
@@ -625,18 +711,18 @@ def _quant_params(lw, node, a) -> tuple[np.ndarray, np.ndarray]:
     zp = lw.fconst(node, node.input[2], "zero point")
     if (zp != np.round(zp)).any():
         raise lw.err(node, "zero point must hold integers")
-    bw = lw.fconst(node, node.input[3], "bit width")
-    if bw.size != 1 or bw.reshape(-1)[0] != round(float(bw.reshape(-1)[0])) or bw.reshape(-1)[0] < 1:
-        raise lw.err(node, f"bit width must be a positive integer scalar, not {bw.reshape(-1).tolist()}")
-    mode = a.get("rounding_mode", "ROUND")
+    bw = lw.fconst(node, node.input[3], "bit width").reshape(-1)
+    if bw.size != 1 or bw[0] != round(float(bw[0])) or bw[0] < 1:
+        raise lw.err(node, f"bit width must be a positive integer scalar, not {bw.tolist()}")
     try:
-        round_mode(mode)
+        round_mode(a.get("rounding_mode", "ROUND"))
     except ValueError as e:
         raise lw.err(node, str(e)) from None
     return scale, zp
 
 
 def _float_weights(lw, node, ins) -> np.ndarray:
+    """The constant operand 0 as finite float64 weights."""
     x = ins[0].value if isinstance(ins[0], QConst) else np.asarray(ins[0])
     x = np.asarray(x, dtype=np.float64)
     if not np.isfinite(x).all():
@@ -645,7 +731,8 @@ def _float_weights(lw, node, ins) -> np.ndarray:
 
 
 def fold_quant(lw, node, ins, a) -> QConst:
-    """QONNX ``Quant`` of constant weights: integer codes, scales and the data type they fit."""
+    """QONNX ``Quant`` of constant weights: integer codes, scales and the data type they fit
+    (``None`` for a non-zero zero point)."""
     x = _float_weights(lw, node, ins)
     scale, zp = _quant_params(lw, node, a)
     s = np.broadcast_to(scale, x.shape)
@@ -675,17 +762,13 @@ def fold_dequantize_linear(lw, node, ins, a) -> QConst:
     """``DequantizeLinear`` of integer weights: codes less the zero point, per-axis scales."""
     x = ins[0].value if isinstance(ins[0], QConst) else np.asarray(ins[0])
     scale = _scale(lw, node)
-    zp = np.zeros(1) if len(ins) < 3 or ins[2] is None else lw.fconst(node, node.input[2], "zero point")
+    zp = (np.zeros(1) if len(ins) < 3 or ins[2] is None
+          else lw.fconst(node, node.input[2], "zero point"))
     if x.dtype.kind not in "iu":
         raise lw.err(node, f"quantized weights must be integers, not {x.dtype}")
     axis = a.get("axis", 1)
     s = per_axis(scale, x.ndim, axis)
     z = per_axis(zp, x.ndim, axis)
     codes = x.astype(np.int64) - z.astype(np.int64)
-    return QConst(codes, np.broadcast_to(s, x.shape).astype(np.float64), DataType.for_range(
-        min(int(codes.min()), -1), max(int(codes.max()), 1)))
-
-
-def constant(lw, node, ins, a):
-    """``Constant`` has no operands: the lowering folds it like every node without an activation."""
-    return lw.execute(node, ins)[0]
+    dtype = DataType.for_range(min(int(codes.min()), -1), max(int(codes.max()), 1))
+    return QConst(codes, np.broadcast_to(s, x.shape).astype(np.float64), dtype)

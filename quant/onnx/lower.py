@@ -105,7 +105,7 @@ class Lowering:
         """The error for ``node``: names the file, the node and its op type."""
         return node_error(self.label, node.name, node.op_type, msg)
 
-    # the walk --------------------------------------------------------------------------------------
+    # the walk -----------------------------------------------------------------------------------
     def walk(self) -> Lowered:
         """Lower every node in order; the chain up to the model's output."""
         for i, node in enumerate(self.model.graph.node):
@@ -148,7 +148,8 @@ class Lowering:
         if row.relayout and isinstance(ins[0], QConst):
             rest = ins[1:]
             codes = self.execute(node, [ins[0].codes] + rest)[0]
-            scale = self.execute(node, [np.broadcast_to(ins[0].scale, ins[0].codes.shape)] + rest)[0]
+            scales = np.broadcast_to(ins[0].scale, ins[0].codes.shape)
+            scale = self.execute(node, [scales] + rest)[0]
             self.env[node.output[0]] = QConst(codes, scale, ins[0].dtype)
             return
         vals = [x.value if isinstance(x, QConst) else x for x in ins]
@@ -159,7 +160,7 @@ class Lowering:
         for name, v in zip(node.output, outs):
             self.env[name] = v
 
-    # constants -------------------------------------------------------------------------------------
+    # constants ----------------------------------------------------------------------------------
     def const(self, node, name, what="operand"):
         """The constant (array or :class:`~.states.QConst`) ``name``; the activation is an error."""
         v = self.env.get(name)
@@ -193,8 +194,8 @@ class Lowering:
         try:
             b = np.broadcast_to(arr, np.broadcast_shapes(arr.shape, full_shape))
         except ValueError:
-            raise self.err(node, f"{what} of shape {arr.shape} does not broadcast to the activation "
-                                 f"{list(full_shape)}") from None
+            raise self.err(node, f"{what} of shape {arr.shape} does not broadcast to the "
+                                 f"activation {list(full_shape)}") from None
         if b.shape != full_shape:
             raise self.err(node, f"{what} of shape {arr.shape} would change the activation shape "
                                  f"{list(full_shape)}")
@@ -251,7 +252,7 @@ class Lowering:
             dtype = weight_dtype(codes)
         return codes, row_scale, dtype
 
-    # the activation --------------------------------------------------------------------------------
+    # the activation -----------------------------------------------------------------------------
     def codes(self, node, act: Act) -> Codes:
         """The activation as integer codes: emit the pending layer (thresholds, :mod:`.solve`) or
         take the input quantizer's codes."""

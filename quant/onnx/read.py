@@ -115,7 +115,7 @@ def load_model(source) -> tuple[onnx.ModelProto, str]:
     model = onnx.ModelProto()
     try:
         model.ParseFromString(data)
-    except Exception as e:  # protobuf raises DecodeError (a bare Exception subclass) on corrupt input
+    except Exception as e:  # protobuf raises DecodeError (an Exception subclass) on corrupt input
         raise LowbitError(f"{label}: not a readable ONNX model (truncated or corrupt protobuf: "
                           f"{e})") from None
     if not model.HasField("graph") or not model.graph.node:
@@ -135,7 +135,9 @@ def _nearest(op: str, table: Mapping[str, OpSpec]) -> str:
     if op in _HINTS:
         return _HINTS[op]
     close = difflib.get_close_matches(op, sorted(table), n=1, cutoff=0.5)
-    return close[0] if close else "a chain of Conv/Gemm/MatMul, batch-norm, activations and quantizers"
+    if close:
+        return close[0]
+    return "a chain of Conv/Gemm/MatMul, batch-norm, activations and quantizers"
 
 
 def check_model(model: onnx.ModelProto, label: str,
@@ -153,8 +155,8 @@ def check_model(model: onnx.ModelProto, label: str,
         raise LowbitError(f"{label}: the model imports no default-domain opset; expected an opset "
                           f"from {MIN_OPSET} to {MAX_OPSET}")
     if not MIN_OPSET <= v <= MAX_OPSET:
-        raise LowbitError(f"{label}: opset {v} is not supported; lowbit reads opsets {MIN_OPSET} to "
-                          f"{MAX_OPSET} (convert with onnx.version_converter.convert_version)")
+        raise LowbitError(f"{label}: opset {v} is not supported; lowbit reads opsets {MIN_OPSET} "
+                          f"to {MAX_OPSET} (convert with onnx.version_converter.convert_version)")
     g = model.graph
     inits = {t.name for t in g.initializer}
     inputs = [i for i in g.input if i.name not in inits]
@@ -279,7 +281,8 @@ def read(source, *, input_dtype: DataType | None = None,
     c = phys[-1]
     origin = f"input {inp.name!r}"
     if dtype is not None:
-        act = Codes(idx, phys, origin, dtype, fraction_array(np.ones(c)), fraction_array(np.zeros(c)))
+        act = Codes(idx, phys, origin, dtype, fraction_array(np.ones(c)),
+                    fraction_array(np.zeros(c)))
     else:
         act = Raw(idx, phys, origin)
     return Source(model, label, _opset(model), meta, annotations, inp.name, act)

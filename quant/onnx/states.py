@@ -21,8 +21,8 @@ __all__ = ["QConst", "Layer", "Pool", "Act", "Codes", "Raw", "Pending", "image_i
 
 @dataclass(frozen=True, eq=False)
 class QConst:
-    """A quantized constant: ``value = scale * codes`` (codes exact integers), with the source's type
-    (``None`` when the quantizer's zero point is not 0)."""
+    """A quantized constant: ``value = scale * codes`` (codes exact integers), with the source's
+    type (``None`` when the quantizer's zero point is not 0)."""
 
     codes: np.ndarray
     scale: np.ndarray
@@ -94,7 +94,8 @@ class _Chained:
     chain: tuple
 
     def last_quantizer(self) -> int | None:
-        """The position in ``chain`` of the last quantizer followed only by affine maps, or ``None``."""
+        """The position in ``chain`` of the last quantizer followed only by affine maps, or
+        ``None``."""
         for i in range(len(self.chain) - 1, -1, -1):
             if is_quantizer(self.chain[i]):
                 return i
@@ -137,6 +138,8 @@ class Pending(Act, _Chained):
 
 
 def image_idx(c, h, w, nchw=True) -> np.ndarray:
+    """The layout of an ``(H, W, C)`` image as ``idx``: in the logical shape ``(C, H, W)`` (NCHW)
+    or ``(H, W, C)`` (``nchw=False``), the physical position of every element."""
     pos = np.arange(h * w * c).reshape(h, w, c)
     return np.transpose(pos, (2, 0, 1)).copy() if nchw else pos
 
@@ -147,6 +150,8 @@ def stored(w: np.ndarray, dtype: DataType) -> np.ndarray:
 
 
 def weight_dtype(codes: np.ndarray) -> DataType:
+    """The narrowest weight type of integer weight values: BIPOLAR, TERNARY, a power-of-two type
+    (more than three distinct values, all powers of two) or an integer type."""
     u = set(np.unique(codes).tolist())
     if u <= {-1, 1}:
         return BIPOLAR
@@ -163,7 +168,8 @@ def weight_dtype(codes: np.ndarray) -> DataType:
 
 
 def detect_codes(w: np.ndarray, out_axis: int):
-    """Float weights that are exact multiples of one scale per output channel: (codes, scale) or (None, None)."""
+    """Float weights that are exact multiples of one scale per output channel: ``(codes, scale)``,
+    or ``(None, None)``."""
     if (w == np.round(w)).all() and np.abs(w).max(initial=0) < 2 ** 24:
         return w.astype(np.int64), np.ones(w.shape)
     moved = np.moveaxis(w, out_axis, 0).reshape(w.shape[out_axis], -1)
@@ -180,5 +186,6 @@ def detect_codes(w: np.ndarray, out_axis: int):
         codes[r], scales[r] = np.round(q).astype(np.int64), a
     shape = (w.shape[out_axis],) + tuple(np.delete(np.array(w.shape), out_axis))
     codes = np.moveaxis(codes.reshape(shape), 0, out_axis)
-    scale = np.moveaxis(np.broadcast_to(scales.reshape((-1,) + (1,) * (w.ndim - 1)), shape), 0, out_axis)
+    per_row = np.broadcast_to(scales.reshape((-1,) + (1,) * (w.ndim - 1)), shape)
+    scale = np.moveaxis(per_row, 0, out_axis)
     return codes, np.asarray(scale, dtype=np.float64)
