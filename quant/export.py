@@ -29,8 +29,9 @@ def graph_node_for(name: str, f: LayerFold, output_dtype) -> MatMulThreshold:
     if t is not None and f.weight_dtype is BIPOLAR and f.input_dtype is BIPOLAR:
         mw = codes.shape[1]
         t = np.clip(-((-(t + mw)) // 2), 0, mw + 1)  # ceil((T + MW) / 2), in [0, MW + 1]
-    return MatMulThreshold(name, f.input_dtype, stored, t, output_dtype if t is not None else BIPOLAR,
-                           f.weight_dtype)
+    return MatMulThreshold(
+        name, f.input_dtype, stored, t, output_dtype if t is not None else BIPOLAR, f.weight_dtype
+    )
 
 
 def to_integer_graph(net: ZooNet) -> IntegerGraph:

@@ -73,8 +73,9 @@ def _exact(values, name: str, channels: int | None) -> list[Fraction]:
     return out
 
 
-def fold_bn_sign(gamma, beta, mean, sigma, *, input_dtype: DataType, mw: int,
-                 bias=None) -> tuple[np.ndarray, np.ndarray]:
+def fold_bn_sign(
+    gamma, beta, mean, sigma, *, input_dtype: DataType, mw: int, bias=None
+) -> tuple[np.ndarray, np.ndarray]:
     """Fold ``sign(batchnorm(W x + b))`` into integer thresholds on the accumulator.
 
     Parameters

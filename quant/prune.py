@@ -10,8 +10,9 @@
 
 from __future__ import annotations
 
-import numpy as np
 from dataclasses import replace
+
+import numpy as np
 
 __all__ = ["cubic_sparsity", "magnitude_mask", "global_magnitude_masks", "prune_filters"]
 
@@ -53,7 +54,7 @@ def global_magnitude_masks(weights: dict, sparsity: float) -> dict:
     out, pos = {}, 0
     for key in keys:
         n = np.asarray(weights[key]).size
-        out[key] = keep[pos:pos + n].reshape(np.asarray(weights[key]).shape)
+        out[key] = keep[pos : pos + n].reshape(np.asarray(weights[key]).shape)
         pos += n
     return out
 
@@ -67,10 +68,14 @@ def prune_filters(net, layer: int, keep: int):
     """
 
     if not 0 <= layer < net.n_layers - 1:
-        raise ValueError(f"layer must be a hidden layer index in [0, {net.n_layers - 2}], not {layer!r}")
+        raise ValueError(
+            f"layer must be a hidden layer index in [0, {net.n_layers - 2}], not {layer!r}"
+        )
     w = net.params[f"W{layer}"]
     if not 1 <= keep <= w.shape[0]:
-        raise ValueError(f"keep must be in [1, {w.shape[0]}] (layer {layer}'s channels), not {keep!r}")
+        raise ValueError(
+            f"keep must be in [1, {w.shape[0]}] (layer {layer}'s channels), not {keep!r}"
+        )
     l1 = np.abs(w).sum(axis=1)
     kept = np.sort(np.argsort(-l1, kind="stable")[:keep])
     new = net.copy()

@@ -30,9 +30,24 @@ import numpy as np
 from ..ir.datatypes import BIPOLAR, TERNARY, DataType
 
 __all__ = [
-    "QuantizedWeights", "round_half_away", "round_half_up", "sign", "binary", "binary_stochastic",
-    "twn", "ttq_codes", "ttq_ratio", "log_quant", "inq_levels", "inq_quantize", "uniform_symmetric",
-    "dorefa_weights", "act_levels", "calibrate", "affine_quantize", "stochastic_round",
+    "QuantizedWeights",
+    "round_half_away",
+    "round_half_up",
+    "sign",
+    "binary",
+    "binary_stochastic",
+    "twn",
+    "ttq_codes",
+    "ttq_ratio",
+    "log_quant",
+    "inq_levels",
+    "inq_quantize",
+    "uniform_symmetric",
+    "dorefa_weights",
+    "act_levels",
+    "calibrate",
+    "affine_quantize",
+    "stochastic_round",
 ]
 
 
@@ -148,8 +163,13 @@ def ttq_ratio(wp: float, wn: float, max_code: int = 7) -> tuple[int, int, float]
     if not (wp > 0 and wn > 0):
         raise ValueError(f"TTQ scales must be positive, not W_p={wp!r}, W_n={wn!r}")
     target = math.log(wp / wn)
-    best = min(((abs(math.log(p / n) - target), p + n, p, n) for p in range(1, max_code + 1)
-                for n in range(1, max_code + 1)))
+    best = min(
+        (
+            (abs(math.log(p / n) - target), p + n, p, n)
+            for p in range(1, max_code + 1)
+            for n in range(1, max_code + 1)
+        )
+    )
     p, n = best[2], best[3]
     return p, n, (wp + wn) / (p + n)
 
@@ -178,7 +198,7 @@ def log_quant(w, bits: int, *, fsr: int | None = None) -> QuantizedWeights:
     e = np.minimum(e, fsr)
     nz = e >= e_min
     codes = np.where(nz, sign(w) * np.left_shift(1, np.where(nz, e - e_min, 0)), 0)
-    return QuantizedWeights(codes.astype(np.int64), np.full(w.shape[0], 2.0 ** e_min), dtype)
+    return QuantizedWeights(codes.astype(np.int64), np.full(w.shape[0], 2.0**e_min), dtype)
 
 
 def inq_levels(s: float, bits: int) -> tuple[int, int]:
@@ -197,7 +217,9 @@ def inq_quantize(w, bits: int, s: float | None = None) -> QuantizedWeights:
     w = _rows(w)
     s = float(np.abs(w).max()) if s is None else float(s)
     if s == 0:
-        return QuantizedWeights(np.zeros(w.shape, np.int64), np.ones(w.shape[0]), DataType.pow2(bits))
+        return QuantizedWeights(
+            np.zeros(w.shape, np.int64), np.ones(w.shape[0]), DataType.pow2(bits)
+        )
     n1, n2 = inq_levels(s, bits)
     a = np.abs(w)
     levels = 2.0 ** np.arange(n2, n1 + 1)  # ascending
@@ -205,7 +227,9 @@ def inq_quantize(w, bits: int, s: float | None = None) -> QuantizedWeights:
     bounds = (lower + levels) / 2  # |w| >= bounds[i] reaches level i or above
     idx = np.searchsorted(bounds, a, side="right") - 1  # -1: zero
     codes = np.where(idx >= 0, sign(w) * np.left_shift(1, np.maximum(idx, 0)), 0)
-    return QuantizedWeights(codes.astype(np.int64), np.full(w.shape[0], 2.0 ** n2), DataType.pow2(bits))
+    return QuantizedWeights(
+        codes.astype(np.int64), np.full(w.shape[0], 2.0**n2), DataType.pow2(bits)
+    )
 
 
 def uniform_symmetric(w, bits: int, *, per_channel: bool = True, mask=None) -> QuantizedWeights:
@@ -252,8 +276,9 @@ def act_levels(x, bits: int) -> np.ndarray:
     return np.floor(np.clip(np.asarray(x, dtype=np.float64), 0, 1) * n + 0.5)
 
 
-def calibrate(x, bits: int, *, method: str = "minmax", signed: bool = False,
-              percentile: float = 99.9) -> tuple[float, int]:
+def calibrate(
+    x, bits: int, *, method: str = "minmax", signed: bool = False, percentile: float = 99.9
+) -> tuple[float, int]:
     """Scale and zero point of an affine ``bits``-bit quantizer calibrated on the sample ``x``.
 
     ``method``: ``"minmax"`` (range ``[min(x, 0), max(x, 0)]``, asymmetric), ``"maxabs"`` (symmetric,
@@ -285,8 +310,15 @@ def stochastic_round(v, rng: np.random.Generator) -> np.ndarray:
     return np.floor(v + rng.random(v.shape))
 
 
-def affine_quantize(x, scale: float, zero_point: int, bits: int, *, signed: bool = False,
-                    rng: np.random.Generator | None = None) -> np.ndarray:
+def affine_quantize(
+    x,
+    scale: float,
+    zero_point: int,
+    bits: int,
+    *,
+    signed: bool = False,
+    rng: np.random.Generator | None = None,
+) -> np.ndarray:
     """Codes ``clip(round(x / scale) + zero_point, qmin, qmax)`` as int64.
 
     Rounding: half away from zero, or stochastic (:func:`stochastic_round`) when ``rng`` is given.

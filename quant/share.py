@@ -19,10 +19,17 @@ from pathlib import Path
 import numpy as np
 
 from .._io import atomic_write
-from .train.net import shared_codebook
 from ..sw_reference.sparse import encode_sparse
+from .train.net import shared_codebook
 
-__all__ = ["kmeans_1d", "share_layer", "centroid_gradient", "apply_sharing", "export_codebooks", "sparse_images"]
+__all__ = [
+    "kmeans_1d",
+    "share_layer",
+    "centroid_gradient",
+    "apply_sharing",
+    "export_codebooks",
+    "sparse_images",
+]
 
 
 def kmeans_1d(values: np.ndarray, k: int, *, max_iter: int = 100) -> tuple[np.ndarray, np.ndarray]:
@@ -35,7 +42,9 @@ def kmeans_1d(values: np.ndarray, k: int, *, max_iter: int = 100) -> tuple[np.nd
     c = np.linspace(v.min(), v.max(), k)
     assign = None
     for _ in range(max_iter):
-        new = np.abs(v[:, None] - c[None, :]).argmin(axis=1)  # first minimum: ties to the lower index
+        new = np.abs(v[:, None] - c[None, :]).argmin(
+            axis=1
+        )  # first minimum: ties to the lower index
         if assign is not None and np.array_equal(new, assign):
             break
         assign = new
@@ -114,8 +123,12 @@ def sparse_images(net, pes: int, *, index_bits: int = 4, zero_bits: int = 4) -> 
         codes, _ = shared_codebook(net.params[f"cb{i}"], net.state[f"share_bits{i}"])
         size = 1 << index_bits
         if len(codes) > size:
-            raise ValueError(f"layer {i}: {len(codes)} shared values need more than index_bits={index_bits}")
+            raise ValueError(
+                f"layer {i}: {len(codes)} shared values need more than index_bits={index_bits}"
+            )
         cb = np.zeros(size, dtype=np.int64)
-        cb[:len(codes)] = codes
-        out[i] = encode_sparse(net.state[f"share_idx{i}"], cb, pes, index_bits=index_bits, zero_bits=zero_bits)
+        cb[: len(codes)] = codes
+        out[i] = encode_sparse(
+            net.state[f"share_idx{i}"], cb, pes, index_bits=index_bits, zero_bits=zero_bits
+        )
     return out

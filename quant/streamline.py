@@ -28,15 +28,33 @@ import numpy as np
 
 from ..ir.datatypes import BIPOLAR, DataType, Kind
 
-__all__ = ["round_mode", "Affine", "Relu", "Clip", "IntQuantizer", "BipolarQuantizer", "ThresholdQuantizer", "SignQuantizer",
-           "TruncQuantizer", "exact", "round_exact", "Solved", "solve_thresholds", "fraction_array"]
+__all__ = [
+    "round_mode",
+    "Affine",
+    "Relu",
+    "Clip",
+    "IntQuantizer",
+    "BipolarQuantizer",
+    "ThresholdQuantizer",
+    "SignQuantizer",
+    "TruncQuantizer",
+    "exact",
+    "round_exact",
+    "Solved",
+    "solve_thresholds",
+    "fraction_array",
+]
 
 
 def round_mode(mode: str):
     """The NumPy rounding function of a QONNX rounding mode (``ROUND`` is half to even)."""
     m = mode.upper()
     table = {
-        "ROUND": np.round, "HALF_EVEN": np.round, "CEIL": np.ceil, "FLOOR": np.floor, "DOWN": np.fix,
+        "ROUND": np.round,
+        "HALF_EVEN": np.round,
+        "CEIL": np.ceil,
+        "FLOOR": np.floor,
+        "DOWN": np.fix,
         "ROUND_TO_ZERO": np.fix,
         "UP": lambda x: np.sign(x) * np.ceil(np.abs(x)),
         "HALF_UP": lambda x: np.sign(x) * np.floor(np.abs(x) + 0.5),
@@ -128,7 +146,11 @@ class Clip:
         return x
 
     def vec(self, x, c):
-        return np.clip(x, -np.inf if self.lo is None else float(self.lo), np.inf if self.hi is None else float(self.hi))
+        return np.clip(
+            x,
+            -np.inf if self.lo is None else float(self.lo),
+            np.inf if self.hi is None else float(self.hi),
+        )
 
 
 class _Quantizer:
@@ -335,10 +357,14 @@ def _guess(func_vec, vcode, c, negated, neg_acc, lo, hi, cmin, cmax):
     def codes(a):
         a = np.asarray(a, dtype=np.int64)
         with np.errstate(all="ignore"):
-            return np.nan_to_num(vcode(func_vec((neg_acc(a) if negated else a).astype(np.float64), c), c),
-                                 nan=-np.inf)
+            return np.nan_to_num(
+                vcode(func_vec((neg_acc(a) if negated else a).astype(np.float64), c), c),
+                nan=-np.inf,
+            )
 
-    if hi - lo + 1 <= _GUESS_LIMIT:  # every accumulator value: a monotone envelope and a binary search
+    if (
+        hi - lo + 1 <= _GUESS_LIMIT
+    ):  # every accumulator value: a monotone envelope and a binary search
         env = np.maximum.accumulate(codes(np.arange(lo, hi + 1)))
         return lo + np.searchsorted(env, levels, side="left")
     a = np.full(levels.shape, lo, dtype=np.int64)  # vectorised bisection over all levels at once
@@ -365,14 +391,29 @@ def _channel_bounds(f, cmin, cmax, lo, hi, guess) -> list[int]:
         t = None
         if guess is not None:
             g = int(guess[j])
-            if lo <= g <= hi + 1 and (g == lo or fc(g - 1) < level) and (g == hi + 1 or fc(g) >= level):
+            if (
+                lo <= g <= hi + 1
+                and (g == lo or fc(g - 1) < level)
+                and (g == hi + 1 or fc(g) >= level)
+            ):
                 t = g
         out.append(_first_reaching(fc, level, lo, hi) if t is None else t)
     return out
 
 
-def solve_thresholds(func, code_of, value_of, channels: int, acc_lo: int, acc_hi: int, neg_acc,
-                     name: str, nominal: tuple[int, int] | None = None, func_vec=None, vcode=None) -> Solved:
+def solve_thresholds(
+    func,
+    code_of,
+    value_of,
+    channels: int,
+    acc_lo: int,
+    acc_hi: int,
+    neg_acc,
+    name: str,
+    nominal: tuple[int, int] | None = None,
+    func_vec=None,
+    vcode=None,
+) -> Solved:
     """Integer thresholds of the channel functions ``code_of(func(a, c), c)`` on the accumulator ``a``.
 
     Parameters
@@ -407,12 +448,26 @@ def solve_thresholds(func, code_of, value_of, channels: int, acc_lo: int, acc_hi
     if nominal is not None:
         cmin, cmax = min(cmin, nominal[0]), max(cmax, nominal[1])
     # boundaries[c][j]: smallest accumulator reaching code cmin + j (j = 1 .. cmax - cmin)
-    bounds = np.array([_channel_bounds(fns[c], cmin, cmax, acc_lo, acc_hi,
-                                       None if func_vec is None else _guess(func_vec, vcode, c, negate[c], neg_acc,
-                                                                            acc_lo, acc_hi, cmin, cmax))
-                       for c in range(channels)], dtype=np.int64).reshape(channels, cmax - cmin)
+    bounds = np.array(
+        [
+            _channel_bounds(
+                fns[c],
+                cmin,
+                cmax,
+                acc_lo,
+                acc_hi,
+                None
+                if func_vec is None
+                else _guess(func_vec, vcode, c, negate[c], neg_acc, acc_lo, acc_hi, cmin, cmax),
+            )
+            for c in range(channels)
+        ],
+        dtype=np.int64,
+    ).reshape(channels, cmax - cmin)
     # Codes reached by some channel: code cmin + j is reached on c when T_j < T_{j+1} (T_0 = lo, T_L = hi + 1).
-    full = np.concatenate([np.full((channels, 1), acc_lo), bounds, np.full((channels, 1), acc_hi + 1)], axis=1)
+    full = np.concatenate(
+        [np.full((channels, 1), acc_lo), bounds, np.full((channels, 1), acc_hi + 1)], axis=1
+    )
     reached = [j for j in range(cmax - cmin + 1) if (full[:, j] < full[:, j + 1]).any()]
     total = cmax - cmin + 1
     consecutive = reached == list(range(reached[0], reached[-1] + 1)) if reached else True

@@ -59,8 +59,9 @@ class ImportResult:
         """The graph's input codes for ONNX inputs ``x`` (each a value of the input quantizer)."""
         x = np.asarray(x)
         if self.input_tensor is not None:
-            v = onnx_ops.run(self.model, x.astype(np.float32), stop_at=self.input_tensor,
-                             table=self.table)[self.input_tensor]
+            v = onnx_ops.run(
+                self.model, x.astype(np.float32), stop_at=self.input_tensor, table=self.table
+            )[self.input_tensor]
         else:
             v = x.astype(np.float64)
         b = v.shape[0]
@@ -74,8 +75,10 @@ class ImportResult:
         if not np.array_equal(q, vals):
             bad = tuple(np.argwhere(q != vals)[0])
             value = flat.reshape(b, -1, c)[bad]
-            raise LowbitError(f"{self.source}: input element {bad} is {value!r}, not a value of "
-                              f"the input quantizer ({self.graph.input_dtype})")
+            raise LowbitError(
+                f"{self.source}: input element {bad} is {value!r}, not a value of "
+                f"the input quantizer ({self.graph.input_dtype})"
+            )
         q = q.astype(np.int64).reshape(b, -1)
         if self.graph.input_dtype.kind is Kind.BIPOLAR:
             q = (q + 1) // 2
@@ -110,15 +113,23 @@ def assemble(lowered: Lowered) -> ImportResult:
     src, act = lowered.source, lowered.output
     label = src.label
     if not isinstance(act, Pending):
-        raise LowbitError(f"{label}: the model must end in a fully connected layer (Gemm or "
-                          "MatMul) followed only by element-wise operations; it ends in "
-                          f"{act.origin!r}")
+        raise LowbitError(
+            f"{label}: the model must end in a fully connected layer (Gemm or "
+            "MatMul) followed only by element-wise operations; it ends in "
+            f"{act.origin!r}"
+        )
     if len(act.phys) != 1 or act.pools:
-        raise LowbitError(f"{label}: the model must end in class scores (a vector), not "
-                          f"{list(act.phys)}")
+        raise LowbitError(
+            f"{label}: the model must end in class scores (a vector), not {list(act.phys)}"
+        )
     mm = act.layer
-    last = MatMulThreshold(mm.name, mm.input_dtype, stored(mm.weights, mm.weight_dtype), None,
-                           weight_dtype=mm.weight_dtype)
+    last = MatMulThreshold(
+        mm.name,
+        mm.input_dtype,
+        stored(mm.weights, mm.weight_dtype),
+        None,
+        weight_dtype=mm.weight_dtype,
+    )
     nodes = lowered.nodes + (last,)
     origins = {k: list(v) for k, v in lowered.origins.items()}
     origins.setdefault(last.name, []).append(act.origin)
@@ -127,11 +138,15 @@ def assemble(lowered: Lowered) -> ImportResult:
 
     # The graph's scores decide the class exactly when the model's output is one increasing affine
     # map of them (the same positive scale and offset for every class, nothing after the layer).
-    scores_decide = (not chain and len(set(S.tolist())) == 1 and len(set(O.tolist())) == 1
-                     and S[0] > 0)
+    scores_decide = (
+        not chain and len(set(S.tolist())) == 1 and len(set(O.tolist())) == 1 and S[0] > 0
+    )
     if not scores_decide:
-        log.info("%s: the last layer's per-class scale, bias or activation is not part of the "
-                 "integer graph: use ImportResult.run/predict for the model's outputs", label)
+        log.info(
+            "%s: the last layer's per-class scale, bias or activation is not part of the "
+            "integer graph: use ImportResult.run/predict for the model's outputs",
+            label,
+        )
 
     def output_fn(score, c, _chain=chain):
         v = S[c] * score + O[c]
@@ -147,6 +162,17 @@ def assemble(lowered: Lowered) -> ImportResult:
     except (ValueError, TypeError) as e:
         raise LowbitError(f"{label}: the imported graph is invalid: {e}") from None
     codes = lowered.input
-    return ImportResult(graph, label, src.model, lowered.input_idx, codes.scale, codes.offset,
-                        lowered.input_tensor, output_fn, origins, dict(lowered.layer_scales),
-                        scores_decide, lowered.table)
+    return ImportResult(
+        graph,
+        label,
+        src.model,
+        lowered.input_idx,
+        codes.scale,
+        codes.offset,
+        lowered.input_tensor,
+        output_fn,
+        origins,
+        dict(lowered.layer_scales),
+        scores_decide,
+        lowered.table,
+    )

@@ -25,10 +25,30 @@ from onnx.reference import ReferenceEvaluator
 
 from ..streamline import round_mode
 
-__all__ = ["Executor", "Reference", "attributes", "per_axis", "quant_float", "qonnx_int_range",
-           "cast", "conv", "batch_normalization", "max_pool", "average_pool", "quantize_linear",
-           "dequantize_linear", "qlinear_conv", "qlinear_matmul", "quant", "bipolar_quant", "trunc",
-           "multi_threshold", "xnor_popcount_matmul", "im2col", "max_pool_nhwc"]
+__all__ = [
+    "Executor",
+    "Reference",
+    "attributes",
+    "per_axis",
+    "quant_float",
+    "qonnx_int_range",
+    "cast",
+    "conv",
+    "batch_normalization",
+    "max_pool",
+    "average_pool",
+    "quantize_linear",
+    "dequantize_linear",
+    "qlinear_conv",
+    "qlinear_matmul",
+    "quant",
+    "bipolar_quant",
+    "trunc",
+    "multi_threshold",
+    "xnor_popcount_matmul",
+    "im2col",
+    "max_pool_nhwc",
+]
 
 Executor = Callable[[list, dict, onnx.NodeProto, int], list]
 """An executor: ``(ins, attrs, node, opset) -> outputs``."""
@@ -113,7 +133,7 @@ class Reference:
         except onnx.defs.SchemaError:  # an operator newer than the model's opset: its latest form
             schema = onnx.defs.get_schema(node.op_type, "")
             opset = schema.since_version
-        ins = list(ins[:schema.max_input])
+        ins = list(ins[: schema.max_input])
         names = [f"in{i}" if v is not None else "" for i, v in enumerate(ins)]
         outs = [f"out{i}" for i in range(len(node.output))]
         call = helper.make_node(node.op_type, names, outs, name=node.name)
@@ -127,8 +147,14 @@ class Reference:
             elif self.f64 is None or i in self.f64:
                 v = np.asarray(v, dtype=np.float64)
             feeds[names[i]] = np.asarray(v)
-        fn = helper.make_function("lowbit", node.op_type, [n for n in names if n], outs, [call],
-                                  opset_imports=[helper.make_opsetid("", opset)])
+        fn = helper.make_function(
+            "lowbit",
+            node.op_type,
+            [n for n in names if n],
+            outs,
+            [call],
+            opset_imports=[helper.make_opsetid("", opset)],
+        )
         try:
             return list(ReferenceEvaluator(fn).run(None, feeds, attributes={}))
         except Exception as e:  # the evaluator wraps the failing computation's error
@@ -155,7 +181,7 @@ def _pads2(pads, nd=2):
 def _windows(x, kernel, strides):
     """(N, C, H, W) -> (N, C, OH, OW, kh, kw) windows of an already padded image."""
     v = np.lib.stride_tricks.sliding_window_view(x, tuple(kernel), axis=(2, 3))
-    return v[:, :, ::strides[0], ::strides[1]]
+    return v[:, :, :: strides[0], :: strides[1]]
 
 
 def _pad(x, begin, end, value):
@@ -176,8 +202,9 @@ def _conv(x, w, b, a):
     cg, og = c // group, oc // group
     out = np.empty((n, oc, oh, ow))
     for g in range(group):
-        out[:, g * og:(g + 1) * og] = np.einsum("ncyxkl,ockl->noyx", win[:, g * cg:(g + 1) * cg],
-                                                w[g * og:(g + 1) * og])
+        out[:, g * og : (g + 1) * og] = np.einsum(
+            "ncyxkl,ockl->noyx", win[:, g * cg : (g + 1) * cg], w[g * og : (g + 1) * og]
+        )
     if b is not None:
         out += b.reshape(1, -1, 1, 1)
     return out
@@ -196,8 +223,10 @@ def batch_normalization(ins, a, *_):
     x, scale, bias, mean, var = map(_f, ins[:5])
     eps = a.get("epsilon", 1e-5)
     shape = (1, -1) + (1,) * (x.ndim - 2)
-    return [(x - mean.reshape(shape)) / np.sqrt(var.reshape(shape) + eps) * scale.reshape(shape)
-            + bias.reshape(shape)]
+    return [
+        (x - mean.reshape(shape)) / np.sqrt(var.reshape(shape) + eps) * scale.reshape(shape)
+        + bias.reshape(shape)
+    ]
 
 
 def _maxpool(x, a):
@@ -291,8 +320,17 @@ def qlinear_matmul(ins, a, *_):
 def quant(ins, a, *_):
     """QONNX ``Quant`` / ``IntQuant`` (:func:`quant_float`): a QONNX custom operator."""
     bits = int(np.asarray(ins[3]).item())
-    return [quant_float(_f(ins[0]), _f(ins[1]), _f(ins[2]), bits, bool(a.get("signed", 1)),
-                        bool(a.get("narrow", 0)), a.get("rounding_mode", "ROUND"))]
+    return [
+        quant_float(
+            _f(ins[0]),
+            _f(ins[1]),
+            _f(ins[2]),
+            bits,
+            bool(a.get("signed", 1)),
+            bool(a.get("narrow", 0)),
+            a.get("rounding_mode", "ROUND"),
+        )
+    ]
 
 
 def bipolar_quant(ins, a, *_):
@@ -338,8 +376,11 @@ def im2col(ins, a, *_):
     xp = np.pad(x, widths, constant_values=a.get("pad_value", 0))
     n, h, w, c = xp.shape
     oh, ow = (h - k[0]) // s[0] + 1, (w - k[1]) // s[1] + 1
-    cols = [xp[:, ky:ky + s[0] * (oh - 1) + 1:s[0], kx:kx + s[1] * (ow - 1) + 1:s[1], :]
-            for ky in range(k[0]) for kx in range(k[1])]
+    cols = [
+        xp[:, ky : ky + s[0] * (oh - 1) + 1 : s[0], kx : kx + s[1] * (ow - 1) + 1 : s[1], :]
+        for ky in range(k[0])
+        for kx in range(k[1])
+    ]
     return [np.concatenate(cols, axis=-1)]
 
 

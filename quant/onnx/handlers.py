@@ -19,18 +19,61 @@ import onnx
 
 from ...ir.datatypes import BIPOLAR, TERNARY, DataType, Kind
 from ...ir.graph import GlobalAccPool, MaxPool, SlidingWindow
-from ..streamline import (Affine, BipolarQuantizer, Clip, IntQuantizer, Relu, SignQuantizer,
-                          ThresholdQuantizer, TruncQuantizer, exact, fraction_array, round_mode)
+from ..streamline import (
+    Affine,
+    BipolarQuantizer,
+    Clip,
+    IntQuantizer,
+    Relu,
+    SignQuantizer,
+    ThresholdQuantizer,
+    TruncQuantizer,
+    exact,
+    fraction_array,
+    round_mode,
+)
 from .executors import per_axis, qonnx_int_range, quant_float
 from .states import Act, Codes, Layer, Pending, Pool, QConst, Raw, image_idx, weight_dtype
 
-__all__ = ["identity", "cast", "add", "sub", "mul", "div", "batch_normalization", "relu", "clip",
-           "sign", "quant", "bipolar_quant", "trunc", "multi_threshold", "quantize_linear",
-           "dequantize_linear", "reshape_like", "gemm", "matmul", "xnor_popcount_matmul",
-           "matmul_integer", "qlinear_matmul", "conv", "im2col", "max_pool", "max_pool_nhwc",
-           "average_pool", "global_average_pool", "reduce_sum", "shape", "gather",
-           "greater_or_equal", "qlinear_conv", "fold_quant", "fold_bipolar_quant",
-           "fold_dequantize_linear", "constant"]
+__all__ = [
+    "identity",
+    "cast",
+    "add",
+    "sub",
+    "mul",
+    "div",
+    "batch_normalization",
+    "relu",
+    "clip",
+    "sign",
+    "quant",
+    "bipolar_quant",
+    "trunc",
+    "multi_threshold",
+    "quantize_linear",
+    "dequantize_linear",
+    "reshape_like",
+    "gemm",
+    "matmul",
+    "xnor_popcount_matmul",
+    "matmul_integer",
+    "qlinear_matmul",
+    "conv",
+    "im2col",
+    "max_pool",
+    "max_pool_nhwc",
+    "average_pool",
+    "global_average_pool",
+    "reduce_sum",
+    "shape",
+    "gather",
+    "greater_or_equal",
+    "qlinear_conv",
+    "fold_quant",
+    "fold_bipolar_quant",
+    "fold_dequantize_linear",
+    "constant",
+]
 
 _FLOAT_TYPES = {onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE}
 
@@ -55,8 +98,11 @@ def cast(lw, node, ins, a):
     act = ins[0]
     to = a.get("to", onnx.TensorProto.FLOAT)
     if to not in _FLOAT_TYPES and not isinstance(act, Codes) and act.last_quantizer() is None:
-        raise lw.err(node, f"casts a float activation to {onnx.TensorProto.DataType.Name(to)}, "
-                           "which would round it; quantize it first (QuantizeLinear or Quant)")
+        raise lw.err(
+            node,
+            f"casts a float activation to {onnx.TensorProto.DataType.Name(to)}, "
+            "which would round it; quantize it first (QuantizeLinear or Quant)",
+        )
     return act
 
 
@@ -93,21 +139,32 @@ def div(lw, node, ins, a):
     """``Div`` by a non-zero constant: an exact affine map."""
     act, k, act_first = _operands(lw, node, ins)
     if not act_first:
-        raise lw.err(node, "divides a constant by an activation; only division by a constant is "
-                           "supported")
+        raise lw.err(
+            node, "divides a constant by an activation; only division by a constant is supported"
+        )
     if (k == 0).any():
         raise lw.err(node, "divides by zero")
-    inv = (lw.per_channel(node, act, k, "the divisor") if np.ndim(k)
-           else np.full(act.channels, float(k)))
-    return lw.elementwise(node, act, Affine(np.array([1 / exact(v) for v in inv], dtype=object),
-                                            fraction_array(np.zeros(act.channels))))
+    inv = (
+        lw.per_channel(node, act, k, "the divisor")
+        if np.ndim(k)
+        else np.full(act.channels, float(k))
+    )
+    return lw.elementwise(
+        node,
+        act,
+        Affine(
+            np.array([1 / exact(v) for v in inv], dtype=object),
+            fraction_array(np.zeros(act.channels)),
+        ),
+    )
 
 
 def batch_normalization(lw, node, ins, a):
     """``BatchNormalization`` (inference) with constant statistics: an exact affine map."""
     act = ins[0]
-    gamma, beta, mean, var = (lw.fconst(node, n, w) for n, w in
-                              zip(node.input[1:5], ("scale", "bias", "mean", "var")))
+    gamma, beta, mean, var = (
+        lw.fconst(node, n, w) for n, w in zip(node.input[1:5], ("scale", "bias", "mean", "var"))
+    )
     if (var < 0).any():
         raise lw.err(node, "variance must be non-negative")
     eps = a.get("epsilon", 1e-5)
@@ -132,8 +189,9 @@ def clip(lw, node, ins, a):
     """``Clip`` with constant bounds (inputs, or attributes of old opsets)."""
     lo = a.get("min") if len(ins) < 2 or ins[1] is None else lw.scalar(node, node.input[1], "min")
     hi = a.get("max") if len(ins) < 3 or ins[2] is None else lw.scalar(node, node.input[2], "max")
-    return lw.elementwise(node, ins[0], Clip(None if lo is None else exact(lo),
-                                             None if hi is None else exact(hi)))
+    return lw.elementwise(
+        node, ins[0], Clip(None if lo is None else exact(lo), None if hi is None else exact(hi))
+    )
 
 
 def sign(lw, node, ins, a):
@@ -155,8 +213,11 @@ def quant(lw, node, ins, a):
             raise lw.err(node, "a 1-bit signed Quant needs zero point 0")
         return lw.elementwise(node, act, BipolarQuantizer(fraction_array(s)))
     lo, hi = qonnx_int_range(bits, signed, narrow)
-    return lw.elementwise(node, act, IntQuantizer(fraction_array(s), fraction_array(z), lo, hi,
-                                                  a.get("rounding_mode", "ROUND")))
+    return lw.elementwise(
+        node,
+        act,
+        IntQuantizer(fraction_array(s), fraction_array(z), lo, hi, a.get("rounding_mode", "ROUND")),
+    )
 
 
 def bipolar_quant(lw, node, ins, a):
@@ -176,8 +237,11 @@ def trunc(lw, node, ins, a):
     if ibw < obw or obw < 1:
         raise lw.err(node, f"bit widths must satisfy input ({ibw:g}) >= output ({obw:g}) >= 1")
     c = act.channels
-    s = (lw.per_channel(node, act, scale, "scale") if scale.size > 1
-         else np.full(c, float(scale.item())))
+    s = (
+        lw.per_channel(node, act, scale, "scale")
+        if scale.size > 1
+        else np.full(c, float(scale.item()))
+    )
     z = lw.per_channel(node, act, zp, "zero point") if zp.size > 1 else np.full(c, float(zp.item()))
     shift = Fraction(2) ** int(round(ibw - obw))
     lo = hi = None
@@ -187,9 +251,19 @@ def trunc(lw, node, ins, a):
         shift = Fraction(2) ** int(round(math.log2(os_ / float(s[0]))))
         out_scale = np.array([exact(os_)] * c, dtype=object)
         lo, hi = qonnx_int_range(int(obw), bool(a.get("signed", 1)), bool(a.get("narrow", 0)))
-    return lw.elementwise(node, act, TruncQuantizer(fraction_array(s), fraction_array(z), shift,
-                                                    out_scale, a.get("rounding_mode", "FLOOR"),
-                                                    lo, hi))
+    return lw.elementwise(
+        node,
+        act,
+        TruncQuantizer(
+            fraction_array(s),
+            fraction_array(z),
+            shift,
+            out_scale,
+            a.get("rounding_mode", "FLOOR"),
+            lo,
+            hi,
+        ),
+    )
 
 
 def multi_threshold(lw, node, ins, a):
@@ -206,12 +280,19 @@ def multi_threshold(lw, node, ins, a):
     logical_c = np.indices(act.idx.shape)[axis] if nd > 1 else np.arange(act.idx.shape[0])
     lch = lw.per_channel(node, act, logical_c[None], "the channel axis")
     if t.shape[0] not in (1, act.idx.shape[axis]):
-        raise lw.err(node, f"thresholds have {t.shape[0]} rows, but the channel axis has "
-                           f"{act.idx.shape[axis]} channels")
+        raise lw.err(
+            node,
+            f"thresholds have {t.shape[0]} rows, but the channel axis has "
+            f"{act.idx.shape[axis]} channels",
+        )
     rows = np.array([t[0 if t.shape[0] == 1 else int(ch)] for ch in lch])
-    return lw.elementwise(node, act, ThresholdQuantizer(fraction_array(rows),
-                                                        exact(a.get("out_scale", 1.0)),
-                                                        exact(a.get("out_bias", 0.0))))
+    return lw.elementwise(
+        node,
+        act,
+        ThresholdQuantizer(
+            fraction_array(rows), exact(a.get("out_scale", 1.0)), exact(a.get("out_bias", 0.0))
+        ),
+    )
 
 
 def _axis_param(lw, node, act, v, axis, what):
@@ -230,23 +311,37 @@ def quantize_linear(lw, node, ins, a):
     zp_raw = ins[2] if len(ins) > 2 and ins[2] is not None else np.zeros((), dtype=np.uint8)
     zp_raw = np.asarray(zp_raw)
     if zp_raw.dtype not in (np.uint8, np.int8):
-        raise lw.err(node, f"zero point type {zp_raw.dtype} is not supported; expected uint8 or "
-                           "int8")
+        raise lw.err(
+            node, f"zero point type {zp_raw.dtype} is not supported; expected uint8 or int8"
+        )
     info = np.iinfo(zp_raw.dtype)
     axis = a.get("axis", 1)
     s = _axis_param(lw, node, act, scale, axis, "scale")
     z = _axis_param(lw, node, act, zp_raw.astype(np.float64), axis, "zero point")
-    return lw.elementwise(node, act, IntQuantizer(fraction_array(s), fraction_array(z),
-                                                  int(info.min), int(info.max), "ROUND",
-                                                  round_then_clip=True, dequantize=False))
+    return lw.elementwise(
+        node,
+        act,
+        IntQuantizer(
+            fraction_array(s),
+            fraction_array(z),
+            int(info.min),
+            int(info.max),
+            "ROUND",
+            round_then_clip=True,
+            dequantize=False,
+        ),
+    )
 
 
 def dequantize_linear(lw, node, ins, a):
     """``DequantizeLinear`` of the activation: the exact affine map ``(x - zero) * scale``."""
     act = ins[0]
     scale = _scale(lw, node)
-    zp = (lw.fconst(node, node.input[2], "zero point") if len(ins) > 2 and ins[2] is not None
-          else np.zeros(1))
+    zp = (
+        lw.fconst(node, node.input[2], "zero point")
+        if len(ins) > 2 and ins[2] is not None
+        else np.zeros(1)
+    )
     axis = a.get("axis", 1)
     s = _axis_param(lw, node, act, scale, axis, "scale")
     z = _axis_param(lw, node, act, zp, axis, "zero point")
@@ -265,11 +360,14 @@ def reshape_like(lw, node, ins, a):
     try:
         out = lw.execute(node, [act.idx[None]] + rest)[0]
     except ValueError as e:
-        raise lw.err(node, f"cannot apply to the activation of shape {[1, *act.idx.shape]}: "
-                           f"{e}") from None
+        raise lw.err(
+            node, f"cannot apply to the activation of shape {[1, *act.idx.shape]}: {e}"
+        ) from None
     if out.ndim < 1 or out.shape[0] != 1:
-        raise lw.err(node, f"moves the batch axis (output shape {list(out.shape)}); keep the batch "
-                           "axis first")
+        raise lw.err(
+            node,
+            f"moves the batch axis (output shape {list(out.shape)}); keep the batch axis first",
+        )
     if isinstance(act, Raw):
         return replace(act, idx=out[0], tensor=node.output[0])
     return replace(act, idx=out[0])
@@ -278,8 +376,20 @@ def reshape_like(lw, node, ins, a):
 # matrix products ------------------------------------------------------------------------------
 
 
-def _pending_matmul(lw, node, x: Codes, wq: np.ndarray, row_scale, wdtype, bias, name, cols_phys,
-                    out_idx, out_phys, alpha=1.0) -> Pending:
+def _pending_matmul(
+    lw,
+    node,
+    x: Codes,
+    wq: np.ndarray,
+    row_scale,
+    wdtype,
+    bias,
+    name,
+    cols_phys,
+    out_idx,
+    out_phys,
+    alpha=1.0,
+) -> Pending:
     """Start a pending layer: ``wq`` (MH, K) logical codes, columns mapped to physical positions."""
     mh = wq.shape[0]
     xnor = x.dtype.kind is Kind.BIPOLAR and wdtype.kind is Kind.BIPOLAR
@@ -296,9 +406,12 @@ def _pending_matmul(lw, node, x: Codes, wq: np.ndarray, row_scale, wdtype, bias,
         nz = np.nonzero(wq[r])[0] if wdtype.kind is not Kind.BIPOLAR else np.arange(wq.shape[1])
         scales = {s_in[j] for j in nz}
         if len(scales) > 1:
-            raise lw.err(node, "its input has per-channel scales that differ across the inputs "
-                               "of one output; use a per-tensor activation quantizer before this "
-                               "layer")
+            raise lw.err(
+                node,
+                "its input has per-channel scales that differ across the inputs "
+                "of one output; use a per-tensor activation quantizer before this "
+                "layer",
+            )
         si = next(iter(scales)) if scales else Fraction(1)
         k = exact(row_scale[r]) * exact(alpha)
         S[r] = k * si
@@ -312,26 +425,32 @@ def _fc(lw, node, x: Act, wlog: np.ndarray, row_scale, wdtype, bias, alpha=1.0) 
     x = lw.codes(node, x)
     k = int(np.prod(x.idx.shape))
     if wlog.shape[1] != x.idx.shape[-1]:
-        raise lw.err(node, f"weights have {wlog.shape[1]} inputs, but the activation has shape "
-                           f"{[1, *x.idx.shape]}")
+        raise lw.err(
+            node,
+            f"weights have {wlog.shape[1]} inputs, but the activation has shape "
+            f"{[1, *x.idx.shape]}",
+        )
     if x.idx.ndim != 1:
         raise lw.err(node, f"needs a vector input (1, K), not {[1, *x.idx.shape]}; add Flatten")
     if k != int(np.prod(x.phys)):
-        raise lw.err(node, "its input is a part of the previous tensor; lowbit needs the whole "
-                           "tensor")
+        raise lw.err(
+            node, "its input is a part of the previous tensor; lowbit needs the whole tensor"
+        )
     w = np.zeros((wlog.shape[0], k), dtype=np.int64)
     w[:, x.idx] = wlog
     cols = np.arange(k)
     mh = wlog.shape[0]
-    return _pending_matmul(lw, node, x, w, row_scale, wdtype, bias, node.name, cols, np.arange(mh),
-                           (mh,), alpha)
+    return _pending_matmul(
+        lw, node, x, w, row_scale, wdtype, bias, node.name, cols, np.arange(mh), (mh,), alpha
+    )
 
 
 def gemm(lw, node, ins, a):
     """``Gemm`` of the activation (operand A) and constant weights, with optional bias."""
     if a.get("transA", 0):
-        raise lw.err(node, "transA=1 is not supported; transpose the activation with Transpose "
-                           "first")
+        raise lw.err(
+            node, "transA=1 is not supported; transpose the activation with Transpose first"
+        )
     if not isinstance(ins[0], Act):
         raise lw.err(node, "the activation must be the first operand (A)")
     codes, rs, dt = lw.weights(node, node.input[1], 0 if a.get("transB", 0) else 1)
@@ -349,8 +468,10 @@ def matmul(lw, node, ins, a):
     if not isinstance(ins[0], Act):
         raise lw.err(node, "the activation must be the first operand (x @ W)")
     if isinstance(ins[1], Act):
-        raise lw.err(node, f"weights {node.input[1]!r} must be a constant (an initializer), not an "
-                           "activation")
+        raise lw.err(
+            node,
+            f"weights {node.input[1]!r} must be a constant (an initializer), not an activation",
+        )
     w = lw.const(node, node.input[1])
     if np.ndim(w.codes if isinstance(w, QConst) else w) != 2:
         raise lw.err(node, "weights must be a 2-D matrix (K, N)")
@@ -368,12 +489,25 @@ def _pixelwise(lw, node, x, wlog, rs, dt) -> Pending:
     if not np.array_equal(x.idx, image_idx(x.phys[2], x.phys[0], x.phys[1], nchw=False)):
         raise lw.err(node, "needs an NHWC activation on its last axis")
     if wlog.shape[1] != x.phys[2]:
-        raise lw.err(node, f"weights have {wlog.shape[1]} inputs, but the activation has "
-                           f"{x.phys[2]} channels")
+        raise lw.err(
+            node,
+            f"weights have {wlog.shape[1]} inputs, but the activation has {x.phys[2]} channels",
+        )
     h, w, c = x.phys
     mh = wlog.shape[0]
-    return _pending_matmul(lw, node, x, wlog, rs, dt, None, node.name, np.arange(c),
-                           image_idx(mh, h, w, nchw=False), (h, w, mh))
+    return _pending_matmul(
+        lw,
+        node,
+        x,
+        wlog,
+        rs,
+        dt,
+        None,
+        node.name,
+        np.arange(c),
+        image_idx(mh, h, w, nchw=False),
+        (h, w, mh),
+    )
 
 
 def xnor_popcount_matmul(lw, node, ins, a):
@@ -402,22 +536,25 @@ def matmul_integer(lw, node, ins, a):
     x = lw.codes(node, ins[0])
     if len(ins) > 2 and ins[2] is not None:
         z = lw.fconst(node, node.input[2], "a zero point")
-        x = lw.elementwise(node, x, lw.affine_from(node, x, 1.0, -z, "a zero point"),
-                           internal=True)
+        x = lw.elementwise(node, x, lw.affine_from(node, x, 1.0, -z, "a zero point"), internal=True)
     w = np.asarray(lw.const(node, node.input[1], "weights")).astype(np.int64)
     if len(ins) > 3 and ins[3] is not None:
         w = w - np.asarray(lw.const(node, node.input[3], "b zero point")).astype(np.int64)
     node_w = w.T
-    return _fc(lw, node, x, node_w, fraction_array(np.ones(node_w.shape[0])),
-               weight_dtype(node_w), None)
+    return _fc(
+        lw, node, x, node_w, fraction_array(np.ones(node_w.shape[0])), weight_dtype(node_w), None
+    )
 
 
 def _dequantized(lw, node, x: Codes, names: tuple[str, str], what: tuple[str, str]):
     """The codes ``x`` seen through a QLinear operator's input scale and zero point."""
     xs, xz = lw.scalar(node, names[0], what[0]), lw.scalar(node, names[1], what[1])
-    return lw.elementwise(node, x, Affine(fraction_array([xs] * x.channels),
-                                          fraction_array([-xz * xs] * x.channels)),
-                          internal=True), xs
+    return lw.elementwise(
+        node,
+        x,
+        Affine(fraction_array([xs] * x.channels), fraction_array([-xz * xs] * x.channels)),
+        internal=True,
+    ), xs
 
 
 def qlinear_matmul(lw, node, ins, a):
@@ -439,10 +576,17 @@ def _requant(lw, node, act, ins, names):
     yz = np.asarray(ins[1])
     info = np.iinfo(yz.dtype)
     c = act.channels
-    return act.then(IntQuantizer(fraction_array(np.full(c, float(ys.reshape(-1)[0]))),
-                                 fraction_array(np.full(c, float(yz.reshape(-1)[0]))),
-                                 int(info.min), int(info.max), "ROUND", round_then_clip=True,
-                                 dequantize=False))
+    return act.then(
+        IntQuantizer(
+            fraction_array(np.full(c, float(ys.reshape(-1)[0]))),
+            fraction_array(np.full(c, float(yz.reshape(-1)[0]))),
+            int(info.min),
+            int(info.max),
+            "ROUND",
+            round_then_clip=True,
+            dequantize=False,
+        )
+    )
 
 
 # convolutions and pools -----------------------------------------------------------------------
@@ -454,8 +598,12 @@ def _image(lw, node, x: Act, nchw=True) -> tuple[int, int, int]:
         raise lw.err(node, f"needs an image (1, C, H, W), not {[1, *x.idx.shape]}")
     h, w, c = x.phys
     if not np.array_equal(x.idx, image_idx(c, h, w, nchw)):
-        raise lw.err(node, "its input is not in NCHW layout (a Transpose before it is not "
-                           "supported)" if nchw else "its input is not in NHWC layout")
+        raise lw.err(
+            node,
+            "its input is not in NCHW layout (a Transpose before it is not supported)"
+            if nchw
+            else "its input is not in NHWC layout",
+        )
     return h, w, c
 
 
@@ -465,8 +613,9 @@ def _geometry(lw, node, a, kshape) -> tuple[int, int, int]:
     if len(k) != 2:
         raise lw.err(node, f"only 2-D kernels are supported, not {k}")
     if k[0] != k[1]:
-        raise lw.err(node, f"kernel {tuple(k)} is not square; lowbit's sliding window needs a "
-                           "square kernel")
+        raise lw.err(
+            node, f"kernel {tuple(k)} is not square; lowbit's sliding window needs a square kernel"
+        )
     if any(d != 1 for d in a.get("dilations", [1, 1])):
         raise lw.err(node, f"dilations {list(a['dilations'])} are not supported; use dilation 1")
     s = list(a.get("strides", [1, 1]))
@@ -476,14 +625,18 @@ def _geometry(lw, node, a, kshape) -> tuple[int, int, int]:
     pads = list(a.get("pads", [0, 0, 0, 0]))
     if auto in ("SAME_UPPER", "SAME_LOWER"):
         if s[0] != 1 or k[0] % 2 == 0:
-            raise lw.err(node, f"auto_pad {auto} with stride {s[0]} and kernel {k[0]} is not "
-                               "supported; give explicit symmetric pads")
+            raise lw.err(
+                node,
+                f"auto_pad {auto} with stride {s[0]} and kernel {k[0]} is not "
+                "supported; give explicit symmetric pads",
+            )
         pads = [(k[0] - 1) // 2] * 4
     elif auto not in ("NOTSET", "VALID"):
         raise lw.err(node, f"auto_pad {auto!r} is not supported")
     if len(set(pads)) > 1:
-        raise lw.err(node, f"pads {pads} are not symmetric; lowbit needs the same padding on every "
-                           "side")
+        raise lw.err(
+            node, f"pads {pads} are not symmetric; lowbit needs the same padding on every side"
+        )
     if a.get("ceil_mode", 0):
         raise lw.err(node, "ceil_mode 1 is not supported; use ceil_mode 0 (pad the input instead)")
     return k[0], s[0], pads[0]
@@ -494,17 +647,24 @@ def _pad_code(lw, node, x: Codes) -> int:
     c = x.channels
     zero = [(-x.offset[i] / x.scale[i]) for i in range(c)]
     if len(set(zero)) != 1 or zero[0].denominator != 1:
-        raise lw.err(node, "padding needs the value 0, which its input codes cannot represent; "
-                           "use pads 0 or an input quantizer that contains 0")
+        raise lw.err(
+            node,
+            "padding needs the value 0, which its input codes cannot represent; "
+            "use pads 0 or an input quantizer that contains 0",
+        )
     z = int(zero[0])
     if x.dtype.kind is Kind.BIPOLAR:
         if z not in (-1, 1):
-            raise lw.err(node, "padding needs the value 0, which BIPOLAR inputs cannot represent "
-                               "(binary activations have no zero); use pads 0")
+            raise lw.err(
+                node,
+                "padding needs the value 0, which BIPOLAR inputs cannot represent "
+                "(binary activations have no zero); use pads 0",
+            )
         return (z + 1) // 2
     if not x.dtype.contains([z]):
-        raise lw.err(node, f"padding needs the value 0, which {x.dtype} inputs cannot represent; "
-                           "use pads 0")
+        raise lw.err(
+            node, f"padding needs the value 0, which {x.dtype} inputs cannot represent; use pads 0"
+        )
     return z
 
 
@@ -520,14 +680,15 @@ def conv(lw, node, ins, a):
     group = a.get("group", 1)
     oc = codes.shape[0]
     if c % group or oc % group or codes.shape[1] != c // group:
-        raise lw.err(node, f"weights {codes.shape} do not match {c} input channels in {group} "
-                           "groups")
+        raise lw.err(
+            node, f"weights {codes.shape} do not match {c} input channels in {group} groups"
+        )
     pad_value = _pad_code(lw, node, x) if p else 0
     dense = np.zeros((oc, k, k, c), dtype=np.int64)  # weight values (+-1 for bipolar weights)
     og, cg = oc // group, c // group
     for g in range(group):
-        blk = np.transpose(codes[g * og:(g + 1) * og], (0, 2, 3, 1))  # (og, k, k, cg)
-        dense[g * og:(g + 1) * og, :, :, g * cg:(g + 1) * cg] = blk
+        blk = np.transpose(codes[g * og : (g + 1) * og], (0, 2, 3, 1))  # (og, k, k, cg)
+        dense[g * og : (g + 1) * og, :, :, g * cg : (g + 1) * cg] = blk
     if group > 1 and dt.kind is Kind.BIPOLAR:
         dt = TERNARY
     oh, ow = (h + 2 * p - k) // s + 1, (w_ + 2 * p - k) // s + 1
@@ -539,8 +700,9 @@ def conv(lw, node, ins, a):
         bias = fraction_array(lw.fconst(node, node.input[2], "bias").reshape(-1))
     # column j of the window (ky, kx, c) reads input channel c
     cols = np.tile(np.arange(c), k * k)
-    return _pending_matmul(lw, node, x, wmat, rs, dt, bias, node.name, cols,
-                           image_idx(oc, oh, ow), (oh, ow, oc))
+    return _pending_matmul(
+        lw, node, x, wmat, rs, dt, bias, node.name, cols, image_idx(oc, oh, ow), (oh, ow, oc)
+    )
 
 
 def im2col(lw, node, ins, a):
@@ -559,8 +721,14 @@ def im2col(lw, node, ins, a):
     lw.emit(SlidingWindow(node.name, k, s, p, pad_code), node.name)
     oh, ow = (h + 2 * p - k) // s + 1, (w_ + 2 * p - k) // s + 1
     cc = k * k * c
-    return Codes(image_idx(cc, oh, ow, nchw=False), (oh, ow, cc), node.name, x.dtype,
-                 np.tile(x.scale, k * k), np.tile(x.offset, k * k))
+    return Codes(
+        image_idx(cc, oh, ow, nchw=False),
+        (oh, ow, cc),
+        node.name,
+        x.dtype,
+        np.tile(x.scale, k * k),
+        np.tile(x.offset, k * k),
+    )
 
 
 def _maxpool(lw, node, x: Act, k, s, nchw):
@@ -577,8 +745,7 @@ def _maxpool(lw, node, x: Act, k, s, nchw):
         h, w_, c = _image(lw, node, x, nchw)
         out = replace(x, pools=x.pools + (Pool(node.name, k, s),))
     else:
-        raise lw.err(node, "max-pool of the float input is not supported; quantize the input "
-                           "first")
+        raise lw.err(node, "max-pool of the float input is not supported; quantize the input first")
     oh, ow = (h - k) // s + 1, (w_ - k) // s + 1
     return replace(out, idx=image_idx(c, oh, ow, nchw), phys=(oh, ow, c))
 
@@ -611,9 +778,19 @@ def average_pool(lw, node, ins, a):
         dense[ch, :, :, ch] = 1
     lw.emit(SlidingWindow(f"{node.name}_im2col", k, s, 0, 0), node.name)
     oh, ow = (h - k) // s + 1, (w_ - k) // s + 1
-    act = _pending_matmul(lw, node, x, dense.reshape(c, -1), fraction_array(np.full(c, 1.0 / 1)),
-                          DataType.int(2), None, node.name, np.tile(np.arange(c), k * k),
-                          image_idx(c, oh, ow), (oh, ow, c))
+    act = _pending_matmul(
+        lw,
+        node,
+        x,
+        dense.reshape(c, -1),
+        fraction_array(np.full(c, 1.0 / 1)),
+        DataType.int(2),
+        None,
+        node.name,
+        np.tile(np.arange(c), k * k),
+        image_idx(c, oh, ow),
+        (oh, ow, c),
+    )
     layer = act.layer  # the mean of the window
     n = k * k
     scale = np.array([v / n for v in layer.scale], dtype=object)
@@ -644,8 +821,9 @@ def reduce_sum(lw, node, ins, a):
     """``ReduceSum`` over the spatial axes of an NHWC image (``keepdims`` 0): a global sum."""
     axes = a.get("axes", None if len(ins) < 2 or ins[1] is None else [int(v) for v in ins[1]])
     if sorted(axes or []) != [1, 2] or a.get("keepdims", 1):
-        raise lw.err(node, "only the sum over axes [1, 2] of an NHWC image with keepdims 0 is "
-                           "supported")
+        raise lw.err(
+            node, "only the sum over axes [1, 2] of an NHWC image with keepdims 0 is supported"
+        )
     dt, scale, offset, c = _global_pool(lw, node, ins[0], False, False)
     return Codes(np.arange(c), (c,), node.name, dt, scale, offset)
 
@@ -664,8 +842,11 @@ def qlinear_conv(lw, node, ins, a):
     bias_name = None
     if len(ins) > 8 and ins[8] is not None:
         bias_name = f"__qlinear_b_{node.name}"
-        lw.env[bias_name] = np.asarray(ins[8]).astype(np.float64) * xs * np.broadcast_to(
-            ws.reshape(-1), (codes.shape[0],))
+        lw.env[bias_name] = (
+            np.asarray(ins[8]).astype(np.float64)
+            * xs
+            * np.broadcast_to(ws.reshape(-1), (codes.shape[0],))
+        )
     operands = [node.input[0], tmp] + ([bias_name] if bias_name else [])
     as_conv = onnx.helper.make_node("Conv", operands, [node.output[0]], name=node.name, **a)
     act = conv(lw, as_conv, [x, lw.env[tmp]] + ([lw.env[bias_name]] if bias_name else []), a)
@@ -682,14 +863,18 @@ def shape(lw, node, ins, a):
 
 def gather(lw, node, ins, a):
     """``Gather`` and ``Concat`` evaluate shape arithmetic on constants only."""
-    raise lw.err(node, "gathers from an activation; only shape arithmetic on constants is "
-                       "supported")
+    raise lw.err(
+        node, "gathers from an activation; only shape arithmetic on constants is supported"
+    )
 
 
 def greater_or_equal(lw, node, ins, a):
     """Comparisons of the activation are rejected (thresholds come as ``MultiThreshold``)."""
-    raise lw.err(node, "comparisons of activations are not supported; use MultiThreshold (import "
-                       "the QONNX form of a lowbit export: lowbit export --format qonnx)")
+    raise lw.err(
+        node,
+        "comparisons of activations are not supported; use MultiThreshold (import "
+        "the QONNX form of a lowbit export: lowbit export --format qonnx)",
+    )
 
 
 def constant(lw, node, ins, a):
@@ -762,8 +947,11 @@ def fold_dequantize_linear(lw, node, ins, a) -> QConst:
     """``DequantizeLinear`` of integer weights: codes less the zero point, per-axis scales."""
     x = ins[0].value if isinstance(ins[0], QConst) else np.asarray(ins[0])
     scale = _scale(lw, node)
-    zp = (np.zeros(1) if len(ins) < 3 or ins[2] is None
-          else lw.fconst(node, node.input[2], "zero point"))
+    zp = (
+        np.zeros(1)
+        if len(ins) < 3 or ins[2] is None
+        else lw.fconst(node, node.input[2], "zero point")
+    )
     if x.dtype.kind not in "iu":
         raise lw.err(node, f"quantized weights must be integers, not {x.dtype}")
     axis = a.get("axis", 1)

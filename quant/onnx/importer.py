@@ -32,8 +32,16 @@ from .lower import lower
 from .ops import OPS, OpSpec
 from .read import load_model
 
-__all__ = ["ImportResult", "import_onnx", "load_model", "layer_table", "graphs_equal", "MIN_OPSET", "MAX_OPSET",
-           "SUPPORTED_OPS"]
+__all__ = [
+    "ImportResult",
+    "import_onnx",
+    "load_model",
+    "layer_table",
+    "graphs_equal",
+    "MIN_OPSET",
+    "MAX_OPSET",
+    "SUPPORTED_OPS",
+]
 
 log = logging.getLogger(__name__)
 
@@ -42,8 +50,9 @@ MAX_OPSET = read.MAX_OPSET
 SUPPORTED_OPS = onnx_ops.SUPPORTED_OPS
 
 
-def import_onnx(source, *, input_dtype: DataType | None = None,
-                table: Mapping[str, OpSpec] = OPS) -> ImportResult:
+def import_onnx(
+    source, *, input_dtype: DataType | None = None, table: Mapping[str, OpSpec] = OPS
+) -> ImportResult:
     """Import an ONNX, QONNX or QDQ model (path, bytes or ``ModelProto``) into the typed integer graph.
 
     Parameters
@@ -71,7 +80,11 @@ def import_onnx(source, *, input_dtype: DataType | None = None,
 
 def graphs_equal(a: IntegerGraph, b: IntegerGraph) -> bool:
     """True when two graphs have the same nodes, parameters, arrays and types."""
-    if a.input_dtype != b.input_dtype or a.input_shape != b.input_shape or len(a.nodes) != len(b.nodes):
+    if (
+        a.input_dtype != b.input_dtype
+        or a.input_shape != b.input_shape
+        or len(a.nodes) != len(b.nodes)
+    ):
         return False
     for x, y in zip(a.nodes, b.nodes):
         if type(x) is not type(y) or x.name != y.name or x._meta() != y._meta():
@@ -97,10 +110,20 @@ def layer_table(graph: IntegerGraph, origins: dict | None = None) -> list[dict]:
     dtype = graph.input_dtype
     for i, n in enumerate(graph.nodes):
         ishape, oshape = graph.input_shape_of(i), graph.output_shape(i)
-        row = {"name": n.name, "op": type(n).__name__, "from": ", ".join((origins or {}).get(n.name, [])),
-               "input_shape": list(ishape), "output_shape": list(oshape), "input": dtype.name, "weights": "",
-               "output": "", "params": 0, "memory_bits": 0, "macs": {"xnor": 0, "ternary": 0, "shift": 0,
-                                                                     "integer": 0}, "bops": 0}
+        row = {
+            "name": n.name,
+            "op": type(n).__name__,
+            "from": ", ".join((origins or {}).get(n.name, [])),
+            "input_shape": list(ishape),
+            "output_shape": list(oshape),
+            "input": dtype.name,
+            "weights": "",
+            "output": "",
+            "params": 0,
+            "memory_bits": 0,
+            "macs": {"xnor": 0, "ternary": 0, "shift": 0, "integer": 0},
+            "bops": 0,
+        }
         if isinstance(n, MatMulThreshold):
             pixels = math.prod(oshape[:-1]) if len(oshape) > 1 else 1
             macs = n.mh * n.mw * pixels
@@ -108,10 +131,13 @@ def layer_table(graph: IntegerGraph, origins: dict | None = None) -> list[dict]:
             lo, hi = n.acc_range
             acc_bits = DataType.for_range(lo, hi + 1).bits
             tbits = 0 if n.thresholds is None else n.thresholds.size * acc_bits
-            row.update(weights=n.weight_dtype.name, output=n.output_dtype.name,
-                       params=int(n.weights.size + (0 if n.thresholds is None else n.thresholds.size)),
-                       memory_bits=int(n.weights.size * n.weight_dtype.bits + tbits),
-                       bops=int(macs * n.weight_dtype.bits * n.input_dtype.bits))
+            row.update(
+                weights=n.weight_dtype.name,
+                output=n.output_dtype.name,
+                params=int(n.weights.size + (0 if n.thresholds is None else n.thresholds.size)),
+                memory_bits=int(n.weights.size * n.weight_dtype.bits + tbits),
+                bops=int(macs * n.weight_dtype.bits * n.input_dtype.bits),
+            )
             row["macs"][kind] = int(macs)
             dtype = n.output_dtype
         else:

@@ -96,8 +96,9 @@ class Lowering:
         self.nodes: list = []
         self.layer_scales: dict = {}
         self.origins: dict[str, list[str]] = {}
-        self.env: dict[str, object] = {t.name: numpy_helper.to_array(t)
-                                       for t in source.model.graph.initializer}
+        self.env: dict[str, object] = {
+            t.name: numpy_helper.to_array(t) for t in source.model.graph.initializer
+        }
         self.env[source.input_name] = source.input
         self.input_act: tuple[Codes, str | None, np.ndarray] | None = None
 
@@ -117,8 +118,11 @@ class Lowering:
                 self.fold(node, ins)
                 continue
             if len(acts) > 1:
-                raise self.err(node, "combines two activations (a residual or skip connection); "
-                                     "lowbit imports chains: fold the branch into one path")
+                raise self.err(
+                    node,
+                    "combines two activations (a residual or skip connection); "
+                    "lowbit imports chains: fold the branch into one path",
+                )
             try:
                 out = self.ops[node.op_type].lower(self, node, ins, onnx_ops.attributes(node))
             except (ValueError, ZeroDivisionError, OverflowError) as e:
@@ -128,11 +132,20 @@ class Lowering:
         if not isinstance(out, Act):
             raise LowbitError(f"{self.label}: the output does not depend on the input")
         start = self.env[self.source.input_name]
-        codes, tensor, idx = self.input_act if self.input_act is not None else (start, None,
-                                                                                start.idx)
-        return Lowered(self.source, tuple(self.nodes),
-                       {k: tuple(v) for k, v in self.origins.items()}, dict(self.layer_scales), out,
-                       codes, tensor, idx, self.ops)
+        codes, tensor, idx = (
+            self.input_act if self.input_act is not None else (start, None, start.idx)
+        )
+        return Lowered(
+            self.source,
+            tuple(self.nodes),
+            {k: tuple(v) for k, v in self.origins.items()},
+            dict(self.layer_scales),
+            out,
+            codes,
+            tensor,
+            idx,
+            self.ops,
+        )
 
     def execute(self, node, ins) -> list:
         """The float outputs of ``node`` on the constants ``ins`` (the op table's executor)."""
@@ -165,8 +178,9 @@ class Lowering:
         """The constant (array or :class:`~.states.QConst`) ``name``; the activation is an error."""
         v = self.env.get(name)
         if isinstance(v, Act):
-            raise self.err(node, f"{what} {name!r} must be a constant (an initializer), not an "
-                                 "activation")
+            raise self.err(
+                node, f"{what} {name!r} must be a constant (an initializer), not an activation"
+            )
         return v
 
     def fconst(self, node, name, what="operand") -> np.ndarray:
@@ -194,25 +208,39 @@ class Lowering:
         try:
             b = np.broadcast_to(arr, np.broadcast_shapes(arr.shape, full_shape))
         except ValueError:
-            raise self.err(node, f"{what} of shape {arr.shape} does not broadcast to the "
-                                 f"activation {list(full_shape)}") from None
+            raise self.err(
+                node,
+                f"{what} of shape {arr.shape} does not broadcast to the "
+                f"activation {list(full_shape)}",
+            ) from None
         if b.shape != full_shape:
-            raise self.err(node, f"{what} of shape {arr.shape} would change the activation shape "
-                                 f"{list(full_shape)}")
+            raise self.err(
+                node,
+                f"{what} of shape {arr.shape} would change the activation shape {list(full_shape)}",
+            )
         flat = np.empty(act.idx.size, dtype=b.dtype)
         flat[act.idx.reshape(-1)] = b.reshape(-1)
         cols = flat.reshape(-1, act.channels)
         if not (cols == cols[:1]).all():
-            raise self.err(node, f"{what} varies over the pixels of a channel; lowbit folds "
-                                 "per-channel or per-tensor constants only")
+            raise self.err(
+                node,
+                f"{what} varies over the pixels of a channel; lowbit folds "
+                "per-channel or per-tensor constants only",
+            )
         return cols[0]
 
     def affine_from(self, node, act, scale, offset, what) -> Affine:
         """The exact affine map ``scale * x + offset`` of per-channel or per-tensor constants."""
-        s = self.per_channel(node, act, scale, what) if np.ndim(scale) else np.full(act.channels,
-                                                                                     scale)
-        o = self.per_channel(node, act, offset, what) if np.ndim(offset) else np.full(act.channels,
-                                                                                       offset)
+        s = (
+            self.per_channel(node, act, scale, what)
+            if np.ndim(scale)
+            else np.full(act.channels, scale)
+        )
+        o = (
+            self.per_channel(node, act, offset, what)
+            if np.ndim(offset)
+            else np.full(act.channels, offset)
+        )
         return Affine(fraction_array(s), fraction_array(o))
 
     def weights(self, node, name, out_axis: int):
@@ -232,9 +260,12 @@ class Lowering:
                     raise self.err(node, f"weights {name!r} contain NaN or infinity")
                 codes, scale = detect_codes(w, out_axis)
                 if codes is None:
-                    raise self.err(node, f"weights {name!r} are float values that are not "
-                                         "quantized; quantize them (Quant, BipolarQuant or "
-                                         "DequantizeLinear) or run 'lowbit quantize'")
+                    raise self.err(
+                        node,
+                        f"weights {name!r} are float values that are not "
+                        "quantized; quantize them (Quant, BipolarQuant or "
+                        "DequantizeLinear) or run 'lowbit quantize'",
+                    )
                 dtype = None
         meta = self.source.meta.get(f"lowbit.dtype.{name}")
         if meta:
@@ -243,8 +274,11 @@ class Lowering:
             dtype = finn_dtype(self.label, self.source.annotations[name], name)
         moved = np.moveaxis(scale, out_axis, 0).reshape(scale.shape[out_axis], -1)
         if not (moved == moved[:, :1]).all():
-            raise self.err(node, f"weights {name!r} have a scale that varies along the input axis; "
-                                 "lowbit folds per-tensor or per-output-channel weight scales only")
+            raise self.err(
+                node,
+                f"weights {name!r} have a scale that varies along the input axis; "
+                "lowbit folds per-tensor or per-output-channel weight scales only",
+            )
         row_scale = fraction_array(moved[:, 0])
         if dtype is None:
             dtype = weight_dtype(codes)
@@ -260,9 +294,12 @@ class Lowering:
             return act
         if act.last_quantizer() is None:
             what = "the input" if isinstance(act, Raw) else f"the output of {act.origin!r}"
-            raise self.err(node, f"{what} is a float activation here; insert a quantizer (Quant, "
-                                 "BipolarQuant, MultiThreshold, QuantizeLinear or Sign) before "
-                                 "this node, or run 'lowbit quantize' on a float model")
+            raise self.err(
+                node,
+                f"{what} is a float activation here; insert a quantizer (Quant, "
+                "BipolarQuant, MultiThreshold, QuantizeLinear or Sign) before "
+                "this node, or run 'lowbit quantize' on a float model",
+            )
         if isinstance(act, Raw):
             out = solve_input(act)
             self.input_act = (out, act.tensor, act.idx)
@@ -286,9 +323,14 @@ class Lowering:
         if isinstance(act, Codes):
             if isinstance(op, Affine):
                 c = act.channels
-                return Codes(act.idx, act.phys, act.origin, act.dtype,
-                             np.array([op.scale[i] * act.scale[i] for i in range(c)], dtype=object),
-                             np.array([op(act.offset[i], i) for i in range(c)], dtype=object))
+                return Codes(
+                    act.idx,
+                    act.phys,
+                    act.origin,
+                    act.dtype,
+                    np.array([op.scale[i] * act.scale[i] for i in range(c)], dtype=object),
+                    np.array([op(act.offset[i], i) for i in range(c)], dtype=object),
+                )
             act = self.identity_layer(node, act)
         out = act.then(op)
         if isinstance(act, Raw) and not internal:  # the ONNX tensor holding this value
@@ -299,8 +341,15 @@ class Lowering:
         """Re-open integer codes as a pending 1x1 identity layer so a nonlinear function can be
         thresholded."""
         c = act.channels
-        layer = Layer(f"{node.name}_requant", act.dtype, np.eye(c, dtype=np.int64), TERNARY,
-                      act.scale, act.offset, False)
+        layer = Layer(
+            f"{node.name}_requant",
+            act.dtype,
+            np.eye(c, dtype=np.int64),
+            TERNARY,
+            act.scale,
+            act.offset,
+            False,
+        )
         return Pending(act.idx, act.phys, node.name, layer)
 
 

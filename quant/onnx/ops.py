@@ -30,8 +30,19 @@ from . import executors as ex
 from . import handlers as hd
 from .executors import Executor, Reference, attributes, per_axis, qonnx_int_range, quant_float
 
-__all__ = ["OpSpec", "OPS", "SUPPORTED_OPS", "QONNX_DOMAIN", "attributes", "round_mode", "run",
-           "execute", "per_axis", "quant_float", "qonnx_int_range"]
+__all__ = [
+    "OpSpec",
+    "OPS",
+    "SUPPORTED_OPS",
+    "QONNX_DOMAIN",
+    "attributes",
+    "round_mode",
+    "run",
+    "execute",
+    "per_axis",
+    "quant_float",
+    "qonnx_int_range",
+]
 
 log = logging.getLogger(__name__)
 
@@ -104,8 +115,14 @@ def _rows(*specs: OpSpec) -> Mapping[str, OpSpec]:
 
 OPS: Mapping[str, OpSpec] = _rows(
     # matrix products
-    OpSpec("", "Gemm", _ALL, hd.gemm, quantize_input=True,
-           weight_axis=lambda a: 0 if a.get("transB", 0) else 1),
+    OpSpec(
+        "",
+        "Gemm",
+        _ALL,
+        hd.gemm,
+        quantize_input=True,
+        weight_axis=lambda a: 0 if a.get("transB", 0) else 1,
+    ),
     OpSpec("", "MatMul", _ALL, hd.matmul, quantize_input=True, weight_axis=lambda a: 1),
     OpSpec("", "Conv", ex.conv, hd.conv, quantize_input=True, weight_axis=lambda a: 0),
     OpSpec(_Q, "XnorPopcountMatMul", ex.xnor_popcount_matmul, hd.xnor_popcount_matmul),
@@ -135,14 +152,25 @@ OPS: Mapping[str, OpSpec] = _rows(
     OpSpec(_Q, "Quant", ex.quant, hd.quant, quantizer=True, fold=hd.fold_quant),
     # IntQuant is Quant's newer name; post-training quantization has not treated it as a quantizer
     OpSpec(_Q, "IntQuant", ex.quant, hd.quant, fold=hd.fold_quant),
-    OpSpec(_Q, "BipolarQuant", ex.bipolar_quant, hd.bipolar_quant, quantizer=True,
-           fold=hd.fold_bipolar_quant),
+    OpSpec(
+        _Q,
+        "BipolarQuant",
+        ex.bipolar_quant,
+        hd.bipolar_quant,
+        quantizer=True,
+        fold=hd.fold_bipolar_quant,
+    ),
     OpSpec(_Q, "Trunc", ex.trunc, hd.trunc),
     OpSpec(_Q, "MultiThreshold", ex.multi_threshold, hd.multi_threshold, quantizer=True),
     OpSpec("", "Sign", _ALL, hd.sign, quantizer=True),
     OpSpec("", "QuantizeLinear", ex.quantize_linear, hd.quantize_linear, quantizer=True),
-    OpSpec("", "DequantizeLinear", ex.dequantize_linear, hd.dequantize_linear,
-           fold=hd.fold_dequantize_linear),
+    OpSpec(
+        "",
+        "DequantizeLinear",
+        ex.dequantize_linear,
+        hd.dequantize_linear,
+        fold=hd.fold_dequantize_linear,
+    ),
     # layout
     OpSpec("", "Flatten", Reference(), hd.reshape_like, keeps_grid=True, relayout=True),
     OpSpec("", "Reshape", Reference(ints=(1,)), hd.reshape_like, keeps_grid=True, relayout=True),
@@ -182,8 +210,14 @@ def execute(node: onnx.NodeProto, ins: list, opset: int, table: Mapping[str, OpS
     return row.execute(ins, attributes(node), node, opset)
 
 
-def run(model: onnx.ModelProto, inputs, *, keep_all: bool = False, stop_at: str | None = None,
-        table: Mapping[str, OpSpec] = OPS) -> dict[str, np.ndarray]:
+def run(
+    model: onnx.ModelProto,
+    inputs,
+    *,
+    keep_all: bool = False,
+    stop_at: str | None = None,
+    table: Mapping[str, OpSpec] = OPS,
+) -> dict[str, np.ndarray]:
     """Execute ``model`` on ``inputs`` (an array for the single input, or a dict by input name).
 
     Returns the graph outputs by name (every tensor when ``keep_all``, or when stopping early after

@@ -27,8 +27,8 @@ from onnx import helper, numpy_helper
 from ... import LowbitError
 from . import ops as onnx_ops
 from .importer import ImportResult, import_onnx
-from .read import check_model, load_model
 from .ops import OPS
+from .read import check_model, load_model
 
 __all__ = ["PTQConfig", "quantize_model", "insert_quantizers", "quantize_weights"]
 
@@ -46,14 +46,20 @@ class PTQConfig:
 
     def __post_init__(self):
         if not re.fullmatch(r"bipolar|ternary|pow2_[2-6]|int([2-9]|1[0-6])", self.weights):
-            raise LowbitError(f"--weights must be bipolar, ternary, pow2_<2..6> or int<2..16>, not {self.weights!r}")
+            raise LowbitError(
+                f"--weights must be bipolar, ternary, pow2_<2..6> or int<2..16>, not {self.weights!r}"
+            )
         if not re.fullmatch(r"bipolar|u?int([1-9]|1[0-6])", self.acts) or self.acts in ("int1",):
-            raise LowbitError(f"--acts must be bipolar, uint<1..16> or int<2..16>, not {self.acts!r}")
+            raise LowbitError(
+                f"--acts must be bipolar, uint<1..16> or int<2..16>, not {self.acts!r}"
+            )
         if not 1 <= self.input_bits <= 16:
             raise LowbitError(f"--input-bits must be 1 to 16, not {self.input_bits!r}")
 
 
-def quantize_weights(w: np.ndarray, scheme: str, out_axis: int) -> tuple[np.ndarray, np.ndarray, int]:
+def quantize_weights(
+    w: np.ndarray, scheme: str, out_axis: int
+) -> tuple[np.ndarray, np.ndarray, int]:
     """Integer codes, per-output-channel scales and bit width of ``w`` under ``scheme``."""
     moved = np.moveaxis(w, out_axis, 0).reshape(w.shape[out_axis], -1).astype(np.float64)
     codes = np.zeros(moved.shape, dtype=np.int64)
@@ -85,7 +91,9 @@ def quantize_weights(w: np.ndarray, scheme: str, out_axis: int) -> tuple[np.ndar
         bits = (1 << (int(scheme[5:]) - 1)) if scheme.startswith("pow2_") else int(scheme[3:])
     shape = (w.shape[out_axis],) + tuple(np.delete(np.array(w.shape), out_axis))
     codes = np.moveaxis(codes.reshape(shape), 0, out_axis)
-    scales_full = np.moveaxis(np.broadcast_to(scales.reshape((-1,) + (1,) * (w.ndim - 1)), shape), 0, out_axis)
+    scales_full = np.moveaxis(
+        np.broadcast_to(scales.reshape((-1,) + (1,) * (w.ndim - 1)), shape), 0, out_axis
+    )
     return codes, np.ascontiguousarray(scales_full), bits
 
 
@@ -105,7 +113,9 @@ def _already_quantized(model, tensor) -> bool:
     return False
 
 
-def insert_quantizers(model: onnx.ModelProto, calib: np.ndarray, config: PTQConfig) -> onnx.ModelProto:
+def insert_quantizers(
+    model: onnx.ModelProto, calib: np.ndarray, config: PTQConfig
+) -> onnx.ModelProto:
     """The float ``model`` with weight and activation quantizers (a QONNX model)."""
     model = onnx.ModelProto.FromString(model.SerializeToString())
     g = model.graph
@@ -131,8 +141,15 @@ def insert_quantizers(model: onnx.ModelProto, calib: np.ndarray, config: PTQConf
         if scheme.startswith("uint") and first and x.min() < 0:
             scheme = f"int{config.input_bits}"
         if scheme == "bipolar":
-            new_nodes.append(helper.make_node("BipolarQuant", [tensor, const(max(np.abs(x).mean(), 1e-8), "s")], [out],
-                                              name=f"ptq_quant_{tensor}", domain=_QDOMAIN))
+            new_nodes.append(
+                helper.make_node(
+                    "BipolarQuant",
+                    [tensor, const(max(np.abs(x).mean(), 1e-8), "s")],
+                    [out],
+                    name=f"ptq_quant_{tensor}",
+                    domain=_QDOMAIN,
+                )
+            )
         else:
             signed = not scheme.startswith("uint")
             k = int(scheme[4:] if not signed else scheme[3:])
@@ -140,10 +157,18 @@ def insert_quantizers(model: onnx.ModelProto, calib: np.ndarray, config: PTQConf
                 scale = max(np.abs(x).max(), 1e-8) / ((1 << (k - 1)) - 1)
             else:
                 scale = max(x.max(), 1e-8) / ((1 << k) - 1)
-            new_nodes.append(helper.make_node("Quant", [tensor, const(scale, "s"), const(0.0, "z"),
-                                                        const(float(k), "b")], [out], name=f"ptq_quant_{tensor}",
-                                              domain=_QDOMAIN, signed=int(signed), narrow=int(signed),
-                                              rounding_mode="ROUND"))
+            new_nodes.append(
+                helper.make_node(
+                    "Quant",
+                    [tensor, const(scale, "s"), const(0.0, "z"), const(float(k), "b")],
+                    [out],
+                    name=f"ptq_quant_{tensor}",
+                    domain=_QDOMAIN,
+                    signed=int(signed),
+                    narrow=int(signed),
+                    rounding_mode="ROUND",
+                )
+            )
         done[tensor] = out
         return out
 
@@ -164,14 +189,29 @@ def insert_quantizers(model: onnx.ModelProto, calib: np.ndarray, config: PTQConf
             n[0] += 1
             wname = const(codes * scales, "w")
             if config.weights == "bipolar":
-                new_nodes.append(helper.make_node("BipolarQuant", [wname, const(scales, "ws")], [qname],
-                                                  name=f"ptq_wquant_{node.name}", domain=_QDOMAIN))
+                new_nodes.append(
+                    helper.make_node(
+                        "BipolarQuant",
+                        [wname, const(scales, "ws")],
+                        [qname],
+                        name=f"ptq_wquant_{node.name}",
+                        domain=_QDOMAIN,
+                    )
+                )
             else:
                 nbits = bits
-                new_nodes.append(helper.make_node("Quant", [wname, const(scales, "ws"), const(0.0, "z"),
-                                                            const(float(nbits), "b")], [qname],
-                                                  name=f"ptq_wquant_{node.name}", domain=_QDOMAIN, signed=1,
-                                                  narrow=int(config.weights == "ternary"), rounding_mode="ROUND"))
+                new_nodes.append(
+                    helper.make_node(
+                        "Quant",
+                        [wname, const(scales, "ws"), const(0.0, "z"), const(float(nbits), "b")],
+                        [qname],
+                        name=f"ptq_wquant_{node.name}",
+                        domain=_QDOMAIN,
+                        signed=1,
+                        narrow=int(config.weights == "ternary"),
+                        rounding_mode="ROUND",
+                    )
+                )
                 if config.weights.startswith("pow2_"):
                     meta[f"lowbit.dtype.{qname}"] = f"POW2_{config.weights[5:]}"
             node.input[1] = qname
@@ -187,13 +227,17 @@ def insert_quantizers(model: onnx.ModelProto, calib: np.ndarray, config: PTQConf
     return model
 
 
-def quantize_model(source, calib: np.ndarray, config: PTQConfig, progress=None) -> tuple[ImportResult, onnx.ModelProto]:
+def quantize_model(
+    source, calib: np.ndarray, config: PTQConfig, progress=None
+) -> tuple[ImportResult, onnx.ModelProto]:
     """Post-training quantization: the imported integer graph and the QONNX model it came from."""
     model, label = load_model(source)
     model = check_model(model, label)
     calib = np.asarray(calib)
     if calib.ndim < 2 or not np.isfinite(calib).all():
-        raise LowbitError(f"{label}: the calibration data must be a finite array (B, ...), not shape {calib.shape}")
+        raise LowbitError(
+            f"{label}: the calibration data must be a finite array (B, ...), not shape {calib.shape}"
+        )
     if progress:
         progress(0, 2)
     try:

@@ -24,32 +24,71 @@ from .executors import attributes
 from .ops import OPS, OpSpec
 from .states import Act, Codes, Raw, image_idx
 
-__all__ = ["Source", "read", "load_model", "check_model", "node_error", "finn_dtype", "MIN_OPSET",
-           "MAX_OPSET"]
+__all__ = [
+    "Source",
+    "read",
+    "load_model",
+    "check_model",
+    "node_error",
+    "finn_dtype",
+    "MIN_OPSET",
+    "MAX_OPSET",
+]
 
 MIN_OPSET = 11
 MAX_OPSET = onnx.defs.onnx_opset_version()
-_CUSTOM_DOMAINS = ("qonnx.custom_op.general", "finn.custom_op.general", "onnx.brevitas", "finn",
-                   "qonnx", "com.microsoft")
+_CUSTOM_DOMAINS = (
+    "qonnx.custom_op.general",
+    "finn.custom_op.general",
+    "onnx.brevitas",
+    "finn",
+    "qonnx",
+    "com.microsoft",
+)
 _HINTS = {
-    "Gelu": "Relu", "LeakyRelu": "Relu", "PRelu": "Relu", "Elu": "Relu", "Selu": "Relu",
-    "HardSigmoid": "Clip", "Sigmoid": "a quantizer (MultiThreshold) after Relu or Clip",
+    "Gelu": "Relu",
+    "LeakyRelu": "Relu",
+    "PRelu": "Relu",
+    "Elu": "Relu",
+    "Selu": "Relu",
+    "HardSigmoid": "Clip",
+    "Sigmoid": "a quantizer (MultiThreshold) after Relu or Clip",
     "Tanh": "Clip (HardTanh) followed by a quantizer",
     "Softmax": "no Softmax: drop it (the class decision is unchanged)",
-    "LogSoftmax": "no LogSoftmax: drop it", "ConvTranspose": "Conv",
-    "Pad": "the pads attribute of Conv", "Concat": "a single chain (no Concat)",
-    "Resize": "MaxPool or AveragePool", "Upsample": "MaxPool or AveragePool",
-    "ReduceMean": "GlobalAveragePool", "Einsum": "MatMul", "Split": "a single chain (no Split)",
-    "LSTM": "Gemm layers", "GRU": "Gemm layers", "Floor": "Quant with rounding_mode FLOOR",
-    "Round": "Quant with rounding_mode ROUND", "BinaryQuant": "BipolarQuant",
+    "LogSoftmax": "no LogSoftmax: drop it",
+    "ConvTranspose": "Conv",
+    "Pad": "the pads attribute of Conv",
+    "Concat": "a single chain (no Concat)",
+    "Resize": "MaxPool or AveragePool",
+    "Upsample": "MaxPool or AveragePool",
+    "ReduceMean": "GlobalAveragePool",
+    "Einsum": "MatMul",
+    "Split": "a single chain (no Split)",
+    "LSTM": "Gemm layers",
+    "GRU": "Gemm layers",
+    "Floor": "Quant with rounding_mode FLOOR",
+    "Round": "Quant with rounding_mode ROUND",
+    "BinaryQuant": "BipolarQuant",
 }
 """The nearest supported form of common operators lowbit does not import."""
 _FLOAT_TYPES = {onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE}
-_INT_INPUT = {onnx.TensorProto.UINT8: DataType.uint(8), onnx.TensorProto.INT8: DataType.int(8),
-              onnx.TensorProto.UINT16: DataType.uint(16), onnx.TensorProto.INT16: DataType.int(16)}
-_NUMERIC = (onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE, onnx.TensorProto.INT64,
-            onnx.TensorProto.INT32, onnx.TensorProto.INT8, onnx.TensorProto.UINT8,
-            onnx.TensorProto.FLOAT16, onnx.TensorProto.INT16, onnx.TensorProto.UINT16)
+_INT_INPUT = {
+    onnx.TensorProto.UINT8: DataType.uint(8),
+    onnx.TensorProto.INT8: DataType.int(8),
+    onnx.TensorProto.UINT16: DataType.uint(16),
+    onnx.TensorProto.INT16: DataType.int(16),
+}
+_NUMERIC = (
+    onnx.TensorProto.FLOAT,
+    onnx.TensorProto.DOUBLE,
+    onnx.TensorProto.INT64,
+    onnx.TensorProto.INT32,
+    onnx.TensorProto.INT8,
+    onnx.TensorProto.UINT8,
+    onnx.TensorProto.FLOAT16,
+    onnx.TensorProto.INT16,
+    onnx.TensorProto.UINT16,
+)
 
 
 def node_error(label: str, name: str, op_type: str, msg: str) -> LowbitError:
@@ -62,8 +101,10 @@ def finn_dtype(label: str, name: str, tensor: str) -> DataType:
     try:
         return DataType.parse(name)
     except ValueError:
-        raise LowbitError(f"{label}: tensor {tensor!r} is annotated {name!r}; expected BIPOLAR, "
-                          "TERNARY, UINT<k> or INT<k>") from None
+        raise LowbitError(
+            f"{label}: tensor {tensor!r} is annotated {name!r}; expected BIPOLAR, "
+            "TERNARY, UINT<k> or INT<k>"
+        ) from None
 
 
 @dataclass(frozen=True, eq=False)
@@ -116,11 +157,13 @@ def load_model(source) -> tuple[onnx.ModelProto, str]:
     try:
         model.ParseFromString(data)
     except Exception as e:  # protobuf raises DecodeError (an Exception subclass) on corrupt input
-        raise LowbitError(f"{label}: not a readable ONNX model (truncated or corrupt protobuf: "
-                          f"{e})") from None
+        raise LowbitError(
+            f"{label}: not a readable ONNX model (truncated or corrupt protobuf: {e})"
+        ) from None
     if not model.HasField("graph") or not model.graph.node:
-        raise LowbitError(f"{label}: not an ONNX model (no graph nodes); truncated or wrong file "
-                          "type?")
+        raise LowbitError(
+            f"{label}: not an ONNX model (no graph nodes); truncated or wrong file type?"
+        )
     return model, label
 
 
@@ -140,8 +183,9 @@ def _nearest(op: str, table: Mapping[str, OpSpec]) -> str:
     return "a chain of Conv/Gemm/MatMul, batch-norm, activations and quantizers"
 
 
-def check_model(model: onnx.ModelProto, label: str,
-                table: Mapping[str, OpSpec] = OPS) -> onnx.ModelProto:
+def check_model(
+    model: onnx.ModelProto, label: str, table: Mapping[str, OpSpec] = OPS
+) -> onnx.ModelProto:
     """``model`` with its shapes inferred, once it passes every check of a chain lowbit imports.
 
     Raises
@@ -152,56 +196,86 @@ def check_model(model: onnx.ModelProto, label: str,
     """
     v = _opset(model)
     if v is None:
-        raise LowbitError(f"{label}: the model imports no default-domain opset; expected an opset "
-                          f"from {MIN_OPSET} to {MAX_OPSET}")
+        raise LowbitError(
+            f"{label}: the model imports no default-domain opset; expected an opset "
+            f"from {MIN_OPSET} to {MAX_OPSET}"
+        )
     if not MIN_OPSET <= v <= MAX_OPSET:
-        raise LowbitError(f"{label}: opset {v} is not supported; lowbit reads opsets {MIN_OPSET} "
-                          f"to {MAX_OPSET} (convert with onnx.version_converter.convert_version)")
+        raise LowbitError(
+            f"{label}: opset {v} is not supported; lowbit reads opsets {MIN_OPSET} "
+            f"to {MAX_OPSET} (convert with onnx.version_converter.convert_version)"
+        )
     g = model.graph
     inits = {t.name for t in g.initializer}
     inputs = [i for i in g.input if i.name not in inits]
     if len(inputs) != 1:
         names = ", ".join(repr(i.name) for i in inputs)
-        raise LowbitError(f"{label}: the model has {len(inputs)} inputs ({names}); lowbit imports "
-                          "single-input chains")
+        raise LowbitError(
+            f"{label}: the model has {len(inputs)} inputs ({names}); lowbit imports "
+            "single-input chains"
+        )
     if len(g.output) != 1:
-        raise LowbitError(f"{label}: the model has {len(g.output)} outputs; lowbit imports "
-                          "single-output chains (keep only the class scores)")
+        raise LowbitError(
+            f"{label}: the model has {len(g.output)} outputs; lowbit imports "
+            "single-output chains (keep only the class scores)"
+        )
     inp = inputs[0]
     et = inp.type.tensor_type.elem_type
     if et not in _FLOAT_TYPES and et not in _INT_INPUT:
-        raise LowbitError(f"{label}: input {inp.name!r} has data type "
-                          f"{onnx.TensorProto.DataType.Name(et)}; expected FLOAT, DOUBLE, UINT8, "
-                          "INT8, UINT16 or INT16")
+        raise LowbitError(
+            f"{label}: input {inp.name!r} has data type "
+            f"{onnx.TensorProto.DataType.Name(et)}; expected FLOAT, DOUBLE, UINT8, "
+            "INT8, UINT16 or INT16"
+        )
     dims = inp.type.tensor_type.shape.dim
     if not inp.type.tensor_type.HasField("shape") or not dims:
-        raise LowbitError(f"{label}: input {inp.name!r} has no shape; export with a fixed input "
-                          "shape")
+        raise LowbitError(
+            f"{label}: input {inp.name!r} has no shape; export with a fixed input shape"
+        )
     for axis, d in enumerate(dims[1:], start=1):
         if not d.HasField("dim_value") or d.dim_value < 1:
             what = repr(d.dim_param) if d.HasField("dim_param") else "unknown"
-            raise LowbitError(f"{label}: input {inp.name!r} has a dynamic dimension {what} at axis "
-                              f"{axis}; lowbit needs fixed shapes except the batch axis (export "
-                              "with a fixed input size)")
+            raise LowbitError(
+                f"{label}: input {inp.name!r} has a dynamic dimension {what} at axis "
+                f"{axis}; lowbit needs fixed shapes except the batch axis (export "
+                "with a fixed input size)"
+            )
     for t in g.initializer:
         if t.data_type not in _NUMERIC:
-            raise LowbitError(f"{label}: initializer {t.name!r} has data type "
-                              f"{onnx.TensorProto.DataType.Name(t.data_type)}; expected a numeric "
-                              "tensor")
+            raise LowbitError(
+                f"{label}: initializer {t.name!r} has data type "
+                f"{onnx.TensorProto.DataType.Name(t.data_type)}; expected a numeric "
+                "tensor"
+            )
     known = set(inits) | {inp.name}
     for i, node in enumerate(g.node):
         name = node.name or f"{node.op_type}_{i}"
         if node.domain not in ("", "ai.onnx") + _CUSTOM_DOMAINS:
-            raise node_error(label, name, node.op_type, f"unknown domain {node.domain!r}; expected "
-                             "the ONNX default domain or qonnx.custom_op.general")
+            raise node_error(
+                label,
+                name,
+                node.op_type,
+                f"unknown domain {node.domain!r}; expected "
+                "the ONNX default domain or qonnx.custom_op.general",
+            )
         if node.op_type not in table:
-            raise node_error(label, name, node.op_type, f"operator {node.op_type!r} is not "
-                             f"supported; nearest supported form: {_nearest(node.op_type, table)}")
+            raise node_error(
+                label,
+                name,
+                node.op_type,
+                f"operator {node.op_type!r} is not "
+                f"supported; nearest supported form: {_nearest(node.op_type, table)}",
+            )
         for x in node.input:
             if x and x not in known:
-                raise node_error(label, name, node.op_type, f"input {x!r} is neither an "
-                                 "initializer, the graph input nor the output of an earlier node "
-                                 "(missing initializer?)")
+                raise node_error(
+                    label,
+                    name,
+                    node.op_type,
+                    f"input {x!r} is neither an "
+                    "initializer, the graph input nor the output of an earlier node "
+                    "(missing initializer?)",
+                )
         known.update(node.output)
     if g.output[0].name not in known:
         raise LowbitError(f"{label}: output {g.output[0].name!r} is produced by no node")
@@ -212,8 +286,9 @@ def check_model(model: onnx.ModelProto, label: str,
         raise LowbitError(f"{label}: shape inference failed (mismatched shapes?): {msg}") from None
 
 
-def _input_nhwc(model: onnx.ModelProto, meta: Mapping[str, str], name: str,
-                table: Mapping[str, OpSpec]) -> bool:
+def _input_nhwc(
+    model: onnx.ModelProto, meta: Mapping[str, str], name: str, table: Mapping[str, OpSpec]
+) -> bool:
     """True when the input image is NHWC: lowbit's own exports, or a first consumer working on
     NHWC."""
     if meta.get(f"lowbit.layout.{name}") == "NHWC":
@@ -238,8 +313,9 @@ def _input_layout(shape, nhwc=False) -> tuple[np.ndarray, tuple[int, ...]]:
     return np.arange(n).reshape(shape), (n,)
 
 
-def read(source, *, input_dtype: DataType | None = None,
-         table: Mapping[str, OpSpec] = OPS) -> Source:
+def read(
+    source, *, input_dtype: DataType | None = None, table: Mapping[str, OpSpec] = OPS
+) -> Source:
     """Load and check a model (path, bytes or ``ModelProto``) and describe its input.
 
     Parameters
@@ -281,8 +357,9 @@ def read(source, *, input_dtype: DataType | None = None,
     c = phys[-1]
     origin = f"input {inp.name!r}"
     if dtype is not None:
-        act = Codes(idx, phys, origin, dtype, fraction_array(np.ones(c)),
-                    fraction_array(np.zeros(c)))
+        act = Codes(
+            idx, phys, origin, dtype, fraction_array(np.ones(c)), fraction_array(np.zeros(c))
+        )
     else:
         act = Raw(idx, phys, origin)
     return Source(model, label, _opset(model), meta, annotations, inp.name, act)

@@ -20,8 +20,13 @@ import numpy as np
 
 from ...ir.datatypes import BIPOLAR, DataType, Kind
 from ...ir.graph import MatMulThreshold, MaxPool
-from ..streamline import (BipolarQuantizer, IntQuantizer, SignQuantizer, ThresholdQuantizer,
-                          solve_thresholds)
+from ..streamline import (
+    BipolarQuantizer,
+    IntQuantizer,
+    SignQuantizer,
+    ThresholdQuantizer,
+    solve_thresholds,
+)
 from .states import Codes, Pending, Raw, stored
 
 __all__ = ["SolvedLayer", "solve_layer", "solve_input"]
@@ -46,7 +51,7 @@ class SolvedLayer:
 
 def _value_of(act, q: int):
     """The value of code ``code`` of channel ``c`` after the quantizer at ``chain[q]``."""
-    quant, post = act.chain[q], act.chain[q + 1:]
+    quant, post = act.chain[q], act.chain[q + 1 :]
 
     def value_of(code, c):
         v = quant.value(code, c)
@@ -83,13 +88,29 @@ def solve_layer(act: Pending) -> SolvedLayer:
             v = op.vec(v, c)
         return v
 
-    probe = MatMulThreshold("probe", mm.input_dtype, stored(mm.weights, mm.weight_dtype), None,
-                            weight_dtype=mm.weight_dtype)
+    probe = MatMulThreshold(
+        "probe",
+        mm.input_dtype,
+        stored(mm.weights, mm.weight_dtype),
+        None,
+        weight_dtype=mm.weight_dtype,
+    )
     lo, hi = probe.acc_range
     mw = mm.weights.shape[1]
     neg = (lambda a: mw - a) if mm.xnor else (lambda a: -a)
-    solved = solve_thresholds(func, quant.code, value_of, act.channels, lo, hi, neg, mm.name,
-                              quant.nominal, func_vec, quant.vcode)
+    solved = solve_thresholds(
+        func,
+        quant.code,
+        value_of,
+        act.channels,
+        lo,
+        hi,
+        neg,
+        mm.name,
+        quant.nominal,
+        func_vec,
+        quant.vcode,
+    )
     w = mm.weights.copy()
     w[solved.negate] *= -1
     wdtype = mm.weight_dtype
@@ -97,12 +118,29 @@ def solve_layer(act: Pending) -> SolvedLayer:
         wdtype = DataType.int(wdtype.bits + 1)
         node_probe = MatMulThreshold("probe", mm.input_dtype, w, None, weight_dtype=wdtype)
         lo, hi = node_probe.acc_range
-        solved = solve_thresholds(func, quant.code, value_of, act.channels, lo, hi, neg, mm.name,
-                                  quant.nominal, func_vec, quant.vcode)
+        solved = solve_thresholds(
+            func,
+            quant.code,
+            value_of,
+            act.channels,
+            lo,
+            hi,
+            neg,
+            mm.name,
+            quant.nominal,
+            func_vec,
+            quant.vcode,
+        )
         w = mm.weights.copy()
         w[solved.negate] *= -1
-    nodes = [(MatMulThreshold(mm.name, mm.input_dtype, stored(w, wdtype), solved.thresholds,
-                              solved.dtype, wdtype), act.origin)]
+    nodes = [
+        (
+            MatMulThreshold(
+                mm.name, mm.input_dtype, stored(w, wdtype), solved.thresholds, solved.dtype, wdtype
+            ),
+            act.origin,
+        )
+    ]
     nodes += [(MaxPool(pool.name, pool.kernel, pool.stride), pool.name) for pool in act.pools]
     codes = Codes(act.idx, act.phys, act.origin, solved.dtype, solved.scale, solved.offset)
     return SolvedLayer(tuple(nodes), codes)
@@ -123,16 +161,21 @@ def solve_input(act: Raw) -> Codes:
         dtype, lo, hi = BIPOLAR, 0, 1
     elif isinstance(quant, IntQuantizer):
         lo, hi = quant.lo, quant.hi
-        dtype = DataType.for_range(lo, hi) if lo >= 0 else DataType.int(max(2, max((-lo - 1).bit_length(),
-                                                                                   hi.bit_length()) + 1))
+        dtype = (
+            DataType.for_range(lo, hi)
+            if lo >= 0
+            else DataType.int(max(2, max((-lo - 1).bit_length(), hi.bit_length()) + 1))
+        )
     elif isinstance(quant, ThresholdQuantizer):
         lo, hi = 0, quant.thresholds.shape[1]
         dtype = BIPOLAR if hi == 1 else DataType.for_range(0, hi)
     elif isinstance(quant, SignQuantizer):
         lo, hi, dtype = -1, 1, DataType.int(2)
     else:
-        raise ValueError("the input quantizer must be Quant, BipolarQuant, MultiThreshold, "
-                         "QuantizeLinear or Sign")
+        raise ValueError(
+            "the input quantizer must be Quant, BipolarQuant, MultiThreshold, "
+            "QuantizeLinear or Sign"
+        )
     c = act.channels
     scale, offset = np.empty(c, dtype=object), np.empty(c, dtype=object)
     for ch in range(c):

@@ -15,8 +15,19 @@ import numpy as np
 from ...ir.datatypes import BIPOLAR, TERNARY, DataType, Kind
 from ..streamline import Affine, is_quantizer
 
-__all__ = ["QConst", "Layer", "Pool", "Act", "Codes", "Raw", "Pending", "image_idx", "stored",
-           "weight_dtype", "detect_codes"]
+__all__ = [
+    "QConst",
+    "Layer",
+    "Pool",
+    "Act",
+    "Codes",
+    "Raw",
+    "Pending",
+    "image_idx",
+    "stored",
+    "weight_dtype",
+    "detect_codes",
+]
 
 
 @dataclass(frozen=True, eq=False)
@@ -170,7 +181,7 @@ def weight_dtype(codes: np.ndarray) -> DataType:
 def detect_codes(w: np.ndarray, out_axis: int):
     """Float weights that are exact multiples of one scale per output channel: ``(codes, scale)``,
     or ``(None, None)``."""
-    if (w == np.round(w)).all() and np.abs(w).max(initial=0) < 2 ** 24:
+    if (w == np.round(w)).all() and np.abs(w).max(initial=0) < 2**24:
         return w.astype(np.int64), np.ones(w.shape)
     moved = np.moveaxis(w, out_axis, 0).reshape(w.shape[out_axis], -1)
     codes = np.zeros(moved.shape, dtype=np.int64)
@@ -181,7 +192,7 @@ def detect_codes(w: np.ndarray, out_axis: int):
             continue
         a = nz.min()
         q = row / a
-        if not (q == np.round(q)).all() or np.abs(q).max() > 2 ** 15:
+        if not (q == np.round(q)).all() or np.abs(q).max() > 2**15:
             return None, None
         codes[r], scales[r] = np.round(q).astype(np.int64), a
     shape = (w.shape[out_axis],) + tuple(np.delete(np.array(w.shape), out_axis))

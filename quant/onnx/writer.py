@@ -22,8 +22,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from ..._io import atomic_write
 from ... import LowbitError
+from ..._io import atomic_write
 from ...ir.datatypes import DataType, Kind
 from ...ir.graph import GlobalAccPool, IntegerGraph, MatMulThreshold, MaxPool, SlidingWindow
 
@@ -60,8 +60,10 @@ class _Writer:
 
     def check_exact(self, what, lo, hi):
         if max(abs(lo), abs(hi)) >= _EXACT:
-            raise LowbitError(f"node {what!r}: values up to {max(abs(lo), abs(hi))} exceed 2^24 and would not be exact "
-                              "in float32")
+            raise LowbitError(
+                f"node {what!r}: values up to {max(abs(lo), abs(hi))} exceed 2^24 and would not be exact "
+                "in float32"
+            )
 
     def build(self) -> onnx.ModelProto:
         g = self.g
@@ -90,8 +92,11 @@ class _Writer:
             if not (isinstance(n, MatMulThreshold) and n.thresholds is None):
                 self.annot[x] = _finn_name(dtype)
         outp = helper.make_tensor_value_info(x, TensorProto.FLOAT, [self.batch, g.classes])
-        vi = [helper.make_tensor_value_info(t, TensorProto.FLOAT, [self.batch, *shp]) for t, shp in self.shapes.items()
-              if t != x]
+        vi = [
+            helper.make_tensor_value_info(t, TensorProto.FLOAT, [self.batch, *shp])
+            for t, shp in self.shapes.items()
+            if t != x
+        ]
         graph = helper.make_graph(self.nodes, "lowbit", [inp], [outp], self.inits, value_info=vi)
         if self.qonnx:
             for t, name in self.annot.items():
@@ -111,32 +116,63 @@ class _Writer:
         h, w, c = ishape
         pad_value = 2 * n.pad_value - 1 if dtype.kind is Kind.BIPOLAR else n.pad_value
         if self.qonnx:
-            return self.node("Im2Col", [x], out, n.name, domain=QONNX_DOMAIN, stride=[n.stride, n.stride],
-                             kernel_size=[n.kernel, n.kernel], input_shape=f"(1, {h}, {w}, {c})",
-                             pad_amount=[n.pad] * 4, pad_value=int(pad_value))
+            return self.node(
+                "Im2Col",
+                [x],
+                out,
+                n.name,
+                domain=QONNX_DOMAIN,
+                stride=[n.stride, n.stride],
+                kernel_size=[n.kernel, n.kernel],
+                input_shape=f"(1, {h}, {w}, {c})",
+                pad_amount=[n.pad] * 4,
+                pad_value=int(pad_value),
+            )
         k = n.kernel
         t = self.node("Transpose", [x], f"{n.name}_nchw", f"{n.name}_to_nchw", perm=[0, 3, 1, 2])
         if n.pad:
             pads = self.const(f"{n.name}_pads", [0, 0, n.pad, n.pad, 0, 0, n.pad, n.pad], np.int64)
             pv = self.const(f"{n.name}_padval", pad_value)
-            t = self.node("Pad", [t, pads, pv], f"{n.name}_padded", f"{n.name}_pad", mode="constant")
+            t = self.node(
+                "Pad", [t, pads, pv], f"{n.name}_padded", f"{n.name}_pad", mode="constant"
+            )
         onehot = np.zeros((k * k * c, c, k, k), dtype=np.float32)
         for ky in range(k):
             for kx in range(k):
                 for ch in range(c):
                     onehot[(ky * k + kx) * c + ch, ch, ky, kx] = 1
         wname = self.const(f"{n.name}_onehot", onehot)
-        t = self.node("Conv", [t, wname], f"{n.name}_cols", f"{n.name}_conv", kernel_shape=[k, k],
-                      strides=[n.stride, n.stride])
+        t = self.node(
+            "Conv",
+            [t, wname],
+            f"{n.name}_cols",
+            f"{n.name}_conv",
+            kernel_shape=[k, k],
+            strides=[n.stride, n.stride],
+        )
         return self.node("Transpose", [t], out, n.name, perm=[0, 2, 3, 1])
 
     def maxpool(self, n: MaxPool, x, out):
         if self.qonnx:
-            return self.node("MaxPoolNHWC", [x], out, n.name, domain=QONNX_DOMAIN, kernel_shape=[n.kernel, n.kernel],
-                             pads=[0, 0, 0, 0], strides=[n.stride, n.stride])
+            return self.node(
+                "MaxPoolNHWC",
+                [x],
+                out,
+                n.name,
+                domain=QONNX_DOMAIN,
+                kernel_shape=[n.kernel, n.kernel],
+                pads=[0, 0, 0, 0],
+                strides=[n.stride, n.stride],
+            )
         t = self.node("Transpose", [x], f"{n.name}_nchw", f"{n.name}_to_nchw", perm=[0, 3, 1, 2])
-        t = self.node("MaxPool", [t], f"{n.name}_pooled", f"{n.name}_pool", kernel_shape=[n.kernel, n.kernel],
-                      strides=[n.stride, n.stride])
+        t = self.node(
+            "MaxPool",
+            [t],
+            f"{n.name}_pooled",
+            f"{n.name}_pool",
+            kernel_shape=[n.kernel, n.kernel],
+            strides=[n.stride, n.stride],
+        )
         return self.node("Transpose", [t], out, n.name, perm=[0, 2, 3, 1])
 
     def matmul(self, n: MatMulThreshold, x, out, ishape):
@@ -158,17 +194,33 @@ class _Writer:
         bipolar = n.output_dtype.kind is Kind.BIPOLAR
         image = len(ishape) == 3 and ishape[-1] == n.mw
         if self.qonnx:
-            return self.node("MultiThreshold", [acc, tname], out, f"{n.name}_threshold", domain=QONNX_DOMAIN,
-                             out_dtype=n.output_dtype.name, out_scale=2.0 if bipolar else 1.0,
-                             out_bias=-1.0 if bipolar else 0.0, data_layout="NHWC" if image else "NC")
+            return self.node(
+                "MultiThreshold",
+                [acc, tname],
+                out,
+                f"{n.name}_threshold",
+                domain=QONNX_DOMAIN,
+                out_dtype=n.output_dtype.name,
+                out_scale=2.0 if bipolar else 1.0,
+                out_bias=-1.0 if bipolar else 0.0,
+                data_layout="NHWC" if image else "NC",
+            )
         axes = self.const(f"{n.name}_axes", [-1], np.int64)
         u = self.node("Unsqueeze", [acc, axes], f"{n.name}_u", f"{n.name}_unsqueeze")
         ge = self.node("GreaterOrEqual", [u, tname], f"{n.name}_ge", f"{n.name}_compare")
         cf = self.node("Cast", [ge], f"{n.name}_gef", f"{n.name}_cast", to=TensorProto.FLOAT)
-        s = self.node("ReduceSum", [cf, axes], f"{n.name}_count" if bipolar else out, f"{n.name}_count", keepdims=0)
+        s = self.node(
+            "ReduceSum",
+            [cf, axes],
+            f"{n.name}_count" if bipolar else out,
+            f"{n.name}_count",
+            keepdims=0,
+        )
         if not bipolar:
             return s
-        m = self.node("Mul", [s, self.const(f"{n.name}_two", 2.0)], f"{n.name}_x2", f"{n.name}_times2")
+        m = self.node(
+            "Mul", [s, self.const(f"{n.name}_two", 2.0)], f"{n.name}_x2", f"{n.name}_times2"
+        )
         return self.node("Sub", [m, self.const(f"{n.name}_one", 1.0)], out, f"{n.name}_to_pm1")
 
 
