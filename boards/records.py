@@ -46,7 +46,8 @@ OPEN_FLOW_FAMILIES = ("ice40", "ecp5")
 PS_TYPES = ("PS7", "ZynqMP", "none")
 """Processing systems: Zynq-7000 (PS7), Zynq UltraScale+ (ZynqMP), or no hard processor."""
 LUT4_PER_LUT6 = 1.6
-"""4-input LUTs per 6-input LUT when a LUT4 device's capacity is stated in the cost model's units."""
+"""4-input LUTs per 6-input LUT when a LUT4 device's capacity is stated in the cost model's
+units."""
 
 # Device figures: PL LUTs, FFs, 36 Kb block RAMs, 288 Kb UltraRAMs, DSP slices.
 _DS190 = "AMD/Xilinx DS190, Zynq-7000 SoC Data Sheet: Overview, device table"
@@ -432,8 +433,8 @@ _BOARD_LIST = [
         "zc706",
         "xc7z045ffg900-2",
         "xc7z045",
-        "AMD/Xilinx UG954 ZC706 evaluation board user guide (1 GB PS DDR3, four x8 devices: 32-bit, "
-        "1066 Mb/s)",
+        "AMD/Xilinx UG954 ZC706 evaluation board user guide (1 GB PS DDR3, four x8 devices: "
+        "32-bit, 1066 Mb/s)",
         34.1,
         "zc706",
         board_part="*zc706*",
@@ -477,8 +478,8 @@ _BOARD_LIST = [
         axi_hp_ports=4,
         axi_hp_width_bits=128,
         vivado_board_part="*kv260_som*",
-        source=f"xck26 (zu5ev class): {_DS987} (4 GB DDR4, 64-bit, 2400 Mb/s); {_UG1085}; {_CLOCK}; "
-        f"not in openFPGALoader's board list (its issue #583)",
+        source=f"xck26 (zu5ev class): {_DS987} (4 GB DDR4, 64-bit, 2400 Mb/s); {_UG1085}; "
+        f"{_CLOCK}; not in openFPGALoader's board list (its issue #583)",
     ),
     Board(
         name="zcu104",
@@ -496,8 +497,8 @@ _BOARD_LIST = [
         axi_hp_ports=4,
         axi_hp_width_bits=128,
         vivado_board_part="*zcu104*",
-        source=f"xczu7ev: {_DS891}; AMD/Xilinx UG1267 ZCU104 user guide (PS DDR4 bandwidth not recorded); "
-        f"{_UG1085}; {_CLOCK}; not in openFPGALoader's board list",
+        source=f"xczu7ev: {_DS891}; AMD/Xilinx UG1267 ZCU104 user guide (PS DDR4 bandwidth not "
+        f"recorded); {_UG1085}; {_CLOCK}; not in openFPGALoader's board list",
     ),
     Board(
         name="icebreaker",
@@ -527,8 +528,8 @@ _BOARD_LIST = [
             f"and LEDG_N 37, lit when low); {_LITEX} 1bitsquared_icebreaker.py "
             f"(clk12 35, serial rx 6 / tx 9, user_btn_n 10, user_led_n 11 and 37)",
         ),
-        source="iCE40UP5K: Lattice FPGA-DS-02008 iCE40 UltraPlus data sheet, table 1.1 (5,280 LUT4 and "
-        "DFF, 30 EBR of 4 Kb = 120 Kb, 8 DSP MAC16; the 4 x 256 Kb SPRAM cannot be initialised "
+        source="iCE40UP5K: Lattice FPGA-DS-02008 iCE40 UltraPlus data sheet, table 1.1 (5,280 LUT4 "
+        "and DFF, 30 EBR of 4 Kb = 120 Kb, 8 DSP MAC16; the 4 x 256 Kb SPRAM cannot be initialised "
         "and is not counted); 1BitSquared iCEBreaker (12 MHz oscillator, no DDR); "
         f"{_OFL} (ice40_generic serves the iCEBreaker)",
     ),
@@ -561,9 +562,9 @@ _BOARD_LIST = [
             f"read inverted); {_LITEX} radiona_ulx3s.py (clk25 G2, serial rx M1 / "
             f"tx L4, user_led B2 and C2; it resets with R1, FIRE1, instead)",
         ),
-        source="LFE5U-85F: Lattice FPGA-DS-02012 ECP5 family data sheet, table 1.1 (41,820 slices of two "
-        "LUT4 and two FFs, 208 sysMEM EBR of 18 Kb = 3,744 Kb, 156 18x18 multipliers); Radiona "
-        f"ULX3S (25 MHz oscillator, 32 MB SDRAM on fabric pins, no PS); {_OFL}",
+        source="LFE5U-85F: Lattice FPGA-DS-02012 ECP5 family data sheet, table 1.1 (41,820 slices "
+        "of two LUT4 and two FFs, 208 sysMEM EBR of 18 Kb = 3,744 Kb, 156 18x18 multipliers); "
+        f"Radiona ULX3S (25 MHz oscillator, 32 MB SDRAM on fabric pins, no PS); {_OFL}",
     ),
 ]
 
