@@ -20,7 +20,10 @@ class Bar:
         filled = int(width * done / max(1, total))
         bar = "#" * filled + "." * (width - filled)
         extra = f"  loss {loss:.3f}" if loss is not None else f" {self.unit}"
-        msg = f"  {self.label:22s} [{bar}] {done}/{total}{extra}  {time.perf_counter() - self.start:5.1f}s"
+        msg = (
+            f"  {self.label:22s} [{bar}] {done}/{total}{extra}  "
+            f"{time.perf_counter() - self.start:5.1f}s"
+        )
         if self.tty:
             sys.stderr.write("\r" + msg + ("\n" if done == total else ""))
         elif done == total or done * 10 // max(1, total) != (done - 1) * 10 // max(1, total):

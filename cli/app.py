@@ -144,13 +144,13 @@ def _load_images(args, graph) -> np.ndarray:
             lo, hi = (0, 1) if dt.kind.value == "bipolar" else (dt.min, dt.max)
             x = np.random.default_rng(0).integers(lo, hi + 1, size=(args.count, graph.input_size))
             print(
-                f"  {args.count} random inputs in [{lo}, {hi}] (seed 0): the model takes {graph.input_size} "
-                f"inputs, not the digits' 64"
+                f"  {args.count} random inputs in [{lo}, {hi}] (seed 0): the model takes "
+                f"{graph.input_size} inputs, not the digits' 64"
             )
         else:
             raise LowbitError(
-                f"the model takes {graph.input_size} inputs, not the digits' 64: pass --images FILE.npz, "
-                f"or --images N for N random inputs"
+                f"the model takes {graph.input_size} inputs, not the digits' 64: pass --images "
+                "FILE.npz, or --images N for N random inputs"
             )
     return x[: args.count] if args.count else x
 
@@ -193,7 +193,8 @@ def cmd_sim(args) -> int:
         )
         for mm in r["mismatches"][:5]:
             print(
-                f"    image {mm['item']}: {mm['where']}[{mm['index']}] got {mm['got']} expected {mm['expected']}"
+                f"    image {mm['item']}: {mm['where']}[{mm['index']}] got {mm['got']} expected "
+                f"{mm['expected']}"
             )
     if sim.waves:
         print(f"  waveform: {sim.waves}")
@@ -208,7 +209,8 @@ def _sim_gate_level(args, graph, x) -> int:
 
     _, schedule = load_compiled(args.dir)
     print(
-        f"synthesising {args.dir} for 7-series (synth_xilinx -nobram) and simulating the netlist on {len(x)} images ...",
+        f"synthesising {args.dir} for 7-series (synth_xilinx -nobram) and simulating the netlist "
+        f"on {len(x)} images ...",
         file=sys.stderr,
         flush=True,
     )
@@ -240,7 +242,8 @@ def _sim_gate_level(args, graph, x) -> int:
         )
         for mm in r["mismatches"][:5]:
             print(
-                f"    image {mm['item']}: {mm['where']}[{mm['index']}] got {mm['got']} expected {mm['expected']}"
+                f"    image {mm['item']}: {mm['where']}[{mm['index']}] got {mm['got']} expected "
+                f"{mm['expected']}"
             )
     print(f"  netlist: {rep.netlist}")
     print(
@@ -355,8 +358,9 @@ def cmd_boards(args) -> int:
         print(json.dumps([b.as_dict() for b in BOARDS.values()], indent=2))
         return 0
     print(
-        f"{'board':12s} {'part':20s} {'family':16s} {'PS':6s} {'LUT':>8s} {'FF':>8s} {'BRAM36':>7s} "
-        f"{'URAM':>5s} {'DSP':>6s} {'MHz':>5s} {'DDR Gb/s':>8s} {'AXI-HP':>8s} {'openFPGALoader':14s}"
+        f"{'board':12s} {'part':20s} {'family':16s} {'PS':6s} {'LUT':>8s} {'FF':>8s} "
+        f"{'BRAM36':>7s} {'URAM':>5s} {'DSP':>6s} {'MHz':>5s} {'DDR Gb/s':>8s} {'AXI-HP':>8s} "
+        f"{'openFPGALoader':14s}"
     )
     for b in BOARDS.values():
         lut = f"{b.lut}" if b.lut_inputs == 6 else f"{b.lut}*"
@@ -364,8 +368,9 @@ def cmd_boards(args) -> int:
         ddr = "-" if b.ddr_bandwidth_gbps is None else f"{b.ddr_bandwidth_gbps:g}"
         hp = "-" if not b.axi_hp_ports else f"{b.axi_hp_ports}x{b.axi_hp_width_bits}"
         print(
-            f"{b.name:12s} {b.part:20s} {b.family:16s} {b.ps:6s} {lut:>8s} {b.ff:8d} {bram:>7s} {b.uram:5d} "
-            f"{b.dsp:6d} {b.fabric_clock_mhz:5g} {ddr:>8s} {hp:>8s} {b.openfpgaloader_board or '-':14s}"
+            f"{b.name:12s} {b.part:20s} {b.family:16s} {b.ps:6s} {lut:>8s} {b.ff:8d} {bram:>7s} "
+            f"{b.uram:5d} {b.dsp:6d} {b.fabric_clock_mhz:5g} {ddr:>8s} {hp:>8s} "
+            f"{b.openfpgaloader_board or '-':14s}"
         )
     if any(b.lut_inputs == 4 or b.bram_kbits is not None for b in BOARDS.values()):
         print("* LUT4 devices; BRAM36 column in 36 Kb equivalents of the device's block RAM")
@@ -397,20 +402,22 @@ def cmd_build(args) -> int:
         if isinstance(check, dict):
             print(
                 f"  dry run of build.tcl and bd.tcl without Vivado: {check['cells']} cells, "
-                f"{check['pins_checked']} pin references, {check['automations']} automations, interfaces "
-                f"{', '.join(check['interfaces'])} checked"
+                f"{check['pins_checked']} pin references, {check['automations']} automations, "
+                f"interfaces {', '.join(check['interfaces'])} checked"
             )
         elif check:
             print(f"  dry run of the plan {check}")
         for p in m.get("weight_ports", []):
             print(
-                f"  weights of layer unit {p['unit']} from DDR: fetcher {p['index']} on {p['hp_port']} "
-                f"({p['words']} words of {p['word_bits']} bits per vector, driver/weights_w{p['index']}.bin)"
+                f"  weights of layer unit {p['unit']} from DDR: fetcher {p['index']} on "
+                f"{p['hp_port']} ({p['words']} words of {p['word_bits']} bits per vector, "
+                f"driver/weights_w{p['index']}.bin)"
             )
         print(
-            f"  vivado is {'on PATH: pass --run' if shutil.which('vivado') else 'not on PATH here'}; "
-            f"to build elsewhere: copy {args.output} to a machine with Vivado and run "
-            f"'sh build.sh' in it (writes lowbit.bit, lowbit.hwh, lowbit.xsa)"
+            "  vivado is "
+            f"{'on PATH: pass --run' if shutil.which('vivado') else 'not on PATH here'}; to build "
+            f"elsewhere: copy {args.output} to a machine with Vivado and run 'sh build.sh' in it "
+            "(writes lowbit.bit, lowbit.hwh, lowbit.xsa)"
         )
     return 0
 

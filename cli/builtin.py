@@ -21,7 +21,8 @@ def cmd_zoo(args) -> int:
         for name in zoo.ZOO:
             cycles, us = zoo.published_bottleneck(name)
             print(
-                f"{name:10s} published bottleneck {cycles:,} cycles, measured {us} us/image at 299 MHz"
+                f"{name:10s} published bottleneck {cycles:,} cycles, measured {us} us/image "
+                "at 299 MHz"
             )
         return 0
     if args.output is None:
@@ -33,13 +34,15 @@ def cmd_zoo(args) -> int:
     sched_path = out.with_name(out.stem + ".schedule.json")
     schedule.save(sched_path)
     print(
-        f"wrote {out} ({len(model.graph.nodes)} nodes) and {sched_path} (published folding on {schedule.board})"
+        f"wrote {out} ({len(model.graph.nodes)} nodes) and {sched_path} (published folding on "
+        f"{schedule.board})"
     )
     return 0
 
 
 def register(sub) -> None:
-    """Add this module's sub-commands to the ``lowbit`` parser's ``sub`` (an argparse sub-parsers object)."""
+    """Add this module's sub-commands to the ``lowbit`` parser's ``sub`` (an argparse sub-parsers
+    object)."""
     z = sub.add_parser(
         "zoo", help="list the built-in models (BNN-PYNQ CNV/LFC) or write one as a model file"
     )

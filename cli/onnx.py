@@ -1,7 +1,8 @@
 """Sub-commands of ``lowbit`` for ONNX/QONNX import, export and quantize (issue 4).
 
-* ``lowbit import MODEL.onnx [-o graph.npz] [--json report.json]``: per-layer table (op, shapes, data
-  types, parameters, memory bits, MACs by kind, bit-operations) and, with ``-o``, the integer graph.
+* ``lowbit import MODEL.onnx [-o graph.npz] [--json report.json]``: per-layer table (op, shapes,
+  data types, parameters, memory bits, MACs by kind, bit-operations) and, with ``-o``, the integer
+  graph.
 * ``lowbit export MODEL -o out.onnx [--format qonnx|onnx]``: a lowbit graph (``.npz``) or an ONNX
   model, written as QONNX (``qonnx``/FINN) or plain ONNX (``onnxruntime``).
 * ``lowbit quantize MODEL.onnx --weights W --acts A --calib data.npz -o graph.npz``: post-training
@@ -43,7 +44,8 @@ def _load_any(path: str, input_dtype=None):
 
 
 def format_table(rows: list[dict]) -> str:
-    """The per-layer table of :func:`lowbit.quant.onnx.importer.layer_table` as text, with totals."""
+    """The per-layer table of :func:`lowbit.quant.onnx.importer.layer_table` as text, with
+    totals."""
     head = [
         "layer",
         "op",
@@ -128,8 +130,9 @@ def cmd_import(args) -> int:
     print(format_table(rows))
     if not result.scores_decide:
         print(
-            "note: the last layer's per-class bias or scale (or an activation after it) is not part of the integer "
-            "graph, whose integer scores may then rank classes differently from the model"
+            "note: the last layer's per-class bias or scale (or an activation after it) is not "
+            "part of the integer graph, whose integer scores may then rank classes differently "
+            "from the model"
         )
     if args.output:
         g.save(args.output)
@@ -145,14 +148,14 @@ def cmd_export(args) -> int:
     graph, result = _load_any(args.model, _dtype(args.input_dtype))
     if result is not None and not result.scores_decide:
         print(
-            "note: the exported model computes the integer scores; the source model's last per-class bias or "
-            "scale is not part of them"
+            "note: the exported model computes the integer scores; the source model's last "
+            "per-class bias or scale is not part of them"
         )
     model = to_qonnx(graph) if args.format == "qonnx" else to_onnx(graph)
     save_model(model, args.output)
     print(
-        f"wrote {args.output} ({args.format}, {len(model.graph.node)} ONNX nodes from {len(graph.nodes)} "
-        "integer nodes)"
+        f"wrote {args.output} ({args.format}, {len(model.graph.node)} ONNX nodes from "
+        f"{len(graph.nodes)} integer nodes)"
     )
     return 0
 
@@ -207,7 +210,8 @@ def cmd_quantize(args) -> int:
 
 
 def register(sub) -> None:
-    """Add this module's sub-commands to the ``lowbit`` parser's ``sub`` (an argparse sub-parsers object)."""
+    """Add this module's sub-commands to the ``lowbit`` parser's ``sub`` (an argparse sub-parsers
+    object)."""
     i = sub.add_parser(
         "import", help="import an ONNX/QONNX/QDQ model: per-layer table, optional integer graph"
     )

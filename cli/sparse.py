@@ -30,7 +30,8 @@ def sparse_bench(
     seed: int = 0,
     board: str = "pynq-z2",
 ) -> dict:
-    """Cycle-model benchmark of one random layer: efficiency, speed-up over a dense array, resources.
+    """Cycle-model benchmark of one random layer: efficiency, speed-up over a dense array,
+    resources.
 
     Efficiency is the ideal ``nnz_active / N`` (non-zero weights in the columns of non-zero
     activations, over the PEs) divided by the engine's cycles per vector; ``entry_efficiency`` is
@@ -126,21 +127,23 @@ def cmd_sparse_bench(args) -> int:
         board=args.board,
     )
     print(
-        f"sparse engine {r['rows']}x{r['cols']}, weight density {100 * r['density']:g} %, activations "
-        f"{100 * r['act_density']:g} %, {r['pes']} PEs, queue depth {r['depth']} (cycle model, "
-        f"{len(r['vectors'])} vectors)"
+        f"sparse engine {r['rows']}x{r['cols']}, weight density {100 * r['density']:g} %, "
+        f"activations {100 * r['act_density']:g} %, {r['pes']} PEs, queue depth {r['depth']} "
+        f"(cycle model, {len(r['vectors'])} vectors)"
     )
     print(
-        f"  cycles per vector : {r['cycles']:.1f}   (dense array with {r['pes']} multipliers: {r['dense_cycles']}, "
-        f"speed-up {r['speedup']:.2f}x)"
+        f"  cycles per vector : {r['cycles']:.1f}   (dense array with {r['pes']} multipliers: "
+        f"{r['dense_cycles']}, speed-up {r['speedup']:.2f}x)"
     )
     print(
         f"  efficiency        : {r['efficiency']:.3f} (nnz_active / N / cycles); "
-        f"{r['entry_efficiency']:.3f} stored entries per PE-cycle ({r['padding_entries']} padding entries)"
+        f"{r['entry_efficiency']:.3f} stored entries per PE-cycle "
+        f"({r['padding_entries']} padding entries)"
     )
     res = r["resources"]
     print(
-        f"  resources (est.)  : LUT {res['lut']:g}, FF {res['ff']:g}, BRAM36 {res['bram36']:g}, DSP {res['dsp']:g}"
+        f"  resources (est.)  : LUT {res['lut']:g}, FF {res['ff']:g}, BRAM36 {res['bram36']:g}, "
+        f"DSP {res['dsp']:g}"
     )
     print(f"  mapper choice     : {r['choice']['reason']} [{r['board']}]")
     if args.json:
@@ -150,7 +153,8 @@ def cmd_sparse_bench(args) -> int:
 
 
 def register(sub) -> None:
-    """Add this module's sub-commands to the ``lowbit`` parser's ``sub`` (an argparse sub-parsers object)."""
+    """Add this module's sub-commands to the ``lowbit`` parser's ``sub`` (an argparse sub-parsers
+    object)."""
     p = sub.add_parser(
         "sparse-bench",
         help="cycle-model benchmark of the EIE-style sparse engine on a random layer",

@@ -110,13 +110,14 @@ def cmd_train(args) -> int:
     line = f"test accuracy {report['accuracy']:.4f}"
     if graph is not None:
         line += (
-            f" (integer graph {report['integer_graph_accuracy']:.4f}, {report['integer_graph_disagreements']} "
-            "disagreements)"
+            f" (integer graph {report['integer_graph_accuracy']:.4f}, "
+            f"{report['integer_graph_disagreements']} disagreements)"
         )
     print(("wrote " + str(args.output) + ": " if args.output else "") + line)
     print(
         f"  weights {'/'.join(report['weights'])}, acts {report['acts']}: "
-        f"{report['weight_memory_bits']:,} bits of weight memory ({report['weights_total']:,} weights)"
+        f"{report['weight_memory_bits']:,} bits of weight memory "
+        f"({report['weights_total']:,} weights)"
     )
     print(f"  operations per inference: {ops}")
     sys.stdout.flush()
@@ -124,7 +125,8 @@ def cmd_train(args) -> int:
 
 
 def register(sub) -> None:
-    """Add this module's sub-commands to the ``lowbit`` parser's ``sub`` (an argparse sub-parsers object)."""
+    """Add this module's sub-commands to the ``lowbit`` parser's ``sub`` (an argparse sub-parsers
+    object)."""
     t = sub.add_parser(
         "train",
         help="train a quantized MLP or small CNN and save its integer graph",
