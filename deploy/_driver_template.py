@@ -30,7 +30,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def _address(buf):
-    """The bus address of a contiguous buffer (``device_address`` in PYNQ 3, ``physical_address`` before)."""
+    """The bus address of a contiguous buffer (``device_address`` in PYNQ 3, ``physical_address`` before)."""  # noqa: E501
     addr = getattr(buf, "device_address", None)
     return buf.physical_address if addr is None else addr
 
@@ -97,7 +97,7 @@ class LowbitAccelerator:
             self._start_weight_fetchers()
 
     def _start_weight_fetchers(self):
-        """Put each DDR layer's weight image in a contiguous buffer and start the fetchers reading it."""
+        """Put each DDR layer's weight image in a contiguous buffer and start the fetchers reading it."""  # noqa: E501
         ports = CONFIG["weight_ports"]
         if self.ctrl.read(REG["WPORTS"]) != len(ports):
             raise RuntimeError(

@@ -42,7 +42,8 @@ def vivado_available() -> str | None:
 
 
 def _compiled(source: Path, board: Board, tmp: Path, budget: float | None) -> CompiledDesign:
-    """The compiled directory for ``source``: copied when it is one, compiled into ``tmp`` from a model."""
+    """The compiled directory for ``source``: copied when it is one, compiled into ``tmp`` from a
+    model."""
 
     dest = tmp / "compiled"
     if source.is_dir():
@@ -99,7 +100,8 @@ def build(
     clock_mhz: float | None = None,
     fetch_outstanding: int = 8,
 ) -> dict:
-    """Build ``source`` (a model ``.npz`` or a ``lowbit compile`` directory) for ``board`` into ``out``.
+    """Build ``source`` (a model ``.npz`` or a ``lowbit compile`` directory) for ``board`` into
+    ``out``.
 
     Parameters
     ----------
@@ -132,8 +134,8 @@ def build(
         graph, schedule = compiled.load()
         if schedule.ddr_layers and not board.has_ps:
             raise LowbitError(
-                f"{source}: layer(s) {', '.join(map(repr, schedule.ddr_layers))} stream their weights "
-                f"from DDR, but board {board.name!r} has no DDR; keep the weights on chip "
+                f"{source}: layer(s) {', '.join(map(repr, schedule.ddr_layers))} stream their "
+                f"weights from DDR, but board {board.name!r} has no DDR; keep the weights on chip "
                 '("weights": "onchip" in the schedule)'
             )
         report = compiled.report()

@@ -77,6 +77,7 @@ def driver_files(config: dict, images: list[bytes] = ()) -> dict[str, str | byte
     return {
         **files,
         "driver/lowbit_driver.py": source,
-        "driver/__init__.py": '"""lowbit PYNQ driver package."""\nfrom .lowbit_driver import LowbitAccelerator, '
-        "pack_images, unpack_results  # noqa: F401\n",
+        "driver/__init__.py": '"""lowbit PYNQ driver package."""\n'
+        "from .lowbit_driver import LowbitAccelerator, pack_images, unpack_results"
+        "  # noqa: F401\n",
     }

@@ -119,7 +119,8 @@ def bitstream_part(path: Path) -> str | None:
 
 
 def _part_matches(named: str, board: Board) -> bool:
-    """Whether a part named in a bitstream is ``board``'s part (Xilinx headers drop ``xc`` and the grade)."""
+    """Whether a part named in a bitstream is ``board``'s part (Xilinx headers drop ``xc`` and the
+    grade)."""
     named, part = named.lower(), board.part.lower()
     if board.family in ("zynq-7000", "zynq-ultrascale+"):
         stem = re.sub(r"^xc", "", part)
@@ -221,7 +222,8 @@ def plan_flash(
         hwh = bitstream.with_suffix(".hwh")
         if not hwh.is_file():
             raise LowbitError(
-                f"{out}: PYNQ needs {hwh.name} next to {bitstream.name} (written by the Vivado plan)"
+                f"{out}: PYNQ needs {hwh.name} next to {bitstream.name} "
+                "(written by the Vivado plan)"
             )
         code = f"from pynq import Overlay; Overlay({str(bitstream)!r})"
         return FlashPlan(board, via, bitstream, [f'python3 -c "{code}"   # on the board, as root'])
@@ -262,7 +264,8 @@ def flash(plan: FlashPlan, *, timeout: float = 600) -> str:
     Raises
     ------
     LowbitError
-        If the programmer fails (no cable, no board, no FPGA manager); the message quotes its reason.
+        If the programmer fails (no cable, no board, no FPGA manager); the message quotes its
+        reason.
     """
     if plan.method == "openfpgaloader":
         try:
@@ -297,8 +300,8 @@ def flash(plan: FlashPlan, *, timeout: float = 600) -> str:
             from pynq import Overlay
         except ImportError:
             raise LowbitError(
-                "--via pynq needs the 'pynq' package: run 'lowbit flash' on the board's PYNQ image, "
-                "or use --via fpga-manager or xsct"
+                "--via pynq needs the 'pynq' package: run 'lowbit flash' on the board's PYNQ "
+                "image, or use --via fpga-manager or xsct"
             ) from None
         Overlay(str(plan.bitstream))
         return f"downloaded {plan.bitstream.name} to {plan.board.name} with pynq.Overlay"
@@ -315,7 +318,8 @@ def flash(plan: FlashPlan, *, timeout: float = 600) -> str:
         if proc.returncode != 0:
             tail = (proc.stdout + proc.stderr).strip().splitlines()[-1:] or ["no output"]
             raise LowbitError(
-                f"xsct could not program {plan.board.name} (exit status {proc.returncode}): {tail[0]}"
+                f"xsct could not program {plan.board.name} (exit status {proc.returncode}): "
+                f"{tail[0]}"
             )
         return f"programmed {plan.board.name} with {plan.bitstream.name} via xsct"
     files = plan.files

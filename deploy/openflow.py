@@ -1,4 +1,5 @@
-"""Real bitstreams for the open-flow boards (iCE40, ECP5) with yosys + nextpnr + the packer, all from PyPI.
+"""Real bitstreams for the open-flow boards (iCE40, ECP5) with yosys + nextpnr + the packer, all
+from PyPI.
 
 The accelerator's streams are carried over the board's USB UART (8N1, :data:`BAUD` baud) by the
 shell ``lowbit_uart_top`` (:func:`uart_shell_verilog`), the Verilog of the Amaranth component
@@ -98,11 +99,12 @@ def uart_shell_verilog(in_bits: int, out_bits: int, clk_hz: float, baud: int = B
         shell,
         UART_TOP,
         header=[
-            f"{UART_TOP}: lowbit_top behind a UART, 8N1 at {baud} baud ({shell.div} clocks per bit).",
-            f"in:  {in_bits}-bit input beats as {shell.in_bytes} bytes each, least significant byte "
-            "first.",
-            f"out: {out_bits}-bit result beats as {shell.out_bytes} bytes each, least significant byte "
-            "first.",
+            f"{UART_TOP}: lowbit_top behind a UART, 8N1 at {baud} baud "
+            f"({shell.div} clocks per bit).",
+            f"in:  {in_bits}-bit input beats as {shell.in_bytes} bytes each, least significant "
+            "byte first.",
+            f"out: {out_bits}-bit result beats as {shell.out_bytes} bytes each, least significant "
+            "byte first.",
             "Protocol: lowbit.hw.axi.shells_uart.",
         ],
     )
@@ -183,7 +185,8 @@ def build_open_flow(
     clock_mhz: float | None = None,
     timeout: float = 3600,
 ) -> dict:
-    """Synthesise, place, route and pack ``verilog`` (``lowbit_top``) in the UART shell for ``board``.
+    """Synthesise, place, route and pack ``verilog`` (``lowbit_top``) in the UART shell for
+    ``board``.
 
     ``stream_format`` is the accelerator's (the compile report's ``stream_format``): the shell's
     payload widths (:func:`lowbit.hw.axi.shells.payload_bits`).

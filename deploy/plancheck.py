@@ -7,8 +7,8 @@ interpreter where every Vivado command the plan uses is a small procedure that c
 * every pin and interface pin exists: the IP cores' from :data:`IP_PINS` (names from their product
   guides), the ``lowbit_axis`` module's from its Verilog, grouped into interfaces the way Vivado
   infers them from port names (AXI4-Stream ``<name>_tdata/tvalid/tready``; AXI4 or AXI4-Lite
-  ``<name>_araddr ... rready`` and the write channels when present), and each such interface named in
-  the clock port's ``ASSOCIATED_BUSIF``;
+  ``<name>_araddr ... rready`` and the write channels when present), and each such interface named
+  in the clock port's ``ASSOCIATED_BUSIF``;
 * a PS port is switched on in the PS configuration before it is used (``PCW_USE_S_AXI_HP1``,
   ``PSU__USE__S_AXI_GP3``, ...);
 * ``apply_bd_automation`` names a known rule and its Master / Slave are known interface pins;
@@ -139,7 +139,7 @@ def module_interfaces(
     return set(ports), interfaces, associated
 
 
-_PRELUDE = r"""
+_PRELUDE = """
 rename file _tcl_file
 proc file {sub args} {
   if {$sub eq "copy"} { return }
@@ -165,8 +165,10 @@ proc check_pin {path kind} {
   incr pins_used
   if {$src eq "module"} {
     if {$kind eq "intf"} {
-      if {[lsearch -exact $module_intfs $pin] < 0} { fail "interface pin $path: lowbit_axis has no interface '$pin' (inferred: $module_intfs)" }
-    } elseif {[lsearch -exact $module_ports $pin] < 0} { fail "pin $path: lowbit_axis has no port '$pin'" }
+      if {[lsearch -exact $module_intfs $pin] < 0} { fail "interface pin $path: lowbit_axis has \
+no interface '$pin' (inferred: $module_intfs)" }
+    } elseif {[lsearch -exact $module_ports $pin] < 0} { \
+fail "pin $path: lowbit_axis has no port '$pin'" }
     return
   }
   if {[lsearch -exact $ip_pins($src) $pin] < 0} { fail "pin $path: $src has no pin '$pin'" }
@@ -221,14 +223,16 @@ proc apply_bd_automation {args} {
   incr ::calls
   incr ::automations
   set rule [lindex $args [expr {[lsearch -exact $args -rule] + 1}]]
-  set known {xilinx.com:bd_rule:processing_system7 xilinx.com:bd_rule:zynq_ultra_ps_e xilinx.com:bd_rule:axi4}
+  set known {xilinx.com:bd_rule:processing_system7 xilinx.com:bd_rule:zynq_ultra_ps_e \
+xilinx.com:bd_rule:axi4}
   if {[lsearch -exact $known $rule] < 0} { fail "unknown automation rule $rule" }
   set config [lindex $args [expr {[lsearch -exact $args -config] + 1}]]
   foreach {k v} $config {
     if {$k in {Master Slave} && $v ne "Disable"} { check_pin $v intf }
   }
 }
-foreach cmd {assign_bd_address validate_bd_design save_bd_design update_compile_order generate_target
+foreach cmd {assign_bd_address validate_bd_design save_bd_design update_compile_order \
+generate_target
              launch_runs wait_on_run write_hw_platform} {
   proc $cmd {args} { incr ::calls }
 }
@@ -262,8 +266,8 @@ def check_vivado_plan(plan_dir: str | Path) -> dict:
     Returns
     -------
     dict
-        ``{"cells", "pins_checked", "automations", "files_added", "interfaces"}`` of the run with the
-        board files; the run without them must pass too.
+        ``{"cells", "pins_checked", "automations", "files_added", "interfaces"}`` of the run with
+        the board files; the run without them must pass too.
 
     Raises
     ------
@@ -293,8 +297,8 @@ def check_vivado_plan(plan_dir: str | Path) -> dict:
     for preset in (1, 0):
         script = (
             _PRELUDE + ip_pins + f"\nset module_ports {{{' '.join(sorted(ports))}}}"
-            f"\nset module_intfs {{{' '.join(sorted(interfaces))}}}\narray set enables {{{enables}}}"
-            f"\nset board_part_found {{{'board:part' if preset else ''}}}"
+            f"\nset module_intfs {{{' '.join(sorted(interfaces))}}}\narray set enables "
+            f"{{{enables}}}\nset board_part_found {{{'board:part' if preset else ''}}}"
             f"\nif {{[catch {{source {{{(plan_dir / 'build.tcl').resolve()}}}}} msg]}} "
             "{ puts stderr $msg; exit 1 }"
             "\nputs [list $calls $pins_used $automations [array size cells] $added]\nexit 0\n"

@@ -144,7 +144,8 @@ class _MMIO:
 
 
 class _Buffer(np.ndarray):
-    """A simulated contiguous buffer: a NumPy array with a bus address, like PYNQ's ``PynqBuffer``."""
+    """A simulated contiguous buffer: a NumPy array with a bus address, like PYNQ's
+    ``PynqBuffer``."""
 
     device_address: int = 0
 
@@ -156,7 +157,8 @@ class _Buffer(np.ndarray):
 
 
 class _Control(_MMIO):
-    """The control block; starting the weight fetchers first copies their buffers into the simulated DDR."""
+    """The control block; starting the weight fetchers first copies their buffers into the simulated
+    DDR."""
 
     def __init__(self, overlay: "SimulatedOverlay"):
         super().__init__(overlay.model)
@@ -187,7 +189,8 @@ class SimulatedOverlay:
         missing = [n for n in names if not (plan_dir / n).is_file()]
         if missing:
             raise LowbitError(
-                f"{plan_dir}: missing {', '.join(missing)}; expected a Vivado plan from 'lowbit build'"
+                f"{plan_dir}: missing {', '.join(missing)}; expected a Vivado plan from "
+                "'lowbit build'"
             )
 
         manifest = json.loads((plan_dir / "build.json").read_text())
@@ -238,7 +241,8 @@ class SimulatedOverlay:
         return buf
 
     def _load_weights(self) -> None:
-        """Copy each weight port's buffer (the one at the address in ``WBASE(k)``) into its DDR model."""
+        """Copy each weight port's buffer (the one at the address in ``WBASE(k)``) into its DDR
+        model."""
         m = self.model
         for p, depth in zip(self.weight_ports, self.log_depths):
             k = p["index"]

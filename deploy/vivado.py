@@ -13,9 +13,9 @@ Vivado, and nothing that needs Vivado to write:
 * ``lowbit_ctrl.v``: the AXI4-Lite control block (:mod:`lowbit.hw.axi.control`, with the register
   map) on ``lowbit_axis``'s ``s_axi``;
 * ``lowbit_wfetch.v``, when layers stream their weights from DDR (``"weights": "ddr"`` in the
-  schedule): one :class:`~lowbit.hw.axi.wfetch.WeightFetcher` per such layer, an AXI4 read master that
-  reads the layer's weight image from DDR pass after pass into the accelerator's ``ws<k>`` port.
-  ``lowbit_axis`` instantiates them and exposes their AXI ports as ``m_axi_w<k>``; the control
+  schedule): one :class:`~lowbit.hw.axi.wfetch.WeightFetcher` per such layer, an AXI4 read master
+  that reads the layer's weight image from DDR pass after pass into the accelerator's ``ws<k>``
+  port. ``lowbit_axis`` instantiates them and exposes their AXI ports as ``m_axi_w<k>``; the control
   block holds their DDR addresses (``WBASE``) and run bit (``WCTRL``);
 * ``bd.tcl``: the block design: the processing system (``processing_system7`` or
   ``zynq_ultra_ps_e``) with the schedule's fabric clock on FCLK0 / PL0, an AXI DMA (simple mode, no
@@ -74,25 +74,29 @@ def axis_adapter_verilog(
         "lowbit_axis",
         header=[
             "lowbit_axis: lowbit_top with AXI4-Stream ports for an AXI DMA.",
-            f"s_axis: {beats_per_image} beats per image, payload in tdata[{in_bits - 1}:0] of {tin}.",
+            f"s_axis: {beats_per_image} beats per image, payload in tdata[{in_bits - 1}:0] of "
+            f"{tin}.",
             f"m_axis: one beat per image, {{label, scores}} in tdata[{out_bits - 1}:0] of {tout}; "
             "tlast as on the image's last input beat.",
             f"m_axi_w<k>: AXI4 read masters of the weight fetchers (weights streamed from DDR): "
             f"{len(shell.weight_ports)}.",
-            "s_axi: the AXI4-Lite control block lowbit_ctrl (register map in lowbit.hw.axi.control).",
+            "s_axi: the AXI4-Lite control block lowbit_ctrl (register map in "
+            "lowbit.hw.axi.control).",
             "Protocol: lowbit.hw.axi.shells_axis.",
         ],
     )
 
 
 def control_verilog(beats_per_image: int, weight_ports: int = 0) -> str:
-    """The Verilog of ``lowbit_ctrl``, the AXI4-Lite control block (:mod:`lowbit.hw.axi.control`)."""
+    """The Verilog of ``lowbit_ctrl``, the AXI4-Lite control block
+    (:mod:`lowbit.hw.axi.control`)."""
 
     return to_verilog(ControlBlock(beats_per_image, weight_ports), name="lowbit_ctrl")
 
 
 def fetcher_verilog(ports: Sequence[WeightPort]) -> str:
-    """The Verilog of the weight fetchers ``lowbit_wfetch<k>`` (:mod:`lowbit.hw.axi.wfetch`), one module each."""
+    """The Verilog of the weight fetchers ``lowbit_wfetch<k>`` (:mod:`lowbit.hw.axi.wfetch`), one
+    module each."""
 
     return "\n".join(to_verilog(p.fetcher(), name=p.module) for p in ports)
 
@@ -102,7 +106,8 @@ def _ps7_tcl(board: Board, clock_mhz: float) -> tuple[str, dict]:
     ddr_line = f"\n  lappend cfg CONFIG.PCW_UIPARAM_DDR_PARTNO {{{ddr}}}" if ddr else ""
     tcl = f"""set ps [create_bd_cell -type ip -vlnv xilinx.com:ip:processing_system7:5.5 ps7]
 apply_bd_automation -rule xilinx.com:bd_rule:processing_system7 \\
-  -config [list make_external "FIXED_IO, DDR" apply_board_preset $board_preset Master Disable Slave Disable] $ps
+  -config [list make_external "FIXED_IO, DDR" apply_board_preset $board_preset Master Disable \
+Slave Disable] $ps
 set cfg [list CONFIG.PCW_FPGA0_PERIPHERAL_FREQMHZ {{{clock_mhz:g}}} CONFIG.PCW_EN_CLK0_PORT {{1}} \\
   CONFIG.PCW_EN_RST0_PORT {{1}} CONFIG.PCW_USE_M_AXI_GP0 {{1}} CONFIG.PCW_USE_S_AXI_HP0 {{1}} \\
   CONFIG.PCW_S_AXI_HP0_DATA_WIDTH {{64}}]
@@ -122,9 +127,12 @@ set_property -dict $cfg $ps
 
 def _zynqmp_tcl(board: Board, clock_mhz: float) -> tuple[str, dict]:
     tcl = f"""set ps [create_bd_cell -type ip -vlnv xilinx.com:ip:zynq_ultra_ps_e:3.5 zynq_ps]
-apply_bd_automation -rule xilinx.com:bd_rule:zynq_ultra_ps_e -config [list apply_board_preset $board_preset] $ps
-set_property -dict [list CONFIG.PSU__FPGA_PL0_ENABLE {{1}} CONFIG.PSU__CRL_APB__PL0_REF_CTRL__FREQMHZ {{{clock_mhz:g}}} \\
-  CONFIG.PSU__USE__M_AXI_GP0 {{1}} CONFIG.PSU__USE__M_AXI_GP1 {{0}} CONFIG.PSU__USE__M_AXI_GP2 {{0}} \\
+apply_bd_automation -rule xilinx.com:bd_rule:zynq_ultra_ps_e \
+-config [list apply_board_preset $board_preset] $ps
+set_property -dict [list CONFIG.PSU__FPGA_PL0_ENABLE {{1}} \
+CONFIG.PSU__CRL_APB__PL0_REF_CTRL__FREQMHZ {{{clock_mhz:g}}} \\
+  CONFIG.PSU__USE__M_AXI_GP0 {{1}} \
+CONFIG.PSU__USE__M_AXI_GP1 {{0}} CONFIG.PSU__USE__M_AXI_GP2 {{0}} \\
   CONFIG.PSU__USE__S_AXI_GP2 {{1}} CONFIG.PSU__SAXIGP2__DATA_WIDTH {{128}}] $ps
 """
     pins = {
@@ -158,7 +166,8 @@ def hp_ports(board: Board, n: int) -> list[tuple[str, str]]:
     # ZynqMP: S_AXI_HPj_FPD is saxigp(j + 2)
     return [
         (
-            f"CONFIG.PSU__USE__S_AXI_GP{j + 2} {{1}} CONFIG.PSU__SAXIGP{j + 2}__DATA_WIDTH {{{width}}}",
+            f"CONFIG.PSU__USE__S_AXI_GP{j + 2} {{1}} CONFIG.PSU__SAXIGP{j + 2}__DATA_WIDTH "
+            f"{{{width}}}",
             f"/zynq_ps/S_AXI_HP{j}_FPD",
         )
         for j in range(1, n + 1)
@@ -166,7 +175,8 @@ def hp_ports(board: Board, n: int) -> list[tuple[str, str]]:
 
 
 def weight_port_address_bits(board: Board) -> int:
-    """Address width of a weight fetcher's AXI port: 32 on PS7, 40 on ZynqMP (its DDR lies below 2^40)."""
+    """Address width of a weight fetcher's AXI port: 32 on PS7, 40 on ZynqMP (its DDR lies below
+    2^40)."""
     return 32 if board.ps == "PS7" else 40
 
 
@@ -181,7 +191,10 @@ def _bd_tcl(
     """The block design; ``hps`` are the weight ports' AXI-HP ports (:func:`hp_ports`)."""
     ps_tcl, p = (_ps7_tcl if board.ps == "PS7" else _zynqmp_tcl)(board, clock_mhz)
     if hps:
-        ps_tcl += f"# weight fetchers: one AXI-HP port each\nset_property -dict [list {' '.join(c for c, _ in hps)}] $ps\n"
+        ps_tcl += (
+            "# weight fetchers: one AXI-HP port each\n"
+            f"set_property -dict [list {' '.join(c for c, _ in hps)}] $ps\n"
+        )
     w_tcl = "".join(
         f"""apply_bd_automation -rule xilinx.com:bd_rule:axi4 \\
   -config [list Slave {pin} Clk Auto] [get_bd_intf_pins accel/{wp.bus}]
@@ -189,7 +202,8 @@ def _bd_tcl(
         for wp, (_, pin) in zip(weight_ports, hps)
     )
     mm = max(tin, tout, 64 if board.ps == "PS7" else 128)
-    tcl = f"""# lowbit block design: {board.ps} + AXI DMA (HP0) + lowbit_axis; DMA control on the GP port.
+    tcl = f"""# lowbit block design: {board.ps} + AXI DMA (HP0) + lowbit_axis; DMA control on \
+the GP port.
 # Weight fetchers (layers whose weights stream from DDR): {len(weight_ports)}, on HP1 and up.
 # Sourced by build.tcl with board_preset set (1 when the board files are installed).
 create_bd_design design_1
@@ -202,10 +216,13 @@ set_property -dict [list CONFIG.c_include_sg {{0}} CONFIG.c_sg_length_width {{26
   CONFIG.c_mm2s_burst_size {{16}} CONFIG.c_s2mm_burst_size {{16}}] $dma
 set accel [create_bd_cell -type module -reference lowbit_axis accel]
 set rst [create_bd_cell -type ip -vlnv xilinx.com:ip:proc_sys_reset:5.0 rst_pl]
-connect_bd_net [get_bd_pins {p["clk"]}] [get_bd_pins rst_pl/slowest_sync_clk] [get_bd_pins accel/aclk] \\
-  [get_bd_pins axi_dma/s_axi_lite_aclk] [get_bd_pins axi_dma/m_axi_mm2s_aclk] [get_bd_pins axi_dma/m_axi_s2mm_aclk]
+connect_bd_net [get_bd_pins {p["clk"]}] [get_bd_pins rst_pl/slowest_sync_clk] \
+[get_bd_pins accel/aclk] \\
+  [get_bd_pins axi_dma/s_axi_lite_aclk] [get_bd_pins axi_dma/m_axi_mm2s_aclk] \
+[get_bd_pins axi_dma/m_axi_s2mm_aclk]
 connect_bd_net [get_bd_pins {p["resetn"]}] [get_bd_pins rst_pl/ext_reset_in]
-connect_bd_net [get_bd_pins rst_pl/peripheral_aresetn] [get_bd_pins accel/aresetn] [get_bd_pins axi_dma/axi_resetn]
+connect_bd_net [get_bd_pins rst_pl/peripheral_aresetn] [get_bd_pins accel/aresetn] \
+[get_bd_pins axi_dma/axi_resetn]
 connect_bd_intf_net [get_bd_intf_pins axi_dma/M_AXIS_MM2S] [get_bd_intf_pins accel/s_axis]
 connect_bd_intf_net [get_bd_intf_pins accel/m_axis] [get_bd_intf_pins axi_dma/S_AXIS_S2MM]
 apply_bd_automation -rule xilinx.com:bd_rule:axi4 \\
@@ -224,13 +241,15 @@ save_bd_design
 
 
 def _build_tcl(board: Board, clock_mhz: float, sources: Sequence[str]) -> str:
-    return f"""# lowbit Vivado plan for {board.name}: part {board.part}, {board.ps}, fabric clock {clock_mhz:g} MHz.
+    return f"""# lowbit Vivado plan for {board.name}: part {board.part}, {board.ps}, fabric clock \
+{clock_mhz:g} MHz.
 # Run from any directory: vivado -mode batch -source build.tcl (or ./build.sh).
 set here [file dirname [file normalize [info script]]]
 set proj_dir [file join $here vivado]
 create_project -force lowbit $proj_dir -part {board.part}
 set board_preset 0
-set board_part [lindex [get_board_parts -quiet -latest_file_version {{{board.vivado_board_part or "-"}}}] 0]
+set board_part [lindex [get_board_parts -quiet -latest_file_version \
+{{{board.vivado_board_part or "-"}}}] 0]
 if {{$board_part ne ""}} {{
   set_property board_part $board_part [current_project]
   set board_preset 1
@@ -249,17 +268,21 @@ update_compile_order -fileset sources_1
 launch_runs impl_1 -to_step write_bitstream -jobs 4
 wait_on_run impl_1
 if {{[get_property PROGRESS [get_runs impl_1]] ne "100%"}} {{
-  error "lowbit: implementation did not complete; see [file join $proj_dir lowbit.runs impl_1 runme.log]"
+  error "lowbit: implementation did not complete; see \
+[file join $proj_dir lowbit.runs impl_1 runme.log]"
 }}
-file copy -force [file join [get_property DIRECTORY [get_runs impl_1]] design_1_wrapper.bit] [file join $here lowbit.bit]
+file copy -force [file join [get_property DIRECTORY [get_runs impl_1]] design_1_wrapper.bit] \
+[file join $here lowbit.bit]
 file copy -force [lindex [get_files -all design_1.hwh] 0] [file join $here lowbit.hwh]
 write_hw_platform -fixed -include_bit -force [file join $here lowbit.xsa]
 puts "lowbit: wrote [file join $here lowbit.bit], lowbit.hwh and lowbit.xsa"
 """
 
 
-_XDC = """# lowbit: the block design's top-level ports are the PS's DDR and FIXED_IO (MIO) pins, constrained
-# by the PS IP itself; the accelerator, DMA and reset are internal. Clocks come from the PS (FCLK/PL0).
+_XDC = """# lowbit: the block design's top-level ports are the PS's DDR and FIXED_IO (MIO) pins, \
+constrained
+# by the PS IP itself; the accelerator, DMA and reset are internal. Clocks come from the PS \
+(FCLK/PL0).
 set_property BITSTREAM.GENERAL.COMPRESS TRUE [current_design]
 """
 
