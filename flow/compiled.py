@@ -211,7 +211,8 @@ class CompiledDesign:
 
 
 def write_json(path: str | os.PathLike, obj) -> Path:
-    """Write ``obj`` as JSON to ``path`` atomically (NumPy scalars and arrays as numbers and lists)."""
+    """Write ``obj`` as JSON to ``path`` atomically (NumPy scalars and arrays as numbers and
+    lists)."""
     return atomic_write(path, json.dumps(obj, indent=2, default=_jsonable) + "\n")
 
 

@@ -69,7 +69,8 @@ CSV_COLUMNS = (
 
 @dataclass(frozen=True)
 class SweepPoint:
-    """One mapping job: ``model`` (a graph .npz) on ``board`` for ``goal`` ``"budget"`` or ``"fps"``."""
+    """One mapping job: ``model`` (a graph .npz) on ``board`` for ``goal`` ``"budget"`` or
+    ``"fps"``."""
 
     model: str
     board: str
@@ -92,7 +93,8 @@ def sweep_points(
     target_fps: Iterable[float] = (),
     synth: bool = False,
 ) -> list[SweepPoint]:
-    """Every combination of ``models``, ``boards`` and goals; errors name the missing file or board."""
+    """Every combination of ``models``, ``boards`` and goals; errors name the missing file or
+    board."""
 
     models, boards = list(models), list(boards)
     goals = [("budget", float(b)) for b in budgets] + [("fps", float(f)) for f in target_fps]
@@ -166,7 +168,8 @@ def run_sweep(
     accuracies: dict[str, float] | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> list[dict]:
-    """Run ``points`` on local processes (``workers``, default the CPU count) or on a Dask scheduler.
+    """Run ``points`` on local processes (``workers``, default the CPU count) or on a Dask
+    scheduler.
 
     Rows come back in the order of ``points``.
     """
@@ -246,7 +249,8 @@ def write_csv(rows: list[dict], path: str | os.PathLike) -> Path:
 
 
 def plot_pareto(rows: list[dict], path: str | os.PathLike) -> Path:
-    """Frames/s against LUTs, one colour per weight/activation bit width, the Pareto front as a line."""
+    """Frames/s against LUTs, one colour per weight/activation bit width, the Pareto front as a
+    line."""
     import matplotlib
 
     matplotlib.use("Agg")
