@@ -46,8 +46,8 @@ class StreamFormat:
 
 
 def input_beats(fmt: StreamFormat, x: np.ndarray) -> list[list[int]]:
-    """Beats for each image of ``x`` (``(B, input_size)`` integers, or ``(B, H, W, C)`` images streamed
-    row-major, channels last): a list per image."""
+    """Beats for each image of ``x`` (``(B, input_size)`` integers, or ``(B, H, W, C)`` images
+    streamed row-major, channels last): a list per image."""
     x = np.asarray(x, dtype=np.int64)
     x = x.reshape(len(x), -1)
     mask = (1 << fmt.in_bits) - 1
@@ -96,7 +96,8 @@ def pack_fields(values: np.ndarray, width: int) -> np.ndarray:
 def unpack_fields(
     words: np.ndarray, width: int, count: int, *, offset: int = 0, signed: bool = False
 ) -> np.ndarray:
-    """Inverse of :func:`pack_fields`: ``count`` fields of ``width`` bits starting at bit ``offset``."""
+    """Inverse of :func:`pack_fields`: ``count`` fields of ``width`` bits starting at bit
+    ``offset``."""
     w = np.ascontiguousarray(words, dtype="<u4")
     bits = np.unpackbits(w.view(np.uint8), axis=1, bitorder="little")[
         :, offset : offset + count * width

@@ -3,19 +3,19 @@ element counts per beat differ, and a label select at the end.
 
 Units, in graph order: an MVTU per :class:`~lowbit.ir.graph.MatMulThreshold` (one input vector
 per output pixel after a sliding window) or, where the schedule places a fully connected layer on
-it, the sparse engine with its thresholds (:class:`~lowbit.hw.sparse.layer_spec.SparseLayerSpec`), a sliding-window generator per
-:class:`~lowbit.ir.graph.SlidingWindow`, a streaming max-pool or global accumulate-pool per pool
-node. A :class:`~lowbit.hw.stream.dwc.StreamWidthConverter` goes between two units whenever the producer's
-elements per beat (``PE`` of an MVTU, ``SIMD`` of a block) differ from the consumer's ``SIMD``;
-the elements keep their order (pixels in raster order, channels last), so re-chunking is all that
-is needed.
+it, the sparse engine with its thresholds (:class:`~lowbit.hw.sparse.layer_spec.SparseLayerSpec`), a
+sliding-window generator per :class:`~lowbit.ir.graph.SlidingWindow`, a streaming max-pool or
+global accumulate-pool per pool node. A :class:`~lowbit.hw.stream.dwc.StreamWidthConverter` goes
+between two units whenever the producer's elements per beat (``PE`` of an MVTU, ``SIMD`` of a
+block) differ from the consumer's ``SIMD``; the elements keep their order (pixels in raster order,
+channels last), so re-chunking is all that is needed.
 
 Ports: ``i`` carries the first unit's ``SIMD`` input elements per beat (the image in raster order,
 channels last: ``input_size / SIMD`` beats per image); ``o`` carries one beat per image:
 ``{label, scores[classes]}``; ``ws<k>``, for each unit ``k`` whose weights stream from DDR
 (``weight_ram="external"``), takes its weight words in memory order, cyclically. With
-``ddr_bits_per_cycle``, those ports are fed inside by :class:`~lowbit.hw.axi.ddr_model.WeightStreamer`
-models of that rate instead (simulation).
+``ddr_bits_per_cycle``, those ports are fed inside by
+:class:`~lowbit.hw.axi.ddr_model.WeightStreamer` models of that rate instead (simulation).
 """
 
 from __future__ import annotations
@@ -53,16 +53,16 @@ class Accelerator(wiring.Component):
         for i, s in enumerate(specs):
             if not isinstance(s, UnitSpec) or s.node is None:
                 raise TypeError(
-                    f"specs[{i}] must be a unit spec (MVTUSpec, SWGSpec, MaxPoolSpec, AccPoolSpec), "
-                    f"not {s!r}"
+                    f"specs[{i}] must be a unit spec (MVTUSpec, SWGSpec, MaxPoolSpec, "
+                    f"AccPoolSpec), not {s!r}"
                 )
         mlp = all(isinstance(s.node, MatMulThreshold) for s in specs)
         if mlp:
             for a, b in zip(specs, specs[1:]):
                 if a.node.mh != b.node.mw or a.node.output_dtype != b.node.input_dtype:
                     raise ValueError(
-                        f"layer {b.node.name!r} (MW {b.node.mw}, {b.node.input_dtype}) cannot follow "
-                        f"{a.node.name!r} (MH {a.node.mh}, {a.node.output_dtype})"
+                        f"layer {b.node.name!r} (MW {b.node.mw}, {b.node.input_dtype}) cannot "
+                        f"follow {a.node.name!r} (MH {a.node.mh}, {a.node.output_dtype})"
                     )
         if not isinstance(specs[-1].node, MatMulThreshold) or specs[-1].node.thresholds is not None:
             raise ValueError(

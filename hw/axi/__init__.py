@@ -1,1 +1,2 @@
-"""AXI infrastructure: AXI4-Lite slave, control block, DDR weight fetcher and the DDR stream model."""
+"""AXI infrastructure: AXI4-Lite slave, control block, DDR weight fetcher and the DDR stream
+model."""

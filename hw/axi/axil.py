@@ -1,14 +1,14 @@
 """Run-time weight writes over AXI4-Lite: a small slave that fills an MVTU's weight memory.
 
 :class:`AXI4LiteWeightWriter` is an AXI4-Lite slave (32-bit data) whose address space is the
-weight memory of one :class:`~lowbit.hw.mvtu.spec.MVTUSpec` with ``weights_writable=True``: weight word
-``a`` (``spec.weight_image()`` order, ``PE * SIMD * B`` bits) is split into ``C = ceil(bits / 32)``
-little-endian 32-bit chunks at byte addresses ``(a * 2^c + k) * 4`` for chunk ``k < C``, with
-``2^c >= C`` the chunk stride. Chunks are gathered in a staging register (byte strobes honoured);
-writing the **last** chunk ``C - 1`` of a word commits the whole staged word to the memory through
-the writer's ``w`` stream (connect it to the MVTU's ``w`` port). Reads return the staged chunk
-(read-back of what was written), ``OKAY`` always. Addresses beyond the memory answer ``SLVERR``
-and change nothing.
+weight memory of one :class:`~lowbit.hw.mvtu.spec.MVTUSpec` with ``weights_writable=True``: weight
+word ``a`` (``spec.weight_image()`` order, ``PE * SIMD * B`` bits) is split into
+``C = ceil(bits / 32)`` little-endian 32-bit chunks at byte addresses ``(a * 2^c + k) * 4`` for
+chunk ``k < C``, with ``2^c >= C`` the chunk stride. Chunks are gathered in a staging register (byte
+strobes honoured); writing the **last** chunk ``C - 1`` of a word commits the whole staged word to
+the memory through the writer's ``w`` stream (connect it to the MVTU's ``w`` port). Reads return the
+staged chunk (read-back of what was written), ``OKAY`` always. Addresses beyond the memory answer
+``SLVERR`` and change nothing.
 
 The writes take effect for the vectors whose weight words are read after the commit; write the
 weights while no vector is in flight when every output must come from one set of weights.
@@ -30,7 +30,8 @@ OKAY, SLVERR = 0b00, 0b10
 
 
 class AXI4LiteSignature(wiring.Signature):
-    """AXI4-Lite, from the master's side (``Out`` = driven by the master); a slave uses ``In(...)``."""
+    """AXI4-Lite, from the master's side (``Out`` = driven by the master); a slave uses
+    ``In(...)``."""
 
     def __init__(self, addr_width: int):
         if not isinstance(addr_width, int) or addr_width < 3:

@@ -1,4 +1,5 @@
-"""The accelerator shell's AXI4-Lite control block (Amaranth): start, done, image counts, cycle counter.
+"""The accelerator shell's AXI4-Lite control block (Amaranth): start, done, image counts, cycle
+counter.
 
 Register map (32-bit registers, byte addresses; :data:`REGISTERS`):
 
@@ -21,15 +22,17 @@ offset name         meaning
 0x44   WBASE_HI(k)  at ``0x44 + 8 k``: high word
 ====== ============ ===============================================================================
 
-Weight ports: a layer whose weights stream from DDR has a :class:`~lowbit.hw.axi.wfetch.WeightFetcher`
-in the shell reading its weight image (:func:`~lowbit.hw.axi.wfetch.pack_image`) from ``WBASE(k)`` over
-and over. Software writes every ``WBASE(k)``, then ``WCTRL`` = 1, once, before the first run; the
-fetchers then keep the layers supplied across runs. Writing ``WCTRL`` = 0 stops and flushes them.
+Weight ports: a layer whose weights stream from DDR has a
+:class:`~lowbit.hw.axi.wfetch.WeightFetcher` in the shell reading its weight image
+(:func:`~lowbit.hw.axi.wfetch.pack_image`) from ``WBASE(k)`` over and over. Software writes every
+``WBASE(k)``, then ``WCTRL`` = 1, once, before the first run; the fetchers then keep the layers
+supplied across runs. Writing ``WCTRL`` = 0 stops and flushes them.
 
 The block only observes the data path: the shell feeds it ``in_beat`` (an input beat accepted) and
 ``out_result`` (a result accepted); the DMA decides how many images flow. Software writes
-``TARGET``, then ``CTRL`` = 1, then starts the DMA transfers, and polls ``STATUS`` for done. Writes to unknown or read-only offsets are ignored with an OKAY
-response, as simple AXI4-Lite peripherals do; reads of unknown offsets return 0.
+``TARGET``, then ``CTRL`` = 1, then starts the DMA transfers, and polls ``STATUS`` for done. Writes
+to unknown or read-only offsets are ignored with an OKAY response, as simple AXI4-Lite peripherals
+do; reads of unknown offsets return 0.
 """
 
 from __future__ import annotations
@@ -80,7 +83,8 @@ def wbase_offsets(k: int) -> tuple[int, int]:
 
 class ControlBlock(wiring.Component):
     """The control registers of one accelerator with ``beats_per_image`` input beats per image and
-    ``weight_ports`` weight fetchers (ports ``wen``, ``wbase<k>``, ``werror``, ``wbusy`` when > 0)."""
+    ``weight_ports`` weight fetchers (ports ``wen``, ``wbase<k>``, ``werror``,
+    ``wbusy`` when > 0)."""
 
     def __init__(self, beats_per_image: int, weight_ports: int = 0):
         if not isinstance(beats_per_image, int) or beats_per_image < 1:

@@ -1,13 +1,14 @@
 """A stand-in for a DMA that streams a layer's weights from DDR, for simulation.
 
-:class:`WeightStreamer` plays the words of a weight image in order, over and over (a weight-streaming
-MVTU reads the whole image once per vector), at most ``bits_per_cycle`` bits per cycle on average:
-a credit counter gains ``bits_per_cycle`` each cycle and a word of ``width`` bits goes out when the
-credit covers it. That is the rate of an AXI-HP port of that width (or of its share of the DDR
-bandwidth) behind a width converter; the mapper's memory model (:mod:`lowbit.mapping.memory`)
-predicts the same rate, so an RTL run checks it. Not for synthesis into a deployed design: there
-the weights come from DDR through a :class:`~lowbit.hw.axi.wfetch.WeightFetcher` on the accelerator's
-``ws<k>`` port (added by ``lowbit build``).
+:class:`WeightStreamer` plays the words of a weight image in order, over and over (a
+weight-streaming MVTU reads the whole image once per vector), at most ``bits_per_cycle`` bits per
+cycle on average: a credit counter gains ``bits_per_cycle`` each cycle and a word of ``width`` bits
+goes out when the credit covers it. That is the rate of an AXI-HP port of that width (or of its
+share of the DDR bandwidth) behind a width converter; the mapper's memory model
+(:mod:`lowbit.mapping.memory`) predicts the same rate, so an RTL run checks it. Not for synthesis
+into a deployed design: there the weights come from DDR through a
+:class:`~lowbit.hw.axi.wfetch.WeightFetcher` on the accelerator's ``ws<k>`` port (added by
+``lowbit build``).
 """
 
 from __future__ import annotations

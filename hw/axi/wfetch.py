@@ -312,9 +312,9 @@ class WeightFetcher(wiring.Component):
         When it falls: no new burst is requested (an AR already presented stays valid until
         accepted, as AXI requires), ``rready`` stays 1 and the R data is discarded until every
         outstanding burst has completed (``rlast``), then the FIFO and the gearbox are flushed and
-        ``busy`` falls. ``o.valid`` is 0 in every cycle ``enable`` is 0 and through the flush: a word
-        presented on ``o`` may be **withdrawn** when enable falls. When ``enable`` is 1 once the
-        flush is complete (a new rising edge, or still/again 1), a new run starts at word 0.
+        ``busy`` falls. ``o.valid`` is 0 in every cycle ``enable`` is 0 and through the flush: a
+        word presented on ``o`` may be **withdrawn** when enable falls. When ``enable`` is 1 once
+        the flush is complete (a new rising edge, or still/again 1), a new run starts at word 0.
     error : Out(1)
         Sticky: some R beat came back with ``RRESP != OKAY`` (SLVERR or DECERR; the data is still
         delivered). Beats discarded while draining count too. Cleared when a new run starts.
@@ -387,15 +387,15 @@ class WeightFetcher(wiring.Component):
             )
         if base % self.base_alignment:
             raise ValueError(
-                f"base {base:#x} must be aligned to {self.base_alignment} bytes (burst * data_bits / 8"
-                f"{'' if not self.split_at_4k else ' rounded to a beat'})"
+                f"base {base:#x} must be aligned to {self.base_alignment} bytes (burst * data_bits "
+                f"/ 8{'' if not self.split_at_4k else ' rounded to a beat'})"
             )
         return base
 
     def elaborate(self, platform):
         m = Module()
         axi = self.axi
-        B, BB, O, F, beats = (
+        B, BB, outstanding, F, beats = (
             self.burst,
             self.beat_bytes,
             self.outstanding,
@@ -408,7 +408,8 @@ class WeightFetcher(wiring.Component):
         run = Signal()
         m.d.comb += [run.eq(state == RUN), self.busy.eq(state != IDLE)]
 
-        # ---- data FIFO (depth 2 is padded to 3: SyncFIFOBuffered(depth=2) may refuse a write at level 1)
+        # ---- data FIFO (depth 2 is padded to 3: SyncFIFOBuffered(depth=2) may refuse a write at
+        # level 1)
         m.submodules.fifo = q = fifo.SyncFIFOBuffered(
             width=self.data_bits, depth=3 if F == 2 else F
         )
@@ -463,7 +464,7 @@ class WeightFetcher(wiring.Component):
         next_addr = Signal(self.addr_bits)  # address of the next burst
         left = Signal(range(beats + 1), init=beats)  # beats of this pass not yet requested
         credit = Signal(range(F + 1), init=F)  # free FIFO beats minus beats requested, not received
-        outst = Signal(range(O + 1))  # bursts requested, rlast not yet received
+        outst = Signal(range(outstanding + 1))  # bursts requested, rlast not yet received
 
         nlen = Signal(range(B + 1))  # length of the next burst
         if beats <= B and not self.split_at_4k:
@@ -482,7 +483,7 @@ class WeightFetcher(wiring.Component):
                 m.d.comb += nlen.eq(want)
         launch = Signal()
         m.d.comb += launch.eq(
-            run & self.enable & (~arvalid | axi.arready) & (credit >= nlen) & (outst < O)
+            run & self.enable & (~arvalid | axi.arready) & (credit >= nlen) & (outst < outstanding)
         )
         with m.If(launch):
             m.d.sync += [arvalid.eq(1), araddr.eq(next_addr), arlen.eq(nlen - 1)]

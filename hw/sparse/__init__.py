@@ -1,1 +1,2 @@
-"""The EIE-style sparse engine: engine spec, cycle model and component; the thresholded layer on it."""
+"""The EIE-style sparse engine: engine spec, cycle model and component; the thresholded layer on
+it."""

@@ -9,10 +9,10 @@ engine's units (it is the machine, not a formula, so measured cycles equal it ex
   zeros costs one cycle). Broadcasting stalls while **any** queue is full (``depth`` entries).
 * **pointer read** — a PE pops its queue head when its pointer stage is free and reads the
   column's ``(start, end)`` pointers (one cycle, a synchronous memory).
-* **sparse-matrix read** — the entry stage walks ``start .. end-1``, one entry per cycle (one word of
-  ``entries_per_word`` entries is read per cycle). An empty column leaves the pointer stage at once,
-  even while the entry stage is busy; a non-empty one moves into the entry stage in the cycle its
-  previous column issues its last entry.
+* **sparse-matrix read** — the entry stage walks ``start .. end-1``, one entry per cycle (one word
+  of ``entries_per_word`` entries is read per cycle). An empty column leaves the pointer stage at
+  once, even while the entry stage is busy; a non-empty one moves into the entry stage in the cycle
+  its previous column issues its last entry.
 * **padding skip** — when the decode stage holds a padding entry whose successor in the column lies
   in the same memory word, it consumes both in one cycle and the entry stage, which holds that
   successor, moves on to the one after (if the successor was the column's last entry, the entry
@@ -39,14 +39,16 @@ import numpy as np
 __all__ = ["SparseTiming", "engine_cycles", "column_steps", "column_walk", "OUTPUT_LATENCY"]
 
 OUTPUT_LATENCY = 3
-"""Cycles from the cycle every unit is idle to the first output beat accepted, plus one (inclusive count)."""
+"""Cycles from the cycle every unit is idle to the first output beat accepted, plus one (inclusive
+count)."""
 
 
 @dataclass(frozen=True)
 class SparseTiming:
-    """Cycles of one vector: ``cycles`` in all; ``compute`` until every unit is idle (output excluded);
-    ``stall`` cycles in which a broadcast waited for a full queue; ``broadcasts`` non-zero activations;
-    ``entries`` entry-stage cycles of all PEs (the ``column_entries`` of the active columns)."""
+    """Cycles of one vector: ``cycles`` in all; ``compute`` until every unit is idle (output
+    excluded); ``stall`` cycles in which a broadcast waited for a full queue; ``broadcasts``
+    non-zero activations; ``entries`` entry-stage cycles of all PEs (the ``column_entries`` of the
+    active columns)."""
 
     cycles: int
     compute: int
@@ -57,7 +59,8 @@ class SparseTiming:
 
 def column_steps(image, entries_per_word: int) -> np.ndarray:
     """``(pes, cols)``: cycles the entry stage spends on each column of each PE of ``image`` (a
-    :class:`~lowbit.sw_reference.sparse.SparseImage`), with the padding skip (:func:`column_walk`)."""
+    :class:`~lowbit.sw_reference.sparse.SparseImage`), with the padding skip
+    (:func:`column_walk`)."""
     return column_walk(image, entries_per_word)[0]
 
 
@@ -65,10 +68,11 @@ def column_walk(image, entries_per_word: int) -> tuple[np.ndarray, np.ndarray]:
     """``(steps, squashed)``, both ``(pes, cols)``: entry-stage cycles per column, and whether the
     column's last entry-stage cycle is squashed (its entry already consumed by a padding skip).
 
-    Walk of one column, as the hardware does it: the entry stage issues ``k`` in one cycle, the decode
-    stage sees it in the next, when the entry stage holds ``k + 1``. If entry ``k`` is padding, ``k + 1``
-    is in the column and ``k mod E != E - 1`` (same word), the entry stage issues ``k + 2`` instead of
-    ``k + 1``, saving a cycle unless ``k + 1`` was the last entry (then its slot is squashed).
+    Walk of one column, as the hardware does it: the entry stage issues ``k`` in one cycle, the
+    decode stage sees it in the next, when the entry stage holds ``k + 1``. If entry ``k`` is
+    padding, ``k + 1`` is in the column and ``k mod E != E - 1`` (same word), the entry stage issues
+    ``k + 2`` instead of ``k + 1``, saving a cycle unless ``k + 1`` was the last entry (then its
+    slot is squashed).
     """
     E = int(entries_per_word)
     if E < 1 or E & (E - 1):

@@ -6,8 +6,8 @@ register for register by :mod:`lowbit.hw.sparse.cycle_model`):
 * **non-zero detection** — an input beat of ``lanes`` activations is held; a priority encoder picks
   its lowest remaining non-zero and broadcasts ``(value, column)`` to every PE's activation queue
   (a ``SyncFIFO`` of ``depth``), one per cycle, while no queue is full.
-* **per PE** — pointer stage (pops the queue head, reads ``(start, end)`` of its column), entry stage
-  (walks the column's entries, one per cycle, reading the sparse-matrix memory of
+* **per PE** — pointer stage (pops the queue head, reads ``(start, end)`` of its column), entry
+  stage (walks the column's entries, one per cycle, reading the sparse-matrix memory of
   ``entries_per_word`` entries per word), decode stage (row from the zero run, codebook look-up,
   multiply, accumulator read), accumulate stage (add and write back; a bypass register forwards
   the previous sum when two consecutive updates hit the same row). **Padding skip**: a padding
@@ -49,7 +49,8 @@ MEM_POINTERS, MEM_MATRIX, MEM_CODEBOOK = 0, 1, 2
 
 
 def load_layout(spec: SparseEngineSpec) -> data.StructLayout:
-    """Payload of the ``load`` stream: ``pe``, ``mem``, ``addr``, ``data`` (first field at the LSB)."""
+    """Payload of the ``load`` stream: ``pe``, ``mem``, ``addr``, ``data`` (first field at the
+    LSB)."""
     depth = max(spec.cols, spec.matrix_words, 1 << spec.index_bits)
     width = max(2 * spec.pointer_bits, spec.entries_per_word * spec.entry_bits, spec.weight_bits)
     return data.StructLayout(
@@ -63,11 +64,12 @@ def load_layout(spec: SparseEngineSpec) -> data.StructLayout:
 
 
 def memory_images(spec: SparseEngineSpec, image: SparseImage) -> list[dict[int, list[int]]]:
-    """Per PE, the words of each memory (keys :data:`MEM_POINTERS`, :data:`MEM_MATRIX`, :data:`MEM_CODEBOOK`).
+    """Per PE, the words of each memory (keys :data:`MEM_POINTERS`, :data:`MEM_MATRIX`,
+    :data:`MEM_CODEBOOK`).
 
-    Pointer word ``j`` holds ``start | end << pointer_bits`` of column ``j``; matrix word ``w`` holds
-    entries ``w*E .. w*E+E-1``, entry ``e`` at bits ``e*8`` (``v`` low, ``z`` high); codebook word
-    ``k`` is entry ``k`` in two's complement.
+    Pointer word ``j`` holds ``start | end << pointer_bits`` of column ``j``; matrix word ``w``
+    holds entries ``w*E .. w*E+E-1``, entry ``e`` at bits ``e*8`` (``v`` low, ``z`` high); codebook
+    word ``k`` is entry ``k`` in two's complement.
     """
     pb, E = spec.pointer_bits, spec.entries_per_word
     out = []
@@ -225,7 +227,8 @@ class SparseEngine(wiring.Component):
             kend = Signal(PB, name=f"kend{p}")
             ka = Signal(signed(A), name=f"ka{p}")
             kfirst = Signal(name=f"kfirst{p}")
-            # Decode-stage registers (declared here: the padding skip feeds back into the entry stage).
+            # Decode-stage registers (declared here: the padding skip feeds back into the entry
+            # stage).
             mv = Signal(name=f"mv{p}")
             msel = Signal(max(1, log2e), name=f"msel{p}")
             ma = Signal(signed(A), name=f"ma{p}")
@@ -234,8 +237,9 @@ class SparseEngine(wiring.Component):
             entry0 = mat_r.data.word_select(msel, EB) if E > 1 else mat_r.data
             skip = Signal(name=f"skip{p}")
             if E > 1:
-                # The decode stage holds a padding entry whose successor (same column) is in the same
-                # word: it consumes both, so the entry stage, which holds that successor, moves past it.
+                # The decode stage holds a padding entry whose successor (same column) is in the
+                # same word: it consumes both, so the entry stage, which holds that successor, moves
+                # past it.
                 m.d.comb += skip.eq(mv & (entry0[: s.index_bits] == 0) & ~mlast & (msel != E - 1))
             k_eff = Signal(PB, name=f"k_eff{p}")
             k_last, k_free, empty, p_take, pop = (

@@ -129,7 +129,8 @@ class SparseEngineSpec:
             raise ValueError(f"capacity must be a positive integer, not {self.capacity!r}")
         if im is not None and im.max_entries > self.capacity:
             raise ValueError(
-                f"capacity ({self.capacity}) must hold the image's fullest PE ({im.max_entries} entries)"
+                f"capacity ({self.capacity}) must hold the image's fullest PE "
+                f"({im.max_entries} entries)"
             )
         if self.acc_bits is None:
             bound = (1 << (self.weight_bits - 1)) * (1 << (self.act_bits - 1)) * self.cols
@@ -178,8 +179,9 @@ class SparseEngineSpec:
     @classmethod
     def for_layer(cls, layer, *, depth: int = 8, lanes: int = 4, **kw) -> "SparseEngineSpec":
         """The engine for a fixed-point layer (anything with ``image``, ``shift``, ``relu``,
-        ``weight_bits`` and ``act_bits``, such as :class:`lowbit.quant.deep_compression.FixedPointLayer`):
-        its image, shift and ReLU, outputs of ``act_bits`` bits."""
+        ``weight_bits`` and ``act_bits``, such as
+        :class:`lowbit.quant.deep_compression.FixedPointLayer`): its image, shift and ReLU, outputs
+        of ``act_bits`` bits."""
         image = layer.image
         return cls(
             rows=image.rows,
@@ -207,7 +209,8 @@ class SparseEngineSpec:
         return SparseEngine(self)
 
     def timing(self, x, image: SparseImage | None = None):
-        """The cycle model's :class:`~lowbit.hw.sparse.cycle_model.SparseTiming` for one vector ``x``."""
+        """The cycle model's :class:`~lowbit.hw.sparse.cycle_model.SparseTiming` for one vector
+        ``x``."""
         image = self._image(image)
         steps, squashed = column_walk(image, self.entries_per_word)
         return engine_cycles(
@@ -240,9 +243,9 @@ class SparseEngineSpec:
         """First resource estimate (a :class:`~lowbit.hw.cost.Resources`), per PE plus control.
 
         Per PE: the activation queue (``depth`` words of activation and column, LUTRAM as yosys maps
-        a ``SyncFIFO``), the pointer memory (``cols`` words of two pointers), the sparse-matrix memory
-        (``capacity`` entries), the accumulator RAM (``rows_per_pe`` words), the codebook in LUTs,
-        one multiplier (one DSP48), the entry-select multiplexers (two entries of a word), the
+        a ``SyncFIFO``), the pointer memory (``cols`` words of two pointers), the sparse-matrix
+        memory (``capacity`` entries), the accumulator RAM (``rows_per_pe`` words), the codebook in
+        LUTs, one multiplier (one DSP48), the entry-select multiplexers (two entries of a word), the
         requantizer and the stage registers. Structural, not fitted: against yosys ``synth_xilinx``
         of the 1024x1024, 16-PE engine it is within about 10 % (LUT) and 25 % (FF), exact for BRAM
         and DSP (``benchmarks/results/sparse_engine.md``).

@@ -1,5 +1,6 @@
-"""Amaranth component of :class:`~lowbit.hw.sparse.layer_spec.SparseLayerSpec`: input FIFO, adapter, sparse
-engine in raw-accumulator mode, MultiThreshold unit, output FIFO (see that module for the structure)."""
+"""Amaranth component of :class:`~lowbit.hw.sparse.layer_spec.SparseLayerSpec`: input FIFO, adapter,
+sparse engine in raw-accumulator mode, MultiThreshold unit, output FIFO (see that module for the
+structure)."""
 
 from __future__ import annotations
 

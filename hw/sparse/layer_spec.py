@@ -1,16 +1,17 @@
 """A thresholded fully connected layer of the integer graph on the EIE-style sparse engine.
 
 :class:`SparseLayerSpec` places one :class:`~lowbit.ir.graph.MatMulThreshold` node (pruned,
-weight-shared integer weights) on :class:`~lowbit.hw.sparse.engine.SparseEngine` instead of a dense MVTU,
-with the same stream interface as an MVTU, so the stitched accelerator takes either:
+weight-shared integer weights) on :class:`~lowbit.hw.sparse.engine.SparseEngine` instead of a dense
+MVTU, with the same stream interface as an MVTU, so the stitched accelerator takes either:
 
 * ``i`` carries ``lanes`` input elements per beat in the graph's element encoding (bits for
   bipolar values, unsigned or signed integers); an adapter widens them to the engine's signed
   activations (a bipolar bit ``b`` becomes ``2b - 1``);
 * the engine runs in raw-accumulator mode (no ReLU, no shift, an output wide enough for the
   node's exact accumulator range), so its outputs are the node's accumulators ``W x``;
-* a :class:`~lowbit.hw.stream.threshold.MultiThresholdUnit` with ``pes`` channels per beat turns them into
-  the node's activations; a node without thresholds (the scores) passes the accumulators on;
+* a :class:`~lowbit.hw.stream.threshold.MultiThresholdUnit` with ``pes`` channels per beat turns
+  them into the node's activations; a node without thresholds (the scores) passes the accumulators
+  on;
 * a FIFO of one whole input vector in front and one of a whole output vector behind: the engine
   takes no input while it computes and reads out, so without them it would hold up its neighbours
   (two sparse layers in a row then run at about the sum of their periods, not the maximum).
@@ -102,8 +103,8 @@ def _encode(node: MatMulThreshold, pes: int):
 
 
 def check_act_density(value, columns: int | None, what: str = "act_density"):
-    """``value`` as a float in (0, 1] or a tuple of ``columns`` (any number if ``None``, at least one)
-    floats in [0, 1], not all zero."""
+    """``value`` as a float in (0, 1] or a tuple of ``columns`` (any number if ``None``, at least
+    one) floats in [0, 1], not all zero."""
     if isinstance(value, (list, tuple, np.ndarray)):
         numbers = all(
             isinstance(v, (int, float, np.integer, np.floating))
@@ -124,7 +125,8 @@ def check_act_density(value, columns: int | None, what: str = "act_density"):
             n = "" if columns is None else f"{columns} "
             raise ValueError(
                 f"{what} must be a number in (0, 1] or {n}per-column values in [0, 1], "
-                f"not {len(value)} values in [{a.min() if a.size else 0:g}, {a.max() if a.size else 0:g}]"
+                f"not {len(value)} values in [{a.min() if a.size else 0:g}, "
+                f"{a.max() if a.size else 0:g}]"
             )
         return tuple(float(v) for v in a)
     if (
@@ -146,15 +148,17 @@ def sparse_eligible(node) -> str | None:
     nonzero = int(np.count_nonzero(distinct))
     if nonzero >= 1 << MAX_INDEX_BITS:
         return (
-            f"node {node.name!r} has {nonzero} distinct non-zero weights; the sparse engine's codebook "
-            f"holds at most {(1 << MAX_INDEX_BITS) - 1} (share the weights, e.g. lowbit train --share 16)"
+            f"node {node.name!r} has {nonzero} distinct non-zero weights; the sparse engine's "
+            f"codebook holds at most {(1 << MAX_INDEX_BITS) - 1} (share the weights, e.g. "
+            "lowbit train --share 16)"
         )
     return None
 
 
 @dataclass(frozen=True, eq=False)
 class SparseLayerSpec(NodeShape):
-    """Node ``node`` on a sparse engine of ``pes`` PEs, ``lanes`` inputs per beat, queue depth ``depth``.
+    """Node ``node`` on a sparse engine of ``pes`` PEs, ``lanes`` inputs per beat, queue depth
+    ``depth``.
 
     Parameters
     ----------
@@ -262,7 +266,8 @@ class SparseLayerSpec(NodeShape):
         return float(np.count_nonzero(w)) / w.size
 
     def threshold_spec(self):
-        """The :class:`~lowbit.hw.stream.threshold.ThresholdSpec` after the engine, or ``None`` (scores)."""
+        """The :class:`~lowbit.hw.stream.threshold.ThresholdSpec` after the engine, or ``None``
+        (scores)."""
         if self.node.thresholds is None:
             return None
         return ThresholdSpec(
@@ -295,14 +300,16 @@ class SparseLayerSpec(NodeShape):
         return math.ceil(total / samples)
 
     def fifo_specs(self):
-        """``(input FIFO, output FIFO)``: one whole vector each (:class:`~lowbit.hw.stream.fifo.FIFOSpec`)."""
+        """``(input FIFO, output FIFO)``: one whole vector each
+        (:class:`~lowbit.hw.stream.fifo.FIFOSpec`)."""
         return (
             FIFOSpec(self.node.input_dtype, self.lanes, self.engine.beats),
             FIFOSpec(self.node.output_dtype, self.pes, self.engine.out_beats),
         )
 
     def resources(self):
-        """Engine + threshold unit + input adapter + FIFOs (a :class:`~lowbit.hw.cost.Resources`)."""
+        """Engine + threshold unit + input adapter + FIFOs (a
+        :class:`~lowbit.hw.cost.Resources`)."""
         total = self.engine.resources() + Resources(
             lut=self.lanes * self.engine.act_bits // 2, ff=0
         )
@@ -311,7 +318,8 @@ class SparseLayerSpec(NodeShape):
         return total + t.resources() if t is not None else total
 
     def cycles_per_image(self, vectors: int = 1, ddr_bits: int | None = None) -> int:
-        """``cycles() * vectors`` (the modelled cycles per vector at the spec's activation density)."""
+        """``cycles() * vectors`` (the modelled cycles per vector at the spec's activation
+        density)."""
         return self.cycles() * vectors
 
     def folding_label(self) -> str:

@@ -5,9 +5,9 @@ lane ``p`` of beat ``k``. Output: one beat per image, a struct of ``label`` and 
 Ties go to the lowest class index (strict ``>`` while scanning upwards), as ``numpy.argmax`` and
 ``sw_reference.argmax_lowest`` do.
 
-With ``top_k = k > 1`` the result also holds ``top``: the ``k`` best classes, best first, ties to the
-lower index (a stable descending sort of the scores), kept as a sorted list into which each beat's
-``PE`` scores are inserted in class order.
+With ``top_k = k > 1`` the result also holds ``top``: the ``k`` best classes, best first, ties to
+the lower index (a stable descending sort of the scores), kept as a sorted list into which each
+beat's ``PE`` scores are inserted in class order.
 """
 
 from __future__ import annotations
@@ -149,7 +149,8 @@ class LabelSelect(wiring.Component):
         return m
 
     def _top_k(self, m, beat, in_fire, last_fire):
-        """A sorted list of ``top_k`` (score, class, valid); each lane is inserted in class order."""
+        """A sorted list of ``top_k`` (score, class, valid); each lane is inserted in class
+        order."""
         k = self.top_k
         vals = [Signal(self.score_shape, name=f"top_v{j}") for j in range(k)]
         idxs = [Signal(range(self.classes), name=f"top_i{j}") for j in range(k)]

@@ -56,7 +56,8 @@ def _check_image_spec(spec, node_type) -> None:
 
 @dataclass(frozen=True, eq=False)
 class MaxPoolSpec(ImageBlock):
-    """Streaming max-pool of ``node`` (stride = kernel) on ``in_shape`` ``(H, W, C)``, ``simd`` per beat."""
+    """Streaming max-pool of ``node`` (stride = kernel) on ``in_shape`` ``(H, W, C)``, ``simd`` per
+    beat."""
 
     node: MaxPool
     in_shape: tuple[int, int, int]
@@ -195,7 +196,8 @@ class StreamingMaxPool(wiring.Component):
 
 @dataclass(frozen=True, eq=False)
 class AccPoolSpec(ImageBlock):
-    """Global accumulate-pool of ``node`` on ``in_shape`` ``(H, W, C)`` of ``dtype``, ``simd`` per beat."""
+    """Global accumulate-pool of ``node`` on ``in_shape`` ``(H, W, C)`` of ``dtype``, ``simd`` per
+    beat."""
 
     node: GlobalAccPoolNode
     in_shape: tuple[int, int, int]

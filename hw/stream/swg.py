@@ -135,7 +135,8 @@ class SWGSpec(ImageBlock):
         )
 
     def reference(self, x: np.ndarray) -> np.ndarray:
-        """Windows of ``x`` ``(B, H, W, C)``: ``(B, OH, OW, K * K * C)`` (``sw_reference.sliding_window``)."""
+        """Windows of ``x`` ``(B, H, W, C)``: ``(B, OH, OW, K * K * C)``
+        (``sw_reference.sliding_window``)."""
         return self.node.reference(x)
 
     def create(self) -> "SlidingWindowGenerator":

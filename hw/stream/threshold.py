@@ -2,8 +2,8 @@
 
 ``out[c] = sum_i [acc[c] >= T[c, i]]`` (``ARITHMETIC.md`` section 2): one threshold gives a bipolar
 output (a bit), ``2^k - 1`` give ``UINTk``. Input beats carry ``PE`` channels; channels cycle
-through ``C / PE`` folds (pixel after pixel), so the thresholds of fold ``f`` live in word ``f`` of a
-small read-only memory. One beat per cycle; an output register with the usual stall rule.
+through ``C / PE`` folds (pixel after pixel), so the thresholds of fold ``f`` live in word ``f`` of
+a small read-only memory. One beat per cycle; an output register with the usual stall rule.
 """
 
 from __future__ import annotations
@@ -27,7 +27,8 @@ __all__ = ["ThresholdSpec", "MultiThresholdUnit"]
 
 @dataclass(frozen=True, eq=False)
 class ThresholdSpec:
-    """MultiThreshold of ``in_dtype`` values by ``thresholds`` ``(C, k)``, ``pe`` channels per beat."""
+    """MultiThreshold of ``in_dtype`` values by ``thresholds`` ``(C, k)``, ``pe`` channels per
+    beat."""
 
     thresholds: np.ndarray
     in_dtype: DataType
@@ -81,7 +82,8 @@ class ThresholdSpec:
 
     @property
     def thr_bits(self) -> int:
-        """Bits of a stored (signed) threshold: the input type widened to reach ``max + 1`` with a sign."""
+        """Bits of a stored (signed) threshold: the input type widened to reach ``max + 1`` with a
+        sign."""
         return self.in_dtype.bits + 2
 
     def cycles(self, pixels: int = 1) -> int:
