@@ -1,4 +1,5 @@
-"""Mapping: choose how each layer is folded onto the hardware, and keep that choice as a schedule."""
+"""Mapping: choose how each layer is folded onto the hardware, and keep that choice as a
+schedule."""
 
 from .dataflow_model import (
     Buffering,

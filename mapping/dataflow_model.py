@@ -13,14 +13,15 @@ stage and one before the sink (``len(stages) + 1`` FIFOs).
 
 * **source** — writes one word per cycle (the first stage's :attr:`Stage.in_words` per image),
   while its FIFO has room; there is always another image.
-* **single-buffered stage** (:attr:`Buffering.SINGLE`, finn-hlslib's ``Matrix_Vector_Activate_Batch``)
-  — one loop of ``nf * sf`` iterations per vector, one iteration per cycle. Iteration ``(nf, sf)``
-  reads input word ``sf`` from the FIFO when ``nf == 0`` (keeping it in its input buffer) and
-  reuses the buffer when ``nf > 0``; iteration ``(nf, SF - 1)`` writes one output word. A read on
-  an empty FIFO or a write on a full one stalls the whole loop for that cycle.
+* **single-buffered stage** (:attr:`Buffering.SINGLE`, finn-hlslib's
+  ``Matrix_Vector_Activate_Batch``) — one loop of ``nf * sf`` iterations per vector, one iteration
+  per cycle. Iteration ``(nf, sf)`` reads input word ``sf`` from the FIFO when ``nf == 0`` (keeping
+  it in its input buffer) and reuses the buffer when ``nf > 0``; iteration ``(nf, SF - 1)`` writes
+  one output word. A read on an empty FIFO or a write on a full one stalls the whole loop for that
+  cycle.
 * **double-buffered stage** (:attr:`Buffering.DOUBLE`, lowbit's
-  :class:`~lowbit.hw.mvtu.unit.MatrixVectorThresholdUnit`) — a ping-pong input buffer of two banks. The
-  input side reads one word per cycle into the free bank while one is free; a filled bank is
+  :class:`~lowbit.hw.mvtu.unit.MatrixVectorThresholdUnit`) — a ping-pong input buffer of two banks.
+  The input side reads one word per cycle into the free bank while one is free; a filled bank is
   handed to the compute side, which runs its ``nf * sf`` iterations once a bank is full (writing
   at ``sf == SF - 1`` as above) and frees the bank at its last iteration.
 * **width converter** — ``in_ratio = r`` merges a down-sizing converter into the stage: one FIFO
@@ -161,7 +162,8 @@ class Fifo:
 
 @dataclass(frozen=True)
 class PipelineTiming:
-    """Result of :func:`simulate_pipeline`; cycles count from 0, the first cycle the source may write.
+    """Result of :func:`simulate_pipeline`; cycles count from 0, the first cycle the source may
+    write.
 
     Attributes
     ----------
@@ -272,7 +274,8 @@ class _Sink(_Proc):
 
 
 class _SingleBuffered(_Proc):
-    """finn-hlslib's loop: read at ``nf == 0`` (every ``in_ratio``-th word), write at ``sf == SF - 1``."""
+    """finn-hlslib's loop: read at ``nf == 0`` (every ``in_ratio``-th word), write at
+    ``sf == SF - 1``."""
 
     __slots__ = ("sf", "per_vec", "ratio", "inp", "out", "lag")
 
@@ -347,7 +350,8 @@ class _Loader(_Proc):
 
 
 class _Engine(_Proc):
-    """Compute side of a double-buffered stage: starts a vector on a full bank, frees it at the end."""
+    """Compute side of a double-buffered stage: starts a vector on a full bank, frees it at the
+    end."""
 
     __slots__ = ("sf", "per_vec", "banks", "out", "lag")
 
@@ -565,7 +569,8 @@ def _state(procs, buffers, done: int, t: int) -> tuple:
 def min_fifo_depths(
     stages: Sequence[Stage], *, start: Sequence[int | Fifo] | None = None, max_depth: int = 1 << 20
 ) -> tuple[int, ...]:
-    """Smallest FIFO depths for which the period equals the bottleneck (:attr:`PipelineTiming.bound`).
+    """Smallest FIFO depths for which the period equals the bottleneck
+    (:attr:`PipelineTiming.bound`).
 
     FIFOs are sized one at a time, sink side first: each is the smallest depth (found by doubling
     from 1, then bisecting) that keeps the bound with the FIFOs after it at their new sizes and

@@ -23,10 +23,10 @@ the target.
 
 Engines: a fully connected layer with pruned integer weights (weight density at most
 :data:`SPARSE_MAX_DENSITY`, at most 255 distinct non-zero values) also gets candidates on the
-EIE-style sparse engine (:class:`~lowbit.hw.sparse.layer_spec.SparseLayerSpec`: ``PE`` = its processing
-elements, ``SIMD`` = input lanes, queue depth 8), with cycles from the engine's cycle model on the
-layer's own weights and activations of density ``act_density``. They compete with the MVTU
-foldings under the same rule, so the layer lands on the sparse engine exactly when that is the
+EIE-style sparse engine (:class:`~lowbit.hw.sparse.layer_spec.SparseLayerSpec`: ``PE`` = its
+processing elements, ``SIMD`` = input lanes, queue depth 8), with cycles from the engine's cycle
+model on the layer's own weights and activations of density ``act_density``. They compete with the
+MVTU foldings under the same rule, so the layer lands on the sparse engine exactly when that is the
 cheaper way to meet the bottleneck; :func:`lowbit.mapping.placement.placement_reasons` says why.
 """
 
@@ -206,7 +206,8 @@ def _orders(board: Board, clock_mhz: float = 100.0):
 
 
 class _Cheapest:
-    """For one layer and one order: the cheapest candidate with at most ``T`` cycles, by bisection."""
+    """For one layer and one order: the cheapest candidate with at most ``T`` cycles, by
+    bisection."""
 
     def __init__(self, options: list[_Candidate], key):
         options = sorted(options, key=lambda c: (c.cycles, key(c)))

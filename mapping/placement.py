@@ -100,8 +100,8 @@ def _compare(graph, i, spec, layer, bottleneck, board, port, act_density, densit
         return {"reason": f"{engine}: no sparse-engine folding meets the bottleneck ({facts})"}
     if dense is None:
         return {
-            "reason": f"{engine}: no MVTU folding meets the bottleneck; {sparse.spec.folding_label()} does in "
-            f"{sparse.cycles:,} cycles ({facts})"
+            "reason": f"{engine}: no MVTU folding meets the bottleneck; "
+            f"{sparse.spec.folding_label()} does in {sparse.cycles:,} cycles ({facts})"
         }
     cheaper = (
         "sparse engine"
@@ -111,9 +111,10 @@ def _compare(graph, i, spec, layer, bottleneck, board, port, act_density, densit
     return {
         "reason": (
             f"{engine}: {sparse.spec.folding_label()} meets it in {sparse.cycles:,} cycles with "
-            f"{_res(sparse.resources)} ({100 * cheapness(sparse.resources, board):.1f} % of the board); "
-            f"{dense.spec.folding_label()} in {dense.cycles:,} cycles with {_res(dense.resources)} "
-            f"({100 * cheapness(dense.resources, board):.1f} %): the {cheaper} is cheaper ({facts})"
+            f"{_res(sparse.resources)} ({100 * cheapness(sparse.resources, board):.1f} % of the "
+            f"board); {dense.spec.folding_label()} in {dense.cycles:,} cycles with "
+            f"{_res(dense.resources)} ({100 * cheapness(dense.resources, board):.1f} %): the "
+            f"{cheaper} is cheaper ({facts})"
         ),
         "sparse_cycles": sparse.cycles,
         "mvtu_cycles": dense.cycles,

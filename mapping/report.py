@@ -110,9 +110,10 @@ def _summary_lines(report: dict) -> list[str]:
     )
     return (
         [
-            f"board {report['board']} at {report['clock_mhz']:g} MHz: {report['cycles_per_image']:,} cycles per image "
-            f"(bottleneck {report['bottleneck']}), {report['throughput_fps']:,.0f} images/s, "
-            f"{report['time_per_image_us']:.2f} us per image, latency <= {report['latency_us']:.2f} us",
+            f"board {report['board']} at {report['clock_mhz']:g} MHz: "
+            f"{report['cycles_per_image']:,} cycles per image (bottleneck {report['bottleneck']}), "
+            f"{report['throughput_fps']:,.0f} images/s, {report['time_per_image_us']:.2f} us per "
+            f"image, latency <= {report['latency_us']:.2f} us",
             f"utilisation (estimated): {util}",
         ]
         + _memory_line(report)
@@ -147,21 +148,22 @@ def _memory_line(report: dict) -> list[str]:
     line = f"weights: {on_chip:,} bits on chip"
     if mem["streamed_fps_bound"] is not None:
         line += (
-            f"; all {mem['weight_bits']:,} streamed from DDR ({mem['ddr_bandwidth_gbps']:g} Gbit/s) would bound "
-            f"throughput at {mem['streamed_fps_bound']:,.0f} images/s (roofline)"
+            f"; all {mem['weight_bits']:,} streamed from DDR ({mem['ddr_bandwidth_gbps']:g} "
+            f"Gbit/s) would bound throughput at {mem['streamed_fps_bound']:,.0f} images/s "
+            "(roofline)"
         )
     lines = [line]
     for k, e in enumerate(ddr):
         lines.append(
-            f"  {e['layer']}: weights in DDR (AXI-HP{k + 1} on Zynq builds), {e['ddr_bits_per_image']:,} "
-            f"bits per image at "
+            f"  {e['layer']}: weights in DDR (AXI-HP{k + 1} on Zynq builds), "
+            f"{e['ddr_bits_per_image']:,} bits per image at "
             f"{e['stream_bits_per_cycle']} bits/cycle = {e['stream_cycles']:,} cycles per image "
             f"(bound {e['stream_fps_bound']:,.0f} images/s)"
         )
     if ddr:
         lines.append(
-            f"  DDR traffic {mem['ddr_gbps_used']:.3f} Gbit/s = {100 * mem['ddr_fraction_used']:.1f} % "
-            "of the board's DDR bandwidth"
+            f"  DDR traffic {mem['ddr_gbps_used']:.3f} Gbit/s = "
+            f"{100 * mem['ddr_fraction_used']:.1f} % of the board's DDR bandwidth"
         )
     return lines
 

@@ -132,7 +132,8 @@ class LayerFolding:
 
 
 def _stream_cycles(elements: int, per_beat: int, bits: int, port_bits: int | None) -> int:
-    """Cycles to move ``elements`` of ``bits`` at ``per_beat`` per cycle, at most ``port_bits`` a cycle."""
+    """Cycles to move ``elements`` of ``bits`` at ``per_beat`` per cycle, at most ``port_bits`` a
+    cycle."""
     per_cycle = per_beat * bits if port_bits is None else min(per_beat * bits, port_bits)
     return math.ceil(elements * bits / per_cycle)
 
@@ -251,9 +252,9 @@ node_spec = unit_spec
 
 
 def complete_layers(graph: IntegerGraph, matmul_folding) -> list[LayerFolding]:
-    """A :class:`LayerFolding` for every node of ``graph`` from ``(SIMD, PE)`` of its matrix products
-    (or ``(SIMD, PE, options)``, ``options`` the keyword arguments of :class:`LayerFolding` such as
-    ``engine="sparse"``).
+    """A :class:`LayerFolding` for every node of ``graph`` from ``(SIMD, PE)`` of its matrix
+    products (or ``(SIMD, PE, options)``, ``options`` the keyword arguments of :class:`LayerFolding`
+    such as ``engine="sparse"``).
 
     A sliding window gets the ``SIMD`` of the product it feeds (its greatest common divisor with the
     channels ``C``, so that a beat holds channels of one pixel); a pool gets the elements per beat
@@ -346,8 +347,8 @@ class Schedule:
         if len(self.layers) != len(nodes):
             raise LowbitError(
                 f"the schedule has {len(self.layers)} layers "
-                f"({', '.join(repr(layer.name) for layer in self.layers)}) but the graph has {len(nodes)} nodes "
-                f"({', '.join(repr(n.name) for n in nodes)})"
+                f"({', '.join(repr(layer.name) for layer in self.layers)}) but the graph has "
+                f"{len(nodes)} nodes ({', '.join(repr(n.name) for n in nodes)})"
             )
         specs = []
         dtype = graph.input_dtype
@@ -389,13 +390,14 @@ class Schedule:
         -------
         dict
             ``board``, ``clock_mhz``; ``layers`` (per node ``name``, ``op``, ``mw``, ``mh`` (``"-"``
-            for a window or pool), ``pe``, ``simd``, ``cycles`` per image (an MVTU's per-vector cycles
-            times its vectors per image), ``resources``); ``width_converters``; ``label_select``
-            (``classes``, ``pe``, ``score_bits``, ``resources``); ``input_stream_cycles``;
-            ``cycles_per_image`` (the bottleneck) and ``bottleneck`` (the layer that sets it);
-            ``throughput_fps`` and ``time_per_image_us`` at the clock; ``latency_cycles`` and
-            ``latency_us`` (upper bound: the sum of the layers' cycles); ``resources``, per kind
-            ``{"used": ..., "available": ..., "fraction": ...}``. Resources are estimates.
+            for a window or pool), ``pe``, ``simd``, ``cycles`` per image (an MVTU's per-vector
+            cycles times its vectors per image), ``resources``); ``width_converters``;
+            ``label_select`` (``classes``, ``pe``, ``score_bits``, ``resources``);
+            ``input_stream_cycles``; ``cycles_per_image`` (the bottleneck) and ``bottleneck`` (the
+            layer that sets it); ``throughput_fps`` and ``time_per_image_us`` at the clock;
+            ``latency_cycles`` and ``latency_us`` (upper bound: the sum of the layers' cycles);
+            ``resources``, per kind ``{"used": ..., "available": ..., "fraction": ...}``. Resources
+            are estimates.
         """
         board = get_board(self.board) if board is None else board
         specs = self.apply(graph)
@@ -477,14 +479,16 @@ class Schedule:
         also = f" (also over: {', '.join(over[1:])})" if len(over) > 1 else ""
         raise LowbitError(
             f"the schedule does not fit {board.name}: it needs {getattr(total, kind):g} {kind}, "
-            f"{limit:g} available; layer {worst.node.name!r} (PE={getattr(worst, 'pe', worst.simd)}, SIMD={worst.simd}) uses "
-            f"{used:g} {kind}{alone}{also}"
+            f"{limit:g} available; layer {worst.node.name!r} "
+            f"(PE={getattr(worst, 'pe', worst.simd)}, SIMD={worst.simd}) uses {used:g} "
+            f"{kind}{alone}{also}"
         )
 
     # -- persistence -----------------------------------------------------------------------------
 
     def to_json(self) -> str:
-        """The schedule as a JSON document (only the decisions; predictions come from :meth:`report`)."""
+        """The schedule as a JSON document (only the decisions; predictions come from
+        :meth:`report`)."""
         head = {
             "format": SCHEDULE_FORMAT,
             "version": SCHEDULE_VERSION,

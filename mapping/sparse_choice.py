@@ -2,9 +2,9 @@
 
 :func:`choose_engine` compares, for the same number of multipliers ``pes``:
 
-* the **sparse engine** (:class:`~lowbit.hw.sparse.engine_spec.SparseEngineSpec`): cycles from its cycle
-  model on the layer's own sparsity pattern and random activations of the given density, and its
-  resource estimate;
+* the **sparse engine** (:class:`~lowbit.hw.sparse.engine_spec.SparseEngineSpec`): cycles from its
+  cycle model on the layer's own sparsity pattern and random activations of the given density, and
+  its resource estimate;
 * a **dense integer array**: ``pes`` multiply-accumulate lanes over the whole matrix,
   ``ceil(rows / pes) * cols`` cycles per vector (no zero skipping), with the dense weights in
   memory (:func:`dense_array_resources`).
@@ -48,8 +48,9 @@ def dense_array_cycles(rows: int, cols: int, pes: int) -> int:
 def dense_array_resources(
     rows: int, cols: int, pes: int, *, weight_bits: int = 8, act_bits: int = 16
 ) -> Resources:
-    """Resources of the dense array: weights ``ceil(rows/pes) * cols`` words of ``pes * weight_bits``,
-    one DSP and one accumulator per lane, an input buffer of ``cols`` activations."""
+    """Resources of the dense array: weights ``ceil(rows/pes) * cols`` words of
+    ``pes * weight_bits``, one DSP and one accumulator per lane, an input buffer of ``cols``
+    activations."""
     acc = weight_bits + act_bits + max(1, (cols - 1).bit_length())
     return (
         memory_resources(math.ceil(rows / pes) * cols, pes * weight_bits)
@@ -91,7 +92,8 @@ def choose_engine(
     samples: int = 4,
     seed: int = 0,
 ) -> EngineChoice:
-    """Place the ``(rows, cols)`` layer ``weights`` (zeros are pruned weights) on the cheaper engine.
+    """Place the ``(rows, cols)`` layer ``weights`` (zeros are pruned weights) on the cheaper
+    engine.
 
     Parameters
     ----------
@@ -127,12 +129,16 @@ def choose_engine(
     s_over, d_over = s_res.exceeded(budget, fraction), d_res.exceeded(budget, fraction)
     density = float(np.count_nonzero(w)) / w.size
     facts = (
-        f"{rows}x{cols}, weight density {100 * density:.1f} %, activations {100 * act_density:.0f} %, "
-        f"{pes} multipliers each: sparse {s_cyc:.0f} cycles/vector, dense {d_cyc} ({d_cyc / s_cyc:.2f}x)"
+        f"{rows}x{cols}, weight density {100 * density:.1f} %, "
+        f"activations {100 * act_density:.0f} %, {pes} multipliers each: sparse {s_cyc:.0f} "
+        f"cycles/vector, dense {d_cyc} ({d_cyc / s_cyc:.2f}x)"
     )
     if s_over and d_over:
         engine = None
-        reason = f"neither fits: sparse exceeds {', '.join(s_over)}, dense exceeds {', '.join(d_over)} ({facts})"
+        reason = (
+            f"neither fits: sparse exceeds {', '.join(s_over)}, dense exceeds "
+            f"{', '.join(d_over)} ({facts})"
+        )
     elif s_over:
         engine, reason = "dense", f"dense: the sparse engine exceeds {', '.join(s_over)} ({facts})"
     elif d_over:
@@ -156,7 +162,8 @@ def sparse_advice(
     pes: int = 16,
     depth: int = 8,
 ) -> list[dict]:
-    """For each fully connected layer with pruned (non-binary) weights, the engine that runs it cheaper.
+    """For each fully connected layer with pruned (non-binary) weights, the engine that runs it
+    cheaper.
 
     Layers with binary weights have no zeros to skip and stay on the dense MVTU; layers denser than
     ``max_density`` too. Every entry names the layer, the choice and the reason. This compares
@@ -179,7 +186,8 @@ def sparse_advice(
                     "layer": node.name,
                     "engine": "dense",
                     "weight_density": density,
-                    "reason": f"dense: weight density {100 * density:.1f} % is above {100 * max_density:.0f} %",
+                    "reason": f"dense: weight density {100 * density:.1f} % is above "
+                    f"{100 * max_density:.0f} %",
                 }
             )
             continue
