@@ -125,8 +125,8 @@ def simulate(
     testbench runs. With ``expected_sha256``, the generated Verilog must have that hash (the
     design that ``lowbit compile`` shipped), or nothing is simulated. ``simulator`` is
     ``"verilator"`` or ``"icarus"``; ``None`` means ``$SIM``, else Verilator
-    (:func:`lowbit.tools.simulators.resolve_simulator`). Layers that stream their weights from DDR get
-    them from a model of a port of ``ddr_bits_per_cycle`` (default 64).
+    (:func:`lowbit.tools.simulators.resolve_simulator`). Layers that stream their weights from DDR
+    get them from a model of a port of ``ddr_bits_per_cycle`` (default 64).
     """
 
     simulator = runner.resolve_simulator(simulator)

@@ -38,7 +38,8 @@ def run_stream(
     reset_after: int | None = None,
     reset_cycles: int = 2,
 ) -> StreamRun:
-    """Simulate ``dut`` until ``n_out`` output beats have been accepted (after the reset, if any)."""
+    """Simulate ``dut`` until ``n_out`` output beats have been accepted (after the reset, if
+    any)."""
     rng_in, rng_out = random.Random(seed), random.Random(seed + 1)
     outputs, out_cycles = [], []
     cycle = [0]

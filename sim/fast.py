@@ -133,7 +133,8 @@ def _build(
         if trace:
             cmd.insert(1, "--trace")
         env = dict(os.environ)
-        # The wheel's verilated.mk leaves CFG_CXXFLAGS_PCH_I empty; see lowbit.tools.simulators.build.
+        # The wheel's verilated.mk leaves CFG_CXXFLAGS_PCH_I empty; see
+        # lowbit.tools.simulators.build.
         env["MAKEFLAGS"] = " ".join(
             filter(None, [env.get("MAKEFLAGS"), "CFG_CXXFLAGS_PCH_I=-include"])
         )
@@ -345,7 +346,8 @@ class VerilatedModel:
         ready: np.ndarray | None = None,
         max_cycles: int | None = None,
     ) -> StreamResult:
-        """Push ``beats`` (``(n, words)`` uint32 array, or a list of ints) and collect ``n_out`` beats.
+        """Push ``beats`` (``(n, words)`` uint32 array, or a list of ints) and collect ``n_out``
+        beats.
 
         ``valid``/``ready`` are 0/1 patterns applied cyclically (by cycle); ``None`` means always.
         Stops after ``n_out`` outputs or ``max_cycles`` (default: generous) and reports a time-out.

