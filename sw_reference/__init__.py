@@ -35,7 +35,7 @@ __all__ = [
     "sum_pool",
     "argmax_lowest",
 ]
-from .sparse import (
+from .sparse import (  # noqa: E402,F401
     PEImage,
     SparseImage,
     decode_sparse,
@@ -43,4 +43,4 @@ from .sparse import (
     encode_sparse,
     requantize,
     sparse_matvec,
-)  # noqa: E402,F401
+)

@@ -134,7 +134,8 @@ def maxpool2d(x: np.ndarray, kernel: int, stride: int | None = None) -> np.ndarr
 
 
 def sum_pool(x: np.ndarray) -> np.ndarray:
-    """Global accumulate-pool: the exact sum over all pixels of ``x`` ``(B, H, W, C)``, ``(B, C)``."""
+    """Global accumulate-pool: the exact sum over all pixels of ``x`` ``(B, H, W, C)``,
+    ``(B, C)``."""
     xi = _check_int(x, "x")
     if xi.ndim != 4:
         raise ValueError(f"x must have shape (B, H, W, C), not {xi.shape}")

@@ -1,8 +1,10 @@
-"""EIE-style compressed sparse storage and the integer sparse matrix-vector product (ARITHMETIC.md §6).
+"""EIE-style compressed sparse storage and the integer sparse matrix-vector product
+(ARITHMETIC.md §6).
 
 Format (Han et al., ISCA 2016):
 
-* Row ``i`` of an ``R x C`` weight matrix belongs to PE ``i mod N``, where it is local row ``i // N``.
+* Row ``i`` of an ``R x C`` weight matrix belongs to PE ``i mod N``, where it is local row
+  ``i // N``.
 * Each PE stores its slice column by column. An entry is ``(v, z)``: ``v`` an index into a codebook
   of ``2**index_bits`` shared weights (index 0 is reserved for the value 0), ``z`` the number of
   zero rows before the entry (counted from the previous entry of the column, or from the top of
@@ -36,7 +38,8 @@ __all__ = [
 
 @dataclass(frozen=True, eq=False)
 class PEImage:
-    """The compressed slice of one PE: ``ptr`` (``C + 1``), entry codebook indices ``v`` and zero runs ``z``."""
+    """The compressed slice of one PE: ``ptr`` (``C + 1``), entry codebook indices ``v`` and zero
+    runs ``z``."""
 
     ptr: np.ndarray
     v: np.ndarray
@@ -81,7 +84,8 @@ class SparseImage:
         return np.stack([np.diff(im.ptr) for im in self.pe_images])
 
     def encoded_bits(self, *, pointer_bits: int = 16, codebook_bits: int = 32) -> int:
-        """Storage of the image: entries of ``index_bits + zero_bits``, pointers and the codebook."""
+        """Storage of the image: entries of ``index_bits + zero_bits``, pointers and the
+        codebook."""
         entry = self.index_bits + self.zero_bits
         return (
             self.total_entries * entry
@@ -126,7 +130,8 @@ def encode_sparse(
     cb = np.asarray(codebook)
     if cb.shape != (k,) or not np.issubdtype(cb.dtype, np.integer):
         raise ValueError(
-            f"codebook must be {k} integers (index_bits={index_bits}), not {cb.dtype} of shape {cb.shape}"
+            f"codebook must be {k} integers (index_bits={index_bits}), not {cb.dtype} of shape "
+            f"{cb.shape}"
         )
     if cb[0] != 0:
         raise ValueError(f"codebook entry 0 is reserved for the value 0, not {int(cb[0])}")
@@ -159,7 +164,8 @@ def encode_sparse(
 
 
 def decode_sparse(image: SparseImage) -> np.ndarray:
-    """The ``R x C`` matrix of codebook indices that ``image`` encodes (exact inverse of :func:`encode_sparse`)."""
+    """The ``R x C`` matrix of codebook indices that ``image`` encodes (exact inverse of
+    :func:`encode_sparse`)."""
     idx = np.zeros((image.rows, image.cols), dtype=np.int64)
     for p, im in enumerate(image.pe_images):
         nrows = image.pe_rows(p)
@@ -181,7 +187,8 @@ def dense_weights(image: SparseImage) -> np.ndarray:
 
 
 def requantize(acc, *, shift: int, out_bits: int, relu: bool) -> np.ndarray:
-    """ReLU (when ``relu``), right shift by ``shift`` rounding half up, saturation to signed ``out_bits``."""
+    """ReLU (when ``relu``), right shift by ``shift`` rounding half up, saturation to signed
+    ``out_bits``."""
     shift = _check_int("shift", shift, 0)
     out_bits = _check_int("out_bits", out_bits, 2)
     y = np.asarray(acc, dtype=np.int64)
