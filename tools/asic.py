@@ -1,4 +1,5 @@
-"""The ASIC view: gate-level area of a generated design with yosys' generic flow, no FPGA primitives.
+"""The ASIC view: gate-level area of a generated design with yosys' generic flow, no FPGA
+primitives.
 
 ``asic_area(verilog, top)`` runs ``synth -flatten`` (memories become flip-flops, or logic when they
 are read-only), maps the logic to the CMOS gate set with ``abc -g cmos2`` (NAND, NOR, NOT) and

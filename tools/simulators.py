@@ -43,7 +43,8 @@ _ICARUS_TIMESCALE = ("1ns", "1ps")
 
 
 def resolve_simulator(simulator: str | None = None) -> str:
-    """Return ``simulator``; when it is ``None``, ``$SIM``, or ``"verilator"`` when that is unset."""
+    """Return ``simulator``; when it is ``None``, ``$SIM``, or ``"verilator"`` when that is
+    unset."""
     if simulator is not None:
         name, source = simulator, "simulator"
     else:
@@ -122,7 +123,8 @@ def build(
     extra_sources: tuple[Path, ...] = (),
     verilator_args: tuple[str, ...] = (),
 ) -> None:
-    """Compile ``verilog`` (and ``extra_sources``, e.g. cell models) into a simulator in ``build_dir``.
+    """Compile ``verilog`` (and ``extra_sources``, e.g. cell models) into a simulator in
+    ``build_dir``.
 
     See :func:`resolve_simulator` for ``simulator``; ``verilator_args`` are added to Verilator's.
     """
@@ -149,9 +151,10 @@ def build(
             ) from None
         return
     args = ["-Wno-fatal", "-O3", *verilator_args]
-    # With waves=True the runner adds "--trace" (VCD): the wheel lacks lz4.h, which FST tracing needs.
-    # The wheel's verilated.mk leaves CFG_CXXFLAGS_PCH_I empty (it should be "-include"), which
-    # breaks every design large enough to use a precompiled header. Override it for this make run.
+    # With waves=True the runner adds "--trace" (VCD): the wheel lacks lz4.h, which FST tracing
+    # needs. The wheel's verilated.mk leaves CFG_CXXFLAGS_PCH_I empty (it should be "-include"),
+    # which breaks every design large enough to use a precompiled header. Override it for this make
+    # run.
     saved = os.environ.get("MAKEFLAGS")
     os.environ["MAKEFLAGS"] = " ".join(filter(None, [saved, "CFG_CXXFLAGS_PCH_I=-include"]))
     try:
@@ -185,7 +188,8 @@ def run_test(
     seed: int = 0,
     simulator: str | None = None,
 ) -> Path:
-    """Run the cocotb ``test_module`` against a simulator built by :func:`build` (same ``simulator``)."""
+    """Run the cocotb ``test_module`` against a simulator built by :func:`build` (same
+    ``simulator``)."""
     runner = _runner(resolve_simulator(simulator))
     build_dir = Path(build_dir).resolve()
     results = build_dir / "results.xml"

