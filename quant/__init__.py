@@ -1,5 +1,5 @@
-"""Front ends: quantizers, training (binary MLP and the zoo), exact folding, pruning, weight sharing,
-the built-in models and ONNX; each produces a :class:`lowbit.ir.IntegerGraph`."""
+"""Front ends: quantizers, training (binary MLP and the zoo), exact folding, pruning, weight
+sharing, the built-in models and ONNX; each produces a :class:`lowbit.ir.IntegerGraph`."""
 
 from .data import DIGITS_DTYPE, Dataset, load_dataset, load_digits_split
 from .export import to_integer_graph

@@ -213,7 +213,8 @@ def _cifar_batch(path: Path):
 
 
 def load_cifar10_dir(directory: str | os.PathLike) -> Dataset:
-    """CIFAR-10 from the python batches (``data_batch_1`` .. ``5``, ``test_batch``) in ``directory``."""
+    """CIFAR-10 from the python batches (``data_batch_1`` .. ``5``, ``test_batch``) in
+    ``directory``."""
 
     d = Path(directory)
     if not d.is_dir():
@@ -231,7 +232,8 @@ def load_cifar10_dir(directory: str | os.PathLike) -> Dataset:
 
 
 def load_dataset(spec: str, seed: int = 0) -> Dataset:
-    """``digits``, ``mnist5k``, ``idx:DIR`` or ``cifar10:DIR`` (the ``lowbit train --dataset`` syntax)."""
+    """``digits``, ``mnist5k``, ``idx:DIR`` or ``cifar10:DIR`` (the ``lowbit train --dataset``
+    syntax)."""
 
     if spec == "digits":
         return load_digits_split(seed)

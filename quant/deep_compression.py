@@ -53,13 +53,15 @@ def _check_weights(weights) -> list[np.ndarray]:
             raise ValueError(f"weights[{k}] must be a 2-D (out, in) matrix, not shape {w.shape}")
         if k and w.shape[1] != ws[k - 1].shape[0]:
             raise ValueError(
-                f"weights[{k}] takes {w.shape[1]} inputs but weights[{k - 1}] gives {ws[k - 1].shape[0]}"
+                f"weights[{k}] takes {w.shape[1]} inputs but weights[{k - 1}] gives "
+                f"{ws[k - 1].shape[0]}"
             )
     return ws
 
 
 def mlp_forward(weights, x) -> np.ndarray:
-    """Logits of the bias-free ReLU MLP ``weights`` (list of ``(out, in)``) on float inputs ``x``."""
+    """Logits of the bias-free ReLU MLP ``weights`` (list of ``(out, in)``) on float inputs
+    ``x``."""
     h = np.asarray(x, dtype=np.float64)
     for k, w in enumerate(weights):
         h = h @ np.asarray(w).T
@@ -74,7 +76,8 @@ def accuracy(logits, y) -> float:
 
 @dataclass(frozen=True, eq=False)
 class SharedLayer:
-    """A weight-shared layer: ``indices`` (``(out, in)``, 0 = pruned) into float ``centroids`` (entry 0 is 0)."""
+    """A weight-shared layer: ``indices`` (``(out, in)``, 0 = pruned) into float ``centroids``
+    (entry 0 is 0)."""
 
     indices: np.ndarray
     centroids: np.ndarray
@@ -103,7 +106,8 @@ def train_mlp(
     shared: list[SharedLayer] | None = None,
     weight_decay: float = 1e-5,
 ):
-    """Train a bias-free ReLU MLP with Adam on cross-entropy; returns the weights (or ``shared`` layers).
+    """Train a bias-free ReLU MLP with Adam on cross-entropy; returns the weights (or ``shared``
+    layers).
 
     ``x`` are float inputs ``(B, features)``. Start from ``weights`` when given (else He-initialised
     ``features -> hidden -> classes``). With ``masks`` (one 0/1 array per layer) pruned weights stay
@@ -253,8 +257,8 @@ def compress_mlp(
     seed: int = 0,
     lr: float = 1e-3,
 ) -> CompressedMLP:
-    """Train the dense twin, prune iteratively (``steps`` geometric steps to ``densities``, retraining
-    after each), share weights and fine-tune the centroids."""
+    """Train the dense twin, prune iteratively (``steps`` geometric steps to ``densities``,
+    retraining after each), share weights and fine-tune the centroids."""
     dense = train_mlp(x, y, hidden=hidden, epochs=epochs, seed=seed, lr=lr)
     if len(densities) != len(dense):
         raise ValueError(
@@ -355,7 +359,8 @@ def integer_layers(
 
 
 def integer_forward(layers, x) -> list[np.ndarray]:
-    """Outputs of every integer layer (``sw_reference``) on integer inputs ``x``; the last are the logits."""
+    """Outputs of every integer layer (``sw_reference``) on integer inputs ``x``; the last are the
+    logits."""
     outs, a = [], np.asarray(x, dtype=np.int64)
     for layer in layers:
         a = sparse_matvec(

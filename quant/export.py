@@ -1,9 +1,9 @@
 """Integer export of the zoo's networks to the typed integer graph (format v2).
 
 Each layer's batch-norm, input and weight scales and activation quantizer fold into integer
-MultiThreshold rows (:meth:`~lowbit.quant.train.net.ZooNet.fold`, exact rationals); weights keep their
-codes: ``BIPOLAR`` bits, ``TERNARY``, ``POW2_b``, ``INTk``. Channels whose slope is negative are
-negated (bits flipped), so the graph only compares with ``>=``. XNOR layers (bipolar inputs and
+MultiThreshold rows (:meth:`~lowbit.quant.train.net.ZooNet.fold`, exact rationals); weights keep
+their codes: ``BIPOLAR`` bits, ``TERNARY``, ``POW2_b``, ``INTk``. Channels whose slope is negative
+are negated (bits flipped), so the graph only compares with ``>=``. XNOR layers (bipolar inputs and
 weights) take thresholds on the popcount ``p``: ``s dot >= T <=> p' >= ceil((T + MW) / 2)`` where
 ``dot = 2 p - MW``. A convolution is a :class:`~lowbit.ir.graph.SlidingWindow` (padding with level
 0, the bit 0 for bipolar activations) followed by a :class:`~lowbit.ir.graph.MatMulThreshold`

@@ -43,7 +43,8 @@ def accumulator_range(input_dtype: DataType, mw: int) -> tuple[int, int]:
     Returns
     -------
     tuple of int
-        The same range as :attr:`MatMulThreshold.acc_range <lowbit.ir.graph.MatMulThreshold.acc_range>`.
+        The same range as
+        :attr:`MatMulThreshold.acc_range <lowbit.ir.graph.MatMulThreshold.acc_range>`.
     """
     if not isinstance(input_dtype, DataType):
         raise TypeError(f"input_dtype must be a DataType, not {input_dtype!r}")
@@ -57,7 +58,8 @@ def accumulator_range(input_dtype: DataType, mw: int) -> tuple[int, int]:
 
 
 def _exact(values, name: str, channels: int | None) -> list[Fraction]:
-    """Convert a 1-D array of ints, floats or Fractions to Fractions exactly, checking finiteness."""
+    """Convert a 1-D array of ints, floats or Fractions to Fractions exactly, checking
+    finiteness."""
     arr = np.asarray(values)
     if arr.ndim != 1:
         raise ValueError(f"{name} must be a 1-D array, not shape {arr.shape}")
@@ -157,8 +159,9 @@ def fold_affine_thresholds(a, c, levels, *, lo: int, hi: int) -> tuple[np.ndarra
     thresholds : numpy.ndarray of int64, shape (C, k)
         Ascending per row; the output is ``sum_i [s acc >= T_i]`` with ``s = -1`` where ``negate``.
     negate : numpy.ndarray of bool, shape (C,)
-        Channels with ``a < 0``, whose weights the caller negates so that the hardware only compares
-        with ``>=``. A channel with ``a == 0`` is constant: ``T_i = lo`` where ``c >= t_i``, else ``hi + 1``.
+        Channels with ``a < 0``, whose weights the caller negates so that the hardware only
+        compares with ``>=``. A channel with ``a == 0`` is constant: ``T_i = lo`` where
+        ``c >= t_i``, else ``hi + 1``.
     """
     av = _exact(a, "a", None)
     cv = _exact(c, "c", len(av))

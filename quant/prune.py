@@ -18,7 +18,8 @@ __all__ = ["cubic_sparsity", "magnitude_mask", "global_magnitude_masks", "prune_
 
 
 def cubic_sparsity(t: float, *, s_i: float, s_f: float, t0: float, n: int, dt: float) -> float:
-    """Zhu & Gupta's gradual schedule at step ``t`` (``n`` pruning steps ``dt`` apart from ``t0``)."""
+    """Zhu & Gupta's gradual schedule at step ``t`` (``n`` pruning steps ``dt`` apart from
+    ``t0``)."""
     if n < 1 or dt <= 0:
         raise ValueError(f"n must be >= 1 and dt > 0, not n={n!r}, dt={dt!r}")
     if t <= t0:
@@ -34,7 +35,8 @@ def _count(sparsity: float, n: int) -> int:
 
 
 def magnitude_mask(w: np.ndarray, sparsity: float) -> np.ndarray:
-    """Boolean keep-mask of ``w`` with exactly ``round(sparsity * w.size)`` smallest magnitudes pruned."""
+    """Boolean keep-mask of ``w`` with exactly ``round(sparsity * w.size)`` smallest magnitudes
+    pruned."""
     w = np.asarray(w)
     k = _count(sparsity, w.size)
     order = np.argsort(np.abs(w).ravel(), kind="stable")
@@ -44,7 +46,8 @@ def magnitude_mask(w: np.ndarray, sparsity: float) -> np.ndarray:
 
 
 def global_magnitude_masks(weights: dict, sparsity: float) -> dict:
-    """Keep-masks over several tensors together: exactly ``round(sparsity * total)`` pruned in all."""
+    """Keep-masks over several tensors together: exactly ``round(sparsity * total)`` pruned in
+    all."""
     keys = list(weights)
     flat = np.concatenate([np.abs(np.asarray(weights[k])).ravel() for k in keys])
     k = _count(sparsity, flat.size)
@@ -60,11 +63,11 @@ def global_magnitude_masks(weights: dict, sparsity: float) -> dict:
 
 
 def prune_filters(net, layer: int, keep: int):
-    """A copy of ``net`` (a :class:`~lowbit.quant.train.net.ZooNet`) whose layer ``layer`` keeps only
-    its ``keep`` output channels of largest L1 norm (in their original order).
+    """A copy of ``net`` (a :class:`~lowbit.quant.train.net.ZooNet`) whose layer ``layer`` keeps
+    only its ``keep`` output channels of largest L1 norm (in their original order).
 
-    The layer's weights, batch-norm and state shrink, and so do the next layer's input columns (for a
-    convolution's ``(ky, kx, c)`` columns, a flattened ``(h, w, c)`` image, or a vector).
+    The layer's weights, batch-norm and state shrink, and so do the next layer's input columns (for
+    a convolution's ``(ky, kx, c)`` columns, a flattened ``(h, w, c)`` image, or a vector).
     """
 
     if not 0 <= layer < net.n_layers - 1:

@@ -53,7 +53,8 @@ __all__ = [
 
 @dataclass(frozen=True, eq=False)
 class QuantizedWeights:
-    """Integer ``codes`` ``(OC, F)`` of type ``dtype`` times a positive ``scale`` per row ``(OC,)``."""
+    """Integer ``codes`` ``(OC, F)`` of type ``dtype`` times a positive ``scale`` per row
+    ``(OC,)``."""
 
     codes: np.ndarray
     scale: np.ndarray
@@ -76,7 +77,8 @@ class QuantizedWeights:
 
     @property
     def stored(self) -> np.ndarray:
-        """The codes as the integer graph stores them: bits (1 = +1) for ``BIPOLAR``, else the integers."""
+        """The codes as the integer graph stores them: bits (1 = +1) for ``BIPOLAR``, else the
+        integers."""
         return (self.codes > 0).astype(np.uint8) if self.dtype is BIPOLAR else self.codes
 
 
@@ -108,7 +110,8 @@ def sign(w) -> np.ndarray:
 
 
 def binary(w, *, per_channel: bool = True, scaled: bool = True) -> QuantizedWeights:
-    """Deterministic binarization ``sign(w)``; XNOR-Net scale ``alpha = mean|W|`` (per row or tensor).
+    """Deterministic binarization ``sign(w)``; XNOR-Net scale ``alpha = mean|W|`` (per row or
+    tensor).
 
     ``scaled=False`` gives ``alpha = 1`` (BinaryConnect / BNN).
     """
@@ -118,7 +121,8 @@ def binary(w, *, per_channel: bool = True, scaled: bool = True) -> QuantizedWeig
 
 
 def binary_stochastic(w, rng: np.random.Generator) -> np.ndarray:
-    """Stochastic BinaryConnect: ``+1`` with probability ``hard_sigmoid(w) = clip((w + 1) / 2, 0, 1)``.
+    """Stochastic BinaryConnect: ``+1`` with probability
+    ``hard_sigmoid(w) = clip((w + 1) / 2, 0, 1)``.
 
     A draw ``u`` uniform in ``[0, 1)`` gives ``+1`` when ``u < p``; int64 ``+-1``.
     """
@@ -146,7 +150,8 @@ def twn(w, *, per_channel: bool = True) -> QuantizedWeights:
 
 
 def ttq_codes(w, t: float = 0.05) -> np.ndarray:
-    """Trained ternary quantization codes (Zhu et al. 2017): ``delta = t max|W|``; int64 ``{-1, 0, +1}``."""
+    """Trained ternary quantization codes (Zhu et al. 2017): ``delta = t max|W|``; int64
+    ``{-1, 0, +1}``."""
     w = _rows(w)
     delta = t * np.abs(w).max()
     return (sign(w) * (np.abs(w) > delta)).astype(np.int64)
@@ -156,9 +161,9 @@ def ttq_ratio(wp: float, wn: float, max_code: int = 7) -> tuple[int, int, float]
     """Integer codes ``(P, N)`` and a common scale ``s`` for the TTQ scales ``W_p``, ``W_n`` > 0.
 
     The integer graph has one accumulator, so the asymmetric pair is exported as the integers
-    ``+P`` and ``-N`` (``1 <= P, N <= max_code``) times ``s = (W_p + W_n) / (P + N)``, with ``P / N``
-    the ratio nearest to ``W_p / W_n`` in the log domain (ties: the smaller ``P + N``, then the
-    smaller ``P``). The training forward uses the same values, so export is exact.
+    ``+P`` and ``-N`` (``1 <= P, N <= max_code``) times ``s = (W_p + W_n) / (P + N)``, with
+    ``P / N`` the ratio nearest to ``W_p / W_n`` in the log domain (ties: the smaller ``P + N``,
+    then the smaller ``P``). The training forward uses the same values, so export is exact.
     """
     if not (wp > 0 and wn > 0):
         raise ValueError(f"TTQ scales must be positive, not W_p={wp!r}, W_n={wn!r}")
@@ -185,8 +190,9 @@ def log_quant(w, bits: int, *, fsr: int | None = None) -> QuantizedWeights:
     """LogQuant (Miyashita et al. 2016) onto ``POW2_bits``: codes ``0`` or ``+-2^(e - e_min)``.
 
     ``e = floor(log2|w| + 1/2)`` (rounding in the log domain), clipped above at the full-scale
-    exponent ``e_max = fsr`` (default: the rounded log2 of ``max|W|``); ``e_min = e_max - (2^(bits-1) - 2)``;
-    a weight with ``e < e_min`` (or ``w = 0``) is zero. One scale ``2^e_min`` per tensor.
+    exponent ``e_max = fsr`` (default: the rounded log2 of ``max|W|``);
+    ``e_min = e_max - (2^(bits-1) - 2)``; a weight with ``e < e_min`` (or ``w = 0``) is zero. One
+    scale ``2^e_min`` per tensor.
     """
     w = _rows(w)
     dtype = DataType.pow2(bits)
@@ -202,7 +208,8 @@ def log_quant(w, bits: int, *, fsr: int | None = None) -> QuantizedWeights:
 
 
 def inq_levels(s: float, bits: int) -> tuple[int, int]:
-    """INQ exponent range ``(n1, n2)``: ``n1 = floor(log2(4 s / 3))``, ``n2 = n1 + 1 - 2^(b-1) / 2``."""
+    """INQ exponent range ``(n1, n2)``: ``n1 = floor(log2(4 s / 3))``,
+    ``n2 = n1 + 1 - 2^(b-1) / 2``."""
     n1 = math.floor(math.log2(4 * s / 3))
     return n1, n1 + 1 - (1 << (bits - 1)) // 2
 
@@ -233,7 +240,8 @@ def inq_quantize(w, bits: int, s: float | None = None) -> QuantizedWeights:
 
 
 def uniform_symmetric(w, bits: int, *, per_channel: bool = True, mask=None) -> QuantizedWeights:
-    """Symmetric uniform ``INTbits`` codes in ``[-(2^(b-1) - 1), 2^(b-1) - 1]``, max-abs calibration.
+    """Symmetric uniform ``INTbits`` codes in ``[-(2^(b-1) - 1), 2^(b-1) - 1]``, max-abs
+    calibration.
 
     ``codes = round_half_away(w / s)``, ``s = max|W| / (2^(b-1) - 1)`` per row (or tensor). With a
     pruning ``mask``, kept weights get at least the code ``+-1`` and pruned ones exactly 0, so the
@@ -281,10 +289,11 @@ def calibrate(
 ) -> tuple[float, int]:
     """Scale and zero point of an affine ``bits``-bit quantizer calibrated on the sample ``x``.
 
-    ``method``: ``"minmax"`` (range ``[min(x, 0), max(x, 0)]``, asymmetric), ``"maxabs"`` (symmetric,
-    zero point 0, codes ``[-(2^(b-1) - 1), 2^(b-1) - 1]``) or ``"percentile"`` (asymmetric on the
-    ``100 - p`` and ``p`` percentiles). Asymmetric codes are unsigned ``[0, 2^b - 1]`` (or signed
-    ``[-2^(b-1), 2^(b-1) - 1]`` with ``signed=True``), ``zero_point = round_half_away(qmin - lo / s)``.
+    ``method``: ``"minmax"`` (range ``[min(x, 0), max(x, 0)]``, asymmetric), ``"maxabs"``
+    (symmetric, zero point 0, codes ``[-(2^(b-1) - 1), 2^(b-1) - 1]``) or ``"percentile"``
+    (asymmetric on the ``100 - p`` and ``p`` percentiles). Asymmetric codes are unsigned
+    ``[0, 2^b - 1]`` (or signed ``[-2^(b-1), 2^(b-1) - 1]`` with ``signed=True``),
+    ``zero_point = round_half_away(qmin - lo / s)``.
     """
     x = np.asarray(x, dtype=np.float64).ravel()
     if method == "maxabs":

@@ -55,7 +55,8 @@ def kmeans_1d(values: np.ndarray, k: int, *, max_iter: int = 100) -> tuple[np.nd
 
 
 def share_layer(w: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Codebook ``(k,)`` (entry 0 is 0) and indices ``(w.shape)`` for one layer; zeros keep index 0."""
+    """Codebook ``(k,)`` (entry 0 is 0) and indices ``(w.shape)`` for one layer; zeros keep index
+    0."""
     w = np.asarray(w, dtype=np.float64)
     if k < 2:
         raise ValueError(f"weight sharing needs k >= 2 (index 0 is reserved for zero), not {k!r}")
@@ -67,7 +68,8 @@ def share_layer(w: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def centroid_gradient(grad_w: np.ndarray, idx: np.ndarray, k: int) -> np.ndarray:
-    """Gradient of each codebook entry: the sum of its members' weight gradients (entry 0 fixed at 0)."""
+    """Gradient of each codebook entry: the sum of its members' weight gradients (entry 0 fixed at
+    0)."""
     g = np.bincount(np.asarray(idx).ravel(), weights=np.asarray(grad_w).ravel(), minlength=k)
     g[0] = 0.0
     return g
@@ -78,7 +80,8 @@ def apply_sharing(net, k: int, *, bits: int = 8) -> None:
 
     Runs k-means on the current (masked) float weights; afterwards the layer's weights are
     ``codebook_codes[idx] * scale`` with the codebook quantized to ``INTbits`` (see
-    :func:`~lowbit.quant.train.net.shared_codebook`); ``params['cb{i}']`` holds the trainable centroids.
+    :func:`~lowbit.quant.train.net.shared_codebook`); ``params['cb{i}']`` holds the trainable
+    centroids.
     """
     for i in range(net.n_layers):
         w = net.params[f"W{i}"]
@@ -110,10 +113,12 @@ def export_codebooks(net, path: str | os.PathLike) -> Path:
 
 
 def sparse_images(net, pes: int, *, index_bits: int = 4, zero_bits: int = 4) -> dict:
-    """EIE images (:func:`~lowbit.sw_reference.sparse.encode_sparse`) of every shared layer of ``net``.
+    """EIE images (:func:`~lowbit.sw_reference.sparse.encode_sparse`) of every shared layer of
+    ``net``.
 
-    The integer codebook is padded with zeros to ``2**index_bits`` entries (index 0 stays the zero).
-    Returns ``{layer index: SparseImage}``; ``dense_weights(image)`` equals the layer's integer codes.
+    The integer codebook is padded with zeros to ``2**index_bits`` entries (index 0 stays the
+    zero). Returns ``{layer index: SparseImage}``; ``dense_weights(image)`` equals the layer's
+    integer codes.
     """
 
     out = {}

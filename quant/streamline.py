@@ -154,7 +154,8 @@ class Clip:
 
 
 class _Quantizer:
-    """A quantizer maps a value to an integer code (monotone non-decreasing) and a code to a value."""
+    """A quantizer maps a value to an integer code (monotone non-decreasing) and a code to a
+    value."""
 
     def code(self, x: Fraction, c: int) -> int:  # pragma: no cover - interface
         raise NotImplementedError
@@ -215,7 +216,8 @@ class IntQuantizer(_Quantizer):
 
 @dataclass(frozen=True, eq=False)
 class BipolarQuantizer(_Quantizer):
-    """``BipolarQuant``: code 1 when ``x / scale >= 0`` (value ``+scale``), else 0 (value ``-scale``)."""
+    """``BipolarQuant``: code 1 when ``x / scale >= 0`` (value ``+scale``), else 0 (value
+    ``-scale``)."""
 
     scale: np.ndarray
     nominal = (0, 1)
@@ -248,7 +250,8 @@ class SignQuantizer(_Quantizer):
 
 @dataclass(frozen=True, eq=False)
 class ThresholdQuantizer(_Quantizer):
-    """QONNX ``MultiThreshold``: ``code = sum_i [x >= T[c, i]]``, ``value = out_scale * code + out_bias``."""
+    """QONNX ``MultiThreshold``: ``code = sum_i [x >= T[c, i]]``,
+    ``value = out_scale * code + out_bias``."""
 
     thresholds: np.ndarray  # object array (C, k) of Fractions
     out_scale: Fraction
@@ -279,8 +282,8 @@ class ThresholdQuantizer(_Quantizer):
 
 @dataclass(frozen=True, eq=False)
 class TruncQuantizer(_Quantizer):
-    """QONNX ``Trunc``: ``code = rounding(round(x / scale + zp) / 2^shift)`` (clipped when ``lo``/``hi`` set);
-    ``value = (code - zp / 2^shift) * out_scale``."""
+    """QONNX ``Trunc``: ``code = rounding(round(x / scale + zp) / 2^shift)`` (clipped when
+    ``lo``/``hi`` set); ``value = (code - zp / 2^shift) * out_scale``."""
 
     scale: np.ndarray
     zero_point: np.ndarray
@@ -328,7 +331,8 @@ class Solved:
 
 
 def _first_reaching(f, level: int, lo: int, hi: int) -> int:
-    """The smallest ``a`` in ``[lo, hi]`` with ``f(a) >= level`` (``hi + 1`` when none); ``f`` non-decreasing."""
+    """The smallest ``a`` in ``[lo, hi]`` with ``f(a) >= level`` (``hi + 1`` when none); ``f``
+    non-decreasing."""
     if f(hi) < level:
         return hi + 1
     if f(lo) >= level:
@@ -351,7 +355,8 @@ _GUESS_LIMIT = 1 << 20
 
 
 def _guess(func_vec, vcode, c, negated, neg_acc, lo, hi, cmin, cmax):
-    """Float guesses of the smallest accumulator reaching each code ``cmin + 1 .. cmax`` (verified exactly later)."""
+    """Float guesses of the smallest accumulator reaching each code ``cmin + 1 .. cmax`` (verified
+    exactly later)."""
     levels = np.arange(cmin + 1, cmax + 1, dtype=np.float64)
 
     def codes(a):
@@ -378,7 +383,8 @@ def _guess(func_vec, vcode, c, negated, neg_acc, lo, hi, cmin, cmax):
 
 
 def _channel_bounds(f, cmin, cmax, lo, hi, guess) -> list[int]:
-    """Smallest accumulator reaching each code ``cmin + 1 .. cmax``: float guesses verified exactly."""
+    """Smallest accumulator reaching each code ``cmin + 1 .. cmax``: float guesses verified
+    exactly."""
     cache: dict[int, int] = {}
 
     def fc(a):
@@ -414,7 +420,8 @@ def solve_thresholds(
     func_vec=None,
     vcode=None,
 ) -> Solved:
-    """Integer thresholds of the channel functions ``code_of(func(a, c), c)`` on the accumulator ``a``.
+    """Integer thresholds of the channel functions ``code_of(func(a, c), c)`` on the accumulator
+    ``a``.
 
     Parameters
     ----------
@@ -464,7 +471,8 @@ def solve_thresholds(
         ],
         dtype=np.int64,
     ).reshape(channels, cmax - cmin)
-    # Codes reached by some channel: code cmin + j is reached on c when T_j < T_{j+1} (T_0 = lo, T_L = hi + 1).
+    # Codes reached by some channel: code cmin + j is reached on c when T_j < T_{j+1} (T_0 = lo,
+    # T_L = hi + 1).
     full = np.concatenate(
         [np.full((channels, 1), acc_lo), bounds, np.full((channels, 1), acc_hi + 1)], axis=1
     )

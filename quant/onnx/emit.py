@@ -134,12 +134,15 @@ def assemble(lowered: Lowered) -> ImportResult:
     origins = {k: list(v) for k, v in lowered.origins.items()}
     origins.setdefault(last.name, []).append(act.origin)
     chain = list(act.chain)
-    S, O = mm.scale, mm.offset
+    scale, offset = mm.scale, mm.offset
 
     # The graph's scores decide the class exactly when the model's output is one increasing affine
     # map of them (the same positive scale and offset for every class, nothing after the layer).
     scores_decide = (
-        not chain and len(set(S.tolist())) == 1 and len(set(O.tolist())) == 1 and S[0] > 0
+        not chain
+        and len(set(scale.tolist())) == 1
+        and len(set(offset.tolist())) == 1
+        and scale[0] > 0
     )
     if not scores_decide:
         log.info(
@@ -149,7 +152,7 @@ def assemble(lowered: Lowered) -> ImportResult:
         )
 
     def output_fn(score, c, _chain=chain):
-        v = S[c] * score + O[c]
+        v = scale[c] * score + offset[c]
         for op in _chain:
             v = op(v, c)
         return v

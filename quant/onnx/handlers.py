@@ -398,7 +398,7 @@ def _pending_matmul(
     s_in = x.scale[col_ch]
     o_in = x.offset[col_ch]
     S = np.empty(mh, dtype=object)
-    O = np.empty(mh, dtype=object)
+    offsets = np.empty(mh, dtype=object)
     uniq_o = {}
     for j, o in enumerate(o_in):
         uniq_o.setdefault(o, []).append(j)
@@ -416,8 +416,8 @@ def _pending_matmul(
         k = exact(row_scale[r]) * exact(alpha)
         S[r] = k * si
         off = sum((o * int(wq[r, js].sum()) for o, js in uniq_o.items() if o != 0), Fraction(0))
-        O[r] = k * off + (exact(bias[r]) if bias is not None else Fraction(0))
-    return Pending(out_idx, out_phys, name, Layer(name, x.dtype, wq, wdtype, S, O, xnor))
+        offsets[r] = k * off + (exact(bias[r]) if bias is not None else Fraction(0))
+    return Pending(out_idx, out_phys, name, Layer(name, x.dtype, wq, wdtype, S, offsets, xnor))
 
 
 def _fc(lw, node, x: Act, wlog: np.ndarray, row_scale, wdtype, bias, alpha=1.0) -> Pending:

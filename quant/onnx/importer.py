@@ -53,7 +53,8 @@ SUPPORTED_OPS = onnx_ops.SUPPORTED_OPS
 def import_onnx(
     source, *, input_dtype: DataType | None = None, table: Mapping[str, OpSpec] = OPS
 ) -> ImportResult:
-    """Import an ONNX, QONNX or QDQ model (path, bytes or ``ModelProto``) into the typed integer graph.
+    """Import an ONNX, QONNX or QDQ model (path, bytes or ``ModelProto``) into the typed integer
+    graph.
 
     Parameters
     ----------
@@ -99,13 +100,14 @@ def graphs_equal(a: IntegerGraph, b: IntegerGraph) -> bool:
     return True
 
 
-# MAC kinds: XNOR-popcount (bipolar x bipolar), ternary (add/subtract/skip: ternary weights, or bipolar weights on
-# integer inputs), shift (power-of-two weights), integer (multiplications).
+# MAC kinds: XNOR-popcount (bipolar x bipolar), ternary (add/subtract/skip: ternary weights, or
+# bipolar weights on integer inputs), shift (power-of-two weights), integer (multiplications).
 _KIND = {Kind.BIPOLAR: "ternary", Kind.TERNARY: "ternary", Kind.POW2: "shift", Kind.INT: "integer"}
 
 
 def layer_table(graph: IntegerGraph, origins: dict | None = None) -> list[dict]:
-    """Per-layer rows: op, shapes, data types, parameters, memory bits, MACs by kind and bit-operations."""
+    """Per-layer rows: op, shapes, data types, parameters, memory bits, MACs by kind and
+    bit-operations."""
     rows = []
     dtype = graph.input_dtype
     for i, n in enumerate(graph.nodes):

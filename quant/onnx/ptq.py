@@ -47,7 +47,8 @@ class PTQConfig:
     def __post_init__(self):
         if not re.fullmatch(r"bipolar|ternary|pow2_[2-6]|int([2-9]|1[0-6])", self.weights):
             raise LowbitError(
-                f"--weights must be bipolar, ternary, pow2_<2..6> or int<2..16>, not {self.weights!r}"
+                "--weights must be bipolar, ternary, pow2_<2..6> or int<2..16>, "
+                f"not {self.weights!r}"
             )
         if not re.fullmatch(r"bipolar|u?int([1-9]|1[0-6])", self.acts) or self.acts in ("int1",):
             raise LowbitError(
@@ -236,7 +237,8 @@ def quantize_model(
     calib = np.asarray(calib)
     if calib.ndim < 2 or not np.isfinite(calib).all():
         raise LowbitError(
-            f"{label}: the calibration data must be a finite array (B, ...), not shape {calib.shape}"
+            f"{label}: the calibration data must be a finite array (B, ...), "
+            f"not shape {calib.shape}"
         )
     if progress:
         progress(0, 2)

@@ -61,8 +61,8 @@ class _Writer:
     def check_exact(self, what, lo, hi):
         if max(abs(lo), abs(hi)) >= _EXACT:
             raise LowbitError(
-                f"node {what!r}: values up to {max(abs(lo), abs(hi))} exceed 2^24 and would not be exact "
-                "in float32"
+                f"node {what!r}: values up to {max(abs(lo), abs(hi))} exceed 2^24 "
+                "and would not be exact in float32"
             )
 
     def build(self) -> onnx.ModelProto:
@@ -225,12 +225,14 @@ class _Writer:
 
 
 def to_qonnx(graph: IntegerGraph) -> onnx.ModelProto:
-    """The graph as a QONNX model (``Im2Col``/``MatMul``/``MultiThreshold``/``MaxPoolNHWC``/``ReduceSum``)."""
+    """The graph as a QONNX model
+    (``Im2Col``/``MatMul``/``MultiThreshold``/``MaxPoolNHWC``/``ReduceSum``)."""
     return _Writer(graph, qonnx=True).build()
 
 
 def to_onnx(graph: IntegerGraph) -> onnx.ModelProto:
-    """The graph as a plain ONNX model (opset 13, standard operators only) that ``onnxruntime`` runs."""
+    """The graph as a plain ONNX model (opset 13, standard operators only) that ``onnxruntime``
+    runs."""
     return _Writer(graph, qonnx=False).build()
 
 
