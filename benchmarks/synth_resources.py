@@ -42,7 +42,6 @@ from lowbit.hw.mvtu.mac import popcount
 from lowbit.hw.mvtu.spec import MVTUSpec
 from lowbit.tools.yosys import resources_from_cells, synth_cells
 from lowbit.ir import BIPOLAR, DataType, MatMulThreshold
-from lowbit.ir.datatypes import Kind
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
@@ -71,19 +70,10 @@ class BinaryLanes(wiring.Component):
         return m
 
 
-def _weights(rng, dtype, shape):
-    if dtype is BIPOLAR:
-        return rng.integers(0, 2, shape)
-    if dtype.kind is Kind.POW2:
-        return np.where(rng.random(shape) < 0.2, 0, 1 << rng.integers(0, dtype.max_exponent + 1, shape)) \
-            * rng.choice([-1, 1], shape)
-    return rng.integers(dtype.min, dtype.max + 1, shape)
-
-
 def make_spec(cfg: dict) -> MVTUSpec:
     rng = np.random.default_rng(cfg["seed"])
     in_dt, w_dt = DataType.parse(cfg["input"]), DataType.parse(cfg["weights"])
-    w = _weights(rng, w_dt, (cfg["mh"], cfg["mw"]))
+    w = w_dt.sample(rng, (cfg["mh"], cfg["mw"]))
     lo, hi = MatMulThreshold("probe", in_dt, w, None, weight_dtype=w_dt).acc_range
     t = np.sort(rng.integers(lo, hi + 2, (cfg["mh"], 1)), axis=1)
     node = MatMulThreshold("fc", in_dt, w, t, BIPOLAR, weight_dtype=w_dt)

@@ -8,7 +8,8 @@ the structure of the hardware; a later step calibrates their coefficients (the m
 constants) against yosys synthesis of the generated Verilog. They are meant to rank foldings and to
 keep a schedule inside a board, not to predict a utilisation report to the LUT.
 
-Notation: ``clog2(n)`` is the number of bits that index ``n`` items, ``(n - 1).bit_length()``.
+Notation: ``index_bits(n)`` is the number of bits that index ``n`` items, ``(n - 1).bit_length()``
+(0 for one item; :func:`lowbit.ir.datatypes.index_bits`).
 For a matrix-vector-threshold unit (MVTU) with ``NF = MH / PE`` neuron folds and ``SF = MW / SIMD``
 synapse folds:
 
@@ -19,15 +20,16 @@ LUTs
 
     * binary input: ``SIMD`` (XNOR folded into a compressor tree, about one LUT per input bit)
       ``+ ACC`` (the accumulator adder);
-    * integer input of ``B`` bits times bipolar weights: ``SIMD * (B + clog2(SIMD))`` (an
+    * integer input of ``B`` bits times bipolar weights: ``SIMD * (B + index_bits(SIMD))`` (an
       add/subtract tree; the sign of each weight folds into the adder LUT) ``+ ACC``.
 
     ``N_T * ACC`` are the threshold comparators (one LUT per compared bit on the carry chain).
 FFs
     ``SIMD * B`` (input register) ``+ PE * SIMD`` (weight register)
     ``+ PE * (S + ACC + OUT)`` (one pipeline stage of the tree of width ``S``, the accumulator, the
-    output register) ``+ clog2(NF) + clog2(SF) + clog2(2 SF)`` (counters) ``+ CONTROL_FF``, with
-    ``S = clog2(SIMD + 1)`` for binary input and ``B + clog2(SIMD)`` for integer input.
+    output register) ``+ index_bits(NF) + index_bits(SF) + index_bits(2 SF)`` (counters)
+    ``+ CONTROL_FF``, with ``S = index_bits(SIMD + 1)`` for binary input and
+    ``B + index_bits(SIMD)`` for integer input.
 Memories
     * weights: depth ``NF * SF``, width ``PE * SIMD`` bits;
     * thresholds: depth ``NF``, width ``PE * N_T * ACC`` bits (none without thresholds);
@@ -52,8 +54,8 @@ forces the weight memory into block RAM or LUTs.
 
 A stream width converter between two units (:func:`dwc_resources`, the structure of
 :class:`lowbit.hw.stream.dwc.StreamWidthConverter`) from ``n_in`` to ``n_out`` elements of ``E`` bits
-holds ``C = converter_capacity(n_in, n_out)`` elements: ``C * E + clog2(C + 1)`` FFs (buffer and
-fill count) and ``2 * C * E`` LUTs (per buffer bit, the shift-down and the insert multiplexers).
+holds ``C = converter_capacity(n_in, n_out)`` elements: ``C * E + index_bits(C + 1)`` FFs (buffer
+and fill count) and ``2 * C * E`` LUTs (per buffer bit, the shift-down and the insert multiplexers).
 """
 
 from __future__ import annotations
@@ -64,6 +66,8 @@ import logging
 import math
 from pathlib import Path
 
+from ..ir.datatypes import BIPOLAR, index_bits
+from ..ir.mac import MacKind
 from ..ir.resources import Resources
 
 __all__ = [
@@ -96,9 +100,7 @@ RAMB18_MODES = ((16384, 1), (8192, 2), (4096, 4), (2048, 9), (1024, 18), (512, 3
 """(depth, width) aspect ratios of a RAMB18, half a RAMB36 tile."""
 
 
-def _clog2(n: int) -> int:
-    """Bits needed to index ``n`` items (0 for ``n <= 1``)."""
-    return max(0, (n - 1).bit_length())
+_clog2 = index_bits  # the name label_select_resources and dwc_resources still use
 
 
 def memory_resources(depth: int, width: int) -> Resources:
@@ -174,28 +176,31 @@ def _weight_memory(depth: int, width: int, placement: str, writable: bool) -> tu
 
 
 def mvtu_features(*, mw: int, mh: int, pe: int, simd: int, in_bits: int, binary_input: bool,
-                  acc_bits: int, n_thresholds: int, out_bits: int, kind: str | None = None,
-                  weight_bits: int = 1, mac: str = "parallel", weight_ram: str = "auto",
-                  weights_writable: bool = False, plane_pairs: int = 1) -> tuple[dict, dict, Resources]:
+                  acc_bits: int, n_thresholds: int, out_bits: int,
+                  kind: MacKind | str | None = None, weight_bits: int = 1, mac: str = "parallel",
+                  weight_ram: str = "auto", weights_writable: bool = False,
+                  plane_pairs: int = 1) -> tuple[dict, dict, Resources]:
     """The terms of the MVTU cost model: ``(lut_features, ff_features, fixed)``.
 
     LUTs are ``sum(coefficient * feature)`` over ``lut_features``, FFs likewise; ``fixed`` holds the
     parts that are counted, not fitted: block RAM and the LUTs of distributed RAM.
 
-    Per MAC kind (``kind``, as :attr:`lowbit.hw.mvtu.spec.MVTUSpec.kind`; ``None`` means ``"xnor"`` for
-    binary input, else ``"addsub"``), with ``B`` input bits and ``K`` stored weight bits:
+    Per MAC kind (``kind``, a :class:`~lowbit.ir.mac.MacKind` or its value, as
+    :attr:`lowbit.hw.mvtu.spec.MVTUSpec.kind`; ``None`` means the kind of bipolar weights, ``xnor``
+    for binary input, else ``addsub``), with ``B`` input bits and ``K`` stored weight bits
+    (:func:`_lane_terms` holds the per-kind terms):
 
     * ``xnor``: ``tree_binary = PE * SIMD`` (popcount inputs, XNOR folded in);
-    * ``addsub``: ``tree_integer = PE * SIMD * (B + clog2(SIMD))``;
+    * ``addsub``: ``tree_integer = PE * SIMD * (B + index_bits(SIMD))``;
     * ``ternary``: bipolar input, two popcounts (``tree_binary = 2 * PE * SIMD``); integer input, an
       add / subtract / skip tree like ``addsub``;
     * ``shift``: a tree of ``B + E`` bit products (``E`` the largest exponent) and, in
-      ``mac_logic``, a barrel shifter of ``B * clog2(E + 1)`` multiplexer bits per product;
+      ``mac_logic``, a barrel shifter of ``B * index_bits(E + 1)`` multiplexer bits per product;
     * ``multibit``: a tree of ``B + K`` bit products and ``B * K`` partial-product bits per product
       in ``mac_logic`` (LUT multipliers, no DSP: the products are written as shift-adds);
     * ``serial`` (any kind): one AND-popcount per lane (``tree_binary = PE * SIMD``), the plane
       selection multiplexers in ``mac_logic`` (``PE * SIMD * ceil(K / 4) + SIMD * ceil(B / 4)``)
-      plus the coefficient shift of each popcount (``PE * ACC * clog2(P) / 2`` for ``P`` plane
+      plus the coefficient shift of each popcount (``PE * ACC * index_bits(P) / 2`` for ``P`` plane
       pairs), and the accumulator.
 
     ``mac_logic`` has an uncalibrated coefficient (1.0) until the calibration grid covers those
@@ -206,33 +211,27 @@ def mvtu_features(*, mw: int, mh: int, pe: int, simd: int, in_bits: int, binary_
         raise ValueError(f"PE ({pe}) must divide MH ({mh})")
     if mw % simd:
         raise ValueError(f"SIMD ({simd}) must divide MW ({mw})")
-    if kind is None:
-        kind = "xnor" if binary_input else "addsub"
+    kind = _mac_kind(kind, binary_input)
     nf, sf = mh // pe, mw // simd
     lanes = pe * simd
-    log_simd = _clog2(simd)
+    log_simd = index_bits(simd)
     tree_bin = tree_int = mac_logic = 0
     if mac == "serial":
         tree_bin = lanes
         # plane selection muxes, and the shift / negation of each popcount by the pair's coefficient
         mac_logic = (lanes * math.ceil(weight_bits / 4) + simd * math.ceil(in_bits / 4)
-                     + pe * acc_bits * _clog2(plane_pairs) / 2)
-        stage_bits = _clog2(simd + 1)
-    elif kind == "xnor" or (kind == "ternary" and binary_input):
-        tree_bin = lanes * (1 if kind == "xnor" else 2)
-        stage_bits = _clog2(simd + 1)
+                     + pe * acc_bits * index_bits(plane_pairs) / 2)
+        stage_bits = index_bits(simd + 1)
     else:
-        if kind == "shift":
-            max_exp = (1 << (weight_bits - 1)) - 2
-            elem = (1 if binary_input else in_bits) + max_exp
-            mac_logic = 0 if binary_input else lanes * in_bits * max(1, _clog2(max_exp + 1))
-        elif kind == "multibit":
-            elem = weight_bits + (0 if binary_input else in_bits)
-            mac_logic = 0 if binary_input else lanes * in_bits * weight_bits
+        popcounts, elem, logic = _lane_terms(kind, in_bits=in_bits, weight_bits=weight_bits,
+                                             binary_input=binary_input)
+        if elem is None:
+            tree_bin = lanes * popcounts
+            stage_bits = index_bits(simd + 1)
         else:
-            elem = in_bits
-        tree_int = lanes * (elem + log_simd)
-        stage_bits = elem + log_simd
+            tree_int = lanes * (elem + log_simd)
+            stage_bits = elem + log_simd
+            mac_logic = lanes * logic
     weights, w_logic = _weight_memory(nf * sf, lanes * weight_bits, weight_ram, weights_writable)
     thresholds, t_logic = rom_resources(nf, pe * n_thresholds * acc_bits)
     input_buffer = ram_resources(2 * sf, simd * in_bits)
@@ -242,16 +241,54 @@ def mvtu_features(*, mw: int, mh: int, pe: int, simd: int, in_bits: int, binary_
     lut = {"const": 1.0, "tree_binary": float(tree_bin), "tree_integer": float(tree_int),
            "acc": float(pe * acc_bits), "thresholds": float(pe * n_thresholds * acc_bits),
            "rom_logic": w_logic + t_logic, "mac_logic": float(mac_logic)}
+    counters = index_bits(nf) + index_bits(sf) + index_bits(2 * sf) + index_bits(plane_pairs)
     ff = {"const": 1.0, "input": float(simd * in_bits), "lanes": float(pe * (stage_bits + acc_bits + out_bits)),
-          "rom_regs": float(rom_regs), "counters": float(_clog2(nf) + _clog2(sf) + _clog2(2 * sf)
-                                                       + _clog2(plane_pairs))}
+          "rom_regs": float(rom_regs), "counters": float(counters)}
     return lut, ff, weights + thresholds + input_buffer
 
 
+def _mac_kind(kind: MacKind | str | None, binary_input: bool) -> MacKind:
+    """``kind`` as a :class:`MacKind`; ``None``: the kind of bipolar weights on these inputs."""
+    if kind is None:
+        return MacKind.of(BIPOLAR, bipolar_input=binary_input)
+    try:
+        return MacKind(kind)
+    except ValueError:
+        raise ValueError(f"kind must be one of {', '.join(repr(k.value) for k in MacKind)}, "
+                         f"not {kind!r}") from None
+
+
+def _lane_terms(kind: MacKind, *, in_bits: int, weight_bits: int,
+                binary_input: bool) -> tuple[int, int | None, int]:
+    """The per-kind terms of one element of a bit-parallel lane: ``(popcounts, product_bits,
+    mac_logic)``, the only code of the cost model that depends on the MAC kind.
+
+    A popcount lane (``xnor``; ``ternary`` on bipolar inputs) counts ``popcounts`` bits per element
+    and has ``product_bits`` None. Any other lane adds products of ``product_bits`` bits in an adder
+    tree, with ``mac_logic`` LUT bits of shifter or partial-product logic per product (see
+    :func:`mvtu_features`).
+    """
+    if kind is MacKind.XNOR:
+        return 1, None, 0
+    if kind is MacKind.TERNARY and binary_input:
+        return 2, None, 0
+    if kind is MacKind.ADDSUB or kind is MacKind.TERNARY:
+        return 0, in_bits, 0
+    if kind is MacKind.SHIFT:
+        max_exp = (1 << (weight_bits - 1)) - 2
+        logic = 0 if binary_input else in_bits * max(1, index_bits(max_exp + 1))
+        return 0, (1 if binary_input else in_bits) + max_exp, logic
+    if kind is MacKind.MULTIBIT:
+        logic = 0 if binary_input else in_bits * weight_bits
+        return 0, weight_bits + (0 if binary_input else in_bits), logic
+    raise ValueError(f"no cost model for MAC kind {kind!r}")
+
+
 def mvtu_resources(*, mw: int, mh: int, pe: int, simd: int, in_bits: int, binary_input: bool,
-                   acc_bits: int, n_thresholds: int, out_bits: int, kind: str | None = None,
-                   weight_bits: int = 1, mac: str = "parallel", weight_ram: str = "auto",
-                   weights_writable: bool = False, plane_pairs: int = 1) -> Resources:
+                   acc_bits: int, n_thresholds: int, out_bits: int,
+                   kind: MacKind | str | None = None, weight_bits: int = 1, mac: str = "parallel",
+                   weight_ram: str = "auto", weights_writable: bool = False,
+                   plane_pairs: int = 1) -> Resources:
     """Estimate of a matrix-vector-threshold unit's resources (model: module docstring and
     :func:`mvtu_features`).
 
@@ -271,8 +308,9 @@ def mvtu_resources(*, mw: int, mh: int, pe: int, simd: int, in_bits: int, binary
         Thresholds per output channel; 0 when the unit emits the accumulator (class scores).
     out_bits : int
         Bits per output element.
-    kind : str, optional
-        The MAC array (``MVTUSpec.kind``); by default XNOR for binary input, else add/subtract.
+    kind : MacKind or str, optional
+        The MAC array (``MVTUSpec.kind``, a :class:`~lowbit.ir.mac.MacKind` or its value); by
+        default XNOR for binary input, else add/subtract.
     weight_bits : int
         Stored bits per weight.
     mac : {"parallel", "serial"}

@@ -6,12 +6,14 @@ the mapper (:mod:`lowbit.mapping`), the simulators and the deployment read it. T
 only :mod:`lowbit.sw_reference` and the package root.
 """
 
-from .datatypes import BIPOLAR, TERNARY, DataType, Kind
+from .datatypes import BIPOLAR, TERNARY, DataType, Kind, clog2, index_bits, signed_bits
 from .graph import FORMAT_VERSION, GlobalAccPool, IntegerGraph, MatMulThreshold, MaxPool, SlidingWindow
+from .mac import MacKind, MacOp, mac_kind
 from .resources import RESOURCE_KINDS, Resources
 
 __all__ = [
-    "Kind", "DataType", "BIPOLAR", "TERNARY",
+    "Kind", "DataType", "BIPOLAR", "TERNARY", "signed_bits", "index_bits", "clog2",
+    "MacKind", "MacOp", "mac_kind",
     "MatMulThreshold", "SlidingWindow", "MaxPool", "GlobalAccPool", "IntegerGraph", "FORMAT_VERSION",
     "Resources", "RESOURCE_KINDS",
 ]

@@ -14,7 +14,46 @@ import re
 from dataclasses import dataclass
 import numpy as np
 
-__all__ = ["Kind", "DataType", "BIPOLAR", "TERNARY"]
+__all__ = ["Kind", "DataType", "BIPOLAR", "TERNARY", "signed_bits", "index_bits", "clog2"]
+
+
+def signed_bits(lo: int, hi: int) -> int:
+    """Bits of a two's complement number holding every integer in ``[lo, hi]``: the tool's one
+    formula, ``max((-lo - 1).bit_length(), hi.bit_length()) + 1``.
+
+    The narrowest width when ``lo < 0 <= hi`` (every signed range the tool sizes: accumulators,
+    scores, signed types): ``(-4, 3) -> 3``, ``(-5, 0) -> 4``, ``(-1, 0) -> 1``,
+    ``(-1, 255) -> 9``; also for ``lo == 0 < hi``: ``(0, 7) -> 4``. Ranges that do not hold 0
+    may get a bit more than they need, ``(3, 3) -> 4``, ``(-4, -4) -> 4``, and ``(0, 0) -> 2``.
+
+    Raises
+    ------
+    TypeError
+        If ``lo`` or ``hi`` is not an integer.
+    ValueError
+        If ``lo > hi``.
+    """
+    for name, v in (("lo", lo), ("hi", hi)):
+        if not isinstance(v, int):
+            raise TypeError(f"{name} must be an integer, not {v!r}")
+    if lo > hi:
+        raise ValueError(f"lo ({lo}) must not exceed hi ({hi})")
+    return max((-lo - 1).bit_length(), hi.bit_length()) + 1
+
+
+def index_bits(n: int) -> int:
+    """Bits of an index over ``n`` items: ``ceil(log2(n))``, and 0 for ``n <= 1`` (one item needs
+    no index). Counts bits in cost models; for example ``1 -> 0``, ``2 -> 1``, ``3 -> 2``,
+    ``4 -> 2``, ``5 -> 3``, ``64 -> 6``, ``65 -> 7``.
+    """
+    n = int(n)
+    return (n - 1).bit_length() if n > 1 else 0
+
+
+def clog2(n: int) -> int:
+    """Width of a signal indexing ``n`` items: :func:`index_bits` but at least 1 (a signal has at
+    least one bit). For example ``1 -> 1``, ``2 -> 1``, ``3 -> 2``, ``4 -> 2``, ``5 -> 3``."""
+    return max(1, index_bits(n))
 
 
 class Kind(enum.Enum):
@@ -23,6 +62,16 @@ class Kind(enum.Enum):
     INT = "int"
     TERNARY = "ternary"  # {-1, 0, +1} (weights), stored as signed integers
     POW2 = "pow2"  # 0 or +-2^j (weights), stored as signed integers
+
+    @property
+    def pattern(self) -> str:
+        """How the names of types of this kind are spelled in messages: ``BIPOLAR``, ``UINT<k>``,
+        ``INT<k>``, ``TERNARY`` or ``POW2_<b>``."""
+        return _PATTERNS[self]
+
+
+_PATTERNS = {Kind.BIPOLAR: "BIPOLAR", Kind.UINT: "UINT<k>", Kind.INT: "INT<k>",
+             Kind.TERNARY: "TERNARY", Kind.POW2: "POW2_<b>"}
 
 
 @dataclass(frozen=True)
@@ -65,8 +114,7 @@ class DataType:
             raise ValueError(f"lo ({lo}) must not exceed hi ({hi})")
         if lo >= 0:
             return cls.uint(max(1, hi.bit_length()))
-        bits = max((-lo - 1).bit_length(), hi.bit_length()) + 1
-        return cls.int(bits)
+        return cls.int(signed_bits(lo, hi))
 
     @classmethod
     def parse(cls, name: str) -> "DataType":
@@ -109,6 +157,30 @@ class DataType:
         if self.kind is Kind.POW2:
             return 1 << self.max_exponent
         return (1 << self.bits) - 1 if self.kind is Kind.UINT else (1 << (self.bits - 1)) - 1
+
+    @property
+    def stored_range(self) -> tuple[int, int]:
+        """``(lo, hi)`` of the stored integers: ``(0, 1)`` for ``BIPOLAR`` (bits), else
+        ``(min, max)``. Every integer in between is a stored value, except that ``POW2`` types hold
+        only ``0`` and ``+-2^j``."""
+        return (0, 1) if self.kind is Kind.BIPOLAR else (self.min, self.max)
+
+    def sample(self, rng: np.random.Generator, shape, *, pow2_zeros: float = 0.2) -> np.ndarray:
+        """Random stored values of this type: an ``int64`` array of ``shape``.
+
+        Uniform over :attr:`stored_range`, drawn with one ``rng.integers(lo, hi + 1, shape)``, for
+        every kind but ``POW2``; a ``POW2`` element is ``0`` with probability ``pow2_zeros``, else
+        ``+-2^j`` with ``j`` uniform in ``[0, max_exponent]`` and the sign uniform (drawn with
+        ``rng.random``, ``rng.integers`` and ``rng.choice([-1, 1])``, in that order). The draws are
+        part of the contract: graphs built from seeded draws are pinned by the golden tests, so a
+        seed must keep producing the same values.
+        """
+        if self.kind is Kind.POW2:
+            zero = rng.random(shape) < pow2_zeros
+            magnitude = np.where(zero, 0, 1 << rng.integers(0, self.max_exponent + 1, shape))
+            return magnitude * rng.choice([-1, 1], shape)
+        lo, hi = self.stored_range
+        return rng.integers(lo, hi + 1, shape)
 
     @property
     def signed(self) -> bool:

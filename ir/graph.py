@@ -41,12 +41,12 @@ from .. import LowbitError
 from ..sw_reference import (argmax_lowest, int_matmul, maxpool2d, multithreshold, sliding_window, sum_pool,
                             xnor_popcount)
 from .datatypes import BIPOLAR, DataType, Kind
+from .mac import WEIGHT_KINDS, WEIGHT_TYPES, MacKind, mac_kind
 
 __all__ = ["MatMulThreshold", "SlidingWindow", "MaxPool", "GlobalAccPool", "IntegerGraph", "FORMAT_VERSION",
            "values"]
 
 FORMAT_VERSION = 2
-_WEIGHT_KINDS = (Kind.BIPOLAR, Kind.TERNARY, Kind.POW2, Kind.INT)
 
 
 def values(x: np.ndarray, dtype: DataType) -> np.ndarray:
@@ -71,9 +71,9 @@ class MatMulThreshold:
     weight_dtype: DataType = field(default=BIPOLAR)
 
     def __post_init__(self):
-        if not isinstance(self.weight_dtype, DataType) or self.weight_dtype.kind not in _WEIGHT_KINDS:
-            raise ValueError(f"node {self.name!r}: weight_dtype must be BIPOLAR, TERNARY, POW2_<b> or INT<k>, "
-                             f"not {self.weight_dtype!r}")
+        wd = self.weight_dtype
+        if not isinstance(wd, DataType) or wd.kind not in WEIGHT_KINDS:
+            raise ValueError(f"node {self.name!r}: weight_dtype must be {WEIGHT_TYPES}, not {wd!r}")
         if not isinstance(self.input_dtype, DataType) or self.input_dtype.kind not in (Kind.BIPOLAR, Kind.UINT,
                                                                                        Kind.INT):
             raise ValueError(f"node {self.name!r}: input_dtype must be BIPOLAR, UINT<k> or INT<k>, "
@@ -127,9 +127,15 @@ class MatMulThreshold:
         return self.input_dtype.kind is Kind.BIPOLAR
 
     @property
+    def mac_kind(self) -> MacKind:
+        """The MAC kind, from the input and weight types (:func:`lowbit.ir.mac.mac_kind`)."""
+        return mac_kind(self)
+
+    @property
     def xnor(self) -> bool:
-        """True for bipolar inputs and weights: the accumulator is an XNOR popcount."""
-        return self.binary_input and self.weight_dtype.kind is Kind.BIPOLAR
+        """True for bipolar inputs and weights (:attr:`MacKind.XNOR`): the accumulator is an XNOR
+        popcount."""
+        return self.mac_kind is MacKind.XNOR
 
     @property
     def weight_values(self) -> np.ndarray:
@@ -145,6 +151,14 @@ class MatMulThreshold:
         wl, wh = _dtype_range(self.weight_dtype)
         products = (xl * wl, xl * wh, xh * wl, xh * wh)
         return self.mw * min(products), self.mw * max(products)
+
+    @property
+    def acc_bits(self) -> int:
+        """Bits of a register holding the accumulator and the thresholds (which reach ``hi + 1``):
+        ``DataType.for_range(lo, hi + 1).bits`` of :attr:`acc_range`, unsigned when the accumulator
+        is never negative. The bit-parallel MVTU's accumulator width."""
+        lo, hi = self.acc_range
+        return DataType.for_range(lo, hi + 1).bits
 
     @property
     def score_range(self) -> tuple[int, int]:
@@ -365,7 +379,7 @@ class IntegerGraph:
         if x.shape[1:] != self.input_shape:
             raise ValueError(f"input must have shape (B, {self.input_size}) or (B, "
                              f"{', '.join(map(str, self.input_shape))}), not {x.shape}")
-        lo, hi = (0, 1) if self.input_dtype is BIPOLAR else (self.input_dtype.min, self.input_dtype.max)
+        lo, hi = self.input_dtype.stored_range
         if x.size and (x.min() < lo or x.max() > hi):
             raise ValueError(f"input values must lie in [{lo}, {hi}] ({self.input_dtype}), "
                              f"found [{x.min()}, {x.max()}]")

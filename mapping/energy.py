@@ -24,8 +24,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from ..ir.datatypes import Kind
 from ..ir.graph import IntegerGraph, MatMulThreshold
+from ..ir.mac import MacOp
 
 __all__ = ["ENERGY_PJ", "LayerEnergy", "EnergyReport", "energy_per_inference", "MODEL_LABEL"]
 
@@ -36,20 +36,8 @@ MODEL_LABEL = "modelled energy, 45 nm (Horowitz 2014 table, scaled by bit width:
               "product of widths for multiplies)"
 
 
-def _acc_bits(node: MatMulThreshold) -> int:
-    lo, hi = node.acc_range
-    return max(1, (hi + 1).bit_length()) if lo >= 0 else max((-lo - 1).bit_length(), (hi + 1).bit_length()) + 1
-
-
-def mac_kind(node: MatMulThreshold) -> str:
-    """``xnor``, ``add`` (bipolar or ternary weights on integer inputs), ``shift`` or ``mult``."""
-    if node.xnor:
-        return "xnor"
-    if node.weight_dtype.kind in (Kind.BIPOLAR, Kind.TERNARY):
-        return "add"
-    if node.weight_dtype.kind is Kind.POW2:
-        return "shift"
-    return "mult"
+_KIND_NAMES = {MacOp.XNOR: "xnor", MacOp.ADD: "add", MacOp.SHIFT: "shift", MacOp.MULTIPLY: "mult"}
+"""The name of a layer's kind in the report: the arithmetic of its MACs (``node.mac_kind.op``)."""
 
 
 @dataclass(frozen=True)
@@ -110,13 +98,13 @@ def energy_per_inference(graph: IntegerGraph, *, off_chip: frozenset[str] | set[
             continue
         vectors = math.prod(graph.output_shape(i)) // node.mh
         macs = vectors * node.mh * node.mw
-        kind = mac_kind(node)
-        acc = _acc_bits(node)
-        if kind == "xnor":
+        op = node.mac_kind.op
+        acc = node.acc_bits
+        if op is MacOp.XNOR:
             per_mac = e["add32"] / 32
-        elif kind == "mult":
+        elif op is MacOp.MULTIPLY:
             per_mac = e["mult32"] * node.weight_dtype.bits * node.input_dtype.bits / 1024 + e["add32"] * acc / 32
-        else:
+        else:  # an add, subtract or shift (wiring) before the accumulator add
             per_mac = e["add32"] * acc / 32
         n_thr = 0 if node.thresholds is None else node.thresholds.shape[1]
         compares = vectors * node.mh * n_thr
@@ -124,7 +112,7 @@ def energy_per_inference(graph: IntegerGraph, *, off_chip: frozenset[str] | set[
         weight_bits = vectors * node.weights.size * node.weight_dtype.bits
         per_word = e["dram32"] if node.name in off_chip else e["sram32"]
         memory = weight_bits / 32 * per_word
-        layers.append(LayerEnergy(node.name, kind, macs, compares, weight_bits, node.name in off_chip,
-                                  compute, memory))
+        layers.append(LayerEnergy(node.name, _KIND_NAMES[op], macs, compares, weight_bits,
+                                  node.name in off_chip, compute, memory))
     input_bits = graph.input_size * graph.input_dtype.bits
     return EnergyReport(tuple(layers), input_bits / 32 * e["dram32"])

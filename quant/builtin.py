@@ -67,16 +67,9 @@ def _calibrate(rng, acc: np.ndarray, k: int, lo: int, hi: int) -> np.ndarray:
 
 
 def _random_weights(rng, dtype: DataType, mh: int, mw: int) -> np.ndarray:
-    if dtype is BIPOLAR:
-        return rng.integers(0, 2, size=(mh, mw))
     if dtype == INT2:  # {-2, -1, 0, 1} with mean 0, so accumulators have no large common-mode term
         return rng.choice(np.array([-2, -1, 0, 1]), size=(mh, mw), p=[0.1, 0.2, 0.3, 0.4])
-    return rng.integers(dtype.min, dtype.max + 1, size=(mh, mw))
-
-
-def _random_input(rng, dtype: DataType, shape, n: int) -> np.ndarray:
-    lo, hi = (0, 1) if dtype is BIPOLAR else (dtype.min, dtype.max)
-    return rng.integers(lo, hi + 1, size=(n, *shape))
+    return dtype.sample(rng, (mh, mw))
 
 
 def _assemble(name: str, input_dtype: DataType, input_shape, plan, *, seed: int,
@@ -90,7 +83,7 @@ def _assemble(name: str, input_dtype: DataType, input_shape, plan, *, seed: int,
         if given is not None and len(given) != n_mm:
             raise LowbitError(f"{name}: {what} must be a list of {n_mm} arrays (one per matrix product), "
                               f"not {len(given)}")
-    h = _random_input(np.random.default_rng(seed + 1), input_dtype, input_shape, calibration_images)
+    h = input_dtype.sample(np.random.default_rng(seed + 1), (calibration_images, *input_shape))
     shape, dtype, nodes, k = tuple(input_shape), input_dtype, [], 0
     for step in plan:
         if not isinstance(step, tuple):

@@ -50,6 +50,7 @@ class EngineConfig:
         dtype = DataType.parse(self.input)
         wd = DataType.parse(self.weights)
         shape = (self.mh, self.mw)
+        # density-controlled draws, not DataType.sample: a seed must keep giving the same weights
         nonzero = rng.random(shape) < self.density
         if wd is BIPOLAR:
             w = nonzero.astype(np.uint8)
@@ -69,9 +70,7 @@ class EngineConfig:
         return MVTUSpec(self.node(), pe=self.pe, simd=self.simd, mac=self.mac)
 
     def inputs(self, n: int) -> np.ndarray:
-        dtype = DataType.parse(self.input)
-        lo, hi = (0, 1) if dtype is BIPOLAR else (dtype.min, dtype.max)
-        return np.random.default_rng(self.seed + 1).integers(lo, hi + 1, (n, self.mw))
+        return DataType.parse(self.input).sample(np.random.default_rng(self.seed + 1), (n, self.mw))
 
 
 @dataclass(frozen=True)

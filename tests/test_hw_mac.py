@@ -20,7 +20,7 @@ from lowbit.hw.mvtu.mac import counter, popcount
 from lowbit.hw.mvtu.unit import MatrixVectorThresholdUnit
 from lowbit.hw.mvtu.spec import MVTUSpec
 from lowbit.ir import BIPOLAR, DataType, MatMulThreshold
-from lowbit.ir.datatypes import TERNARY, Kind
+from lowbit.ir.datatypes import TERNARY
 from lowbit.sim.amaranth_sim import run_stream
 
 U2, U3, U8, I3, I4 = DataType.uint(2), DataType.uint(3), DataType.uint(8), DataType.int(3), DataType.int(4)
@@ -47,18 +47,8 @@ SHAPES = [(1, 1, 1, 1), (12, 6, 3, 4), (15, 9, 3, 5), (6, 4, 4, 6), (10, 3, 1, 1
 OUTPUTS = [None, 1, 3]
 
 
-def random_weights(rng, dtype: DataType, shape) -> np.ndarray:
-    """Stored weights of ``dtype``, zeros included for ternary and power-of-two types."""
-    if dtype.kind is Kind.BIPOLAR:
-        return rng.integers(0, 2, shape)
-    if dtype.kind is Kind.POW2:
-        mag = np.where(rng.random(shape) < 0.2, 0, 1 << rng.integers(0, dtype.max_exponent + 1, shape))
-        return mag * rng.choice([-1, 1], shape)
-    return rng.integers(dtype.min, dtype.max + 1, shape)
-
-
 def make_node(rng, name, mw, mh, in_dtype, w_dtype, n_thr):
-    w = random_weights(rng, w_dtype, (mh, mw))
+    w = w_dtype.sample(rng, (mh, mw))  # zeros included for ternary and power-of-two types
     probe = MatMulThreshold(name, in_dtype, w, None, weight_dtype=w_dtype)
     if n_thr is None:
         return probe
@@ -72,8 +62,8 @@ def make_node(rng, name, mw, mh, in_dtype, w_dtype, n_thr):
 
 
 def make_inputs(rng, dtype, mw, n):
-    lo, hi = (0, 1) if dtype is BIPOLAR else (dtype.min, dtype.max)
-    x = rng.integers(lo, hi + 1, (n, mw))
+    lo, hi = dtype.stored_range
+    x = dtype.sample(rng, (n, mw))
     x[0], x[1] = hi, lo
     return x
 

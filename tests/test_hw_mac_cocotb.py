@@ -32,19 +32,10 @@ LAYERS = [
 ]
 
 
-def _weights(rng, dtype, shape):
-    if dtype is BIPOLAR:
-        return rng.integers(0, 2, shape)
-    if dtype.kind.name == "POW2":
-        return np.where(rng.random(shape) < 0.2, 0, 1 << rng.integers(0, dtype.max_exponent + 1, shape)) \
-            * rng.choice([-1, 1], shape)
-    return rng.integers(dtype.min, dtype.max + 1, shape)
-
-
 def _graph_and_specs(rng):
     nodes, specs = [], []
     for name, mw, mh, in_dt, w_dt, n_thr, pe, simd, mac in LAYERS:
-        w = _weights(rng, w_dt, (mh, mw))
+        w = w_dt.sample(rng, (mh, mw))
         probe = MatMulThreshold(name, in_dt, w, None, weight_dtype=w_dt)
         if n_thr is None:
             node = probe

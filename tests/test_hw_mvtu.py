@@ -66,8 +66,8 @@ def _make_node(rng, mw, mh, input_dtype, n_thresholds, name):
 
 def _make_inputs(rng, dtype, mw, n):
     """``n`` vectors: all-max, all-min, then random over the whole range of ``dtype``."""
-    lo, hi = (0, 1) if dtype is BIPOLAR else (dtype.min, dtype.max)
-    x = rng.integers(lo, hi + 1, size=(n, mw))
+    lo, hi = dtype.stored_range
+    x = dtype.sample(rng, (n, mw))
     x[0], x[1] = hi, lo
     return x
 

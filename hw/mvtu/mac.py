@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value
 
+from ...ir.mac import MacKind
 from .._util import tree_sum
 
 __all__ = ["popcount", "counter", "lane_dot"]
@@ -163,32 +164,32 @@ def lane_dot(m: Module, spec, x: list[Value], lane: Value, name: str = "lane", s
     """One lane's parallel dot product of inputs ``x`` (``SIMD`` stored elements) and its weight bits.
 
     ``lane`` holds ``SIMD * spec.weight_bits`` bits laid out as :meth:`MVTUSpec.encode_lane`. The
-    result is the accumulator contribution: a popcount for the ``"xnor"`` kind, else the exact sum
+    result is the accumulator contribution: a popcount for :attr:`MacKind.XNOR`, else the exact sum
     of the products of values. ``shared`` (one dict for all lanes of a unit) holds terms that
-    depend on the inputs only, such as ``sum(x)`` of the ``"addsub"`` kind, built once.
+    depend on the inputs only, such as ``sum(x)`` of :attr:`MacKind.ADDSUB`, built once.
     """
     kind, simd, wb = spec.kind, spec.simd, spec.weight_bits
     bipolar_in = spec.node.binary_input
     shared = {} if shared is None else shared
-    if kind == "xnor":
+    if kind is MacKind.XNOR:
         return popcount(m, [~(x[i] ^ lane[i]) for i in range(simd)], fanin=2, name=name)
-    if kind == "addsub":
+    if kind is MacKind.ADDSUB:
         # sum(w ? x : -x) = 2 * sum(w ? x : 0) - sum(x): a masked tree per lane, sum(x) shared
         if "xsum" not in shared:
             total = tree_sum(list(x))
             shared["xsum"] = Signal(total.shape(), name="xsum")
             m.d.comb += shared["xsum"].eq(total)
         return (tree_sum([Mux(lane[i], x[i], 0) for i in range(simd)]) << 1) - shared["xsum"]
-    if kind == "ternary":
+    if kind is MacKind.TERNARY:
         nz, pos = lane[:simd], lane[simd:2 * simd]
         if bipolar_in:
             agree = popcount(m, [nz[i] & ~(x[i] ^ pos[i]) for i in range(simd)], fanin=3, name=f"{name}_agree")
             return (agree << 1) - popcount(m, [nz[i] for i in range(simd)], name=f"{name}_nz")
         return _sum_negatable(m, [_negatable(x[i], ~pos[i], ~nz[i]) for i in range(simd)], name)
     w = [lane[i * wb:(i + 1) * wb] for i in range(simd)]
-    if kind == "shift":
+    if kind is MacKind.SHIFT:
         return _sum_negatable(m, [_pow2_term(x[i], w[i], wb, bipolar_in) for i in range(simd)], name)
-    if kind == "multibit":
+    if kind is MacKind.MULTIBIT:
         if bipolar_in:
             return _sum_negatable(m, [_negatable(w[i].as_signed(), ~x[i]) for i in range(simd)], name)
         # shift-add partial products (x AND weight bit k, shifted; the sign bit subtracts): LUTs and

@@ -4,22 +4,22 @@
 software model (delegating to ``sw_reference`` through the node), ``create()`` the Amaranth
 component, and ``cycles()`` / ``resources()`` its cost model, which the mapper uses.
 
-The MAC array follows from the node's types (:attr:`MVTUSpec.kind`):
+The MAC array is the node's :class:`~lowbit.ir.mac.MacKind` (:attr:`MVTUSpec.kind`):
 
-``"xnor"``
+``XNOR``
     bipolar inputs x bipolar weights: XNOR-popcount (``ARITHMETIC.md`` 1);
-``"addsub"``
+``ADDSUB``
     integer inputs x bipolar weights: add or subtract each input;
-``"ternary"``
+``TERNARY``
     ternary weights as two bit-planes ``nz`` / ``pos`` (``ARITHMETIC.md`` 3): add / subtract / skip
     for integer inputs, ``2 * popcount(nz & XNOR(x, pos)) - popcount(nz)`` for bipolar inputs;
-``"shift"``
+``SHIFT``
     power-of-two weights as a sign bit and an exponent code (``0`` = zero weight): the product is
     ``+-(x << e)``, exact (``ARITHMETIC.md`` 4);
-``"multibit"``
+``MULTIBIT``
     ``INTk`` weights x ``UINTm`` / ``INTm`` / bipolar inputs: a product per lane.
 
-``mac="serial"`` (any kind but ``"xnor"``) computes the same dot products bit-serially from
+``mac="serial"`` (any kind but ``XNOR``) computes the same dot products bit-serially from
 bit-plane popcounts (``ARITHMETIC.md`` 5): weights are stored in two's complement, and for each
 pair of an input plane and a weight plane one cycle adds ``coef * popcount(AND(x_plane,
 w_plane))``; an unsigned or signed ``m``-bit input has ``m`` planes (the top one of a signed type
@@ -43,8 +43,9 @@ from typing import ClassVar
 
 import numpy as np
 
-from ...ir.datatypes import Kind
+from ...ir.datatypes import Kind, signed_bits
 from ...ir.graph import MatMulThreshold
+from ...ir.mac import MacKind
 from ..cost import mvtu_resources
 
 __all__ = ["MVTUSpec", "NodeShape", "streams_weights", "divisors", "MAC_MODES", "WEIGHT_RAMS", "MAC_KINDS"]
@@ -54,8 +55,8 @@ MAC_MODES = ("parallel", "serial")
 WEIGHT_RAMS = ("auto", "block", "distributed", "external")
 """``weight_ram=``: where synthesis puts the weight memory; ``"external"``: no weight memory, the
 weights arrive on a stream (``ws``) from off-chip memory, one word per compute cycle."""
-MAC_KINDS = ("xnor", "addsub", "ternary", "shift", "multibit")
-"""The MAC arrays, from the node's input and weight types (module docstring)."""
+MAC_KINDS = tuple(MacKind)
+"""The MAC arrays, :class:`~lowbit.ir.mac.MacKind` (members equal their value strings)."""
 
 
 def streams_weights(spec) -> bool:
@@ -85,8 +86,7 @@ def _twos_complement_bits(dtype) -> int:
     """Bits of the two's complement (or unsigned) storage of a non-bipolar type."""
     if dtype.kind is Kind.UINT:
         return dtype.bits
-    lo, hi = dtype.min, dtype.max
-    return max((-lo - 1).bit_length(), hi.bit_length()) + 1
+    return signed_bits(dtype.min, dtype.max)
 
 
 class NodeShape:
@@ -182,7 +182,7 @@ class MVTUSpec(NodeShape):
         if self.weight_ram == "external" and (self.mac != "parallel" or self.weights_writable):
             raise ValueError(f"node {self.node.name!r}: weight_ram='external' streams the weights in; it takes "
                              "mac='parallel' and no weight write port")
-        if self.mac == "serial" and self.kind == "xnor":
+        if self.mac == "serial" and self.kind is MacKind.XNOR:
             raise ValueError(f"node {self.node.name!r}: mac='serial' needs a non-bipolar input or weight type; "
                              "a bipolar x bipolar layer is already one popcount per lane")
 
@@ -195,12 +195,10 @@ class MVTUSpec(NodeShape):
         return self.mw // self.simd
 
     @property
-    def kind(self) -> str:
-        """The MAC array (one of :data:`MAC_KINDS`), from the input and weight types."""
-        w = self.node.weight_dtype.kind
-        if w is Kind.BIPOLAR:
-            return "xnor" if self.node.binary_input else "addsub"
-        return {Kind.TERNARY: "ternary", Kind.POW2: "shift", Kind.INT: "multibit"}[w]
+    def kind(self) -> MacKind:
+        """The MAC array: the node's :attr:`~lowbit.ir.graph.MatMulThreshold.mac_kind` (a ``str``
+        enumeration, so ``spec.kind == "xnor"`` holds for the XNOR kind)."""
+        return self.node.mac_kind
 
     @property
     def serial(self) -> bool:
@@ -285,13 +283,12 @@ class MVTUSpec(NodeShape):
         partial sums over bit-planes leave that range, so the bound is
         ``MW * sum|coef_x| * sum|coef_w|``.
         """
+        if not self.serial:
+            return self.node.acc_bits
         lo, hi = self.node.acc_range
-        if self.serial:
-            bound = self.mw * sum(abs(c) for _, c in self.input_planes()) * sum(abs(c) for _, c in self.weight_planes())
-            lo, hi = min(lo, -bound), max(hi, bound)
-        if lo >= 0:
-            return max(1, (hi + 1).bit_length())
-        return max((-lo - 1).bit_length(), (hi + 1).bit_length()) + 1
+        x_coef = sum(abs(c) for _, c in self.input_planes())
+        bound = self.mw * x_coef * sum(abs(c) for _, c in self.weight_planes())
+        return signed_bits(min(lo, -bound), max(hi, bound) + 1)
 
     # -- cost model ----------------------------------------------------------------------------
 

@@ -29,7 +29,8 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from ...ir.datatypes import Kind
+from ...ir.datatypes import Kind, clog2
+from ...ir.mac import MacKind
 from .._util import pack_words, tree_sum
 from .mac import lane_dot, popcount
 from .spec import MVTUSpec
@@ -47,7 +48,7 @@ def element_shape(dtype):
 def weight_write_layout(spec: MVTUSpec) -> data.StructLayout:
     """Payload of the weight write port ``w``: a word address and a whole weight word."""
     depth = spec.neuron_folds * spec.synapse_folds
-    return data.StructLayout({"addr": unsigned(max(1, (depth - 1).bit_length())),
+    return data.StructLayout({"addr": unsigned(clog2(depth)),
                               "data": unsigned(spec.weight_word_bits)})
 
 
@@ -265,7 +266,7 @@ class MatrixVectorThresholdUnit(wiring.Component):
                 if acc_shape.signed:
                     thr = [t.as_signed() for t in thr]
                 value = tree_sum([acc_new >= t for t in thr])
-            elif s.kind == "xnor":
+            elif s.kind is MacKind.XNOR:
                 value = 2 * acc_new - node.mw
             else:
                 value = acc_new

@@ -19,6 +19,8 @@ from typing import Callable
 import numpy as np
 
 from ... import LowbitError
+from ...ir.datatypes import DataType
+from ...ir.mac import MacKind, MacOp
 from .. import quantizers as Q
 from ..data import Dataset
 from .net import ActSpec, WeightSpec, ZooNet, init_net, parse_arch
@@ -404,12 +406,14 @@ def weight_memory_bits(net: ZooNet) -> int:
 
 
 def op_counts(net: ZooNet) -> dict[str, int]:
-    """Operations per inference by kind: ``xnor`` (binary x binary), ``add`` (binary or ternary weights
-    with integer inputs), ``shift`` (power-of-two weights), ``multiply`` (k-bit or float weights).
+    """Operations per inference by kind: ``xnor`` (binary x binary), ``add`` (binary weights with
+    integer inputs, ternary weights), ``shift`` (power-of-two weights), ``multiply`` (k-bit, TTQ,
+    shared or float weights): the :class:`~lowbit.ir.mac.MacOp` of the layer's MAC kind, from the
+    type its weights export as (:attr:`WeightSpec.dtype`) and whether its inputs are binary.
 
     One operation per weight use (multiply-accumulate); pruned weights are not counted.
     """
-    counts = {"xnor": 0, "add": 0, "shift": 0, "multiply": 0}
+    counts = {op.value: 0 for op in MacOp}
     for i, ((shp_in, shp_out), L) in enumerate(zip(net.shapes(), net.layers)):
         w = net.params[f"W{i}"]
         nz = int(net.state[f"mask{i}"].sum()) if f"mask{i}" in net.state else w.size
@@ -420,17 +424,11 @@ def op_counts(net: ZooNet) -> dict[str, int]:
             uses = nz * oh * ow
         else:
             uses = nz
-        kind = net.weight_specs[i].kind
         binary_in = i > 0 and net.acts.kind == "binary"
-        if f"share_idx{i}" in net.state:
-            op = "multiply"
-        elif kind in ("binary", "bc"):
-            op = "xnor" if binary_in else "add"
-        elif kind in ("ternary", "ttq"):
-            op = "add" if kind == "ternary" else "multiply"
-        elif kind in ("log2", "inq"):
-            op = "shift"
+        if f"share_idx{i}" in net.state:  # shared weights export as INTk codebook entries
+            dtype = DataType.int(net.state[f"share_bits{i}"])
         else:
-            op = "multiply"
-        counts[op] += int(uses)
+            dtype = net.weight_specs[i].dtype
+        op = MacOp.MULTIPLY if dtype is None else MacKind.of(dtype, bipolar_input=binary_in).op
+        counts[op.value] += int(uses)
     return counts

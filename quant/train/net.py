@@ -26,7 +26,7 @@ import numpy as np
 
 from ... import LowbitError
 from .. import quantizers as Q
-from ...ir.datatypes import BIPOLAR, DataType
+from ...ir.datatypes import BIPOLAR, TERNARY, DataType
 from ..fold import fold_affine_thresholds
 from .nn import im2col, maxpool_forward
 from fractions import Fraction
@@ -93,6 +93,24 @@ class WeightSpec:
     @property
     def quantized(self) -> bool:
         return self.kind != "float"
+
+    @property
+    def dtype(self) -> DataType | None:
+        """The type of the stored weights in the integer graph (``None`` for float weights):
+        ``BIPOLAR`` (``binary``, ``bc``), ``TERNARY``, ``INT4`` (``ttq``: two integer levels),
+        ``POW2_B`` (``log2:B``, ``inq:B``), ``INTB`` (``int:B``) or ``INT(B+1)`` (``dorefa:B``)."""
+        k = self.kind
+        if k == "float":
+            return None
+        if k in ("binary", "bc"):
+            return BIPOLAR
+        if k == "ternary":
+            return TERNARY
+        if k == "ttq":
+            return DataType.int(4)
+        if k in ("log2", "inq"):
+            return DataType.pow2(self.bits)
+        return DataType.int(self.bits + 1 if k == "dorefa" else self.bits)
 
 
 @dataclass(frozen=True)
@@ -281,7 +299,7 @@ class ZooNet:
                 codes = codes * mask.astype(np.int64)
             p, n, s = Q.ttq_ratio(float(self.params[f"wp{i}"][0]), float(self.params[f"wn{i}"][0]))
             return Q.QuantizedWeights(np.where(codes > 0, p, np.where(codes < 0, -n, 0)), np.full(w.shape[0], s),
-                                      DataType.int(4))
+                                      spec.dtype)
         if k == "log2":
             return Q.log_quant(w, spec.bits)
         if k == "inq":
@@ -289,7 +307,7 @@ class ZooNet:
             if frozen is None or not frozen.all():
                 return None  # not yet fully quantized: mixed float / power-of-two
             return Q.QuantizedWeights(self.state[f"inq_codes{i}"], np.full(w.shape[0], self.state[f"inq_scale{i}"]),
-                                      DataType.pow2(spec.bits))
+                                      spec.dtype)
         if k == "int":
             return Q.uniform_symmetric(w, spec.bits, per_channel=per_channel, mask=mask)
         if k == "dorefa":
@@ -371,7 +389,7 @@ class ZooNet:
             raise LowbitError(f"layer {i}: weights are not fully quantized (INQ partitions incomplete)")
         in_dtype, s_in = self.layer_input(i)
         mw = q.codes.shape[1]
-        xl, xh = (-1, 1) if in_dtype is BIPOLAR else (in_dtype.min, in_dtype.max)
+        xl, xh = in_dtype.min, in_dtype.max  # values: -1 and +1 for BIPOLAR
         wl, wh = int(q.codes.min(initial=0)), int(q.codes.max(initial=0))
         wl, wh = min(wl, -wh), max(wh, -wl)  # symmetric: negated channels stay in range
         prods = (xl * wl, xl * wh, xh * wl, xh * wh)
