@@ -141,8 +141,8 @@ def _load_images(args, graph) -> np.ndarray:
             x = data.x_test
         elif args.count:  # not a digits model: N random inputs over the input type's whole range
             dt = graph.input_dtype
-            lo, hi = (0, 1) if dt.kind.value == "bipolar" else (dt.min, dt.max)
-            x = np.random.default_rng(0).integers(lo, hi + 1, size=(args.count, graph.input_size))
+            lo, hi = dt.stored_range
+            x = dt.sample(np.random.default_rng(0), (args.count, graph.input_size))
             print(
                 f"  {args.count} random inputs in [{lo}, {hi}] (seed 0): the model takes "
                 f"{graph.input_size} inputs, not the digits' 64"

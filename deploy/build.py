@@ -174,7 +174,7 @@ def build(
                     summary["axis"],
                     clock_mhz=clock,
                     predicted_cycles=report.cycles_per_image,
-                    input_range=(0, 1) if dt.kind.value == "bipolar" else (dt.min, dt.max),
+                    input_range=dt.stored_range,
                     weight_ports=summary["weight_ports"],
                 ),
                 images,

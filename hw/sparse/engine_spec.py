@@ -15,17 +15,13 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from ...ir.datatypes import clog2
 from ...ir.resources import Resources
 from ...sw_reference.sparse import SparseImage, sparse_matvec
 from ..cost import memory_resources
 from .cycle_model import column_walk, engine_cycles
 
-__all__ = ["SparseEngineSpec", "clog2"]
-
-
-def clog2(n: int) -> int:
-    """Bits that index ``n`` items (at least 1)."""
-    return max(1, (int(n) - 1).bit_length())
+__all__ = ["SparseEngineSpec", "clog2"]  # clog2: lowbit.ir.datatypes.clog2, for hw.sparse.engine
 
 
 _POSITIVE = (

@@ -109,6 +109,8 @@ def layer_table(graph: IntegerGraph, origins: dict | None = None) -> list[dict]:
     """Per-layer rows: op, shapes, data types, parameters, memory bits, MACs by kind and
     bit-operations."""
     rows = []
+    # the column of a layer's MACs: its node.mac_kind.op (a lowbit.ir.mac.MacOp, a str enum)
+    columns = {"xnor": "xnor", "add": "ternary", "shift": "shift", "multiply": "integer"}
     dtype = graph.input_dtype
     for i, n in enumerate(graph.nodes):
         ishape, oshape = graph.input_shape_of(i), graph.output_shape(i)
@@ -123,16 +125,14 @@ def layer_table(graph: IntegerGraph, origins: dict | None = None) -> list[dict]:
             "output": "",
             "params": 0,
             "memory_bits": 0,
-            "macs": {"xnor": 0, "ternary": 0, "shift": 0, "integer": 0},
+            "macs": dict.fromkeys(columns.values(), 0),
             "bops": 0,
         }
         if isinstance(n, MatMulThreshold):
             pixels = math.prod(oshape[:-1]) if len(oshape) > 1 else 1
             macs = n.mh * n.mw * pixels
-            kind = "xnor" if n.xnor else _KIND[n.weight_dtype.kind]
-            lo, hi = n.acc_range
-            acc_bits = DataType.for_range(lo, hi + 1).bits
-            tbits = 0 if n.thresholds is None else n.thresholds.size * acc_bits
+            kind = columns[n.mac_kind.op]
+            tbits = 0 if n.thresholds is None else n.thresholds.size * n.acc_bits
             row.update(
                 weights=n.weight_dtype.name,
                 output=n.output_dtype.name,

@@ -161,11 +161,7 @@ def solve_input(act: Raw) -> Codes:
         dtype, lo, hi = BIPOLAR, 0, 1
     elif isinstance(quant, IntQuantizer):
         lo, hi = quant.lo, quant.hi
-        dtype = (
-            DataType.for_range(lo, hi)
-            if lo >= 0
-            else DataType.int(max(2, max((-lo - 1).bit_length(), hi.bit_length()) + 1))
-        )
+        dtype = DataType.for_range(min(lo, -2) if lo < 0 else lo, hi)  # INT types: >= 2 bits
     elif isinstance(quant, ThresholdQuantizer):
         lo, hi = 0, quant.thresholds.shape[1]
         dtype = BIPOLAR if hi == 1 else DataType.for_range(0, hi)
