@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
 from dataclasses import fields
 from pathlib import Path
 
@@ -25,12 +26,12 @@ from .. import LowbitError
 from ..boards.records import get_board
 from ..hw.axi.control import REGISTERS, wbase_offsets
 from ..hw.axi.shells_axis import WeightPort
-from ..hw.axi.shells_sim import SIM_DDR_VERILOG, SimulatedShell, log_depth
+from ..hw.axi.shells_sim import SimulatedShell, log_depth
 from ..hw.verilog import to_verilog
 from ..mapping.schedule import ddr_stream_bits
 from ..sim.fast import VerilatedModel
 
-__all__ = ["SimulatedOverlay", "shell_wrapper_verilog", "SIM_DDR_VERILOG"]
+__all__ = ["SimulatedOverlay", "shell_wrapper_verilog"]
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +39,7 @@ log = logging.getLogger(__name__)
 def shell_wrapper_verilog(
     tin: int,
     tout: int,
-    weight_ports: list[dict] = (),
+    weight_ports: Sequence[dict] = (),
     *,
     rate: int = 64,
     latency: int = 16,
@@ -46,7 +47,7 @@ def shell_wrapper_verilog(
 ) -> str:
     """``lowbit_sim_shell``, the :class:`~lowbit.hw.axi.shells_sim.SimulatedShell` of
     ``lowbit_axis`` with ``tin``/``tout``-bit ``tdata`` and the weight ports ``weight_ports``
-    (``build.json``'s ``weight_ports``), followed by :data:`SIM_DDR_VERILOG` when there are any.
+    (``build.json``'s ``weight_ports``), each with a :class:`~lowbit.hw.axi.sim_ddr.SimulatedDDR`.
 
     ``log_depths`` sizes each port's memory (by default from the port's weight image); ``rate`` and
     ``latency`` are the memories' bits per cycle and burst latency.
@@ -63,7 +64,7 @@ def shell_wrapper_verilog(
         rate=rate,
         latency=latency,
     )
-    return to_verilog(shell, name="lowbit_sim_shell") + (SIM_DDR_VERILOG if ports else "")
+    return to_verilog(shell, name="lowbit_sim_shell")
 
 
 class _Channel:
@@ -174,8 +175,9 @@ class SimulatedOverlay:
     """The shell of the Vivado plan in ``plan_dir`` (written by ``lowbit build``), simulated.
 
     Weight ports (layers whose weights stream from DDR) read a simulated DDR per port
-    (:data:`SIM_DDR_VERILOG`) delivering ``ddr_bits_per_cycle`` (default: the mapper's figure for
-    the plan's board and clock, :func:`lowbit.mapping.schedule.ddr_stream_bits`) after
+    (:class:`~lowbit.hw.axi.sim_ddr.SimulatedDDR`) delivering ``ddr_bits_per_cycle`` (default:
+    the mapper's figure for the plan's board and clock,
+    :func:`lowbit.mapping.schedule.ddr_stream_bits`) after
     ``ddr_latency`` cycles per burst. It is loaded from the buffer whose address the driver wrote to
     ``WBASE(k)`` when the driver sets ``WCTRL`` bit 0.
     """

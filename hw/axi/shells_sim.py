@@ -10,7 +10,7 @@ AXI4-Stream ports as streams the compiled fast path drives (:mod:`lowbit.sim.fas
   top bit; ``o``: ``m_axis`` the same way;
 * ``ctrl``: ``s_axi``, the control block's AXI4-Lite port (Amaranth names: ``ctrl__awaddr`` ...);
 * ``ddr<k>__we`` / ``__addr`` / ``__data``: for weight port ``k``, the load port of a
-  :data:`SIM_DDR_VERILOG` memory (``lowbit_sim_ddr``) on its AXI read port ``m_axi_w<k>``:
+  :class:`~lowbit.hw.axi.sim_ddr.SimulatedDDR` memory on its AXI read port ``m_axi_w<k>``:
   32-bit words written one per cycle while ``we`` is 1, ``2 ** log_depth`` words in all, read
   back at the rate and latency of the board's DDR (``rate`` bits per cycle, ``latency`` cycles per
   burst);
@@ -23,96 +23,16 @@ from collections.abc import Sequence
 
 from amaranth.hdl import ClockSignal, Module, ResetSignal, Signal
 from amaranth.lib import stream, wiring
-from amaranth.lib.wiring import In, Out
+from amaranth.lib.wiring import In, Out, connect, flipped
 
 from .axil import AXI4LiteSignature
 from .control import ADDR_BITS
 from .shells import black_box
 from .shells_axis import WeightPort, _weight_ports, axis_adapter_signature
+from .sim_ddr import DDR_READ_SIGNALS, SimulatedDDR, log_depth
 from .wfetch import AXI4ReadSignature
 
-__all__ = ["SIM_DDR_VERILOG", "log_depth", "sim_ddr_signature", "SimulatedShell"]
-
-_DDR_READ = ("araddr", "arlen", "arvalid", "arready", "rdata", "rresp", "rlast", "rvalid", "rready")
-"""The AXI4 read signals ``lowbit_sim_ddr`` has (not ``arsize``, ``arburst``, ``arcache`` nor
-``arprot``)."""
-
-SIM_DDR_VERILOG = """
-// lowbit_sim_ddr: a simulation-only AXI4 read slave standing for the PS's DDR behind one AXI-HP
-// port. 32-bit words loaded through (we, waddr, wdata); a read of byte address A returns words
-// (A >> 2) & (DEPTH - 1) onwards (buffers are aligned to a power of two at least their size).
-// Up to 16 bursts queued; a burst's data starts LATENCY cycles after its address was accepted; a
-// beat goes out when the credit (RATE bits per cycle, at most two beats banked) covers it.
-module lowbit_sim_ddr #(parameter AW = 32, DW = 64, LOG_DEPTH = 10, RATE = 64, LATENCY = 16) (
-  input wire clk, input wire rst,
-  input wire we, input wire [LOG_DEPTH-1:0] waddr, input wire [31:0] wdata,
-  input wire [AW-1:0] araddr, input wire [7:0] arlen, input wire arvalid, output wire arready,
-  output wire [DW-1:0] rdata, output wire [1:0] rresp, output wire rlast, output wire rvalid,
-  input wire rready
-);
-  localparam N = DW / 32;
-  reg [31:0] mem [0:(1 << LOG_DEPTH) - 1];
-  always @(posedge clk) if (we) mem[waddr] <= wdata;
-  reg [LOG_DEPTH-1:0] qa [0:15];
-  reg [7:0] ql [0:15];
-  reg [31:0] qt [0:15];
-  reg [4:0] count;
-  reg [3:0] head, tail;
-  reg [31:0] now;
-  reg [7:0] beat;
-  reg [15:0] credit;
-  wire active = count != 0 && now >= qt[head];
-  assign arready = count != 16;
-  assign rvalid = active && credit >= DW;
-  assign rlast = beat == ql[head];
-  assign rresp = 2'b00;
-  genvar g;
-  generate for (g = 0; g < N; g = g + 1) begin : word
-    wire [LOG_DEPTH-1:0] idx = qa[head] + beat * N + g;
-    assign rdata[32 * g +: 32] = mem[idx];
-  end endgenerate
-  wire push = arvalid && arready;
-  wire pop = rvalid && rready && rlast;
-  always @(posedge clk) begin
-    if (rst) begin
-      count <= 0; head <= 0; tail <= 0; now <= 0; beat <= 0; credit <= 0;
-    end else begin
-      now <= now + 1;
-      if (push) begin
-        qa[tail] <= araddr[LOG_DEPTH+1:2];
-        ql[tail] <= arlen;
-        qt[tail] <= now + LATENCY;
-        tail <= tail + 1;
-      end
-      count <= count + push - pop;
-      if (rvalid && rready) begin
-        beat <= rlast ? 0 : beat + 1;
-        if (pop) head <= head + 1;
-      end
-      credit <= (credit + RATE - ((rvalid && rready) ? DW : 0) > 2 * DW) ? 2 * DW
-                : credit + RATE - ((rvalid && rready) ? DW : 0);
-    end
-  end
-endmodule
-"""
-
-
-def log_depth(image_bytes: int) -> int:
-    """log2 of the 32-bit words of a simulated memory holding ``image_bytes`` bytes (at least 16
-    words)."""
-    if not isinstance(image_bytes, int) or isinstance(image_bytes, bool) or image_bytes < 0:
-        raise ValueError(f"image_bytes must be a non-negative integer, not {image_bytes!r}")
-    return max(4, (-(-image_bytes // 4) - 1).bit_length())
-
-
-def sim_ddr_signature(addr_bits: int, data_bits: int, log_depth: int) -> wiring.Signature:
-    """The ports of ``lowbit_sim_ddr`` (:data:`SIM_DDR_VERILOG`) besides ``clk`` and ``rst``: the
-    load port and the AXI4 read channels it answers (a slave: ``In`` = driven by the master)."""
-    members = {"we": In(1), "waddr": In(log_depth), "wdata": In(32)}
-    read = AXI4ReadSignature(addr_bits, data_bits).flip().members
-    members.update({name: read[name] for name in _DDR_READ})
-    return wiring.Signature(members)
-
+__all__ = ["SimulatedShell", "log_depth"]
 
 class SimulatedShell(wiring.Component):
     """``lowbit_axis`` with its streams as ``i``/``o`` and a DDR model per weight port (see the
@@ -205,22 +125,21 @@ class SimulatedShell(wiring.Component):
                 for name in read.members
             }
             axis.update({f"{p.bus}_{name}": s for name, s in bus.items()})
-            load = getattr(self, f"ddr{p.index}")
-            ports = {"we": load.we, "waddr": load.addr, "wdata": load.data}
-            ports.update({name: bus[name] for name in _DDR_READ})
-            m.submodules[f"ddr{p.index}"] = black_box(
-                "lowbit_sim_ddr",
-                sim_ddr_signature(p.addr_bits, p.data_bits, depth),
-                ports,
-                clk=ClockSignal(),
-                rst=ResetSignal(),
-                params={
-                    "AW": p.addr_bits,
-                    "DW": p.data_bits,
-                    "LOG_DEPTH": depth,
-                    "RATE": self.rate,
-                    "LATENCY": self.latency,
-                },
+            m.submodules[f"ddr{p.index}"] = ddr = SimulatedDDR(
+                addr_bits=p.addr_bits,
+                data_bits=p.data_bits,
+                log_depth=depth,
+                rate=self.rate,
+                latency=self.latency,
             )
+            connect(m, flipped(getattr(self, f"ddr{p.index}")), ddr.load)
+            slave = wiring.Signature(
+                {name: read.flip().members[name] for name in DDR_READ_SIGNALS}
+            )
+            for name in DDR_READ_SIGNALS:
+                if slave.members[name].flow == In:  # driven by the fetcher
+                    m.d.comb += getattr(ddr.bus, name).eq(bus[name])
+                else:
+                    m.d.comb += bus[name].eq(getattr(ddr.bus, name))
         m.submodules.shell = black_box("lowbit_axis", self.adapter, axis)
         return m
