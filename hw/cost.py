@@ -71,10 +71,25 @@ from ..ir.mac import MacKind
 from ..ir.resources import Resources
 
 __all__ = [
-    "mvtu_resources", "memory_resources", "dwc_resources", "converter_capacity",
-    "label_select_resources", "LUTRAM_MAX_BITS", "LUTRAM_MAX_DEPTH", "CONTROL_LUT", "CONTROL_FF",
-    "RAMB36_MODES", "RAMB18_MODES", "ROM_BRAM_MIN_BITS", "ROM_BRAM_MIN_DEPTH", "RAM_LUTRAM_MAX_BITS", "bram_tiles", "rom_resources",
-    "ram_resources", "mvtu_features", "coefficients",
+    "mvtu_resources",
+    "memory_resources",
+    "dwc_resources",
+    "converter_capacity",
+    "label_select_resources",
+    "LUTRAM_MAX_BITS",
+    "LUTRAM_MAX_DEPTH",
+    "CONTROL_LUT",
+    "CONTROL_FF",
+    "RAMB36_MODES",
+    "RAMB18_MODES",
+    "ROM_BRAM_MIN_BITS",
+    "ROM_BRAM_MIN_DEPTH",
+    "RAM_LUTRAM_MAX_BITS",
+    "bram_tiles",
+    "rom_resources",
+    "ram_resources",
+    "mvtu_features",
+    "coefficients",
 ]
 
 logger = logging.getLogger(__name__)
@@ -157,7 +172,9 @@ def ram_resources(depth: int, width: int) -> Resources:
     return Resources(bram36=bram_tiles(depth, width))
 
 
-def _weight_memory(depth: int, width: int, placement: str, writable: bool) -> tuple[Resources, float]:
+def _weight_memory(
+    depth: int, width: int, placement: str, writable: bool
+) -> tuple[Resources, float]:
     """Block RAM / LUTRAM of the weight memory and its "ROM in logic" feature (``bits / 64``)."""
     if depth == 0 or width == 0:
         return Resources(), 0.0
@@ -167,7 +184,11 @@ def _weight_memory(depth: int, width: int, placement: str, writable: bool) -> tu
         return Resources(bram36=bram_tiles(depth, width)), 0.0
     if writable:
         if placement == "distributed":
-            per = 4 * math.ceil(width / 6) if depth <= 32 else 4 * math.ceil(depth / 64) * math.ceil(width / 3)
+            per = (
+                4 * math.ceil(width / 6)
+                if depth <= 32
+                else 4 * math.ceil(depth / 64) * math.ceil(width / 3)
+            )
             return Resources(lut=per), 0.0
         return ram_resources(depth, width), 0.0
     if placement == "distributed":
@@ -175,11 +196,24 @@ def _weight_memory(depth: int, width: int, placement: str, writable: bool) -> tu
     return rom_resources(depth, width)
 
 
-def mvtu_features(*, mw: int, mh: int, pe: int, simd: int, in_bits: int, binary_input: bool,
-                  acc_bits: int, n_thresholds: int, out_bits: int,
-                  kind: MacKind | str | None = None, weight_bits: int = 1, mac: str = "parallel",
-                  weight_ram: str = "auto", weights_writable: bool = False,
-                  plane_pairs: int = 1) -> tuple[dict, dict, Resources]:
+def mvtu_features(
+    *,
+    mw: int,
+    mh: int,
+    pe: int,
+    simd: int,
+    in_bits: int,
+    binary_input: bool,
+    acc_bits: int,
+    n_thresholds: int,
+    out_bits: int,
+    kind: MacKind | str | None = None,
+    weight_bits: int = 1,
+    mac: str = "parallel",
+    weight_ram: str = "auto",
+    weights_writable: bool = False,
+    plane_pairs: int = 1,
+) -> tuple[dict, dict, Resources]:
     """The terms of the MVTU cost model: ``(lut_features, ff_features, fixed)``.
 
     LUTs are ``sum(coefficient * feature)`` over ``lut_features``, FFs likewise; ``fixed`` holds the
@@ -219,12 +253,16 @@ def mvtu_features(*, mw: int, mh: int, pe: int, simd: int, in_bits: int, binary_
     if mac == "serial":
         tree_bin = lanes
         # plane selection muxes, and the shift / negation of each popcount by the pair's coefficient
-        mac_logic = (lanes * math.ceil(weight_bits / 4) + simd * math.ceil(in_bits / 4)
-                     + pe * acc_bits * index_bits(plane_pairs) / 2)
+        mac_logic = (
+            lanes * math.ceil(weight_bits / 4)
+            + simd * math.ceil(in_bits / 4)
+            + pe * acc_bits * index_bits(plane_pairs) / 2
+        )
         stage_bits = index_bits(simd + 1)
     else:
-        popcounts, elem, logic = _lane_terms(kind, in_bits=in_bits, weight_bits=weight_bits,
-                                             binary_input=binary_input)
+        popcounts, elem, logic = _lane_terms(
+            kind, in_bits=in_bits, weight_bits=weight_bits, binary_input=binary_input
+        )
         if elem is None:
             tree_bin = lanes * popcounts
             stage_bits = index_bits(simd + 1)
@@ -236,14 +274,26 @@ def mvtu_features(*, mw: int, mh: int, pe: int, simd: int, in_bits: int, binary_
     thresholds, t_logic = rom_resources(nf, pe * n_thresholds * acc_bits)
     input_buffer = ram_resources(2 * sf, simd * in_bits)
     # the registered read port of a ROM built from LUTs is a register of its width
-    rom_regs = ((lanes * weight_bits if w_logic or weight_ram == "external" else 0)
-                + (pe * n_thresholds * acc_bits if t_logic else 0))
-    lut = {"const": 1.0, "tree_binary": float(tree_bin), "tree_integer": float(tree_int),
-           "acc": float(pe * acc_bits), "thresholds": float(pe * n_thresholds * acc_bits),
-           "rom_logic": w_logic + t_logic, "mac_logic": float(mac_logic)}
+    rom_regs = (lanes * weight_bits if w_logic or weight_ram == "external" else 0) + (
+        pe * n_thresholds * acc_bits if t_logic else 0
+    )
+    lut = {
+        "const": 1.0,
+        "tree_binary": float(tree_bin),
+        "tree_integer": float(tree_int),
+        "acc": float(pe * acc_bits),
+        "thresholds": float(pe * n_thresholds * acc_bits),
+        "rom_logic": w_logic + t_logic,
+        "mac_logic": float(mac_logic),
+    }
     counters = index_bits(nf) + index_bits(sf) + index_bits(2 * sf) + index_bits(plane_pairs)
-    ff = {"const": 1.0, "input": float(simd * in_bits), "lanes": float(pe * (stage_bits + acc_bits + out_bits)),
-          "rom_regs": float(rom_regs), "counters": float(counters)}
+    ff = {
+        "const": 1.0,
+        "input": float(simd * in_bits),
+        "lanes": float(pe * (stage_bits + acc_bits + out_bits)),
+        "rom_regs": float(rom_regs),
+        "counters": float(counters),
+    }
     return lut, ff, weights + thresholds + input_buffer
 
 
@@ -254,12 +304,14 @@ def _mac_kind(kind: MacKind | str | None, binary_input: bool) -> MacKind:
     try:
         return MacKind(kind)
     except ValueError:
-        raise ValueError(f"kind must be one of {', '.join(repr(k.value) for k in MacKind)}, "
-                         f"not {kind!r}") from None
+        raise ValueError(
+            f"kind must be one of {', '.join(repr(k.value) for k in MacKind)}, not {kind!r}"
+        ) from None
 
 
-def _lane_terms(kind: MacKind, *, in_bits: int, weight_bits: int,
-                binary_input: bool) -> tuple[int, int | None, int]:
+def _lane_terms(
+    kind: MacKind, *, in_bits: int, weight_bits: int, binary_input: bool
+) -> tuple[int, int | None, int]:
     """The per-kind terms of one element of a bit-parallel lane: ``(popcounts, product_bits,
     mac_logic)``, the only code of the cost model that depends on the MAC kind.
 
@@ -284,11 +336,24 @@ def _lane_terms(kind: MacKind, *, in_bits: int, weight_bits: int,
     raise ValueError(f"no cost model for MAC kind {kind!r}")
 
 
-def mvtu_resources(*, mw: int, mh: int, pe: int, simd: int, in_bits: int, binary_input: bool,
-                   acc_bits: int, n_thresholds: int, out_bits: int,
-                   kind: MacKind | str | None = None, weight_bits: int = 1, mac: str = "parallel",
-                   weight_ram: str = "auto", weights_writable: bool = False,
-                   plane_pairs: int = 1) -> Resources:
+def mvtu_resources(
+    *,
+    mw: int,
+    mh: int,
+    pe: int,
+    simd: int,
+    in_bits: int,
+    binary_input: bool,
+    acc_bits: int,
+    n_thresholds: int,
+    out_bits: int,
+    kind: MacKind | str | None = None,
+    weight_bits: int = 1,
+    mac: str = "parallel",
+    weight_ram: str = "auto",
+    weights_writable: bool = False,
+    plane_pairs: int = 1,
+) -> Resources:
     """Estimate of a matrix-vector-threshold unit's resources (model: module docstring and
     :func:`mvtu_features`).
 
@@ -319,11 +384,23 @@ def mvtu_resources(*, mw: int, mh: int, pe: int, simd: int, in_bits: int, binary
     plane_pairs : int
         Cycles per weight word (bit-plane pairs in serial mode).
     """
-    lut_f, ff_f, fixed = mvtu_features(mw=mw, mh=mh, pe=pe, simd=simd, in_bits=in_bits,
-                                       binary_input=binary_input, acc_bits=acc_bits,
-                                       n_thresholds=n_thresholds, out_bits=out_bits, kind=kind,
-                                       weight_bits=weight_bits, mac=mac, weight_ram=weight_ram,
-                                       weights_writable=weights_writable, plane_pairs=plane_pairs)
+    lut_f, ff_f, fixed = mvtu_features(
+        mw=mw,
+        mh=mh,
+        pe=pe,
+        simd=simd,
+        in_bits=in_bits,
+        binary_input=binary_input,
+        acc_bits=acc_bits,
+        n_thresholds=n_thresholds,
+        out_bits=out_bits,
+        kind=kind,
+        weight_bits=weight_bits,
+        mac=mac,
+        weight_ram=weight_ram,
+        weights_writable=weights_writable,
+        plane_pairs=plane_pairs,
+    )
     coeff = coefficients()
     lut = sum(coeff["lut"][k] * v for k, v in lut_f.items())
     ff = sum(coeff["ff"][k] * v for k, v in ff_f.items())
@@ -333,8 +410,15 @@ def mvtu_resources(*, mw: int, mh: int, pe: int, simd: int, in_bits: int, binary
 _COEFFICIENTS_FILE = Path(__file__).with_name("resource_coefficients.json")
 _DEFAULT_COEFFICIENTS = {
     # the first, uncalibrated model: one LUT per compressor input / accumulator / comparator bit
-    "lut": {"const": 64.0, "tree_binary": 1.0, "tree_integer": 1.0, "acc": 1.0, "thresholds": 1.0,
-            "rom_logic": 1.0, "mac_logic": 1.0},
+    "lut": {
+        "const": 64.0,
+        "tree_binary": 1.0,
+        "tree_integer": 1.0,
+        "acc": 1.0,
+        "thresholds": 1.0,
+        "rom_logic": 1.0,
+        "mac_logic": 1.0,
+    },
     "ff": {"const": 32.0, "input": 1.0, "lanes": 1.0, "rom_regs": 1.0, "counters": 1.0},
 }
 
@@ -348,16 +432,25 @@ def _load_coefficients(path: str) -> dict:
     try:
         doc = json.loads(Path(path).read_text())
     except FileNotFoundError:
-        logger.warning("no fitted resource coefficients at %s; using the uncalibrated defaults", path)
+        logger.warning(
+            "no fitted resource coefficients at %s; using the uncalibrated defaults", path
+        )
         return _DEFAULT_COEFFICIENTS
     except ValueError as e:
         raise ValueError(f"{path}: not a JSON document ({e})") from None
     for kind, terms in _DEFAULT_COEFFICIENTS.items():
         got = doc.get(kind)
-        if isinstance(got, dict):  # terms added after a calibration keep their default until refitted
-            got = doc[kind] = {**{t: terms[t] for t in _LATER_TERMS.get(kind, ()) if t not in got}, **got}
+        if isinstance(
+            got, dict
+        ):  # terms added after a calibration keep their default until refitted
+            got = doc[kind] = {
+                **{t: terms[t] for t in _LATER_TERMS.get(kind, ()) if t not in got},
+                **got,
+            }
         if not isinstance(got, dict) or set(got) != set(terms):
-            raise ValueError(f"{path}: field {kind!r} must map {', '.join(terms)} to numbers, not {got!r}")
+            raise ValueError(
+                f"{path}: field {kind!r} must map {', '.join(terms)} to numbers, not {got!r}"
+            )
         for term, v in got.items():
             if isinstance(v, bool) or not isinstance(v, (int, float)):
                 raise ValueError(f"{path}: field '{kind}.{term}' must be a number, not {v!r}")
@@ -421,6 +514,10 @@ def label_select_resources(n_classes: int, score_bits: int, pe: int = 1) -> Reso
     if beats > 1:
         ff += score_bits + idx + _clog2(beats)
     per_bit, per_lane_bit, per_lane_idx, per_class, const = LABEL_LUT_COEFFICIENTS
-    lut = (per_bit * score_bits + (pe - 1) * (per_lane_bit * score_bits + per_lane_idx * idx)
-           + per_class * n_classes + const)
+    lut = (
+        per_bit * score_bits
+        + (pe - 1) * (per_lane_bit * score_bits + per_lane_idx * idx)
+        + per_class * n_classes
+        + const
+    )
     return Resources(lut=round(lut), ff=ff)

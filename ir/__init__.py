@@ -7,13 +7,34 @@ only :mod:`lowbit.sw_reference` and the package root.
 """
 
 from .datatypes import BIPOLAR, TERNARY, DataType, Kind, clog2, index_bits, signed_bits
-from .graph import FORMAT_VERSION, GlobalAccPool, IntegerGraph, MatMulThreshold, MaxPool, SlidingWindow
+from .graph import (
+    FORMAT_VERSION,
+    GlobalAccPool,
+    IntegerGraph,
+    MatMulThreshold,
+    MaxPool,
+    SlidingWindow,
+)
 from .mac import MacKind, MacOp, mac_kind
 from .resources import RESOURCE_KINDS, Resources
 
 __all__ = [
-    "Kind", "DataType", "BIPOLAR", "TERNARY", "signed_bits", "index_bits", "clog2",
-    "MacKind", "MacOp", "mac_kind",
-    "MatMulThreshold", "SlidingWindow", "MaxPool", "GlobalAccPool", "IntegerGraph", "FORMAT_VERSION",
-    "Resources", "RESOURCE_KINDS",
+    "Kind",
+    "DataType",
+    "BIPOLAR",
+    "TERNARY",
+    "signed_bits",
+    "index_bits",
+    "clog2",
+    "MacKind",
+    "MacOp",
+    "mac_kind",
+    "MatMulThreshold",
+    "SlidingWindow",
+    "MaxPool",
+    "GlobalAccPool",
+    "IntegerGraph",
+    "FORMAT_VERSION",
+    "Resources",
+    "RESOURCE_KINDS",
 ]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import enum
 import re
 from dataclasses import dataclass
+
 import numpy as np
 
 __all__ = ["Kind", "DataType", "BIPOLAR", "TERNARY", "signed_bits", "index_bits", "clog2"]
@@ -70,8 +71,13 @@ class Kind(enum.Enum):
         return _PATTERNS[self]
 
 
-_PATTERNS = {Kind.BIPOLAR: "BIPOLAR", Kind.UINT: "UINT<k>", Kind.INT: "INT<k>",
-             Kind.TERNARY: "TERNARY", Kind.POW2: "POW2_<b>"}
+_PATTERNS = {
+    Kind.BIPOLAR: "BIPOLAR",
+    Kind.UINT: "UINT<k>",
+    Kind.INT: "INT<k>",
+    Kind.TERNARY: "TERNARY",
+    Kind.POW2: "POW2_<b>",
+}
 
 
 @dataclass(frozen=True)
@@ -124,7 +130,9 @@ class DataType:
             return TERNARY
         m = re.fullmatch(r"(UINT|INT|POW2_)([1-9][0-9]*)", name)
         if not m:
-            raise ValueError(f"data type must be BIPOLAR, TERNARY, UINT<k>, INT<k> or POW2_<k>, not {name!r}")
+            raise ValueError(
+                f"data type must be BIPOLAR, TERNARY, UINT<k>, INT<k> or POW2_<k>, not {name!r}"
+            )
         return cls({"UINT": Kind.UINT, "INT": Kind.INT, "POW2_": Kind.POW2}[m[1]], int(m[2]))
 
     @property

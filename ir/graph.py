@@ -36,15 +36,29 @@ from pathlib import Path
 
 import numpy as np
 
-from .._io import atomic_write
 from .. import LowbitError
-from ..sw_reference import (argmax_lowest, int_matmul, maxpool2d, multithreshold, sliding_window, sum_pool,
-                            xnor_popcount)
+from .._io import atomic_write
+from ..sw_reference import (
+    argmax_lowest,
+    int_matmul,
+    maxpool2d,
+    multithreshold,
+    sliding_window,
+    sum_pool,
+    xnor_popcount,
+)
 from .datatypes import BIPOLAR, DataType, Kind
 from .mac import WEIGHT_KINDS, WEIGHT_TYPES, MacKind, mac_kind
 
-__all__ = ["MatMulThreshold", "SlidingWindow", "MaxPool", "GlobalAccPool", "IntegerGraph", "FORMAT_VERSION",
-           "values"]
+__all__ = [
+    "MatMulThreshold",
+    "SlidingWindow",
+    "MaxPool",
+    "GlobalAccPool",
+    "IntegerGraph",
+    "FORMAT_VERSION",
+    "values",
+]
 
 FORMAT_VERSION = 2
 
@@ -74,40 +88,62 @@ class MatMulThreshold:
         wd = self.weight_dtype
         if not isinstance(wd, DataType) or wd.kind not in WEIGHT_KINDS:
             raise ValueError(f"node {self.name!r}: weight_dtype must be {WEIGHT_TYPES}, not {wd!r}")
-        if not isinstance(self.input_dtype, DataType) or self.input_dtype.kind not in (Kind.BIPOLAR, Kind.UINT,
-                                                                                       Kind.INT):
-            raise ValueError(f"node {self.name!r}: input_dtype must be BIPOLAR, UINT<k> or INT<k>, "
-                             f"not {self.input_dtype!r}")
+        if not isinstance(self.input_dtype, DataType) or self.input_dtype.kind not in (
+            Kind.BIPOLAR,
+            Kind.UINT,
+            Kind.INT,
+        ):
+            raise ValueError(
+                f"node {self.name!r}: input_dtype must be BIPOLAR, UINT<k> or INT<k>, "
+                f"not {self.input_dtype!r}"
+            )
         w = np.asarray(self.weights)
         if w.ndim != 2 or w.dtype.kind not in "biu":
-            raise ValueError(f"node {self.name!r}: weights must be a 2-D integer array (MH, MW), "
-                             f"not {w.dtype} {w.shape}")
+            raise ValueError(
+                f"node {self.name!r}: weights must be a 2-D integer array (MH, MW), "
+                f"not {w.dtype} {w.shape}"
+            )
         if not self.weight_dtype.contains(w):
-            what = ("bits (1 = +1, 0 = -1)" if self.weight_dtype is BIPOLAR else
-                    f"values of {self.weight_dtype} in [{self.weight_dtype.min}, {self.weight_dtype.max}]"
-                    + (" (0 or +-2^j)" if self.weight_dtype.kind is Kind.POW2 else ""))
+            what = (
+                "bits (1 = +1, 0 = -1)"
+                if self.weight_dtype is BIPOLAR
+                else f"values of {self.weight_dtype} in [{self.weight_dtype.min}, {self.weight_dtype.max}]"
+                + (" (0 or +-2^j)" if self.weight_dtype.kind is Kind.POW2 else "")
+            )
             raise ValueError(f"node {self.name!r}: weights must be {what}")
-        object.__setattr__(self, "weights", w.astype(np.uint8 if self.weight_dtype is BIPOLAR else np.int64))
+        object.__setattr__(
+            self, "weights", w.astype(np.uint8 if self.weight_dtype is BIPOLAR else np.int64)
+        )
         if self.thresholds is not None:
             t = np.asarray(self.thresholds)
             if t.dtype.kind not in "iu" or t.ndim != 2 or t.shape[0] != w.shape[0]:
                 raise ValueError(
                     f"node {self.name!r}: thresholds must be integers of shape (MH={w.shape[0]}, k), "
-                    f"not {t.dtype} {t.shape}")
+                    f"not {t.dtype} {t.shape}"
+                )
             t = t.astype(np.int64)
             if (np.diff(t, axis=1) < 0).any():
-                raise ValueError(f"node {self.name!r}: each row of thresholds must be sorted ascending")
+                raise ValueError(
+                    f"node {self.name!r}: each row of thresholds must be sorted ascending"
+                )
             lo, hi = self.acc_range
             if t.size and (t.min() < lo or t.max() > hi + 1):
                 raise ValueError(
                     f"node {self.name!r}: thresholds must lie in the accumulator range [{lo}, {hi + 1}], "
-                    f"found [{t.min()}, {t.max()}]")
-            expected = BIPOLAR if t.shape[1] == 1 else DataType.uint((t.shape[1] + 1).bit_length() - 1)
+                    f"found [{t.min()}, {t.max()}]"
+                )
+            expected = (
+                BIPOLAR if t.shape[1] == 1 else DataType.uint((t.shape[1] + 1).bit_length() - 1)
+            )
             if (1 << expected.bits) - 1 != t.shape[1] and expected is not BIPOLAR:
-                raise ValueError(f"node {self.name!r}: a k-bit output needs 2^k - 1 thresholds, not {t.shape[1]}")
+                raise ValueError(
+                    f"node {self.name!r}: a k-bit output needs 2^k - 1 thresholds, not {t.shape[1]}"
+                )
             if self.output_dtype != expected:
-                raise ValueError(f"node {self.name!r}: {t.shape[1]} thresholds give {expected}, "
-                                 f"not output_dtype {self.output_dtype}")
+                raise ValueError(
+                    f"node {self.name!r}: {t.shape[1]} thresholds give {expected}, "
+                    f"not output_dtype {self.output_dtype}"
+                )
             object.__setattr__(self, "thresholds", t)
         else:
             lo, hi = self.score_range
@@ -168,14 +204,18 @@ class MatMulThreshold:
     def infer(self, shape: tuple[int, ...], dtype: DataType) -> tuple[tuple[int, ...], DataType]:
         """Output shape and type for an input of ``shape`` and ``dtype``; errors name the node."""
         if dtype != self.input_dtype:
-            raise ValueError(f"node {self.name!r}: input_dtype is {self.input_dtype}, "
-                             f"but the previous stage produces {dtype}")
+            raise ValueError(
+                f"node {self.name!r}: input_dtype is {self.input_dtype}, "
+                f"but the previous stage produces {dtype}"
+            )
         if shape[-1] == self.mw:
             return tuple(shape[:-1]) + (self.mh,), self.output_dtype
         if math.prod(shape) == self.mw:
             return (self.mh,), self.output_dtype
-        raise ValueError(f"node {self.name!r}: MW is {self.mw}, but the previous stage produces {shape} "
-                         f"(MW must equal its last axis or its size)")
+        raise ValueError(
+            f"node {self.name!r}: MW is {self.mw}, but the previous stage produces {shape} "
+            f"(MW must equal its last axis or its size)"
+        )
 
     def accumulate(self, x: np.ndarray) -> np.ndarray:
         """The accumulator for a batch of inputs ``x`` of shape ``(..., MW)``."""
@@ -198,8 +238,12 @@ class MatMulThreshold:
         return multithreshold(acc, self.thresholds)
 
     def _meta(self) -> dict:
-        return {"weight_dtype": self.weight_dtype.name, "input_dtype": self.input_dtype.name,
-                "output_dtype": self.output_dtype.name, "has_thresholds": self.thresholds is not None}
+        return {
+            "weight_dtype": self.weight_dtype.name,
+            "input_dtype": self.input_dtype.name,
+            "output_dtype": self.output_dtype.name,
+            "has_thresholds": self.thresholds is not None,
+        }
 
 
 def _check_geometry(node, **params):
@@ -210,7 +254,9 @@ def _check_geometry(node, **params):
 
 def _check_image(node, shape) -> None:
     if len(shape) != 3:
-        raise ValueError(f"node {node.name!r}: needs an image (H, W, C), but the previous stage produces {shape}")
+        raise ValueError(
+            f"node {node.name!r}: needs an image (H, W, C), but the previous stage produces {shape}"
+        )
 
 
 @dataclass(frozen=True, eq=False)
@@ -236,16 +282,25 @@ class SlidingWindow:
         _check_image(self, shape)
         h, w, c = shape
         if self.kernel > h + 2 * self.pad or self.kernel > w + 2 * self.pad:
-            raise ValueError(f"node {self.name!r}: kernel {self.kernel} exceeds the padded input {shape}")
+            raise ValueError(
+                f"node {self.name!r}: kernel {self.kernel} exceeds the padded input {shape}"
+            )
         if self.pad and not dtype.contains([self.pad_value]):
-            raise ValueError(f"node {self.name!r}: pad_value {self.pad_value} is not a value of {dtype}")
+            raise ValueError(
+                f"node {self.name!r}: pad_value {self.pad_value} is not a value of {dtype}"
+            )
         return (self.out_dim(h), self.out_dim(w), self.kernel * self.kernel * c), dtype
 
     def reference(self, x: np.ndarray) -> np.ndarray:
         return sliding_window(x, self.kernel, self.stride, self.pad, self.pad_value)
 
     def _meta(self) -> dict:
-        return {"kernel": self.kernel, "stride": self.stride, "pad": self.pad, "pad_value": self.pad_value}
+        return {
+            "kernel": self.kernel,
+            "stride": self.stride,
+            "pad": self.pad,
+            "pad_value": self.pad_value,
+        }
 
 
 @dataclass(frozen=True, eq=False)
@@ -264,11 +319,17 @@ class MaxPool:
     def infer(self, shape, dtype):
         _check_image(self, shape)
         if dtype.kind not in (Kind.BIPOLAR, Kind.UINT):
-            raise ValueError(f"node {self.name!r}: max-pool needs BIPOLAR or UINT inputs, not {dtype}")
+            raise ValueError(
+                f"node {self.name!r}: max-pool needs BIPOLAR or UINT inputs, not {dtype}"
+            )
         h, w, c = shape
         if self.kernel > h or self.kernel > w:
             raise ValueError(f"node {self.name!r}: kernel {self.kernel} exceeds the input {shape}")
-        return ((h - self.kernel) // self.stride + 1, (w - self.kernel) // self.stride + 1, c), dtype
+        return (
+            (h - self.kernel) // self.stride + 1,
+            (w - self.kernel) // self.stride + 1,
+            c,
+        ), dtype
 
     def reference(self, x: np.ndarray) -> np.ndarray:
         return maxpool2d(x, self.kernel, self.stride)
@@ -287,8 +348,10 @@ class GlobalAccPool:
     def infer(self, shape, dtype):
         _check_image(self, shape)
         if dtype != self.input_dtype:
-            raise ValueError(f"node {self.name!r}: input_dtype is {self.input_dtype}, "
-                             f"but the previous stage produces {dtype}")
+            raise ValueError(
+                f"node {self.name!r}: input_dtype is {self.input_dtype}, "
+                f"but the previous stage produces {dtype}"
+            )
         n = shape[0] * shape[1]
         return (shape[2],), DataType.for_range(n * dtype.min, n * dtype.max)
 
@@ -322,13 +385,17 @@ class IntegerGraph:
             raise ValueError("an integer graph needs at least one node")
         for node in nodes:
             if type(node) not in _OPS.values():
-                raise TypeError(f"graph nodes must be one of {', '.join(_OPS)}, not {type(node).__name__}")
+                raise TypeError(
+                    f"graph nodes must be one of {', '.join(_OPS)}, not {type(node).__name__}"
+                )
         if len({n.name for n in nodes}) != len(nodes):
             raise ValueError("node names must be unique")
         if self.input_shape is None:
             if not isinstance(nodes[0], MatMulThreshold):
-                raise ValueError(f"node {nodes[0].name!r}: a graph starting with {type(nodes[0]).__name__} "
-                                 "needs an input_shape (H, W, C)")
+                raise ValueError(
+                    f"node {nodes[0].name!r}: a graph starting with {type(nodes[0]).__name__} "
+                    "needs an input_shape (H, W, C)"
+                )
             object.__setattr__(self, "input_shape", (nodes[0].mw,))
         shape = tuple(int(d) for d in self.input_shape)
         if not shape or any(d < 1 for d in shape):
@@ -341,8 +408,10 @@ class IntegerGraph:
         object.__setattr__(self, "_shapes", tuple(shapes))
         last = nodes[-1]
         if not isinstance(last, MatMulThreshold) or last.thresholds is not None or len(shape) != 1:
-            raise ValueError(f"node {last.name!r}: the last node must be a MatMulThreshold emitting scores "
-                             "(thresholds=None) for one vector")
+            raise ValueError(
+                f"node {last.name!r}: the last node must be a MatMulThreshold emitting scores "
+                "(thresholds=None) for one vector"
+            )
         if any(isinstance(n, MatMulThreshold) and n.thresholds is None for n in nodes[:-1]):
             raise ValueError("only the last node may emit scores")
 
@@ -361,7 +430,9 @@ class IntegerGraph:
     @property
     def is_mlp(self) -> bool:
         """True for a chain of fully connected :class:`MatMulThreshold` nodes on a vector input."""
-        return len(self.input_shape) == 1 and all(isinstance(n, MatMulThreshold) for n in self.nodes)
+        return len(self.input_shape) == 1 and all(
+            isinstance(n, MatMulThreshold) for n in self.nodes
+        )
 
     def output_shape(self, index: int) -> tuple[int, ...]:
         """Shape (without the batch axis) of the output of node ``index``."""
@@ -377,12 +448,16 @@ class IntegerGraph:
         if x.ndim == 2 and x.shape[1] == self.input_size:
             x = x.reshape((x.shape[0],) + self.input_shape)
         if x.shape[1:] != self.input_shape:
-            raise ValueError(f"input must have shape (B, {self.input_size}) or (B, "
-                             f"{', '.join(map(str, self.input_shape))}), not {x.shape}")
+            raise ValueError(
+                f"input must have shape (B, {self.input_size}) or (B, "
+                f"{', '.join(map(str, self.input_shape))}), not {x.shape}"
+            )
         lo, hi = self.input_dtype.stored_range
         if x.size and (x.min() < lo or x.max() > hi):
-            raise ValueError(f"input values must lie in [{lo}, {hi}] ({self.input_dtype}), "
-                             f"found [{x.min()}, {x.max()}]")
+            raise ValueError(
+                f"input values must lie in [{lo}, {hi}] ({self.input_dtype}), "
+                f"found [{x.min()}, {x.max()}]"
+            )
         return x.astype(np.int64)
 
     def trace(self, x: np.ndarray) -> list[np.ndarray]:
@@ -433,14 +508,25 @@ class IntegerGraph:
         try:
             header = json.loads(bytes(arrays["header"]).decode())
         except (KeyError, ValueError, UnicodeDecodeError):
-            raise LowbitError(f"{path}: missing or unreadable 'header' entry; expected a lowbit model") from None
-        if header.get("format") != "lowbit-integer-graph" or header.get("version") not in (1, FORMAT_VERSION):
-            raise LowbitError(f"{path}: expected format 'lowbit-integer-graph' version 1 or {FORMAT_VERSION}, "
-                              f"got {header.get('format')!r} version {header.get('version')!r}")
+            raise LowbitError(
+                f"{path}: missing or unreadable 'header' entry; expected a lowbit model"
+            ) from None
+        if header.get("format") != "lowbit-integer-graph" or header.get("version") not in (
+            1,
+            FORMAT_VERSION,
+        ):
+            raise LowbitError(
+                f"{path}: expected format 'lowbit-integer-graph' version 1 or {FORMAT_VERSION}, "
+                f"got {header.get('format')!r} version {header.get('version')!r}"
+            )
         try:
             nodes = [_node_from_meta(meta, i, arrays) for i, meta in enumerate(header["nodes"])]
             shape = header.get("input_shape")
-            return cls(DataType.parse(header["input_dtype"]), tuple(nodes), None if shape is None else tuple(shape))
+            return cls(
+                DataType.parse(header["input_dtype"]),
+                tuple(nodes),
+                None if shape is None else tuple(shape),
+            )
         except KeyError as e:
             raise LowbitError(f"{path}: missing entry {e} in the model") from None
         except (ValueError, TypeError) as e:
@@ -449,11 +535,22 @@ class IntegerGraph:
     def summary(self) -> list[dict]:
         rows = []
         for i, n in enumerate(self.nodes):
-            row = {"name": n.name, "op": type(n).__name__, "input_shape": list(self.input_shape_of(i)),
-                   "output_shape": list(self.output_shape(i))}
+            row = {
+                "name": n.name,
+                "op": type(n).__name__,
+                "input_shape": list(self.input_shape_of(i)),
+                "output_shape": list(self.output_shape(i)),
+            }
             if isinstance(n, MatMulThreshold):
-                row.update({"MW": n.mw, "MH": n.mh, "input": n.input_dtype.name, "weights": n.weight_dtype.name,
-                            "output": n.output_dtype.name})
+                row.update(
+                    {
+                        "MW": n.mw,
+                        "MH": n.mh,
+                        "input": n.input_dtype.name,
+                        "weights": n.weight_dtype.name,
+                        "output": n.output_dtype.name,
+                    }
+                )
             rows.append(row)
         return rows
 

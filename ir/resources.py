@@ -32,8 +32,12 @@ class Resources:
     def __add__(self, other: "Resources") -> "Resources":
         if not isinstance(other, Resources):
             return NotImplemented
-        return Resources(lut=self.lut + other.lut, ff=self.ff + other.ff,
-                         bram36=self.bram36 + other.bram36, dsp=self.dsp + other.dsp)
+        return Resources(
+            lut=self.lut + other.lut,
+            ff=self.ff + other.ff,
+            bram36=self.bram36 + other.bram36,
+            dsp=self.dsp + other.dsp,
+        )
 
     def __radd__(self, other) -> "Resources":
         if other == 0:  # the start value of sum()
@@ -55,8 +59,11 @@ class Resources:
         fraction : float
             The share of ``capacity`` that may be used.
         """
-        return tuple(kind for kind in RESOURCE_KINDS
-                     if getattr(self, kind) > fraction * _capacity(capacity, kind))
+        return tuple(
+            kind
+            for kind in RESOURCE_KINDS
+            if getattr(self, kind) > fraction * _capacity(capacity, kind)
+        )
 
     def fits(self, capacity, fraction: float = 1.0) -> bool:
         """Whether every kind is at most ``fraction`` of ``capacity`` (see :meth:`exceeded`)."""

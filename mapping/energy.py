@@ -32,8 +32,10 @@ __all__ = ["ENERGY_PJ", "LayerEnergy", "EnergyReport", "energy_per_inference", "
 ENERGY_PJ = {"add32": 0.1, "mult32": 3.1, "sram32": 5.0, "dram32": 640.0}
 """Energy per 32-bit operation or access at 45 nm (Horowitz ISSCC 2014, via Han et al. 2015)."""
 
-MODEL_LABEL = "modelled energy, 45 nm (Horowitz 2014 table, scaled by bit width: linear for adds, " \
-              "product of widths for multiplies)"
+MODEL_LABEL = (
+    "modelled energy, 45 nm (Horowitz 2014 table, scaled by bit width: linear for adds, "
+    "product of widths for multiplies)"
+)
 
 
 _KIND_NAMES = {MacOp.XNOR: "xnor", MacOp.ADD: "add", MacOp.SHIFT: "shift", MacOp.MULTIPLY: "mult"}
@@ -80,17 +82,31 @@ class EnergyReport:
             "total_uj": self.total_pj * 1e-6,
             "input_pj": self.input_pj,
             "macs_by_kind": self.macs_by_kind(),
-            "layers": [{"name": e.name, "kind": e.kind, "macs": e.macs, "compares": e.compares,
-                        "weight_bits_read": e.weight_bits_read, "off_chip": e.off_chip,
-                        "compute_pj": e.compute_pj, "memory_pj": e.memory_pj} for e in self.layers],
+            "layers": [
+                {
+                    "name": e.name,
+                    "kind": e.kind,
+                    "macs": e.macs,
+                    "compares": e.compares,
+                    "weight_bits_read": e.weight_bits_read,
+                    "off_chip": e.off_chip,
+                    "compute_pj": e.compute_pj,
+                    "memory_pj": e.memory_pj,
+                }
+                for e in self.layers
+            ],
         }
 
 
-def energy_per_inference(graph: IntegerGraph, *, off_chip: frozenset[str] | set[str] = frozenset()) -> EnergyReport:
+def energy_per_inference(
+    graph: IntegerGraph, *, off_chip: frozenset[str] | set[str] = frozenset()
+) -> EnergyReport:
     """The modelled energy of one inference of ``graph``; ``off_chip`` names layers whose weights sit in DRAM."""
     unknown = set(off_chip) - {n.name for n in graph.matmuls}
     if unknown:
-        raise ValueError(f"off_chip names layers that are not MatMulThreshold nodes of the graph: {sorted(unknown)}")
+        raise ValueError(
+            f"off_chip names layers that are not MatMulThreshold nodes of the graph: {sorted(unknown)}"
+        )
     e = ENERGY_PJ
     layers = []
     for i, node in enumerate(graph.nodes):
@@ -103,7 +119,10 @@ def energy_per_inference(graph: IntegerGraph, *, off_chip: frozenset[str] | set[
         if op is MacOp.XNOR:
             per_mac = e["add32"] / 32
         elif op is MacOp.MULTIPLY:
-            per_mac = e["mult32"] * node.weight_dtype.bits * node.input_dtype.bits / 1024 + e["add32"] * acc / 32
+            per_mac = (
+                e["mult32"] * node.weight_dtype.bits * node.input_dtype.bits / 1024
+                + e["add32"] * acc / 32
+            )
         else:  # an add, subtract or shift (wiring) before the accumulator add
             per_mac = e["add32"] * acc / 32
         n_thr = 0 if node.thresholds is None else node.thresholds.shape[1]
@@ -112,7 +131,17 @@ def energy_per_inference(graph: IntegerGraph, *, off_chip: frozenset[str] | set[
         weight_bits = vectors * node.weights.size * node.weight_dtype.bits
         per_word = e["dram32"] if node.name in off_chip else e["sram32"]
         memory = weight_bits / 32 * per_word
-        layers.append(LayerEnergy(node.name, _KIND_NAMES[op], macs, compares, weight_bits,
-                                  node.name in off_chip, compute, memory))
+        layers.append(
+            LayerEnergy(
+                node.name,
+                _KIND_NAMES[op],
+                macs,
+                compares,
+                weight_bits,
+                node.name in off_chip,
+                compute,
+                memory,
+            )
+        )
     input_bits = graph.input_size * graph.input_dtype.bits
     return EnergyReport(tuple(layers), input_bits / 32 * e["dram32"])

@@ -43,7 +43,9 @@ _FOLDINGS = {
     "lfc-w1a1": [(64, 32), (32, 64), (64, 32), (8, 16)],
 }
 _PUBLISHED = {  # bottleneck cycles and measured microseconds per image at 299 MHz
-    "cnv-w1a1": (32_768, 109.29), "cnv-w2a2": (115_200, 387.55), "lfc-w1a1": (512, 2.80),
+    "cnv-w1a1": (32_768, 109.29),
+    "cnv-w2a2": (115_200, 387.55),
+    "lfc-w1a1": (512, 2.80),
 }
 ZOO = tuple(_FOLDINGS)
 
@@ -72,17 +74,27 @@ def _random_weights(rng, dtype: DataType, mh: int, mw: int) -> np.ndarray:
     return dtype.sample(rng, (mh, mw))
 
 
-def _assemble(name: str, input_dtype: DataType, input_shape, plan, *, seed: int,
-              weights: Sequence[np.ndarray] | None, thresholds: Sequence[np.ndarray | None] | None,
-              calibration_images: int) -> IntegerGraph:
+def _assemble(
+    name: str,
+    input_dtype: DataType,
+    input_shape,
+    plan,
+    *,
+    seed: int,
+    weights: Sequence[np.ndarray] | None,
+    thresholds: Sequence[np.ndarray | None] | None,
+    calibration_images: int,
+) -> IntegerGraph:
     """Build a graph from ``plan``: nodes, or ``("mm", name, in_dtype, w_dtype, mh, n_thresholds[, "flat"])``
     (``"flat"``: the product takes the whole image as one vector)."""
     rng = np.random.default_rng(seed)
     n_mm = sum(1 for p in plan if isinstance(p, tuple))
     for what, given in (("weights", weights), ("thresholds", thresholds)):
         if given is not None and len(given) != n_mm:
-            raise LowbitError(f"{name}: {what} must be a list of {n_mm} arrays (one per matrix product), "
-                              f"not {len(given)}")
+            raise LowbitError(
+                f"{name}: {what} must be a list of {n_mm} arrays (one per matrix product), "
+                f"not {len(given)}"
+            )
     h = input_dtype.sample(np.random.default_rng(seed + 1), (calibration_images, *input_shape))
     shape, dtype, nodes, k = tuple(input_shape), input_dtype, [], 0
     for step in plan:
@@ -118,8 +130,15 @@ def _scaled(n: int, width: float) -> int:
     return max(1, int(round(n * width)))
 
 
-def cnv(variant: str = "w1a1", *, seed: int = 0, width: float = 1.0, weights=None, thresholds=None,
-        calibration_images: int = 8) -> IntegerGraph:
+def cnv(
+    variant: str = "w1a1",
+    *,
+    seed: int = 0,
+    width: float = 1.0,
+    weights=None,
+    thresholds=None,
+    calibration_images: int = 8,
+) -> IntegerGraph:
     """BNN-PYNQ's CNV (``variant`` ``"w1a1"`` or ``"w2a2"``) on ``32 x 32 x 3`` ``UINT8`` images."""
     if variant not in ("w1a1", "w2a2"):
         raise LowbitError(f"CNV variant must be 'w1a1' or 'w2a2', not {variant!r}")
@@ -127,33 +146,75 @@ def cnv(variant: str = "w1a1", *, seed: int = 0, width: float = 1.0, weights=Non
     c64, c128, c256 = (_scaled(c, width) for c in (64, 128, 256))
     f512 = _scaled(512, width)
     plan = [
-        SlidingWindow("swg0", 3), ("mm", "L0", UINT8, wt, c64, n_thr),
-        SlidingWindow("swg1", 3), ("mm", "L1", act, wt, c64, n_thr),
+        SlidingWindow("swg0", 3),
+        ("mm", "L0", UINT8, wt, c64, n_thr),
+        SlidingWindow("swg1", 3),
+        ("mm", "L1", act, wt, c64, n_thr),
         MaxPool("pool1", 2),
-        SlidingWindow("swg2", 3), ("mm", "L2", act, wt, c128, n_thr),
-        SlidingWindow("swg3", 3), ("mm", "L3", act, wt, c128, n_thr),
+        SlidingWindow("swg2", 3),
+        ("mm", "L2", act, wt, c128, n_thr),
+        SlidingWindow("swg3", 3),
+        ("mm", "L3", act, wt, c128, n_thr),
         MaxPool("pool3", 2),
-        SlidingWindow("swg4", 3), ("mm", "L4", act, wt, c256, n_thr),
-        ("mm", "L5", act, wt, c256, n_thr, "flat"),  # 3x3 conv of a 3x3 image: the product on the flattened image
+        SlidingWindow("swg4", 3),
+        ("mm", "L4", act, wt, c256, n_thr),
+        (
+            "mm",
+            "L5",
+            act,
+            wt,
+            c256,
+            n_thr,
+            "flat",
+        ),  # 3x3 conv of a 3x3 image: the product on the flattened image
         ("mm", "L6", act, wt, f512, n_thr),
         ("mm", "L7", act, wt, f512, n_thr),
         ("mm", "L8", act, wt, 64 if width == 1.0 else _scaled(64, width), 0),
     ]
-    return _assemble(f"cnv-{variant}", UINT8, (32, 32, 3), plan, seed=seed, weights=weights,
-                     thresholds=thresholds, calibration_images=calibration_images)
+    return _assemble(
+        f"cnv-{variant}",
+        UINT8,
+        (32, 32, 3),
+        plan,
+        seed=seed,
+        weights=weights,
+        thresholds=thresholds,
+        calibration_images=calibration_images,
+    )
 
 
-def lfc(*, seed: int = 0, width: float = 1.0, weights=None, thresholds=None, calibration_images: int = 64,
-        inputs: int = 832) -> IntegerGraph:
+def lfc(
+    *,
+    seed: int = 0,
+    width: float = 1.0,
+    weights=None,
+    thresholds=None,
+    calibration_images: int = 64,
+    inputs: int = 832,
+) -> IntegerGraph:
     """BNN-PYNQ's LFC-W1A1: ``inputs`` bipolar pixels (832, or 784 unpadded), 3 x 1024, 64 scores."""
     h = _scaled(1024, width)
-    plan = [("mm", "L0", BIPOLAR, BIPOLAR, h, 1), ("mm", "L1", BIPOLAR, BIPOLAR, h, 1),
-            ("mm", "L2", BIPOLAR, BIPOLAR, h, 1), ("mm", "L3", BIPOLAR, BIPOLAR, 64 if width == 1.0 else 16, 0)]
-    return _assemble("lfc-w1a1", BIPOLAR, (inputs,), plan, seed=seed, weights=weights, thresholds=thresholds,
-                     calibration_images=calibration_images)
+    plan = [
+        ("mm", "L0", BIPOLAR, BIPOLAR, h, 1),
+        ("mm", "L1", BIPOLAR, BIPOLAR, h, 1),
+        ("mm", "L2", BIPOLAR, BIPOLAR, h, 1),
+        ("mm", "L3", BIPOLAR, BIPOLAR, 64 if width == 1.0 else 16, 0),
+    ]
+    return _assemble(
+        "lfc-w1a1",
+        BIPOLAR,
+        (inputs,),
+        plan,
+        seed=seed,
+        weights=weights,
+        thresholds=thresholds,
+        calibration_images=calibration_images,
+    )
 
 
-def build(name: str, *, seed: int = 0, width: float = 1.0, weights=None, thresholds=None) -> ZooModel:
+def build(
+    name: str, *, seed: int = 0, width: float = 1.0, weights=None, thresholds=None
+) -> ZooModel:
     """The built-in model ``name`` (one of :data:`ZOO`) with its published folding (scaled by ``width``).
 
     ``weights`` / ``thresholds``: one array per matrix product (``None`` entries in ``thresholds``
@@ -166,7 +227,9 @@ def build(name: str, *, seed: int = 0, width: float = 1.0, weights=None, thresho
         graph = cnv(key[4:], seed=seed, width=width, weights=weights, thresholds=thresholds)
     else:
         graph = lfc(seed=seed, width=width, weights=weights, thresholds=thresholds)
-    folding = published_folding(key) if width == 1.0 else _fit_folding(graph, published_folding(key))
+    folding = (
+        published_folding(key) if width == 1.0 else _fit_folding(graph, published_folding(key))
+    )
     return ZooModel(key, graph, folding)
 
 

@@ -16,16 +16,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+from hypothesis import strategies as st
 
 from ..hw.codec import pack_fields, unpack_fields
-from ..hw.verilog import to_verilog
-from ..hw.mvtu.unit import element_shape
 from ..hw.mvtu.spec import MVTUSpec, divisors
+from ..hw.mvtu.unit import element_shape
+from ..hw.verilog import to_verilog
 from ..ir.datatypes import BIPOLAR, DataType, Kind
 from ..ir.graph import MatMulThreshold
 from .fast import VerilatedModel
 from .verify import Pattern
-from hypothesis import strategies as st
 
 __all__ = ["EngineConfig", "CheckResult", "check_config", "engine_configs", "flip_adder_bit"]
 
@@ -36,14 +36,14 @@ class EngineConfig:
     mh: int
     pe: int
     simd: int
-    input: str          # "BIPOLAR", "UINT<k>" or "INT<k>"
-    output: str         # "scores", "bipolar" (1 threshold) or "uint2" (3 thresholds)
-    density: float      # bipolar weights: probability of +1; others: probability of a non-zero weight
+    input: str  # "BIPOLAR", "UINT<k>" or "INT<k>"
+    output: str  # "scores", "bipolar" (1 threshold) or "uint2" (3 thresholds)
+    density: float  # bipolar weights: probability of +1; others: probability of a non-zero weight
     seed: int
     valid_prob: float = 1.0
     ready_prob: float = 1.0
     weights: str = "BIPOLAR"  # "BIPOLAR", "TERNARY", "POW2_<b>" or "INT<k>"
-    mac: str = "parallel"     # "parallel" or "serial"
+    mac: str = "parallel"  # "parallel" or "serial"
 
     def node(self) -> MatMulThreshold:
         rng = np.random.default_rng(self.seed)
@@ -55,7 +55,9 @@ class EngineConfig:
         if wd is BIPOLAR:
             w = nonzero.astype(np.uint8)
         elif wd.kind is Kind.POW2:
-            w = np.where(nonzero, 1 << rng.integers(0, wd.max_exponent + 1, shape), 0) * rng.choice([-1, 1], shape)
+            w = np.where(nonzero, 1 << rng.integers(0, wd.max_exponent + 1, shape), 0) * rng.choice(
+                [-1, 1], shape
+            )
         else:
             w = np.where(nonzero, rng.integers(wd.min, wd.max + 1, shape), 0)
         probe = MatMulThreshold("engine", dtype, w, None, weight_dtype=wd)
@@ -64,7 +66,9 @@ class EngineConfig:
         lo, hi = probe.acc_range
         k = 1 if self.output == "bipolar" else 3
         t = np.sort(rng.integers(lo, hi + 2, (self.mh, k)), axis=1)
-        return MatMulThreshold("engine", dtype, w, t, BIPOLAR if k == 1 else DataType.uint(2), weight_dtype=wd)
+        return MatMulThreshold(
+            "engine", dtype, w, t, BIPOLAR if k == 1 else DataType.uint(2), weight_dtype=wd
+        )
 
     def spec(self) -> MVTUSpec:
         return MVTUSpec(self.node(), pe=self.pe, simd=self.simd, mac=self.mac)
@@ -89,16 +93,23 @@ class CheckResult:
 
 def flip_adder_bit(verilog: str) -> str:
     """Mutation: XOR 1 into the first adder of two non-constant operands (one flipped sum bit)."""
-    pat = re.compile(r"^(\s*assign\s+\S+\s*=\s*)((?:\$signed\()?\\\$\d+\s*\)?\s*\+\s*(?:\$signed\()?\\\$\d+\s*\)?);",
-                     re.M)
+    pat = re.compile(
+        r"^(\s*assign\s+\S+\s*=\s*)((?:\$signed\()?\\\$\d+\s*\)?\s*\+\s*(?:\$signed\()?\\\$\d+\s*\)?);",
+        re.M,
+    )
     m = pat.search(verilog)
     if not m:
         raise ValueError("no adder of two signals found to mutate")
-    return verilog[:m.start()] + f"{m.group(1)}({m.group(2)}) ^ 1'b1;" + verilog[m.end():]
+    return verilog[: m.start()] + f"{m.group(1)}({m.group(2)}) ^ 1'b1;" + verilog[m.end() :]
 
 
-def check_config(cfg: EngineConfig, *, vectors: int = 12, mutate: Callable[[str], str] | None = None,
-                 opt: str = "-O1") -> CheckResult:
+def check_config(
+    cfg: EngineConfig,
+    *,
+    vectors: int = 12,
+    mutate: Callable[[str], str] | None = None,
+    opt: str = "-O1",
+) -> CheckResult:
     """Simulate ``cfg``'s MVTU on the fast path and compare with the reference, exactly."""
     spec = cfg.spec()
     node = spec.node
@@ -111,17 +122,29 @@ def check_config(cfg: EngineConfig, *, vectors: int = 12, mutate: Callable[[str]
     with VerilatedModel.build(verilog, opt=opt) as model:
         model.reset()
         v, r = Pattern("cfg", cfg.valid_prob, cfg.ready_prob, cfg.seed).arrays()
-        res = model.stream(pack_fields(x.reshape(-1, cfg.simd), in_w), vectors * spec.neuron_folds, valid=v, ready=r)
-    got = unpack_fields(res.outputs, out_shape.width, cfg.pe, signed=out_shape.signed).reshape(vectors, cfg.mh)
+        res = model.stream(
+            pack_fields(x.reshape(-1, cfg.simd), in_w),
+            vectors * spec.neuron_folds,
+            valid=v,
+            ready=r,
+        )
+    got = unpack_fields(res.outputs, out_shape.width, cfg.pe, signed=out_shape.signed).reshape(
+        vectors, cfg.mh
+    )
     expected = spec.reference(x)
     bad = np.argwhere(got != expected)
-    first = None if not len(bad) else (int(bad[0][0]), int(bad[0][1]), int(got[tuple(bad[0])]),
-                                       int(expected[tuple(bad[0])]))
+    first = (
+        None
+        if not len(bad)
+        else (int(bad[0][0]), int(bad[0][1]), int(got[tuple(bad[0])]), int(expected[tuple(bad[0])]))
+    )
     cpv = None
     if cfg.valid_prob == cfg.ready_prob == 1.0 and vectors > 2:
-        last = res.out_cycles[spec.neuron_folds - 1::spec.neuron_folds]
+        last = res.out_cycles[spec.neuron_folds - 1 :: spec.neuron_folds]
         cpv = float(np.mean(np.diff(last[1:])))
-    return CheckResult(cfg, int((got != expected).any(axis=1).sum()), first, cpv, res.timed_out, spec.cycles())
+    return CheckResult(
+        cfg, int((got != expected).any(axis=1).sum()), first, cpv, res.timed_out, spec.cycles()
+    )
 
 
 def engine_configs(max_mw: int = 24, max_mh: int = 12):
@@ -134,7 +157,13 @@ def engine_configs(max_mw: int = 24, max_mh: int = 12):
         simd = draw(st.sampled_from(divisors(mw)))
         pe = draw(st.sampled_from(divisors(mh)))
         kind = draw(st.sampled_from(["BIPOLAR", "UINT", "INT"]))
-        bits = draw(st.integers(1, 6)) if kind == "UINT" else draw(st.integers(2, 6)) if kind == "INT" else 0
+        bits = (
+            draw(st.integers(1, 6))
+            if kind == "UINT"
+            else draw(st.integers(2, 6))
+            if kind == "INT"
+            else 0
+        )
         dtype = "BIPOLAR" if kind == "BIPOLAR" else f"{kind}{bits}"
         weights = draw(st.sampled_from(["BIPOLAR", "TERNARY", "POW2_3", "INT2", "INT4", "POW2_4"]))
         serial_ok = not (kind == "BIPOLAR" and weights == "BIPOLAR")
@@ -143,6 +172,8 @@ def engine_configs(max_mw: int = 24, max_mh: int = 12):
         density = draw(st.sampled_from([0.5, 0.0, 1.0, 0.1, 0.9]))
         seed = draw(st.integers(0, 2**16))
         throttle = draw(st.sampled_from([(1.0, 1.0), (0.5, 0.5), (0.3, 0.8), (0.9, 0.2)]))
-        return EngineConfig(mw, mh, pe, simd, dtype, output, density, seed, *throttle, weights=weights, mac=mac)
+        return EngineConfig(
+            mw, mh, pe, simd, dtype, output, density, seed, *throttle, weights=weights, mac=mac
+        )
 
     return strategy()

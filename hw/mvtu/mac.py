@@ -97,7 +97,7 @@ def popcount(m: Module, bits: list[Value], *, fanin: int = 1, name: str = "pc") 
     columns: dict[int, list[Value]] = {}
     if group >= 3:
         for k in range(0, n, group):
-            for j, b in enumerate(counter(bits[k:k + group])):
+            for j, b in enumerate(counter(bits[k : k + group])):
                 columns.setdefault(j, []).append(wire(b))
     else:
         columns[0] = list(bits)
@@ -108,7 +108,7 @@ def popcount(m: Module, bits: list[Value], *, fanin: int = 1, name: str = "pc") 
             k = 0
             while len(col) - k >= 3:
                 take = min(6, len(col) - k)
-                for j, b in enumerate(counter(col[k:k + take])):
+                for j, b in enumerate(counter(col[k : k + take])):
                     nxt.setdefault(weight + j, []).append(wire(b))
                 k += take
             nxt.setdefault(weight, []).extend(col[k:])
@@ -119,7 +119,11 @@ def popcount(m: Module, bits: list[Value], *, fanin: int = 1, name: str = "pc") 
         col = columns.get(weight, [])
         for r in range(2):
             rows[r].append(col[r] if r < len(col) else Const(0, 1))
-    total = Cat(*rows[0]) + Cat(*rows[1]) if any(len(c) > 1 for c in columns.values()) else Cat(*rows[0])
+    total = (
+        Cat(*rows[0]) + Cat(*rows[1])
+        if any(len(c) > 1 for c in columns.values())
+        else Cat(*rows[0])
+    )
     return total[:width]
 
 
@@ -151,16 +155,18 @@ def _sum_negatable(m: Module, terms: list[tuple[Value, Value]], name: str) -> Va
 def _pow2_term(x: Value, code: Value, bits: int, bipolar_input: bool) -> tuple[Value, Value]:
     """``x * w`` for a power-of-two weight code (low ``bits - 1`` bits: 0 or exponent + 1; sign on
     top), as a :func:`_negatable` pair."""
-    exp_code, sign = code[:bits - 1], code[bits - 1]
+    exp_code, sign = code[: bits - 1], code[bits - 1]
     zero = exp_code == 0
     max_shift = (1 << (bits - 1)) - 2
-    shift = (exp_code - 1)[:max(1, max_shift.bit_length())]
+    shift = (exp_code - 1)[: max(1, max_shift.bit_length())]
     if bipolar_input:  # (2b - 1) * (+-2^e): negative when the bit and the sign agree on "negative"
         return _negatable(Const(1, max_shift + 1) << shift, ~(x ^ sign), zero)
     return _negatable(x << shift, sign, zero)
 
 
-def lane_dot(m: Module, spec, x: list[Value], lane: Value, name: str = "lane", shared: dict | None = None) -> Value:
+def lane_dot(
+    m: Module, spec, x: list[Value], lane: Value, name: str = "lane", shared: dict | None = None
+) -> Value:
     """One lane's parallel dot product of inputs ``x`` (``SIMD`` stored elements) and its weight bits.
 
     ``lane`` holds ``SIMD * spec.weight_bits`` bits laid out as :meth:`MVTUSpec.encode_lane`. The
@@ -181,21 +187,28 @@ def lane_dot(m: Module, spec, x: list[Value], lane: Value, name: str = "lane", s
             m.d.comb += shared["xsum"].eq(total)
         return (tree_sum([Mux(lane[i], x[i], 0) for i in range(simd)]) << 1) - shared["xsum"]
     if kind is MacKind.TERNARY:
-        nz, pos = lane[:simd], lane[simd:2 * simd]
+        nz, pos = lane[:simd], lane[simd : 2 * simd]
         if bipolar_in:
-            agree = popcount(m, [nz[i] & ~(x[i] ^ pos[i]) for i in range(simd)], fanin=3, name=f"{name}_agree")
+            agree = popcount(
+                m, [nz[i] & ~(x[i] ^ pos[i]) for i in range(simd)], fanin=3, name=f"{name}_agree"
+            )
             return (agree << 1) - popcount(m, [nz[i] for i in range(simd)], name=f"{name}_nz")
         return _sum_negatable(m, [_negatable(x[i], ~pos[i], ~nz[i]) for i in range(simd)], name)
-    w = [lane[i * wb:(i + 1) * wb] for i in range(simd)]
+    w = [lane[i * wb : (i + 1) * wb] for i in range(simd)]
     if kind is MacKind.SHIFT:
-        return _sum_negatable(m, [_pow2_term(x[i], w[i], wb, bipolar_in) for i in range(simd)], name)
+        return _sum_negatable(
+            m, [_pow2_term(x[i], w[i], wb, bipolar_in) for i in range(simd)], name
+        )
     if kind is MacKind.MULTIBIT:
         if bipolar_in:
-            return _sum_negatable(m, [_negatable(w[i].as_signed(), ~x[i]) for i in range(simd)], name)
+            return _sum_negatable(
+                m, [_negatable(w[i].as_signed(), ~x[i]) for i in range(simd)], name
+            )
         # shift-add partial products (x AND weight bit k, shifted; the sign bit subtracts): LUTs and
         # carry chains only, so synthesis infers no DSP for these narrow products
         parts = [Mux(w[i][k], x[i] << k, 0) for i in range(simd) for k in range(wb - 1)]
         top = [_negatable(x[i], 1, ~w[i][wb - 1]) for i in range(simd)]
-        return tree_sum(parts + [t << (wb - 1) for t, _ in top]) + \
-            (popcount(m, [c for _, c in top], name=f"{name}_neg") << (wb - 1))
+        return tree_sum(parts + [t << (wb - 1) for t, _ in top]) + (
+            popcount(m, [c for _, c in top], name=f"{name}_neg") << (wb - 1)
+        )
     raise ValueError(f"unknown MAC kind {kind!r}")

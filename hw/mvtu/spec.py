@@ -48,7 +48,15 @@ from ...ir.graph import MatMulThreshold
 from ...ir.mac import MacKind
 from ..cost import mvtu_resources
 
-__all__ = ["MVTUSpec", "NodeShape", "streams_weights", "divisors", "MAC_MODES", "WEIGHT_RAMS", "MAC_KINDS"]
+__all__ = [
+    "MVTUSpec",
+    "NodeShape",
+    "streams_weights",
+    "divisors",
+    "MAC_MODES",
+    "WEIGHT_RAMS",
+    "MAC_KINDS",
+]
 
 MAC_MODES = ("parallel", "serial")
 """``mac=``: one product per lane and cycle, or bit-serial bit-plane popcounts."""
@@ -169,22 +177,34 @@ class MVTUSpec(NodeShape):
             if v < 1:
                 raise ValueError(f"{name.upper()} must be a positive integer, not {v!r}")
         if self.node.mw % self.simd:
-            raise ValueError(f"SIMD ({self.simd}) must divide MW ({self.node.mw}) of node {self.node.name!r}")
+            raise ValueError(
+                f"SIMD ({self.simd}) must divide MW ({self.node.mw}) of node {self.node.name!r}"
+            )
         if self.node.mh % self.pe:
-            raise ValueError(f"PE ({self.pe}) must divide MH ({self.node.mh}) of node {self.node.name!r}")
+            raise ValueError(
+                f"PE ({self.pe}) must divide MH ({self.node.mh}) of node {self.node.name!r}"
+            )
         if self.mac not in MAC_MODES:
-            raise ValueError(f"mac must be one of {', '.join(map(repr, MAC_MODES))}, not {self.mac!r}")
+            raise ValueError(
+                f"mac must be one of {', '.join(map(repr, MAC_MODES))}, not {self.mac!r}"
+            )
         if self.weight_ram not in WEIGHT_RAMS:
-            raise ValueError(f"weight_ram must be one of {', '.join(map(repr, WEIGHT_RAMS))}, "
-                             f"not {self.weight_ram!r}")
+            raise ValueError(
+                f"weight_ram must be one of {', '.join(map(repr, WEIGHT_RAMS))}, "
+                f"not {self.weight_ram!r}"
+            )
         if not isinstance(self.weights_writable, bool):
             raise TypeError(f"weights_writable must be a bool, not {self.weights_writable!r}")
         if self.weight_ram == "external" and (self.mac != "parallel" or self.weights_writable):
-            raise ValueError(f"node {self.node.name!r}: weight_ram='external' streams the weights in; it takes "
-                             "mac='parallel' and no weight write port")
+            raise ValueError(
+                f"node {self.node.name!r}: weight_ram='external' streams the weights in; it takes "
+                "mac='parallel' and no weight write port"
+            )
         if self.mac == "serial" and self.kind is MacKind.XNOR:
-            raise ValueError(f"node {self.node.name!r}: mac='serial' needs a non-bipolar input or weight type; "
-                             "a bipolar x bipolar layer is already one popcount per lane")
+            raise ValueError(
+                f"node {self.node.name!r}: mac='serial' needs a non-bipolar input or weight type; "
+                "a bipolar x bipolar layer is already one popcount per lane"
+            )
 
     @property
     def neuron_folds(self) -> int:
@@ -264,8 +284,13 @@ class MVTUSpec(NodeShape):
         words = []
         for nf in range(self.neuron_folds):
             for sf in range(self.synapse_folds):
-                words.append(sum(self.encode_lane(w[nf * self.pe + p, sf * self.simd:(sf + 1) * self.simd])
-                                 << (p * lane) for p in range(self.pe)))
+                words.append(
+                    sum(
+                        self.encode_lane(w[nf * self.pe + p, sf * self.simd : (sf + 1) * self.simd])
+                        << (p * lane)
+                        for p in range(self.pe)
+                    )
+                )
         return words
 
     # -- accumulator ---------------------------------------------------------------------------
@@ -305,11 +330,22 @@ class MVTUSpec(NodeShape):
         """Resource estimate (model in :mod:`lowbit.hw.cost`), a ``Resources``."""
 
         t = self.node.thresholds
-        return mvtu_resources(mw=self.mw, mh=self.mh, pe=self.pe, simd=self.simd,
-                              in_bits=self.in_bits, binary_input=self.node.binary_input,
-                              acc_bits=self.acc_bits, n_thresholds=0 if t is None else t.shape[1],
-                              out_bits=self.out_bits, kind=self.kind, weight_bits=self.weight_bits,
-                              mac=self.mac, weight_ram=self.weight_ram, plane_pairs=self.plane_pairs)
+        return mvtu_resources(
+            mw=self.mw,
+            mh=self.mh,
+            pe=self.pe,
+            simd=self.simd,
+            in_bits=self.in_bits,
+            binary_input=self.node.binary_input,
+            acc_bits=self.acc_bits,
+            n_thresholds=0 if t is None else t.shape[1],
+            out_bits=self.out_bits,
+            kind=self.kind,
+            weight_bits=self.weight_bits,
+            mac=self.mac,
+            weight_ram=self.weight_ram,
+            plane_pairs=self.plane_pairs,
+        )
 
     def cycles_per_image(self, vectors: int = 1, ddr_bits: int | None = None) -> int:
         """``cycles() * vectors``; with the weights streamed from DDR (``weight_ram="external"``) at
@@ -317,8 +353,10 @@ class MVTUSpec(NodeShape):
         cycles = self.cycles() * vectors
         if streams_weights(self):
             if ddr_bits is None:
-                raise ValueError(f"layer {self.node.name!r} streams its weights from DDR, but the board has "
-                                 "no DDR bandwidth figure or no spare AXI-HP port")
+                raise ValueError(
+                    f"layer {self.node.name!r} streams its weights from DDR, but the board has "
+                    "no DDR bandwidth figure or no spare AXI-HP port"
+                )
             cycles = max(cycles, self.weight_stream_cycles(vectors, ddr_bits))
         return cycles
 
@@ -338,7 +376,11 @@ class MVTUSpec(NodeShape):
         """Every folding the search tries (a :class:`~lowbit.hw.unit.SearchContext`): ``PE``
         dividing ``MH``, ``SIMD`` dividing ``ctx.columns``; with ``ctx.ddr_bits``, the same again
         with the weights streamed from DDR."""
-        specs = [cls(node, pe=pe, simd=simd) for pe in divisors(node.mh) for simd in divisors(ctx.columns)]
+        specs = [
+            cls(node, pe=pe, simd=simd)
+            for pe in divisors(node.mh)
+            for simd in divisors(ctx.columns)
+        ]
         if ctx.ddr_bits is not None:
             specs += [cls(node, pe=s.pe, simd=s.simd, weight_ram="external") for s in specs]
         return specs
@@ -348,4 +390,5 @@ class MVTUSpec(NodeShape):
 
     def create(self):
         from .unit import MatrixVectorThresholdUnit
+
         return MatrixVectorThresholdUnit(self)

@@ -35,7 +35,13 @@ from .._util import pack_words, tree_sum
 from .mac import lane_dot, popcount
 from .spec import MVTUSpec
 
-__all__ = ["MatrixVectorThresholdUnit", "element_shape", "matmul_ports", "weight_write_layout", "memory_attrs"]
+__all__ = [
+    "MatrixVectorThresholdUnit",
+    "element_shape",
+    "matmul_ports",
+    "weight_write_layout",
+    "memory_attrs",
+]
 
 
 def element_shape(dtype):
@@ -48,8 +54,9 @@ def element_shape(dtype):
 def weight_write_layout(spec: MVTUSpec) -> data.StructLayout:
     """Payload of the weight write port ``w``: a word address and a whole weight word."""
     depth = spec.neuron_folds * spec.synapse_folds
-    return data.StructLayout({"addr": unsigned(clog2(depth)),
-                              "data": unsigned(spec.weight_word_bits)})
+    return data.StructLayout(
+        {"addr": unsigned(clog2(depth)), "data": unsigned(spec.weight_word_bits)}
+    )
 
 
 def memory_attrs(placement: str, writable: bool) -> dict[str, str]:
@@ -73,8 +80,10 @@ def matmul_ports(spec) -> dict:
     """The stream interface of a matrix-product unit (an MVTU, or the sparse layer that stands in for
     one): ``i`` with ``spec.simd`` input elements per beat, ``o`` with ``spec.pe`` outputs per beat."""
     node = spec.node
-    return {"i": In(stream.Signature(data.ArrayLayout(element_shape(node.input_dtype), spec.simd))),
-            "o": Out(stream.Signature(data.ArrayLayout(element_shape(node.output_dtype), spec.pe)))}
+    return {
+        "i": In(stream.Signature(data.ArrayLayout(element_shape(node.input_dtype), spec.simd))),
+        "o": Out(stream.Signature(data.ArrayLayout(element_shape(node.output_dtype), spec.pe))),
+    }
 
 
 class MatrixVectorThresholdUnit(wiring.Component):
@@ -104,8 +113,10 @@ class MatrixVectorThresholdUnit(wiring.Component):
     def threshold_image(self) -> list[int]:
         """Word ``nf`` holds, for lane ``p``, the thresholds of row ``nf*PE+p`` (``acc_bits`` each)."""
         s, t = self.spec, self.spec.node.thresholds
-        return [pack_words([v for p in range(s.pe) for v in t[nf * s.pe + p]], s.acc_bits)
-                for nf in range(s.neuron_folds)]
+        return [
+            pack_words([v for p in range(s.pe) for v in t[nf * s.pe + p]], s.acc_bits)
+            for nf in range(s.neuron_folds)
+        ]
 
     # -- elaboration ---------------------------------------------------------------------------
 
@@ -119,7 +130,9 @@ class MatrixVectorThresholdUnit(wiring.Component):
         n_thr = 0 if node.thresholds is None else node.thresholds.shape[1]
 
         # Input side: ping-pong buffer, bank b at addresses [b*SF, (b+1)*SF).
-        m.submodules.ibuf = ibuf = memory.Memory(shape=unsigned(SIMD * in_bits), depth=2 * SF, init=[])
+        m.submodules.ibuf = ibuf = memory.Memory(
+            shape=unsigned(SIMD * in_bits), depth=2 * SF, init=[]
+        )
         ibuf_w = ibuf.write_port()
         ibuf_r = ibuf.read_port()
         full = [Signal(name=f"full{b}") for b in range(2)]
@@ -154,8 +167,11 @@ class MatrixVectorThresholdUnit(wiring.Component):
             wword = Signal(s.weight_word_bits, name="wword")
         else:
             m.submodules.wmem = wmem = memory.Memory(
-                shape=unsigned(s.weight_word_bits), depth=NF * SF, init=s.weight_image(),
-                attrs=memory_attrs(s.weight_ram, s.weights_writable))
+                shape=unsigned(s.weight_word_bits),
+                depth=NF * SF,
+                init=s.weight_image(),
+                attrs=memory_attrs(s.weight_ram, s.weights_writable),
+            )
             wmem_r = wmem.read_port()
         if s.weights_writable:
             wmem_w = wmem.write_port()
@@ -166,8 +182,9 @@ class MatrixVectorThresholdUnit(wiring.Component):
                 wmem_w.en.eq(self.w.valid),
             ]
         if n_thr:
-            m.submodules.tmem = tmem = memory.Memory(shape=unsigned(PE * n_thr * s.acc_bits), depth=NF,
-                                                     init=self.threshold_image())
+            m.submodules.tmem = tmem = memory.Memory(
+                shape=unsigned(PE * n_thr * s.acc_bits), depth=NF, init=self.threshold_image()
+            )
             tmem_r = tmem.read_port()
 
         out_valid = Signal()
@@ -219,8 +236,12 @@ class MatrixVectorThresholdUnit(wiring.Component):
         v1, first1, last1 = Signal(), Signal(), Signal()
         pl1 = Signal(range(P))
         with m.If(~stall):
-            m.d.sync += [v1.eq(issue), first1.eq((sf == 0) & (pl == 0)), last1.eq((sf == SF - 1) & (pl == P - 1)),
-                         pl1.eq(pl)]
+            m.d.sync += [
+                v1.eq(issue),
+                first1.eq((sf == 0) & (pl == 0)),
+                last1.eq((sf == SF - 1) & (pl == P - 1)),
+                pl1.eq(pl),
+            ]
 
         xa = data.ArrayLayout(self.in_shape, SIMD)(ibuf_r.data)
         x = [xa[i] for i in range(SIMD)]
@@ -232,24 +253,34 @@ class MatrixVectorThresholdUnit(wiring.Component):
             xsel = Signal(SIMD)
             with m.Switch(pl1):
                 for k, ((xb, _), _) in enumerate(pairs):
-                    with (m.Default() if k == len(pairs) - 1 else m.Case(k)):
-                        m.d.comb += xsel.eq(Cat(*[Const(1, 1) if xb is None else x[i][xb] for i in range(SIMD)]))
+                    with m.Default() if k == len(pairs) - 1 else m.Case(k):
+                        m.d.comb += xsel.eq(
+                            Cat(*[Const(1, 1) if xb is None else x[i][xb] for i in range(SIMD)])
+                        )
         for p in range(PE):
-            lane = (wword if external else wmem_r.data)[p * lane_bits:(p + 1) * lane_bits]
+            lane = (wword if external else wmem_r.data)[p * lane_bits : (p + 1) * lane_bits]
             if s.serial:
                 contrib = Signal(acc_shape, name=f"contrib{p}")
                 # one AND-popcount per lane on the selected input and weight planes
                 wsel = Signal(SIMD, name=f"wplane{p}")
                 with m.Switch(pl1):
                     for k, (_, (wb, _)) in enumerate(pairs):
-                        with (m.Default() if k == len(pairs) - 1 else m.Case(k)):
-                            m.d.comb += wsel.eq(Cat(*[Const(1, 1) if wb is None else lane[i * s.weight_bits + wb]
-                                                      for i in range(SIMD)]))
-                pc = popcount(m, [xsel[i] & wsel[i] for i in range(SIMD)], fanin=2, name=f"lane{p}_pc")
+                        with m.Default() if k == len(pairs) - 1 else m.Case(k):
+                            m.d.comb += wsel.eq(
+                                Cat(
+                                    *[
+                                        Const(1, 1) if wb is None else lane[i * s.weight_bits + wb]
+                                        for i in range(SIMD)
+                                    ]
+                                )
+                            )
+                pc = popcount(
+                    m, [xsel[i] & wsel[i] for i in range(SIMD)], fanin=2, name=f"lane{p}_pc"
+                )
                 with m.Switch(pl1):
                     for k, ((_, xc), (_, wc)) in enumerate(pairs):
                         # the last pair as the default keeps the case statement complete (lint)
-                        with (m.Default() if k == len(pairs) - 1 else m.Case(k)):
+                        with m.Default() if k == len(pairs) - 1 else m.Case(k):
                             coef = xc * wc
                             shift = abs(coef).bit_length() - 1
                             m.d.comb += contrib.eq(-(pc << shift) if coef < 0 else pc << shift)
@@ -262,7 +293,10 @@ class MatrixVectorThresholdUnit(wiring.Component):
                 m.d.sync += acc.eq(acc_new)
             if n_thr:
                 base = p * n_thr * s.acc_bits
-                thr = [tmem_r.data[base + k * s.acc_bits:base + (k + 1) * s.acc_bits] for k in range(n_thr)]
+                thr = [
+                    tmem_r.data[base + k * s.acc_bits : base + (k + 1) * s.acc_bits]
+                    for k in range(n_thr)
+                ]
                 if acc_shape.signed:
                     thr = [t.as_signed() for t in thr]
                 value = tree_sum([acc_new >= t for t in thr])

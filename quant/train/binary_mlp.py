@@ -30,8 +30,8 @@ from typing import Callable
 import numpy as np
 
 from ...ir.datatypes import BIPOLAR, DataType, Kind
-from ..fold import fold_bn_sign
 from ...ir.graph import IntegerGraph, MatMulThreshold
+from ..fold import fold_bn_sign
 
 __all__ = ["TrainConfig", "BatchNorm", "BinaryMLP", "train_binary_mlp"]
 
@@ -103,8 +103,12 @@ class TrainConfig:
             raise ValueError(f"bn_momentum must be a number in (0, 1], not {self.bn_momentum!r}")
         if not _is_real(self.bn_eps) or self.bn_eps <= 0:
             raise ValueError(f"bn_eps must be a positive number, not {self.bn_eps!r}")
-        if self.logit_scale is not None and (not _is_real(self.logit_scale) or self.logit_scale <= 0):
-            raise ValueError(f"logit_scale must be a positive number or None, not {self.logit_scale!r}")
+        if self.logit_scale is not None and (
+            not _is_real(self.logit_scale) or self.logit_scale <= 0
+        ):
+            raise ValueError(
+                f"logit_scale must be a positive number or None, not {self.logit_scale!r}"
+            )
         if not isinstance(self.recalibrate_bn, bool):
             raise TypeError(f"recalibrate_bn must be a bool, not {self.recalibrate_bn!r}")
         if not _is_int(self.seed):
@@ -131,8 +135,10 @@ class BatchNorm:
                 raise ValueError(f"{name} must be finite")
             arrays[name] = a
         if len({a.shape for a in arrays.values()}) != 1:
-            raise ValueError("gamma, beta, mean and var must have the same shape, not "
-                             + ", ".join(str(a.shape) for a in arrays.values()))
+            raise ValueError(
+                "gamma, beta, mean and var must have the same shape, not "
+                + ", ".join(str(a.shape) for a in arrays.values())
+            )
         if (arrays["var"] < 0).any():
             raise ValueError("var must be non-negative")
         if not _is_real(self.eps) or self.eps <= 0:
@@ -188,22 +194,30 @@ class BinaryMLP:
         if not weights:
             raise ValueError("weights must hold at least one layer")
         if len(batchnorms) != len(weights) - 1:
-            raise ValueError(f"batchnorms must hold one entry per hidden layer ({len(weights) - 1}), "
-                             f"not {len(batchnorms)}")
+            raise ValueError(
+                f"batchnorms must hold one entry per hidden layer ({len(weights) - 1}), "
+                f"not {len(batchnorms)}"
+            )
         for i, w in enumerate(weights):
             if w.ndim != 2:
                 raise ValueError(f"weights[{i}] must be a 2-D array, not shape {w.shape}")
             if i and w.shape[1] != weights[i - 1].shape[0]:
-                raise ValueError(f"weights[{i}] has {w.shape[1]} inputs, but layer {i - 1} has "
-                                 f"{weights[i - 1].shape[0]} outputs")
+                raise ValueError(
+                    f"weights[{i}] has {w.shape[1]} inputs, but layer {i - 1} has "
+                    f"{weights[i - 1].shape[0]} outputs"
+                )
             if i < len(batchnorms) and batchnorms[i].channels != w.shape[0]:
-                raise ValueError(f"batchnorms[{i}] has {batchnorms[i].channels} channels, "
-                                 f"but layer {i} has {w.shape[0]} outputs")
+                raise ValueError(
+                    f"batchnorms[{i}] has {batchnorms[i].channels} channels, "
+                    f"but layer {i} has {w.shape[0]} outputs"
+                )
             w.flags.writeable = False
         if not _is_real(self.logit_scale) or self.logit_scale <= 0:
             raise ValueError(f"logit_scale must be a positive number, not {self.logit_scale!r}")
         if not isinstance(self.input_dtype, DataType) or self.input_dtype.kind is Kind.BIPOLAR:
-            raise ValueError(f"input_dtype must be an integer (UINT or INT) DataType, not {self.input_dtype!r}")
+            raise ValueError(
+                f"input_dtype must be an integer (UINT or INT) DataType, not {self.input_dtype!r}"
+            )
         object.__setattr__(self, "weights", weights)
         object.__setattr__(self, "batchnorms", batchnorms)
         object.__setattr__(self, "logit_scale", float(self.logit_scale))
@@ -272,8 +286,9 @@ class BinaryMLP:
             bits = (w >= 0).astype(np.uint8)
             if i < len(self.batchnorms):
                 bn = self.batchnorms[i]
-                thresholds, negate = fold_bn_sign(bn.gamma, bn.beta, bn.mean, bn.sigma,
-                                                  input_dtype=dtype, mw=w.shape[1])
+                thresholds, negate = fold_bn_sign(
+                    bn.gamma, bn.beta, bn.mean, bn.sigma, input_dtype=dtype, mw=w.shape[1]
+                )
                 bits[negate] ^= 1
                 nodes.append(MatMulThreshold(f"fc{i}", dtype, bits, thresholds, BIPOLAR))
                 dtype = BIPOLAR
@@ -296,8 +311,8 @@ class _Adam:
 
     def step(self, grads: list[np.ndarray], lr: float) -> None:
         self.t += 1
-        c1 = 1 - self.beta1 ** self.t
-        c2 = 1 - self.beta2 ** self.t
+        c1 = 1 - self.beta1**self.t
+        c2 = 1 - self.beta2**self.t
         for p, g, m, v in zip(self.params, grads, self.m, self.v):
             m *= self.beta1
             m += (1 - self.beta1) * g
@@ -311,17 +326,26 @@ def _check_training_data(x, y, input_dtype: DataType) -> tuple[np.ndarray, np.nd
     if x.dtype.kind not in "iu" or x.ndim != 2 or x.shape[0] == 0:
         raise ValueError(f"x_train must be a non-empty 2-D integer array, not {x.dtype} {x.shape}")
     if x.min() < input_dtype.min or x.max() > input_dtype.max:
-        raise ValueError(f"x_train values must lie in [{input_dtype.min}, {input_dtype.max}] ({input_dtype}), "
-                         f"found [{x.min()}, {x.max()}]")
+        raise ValueError(
+            f"x_train values must lie in [{input_dtype.min}, {input_dtype.max}] ({input_dtype}), "
+            f"found [{x.min()}, {x.max()}]"
+        )
     if y.dtype.kind not in "iu" or y.shape != (x.shape[0],) or y.min() < 0:
-        raise ValueError(f"y_train must be non-negative integer labels of shape ({x.shape[0]},), "
-                         f"not {y.dtype} {y.shape}")
+        raise ValueError(
+            f"y_train must be non-negative integer labels of shape ({x.shape[0]},), "
+            f"not {y.dtype} {y.shape}"
+        )
     return x.astype(np.float64), y.astype(np.int64), int(y.max()) + 1
 
 
-def train_binary_mlp(x_train: np.ndarray, y_train: np.ndarray, config: TrainConfig = TrainConfig(), *,
-                     input_dtype: DataType = DataType.uint(5),
-                     progress: Callable[[int, int, float], None] | None = None) -> BinaryMLP:
+def train_binary_mlp(
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    config: TrainConfig = TrainConfig(),
+    *,
+    input_dtype: DataType = DataType.uint(5),
+    progress: Callable[[int, int, float], None] | None = None,
+) -> BinaryMLP:
     """Train a binarized MLP with softmax cross-entropy and Adam, in float64 NumPy.
 
     Parameters
@@ -354,7 +378,9 @@ def _train_binary_mlp(x_train, y_train, config, input_dtype, progress) -> Binary
     if not isinstance(config, TrainConfig):
         raise TypeError(f"config must be a TrainConfig, not {config!r}")
     if not isinstance(input_dtype, DataType) or input_dtype.kind is Kind.BIPOLAR:
-        raise ValueError(f"input_dtype must be an integer (UINT or INT) DataType, not {input_dtype!r}")
+        raise ValueError(
+            f"input_dtype must be an integer (UINT or INT) DataType, not {input_dtype!r}"
+        )
     x, y, classes = _check_training_data(x_train, y_train, input_dtype)
     n, features = x.shape
     rng = np.random.default_rng(config.seed)
@@ -382,7 +408,7 @@ def _train_binary_mlp(x_train, y_train, config, input_dtype, progress) -> Binary
         order = rng.permutation(n)
         loss_sum = 0.0
         for start in range(0, n, config.batch_size):
-            idx = order[start:start + config.batch_size]
+            idx = order[start : start + config.batch_size]
             xb, tb, bsz = x[idx], onehot[idx], len(idx)
             # Forward, keeping what the backward pass needs.
             wbs = [_sign(w) for w in weights]
@@ -440,8 +466,14 @@ def _train_binary_mlp(x_train, y_train, config, input_dtype, progress) -> Binary
             run_mean[i], run_var[i] = yv.mean(axis=0), yv.var(axis=0)
             bn = BatchNorm(gammas[i], betas[i], run_mean[i], run_var[i], eps)
             h = _sign(bn(yv))
-    batchnorms = tuple(BatchNorm(gammas[i], betas[i], run_mean[i], run_var[i], eps) for i in range(layers - 1))
+    batchnorms = tuple(
+        BatchNorm(gammas[i], betas[i], run_mean[i], run_var[i], eps) for i in range(layers - 1)
+    )
     model = BinaryMLP(tuple(w.copy() for w in weights), batchnorms, scale, input_dtype)
-    logger.info("trained a binary MLP %s for %d epochs: final training loss %.4f",
-                "-".join(map(str, sizes)), config.epochs, loss)
+    logger.info(
+        "trained a binary MLP %s for %d epochs: final training loss %.4f",
+        "-".join(map(str, sizes)),
+        config.epochs,
+        loss,
+    )
     return model

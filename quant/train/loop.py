@@ -23,13 +23,29 @@ from ...ir.datatypes import DataType
 from ...ir.mac import MacKind, MacOp
 from .. import quantizers as Q
 from ..data import Dataset
-from .net import ActSpec, WeightSpec, ZooNet, init_net, parse_arch
-from .nn import (SGD, Adam, bn_backward, bn_forward, col2im, im2col, maxpool_backward, maxpool_forward,
-                 softmax_cross_entropy)
 from ..prune import cubic_sparsity, global_magnitude_masks, magnitude_mask
 from ..share import apply_sharing, centroid_gradient
+from .net import ActSpec, WeightSpec, ZooNet, init_net, parse_arch
+from .nn import (
+    SGD,
+    Adam,
+    bn_backward,
+    bn_forward,
+    col2im,
+    im2col,
+    maxpool_backward,
+    maxpool_forward,
+    softmax_cross_entropy,
+)
 
-__all__ = ["ZooConfig", "train_zoo", "INQ_FRACTIONS", "weight_memory_bits", "op_counts", "recalibrate_bn"]
+__all__ = [
+    "ZooConfig",
+    "train_zoo",
+    "INQ_FRACTIONS",
+    "weight_memory_bits",
+    "op_counts",
+    "recalibrate_bn",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -101,12 +117,16 @@ class ZooConfig:
             raise ValueError(f"ste must be 'identity' or 'gate', not {self.ste!r}")
         if not (isinstance(self.lr, (int, float)) and self.lr > 0):
             raise ValueError(f"lr must be a positive number, not {self.lr!r}")
-        if self.prune is not None and not (isinstance(self.prune, (int, float)) and 0 <= self.prune < 1):
+        if self.prune is not None and not (
+            isinstance(self.prune, (int, float)) and 0 <= self.prune < 1
+        ):
             raise ValueError(f"prune must be a sparsity in [0, 1), not {self.prune!r}")
         if self.prune_mode not in ("layer", "global"):
             raise ValueError(f"prune_mode must be 'layer' or 'global', not {self.prune_mode!r}")
         if self.share is not None and (not _is_int(self.share) or not 2 <= self.share <= 256):
-            raise ValueError(f"share must be a number of shared values in 2..256, not {self.share!r}")
+            raise ValueError(
+                f"share must be a number of shared values in 2..256, not {self.share!r}"
+            )
         if not _is_int(self.seed):
             raise TypeError(f"seed must be an integer, not {self.seed!r}")
 
@@ -136,8 +156,12 @@ def _weights_and_grad(net: ZooNet, i: int, ste: str, rng: np.random.Generator | 
 
         def grad(g):
             gw = g * np.where(pos, wp, np.where(neg, wn, 1.0))
-            return {f"W{i}": gw if mask is None else gw * mask,
-                    f"wp{i}": np.array([(g * pos).sum()]), f"wn{i}": np.array([-(g * neg).sum()])}
+            return {
+                f"W{i}": gw if mask is None else gw * mask,
+                f"wp{i}": np.array([(g * pos).sum()]),
+                f"wn{i}": np.array([-(g * neg).sum()]),
+            }
+
         return wv, grad
 
     def grad(g):
@@ -146,6 +170,7 @@ def _weights_and_grad(net: ZooNet, i: int, ste: str, rng: np.random.Generator | 
         if spec.kind == "inq" and f"inq_frozen{i}" in net.state:
             g = g * ~net.state[f"inq_frozen{i}"]
         return {f"W{i}": g if mask is None else g * mask}
+
     return wv, grad
 
 
@@ -158,8 +183,14 @@ def _act_grad(net: ZooNet, z: np.ndarray, ste: str) -> np.ndarray:
     return ((z >= 0) & (z <= 1)).astype(np.float64)
 
 
-def _train_step(net: ZooNet, x: np.ndarray, y: np.ndarray, ste: str, bn_momentum: float | None,
-                rng: np.random.Generator | None = None):
+def _train_step(
+    net: ZooNet,
+    x: np.ndarray,
+    y: np.ndarray,
+    ste: str,
+    bn_momentum: float | None,
+    rng: np.random.Generator | None = None,
+):
     """One forward/backward pass in training mode; returns ``(loss, grads)``. Updates BN statistics."""
     caches, h = [], x
     n = net.n_layers
@@ -177,8 +208,15 @@ def _train_step(net: ZooNet, x: np.ndarray, y: np.ndarray, ste: str, bn_momentum
             logits = yv * scale
             caches.append((cols, in_shape, wv, wgrad, None, None, None))
             break
-        z, bnc = bn_forward(yv, net.params[f"gamma{i}"], net.params[f"beta{i}"], None, None, net.bn_eps,
-                            training=True)
+        z, bnc = bn_forward(
+            yv,
+            net.params[f"gamma{i}"],
+            net.params[f"beta{i}"],
+            None,
+            None,
+            net.bn_eps,
+            training=True,
+        )
         if bn_momentum is not None:
             m = bn_momentum
             net.state[f"mean{i}"] = (1 - m) * net.state[f"mean{i}"] + m * bnc[2]
@@ -200,12 +238,18 @@ def _train_step(net: ZooNet, x: np.ndarray, y: np.ndarray, ste: str, bn_momentum
             if pc is not None:
                 da = maxpool_backward(da, pc)
             dz = da * _act_grad(net, z, ste)
-            dy, grads[f"gamma{i}"], grads[f"beta{i}"] = bn_backward(dz, net.params[f"gamma{i}"], bnc)
+            dy, grads[f"gamma{i}"], grads[f"beta{i}"] = bn_backward(
+                dz, net.params[f"gamma{i}"], bnc
+            )
         dyf = dy.reshape(-1, wv.shape[0])
         grads.update(wgrad(dyf.T @ cols.reshape(-1, cols.shape[-1])))
         if i > 0:
             dcols = dy @ wv
-            dy = col2im(dcols, in_shape, L.kernel, L.stride, L.pad) if L.kind == "conv" else dcols.reshape(in_shape)
+            dy = (
+                col2im(dcols, in_shape, L.kernel, L.stride, L.pad)
+                if L.kind == "conv"
+                else dcols.reshape(in_shape)
+            )
     return loss, grads
 
 
@@ -213,12 +257,18 @@ def _eval_layer(net: ZooNet, i: int, h: np.ndarray) -> tuple[np.ndarray, np.ndar
     """Layer ``i`` in evaluation mode: ``(pre-batch-norm y, output after activation and pool)``."""
     L = net.layers[i]
     wv = net.weight_values(i)
-    cols = im2col(h, L.kernel, L.stride, L.pad, net._pad_value(i)) if L.kind == "conv" else h.reshape(len(h), -1)
+    cols = (
+        im2col(h, L.kernel, L.stride, L.pad, net._pad_value(i))
+        if L.kind == "conv"
+        else h.reshape(len(h), -1)
+    )
     yv = cols @ wv.T
     if i == net.n_layers - 1:
         return yv, yv
     sigma = np.sqrt(net.state[f"var{i}"] + net.bn_eps)
-    a = net.activation(net.params[f"gamma{i}"] * (yv - net.state[f"mean{i}"]) / sigma + net.params[f"beta{i}"])
+    a = net.activation(
+        net.params[f"gamma{i}"] * (yv - net.state[f"mean{i}"]) / sigma + net.params[f"beta{i}"]
+    )
     if L.pool:
         a = maxpool_forward(a, L.pool)[0]
     return yv, a
@@ -231,7 +281,7 @@ def recalibrate_bn(net: ZooNet, x: np.ndarray, *, chunk: int = 256) -> None:
         s1 = s2 = 0.0
         count = 0
         for b in range(0, len(x), chunk):
-            h = net.prepare_input(x[b:b + chunk])
+            h = net.prepare_input(x[b : b + chunk])
             for j in range(i):
                 h = _eval_layer(net, j, h)[1]
             yv = _eval_layer(net, i, h)[0].reshape(-1, net.layers[i].out)
@@ -267,12 +317,14 @@ def _inq_freeze(net: ZooNet, fraction: float) -> None:
         if f"inq_scale{i}" not in net.state:
             n1, n2 = Q.inq_levels(float(np.abs(w).max()), spec.bits)
             net.state[f"inq_s{i}"] = float(np.abs(w).max())
-            net.state[f"inq_scale{i}"] = 2.0 ** n2
+            net.state[f"inq_scale{i}"] = 2.0**n2
             net.state[f"inq_frozen{i}"] = np.zeros(w.shape, dtype=bool)
             net.state[f"inq_codes{i}"] = np.zeros(w.shape, dtype=np.int64)
         frozen = net.state[f"inq_frozen{i}"]
         k = int(np.floor(fraction * w.size + 0.5))
-        order = np.argsort(-np.abs(np.where(frozen, np.inf, w)).ravel(), kind="stable")  # frozen first
+        order = np.argsort(
+            -np.abs(np.where(frozen, np.inf, w)).ravel(), kind="stable"
+        )  # frozen first
         new = np.zeros(w.size, dtype=bool)
         new[order[:k]] = True
         new = new.reshape(w.shape) & ~frozen
@@ -284,8 +336,12 @@ def _inq_freeze(net: ZooNet, fraction: float) -> None:
 # -- the training loop ----------------------------------------------------------------------------
 
 
-def train_zoo(data: Dataset, config: ZooConfig = ZooConfig(), *,
-              progress: Callable[[int, int, float], None] | None = None) -> ZooNet:
+def train_zoo(
+    data: Dataset,
+    config: ZooConfig = ZooConfig(),
+    *,
+    progress: Callable[[int, int, float], None] | None = None,
+) -> ZooNet:
     """Train a quantized network on ``data`` with ``config``; returns it in evaluation form.
 
     Reproducible: the same data, config and seed give bitwise identical parameters.
@@ -306,11 +362,30 @@ def _train_zoo(data: Dataset, config: ZooConfig, progress) -> ZooNet:
     input_shape = data.image_shape if layers[0].kind == "conv" else (data.features,)
     wspec, aspec = WeightSpec.parse(config.weights), ActSpec.parse(config.acts)
     if config.prune and wspec.kind in ("binary", "bc") and config.share is None:
-        raise LowbitError("pruning needs weights with a zero code (not binary): use ternary, ttq, log2, int or float")
-    net = init_net(layers, wspec, aspec, data.input_dtype, input_shape, rng, first_bits=config.first_bits,
-                   last_bits=config.last_bits, per_channel=config.per_channel, bn_eps=config.bn_eps, ste=config.ste)
-    if config.prune and any(s.kind in ("binary", "bc") for s in net.weight_specs[:-1]) and config.share is None:
-        raise LowbitError("pruning needs weights with a zero code; a hidden layer has binary weights")
+        raise LowbitError(
+            "pruning needs weights with a zero code (not binary): use ternary, ttq, log2, int or float"
+        )
+    net = init_net(
+        layers,
+        wspec,
+        aspec,
+        data.input_dtype,
+        input_shape,
+        rng,
+        first_bits=config.first_bits,
+        last_bits=config.last_bits,
+        per_channel=config.per_channel,
+        bn_eps=config.bn_eps,
+        ste=config.ste,
+    )
+    if (
+        config.prune
+        and any(s.kind in ("binary", "bc") for s in net.weight_specs[:-1])
+        and config.share is None
+    ):
+        raise LowbitError(
+            "pruning needs weights with a zero code; a hidden layer has binary weights"
+        )
     x = net.prepare_input(data.x_train)
     y = data.y_train.astype(np.int64)
     n = len(x)
@@ -318,8 +393,10 @@ def _train_zoo(data: Dataset, config: ZooConfig, progress) -> ZooNet:
     total = config.epochs * steps_per_epoch
     inq = any(s.kind == "inq" for s in net.weight_specs)
     if inq and config.epochs < len(INQ_FRACTIONS) - 1:
-        raise LowbitError(f"INQ needs at least {len(INQ_FRACTIONS) - 1} epochs (one per partition), "
-                          f"not {config.epochs}")
+        raise LowbitError(
+            f"INQ needs at least {len(INQ_FRACTIONS) - 1} epochs (one per partition), "
+            f"not {config.epochs}"
+        )
 
     def make_opt(params):
         return Adam(params) if config.optimizer == "adam" else SGD(params, config.momentum)
@@ -331,7 +408,10 @@ def _train_zoo(data: Dataset, config: ZooConfig, progress) -> ZooNet:
         all_steps = epochs * steps_per_epoch
         for e in range(epochs):
             if inq:
-                phase_starts = [round(j * epochs / (len(INQ_FRACTIONS) - 1)) for j in range(len(INQ_FRACTIONS) - 1)]
+                phase_starts = [
+                    round(j * epochs / (len(INQ_FRACTIONS) - 1))
+                    for j in range(len(INQ_FRACTIONS) - 1)
+                ]
                 for j, s0 in enumerate(phase_starts):
                     if e == s0:
                         _inq_freeze(net, INQ_FRACTIONS[j])
@@ -342,19 +422,27 @@ def _train_zoo(data: Dataset, config: ZooConfig, progress) -> ZooNet:
                     t0, t1 = config.prune_start * total, config.prune_end * total
                     if step % config.prune_every == 0 and step <= t1 + config.prune_every:
                         nsteps = max(1, math.ceil((t1 - t0) / config.prune_every))
-                        s = cubic_sparsity(step, s_i=0.0, s_f=config.prune, t0=t0, n=nsteps,
-                                           dt=config.prune_every)
+                        s = cubic_sparsity(
+                            step, s_i=0.0, s_f=config.prune, t0=t0, n=nsteps, dt=config.prune_every
+                        )
                         if step >= t0:
                             _update_masks(net, s, config.prune_mode)
-                sel = order[b * config.batch_size:(b + 1) * config.batch_size]
+                sel = order[b * config.batch_size : (b + 1) * config.batch_size]
                 loss, grads = _train_step(net, x[sel], y[sel], config.ste, config.bn_momentum, rng)
                 grads = {k: g for k, g in grads.items() if k in params}
                 if config.weight_decay:
                     for k in grads:
                         if k.startswith("W"):
                             grads[k] = grads[k] + config.weight_decay * params[k]
-                frac = step / max(1, all_steps - 1) if step0 == 0 else (step - step0) / max(1, all_steps - 1)
-                lr = config.lr * (config.lr_final + (1 - config.lr_final) * 0.5 * (1 + math.cos(math.pi * min(1, frac))))
+                frac = (
+                    step / max(1, all_steps - 1)
+                    if step0 == 0
+                    else (step - step0) / max(1, all_steps - 1)
+                )
+                lr = config.lr * (
+                    config.lr_final
+                    + (1 - config.lr_final) * 0.5 * (1 + math.cos(math.pi * min(1, frac)))
+                )
                 opt.step(grads, lr)
                 for i, spec in enumerate(net.weight_specs):
                     if spec.kind in ("binary", "bc") and f"W{i}" in params:
@@ -383,7 +471,7 @@ def _train_zoo(data: Dataset, config: ZooConfig, progress) -> ZooNet:
         keys = [k for k in net.params if not k.startswith(("W", "wp", "wn"))]
         run_epochs(config.share_epochs, keys, config.epochs, total_epochs, step0=1)
     if config.recalibrate:
-        sel = np.sort(rng.permutation(n)[:config.recalibrate])
+        sel = np.sort(rng.permutation(n)[: config.recalibrate])
         recalibrate_bn(net, data.x_train[sel])
     return net
 

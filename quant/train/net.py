@@ -21,18 +21,27 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, field, replace
+from fractions import Fraction
+from fractions import Fraction as F
 
 import numpy as np
 
 from ... import LowbitError
-from .. import quantizers as Q
 from ...ir.datatypes import BIPOLAR, TERNARY, DataType
+from .. import quantizers as Q
 from ..fold import fold_affine_thresholds
 from .nn import im2col, maxpool_forward
-from fractions import Fraction
-from fractions import Fraction as F
 
-__all__ = ["WeightSpec", "ActSpec", "LayerSpec", "parse_arch", "ZooNet", "LayerFold", "init_net", "shared_codebook"]
+__all__ = [
+    "WeightSpec",
+    "ActSpec",
+    "LayerSpec",
+    "parse_arch",
+    "ZooNet",
+    "LayerFold",
+    "init_net",
+    "shared_codebook",
+]
 
 
 def shared_codebook(centroids: np.ndarray, bits: int) -> tuple[np.ndarray, float]:
@@ -46,9 +55,12 @@ def shared_codebook(centroids: np.ndarray, bits: int) -> tuple[np.ndarray, float
     m = float(np.abs(c).max(initial=0.0))
     scale = m / qmax if m > 0 else 1.0
     codes = np.clip(Q.round_half_away(c / scale), -qmax, qmax).astype(np.int64)
-    codes[1:] = np.where(codes[1:] == 0, np.where(c[1:] >= 0, 1, -1), codes[1:])  # only entry 0 is zero
+    codes[1:] = np.where(
+        codes[1:] == 0, np.where(c[1:] >= 0, 1, -1), codes[1:]
+    )  # only entry 0 is zero
     codes[0] = 0
     return codes, scale
+
 
 _WEIGHT_KINDS = ("float", "binary", "bc", "ternary", "ttq", "log2", "inq", "int", "dorefa")
 
@@ -64,10 +76,14 @@ class WeightSpec:
 
     def __post_init__(self):
         if self.kind not in _WEIGHT_KINDS:
-            raise ValueError(f"weight quantizer must be one of {', '.join(_WEIGHT_KINDS)}, not {self.kind!r}")
+            raise ValueError(
+                f"weight quantizer must be one of {', '.join(_WEIGHT_KINDS)}, not {self.kind!r}"
+            )
         needs = self.kind in ("log2", "inq", "int", "dorefa")
-        if needs and not (isinstance(self.bits, int) and (2 <= self.bits <= 6 if self.kind in ("log2", "inq")
-                                                          else 2 <= self.bits <= 16)):
+        if needs and not (
+            isinstance(self.bits, int)
+            and (2 <= self.bits <= 6 if self.kind in ("log2", "inq") else 2 <= self.bits <= 16)
+        ):
             lim = "2..6" if self.kind in ("log2", "inq") else "2..16"
             raise ValueError(f"{self.kind} weights need a bit width in {lim}, not {self.bits!r}")
         if not needs and self.bits is not None:
@@ -88,7 +104,8 @@ class WeightSpec:
     def storage_bits(self) -> int:
         """Bits per stored weight (``dorefa:B`` stores ``B + 1``-bit odd codes; float: 32)."""
         return {"float": 32, "binary": 1, "bc": 1, "ternary": 2, "ttq": 2}.get(self.kind) or (
-            self.bits + 1 if self.kind == "dorefa" else self.bits)
+            self.bits + 1 if self.kind == "dorefa" else self.bits
+        )
 
     @property
     def quantized(self) -> bool:
@@ -124,7 +141,9 @@ class ActSpec:
         if self.kind not in ("float", "binary", "int"):
             raise ValueError(f"activations must be float, binary or int:B, not {self.kind!r}")
         if self.kind == "int" and not (isinstance(self.bits, int) and 2 <= self.bits <= 8):
-            raise ValueError(f"int activations need a bit width in 2..8 (1 bit: use binary), not {self.bits!r}")
+            raise ValueError(
+                f"int activations need a bit width in 2..8 (1 bit: use binary), not {self.bits!r}"
+            )
         if self.kind != "int" and self.bits is not None:
             raise ValueError(f"{self.kind} activations take no bit width, not {self.bits!r}")
 
@@ -179,8 +198,12 @@ class LayerSpec:
 def parse_arch(text: str, classes: int) -> tuple[LayerSpec, ...]:
     """``mlp:256,256`` (hidden widths) or ``cnv-small`` (conv 16 / pool / conv 32 / pool / fc 64)."""
     if text == "cnv-small":
-        return (LayerSpec("conv", 16, 3, 1, 1, 2), LayerSpec("conv", 32, 3, 1, 1, 2),
-                LayerSpec("fc", 64), LayerSpec("fc", classes))
+        return (
+            LayerSpec("conv", 16, 3, 1, 1, 2),
+            LayerSpec("conv", 32, 3, 1, 1, 2),
+            LayerSpec("fc", 64),
+            LayerSpec("fc", classes),
+        )
     m = re.fullmatch(r"mlp:([0-9]+(?:,[0-9]+)*)?", text)
     if not m:
         raise ValueError(f"arch must be 'mlp:W1,W2,...' or 'cnv-small', not {text!r}")
@@ -241,7 +264,10 @@ class ZooNet:
         for L in self.layers:
             if L.kind == "conv":
                 h, w, _ = shape
-                oh, ow = (h + 2 * L.pad - L.kernel) // L.stride + 1, (w + 2 * L.pad - L.kernel) // L.stride + 1
+                oh, ow = (
+                    (h + 2 * L.pad - L.kernel) // L.stride + 1,
+                    (w + 2 * L.pad - L.kernel) // L.stride + 1,
+                )
                 if L.pool:
                     oh, ow = oh // L.pool, ow // L.pool
                 new = (oh, ow, L.out)
@@ -254,7 +280,9 @@ class ZooNet:
     @property
     def exportable(self) -> bool:
         """True when activations and every layer's weights are quantized (INQ: fully; or shared)."""
-        return self.acts.quantized and all(self.quantized_weights(i) is not None for i in range(self.n_layers))
+        return self.acts.quantized and all(
+            self.quantized_weights(i) is not None for i in range(self.n_layers)
+        )
 
     def input_scale(self) -> float:
         return 1.0 / self.input_dtype.max
@@ -280,8 +308,11 @@ class ZooNet:
         per_channel = self.per_channel and i < self.n_layers - 1
         if f"share_idx{i}" in self.state:
             codes, scale = shared_codebook(self.params[f"cb{i}"], self.state[f"share_bits{i}"])
-            return Q.QuantizedWeights(codes[self.state[f"share_idx{i}"]], np.full(w.shape[0], scale),
-                                      DataType.int(self.state[f"share_bits{i}"]))
+            return Q.QuantizedWeights(
+                codes[self.state[f"share_idx{i}"]],
+                np.full(w.shape[0], scale),
+                DataType.int(self.state[f"share_bits{i}"]),
+            )
         if mask is not None:
             w = w * mask
         k = spec.kind
@@ -298,16 +329,22 @@ class ZooNet:
             if mask is not None:
                 codes = codes * mask.astype(np.int64)
             p, n, s = Q.ttq_ratio(float(self.params[f"wp{i}"][0]), float(self.params[f"wn{i}"][0]))
-            return Q.QuantizedWeights(np.where(codes > 0, p, np.where(codes < 0, -n, 0)), np.full(w.shape[0], s),
-                                      spec.dtype)
+            return Q.QuantizedWeights(
+                np.where(codes > 0, p, np.where(codes < 0, -n, 0)),
+                np.full(w.shape[0], s),
+                spec.dtype,
+            )
         if k == "log2":
             return Q.log_quant(w, spec.bits)
         if k == "inq":
             frozen = self.state.get(f"inq_frozen{i}")
             if frozen is None or not frozen.all():
                 return None  # not yet fully quantized: mixed float / power-of-two
-            return Q.QuantizedWeights(self.state[f"inq_codes{i}"], np.full(w.shape[0], self.state[f"inq_scale{i}"]),
-                                      spec.dtype)
+            return Q.QuantizedWeights(
+                self.state[f"inq_codes{i}"],
+                np.full(w.shape[0], self.state[f"inq_scale{i}"]),
+                spec.dtype,
+            )
         if k == "int":
             return Q.uniform_symmetric(w, spec.bits, per_channel=per_channel, mask=mask)
         if k == "dorefa":
@@ -335,8 +372,10 @@ class ZooNet:
         if x.ndim == 2 and self.is_cnn:
             x = x.reshape((x.shape[0],) + tuple(self.input_shape))
         if x.shape[1:] != tuple(self.input_shape):
-            raise ValueError(f"inputs must have shape (B, {math.prod(self.input_shape)}) or "
-                             f"(B, {', '.join(map(str, self.input_shape))}), not {x.shape}")
+            raise ValueError(
+                f"inputs must have shape (B, {math.prod(self.input_shape)}) or "
+                f"(B, {', '.join(map(str, self.input_shape))}), not {x.shape}"
+            )
         return x.astype(np.float64) * self.input_scale()
 
     def _pad_value(self, i: int) -> float:
@@ -371,7 +410,10 @@ class ZooNet:
                     y = (xi @ q.codes.T.astype(np.float64)) * (s_in * q.scale[0])
                 return y * math.exp(float(self.params["tau"][0]))
             sigma = np.sqrt(self.state[f"var{i}"] + self.bn_eps)
-            z = self.params[f"gamma{i}"] * (y - self.state[f"mean{i}"]) / sigma + self.params[f"beta{i}"]
+            z = (
+                self.params[f"gamma{i}"] * (y - self.state[f"mean{i}"]) / sigma
+                + self.params[f"beta{i}"]
+            )
             h = self.activation(z)
             if L.pool:
                 h = maxpool_forward(h, L.pool)[0]
@@ -382,11 +424,15 @@ class ZooNet:
     def fold(self, i: int) -> LayerFold:
         """Layer ``i`` in integer form: codes, exact thresholds on the value dot product, negation."""
         if not self.exportable:
-            raise LowbitError("integer export needs quantized weights and activations "
-                              f"(weights {[s.name for s in self.weight_specs]}, acts {self.acts.name})")
+            raise LowbitError(
+                "integer export needs quantized weights and activations "
+                f"(weights {[s.name for s in self.weight_specs]}, acts {self.acts.name})"
+            )
         q = self.quantized_weights(i)
         if q is None:
-            raise LowbitError(f"layer {i}: weights are not fully quantized (INQ partitions incomplete)")
+            raise LowbitError(
+                f"layer {i}: weights are not fully quantized (INQ partitions incomplete)"
+            )
         in_dtype, s_in = self.layer_input(i)
         mw = q.codes.shape[1]
         xl, xh = in_dtype.min, in_dtype.max  # values: -1 and +1 for BIPOLAR
@@ -395,19 +441,32 @@ class ZooNet:
         prods = (xl * wl, xl * wh, xh * wl, xh * wh)
         lo, hi = mw * min(prods), mw * max(prods)
         if i == self.n_layers - 1:
-            return LayerFold(q.codes, q.dtype, in_dtype, None, np.zeros(q.codes.shape[0], bool), lo, hi)
+            return LayerFold(
+                q.codes, q.dtype, in_dtype, None, np.zeros(q.codes.shape[0], bool), lo, hi
+            )
         sigma = np.sqrt(self.state[f"var{i}"] + self.bn_eps)
-        gamma, beta, mean = self.params[f"gamma{i}"], self.params[f"beta{i}"], self.state[f"mean{i}"]
+        gamma, beta, mean = (
+            self.params[f"gamma{i}"],
+            self.params[f"beta{i}"],
+            self.state[f"mean{i}"],
+        )
         a = [F(g) * F(s_in) * F(sw) / F(sg) for g, sw, sg in zip(gamma, q.scale, sigma)]
         c = [F(b) - F(g) * F(m) / F(sg) for g, b, m, sg in zip(gamma, beta, mean, sigma)]
-        t, neg = fold_affine_thresholds(np.array(a, dtype=object), np.array(c, dtype=object),
-                                        self.acts.decision_points(), lo=lo, hi=hi)
+        t, neg = fold_affine_thresholds(
+            np.array(a, dtype=object),
+            np.array(c, dtype=object),
+            self.acts.decision_points(),
+            lo=lo,
+            hi=hi,
+        )
         return LayerFold(q.codes, q.dtype, in_dtype, t, neg, lo, hi)
 
     def folds(self) -> list[LayerFold]:
         return [self.fold(i) for i in range(self.n_layers)]
 
-    def exact_forward(self, x: np.ndarray, folds: list[LayerFold] | None = None, *, chunk: int = 500) -> np.ndarray:
+    def exact_forward(
+        self, x: np.ndarray, folds: list[LayerFold] | None = None, *, chunk: int = 500
+    ) -> np.ndarray:
         """Integer class scores (the last layer's value dot products), computed without rounding."""
         folds = self.folds() if folds is None else folds
         x = np.asarray(x)
@@ -416,9 +475,11 @@ class ZooNet:
         if x.ndim == 2 and self.is_cnn:
             x = x.reshape((x.shape[0],) + tuple(self.input_shape))
         if x.shape[1:] != tuple(self.input_shape) and x.shape[1:] != (math.prod(self.input_shape),):
-            raise ValueError(f"inputs must have shape (B, {math.prod(self.input_shape)}) or "
-                             f"(B, {', '.join(map(str, self.input_shape))}), not {x.shape}")
-        parts = [self._exact_chunk(x[b:b + chunk], folds) for b in range(0, len(x), chunk)]
+            raise ValueError(
+                f"inputs must have shape (B, {math.prod(self.input_shape)}) or "
+                f"(B, {', '.join(map(str, self.input_shape))}), not {x.shape}"
+            )
+        parts = [self._exact_chunk(x[b : b + chunk], folds) for b in range(0, len(x), chunk)]
         return np.concatenate(parts) if parts else np.zeros((0, self.layers[-1].out), np.int64)
 
     def _exact_chunk(self, x: np.ndarray, folds: list[LayerFold]) -> np.ndarray:
@@ -428,8 +489,12 @@ class ZooNet:
                 cols = im2col(h, L.kernel, L.stride, L.pad, self._pad_value(i))
             else:
                 cols = h.reshape(h.shape[0], -1)
-            bound = float(np.abs(cols).max(initial=0)) * float(np.abs(f.codes).max(initial=0)) * f.codes.shape[1]
-            if bound >= 2 ** 52:
+            bound = (
+                float(np.abs(cols).max(initial=0))
+                * float(np.abs(f.codes).max(initial=0))
+                * f.codes.shape[1]
+            )
+            if bound >= 2**52:
                 raise OverflowError(f"layer {i}: dot products may exceed 2^52 (bound {bound:g})")
             dot = cols @ f.codes.T.astype(np.float64)  # exact: integers below 2^52
             if f.thresholds is None:
@@ -445,14 +510,21 @@ class ZooNet:
         """Class decisions: the exact pass when exportable, else the float pass; ties to the lowest index."""
         if self.exportable:
             return np.argmax(self.exact_forward(x), axis=-1).astype(np.int64)
-        return np.argmax(self.forward(x.astype(np.int64) if np.asarray(x).dtype.kind in "iu" else x), axis=-1)
+        return np.argmax(
+            self.forward(x.astype(np.int64) if np.asarray(x).dtype.kind in "iu" else x), axis=-1
+        )
 
     def accuracy(self, x: np.ndarray, y: np.ndarray) -> float:
         return float(np.mean(self.predict(x) == np.asarray(y)))
 
     def copy(self) -> "ZooNet":
-        return replace(self, params={k: v.copy() for k, v in self.params.items()},
-                       state={k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in self.state.items()})
+        return replace(
+            self,
+            params={k: v.copy() for k, v in self.params.items()},
+            state={
+                k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in self.state.items()
+            },
+        )
 
 
 def _multithreshold(acc: np.ndarray, t: np.ndarray) -> np.ndarray:
@@ -465,9 +537,18 @@ def _multithreshold(acc: np.ndarray, t: np.ndarray) -> np.ndarray:
     return out
 
 
-def init_net(layers: tuple[LayerSpec, ...], weights: WeightSpec, acts: ActSpec, input_dtype: DataType,
-             input_shape: tuple[int, ...], rng: np.random.Generator, *, first_bits: int | None = 8,
-             last_bits: int | None = 8, **kw) -> ZooNet:
+def init_net(
+    layers: tuple[LayerSpec, ...],
+    weights: WeightSpec,
+    acts: ActSpec,
+    input_dtype: DataType,
+    input_shape: tuple[int, ...],
+    rng: np.random.Generator,
+    *,
+    first_bits: int | None = 8,
+    last_bits: int | None = 8,
+    **kw,
+) -> ZooNet:
     """A freshly initialised :class:`ZooNet` (He-uniform latent weights, ``gamma = 1``, ``beta = 0``).
 
     Mixed precision: with quantized weights, the first and last layers use ``int:first_bits`` and

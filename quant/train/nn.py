@@ -10,8 +10,17 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["im2col", "col2im", "maxpool_forward", "maxpool_backward", "bn_forward", "bn_backward",
-           "softmax_cross_entropy", "Adam", "SGD"]
+__all__ = [
+    "im2col",
+    "col2im",
+    "maxpool_forward",
+    "maxpool_backward",
+    "bn_forward",
+    "bn_backward",
+    "softmax_cross_entropy",
+    "Adam",
+    "SGD",
+]
 
 
 def im2col(x: np.ndarray, k: int, stride: int, pad: int, pad_value: float = 0.0) -> np.ndarray:
@@ -24,11 +33,18 @@ def im2col(x: np.ndarray, k: int, stride: int, pad: int, pad_value: float = 0.0)
     for ky in range(k):
         for kx in range(k):
             j = (ky * k + kx) * c
-            out[..., j:j + c] = x[:, ky:ky + stride * (oh - 1) + 1:stride, kx:kx + stride * (ow - 1) + 1:stride, :]
+            out[..., j : j + c] = x[
+                :,
+                ky : ky + stride * (oh - 1) + 1 : stride,
+                kx : kx + stride * (ow - 1) + 1 : stride,
+                :,
+            ]
     return out
 
 
-def col2im(cols: np.ndarray, shape: tuple[int, int, int, int], k: int, stride: int, pad: int) -> np.ndarray:
+def col2im(
+    cols: np.ndarray, shape: tuple[int, int, int, int], k: int, stride: int, pad: int
+) -> np.ndarray:
     """Adjoint of :func:`im2col`: sums the window gradients back onto the input ``shape``."""
     b, h, w, c = shape
     hp, wp = h + 2 * pad, w + 2 * pad
@@ -37,15 +53,25 @@ def col2im(cols: np.ndarray, shape: tuple[int, int, int, int], k: int, stride: i
     for ky in range(k):
         for kx in range(k):
             j = (ky * k + kx) * c
-            dx[:, ky:ky + stride * (oh - 1) + 1:stride, kx:kx + stride * (ow - 1) + 1:stride, :] += cols[..., j:j + c]
-    return dx[:, pad:pad + h, pad:pad + w, :]
+            dx[
+                :,
+                ky : ky + stride * (oh - 1) + 1 : stride,
+                kx : kx + stride * (ow - 1) + 1 : stride,
+                :,
+            ] += cols[..., j : j + c]
+    return dx[:, pad : pad + h, pad : pad + w, :]
 
 
 def maxpool_forward(x: np.ndarray, k: int) -> tuple[np.ndarray, tuple]:
     """Max-pool with stride ``k`` (``H``, ``W`` cropped to multiples of ``k``); returns the cache for backward."""
     b, h, w, c = x.shape
     oh, ow = h // k, w // k
-    win = x[:, :oh * k, :ow * k, :].reshape(b, oh, k, ow, k, c).transpose(0, 1, 3, 5, 2, 4).reshape(b, oh, ow, c, k * k)
+    win = (
+        x[:, : oh * k, : ow * k, :]
+        .reshape(b, oh, k, ow, k, c)
+        .transpose(0, 1, 3, 5, 2, 4)
+        .reshape(b, oh, ow, c, k * k)
+    )
     arg = win.argmax(axis=-1)
     out = np.take_along_axis(win, arg[..., None], axis=-1)[..., 0]
     return out, (x.shape, arg, k)
@@ -58,7 +84,9 @@ def maxpool_backward(dout: np.ndarray, cache: tuple) -> np.ndarray:
     dwin = np.zeros((b, oh, ow, c, k * k))
     np.put_along_axis(dwin, arg[..., None], dout[..., None], axis=-1)
     dx = np.zeros(shape)
-    dx[:, :oh * k, :ow * k, :] = dwin.reshape(b, oh, ow, c, k, k).transpose(0, 1, 4, 2, 5, 3).reshape(b, oh * k, ow * k, c)
+    dx[:, : oh * k, : ow * k, :] = (
+        dwin.reshape(b, oh, ow, c, k, k).transpose(0, 1, 4, 2, 5, 3).reshape(b, oh * k, ow * k, c)
+    )
     return dx
 
 
@@ -110,7 +138,7 @@ class Adam:
 
     def step(self, grads: dict, lr: float) -> None:
         self.t += 1
-        c1, c2 = 1 - self.beta1 ** self.t, 1 - self.beta2 ** self.t
+        c1, c2 = 1 - self.beta1**self.t, 1 - self.beta2**self.t
         for k, g in grads.items():
             p, m, v = self.params[k], self.m[k], self.v[k]
             m *= self.beta1
