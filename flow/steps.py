@@ -85,9 +85,9 @@ def compile_model(
     """Map ``graph`` onto ``board`` (or apply ``schedule``) and write the Verilog and reports.
 
     ``out_dir`` receives the files of a :class:`~lowbit.flow.compiled.CompiledDesign`. Returns
-    its :class:`~lowbit.flow.compiled.CompiledReport`. A given schedule whose estimated resources exceed the board (or ``budget``
-    of it) is refused with a :class:`LowbitError` naming the layer and the resource; nothing is
-    written then.
+    its :class:`~lowbit.flow.compiled.CompiledReport`. A given schedule whose estimated resources
+    exceed the board (or ``budget`` of it) is refused with a :class:`LowbitError` naming the layer
+    and the resource; nothing is written then.
     """
 
     if schedule is None:
@@ -134,7 +134,8 @@ def zoo_schedule(
     name: str, graph: IntegerGraph, matmul_folding, board: str = "ultra96-v2"
 ) -> Schedule:
     """The schedule of a built-in model: its published folding of the matrix products, the other
-    nodes folded to match (:func:`lowbit.mapping.schedule.complete_layers`), at ``board``'s clock."""
+    nodes folded to match (:func:`lowbit.mapping.schedule.complete_layers`), at ``board``'s
+    clock."""
 
     b = get_board(board)
     return Schedule(
@@ -154,8 +155,8 @@ def compile_zoo(
     search: bool = False,
     budget: float | None = None,
 ) -> CompiledReport:
-    """Compile the built-in model ``name`` (:data:`lowbit.quant.builtin.ZOO`) with random weights from
-    ``seed``: with its published folding, or (``search=True``) the mapper's."""
+    """Compile the built-in model ``name`` (:data:`lowbit.quant.builtin.ZOO`) with random weights
+    from ``seed``: with its published folding, or (``search=True``) the mapper's."""
 
     model = zoo.build(name, seed=seed, width=width)
     schedule = None if search else zoo_schedule(name, model.graph, model.matmul_folding, board)
@@ -263,7 +264,8 @@ def run_demo(
     t0 = time.perf_counter()
     data = load_digits_split()
     step(
-        f"training a binarized MLP on digits ({len(data.x_train)} train / {len(data.x_test)} test images)"
+        f"training a binarized MLP on digits ({len(data.x_train)} train / "
+        f"{len(data.x_test)} test images)"
     )
     config = TrainConfig() if epochs is None else TrainConfig(epochs=epochs)
     model = train_binary_mlp(data.x_train, data.y_train, config, progress=epoch_progress)

@@ -6,7 +6,8 @@ the sparse layer, the sliding-window generator, the pools, the FIFO, the thresho
 converter and the label select) answers:
 
 ``node``
-    The IR node it implements (``None`` for the blocks the stitching adds: converters, label select).
+    The IR node it implements (``None`` for the blocks the stitching adds: converters, label
+    select).
 ``in_elems``, ``out_elems``
     Elements per beat on its input and output streams.
 ``in_bits``, ``out_bits``
