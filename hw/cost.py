@@ -53,9 +53,10 @@ weight memory width (``PE * SIMD * weight_bits``); see :func:`mvtu_features`. ``
 forces the weight memory into block RAM or LUTs.
 
 A stream width converter between two units (:func:`dwc_resources`, the structure of
-:class:`lowbit.hw.stream.dwc.StreamWidthConverter`) from ``n_in`` to ``n_out`` elements of ``E`` bits
-holds ``C = converter_capacity(n_in, n_out)`` elements: ``C * E + index_bits(C + 1)`` FFs (buffer
-and fill count) and ``2 * C * E`` LUTs (per buffer bit, the shift-down and the insert multiplexers).
+:class:`lowbit.hw.stream.dwc.StreamWidthConverter`) from ``n_in`` to ``n_out`` elements of ``E``
+bits holds ``C = converter_capacity(n_in, n_out)`` elements: ``C * E + index_bits(C + 1)`` FFs
+(buffer and fill count) and ``2 * C * E`` LUTs (per buffer bit, the shift-down and the insert
+multiplexers).
 """
 
 from __future__ import annotations
@@ -249,7 +250,8 @@ def mvtu_features(
     nf, sf = mh // pe, mw // simd
     lanes = pe * simd
     log_simd = index_bits(simd)
-    tree_bin = tree_int = mac_logic = 0
+    tree_bin = tree_int = 0
+    mac_logic: float = 0
     if mac == "serial":
         tree_bin = lanes
         # plane selection muxes, and the shift / negation of each popcount by the pair's coefficient

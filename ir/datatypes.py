@@ -1,14 +1,16 @@
 """Integer data types of the typed graph: bipolar, ternary, power-of-two, unsigned and signed k-bit.
 
-Activations are ``BIPOLAR``, ``UINTk`` or ``INTk``. Weights may also be ``TERNARY`` (``{-1, 0, +1}``)
-or ``POW2_b`` (``b``-bit power-of-two codes: ``0`` or ``+-2^j`` with ``0 <= j <= 2^(b-1) - 2``; one
-sign bit, the other ``b - 1`` bits an exponent with one code reserved for zero). Power-of-two weights
-are stored as those exact integers: the quantizer's scale ``2^e_min`` (the ``F`` fractional bits of
-``ARITHMETIC.md`` section 4) folds into the thresholds, so the accumulator stays an exact integer.
+Activations are ``BIPOLAR``, ``UINTk`` or ``INTk``. Weights may also be ``TERNARY``
+(``{-1, 0, +1}``) or ``POW2_b`` (``b``-bit power-of-two codes: ``0`` or ``+-2^j`` with
+``0 <= j <= 2^(b-1) - 2``; one sign bit, the other ``b - 1`` bits an exponent with one code reserved
+for zero). Power-of-two weights are stored as those exact integers: the quantizer's scale
+``2^e_min`` (the ``F`` fractional bits of ``ARITHMETIC.md`` section 4) folds into the thresholds,
+so the accumulator stays an exact integer.
 """
 
 from __future__ import annotations
 
+import builtins
 import enum
 import re
 from dataclasses import dataclass
@@ -109,12 +111,15 @@ class DataType:
     def int(cls, bits: int) -> "DataType":
         return cls(Kind.INT, bits)
 
+    # Below this point ``int`` in the class body names the classmethod above, so the annotations
+    # spell the built-in type ``builtins.int``.
+
     @classmethod
-    def pow2(cls, bits: int) -> "DataType":
+    def pow2(cls, bits: builtins.int) -> "DataType":
         return cls(Kind.POW2, bits)
 
     @classmethod
-    def for_range(cls, lo: int, hi: int) -> "DataType":
+    def for_range(cls, lo: builtins.int, hi: builtins.int) -> "DataType":
         """The narrowest UINT or INT type holding every integer in ``[lo, hi]``."""
         if lo > hi:
             raise ValueError(f"lo ({lo}) must not exceed hi ({hi})")
@@ -144,14 +149,14 @@ class DataType:
         return f"{self.kind.name}{self.bits}"
 
     @property
-    def max_exponent(self) -> int:
+    def max_exponent(self) -> builtins.int:
         """``POW2_b``: the largest exponent ``2^(b-1) - 2`` of a stored value ``+-2^j``."""
         if self.kind is not Kind.POW2:
             raise ValueError(f"{self.name} is not a power-of-two type")
         return (1 << (self.bits - 1)) - 2
 
     @property
-    def min(self) -> int:
+    def min(self) -> builtins.int:
         if self.kind in (Kind.BIPOLAR, Kind.TERNARY):
             return -1
         if self.kind is Kind.POW2:
@@ -159,7 +164,7 @@ class DataType:
         return 0 if self.kind is Kind.UINT else -(1 << (self.bits - 1))
 
     @property
-    def max(self) -> int:
+    def max(self) -> builtins.int:
         if self.kind in (Kind.BIPOLAR, Kind.TERNARY):
             return 1
         if self.kind is Kind.POW2:
@@ -167,7 +172,7 @@ class DataType:
         return (1 << self.bits) - 1 if self.kind is Kind.UINT else (1 << (self.bits - 1)) - 1
 
     @property
-    def stored_range(self) -> tuple[int, int]:
+    def stored_range(self) -> tuple[builtins.int, builtins.int]:
         """``(lo, hi)`` of the stored integers: ``(0, 1)`` for ``BIPOLAR`` (bits), else
         ``(min, max)``. Every integer in between is a stored value, except that ``POW2`` types hold
         only ``0`` and ``+-2^j``."""

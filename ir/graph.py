@@ -11,8 +11,8 @@ A graph is a chain of nodes from an integer input tensor to integer class scores
 * :class:`MaxPool` — max-pool of ``BIPOLAR`` or unsigned activations (OR on bits).
 * :class:`GlobalAccPool` — the exact sum over all pixels, ``(C,)``.
 
-Weight types (``weight_dtype``): ``BIPOLAR`` weights are stored as bits (1 = +1, 0 = -1); ``TERNARY``,
-``POW2_b`` and ``INTk`` weights are stored as the signed integers they stand for.
+Weight types (``weight_dtype``): ``BIPOLAR`` weights are stored as bits (1 = +1, 0 = -1);
+``TERNARY``, ``POW2_b`` and ``INTk`` weights are stored as the signed integers they stand for.
 
 Accumulator semantics (``ARITHMETIC.md`` sections 1 to 5):
 
@@ -33,6 +33,7 @@ import os
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -64,7 +65,8 @@ FORMAT_VERSION = 2
 
 
 def values(x: np.ndarray, dtype: DataType) -> np.ndarray:
-    """The integer values of stored data: bipolar bits ``b`` become ``2b - 1``; others are unchanged."""
+    """The integer values of stored data: bipolar bits ``b`` become ``2b - 1``; others are
+    unchanged."""
     x = np.asarray(x).astype(np.int64)
     return 2 * x - 1 if dtype.kind is Kind.BIPOLAR else x
 
@@ -75,7 +77,8 @@ def _dtype_range(dtype: DataType) -> tuple[int, int]:
 
 @dataclass(frozen=True, eq=False)
 class MatMulThreshold:
-    """``out = threshold(W x)`` with integer weights ``W`` of shape ``(MH, MW)`` and type ``weight_dtype``."""
+    """``out = threshold(W x)`` with integer weights ``W`` of shape ``(MH, MW)`` and type
+    ``weight_dtype``."""
 
     name: str
     input_dtype: DataType
@@ -107,7 +110,8 @@ class MatMulThreshold:
             what = (
                 "bits (1 = +1, 0 = -1)"
                 if self.weight_dtype is BIPOLAR
-                else f"values of {self.weight_dtype} in [{self.weight_dtype.min}, {self.weight_dtype.max}]"
+                else f"values of {self.weight_dtype} in "
+                f"[{self.weight_dtype.min}, {self.weight_dtype.max}]"
                 + (" (0 or +-2^j)" if self.weight_dtype.kind is Kind.POW2 else "")
             )
             raise ValueError(f"node {self.name!r}: weights must be {what}")
@@ -118,8 +122,8 @@ class MatMulThreshold:
             t = np.asarray(self.thresholds)
             if t.dtype.kind not in "iu" or t.ndim != 2 or t.shape[0] != w.shape[0]:
                 raise ValueError(
-                    f"node {self.name!r}: thresholds must be integers of shape (MH={w.shape[0]}, k), "
-                    f"not {t.dtype} {t.shape}"
+                    f"node {self.name!r}: thresholds must be integers of shape "
+                    f"(MH={w.shape[0]}, k), not {t.dtype} {t.shape}"
                 )
             t = t.astype(np.int64)
             if (np.diff(t, axis=1) < 0).any():
@@ -129,8 +133,8 @@ class MatMulThreshold:
             lo, hi = self.acc_range
             if t.size and (t.min() < lo or t.max() > hi + 1):
                 raise ValueError(
-                    f"node {self.name!r}: thresholds must lie in the accumulator range [{lo}, {hi + 1}], "
-                    f"found [{t.min()}, {t.max()}]"
+                    f"node {self.name!r}: thresholds must lie in the accumulator range "
+                    f"[{lo}, {hi + 1}], found [{t.min()}, {t.max()}]"
                 )
             expected = (
                 BIPOLAR if t.shape[1] == 1 else DataType.uint((t.shape[1] + 1).bit_length() - 1)
@@ -180,7 +184,8 @@ class MatMulThreshold:
 
     @property
     def acc_range(self) -> tuple[int, int]:
-        """Exact range of the accumulator over all inputs of ``input_dtype`` and weights of ``weight_dtype``."""
+        """Exact range of the accumulator over all inputs of ``input_dtype`` and weights of
+        ``weight_dtype``."""
         if self.xnor:
             return 0, self.mw
         xl, xh = _dtype_range(self.input_dtype)
@@ -261,7 +266,8 @@ def _check_image(node, shape) -> None:
 
 @dataclass(frozen=True, eq=False)
 class SlidingWindow:
-    """Convolution windows of an image ``(H, W, C)``: ``(OH, OW, K * K * C)`` in ``(ky, kx, c)`` order.
+    """Convolution windows of an image ``(H, W, C)``: ``(OH, OW, K * K * C)`` in ``(ky, kx, c)``
+    order.
 
     ``pad_value`` is a stored value of the input type (a bit for ``BIPOLAR`` inputs).
     """
@@ -305,7 +311,8 @@ class SlidingWindow:
 
 @dataclass(frozen=True, eq=False)
 class MaxPool:
-    """Max-pool over ``kernel x kernel`` windows (stride ``kernel`` by default) of bits or unsigned values."""
+    """Max-pool over ``kernel x kernel`` windows (stride ``kernel`` by default) of bits or unsigned
+    values."""
 
     name: str
     kernel: int
@@ -340,7 +347,8 @@ class MaxPool:
 
 @dataclass(frozen=True, eq=False)
 class GlobalAccPool:
-    """Global accumulate-pool: the exact sum of each channel over all pixels (values; bits are +-1)."""
+    """Global accumulate-pool: the exact sum of each channel over all pixels (values; bits are
+    +-1)."""
 
     name: str
     input_dtype: DataType
@@ -367,16 +375,22 @@ _OPS = {cls.__name__: cls for cls in (MatMulThreshold, SlidingWindow, MaxPool, G
 
 @dataclass(frozen=True, eq=False)
 class IntegerGraph:
-    """A chain of nodes from an integer input tensor to the class scores of a :class:`MatMulThreshold`.
+    """A chain of nodes from an integer input tensor to the class scores of a
+    :class:`MatMulThreshold`.
 
-    ``input_shape`` defaults to ``(MW,)`` of the first node; images are ``(H, W, C)``. Inputs may be
-    given as ``(B, *input_shape)`` or flattened row-major, channels last, as ``(B, input_size)``: the
-    order in which the hardware streams them.
+    ``input_shape`` defaults to ``(MW,)`` of the first node; images are ``(H, W, C)``. Inputs may
+    be given as ``(B, *input_shape)`` or flattened row-major, channels last, as
+    ``(B, input_size)``: the order in which the hardware streams them.
     """
 
     input_dtype: DataType
     nodes: tuple
     input_shape: tuple[int, ...] | None = None
+
+    if TYPE_CHECKING:
+        # output shape of every node, set by __post_init__ (not a dataclass field)
+        @property
+        def _shapes(self) -> tuple[tuple[int, ...], ...]: ...
 
     def __post_init__(self):
         nodes = tuple(self.nodes)
@@ -416,8 +430,15 @@ class IntegerGraph:
             raise ValueError("only the last node may emit scores")
 
     @property
+    def _in_shape(self) -> tuple[int, ...]:
+        """``input_shape``, which ``__post_init__`` always sets (``None`` only as an argument)."""
+        shape = self.input_shape
+        assert shape is not None
+        return shape
+
+    @property
     def input_size(self) -> int:
-        return math.prod(self.input_shape)
+        return math.prod(self._in_shape)
 
     @property
     def classes(self) -> int:
@@ -430,27 +451,25 @@ class IntegerGraph:
     @property
     def is_mlp(self) -> bool:
         """True for a chain of fully connected :class:`MatMulThreshold` nodes on a vector input."""
-        return len(self.input_shape) == 1 and all(
-            isinstance(n, MatMulThreshold) for n in self.nodes
-        )
+        return len(self._in_shape) == 1 and all(isinstance(n, MatMulThreshold) for n in self.nodes)
 
     def output_shape(self, index: int) -> tuple[int, ...]:
         """Shape (without the batch axis) of the output of node ``index``."""
         return self._shapes[index]
 
     def input_shape_of(self, index: int) -> tuple[int, ...]:
-        return self.input_shape if index == 0 else self._shapes[index - 1]
+        return self._in_shape if index == 0 else self._shapes[index - 1]
 
     def check_input(self, x: np.ndarray) -> np.ndarray:
         x = np.asarray(x)
         if x.dtype.kind not in "biu":
             raise TypeError(f"input must be an integer array, not {x.dtype}")
         if x.ndim == 2 and x.shape[1] == self.input_size:
-            x = x.reshape((x.shape[0],) + self.input_shape)
-        if x.shape[1:] != self.input_shape:
+            x = x.reshape((x.shape[0],) + self._in_shape)
+        if x.shape[1:] != self._in_shape:
             raise ValueError(
                 f"input must have shape (B, {self.input_size}) or (B, "
-                f"{', '.join(map(str, self.input_shape))}), not {x.shape}"
+                f"{', '.join(map(str, self._in_shape))}), not {x.shape}"
             )
         lo, hi = self.input_dtype.stored_range
         if x.size and (x.min() < lo or x.max() > hi):
@@ -483,7 +502,7 @@ class IntegerGraph:
             "format": "lowbit-integer-graph",
             "version": FORMAT_VERSION,
             "input_dtype": self.input_dtype.name,
-            "input_shape": list(self.input_shape),
+            "input_shape": list(self._in_shape),
             "nodes": [{"op": type(n).__name__, "name": n.name, **n._meta()} for n in self.nodes],
         }
         arrays = {"header": np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)}
@@ -492,7 +511,11 @@ class IntegerGraph:
                 arrays[f"weights_{i}"] = n.weights
                 if n.thresholds is not None:
                     arrays[f"thresholds_{i}"] = n.thresholds
-        return atomic_write(path, lambda f: np.savez_compressed(f, **arrays))
+        # numpy's stub lets the array names of **arrays also match its allow_pickle: bool
+        return atomic_write(
+            path,
+            lambda f: np.savez_compressed(f, **arrays),  # type: ignore[arg-type]
+        )
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "IntegerGraph":

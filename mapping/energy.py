@@ -101,11 +101,13 @@ class EnergyReport:
 def energy_per_inference(
     graph: IntegerGraph, *, off_chip: frozenset[str] | set[str] = frozenset()
 ) -> EnergyReport:
-    """The modelled energy of one inference of ``graph``; ``off_chip`` names layers whose weights sit in DRAM."""
+    """The modelled energy of one inference of ``graph``; ``off_chip`` names layers whose weights
+    sit in DRAM."""
     unknown = set(off_chip) - {n.name for n in graph.matmuls}
     if unknown:
         raise ValueError(
-            f"off_chip names layers that are not MatMulThreshold nodes of the graph: {sorted(unknown)}"
+            "off_chip names layers that are not MatMulThreshold nodes of the graph: "
+            f"{sorted(unknown)}"
         )
     e = ENERGY_PJ
     layers = []

@@ -3,11 +3,12 @@ published foldings (``BNN_PYNQ_FOLDING.md``).
 
 * **CNV** (CIFAR-10 shape, ``32 x 32 x 3`` ``UINT8`` pixels): six 3x3 convolutions without padding
   (64, 64, pool, 128, 128, pool, 256, 256 channels; the last one, on a 3 x 3 image, is the same
-  arithmetic as a product on the flattened image in ``(y, x, c)`` = ``(ky, kx, c)`` order, so it takes
-  the image stream directly and needs no window generator), then fully connected 256 -> 512 -> 512 -> 64
-  scores (BNN-PYNQ pads the 10 classes to 64 rows; the first 10 are the classes). W1A1: bipolar
-  weights and activations, the first layer 8-bit pixels x bipolar weights. W2A2: ``INT2`` weights
-  and ``UINT2`` activations (3 thresholds per channel), the first layer 8-bit pixels x ``INT2``.
+  arithmetic as a product on the flattened image in ``(y, x, c)`` = ``(ky, kx, c)`` order, so it
+  takes the image stream directly and needs no window generator), then fully connected
+  256 -> 512 -> 512 -> 64 scores (BNN-PYNQ pads the 10 classes to 64 rows; the first 10 are the
+  classes). W1A1: bipolar weights and activations, the first layer 8-bit pixels x bipolar weights.
+  W2A2: ``INT2`` weights and ``UINT2`` activations (3 thresholds per channel), the first layer
+  8-bit pixels x ``INT2``.
 * **LFC-W1A1** (MNIST): 832 bipolar inputs (28 x 28 binarised pixels padded to 832), three hidden
   layers of 1024 and 64 scores.
 
@@ -60,7 +61,8 @@ class ZooModel:
 
 
 def _calibrate(rng, acc: np.ndarray, k: int, lo: int, hi: int) -> np.ndarray:
-    """``(MH, k)`` sorted thresholds from per-channel quantiles of accumulator samples ``(N, MH)``."""
+    """``(MH, k)`` sorted thresholds from per-channel quantiles of accumulator samples
+    ``(N, MH)``."""
     q = np.sort(rng.uniform(0.15, 0.85, size=(acc.shape[1], k)), axis=1)
     t = np.empty((acc.shape[1], k), dtype=np.int64)
     for c in range(acc.shape[1]):
@@ -85,8 +87,9 @@ def _assemble(
     thresholds: Sequence[np.ndarray | None] | None,
     calibration_images: int,
 ) -> IntegerGraph:
-    """Build a graph from ``plan``: nodes, or ``("mm", name, in_dtype, w_dtype, mh, n_thresholds[, "flat"])``
-    (``"flat"``: the product takes the whole image as one vector)."""
+    """Build a graph from ``plan``: nodes, or
+    ``("mm", name, in_dtype, w_dtype, mh, n_thresholds[, "flat"])`` (``"flat"``: the product takes
+    the whole image as one vector)."""
     rng = np.random.default_rng(seed)
     n_mm = sum(1 for p in plan if isinstance(p, tuple))
     for what, given in (("weights", weights), ("thresholds", thresholds)):
@@ -192,7 +195,8 @@ def lfc(
     calibration_images: int = 64,
     inputs: int = 832,
 ) -> IntegerGraph:
-    """BNN-PYNQ's LFC-W1A1: ``inputs`` bipolar pixels (832, or 784 unpadded), 3 x 1024, 64 scores."""
+    """BNN-PYNQ's LFC-W1A1: ``inputs`` bipolar pixels (832, or 784 unpadded), 3 x 1024, 64
+    scores."""
     h = _scaled(1024, width)
     plan = [
         ("mm", "L0", BIPOLAR, BIPOLAR, h, 1),
@@ -215,7 +219,8 @@ def lfc(
 def build(
     name: str, *, seed: int = 0, width: float = 1.0, weights=None, thresholds=None
 ) -> ZooModel:
-    """The built-in model ``name`` (one of :data:`ZOO`) with its published folding (scaled by ``width``).
+    """The built-in model ``name`` (one of :data:`ZOO`) with its published folding (scaled by
+    ``width``).
 
     ``weights`` / ``thresholds``: one array per matrix product (``None`` entries in ``thresholds``
     are calibrated); by default random from ``seed``.
@@ -250,8 +255,8 @@ def _largest_divisor(n: int, at_most: int) -> int:
 
 
 def _fit_folding(graph: IntegerGraph, folding) -> tuple[tuple[int, int], ...]:
-    """The published folding shrunk to a scaled-down graph: the largest divisors not above it (of the
-    input channels for a convolution, of ``MW`` otherwise, and of ``MH``)."""
+    """The published folding shrunk to a scaled-down graph: the largest divisors not above it (of
+    the input channels for a convolution, of ``MW`` otherwise, and of ``MH``)."""
     out = []
     for (simd, pe), node in zip(folding, graph.matmuls):
         k = graph.nodes.index(node)

@@ -2,8 +2,8 @@
 
 One *lane* computes the dot product of ``SIMD`` inputs with ``SIMD`` weights (one output channel,
 one synapse fold) as a combinational :class:`~amaranth.hdl.Value`; :func:`lane_dot` builds it for
-each MAC kind of :class:`~lowbit.hw.mvtu.spec.MVTUSpec` (the bit-serial step is one :func:`popcount` of
-``AND(x_plane, w_plane)``, in :mod:`lowbit.hw.mvtu.unit`).
+each MAC kind of :class:`~lowbit.hw.mvtu.spec.MVTUSpec` (the bit-serial step is one
+:func:`popcount` of ``AND(x_plane, w_plane)``, in :mod:`lowbit.hw.mvtu.unit`).
 
 Popcount (:func:`popcount`) is built for 6-input LUTs instead of as an adder tree of single bits
 (which synthesis maps to carry chains, about 2 LUTs per input bit plus the carry cells):
@@ -114,7 +114,7 @@ def popcount(m: Module, bits: list[Value], *, fanin: int = 1, name: str = "pc") 
             nxt.setdefault(weight, []).extend(col[k:])
         columns = nxt
     top = max(columns)
-    rows = [[], []]
+    rows: list[list[Value]] = [[], []]
     for weight in range(top + 1):
         col = columns.get(weight, [])
         for r in range(2):
@@ -137,8 +137,8 @@ def _negatable(v: Value, negative: Value, zero: Value | None = None) -> tuple[Va
     """``(t, c)`` with ``t + c == (0 if zero else -v if negative else v)``.
 
     Two's complement negation is inversion plus one: the inversion is an XOR that folds into the
-    adder tree's LUTs, and the ``+ 1`` bits ``c`` of all terms are summed once by a popcount, instead
-    of one carry chain per negated term.
+    adder tree's LUTs, and the ``+ 1`` bits ``c`` of all terms are summed once by a popcount,
+    instead of one carry chain per negated term.
     """
     v = _signed(v)
     t = Mux(negative, ~v, v)
@@ -167,7 +167,8 @@ def _pow2_term(x: Value, code: Value, bits: int, bipolar_input: bool) -> tuple[V
 def lane_dot(
     m: Module, spec, x: list[Value], lane: Value, name: str = "lane", shared: dict | None = None
 ) -> Value:
-    """One lane's parallel dot product of inputs ``x`` (``SIMD`` stored elements) and its weight bits.
+    """One lane's parallel dot product of inputs ``x`` (``SIMD`` stored elements) and its weight
+    bits.
 
     ``lane`` holds ``SIMD * spec.weight_bits`` bits laid out as :meth:`MVTUSpec.encode_lane`. The
     result is the accumulator contribution: a popcount for :attr:`MacKind.XNOR`, else the exact sum

@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 
@@ -68,7 +68,8 @@ MAC_KINDS = tuple(MacKind)
 
 
 def streams_weights(spec) -> bool:
-    """Whether ``spec`` (any unit spec) reads its weights from a DDR stream (``weight_ram="external"``)."""
+    """Whether ``spec`` (any unit spec) reads its weights from a DDR stream
+    (``weight_ram="external"``)."""
     return isinstance(spec, MVTUSpec) and spec.weight_ram == "external"
 
 
@@ -78,7 +79,8 @@ def divisors(n: int) -> list[int]:
 
 
 def _bit_planes(dtype) -> tuple[tuple[int | None, int], ...]:
-    """``(bit, coefficient)`` of each bit-plane of stored values of ``dtype``; bit ``None`` is all ones.
+    """``(bit, coefficient)`` of each bit-plane of stored values of ``dtype``; bit ``None`` is all
+    ones.
 
     The value of an element is ``sum(coef * plane)``: two's complement for signed types, ``2b - 1``
     for a bipolar bit ``b``.
@@ -98,8 +100,20 @@ def _twos_complement_bits(dtype) -> int:
 
 
 class NodeShape:
-    """``mw``, ``mh``, ``in_bits`` and ``out_bits`` of a spec's matrix-product ``node`` (shared by the
-    MVTU and the sparse layer)."""
+    """``mw``, ``mh``, ``in_bits`` and ``out_bits`` of a spec's matrix-product ``node`` (shared by
+    the MVTU and the sparse layer)."""
+
+    if TYPE_CHECKING:
+        # provided by each subclass, as a dataclass field or a property
+
+        @property
+        def node(self) -> MatMulThreshold: ...
+
+        @property
+        def pe(self) -> int: ...
+
+        @property
+        def simd(self) -> int: ...
 
     @property
     def mw(self) -> int:
@@ -228,9 +242,10 @@ class MVTUSpec(NodeShape):
 
     @property
     def weight_bits(self) -> int:
-        """Stored bits per weight: 1 (bipolar), 2 (ternary ``nz``, ``pos``), ``b`` (a ``POW2_b`` code:
-        exponent code in the low ``b - 1`` bits, ``0`` for a zero weight, ``j + 1`` for ``+-2^j``; sign
-        on top), ``k`` (``INTk``); in serial mode two's complement of the weight values."""
+        """Stored bits per weight: 1 (bipolar), 2 (ternary ``nz``, ``pos``), ``b`` (a ``POW2_b``
+        code: exponent code in the low ``b - 1`` bits, ``0`` for a zero weight, ``j + 1`` for
+        ``+-2^j``; sign on top), ``k`` (``INTk``); in serial mode two's complement of the weight
+        values."""
         wd = self.node.weight_dtype
         if wd.kind is Kind.BIPOLAR:
             return 1
@@ -260,16 +275,16 @@ class MVTUSpec(NodeShape):
         parallel ternary weights, stored as two planes: ``nz`` in bits ``[0, SIMD)``, ``pos`` in
         ``[SIMD, 2 SIMD)``.
         """
-        w = [int(v) for v in w]
+        vals = [int(v) for v in w]
         wd, b = self.node.weight_dtype, self.weight_bits
         if wd.kind is Kind.TERNARY and not self.serial:
-            nz = sum((v != 0) << i for i, v in enumerate(w))
-            pos = sum((v > 0) << i for i, v in enumerate(w))
-            return nz | (pos << len(w))
+            nz = sum((v != 0) << i for i, v in enumerate(vals))
+            pos = sum((v > 0) << i for i, v in enumerate(vals))
+            return nz | (pos << len(vals))
         if wd.kind is Kind.POW2 and not self.serial:
-            codes = [0 if v == 0 else (abs(v).bit_length()) | ((v < 0) << (b - 1)) for v in w]
+            codes = [0 if v == 0 else (abs(v).bit_length()) | ((v < 0) << (b - 1)) for v in vals]
         else:
-            codes = [v & ((1 << b) - 1) for v in w]
+            codes = [v & ((1 << b) - 1) for v in vals]
         return sum(c << (i * b) for i, c in enumerate(codes))
 
     @property
@@ -277,8 +292,9 @@ class MVTUSpec(NodeShape):
         return self.pe * self.simd * self.weight_bits
 
     def weight_image(self, weights: np.ndarray | None = None) -> list[int]:
-        """Word ``nf * SF + sf`` holds, for lane ``p`` (bits ``[p * SIMD * B, ...)``), row ``nf*PE+p``,
-        columns ``sf*SIMD ..``; ``weights`` (stored values, ``(MH, MW)``) defaults to the node's."""
+        """Word ``nf * SF + sf`` holds, for lane ``p`` (bits ``[p * SIMD * B, ...)``), row
+        ``nf*PE+p``, columns ``sf*SIMD ..``; ``weights`` (stored values, ``(MH, MW)``) defaults to
+        the node's."""
         w = self.node.weights if weights is None else np.asarray(weights)
         lane = self.simd * self.weight_bits
         words = []
@@ -319,11 +335,13 @@ class MVTUSpec(NodeShape):
 
     @property
     def weight_stream_bits(self) -> int:
-        """Weight bits the unit reads per vector (streamed from DDR when ``weight_ram="external"``)."""
+        """Weight bits the unit reads per vector (streamed from DDR when
+        ``weight_ram="external"``)."""
         return self.neuron_folds * self.synapse_folds * self.weight_word_bits
 
     def cycles(self) -> int:
-        """Cycles per input vector in steady state: ``NF * SF`` (times ``P_x * P_w`` when serial)."""
+        """Cycles per input vector in steady state: ``NF * SF`` (times ``P_x * P_w`` when
+        serial)."""
         return self.neuron_folds * self.synapse_folds * self.plane_pairs
 
     def resources(self):

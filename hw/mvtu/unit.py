@@ -6,10 +6,11 @@ Structure (one spec, :class:`~lowbit.hw.mvtu.spec.MVTUSpec`):
   ``SIMD`` elements are written into the free bank; a full bank is handed to the compute side, so
   the next vector streams in while the current one is reused for all ``NF = MH / PE`` neuron folds.
 * **compute side** — for each of ``NF * SF`` steps (times ``P`` bit-plane pairs in serial mode),
-  ``PE`` lanes (:mod:`lowbit.hw.mvtu.mac`: XNOR-popcount, add/subtract, ternary, shift-add, multi-bit,
-  or one bit-plane popcount) combine ``SIMD`` inputs with their weights and accumulate. A weight
-  memory of ``NF * SF`` words of ``PE * SIMD * B`` bits (``B`` = ``spec.weight_bits``, placed as
-  ``spec.weight_ram`` says) and a threshold memory of ``NF`` words are initialised at elaboration.
+  ``PE`` lanes (:mod:`lowbit.hw.mvtu.mac`: XNOR-popcount, add/subtract, ternary, shift-add,
+  multi-bit, or one bit-plane popcount) combine ``SIMD`` inputs with their weights and accumulate.
+  A weight memory of ``NF * SF`` words of ``PE * SIMD * B`` bits (``B`` = ``spec.weight_bits``,
+  placed as ``spec.weight_ram`` says) and a threshold memory of ``NF`` words are initialised at
+  elaboration.
 * **output** — after the last synapse fold, each lane's accumulator goes through its
   MultiThreshold (or, without thresholds, becomes the integer score) into the output register:
   one beat of ``PE`` elements per neuron fold, neuron ``nf * PE + p`` in lane ``p``.
@@ -66,8 +67,8 @@ def memory_attrs(placement: str, writable: bool) -> dict[str, str]:
     A writable memory gets ``ram_style = "block" | "distributed"``. A read-only one gets
     ``rom_style = "block"`` or, for LUTs, ``"logic"``: yosys ``synth_xilinx`` stops with "no valid
     mapping found" on ``rom_style = "distributed"`` (7-series LUTRAM needs a write port), while
-    ``"logic"`` builds the ROM from LUTs, which is what Vivado calls a distributed ROM (a Vivado flow
-    would spell it ``"distributed"``).
+    ``"logic"`` builds the ROM from LUTs, which is what Vivado calls a distributed ROM (a Vivado
+    flow would spell it ``"distributed"``).
     """
     if placement == "auto":
         return {}
@@ -77,8 +78,9 @@ def memory_attrs(placement: str, writable: bool) -> dict[str, str]:
 
 
 def matmul_ports(spec) -> dict:
-    """The stream interface of a matrix-product unit (an MVTU, or the sparse layer that stands in for
-    one): ``i`` with ``spec.simd`` input elements per beat, ``o`` with ``spec.pe`` outputs per beat."""
+    """The stream interface of a matrix-product unit (an MVTU, or the sparse layer that stands in
+    for one): ``i`` with ``spec.simd`` input elements per beat, ``o`` with ``spec.pe`` outputs per
+    beat."""
     node = spec.node
     return {
         "i": In(stream.Signature(data.ArrayLayout(element_shape(node.input_dtype), spec.simd))),
@@ -111,8 +113,11 @@ class MatrixVectorThresholdUnit(wiring.Component):
         return self.spec.weight_image()
 
     def threshold_image(self) -> list[int]:
-        """Word ``nf`` holds, for lane ``p``, the thresholds of row ``nf*PE+p`` (``acc_bits`` each)."""
+        """Word ``nf`` holds, for lane ``p``, the thresholds of row ``nf*PE+p`` (``acc_bits``
+        each)."""
         s, t = self.spec, self.spec.node.thresholds
+        if t is None:
+            raise ValueError(f"node {s.node.name!r} has no thresholds")
         return [
             pack_words([v for p in range(s.pe) for v in t[nf * s.pe + p]], s.acc_bits)
             for nf in range(s.neuron_folds)

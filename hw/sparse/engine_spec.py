@@ -155,12 +155,19 @@ class SparseEngineSpec:
         return self.index_bits + self.zero_bits
 
     @property
+    def _capacity(self) -> int:
+        """``capacity``, which ``__post_init__`` always sets (``None`` only as an argument)."""
+        cap = self.capacity
+        assert cap is not None
+        return cap
+
+    @property
     def pointer_bits(self) -> int:
-        return (self.capacity).bit_length()
+        return (self._capacity).bit_length()
 
     @property
     def matrix_words(self) -> int:
-        return -(-self.capacity // self.entries_per_word)
+        return -(-self._capacity // self.entries_per_word)
 
     @property
     def col_bits(self) -> int:
