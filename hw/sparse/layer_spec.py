@@ -37,7 +37,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from ...ir.datatypes import BIPOLAR, DataType, Kind
+from ...ir.datatypes import BIPOLAR, DataType, Kind, signed_bits
 from ...ir.graph import MatMulThreshold
 from ...ir.resources import Resources
 from ...sw_reference.sparse import encode_sparse
@@ -61,10 +61,6 @@ __all__ = [
 MAX_INDEX_BITS = 8
 """Largest codebook index the sparse layer accepts (256 entries, index 0 = zero)."""
 
-
-def _signed_bits(lo: int, hi: int) -> int:
-    """Bits of a two's complement value holding ``[lo, hi]``."""
-    return max((-min(lo, 0) - 1).bit_length(), max(hi, 0).bit_length()) + 1
 
 
 _CACHE: dict[tuple[int, int], tuple] = {}
@@ -228,9 +224,9 @@ class SparseLayerSpec(NodeShape):
             lanes=self.lanes,
             entries_per_word=self.entries_per_word,
             index_bits=index_bits,
-            weight_bits=_signed_bits(int(codebook.min()), int(codebook.max())),
-            act_bits=_signed_bits(in_lo, in_hi),
-            out_bits=_signed_bits(lo, hi),
+            weight_bits=signed_bits(int(codebook.min()), int(codebook.max())),
+            act_bits=signed_bits(in_lo, in_hi),
+            out_bits=signed_bits(lo, hi),
             shift=0,
             relu=False,
             image=image,
@@ -362,8 +358,11 @@ class SparseLayerSpec(NodeShape):
         return SparseLayer(self)
 
     def describe(self) -> str:
+        image = self.engine.image
+        if image is None:  # __post_init__ gives the engine the layer's image
+            raise ValueError(f"node {self.node.name!r}: the sparse engine holds no weight image")
         return (
             f"sparse engine N={self.pes}, lanes={self.lanes}, D={self.depth}, "
-            f"{len(self.engine.image.codebook) - 1}-entry codebook, "
+            f"{len(image.codebook) - 1}-entry codebook, "
             f"weight density {100 * self.weight_density:.1f} %"
         )

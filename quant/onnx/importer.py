@@ -23,7 +23,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from ...ir.datatypes import DataType, Kind
+from ...ir.datatypes import DataType
 from ...ir.graph import IntegerGraph, MatMulThreshold
 from . import ops as onnx_ops
 from . import read
@@ -102,7 +102,6 @@ def graphs_equal(a: IntegerGraph, b: IntegerGraph) -> bool:
 
 # MAC kinds: XNOR-popcount (bipolar x bipolar), ternary (add/subtract/skip: ternary weights, or
 # bipolar weights on integer inputs), shift (power-of-two weights), integer (multiplications).
-_KIND = {Kind.BIPOLAR: "ternary", Kind.TERNARY: "ternary", Kind.POW2: "shift", Kind.INT: "integer"}
 
 
 def layer_table(graph: IntegerGraph, origins: dict | None = None) -> list[dict]:
