@@ -369,7 +369,8 @@ def train_binary_mlp(
     """
     from threadpoolctl import threadpool_limits
 
-    # Small matrices: one BLAS thread is as fast on an idle machine and many times faster on a busy one.
+    # Small matrices: one BLAS thread is as fast on an idle machine and many times faster on a busy
+    # one.
     with threadpool_limits(limits=1, user_api="blas"):
         return _train_binary_mlp(x_train, y_train, config, input_dtype, progress)
 
@@ -429,23 +430,26 @@ def _train_binary_mlp(x_train, y_train, config, input_dtype, progress) -> Binary
             logits -= logits.max(axis=1, keepdims=True)
             logp = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
             loss_sum += -(tb * logp).sum()
-            # Backward.
+            # Backward: the gradients are collected from the last layer down, then put in layer
+            # order.
             dy = (np.exp(logp) - tb) * (scale / bsz)
-            gw = [None] * layers
-            gg = [None] * (layers - 1)
-            gb = [None] * (layers - 1)
-            gw[-1] = dy.T @ h
+            gw: list[np.ndarray] = [dy.T @ h]
+            gg: list[np.ndarray] = []
+            gb: list[np.ndarray] = []
             dh = dy @ wbs[-1]
             for i in reversed(range(layers - 1)):
                 h_in, yhat, sigma, z = cache[i]
                 dz = dh * (np.abs(z) <= 1)  # straight-through hardtanh
-                gg[i] = (dz * yhat).sum(axis=0)
-                gb[i] = dz.sum(axis=0)
+                gg.append((dz * yhat).sum(axis=0))
+                gb.append(dz.sum(axis=0))
                 dyhat = dz * gammas[i]
                 dyv = (dyhat - dyhat.mean(axis=0) - yhat * (dyhat * yhat).mean(axis=0)) / sigma
-                gw[i] = dyv.T @ h_in
+                gw.append(dyv.T @ h_in)
                 if i:
                     dh = dyv @ wbs[i]
+            gw.reverse()
+            gg.reverse()
+            gb.reverse()
             for w, g in zip(weights, gw):
                 g *= np.abs(w) <= 1  # straight-through sign, gated
             cosine = 0.5 * (1 + math.cos(math.pi * step / total_steps))

@@ -14,7 +14,7 @@ import logging
 import math
 import numbers
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 
@@ -61,15 +61,15 @@ def _is_int(v) -> bool:
 class ZooConfig:
     """Everything :func:`train_zoo` needs besides the data.
 
-    ``weights``/``acts`` use the CLI syntax (``"ternary"``, ``"log2:4"``, ``"int:2"``); ``first_bits``
-    and ``last_bits`` (default 8) give the first and last layers ``int:B`` weights when the scheme is
-    quantized (``None``: the scheme everywhere). ``prune`` is the final sparsity of every layer but
-    the last, reached along the cubic schedule between ``prune_start`` and ``prune_end`` (fractions
-    of the training steps) and kept while fine-tuning; ``prune_mode`` is ``"layer"`` or ``"global"``.
-    ``share`` (``K``) replaces each layer's weights by ``K`` shared values (index 0 = zero), whose
-    centroids are fine-tuned for ``share_epochs``. ``blas_threads`` limits BLAS threads while
-    training (``None``: no limit); the matrices are small, and on a shared machine one thread is
-    often many times faster than an oversubscribed pool.
+    ``weights``/``acts`` use the CLI syntax (``"ternary"``, ``"log2:4"``, ``"int:2"``);
+    ``first_bits`` and ``last_bits`` (default 8) give the first and last layers ``int:B`` weights
+    when the scheme is quantized (``None``: the scheme everywhere). ``prune`` is the final sparsity
+    of every layer but the last, reached along the cubic schedule between ``prune_start`` and
+    ``prune_end`` (fractions of the training steps) and kept while fine-tuning; ``prune_mode`` is
+    ``"layer"`` or ``"global"``. ``share`` (``K``) replaces each layer's weights by ``K`` shared
+    values (index 0 = zero), whose centroids are fine-tuned for ``share_epochs``. ``blas_threads``
+    limits BLAS threads while training (``None``: no limit); the matrices are small, and on a shared
+    machine one thread is often many times faster than an oversubscribed pool.
     """
 
     arch: str = "mlp:256,256"
@@ -154,7 +154,7 @@ def _weights_and_grad(net: ZooNet, i: int, ste: str, rng: np.random.Generator | 
         pos, neg = codes > 0, codes < 0
         wp, wn = float(net.params[f"wp{i}"][0]), float(net.params[f"wn{i}"][0])
 
-        def grad(g):
+        def ttq_grad(g):
             gw = g * np.where(pos, wp, np.where(neg, wn, 1.0))
             return {
                 f"W{i}": gw if mask is None else gw * mask,
@@ -162,7 +162,7 @@ def _weights_and_grad(net: ZooNet, i: int, ste: str, rng: np.random.Generator | 
                 f"wn{i}": np.array([-(g * neg).sum()]),
             }
 
-        return wv, grad
+        return wv, ttq_grad
 
     def grad(g):
         if spec.kind in ("binary", "bc") and ste == "gate":
@@ -172,6 +172,20 @@ def _weights_and_grad(net: ZooNet, i: int, ste: str, rng: np.random.Generator | 
         return {f"W{i}": g if mask is None else g * mask}
 
     return wv, grad
+
+
+# One layer's training-mode forward state: input columns, input shape, forward weights, the map
+# from their gradient to parameter gradients, then the pre-activation, the batch-norm cache and the
+# max-pool cache (None for the last layer; the pool cache also None without a pool).
+_LayerCache = tuple[
+    np.ndarray,
+    tuple[Any, ...],  # an ndarray shape, as numpy types it
+    np.ndarray,
+    Callable[[np.ndarray], dict[str, np.ndarray]],
+    np.ndarray | None,
+    tuple | None,
+    tuple | None,
+]
 
 
 def _act_grad(net: ZooNet, z: np.ndarray, ste: str) -> np.ndarray:
@@ -191,8 +205,10 @@ def _train_step(
     bn_momentum: float | None,
     rng: np.random.Generator | None = None,
 ):
-    """One forward/backward pass in training mode; returns ``(loss, grads)``. Updates BN statistics."""
-    caches, h = [], x
+    """One forward/backward pass in training mode; returns ``(loss, grads)``. Updates BN
+    statistics."""
+    caches: list[_LayerCache] = []
+    h = x
     n = net.n_layers
     for i, L in enumerate(net.layers):
         wv, wgrad = _weights_and_grad(net, i, ste, rng)
@@ -234,6 +250,7 @@ def _train_step(
         L = net.layers[i]
         cols, in_shape, wv, wgrad, z, bnc, pc = caches[i]
         if i < n - 1:
+            assert z is not None  # every layer but the last caches its batch-norm pass
             da = dy
             if pc is not None:
                 da = maxpool_backward(da, pc)
@@ -275,8 +292,9 @@ def _eval_layer(net: ZooNet, i: int, h: np.ndarray) -> tuple[np.ndarray, np.ndar
 
 
 def recalibrate_bn(net: ZooNet, x: np.ndarray, *, chunk: int = 256) -> None:
-    """Set every batch-norm's statistics to the exact mean and (biased) variance over ``x``, layer by
-    layer in network order, evaluating the earlier layers with their new statistics (in chunks)."""
+    """Set every batch-norm's statistics to the exact mean and (biased) variance over ``x``, layer
+    by layer in network order, evaluating the earlier layers with their new statistics (in
+    chunks)."""
     for i in range(net.n_layers - 1):
         s1 = s2 = 0.0
         count = 0
@@ -315,7 +333,7 @@ def _inq_freeze(net: ZooNet, fraction: float) -> None:
             continue
         w = net.params[f"W{i}"]
         if f"inq_scale{i}" not in net.state:
-            n1, n2 = Q.inq_levels(float(np.abs(w).max()), spec.bits)
+            n1, n2 = Q.inq_levels(float(np.abs(w).max()), spec.bit_width)
             net.state[f"inq_s{i}"] = float(np.abs(w).max())
             net.state[f"inq_scale{i}"] = 2.0**n2
             net.state[f"inq_frozen{i}"] = np.zeros(w.shape, dtype=bool)
@@ -328,7 +346,7 @@ def _inq_freeze(net: ZooNet, fraction: float) -> None:
         new = np.zeros(w.size, dtype=bool)
         new[order[:k]] = True
         new = new.reshape(w.shape) & ~frozen
-        q = Q.inq_quantize(w, spec.bits, s=net.state[f"inq_s{i}"])
+        q = Q.inq_quantize(w, spec.bit_width, s=net.state[f"inq_s{i}"])
         net.state[f"inq_codes{i}"] = np.where(new, q.codes, net.state[f"inq_codes{i}"])
         net.state[f"inq_frozen{i}"] = frozen | new
 
@@ -357,13 +375,18 @@ def train_zoo(
 def _train_zoo(data: Dataset, config: ZooConfig, progress) -> ZooNet:
     rng = np.random.default_rng(config.seed)
     layers = parse_arch(config.arch, data.classes)
-    if config.arch == "cnv-small" and data.image_shape is None:
-        raise LowbitError("cnv-small needs image data (digits, mnist5k, idx or cifar10)")
-    input_shape = data.image_shape if layers[0].kind == "conv" else (data.features,)
+    input_shape: tuple[int, ...]
+    if layers[0].kind == "conv":  # cnv-small, the one convolutional arch
+        if data.image_shape is None:
+            raise LowbitError("cnv-small needs image data (digits, mnist5k, idx or cifar10)")
+        input_shape = data.image_shape
+    else:
+        input_shape = (data.features,)
     wspec, aspec = WeightSpec.parse(config.weights), ActSpec.parse(config.acts)
     if config.prune and wspec.kind in ("binary", "bc") and config.share is None:
         raise LowbitError(
-            "pruning needs weights with a zero code (not binary): use ternary, ttq, log2, int or float"
+            "pruning needs weights with a zero code (not binary): "
+            "use ternary, ttq, log2, int or float"
         )
     net = init_net(
         layers,
@@ -476,7 +499,7 @@ def _train_zoo(data: Dataset, config: ZooConfig, progress) -> ZooNet:
     return net
 
 
-# -- reports ----------------------------------------------------------------------------------------
+# -- reports ---------------------------------------------------------------------------------------
 
 
 def weight_memory_bits(net: ZooNet) -> int:
@@ -513,6 +536,7 @@ def op_counts(net: ZooNet) -> dict[str, int]:
         else:
             uses = nz
         binary_in = i > 0 and net.acts.kind == "binary"
+        dtype: DataType | None
         if f"share_idx{i}" in net.state:  # shared weights export as INTk codebook entries
             dtype = DataType.int(net.state[f"share_bits{i}"])
         else:

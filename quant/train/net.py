@@ -67,9 +67,9 @@ _WEIGHT_KINDS = ("float", "binary", "bc", "ternary", "ttq", "log2", "inq", "int"
 
 @dataclass(frozen=True)
 class WeightSpec:
-    """A weight quantizer: ``float``, ``binary`` (XNOR-Net scale), ``bc`` (stochastic BinaryConnect in
-    training, ``sign`` in evaluation, no scale), ``ternary`` (TWN), ``ttq``, ``log2:B`` (LogQuant),
-    ``inq:B``, ``int:B`` (symmetric max-abs) or ``dorefa:B``."""
+    """A weight quantizer: ``float``, ``binary`` (XNOR-Net scale), ``bc`` (stochastic BinaryConnect
+    in training, ``sign`` in evaluation, no scale), ``ternary`` (TWN), ``ttq``, ``log2:B``
+    (LogQuant), ``inq:B``, ``int:B`` (symmetric max-abs) or ``dorefa:B``."""
 
     kind: str
     bits: int | None = None
@@ -101,10 +101,17 @@ class WeightSpec:
         return self.kind if self.bits is None else f"{self.kind}:{self.bits}"
 
     @property
+    def bit_width(self) -> int:
+        """``bits`` of a kind that takes one (``log2``, ``inq``, ``int``, ``dorefa``)."""
+        if self.bits is None:
+            raise ValueError(f"{self.kind} weights take no bit width")
+        return self.bits
+
+    @property
     def storage_bits(self) -> int:
         """Bits per stored weight (``dorefa:B`` stores ``B + 1``-bit odd codes; float: 32)."""
         return {"float": 32, "binary": 1, "bc": 1, "ternary": 2, "ttq": 2}.get(self.kind) or (
-            self.bits + 1 if self.kind == "dorefa" else self.bits
+            self.bit_width + 1 if self.kind == "dorefa" else self.bit_width
         )
 
     @property
@@ -126,13 +133,14 @@ class WeightSpec:
         if k == "ttq":
             return DataType.int(4)
         if k in ("log2", "inq"):
-            return DataType.pow2(self.bits)
-        return DataType.int(self.bits + 1 if k == "dorefa" else self.bits)
+            return DataType.pow2(self.bit_width)
+        return DataType.int(self.bit_width + 1 if k == "dorefa" else self.bit_width)
 
 
 @dataclass(frozen=True)
 class ActSpec:
-    """An activation: ``float`` (ReLU), ``binary`` (``sign``) or ``int:B`` (DoReFa unsigned B-bit)."""
+    """An activation: ``float`` (ReLU), ``binary`` (``sign``) or ``int:B`` (DoReFa unsigned
+    B-bit)."""
 
     kind: str
     bits: int | None = None
@@ -159,6 +167,13 @@ class ActSpec:
         return self.kind if self.bits is None else f"{self.kind}:{self.bits}"
 
     @property
+    def bit_width(self) -> int:
+        """``bits`` of ``int`` activations (the only kind that takes one)."""
+        if self.bits is None:
+            raise ValueError(f"{self.kind} activations take no bit width")
+        return self.bits
+
+    @property
     def quantized(self) -> bool:
         return self.kind != "float"
 
@@ -167,16 +182,18 @@ class ActSpec:
         if self.kind == "binary":
             return BIPOLAR
         if self.kind == "int":
-            return DataType.uint(self.bits)
+            return DataType.uint(self.bit_width)
         raise ValueError("float activations have no integer data type")
 
     @property
     def n(self) -> int:
-        """Value of one level step's reciprocal: values are ``level / n`` (``n = 2^B - 1``); 1 for binary."""
-        return (1 << self.bits) - 1 if self.kind == "int" else 1
+        """Value of one level step's reciprocal: values are ``level / n`` (``n = 2^B - 1``); 1 for
+        binary."""
+        return (1 << self.bit_width) - 1 if self.kind == "int" else 1
 
     def decision_points(self) -> list:
-        """The ``t_i`` with ``level = sum_i [z >= t_i]``: ``[0]`` for sign, ``(i - 1/2) / n`` for int."""
+        """The ``t_i`` with ``level = sum_i [z >= t_i]``: ``[0]`` for sign, ``(i - 1/2) / n`` for
+        int."""
         if self.kind == "binary":
             return [Fraction(0)]
         return [Fraction(2 * i - 1, 2 * self.n) for i in range(1, self.n + 1)]
@@ -184,8 +201,8 @@ class ActSpec:
 
 @dataclass(frozen=True)
 class LayerSpec:
-    """A weighted layer: ``fc`` with ``out`` units, or ``conv`` (``kernel``, ``stride``, ``pad``); ``pool``
-    is the max-pool kernel after the activation (0: none)."""
+    """A weighted layer: ``fc`` with ``out`` units, or ``conv`` (``kernel``, ``stride``, ``pad``);
+    ``pool`` is the max-pool kernel after the activation (0: none)."""
 
     kind: str
     out: int
@@ -196,7 +213,8 @@ class LayerSpec:
 
 
 def parse_arch(text: str, classes: int) -> tuple[LayerSpec, ...]:
-    """``mlp:256,256`` (hidden widths) or ``cnv-small`` (conv 16 / pool / conv 32 / pool / fc 64)."""
+    """``mlp:256,256`` (hidden widths) or ``cnv-small`` (conv 16 / pool / conv 32 / pool / fc
+    64)."""
     if text == "cnv-small":
         return (
             LayerSpec("conv", 16, 3, 1, 1, 2),
@@ -215,7 +233,8 @@ def parse_arch(text: str, classes: int) -> tuple[LayerSpec, ...]:
 
 @dataclass(frozen=True, eq=False)
 class LayerFold:
-    """One layer's integer form: stored weights, thresholds (None for the last), channel negation."""
+    """One layer's integer form: stored weights, thresholds (None for the last), channel
+    negation."""
 
     codes: np.ndarray
     weight_dtype: DataType
@@ -230,10 +249,11 @@ class LayerFold:
 class ZooNet:
     """A quantized network: layer specs, per-layer weight quantizers, parameters and state.
 
-    ``params`` holds trainable float64 arrays (``W{i}`` as ``(OC, K*K*IC)``, ``gamma{i}``, ``beta{i}``,
-    ``wp{i}``/``wn{i}`` for TTQ, ``tau``); ``state`` holds the batch-norm statistics ``mean{i}``,
-    ``var{i}``, pruning masks ``mask{i}``, INQ ``inq_frozen{i}``/``inq_codes{i}``/``inq_scale{i}``,
-    and shared-weight ``share_idx{i}``/``share_codebook{i}``.
+    ``params`` holds trainable float64 arrays (``W{i}`` as ``(OC, K*K*IC)``, ``gamma{i}``,
+    ``beta{i}``, ``wp{i}``/``wn{i}`` for TTQ, ``tau``); ``state`` holds the batch-norm statistics
+    ``mean{i}``, ``var{i}``, pruning masks ``mask{i}``, INQ
+    ``inq_frozen{i}``/``inq_codes{i}``/``inq_scale{i}``, and shared-weight
+    ``share_idx{i}``/``share_codebook{i}``.
     """
 
     layers: tuple[LayerSpec, ...]
@@ -259,9 +279,12 @@ class ZooNet:
         return len(self.layers)
 
     def shapes(self) -> list[tuple[tuple[int, ...], tuple[int, ...]]]:
-        """``(input shape, output shape)`` of every layer (after its pool), without the batch axis."""
-        out, shape = [], tuple(self.input_shape)
+        """``(input shape, output shape)`` of every layer (after its pool), without the batch
+        axis."""
+        out: list[tuple[tuple[int, ...], tuple[int, ...]]] = []
+        shape = tuple(self.input_shape)
         for L in self.layers:
+            new: tuple[int, ...]
             if L.kind == "conv":
                 h, w, _ = shape
                 oh, ow = (
@@ -296,11 +319,12 @@ class ZooNet:
     # -- weights ---------------------------------------------------------------------------------
 
     def quantized_weights(self, i: int) -> Q.QuantizedWeights | None:
-        """Layer ``i``'s quantized weights (None for float weights without sharing, or INQ in progress).
+        """Layer ``i``'s quantized weights (None for float weights without sharing, or INQ in
+        progress).
 
-        Pruned weights (``mask{i}``) are zero. Only ``int:B`` (and shared) weights guarantee that every
-        kept weight stays non-zero, so that the zero count equals the pruned count; ternary, TTQ and
-        log2 quantizers zero small weights by design.
+        Pruned weights (``mask{i}``) are zero. Only ``int:B`` (and shared) weights guarantee that
+        every kept weight stays non-zero, so that the zero count equals the pruned count; ternary,
+        TTQ and log2 quantizers zero small weights by design.
         """
         w = self.params[f"W{i}"]
         spec = self.weight_specs[i]
@@ -318,6 +342,9 @@ class ZooNet:
         k = spec.kind
         if k == "float":
             return None
+        dtype = spec.dtype
+        if dtype is None:  # only float weights have no integer type
+            raise AssertionError(k)
         if k == "binary":
             return Q.binary(w, per_channel=per_channel)
         if k == "bc":
@@ -332,10 +359,10 @@ class ZooNet:
             return Q.QuantizedWeights(
                 np.where(codes > 0, p, np.where(codes < 0, -n, 0)),
                 np.full(w.shape[0], s),
-                spec.dtype,
+                dtype,
             )
         if k == "log2":
-            return Q.log_quant(w, spec.bits)
+            return Q.log_quant(w, spec.bit_width)
         if k == "inq":
             frozen = self.state.get(f"inq_frozen{i}")
             if frozen is None or not frozen.all():
@@ -343,12 +370,12 @@ class ZooNet:
             return Q.QuantizedWeights(
                 self.state[f"inq_codes{i}"],
                 np.full(w.shape[0], self.state[f"inq_scale{i}"]),
-                spec.dtype,
+                dtype,
             )
         if k == "int":
-            return Q.uniform_symmetric(w, spec.bits, per_channel=per_channel, mask=mask)
+            return Q.uniform_symmetric(w, spec.bit_width, per_channel=per_channel, mask=mask)
         if k == "dorefa":
-            return Q.dorefa_weights(w, spec.bits)
+            return Q.dorefa_weights(w, spec.bit_width)
         raise AssertionError(k)
 
     def weight_values(self, i: int) -> np.ndarray:
@@ -379,7 +406,8 @@ class ZooNet:
         return x.astype(np.float64) * self.input_scale()
 
     def _pad_value(self, i: int) -> float:
-        """Value of a padding pixel of layer ``i``'s input: level 0 (``-1`` for bipolar activations)."""
+        """Value of a padding pixel of layer ``i``'s input: level 0 (``-1`` for bipolar
+        activations)."""
         return -1.0 if i > 0 and self.acts.kind == "binary" else 0.0
 
     def activation(self, z: np.ndarray) -> np.ndarray:
@@ -388,7 +416,7 @@ class ZooNet:
             return np.maximum(z, 0.0)
         if a.kind == "binary":
             return np.where(z >= 0, 1.0, -1.0)
-        return Q.act_levels(z, a.bits) / a.n
+        return Q.act_levels(z, a.bit_width) / a.n
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         """Logits ``(B, classes)`` of the fake-quantized network in evaluation mode (float64)."""
@@ -422,7 +450,8 @@ class ZooNet:
     # -- exact forward -----------------------------------------------------------------------------
 
     def fold(self, i: int) -> LayerFold:
-        """Layer ``i`` in integer form: codes, exact thresholds on the value dot product, negation."""
+        """Layer ``i`` in integer form: codes, exact thresholds on the value dot product,
+        negation."""
         if not self.exportable:
             raise LowbitError(
                 "integer export needs quantized weights and activations "
@@ -507,7 +536,8 @@ class ZooNet:
         raise AssertionError("unreachable")
 
     def predict(self, x: np.ndarray) -> np.ndarray:
-        """Class decisions: the exact pass when exportable, else the float pass; ties to the lowest index."""
+        """Class decisions: the exact pass when exportable, else the float pass; ties to the lowest
+        index."""
         if self.exportable:
             return np.argmax(self.exact_forward(x), axis=-1).astype(np.int64)
         return np.argmax(
@@ -549,7 +579,8 @@ def init_net(
     last_bits: int | None = 8,
     **kw,
 ) -> ZooNet:
-    """A freshly initialised :class:`ZooNet` (He-uniform latent weights, ``gamma = 1``, ``beta = 0``).
+    """A freshly initialised :class:`ZooNet` (He-uniform latent weights, ``gamma = 1``,
+    ``beta = 0``).
 
     Mixed precision: with quantized weights, the first and last layers use ``int:first_bits`` and
     ``int:last_bits`` (``None`` keeps the scheme there too).

@@ -63,7 +63,8 @@ def col2im(
 
 
 def maxpool_forward(x: np.ndarray, k: int) -> tuple[np.ndarray, tuple]:
-    """Max-pool with stride ``k`` (``H``, ``W`` cropped to multiples of ``k``); returns the cache for backward."""
+    """Max-pool with stride ``k`` (``H``, ``W`` cropped to multiples of ``k``); returns the cache
+    for backward."""
     b, h, w, c = x.shape
     oh, ow = h // k, w // k
     win = (
@@ -91,7 +92,8 @@ def maxpool_backward(dout: np.ndarray, cache: tuple) -> np.ndarray:
 
 
 def bn_forward(y: np.ndarray, gamma, beta, mean, var, eps: float, *, training: bool):
-    """Batch-norm over every axis but the last: ``gamma (y - mean) / sigma + beta``, ``sigma = sqrt(var + eps)``.
+    """Batch-norm over every axis but the last: ``gamma (y - mean) / sigma + beta``,
+    ``sigma = sqrt(var + eps)``.
 
     In training the batch statistics are used (and returned); in evaluation the stored ones.
     """
