@@ -11,6 +11,7 @@ spec; the stitched accelerator adds the width converters and the label select
 from __future__ import annotations
 
 import math
+from typing import Any, TypeAlias
 
 from ..ir.graph import GlobalAccPool, MatMulThreshold, MaxPool, SlidingWindow
 from .mvtu.spec import MVTUSpec
@@ -19,11 +20,25 @@ from .stream.dwc import WidthConverterSpec
 from .stream.label import LabelSelectSpec
 from .stream.pool import AccPoolSpec, MaxPoolSpec
 from .stream.swg import SWGSpec
-from .unit import SearchContext, UnitSpec
+from .unit import SearchContext
 
-__all__ = ["FAMILIES", "ENGINES", "unit_spec", "candidates", "stitching", "SearchContext"]
+__all__ = [
+    "FAMILIES",
+    "ENGINES",
+    "MatMulSpec",
+    "NodeSpec",
+    "unit_spec",
+    "candidates",
+    "stitching",
+    "SearchContext",
+]
 
-FAMILIES: dict[type, tuple[type, ...]] = {
+MatMulSpec: TypeAlias = MVTUSpec | SparseLayerSpec
+"""The spec of a matrix product (the families of :class:`MatMulThreshold`)."""
+NodeSpec: TypeAlias = MatMulSpec | SWGSpec | MaxPoolSpec | AccPoolSpec
+"""The spec of any graph node (what :func:`unit_spec` returns)."""
+
+FAMILIES: dict[type, tuple[Any, ...]] = {
     MatMulThreshold: (MVTUSpec, SparseLayerSpec),
     SlidingWindow: (SWGSpec,),
     MaxPool: (MaxPoolSpec,),
@@ -44,9 +59,9 @@ def unit_spec(
     simd: int,
     engine: str = "mvtu",
     depth: int = 8,
-    act_density: float = 0.5,
+    act_density: float | tuple[float, ...] = 0.5,
     weights: str = "onchip",
-) -> UnitSpec:
+) -> NodeSpec:
     """The spec of ``node`` folded by ``pe``/``simd`` on ``engine``.
 
     A :class:`MatMulThreshold` becomes an :class:`~lowbit.hw.mvtu.spec.MVTUSpec` (weights streamed
@@ -81,9 +96,9 @@ def unit_spec(
     return families[0](node, tuple(in_shape), dtype, simd)
 
 
-def candidates(node, ctx: SearchContext) -> list[UnitSpec]:
+def candidates(node, ctx: SearchContext) -> list[NodeSpec]:
     """Every candidate folding of ``node`` over all its families, in family order."""
-    out: list[UnitSpec] = []
+    out: list[NodeSpec] = []
     for family in FAMILIES[type(node)]:
         out += family.candidates(node, ctx)
     return out

@@ -104,6 +104,17 @@ class ImageBlock:
     ENGINE = "-"
     """Not a matrix-product engine (the schedule's ``engine`` names those)."""
 
+    # provided by the spec dataclass that mixes this in (annotations only: not dataclass fields)
+    simd: int
+    in_shape: tuple[int, int, int]
+
+    @property
+    def elem_bits(self) -> int:
+        raise NotImplementedError
+
+    def cycles(self) -> int:
+        raise NotImplementedError
+
     @property
     def in_elems(self) -> int:
         return self.simd

@@ -137,8 +137,9 @@ def engine_cycles(
         )
     squash = [list(map(bool, row)) for row in sq]
 
-    b, hv, hmask = 0, False, []
-    queues = [deque() for _ in range(pes)]
+    b, hv = 0, False
+    hmask: list[np.intp] = []  # the columns of the current beat still to broadcast
+    queues: list[deque[int]] = [deque() for _ in range(pes)]
     pv, pcol = [False] * pes, [0] * pes
     kv, kleft, kcol = [False] * pes, [0] * pes, [0] * pes
     mv, av = [False] * pes, [False] * pes
