@@ -217,7 +217,8 @@ class _Buffer:
     __slots__ = ("index", "depth", "count", "waiters")
 
     def __init__(self, index: int, depth: int):
-        self.index, self.depth, self.count, self.waiters = index, depth, 0, []
+        self.index, self.depth, self.count = index, depth, 0
+        self.waiters: list[_Proc] = []
 
 
 class _Proc:
@@ -235,11 +236,19 @@ class _Proc:
         self.per_image = per_image  # iterations per image
         self.stat = stat  # stage index its stalls are reported under, or None
         self.it = 0
-        self.time = 0  # cycle of the next attempt; None while waiting
-        self.wait = None  # buffer waited on
+        self.time: int | None = 0  # cycle of the next attempt; None while waiting
+        self.wait: _Buffer | None = None  # buffer waited on
         self.since = 0  # first stalled cycle of the current wait
         self.reason = 0  # 0 starved, 1 blocked
         self.stalls = [0, 0]
+
+    def event(self, it: int) -> tuple[list, list] | None:
+        """``(needs, ops)`` of iteration ``it``, or ``None`` if it touches no buffer."""
+        raise NotImplementedError
+
+    def next_event(self, it: int) -> int:
+        """The next iteration after ``it`` that touches a buffer."""
+        raise NotImplementedError
 
     def first_event(self) -> int:
         return 0 if self.event(0) is not None else self.next_event(0)
@@ -471,7 +480,7 @@ def simulate_pipeline(
     out_words = stages[-1].out_words
     completion: list[int] = []
     seen: dict[tuple, int] = {}
-    marks: list[list[int]] = []  # cumulative stalls per stage at each completion
+    marks: list[list[list[int]]] = []  # cumulative stalls per stage at each completion
     found = None
     while found is None and len(completion) < max_images:
         t = min([p.time for p in procs if p.time is not None])  # a chain never deadlocks
@@ -479,7 +488,10 @@ def simulate_pipeline(
         for p in procs:
             if p.time != t:
                 continue
-            needs, ops = p.event(p.it)
+            event = p.event(p.it)
+            if event is None:  # p.it comes from first_event / next_event: it touches a buffer
+                raise RuntimeError(f"iteration {p.it} of {type(p).__name__} touches no buffer")
+            needs, ops = event
             for buf, want_data in needs:
                 if (buf.count == 0) if want_data else (buf.count >= buf.depth):
                     p.time, p.wait, p.since, p.reason = None, buf, t, 0 if want_data else 1

@@ -36,15 +36,15 @@ import bisect
 import logging
 import math
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 
 from .. import LowbitError
 from ..boards import Board, get_board
-from ..hw.mvtu.spec import streams_weights
-from ..hw.registry import SearchContext, candidates, stitching
+from ..hw.mvtu.spec import MVTUSpec, streams_weights
+from ..hw.registry import MatMulSpec, SearchContext, candidates, stitching
 from ..hw.sparse.layer_spec import SPARSE_MAX_DENSITY
-from ..hw.unit import UnitSpec
 from ..ir.datatypes import Kind
 from ..ir.graph import IntegerGraph, MatMulThreshold, SlidingWindow
 from ..ir.resources import RESOURCE_KINDS, Resources
@@ -79,7 +79,7 @@ interconnect and the place-and-route slack)."""
 
 @dataclass(frozen=True, eq=False)
 class _Candidate:
-    spec: UnitSpec
+    spec: MatMulSpec
     cycles: int  # per image, including the input stream for the first layer
     resources: Resources
 
@@ -109,14 +109,18 @@ def layer_options(
     conv = i > 0 and isinstance(graph.nodes[i - 1], SlidingWindow)
     columns = graph.input_shape_of(i - 1)[-1] if conv else node.mw
     last = i == len(graph.nodes) - 1
-    specs = candidates(node, SearchContext(columns, vectors, act_density, ddr_bits))
+    # node is a MatMulThreshold, whose families (MVTU, sparse engine) give MatMulSpecs
+    specs = cast(
+        "list[MatMulSpec]",
+        candidates(node, SearchContext(columns, vectors, act_density, ddr_bits)),
+    )
     options = []
     for spec in specs:
         cycles = stage_cycles(spec, vectors, ddr_bits)
         if i == 0:
             cycles = max(cycles, input_stream_cycles(spec, port_bits))
         elif conv and i == 1:  # the image streams in through the first window generator
-            h, w, c = graph.input_shape
+            h, w, c = graph.input_shape_of(0)
             cycles = max(cycles, _stream_cycles(h * w * c, spec.simd, spec.in_bits, port_bits))
         if last:
             cycles = max(cycles, output_stream_cycles(spec, port_bits))
@@ -134,7 +138,7 @@ def activation_densities(graph: IntegerGraph, x, *, per_column: bool = False) ->
 
     x = graph.check_input(x)
     outputs = graph.trace(x)
-    out = {}
+    out: dict[str, float | tuple[float, ...]] = {}
     for i, node in enumerate(graph.nodes):
         if not isinstance(node, MatMulThreshold):
             continue
@@ -187,9 +191,11 @@ def _orders(board: Board, clock_mhz: float = 100.0):
     its own rate (so on-chip weights win whenever they fit)."""
 
     def ddr(c: _Candidate) -> float:
-        if not _streams(c) or not board.ddr_bandwidth_gbps:
+        spec = c.spec
+        # a streaming spec is an MVTUSpec (streams_weights)
+        if not _streams(c) or not isinstance(spec, MVTUSpec) or not board.ddr_bandwidth_gbps:
             return 0.0
-        bits_per_s = c.spec.weight_stream_bits * clock_mhz * 1e6 / max(1, c.spec.cycles())
+        bits_per_s = spec.weight_stream_bits * clock_mhz * 1e6 / max(1, spec.cycles())
         return 1.0 + bits_per_s / (board.ddr_bandwidth_gbps * 1e9)
 
     def share(c: _Candidate) -> float:
@@ -212,7 +218,7 @@ class _Cheapest:
     def __init__(self, options: list[_Candidate], key):
         options = sorted(options, key=lambda c: (c.cycles, key(c)))
         self.cycles = [c.cycles for c in options]
-        self.best = []
+        self.best: list[_Candidate] = []
         for c in options:
             if not self.best or key(c) < key(self.best[-1]):
                 self.best.append(c)
@@ -222,6 +228,18 @@ class _Cheapest:
     def __call__(self, target: int) -> _Candidate | None:
         i = bisect.bisect_right(self.cycles, target) - 1
         return self.best[i] if i >= 0 else None
+
+
+def _pick(per_layer: list[_Cheapest], target: int) -> list[_Candidate]:
+    """Every layer's cheapest candidate with at most ``target`` cycles (the search's targets are
+    never below a layer's fastest folding, so each layer has one)."""
+    choice = []
+    for i, pick in enumerate(per_layer):
+        c = pick(target)
+        if c is None:
+            raise LowbitError(f"matrix product {i} has no folding of {target} cycles or fewer")
+        choice.append(c)
+    return choice
 
 
 def _total(choice: list[_Candidate], graph: IntegerGraph) -> Resources:
@@ -297,7 +315,7 @@ def _search(
     seen = set()
     for target in targets:
         for per_layer in cheapest:
-            choice = [pick(target) for pick in per_layer]
+            choice = _pick(per_layer, target)
             if external is not None:
                 choice = _spill(choice, external, target, graph, board, budget, max_streams)
             ident = tuple(id(c) for c in choice)

@@ -34,7 +34,7 @@ from .._io import atomic_write
 from ..boards import Board, get_board
 from ..hw.mvtu.spec import streams_weights
 from ..hw.registry import ENGINES as ENGINE_FAMILIES
-from ..hw.registry import stitching, unit_spec
+from ..hw.registry import NodeSpec, stitching, unit_spec
 from ..hw.sparse.layer_spec import check_act_density
 from ..hw.unit import UnitSpec
 from ..ir.graph import IntegerGraph, MatMulThreshold, SlidingWindow
@@ -157,7 +157,7 @@ def output_stream_cycles(spec: UnitSpec, port_bits: int | None = None) -> int:
     return _stream_cycles(spec.out_size, spec.out_elems, spec.out_bits, port_bits)
 
 
-def layer_cycles(spec: UnitSpec, vectors_per_image: int = 1) -> int:
+def layer_cycles(spec: NodeSpec, vectors_per_image: int = 1) -> int:
     """Cycles per image of a unit that processes ``vectors_per_image`` vectors per image.
 
     A convolution lowered to a matrix-vector product (im2col) needs one vector per output pixel,
@@ -334,7 +334,7 @@ class Schedule:
 
     # -- applying it to a graph ------------------------------------------------------------------
 
-    def apply(self, graph: IntegerGraph) -> list[UnitSpec]:
+    def apply(self, graph: IntegerGraph) -> list[NodeSpec]:
         """The hardware specs of ``graph`` folded as this schedule says.
 
         Raises
