@@ -312,7 +312,10 @@ def _zynq7000(
     ddr_part: str | None = None,
 ) -> Board:
     lut, ff, bram36, dsp = _Z7_DEVICES[device]
-    package, speed = re.fullmatch(r"xc7z\d+([a-z]+\d+)(-\d+)", part).groups()
+    m = re.fullmatch(r"xc7z\d+([a-z]+\d+)(-\d+)", part)
+    if m is None:
+        raise ValueError(f"board {name!r}: {part!r} is not a Zynq-7000 part name")
+    package, speed = m.groups()
     ofl = f"; {_OFL}" if openfpgaloader else ""
     return Board(
         name=name,
