@@ -85,13 +85,16 @@ def ensure_verilator() -> Path:
 
 def ensure_icarus() -> Path:
     """Return the path of ``iverilog`` on ``PATH``; its ``vvp`` must be there too."""
+    found: dict[str, str] = {}
     for tool in ("iverilog", "vvp"):
-        if shutil.which(tool) is None:
+        path = shutil.which(tool)
+        if path is None:
             raise LowbitError(
                 f"{tool}: not found on PATH; simulator 'icarus' needs Icarus Verilog "
                 "('apt-get install iverilog', which 'make test' runs when it is missing)"
             )
-    return Path(shutil.which("iverilog"))
+        found[tool] = path
+    return Path(found["iverilog"])
 
 
 def simulator_executable(build_dir: Path, toplevel: str, simulator: str | None = None) -> Path:

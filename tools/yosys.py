@@ -189,7 +189,7 @@ def _synth(
         raise LowbitError(
             f"yosys wrote no statistics for design {top!r} (modules: {', '.join(modules)})"
         )
-    cells = Counter()
+    cells: Counter[str] = Counter()
     for name, module in modules.items():  # flattened by synth_xilinx: normally the top only
         cells.update(module.get("num_cells_by_type", {}))
     return (dict(cells), text) if not netlist else (text, dict(cells))
