@@ -41,7 +41,8 @@ def run_stream(
     """Simulate ``dut`` until ``n_out`` output beats have been accepted (after the reset, if
     any)."""
     rng_in, rng_out = random.Random(seed), random.Random(seed + 1)
-    outputs, out_cycles = [], []
+    outputs: list[int] = []
+    out_cycles: list[int] = []
     cycle = [0]
     reset_done = [reset_after is None]
 

@@ -77,11 +77,18 @@ def decode_outputs(spec: SparseEngineSpec, beats: list[int]) -> list[int]:
     return vals[: spec.rows]
 
 
+def _capacity(spec: SparseEngineSpec) -> int:
+    """``spec.capacity`` (``SparseEngineSpec`` sets it when it is not given)."""
+    if spec.capacity is None:
+        raise ValueError("the engine spec has no capacity")
+    return spec.capacity
+
+
 def load_words(spec: SparseEngineSpec, image: SparseImage) -> list[int]:
     """Payloads of the ``load`` stream that write ``image`` into every PE's memories."""
 
     layout = load_layout(spec)
-    if image.max_entries > spec.capacity:
+    if image.max_entries > _capacity(spec):
         raise ValueError(
             f"image needs {image.max_entries} entries per PE; the engine holds {spec.capacity} "
             "(capacity)"
@@ -235,7 +242,7 @@ def _save_layer(path: Path, layer: SparseLayer, spec: SparseEngineSpec) -> None:
                 f"layer image is {im.rows}x{im.cols} over {im.pes} PEs; the engine is "
                 f"{spec.rows}x{spec.cols} over {spec.pes}"
             )
-        if im.max_entries > spec.capacity:
+        if im.max_entries > _capacity(spec):
             raise ValueError(
                 f"layer image needs {im.max_entries} entries per PE; capacity is {spec.capacity}"
             )
@@ -246,7 +253,8 @@ def _save_layer(path: Path, layer: SparseLayer, spec: SparseEngineSpec) -> None:
                 pim.v,
                 pim.z,
             )
-    np.savez(path, **arrays)
+    # numpy's stub: a **dict of arrays also matches savez's keyword allow_pickle: bool
+    np.savez(path, **arrays)  # type: ignore[arg-type]
 
 
 def simulate(

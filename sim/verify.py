@@ -168,6 +168,8 @@ def verify_fast(
             break
     seconds["run"] = time.perf_counter() - t1
     model.close()
+    if labels is None:  # not reached: there is always a pattern
+        raise ValueError("no stimulus pattern was run")
     return FastReport(len(x), tuple(runs), labels, cpi, first_out, mismatch, None, seconds)
 
 
