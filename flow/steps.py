@@ -30,7 +30,7 @@ from ..hw.mvtu.spec import streams_weights
 from ..hw.top import Accelerator, stream_format
 from ..hw.verilog import TOPLEVEL, write_verilog
 from ..ir.graph import IntegerGraph
-from ..mapping import Schedule, search_folding
+from ..mapping import DEFAULT_BUDGET, Schedule, search_folding
 from ..mapping.schedule import complete_layers, ddr_stream_bits
 from ..quant import builtin as zoo
 from ..quant.data import load_digits_split
@@ -81,7 +81,7 @@ def compile_model(
     board: str = "pynq-z2",
     schedule: str | os.PathLike | Schedule | None = None,
     budget: float | None = None,
-) -> dict:
+) -> CompiledReport:
     """Map ``graph`` onto ``board`` (or apply ``schedule``) and write the Verilog and reports.
 
     ``out_dir`` receives the files of a :class:`~lowbit.flow.compiled.CompiledDesign`. Returns
@@ -91,8 +91,7 @@ def compile_model(
     """
 
     if schedule is None:
-        kw = {} if budget is None else {"budget": budget}
-        schedule = search_folding(graph, board, **kw)
+        schedule = search_folding(graph, board, budget=DEFAULT_BUDGET if budget is None else budget)
     elif not isinstance(schedule, Schedule):
         schedule = Schedule.load(schedule)
     specs = schedule.apply(graph)

@@ -137,12 +137,10 @@ def run_point(point: SweepPoint, accuracy: float | None = None) -> dict:
         "accuracy": "" if accuracy is None else accuracy,
     }
     try:
-        kw = (
-            {"budget": point.value}
-            if point.goal == "budget"
-            else {"target_fps": point.value, "budget": 1.0}
-        )
-        schedule = search_folding(graph, point.board, **kw)
+        if point.goal == "budget":
+            schedule = search_folding(graph, point.board, budget=point.value)
+        else:
+            schedule = search_folding(graph, point.board, target_fps=point.value, budget=1.0)
     except LowbitError as e:
         row.update(status="infeasible", reason=str(e))
         return row
@@ -206,22 +204,30 @@ def run_sweep(
         finally:
             client.close()
         logger.info("ran %d sweep points on %s", len(points), scheduler)
-        return rows  # type: ignore[return-value]
+        return _filled(rows)
 
     workers = workers or os.cpu_count() or 1
     if workers == 1:
         for i, p in enumerate(points):
             rows[i] = run_point(p, accuracies.get(p.model))
             tick()
-        return rows  # type: ignore[return-value]
+        return _filled(rows)
     with ProcessPoolExecutor(max_workers=workers) as pool:
-        futures = {
+        pending = {
             pool.submit(run_point, p, accuracies.get(p.model)): i for i, p in enumerate(points)
         }
-        for fut in as_completed(futures):
-            rows[futures[fut]] = fut.result()
+        for done_fut in as_completed(pending):
+            rows[pending[done_fut]] = done_fut.result()
             tick()
-    return rows  # type: ignore[return-value]
+    return _filled(rows)
+
+
+def _filled(rows: list[dict | None]) -> list[dict]:
+    """``rows`` once every point has its row."""
+    out = [r for r in rows if r is not None]
+    if len(out) != len(rows):
+        raise LowbitError(f"{len(rows) - len(out)} sweep point(s) returned no row")
+    return out
 
 
 def pareto_front(rows: list[dict]) -> list[dict]:
