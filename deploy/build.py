@@ -71,10 +71,16 @@ def weight_ports(
     (:func:`lowbit.hw.axi.wfetch.pack_image` of each layer's weight words); each fetcher keeps
     ``outstanding`` bursts in flight."""
 
-    ports, images = [], []
+    ports: list[WeightPort] = []
+    images: list[bytes] = []
     for unit, spec in enumerate(schedule.apply(graph)):
         if not streams_weights(spec):
             continue
+        if board.axi_hp_width_bits is None:
+            raise LowbitError(
+                f"{board.name}: no AXI-HP port width recorded, needed to stream the weights of "
+                "a layer from DDR"
+            )
         words = spec.weight_image()
         port = WeightPort(
             index=len(ports),

@@ -9,6 +9,7 @@ against the simulated shell of :mod:`lowbit.deploy.simbackend` unchanged.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
 from ..hw.axi.control import ID_VALUE, REGISTERS
@@ -24,7 +25,7 @@ def driver_config(
     clock_mhz: float,
     predicted_cycles: int,
     input_range: tuple[int, int],
-    weight_ports: list[dict] = (),
+    weight_ports: Sequence[dict] = (),
 ) -> dict:
     """The driver's constants: ``stream_format`` from the compile report, ``axis`` and
     ``weight_ports`` (the layers whose weights stream from DDR) from the plan's summary."""
@@ -59,7 +60,7 @@ def weight_file(index: int) -> str:
     return f"weights_w{index}.bin"
 
 
-def driver_files(config: dict, images: list[bytes] = ()) -> dict[str, str | bytes]:
+def driver_files(config: dict, images: Sequence[bytes] = ()) -> dict[str, str | bytes]:
     """``{"driver/lowbit_driver.py": ..., "driver/__init__.py": ...}`` for ``config``, plus the DDR
     image of each weight port (``images[k]`` for port ``k``) as ``driver/weights_w<k>.bin``."""
     if len(images) != len(config["weight_ports"]):

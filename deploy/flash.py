@@ -70,7 +70,8 @@ def parse_bit(data: bytes) -> BitHeader:
     """
     if not data.startswith(_BIT_MAGIC):
         raise LowbitError("not a Xilinx .bit file (the header magic is missing)")
-    pos, fields = len(_BIT_MAGIC), {}
+    pos = len(_BIT_MAGIC)
+    fields: dict[str, str] = {}
     while pos < len(data):
         key = chr(data[pos])
         if key == "e":
@@ -268,6 +269,8 @@ def flash(plan: FlashPlan, *, timeout: float = 600) -> str:
         reason.
     """
     if plan.method == "openfpgaloader":
+        if plan.argv is None:
+            raise LowbitError("the openFPGALoader plan has no command line (argv)")
         try:
             proc = subprocess.run(plan.argv, capture_output=True, text=True, timeout=timeout)
         except subprocess.TimeoutExpired:

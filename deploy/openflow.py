@@ -246,6 +246,9 @@ def build_open_flow(
         "nextpnr.log",
     )
     _run(tool_command(_PACKER[fam]) + pack, work, "the bitstream packer", timeout, "pack.log")
+    pins = board.pins
+    if pins is None:  # not reached: constraints() above refuses a board without pins
+        raise LowbitError(f"board {board.name!r} records no pins for the UART shell")
     rep = json.loads((work / "nextpnr_report.json").read_text())
     fmax = {k: v.get("achieved") for k, v in rep.get("fmax", {}).items()}
     achieved = min((v for v in fmax.values() if v), default=None)
@@ -271,5 +274,5 @@ def build_open_flow(
             "out_bits": out_bits,
             "out_bytes": math.ceil(out_bits / 8),
         },
-        "pins": board.pins.sites(),
+        "pins": pins.sites(),
     }

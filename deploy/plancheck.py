@@ -293,7 +293,7 @@ def check_vivado_plan(plan_dir: str | Path) -> dict:
         f"set ip_pins({ip}) {{{' '.join(sorted(pins))}}}" for ip, pins in IP_PINS.items()
     )
     enables = " ".join(f"{pin} {param}" for pin, param in _ENABLES.items())
-    summary = None
+    summary: dict | None = None
     for preset in (1, 0):
         script = (
             _PRELUDE + ip_pins + f"\nset module_ports {{{' '.join(sorted(ports))}}}"
@@ -325,6 +325,8 @@ def check_vivado_plan(plan_dir: str | Path) -> dict:
                 "interfaces": sorted(interfaces),
                 "vivado_calls": calls,
             }
+    if summary is None:  # not reached: the first run above sets it
+        raise LowbitError(f"{plan_dir / 'build.tcl'}: the dry run gave no summary")
     missing = [
         n
         for n in ("lowbit_top.v", "lowbit_axis.v", "lowbit_ctrl.v")
