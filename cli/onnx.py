@@ -125,7 +125,7 @@ def cmd_import(args) -> int:
     g = result.graph
     print(
         f"{args.model}: {len(g.nodes)} integer nodes, input {g.input_dtype} "
-        f"{'x'.join(map(str, g.input_shape))}, {g.classes} classes"
+        f"{'x'.join(map(str, g.input_shape_of(0)))}, {g.classes} classes"
     )
     print(format_table(rows))
     if not result.scores_decide:

@@ -46,9 +46,9 @@ def sparse_bench(
         ("--vectors", vectors),
     ):
         _positive(name, v)
-    for name, v in (("--density", density), ("--act-density", act_density)):
-        if not 0.0 < v <= 1.0:
-            raise LowbitError(f"{name} must lie in (0, 1], not {v!r}")
+    for name, share in (("--density", density), ("--act-density", act_density)):
+        if not 0.0 < share <= 1.0:
+            raise LowbitError(f"{name} must lie in (0, 1], not {share!r}")
     from ..boards import get_board
     from ..hw.sparse.engine_spec import SparseEngineSpec
     from ..mapping.sparse_choice import choose_engine, dense_array_cycles

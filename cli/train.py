@@ -97,6 +97,11 @@ def cmd_train(args) -> int:
     report = train_report(net, data, graph, seconds)
     report.update({"dataset": args.dataset, "arch": arch, "seed": args.seed})
     if args.output:
+        if graph is None:
+            raise LowbitError(
+                "-o: the trained network is not fully quantized and has no integer graph; drop -o "
+                "and use --json"
+            )
         graph.save(args.output)
         report["model"] = str(args.output)
         if config.share:
