@@ -37,7 +37,7 @@ def graph_node_for(name: str, f: LayerFold, output_dtype) -> MatMulThreshold:
 def to_integer_graph(net: ZooNet) -> IntegerGraph:
     """The integer graph of ``net``; its predictions equal :meth:`ZooNet.predict` on every input."""
     folds = net.folds()
-    nodes = []
+    nodes: list[SlidingWindow | MatMulThreshold | MaxPool] = []
     out_dtype = net.acts.dtype
     for i, (L, f) in enumerate(zip(net.layers, folds)):
         if L.kind == "conv":

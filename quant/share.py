@@ -51,6 +51,8 @@ def kmeans_1d(values: np.ndarray, k: int, *, max_iter: int = 100) -> tuple[np.nd
         sums = np.bincount(assign, weights=v, minlength=k)
         counts = np.bincount(assign, minlength=k)
         c = np.where(counts > 0, sums / np.maximum(counts, 1), c)
+    if assign is None:  # no iteration ran
+        raise ValueError(f"max_iter must be a positive integer, not {max_iter!r}")
     return c, assign
 
 
