@@ -9,8 +9,9 @@ exact map from integer scores to the model's outputs.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import SupportsFloat
 
 import numpy as np
 import onnx
@@ -21,7 +22,7 @@ from ...ir.graph import IntegerGraph, MatMulThreshold
 from . import ops as onnx_ops
 from .lower import Lowered
 from .ops import OPS, OpSpec
-from .states import Pending, stored
+from .states import Codes, Pending, stored
 
 __all__ = ["ImportResult", "assemble"]
 
@@ -44,7 +45,7 @@ class ImportResult:
     input_scale: np.ndarray
     input_offset: np.ndarray
     input_tensor: str | None
-    output_fn: object
+    output_fn: Callable[[int, int], SupportsFloat]
     origins: dict
     layer_scales: dict = field(default_factory=dict)
     scores_decide: bool = True
@@ -82,7 +83,7 @@ class ImportResult:
         q = q.astype(np.int64).reshape(b, -1)
         if self.graph.input_dtype.kind is Kind.BIPOLAR:
             q = (q + 1) // 2
-        return q.reshape((b,) + self.graph.input_shape)
+        return q.reshape((b,) + self.graph.input_shape_of(0))
 
     def outputs(self, scores: np.ndarray) -> np.ndarray:
         """The model's outputs for the graph's integer ``scores`` ``(B, classes)``."""
@@ -160,11 +161,13 @@ def assemble(lowered: Lowered) -> ImportResult:
     start = src.input
     image = len(start.phys) == 3
     input_shape = None if isinstance(nodes[0], MatMulThreshold) and not image else start.phys
+    codes = lowered.input
+    if not isinstance(codes, Codes):  # not reached: the last layer's input was quantized
+        raise LowbitError(f"{label}: no quantizer reads the model input")
     try:
-        graph = IntegerGraph(lowered.input.dtype, nodes, input_shape)
+        graph = IntegerGraph(codes.dtype, nodes, input_shape)
     except (ValueError, TypeError) as e:
         raise LowbitError(f"{label}: the imported graph is invalid: {e}") from None
-    codes = lowered.input
     return ImportResult(
         graph,
         label,

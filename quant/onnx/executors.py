@@ -158,9 +158,10 @@ class Reference:
         try:
             return list(ReferenceEvaluator(fn).run(None, feeds, attributes={}))
         except Exception as e:  # the evaluator wraps the failing computation's error
-            while e.__cause__ is not None:
-                e = e.__cause__
-            raise e from None
+            cause: BaseException = e
+            while cause.__cause__ is not None:
+                cause = cause.__cause__
+            raise cause from None
 
 
 # -- hand-written executors -----------------------------------------------------------------------

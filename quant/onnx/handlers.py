@@ -399,7 +399,7 @@ def _pending_matmul(
     o_in = x.offset[col_ch]
     S = np.empty(mh, dtype=object)
     offsets = np.empty(mh, dtype=object)
-    uniq_o = {}
+    uniq_o: dict[Fraction, list[int]] = {}
     for j, o in enumerate(o_in):
         uniq_o.setdefault(o, []).append(j)
     for r in range(mh):
@@ -422,26 +422,26 @@ def _pending_matmul(
 
 def _fc(lw, node, x: Act, wlog: np.ndarray, row_scale, wdtype, bias, alpha=1.0) -> Pending:
     """A fully connected layer on the activation ``x`` with logical weights ``(MH, K)``."""
-    x = lw.codes(node, x)
-    k = int(np.prod(x.idx.shape))
-    if wlog.shape[1] != x.idx.shape[-1]:
+    codes: Codes = lw.codes(node, x)
+    k = int(np.prod(codes.idx.shape))
+    if wlog.shape[1] != codes.idx.shape[-1]:
         raise lw.err(
             node,
             f"weights have {wlog.shape[1]} inputs, but the activation has shape "
-            f"{[1, *x.idx.shape]}",
+            f"{[1, *codes.idx.shape]}",
         )
-    if x.idx.ndim != 1:
-        raise lw.err(node, f"needs a vector input (1, K), not {[1, *x.idx.shape]}; add Flatten")
-    if k != int(np.prod(x.phys)):
+    if codes.idx.ndim != 1:
+        raise lw.err(node, f"needs a vector input (1, K), not {[1, *codes.idx.shape]}; add Flatten")
+    if k != int(np.prod(codes.phys)):
         raise lw.err(
             node, "its input is a part of the previous tensor; lowbit needs the whole tensor"
         )
     w = np.zeros((wlog.shape[0], k), dtype=np.int64)
-    w[:, x.idx] = wlog
+    w[:, codes.idx] = wlog
     cols = np.arange(k)
     mh = wlog.shape[0]
     return _pending_matmul(
-        lw, node, x, w, row_scale, wdtype, bias, node.name, cols, np.arange(mh), (mh,), alpha
+        lw, node, codes, w, row_scale, wdtype, bias, node.name, cols, np.arange(mh), (mh,), alpha
     )
 
 
@@ -740,7 +740,7 @@ def _maxpool(lw, node, x: Act, k, s, nchw):
         if x.dtype.kind not in (Kind.BIPOLAR, Kind.UINT):
             raise lw.err(node, f"max-pool needs BIPOLAR or unsigned codes, not {x.dtype}")
         lw.emit(MaxPool(node.name, k, s), node.name)
-        out = x
+        out: Codes | Pending = x
     elif isinstance(x, Pending):
         h, w_, c = _image(lw, node, x, nchw)
         out = replace(x, pools=x.pools + (Pool(node.name, k, s),))
@@ -925,6 +925,7 @@ def fold_quant(lw, node, ins, a) -> QConst:
     signed, narrow = bool(a.get("signed", 1)), bool(a.get("narrow", 0))
     y = quant_float(x, scale, zp, bits, signed, narrow, a.get("rounding_mode", "ROUND"))
     codes = np.round(y / s).astype(np.int64)
+    dtype: DataType | None
     if signed and narrow and bits == 2:
         dtype = TERNARY
     elif bits == 1 and signed:

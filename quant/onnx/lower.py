@@ -57,8 +57,10 @@ class Lowered:
         For each thresholding layer, the exact scale and offset of its output codes.
     output : Act
         The model's output activation (a pending last layer when the model can be imported).
-    input : Codes
-        The graph's input codes (the input quantizer's, or the integer input's).
+    input : Codes or Raw
+        The graph's input codes (the input quantizer's, or the integer input's); the model's
+        :class:`~.states.Raw` input when no quantizer reads it (:func:`~.emit.assemble` refuses
+        such a model).
     input_tensor : str or None
         The ONNX tensor holding the quantized input (``None``: the model input itself).
     input_idx : numpy.ndarray
@@ -72,7 +74,7 @@ class Lowered:
     origins: Mapping[str, tuple[str, ...]]
     layer_scales: Mapping[str, tuple[np.ndarray, np.ndarray]]
     output: Act
-    input: Codes
+    input: Codes | Raw
     input_tensor: str | None
     input_idx: np.ndarray
     table: Mapping[str, OpSpec]
@@ -132,9 +134,15 @@ class Lowering:
         if not isinstance(out, Act):
             raise LowbitError(f"{self.label}: the output does not depend on the input")
         start = self.env[self.source.input_name]
-        codes, tensor, idx = (
-            self.input_act if self.input_act is not None else (start, None, start.idx)
-        )
+        codes: Codes | Raw
+        if self.input_act is not None:
+            codes, tensor, idx = self.input_act
+        elif isinstance(start, (Codes, Raw)):
+            codes, tensor, idx = start, None, start.idx
+        else:
+            raise LowbitError(
+                f"{self.label}: a node overwrites the model input {self.source.input_name!r}"
+            )
         return Lowered(
             self.source,
             tuple(self.nodes),
@@ -292,6 +300,8 @@ class Lowering:
         take the input quantizer's codes."""
         if isinstance(act, Codes):
             return act
+        if not isinstance(act, (Raw, Pending)):  # the kinds of Act
+            raise TypeError(f"not an activation: {act!r}")
         if act.last_quantizer() is None:
             what = "the input" if isinstance(act, Raw) else f"the output of {act.origin!r}"
             raise self.err(
@@ -332,6 +342,8 @@ class Lowering:
                     np.array([op(act.offset[i], i) for i in range(c)], dtype=object),
                 )
             act = self.identity_layer(node, act)
+        if not isinstance(act, (Raw, Pending)):  # the kinds of Act
+            raise TypeError(f"not an activation: {act!r}")
         out = act.then(op)
         if isinstance(act, Raw) and not internal:  # the ONNX tensor holding this value
             out = replace(out, tensor=node.output[0])

@@ -91,11 +91,11 @@ def quantize_weights(
     if bits is None:
         bits = (1 << (int(scheme[5:]) - 1)) if scheme.startswith("pow2_") else int(scheme[3:])
     shape = (w.shape[out_axis],) + tuple(np.delete(np.array(w.shape), out_axis))
-    codes = np.moveaxis(codes.reshape(shape), 0, out_axis)
+    weight_codes: np.ndarray = np.moveaxis(codes.reshape(shape), 0, out_axis)  # back to w's axes
     scales_full = np.moveaxis(
         np.broadcast_to(scales.reshape((-1,) + (1,) * (w.ndim - 1)), shape), 0, out_axis
     )
-    return codes, np.ascontiguousarray(scales_full), bits
+    return weight_codes, np.ascontiguousarray(scales_full), bits
 
 
 def _producers(model):

@@ -356,10 +356,14 @@ def read(
         dtype = _INT_INPUT[et]
     c = phys[-1]
     origin = f"input {inp.name!r}"
+    act: Codes | Raw
     if dtype is not None:
         act = Codes(
             idx, phys, origin, dtype, fraction_array(np.ones(c)), fraction_array(np.zeros(c))
         )
     else:
         act = Raw(idx, phys, origin)
-    return Source(model, label, _opset(model), meta, annotations, inp.name, act)
+    opset = _opset(model)
+    if opset is None:  # not reached: check_model refuses a model without one
+        raise LowbitError(f"{label}: the model imports no default-domain opset")
+    return Source(model, label, opset, meta, annotations, inp.name, act)

@@ -69,6 +69,8 @@ def solve_layer(act: Pending) -> SolvedLayer:
     bit when a negated weight needs it.
     """
     q = act.last_quantizer()
+    if q is None:
+        raise ValueError(f"the output of {act.origin!r} has no quantizer")
     quant = act.chain[q]
     value_of = _value_of(act, q)
     mm = act.layer
@@ -133,7 +135,7 @@ def solve_layer(act: Pending) -> SolvedLayer:
         )
         w = mm.weights.copy()
         w[solved.negate] *= -1
-    nodes = [
+    nodes: list[tuple[MatMulThreshold | MaxPool, str]] = [
         (
             MatMulThreshold(
                 mm.name, mm.input_dtype, stored(w, wdtype), solved.thresholds, solved.dtype, wdtype
@@ -155,6 +157,8 @@ def solve_input(act: Raw) -> Codes:
         When that quantizer is not one an integer input can carry.
     """
     q = act.last_quantizer()
+    if q is None:
+        raise ValueError(f"{act.origin} has no quantizer")
     quant = act.chain[q]
     value_of = _value_of(act, q)
     if isinstance(quant, BipolarQuantizer):

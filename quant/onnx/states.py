@@ -196,7 +196,7 @@ def detect_codes(w: np.ndarray, out_axis: int):
             return None, None
         codes[r], scales[r] = np.round(q).astype(np.int64), a
     shape = (w.shape[out_axis],) + tuple(np.delete(np.array(w.shape), out_axis))
-    codes = np.moveaxis(codes.reshape(shape), 0, out_axis)
+    weight_codes: np.ndarray = np.moveaxis(codes.reshape(shape), 0, out_axis)  # back to w's axes
     per_row = np.broadcast_to(scales.reshape((-1,) + (1,) * (w.ndim - 1)), shape)
     scale = np.moveaxis(per_row, 0, out_axis)
-    return codes, np.asarray(scale, dtype=np.float64)
+    return weight_codes, np.asarray(scale, dtype=np.float64)

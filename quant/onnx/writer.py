@@ -46,7 +46,10 @@ class _Writer:
     def __init__(self, graph: IntegerGraph, qonnx: bool):
         self.g, self.qonnx = graph, qonnx
         self.batch = 1 if qonnx else "batch"  # FINN's front end expects batch 1
-        self.nodes, self.inits, self.annot, self.meta = [], [], {}, {}
+        self.nodes: list[onnx.NodeProto] = []
+        self.inits: list[onnx.TensorProto] = []
+        self.annot: dict[str, str] = {}
+        self.meta: dict[str, str] = {}
         self.shapes: dict[str, list] = {}
         self.n = 0
 
@@ -68,7 +71,7 @@ class _Writer:
     def build(self) -> onnx.ModelProto:
         g = self.g
         x = "global_in"
-        shape = list(g.input_shape)
+        shape = list(g.input_shape_of(0))
         inp = helper.make_tensor_value_info(x, TensorProto.FLOAT, [self.batch, *shape])
         self.annot[x] = _finn_name(g.input_dtype)
         self.meta[f"lowbit.dtype.{x}"] = g.input_dtype.name
