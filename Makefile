@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.lowbit-installed
 
-.PHONY: all demo test test-fast venv clean bench iverilog tclsh usblibs
+.PHONY: all demo test test-fast lint venv clean bench iverilog tclsh usblibs
 
 all: test
 
@@ -53,7 +53,17 @@ usblibs:
 demo: $(STAMP)
 	$(BIN)/lowbit demo --json demo_out/report.json
 
-test: $(STAMP) iverilog tclsh usblibs
+# The library's packages (tests and benchmarks are not linted).
+LIB := __init__.py _io.py sw_reference ir tools quant boards hw mapping sim flow deploy cli
+
+# Static checks, configured in pyproject.toml: ruff (100 columns) and mypy over the library. mypy
+# needs the package under its own name: a link lowbit -> this folder in .venv/typecheck.
+lint: $(STAMP)
+	$(BIN)/ruff check $(LIB)
+	@mkdir -p $(VENV)/typecheck && ln -sfn $(CURDIR) $(VENV)/typecheck/lowbit
+	MYPYPATH=$(VENV)/typecheck $(BIN)/mypy -p lowbit
+
+test: $(STAMP) lint iverilog tclsh usblibs
 	$(BIN)/python -m pytest -n auto --dist loadfile --durations=40
 
 test-fast: $(STAMP)
