@@ -157,7 +157,6 @@ def build(
             )
         else:
             in_bits, out_bits = payload_bits(stream)
-            fmt = stream.to_dict()
             ports, images = weight_ports(board, graph, schedule, outstanding=fetch_outstanding)
             files, summary = vivado_plan_files(
                 board,
@@ -165,13 +164,13 @@ def build(
                 clock_mhz=clock,
                 in_bits=in_bits,
                 out_bits=out_bits,
-                beats_per_image=fmt["input_size"] // fmt["simd"],
+                beats_per_image=stream.beats_per_image,
                 weight_ports=ports,
             )
             dt = graph.input_dtype
             driver = driver_files(
                 driver_config(
-                    fmt,
+                    stream.to_dict(),
                     summary["axis"],
                     clock_mhz=clock,
                     predicted_cycles=report.cycles_per_image,

@@ -26,7 +26,8 @@ from .. import LowbitError
 from ..boards.records import get_board
 from ..hw.axi.control import REGISTERS, wbase_offsets
 from ..hw.axi.shells_axis import WeightPort
-from ..hw.axi.shells_sim import SimulatedShell, log_depth
+from ..hw.axi.shells_sim import SimulatedShell
+from ..hw.axi.sim_ddr import log_depth
 from ..hw.verilog import to_verilog
 from ..mapping.schedule import ddr_stream_bits
 from ..sim.fast import VerilatedModel

@@ -67,7 +67,7 @@ import logging
 import math
 from pathlib import Path
 
-from ..ir.datatypes import BIPOLAR, index_bits
+from ..ir.datatypes import BIPOLAR, clog2, index_bits
 from ..ir.mac import MacKind
 from ..ir.resources import Resources
 
@@ -116,7 +116,6 @@ RAMB18_MODES = ((16384, 1), (8192, 2), (4096, 4), (2048, 9), (1024, 18), (512, 3
 """(depth, width) aspect ratios of a RAMB18, half a RAMB36 tile."""
 
 
-_clog2 = index_bits  # the name label_select_resources and dwc_resources still use
 
 
 def memory_resources(depth: int, width: int) -> Resources:
@@ -489,7 +488,7 @@ def dwc_resources(elem_bits: int, n_in: int, n_out: int) -> Resources:
         return Resources()
     cap = converter_capacity(n_in, n_out)
     bits = cap * elem_bits
-    return Resources(lut=2 * bits, ff=bits + _clog2(cap + 1))
+    return Resources(lut=2 * bits, ff=bits + index_bits(cap + 1))
 
 
 LABEL_LUT_COEFFICIENTS = (1.26, 1.946, 0.721, 0.675, 9.585)
@@ -510,11 +509,11 @@ def label_select_resources(n_classes: int, score_bits: int, pe: int = 1) -> Reso
     and a multiplexer per further lane, the index multiplexers and the per-class write enables;
     within 15 % of synthesis on the calibration grid (``tests/test_label_select.py``).
     """
-    idx = max(1, _clog2(n_classes))
+    idx = clog2(n_classes)
     beats = n_classes // pe
     ff = (2 * n_classes - pe) * score_bits + idx + 1
     if beats > 1:
-        ff += score_bits + idx + _clog2(beats)
+        ff += score_bits + idx + index_bits(beats)
     per_bit, per_lane_bit, per_lane_idx, per_class, const = LABEL_LUT_COEFFICIENTS
     lut = (
         per_bit * score_bits

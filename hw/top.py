@@ -37,12 +37,6 @@ from .unit import UnitSpec
 __all__ = ["Accelerator", "stream_format"]
 
 
-def _ports(component):
-    """``(elements in, elements out, element shape out)`` of a unit's streams."""
-    i, o = component.i.payload.shape(), component.o.payload.shape()
-    return i.length, o.length, o.elem_shape
-
-
 class Accelerator(wiring.Component):
     """The accelerator of ``specs`` (from :meth:`lowbit.mapping.Schedule.apply`), in graph order."""
 
@@ -103,12 +97,12 @@ class Accelerator(wiring.Component):
         m.submodules.label = self.label
         connect(m, flipped(self.i), self.layers[0].i)
         for k, (a, b) in enumerate(zip(self.layers, self.layers[1:])):
-            if self.converters[k] is None:
+            conv = self.converters[k]
+            if conv is None:
                 connect(m, a.o, b.i)
-            else:
-                _, n_out, shape = _ports(a)
-                n_in, _, _ = _ports(b)
-                dwc = StreamWidthConverter(shape, n_in=n_out, n_out=n_in)
+            else:  # the converter the stitching priced, on the producer's element shape
+                shape = a.o.payload.shape().elem_shape
+                dwc = StreamWidthConverter(shape, n_in=conv.n_in, n_out=conv.n_out)
                 m.submodules[f"dwc{k}"] = dwc
                 connect(m, a.o, dwc.i)
                 connect(m, dwc.o, b.i)

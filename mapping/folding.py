@@ -43,7 +43,7 @@ import numpy as np
 from .. import LowbitError
 from ..boards import Board, get_board
 from ..hw.mvtu.spec import MVTUSpec, streams_weights
-from ..hw.registry import MatMulSpec, SearchContext, candidates, stitching
+from ..hw.registry import MatMulSpec, SearchContext, candidates
 from ..hw.sparse.layer_spec import SPARSE_MAX_DENSITY
 from ..ir.datatypes import Kind
 from ..ir.graph import IntegerGraph, MatMulThreshold, SlidingWindow
@@ -243,15 +243,8 @@ def _pick(per_layer: list[_Cheapest], target: int) -> list[_Candidate]:
 
 
 def _total(choice: list[_Candidate], graph: IntegerGraph) -> Resources:
-    specs = [c.spec for c in choice]
-    if graph.is_mlp:
-        total = sum((c.resources for c in choice), Resources())
-        dwcs, label = stitching(specs)
-        return (
-            total
-            + sum((c.resources() for c in dwcs if c is not None), Resources())
-            + label.resources()
-        )
+    if graph.is_mlp:  # the units are the candidates: reuse their estimates
+        return pipeline_resources([c.spec for c in choice], [c.resources for c in choice])[0]
     return pipeline_resources(_all_specs(graph, choice))[0]
 
 

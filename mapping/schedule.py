@@ -231,9 +231,12 @@ def stream_widths(spec: UnitSpec) -> tuple[int, int, int]:
     return spec.in_elems, spec.out_elems, spec.out_bits
 
 
-def pipeline_resources(specs: list) -> tuple[Resources, list[Resources]]:
+def pipeline_resources(
+    specs: list, unit_resources: list[Resources] | None = None
+) -> tuple[Resources, list[Resources]]:
     """Total estimated resources of the units, the width converters between them and the label
     select after the last (:func:`lowbit.hw.registry.stitching`: all the accelerator holds).
+    ``unit_resources``, when given, are the units' own estimates (the search has them already).
 
     Returns
     -------
@@ -241,9 +244,11 @@ def pipeline_resources(specs: list) -> tuple[Resources, list[Resources]]:
     converters : list of Resources
         One per pair of consecutive units (zero where the stream widths agree).
     """
+    if unit_resources is None:
+        unit_resources = [s.resources() for s in specs]
     dwcs, label = stitching(specs)
     converters = [Resources() if c is None else c.resources() for c in dwcs]
-    total = sum((s.resources() for s in specs), Resources()) + sum(converters, Resources())
+    total = sum(unit_resources, Resources()) + sum(converters, Resources())
     return total + label.resources(), converters
 
 
@@ -419,8 +424,8 @@ class Schedule:
                     "engine": s.ENGINE,
                     "mw": getattr(s, "mw", "-"),
                     "mh": getattr(s, "mh", "-"),
-                    "pe": getattr(s, "pe", s.simd),
-                    "simd": s.simd,
+                    "pe": s.out_elems,
+                    "simd": s.in_elems,
                     "weights": "ddr" if streams_weights(s) else "onchip",
                     "cycles": stage_cycles(s, v, ddr),
                     "share_of_bottleneck": c / bottleneck,

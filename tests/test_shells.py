@@ -393,7 +393,8 @@ def test_sim_shell_sizes_each_ddr_model_like_the_overlay():
     """Without ``log_depths`` each memory holds the port's weight image, as SimulatedOverlay sizes
     it from the driver's weights_w<k>.bin (pack_image of the image)."""
     from lowbit.deploy.vivado import WeightPort
-    from lowbit.hw.axi.shells_sim import SimulatedShell, log_depth
+    from lowbit.hw.axi.shells_sim import SimulatedShell
+    from lowbit.hw.axi.sim_ddr import log_depth
     from lowbit.hw.axi.wfetch import pack_image
 
     ports = [WeightPort(0, 1, 64, 48, 64, 32), WeightPort(1, 3, 96, 20, 128, 40)]

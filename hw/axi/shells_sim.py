@@ -32,7 +32,7 @@ from .shells_axis import WeightPort, _weight_ports, axis_adapter_signature
 from .sim_ddr import DDR_READ_SIGNALS, SimulatedDDR, log_depth
 from .wfetch import AXI4ReadSignature
 
-__all__ = ["SimulatedShell", "log_depth"]
+__all__ = ["SimulatedShell"]
 
 class SimulatedShell(wiring.Component):
     """``lowbit_axis`` with its streams as ``i``/``o`` and a DDR model per weight port (see the
