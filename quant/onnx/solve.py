@@ -100,26 +100,9 @@ def solve_layer(act: Pending) -> SolvedLayer:
     lo, hi = probe.acc_range
     mw = mm.weights.shape[1]
     neg = (lambda a: mw - a) if mm.xnor else (lambda a: -a)
-    solved = solve_thresholds(
-        func,
-        quant.code,
-        value_of,
-        act.channels,
-        lo,
-        hi,
-        neg,
-        mm.name,
-        quant.nominal,
-        func_vec,
-        quant.vcode,
-    )
-    w = mm.weights.copy()
-    w[solved.negate] *= -1
-    wdtype = mm.weight_dtype
-    if not wdtype.contains(w) and wdtype.kind is Kind.INT:
-        wdtype = DataType.int(wdtype.bits + 1)
-        node_probe = MatMulThreshold("probe", mm.input_dtype, w, None, weight_dtype=wdtype)
-        lo, hi = node_probe.acc_range
+
+    def solve(lo: int, hi: int):
+        """Thresholds for accumulators in ``[lo, hi]`` and the weights with negated rows."""
         solved = solve_thresholds(
             func,
             quant.code,
@@ -135,6 +118,15 @@ def solve_layer(act: Pending) -> SolvedLayer:
         )
         w = mm.weights.copy()
         w[solved.negate] *= -1
+        return solved, w
+
+    solved, w = solve(lo, hi)
+    wdtype = mm.weight_dtype
+    if not wdtype.contains(w) and wdtype.kind is Kind.INT:
+        # a negated row may need one more bit: solve again for the wider accumulator range
+        wdtype = DataType.int(wdtype.bits + 1)
+        node_probe = MatMulThreshold("probe", mm.input_dtype, w, None, weight_dtype=wdtype)
+        solved, w = solve(*node_probe.acc_range)
     nodes: list[tuple[MatMulThreshold | MaxPool, str]] = [
         (
             MatMulThreshold(
