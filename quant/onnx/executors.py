@@ -340,11 +340,26 @@ def bipolar_quant(ins, a, *_):
 
 
 def trunc(ins, a, *_):
-    """QONNX ``Trunc`` (drop low bits with the rounding mode); a QONNX custom operator."""
-    x, s, zp, ibw, obw = map(_f, ins[:5])
+    """QONNX ``Trunc`` as qonnx 1.0 computes it, told apart by its inputs; a QONNX custom operator.
+
+    v1 (five inputs: x, scale, zero point, input bit width, output bit width) keeps the input
+    scale: ``(rounding(round(x / scale + zp) / 2^(in - out)) - zp) * scale``. v2 (six inputs, as
+    Brevitas exports it: x, scale, zero point, input bit width, output scale, output bit width)
+    divides by ``t``, the power of two nearest ``output scale / scale``, clips to the output bit
+    width (``signed``, ``narrow``), rounds and rescales: ``(rounding(clip(round(x / scale + zp) /
+    t)) - zp / t) * output scale``; its input bit width is unused.
+    """
+    x, s, zp = _f(ins[0]), _f(ins[1]), _f(ins[2])
     y = np.round(x / s + zp)
-    y = round_mode(a.get("rounding_mode", "FLOOR"))(y / 2.0 ** (float(ibw) - float(obw)))
-    return [(y - zp) * s * 2.0 ** (float(ibw) - float(obw))]
+    rounding = round_mode(a.get("rounding_mode", "FLOOR"))
+    if len(ins) < 6 or ins[5] is None:
+        t = 2.0 ** (float(np.asarray(ins[3]).item()) - float(np.asarray(ins[4]).item()))
+        return [(rounding(y / t) - zp) * s]
+    out_scale = _f(ins[4])
+    t = 2.0 ** np.round(np.log2(out_scale / s))
+    bits = int(np.asarray(ins[5]).item())
+    lo, hi = qonnx_int_range(bits, bool(a.get("signed", 1)), bool(a.get("narrow", 0)))
+    return [(rounding(np.clip(y / t, lo, hi)) - zp / t) * out_scale]
 
 
 def multi_threshold(ins, a, *_):

@@ -227,39 +227,74 @@ def bipolar_quant(lw, node, ins, a):
     return lw.elementwise(node, act, BipolarQuantizer(fraction_array(s)))
 
 
+_TRUNC_INPUTS = (
+    "expected 5 (QONNX Trunc v1: x, scale, zero point, input bit width, output bit width) or 6 "
+    "(v2: x, scale, zero point, input bit width, output scale, output bit width)"
+)
+
+
+def _bit_width(lw, node, name: str, what: str) -> int:
+    """The constant ``name`` as a positive integer bit width."""
+    v = lw.scalar(node, name, what)
+    if v != round(v) or v < 1:
+        raise lw.err(node, f"{what} must be a positive integer, not {v:g}")
+    return int(v)
+
+
 def trunc(lw, node, ins, a):
-    """QONNX ``Trunc`` (drop the low bits of a quantized value), v1 or v2 (output scale)."""
+    """QONNX ``Trunc`` as qonnx 1.0 defines it (:func:`.executors.trunc`), told apart by its
+    inputs: v1 (five) keeps the input scale and shifts by the difference of the bit widths; v2
+    (six, Brevitas' order: the output scale before the output bit width) shifts by the power of
+    two nearest ``output scale / scale`` and clips to the output bit width. An output wider than
+    the input is an exact left shift."""
     act = ins[0]
-    scale = _scale(lw, node)
+    if len(node.input) not in (5, 6):
+        raise lw.err(node, f"has {len(node.input)} inputs; {_TRUNC_INPUTS}")
+    s = _per_tensor_or_channel(lw, node, act, _scale(lw, node), "scale")
     zp = lw.fconst(node, node.input[2], "zero point")
-    ibw = lw.scalar(node, node.input[3], "input bit width")
-    obw = lw.scalar(node, node.input[4], "output bit width")
-    if ibw < obw or obw < 1:
-        raise lw.err(node, f"bit widths must satisfy input ({ibw:g}) >= output ({obw:g}) >= 1")
-    c = act.channels
-    s = (
-        lw.per_channel(node, act, scale, "scale")
-        if scale.size > 1
-        else np.full(c, float(scale.item()))
-    )
-    z = lw.per_channel(node, act, zp, "zero point") if zp.size > 1 else np.full(c, float(zp.item()))
-    shift = Fraction(2) ** int(round(ibw - obw))
-    lo = hi = None
-    out_scale = fraction_array(s) * shift
-    if len(ins) > 5 and ins[5] is not None:  # Trunc v2: output scale and clipping
-        os_ = lw.scalar(node, node.input[5], "output scale")
-        shift = Fraction(2) ** int(round(math.log2(os_ / float(s[0]))))
-        out_scale = np.array([exact(os_)] * c, dtype=object)
-        lo, hi = qonnx_int_range(int(obw), bool(a.get("signed", 1)), bool(a.get("narrow", 0)))
+    z = _per_tensor_or_channel(lw, node, act, zp, "zero point")
+    mode = a.get("rounding_mode", "FLOOR")
+    round_mode(mode)  # a ValueError naming the modes for an unknown one
+    if len(node.input) == 5:
+        ibw = _bit_width(lw, node, node.input[3], "input bit width")
+        obw = _bit_width(lw, node, node.input[4], "output bit width")
+        shift = Fraction(2) ** (ibw - obw)
+        out = lw.elementwise(
+            node,
+            act,
+            TruncQuantizer(fraction_array(s), fraction_array(z), shift, fraction_array(s), mode),
+            internal=bool(z.any()),
+        )
+        if not z.any():
+            return out
+        # v1 subtracts the zero point itself after the shift; TruncQuantizer subtracts zp / shift
+        fz = fraction_array(z)
+        offset = np.array(
+            [-(fz[i] - fz[i] / shift) * exact(s[i]) for i in range(act.channels)], dtype=object
+        )
+        return lw.elementwise(node, out, Affine(fraction_array(np.ones(act.channels)), offset))
+    obw = _bit_width(lw, node, node.input[5], "output bit width")
+    os_ = lw.fconst(node, node.input[4], "output scale")
+    if (os_ <= 0).any():
+        raise lw.err(node, f"output scale must be positive, found {os_.min():g}")
+    o = _per_tensor_or_channel(lw, node, act, os_, "output scale")
+    shifts = {round(math.log2(o[i] / s[i])) for i in range(act.channels)}
+    if len(shifts) > 1:
+        raise lw.err(
+            node,
+            "the power of two nearest output scale / scale differs between channels "
+            f"({sorted(shifts)}); lowbit truncates every channel by the same shift",
+        )
+    lo, hi = qonnx_int_range(obw, bool(a.get("signed", 1)), bool(a.get("narrow", 0)))
     return lw.elementwise(
         node,
         act,
         TruncQuantizer(
             fraction_array(s),
             fraction_array(z),
-            shift,
-            out_scale,
-            a.get("rounding_mode", "FLOOR"),
+            Fraction(2) ** shifts.pop(),
+            fraction_array(o),
+            mode,
             lo,
             hi,
         ),
@@ -420,6 +455,16 @@ def _pending_matmul(
     return Pending(out_idx, out_phys, name, Layer(name, x.dtype, wq, wdtype, S, offsets, xnor))
 
 
+def _pixel_vector(lw, node, x: Codes) -> Codes:
+    """The channels of a 1x1 image as a vector: a global sum over its one pixel (the same values),
+    so that the integer graph reads the next product as fully connected (on a 1x1 image it is a
+    pixel-wise product, whose output keeps the image shape: a global ``TruncAvgPool2d`` or a
+    convolution as wide as its input followed by ``Flatten`` and the last layer)."""
+    lw.emit(GlobalAccPool(f"{node.name}_flatten", x.dtype), node.name)
+    dtype = DataType.for_range(x.dtype.min, x.dtype.max)
+    return Codes(x.idx, (x.channels,), x.origin, dtype, x.scale, x.offset)
+
+
 def _fc(lw, node, x: Act, wlog: np.ndarray, row_scale, wdtype, bias, alpha=1.0) -> Pending:
     """A fully connected layer on the activation ``x`` with logical weights ``(MH, K)``."""
     codes: Codes = lw.codes(node, x)
@@ -436,6 +481,8 @@ def _fc(lw, node, x: Act, wlog: np.ndarray, row_scale, wdtype, bias, alpha=1.0) 
         raise lw.err(
             node, "its input is a part of the previous tensor; lowbit needs the whole tensor"
         )
+    if len(codes.phys) == 3 and codes.phys[0] * codes.phys[1] == 1:
+        codes = _pixel_vector(lw, node, codes)
     w = np.zeros((wlog.shape[0], k), dtype=np.int64)
     w[:, codes.idx] = wlog
     cols = np.arange(k)
