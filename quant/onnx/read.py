@@ -1,26 +1,29 @@
 """Stage 1 of the import: read and check the model, and describe its input.
 
 :func:`read` loads the model (:func:`load_model`), checks that lowbit can import it
-(:func:`check_model`: opset, one input and one output, data types, fixed shapes, domains and
-operators of the op table, every operand defined, ONNX shape inference) and returns a
-:class:`Source`: the checked model and its input as the first activation of the chain.
+(:func:`check_model`: opset, one input and one output, data types, fixed shapes, constants folded
+(:func:`fold_constants`), domains and operators of the op table, every operand defined, ONNX shape
+inference) and returns a :class:`Source`: the checked model and its input as the first activation
+of the chain.
 """
 
 from __future__ import annotations
 
 import difflib
+import logging
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import onnx
-from onnx import shape_inference
+from onnx import helper, numpy_helper, shape_inference
 
 from ... import LowbitError
 from ...ir.datatypes import DataType
 from ..streamline import fraction_array
-from .executors import attributes
+from .executors import Reference, attributes
 from .ops import OPS, OpSpec
 from .states import Act, Codes, Raw, image_idx
 
@@ -29,11 +32,15 @@ __all__ = [
     "read",
     "load_model",
     "check_model",
+    "fold_constants",
     "node_error",
     "finn_dtype",
     "MIN_OPSET",
     "MAX_OPSET",
+    "FOLD_LIMIT",
 ]
+
+log = logging.getLogger(__name__)
 
 MIN_OPSET = 11
 MAX_OPSET = onnx.defs.onnx_opset_version()
@@ -71,6 +78,10 @@ _HINTS = {
     "BinaryQuant": "BipolarQuant",
 }
 """The nearest supported form of common operators lowbit does not import."""
+FOLD_LIMIT = 1 << 24
+"""The most elements a tensor computed by constant folding (:func:`fold_constants`) may have."""
+_DEFAULT_DOMAINS = ("", "ai.onnx")
+_EVALUATE = Reference()  # onnx's reference evaluator, every input in its own type
 _FLOAT_TYPES = {onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE}
 _INT_INPUT = {
     onnx.TensorProto.UINT8: DataType.uint(8),
@@ -183,10 +194,133 @@ def _nearest(op: str, table: Mapping[str, OpSpec]) -> str:
     return "a chain of Conv/Gemm/MatMul, batch-norm, activations and quantizers"
 
 
+def _foldable(node: onnx.NodeProto, consts, table: Mapping[str, OpSpec]) -> bool:
+    """True when ``node`` reads only the constants ``consts`` and onnx's reference evaluator
+    computes it: a deterministic operator of the default domain that is not one of the table's
+    quantizers (the importer's handlers keep the integer codes of a quantized constant)."""
+    if node.domain not in _DEFAULT_DOMAINS or not onnx.defs.has(node.op_type):
+        return False
+    row = table.get(node.op_type)
+    if row is not None and (row.quantizer or row.fold is not None):
+        return False
+    if getattr(onnx.defs.get_schema(node.op_type), "non_deterministic", False):
+        return False  # RandomNormal, Multinomial...: a constant would fix one draw
+    return all(not x or x in consts for x in node.input)
+
+
+def _inferred_shapes(node: onnx.NodeProto, ins: list, opset: int) -> dict[str, tuple[int, ...]]:
+    """The output shapes ONNX shape inference finds for ``node`` on the constants ``ins``, before
+    anything is computed (the outputs whose shape it cannot tell are left out)."""
+    inits = [numpy_helper.from_array(v, n) for n, v in zip(node.input, ins) if n]
+    outs = [helper.make_empty_tensor_value_info(n) for n in node.output if n]
+    g = helper.make_graph([node], "fold", [], outs, inits)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)])
+    try:
+        inferred = shape_inference.infer_shapes(m, data_prop=True)
+    except Exception:  # an inconsistent node: the evaluator reports it, and the result is checked
+        return {}
+    shapes = {}
+    for o in inferred.graph.output:
+        t = o.type.tensor_type
+        if t.HasField("shape") and all(d.HasField("dim_value") for d in t.shape.dim):
+            shapes[o.name] = tuple(d.dim_value for d in t.shape.dim)
+    return shapes
+
+
+def fold_constants(
+    model: onnx.ModelProto, label: str, table: Mapping[str, OpSpec] = OPS
+) -> onnx.ModelProto:
+    """``model`` with every node whose operands are all constants replaced by its outputs.
+
+    A constant is an initializer or an output of a folded node. A node is folded when onnx's
+    reference evaluator (``onnx.reference``) computes its operator, a deterministic operator of the
+    default domain, whether or not the op table imports it; the table's quantizers (rows with
+    ``quantizer`` or ``fold``) and custom operators (QONNX ``Quant``, ``BipolarQuant``, ``Trunc``,
+    ``MultiThreshold``) stay for the importer's handlers, which keep a quantized constant's integer
+    codes. The folded outputs that remaining nodes read become initializers, with the evaluator's
+    data types and values exactly. ``model`` itself is not changed.
+
+    Raises
+    ------
+    LowbitError
+        When a folded tensor would have more than :data:`FOLD_LIMIT` elements (refused from its
+        inferred shape before it is computed where shape inference knows it), or the evaluator
+        fails; the message names the file, the node and its op type.
+    """
+    g = model.graph
+    opset = _opset(model) or MAX_OPSET
+    protos = {t.name: t for t in g.initializer}
+    values: dict[str, np.ndarray] = {}
+    consts = set(protos)
+    folded: set[int] = set()
+    for i, node in enumerate(g.node):
+        if not _foldable(node, consts, table):
+            continue
+        name = node.name or f"{node.op_type}_{i}"
+        ins = []
+        for x in node.input:
+            if x and x not in values:
+                values[x] = numpy_helper.to_array(protos[x])
+            ins.append(values[x] if x else None)
+        shapes = _inferred_shapes(node, ins, opset)
+        for out in node.output:
+            if out in shapes:
+                _check_fold_size(label, name, node.op_type, shapes[out])
+        try:
+            outs = _EVALUATE(ins, attributes(node), node, opset)
+        except Exception as e:  # the evaluator raises the failing computation's own error
+            raise node_error(
+                label, name, node.op_type, f"cannot evaluate on constants: {e}"
+            ) from None
+        for out, v in zip(node.output, outs):
+            if out:
+                v = np.asarray(v)
+                _check_fold_size(label, name, node.op_type, v.shape)
+                values[out] = v
+                consts.add(out)
+        folded.add(i)
+    if not folded:
+        return model
+    result = onnx.ModelProto()
+    result.CopyFrom(model)
+    nodes = []
+    for i, node in enumerate(result.graph.node):
+        if i not in folded:
+            node.name = node.name or f"{node.op_type}_{i}"  # the name it has in the input model
+            nodes.append(node)
+    read_by = {x for n in nodes for x in n.input} | {o.name for o in result.graph.output}
+    produced = [o for i in sorted(folded) for o in g.node[i].output if o and o in read_by]
+    del result.graph.node[:]
+    result.graph.node.extend(nodes)
+    result.graph.initializer.extend(numpy_helper.from_array(values[n], n) for n in produced)
+    if result.ir_version < 4:  # initializers are graph inputs before IR version 4
+        result.graph.input.extend(
+            helper.make_tensor_value_info(
+                n, helper.np_dtype_to_tensor_dtype(values[n].dtype), values[n].shape
+            )
+            for n in produced
+        )
+    log.info("%s: %d nodes folded on constants", label, len(folded))
+    return result
+
+
+def _check_fold_size(label: str, name: str, op_type: str, shape) -> None:
+    size = math.prod(int(d) for d in shape)
+    if size > FOLD_LIMIT:
+        raise node_error(
+            label,
+            name,
+            op_type,
+            f"on constants it gives a tensor of {size} elements (shape {list(shape)}); lowbit "
+            f"folds at most {FOLD_LIMIT} (FOLD_LIMIT)",
+        )
+
+
 def check_model(
     model: onnx.ModelProto, label: str, table: Mapping[str, OpSpec] = OPS
 ) -> onnx.ModelProto:
-    """``model`` with its shapes inferred, once it passes every check of a chain lowbit imports.
+    """``model`` with its constants folded (:func:`fold_constants`) and its shapes inferred, once
+    it passes every check of a chain lowbit imports.
 
     Raises
     ------
@@ -247,7 +381,9 @@ def check_model(
                 f"{onnx.TensorProto.DataType.Name(t.data_type)}; expected a numeric "
                 "tensor"
             )
-    known = set(inits) | {inp.name}
+    model = fold_constants(model, label, table)
+    g = model.graph
+    known = {t.name for t in g.initializer} | {inp.name}
     for i, node in enumerate(g.node):
         name = node.name or f"{node.op_type}_{i}"
         if node.domain not in ("", "ai.onnx") + _CUSTOM_DOMAINS:
