@@ -85,6 +85,10 @@ class OpSpec:
         It only moves elements: on a quantized constant it applies to the codes and the scales.
     nhwc : bool
         It reads NHWC images: a model input it consumes is laid out NHWC.
+    reshape : bool
+        It only reshapes its operand 0 (the element order kept): :func:`run` applies it to each row
+        of a batch computed from the input when its other operands are constants, as a batch-1
+        export applies its constant target shape (``x.view(1, -1)``) to its one row.
     """
 
     domain: str
@@ -98,6 +102,7 @@ class OpSpec:
     fold: Handler | None = None
     relayout: bool = False
     nhwc: bool = False
+    reshape: bool = False
 
 
 _ALL = Reference(f64=None)  # every input in float64, as the executor holds every float tensor
@@ -172,8 +177,18 @@ OPS: Mapping[str, OpSpec] = _rows(
         fold=hd.fold_dequantize_linear,
     ),
     # layout
-    OpSpec("", "Flatten", Reference(), hd.reshape_like, keeps_grid=True, relayout=True),
-    OpSpec("", "Reshape", Reference(ints=(1,)), hd.reshape_like, keeps_grid=True, relayout=True),
+    OpSpec(
+        "", "Flatten", Reference(), hd.reshape_like, keeps_grid=True, relayout=True, reshape=True
+    ),
+    OpSpec(
+        "",
+        "Reshape",
+        Reference(ints=(1,)),
+        hd.reshape_like,
+        keeps_grid=True,
+        relayout=True,
+        reshape=True,
+    ),
     OpSpec("", "Transpose", Reference(), hd.reshape_like, keeps_grid=True, relayout=True),
     OpSpec("", "Squeeze", Reference(ints=(1,)), hd.reshape_like, relayout=True),
     OpSpec("", "Unsqueeze", Reference(ints=(1,)), hd.reshape_like, relayout=True),
@@ -210,6 +225,19 @@ def execute(node: onnx.NodeProto, ins: list, opset: int, table: Mapping[str, OpS
     return row.execute(ins, attributes(node), node, opset)
 
 
+def _per_row(node: onnx.NodeProto, ins: list, opset: int, table: Mapping[str, OpSpec]) -> list:
+    """A reshape of the batch ``ins[0]`` ``(B, ...)`` applied to each row ``(1, ...)``: row 0's
+    output ``(k, ...)`` gives the shape, and the rows, contiguous, are reshaped all at once to
+    ``(B k, ...)``."""
+    x = np.asarray(ins[0])
+    if x.ndim == 0 or len(x) == 1:
+        return execute(node, ins, opset, table)
+    first = execute(node, [x[:1]] + ins[1:], opset, table)[0]
+    if first.ndim == 0:
+        return execute(node, ins, opset, table)
+    return [x.reshape((len(x) * first.shape[0],) + first.shape[1:])]
+
+
 def run(
     model: onnx.ModelProto,
     inputs,
@@ -222,6 +250,11 @@ def run(
 
     Returns the graph outputs by name (every tensor when ``keep_all``, or when stopping early after
     computing the tensor ``stop_at``). Float tensors are float64.
+
+    The batch axis is the first: a reshape (rows with ``reshape``) of a tensor computed from the
+    inputs by constant operands applies to each row, so that a model exported with batch 1 and a
+    constant target shape of batch 1 (``Reshape [1, -1]``, ``Flatten`` of axis 0) runs ``B`` rows
+    as ``B`` calls on single rows would.
     """
     g = model.graph
     opset = _opset(model)
@@ -232,9 +265,21 @@ def run(
             raise ValueError(f"the model has {len(real_inputs)} inputs; pass a dict by name")
         inputs = {real_inputs[0]: inputs}
     env.update({k: np.asarray(v) for k, v in inputs.items()})
+    batched = set(inputs)  # the tensors computed from the inputs: their first axis is the batch
     for node in g.node:
         ins = [env[n] if n else None for n in node.input]
-        outs = execute(node, ins, opset, table)
+        row = table.get(node.op_type)
+        if (
+            row is not None
+            and row.reshape
+            and node.input[0] in batched
+            and not batched.intersection(node.input[1:])
+        ):
+            outs = _per_row(node, ins, opset, table)
+        else:
+            outs = execute(node, ins, opset, table)
+        if batched.intersection(node.input):
+            batched.update(node.output)
         for name, v in zip(node.output, outs):
             env[name] = v
         if stop_at is not None and stop_at in node.output:
