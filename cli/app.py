@@ -17,6 +17,15 @@ from pathlib import Path
 import numpy as np
 
 from .. import LowbitError, __version__
+from ._data import (
+    accuracy,
+    boundary_json,
+    boundary_lines,
+    check_labels,
+    graph_codes,
+    is_identity,
+    read_images,
+)
 from ._progress import Bar, SimBar, step_printer
 
 __all__ = ["main"]
@@ -75,7 +84,7 @@ def cmd_demo(args) -> int:
 
 
 def cmd_compile(args) -> int:
-    from ..flow import CompiledDesign, compile_model, compile_zoo
+    from ..flow import CompiledDesign, compile_model, compile_zoo, write_json
     from ..ir.graph import IntegerGraph
 
     if (args.model is None) == (args.zoo is None):
@@ -105,6 +114,13 @@ def cmd_compile(args) -> int:
             budget=args.budget,
         )
     m = report.mapping
+    design = CompiledDesign(args.output)
+    graph = IntegerGraph.load(design.model_path)
+    # the input quantizer and class map next to the flow's report (CompiledReport ignores keys it
+    # does not know)
+    doc = json.loads(design.report_path.read_text())
+    doc.update(boundary_json(graph))
+    write_json(design.report_path, doc)
     print(
         f"wrote {args.output}: {report.verilog}, {CompiledDesign.SCHEDULE}, {CompiledDesign.REPORT}"
     )
@@ -112,33 +128,71 @@ def cmd_compile(args) -> int:
         f"  {m['cycles_per_image']} cycles/image (bottleneck {m['bottleneck']}), "
         f"{m['throughput_fps']:,.0f} images/s at {m['clock_mhz']:g} MHz on {m['board']}"
     )
+    print("  " + boundary_lines(graph).replace("\n", "\n  "))
     return 0
 
 
-def _load_images(args, graph) -> np.ndarray:
+class _Images:
+    """The images ``sim`` feeds: input codes, labels when known, and where they come from."""
+
+    def __init__(self, codes: np.ndarray, labels: np.ndarray | None, source: str, encoded: bool):
+        self.codes, self.labels, self.source, self.encoded = codes, labels, source, encoded
+
+    def describe(self) -> str:
+        how = "floats encoded by the input quantizer" if self.encoded else "integer codes"
+        lab = "labelled" if self.labels is not None else "no labels"
+        return f"{len(self.codes)} images from {self.source} ({how}, {lab})"
+
+
+def _default_refusal(graph, lo: int, hi: int, what: str) -> str | None:
+    """Why the default data set (values ``lo..hi``) cannot be the graph's input, or ``None``."""
+    a, b = graph.input_dtype.stored_range
+    q = graph.input_quant
+    if a <= lo and hi <= b and is_identity(q):
+        return None
+    why = f"the model's input type is {graph.input_dtype}"
+    if not a <= lo <= hi <= b:
+        why += f" (codes {a}..{b})"
+    if not is_identity(q):
+        why += f" with input quantizer {q.describe()}"
+    return (
+        f"refusing to feed {what} (values {lo}..{hi}) as input codes: {why}, so the model would "
+        "see other values than it was trained on\npass --images FILE.npz with the model's own "
+        "data (float 'x' is encoded by the graph's input quantizer, integer 'x' are codes)"
+    )
+
+
+def _load_images(args, graph) -> _Images:
+    if args.count is not None and args.count < 1:
+        raise LowbitError(f"--count must be a positive number of images, not {args.count}")
     if args.images and args.images.isdigit() and not Path(args.images).exists():
-        args.count, args.images = int(args.images), None  # "--images N": the first N test images
+        n = int(args.images)  # "--images N": the first N test images
+        if n < 1:
+            raise LowbitError(f"--images N must be a positive number of images, not {n}")
+        args.count, args.images = n, None
+    y = None
     if args.images:
         path = Path(args.images)
-        try:
-            with np.load(path, allow_pickle=False) as z:
-                if "x" not in z.files:
-                    raise LowbitError(
-                        f"{path}: expected an array named 'x' of shape (B, {graph.input_size})"
-                    )
-                x = z["x"]
-        except (OSError, ValueError) as e:
-            raise LowbitError(f"{path}: cannot read images ({e})") from None
-        try:
-            x = graph.check_input(x)
-        except (TypeError, ValueError) as e:
-            raise LowbitError(f"{path}: {e}") from None
+        x, y = read_images(path)
+        if y is not None:
+            check_labels(y, graph.classes, str(path))
+        encoded = x.dtype.kind == "f"
+        x = graph_codes(graph, x, str(path))
+        imgs = _Images(x, y, str(path), encoded)
     else:
         from ..quant.data import load_digits_split
 
         data = load_digits_split()
         if data.x_test.shape[1] == graph.input_size:
-            x = data.x_test
+            refusal = _default_refusal(
+                graph,
+                int(data.x_test.min()),
+                int(data.x_test.max()),
+                "the digits test split (the default data set)",
+            )
+            if refusal:
+                raise LowbitError(refusal)
+            imgs = _Images(data.x_test, data.y_test, "the digits test split", False)
         elif args.count:  # not a digits model: N random inputs over the input type's whole range
             dt = graph.input_dtype
             lo, hi = dt.stored_range
@@ -147,12 +201,69 @@ def _load_images(args, graph) -> np.ndarray:
                 f"  {args.count} random inputs in [{lo}, {hi}] (seed 0): the model takes "
                 f"{graph.input_size} inputs, not the digits' 64"
             )
+            imgs = _Images(x, None, "random codes", False)
         else:
             raise LowbitError(
                 f"the model takes {graph.input_size} inputs, not the digits' 64: pass --images "
                 "FILE.npz, or --images N for N random inputs"
             )
-    return x[: args.count] if args.count else x
+    if args.count:
+        imgs.codes = imgs.codes[: args.count]
+        imgs.labels = None if imgs.labels is None else imgs.labels[: args.count]
+    if len(imgs.codes) == 0:
+        raise LowbitError(
+            f"{imgs.source}: no images to simulate ('x' holds 0 images); a check on zero images "
+            "proves nothing"
+        )
+    return imgs
+
+
+def _accuracy_summary(graph, imgs: _Images, rtl_labels) -> dict:
+    """Reference and RTL class decisions on the images: accuracies (with labels) and the number of
+    images whose RTL label differs from the reference's (``graph.predict``)."""
+    ref = graph.predict(imgs.codes)
+    out: dict = {
+        "input": {
+            "source": imgs.source,
+            "encoded": imgs.encoded,
+            "input_quant": boundary_json(graph)["input_quant"],
+        }
+    }
+    rtl = None if rtl_labels is None or len(rtl_labels) != len(ref) else np.asarray(rtl_labels)
+    out["label_mismatches"] = None if rtl is None else int(np.sum(rtl != ref))
+    if imgs.labels is not None:
+        out["accuracy"] = {
+            "reference": accuracy(ref, imgs.labels),
+            "rtl": None if rtl is None else accuracy(rtl, imgs.labels),
+            "labelled_images": len(imgs.labels),
+        }
+    return out
+
+
+def _print_accuracy(summary: dict) -> None:
+    acc = summary.get("accuracy")
+    if acc:
+        rtl = "-" if acc["rtl"] is None else f"{acc['rtl']:.4f}"
+        print(
+            f"  accuracy           reference {acc['reference']:.4f}   rtl {rtl}   "
+            f"({acc['labelled_images']} labelled images)"
+        )
+    if summary["label_mismatches"] is not None:
+        print(f"  label mismatches   {summary['label_mismatches']} (RTL vs reference)")
+
+
+def _verdict(ok: bool, summary: dict, what: str = "bit-exact") -> bool:
+    """Print PASS or FAIL: the simulation's own check and the RTL labels against the reference's
+    class decision."""
+    labels_ok = not summary["label_mismatches"]
+    if ok and labels_ok:
+        print(f"PASS: {what}")
+    elif ok:
+        print(
+            f"FAIL: the RTL's labels differ from the reference's class decision on "
+            f"{summary['label_mismatches']} images"
+        )
+    return ok and labels_ok
 
 
 def cmd_sim(args) -> int:
@@ -160,15 +271,18 @@ def cmd_sim(args) -> int:
     from ..tools.simulators import resolve_simulator
 
     graph, _ = load_compiled(args.dir)
-    x = _load_images(args, graph)
     if args.fast and args.gate_level:
         raise LowbitError(
             "--fast and --gate-level exclude each other: the gate-level check runs under cocotb"
         )
+    imgs = _load_images(args, graph)
+    print(f"  {imgs.describe()}")
+    print("  " + boundary_lines(graph).replace("\n", "\n  "))
+    x = imgs.codes
     if args.fast:
-        return _sim_fast(args, graph, x)
+        return _sim_fast(args, graph, imgs)
     if args.gate_level:
-        return _sim_gate_level(args, graph, x)
+        return _sim_gate_level(args, graph, imgs)
     simulator = resolve_simulator(args.simulator)
     print(f"simulating {len(x)} images with cocotb + {simulator} ...", file=sys.stderr, flush=True)
     sim = simulate_compiled(
@@ -183,9 +297,8 @@ def cmd_sim(args) -> int:
         "cycles_per_image_measured": sim.steady["cycles_per_image"],
         "runs": [{k: v for k, v in r.items() if k != "labels"} for r in sim.runs],
         "waves": sim.waves,
+        **_accuracy_summary(graph, imgs, sim.labels),
     }
-    if args.json:
-        write_json(args.json, summary)
     for r in sim.runs:
         print(
             f"  {r['name']:18s} images {r['images']:5d}  mismatched {r['mismatched_images']}  "
@@ -196,17 +309,24 @@ def cmd_sim(args) -> int:
                 f"    image {mm['item']}: {mm['where']}[{mm['index']}] got {mm['got']} expected "
                 f"{mm['expected']}"
             )
+    _print_accuracy(summary)
     if sim.waves:
         print(f"  waveform: {sim.waves}")
-    print("PASS: bit-exact" if sim.ok else "FAIL: RTL differs from the reference")
-    return 0 if sim.ok else 1
+    ok = _verdict(sim.ok, summary)
+    if not sim.ok:
+        print("FAIL: RTL differs from the reference")
+    summary["ok"] = ok
+    if args.json:
+        write_json(args.json, summary)
+    return 0 if ok else 1
 
 
-def _sim_gate_level(args, graph, x) -> int:
+def _sim_gate_level(args, graph, imgs) -> int:
     from ..flow import load_compiled, write_json
     from ..sim.accel_sim import default_runs
     from ..sim.gatelevel import simulate_gate_level
 
+    x = imgs.codes
     _, schedule = load_compiled(args.dir)
     print(
         f"synthesising {args.dir} for 7-series (synth_xilinx -nobram) and simulating the netlist "
@@ -222,19 +342,7 @@ def _sim_gate_level(args, graph, x) -> int:
         runs=default_runs(len(x), throttled_images=args.throttled),
         simulator=args.simulator,
     )
-    if args.json:
-        write_json(
-            args.json,
-            {
-                "images": len(x),
-                "gate_level": True,
-                "ok": rep.ok,
-                "mismatches": rep.mismatches,
-                "netlist": rep.netlist,
-                "cells": rep.cells,
-                "runs": [{k: v for k, v in r.items() if k != "labels"} for r in rep.runs],
-            },
-        )
+    summary = _accuracy_summary(graph, imgs, rep.runs[0].get("labels") if rep.runs else None)
     for r in rep.runs:
         print(
             f"  {r['name']:18s} images {r['images']:5d}  mismatched {r['mismatched_images']}  "
@@ -245,18 +353,32 @@ def _sim_gate_level(args, graph, x) -> int:
                 f"    image {mm['item']}: {mm['where']}[{mm['index']}] got {mm['got']} expected "
                 f"{mm['expected']}"
             )
+    _print_accuracy(summary)
     print(f"  netlist: {rep.netlist}")
-    print(
-        "PASS: the synthesised netlist is bit-exact"
-        if rep.ok
-        else "FAIL: the netlist differs from the reference"
-    )
-    return 0 if rep.ok else 1
+    ok = _verdict(rep.ok, summary, "the synthesised netlist is bit-exact")
+    if not rep.ok:
+        print("FAIL: the netlist differs from the reference")
+    if args.json:
+        write_json(
+            args.json,
+            {
+                "images": len(x),
+                "gate_level": True,
+                "ok": ok,
+                "mismatches": rep.mismatches,
+                "netlist": rep.netlist,
+                "cells": rep.cells,
+                "runs": [{k: v for k, v in r.items() if k != "labels"} for r in rep.runs],
+                **summary,
+            },
+        )
+    return 0 if ok else 1
 
 
-def _sim_fast(args, graph, x) -> int:
+def _sim_fast(args, graph, imgs) -> int:
     from ..flow import verify_compiled_fast, write_json
 
+    x = imgs.codes
     print(
         f"verifying {len(x)} images on the fast path (compiled Verilator) ...",
         file=sys.stderr,
@@ -275,9 +397,8 @@ def _sim_fast(args, graph, x) -> int:
         "runs": list(rep.runs),
         "waves": rep.waves,
         "seconds": rep.seconds,
+        **_accuracy_summary(graph, imgs, rep.labels),
     }
-    if args.json:
-        write_json(args.json, summary)
     for r in rep.runs:
         print(
             f"  {r['name']:18s} images {r['images']:6d}  mismatched {r['mismatched_images']}  "
@@ -285,11 +406,17 @@ def _sim_fast(args, graph, x) -> int:
         )
     if rep.mismatch:
         print(f"  first mismatch: {rep.mismatch}")
+    _print_accuracy(summary)
     if rep.waves:
         print(f"  waveform: {rep.waves}")
     print(f"  build {rep.seconds['build']:.1f} s, simulation {rep.seconds['run']:.2f} s")
-    print("PASS: bit-exact" if rep.ok else "FAIL: RTL differs from the reference")
-    return 0 if rep.ok else 1
+    ok = _verdict(rep.ok, summary)
+    if not rep.ok:
+        print("FAIL: RTL differs from the reference")
+    summary["ok"] = ok
+    if args.json:
+        write_json(args.json, summary)
+    return 0 if ok else 1
 
 
 def cmd_map(args) -> int:
@@ -328,6 +455,7 @@ def cmd_map(args) -> int:
     from ..mapping.placement import placement_reasons
 
     report["placement"] = placement_reasons(graph, schedule, act_density=density)
+    report.update(boundary_json(graph))
     if args.act_data:
         report["act_density"] = {
             "data": args.act_data,
@@ -339,6 +467,7 @@ def cmd_map(args) -> int:
         print(json.dumps(report, indent=2))
     else:
         print(format_text(report), end="")
+        print(boundary_lines(graph))
     if args.markdown:
         path = Path(args.markdown)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -603,12 +732,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _plugins():
     from .builtin import register as zoo_cmds
+    from .evaluate import register as eval_cmds
     from .onnx import register as onnx_cmds
     from .sparse import register as sparse_cmds
     from .synth import register as mapping_cmds
     from .train import register as quant_cmds
 
-    return (quant_cmds, onnx_cmds, sparse_cmds, zoo_cmds, mapping_cmds)
+    return (quant_cmds, onnx_cmds, eval_cmds, sparse_cmds, zoo_cmds, mapping_cmds)
 
 
 _PLUGINS = _plugins()

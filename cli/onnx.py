@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import LowbitError
+from ._data import boundary_lines
 
 __all__ = ["register", "format_table"]
 
@@ -127,13 +128,8 @@ def cmd_import(args) -> int:
         f"{args.model}: {len(g.nodes)} integer nodes, input {g.input_dtype} "
         f"{'x'.join(map(str, g.input_shape_of(0)))}, {g.classes} classes"
     )
+    print(boundary_lines(g))
     print(format_table(rows))
-    if not result.scores_decide:
-        print(
-            "note: the last layer's per-class bias or scale (or an activation after it) is not "
-            "part of the integer graph, whose integer scores may then rank classes differently "
-            "from the model"
-        )
     if args.output:
         g.save(args.output)
         print(f"wrote {args.output}")
@@ -146,11 +142,6 @@ def cmd_export(args) -> int:
     from ..quant.onnx.writer import save_model, to_onnx, to_qonnx
 
     graph, result = _load_any(args.model, _dtype(args.input_dtype))
-    if result is not None and not result.scores_decide:
-        print(
-            "note: the exported model computes the integer scores; the source model's last "
-            "per-class bias or scale is not part of them"
-        )
     model = to_qonnx(graph) if args.format == "qonnx" else to_onnx(graph)
     save_model(model, args.output)
     print(

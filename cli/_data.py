@@ -1,0 +1,159 @@
+"""What the commands share about a graph's boundary with the outside world: the lines that say how
+float inputs become codes and how the scores become a class (:func:`boundary_lines`,
+:func:`boundary_json`), labelled image files (:func:`read_images`), inputs turned into the graph's
+codes (:func:`graph_codes`) and accuracies.
+
+An image file is an ``.npz`` with an array ``x`` (``B`` images) and, optionally, integer labels
+``y`` ``(B,)``. Integer ``x`` are the graph's input codes; float ``x`` are the model's inputs,
+encoded by the graph's input quantizer (:meth:`lowbit.ir.IntegerGraph.encode`).
+"""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from .. import LowbitError
+
+__all__ = [
+    "accuracy",
+    "boundary_json",
+    "boundary_lines",
+    "check_labels",
+    "graph_codes",
+    "is_identity",
+    "read_images",
+]
+
+
+def boundary_lines(g) -> str:
+    """Two lines: the graph's input quantizer and its class decision (raw scores or class map)."""
+    q = g.input_quant
+    first = (
+        f"input quantizer: {q.describe()}"
+        if q is not None
+        else f"input quantizer: none stored (the graph takes {g.input_dtype} codes)"
+    )
+    last = g.nodes[-1]
+    cm = last.class_map
+    if cm is None:
+        second = "class decision: argmax of the integer scores"
+    else:
+        lo, hi = last.score_range
+        second = (
+            f"class decision: argmax of the class map mult * score + offset ({cm.classes} "
+            f"classes, {cm.bits(lo, hi)}-bit values), folded exactly from the model's tail "
+            "into the label select"
+        )
+    return first + "\n" + second
+
+
+def boundary_json(g) -> dict:
+    """The graph's input type, input quantizer and class map as JSON values (``None`` when
+    absent)."""
+    cm = g.nodes[-1].class_map
+    return {
+        "input_dtype": g.input_dtype.name,
+        "input_quant": None if g.input_quant is None else g.input_quant.to_json(),
+        "class_map": None if cm is None else cm.to_json(),
+    }
+
+
+def is_identity(q) -> bool:
+    """True when the input quantizer ``q`` is absent or maps value ``v`` to code ``v`` (scale 1,
+    zero point 0)."""
+    return q is None or (all(s == 1 for s in q.scale) and all(z == 0 for z in q.zero_point))
+
+
+def read_images(path, *, labels: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+    """``x`` and ``y`` (``None`` when absent) of an image file; with ``labels=True`` ``y`` is
+    required. Errors name the file and what was expected."""
+    p = Path(path)
+    if not p.is_file():
+        raise LowbitError(f"{p}: no such image file; expected an .npz with an array 'x'")
+    try:
+        with np.load(p, allow_pickle=False) as z:
+            if "x" not in z.files:
+                raise LowbitError(f"{p}: expected an array named 'x' of images (B, ...)")
+            x = z["x"]
+            y = z["y"] if "y" in z.files else None
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
+        raise LowbitError(f"{p}: cannot read images ({e})") from None
+    if x.ndim < 2:
+        raise LowbitError(f"{p}: 'x' must hold a batch of images (B, ...), not shape {x.shape}")
+    if y is None:
+        if labels:
+            raise LowbitError(f"{p}: expected integer labels 'y' (B,) next to the images 'x'")
+        return x, None
+    if y.dtype.kind not in "iu" or y.shape != (len(x),):
+        raise LowbitError(
+            f"{p}: 'y' must hold one integer label per image, shape ({len(x)},), not "
+            f"{y.dtype} {y.shape}"
+        )
+    return x, y.astype(np.int64)
+
+
+def check_labels(y: np.ndarray, classes: int, source: str) -> None:
+    """Refuse labels outside ``[0, classes)``."""
+    if y.size and (y.min() < 0 or y.max() >= classes):
+        raise LowbitError(
+            f"{source}: labels 'y' must lie in [0, {classes - 1}] (the model's {classes} "
+            f"classes), found [{y.min()}, {y.max()}]"
+        )
+
+
+def _layout(graph, x: np.ndarray, source: str, nchw: bool) -> np.ndarray:
+    """``x`` as ``(B, *input_shape)``: from that shape, from ``(B, input_size)``, or (``nchw``) from
+    the ``(B, C, H, W)`` layout of an ONNX image."""
+    shape = graph.input_shape
+    if x.shape[1:] == shape:
+        return x
+    if x.ndim == 2 and x.shape[1] == graph.input_size:
+        return x.reshape((len(x),) + shape)
+    chw = (shape[-1],) + shape[:-1] if len(shape) == 3 else None
+    if nchw and chw is not None and x.shape[1:] == chw:
+        return np.moveaxis(x, 1, -1)
+    dims = ", ".join(map(str, shape))
+    also = f" or (B, {', '.join(map(str, chw))})" if nchw and chw else ""
+    raise LowbitError(
+        f"{source}: 'x' must have shape (B, {dims}) or (B, {graph.input_size}){also} for this "
+        f"model, not {x.shape}"
+    )
+
+
+def graph_codes(graph, x: np.ndarray, source: str, *, nchw: bool = False) -> np.ndarray:
+    """The graph's input codes ``(B, *input_shape)`` for ``x``: integer ``x`` are codes (checked
+    against the input type), float ``x`` are encoded by the graph's input quantizer.
+
+    Raises
+    ------
+    LowbitError
+        Naming ``source`` and the input type, for float ``x`` and a graph without input quantizer,
+        a wrong shape, or codes outside the input type.
+    """
+    x = np.asarray(x)
+    if x.dtype.kind == "f":
+        if graph.input_quant is None:
+            raise LowbitError(
+                f"{source}: 'x' holds floats ({x.dtype}) but the graph has no input quantizer: "
+                f"it takes {graph.input_dtype} codes; pass integer codes, or import the model "
+                "with --input-quant TYPE:SCALE (or --calib)"
+            )
+        x = _layout(graph, x, source, nchw)
+        if not np.isfinite(x).all():
+            raise LowbitError(f"{source}: 'x' holds NaN or infinite values")
+        return graph.encode(x)
+    if x.dtype.kind not in "biu":
+        raise LowbitError(f"{source}: 'x' must hold integer codes or floats, not {x.dtype}")
+    x = _layout(graph, x, source, nchw)
+    try:
+        return graph.check_input(x)
+    except (TypeError, ValueError) as e:
+        raise LowbitError(f"{source}: {e}") from None
+
+
+def accuracy(pred: np.ndarray, y: np.ndarray) -> float:
+    """The share of ``pred`` equal to ``y``."""
+    return float(np.mean(np.asarray(pred) == np.asarray(y))) if len(y) else 0.0
