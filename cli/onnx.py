@@ -12,6 +12,8 @@
 from __future__ import annotations
 
 import json
+import math
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -117,11 +119,124 @@ def format_table(rows: list[dict]) -> str:
     return "\n".join(out)
 
 
+MAX_CALIB_BITS = 8
+"""``import --calib``: the widest exact grid taken as the input quantizer; data on no grid that
+narrow get an 8-bit quantizer spanning them."""
+
+
+def _parse_input_quant(text: str):
+    """``TYPE:SCALE[:ZERO_POINT]`` (``UINT5:0.0625``, ``INT8:1/128:0``) as an ``InputQuant``."""
+    from ..ir.boundary import InputQuant
+    from ..ir.datatypes import DataType
+
+    parts = text.split(":")
+    try:
+        if len(parts) not in (2, 3):
+            raise ValueError("expected TYPE:SCALE[:ZERO_POINT]")
+        dtype = DataType.parse(parts[0].upper())
+        scale = float(Fraction(parts[1]))
+        zero = float(Fraction(parts[2])) if len(parts) == 3 else 0.0
+        return InputQuant(dtype, (scale,), (zero,))
+    except (ValueError, ZeroDivisionError) as e:
+        raise LowbitError(
+            f"--input-quant: expected TYPE:SCALE[:ZERO_POINT] such as UINT5:0.0625 or "
+            f"INT8:1/128, not {text!r} ({e})"
+        ) from None
+
+
+def calibrated_input_quant(x: np.ndarray, source: str):
+    """The input quantizer of float calibration inputs ``x`` and whether it is exact: the
+    narrowest grid ``k * scale`` (zero point 0, at most :data:`MAX_CALIB_BITS` bits) holding
+    every value, else 8 bits spanning the data (``UINT8`` for data >= 0, ``INT8`` otherwise)."""
+    from ..ir.boundary import InputQuant
+    from ..ir.datatypes import DataType
+
+    v = np.unique(np.asarray(x, dtype=np.float32))
+    if v.size == 0 or not np.isfinite(v).all():
+        raise LowbitError(f"{source}: calibration inputs 'x' must be finite numbers (and some)")
+    if not v.any():
+        raise LowbitError(f"{source}: calibration inputs 'x' are all zero; no scale to derive")
+    fr = [Fraction(float(t)) for t in v]
+    den = max(f.denominator for f in fr)  # float32 values: powers of two, so the lcm is the max
+    grid = Fraction(math.gcd(*(int(f * den) for f in fr)), den)
+    lo, hi = int(fr[0] / grid), int(fr[-1] / grid)
+    dtype = DataType.for_range(min(lo, 0), max(hi, 0))
+    if dtype.bits <= MAX_CALIB_BITS and np.float32(float(grid)) == grid:
+        return InputQuant(dtype, (float(grid),), (0.0,)), True
+    a, b = float(v[0]), float(v[-1])
+    if a >= 0:
+        return InputQuant(DataType.uint(8), (b / 255,), (0.0,)), False
+    return InputQuant(DataType.int(8), (max(-a, b) / 127,), (0.0,)), False
+
+
+def _input_args(args) -> tuple[dict, tuple[np.ndarray, bool] | None]:
+    """The input type or quantizer ``import_onnx`` gets from ``--input-dtype``, ``--input-quant``
+    or ``--calib``, and (``--calib``) the calibration inputs and whether they lie on the grid."""
+    given = [
+        f
+        for f, v in (
+            ("--input-dtype", args.input_dtype),
+            ("--input-quant", args.input_quant),
+            ("--calib", args.calib),
+        )
+        if v
+    ]
+    if len(given) > 1:
+        raise LowbitError(f"give one of {', '.join(given)}: each sets the input's codes")
+    if args.input_dtype:
+        dtype = _dtype(args.input_dtype)
+        print(
+            f"note: --input-dtype {dtype} reads a float input as {dtype} codes of scale 1 (the "
+            f"value of code k is k); for another scale use --input-quant {dtype}:SCALE"
+        )
+        return {"input_dtype": dtype}, None
+    if args.input_quant:
+        return {"input_quant": _parse_input_quant(args.input_quant)}, None
+    if args.calib:
+        x, _ = _calib(args.calib)
+        if x.dtype.kind not in "fiu":
+            raise LowbitError(
+                f"{args.calib}: calibration inputs 'x' must be numbers, not {x.dtype}"
+            )
+        q, exact = calibrated_input_quant(x, args.calib)
+        return {"input_quant": q}, (x, exact)
+    return {}, None
+
+
+def _report_calibration(path: str, result, calib: tuple[np.ndarray, bool], q) -> None:
+    """Print the derived input quantizer; when it is not exact, how many of the float model's
+    decisions on the calibration inputs the quantized input changes."""
+    from ..quant.onnx import ops as onnx_ops
+
+    x, exact = calib
+    if exact:
+        print(f"input quantizer from {path}: {q.describe()} (every calibration input on its grid)")
+        return
+    g = result.graph
+    float_out = next(iter(onnx_ops.run(result.model, x.astype(np.float32)).values()))
+    xg = np.moveaxis(x, 1, -1) if x.ndim == 4 else x  # ONNX images are NCHW, the graph's HWC
+    changed = int(
+        np.sum(
+            np.argmax(float_out.reshape(len(x), -1), axis=1)
+            != g.predict(g.encode(xg.reshape((len(x),) + g.input_shape)))
+        )
+    )
+    print(
+        f"warning: the calibration inputs in {path} lie on no grid of at most {MAX_CALIB_BITS} "
+        f"bits; input quantizer {q.describe()} spans [{float(x.min()):.6g}, "
+        f"{float(x.max()):.6g}]\n  the hardware sees these quantized inputs, not the floats: "
+        f"{changed} of {len(x)} calibration decisions change (float model vs integer graph)"
+    )
+
+
 def cmd_import(args) -> int:
     from .._io import atomic_write
     from ..quant.onnx.importer import import_onnx, layer_table
 
-    result = import_onnx(args.model, input_dtype=_dtype(args.input_dtype))
+    kw, calib = _input_args(args)
+    result = import_onnx(args.model, **kw)
+    if calib is not None:
+        _report_calibration(args.calib, result, calib, kw["input_quant"])
     rows = layer_table(result.graph, result.origins)
     g = result.graph
     print(
@@ -209,7 +324,22 @@ def register(sub) -> None:
     i.add_argument("model", help="ONNX file")
     i.add_argument("-o", "--output", help="write the integer graph (.npz)")
     i.add_argument("--json", help="write the per-layer table as JSON")
-    i.add_argument("--input-dtype", help="type of a float input without quantizer (e.g. UINT8)")
+    i.add_argument(
+        "--input-dtype",
+        help="type of a float input without quantizer, read as codes of scale 1 (e.g. UINT8)",
+    )
+    i.add_argument(
+        "--input-quant",
+        metavar="TYPE:SCALE[:ZERO_POINT]",
+        help="quantizer of a float input without one (e.g. UINT5:0.0625): code = "
+        "clip(round(x / SCALE + ZERO_POINT)); the graph records it",
+    )
+    i.add_argument(
+        "--calib",
+        metavar="DATA.npz",
+        help="derive that quantizer from calibration inputs 'x': the narrowest exact grid "
+        "(at most 8 bits), else 8 bits spanning the data (with a warning)",
+    )
     i.set_defaults(func=cmd_import)
 
     e = sub.add_parser(

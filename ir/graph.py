@@ -48,6 +48,7 @@ from ..sw_reference import (
     sum_pool,
     xnor_popcount,
 )
+from .boundary import ClassMap, InputQuant
 from .datatypes import BIPOLAR, DataType, Kind
 from .mac import WEIGHT_KINDS, WEIGHT_TYPES, MacKind, mac_kind
 
@@ -61,7 +62,8 @@ __all__ = [
     "values",
 ]
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
+"""Version 3 adds the input quantizer and the last node's class map; versions 1 and 2 load."""
 
 
 def values(x: np.ndarray, dtype: DataType) -> np.ndarray:
@@ -86,6 +88,9 @@ class MatMulThreshold:
     thresholds: np.ndarray | None
     output_dtype: DataType = field(default=BIPOLAR)
     weight_dtype: DataType = field(default=BIPOLAR)
+    class_map: ClassMap | None = None
+    """Scores only (``thresholds=None``): the exact per-class map the class decision applies
+    (:class:`~lowbit.ir.boundary.ClassMap`); ``None`` when the raw scores decide."""
 
     def __post_init__(self):
         wd = self.weight_dtype
@@ -149,7 +154,18 @@ class MatMulThreshold:
                     f"not output_dtype {self.output_dtype}"
                 )
             object.__setattr__(self, "thresholds", t)
+            if self.class_map is not None:
+                raise ValueError(
+                    f"node {self.name!r}: a class_map applies to scores only (thresholds=None)"
+                )
         else:
+            if self.class_map is not None and (
+                not isinstance(self.class_map, ClassMap) or self.class_map.classes != w.shape[0]
+            ):
+                raise ValueError(
+                    f"node {self.name!r}: class_map must be a ClassMap with MH={w.shape[0]} "
+                    f"classes, not {self.class_map!r}"
+                )
             lo, hi = self.score_range
             if self.output_dtype != DataType.for_range(lo, hi):
                 object.__setattr__(self, "output_dtype", DataType.for_range(lo, hi))
@@ -242,13 +258,23 @@ class MatMulThreshold:
             return 2 * acc - self.mw if self.xnor else acc
         return multithreshold(acc, self.thresholds)
 
+    def decide(self, scores: np.ndarray) -> np.ndarray:
+        """The class decision of scores ``(..., MH)`` of this (last) node: the argmax of the
+        class map's values, ties to the lowest index."""
+        if self.class_map is None:
+            return argmax_lowest(scores)
+        return self.class_map.decide(scores)
+
     def _meta(self) -> dict:
-        return {
+        meta = {
             "weight_dtype": self.weight_dtype.name,
             "input_dtype": self.input_dtype.name,
             "output_dtype": self.output_dtype.name,
             "has_thresholds": self.thresholds is not None,
         }
+        if self.class_map is not None:
+            meta["class_map"] = self.class_map.to_json()
+        return meta
 
 
 def _check_geometry(node, **params):
@@ -386,6 +412,9 @@ class IntegerGraph:
     input_dtype: DataType
     nodes: tuple
     input_shape: tuple[int, ...] | None = None
+    input_quant: InputQuant | None = None
+    """How float inputs become input codes (:meth:`encode`); ``None`` when the graph takes codes
+    only."""
 
     if TYPE_CHECKING:
         # output shape of every node, set by __post_init__ (not a dataclass field)
@@ -428,6 +457,18 @@ class IntegerGraph:
             )
         if any(isinstance(n, MatMulThreshold) and n.thresholds is None for n in nodes[:-1]):
             raise ValueError("only the last node may emit scores")
+        q = self.input_quant
+        if q is not None:
+            if not isinstance(q, InputQuant) or q.dtype != self.input_dtype:
+                raise ValueError(
+                    f"input_quant must be an InputQuant producing {self.input_dtype}, not {q!r}"
+                )
+            channels = self.input_shape[-1]
+            if len(q.scale) not in (1, channels) or len(q.zero_point) not in (1, channels):
+                raise ValueError(
+                    f"input_quant has {len(q.scale)} scales; expected 1 or one per input "
+                    f"channel ({channels})"
+                )
 
     @property
     def _in_shape(self) -> tuple[int, ...]:
@@ -491,7 +532,32 @@ class IntegerGraph:
         return self.trace(x)[-1]
 
     def predict(self, x: np.ndarray) -> np.ndarray:
-        return argmax_lowest(self.scores(x))
+        """The class decision for input codes ``x``: :meth:`decide` of the scores."""
+        return self.decide(self.scores(x))
+
+    def decide(self, scores: np.ndarray) -> np.ndarray:
+        """The class decision of the last node's integer ``scores`` ``(B, classes)``, through its
+        class map when it has one (what the hardware's label select computes)."""
+        return self.nodes[-1].decide(scores)
+
+    def encode(self, x) -> np.ndarray:
+        """Input codes for float inputs ``x`` ``(B, *input_shape)`` or ``(B, input_size)``,
+        through the graph's input quantizer.
+
+        Raises
+        ------
+        LowbitError
+            When the graph has no input quantizer.
+        """
+        if self.input_quant is None:
+            raise LowbitError(
+                "this graph has no input quantizer: give it integer input codes of "
+                f"{self.input_dtype}, or import the model with an input quantizer"
+            )
+        x = np.asarray(x)
+        if x.ndim == 2 and x.shape[1] == self.input_size:
+            x = x.reshape((x.shape[0],) + self._in_shape)
+        return self.input_quant.encode(x)
 
     # -- persistence ---------------------------------------------------------------------------
 
@@ -503,6 +569,7 @@ class IntegerGraph:
             "version": FORMAT_VERSION,
             "input_dtype": self.input_dtype.name,
             "input_shape": list(self._in_shape),
+            **({} if self.input_quant is None else {"input_quant": self.input_quant.to_json()}),
             "nodes": [{"op": type(n).__name__, "name": n.name, **n._meta()} for n in self.nodes],
         }
         arrays = {"header": np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)}
@@ -536,19 +603,22 @@ class IntegerGraph:
             ) from None
         if header.get("format") != "lowbit-integer-graph" or header.get("version") not in (
             1,
+            2,
             FORMAT_VERSION,
         ):
             raise LowbitError(
-                f"{path}: expected format 'lowbit-integer-graph' version 1 or {FORMAT_VERSION}, "
+                f"{path}: expected format 'lowbit-integer-graph' version 1 to {FORMAT_VERSION}, "
                 f"got {header.get('format')!r} version {header.get('version')!r}"
             )
         try:
             nodes = [_node_from_meta(meta, i, arrays) for i, meta in enumerate(header["nodes"])]
             shape = header.get("input_shape")
+            quant = header.get("input_quant")
             return cls(
                 DataType.parse(header["input_dtype"]),
                 tuple(nodes),
                 None if shape is None else tuple(shape),
+                None if quant is None else InputQuant.from_json(quant),
             )
         except KeyError as e:
             raise LowbitError(f"{path}: missing entry {e} in the model") from None
@@ -590,6 +660,7 @@ def _node_from_meta(meta: dict, i: int, arrays: dict):
             thresholds=arrays[f"thresholds_{i}"] if meta["has_thresholds"] else None,
             output_dtype=DataType.parse(meta["output_dtype"]),
             weight_dtype=DataType.parse(meta.get("weight_dtype", "BIPOLAR")),
+            class_map=None if "class_map" not in meta else ClassMap.from_json(meta["class_map"]),
         )
     if op == "GlobalAccPool":
         return GlobalAccPool(meta["name"], DataType.parse(meta["input_dtype"]))

@@ -26,6 +26,7 @@ from fractions import Fraction
 
 import numpy as np
 
+from ..ir.boundary import round_mode
 from ..ir.datatypes import BIPOLAR, DataType, Kind
 
 __all__ = [
@@ -44,25 +45,6 @@ __all__ = [
     "solve_thresholds",
     "fraction_array",
 ]
-
-
-def round_mode(mode: str):
-    """The NumPy rounding function of a QONNX rounding mode (``ROUND`` is half to even)."""
-    m = mode.upper()
-    table = {
-        "ROUND": np.round,
-        "HALF_EVEN": np.round,
-        "CEIL": np.ceil,
-        "FLOOR": np.floor,
-        "DOWN": np.fix,
-        "ROUND_TO_ZERO": np.fix,
-        "UP": lambda x: np.sign(x) * np.ceil(np.abs(x)),
-        "HALF_UP": lambda x: np.sign(x) * np.floor(np.abs(x) + 0.5),
-        "HALF_DOWN": lambda x: np.sign(x) * np.ceil(np.abs(x) - 0.5),
-    }
-    if m not in table:
-        raise ValueError(f"rounding_mode must be one of {', '.join(table)}, not {mode!r}")
-    return table[m]
 
 
 def exact(v) -> Fraction:

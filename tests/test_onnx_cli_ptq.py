@@ -126,22 +126,29 @@ def test_import_with_input_dtype_for_float_inputs():
     np.testing.assert_allclose(r.run(x), next(iter(onnx_ops.run(m, x.astype(np.float32)).values())), atol=1e-9)
 
 
-def test_scores_decide_flags_a_final_bias(tmp_path, capsys):
-    """Graphs hold no output bias: the import says when the integer scores alone may not give the class."""
+def test_a_final_bias_is_folded_into_the_class_map(tmp_path, capsys):
+    """A float bias on the last layer becomes the last node's exact class map: the graph's own
+    decision (what the label select computes) equals the model's argmax, and import says so."""
     rng = np.random.default_rng(9)
-    assert import_onnx(qonnx_mlp(rng)).scores_decide  # no bias on the last layer, one scale
+    r0 = import_onnx(qonnx_mlp(rng))
+    assert r0.scores_decide and r0.graph.nodes[-1].class_map is None  # one scale, no bias
     m = qonnx_mlp(rng)
     last = m.graph.node[-1]
     assert last.op_type == "MatMul"
     last.op_type = "Gemm"
     last.input.append("final_bias")
-    m.graph.initializer.append(onnx.numpy_helper.from_array(rng.normal(0, 1, 5).astype(np.float32), "final_bias"))
+    m.graph.initializer.append(onnx.numpy_helper.from_array(rng.normal(0, 3, 5).astype(np.float32), "final_bias"))
     r = import_onnx(m)
-    assert not r.scores_decide
-    x = rng.normal(0, 1, (32, 16)).astype(np.float32)
+    assert not r.scores_decide and r.graph.nodes[-1].class_map is not None
+    x = rng.normal(0, 4, (256, 16)).astype(np.float32)
     ref = next(iter(onnx_ops.run(m, x).values()))
     assert np.array_equal(r.predict(x), ref.argmax(1))  # ImportResult applies the bias exactly
+    assert np.array_equal(r.graph.predict(r.encode(x)), ref.argmax(1))  # and so does the graph
+    raw = np.argmax(r.graph.scores(r.encode(x)), axis=1)
+    assert not np.array_equal(raw, ref.argmax(1))  # the bias matters on this data
     path = tmp_path / "bias.onnx"
     onnx.save(m, str(path))
-    assert main(["import", str(path)]) == 0
-    assert "note: the last layer's per-class bias or scale" in capsys.readouterr().out
+    assert main(["import", str(path), "-o", str(tmp_path / "g.npz")]) == 0
+    assert "class map" in capsys.readouterr().out
+    g = IntegerGraph.load(tmp_path / "g.npz")
+    assert g.nodes[-1].class_map == r.graph.nodes[-1].class_map

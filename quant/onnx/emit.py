@@ -17,8 +17,19 @@ import numpy as np
 import onnx
 
 from ... import LowbitError
+from ...ir.boundary import ClassMap, InputQuant
 from ...ir.datatypes import Kind
 from ...ir.graph import IntegerGraph, MatMulThreshold
+from ..streamline import (
+    Affine,
+    BipolarQuantizer,
+    Clip,
+    IntQuantizer,
+    Relu,
+    SignQuantizer,
+    ThresholdQuantizer,
+    TruncQuantizer,
+)
 from . import ops as onnx_ops
 from .lower import Lowered
 from .ops import OPS, OpSpec
@@ -49,10 +60,10 @@ class ImportResult:
     origins: dict
     layer_scales: dict = field(default_factory=dict)
     scores_decide: bool = True
-    """True when the graph's integer scores give the model's class decision
-    (``IntegerGraph.predict``); False when the last layer has a per-class bias or scale, or
-    element-wise operations after it, which the graph does not hold (``outputs``/``run``/
-    ``predict`` here apply them exactly)."""
+    """True when the raw integer scores alone give the model's class decision; False when the
+    graph's last node needs its class map (a per-class scale or bias, a TensorNorm, ...). Either
+    way ``IntegerGraph.predict`` (and the hardware's label select) decides as the model does on
+    every input whose top-2 is not tied."""
     table: Mapping[str, OpSpec] = field(default_factory=lambda: OPS)
     """The op table the model was imported with (:meth:`encode` runs the model's input part)."""
 
@@ -124,33 +135,20 @@ def assemble(lowered: Lowered) -> ImportResult:
             f"{label}: the model must end in class scores (a vector), not {list(act.phys)}"
         )
     mm = act.layer
+    origins = {k: list(v) for k, v in lowered.origins.items()}
+    origins.setdefault(mm.name, []).append(act.origin)
+    chain = list(act.chain)
+    scale, offset = mm.scale, mm.offset
+    class_map, scores_decide = _class_map(label, mm.name, scale, offset, chain)
     last = MatMulThreshold(
         mm.name,
         mm.input_dtype,
         stored(mm.weights, mm.weight_dtype),
         None,
         weight_dtype=mm.weight_dtype,
+        class_map=class_map,
     )
     nodes = lowered.nodes + (last,)
-    origins = {k: list(v) for k, v in lowered.origins.items()}
-    origins.setdefault(last.name, []).append(act.origin)
-    chain = list(act.chain)
-    scale, offset = mm.scale, mm.offset
-
-    # The graph's scores decide the class exactly when the model's output is one increasing affine
-    # map of them (the same positive scale and offset for every class, nothing after the layer).
-    scores_decide = (
-        not chain
-        and len(set(scale.tolist())) == 1
-        and len(set(offset.tolist())) == 1
-        and scale[0] > 0
-    )
-    if not scores_decide:
-        log.info(
-            "%s: the last layer's per-class scale, bias or activation is not part of the "
-            "integer graph: use ImportResult.run/predict for the model's outputs",
-            label,
-        )
 
     def output_fn(score, c, _chain=chain):
         v = scale[c] * score + offset[c]
@@ -165,7 +163,9 @@ def assemble(lowered: Lowered) -> ImportResult:
     if not isinstance(codes, Codes):  # not reached: the last layer's input was quantized
         raise LowbitError(f"{label}: no quantizer reads the model input")
     try:
-        graph = IntegerGraph(codes.dtype, nodes, input_shape)
+        graph = IntegerGraph(
+            codes.dtype, nodes, input_shape, _input_quant(codes, lowered.input_chain)
+        )
     except (ValueError, TypeError) as e:
         raise LowbitError(f"{label}: the imported graph is invalid: {e}") from None
     return ImportResult(
@@ -182,3 +182,91 @@ def assemble(lowered: Lowered) -> ImportResult:
         scores_decide,
         lowered.table,
     )
+
+
+def _uniform(op) -> bool:
+    """True when the element-wise function ``op`` is the same non-decreasing function for every
+    channel (then it can merge class scores into ties but never reorder them)."""
+    if isinstance(op, (Relu, SignQuantizer)):
+        return True
+    if isinstance(op, Clip):
+        return op.lo is None or op.hi is None or op.lo <= op.hi
+    if isinstance(op, Affine):
+        return len(set(op.scale.tolist())) == 1 and len(set(op.offset.tolist())) == 1 and (
+            op.scale[0] > 0
+        )
+    if isinstance(op, IntQuantizer):
+        return (
+            len(set(np.asarray(op.scale).tolist())) == 1
+            and len(set(np.asarray(op.zero_point).tolist())) == 1
+            and (not op.dequantize or op.scale[0] > 0)
+        )
+    if isinstance(op, BipolarQuantizer):
+        return len(set(np.asarray(op.scale).tolist())) == 1 and op.scale[0] > 0
+    if isinstance(op, ThresholdQuantizer):
+        rows = {tuple(r) for r in op.thresholds.tolist()}
+        return len(rows) == 1 and op.out_scale > 0
+    if isinstance(op, TruncQuantizer):
+        return all(
+            len(set(np.asarray(v).tolist())) == 1 for v in (op.scale, op.zero_point, op.out_scale)
+        ) and (op.out_scale[0] > 0)
+    return False
+
+
+def _class_map(label: str, name: str, scale, offset, chain) -> tuple[ClassMap | None, bool]:
+    """The exact class map of the model's tail after the last layer ``name``: the per-class
+    affine map ``scale[c] * s + offset[c]`` composed with the leading affine functions of
+    ``chain``; what follows them must be the same non-decreasing function for every class (a
+    Relu, a per-tensor quantizer, an increasing per-tensor affine map), which only merges scores
+    into ties. Returns the map (``None`` when the raw scores decide) and whether the raw scores
+    decide."""
+    s = [scale[c] for c in range(len(scale))]
+    o = [offset[c] for c in range(len(offset))]
+    rest = list(chain)
+    while rest and isinstance(rest[0], Affine):
+        op = rest.pop(0)
+        s = [op.scale[c] * s[c] for c in range(len(s))]
+        o = [op(o[c], c) for c in range(len(o))]
+    for op in rest:
+        if not _uniform(op):
+            raise LowbitError(
+                f"{label}: after the last layer {name!r}, a per-class {type(op).__name__} "
+                "follows a non-linear function; lowbit folds the model's tail into the label "
+                "select exactly only as per-class affine maps followed by per-tensor "
+                "non-decreasing functions"
+            )
+    try:
+        cmap = ClassMap.from_fractions(s, o)
+    except ValueError as e:
+        raise LowbitError(f"{label}: the tail after the last layer {name!r}: {e}") from None
+    return cmap, cmap is None and not rest
+
+
+def _input_quant(codes: Codes, chain: tuple) -> InputQuant | None:
+    """The graph's input quantizer when the model input goes straight into one quantizer that
+    :class:`~lowbit.ir.boundary.InputQuant` describes; else ``None`` (``ImportResult.encode``
+    still runs the model's own input part)."""
+    if len(chain) != 1:
+        return None
+    q = chain[0]
+    c = codes.channels
+    if isinstance(q, BipolarQuantizer):
+        sc = np.broadcast_to(np.asarray(q.scale, dtype=object), (c,))
+        if any(v <= 0 for v in sc):
+            return None
+        return InputQuant(codes.dtype, tuple(float(v) for v in sc), (0.0,) * c)
+    if isinstance(q, IntQuantizer) and q.dequantize:
+        sc = np.broadcast_to(np.asarray(q.scale, dtype=object), (c,))
+        zp = np.broadcast_to(np.asarray(q.zero_point, dtype=object), (c,))
+        fs = tuple(float(v) for v in sc)
+        fz = tuple(float(v) for v in zp)
+        if any(np.float32(v) != v for v in fs + fz):  # not float32 values: not a model's scale
+            return None
+        narrow = codes.dtype.signed and q.lo == codes.dtype.min + 1
+        if (q.lo, q.hi) != (codes.dtype.min + narrow, codes.dtype.max):
+            return None
+        try:
+            return InputQuant(codes.dtype, fs, fz, q.rounding.upper(), narrow)
+        except ValueError:
+            return None
+    return None

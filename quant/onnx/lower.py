@@ -67,6 +67,9 @@ class Lowered:
         Layout of ``input_tensor``: the physical position of every element.
     table : mapping of str to OpSpec
         The op table the walk used.
+    input_chain : tuple
+        The element-wise functions from the model input to its quantizer (the quantizer last);
+        empty when the input is integer codes already.
     """
 
     source: Source
@@ -78,6 +81,7 @@ class Lowered:
     input_tensor: str | None
     input_idx: np.ndarray
     table: Mapping[str, OpSpec]
+    input_chain: tuple = ()
 
 
 class Lowering:
@@ -103,6 +107,7 @@ class Lowering:
         }
         self.env[source.input_name] = source.input
         self.input_act: tuple[Codes, str | None, np.ndarray] | None = None
+        self.input_chain: tuple = ()
 
     def err(self, node, msg) -> LowbitError:
         """The error for ``node``: names the file, the node and its op type."""
@@ -153,6 +158,7 @@ class Lowering:
             tensor,
             idx,
             self.ops,
+            self.input_chain,
         )
 
     def execute(self, node, ins) -> list:
@@ -313,6 +319,7 @@ class Lowering:
         if isinstance(act, Raw):
             out = solve_input(act)
             self.input_act = (out, act.tensor, act.idx)
+            self.input_chain = act.chain[: (act.last_quantizer() or 0) + 1]
             return out
         solved = solve_layer(act)
         for graph_node, origin in solved.nodes:

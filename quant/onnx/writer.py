@@ -1,8 +1,10 @@
 """Export the typed integer graph to QONNX (for the ``qonnx`` package and FINN) and to plain ONNX.
 
 Both exports take the graph's integer input (``(B, *input_shape)``, images NHWC) as float32 values
-(bipolar bits as ``-1``/``+1``, the FINN convention) and produce the graph's integer scores. Every
-intermediate value is an integer below ``2^24`` (checked), so float32 runtimes compute them exactly.
+(bipolar bits as ``-1``/``+1``, the FINN convention) and produce the graph's integer scores, or,
+when the last node has a class map, its decision values ``mult * score + offset`` (a per-class
+``Mul`` and ``Add``). Every intermediate value is an integer below ``2^24`` (checked), so float32
+runtimes compute them exactly.
 
 * QONNX: ``Im2Col``, ``MatMul`` on integer-valued float weights, ``MultiThreshold`` (thresholds on
   the dot product; ``BIPOLAR`` outputs with ``out_scale=2, out_bias=-1``), ``MaxPoolNHWC`` and
@@ -188,8 +190,23 @@ class _Writer:
         self.const(wname, n.weight_values.T)
         self.annot[wname] = _finn_name(n.weight_dtype)
         self.meta[f"lowbit.dtype.{wname}"] = n.weight_dtype.name
-        if n.thresholds is None:
+        cm = n.class_map
+        if n.thresholds is None and cm is None:
             return self.node("MatMul", [x, wname], out, n.name)
+        if cm is not None:  # the class map: decision values mult * score + offset
+            self.check_exact(f"{n.name} class map", *cm.value_range(lo, hi))
+            s = self.node("MatMul", [x, wname], f"{n.name}_scores", n.name)
+            self.shapes[s] = [n.mh]
+            m = self.node(
+                "Mul", [s, self.const(f"{n.name}_class_mult", cm.mult)], f"{n.name}_mapped",
+                f"{n.name}_class_mult",
+            )
+            self.shapes[m] = [n.mh]
+            return self.node(
+                "Add", [m, self.const(f"{n.name}_class_offset", cm.offset)], out,
+                f"{n.name}_class_offset",
+            )
+        assert n.thresholds is not None  # a scores node has returned above
         acc = self.node("MatMul", [x, wname], f"{n.name}_acc", n.name)
         self.shapes[acc] = list(ishape[:-1]) + [n.mh] if ishape[-1] == n.mw else [n.mh]
         t = 2 * n.thresholds - n.mw if n.xnor else n.thresholds  # thresholds on the dot product
