@@ -335,3 +335,94 @@ def test_compile_and_sim_float_images_end_to_end(tmp_path, capsys):
     assert r["ok"] is True and r["label_mismatches"] == 0
     assert r["accuracy"] == {"reference": 0.75, "rtl": 0.75, "labelled_images": 40}
     assert "PASS: bit-exact" in capsys.readouterr().out
+
+
+# -- import: a quantizer for a float input ----------------------------------------------------------
+
+
+def _float_input_mlp():
+    """qonnx_mlp without its input Quant (UINT4, scale 0.125): the first Gemm reads floats."""
+    m = qonnx_mlp(np.random.default_rng(0))
+    first = m.graph.node[0]
+    assert first.op_type == "Quant" and first.input[0] == "x"
+    out = first.output[0]
+    del m.graph.node[0]
+    for n in m.graph.node:
+        for i, t in enumerate(n.input):
+            if t == out:
+                n.input[i] = "x"
+    return m
+
+
+def test_calibrated_input_quant_by_hand():
+    from lowbit.cli.onnx import calibrated_input_quant
+
+    q, exact = calibrated_input_quant(np.array([[0.0, 0.25], [0.75, 0.5]]), "c")
+    assert exact and (q.dtype, q.scale, q.zero_point) == (UINT2, (0.25,), (0.0,))  # codes 0..3
+    q, exact = calibrated_input_quant(np.array([[-0.5, 1.5, 0.5]]), "c")
+    assert exact and (q.dtype, q.scale) == (DataType.int(3), (0.5,))  # codes -1..3
+    q, exact = calibrated_input_quant(np.arange(17)[None] / 16, "c")  # pixels k/16
+    assert exact and (q.dtype, q.scale) == (UINT5, (0.0625,))
+    q, exact = calibrated_input_quant(np.array([[0.0, 0.001, 1.0]]), "c")  # 1/1000 is no grid
+    assert not exact and q.dtype == UINT8 and q.scale == (float(np.float32(1 / 255)),)
+    q, exact = calibrated_input_quant(np.array([[-2.54, 0.1, 1.0]]), "c")
+    assert not exact and q.dtype == DataType.int(8) and q.scale == (float(np.float32(2.54 / 127)),)
+
+
+def test_import_input_quant_equals_the_models_own_quant_node(tmp_path, capsys):
+    """--input-quant UINT4:1/8 on the model without its input Quant gives the graph of the model
+    with it: the same scores on the same float inputs."""
+    path = tmp_path / "float_in.onnx"
+    onnx.save(_float_input_mlp(), str(path))
+    g = tmp_path / "g.npz"
+    assert main(["import", str(path), "--input-quant", "UINT4:1/8", "-o", str(g)]) == 0
+    assert "input quantizer: UINT4 scale 0.125 zero point 0" in capsys.readouterr().out
+    graph = IntegerGraph.load(g)
+    ref = import_onnx(qonnx_mlp(np.random.default_rng(0)))
+    x = np.random.default_rng(2).normal(0.5, 1.5, (32, 16)).astype(np.float32)
+    assert np.array_equal(graph.scores(graph.encode(x)), ref.graph.scores(ref.encode(x)))
+    # the model with its own input quantizer refuses a second one; bad specs name the flag
+    own = tmp_path / "own.onnx"
+    onnx.save(qonnx_mlp(np.random.default_rng(0)), str(own))
+    assert main(["import", str(own), "--input-quant", "UINT4:0.5"]) == 2
+    _err(capsys, str(own), "quantizes its input itself")
+    for bad in ("UINT4", "UINT4:0", "FLOAT8:1", "UINT4:a"):
+        assert main(["import", str(path), "--input-quant", bad]) == 2
+        _err(capsys, "--input-quant", "TYPE:SCALE[:ZERO_POINT]", repr(bad))
+
+
+def test_import_input_dtype_says_it_assumes_scale_1(tmp_path, capsys):
+    path = tmp_path / "float_in.onnx"
+    onnx.save(_float_input_mlp(), str(path))
+    assert main(["import", str(path), "--input-dtype", "UINT4"]) == 0
+    out = capsys.readouterr().out
+    assert "--input-dtype UINT4 reads a float input as UINT4 codes of scale 1" in out
+    assert "input quantizer: none stored (the graph takes UINT4 codes)" in out
+
+
+def test_import_calib_exact_grid_and_8_bit_fallback(tmp_path, capsys):
+    path = tmp_path / "float_in.onnx"
+    model = _float_input_mlp()
+    onnx.save(model, str(path))
+    rng = np.random.default_rng(6)
+    calib = tmp_path / "c.npz"
+    np.savez(calib, x=rng.integers(0, 17, (30, 16)).astype(np.float32) / 16)  # pixels k/16
+    g = tmp_path / "g.npz"
+    assert main(["import", str(path), "--calib", str(calib), "-o", str(g)]) == 0
+    out = capsys.readouterr().out
+    assert f"input quantizer from {calib}: UINT5 scale 0.0625 zero point 0 (every" in out
+    assert "warning" not in out
+    assert set(IntegerGraph.load(g).input_quant.scale) == {0.0625}  # recorded per channel
+    # floats on no 8-bit grid: INT8 spanning [-a, a], a warning and the decisions that change
+    x = rng.normal(0.5, 1.0, (40, 16)).astype(np.float32)
+    np.savez(calib, x=x)
+    assert main(["import", str(path), "--calib", str(calib), "-o", str(g)]) == 0
+    out = capsys.readouterr().out
+    graph = IntegerGraph.load(g)
+    a = float(np.abs(x).max())
+    assert graph.input_quant.dtype == DataType.int(8)
+    assert set(graph.input_quant.scale) == {float(np.float32(a / 127))}
+    float_pred = np.argmax(next(iter(onnx_ops.run(model, x).values())), axis=1)
+    changed = int(np.sum(float_pred != graph.predict(graph.encode(x))))
+    assert "warning: the calibration inputs" in out and "the hardware sees these quantized" in out
+    assert f"{changed} of 40 calibration decisions change" in out

@@ -23,6 +23,8 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from ... import LowbitError
+from ...ir.boundary import InputQuant
 from ...ir.datatypes import DataType
 from ...ir.graph import IntegerGraph, MatMulThreshold
 from . import ops as onnx_ops
@@ -51,7 +53,11 @@ SUPPORTED_OPS = onnx_ops.SUPPORTED_OPS
 
 
 def import_onnx(
-    source, *, input_dtype: DataType | None = None, table: Mapping[str, OpSpec] = OPS
+    source,
+    *,
+    input_dtype: DataType | None = None,
+    input_quant: InputQuant | None = None,
+    table: Mapping[str, OpSpec] = OPS,
 ) -> ImportResult:
     """Import an ONNX, QONNX or QDQ model (path, bytes or ``ModelProto``) into the typed integer
     graph.
@@ -63,7 +69,10 @@ def import_onnx(
     input_dtype : DataType, optional
         Data type of a float input that no quantizer follows (for example ``UINT8`` pixels given
         as floats). Integer inputs, FINN ``finn_datatype`` annotations and input quantizers set it
-        otherwise.
+        otherwise. Its codes have scale 1 (the value of code ``k`` is ``k``).
+    input_quant : InputQuant, optional
+        The quantizer of a float input that no quantizer follows: the model is imported as if it
+        began with that QONNX ``Quant``, and the graph records it (``IntegerGraph.encode``).
     table : mapping of str to OpSpec, optional
         The operators to import (:data:`lowbit.quant.onnx.ops.OPS`, or an extension of it such as
         ``{**OPS, "MyOp": OpSpec(...)}``).
@@ -73,8 +82,13 @@ def import_onnx(
     LowbitError
         For any model lowbit cannot import; the message names the file, node and op type.
     """
-    src = read.read(source, input_dtype=input_dtype, table=table)
+    src = read.read(source, input_dtype=input_dtype, input_quant=input_quant, table=table)
     result = assemble(lower(src, table))
+    if input_quant is not None and result.graph.input_quant is None:
+        raise LowbitError(
+            f"{src.label}: the model quantizes its input itself; an input quantizer applies to a "
+            "float input that no quantizer follows"
+        )
     log.info("imported %s: %d nodes", src.label, len(result.graph.nodes))
     return result
 

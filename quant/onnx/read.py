@@ -21,8 +21,9 @@ import onnx
 from onnx import helper, numpy_helper, shape_inference
 
 from ... import LowbitError
-from ...ir.datatypes import DataType
-from ..streamline import fraction_array
+from ...ir.boundary import InputQuant
+from ...ir.datatypes import DataType, Kind
+from ..streamline import BipolarQuantizer, IntQuantizer, fraction_array
 from .executors import Reference, attributes
 from .ops import OPS, OpSpec
 from .states import Act, Codes, Raw, image_idx
@@ -449,8 +450,30 @@ def _input_layout(shape, nhwc=False) -> tuple[np.ndarray, tuple[int, ...]]:
     return np.arange(n).reshape(shape), (n,)
 
 
+def _input_quantizer(label: str, q: InputQuant, channels: int):
+    """The streamline quantizer of ``q`` on an input of ``channels`` physical channels."""
+    if not isinstance(q, InputQuant):
+        raise TypeError(f"input_quant must be an InputQuant, not {q!r}")
+    for name in ("scale", "zero_point"):
+        if len(getattr(q, name)) not in (1, channels):
+            raise LowbitError(
+                f"{label}: the input quantizer has {len(getattr(q, name))} {name} values; the "
+                f"input has {channels} channels (expected 1 or {channels})"
+            )
+    scale = np.broadcast_to(np.asarray(q.scale, dtype=np.float64), (channels,))
+    if q.dtype.kind is Kind.BIPOLAR:
+        return BipolarQuantizer(fraction_array(scale))
+    zero = np.broadcast_to(np.asarray(q.zero_point, dtype=np.float64), (channels,))
+    lo = q.dtype.min + (1 if q.narrow and q.dtype.signed else 0)
+    return IntQuantizer(fraction_array(scale), fraction_array(zero), lo, q.dtype.max, q.rounding)
+
+
 def read(
-    source, *, input_dtype: DataType | None = None, table: Mapping[str, OpSpec] = OPS
+    source,
+    *,
+    input_dtype: DataType | None = None,
+    input_quant: InputQuant | None = None,
+    table: Mapping[str, OpSpec] = OPS,
 ) -> Source:
     """Load and check a model (path, bytes or ``ModelProto``) and describe its input.
 
@@ -459,9 +482,14 @@ def read(
     source : str, os.PathLike, bytes or onnx.ModelProto
         The model.
     input_dtype : DataType, optional
-        Data type of a float input that no quantizer follows; otherwise the ``lowbit.dtype``
-        metadata, a FINN annotation or an integer input type sets it, or the input stays
-        :class:`~.states.Raw` until its quantizer.
+        Data type of a float input that no quantizer follows, read as codes of scale 1; otherwise
+        the ``lowbit.dtype`` metadata, a FINN annotation or an integer input type sets it, or the
+        input stays :class:`~.states.Raw` until its quantizer.
+    input_quant : InputQuant, optional
+        A quantizer for a float input that no quantizer follows (``Brevitas``' default
+        ``QuantLinear`` reads floats): the input is :class:`~.states.Raw` followed by this
+        quantizer, as if the model began with a QONNX ``Quant``, so its codes carry the
+        quantizer's per-channel scale and offset and the graph records it.
     table : mapping of str to OpSpec
         The operators lowbit imports.
 
@@ -471,6 +499,8 @@ def read(
         When the model cannot be read or fails a check.
     """
     model, label = load_model(source)
+    if input_dtype is not None and input_quant is not None:
+        raise LowbitError(f"{label}: give input_dtype (codes of scale 1) or input_quant, not both")
     model = check_model(model, label, table)
     meta = {p.key: p.value for p in model.metadata_props}
     annotations = {}
@@ -493,7 +523,14 @@ def read(
     c = phys[-1]
     origin = f"input {inp.name!r}"
     act: Codes | Raw
-    if dtype is not None:
+    if input_quant is not None:
+        if dtype is not None:
+            raise LowbitError(
+                f"{label}: input {inp.name!r} holds {dtype} codes already; an input quantizer "
+                "applies to a float input"
+            )
+        act = Raw(idx, phys, origin, chain=(_input_quantizer(label, input_quant, c),))
+    elif dtype is not None:
         act = Codes(
             idx, phys, origin, dtype, fraction_array(np.ones(c)), fraction_array(np.zeros(c))
         )
