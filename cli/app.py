@@ -616,9 +616,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("dir", help="directory written by 'lowbit compile'")
     s.add_argument(
         "--images",
-        help=".npz file with an integer array 'x', or a number N: the first N images "
-        "of the digits test split (default: all of it), or N random inputs when "
-        "the model does not take digits",
+        help=".npz file with images 'x' (integer codes, or floats the graph's input quantizer "
+        "encodes) and optional labels 'y' (accuracy), or a number N: the first N images of the "
+        "digits test split (default: all of it, when the input type holds its pixels 0..16 as "
+        "they are), or N random inputs when the model does not take 64 inputs",
     )
     s.add_argument("--count", type=int, help="simulate only the first COUNT images")
     s.add_argument("--throttled", type=int, default=100, help="images per randomly throttled run")
