@@ -730,6 +730,8 @@ def conv(lw, node, ins, a):
         raise lw.err(
             node, f"weights {codes.shape} do not match {c} input channels in {group} groups"
         )
+    if p and x.dtype.kind is Kind.BIPOLAR:  # binary activations have no zero: give them one
+        x = lw.with_zero(node, x) or x
     pad_value = _pad_code(lw, node, x) if p else 0
     dense = np.zeros((oc, k, k, c), dtype=np.int64)  # weight values (+-1 for bipolar weights)
     og, cg = oc // group, c // group

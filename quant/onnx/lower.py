@@ -29,6 +29,7 @@ from onnx import numpy_helper
 
 from ... import LowbitError
 from ...ir.datatypes import TERNARY, DataType, Kind
+from ...ir.graph import MatMulThreshold, MaxPool
 from ..streamline import Affine, fraction_array
 from . import ops as onnx_ops
 from .ops import OPS, OpSpec
@@ -108,6 +109,7 @@ class Lowering:
         self.env[source.input_name] = source.input
         self.input_act: tuple[Codes, str | None, np.ndarray] | None = None
         self.input_chain: tuple = ()
+        self.last_solved: Codes | None = None  # the codes of the layer emitted last
 
     def err(self, node, msg) -> LowbitError:
         """The error for ``node``: names the file, the node and its op type."""
@@ -325,7 +327,37 @@ class Lowering:
         for graph_node, origin in solved.nodes:
             self.emit(graph_node, origin)
         self.layer_scales[act.layer.name] = (solved.codes.scale, solved.codes.offset)
+        self.last_solved = solved.codes
         return solved.codes
+
+    def with_zero(self, node, x: Codes) -> Codes | None:
+        """``BIPOLAR`` codes ``x`` of the layer emitted last, re-emitted as ``UINT2`` codes
+        ``{0, 2}`` (the same values, ``-s`` and ``+s``) so that code 1 stands for 0, which zero
+        padding inserts: the layer's single threshold ``t`` becomes ``[t, t, hi + 1]``. ``None``
+        when ``x`` is not the output of the layer emitted last (the model input, for example)."""
+        if x is not self.last_solved or x.dtype.kind is not Kind.BIPOLAR:
+            return None
+        at = max(i for i, n in enumerate(self.nodes) if isinstance(n, MatMulThreshold))
+        mm = self.nodes[at]
+        if mm.thresholds is None or mm.thresholds.shape[1] != 1:
+            return None
+        if not all(isinstance(n, MaxPool) for n in self.nodes[at + 1 :]):
+            return None
+        t = mm.thresholds
+        hi = np.full_like(t, mm.acc_range[1] + 1)
+        self.nodes[at] = replace(
+            mm, thresholds=np.concatenate([t, t, hi], axis=1), output_dtype=DataType.uint(2)
+        )
+        c = x.channels
+        offset = np.array([x.offset[i] - x.scale[i] for i in range(c)], dtype=object)
+        out = Codes(x.idx, x.phys, x.origin, DataType.uint(2), x.scale, offset)
+        for name, (sc, off) in list(self.layer_scales.items()):
+            if sc is x.scale and off is x.offset:
+                self.layer_scales[name] = (x.scale, offset)
+        self.last_solved = out
+        log.info("%s: node %r reads zero padding: %r emits UINT2 codes {0, 2} instead of "
+                 "BIPOLAR bits", self.label, node.name, mm.name)
+        return out
 
     def emit(self, graph_node, origin: str):
         """Append ``graph_node`` to the graph; ``origin`` names the ONNX node it comes from."""
