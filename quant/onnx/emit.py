@@ -66,6 +66,9 @@ class ImportResult:
     every input whose top-2 is not tied."""
     table: Mapping[str, OpSpec] = field(default_factory=lambda: OPS)
     """The op table the model was imported with (:meth:`encode` runs the model's input part)."""
+    quantize_input: bool = False
+    """The input quantizer was given at import (``input_quant``), not part of the model:
+    :meth:`encode` rounds float inputs with the graph's own quantizer."""
 
     def encode(self, x) -> np.ndarray:
         """The graph's input codes for ONNX inputs ``x`` (each a value of the input quantizer)."""
@@ -79,6 +82,8 @@ class ImportResult:
         b = v.shape[0]
         flat = np.empty((b, self.input_idx.size))
         flat[:, self.input_idx.reshape(-1)] = v.reshape(b, -1)
+        if self.quantize_input and self.graph.input_quant is not None:
+            return self.graph.encode(flat)
         c = self.input_scale.shape[0]
         s = np.array([float(t) for t in self.input_scale])
         o = np.array([float(t) for t in self.input_offset])
@@ -181,6 +186,7 @@ def assemble(lowered: Lowered) -> ImportResult:
         dict(lowered.layer_scales),
         scores_decide,
         lowered.table,
+        lowered.input_tensor is None and bool(lowered.input_chain),
     )
 
 
@@ -242,6 +248,11 @@ def _class_map(label: str, name: str, scale, offset, chain) -> tuple[ClassMap | 
     return cmap, cmap is None and not rest
 
 
+def _one(v: tuple) -> tuple:
+    """A per-channel tuple of equal values as one value (a per-tensor parameter)."""
+    return v[:1] if len(set(v)) == 1 else v
+
+
 def _input_quant(codes: Codes, chain: tuple) -> InputQuant | None:
     """The graph's input quantizer when the model input goes straight into one quantizer that
     :class:`~lowbit.ir.boundary.InputQuant` describes; else ``None`` (``ImportResult.encode``
@@ -254,7 +265,7 @@ def _input_quant(codes: Codes, chain: tuple) -> InputQuant | None:
         sc = np.broadcast_to(np.asarray(q.scale, dtype=object), (c,))
         if any(v <= 0 for v in sc):
             return None
-        return InputQuant(codes.dtype, tuple(float(v) for v in sc), (0.0,) * c)
+        return InputQuant(codes.dtype, _one(tuple(float(v) for v in sc)), (0.0,))
     if isinstance(q, IntQuantizer) and q.dequantize:
         sc = np.broadcast_to(np.asarray(q.scale, dtype=object), (c,))
         zp = np.broadcast_to(np.asarray(q.zero_point, dtype=object), (c,))
@@ -266,7 +277,7 @@ def _input_quant(codes: Codes, chain: tuple) -> InputQuant | None:
         if (q.lo, q.hi) != (codes.dtype.min + narrow, codes.dtype.max):
             return None
         try:
-            return InputQuant(codes.dtype, fs, fz, q.rounding.upper(), narrow)
+            return InputQuant(codes.dtype, _one(fs), _one(fz), q.rounding.upper(), narrow)
         except ValueError:
             return None
     return None
