@@ -3,13 +3,16 @@
 :func:`import_onnx` runs the stages of the import, each its own module with its own checks:
 
 1. :mod:`.read`: load the model and check it (opset, domains, operators of the op table, one
-   input and one output, data types, fixed shapes, shape inference);
+   input and one output, data types, fixed shapes, shape inference), and fold every node whose
+   inputs are all constant with onnx's reference evaluator;
 2. :mod:`.lower`: walk the nodes with the handlers of the op table (:mod:`.ops`,
    :mod:`.handlers`) into a chain of graph nodes, constants folded, the activation's layout
    tracked so that ``Transpose``/``Reshape``/``Flatten`` are absorbed exactly;
 3. :mod:`.solve`: whenever a consumer needs integer codes, fold the pending layer and its exact
    element-wise functions into integer thresholds (or take the input quantizer's codes);
-4. :mod:`.emit`: emit the last layer and assemble the ``IntegerGraph`` and :class:`ImportResult`.
+4. :mod:`.emit`: emit the last layer, fold the model's tail after it into the last node's exact
+   class map, record the input quantizer, and assemble the ``IntegerGraph`` and
+   :class:`ImportResult`.
 
 ONNX strings (op types, attribute names, domains) are read in :mod:`lowbit.quant.onnx` only.
 Errors name the input file, the node, its op type and the nearest supported form.
