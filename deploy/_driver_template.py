@@ -4,8 +4,12 @@ Runs on the board with ``numpy`` and ``pynq`` only (no lowbit needed there)::
 
     from lowbit_driver import LowbitAccelerator
     acc = LowbitAccelerator()                 # loads lowbit.bit / lowbit.hwh next to this file
-    labels, scores = acc.run(images)          # images: (N, input_size) integers, HWC order
+    labels, scores = acc.run(images)          # images: (N, input_size), HWC order
     print(acc.throughput_test(1000))
+
+Images are the graph's integer input codes, or floats when the graph has an input quantizer
+(``CONFIG["input_quant"]``): :func:`encode_images` turns them into codes exactly as lowbit's
+``InputQuant.encode`` does (QONNX ``Quant`` in float32), the same codes the simulation checks.
 
 Layers whose weights stream from DDR: the constructor copies each one's image
 (``weights_w<k>.bin`` next to this file) into a contiguous buffer, writes its address into the
@@ -39,6 +43,59 @@ def _pack_fields(values, width):
     """Rows of integer fields (two's complement, ``width`` bits each, first at the LSB) as bits."""
     v = np.asarray(values, dtype=np.int64)
     return ((v[..., None] >> np.arange(width)) & 1).astype(np.uint8).reshape(v.shape[0], -1)
+
+
+_ROUND = {
+    "ROUND": np.round,  # half to even, as QONNX and torch.round
+    "HALF_EVEN": np.round,
+    "CEIL": np.ceil,
+    "FLOOR": np.floor,
+    "DOWN": np.fix,
+    "ROUND_TO_ZERO": np.fix,
+    "UP": lambda v: np.sign(v) * np.ceil(np.abs(v)),
+    "HALF_UP": lambda v: np.sign(v) * np.floor(np.abs(v) + 0.5),
+    "HALF_DOWN": lambda v: np.sign(v) * np.ceil(np.abs(v) - 0.5),
+}
+
+
+def _code_range(name, narrow):
+    """``(lo, hi)`` of the codes of input type ``name`` (``UINT<k>`` or ``INT<k>``)."""
+    if name.startswith("UINT"):
+        return 0, (1 << int(name[4:])) - 1
+    if name.startswith("INT"):
+        k = int(name[3:])
+        return -(1 << (k - 1)) + (1 if narrow else 0), (1 << (k - 1)) - 1
+    raise ValueError(f"input quantizer: dtype must be BIPOLAR, UINT<k> or INT<k>, not {name!r}")
+
+
+def encode_images(x, quant=None):
+    """The input codes (``int64``, bits for ``BIPOLAR``) of float images ``x`` (channels last).
+
+    ``quant`` is an input quantizer (``InputQuant.to_json()``; by default the graph's): per input
+    channel ``c``, ``code = clip(round(x / scale[c] + zero_point[c]))`` in float32 arithmetic,
+    with the quantizer's rounding mode (``ROUND`` is half to even) and type range (``narrow``:
+    signed codes from ``-(2^(k-1) - 1)``); a ``BIPOLAR`` code is ``x >= 0``.
+    """
+    q = CONFIG["input_quant"] if quant is None else quant
+    if q is None:
+        raise ValueError(
+            f"float images need an input quantizer, and this driver has none: give integer "
+            f"{CONFIG['input_dtype']} codes in [{CONFIG['input_min']}, {CONFIG['input_max']}]"
+        )
+    x = np.asarray(x, dtype=np.float32)
+    s = np.asarray(q["scale"], np.float32)
+    z = np.asarray(q["zero_point"], np.float32)
+    if s.size > 1 and x.shape[-1] % s.size:
+        raise ValueError(
+            f"images of shape {x.shape} do not match the input quantizer's {s.size} channels"
+        )
+    x2 = x.reshape(x.shape[:-1] + (-1, s.size)) if s.size > 1 and x.shape[-1] != s.size else x
+    if q["dtype"] == "BIPOLAR":
+        return (x2 / s >= 0).astype(np.int64).reshape(x.shape)
+    y = (x2 / s + z).astype(np.float32)
+    codes = _ROUND[q.get("rounding", "ROUND")](y.astype(np.float64))
+    lo, hi = _code_range(q["dtype"], q.get("narrow", False))
+    return np.clip(codes, lo, hi).astype(np.int64).reshape(x.shape)
 
 
 def pack_images(x):
@@ -162,7 +219,11 @@ class LowbitAccelerator:
         return unpack_results(np.array(obuf), n)
 
     def run(self, x):
-        """Labels and integer scores of every image of ``x`` (``(N, input_size)``)."""
+        """Labels and integer scores of every image of ``x`` (``(N, input_size)``): integer codes,
+        or float images, which :func:`encode_images` quantizes first."""
+        x = np.asarray(x)
+        if np.issubdtype(x.dtype, np.floating):
+            x = encode_images(x)
         labels, scores = [], []
         for k in range(0, len(x), self.batch_size):
             lab, sco = self._batch(x[k : k + self.batch_size])
@@ -171,6 +232,7 @@ class LowbitAccelerator:
         return np.concatenate(labels), np.concatenate(scores)
 
     def classify(self, x):
+        """The labels of :meth:`run`."""
         return self.run(x)[0]
 
     def throughput_test(self, n=1000, seed=0):

@@ -167,14 +167,15 @@ def build(
                 beats_per_image=stream.beats_per_image,
                 weight_ports=ports,
             )
-            dt = graph.input_dtype
+            quant = graph.input_quant
             driver = driver_files(
                 driver_config(
                     stream.to_dict(),
                     summary["axis"],
                     clock_mhz=clock,
                     predicted_cycles=report.cycles_per_image,
-                    input_range=dt.stored_range,
+                    input_dtype=graph.input_dtype,
+                    input_quant=None if quant is None else quant.to_json(),
                     weight_ports=summary["weight_ports"],
                 ),
                 images,

@@ -2,8 +2,9 @@
 
 The driver is the module :mod:`lowbit.deploy._driver_template` with the accelerator's stream format,
 AXI widths and control-register map filled in (one JSON constant): it needs only ``numpy`` and
-``pynq`` on the board, packs and unpacks tensors exactly as the schedule folds them, and runs
-against the simulated shell of :mod:`lowbit.deploy.simbackend` unchanged.
+``pynq`` on the board, packs and unpacks tensors exactly as the schedule folds them, encodes float
+images with the graph's input quantizer exactly as :meth:`lowbit.ir.boundary.InputQuant.encode`
+does, and runs against the simulated shell of :mod:`lowbit.deploy.simbackend` unchanged.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pathlib import Path
 
 from ..hw.axi.control import ID_VALUE, REGISTERS
 from ..hw.codec import label_bits
+from ..ir.datatypes import DataType
 
 __all__ = ["driver_config", "driver_files"]
 
@@ -24,11 +26,15 @@ def driver_config(
     *,
     clock_mhz: float,
     predicted_cycles: int,
-    input_range: tuple[int, int],
+    input_dtype: DataType,
+    input_quant: dict | None = None,
     weight_ports: Sequence[dict] = (),
 ) -> dict:
     """The driver's constants: ``stream_format`` from the compile report, ``axis`` and
-    ``weight_ports`` (the layers whose weights stream from DDR) from the plan's summary."""
+    ``weight_ports`` (the layers whose weights stream from DDR) from the plan's summary, the
+    graph's ``input_dtype`` and its input quantizer (``InputQuant.to_json()``, or ``None`` when
+    the driver takes integer codes only)."""
+    lo, hi = input_dtype.stored_range
     return {
         "input_size": stream_format["input_size"],
         "simd": stream_format["simd"],
@@ -36,8 +42,10 @@ def driver_config(
         "classes": stream_format["classes"],
         "score_bits": stream_format["score_bits"],
         "label_bits": label_bits(stream_format["classes"]),
-        "input_min": input_range[0],
-        "input_max": input_range[1],
+        "input_dtype": input_dtype.name,
+        "input_min": lo,
+        "input_max": hi,
+        "input_quant": input_quant,
         "in_tdata_bits": axis["in_tdata_bits"],
         "out_tdata_bits": axis["out_tdata_bits"],
         "registers": REGISTERS,
@@ -79,6 +87,6 @@ def driver_files(config: dict, images: Sequence[bytes] = ()) -> dict[str, str | 
         **files,
         "driver/lowbit_driver.py": source,
         "driver/__init__.py": '"""lowbit PYNQ driver package."""\n'
-        "from .lowbit_driver import LowbitAccelerator, pack_images, unpack_results"
+        "from .lowbit_driver import LowbitAccelerator, encode_images, pack_images, unpack_results"
         "  # noqa: F401\n",
     }

@@ -1,5 +1,7 @@
-"""Issue 8: the AXI4-Lite control block, and the generated PYNQ driver against the simulated shell."""
+"""Issue 8: the AXI4-Lite control block, and the generated PYNQ driver against the simulated shell.
+Issue 16: the driver encodes float images exactly as the graph's input quantizer (InputQuant.encode)."""
 
+import dataclasses
 import importlib.util
 import json
 import re
@@ -8,26 +10,35 @@ import numpy as np
 import pytest
 
 from lowbit.deploy.build import build
+from lowbit.deploy.driver import driver_config, driver_files
 from lowbit.hw.axi.control import ID_VALUE, REGISTERS
 from lowbit.flow.steps import compile_model
+from lowbit.ir.boundary import InputQuant
+from lowbit.ir.datatypes import DataType
 from lowbit.quant.data import load_digits_split
 from lowbit.quant.train.binary_mlp import TrainConfig, train_binary_mlp
 
-pytestmark = pytest.mark.fast_sim
+fast_sim = pytest.mark.fast_sim
+
+# per input channel c of the digits (64 pixels): scale 2^-4 or 2^-3, zero point c % 3 (UINT5 codes)
+DIGITS_QUANT = InputQuant(
+    DataType.parse("UINT5"), tuple(2.0 ** -(4 - c % 2) for c in range(64)), tuple(c % 3 for c in range(64))
+)
 
 
 @pytest.fixture(scope="module")
 def plan(tmp_path_factory):
     data = load_digits_split()
     graph = train_binary_mlp(data.x_train, data.y_train, TrainConfig(hidden=(32,), epochs=3, seed=2)).to_integer_graph()
+    graph = dataclasses.replace(graph, input_quant=DIGITS_QUANT)
     root = tmp_path_factory.mktemp("pynq_driver")
     compile_model(graph, root / "compiled", board="pynq-z2", budget=0.05)
     manifest = build(root / "compiled", "pynq-z2", root / "plan")
     return graph, data, root / "plan", manifest
 
 
-def _driver(plan_dir):
-    spec = importlib.util.spec_from_file_location("lowbit_driver_under_test", plan_dir / "driver" / "lowbit_driver.py")
+def _driver(plan_dir, name="lowbit_driver_under_test"):
+    spec = importlib.util.spec_from_file_location(name, plan_dir / "driver" / "lowbit_driver.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
@@ -40,6 +51,7 @@ def overlay(plan):
     return SimulatedOverlay(plan[2])
 
 
+@fast_sim
 def test_plan_ships_the_driver_and_the_control_block(plan):
     _, _, out, manifest = plan
     assert manifest["driver"] == ["driver/__init__.py", "driver/lowbit_driver.py"]
@@ -49,6 +61,7 @@ def test_plan_ships_the_driver_and_the_control_block(plan):
     assert not re.search(r"^\s*(import lowbit\b|from lowbit[. ])", src, re.M)  # runs on the board without lowbit
 
 
+@fast_sim
 def test_driver_packing_equals_the_codec(plan):
     from lowbit.hw.codec import StreamFormat, input_words
 
@@ -64,6 +77,7 @@ def test_driver_packing_equals_the_codec(plan):
         drv.pack_images(x + 100)
 
 
+@fast_sim
 def test_control_registers(overlay):
     ctrl = overlay.accel
     assert ctrl.read(REGISTERS["ID"]) == ID_VALUE
@@ -76,6 +90,7 @@ def test_control_registers(overlay):
     assert ctrl.read(REGISTERS["WCTRL"]) == 0  # no weight fetchers: nothing to switch on
 
 
+@fast_sim
 def test_driver_classifies_the_digits_test_split_like_the_reference(plan, overlay):
     graph, data, out, _ = plan
     drv = _driver(out)
@@ -89,6 +104,7 @@ def test_driver_classifies_the_digits_test_split_like_the_reference(plan, overla
     assert overlay.accel.read(REGISTERS["STATUS"]) & 2  # done
 
 
+@fast_sim
 def test_throughput_test_reads_the_cycle_counter(plan, overlay):
     _, _, out, _ = plan
     drv = _driver(out)
@@ -97,3 +113,105 @@ def test_throughput_test_reads_the_cycle_counter(plan, overlay):
     # back-to-back images: the counter sees the pipeline fill once, then one image per bottleneck period
     assert pred <= t["cycles_per_image"] <= pred + 200 / 300 * 10 + 60
     assert t["accelerator_images_per_s"] > 0 and t["images"] == 300
+
+
+def _written_driver(tmp_path, config, name):
+    """The driver module ``driver_files`` writes for ``config``, imported from ``tmp_path``."""
+    for rel, text in driver_files(config).items():
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text(text)
+    return _driver(tmp_path, name)
+
+
+def _small_driver(tmp_path, input_quant, input_dtype="UINT5"):
+    fmt = {"input_size": 4, "simd": 1, "in_bits": 5, "classes": 2, "score_bits": 8}
+    config = driver_config(fmt, {"in_tdata_bits": 8, "out_tdata_bits": 24}, clock_mhz=100.0, predicted_cycles=4,
+                           input_dtype=DataType.parse(input_dtype), input_quant=input_quant)
+    return _written_driver(tmp_path, config, "lowbit_small_driver")
+
+
+def _q(dtype, scale, zero_point=0.0, **kw):
+    return InputQuant(DataType.parse(dtype), scale if isinstance(scale, tuple) else (scale,),
+                      zero_point if isinstance(zero_point, tuple) else (zero_point,), **kw)
+
+
+# (quantizer, float inputs, codes worked by hand)
+HAND_WORKED = [
+    (_q("UINT4", 0.5), [0.25, 0.75, 1.25, -1.0, 100.0], [0, 2, 2, 0, 15]),  # x/s .5, 1.5, 2.5: half to even; clip
+    (_q("UINT8", 0.1), [0.35, 0.85], [4, 8]),  # float32: 0.35/0.1 is 3.5 (float64: 3.4999999), 0.85/0.1 is 8.5
+    (_q("INT4", 1.0, 3.0), [-0.5, 0.5, -20.0, 20.0], [2, 4, -8, 7]),  # + zero point 3: 2.5, 3.5, -17, 23
+    (_q("INT4", 1.0, narrow=True), [-7.5, -20.0, 6.5], [-7, -7, 6]),  # -7.5 -> -8, narrow clips to -7
+    (_q("INT4", 1.0, rounding="HALF_UP"), [2.5, -2.5, 0.5], [3, -3, 1]),  # half away from zero
+    (_q("INT4", 1.0, rounding="FLOOR"), [2.5, -2.5, 0.5], [2, -3, 0]),
+    (_q("BIPOLAR", 1.0), [-0.1, 0.0, 0.2, -0.0], [0, 1, 1, 1]),  # code bit 1 for x >= 0
+    (_q("UINT4", (1.0, 0.5), (0.0, 1.0)), [[1.5, 1.0, 2.5, 0.25]], [[2, 3, 2, 2]]),  # channels last: 1.5, 3, 2.5, 1.5
+]
+
+
+@pytest.mark.parametrize("k", range(len(HAND_WORKED)))
+def test_driver_encode_on_hand_worked_values(tmp_path, k):
+    q, x, codes = HAND_WORKED[k]
+    drv = _small_driver(tmp_path, None)
+    assert q.encode(x).tolist() == codes  # the reference
+    out = drv.encode_images(np.array(x), q.to_json())
+    assert out.dtype == np.int64 and out.tolist() == codes
+
+
+RANDOM_QUANTS = [
+    _q("UINT8", 1 / 255),
+    _q("INT8", 0.0173, -3.0, narrow=True),
+    _q("INT4", 0.37, 2.0, rounding="HALF_UP"),
+    _q("INT3", 0.25, rounding="HALF_DOWN"),
+    _q("UINT2", 0.3, 1.0, rounding="DOWN"),
+    _q("INT5", 0.11, rounding="UP"),
+    _q("UINT5", 0.1, rounding="CEIL"),
+    _q("UINT5", (0.0625, 0.1, 0.3), (0.0, 1.0, 2.0)),
+    _q("INT6", (0.2, 0.7, 0.05), (-1.0, 0.0, 3.0), narrow=True),
+    _q("BIPOLAR", (0.5, 2.0, 1.0)),
+]
+
+
+@pytest.mark.parametrize("q", RANDOM_QUANTS, ids=lambda q: q.describe())
+def test_driver_encode_equals_the_input_quantizer(tmp_path, q):
+    rng = np.random.default_rng(16)
+    drv = _small_driver(tmp_path, None)
+    s, z = np.array(q.scale), np.array(q.zero_point)
+    wide = rng.normal(0, 20, (50, 4, 3)) * s
+    ties = (rng.integers(-80, 80, (50, 4, 3)) / 2 - z) * s  # x / s + z on .5 (up to float32 rounding)
+    for x in (wide, ties, wide.reshape(50, 12), ties.astype(np.float32)):
+        np.testing.assert_array_equal(drv.encode_images(x, q.to_json()), q.encode(x))
+
+
+def test_float_images_without_an_input_quantizer_are_refused(tmp_path):
+    drv = _small_driver(tmp_path, None, "INT4")
+    with pytest.raises(ValueError, match=r"^float images need an input quantizer, and this driver has none: "
+                                         r"give integer INT4 codes in \[-8, 7\]$"):
+        drv.encode_images(np.zeros((2, 4)))
+
+
+@fast_sim
+def test_driver_encodes_float_images_like_the_graph(plan, overlay, tmp_path):
+    """Float images through the driver on the simulated overlay: the labels and scores of the graph
+    on graph.encode of the same floats."""
+    graph, data, out, _ = plan
+    drv = _driver(out)
+    assert drv.CONFIG["input_quant"] == DIGITS_QUANT.to_json()
+    acc = drv.LowbitAccelerator(overlay=overlay, batch_size=200)
+    on_grid = DIGITS_QUANT.decode(data.x_test)  # the values the test split's codes stand for
+    off_grid = np.random.default_rng(16).uniform(-0.5, 2.5, (60, graph.input_size))
+    x = np.concatenate([on_grid, off_grid]).astype(np.float32)
+    codes = graph.encode(x)
+    assert (codes[: len(data.x_test)] == data.x_test).all()
+    assert codes.min() == 0 and codes.max() == 31  # off the grid, clipped at both ends
+    labels, scores = acc.run(x)
+    ref = graph.scores(codes)
+    bad = np.flatnonzero((scores != ref).any(axis=1))
+    assert bad.size == 0, f"image {bad[0]}: scores {scores[bad[0]].tolist()} != reference {ref[bad[0]].tolist()}"
+    assert (labels == graph.predict(codes)).all()
+    assert (acc.classify(x[:5]) == labels[:5]).all()
+    assert (acc.classify(data.x_test[:5]) == labels[:5]).all()  # integer arrays stay codes
+    # the same driver without the quantizer refuses the floats before touching the overlay
+    plain = _written_driver(tmp_path, dict(drv.CONFIG, input_quant=None), "lowbit_plain_driver")
+    with pytest.raises(ValueError, match=r"^float images need an input quantizer, and this driver has none: "
+                                         r"give integer UINT5 codes in \[0, 31\]$"):
+        plain.LowbitAccelerator(overlay=overlay).run(x)
