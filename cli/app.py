@@ -12,6 +12,7 @@ import json
 import logging
 import shutil
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -132,11 +133,14 @@ def cmd_compile(args) -> int:
     return 0
 
 
+@dataclass(frozen=True, eq=False)
 class _Images:
     """The images ``sim`` feeds: input codes, labels when known, and where they come from."""
 
-    def __init__(self, codes: np.ndarray, labels: np.ndarray | None, source: str, encoded: bool):
-        self.codes, self.labels, self.source, self.encoded = codes, labels, source, encoded
+    codes: np.ndarray
+    labels: np.ndarray | None
+    source: str
+    encoded: bool
 
     def describe(self) -> str:
         how = "floats encoded by the input quantizer" if self.encoded else "integer codes"
