@@ -12,7 +12,7 @@ import json
 import logging
 import shutil
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -212,8 +212,11 @@ def _load_images(args, graph) -> _Images:
                 "FILE.npz, or --images N for N random inputs"
             )
     if args.count:
-        imgs.codes = imgs.codes[: args.count]
-        imgs.labels = None if imgs.labels is None else imgs.labels[: args.count]
+        imgs = replace(
+            imgs,
+            codes=imgs.codes[: args.count],
+            labels=None if imgs.labels is None else imgs.labels[: args.count],
+        )
     if len(imgs.codes) == 0:
         raise LowbitError(
             f"{imgs.source}: no images to simulate ('x' holds 0 images); a check on zero images "
