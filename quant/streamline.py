@@ -285,6 +285,16 @@ class TruncQuantizer(_Quantizer):
             y = min(max(y, Fraction(self.lo)), Fraction(self.hi))
         return round_exact(y, self.rounding)
 
+    def vcode(self, x, c):
+        """Codes in float arithmetic, vectorised (a guess that :func:`solve_thresholds` verifies
+        exactly)."""
+        y = np.round(x / float(self.scale[c]) + float(self.zero_point[c])) / float(
+            self.shift_scale
+        )
+        if self.lo is not None:
+            y = np.clip(y, self.lo, self.hi)
+        return round_mode(self.rounding)(y)
+
     def value(self, code, c):
         return (code - self.zero_point[c] / self.shift_scale) * self.out_scale[c]
 
