@@ -46,7 +46,7 @@ Memories
 DSPs
     0: every MAC kind is built from LUTs and carry chains (bipolar and ternary weights are add /
     subtract / skip, power-of-two weights shifts, ``INTk`` weights shift-add partial products), so
-    synthesis infers no multiplier.
+    synthesis infers no multiplier; so is the label select's class map (:func:`class_map_lanes`).
 
 Other MAC kinds (ternary, shift-add, multi-bit, bit-serial) change the datapath terms and the
 weight memory width (``PE * SIMD * weight_bits``); see :func:`mvtu_features`. ``weight_ram``
@@ -65,9 +65,12 @@ import functools
 import json
 import logging
 import math
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
-from ..ir.datatypes import BIPOLAR, clog2, index_bits
+from ..ir.boundary import ClassMap
+from ..ir.datatypes import BIPOLAR, DataType, clog2, index_bits
 from ..ir.mac import MacKind
 from ..ir.resources import Resources
 
@@ -77,6 +80,9 @@ __all__ = [
     "dwc_resources",
     "converter_capacity",
     "label_select_resources",
+    "MapLane",
+    "class_map_lanes",
+    "naf",
     "LUTRAM_MAX_BITS",
     "LUTRAM_MAX_DEPTH",
     "CONTROL_LUT",
@@ -497,28 +503,164 @@ the first, per index bit of each lane after the first, per class, constant (leas
 yosys ``synth_xilinx`` grid of ``benchmarks/label_select_synth.py``)."""
 
 
-def label_select_resources(n_classes: int, score_bits: int, pe: int = 1) -> Resources:
+def label_select_resources(
+    n_classes: int,
+    score_bits: int,
+    pe: int = 1,
+    *,
+    class_map: ClassMap | None = None,
+    signed: bool = True,
+) -> Resources:
     """Estimate of the label select (:class:`lowbit.hw.stream.label.LabelSelect`): ``n_classes``
-    scores of ``score_bits`` bits arriving ``pe`` per beat, the running arg-max and the result beat.
+    scores of ``score_bits`` bits (two's complement when ``signed``) arriving ``pe`` per beat, the
+    running arg-max and the result beat; with ``class_map``, of the mapped values.
 
     Flip-flops are counted from the design: the result beat (every score and the label), the buffer
     of the scores of the beats before the last (``(n_classes - pe) * score_bits``), ``valid``, and,
-    when an image takes more than one beat, the running maximum, its index and the beat counter
-    (equal to yosys on the calibration grid). LUTs are an approximation fitted to yosys
-    ``synth_xilinx`` (:data:`LABEL_LUT_COEFFICIENTS`): the first lane's comparator, a comparator
-    and a multiplexer per further lane, the index multiplexers and the per-class write enables;
-    within 15 % of synthesis on the calibration grid (``tests/test_label_select.py``).
+    when an image takes more than one beat, the running maximum (``score_bits``, or the mapped
+    width ``class_map.bits`` of the score range), its index and the beat counter (equal to yosys on
+    the calibration grid). LUTs are an approximation fitted to yosys ``synth_xilinx``
+    (:data:`LABEL_LUT_COEFFICIENTS`): the first lane's comparator, a comparator and a multiplexer
+    per further lane, the index multiplexers and the per-class write enables; within 15 % of
+    synthesis on the calibration grid (``tests/test_label_select.py``). With a class map, the
+    comparators and multiplexers are as wide as the mapped values, and its adders and the per-beat
+    selection of its multipliers and offsets add :attr:`MapLane.lut` per lane
+    (:func:`class_map_lanes`, :data:`LABEL_MAP_LUT_COEFFICIENTS`); within 25 % of synthesis on the
+    class-map rows of the grid.
     """
     idx = clog2(n_classes)
     beats = n_classes // pe
+    width = score_bits if class_map is None else class_map.bits(*_score_range(score_bits, signed))
     ff = (2 * n_classes - pe) * score_bits + idx + 1
     if beats > 1:
-        ff += score_bits + idx + index_bits(beats)
+        ff += width + idx + index_bits(beats)
     per_bit, per_lane_bit, per_lane_idx, per_class, const = LABEL_LUT_COEFFICIENTS
     lut = (
-        per_bit * score_bits
-        + (pe - 1) * (per_lane_bit * score_bits + per_lane_idx * idx)
+        per_bit * width
+        + (pe - 1) * (per_lane_bit * width + per_lane_idx * idx)
         + per_class * n_classes
         + const
     )
+    if class_map is not None:
+        lut += sum(lane.lut for lane in class_map_lanes(class_map, pe, score_bits, signed))
     return Resources(lut=round(lut), ff=ff)
+
+
+LABEL_MAP_LUT_COEFFICIENTS = (0.535, 0.603, 0.59, 0.337, 0.721)
+"""Fitted LUT coefficients of a label select's class map, one per count of
+:attr:`MapLane.terms`: per adder bit of a shift-add product or of the offset's addition, per
+adder bit of the partial products of a constant multiplier, per adder bit of the partial products
+of a multiplier the beat selects, the same per bit of the beat counter, and per bit of an offset
+the beat selects per bit of the beat counter. Least squares of the relative error over the
+class-map rows of ``benchmarks/label_select_synth.py``, on top of the select without a map at the
+mapped width; within 25 % of yosys on every row (``tests/test_label_select.py``)."""
+
+
+def _score_range(bits: int, signed: bool) -> tuple[int, int]:
+    return (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if signed else (0, (1 << bits) - 1)
+
+
+def naf(m: int) -> tuple[tuple[int, int], ...]:
+    """The non-adjacent form of the integer ``m``: ``(shift, sign)`` digits, lowest first, with
+    ``m == sum(sign << shift)``, signs +-1, no two digits adjacent (the fewest non-zero digits of
+    any signed-binary form: the fewest adders of a shift-add constant multiplier)."""
+    digits = []
+    j = 0
+    while m:
+        if m & 1:
+            d = 2 - (m & 3)  # +1 when m = 1 (mod 4), -1 when m = 3 (mod 4)
+            digits.append((j, d))
+            m -= d
+        m >>= 1
+        j += 1
+    return tuple(digits)
+
+
+def _tree_bits(lows: Sequence[int], width: int) -> tuple[int, int | None]:
+    """Adder bits of the balanced tree that sums terms whose ``lows`` low bits are zero (pairs in
+    order, an odd one carried up), each adder ``width`` bits wide but free below the higher of its
+    operands' zero bits; and the zero low bits of the sum (``None`` without terms)."""
+    bits, terms = 0, list(lows)
+    while len(terms) > 1:
+        pairs = [(terms[i], terms[i + 1]) for i in range(0, len(terms) - 1, 2)]
+        bits += sum(width - max(a, b) for a, b in pairs)
+        terms = [min(a, b) for a, b in pairs] + terms[len(terms) - len(terms) % 2 :]
+    return bits, (terms[0] if terms else None)
+
+
+def _difference_bits(pos: Sequence[int], neg: Sequence[int], width: int) -> int:
+    """Adder bits of ``sum(pos) - sum(neg)`` (``0 - sum(neg)`` without positive terms), terms given
+    by their zero low bits, as :func:`lowbit.hw.stream.label` builds it."""
+    p_bits, p_low = _tree_bits(pos, width)
+    n_bits, n_low = _tree_bits(neg, width)
+    if n_low is None:
+        return p_bits
+    return p_bits + n_bits + width - (n_low if p_low is None else max(p_low, n_low))
+
+
+@dataclass(frozen=True)
+class MapLane:
+    """How one lane of the label select maps its score ``v`` of class ``c = beat * PE + lane``
+    to ``mults[beat] * v + offsets[beat]`` (all arithmetic modulo ``2^width``, the mapped values'
+    two's complement width, which holds every exact result).
+
+    ``shift_add``: one shift-add product ``v * m`` (:func:`naf` digits of ``m``) per distinct
+    multiplier ``m`` of the lane, the beat selecting among them; otherwise the partial products
+    ``v[j] ? m << j : 0`` of the score's bits, ``m`` selected by the beat. Then the offset,
+    selected by the beat, is added unless the lane's offsets are all zero.
+
+    ``terms`` counts, for :data:`LABEL_MAP_LUT_COEFFICIENTS`: the adder bits of the shift-add
+    products and of the offset's addition; the partial products' adder bits when the lane has one
+    multiplier, else 0; the same when the beat selects the multiplier, and that times the beat
+    counter's bits; the offset's bits times the beat counter's bits when the beat selects it.
+    ``lut`` is their estimate.
+    """
+
+    mults: tuple[int, ...]
+    offsets: tuple[int, ...]
+    shift_add: bool
+    terms: tuple[int, ...]
+    lut: float
+
+    @property
+    def mult_bits(self) -> int:
+        """Two's complement bits of the lane's multipliers."""
+        return DataType.for_range(min(min(self.mults), -1), max(max(self.mults), 0)).bits
+
+
+def class_map_lanes(
+    class_map: ClassMap, pe: int, score_bits: int, signed: bool = True
+) -> tuple[MapLane, ...]:
+    """How each of the ``pe`` lanes of a label select with ``class_map`` multiplies (scores of
+    ``score_bits`` bits, two's complement when ``signed``): shift-add products when their adders,
+    over every distinct multiplier of the lane, have no more bits than the partial products'. A
+    rule of thumb, not the estimate: wherever the calibration grid synthesised both choices, it
+    picked the cheaper design or one within 5 % of it."""
+    width = class_map.bits(*_score_range(score_bits, signed))
+    beats = class_map.classes // pe
+    beat_bits = index_bits(beats)
+    top = score_bits - 1 if signed else score_bits  # two's complement: the top bit subtracts
+    pp_bits = _difference_bits(range(top), range(top, score_bits), width)
+    lanes = []
+    for p in range(pe):
+        mults = tuple(class_map.mult[k * pe + p] for k in range(beats))
+        offsets = tuple(class_map.offset[k * pe + p] for k in range(beats))
+        distinct = sorted(set(mults))
+        shift_bits = 0
+        for m in distinct:
+            digits = naf(m)
+            shift_bits += _difference_bits(
+                [j for j, d in digits if d > 0], [j for j, d in digits if d < 0], width
+            )
+        offset_bits = width if any(offsets) else 0
+        offset_select = width * beat_bits if len(set(offsets)) > 1 else 0
+        shift = (shift_bits + offset_bits, 0, 0, 0, offset_select)
+        if len(distinct) == 1:
+            partial = (offset_bits, pp_bits, 0, 0, offset_select)
+        else:
+            partial = (offset_bits, 0, pp_bits, pp_bits * beat_bits, offset_select)
+        shift_add = shift_bits <= pp_bits
+        terms = shift if shift_add else partial
+        lut = sum(c * t for c, t in zip(LABEL_MAP_LUT_COEFFICIENTS, terms))
+        lanes.append(MapLane(mults, offsets, shift_add, terms, lut))
+    return tuple(lanes)

@@ -7,13 +7,17 @@ it against the graph and :meth:`Schedule.report` predicts its throughput and res
 The performance model (``ARITHMETIC.md`` section 7, FINN):
 
 * a layer takes ``spec.cycles()`` cycles per image, ``(MH / PE) * (MW / SIMD)`` for an MVTU;
-* the first layer also waits for its input stream: it reads ``SIMD`` elements per cycle, at most
-  ``axi_hp_width_bits`` bits per cycle when the board records that width (one AXI-HP port
-  feeding the input DMA), so it takes ``ceil(MW * B / min(SIMD * B, port))`` cycles per image;
-* the last layer also waits for its output stream, ``ceil(MH * B_out / min(PE * B_out, port))``
-  cycles per image, by the same reasoning;
-* the pipeline starts an image every ``max`` of these cycles (the bottleneck) and finishes one at
-  most their sum after it started (the latency bound).
+* the accelerator (``lowbit_top``) starts an image every ``max`` of these cycles (the bottleneck:
+  exactly what its Verilog does with the input always valid and the output always ready, what
+  simulation measures) and finishes one at most their sum after it started (the latency bound);
+  its ports take one beat per cycle (the first unit's ``SIMD`` elements, the label select's
+  result), never more than a unit's own cycles;
+* on the board, one AXI-HP port feeds the input DMA: at most ``axi_hp_width_bits`` bits per cycle
+  when the board records that width, so the image streams in over
+  ``ceil(MW * B / min(SIMD * B, port))`` cycles (:func:`input_stream_cycles`) and the scores out
+  over ``ceil(MH * B_out / min(PE * B_out, port))`` (:func:`output_stream_cycles`). The report
+  gives both apart from the accelerator's cycles; the folding search counts them in the first and
+  last layers' cycles, so it does not unfold a layer beyond what the port can feed.
 
 Resources are the sum of the units' estimates (:mod:`lowbit.hw.cost`) and of the stream width
 converters between consecutive units whose stream widths differ (``PE_l * out_bits_l`` bits out of
@@ -398,8 +402,11 @@ class Schedule:
             for a window or pool), ``pe``, ``simd``, ``cycles`` per image (an MVTU's per-vector
             cycles times its vectors per image), ``resources``); ``width_converters``;
             ``label_select`` (``classes``, ``pe``, ``score_bits``, ``resources``);
-            ``input_stream_cycles``; ``cycles_per_image`` (the bottleneck) and ``bottleneck`` (the
-            layer that sets it); ``throughput_fps`` and ``time_per_image_us`` at the clock;
+            ``input_stream_cycles`` and ``output_stream_cycles`` (the image and its scores
+            through the board's AXI-HP port; when one exceeds ``cycles_per_image``, the DMA
+            bounds the board's rate); ``cycles_per_image`` (the accelerator's bottleneck, what
+            its Verilog does and simulation measures) and ``bottleneck`` (the layer that sets
+            it); ``throughput_fps`` and ``time_per_image_us`` at the clock;
             ``latency_cycles`` and ``latency_us`` (upper bound: the sum of the layers' cycles);
             ``resources``, per kind ``{"used": ..., "available": ..., "fraction": ...}``. Resources
             are estimates.
@@ -409,7 +416,7 @@ class Schedule:
         port = board.axi_hp_width_bits
         ddr = ddr_stream_bits(board, self.clock_mhz)
         vectors = vectors_per_image(graph)
-        cycles = pipeline_cycles(specs, port, vectors, ddr)
+        cycles = pipeline_cycles(specs, None, vectors, ddr)  # the accelerator's own ports
         total, converters = pipeline_resources(specs)
         bottleneck = max(cycles)
         which = specs[cycles.index(bottleneck)].node.name

@@ -4,8 +4,9 @@ Configuration comes from the JSON file named by ``LOWBIT_TB_CONFIG``: the model 
 file, the stream format and a list of runs (``valid_prob``, ``ready_prob``, ``seed``, ``images``).
 For each run the driver pushes the images' beats, an input monitor reassembles the images that
 were *accepted*, the reference model (``sw_reference`` through the integer graph) turns each into
-expected scores and label, and an in-order scoreboard compares them with the output monitor's
-transactions using ``==``. Results go to the JSON file named in the configuration.
+expected scores and label (the graph's class decision, through its class map when it has one),
+and an in-order scoreboard compares them with the output monitor's transactions using ``==``.
+Results go to the JSON file named in the configuration.
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ from cocotb.triggers import ClockCycles, RisingEdge
 
 from ..hw.codec import StreamFormat, decode_result, input_beats
 from ..ir.graph import IntegerGraph
-from ..sw_reference import argmax_lowest
 from .streams import Cycle, InOrderScoreboard, StreamDriver, StreamMonitor
 
 
@@ -81,7 +81,8 @@ async def accelerator_matches_reference(dut):
             if len(pending) == fmt.beats_per_image:
                 img = np.array([_unpack_input(fmt, pending)], dtype=np.int64)
                 scores = graph.scores(img)[0]
-                scoreboard.expect((int(argmax_lowest(scores[None])[0]), [int(v) for v in scores]))
+                label = int(graph.decide(scores[None])[0])  # through the class map, if any
+                scoreboard.expect((label, [int(v) for v in scores]))
                 pending.clear()
 
         labels: list[int] = []

@@ -2,9 +2,11 @@
 
 ``verify_fast`` streams all images through the compiled Verilated model, once back to back
 (measuring cycles per image) and then under seeded random ``valid``/``ready`` patterns, and
-compares every score and label with the integer oracle. It stops at the first mismatching run,
-names the image, the layer output and the element with both values, and writes a VCD of the
-cycles around that image's output from a traced rebuild of the same design.
+compares every score and label with the integer oracle (the label: the graph's class decision,
+:meth:`~lowbit.ir.graph.IntegerGraph.decide`, through its class map when it has one). It stops at
+the first mismatching run, names the image, the layer output and the element with both values,
+and writes a VCD of the cycles around that image's output from a traced rebuild of the same
+design.
 """
 
 from __future__ import annotations
@@ -18,7 +20,6 @@ import numpy as np
 
 from ..hw.codec import StreamFormat, decode_results, input_words
 from ..ir.graph import IntegerGraph
-from ..sw_reference import argmax_lowest
 from .fast import VerilatedModel
 
 __all__ = ["Pattern", "FastMismatch", "FastReport", "verify_fast", "default_patterns"]
@@ -113,7 +114,7 @@ def verify_fast(
     t0 = time.perf_counter()
     x = graph.check_input(x)
     expected_scores = graph.scores(x)
-    expected_labels = argmax_lowest(expected_scores)
+    expected_labels = graph.decide(expected_scores)  # through the graph's class map, if any
     beats = input_words(fmt, x)
     patterns = patterns or default_patterns()
     model = VerilatedModel.build(verilog)

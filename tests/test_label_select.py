@@ -1,8 +1,9 @@
 """The label select and the width converter as unit specs: their cost now counts in every estimate.
 
 Hand-worked flip-flop counts first, then the model against the yosys grid of
-``benchmarks/label_select_synth.py`` (flip-flops equal, LUTs within the stated 15 %), then the
-pipeline total: units + converters + label select, as the accelerator holds them.
+``benchmarks/label_select_synth.py`` (flip-flops equal, LUTs within the stated 15 %; with a class
+map within the stated 25 %, no DSP), then the pipeline total: units + converters + label select,
+as the accelerator holds them.
 """
 
 import json
@@ -18,12 +19,15 @@ from lowbit.hw.stream.label import LabelSelect, LabelSelectSpec
 from lowbit.hw.unit import UnitSpec
 from lowbit.hw.verilog import to_verilog
 from lowbit.ir import Resources
+from lowbit.ir.boundary import ClassMap
 from lowbit.mapping import Schedule, pipeline_resources, search_folding
 
 from mapping_models import mlp
 
-GRID = json.loads((Path(__file__).parent.parent / "benchmarks" / "results" / "label_select_synth.json")
+ROWS = json.loads((Path(__file__).parent.parent / "benchmarks" / "results" / "label_select_synth.json")
                   .read_text())["rows"]
+GRID = [r for r in ROWS if "class_map" not in r]
+MAP_GRID = [r for r in ROWS if "class_map" in r]
 
 
 def test_flip_flops_hand_worked():
@@ -40,6 +44,33 @@ def test_model_against_synthesis(row):
     assert est.ff == row["ff"]
     assert abs(est.lut - row["lut"]) <= 0.15 * row["lut"]
     assert est.bram36 == row["bram36"] == 0
+
+
+@pytest.mark.parametrize("row", MAP_GRID, ids=[f"c{r['classes']}-pe{r['pe']}-b{r['bits']}-{r['map']}"
+                                              for r in MAP_GRID])
+def test_class_map_model_against_synthesis(row):
+    cm = ClassMap.from_json(row["class_map"])
+    est = label_select_resources(row["classes"], row["bits"], row["pe"], class_map=cm)
+    assert est.ff == row["ff"]
+    assert abs(est.lut - row["lut"]) <= 0.25 * row["lut"]
+    assert est.bram36 == row["bram36"] == 0
+    assert est.dsp == row["dsp"] == 0                    # the multipliers are adders
+    # the map costs something: more LUTs than the same select without one, in synthesis too
+    plain = next((r for r in GRID if (r["classes"], r["pe"], r["bits"]) ==
+                  (row["classes"], row["pe"], row["bits"])), None)
+    if plain is not None:
+        assert row["lut"] > plain["lut"] and est.lut > label_select_resources(
+            row["classes"], row["bits"], row["pe"]).lut
+
+
+def test_the_class_map_grid_covers_both_multipliers_and_wide_values():
+    from lowbit.hw.cost import class_map_lanes
+    kinds = {lane.shift_add for r in MAP_GRID
+             for lane in class_map_lanes(ClassMap.from_json(r["class_map"]), r["pe"], r["bits"])}
+    assert kinds == {True, False}
+    assert any(ClassMap.from_json(r["class_map"]).bits(-(1 << (r["bits"] - 1)), 1 << (r["bits"] - 1))
+               > 64 for r in MAP_GRID)
+    assert {r["pe"] for r in MAP_GRID} >= {1, 2, 5, 10}
 
 
 def test_label_spec_creates_the_component_the_accelerator_used():

@@ -8,6 +8,14 @@ Ties go to the lowest class index (strict ``>`` while scanning upwards), as ``nu
 With ``top_k = k > 1`` the result also holds ``top``: the ``k`` best classes, best first, ties to
 the lower index (a stable descending sort of the scores), kept as a sorted list into which each
 beat's ``PE`` scores are inserted in class order.
+
+With a :class:`~lowbit.ir.boundary.ClassMap`, every lane first maps its score ``v`` of class ``c``
+to ``mult[c] * v + offset[c]`` (the constants of the lane's class in this beat, selected by the
+beat counter), and the arg-max and the top ``k`` compare these mapped values, in two's complement
+of ``ClassMap.bits`` of the score register's range (all arithmetic modulo that width, which holds
+every exact result). The multipliers are adders, never a DSP: shift-add or partial products, as
+:func:`lowbit.hw.cost.class_map_lanes` says. The result's ``scores`` stay the raw integer scores:
+software knows the map from the graph. Without a map the design is the plain arg-max.
 """
 
 from __future__ import annotations
@@ -15,13 +23,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from amaranth.hdl import Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Cat, Const, Module, Mux, Shape, Signal, Value, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from ...ir.boundary import ClassMap
 from ...ir.resources import Resources
 from ...sw_reference import argmax_lowest
-from ..cost import label_select_resources
+from ..cost import MapLane, class_map_lanes, label_select_resources, naf
 
 __all__ = ["LabelSelectSpec", "LabelSelect"]
 
@@ -29,13 +38,15 @@ __all__ = ["LabelSelectSpec", "LabelSelect"]
 @dataclass(frozen=True)
 class LabelSelectSpec:
     """The label select after the last unit: ``classes`` scores of ``score_bits`` bits (two's
-    complement when ``signed``) arriving ``pe`` per beat; one result beat per image."""
+    complement when ``signed``) arriving ``pe`` per beat; one result beat per image. With
+    ``class_map``, the label is the arg-max of the mapped values (:class:`ClassMap`)."""
 
     classes: int
     pe: int
     score_bits: int
     signed: bool = True
     top_k: int = 1
+    class_map: ClassMap | None = None
 
     node = None
 
@@ -46,12 +57,18 @@ class LabelSelectSpec:
                 raise ValueError(f"{name} must be a positive integer, not {v!r}")
         if self.classes % self.pe:
             raise ValueError(f"PE ({self.pe}) must divide classes ({self.classes})")
+        _check_class_map(self.class_map, self.classes)
 
     @classmethod
     def after(cls, spec) -> "LabelSelectSpec":
-        """The label select that follows the unit ``spec`` emitting the scores."""
+        """The label select that follows the unit ``spec`` emitting the scores (with the class
+        map of its node)."""
         return cls(
-            spec.out_size, spec.out_elems, spec.out_bits, signed=spec.node.output_dtype.signed
+            spec.out_size,
+            spec.out_elems,
+            spec.out_bits,
+            signed=spec.node.output_dtype.signed,
+            class_map=getattr(spec.node, "class_map", None),
         )
 
     in_elems = property(lambda self: self.pe)
@@ -70,26 +87,61 @@ class LabelSelectSpec:
         return vectors * (self.classes // self.pe)
 
     def resources(self) -> Resources:
-        return label_select_resources(self.classes, self.score_bits, self.pe)
+        return label_select_resources(
+            self.classes, self.score_bits, self.pe, class_map=self.class_map, signed=self.signed
+        )
 
     def reference(self, scores) -> np.ndarray:
-        """The label of each row of ``scores``: the lowest index of the maximum."""
+        """The label of each row of ``scores``: the lowest index of the maximum (of the mapped
+        values with a class map)."""
+        if self.class_map is not None:
+            return self.class_map.decide(scores)
         return argmax_lowest(np.asarray(scores))
 
     def create(self) -> "LabelSelect":
         shape = signed(self.score_bits) if self.signed else unsigned(self.score_bits)
-        return LabelSelect(shape, classes=self.classes, pe=self.pe, top_k=self.top_k)
+        return LabelSelect(
+            shape, classes=self.classes, pe=self.pe, top_k=self.top_k, class_map=self.class_map
+        )
+
+
+def _check_class_map(class_map, classes: int) -> None:
+    if class_map is None:
+        return
+    if not isinstance(class_map, ClassMap):
+        raise TypeError(f"class_map must be a ClassMap or None, not {class_map!r}")
+    if class_map.classes != classes:
+        raise ValueError(
+            f"class_map has {class_map.classes} classes, but the label select takes {classes}"
+        )
 
 
 class LabelSelect(wiring.Component):
-    def __init__(self, score_shape, *, classes: int, pe: int, top_k: int = 1):
+    def __init__(
+        self,
+        score_shape,
+        *,
+        classes: int,
+        pe: int,
+        top_k: int = 1,
+        class_map: ClassMap | None = None,
+    ):
         if not isinstance(classes, int) or classes < 1:
             raise ValueError(f"classes must be a positive integer, not {classes!r}")
         if not isinstance(pe, int) or pe < 1 or classes % pe:
             raise ValueError(f"PE ({pe}) must divide classes ({classes})")
         if not isinstance(top_k, int) or isinstance(top_k, bool) or not 1 <= top_k <= classes:
             raise ValueError(f"top_k must be an integer in [1, classes={classes}], not {top_k!r}")
+        _check_class_map(class_map, classes)
         self.score_shape, self.classes, self.pe, self.top_k = score_shape, classes, pe, top_k
+        self.class_map = class_map
+        shape = Shape.cast(score_shape)
+        w = shape.width
+        lo, hi = (-(1 << (w - 1)), (1 << (w - 1)) - 1) if shape.signed else (0, (1 << w) - 1)
+        self.score_range = (lo, hi)
+        self.value_shape = (
+            score_shape if class_map is None else signed(class_map.bits(*self.score_range))
+        )
         members = {"label": range(classes), "scores": data.ArrayLayout(score_shape, classes)}
         if top_k > 1:
             members["top"] = data.ArrayLayout(range(classes), top_k)
@@ -105,7 +157,7 @@ class LabelSelect(wiring.Component):
         m = Module()
         beats = self.classes // self.pe
         beat = Signal(range(beats))
-        best = Signal(self.score_shape)
+        best = Signal(self.value_shape)
         best_idx = Signal(range(self.classes))
         scores = Signal(data.ArrayLayout(self.score_shape, self.classes))
         out_valid = Signal()
@@ -116,10 +168,11 @@ class LabelSelect(wiring.Component):
             in_fire.eq(self.i.valid & self.i.ready),
             self.o.valid.eq(out_valid),
         ]
+        values = self._values(m, beat)
         # Running maximum across this beat's lanes, seeded by the previous beats' result.
         cur, cur_idx = best, best_idx
         for p in range(self.pe):
-            v = self.i.payload[p]
+            v = values[p]
             idx = beat * self.pe + p
             take = (v > cur) | ((beat == 0) & (p == 0))
             cur, cur_idx = Mux(take, v, cur), Mux(take, idx, cur_idx)
@@ -145,19 +198,41 @@ class LabelSelect(wiring.Component):
         with m.Elif(self.o.ready):
             m.d.sync += out_valid.eq(0)
         if self.top_k > 1:
-            self._top_k(m, beat, in_fire, last_fire)
+            self._top_k(m, beat, in_fire, last_fire, values)
         return m
 
-    def _top_k(self, m, beat, in_fire, last_fire):
-        """A sorted list of ``top_k`` (score, class, valid); each lane is inserted in class
+    def _values(self, m, beat) -> list:
+        """What each lane compares: its score, or with a class map the mapped value
+        ``mult[c] * score + offset[c]`` of its class ``c = beat * PE + lane`` (signal
+        ``map<lane>``)."""
+        if self.class_map is None:
+            return [self.i.payload[p] for p in range(self.pe)]
+        shape = Shape.cast(self.score_shape)
+        width = self.value_shape.width
+        lanes = class_map_lanes(self.class_map, self.pe, shape.width, shape.signed)
+        out = []
+        for p, lane in enumerate(lanes):
+            v = self.i.payload[p]
+            mapped = Signal(signed(width), name=f"map{p}")
+            prod = _lane_product(m, lane, v, shape, beat, width, f"map{p}")
+            if any(lane.offsets):
+                off = _select(m, lane.offsets, beat, signed(width), f"map{p}_offset")
+                m.d.comb += mapped.eq(prod + off)
+            else:
+                m.d.comb += mapped.eq(prod)
+            out.append(mapped)
+        return out
+
+    def _top_k(self, m, beat, in_fire, last_fire, values):
+        """A sorted list of ``top_k`` (value, class, valid); each lane is inserted in class
         order."""
         k = self.top_k
-        vals = [Signal(self.score_shape, name=f"top_v{j}") for j in range(k)]
+        vals = [Signal(self.value_shape, name=f"top_v{j}") for j in range(k)]
         idxs = [Signal(range(self.classes), name=f"top_i{j}") for j in range(k)]
         oks = [Signal(name=f"top_ok{j}") for j in range(k)]
         cur = [(Mux(beat == 0, 0, o), v, i) for o, v, i in zip(oks, vals, idxs)]
         for p in range(self.pe):
-            v, i = self.i.payload[p], beat * self.pe + p
+            v, i = values[p], beat * self.pe + p
             keep = [ok & (cv >= v) for ok, cv, _ in cur]
             nxt = []
             for j in range(k):
@@ -176,3 +251,74 @@ class LabelSelect(wiring.Component):
         with m.If(last_fire):
             for j, (_, _, i) in enumerate(cur):
                 m.d.sync += self.o.payload.top[j].eq(i)
+
+
+def _select(m, consts, beat, shape, name):
+    """``consts[beat]``: the constant itself when there is one, else a signal the beat counter
+    selects it into."""
+    if len(set(consts)) == 1:
+        return Const(consts[0], shape)
+    sig = Signal(shape, name=name)
+    with m.Switch(beat):
+        for k, c in enumerate(consts):
+            with m.Case(k):
+                m.d.comb += sig.eq(c)
+    return sig
+
+
+def _sum(m, pos, neg, width, name):
+    """``sum(pos) - sum(neg)`` modulo ``2^width`` (signed): a balanced tree of adders, each a
+    ``width``-bit signal, then one subtraction (:func:`lowbit.hw.cost.class_map_lanes` counts
+    them)."""
+
+    def tree(terms, tag):
+        level = 0
+        while len(terms) > 1:
+            nxt = []
+            for i in range(0, len(terms) - 1, 2):
+                s = Signal(signed(width), name=f"{name}_{tag}{level}_{i // 2}")
+                m.d.comb += s.eq(terms[i] + terms[i + 1])
+                nxt.append(s)
+            terms = nxt + terms[len(terms) - len(terms) % 2 :]
+            level += 1
+        return terms[0] if terms else None
+
+    p, n = tree(list(pos), "p"), tree(list(neg), "n")
+    if n is None:
+        return Const(0, signed(width)) if p is None else p
+    out = Signal(signed(width), name=f"{name}_sum")
+    m.d.comb += out.eq(-n if p is None else p - n)
+    return out
+
+
+def _lane_product(m, lane: MapLane, v, shape, beat, width, name):
+    """``mults[beat] * v`` modulo ``2^width``, as :class:`~lowbit.hw.cost.MapLane` says: shift-add
+    products of the lane's distinct multipliers selected by the beat, or the partial products of
+    ``v``'s bits with the multiplier the beat selects."""
+    vs = v if shape.signed else Cat(v, Const(0, 1)).as_signed()  # signed arithmetic throughout
+    if lane.shift_add:
+        products: dict[int, Value] = {}
+        for c in sorted(set(lane.mults)):
+            digits = naf(c)
+            tag = f"{name}_m{len(products)}"
+            products[c] = _sum(
+                m,
+                [vs << j for j, d in digits if d > 0],
+                [vs << j for j, d in digits if d < 0],
+                width,
+                tag,
+            )
+        if len(products) == 1:
+            return products[lane.mults[0]]
+        prod = Signal(signed(width), name=f"{name}_prod")
+        with m.Switch(beat):
+            for k, c in enumerate(lane.mults):
+                with m.Case(k):
+                    m.d.comb += prod.eq(products[c])
+        return prod
+    mult = _select(m, lane.mults, beat, signed(lane.mult_bits), f"{name}_mult")
+    bits = shape.width
+    top = bits - 1 if shape.signed else bits  # two's complement: the top bit weighs -2^(b-1)
+    pos = [Mux(v[j], mult << j, 0) for j in range(top)]
+    neg = [Mux(v[j], mult << j, 0) for j in range(top, bits)]
+    return _sum(m, pos, neg, width, name)
