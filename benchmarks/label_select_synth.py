@@ -2,7 +2,7 @@
 map, with yosys ``synth_xilinx`` and compare with the cost model
 (:func:`lowbit.hw.cost.label_select_resources`).
 
-    .venv/bin/python benchmarks/label_select_synth.py   # about 15 minutes on 2 cores
+    .venv/bin/python benchmarks/label_select_synth.py   # about 20 minutes on 2 cores
 
 Writes ``benchmarks/results/label_select_synth.json`` (the measured grid that
 ``tests/test_label_select.py`` holds the model to: each class-map row holds its map) and prints
@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 from amaranth.hdl import signed
 
-from lowbit.hw.cost import class_map_lanes, label_select_resources
+from lowbit.hw.cost import class_map_lanes, label_compare_lut, label_select_resources
 from lowbit.hw.stream.label import LabelSelect
 from lowbit.hw.verilog import to_verilog
 from lowbit.ir.boundary import ClassMap
@@ -77,7 +77,7 @@ def main() -> None:
             row["map"] = kind
             row["class_map"] = cm.to_json()
             lanes = class_map_lanes(cm, pe, bits)
-            base = m.lut - sum(lane.lut for lane in lanes)  # the select at the mapped width
+            base = label_compare_lut(classes, cm.bits(-(1 << (bits - 1)), (1 << (bits - 1)) - 1), pe)
             fit.append((np.sum([lane.terms for lane in lanes], axis=0), r.lut - base, r.lut))
         rows.append(row)
         print(f"{classes:7d} {pe:3d} {bits:4d} {kind or '-':>5} {r.lut:5d} {m.lut:5d} "

@@ -80,6 +80,7 @@ __all__ = [
     "dwc_resources",
     "converter_capacity",
     "label_select_resources",
+    "label_compare_lut",
     "MapLane",
     "class_map_lanes",
     "naf",
@@ -534,19 +535,26 @@ def label_select_resources(
     ff = (2 * n_classes - pe) * score_bits + idx + 1
     if beats > 1:
         ff += width + idx + index_bits(beats)
-    per_bit, per_lane_bit, per_lane_idx, per_class, const = LABEL_LUT_COEFFICIENTS
-    lut = (
-        per_bit * width
-        + (pe - 1) * (per_lane_bit * width + per_lane_idx * idx)
-        + per_class * n_classes
-        + const
-    )
+    lut = label_compare_lut(n_classes, width, pe)
     if class_map is not None:
         lut += sum(lane.lut for lane in class_map_lanes(class_map, pe, score_bits, signed))
     return Resources(lut=round(lut), ff=ff)
 
 
-LABEL_MAP_LUT_COEFFICIENTS = (0.535, 0.603, 0.59, 0.337, 0.721)
+def label_compare_lut(n_classes: int, width: int, pe: int) -> float:
+    """LUTs of the label select's arg-max over values of ``width`` bits (the scores, or the mapped
+    values with a class map), :data:`LABEL_LUT_COEFFICIENTS`, unrounded."""
+    per_bit, per_lane_bit, per_lane_idx, per_class, const = LABEL_LUT_COEFFICIENTS
+    idx = clog2(n_classes)
+    return (
+        per_bit * width
+        + (pe - 1) * (per_lane_bit * width + per_lane_idx * idx)
+        + per_class * n_classes
+        + const
+    )
+
+
+LABEL_MAP_LUT_COEFFICIENTS = (0.535, 0.603, 0.59, 0.337, 0.719)
 """Fitted LUT coefficients of a label select's class map, one per count of
 :attr:`MapLane.terms`: per adder bit of a shift-add product or of the offset's addition, per
 adder bit of the partial products of a constant multiplier, per adder bit of the partial products

@@ -233,3 +233,22 @@ def test_accelerator_labels_equal_the_graph(name, private_verilator_cache):
     assert np.array_equal(rep.labels, pred)
     # fc0: (16 / 4) * (24 / 6) = 16 cycles, fc1: (10 / 5) * (16 / 4) = 8: 16 per image
     assert rep.cycles_per_image == schedule.report(graph)["cycles_per_image"] == 16
+
+
+@pytest.mark.cocotb
+def test_cocotb_testbench_expects_the_graph_decision(tmp_path):
+    """The cocotb scoreboard (lowbit.sim.tb_accel) takes the expected label from the graph's class
+    map (the graph reaches it through model.npz): the RTL's labels pass it."""
+    from lowbit.sim.accel_sim import RunSpec, simulate
+
+    graph = _graph(SMALL)
+    specs = [MVTUSpec(graph.nodes[0], pe=4, simd=6), MVTUSpec(graph.nodes[1], pe=5, simd=4)]
+    x = np.random.default_rng(8).integers(0, 16, (120, 24))
+    assert (graph.predict(x) != argmax_lowest(graph.scores(x))).sum() >= 20
+    report = simulate(graph, specs, x, tmp_path,
+                      runs=[RunSpec("steady"), RunSpec("throttled-seed9", 0.5, 0.4, 9)])
+    for run in report.runs:
+        assert run["checked"] == len(x), run["name"]
+        assert run["mismatched_images"] == 0, (run["name"], run["mismatches"])
+    assert list(report.labels) == list(graph.predict(x))
+    assert report.steady["cycles_per_image"] == 16
