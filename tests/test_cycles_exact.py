@@ -45,9 +45,9 @@ CASES = {
     # 64 UINT5 pixels, 16 a beat (80 bits): 4 beats; fc0 (16 / 16) * (64 / 16) = 4 cycles,
     # fc1 (10 / 10) * (16 / 4) = 4; the 64-bit port would take ceil(320 / 64) = 5
     "input-port": ((64, 16, 10), DataType.uint(5), (("fc0", 16, 16), ("fc1", 10, 4)), 4, 5, 2),
-    # 16 UINT2 pixels in one beat, every layer unfolded: 1 cycle; the ten 9-bit scores
-    # (|score| <= 64 * 3 = 192) are 90 bits, ceil(90 / 64) = 2 cycles through the port
-    "output-port": ((16, 64, 10), DataType.uint(2), (("fc0", 64, 16), ("fc1", 10, 64)), 1, 1, 2),
+    # 8 UINT2 pixels in one beat, every layer unfolded: 1 cycle; the ten 7-bit scores
+    # (|score| <= 16 * 3 = 48) are 70 bits, ceil(70 / 64) = 2 cycles through the port
+    "output-port": ((8, 16, 10), DataType.uint(2), (("fc0", 16, 8), ("fc1", 10, 16)), 1, 1, 2),
 }
 
 
@@ -68,11 +68,11 @@ def test_predicted_cycles_equal_measured(case, tmp_path):
 
 
 def test_searched_ternary_mlp(tmp_path):
-    """The issue's flow: the mapper's own folding of a 64-64-10 ternary MLP on UINT5 pixels."""
-    graph = ternary_mlp((64, 64, 10), DataType.uint(5), seed=2)
+    """The issue's flow: the mapper's own folding of a 64-16-10 ternary MLP on UINT5 pixels."""
+    graph = ternary_mlp((64, 16, 10), DataType.uint(5), seed=2)
     report = compile_model(graph, tmp_path / "out", budget=0.7)
     assert report.mapping["input_stream_cycles"] == 5
-    x = np.random.default_rng(3).integers(0, 32, (400, 64))
+    x = np.random.default_rng(3).integers(0, 32, (300, 64))
     rep = verify_compiled_fast(tmp_path / "out", x)
     assert rep.ok, rep.mismatch
     assert rep.cycles_per_image == report.cycles_per_image
