@@ -12,8 +12,10 @@ channels last), so re-chunking is all that is needed.
 
 Ports: ``i`` carries the first unit's ``SIMD`` input elements per beat (the image in raster order,
 channels last: ``input_size / SIMD`` beats per image); ``o`` carries one beat per image:
-``{label, scores[classes]}``; ``ws<k>``, for each unit ``k`` whose weights stream from DDR
-(``weight_ram="external"``), takes its weight words in memory order, cyclically. With
+``{label, scores[classes]}``, the label the graph's class decision (through the last node's class
+map when it has one, :class:`~lowbit.hw.stream.label.LabelSelect`), the scores the raw integers;
+``ws<k>``, for each unit ``k`` whose weights stream from DDR (``weight_ram="external"``), takes
+its weight words in memory order, cyclically. With
 ``ddr_bits_per_cycle``, those ports are fed inside by
 :class:`~lowbit.hw.axi.ddr_model.WeightStreamer` models of that rate instead (simulation).
 """

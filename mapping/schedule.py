@@ -401,7 +401,8 @@ class Schedule:
             ``board``, ``clock_mhz``; ``layers`` (per node ``name``, ``op``, ``mw``, ``mh`` (``"-"``
             for a window or pool), ``pe``, ``simd``, ``cycles`` per image (an MVTU's per-vector
             cycles times its vectors per image), ``resources``); ``width_converters``;
-            ``label_select`` (``classes``, ``pe``, ``score_bits``, ``resources``);
+            ``label_select`` (``classes``, ``pe``, ``score_bits``, ``resources``, and with the
+            last node's class map ``class_map_bits``, the width of the values it compares);
             ``input_stream_cycles`` and ``output_stream_cycles`` (the image and its scores
             through the board's AXI-HP port; when one exceeds ``cycles_per_image``, the DMA
             bounds the board's rate); ``cycles_per_image`` (the accelerator's bottleneck, what
@@ -635,12 +636,15 @@ def _layer_json(layer: LayerFolding) -> dict:
 
 def _label_entry(specs) -> dict:
     label = stitching(specs)[1]
-    return {
+    entry = {
         "classes": label.classes,
         "pe": label.pe,
         "score_bits": label.score_bits,
         "resources": label.resources().as_dict(),
     }
+    if label.class_map is not None:  # the label select compares mapped values of this width
+        entry["class_map_bits"] = label.value_bits
+    return entry
 
 
 def _memory_roofline(

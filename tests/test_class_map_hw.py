@@ -112,6 +112,20 @@ def test_spec_takes_the_map_of_the_last_node():
     assert stitching([MVTUSpec(plain, pe=5, simd=4)])[1].class_map is None
 
 
+def test_report_names_the_mapped_width():
+    graph = _graph(SMALL)
+    schedule = Schedule("pynq-z2", 100.0, (LayerFolding("fc0", 4, 6), LayerFolding("fc1", 5, 4)))
+    entry = schedule.report(graph)["label_select"]
+    # 16 bipolar inputs: scores in [-16, 16], 6 bits; over [-32, 31] class 3 maps 5 s + 3 to
+    # [-157, 158]: 9 bits
+    assert (entry["score_bits"], entry["class_map_bits"]) == (6, 9)
+    assert LabelSelectSpec(classes=10, pe=5, score_bits=6, class_map=SMALL).value_bits == 9
+    assert LabelSelectSpec(classes=10, pe=5, score_bits=6).value_bits == 6
+    assert "class_map_bits" not in Schedule(
+        "pynq-z2", 100.0, (LayerFolding("fc0", 4, 6), LayerFolding("fc1", 5, 4))
+    ).report(_graph(None))["label_select"]
+
+
 def test_errors():
     with pytest.raises(TypeError, match=r"^class_map must be a ClassMap or None, not \(1, 2\)$"):
         LabelSelectSpec(classes=2, pe=1, score_bits=4, class_map=(1, 2))

@@ -78,6 +78,15 @@ class LabelSelectSpec:
     out_size = property(lambda self: 1)
 
     @property
+    def value_bits(self) -> int:
+        """Bits of the values the arg-max compares: the scores', or with a class map the two's
+        complement width of every mapped value of the score register's range."""
+        if self.class_map is None:
+            return self.score_bits
+        shape = signed(self.score_bits) if self.signed else unsigned(self.score_bits)
+        return _value_shape(shape, self.class_map).width
+
+    @property
     def out_bits(self) -> int:
         """Bits of the result beat: the label and every score."""
         return max(1, (self.classes - 1).bit_length()) + self.classes * self.score_bits
@@ -103,6 +112,17 @@ class LabelSelectSpec:
         return LabelSelect(
             shape, classes=self.classes, pe=self.pe, top_k=self.top_k, class_map=self.class_map
         )
+
+
+def _value_shape(score_shape, class_map: ClassMap | None):
+    """The shape of the values the arg-max compares: the scores', or the mapped values' (two's
+    complement, ``ClassMap.bits`` of the score register's range)."""
+    if class_map is None:
+        return score_shape
+    shape = Shape.cast(score_shape)
+    w = shape.width
+    lo, hi = (-(1 << (w - 1)), (1 << (w - 1)) - 1) if shape.signed else (0, (1 << w) - 1)
+    return signed(class_map.bits(lo, hi))
 
 
 def _check_class_map(class_map, classes: int) -> None:
@@ -135,13 +155,7 @@ class LabelSelect(wiring.Component):
         _check_class_map(class_map, classes)
         self.score_shape, self.classes, self.pe, self.top_k = score_shape, classes, pe, top_k
         self.class_map = class_map
-        shape = Shape.cast(score_shape)
-        w = shape.width
-        lo, hi = (-(1 << (w - 1)), (1 << (w - 1)) - 1) if shape.signed else (0, (1 << w) - 1)
-        self.score_range = (lo, hi)
-        self.value_shape = (
-            score_shape if class_map is None else signed(class_map.bits(*self.score_range))
-        )
+        self.value_shape = _value_shape(score_shape, class_map)
         members = {"label": range(classes), "scores": data.ArrayLayout(score_shape, classes)}
         if top_k > 1:
             members["top"] = data.ArrayLayout(range(classes), top_k)
