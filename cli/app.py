@@ -306,16 +306,7 @@ def cmd_sim(args) -> int:
         "waves": sim.waves,
         **_accuracy_summary(graph, imgs, sim.labels),
     }
-    for r in sim.runs:
-        print(
-            f"  {r['name']:18s} images {r['images']:5d}  mismatched {r['mismatched_images']}  "
-            f"cycles/image {r['cycles_per_image']}"
-        )
-        for mm in r["mismatches"][:5]:
-            print(
-                f"    image {mm['item']}: {mm['where']}[{mm['index']}] got {mm['got']} expected "
-                f"{mm['expected']}"
-            )
+    _print_runs(sim.runs)
     _print_accuracy(summary)
     if sim.waves:
         print(f"  waveform: {sim.waves}")
@@ -326,6 +317,20 @@ def cmd_sim(args) -> int:
     if args.json:
         write_json(args.json, summary)
     return 0 if ok else 1
+
+
+def _print_runs(runs) -> None:
+    """One line per simulation run (cocotb or gate level), and its first five mismatches."""
+    for r in runs:
+        print(
+            f"  {r['name']:18s} images {r['images']:5d}  mismatched {r['mismatched_images']}  "
+            f"cycles/image {r['cycles_per_image']}"
+        )
+        for mm in r["mismatches"][:5]:
+            print(
+                f"    image {mm['item']}: {mm['where']}[{mm['index']}] got {mm['got']} expected "
+                f"{mm['expected']}"
+            )
 
 
 def _sim_gate_level(args, graph, imgs) -> int:
@@ -350,16 +355,7 @@ def _sim_gate_level(args, graph, imgs) -> int:
         simulator=args.simulator,
     )
     summary = _accuracy_summary(graph, imgs, rep.runs[0].get("labels") if rep.runs else None)
-    for r in rep.runs:
-        print(
-            f"  {r['name']:18s} images {r['images']:5d}  mismatched {r['mismatched_images']}  "
-            f"cycles/image {r['cycles_per_image']}"
-        )
-        for mm in r["mismatches"][:5]:
-            print(
-                f"    image {mm['item']}: {mm['where']}[{mm['index']}] got {mm['got']} expected "
-                f"{mm['expected']}"
-            )
+    _print_runs(rep.runs)
     _print_accuracy(summary)
     print(f"  netlist: {rep.netlist}")
     ok = _verdict(rep.ok, summary, "the synthesised netlist is bit-exact")
