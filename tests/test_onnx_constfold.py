@@ -155,10 +155,8 @@ def test_brevitas_tensornorm_torchscript(tmp_path):
     from brevitas.export import export_qonnx
     from brevitas.quant import SignedBinaryActPerTensorConst, SignedBinaryWeightPerTensorConst
 
-    try:
-        from brevitas_examples.bnn_pynq.models.tensor_norm import TensorNorm
-    except ImportError:  # pragma: no cover - brevitas_examples ships with brevitas
-        pytest.skip("brevitas_examples is not installed")
+    # brevitas_examples ships with the [brevitas] extra that make test installs: never skipped
+    from brevitas_examples.bnn_pynq.models.tensor_norm import TensorNorm
 
     class LFC(torch.nn.Module):
         def __init__(self):
