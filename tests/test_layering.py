@@ -76,7 +76,7 @@ def _module(path: Path) -> list[str]:
 
 
 def _package(parts: list[str]) -> str:
-    if not parts or parts[0] in ("_io",):
+    if not parts or parts[0] in ("_io", "limits"):
         return "core"
     return parts[0]
 
