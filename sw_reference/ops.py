@@ -32,6 +32,11 @@ def _check_int(x: np.ndarray, name: str) -> np.ndarray:
     return x.astype(np.int64)
 
 
+def _abs_max(x: np.ndarray) -> int:
+    """The largest magnitude in ``x``, as a Python integer (0 when empty)."""
+    return max(abs(int(x.min())), abs(int(x.max()))) if x.size else 0
+
+
 def xnor_popcount(x_bits: np.ndarray, w_bits: np.ndarray) -> np.ndarray:
     """Popcount of ``XNOR(x, w)`` for every pair of rows: the number of matching bits.
 
@@ -82,7 +87,8 @@ def int_matmul(x: np.ndarray, w: np.ndarray) -> np.ndarray:
     wi = _check_int(w, "w")
     if xi.ndim != 2 or wi.ndim != 2 or xi.shape[1] != wi.shape[1]:
         raise ValueError(f"x (B, N) and w (M, N) must agree on N, got {xi.shape} and {wi.shape}")
-    bound = np.abs(xi).max(initial=0) * np.abs(wi).max(initial=0) * max(1, xi.shape[1])
+    # in Python integers: the bound itself (and abs(-2^63)) must not wrap around in int64
+    bound = _abs_max(xi) * _abs_max(wi) * max(1, xi.shape[1])
     if bound >= 2**62:
         raise OverflowError(
             f"dot products of length {xi.shape[1]} may overflow int64 (bound {bound})"

@@ -28,6 +28,18 @@ def test_swg_reference_is_sw_reference_and_order_is_ky_kx_c():
     ((32, 32, 3), 3, 1, 0, 3, 30 * 30 * 9),        # CNV L0: one output beat per cycle
     ((30, 30, 64), 3, 1, 0, 32, 28 * 28 * 9 * 2),  # CNV L1
     ((8, 8, 4), 1, 2, 0, 4, 64),                   # stride 2, K = 1: the input dominates
+    # 6 x 5, K 3, S 2, one beat a pixel: rows of 5 beats, output rows of 2 * 9 = 18 beats, a ring of
+    # 6 rows. Output row 0 needs rows 0..2 and frees 2 rows, row 1 (the last) all 6 and frees 4.
+    # The next image's rows 0 and 1 fit in the 2 rows freed first; its row 2 waits for the last
+    # output row's release at cycle e, is written in e..e+4, and its output row 0 starts at e + 5:
+    # 36 output beats + 5 idle cycles (the old max(in, out) model said 36; the RTL measures 41)
+    ((6, 5, 6), 3, 2, 0, 6, 36 + 5),
+    # 7 x 7, K 2, S 2, 2 beats a pixel: rows of 14 beats (98 per image), output rows of 3 * 4 * 2 =
+    # 24 beats, a ring of 4 rows. Output rows 0, 1, 2 need rows 0..1, 0..3, 0..6 and free 2, 2, 3.
+    # The writer needs the last output row's release to write row 1 of the next image; that row
+    # starts 1 cycle after row 6 is written, so the writer idles 24 - 14 = 10 cycles after row 0:
+    # 98 + 10 (old model 98; the RTL measures 108)
+    ((7, 7, 4), 2, 2, 0, 2, 98 + 10),
 ])
 def test_swg_cycles(shape, k, s, p, simd, cycles):
     assert SWGSpec(SlidingWindow("s", k, s, p), shape, BIPOLAR, simd).cycles() == cycles

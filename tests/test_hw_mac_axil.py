@@ -144,3 +144,110 @@ def test_bipolar_unit_is_writable_too():
     spec = MVTUSpec(node, pe=2, simd=4, weights_writable=True, weight_ram="block")
     assert spec.weight_word_bits == 8
     assert weight_chunks(spec, np.ones((2, 4), dtype=np.uint8)) == [(0, 0xFF)]
+
+
+# -- the shell's control block: every register reads back its own value -------------------------
+
+def test_control_block_reads_every_register_back_distinctly():
+    """Distinct values in every register (TARGET 5, 3 images in and 2 results out after 7 beats of
+    2 per image, two weight ports with four different bases, error and busy flags on different
+    ports), then each register read back: a swapped or shifted read-side mux shows."""
+    from lowbit.hw.axi.control import ID_VALUE, REGISTERS, ControlBlock, wbase_offsets
+
+    dut = ControlBlock(beats_per_image=2, weight_ports=2)
+    bases = [0x1111_2222, 0x3333_4444, 0x5555_6666, 0x7777_8888]  # lo(0), hi(0), lo(1), hi(1)
+    got, edges = {}, {}
+
+    async def write(ctx, name, addr, data):
+        ctx.set(dut.axil.awaddr, addr)
+        ctx.set(dut.axil.wdata, data)
+        ctx.set(dut.axil.wstrb, 0xF)
+        ctx.set(dut.axil.awvalid, 1)
+        ctx.set(dut.axil.wvalid, 1)
+        ctx.set(dut.axil.bready, 1)
+        await ctx.tick().until(dut.axil.awready)  # the register takes the data on this edge
+        edges[name] = edges.get("now", 0)
+        ctx.set(dut.axil.awvalid, 0)
+        ctx.set(dut.axil.wvalid, 0)
+        await ctx.tick().until(dut.axil.bvalid)
+
+    async def bench(ctx):
+        bus = dut.axil
+        ctx.set(dut.werror, 0b10)
+        ctx.set(dut.wbusy, 0b01)
+        await write(ctx, "target", REGISTERS["TARGET"], 5)
+        for k in range(2):
+            lo, hi = wbase_offsets(k)
+            await write(ctx, "wlo", lo, bases[2 * k])
+            await write(ctx, "whi", hi, bases[2 * k + 1])
+        await write(ctx, "wctrl", REGISTERS["WCTRL"], 1)
+        await write(ctx, "start", REGISTERS["CTRL"], 1)
+        got["running"] = (await axil_read(ctx, bus, REGISTERS["STATUS"]))[0]
+        for k in range(7):  # 7 beats of 2 per image: 3 images in
+            ctx.set(dut.in_beat, 1)
+            ctx.set(dut.out_result, k in (2, 5))  # 2 results out
+            await ctx.tick()
+        ctx.set(dut.in_beat, 0)
+        ctx.set(dut.out_result, 0)
+        await write(ctx, "stop", REGISTERS["CTRL"], 2)
+        names = ["STATUS", "TARGET", "IMAGES_IN", "IMAGES_OUT", "CYCLES_LO", "CYCLES_HI", "ID",
+                 "WCTRL", "WPORTS", "CTRL"]
+        for name in names:
+            got[name] = (await axil_read(ctx, bus, REGISTERS[name]))[0]
+        for k in range(2):
+            for j, off in enumerate(wbase_offsets(k)):
+                got[f"WBASE{k}_{'LO' if j == 0 else 'HI'}"] = (await axil_read(ctx, bus, off))[0]
+        got["unknown"] = (await axil_read(ctx, bus, 0x28))[0]
+
+    async def count(ctx):
+        n = 0
+        async for _ in ctx.tick():
+            n += 1
+            edges["now"] = n
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_process(count)
+    sim.add_testbench(bench)
+    sim.run()
+    # the counter runs from the edge after the start write to the edge before the stop write
+    cycles = edges["stop"] - edges["start"] - 1
+    assert cycles > 7
+    assert got == {
+        "running": 0b100, "STATUS": 0b001, "TARGET": 5, "IMAGES_IN": 3, "IMAGES_OUT": 2,
+        "CYCLES_LO": cycles, "CYCLES_HI": 0, "ID": ID_VALUE, "WCTRL": 1 | 0b10 << 8 | 0b01 << 16,
+        "WPORTS": 2, "CTRL": 0, "WBASE0_LO": bases[0], "WBASE0_HI": bases[1],
+        "WBASE1_LO": bases[2], "WBASE1_HI": bases[3], "unknown": 0,
+    }
+
+
+def test_control_block_is_done_at_exactly_target_results():
+    """TARGET 3: after 2 results still running, after the 3rd done (STATUS 0b010) and the counters
+    stop (a 4th result is not counted); TARGET 0 is done at once."""
+    from lowbit.hw.axi.control import REGISTERS, ControlBlock
+
+    dut = ControlBlock(beats_per_image=1)
+    got = {}
+
+    async def bench(ctx):
+        bus = dut.axil
+        await axil_write(ctx, bus, REGISTERS["TARGET"], 3)
+        await axil_write(ctx, bus, REGISTERS["CTRL"], 1)
+        for k in range(4):
+            ctx.set(dut.out_result, 1)
+            await ctx.tick()
+            ctx.set(dut.out_result, 0)
+            got[k] = (await axil_read(ctx, bus, REGISTERS["STATUS"]))[0], \
+                (await axil_read(ctx, bus, REGISTERS["IMAGES_OUT"]))[0]
+        c1 = (await axil_read(ctx, bus, REGISTERS["CYCLES_LO"]))[0]
+        got["stopped"] = (await axil_read(ctx, bus, REGISTERS["CYCLES_LO"]))[0] == c1
+        await axil_write(ctx, bus, REGISTERS["TARGET"], 0)
+        await axil_write(ctx, bus, REGISTERS["CTRL"], 1)
+        got["zero"] = (await axil_read(ctx, bus, REGISTERS["STATUS"]))[0]
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    assert got == {0: (0b100, 1), 1: (0b100, 2), 2: (0b011, 3), 3: (0b011, 3), "stopped": True,
+                   "zero": 0b011}

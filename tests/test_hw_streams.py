@@ -221,3 +221,79 @@ def test_accelerator_throttled(name, seed):
     graph, specs, x = _accel_case(name)
     labels, scores, _ = _accel_run(specs, x, seed=seed, **THROTTLE)
     _assert_accel_values(graph, x, labels, scores)
+
+
+# -- SlidingWindowGenerator: steady-state cycles ---------------------------------------------------
+
+# (H, W, C), K, S, pad, SIMD; the old model max(input beats, output beats) in the comment
+SWG_CYCLE_CASES = [
+    ((6, 5, 6), 3, 2, 0, 6),   # stride 2, odd W: 41 (old 36)
+    ((7, 7, 4), 2, 2, 0, 2),   # stride 2, odd, a dropped row: 108 (old 98)
+    ((6, 6, 2), 2, 2, 0, 1),   # stride 2, even: 72
+    ((8, 8, 1), 3, 2, 1, 1),   # stride 2, even, padding: 144
+    ((7, 7, 2), 3, 2, 1, 1),   # stride 2, odd, padding: 288
+    ((9, 9, 1), 3, 3, 0, 1),   # stride 3 = K: the input dominates, 81
+    ((7, 6, 2), 3, 3, 0, 2),   # stride 3, odd x even: 48 (old 42)
+    ((4, 7, 3), 2, 3, 0, 1),   # stride 3 > K: 87 (old 84)
+    ((8, 7, 2), 3, 3, 1, 2),   # stride 3, padding: 81
+    ((5, 7, 4), 3, 4, 0, 2),   # stride 4 > K: 78 (old 70)
+    ((5, 5, 1), 3, 1, 1, 1),   # stride 1, padding: 225
+]
+
+
+@pytest.mark.amaranth_sim
+@pytest.mark.parametrize("shape, k, s, p, simd", [
+    pytest.param(*c, id="x".join(map(str, c[0])) + f"-k{c[1]}s{c[2]}p{c[3]}-simd{c[4]}")
+    for c in SWG_CYCLE_CASES])
+def test_swg_steady_cycles_equal_the_model(shape, k, s, p, simd):
+    """Four images back to back, ``valid`` and ``ready`` high: every image after the first ends
+    exactly ``spec.cycles()`` cycles after the previous one (and the windows are the reference's)."""
+    from lowbit.hw.stream.swg import SWGSpec
+    from lowbit.ir.graph import SlidingWindow
+
+    u2 = DataType.uint(2)
+    spec = SWGSpec(SlidingWindow("s", k, s, p, 3), shape, u2, simd)
+    x = np.random.default_rng(sum(shape) + k).integers(0, 4, (4, *shape))
+    beats = [pack_words(row, 2) for row in x.reshape(-1, simd)]
+    per = spec.out_beats
+    run = run_stream(spec.create(), beats, 4 * per, max_cycles=40 * len(beats) + 4 * per)
+    assert _elements(run.outputs, simd, 2, False) == spec.reference(x).reshape(-1).tolist()
+    ends = [run.out_cycles[(i + 1) * per - 1] for i in range(4)]
+    assert np.diff(ends).tolist() == [spec.cycles()] * 3, (ends, spec.cycles())
+
+
+# -- StreamFIFO: capacity ---------------------------------------------------------------------------
+
+@pytest.mark.amaranth_sim
+@pytest.mark.parametrize("depth", [1, 2, 3, 4, 5])
+def test_fifo_holds_exactly_depth_beats_with_the_output_stalled(depth):
+    """``ready`` low at the output for 4 * depth + 8 cycles: the FIFO accepts exactly ``depth`` beats
+    (not one less, not one more); then it gives them back in order."""
+    from amaranth.sim import Simulator
+    from lowbit.hw.stream.fifo import FIFOSpec
+
+    dut = FIFOSpec(DataType.uint(3), 2, depth).create()
+    beats = [(3 * k + 1) % 64 for k in range(depth + 2)]
+    taken, out = [], []
+
+    async def bench(ctx):
+        ctx.set(dut.o.ready, 0)
+        ctx.set(dut.i.valid, 1)
+        for _ in range(4 * depth + 8):
+            ctx.set(dut.i.payload.as_value(), beats[len(taken)])
+            _, _, ready = await ctx.tick().sample(dut.i.ready)
+            if ready:
+                taken.append(beats[len(taken)])
+        ctx.set(dut.i.valid, 0)
+        ctx.set(dut.o.ready, 1)
+        for _ in range(2 * depth + 4):
+            _, _, valid, data = await ctx.tick().sample(dut.o.valid, dut.o.payload.as_value())
+            if valid:
+                out.append(data)
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    assert len(taken) == depth
+    assert out == beats[:depth]

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from lowbit.sw_reference import (WORD_BITS, argmax_lowest, binary_maxpool, bipolar_matmul, bipolar_to_bits,
-                                 bits_to_bipolar, int_bipolar_matmul, multithreshold, pack_bits, popcount,
-                                 unpack_bits, xnor_popcount)
+                                 bits_to_bipolar, int_bipolar_matmul, int_matmul, maxpool2d, multithreshold,
+                                 pack_bits, popcount, sliding_window, sum_pool, unpack_bits, xnor_popcount)
 
 LENGTHS = [1, 2, 3, 7, 63, 64, 65, 100, 127, 128, 129, 130, 200]
 
@@ -168,6 +168,78 @@ def test_int_bipolar_matmul_no_uint_wraparound():
     # uint8 inputs must not wrap: 255 * -1 * 3 = -765.
     x = np.full((1, 3), 255, dtype=np.uint8)
     assert int_bipolar_matmul(x, np.zeros((1, 3), np.uint8)).tolist() == [[-765]]
+
+
+def test_int_matmul_hand_worked():
+    # x = [2, -1, 3]; w rows [1, 0, -2] -> 2 - 6 = -4, [-1, 4, 1] -> -2 - 4 + 3 = -3;
+    # x = [0, 5, -4]: [1, 0, -2] -> 8, [-1, 4, 1] -> 20 - 4 = 16
+    got = int_matmul(np.array([[2, -1, 3], [0, 5, -4]]), np.array([[1, 0, -2], [-1, 4, 1]]))
+    assert got.tolist() == [[-4, -3], [8, 16]] and got.dtype == np.int64
+
+
+def test_int_matmul_no_uint_wraparound_and_overflow_guard():
+    assert int_matmul(np.full((1, 2), 200, np.uint8), np.array([[-1, -2]])).tolist() == [[-600]]
+    # the bound itself (2^31 * 2^31 * 2 = 2^63) must not wrap around in int64, nor abs(-2^63)
+    with pytest.raises(OverflowError, match=r"^dot products of length 2 may overflow int64 "
+                                            r"\(bound 9223372036854775808\)$"):
+        int_matmul(np.array([[2**31, 1]]), np.array([[2**31, 1]]))
+    with pytest.raises(OverflowError, match=r"^dot products of length 1 may overflow int64"):
+        int_matmul(np.array([[-2**63]]), np.array([[1]]))
+    assert int_matmul(np.array([[2**30, 1]]), np.array([[2**30, 1]])).tolist() == [[2**60 + 1]]
+
+
+# -- the graph's matrix-product node on bipolar operands (the XNOR score) --------------------------
+
+def test_graph_xnor_score_hand_worked():
+    """``MatMulThreshold`` with BIPOLAR inputs and weights: accumulator = matching bits, score =
+    2 * matches - MW (the +-1 dot product), thresholds compare the accumulator (>=)."""
+    from lowbit.ir import BIPOLAR, MatMulThreshold
+
+    w = np.array([[1, 0, 1],    # +1 -1 +1
+                  [0, 0, 1]])   # -1 -1 +1
+    x = np.array([[1, 1, 0],    # +1 +1 -1: dots +1 - 1 - 1 = -1 and -1 - 1 - 1 = -3
+                  [1, 0, 1]])   # +1 -1 +1: dots +1 + 1 + 1 = 3 and -1 + 1 + 1 = 1
+    node = MatMulThreshold("fc", BIPOLAR, w, None)
+    assert node.xnor
+    # matches: row 0 vs w0 [1, 0, 0] -> 1, vs w1 [0, 0, 0] -> 0; row 1 vs w0 -> 3, vs w1 -> 2
+    assert node.accumulate(x).tolist() == [[1, 0], [3, 2]]
+    assert node.reference(x).tolist() == [[-1, -3], [3, 1]]
+    assert node.score_range == (-3, 3)
+    # one threshold per channel on the accumulator: w0 at 2 matches, w1 at 1 match
+    th = MatMulThreshold("fc", BIPOLAR, w, np.array([[2], [1]]))
+    assert th.reference(x).tolist() == [[0, 0], [1, 1]]
+
+
+# -- sliding windows and pools ----------------------------------------------------------------------
+
+def test_sliding_window_hand_worked_stride_and_padding():
+    # 3 x 3 image, one channel, values 1..9; K 2, S 2, pad 1 with pad value 7:
+    # padded 5 x 5, OH = OW = (3 + 2 - 2) // 2 + 1 = 2; windows in (ky, kx) order
+    x = np.arange(1, 10).reshape(1, 3, 3, 1)
+    got = sliding_window(x, 2, 2, 1, 7)
+    assert got.shape == (1, 2, 2, 4)
+    assert got[0].tolist() == [[[7, 7, 7, 1], [7, 7, 2, 3]],
+                               [[7, 4, 7, 7], [5, 6, 8, 9]]]
+    # two channels: (ky, kx, c) with c innermost; K 2, S 1, no padding on a 2 x 2 image
+    x2 = np.array([[[[1, 2], [3, 4]], [[5, 6], [7, 8]]]])
+    assert sliding_window(x2, 2).tolist() == [[[[1, 2, 3, 4, 5, 6, 7, 8]]]]
+
+
+def test_maxpool2d_hand_worked():
+    # 3 x 5, K 2 (stride 2): the last row and column are dropped; signed values
+    x = np.array([[-5, 3, -1, -2, 9],
+                  [-4, -6, -3, -8, 9],
+                  [9, 9, 9, 9, 9]]).reshape(1, 3, 5, 1)
+    assert maxpool2d(x, 2)[0, :, :, 0].tolist() == [[3, -1]]
+    # K 2, stride 1 on the first two rows: [max(-5,3,-4,-6), max(3,-1,-6,-3), max(-1,-2,-3,-8), ...]
+    assert maxpool2d(x[:, :2], 2, 1)[0, :, :, 0].tolist() == [[3, 3, -1, 9]]
+
+
+def test_sum_pool_hand_worked():
+    # two pixels per row, two rows, two channels: channel 0 sums 1 + 2 + 3 + 4, channel 1 -1 * 4
+    x = np.array([[[[1, -1], [2, -1]], [[3, -1], [4, -1]]]], dtype=np.int8)
+    assert sum_pool(x).tolist() == [[10, -4]]
+    assert sum_pool(np.full((1, 4, 4, 1), 255, np.uint8)).tolist() == [[16 * 255]]
 
 
 # -- MultiThreshold -------------------------------------------------------------------------------

@@ -14,12 +14,17 @@ image, all the rows of that image), and releases the rows the next output row no
 read, so back-to-back images do not stall at the boundary. Read pipeline: issue -> memory read ->
 output register, stalled as a whole while the output register is full and not accepted.
 
-Steady state: one output beat per cycle, or one input beat per cycle when the input is larger
-(stride > 1): ``max(H * W, OH * OW * K * K) * C / SIMD`` cycles per image.
+Steady state (``valid`` and ``ready`` high): one output beat per cycle while the rows an output row
+needs are in the ring, one input beat per cycle while the ring has a free row. Both sides also
+wait on each other at the image boundary: the last output row of an image waits for all its rows,
+and the next image's rows wait for the ring to release them. :meth:`SWGSpec.cycles` replays this
+row by row (:func:`steady_cycles`) and is exact; ``max(H * W, OH * OW * K * K) * C / SIMD`` is
+only its lower bound (with stride 2, a 6 x 5 image and K = 3 takes 41 cycles, not 36).
 """
 
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass
 
 import numpy as np
@@ -35,7 +40,7 @@ from ..cost import ram_resources
 from ..mvtu.unit import element_shape
 from ..unit import ImageBlock
 
-__all__ = ["SWGSpec", "SlidingWindowGenerator"]
+__all__ = ["SWGSpec", "SlidingWindowGenerator", "steady_cycles"]
 
 
 def _check_count(name: str, v, lo: int = 1) -> None:
@@ -122,8 +127,11 @@ class SWGSpec(ImageBlock):
         return oh * ow * self.node.kernel**2 * self.channels
 
     def cycles(self) -> int:
-        """Cycles per image in steady state: the larger of the input and output beats."""
-        return max(self.in_beats, self.out_beats)
+        """Cycles per image in steady state, exactly (:func:`steady_cycles`); at least the larger
+        of the input and output beats."""
+        h, w, _ = self.in_shape
+        n = self.node
+        return steady_cycles(h, w, self.channel_folds, n.kernel, n.stride, n.pad, self.lines)
 
     def resources(self) -> Resources:
         """Estimate: the line buffer as a RAM, plus counters and the address arithmetic."""
@@ -141,6 +149,74 @@ class SWGSpec(ImageBlock):
 
     def create(self) -> "SlidingWindowGenerator":
         return SlidingWindowGenerator(self)
+
+
+def _row_plan(h: int, k: int, s: int, p: int) -> list[tuple[int, int]]:
+    """Per output row: ``(rows of the image complete before it starts, rows released after)``,
+    as the reader's ``need_hi`` and ``next_rbase - rbase``."""
+    oh = (h + 2 * p - k) // s + 1
+    plan = []
+    for oy in range(oh):
+        iy0 = oy * s - p
+        last = oy == oh - 1
+        need = h if last or iy0 + max(k, s) > h else iy0 + max(k, s)
+        nxt = h if last else max(iy0 + s, 0)
+        plan.append((need, nxt - max(iy0, 0)))
+    return plan
+
+
+def steady_cycles(h: int, w: int, cf: int, k: int, s: int, p: int, lines: int) -> int:
+    """Steady-state cycles per image of the generator with ``valid`` and ``ready`` always high:
+    ``h x w`` images of ``cf`` beats per pixel, kernel ``k``, stride ``s``, padding ``p``, a ring
+    of ``lines`` rows.
+
+    A replay of the RTL row by row, in cycles: the writer fills image row ``j`` (``w * cf``
+    consecutive cycles) once row ``j - 1`` is written and at least ``j - lines + 1`` rows have been
+    released; the reader issues the ``OW * K * K * cf`` beats of an output row on consecutive cycles
+    from the cycle after the rows it needs are complete (and its previous row is issued), and
+    releases rows the cycle after its last beat. The replay runs image after image until the state
+    (relative to the last release) repeats: from then on, every image takes the same number of
+    cycles (one image is always the period in practice; were it longer, the mean rounded up).
+    """
+    row_words = w * cf
+    ow = (w + 2 * p - k) // s + 1
+    beats = ow * k * k * cf
+    plan = _row_plan(h, k, s, p)
+    done: list[int] = []  # writer row j (over all images): cycle of its last word
+    freed: list[int] = []  # reader row r: first cycle its release counts
+    released: list[int] = []  # rows released once reader row r is done (cumulative)
+    seen: dict[tuple, int] = {}
+    ends: list[int] = []
+
+    def free_at(rows: int) -> int:
+        """The first cycle by which ``rows`` rows have been released."""
+        return 0 if rows <= 0 else freed[bisect.bisect_left(released, rows)]
+
+    # a bound on the transient far above the longest seen (65 images: 1 x 15 pixels, K 2, S 4)
+    for image in range(lines * (row_words + beats + 2) + 8):
+        for need, release in plan:
+            last_needed = image * h + need - 1
+            while len(done) <= last_needed:
+                j = len(done)
+                start = max(done[-1] + 1 if done else 0, free_at(j - lines + 1))
+                done.append(start + row_words - 1)
+            start = max(freed[-1] if freed else 0, done[last_needed] + 1)
+            freed.append(start + beats)
+            released.append((released[-1] if released else 0) + release)
+        ref, base = freed[-1], (image + 1) * h
+        ends.append(ref)
+        keep = bisect.bisect_left(released, len(done) - lines + 1)  # the releases still awaited
+        state = (
+            len(done) - base,
+            done[-1] - ref,
+            tuple(d - ref for d in done[base:]),
+            tuple((f - ref, r - base) for f, r in zip(freed[keep:], released[keep:])),
+        )
+        if state in seen:
+            first = seen[state]
+            return -(-(ends[image] - ends[first]) // (image - first))
+        seen[state] = image
+    raise AssertionError("the replay of the sliding-window generator found no period")
 
 
 class SlidingWindowGenerator(wiring.Component):
