@@ -30,7 +30,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -39,6 +38,7 @@ import numpy as np
 
 from .. import LowbitError
 from .._io import atomic_write
+from ..limits import LIMITS, check
 from ..sw_reference import (
     argmax_lowest,
     int_matmul,
@@ -51,6 +51,7 @@ from ..sw_reference import (
 from .boundary import ClassMap, InputQuant
 from .datatypes import BIPOLAR, DataType, Kind
 from .mac import WEIGHT_KINDS, WEIGHT_TYPES, MacKind, mac_kind
+from .npz import NpzReader, header_dtypes, header_shape, node_where, thresholds_fit, weights_fit
 
 __all__ = [
     "MatMulThreshold",
@@ -590,17 +591,17 @@ class IntegerGraph:
         path = Path(path)
         if not path.is_file():
             raise LowbitError(f"{path}: no such model file")
-        try:
-            with np.load(path, allow_pickle=False) as z:
-                arrays = {k: z[k] for k in z.files}
-        except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
-            raise LowbitError(f"{path}: not a lowbit model (.npz) file ({e})") from None
-        try:
-            header = json.loads(bytes(arrays["header"]).decode())
-        except (KeyError, ValueError, UnicodeDecodeError):
-            raise LowbitError(
-                f"{path}: missing or unreadable 'header' entry; expected a lowbit model"
-            ) from None
+        with NpzReader(path) as z:
+            return cls._load(z)
+
+    @classmethod
+    def _load(cls, z: NpzReader) -> "IntegerGraph":
+        """:meth:`load` from an open archive: every entry is checked before it is used, every
+        array before it is read, every node's output size before the next node."""
+        path = z.path
+        header = z.json("header")
+        if not isinstance(header, dict):
+            raise LowbitError(f"{path}: header must be a JSON object, not {type(header).__name__}")
         if header.get("format") != "lowbit-integer-graph" or header.get("version") not in (
             1,
             2,
@@ -610,14 +611,30 @@ class IntegerGraph:
                 f"{path}: expected format 'lowbit-integer-graph' version 1 to {FORMAT_VERSION}, "
                 f"got {header.get('format')!r} version {header.get('version')!r}"
             )
+        metas = header.get("nodes")
+        if not isinstance(metas, list):
+            raise LowbitError(
+                f"{path}: header: 'nodes' must be a list of node objects, not "
+                f"{type(metas).__name__}"
+            )
+        dtype = header_dtypes({"input_dtype": header.get("input_dtype")}, str(path))["input_dtype"]
+        input_shape = shape = header_shape(header.get("input_shape"), path)
         try:
-            nodes = [_node_from_meta(meta, i, arrays) for i, meta in enumerate(header["nodes"])]
-            shape = header.get("input_shape")
+            nodes = []
+            for i, meta in enumerate(metas):
+                node = _node_from_meta(meta, i, z, shape)
+                if shape is None and isinstance(node, MatMulThreshold):
+                    shape = (node.mw,)
+                if shape is not None:  # else the graph below refuses: no input_shape
+                    shape, dtype = node.infer(shape, dtype)
+                    out = f"{path}: node {i} ({node.name!r}): output {shape}"
+                    check(out, "elements", math.prod(shape), LIMITS.tensor_elements)
+                nodes.append(node)
             quant = header.get("input_quant")
             return cls(
-                DataType.parse(header["input_dtype"]),
+                header_dtypes(header, str(path))["input_dtype"],
                 tuple(nodes),
-                None if shape is None else tuple(shape),
+                input_shape,
                 None if quant is None else InputQuant.from_json(quant),
             )
         except KeyError as e:
@@ -648,18 +665,34 @@ class IntegerGraph:
         return rows
 
 
-def _node_from_meta(meta: dict, i: int, arrays: dict):
+def _node_from_meta(meta, i: int, arrays: NpzReader, shape: tuple[int, ...] | None = None):
+    """Node ``i`` of a model header, its arrays read from ``arrays``; ``shape`` is its input's
+    (``None`` when not known yet). Types and array shapes are checked before arrays are read."""
+    where = node_where(arrays.path, i, meta)
     op = meta.get("op", "MatMulThreshold")
-    if op not in _OPS:
-        raise ValueError(f"node {i}: unknown op {op!r}; expected one of {', '.join(_OPS)}")
+    if not isinstance(op, str) or op not in _OPS:
+        raise LowbitError(
+            f"{arrays.path}: node {i}: unknown op {op!r}; expected one of {', '.join(_OPS)}"
+        )
+    dtypes = header_dtypes(meta, where)  # bit widths checked before any type is built
     if op == "MatMulThreshold":
+        has = meta.get("has_thresholds")
+        if not isinstance(has, bool):
+            raise LowbitError(f"{where}: 'has_thresholds' must be true or false, not {has!r}")
+        w, t = f"weights_{i}", f"thresholds_{i}"
+        fit = weights_fit(shape, where, w)
+        weights = arrays.array(w, where, ndim=2, axes="MH, MW", check_shape=fit)
         return MatMulThreshold(
             name=meta["name"],
-            input_dtype=DataType.parse(meta["input_dtype"]),
-            weights=arrays[f"weights_{i}"],
-            thresholds=arrays[f"thresholds_{i}"] if meta["has_thresholds"] else None,
-            output_dtype=DataType.parse(meta["output_dtype"]),
-            weight_dtype=DataType.parse(meta.get("weight_dtype", "BIPOLAR")),
+            input_dtype=dtypes["input_dtype"],
+            weights=weights,
+            thresholds=(
+                arrays.array(t, where, ndim=2, axes="MH, k", check_shape=thresholds_fit(where, t))
+                if has
+                else None
+            ),
+            output_dtype=dtypes["output_dtype"],
+            weight_dtype=dtypes.get("weight_dtype", BIPOLAR),
             class_map=None if "class_map" not in meta else ClassMap.from_json(meta["class_map"]),
         )
     if op == "GlobalAccPool":
