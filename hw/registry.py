@@ -13,13 +13,14 @@ from __future__ import annotations
 import math
 from typing import Any, TypeAlias
 
-from ..ir.graph import GlobalAccPool, MatMulThreshold, MaxPool, SlidingWindow
+from ..ir.graph import GlobalAccPool, MatMulThreshold, MaxPool, SlidingWindow, Threshold
 from .mvtu.spec import MVTUSpec
 from .sparse.layer_spec import SparseLayerSpec
 from .stream.dwc import WidthConverterSpec
 from .stream.label import LabelSelectSpec
 from .stream.pool import AccPoolSpec, MaxPoolSpec
 from .stream.swg import SWGSpec
+from .stream.threshold import ThresholdNodeSpec
 from .unit import SearchContext
 
 __all__ = [
@@ -35,7 +36,7 @@ __all__ = [
 
 MatMulSpec: TypeAlias = MVTUSpec | SparseLayerSpec
 """The spec of a matrix product (the families of :class:`MatMulThreshold`)."""
-NodeSpec: TypeAlias = MatMulSpec | SWGSpec | MaxPoolSpec | AccPoolSpec
+NodeSpec: TypeAlias = MatMulSpec | SWGSpec | MaxPoolSpec | AccPoolSpec | ThresholdNodeSpec
 """The spec of any graph node (what :func:`unit_spec` returns)."""
 
 FAMILIES: dict[type, tuple[Any, ...]] = {
@@ -43,6 +44,7 @@ FAMILIES: dict[type, tuple[Any, ...]] = {
     SlidingWindow: (SWGSpec,),
     MaxPool: (MaxPoolSpec,),
     GlobalAccPool: (AccPoolSpec,),
+    Threshold: (ThresholdNodeSpec,),
 }
 """IR node type -> spec families that implement it (the first is the default engine)."""
 

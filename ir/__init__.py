@@ -14,6 +14,7 @@ from .graph import (
     MatMulThreshold,
     MaxPool,
     SlidingWindow,
+    Threshold,
 )
 from .mac import MacKind, MacOp, mac_kind
 from .resources import RESOURCE_KINDS, Resources
@@ -33,6 +34,7 @@ __all__ = [
     "SlidingWindow",
     "MaxPool",
     "GlobalAccPool",
+    "Threshold",
     "IntegerGraph",
     "FORMAT_VERSION",
     "Resources",

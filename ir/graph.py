@@ -10,6 +10,9 @@ A graph is a chain of nodes from an integer input tensor to integer class scores
 * :class:`SlidingWindow` — the convolution windows (im2col) of an image, ``(OH, OW, K * K * C)``.
 * :class:`MaxPool` — max-pool of ``BIPOLAR`` or unsigned activations (OR on bits).
 * :class:`GlobalAccPool` — the exact sum over all pixels, ``(C,)``.
+* :class:`Threshold` — a MultiThreshold of integer values on the last axis (as the first node: the
+  input threshold unit that turns fixed-point pixels on the wire into the model's input codes,
+  :meth:`IntegerGraph.with_input_wire`).
 
 Weight types (``weight_dtype``): ``BIPOLAR`` weights are stored as bits (1 = +1, 0 = -1);
 ``TERNARY``, ``POW2_b`` and ``INTk`` weights are stored as the signed integers they stand for.
@@ -58,13 +61,16 @@ __all__ = [
     "SlidingWindow",
     "MaxPool",
     "GlobalAccPool",
+    "Threshold",
     "IntegerGraph",
     "FORMAT_VERSION",
     "values",
 ]
 
-FORMAT_VERSION = 3
-"""Version 3 adds the input quantizer and the last node's class map; versions 1 and 2 load."""
+FORMAT_VERSION = 4
+"""Version 3 adds the input quantizer and the last node's class map, version 4 the
+:class:`Threshold` node; a file is written with the lowest version that holds it (3 without a
+threshold node), and versions 1 to 4 load."""
 
 
 def values(x: np.ndarray, dtype: DataType) -> np.ndarray:
@@ -397,7 +403,81 @@ class GlobalAccPool:
         return {"input_dtype": self.input_dtype.name}
 
 
-_OPS = {cls.__name__: cls for cls in (MatMulThreshold, SlidingWindow, MaxPool, GlobalAccPool)}
+@dataclass(frozen=True, eq=False)
+class Threshold:
+    """MultiThreshold of integer values on the last axis:
+    ``out = lo + sum_i [x[..., c] >= T[c, i]]``, ``lo`` the lowest stored value of
+    ``output_dtype`` (a bit for ``BIPOLAR``, ``0`` for ``UINTk``, ``-2^(k-1)`` for ``INTk``).
+
+    ``thresholds`` is ``(C, n)`` (one row per channel of the last axis) or ``(1, n)`` (shared),
+    rows sorted ascending, every value in ``[input min, input max + 1]``; ``n`` is ``1`` for a
+    ``BIPOLAR`` output and ``2^k - 1`` for a ``k``-bit one, so every output value is reachable.
+    """
+
+    name: str
+    thresholds: np.ndarray
+    input_dtype: DataType
+    output_dtype: DataType
+
+    def __post_init__(self):
+        for key in ("input_dtype", "output_dtype"):
+            if not isinstance(getattr(self, key), DataType):
+                raise ValueError(f"node {self.name!r}: {key} must be a DataType")
+        if self.input_dtype.kind not in (Kind.UINT, Kind.INT):
+            raise ValueError(
+                f"node {self.name!r}: input_dtype must be UINT<k> or INT<k>, not {self.input_dtype}"
+            )
+        out = self.output_dtype
+        if out.kind not in (Kind.BIPOLAR, Kind.UINT, Kind.INT):
+            raise ValueError(
+                f"node {self.name!r}: output_dtype must be BIPOLAR, UINT<k> or INT<k>, not {out}"
+            )
+        t = np.asarray(self.thresholds)
+        if t.ndim != 2 or t.dtype.kind not in "iu" or t.shape[0] < 1:
+            raise ValueError(
+                f"node {self.name!r}: thresholds must be integers of shape (C, n), "
+                f"not {t.dtype} {t.shape}"
+            )
+        n = 1 if out.kind is Kind.BIPOLAR else (1 << out.bits) - 1
+        if t.shape[1] != n:
+            raise ValueError(
+                f"node {self.name!r}: a {out} output needs {n} thresholds per channel, "
+                f"not {t.shape[1]}"
+            )
+        if (np.diff(t, axis=1) < 0).any():
+            raise ValueError(f"node {self.name!r}: each row of thresholds must be sorted ascending")
+        lo, hi = self.input_dtype.min, self.input_dtype.max + 1
+        if t.min() < lo or t.max() > hi:
+            raise ValueError(
+                f"node {self.name!r}: thresholds must lie in [{lo}, {hi}] "
+                f"({self.input_dtype} inputs), found [{t.min()}, {t.max()}]"
+            )
+        object.__setattr__(self, "thresholds", t.astype(np.int64))
+
+    def infer(self, shape, dtype):
+        if dtype != self.input_dtype:
+            raise ValueError(
+                f"node {self.name!r}: input_dtype is {self.input_dtype}, "
+                f"but the previous stage produces {dtype}"
+            )
+        if self.thresholds.shape[0] not in (1, shape[-1]):
+            raise ValueError(
+                f"node {self.name!r}: {self.thresholds.shape[0]} threshold rows; expected 1 or "
+                f"one per channel ({shape[-1]})"
+            )
+        return tuple(shape), self.output_dtype
+
+    def reference(self, x: np.ndarray) -> np.ndarray:
+        return multithreshold(x, self.thresholds, self.output_dtype.stored_range[0])
+
+    def _meta(self) -> dict:
+        return {"input_dtype": self.input_dtype.name, "output_dtype": self.output_dtype.name}
+
+
+_OPS = {
+    cls.__name__: cls
+    for cls in (MatMulThreshold, SlidingWindow, MaxPool, GlobalAccPool, Threshold)
+}
 
 
 @dataclass(frozen=True, eq=False)
@@ -560,6 +640,55 @@ class IntegerGraph:
             x = x.reshape((x.shape[0],) + self._in_shape)
         return self.input_quant.encode(x)
 
+    def with_input_wire(self, wire: InputQuant, name: str = "input_threshold") -> "IntegerGraph":
+        """This graph behind an input threshold unit: it takes ``wire`` codes (fixed-point pixels,
+        the value of code ``w`` being ``(w - zero_point) * scale``) and turns them into this
+        graph's input codes with a :class:`Threshold` node, exactly as :attr:`input_quant` encodes
+        those values (float32, its rounding mode).
+
+        The thresholds come from evaluating :meth:`InputQuant.encode` on every wire value, so the
+        new graph's answer for wire codes ``w`` equals this graph's answer for
+        ``input_quant.encode(wire.decode(w))`` on every input. The new graph's
+        :attr:`input_quant` is ``wire`` (so :meth:`encode` rounds floats onto the wire's grid).
+
+        Raises
+        ------
+        LowbitError
+            When this graph has no input quantizer, or ``wire`` is not a per-tensor ``UINTk`` or
+            ``INTk`` type of at most ``LIMITS.act_bits`` bits without ``narrow``.
+        """
+        q = self.input_quant
+        if q is None:
+            raise LowbitError(
+                "input wire: this graph has no input quantizer, so what its input codes stand for "
+                "is unknown; import the model with one (--input-quant or --calib)"
+            )
+        if not isinstance(wire, InputQuant):
+            raise LowbitError(f"input wire: expected an InputQuant, not {wire!r}")
+        d = wire.dtype
+        if d.kind not in (Kind.UINT, Kind.INT) or wire.narrow:
+            raise LowbitError(f"input wire: the type must be UINT<k> or INT<k>, not {d}")
+        check("input wire", "bit width", d.bits, LIMITS.act_bits)
+        if len(wire.scale) != 1 or len(wire.zero_point) != 1:
+            raise LowbitError("input wire: one scale and zero point for every pixel, expected")
+        w = np.arange(d.min, d.max + 1)
+        x = wire.decode(w).astype(np.float32)
+        channels = max(len(q.scale), len(q.zero_point))
+        codes = q.encode(np.repeat(x[:, None], channels, axis=1))  # (wire values, channels)
+        out = self.input_dtype
+        idx = codes - out.stored_range[0]  # the count of thresholds each code passes
+        if (np.diff(idx, axis=0) < 0).any():  # cannot happen with positive scales
+            raise LowbitError("input wire: the input quantizer is not monotone in the wire value")
+        n = 1 if out.kind is Kind.BIPOLAR else (1 << out.bits) - 1
+        passed = np.arange(1, n + 1)
+        t = d.min + (idx[:, :, None] < passed).sum(axis=0)  # (channels, n)
+        if (t == t[:1]).all():
+            t = t[:1]
+        node = Threshold(name, t, d, out)
+        if any(n.name == name for n in self.nodes):
+            raise LowbitError(f"input wire: the graph already has a node named {name!r}")
+        return IntegerGraph(d, (node, *self.nodes), self._in_shape, wire)
+
     # -- persistence ---------------------------------------------------------------------------
 
     def save(self, path: str | os.PathLike) -> Path:
@@ -567,7 +696,7 @@ class IntegerGraph:
         path = Path(path)
         header = {
             "format": "lowbit-integer-graph",
-            "version": FORMAT_VERSION,
+            "version": FORMAT_VERSION if any(isinstance(n, Threshold) for n in self.nodes) else 3,
             "input_dtype": self.input_dtype.name,
             "input_shape": list(self._in_shape),
             **({} if self.input_quant is None else {"input_quant": self.input_quant.to_json()}),
@@ -579,6 +708,8 @@ class IntegerGraph:
                 arrays[f"weights_{i}"] = n.weights
                 if n.thresholds is not None:
                     arrays[f"thresholds_{i}"] = n.thresholds
+            elif isinstance(n, Threshold):
+                arrays[f"thresholds_{i}"] = n.thresholds
         # numpy's stub lets the array names of **arrays also match its allow_pickle: bool
         return atomic_write(
             path,
@@ -605,6 +736,7 @@ class IntegerGraph:
         if header.get("format") != "lowbit-integer-graph" or header.get("version") not in (
             1,
             2,
+            3,
             FORMAT_VERSION,
         ):
             raise LowbitError(
@@ -697,5 +829,12 @@ def _node_from_meta(meta, i: int, arrays: NpzReader, shape: tuple[int, ...] | No
         )
     if op == "GlobalAccPool":
         return GlobalAccPool(meta["name"], DataType.parse(meta["input_dtype"]))
+    if op == "Threshold":
+        return Threshold(
+            meta["name"],
+            arrays[f"thresholds_{i}"],
+            DataType.parse(meta["input_dtype"]),
+            DataType.parse(meta["output_dtype"]),
+        )
     kwargs = {k: v for k, v in meta.items() if k not in ("op", "name")}
     return _OPS[op](meta["name"], **kwargs)

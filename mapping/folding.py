@@ -46,14 +46,13 @@ from ..hw.mvtu.spec import MVTUSpec, streams_weights
 from ..hw.registry import MatMulSpec, SearchContext, candidates
 from ..hw.sparse.layer_spec import SPARSE_MAX_DENSITY
 from ..ir.datatypes import Kind
-from ..ir.graph import IntegerGraph, MatMulThreshold, SlidingWindow
+from ..ir.graph import IntegerGraph, MatMulThreshold, SlidingWindow, Threshold
 from ..ir.resources import RESOURCE_KINDS, Resources
 from .schedule import (
     Schedule,
     _stream_cycles,
     complete_layers,
     ddr_stream_bits,
-    input_stream_cycles,
     output_stream_cycles,
     pipeline_resources,
     stage_cycles,
@@ -106,8 +105,10 @@ def layer_options(
     """
     node = graph.nodes[i]
     vectors = vectors_per_image(graph)[i]
-    conv = i > 0 and isinstance(graph.nodes[i - 1], SlidingWindow)
+    lead = leading_thresholds(graph)  # input threshold units pass the image through
+    conv = i > lead and isinstance(graph.nodes[i - 1], SlidingWindow)
     columns = graph.input_shape_of(i - 1)[-1] if conv else node.mw
+    wire_bits = graph.input_dtype.bits
     last = i == len(graph.nodes) - 1
     # node is a MatMulThreshold, whose families (MVTU, sparse engine) give MatMulSpecs
     specs = cast(
@@ -117,15 +118,26 @@ def layer_options(
     options = []
     for spec in specs:
         cycles = stage_cycles(spec, vectors, ddr_bits)
-        if i == 0:
-            cycles = max(cycles, input_stream_cycles(spec, port_bits))
-        elif conv and i == 1:  # the image streams in through the first window generator
-            h, w, c = graph.input_shape_of(0)
-            cycles = max(cycles, _stream_cycles(h * w * c, spec.simd, spec.in_bits, port_bits))
+        if i == lead:
+            cycles = max(
+                cycles, _stream_cycles(spec.in_size, spec.in_elems, wire_bits, port_bits)
+            )
+        elif conv and i == lead + 1:  # the image streams in through the first window generator
+            h, w, c = graph.input_shape_of(lead)
+            cycles = max(cycles, _stream_cycles(h * w * c, spec.simd, wire_bits, port_bits))
         if last:
             cycles = max(cycles, output_stream_cycles(spec, port_bits))
         options.append(_Candidate(spec, cycles, spec.resources()))
     return options
+
+
+def leading_thresholds(graph: IntegerGraph) -> int:
+    """How many :class:`~lowbit.ir.graph.Threshold` nodes open ``graph`` (input threshold units,
+    which pass the image through at the rate of the unit they feed)."""
+    n = 0
+    while isinstance(graph.nodes[n], Threshold):
+        n += 1
+    return n
 
 
 def activation_densities(graph: IntegerGraph, x, *, per_column: bool = False) -> dict:

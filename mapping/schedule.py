@@ -41,7 +41,7 @@ from ..hw.registry import ENGINES as ENGINE_FAMILIES
 from ..hw.registry import NodeSpec, stitching, unit_spec
 from ..hw.sparse.layer_spec import check_act_density
 from ..hw.unit import UnitSpec
-from ..ir.graph import IntegerGraph, MatMulThreshold, SlidingWindow
+from ..ir.graph import IntegerGraph, MatMulThreshold, SlidingWindow, Threshold
 from ..ir.resources import RESOURCE_KINDS, Resources
 
 __all__ = [
@@ -285,6 +285,8 @@ def complete_layers(graph: IntegerGraph, matmul_folding) -> list[LayerFolding]:
             pe, simd, extra = per_node[i]
             layers.append(LayerFolding(node.name, pe, simd, **extra))
             continue
+        if isinstance(node, Threshold) and not layers:
+            continue  # an input threshold unit: folded like the unit it feeds (below)
         if isinstance(node, SlidingWindow):
             nxt = next((j for j in mm_index if j > i), None)
             c = graph.input_shape_of(i)[-1]
@@ -293,6 +295,11 @@ def complete_layers(graph: IntegerGraph, matmul_folding) -> list[LayerFolding]:
             c = graph.input_shape_of(i)[-1]
             simd = pe = math.gcd(layers[-1].pe if layers else 1, c)
         layers.append(LayerFolding(node.name, pe, simd))
+    lead = len(graph.nodes) - len(layers)  # the input threshold units skipped above
+    for i in reversed(range(lead)):
+        c = graph.input_shape_of(i)[-1]
+        simd = math.gcd(layers[0].simd, c)
+        layers.insert(0, LayerFolding(graph.nodes[i].name, simd, simd))
     return layers
 
 

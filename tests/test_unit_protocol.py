@@ -13,7 +13,15 @@ from lowbit.hw.stream.pool import AccPoolSpec, MaxPoolSpec
 from lowbit.hw.stream.swg import SWGSpec
 from lowbit.hw.stream.threshold import ThresholdSpec
 from lowbit.hw.unit import SearchContext, UnitSpec
-from lowbit.ir import BIPOLAR, DataType, GlobalAccPool, MatMulThreshold, MaxPool, SlidingWindow
+from lowbit.ir import (
+    BIPOLAR,
+    DataType,
+    GlobalAccPool,
+    MatMulThreshold,
+    MaxPool,
+    SlidingWindow,
+    Threshold,
+)
 
 U3 = DataType.uint(3)
 
@@ -70,7 +78,7 @@ def test_an_mvtu_streaming_weights_waits_for_ddr():
 
 
 def test_registry_covers_every_node_type_and_names_the_engines():
-    assert set(FAMILIES) == {MatMulThreshold, SlidingWindow, MaxPool, GlobalAccPool}
+    assert set(FAMILIES) == {MatMulThreshold, SlidingWindow, MaxPool, GlobalAccPool, Threshold}
     assert [f.ENGINE for f in FAMILIES[MatMulThreshold]] == ["mvtu", "sparse"]
     spec = unit_spec(SlidingWindow("s", 3), (5, 5, 4), U3, pe=2, simd=2)
     assert isinstance(spec, SWGSpec) and spec.simd == 2

@@ -1,9 +1,14 @@
 """Standalone MultiThreshold unit: integer accumulator values in, k-bit activations out.
 
-``out[c] = sum_i [acc[c] >= T[c, i]]`` (``ARITHMETIC.md`` section 2): one threshold gives a bipolar
-output (a bit), ``2^k - 1`` give ``UINTk``. Input beats carry ``PE`` channels; channels cycle
-through ``C / PE`` folds (pixel after pixel), so the thresholds of fold ``f`` live in word ``f`` of
-a small read-only memory. One beat per cycle; an output register with the usual stall rule.
+``out[c] = lo + sum_i [acc[c] >= T[c, i]]`` (``ARITHMETIC.md`` section 2): one threshold gives a
+bipolar output (a bit), ``2^k - 1`` give ``UINTk`` (``lo = 0``) or, with ``output_dtype`` ``INTk``,
+the signed codes (``lo = -2^(k-1)``). Input beats carry ``PE`` channels; channels cycle through
+``C / PE`` folds (pixel after pixel), so the thresholds of fold ``f`` live in word ``f`` of a small
+read-only memory. One beat per cycle; an output register with the usual stall rule.
+
+:class:`ThresholdNodeSpec` is the unit of a :class:`~lowbit.ir.graph.Threshold` node of the graph
+(the registry's family for it): the input threshold unit that turns fixed-point pixels on the
+wire into the model's input codes.
 """
 
 from __future__ import annotations
@@ -15,14 +20,15 @@ from amaranth.hdl import Module, Mux, Signal, unsigned
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from ...ir.datatypes import BIPOLAR, DataType
+from ...ir.datatypes import BIPOLAR, DataType, Kind
+from ...ir.graph import Threshold
 from ...ir.resources import Resources
 from ...sw_reference import multithreshold
 from .._util import pack_words, tree_sum
 from ..cost import rom_resources
 from ..mvtu.unit import element_shape
 
-__all__ = ["ThresholdSpec", "MultiThresholdUnit"]
+__all__ = ["ThresholdSpec", "ThresholdNodeSpec", "MultiThresholdUnit"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -34,6 +40,8 @@ class ThresholdSpec:
     in_dtype: DataType
     pe: int
     name: str = field(default="threshold")
+    output_dtype: DataType | None = None
+    """``INTk`` for signed codes; ``None``: ``BIPOLAR`` for one threshold, else ``UINTk``."""
 
     def __post_init__(self):
         t = np.asarray(self.thresholds)
@@ -65,6 +73,16 @@ class ThresholdSpec:
             raise ValueError(
                 f"PE ({self.pe}) must divide the channels C ({t.shape[0]}) of {self.name}"
             )
+        o = self.output_dtype
+        if o is not None:
+            kinds = (Kind.INT,) if k > 1 else (Kind.BIPOLAR,)
+            if not isinstance(o, DataType) or o.kind not in kinds + (Kind.UINT,) or (
+                k > 1 and (1 << o.bits) - 1 != k
+            ):
+                raise ValueError(
+                    f"{self.name}: output_dtype {o!r} does not match {k} thresholds "
+                    "(expected UINTk or INTk with 2^k - 1 of them, or BIPOLAR with one)"
+                )
         object.__setattr__(self, "thresholds", t.astype(np.int64))
 
     @property
@@ -77,8 +95,15 @@ class ThresholdSpec:
 
     @property
     def out_dtype(self) -> DataType:
+        if self.output_dtype is not None:
+            return self.output_dtype
         k = self.thresholds.shape[1]
         return BIPOLAR if k == 1 else DataType.uint((k + 1).bit_length() - 1)
+
+    @property
+    def out_bias(self) -> int:
+        """The output of an input below every threshold (``-2^(k-1)`` for ``INTk``, else 0)."""
+        return self.out_dtype.stored_range[0]
 
     @property
     def thr_bits(self) -> int:
@@ -108,10 +133,66 @@ class ThresholdSpec:
         )
 
     def reference(self, acc: np.ndarray) -> np.ndarray:
-        return multithreshold(acc, self.thresholds)
+        return multithreshold(acc, self.thresholds, self.out_bias)
 
     def create(self) -> "MultiThresholdUnit":
         return MultiThresholdUnit(self)
+
+
+@dataclass(frozen=True, eq=False)
+class ThresholdNodeSpec:
+    """The unit of a :class:`~lowbit.ir.graph.Threshold` node on ``in_shape`` (a vector or an
+    image, channels last), ``simd`` elements per beat in and out: a :class:`ThresholdSpec`
+    (:attr:`unit`) whose folds cycle over the channels (one fold when the thresholds are shared).
+    """
+
+    ENGINE = "-"
+
+    node: Threshold
+    in_shape: tuple[int, ...]
+    dtype: DataType
+    simd: int
+
+    def __post_init__(self):
+        if not isinstance(self.node, Threshold):
+            raise TypeError(f"node must be a Threshold, not {type(self.node).__name__}")
+        if self.dtype != self.node.input_dtype:
+            raise ValueError(
+                f"node {self.node.name!r}: takes {self.node.input_dtype}, not {self.dtype}"
+            )
+        c = self.in_shape[-1]
+        if not isinstance(self.simd, int) or self.simd < 1 or c % self.simd:
+            raise ValueError(
+                f"node {self.node.name!r}: SIMD ({self.simd}) must divide the channels ({c})"
+            )
+
+    @property
+    def unit(self) -> ThresholdSpec:
+        t = self.node.thresholds
+        if t.shape[0] == 1:
+            t = np.repeat(t, self.simd, axis=0)
+        return ThresholdSpec(t, self.dtype, self.simd, self.node.name, self.node.output_dtype)
+
+    in_elems = out_elems = property(lambda self: self.simd)
+    in_bits = property(lambda self: element_shape(self.dtype).width)
+    out_bits = property(lambda self: element_shape(self.node.output_dtype).width)
+    in_size = out_size = property(lambda self: int(np.prod(self.in_shape)))
+
+    def cycles(self) -> int:
+        """One beat per cycle: ``size / SIMD`` cycles per image."""
+        return self.in_size // self.simd
+
+    def cycles_per_image(self, vectors: int = 1, ddr_bits: int | None = None) -> int:
+        return self.cycles()
+
+    def resources(self) -> Resources:
+        return self.unit.resources()
+
+    def reference(self, x: np.ndarray) -> np.ndarray:
+        return self.node.reference(x)
+
+    def create(self) -> "MultiThresholdUnit":
+        return MultiThresholdUnit(self.unit)
 
 
 class MultiThresholdUnit(wiring.Component):
@@ -155,7 +236,8 @@ class MultiThresholdUnit(wiring.Component):
         for p in range(s.pe):
             acc = self.i.payload[p]
             thr = [rd.data[(p * k + j) * tb : (p * k + j + 1) * tb].as_signed() for j in range(k)]
-            m.d.comb += values[p].eq(tree_sum([acc >= t for t in thr]))
+            count = tree_sum([acc >= t for t in thr])
+            m.d.comb += values[p].eq(count + s.out_bias if s.out_bias else count)
         with m.If(in_fire):
             m.d.sync += [
                 out_valid.eq(1),
