@@ -7,22 +7,42 @@ compares every score and label with the integer oracle (the label: the graph's c
 the first mismatching run, names the image, the layer output and the element with both values,
 and writes a VCD of the cycles around that image's output from a traced rebuild of the same
 design.
+
+Cycles: the ``steady`` run (``valid`` and ``ready`` always high) measures the cycle each result
+leaves. With the design's :class:`~lowbit.mapping.Schedule`, :class:`CyclePrediction` sets them
+beside the prediction: the schedule's cycles per image (for a design with a sparse-engine layer an
+*estimate* at the layer's assumed activation density) and, for such a design, the exact figure from
+the data (:func:`~lowbit.mapping.sparse_timing.sparse_pipeline_timing`: the engine's cycle model on
+each image's own input vector to that layer), whose per-image output cycles must equal the measured
+ones with ``==`` (a difference fails the verification, like a wrong score).
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
+from ..boards import get_board
 from ..hw.codec import StreamFormat, decode_results, input_words
 from ..ir.graph import IntegerGraph
+from ..mapping.schedule import Schedule, ddr_stream_bits, pipeline_cycles, vectors_per_image
+from ..mapping.sparse_timing import sparse_layer_index, sparse_pipeline_timing
 from .fast import VerilatedModel
 
-__all__ = ["Pattern", "FastMismatch", "FastReport", "verify_fast", "default_patterns"]
+__all__ = [
+    "Pattern",
+    "FastMismatch",
+    "FastReport",
+    "CyclePrediction",
+    "verify_fast",
+    "default_patterns",
+    "predict_cycles",
+    "steady_cycles_per_image",
+]
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +92,115 @@ class FastMismatch:
         )
 
 
+def steady_cycles_per_image(out_cycles) -> float | None:
+    """Cycles per image between the results of a run: the mean interval after the first tenth of
+    the images (at least one) is dropped as warm-up; ``None`` with fewer than three results."""
+    oc = np.asarray(out_cycles)
+    warm = min(len(oc) - 1, max(1, len(oc) // 10))
+    return float(oc[-1] - oc[warm]) / (len(oc) - 1 - warm) if len(oc) - 1 > warm else None
+
+
+@dataclass(frozen=True, eq=False)
+class CyclePrediction:
+    """The predicted cycles of a design on given images, and how the ``steady`` run compares.
+
+    Attributes
+    ----------
+    estimate : int
+        The schedule's cycles per image (its bottleneck). With a sparse-engine layer this takes
+        that layer at its assumed activation density: an estimate.
+    sparse_layer : str or None
+        The layer on the sparse engine, if any.
+    out_cycles : ndarray or None
+        With a sparse layer, the exact data-driven prediction of the cycle each image's result
+        leaves, counted from image 0's; ``None`` without a sparse layer or when the design lies
+        outside the exact model (then ``reason`` says why).
+    exact : float or None
+        Cycles per image of ``out_cycles`` (:func:`steady_cycles_per_image`).
+    reason : str or None
+        Why there is no exact figure for a design with a sparse layer.
+    measured : ndarray or None
+        The measured output cycles of the ``steady`` run, counted from image 0's result.
+    """
+
+    estimate: int
+    sparse_layer: str | None = None
+    out_cycles: np.ndarray | None = None
+    exact: float | None = None
+    reason: str | None = None
+    measured: np.ndarray | None = None
+
+    @property
+    def equal(self) -> bool | None:
+        """Every predicted output cycle equals the measured one (``None``: nothing to compare)."""
+        if self.out_cycles is None or self.measured is None:
+            return None
+        return bool(np.array_equal(self.out_cycles, self.measured))
+
+    @property
+    def first_difference(self) -> tuple[int, int, int | None] | None:
+        """``(image, predicted, measured)`` of the first image whose result leaves at another
+        cycle than predicted (``measured`` ``None`` when the run produced fewer results)."""
+        if self.equal is not False:
+            return None
+        p, m = self.out_cycles, self.measured
+        assert p is not None and m is not None
+        n = min(len(p), len(m))
+        bad = np.flatnonzero(p[:n] != m[:n])
+        k = int(bad[0]) if len(bad) else n
+        return k, int(p[k]), int(m[k]) if k < len(m) else None
+
+    def with_measured(self, out_cycles) -> "CyclePrediction":
+        oc = np.asarray(out_cycles, dtype=np.int64)
+        return replace(self, measured=oc - oc[0] if len(oc) else oc)
+
+    def describe(self) -> str:
+        """One line: the estimate, and the exact figure and its comparison when there is one."""
+        if self.sparse_layer is None:
+            return f"predicted {self.estimate} cycles/image"
+        head = (
+            f"estimate {self.estimate} cycles/image (sparse layer {self.sparse_layer!r} at its "
+            "assumed activation density)"
+        )
+        if self.out_cycles is None:
+            return f"{head}; no exact figure: {self.reason}"
+        exact = "-" if self.exact is None else f"{self.exact:g}"
+        tail = ""
+        if self.equal is not None:
+            diff = self.first_difference
+            tail = (
+                f", {len(self.out_cycles)} per-image output cycles == measured"
+                if diff is None
+                else f", image {diff[0]}: predicted cycle {diff[1]}, measured {diff[2]}"
+            )
+        return f"{head}; from the data {exact} cycles/image{tail}"
+
+
+def predict_cycles(graph: IntegerGraph, schedule: Schedule, x: np.ndarray) -> CyclePrediction:
+    """The schedule's cycles per image and, for a design with a sparse-engine layer, the exact
+    per-image prediction on images ``x``."""
+    if not isinstance(schedule, Schedule):
+        raise TypeError(f"schedule must be a Schedule, not {schedule!r}")
+    specs = schedule.apply(graph)
+    vectors = vectors_per_image(graph)
+    ddr = ddr_stream_bits(get_board(schedule.board), schedule.clock_mhz)
+    estimate = max(pipeline_cycles(specs, None, vectors, ddr))
+    try:
+        k = sparse_layer_index(specs)
+    except ValueError as e:
+        layers = ", ".join(s.node.name for s in specs if s.ENGINE == "sparse")
+        return CyclePrediction(estimate, layers, reason=str(e))
+    if k is None:
+        return CyclePrediction(estimate)
+    name = specs[k].node.name
+    try:
+        timing = sparse_pipeline_timing(graph, specs, x, vectors=vectors, ddr_bits=ddr)
+    except ValueError as e:
+        return CyclePrediction(estimate, name, reason=str(e))
+    oc = timing.out_cycles
+    return CyclePrediction(estimate, name, oc, steady_cycles_per_image(oc))
+
+
 @dataclass(frozen=True)
 class FastReport:
     images: int
@@ -82,10 +211,16 @@ class FastReport:
     mismatch: FastMismatch | None = None
     waves: str | None = None
     seconds: dict = field(default_factory=dict)
+    cycles: CyclePrediction | None = None
+    """The prediction and its comparison with the ``steady`` run (with a schedule only)."""
 
     @property
     def ok(self) -> bool:
-        return self.mismatch is None and not any(r["timed_out"] for r in self.runs)
+        return (
+            self.mismatch is None
+            and not any(r["timed_out"] for r in self.runs)
+            and (self.cycles is None or self.cycles.equal is not False)
+        )
 
 
 def _first_mismatch(run: str, layer: str, got_l, got_s, exp_l, exp_s) -> FastMismatch | None:
@@ -109,10 +244,18 @@ def verify_fast(
     *,
     patterns: list[Pattern] | None = None,
     waves_dir: str | Path | None = None,
+    schedule: Schedule | None = None,
 ) -> FastReport:
-    """Run ``x`` through the Verilog on the fast path under each pattern and compare exactly."""
+    """Run ``x`` through the Verilog on the fast path under each pattern and compare exactly.
+
+    With the design's ``schedule``, the report's :attr:`FastReport.cycles` also compares the
+    measured output cycles of the ``steady`` pattern with the predicted ones
+    (:func:`predict_cycles`); a design with a sparse-engine layer whose exact prediction differs
+    fails.
+    """
     t0 = time.perf_counter()
     x = graph.check_input(x)
+    prediction = None if schedule is None else predict_cycles(graph, schedule, x)
     expected_scores = graph.scores(x)
     expected_labels = graph.decide(expected_scores)  # through the graph's class map, if any
     beats = input_words(fmt, x)
@@ -128,8 +271,10 @@ def verify_fast(
         res = model.stream(beats, len(x), valid=valid, ready=ready)
         got_l, got_s = decode_results(fmt, res.outputs)
         oc = res.out_cycles - start
-        warm = min(len(oc) - 1, max(1, len(oc) // 10))
-        steady = float(oc[-1] - oc[warm]) / (len(oc) - 1 - warm) if len(oc) - 1 > warm else None
+        steady = steady_cycles_per_image(oc)
+        steady_run = valid is None and ready is None
+        if prediction is not None and prediction.measured is None and steady_run:
+            prediction = prediction.with_measured(oc)
         found = (
             None
             if res.timed_out
@@ -164,14 +309,26 @@ def verify_fast(
                 waves = _trace_window(verilog, beats, found.image + 1, pat, window, Path(waves_dir))
                 seconds["run"] = time.perf_counter() - t1
                 return FastReport(
-                    len(x), tuple(runs), labels, cpi, first_out, mismatch, str(waves), seconds
+                    len(x),
+                    tuple(runs),
+                    labels,
+                    cpi,
+                    first_out,
+                    mismatch,
+                    str(waves),
+                    seconds,
+                    prediction,
                 )
             break
     seconds["run"] = time.perf_counter() - t1
     model.close()
     if labels is None:  # not reached: there is always a pattern
         raise ValueError("no stimulus pattern was run")
-    return FastReport(len(x), tuple(runs), labels, cpi, first_out, mismatch, None, seconds)
+    if prediction is not None and prediction.equal is False:
+        log.warning("cycles: %s", prediction.describe())
+    return FastReport(
+        len(x), tuple(runs), labels, cpi, first_out, mismatch, None, seconds, prediction
+    )
 
 
 def _trace_window(verilog, beats, n_images, pat: Pattern, window, waves_dir: Path) -> Path:

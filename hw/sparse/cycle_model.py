@@ -48,13 +48,15 @@ class SparseTiming:
     """Cycles of one vector: ``cycles`` in all; ``compute`` until every unit is idle (output
     excluded); ``stall`` cycles in which a broadcast waited for a full queue; ``broadcasts``
     non-zero activations; ``entries`` entry-stage cycles of all PEs (the ``column_entries`` of the
-    active columns)."""
+    active columns); ``last_accept`` cycles from the first input beat accepted to the last (0 for
+    a vector of one beat)."""
 
     cycles: int
     compute: int
     stall: int
     broadcasts: int
     entries: int
+    last_accept: int = 0
 
 
 def column_steps(image, entries_per_word: int) -> np.ndarray:
@@ -143,7 +145,7 @@ def engine_cycles(
     pv, pcol = [False] * pes, [0] * pes
     kv, kleft, kcol = [False] * pes, [0] * pes, [0] * pes
     mv, av = [False] * pes, [False] * pes
-    stall = broadcasts = 0
+    stall = broadcasts = last_accept = 0
     t = 0
     while True:
         # Combinational decisions from the registers at the start of cycle t.
@@ -162,7 +164,9 @@ def engine_cycles(
         if idle:
             groups = -(-rows // pes)
             total = int(cnt.sum(axis=0)[nz].sum()) if len(nz) else 0
-            return SparseTiming(t + groups + OUTPUT_LATENCY, t, stall, broadcasts, total)
+            return SparseTiming(
+                t + groups + OUTPUT_LATENCY, t, stall, broadcasts, total, last_accept
+            )
         # Register updates at the end of cycle t.
         for p in range(pes):
             k_last = kv[p] and kleft[p] == 1
@@ -188,6 +192,7 @@ def engine_cycles(
         if accept:
             hv, hmask = True, beat_cols[b]
             b += 1
+            last_accept = t
         elif beat_done:
             hv, hmask = False, []
         else:
