@@ -37,6 +37,38 @@ def _elements(words, n, width, is_signed):
     return out
 
 
+def stream_through(dut, beats, n_out, max_cycles):
+    """``(outputs, output cycles)``: ``beats`` into ``dut`` with ``valid`` and ``ready`` high until
+    ``n_out`` outputs came out and every beat went in. One testbench drives both sides, so nothing
+    is left suspended when the simulation ends (``run_stream`` stops at the last output, leaving
+    its producer waiting when the block still takes input after it, e.g. a dropped row)."""
+    from amaranth.sim import Simulator
+
+    outs, cycles = [], []
+
+    async def bench(ctx):
+        ctx.set(dut.o.ready, 1)
+        k = 0
+        for cycle in range(max_cycles):
+            if k == len(beats) and len(outs) >= n_out:
+                return
+            ctx.set(dut.i.valid, k < len(beats))
+            ctx.set(dut.i.payload.as_value(), beats[k] if k < len(beats) else 0)
+            _, _, ready, valid, data = await ctx.tick().sample(
+                dut.i.ready, dut.o.valid, dut.o.payload.as_value())
+            k += bool(ready and k < len(beats))
+            if valid:
+                outs.append(data)
+                cycles.append(cycle)
+        raise AssertionError(f"{len(outs)} of {n_out} outputs, {k} of {len(beats)} inputs taken")
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    return outs, cycles
+
+
 # -- StreamWidthConverter -------------------------------------------------------------------------
 
 DWC_PAIRS = [(1, 4), (4, 1), (2, 3), (3, 2), (4, 4), (1, 1), (3, 5), (5, 3), (2, 6), (6, 4)]
@@ -256,9 +288,9 @@ def test_swg_steady_cycles_equal_the_model(shape, k, s, p, simd):
     x = np.random.default_rng(sum(shape) + k).integers(0, 4, (4, *shape))
     beats = [pack_words(row, 2) for row in x.reshape(-1, simd)]
     per = spec.out_beats
-    run = run_stream(spec.create(), beats, 4 * per, max_cycles=40 * len(beats) + 4 * per)
-    assert _elements(run.outputs, simd, 2, False) == spec.reference(x).reshape(-1).tolist()
-    ends = [run.out_cycles[(i + 1) * per - 1] for i in range(4)]
+    outs, cycles = stream_through(spec.create(), beats, 4 * per, 40 * len(beats) + 4 * per)
+    assert _elements(outs, simd, 2, False) == spec.reference(x).reshape(-1).tolist()
+    ends = [cycles[(i + 1) * per - 1] for i in range(4)]
     assert np.diff(ends).tolist() == [spec.cycles()] * 3, (ends, spec.cycles())
 
 
@@ -297,3 +329,47 @@ def test_fifo_holds_exactly_depth_beats_with_the_output_stalled(depth):
     sim.run()
     assert len(taken) == depth
     assert out == beats[:depth]
+
+
+# -- max-pool and threshold unit: memory depths that are powers of two, folds that are not ---------
+
+def _block_run(comp, x, simd, in_bits, out_bits, out_signed, per_image):
+    beats = [pack_words(row, in_bits) for row in np.asarray(x).reshape(-1, simd)]
+    outs, cycles = stream_through(comp, beats, per_image * len(x), 40 * len(beats) + 200)
+    ends = [cycles[(i + 1) * per_image - 1] for i in range(len(x))]
+    return _elements(outs, simd, out_bits, out_signed), np.diff(ends).tolist()
+
+
+@pytest.mark.amaranth_sim
+@pytest.mark.parametrize("shape, simd", [((4, 5, 2), 2), ((5, 5, 4), 2), ((6, 9, 2), 1)])
+def test_maxpool_with_a_dropped_column_and_a_power_of_two_line_memory(shape, simd):
+    """K = 2 on an odd width: the dropped column must not write the line memory, whose depth
+    ``OW * C / SIMD`` (2, 4, 8) is a power of two, so an address past its end would wrap onto the
+    partial maximum of column 0. Values and exact cycles, 3 images."""
+    from lowbit.hw.stream.pool import MaxPoolSpec
+    from lowbit.ir.graph import MaxPool
+
+    u3 = DataType.uint(3)
+    spec = MaxPoolSpec(MaxPool("p", 2), shape, u3, simd)
+    x = np.random.default_rng(sum(shape)).integers(0, 8, (3, *shape))
+    oh, ow = spec.out_dims
+    got, gaps = _block_run(spec.create(), x, simd, 3, 3, False, oh * ow * shape[2] // simd)
+    assert got == spec.reference(x).reshape(-1).tolist()
+    assert gaps == [spec.cycles()] * 2
+
+
+@pytest.mark.amaranth_sim
+@pytest.mark.parametrize("channels, pe", [(6, 2), (5, 1), (9, 3)])
+def test_threshold_unit_with_folds_not_a_power_of_two(channels, pe):
+    """``C / PE`` = 3, 5, 3 folds: the fold counter must wrap at the last fold, not at a power of
+    two. Values and exact cycles (``C / PE`` per pixel), 4 pixels."""
+    from lowbit.hw.stream.threshold import ThresholdSpec
+
+    i6 = DataType.int(6)
+    rng = np.random.default_rng(channels)
+    t = np.sort(rng.integers(-20, 22, (channels, 3)), axis=1)
+    spec = ThresholdSpec(t, i6, pe)
+    x = rng.integers(-32, 32, (4, channels))
+    got, gaps = _block_run(spec.create(), x, pe, 6, 2, False, spec.folds)
+    assert got == spec.reference(x).reshape(-1).tolist()
+    assert gaps == [spec.cycles()] * 3
