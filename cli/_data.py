@@ -29,13 +29,23 @@ __all__ = [
 
 
 def boundary_lines(g) -> str:
-    """Two lines: the graph's input quantizer and its class decision (raw scores or class map)."""
+    """Two lines: the graph's input quantizer (and input threshold unit) and its class decision
+    (raw scores or class map)."""
+    from ..ir.graph import Threshold
+
     q = g.input_quant
     first = (
         f"input quantizer: {q.describe()}"
         if q is not None
         else f"input quantizer: none stored (the graph takes {g.input_dtype} codes)"
     )
+    if isinstance(g.nodes[0], Threshold):
+        t = g.nodes[0]
+        first += (
+            f"\ninput threshold unit: {t.input_dtype} pixels on the wire -> the model's "
+            f"{t.output_dtype} codes ({t.thresholds.shape[1]} thresholds"
+            + (")" if t.thresholds.shape[0] == 1 else f", {t.thresholds.shape[0]} channels)")
+        )
     last = g.nodes[-1]
     cm = last.class_map
     if cm is None:

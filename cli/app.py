@@ -84,6 +84,28 @@ def cmd_demo(args) -> int:
     return 0 if ok else 1
 
 
+def _with_wire(graph, wire):
+    """``graph`` behind an input threshold unit taking ``wire`` pixels (``--input-wire``)."""
+    return graph if wire is None else graph.with_input_wire(wire)
+
+
+def _input_wire(text: str):
+    """``--input-wire TYPE:SCALE[:ZERO_POINT]`` as an :class:`~lowbit.ir.boundary.InputQuant`."""
+    from ..ir.boundary import InputQuant
+
+    try:
+        return InputQuant.parse(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+INPUT_WIRE_HELP = (
+    "put an input threshold unit in front: the accelerator takes pixels of this fixed-point "
+    "type on the wire (value = (code - ZERO_POINT) * SCALE, e.g. UINT8:1/255) and turns them "
+    "into the model's input codes exactly as its input quantizer would"
+)
+
+
 def cmd_compile(args) -> int:
     from ..flow import CompiledDesign, compile_model, compile_zoo, write_json
     from ..ir.graph import IntegerGraph
@@ -91,6 +113,8 @@ def cmd_compile(args) -> int:
     if (args.model is None) == (args.zoo is None):
         raise LowbitError("compile: give either a model file or --zoo NAME (not both)")
     if args.zoo is not None:
+        if args.input_wire is not None:
+            raise LowbitError("compile: --input-wire applies to a model file, not --zoo")
         if args.schedule:
             raise LowbitError(
                 "compile: --schedule applies to a model file; --zoo uses the published folding "
@@ -106,7 +130,7 @@ def cmd_compile(args) -> int:
             budget=args.budget,
         )
     else:
-        graph = IntegerGraph.load(args.model)
+        graph = _with_wire(IntegerGraph.load(args.model), args.input_wire)
         report = compile_model(
             graph,
             args.output,
@@ -428,7 +452,7 @@ def cmd_map(args) -> int:
     from ..mapping.energy import energy_per_inference
     from ..mapping.report import format_markdown, format_text, write_plots
 
-    graph = IntegerGraph.load(args.model)
+    graph = _with_wire(IntegerGraph.load(args.model), args.input_wire)
     kw = {} if args.budget is None else {"budget": args.budget}
     if args.target_fps is not None:
         kw["target_fps"] = args.target_fps
@@ -611,6 +635,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--board", help="board (default pynq-z2; ultra96-v2 with --zoo)")
     c.add_argument("--schedule", help="apply this schedule (JSON) instead of searching")
     c.add_argument("--budget", type=float, help="share of each board resource the mapper may use")
+    c.add_argument(
+        "--input-wire", type=_input_wire, metavar="TYPE:SCALE[:ZERO_POINT]", help=INPUT_WIRE_HELP
+    )
     c.set_defaults(func=cmd_compile)
 
     s = sub.add_parser(
@@ -657,6 +684,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--target-fps", type=float, help="the cheapest folding reaching this many images/s"
     )
     m.add_argument("-o", "--output", help="write the schedule JSON here")
+    m.add_argument(
+        "--input-wire", type=_input_wire, metavar="TYPE:SCALE[:ZERO_POINT]", help=INPUT_WIRE_HELP
+    )
     m.add_argument("--markdown", metavar="PATH", help="write the report as Markdown")
     m.add_argument("--plots", metavar="DIR", help="write cycles.png and resources.png here")
     m.add_argument(

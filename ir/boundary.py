@@ -229,6 +229,22 @@ class InputQuant:
             return ((c.reshape(c.shape[:-1] + (-1, s.size)) - z) * s).reshape(c.shape)
         return (c - z) * s
 
+    @classmethod
+    def parse(cls, text: str) -> InputQuant:
+        """A per-tensor quantizer from ``TYPE:SCALE[:ZERO_POINT]`` (``UINT5:0.0625``,
+        ``INT8:1/128:0``; the numbers may be fractions); ``ValueError`` says what is wrong."""
+        parts = text.split(":") if isinstance(text, str) else []
+        if len(parts) not in (2, 3):
+            raise ValueError(f"expected TYPE:SCALE[:ZERO_POINT] such as UINT8:1/255, not {text!r}")
+        try:
+            scale = float(Fraction(parts[1]))
+            zero = float(Fraction(parts[2])) if len(parts) == 3 else 0.0
+        except (ValueError, ZeroDivisionError):
+            raise ValueError(
+                f"expected TYPE:SCALE[:ZERO_POINT] with numbers or fractions, not {text!r}"
+            ) from None
+        return cls(DataType.parse(parts[0].upper()), (scale,), (zero,))
+
     def describe(self) -> str:
         """One line: type, scale and zero point (per-tensor or the channel count)."""
         def one(v):

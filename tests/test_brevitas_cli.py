@@ -20,19 +20,29 @@ from lowbit.quant.data import load_digits_split
 
 pytestmark = pytest.mark.fast_sim
 
-CASES = {
-    "w2a2_mlp_float_bias": [],
-    "ternary_mlp_float_in": ["--input-quant", "UINT5:0.0625"],
+CASES = {  # case: (model, import options, compile options)
+    "w2a2_mlp_float_bias": ("w2a2_mlp_float_bias", [], []),
+    "ternary_mlp_float_in": ("ternary_mlp_float_in", ["--input-quant", "UINT5:0.0625"], []),
+    # the same model taking UINT8 pixels of 1/64 on the wire through the input threshold unit (the
+    # pixels k/16 are on that grid, so the model sees exactly what torch sees)
+    "ternary_mlp_input_wire": (
+        "ternary_mlp_float_in",
+        ["--input-quant", "UINT5:0.0625"],
+        ["--input-wire", "UINT8:1/64"],
+    ),
 }
 
 
-@pytest.mark.parametrize("name", sorted(CASES))
-def test_import_compile_sim_gives_torchs_accuracy(name, tmp_path, capsys):
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_import_compile_sim_gives_torchs_accuracy(case, tmp_path, capsys):
+    name, import_opts, compile_opts = CASES[case]
     data = load_digits_split()
     onnx_path = zoo.export(name, tmp_path, dynamo=True)
     graph_path, out = tmp_path / "g.npz", tmp_path / "compiled"
-    assert main(["import", str(onnx_path), "-o", str(graph_path), *CASES[name]]) == 0
-    assert main(["compile", str(graph_path), "-o", str(out)]) == 0
+    assert main(["import", str(onnx_path), "-o", str(graph_path), *import_opts]) == 0
+    assert main(["compile", str(graph_path), "-o", str(out), *compile_opts]) == 0
+    if compile_opts:
+        graph_path = out / "model.npz"  # the compiled graph starts with the threshold unit
     x = zoo.model_input(name, data.x_test)
     np.savez(tmp_path / "test.npz", x=x, y=data.y_test)
     capsys.readouterr()

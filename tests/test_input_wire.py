@@ -179,3 +179,30 @@ def test_threshold_unit_rtl_gives_the_codes(out):
             got.append(v - (1 << bits) if out.signed and v >> (bits - 1) else v)
     assert got == expect.reshape(-1).tolist()
     assert np.diff(run.out_cycles).tolist() == [1] * (len(beats) - 1)
+
+
+# -- the command line ---------------------------------------------------------------------------
+
+
+def test_map_and_compile_take_an_input_wire(tmp_path, capsys):
+    from lowbit.cli import main as cli_main
+
+    def main(argv):  # argparse may exit instead of returning the status
+        try:
+            return cli_main(argv)
+        except SystemExit as e:
+            return e.code
+
+    g = _graph(U2, InputQuant(U2, (0.25,), (0.0,)), mw=4, weights=np.ones((2, 4), int))
+    path = g.save(tmp_path / "g.npz")
+    assert main(["map", str(path), "--input-wire", "UINT4:1/16"]) == 0
+    out = capsys.readouterr().out
+    assert "input_threshold" in out
+    assert "input threshold unit: UINT4 pixels on the wire -> the model's UINT2 codes (3 " in out
+    assert main(["map", str(path), "--input-wire", "UINT4:one"]) == 2
+    err = capsys.readouterr().err
+    assert "--input-wire" in err and "'UINT4:one'" in err
+    assert main(["compile", "--zoo", "lfc-w1a1", "-o", str(tmp_path / "z"),
+                 "--input-wire", "UINT8:1"]) == 2
+    assert "--input-wire applies to a model file" in capsys.readouterr().err
+    assert not (tmp_path / "z").exists()
