@@ -213,7 +213,10 @@ MUTANTS: list[Mutant] = [
       "return elements * bits // per_cycle", CYCLES_EXACT + MAPPING),
     M("dataflow-bound-ignores-io", "mapping/dataflow_model.py",
       "return max([s.cycles for s in stages] + [stages[0].in_words, stages[-1].out_words])",
-      "return max([s.cycles for s in stages])", DFMODEL),
+      "return max([s.cycles for s in stages])", DFMODEL,
+      "equivalent: in_ratio >= 1, so in_words = sf * vectors / in_ratio <= nf * sf * vectors "
+      "= cycles, and out_words = nf * vectors <= cycles: the I/O terms never raise the bound",
+      equivalent=True),
     M("dataflow-stage-cycles", "mapping/dataflow_model.py",
       "        return self.nf * self.sf * self.vectors\n",
       "        return self.nf * self.sf * self.vectors + 1\n", DFMODEL),
