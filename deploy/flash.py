@@ -15,7 +15,6 @@ temporary directory in the tests.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
@@ -25,7 +24,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import LowbitError
+from .._io import atomic_write
 from ..boards.records import Board, get_board
+from ..ir.files import confine, read_json, read_limited
+from ..limits import LIMITS, check
 from ..tools.fpga import openfpgaloader_command
 
 __all__ = [
@@ -59,14 +61,23 @@ class BitHeader:
     data_length: int
 
 
-def parse_bit(data: bytes) -> BitHeader:
+_HEADER_BYTES = 1 << 20
+"""Bytes of a bitstream that hold its header: the ``.bit`` fields ``a`` to ``d`` (at most 64 KiB
+each) or the ECP5 ``Part:`` comment (in its first 4 KiB)."""
+
+
+def parse_bit(data: bytes, size: int | None = None) -> BitHeader:
     """Parse the header of a Xilinx ``.bit`` file.
+
+    ``data`` is the whole file, or its first bytes (at least the header) when ``size`` gives the
+    file's length: the data length declared in the header is then checked against ``size``.
 
     Raises
     ------
     LowbitError
         If ``data`` does not start with the ``.bit`` magic or a field is cut short.
     """
+    size = len(data) if size is None else size
     if not data.startswith(_BIT_MAGIC):
         raise LowbitError("not a Xilinx .bit file (the header magic is missing)")
     pos = len(_BIT_MAGIC)
@@ -77,10 +88,10 @@ def parse_bit(data: bytes) -> BitHeader:
             if pos + 5 > len(data):
                 break
             length = int.from_bytes(data[pos + 1 : pos + 5], "big")
-            if pos + 5 + length > len(data):
+            if pos + 5 + length > size:
                 raise LowbitError(
                     f".bit file is cut short: {length} data bytes declared, "
-                    f"{len(data) - pos - 5} present"
+                    f"{size - pos - 5} present"
                 )
             return BitHeader(
                 design=fields.get("a", ""),
@@ -110,10 +121,19 @@ def bit_to_bin(data: bytes) -> bytes:
 
 
 def bitstream_part(path: Path) -> str | None:
-    """The part a bitstream names (``.bit`` header or ECP5 ``Part:`` comment), or ``None``."""
-    data = path.read_bytes()
+    """The part a bitstream names (``.bit`` header or ECP5 ``Part:`` comment), or ``None``; only
+    the file's first bytes are read."""
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as f:
+            data = f.read(_HEADER_BYTES)
+    except OSError as e:
+        raise LowbitError(f"{path}: cannot read the bitstream ({e.strerror or e})") from None
     if data.startswith(_BIT_MAGIC):
-        return parse_bit(data).part
+        try:
+            return parse_bit(data, size).part
+        except LowbitError as e:
+            raise LowbitError(f"{path}: {e}") from None
     m = re.search(rb"Part: ([A-Za-z0-9-]+)", data[:4096])
     return m.group(1).decode() if m else None
 
@@ -144,13 +164,18 @@ class FlashPlan:
 
 
 def _load_manifest(out: Path) -> dict:
+    """``build.json`` of the build in ``out``: an object whose ``board``, ``part``, ``flow`` and
+    ``bitstream`` entries, when present, are strings."""
     path = out / "build.json"
     if not path.is_file():
         raise LowbitError(f"{out}: no build.json; expected the output of 'lowbit build'")
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise LowbitError(f"{path}: not valid JSON ({e})") from None
+    doc = read_json(confine(out, "build.json", place="build directory"), "build manifest")
+    if not isinstance(doc, dict):
+        raise LowbitError(f"{path}: expected a JSON object, not {type(doc).__name__}")
+    for key in ("board", "part", "flow"):
+        if key in doc and not isinstance(doc[key], str):
+            raise LowbitError(f"{path}: key {key!r} must be a string, not {doc[key]!r}")
+    return doc
 
 
 def plan_flash(
@@ -173,17 +198,25 @@ def plan_flash(
     if via not in METHODS:
         raise LowbitError(f"--via must be one of {', '.join(METHODS)}, not {via!r}")
     manifest = _load_manifest(out)
-    if manifest.get("part") != board.part:
+    if manifest.get("part") != board.part or manifest.get("board") != board.name:
         raise LowbitError(
             f"{out} was built for {manifest.get('board')} (part {manifest.get('part')}), "
             f"not {board.name} (part {board.part})"
         )
-    bitstream = out / manifest.get("bitstream", "")
-    if not manifest.get("bitstream") or not bitstream.is_file():
+    name = manifest.get("bitstream")
+    where = str(out / "build.json")
+    bitstream = confine(out, name, where, "bitstream", "build directory") if name else out
+    if not name or not bitstream.is_file():
         hint = (
             " (run the Vivado plan first: sh build.sh)" if manifest.get("flow") == "vivado" else ""
         )
-        raise LowbitError(f"{out}: no bitstream {manifest.get('bitstream')!r}{hint}")
+        raise LowbitError(f"{out}: no bitstream {name!r}{hint}")
+    check(str(bitstream), "file size (bytes)", bitstream.stat().st_size, LIMITS.file_bytes)
+    if via == "fpga-manager" and not re.fullmatch(r"[\w.+-]+", bitstream.name):
+        raise LowbitError(
+            f"{where}: key 'bitstream' names {name!r}; the FPGA manager takes a file name of "
+            "letters, digits, '.', '_', '+' and '-'"
+        )
     named = bitstream_part(bitstream)
     if named is not None and not _part_matches(named, board):
         raise LowbitError(
@@ -297,8 +330,7 @@ def flash(plan: FlashPlan, *, timeout: float = 600) -> str:
                 "--via xsct needs Xilinx's xsct on PATH (Vitis or the Vivado Lab tools) and a "
                 "hardware server reaching the board's JTAG cable"
             )
-        script = plan.bitstream.with_name("flash.tcl")
-        script.write_text(plan.files["tcl"])
+        script = atomic_write(plan.bitstream.with_name("flash.tcl"), plan.files["tcl"])
         proc = subprocess.run([exe, str(script)], capture_output=True, text=True, timeout=timeout)
         if proc.returncode != 0:
             tail = (proc.stdout + proc.stderr).strip().splitlines()[-1:] or ["no output"]
@@ -313,7 +345,7 @@ def flash(plan: FlashPlan, *, timeout: float = 600) -> str:
             f"no FPGA manager at {files['flags'].parent} (is this the board, running Linux "
             f"with the FPGA manager? pass --sysfs-root for another root)"
         )
-    data = bit_to_bin(plan.bitstream.read_bytes())
+    data = bit_to_bin(read_limited(plan.bitstream, "bitstream"))
     try:
         files["bin"].parent.mkdir(parents=True, exist_ok=True)
         files["bin"].write_bytes(data)

@@ -26,6 +26,7 @@ from .. import LowbitError
 from .._io import atomic_write
 from ..hw.codec import StreamFormat
 from ..hw.verilog import TOPLEVEL
+from ..ir.files import confine, read_json
 from ..ir.graph import IntegerGraph
 from ..mapping.schedule import Schedule
 
@@ -110,15 +111,23 @@ class CompiledReport:
         for key in ("sim_verilog", "sim_verilog_sha256"):
             if key in doc and not isinstance(doc[key], str):
                 raise LowbitError(f"{source}: key {key!r} must be a string")
-        if not isinstance(doc["mapping"].get("cycles_per_image"), int):
-            raise LowbitError(f"{source}: key 'mapping.cycles_per_image' must be an integer")
+        if doc.get("zoo") is not None and not isinstance(doc["zoo"], dict):
+            raise LowbitError(
+                f"{source}: key 'zoo' must be a JSON object, not {type(doc['zoo']).__name__}"
+            )
+        cycles = doc["mapping"].get("cycles_per_image")
+        if not isinstance(cycles, int) or isinstance(cycles, bool) or cycles < 1:
+            raise LowbitError(
+                f"{source}: key 'mapping.cycles_per_image' must be a positive integer, not "
+                f"{cycles!r}"
+            )
         try:
             fmt = StreamFormat(**doc["stream_format"])
         except (TypeError, ValueError) as e:
             raise LowbitError(f"{source}: key 'stream_format': {e}") from None
         for key in ("verilog", "sim_verilog"):
             name = doc.get(key)
-            if name is not None and Path(name).name != name:
+            if name is not None and (Path(name).name != name or name in (".", "..")):
                 raise LowbitError(
                     f"{source}: key {key!r} must name a file in the directory, not {name!r}"
                 )
@@ -166,11 +175,12 @@ class CompiledDesign:
         return design
 
     def require(self, name: str) -> Path:
-        """The path of file ``name`` in the directory; refused when it is missing."""
+        """The path of file ``name`` in the directory; refused when it is missing, or when it (a
+        link) resolves outside the directory."""
         path = self.root / name
         if not path.is_file():
             raise LowbitError(f"{self.root}: missing {name}; {self.EXPECTED}")
-        return path
+        return confine(self.root, name)
 
     @property
     def model_path(self) -> Path:
@@ -194,16 +204,14 @@ class CompiledDesign:
 
     def load(self) -> tuple[IntegerGraph, Schedule]:
         """The graph and the schedule."""
-        return IntegerGraph.load(self.model_path), Schedule.load(self.schedule_path)
+        return IntegerGraph.load(self.require(self.MODEL)), Schedule.load(
+            self.require(self.SCHEDULE)
+        )
 
     def report(self) -> CompiledReport:
         """The parsed ``report.json``."""
         path = self.require(self.REPORT)
-        try:
-            doc = json.loads(path.read_text())
-        except (OSError, UnicodeDecodeError, ValueError, RecursionError) as e:
-            raise LowbitError(f"{path}: not a readable JSON report ({type(e).__name__})") from None
-        return CompiledReport.from_dict(doc, str(path))
+        return CompiledReport.from_dict(read_json(path, "report"), str(path))
 
     def write_report(self, report: CompiledReport) -> Path:
         """Write ``report.json`` atomically."""

@@ -63,14 +63,15 @@ def parse_json(text: str | bytes, where: str) -> Any:
 
 def read_limited(path: str | os.PathLike, what: str = "file") -> bytes:
     """The bytes of ``path``, refused when it is missing or longer than ``LIMITS.file_bytes``
-    (checked before reading, and again while reading, should the file grow)."""
+    (checked before reading; a file that grows meanwhile is read up to its checked size + 1)."""
     path = Path(path)
     if not path.is_file():
         raise LowbitError(f"{path}: no such {what}")
     try:
-        check(str(path), "file size (bytes)", path.stat().st_size, LIMITS.file_bytes)
-        with open(path, "rb") as f:
-            data = f.read(LIMITS.file_bytes + 1)
+        size = path.stat().st_size
+        check(str(path), "file size (bytes)", size, LIMITS.file_bytes)
+        with open(path, "rb") as f:  # read() allocates what it is asked for: ask for no more
+            data = f.read(size + 1)
     except OSError as e:
         raise LowbitError(f"{path}: cannot read the {what} ({e.strerror or e})") from None
     check(str(path), "file size (bytes)", len(data), LIMITS.file_bytes)

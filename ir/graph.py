@@ -806,7 +806,8 @@ def _node_from_meta(meta, i: int, arrays: NpzReader, shape: tuple[int, ...] | No
         raise LowbitError(
             f"{arrays.path}: node {i}: unknown op {op!r}; expected one of {', '.join(_OPS)}"
         )
-    dtypes = header_dtypes(meta, where)  # bit widths checked before any type is built
+    scores = meta.get("has_thresholds") is False  # a scores output is wider than activations
+    dtypes = header_dtypes(meta, where, scores)  # bit widths checked before any type is built
     if op == "MatMulThreshold":
         has = meta.get("has_thresholds")
         if not isinstance(has, bool):

@@ -192,12 +192,21 @@ def node_where(path: Path, i: int, meta: Any) -> str:
     return f"{path}: node {i} ({meta['name']!r})"
 
 
-def header_dtypes(meta: dict, where: str) -> dict[str, DataType]:
+SCORE_BITS = LIMITS.act_bits + LIMITS.weight_bits + LIMITS.tensor_elements.bit_length()
+"""Bits of a class score: a sum of at most ``LIMITS.tensor_elements`` products of an activation
+and a weight."""
+
+
+def header_dtypes(meta: dict, where: str, scores: bool = False) -> dict[str, DataType]:
     """The data types named by ``meta``'s ``input_dtype``, ``output_dtype`` and ``weight_dtype``
     entries (those present), each refused unless it is a type name of at most its limit's bits
-    (checked before the type is built: a ``POW2_k`` type computes ``2^(2^(k-1))``)."""
+    (checked before the type is built: a ``POW2_k`` type computes ``2^(2^(k-1))``). The output of
+    a node emitting ``scores`` may have up to :data:`SCORE_BITS`."""
     out = {}
-    for key, limit in _DTYPE_LIMITS.items():
+    for key, field in _DTYPE_LIMITS.items():
+        limit = getattr(LIMITS, field)
+        if scores and key == "output_dtype":
+            limit = SCORE_BITS
         if key not in meta:
             continue
         name = meta[key]
@@ -206,7 +215,7 @@ def header_dtypes(meta: dict, where: str) -> dict[str, DataType]:
         m = re.fullmatch(r"(?:UINT|INT|POW2_)([0-9]+)", name)
         if m:
             bits = int(m[1]) if len(m[1]) < 10 else math.inf
-            check(f"{where}: {key} {name}", "bit width", bits, getattr(LIMITS, limit))
+            check(f"{where}: {key} {name}", "bit width", bits, limit)
         try:
             out[key] = DataType.parse(name)
         except ValueError as e:

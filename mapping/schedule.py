@@ -35,14 +35,16 @@ from pathlib import Path
 
 from .. import LowbitError
 from .._io import atomic_write
-from ..boards import Board, get_board
+from ..boards import Board, board_names, get_board
 from ..hw.mvtu.spec import streams_weights
 from ..hw.registry import ENGINES as ENGINE_FAMILIES
 from ..hw.registry import NodeSpec, stitching, unit_spec
 from ..hw.sparse.layer_spec import check_act_density
 from ..hw.unit import UnitSpec
+from ..ir.files import parse_json, read_limited
 from ..ir.graph import IntegerGraph, MatMulThreshold, SlidingWindow, Threshold
 from ..ir.resources import RESOURCE_KINDS, Resources
+from ..limits import LIMITS, check
 
 __all__ = [
     "LayerFolding",
@@ -533,18 +535,15 @@ class Schedule:
         return path
 
     @classmethod
-    def from_json(cls, text: str, *, source: str = "<schedule>") -> "Schedule":
-        """Parse a schedule written by :meth:`to_json`.
+    def from_json(cls, text: str | bytes, *, source: str = "<schedule>") -> "Schedule":
+        """Parse a schedule written by :meth:`to_json` (text, or UTF-8 bytes).
 
         Raises
         ------
         LowbitError
             Naming ``source`` and the first bad field (``layers[1].simd``).
         """
-        try:
-            doc = json.loads(text)
-        except ValueError as e:
-            raise LowbitError(f"{source}: not a JSON document ({e})") from None
+        doc = parse_json(text, source)  # its depth bounded before parsing
         if not isinstance(doc, dict):
             raise LowbitError(f"{source}: expected a JSON object, not {type(doc).__name__}")
         if doc.get("format") != SCHEDULE_FORMAT or doc.get("version") != SCHEDULE_VERSION:
@@ -556,6 +555,8 @@ class Schedule:
         board, clock, layers = doc["board"], doc["clock_mhz"], doc["layers"]
         if not isinstance(board, str) or not board:
             _bad(source, "board", "a board name", board)
+        if not _known_board(board):
+            _bad(source, "board", f"a known board ({', '.join(board_names())})", board)
         if (
             isinstance(clock, bool)
             or not isinstance(clock, (int, float))
@@ -563,6 +564,7 @@ class Schedule:
             or clock <= 0
         ):
             _bad(source, "clock_mhz", "a positive number", clock)
+        check(f"{source}: field 'clock_mhz'", "clock frequency (MHz)", clock, LIMITS.clock_mhz)
         if not isinstance(layers, list) or not layers:
             _bad(source, "layers", "a non-empty list", layers)
         parsed = []
@@ -615,13 +617,7 @@ class Schedule:
     def load(cls, path: str | os.PathLike) -> "Schedule":
         """Read a schedule file; errors name the file and the bad field."""
         path = Path(path)
-        if not path.is_file():
-            raise LowbitError(f"{path}: no such schedule file")
-        try:
-            text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as e:
-            raise LowbitError(f"{path}: cannot read the schedule ({e})") from None
-        return cls.from_json(text, source=str(path))
+        return cls.from_json(read_limited(path, "schedule file"), source=str(path))
 
 
 _OPTIONAL = ("engine", "depth", "act_density", "weights")
@@ -727,6 +723,14 @@ def _utilisation(used, available) -> dict:
     else:
         fraction = 0.0 if not used else math.inf
     return {"used": used, "available": available, "fraction": fraction}
+
+
+def _known_board(name: str) -> bool:
+    try:
+        get_board(name)
+    except LowbitError:
+        return False
+    return True
 
 
 def _bad(source: str, field: str, expected: str, value) -> None:

@@ -239,3 +239,115 @@ def test_plan_dry_run_catches_broken_plans(compiled, tmp_path, edit, message):
     (out / name).write_text(text.replace(old, new))
     with pytest.raises(LowbitError, match=message):
         check_vivado_plan(out)
+
+
+# -- the build manifest and the bitstream it names, against careless and hostile edits (issue 17) --
+
+def _plan(out, board="pynq-z2", via="fpga-manager"):
+    from lowbit.deploy.flash import plan_flash
+
+    return plan_flash(out, board, via)
+
+
+@pytest.mark.parametrize("text, message", [
+    ("[1, 2]", r"build.json: expected a JSON object, not list$"),
+    ('"lowbit.bit"', r"build.json: expected a JSON object, not str$"),
+    ("[" * 100_000 + "]" * 100_000, r"build.json: JSON nesting depth 100000 exceeds lowbit's limit of 32$"),
+    ('{"board": "pynq-z2", "part": "xc7z020clg400-1", "bitstream": 5}',
+     r"build.json: key 'bitstream' must be a file name \(a string\), not 5$"),
+    ('{"board": ["pynq-z2"], "part": "xc7z020clg400-1", "bitstream": "lowbit.bit"}',
+     r"build.json: key 'board' must be a string, not \['pynq-z2'\]$"),
+    (b'{"board": "\xff"}', r"build.json: not UTF-8 text"),
+], ids=["list", "string", "deep", "bitstream a number", "board a list", "not UTF-8"])
+def test_malformed_manifests_are_refused_naming_the_key(tmp_path, text, message):
+    from lowbit import LowbitError
+
+    out = _fake_zynq_build(tmp_path, "7z020clg400")
+    path = out / "build.json"
+    path.write_bytes(text if isinstance(text, bytes) else text.encode())
+    with pytest.raises(LowbitError, match="^" + re.escape(str(path)) + message.removeprefix("build.json")):
+        _plan(out)
+
+
+def _outside_bitstream(tmp_path: Path, out: Path, how: str) -> Path:
+    outside = tmp_path / "elsewhere" / "other.bit"
+    outside.parent.mkdir()
+    outside.write_bytes(handmade_bit("7z020clg400", bytes(range(16, 32))))
+    manifest = json.loads((out / "build.json").read_text())
+    if how == "symlink":
+        (out / "lowbit.bit").unlink()
+        (out / "lowbit.bit").symlink_to(outside)
+    else:
+        manifest["bitstream"] = str(outside) if how == "absolute" else "../elsewhere/other.bit"
+        (out / "build.json").write_text(json.dumps(manifest))
+    return outside
+
+
+@pytest.mark.parametrize("how", ["relative", "absolute", "symlink"])
+def test_flash_never_reads_a_bitstream_outside_the_build(tmp_path, how):
+    """A dry run refuses it, and --yes programs nothing (the FPGA manager gets no firmware)."""
+    out = _fake_zynq_build(tmp_path, "7z020clg400")
+    outside = _outside_bitstream(tmp_path, out, how)
+    root = tmp_path / "root"
+    mgr = root / "sys" / "class" / "fpga_manager" / "fpga0"
+    mgr.mkdir(parents=True)
+    for yes in ([], ["--yes"]):
+        proc = run("flash", out, "--board", "pynq-z2", "--via", "fpga-manager", "--sysfs-root", root, *yes)
+        assert_clean_error(proc, re.escape(f"{out / 'build.json'}: key 'bitstream' names ")
+                           + ".*" + re.escape(f"which resolves to {outside}, outside the build directory {out}"))
+        assert len(proc.stderr.splitlines()) <= 3
+    assert not (root / "lib").exists() and not (mgr / "firmware").exists()
+
+
+def test_flash_refuses_a_build_for_another_board_of_the_same_part(tmp_path):
+    """pynq-z2 and arty-z7-20 share the xc7z020clg400-1: the manifest's board decides."""
+    out = _fake_zynq_build(tmp_path, "7z020clg400")
+    proc = run("flash", out, "--board", "arty-z7-20", "--via", "fpga-manager")
+    assert_clean_error(proc, re.escape(f"{out} was built for pynq-z2 (part xc7z020clg400-1), not arty-z7-20 "
+                                       "(part xc7z020clg400-1)"))
+    assert _plan(out, "pynq-z2").board.name == "pynq-z2"
+
+
+def test_flash_dry_run_reads_only_the_bitstream_header(tmp_path):
+    """A 900 MiB bitstream (sparse) planned by a process whose address space is capped at 400 MiB;
+    one over the file limit is refused without reading it."""
+    from lowbit.limits import LIMITS
+
+    out = _fake_zynq_build(tmp_path, "7z020clg400")
+    size = 900 << 20
+    head = handmade_bit("7z020clg400", b"")[:-4]
+    with open(out / "lowbit.bit", "wb") as f:
+        f.write(head + (size - len(head) - 4).to_bytes(4, "big"))
+        f.truncate(size)
+    code = ("import resource, sys; resource.setrlimit(resource.RLIMIT_AS, (400 << 20, 400 << 20)); "
+            "from lowbit.cli.app import main; sys.exit(main(sys.argv[1:]))")
+    argv = [sys.executable, "-c", code, "flash", str(out), "--board", "pynq-z2", "--via", "fpga-manager"]
+    proc = subprocess.run(argv, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert "dry run" in proc.stdout
+    with open(out / "lowbit.bit", "r+b") as f:
+        f.truncate(LIMITS.file_bytes + 1)
+    proc = subprocess.run(argv, capture_output=True, text=True)
+    assert_clean_error(proc, re.escape(f"{out / 'lowbit.bit'}: file size (bytes) {LIMITS.file_bytes + 1} "
+                                       f"exceeds lowbit's limit of {LIMITS.file_bytes}"))
+
+
+def test_xsct_script_replaces_a_symlink_instead_of_writing_through_it(tmp_path):
+    """flash.tcl in the build is a link to a file elsewhere: --yes writes a new flash.tcl and
+    leaves that file alone (a stand-in xsct on PATH)."""
+    import os
+
+    out = _fake_zynq_build(tmp_path, "7z020clg400")
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep me\n")
+    (out / "flash.tcl").symlink_to(victim)
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "xsct").write_text("#!/bin/sh\nexit 0\n")
+    (bin_dir / "xsct").chmod(0o755)
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"}
+    proc = subprocess.run(LOWBIT + ["flash", str(out), "--board", "pynq-z2", "--via", "xsct", "--yes"],
+                          capture_output=True, text=True, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert victim.read_text() == "keep me\n"
+    assert not (out / "flash.tcl").is_symlink() and "fpga -file {" in (out / "flash.tcl").read_text()
