@@ -19,6 +19,7 @@ import onnx
 
 from ...ir.datatypes import BIPOLAR, TERNARY, DataType, Kind
 from ...ir.graph import GlobalAccPool, MaxPool, SlidingWindow
+from ...limits import LIMITS
 from ..streamline import (
     Affine,
     BipolarQuantizer,
@@ -76,6 +77,8 @@ __all__ = [
 ]
 
 _FLOAT_TYPES = {onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE}
+_ACC_BITS = 64
+"""The widest accumulator a ``Trunc`` may declare as its input bit width."""
 
 
 def _per_tensor_or_channel(lw, node, act, v: np.ndarray, what: str) -> np.ndarray:
@@ -205,6 +208,7 @@ def quant(lw, node, ins, a):
     act = ins[0]
     scale, zp = _quant_params(lw, node, a)
     bits = int(lw.fconst(node, node.input[3]).reshape(-1)[0])
+    lw.limit(node, "activation bit width", bits, LIMITS.act_bits)
     signed, narrow = bool(a.get("signed", 1)), bool(a.get("narrow", 0))
     s = _per_tensor_or_channel(lw, node, act, scale, "scale")
     z = _per_tensor_or_channel(lw, node, act, zp, "zero point")
@@ -227,12 +231,6 @@ def bipolar_quant(lw, node, ins, a):
     return lw.elementwise(node, act, BipolarQuantizer(fraction_array(s)))
 
 
-_TRUNC_INPUTS = (
-    "expected 5 (QONNX Trunc v1: x, scale, zero point, input bit width, output bit width) or 6 "
-    "(v2: x, scale, zero point, input bit width, output scale, output bit width)"
-)
-
-
 def _bit_width(lw, node, name: str, what: str) -> int:
     """The constant ``name`` as a positive integer bit width."""
     v = lw.scalar(node, name, what)
@@ -247,9 +245,7 @@ def trunc(lw, node, ins, a):
     (six, Brevitas' order: the output scale before the output bit width) shifts by the power of
     two nearest ``output scale / scale`` and clips to the output bit width. An output wider than
     the input is an exact left shift."""
-    act = ins[0]
-    if len(node.input) not in (5, 6):
-        raise lw.err(node, f"has {len(node.input)} inputs; {_TRUNC_INPUTS}")
+    act = ins[0]  # five or six operands (the op table's schema)
     s = _per_tensor_or_channel(lw, node, act, _scale(lw, node), "scale")
     zp = lw.fconst(node, node.input[2], "zero point")
     z = _per_tensor_or_channel(lw, node, act, zp, "zero point")
@@ -258,6 +254,9 @@ def trunc(lw, node, ins, a):
     if len(node.input) == 5:
         ibw = _bit_width(lw, node, node.input[3], "input bit width")
         obw = _bit_width(lw, node, node.input[4], "output bit width")
+        if ibw > _ACC_BITS:
+            raise lw.err(node, f"input bit width {ibw} exceeds the {_ACC_BITS}-bit accumulators")
+        lw.limit(node, "output bit width", obw, LIMITS.act_bits)
         shift = Fraction(2) ** (ibw - obw)
         out = lw.elementwise(
             node,
@@ -274,6 +273,7 @@ def trunc(lw, node, ins, a):
         )
         return lw.elementwise(node, out, Affine(fraction_array(np.ones(act.channels)), offset))
     obw = _bit_width(lw, node, node.input[5], "output bit width")
+    lw.limit(node, "output bit width", obw, LIMITS.act_bits)
     os_ = lw.fconst(node, node.input[4], "output scale")
     if (os_ <= 0).any():
         raise lw.err(node, f"output scale must be positive, found {os_.min():g}")
@@ -307,6 +307,7 @@ def multi_threshold(lw, node, ins, a):
     t = lw.fconst(node, node.input[1], "thresholds")
     if t.ndim != 2:
         raise lw.err(node, f"thresholds must have shape (C, k), not {t.shape}")
+    lw.limit(node, "thresholds per channel", t.shape[1], LIMITS.thresholds)
     if (np.diff(t, axis=1) < 0).any():
         raise lw.err(node, "each row of thresholds must be sorted ascending")
     layout = a.get("data_layout", "")
@@ -320,6 +321,7 @@ def multi_threshold(lw, node, ins, a):
             f"thresholds have {t.shape[0]} rows, but the channel axis has "
             f"{act.idx.shape[axis]} channels",
         )
+    lw.limit(node, "thresholds in all", t.shape[1] * act.channels, LIMITS.tensor_elements)
     rows = np.array([t[0 if t.shape[0] == 1 else int(ch)] for ch in lch])
     return lw.elementwise(
         node,
@@ -392,6 +394,15 @@ def reshape_like(lw, node, ins, a):
     the activation's layout (``idx``), the batch axis kept first; no data moves."""
     act = ins[0]
     rest = [x if not isinstance(x, QConst) else x.value for x in ins[1:]]
+    if lw.ops[node.op_type].reshape and len(rest) > 0 and rest[0] is not None:  # a target shape
+        target = np.asarray(rest[0]).reshape(-1)
+        if target.dtype.kind not in "iuf" or (target != np.round(target)).any() or (
+            target < -1
+        ).any():
+            raise lw.err(node, f"shape {target.tolist()} must hold integers >= -1")
+        known = math.prod(int(d) for d in target if d > 0)
+        shape = target.astype(np.int64).tolist()
+        lw.limit(node, f"shape {shape}: element count", known, LIMITS.tensor_elements)
     try:
         out = lw.execute(node, [act.idx[None]] + rest)[0]
     except ValueError as e:
@@ -654,22 +665,32 @@ def _image(lw, node, x: Act, nchw=True) -> tuple[int, int, int]:
     return h, w, c
 
 
-def _geometry(lw, node, a, kshape) -> tuple[int, int, int]:
-    """Kernel, stride and padding of a square 2-D window with symmetric padding."""
-    k = list(kshape)
+def _geometry(
+    lw, node, a, kshape, names=("kernel_shape", "strides", "pads")
+) -> tuple[int, int, int]:
+    """Kernel, stride and padding of a square 2-D window with symmetric padding (``names``: the
+    attributes holding them); every value is checked before any is used."""
+    kname, sname, pname = names
+    k = [int(v) for v in kshape]
     if len(k) != 2:
         raise lw.err(node, f"only 2-D kernels are supported, not {k}")
+    if min(k) < 1:
+        raise lw.err(node, f"{kname} {k} must hold positive sizes")
     if k[0] != k[1]:
         raise lw.err(
             node, f"kernel {tuple(k)} is not square; lowbit's sliding window needs a square kernel"
         )
+    s = list(a.get(sname, [1, 1]))
+    if len(s) != 2 or min(s) < 1:
+        raise lw.err(node, f"attribute {sname!r} {s} must hold 2 positive integers")
+    pads = list(a.get(pname, [0, 0, 0, 0]))
+    if len(pads) != 4 or min(pads) < 0:
+        raise lw.err(node, f"attribute {pname!r} {pads} must hold 4 non-negative integers")
     if any(d != 1 for d in a.get("dilations", [1, 1])):
         raise lw.err(node, f"dilations {list(a['dilations'])} are not supported; use dilation 1")
-    s = list(a.get("strides", [1, 1]))
     if s[0] != s[1]:
-        raise lw.err(node, f"strides {s} differ; lowbit needs equal strides")
+        raise lw.err(node, f"{sname} {s} differ; lowbit needs equal strides")
     auto = a.get("auto_pad", "NOTSET")
-    pads = list(a.get("pads", [0, 0, 0, 0]))
     if auto in ("SAME_UPPER", "SAME_LOWER"):
         if s[0] != 1 or k[0] % 2 == 0:
             raise lw.err(
@@ -682,11 +703,23 @@ def _geometry(lw, node, a, kshape) -> tuple[int, int, int]:
         raise lw.err(node, f"auto_pad {auto!r} is not supported")
     if len(set(pads)) > 1:
         raise lw.err(
-            node, f"pads {pads} are not symmetric; lowbit needs the same padding on every side"
+            node, f"{pname} {pads} are not symmetric; lowbit needs the same padding on every side"
         )
     if a.get("ceil_mode", 0):
         raise lw.err(node, "ceil_mode 1 is not supported; use ceil_mode 0 (pad the input instead)")
     return k[0], s[0], pads[0]
+
+
+def _window(lw, node, h: int, w: int, k: int, s: int, p: int, kname="kernel_shape"):
+    """The output height and width of a ``k x k`` window of stride ``s`` on an ``h x w`` image
+    padded by ``p``; a kernel larger than the padded image is refused."""
+    if k > min(h, w) + 2 * p:
+        raise lw.err(
+            node,
+            f"{kname} {k}x{k} does not fit the {h}x{w} input (pads {p}); expected a kernel of at "
+            f"most {min(h, w) + 2 * p}",
+        )
+    return (h + 2 * p - k) // s + 1, (w + 2 * p - k) // s + 1
 
 
 def _pad_code(lw, node, x: Codes) -> int:
@@ -724,8 +757,11 @@ def conv(lw, node, ins, a):
     if codes.ndim != 4:
         raise lw.err(node, f"weights must be (OC, IC/group, kH, kW), not {codes.shape}")
     k, s, p = _geometry(lw, node, a, codes.shape[2:])
+    oh, ow = _window(lw, node, h, w_, k, s, p, "kernel (weights shape)")
     group = a.get("group", 1)
     oc = codes.shape[0]
+    if group < 1:
+        raise lw.err(node, f"attribute 'group' {group} must be a positive integer")
     if c % group or oc % group or codes.shape[1] != c // group:
         raise lw.err(
             node, f"weights {codes.shape} do not match {c} input channels in {group} groups"
@@ -733,6 +769,7 @@ def conv(lw, node, ins, a):
     if p and x.dtype.kind is Kind.BIPOLAR:  # binary activations have no zero: give them one
         x = lw.with_zero(node, x) or x
     pad_value = _pad_code(lw, node, x) if p else 0
+    lw.limit(node, "weights of the dense kernel", oc * k * k * c, LIMITS.tensor_elements)
     dense = np.zeros((oc, k, k, c), dtype=np.int64)  # weight values (+-1 for bipolar weights)
     og, cg = oc // group, c // group
     for g in range(group):
@@ -740,7 +777,6 @@ def conv(lw, node, ins, a):
         dense[g * og : (g + 1) * og, :, :, g * cg : (g + 1) * cg] = blk
     if group > 1 and dt.kind is Kind.BIPOLAR:
         dt = TERNARY
-    oh, ow = (h + 2 * p - k) // s + 1, (w_ + 2 * p - k) // s + 1
     if k > 1 or s > 1 or p:
         lw.emit(SlidingWindow(f"{node.name}_im2col", k, s, p, pad_value), node.name)
     wmat = dense.reshape(oc, k * k * c)
@@ -758,17 +794,11 @@ def im2col(lw, node, ins, a):
     """FINN ``Im2Col`` of an NHWC image: a sliding window; its columns are the codes."""
     x = lw.codes(node, ins[0])
     h, w_, c = _image(lw, node, x, nchw=False)
-    ks, st = list(a["kernel_size"]), list(a["stride"])
-    pads = list(a.get("pad_amount", [0, 0, 0, 0]))
-    if ks[0] != ks[1] or st[0] != st[1] or len(set(pads)) > 1:
-        raise lw.err(node, "needs a square kernel, equal strides and symmetric padding")
-    if any(d != 1 for d in a.get("dilations", [1, 1])):
-        raise lw.err(node, "dilations must be 1")
-    k, s, p = ks[0], st[0], pads[0]
+    k, s, p = _geometry(lw, node, a, a["kernel_size"], ("kernel_size", "stride", "pad_amount"))
+    oh, ow = _window(lw, node, h, w_, k, s, p, "kernel_size")
     pv = int(a.get("pad_value", 0))
     pad_code = (pv + 1) // 2 if x.dtype.kind is Kind.BIPOLAR else pv
     lw.emit(SlidingWindow(node.name, k, s, p, pad_code), node.name)
-    oh, ow = (h + 2 * p - k) // s + 1, (w_ + 2 * p - k) // s + 1
     cc = k * k * c
     return Codes(
         image_idx(cc, oh, ow, nchw=False),
@@ -784,6 +814,7 @@ def _maxpool(lw, node, x: Act, k, s, nchw):
     """A max-pool of codes (emitted now) or of a pending layer (after its thresholds)."""
     if isinstance(x, Codes):
         h, w_, c = _image(lw, node, x, nchw)
+        oh, ow = _window(lw, node, h, w_, k, s, 0)
         if any(sc <= 0 for sc in x.scale):
             raise lw.err(node, "max-pool of codes with a negative scale is not supported")
         if x.dtype.kind not in (Kind.BIPOLAR, Kind.UINT):
@@ -792,10 +823,10 @@ def _maxpool(lw, node, x: Act, k, s, nchw):
         out: Codes | Pending = x
     elif isinstance(x, Pending):
         h, w_, c = _image(lw, node, x, nchw)
+        oh, ow = _window(lw, node, h, w_, k, s, 0)
         out = replace(x, pools=x.pools + (Pool(node.name, k, s),))
     else:
         raise lw.err(node, "max-pool of the float input is not supported; quantize the input first")
-    oh, ow = (h - k) // s + 1, (w_ - k) // s + 1
     return replace(out, idx=image_idx(c, oh, ow, nchw), phys=(oh, ow, c))
 
 
@@ -822,11 +853,12 @@ def average_pool(lw, node, ins, a):
         raise lw.err(node, "padding is not supported for AveragePool; use pads 0")
     x = lw.codes(node, ins[0])
     h, w_, c = _image(lw, node, x)
+    oh, ow = _window(lw, node, h, w_, k, s, 0)
+    lw.limit(node, "weights of the dense kernel", c * k * k * c, LIMITS.tensor_elements)
     dense = np.zeros((c, k, k, c), dtype=np.int64)
     for ch in range(c):
         dense[ch, :, :, ch] = 1
     lw.emit(SlidingWindow(f"{node.name}_im2col", k, s, 0, 0), node.name)
-    oh, ow = (h - k) // s + 1, (w_ - k) // s + 1
     act = _pending_matmul(
         lw,
         node,

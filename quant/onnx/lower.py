@@ -30,6 +30,7 @@ from onnx import numpy_helper
 from ... import LowbitError
 from ...ir.datatypes import TERNARY, DataType, Kind
 from ...ir.graph import MatMulThreshold, MaxPool
+from ...limits import LIMITS, check
 from ..streamline import Affine, fraction_array
 from . import ops as onnx_ops
 from .ops import OPS, OpSpec
@@ -40,6 +41,9 @@ from .states import Act, Codes, Layer, Pending, QConst, Raw, detect_codes, weigh
 __all__ = ["Lowered", "Lowering", "lower"]
 
 log = logging.getLogger(__name__)
+
+_USER_ERRORS = (ValueError, ZeroDivisionError, OverflowError)
+"""What a handler raises for a model it cannot lower (the lowering names the node)."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -107,6 +111,7 @@ class Lowering:
             t.name: numpy_helper.to_array(t) for t in source.model.graph.initializer
         }
         self.env[source.input_name] = source.input
+        self.producers = {o: n for n in source.model.graph.node for o in n.output if o}
         self.input_act: tuple[Codes, str | None, np.ndarray] | None = None
         self.input_chain: tuple = ()
         self.last_solved: Codes | None = None  # the codes of the layer emitted last
@@ -114,6 +119,11 @@ class Lowering:
     def err(self, node, msg) -> LowbitError:
         """The error for ``node``: names the file, the node and its op type."""
         return node_error(self.label, node.name, node.op_type, msg)
+
+    def limit(self, node, quantity: str, value: int, limit: int) -> None:
+        """Refuse ``value`` of ``quantity`` at ``node`` above ``limit`` (one of
+        :data:`~lowbit.limits.LIMITS`), before the work or allocation it sizes."""
+        check(f"{self.label}: node {node.name!r} ({node.op_type})", quantity, value, limit)
 
     # the walk -----------------------------------------------------------------------------------
     def walk(self) -> Lowered:
@@ -134,7 +144,7 @@ class Lowering:
                 )
             try:
                 out = self.ops[node.op_type].lower(self, node, ins, onnx_ops.attributes(node))
-            except (ValueError, ZeroDivisionError, OverflowError) as e:
+            except _USER_ERRORS as e:
                 raise self.err(node, str(e)) from None
             self.env[node.output[0]] = out  # an activation, or a constant (Shape)
         out = self.env[self.model.graph.output[0].name]
@@ -172,7 +182,10 @@ class Lowering:
         a = onnx_ops.attributes(node)
         row = self.ops[node.op_type]
         if row.fold is not None and ins[0] is not None:
-            self.env[node.output[0]] = row.fold(self, node, ins, a)
+            try:
+                self.env[node.output[0]] = row.fold(self, node, ins, a)
+            except _USER_ERRORS as e:
+                raise self.err(node, str(e)) from None
             return
         if row.relayout and isinstance(ins[0], QConst):
             rest = ins[1:]
@@ -300,6 +313,14 @@ class Lowering:
             dtype = weight_dtype(codes)
         if dtype.kind is Kind.BIPOLAR and not set(np.unique(codes).tolist()) <= {-1, 1}:
             dtype = weight_dtype(codes)
+        where = f"{self.label}: node {node.name!r} ({node.op_type}): weights {name!r}"
+        q = self.producers.get(name)
+        if q is not None:  # the quantizer that typed them is where the bit width was chosen
+            where = (
+                f"{self.label}: node {q.name!r} ({q.op_type}): weights {name!r} read by node "
+                f"{node.name!r} ({node.op_type})"
+            )
+        check(where, f"({dtype}) bit width", dtype.bits, LIMITS.weight_bits)
         return codes, row_scale, dtype
 
     # the activation -----------------------------------------------------------------------------

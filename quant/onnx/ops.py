@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import MappingProxyType
 
 import numpy as np
@@ -32,6 +32,8 @@ from .executors import Executor, Reference, attributes, per_axis, qonnx_int_rang
 
 __all__ = [
     "OpSpec",
+    "Schema",
+    "check_node",
     "OPS",
     "SUPPORTED_OPS",
     "QONNX_DOMAIN",
@@ -51,6 +53,45 @@ QONNX_DOMAIN = "qonnx.custom_op.general"
 
 Handler = Callable[..., object]
 """An importer handler: ``(lowering, node, ins, attrs) -> output`` (:mod:`.handlers`)."""
+
+_A = onnx.AttributeProto
+FLOAT_TYPES = frozenset(
+    {
+        onnx.TensorProto.FLOAT,
+        onnx.TensorProto.DOUBLE,
+        onnx.TensorProto.FLOAT16,
+        onnx.TensorProto.BFLOAT16,
+    }
+)
+"""The float tensor types (what a :attr:`Schema.float_inputs` operand must have)."""
+
+
+@dataclass(frozen=True)
+class Schema:
+    """The operands, outputs and attributes a node of a custom operator must have; the operators
+    of the ONNX default domain are checked against ONNX's own schema for the model's opset
+    (:func:`check_node`).
+
+    Parameters
+    ----------
+    inputs : (int, int)
+        The fewest and the most operands; the first ``inputs[0]`` must be named (present).
+    attrs : mapping of str to int
+        The type (``onnx.AttributeProto.INT``, ``FLOAT``, ``STRING``, ``INTS``...) of each attribute
+        the operator reads; attributes it does not read are ignored.
+    required : tuple of str
+        The attributes that must be given.
+    float_inputs : tuple of int
+        The operands that must be float tensors (the QONNX quantizers quantize floats).
+    operands : str
+        What the operands are, for the message refusing another count (``""``: their count).
+    """
+
+    inputs: tuple[int, int]
+    attrs: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
+    required: tuple[str, ...] = ()
+    float_inputs: tuple[int, ...] = ()
+    operands: str = ""
 
 
 @dataclass(frozen=True)
@@ -89,6 +130,10 @@ class OpSpec:
         It only reshapes its operand 0 (the element order kept): :func:`run` applies it to each row
         of a batch computed from the input when its other operands are constants, as a batch-1
         export applies its constant target shape (``x.view(1, -1)``) to its one row.
+    schema : Schema or None
+        The operands and attributes of a custom operator (:func:`check_node` checks every node
+        against it before anything runs); ``None`` for the ONNX operators, checked against ONNX's
+        schema.
     """
 
     domain: str
@@ -103,10 +148,54 @@ class OpSpec:
     relayout: bool = False
     nhwc: bool = False
     reshape: bool = False
+    schema: Schema | None = None
 
 
 _ALL = Reference(f64=None)  # every input in float64, as the executor holds every float tensor
 _Q = QONNX_DOMAIN
+# the schemas of the custom operators (QONNX and FINN define them in prose; these are the
+# operands and attributes the handlers and executors read)
+_ROUNDING = {"rounding_mode": _A.STRING, "signed": _A.INT, "narrow": _A.INT}
+_QUANT = Schema((4, 4), MappingProxyType(_ROUNDING), float_inputs=(0,))
+_TRUNC = Schema(
+    (5, 6),
+    MappingProxyType(_ROUNDING),
+    float_inputs=(0,),
+    operands="5 (QONNX Trunc v1: x, scale, zero point, input bit width, output bit width) or 6 "
+    "(v2: x, scale, zero point, input bit width, output scale, output bit width)",
+)
+_MULTI_THRESHOLD = Schema(
+    (2, 2),
+    MappingProxyType(
+        {
+            "out_scale": _A.FLOAT,
+            "out_bias": _A.FLOAT,
+            "data_layout": _A.STRING,
+            "out_dtype": _A.STRING,
+        }
+    ),
+)
+_WINDOW = {"strides": _A.INTS, "pads": _A.INTS, "dilations": _A.INTS, "ceil_mode": _A.INT}
+_POOL = Schema(
+    (1, 1),
+    MappingProxyType({"kernel_shape": _A.INTS, "auto_pad": _A.STRING, **_WINDOW}),
+    ("kernel_shape",),
+)
+_IM2COL = Schema(
+    (1, 1),
+    MappingProxyType(
+        {
+            "kernel_size": _A.INTS,
+            "stride": _A.INTS,
+            "pad_amount": _A.INTS,
+            "pad_value": _A.INT,
+            "dilations": _A.INTS,
+            "input_shape": _A.STRING,
+            "depthwise": _A.INT,
+        }
+    ),
+    ("kernel_size", "stride"),
+)
 
 
 def _rows(*specs: OpSpec) -> Mapping[str, OpSpec]:
@@ -130,14 +219,20 @@ OPS: Mapping[str, OpSpec] = _rows(
     ),
     OpSpec("", "MatMul", _ALL, hd.matmul, quantize_input=True, weight_axis=lambda a: 1),
     OpSpec("", "Conv", ex.conv, hd.conv, quantize_input=True, weight_axis=lambda a: 0),
-    OpSpec(_Q, "XnorPopcountMatMul", ex.xnor_popcount_matmul, hd.xnor_popcount_matmul),
+    OpSpec(
+        _Q,
+        "XnorPopcountMatMul",
+        ex.xnor_popcount_matmul,
+        hd.xnor_popcount_matmul,
+        schema=Schema((2, 2)),
+    ),
     OpSpec("", "MatMulInteger", Reference(), hd.matmul_integer),
     OpSpec("", "QLinearMatMul", ex.qlinear_matmul, hd.qlinear_matmul),
     OpSpec("", "QLinearConv", ex.qlinear_conv, hd.qlinear_conv),
-    OpSpec(_Q, "Im2Col", ex.im2col, hd.im2col, nhwc=True),
+    OpSpec(_Q, "Im2Col", ex.im2col, hd.im2col, nhwc=True, schema=_IM2COL),
     # pools
     OpSpec("", "MaxPool", ex.max_pool, hd.max_pool, keeps_grid=True),
-    OpSpec(_Q, "MaxPoolNHWC", ex.max_pool_nhwc, hd.max_pool_nhwc, nhwc=True),
+    OpSpec(_Q, "MaxPoolNHWC", ex.max_pool_nhwc, hd.max_pool_nhwc, nhwc=True, schema=_POOL),
     OpSpec("", "AveragePool", ex.average_pool, hd.average_pool, quantize_input=True),
     OpSpec("", "GlobalAveragePool", _ALL, hd.global_average_pool, keeps_grid=True),
     OpSpec("", "ReduceSum", Reference(f64=(0,), ints=(1,)), hd.reduce_sum),
@@ -154,9 +249,9 @@ OPS: Mapping[str, OpSpec] = _rows(
     OpSpec("", "Cast", ex.cast, hd.cast),
     OpSpec("", "GreaterOrEqual", _ALL, hd.greater_or_equal),
     # quantizers
-    OpSpec(_Q, "Quant", ex.quant, hd.quant, quantizer=True, fold=hd.fold_quant),
+    OpSpec(_Q, "Quant", ex.quant, hd.quant, quantizer=True, fold=hd.fold_quant, schema=_QUANT),
     # IntQuant is Quant's newer name; post-training quantization has not treated it as a quantizer
-    OpSpec(_Q, "IntQuant", ex.quant, hd.quant, fold=hd.fold_quant),
+    OpSpec(_Q, "IntQuant", ex.quant, hd.quant, fold=hd.fold_quant, schema=_QUANT),
     OpSpec(
         _Q,
         "BipolarQuant",
@@ -164,9 +259,17 @@ OPS: Mapping[str, OpSpec] = _rows(
         hd.bipolar_quant,
         quantizer=True,
         fold=hd.fold_bipolar_quant,
+        schema=Schema((2, 2), float_inputs=(0,)),
     ),
-    OpSpec(_Q, "Trunc", ex.trunc, hd.trunc),
-    OpSpec(_Q, "MultiThreshold", ex.multi_threshold, hd.multi_threshold, quantizer=True),
+    OpSpec(_Q, "Trunc", ex.trunc, hd.trunc, schema=_TRUNC),
+    OpSpec(
+        _Q,
+        "MultiThreshold",
+        ex.multi_threshold,
+        hd.multi_threshold,
+        quantizer=True,
+        schema=_MULTI_THRESHOLD,
+    ),
     OpSpec("", "Sign", _ALL, hd.sign, quantizer=True),
     OpSpec("", "QuantizeLinear", ex.quantize_linear, hd.quantize_linear, quantizer=True),
     OpSpec(
@@ -202,6 +305,74 @@ OPS: Mapping[str, OpSpec] = _rows(
 
 SUPPORTED_OPS = frozenset(OPS)
 """The names of the supported operators (the keys of :data:`OPS`)."""
+
+
+_SCHEMA_TYPES = {
+    getattr(onnx.defs.OpSchema.AttrType, n): _A.AttributeType.Value(n)
+    for n in _A.AttributeType.keys()
+    if hasattr(onnx.defs.OpSchema.AttrType, n)
+}
+"""ONNX's schema attribute types as ``AttributeProto`` types."""
+
+
+def _onnx_schema(node: onnx.NodeProto, opset: int) -> Schema | None:
+    """ONNX's schema of a default-domain ``node`` at ``opset`` as a :class:`Schema` (``None`` for
+    an operator ONNX does not define)."""
+    try:
+        s = onnx.defs.get_schema(node.op_type, opset, "")
+    except onnx.defs.SchemaError:
+        return None
+    required = tuple(k for k, v in s.attributes.items() if v.required)
+    attrs = MappingProxyType({k: _SCHEMA_TYPES[v.type] for k, v in s.attributes.items()})
+    return Schema((s.min_input, s.max_input), attrs, required)
+
+
+def check_node(
+    node: onnx.NodeProto, opset: int, table: Mapping[str, OpSpec] = OPS
+) -> Schema | None:
+    """Check ``node``'s operands, outputs and attributes against its schema (its row's
+    :attr:`OpSpec.schema` for custom operators, ONNX's for the default domain) before anything
+    reads them; returns that schema (``None``: an operator with neither, left to the later checks).
+
+    Raises
+    ------
+    ValueError
+        Naming the operand or attribute and what was expected.
+    """
+    row = table.get(node.op_type)
+    schema = row.schema if row is not None else None
+    if schema is None and node.domain in ("", "ai.onnx"):
+        schema = _onnx_schema(node, opset)
+    if schema is None:
+        return None
+    lo, hi = schema.inputs
+    n = len(node.input)
+    if not lo <= n <= hi:
+        want = str(lo) if lo == hi else f"{lo} to {hi}" if hi < 1 << 20 else f"at least {lo}"
+        want = f"expected {schema.operands}" if schema.operands else f"{node.op_type} takes {want}"
+        raise ValueError(f"has {n} input{'s' * (n != 1)}; {want}")
+    for i in range(lo):
+        if not node.input[i]:
+            raise ValueError(f"input {i} is empty; {node.op_type} needs its first {lo} inputs")
+    if not node.output or not node.output[0]:
+        raise ValueError("has no output")
+    given = set()
+    for a in node.attribute:
+        if a.name in given:
+            raise ValueError(f"attribute {a.name!r} is given twice")
+        given.add(a.name)
+        if a.type not in _A.AttributeType.values() or a.type == _A.UNDEFINED:
+            raise ValueError(f"attribute {a.name!r} has no valid type ({a.type})")
+        want_type = schema.attrs.get(a.name)
+        if want_type is not None and a.type != want_type:
+            raise ValueError(
+                f"attribute {a.name!r} must be {_A.AttributeType.Name(want_type)}, not "
+                f"{_A.AttributeType.Name(a.type)}"
+            )
+    for name in schema.required:
+        if name not in given:
+            raise ValueError(f"attribute {name!r} is missing; {node.op_type} requires it")
+    return schema
 
 
 def _opset(model: onnx.ModelProto) -> int:

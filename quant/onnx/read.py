@@ -12,9 +12,9 @@ from __future__ import annotations
 import difflib
 import logging
 import math
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath, PureWindowsPath
 
 import numpy as np
 import onnx
@@ -23,9 +23,10 @@ from onnx import helper, numpy_helper, shape_inference
 from ... import LowbitError
 from ...ir.boundary import InputQuant
 from ...ir.datatypes import DataType, Kind
+from ...limits import LIMITS, check
 from ..streamline import BipolarQuantizer, IntQuantizer, fraction_array
 from .executors import Reference, attributes
-from .ops import OPS, OpSpec
+from .ops import FLOAT_TYPES, OPS, OpSpec, check_node
 from .states import Act, Codes, Raw, image_idx
 
 __all__ = [
@@ -79,8 +80,9 @@ _HINTS = {
     "BinaryQuant": "BipolarQuant",
 }
 """The nearest supported form of common operators lowbit does not import."""
-FOLD_LIMIT = 1 << 24
-"""The most elements a tensor computed by constant folding (:func:`fold_constants`) may have."""
+FOLD_LIMIT = LIMITS.tensor_elements
+"""The most elements a tensor computed by constant folding (:func:`fold_constants`) may have:
+lowbit's limit on the elements of any one tensor (:data:`lowbit.limits.LIMITS`)."""
 _DEFAULT_DOMAINS = ("", "ai.onnx")
 _EVALUATE = Reference()  # onnx's reference evaluator, every input in its own type
 _FLOAT_TYPES = {onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE}
@@ -152,17 +154,33 @@ class Source:
 
 
 def load_model(source) -> tuple[onnx.ModelProto, str]:
-    """Read a model from a path, bytes or a ``ModelProto``; returns it and a label for messages."""
+    """Read a model from a path, bytes or a ``ModelProto``; returns it and a label for messages.
+
+    A model read from a path gets the tensors it stores in external files (ONNX external data)
+    read from the model's own directory (:func:`load_external_data`); a model given as bytes or a
+    ``ModelProto`` must hold its tensors itself.
+
+    Raises
+    ------
+    LowbitError
+        For a missing, empty, oversized (:data:`~lowbit.limits.LIMITS` ``.file_bytes``, checked
+        before reading) or unreadable file, or external data lowbit refuses.
+    """
     if isinstance(source, onnx.ModelProto):
+        load_external_data(source, "<model>", None)
         return source, "<model>"
+    base: Path | None = None
     if isinstance(source, (bytes, bytearray)):
         label, data = "<bytes>", bytes(source)
+        check(label, "model size (bytes)", len(data), LIMITS.file_bytes)
     else:
         path = Path(source)
         label = str(path)
         if not path.is_file():
             raise LowbitError(f"{label}: no such file")
+        check(label, "file size (bytes)", path.stat().st_size, LIMITS.file_bytes)
         data = path.read_bytes()
+        base = path.absolute().parent
     if not data:
         raise LowbitError(f"{label}: empty file; expected an ONNX model")
     model = onnx.ModelProto()
@@ -176,7 +194,155 @@ def load_model(source) -> tuple[onnx.ModelProto, str]:
         raise LowbitError(
             f"{label}: not an ONNX model (no graph nodes); truncated or wrong file type?"
         )
+    load_external_data(model, label, base)
     return model, label
+
+
+def _stored_tensors(model: onnx.ModelProto, label: str) -> Iterator[tuple[str, onnx.TensorProto]]:
+    """Every tensor the model stores, with the name messages give it: the initializers and the
+    tensor attributes of the nodes (``Constant`` values)."""
+    for t in model.graph.initializer:
+        yield f"{label}: initializer {t.name!r}", t
+    for i, node in enumerate(model.graph.node):
+        name = node.name or f"{node.op_type}_{i}"
+        for a in node.attribute:
+            where = f"{label}: node {name!r} ({node.op_type}): attribute {a.name!r}"
+            if a.type == onnx.AttributeProto.TENSOR:
+                yield where, a.t
+            elif a.type == onnx.AttributeProto.TENSORS:
+                yield from ((where, t) for t in a.tensors)
+
+
+def _elements(where: str, t: onnx.TensorProto) -> int:
+    """The number of elements ``t`` declares, checked against the limit before anything is read or
+    allocated."""
+    if any(d < 0 for d in t.dims):
+        raise LowbitError(f"{where}: shape {list(t.dims)} has a negative dimension")
+    size = math.prod(t.dims)
+    check(f"{where} of shape {list(t.dims)}", "element count", size, LIMITS.tensor_elements)
+    return size
+
+
+def _itemsize(where: str, t: onnx.TensorProto) -> int:
+    if t.data_type not in _NUMERIC:
+        raise LowbitError(
+            f"{where} has data type {onnx.TensorProto.DataType.Name(t.data_type)}; expected a "
+            "numeric tensor"
+        )
+    return np.dtype(helper.tensor_dtype_to_np_dtype(t.data_type)).itemsize
+
+
+def _check_tensor_data(where: str, t: onnx.TensorProto) -> None:
+    """Refuse a stored tensor whose data do not fill its declared shape exactly."""
+    size = _elements(where, t)
+    if t.data_type not in _NUMERIC:
+        return  # a string Constant: its values are its data (numeric initializers are checked)
+    if t.HasField("raw_data"):
+        need = size * _itemsize(where, t)
+        if len(t.raw_data) != need:
+            raise LowbitError(
+                f"{where}: raw data holds {len(t.raw_data)} bytes; its shape {list(t.dims)} of "
+                f"{onnx.TensorProto.DataType.Name(t.data_type)} needs {need}"
+            )
+        return
+    have = len(getattr(t, helper.tensor_dtype_to_field(t.data_type)))
+    if have != size:
+        raise LowbitError(
+            f"{where}: holds {have} values; its shape {list(t.dims)} needs {size}"
+            + (" (no data)" if have == 0 else "")
+        )
+
+
+def _external_field(where: str, info: Mapping[str, str], key: str) -> int | None:
+    if key not in info:
+        return None
+    try:
+        v = int(info[key])
+    except ValueError:
+        v = -1
+    if v < 0:
+        raise LowbitError(
+            f"{where}: external data {key} {info[key]!r} is not a non-negative integer"
+        )
+    return v
+
+
+def _external_path(where: str, base: Path, location: str) -> Path:
+    """The file ``location`` names inside the model's directory ``base``, refused when it is
+    absolute, climbs out with ``..`` or resolves (through symbolic links) outside ``base``."""
+    parts = PurePosixPath(location.replace("\\", "/")).parts
+    if (
+        not location
+        or PurePosixPath(location).is_absolute()
+        or PureWindowsPath(location).is_absolute()
+        or PureWindowsPath(location).drive
+        or ".." in parts
+    ):
+        raise LowbitError(
+            f"{where}: external data location {location!r} is not a relative path inside the "
+            "model's directory"
+        )
+    root = base.resolve()
+    path = (root / Path(*parts)).resolve()
+    if not path.is_relative_to(root):
+        raise LowbitError(
+            f"{where}: external data location {location!r} resolves to {str(path)!r}, outside "
+            f"the model's directory {str(root)!r}"
+        )
+    if not path.is_file():
+        raise LowbitError(
+            f"{where}: external data file {location!r} is not in the model's directory "
+            f"{str(root)!r}"
+        )
+    return path
+
+
+def load_external_data(model: onnx.ModelProto, label: str, base: Path | None) -> None:
+    """Read every tensor of ``model`` stored in an external file into the model (in place).
+
+    The files are read only from ``base``, the model's directory: a location that is absolute,
+    climbs out with ``..`` or resolves outside it through a symbolic link is refused, as are an
+    offset or length beyond the file, a length that is not the declared shape's size, and more
+    than the limits (:data:`~lowbit.limits.LIMITS`: elements of a tensor, bytes in all). ``base``
+    ``None`` (a model given as bytes or a ``ModelProto``) refuses external data.
+    """
+    total = 0
+    for where, t in _stored_tensors(model, label):
+        if t.data_location != onnx.TensorProto.EXTERNAL:
+            continue
+        if base is None:
+            raise LowbitError(
+                f"{where} stores its data in an external file; import the model from its path "
+                "so that the file is read from the model's directory"
+            )
+        info = {e.key: e.value for e in t.external_data}
+        need = _elements(where, t) * _itemsize(where, t)
+        path = _external_path(where, base, info.get("location", ""))
+        offset = _external_field(where, info, "offset") or 0
+        length = _external_field(where, info, "length")
+        size = path.stat().st_size
+        available = size - offset
+        if offset > size or (length is not None and length > available):
+            raise LowbitError(
+                f"{where}: external data (offset {offset}, length {length}) lies beyond the end "
+                f"of {info['location']!r} ({size} bytes)"
+            )
+        stored = available if length is None else length
+        if stored != need:
+            raise LowbitError(
+                f"{where}: external data holds {stored} bytes; its shape {list(t.dims)} of "
+                f"{onnx.TensorProto.DataType.Name(t.data_type)} needs {need}"
+            )
+        total += need
+        check(f"{label}: external data", "total size (bytes)", total, LIMITS.file_bytes)
+        with path.open("rb") as f:
+            f.seek(offset)
+            data = f.read(need)
+        if len(data) != need:  # the file shrank while it was read
+            raise LowbitError(f"{where}: external data file {info['location']!r} is truncated")
+        t.raw_data = data
+        del t.external_data[:]
+        t.data_location = onnx.TensorProto.DEFAULT
 
 
 def _opset(model) -> int | None:
@@ -375,6 +541,9 @@ def check_model(
                 f"{axis}; lowbit needs fixed shapes except the batch axis (export "
                 "with a fixed input size)"
             )
+    size = math.prod(d.dim_value for d in dims[1:])
+    where = f"{label}: input {inp.name!r} of shape {[d.dim_value for d in dims[1:]]}"
+    check(where, "element count", size, LIMITS.tensor_elements)
     for t in g.initializer:
         if t.data_type not in _NUMERIC:
             raise LowbitError(
@@ -382,6 +551,9 @@ def check_model(
                 f"{onnx.TensorProto.DataType.Name(t.data_type)}; expected a numeric "
                 "tensor"
             )
+    for where, t in _stored_tensors(model, label):
+        _check_tensor_data(where, t)
+    _check_nodes(model, label, v, table)
     model = fold_constants(model, label, table)
     g = model.graph
     known = {t.name for t in g.initializer} | {inp.name}
@@ -417,10 +589,60 @@ def check_model(
     if g.output[0].name not in known:
         raise LowbitError(f"{label}: output {g.output[0].name!r} is produced by no node")
     try:
-        return shape_inference.infer_shapes(model, strict_mode=True)
+        model = shape_inference.infer_shapes(model, strict_mode=True)
     except Exception as e:  # onnx raises InferenceError / ValidationError naming the failing node
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise LowbitError(f"{label}: shape inference failed (mismatched shapes?): {msg}") from None
+    _check_float_operands(model, label, table)
+    return model
+
+
+def _check_nodes(model: onnx.ModelProto, label: str, opset: int, table: Mapping[str, OpSpec]):
+    """Refuse a graph that is not in single-assignment form (a tensor defined twice) and a node
+    whose operands, outputs or attributes do not match its schema (:func:`.ops.check_node`),
+    before any node is evaluated."""
+    g = model.graph
+    defined = {t.name for t in g.initializer} | {i.name for i in g.input}
+    for i, node in enumerate(g.node):
+        name = node.name or f"{node.op_type}_{i}"
+        try:
+            check_node(node, opset, table)
+        except ValueError as e:
+            raise node_error(label, name, node.op_type, str(e)) from None
+        for out in node.output:
+            if out in defined:
+                raise node_error(
+                    label,
+                    name,
+                    node.op_type,
+                    f"output {out!r} is already defined (by the graph input, an initializer or "
+                    "an earlier node); expected each tensor assigned once (single-assignment "
+                    "form)",
+                )
+            if out:
+                defined.add(out)
+
+
+def _check_float_operands(model: onnx.ModelProto, label: str, table: Mapping[str, OpSpec]):
+    """Refuse an integer tensor where a node's schema expects a float one (the QONNX quantizers),
+    by the types the model declares and shape inference found."""
+    g = model.graph
+    types = {t.name: t.data_type for t in g.initializer}
+    for v in list(g.input) + list(g.value_info):
+        if v.type.HasField("tensor_type") and v.type.tensor_type.elem_type:
+            types.setdefault(v.name, v.type.tensor_type.elem_type)
+    for i, node in enumerate(g.node):
+        row = table.get(node.op_type)
+        for k in row.schema.float_inputs if row is not None and row.schema is not None else ():
+            et = types.get(node.input[k])
+            if et is not None and et not in FLOAT_TYPES:
+                raise node_error(
+                    label,
+                    node.name or f"{node.op_type}_{i}",
+                    node.op_type,
+                    f"input {k} {node.input[k]!r} is of type {onnx.TensorProto.DataType.Name(et)}; "
+                    f"{node.op_type} quantizes a float tensor (FLOAT or DOUBLE)",
+                )
 
 
 def _input_nhwc(
@@ -515,11 +737,13 @@ def read(
     et = inp.type.tensor_type.elem_type
     dtype = input_dtype
     if dtype is None and meta.get(f"lowbit.dtype.{inp.name}"):
-        dtype = DataType.parse(meta[f"lowbit.dtype.{inp.name}"])
+        dtype = finn_dtype(label, meta[f"lowbit.dtype.{inp.name}"], inp.name)
     if dtype is None and inp.name in annotations:
         dtype = finn_dtype(label, annotations[inp.name], inp.name)
     if dtype is None and et in _INT_INPUT:
         dtype = _INT_INPUT[et]
+    if dtype is not None:
+        check(f"{label}: input {inp.name!r} ({dtype})", "bit width", dtype.bits, LIMITS.act_bits)
     c = phys[-1]
     origin = f"input {inp.name!r}"
     act: Codes | Raw
