@@ -281,7 +281,8 @@ CASES = {
         huge_initializer, rf"initializer {N} of shape \[1048576, 1048576\]: element count "
                           rf"1099511627776 {LIMIT} 67108864$"),
     "weight scale of the wrong shape": (
-        weight_scale_mismatch, r"node 'wq' \(Quant\): operands could not be broadcast together"),
+        weight_scale_mismatch, r"node 'wq' \(Quant\): scale of shape \[5\] does not broadcast to "
+                               r"the weights of shape \[4, 3\]$"),
     "attribute without a type": (
         attribute_without_type, r"node 'pool' \(MaxPool\): attribute 'kernel_shape' has no valid "
                                 r"type \(0\)$"),

@@ -996,12 +996,24 @@ def _float_weights(lw, node, ins) -> np.ndarray:
     return x
 
 
+def _over_weights(lw, node, v: np.ndarray, x: np.ndarray, what: str) -> np.ndarray:
+    """A quantizer parameter broadcast over the weights ``x`` (its shape must not widen them)."""
+    try:
+        if np.broadcast_shapes(v.shape, x.shape) == x.shape:
+            return np.broadcast_to(v, x.shape)
+    except ValueError:
+        pass
+    raise lw.err(node, f"{what} of shape {list(v.shape)} does not broadcast to the weights of "
+                 f"shape {list(x.shape)}")
+
+
 def fold_quant(lw, node, ins, a) -> QConst:
     """QONNX ``Quant`` of constant weights: integer codes, scales and the data type they fit
     (``None`` for a non-zero zero point)."""
     x = _float_weights(lw, node, ins)
     scale, zp = _quant_params(lw, node, a)
-    s = np.broadcast_to(scale, x.shape)
+    s = _over_weights(lw, node, scale, x, "scale")
+    _over_weights(lw, node, zp, x, "zero point")
     bits = int(lw.fconst(node, node.input[3]).reshape(-1)[0])
     signed, narrow = bool(a.get("signed", 1)), bool(a.get("narrow", 0))
     y = quant_float(x, scale, zp, bits, signed, narrow, a.get("rounding_mode", "ROUND"))
@@ -1021,7 +1033,7 @@ def fold_quant(lw, node, ins, a) -> QConst:
 def fold_bipolar_quant(lw, node, ins, a) -> QConst:
     """QONNX ``BipolarQuant`` of constant weights: codes -1/+1 and scales."""
     x = _float_weights(lw, node, ins)
-    s = np.broadcast_to(_scale(lw, node), x.shape)
+    s = _over_weights(lw, node, _scale(lw, node), x, "scale")
     return QConst(np.where(x / s >= 0, 1, -1).astype(np.int64), s.astype(np.float64), BIPOLAR)
 
 
