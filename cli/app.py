@@ -431,6 +431,16 @@ def _sim_fast(args, graph, imgs) -> int:
             f"  {r['name']:18s} images {r['images']:6d}  mismatched {r['mismatched_images']}  "
             f"cycles {r['cycles']}  cycles/image {r['cycles_per_image']}"
         )
+    if rep.cycles is not None:
+        c = rep.cycles
+        print(f"  cycles: {c.describe()}")
+        summary["cycles_predicted"] = {
+            "estimate": c.estimate,
+            "exact": c.exact,
+            "sparse_layer": c.sparse_layer,
+            "equal_per_image": c.equal,
+            "reason": c.reason,
+        }
     if rep.mismatch:
         print(f"  first mismatch: {rep.mismatch}")
     _print_accuracy(summary)

@@ -219,7 +219,7 @@ def verify_compiled_fast(out_dir: str | os.PathLike, x: np.ndarray, *, seeds=(1,
     """Whole-dataset check of a compiled directory on the fast (compiled Verilator) path."""
 
     design = CompiledDesign.open(out_dir)
-    graph, _ = design.load()
+    graph, schedule = design.load()
     report = design.report()
     return verify_fast(
         graph,
@@ -228,6 +228,7 @@ def verify_compiled_fast(out_dir: str | os.PathLike, x: np.ndarray, *, seeds=(1,
         x,
         patterns=default_patterns(seeds),
         waves_dir=design.root / "waves",
+        schedule=schedule,
     )
 
 
