@@ -1,6 +1,8 @@
 """Atomic file output: write to a temporary file beside the target, then rename it into place.
 
-An interrupted or failing write never leaves a half-written file at the target path.
+An interrupted or failing write never leaves a half-written file at the target path. A target the
+system will not let lowbit write (a directory, a path under a regular file, a read-only directory,
+a full disk) is refused with a :class:`~lowbit.LowbitError` naming it (:func:`cannot_write`).
 """
 
 from __future__ import annotations
@@ -11,15 +13,41 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
-__all__ = ["atomic_write"]
+from lowbit import LowbitError  # absolute: mypy run from the root also reads this file as `_io`
+
+__all__ = ["atomic_write", "cannot_write"]
+
+
+def cannot_write(path: str | os.PathLike, err: OSError) -> LowbitError:
+    """The error for an output ``path`` the system refused with ``err``: it names ``path`` and,
+    when one of its ancestors is a regular file, that ancestor."""
+    path = Path(path)
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                return LowbitError(f"{path}: cannot write there: {parent} is not a directory")
+            break
+    return LowbitError(f"{path}: cannot write ({err.strerror or err})")
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[IO], None] | str | bytes) -> Path:
     """Write ``path`` atomically. ``write`` is the text or bytes, or a function given the open file
-    (binary mode)."""
+    (binary mode).
+
+    Raises
+    ------
+    LowbitError
+        If ``path`` is a directory or the system refuses to write it (:func:`cannot_write`);
+        nothing is left behind then.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    if path.is_dir():
+        raise LowbitError(f"{path}: is a directory; expected a file name")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as e:
+        raise cannot_write(path, e) from None
     try:
         with os.fdopen(fd, "wb") as f:
             if isinstance(write, str):
@@ -29,6 +57,9 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO], None] | str | by
             else:
                 write(f)
         os.replace(tmp, path)
+    except OSError as e:
+        Path(tmp).unlink(missing_ok=True)
+        raise cannot_write(path, e) from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

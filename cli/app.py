@@ -18,6 +18,19 @@ from pathlib import Path
 import numpy as np
 
 from .. import LowbitError, __version__
+from ._args import (
+    Parser,
+    board,
+    clock_mhz,
+    count,
+    fraction,
+    image_source,
+    images,
+    output_dir,
+    output_file,
+    positive,
+    seed,
+)
 from ._data import (
     accuracy,
     boundary_json,
@@ -107,8 +120,10 @@ INPUT_WIRE_HELP = (
 
 
 def cmd_compile(args) -> int:
+    from ..boards import get_board
     from ..flow import CompiledDesign, compile_model, compile_zoo, write_json
     from ..ir.graph import IntegerGraph
+    from ..mapping import Schedule
 
     if (args.model is None) == (args.zoo is None):
         raise LowbitError("compile: give either a model file or --zoo NAME (not both)")
@@ -131,12 +146,27 @@ def cmd_compile(args) -> int:
         )
     else:
         graph = _with_wire(IntegerGraph.load(args.model), args.input_wire)
+        schedule, board_name = None, args.board or "pynq-z2"
+        if args.schedule:  # the schedule fixes the board: --board may only repeat it
+            schedule = Schedule.load(args.schedule)
+            board_name = get_board(schedule.board).name
+            if args.board is not None and args.board != board_name:
+                raise LowbitError(
+                    f"--board {args.board}: the schedule {args.schedule} was made for "
+                    f"{board_name}; drop --board to compile for {board_name}, or map the model "
+                    f"again with --board {args.board}"
+                )
+            if args.budget is not None:  # the folding is fixed: the budget is what it must fit in
+                schedule.apply(graph)  # a schedule that does not match the model says so first
+                try:
+                    schedule.check_fits(graph, budget=args.budget)
+                except LowbitError as e:
+                    raise LowbitError(
+                        f"--budget {args.budget:g} (with --schedule, the share of the board the "
+                        f"schedule must fit in): {e}"
+                    ) from None
         report = compile_model(
-            graph,
-            args.output,
-            board=args.board or "pynq-z2",
-            schedule=args.schedule,
-            budget=args.budget,
+            graph, args.output, board=board_name, schedule=schedule, budget=args.budget
         )
     m = report.mapping
     design = CompiledDesign(args.output)
@@ -191,13 +221,8 @@ def _default_refusal(graph, lo: int, hi: int, what: str) -> str | None:
 
 
 def _load_images(args, graph) -> _Images:
-    if args.count is not None and args.count < 1:
-        raise LowbitError(f"--count must be a positive number of images, not {args.count}")
-    if args.images and args.images.isdigit() and not Path(args.images).exists():
-        n = int(args.images)  # "--images N": the first N test images
-        if n < 1:
-            raise LowbitError(f"--images N must be a positive number of images, not {n}")
-        args.count, args.images = n, None
+    if isinstance(args.images, int):  # "--images N" (_args.image_source): the first N images
+        args.count, args.images = args.images, None
     y = None
     if args.images:
         path = Path(args.images)
@@ -457,6 +482,7 @@ def _sim_fast(args, graph, imgs) -> int:
 
 
 def cmd_map(args) -> int:
+    from .._io import atomic_write
     from ..ir.graph import IntegerGraph
     from ..mapping import search_folding
     from ..mapping.energy import energy_per_inference
@@ -466,8 +492,6 @@ def cmd_map(args) -> int:
     kw = {} if args.budget is None else {"budget": args.budget}
     if args.target_fps is not None:
         kw["target_fps"] = args.target_fps
-    if not 0 < args.act_density <= 1:
-        raise LowbitError(f"--act-density must lie in (0, 1], not {args.act_density:g}")
     density = args.act_density
     if args.act_data:
         from ..mapping.folding import activation_densities
@@ -506,9 +530,7 @@ def cmd_map(args) -> int:
         print(format_text(report), end="")
         print(boundary_lines(graph))
     if args.markdown:
-        path = Path(args.markdown)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(format_markdown(report))
+        atomic_write(args.markdown, format_markdown(report))
     if args.plots:
         write_plots(report, args.plots)
     written = [p for p in (args.output, args.markdown, args.plots) if p]
@@ -602,21 +624,21 @@ def cmd_flash(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="lowbit", description="Low-bit neural networks to verified FPGA hardware."
-    )
+    p = Parser(prog="lowbit", description="Low-bit neural networks to verified FPGA hardware.")
     p.add_argument("--version", action="version", version=f"lowbit {__version__}")
     p.add_argument("-v", "--verbose", action="store_true", help="log library progress")
     sub = p.add_subparsers(dest="command", required=True)
 
     d = sub.add_parser("demo", help="the whole flow on the built-in digits example")
-    d.add_argument("--json", metavar="PATH", help="also write the report as JSON")
-    d.add_argument("--out", default="demo_out", help="output directory (default: demo_out)")
-    d.add_argument("--board", default="pynq-z2")
-    d.add_argument("--epochs", type=int, default=None)
+    d.add_argument("--json", type=output_file, metavar="PATH", help="also write the report as JSON")
+    d.add_argument(
+        "--out", type=output_dir, default="demo_out", help="output directory (default: demo_out)"
+    )
+    d.add_argument("--board", type=board, default="pynq-z2")
+    d.add_argument("--epochs", type=count, default=None)
     d.add_argument(
         "--budget",
-        type=float,
+        type=fraction,
         default=0.05,
         help="share of each board resource the mapper may use (default 0.05: a small design)",
     )
@@ -629,7 +651,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="a built-in model instead of a file: cnv-w1a1, cnv-w2a2 or lfc-w1a1 "
         "(random weights, published folding)",
     )
-    c.add_argument("--seed", type=int, default=0, help="weight seed of a --zoo model")
+    c.add_argument("--seed", type=seed, default=0, help="weight seed of a --zoo model")
     c.add_argument(
         "--search",
         action="store_true",
@@ -637,14 +659,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
     c.add_argument(
         "--width",
-        type=float,
+        type=positive,
         default=1.0,
         help="with --zoo: scale the channel counts (same topology)",
     )
-    c.add_argument("-o", "--output", required=True, help="output directory")
-    c.add_argument("--board", help="board (default pynq-z2; ultra96-v2 with --zoo)")
+    c.add_argument("-o", "--output", type=output_dir, required=True, help="output directory")
+    c.add_argument(
+        "--board",
+        type=board,
+        help="board (default pynq-z2; ultra96-v2 with --zoo; with --schedule the schedule's)",
+    )
     c.add_argument("--schedule", help="apply this schedule (JSON) instead of searching")
-    c.add_argument("--budget", type=float, help="share of each board resource the mapper may use")
+    c.add_argument(
+        "--budget",
+        type=fraction,
+        help="share of each board resource the mapper may use (default 0.7); with --schedule or "
+        "a --zoo model's published folding, which fix the folding: the share the design must fit "
+        "in (default 1)",
+    )
     c.add_argument(
         "--input-wire", type=_input_wire, metavar="TYPE:SCALE[:ZERO_POINT]", help=INPUT_WIRE_HELP
     )
@@ -656,14 +688,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("dir", help="directory written by 'lowbit compile'")
     s.add_argument(
         "--images",
+        type=image_source,
         help=".npz file with images 'x' (integer codes, or floats the graph's input quantizer "
         "encodes) and optional labels 'y' (accuracy), or a number N: the first N images of the "
         "digits test split (default: all of it, when the input type holds its pixels 0..16 as "
         "they are), or N random inputs when the model does not take 64 inputs",
     )
-    s.add_argument("--count", type=int, help="simulate only the first COUNT images")
-    s.add_argument("--throttled", type=int, default=100, help="images per randomly throttled run")
-    s.add_argument("--json", metavar="PATH", help="write the results as JSON")
+    s.add_argument("--count", type=images, help="simulate only the first COUNT images")
+    s.add_argument("--throttled", type=count, default=100, help="images per randomly throttled run")
+    s.add_argument("--json", type=output_file, metavar="PATH", help="write the results as JSON")
     s.add_argument(
         "--simulator",
         choices=("verilator", "icarus"),
@@ -683,28 +716,32 @@ def build_parser() -> argparse.ArgumentParser:
 
     m = sub.add_parser("map", help="search a folding for a model and report its predicted costs")
     m.add_argument("model")
-    m.add_argument("--board", default="pynq-z2")
+    m.add_argument("--board", type=board, default="pynq-z2")
     goal = m.add_mutually_exclusive_group()
     goal.add_argument(
         "--budget",
-        type=float,
+        type=fraction,
         help="share of each board resource to use (default 0.7): the fastest folding within it",
     )
     goal.add_argument(
-        "--target-fps", type=float, help="the cheapest folding reaching this many images/s"
+        "--target-fps", type=positive, help="the cheapest folding reaching this many images/s"
     )
-    m.add_argument("-o", "--output", help="write the schedule JSON here")
+    m.add_argument("-o", "--output", type=output_file, help="write the schedule JSON here")
     m.add_argument(
         "--input-wire", type=_input_wire, metavar="TYPE:SCALE[:ZERO_POINT]", help=INPUT_WIRE_HELP
     )
-    m.add_argument("--markdown", metavar="PATH", help="write the report as Markdown")
-    m.add_argument("--plots", metavar="DIR", help="write cycles.png and resources.png here")
+    m.add_argument(
+        "--markdown", type=output_file, metavar="PATH", help="write the report as Markdown"
+    )
+    m.add_argument(
+        "--plots", type=output_dir, metavar="DIR", help="write cycles.png and resources.png here"
+    )
     m.add_argument(
         "--json", action="store_true", help="print the full report as JSON instead of the table"
     )
     m.add_argument(
         "--act-density",
-        type=float,
+        type=fraction,
         default=0.5,
         help="expected share of non-zero input activations of pruned fully connected layers, for "
         "the sparse engine's cycle model (default 0.5)",
@@ -730,15 +767,15 @@ def build_parser() -> argparse.ArgumentParser:
         "build", help="a bitstream (open-flow boards) or a Vivado plan (Zynq boards)"
     )
     bu.add_argument("source", help="model file (.npz) or a directory written by 'lowbit compile'")
-    bu.add_argument("--board", required=True)
-    bu.add_argument("-o", "--output", required=True, help="output directory")
+    bu.add_argument("--board", type=board, required=True)
+    bu.add_argument("-o", "--output", type=output_dir, required=True, help="output directory")
     bu.add_argument(
         "--budget",
-        type=float,
+        type=fraction,
         help="share of each board resource the mapper may use (when SOURCE is a model)",
     )
     bu.add_argument(
-        "--clock", type=float, metavar="MHZ", help="fabric clock (default: the schedule's)"
+        "--clock", type=clock_mhz, metavar="MHZ", help="fabric clock (default: the schedule's)"
     )
     bu.add_argument(
         "--run", action="store_true", help="Zynq boards: run the Vivado plan (needs vivado on PATH)"
@@ -749,7 +786,7 @@ def build_parser() -> argparse.ArgumentParser:
         "flash", help="program a board with the output of 'lowbit build' (dry run by default)"
     )
     fl.add_argument("dir", help="directory written by 'lowbit build'")
-    fl.add_argument("--board", required=True)
+    fl.add_argument("--board", type=board, required=True)
     fl.add_argument(
         "--via",
         choices=("openfpgaloader", "fpga-manager", "pynq", "xsct"),
@@ -789,7 +826,10 @@ _PLUGINS = _plugins()
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as e:  # a refused argument (status 2), --help or --version (0)
+        return e.code if isinstance(e.code, int) else 2
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ._args import board, output_file, positive, seed
+
 __all__ = ["register"]
 
 
@@ -48,11 +50,16 @@ def register(sub) -> None:
     )
     z.add_argument("name", nargs="?", help="cnv-w1a1, cnv-w2a2 or lfc-w1a1")
     z.add_argument(
-        "-o", "--output", help="model file to write (.npz); the schedule goes next to it"
+        "-o",
+        "--output",
+        type=output_file,
+        help="model file to write (.npz); the schedule goes next to it",
     )
-    z.add_argument("--seed", type=int, default=0, help="seed of the random weights")
+    z.add_argument("--seed", type=seed, default=0, help="seed of the random weights")
     z.add_argument(
-        "--width", type=float, default=1.0, help="scale the channel counts (same topology)"
+        "--width", type=positive, default=1.0, help="scale the channel counts (same topology)"
     )
-    z.add_argument("--board", default="ultra96-v2", help="board of the written schedule")
+    z.add_argument(
+        "--board", type=board, default="ultra96-v2", help="board of the written schedule"
+    )
     z.set_defaults(func=cmd_zoo)

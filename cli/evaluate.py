@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import LowbitError
+from ._args import images, output_file
 from ._data import accuracy, boundary_json, boundary_lines, check_labels, graph_codes, read_images
 
 __all__ = ["register", "run_source", "TIE_RTOL", "TRACE_RTOL"]
@@ -185,9 +186,7 @@ def _load_model_arg(path: str):
 
 
 def _slice(x, y, count, source):
-    if count is not None:
-        if count < 1:
-            raise LowbitError(f"--count must be a positive number of images, not {count}")
+    if count is not None:  # >= 1 (_args.images)
         x, y = x[:count], None if y is None else y[:count]
     if len(x) == 0:
         raise LowbitError(f"{source}: 'x' holds no images; zero images measure nothing")
@@ -464,8 +463,8 @@ def register(sub) -> None:
         "for an ONNX model",
     )
     e.add_argument("--onnx", metavar="SOURCE", help="also run this source ONNX model")
-    e.add_argument("--count", type=int, help="only the first COUNT images")
-    e.add_argument("--json", metavar="PATH", help="write the results as JSON")
+    e.add_argument("--count", type=images, help="only the first COUNT images")
+    e.add_argument("--json", type=output_file, metavar="PATH", help="write the results as JSON")
     e.set_defaults(func=cmd_eval)
 
     t = sub.add_parser(
@@ -475,6 +474,6 @@ def register(sub) -> None:
     )
     t.add_argument("model", help="ONNX model")
     t.add_argument("--images", required=True, help=".npz with inputs 'x' (the ONNX input layout)")
-    t.add_argument("--count", type=int, help="only the first COUNT images")
-    t.add_argument("--json", metavar="PATH", help="write the rows as JSON")
+    t.add_argument("--count", type=images, help="only the first COUNT images")
+    t.add_argument("--json", type=output_file, metavar="PATH", help="write the rows as JSON")
     t.set_defaults(func=cmd_trace)

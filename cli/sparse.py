@@ -7,6 +7,7 @@ import json
 import numpy as np
 
 from .. import LowbitError
+from ._args import board, output_file, seed
 
 __all__ = ["register", "cmd_sparse_bench", "sparse_bench"]
 
@@ -159,6 +160,7 @@ def register(sub) -> None:
         "sparse-bench",
         help="cycle-model benchmark of the EIE-style sparse engine on a random layer",
     )
+    # the sizes and densities are checked by sparse_bench, naming the flag
     p.add_argument("--rows", type=int, required=True)
     p.add_argument("--cols", type=int, required=True)
     p.add_argument("--density", type=float, required=True, help="weight density in (0, 1]")
@@ -167,7 +169,9 @@ def register(sub) -> None:
     p.add_argument("--depth", type=int, default=8, help="activation-queue depth")
     p.add_argument("--lanes", type=int, default=4, help="activations per input beat")
     p.add_argument("--vectors", type=int, default=4)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--board", default="pynq-z2", help="budget for the sparse/dense choice")
-    p.add_argument("--json", metavar="PATH", help="write the results as JSON")
+    p.add_argument("--seed", type=seed, default=0)
+    p.add_argument(
+        "--board", type=board, default="pynq-z2", help="budget for the sparse/dense choice"
+    )
+    p.add_argument("--json", type=output_file, metavar="PATH", help="write the results as JSON")
     p.set_defaults(func=cmd_sparse_bench)

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from .. import LowbitError
+from ._args import count, output_dir, output_file
 
 __all__ = ["register"]
 
@@ -109,7 +110,9 @@ def register(sub) -> None:
         "asic", help="gate-level area (yosys, CMOS gates) and modelled energy of a compiled design"
     )
     a.add_argument("dir", help="directory written by 'lowbit compile'")
-    a.add_argument("--json", metavar="PATH", help="write the area and energy report as JSON")
+    a.add_argument(
+        "--json", type=output_file, metavar="PATH", help="write the area and energy report as JSON"
+    )
     a.set_defaults(func=cmd_asic)
 
     s = sub.add_parser("sweep", help="map models x boards x goals; CSV, JSON and a Pareto plot")
@@ -128,6 +131,6 @@ def register(sub) -> None:
     s.add_argument(
         "--scheduler", metavar="tcp://HOST:PORT", help="run the points on this Dask scheduler"
     )
-    s.add_argument("--workers", type=int, help="local worker processes (default: the CPU count)")
-    s.add_argument("-o", "--output", required=True, help="output directory")
+    s.add_argument("--workers", type=count, help="local worker processes (default: the CPU count)")
+    s.add_argument("-o", "--output", type=output_dir, required=True, help="output directory")
     s.set_defaults(func=cmd_sweep)

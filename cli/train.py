@@ -9,6 +9,7 @@ import time
 import numpy as np
 
 from .. import LowbitError
+from ._args import count, output_file, positive, seed
 
 __all__ = ["register", "cmd_train", "train_report"]
 
@@ -140,6 +141,7 @@ def register(sub) -> None:
     t.add_argument(
         "-o",
         "--output",
+        type=output_file,
         help="integer graph to write (.npz); with --share also <name>.codebooks.npz",
     )
     t.add_argument(
@@ -181,9 +183,9 @@ def register(sub) -> None:
     t.add_argument(
         "--share", type=int, help="K shared weight values per layer (k-means, index 0 = zero)"
     )
-    t.add_argument("--epochs", type=int, default=10)
-    t.add_argument("--batch-size", type=int, default=64)
-    t.add_argument("--lr", type=float, default=3e-3)
+    t.add_argument("--epochs", type=count, default=10)
+    t.add_argument("--batch-size", type=count, default=64)
+    t.add_argument("--lr", type=positive, default=3e-3)
     t.add_argument("--optimizer", default="adam", choices=("adam", "sgd"))
     t.add_argument(
         "--ste",
@@ -191,9 +193,9 @@ def register(sub) -> None:
         choices=("gate", "identity"),
         help="straight-through estimator of sign: pass where |x| <= 1 (gate) or everywhere",
     )
-    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--seed", type=seed, default=0)
     t.add_argument(
-        "--split-seed", type=int, default=0, help="seed of the digits/mnist5k train/test split"
+        "--split-seed", type=seed, default=0, help="seed of the digits/mnist5k train/test split"
     )
-    t.add_argument("--json", metavar="PATH", help="also write the report as JSON")
+    t.add_argument("--json", type=output_file, metavar="PATH", help="also write the report as JSON")
     t.set_defaults(func=cmd_train)

@@ -29,7 +29,7 @@ from ..tools.fpga import run_vivado_build, vivado_available
 from .driver import driver_config, driver_files
 from .openflow import build_open_flow
 from .plancheck import check_vivado_plan
-from .vivado import WeightPort, vivado_plan_files, weight_port_address_bits
+from .vivado import WeightPort, check_clock_mhz, vivado_plan_files, weight_port_address_bits
 
 __all__ = ["build", "weight_ports"]
 
@@ -109,7 +109,8 @@ def build(
     budget : float, optional
         Share of each resource the mapper may use when ``source`` is a model.
     clock_mhz : float, optional
-        Fabric clock; by default the schedule's.
+        Fabric clock; by default the schedule's. Either must be finite, above 0 and at most
+        ``LIMITS.clock_mhz`` (:func:`lowbit.deploy.vivado.check_clock_mhz`).
     run : bool
         Zynq boards: run the Vivado plan (needs ``vivado`` on ``PATH``).
     fetch_outstanding : int
@@ -123,6 +124,8 @@ def build(
 
     board = get_board(board)
     source, out = Path(source), Path(out)
+    if clock_mhz is not None:
+        clock_mhz = check_clock_mhz(clock_mhz, "clock_mhz")
     if not board.has_ps and not board.is_open_flow:
         raise LowbitError(f"board {board.name!r}: no build flow for family {board.family!r}")
     if run and board.has_ps and vivado_available() is None:
@@ -130,7 +133,7 @@ def build(
             "--run needs vivado on PATH; without it, copy the output directory to a machine "
             "with Vivado and run 'sh build.sh' there"
         )
-    with _staged_dir(out) as tmp:
+    with _staged_dir(out, "build.json") as tmp:
         compiled = _compiled(source, board, tmp, budget)
         graph, schedule = compiled.load()
         if schedule.ddr_layers and not board.has_ps:
@@ -140,7 +143,11 @@ def build(
                 '("weights": "onchip" in the schedule)'
             )
         report = compiled.report()
-        clock = float(clock_mhz or schedule.clock_mhz)
+        clock = (
+            clock_mhz
+            if clock_mhz is not None
+            else check_clock_mhz(schedule.clock_mhz, f"{source}: the schedule's clock_mhz")
+        )
         verilog = compiled.require(report.verilog).read_text()
         manifest = {
             "board": board.name,

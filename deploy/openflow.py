@@ -33,6 +33,7 @@ from ..hw.codec import StreamFormat
 from ..hw.verilog import TOPLEVEL
 from ..sim._harness import parse_ports
 from ..tools.fpga import run_logged, tool_command
+from .vivado import check_clock_mhz
 
 __all__ = [
     "BAUD",
@@ -155,7 +156,7 @@ def build_open_flow(
     """
     if board.family not in _NEXTPNR:
         raise LowbitError(f"board {board.name!r} ({board.family}) is not an open-flow board")
-    clock = float(clock_mhz or board.fabric_clock_mhz)
+    clock = check_clock_mhz(board.fabric_clock_mhz if clock_mhz is None else clock_mhz, "clock_mhz")
     in_bits, out_bits = payload_bits(stream_format)
     (work / f"{TOPLEVEL}.v").write_text(verilog)
     (work / f"{UART_TOP}.v").write_text(uart_shell_verilog(in_bits, out_bits, clock * 1e6))

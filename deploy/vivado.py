@@ -34,6 +34,7 @@ Vivado, and nothing that needs Vivado to write:
 
 from __future__ import annotations
 
+import math
 from typing import Sequence
 
 from .. import LowbitError
@@ -42,6 +43,7 @@ from ..hw.axi.control import ControlBlock
 from ..hw.axi.shells import shell_verilog
 from ..hw.axi.shells_axis import TLAST_FIFO_DEPTH, AXISAdapter, WeightPort, axis_width
 from ..hw.verilog import TOPLEVEL, to_verilog
+from ..limits import LIMITS
 from ..sim._harness import parse_ports
 
 __all__ = [
@@ -49,11 +51,26 @@ __all__ = [
     "WeightPort",
     "axis_width",
     "axis_adapter_verilog",
+    "check_clock_mhz",
     "control_verilog",
     "fetcher_verilog",
     "hp_ports",
     "vivado_plan_files",
 ]
+
+
+def check_clock_mhz(mhz: float, where: str) -> float:
+    """``mhz`` as a float, when it is a fabric clock lowbit may write into a build: a finite
+    number of MHz above 0 and at most ``LIMITS.clock_mhz``; else a :class:`LowbitError` naming
+    ``where`` (the parameter or file it came from)."""
+    if isinstance(mhz, bool) or not isinstance(mhz, (int, float)):
+        raise LowbitError(f"{where}: expected a clock in MHz, not {mhz!r}")
+    if not (math.isfinite(mhz) and 0 < mhz <= LIMITS.clock_mhz):
+        raise LowbitError(
+            f"{where}: a clock must be finite, above 0 and at most {LIMITS.clock_mhz:g} MHz, "
+            f"not {mhz!r}"
+        )
+    return float(mhz)
 
 
 def axis_adapter_verilog(
@@ -312,13 +329,15 @@ def vivado_plan_files(
     Raises
     ------
     LowbitError
-        If ``board`` has no Zynq processing system, or too few AXI-HP ports for ``weight_ports``.
+        If ``board`` has no Zynq processing system, too few AXI-HP ports for ``weight_ports``, or
+        ``clock_mhz`` is no clock (:func:`check_clock_mhz`).
     """
     if not board.has_ps:
         raise LowbitError(
             f"board {board.name!r} has no Zynq processing system (ps {board.ps!r}); "
             f"a Vivado plan needs PS7 or ZynqMP"
         )
+    clock_mhz = check_clock_mhz(clock_mhz, "clock_mhz")
     try:  # the accelerator is only at hand as its Verilog (a compiled directory's lowbit_top.v)
         top_ports = {port.name: port.width for port in parse_ports(verilog, TOPLEVEL)}
     except ValueError:

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import LowbitError
+from .._io import cannot_write
 from ..boards import get_board
 from ..hw.mvtu.spec import streams_weights
 from ..hw.top import Accelerator, stream_format
@@ -55,21 +56,47 @@ Progress = Callable[[str], None]
 
 
 @contextmanager
-def _staged_dir(out_dir: Path):
-    """Yield a temporary sibling of ``out_dir``; on success it replaces ``out_dir``."""
+def _staged_dir(out_dir: str | os.PathLike, marker: str):
+    """Yield a temporary sibling of ``out_dir``; on success it replaces ``out_dir``.
+
+    ``out_dir`` may be absent, an empty directory or a previous output of the same kind (one that
+    holds the file ``marker``), which is replaced whole on success. Anything else is refused with a
+    :class:`LowbitError` before anything is written: a regular file, or a directory of other files
+    (``-o .`` must not wipe the working directory). On failure the temporary is removed and
+    ``out_dir`` is left as it was.
+    """
     out_dir = Path(out_dir).resolve()
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.", suffix=".tmp"))
+    if out_dir.is_symlink() or out_dir.exists():
+        if not out_dir.is_dir():
+            raise LowbitError(
+                f"{out_dir}: exists and is not a directory; expected an output directory"
+            )
+        if any(out_dir.iterdir()) and not (out_dir / marker).is_file():
+            raise LowbitError(
+                f"{out_dir}: not a lowbit output directory (no {marker}) and not empty; lowbit "
+                "replaces its output directory whole: give a new or empty one"
+            )
+    try:
+        out_dir.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.", suffix=".tmp"))
+    except OSError as e:
+        raise cannot_write(out_dir, e) from None
     try:
         yield tmp
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     old = None
-    if out_dir.exists():
-        old = out_dir.with_name(f".{out_dir.name}.old-{os.getpid()}")
-        os.replace(out_dir, old)
-    os.replace(tmp, out_dir)
+    try:
+        if out_dir.exists():
+            old = out_dir.with_name(f".{out_dir.name}.old-{os.getpid()}")
+            os.replace(out_dir, old)
+        os.replace(tmp, out_dir)
+    except OSError as e:
+        if old is not None and not out_dir.exists():
+            os.replace(old, out_dir)  # the previous output back in its place
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise cannot_write(out_dir, e) from None
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
 
@@ -99,7 +126,7 @@ def compile_model(
         graph, budget=1.0 if budget is None else budget
     )  # a hand-edited one may not fit
     mapping = schedule.report(graph)
-    with _staged_dir(Path(out_dir)) as tmp:
+    with _staged_dir(out_dir, CompiledDesign.REPORT) as tmp:
         design = CompiledDesign(tmp)
         graph.save(design.model_path)
         schedule.save(design.schedule_path)
