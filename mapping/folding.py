@@ -15,8 +15,14 @@ width converters between layers depend on two neighbouring choices; they are cou
 check but not in the per-layer choice. Because the per-layer choice does not depend on the
 budget, a larger budget never gives a slower schedule.
 
-The first layer's cycles include its input stream (see :mod:`lowbit.mapping.schedule`): on a board
-whose AXI-HP port is narrower than the input, unfolding the first layer further buys nothing.
+Every stage counts, not only the matrix products: a sliding-window generator, a pool or an input
+threshold unit takes the folding of the product it feeds or follows
+(:func:`~lowbit.mapping.schedule.folding_sources`), so a product's candidate is priced at the
+slowest of itself and those blocks (a stride-2 window generator can take more cycles than the
+product it feeds: ``SWGSpec.cycles``), each as :func:`~lowbit.mapping.schedule.pipeline_cycles`
+counts it. The first stage's cycles include the input stream (see :mod:`lowbit.mapping.schedule`):
+on a board whose AXI-HP port is narrower than the input, unfolding the first layer further buys
+nothing. So the schedule returned meets its target by the report's own cycles.
 
 With ``max_cycles`` or ``target_fps`` the search instead returns the cheapest schedule that meets
 the target.
@@ -35,7 +41,7 @@ from __future__ import annotations
 import bisect
 import logging
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import cast
 
 import numpy as np
@@ -46,16 +52,17 @@ from ..hw.mvtu.spec import MVTUSpec, streams_weights
 from ..hw.registry import MatMulSpec, SearchContext, candidates
 from ..hw.sparse.layer_spec import SPARSE_MAX_DENSITY
 from ..ir.datatypes import Kind
-from ..ir.graph import IntegerGraph, MatMulThreshold, SlidingWindow, Threshold
+from ..ir.graph import IntegerGraph, MatMulThreshold, SlidingWindow
 from ..ir.resources import RESOURCE_KINDS, Resources
 from .schedule import (
     Schedule,
-    _stream_cycles,
     complete_layers,
     ddr_stream_bits,
-    output_stream_cycles,
+    folding_sources,
+    input_dtypes,
+    node_spec,
     pipeline_resources,
-    stage_cycles,
+    unit_cycles,
     vectors_per_image,
 )
 
@@ -79,8 +86,9 @@ interconnect and the place-and-route slack)."""
 @dataclass(frozen=True, eq=False)
 class _Candidate:
     spec: MatMulSpec
-    cycles: int  # per image, including the input stream for the first layer
+    cycles: int  # per image: the slowest stage whose cycles follow from this folding
     resources: Resources
+    stage: str = ""  # the node of that stage
 
 
 def folding_of(spec) -> tuple:
@@ -88,6 +96,59 @@ def folding_of(spec) -> tuple:
     :func:`~lowbit.mapping.schedule.complete_layers`."""
     options = spec.schedule_options()
     return (spec.simd, spec.pe, options) if options else (spec.simd, spec.pe)
+
+
+class _Stages:
+    """Cycles per image of the nodes of ``graph`` as
+    :func:`~lowbit.mapping.schedule.pipeline_cycles` counts them (the first bounded by the image
+    through ``port_bits``, the last by the scores), the blocks' at the folding
+    :func:`~lowbit.mapping.schedule.folding_sources` gives them."""
+
+    def __init__(self, graph: IntegerGraph, port_bits: int | None, ddr_bits: int | None):
+        self.graph = graph
+        self.port_bits = port_bits
+        self.ddr_bits = ddr_bits
+        self.vectors = vectors_per_image(graph)
+        self.sources = folding_sources(graph)
+        self.dtypes = input_dtypes(graph)
+        self._blocks: dict[tuple[int, int], int] = {}
+
+    def cycles(self, i: int, spec) -> int:
+        """Cycles of node ``i`` folded as ``spec``."""
+        return unit_cycles(
+            spec,
+            self.vectors[i],
+            self.ddr_bits,
+            self.port_bits,
+            first=i == 0,
+            last=i == len(self.graph.nodes) - 1,
+        )
+
+    def block(self, k: int, simd: int, pe: int) -> int:
+        """Cycles of block ``k`` when the product its folding follows has ``simd`` and ``pe``."""
+        f = self.sources[k].folding(simd, pe)
+        if (k, f) not in self._blocks:
+            node = self.graph.nodes[k]
+            shape = self.graph.input_shape_of(k)
+            try:
+                spec = node_spec(node, shape, self.dtypes[k], pe=f, simd=f)
+            except (TypeError, ValueError) as e:
+                raise LowbitError(f"layer {node.name!r}: {e}") from None
+            self._blocks[k, f] = self.cycles(k, spec)
+        return self._blocks[k, f]
+
+    def of(self, product: int | None) -> list[int]:
+        """The blocks whose folding follows from matrix product ``product`` (``None``: none)."""
+        return [k for k, src in self.sources.items() if src.product == product]
+
+    def floor(self) -> tuple[int, str]:
+        """The slowest block whose folding follows from no product, and its name (``(0, "")``
+        without one)."""
+        return max(
+            ((self.block(k, 1, 1), self.graph.nodes[k].name) for k in self.of(None)),
+            key=lambda t: t[0],
+            default=(0, ""),
+        )
 
 
 def layer_options(
@@ -102,42 +163,32 @@ def layer_options(
 
     A product after a sliding window takes ``SIMD`` channels of a pixel per beat, so its ``SIMD``
     divides the channels ``C``, not only ``MW``.
+
+    A candidate's cycles are those of the slowest stage whose folding follows from it, as
+    :func:`~lowbit.mapping.schedule.pipeline_cycles` counts them with the AXI-HP port of
+    ``port_bits``: the product itself, and the blocks that take its folding
+    (:func:`~lowbit.mapping.schedule.folding_sources`: the sliding window that feeds it, pools after
+    it, input threshold units), the first stage bounded by the image's input stream, the last by
+    the scores' output stream.
     """
     node = graph.nodes[i]
-    vectors = vectors_per_image(graph)[i]
-    lead = leading_thresholds(graph)  # input threshold units pass the image through
-    conv = i > lead and isinstance(graph.nodes[i - 1], SlidingWindow)
+    stages = _Stages(graph, port_bits, ddr_bits)
+    conv = i > 0 and isinstance(graph.nodes[i - 1], SlidingWindow)
     columns = graph.input_shape_of(i - 1)[-1] if conv else node.mw
-    wire_bits = graph.input_dtype.bits
-    last = i == len(graph.nodes) - 1
+    blocks = stages.of(i)
     # node is a MatMulThreshold, whose families (MVTU, sparse engine) give MatMulSpecs
     specs = cast(
         "list[MatMulSpec]",
-        candidates(node, SearchContext(columns, vectors, act_density, ddr_bits)),
+        candidates(node, SearchContext(columns, stages.vectors[i], act_density, ddr_bits)),
     )
     options = []
     for spec in specs:
-        cycles = stage_cycles(spec, vectors, ddr_bits)
-        if i == lead:
-            cycles = max(
-                cycles, _stream_cycles(spec.in_size, spec.in_elems, wire_bits, port_bits)
-            )
-        elif conv and i == lead + 1:  # the image streams in through the first window generator
-            h, w, c = graph.input_shape_of(lead)
-            cycles = max(cycles, _stream_cycles(h * w * c, spec.simd, wire_bits, port_bits))
-        if last:
-            cycles = max(cycles, output_stream_cycles(spec, port_bits))
-        options.append(_Candidate(spec, cycles, spec.resources()))
+        cycles, k = max(
+            [(stages.cycles(i, spec), -i)]
+            + [(stages.block(k, spec.simd, spec.pe), -k) for k in blocks]
+        )  # the first of the slowest stages, as the report names it
+        options.append(_Candidate(spec, cycles, spec.resources(), graph.nodes[-k].name))
     return options
-
-
-def leading_thresholds(graph: IntegerGraph) -> int:
-    """How many :class:`~lowbit.ir.graph.Threshold` nodes open ``graph`` (input threshold units,
-    which pass the image through at the rate of the unit they feed)."""
-    n = 0
-    while isinstance(graph.nodes[n], Threshold):
-        n += 1
-    return n
 
 
 def activation_densities(graph: IntegerGraph, x, *, per_column: bool = False) -> dict:
@@ -178,9 +229,16 @@ def _candidates(
 ) -> list[list[_Candidate]]:
     """Foldings of every matrix product (the other nodes follow from them, see
     :func:`~lowbit.mapping.schedule.complete_layers`). ``act_density`` is one density for every
-    layer or a mapping from layer name to density (a layer missing from it stays on the MVTU)."""
+    layer or a mapping from layer name to density (a layer missing from it stays on the MVTU).
+
+    A block whose folding follows from no product (a pool before the first one: ``SIMD`` 1) bounds
+    every candidate's cycles from below."""
+    floor, name = _Stages(graph, port_bits, ddr_bits).floor()
     return [
-        layer_options(graph, i, port_bits, _density_of(act_density, node), ddr_bits)
+        [
+            c if c.cycles >= floor else replace(c, cycles=floor, stage=name)
+            for c in layer_options(graph, i, port_bits, _density_of(act_density, node), ddr_bits)
+        ]
         for i, node in enumerate(graph.nodes)
         if isinstance(node, MatMulThreshold)
     ]
@@ -302,10 +360,10 @@ def _search(
 
     if limit is not None:
         if limit < fastest:
-            slowest = max(range(len(layers)), key=lambda i: min(c.cycles for c in layers[i]))
+            slowest = max(layers, key=lambda options: min(c.cycles for c in options))
             raise LowbitError(
                 f"the target of {limit} cycles per image is out of reach: even fully unfolded, "
-                f"layer {graph.matmuls[slowest].name!r} takes {fastest} cycles"
+                f"layer {min(slowest, key=lambda c: c.cycles).stage!r} takes {fastest} cycles"
             )
         targets = [t for t in targets if t <= limit][::-1]  # cheapest first
     max_streams = max(0, board.axi_hp_ports - 1)

@@ -7,6 +7,12 @@ it against the graph and :meth:`Schedule.report` predicts its throughput and res
 The performance model (``ARITHMETIC.md`` section 7, FINN):
 
 * a layer takes ``spec.cycles()`` cycles per image, ``(MH / PE) * (MW / SIMD)`` for an MVTU;
+* a layer whose weights stream from DDR at ``r`` bits per cycle (:func:`ddr_stream_bits`) takes at
+  least ``ceil(B / r)`` cycles for the ``B`` weight bits it reads per image. This one term is an
+  upper bound, not exact: the stream's credit carries over from image to image
+  (:class:`~lowbit.hw.axi.ddr_model.WeightStreamer`), so when the stream is the bottleneck
+  consecutive images take ``floor(B / r)`` or ``ceil(B / r)`` cycles, ``B / r`` on average (8192
+  bits at 56 a cycle: 146 or 147, every 7 images exactly 1024);
 * the accelerator (``lowbit_top``) starts an image every ``max`` of these cycles (the bottleneck:
   exactly what its Verilog does with the input always valid and the output always ready, what
   simulation measures) and finishes one at most their sum after it started (the latency bound);
@@ -17,7 +23,8 @@ The performance model (``ARITHMETIC.md`` section 7, FINN):
   ``ceil(MW * B / min(SIMD * B, port))`` cycles (:func:`input_stream_cycles`) and the scores out
   over ``ceil(MH * B_out / min(PE * B_out, port))`` (:func:`output_stream_cycles`). The report
   gives both apart from the accelerator's cycles; the folding search counts them in the first and
-  last layers' cycles, so it does not unfold a layer beyond what the port can feed.
+  last units' cycles (:func:`unit_cycles`), so it does not unfold a layer beyond what the port
+  can feed.
 
 Resources are the sum of the units' estimates (:mod:`lowbit.hw.cost`) and of the stream width
 converters between consecutive units whose stream widths differ (``PE_l * out_bits_l`` bits out of
@@ -41,6 +48,7 @@ from ..hw.registry import ENGINES as ENGINE_FAMILIES
 from ..hw.registry import NodeSpec, stitching, unit_spec
 from ..hw.sparse.layer_spec import check_act_density
 from ..hw.unit import UnitSpec
+from ..ir.datatypes import DataType
 from ..ir.files import parse_json, read_limited
 from ..ir.graph import IntegerGraph, MatMulThreshold, SlidingWindow, Threshold
 from ..ir.resources import RESOURCE_KINDS, Resources
@@ -61,6 +69,10 @@ __all__ = [
     "stream_widths",
     "node_spec",
     "complete_layers",
+    "folding_sources",
+    "FoldingSource",
+    "unit_cycles",
+    "input_dtypes",
     "ENGINES",
     "WEIGHT_PLACEMENTS",
     "ddr_stream_bits",
@@ -208,7 +220,8 @@ def ddr_stream_bits(board: Board, clock_mhz: float) -> int | None:
 
 def stage_cycles(spec: UnitSpec, vectors: int = 1, ddr_bits: int | None = None) -> int:
     """Cycles per image of one unit (:meth:`~lowbit.hw.unit.UnitSpec.cycles_per_image`): a unit
-    whose weights stream from DDR also waits for them at ``ddr_bits`` per cycle."""
+    whose weights stream from DDR also waits for them at ``ddr_bits`` per cycle (rounded up: each
+    image takes that or one cycle less, see the module's performance model)."""
     try:
         return spec.cycles_per_image(vectors, ddr_bits)
     except ValueError as e:
@@ -225,10 +238,30 @@ def pipeline_cycles(
     one by its output stream. ``vectors`` (see :func:`vectors_per_image`) defaults to one per unit;
     ``ddr_bits`` is the rate of a DDR weight stream (:func:`ddr_stream_bits`)."""
     vectors = [1] * len(specs) if vectors is None else vectors
-    cycles = [stage_cycles(spec, v, ddr_bits) for spec, v in zip(specs, vectors)]
-    if cycles:
-        cycles[0] = max(cycles[0], input_stream_cycles(specs[0], port_bits))
-        cycles[-1] = max(cycles[-1], output_stream_cycles(specs[-1], port_bits))
+    last = len(specs) - 1
+    return [
+        unit_cycles(spec, v, ddr_bits, port_bits, first=k == 0, last=k == last)
+        for k, (spec, v) in enumerate(zip(specs, vectors))
+    ]
+
+
+def unit_cycles(
+    spec: UnitSpec,
+    vectors: int = 1,
+    ddr_bits: int | None = None,
+    port_bits: int | None = None,
+    *,
+    first: bool = False,
+    last: bool = False,
+) -> int:
+    """Cycles per image of one unit in a pipeline (one entry of :func:`pipeline_cycles`): its
+    :func:`stage_cycles`, bounded below by the input stream when it is the ``first`` unit and by
+    the output stream when it is the ``last``."""
+    cycles = stage_cycles(spec, vectors, ddr_bits)
+    if first:
+        cycles = max(cycles, input_stream_cycles(spec, port_bits))
+    if last:
+        cycles = max(cycles, output_stream_cycles(spec, port_bits))
     return cycles
 
 
@@ -258,8 +291,76 @@ def pipeline_resources(
     return total + label.resources(), converters
 
 
+def input_dtypes(graph: IntegerGraph) -> list[DataType]:
+    """The data type of the input of every node of ``graph``."""
+    out, dtype = [], graph.input_dtype
+    for i, node in enumerate(graph.nodes):
+        out.append(dtype)
+        dtype = node.infer(graph.input_shape_of(i), dtype)[1]
+    return out
+
+
 node_spec = unit_spec
 """The spec of one node folded by ``pe``/``simd`` (:func:`lowbit.hw.registry.unit_spec`)."""
+
+
+@dataclass(frozen=True)
+class FoldingSource:
+    """Where the folding of a node that is not a matrix product comes from
+    (:func:`folding_sources`): ``SIMD = PE = gcd(v, *channels)`` with ``v`` the ``side`` (``"simd"``
+    or ``"pe"``) of matrix product ``product`` (a node index), or ``v = 1`` when ``product`` is
+    ``None``."""
+
+    product: int | None
+    side: str
+    channels: tuple[int, ...]
+
+    def folding(self, simd: int, pe: int) -> int:
+        """The node's ``SIMD`` (and ``PE``) when its product has ``simd`` and ``pe``."""
+        v = 1 if self.product is None else (simd if self.side == "simd" else pe)
+        return math.gcd(v, *self.channels)
+
+
+def folding_sources(graph: IntegerGraph) -> dict[int, FoldingSource]:
+    """The rule of :func:`complete_layers` for every node of ``graph`` that is not a matrix product,
+    by node index: a sliding window takes the ``SIMD`` of the product it feeds; a pool (or any
+    other block) the elements per beat of the node before it; an input threshold unit (a
+    :class:`~lowbit.ir.graph.Threshold` before every other node) those of the node after it; each
+    reduced to divide the channels of its input (``C``), so that a beat holds channels of one pixel
+    and no width converter is needed where the widths can agree.
+
+    Each such node's folding follows from one matrix product's (or from none: ``SIMD`` 1), so the
+    folding search can price a product's candidate with the blocks that follow from it.
+    """
+    nodes = graph.nodes
+    lead = 0
+    while isinstance(nodes[lead], Threshold):
+        lead += 1
+    out: dict[int, FoldingSource] = {}
+
+    def via(j: int, side: str, c: int) -> FoldingSource:
+        """The rule of a node that takes ``side`` of node ``j``, reduced to divide ``c``."""
+        if j not in out:  # a matrix product
+            return FoldingSource(j, side, (c,))
+        src = out[j]
+        return FoldingSource(src.product, src.side, (*src.channels, c))
+
+    for i in range(lead, len(nodes)):
+        node = nodes[i]
+        if isinstance(node, MatMulThreshold):
+            continue
+        c = graph.input_shape_of(i)[-1]
+        if isinstance(node, SlidingWindow):
+            after = range(i + 1, len(nodes))
+            nxt = next((j for j in after if isinstance(nodes[j], MatMulThreshold)), None)
+            out[i] = FoldingSource(nxt, "simd", (c,))
+        elif i == lead:
+            out[i] = FoldingSource(None, "pe", (c,))
+        else:
+            out[i] = via(i - 1, "pe", c)
+    for i in reversed(range(lead)):
+        out[i] = via(i + 1, "simd", graph.input_shape_of(i)[-1])
+    return dict(sorted(out.items()))
 
 
 def complete_layers(graph: IntegerGraph, matmul_folding) -> list[LayerFolding]:
@@ -267,10 +368,10 @@ def complete_layers(graph: IntegerGraph, matmul_folding) -> list[LayerFolding]:
     products (or ``(SIMD, PE, options)``, ``options`` the keyword arguments of :class:`LayerFolding`
     such as ``engine="sparse"``).
 
-    A sliding window gets the ``SIMD`` of the product it feeds (its greatest common divisor with the
-    channels ``C``, so that a beat holds channels of one pixel); a pool gets the elements per beat
-    of the unit before it (again reduced to divide ``C``), so that no width converter is needed
-    where the widths can agree.
+    The other nodes follow :func:`folding_sources`: a sliding window gets the ``SIMD`` of the
+    product it feeds (its greatest common divisor with the channels ``C``, so that a beat holds
+    channels of one pixel); a pool gets the elements per beat of the unit before it (again reduced
+    to divide ``C``), so that no width converter is needed where the widths can agree.
     """
     matmul_folding = list(matmul_folding)
     mm_index = [i for i, n in enumerate(graph.nodes) if isinstance(n, MatMulThreshold)]
@@ -279,29 +380,19 @@ def complete_layers(graph: IntegerGraph, matmul_folding) -> list[LayerFolding]:
             f"expected (SIMD, PE) for {len(mm_index)} matrix products, not {len(matmul_folding)}"
         )
     per_node = {
-        i: (f[1], f[0], f[2] if len(f) > 2 else {}) for i, f in zip(mm_index, matmul_folding)
+        i: (f[0], f[1], f[2] if len(f) > 2 else {}) for i, f in zip(mm_index, matmul_folding)
     }
+    sources = folding_sources(graph)
     layers: list[LayerFolding] = []
     for i, node in enumerate(graph.nodes):
         if i in per_node:
-            pe, simd, extra = per_node[i]
+            simd, pe, extra = per_node[i]
             layers.append(LayerFolding(node.name, pe, simd, **extra))
             continue
-        if isinstance(node, Threshold) and not layers:
-            continue  # an input threshold unit: folded like the unit it feeds (below)
-        if isinstance(node, SlidingWindow):
-            nxt = next((j for j in mm_index if j > i), None)
-            c = graph.input_shape_of(i)[-1]
-            simd = pe = math.gcd(per_node[nxt][1] if nxt is not None else 1, c)
-        else:
-            c = graph.input_shape_of(i)[-1]
-            simd = pe = math.gcd(layers[-1].pe if layers else 1, c)
-        layers.append(LayerFolding(node.name, pe, simd))
-    lead = len(graph.nodes) - len(layers)  # the input threshold units skipped above
-    for i in reversed(range(lead)):
-        c = graph.input_shape_of(i)[-1]
-        simd = math.gcd(layers[0].simd, c)
-        layers.insert(0, LayerFolding(graph.nodes[i].name, simd, simd))
+        src = sources[i]
+        simd, pe, _ = per_node[src.product] if src.product is not None else (1, 1, {})
+        f = src.folding(simd, pe)
+        layers.append(LayerFolding(node.name, f, f))
     return layers
 
 
@@ -369,8 +460,7 @@ class Schedule:
                 f"{len(nodes)} nodes ({', '.join(repr(n.name) for n in nodes)})"
             )
         specs = []
-        dtype = graph.input_dtype
-        for i, (layer, node) in enumerate(zip(self.layers, nodes)):
+        for i, (layer, node, dtype) in enumerate(zip(self.layers, nodes, input_dtypes(graph))):
             if layer.name != node.name:
                 raise LowbitError(
                     f"layer {i} of the schedule is {layer.name!r} but node {i} of the graph "
@@ -392,7 +482,6 @@ class Schedule:
                 )
             except (TypeError, ValueError) as e:
                 raise LowbitError(f"layer {layer.name!r}: {e}") from None
-            dtype = node.infer(graph.input_shape_of(i), dtype)[1]
         return specs
 
     def report(self, graph: IntegerGraph, *, board: Board | None = None) -> dict:
