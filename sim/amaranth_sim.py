@@ -6,6 +6,10 @@ plain integers (the flattened bits of the stream payload). With ``reset_after=n`
 domain is reset for ``reset_cycles`` cycles right after the ``n``-th input beat was accepted (in the
 middle of a stream); the outputs collected before the reset are dropped, and ``n_out`` counts the
 outputs after it.
+
+One testbench drives both sides, cycle by cycle, and runs until ``n_out`` outputs came out *and*
+every input beat went in (a block may take input after its last output: a max-pool's dropped last
+row), so no coroutine is left suspended when the simulation ends.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ __all__ = ["StreamRun", "run_stream"]
 class StreamRun:
     outputs: tuple[int, ...]
     out_cycles: tuple[int, ...]  # cycle at which each output beat was accepted
+    inputs_taken: int = 0  # input beats accepted (all of them when the run returns)
 
 
 def run_stream(
@@ -39,60 +44,67 @@ def run_stream(
     reset_cycles: int = 2,
 ) -> StreamRun:
     """Simulate ``dut`` until ``n_out`` output beats have been accepted (after the reset, if
-    any)."""
+    any) and every beat of ``beats`` went in; outputs after the ``n_out``-th, while input beats
+    remain, are collected too.
+
+    Raises
+    ------
+    RuntimeError
+        After ``max_cycles`` cycles, naming the outputs and input beats taken so far.
+    """
     rng_in, rng_out = random.Random(seed), random.Random(seed + 1)
     outputs: list[int] = []
     out_cycles: list[int] = []
-    cycle = [0]
-    reset_done = [reset_after is None]
-
-    async def clock_counter(ctx):
-        async for _ in ctx.tick():
-            cycle[0] += 1
-
     top = Module()
     top.domains.sync = cd = ClockDomain("sync")
     top.submodules.dut = dut
+    taken = [0]
 
-    async def producer(ctx):
-        for k, beat in enumerate(beats):
-            if k == reset_after:
+    async def bench(ctx):
+        k, presenting, cycle = 0, False, 0
+        reset_done = reset_after is None
+        while len(outputs) < n_out or not reset_done or k < len(beats):
+            resetting = k == reset_after and not reset_done and not presenting
+            if resetting:
                 ctx.set(cd.rst, 1)
+            elif not presenting and k < len(beats):
+                presenting = rng_in.random() < valid_prob
+                if presenting:
+                    ctx.set(dut.i.payload.as_value(), beats[k])
+            ctx.set(dut.i.valid, presenting)
+            ready = rng_out.random() < ready_prob
+            ctx.set(dut.o.ready, ready)
+            if resetting:
                 for _ in range(reset_cycles):
                     await ctx.tick()  # a bare tick never raises DomainReset
+                    cycle += 1
                 outputs.clear()
                 out_cycles.clear()
                 ctx.set(cd.rst, 0)
-                reset_done[0] = True
-            while rng_in.random() >= valid_prob:
-                await ctx.tick()
-            ctx.set(dut.i.valid, 1)
-            ctx.set(dut.i.payload.as_value(), beat)
-            await ctx.tick().until(dut.i.ready)
-            ctx.set(dut.i.valid, 0)
-
-    async def consumer(ctx):
-        while len(outputs) < n_out or not reset_done[0]:
-            ready = rng_out.random() < ready_prob
-            ctx.set(dut.o.ready, ready)
-            _, _, valid, payload = await ctx.tick().sample(dut.o.valid, dut.o.payload.as_value())
+                reset_done = True
+                continue
+            _, _, in_ready, valid, payload = await ctx.tick().sample(
+                dut.i.ready, dut.o.valid, dut.o.payload.as_value()
+            )
+            cycle += 1
+            if presenting and in_ready:
+                k, presenting = k + 1, False
+                taken[0] = k
             if ready and valid:
                 outputs.append(int(payload))
-                out_cycles.append(cycle[0])
-            if cycle[0] > max_cycles:
+                out_cycles.append(cycle)
+            if cycle > max_cycles:
                 raise RuntimeError(
                     f"simulation exceeded max_cycles ({max_cycles}) with "
-                    f"{len(outputs)} of {n_out} outputs"
+                    f"{len(outputs)} of {n_out} outputs and {k} of {len(beats)} input beats"
                 )
 
     sim = Simulator(top)
     sim.add_clock(1e-8)
-    sim.add_process(clock_counter)
-    sim.add_testbench(producer, background=True)
-    sim.add_testbench(consumer)
+    sim.add_testbench(bench)
     if vcd:
         with sim.write_vcd(vcd):
             sim.run()
     else:
         sim.run()
-    return StreamRun(tuple(outputs), tuple(out_cycles))
+    return StreamRun(tuple(outputs), tuple(out_cycles), taken[0])
