@@ -160,6 +160,7 @@ class _FakeFast:
         self.runs = ({"name": "steady", "images": len(labels), "mismatched_images": 0,
                       "cycles": len(labels), "cycles_per_image": 1.0},)
         self.seconds = {"build": 0.0, "run": 0.0}
+        self.cycles = None  # no cycle prediction to compare
 
 
 def test_sim_reports_accuracy_and_label_mismatches(tmp_path, capsys, monkeypatch):
