@@ -30,6 +30,7 @@ RANKS = {
     "flow": 8,
     "deploy": 9,
     "cli": 10,
+    "api": 10,  # lowbit.load and the Model object: built on flow and deploy; cli does not need it
 }
 
 LAZY_THIRD_PARTY = {
