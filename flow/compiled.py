@@ -51,6 +51,9 @@ class CompiledReport:
         The simulation top with DDR models, when weights stream from DDR.
     zoo : dict or None
         For a built-in model: its name, seed, width and published folding.
+    boundary : dict or None
+        Where the graph meets floats (:meth:`lowbit.ir.IntegerGraph.boundary`): ``input_dtype``,
+        ``input_quant`` and ``class_map``, stored as top-level keys of ``report.json``.
     """
 
     model: list
@@ -62,6 +65,7 @@ class CompiledReport:
     sim_verilog: str | None = None
     sim_verilog_sha256: str | None = None
     zoo: dict | None = field(default=None)
+    boundary: dict | None = field(default=None)
 
     @property
     def cycles_per_image(self) -> int:
@@ -87,6 +91,8 @@ class CompiledReport:
             out["sim_verilog_sha256"] = self.sim_verilog_sha256
         if self.zoo is not None:
             out["zoo"] = self.zoo
+        if self.boundary is not None:
+            out.update(self.boundary)
         return out
 
     @classmethod
@@ -141,7 +147,22 @@ class CompiledReport:
             sim_verilog=doc.get("sim_verilog"),
             sim_verilog_sha256=doc.get("sim_verilog_sha256"),
             zoo=doc.get("zoo"),
+            boundary=_boundary(doc, source),
         )
+
+
+_BOUNDARY = ("input_dtype", "input_quant", "class_map")
+
+
+def _boundary(doc: dict, source: str) -> dict | None:
+    """The graph's boundary keys of a report (written since session 7; ``None`` before)."""
+    if "input_dtype" not in doc:
+        return None
+    for key, kind in zip(_BOUNDARY, (str, dict, dict)):
+        v = doc.get(key)
+        if not (isinstance(v, kind) or (v is None and key != "input_dtype")):
+            raise LowbitError(f"{source}: key {key!r} must be a JSON {kind.__name__} or null")
+    return {key: doc.get(key) for key in _BOUNDARY}
 
 
 class CompiledDesign:

@@ -145,6 +145,7 @@ def compile_model(
             mapping=mapping,
             sim_verilog=sim_name,
             sim_verilog_sha256=sim_sha,
+            boundary=graph.boundary(),
         )
         design.write_report(report)
     log.info("compiled %d layers into %s", len(specs), out_dir)

@@ -640,6 +640,16 @@ class IntegerGraph:
             x = x.reshape((x.shape[0],) + self._in_shape)
         return self.input_quant.encode(x)
 
+    def boundary(self) -> dict:
+        """Where the graph meets floats, as JSON values: its input type, input quantizer and the
+        last node's class map (``None`` when absent)."""
+        cm = self.nodes[-1].class_map
+        return {
+            "input_dtype": self.input_dtype.name,
+            "input_quant": None if self.input_quant is None else self.input_quant.to_json(),
+            "class_map": None if cm is None else cm.to_json(),
+        }
+
     def with_input_wire(self, wire: InputQuant, name: str = "input_threshold") -> "IntegerGraph":
         """This graph behind an input threshold unit: it takes ``wire`` codes (fixed-point pixels,
         the value of code ``w`` being ``(w - zero_point) * scale``) and turns them into this

@@ -206,3 +206,21 @@ def test_map_and_compile_take_an_input_wire(tmp_path, capsys):
                  "--input-wire", "UINT8:1"]) == 2
     assert "--input-wire applies to a model file" in capsys.readouterr().err
     assert not (tmp_path / "z").exists()
+
+
+def test_the_compiled_report_carries_the_boundary(tmp_path):
+    """compile stores the wire's quantizer (what the accelerator's input codes stand for) and the
+    class decision in report.json itself."""
+    from lowbit.flow import CompiledDesign, compile_model
+
+    g = _graph(U2, InputQuant(U2, (0.25,), (0.0,)), mw=4, weights=np.ones((2, 4), int))
+    gw = g.with_input_wire(InputQuant(U4, (1 / 16,), (0.0,)))
+    report = compile_model(gw, tmp_path / "c", budget=0.05)
+    expect = {
+        "input_dtype": "UINT4",
+        "input_quant": {"dtype": "UINT4", "scale": [0.0625], "zero_point": [0.0],
+                        "rounding": "ROUND"},
+        "class_map": None,
+    }
+    assert gw.boundary() == expect and report.boundary == expect
+    assert CompiledDesign.open(tmp_path / "c").report().boundary == expect
