@@ -131,7 +131,7 @@ def load(
 
 def open_compiled(out_dir: str | os.PathLike) -> Compiled:
     """A directory written by :meth:`Model.compile` or ``lowbit compile``."""
-    design = CompiledDesign.open(_path(out_dir, "out_dir"))
+    design = CompiledDesign.open(_path(out_dir, "out_dir").resolve())
     graph, _ = design.load()
     return Compiled(
         Model(graph, str(design.model_path), file=design.model_path), design, design.report()
@@ -227,7 +227,7 @@ class Model:
                     f"compile for {name}, or map the model again with board={board!r}"
                 )
         report = compile_model(self.graph, out, board=name, schedule=schedule, budget=budget)
-        return Compiled(self, CompiledDesign(out), report)
+        return Compiled(self, CompiledDesign(out.resolve()), report)
 
     def build(
         self,
@@ -254,6 +254,7 @@ class Model:
 
 def _build(source: Path, board: str, out: Path, budget, clock_mhz, run: bool) -> BuildResult:
     manifest = build_design(source, board, out, run=run, budget=budget, clock_mhz=clock_mhz)
+    out = out.resolve()
     return BuildResult(out, out / "build.json", manifest)
 
 

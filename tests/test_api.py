@@ -85,10 +85,18 @@ def test_readme_example_gives_the_cli_numbers(example, monkeypatch):
     assert sim.accuracy_rtl == np.mean(ns["labels"] == data.y_test)
 
     # lowbit build: the manifest it returns is the one it wrote
-    assert built.manifest_path == Path("digits_out") / "build.json"
+    assert built.manifest_path == where / "digits_out" / "build.json"
     assert json.loads(built.manifest_path.read_text()) == json.loads(json.dumps(built.manifest))
     assert built.manifest["cycles_per_image"] == mapped.cycles_per_image
     assert built.flow == "vivado"
+
+    # a compiled design builds for its own board only
+    with pytest.raises(LowbitError, match="compiled for pynq-z2, not ultra96-v2"):
+        design.build("other", board="ultra96-v2")
+    again = design.build("from_compiled")
+    assert design.dir == where / "digits_build"
+    assert again.manifest["source"] == str(where / "digits_build")
+    assert again.manifest["cycles_per_image"] == mapped.cycles_per_image
 
 
 def test_import_lowbit_does_not_load_the_api():
@@ -147,6 +155,9 @@ def test_onnx_models_load_through_the_importer(small, tmp_path, rng):
         (lambda m: m.map(budget=True), r"budget must be a fraction in \(0, 1\]"),
         (lambda m: m.map(board=3), r"board must be a board name"),
         (lambda m: m.map(board="nope"), r"nope"),
+        (lambda m: m.map(target_fps=-1), r"^target_fps must be a positive number"),
+        (lambda m: m.map(act_density=2.0), r"^act_density must lie in \(0, 1\]"),
+        (lambda m: m.build("out", clock_mhz=0), r"^clock_mhz: a clock must be finite, above 0"),
         (lambda m: m.compile(7), r"out_dir must be a path"),
         (lambda m: m.predict(np.zeros((2, 12))), r"^x: 'x' holds floats"),
         (lambda m: m.predict(np.zeros((2, 5), dtype=int)), r"^x: 'x' must have shape \(B, 12\)"),
