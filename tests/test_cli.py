@@ -45,7 +45,7 @@ def test_demo_meets_the_walking_skeleton_targets(tmp_path):
     assert acc["float"] == acc["reference"]
     assert r["float_vs_reference_disagreements"] == 0
     cyc = r["cycles_per_image"]
-    assert abs(cyc["measured"] - cyc["predicted"]) <= 0.01 * cyc["predicted"]
+    assert cyc["measured"] == cyc["predicted"]  # the steady run's mean interval: exact, no DDR term
     assert r["throughput_fps"] == r["clock_mhz"] * 1e6 / cyc["measured"]
     assert set(r["resources"]) == {"lut", "ff", "bram36", "dsp"}
     assert r["resources"]["lut"]["available"] == 53200
