@@ -87,7 +87,6 @@ def asic_area(verilog: str, top: str, *, timeout: float = 1800) -> AsicArea:
         script,
         timeout=timeout,
         doing=f"the gate-level synthesis of {top!r}",
-        failing=f"the gate-level synthesis of {top!r}",
     )["stat.json"]
     module = next((m for k, m in doc.get("modules", {}).items() if k.lstrip("\\") == top), None)
     if module is None:

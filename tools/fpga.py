@@ -1,8 +1,10 @@
 """The FPGA tools of the builds: the yowasp wheels (yosys, nextpnr, icepack, ecppack),
 openFPGALoader and Vivado, found and run in one place.
 
-Every run keeps the tool's whole output in a log file in the build directory and, on failure,
-raises a :class:`~lowbit.LowbitError` with the tool's own ``ERROR`` lines and the log's name.
+Every run keeps the tool's whole output in a log file in its working directory and, on failure,
+copies the logs where they outlive a removed build directory and raises a
+:class:`~lowbit.LowbitError` with the tool's own ``ERROR`` line and the kept log's path
+(:func:`run_logged`).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 from .. import LowbitError
@@ -19,6 +22,7 @@ from .. import LowbitError
 __all__ = [
     "tool_command",
     "run_logged",
+    "keep_logs",
     "openfpgaloader_command",
     "vivado_available",
     "run_vivado_build",
@@ -41,9 +45,25 @@ def tool_command(name: str) -> list[str]:
     raise LowbitError(f"{name} is not installed; install it with 'pip install {package}'")
 
 
-def run_logged(cmd: list[str], cwd: Path, what: str, timeout: float, log_name: str) -> None:
-    """Run ``cmd`` in ``cwd`` (at most ``timeout`` seconds), its output kept in ``cwd/log_name``;
-    on failure raise naming ``what``, the exit status and the tool's ``ERROR`` lines."""
+def run_logged(
+    cmd: list[str],
+    cwd: Path,
+    what: str,
+    timeout: float,
+    log_name: str,
+    *,
+    tool_logs: tuple[str, ...] = (),
+    keep: Path | None = None,
+) -> None:
+    """Run ``cmd`` in ``cwd`` (at most ``timeout`` seconds), its output kept in ``cwd/log_name``.
+
+    ``tool_logs`` are the log files the tool writes itself in ``cwd`` (yosys ``-q -l yosys.log``
+    writes its ``ERROR`` line only there). On failure (a non-zero exit status or the timeout) the
+    logs are copied to ``keep`` (default: a new ``lowbit-logs-*`` directory in the system's
+    temporary directory), since ``cwd`` is often a temporary directory removed with the failed
+    build, and a :class:`~lowbit.LowbitError` of at most three lines is raised naming ``what``, the
+    exit status, the tool's first ``ERROR`` line and the kept log.
+    """
     logger.info("running %s", " ".join(cmd))
     try:
         proc = subprocess.run(
@@ -54,16 +74,67 @@ def run_logged(cmd: list[str], cwd: Path, what: str, timeout: float, log_name: s
             timeout=timeout,
             env={**os.environ, "YOWASP_QUIET": "1"},
         )
-    except subprocess.TimeoutExpired:
-        raise LowbitError(f"{what} did not finish within {timeout:g} s") from None
+    except subprocess.TimeoutExpired as e:
+        (cwd / log_name).write_text(_text(e.stdout) + _text(e.stderr))
+        kept = keep_logs(cwd, (*tool_logs, log_name), keep)
+        raise LowbitError(f"{what} did not finish within {timeout:g} s\nlog: {kept}") from None
     (cwd / log_name).write_text(proc.stdout + proc.stderr)
     if proc.returncode != 0:
-        text = proc.stdout + proc.stderr
-        errors = list(dict.fromkeys(line.strip() for line in text.splitlines() if "ERROR" in line))
-        tail = "; ".join(errors) or " ".join(text.strip().splitlines()[-3:])
+        names = (*tool_logs, log_name)
+        errors = _error_lines(cwd, names)
+        if errors:
+            more = len(errors) - 1
+            reason = errors[0] + (f" (and {more} more ERROR line(s))" if more else "")
+        else:  # no ERROR line: the last line the tool printed
+            tail = (proc.stdout + proc.stderr).strip().splitlines()
+            reason = tail[-1].strip() if tail else "no output"
+        kept = keep_logs(cwd, names, keep)
         raise LowbitError(
-            f"{what} failed (exit status {proc.returncode}): {tail} (log: {log_name})"
+            f"{what} failed (exit status {proc.returncode}): {_clip(reason)}\nlog: {kept}"
         )
+
+
+_MAX_REASON = 400
+"""Characters of the tool's error line quoted in a :class:`~lowbit.LowbitError`."""
+
+
+def _text(out: str | bytes | None) -> str:
+    if out is None:
+        return ""
+    return out if isinstance(out, str) else out.decode(errors="replace")
+
+
+def _clip(line: str) -> str:
+    line = " ".join(line.split())  # one line, whatever the tool printed
+    return line if len(line) <= _MAX_REASON else line[: _MAX_REASON - 3] + "..."
+
+
+def _error_lines(cwd: Path, names: tuple[str, ...]) -> list[str]:
+    """The distinct lines containing ``ERROR:`` in the logs ``names`` of ``cwd``, in order."""
+    found: dict[str, None] = {}
+    for name in names:
+        path = cwd / name
+        if not path.is_file():
+            continue
+        with path.open(errors="replace") as f:
+            for line in f:
+                if "ERROR:" in line:
+                    found.setdefault(line.strip(), None)
+    return list(found)
+
+
+def keep_logs(cwd: Path, names: tuple[str, ...], keep: Path | None) -> Path:
+    """Copy the logs ``names`` that exist in ``cwd`` to ``keep`` (created; default a new
+    temporary directory); return the path of the first one kept (the directory if none)."""
+    try:
+        if keep is None:
+            keep = Path(tempfile.mkdtemp(prefix="lowbit-logs-"))
+        keep.mkdir(parents=True, exist_ok=True)
+        kept = [shutil.copyfile(cwd / n, keep / n) for n in names if (cwd / n).is_file()]
+    except OSError as e:  # the failure is the news, not the copy
+        logger.warning("could not keep the logs of %s: %s", cwd, e)
+        return cwd / names[0]
+    return Path(kept[0]) if kept else keep
 
 
 def openfpgaloader_command() -> list[str]:

