@@ -20,7 +20,6 @@ import numpy as np
 from .. import LowbitError, __version__
 from ._args import (
     Parser,
-    board,
     clock_mhz,
     count,
     fraction,
@@ -39,6 +38,16 @@ from ._data import (
     graph_codes,
     is_identity,
     read_images,
+)
+from ._options import (
+    BUDGET_HELP,
+    add_verbosity,
+    board_option,
+    budget_option,
+    dataset_option,
+    json_option,
+    output_option,
+    state_defaults,
 )
 from ._progress import Bar, SimBar, step_printer
 
@@ -82,7 +91,7 @@ def cmd_demo(args) -> int:
     from ..flow import run_demo, write_json
 
     report = run_demo(
-        args.out,
+        args.output,
         board=args.board,
         epochs=args.epochs,
         budget=args.budget,
@@ -115,7 +124,8 @@ def _input_wire(text: str):
 INPUT_WIRE_HELP = (
     "put an input threshold unit in front: the accelerator takes pixels of this fixed-point "
     "type on the wire (value = (code - ZERO_POINT) * SCALE, e.g. UINT8:1/255) and turns them "
-    "into the model's input codes exactly as its input quantizer would"
+    "into the model's input codes exactly as its input quantizer would (default: none, the "
+    "accelerator takes the model's input codes)"
 )
 
 
@@ -493,20 +503,20 @@ def cmd_map(args) -> int:
     if args.target_fps is not None:
         kw["target_fps"] = args.target_fps
     density = args.act_density
-    if args.act_data:
+    if args.dataset:
         from ..mapping.folding import activation_densities
         from ..quant.data import load_dataset
 
-        data = load_dataset(args.act_data)
+        data = load_dataset(args.dataset)
         if data.x_test.shape[1] != graph.input_size:
             raise LowbitError(
-                f"--act-data {args.act_data}: images have {data.x_test.shape[1]} values, the model "
+                f"--dataset {args.dataset}: images have {data.x_test.shape[1]} values, the model "
                 f"takes {graph.input_size}"
             )
         density = activation_densities(graph, data.x_test, per_column=True)
         logging.getLogger(__name__).info(
             "mean activation densities on %s: %s",
-            args.act_data,
+            args.dataset,
             {k: round(float(np.mean(v)), 3) for k, v in density.items()},
         )
     kw["act_density"] = None if args.no_sparse else density
@@ -517,9 +527,9 @@ def cmd_map(args) -> int:
 
     report["placement"] = placement_reasons(graph, schedule, act_density=density)
     report.update(boundary_json(graph))
-    if args.act_data:
+    if args.dataset:
         report["act_density"] = {
-            "data": args.act_data,
+            "data": args.dataset,
             "mean_per_layer": {k: float(np.mean(v)) for k, v in density.items()},
         }
     if args.output:
@@ -626,30 +636,52 @@ def cmd_flash(args) -> int:
 def build_parser() -> argparse.ArgumentParser:
     p = Parser(prog="lowbit", description="Low-bit neural networks to verified FPGA hardware.")
     p.add_argument("--version", action="version", version=f"lowbit {__version__}")
-    p.add_argument("-v", "--verbose", action="store_true", help="log library progress")
+    p.add_argument(
+        "-v", "--verbose", action="store_true", help="log library progress (also after the command)"
+    )
     sub = p.add_subparsers(dest="command", required=True)
 
-    d = sub.add_parser("demo", help="the whole flow on the built-in digits example")
-    d.add_argument("--json", type=output_file, metavar="PATH", help="also write the report as JSON")
-    d.add_argument(
-        "--out", type=output_dir, default="demo_out", help="output directory (default: demo_out)"
+    d = sub.add_parser(
+        "demo",
+        help="the whole flow on the built-in digits example",
+        parents=[
+            output_option(
+                "dir", "model, schedule, Verilog and report", default="demo_out", old="--out"
+            ),
+            board_option("pynq-z2"),
+            budget_option(0.05, "default 0.05: a small design Verilator compiles in seconds"),
+            json_option("the report"),
+        ],
     )
-    d.add_argument("--board", type=board, default="pynq-z2")
-    d.add_argument("--epochs", type=count, default=None)
     d.add_argument(
-        "--budget",
-        type=fraction,
-        default=0.05,
-        help="share of each board resource the mapper may use (default 0.05: a small design)",
+        "--epochs",
+        type=count,
+        default=None,
+        help="training epochs of the binarized MLP (default 40)",
     )
     d.set_defaults(func=cmd_demo)
 
-    c = sub.add_parser("compile", help="map a model onto a board and generate Verilog")
+    c = sub.add_parser(
+        "compile",
+        help="map a model onto a board and generate Verilog",
+        parents=[
+            output_option("dir", "Verilog, schedule and report", required=True),
+            board_option(
+                None, note="default pynq-z2; ultra96-v2 with --zoo; with --schedule the schedule's"
+            ),
+            budget_option(
+                None,
+                "default 0.7; with --schedule or a --zoo model's published folding, which fix the "
+                "folding: the share the design must fit in, default 1",
+            ),
+        ],
+    )
     c.add_argument("model", nargs="?", help="model file (.npz) from 'lowbit train'")
     c.add_argument(
         "--zoo",
+        metavar="NAME",
         help="a built-in model instead of a file: cnv-w1a1, cnv-w2a2 or lfc-w1a1 "
-        "(random weights, published folding)",
+        "(random weights, published folding; default: none, give a model file)",
     )
     c.add_argument("--seed", type=seed, default=0, help="weight seed of a --zoo model")
     c.add_argument(
@@ -663,19 +695,11 @@ def build_parser() -> argparse.ArgumentParser:
         default=1.0,
         help="with --zoo: scale the channel counts (same topology)",
     )
-    c.add_argument("-o", "--output", type=output_dir, required=True, help="output directory")
     c.add_argument(
-        "--board",
-        type=board,
-        help="board (default pynq-z2; ultra96-v2 with --zoo; with --schedule the schedule's)",
-    )
-    c.add_argument("--schedule", help="apply this schedule (JSON) instead of searching")
-    c.add_argument(
-        "--budget",
-        type=fraction,
-        help="share of each board resource the mapper may use (default 0.7); with --schedule or "
-        "a --zoo model's published folding, which fix the folding: the share the design must fit "
-        "in (default 1)",
+        "--schedule",
+        metavar="FILE",
+        help="apply this schedule (JSON from 'lowbit map -o') instead of searching (default: "
+        "search)",
     )
     c.add_argument(
         "--input-wire", type=_input_wire, metavar="TYPE:SCALE[:ZERO_POINT]", help=INPUT_WIRE_HELP
@@ -683,7 +707,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.set_defaults(func=cmd_compile)
 
     s = sub.add_parser(
-        "sim", help="simulate a compiled design under cocotb (Verilator or Icarus), bit-exact"
+        "sim",
+        help="simulate a compiled design under cocotb (Verilator or Icarus), bit-exact",
+        parents=[json_option("the results")],
     )
     s.add_argument("dir", help="directory written by 'lowbit compile'")
     s.add_argument(
@@ -694,9 +720,10 @@ def build_parser() -> argparse.ArgumentParser:
         "digits test split (default: all of it, when the input type holds its pixels 0..16 as "
         "they are), or N random inputs when the model does not take 64 inputs",
     )
-    s.add_argument("--count", type=images, help="simulate only the first COUNT images")
+    s.add_argument(
+        "--count", type=images, help="simulate only the first COUNT images (default: all)"
+    )
     s.add_argument("--throttled", type=count, default=100, help="images per randomly throttled run")
-    s.add_argument("--json", type=output_file, metavar="PATH", help="write the results as JSON")
     s.add_argument(
         "--simulator",
         choices=("verilator", "icarus"),
@@ -714,30 +741,52 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.set_defaults(func=cmd_sim)
 
-    m = sub.add_parser("map", help="search a folding for a model and report its predicted costs")
-    m.add_argument("model")
-    m.add_argument("--board", type=board, default="pynq-z2")
+    m = sub.add_parser(
+        "map",
+        help="search a folding for a model and report its predicted costs",
+        parents=[
+            board_option("pynq-z2"),
+            output_option("file", "the schedule (JSON) for 'lowbit compile --schedule'"),
+            dataset_option(
+                None,
+                "measure each layer's activation density on its test split instead of "
+                "--act-density",
+                old="--act-data",
+            ),
+        ],
+    )
+    m.add_argument("model", help="model file (.npz)")
     goal = m.add_mutually_exclusive_group()
-    goal.add_argument(
+    goal.add_argument(  # in a group with --target-fps, so not from budget_option
         "--budget",
         type=fraction,
-        help="share of each board resource to use (default 0.7): the fastest folding within it",
+        metavar="SHARE",
+        help=f"{BUDGET_HELP} (default 0.7): the fastest folding within it",
     )
     goal.add_argument(
-        "--target-fps", type=positive, help="the cheapest folding reaching this many images/s"
+        "--target-fps",
+        type=positive,
+        help="the cheapest folding reaching this many images/s (default: use --budget)",
     )
-    m.add_argument("-o", "--output", type=output_file, help="write the schedule JSON here")
     m.add_argument(
         "--input-wire", type=_input_wire, metavar="TYPE:SCALE[:ZERO_POINT]", help=INPUT_WIRE_HELP
     )
     m.add_argument(
-        "--markdown", type=output_file, metavar="PATH", help="write the report as Markdown"
+        "--markdown",
+        type=output_file,
+        metavar="PATH",
+        help="write the report as Markdown (default: not written)",
     )
     m.add_argument(
-        "--plots", type=output_dir, metavar="DIR", help="write cycles.png and resources.png here"
+        "--plots",
+        type=output_dir,
+        metavar="DIR",
+        help="write cycles.png and resources.png here (default: not written)",
     )
     m.add_argument(
-        "--json", action="store_true", help="print the full report as JSON instead of the table"
+        "--json",
+        action="store_true",
+        help="print the full report as JSON on stdout instead of the table (a flag here: no PATH)",
     )
     m.add_argument(
         "--act-density",
@@ -747,12 +796,6 @@ def build_parser() -> argparse.ArgumentParser:
         "the sparse engine's cycle model (default 0.5)",
     )
     m.add_argument(
-        "--act-data",
-        metavar="DATASET",
-        help="measure each layer's activation density on this data set's test split instead "
-        "(digits, mnist5k, idx:DIR, cifar10:DIR)",
-    )
-    m.add_argument(
         "--no-sparse",
         action="store_true",
         help="keep every layer on the dense MVTU (no sparse-engine placement)",
@@ -760,20 +803,23 @@ def build_parser() -> argparse.ArgumentParser:
     m.set_defaults(func=cmd_map)
 
     b = sub.add_parser("boards", help="list the known boards")
-    b.add_argument("--json", action="store_true", help="print every field of every record as JSON")
+    b.add_argument(
+        "--json",
+        action="store_true",
+        help="print every field of every record as JSON on stdout (a flag here: no PATH)",
+    )
     b.set_defaults(func=cmd_boards)
 
     bu = sub.add_parser(
-        "build", help="a bitstream (open-flow boards) or a Vivado plan (Zynq boards)"
+        "build",
+        help="a bitstream (open-flow boards) or a Vivado plan (Zynq boards)",
+        parents=[
+            board_option(None, required=True),
+            output_option("dir", "the bitstream or Vivado plan and build.json", required=True),
+            budget_option(None, "when SOURCE is a model; default 0.7"),
+        ],
     )
     bu.add_argument("source", help="model file (.npz) or a directory written by 'lowbit compile'")
-    bu.add_argument("--board", type=board, required=True)
-    bu.add_argument("-o", "--output", type=output_dir, required=True, help="output directory")
-    bu.add_argument(
-        "--budget",
-        type=fraction,
-        help="share of each board resource the mapper may use (when SOURCE is a model)",
-    )
     bu.add_argument(
         "--clock", type=clock_mhz, metavar="MHZ", help="fabric clock (default: the schedule's)"
     )
@@ -783,14 +829,17 @@ def build_parser() -> argparse.ArgumentParser:
     bu.set_defaults(func=cmd_build)
 
     fl = sub.add_parser(
-        "flash", help="program a board with the output of 'lowbit build' (dry run by default)"
+        "flash",
+        help="program a board with the output of 'lowbit build' (dry run by default)",
+        parents=[board_option(None, required=True)],
     )
     fl.add_argument("dir", help="directory written by 'lowbit build'")
-    fl.add_argument("--board", type=board, required=True)
     fl.add_argument(
         "--via",
         choices=("openfpgaloader", "fpga-manager", "pynq", "xsct"),
         default="openfpgaloader",
+        help="how to program it: openfpgaloader (JTAG), fpga-manager (Linux on the board), pynq "
+        "(the PYNQ overlay API) or xsct (Xilinx tools)",
     )
     fl.add_argument(
         "--yes", action="store_true", help="program the board (otherwise print the commands)"
@@ -808,6 +857,9 @@ def build_parser() -> argparse.ArgumentParser:
     # Sub-commands of the other parts of the toolkit, each in its own module.
     for register in _PLUGINS:
         register(sub)
+    for parser in {id(q): q for q in sub.choices.values()}.values():
+        add_verbosity(parser)
+        state_defaults(parser)
     return p
 
 

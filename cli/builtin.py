@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ._args import board, output_file, positive, seed
+from ._args import positive, seed
+from ._options import board_option, output_option
 
 __all__ = ["register"]
 
@@ -46,20 +47,16 @@ def register(sub) -> None:
     """Add this module's sub-commands to the ``lowbit`` parser's ``sub`` (an argparse sub-parsers
     object)."""
     z = sub.add_parser(
-        "zoo", help="list the built-in models (BNN-PYNQ CNV/LFC) or write one as a model file"
+        "zoo",
+        help="list the built-in models (BNN-PYNQ CNV/LFC) or write one as a model file",
+        parents=[
+            output_option("file", "the model (.npz); its schedule goes next to it"),
+            board_option("ultra96-v2", note="default ultra96-v2: the written schedule's board"),
+        ],
     )
     z.add_argument("name", nargs="?", help="cnv-w1a1, cnv-w2a2 or lfc-w1a1")
-    z.add_argument(
-        "-o",
-        "--output",
-        type=output_file,
-        help="model file to write (.npz); the schedule goes next to it",
-    )
     z.add_argument("--seed", type=seed, default=0, help="seed of the random weights")
     z.add_argument(
         "--width", type=positive, default=1.0, help="scale the channel counts (same topology)"
-    )
-    z.add_argument(
-        "--board", type=board, default="ultra96-v2", help="board of the written schedule"
     )
     z.set_defaults(func=cmd_zoo)

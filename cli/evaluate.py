@@ -24,8 +24,9 @@ from pathlib import Path
 import numpy as np
 
 from .. import LowbitError
-from ._args import images, output_file
+from ._args import images
 from ._data import accuracy, boundary_json, boundary_lines, check_labels, graph_codes, read_images
+from ._options import json_option
 
 __all__ = ["register", "run_source", "TIE_RTOL", "TRACE_RTOL"]
 
@@ -452,7 +453,9 @@ def cmd_trace(args) -> int:
 def register(sub) -> None:
     """Add ``eval`` and ``trace`` to the ``lowbit`` parser's ``sub`` (argparse sub-parsers)."""
     e = sub.add_parser(
-        "eval", help="accuracy of the integer graph on labelled data, next to the source model's"
+        "eval",
+        help="accuracy of the integer graph on labelled data, next to the source model's",
+        parents=[json_option("the results")],
     )
     e.add_argument("model", help="integer graph (.npz) or ONNX model (imported)")
     e.add_argument(
@@ -462,18 +465,19 @@ def register(sub) -> None:
         "integer 'x' are input codes; layout (B, H, W, C) or flat for a graph, the ONNX input's "
         "for an ONNX model",
     )
-    e.add_argument("--onnx", metavar="SOURCE", help="also run this source ONNX model")
-    e.add_argument("--count", type=images, help="only the first COUNT images")
-    e.add_argument("--json", type=output_file, metavar="PATH", help="write the results as JSON")
+    e.add_argument(
+        "--onnx", metavar="SOURCE", help="also run this source ONNX model (default: none)"
+    )
+    e.add_argument("--count", type=images, help="only the first COUNT images (default: all)")
     e.set_defaults(func=cmd_eval)
 
     t = sub.add_parser(
         "trace",
         help="per-layer integer activations of an imported ONNX model next to the model's own "
         "tensors (exit 1 when they differ)",
+        parents=[json_option("the rows")],
     )
     t.add_argument("model", help="ONNX model")
     t.add_argument("--images", required=True, help=".npz with inputs 'x' (the ONNX input layout)")
-    t.add_argument("--count", type=images, help="only the first COUNT images")
-    t.add_argument("--json", type=output_file, metavar="PATH", help="write the rows as JSON")
+    t.add_argument("--count", type=images, help="only the first COUNT images (default: all)")
     t.set_defaults(func=cmd_trace)

@@ -20,6 +20,7 @@ import numpy as np
 
 from .. import LowbitError
 from ._data import boundary_lines
+from ._options import json_option, output_option
 
 __all__ = ["register", "format_table"]
 
@@ -287,9 +288,12 @@ def cmd_quantize(args) -> int:
     from ..quant.onnx.ptq import PTQConfig, quantize_model
     from ..quant.onnx.writer import save_model
     from ._progress import Bar
+    from ._vocab import parse_scheme, ptq_spelling
 
     config = PTQConfig(
-        weights=args.weights.lower(), acts=args.acts.lower(), input_bits=args.input_bits
+        weights=ptq_spelling(parse_scheme(args.weights, "--weights", "quantize-weights")),
+        acts=ptq_spelling(parse_scheme(args.acts, "--acts", "quantize-acts")),
+        input_bits=args.input_bits,
     )
     x, y = _calib(args.calib)
     result, qmodel = quantize_model(
@@ -319,52 +323,75 @@ def register(sub) -> None:
     """Add this module's sub-commands to the ``lowbit`` parser's ``sub`` (an argparse sub-parsers
     object)."""
     i = sub.add_parser(
-        "import", help="import an ONNX/QONNX/QDQ model: per-layer table, optional integer graph"
+        "import",
+        help="import an ONNX/QONNX/QDQ model: per-layer table, optional integer graph",
+        parents=[
+            output_option("file", "the integer graph (.npz)"),
+            json_option("the per-layer table"),
+        ],
     )
     i.add_argument("model", help="ONNX file")
-    i.add_argument("-o", "--output", help="write the integer graph (.npz)")
-    i.add_argument("--json", help="write the per-layer table as JSON")
     i.add_argument(
         "--input-dtype",
-        help="type of a float input without quantizer, read as codes of scale 1 (e.g. UINT8)",
+        help="type of a float input without quantizer, read as codes of scale 1 (e.g. UINT8; "
+        "default: the model's own quantizer)",
     )
     i.add_argument(
         "--input-quant",
         metavar="TYPE:SCALE[:ZERO_POINT]",
         help="quantizer of a float input without one (e.g. UINT5:0.0625): code = "
-        "clip(round(x / SCALE + ZERO_POINT)); the graph records it",
+        "clip(round(x / SCALE + ZERO_POINT)); the graph records it (default: none)",
     )
     i.add_argument(
         "--calib",
         metavar="DATA.npz",
         help="derive that quantizer from calibration inputs 'x': the narrowest exact grid "
-        "(at most 8 bits), else 8 bits spanning the data (with a warning)",
+        "(at most 8 bits), else 8 bits spanning the data (with a warning; default: none)",
     )
     i.set_defaults(func=cmd_import)
 
     e = sub.add_parser(
-        "export", help="export a model to QONNX (qonnx, FINN) or plain ONNX (onnxruntime)"
+        "export",
+        help="export a model to QONNX (qonnx, FINN) or plain ONNX (onnxruntime)",
+        parents=[output_option("file", "the .onnx model", required=True)],
     )
     e.add_argument("model", help="lowbit graph (.npz) or ONNX model")
-    e.add_argument("-o", "--output", required=True, help="output .onnx file")
-    e.add_argument("--format", choices=("qonnx", "onnx"), default="qonnx")
-    e.add_argument("--input-dtype", help="type of a float input without quantizer (ONNX models)")
+    e.add_argument(
+        "--format",
+        choices=("qonnx", "onnx"),
+        default="qonnx",
+        help="qonnx (quantizers as QONNX Quant nodes, for qonnx/FINN) or onnx (plain, for "
+        "onnxruntime)",
+    )
+    e.add_argument(
+        "--input-dtype",
+        help="type of a float input without quantizer (ONNX models; default: none)",
+    )
     e.set_defaults(func=cmd_export)
 
     q = sub.add_parser(
-        "quantize", help="post-training quantization of a float ONNX model with calibration data"
+        "quantize",
+        help="post-training quantization of a float ONNX model with calibration data",
+        parents=[output_option("file", "the integer graph (.npz)", required=True)],
     )
     q.add_argument("model", help="float ONNX model")
     q.add_argument(
-        "--weights", default="int4", help="bipolar, ternary, pow2_<b> or int<k> (default int4)"
+        "--weights",
+        default="INT4",
+        metavar="SCHEME",
+        help="BIPOLAR, TERNARY, POW2_<2..6> or INT<2..16>, case-insensitive (default INT4)",
     )
-    q.add_argument("--acts", default="uint4", help="bipolar, uint<k> or int<k> (default uint4)")
+    q.add_argument(
+        "--acts",
+        default="UINT4",
+        metavar="SCHEME",
+        help="BIPOLAR, UINT<1..16> or INT<2..16>, case-insensitive (default UINT4)",
+    )
     q.add_argument(
         "--input-bits", type=int, default=8, help="bits of the input quantizer (default 8)"
     )
     q.add_argument(
         "--calib", required=True, help=".npz with calibration inputs 'x' (and optional labels 'y')"
     )
-    q.add_argument("-o", "--output", required=True, help="integer graph (.npz)")
-    q.add_argument("--qonnx", help="also write the quantized model as QONNX")
+    q.add_argument("--qonnx", help="also write the quantized model as QONNX (default: not written)")
     q.set_defaults(func=cmd_quantize)

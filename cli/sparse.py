@@ -7,7 +7,8 @@ import json
 import numpy as np
 
 from .. import LowbitError
-from ._args import board, output_file, seed
+from ._args import seed
+from ._options import board_option, json_option
 
 __all__ = ["register", "cmd_sparse_bench", "sparse_bench"]
 
@@ -159,19 +160,19 @@ def register(sub) -> None:
     p = sub.add_parser(
         "sparse-bench",
         help="cycle-model benchmark of the EIE-style sparse engine on a random layer",
+        parents=[
+            board_option("pynq-z2", note="default pynq-z2; its resources budget the choice"),
+            json_option("the results"),
+        ],
     )
     # the sizes and densities are checked by sparse_bench, naming the flag
-    p.add_argument("--rows", type=int, required=True)
-    p.add_argument("--cols", type=int, required=True)
+    p.add_argument("--rows", type=int, required=True, help="rows (outputs) of the random layer")
+    p.add_argument("--cols", type=int, required=True, help="columns (inputs) of the random layer")
     p.add_argument("--density", type=float, required=True, help="weight density in (0, 1]")
     p.add_argument("--act-density", type=float, required=True, help="activation density in (0, 1]")
-    p.add_argument("--pes", type=int, default=16)
+    p.add_argument("--pes", type=int, default=16, help="processing elements of the engine")
     p.add_argument("--depth", type=int, default=8, help="activation-queue depth")
     p.add_argument("--lanes", type=int, default=4, help="activations per input beat")
-    p.add_argument("--vectors", type=int, default=4)
-    p.add_argument("--seed", type=seed, default=0)
-    p.add_argument(
-        "--board", type=board, default="pynq-z2", help="budget for the sparse/dense choice"
-    )
-    p.add_argument("--json", type=output_file, metavar="PATH", help="write the results as JSON")
+    p.add_argument("--vectors", type=int, default=4, help="input vectors to run")
+    p.add_argument("--seed", type=seed, default=0, help="seed of the random layer and inputs")
     p.set_defaults(func=cmd_sparse_bench)

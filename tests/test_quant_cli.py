@@ -45,7 +45,7 @@ def test_train_legacy_hidden_is_all_binary(tmp_path):
 
 
 def test_train_errors_are_one_line(tmp_path):
-    for args, msg in ((("--weights", "log2:9"), "log2 weights need a bit width in 2..6, not 9"),
+    for args, msg in ((("--weights", "log2:9"), "--weights 'log2:9': POW2 takes a bit width in 2..6"),
                       (("--dataset", f"idx:{tmp_path / 'none'}"), "no such directory"),
                       (("--acts", "float", "-o", tmp_path / "x.npz"), "have no integer graph")):
         proc = run("train", *args)
