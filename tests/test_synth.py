@@ -14,9 +14,9 @@ from mapping_models import random_node
 from lowbit import LowbitError
 from lowbit.hw.mvtu.spec import MVTUSpec
 from lowbit.hw.verilog import to_verilog
-from lowbit.ir import BIPOLAR
+from lowbit.ir import BIPOLAR, DataType, MatMulThreshold
 from lowbit.ir.resources import Resources
-from lowbit.tools.yosys import resources_from_cells, synthesize
+from lowbit.tools.yosys import resources_from_cells, synth_cells, synthesize
 
 
 def test_cell_counting_follows_vivado():
@@ -58,3 +58,22 @@ def test_weight_ram_block_is_honoured_by_synthesis():
     assert spec.resources().bram36 == 0.5
     real = synthesize(to_verilog(spec.create(), "mvtu"), "mvtu")
     assert real.bram36 == spec.resources().bram36 == 0.5
+
+
+@pytest.mark.yosys
+def test_abc9_flow_keeps_every_bit_of_an_integer_input_unit():
+    """synth_xilinx's own ABC9 flow on a UINT8 x binary unit (PE 2, SIMD 8): without lowbit's
+    renaming (tools.yosys.synth_commands) yosys 0.70 exits 0 with o__payload[1] undriven and 38
+    flip-flops fewer; with it, ``check -assert`` passes and the flip-flops are the abc flow's (the
+    LUT mapper does not touch them)."""
+    rng = np.random.default_rng(7)
+    in_dt = DataType.parse("UINT8")
+    w = BIPOLAR.sample(rng, (16, 64))
+    lo, hi = MatMulThreshold("probe", in_dt, w, None, weight_dtype=BIPOLAR).acc_range
+    t = np.sort(rng.integers(lo, hi + 2, (16, 1)), axis=1)
+    node = MatMulThreshold("fc", in_dt, w, t, BIPOLAR, weight_dtype=BIPOLAR)
+    verilog = to_verilog(MVTUSpec(node, pe=2, simd=8).create(), "dut")
+    abc9 = resources_from_cells(synth_cells(verilog, "dut", abc9=True))
+    abc = resources_from_cells(synth_cells(verilog, "dut"))
+    assert abc9.ff == abc.ff > 0
+    assert abc9.lut > 0
