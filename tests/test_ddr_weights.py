@@ -289,7 +289,7 @@ def test_sim_takes_n_random_inputs_for_a_model_that_does_not_take_digits(capsys)
     from lowbit.cli.app import _load_images
 
     g = mlp((128, 16, 10), seed=1)  # UINT5 input
-    x = _load_images(argparse.Namespace(images="12", count=None), g).codes
+    x = _load_images(argparse.Namespace(images=12, count=None), g).codes  # as --images 12 parses
     assert x.shape == (12, 128) and x.min() >= 0 and x.max() <= 31
     assert "12 random inputs in [0, 31] (seed 0): the model takes 128 inputs" in capsys.readouterr().out
     with pytest.raises(LowbitError, match="pass --images FILE.npz, or --images N for N random inputs"):
