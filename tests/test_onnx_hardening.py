@@ -131,6 +131,14 @@ def maxpool_without_kernel():
     return b.model((3,))
 
 
+def maxpool_in_another_domain_without_kernel():
+    """Found by the fuzzer: an ONNX op type in a custom domain is handled as that op, so its ONNX
+    schema applies (a KeyError 'kernel_shape' traceback before)."""
+    m = maxpool_without_kernel()
+    next(n for n in m.graph.node if n.op_type == "MaxPool").domain = "qonnx.custom_op.general"
+    return m
+
+
 # -- silently accepted today ------------------------------------------------------------------
 
 
@@ -289,6 +297,9 @@ CASES = {
     "MaxPool without kernel_shape": (
         maxpool_without_kernel, r"node 'pool' \(MaxPool\): attribute 'kernel_shape' is missing; "
                                 r"MaxPool requires it$"),
+    "MaxPool in a custom domain without kernel_shape": (
+        maxpool_in_another_domain_without_kernel,
+        r"node 'pool' \(MaxPool\): attribute 'kernel_shape' is missing; MaxPool requires it$"),
     "INT33 weights": (
         weight_bits(33), rf"node 'wq' \(Quant\): weights {N} read by node 'fc' \(MatMul\): "
                          rf"\(INT33\) bit width 33 {LIMIT} 16$"),

@@ -341,7 +341,8 @@ def check_node(
     """
     row = table.get(node.op_type)
     schema = row.schema if row is not None else None
-    if schema is None and node.domain in ("", "ai.onnx"):
+    if schema is None and (node.domain in ("", "ai.onnx") or row is not None):
+        # a row without its own schema is an ONNX operator, handled as one whatever the domain
         schema = _onnx_schema(node, opset)
     if schema is None:
         return None
