@@ -48,6 +48,7 @@ def run_target(target: str, n: int, seeds, seed: int) -> dict:
             last = o.stderr.strip().splitlines()[-1:] or [""]
             failures.append(f"{case.mutation}: {' '.join(case.argv)}: {'; '.join(o.problems)} "
                             f"| {last[0][:160]}")
+            print(f"  FAIL [{target}] {failures[-1]}", flush=True)
 
     import random
 
