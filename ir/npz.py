@@ -139,7 +139,9 @@ class NpzReader:
                     check_shape(shape)
                 nbytes = count * dtype.itemsize
                 data = f.read(nbytes)
-        except (zipfile.BadZipFile, OSError, ValueError, EOFError, zlib.error) as e:
+        # an encrypted or unsupported member: RuntimeError / NotImplementedError from zipfile
+        except (zipfile.BadZipFile, OSError, ValueError, EOFError, zlib.error, RuntimeError,
+                NotImplementedError) as e:
             raise self._invalid(f"{label} is not a readable .npy member ({e})") from None
         if len(data) != nbytes:
             raise self._invalid(

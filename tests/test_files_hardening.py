@@ -484,3 +484,23 @@ def test_report_file_size_is_bounded(design):
     assert proc.returncode == 2, proc.stderr
     assert proc.stdout.strip() == (f"{path}: file size (bytes) {LIMITS.file_bytes + 1} exceeds lowbit's "
                                    f"limit of {LIMITS.file_bytes}")
+
+
+def test_an_encrypted_member_is_refused(tmp_path):
+    """Found by benchmarks/fuzz.py: a bit flip that marks a member encrypted made zipfile raise
+    RuntimeError (a traceback)."""
+    import numpy as np
+
+    from lowbit.ir import BIPOLAR, IntegerGraph, MatMulThreshold
+
+    g = IntegerGraph(BIPOLAR, (MatMulThreshold("fc", BIPOLAR, np.ones((2, 4), np.int64), None),))
+    raw = bytearray(g.save(tmp_path / "g.npz").read_bytes())
+    for sig, flag_at in ((b"PK\x03\x04", 6), (b"PK\x01\x02", 8)):
+        i = raw.find(sig)
+        while i >= 0:
+            raw[i + flag_at] |= 1  # general purpose bit 0: encrypted
+            i = raw.find(sig, i + 4)
+    bad = tmp_path / "enc.npz"
+    bad.write_bytes(bytes(raw))
+    with pytest.raises(LowbitError, match="enc.npz"):
+        IntegerGraph.load(bad)

@@ -486,3 +486,16 @@ def test_external_data_needs_the_model_path():
     with pytest.raises(LowbitError, match=r"^<model>: initializer '[a-z]*\d+' stores its data in "
                                           r"an external file; import the model from its path"):
         import_onnx(model)
+
+
+def test_fuzzer_findings_are_refused_cleanly(tmp_path, capsys):
+    """Found by benchmarks/fuzz.py: an initializer of an undefined data type (99) was a traceback
+    (ValueError from the enum)."""
+    from lowbit.quant.onnx.importer import import_onnx
+
+    m = maxpool_without_kernel()
+    m.graph.initializer[0].data_type = 99
+    p = tmp_path / "dtype.onnx"
+    p.write_bytes(m.SerializeToString())
+    with pytest.raises(LowbitError, match=r"unknown \(99\)"):
+        import_onnx(p)

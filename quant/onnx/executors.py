@@ -404,3 +404,11 @@ def max_pool_nhwc(ins, a, *_):
     """FINN ``MaxPoolNHWC``: :func:`max_pool` on an NHWC image; a custom operator."""
     x = np.transpose(_f(ins[0]), (0, 3, 1, 2))
     return [np.transpose(_maxpool(x, a), (0, 2, 3, 1))]
+
+
+def dtype_name(value: int) -> str:
+    """The name of an ONNX tensor data type, or ``unknown (N)`` for a value ONNX does not define."""
+    try:
+        return onnx.TensorProto.DataType.Name(value)
+    except ValueError:
+        return f"unknown ({value})"

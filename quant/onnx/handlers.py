@@ -33,6 +33,7 @@ from ..streamline import (
     fraction_array,
     round_mode,
 )
+from .executors import dtype_name as _dtype_name
 from .executors import per_axis, qonnx_int_range, quant_float
 from .states import Act, Codes, Layer, Pending, Pool, QConst, Raw, image_idx, weight_dtype
 
@@ -103,7 +104,7 @@ def cast(lw, node, ins, a):
     if to not in _FLOAT_TYPES and not isinstance(act, Codes) and act.last_quantizer() is None:
         raise lw.err(
             node,
-            f"casts a float activation to {onnx.TensorProto.DataType.Name(to)}, "
+            f"casts a float activation to {_dtype_name(to)}, "
             "which would round it; quantize it first (QuantizeLinear or Quant)",
         )
     return act

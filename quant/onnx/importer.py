@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 from collections.abc import Mapping
 
 import numpy as np
@@ -85,8 +86,15 @@ def import_onnx(
     LowbitError
         For any model lowbit cannot import; the message names the file, node and op type.
     """
-    src = read.read(source, input_dtype=input_dtype, input_quant=input_quant, table=table)
-    result = assemble(lower(src, table))
+    try:
+        src = read.read(source, input_dtype=input_dtype, input_quant=input_quant, table=table)
+        result = assemble(lower(src, table))
+    except UnicodeDecodeError as e:  # protobuf decodes a string field only when it is read
+        where = source if isinstance(source, (str, os.PathLike)) else "the model"
+        raise LowbitError(
+            f"{where}: a name or string in the model is not valid UTF-8 ({e.reason} at byte "
+            f"{e.start}); the file is corrupt"
+        ) from None
     if input_quant is not None and result.graph.input_quant is None:
         raise LowbitError(
             f"{src.label}: the model quantizes its input itself; an input quantizer applies to a "

@@ -26,6 +26,7 @@ from ...ir.datatypes import DataType, Kind
 from ...limits import LIMITS, check
 from ..streamline import BipolarQuantizer, IntQuantizer, fraction_array
 from .executors import Reference, attributes
+from .executors import dtype_name as _dtype_name
 from .ops import FLOAT_TYPES, OPS, OpSpec, check_node
 from .states import Act, Codes, Raw, image_idx
 
@@ -226,7 +227,7 @@ def _elements(where: str, t: onnx.TensorProto) -> int:
 def _itemsize(where: str, t: onnx.TensorProto) -> int:
     if t.data_type not in _NUMERIC:
         raise LowbitError(
-            f"{where} has data type {onnx.TensorProto.DataType.Name(t.data_type)}; expected a "
+            f"{where} has data type {_dtype_name(t.data_type)}; expected a "
             "numeric tensor"
         )
     return np.dtype(helper.tensor_dtype_to_np_dtype(t.data_type)).itemsize
@@ -242,7 +243,7 @@ def _check_tensor_data(where: str, t: onnx.TensorProto) -> None:
         if len(t.raw_data) != need:
             raise LowbitError(
                 f"{where}: raw data holds {len(t.raw_data)} bytes; its shape {list(t.dims)} of "
-                f"{onnx.TensorProto.DataType.Name(t.data_type)} needs {need}"
+                f"{_dtype_name(t.data_type)} needs {need}"
             )
         return
     have = len(getattr(t, helper.tensor_dtype_to_field(t.data_type)))
@@ -331,7 +332,7 @@ def load_external_data(model: onnx.ModelProto, label: str, base: Path | None) ->
         if stored != need:
             raise LowbitError(
                 f"{where}: external data holds {stored} bytes; its shape {list(t.dims)} of "
-                f"{onnx.TensorProto.DataType.Name(t.data_type)} needs {need}"
+                f"{_dtype_name(t.data_type)} needs {need}"
             )
         total += need
         check(f"{label}: external data", "total size (bytes)", total, LIMITS.file_bytes)
@@ -525,7 +526,7 @@ def check_model(
     if et not in _FLOAT_TYPES and et not in _INT_INPUT:
         raise LowbitError(
             f"{label}: input {inp.name!r} has data type "
-            f"{onnx.TensorProto.DataType.Name(et)}; expected FLOAT, DOUBLE, UINT8, "
+            f"{_dtype_name(et)}; expected FLOAT, DOUBLE, UINT8, "
             "INT8, UINT16 or INT16"
         )
     dims = inp.type.tensor_type.shape.dim
@@ -548,7 +549,7 @@ def check_model(
         if t.data_type not in _NUMERIC:
             raise LowbitError(
                 f"{label}: initializer {t.name!r} has data type "
-                f"{onnx.TensorProto.DataType.Name(t.data_type)}; expected a numeric "
+                f"{_dtype_name(t.data_type)}; expected a numeric "
                 "tensor"
             )
     for where, t in _stored_tensors(model, label):
@@ -640,7 +641,7 @@ def _check_float_operands(model: onnx.ModelProto, label: str, table: Mapping[str
                     label,
                     node.name or f"{node.op_type}_{i}",
                     node.op_type,
-                    f"input {k} {node.input[k]!r} is of type {onnx.TensorProto.DataType.Name(et)}; "
+                    f"input {k} {node.input[k]!r} is of type {_dtype_name(et)}; "
                     f"{node.op_type} quantizes a float tensor (FLOAT or DOUBLE)",
                 )
 
