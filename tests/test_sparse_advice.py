@@ -39,4 +39,4 @@ def test_map_prints_the_advice(rng, tmp_path, capsys):
     assert main(["map", str(path), "--board", "zcu104", "--act-density", "0.3", "--budget", "0.01"]) == 0
     assert "fc0: sparse: sparse engine N=" in capsys.readouterr().out
     assert main(["map", str(path), "--act-density", "1.5"]) == 2
-    assert "--act-density must lie in (0, 1], not 1.5" in capsys.readouterr().err
+    assert "argument --act-density: expected a share in (0, 1], not 1.5" in capsys.readouterr().err
