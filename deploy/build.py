@@ -24,6 +24,7 @@ from ..flow.steps import _staged_dir
 from ..hw.axi.shells import payload_bits
 from ..hw.axi.wfetch import pack_image
 from ..hw.mvtu.spec import streams_weights
+from ..ir.files import confine_tree
 from ..ir.graph import IntegerGraph
 from ..tools.fpga import run_vivado_build, vivado_available
 from .driver import driver_config, driver_files
@@ -42,6 +43,7 @@ def _compiled(source: Path, board: Board, tmp: Path, budget: float | None) -> Co
 
     dest = tmp / "compiled"
     if source.is_dir():
+        confine_tree(source, "compiled directory")  # read and copied with links followed
         design = CompiledDesign.open(source)
         _, schedule = design.load()
         if get_board(schedule.board).part != board.part:

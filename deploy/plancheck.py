@@ -12,7 +12,8 @@ interpreter where every Vivado command the plan uses is a small procedure that c
 * a PS port is switched on in the PS configuration before it is used (``PCW_USE_S_AXI_HP1``,
   ``PSU__USE__S_AXI_GP3``, ...);
 * ``apply_bd_automation`` names a known rule and its Master / Slave are known interface pins;
-* every file ``add_files`` adds exists, and the sources hold module ``lowbit_axis``.
+* every file ``add_files`` adds exists inside the plan's directory (symlinks resolved; so does every
+  file the plan sources), and the sources hold module ``lowbit_axis``.
 
 It runs twice, with and without the board files (``board_preset`` 1 and 0). What it cannot check is
 Vivado's own behaviour (IP parameter ranges, address maps, timing): that needs Vivado.
@@ -247,11 +248,22 @@ proc get_property {name obj} {
   if {$name eq "PROGRESS"} { return "100%" }
   return /nonexistent/$obj
 }
+proc inside_plan {f what} {
+  # normalize resolves links in all but the last component: join a dummy one to resolve it too
+  set full [_tcl_file dirname [_tcl_file normalize [_tcl_file join $f _]]]
+  if {[string first "$::plan_root/" "$full/"] != 0 || $full eq $::plan_root} {
+    fail "$what: $f resolves to $full, outside the plan directory $::plan_root"
+  }
+  return $full
+}
+rename source _tcl_source
+proc source {f} { uplevel 1 [list _tcl_source [inside_plan $f source]] }
 proc add_files {args} {
   incr ::calls
   set files [lindex $args end]
   foreach f $files {
     if {$f eq "design_1_wrapper.v"} { continue }
+    inside_plan $f add_files
     if {![_tcl_file exists $f]} { fail "add_files: no file $f" }
     lappend ::added [_tcl_file tail $f]
   }
@@ -297,7 +309,8 @@ def check_vivado_plan(plan_dir: str | Path) -> dict:
     for preset in (1, 0):
         script = (
             _PRELUDE + ip_pins + f"\nset module_ports {{{' '.join(sorted(ports))}}}"
-            f"\nset module_intfs {{{' '.join(sorted(interfaces))}}}\narray set enables "
+            f"\nset module_intfs {{{' '.join(sorted(interfaces))}}}"
+            f"\nset plan_root [_tcl_file normalize {{{plan_dir.resolve()}}}]\narray set enables "
             f"{{{enables}}}\nset board_part_found {{{'board:part' if preset else ''}}}"
             f"\nif {{[catch {{source {{{(plan_dir / 'build.tcl').resolve()}}}}} msg]}} "
             "{ puts stderr $msg; exit 1 }"

@@ -14,7 +14,6 @@ Verilated top is ``lowbit_sim_shell`` (:func:`shell_wrapper_verilog`, the Amaran
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Sequence
 from dataclasses import fields
@@ -24,11 +23,13 @@ import numpy as np
 
 from .. import LowbitError
 from ..boards.records import get_board
-from ..hw.axi.control import REGISTERS, wbase_offsets
+from ..hw.axi.control import MAX_WEIGHT_PORTS, REGISTERS, wbase_offsets
 from ..hw.axi.shells_axis import WeightPort
 from ..hw.axi.shells_sim import SimulatedShell
 from ..hw.axi.sim_ddr import log_depth
 from ..hw.verilog import to_verilog
+from ..ir.files import confine, read_json, read_limited
+from ..limits import LIMITS
 from ..mapping.schedule import ddr_stream_bits
 from ..sim.fast import VerilatedModel
 
@@ -172,6 +173,48 @@ class _Control(_MMIO):
         super().write(offset, value)
 
 
+def _manifest(plan_dir: Path) -> dict:
+    """The plan's ``build.json``, read inside ``plan_dir`` (:func:`~lowbit.ir.files.confine`),
+    with the keys the simulated overlay uses checked: ``axis.in_tdata_bits`` and
+    ``axis.out_tdata_bits`` positive multiples of 8 up to 4096, ``weight_ports`` a list of
+    objects whose ``index`` is an integer in [0, ``MAX_WEIGHT_PORTS``) and, with weight ports,
+    ``board`` a string and ``clock_mhz`` a number in (0, ``LIMITS.clock_mhz``]."""
+    path = plan_dir / "build.json"
+    doc = read_json(confine(plan_dir, "build.json", place="plan directory"), "build manifest")
+    if not isinstance(doc, dict):
+        raise LowbitError(f"{path}: expected a JSON object, not {type(doc).__name__}")
+    axis = doc.get("axis")
+    if not isinstance(axis, dict):
+        raise LowbitError(f"{path}: key 'axis' must be an object, not {axis!r}")
+    for key in ("in_tdata_bits", "out_tdata_bits"):
+        v = axis.get(key)
+        if type(v) is not int or not 0 < v <= 4096 or v % 8:
+            raise LowbitError(
+                f"{path}: key 'axis.{key}' must be a multiple of 8 in [8, 4096], not {v!r}"
+            )
+    ports = doc.get("weight_ports", [])
+    if not isinstance(ports, list) or not all(
+        isinstance(p, dict) and type(p.get("index")) is int and 0 <= p["index"] < MAX_WEIGHT_PORTS
+        for p in ports
+    ):
+        raise LowbitError(
+            f"{path}: key 'weight_ports' must be a list of objects with an integer 'index' in "
+            f"[0, {MAX_WEIGHT_PORTS}), not {ports!r}"[:300]
+        )
+    if ports and not isinstance(doc.get("board"), str):
+        raise LowbitError(f"{path}: key 'board' must be a string, not {doc.get('board')!r}")
+    clock = doc.get("clock_mhz")
+    if ports and (
+        isinstance(clock, bool)
+        or not isinstance(clock, (int, float))
+        or not 0 < clock <= LIMITS.clock_mhz
+    ):
+        raise LowbitError(
+            f"{path}: key 'clock_mhz' must be a number in (0, {LIMITS.clock_mhz:g}], not {clock!r}"
+        )
+    return doc
+
+
 class SimulatedOverlay:
     """The shell of the Vivado plan in ``plan_dir`` (written by ``lowbit build``), simulated.
 
@@ -196,7 +239,7 @@ class SimulatedOverlay:
                 "'lowbit build'"
             )
 
-        manifest = json.loads((plan_dir / "build.json").read_text())
+        manifest = _manifest(plan_dir)
         axis = manifest["axis"]
         self.tin, self.tout = axis["in_tdata_bits"], axis["out_tdata_bits"]
         self.weight_ports = manifest.get("weight_ports", [])
@@ -216,7 +259,12 @@ class SimulatedOverlay:
                     )
                 self.log_depths.append(log_depth(image.stat().st_size))
         self.ddr_bits_per_cycle = ddr_bits_per_cycle
-        text = "\n".join((plan_dir / n).read_text() for n in sources)
+        text = "\n".join(
+            read_limited(confine(plan_dir, n, place="plan directory"), "Verilog source").decode(
+                "utf-8", "replace"
+            )
+            for n in sources
+        )
         text += shell_wrapper_verilog(
             self.tin,
             self.tout,

@@ -110,3 +110,14 @@ def confine(
             f"{place} {root}"
         )
     return path
+
+
+def confine_tree(root: str | os.PathLike, place: str = "directory") -> None:
+    """Refuse a tree whose symbolic links lead outside ``root`` (each checked with
+    :func:`confine`), before it is copied with its links followed."""
+    root = Path(root)
+    for folder, dirs, files in os.walk(root):
+        for name in dirs + files:
+            path = Path(folder) / name
+            if path.is_symlink():
+                confine(root, str(path.relative_to(root)), place=place)

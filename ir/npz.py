@@ -59,7 +59,9 @@ class NpzReader:
         try:
             check(str(self.path), "file size (bytes)", self.path.stat().st_size, LIMITS.file_bytes)
             self._zip = zipfile.ZipFile(self.path)
-        except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError) as e:
+        # a directory entry needing a newer zip version than Python's: NotImplementedError
+        except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError,
+                RuntimeError, NotImplementedError) as e:
             raise self._invalid(f"not a valid .npz (zip) archive ({e})") from None
         self._members = {
             info.filename.removesuffix(".npy"): info

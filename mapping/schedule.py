@@ -424,9 +424,12 @@ class Schedule:
             isinstance(self.clock_mhz, bool)
             or not isinstance(self.clock_mhz, (int, float))
             or not math.isfinite(self.clock_mhz)
-            or self.clock_mhz <= 0
+            or not 0 < self.clock_mhz <= LIMITS.clock_mhz
         ):
-            raise ValueError(f"clock_mhz must be a positive number, not {self.clock_mhz!r}")
+            raise ValueError(
+                f"clock_mhz must be a positive number of MHz up to {LIMITS.clock_mhz:g}, "
+                f"not {self.clock_mhz!r}"
+            )
         object.__setattr__(self, "clock_mhz", float(self.clock_mhz))
         layers = tuple(self.layers)
         if not layers:

@@ -241,6 +241,58 @@ def test_plan_dry_run_catches_broken_plans(compiled, tmp_path, edit, message):
         check_vivado_plan(out)
 
 
+@pytest.mark.parametrize("how", ["absolute", "dotdot", "symlink", "source"])
+def test_plan_dry_run_reads_nothing_outside_the_plan(compiled, tmp_path, how):
+    """A plan that adds or sources a file outside its directory is refused (issue 17): the dry run
+    checked only that an added file exists, wherever it was, and sourced any file."""
+    from lowbit import LowbitError
+    from lowbit.deploy.plancheck import check_vivado_plan
+
+    out = tmp_path / "plan"
+    assert run("build", compiled["pynq-z2"], "--board", "pynq-z2", "-o", out).returncode == 0
+    outside = tmp_path / "outside.v"
+    outside.write_text("module outside; endmodule\n")
+    build = out / "build.tcl"
+    ctrl = "[file join $here lowbit_ctrl.v]"
+    text = build.read_text()
+    assert ctrl in text
+    if how == "absolute":
+        text = text.replace(ctrl, f"{ctrl} {{{outside}}}")
+    elif how == "dotdot":
+        text = text.replace(ctrl, f"{ctrl} [file join $here .. outside.v]")
+    elif how == "symlink":
+        (out / "lowbit_ctrl.v").unlink()
+        (out / "lowbit_ctrl.v").symlink_to(outside)
+    else:
+        (tmp_path / "outside.tcl").write_text("set x 1\n")
+        text += f"\nsource {{{tmp_path / 'outside.tcl'}}}\n"
+    build.write_text(text)
+    verb = "source" if how == "source" else "add_files"
+    with pytest.raises(LowbitError, match=rf"{verb}: .* resolves to .*outside\.(v|tcl), outside the plan directory"):
+        check_vivado_plan(out)
+
+
+@pytest.mark.parametrize("link", ["notes.txt", "sub/deep.v", "graph.npz"])
+def test_build_copies_nothing_from_outside_the_compiled_directory(compiled, tmp_path, link):
+    """A symbolic link in a compiled directory that leads out of it is refused before anything is
+    read or copied (issue 17): the copy followed links and took the outside file into the build."""
+    import shutil
+
+    src = tmp_path / "compiled"
+    shutil.copytree(compiled["pynq-z2"], src)
+    secret = tmp_path / "secret.txt"
+    secret.write_text("not yours\n")
+    target = src / link
+    target.parent.mkdir(exist_ok=True)
+    if target.exists():
+        target.unlink()
+    target.symlink_to(secret)
+    out = tmp_path / "plan"
+    proc = run("build", src, "--board", "pynq-z2", "-o", out)
+    assert_clean_error(proc, re.escape(f"{link} resolves to {secret}, outside the compiled directory"))
+    assert not out.exists()
+
+
 # -- the build manifest and the bitstream it names, against careless and hostile edits (issue 17) --
 
 def _plan(out, board="pynq-z2", via="fpga-manager"):

@@ -396,3 +396,15 @@ def test_schedule_refuses_a_window_simd_that_does_not_divide_the_channels():
     with pytest.raises(LowbitError, match=r"^layer 'swg1': SIMD \(5\) must divide the channels C \(8\) "
                                           r"of node 'swg1'$"):
         Schedule("ultra96-v2", 299.0, tuple(layers)).apply(graph)
+
+
+@pytest.mark.parametrize("clock", [1e12, float("inf"), 0, -5, True, "100"])
+def test_schedule_record_refuses_a_clock_out_of_range(clock):
+    """The record checks what the file reader checks (issue 17): a clock above LIMITS.clock_mhz
+    made in code is refused as well as one read from a file."""
+    with pytest.raises(ValueError, match=r"^clock_mhz must be a positive number of MHz up to 1000, not "):
+        Schedule("pynq-z2", clock, (LayerFolding("fc0", 2, 4),))
+
+
+def test_schedule_record_takes_the_limit_clock():
+    assert Schedule("pynq-z2", 1000, (LayerFolding("fc0", 2, 4),)).clock_mhz == 1000.0

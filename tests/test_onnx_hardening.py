@@ -499,3 +499,20 @@ def test_fuzzer_findings_are_refused_cleanly(tmp_path, capsys):
     p.write_bytes(m.SerializeToString())
     with pytest.raises(LowbitError, match=r"unknown \(99\)"):
         import_onnx(p)
+
+
+@pytest.mark.parametrize("word, message", [
+    # a proto2 string field reads back as bytes when it is not UTF-8: onnx's get_schema raised
+    # TypeError (a traceback) on an op type like that
+    (b"Gemm", r"^<bytes>: field graph\.node\[2\]\.op_type is not valid UTF-8 text; the file is corrupt$"),
+    (b"qonnx_mlp", r"^<bytes>: field graph\.name is not valid UTF-8 text"),
+    (b"rounding_mode", r"^<bytes>: field graph\.node\[0\]\.attribute\[1\]\.name is not valid UTF-8"),
+    # an attribute's value is a bytes field, decoded where it is read: the importer's catch
+    (b"ROUND", r"^the model: a name or string in the model is not valid UTF-8 \(invalid start byte at "
+               r"byte 0\); the file is corrupt$"),
+])
+def test_text_that_is_not_utf8_is_refused_naming_the_field(word, message):
+    data = qonnx_mlp(np.random.default_rng(0), sizes=(8, 6, 4)).SerializeToString()
+    assert data.count(word) >= 1
+    with pytest.raises(LowbitError, match=message):
+        import_onnx(data.replace(word, b"\xff" + word[1:], 1))

@@ -215,3 +215,43 @@ def test_driver_encodes_float_images_like_the_graph(plan, overlay, tmp_path):
     with pytest.raises(ValueError, match=r"^float images need an input quantizer, and this driver has none: "
                                          r"give integer UINT5 codes in \[0, 31\]$"):
         plain.LowbitAccelerator(overlay=overlay).run(x)
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda m: [1], r"build.json: expected a JSON object, not list$"),
+    (lambda m: {**m, "axis": None}, r"key 'axis' must be an object, not None$"),
+    (lambda m: {**m, "axis": {**m["axis"], "in_tdata_bits": 1 << 40}},
+     r"key 'axis.in_tdata_bits' must be a multiple of 8 in \[8, 4096\], not 1099511627776$"),
+    (lambda m: {**m, "weight_ports": [{"index": "../../x"}]},
+     r"key 'weight_ports' must be a list of objects with an integer 'index' in \[0, 8\)"),
+])
+def test_simulated_overlay_refuses_a_bad_manifest_naming_the_key(plan, tmp_path, edit, message):
+    """The simulated overlay reads build.json like every other reader (issue 17): a checked JSON
+    object whose keys are named when wrong, not a KeyError or a path built from a string index."""
+    import shutil
+
+    from lowbit import LowbitError
+    from lowbit.deploy.simbackend import SimulatedOverlay
+
+    out = tmp_path / "plan"
+    shutil.copytree(plan[2], out)
+    manifest = json.loads((out / "build.json").read_text())
+    (out / "build.json").write_text(json.dumps(edit(manifest)))
+    with pytest.raises(LowbitError, match=message):
+        SimulatedOverlay(out)
+
+
+def test_simulated_overlay_reads_no_source_outside_the_plan(plan, tmp_path):
+    import shutil
+
+    from lowbit import LowbitError
+    from lowbit.deploy.simbackend import SimulatedOverlay
+
+    out = tmp_path / "plan"
+    shutil.copytree(plan[2], out)
+    outside = tmp_path / "outside.v"
+    outside.write_text("module outside; endmodule\n")
+    (out / "lowbit_ctrl.v").unlink()
+    (out / "lowbit_ctrl.v").symlink_to(outside)
+    with pytest.raises(LowbitError, match=re.escape(f"lowbit_ctrl.v resolves to {outside}, outside the plan directory")):
+        SimulatedOverlay(out)

@@ -195,8 +195,39 @@ def load_model(source) -> tuple[onnx.ModelProto, str]:
         raise LowbitError(
             f"{label}: not an ONNX model (no graph nodes); truncated or wrong file type?"
         )
+    bad = _undecodable_text(model)
+    if bad is not None:
+        raise LowbitError(f"{label}: field {bad} is not valid UTF-8 text; the file is corrupt")
     load_external_data(model, label, base)
     return model, label
+
+
+def _is_repeated(fd) -> bool:
+    """Whether protobuf field ``fd`` is repeated (``is_repeated`` since protobuf 5.28, ``label``
+    before)."""
+    flag = getattr(fd, "is_repeated", None)
+    return bool(flag) if flag is not None else fd.label == fd.LABEL_REPEATED
+
+
+def _undecodable_text(message, path: str = "") -> str | None:
+    """The path (``graph.node[3].op_type``) of the first string field of ``message`` that is not
+    valid UTF-8, or None. Protobuf does not check proto2 strings when it parses: such a field
+    reads back as ``bytes``, not ``str``, and would fail wherever it is used as text."""
+    for fd, value in message.ListFields():
+        if fd.type not in (fd.TYPE_STRING, fd.TYPE_MESSAGE):
+            continue
+        repeated = _is_repeated(fd)
+        values = value if repeated else [value]
+        for k, v in enumerate(values):
+            sub = (f"{path}.{fd.name}" if path else fd.name) + (f"[{k}]" if repeated else "")
+            if fd.type == fd.TYPE_STRING:
+                if not isinstance(v, str):
+                    return sub
+            else:
+                found = _undecodable_text(v, sub)
+                if found is not None:
+                    return found
+    return None
 
 
 def _stored_tensors(model: onnx.ModelProto, label: str) -> Iterator[tuple[str, onnx.TensorProto]]:
