@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import shlex
 import shutil
 import subprocess
 from dataclasses import dataclass, field
@@ -228,8 +229,7 @@ def plan_flash(
                 f"board {board.name!r} has no openFPGALoader board name; use another --via"
             )
         argv = openfpgaloader_command() + ["-b", board.openfpgaloader_board, str(bitstream)]
-        shown = ["openFPGALoader", "-b", board.openfpgaloader_board, str(bitstream)]
-        return FlashPlan(board, via, bitstream, [" ".join(shown)], argv=argv)
+        return FlashPlan(board, via, bitstream, [shlex.join(argv)], argv=argv)
     if not board.has_ps:
         raise LowbitError(
             f"board {board.name!r} has no Zynq processing system; --via {via} does not apply"

