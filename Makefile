@@ -54,7 +54,7 @@ demo: $(STAMP)
 	$(BIN)/lowbit demo --json demo_out/report.json
 
 # The library's packages (tests and benchmarks are not linted).
-LIB := __init__.py _io.py api.py limits.py sw_reference ir tools quant boards hw mapping sim flow deploy cli
+LIB := __init__.py _io.py api.py limits.py pipeline.py sw_reference ir tools quant boards hw mapping sim flow deploy cli
 
 # Static checks, configured in pyproject.toml: ruff (100 columns) and mypy over the library. mypy
 # needs the package under its own name: a link lowbit -> this folder in .venv/typecheck.

@@ -10,13 +10,7 @@ encoded by the graph's input quantizer (:meth:`lowbit.ir.IntegerGraph.encode`).
 
 from __future__ import annotations
 
-import zipfile
-from pathlib import Path
-
-import numpy as np
-
-from .. import LowbitError
-from ..ir.inputs import accuracy, check_labels, graph_codes
+from ..ir.inputs import accuracy, check_labels, graph_codes, read_images
 
 __all__ = [
     "accuracy",
@@ -76,31 +70,3 @@ def is_identity(q) -> bool:
     """True when the input quantizer ``q`` is absent or maps value ``v`` to code ``v`` (scale 1,
     zero point 0)."""
     return q is None or (all(s == 1 for s in q.scale) and all(z == 0 for z in q.zero_point))
-
-
-def read_images(path, *, labels: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
-    """``x`` and ``y`` (``None`` when absent) of an image file; with ``labels=True`` ``y`` is
-    required. Errors name the file and what was expected."""
-    p = Path(path)
-    if not p.is_file():
-        raise LowbitError(f"{p}: no such image file; expected an .npz with an array 'x'")
-    try:
-        with np.load(p, allow_pickle=False) as z:
-            if "x" not in z.files:
-                raise LowbitError(f"{p}: expected an array named 'x' of images (B, ...)")
-            x = z["x"]
-            y = z["y"] if "y" in z.files else None
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
-        raise LowbitError(f"{p}: cannot read images ({e})") from None
-    if x.ndim < 2:
-        raise LowbitError(f"{p}: 'x' must hold a batch of images (B, ...), not shape {x.shape}")
-    if y is None:
-        if labels:
-            raise LowbitError(f"{p}: expected integer labels 'y' (B,) next to the images 'x'")
-        return x, None
-    if y.dtype.kind not in "iu" or y.shape != (len(x),):
-        raise LowbitError(
-            f"{p}: 'y' must hold one integer label per image, shape ({len(x)},), not "
-            f"{y.dtype} {y.shape}"
-        )
-    return x, y.astype(np.int64)

@@ -867,11 +867,12 @@ def _plugins():
     from .builtin import register as zoo_cmds
     from .evaluate import register as eval_cmds
     from .onnx import register as onnx_cmds
+    from .run import register as run_cmds
     from .sparse import register as sparse_cmds
     from .synth import register as mapping_cmds
     from .train import register as quant_cmds
 
-    return (quant_cmds, onnx_cmds, eval_cmds, sparse_cmds, zoo_cmds, mapping_cmds)
+    return (quant_cmds, onnx_cmds, eval_cmds, sparse_cmds, zoo_cmds, mapping_cmds, run_cmds)
 
 
 _PLUGINS = _plugins()

@@ -8,11 +8,14 @@ graph's input quantizer (:meth:`lowbit.ir.IntegerGraph.encode`).
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 from .. import LowbitError
+from .npz import NpzReader
 
-__all__ = ["accuracy", "check_labels", "graph_codes"]
+__all__ = ["accuracy", "check_labels", "graph_codes", "read_images"]
 
 
 def check_labels(y: np.ndarray, classes: int, source: str) -> None:
@@ -77,3 +80,30 @@ def graph_codes(graph, x: np.ndarray, source: str, *, nchw: bool = False) -> np.
 def accuracy(pred: np.ndarray, y: np.ndarray) -> float:
     """The share of ``pred`` equal to ``y``."""
     return float(np.mean(np.asarray(pred) == np.asarray(y))) if len(y) else 0.0
+
+
+def read_images(path, *, labels: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+    """``x`` and ``y`` (``None`` when absent) of an image file (an ``.npz`` with an array ``x`` of
+    ``B`` images and, optionally, integer labels ``y`` ``(B,)``), read with the checked reader
+    (:class:`~lowbit.ir.npz.NpzReader`: sizes bounded before inflating, no pickles); with
+    ``labels=True`` ``y`` is required. Errors name the file and what was expected."""
+    p = Path(path)
+    if not p.is_file():
+        raise LowbitError(f"{p}: no such image file; expected an .npz with an array 'x'")
+    with NpzReader(p, "image file") as z:
+        if "x" not in z:
+            raise LowbitError(f"{p}: expected an array named 'x' of images (B, ...)")
+        x = z.array("x", kinds="biuf")
+        y = z.array("y", kinds="biuf") if "y" in z else None
+    if x.ndim < 2:
+        raise LowbitError(f"{p}: 'x' must hold a batch of images (B, ...), not shape {x.shape}")
+    if y is None:
+        if labels:
+            raise LowbitError(f"{p}: expected integer labels 'y' (B,) next to the images 'x'")
+        return x, None
+    if y.dtype.kind not in "iu" or y.shape != (len(x),):
+        raise LowbitError(
+            f"{p}: 'y' must hold one integer label per image, shape ({len(x)},), not "
+            f"{y.dtype} {y.shape}"
+        )
+    return x, y.astype(np.int64)

@@ -249,6 +249,7 @@ def test_shared_options_mean_the_same_everywhere():
             "quantize",
             "zoo",
             "sweep",
+            "run",
         ],
         "--json": [
             "demo",
@@ -261,6 +262,7 @@ def test_shared_options_mean_the_same_everywhere():
             "trace",
             "sparse-bench",
             "asic",
+            "run",
         ],
     }
 

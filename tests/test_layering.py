@@ -1,7 +1,8 @@
 """The architecture as a test: every import in the library goes down the rank table, function-local
 imports included, and the only lazy imports are the ones listed below with their reasons.
 
-    core < sw_reference < ir < tools < {quant, boards} < hw < mapping < sim < flow < deploy < cli
+    core < sw_reference < ir < tools < {quant, boards} < hw < mapping < sim < flow < deploy < api
+    < pipeline < cli
 
 ``core`` is the package root (``lowbit/__init__.py``: ``LowbitError``; ``_io.py``). Two packages of
 one rank (``quant`` and ``boards``) may not import each other. Inside a package, modules import
@@ -29,8 +30,9 @@ RANKS = {
     "sim": 7,
     "flow": 8,
     "deploy": 9,
-    "cli": 10,
-    "api": 10,  # lowbit.load and the Model object: built on flow and deploy; cli does not need it
+    "api": 10,  # lowbit.load and the Model object: built on flow and deploy
+    "pipeline": 11,  # lowbit run: the flow from a build config, step by step, on the API
+    "cli": 12,
 }
 
 LAZY_THIRD_PARTY = {

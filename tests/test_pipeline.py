@@ -1,0 +1,168 @@
+"""Issue 18: ``lowbit run CONFIG``, the flow from a build config (lowbit.pipeline): every step's
+outputs, log and time in one output directory that survives a failure, and resuming from a step."""
+
+import json
+import threading
+
+import numpy as np
+import pytest
+
+from lowbit.cli import main
+from lowbit.pipeline import STEPS, _Heartbeat, load_config
+
+from onnx_models import qonnx_mlp
+
+
+def _err(capsys):
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    return err
+
+
+def _write(path, text):
+    path.write_text(text)
+    return path
+
+
+DEMO = """\
+name: demo
+train: {hidden: [16], epochs: 2, seed: 2}
+board: pynq-z2
+budget: 0.05
+simulate: {dataset: digits, count: 40}
+"""
+
+
+def test_demo_config_to_a_vivado_plan_then_a_failed_compile_resumed(tmp_path, capsys):
+    cfg = _write(tmp_path / "demo.yaml", DEMO)
+    out = tmp_path / "demo_out"
+    assert main(["run", str(cfg)]) == 0
+    text = capsys.readouterr().out
+    steps = ["import", "map", "compile", "simulate", "build"]
+    times = json.loads((out / "time_per_step.json").read_text())
+    assert list(times) == steps and all(t >= 0 for t in times.values())
+    state = json.loads((out / "flow.json").read_text())
+    assert [state["steps"][s]["status"] for s in steps] == ["done"] * 5
+    for i, s in enumerate(steps, 1):
+        log = out / "logs" / f"{i:02d}_{s}.log"
+        assert log.is_file() and "lowbit" in log.read_text(), s
+    assert "training a binarized MLP" in (out / "logs" / "01_import.log").read_text()
+    sim = json.loads((out / "simulate.json").read_text())
+    assert sim["bit_exact"] and sim["images"] == 40 and sim["label_mismatches"] == 0
+    assert sim["cycles_per_image_measured"] == sim["cycles_per_image_predicted"]
+    assert (out / "build" / "build.tcl").is_file() and (out / "build" / "build.json").is_file()
+    assert "Vivado plan in build/" in text and "bit-exact on 40 images" in text
+
+    # a hand edit of the folding that the compile step refuses: the run stops there, says where
+    # its log is, and keeps everything the earlier steps made
+    sched = out / "schedule.json"
+    good = sched.read_text()
+    doc = json.loads(good)
+    doc["layers"][0]["simd"] = 7  # does not divide the 64 inputs
+    sched.write_text(json.dumps(doc))
+    model_bytes = (out / "model.npz").read_bytes()
+    assert main(["run", str(cfg), "--from", "compile"]) == 2
+    err = _err(capsys)
+    assert "lowbit run: error: step compile failed: layer 'fc0': SIMD (7) must divide MW (64)" in err
+    assert f"its log: {out / 'logs' / '03_compile.log'}" in err
+    assert "SIMD (7) must divide MW (64)" in (out / "logs" / "03_compile.log").read_text()
+    state = json.loads((out / "flow.json").read_text())
+    assert state["steps"]["compile"]["status"] == "failed"
+    assert state["steps"]["import"]["status"] == "done"
+    assert (out / "model.npz").read_bytes() == model_bytes
+    # the later steps' records went with the failed compile (their outputs are stale now)
+    assert list(json.loads((out / "time_per_step.json").read_text())) == ["import", "map", "compile"]
+
+    # fixed, and resumed from the compile step: import and map are not run again
+    sched.write_text(good)
+    assert main(["run", str(cfg), "--from", "compile"]) == 0
+    state2 = json.loads((out / "flow.json").read_text())
+    assert [state2["steps"][s]["status"] for s in steps] == ["done"] * 5
+    for s in ("import", "map"):
+        assert state2["steps"][s] == state["steps"][s]
+    assert json.loads((out / "simulate.json").read_text())["bit_exact"]
+
+
+def test_onnx_config_to_an_open_flow_bitstream(tmp_path, capsys):
+    model = qonnx_mlp(np.random.default_rng(0), sizes=(8, 6, 4))
+    (tmp_path / "mlp.onnx").write_bytes(model.SerializeToString())
+    cfg = _write(tmp_path / "ice.json", json.dumps({
+        "model": "mlp.onnx", "board": "icebreaker", "output": "ice",
+        "simulate": {"random": 12, "seed": 3},
+        "steps": ["import", "map", "compile", "simulate", "build", "flash"],
+    }))
+    assert main(["run", str(cfg)]) == 0, capsys.readouterr().err
+    out = tmp_path / "ice"
+    assert list(json.loads((out / "time_per_step.json").read_text())) == [
+        "import", "map", "compile", "simulate", "build", "flash"]
+    manifest = json.loads((out / "build" / "build.json").read_text())
+    assert manifest["flow"] == "open" and (out / "build" / manifest["bitstream"]).is_file()
+    flash = json.loads((out / "flash.json").read_text())
+    assert flash["bitstream"].endswith(manifest["bitstream"]) and flash["commands"]
+    assert "bitstream build/" in capsys.readouterr().out
+    assert json.loads((out / "simulate.json").read_text())["bit_exact"]
+
+
+@pytest.mark.parametrize("text, message", [
+    ("board: pynq-z2\n", r"missing key 'model' \(a model file\) or 'train'"),
+    ("model: m.onnx\ntrain: {}\n", r"give either 'model' or 'train', not both"),
+    ("train: {}\nbord: pynq-z2\n", r"unknown key 'bord' \(did you mean 'board'\?\)"),
+    ("train: {epocs: 3}\n", r"unknown key 'train.epocs' \(did you mean 'epochs'\?\)"),
+    ("train: {}\nbudget: 1.5\n", r"key 'budget': 1.5 is greater than the maximum of 1"),
+    ("train: {}\nsteps: [import, mapp]\n", r"key 'steps.1': 'mapp' is not one of"),
+    ("train: {}\nclock_mhz: 1.0e+12\n", r"key 'clock_mhz': 1000000000000.0 is greater than the maximum of 1000"),
+    ("model: ../outside.onnx\n", r"key 'model' names '../outside.onnx', which resolves to .*outside the config's directory"),
+    ("model: /etc/hostname\n", r"key 'model' names '/etc/hostname', which resolves to"),
+    ("train: {}\nboard: pynq_z3\n", r"key 'board': .*pynq_z3"),
+    ("a: &x [1]\nb: *x\n", r"aliases \(\*name\) are not accepted"),
+    ("- 1\n- 2\n", r"expected a mapping of keys \(YAML or JSON object\), not list"),
+    ("train: {}\nsimulate: {dataset: digits, random: 4}\n", r"give one of 'dataset', 'images' or 'random', not dataset and random"),
+    ("train: [\n", r"not a YAML document"),
+])
+def test_a_bad_config_is_refused_naming_the_key(tmp_path, capsys, text, message):
+    import re
+
+    (tmp_path / "outside.onnx").write_bytes(b"")
+    sub = tmp_path / "cfg"
+    sub.mkdir()
+    (sub / "m.onnx").write_bytes(b"x")
+    cfg = _write(sub / "c.yaml", text)
+    assert main(["run", str(cfg)]) == 2
+    err = _err(capsys)
+    assert len(err.strip().splitlines()) <= 3, err
+    assert re.search(message, err), err
+    assert not (sub / "c_out").exists()
+
+
+def test_resume_needs_the_earlier_steps_finished(tmp_path, capsys):
+    cfg = _write(tmp_path / "demo.yaml", DEMO)
+    assert main(["run", str(cfg), "--from", "compile"]) == 2
+    assert "--from compile: step 'import' has not finished in" in _err(capsys)
+    assert main(["run", str(cfg), "--from", "build", "--to", "map"]) == 2
+    assert "--from 'build' comes after --to 'map'" in _err(capsys)
+    steps = _write(tmp_path / "two.yaml", DEMO + "steps: [import, map]\n")
+    assert main(["run", str(steps), "--to", "compile"]) == 2
+    assert "--to 'compile': not a step of" in _err(capsys)
+
+
+def test_config_defaults_and_steps_in_flow_order(tmp_path):
+    cfg = load_config(_write(tmp_path / "c.yml", "train: {}\nsteps: [build, import]\n"))
+    assert cfg.steps == ("import", "build") and cfg.board == "pynq-z2"
+    assert cfg.output == tmp_path / "c_out"
+    assert STEPS == ("import", "map", "compile", "simulate", "build", "flash")
+
+
+def test_heartbeat_says_a_long_step_is_still_running():
+    said = []
+    event = threading.Event()
+
+    def say(msg):
+        said.append(msg)
+        event.set()
+
+    with _Heartbeat("compile", 0.01, say):
+        assert event.wait(10)
+    assert said[0].startswith("  compile: still running, ")
+    n = len(said)
+    event.clear()
+    assert not event.wait(0.05) and len(said) == n  # stopped with the step
