@@ -577,6 +577,7 @@ def cmd_boards(args) -> int:
 
 def cmd_build(args) -> int:
     from ..deploy.build import build
+    from ._estimate import estimate_lines, throughput_lines
 
     m = build(
         args.source, args.board, args.output, run=args.run, budget=args.budget, clock_mhz=args.clock
@@ -617,6 +618,8 @@ def cmd_build(args) -> int:
             f"elsewhere: copy {args.output} to a machine with Vivado and run 'sh build.sh' in it "
             "(writes lowbit.bit, lowbit.hwh, lowbit.xsa)"
         )
+    for line in estimate_lines(m) + throughput_lines(m):
+        print(line)
     return 0
 
 

