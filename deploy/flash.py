@@ -154,7 +154,11 @@ def _part_matches(named: str, board: Board) -> bool:
 
 @dataclass
 class FlashPlan:
-    """What :func:`flash` will do: the bitstream, and the commands as a user would type them."""
+    """What :func:`flash` will do: the bitstream, and the commands as a user would type them.
+
+    ``built`` is false for a Vivado plan whose bitstream Vivado has not written yet: the commands
+    then name the file it will write, and :func:`flash` refuses the plan.
+    """
 
     board: Board
     method: str
@@ -162,6 +166,7 @@ class FlashPlan:
     commands: list[str]
     argv: list[str] | None = None
     files: dict = field(default_factory=dict)
+    built: bool = True
 
 
 def _load_manifest(out: Path) -> dict:
@@ -192,8 +197,9 @@ def plan_flash(
     Raises
     ------
     LowbitError
-        If ``out`` is no build, its bitstream is missing, was built for another part or board, or
-        the method does not apply to the board.
+        If ``out`` is no build, its bitstream is missing (except in a Vivado plan, whose plan
+        says it is not built yet), was built for another part or board, or the method does not
+        apply to the board.
     """
     out, board = Path(out), get_board(board)
     if via not in METHODS:
@@ -207,42 +213,56 @@ def plan_flash(
     name = manifest.get("bitstream")
     where = str(out / "build.json")
     bitstream = confine(out, name, where, "bitstream", "build directory") if name else out
-    if not name or not bitstream.is_file():
-        hint = (
-            " (run the Vivado plan first: sh build.sh)" if manifest.get("flow") == "vivado" else ""
-        )
-        raise LowbitError(f"{out}: no bitstream {name!r}{hint}")
-    check(str(bitstream), "file size (bytes)", bitstream.stat().st_size, LIMITS.file_bytes)
+    built = bool(name) and bitstream.is_file()
+    if not built and not (name and manifest.get("flow") == "vivado"):
+        raise LowbitError(f"{out}: no bitstream {name!r}")
     if via == "fpga-manager" and not re.fullmatch(r"[\w.+-]+", bitstream.name):
         raise LowbitError(
             f"{where}: key 'bitstream' names {name!r}; the FPGA manager takes a file name of "
             "letters, digits, '.', '_', '+' and '-'"
         )
-    named = bitstream_part(bitstream)
-    if named is not None and not _part_matches(named, board):
-        raise LowbitError(
-            f"{bitstream}: the bitstream is for part {named}, not {board.name}'s {board.part}"
-        )
+    if built:
+        check(str(bitstream), "file size (bytes)", bitstream.stat().st_size, LIMITS.file_bytes)
+        named = bitstream_part(bitstream)
+        if named is not None and not _part_matches(named, board):
+            raise LowbitError(
+                f"{bitstream}: the bitstream is for part {named}, not {board.name}'s {board.part}"
+            )
+    plan = _plan_method(board, via, bitstream, root=Path(root), manager=manager, built=built)
+    if not built:
+        plan.commands.insert(0, f"# {_NOT_BUILT.format(bitstream=bitstream, out=out)}")
+    return plan
+
+
+_NOT_BUILT = "{bitstream} is not built yet: run the Vivado plan first (sh build.sh in {out})"
+"""What a plan of a Vivado build says before Vivado has written its bitstream."""
+
+
+def _plan_method(
+    board: Board, via: str, bitstream: Path, *, root: Path, manager: str, built: bool
+) -> FlashPlan:
+    """The commands of method ``via`` for ``bitstream`` (checked against ``board``)."""
     if via == "openfpgaloader":
         if not board.openfpgaloader_board:
             raise LowbitError(
                 f"board {board.name!r} has no openFPGALoader board name; use another --via"
             )
         argv = openfpgaloader_command() + ["-b", board.openfpgaloader_board, str(bitstream)]
-        return FlashPlan(board, via, bitstream, [shlex.join(argv)], argv=argv)
+        return FlashPlan(board, via, bitstream, [shlex.join(argv)], argv=argv, built=built)
     if not board.has_ps:
         raise LowbitError(
             f"board {board.name!r} has no Zynq processing system; --via {via} does not apply"
         )
     if via == "pynq":
         hwh = bitstream.with_suffix(".hwh")
-        if not hwh.is_file():
+        if built and not hwh.is_file():
             raise LowbitError(
-                f"{out}: PYNQ needs {hwh.name} next to {bitstream.name} "
+                f"{bitstream.parent}: PYNQ needs {hwh.name} next to {bitstream.name} "
                 "(written by the Vivado plan)"
             )
         code = f"from pynq import Overlay; Overlay({str(bitstream)!r})"
-        return FlashPlan(board, via, bitstream, [f'python3 -c "{code}"   # on the board, as root'])
+        command = f'python3 -c "{code}"   # on the board, as root'
+        return FlashPlan(board, via, bitstream, [command], built=built)
     if via == "xsct":
         target = "xc7z*" if board.ps == "PS7" else "PL"
         tcl = [
@@ -258,10 +278,10 @@ def plan_flash(
             ["xsct flash.tcl   # flash.tcl:"] + [f"  {t}" for t in tcl],
             argv=["xsct"],
             files={"tcl": "\n".join(tcl) + "\n"},
+            built=built,
         )
     if bitstream.suffix != ".bit":
         raise LowbitError(f"{bitstream}: the FPGA manager path converts a Xilinx .bit file")
-    root = Path(root)
     name = bitstream.with_suffix(".bin").name
     firmware = root / "lib" / "firmware" / name
     mgr = root / "sys" / "class" / "fpga_manager" / manager
@@ -271,7 +291,7 @@ def plan_flash(
         f"echo 0 > {files['flags']}",
         f"echo {name} > {files['firmware']}",
     ]
-    return FlashPlan(board, via, bitstream, commands, files=files)
+    return FlashPlan(board, via, bitstream, commands, files=files, built=built)
 
 
 def flash(plan: FlashPlan, *, timeout: float = 600) -> str:
@@ -280,9 +300,11 @@ def flash(plan: FlashPlan, *, timeout: float = 600) -> str:
     Raises
     ------
     LowbitError
-        If the programmer fails (no cable, no board, no FPGA manager); the message quotes its
-        reason.
+        If the bitstream is not built yet, or the programmer fails (no cable, no board, no FPGA
+        manager); the message quotes its reason.
     """
+    if not plan.built:
+        raise LowbitError(_NOT_BUILT.format(bitstream=plan.bitstream, out=plan.bitstream.parent))
     if plan.method == "openfpgaloader":
         if plan.argv is None:
             raise LowbitError("the openFPGALoader plan has no command line (argv)")

