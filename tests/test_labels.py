@@ -9,6 +9,7 @@ import pytest
 from mapping_models import mlp
 
 from lowbit.cli import main
+from lowbit.flow.sweep import pareto_figure, run_sweep, sweep_points
 from lowbit.ir import BIPOLAR, TERNARY, DataType, GlobalAccPool, IntegerGraph, MatMulThreshold
 from lowbit.ir.graph import SlidingWindow
 
@@ -111,3 +112,52 @@ def test_sweep_rows_and_listing_say_w2a2(w2a2_model, tmp_path, capsys):
     assert "W8A2" not in text
     (row,) = csv.DictReader((out / "sweep.csv").open())
     assert row["precision"] == "W2A2 (first/last W8)"
+
+
+def ddr_rows(tmp_path):
+    """A 128-384-384-10 MLP that streams fc1 and fc2 from DDR on cora-z7-10 at 3 % (the mapper's
+    own decision, test_ddr_weights), and on chip at 50 %; and the W2A2 model on pynq-z2."""
+    big = str(mlp((128, 384, 384, 10), seed=4).save(tmp_path / "mlp384.npz"))
+    return run_sweep(sweep_points([big], ["cora-z7-10", "pynq-z2"], budgets=[0.03, 0.5]), workers=1)
+
+
+def test_sweep_rows_name_the_ddr_layers(tmp_path):
+    rows = {(r["board"], r["value"]): r for r in ddr_rows(tmp_path)}
+    assert rows[("cora-z7-10", 0.03)]["ddr_layers"] == ["fc1", "fc2"]
+    assert rows[("cora-z7-10", 0.5)]["ddr_layers"] == []
+
+
+def test_pareto_plot_marks_boards_models_budgets_and_ddr(tmp_path, w2a2_model):
+    import matplotlib.pyplot as plt
+
+    w2a2 = run_sweep(sweep_points([w2a2_model], ["pynq-z2"], budgets=[0.5]), workers=1)
+    rows = ddr_rows(tmp_path) + w2a2
+    fig = pareto_figure(rows)
+    ax = fig.axes[0]
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert legend[:4] == ["mlp384: W1A1", "tfc_w2a2: W2A2 (first/last W8)", "cora-z7-10", "pynq-z2"]
+    assert "weights from DDR" in legend and "Pareto front" in legend
+    assert ax.get_title() == "lowbit sweep: throughput vs LUTs (budget 0.03, budget 0.5)"
+    notes = {t.get_text() for t in ax.texts}
+    assert "budget 0.03; DDR: fc1, fc2" in notes and "budget 0.5" in notes
+    # one marker per board: the two boards' points of one model differ in marker
+    paths = {}
+    for coll in ax.collections:
+        if coll.get_facecolors().size:  # the DDR rings are hollow
+            paths.setdefault(tuple(map(tuple, coll.get_facecolors().round(3))), []).append(
+                coll.get_paths()[0].vertices.tobytes()
+            )
+    assert any(len(set(v)) == 2 for v in paths.values())
+    plt.close(fig)
+
+
+def test_sweep_csv_and_listing_name_the_ddr_layers(tmp_path, capsys):
+    big = str(mlp((128, 384, 384, 10), seed=4).save(tmp_path / "mlp384.npz"))
+    out = tmp_path / "sw"
+    argv = ["sweep", big, "--boards", "cora-z7-10", "--budgets", "0.03", "--workers", "1"]
+    assert main([*argv, "-o", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "mlp384: W1A1 on cora-z7-10, budget 0.03: " in text
+    assert text.rstrip().endswith("LUT; weights of fc1, fc2 from DDR")
+    (row,) = csv.DictReader((out / "sweep.csv").open())
+    assert row["ddr_layers"] == "fc1 fc2"
