@@ -1,7 +1,7 @@
 """What the commands share about a graph's boundary with the outside world: the lines that say how
-float inputs become codes and how the scores become a class (:func:`boundary_lines`,
-:func:`boundary_json`), labelled image files (:func:`read_images`), inputs turned into the graph's
-codes (:func:`graph_codes`) and accuracies.
+float inputs become codes and how the scores become a class (:func:`boundary_lines`; as JSON:
+:meth:`lowbit.ir.IntegerGraph.boundary`), labelled image files (:func:`read_images`), inputs
+turned into the graph's codes (:func:`graph_codes`) and accuracies.
 
 An image file is an ``.npz`` with an array ``x`` (``B`` images) and, optionally, integer labels
 ``y`` ``(B,)``. Integer ``x`` are the graph's input codes; float ``x`` are the model's inputs,
@@ -14,7 +14,6 @@ from ..ir.inputs import accuracy, check_labels, graph_codes, read_images
 
 __all__ = [
     "accuracy",
-    "boundary_json",
     "boundary_lines",
     "check_labels",
     "graph_codes",
@@ -53,17 +52,6 @@ def boundary_lines(g) -> str:
             "into the label select"
         )
     return first + "\n" + second
-
-
-def boundary_json(g) -> dict:
-    """The graph's input type, input quantizer and class map as JSON values (``None`` when
-    absent)."""
-    cm = g.nodes[-1].class_map
-    return {
-        "input_dtype": g.input_dtype.name,
-        "input_quant": None if g.input_quant is None else g.input_quant.to_json(),
-        "class_map": None if cm is None else cm.to_json(),
-    }
 
 
 def is_identity(q) -> bool:

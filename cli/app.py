@@ -32,7 +32,6 @@ from ._args import (
 )
 from ._data import (
     accuracy,
-    boundary_json,
     boundary_lines,
     check_labels,
     graph_codes,
@@ -184,7 +183,7 @@ def cmd_compile(args) -> int:
     # the input quantizer and class map next to the flow's report (CompiledReport ignores keys it
     # does not know)
     doc = json.loads(design.report_path.read_text())
-    doc.update(boundary_json(graph))
+    doc.update(graph.boundary())
     write_json(design.report_path, doc)
     print(
         f"wrote {args.output}: {report.verilog}, {CompiledDesign.SCHEDULE}, {CompiledDesign.REPORT}"
@@ -292,7 +291,7 @@ def _accuracy_summary(graph, imgs: _Images, rtl_labels) -> dict:
         "input": {
             "source": imgs.source,
             "encoded": imgs.encoded,
-            "input_quant": boundary_json(graph)["input_quant"],
+            "input_quant": graph.boundary()["input_quant"],
         }
     }
     rtl = None if rtl_labels is None or len(rtl_labels) != len(ref) else np.asarray(rtl_labels)
@@ -491,12 +490,45 @@ def _sim_fast(args, graph, imgs) -> int:
     return 0 if ok else 1
 
 
+def _given_schedule(args, graph):
+    """``map --schedule``: the schedule file, checked against the graph and, with ``--budget``,
+    against that share of its board; ``--board`` may only repeat its board."""
+    from ..boards import get_board
+    from ..mapping import Schedule
+
+    for flag, value in (("--target-fps", args.target_fps), ("--no-sparse", args.no_sparse or None)):
+        if value is not None:
+            raise LowbitError(f"{flag} chooses a folding; it does not apply with --schedule")
+    schedule = Schedule.load(args.schedule)
+    name = get_board(schedule.board).name
+    if args.board is not None and get_board(args.board).name != name:
+        raise LowbitError(
+            f"--board {args.board}: the schedule {args.schedule} was made for {name}; leave "
+            "--board out to report it there"
+        )
+    schedule.apply(graph)  # a schedule that does not match the model says so first
+    schedule.check_fits(graph, budget=1.0 if args.budget is None else args.budget)
+    return schedule
+
+
+def _note_published_schedule(model) -> None:
+    """Say so when ``zoo -o`` wrote the model's published folding next to it."""
+    from pathlib import Path
+
+    published = Path(model).with_name(Path(model).stem + ".schedule.json")
+    if published.is_file():
+        print(
+            f"note: {published} holds the model's published folding; "
+            f"'lowbit map {model} --schedule {published}' reports it",
+            file=sys.stderr,
+        )
+
+
 def cmd_map(args) -> int:
     from .._io import atomic_write
     from ..ir.graph import IntegerGraph
     from ..mapping import search_folding
-    from ..mapping.energy import energy_per_inference
-    from ..mapping.report import format_markdown, format_text, write_plots
+    from ..mapping.report import format_markdown, format_text, mapping_report, write_plots
 
     graph = _with_wire(IntegerGraph.load(args.model), args.input_wire)
     kw = {} if args.budget is None else {"budget": args.budget}
@@ -520,13 +552,12 @@ def cmd_map(args) -> int:
             {k: round(float(np.mean(v)), 3) for k, v in density.items()},
         )
     kw["act_density"] = None if args.no_sparse else density
-    schedule = search_folding(graph, args.board, **kw)
-    report = schedule.report(graph)
-    report["energy"] = energy_per_inference(graph, off_chip=set(schedule.ddr_layers)).as_dict()
-    from ..mapping.placement import placement_reasons
-
-    report["placement"] = placement_reasons(graph, schedule, act_density=density)
-    report.update(boundary_json(graph))
+    if args.schedule:  # report a given (hand-edited) folding instead of searching one
+        schedule = _given_schedule(args, graph)
+    else:
+        schedule = search_folding(graph, args.board or "pynq-z2", **kw)
+        _note_published_schedule(args.model)
+    report = mapping_report(graph, schedule, act_density=density)
     if args.dataset:
         report["act_density"] = {
             "data": args.dataset,
@@ -746,9 +777,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     m = sub.add_parser(
         "map",
-        help="search a folding for a model and report its predicted costs",
+        help="search a folding for a model (or take --schedule) and report its predicted costs",
         parents=[
-            board_option("pynq-z2"),
+            board_option(None, note="default pynq-z2; with --schedule, the schedule's board"),
             output_option("file", "the schedule (JSON) for 'lowbit compile --schedule'"),
             dataset_option(
                 None,
@@ -770,6 +801,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--target-fps",
         type=positive,
         help="the cheapest folding reaching this many images/s (default: use --budget)",
+    )
+    m.add_argument(
+        "--schedule",
+        metavar="FILE",
+        help="report this folding (from 'map -o' or 'zoo -o', possibly edited) instead of "
+        "searching one; --budget is then the share of the board it must fit in (default: search)",
     )
     m.add_argument(
         "--input-wire", type=_input_wire, metavar="TYPE:SCALE[:ZERO_POINT]", help=INPUT_WIRE_HELP

@@ -25,7 +25,7 @@ import numpy as np
 
 from .. import LowbitError
 from ._args import images
-from ._data import accuracy, boundary_json, boundary_lines, check_labels, graph_codes, read_images
+from ._data import accuracy, boundary_lines, check_labels, graph_codes, read_images
 from ._options import json_option
 
 __all__ = ["register", "run_source", "TIE_RTOL", "TRACE_RTOL"]
@@ -222,7 +222,7 @@ def cmd_eval(args) -> int:
         "model": str(args.model),
         "images": str(args.images),
         "count": len(y),
-        **boundary_json(graph),
+        **graph.boundary(),
         "accuracy": {"graph": accuracy(pred, y)},
         "correct": {"graph": int(np.sum(pred == y))},
     }

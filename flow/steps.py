@@ -32,6 +32,7 @@ from ..hw.top import Accelerator, stream_format
 from ..hw.verilog import TOPLEVEL, write_verilog
 from ..ir.graph import IntegerGraph
 from ..mapping import DEFAULT_BUDGET, Schedule, search_folding
+from ..mapping.report import mapping_report
 from ..mapping.schedule import complete_layers, ddr_stream_bits
 from ..quant import builtin as zoo
 from ..quant.data import load_digits_split
@@ -125,7 +126,7 @@ def compile_model(
     schedule.check_fits(
         graph, budget=1.0 if budget is None else budget
     )  # a hand-edited one may not fit
-    mapping = schedule.report(graph)
+    mapping = mapping_report(graph, schedule)  # what 'lowbit map' reports, energy and placement
     with _staged_dir(out_dir, CompiledDesign.REPORT) as tmp:
         design = CompiledDesign(tmp)
         graph.save(design.model_path)

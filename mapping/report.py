@@ -1,7 +1,10 @@
-"""Reports of a schedule: a per-layer table (terminal and Markdown) and PNG plots.
+"""Reports of a schedule: the whole report (:func:`mapping_report`), a per-layer table (terminal
+and Markdown) and PNG plots.
 
-All functions take the dictionary of :meth:`lowbit.mapping.Schedule.report`; nothing here
-recomputes a cost.
+:func:`mapping_report` is :meth:`lowbit.mapping.Schedule.report` with the modelled energy, the
+placement of every matrix product and the graph's boundary: what ``lowbit map`` prints and what
+``lowbit compile`` stores in ``report.json``. The other functions take that dictionary; nothing in
+them recomputes a cost.
 """
 
 from __future__ import annotations
@@ -10,9 +13,20 @@ import logging
 import os
 from pathlib import Path
 
+from ..ir.graph import IntegerGraph
 from ..ir.resources import RESOURCE_KINDS
+from .energy import energy_per_inference
+from .placement import placement_reasons
+from .schedule import Schedule
 
-__all__ = ["layer_rows", "format_text", "format_markdown", "write_plots", "COLUMNS"]
+__all__ = [
+    "layer_rows",
+    "format_text",
+    "format_markdown",
+    "mapping_report",
+    "write_plots",
+    "COLUMNS",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -30,6 +44,18 @@ COLUMNS = (
     "of bottleneck",
 )
 """Columns of the per-layer table."""
+
+
+def mapping_report(graph: IntegerGraph, schedule: Schedule, *, act_density=0.5) -> dict:
+    """``schedule.report(graph)`` with ``energy`` (:func:`~lowbit.mapping.energy.
+    energy_per_inference`, the DDR layers off chip), ``placement``
+    (:func:`~lowbit.mapping.placement.placement_reasons` at ``act_density``: one value or per
+    layer) and the graph's boundary (``input_dtype``, ``input_quant``, ``class_map``)."""
+    report = schedule.report(graph)
+    report["energy"] = energy_per_inference(graph, off_chip=set(schedule.ddr_layers)).as_dict()
+    report["placement"] = placement_reasons(graph, schedule, act_density=act_density)
+    report.update(graph.boundary())
+    return report
 
 
 def _num(v) -> str:

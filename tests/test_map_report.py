@@ -102,3 +102,51 @@ def test_compile_refuses_an_infeasible_schedule(tmp_path, capsys):
 
 def test_capacity_in_model_units_for_lut4_boards():
     assert get_board("icebreaker").capacity().lut == 3300
+
+
+def test_map_reports_a_given_schedule_as_compile_would_use_it(digits, tmp_path, capsys):
+    """map --schedule (issue 18): a hand-edited folding is reported, not searched again; the
+    report is the one compile stores (energy and placement included)."""
+    out = tmp_path / "s.json"
+    assert main(["map", str(digits), "--budget", "0.3", "-o", str(out), "--json"]) == 0
+    searched = json.loads(capsys.readouterr().out)
+    doc = json.loads(out.read_text())
+    doc["layers"][0]["pe"] = 1  # slower first layer
+    doc["layers"][0]["simd"] = 1
+    out.write_text(json.dumps(doc))
+    assert main(["map", str(digits), "--schedule", str(out), "--json"]) == 0
+    given = json.loads(capsys.readouterr().out)
+    assert given["cycles_per_image"] > searched["cycles_per_image"]
+    assert given["layers"][0]["pe"] == 1 and given["layers"][0]["simd"] == 1
+    assert {"energy", "placement", "input_dtype", "class_map"} <= set(given)
+    assert main(["compile", str(digits), "--schedule", str(out), "-o", str(tmp_path / "c")]) == 0
+    capsys.readouterr()
+    stored = json.loads((tmp_path / "c" / "report.json").read_text())["mapping"]
+    assert stored == given
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--board", "zedboard"], r"--board zedboard: the schedule .* was made for pynq-z2; leave --board out"),
+    (["--target-fps", "100"], r"--target-fps chooses a folding; it does not apply with --schedule"),
+    (["--budget", "0.001"], r"--budget|exceeds|LUT|lut"),
+])
+def test_map_schedule_refusals(digits, tmp_path, capsys, argv, message):
+    import re
+
+    out = tmp_path / "s.json"
+    assert main(["map", str(digits), "--budget", "0.3", "-o", str(out)]) == 0
+    capsys.readouterr()
+    assert main(["map", str(digits), "--schedule", str(out), *argv]) == 2
+    err = capsys.readouterr().err
+    assert re.search(message, err) and len(err.strip().splitlines()) <= 3, err
+
+
+def test_map_says_where_the_published_schedule_is(tmp_path, capsys):
+    model = tmp_path / "lfc.npz"
+    assert main(["zoo", "lfc-w1a1", "-o", str(model), "--width", "0.25"]) == 0
+    capsys.readouterr()
+    assert main(["map", str(model), "--budget", "0.3"]) == 0
+    published = tmp_path / "lfc.schedule.json"
+    assert f"note: {published} holds the model's published folding" in capsys.readouterr().err
+    assert main(["map", str(model), "--schedule", str(published)]) == 0
+    assert "note:" not in capsys.readouterr().err
