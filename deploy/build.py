@@ -20,6 +20,7 @@ import shutil
 from pathlib import Path
 
 from .. import LowbitError
+from .._io import umask_mode
 from ..boards.records import Board, get_board
 from ..flow import CompiledDesign, compile_model, write_json
 from ..flow.steps import _staged_dir
@@ -205,7 +206,7 @@ def build(
                     (tmp / name).write_bytes(data)
                 else:
                     (tmp / name).write_text(data)
-            (tmp / "build.sh").chmod(0o755)
+            (tmp / "build.sh").chmod(umask_mode(executable=True))
             manifest.update(summary)
             manifest["throughput"] = dma_throughput(clock, report.mapping, board.axi_hp_width_bits)
             if shutil.which("tclsh"):

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import LowbitError
-from .._io import cannot_write
+from .._io import cannot_write, umask_mode
 from ..boards import get_board
 from ..hw.mvtu.spec import streams_weights
 from ..hw.top import Accelerator, stream_format
@@ -80,6 +80,7 @@ def _staged_dir(out_dir: str | os.PathLike, marker: str):
     try:
         out_dir.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.", suffix=".tmp"))
+        tmp.chmod(umask_mode(directory=True))  # as mkdir() would make it, not mkdtemp's 0700
     except OSError as e:
         raise cannot_write(out_dir, e) from None
     try:
