@@ -41,7 +41,6 @@ import difflib
 import json
 import logging
 import os
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -58,6 +57,7 @@ from .api import DEFAULT_BOARD, Model, load, open_compiled
 from .boards import get_board
 from .deploy.build import build as build_design
 from .deploy.flash import plan_flash
+from .flow.heartbeat import Heartbeat
 from .ir.boundary import InputQuant
 from .ir.files import confine, parse_json, read_limited
 from .ir.graph import IntegerGraph
@@ -555,28 +555,6 @@ _RUNNERS: dict[str, Callable[[_Ctx], dict]] = {
 # -- running them ---------------------------------------------------------------------------------
 
 
-class _Heartbeat:
-    """Says every ``every`` seconds that step ``name`` is still running."""
-
-    def __init__(self, name: str, every: float, say: Callable[[str], None]):
-        self.name, self.every, self.say = name, every, say
-        self.t0 = time.monotonic()
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self.stop.wait(self.every):
-            self.say(f"  {self.name}: still running, {time.monotonic() - self.t0:.0f} s")
-
-    def __enter__(self) -> "_Heartbeat":
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.stop.set()
-        self.thread.join()
-
-
 def _read_state(out: Path) -> dict:
     path = out / "flow.json"
     if not path.is_file():
@@ -679,7 +657,7 @@ def run_flow(
         error = None
         result = None
         try:
-            with _Heartbeat(s, heartbeat, say):
+            with Heartbeat(s, heartbeat, say):
                 result = _RUNNERS[s](ctx)
         except LowbitError as e:
             error = str(e)

@@ -513,8 +513,6 @@ def _given_schedule(args, graph):
 
 def _note_published_schedule(model) -> None:
     """Say so when ``zoo -o`` wrote the model's published folding next to it."""
-    from pathlib import Path
-
     published = Path(model).with_name(Path(model).stem + ".schedule.json")
     if published.is_file():
         print(
@@ -918,6 +916,14 @@ def _plugins():
 _PLUGINS = _plugins()
 
 
+HEARTBEAT_S = 30.0
+"""On a terminal, every command says every this many seconds that it is still running."""
+
+
+def _say(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
@@ -928,6 +934,11 @@ def main(argv: list[str] | None = None) -> int:
         format="%(levelname)s %(name)s: %(message)s",
     )
     try:
+        if args.command != "run" and sys.stderr.isatty():  # run has its own, per step
+            from ..flow.heartbeat import Heartbeat
+
+            with Heartbeat(f"lowbit {args.command}", HEARTBEAT_S, _say):
+                return args.func(args)
         return args.func(args)
     except LowbitError as e:
         print(f"lowbit {args.command}: error: {e}", file=sys.stderr)

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from lowbit.cli import main
-from lowbit.pipeline import STEPS, _Heartbeat, load_config
+from lowbit.flow.heartbeat import Heartbeat
+from lowbit.pipeline import STEPS, load_config
 
 from onnx_models import qonnx_mlp
 
@@ -160,9 +161,45 @@ def test_heartbeat_says_a_long_step_is_still_running():
         said.append(msg)
         event.set()
 
-    with _Heartbeat("compile", 0.01, say):
+    with Heartbeat("compile", 0.01, say):
         assert event.wait(10)
     assert said[0].startswith("  compile: still running, ")
     n = len(said)
     event.clear()
     assert not event.wait(0.05) and len(said) == n  # stopped with the step
+
+
+def test_every_command_has_a_heartbeat_on_a_terminal(tmp_path, capsys, monkeypatch):
+    """On a terminal, a command that runs long says so (here every 0.01 s, so any command does);
+    not on a pipe, where the messages would mix into captured output."""
+    import sys
+
+    import lowbit.cli.app as app
+    from mapping_models import mlp
+
+    path = mlp((16, 8, 4), seed=1).save(tmp_path / "m.npz")
+    monkeypatch.setattr(app, "HEARTBEAT_S", 0.01)
+    assert main(["map", str(path), "--budget", "0.9"]) == 0
+    assert "still running" not in capsys.readouterr().err  # not a terminal
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    slow = app.cmd_map
+
+    def cmd_map(args):
+        import time
+
+        time.sleep(0.2)
+        return slow(args)
+
+    monkeypatch.setattr(app, "cmd_map", cmd_map)
+    parser = app.build_parser
+    monkeypatch.setattr(app, "build_parser", lambda: _with_func(parser(), "map", cmd_map))
+    assert main(["map", str(path), "--budget", "0.9"]) == 0
+    assert "  lowbit map: still running, 0 s" in capsys.readouterr().err
+
+
+def _with_func(parser, name, func):
+    import argparse
+
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    sub.choices[name].set_defaults(func=func)
+    return parser
