@@ -637,7 +637,7 @@ def cmd_build(args) -> int:
             print(f"  dry run of the plan {check}")
         for p in m.get("weight_ports", []):
             print(
-                f"  weights of layer unit {p['unit']} from DDR: fetcher {p['index']} on "
+                f"  weights of {p['layer']} from DDR: fetcher {p['index']} on "
                 f"{p['hp_port']} ({p['words']} words of {p['word_bits']} bits per vector, "
                 f"driver/weights_w{p['index']}.bin)"
             )

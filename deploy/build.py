@@ -91,6 +91,7 @@ def weight_ports(
             data_bits=board.axi_hp_width_bits,
             addr_bits=weight_port_address_bits(board),
             outstanding=outstanding,
+            layer=spec.node.name,
         )
         ports.append(port)
         images.append(pack_image(words, port.word_bits, port.data_bits))

@@ -344,14 +344,16 @@ def vivado_plan_files(
         raise LowbitError(f"the accelerator's Verilog has no module {TOPLEVEL}") from None
     for p in weight_ports:
         width = top_ports.get(f"ws{p.unit}__payload")
+        layer = f" of layer {p.layer!r}" if p.layer else ""
         if width is None:
             raise LowbitError(
-                f"the accelerator's Verilog has no weight port ws{p.unit} (weight port {p.index})"
+                f"the accelerator's Verilog has no weight port ws{p.unit} (weight port {p.index}"
+                f"{layer})"
             )
         if width != p.word_bits:
             raise LowbitError(
                 f"the accelerator's weight port ws{p.unit} takes {width}-bit words, "
-                f"not the {p.word_bits}-bit words of weight port {p.index}"
+                f"not the {p.word_bits}-bit words of weight port {p.index}{layer}"
             )
     tin, tout = axis_width(in_bits), axis_width(out_bits)
     hps = hp_ports(board, len(weight_ports))
@@ -391,6 +393,7 @@ def vivado_plan_files(
         "weight_ports": [
             {
                 "index": p.index,
+                "layer": p.layer,
                 "unit": p.unit,
                 "word_bits": p.word_bits,
                 "words": p.words,

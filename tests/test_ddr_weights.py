@@ -146,7 +146,7 @@ def test_build_gives_each_ddr_layer_a_weight_fetcher_on_its_own_hp_port(ddr_plan
     out = root / "b"
     manifest = json.loads((out / "build.json").read_text())
     (port,) = manifest["weight_ports"]
-    assert port == {"index": 0, "unit": 1, "word_bits": 128, "words": 64, "data_bits": 64, "addr_bits": 32,
+    assert port == {"index": 0, "layer": "fc1", "unit": 1, "word_bits": 128, "words": 64, "data_bits": 64, "addr_bits": 32,
                     "outstanding": 8, "interface": "accel/m_axi_w0", "hp_port": "ps7/S_AXI_HP1"}
     bd = (out / "bd.tcl").read_text()
     assert "CONFIG.PCW_USE_S_AXI_HP1 {1} CONFIG.PCW_S_AXI_HP1_DATA_WIDTH {64}" in bd
@@ -264,8 +264,8 @@ def test_map_spills_two_layers_to_ddr_and_the_built_design_runs_them_from_two_hp
     assert main(["compile", str(model), "--schedule", str(tmp_path / "s.json"), "-o", str(tmp_path / "c")]) == 0
     assert main(["build", str(tmp_path / "c"), "--board", "cora-z7-10", "-o", str(tmp_path / "b")]) == 0
     out = capsys.readouterr().out
-    assert "weights of layer unit 1 from DDR: fetcher 0 on ps7/S_AXI_HP1" in out
-    assert "weights of layer unit 2 from DDR: fetcher 1 on ps7/S_AXI_HP2" in out
+    assert "weights of fc1 from DDR: fetcher 0 on ps7/S_AXI_HP1" in out  # named as map names it
+    assert "weights of fc2 from DDR: fetcher 1 on ps7/S_AXI_HP2" in out
     predicted = json.loads((tmp_path / "c" / "report.json").read_text())["mapping"]["cycles_per_image"]
     spec = importlib.util.spec_from_file_location("lowbit_ddr2_driver", tmp_path / "b" / "driver" / "lowbit_driver.py")
     drv = importlib.util.module_from_spec(spec)

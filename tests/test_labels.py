@@ -161,3 +161,26 @@ def test_sweep_csv_and_listing_name_the_ddr_layers(tmp_path, capsys):
     assert text.rstrip().endswith("LUT; weights of fc1, fc2 from DDR")
     (row,) = csv.DictReader((out / "sweep.csv").open())
     assert row["ddr_layers"] == "fc1 fc2"
+
+
+def test_build_names_the_ddr_layer_as_map_does(tmp_path, capsys):
+    """'lowbit build' said 'weights of layer unit 1 from DDR' where 'map' says 'fc1: weights in
+    DDR'; build.json's weight ports carry the layer's name too."""
+    import json
+
+    from lowbit.mapping import Schedule
+    from lowbit.mapping.schedule import LayerFolding
+
+    model = mlp((64, 128, 64, 10), seed=5).save(tmp_path / "m.npz")
+    folding = (LayerFolding("fc0", 16, 16), LayerFolding("fc1", 4, 32, weights="ddr"),
+               LayerFolding("fc2", 2, 4))
+    Schedule("pynq-z2", 100.0, folding).save(tmp_path / "s.json")
+    assert main(["compile", str(model), "--schedule", str(tmp_path / "s.json"),
+                 "-o", str(tmp_path / "c")]) == 0
+    argv = ["build", str(tmp_path / "c"), "--board", "pynq-z2", "-o", str(tmp_path / "b")]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "  weights of fc1 from DDR: fetcher 0 on ps7/S_AXI_HP1 (" in out
+    assert "layer unit" not in out
+    (port,) = json.loads((tmp_path / "b" / "build.json").read_text())["weight_ports"]
+    assert port["layer"] == "fc1" and port["unit"] == 1

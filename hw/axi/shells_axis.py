@@ -76,7 +76,9 @@ class WeightPort:
     ``lowbit_wfetch<index>`` reads them over an AXI-HP port of ``data_bits`` bits with
     ``addr_bits``-bit addresses, keeping ``outstanding`` bursts of 16 beats in flight (it holds the
     port's rate while the DDR's latency plus one burst stays under
-    ``outstanding * 16 * data_bits / rate`` cycles; see ``benchmarks/results/ddr_fetch.md``)."""
+    ``outstanding * 16 * data_bits / rate`` cycles; see ``benchmarks/results/ddr_fetch.md``).
+    ``layer`` is the graph node's name, the one messages and reports give the layer (``""`` when
+    not known)."""
 
     index: int
     unit: int
@@ -85,6 +87,7 @@ class WeightPort:
     data_bits: int
     addr_bits: int
     outstanding: int = 8
+    layer: str = ""
 
     @property
     def module(self) -> str:
