@@ -55,6 +55,7 @@ from . import LowbitError
 from ._io import atomic_write
 from .api import DEFAULT_BOARD, Model, load, open_compiled
 from .boards import get_board
+from .deploy.build import DEFAULT_TIMEOUT_S, MAX_TIMEOUT_S
 from .deploy.build import build as build_design
 from .deploy.flash import plan_flash
 from .flow.heartbeat import Heartbeat
@@ -131,7 +132,10 @@ SCHEMA: dict[str, Any] = {
         "build": {
             "type": "object",
             "additionalProperties": False,
-            "properties": {"run_vivado": {"type": "boolean"}},
+            "properties": {
+                "run_vivado": {"type": "boolean"},
+                "timeout_s": {"type": "number", "exclusiveMinimum": 0, "maximum": MAX_TIMEOUT_S},
+            },
         },
         "flash": {
             "type": "object",
@@ -515,13 +519,14 @@ def _step_simulate(ctx: _Ctx) -> dict:
 
 def _step_build(ctx: _Ctx) -> dict:
     compiled = ctx.need(ctx.compiled_dir, "compile")
-    run = bool(ctx.config.section("build").get("run_vivado", False))
+    section = ctx.config.section("build")
     manifest = build_design(
         compiled,
         ctx.config.board,
         ctx.out / "build",
-        run=run,
+        run=bool(section.get("run_vivado", False)),
         clock_mhz=ctx.config.option("clock_mhz"),
+        timeout=float(section.get("timeout_s", DEFAULT_TIMEOUT_S)),
     )
     keep = ("flow", "board", "part", "bitstream", "clock_mhz", "fmax_mhz", "meets_clock", "run",
             "utilisation")

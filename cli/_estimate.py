@@ -75,4 +75,11 @@ def throughput_lines(manifest: dict) -> list[str]:
             f"    DMA shell: {shell['images_per_s']:,.0f} images/s ({port}: image in "
             f"{shell['input_stream_cycles']} cycles, result out {shell['output_stream_cycles']})"
         )
+    fmax = manifest.get("throughput_at_fmax")
+    if fmax:
+        lines.append(
+            f"    at the achieved Fmax ({fmax['accelerator']['clock_mhz']:.1f} MHz): accelerator "
+            f"{fmax['accelerator']['images_per_s']:,.0f} images/s, {fmax['images_per_s']:,.0f} "
+            "through the shell"
+        )
     return lines

@@ -609,7 +609,13 @@ def cmd_build(args) -> int:
     from ._estimate import estimate_lines, throughput_lines
 
     m = build(
-        args.source, args.board, args.output, run=args.run, budget=args.budget, clock_mhz=args.clock
+        args.source,
+        args.board,
+        args.output,
+        run=args.run,
+        budget=args.budget,
+        clock_mhz=args.clock,
+        timeout=args.timeout,
     )
     print(f"wrote {args.output}: {m['flow']} build for {m['board']} ({m['part']})")
     if m["flow"] == "open":
@@ -863,6 +869,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bu.add_argument(
         "--run", action="store_true", help="Zynq boards: run the Vivado plan (needs vivado on PATH)"
+    )
+    bu.add_argument(
+        "--timeout",
+        type=positive,
+        default=3600.0,
+        metavar="SECONDS",
+        help="open flow: seconds each tool (yosys, nextpnr, the packer) may run; a tool that fails "
+        "or runs out of time leaves its logs in OUTPUT/logs/ (default 3600)",
     )
     bu.set_defaults(func=cmd_build)
 

@@ -23,7 +23,7 @@ from .. import LowbitError
 from .._io import umask_mode
 from ..boards.records import Board, get_board
 from ..flow import CompiledDesign, compile_model, write_json
-from ..flow.steps import _staged_dir
+from ..flow.steps import FAILED_LOGS, _staged_dir
 from ..hw.axi.shells import payload_bits
 from ..hw.axi.wfetch import pack_image
 from ..hw.mvtu.spec import streams_weights
@@ -39,6 +39,12 @@ from .vivado import WeightPort, check_clock_mhz, vivado_plan_files, weight_port_
 __all__ = ["build", "weight_ports"]
 
 logger = logging.getLogger(__name__)
+
+DEFAULT_TIMEOUT_S = 3600.0
+"""Seconds each open-flow tool may run by default (``lowbit build --timeout``)."""
+
+MAX_TIMEOUT_S = 7 * 24 * 3600.0
+"""The longest timeout accepted: a week."""
 
 
 def _compiled(source: Path, board: Board, tmp: Path, budget: float | None) -> CompiledDesign:
@@ -107,6 +113,7 @@ def build(
     budget: float | None = None,
     clock_mhz: float | None = None,
     fetch_outstanding: int = 8,
+    timeout: float = DEFAULT_TIMEOUT_S,
 ) -> dict:
     """Build ``source`` (a model ``.npz`` or a ``lowbit compile`` directory) for ``board`` into
     ``out``.
@@ -122,6 +129,10 @@ def build(
         Zynq boards: run the Vivado plan (needs ``vivado`` on ``PATH``).
     fetch_outstanding : int
         Bursts each weight fetcher keeps in flight (layers whose weights stream from DDR).
+    timeout : float
+        Open flow: seconds each tool (yosys, nextpnr, the packer) may run. A tool that fails or
+        runs out of time leaves its logs in ``out/logs/`` (nothing else is written there; the next
+        build into ``out`` replaces it) and the message names them with the tool's ERROR line.
 
     Returns
     -------
@@ -131,6 +142,14 @@ def build(
 
     board = get_board(board)
     source, out = Path(source), Path(out)
+    if (
+        isinstance(timeout, bool)
+        or not isinstance(timeout, (int, float))
+        or not 0 < timeout <= MAX_TIMEOUT_S
+    ):
+        raise LowbitError(
+            f"timeout must be a number of seconds in (0, {MAX_TIMEOUT_S}], not {timeout!r}"
+        )
     if clock_mhz is not None:
         clock_mhz = check_clock_mhz(clock_mhz, "clock_mhz")
     if not board.has_ps and not board.is_open_flow:
@@ -174,6 +193,8 @@ def build(
                     stream_format=stream,
                     mapping=report.mapping,
                     clock_mhz=clock,
+                    timeout=timeout,
+                    keep=out.resolve() / FAILED_LOGS,
                 )
             )
         else:

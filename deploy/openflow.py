@@ -153,6 +153,7 @@ def build_open_flow(
     mapping: dict,
     clock_mhz: float | None = None,
     timeout: float = 3600,
+    keep: Path | None = None,
 ) -> dict:
     """Synthesise, place, route and pack ``verilog`` (``lowbit_top``) in the UART shell for
     ``board``.
@@ -165,7 +166,10 @@ def build_open_flow(
     Writes into ``work``: ``lowbit_top.v``, ``lowbit_uart_top.v``, the constraints, ``top.json``
     (netlist), the placed design, the bitstream (``top.bit`` for ECP5, ``top.bin`` for iCE40), the
     tools' logs and ``nextpnr_report.json``. Returns the build summary (utilisation, Fmax,
-    ``estimate_vs_tool`` and ``throughput``, :mod:`lowbit.deploy.estimate`).
+    ``estimate_vs_tool``, ``throughput`` at the clock and ``throughput_at_fmax`` with the
+    accelerator clocked at nextpnr's achieved Fmax, :mod:`lowbit.deploy.estimate`). A tool that
+    fails or runs longer than ``timeout`` seconds has its logs copied to ``keep`` (default: a new
+    temporary directory) and the message names them.
     """
     if board.family not in _NEXTPNR:
         raise LowbitError(f"board {board.name!r} ({board.family}) is not an open-flow board")
@@ -177,7 +181,9 @@ def build_open_flow(
     (work / cons_name).write_text(cons)
     fam = board.family
     # synth_<fam> with ABC9 kept off Amaranth's indexed wire names (lowbit.tools.yosys)
-    synth_for_pnr(work, [f"{TOPLEVEL}.v", f"{UART_TOP}.v"], UART_TOP, fam, timeout=timeout)
+    synth_for_pnr(
+        work, [f"{TOPLEVEL}.v", f"{UART_TOP}.v"], UART_TOP, fam, timeout=timeout, keep=keep
+    )
     device = _nextpnr_device(board)
     if fam == "ice40":
         pnr = ["--pcf", cons_name, "--asc", "top.asc"]
@@ -203,8 +209,16 @@ def build_open_flow(
         "nextpnr",
         timeout,
         "nextpnr.log",
+        keep=keep,
     )
-    run_logged(tool_command(_PACKER[fam]) + pack, work, "the bitstream packer", timeout, "pack.log")
+    run_logged(
+        tool_command(_PACKER[fam]) + pack,
+        work,
+        "the bitstream packer",
+        timeout,
+        "pack.log",
+        keep=keep,
+    )
     pins = board.pins
     if pins is None:  # not reached: constraints() above refuses a board without pins
         raise LowbitError(f"board {board.name!r} records no pins for the UART shell")
@@ -232,6 +246,17 @@ def build_open_flow(
         in_bytes_per_image=stream_format.beats_per_image * in_bytes,
         out_bytes_per_image=out_bytes,  # one result beat per image
     )
+    at_fmax = (
+        None
+        if achieved is None
+        else uart_throughput(
+            achieved,
+            mapping["cycles_per_image"],
+            baud=BAUD,
+            in_bytes_per_image=stream_format.beats_per_image * in_bytes,
+            out_bytes_per_image=out_bytes,
+        )
+    )
     return {
         "flow": "open",
         "toplevel": UART_TOP,
@@ -251,5 +276,6 @@ def build_open_flow(
         },
         "estimate_vs_tool": compared,
         "throughput": throughput,
+        "throughput_at_fmax": at_fmax,
         "pins": pins.sites(),
     }

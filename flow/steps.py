@@ -56,12 +56,17 @@ log = logging.getLogger(__name__)
 Progress = Callable[[str], None]
 
 
+FAILED_LOGS = "logs"
+"""The directory of a failed build's tool logs, the only thing a failure leaves at the output."""
+
+
 @contextmanager
 def _staged_dir(out_dir: str | os.PathLike, marker: str):
     """Yield a temporary sibling of ``out_dir``; on success it replaces ``out_dir``.
 
-    ``out_dir`` may be absent, an empty directory or a previous output of the same kind (one that
-    holds the file ``marker``), which is replaced whole on success. Anything else is refused with a
+    ``out_dir`` may be absent, an empty directory, a previous output of the same kind (one that
+    holds the file ``marker``) or what a failed run left (only the directory :data:`FAILED_LOGS`
+    of its tools' logs), which is replaced whole on success. Anything else is refused with a
     :class:`LowbitError` before anything is written: a regular file, or a directory of other files
     (``-o .`` must not wipe the working directory). On failure the temporary is removed and
     ``out_dir`` is left as it was.
@@ -72,7 +77,9 @@ def _staged_dir(out_dir: str | os.PathLike, marker: str):
             raise LowbitError(
                 f"{out_dir}: exists and is not a directory; expected an output directory"
             )
-        if any(out_dir.iterdir()) and not (out_dir / marker).is_file():
+        entries = [e.name for e in out_dir.iterdir()]
+        failed_run = entries == [FAILED_LOGS] and (out_dir / FAILED_LOGS).is_dir()
+        if entries and not (out_dir / marker).is_file() and not failed_run:
             raise LowbitError(
                 f"{out_dir}: not a lowbit output directory (no {marker}) and not empty; lowbit "
                 "replaces its output directory whole: give a new or empty one"

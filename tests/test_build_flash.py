@@ -132,6 +132,42 @@ def test_open_flow_bitstream_with_utilisation_and_fmax(ice_build):
     assert ports == placed == {"clk", "btn_n", "uart_rx", "uart_tx", "led_err_n", "led_busy_n"}
 
 
+def test_open_flow_reports_images_per_second_at_the_achieved_fmax(ice_build):
+    """Issue 21: the throughput with the accelerator clocked at nextpnr's achieved Fmax, beside the
+    one at the board's clock; worked by hand from the manifest's own figures."""
+    out, stdout = ice_build
+    m = json.loads((out / "build.json").read_text())
+    at = m["throughput_at_fmax"]
+    cycles = m["cycles_per_image"]
+    assert at["accelerator"]["clock_mhz"] == m["fmax_mhz"]
+    assert at["accelerator"]["images_per_s"] == m["fmax_mhz"] * 1e6 / cycles
+    uart = m["throughput"]["shell"]["images_per_s"]
+    assert at["images_per_s"] == min(m["fmax_mhz"] * 1e6 / cycles, uart)
+    assert m["throughput"]["accelerator"]["images_per_s"] == 12.0 * 1e6 / cycles
+    assert f"at the achieved Fmax ({m['fmax_mhz']:.1f} MHz)" in stdout
+
+
+def test_a_tool_out_of_time_leaves_its_logs_in_the_output(compiled, tmp_path):
+    """Issue 21: yosys stopped by --timeout: the message names the kept logs and the tool; the
+    output holds only logs/ (with yosys's own log), and the next build into it is allowed."""
+    out = tmp_path / "out"
+    proc = run("build", compiled["icebreaker"], "--board", "icebreaker", "-o", out, "--timeout", "0.5")
+    assert_clean_error(proc, r"did not finish within 0.5 s", re.escape(str(out / "logs")))
+    assert [p.name for p in out.iterdir()] == ["logs"]
+    assert any(p.name.startswith("yosys") for p in (out / "logs").iterdir())
+    from lowbit.flow import compile_model
+    from mapping_models import mlp as _mlp
+
+    compile_model(_mlp((16, 8, 4), seed=1), out, board="pynq-z2")  # a failed run's logs are replaced
+    assert (out / "report.json").is_file() and not (out / "logs").exists()
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "nan", "abc"])
+def test_build_timeout_is_checked(compiled, tmp_path, value):
+    proc = run("build", compiled["icebreaker"], "--board", "icebreaker", "-o", tmp_path / "o", "--timeout", value)
+    assert_clean_error(proc, r"argument --timeout")
+
+
 def test_open_flow_sets_the_estimate_beside_the_tools_and_bounds_images_by_the_uart(ice_build):
     """Issue 18 point 5: build.json's estimate_vs_tool (the mapper's resources against yosys's and
     nextpnr's counts, per resource and per unit) and throughput (the UART's bound), printed too."""
