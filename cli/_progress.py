@@ -1,34 +1,63 @@
-"""Progress on the terminal: one place for every command's bars and step lines (stderr)."""
+"""Progress on the terminal: one place for every command's bars (tqdm) and step lines (stderr)."""
 
 from __future__ import annotations
 
 import sys
-import time
+
+from tqdm import tqdm
 
 __all__ = ["Bar", "SimBar", "step_printer"]
 
 
+class _Lines:
+    """stderr for tqdm when it is not a terminal: each redraw on a line of its own."""
+
+    def write(self, text: str) -> None:
+        text = text.replace("\r", "\n")
+        for line in text.splitlines():
+            if line.strip():
+                sys.stderr.write(line + "\n")
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
 class Bar:
-    """A small progress bar on stderr (one line per update when stderr is not a terminal)."""
+    """A progress bar on stderr (tqdm): called with ``(done, total[, loss])``; a ``total`` of 0
+    at creation is taken from the first call. Not on a terminal, it writes a line at most every
+    ``NOT_A_TTY_INTERVAL`` seconds and at the end instead of redrawing."""
+
+    NOT_A_TTY_INTERVAL = 10.0
 
     def __init__(self, label: str, total: int, unit: str = ""):
-        self.label, self.total, self.unit, self.tty = label, total, unit, sys.stderr.isatty()
-        self.start = time.perf_counter()
+        self.label, self.total, self.unit = label, total, unit or "it"
+        self._bar: tqdm | None = None
+
+    def _open(self, total: int) -> tqdm:
+        tty = sys.stderr.isatty()
+        return tqdm(
+            total=total,
+            desc=f"  {self.label}",
+            unit=self.unit,
+            file=sys.stderr if tty else _Lines(),
+            leave=True,
+            dynamic_ncols=tty,
+            mininterval=0.1 if tty else self.NOT_A_TTY_INTERVAL,
+            ascii=not tty,
+        )
 
     def __call__(self, done: int, total: int, loss: float | None = None) -> None:
-        width = 30
-        filled = int(width * done / max(1, total))
-        bar = "#" * filled + "." * (width - filled)
-        extra = f"  loss {loss:.3f}" if loss is not None else f" {self.unit}"
-        msg = (
-            f"  {self.label:22s} [{bar}] {done}/{total}{extra}  "
-            f"{time.perf_counter() - self.start:5.1f}s"
-        )
-        if self.tty:
-            sys.stderr.write("\r" + msg + ("\n" if done == total else ""))
-        elif done == total or done * 10 // max(1, total) != (done - 1) * 10 // max(1, total):
-            sys.stderr.write(msg + "\n")  # not a terminal: one line per tenth
-        sys.stderr.flush()
+        if self._bar is None:
+            self._bar = self._open(total or self.total)
+        bar = self._bar
+        if total and bar.total != total:
+            bar.total = total
+        if loss is not None:
+            bar.set_postfix_str(f"loss {loss:.3f}", refresh=False)
+        bar.update(done - bar.n)
+        if done >= (bar.total or 0):
+            bar.close()
+            self._bar = None
 
 
 class SimBar:

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 
 from .. import LowbitError
 
-__all__ = ["ROLES", "Scheme", "parse_scheme", "ptq_spelling", "train_spelling"]
+__all__ = ["ROLES", "Scheme", "parse_scheme", "ptq_spelling", "scheme_name", "train_spelling"]
 
 log = logging.getLogger(__name__)
 
@@ -144,6 +144,21 @@ def train_spelling(scheme: Scheme) -> str:
     if scheme.kind in words:
         return words[scheme.kind]
     return f"{'log2' if scheme.kind == 'POW2_' else 'int'}:{scheme.bits}"
+
+
+def scheme_name(spelling: str, *, acts: bool = False) -> str:
+    """The one spelling of a training-loop string (the inverse of :func:`train_spelling`), for
+    what ``train`` prints: ``int:8`` -> ``INT8`` (``UINT8`` for activations), ``binary`` ->
+    ``BIPOLAR``, ``log2:4`` -> ``POW2_4``; training rules (``inq:4``) as they are."""
+    words = {"float": "FLOAT", "binary": "BIPOLAR", "ternary": "TERNARY"}
+    if spelling in words:
+        return words[spelling]
+    kind, _, bits = spelling.partition(":")
+    if kind == "int" and bits.isdigit():
+        return f"{'UINT' if acts else 'INT'}{bits}"
+    if kind == "log2" and bits.isdigit():
+        return f"POW2_{bits}"
+    return spelling
 
 
 def ptq_spelling(scheme: Scheme) -> str:

@@ -11,7 +11,7 @@ import numpy as np
 from .. import LowbitError
 from ._args import count, positive, seed
 from ._options import dataset_option, json_option, output_option
-from ._vocab import parse_scheme, train_spelling
+from ._vocab import parse_scheme, scheme_name, train_spelling
 
 __all__ = ["register", "cmd_train", "train_report"]
 
@@ -125,7 +125,8 @@ def cmd_train(args) -> int:
         )
     print(("wrote " + str(args.output) + ": " if args.output else "") + line)
     print(
-        f"  weights {'/'.join(report['weights'])}, acts {report['acts']}: "
+        f"  weights {'/'.join(scheme_name(w) for w in report['weights'])}, acts "
+        f"{scheme_name(report['acts'], acts=True)}: "
         f"{report['weight_memory_bits']:,} bits of weight memory "
         f"({report['weights_total']:,} weights)"
     )

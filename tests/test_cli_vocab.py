@@ -277,3 +277,29 @@ def test_renamed_flags_stay_as_hidden_aliases(tmp_path):
     assert p.parse_args(["map", "m.npz"]).dataset is None
     helps = {name: q.format_help() for name, q in _subparsers().items()}
     assert "--out " not in helps["demo"] and "--act-data" not in helps["map"]
+
+
+@pytest.mark.parametrize("spelling, acts, name", [
+    ("int:8", False, "INT8"), ("int:2", True, "UINT2"), ("binary", False, "BIPOLAR"),
+    ("binary", True, "BIPOLAR"), ("ternary", False, "TERNARY"), ("log2:4", False, "POW2_4"),
+    ("float", True, "FLOAT"), ("inq:4", False, "inq:4"), ("dorefa:3", False, "dorefa:3"),
+])
+def test_train_prints_the_one_spelling(spelling, acts, name):
+    """What train prints uses the names it takes (it printed 'weights int:8/int:8, acts binary')."""
+    from lowbit.cli._vocab import parse_scheme, scheme_name, train_spelling
+
+    assert scheme_name(spelling, acts=acts) == name
+    if spelling not in ("inq:4", "dorefa:3"):
+        role = "train-acts" if acts else "train-weights"
+        assert train_spelling(parse_scheme(name, "--x", role)) == spelling  # the inverse
+
+
+def test_progress_bar_writes_lines_when_not_a_terminal(capsys):
+    from lowbit.cli._progress import Bar
+
+    bar = Bar("training", 3)
+    for e in (1, 2, 3):
+        bar(e, 3, loss=0.5)
+    err = capsys.readouterr().err
+    assert "\r" not in err and err.strip().splitlines()[-1].startswith("  training: 100%")
+    assert "3/3" in err and "loss 0.500" in err
