@@ -104,6 +104,24 @@ def test_onnx_config_to_an_open_flow_bitstream(tmp_path, capsys):
     assert json.loads((out / "simulate.json").read_text())["bit_exact"]
 
 
+def test_the_demo_model_to_a_bitstream_and_the_onnx_model_to_a_vivado_plan(tmp_path, capsys):
+    """The other two corners: the demo config on an open-flow board, the ONNX config on a Zynq."""
+    cfg = _write(tmp_path / "ice.yaml", DEMO.replace("board: pynq-z2", "board: icebreaker")
+                 .replace("budget: 0.05", "budget: 0.5").replace("count: 40", "count: 20"))
+    assert main(["run", str(cfg)]) == 0, capsys.readouterr().err
+    m = json.loads((tmp_path / "ice_out" / "build" / "build.json").read_text())
+    assert m["flow"] == "open" and (tmp_path / "ice_out" / "build" / m["bitstream"]).is_file()
+    model = qonnx_mlp(np.random.default_rng(0), sizes=(8, 6, 4))
+    (tmp_path / "mlp.onnx").write_bytes(model.SerializeToString())
+    cfg = _write(tmp_path / "zynq.yaml", "model: mlp.onnx\nboard: zedboard\nsimulate: {random: 8}\n")
+    assert main(["run", str(cfg)]) == 0, capsys.readouterr().err
+    out = tmp_path / "zynq_out"
+    assert (out / "build" / "build.tcl").is_file()
+    assert json.loads((out / "build" / "build.json").read_text())["board"] == "zedboard"
+    assert list(json.loads((out / "time_per_step.json").read_text())) == [
+        "import", "map", "compile", "simulate", "build"]
+
+
 @pytest.mark.parametrize("text, message", [
     ("board: pynq-z2\n", r"missing key 'model' \(a model file\) or 'train'"),
     ("model: m.onnx\ntrain: {}\n", r"give either 'model' or 'train', not both"),
