@@ -25,7 +25,7 @@ from hypothesis import HealthCheck, given, settings
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 import fuzzing  # noqa: E402
 
-WEIGHTS = {"onnx": 40, "graph": 30, "manifest": 15, "flag": 10, "schedule": 5}
+WEIGHTS = {"onnx": 40, "graph": 30, "manifest": 15, "flag": 10, "schedule": 5, "config": 10}
 """Share of the cases per target (a schedule case compiles Verilog: the slowest)."""
 
 

@@ -476,12 +476,67 @@ def _flag_case(draw, seeds: Seeds) -> Case:
                 output="out" if "-o" in prefix else None, must_refuse=value in bad)
 
 
+# -- build configs (lowbit run) ----------------------------------------------------------------
+
+_CONFIG = {"model": "m.npz", "board": "pynq-z2", "budget": 0.5, "steps": ["import", "map"],
+           "output": "out"}
+_CONFIG_KEYS = ["model", "board", "budget", "steps", "output", "clock_mhz", "simulate", "train",
+                "heartbeat_s", "target_fps", "act_density", "schedule", "input_wire", "version"]
+_YAML_BAD = [
+    b"a: &x [1, 2]\nb: &y [*x, *x]\nc: [*y, *y]\n",  # aliases (a YAML bomb in small)
+    b"- 1\n- 2\n",
+    b"model: [\n",
+    b"[" * 100_000 + b"]" * 100_000,
+    b"model: !!python/object/apply:os.system ['true']\n",
+    b"\xff\xfe\x00m",
+    b"",
+]
+
+
+def _config_case(draw, seeds: Seeds) -> Case:
+    doc = dict(_CONFIG)
+    kind = draw(st.sampled_from(["field", "drop", "unknown", "path", "yaml", "bytes", "type"]))
+    name, must = "cfg/c.json", False
+    links: tuple[tuple[str, str], ...] = ()
+    if kind == "field":
+        key = draw(st.sampled_from(_CONFIG_KEYS))
+        doc[key] = _value(draw)
+        kind = f"config.{key}"
+        raw = json.dumps(doc, allow_nan=True).encode()
+    elif kind == "drop":
+        del doc["model"]
+        raw, must = json.dumps(doc).encode(), True
+    elif kind == "unknown":
+        doc[draw(st.sampled_from(["bord", "modle", "simulate.x", ""]))] = 1
+        raw, must = json.dumps(doc).encode(), True
+    elif kind == "path":
+        key = draw(st.sampled_from(["model", "schedule", "output"]))
+        where = draw(st.sampled_from(["../outside.npz", "/etc/hostname", "link.npz", "missing.npz",
+                                      "", "sub/../../outside.npz"]))
+        doc[key] = where
+        if where == "link.npz":
+            links = (("cfg/link.npz", "/etc/hostname"),)
+        must = where != "missing.npz" or key != "output"
+        kind, raw = f"path.{key}:{where}", json.dumps(doc).encode()
+    elif kind == "yaml":
+        name, raw, must = "cfg/c.yaml", draw(st.sampled_from(_YAML_BAD)), True
+    elif kind == "type":
+        raw, must = draw(st.sampled_from([b"[]", b'"x"', b"5", b"null"])), True
+    else:
+        kind, raw = _bytes_mutation(draw, json.dumps(doc).encode())
+        kind = "config-" + kind
+    return Case("run", kind, ("run", name, "--to", "map"),
+                (("cfg/m.npz", seeds.graph), (name, raw), ("outside.npz", seeds.graph)), links,
+                must_refuse=must)
+
+
 TARGETS = {
     "onnx": _onnx_case,
     "graph": _graph_case,
     "schedule": _schedule_case,
     "manifest": _manifest_case,
     "flag": _flag_case,
+    "config": _config_case,
 }
 
 

@@ -1,5 +1,5 @@
 """Issue 17's fuzzer, bounded profile: malformed ONNX models, lowbit model files, schedules, build
-manifests and flag values through the command line (``tests/fuzzing.py``). Every case exits 0, or
+manifests, flag values and build configs (lowbit run) through the command line (``tests/fuzzing.py``). Every case exits 0, or
 2 with a short message naming what is wrong, never a traceback, a hang or an unbounded allocation,
 and leaves nothing at the output path; the long profile is ``benchmarks/fuzz.py``."""
 
@@ -7,7 +7,7 @@ import fuzzing
 import pytest
 from hypothesis import HealthCheck, given, settings
 
-EXAMPLES = {"onnx": 30, "graph": 25, "schedule": 5, "manifest": 15, "flag": 15}
+EXAMPLES = {"onnx": 30, "graph": 25, "schedule": 5, "manifest": 15, "flag": 15, "config": 15}
 
 
 @pytest.fixture(scope="module")
