@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import math
 import numbers
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable
 
 import numpy as np
@@ -32,6 +32,7 @@ from .nn import (
     bn_backward,
     bn_forward,
     col2im,
+    distillation_loss,
     im2col,
     maxpool_backward,
     maxpool_forward,
@@ -41,6 +42,8 @@ from .nn import (
 __all__ = [
     "ZooConfig",
     "train_zoo",
+    "teacher_config",
+    "train_teacher",
     "INQ_FRACTIONS",
     "weight_memory_bits",
     "op_counts",
@@ -57,6 +60,10 @@ def _is_int(v) -> bool:
     return isinstance(v, numbers.Integral) and not isinstance(v, bool)
 
 
+def _is_real(v) -> bool:
+    return isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v)
+
+
 @dataclass(frozen=True)
 class ZooConfig:
     """Everything :func:`train_zoo` needs besides the data.
@@ -70,6 +77,11 @@ class ZooConfig:
     values (index 0 = zero), whose centroids are fine-tuned for ``share_epochs``. ``blas_threads``
     limits BLAS threads while training (``None``: no limit); the matrices are small, and on a shared
     machine one thread is often many times faster than an oversubscribed pool.
+
+    ``distill_temperature`` (``T > 0``) and ``distill_alpha`` (in ``[0, 1]``) weigh knowledge
+    distillation when :func:`train_zoo` is given a teacher's logits:
+    ``(1 - alpha) * CE + alpha * T^2 * KL(softmax(teacher / T) || softmax(student / T))``
+    (:func:`~lowbit.quant.train.nn.distillation_loss`); without teacher logits they are unused.
     """
 
     arch: str = "mlp:256,256"
@@ -97,6 +109,8 @@ class ZooConfig:
     share_epochs: int = 2
     recalibrate: int = 2000
     blas_threads: int | None = 1
+    distill_temperature: float = 4.0
+    distill_alpha: float = 0.5
     seed: int = 0
 
     def __post_init__(self):
@@ -126,6 +140,14 @@ class ZooConfig:
         if self.share is not None and (not _is_int(self.share) or not 2 <= self.share <= 256):
             raise ValueError(
                 f"share must be a number of shared values in 2..256, not {self.share!r}"
+            )
+        if not _is_real(self.distill_temperature) or self.distill_temperature <= 0:
+            raise ValueError(
+                f"distill_temperature must be a positive number, not {self.distill_temperature!r}"
+            )
+        if not _is_real(self.distill_alpha) or not 0 <= self.distill_alpha <= 1:
+            raise ValueError(
+                f"distill_alpha must be a number in [0, 1], not {self.distill_alpha!r}"
             )
         if not _is_int(self.seed):
             raise TypeError(f"seed must be an integer, not {self.seed!r}")
@@ -204,9 +226,12 @@ def _train_step(
     ste: str,
     bn_momentum: float | None,
     rng: np.random.Generator | None = None,
+    teacher: tuple[np.ndarray, float, float] | None = None,
 ):
     """One forward/backward pass in training mode; returns ``(loss, grads)``. Updates BN
-    statistics."""
+    statistics. ``teacher``: the batch's teacher logits, the temperature and the weight of the
+    distillation term (:func:`~lowbit.quant.train.nn.distillation_loss`); ``None``: cross-entropy.
+    """
     caches: list[_LayerCache] = []
     h = x
     n = net.n_layers
@@ -243,7 +268,10 @@ def _train_step(
             a, pc = maxpool_forward(a, L.pool)
         caches.append((cols, in_shape, wv, wgrad, z, bnc, pc))
         h = a
-    loss, dlogits = softmax_cross_entropy(logits, y)
+    if teacher is None:
+        loss, dlogits = softmax_cross_entropy(logits, y)
+    else:
+        loss, dlogits = distillation_loss(logits, y, *teacher)
     grads = {"tau": np.array([(dlogits * logits).sum()])}
     dy = dlogits * scale
     for i in range(n - 1, -1, -1):
@@ -358,21 +386,74 @@ def train_zoo(
     data: Dataset,
     config: ZooConfig = ZooConfig(),
     *,
+    teacher_logits: np.ndarray | None = None,
     progress: Callable[[int, int, float], None] | None = None,
 ) -> ZooNet:
     """Train a quantized network on ``data`` with ``config``; returns it in evaluation form.
 
-    Reproducible: the same data, config and seed give bitwise identical parameters.
+    ``teacher_logits`` ``(N, classes)``, one row per training sample (e.g. from
+    :func:`train_teacher`): distil them into the network with ``config.distill_temperature`` and
+    ``config.distill_alpha``; ``None``: plain cross-entropy. The teacher only changes the loss, so
+    the network exports as without it.
+
+    Reproducible: the same data, config, seed and teacher logits give bitwise identical parameters.
     """
+    if teacher_logits is not None:
+        teacher_logits = _check_teacher_logits(teacher_logits, data)
     if config.blas_threads is None:
-        return _train_zoo(data, config, progress)
+        return _train_zoo(data, config, progress, teacher_logits)
     from threadpoolctl import threadpool_limits
 
     with threadpool_limits(limits=config.blas_threads, user_api="blas"):
-        return _train_zoo(data, config, progress)
+        return _train_zoo(data, config, progress, teacher_logits)
 
 
-def _train_zoo(data: Dataset, config: ZooConfig, progress) -> ZooNet:
+def _check_teacher_logits(teacher_logits, data: Dataset) -> np.ndarray:
+    want = (len(data.y_train), data.classes)
+    t = np.asarray(teacher_logits)
+    if t.shape != want or t.dtype.kind not in "iuf":
+        raise LowbitError(
+            f"teacher_logits must be a numeric array of shape (training samples, classes) = "
+            f"{want}, not {t.dtype} {t.shape}"
+        )
+    t = t.astype(np.float64)
+    if not np.isfinite(t).all():
+        raise LowbitError("teacher_logits must be finite, not containing inf or nan")
+    return t
+
+
+def teacher_config(config: ZooConfig) -> ZooConfig:
+    """The float teacher of a student trained with ``config``: the same architecture, epochs,
+    optimiser and seed, with FLOAT weights and activations everywhere and no pruning or sharing."""
+    return replace(
+        config,
+        weights="float",
+        acts="float",
+        first_bits=None,
+        last_bits=None,
+        prune=None,
+        share=None,
+    )
+
+
+def train_teacher(
+    data: Dataset,
+    config: ZooConfig,
+    *,
+    progress: Callable[[int, int, float], None] | None = None,
+) -> tuple[ZooNet, np.ndarray]:
+    """Train the float teacher of ``config``'s student (:func:`teacher_config`) with
+    :func:`train_zoo`; returns it and its logits on ``data.x_train`` (evaluation mode), the
+    ``teacher_logits`` of the student's :func:`train_zoo`."""
+    teacher = train_zoo(data, teacher_config(config), progress=progress)
+    logits = teacher.forward(data.x_train)
+    logger.info("teacher: test accuracy %.4f", teacher.accuracy(data.x_test, data.y_test))
+    return teacher, logits
+
+
+def _train_zoo(
+    data: Dataset, config: ZooConfig, progress, teacher_logits: np.ndarray | None
+) -> ZooNet:
     rng = np.random.default_rng(config.seed)
     layers = parse_arch(config.arch, data.classes)
     input_shape: tuple[int, ...]
@@ -451,7 +532,14 @@ def _train_zoo(data: Dataset, config: ZooConfig, progress) -> ZooNet:
                         if step >= t0:
                             _update_masks(net, s, config.prune_mode)
                 sel = order[b * config.batch_size : (b + 1) * config.batch_size]
-                loss, grads = _train_step(net, x[sel], y[sel], config.ste, config.bn_momentum, rng)
+                teacher = (
+                    None
+                    if teacher_logits is None
+                    else (teacher_logits[sel], config.distill_temperature, config.distill_alpha)
+                )
+                loss, grads = _train_step(
+                    net, x[sel], y[sel], config.ste, config.bn_momentum, rng, teacher
+                )
                 grads = {k: g for k, g in grads.items() if k in params}
                 if config.weight_decay:
                     for k in grads:

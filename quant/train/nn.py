@@ -18,6 +18,7 @@ __all__ = [
     "bn_forward",
     "bn_backward",
     "softmax_cross_entropy",
+    "distillation_loss",
     "Adam",
     "SGD",
 ]
@@ -127,6 +128,37 @@ def softmax_cross_entropy(logits: np.ndarray, y: np.ndarray) -> tuple[float, np.
     loss = float(-np.log(p[np.arange(n), y] + 1e-300).mean())
     p[np.arange(n), y] -= 1
     return loss, p / n
+
+
+def _log_softmax(z: np.ndarray) -> np.ndarray:
+    z = z - z.max(axis=1, keepdims=True)
+    return z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+
+
+def distillation_loss(
+    logits: np.ndarray,
+    y: np.ndarray,
+    teacher_logits: np.ndarray,
+    temperature: float,
+    alpha: float,
+) -> tuple[float, np.ndarray]:
+    """Knowledge distillation (Hinton, Vinyals & Dean 2015): the loss and its gradient with
+    respect to the student's ``logits``.
+
+    ``(1 - alpha) * CE(logits, y) + alpha * T^2 * KL(softmax(teacher / T) || softmax(logits / T))``,
+    both terms means over the batch of ``N``. The ``T^2`` keeps the soft term's gradient,
+    ``alpha * T * (softmax(logits / T) - softmax(teacher / T)) / N``, of the same size as the hard
+    term's whatever the temperature. ``alpha = 0`` gives exactly :func:`softmax_cross_entropy`.
+    """
+    t = float(temperature)
+    ce, dce = softmax_cross_entropy(logits, y)
+    log_ps = _log_softmax(logits / t)
+    log_pt = _log_softmax(np.asarray(teacher_logits, dtype=np.float64) / t)
+    pt = np.exp(log_pt)
+    n = logits.shape[0]
+    kl = float((pt * (log_pt - log_ps)).sum() / n)
+    loss = (1 - alpha) * ce + alpha * t * t * kl
+    return loss, (1 - alpha) * dce + (alpha * t) * (np.exp(log_ps) - pt) / n
 
 
 class Adam:
