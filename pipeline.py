@@ -52,7 +52,7 @@ import numpy as np
 import yaml
 
 from . import LowbitError
-from ._io import atomic_write
+from ._io import atomic_write, cannot_write
 from .api import DEFAULT_BOARD, Model, load, open_compiled
 from .boards import get_board
 from .deploy.build import DEFAULT_TIMEOUT_S, MAX_TIMEOUT_S
@@ -632,7 +632,15 @@ def run_flow(
     if first > last:
         raise LowbitError(f"--from {start!r} comes after --to {stop!r}")
     out = config.output
-    out.mkdir(parents=True, exist_ok=True)
+    if out.is_dir() and any(out.iterdir()) and not (out / "flow.json").is_file():
+        raise LowbitError(
+            f"{out}: not the output of a lowbit flow (no flow.json) and not empty; the steps "
+            "write model.npz, compiled/, build/ ... there: give a new or empty directory"
+        )
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise cannot_write(out, e) from None
     (out / "logs").mkdir(exist_ok=True)
     ctx = _Ctx(config, out)
     state = _read_state(out)

@@ -153,6 +153,19 @@ def test_a_bad_config_is_refused_naming_the_key(tmp_path, capsys, text, message)
     assert not (sub / "c_out").exists()
 
 
+def test_the_output_must_be_new_empty_or_a_flow_output(tmp_path, capsys):
+    cfg = _write(tmp_path / "demo.yaml", DEMO)
+    other = tmp_path / "home"
+    other.mkdir()
+    (other / "model.npz").write_text("the user's own file")
+    assert main(["run", str(cfg), "-o", str(other)]) == 2
+    assert "not the output of a lowbit flow (no flow.json) and not empty" in _err(capsys)
+    assert (other / "model.npz").read_text() == "the user's own file"
+    (tmp_path / "file").write_text("x")
+    assert main(["run", str(cfg), "-o", str(tmp_path / "file" / "out")]) == 2
+    assert f"{tmp_path / 'file'} is not a directory" in _err(capsys)
+
+
 def test_resume_needs_the_earlier_steps_finished(tmp_path, capsys):
     cfg = _write(tmp_path / "demo.yaml", DEMO)
     assert main(["run", str(cfg), "--from", "compile"]) == 2
