@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import argparse
 import json
+import math
 import sys
 import time
+from dataclasses import replace
 
 import numpy as np
 
@@ -23,6 +26,19 @@ def _bits(text: str) -> int | None:
         return int(text)
     except ValueError:
         raise LowbitError(f"bit widths must be an integer or 'none', not {text!r}") from None
+
+
+def _distill(text: str) -> tuple[float, float]:
+    """``--distill T:ALPHA``: the temperature ``T > 0`` and the weight ``ALPHA`` in [0, 1]."""
+    expected = "T:ALPHA, a temperature T > 0 and a weight ALPHA in [0, 1] (e.g. 4:0.7)"
+    parts = text.split(":")
+    try:
+        t, alpha = (float(p) for p in parts) if len(parts) == 2 else (math.nan, math.nan)
+    except ValueError:
+        t = alpha = math.nan
+    if not (math.isfinite(t) and t > 0 and 0 <= alpha <= 1):
+        raise argparse.ArgumentTypeError(f"expected {expected}, not {text!r}")
+    return t, alpha
 
 
 def train_report(net, data, graph, seconds: float) -> dict:
@@ -55,7 +71,7 @@ def cmd_train(args) -> int:
     from ..quant.data import load_dataset
     from ..quant.export import to_integer_graph
     from ..quant.share import export_codebooks
-    from ..quant.train.loop import ZooConfig, train_zoo
+    from ..quant.train.loop import ZooConfig, train_teacher, train_zoo
     from ._progress import Bar
 
     arch = args.arch
@@ -94,13 +110,36 @@ def cmd_train(args) -> int:
             "have no integer graph; quantize both, or drop -o and use --json"
         )
     data = load_dataset(args.dataset, seed=args.split_seed)
+    teacher_logits, distill = None, None
+    if args.distill is not None:
+        t, alpha = args.distill  # checked by _distill
+        config = replace(config, distill_temperature=t, distill_alpha=alpha)
+        t0 = time.perf_counter()
+        teacher, teacher_logits = train_teacher(
+            data, config, progress=Bar("teacher", config.epochs)
+        )
+        distill = {
+            "temperature": config.distill_temperature,
+            "alpha": config.distill_alpha,
+            "teacher": "FLOAT weights and acts, " + arch,
+            "teacher_accuracy": teacher.accuracy(data.x_test, data.y_test),
+            "teacher_train_accuracy": teacher.accuracy(data.x_train, data.y_train),
+            "teacher_seconds": round(time.perf_counter() - t0, 3),
+        }
+        print(
+            f"teacher ({distill['teacher']}): test accuracy {distill['teacher_accuracy']:.4f}; "
+            f"distilling at T {config.distill_temperature:g}, alpha {config.distill_alpha:g}"
+        )
+        sys.stdout.flush()
     t0 = time.perf_counter()
     total = config.epochs + (config.share_epochs if config.share else 0)
-    net = train_zoo(data, config, progress=Bar("training", total))
+    net = train_zoo(data, config, teacher_logits=teacher_logits, progress=Bar("training", total))
     seconds = time.perf_counter() - t0
     graph = to_integer_graph(net) if net.exportable else None
     report = train_report(net, data, graph, seconds)
     report.update({"dataset": args.dataset, "arch": arch, "seed": args.seed})
+    if distill is not None:
+        report["distill"] = distill
     if args.output:
         if graph is None:
             raise LowbitError(
@@ -196,6 +235,14 @@ def register(sub) -> None:
         "--share",
         type=int,
         help="K shared weight values per layer (k-means, index 0 = zero; default: no sharing)",
+    )
+    t.add_argument(
+        "--distill",
+        type=_distill,
+        metavar="T:ALPHA",
+        help="knowledge distillation: first train a float teacher (same arch, FLOAT weights and "
+        "acts), then the model on (1 - ALPHA) * CE + ALPHA * T^2 * KL(teacher || model) at "
+        "temperature T, e.g. 4:0.7 (default: no teacher)",
     )
     t.add_argument("--epochs", type=count, default=10, help="training epochs")
     t.add_argument("--batch-size", type=count, default=64, help="images per training step")

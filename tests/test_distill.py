@@ -1,14 +1,17 @@
 """Knowledge distillation (issue 20): the loss and its gradient against hand-worked values and
 finite differences, the configuration's checks, alpha = 0 as plain training bit for bit, the
-distilled student's exact export."""
+distilled student's exact export, and ``lowbit train --distill`` end to end."""
 
 import dataclasses
+import json
 import math
 
 import numpy as np
 import pytest
 
 from lowbit import LowbitError
+from lowbit.cli import main
+from lowbit.ir import IntegerGraph
 from lowbit.quant.data import Dataset, load_digits_split
 from lowbit.quant.export import to_integer_graph
 from lowbit.quant.train.loop import ZooConfig, teacher_config, train_teacher, train_zoo
@@ -138,3 +141,35 @@ def test_distilled_student_exports_exactly(digits, weights, acts):
     graph = to_integer_graph(net)
     assert np.array_equal(graph.scores(digits.x_test), net.exact_forward(digits.x_test))
     assert np.array_equal(graph.predict(digits.x_test), net.predict(digits.x_test))
+
+
+# -- lowbit train --distill -------------------------------------------------------------------------
+
+
+def test_cli_distill_end_to_end(tmp_path, capsys):
+    rep, out = tmp_path / "r.json", tmp_path / "m.npz"
+    argv = ["train", "--arch", "mlp:16", "--epochs", "1", "--weights", "TERNARY", "--acts", "UINT2",
+            "--distill", "4:0.7", "--json", str(rep), "-o", str(out)]
+    assert main(argv) == 0
+    r = json.loads(rep.read_text())
+    d = r["distill"]
+    assert d["temperature"] == 4.0 and d["alpha"] == 0.7 and 0 < d["teacher_accuracy"] <= 1
+    assert d["teacher"] == "FLOAT weights and acts, mlp:16"
+    stdout = capsys.readouterr().out
+    assert f"teacher (FLOAT weights and acts, mlp:16): test accuracy {d['teacher_accuracy']:.4f}" in stdout
+    assert "distilling at T 4, alpha 0.7" in stdout
+    assert r["integer_graph_disagreements"] == 0
+    data = load_digits_split()
+    assert r["accuracy"] == float(np.mean(IntegerGraph.load(out).predict(data.x_test) == data.y_test))
+    # without --distill: no teacher in the report
+    assert main(argv[:-6] + ["--json", str(rep)]) == 0
+    assert "distill" not in json.loads(rep.read_text())
+
+
+@pytest.mark.parametrize("value", ["4", "0:0.5", "-1:0.5", "4:1.5", "4:-0.1", "inf:0.5", "4:nan", "a:b", "4:0.5:1"])
+def test_cli_distill_refusals_name_the_flag(value, capsys):
+    assert main(["train", "--epochs", "1", f"--distill={value}"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) <= 3
+    assert err[0] == ("lowbit train: error: argument --distill: expected T:ALPHA, a temperature T > 0 and "
+                      f"a weight ALPHA in [0, 1] (e.g. 4:0.7), not {value!r}")
