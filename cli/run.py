@@ -24,6 +24,11 @@ def cmd_run(args) -> int:
         for s in STEPS:
             print(s)
         return 0
+    if args.schema:
+        from ..pipeline import SCHEMA
+
+        print(json.dumps(SCHEMA, indent=2))
+        return 0
     if args.config is None:
         from .. import LowbitError
 
@@ -73,4 +78,6 @@ def register(sub) -> None:
     r.add_argument("--to", dest="stop", choices=STEPS, metavar="STEP",
                    help="stop after STEP (default: the config's last)")
     r.add_argument("--list-steps", action="store_true", help="list the steps and exit")
+    r.add_argument("--schema", action="store_true",
+                   help="print the config's JSON Schema (every key, its type and range) and exit")
     r.set_defaults(func=cmd_run)

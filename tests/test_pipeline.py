@@ -234,3 +234,13 @@ def _with_func(parser, name, func):
     sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
     sub.choices[name].set_defaults(func=func)
     return parser
+
+
+def test_list_steps_and_schema(capsys):
+    assert main(["run", "--list-steps"]) == 0
+    assert capsys.readouterr().out.split() == list(STEPS)
+    assert main(["run", "--schema"]) == 0
+    schema = json.loads(capsys.readouterr().out)
+    assert schema["title"] == "lowbit build config" and "board" in schema["properties"]
+    assert main(["run"]) == 2
+    assert "give a build config (.yaml, .yml or .json)" in _err(capsys)
