@@ -40,6 +40,7 @@ import dataclasses
 import difflib
 import json
 import logging
+import math
 import os
 import time
 from collections.abc import Callable
@@ -259,6 +260,20 @@ def _schema_error(path: Path, doc: Any) -> str | None:
     return f"key '{key}': {message}"
 
 
+def _non_finite(doc: Any, path: str = "") -> str | None:
+    """The key path of the first NaN or infinite number in ``doc``, or None."""
+    if isinstance(doc, float) and not math.isfinite(doc):
+        return path or "(the document)"
+    items = (
+        doc.items() if isinstance(doc, dict) else enumerate(doc) if isinstance(doc, list) else ()
+    )
+    for k, v in items:
+        found = _non_finite(v, f"{path}.{k}" if path else str(k))
+        if found is not None:
+            return found
+    return None
+
+
 def load_config(path: str | os.PathLike, *, output: str | os.PathLike | None = None) -> FlowConfig:
     """The build config in ``path`` (``.yaml``/``.yml`` or ``.json``), checked against
     :data:`SCHEMA`.
@@ -275,6 +290,9 @@ def load_config(path: str | os.PathLike, *, output: str | os.PathLike | None = N
     if src.suffix.lower() not in (".yaml", ".yml", ".json"):
         raise LowbitError(f"{src}: a build config must be a .yaml, .yml or .json file")
     doc = _parse(src)
+    bad = _non_finite(doc)
+    if bad is not None:  # JSON Schema's bounds do not catch NaN (every comparison is false)
+        raise LowbitError(f"{src}: key '{bad}' must be a finite number")
     problem = _schema_error(src, doc)
     if problem is not None:
         raise LowbitError(f"{src}: {problem}")
@@ -287,6 +305,14 @@ def load_config(path: str | os.PathLike, *, output: str | os.PathLike | None = N
     if model is not None and not model.is_file():
         raise LowbitError(f"{src}: key 'model' names {doc['model']!r}, which is not a file")
     schedule = inside("schedule", doc["schedule"]) if "schedule" in doc else None
+    if schedule is not None and not schedule.is_file():
+        raise LowbitError(f"{src}: key 'schedule' names {doc['schedule']!r}, which is not a file")
+    for key in ("input_quant", "input_wire"):
+        if key in doc:
+            try:
+                InputQuant.parse(doc[key])
+            except ValueError as e:
+                raise LowbitError(f"{src}: key {key!r}: {e}") from None
     sim = doc.get("simulate", {})
     sources = [k for k in ("dataset", "images", "random") if k in sim]
     if len(sources) > 1:
@@ -697,7 +723,6 @@ def run_flow(
         records[s] = rec
         _write_state(ctx, records)
         if error is not None:
-            say(f"step {s} failed after {seconds:.1f} s; its log: {log_path}")
             break
         say(f"  {s}: done in {seconds:.1f} s")
     return FlowResult(out, tuple(records[s] for s in STEPS if s in records))

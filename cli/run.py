@@ -14,7 +14,8 @@ __all__ = ["register"]
 
 
 def _say(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
+    """Progress on stdout (as FINN's builder prints it); stderr is for the error alone."""
+    print(msg, flush=True)
 
 
 def cmd_run(args) -> int:
@@ -50,7 +51,8 @@ def cmd_run(args) -> int:
         atomic_write(args.json, json.dumps(doc, indent=2, default=str) + "\n")
     if not result.ok:
         failed = next(r for r in result.records if r.status != "done")
-        print(f"lowbit run: error: step {failed.step} failed: {failed.error}\n"
+        error = " / ".join(line.strip() for line in str(failed.error).splitlines() if line.strip())
+        print(f"lowbit run: error: step {failed.step} failed: {error}\n"
               f"(its log: {result.output / failed.log}; fix it and resume with "
               f"--from {failed.step})", file=sys.stderr)
         return 2
