@@ -38,6 +38,7 @@ __all__ = [
     "bit_to_bin",
     "bitstream_part",
     "FlashPlan",
+    "load_manifest",
     "plan_flash",
     "flash",
 ]
@@ -169,7 +170,7 @@ class FlashPlan:
     built: bool = True
 
 
-def _load_manifest(out: Path) -> dict:
+def load_manifest(out: Path) -> dict:
     """``build.json`` of the build in ``out``: an object whose ``board``, ``part``, ``flow`` and
     ``bitstream`` entries, when present, are strings."""
     path = out / "build.json"
@@ -204,7 +205,7 @@ def plan_flash(
     out, board = Path(out), get_board(board)
     if via not in METHODS:
         raise LowbitError(f"--via must be one of {', '.join(METHODS)}, not {via!r}")
-    manifest = _load_manifest(out)
+    manifest = load_manifest(out)
     if manifest.get("part") != board.part or manifest.get("board") != board.name:
         raise LowbitError(
             f"{out} was built for {manifest.get('board')} (part {manifest.get('part')}), "

@@ -28,10 +28,11 @@ from ..hw.axi.shells_axis import WeightPort
 from ..hw.axi.shells_sim import SimulatedShell
 from ..hw.axi.sim_ddr import log_depth
 from ..hw.verilog import to_verilog
-from ..ir.files import confine, read_json, read_limited
+from ..ir.files import confine, read_limited
 from ..limits import LIMITS
 from ..mapping.schedule import ddr_stream_bits
 from ..sim.fast import VerilatedModel
+from .flash import load_manifest
 
 __all__ = ["SimulatedOverlay", "shell_wrapper_verilog"]
 
@@ -174,15 +175,14 @@ class _Control(_MMIO):
 
 
 def _manifest(plan_dir: Path) -> dict:
-    """The plan's ``build.json``, read inside ``plan_dir`` (:func:`~lowbit.ir.files.confine`),
-    with the keys the simulated overlay uses checked: ``axis.in_tdata_bits`` and
-    ``axis.out_tdata_bits`` positive multiples of 8 up to 4096, ``weight_ports`` a list of
-    objects whose ``index`` is an integer in [0, ``MAX_WEIGHT_PORTS``) and, with weight ports,
-    ``board`` a string and ``clock_mhz`` a number in (0, ``LIMITS.clock_mhz``]."""
+    """The plan's ``build.json`` (:func:`lowbit.deploy.flash.load_manifest`: a JSON object read
+    inside the directory), with the keys the simulated overlay uses checked:
+    ``axis.in_tdata_bits`` and ``axis.out_tdata_bits`` positive multiples of 8 up to 4096,
+    ``weight_ports`` a list of objects whose ``index`` is an integer in
+    [0, ``MAX_WEIGHT_PORTS``) and, with weight ports, ``board`` a string and ``clock_mhz`` a
+    number in (0, ``LIMITS.clock_mhz``]."""
     path = plan_dir / "build.json"
-    doc = read_json(confine(plan_dir, "build.json", place="plan directory"), "build manifest")
-    if not isinstance(doc, dict):
-        raise LowbitError(f"{path}: expected a JSON object, not {type(doc).__name__}")
+    doc = load_manifest(plan_dir)
     axis = doc.get("axis")
     if not isinstance(axis, dict):
         raise LowbitError(f"{path}: key 'axis' must be an object, not {axis!r}")
