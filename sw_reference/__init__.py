@@ -4,6 +4,17 @@ NumPy only; integer arrays only. Semantics: ``ARITHMETIC.md``.
 """
 
 from .bits import WORD_BITS, bipolar_to_bits, bits_to_bipolar, pack_bits, popcount, unpack_bits
+from .dag import (
+    add_threshold,
+    concat,
+    depthwise_int,
+    depthwise_xnor,
+    join_coefficients,
+    maxpool1d,
+    monotone_thresholds,
+    sliding_window_1d,
+    trunc_avg_pool,
+)
 from .ops import (
     argmax_lowest,
     binary_maxpool,
@@ -34,6 +45,15 @@ __all__ = [
     "maxpool2d",
     "sum_pool",
     "argmax_lowest",
+    "depthwise_xnor",
+    "depthwise_int",
+    "sliding_window_1d",
+    "maxpool1d",
+    "trunc_avg_pool",
+    "monotone_thresholds",
+    "join_coefficients",
+    "add_threshold",
+    "concat",
 ]
 from .sparse import (  # noqa: E402,F401
     PEImage,
