@@ -5,6 +5,7 @@ Runs on the board with ``numpy`` and ``pynq`` only (no lowbit needed there)::
     from lowbit_driver import LowbitAccelerator
     acc = LowbitAccelerator()                 # loads lowbit.bit / lowbit.hwh next to this file
     labels, scores = acc.run(images)          # images: (N, input_size), HWC order
+    values = acc.class_scores(scores)         # the exact class map applied: labels = argmax
     print(acc.throughput_test(1000))
 
 Images are the graph's integer input codes, or floats when the graph has an input quantizer
@@ -125,6 +126,25 @@ def unpack_results(buf, n):
     return labels, scores
 
 
+def class_scores(scores, class_map=None):
+    """The values the label select decides by: ``mult[c] * scores[:, c] + offset[c]`` with the
+    last layer's exact class map (``ClassMap.to_json()``; by default the graph's), or ``scores``
+    themselves when the graph has none. The label of each image is the lowest index of the
+    largest value. The integers are exact: ``int64`` when they fit, Python integers otherwise.
+    """
+    cm = CONFIG.get("class_map") if class_map is None else class_map
+    s = np.asarray(scores, dtype=np.int64)
+    if cm is None:
+        return s
+    mult, offset = cm["mult"], cm["offset"]
+    if len(mult) != s.shape[-1]:
+        raise ValueError(f"scores have {s.shape[-1]} classes and the class map {len(mult)}")
+    top = int(np.abs(s).max(initial=0))
+    if max(abs(m) for m in mult) * top + max(abs(b) for b in offset) < 2**62:
+        return s * np.array(mult, np.int64) + np.array(offset, np.int64)
+    return s.astype(object) * np.array(mult, dtype=object) + np.array(offset, dtype=object)
+
+
 class LowbitAccelerator:
     """The accelerator on the board: DMA in, DMA out, control registers on ``accel``."""
 
@@ -230,6 +250,12 @@ class LowbitAccelerator:
             labels.append(lab)
             scores.append(sco)
         return np.concatenate(labels), np.concatenate(scores)
+
+    def class_scores(self, scores):
+        """The integer scores of :meth:`run` through the graph's exact class map
+        (:func:`class_scores`): the model's per-class scale and bias as integers, whose argmax is
+        the label."""
+        return class_scores(scores)
 
     def classify(self, x):
         """The labels of :meth:`run`."""

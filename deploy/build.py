@@ -218,6 +218,7 @@ def build(
                     predicted_cycles=report.cycles_per_image,
                     input_dtype=graph.input_dtype,
                     input_quant=None if quant is None else quant.to_json(),
+                    class_map=graph.boundary()["class_map"],
                     weight_ports=summary["weight_ports"],
                 ),
                 images,

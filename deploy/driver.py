@@ -28,12 +28,14 @@ def driver_config(
     predicted_cycles: int,
     input_dtype: DataType,
     input_quant: dict | None = None,
+    class_map: dict | None = None,
     weight_ports: Sequence[dict] = (),
 ) -> dict:
     """The driver's constants: ``stream_format`` from the compile report, ``axis`` and
     ``weight_ports`` (the layers whose weights stream from DDR) from the plan's summary, the
     graph's ``input_dtype`` and its input quantizer (``InputQuant.to_json()``, or ``None`` when
-    the driver takes integer codes only)."""
+    the driver takes integer codes only) and the last layer's class map (``ClassMap.to_json()``,
+    or ``None``: the integer scores decide as they are)."""
     lo, hi = input_dtype.stored_range
     return {
         "input_size": stream_format["input_size"],
@@ -46,6 +48,7 @@ def driver_config(
         "input_min": lo,
         "input_max": hi,
         "input_quant": input_quant,
+        "class_map": class_map,
         "in_tdata_bits": axis["in_tdata_bits"],
         "out_tdata_bits": axis["out_tdata_bits"],
         "registers": REGISTERS,

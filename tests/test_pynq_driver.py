@@ -1,5 +1,6 @@
 """Issue 8: the AXI4-Lite control block, and the generated PYNQ driver against the simulated shell.
-Issue 16: the driver encodes float images exactly as the graph's input quantizer (InputQuant.encode)."""
+Issue 16: the driver encodes float images exactly as the graph's input quantizer (InputQuant.encode),
+and its scores output gives the integers and the exact class map (class_scores), whose argmax is the label."""
 
 import dataclasses
 import importlib.util
@@ -13,7 +14,7 @@ from lowbit.deploy.build import build
 from lowbit.deploy.driver import driver_config, driver_files
 from lowbit.hw.axi.control import ID_VALUE, REGISTERS
 from lowbit.flow.steps import compile_model
-from lowbit.ir.boundary import InputQuant
+from lowbit.ir.boundary import ClassMap, InputQuant
 from lowbit.ir.datatypes import DataType
 from lowbit.quant.data import load_digits_split
 from lowbit.quant.train.binary_mlp import TrainConfig, train_binary_mlp
@@ -25,12 +26,16 @@ DIGITS_QUANT = InputQuant(
     DataType.parse("UINT5"), tuple(2.0 ** -(4 - c % 2) for c in range(64)), tuple(c % 3 for c in range(64))
 )
 
+# the last layer's per-class scale and bias as exact integers (either sign): it changes some labels
+DIGITS_MAP = ClassMap((3, 2, 3, 3, 2, 3, 3, -1, 3, 3), (0, 40, 7, 3, 12, 11, 0, 14, 13, 5))
+
 
 @pytest.fixture(scope="module")
 def plan(tmp_path_factory):
     data = load_digits_split()
     graph = train_binary_mlp(data.x_train, data.y_train, TrainConfig(hidden=(32,), epochs=3, seed=2)).to_integer_graph()
-    graph = dataclasses.replace(graph, input_quant=DIGITS_QUANT)
+    last = dataclasses.replace(graph.nodes[-1], class_map=DIGITS_MAP)
+    graph = dataclasses.replace(graph, input_quant=DIGITS_QUANT, nodes=graph.nodes[:-1] + (last,))
     root = tmp_path_factory.mktemp("pynq_driver")
     compile_model(graph, root / "compiled", board="pynq-z2", budget=0.05)
     manifest = build(root / "compiled", "pynq-z2", root / "plan")
@@ -100,6 +105,12 @@ def test_driver_classifies_the_digits_test_split_like_the_reference(plan, overla
     bad = np.flatnonzero((scores != ref_scores).any(axis=1))
     assert bad.size == 0, f"image {bad[0]}: scores {scores[bad[0]].tolist()} != reference {ref_scores[bad[0]].tolist()}"
     assert (labels == graph.predict(data.x_test)).all()
+    # the scores stay the integers; the class map turns them into the values the label decides by
+    assert drv.CONFIG["class_map"] == DIGITS_MAP.to_json()
+    values = acc.class_scores(scores)
+    assert (values == DIGITS_MAP.apply(ref_scores)).all()
+    assert (np.argmax(values, axis=1) == labels).all()
+    assert (np.argmax(scores, axis=1) != labels).any()  # the map decides some labels
     assert overlay.accel.read(REGISTERS["IMAGES_OUT"]) == len(data.x_test) - 400  # the last batch: 450 - 2 * 200
     assert overlay.accel.read(REGISTERS["STATUS"]) & 2  # done
 
@@ -180,6 +191,23 @@ def test_driver_encode_equals_the_input_quantizer(tmp_path, q):
     ties = (rng.integers(-80, 80, (50, 4, 3)) / 2 - z) * s  # x / s + z on .5 (up to float32 rounding)
     for x in (wide, ties, wide.reshape(50, 12), ties.astype(np.float32)):
         np.testing.assert_array_equal(drv.encode_images(x, q.to_json()), q.encode(x))
+
+
+def test_driver_class_scores_on_hand_worked_values(tmp_path):
+    """mult (3, -2), offset (0, 5): scores (1, 2) -> (3, 1), (4, -1) -> (12, 7); beyond 64 bits
+    the values are exact Python integers; without a class map the scores decide as they are."""
+    drv = _small_driver(tmp_path, None)
+    assert drv.CONFIG["class_map"] is None
+    assert drv.class_scores([[1, 2], [4, -1]]).tolist() == [[1, 2], [4, -1]]
+    hand = {"mult": [3, -2], "offset": [0, 5]}
+    out = drv.class_scores(np.array([[1, 2], [4, -1]]), hand)
+    assert out.dtype == np.int64 and out.tolist() == [[3, 1], [12, 7]]
+    wide = ClassMap((2**70, -(2**70) + 1), (2**95, 0))
+    got = drv.class_scores([[1, 2], [-3, 0]], wide.to_json())
+    assert got.tolist() == [[2**70 + 2**95, -(2**71) + 2], [-3 * 2**70 + 2**95, 0]]
+    assert (got == wide.apply([[1, 2], [-3, 0]])).all()
+    with pytest.raises(ValueError, match=r"^scores have 3 classes and the class map 2$"):
+        drv.class_scores([[1, 2, 3]], hand)
 
 
 def test_float_images_without_an_input_quantizer_are_refused(tmp_path):
