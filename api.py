@@ -31,7 +31,7 @@ from . import LowbitError
 from .boards import get_board
 from .deploy.build import build as build_design
 from .flow import CompiledDesign, CompiledReport, compile_model, verify_compiled_fast
-from .ir.boundary import InputQuant
+from .ir.boundary import ClassMap, InputQuant
 from .ir.datatypes import DataType
 from .ir.graph import IntegerGraph
 from .ir.inputs import accuracy, check_labels, graph_codes
@@ -178,6 +178,20 @@ class Model:
         """The class labels ``(B,)`` (through the last node's class map when it has one), as the
         hardware decides them."""
         return self.graph.predict(self.codes(x))
+
+    @property
+    def class_map(self) -> ClassMap | None:
+        """The last node's exact class map (the model's per-class scale and bias as integers),
+        or ``None`` when the integer scores decide as they are."""
+        return self.graph.nodes[-1].class_map
+
+    def class_scores(self, x) -> np.ndarray:
+        """The values the class decision is the argmax of: :meth:`scores` through
+        :attr:`class_map` (``mult[c] * s + offset[c]``, exact integers), or the scores themselves.
+        They are the source model's scores up to one positive factor and one offset."""
+        s = self.scores(x)
+        cm = self.class_map
+        return s if cm is None else cm.apply(s)
 
     def map(
         self,

@@ -2,6 +2,7 @@
 gives the command line's numbers; bad parameters are refused naming them."""
 
 import contextlib
+import dataclasses
 import io
 import json
 import re
@@ -16,7 +17,7 @@ import lowbit
 from lowbit import LowbitError
 from lowbit.cli.app import main
 from lowbit.ir import DataType, IntegerGraph
-from lowbit.ir.boundary import InputQuant
+from lowbit.ir.boundary import ClassMap, InputQuant
 from lowbit.quant.onnx.writer import save_model, to_qonnx
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -125,6 +126,22 @@ def test_predict_scores_trace_are_the_references(small, rng):
     assert np.array_equal(m.predict(x), graph.predict(x))
     assert np.array_equal(m.scores(x), graph.scores(x))
     assert all(np.array_equal(a, b) for a, b in zip(m.trace(x), graph.trace(x), strict=True))
+
+
+def test_class_scores_apply_the_exact_class_map(small, tmp_path, rng):
+    """Scores out: the integers and the exact map; without a map the scores themselves."""
+    graph, path = small
+    x = rng.integers(0, 32, (9, 12))
+    plain = lowbit.load(path)
+    assert plain.class_map is None and np.array_equal(plain.class_scores(x), graph.scores(x))
+    cm = ClassMap((3, -2, 1, 5), (0, 9, 7, -4))
+    nodes = graph.nodes[:-1] + (dataclasses.replace(graph.nodes[-1], class_map=cm),)
+    m = lowbit.load(IntegerGraph(graph.input_dtype, nodes).save(tmp_path / "cm.npz"))
+    assert m.class_map == cm
+    s = graph.scores(x)
+    want = [[3 * r[0], -2 * r[1] + 9, r[2] + 7, 5 * r[3] - 4] for r in s.tolist()]  # by hand
+    assert m.class_scores(x).tolist() == want
+    assert np.array_equal(np.argmax(m.class_scores(x), axis=1), m.predict(x))
 
 
 def test_float_inputs_are_encoded_by_the_input_quantizer(small, tmp_path):
