@@ -5,8 +5,8 @@ throttling on every port (seed in the test id), and their one-beat-per-cycle rat
 
 import numpy as np
 import pytest
-
 from dag_sim import run_ports
+
 from lowbit.hw._util import pack_words
 from lowbit.hw.dag.branch import AddSpec, ForkSpec
 from lowbit.ir import BIPOLAR, DataType
@@ -146,7 +146,8 @@ def test_fork_a_stalled_consumer_holds_one_beat():
      r"^add: a k-bit output needs 2\^k - 1 thresholds, not 2$"),
     (dict(channels=2, pe=2, thresholds=np.array([[99], [0]])), ValueError,
      r"^add: thresholds must lie in the sum's range \[-4, 11\], found \[0, 99\]$"),
-    (dict(channels=2, pe=2, scale_a=1.5), TypeError, r"^add: scale_a must be an integer, not 1\.5$"),
+    (dict(channels=2, pe=2, scale_a=1.5), TypeError,
+     r"^add: scale_a must be an integer, not 1\.5$"),
 ])
 def test_add_spec_errors(kwargs, error, pattern):
     with pytest.raises(error, match=pattern):

@@ -1,0 +1,159 @@
+# amaranth: UnusedElaboratable=no
+"""The branch FIFO of a residual block (issue 19): fork -> a branch of latency L -> join, and the
+shortcut through the FIFO block, in the Amaranth simulator. At the model's minimum depth
+(:func:`lowbit.mapping.branch_fifo.min_branch_fifo_depth`) the block runs at the source's rate; at
+every smaller depth the measured steady-state throughput (beats per cycle, an exact fraction read
+off the periodic pattern of output cycles) equals :func:`residual_throughput`, and it never
+deadlocks."""
+
+from fractions import Fraction
+
+import pytest
+from amaranth.hdl import Module, Signal, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+from amaranth.sim import Simulator
+
+from lowbit.hw.dag.branch import AddSpec, ForkSpec
+from lowbit.hw.stream.fifo import FIFOSpec
+from lowbit.ir import DataType
+from lowbit.mapping.branch_fifo import (
+    min_branch_fifo_depth,
+    residual_cycles,
+    residual_throughput,
+)
+
+U4 = DataType.uint(4)
+LAYOUT = data.ArrayLayout(unsigned(4), 1)
+N = 120
+
+
+class Branch(wiring.Component):
+    """A long branch: ``latency`` registers that stall together (as every lowbit unit does) while
+    the last holds a beat not accepted; it passes ``x + 1``."""
+
+    i: In(stream.Signature(LAYOUT))
+    o: Out(stream.Signature(LAYOUT))
+
+    def __init__(self, latency):
+        self.latency = latency
+        super().__init__()
+
+    def elaborate(self, platform):
+        m = Module()
+        v = [Signal(name=f"v{k}") for k in range(self.latency)]
+        d = [Signal(4, name=f"d{k}") for k in range(self.latency)]
+        stall = Signal()
+        m.d.comb += [stall.eq(v[-1] & ~self.o.ready), self.i.ready.eq(~stall),
+                     self.o.valid.eq(v[-1]), self.o.payload.as_value().eq(d[-1])]
+        with m.If(~stall):
+            m.d.sync += [v[0].eq(self.i.valid), d[0].eq(self.i.payload.as_value() + 1)]
+            for k in range(1, self.latency):
+                m.d.sync += [v[k].eq(v[k - 1]), d[k].eq(d[k - 1])]
+        return m
+
+
+class Residual(wiring.Component):
+    """fork -> Branch(latency) -> add.a; fork.b -> FIFO(depth) -> add.b; out = (x + 1) + x."""
+
+    def __init__(self, latency, depth):
+        self.parts = {
+            "fork": ForkSpec(U4, 1).create(),
+            "branch": Branch(latency),
+            "fifo": FIFOSpec(U4, 1, depth).create(),
+            "add": AddSpec(U4, U4, 1, 1).create(),
+        }
+        out = self.parts["add"].o.payload.shape()
+        super().__init__({"i": In(stream.Signature(LAYOUT)), "o": Out(stream.Signature(out))})
+
+    def elaborate(self, platform):
+        m = Module()
+        for name, part in self.parts.items():
+            m.submodules[name] = part
+        fork, branch, fifo, add = self.parts.values()
+        wiring.connect(m, wiring.flipped(self.i), fork.i)
+        wiring.connect(m, fork.a, branch.i)
+        wiring.connect(m, branch.o, add.a)
+        wiring.connect(m, fork.b, fifo.i)
+        wiring.connect(m, fifo.o, add.b)
+        wiring.connect(m, add.o, wiring.flipped(self.o))
+        return m
+
+
+def run(latency, depth, period=1, max_cycles=4000):
+    """Output values and the cycles they left at; beat ``k`` is offered from cycle ``k * period``
+    until taken; the sink is always ready."""
+    dut = Residual(latency, depth)
+    values, cycles = [], []
+
+    async def bench(ctx):
+        k = 0
+        ctx.set(dut.o.ready, 1)
+        for cycle in range(max_cycles):
+            if len(values) == N:
+                return
+            offer = k < N and cycle >= k * period
+            ctx.set(dut.i.valid, offer)
+            ctx.set(dut.i.payload.as_value(), k % 8)
+            _, _, ready, valid, payload = await ctx.tick().sample(
+                dut.i.ready, dut.o.valid, dut.o.payload.as_value())
+            k += bool(offer and ready)
+            if valid:
+                values.append(int(payload))
+                cycles.append(cycle)
+        raise AssertionError(f"deadlock: {k} beats in, {len(values)} out in {max_cycles} cycles")
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    assert values == [2 * (k % 8) + 1 for k in range(N)]
+    return cycles
+
+
+def measured_throughput(cycles):
+    """Beats per cycle of the periodic pattern of the second half's output gaps, exactly."""
+    gaps = [b - a for a, b in zip(cycles, cycles[1:])][N // 2:]
+    for p in range(1, len(gaps) // 3):
+        if all(gaps[k] == gaps[k + p] for k in range(len(gaps) - p)):
+            return Fraction(p, sum(gaps[:p]))
+    raise AssertionError(f"no periodic pattern in {gaps}")
+
+
+def test_model_hand_worked():
+    # L = 8: slots D + 1, L + 2 = 10 cycles per slot
+    assert min_branch_fifo_depth(8) == 9
+    assert residual_throughput(8, 8) == Fraction(9, 10)
+    assert residual_throughput(8, 4) == Fraction(1, 2)
+    assert residual_cycles(90, 8, 8) == 100
+    # a FIFO of depth <= 2 passes one beat every two cycles
+    assert residual_throughput(2, 2) == Fraction(1, 2) and min_branch_fifo_depth(2) == 3
+    # a source of one beat every 3 cycles needs ceil(10 / 3) - 1 = 3
+    assert min_branch_fifo_depth(8, period=3) == 3
+    assert residual_throughput(8, 2, period=3) == Fraction(3, 10)
+    with pytest.raises(ValueError, match=r"^latency must be at least 2, not 1$"):
+        residual_throughput(1, 4)
+    with pytest.raises(TypeError, match=r"^depth must be an integer, not 2\.5$"):
+        residual_throughput(4, 2.5)
+
+
+@pytest.mark.amaranth_sim
+@pytest.mark.parametrize("latency, period", [
+    pytest.param(lat, p, id=f"L{lat}-P{p}")
+    for lat, p in [(2, 1), (3, 1), (6, 1), (9, 1), (6, 2), (9, 3)]])
+def test_min_depth_full_rate_and_one_below(latency, period):
+    d_min = min_branch_fifo_depth(latency, period)
+    full = measured_throughput(run(latency, d_min, period))
+    assert full == Fraction(1, period) == residual_throughput(latency, d_min, period)
+    if d_min > 1:
+        below = measured_throughput(run(latency, d_min - 1, period))
+        assert below == residual_throughput(latency, d_min - 1, period) < Fraction(1, period)
+
+
+@pytest.mark.amaranth_sim
+@pytest.mark.parametrize("latency", [3, 6])
+def test_every_depth_matches_the_model(latency):
+    """Depths 1 to D_min + 1: the measured throughput is the model's at each, no deadlock."""
+    depths = range(1, min_branch_fifo_depth(latency) + 2)
+    got = {d: measured_throughput(run(latency, d)) for d in depths}
+    assert got == {d: residual_throughput(latency, d) for d in got}
