@@ -8,12 +8,20 @@ only :mod:`lowbit.sw_reference` and the package root.
 
 from .datatypes import BIPOLAR, TERNARY, DataType, Kind, clog2, index_bits, signed_bits
 from .graph import (
+    DAG_OPS,
     FORMAT_VERSION,
+    GRAPH_INPUT,
+    Add,
+    Concat,
+    DepthwiseConv,
     GlobalAccPool,
+    GlobalAvgPool,
     IntegerGraph,
     MatMulThreshold,
     MaxPool,
+    MaxPool1D,
     SlidingWindow,
+    SlidingWindow1D,
     Threshold,
 )
 from .mac import MacKind, MacOp, mac_kind
@@ -35,6 +43,14 @@ __all__ = [
     "MaxPool",
     "GlobalAccPool",
     "Threshold",
+    "DepthwiseConv",
+    "SlidingWindow1D",
+    "MaxPool1D",
+    "GlobalAvgPool",
+    "Add",
+    "Concat",
+    "DAG_OPS",
+    "GRAPH_INPUT",
     "IntegerGraph",
     "FORMAT_VERSION",
     "Resources",

@@ -43,11 +43,17 @@ from .. import LowbitError
 from .._io import atomic_write
 from ..limits import LIMITS, check
 from ..sw_reference import (
+    add_threshold,
     argmax_lowest,
+    concat,
+    depthwise_int,
+    depthwise_xnor,
     int_matmul,
+    maxpool1d,
     maxpool2d,
     multithreshold,
     sliding_window,
+    sliding_window_1d,
     sum_pool,
     xnor_popcount,
 )
@@ -62,15 +68,23 @@ __all__ = [
     "MaxPool",
     "GlobalAccPool",
     "Threshold",
+    "DepthwiseConv",
+    "SlidingWindow1D",
+    "MaxPool1D",
+    "GlobalAvgPool",
+    "Add",
+    "Concat",
+    "GRAPH_INPUT",
     "IntegerGraph",
     "FORMAT_VERSION",
     "values",
 ]
 
-FORMAT_VERSION = 4
+FORMAT_VERSION = 5
 """Version 3 adds the input quantizer and the last node's class map, version 4 the
-:class:`Threshold` node; a file is written with the lowest version that holds it (3 without a
-threshold node), and versions 1 to 4 load."""
+:class:`Threshold` node, version 5 the nodes beyond chains (:data:`DAG_OPS`) and the inputs of
+every node of a graph that is not a chain; a file is written with the lowest version that holds it
+(3 without a threshold node, 4 without version 5's), and versions 1 to 5 load."""
 
 
 def values(x: np.ndarray, dtype: DataType) -> np.ndarray:
@@ -474,16 +488,496 @@ class Threshold:
         return {"input_dtype": self.input_dtype.name, "output_dtype": self.output_dtype.name}
 
 
+def _thresholded_dtype(node, t: np.ndarray, acc_lo: int, acc_hi: int) -> np.ndarray:
+    """Checked thresholds ``(C, k)`` of ``node`` on accumulators in ``[acc_lo, acc_hi]``: integers,
+    rows sorted, in ``[acc_lo, acc_hi + 1]``, ``k`` giving ``node.output_dtype`` (one threshold: a
+    ``BIPOLAR`` output as bits; ``2^b - 1``: ``UINTb``), as int64."""
+    t = np.asarray(t)
+    if t.dtype.kind not in "iu" or t.ndim != 2 or t.shape[0] < 1:
+        raise ValueError(
+            f"node {node.name!r}: thresholds must be integers of shape (C, k), "
+            f"not {t.dtype} {t.shape}"
+        )
+    t = t.astype(np.int64)
+    if (np.diff(t, axis=1) < 0).any():
+        raise ValueError(f"node {node.name!r}: each row of thresholds must be sorted ascending")
+    if t.size and (t.min() < acc_lo or t.max() > acc_hi + 1):
+        raise ValueError(
+            f"node {node.name!r}: thresholds must lie in the accumulator range "
+            f"[{acc_lo}, {acc_hi + 1}], found [{t.min()}, {t.max()}]"
+        )
+    k = t.shape[1]
+    expected = BIPOLAR if k == 1 else DataType.uint((k + 1).bit_length() - 1)
+    if expected is not BIPOLAR and (1 << expected.bits) - 1 != k:
+        raise ValueError(f"node {node.name!r}: a k-bit output needs 2^k - 1 thresholds, not {k}")
+    if node.output_dtype != expected:
+        raise ValueError(
+            f"node {node.name!r}: {k} thresholds give {expected}, "
+            f"not output_dtype {node.output_dtype}"
+        )
+    return t
+
+
+def _rows_fit(node, t: np.ndarray, channels: int) -> None:
+    if t.shape[0] not in (1, channels):
+        raise ValueError(
+            f"node {node.name!r}: {t.shape[0]} threshold rows; expected 1 or one per channel "
+            f"({channels})"
+        )
+
+
+def _same_dtype(node, dtype: DataType, expected: DataType) -> None:
+    if dtype != expected:
+        raise ValueError(
+            f"node {node.name!r}: input_dtype is {expected}, "
+            f"but the previous stage produces {dtype}"
+        )
+
+
+@dataclass(frozen=True, eq=False)
+class DepthwiseConv:
+    """A depthwise convolution (``groups == channels``, one ``K x K`` filter per channel) on the
+    windows of a :class:`SlidingWindow` (or :class:`SlidingWindow1D`): for inputs
+    ``(..., K * K * C)`` in ``(ky, kx, c)`` order, ``acc[c]`` is the dot product of channel ``c``'s
+    ``K * K`` taps with row ``c`` of the weights ``(C, K * K)``, thresholded per channel to
+    ``(..., C)``.
+
+    The MAC kinds are the MVTU's (:attr:`mac_kind`): bipolar inputs and weights count agreeing bits
+    (``acc`` in ``[0, K * K]``, :func:`~lowbit.sw_reference.depthwise_xnor`); otherwise ``acc`` is
+    the exact sum of values times ternary, power-of-two or ``INTk`` weights
+    (:func:`~lowbit.sw_reference.depthwise_int`). Weights are stored as for
+    :class:`MatMulThreshold` (bits for ``BIPOLAR``, values otherwise). Thresholds ``(C, k)`` give a
+    ``BIPOLAR`` (one) or ``UINTb`` (``2^b - 1``) output: ``sum_i [acc >= T[c, i]]``.
+    """
+
+    name: str
+    input_dtype: DataType
+    weights: np.ndarray
+    thresholds: np.ndarray
+    output_dtype: DataType = field(default=BIPOLAR)
+    weight_dtype: DataType = field(default=BIPOLAR)
+
+    def __post_init__(self):
+        wd = self.weight_dtype
+        if not isinstance(wd, DataType) or wd.kind not in WEIGHT_KINDS:
+            raise ValueError(f"node {self.name!r}: weight_dtype must be {WEIGHT_TYPES}, not {wd!r}")
+        if not isinstance(self.input_dtype, DataType) or self.input_dtype.kind not in (
+            Kind.BIPOLAR,
+            Kind.UINT,
+            Kind.INT,
+        ):
+            raise ValueError(
+                f"node {self.name!r}: input_dtype must be BIPOLAR, UINT<k> or INT<k>, "
+                f"not {self.input_dtype!r}"
+            )
+        w = np.asarray(self.weights)
+        if w.ndim != 2 or w.dtype.kind not in "biu":
+            raise ValueError(
+                f"node {self.name!r}: weights must be a 2-D integer array (C, K * K), "
+                f"not {w.dtype} {w.shape}"
+            )
+        if not wd.contains(w):
+            raise ValueError(f"node {self.name!r}: weights must be stored values of {wd}")
+        object.__setattr__(self, "weights", w.astype(np.uint8 if wd is BIPOLAR else np.int64))
+        lo, hi = self.acc_range
+        t = _thresholded_dtype(self, self.thresholds, lo, hi)
+        _rows_fit(self, t, self.channels)
+        object.__setattr__(self, "thresholds", t)
+
+    @property
+    def channels(self) -> int:
+        return self.weights.shape[0]
+
+    @property
+    def taps(self) -> int:
+        """``K * K``: the length of each channel's dot product."""
+        return self.weights.shape[1]
+
+    @property
+    def mac_kind(self) -> MacKind:
+        return mac_kind(self)
+
+    @property
+    def xnor(self) -> bool:
+        return self.mac_kind is MacKind.XNOR
+
+    @property
+    def weight_values(self) -> np.ndarray:
+        return values(self.weights, self.weight_dtype)
+
+    @property
+    def acc_range(self) -> tuple[int, int]:
+        """Exact range of the accumulator over every input and weight of the types."""
+        if self.xnor:
+            return 0, self.taps
+        xl, xh = _dtype_range(self.input_dtype)
+        wl, wh = _dtype_range(self.weight_dtype)
+        products = (xl * wl, xl * wh, xh * wl, xh * wh)
+        return self.taps * min(products), self.taps * max(products)
+
+    @property
+    def acc_bits(self) -> int:
+        lo, hi = self.acc_range
+        return DataType.for_range(lo, hi + 1).bits
+
+    def infer(self, shape, dtype):
+        _same_dtype(self, dtype, self.input_dtype)
+        if shape[-1] != self.taps * self.channels:
+            raise ValueError(
+                f"node {self.name!r}: {self.channels} channels of {self.taps} taps read windows "
+                f"of {self.taps * self.channels} values, but the previous stage produces {shape}"
+            )
+        return tuple(shape[:-1]) + (self.channels,), self.output_dtype
+
+    def accumulate(self, x: np.ndarray) -> np.ndarray:
+        if self.xnor:
+            return depthwise_xnor(x, self.weights)
+        return depthwise_int(values(x, self.input_dtype), self.weight_values)
+
+    def reference(self, x: np.ndarray) -> np.ndarray:
+        return multithreshold(self.accumulate(x), self.thresholds)
+
+    def _meta(self) -> dict:
+        return {
+            "weight_dtype": self.weight_dtype.name,
+            "input_dtype": self.input_dtype.name,
+            "output_dtype": self.output_dtype.name,
+        }
+
+
+@dataclass(frozen=True, eq=False)
+class SlidingWindow1D:
+    """1-D convolution windows of a sequence ``(L, C)``: ``(OL, K * C)`` in ``(k, c)`` order
+    (:func:`~lowbit.sw_reference.sliding_window_1d`); a :class:`MatMulThreshold` on them is a 1-D
+    convolution, a :class:`DepthwiseConv` a depthwise one. ``pad_value`` is a stored value of the
+    input type."""
+
+    name: str
+    kernel: int
+    stride: int = 1
+    pad: int = 0
+    pad_value: int = 0
+
+    def __post_init__(self):
+        _check_geometry(self, kernel=(self.kernel, 1), stride=(self.stride, 1), pad=(self.pad, 0))
+
+    def out_dim(self, dim: int) -> int:
+        return (dim + 2 * self.pad - self.kernel) // self.stride + 1
+
+    def infer(self, shape, dtype):
+        if len(shape) != 2:
+            raise ValueError(
+                f"node {self.name!r}: needs a sequence (L, C), but the previous stage produces "
+                f"{shape}"
+            )
+        length, c = shape
+        if self.kernel > length + 2 * self.pad:
+            raise ValueError(
+                f"node {self.name!r}: kernel {self.kernel} exceeds the padded input {shape}"
+            )
+        if self.pad and not dtype.contains([self.pad_value]):
+            raise ValueError(
+                f"node {self.name!r}: pad_value {self.pad_value} is not a value of {dtype}"
+            )
+        return (self.out_dim(length), self.kernel * c), dtype
+
+    def reference(self, x: np.ndarray) -> np.ndarray:
+        return sliding_window_1d(x, self.kernel, self.stride, self.pad, self.pad_value)
+
+    def _meta(self) -> dict:
+        return {
+            "kernel": self.kernel,
+            "stride": self.stride,
+            "pad": self.pad,
+            "pad_value": self.pad_value,
+        }
+
+
+@dataclass(frozen=True, eq=False)
+class MaxPool1D:
+    """1-D max-pool of a sequence ``(L, C)`` of bits or unsigned values over windows of
+    ``kernel`` (stride ``kernel`` by default)."""
+
+    name: str
+    kernel: int
+    stride: int | None = None
+
+    def __post_init__(self):
+        if self.stride is None:
+            object.__setattr__(self, "stride", self.kernel)
+        _check_geometry(self, kernel=(self.kernel, 1), stride=(self.stride, 1))
+
+    def infer(self, shape, dtype):
+        if len(shape) != 2:
+            raise ValueError(
+                f"node {self.name!r}: needs a sequence (L, C), but the previous stage produces "
+                f"{shape}"
+            )
+        if dtype.kind not in (Kind.BIPOLAR, Kind.UINT):
+            raise ValueError(
+                f"node {self.name!r}: max-pool needs BIPOLAR or UINT inputs, not {dtype}"
+            )
+        length, c = shape
+        if self.kernel > length:
+            raise ValueError(f"node {self.name!r}: kernel {self.kernel} exceeds the input {shape}")
+        assert self.stride is not None
+        return ((length - self.kernel) // self.stride + 1, c), dtype
+
+    def reference(self, x: np.ndarray) -> np.ndarray:
+        return maxpool1d(x, self.kernel, self.stride)
+
+    def _meta(self) -> dict:
+        return {"kernel": self.kernel, "stride": self.stride}
+
+
+@dataclass(frozen=True, eq=False)
+class GlobalAvgPool:
+    """Global average pool with exact rounding: the sum ``S[c]`` of each channel's values over all
+    pixels of an image ``(H, W, C)`` (or positions of a sequence ``(L, C)``), thresholded per
+    channel, ``(C,)``: ``sum_i [S[c] >= T[c, i]]``.
+
+    Any rounding of the mean that is a non-decreasing function of the sum is such thresholds
+    (Brevitas' ``TruncAvgPool2d``: :func:`~lowbit.sw_reference.trunc_avg_pool`; the thresholds of
+    a function: :func:`~lowbit.sw_reference.monotone_thresholds`). ``thresholds`` ``(C, k)`` or
+    ``(1, k)``; one gives a ``BIPOLAR`` output, ``2^b - 1`` a ``UINTb`` one.
+    """
+
+    name: str
+    input_dtype: DataType
+    thresholds: np.ndarray
+    output_dtype: DataType
+
+    def __post_init__(self):
+        if not isinstance(self.input_dtype, DataType) or not isinstance(
+            self.output_dtype, DataType
+        ):
+            raise ValueError(f"node {self.name!r}: input_dtype and output_dtype must be DataTypes")
+        t = _thresholded_dtype(self, self.thresholds, -(2**62), 2**62)
+        object.__setattr__(self, "thresholds", t)
+
+    def infer(self, shape, dtype):
+        if len(shape) not in (2, 3):
+            raise ValueError(
+                f"node {self.name!r}: needs an image (H, W, C) or a sequence (L, C), but the "
+                f"previous stage produces {shape}"
+            )
+        _same_dtype(self, dtype, self.input_dtype)
+        _rows_fit(self, self.thresholds, shape[-1])
+        n = math.prod(shape[:-1])
+        lo, hi = n * dtype.min, n * dtype.max
+        t = self.thresholds
+        if t.min() < lo or t.max() > hi + 1:
+            raise ValueError(
+                f"node {self.name!r}: thresholds must lie in the sum's range [{lo}, {hi + 1}], "
+                f"found [{t.min()}, {t.max()}]"
+            )
+        return (shape[-1],), self.output_dtype
+
+    def accumulate(self, x: np.ndarray) -> np.ndarray:
+        v = values(x, self.input_dtype)
+        return v.reshape(v.shape[0], -1, v.shape[-1]).sum(axis=1)
+
+    def reference(self, x: np.ndarray) -> np.ndarray:
+        return multithreshold(self.accumulate(x), self.thresholds)
+
+    def _meta(self) -> dict:
+        return {"input_dtype": self.input_dtype.name, "output_dtype": self.output_dtype.name}
+
+
+@dataclass(frozen=True, eq=False)
+class Add:
+    """The elementwise join of two quantized tensors of one shape with exact requantization: on
+    their values, ``acc[c] = wa[c] * a + wb[c] * b``, then ``sum_i [acc >= T[c, i]]``
+    (:func:`~lowbit.sw_reference.add_threshold`).
+
+    ``wa`` and ``wb`` fold the two branches' scales into integers
+    (:func:`~lowbit.sw_reference.join_coefficients`: ``s_a x_a + s_b x_b = u (p x_a + q x_b)``), so
+    one set of integer thresholds requantizes the sum exactly. ``input_dtypes`` are the types of
+    the two inputs, in order; ``thresholds`` ``(C, k)`` or ``(1, k)``, one giving a ``BIPOLAR``
+    output, ``2^b - 1`` a ``UINTb`` one. A join node: the graph gives it two inputs
+    (:attr:`IntegerGraph.inputs`).
+    """
+
+    name: str
+    input_dtypes: tuple[DataType, DataType]
+    wa: np.ndarray
+    wb: np.ndarray
+    thresholds: np.ndarray
+    output_dtype: DataType
+
+    arity = 2
+
+    def __post_init__(self):
+        dts = tuple(self.input_dtypes)
+        if len(dts) != 2 or not all(
+            isinstance(d, DataType) and d.kind in (Kind.BIPOLAR, Kind.UINT, Kind.INT) for d in dts
+        ):
+            raise ValueError(
+                f"node {self.name!r}: input_dtypes must be two of BIPOLAR, UINT<k> or INT<k>, "
+                f"not {self.input_dtypes!r}"
+            )
+        object.__setattr__(self, "input_dtypes", dts)
+        for key in ("wa", "wb"):
+            w = np.asarray(getattr(self, key))
+            if w.ndim != 1 or w.dtype.kind not in "iu" or w.size < 1:
+                raise ValueError(
+                    f"node {self.name!r}: {key} must be a 1-D integer array (C,), "
+                    f"not {w.dtype} {w.shape}"
+                )
+            object.__setattr__(self, key, w.astype(np.int64))
+        if self.wa.shape != self.wb.shape:
+            raise ValueError(
+                f"node {self.name!r}: wa {self.wa.shape} and wb {self.wb.shape} must have one shape"
+            )
+        lo, hi = self.acc_range
+        t = _thresholded_dtype(self, self.thresholds, lo, hi)
+        _rows_fit(self, t, self.channels)
+        object.__setattr__(self, "thresholds", t)
+
+    @property
+    def channels(self) -> int:
+        return self.wa.shape[0]
+
+    @property
+    def acc_range(self) -> tuple[int, int]:
+        """Exact range of the accumulator over all inputs of the types (over every channel)."""
+        lo = hi = 0
+        for w, d in ((self.wa, self.input_dtypes[0]), (self.wb, self.input_dtypes[1])):
+            ends = np.stack([w * d.min, w * d.max])
+            lo, hi = lo + int(ends.min(axis=0).min()), hi + int(ends.max(axis=0).max())
+        return lo, hi
+
+    @property
+    def acc_bits(self) -> int:
+        lo, hi = self.acc_range
+        return DataType.for_range(lo, hi + 1).bits
+
+    def infer_join(self, shapes, dtypes):
+        """Output shape and type for inputs of ``shapes`` and ``dtypes`` (two of each)."""
+        if tuple(dtypes) != self.input_dtypes:
+            raise ValueError(
+                f"node {self.name!r}: input_dtypes are {', '.join(map(str, self.input_dtypes))}, "
+                f"but its inputs produce {', '.join(map(str, dtypes))}"
+            )
+        if shapes[0] != shapes[1] or shapes[0][-1] != self.channels:
+            raise ValueError(
+                f"node {self.name!r}: adds two tensors of {self.channels} channels and one shape, "
+                f"not {shapes[0]} and {shapes[1]}"
+            )
+        return tuple(shapes[0]), self.output_dtype
+
+    def reference(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        return add_threshold(
+            values(a, self.input_dtypes[0]),
+            values(b, self.input_dtypes[1]),
+            self.wa,
+            self.wb,
+            self.thresholds,
+        )
+
+    def _meta(self) -> dict:
+        return {
+            "input_dtypes": [d.name for d in self.input_dtypes],
+            "output_dtype": self.output_dtype.name,
+        }
+
+
+@dataclass(frozen=True, eq=False)
+class Concat:
+    """``Concat`` along the channels (last axis) of two or more inputs of one type and one shape
+    but the last axis (:func:`~lowbit.sw_reference.concat`). A join node: the graph gives it its
+    inputs, in order."""
+
+    name: str
+
+    arity = None  # any number from two
+
+    def infer_join(self, shapes, dtypes):
+        if len(shapes) < 2 or len(set(dtypes)) != 1:
+            raise ValueError(
+                f"node {self.name!r}: concatenates two or more inputs of one type, not "
+                f"{', '.join(map(str, dtypes))}"
+            )
+        if len({tuple(s[:-1]) for s in shapes}) != 1:
+            raise ValueError(
+                f"node {self.name!r}: its inputs must agree on every axis but the last, not "
+                f"{', '.join(map(str, shapes))}"
+            )
+        return tuple(shapes[0][:-1]) + (sum(s[-1] for s in shapes),), dtypes[0]
+
+    def reference(self, *xs: np.ndarray) -> np.ndarray:
+        return concat(*xs)
+
+    def _meta(self) -> dict:
+        return {}
+
+
+DAG_OPS = (DepthwiseConv, SlidingWindow1D, MaxPool1D, GlobalAvgPool, Add, Concat)
+"""The node types of format version 5: the mapper and the hardware take chains of the others."""
+
 _OPS = {
     cls.__name__: cls
-    for cls in (MatMulThreshold, SlidingWindow, MaxPool, GlobalAccPool, Threshold)
+    for cls in (MatMulThreshold, SlidingWindow, MaxPool, GlobalAccPool, Threshold, *DAG_OPS)
 }
+
+GRAPH_INPUT = ""
+"""The name by which :attr:`IntegerGraph.inputs` refers to the graph's input."""
+
+
+def arity(node) -> int | None:
+    """How many inputs ``node`` reads: 1, 2 (:class:`Add`) or ``None`` for any from two
+    (:class:`Concat`)."""
+    return getattr(type(node), "arity", 1)
+
+
+def _check_inputs(nodes: tuple, inputs) -> tuple[tuple[str, ...], ...] | None:
+    """``inputs`` checked against ``nodes`` (see :attr:`IntegerGraph.inputs`); ``None`` for a
+    chain."""
+    chain = tuple((n,) for n in [GRAPH_INPUT] + [m.name for m in nodes[:-1]])
+    if inputs is None:
+        for n in nodes:
+            if arity(n) != 1:
+                raise ValueError(
+                    f"node {n.name!r} ({type(n).__name__}) joins two or more inputs; give the "
+                    "graph its inputs (IntegerGraph.inputs)"
+                )
+        return None
+    ins = tuple(tuple(i) for i in inputs)
+    if len(ins) != len(nodes):
+        raise ValueError(f"inputs must name the inputs of each of the {len(nodes)} nodes")
+    seen = {GRAPH_INPUT}
+    for n, names in zip(nodes, ins):
+        if n.name == GRAPH_INPUT:
+            raise ValueError("a node of a graph with inputs needs a non-empty name")
+        if not all(isinstance(i, str) for i in names):
+            raise ValueError(f"node {n.name!r}: inputs must be node names, not {names!r}")
+        a = arity(n)
+        if (a is None and len(names) < 2) or (a is not None and len(names) != a):
+            want = "two or more" if a is None else str(a)
+            raise ValueError(
+                f"node {n.name!r} ({type(n).__name__}) reads {want} inputs, not {len(names)}"
+            )
+        for i in names:
+            if i not in seen:
+                raise ValueError(
+                    f"node {n.name!r} reads {i!r}, which is not an earlier node (nodes must be "
+                    "in topological order: IntegerGraph.from_dag sorts them)"
+                )
+        seen.add(n.name)
+    read = {i for names in ins for i in names}
+    for n in nodes[:-1]:
+        if n.name not in read:
+            raise ValueError(f"node {n.name!r}: its output is never read (only the last node's is "
+                             "the graph's output)")
+    if GRAPH_INPUT not in read:
+        raise ValueError("no node reads the graph input")
+    return None if ins == chain else ins
 
 
 @dataclass(frozen=True, eq=False)
 class IntegerGraph:
-    """A chain of nodes from an integer input tensor to the class scores of a
-    :class:`MatMulThreshold`.
+    """A graph of nodes from an integer input tensor to the class scores of a
+    :class:`MatMulThreshold`: a chain, or a DAG when :attr:`inputs` is given.
 
     ``input_shape`` defaults to ``(MW,)`` of the first node; images are ``(H, W, C)``. Inputs may
     be given as ``(B, *input_shape)`` or flattened row-major, channels last, as
@@ -496,11 +990,21 @@ class IntegerGraph:
     input_quant: InputQuant | None = None
     """How float inputs become input codes (:meth:`encode`); ``None`` when the graph takes codes
     only."""
+    inputs: tuple[tuple[str, ...], ...] | None = None
+    """For each node, the names of the nodes whose outputs it reads (:data:`GRAPH_INPUT`, ``""``,
+    for the graph's input), in order: a fork is a node read by two, a join (:class:`Add`,
+    :class:`Concat`) reads two or more. Nodes are in topological order (every input an earlier
+    node), every node but the last is read, and the last node's output is the graph's.
+    ``None`` for a chain (each node reads the one before it); a given ``inputs`` that is a chain
+    is stored as ``None``, so a chain has one form."""
 
     if TYPE_CHECKING:
         # output shape of every node, set by __post_init__ (not a dataclass field)
         @property
         def _shapes(self) -> tuple[tuple[int, ...], ...]: ...
+
+        @property
+        def _dtypes(self) -> tuple[DataType, ...]: ...
 
     def __post_init__(self):
         nodes = tuple(self.nodes)
@@ -514,6 +1018,8 @@ class IntegerGraph:
                 )
         if len({n.name for n in nodes}) != len(nodes):
             raise ValueError("node names must be unique")
+        inputs = _check_inputs(nodes, self.inputs)
+        object.__setattr__(self, "inputs", inputs)
         if self.input_shape is None:
             if not isinstance(nodes[0], MatMulThreshold):
                 raise ValueError(
@@ -525,11 +1031,17 @@ class IntegerGraph:
         if not shape or any(d < 1 for d in shape):
             raise ValueError(f"input_shape must be positive dimensions, not {self.input_shape!r}")
         object.__setattr__(self, "input_shape", shape)
-        dtype, shapes = self.input_dtype, []
-        for node in nodes:
-            shape, dtype = node.infer(shape, dtype)
-            shapes.append(shape)
-        object.__setattr__(self, "_shapes", tuple(shapes))
+        shapes: dict[str, tuple[int, ...]] = {GRAPH_INPUT: shape}
+        dtypes: dict[str, DataType] = {GRAPH_INPUT: self.input_dtype}
+        for node, ins in zip(nodes, self.edges):
+            if arity(node) == 1:
+                out = node.infer(shapes[ins[0]], dtypes[ins[0]])
+            else:
+                out = node.infer_join([shapes[i] for i in ins], [dtypes[i] for i in ins])
+            shapes[node.name], dtypes[node.name] = out
+        shape = shapes[nodes[-1].name]
+        object.__setattr__(self, "_shapes", tuple(shapes[n.name] for n in nodes))
+        object.__setattr__(self, "_dtypes", tuple(dtypes[n.name] for n in nodes))
         last = nodes[-1]
         if not isinstance(last, MatMulThreshold) or last.thresholds is not None or len(shape) != 1:
             raise ValueError(
@@ -550,6 +1062,100 @@ class IntegerGraph:
                     f"input_quant has {len(q.scale)} scales; expected 1 or one per input "
                     f"channel ({channels})"
                 )
+
+    @classmethod
+    def from_dag(
+        cls,
+        input_dtype: DataType,
+        nodes_inputs,
+        input_shape: tuple[int, ...] | None = None,
+        input_quant: InputQuant | None = None,
+    ) -> "IntegerGraph":
+        """A graph of ``(node, input names)`` pairs in any order: they are put in a topological
+        order (stable: among nodes ready at once, the given order), the node that no other reads
+        last. Raises ``ValueError`` naming a node on a cycle or reading an unknown name."""
+        pairs = [(n, tuple(ins)) for n, ins in nodes_inputs]
+        names = {n.name for n, _ in pairs}
+        for n, ins in pairs:
+            for i in ins:
+                if i != GRAPH_INPUT and i not in names:
+                    raise ValueError(f"node {n.name!r} reads {i!r}, which is not a node")
+        done, order = {GRAPH_INPUT}, []
+        pending = list(pairs)
+        while pending:
+            ready = [p for p in pending if all(i in done for i in p[1])]
+            if not ready:
+                raise ValueError(f"node {pending[0][0].name!r} is on a cycle")
+            # the sink (read by no one) goes last; others keep their given order
+            read = {i for _, ins in pending for i in ins}
+            p = next((p for p in ready if p[0].name in read or len(pending) == 1), ready[0])
+            order.append(p)
+            done.add(p[0].name)
+            pending.remove(p)
+        return cls(
+            input_dtype,
+            tuple(n for n, _ in order),
+            input_shape,
+            input_quant,
+            tuple(ins for _, ins in order),
+        )
+
+    @property
+    def is_chain(self) -> bool:
+        """True when each node reads the one before it (:attr:`inputs` is ``None``)."""
+        return self.inputs is None
+
+    @property
+    def edges(self) -> tuple[tuple[str, ...], ...]:
+        """The inputs of every node (:attr:`inputs`, or a chain's: the node before, the first
+        node the graph input)."""
+        if self.inputs is not None:
+            return self.inputs
+        names = [GRAPH_INPUT] + [n.name for n in self.nodes[:-1]]
+        return tuple((name,) for name in names)
+
+    def inputs_of(self, index: int) -> tuple[str, ...]:
+        """The names of the nodes node ``index`` reads (``""``: the graph input)."""
+        return self.edges[index]
+
+    def consumers(self, name: str) -> tuple[str, ...]:
+        """The names of the nodes that read node ``name``'s output (``""``: the graph input)."""
+        return tuple(n.name for n, ins in zip(self.nodes, self.edges) if name in ins)
+
+    def node(self, name: str):
+        """The node called ``name``."""
+        for n in self.nodes:
+            if n.name == name:
+                return n
+        raise KeyError(name)
+
+    def dag_nodes(self) -> tuple:
+        """The nodes a chain of lowbit's mapper and hardware does not hold yet: nodes of the
+        version 5 types (:data:`DAG_OPS`), and the nodes reading or forking off another branch
+        when the graph is not a chain (the joins, and every node read by more than one)."""
+        out = []
+        for n, ins in zip(self.nodes, self.edges):
+            if isinstance(n, DAG_OPS) or len(ins) > 1 or len(self.consumers(n.name)) > 1:
+                out.append(n)
+        return tuple(out)
+
+    def require_chain(self, what: str) -> None:
+        """Refuse a graph that :meth:`dag_nodes` says ``what`` (``"map"``, ``"the hardware"``)
+        cannot take, naming the first such node.
+
+        Raises
+        ------
+        LowbitError
+            Naming ``what``, the node and its op type.
+        """
+        bad = self.dag_nodes()
+        if bad:
+            n = bad[0]
+            raise LowbitError(
+                f"{what}: node {n.name!r} ({type(n).__name__}) is beyond a chain of "
+                "MatMulThreshold, SlidingWindow, MaxPool, GlobalAccPool and Threshold nodes, "
+                "which is what the mapper and the hardware take so far"
+            )
 
     @property
     def _in_shape(self) -> tuple[int, ...]:
@@ -580,7 +1186,20 @@ class IntegerGraph:
         return self._shapes[index]
 
     def input_shape_of(self, index: int) -> tuple[int, ...]:
-        return self._in_shape if index == 0 else self._shapes[index - 1]
+        """Shape of the (first) input of node ``index``."""
+        return self.input_shapes_of(index)[0]
+
+    def input_shapes_of(self, index: int) -> tuple[tuple[int, ...], ...]:
+        """Shapes of the inputs of node ``index``, in order."""
+        where = {n.name: i for i, n in enumerate(self.nodes)}
+        return tuple(
+            self._in_shape if i == GRAPH_INPUT else self._shapes[where[i]]
+            for i in self.edges[index]
+        )
+
+    def output_dtype(self, index: int) -> DataType:
+        """Data type of the output of node ``index``."""
+        return self._dtypes[index]
 
     def check_input(self, x: np.ndarray) -> np.ndarray:
         x = np.asarray(x)
@@ -603,11 +1222,16 @@ class IntegerGraph:
 
     def trace(self, x: np.ndarray) -> list[np.ndarray]:
         """Outputs of every node for a batch ``x``, in order (the last one is the scores)."""
-        out, h = [], self.check_input(x)
-        for node in self.nodes:
-            h = node.reference(h)
-            out.append(h)
-        return out
+        if self.inputs is None:
+            out, h = [], self.check_input(x)
+            for node in self.nodes:
+                h = node.reference(h)
+                out.append(h)
+            return out
+        env = {GRAPH_INPUT: self.check_input(x)}
+        for node, ins in zip(self.nodes, self.inputs):
+            env[node.name] = node.reference(*(env[i] for i in ins))
+        return [env[n.name] for n in self.nodes]
 
     def scores(self, x: np.ndarray) -> np.ndarray:
         return self.trace(x)[-1]
@@ -697,20 +1321,34 @@ class IntegerGraph:
         node = Threshold(name, t, d, out)
         if any(n.name == name for n in self.nodes):
             raise LowbitError(f"input wire: the graph already has a node named {name!r}")
-        return IntegerGraph(d, (node, *self.nodes), self._in_shape, wire)
+        inputs = None
+        if self.inputs is not None:
+            inputs = ((GRAPH_INPUT,),) + tuple(
+                tuple(name if i == GRAPH_INPUT else i for i in ins) for ins in self.inputs
+            )
+        return IntegerGraph(d, (node, *self.nodes), self._in_shape, wire, inputs)
 
     # -- persistence ---------------------------------------------------------------------------
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write the graph as an ``.npz`` archive (JSON header plus arrays), atomically."""
         path = Path(path)
+        version = 3
+        if any(isinstance(n, Threshold) for n in self.nodes):
+            version = 4
+        if self.inputs is not None or any(isinstance(n, DAG_OPS) for n in self.nodes):
+            version = 5
+        metas = [{"op": type(n).__name__, "name": n.name, **n._meta()} for n in self.nodes]
+        if self.inputs is not None:
+            for meta, ins in zip(metas, self.inputs):
+                meta["inputs"] = list(ins)
         header = {
             "format": "lowbit-integer-graph",
-            "version": FORMAT_VERSION if any(isinstance(n, Threshold) for n in self.nodes) else 3,
+            "version": version,
             "input_dtype": self.input_dtype.name,
             "input_shape": list(self._in_shape),
             **({} if self.input_quant is None else {"input_quant": self.input_quant.to_json()}),
-            "nodes": [{"op": type(n).__name__, "name": n.name, **n._meta()} for n in self.nodes],
+            "nodes": metas,
         }
         arrays = {"header": np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)}
         for i, n in enumerate(self.nodes):
@@ -718,7 +1356,13 @@ class IntegerGraph:
                 arrays[f"weights_{i}"] = n.weights
                 if n.thresholds is not None:
                     arrays[f"thresholds_{i}"] = n.thresholds
-            elif isinstance(n, Threshold):
+            elif isinstance(n, DepthwiseConv):
+                arrays[f"weights_{i}"] = n.weights
+                arrays[f"thresholds_{i}"] = n.thresholds
+            elif isinstance(n, Add):
+                arrays[f"weights_{i}"] = np.stack([n.wa, n.wb])
+                arrays[f"thresholds_{i}"] = n.thresholds
+            elif isinstance(n, (Threshold, GlobalAvgPool)):
                 arrays[f"thresholds_{i}"] = n.thresholds
         # numpy's stub lets the array names of **arrays also match its allow_pickle: bool
         return atomic_write(
@@ -747,6 +1391,7 @@ class IntegerGraph:
             1,
             2,
             3,
+            4,
             FORMAT_VERSION,
         ):
             raise LowbitError(
@@ -761,9 +1406,16 @@ class IntegerGraph:
             )
         dtype = header_dtypes({"input_dtype": header.get("input_dtype")}, str(path))["input_dtype"]
         input_shape = shape = header_shape(header.get("input_shape"), path)
+        dag = any(isinstance(m, dict) and "inputs" in m for m in metas)
+        if dag and header.get("version") != FORMAT_VERSION:
+            raise LowbitError(f"{path}: node inputs need format version {FORMAT_VERSION}")
         try:
-            nodes = []
+            nodes, inputs = [], []
             for i, meta in enumerate(metas):
+                if dag:  # shapes follow the inputs: the graph checks them, then the sizes below
+                    inputs.append(_inputs_from_meta(meta, i, path))
+                    nodes.append(_node_from_meta(meta, i, z, None))
+                    continue
                 node = _node_from_meta(meta, i, z, shape)
                 if shape is None and isinstance(node, MatMulThreshold):
                     shape = (node.mw,)
@@ -773,12 +1425,17 @@ class IntegerGraph:
                     check(out, "elements", math.prod(shape), LIMITS.tensor_elements)
                 nodes.append(node)
             quant = header.get("input_quant")
-            return cls(
+            graph = cls(
                 header_dtypes(header, str(path))["input_dtype"],
                 tuple(nodes),
                 input_shape,
                 None if quant is None else InputQuant.from_json(quant),
+                tuple(inputs) if dag else None,
             )
+            for i, node in enumerate(graph.nodes):
+                out = f"{path}: node {i} ({node.name!r}): output {graph.output_shape(i)}"
+                check(out, "elements", math.prod(graph.output_shape(i)), LIMITS.tensor_elements)
+            return graph
         except KeyError as e:
             raise LowbitError(f"{path}: missing entry {e} in the model") from None
         except (ValueError, TypeError) as e:
@@ -890,6 +1547,27 @@ def _node_from_meta(meta, i: int, arrays: NpzReader, shape: tuple[int, ...] | No
         )
     if op == "GlobalAccPool":
         return GlobalAccPool(meta["name"], DataType.parse(meta["input_dtype"]))
+    if op in ("DepthwiseConv", "GlobalAvgPool", "Add"):
+        tarr = arrays.array(
+            f"thresholds_{i}", where, ndim=2, axes="C, k",
+            check_shape=thresholds_fit(where, f"thresholds_{i}"),
+        )
+        if op == "GlobalAvgPool":
+            return GlobalAvgPool(
+                meta["name"], dtypes["input_dtype"], tarr, dtypes["output_dtype"]
+            )
+        axes = "C, K * K" if op != "Add" else "2, C"
+        warr = arrays.array(f"weights_{i}", where, ndim=2, axes=axes)
+        if op == "DepthwiseConv":
+            return DepthwiseConv(
+                meta["name"], dtypes["input_dtype"], warr, tarr, dtypes["output_dtype"],
+                dtypes.get("weight_dtype", BIPOLAR),
+            )
+        names = meta.get("input_dtypes")
+        if not isinstance(names, list) or len(names) != 2 or warr.shape[0] != 2:
+            raise LowbitError(f"{where}: an Add needs 'input_dtypes' (two) and weights (2, C)")
+        ins = [header_dtypes({"input_dtype": n}, where)["input_dtype"] for n in names]
+        return Add(meta["name"], (ins[0], ins[1]), warr[0], warr[1], tarr, dtypes["output_dtype"])
     if op == "Threshold":
         return Threshold(
             meta["name"],
@@ -897,5 +1575,15 @@ def _node_from_meta(meta, i: int, arrays: NpzReader, shape: tuple[int, ...] | No
             DataType.parse(meta["input_dtype"]),
             DataType.parse(meta["output_dtype"]),
         )
-    kwargs = {k: v for k, v in meta.items() if k not in ("op", "name")}
+    kwargs = {k: v for k, v in meta.items() if k not in ("op", "name", "inputs")}
     return _OPS[op](meta["name"], **kwargs)
+
+
+def _inputs_from_meta(meta, i: int, path) -> tuple[str, ...]:
+    """Node ``i``'s ``inputs`` entry: a list of node names (``""``: the graph input)."""
+    ins = meta.get("inputs") if isinstance(meta, dict) else None
+    if not isinstance(ins, list) or not ins or not all(isinstance(n, str) for n in ins):
+        raise LowbitError(
+            f"{path}: node {i}: 'inputs' must be a list of node names, not {ins!r}"
+        )
+    return tuple(ins)
