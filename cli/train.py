@@ -41,6 +41,41 @@ def _distill(text: str) -> tuple[float, float]:
     return t, alpha
 
 
+def _low_rank(text: str) -> tuple[int | float, int]:
+    """``--low-rank R|ENERGY[:BITS]``: an integer rank ``R >= 1`` or an energy in (0, 1] (with a
+    decimal point), and the bottleneck bits in 2..8 (default 8)."""
+    expected = (
+        "R|ENERGY[:BITS], an integer rank R >= 1 or an energy fraction in (0, 1] such as 0.9, "
+        "optionally the bottleneck bits 2..8 (e.g. 16 or 0.9:6)"
+    )
+    target, _, bits_text = text.partition(":")
+    try:
+        bits = int(bits_text) if bits_text else 8
+        value: int | float = int(target) if target.strip().isdigit() else float(target)
+    except ValueError:
+        value, bits = math.nan, 0
+    ok = (
+        value >= 1 if isinstance(value, int) else (math.isfinite(value) and 0 < value <= 1)
+    ) and 2 <= bits <= 8
+    if not ok:
+        raise argparse.ArgumentTypeError(f"expected {expected}, not {text!r}")
+    return value, bits
+
+
+def _prune_channels(text: str) -> tuple[float, str]:
+    """``--prune-channels FRACTION[:l1|apoz]``: a fraction in (0, 1) and the criterion."""
+    expected = "FRACTION[:l1|apoz], a fraction in (0, 1) of each hidden layer's channels"
+    frac_text, _, by = text.partition(":")
+    by = by or "l1"
+    try:
+        frac = float(frac_text)
+    except ValueError:
+        frac = math.nan
+    if not (math.isfinite(frac) and 0 < frac < 1 and by in ("l1", "apoz")):
+        raise argparse.ArgumentTypeError(f"expected {expected} (e.g. 0.5:apoz), not {text!r}")
+    return frac, by
+
+
 def train_report(net, data, graph, seconds: float) -> dict:
     """The machine-readable summary of a trained model: accuracy, memory, operation counts."""
     from ..quant.train.loop import op_counts, weight_memory_bits
@@ -49,7 +84,10 @@ def train_report(net, data, graph, seconds: float) -> dict:
     report = {
         "weights": [s.name for s in net.weight_specs],
         "acts": net.acts.name,
-        "layers": [{"kind": L.kind, "out": L.out} for L in net.layers],
+        "layers": [
+            {"kind": L.kind, "out": L.out, **({"bottleneck": L.bottleneck} if L.bottleneck else {})}
+            for L in net.layers
+        ],
         "test_samples": int(len(data.y_test)),
         "accuracy": float(np.mean(pred == data.y_test)),
         "train_accuracy": float(np.mean(net.predict(data.x_train) == data.y_train)),
@@ -85,6 +123,11 @@ def cmd_train(args) -> int:
         first = last = None
     weights = train_spelling(parse_scheme(args.weights, "--weights", "train-weights"))
     acts = train_spelling(parse_scheme(args.acts, "--acts", "train-acts"))
+    if args.low_rank and args.prune_channels:
+        raise LowbitError("--low-rank and --prune-channels cannot be combined: choose one")
+    for flag, on in (("--low-rank", args.low_rank), ("--prune-channels", args.prune_channels)):
+        if on and (args.share or args.prune):
+            raise LowbitError(f"{flag} cannot be combined with --share or --prune")
     try:
         config = ZooConfig(
             arch=arch,
@@ -101,6 +144,11 @@ def cmd_train(args) -> int:
             share=args.share,
             ste=args.ste,
             seed=args.seed,
+            low_rank=args.low_rank[0] if args.low_rank else None,
+            low_rank_bits=args.low_rank[1] if args.low_rank else 8,
+            prune_channels=args.prune_channels[0] if args.prune_channels else None,
+            prune_channels_by=args.prune_channels[1] if args.prune_channels else "l1",
+            finetune_epochs=args.finetune_epochs,
         )
     except (TypeError, ValueError) as e:
         raise LowbitError(str(e)) from None
@@ -140,6 +188,15 @@ def cmd_train(args) -> int:
     report.update({"dataset": args.dataset, "arch": arch, "seed": args.seed})
     if distill is not None:
         report["distill"] = distill
+    if config.low_rank is not None:
+        report["low_rank"] = {"target": config.low_rank, "bits": config.low_rank_bits}
+    if config.prune_channels is not None:
+        report["prune_channels"] = {
+            "fraction": config.prune_channels,
+            "by": config.prune_channels_by,
+        }
+    if config.low_rank is not None or config.prune_channels is not None:
+        report["finetune_epochs"] = config.finetune_epochs
     if args.output:
         if graph is None:
             raise LowbitError(
@@ -243,6 +300,29 @@ def register(sub) -> None:
         help="knowledge distillation: first train a float teacher (same arch, FLOAT weights and "
         "acts), then the model on (1 - ALPHA) * CE + ALPHA * T^2 * KL(teacher || model) at "
         "temperature T, e.g. 4:0.7 (default: no teacher)",
+    )
+    t.add_argument(
+        "--low-rank",
+        type=_low_rank,
+        metavar="R|ENERGY[:BITS]",
+        help="after training, factorise every hidden layer (SVD of fc layers, Tucker-2 of "
+        "convolutions) at integer rank R or at the rank keeping the fraction ENERGY of the squared "
+        "singular values, with signed BITS-bit bottlenecks (default 8), then fine-tune "
+        "(default: no factorisation)",
+    )
+    t.add_argument(
+        "--prune-channels",
+        type=_prune_channels,
+        metavar="FRACTION[:l1|apoz]",
+        help="after training, remove FRACTION of every hidden layer's channels, those of smallest "
+        "filter L1 norm (l1, the default) or largest APoZ (apoz, needs UINT activations), then "
+        "fine-tune (default: no channel pruning)",
+    )
+    t.add_argument(
+        "--finetune-epochs",
+        type=count,
+        default=3,
+        help="fine-tuning epochs after --low-rank or --prune-channels (default 3)",
     )
     t.add_argument("--epochs", type=count, default=10, help="training epochs")
     t.add_argument("--batch-size", type=count, default=64, help="images per training step")

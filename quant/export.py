@@ -7,14 +7,16 @@ are negated (bits flipped), so the graph only compares with ``>=``. XNOR layers 
 weights) take thresholds on the popcount ``p``: ``s dot >= T <=> p' >= ceil((T + MW) / 2)`` where
 ``dot = 2 p - MW``. A convolution is a :class:`~lowbit.ir.graph.SlidingWindow` (padding with level
 0, the bit 0 for bipolar activations) followed by a :class:`~lowbit.ir.graph.MatMulThreshold`
-and, if any, a :class:`~lowbit.ir.graph.MaxPool`.
+and, if any, a :class:`~lowbit.ir.graph.MaxPool`. A low-rank factor (a bottleneck layer) is a
+:class:`~lowbit.ir.graph.MatMulThreshold` with ``2^B - 1`` thresholds and UINT ``B`` outputs (the
+signed levels plus ``2^(B-1)``), whose offset the next layer's thresholds absorb.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from ..ir.datatypes import BIPOLAR, Kind
+from ..ir.datatypes import BIPOLAR, DataType, Kind
 from ..ir.graph import IntegerGraph, MatMulThreshold, MaxPool, SlidingWindow
 from .train.net import LayerFold, ZooNet
 
@@ -38,10 +40,11 @@ def to_integer_graph(net: ZooNet) -> IntegerGraph:
     """The integer graph of ``net``; its predictions equal :meth:`ZooNet.predict` on every input."""
     folds = net.folds()
     nodes: list[SlidingWindow | MatMulThreshold | MaxPool] = []
-    out_dtype = net.acts.dtype
     for i, (L, f) in enumerate(zip(net.layers, folds)):
+        out_dtype = DataType.uint(L.bottleneck) if L.bottleneck else net.acts.dtype
         if L.kind == "conv":
-            pad_value = 0  # level 0, or the bit 0 (= -1) for bipolar activations
+            # level 0, the bit 0 (= -1) for bipolar activations, the level of 0 after a bottleneck
+            pad_value = net.input_offset(i)
             nodes.append(SlidingWindow(f"sw{i}", L.kernel, L.stride, L.pad, pad_value))
             nodes.append(graph_node_for(f"conv{i}", f, out_dtype))
         else:

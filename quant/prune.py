@@ -4,8 +4,9 @@
   by the lower flat index (a stable sort), so the zero count is exact and reproducible.
 * Zhu & Gupta (2017): ``s_t = s_f + (s_i - s_f) (1 - (t - t0) / (n dt))^3`` for
   ``t0 <= t <= t0 + n dt``, ``s_i`` before and ``s_f`` after.
-* Filter pruning (Li et al. 2017): drop the output channels with the smallest L1 norms, which
-  shrinks the layer, its batch-norm and the next layer's inputs.
+* Filter pruning (Li et al. 2017): drop the output channels with the smallest L1 norms (or
+  another score, such as the APoZ of Hu et al. 2016), which shrinks the layer, its batch-norm and
+  the next layer's inputs.
 """
 
 from __future__ import annotations
@@ -62,9 +63,11 @@ def global_magnitude_masks(weights: dict, sparsity: float) -> dict:
     return out
 
 
-def prune_filters(net, layer: int, keep: int):
+def prune_filters(net, layer: int, keep: int, *, scores=None):
     """A copy of ``net`` (a :class:`~lowbit.quant.train.net.ZooNet`) whose layer ``layer`` keeps
-    only its ``keep`` output channels of largest L1 norm (in their original order).
+    only its ``keep`` output channels of largest L1 norm (in their original order); with
+    ``scores`` (one per channel), those of largest score instead (ties: the lower index), e.g.
+    minus the APoZ of :func:`~lowbit.quant.train.loop.apoz`.
 
     The layer's weights, batch-norm and state shrink, and so do the next layer's input columns (for
     a convolution's ``(ky, kx, c)`` columns, a flattened ``(h, w, c)`` image, or a vector).
@@ -79,8 +82,14 @@ def prune_filters(net, layer: int, keep: int):
         raise ValueError(
             f"keep must be in [1, {w.shape[0]}] (layer {layer}'s channels), not {keep!r}"
         )
-    l1 = np.abs(w).sum(axis=1)
-    kept = np.sort(np.argsort(-l1, kind="stable")[:keep])
+    if scores is None:
+        scores = np.abs(w).sum(axis=1)
+    scores = np.asarray(scores, dtype=np.float64)
+    if scores.shape != (w.shape[0],):
+        raise ValueError(
+            f"scores must have one entry per channel ({w.shape[0]}), not shape {scores.shape}"
+        )
+    kept = np.sort(np.argsort(-scores, kind="stable")[:keep])
     new = net.copy()
     for key in (f"W{layer}", f"gamma{layer}", f"beta{layer}"):
         new.params[key] = new.params[key][kept]

@@ -19,12 +19,13 @@ from typing import Any, Callable
 import numpy as np
 
 from ... import LowbitError
-from ...ir.datatypes import DataType
+from ...ir.datatypes import BIPOLAR, DataType
 from ...ir.mac import MacKind, MacOp
 from .. import quantizers as Q
 from ..data import Dataset
-from ..prune import cubic_sparsity, global_magnitude_masks, magnitude_mask
+from ..prune import cubic_sparsity, global_magnitude_masks, magnitude_mask, prune_filters
 from ..share import apply_sharing, centroid_gradient
+from .lowrank import factorise
 from .net import ActSpec, WeightSpec, ZooNet, init_net, parse_arch
 from .nn import (
     SGD,
@@ -48,6 +49,8 @@ __all__ = [
     "weight_memory_bits",
     "op_counts",
     "recalibrate_bn",
+    "prune_channels",
+    "apoz",
 ]
 
 logger = logging.getLogger(__name__)
@@ -82,6 +85,14 @@ class ZooConfig:
     distillation when :func:`train_zoo` is given a teacher's logits:
     ``(1 - alpha) * CE + alpha * T^2 * KL(softmax(teacher / T) || softmax(student / T))``
     (:func:`~lowbit.quant.train.nn.distillation_loss`); without teacher logits they are unused.
+
+    Compression after training, each followed by ``finetune_epochs`` epochs of fine-tuning:
+    ``low_rank`` factorises every hidden layer (:func:`~lowbit.quant.train.lowrank.factorise`: an
+    integer rank ``r >= 1`` or a float energy target in ``(0, 1]``) with ``low_rank_bits``-bit
+    signed bottlenecks; ``prune_channels`` (a fraction in ``(0, 1)``) removes that fraction of
+    every hidden layer's output channels, ranked by ``prune_channels_by``: ``"l1"`` (the filters'
+    L1 norms, Li et al.) or ``"apoz"`` (the average percentage of zero activations on the training
+    data, Hu et al.; needs UINT activations).
     """
 
     arch: str = "mlp:256,256"
@@ -111,13 +122,18 @@ class ZooConfig:
     blas_threads: int | None = 1
     distill_temperature: float = 4.0
     distill_alpha: float = 0.5
+    low_rank: int | float | None = None
+    low_rank_bits: int = 8
+    prune_channels: float | None = None
+    prune_channels_by: str = "l1"
+    finetune_epochs: int = 3
     seed: int = 0
 
     def __post_init__(self):
         WeightSpec.parse(self.weights)
         ActSpec.parse(self.acts)
         parse_arch(self.arch, 2)
-        for name in ("epochs", "batch_size", "share_epochs", "prune_every"):
+        for name in ("epochs", "batch_size", "share_epochs", "prune_every", "finetune_epochs"):
             v = getattr(self, name)
             if not _is_int(v) or v < 1:
                 raise ValueError(f"{name} must be a positive integer, not {v!r}")
@@ -149,6 +165,31 @@ class ZooConfig:
             raise ValueError(
                 f"distill_alpha must be a number in [0, 1], not {self.distill_alpha!r}"
             )
+        lr_ = self.low_rank
+        if lr_ is not None and not (
+            (_is_int(lr_) and lr_ >= 1)
+            or (isinstance(lr_, float) and math.isfinite(lr_) and 0 < lr_ <= 1)
+        ):
+            raise ValueError(
+                f"low_rank must be an integer rank >= 1 or an energy in (0, 1], not {lr_!r}"
+            )
+        if not _is_int(self.low_rank_bits) or not 2 <= self.low_rank_bits <= 8:
+            raise ValueError(
+                f"low_rank_bits must be an integer in 2..8, not {self.low_rank_bits!r}"
+            )
+        pc = self.prune_channels
+        if pc is not None and not (_is_real(pc) and 0 < pc < 1):
+            raise ValueError(f"prune_channels must be a fraction in (0, 1), not {pc!r}")
+        if self.prune_channels_by not in ("l1", "apoz"):
+            raise ValueError(
+                f"prune_channels_by must be 'l1' or 'apoz', not {self.prune_channels_by!r}"
+            )
+        if self.low_rank is not None and self.prune_channels is not None:
+            raise ValueError("low_rank and prune_channels cannot be combined (choose one)")
+        if (self.low_rank is not None or self.prune_channels is not None) and (
+            self.share is not None or self.prune
+        ):
+            raise ValueError("low_rank and prune_channels cannot be combined with share or prune")
         if not _is_int(self.seed):
             raise TypeError(f"seed must be an integer, not {self.seed!r}")
 
@@ -249,6 +290,11 @@ def _train_step(
             logits = yv * scale
             caches.append((cols, in_shape, wv, wgrad, None, None, None))
             break
+        if L.bottleneck:  # linear signed quantizer, no batch-norm: z is the value in steps
+            z = yv / net.state[f"bscale{i}"]
+            caches.append((cols, in_shape, wv, wgrad, z, None, None))
+            h = net.bottleneck_levels(i, yv) * net.state[f"bscale{i}"]
+            continue
         z, bnc = bn_forward(
             yv,
             net.params[f"gamma{i}"],
@@ -277,7 +323,11 @@ def _train_step(
     for i in range(n - 1, -1, -1):
         L = net.layers[i]
         cols, in_shape, wv, wgrad, z, bnc, pc = caches[i]
-        if i < n - 1:
+        if i < n - 1 and L.bottleneck:  # straight through inside the clip range
+            assert z is not None
+            half = 1 << (L.bottleneck - 1)
+            dy = dy * ((z >= -half - 0.5) & (z <= half - 0.5))
+        elif i < n - 1:
             assert z is not None  # every layer but the last caches its batch-norm pass
             da = dy
             if pc is not None:
@@ -310,6 +360,8 @@ def _eval_layer(net: ZooNet, i: int, h: np.ndarray) -> tuple[np.ndarray, np.ndar
     yv = cols @ wv.T
     if i == net.n_layers - 1:
         return yv, yv
+    if L.bottleneck:
+        return yv, net.bottleneck_levels(i, yv) * net.state[f"bscale{i}"]
     sigma = np.sqrt(net.state[f"var{i}"] + net.bn_eps)
     a = net.activation(
         net.params[f"gamma{i}"] * (yv - net.state[f"mean{i}"]) / sigma + net.params[f"beta{i}"]
@@ -324,6 +376,8 @@ def recalibrate_bn(net: ZooNet, x: np.ndarray, *, chunk: int = 256) -> None:
     by layer in network order, evaluating the earlier layers with their new statistics (in
     chunks)."""
     for i in range(net.n_layers - 1):
+        if net.layers[i].bottleneck:
+            continue
         s1 = s2 = 0.0
         count = 0
         for b in range(0, len(x), chunk):
@@ -340,6 +394,37 @@ def recalibrate_bn(net: ZooNet, x: np.ndarray, *, chunk: int = 256) -> None:
 
 
 # -- pruning and INQ hooks -----------------------------------------------------------------------
+
+
+def apoz(net: ZooNet, x: np.ndarray, layer: int) -> np.ndarray:
+    """Average percentage of zeros (Hu et al. 2016) of hidden layer ``layer``'s output channels
+    on the integer inputs ``x``: the fraction of (sample, pixel) positions whose activation level
+    is 0, before max-pooling. Needs UINT activations."""
+    if net.acts.kind == "binary":
+        raise LowbitError("APoZ needs UINT (or float ReLU) activations, not BIPOLAR: no zeros")
+    if not 0 <= layer < net.n_layers - 1 or net.layers[layer].bottleneck:
+        raise ValueError(f"layer must be a hidden layer with an activation, not {layer!r}")
+    y = net.pre_activation(x, layer)
+    sigma = np.sqrt(net.state[f"var{layer}"] + net.bn_eps)
+    z = net.params[f"gamma{layer}"] * (y - net.state[f"mean{layer}"]) / sigma
+    a = net.activation(z + net.params[f"beta{layer}"])
+    return np.mean(a.reshape(-1, a.shape[-1]) == 0, axis=0)
+
+
+def prune_channels(net: ZooNet, fraction: float, by: str, x: np.ndarray) -> ZooNet:
+    """Remove ``round(fraction * channels)`` output channels of every hidden layer (at least one
+    kept) with :func:`~lowbit.quant.prune.prune_filters`: those of smallest filter L1 norm
+    (``by="l1"``) or of largest :func:`apoz` on the integer inputs ``x`` (``by="apoz"``), each
+    layer's scores taken on the network pruned so far."""
+    if by not in ("l1", "apoz"):
+        raise ValueError(f"by must be 'l1' or 'apoz', not {by!r}")
+    for i in range(net.n_layers - 1):
+        c = net.layers[i].out
+        keep = max(1, c - int(np.floor(fraction * c + 0.5)))
+        scores = -apoz(net, x, i) if by == "apoz" else None
+        net = prune_filters(net, i, keep, scores=scores)
+        logger.info("channel pruning (%s): layer %d keeps %d of %d channels", by, i, keep, c)
+    return net
 
 
 def _update_masks(net: ZooNet, sparsity: float, mode: str) -> None:
@@ -571,8 +656,31 @@ def _train_zoo(
             if progress is not None:
                 progress(label_offset + e + 1, total_epochs, mean_loss)
 
-    total_epochs = config.epochs + (config.share_epochs if config.share else 0)
+    compress = config.low_rank is not None or config.prune_channels is not None
+    if compress and any(s.kind in ("inq", "ttq") for s in net.weight_specs[:-1]):
+        raise LowbitError(
+            "low-rank factorisation and channel pruning do not take inq or ttq weights"
+        )
+    if config.prune_channels is not None and config.prune_channels_by == "apoz":
+        if aspec.kind == "binary":
+            raise LowbitError(
+                "APoZ channel pruning needs UINT (or float ReLU) activations, not BIPOLAR: "
+                "no zeros to count"
+            )
+    total_epochs = (
+        config.epochs
+        + (config.share_epochs if config.share else 0)
+        + (config.finetune_epochs if compress else 0)
+    )
     run_epochs(config.epochs, list(net.params), 0, total_epochs)
+    if compress:
+        calib = data.x_train[np.sort(rng.permutation(n)[: min(n, 2000)])]
+        if config.low_rank is not None:
+            net = factorise(net, config.low_rank, bits=config.low_rank_bits, calibration=calib).net
+        else:
+            fraction = float(config.prune_channels or 0.0)
+            net = prune_channels(net, fraction, config.prune_channels_by, calib)
+        run_epochs(config.finetune_epochs, list(net.params), config.epochs, total_epochs, step0=1)
     if config.prune:
         _update_masks(net, config.prune, config.prune_mode)  # exactly the final sparsity
     if inq:
@@ -623,7 +731,7 @@ def op_counts(net: ZooNet) -> dict[str, int]:
             uses = nz * oh * ow
         else:
             uses = nz
-        binary_in = i > 0 and net.acts.kind == "binary"
+        binary_in = net.layer_input(i)[0] == BIPOLAR
         dtype: DataType | None
         if f"share_idx{i}" in net.state:  # shared weights export as INTk codebook entries
             dtype = DataType.int(net.state[f"share_bits{i}"])

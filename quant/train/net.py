@@ -202,7 +202,14 @@ class ActSpec:
 @dataclass(frozen=True)
 class LayerSpec:
     """A weighted layer: ``fc`` with ``out`` units, or ``conv`` (``kernel``, ``stride``, ``pad``);
-    ``pool`` is the max-pool kernel after the activation (0: none)."""
+    ``pool`` is the max-pool kernel after the activation (0: none).
+
+    ``bottleneck`` (``B`` > 0) makes the layer a factor of a low-rank factorisation
+    (:mod:`~lowbit.quant.train.lowrank`): no batch-norm and no activation function, its output
+    ``v`` is quantized linearly and signed, ``q = clip(floor(v / s + 1/2), -2^(B-1), 2^(B-1) - 1)``
+    with the scale ``s = state["bscale{i}"]``, and stored as the unsigned ``B``-bit level
+    ``q + 2^(B-1)`` (the next layer subtracts the offset, folded into its thresholds).
+    """
 
     kind: str
     out: int
@@ -210,6 +217,7 @@ class LayerSpec:
     stride: int = 1
     pad: int = 0
     pool: int = 0
+    bottleneck: int = 0
 
 
 def parse_arch(text: str, classes: int) -> tuple[LayerSpec, ...]:
@@ -311,10 +319,27 @@ class ZooNet:
         return 1.0 / self.input_dtype.max
 
     def layer_input(self, i: int) -> tuple[DataType, float]:
-        """Data type and value scale of layer ``i``'s inputs."""
+        """Data type and value scale of layer ``i``'s inputs (value = scale * (stored - offset),
+        the offset :meth:`input_offset`)."""
         if i == 0:
             return self.input_dtype, self.input_scale()
+        b = self.layers[i - 1].bottleneck
+        if b:
+            return DataType.uint(b), float(self.state[f"bscale{i - 1}"])
         return self.acts.dtype, 1.0 / self.acts.n
+
+    def input_offset(self, i: int) -> int:
+        """The stored level of the value 0 at layer ``i``'s input: ``2^(B-1)`` after a bottleneck
+        (signed levels stored unsigned), else 0."""
+        b = self.layers[i - 1].bottleneck if i > 0 else 0
+        return 1 << (b - 1) if b else 0
+
+    def int_pad_value(self, i: int) -> int:
+        """Stored value of a padding pixel of layer ``i``'s input in the exact pass: the level of
+        0, ``-1`` for bipolar activations (the graph's pad bit 0)."""
+        if i > 0 and self.layers[i - 1].bottleneck:
+            return self.input_offset(i)
+        return -1 if i > 0 and self.acts.kind == "binary" else 0
 
     # -- weights ---------------------------------------------------------------------------------
 
@@ -407,8 +432,16 @@ class ZooNet:
 
     def _pad_value(self, i: int) -> float:
         """Value of a padding pixel of layer ``i``'s input: level 0 (``-1`` for bipolar
-        activations)."""
+        activations; the value 0 after a bottleneck)."""
+        if i > 0 and self.layers[i - 1].bottleneck:
+            return 0.0
         return -1.0 if i > 0 and self.acts.kind == "binary" else 0.0
+
+    def bottleneck_levels(self, i: int, v: np.ndarray) -> np.ndarray:
+        """Signed levels ``q`` of bottleneck layer ``i``'s output values ``v`` (see
+        :class:`LayerSpec`)."""
+        half = 1 << (self.layers[i].bottleneck - 1)
+        return np.clip(np.floor(v / self.state[f"bscale{i}"] + 0.5), -half, half - 1)
 
     def activation(self, z: np.ndarray) -> np.ndarray:
         a = self.acts
@@ -420,6 +453,16 @@ class ZooNet:
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         """Logits ``(B, classes)`` of the fake-quantized network in evaluation mode (float64)."""
+        return self._forward(x, None)
+
+    def pre_activation(self, x: np.ndarray, layer: int) -> np.ndarray:
+        """Layer ``layer``'s value dot products (before batch-norm, activation or bottleneck
+        quantizer) in evaluation mode: ``(B, out)`` or ``(B, H, W, out)``, float64."""
+        if not 0 <= layer < self.n_layers:
+            raise ValueError(f"layer must be in [0, {self.n_layers - 1}], not {layer!r}")
+        return self._forward(x, layer)
+
+    def _forward(self, x: np.ndarray, stop: int | None) -> np.ndarray:
         h = self.prepare_input(x)
         for i, L in enumerate(self.layers):
             wv = self.weight_values(i)
@@ -428,6 +471,8 @@ class ZooNet:
                 y = cols @ wv.T
             else:
                 y = h.reshape(h.shape[0], -1) @ wv.T
+            if i == stop:
+                return y
             if i == self.n_layers - 1:
                 q = self.quantized_weights(i)
                 if q is not None and (i == 0 or self.acts.quantized):
@@ -437,6 +482,9 @@ class ZooNet:
                     xi = np.rint(h.reshape(h.shape[0], -1) / s_in)  # the integer inputs, exactly
                     y = (xi @ q.codes.T.astype(np.float64)) * (s_in * q.scale[0])
                 return y * math.exp(float(self.params["tau"][0]))
+            if L.bottleneck:
+                h = self.bottleneck_levels(i, y) * self.state[f"bscale{i}"]
+                continue
             sigma = np.sqrt(self.state[f"var{i}"] + self.bn_eps)
             z = (
                 self.params[f"gamma{i}"] * (y - self.state[f"mean{i}"]) / sigma
@@ -469,22 +517,38 @@ class ZooNet:
         wl, wh = min(wl, -wh), max(wh, -wl)  # symmetric: negated channels stay in range
         prods = (xl * wl, xl * wh, xh * wl, xh * wh)
         lo, hi = mw * min(prods), mw * max(prods)
+        off = self.input_offset(i)
         if i == self.n_layers - 1:
+            if off:
+                raise LowbitError(f"layer {i}: the last layer cannot follow a bottleneck")
             return LayerFold(
                 q.codes, q.dtype, in_dtype, None, np.zeros(q.codes.shape[0], bool), lo, hi
             )
-        sigma = np.sqrt(self.state[f"var{i}"] + self.bn_eps)
-        gamma, beta, mean = (
-            self.params[f"gamma{i}"],
-            self.params[f"beta{i}"],
-            self.state[f"mean{i}"],
-        )
-        a = [F(g) * F(s_in) * F(sw) / F(sg) for g, sw, sg in zip(gamma, q.scale, sigma)]
-        c = [F(b) - F(g) * F(m) / F(sg) for g, b, m, sg in zip(gamma, beta, mean, sigma)]
+        # value dot product = s_in * s_w * (dot - off * row sum): the offset of signed inputs
+        rowsum = q.codes.sum(axis=1)
+        b = self.layers[i].bottleneck
+        if b:  # z = value / s_b, levels at q - 1/2 for q = -2^(B-1) + 1 .. 2^(B-1) - 1
+            sb = F(self.state[f"bscale{i}"])
+            a = [F(s_in) * F(sw) / sb for sw in q.scale]
+            c = [-ai * off * int(r) for ai, r in zip(a, rowsum)]
+            points = [F(2 * k - 1, 2) for k in range(1 - (1 << (b - 1)), 1 << (b - 1))]
+        else:
+            sigma = np.sqrt(self.state[f"var{i}"] + self.bn_eps)
+            gamma, beta, mean = (
+                self.params[f"gamma{i}"],
+                self.params[f"beta{i}"],
+                self.state[f"mean{i}"],
+            )
+            a = [F(g) * F(s_in) * F(sw) / F(sg) for g, sw, sg in zip(gamma, q.scale, sigma)]
+            c = [
+                F(bt) - F(g) * F(m) / F(sg) - ai * off * int(r)
+                for g, bt, m, sg, ai, r in zip(gamma, beta, mean, sigma, a, rowsum)
+            ]
+            points = self.acts.decision_points()
         t, neg = fold_affine_thresholds(
             np.array(a, dtype=object),
             np.array(c, dtype=object),
-            self.acts.decision_points(),
+            points,
             lo=lo,
             hi=hi,
         )
@@ -515,7 +579,7 @@ class ZooNet:
         h = x.astype(np.float64)  # integer values (bipolar as +-1); float64 holds them exactly
         for i, (L, f) in enumerate(zip(self.layers, folds)):
             if L.kind == "conv":
-                cols = im2col(h, L.kernel, L.stride, L.pad, self._pad_value(i))
+                cols = im2col(h, L.kernel, L.stride, L.pad, self.int_pad_value(i))
             else:
                 cols = h.reshape(h.shape[0], -1)
             bound = (
@@ -530,7 +594,8 @@ class ZooNet:
                 return dot.astype(np.int64)
             sdot = np.where(f.negate, -dot, dot).astype(np.int64)
             level = _multithreshold(sdot, f.thresholds)
-            h = (2.0 * level - 1.0) if self.acts.kind == "binary" else level.astype(np.float64)
+            binary = self.acts.kind == "binary" and not L.bottleneck
+            h = (2.0 * level - 1.0) if binary else level.astype(np.float64)
             if L.pool:
                 h = maxpool_forward(h, L.pool)[0]
         raise AssertionError("unreachable")
