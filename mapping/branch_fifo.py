@@ -26,9 +26,13 @@ and the minimum depth that never starves the pipeline is the smallest ``D`` reac
 
     D_min = max(ceil((L + 2) / P) - 1, 3 if P == 1 else 1)
 
-The block never deadlocks at any ``D >= 1``: the branch passes on every beat it takes, so the join
-always frees a shortcut slot eventually. (A branch that had to take more beats than the shortcut
-holds before giving any out would deadlock; the units of this model do not.)
+Such a branch never deadlocks at any ``D >= 1``: it passes on every beat it takes, so the join
+always frees a shortcut slot eventually. A branch that must take ``R`` beats before it gives any
+out (its *lead*: an MVTU takes a whole vector, ``MW / SIMD`` beats, before it computes; a sliding
+window ``K - 1`` rows and more) deadlocks when the shortcut fills first: the fork stalls once the
+shortcut holds ``D + 1`` beats, and the branch has then taken the same ``D + 1``. So::
+
+    deadlocks(D, R) = D + 1 < R,    and D_min is at least R - 1
 
 ``tests/test_branch_fifo.py`` builds fork, branch, FIFO and join in the Amaranth simulator and finds
 the measured steady-state throughput equal to :func:`residual_throughput` (as a fraction) for every
@@ -42,7 +46,7 @@ from __future__ import annotations
 import math
 from fractions import Fraction
 
-__all__ = ["residual_throughput", "min_branch_fifo_depth", "residual_cycles"]
+__all__ = ["residual_throughput", "min_branch_fifo_depth", "residual_cycles", "deadlocks"]
 
 MIN_BRANCH_LATENCY = 2
 """The model holds for a branch at least as long as the shortcut FIFO's own latency (2 cycles)."""
@@ -66,12 +70,23 @@ def residual_throughput(latency: int, depth: int, period: int = 1) -> Fraction:
     return min(rate, Fraction(1, 2)) if depth <= 2 else rate
 
 
-def min_branch_fifo_depth(latency: int, period: int = 1) -> int:
+def deadlocks(depth: int, lead: int) -> bool:
+    """Whether a shortcut FIFO of ``depth`` beats deadlocks the block behind a branch that takes
+    ``lead`` beats before it gives its first one: ``depth + 1 < lead``."""
+    _check("depth", depth, 1)
+    _check("lead", lead, 0)
+    return depth + 1 < lead
+
+
+def min_branch_fifo_depth(latency: int, period: int = 1, lead: int = 0) -> int:
     """The smallest shortcut FIFO depth at which the block runs at the source's rate (one beat
-    every ``period`` cycles) behind a branch of ``latency`` cycles."""
+    every ``period`` cycles) behind a branch of ``latency`` cycles, and does not deadlock behind a
+    branch of ``lead`` beats."""
     _check("latency", latency, MIN_BRANCH_LATENCY)
     _check("period", period, 1)
-    return max(math.ceil(Fraction(latency + 2, period)) - 1, 3 if period == 1 else 1)
+    _check("lead", lead, 0)
+    rate = math.ceil(Fraction(latency + 2, period)) - 1
+    return max(rate, 3 if period == 1 else 1, lead - 1)
 
 
 def residual_cycles(beats: int, latency: int, depth: int, period: int = 1) -> Fraction:

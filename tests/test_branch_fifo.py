@@ -8,6 +8,7 @@ deadlocks."""
 
 from fractions import Fraction
 
+import numpy as np
 import pytest
 from amaranth.hdl import Module, Signal, unsigned
 from amaranth.lib import data, stream, wiring
@@ -15,9 +16,11 @@ from amaranth.lib.wiring import In, Out
 from amaranth.sim import Simulator
 
 from lowbit.hw.dag.branch import AddSpec, ForkSpec
+from lowbit.hw.mvtu.spec import MVTUSpec
 from lowbit.hw.stream.fifo import FIFOSpec
-from lowbit.ir import DataType
+from lowbit.ir import BIPOLAR, DataType, MatMulThreshold
 from lowbit.mapping.branch_fifo import (
+    deadlocks,
     min_branch_fifo_depth,
     residual_cycles,
     residual_throughput,
@@ -54,14 +57,16 @@ class Branch(wiring.Component):
 
 
 class Residual(wiring.Component):
-    """fork -> Branch(latency) -> add.a; fork.b -> FIFO(depth) -> add.b; out = (x + 1) + x."""
+    """fork -> branch -> add.a; fork.b -> FIFO(depth) -> add.b; the branch is Branch(latency)
+    (out = (x + 1) + x) or, with ``mvtu``, that unit (PE = SIMD = 1, MW = MH)."""
 
-    def __init__(self, latency, depth):
+    def __init__(self, latency, depth, mvtu=None):
         self.parts = {
             "fork": ForkSpec(U4, 1).create(),
-            "branch": Branch(latency),
+            "branch": Branch(latency) if mvtu is None else mvtu.create(),
             "fifo": FIFOSpec(U4, 1, depth).create(),
-            "add": AddSpec(U4, U4, 1, 1).create(),
+            "add": AddSpec(U4, U4, 1, 1).create() if mvtu is None
+            else AddSpec(BIPOLAR, U4, mvtu.mh, 1).create(),
         }
         out = self.parts["add"].o.payload.shape()
         super().__init__({"i": In(stream.Signature(LAYOUT)), "o": Out(stream.Signature(out))})
@@ -80,10 +85,10 @@ class Residual(wiring.Component):
         return m
 
 
-def run(latency, depth, period=1, max_cycles=4000):
+def run(latency, depth, period=1, max_cycles=4000, mvtu=None):
     """Output values and the cycles they left at; beat ``k`` is offered from cycle ``k * period``
     until taken; the sink is always ready."""
-    dut = Residual(latency, depth)
+    dut = Residual(latency, depth, mvtu)
     values, cycles = [], []
 
     async def bench(ctx):
@@ -107,7 +112,15 @@ def run(latency, depth, period=1, max_cycles=4000):
     sim.add_clock(1e-8)
     sim.add_testbench(bench)
     sim.run()
-    assert values == [2 * (k % 8) + 1 for k in range(N)]
+    x = np.arange(N) % 8
+    out = dut.parts["add"].spec.out_dtype
+    if out.signed:
+        values = [v - (1 << out.bits) if v >> (out.bits - 1) else v for v in values]
+    if mvtu is None:
+        assert values == (2 * x + 1).tolist()
+    else:
+        bits = mvtu.reference(x.reshape(-1, mvtu.mw)).reshape(-1)
+        assert values == (2 * bits - 1 + x).tolist()
     return cycles
 
 
@@ -135,6 +148,9 @@ def test_model_hand_worked():
         residual_throughput(1, 4)
     with pytest.raises(TypeError, match=r"^depth must be an integer, not 2\.5$"):
         residual_throughput(4, 2.5)
+    # a branch taking 6 beats before its first: a shortcut of 4 + 1 deadlocks, 5 + 1 does not
+    assert deadlocks(4, 6) and not deadlocks(5, 6)
+    assert min_branch_fifo_depth(2, lead=6) == 5 and min_branch_fifo_depth(8, lead=6) == 9
 
 
 @pytest.mark.amaranth_sim
@@ -157,3 +173,21 @@ def test_every_depth_matches_the_model(latency):
     depths = range(1, min_branch_fifo_depth(latency) + 2)
     got = {d: measured_throughput(run(latency, d)) for d in depths}
     assert got == {d: residual_throughput(latency, d) for d in got}
+
+
+@pytest.mark.amaranth_sim
+@pytest.mark.parametrize("vector", [4, 6])
+def test_a_branch_with_a_lead_deadlocks_where_the_model_says(vector):
+    """An MVTU branch takes a whole vector (``R = MW`` beats at SIMD 1) before it computes: the
+    model's ``D = R - 2`` deadlocks, ``D = R - 1`` (its minimum for the lead) runs."""
+    rng = np.random.default_rng(vector)
+    w = rng.integers(0, 2, (vector, vector))
+    node = MatMulThreshold("branch", U4, w, rng.integers(-10, 11, (vector, 1)))
+    mvtu = MVTUSpec(node, pe=1, simd=1)
+    lead = vector
+    d_min = min_branch_fifo_depth(2, lead=lead)
+    assert deadlocks(d_min - 1, lead) and not deadlocks(d_min, lead)
+    if d_min - 1 >= 1:
+        with pytest.raises(AssertionError, match=r"^deadlock: "):
+            run(2, d_min - 1, mvtu=mvtu, max_cycles=600)
+    run(2, d_min, mvtu=mvtu)
