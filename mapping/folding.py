@@ -49,7 +49,7 @@ import numpy as np
 from .. import LowbitError
 from ..boards import Board, get_board
 from ..hw.mvtu.spec import MVTUSpec, streams_weights
-from ..hw.registry import MatMulSpec, SearchContext, candidates
+from ..hw.registry import FAMILIES, MatMulSpec, SearchContext, candidates
 from ..hw.sparse.layer_spec import SPARSE_MAX_DENSITY
 from ..ir.datatypes import Kind
 from ..ir.graph import IntegerGraph, MatMulThreshold, SlidingWindow
@@ -68,6 +68,7 @@ from .schedule import (
 
 __all__ = [
     "search_folding",
+    "check_mappable",
     "DEFAULT_BUDGET",
     "SPARSE_MAX_DENSITY",
     "folding_of",
@@ -449,6 +450,26 @@ def _spill(choice, external, target, graph, board, budget, max_streams):
     return choice
 
 
+def check_mappable(graph: IntegerGraph, what: str) -> None:
+    """Refuse, naming the node, a graph the mapper cannot fold yet: one that is not a chain (a
+    fork or a join: :meth:`IntegerGraph.dag_nodes`) or holds a node of a type without a hardware
+    family (:data:`lowbit.hw.registry.FAMILIES`).
+
+    Raises
+    ------
+    LowbitError
+        ``"<what>: node '<name>' (<type>) ..."``.
+    """
+    for node in graph.nodes:
+        if type(node) not in FAMILIES:
+            raise LowbitError(
+                f"{what}: node {node.name!r} ({type(node).__name__}) has no hardware yet; the "
+                f"mapper folds {', '.join(t.__name__ for t in FAMILIES)} nodes"
+            )
+    if not graph.is_chain:
+        graph.require_chain(what)
+
+
 def search_folding(
     graph: IntegerGraph,
     board: str | Board,
@@ -494,8 +515,11 @@ def search_folding(
     ------
     LowbitError
         If no folding fits the budget (naming the resources over it and by how much), if a target
-        is faster than any folding, or if ``budget``, ``clock_mhz`` or a target is not valid.
+        is faster than any folding, or if ``budget``, ``clock_mhz`` or a target is not valid, or
+        if the graph is not a chain or holds a node no hardware implements yet
+        (:func:`check_mappable`).
     """
+    check_mappable(graph, "map")
     board = get_board(board)
     budget = _check_budget(budget)
     clock_mhz = board.fabric_clock_mhz if clock_mhz is None else clock_mhz

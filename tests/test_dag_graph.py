@@ -142,7 +142,8 @@ def test_xnor_depthwise_and_1d_nodes():
 
 
 def test_concat_join():
-    a = MatMulThreshold("a", U2, np.eye(2, dtype=int), np.array([[1, 2, 3]] * 2), U2, DataType.int(2))
+    a = MatMulThreshold("a", U2, np.eye(2, dtype=int), np.array([[1, 2, 3]] * 2), U2,
+                        DataType.int(2))
     cat = Concat("cat")
     fc = MatMulThreshold("fc", U2, np.array([[1, 0, 0, 0], [0, 0, 1, 1]]), None,
                          weight_dtype=DataType.int(2))
@@ -156,3 +157,20 @@ def test_add_refuses_mismatched_inputs():
     with pytest.raises(ValueError, match="input_dtypes are UINT2, INT4, but its inputs produce"):
         add.infer_join([(1,), (1,)], [U2, U2])
     assert add.acc_range == (-8, 3 + 7)
+
+
+def test_the_mapper_refuses_a_dag_naming_the_node():
+    from lowbit.mapping.folding import search_folding
+
+    with pytest.raises(LowbitError, match=r"^map: node 'add' \(Add\) has no hardware yet"):
+        search_folding(_residual(), "pynq-z2")
+    img = np.zeros((1, 2, 2, 2), dtype=int)
+    dw = DepthwiseConv("dw", U2, np.ones((2, 4), dtype=int), np.array([[1, 2, 3]]), U2,
+                       DataType.int(2))
+    fc = MatMulThreshold("fc", U2, np.ones((2, 2), dtype=int), None, weight_dtype=DataType.int(2))
+    g = IntegerGraph(U2, (SlidingWindow("w", 2), dw, GlobalAvgPool("gap", U2, np.array([[1, 2, 3]]),
+                                                                     U2), fc), (2, 2, 2))
+    assert g.scores(img).tolist() == [[0, 0]]
+    dag_node = r"^map: node '(dw|gap)' \((DepthwiseConv|GlobalAvgPool)\)"
+    with pytest.raises(LowbitError, match=dag_node):
+        search_folding(g, "pynq-z2")
