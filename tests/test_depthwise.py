@@ -142,3 +142,28 @@ def test_depthwise_spec_errors():
                                          r"elements\), not 53$"):
         DepthwiseSpec(node, pe=2).reference(np.zeros((1, 53), dtype=int))
     assert [s.pe for s in DepthwiseSpec.candidates(node, None)] == [1, 2, 3, 6]
+
+
+@pytest.mark.amaranth_sim
+@pytest.mark.parametrize("in_dt, w_dt, n_thr", [
+    pytest.param(BIPOLAR, BIPOLAR, 1, id="xnor"), pytest.param(U4, I4, 15, id="w4a4")])
+def test_depthwise_unit_of_the_graph_node(in_dt, w_dt, n_thr):
+    """A :class:`DepthwiseConv` of the graph: the spec's accumulators equal the node's, and the
+    unit equals the node's reference under throttling."""
+    from lowbit.ir.graph import DepthwiseConv
+
+    rng = np.random.default_rng(11)
+    c, t = 4, 9
+    w = w_dt.sample(rng, (c, t))
+    lo, hi = depthwise_node("p", w, in_dt, None, weight_dtype=w_dt).acc_range
+    thr = np.sort(rng.integers(lo, hi + 2, (c, n_thr)), axis=1)
+    out = BIPOLAR if n_thr == 1 else DataType.uint(4)
+    node = DepthwiseConv("dw", in_dt, w, thr, out, w_dt)
+    spec = DepthwiseSpec(node, pe=2)
+    x = in_dt.sample(rng, (5, t * c))
+    assert np.array_equal(spec.accumulate(x), node.accumulate(x))
+    expected = node.reference(x)
+    assert np.array_equal(spec.reference(x), expected)
+    run = run_stream(spec.create(), _beats(x, spec), 5 * spec.channel_folds, seed=2,
+                     valid_prob=0.6, ready_prob=0.5, max_cycles=5000)
+    assert np.array_equal(_decode(run.outputs, spec), expected)

@@ -5,11 +5,12 @@ A depthwise convolution (``Conv`` with ``group == channels``) lowered to a dense
 block-diagonal: ``C`` rows of ``T * C`` columns, of which ``T`` per row are not structural zeros, so
 a dense MVTU spends ``C`` lanes where one does the work. This engine computes only the diagonal.
 
-The layer is described by a :class:`~lowbit.ir.graph.MatMulThreshold` of ``C`` rows and ``T``
-columns (:func:`depthwise_node`): row ``c`` is channel ``c``'s kernel over the taps (``T = K * K``
-in ``(ky, kx)`` order for a 2-D ``K x K`` kernel, ``T = K`` for a 1-D one), with the node's input,
-weight and output types, its MAC kind (XNOR, add/subtract, ternary, shift, multi-bit: the MVTU's
-lanes, :mod:`lowbit.hw.mvtu.mac`) and its per-channel thresholds.
+The layer is the graph's :class:`~lowbit.ir.graph.DepthwiseConv` node, or a
+:class:`~lowbit.ir.graph.MatMulThreshold` of ``C`` rows and ``T`` columns (:func:`depthwise_node`;
+it may also give integer scores, without thresholds): row ``c`` is channel ``c``'s kernel over the
+taps (``T = K * K`` in ``(ky, kx)`` order for a 2-D ``K x K`` kernel, ``T = K`` for a 1-D one),
+with the node's input, weight and output types, its MAC kind (XNOR, add/subtract, ternary, shift,
+multi-bit: the MVTU's lanes, :mod:`lowbit.hw.mvtu.mac`) and its per-channel thresholds.
 
 Input: the windows of the sliding-window generator, tap-major (``(ky, kx, c)``, the SWG's order),
 ``PE`` channels per beat, so beat ``j = t * (C / PE) + f`` of a window holds taps ``t`` of channels
@@ -31,7 +32,7 @@ from typing import ClassVar
 import numpy as np
 
 from ...ir.datatypes import DataType
-from ...ir.graph import MatMulThreshold, values
+from ...ir.graph import DepthwiseConv, MatMulThreshold, values
 from ...ir.mac import MacKind
 from ...ir.resources import Resources
 from ...sw_reference import multithreshold
@@ -70,20 +71,21 @@ class DepthwiseSpec:
 
     Parameters
     ----------
-    node : MatMulThreshold
-        The per-channel kernels (:func:`depthwise_node`).
+    node : DepthwiseConv or MatMulThreshold
+        The graph's depthwise node, or the per-channel kernels as a ``(C, T)`` matrix product
+        (:func:`depthwise_node`).
     pe : int
         Channels in parallel; divides ``C``.
     """
 
     ENGINE: ClassVar[str] = "depthwise"
 
-    node: MatMulThreshold
+    node: DepthwiseConv | MatMulThreshold
     pe: int
 
     def __post_init__(self):
-        if not isinstance(self.node, MatMulThreshold):
-            raise TypeError(f"node must be a MatMulThreshold, not {self.node!r}")
+        if not isinstance(self.node, (DepthwiseConv, MatMulThreshold)):
+            raise TypeError(f"node must be a DepthwiseConv or a MatMulThreshold, not {self.node!r}")
         if not isinstance(self.pe, int) or isinstance(self.pe, bool):
             raise TypeError(f"PE must be an integer, not {self.pe!r}")
         if self.pe < 1:
@@ -97,13 +99,23 @@ class DepthwiseSpec:
     # -- shape ---------------------------------------------------------------------------------
 
     @property
+    def rows(self) -> MatMulThreshold:
+        """The layer as a ``(C, T)`` matrix product: one row per channel (its kernel)."""
+        n = self.node
+        if isinstance(n, MatMulThreshold):
+            return n
+        return MatMulThreshold(
+            n.name, n.input_dtype, n.weights, n.thresholds, n.output_dtype, n.weight_dtype
+        )
+
+    @property
     def channels(self) -> int:
-        return self.node.mh
+        return self.node.weights.shape[0]
 
     @property
     def taps(self) -> int:
         """Kernel elements per channel: ``K * K`` (2-D) or ``K`` (1-D)."""
-        return self.node.mw
+        return self.node.weights.shape[1]
 
     @property
     def channel_folds(self) -> int:
@@ -116,7 +128,7 @@ class DepthwiseSpec:
     @property
     def lanes(self) -> MVTUSpec:
         """The MVTU spec whose lanes (``SIMD = 1``) and weight encoding the engine reuses."""
-        return MVTUSpec(self.node, pe=self.pe, simd=1)
+        return MVTUSpec(self.rows, pe=self.pe, simd=1)
 
     in_elems = out_elems = property(lambda self: self.pe)
     in_bits = property(lambda self: self.node.input_dtype.bits)
@@ -128,7 +140,7 @@ class DepthwiseSpec:
         """Word ``t * (C / PE) + f`` (the beat index in a window): lane ``p`` (bits
         ``[p * B, (p + 1) * B)``, ``B`` = the MVTU's ``weight_bits``) holds tap ``t`` of channel
         ``f * PE + p``."""
-        lanes, w, b = self.lanes, self.node.weights, self.lanes.weight_bits
+        lanes, w, b = self.lanes, self.rows.weights, self.lanes.weight_bits
         return [
             sum(lanes.encode_lane(w[f * self.pe + p, t : t + 1]) << (p * b) for p in range(self.pe))
             for t in range(self.taps)
@@ -156,8 +168,8 @@ class DepthwiseSpec:
             pe=self.pe,
             simd=1,
             in_bits=self.in_bits,
-            binary_input=self.node.binary_input,
-            acc_bits=self.node.acc_bits,
+            binary_input=self.rows.binary_input,
+            acc_bits=self.rows.acc_bits,
             n_thresholds=0 if t is None else t.shape[1],
             out_bits=self.out_bits,
             kind=self.kind,
@@ -171,9 +183,9 @@ class DepthwiseSpec:
         return f"depthwise PE={self.pe}"
 
     @classmethod
-    def candidates(cls, node: MatMulThreshold, ctx) -> list["DepthwiseSpec"]:
+    def candidates(cls, node: DepthwiseConv | MatMulThreshold, ctx) -> list["DepthwiseSpec"]:
         """Every ``PE`` dividing the channels."""
-        return [cls(node, pe) for pe in divisors(node.mh)]
+        return [cls(node, pe) for pe in divisors(node.weights.shape[0])]
 
     # -- software model ------------------------------------------------------------------------
 
@@ -187,14 +199,17 @@ class DepthwiseSpec:
                 f"({self.in_size} elements), not {x.shape[-1]}"
             )
         xt = np.swapaxes(x.reshape(x.shape[:-1] + (self.taps, self.channels)), -1, -2)
+        rows = self.rows
         if self.kind is MacKind.XNOR:
-            return (xt.astype(np.int64) == self.node.weights.astype(np.int64)).sum(axis=-1)
-        xv = values(xt, self.node.input_dtype).astype(np.int64)
-        return (xv * self.node.weight_values).sum(axis=-1)
+            return (xt.astype(np.int64) == rows.weights.astype(np.int64)).sum(axis=-1)
+        xv = values(xt, rows.input_dtype).astype(np.int64)
+        return (xv * rows.weight_values).sum(axis=-1)
 
     def reference(self, x: np.ndarray) -> np.ndarray:
         """Outputs ``(..., C)`` of windows ``x`` ``(..., T * C)``: the thresholds' codes, or the
         integer scores (``2 * popcount - T`` for XNOR) without thresholds."""
+        if isinstance(self.node, DepthwiseConv):
+            return self.node.reference(x)  # the graph's oracle (sw_reference)
         acc = self.accumulate(x)
         if self.node.thresholds is None:
             return 2 * acc - self.taps if self.kind is MacKind.XNOR else acc

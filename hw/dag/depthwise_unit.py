@@ -49,10 +49,10 @@ class DepthwiseUnit(wiring.Component):
 
     def threshold_image(self) -> list[int]:
         """Word ``f``: lane ``p`` holds the thresholds of channel ``f * PE + p``."""
-        s, t = self.spec, self.spec.node.thresholds
+        s, t = self.spec, self.spec.rows.thresholds
         if t is None:
             raise ValueError(f"node {s.node.name!r} has no thresholds")
-        bits = s.node.acc_bits
+        bits = s.rows.acc_bits
         return [
             pack_words([v for p in range(s.pe) for v in t[f * s.pe + p]], bits)
             for f in range(s.channel_folds)
@@ -61,7 +61,7 @@ class DepthwiseUnit(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         s = self.spec
-        node, lanes = s.node, s.lanes
+        node, lanes = s.rows, s.lanes
         PE, CF, T = s.pe, s.channel_folds, s.taps
         acc_bits = node.acc_bits
         acc_shape = signed(acc_bits) if node.acc_range[0] < 0 else unsigned(acc_bits)
