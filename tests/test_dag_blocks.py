@@ -36,11 +36,13 @@ def add_oracle(a, b, a_dt, b_dt, sa, sb, thresholds, bias=0):
     def val(v, d):
         return 2 * int(v) - 1 if d is BIPOLAR else int(v)
 
+    c_all = a.shape[-1]
+    sa, sb = np.broadcast_to(sa, (c_all,)), np.broadcast_to(sb, (c_all,))
     out = []
     for row_a, row_b in zip(a, b):
         r = []
         for c, (x, y) in enumerate(zip(row_a, row_b)):
-            acc = sa * val(x, a_dt) + sb * val(y, b_dt)
+            acc = sa[c] * val(x, a_dt) + sb[c] * val(y, b_dt)
             r.append(acc if thresholds is None else bias + sum(acc >= t for t in thresholds[c]))
         out.append(r)
     return np.array(out)
@@ -70,6 +72,9 @@ ADD_CASES = [
     ("int4-codes", I4, I4, 4, 4, 1, -3, 3, DataType.int(2)),
     ("bipolar-uint", BIPOLAR, U3, 4, 1, 3, 1, 1, None),
     ("sum-only", U3, I3, 4, 2, 1, 1, None, None),
+    ("per-channel-scales", U3, I3, 6, 2, np.array([1, 2, 3, -1, 4, 2]),
+     np.array([5, 1, 1, 2, -3, 1]), 3, None),
+    ("per-channel-sum", BIPOLAR, I4, 4, 4, np.array([2, 1, 1, 3]), 1, None, None),
 ]
 
 
@@ -99,6 +104,29 @@ def test_add_unit_equals_oracle(case, seed):
     if seed is None:
         assert np.diff(cycles).tolist() == [1] * (len(cycles) - 1)  # one beat per cycle
         assert spec.cycles(n) == len(cycles)
+
+
+@pytest.mark.amaranth_sim
+def test_add_unit_of_the_graph_node():
+    """The graph's :class:`Add` node (per-channel ``wa``, ``wb``, one shared threshold set): the
+    unit equals the node's reference under throttling."""
+    from lowbit.ir.graph import Add
+
+    rng = np.random.default_rng(4)
+    c = 4
+    wa, wb = np.array([1, 2, 1, 3]), np.array([2, 1, 1, 1])
+    probe = AddSpec(U3, I3, c, 2, scale_a=wa, scale_b=wb)
+    lo, hi = probe.acc_range
+    node = Add("join", (U3, I3), wa, wb, np.sort(rng.integers(lo, hi + 2, (1, 3)), axis=1),
+               DataType.uint(2))
+    spec = AddSpec.from_node(node, 2)
+    a, b = U3.sample(rng, (6, c)), I3.sample(rng, (6, c))
+    expected = node.reference(a, b)
+    assert np.array_equal(spec.reference(a, b), expected)
+    got = run_ports(spec.create(), {"a": _beats(a, U3, 2), "b": _beats(b, I3, 2)}, {"o": 12},
+                    seed=6, valid_prob=0.6, ready_prob=0.5)
+    assert np.array_equal(np.array(_decode(got["o"][0], spec.out_dtype, 2)).reshape(6, c),
+                          expected)
 
 
 @pytest.mark.amaranth_sim

@@ -7,7 +7,9 @@ latency one cycle.
 
 :class:`AddSpec` joins two streams of ``PE`` channels per beat: it takes a beat from each when
 both are valid and its output register can take the result, adds them elementwise with integer
-scales (``acc = scale_a * a + scale_b * b``, on values: a bipolar bit ``b`` is ``2b - 1``) and
+scales (``acc = scale_a[c] * a + scale_b[c] * b``, on values: a bipolar bit ``b`` is ``2b - 1``;
+a scale the same for every channel is a constant, per-channel ones a small memory, one word per
+channel fold) and
 applies a threshold set per channel (``out = lo + sum_i [acc >= T[c, i]]``, as
 :class:`~lowbit.hw.stream.threshold.ThresholdSpec`), or passes ``acc`` on without thresholds.
 Channels cycle through ``C / PE`` folds, pixel after pixel. One beat per cycle; latency one cycle.
@@ -26,7 +28,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ...ir.datatypes import BIPOLAR, DataType, Kind
-from ...ir.graph import values
+from ...ir.graph import Add, values
 from ...ir.resources import Resources
 from ...sw_reference import multithreshold
 
@@ -108,8 +110,8 @@ class AddSpec:
     thresholds : ndarray or None
         ``(C, k)`` sorted integer thresholds on ``acc`` (``k = 1`` or ``2^b - 1``), or ``None``:
         the output is ``acc``.
-    scale_a, scale_b : int
-        Integer multipliers of the two inputs' values.
+    scale_a, scale_b : int or ndarray
+        Integer multipliers of the two inputs' values: one for all channels, or ``(C,)``.
     output_dtype : DataType or None
         ``INTk`` for signed codes (``lo = -2^(k-1)``); ``None``: ``BIPOLAR`` for one threshold,
         else ``UINTk``; without thresholds always the narrowest type of ``acc``'s range.
@@ -120,8 +122,8 @@ class AddSpec:
     channels: int
     pe: int
     thresholds: np.ndarray | None = None
-    scale_a: int = 1
-    scale_b: int = 1
+    scale_a: int | np.ndarray = 1
+    scale_b: int | np.ndarray = 1
     output_dtype: DataType | None = None
     name: str = field(default="add")
 
@@ -135,7 +137,14 @@ class AddSpec:
         _check_positive("PE", self.pe)
         for name in ("scale_a", "scale_b"):
             v = getattr(self, name)
-            if not isinstance(v, int) or isinstance(v, bool):
+            if isinstance(v, np.ndarray):
+                if v.shape != (self.channels,) or v.dtype.kind not in "iu":
+                    raise ValueError(
+                        f"{self.name}: {name} must be an integer or integers of shape "
+                        f"(C={self.channels},), not {v.dtype} {v.shape}"
+                    )
+                object.__setattr__(self, name, v.astype(np.int64))
+            elif not isinstance(v, (int, np.integer)) or isinstance(v, bool):
                 raise TypeError(f"{self.name}: {name} must be an integer, not {v!r}")
         if self.channels % self.pe:
             raise ValueError(
@@ -146,6 +155,8 @@ class AddSpec:
                 raise ValueError(f"{self.name}: output_dtype needs thresholds")
             return
         t = np.asarray(self.thresholds)
+        if t.ndim == 2 and t.shape[0] == 1 and self.channels > 1:
+            t = np.repeat(t, self.channels, axis=0)  # one set shared by every channel
         if t.ndim != 2 or t.dtype.kind not in "iu" or t.shape[0] != self.channels:
             raise ValueError(
                 f"{self.name}: thresholds must be integers of shape (C={self.channels}, k), "
@@ -174,14 +185,39 @@ class AddSpec:
             )
         object.__setattr__(self, "thresholds", t.astype(np.int64))
 
+    @classmethod
+    def from_node(cls, node: Add, pe: int) -> "AddSpec":
+        """The adder/joiner of the graph's :class:`~lowbit.ir.graph.Add` node, ``pe`` channels per
+        beat (input ``a`` is the node's first input, ``b`` its second)."""
+        if not isinstance(node, Add):
+            raise TypeError(f"node must be an Add, not {node!r}")
+        a_dt, b_dt = node.input_dtypes
+        return cls(
+            a_dt,
+            b_dt,
+            node.channels,
+            pe,
+            node.thresholds,
+            node.wa,
+            node.wb,
+            node.output_dtype if node.output_dtype.kind is Kind.INT else None,
+            name=node.name,
+        )
+
+    def scales(self, which: str) -> np.ndarray:
+        """The multipliers of input ``which`` (``"a"`` or ``"b"``) per channel, ``(C,)``."""
+        v = self.scale_a if which == "a" else self.scale_b
+        return np.broadcast_to(np.asarray(v, dtype=np.int64), (self.channels,))
+
     @property
     def acc_range(self) -> tuple[int, int]:
-        """Exact range of ``acc = scale_a * a + scale_b * b``."""
-        lo = hi = 0
-        for s, d in ((self.scale_a, self.a_dtype), (self.scale_b, self.b_dtype)):
-            ends = (s * d.min, s * d.max)
-            lo, hi = lo + min(ends), hi + max(ends)
-        return lo, hi
+        """Exact range of ``acc = scale_a * a + scale_b * b`` over every channel."""
+        lo = np.zeros(self.channels, dtype=np.int64)
+        hi = np.zeros(self.channels, dtype=np.int64)
+        for s, d in ((self.scales("a"), self.a_dtype), (self.scales("b"), self.b_dtype)):
+            ends = np.stack([s * d.min, s * d.max])
+            lo, hi = lo + ends.min(axis=0), hi + ends.max(axis=0)
+        return int(lo.min()), int(hi.max())
 
     @property
     def acc_bits(self) -> int:
@@ -235,7 +271,9 @@ class AddSpec:
                 f"{self.name}: the inputs must have the same shape (..., C={self.channels}), "
                 f"not {a.shape} and {b.shape}"
             )
-        return self.scale_a * values(a, self.a_dtype) + self.scale_b * values(b, self.b_dtype)
+        return self.scales("a") * values(a, self.a_dtype) + self.scales("b") * values(
+            b, self.b_dtype
+        )
 
     def reference(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         """The output codes (or sums) of inputs ``a`` and ``b`` ``(..., C)``."""

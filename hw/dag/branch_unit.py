@@ -6,7 +6,7 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from ...ir.datatypes import DataType, Kind
+from ...ir.datatypes import DataType, Kind, signed_bits
 from .._util import pack_words, tree_sum
 from .branch import AddSpec, ForkSpec
 
@@ -96,22 +96,37 @@ class AddThresholdUnit(wiring.Component):
             self.o.valid.eq(out_valid),
         ]
         k = 0 if s.thresholds is None else s.thresholds.shape[1]
+        fold = Signal(range(s.folds))
+        with m.If(fire):
+            m.d.sync += fold.eq(Mux(fold == s.folds - 1, 0, fold + 1))
         if k:
             m.submodules.tmem = tmem = memory.Memory(
                 shape=unsigned(s.pe * k * s.acc_bits), depth=s.folds, init=self.threshold_image()
             )
             rd = tmem.read_port(domain="comb")
-            fold = Signal(range(s.folds))
             m.d.comb += rd.addr.eq(fold)
-            with m.If(fire):
-                m.d.sync += fold.eq(Mux(fold == s.folds - 1, 0, fold + 1))
+        scale = {}  # per input: a constant, or per lane a word of a per-fold memory
+        for which in ("a", "b"):
+            v = s.scales(which)
+            if (v == v[0]).all():
+                scale[which] = [int(v[0])] * s.pe
+                continue
+            bits = signed_bits(int(v.min()), int(v.max()))
+            m.submodules[f"smem_{which}"] = smem = memory.Memory(
+                shape=unsigned(s.pe * bits),
+                depth=s.folds,
+                init=[pack_words(v[f * s.pe : (f + 1) * s.pe], bits) for f in range(s.folds)],
+            )
+            srd = smem.read_port(domain="comb")
+            m.d.comb += srd.addr.eq(fold)
+            scale[which] = [srd.data[p * bits : (p + 1) * bits].as_signed() for p in range(s.pe)]
         values = Signal.like(self.o.payload)
         tb = s.acc_bits
         for p in range(s.pe):
             acc = Signal(signed(tb), name=f"acc{p}")
             m.d.comb += acc.eq(
-                s.scale_a * _value(self.a.payload[p], s.a_dtype)
-                + s.scale_b * _value(self.b.payload[p], s.b_dtype)
+                scale["a"][p] * _value(self.a.payload[p], s.a_dtype)
+                + scale["b"][p] * _value(self.b.payload[p], s.b_dtype)
             )
             if k:
                 thr = [
