@@ -1,2 +1,36 @@
-"""Blocks beyond a chain (issue 19): the depthwise engine, the stream fork and the adder/joiner of
-residual blocks. Each module pair is a spec (no Amaranth) and its component."""
+"""Blocks beyond a chain (issue 19): the depthwise engine, the 1-D sliding-window generator, the
+stream fork and the adder/joiner of residual blocks. Each is a spec (no Amaranth) and its
+component, built by the spec's ``create()``.
+
+:data:`DAG_FAMILIES` maps the graph's new node types to their specs, in the form of
+:data:`lowbit.hw.registry.FAMILIES`. It is kept apart until the mapper folds these nodes
+(``mapping.folding.check_mappable`` refuses them, naming the node, while they are not in
+``FAMILIES``); the fork is no node of the graph (a node with two consumers is a fork), and the
+branch FIFO is :class:`~lowbit.hw.stream.fifo.FIFOSpec` with its depth from
+:func:`lowbit.mapping.branch_fifo.min_branch_fifo_depth`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ...ir.graph import Add, DepthwiseConv, SlidingWindow1D
+from .branch import AddSpec, ForkSpec
+from .depthwise import DepthwiseSpec, depthwise_node
+from .swg1d import SWG1DSpec
+
+__all__ = [
+    "DAG_FAMILIES",
+    "AddSpec",
+    "ForkSpec",
+    "DepthwiseSpec",
+    "depthwise_node",
+    "SWG1DSpec",
+]
+
+DAG_FAMILIES: dict[type, tuple[Any, ...]] = {
+    DepthwiseConv: (DepthwiseSpec,),
+    SlidingWindow1D: (SWG1DSpec,),
+    Add: (AddSpec,),
+}
+"""The graph's node types of issue 19 -> the spec families that implement them."""
