@@ -26,6 +26,7 @@ def test_families_build_from_nodes_and_answer_the_protocol():
         assert isinstance(spec, UnitSpec)
         assert isinstance(spec.resources(), Resources)
         assert isinstance(spec.cycles_per_image(), int)
-    assert [s.cycles_per_image() for s in specs] == [18, 48, 2, 4]  # SWG: 8 windows x 3 taps x 2 beats
+    # depthwise 9 taps x 2 folds; SWG 8 windows x 3 taps x 2 beats; add 2 folds; fork 4 beats
+    assert [s.cycles_per_image() for s in specs] == [18, 48, 2, 4]
     assert (specs[0].in_size, specs[0].out_size) == (36, 4)
     assert (specs[1].in_size, specs[1].out_size) == (32, 96)
