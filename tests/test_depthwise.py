@@ -167,3 +167,53 @@ def test_depthwise_unit_of_the_graph_node(in_dt, w_dt, n_thr):
     run = run_stream(spec.create(), _beats(x, spec), 5 * spec.channel_folds, seed=2,
                      valid_prob=0.6, ready_prob=0.5, max_cycles=5000)
     assert np.array_equal(_decode(run.outputs, spec), expected)
+
+
+@pytest.mark.amaranth_sim
+@pytest.mark.parametrize("seed", [None, 8])
+def test_behind_the_sliding_window_generator(seed):
+    """The 2-D sliding-window generator (SIMD = PE) into the engine: a 3 x 3 depthwise convolution
+    with padding over 5 x 4 images, equal to the graph's windows and DepthwiseConv node; without
+    throttling one window per T * C / PE cycles once the generator runs ahead."""
+    from amaranth.hdl import Module
+    from amaranth.lib import stream, wiring
+    from amaranth.lib.wiring import In, Out
+
+    from lowbit.hw.stream.swg import SWGSpec
+    from lowbit.ir.graph import DepthwiseConv, SlidingWindow
+
+    rng = np.random.default_rng(21)
+    h, w, c, pe = 5, 4, 4, 2
+    win = SlidingWindow("win", 3, 1, 1, 0)
+    wts = I4.sample(rng, (c, 9))
+    lo, hi = depthwise_node("p", wts, U2, None, weight_dtype=I4).acc_range
+    node = DepthwiseConv("dw", U2, wts, np.sort(rng.integers(lo, hi + 2, (c, 3)), axis=1),
+                         DataType.uint(2), I4)
+    swg, dw = SWGSpec(win, (h, w, c), U2, pe), DepthwiseSpec(node, pe)
+
+    class Chain(wiring.Component):
+        def __init__(self):
+            self.a, self.b = swg.create(), dw.create()
+            super().__init__({"i": In(stream.Signature(self.a.i.payload.shape())),
+                              "o": Out(stream.Signature(self.b.o.payload.shape()))})
+
+        def elaborate(self, platform):
+            m = Module()
+            m.submodules.swg, m.submodules.dw = self.a, self.b
+            wiring.connect(m, wiring.flipped(self.i), self.a.i)
+            wiring.connect(m, self.a.o, self.b.i)
+            wiring.connect(m, self.b.o, wiring.flipped(self.o))
+            return m
+
+    n = 3
+    x = U2.sample(rng, (n, h, w, c))
+    expected = node.reference(win.reference(x))  # (n, OH, OW, C)
+    beats = [pack_words(row, 2) for row in x.reshape(-1, pe)]
+    throttle = {} if seed is None else dict(seed=seed, valid_prob=0.6, ready_prob=0.5)
+    run = run_stream(Chain(), beats, n * h * w * c // pe, max_cycles=20000, **throttle)
+    got = _decode(run.outputs, dw).reshape(expected.shape)
+    assert np.array_equal(got, expected)
+    if seed is None:
+        # the engine (9 * 4 / 2 = 18 cycles per window) is slower than the generator here
+        firsts = np.array(run.out_cycles)[:: dw.channel_folds]
+        assert set(np.diff(firsts)[h * w:].tolist()) == {dw.cycles()}
