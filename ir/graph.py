@@ -1153,8 +1153,8 @@ class IntegerGraph:
             n = bad[0]
             raise LowbitError(
                 f"{what}: node {n.name!r} ({type(n).__name__}) is beyond a chain of "
-                "MatMulThreshold, SlidingWindow, MaxPool, GlobalAccPool and Threshold nodes, "
-                "which is what the mapper and the hardware take so far"
+                f"MatMulThreshold, SlidingWindow, MaxPool, GlobalAccPool and Threshold nodes, "
+                f"which is what {what} takes so far"
             )
 
     @property

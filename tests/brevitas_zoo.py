@@ -15,6 +15,15 @@ models; each is trained briefly here (seeded, CPU, one thread, Adam) and exporte
 * ``cnn_avgpool_int32``: CNN ending in ``TruncAvgPool2d`` global pooling and an ``Int32Bias``
   last layer.
 
+Issue 19 ("beyond chains") adds two networks that are not chains (:data:`DAG_MODELS`):
+
+* ``resnet_w4a4``: a ResNet-style CNN, three residual blocks (identity, 1x1-projection with
+  stride 2, identity), each ``Add`` of the main branch's and the shortcut's own 4-bit quantizers
+  (different scales), then ``QuantReLU``; ``TruncAvgPool2d`` global pooling;
+* ``mobilenet_w4a4``: a MobileNet-v1-style CNN, three depthwise-separable blocks (3x3 ``Conv``
+  with ``groups == channels``, batch-norm, 4-bit ``QuantReLU``, then a 1x1 pointwise ``Conv``),
+  4-bit weights and activations, ``TruncAvgPool2d`` global pooling.
+
 Trained state dicts and both exports are cached under ``$LOWBIT_CACHE/brevitas_zoo`` (default
 ``~/.cache/lowbit/brevitas_zoo``), keyed by the model name, :data:`VERSION` and the torch and
 Brevitas versions; files are written atomically and training holds a per-model file lock, so
@@ -82,7 +91,7 @@ except ImportError:  # brevitas_examples is not always installed: the same modul
             return norm * self.weight + self.bias
 
 
-__all__ = ["MODELS", "PIXELS", "TIE_RTOL", "VERSION", "ZooModel", "cache_dir", "export",
+__all__ = ["ALL_MODELS", "DAG_MODELS", "MODELS", "PIXELS", "TIE_RTOL", "VERSION", "ZooModel", "cache_dir", "export",
            "import_kwargs", "model_input", "torch_outputs", "trained", "untied"]
 
 VERSION = "2"
@@ -240,6 +249,100 @@ class CNNAvgPoolInt32Bias(torch.nn.Module):
         return self.fc(torch.flatten(x, 1))
 
 
+W4 = {"weight_bit_width": 4, "bias": False}
+
+
+def _relu4():
+    return qnn.QuantReLU(bit_width=4, return_quant_tensor=True)
+
+
+class _ResidualBlock(torch.nn.Module):
+    """conv3x3 (stride), BN, 4-bit ReLU, conv3x3, BN, 4-bit quantizer; the shortcut (the input,
+    or a 1x1 projection conv and BN) through its own 4-bit quantizer; Add, 4-bit ReLU. The two
+    quantizers learn their own scales, so the sum adds tensors of different scales (as floats:
+    Brevitas adds QuantTensors only of one scale)."""
+
+    def __init__(self, cin, cout, stride=1):
+        super().__init__()
+        self.conv0 = qnn.QuantConv2d(cin, cout, 3, stride=stride, padding=1, **W4)
+        self.bn0 = torch.nn.BatchNorm2d(cout)
+        self.act0 = _relu4()
+        self.conv1 = qnn.QuantConv2d(cout, cout, 3, padding=1, **W4)
+        self.bn1 = torch.nn.BatchNorm2d(cout)
+        self.q_main = qnn.QuantIdentity(bit_width=4, return_quant_tensor=False)
+        self.proj = None
+        if stride != 1 or cin != cout:
+            self.proj = qnn.QuantConv2d(cin, cout, 1, stride=stride, **W4)
+            self.proj_bn = torch.nn.BatchNorm2d(cout)
+        self.q_short = qnn.QuantIdentity(bit_width=4, return_quant_tensor=False)
+        self.act1 = _relu4()
+
+    def forward(self, x):
+        y = self.q_main(self.bn1(self.conv1(self.act0(self.bn0(self.conv0(x))))))
+        s = x if self.proj is None else self.proj_bn(self.proj(x))
+        return self.act1(y + self.q_short(s))
+
+
+class ResNetW4A4(torch.nn.Module):
+    """Stem conv3x3 (16), residual blocks 16 -> 16, 16 -> 32 (stride 2, projection), 32 -> 32,
+    ``TruncAvgPool2d`` over the 4x4 map, 4-bit ``QuantLinear``."""
+
+    def __init__(self, c0=16, c1=32):
+        super().__init__()
+        self.inp = _inp()
+        self.stem = qnn.QuantConv2d(1, c0, 3, padding=1, **W4)
+        self.bn = torch.nn.BatchNorm2d(c0)
+        self.act = _relu4()
+        self.block0 = _ResidualBlock(c0, c0)
+        self.block1 = _ResidualBlock(c0, c1, stride=2)
+        self.block2 = _ResidualBlock(c1, c1)
+        self.gap = qnn.TruncAvgPool2d(kernel_size=4)
+        self.fc = qnn.QuantLinear(c1, 10, **W4)
+
+    def forward(self, x):
+        x = self.act(self.bn(self.stem(self.inp(x))))
+        x = self.block2(self.block1(self.block0(x)))
+        return self.fc(torch.flatten(self.gap(x), 1))
+
+
+class _SeparableBlock(torch.nn.Module):
+    """Depthwise conv3x3 (``groups == channels``, stride), BN, 4-bit ReLU; pointwise conv1x1, BN,
+    4-bit ReLU."""
+
+    def __init__(self, cin, cout, stride=1):
+        super().__init__()
+        self.dw = qnn.QuantConv2d(cin, cin, 3, stride=stride, padding=1, groups=cin, **W4)
+        self.bn0 = torch.nn.BatchNorm2d(cin)
+        self.act0 = _relu4()
+        self.pw = qnn.QuantConv2d(cin, cout, 1, **W4)
+        self.bn1 = torch.nn.BatchNorm2d(cout)
+        self.act1 = _relu4()
+
+    def forward(self, x):
+        return self.act1(self.bn1(self.pw(self.act0(self.bn0(self.dw(x))))))
+
+
+class MobileNetW4A4(torch.nn.Module):
+    """Stem conv3x3 (16), separable blocks 16 -> 32, 32 -> 32 (stride 2), 32 -> 64,
+    ``TruncAvgPool2d`` over the 4x4 map, 4-bit ``QuantLinear``."""
+
+    def __init__(self):
+        super().__init__()
+        self.inp = _inp()
+        self.stem = qnn.QuantConv2d(1, 16, 3, padding=1, **W4)
+        self.bn = torch.nn.BatchNorm2d(16)
+        self.act = _relu4()
+        self.blocks = torch.nn.Sequential(
+            _SeparableBlock(16, 32), _SeparableBlock(32, 32, stride=2), _SeparableBlock(32, 64)
+        )
+        self.gap = qnn.TruncAvgPool2d(kernel_size=4)
+        self.fc = qnn.QuantLinear(64, 10, **W4)
+
+    def forward(self, x):
+        x = self.blocks(self.act(self.bn(self.stem(self.inp(x)))))
+        return self.fc(torch.flatten(self.gap(x), 1))
+
+
 PIXELS = InputQuant(DataType.uint(5), scale=1 / 16, zero_point=0.0)
 """The inputs ``pixels / 16`` as the importer must read them when no input quantizer does: UINT5
 codes at scale 1/16 (exact in float32)."""
@@ -269,6 +372,15 @@ MODELS: dict[str, ZooModel] = {
 }
 """The seven models of issue 16, by name."""
 
+DAG_MODELS: dict[str, ZooModel] = {
+    "resnet_w4a4": ZooModel(ResNetW4A4, True, 8, 1e-2),
+    "mobilenet_w4a4": ZooModel(MobileNetW4A4, True, 8, 1e-2),
+}
+"""The two networks of issue 19 that are not chains (residual, depthwise-separable), by name."""
+
+ALL_MODELS: dict[str, ZooModel] = {**MODELS, **DAG_MODELS}
+"""Every model of the zoo; :func:`trained`, :func:`export` and the helpers take any of them."""
+
 SEED = 0
 BATCH = 64
 
@@ -286,7 +398,7 @@ def _entry(name: str) -> Path:
 def model_input(name: str, x_int_pixels) -> np.ndarray:
     """The float32 array model ``name`` and its ONNX export read for integer pixels
     ``(B, 64)``."""
-    spec = MODELS[name]
+    spec = ALL_MODELS[name]
     x = np.asarray(x_int_pixels).reshape(-1, 64).astype(np.float32) / np.float32(16)
     return x.reshape(-1, 1, 8, 8) if spec.image else x
 
@@ -313,7 +425,7 @@ def _locked(path: Path):
 
 
 def _train(name: str) -> torch.nn.Module:
-    spec = MODELS[name]
+    spec = ALL_MODELS[name]
     d = load_digits_split()
     torch.manual_seed(SEED)
     model = spec.build()
@@ -352,7 +464,7 @@ def _quiet():
 
 
 def _export(model: torch.nn.Module, name: str, path: Path, dynamo: bool) -> None:
-    spec = MODELS[name]
+    spec = ALL_MODELS[name]
     example = torch.zeros((1, 1, 8, 8) if spec.image else (1, 64))
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
@@ -372,15 +484,15 @@ _LOADED: dict[Path, torch.nn.Module] = {}
 
 def trained(name: str) -> torch.nn.Module:
     """Model ``name`` trained (from the cache when there), in eval mode; both exports cached."""
-    if name not in MODELS:
-        raise KeyError(f"unknown zoo model {name!r}; known: {', '.join(MODELS)}")
+    if name not in ALL_MODELS:
+        raise KeyError(f"unknown zoo model {name!r}; known: {', '.join(ALL_MODELS)}")
     entry = _entry(name)
     if entry in _LOADED and all((entry / _onnx_name(d)).is_file() for d in (True, False)):
         return _LOADED[entry]
     state = entry / "state.pt"
     with _one_thread(), _locked(entry.with_name(entry.name + ".lock")):
         if state.is_file():
-            model = MODELS[name].build()
+            model = ALL_MODELS[name].build()
             model.load_state_dict(torch.load(state, weights_only=True))
             model.eval()
         else:
@@ -396,7 +508,7 @@ def trained(name: str) -> torch.nn.Module:
 def import_kwargs(name: str) -> dict:
     """The keyword arguments :func:`lowbit.quant.onnx.importer.import_onnx` needs for model
     ``name``'s export: ``input_quant`` for a model without an input quantizer, else none."""
-    q = MODELS[name].input_quant
+    q = ALL_MODELS[name].input_quant
     return {} if q is None else {"input_quant": q}
 
 

@@ -174,3 +174,11 @@ def test_the_mapper_refuses_a_dag_naming_the_node():
     dag_node = r"^map: node '(dw|gap)' \((DepthwiseConv|GlobalAvgPool)\)"
     with pytest.raises(LowbitError, match=dag_node):
         search_folding(g, "pynq-z2")
+
+
+def test_onnx_export_refuses_a_dag_naming_the_node():
+    from lowbit.quant.onnx.writer import to_qonnx
+
+    with pytest.raises(LowbitError, match=r"^ONNX export: node 'add' \(Add\) is beyond a chain of "
+                                          r"MatMulThreshold, .* which is what ONNX export takes"):
+        to_qonnx(_residual())

@@ -254,9 +254,8 @@ CASES = {
                                                  r"initializer, "
                                                  r"the graph input nor the output of an earlier node \(missing "
                                                  r"initializer\?\)$"),
-    "non-constant weights": (nonconst_weights, rf"^{L}: node 'fc' \(Gemm\): combines two activations \(a residual "
-                                               r"or skip connection\); lowbit imports chains: fold the branch into "
-                                               r"one path$"),
+    "non-constant weights": (nonconst_weights, rf"^{L}: node 'fc' \(Gemm\): combines two activations; lowbit joins "
+                                               r"branches with Add and Concat only$"),
     "unknown op": (unknown_op("Gelu"), rf"^{L}: node 'act' \(Gelu\): operator 'Gelu' is not supported; nearest "
                                        r"supported form: Relu$"),
     "unknown op, close name": (unknown_op("Relu6"), rf"^{L}: node 'act' \(Relu6\): operator 'Relu6' is not "
@@ -299,8 +298,10 @@ CASES = {
     "float activation": (float_activation, rf"^{L}: node 'fc' \(MatMul\): the input is a float activation here; "
                                            r"insert a quantizer \(Quant, BipolarQuant, MultiThreshold, QuantizeLinear "
                                            r"or Sign\) before this node, or run 'lowbit quantize' on a float model$"),
-    "residual": (residual, rf"^{L}: node 'skip' \(Add\): combines two activations \(a residual or skip connection\); "
-                           r"lowbit imports chains: fold the branch into one path$"),
+    # a residual Add joins two quantized branches (issue 19); this one adds a float branch
+    "residual": (residual, rf"^{L}: node 'skip' \(Add\): the output of 'relu' is a float activation here; insert a "
+                           r"quantizer \(Quant, BipolarQuant, MultiThreshold, QuantizeLinear or Sign\) before this "
+                           r"node, or run 'lowbit quantize' on a float model$"),
     "bipolar padding": (bipolar_padding, rf"^{L}: node 'conv' \(Conv\): padding needs the value 0, which BIPOLAR "
                                          r"inputs cannot represent \(binary activations have no zero\); use pads 0$"),
     "transA": (transa, rf"^{L}: node 'fc' \(Gemm\): transA=1 is not supported; transpose the activation with "

@@ -140,6 +140,11 @@ def assemble(lowered: Lowered) -> ImportResult:
             f"{label}: the model must end in class scores (a vector), not {list(act.phys)}"
         )
     mm = act.layer
+    if mm.node:
+        raise LowbitError(
+            f"{label}: the model must end in a fully connected layer (Gemm or MatMul) giving the "
+            f"class scores; it ends in {act.origin!r}"
+        )
     origins = {k: list(v) for k, v in lowered.origins.items()}
     origins.setdefault(mm.name, []).append(act.origin)
     chain = list(act.chain)
@@ -154,6 +159,7 @@ def assemble(lowered: Lowered) -> ImportResult:
         class_map=class_map,
     )
     nodes = lowered.nodes + (last,)
+    inputs = tuple(lowered.inputs.get(n.name, ("",)) for n in lowered.nodes) + ((act.src,),)
 
     def output_fn(score, c, _chain=chain):
         v = scale[c] * score + offset[c]
@@ -169,7 +175,7 @@ def assemble(lowered: Lowered) -> ImportResult:
         raise LowbitError(f"{label}: no quantizer reads the model input")
     try:
         graph = IntegerGraph(
-            codes.dtype, nodes, input_shape, _input_quant(codes, lowered.input_chain)
+            codes.dtype, nodes, input_shape, _input_quant(codes, lowered.input_chain), inputs
         )
     except (ValueError, TypeError) as e:
         raise LowbitError(f"{label}: the imported graph is invalid: {e}") from None

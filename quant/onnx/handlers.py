@@ -18,8 +18,9 @@ import numpy as np
 import onnx
 
 from ...ir.datatypes import BIPOLAR, TERNARY, DataType, Kind
-from ...ir.graph import GlobalAccPool, MaxPool, SlidingWindow
+from ...ir.graph import Concat, GlobalAccPool, MaxPool, SlidingWindow
 from ...limits import LIMITS
+from ...sw_reference import join_coefficients
 from ..streamline import (
     Affine,
     BipolarQuantizer,
@@ -69,6 +70,7 @@ __all__ = [
     "reduce_sum",
     "shape",
     "gather",
+    "concat",
     "greater_or_equal",
     "qlinear_conv",
     "fold_quant",
@@ -118,9 +120,71 @@ def _operands(lw, node, ins):
 
 
 def add(lw, node, ins, a):
-    """``Add`` of a per-channel or per-tensor constant: an exact affine map."""
+    """``Add`` of a per-channel or per-tensor constant: an exact affine map; ``Add`` of two
+    activations: a join (:func:`_add_join`)."""
+    if sum(isinstance(x, Act) for x in ins) == 2:
+        return _add_join(lw, node, ins)
     act, k, _ = _operands(lw, node, ins)
     return lw.elementwise(node, act, lw.affine_from(node, act, 1.0, k, "the added constant"))
+
+
+def _add_join(lw, node, ins) -> Pending:
+    """``Add`` of two quantized activations of one layout: a pending ``Add`` node whose integer
+    accumulator ``p * x_a + q * x_b`` (per channel, ``p / q = s_a / s_b`` in lowest terms:
+    :func:`lowbit.sw_reference.join_coefficients`) has the value ``u * acc + o_a + o_b``, so the
+    requantizer after the sum folds into one set of thresholds (:mod:`.solve`)."""
+    xa, xb = lw.join_codes(node, ins[:2])
+    if xa.phys != xb.phys or not np.array_equal(xa.idx, xb.idx):
+        raise lw.err(
+            node,
+            f"adds activations of different shapes or layouts ({list(xa.idx.shape)} from "
+            f"{xa.origin!r}, {list(xb.idx.shape)} from {xb.origin!r})",
+        )
+    c = xa.channels
+    w = np.zeros((c, 2 * c), dtype=np.int64)
+    unit = np.empty(c, dtype=object)
+    for ch in range(c):
+        p, q, u = join_coefficients(xa.scale[ch], xb.scale[ch])
+        w[ch, ch], w[ch, c + ch], unit[ch] = p, q, u
+    offset = np.array([xa.offset[ch] + xb.offset[ch] for ch in range(c)], dtype=object)
+    lo = min(xa.dtype.min, xb.dtype.min, -1)
+    in_dtype = DataType.for_range(lo, max(xa.dtype.max, xb.dtype.max))
+    wdtype = DataType.for_range(min(int(w.min()), -1), max(int(w.max()), 1))
+    lw.limit(node, "bits of the join's coefficients", wdtype.bits, 40)
+    kind = ("add", xa.src, xb.src, xa.dtype, xb.dtype)
+    layer = Layer(node.name, in_dtype, w, wdtype, unit, offset, False, kind)
+    return Pending(xa.idx, xa.phys, node.name, layer)
+
+
+def concat(lw, node, ins, a):
+    """``Concat`` of two or more quantized images (or vectors) along the channels, codes of one
+    type: a ``Concat`` node; on constants only, shape arithmetic (the lowering folds it)."""
+    acts = [x for x in ins if isinstance(x, Act)]
+    if len(acts) != len(ins):
+        return gather(lw, node, ins, a)
+    xs = lw.join_codes(node, acts)
+    nd = xs[0].idx.ndim
+    axis = a.get("axis", 1)
+    if axis not in (1, -nd) or len({x.dtype for x in xs}) != 1:
+        raise lw.err(
+            node,
+            "lowbit concatenates activations of one type along the channels (axis 1), not "
+            f"axis {axis} of {', '.join(str(x.dtype) for x in xs)}",
+        )
+    for x in xs:
+        if nd == 3:
+            _image(lw, node, x)
+        elif nd != 1 or not np.array_equal(x.idx, np.arange(x.channels)):
+            raise lw.err(node, "concatenates images (NCHW) or vectors only")
+    if len({x.phys[:-1] for x in xs}) != 1:
+        raise lw.err(node, f"its inputs differ in size: {[list(x.phys) for x in xs]}")
+    c = sum(x.channels for x in xs)
+    lw.emit(Concat(node.name), node.name, tuple(x.src for x in xs))
+    phys = xs[0].phys[:-1] + (c,)
+    idx = image_idx(c, phys[0], phys[1]) if nd == 3 else np.arange(c)
+    scale = np.concatenate([x.scale for x in xs])
+    offset = np.concatenate([x.offset for x in xs])
+    return Codes(idx, phys, node.name, xs[0].dtype, scale, offset)
 
 
 def sub(lw, node, ins, a):
@@ -776,9 +840,11 @@ def conv(lw, node, ins, a):
     for g in range(group):
         blk = np.transpose(codes[g * og : (g + 1) * og], (0, 2, 3, 1))  # (og, k, k, cg)
         dense[g * og : (g + 1) * og, :, :, g * cg : (g + 1) * cg] = blk
+    depthwise = lw.native and group > 1 and group == c == oc
+    dt_given = dt
     if group > 1 and dt.kind is Kind.BIPOLAR:
         dt = TERNARY
-    if k > 1 or s > 1 or p:
+    if k > 1 or s > 1 or p or depthwise:  # a depthwise node reads windows, even 1x1 ones
         lw.emit(SlidingWindow(f"{node.name}_im2col", k, s, p, pad_value), node.name)
     wmat = dense.reshape(oc, k * k * c)
     bias = None
@@ -786,9 +852,12 @@ def conv(lw, node, ins, a):
         bias = fraction_array(lw.fconst(node, node.input[2], "bias").reshape(-1))
     # column j of the window (ky, kx, c) reads input channel c
     cols = np.tile(np.arange(c), k * k)
-    return _pending_matmul(
+    act = _pending_matmul(
         lw, node, x, wmat, rs, dt, bias, node.name, cols, image_idx(oc, oh, ow), (oh, ow, oc)
     )
+    if depthwise:
+        act = replace(act, layer=replace(act.layer, node=("depthwise", dt_given)))
+    return act
 
 
 def im2col(lw, node, ins, a):
@@ -859,6 +928,18 @@ def average_pool(lw, node, ins, a):
     dense = np.zeros((c, k, k, c), dtype=np.int64)
     for ch in range(c):
         dense[ch, :, :, ch] = 1
+    if lw.native and k == h == w_:  # global: an integer sum and thresholds, no window
+        act = _pending_matmul(
+            lw, node, x, dense.reshape(c, -1), fraction_array(np.ones(c)), DataType.int(2), None,
+            node.name, np.tile(np.arange(c), k * k), np.arange(c).reshape(c, 1, 1), (c,),
+        )
+        layer = act.layer
+        return replace(act, layer=replace(
+            layer,
+            scale=np.array([v / (k * k) for v in layer.scale], dtype=object),
+            offset=np.array([v / (k * k) for v in layer.offset], dtype=object),
+            node=("gap",),
+        ))
     lw.emit(SlidingWindow(f"{node.name}_im2col", k, s, 0, 0), node.name)
     act = _pending_matmul(
         lw,

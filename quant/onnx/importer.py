@@ -30,7 +30,7 @@ import numpy as np
 from ... import LowbitError
 from ...ir.boundary import InputQuant
 from ...ir.datatypes import DataType
-from ...ir.graph import IntegerGraph, MatMulThreshold
+from ...ir.graph import Add, DepthwiseConv, GlobalAvgPool, IntegerGraph, MatMulThreshold
 from . import ops as onnx_ops
 from . import read
 from .emit import ImportResult, assemble
@@ -62,6 +62,7 @@ def import_onnx(
     input_dtype: DataType | None = None,
     input_quant: InputQuant | None = None,
     table: Mapping[str, OpSpec] = OPS,
+    native_nodes: bool = False,
 ) -> ImportResult:
     """Import an ONNX, QONNX or QDQ model (path, bytes or ``ModelProto``) into the typed integer
     graph.
@@ -80,6 +81,14 @@ def import_onnx(
     table : mapping of str to OpSpec, optional
         The operators to import (:data:`lowbit.quant.onnx.ops.OPS`, or an extension of it such as
         ``{**OPS, "MyOp": OpSpec(...)}``).
+    native_nodes : bool, optional
+        Emit the node types beyond chains for what a chain can also express: ``DepthwiseConv``
+        for a ``Conv`` with ``group`` equal to its input and output channels (else a
+        block-diagonal ``MatMulThreshold``, one lane per structural zero) and ``GlobalAvgPool``
+        for an ``AveragePool`` over the whole image (else a window and a ``MatMulThreshold``
+        summing it). Off by default while the mapper and the hardware take chains of the older
+        types. Residual ``Add`` and ``Concat`` joins import as ``Add`` and ``Concat`` nodes either
+        way (no chain expresses them).
 
     Raises
     ------
@@ -88,7 +97,7 @@ def import_onnx(
     """
     try:
         src = read.read(source, input_dtype=input_dtype, input_quant=input_quant, table=table)
-        result = assemble(lower(src, table))
+        result = assemble(lower(src, table, native_nodes))
     except UnicodeDecodeError as e:  # protobuf decodes a string field only when it is read
         where = source if isinstance(source, (str, os.PathLike)) else "the model"
         raise LowbitError(
@@ -110,11 +119,20 @@ def graphs_equal(a: IntegerGraph, b: IntegerGraph) -> bool:
         a.input_dtype != b.input_dtype
         or a.input_shape != b.input_shape
         or len(a.nodes) != len(b.nodes)
+        or a.inputs != b.inputs
     ):
         return False
     for x, y in zip(a.nodes, b.nodes):
         if type(x) is not type(y) or x.name != y.name or x._meta() != y._meta():
             return False
+        for key in ("wa", "wb"):
+            if hasattr(x, key) and not np.array_equal(getattr(x, key), getattr(y, key)):
+                return False
+        if isinstance(x, (DepthwiseConv, GlobalAvgPool, Add)):
+            if not np.array_equal(x.thresholds, y.thresholds):
+                return False
+            if isinstance(x, DepthwiseConv) and not np.array_equal(x.weights, y.weights):
+                return False
         if isinstance(x, MatMulThreshold):
             if not np.array_equal(x.weights, y.weights):
                 return False
@@ -135,9 +153,11 @@ def layer_table(graph: IntegerGraph, origins: dict | None = None) -> list[dict]:
     rows = []
     # the column of a layer's MACs: its node.mac_kind.op (a lowbit.ir.mac.MacOp, a str enum)
     columns = {"xnor": "xnor", "add": "ternary", "shift": "shift", "multiply": "integer"}
-    dtype = graph.input_dtype
+    names = {n.name: i for i, n in enumerate(graph.nodes)}
     for i, n in enumerate(graph.nodes):
         ishape, oshape = graph.input_shape_of(i), graph.output_shape(i)
+        first = graph.inputs_of(i)[0]
+        dtype = graph.input_dtype if first == "" else graph.output_dtype(names[first])
         row = {
             "name": n.name,
             "op": type(n).__name__,
@@ -152,9 +172,9 @@ def layer_table(graph: IntegerGraph, origins: dict | None = None) -> list[dict]:
             "macs": dict.fromkeys(columns.values(), 0),
             "bops": 0,
         }
-        if isinstance(n, MatMulThreshold):
+        if isinstance(n, (MatMulThreshold, DepthwiseConv)):
             pixels = math.prod(oshape[:-1]) if len(oshape) > 1 else 1
-            macs = n.mh * n.mw * pixels
+            macs = (n.mh * n.mw if isinstance(n, MatMulThreshold) else n.weights.size) * pixels
             kind = columns[n.mac_kind.op]
             tbits = 0 if n.thresholds is None else n.thresholds.size * n.acc_bits
             row.update(
@@ -165,9 +185,7 @@ def layer_table(graph: IntegerGraph, origins: dict | None = None) -> list[dict]:
                 bops=int(macs * n.weight_dtype.bits * n.input_dtype.bits),
             )
             row["macs"][kind] = int(macs)
-            dtype = n.output_dtype
         else:
-            _, dtype = n.infer(ishape, dtype)
-            row["output"] = dtype.name
+            row["output"] = graph.output_dtype(i).name
         rows.append(row)
     return rows

@@ -1,8 +1,10 @@
 """Stage 2 of the import: walk the nodes of a checked model into a chain of graph nodes.
 
-The model must be a chain: one input, one output, every other operand a constant. Nodes are
-visited in order; each tensor is a constant (a NumPy array), a quantized constant
-(:class:`~.states.QConst`) or the activation, in one of three states (:mod:`.states`):
+The model has one input and one output; an activation read by two nodes is a fork (its codes
+solved there, :meth:`Lowering.fork`) and a node reading two activations a join (``Add``,
+``Concat``: the op table's ``joins``). Nodes are visited in order; each tensor is a constant (a
+NumPy array), a quantized constant (:class:`~.states.QConst`) or the activation, in one of three
+states (:mod:`.states`):
 
 * :class:`~.states.Raw`: the float input before its quantizer (the graph input becomes that
   quantizer's codes);
@@ -14,22 +16,24 @@ visited in order; each tensor is a constant (a NumPy array), a quantized constan
 
 A node without an activation operand is folded on constants (its row's ``fold`` for weight
 quantizers, its executor otherwise); a node with one goes to its row's handler (:mod:`.handlers`).
-The result is a :class:`Lowered` chain: the graph nodes emitted so far and the final activation,
+The result is a :class:`Lowered` graph: the graph nodes emitted so far with the inputs of each
+(every activation knows the graph node it is or reads, ``Act.src``) and the final activation,
 which :mod:`.emit` turns into the last layer and the :class:`~.emit.ImportResult`.
 """
 
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from onnx import numpy_helper
 
 from ... import LowbitError
-from ...ir.datatypes import TERNARY, DataType, Kind
-from ...ir.graph import MatMulThreshold, MaxPool
+from ...ir.datatypes import BIPOLAR, TERNARY, DataType, Kind
+from ...ir.graph import Add, DepthwiseConv, GlobalAvgPool, MatMulThreshold, MaxPool
 from ...limits import LIMITS, check
 from ..streamline import Affine, fraction_array
 from . import ops as onnx_ops
@@ -75,6 +79,8 @@ class Lowered:
     input_chain : tuple
         The element-wise functions from the model input to its quantizer (the quantizer last);
         empty when the input is integer codes already.
+    inputs : mapping of str to tuple of str
+        For each graph node, the graph nodes it reads (``""``: the graph input).
     """
 
     source: Source
@@ -87,6 +93,7 @@ class Lowered:
     input_idx: np.ndarray
     table: Mapping[str, OpSpec]
     input_chain: tuple = ()
+    inputs: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 class Lowering:
@@ -99,9 +106,13 @@ class Lowering:
         The checked model.
     table : mapping of str to OpSpec
         The op table whose handlers and executors the walk uses.
+    native : bool
+        Emit ``DepthwiseConv`` for a convolution with ``group == channels`` and ``GlobalAvgPool``
+        for a global ``AveragePool`` (else their chain forms: a block-diagonal ``MatMulThreshold``,
+        a window and a ``MatMulThreshold`` summing it).
     """
 
-    def __init__(self, source: Source, table: Mapping[str, OpSpec] = OPS):
+    def __init__(self, source: Source, table: Mapping[str, OpSpec] = OPS, native: bool = False):
         self.source = source
         self.model, self.label, self.ops = source.model, source.label, table
         self.nodes: list = []
@@ -115,6 +126,17 @@ class Lowering:
         self.input_act: tuple[Codes, str | None, np.ndarray] | None = None
         self.input_chain: tuple = ()
         self.last_solved: Codes | None = None  # the codes of the layer emitted last
+        self.native = native
+        self.tail = ""  # the graph node the next emitted node reads ("": the graph input)
+        self.inputs: dict[str, tuple[str, ...]] = {}
+        graph = source.model.graph
+        self.uses = Counter(
+            name
+            for n in graph.node
+            if not (n.op_type in table and table[n.op_type].shape_only)
+            for name in n.input
+        )
+        self.uses.update(o.name for o in graph.output)
 
     def err(self, node, msg) -> LowbitError:
         """The error for ``node``: names the file, the node and its op type."""
@@ -136,16 +158,21 @@ class Lowering:
             if not acts:
                 self.fold(node, ins)
                 continue
-            if len(acts) > 1:
+            row = self.ops[node.op_type]
+            if len(acts) > 1 and not row.joins:
                 raise self.err(
                     node,
-                    "combines two activations (a residual or skip connection); "
-                    "lowbit imports chains: fold the branch into one path",
+                    "combines two activations; lowbit joins branches with Add and Concat only",
                 )
+            self.tail = acts[0].src
             try:
-                out = self.ops[node.op_type].lower(self, node, ins, onnx_ops.attributes(node))
+                out = row.lower(self, node, ins, onnx_ops.attributes(node))
             except _USER_ERRORS as e:
                 raise self.err(node, str(e)) from None
+            if isinstance(out, Act):
+                out = replace(out, src=self.tail)
+                if self.uses[node.output[0]] > 1:
+                    out = self.fork(node, out)
             self.env[node.output[0]] = out  # an activation, or a constant (Shape)
         out = self.env[self.model.graph.output[0].name]
         if not isinstance(out, Act):
@@ -171,7 +198,29 @@ class Lowering:
             idx,
             self.ops,
             self.input_chain,
+            dict(self.inputs),
         )
+
+    def fork(self, node, act: Act) -> Act:
+        """An activation that two or more nodes read: its codes, solved once here, so that no
+        branch emits the pending layer again. A float activation (no quantizer yet) is refused."""
+        if isinstance(act, Codes):
+            return act
+        if not isinstance(act, (Raw, Pending)) or act.last_quantizer() is None:
+            raise self.err(
+                node,
+                "its output is read by two or more nodes but is not quantized; lowbit forks "
+                "quantized activations (insert a quantizer before the fork)",
+            )
+        return self.codes(node, act)
+
+    def join_codes(self, node, acts) -> list[Codes]:
+        """The codes of each of the activations a join reads, each solved on its own branch."""
+        out = []
+        for act in acts:
+            self.tail = act.src
+            out.append(self.codes(node, act))
+        return out
 
     def execute(self, node, ins) -> list:
         """The float outputs of ``node`` on the constants ``ins`` (the op table's executor)."""
@@ -345,11 +394,60 @@ class Lowering:
             self.input_chain = act.chain[: (act.last_quantizer() or 0) + 1]
             return out
         solved = solve_layer(act)
-        for graph_node, origin in solved.nodes:
-            self.emit(graph_node, origin)
-        self.layer_scales[act.layer.name] = (solved.codes.scale, solved.codes.offset)
-        self.last_solved = solved.codes
-        return solved.codes
+        self.tail = act.src
+        for i, (graph_node, origin) in enumerate(solved.nodes):
+            if i == 0 and act.layer.node:
+                graph_node, inputs = self.native_node(act, graph_node)
+                self.emit(graph_node, origin, inputs)
+            else:
+                self.emit(graph_node, origin)
+        codes = replace(solved.codes, src=self.tail)
+        self.layer_scales[act.layer.name] = (codes.scale, codes.offset)
+        self.last_solved = codes
+        return codes
+
+    def native_node(self, act: Pending, mm: MatMulThreshold):
+        """The graph node that a pending layer of kind ``act.layer.node`` stands for, from the
+        ``MatMulThreshold`` its thresholds were solved for, and its inputs (``None``: the tail).
+        Thresholds outside the node's exact accumulator range are clipped into it (an accumulator
+        never reaches them: the same comparisons)."""
+        kind = act.layer.node
+        w = mm.weight_values
+        thresholds = mm.thresholds
+        if thresholds is None:  # not reached: solve_layer gives thresholds
+            raise ValueError(f"{mm.name!r} has no thresholds")
+        if kind[0] == "add":
+            _, src_a, src_b, dtype_a, dtype_b = kind
+            c = w.shape[0]
+            wa, wb = w[np.arange(c), np.arange(c)], w[np.arange(c), c + np.arange(c)]
+            join = Add(mm.name, (dtype_a, dtype_b), wa, wb, np.zeros((1, 1), np.int64), BIPOLAR)
+            lo, hi = join.acc_range
+            t = np.clip(thresholds, lo, hi + 1)
+            return Add(mm.name, (dtype_a, dtype_b), wa, wb, t, mm.output_dtype), (src_a, src_b)
+        if kind[0] == "gap":
+            if (w < 0).any():
+                raise ValueError("a global average pool whose output decreases is not supported")
+            n = w.shape[1] // w.shape[0]
+            d = mm.input_dtype
+            t = np.clip(thresholds, n * d.min, n * d.max + 1)
+            return GlobalAvgPool(mm.name, d, t, mm.output_dtype), None
+        # depthwise: tap j of channel c is column j * C + c
+        c = w.shape[0]
+        taps = w.shape[1] // c
+        cols = np.arange(taps)[None, :] * c + np.arange(c)[:, None]
+        dw = w[np.arange(c)[:, None], cols]
+        wdtype = kind[1] if kind[1].kind is Kind.BIPOLAR else mm.weight_dtype
+        t = thresholds
+        xnor = mm.input_dtype.kind is Kind.BIPOLAR and wdtype.kind is Kind.BIPOLAR
+        if xnor:  # thresholds on the dot product d = 2 a - K*K become thresholds on the count a
+            t = -((-(t + taps)) // 2)  # ceil((T + K*K) / 2)
+        stored_w = ((dw + 1) // 2).astype(np.uint8) if wdtype.kind is Kind.BIPOLAR else dw
+        probe = DepthwiseConv(
+            mm.name, mm.input_dtype, stored_w, np.zeros((1, 1), np.int64), BIPOLAR, wdtype
+        )
+        lo, hi = probe.acc_range
+        t = np.clip(t, lo, hi + 1)
+        return DepthwiseConv(mm.name, mm.input_dtype, stored_w, t, mm.output_dtype, wdtype), None
 
     def with_zero(self, node, x: Codes) -> Codes | None:
         """``BIPOLAR`` codes ``x`` of the layer emitted last, re-emitted as ``UINT2`` codes
@@ -358,8 +456,14 @@ class Lowering:
         when ``x`` is not the output of the layer emitted last (the model input, for example)."""
         if x is not self.last_solved or x.dtype.kind is not Kind.BIPOLAR:
             return None
-        at = max(i for i, n in enumerate(self.nodes) if isinstance(n, MatMulThreshold))
+        at = max(
+            i
+            for i, n in enumerate(self.nodes)
+            if isinstance(n, (MatMulThreshold, DepthwiseConv, GlobalAvgPool, Add))
+        )
         mm = self.nodes[at]
+        if not isinstance(mm, MatMulThreshold):
+            return None
         if mm.thresholds is None or mm.thresholds.shape[1] != 1:
             return None
         if not all(isinstance(n, MaxPool) for n in self.nodes[at + 1 :]):
@@ -371,7 +475,7 @@ class Lowering:
         )
         c = x.channels
         offset = np.array([x.offset[i] - x.scale[i] for i in range(c)], dtype=object)
-        out = Codes(x.idx, x.phys, x.origin, DataType.uint(2), x.scale, offset)
+        out = Codes(x.idx, x.phys, x.origin, DataType.uint(2), x.scale, offset, src=x.src)
         for name, (sc, off) in list(self.layer_scales.items()):
             if sc is x.scale and off is x.offset:
                 self.layer_scales[name] = (x.scale, offset)
@@ -380,10 +484,14 @@ class Lowering:
                  "BIPOLAR bits", self.label, node.name, mm.name)
         return out
 
-    def emit(self, graph_node, origin: str):
-        """Append ``graph_node`` to the graph; ``origin`` names the ONNX node it comes from."""
+    def emit(self, graph_node, origin: str, inputs: tuple[str, ...] | None = None):
+        """Append ``graph_node`` to the graph; ``origin`` names the ONNX node it comes from,
+        ``inputs`` the graph nodes it reads (by default the tail: the node emitted last on this
+        branch), and it becomes the tail."""
         self.nodes.append(graph_node)
         self.origins.setdefault(graph_node.name, []).append(origin)
+        self.inputs[graph_node.name] = (self.tail,) if inputs is None else tuple(inputs)
+        self.tail = graph_node.name
 
     def elementwise(self, node, act: Act, op, internal: bool = False) -> Act:
         """Apply an exact element-wise function: folded into codes (affine) or the pending chain.
@@ -400,6 +508,7 @@ class Lowering:
                     act.dtype,
                     np.array([op.scale[i] * act.scale[i] for i in range(c)], dtype=object),
                     np.array([op(act.offset[i], i) for i in range(c)], dtype=object),
+                    src=act.src,
                 )
             act = self.identity_layer(node, act)
         if not isinstance(act, (Raw, Pending)):  # the kinds of Act
@@ -422,10 +531,10 @@ class Lowering:
             act.offset,
             False,
         )
-        return Pending(act.idx, act.phys, node.name, layer)
+        return Pending(act.idx, act.phys, node.name, layer, src=act.src)
 
 
-def lower(source: Source, table: Mapping[str, OpSpec] = OPS) -> Lowered:
+def lower(source: Source, table: Mapping[str, OpSpec] = OPS, native: bool = False) -> Lowered:
     """Walk the nodes of ``source`` into graph nodes with the handlers of ``table``.
 
     Raises
@@ -433,4 +542,4 @@ def lower(source: Source, table: Mapping[str, OpSpec] = OPS) -> Lowered:
     LowbitError
         For a node lowbit cannot lower, naming the file, the node and its op type.
     """
-    return Lowering(source, table).walk()
+    return Lowering(source, table, native).walk()

@@ -130,6 +130,11 @@ class OpSpec:
         It only reshapes its operand 0 (the element order kept): :func:`run` applies it to each row
         of a batch computed from the input when its other operands are constants, as a batch-1
         export applies its constant target shape (``x.view(1, -1)``) to its one row.
+    joins : bool
+        It may combine two or more activations (a join of a DAG: ``Add``, ``Concat``); its handler
+        gets them all.
+    shape_only : bool
+        It reads only its operand's shape: an activation it reads is not a fork.
     schema : Schema or None
         The operands and attributes of a custom operator (:func:`check_node` checks every node
         against it before anything runs); ``None`` for the ONNX operators, checked against ONNX's
@@ -149,6 +154,8 @@ class OpSpec:
     nhwc: bool = False
     reshape: bool = False
     schema: Schema | None = None
+    joins: bool = False
+    shape_only: bool = False
 
 
 _ALL = Reference(f64=None)  # every input in float64, as the executor holds every float tensor
@@ -240,7 +247,7 @@ OPS: Mapping[str, OpSpec] = _rows(
     OpSpec("", "BatchNormalization", ex.batch_normalization, hd.batch_normalization),
     OpSpec("", "Relu", _ALL, hd.relu),
     OpSpec("", "Clip", _ALL, hd.clip),
-    OpSpec("", "Add", _ALL, hd.add, keeps_grid=True),
+    OpSpec("", "Add", _ALL, hd.add, keeps_grid=True, joins=True),
     OpSpec("", "Sub", _ALL, hd.sub, keeps_grid=True),
     OpSpec("", "Mul", _ALL, hd.mul, keeps_grid=True),
     OpSpec("", "Div", _ALL, hd.div, keeps_grid=True),
@@ -297,9 +304,9 @@ OPS: Mapping[str, OpSpec] = _rows(
     OpSpec("", "Unsqueeze", Reference(ints=(1,)), hd.reshape_like, relayout=True),
     # shape arithmetic on constants
     OpSpec("", "Constant", Reference(), hd.constant),
-    OpSpec("", "Shape", Reference(), hd.shape),
+    OpSpec("", "Shape", Reference(), hd.shape, shape_only=True),
     OpSpec("", "Gather", Reference(ints=(1,)), hd.gather),
-    OpSpec("", "Concat", Reference(), hd.gather),
+    OpSpec("", "Concat", Reference(), hd.concat, joins=True),
 )
 """The supported operators by ``op_type``."""
 

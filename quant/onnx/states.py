@@ -8,7 +8,7 @@ streams images as ``(H, W, C)`` and vectors in that flattened order; each activa
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -63,6 +63,12 @@ class Layer:
         One exact :class:`~fractions.Fraction` per output (object arrays).
     xnor : bool
         Bipolar inputs and weights: the accumulator counts agreeing bits.
+    node : tuple
+        The graph node the solved thresholds go to: ``()`` a ``MatMulThreshold``;
+        ``("depthwise", weight_dtype)`` a ``DepthwiseConv`` (``weights`` is the block-diagonal
+        matrix, one non-zero per tap); ``("gap",)`` a ``GlobalAvgPool`` (``weights`` the tiled
+        identity summing every pixel); ``("add", src_a, src_b, dtype_a, dtype_b)`` an ``Add`` of the
+        outputs of graph nodes ``src_a`` and ``src_b`` (``weights`` ``[diag(p) | diag(q)]``).
     """
 
     name: str
@@ -72,6 +78,7 @@ class Layer:
     scale: np.ndarray
     offset: np.ndarray
     xnor: bool
+    node: tuple = ()
 
 
 @dataclass(frozen=True)
@@ -92,6 +99,9 @@ class Act:
     idx: np.ndarray
     phys: tuple[int, ...]
     origin: str
+    src: str = field(default="", kw_only=True)
+    """The graph node whose output this activation is or (pending) reads; ``""``: the graph
+    input."""
 
     @property
     def channels(self) -> int:

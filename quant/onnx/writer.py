@@ -72,6 +72,7 @@ class _Writer:
 
     def build(self) -> onnx.ModelProto:
         g = self.g
+        g.require_chain("ONNX export")
         x = "global_in"
         shape = list(g.input_shape_of(0))
         inp = helper.make_tensor_value_info(x, TensorProto.FLOAT, [self.batch, *shape])
