@@ -63,6 +63,7 @@ def unit_spec(
     depth: int = 8,
     act_density: float | tuple[float, ...] = 0.5,
     weights: str = "onchip",
+    pipeline: int = 0,
 ) -> NodeSpec:
     """The spec of ``node`` folded by ``pe``/``simd`` on ``engine``.
 
@@ -70,12 +71,19 @@ def unit_spec(
     from DDR with ``weights="ddr"``), or with ``engine="sparse"`` a
     :class:`~lowbit.hw.sparse.layer_spec.SparseLayerSpec` (fully connected layers only); a block
     node (sliding window, pools) its family's spec with ``simd`` channels per beat in and out (its
-    ``pe`` must equal ``simd``).
+    ``pe`` must equal ``simd``). ``pipeline`` register stages are for an MVTU or a threshold
+    unit.
     """
     families = FAMILIES.get(type(node))
     if families is None:
         raise TypeError(f"no hardware for node {node.name!r} of type {type(node).__name__}")
+    if pipeline and MVTUSpec not in families and ThresholdNodeSpec not in families:
+        raise ValueError(
+            f"pipeline={pipeline} takes an MVTU or a threshold unit, not a {type(node).__name__}"
+        )
     if engine == "sparse":
+        if pipeline:
+            raise ValueError(f"pipeline={pipeline} takes the MVTU engine, not 'sparse'")
         if SparseLayerSpec not in families:
             raise ValueError(f"engine 'sparse' takes a matrix product, not a {type(node).__name__}")
         if math.prod(in_shape) != node.mw:
@@ -86,7 +94,11 @@ def unit_spec(
         return SparseLayerSpec(node, pes=pe, lanes=simd, depth=depth, act_density=act_density)
     if MVTUSpec in families:
         return MVTUSpec(
-            node, pe=pe, simd=simd, weight_ram="external" if weights == "ddr" else "auto"
+            node,
+            pe=pe,
+            simd=simd,
+            weight_ram="external" if weights == "ddr" else "auto",
+            pipeline=pipeline,
         )
     if weights == "ddr":
         raise ValueError(f"weights='ddr' takes a matrix product, not a {type(node).__name__}")
@@ -95,6 +107,8 @@ def unit_spec(
             f"PE ({pe}) must equal SIMD ({simd}) for a {type(node).__name__} "
             "(channels per beat in and out)"
         )
+    if pipeline:
+        return ThresholdNodeSpec(node, tuple(in_shape), dtype, simd, pipeline)
     return families[0](node, tuple(in_shape), dtype, simd)
 
 

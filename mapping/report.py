@@ -142,10 +142,28 @@ def _summary_lines(report: dict) -> list[str]:
             f"image, latency <= {report['latency_us']:.2f} us",
             f"utilisation (estimated): {util}",
         ]
+        + _fmax_line(report)
         + _memory_line(report)
         + _energy_line(report)
         + _sparse_lines(report)
     )
+
+
+def _fmax_line(report: dict) -> list[str]:
+    f = report.get("fmax")
+    if not f:
+        return []
+    if f["fmax_mhz"] is None:
+        return [f"Fmax: {f['note']}"]
+    deep = sum(u["pipeline"] for u in f["units"])
+    return [
+        f"Fmax (estimated, {f['family']}, within {100 * f['model_bound']:.0f} % on its calibration"
+        f" points): {f['fmax_mhz']:.1f} MHz, slowest {f['slowest']}; "
+        f"{f['throughput_fps_at_fmax']:,.0f} images/s at that Fmax "
+        f"({'meets' if f['meets_clock'] else 'below'} the {report['clock_mhz']:g} MHz clock"
+        + (f"; {deep} pipeline stages" if deep else "")
+        + ")"
+    ]
 
 
 def _sparse_lines(report: dict) -> list[str]:

@@ -43,7 +43,7 @@ from pathlib import Path
 from .. import LowbitError
 from .._io import atomic_write
 from ..boards import Board, board_names, get_board
-from ..hw.mvtu.spec import streams_weights
+from ..hw.mvtu.spec import MAX_PIPELINE, streams_weights
 from ..hw.registry import ENGINES as ENGINE_FAMILIES
 from ..hw.registry import NodeSpec, stitching, unit_spec
 from ..hw.sparse.layer_spec import check_act_density
@@ -53,6 +53,7 @@ from ..ir.files import parse_json, read_limited
 from ..ir.graph import IntegerGraph, MatMulThreshold, SlidingWindow, Threshold
 from ..ir.resources import RESOURCE_KINDS, Resources
 from ..limits import LIMITS, check
+from .timing import added_latency, fmax_entry
 
 __all__ = [
     "LayerFolding",
@@ -104,7 +105,11 @@ class LayerFolding:
     ``engine="sparse"`` places a fully connected layer on the sparse engine with ``pe`` PEs,
     ``simd`` input lanes, activation queues of ``depth`` and the activation density
     ``act_density`` its cycles are predicted at. ``weights="ddr"`` streams an MVTU's weights from
-    DDR through an AXI-HP port instead of holding them on chip.
+    DDR through an AXI-HP port instead of holding them on chip. ``pipeline`` adds register stages
+    to an MVTU or a threshold unit (``MVTUSpec.pipeline``: 1 the tree, 2 also the threshold
+    comparison; the label select after a pipelined last layer is pipelined too): each costs a
+    cycle of latency and some flip-flops, and shortens the unit's longest path
+    (:mod:`lowbit.hw.fmax`).
     """
 
     name: str
@@ -114,6 +119,7 @@ class LayerFolding:
     depth: int = 8
     act_density: float | tuple[float, ...] = 0.5
     weights: str = "onchip"
+    pipeline: int = 0
 
     def __post_init__(self):
         if not isinstance(self.name, str):
@@ -125,6 +131,13 @@ class LayerFolding:
                 raise ValueError(
                     f"layer {self.name!r}: {name} must be a positive integer, not {v!r}"
                 )
+        if not isinstance(self.pipeline, int) or isinstance(self.pipeline, bool) or not (
+            0 <= self.pipeline <= MAX_PIPELINE
+        ):
+            raise ValueError(
+                f"layer {self.name!r}: pipeline must be an integer in [0, {MAX_PIPELINE}], "
+                f"not {self.pipeline!r}"
+            )
         if self.weights not in WEIGHT_PLACEMENTS:
             raise ValueError(
                 f"layer {self.name!r}: weights must be one of "
@@ -481,6 +494,7 @@ class Schedule:
                         depth=layer.depth,
                         act_density=layer.act_density,
                         weights=layer.weights,
+                        pipeline=layer.pipeline,
                     )
                 )
             except (TypeError, ValueError) as e:
@@ -509,7 +523,10 @@ class Schedule:
             bounds the board's rate); ``cycles_per_image`` (the accelerator's bottleneck, what
             its Verilog does and simulation measures) and ``bottleneck`` (the layer that sets
             it); ``throughput_fps`` and ``time_per_image_us`` at the clock;
-            ``latency_cycles`` and ``latency_us`` (upper bound: the sum of the layers' cycles);
+            ``latency_cycles`` and ``latency_us`` (upper bound: the sum of the layers' cycles and
+            of ``pipeline_latency_cycles``, the cycles the pipeline registers add, exactly);
+            ``fmax`` (:func:`lowbit.mapping.timing.fmax_entry`: each unit's estimated Fmax on the
+            board's family, the slowest and the images per second at it);
             ``resources``, per kind ``{"used": ..., "available": ..., "fraction": ...}``. Resources
             are estimates.
         """
@@ -523,6 +540,7 @@ class Schedule:
         bottleneck = max(cycles)
         which = specs[cycles.index(bottleneck)].node.name
         hz = self.clock_mhz * 1e6
+        added = added_latency(specs)
         return {
             "board": board.name,
             "clock_mhz": self.clock_mhz,
@@ -536,6 +554,7 @@ class Schedule:
                     "pe": s.out_elems,
                     "simd": s.in_elems,
                     "weights": "ddr" if streams_weights(s) else "onchip",
+                    "pipeline": getattr(s, "pipeline", 0),
                     "cycles": stage_cycles(s, v, ddr),
                     "share_of_bottleneck": c / bottleneck,
                     "resources": s.resources().as_dict(),
@@ -558,8 +577,10 @@ class Schedule:
             "bottleneck": which,
             "throughput_fps": hz / bottleneck,
             "time_per_image_us": bottleneck / self.clock_mhz,
-            "latency_cycles": sum(cycles),
-            "latency_us": sum(cycles) / self.clock_mhz,
+            "latency_cycles": sum(cycles) + added,
+            "latency_us": (sum(cycles) + added) / self.clock_mhz,
+            "pipeline_latency_cycles": added,
+            "fmax": fmax_entry(specs, board, self.clock_mhz, bottleneck),
             "memory": _memory_roofline(specs, board, hz / bottleneck, vectors, ddr, self.clock_mhz),
             "resources": {
                 kind: _utilisation(getattr(total, kind), getattr(board.capacity(), kind))
@@ -675,6 +696,13 @@ class Schedule:
             for field in ("pe", "simd", "depth"):
                 if field in layer and not _is_count(layer[field]):
                     _bad(source, f"{where}.{field}", "a positive integer", layer[field])
+            pipeline = layer.get("pipeline", 0)
+            if (
+                not isinstance(pipeline, int)
+                or isinstance(pipeline, bool)
+                or not 0 <= pipeline <= MAX_PIPELINE
+            ):
+                _bad(source, where + ".pipeline", f"an integer in [0, {MAX_PIPELINE}]", pipeline)
             engine = layer.get("engine", "mvtu")
             if engine not in ENGINES:
                 _bad(source, where + ".engine", " or ".join(map(repr, ENGINES)), engine)
@@ -694,6 +722,7 @@ class Schedule:
                         depth=layer.get("depth", 8),
                         weights=weights,
                         act_density=tuple(density) if isinstance(density, list) else density,
+                        pipeline=pipeline,
                     )
                 )
             except (TypeError, ValueError):
@@ -712,13 +741,15 @@ class Schedule:
         return cls.from_json(read_limited(path, "schedule file"), source=str(path))
 
 
-_OPTIONAL = ("engine", "depth", "act_density", "weights")
+_OPTIONAL = ("engine", "depth", "act_density", "weights", "pipeline")
 
 
 def _layer_json(layer: LayerFolding) -> dict:
     out = {"name": layer.name, "pe": layer.pe, "simd": layer.simd}
     if layer.weights != "onchip":
         out["weights"] = layer.weights
+    if layer.pipeline:
+        out["pipeline"] = layer.pipeline
     if layer.engine != "mvtu":
         d = layer.act_density
         out.update(

@@ -27,6 +27,13 @@ with coefficient ``-2^(m-1)``), a bipolar input ``x = 2b - 1`` two (the bits wit
 constant all-ones plane with ``-1``), likewise a bipolar weight. Steady state is
 ``NF * SF * P_x * P_w`` cycles per vector.
 
+``pipeline`` (0 to :data:`MAX_PIPELINE`) adds register stages to the compute path, each one cycle
+of latency and no throughput: 1 registers every lane's compressor / adder tree output before the
+accumulator, 2 also registers the accumulator before the threshold comparison (the thresholds are
+read one stage later, so no threshold register is added). 0 is the unpipelined design, whose
+critical path runs from the weight memory through the tree, the accumulator's adder and the
+threshold comparators into the output register.
+
 ``weight_ram`` places the weight memory: ``"auto"`` (synthesis decides), ``"block"`` or
 ``"distributed"`` (a ``ram_style`` / ``rom_style`` attribute that yosys ``synth_xilinx`` and Vivado
 honour). ``weights_writable=True`` adds a write port (``w``) to the weight memory, driven over
@@ -46,7 +53,9 @@ import numpy as np
 from ...ir.datatypes import Kind, signed_bits
 from ...ir.graph import MatMulThreshold
 from ...ir.mac import MacKind
+from ...ir.resources import Resources
 from ..cost import mvtu_resources
+from ..fmax import LogicPath, mvtu_paths
 
 __all__ = [
     "MVTUSpec",
@@ -56,6 +65,8 @@ __all__ = [
     "MAC_MODES",
     "WEIGHT_RAMS",
     "MAC_KINDS",
+    "MAX_PIPELINE",
+    "check_pipeline",
 ]
 
 MAC_MODES = ("parallel", "serial")
@@ -63,6 +74,8 @@ MAC_MODES = ("parallel", "serial")
 WEIGHT_RAMS = ("auto", "block", "distributed", "external")
 """``weight_ram=``: where synthesis puts the weight memory; ``"external"``: no weight memory, the
 weights arrive on a stream (``ws``) from off-chip memory, one word per compute cycle."""
+MAX_PIPELINE = 2
+"""The deepest ``pipeline=`` of an MVTU: tree register, then accumulator register."""
 MAC_KINDS = tuple(MacKind)
 """The MAC arrays, :class:`~lowbit.ir.mac.MacKind` (members equal their value strings)."""
 
@@ -71,6 +84,15 @@ def streams_weights(spec) -> bool:
     """Whether ``spec`` (any unit spec) reads its weights from a DDR stream
     (``weight_ram="external"``)."""
     return isinstance(spec, MVTUSpec) and spec.weight_ram == "external"
+
+
+def check_pipeline(value, maximum: int, what: str) -> None:
+    """Refuse a ``pipeline`` depth that is not an integer in ``[0, maximum]`` (``what`` names the
+    unit in the message)."""
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise TypeError(f"{what}: pipeline must be an integer, not {value!r}")
+    if not 0 <= value <= maximum:
+        raise ValueError(f"{what}: pipeline must be in [0, {maximum}], not {value!r}")
 
 
 def divisors(n: int) -> list[int]:
@@ -170,6 +192,9 @@ class MVTUSpec(NodeShape):
         ``ws``: word ``nf * SF + sf`` of :meth:`weight_image`, the whole image once per vector).
     weights_writable : bool
         Add a write port to the weight memory (run-time weights over AXI4-Lite).
+    pipeline : int
+        Register stages in the compute path (module docstring), 0 to :data:`MAX_PIPELINE`; each
+        adds one cycle of :meth:`latency`, none of :meth:`cycles`.
     """
 
     ENGINE: ClassVar[str] = "mvtu"
@@ -180,6 +205,7 @@ class MVTUSpec(NodeShape):
     mac: str = "parallel"
     weight_ram: str = "auto"
     weights_writable: bool = False
+    pipeline: int = 0
 
     def __post_init__(self):
         if not isinstance(self.node, MatMulThreshold):
@@ -214,6 +240,7 @@ class MVTUSpec(NodeShape):
                 f"node {self.node.name!r}: weight_ram='external' streams the weights in; it takes "
                 "mac='parallel' and no weight write port"
             )
+        check_pipeline(self.pipeline, MAX_PIPELINE, f"node {self.node.name!r}")
         if self.mac == "serial" and self.kind is MacKind.XNOR:
             raise ValueError(
                 f"node {self.node.name!r}: mac='serial' needs a non-bipolar input or weight type; "
@@ -344,11 +371,23 @@ class MVTUSpec(NodeShape):
         serial)."""
         return self.neuron_folds * self.synapse_folds * self.plane_pairs
 
+    def latency(self) -> int:
+        """Cycles from the handshake of a vector's last input beat to the handshake of its first
+        output beat, in an idle unit whose output is ready: the bank hand-over, ``SF * P`` issues,
+        the memory read and the output register, plus one per :attr:`pipeline` stage."""
+        return self.synapse_folds * self.plane_pairs + 2 + self.pipeline
+
+    def logic_paths(self) -> tuple[LogicPath, ...]:
+        """The unit's register-to-register paths at its pipeline depth, with their logic depth
+        (:func:`lowbit.hw.fmax.mvtu_paths`), which the Fmax model prices."""
+        return mvtu_paths(self)
+
     def resources(self):
-        """Resource estimate (model in :mod:`lowbit.hw.cost`), a ``Resources``."""
+        """Resource estimate (model in :mod:`lowbit.hw.cost`), a ``Resources``; a pipeline adds
+        the tree registers (``PE`` x the accumulator width) and a few control bits."""
 
         t = self.node.thresholds
-        return mvtu_resources(
+        base = mvtu_resources(
             mw=self.mw,
             mh=self.mh,
             pe=self.pe,
@@ -364,6 +403,10 @@ class MVTUSpec(NodeShape):
             weight_ram=self.weight_ram,
             plane_pairs=self.plane_pairs,
         )
+        if not self.pipeline:
+            return base
+        extra = (self.pe * self.acc_bits + 4) + (4 if self.pipeline > 1 else 0)
+        return base + Resources(ff=extra)
 
     def cycles_per_image(self, vectors: int = 1, ddr_bits: int | None = None) -> int:
         """``cycles() * vectors``; with the weights streamed from DDR (``weight_ram="external"``) at
@@ -384,7 +427,10 @@ class MVTUSpec(NodeShape):
 
     def schedule_options(self) -> dict:
         """The :class:`~lowbit.mapping.schedule.LayerFolding` options beyond PE and SIMD."""
-        return {"weights": "ddr"} if streams_weights(self) else {}
+        out: dict = {"weights": "ddr"} if streams_weights(self) else {}
+        if self.pipeline:
+            out["pipeline"] = self.pipeline
+        return out
 
     def folding_label(self) -> str:
         return f"MVTU PE={self.pe}, SIMD={self.simd}"

@@ -22,11 +22,17 @@ Structure (one spec, :class:`~lowbit.hw.mvtu.spec.MVTUSpec`):
 
 Steady state: one vector per ``spec.cycles()`` cycles. The compute pipeline (issue -> accumulate ->
 output register) stalls as a whole only while the output register is full and not accepted.
+
+``spec.pipeline`` inserts stages into that pipeline (all stall together, so the handshakes are
+unchanged): at 1 each lane's tree output goes through a register (``contrib_r<p>``) before the
+accumulator; at 2 the output register also takes the threshold comparison of the accumulator
+register itself, one cycle after the last synapse fold, with the threshold memory addressed one
+stage later. Each stage adds one cycle of latency (:meth:`MVTUSpec.latency`) and none per vector.
 """
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value, signed, unsigned
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -219,8 +225,15 @@ class MatrixVectorThresholdUnit(wiring.Component):
                 wmem_r.addr.eq(widx),
                 wmem_r.en.eq(~stall),
             ]
+        D = s.pipeline
+        nf_at = [nf]  # nf of the item in stage k (the threshold memory is read at stage D)
+        for k in range(1, D + 1):
+            nf_k = Signal(range(NF), name=f"nf{k}")
+            with m.If(~stall):
+                m.d.sync += nf_k.eq(nf_at[-1])
+            nf_at.append(nf_k)
         if n_thr:
-            m.d.comb += [tmem_r.addr.eq(nf), tmem_r.en.eq(~stall)]
+            m.d.comb += [tmem_r.addr.eq(nf_at[D]), tmem_r.en.eq(~stall)]
         with m.If(issue):
             with m.If(pl == P - 1):
                 m.d.sync += pl.eq(0)
@@ -247,6 +260,18 @@ class MatrixVectorThresholdUnit(wiring.Component):
                 last1.eq((sf == SF - 1) & (pl == P - 1)),
                 pl1.eq(pl),
             ]
+
+        # The accumulate stage (1, or 2 behind the tree register) and the output register's load.
+        v_a, first_a, last_a = v1, first1, last1
+        if D:
+            v_a, first_a, last_a = Signal(name="v2"), Signal(name="first2"), Signal(name="last2")
+            with m.If(~stall):
+                m.d.sync += [v_a.eq(v1), first_a.eq(first1), last_a.eq(last1)]
+        v_out = v_a & last_a
+        if D >= 2:
+            v_out = Signal(name="v3")
+            with m.If(~stall):
+                m.d.sync += v_out.eq(v_a & last_a)
 
         xa = data.ArrayLayout(self.in_shape, SIMD)(ibuf_r.data)
         x = [xa[i] for i in range(SIMD)]
@@ -291,11 +316,17 @@ class MatrixVectorThresholdUnit(wiring.Component):
                             m.d.comb += contrib.eq(-(pc << shift) if coef < 0 else pc << shift)
             else:
                 contrib = lane_dot(m, s, x, lane, name=f"lane{p}", shared=shared)
+            if D:  # stage 2: the tree's output registered
+                contrib_r = Signal(Value.cast(contrib).shape(), name=f"contrib_r{p}")
+                with m.If(~stall):
+                    m.d.sync += contrib_r.eq(contrib)
+                contrib = contrib_r
             acc = Signal(acc_shape, name=f"acc{p}")
             acc_new = Signal(acc_shape, name=f"acc_new{p}")
-            m.d.comb += acc_new.eq(Mux(first1, 0, acc) + contrib)
-            with m.If(v1 & ~stall):
+            m.d.comb += acc_new.eq(Mux(first_a, 0, acc) + contrib)
+            with m.If(v_a & ~stall):
                 m.d.sync += acc.eq(acc_new)
+            compared = acc if D >= 2 else acc_new  # at 2, the register holds the finished sum
             if n_thr:
                 base = p * n_thr * s.acc_bits
                 thr = [
@@ -304,14 +335,14 @@ class MatrixVectorThresholdUnit(wiring.Component):
                 ]
                 if acc_shape.signed:
                     thr = [t.as_signed() for t in thr]
-                value = tree_sum([acc_new >= t for t in thr])
+                value = tree_sum([compared >= t for t in thr])
             elif s.kind is MacKind.XNOR:
-                value = 2 * acc_new - node.mw
+                value = 2 * compared - node.mw
             else:
-                value = acc_new
+                value = compared
             m.d.comb += out_payload[p].eq(value)
 
-        with m.If(v1 & last1 & ~stall):
+        with m.If(v_out & ~stall):
             m.d.sync += [out_valid.eq(1), self.o.payload.eq(out_payload)]
         with m.Elif(self.o.ready):
             m.d.sync += out_valid.eq(0)

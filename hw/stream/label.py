@@ -16,6 +16,12 @@ of ``ClassMap.bits`` of the score register's range (all arithmetic modulo that w
 every exact result). The multipliers are adders, never a DSP: shift-add or partial products, as
 :func:`lowbit.hw.cost.class_map_lanes` says. The result's ``scores`` stay the raw integer scores:
 software knows the map from the graph. Without a map the design is the plain arg-max.
+
+``pipeline=1`` (with ``top_k`` 1) splits the compare-and-select chain over a beat's ``PE`` lanes:
+a balanced tree of them (ties to the lower lane) finds the beat's maximum, registered, and one
+step merges it with the running best; the result beat leaves one cycle later
+(:meth:`LabelSelectSpec.latency`). :meth:`LabelSelectSpec.after` pipelines the label select when
+the unit before it is pipelined.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ from ...ir.boundary import ClassMap
 from ...ir.resources import Resources
 from ...sw_reference import argmax_lowest
 from ..cost import MapLane, class_map_lanes, label_select_resources, naf
+from ..fmax import LogicPath, label_paths
 
 __all__ = ["LabelSelectSpec", "LabelSelect"]
 
@@ -47,6 +54,7 @@ class LabelSelectSpec:
     signed: bool = True
     top_k: int = 1
     class_map: ClassMap | None = None
+    pipeline: int = 0
 
     node = None
 
@@ -58,6 +66,7 @@ class LabelSelectSpec:
         if self.classes % self.pe:
             raise ValueError(f"PE ({self.pe}) must divide classes ({self.classes})")
         _check_class_map(self.class_map, self.classes)
+        _check_label_pipeline(self.pipeline, self.top_k)
 
     @classmethod
     def after(cls, spec) -> "LabelSelectSpec":
@@ -69,6 +78,7 @@ class LabelSelectSpec:
             spec.out_bits,
             signed=spec.node.output_dtype.signed,
             class_map=getattr(spec.node, "class_map", None),
+            pipeline=1 if getattr(spec, "pipeline", 0) else 0,
         )
 
     in_elems = property(lambda self: self.pe)
@@ -95,10 +105,23 @@ class LabelSelectSpec:
         """One beat of ``PE`` scores per cycle: ``classes / PE`` cycles per image."""
         return vectors * (self.classes // self.pe)
 
+    def latency(self) -> int:
+        """Cycles from the handshake of an image's last score beat to its result beat's, output
+        ready: 1, plus 1 when pipelined."""
+        return 1 + self.pipeline
+
+    def logic_paths(self) -> tuple[LogicPath, ...]:
+        """The register-to-register paths at this depth (:func:`lowbit.hw.fmax.label_paths`)."""
+        return label_paths(self)
+
     def resources(self) -> Resources:
-        return label_select_resources(
+        base = label_select_resources(
             self.classes, self.score_bits, self.pe, class_map=self.class_map, signed=self.signed
         )
+        if not self.pipeline:
+            return base
+        index_bits = max(1, (self.classes - 1).bit_length())
+        return base + Resources(ff=self.value_bits + index_bits + 3)
 
     def reference(self, scores) -> np.ndarray:
         """The label of each row of ``scores``: the lowest index of the maximum (of the mapped
@@ -110,7 +133,12 @@ class LabelSelectSpec:
     def create(self) -> "LabelSelect":
         shape = signed(self.score_bits) if self.signed else unsigned(self.score_bits)
         return LabelSelect(
-            shape, classes=self.classes, pe=self.pe, top_k=self.top_k, class_map=self.class_map
+            shape,
+            classes=self.classes,
+            pe=self.pe,
+            top_k=self.top_k,
+            class_map=self.class_map,
+            pipeline=self.pipeline,
         )
 
 
@@ -123,6 +151,13 @@ def _value_shape(score_shape, class_map: ClassMap | None):
     w = shape.width
     lo, hi = (-(1 << (w - 1)), (1 << (w - 1)) - 1) if shape.signed else (0, (1 << w) - 1)
     return signed(class_map.bits(lo, hi))
+
+
+def _check_label_pipeline(pipeline, top_k: int) -> None:
+    if not isinstance(pipeline, int) or isinstance(pipeline, bool) or pipeline not in (0, 1):
+        raise ValueError(f"label select: pipeline must be 0 or 1, not {pipeline!r}")
+    if pipeline and top_k > 1:
+        raise ValueError(f"label select: pipeline=1 takes top_k=1, not {top_k!r}")
 
 
 def _check_class_map(class_map, classes: int) -> None:
@@ -145,6 +180,7 @@ class LabelSelect(wiring.Component):
         pe: int,
         top_k: int = 1,
         class_map: ClassMap | None = None,
+        pipeline: int = 0,
     ):
         if not isinstance(classes, int) or classes < 1:
             raise ValueError(f"classes must be a positive integer, not {classes!r}")
@@ -153,6 +189,8 @@ class LabelSelect(wiring.Component):
         if not isinstance(top_k, int) or isinstance(top_k, bool) or not 1 <= top_k <= classes:
             raise ValueError(f"top_k must be an integer in [1, classes={classes}], not {top_k!r}")
         _check_class_map(class_map, classes)
+        _check_label_pipeline(pipeline, top_k)
+        self.pipeline = pipeline
         self.score_shape, self.classes, self.pe, self.top_k = score_shape, classes, pe, top_k
         self.class_map = class_map
         self.value_shape = _value_shape(score_shape, class_map)
@@ -168,6 +206,8 @@ class LabelSelect(wiring.Component):
         )
 
     def elaborate(self, platform):
+        if self.pipeline:
+            return self._elaborate_pipelined()
         m = Module()
         beats = self.classes // self.pe
         beat = Signal(range(beats))
@@ -213,6 +253,64 @@ class LabelSelect(wiring.Component):
             m.d.sync += out_valid.eq(0)
         if self.top_k > 1:
             self._top_k(m, beat, in_fire, last_fire, values)
+        return m
+
+    def _elaborate_pipelined(self):
+        """``pipeline=1``: the beat's maximum (a tree over the lanes) registered, then merged with
+        the running best; every stage moves when the result register is free or taken."""
+        m = Module()
+        beats = self.classes // self.pe
+        beat = Signal(range(beats))
+        best = Signal(self.value_shape)
+        best_idx = Signal(range(self.classes))
+        scores = Signal(data.ArrayLayout(self.score_shape, self.classes))
+        out_valid, in_fire, stall = Signal(), Signal(), Signal()
+        m.d.comb += [
+            stall.eq(out_valid & ~self.o.ready),
+            self.i.ready.eq(~stall),
+            in_fire.eq(self.i.valid & self.i.ready),
+            self.o.valid.eq(out_valid),
+        ]
+        values = self._values(m, beat)
+        # The beat's maximum: a balanced tree of (value, lane), the lower lane kept on ties.
+        level = [(values[p], Const(p, range(self.pe))) for p in range(self.pe)]
+        while len(level) > 1:
+            nxt = []
+            for a in range(0, len(level) - 1, 2):
+                (va, ia), (vb, ib) = level[a], level[a + 1]
+                take_b = vb > va
+                nxt.append((Mux(take_b, vb, va), Mux(take_b, ib, ia)))
+            level = nxt + level[len(level) - len(level) % 2 :]
+        beat_max = Signal(self.value_shape, name="beat_max")
+        beat_idx = Signal(range(self.classes), name="beat_idx")
+        v_b, first_b, last_b = Signal(name="v_b"), Signal(name="first_b"), Signal(name="last_b")
+        with m.If(~stall):
+            m.d.sync += [
+                beat_max.eq(level[0][0]),
+                beat_idx.eq(beat * self.pe + level[0][1]),
+                v_b.eq(in_fire),
+                first_b.eq(beat == 0),
+                last_b.eq(beat == beats - 1),
+            ]
+        with m.If(in_fire):
+            for k in range(beats):
+                with m.If(beat == k):
+                    for p in range(self.pe):
+                        m.d.sync += scores[k * self.pe + p].eq(self.i.payload[p])
+            with m.If(beat == beats - 1):
+                m.d.sync += beat.eq(0)
+            with m.Else():
+                m.d.sync += beat.eq(beat + 1)
+        take = (beat_max > best) | first_b
+        cur, cur_idx = Mux(take, beat_max, best), Mux(take, beat_idx, best_idx)
+        with m.If(v_b & ~stall):
+            m.d.sync += [best.eq(cur), best_idx.eq(cur_idx)]
+        with m.If(~stall):
+            m.d.sync += out_valid.eq(v_b & last_b)
+            with m.If(v_b & last_b):  # every score is in the register by now
+                m.d.sync += self.o.payload.label.eq(cur_idx)
+                for c in range(self.classes):
+                    m.d.sync += self.o.payload.scores[c].eq(scores[c])
         return m
 
     def _values(self, m, beat) -> list:

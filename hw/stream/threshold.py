@@ -6,6 +6,11 @@ the signed codes (``lo = -2^(k-1)``). Input beats carry ``PE`` channels; channel
 ``C / PE`` folds (pixel after pixel), so the thresholds of fold ``f`` live in word ``f`` of a small
 read-only memory. One beat per cycle; an output register with the usual stall rule.
 
+``pipeline`` (0 to 2) adds register stages, stalling together with the output register: at 1 the
+comparison bits are registered before they are counted; at 2 the input beat is registered too and
+the thresholds are read synchronously beside it, so the comparators start at registers. Each adds
+one cycle of :meth:`ThresholdSpec.latency`.
+
 :class:`ThresholdNodeSpec` is the unit of a :class:`~lowbit.ir.graph.Threshold` node of the graph
 (the registry's family for it): the input threshold unit that turns fixed-point pixels on the
 wire into the model's input codes.
@@ -16,7 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-from amaranth.hdl import Module, Mux, Signal, unsigned
+from amaranth.hdl import Cat, Module, Mux, Signal, unsigned
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -26,9 +31,14 @@ from ...ir.resources import Resources
 from ...sw_reference import multithreshold
 from .._util import pack_words, tree_sum
 from ..cost import rom_resources
+from ..fmax import LogicPath, threshold_paths
+from ..mvtu.spec import check_pipeline
 from ..mvtu.unit import element_shape
 
-__all__ = ["ThresholdSpec", "ThresholdNodeSpec", "MultiThresholdUnit"]
+__all__ = ["ThresholdSpec", "ThresholdNodeSpec", "MultiThresholdUnit", "MAX_THRESHOLD_PIPELINE"]
+
+MAX_THRESHOLD_PIPELINE = 2
+"""The deepest ``pipeline=`` of a threshold unit: comparison register, then input register."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -42,6 +52,8 @@ class ThresholdSpec:
     name: str = field(default="threshold")
     output_dtype: DataType | None = None
     """``INTk`` for signed codes; ``None``: ``BIPOLAR`` for one threshold, else ``UINTk``."""
+    pipeline: int = 0
+    """Register stages (module docstring), 0 to :data:`MAX_THRESHOLD_PIPELINE`."""
 
     def __post_init__(self):
         t = np.asarray(self.thresholds)
@@ -83,6 +95,7 @@ class ThresholdSpec:
                     f"{self.name}: output_dtype {o!r} does not match {k} thresholds "
                     "(expected UINTk or INTk with 2^k - 1 of them, or BIPOLAR with one)"
                 )
+        check_pipeline(self.pipeline, MAX_THRESHOLD_PIPELINE, self.name)
         object.__setattr__(self, "thresholds", t.astype(np.int64))
 
     @property
@@ -124,12 +137,24 @@ class ThresholdSpec:
         """``C / PE`` cycles per vector (one vector per pixel)."""
         return self.cycles(vectors)
 
+    def latency(self) -> int:
+        """Cycles from an input beat's handshake to its output beat's, output ready: 1 plus one
+        per pipeline stage."""
+        return 1 + self.pipeline
+
+    def logic_paths(self) -> tuple[LogicPath, ...]:
+        """The register-to-register paths at this depth (:func:`lowbit.hw.fmax.threshold_paths`)."""
+        return threshold_paths(self)
+
     def resources(self) -> Resources:
         k = self.thresholds.shape[1]
         rom, logic = rom_resources(self.folds, self.pe * k * self.thr_bits)
+        extra = 0
+        if self.pipeline:
+            extra = self.pe * k + 1 + (self.pe * self.in_dtype.bits + 1 if self.pipeline > 1 else 0)
         return rom + Resources(
             lut=int(self.pe * k * self.thr_bits // 2 + logic) + 20,
-            ff=self.pe * self.out_dtype.bits + 20,
+            ff=self.pe * self.out_dtype.bits + 20 + extra,
         )
 
     def reference(self, acc: np.ndarray) -> np.ndarray:
@@ -152,6 +177,7 @@ class ThresholdNodeSpec:
     in_shape: tuple[int, ...]
     dtype: DataType
     simd: int
+    pipeline: int = 0
 
     def __post_init__(self):
         if not isinstance(self.node, Threshold):
@@ -171,7 +197,9 @@ class ThresholdNodeSpec:
         t = self.node.thresholds
         if t.shape[0] == 1:
             t = np.repeat(t, self.simd, axis=0)
-        return ThresholdSpec(t, self.dtype, self.simd, self.node.name, self.node.output_dtype)
+        return ThresholdSpec(
+            t, self.dtype, self.simd, self.node.name, self.node.output_dtype, self.pipeline
+        )
 
     in_elems = out_elems = property(lambda self: self.simd)
     in_bits = property(lambda self: element_shape(self.dtype).width)
@@ -187,6 +215,16 @@ class ThresholdNodeSpec:
 
     def resources(self) -> Resources:
         return self.unit.resources()
+
+    def latency(self) -> int:
+        return self.unit.latency()
+
+    def logic_paths(self) -> tuple[LogicPath, ...]:
+        return self.unit.logic_paths()
+
+    def schedule_options(self) -> dict:
+        """The :class:`~lowbit.mapping.schedule.LayerFolding` options beyond PE and SIMD."""
+        return {"pipeline": self.pipeline} if self.pipeline else {}
 
     def reference(self, x: np.ndarray) -> np.ndarray:
         return self.node.reference(x)
@@ -217,6 +255,8 @@ class MultiThresholdUnit(wiring.Component):
         ]
 
     def elaborate(self, platform):
+        if self.spec.pipeline:
+            return self._elaborate_pipelined()
         m = Module()
         s = self.spec
         k, tb = s.thresholds.shape[1], s.thr_bits
@@ -246,4 +286,51 @@ class MultiThresholdUnit(wiring.Component):
             ]
         with m.Elif(self.o.ready):
             m.d.sync += out_valid.eq(0)
+        return m
+
+    def _elaborate_pipelined(self):
+        """``pipeline`` 1 or 2: every stage moves when the output register is free or taken."""
+        m = Module()
+        s = self.spec
+        k, tb = s.thresholds.shape[1], s.thr_bits
+        m.submodules.tmem = tmem = memory.Memory(
+            shape=unsigned(s.pe * k * tb), depth=s.folds, init=self.threshold_image()
+        )
+        fold = Signal(range(s.folds))
+        out_valid, in_fire, stall = Signal(), Signal(), Signal()
+        m.d.comb += [
+            stall.eq(out_valid & ~self.o.ready),
+            self.i.ready.eq(~stall),
+            in_fire.eq(self.i.valid & self.i.ready),
+            self.o.valid.eq(out_valid),
+        ]
+        with m.If(in_fire):
+            m.d.sync += fold.eq(Mux(fold == s.folds - 1, 0, fold + 1))
+        if s.pipeline >= 2:  # the beat and its thresholds registered (a synchronous read)
+            rd = tmem.read_port()
+            x = Signal.like(self.i.payload, name="x_r")
+            v_x = Signal(name="v_x")
+            m.d.comb += [rd.addr.eq(fold), rd.en.eq(~stall)]
+            with m.If(~stall):
+                m.d.sync += [x.eq(self.i.payload), v_x.eq(in_fire)]
+        else:
+            rd = tmem.read_port(domain="comb")
+            m.d.comb += rd.addr.eq(fold)
+            x, v_x = self.i.payload, in_fire
+        cmp = Signal(s.pe * k, name="cmp_r")
+        v_c = Signal(name="v_c")
+        bits = []
+        for p in range(s.pe):
+            thr = [rd.data[(p * k + j) * tb : (p * k + j + 1) * tb].as_signed() for j in range(k)]
+            bits += [x[p] >= t for t in thr]
+        with m.If(~stall):
+            m.d.sync += [cmp.eq(Cat(*bits)), v_c.eq(v_x)]
+        values = Signal.like(self.o.payload)
+        for p in range(s.pe):
+            count = tree_sum([cmp[p * k + j] for j in range(k)])
+            m.d.comb += values[p].eq(count + s.out_bias if s.out_bias else count)
+        with m.If(~stall):
+            m.d.sync += out_valid.eq(v_c)
+            with m.If(v_c):
+                m.d.sync += self.o.payload.eq(values)
         return m

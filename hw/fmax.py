@@ -1,0 +1,263 @@
+"""Logic depth of the engines and the Fmax they reach, per FPGA family.
+
+Each engine's spec describes its register-to-register paths as :class:`LogicPath` records
+(``levels`` of at most six-input logic functions, ``carry_bits`` of carry chain, and whether the
+path starts at a memory's read data); the pipeline registers of a spec (``pipeline=``) split
+these paths. The clock period of a path on a family is
+
+``period_ns = base + per_level * levels + per_carry_bit * carry_bits + memory * from_memory``
+
+and a unit's Fmax is ``1000 / max(period)`` over its paths (:func:`estimate_fmax`). The four
+coefficients of each family are data (``fmax_coefficients.json`` beside this module), fitted by
+``benchmarks/fmax_model.py`` to nextpnr's achieved Fmax of a grid of MVTUs (MAC kinds, SIMD
+widths, pipeline depths) built alone in a small wrapper; the points are kept in
+``benchmarks/results/fmax_model.json``.
+
+Bound: on the recorded points the estimate is within :func:`model_bound` (the relative error
+``|estimate - measured| / measured`` stored with the coefficients, per family) of nextpnr's
+achieved Fmax; ``tests/test_fmax_model.py`` checks it on every point without running a tool.
+Families without recorded points (the Xilinx ones) have no estimate (``None``): the report says so
+rather than guess.
+
+Pure Python; no Amaranth.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+from ..ir.mac import MacKind
+
+__all__ = [
+    "LogicPath",
+    "FmaxModel",
+    "popcount_depth",
+    "adder_tree_depth",
+    "mvtu_paths",
+    "threshold_paths",
+    "label_paths",
+    "unit_paths",
+    "fmax_model",
+    "estimate_fmax",
+    "model_bound",
+    "COEFFICIENTS_FILE",
+]
+
+COEFFICIENTS_FILE = Path(__file__).with_name("fmax_coefficients.json")
+"""The fitted coefficients, per family (written by ``benchmarks/fmax_model.py``)."""
+
+
+@dataclass(frozen=True)
+class LogicPath:
+    """One register-to-register path of a unit.
+
+    ``name`` says where it runs (``"tree"``, ``"accumulate"``, ...), ``levels`` counts logic
+    functions of up to six inputs in series, ``carry_bits`` the carry chain bits along it and
+    ``from_memory`` whether it starts at a memory's read data (block RAM clock-to-out)."""
+
+    name: str
+    levels: int
+    carry_bits: int
+    from_memory: bool = False
+
+
+def popcount_depth(n: int, fanin: int = 1) -> tuple[int, int]:
+    """``(levels, carry_bits)`` of :func:`lowbit.hw.mvtu.mac.popcount` of ``n`` bits, each a
+    function of ``fanin`` signals: the counter levels (one function each) and the final adder.
+
+    Mirrors the popcount's construction on column heights only."""
+    if n <= 1:
+        return 0, 0
+    group = min(6, 6 // max(1, fanin))
+    if group >= 3:
+        cols: dict[int, int] = {}
+        for k in range(0, n, group):
+            for j in range(min(group, n - k).bit_length()):
+                cols[j] = cols.get(j, 0) + 1
+        levels = 1
+    else:
+        cols, levels = {0: n}, 0
+    while any(h > 2 for h in cols.values()):
+        nxt: dict[int, int] = {}
+        for w, h in sorted(cols.items()):
+            k = 0
+            while h - k >= 3:
+                take = min(6, h - k)
+                for j in range(take.bit_length()):
+                    nxt[w + j] = nxt.get(w + j, 0) + 1
+                k += take
+            nxt[w] = nxt.get(w, 0) + h - k
+        cols, levels = nxt, levels + 1
+    adder = any(h > 1 for h in cols.values())
+    return levels + (1 if adder else 0), (n.bit_length() if adder else 0)
+
+
+def adder_tree_depth(terms: int, width: int) -> tuple[int, int]:
+    """``(levels, carry_bits)`` of a balanced tree of ``+`` over ``terms`` values of ``width``
+    bits (:func:`lowbit.hw._util.tree_sum`): one level per adder and the widest adder's chain."""
+    if terms <= 1:
+        return 0, 0
+    depth = math.ceil(math.log2(terms))
+    return depth, width + depth
+
+
+def _lane_tree(spec) -> tuple[int, int]:
+    """``(levels, carry_bits)`` of one MVTU lane's contribution (:func:`lane_dot`, or the
+    bit-serial plane popcount)."""
+    simd, kind = spec.simd, spec.kind
+    if spec.serial:
+        lv, cb = popcount_depth(simd, 2)
+        return lv + 2, cb + 1  # the plane selects before, the coefficient's sign after
+    if kind is MacKind.XNOR:
+        return popcount_depth(simd, 2)
+    if kind is MacKind.TERNARY and spec.node.binary_input:
+        lv, cb = popcount_depth(simd, 3)
+        return lv + 1, cb + 1
+    in_bits = spec.in_bits
+    width = in_bits + (spec.weight_bits if kind is MacKind.MULTIBIT else 1)
+    terms = simd * (spec.weight_bits if kind is MacKind.MULTIBIT and not spec.node.binary_input
+                    else 1)
+    lv, cb = adder_tree_depth(terms, width)
+    return lv + 2, cb + 1  # the select / negation before, the correction term after
+
+
+def mvtu_paths(spec) -> tuple[LogicPath, ...]:
+    """The paths of an :class:`~lowbit.hw.mvtu.spec.MVTUSpec` at its ``pipeline`` depth: the
+    tree from the weight memory, the accumulator's adder, the threshold comparators (each a
+    carry chain of the accumulator's width) and the count of the comparisons."""
+    tree_lv, tree_cb = _lane_tree(spec)
+    acc = spec.acc_bits
+    t = spec.node.thresholds
+    n_thr = 0 if t is None else t.shape[1]
+    cmp_lv = 1 + (math.ceil(math.log2(n_thr + 1)) if n_thr > 1 else 0) if n_thr else 1
+    cmp_cb = acc
+    tree = LogicPath("tree", tree_lv, tree_cb, from_memory=True)
+    accumulate = LogicPath("accumulate", 1, acc)
+    compare = LogicPath("compare", cmp_lv, cmp_cb, from_memory=n_thr > 0)
+    if spec.pipeline == 0:
+        return (
+            LogicPath(
+                "tree+accumulate+compare",
+                tree.levels + accumulate.levels + compare.levels,
+                tree.carry_bits + accumulate.carry_bits + compare.carry_bits,
+                from_memory=True,
+            ),
+        )
+    if spec.pipeline == 1:
+        return (
+            tree,
+            LogicPath(
+                "accumulate+compare",
+                accumulate.levels + compare.levels,
+                accumulate.carry_bits + compare.carry_bits,
+                from_memory=n_thr > 0,
+            ),
+        )
+    return tree, accumulate, compare
+
+
+def threshold_paths(spec) -> tuple[LogicPath, ...]:
+    """The paths of a :class:`~lowbit.hw.stream.threshold.ThresholdSpec` at its ``pipeline``
+    depth: the comparators (``thr_bits`` of carry each, from the threshold memory read
+    combinationally at 0 and 1) and the count of the ``k`` comparisons."""
+    k, tb = spec.thresholds.shape[1], spec.thr_bits
+    count = math.ceil(math.log2(k + 1)) if k > 1 else 0
+    if spec.pipeline == 0:
+        return (LogicPath("compare+count", 2 + count, tb),)
+    if spec.pipeline == 1:
+        return LogicPath("compare", 2, tb), LogicPath("count", max(1, count), 0)
+    return (
+        LogicPath("compare", 1, tb, from_memory=True),
+        LogicPath("count", max(1, count), 0),
+    )
+
+
+def label_paths(spec) -> tuple[LogicPath, ...]:
+    """The paths of a :class:`~lowbit.hw.stream.label.LabelSelectSpec` at its ``pipeline``
+    depth: a chain of ``PE`` compare-and-select steps over the values at 0; at 1 a tree of
+    ``log2(PE)`` of them, registered, then one step against the running best."""
+    bits = spec.value_bits
+    if spec.pipeline == 0:
+        return (LogicPath("compare chain", 2 * spec.pe, spec.pe * bits),)
+    depth = max(1, math.ceil(math.log2(spec.pe))) if spec.pe > 1 else 0
+    return (
+        LogicPath("beat maximum", 2 * depth, depth * bits),
+        LogicPath("running maximum", 2, bits),
+    )
+
+
+def unit_paths(spec) -> tuple[LogicPath, ...] | None:
+    """The paths of any unit spec that describes them (``spec.logic_paths()``), else ``None``."""
+    paths = getattr(spec, "logic_paths", None)
+    return None if paths is None else tuple(paths())
+
+
+@dataclass(frozen=True)
+class FmaxModel:
+    """The fitted coefficients of one family (ns): see the module docstring. ``bound`` is the
+    largest relative error on the recorded points, ``points`` how many there were."""
+
+    family: str
+    base: float
+    per_level: float
+    per_carry_bit: float
+    memory: float
+    bound: float
+    points: int
+
+    def period_ns(self, path: LogicPath) -> float:
+        return (
+            self.base
+            + self.per_level * path.levels
+            + self.per_carry_bit * path.carry_bits
+            + self.memory * path.from_memory
+        )
+
+    def fmax_mhz(self, paths) -> float:
+        """Fmax of a unit with ``paths``: ``1000 / max(period)``."""
+        return 1000.0 / max(self.period_ns(p) for p in paths)
+
+
+@cache
+def _models(path: str) -> dict[str, FmaxModel]:
+    p = Path(path)
+    if not p.exists():
+        return {}
+    doc = json.loads(p.read_text())
+    return {
+        fam: FmaxModel(
+            fam,
+            float(c["base"]),
+            float(c["per_level"]),
+            float(c["per_carry_bit"]),
+            float(c["memory"]),
+            float(c["bound"]),
+            int(c["points"]),
+        )
+        for fam, c in doc.get("families", {}).items()
+    }
+
+
+def fmax_model(family: str) -> FmaxModel | None:
+    """The fitted model of ``family`` (``"ecp5"``, ``"ice40"``), or ``None`` when uncalibrated."""
+    return _models(str(COEFFICIENTS_FILE)).get(family)
+
+
+def estimate_fmax(spec, family: str) -> float | None:
+    """Estimated Fmax (MHz) of the unit ``spec`` on ``family``; ``None`` when the family has no
+    fitted model or the unit describes no paths."""
+    model = fmax_model(family)
+    paths = unit_paths(spec)
+    if model is None or not paths:
+        return None
+    return model.fmax_mhz(paths)
+
+
+def model_bound(family: str) -> float | None:
+    """The relative error bound of ``family``'s model on its recorded points."""
+    model = fmax_model(family)
+    return None if model is None else model.bound

@@ -1,0 +1,99 @@
+"""Timing in the mapper: each unit's estimated Fmax, the slowest, and pipeline depths for a clock.
+
+:func:`fmax_entry` is the report's ``fmax`` section: per unit (and the label select) its pipeline
+depth and the Fmax the family's model (:mod:`lowbit.hw.fmax`) estimates from its logic paths, the
+slowest unit, and the images per second at that Fmax beside those at the schedule's nominal clock.
+Units that describe no logic paths (sliding windows, pools, width converters, the sparse engine)
+are listed without an estimate. Families without a fitted model (the Xilinx ones) get no estimate.
+
+:func:`pipeline_for_clock` is the mapper's choice of depths: for every layer that can be
+pipelined, the smallest depth whose estimated Fmax reaches the schedule's clock (the deepest when
+none does).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from ..boards import Board, get_board
+from ..hw.fmax import estimate_fmax, fmax_model
+from ..hw.mvtu.spec import MAX_PIPELINE
+from ..hw.registry import stitching
+from ..ir.graph import IntegerGraph
+
+__all__ = ["fmax_entry", "pipeline_for_clock", "added_latency"]
+
+
+def added_latency(specs) -> int:
+    """Cycles of latency the pipeline registers add: one per stage of every unit, and one when
+    the label select is pipelined (it follows a pipelined last unit)."""
+    return sum(getattr(s, "pipeline", 0) for s in specs) + stitching(specs)[1].pipeline
+
+
+def fmax_entry(specs, board: Board, clock_mhz: float, cycles_per_image: int) -> dict:
+    """The report's ``fmax`` section for ``specs`` on ``board`` (see the module docstring).
+
+    ``fmax_mhz`` is the slowest unit's estimate (``None`` without a model), ``slowest`` its name,
+    ``throughput_fps_at_fmax`` the images per second with the accelerator clocked there,
+    ``meets_clock`` whether the estimate reaches ``clock_mhz``, ``model_bound`` the model's
+    relative error bound on its calibration points.
+    """
+    family = board.family
+    model = fmax_model(family)
+    label = stitching(specs)[1]
+    units = [(s.node.name, s) for s in specs] + [("label select", label)]
+    rows = [
+        {
+            "name": name,
+            "pipeline": getattr(s, "pipeline", 0),
+            "fmax_mhz": None if model is None else _round(estimate_fmax(s, family)),
+        }
+        for name, s in units
+    ]
+    known = [r for r in rows if r["fmax_mhz"] is not None]
+    entry: dict = {"family": family, "model_bound": None if model is None else model.bound}
+    entry["units"] = rows
+    if not known:
+        entry.update(
+            fmax_mhz=None,
+            slowest=None,
+            throughput_fps_at_fmax=None,
+            meets_clock=None,
+            note=f"no Fmax model for {family} (calibrated: ecp5, ice40)",
+        )
+        return entry
+    slowest = min(known, key=lambda r: r["fmax_mhz"])
+    fmax = slowest["fmax_mhz"]
+    entry.update(
+        fmax_mhz=fmax,
+        slowest=slowest["name"],
+        throughput_fps_at_fmax=fmax * 1e6 / cycles_per_image,
+        meets_clock=fmax >= clock_mhz,
+    )
+    return entry
+
+
+def _round(v: float | None) -> float | None:
+    return None if v is None else round(v, 1)
+
+
+def pipeline_for_clock(schedule, graph: IntegerGraph, *, board: Board | None = None):
+    """``schedule`` with each MVTU's and threshold unit's pipeline depth the smallest whose
+    estimated Fmax reaches ``schedule.clock_mhz`` (the deepest when none does); unchanged on a
+    family without a model."""
+    board = get_board(schedule.board) if board is None else board
+    if fmax_model(board.family) is None:
+        return schedule
+    specs = schedule.apply(graph)
+    layers = []
+    for layer, spec in zip(schedule.layers, specs):
+        if getattr(spec, "logic_paths", None) is None or not hasattr(spec, "pipeline"):
+            layers.append(layer)
+            continue
+        depth = 0
+        for depth in range(MAX_PIPELINE + 1):
+            fmax = estimate_fmax(dataclasses.replace(spec, pipeline=depth), board.family)
+            if fmax is None or fmax >= schedule.clock_mhz:
+                break
+        layers.append(dataclasses.replace(layer, pipeline=depth))
+    return dataclasses.replace(schedule, layers=tuple(layers))

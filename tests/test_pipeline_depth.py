@@ -1,0 +1,291 @@
+# amaranth: UnusedElaboratable=no
+"""Pipeline registers in the engines (issue 21, timing-aware engines): the MVTU's tree and
+threshold comparison, the threshold unit and the label select at every depth.
+
+In the Amaranth simulator, against the reference: bit-exact under random ``valid``/``ready``
+stalls at depths 1 and 2, and with ``valid`` and ``ready`` high the cycles per vector unchanged
+and the latency exactly the spec's ``latency()`` (depth 0 included, so the formula is checked on
+today's design too). Depth 0 keeps today's Verilog: ``tests/test_golden.py`` pins it.
+"""
+
+import dataclasses
+
+import numpy as np
+import pytest
+from amaranth.hdl import signed
+
+from lowbit.hw._util import pack_words
+from lowbit.hw.mvtu.spec import MVTUSpec
+from lowbit.hw.stream.label import LabelSelect, LabelSelectSpec
+from lowbit.hw.stream.threshold import ThresholdSpec
+from lowbit.ir import BIPOLAR, TERNARY, DataType, MatMulThreshold
+from lowbit.sim.amaranth_sim import run_stream
+from lowbit.sw_reference import argmax_lowest
+
+UINT2 = DataType.uint(2)
+
+
+def _elements(words, n, width, is_signed):
+    out = []
+    for word in words:
+        for k in range(n):
+            v = (word >> (k * width)) & ((1 << width) - 1)
+            if is_signed and v >> (width - 1):
+                v -= 1 << width
+            out.append(v)
+    return out
+
+
+# -- MVTU -----------------------------------------------------------------------------------------
+
+# name -> (input type, weight type, thresholds per row (None: scores), mac)
+MVTU_KINDS = {
+    "xnor": (BIPOLAR, BIPOLAR, 1, "parallel"),
+    "addsub-scores": (DataType.uint(3), BIPOLAR, None, "parallel"),
+    "ternary": (UINT2, TERNARY, 3, "parallel"),
+    "multibit": (UINT2, DataType.int(3), 3, "parallel"),
+    "serial": (UINT2, DataType.int(3), 3, "serial"),
+}
+# (MW, MH, PE, SIMD): SF 3 / NF 2, SF 1 / NF 3, SF 2 / NF 1
+MVTU_SHAPES = [(12, 4, 2, 4), (6, 6, 2, 6), (8, 2, 2, 4)]
+
+
+def _mvtu_case(kind, shape, seed=0):
+    in_dtype, w_dtype, n_thr, mac = MVTU_KINDS[kind]
+    mw, mh, pe, simd = shape
+    rng = np.random.default_rng([seed, mw, mh, pe, simd, list(MVTU_KINDS).index(kind)])
+    w = w_dtype.sample(rng, (mh, mw))
+    probe = MatMulThreshold("fc", in_dtype, w, None, weight_dtype=w_dtype)
+    if n_thr is None:
+        node = probe
+    else:
+        lo, hi = probe.acc_range
+        t = np.sort(rng.integers(lo, hi + 2, (mh, n_thr)), axis=1)
+        out = BIPOLAR if n_thr == 1 else DataType.uint(n_thr.bit_length())
+        node = MatMulThreshold("fc", in_dtype, w, t, out, weight_dtype=w_dtype)
+    x = in_dtype.sample(rng, (6, mw))
+    return MVTUSpec(node, pe=pe, simd=simd, mac=mac), x
+
+
+def _mvtu_run(spec, x, **throttle):
+    dut = spec.create()
+    ib, ob = dut.in_shape.width, dut.out_shape.width
+    sf, simd = spec.synapse_folds, spec.simd
+    beats = [pack_words(row[s * simd:(s + 1) * simd], ib) for row in x for s in range(sf)]
+    bound = 20 * (len(x) * (spec.cycles() + sf) + 50)
+    run = run_stream(dut, beats, len(x) * spec.neuron_folds, max_cycles=bound, **throttle)
+    got = _elements(run.outputs, spec.pe, ob, dut.out_shape.signed)
+    return np.array(got).reshape(len(x), spec.mh), run
+
+
+# every kind once, the shapes in turn
+MVTU_PARAMS = [pytest.param(k, s, id=f"{k}-MW{s[0]}-MH{s[1]}-PE{s[2]}-SIMD{s[3]}")
+               for k, s in zip(MVTU_KINDS, MVTU_SHAPES * 2)]
+
+
+@pytest.mark.amaranth_sim
+@pytest.mark.parametrize("kind, shape", MVTU_PARAMS)
+def test_mvtu_pipeline_steady_cycles_and_latency(kind, shape):
+    """Cycles per vector unchanged, latency ``spec.latency()``: one more cycle per stage."""
+    base, x = _mvtu_case(kind, shape)
+    ref = base.reference(x)
+    latencies = []
+    for depth in (0, 1, 2):
+        spec = dataclasses.replace(base, pipeline=depth)
+        got, run = _mvtu_run(spec, x)
+        assert np.array_equal(got, ref), f"pipeline {depth}: outputs differ from the reference"
+        nf = spec.neuron_folds
+        assert np.diff(run.out_cycles[nf - 1::nf]).tolist() == [spec.cycles()] * (len(x) - 1)
+        # input beat k is taken in cycle k + 1 (valid from the start, the unit idle)
+        latencies.append(run.out_cycles[0] - spec.synapse_folds)
+        assert latencies[-1] == spec.latency(), f"pipeline {depth}"
+    assert latencies == [latencies[0], latencies[0] + 1, latencies[0] + 2]
+
+
+@pytest.mark.amaranth_sim
+@pytest.mark.parametrize("depth", [1, 2])
+@pytest.mark.parametrize("kind, shape", MVTU_PARAMS)
+def test_mvtu_pipeline_bit_exact_under_stalls(kind, shape, depth):
+    base, x = _mvtu_case(kind, shape, seed=depth)
+    spec = dataclasses.replace(base, pipeline=depth)
+    seed = 40 + depth
+    got, _ = _mvtu_run(spec, x, seed=seed, valid_prob=0.5, ready_prob=0.4)
+    assert np.array_equal(got, spec.reference(x))
+
+
+def test_mvtu_pipeline_checked():
+    spec, _ = _mvtu_case("xnor", MVTU_SHAPES[0])
+    with pytest.raises(ValueError, match=r"^node 'fc': pipeline must be in \[0, 2\], not 3$"):
+        dataclasses.replace(spec, pipeline=3)
+    with pytest.raises(TypeError, match=r"^node 'fc': pipeline must be an integer, not True$"):
+        dataclasses.replace(spec, pipeline=True)
+
+
+def test_mvtu_pipeline_adds_registers_not_cycles():
+    spec, _ = _mvtu_case("ternary", MVTU_SHAPES[0])
+    deeper = dataclasses.replace(spec, pipeline=2)
+    assert deeper.cycles() == spec.cycles()
+    assert deeper.resources().ff > spec.resources().ff
+    assert deeper.resources().lut == spec.resources().lut
+    assert deeper.schedule_options() == {"pipeline": 2} and spec.schedule_options() == {}
+
+
+# -- threshold unit -------------------------------------------------------------------------------
+
+def _threshold_case(depth, channels=6, pe=2, seed=0):
+    rng = np.random.default_rng([seed, channels, pe])
+    i6 = DataType.int(6)
+    t = np.sort(rng.integers(-20, 22, (channels, 3)), axis=1)
+    return ThresholdSpec(t, i6, pe, pipeline=depth), rng.integers(-32, 32, (8, channels))
+
+
+def _threshold_run(spec, x, **throttle):
+    dut = spec.create()
+    pe = spec.pe
+    beats = [pack_words(row[k:k + pe], 6) for row in x for k in range(0, spec.channels, pe)]
+    run = run_stream(dut, beats, len(beats), max_cycles=40 * len(beats) + 100, **throttle)
+    return _elements(run.outputs, spec.pe, dut.out_shape.width, dut.out_shape.signed), run
+
+
+@pytest.mark.amaranth_sim
+@pytest.mark.parametrize("depth", [0, 1, 2])
+def test_threshold_unit_pipeline(depth):
+    spec, x = _threshold_case(depth)
+    want = spec.reference(x).reshape(-1).tolist()
+    got, run = _threshold_run(spec, x)
+    assert got == want
+    assert np.diff(run.out_cycles).tolist() == [1] * (len(run.out_cycles) - 1)
+    assert run.out_cycles[0] - 1 == spec.latency() == 1 + depth  # beat 0 taken in cycle 1
+    for seed in (3,):
+        got, _ = _threshold_run(spec, x, seed=seed, valid_prob=0.5, ready_prob=0.4)
+        assert got == want, f"seed {seed}"
+
+
+def test_threshold_pipeline_checked():
+    with pytest.raises(ValueError, match=r"^threshold: pipeline must be in \[0, 2\], not -1$"):
+        _threshold_case(-1)
+
+
+# -- label select ---------------------------------------------------------------------------------
+
+CLASSES, BITS = 10, 6
+
+
+def _scores(seed):
+    rng = np.random.default_rng(seed)
+    s = rng.integers(-3, 4, (9, CLASSES))  # a narrow range: many ties
+    s[0] = 2
+    s[1] = -32
+    s[1, -1] = -31
+    s[2, 4] = s[2, 8] = 31
+    s[3, :] = -1
+    s[3, 3] = s[3, 7] = 0
+    return s
+
+
+def _label_run(pe, pipeline, scores, **throttle):
+    dut = LabelSelect(signed(BITS), classes=CLASSES, pe=pe, pipeline=pipeline)
+    beats = [pack_words(r[k * pe:(k + 1) * pe], BITS) for r in scores for k in range(CLASSES // pe)]
+    run = run_stream(dut, beats, len(scores), max_cycles=40 * len(beats) + 100, **throttle)
+    width = dut.result_layout.size
+    label_bits = (CLASSES - 1).bit_length()
+    labels = [w & ((1 << label_bits) - 1) for w in run.outputs]
+    echoed = [_elements([w >> label_bits], CLASSES, BITS, True) for w in run.outputs]
+    assert all(w < (1 << width) for w in run.outputs)
+    return labels, echoed, run
+
+
+@pytest.mark.amaranth_sim
+@pytest.mark.parametrize("pe", [1, 2, 5])
+def test_label_select_pipeline(pe):
+    scores = _scores(pe)
+    want = argmax_lowest(scores).tolist()
+    base = None
+    for pipeline in (0, 1):
+        labels, echoed, run = _label_run(pe, pipeline, scores)
+        assert labels == want and echoed == scores.tolist()
+        assert np.diff(run.out_cycles).tolist() == [CLASSES // pe] * (len(scores) - 1)
+        spec = LabelSelectSpec(CLASSES, pe, BITS, pipeline=pipeline)
+        # the last beat of image 0 is taken in cycle CLASSES / PE
+        assert run.out_cycles[0] - CLASSES // pe == spec.latency()
+        base = run.out_cycles[0] if base is None else base
+        assert run.out_cycles[0] == base + pipeline
+        for seed in (5,):
+            labels, echoed, _ = _label_run(pe, pipeline, scores, seed=seed, valid_prob=0.5,
+                                           ready_prob=0.4)
+            assert labels == want and echoed == scores.tolist(), f"seed {seed}"
+
+
+def test_label_select_pipeline_checked():
+    with pytest.raises(ValueError, match=r"^label select: pipeline must be 0 or 1, not 2$"):
+        LabelSelectSpec(CLASSES, 2, BITS, pipeline=2)
+    with pytest.raises(ValueError, match=r"^label select: pipeline=1 takes top_k=1, not 3$"):
+        LabelSelectSpec(CLASSES, 2, BITS, top_k=3, pipeline=1)
+
+
+def test_label_select_follows_the_last_unit():
+    spec, _ = _mvtu_case("addsub-scores", MVTU_SHAPES[0])
+    assert LabelSelectSpec.after(spec).pipeline == 0
+    assert LabelSelectSpec.after(dataclasses.replace(spec, pipeline=2)).pipeline == 1
+
+
+# -- whole designs -----------------------------------------------------------------------------------
+
+def _ternary_mlp():
+    from lowbit.ir import IntegerGraph
+
+    rng = np.random.default_rng(3)
+    w0, w1 = rng.integers(-1, 2, (16, 32)), rng.integers(-1, 2, (10, 16))
+    lo, hi = MatMulThreshold("p", UINT2, w0, None, weight_dtype=TERNARY).acc_range
+    t0 = np.sort(rng.integers(lo // 4, hi // 4 + 2, (16, 3)), axis=1)
+    graph = IntegerGraph(UINT2, (
+        MatMulThreshold("fc0", UINT2, w0, t0, UINT2, weight_dtype=TERNARY),
+        MatMulThreshold("fc1", UINT2, w1, None, weight_dtype=TERNARY)))
+    return graph, rng.integers(0, 4, (60, 32))
+
+
+def _mlp_schedule(depths):
+    from lowbit.mapping import Schedule
+    from lowbit.mapping.schedule import LayerFolding
+
+    return Schedule("ulx3s-85f", 25.0, (LayerFolding("fc0", 4, 8, pipeline=depths[0]),
+                                        LayerFolding("fc1", 5, 4, pipeline=depths[1])))
+
+
+@pytest.mark.amaranth_sim
+def test_whole_accelerator_latency_counted():
+    """The accelerator in the Amaranth simulator: with both layers (and so the label select)
+    pipelined, the same results and cycles per image, and the first result exactly the report's
+    ``pipeline_latency_cycles`` later."""
+    from lowbit.hw.codec import decode_result, input_beats
+    from lowbit.hw.top import Accelerator, stream_format
+
+    graph, x = _ternary_mlp()
+    x = x[:6]
+    first = {}
+    for depths in ((0, 0), (2, 1)):
+        schedule = _mlp_schedule(depths)
+        acc = Accelerator(schedule.apply(graph))
+        fmt = stream_format(acc)
+        beats = [b for image in input_beats(fmt, x) for b in image]
+        run = run_stream(acc, beats, len(x), max_cycles=5000)
+        assert [decode_result(fmt, w)[0] for w in run.outputs] == graph.predict(x).tolist()
+        report = schedule.report(graph)
+        steady = np.diff(run.out_cycles).tolist()
+        assert steady == [report["cycles_per_image"]] * (len(x) - 1)
+        first[depths] = (run.out_cycles[0], report["pipeline_latency_cycles"])
+    assert first[(0, 0)][1] == 0 and first[(2, 1)][1] == 2 + 1 + 1
+    assert first[(2, 1)][0] - first[(0, 0)][0] == first[(2, 1)][1]
+
+
+@pytest.mark.fast_sim
+def test_whole_design_fast_path(tmp_path, private_verilator_cache):
+    """The pipelined design's Verilog on the fast Verilator path: bit-exact under its random
+    stall patterns, cycles per image as the report predicts."""
+    from lowbit.flow import compile_model, verify_compiled_fast
+
+    graph, x = _ternary_mlp()
+    report = compile_model(graph, tmp_path / "out", schedule=_mlp_schedule((2, 1)))
+    rep = verify_compiled_fast(tmp_path / "out", x)
+    assert rep.ok, rep.mismatch
+    assert rep.cycles_per_image == report.cycles_per_image
