@@ -161,7 +161,8 @@ def main(argv=None) -> int:
              "remain per cycle against the engine's `PE = 4` (the ratio grows with C), plus the "
              "MVTU's `SIMD`-wide adder trees and input buffer. The W4A4 rows are close to each "
              "other because both designs hold their 15 thresholds per channel (`4 x 15` "
-             "comparators and a threshold memory in LUTs, the same in both): the "
+             "comparators and a threshold memory in LUTs in both, the MVTU's on its wider "
+             "accumulator): the "
              "`W4A4 scores` rows, without thresholds, are the MAC arrays alone. `model LUT` is "
              "`spec.resources()`: the engine's estimate reuses the MVTU model at SIMD 1; the "
              "MVTU's model does not know the zero columns.", "",
