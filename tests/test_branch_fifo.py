@@ -25,6 +25,7 @@ from lowbit.mapping.branch_fifo import (
     residual_cycles,
     residual_throughput,
 )
+from lowbit.sim.amaranth_sim import run_stream
 
 U4 = DataType.uint(4)
 LAYOUT = data.ArrayLayout(unsigned(4), 1)
@@ -191,3 +192,81 @@ def test_a_branch_with_a_lead_deadlocks_where_the_model_says(vector):
         with pytest.raises(AssertionError, match=r"^deadlock: "):
             run(2, d_min - 1, mvtu=mvtu, max_cycles=600)
     run(2, d_min, mvtu=mvtu)
+
+
+class DepthwiseResidual(wiring.Component):
+    """A residual block of real units: fork -> sliding window (3 x 3, pad 1) -> depthwise engine ->
+    add.a; fork.b -> FIFO(depth) -> add.b; the add requantizes the sum with its thresholds."""
+
+    def __init__(self, swg, dw, add, depth):
+        simd = swg.simd
+        self.parts = {
+            "fork": ForkSpec(swg.dtype, simd).create(),
+            "swg": swg.create(),
+            "dw": dw.create(),
+            "fifo": FIFOSpec(swg.dtype, simd, depth).create(),
+            "add": add.create(),
+        }
+        super().__init__({
+            "i": In(stream.Signature(self.parts["fork"].i.payload.shape())),
+            "o": Out(stream.Signature(self.parts["add"].o.payload.shape())),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        for name, part in self.parts.items():
+            m.submodules[name] = part
+        fork, swg, dw, fifo, add = self.parts.values()
+        wiring.connect(m, wiring.flipped(self.i), fork.i)
+        wiring.connect(m, fork.a, swg.i)
+        wiring.connect(m, swg.o, dw.i)
+        wiring.connect(m, dw.o, add.a)
+        wiring.connect(m, fork.b, fifo.i)
+        wiring.connect(m, fifo.o, add.b)
+        wiring.connect(m, add.o, wiring.flipped(self.o))
+        return m
+
+
+@pytest.mark.amaranth_sim
+@pytest.mark.parametrize("seed", [None, 5])
+def test_depthwise_residual_block_lead_and_values(seed):
+    """A depthwise residual block (MobileNet-style 3 x 3 depthwise on the branch, identity
+    shortcut, Add with exact requantization) from graph nodes. The sliding window's first output
+    needs two image rows (pad 1), ``R = 2 * W * C / SIMD`` beats: the model's ``deadlocks(D, R)``
+    holds at ``D = R - 2`` (no progress) and not at ``D = R - 1``, where the block's outputs equal
+    the graph's reference, with random throttling too."""
+    from lowbit.hw.dag.branch import AddSpec as _Add
+    from lowbit.hw.dag.depthwise import DepthwiseSpec
+    from lowbit.hw.stream.swg import SWGSpec
+    from lowbit.ir.graph import Add, DepthwiseConv, SlidingWindow
+
+    rng = np.random.default_rng(3)
+    u2 = DataType.uint(2)
+    h, w, c, simd = 4, 3, 2, 1
+    win = SlidingWindow("win", 3, 1, 1, 0)
+    wts = DataType.int(3).sample(rng, (c, 9))
+    lo, hi = -4 * 3 * 9, 3 * 3 * 9
+    dw_node = DepthwiseConv("dw", u2, wts, np.sort(rng.integers(lo // 4, hi // 4, (c, 3)), axis=1),
+                            u2, DataType.int(3))
+    add_node = Add("add", (u2, u2), np.array([1, 2]), np.array([1, 1]),
+                   np.array([[1, 3, 5], [2, 4, 6]]), u2)
+    swg = SWGSpec(win, (h, w, c), u2, simd)
+    dw = DepthwiseSpec(dw_node, simd)
+    add = _Add.from_node(add_node, simd)
+    lead = 2 * w * c // simd
+    assert deadlocks(lead - 2, lead) and not deadlocks(lead - 1, lead)
+
+    n = 3
+    x = u2.sample(rng, (n, h, w, c))
+    expected = add_node.reference(dw_node.reference(win.reference(x)), x)
+    beats = [int(v) for v in x.reshape(-1)]  # SIMD 1: one element per beat
+    throttle = {} if seed is None else dict(seed=seed, valid_prob=0.7, ready_prob=0.6)
+    if seed is None:
+        # no output at all in 2000 cycles (the block at R - 1 needs about 650 for all of them)
+        with pytest.raises(RuntimeError, match=r"^simulation exceeded max_cycles \(2000\) with "
+                                               r"0 of 72 outputs"):
+            run_stream(DepthwiseResidual(swg, dw, add, lead - 2), beats, n * h * w * c,
+                       max_cycles=2000)
+    got = run_stream(DepthwiseResidual(swg, dw, add, lead - 1), beats, n * h * w * c,
+                     max_cycles=20000, **throttle)
+    assert np.array(got.outputs).reshape(expected.shape).tolist() == expected.tolist()
