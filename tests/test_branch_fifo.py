@@ -270,3 +270,42 @@ def test_depthwise_residual_block_lead_and_values(seed):
     got = run_stream(DepthwiseResidual(swg, dw, add, lead - 1), beats, n * h * w * c,
                      max_cycles=20000, **throttle)
     assert np.array(got.outputs).reshape(expected.shape).tolist() == expected.tolist()
+
+
+@pytest.mark.amaranth_sim
+@pytest.mark.parametrize("h, w, c, simd", [(4, 3, 2, 1), (5, 4, 2, 2), (4, 4, 1, 1)])
+def test_depthwise_residual_block_cycles_per_image(h, w, c, simd):
+    """The depthwise residual block reaches the bottleneck of its units' cycle models exactly
+    (``max`` of the sliding window's and the engine's cycles per image) with a branch FIFO of
+    ``R + 1`` beats; at ``R - 1``, the lead rule's minimum, it runs but starves (more cycles per
+    image). The depth for full rate behind such a branch is not modelled yet (the branch is not a
+    fixed-latency pipeline): these are measurements."""
+    from lowbit.hw._util import pack_words
+    from lowbit.hw.dag.branch import AddSpec as _Add
+    from lowbit.hw.dag.depthwise import DepthwiseSpec
+    from lowbit.hw.stream.swg import SWGSpec
+    from lowbit.ir.graph import Add, DepthwiseConv, SlidingWindow
+
+    rng = np.random.default_rng(3)
+    u2 = DataType.uint(2)
+    win = SlidingWindow("win", 3, 1, 1, 0)
+    dw_node = DepthwiseConv("dw", u2, DataType.int(3).sample(rng, (c, 9)),
+                            np.sort(rng.integers(-20, 20, (c, 3)), axis=1), u2, DataType.int(3))
+    add_node = Add("add", (u2, u2), np.ones(c, dtype=int), np.ones(c, dtype=int),
+                   np.array([[1, 3, 5]]), u2)
+    swg, dw = SWGSpec(win, (h, w, c), u2, simd), DepthwiseSpec(dw_node, simd)
+    add = _Add.from_node(add_node, simd)
+    bottleneck = max(swg.cycles(), dw.cycles_per_image(h * w), add.cycles(h * w))
+    lead = 2 * w * c // simd
+    n, per_image = 6, h * w * c // simd
+    x = u2.sample(rng, (n, h, w, c))
+    beats = [pack_words(r, 2) for r in x.reshape(-1, simd)]
+
+    def cycles_per_image(depth):
+        run = run_stream(DepthwiseResidual(swg, dw, add, depth), beats, n * per_image,
+                         max_cycles=20000)
+        return set(np.diff(np.array(run.out_cycles)[::per_image])[-2:].tolist())
+
+    assert cycles_per_image(lead + 1) == {bottleneck}
+    (starved,) = cycles_per_image(lead - 1)
+    assert starved > bottleneck
