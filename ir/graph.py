@@ -1119,8 +1119,9 @@ class IntegerGraph:
         return self.edges[index]
 
     def consumers(self, name: str) -> tuple[str, ...]:
-        """The names of the nodes that read node ``name``'s output (``""``: the graph input)."""
-        return tuple(n.name for n, ins in zip(self.nodes, self.edges) if name in ins)
+        """The names of the nodes that read node ``name``'s output (``""``: the graph input), one
+        entry per read (a node reading it twice is named twice: the stream forks all the same)."""
+        return tuple(n.name for n, ins in zip(self.nodes, self.edges) for i in ins if i == name)
 
     def node(self, name: str):
         """The node called ``name``."""
@@ -1151,10 +1152,16 @@ class IntegerGraph:
         bad = self.dag_nodes()
         if bad:
             n = bad[0]
+            i = self.nodes.index(n)
+            if len(self.edges[i]) > 1:
+                why = f"joins {len(self.edges[i])} branches"
+            elif len(self.consumers(n.name)) > 1:
+                why = f"forks: {len(self.consumers(n.name))} nodes read its output"
+            else:
+                why = f"is a {type(n).__name__}"
             raise LowbitError(
-                f"{what}: node {n.name!r} ({type(n).__name__}) is beyond a chain of "
-                f"MatMulThreshold, SlidingWindow, MaxPool, GlobalAccPool and Threshold nodes, "
-                f"which is what {what} takes so far"
+                f"{what}: node {n.name!r} ({type(n).__name__}) {why}; {what} takes chains of "
+                "MatMulThreshold, SlidingWindow, MaxPool, GlobalAccPool and Threshold nodes so far"
             )
 
     @property

@@ -14,7 +14,7 @@ import brevitas_zoo as zoo
 import numpy as np
 import pytest
 
-from lowbit.ir import Add, DepthwiseConv, GlobalAvgPool, IntegerGraph
+from lowbit.ir import Add, DepthwiseConv, GlobalAvgPool, IntegerGraph, Threshold
 from lowbit.quant.data import load_digits_split
 from lowbit.quant.onnx.importer import import_onnx
 
@@ -60,6 +60,8 @@ def test_dag_model_imports_exactly(name, export, native, digits, tmp_path):
             assert len(set(g.inputs_of(i))) == 2
         forks = [n.name for n in g.nodes if len(g.consumers(n.name)) > 1]
         assert len(forks) == 3
+        # the identity shortcuts' own quantizers: Threshold nodes (native) or 1x1 identity products
+        assert sum(isinstance(n, Threshold) for n in g.nodes) == (2 if native else 0)
     else:
         assert g.is_chain
         assert (DepthwiseConv in kinds) == native

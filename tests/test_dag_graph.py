@@ -117,7 +117,8 @@ def test_depthwise_node_by_hand(tmp_path):
     g = IntegerGraph(U2, (SlidingWindow("w", 2), dw, pool, fc), (2, 2, 2))
     assert g.is_chain and g.trace(img)[1].tolist() == [[[[1, 1]]]]
     assert [n.name for n in g.dag_nodes()] == ["dw", "gap"]
-    with pytest.raises(LowbitError, match=r"^map: node 'dw' \(DepthwiseConv\) is beyond a chain"):
+    with pytest.raises(LowbitError, match=r"^map: node 'dw' \(DepthwiseConv\) is a DepthwiseConv; "
+                                          r"map takes chains of MatMulThreshold, SlidingWindow"):
         g.require_chain("map")
     back = IntegerGraph.load(g.save(tmp_path / "dw.npz"))
     assert np.array_equal(back.nodes[1].weights, dw.weights) and back.is_chain
@@ -179,6 +180,10 @@ def test_the_mapper_refuses_a_dag_naming_the_node():
 def test_onnx_export_refuses_a_dag_naming_the_node():
     from lowbit.quant.onnx.writer import to_qonnx
 
-    with pytest.raises(LowbitError, match=r"^ONNX export: node 'add' \(Add\) is beyond a chain of "
-                                          r"MatMulThreshold, .* which is what ONNX export takes"):
+    with pytest.raises(LowbitError, match=r"^ONNX export: node 'add' \(Add\) joins 2 branches; ONNX "
+                                          r"export takes chains of MatMulThreshold, .* so far$"):
         to_qonnx(_residual())
+    fork = _residual()
+    fork = IntegerGraph(U2, fork.nodes, (2,), None, (("",), ("fc0", "fc0"), ("add",)))
+    with pytest.raises(LowbitError, match=r"^ONNX export: node 'fc0' \(MatMulThreshold\) forks: 2 "):
+        to_qonnx(fork)

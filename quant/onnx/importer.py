@@ -84,11 +84,12 @@ def import_onnx(
     native_nodes : bool, optional
         Emit the node types beyond chains for what a chain can also express: ``DepthwiseConv``
         for a ``Conv`` with ``group`` equal to its input and output channels (else a
-        block-diagonal ``MatMulThreshold``, one lane per structural zero) and ``GlobalAvgPool``
-        for an ``AveragePool`` over the whole image (else a window and a ``MatMulThreshold``
-        summing it). Off by default while the mapper and the hardware take chains of the older
-        types. Residual ``Add`` and ``Concat`` joins import as ``Add`` and ``Concat`` nodes either
-        way (no chain expresses them).
+        block-diagonal ``MatMulThreshold``, one lane per structural zero), ``GlobalAvgPool`` for
+        an ``AveragePool`` over the whole image (else a window and a ``MatMulThreshold`` summing
+        it) and ``Threshold`` for a requantizer of integer codes, such as a shortcut's own
+        quantizer (else a 1x1 identity ``MatMulThreshold``). Off by default while the mapper and
+        the hardware take chains of the older types. Residual ``Add`` and ``Concat`` joins import
+        as ``Add`` and ``Concat`` nodes either way (no chain expresses them).
 
     Raises
     ------
@@ -187,5 +188,11 @@ def layer_table(graph: IntegerGraph, origins: dict | None = None) -> list[dict]:
             row["macs"][kind] = int(macs)
         else:
             row["output"] = graph.output_dtype(i).name
+            if isinstance(n, (Add, GlobalAvgPool)):  # thresholds (and an Add's coefficients)
+                t = n.thresholds
+                lo, hi = (n.acc_range if isinstance(n, Add) else (t.min(), t.max()))
+                tbits = DataType.for_range(int(lo), int(hi) + 1).bits
+                coef = 2 * n.channels if isinstance(n, Add) else 0
+                row.update(params=int(t.size + coef), memory_bits=int((t.size + coef) * tbits))
         rows.append(row)
     return rows

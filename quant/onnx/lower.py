@@ -33,7 +33,7 @@ from onnx import numpy_helper
 
 from ... import LowbitError
 from ...ir.datatypes import BIPOLAR, TERNARY, DataType, Kind
-from ...ir.graph import Add, DepthwiseConv, GlobalAvgPool, MatMulThreshold, MaxPool
+from ...ir.graph import Add, DepthwiseConv, GlobalAvgPool, MatMulThreshold, MaxPool, Threshold
 from ...limits import LIMITS, check
 from ..streamline import Affine, fraction_array
 from . import ops as onnx_ops
@@ -107,9 +107,10 @@ class Lowering:
     table : mapping of str to OpSpec
         The op table whose handlers and executors the walk uses.
     native : bool
-        Emit ``DepthwiseConv`` for a convolution with ``group == channels`` and ``GlobalAvgPool``
-        for a global ``AveragePool`` (else their chain forms: a block-diagonal ``MatMulThreshold``,
-        a window and a ``MatMulThreshold`` summing it).
+        Emit ``DepthwiseConv`` for a convolution with ``group == channels``, ``GlobalAvgPool``
+        for a global ``AveragePool`` and ``Threshold`` for a requantizer of integer codes (a
+        shortcut's own quantizer) (else their chain forms: a block-diagonal ``MatMulThreshold``,
+        a window and a ``MatMulThreshold`` summing it, a 1x1 identity ``MatMulThreshold``).
     """
 
     def __init__(self, source: Source, table: Mapping[str, OpSpec] = OPS, native: bool = False):
@@ -424,6 +425,12 @@ class Lowering:
             lo, hi = join.acc_range
             t = np.clip(thresholds, lo, hi + 1)
             return Add(mm.name, (dtype_a, dtype_b), wa, wb, t, mm.output_dtype), (src_a, src_b)
+        if kind[0] == "threshold":
+            if not np.array_equal(w, np.eye(w.shape[0], dtype=w.dtype)):
+                return mm, None  # a decreasing function negated the identity: keep the product
+            d = mm.input_dtype
+            t = np.clip(thresholds, d.min, d.max + 1)
+            return Threshold(mm.name, t, d, mm.output_dtype), None
         if kind[0] == "gap":
             if (w < 0).any():
                 raise ValueError("a global average pool whose output decreases is not supported")
@@ -522,6 +529,8 @@ class Lowering:
         """Re-open integer codes as a pending 1x1 identity layer so a nonlinear function can be
         thresholded."""
         c = act.channels
+        # native: a Threshold node on the codes (no product); else a 1x1 identity product
+        kind = ("threshold",) if self.native and act.dtype.kind in (Kind.UINT, Kind.INT) else ()
         layer = Layer(
             f"{node.name}_requant",
             act.dtype,
@@ -530,6 +539,7 @@ class Lowering:
             act.scale,
             act.offset,
             False,
+            kind,
         )
         return Pending(act.idx, act.phys, node.name, layer, src=act.src)
 

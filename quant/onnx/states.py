@@ -67,8 +67,9 @@ class Layer:
         The graph node the solved thresholds go to: ``()`` a ``MatMulThreshold``;
         ``("depthwise", weight_dtype)`` a ``DepthwiseConv`` (``weights`` is the block-diagonal
         matrix, one non-zero per tap); ``("gap",)`` a ``GlobalAvgPool`` (``weights`` the tiled
-        identity summing every pixel); ``("add", src_a, src_b, dtype_a, dtype_b)`` an ``Add`` of the
-        outputs of graph nodes ``src_a`` and ``src_b`` (``weights`` ``[diag(p) | diag(q)]``).
+        identity summing every pixel); ``("threshold",)`` a ``Threshold`` (``weights`` the
+        identity); ``("add", src_a, src_b, dtype_a, dtype_b)`` an ``Add`` of the outputs of graph
+        nodes ``src_a`` and ``src_b`` (``weights`` ``[diag(p) | diag(q)]``).
     """
 
     name: str
