@@ -12,6 +12,7 @@ from .dag import (
     join_coefficients,
     maxpool1d,
     monotone_thresholds,
+    simplest_join,
     sliding_window_1d,
     trunc_avg_pool,
 )
@@ -53,6 +54,7 @@ __all__ = [
     "monotone_thresholds",
     "join_coefficients",
     "add_threshold",
+    "simplest_join",
     "concat",
 ]
 from .sparse import (  # noqa: E402,F401

@@ -40,6 +40,15 @@ hence of ``acc``, so one set of integer thresholds on ``acc`` gives its codes ex
 ``p, q`` in ``{1, 2^k}``; two unrelated float32 scales give ``p, q < 2^(24 + e)`` (their
 mantissas, shifted by the difference ``e`` of their exponents), exact in int64 all the same.
 
+Those ``p, q`` are exact but can be wide. The codes of the two branches take few values, so the
+join can usually be computed with much smaller coefficients: :func:`simplest_join` finds, per
+channel, the smallest ``(p', q')`` and thresholds ``T'`` giving the same output for *every* pair of
+input values. Each pair of points ``u`` (output ``>= i``) and ``v`` (output ``< i``) demands
+``p' (a_u - a_v) + q' (b_u - b_v) > 0``, which bounds the ratio ``r = p' / q'`` on one side; the
+bounds leave an open interval around ``p / q`` and the simplest fraction in it (continued
+fractions) has the smallest numerator and denominator; ``T'_i`` is the least ``p' a + q' b`` over
+the points at level ``>= i``.
+
 ``Concat`` along channels (:func:`concat`) joins codes of one type; the scales stay per channel.
 """
 
@@ -62,6 +71,7 @@ __all__ = [
     "monotone_thresholds",
     "join_coefficients",
     "add_threshold",
+    "simplest_join",
     "concat",
 ]
 
@@ -224,6 +234,66 @@ def add_threshold(
         raise ValueError(f"a and b must have one shape, not {ai.shape} and {bi.shape}")
     acc = _check_int(wa, "wa") * ai + _check_int(wb, "wb") * bi
     return acc if thresholds is None else multithreshold(acc, thresholds, out_bias)
+
+
+def _simplest_between(lo: Fraction, hi: Fraction | None) -> Fraction:
+    """The fraction of smallest numerator and denominator strictly between ``lo >= 0`` and ``hi``
+    (``None``: no upper bound)."""
+    fl = lo.numerator // lo.denominator
+    if hi is None or fl + 1 < hi:
+        return Fraction(fl + 1)
+    # lo and hi share the integer part fl (hi <= fl + 1): x = fl + 1 / y
+    y = _simplest_between(1 / (hi - fl), None if lo == fl else 1 / (lo - fl))
+    return fl + 1 / y
+
+
+def simplest_join(
+    wa: np.ndarray,
+    wb: np.ndarray,
+    thresholds: np.ndarray,
+    a_values: np.ndarray,
+    b_values: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The smallest positive coefficients of an :func:`add_threshold` join with the same output on
+    every pair of input values ``(a, b)`` in ``a_values x b_values`` (see the module docstring):
+    ``(wa', wb', T')``, ``T'`` of shape ``(C, k)``. Channels whose ``wa`` or ``wb`` is not positive
+    keep theirs."""
+    wa, wb = _check_int(wa, "wa"), _check_int(wb, "wb")
+    t = np.broadcast_to(_check_int(thresholds, "thresholds"), (wa.size, np.shape(thresholds)[1]))
+    av, bv = np.meshgrid(_check_int(a_values, "a_values"), _check_int(b_values, "b_values"))
+    av, bv = av.reshape(-1), bv.reshape(-1)
+    out_a, out_b, out_t = wa.copy(), wb.copy(), t.copy()
+    for c in range(wa.size):
+        if wa[c] <= 0 or wb[c] <= 0:
+            continue
+        level = (wa[c] * av + wb[c] * bv)[:, None] >= t[c]  # (points, k)
+        lo, hi = Fraction(0), None  # the open interval of ratios p' / q'
+        for i in range(t.shape[1]):
+            up, down = level[:, i], ~level[:, i]
+            if not up.any() or not down.any():
+                continue
+            da = av[up][:, None] - av[down][None, :]
+            db = bv[up][:, None] - bv[down][None, :]
+            pos, neg = da > 0, da < 0  # r > -db / da, and r < db / -da
+            if pos.any():
+                j = np.argmax(np.where(pos, -db / np.where(pos, da, 1), -np.inf))
+                lo = max(lo, Fraction(int(-db.flat[j]), int(da.flat[j])))
+            if neg.any():
+                j = np.argmin(np.where(neg, db / np.where(neg, -da, 1), np.inf))
+                bound = Fraction(int(db.flat[j]), int(-da.flat[j]))
+                hi = bound if hi is None else min(hi, bound)
+        r = _simplest_between(lo, hi)
+        p, q = r.numerator, r.denominator
+        if max(p, q) >= max(wa[c], wb[c]):
+            continue
+        s = p * av + q * bv
+        new_t = np.array(
+            [s[level[:, i]].min() if level[:, i].any() else s.max() + 1 for i in range(t.shape[1])]
+        )
+        if not np.array_equal(s[:, None] >= new_t, level):  # not reached: the bounds are exact
+            continue
+        out_a[c], out_b[c], out_t[c] = p, q, new_t
+    return out_a, out_b, out_t
 
 
 def concat(*xs: np.ndarray) -> np.ndarray:

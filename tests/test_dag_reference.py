@@ -18,6 +18,7 @@ from lowbit.sw_reference import (
     maxpool1d,
     monotone_thresholds,
     multithreshold,
+    simplest_join,
     sliding_window,
     sliding_window_1d,
     trunc_avg_pool,
@@ -194,3 +195,38 @@ def test_concat_by_hand():
     assert concat(a, b).tolist() == [[[1, 2, 5]], [[3, 4, 6]]]
     with pytest.raises(ValueError, match="one shape but the last axis"):
         concat(a, np.zeros((2, 2, 1), dtype=int))
+
+
+def test_simplest_join_by_hand():
+    # 4 a + 6 b >= 4, 6, 12 is 2 a + 3 b >= 2, 3, 6: the same output, half the coefficients
+    wa, wb, t = simplest_join(np.array([4]), np.array([6]), np.array([[4, 6, 12]]), np.arange(8),
+                              np.arange(8))
+    assert (wa.tolist(), wb.tolist(), t.tolist()) == ([2], [3], [[2, 3, 6]])
+    # nearly equal scales 1/2 and 1/2 (1 + 2^-20): p / q = 2^20 / (2^20 + 1), so the exact join is
+    # 2^20 a + (2^20 + 1) b; requantized to UINT2 at scale 1/2 it is round(a + b (1 + 2^-20)),
+    # which is a + b for a, b in [0, 3] (b 2^-20 < 1/2): coefficients 1, 1, thresholds 1, 2, 3
+    sa, sb = Fraction(1, 2), Fraction(1, 2) * (1 + Fraction(1, 2**20))
+    p, q, u = join_coefficients(sa, sb)
+    assert (p, q) == (2**20, 2**20 + 1)
+
+    def f(acc):
+        return min(3, max(0, round(acc * u / Fraction(1, 2))))
+
+    t = monotone_thresholds(f, 0, 3 * (p + q), 0, 3)
+    wa, wb, t2 = simplest_join(np.array([p]), np.array([q]), t[None], np.arange(4), np.arange(4))
+    assert (wa.tolist(), wb.tolist(), t2.tolist()) == ([1], [1], [[1, 2, 3]])
+
+
+def test_simplest_join_keeps_every_output():
+    rng = np.random.default_rng(3)
+    a, b = np.arange(-8, 8), np.arange(0, 16)
+    pa, pb = np.meshgrid(a, b)
+    for _ in range(20):
+        p, q = (int(v) for v in rng.integers(1, 2**20, 2))
+        acc = p * pa + q * pb
+        t = np.sort(rng.choice(acc.reshape(-1), 15))[None]
+        wa, wb, t2 = simplest_join(np.array([p]), np.array([q]), t, a, b)
+        assert wa[0] <= p and wb[0] <= q
+        ref = add_threshold(pa, pb, np.array([p]), np.array([q]), t[0][None])
+        got = add_threshold(pa, pb, wa, wb, t2)
+        assert np.array_equal(ref, got)

@@ -35,6 +35,7 @@ from ... import LowbitError
 from ...ir.datatypes import BIPOLAR, TERNARY, DataType, Kind
 from ...ir.graph import Add, DepthwiseConv, GlobalAvgPool, MatMulThreshold, MaxPool, Threshold
 from ...limits import LIMITS, check
+from ...sw_reference import simplest_join
 from ..streamline import Affine, fraction_array
 from . import ops as onnx_ops
 from .ops import OPS, OpSpec
@@ -424,6 +425,8 @@ class Lowering:
             join = Add(mm.name, (dtype_a, dtype_b), wa, wb, np.zeros((1, 1), np.int64), BIPOLAR)
             lo, hi = join.acc_range
             t = np.clip(thresholds, lo, hi + 1)
+            # the smallest coefficients with the same output on every pair of input values
+            wa, wb, t = simplest_join(wa, wb, t, _value_set(dtype_a), _value_set(dtype_b))
             return Add(mm.name, (dtype_a, dtype_b), wa, wb, t, mm.output_dtype), (src_a, src_b)
         if kind[0] == "threshold":
             if not np.array_equal(w, np.eye(w.shape[0], dtype=w.dtype)):
@@ -542,6 +545,13 @@ class Lowering:
             kind,
         )
         return Pending(act.idx, act.phys, node.name, layer, src=act.src)
+
+
+def _value_set(dtype: DataType) -> np.ndarray:
+    """Every value codes of ``dtype`` stand for (``-1`` and ``+1`` for ``BIPOLAR``)."""
+    if dtype.kind is Kind.BIPOLAR:
+        return np.array([-1, 1])
+    return np.arange(dtype.min, dtype.max + 1)
 
 
 def lower(source: Source, table: Mapping[str, OpSpec] = OPS, native: bool = False) -> Lowered:
