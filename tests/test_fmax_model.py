@@ -1,0 +1,155 @@
+"""The Fmax model (issue 21, timing-aware engines): logic depth of the engines, the fitted
+per-family estimate against the recorded nextpnr points, and the mapper's report of it.
+
+No tool runs: the points are ``benchmarks/results/fmax_model.json`` (``benchmarks/fmax_model.py``
+measured them); each point's unit is rebuilt from its parameters and priced again.
+"""
+
+import dataclasses
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lowbit import LowbitError
+from lowbit.hw import fmax
+from lowbit.hw.fmax import LogicPath, estimate_fmax, fmax_model, popcount_depth
+from lowbit.hw.stream.label import LabelSelectSpec
+from lowbit.ir import BIPOLAR, DataType, IntegerGraph, MatMulThreshold
+from lowbit.mapping import Schedule
+from lowbit.mapping.report import format_text
+from lowbit.mapping.schedule import LayerFolding
+from lowbit.mapping.timing import pipeline_for_clock
+
+ROOT = Path(__file__).resolve().parent.parent
+POINTS = json.loads((ROOT / "benchmarks" / "results" / "fmax_model.json").read_text())["points"]
+
+
+def _bench():
+    path = ROOT / "benchmarks" / "fmax_model.py"
+    spec = importlib.util.spec_from_file_location("fmax_bench", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_popcount_depth_hand_worked():
+    assert popcount_depth(1, 2) == (0, 0)
+    assert popcount_depth(3, 2) == (1, 0)          # one 3:2 counter: two bits, no adder
+    assert popcount_depth(6, 2) == (2, 3)          # two counters, then the final adder
+    assert popcount_depth(64, 2)[0] > popcount_depth(16, 2)[0]
+
+
+@pytest.mark.parametrize("family", ["ecp5", "ice40"])
+def test_model_within_its_bound_on_every_recorded_point(family):
+    """The docstring's bound (``FMAX_BOUND``) holds on every point nextpnr measured."""
+    model = fmax_model(family)
+    assert model is not None and model.bound <= fmax.FMAX_BOUND[family]
+    bench = _bench()
+    pts = [p for p in POINTS if p["family"] == family]
+    assert len(pts) == model.points >= 8
+    for p in pts:
+        est = model.fmax_mhz(bench.point_paths(p))
+        err = abs(est - p["fmax_mhz"]) / p["fmax_mhz"]
+        assert err <= model.bound, f"{p}: estimate {est:.1f} MHz, error {100 * err:.1f} %"
+
+
+def test_pipelining_shortens_the_longest_path():
+    bench = _bench()
+    for kind in bench.KINDS:
+        f = [estimate_fmax(bench.make_spec(kind, 16, d), "ecp5") for d in (0, 1, 2)]
+        assert f[0] < f[1] <= f[2], kind
+
+
+def test_no_model_for_an_uncalibrated_family():
+    assert fmax_model("zynq-7000") is None
+    assert estimate_fmax(_bench().make_spec("xnor", 16, 0), "zynq-7000") is None
+
+
+def test_label_select_paths():
+    assert fmax.label_paths(LabelSelectSpec(10, 10, 8)) == (LogicPath("compare chain", 20, 80),)
+    assert [p.levels for p in fmax.label_paths(LabelSelectSpec(10, 10, 8, pipeline=1))] == [8, 2]
+
+
+# -- the mapper: schedule option, report, choice of depth ----------------------------------------
+
+def _mlp():
+    rng = np.random.default_rng(0)
+    w0, w1 = rng.integers(0, 2, (16, 32)), rng.integers(0, 2, (10, 16))
+    lo, hi = MatMulThreshold("p", BIPOLAR, w0, None).acc_range
+    t0 = np.sort(rng.integers(lo, hi + 2, (16, 1)), axis=1)
+    return IntegerGraph(BIPOLAR, (MatMulThreshold("fc0", BIPOLAR, w0, t0),
+                                  MatMulThreshold("fc1", BIPOLAR, w1, None)))
+
+
+def _schedule(board="ulx3s-85f", clock=25.0, pipeline=(0, 0)):
+    return Schedule(board, clock, (LayerFolding("fc0", 4, 16, pipeline=pipeline[0]),
+                                   LayerFolding("fc1", 2, 16, pipeline=pipeline[1])))
+
+
+def test_report_gives_fmax_per_unit_and_images_per_second_at_it():
+    graph = _mlp()
+    flat, deep = _schedule().report(graph), _schedule(pipeline=(1, 2)).report(graph)
+    for rep in (flat, deep):
+        f = rep["fmax"]
+        assert [u["name"] for u in f["units"]] == ["fc0", "fc1", "label select"]
+        slowest = min(f["units"], key=lambda u: u["fmax_mhz"])
+        assert (f["slowest"], f["fmax_mhz"]) == (slowest["name"], slowest["fmax_mhz"])
+        assert f["throughput_fps_at_fmax"] == f["fmax_mhz"] * 1e6 / rep["cycles_per_image"]
+        assert f["model_bound"] == fmax_model("ecp5").bound
+    assert deep["fmax"]["fmax_mhz"] > flat["fmax"]["fmax_mhz"]
+    assert [u["pipeline"] for u in deep["fmax"]["units"]] == [1, 2, 1]
+    assert deep["cycles_per_image"] == flat["cycles_per_image"]
+    assert deep["pipeline_latency_cycles"] == 1 + 2 + 1 and flat["pipeline_latency_cycles"] == 0
+    assert deep["latency_cycles"] == flat["latency_cycles"] + 4
+    assert "images/s at that Fmax" in format_text(deep)
+
+
+def test_report_on_a_family_without_a_model():
+    f = _schedule("pynq-z2", 100.0).report(_mlp())["fmax"]
+    assert f["fmax_mhz"] is None and f["note"] == (
+        "no Fmax model for zynq-7000 (calibrated: ecp5, ice40)")
+
+
+def test_schedule_json_keeps_the_pipeline():
+    s = _schedule(pipeline=(2, 0))
+    text = s.to_json()
+    assert '"pipeline": 2' in text and text.count("pipeline") == 1
+    assert Schedule.from_json(text) == s
+
+
+@pytest.mark.parametrize("value", [3, -1, "1", True])
+def test_schedule_json_refuses_a_bad_pipeline(value):
+    doc = json.loads(_schedule().to_json())
+    doc["layers"][0]["pipeline"] = value
+    with pytest.raises(LowbitError, match=r"^<schedule>: field 'layers\[0\]\.pipeline' must be "
+                                          r"an integer in \[0, 2\], not "):
+        Schedule.from_json(json.dumps(doc))
+
+
+def test_pipeline_only_on_mvtu_and_threshold_units():
+    from lowbit.hw.registry import unit_spec
+    from lowbit.ir.graph import MaxPool
+
+    node = MaxPool("pool", 2)
+    with pytest.raises(ValueError, match=r"^pipeline=1 takes an MVTU or a threshold unit, not a "
+                                         r"MaxPool$"):
+        unit_spec(node, (4, 4, 2), DataType.uint(2), pe=2, simd=2, pipeline=1)
+
+
+def test_mapper_chooses_the_smallest_depth_that_meets_the_clock():
+    graph = _mlp()
+    slow = pipeline_for_clock(_schedule(clock=25.0), graph)
+    assert [layer.pipeline for layer in slow.layers] == [0, 0]
+    fmax0 = _schedule().report(graph)["fmax"]["units"]
+    target = min(u["fmax_mhz"] for u in fmax0[:2]) + 1.0
+    fast = pipeline_for_clock(_schedule(clock=target), graph)
+    depths = [layer.pipeline for layer in fast.layers]
+    assert max(depths) >= 1
+    for layer, unit in zip(fast.layers, fast.apply(graph)):
+        if layer.pipeline:
+            shallower = dataclasses.replace(unit, pipeline=layer.pipeline - 1)
+            assert estimate_fmax(shallower, "ecp5") < target
+    assert pipeline_for_clock(_schedule("pynq-z2", 100.0), graph) == _schedule("pynq-z2", 100.0)
