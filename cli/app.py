@@ -608,6 +608,12 @@ def cmd_build(args) -> int:
     from ..deploy.build import build
     from ._estimate import estimate_lines, throughput_lines
 
+    def show(est) -> None:  # before the tools start; a long build is also warned about (logging)
+        print(
+            f"build-size estimate: yosys + nextpnr {est.summary()} ({est.lut:,.0f} LUT6-eq)",
+            flush=True,
+        )
+
     m = build(
         args.source,
         args.board,
@@ -616,6 +622,7 @@ def cmd_build(args) -> int:
         budget=args.budget,
         clock_mhz=args.clock,
         timeout=args.timeout,
+        on_estimate=show,
     )
     print(f"wrote {args.output}: {m['flow']} build for {m['board']} ({m['part']})")
     if m["flow"] == "open":
@@ -860,7 +867,11 @@ def build_parser() -> argparse.ArgumentParser:
         parents=[
             board_option(None, required=True),
             output_option("dir", "the bitstream or Vivado plan and build.json", required=True),
-            budget_option(None, "when SOURCE is a model; default 0.7"),
+            budget_option(
+                None,
+                "when SOURCE is a model; default 0.7, on open-flow boards the share holding "
+                "5,000 LUT6-eq (0.1 on ulx3s-85f)",
+            ),
         ],
     )
     bu.add_argument("source", help="model file (.npz) or a directory written by 'lowbit compile'")
@@ -876,7 +887,8 @@ def build_parser() -> argparse.ArgumentParser:
         default=3600.0,
         metavar="SECONDS",
         help="open flow: seconds each tool (yosys, nextpnr, the packer) may run; a tool that fails "
-        "or runs out of time leaves its logs in OUTPUT/logs/ (default 3600)",
+        "or runs out of time leaves its logs in OUTPUT/logs/; a design whose build is estimated "
+        "to take longer is refused before the tools start (default 3600)",
     )
     bu.set_defaults(func=cmd_build)
 

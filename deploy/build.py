@@ -7,16 +7,26 @@
 
 The output directory is written to a temporary sibling and renamed into place. It always holds
 ``build.json`` (board, part, flow, bitstream name, clock, the predicted images/s bounded by the
-shell's (``throughput``), and for open flows utilisation, Fmax and the mapper's estimate beside the
-tools' counts (``estimate_vs_tool``): :mod:`lowbit.deploy.estimate`) and ``compiled/`` (the
-``lowbit compile`` output it was built from).
+shell's (``throughput``), and for open flows utilisation, Fmax, the tools' times
+(``tool_seconds``), the build-size estimate made before they ran (``build_estimate``) and the
+mapper's estimate beside the tools' counts (``estimate_vs_tool``): :mod:`lowbit.deploy.estimate`)
+and ``compiled/`` (the ``lowbit compile`` output it was built from).
+
+**Build size.** An open-flow build of a large design can take hours (yosys's ABC9 step grows
+faster than the design). Before the tools start, :func:`check_build_size` estimates the build's
+time and memory from the mapper's LUT estimate (:mod:`lowbit.mapping.buildsize`, calibrated on
+real builds), warns above :data:`WARN_BUILD_S` and refuses a design estimated to take longer than
+the timeout. A model is mapped with :func:`default_budget` when no budget is given: on the
+open-flow boards a share holding about :data:`OPEN_FLOW_LUT6` LUT6 equivalents.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import shutil
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from .. import LowbitError
@@ -29,6 +39,8 @@ from ..hw.axi.wfetch import pack_image
 from ..hw.mvtu.spec import streams_weights
 from ..ir.files import confine_tree
 from ..ir.graph import IntegerGraph
+from ..mapping import DEFAULT_BUDGET, search_folding
+from ..mapping.buildsize import BuildEstimate, design_size, estimate_build
 from ..tools.fpga import run_vivado_build, vivado_available
 from .driver import driver_config, driver_files
 from .estimate import dma_throughput
@@ -36,7 +48,7 @@ from .openflow import build_open_flow
 from .plancheck import check_vivado_plan
 from .vivado import WeightPort, check_clock_mhz, vivado_plan_files, weight_port_address_bits
 
-__all__ = ["build", "weight_ports"]
+__all__ = ["build", "weight_ports", "default_budget", "check_build_size", "WARN_BUILD_S"]
 
 logger = logging.getLogger(__name__)
 
@@ -46,10 +58,36 @@ DEFAULT_TIMEOUT_S = 3600.0
 MAX_TIMEOUT_S = 7 * 24 * 3600.0
 """The longest timeout accepted: a week."""
 
+WARN_BUILD_S = 600.0
+"""An open-flow build estimated longer than this (seconds) is warned about."""
 
-def _compiled(source: Path, board: Board, tmp: Path, budget: float | None) -> CompiledDesign:
+OPEN_FLOW_LUT6 = 5000
+"""LUT6 equivalents a design may use by default on an open-flow board (:func:`default_budget`)."""
+
+
+def default_budget(board: Board) -> float:
+    """The budget ``build`` maps a model with when none is given.
+
+    Zynq boards: :data:`lowbit.mapping.DEFAULT_BUDGET`. Open-flow boards: the share of the board
+    that holds :data:`OPEN_FLOW_LUT6` LUT6 equivalents, to one significant digit, at most
+    ``DEFAULT_BUDGET`` (0.1 on the ECP5-85F, 0.7 on the iCE40 UP5K), so that the open flow builds
+    a model in minutes (:mod:`lowbit.mapping.buildsize`).
+    """
+    if not board.is_open_flow:
+        return DEFAULT_BUDGET
+    return min(DEFAULT_BUDGET, float(f"{OPEN_FLOW_LUT6 / board.capacity().lut:.1g}"))
+
+
+def _compiled(
+    source: Path,
+    board: Board,
+    tmp: Path,
+    budget: float | None,
+    check_size: Callable[[dict], None],
+) -> CompiledDesign:
     """The compiled directory for ``source``: copied when it is one, compiled into ``tmp`` from a
-    model."""
+    model (mapped within ``budget``, by default :func:`default_budget`). ``check_size`` is given
+    the mapping report before anything is generated."""
 
     dest = tmp / "compiled"
     if source.is_dir():
@@ -62,13 +100,51 @@ def _compiled(source: Path, board: Board, tmp: Path, budget: float | None) -> Co
                 f"compile it again with --board {board.name}"
             )
         design.require(design.VERILOG)
+        check_size(design.report().mapping)
         shutil.copytree(source, dest, ignore=shutil.ignore_patterns("sim", "sim_*", "__pycache__"))
         return CompiledDesign(dest)
     if not source.is_file():
         raise LowbitError(f"{source}: no such model file or compiled directory")
     graph = IntegerGraph.load(source)
-    compile_model(graph, dest, board=board.name, budget=budget)
+    budget = default_budget(board) if budget is None else budget
+    schedule = search_folding(graph, board, budget=budget)
+    check_size(schedule.report(graph, board=board))
+    compile_model(graph, dest, board=board.name, schedule=schedule, budget=budget)
     return CompiledDesign(dest)
+
+
+def check_build_size(
+    mapping: Mapping, board: Board, *, timeout: float, budget: float | None = None
+) -> BuildEstimate:
+    """The estimated open-flow build of a design (:func:`lowbit.mapping.buildsize.estimate_build`
+    of its mapping report), logged, with a warning above :data:`WARN_BUILD_S`.
+
+    Raises
+    ------
+    LowbitError
+        If the estimate exceeds ``timeout`` (the build would run out of time), naming ``--budget``
+        (``budget``: the one the design was mapped with, ``None`` for a compiled directory) and
+        ``--timeout``.
+    """
+    est = estimate_build(design_size(mapping), board.family)
+    logger.info("open-flow build of %s LUT6-eq: %s", f"{est.lut:,.0f}", est.summary())
+    if est.seconds > timeout:
+        smaller = (
+            "compile it with a smaller --budget"
+            if budget is None
+            else f"map it with a smaller --budget (this one {budget:g})"
+        )
+        raise LowbitError(
+            f"the open flow on {board.name} is estimated at {est.summary()} for this design "
+            f"({est.lut:,.0f} LUT6-eq), more than --timeout {timeout:g} s\n"
+            f"{smaller} or allow more time with --timeout"
+        )
+    if est.seconds > WARN_BUILD_S:
+        logger.warning(
+            "a long build: the open flow is estimated at %s; a smaller --budget builds sooner",
+            est.summary(),
+        )
+    return est
 
 
 def weight_ports(
@@ -114,6 +190,7 @@ def build(
     clock_mhz: float | None = None,
     fetch_outstanding: int = 8,
     timeout: float = DEFAULT_TIMEOUT_S,
+    on_estimate: Callable[[BuildEstimate], None] | None = None,
 ) -> dict:
     """Build ``source`` (a model ``.npz`` or a ``lowbit compile`` directory) for ``board`` into
     ``out``.
@@ -121,7 +198,9 @@ def build(
     Parameters
     ----------
     budget : float, optional
-        Share of each resource the mapper may use when ``source`` is a model.
+        Share of each resource the mapper may use when ``source`` is a model; by default
+        :func:`default_budget` (smaller on the large open-flow boards, so that they build in
+        minutes).
     clock_mhz : float, optional
         Fabric clock; by default the schedule's. Either must be finite, above 0 and at most
         ``LIMITS.clock_mhz`` (:func:`lowbit.deploy.vivado.check_clock_mhz`).
@@ -133,6 +212,11 @@ def build(
         Open flow: seconds each tool (yosys, nextpnr, the packer) may run. A tool that fails or
         runs out of time leaves its logs in ``out/logs/`` (nothing else is written there; the next
         build into ``out`` replaces it) and the message names them with the tool's ERROR line.
+        Before the tools start, the build's time is estimated from the design's size
+        (:func:`check_build_size`); a design estimated to take longer is refused.
+    on_estimate : callable, optional
+        Open flow: called with the :class:`~lowbit.mapping.buildsize.BuildEstimate` before the
+        tools start (the CLI prints it).
 
     Returns
     -------
@@ -159,8 +243,22 @@ def build(
             "--run needs vivado on PATH; without it, copy the output directory to a machine "
             "with Vivado and run 'sh build.sh' there"
         )
+    estimates: list[BuildEstimate] = []
+
+    def check_size(mapping: Mapping) -> None:
+        if board.is_open_flow:
+            est = check_build_size(
+                mapping,
+                board,
+                timeout=timeout,
+                budget=None if source.is_dir() else (budget or default_budget(board)),
+            )
+            estimates.append(est)
+            if on_estimate is not None:
+                on_estimate(est)
+
     with _staged_dir(out, "build.json") as tmp:
-        compiled = _compiled(source, board, tmp, budget)
+        compiled = _compiled(source, board, tmp, budget, check_size)
         graph, schedule = compiled.load()
         if schedule.ddr_layers and not board.has_ps:
             raise LowbitError(
@@ -185,6 +283,7 @@ def build(
         }
         stream = report.stream_format  # the accelerator's port widths
         if not board.has_ps:
+            manifest["build_estimate"] = dataclasses.asdict(estimates[0])
             manifest.update(
                 build_open_flow(
                     board,

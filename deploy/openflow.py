@@ -25,6 +25,7 @@ import json
 import logging
 import math
 import re
+import time
 from pathlib import Path
 
 from .. import LowbitError
@@ -180,10 +181,13 @@ def build_open_flow(
     cons_name, cons = constraints(board)
     (work / cons_name).write_text(cons)
     fam = board.family
+    seconds: dict[str, float] = {}
+    t0 = time.perf_counter()
     # synth_<fam> with ABC9 kept off Amaranth's indexed wire names (lowbit.tools.yosys)
     synth_for_pnr(
         work, [f"{TOPLEVEL}.v", f"{UART_TOP}.v"], UART_TOP, fam, timeout=timeout, keep=keep
     )
+    seconds["yosys"] = time.perf_counter() - t0
     device = _nextpnr_device(board)
     if fam == "ice40":
         pnr = ["--pcf", cons_name, "--asc", "top.asc"]
@@ -191,6 +195,7 @@ def build_open_flow(
     else:
         pnr = ["--lpf", cons_name, "--textcfg", "top.config"]
         pack, bitstream = ["--compress", "top.config", "top.bit"], "top.bit"
+    t0 = time.perf_counter()
     run_logged(
         tool_command(_NEXTPNR[fam])
         + device
@@ -211,6 +216,8 @@ def build_open_flow(
         "nextpnr.log",
         keep=keep,
     )
+    seconds["nextpnr"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
     run_logged(
         tool_command(_PACKER[fam]) + pack,
         work,
@@ -219,6 +226,7 @@ def build_open_flow(
         "pack.log",
         keep=keep,
     )
+    seconds["pack"] = time.perf_counter() - t0
     pins = board.pins
     if pins is None:  # not reached: constraints() above refuses a board without pins
         raise LowbitError(f"board {board.name!r} records no pins for the UART shell")
@@ -272,4 +280,5 @@ def build_open_flow(
         "throughput": throughput,
         "throughput_at_fmax": at_fmax,
         "pins": pins.sites(),
+        "tool_seconds": {k: round(v, 1) for k, v in seconds.items()},
     }

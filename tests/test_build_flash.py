@@ -147,12 +147,22 @@ def test_open_flow_reports_images_per_second_at_the_achieved_fmax(ice_build):
     assert f"at the achieved Fmax ({m['fmax_mhz']:.1f} MHz)" in stdout
 
 
-def test_a_tool_out_of_time_leaves_its_logs_in_the_output(compiled, tmp_path):
+def test_a_tool_out_of_time_leaves_its_logs_in_the_output(compiled, tmp_path, monkeypatch, capsys):
     """Issue 21: yosys stopped by --timeout: the message names the kept logs and the tool; the
-    output holds only logs/ (with yosys's own log), and the next build into it is allowed."""
+    output holds only logs/ (with yosys's own log), and the next build into it is allowed. (The
+    build-size check, which refuses a build estimated beyond the timeout before yosys starts, is
+    let through here: tests/test_buildsize.py has it.)"""
+    from lowbit.cli.app import main
+    from lowbit.deploy import build as build_mod
+    from lowbit.mapping.buildsize import estimate_build
+
+    monkeypatch.setattr(build_mod, "check_build_size", lambda *a, **k: estimate_build(1, "ice40"))
     out = tmp_path / "out"
-    proc = run("build", compiled["icebreaker"], "--board", "icebreaker", "-o", out, "--timeout", "0.5")
-    assert_clean_error(proc, r"did not finish within 0.5 s", re.escape(str(out / "logs")))
+    args = ["build", compiled["icebreaker"], "--board", "icebreaker", "-o", out, "--timeout", "0.5"]
+    assert main([str(a) for a in args]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "did not finish within 0.5 s" in err
+    assert str(out / "logs") in err
     assert [p.name for p in out.iterdir()] == ["logs"]
     assert any(p.name.startswith("yosys") for p in (out / "logs").iterdir())
     from lowbit.flow import compile_model
