@@ -310,10 +310,54 @@ def main(argv: list[str] | None = None) -> int:
     if args.fit:
         atomic_write(COEFFICIENTS, json.dumps(fit(calib), indent=1) + "\n")
         coefficients.cache_clear()
-    md = table(defaults)
+    md = markdown(defaults, [r for r in runs.values() if r not in defaults])
     print(md)
-    atomic_write(RESULTS / "openflow.md", md + "\n")
+    atomic_write(RESULTS / "openflow.md", md)
     return 0
+
+
+def markdown(defaults: list[dict], others: list[dict]) -> str:
+    """``openflow.md``: the builds at the default budget, the others (calibration), the designs
+    that do not fit, the fitted model."""
+    lines = [
+        "# Open-flow bitstreams at the default budget (issue 21)",
+        "",
+        "`benchmarks/openflow.py`: each design trained with `lowbit train` (seed 0, digits),",
+        "compiled, then built from the compiled directory with `lowbit build`, one build at a",
+        "time, on a shared 2-core machine (load 10-15 from other work: wall-clock times are 3-4",
+        "times the CPU times). Build s: wall clock of `lowbit build`; yosys/nextpnr s: their wall",
+        "clock (`tool_seconds` in build.json); build CPU s: CPU seconds of the build and its",
+        "tools; estimated s: `lowbit.mapping.buildsize` (CPU seconds, the stated range); peak",
+        "MiB: largest resident set; LUT4 = nextpnr's TRELLIS_COMB (iCE40: ICESTORM_LC), FF =",
+        "TRELLIS_FF, DP16KD (iCE40: ICESTORM_RAM); Fmax: nextpnr's, seed 1 (ulx3s-85f clock 25",
+        "MHz, icebreaker 12 MHz).",
+        "",
+        table([r for r in defaults if r["status"] == "ok"]),
+        "",
+    ]
+    misfits = [r for r in defaults if r["status"] != "ok"]
+    if misfits:
+        lines += ["Not built:", ""]
+        lines += [f"* {r['key']}: {r['status']}: {r.get('error', '')}" for r in misfits]
+        lines.append("")
+    if [r for r in others if r["status"] == "ok"]:
+        lines += [
+            "Calibration builds at other budgets:",
+            "",
+            table([r for r in others if r["status"] == "ok"]),
+            "",
+        ]
+    fam = coefficients()["families"]
+    lines += ["Build-size model (`mapping/buildsize.json`):", ""]
+    for name, c in fam.items():
+        t, m = c["seconds"], c["peak_mib"]
+        lines.append(
+            f"* {name}: CPU seconds = {t['scale']:.4g} x LUT6-eq^{t['exponent']:.3g} "
+            f"(within x{t['factor']:g}), peak MiB = {m['base']:.0f} + {m['per_lut']:.3g} x "
+            f"LUT6-eq (at most x{m['factor']:g}), fitted on {len(c['fitted_on'])} builds of "
+            f"{c['lut_range'][0]:,.0f}-{c['lut_range'][1]:,.0f} LUT6-eq"
+        )
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":

@@ -9,7 +9,8 @@ LUT6 equivalents, :meth:`lowbit.mapping.Schedule.report`'s ``resources``),
 * ``peak_mib = base + per_lut * lut``, stated as at most ``peak_mib_high`` (``memory_factor``
   times it),
 
-fitted per family (least squares on ``log seconds`` and on ``peak_mib``) to builds measured with
+fitted per family (least squares on ``log seconds`` and on ``peak_mib``; over sizes spanning less
+than a factor of 2 the exponent is 1 and the memory a constant) to builds measured with
 ``benchmarks/openflow.py --calibrate`` on this project's build machine (2 cores, shared). The
 calibration points are in ``benchmarks/results/buildsize_calibration.json``, the coefficients in
 ``buildsize.json`` next to this module with the points they were fitted on; every calibration
@@ -17,11 +18,14 @@ point lies within the stated bounds (``tests/test_buildsize.py``). Times are the
 ``lowbit build`` from a compiled directory and the tools it ran (Amaranth elaboration, timed apart,
 is not in them): the wall-clock time of a build with a core to itself, since the tools run one
 after the other on one thread each. On a loaded machine the wall-clock time is longer (the
-calibration builds ran beside other work, load 2-6 on 2 cores: ``benchmarks/results/openflow.md``
-has both). Peak memory is the largest resident set of the build and the tools it ran. The model
-reads the LUT estimate only: designs of one size but other weight types or foldings differ (the
-stated factor covers the calibration points, not every design), and a design far outside the
-calibrated sizes (``lut_range``) may not follow the power law.
+calibration builds ran beside other work at a load of 10-15 on 2 cores and took 3-4 times their
+CPU time: ``benchmarks/results/openflow.md`` has both). Peak memory is the largest resident set
+of the build and the tools it ran. The model reads the LUT estimate only: designs of one size but
+other weight types or foldings differ (the stated factor covers the calibration points, not every
+design), and a design outside the
+calibrated sizes (``lut_range``) may not follow the power law: the estimate says when it is
+extrapolated (:attr:`BuildEstimate.extrapolated`). Larger designs grow faster than linearly
+(issue 21: a ternary MLP of 21,131 LUT6-eq did not finish yosys within an hour).
 
 A family without its own coefficients (none measured) uses ECP5's.
 """
@@ -80,6 +84,9 @@ class BuildEstimate:
         estimate and the range the calibration points lie in.
     peak_mib, peak_mib_high : float
         Peak resident memory in MiB: the estimate and its stated upper bound.
+    lut_range : tuple of float
+        The smallest and largest design the coefficients were fitted on; outside it the estimate
+        is an extrapolation (:attr:`extrapolated`).
     """
 
     family: str
@@ -89,12 +96,21 @@ class BuildEstimate:
     seconds_high: float
     peak_mib: float
     peak_mib_high: float
+    lut_range: tuple[float, float]
+
+    @property
+    def extrapolated(self) -> bool:
+        """Whether the design lies outside the calibrated sizes."""
+        return not self.lut_range[0] <= self.lut <= self.lut_range[1]
 
     def summary(self) -> str:
-        """One line: ``about 3.2 min (1.6-6.4 min), peak about 600 MiB``."""
+        """One line: ``about 3.2 min (1.6-6.4 min), peak memory about 600 MiB``, and when the
+        design lies outside the calibrated sizes, ``, extrapolated from 2,949-5,212 LUT6-eq``."""
+        lo, hi = self.lut_range
+        beyond = f", extrapolated from {lo:,.0f}-{hi:,.0f} LUT6-eq" if self.extrapolated else ""
         return (
             f"about {_minutes(self.seconds)} ({_minutes(self.seconds_low, unit=False)}-"
-            f"{_minutes(self.seconds_high)}), peak memory about {self.peak_mib:.0f} MiB"
+            f"{_minutes(self.seconds_high)}), peak memory about {self.peak_mib:.0f} MiB{beyond}"
         )
 
 
@@ -151,4 +167,5 @@ def estimate_build(size: DesignSize | float, family: str) -> BuildEstimate:
         seconds_high=seconds * t["factor"],
         peak_mib=peak,
         peak_mib_high=peak * m["factor"],
+        lut_range=(float(c["lut_range"][0]), float(c["lut_range"][1])),
     )

@@ -60,6 +60,12 @@ def test_the_estimate_grows_with_the_design_and_reads_a_mapping_report():
     assert estimate_build(design_size(mapping), "ecp5") == estimate_build(1384, "ecp5")
     with pytest.raises(LowbitError, match="resources"):
         design_size({"layers": []})
+    lo, hi = coefficients()["families"]["ecp5"]["lut_range"]
+    inside, beyond = estimate_build((lo + hi) / 2, "ecp5"), estimate_build(10 * hi, "ecp5")
+    assert not inside.extrapolated and "extrapolated" not in inside.summary()
+    assert beyond.extrapolated and beyond.summary().endswith(
+        f", extrapolated from {lo:,.0f}-{hi:,.0f} LUT6-eq"
+    )
     with pytest.raises(LowbitError, match="finite number of LUTs"):
         estimate_build(float("nan"), "ecp5")
 
