@@ -338,7 +338,16 @@ def _compare(ours: np.ndarray, theirs: np.ndarray) -> dict:
 
 def cmd_trace(args) -> int:
     from ..flow import write_json
-    from ..ir.graph import MatMulThreshold, MaxPool
+    from ..ir.graph import (
+        Add,
+        DepthwiseConv,
+        GlobalAvgPool,
+        MatMulThreshold,
+        MaxPool,
+        Threshold,
+    )
+
+    thresholded = (MatMulThreshold, DepthwiseConv, GlobalAvgPool, Add, Threshold)
     from ..quant.onnx.importer import import_onnx, load_model
 
     if Path(args.model).suffix == ".npz":
@@ -372,14 +381,14 @@ def cmd_trace(args) -> int:
         origin = result.origins.get(node.name, [])
         if i == len(graph.nodes) - 1:
             plan.append((node.name, op, model.graph.output[0].name, result.outputs(out), ""))
-        elif isinstance(node, MatMulThreshold) and node.name in result.layer_scales and origin:
+        elif isinstance(node, thresholded) and node.name in result.layer_scales and origin:
             scale = result.layer_scales[node.name]
             t = _layer_tensor(model, origin[0], walk=True)
             mine = _as_values(out, node.output_dtype, *scale)
             plan.append((node.name, op, t, mine, "" if t else "no single quantizer output"))
         elif isinstance(node, MaxPool) and origin and all(Fraction(v) > 0 for v in scale[0]):
             t = _layer_tensor(model, origin[0], walk=False)
-            dtype = graph.nodes[i - 1].output_dtype if i else graph.input_dtype
+            dtype = graph.output_dtype(i - 1) if i else graph.input_dtype
             plan.append((node.name, op, t, _as_values(out, dtype, *scale), ""))
         else:
             plan.append((node.name, op, None, None, "no ONNX tensor"))
