@@ -91,8 +91,9 @@ except ImportError:  # brevitas_examples is not always installed: the same modul
             return norm * self.weight + self.bias
 
 
-__all__ = ["ALL_MODELS", "DAG_MODELS", "MODELS", "PIXELS", "TIE_RTOL", "VERSION", "ZooModel", "cache_dir", "export",
-           "import_kwargs", "model_input", "torch_outputs", "trained", "untied"]
+__all__ = ["ALL_MODELS", "DAG_MODELS", "MODELS", "PIXELS", "TIE_RTOL", "VERSION", "ZooModel",
+           "cache_dir", "export", "import_kwargs", "model_input", "torch_outputs", "trained",
+           "untied"]
 
 VERSION = "2"
 """Bump when a model, its training or its input changes: the cache key holds it."""

@@ -180,10 +180,24 @@ def test_the_mapper_refuses_a_dag_naming_the_node():
 def test_onnx_export_refuses_a_dag_naming_the_node():
     from lowbit.quant.onnx.writer import to_qonnx
 
-    with pytest.raises(LowbitError, match=r"^ONNX export: node 'add' \(Add\) joins 2 branches; ONNX "
-                                          r"export takes chains of MatMulThreshold, .* so far$"):
+    joins = r"^ONNX export: node 'add' \(Add\) joins 2 branches; ONNX export takes chains of "
+    with pytest.raises(LowbitError, match=joins + r"MatMulThreshold, .* so far$"):
         to_qonnx(_residual())
     fork = _residual()
     fork = IntegerGraph(U2, fork.nodes, (2,), None, (("",), ("fc0", "fc0"), ("add",)))
-    with pytest.raises(LowbitError, match=r"^ONNX export: node 'fc0' \(MatMulThreshold\) forks: 2 "):
+    forks = r"^ONNX export: node 'fc0' \(MatMulThreshold\) forks: 2 "
+    with pytest.raises(LowbitError, match=forks):
         to_qonnx(fork)
+
+
+def test_input_wire_in_front_of_a_dag():
+    from lowbit.ir.boundary import InputQuant
+
+    g = _residual()
+    g = IntegerGraph(U2, g.nodes, (2,), InputQuant(U2, scale=1.0, zero_point=0.0), g.inputs)
+    wired = g.with_input_wire(InputQuant(DataType.uint(4), scale=0.25, zero_point=0.0))
+    # both readers of the graph input (fc0 and the Add's shortcut) now read the threshold unit
+    assert wired.inputs[:3] == (("",), ("input_threshold",), ("fc0", "input_threshold"))
+    w = np.arange(16)[:, None].repeat(2, axis=1)  # wire codes: value w / 4
+    codes = g.encode(w / 4)
+    assert np.array_equal(wired.scores(w), g.scores(codes))
