@@ -57,6 +57,9 @@ def test_icarus_and_verilator_agree_cycle_for_cycle(rng, random_graph, tmp_path)
     # Same work directory, one build directory per simulator.
     assert (tmp_path / "sim_build_icarus" / "sim.vvp").is_file()
     assert (tmp_path / "sim_build" / "lowbit_top").is_file()
+    # Verilator made the top module's ports public (all cocotb touches), not every signal
+    verilated = (tmp_path / "sim_build" / "Vtop__verFiles.dat").read_text().splitlines()[1]
+    assert " --public-depth 1 " in verilated and "--public-flat-rw" not in verilated
     assert icarus.verilog_sha256 == verilator.verilog_sha256
     assert icarus.ok and verilator.ok
     assert icarus.labels == verilator.labels
