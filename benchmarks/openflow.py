@@ -46,6 +46,7 @@ from lowbit.deploy.build import default_budget
 from lowbit.ir.graph import IntegerGraph
 from lowbit.mapping import search_folding
 from lowbit.mapping.buildsize import coefficients, design_size, estimate_build
+from lowbit.quant.builtin import build as builtin_model
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -316,6 +317,27 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def cnv_w1a1_line(board: str = "ulx3s-85f") -> str:
+    """The smallest budget (in steps of 0.1) at which CNV-W1A1 fits ``board``, its LUT estimate
+    and the build-size model's (extrapolated) estimate: part 3 of the issue, not built here."""
+    graph = builtin_model("cnv-w1a1").graph
+    for tenths in range(1, 11):
+        try:
+            schedule = search_folding(graph, board, budget=tenths / 10)
+        except LowbitError:
+            continue
+        size = design_size(schedule.report(graph))
+        est = estimate_build(size, get_board(board).family)
+        return (
+            f"CNV-W1A1 (BNN-PYNQ topology) first fits {board} at budget {tenths / 10:g}: "
+            f"{size.lut:,.0f} LUT6-eq, {size.bram36:g} RAMB36-eq; build-size estimate "
+            f"{est.summary()} (CPU), an underestimate beyond the calibrated sizes (issue 21: a "
+            "21,131 LUT6-eq ternary MLP did not finish yosys within an hour). Not built in this "
+            "run."
+        )
+    return f"CNV-W1A1 does not fit {board} at any budget."
+
+
 def markdown(defaults: list[dict], others: list[dict]) -> str:
     """``openflow.md``: the builds at the default budget, the others (calibration), the designs
     that do not fit, the fitted model."""
@@ -357,6 +379,7 @@ def markdown(defaults: list[dict], others: list[dict]) -> str:
             f"LUT6-eq (at most x{m['factor']:g}), fitted on {len(c['fitted_on'])} builds of "
             f"{c['lut_range'][0]:,.0f}-{c['lut_range'][1]:,.0f} LUT6-eq"
         )
+    lines += ["", cnv_w1a1_line()]
     return "\n".join(lines) + "\n"
 
 
