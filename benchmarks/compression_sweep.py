@@ -347,6 +347,11 @@ def main(argv=None) -> int:
                 elif "yosys" in r and "yosys" not in old:
                     old["yosys"] = r["yosys"]
             into["teacher_accuracy"] = into["teacher_accuracy"] or part["teacher_accuracy"]
+        for part in merged.values():  # rows in GRID's order
+            order = [("baseline", "-")] + [
+                (m, label) for m, grid in GRID[part["arch"]].items() for label, _, _ in grid
+            ]
+            part["rows"].sort(key=lambda r: order.index((r["method"], r["setting"])))
         merge(list(merged.values()), args.note)
         return 0
     if args.synth_part:
