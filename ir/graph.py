@@ -114,24 +114,7 @@ class MatMulThreshold:
     (:class:`~lowbit.ir.boundary.ClassMap`); ``None`` when the raw scores decide."""
 
     def __post_init__(self):
-        wd = self.weight_dtype
-        if not isinstance(wd, DataType) or wd.kind not in WEIGHT_KINDS:
-            raise ValueError(f"node {self.name!r}: weight_dtype must be {WEIGHT_TYPES}, not {wd!r}")
-        if not isinstance(self.input_dtype, DataType) or self.input_dtype.kind not in (
-            Kind.BIPOLAR,
-            Kind.UINT,
-            Kind.INT,
-        ):
-            raise ValueError(
-                f"node {self.name!r}: input_dtype must be BIPOLAR, UINT<k> or INT<k>, "
-                f"not {self.input_dtype!r}"
-            )
-        w = np.asarray(self.weights)
-        if w.ndim != 2 or w.dtype.kind not in "biu":
-            raise ValueError(
-                f"node {self.name!r}: weights must be a 2-D integer array (MH, MW), "
-                f"not {w.dtype} {w.shape}"
-            )
+        w = _checked_weights(self, "(MH, MW)")
         if not self.weight_dtype.contains(w):
             what = (
                 "bits (1 = +1, 0 = -1)"
@@ -296,6 +279,31 @@ class MatMulThreshold:
         if self.class_map is not None:
             meta["class_map"] = self.class_map.to_json()
         return meta
+
+
+def _checked_weights(node, shape: str) -> np.ndarray:
+    """``node.weights`` as an array, after checking the node's ``weight_dtype`` and
+    ``input_dtype`` and that the weights are a 2-D integer array (``shape`` names its axes in the
+    message)."""
+    wd = node.weight_dtype
+    if not isinstance(wd, DataType) or wd.kind not in WEIGHT_KINDS:
+        raise ValueError(f"node {node.name!r}: weight_dtype must be {WEIGHT_TYPES}, not {wd!r}")
+    if not isinstance(node.input_dtype, DataType) or node.input_dtype.kind not in (
+        Kind.BIPOLAR,
+        Kind.UINT,
+        Kind.INT,
+    ):
+        raise ValueError(
+            f"node {node.name!r}: input_dtype must be BIPOLAR, UINT<k> or INT<k>, "
+            f"not {node.input_dtype!r}"
+        )
+    w = np.asarray(node.weights)
+    if w.ndim != 2 or w.dtype.kind not in "biu":
+        raise ValueError(
+            f"node {node.name!r}: weights must be a 2-D integer array {shape}, "
+            f"not {w.dtype} {w.shape}"
+        )
+    return w
 
 
 def _check_geometry(node, **params):
@@ -558,24 +566,8 @@ class DepthwiseConv:
     weight_dtype: DataType = field(default=BIPOLAR)
 
     def __post_init__(self):
+        w = _checked_weights(self, "(C, K * K)")
         wd = self.weight_dtype
-        if not isinstance(wd, DataType) or wd.kind not in WEIGHT_KINDS:
-            raise ValueError(f"node {self.name!r}: weight_dtype must be {WEIGHT_TYPES}, not {wd!r}")
-        if not isinstance(self.input_dtype, DataType) or self.input_dtype.kind not in (
-            Kind.BIPOLAR,
-            Kind.UINT,
-            Kind.INT,
-        ):
-            raise ValueError(
-                f"node {self.name!r}: input_dtype must be BIPOLAR, UINT<k> or INT<k>, "
-                f"not {self.input_dtype!r}"
-            )
-        w = np.asarray(self.weights)
-        if w.ndim != 2 or w.dtype.kind not in "biu":
-            raise ValueError(
-                f"node {self.name!r}: weights must be a 2-D integer array (C, K * K), "
-                f"not {w.dtype} {w.shape}"
-            )
         if not wd.contains(w):
             raise ValueError(f"node {self.name!r}: weights must be stored values of {wd}")
         object.__setattr__(self, "weights", w.astype(np.uint8 if wd is BIPOLAR else np.int64))
