@@ -56,7 +56,7 @@ from . import LowbitError
 from ._io import atomic_write, cannot_write
 from .api import DEFAULT_BOARD, Model, load, open_compiled
 from .boards import get_board
-from .deploy.build import DEFAULT_TIMEOUT_S, MAX_TIMEOUT_S
+from .deploy.build import DEFAULT_TIMEOUT_S, MAX_TIMEOUT_S, default_budget
 from .deploy.build import build as build_design
 from .deploy.flash import plan_flash
 from .flow.heartbeat import Heartbeat
@@ -109,7 +109,12 @@ SCHEMA: dict[str, Any] = {
         "input_quant": {"type": "string", "description": "TYPE:SCALE[:ZP] of a float input"},
         "input_wire": {"type": "string", "description": "TYPE:SCALE[:ZP] pixels on the wire"},
         "board": {"type": "string", "minLength": 1},
-        "budget": _SHARE,
+        "budget": {
+            **_SHARE,
+            "description": "share of each board resource the folding may use (default 0.7; on "
+            "open-flow boards the share holding 5,000 LUT6-eq, 0.1 on ulx3s-85f: "
+            "deploy.build.default_budget, as lowbit build)",
+        },
         "target_fps": {"type": "number", "exclusiveMinimum": 0},
         "act_density": _SHARE,
         "schedule": {**_PATH, "description": "a folding (lowbit map -o) to use as it is"},
@@ -443,10 +448,13 @@ def _step_map(ctx: _Ctx) -> dict:
         schedule.check_fits(m.graph, budget=cfg.option("budget", 1.0))
         log.info("using the folding in %s", cfg.schedule)
     else:
+        target = cfg.option("target_fps")
         schedule = m.map(
             board=cfg.board,
-            budget=cfg.option("budget", DEFAULT_BUDGET),
-            target_fps=cfg.option("target_fps"),
+            budget=cfg.option(
+                "budget", DEFAULT_BUDGET if target else default_budget(get_board(cfg.board))
+            ),
+            target_fps=target,
             act_density=cfg.option("act_density", 0.5),
         ).schedule
     if cfg.option("clock_mhz") is not None:

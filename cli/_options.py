@@ -20,6 +20,7 @@ import argparse
 from ._args import Parser, board, fraction, output_dir, output_file
 
 __all__ = [
+    "BUDGET_DEFAULT",
     "add_verbosity",
     "board_option",
     "budget_option",
@@ -30,6 +31,13 @@ __all__ = [
 ]
 
 BUDGET_HELP = "share in (0, 1] of each board resource (LUT, FF, BRAM, DSP) the design may use"
+BUDGET_DEFAULT = (
+    "default 0.7; on open-flow boards the share holding 5,000 LUT6-eq (0.1 on ulx3s-85f), so "
+    "that the open flow builds it in minutes"
+)
+"""The default budget of a folding search, as ``build``, ``compile``, ``map`` and ``run`` state
+it: :func:`lowbit.deploy.build.default_budget` (the one rule; ``tests/test_budget_default.py``
+checks this text against it)."""
 DATASET_HELP = "data set: digits, mnist5k, idx:DIR or cifar10:DIR"
 
 

@@ -39,6 +39,7 @@ from ._data import (
     read_images,
 )
 from ._options import (
+    BUDGET_DEFAULT,
     BUDGET_HELP,
     add_verbosity,
     board_option,
@@ -128,6 +129,15 @@ INPUT_WIRE_HELP = (
 )
 
 
+def _search_budget(budget: float | None, board: str) -> float:
+    """The budget of a folding search on ``board``: ``--budget``, else the board's default
+    (:func:`lowbit.deploy.build.default_budget`, the one rule ``build`` also follows)."""
+    from ..boards import get_board
+    from ..deploy.build import default_budget
+
+    return default_budget(get_board(board)) if budget is None else budget
+
+
 def cmd_compile(args) -> int:
     from ..boards import get_board
     from ..flow import CompiledDesign, compile_model, compile_zoo, write_json
@@ -144,14 +154,15 @@ def cmd_compile(args) -> int:
                 "compile: --schedule applies to a model file; --zoo uses the published folding "
                 "(or --search)"
             )
+        board_name = args.board or "ultra96-v2"
         report = compile_zoo(
             args.zoo,
             args.output,
-            board=args.board or "ultra96-v2",
+            board=board_name,
             seed=args.seed,
             width=args.width,
             search=args.search,
-            budget=args.budget,
+            budget=_search_budget(args.budget, board_name) if args.search else args.budget,
         )
     else:
         graph = _with_wire(IntegerGraph.load(args.model), args.input_wire)
@@ -174,8 +185,9 @@ def cmd_compile(args) -> int:
                         f"--budget {args.budget:g} (with --schedule, the share of the board the "
                         f"schedule must fit in): {e}"
                     ) from None
+        budget = args.budget if schedule else _search_budget(args.budget, board_name)
         report = compile_model(
-            graph, args.output, board=board_name, schedule=schedule, budget=args.budget
+            graph, args.output, board=board_name, schedule=schedule, budget=budget
         )
     m = report.mapping
     design = CompiledDesign(args.output)
@@ -529,9 +541,11 @@ def cmd_map(args) -> int:
     from ..mapping.report import format_markdown, format_text, mapping_report, write_plots
 
     graph = _with_wire(IntegerGraph.load(args.model), args.input_wire)
-    kw = {} if args.budget is None else {"budget": args.budget}
-    if args.target_fps is not None:
+    kw: dict = {}
+    if args.target_fps is not None:  # the cheapest folding reaching it, within 0.7 of the board
         kw["target_fps"] = args.target_fps
+    else:
+        kw["budget"] = _search_budget(args.budget, args.board or "pynq-z2")
     density = args.act_density
     if args.dataset:
         from ..mapping.folding import activation_densities
@@ -716,8 +730,8 @@ def build_parser() -> argparse.ArgumentParser:
             ),
             budget_option(
                 None,
-                "default 0.7; with --schedule or a --zoo model's published folding, which fix the "
-                "folding: the share the design must fit in, default 1",
+                f"{BUDGET_DEFAULT}; with --schedule or a --zoo model's published folding, which "
+                "fix the folding: the share the design must fit in, default 1",
             ),
         ],
     )
@@ -806,7 +820,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--budget",
         type=fraction,
         metavar="SHARE",
-        help=f"{BUDGET_HELP} (default 0.7): the fastest folding within it",
+        help=f"{BUDGET_HELP} ({BUDGET_DEFAULT}): the fastest folding within it",
     )
     goal.add_argument(
         "--target-fps",
@@ -867,11 +881,7 @@ def build_parser() -> argparse.ArgumentParser:
         parents=[
             board_option(None, required=True),
             output_option("dir", "the bitstream or Vivado plan and build.json", required=True),
-            budget_option(
-                None,
-                "when SOURCE is a model; default 0.7, on open-flow boards the share holding "
-                "5,000 LUT6-eq (0.1 on ulx3s-85f)",
-            ),
+            budget_option(None, f"when SOURCE is a model; {BUDGET_DEFAULT}"),
         ],
     )
     bu.add_argument("source", help="model file (.npz) or a directory written by 'lowbit compile'")

@@ -8,7 +8,7 @@ import json
 import logging
 import sys
 
-from ._options import json_option, output_option
+from ._options import BUDGET_DEFAULT, json_option, output_option
 
 __all__ = ["register"]
 
@@ -73,7 +73,9 @@ def register(sub) -> None:
             json_option("the run's summary (every step's status, seconds, log and result)"),
         ],
     )
-    r.add_argument("config", nargs="?", help="the build config (.yaml, .yml or .json)")
+    r.add_argument("config", nargs="?",
+                   help="the build config (.yaml, .yml or .json); its 'budget' is the share of "
+                   f"each board resource the folding may use ({BUDGET_DEFAULT})")
     r.add_argument("--from", dest="start", choices=STEPS, metavar="STEP",
                    help="resume from STEP; the steps before it must have finished in the output "
                    f"directory (steps: {', '.join(STEPS)}; default: the config's first)")

@@ -66,7 +66,8 @@ OPEN_FLOW_LUT6 = 5000
 
 
 def default_budget(board: Board) -> float:
-    """The budget ``build`` maps a model with when none is given.
+    """The budget a folding search uses on ``board`` when none is given: ``lowbit build``,
+    ``map``, ``compile`` and ``run`` (and their help texts, ``cli._options.BUDGET_DEFAULT``).
 
     Zynq boards: :data:`lowbit.mapping.DEFAULT_BUDGET`. Open-flow boards: the share of the board
     that holds :data:`OPEN_FLOW_LUT6` LUT6 equivalents, to one significant digit, at most
