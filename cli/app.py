@@ -352,6 +352,8 @@ def cmd_sim(args) -> int:
         raise LowbitError(
             "--fast and --gate-level exclude each other: the gate-level check runs under cocotb"
         )
+    if args.family and not args.gate_level:
+        raise LowbitError("--family chooses the synthesis of --gate-level; add --gate-level")
     imgs = _load_images(args, graph)
     print(f"  {imgs.describe()}")
     print("  " + boundary_lines(graph).replace("\n", "\n  "))
@@ -404,14 +406,16 @@ def _print_runs(runs) -> None:
 
 
 def _sim_gate_level(args, graph, imgs) -> int:
+    from ..boards import get_board
     from ..flow import load_compiled, write_json
     from ..sim.accel_sim import default_runs
-    from ..sim.gatelevel import simulate_gate_level
+    from ..sim.gatelevel import FAMILIES, simulate_gate_level
 
     x = imgs.codes
     _, schedule = load_compiled(args.dir)
+    family = args.family or ("ecp5" if get_board(schedule.board).family == "ecp5" else "xilinx")
     print(
-        f"synthesising {args.dir} for 7-series (synth_xilinx -nobram) and simulating the netlist "
+        f"synthesising {args.dir} with {FAMILIES[family].synthesis} and simulating the netlist "
         f"on {len(x)} images ...",
         file=sys.stderr,
         flush=True,
@@ -423,6 +427,7 @@ def _sim_gate_level(args, graph, imgs) -> int:
         Path(args.dir) / "gate_level",
         runs=default_runs(len(x), throttled_images=args.throttled),
         simulator=args.simulator,
+        family=family,
     )
     summary = _accuracy_summary(graph, imgs, rep.runs[0].get("labels") if rep.runs else None)
     _print_runs(rep.runs)
@@ -437,6 +442,7 @@ def _sim_gate_level(args, graph, imgs) -> int:
             {
                 "images": len(x),
                 "gate_level": True,
+                "family": family,
                 "ok": ok,
                 "mismatches": rep.mismatches,
                 "netlist": rep.netlist,
@@ -796,7 +802,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument(
         "--gate-level",
         action="store_true",
-        help="synthesise for 7-series (yosys) and simulate the netlist with the primitives' models",
+        help="synthesise with yosys (-nobram) and simulate the netlist with the primitives' models",
+    )
+    s.add_argument(
+        "--family",
+        choices=("xilinx", "ecp5"),
+        help="synthesis of --gate-level: xilinx (synth_xilinx, 7-series) or ecp5 (synth_ecp5, "
+        "the open flow's script) (default: ecp5 for a design compiled for an ECP5 board, else "
+        "xilinx)",
     )
     s.set_defaults(func=cmd_sim)
 

@@ -82,3 +82,56 @@ def test_unknown_family_is_refused(design, tmp_path):
     graph, specs, x = design
     with pytest.raises(LowbitError, match=r"^family must be one of 'xilinx', 'ecp5', not 'ice40'$"):
         simulate_gate_level(graph, specs, x, tmp_path, family="ice40")
+
+
+# -- the CLI: `lowbit sim --gate-level [--family F]` (the simulation itself replaced: seconds) -----
+
+
+def _compiled_dir(tmp_path, graph, board):
+    from lowbit.mapping import search_folding
+
+    d = tmp_path / board
+    d.mkdir()
+    graph.save(d / "model.npz")
+    search_folding(graph, board).save(d / "schedule.json")
+    return d
+
+
+@pytest.mark.parametrize("board, flags, family", [
+    ("ulx3s-85f", [], "ecp5"),  # the compiled board's family by default
+    ("pynq-z2", [], "xilinx"),
+    ("pynq-z2", ["--family", "ecp5"], "ecp5"),
+])
+def test_cli_gate_level_family(design, tmp_path, monkeypatch, capsys, board, flags, family):
+    import json
+
+    import lowbit.sim.gatelevel as gatelevel
+    from lowbit.cli import main
+
+    graph, _, x = design
+    seen = {}
+
+    def fake(graph, specs, x, workdir, *, runs, simulator, family):
+        seen["family"] = family
+        run = {"name": "steady", "images": len(x), "mismatched_images": 0, "mismatches": [],
+               "cycles_per_image": 1, "timed_out": False, "labels": graph.predict(x).tolist()}
+        return gatelevel.GateLevelReport((run,), str(workdir / "netlist.v"), {})
+
+    monkeypatch.setattr(gatelevel, "simulate_gate_level", fake)
+    d = _compiled_dir(tmp_path, graph, board)
+    np.savez(tmp_path / "x.npz", x=x)
+    res = tmp_path / "res.json"
+    assert main(["sim", str(d), "--gate-level", *flags, "--images", str(tmp_path / "x.npz"),
+                 "--json", str(res)]) == 0
+    assert seen["family"] == family and json.loads(res.read_text())["family"] == family
+    synthesis = {"ecp5": "synth_ecp5 -nobram", "xilinx": "synth_xilinx -nobram"}[family]
+    assert f"with {synthesis} and simulating" in capsys.readouterr().err
+
+
+def test_cli_family_needs_gate_level(design, tmp_path, capsys):
+    from lowbit.cli import main
+
+    d = _compiled_dir(tmp_path, design[0], "ulx3s-85f")
+    assert main(["sim", str(d), "--family", "ecp5", "--images", "3"]) == 2
+    err = capsys.readouterr().err
+    assert "--family chooses the synthesis of --gate-level; add --gate-level" in err and "Traceback" not in err
