@@ -40,6 +40,7 @@ __all__ = [
     "LogicPath",
     "FmaxModel",
     "popcount_depth",
+    "popcount_cut",
     "adder_tree_depth",
     "mvtu_paths",
     "threshold_paths",
@@ -73,25 +74,22 @@ class LogicPath:
     from_memory: bool = False
 
 
-def popcount_depth(n: int, fanin: int = 1) -> tuple[int, int]:
-    """``(levels, carry_bits)`` of :func:`lowbit.hw.mvtu.mac.popcount` of ``n`` bits, each a
-    function of ``fanin`` signals: the counter levels (one function each) and the final adder.
-
-    Mirrors the popcount's construction on column heights only."""
-    if n <= 1:
-        return 0, 0
+def _popcount_levels(n: int, fanin: int) -> list[dict[int, int]]:
+    """Column heights (weight -> bits) after each counter level of
+    :func:`lowbit.hw.mvtu.mac.popcount` of ``n`` bits of ``fanin`` signals each: entry 0 the
+    inputs, entry ``k`` after ``k`` counter levels; the last has no column above two bits."""
     group = min(6, 6 // max(1, fanin))
     if group >= 3:
-        cols: dict[int, int] = {}
+        first: dict[int, int] = {}
         for k in range(0, n, group):
             for j in range(min(group, n - k).bit_length()):
-                cols[j] = cols.get(j, 0) + 1
-        levels = 1
+                first[j] = first.get(j, 0) + 1
+        out = [{0: n}, first]
     else:
-        cols, levels = {0: n}, 0
-    while any(h > 2 for h in cols.values()):
+        out = [{0: n}]
+    while any(h > 2 for h in out[-1].values()):
         nxt: dict[int, int] = {}
-        for w, h in sorted(cols.items()):
+        for w, h in sorted(out[-1].items()):
             k = 0
             while h - k >= 3:
                 take = min(6, h - k)
@@ -99,9 +97,33 @@ def popcount_depth(n: int, fanin: int = 1) -> tuple[int, int]:
                     nxt[w + j] = nxt.get(w + j, 0) + 1
                 k += take
             nxt[w] = nxt.get(w, 0) + h - k
-        cols, levels = nxt, levels + 1
-    adder = any(h > 1 for h in cols.values())
-    return levels + (1 if adder else 0), (n.bit_length() if adder else 0)
+        out.append(nxt)
+    return out
+
+
+def popcount_depth(n: int, fanin: int = 1) -> tuple[int, int]:
+    """``(levels, carry_bits)`` of :func:`lowbit.hw.mvtu.mac.popcount` of ``n`` bits, each a
+    function of ``fanin`` signals: the counter levels (one function each) and the final adder.
+
+    Mirrors the popcount's construction on column heights only."""
+    if n <= 1:
+        return 0, 0
+    cols = _popcount_levels(n, fanin)
+    adder = any(h > 1 for h in cols[-1].values())
+    return len(cols) - 1 + (1 if adder else 0), (n.bit_length() if adder else 0)
+
+
+def popcount_cut(n: int, fanin: int = 1) -> tuple[int, int]:
+    """Where ``pipeline=3`` registers a popcount of ``n`` bits inside its tree: ``(level, bits)``,
+    the register after ``level`` counter levels (half the tree's depth, the final adder counted
+    as one level, rounded down but at least one counter level; 0 when the tree has no counter
+    level, i.e. its inputs are registered) and the ``bits`` it holds (every column bit there)."""
+    if n <= 1:
+        return 0, n
+    cols = _popcount_levels(n, fanin)
+    levels = popcount_depth(n, fanin)[0]
+    level = min(len(cols) - 1, max(1, levels // 2))
+    return level, sum(cols[level].values())
 
 
 def adder_tree_depth(terms: int, width: int) -> tuple[int, int]:
@@ -133,10 +155,25 @@ def _lane_tree(spec) -> tuple[int, int]:
     return lv + 2, cb + 1  # the select / negation before, the correction term after
 
 
+def _split_tree(spec) -> tuple[LogicPath, LogicPath]:
+    """The two halves of a popcount lane's tree at ``pipeline=3``: from the weight memory to the
+    register inside the tree (:func:`popcount_cut`), and from there to the tree's output."""
+    simd, tree_lv, tree_cb = spec.simd, *_lane_tree(spec)
+    if spec.kind is MacKind.XNOR:
+        first = popcount_cut(simd, 2)[0]
+    else:  # ternary on bipolar inputs: the agree count sets the depth, then the subtraction
+        first = popcount_cut(simd, 3)[0]
+    return (
+        LogicPath("tree to its register", first, 0, from_memory=True),
+        LogicPath("tree from its register", tree_lv - first, tree_cb),
+    )
+
+
 def mvtu_paths(spec) -> tuple[LogicPath, ...]:
     """The paths of an :class:`~lowbit.hw.mvtu.spec.MVTUSpec` at its ``pipeline`` depth: the
-    tree from the weight memory, the accumulator's adder, the threshold comparators (each a
-    carry chain of the accumulator's width) and the count of the comparisons."""
+    tree from the weight memory (at 3 in two halves), the accumulator's adder, the threshold
+    comparators (each a carry chain of the accumulator's width) and the count of the
+    comparisons."""
     tree_lv, tree_cb = _lane_tree(spec)
     acc = spec.acc_bits
     t = spec.node.thresholds
@@ -165,7 +202,9 @@ def mvtu_paths(spec) -> tuple[LogicPath, ...]:
                 from_memory=n_thr > 0,
             ),
         )
-    return tree, accumulate, compare
+    if spec.pipeline == 2:
+        return tree, accumulate, compare
+    return (*_split_tree(spec), accumulate, compare)
 
 
 def threshold_paths(spec) -> tuple[LogicPath, ...]:

@@ -7,8 +7,10 @@ Units that describe no logic paths (sliding windows, pools, width converters, th
 are listed without an estimate. Families without a fitted model (the Xilinx ones) get no estimate.
 
 :func:`pipeline_for_clock` is the mapper's choice of depths: for every layer that can be
-pipelined, the smallest depth whose estimated Fmax reaches the schedule's clock (the deepest when
-none does).
+pipelined, the smallest depth whose estimated Fmax reaches the schedule's clock (the deepest the
+unit takes when none does: 3, the register inside the compressor tree, for an MVTU with popcount
+lanes, :attr:`~lowbit.hw.mvtu.spec.MVTUSpec.max_pipeline`; 2 for other MVTUs and threshold
+units).
 """
 
 from __future__ import annotations
@@ -17,11 +19,19 @@ import dataclasses
 
 from ..boards import Board, get_board
 from ..hw.fmax import estimate_fmax, fmax_model
-from ..hw.mvtu.spec import MAX_PIPELINE
+from ..hw.mvtu.spec import MVTUSpec
 from ..hw.registry import stitching
+from ..hw.stream.threshold import MAX_THRESHOLD_PIPELINE
 from ..ir.graph import IntegerGraph
 
-__all__ = ["fmax_entry", "pipeline_for_clock", "added_latency"]
+__all__ = ["fmax_entry", "pipeline_for_clock", "added_latency", "deepest_pipeline"]
+
+
+def deepest_pipeline(spec) -> int:
+    """The deepest ``pipeline=`` of a unit that takes one: an MVTU's
+    :attr:`~lowbit.hw.mvtu.spec.MVTUSpec.max_pipeline`, else a threshold unit's
+    :data:`~lowbit.hw.stream.threshold.MAX_THRESHOLD_PIPELINE`."""
+    return spec.max_pipeline if isinstance(spec, MVTUSpec) else MAX_THRESHOLD_PIPELINE
 
 
 def added_latency(specs) -> int:
@@ -79,8 +89,8 @@ def _round(v: float | None) -> float | None:
 
 def pipeline_for_clock(schedule, graph: IntegerGraph, *, board: Board | None = None):
     """``schedule`` with each MVTU's and threshold unit's pipeline depth the smallest whose
-    estimated Fmax reaches ``schedule.clock_mhz`` (the deepest when none does); unchanged on a
-    family without a model."""
+    estimated Fmax reaches ``schedule.clock_mhz`` (the deepest the unit takes,
+    :func:`deepest_pipeline`, when none does); unchanged on a family without a model."""
     board = get_board(schedule.board) if board is None else board
     if fmax_model(board.family) is None:
         return schedule
@@ -91,7 +101,7 @@ def pipeline_for_clock(schedule, graph: IntegerGraph, *, board: Board | None = N
             layers.append(layer)
             continue
         depth = 0
-        for depth in range(MAX_PIPELINE + 1):
+        for depth in range(deepest_pipeline(spec) + 1):
             fmax = estimate_fmax(dataclasses.replace(spec, pipeline=depth), board.family)
             if fmax is None or fmax >= schedule.clock_mhz:
                 break

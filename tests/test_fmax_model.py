@@ -120,12 +120,12 @@ def test_schedule_json_keeps_the_pipeline():
     assert Schedule.from_json(text) == s
 
 
-@pytest.mark.parametrize("value", [3, -1, "1", True])
+@pytest.mark.parametrize("value", [4, -1, "1", True])
 def test_schedule_json_refuses_a_bad_pipeline(value):
     doc = json.loads(_schedule().to_json())
     doc["layers"][0]["pipeline"] = value
     with pytest.raises(LowbitError, match=r"^<schedule>: field 'layers\[0\]\.pipeline' must be "
-                                          r"an integer in \[0, 2\], not "):
+                                          r"an integer in \[0, 3\], not "):
         Schedule.from_json(json.dumps(doc))
 
 

@@ -5,7 +5,9 @@ threshold comparison, the threshold unit and the label select at every depth.
 In the Amaranth simulator, against the reference: bit-exact under random ``valid``/``ready``
 stalls at depths 1 and 2, and with ``valid`` and ``ready`` high the cycles per vector unchanged
 and the latency exactly the spec's ``latency()`` (depth 0 included, so the formula is checked on
-today's design too). Depth 0 keeps today's Verilog: ``tests/test_golden.py`` pins it.
+today's design too). Depth 3 (a register inside the compressor tree, popcount lanes only) against
+hand-worked latencies and register positions. Depth 0 keeps today's Verilog:
+``tests/test_golden.py`` pins it.
 """
 
 import dataclasses
@@ -115,8 +117,8 @@ def test_mvtu_pipeline_bit_exact_under_stalls(kind, shape, depth):
 
 def test_mvtu_pipeline_checked():
     spec, _ = _mvtu_case("xnor", MVTU_SHAPES[0])
-    with pytest.raises(ValueError, match=r"^node 'fc': pipeline must be in \[0, 2\], not 3$"):
-        dataclasses.replace(spec, pipeline=3)
+    with pytest.raises(ValueError, match=r"^node 'fc': pipeline must be in \[0, 3\], not 4$"):
+        dataclasses.replace(spec, pipeline=4)
     with pytest.raises(TypeError, match=r"^node 'fc': pipeline must be an integer, not True$"):
         dataclasses.replace(spec, pipeline=True)
 
@@ -289,3 +291,86 @@ def test_whole_design_fast_path(tmp_path, private_verilator_cache):
     rep = verify_compiled_fast(tmp_path / "out", x)
     assert rep.ok, rep.mismatch
     assert rep.cycles_per_image == report.cycles_per_image
+
+
+# -- depth 3: a register inside the compressor tree ------------------------------------------------
+
+def _ternary_bipolar_case(seed=0):
+    rng = np.random.default_rng(seed)
+    w = TERNARY.sample(rng, (4, 12))
+    lo, hi = MatMulThreshold("p", BIPOLAR, w, None, weight_dtype=TERNARY).acc_range
+    t = np.sort(rng.integers(lo, hi + 2, (4, 1)), axis=1)
+    node = MatMulThreshold("fc", BIPOLAR, w, t, BIPOLAR, weight_dtype=TERNARY)
+    return MVTUSpec(node, pe=2, simd=4), BIPOLAR.sample(rng, (6, 12))
+
+
+def test_popcount_cut_hand_worked():
+    from lowbit.hw.fmax import popcount_cut, popcount_depth
+
+    # 16 XNOR bits: five 3:2 counters and a lone bit give columns of 6 and 5 bits (level 1); one
+    # 6:3 and one 5:3 counter leave at most two bits a column (level 2); then the adder: 3 levels,
+    # the register after level 1 holds its 11 bits
+    assert popcount_depth(16, 2) == (3, 5)
+    assert popcount_cut(16, 2) == (1, 11)
+    # 6 XNOR bits: two 3:2 counters (4 bits in columns of 2), the adder: 2 levels, cut after 1
+    assert popcount_cut(6, 2) == (1, 4)
+    # one bit: no counter, its input registered
+    assert popcount_cut(1, 2) == (0, 1)
+
+
+def test_mvtu_depth_3_latency_hand_worked():
+    spec, _ = _mvtu_case("xnor", MVTU_SHAPES[0])  # SF 3: bank hand-over + 3 issues + read + output
+    assert [dataclasses.replace(spec, pipeline=d).latency() for d in range(4)] == [5, 6, 7, 8]
+    deep = dataclasses.replace(spec, pipeline=3)
+    assert deep.cycles() == spec.cycles() == 6
+    # the register inside each of the PE 2 trees of SIMD 4 holds popcount_cut(4, 2)[1] == 3 bits
+    assert deep.resources().ff == dataclasses.replace(spec, pipeline=2).resources().ff + 2 * 3 + 4
+    assert deep.schedule_options() == {"pipeline": 3}
+
+
+@pytest.mark.amaranth_sim
+@pytest.mark.parametrize("kind", ["xnor", "ternary-bipolar"])
+def test_mvtu_depth_3_latency_and_stalls(kind):
+    """One cycle more than depth 2, exactly (the simulated first output against the hand-worked
+    latency), bit-exact with random stalls."""
+    if kind == "xnor":
+        base, x = _mvtu_case("xnor", MVTU_SHAPES[0])
+    else:
+        base, x = _ternary_bipolar_case()
+    ref = base.reference(x)
+    firsts = []
+    for depth in (2, 3):
+        spec = dataclasses.replace(base, pipeline=depth)
+        got, run = _mvtu_run(spec, x)
+        assert np.array_equal(got, ref), f"pipeline {depth}"
+        nf = spec.neuron_folds
+        assert np.diff(run.out_cycles[nf - 1::nf]).tolist() == [spec.cycles()] * (len(x) - 1)
+        assert run.out_cycles[0] - spec.synapse_folds == spec.latency() == 3 + 2 + depth
+        firsts.append(run.out_cycles[0])
+    assert firsts[1] == firsts[0] + 1
+    got, _ = _mvtu_run(spec, x, seed=43, valid_prob=0.5, ready_prob=0.4)
+    assert np.array_equal(got, ref)
+
+
+def test_mvtu_depth_3_only_with_popcount_lanes():
+    spec, _ = _mvtu_case("ternary", MVTU_SHAPES[0])  # ternary weights on UINT2 inputs: adders
+    assert spec.max_pipeline == 2 and _ternary_bipolar_case()[0].max_pipeline == 3
+    with pytest.raises(ValueError, match=r"^node 'fc': pipeline 3 \(a register inside the "
+                                         r"compressor tree\) needs popcount lanes \(XNOR, or "
+                                         r"ternary weights on bipolar inputs, mac='parallel'\); "
+                                         r"this ternary unit takes at most 2, not 3$"):
+        dataclasses.replace(spec, pipeline=3)
+
+
+def test_mvtu_depth_3_registers_inside_the_tree():
+    """The Verilog at depth 3 holds the register stage inside each lane's popcount (named
+    ``lane<p>_r<k>``), as many bits as ``popcount_cut`` says, and depth 2 none."""
+    import re
+
+    from lowbit.hw.verilog import to_verilog
+
+    spec, _ = _mvtu_case("xnor", MVTU_SHAPES[0])
+    deep = to_verilog(dataclasses.replace(spec, pipeline=3).create(), "top")
+    flat = to_verilog(dataclasses.replace(spec, pipeline=2).create(), "top")
+    regs = set(re.findall(r"\breg\s+(?:\[[^]]*\]\s*)?\\?(lane\d+_r\d+)\b", deep))
+    assert len(regs) == 2 * 3 and not re.search(r"lane\d+_r\d+", flat)

@@ -18,6 +18,10 @@ Popcount (:func:`popcount`) is built for 6-input LUTs instead of as an adder tre
   levels;
 * **final adder** — the two remaining rows are added with one ``+`` (one carry chain of about
   ``log2(SIMD)`` bits).
+
+``cut=`` puts a register stage inside the tree (``MVTUSpec(pipeline=3)``): every column bit after
+that many counter levels (:func:`lowbit.hw.fmax.popcount_cut` chooses half the depth) goes through
+a register loaded when ``en`` is high, so every path through the tree crosses exactly one.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value
 
 from ...ir.mac import MacKind
 from .._util import tree_sum
+from ..fmax import popcount_cut
 
 __all__ = ["popcount", "counter", "lane_dot"]
 
@@ -71,12 +76,24 @@ def counter(bits: list[Value]) -> list[Value]:
     return [s0, b1, b2]
 
 
-def popcount(m: Module, bits: list[Value], *, fanin: int = 1, name: str = "pc") -> Value:
+def popcount(
+    m: Module,
+    bits: list[Value],
+    *,
+    fanin: int = 1,
+    name: str = "pc",
+    cut: int | None = None,
+    en: Value | None = None,
+) -> Value:
     """Number of ones among ``bits`` (1-bit values), as an unsigned value of ``clog2(n + 1)`` bits.
 
     ``fanin`` is how many signals each bit depends on (2 for ``XNOR(x, w)``): the first level puts
     ``6 // fanin`` of them into one counter, so that each of its outputs is one LUT6. Every counter
     output is a named signal driven in ``m.d.comb`` (which also keeps the expressions small).
+
+    ``cut`` (with ``en``, the registers' load enable) registers every column bit after ``cut``
+    counter levels (0: the inputs; at most the tree's counter levels): the count then arrives one
+    cycle later.
     """
     count = [0]
 
@@ -86,21 +103,40 @@ def popcount(m: Module, bits: list[Value], *, fanin: int = 1, name: str = "pc") 
         m.d.comb += sig.eq(v)
         return sig
 
+    def staged(cols: dict[int, list[Value]]) -> dict[int, list[Value]]:
+        out: dict[int, list[Value]] = {}
+        for weight in sorted(cols):
+            for b in cols[weight]:
+                reg = Signal(name=f"{name}_r{count[0]}")
+                count[0] += 1
+                with m.If(en):
+                    m.d.sync += reg.eq(b)
+                out.setdefault(weight, []).append(reg)
+        return out
+
     bits = [Value.cast(b) for b in bits]
     if not bits:
         raise ValueError("popcount needs at least one bit")
+    if cut is not None and en is None:
+        raise ValueError("popcount: cut needs en, the registers' load enable")
     n = len(bits)
     width = n.bit_length()
     if n == 1:
-        return bits[0]
+        return staged({0: bits})[0][0] if cut is not None else bits[0]
     group = min(6, 6 // max(1, fanin))
     columns: dict[int, list[Value]] = {}
+    level = 0
+    if cut == 0:
+        bits = staged({0: bits})[0]
     if group >= 3:
         for k in range(0, n, group):
             for j, b in enumerate(counter(bits[k : k + group])):
                 columns.setdefault(j, []).append(wire(b))
+        level = 1
     else:
         columns[0] = list(bits)
+    if cut is not None and cut and level == cut:
+        columns = staged(columns)
     while any(len(col) > 2 for col in columns.values()):
         nxt: dict[int, list[Value]] = {}
         for weight in sorted(columns):
@@ -112,7 +148,11 @@ def popcount(m: Module, bits: list[Value], *, fanin: int = 1, name: str = "pc") 
                     nxt.setdefault(weight + j, []).append(wire(b))
                 k += take
             nxt.setdefault(weight, []).extend(col[k:])
-        columns = nxt
+        columns, level = nxt, level + 1
+        if cut is not None and cut and level == cut:
+            columns = staged(columns)
+    if cut is not None and cut > level:
+        raise ValueError(f"popcount: cut ({cut}) is beyond the tree's {level} counter levels")
     top = max(columns)
     rows: list[list[Value]] = [[], []]
     for weight in range(top + 1):
@@ -165,7 +205,13 @@ def _pow2_term(x: Value, code: Value, bits: int, bipolar_input: bool) -> tuple[V
 
 
 def lane_dot(
-    m: Module, spec, x: list[Value], lane: Value, name: str = "lane", shared: dict | None = None
+    m: Module,
+    spec,
+    x: list[Value],
+    lane: Value,
+    name: str = "lane",
+    shared: dict | None = None,
+    en: Value | None = None,
 ) -> Value:
     """One lane's parallel dot product of inputs ``x`` (``SIMD`` stored elements) and its weight
     bits.
@@ -174,12 +220,21 @@ def lane_dot(
     result is the accumulator contribution: a popcount for :attr:`MacKind.XNOR`, else the exact sum
     of the products of values. ``shared`` (one dict for all lanes of a unit) holds terms that
     depend on the inputs only, such as ``sum(x)`` of :attr:`MacKind.ADDSUB`, built once.
+
+    With ``spec.pipeline == 3`` (popcount lanes only: XNOR and ternary x bipolar) each popcount
+    holds a register stage at :func:`lowbit.hw.fmax.popcount_cut` loaded when ``en`` is high, and
+    the contribution arrives one cycle later.
     """
     kind, simd, wb = spec.kind, spec.simd, spec.weight_bits
     bipolar_in = spec.node.binary_input
     shared = {} if shared is None else shared
+    inner = spec.pipeline >= 3
+
+    def cut(fanin: int) -> dict:
+        return {"cut": popcount_cut(simd, fanin)[0], "en": en} if inner else {}
+
     if kind is MacKind.XNOR:
-        return popcount(m, [~(x[i] ^ lane[i]) for i in range(simd)], fanin=2, name=name)
+        return popcount(m, [~(x[i] ^ lane[i]) for i in range(simd)], fanin=2, name=name, **cut(2))
     if kind is MacKind.ADDSUB:
         # sum(w ? x : -x) = 2 * sum(w ? x : 0) - sum(x): a masked tree per lane, sum(x) shared
         if "xsum" not in shared:
@@ -191,9 +246,14 @@ def lane_dot(
         nz, pos = lane[:simd], lane[simd : 2 * simd]
         if bipolar_in:
             agree = popcount(
-                m, [nz[i] & ~(x[i] ^ pos[i]) for i in range(simd)], fanin=3, name=f"{name}_agree"
+                m,
+                [nz[i] & ~(x[i] ^ pos[i]) for i in range(simd)],
+                fanin=3,
+                name=f"{name}_agree",
+                **cut(3),
             )
-            return (agree << 1) - popcount(m, [nz[i] for i in range(simd)], name=f"{name}_nz")
+            nzc = popcount(m, [nz[i] for i in range(simd)], name=f"{name}_nz", **cut(1))
+            return (agree << 1) - nzc
         return _sum_negatable(m, [_negatable(x[i], ~pos[i], ~nz[i]) for i in range(simd)], name)
     w = [lane[i * wb : (i + 1) * wb] for i in range(simd)]
     if kind is MacKind.SHIFT:

@@ -30,9 +30,11 @@ constant all-ones plane with ``-1``), likewise a bipolar weight. Steady state is
 ``pipeline`` (0 to :data:`MAX_PIPELINE`) adds register stages to the compute path, each one cycle
 of latency and no throughput: 1 registers every lane's compressor / adder tree output before the
 accumulator, 2 also registers the accumulator before the threshold comparison (the thresholds are
-read one stage later, so no threshold register is added). 0 is the unpipelined design, whose
-critical path runs from the weight memory through the tree, the accumulator's adder and the
-threshold comparators into the output register.
+read one stage later, so no threshold register is added), 3 also puts a register stage inside each
+lane's compressor tree, at half its depth (:func:`lowbit.hw.fmax.popcount_cut`; popcount lanes
+only: the XNOR kind and ternary weights on bipolar inputs, :attr:`MVTUSpec.max_pipeline`). 0 is the
+unpipelined design, whose critical path runs from the weight memory through the tree, the
+accumulator's adder and the threshold comparators into the output register.
 
 ``weight_ram`` places the weight memory: ``"auto"`` (synthesis decides), ``"block"`` or
 ``"distributed"`` (a ``ram_style`` / ``rom_style`` attribute that yosys ``synth_xilinx`` and Vivado
@@ -55,7 +57,7 @@ from ...ir.graph import MatMulThreshold
 from ...ir.mac import MacKind
 from ...ir.resources import Resources
 from ..cost import mvtu_resources
-from ..fmax import LogicPath, mvtu_paths
+from ..fmax import LogicPath, mvtu_paths, popcount_cut
 
 __all__ = [
     "MVTUSpec",
@@ -74,8 +76,9 @@ MAC_MODES = ("parallel", "serial")
 WEIGHT_RAMS = ("auto", "block", "distributed", "external")
 """``weight_ram=``: where synthesis puts the weight memory; ``"external"``: no weight memory, the
 weights arrive on a stream (``ws``) from off-chip memory, one word per compute cycle."""
-MAX_PIPELINE = 2
-"""The deepest ``pipeline=`` of an MVTU: tree register, then accumulator register."""
+MAX_PIPELINE = 3
+"""The deepest ``pipeline=`` of an MVTU: tree register, accumulator register, then a register
+inside the compressor tree (popcount lanes only, :attr:`MVTUSpec.max_pipeline`)."""
 MAC_KINDS = tuple(MacKind)
 """The MAC arrays, :class:`~lowbit.ir.mac.MacKind` (members equal their value strings)."""
 
@@ -193,7 +196,7 @@ class MVTUSpec(NodeShape):
     weights_writable : bool
         Add a write port to the weight memory (run-time weights over AXI4-Lite).
     pipeline : int
-        Register stages in the compute path (module docstring), 0 to :data:`MAX_PIPELINE`; each
+        Register stages in the compute path (module docstring), 0 to :attr:`max_pipeline`; each
         adds one cycle of :meth:`latency`, none of :meth:`cycles`.
     """
 
@@ -241,11 +244,33 @@ class MVTUSpec(NodeShape):
                 "mac='parallel' and no weight write port"
             )
         check_pipeline(self.pipeline, MAX_PIPELINE, f"node {self.node.name!r}")
+        if self.pipeline > self.max_pipeline:
+            raise ValueError(
+                f"node {self.node.name!r}: pipeline 3 (a register inside the compressor tree) "
+                f"needs popcount lanes (XNOR, or ternary weights on bipolar inputs, mac='parallel')"
+                f"; this {self.kind.value} unit takes at most {self.max_pipeline}, not 3"
+            )
         if self.mac == "serial" and self.kind is MacKind.XNOR:
             raise ValueError(
                 f"node {self.node.name!r}: mac='serial' needs a non-bipolar input or weight type; "
                 "a bipolar x bipolar layer is already one popcount per lane"
             )
+
+    @property
+    def popcount_lanes(self) -> bool:
+        """Whether each lane is a compressor-tree popcount (the XNOR kind, or parallel ternary
+        weights on bipolar inputs), which ``pipeline=3`` can split."""
+        if self.serial:
+            return False
+        return self.kind is MacKind.XNOR or (
+            self.kind is MacKind.TERNARY and self.node.binary_input
+        )
+
+    @property
+    def max_pipeline(self) -> int:
+        """The deepest ``pipeline=`` this unit takes: :data:`MAX_PIPELINE` with popcount lanes,
+        else 2."""
+        return MAX_PIPELINE if self.popcount_lanes else 2
 
     @property
     def neuron_folds(self) -> int:
@@ -384,7 +409,8 @@ class MVTUSpec(NodeShape):
 
     def resources(self):
         """Resource estimate (model in :mod:`lowbit.hw.cost`), a ``Resources``; a pipeline adds
-        the tree registers (``PE`` x the accumulator width) and a few control bits."""
+        the tree registers (``PE`` x the accumulator width), a few control bits and at 3 the
+        column bits at each popcount's cut (:func:`lowbit.hw.fmax.popcount_cut`)."""
 
         t = self.node.thresholds
         base = mvtu_resources(
@@ -406,6 +432,9 @@ class MVTUSpec(NodeShape):
         if not self.pipeline:
             return base
         extra = (self.pe * self.acc_bits + 4) + (4 if self.pipeline > 1 else 0)
+        if self.pipeline > 2:
+            fanins = (2,) if self.kind is MacKind.XNOR else (3, 1)
+            extra += self.pe * sum(popcount_cut(self.simd, f)[1] for f in fanins) + 4
         return base + Resources(ff=extra)
 
     def cycles_per_image(self, vectors: int = 1, ddr_bits: int | None = None) -> int:

@@ -27,7 +27,9 @@ output register) stalls as a whole only while the output register is full and no
 unchanged): at 1 each lane's tree output goes through a register (``contrib_r<p>``) before the
 accumulator; at 2 the output register also takes the threshold comparison of the accumulator
 register itself, one cycle after the last synapse fold, with the threshold memory addressed one
-stage later. Each stage adds one cycle of latency (:meth:`MVTUSpec.latency`) and none per vector.
+stage later; at 3 each lane's compressor tree also holds a register stage at half its depth
+(:func:`lowbit.hw.mvtu.mac.popcount`'s ``cut``), and the control bits of the accumulate stage one
+more register. Each stage adds one cycle of latency (:meth:`MVTUSpec.latency`) and none per vector.
 """
 
 from __future__ import annotations
@@ -263,13 +265,16 @@ class MatrixVectorThresholdUnit(wiring.Component):
 
         # The accumulate stage (1, or 2 behind the tree register) and the output register's load.
         v_a, first_a, last_a = v1, first1, last1
-        if D:
-            v_a, first_a, last_a = Signal(name="v2"), Signal(name="first2"), Signal(name="last2")
+        # one control stage per register in front of the accumulator: the tree's output (D >= 1)
+        # and the register inside the tree (D == 3)
+        for k in range(2, 2 + (D > 0) + (D > 2)):
+            v_k, first_k, last_k = (Signal(name=f"{n}{k}") for n in ("v", "first", "last"))
             with m.If(~stall):
-                m.d.sync += [v_a.eq(v1), first_a.eq(first1), last_a.eq(last1)]
+                m.d.sync += [v_k.eq(v_a), first_k.eq(first_a), last_k.eq(last_a)]
+            v_a, first_a, last_a = v_k, first_k, last_k
         v_out = v_a & last_a
         if D >= 2:
-            v_out = Signal(name="v3")
+            v_out = Signal(name="v_out" if D > 2 else "v3")
             with m.If(~stall):
                 m.d.sync += v_out.eq(v_a & last_a)
 
@@ -315,7 +320,7 @@ class MatrixVectorThresholdUnit(wiring.Component):
                             shift = abs(coef).bit_length() - 1
                             m.d.comb += contrib.eq(-(pc << shift) if coef < 0 else pc << shift)
             else:
-                contrib = lane_dot(m, s, x, lane, name=f"lane{p}", shared=shared)
+                contrib = lane_dot(m, s, x, lane, name=f"lane{p}", shared=shared, en=~stall)
             if D:  # stage 2: the tree's output registered
                 contrib_r = Signal(Value.cast(contrib).shape(), name=f"contrib_r{p}")
                 with m.If(~stall):
