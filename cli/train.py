@@ -159,19 +159,27 @@ def cmd_train(args) -> int:
         )
     data = load_dataset(args.dataset, seed=args.split_seed)
     teacher_logits, distill = None, None
-    if args.distill is not None:
-        t, alpha = args.distill  # checked by _distill
-        config = replace(config, distill_temperature=t, distill_alpha=alpha)
+    if args.distill is not None or args.teacher is not None:
+        if args.distill is not None:
+            t, alpha = args.distill  # checked by _distill
+            config = replace(config, distill_temperature=t, distill_alpha=alpha)
         t0 = time.perf_counter()
-        teacher, teacher_logits = train_teacher(
-            data, config, progress=Bar("teacher", config.epochs)
-        )
+        if args.teacher is not None:
+            from ..quant.train.onnx_teacher import onnx_teacher
+
+            loaded, teacher_logits = onnx_teacher(args.teacher, data)
+            name, accuracy = f"ONNX {args.teacher}", loaded.accuracy
+        else:
+            trained, teacher_logits = train_teacher(
+                data, config, progress=Bar("teacher", config.epochs)
+            )
+            name, accuracy = "FLOAT weights and acts, " + arch, trained.accuracy
         distill = {
             "temperature": config.distill_temperature,
             "alpha": config.distill_alpha,
-            "teacher": "FLOAT weights and acts, " + arch,
-            "teacher_accuracy": teacher.accuracy(data.x_test, data.y_test),
-            "teacher_train_accuracy": teacher.accuracy(data.x_train, data.y_train),
+            "teacher": name,
+            "teacher_accuracy": accuracy(data.x_test, data.y_test),
+            "teacher_train_accuracy": accuracy(data.x_train, data.y_train),
             "teacher_seconds": round(time.perf_counter() - t0, 3),
         }
         print(
@@ -300,6 +308,13 @@ def register(sub) -> None:
         help="knowledge distillation: first train a float teacher (same arch, FLOAT weights and "
         "acts), then the model on (1 - ALPHA) * CE + ALPHA * T^2 * KL(teacher || model) at "
         "temperature T, e.g. 4:0.7 (default: no teacher)",
+    )
+    t.add_argument(
+        "--teacher",
+        metavar="FILE.onnx",
+        help="distil this float ONNX classifier instead of training a teacher: one input taking "
+        "the data set's images as they are (batch, features) or (batch, C, H, W), one output of "
+        "class scores (batch, classes); at --distill's T:ALPHA (default 4:0.5) (default: none)",
     )
     t.add_argument(
         "--low-rank",
