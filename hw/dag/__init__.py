@@ -14,9 +14,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from ...ir.graph import Add, DepthwiseConv, SlidingWindow1D
+from ...ir.graph import Add, DepthwiseConv, GlobalAvgPool, SlidingWindow1D
 from .branch import AddSpec, ForkSpec
 from .depthwise import DepthwiseSpec, depthwise_node
+from .gap import GlobalAvgPoolSpec
 from .swg1d import SWG1DSpec
 
 __all__ = [
@@ -26,11 +27,13 @@ __all__ = [
     "DepthwiseSpec",
     "depthwise_node",
     "SWG1DSpec",
+    "GlobalAvgPoolSpec",
 ]
 
 DAG_FAMILIES: dict[type, tuple[Any, ...]] = {
     DepthwiseConv: (DepthwiseSpec,),
     SlidingWindow1D: (SWG1DSpec,),
     Add: (AddSpec,),
+    GlobalAvgPool: (GlobalAvgPoolSpec,),
 }
 """The graph's node types of issue 19 -> the spec families that implement them."""

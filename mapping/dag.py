@@ -1,0 +1,305 @@
+"""Mapping a DAG (issue 19): a folding for every node, the branch FIFOs, the cycle model.
+
+:func:`map_dag` gives every node of a graph that is not a chain (or holds issue 19's node types)
+its cheapest folding within one target of cycles per image (the same target for every node, so
+the branches of a residual block run at the join's rate: a branch faster than the join would be
+area spent for nothing), and every residual join a FIFO on its shortcut. The result is a
+:class:`DagSchedule` (JSON, editable, re-applied by :meth:`DagSchedule.apply`).
+
+Cycle model: cycles per image are the slowest unit's, over the nodes' units and everything the
+top adds (forks, FIFOs, width converters, the label select:
+:func:`lowbit.hw.dag.top.dag_stitching`), each unit's ``cycles_per_image`` with its vectors per
+image (output pixels of a matrix product, a depthwise engine or a join). Steady state, exact when
+no FIFO starves a join.
+
+The shortcut FIFO: of a join's two inputs, the shortcut is the one with fewer units since the fork
+they share. It holds one image of the shortcut's beats (at least
+:func:`~lowbit.mapping.branch_fifo.min_branch_fifo_depth` of a two-cycle branch at full rate):
+the long branch of a residual block holds whole rows in its sliding windows before it gives a
+pixel (its *lead*, :func:`~lowbit.mapping.branch_fifo.deadlocks`), at most an image in these
+networks, so this depth neither deadlocks nor starves the join. It is a bound, not the minimum of
+a branch of several window generators (which the model leaves to the block-level case).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+from .. import LowbitError
+from ..boards import Board
+from ..hw.dag.top import dag_stitching, dag_unit_spec
+from ..hw.mvtu.spec import divisors
+from ..hw.registry import FAMILIES
+from ..ir.graph import (
+    GRAPH_INPUT,
+    Add,
+    DepthwiseConv,
+    GlobalAvgPool,
+    IntegerGraph,
+    MatMulThreshold,
+    SlidingWindow,
+)
+from ..ir.resources import Resources
+from .branch_fifo import min_branch_fifo_depth
+
+__all__ = [
+    "DagSchedule",
+    "NodeFolding",
+    "check_dag_mappable",
+    "map_dag",
+    "shortcut_inputs",
+    "vectors_of",
+]
+
+DAG_NODE_TYPES: tuple[type, ...] = (*FAMILIES, DepthwiseConv, Add, GlobalAvgPool)
+"""The node types the DAG top builds (the chain's, the depthwise engine, the adder/joiner and the
+global average pool)."""
+
+
+def check_dag_mappable(graph: IntegerGraph, what: str) -> None:
+    """Refuse, naming the node, what the DAG top cannot build: a node type without its unit
+    (:data:`DAG_NODE_TYPES`), a node read more than twice (the fork has two outputs), a last node
+    that is not a matrix product giving scores."""
+    for node in graph.nodes:
+        name: str = node.name
+        if not isinstance(node, DAG_NODE_TYPES):
+            raise LowbitError(
+                f"{what}: node {name!r} ({type(node).__name__}) has no hardware in a DAG "
+                f"yet; the DAG top builds {', '.join(t.__name__ for t in DAG_NODE_TYPES)} nodes"
+            )
+        if len(graph.consumers(name)) > 2:
+            raise LowbitError(
+                f"{what}: node {name!r} is read {len(graph.consumers(name))} times; "
+                "the stream fork takes two readers"
+            )
+    last = graph.nodes[-1]
+    if not isinstance(last, MatMulThreshold) or last.thresholds is not None:
+        raise LowbitError(
+            f"{what}: the last node {last.name!r} must be a matrix product emitting scores"
+        )
+
+
+@dataclass(frozen=True)
+class NodeFolding:
+    """``pe``/``simd`` of node ``name`` (equal for a block)."""
+
+    name: str
+    pe: int
+    simd: int
+
+
+@dataclass(frozen=True)
+class DagSchedule:
+    """The foldings of a DAG's nodes (graph order) and its FIFOs ``(node, input slot, beats)``."""
+
+    nodes: tuple[NodeFolding, ...]
+    fifos: tuple[tuple[str, int, int], ...] = ()
+
+    def apply(self, graph: IntegerGraph) -> tuple[list, dict[tuple[int, int], int]]:
+        """The unit specs (graph order) and the FIFO depths ``{(node index, slot): beats}``."""
+        names = [n.name for n in graph.nodes]
+        if [f.name for f in self.nodes] != names:
+            raise LowbitError(
+                f"the schedule's nodes {[f.name for f in self.nodes][:3]}... are not the graph's "
+                f"{names[:3]}... (in graph order)"
+            )
+        specs = []
+        for i, f in enumerate(self.nodes):
+            try:
+                specs.append(dag_unit_spec(graph, i, pe=f.pe, simd=f.simd))
+            except (TypeError, ValueError) as e:
+                raise LowbitError(f"schedule: node {f.name!r}: {e}") from None
+        fifos = {}
+        for name, slot, depth in self.fifos:
+            if name not in names:
+                raise LowbitError(f"schedule: FIFO of node {name!r}, which is not in the graph")
+            fifos[names.index(name), slot] = depth
+        return specs, fifos
+
+    def stage_cycles(self, graph: IntegerGraph) -> dict[str, int]:
+        """Cycles per image of every unit the top holds, by name."""
+        specs, fifos = self.apply(graph)
+        return _stage_cycles(graph, specs, fifos)
+
+    def cycles_per_image(self, graph: IntegerGraph) -> int:
+        """The bottleneck's cycles per image (module docstring)."""
+        return max(self.stage_cycles(graph).values())
+
+    def resources(self, graph: IntegerGraph) -> Resources:
+        """Estimated resources of the units, forks, FIFOs, converters and the label select."""
+        specs, fifos = self.apply(graph)
+        forks, edges, label = dag_stitching(graph, specs, fifos)
+        parts = [s.resources() for s in specs] + [f.resources() for f in forks.values()]
+        for e in edges:
+            parts += [x.resources() for x in (e.fifo, e.converter) if x is not None]
+        return sum(parts, Resources()) + label.resources()
+
+    def to_dict(self) -> dict:
+        return {
+            "kind": "dag",
+            "nodes": [{"name": f.name, "pe": f.pe, "simd": f.simd} for f in self.nodes],
+            "fifos": [{"node": n, "input": s, "depth": d} for n, s, d in self.fifos],
+        }
+
+    @classmethod
+    def from_dict(cls, obj: dict, source: str = "schedule") -> "DagSchedule":
+        try:
+            nodes = tuple(
+                NodeFolding(d["name"], int(d["pe"]), int(d["simd"])) for d in obj["nodes"]
+            )
+            fifos = tuple((d["node"], int(d["input"]), int(d["depth"])) for d in obj["fifos"])
+        except (KeyError, TypeError, ValueError) as e:
+            raise LowbitError(
+                f"{source}: expected 'nodes' [{{name, pe, simd}}] and 'fifos' "
+                f"[{{node, input, depth}}] ({e})"
+            ) from None
+        return cls(nodes, fifos)
+
+    def save(self, path: str | Path) -> Path:
+        path = Path(path)
+        path.write_text(json.dumps(self.to_dict(), indent=1) + "\n")
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> "DagSchedule":
+        return cls.from_dict(json.loads(Path(path).read_text()), str(path))
+
+
+def vectors_of(graph: IntegerGraph, i: int) -> int:
+    """Vectors per image of node ``i``'s unit: the output pixels of a matrix product on an image,
+    a depthwise engine or a join; 1 for a block (its cycles are per image)."""
+    node, shape = graph.nodes[i], graph.input_shape_of(i)
+    if isinstance(node, (DepthwiseConv, Add)) or (
+        isinstance(node, MatMulThreshold) and shape[-1] == node.mw
+    ):
+        return math.prod(shape[:-1])
+    return 1
+
+
+def _stage_cycles(graph: IntegerGraph, specs, fifos) -> dict[str, int]:
+    out = {
+        n.name: s.cycles_per_image(vectors_of(graph, i))
+        for i, (n, s) in enumerate(zip(graph.nodes, specs))
+    }
+    forks, edges, label = dag_stitching(graph, specs, fifos)
+    out.update({name: f.cycles_per_image() for name, f in forks.items()})
+    for e in edges:
+        tag = f"{e.consumer}_{e.slot}"
+        if e.fifo is not None:
+            out[f"fifo{tag}"] = e.fifo.cycles_per_image()
+        if e.converter is not None:
+            out[f"dwc{tag}"] = e.converter.cycles_per_image()
+    out["label"] = label.cycles_per_image()
+    return out
+
+
+def _options(graph: IntegerGraph, i: int) -> list[tuple[int, int]]:
+    """Every ``(pe, simd)`` of node ``i``."""
+    node, shape = graph.nodes[i], graph.input_shape_of(i)
+    if isinstance(node, MatMulThreshold):
+        after_window = i > 0 and isinstance(graph.nodes[i - 1], SlidingWindow)
+        cols = graph.input_shape_of(i - 1)[-1] if after_window else node.mw
+        return [(pe, simd) for pe in divisors(node.mh) for simd in divisors(cols)]
+    channels = node.channels if isinstance(node, Add) else shape[-1]
+    if isinstance(node, DepthwiseConv):
+        channels = node.weights.shape[0]
+    return [(d, d) for d in divisors(channels)]
+
+
+def shortcut_inputs(graph: IntegerGraph) -> list[tuple[int, int]]:
+    """``(join index, slot)`` of every residual join's shortcut: of its two inputs, the one with
+    fewer units since the fork they share (the first on a tie)."""
+    index = {n.name: k for k, n in enumerate(graph.nodes)}
+
+    def path(name: str) -> list[str]:
+        out = [name]
+        while name != GRAPH_INPUT and len(graph.consumers(name)) == 1:
+            ins = graph.inputs_of(index[name])
+            if len(ins) != 1:
+                break
+            name = ins[0]
+            out.append(name)
+        return out
+
+    found = []
+    for i, node in enumerate(graph.nodes):
+        if isinstance(node, Add):
+            a, b = (path(p) for p in graph.inputs_of(i))
+            found.append((i, 0 if len(a) < len(b) else 1))
+    return found
+
+
+def _fifo_depths(graph: IntegerGraph, specs) -> dict[tuple[int, int], int]:
+    index = {n.name: k for k, n in enumerate(graph.nodes)}
+    depths = {}
+    for i, slot in shortcut_inputs(graph):
+        p = graph.inputs_of(i)[slot]
+        spec = specs[index[p]]
+        depths[i, slot] = max(min_branch_fifo_depth(2), spec.out_size // spec.out_elems)
+    return depths
+
+
+def _schedule(graph, choice, depths) -> DagSchedule:
+    names = [n.name for n in graph.nodes]
+    return DagSchedule(
+        tuple(NodeFolding(n.name, pe, simd) for n, (pe, simd) in zip(graph.nodes, choice)),
+        tuple((names[i], s, d) for (i, s), d in sorted(depths.items())),
+    )
+
+
+def map_dag(
+    graph: IntegerGraph,
+    *,
+    max_cycles: int | None = None,
+    board: Board | None = None,
+    budget: float = 0.7,
+) -> DagSchedule:
+    """The cheapest folding of every node within one target of cycles per image.
+
+    With ``max_cycles``, that target; else the fastest target whose estimated resources fit
+    ``budget`` times ``board``'s capacity (every kind), or without a board the fastest there is.
+    "Cheapest" per node: fewest LUTs, then flip-flops, then the smaller ``PE * SIMD``.
+    """
+    check_dag_mappable(graph, "map")
+    per_node = []
+    for i in range(len(graph.nodes)):
+        opts = []
+        for pe, simd in _options(graph, i):
+            spec = dag_unit_spec(graph, i, pe=pe, simd=simd)
+            r = spec.resources()
+            key = (r.lut, r.ff, pe * simd, pe)
+            opts.append((spec.cycles_per_image(vectors_of(graph, i)), key, (pe, simd)))
+        per_node.append(opts)
+    floor = max(min(c for c, _, _ in opts) for opts in per_node)
+
+    def pick(target: int) -> list[tuple[int, int]] | None:
+        choice = []
+        for opts in per_node:
+            ok = [o for o in opts if o[0] <= target]
+            if not ok:
+                return None
+            choice.append(min(ok, key=lambda o: o[1])[2])
+        return choice
+
+    if max_cycles is not None:
+        if max_cycles < floor:
+            raise LowbitError(
+                f"max_cycles ({max_cycles}) is below the fastest this graph folds to ({floor})"
+            )
+        targets = [max_cycles]
+    else:
+        targets = sorted({c for opts in per_node for c, _, _ in opts if c >= floor})
+    for target in targets:
+        choice = pick(target)
+        if choice is None:
+            continue
+        specs = [dag_unit_spec(graph, i, pe=pe, simd=simd) for i, (pe, simd) in enumerate(choice)]
+        sched = _schedule(graph, choice, _fifo_depths(graph, specs))
+        if board is None or not sched.resources(graph).exceeded(board.capacity(), budget):
+            return sched
+    raise LowbitError(
+        f"no folding of the graph fits {budget:.0%} of {board.name if board else 'the board'}"
+    )
