@@ -374,3 +374,39 @@ def test_mvtu_depth_3_registers_inside_the_tree():
     flat = to_verilog(dataclasses.replace(spec, pipeline=2).create(), "top")
     regs = set(re.findall(r"\breg\s+(?:\[[^]]*\]\s*)?\\?(lane\d+_r\d+)\b", deep))
     assert len(regs) == 2 * 3 and not re.search(r"lane\d+_r\d+", flat)
+
+
+def _xnor_mlp():
+    from lowbit.ir import IntegerGraph
+
+    rng = np.random.default_rng(5)
+    w0, w1 = rng.integers(0, 2, (16, 32)), rng.integers(0, 2, (10, 16))
+    lo, hi = MatMulThreshold("p", BIPOLAR, w0, None).acc_range
+    t0 = np.sort(rng.integers(lo, hi + 2, (16, 1)), axis=1)
+    graph = IntegerGraph(BIPOLAR, (MatMulThreshold("fc0", BIPOLAR, w0, t0),
+                                   MatMulThreshold("fc1", BIPOLAR, w1, None)))
+    return graph, rng.integers(0, 2, (40, 32))
+
+
+@pytest.mark.fast_sim
+def test_depth_3_on_the_fast_path(tmp_path, private_verilator_cache):
+    """An XNOR MLP with both layers at depth 3 on the fast Verilator path: bit-exact under its
+    random stall patterns, the cycles per image of depth 0, and the first result exactly the
+    report's ``pipeline_latency_cycles`` (3 + 3 + 1 for the label select) later."""
+    from lowbit.flow import compile_model, verify_compiled_fast
+    from lowbit.mapping import Schedule
+    from lowbit.mapping.schedule import LayerFolding
+
+    graph, x = _xnor_mlp()
+    first = {}
+    for depth in (0, 3):
+        schedule = Schedule("ulx3s-85f", 25.0, (LayerFolding("fc0", 4, 8, pipeline=depth),
+                                                LayerFolding("fc1", 5, 4, pipeline=depth)))
+        out = tmp_path / f"d{depth}"
+        report = compile_model(graph, out, schedule=schedule)
+        rep = verify_compiled_fast(out, x)
+        assert rep.ok, rep.mismatch
+        assert rep.cycles_per_image == report.cycles_per_image
+        first[depth] = (rep.first_output_cycle, report.mapping["pipeline_latency_cycles"])
+    assert first[0][1] == 0 and first[3][1] == 3 + 3 + 1
+    assert first[3][0] - first[0][0] == first[3][1]
