@@ -2,7 +2,8 @@
 ``lowbit.quant.train.onnx_teacher``. A tiny float MLP built with onnx.helper (random ReLU features
 and a least-squares read-out on the digits) is the teacher: its logits from onnx's reference
 evaluator equal NumPy's, it changes the student, the CLI trains the same student as the API given
-those logits, and the files it refuses are named with what was expected."""
+those logits, and the files it refuses are named with what was expected. The built-in float
+teacher exported to ONNX gives its logits and its student bit for bit."""
 
 import json
 
@@ -169,3 +170,55 @@ def test_an_image_teacher_takes_the_images_as_chw(tmp_path):
     teacher, logits = onnx_teacher(_save(model, tmp_path / "img.onnx"), data)
     assert teacher.input_shape == (3, 2, 2)
     assert logits == pytest.approx(x @ w.astype(np.float64), rel=1e-5, abs=1e-4)
+
+
+def _export_float_mlp(net, path):
+    """The built-in float teacher (an MLP, FLOAT weights and acts) as a DOUBLE ONNX model, op for
+    op as ZooNet.forward computes it: input scale, then per layer MatMul, batch-norm
+    (gamma * (y - mean) / sigma + beta) and ReLU, the last layer's logits times exp(tau)."""
+    D = TensorProto.DOUBLE
+    inits, nodes, h = [], [], "x"
+
+    def const(name, value):
+        inits.append(numpy_helper.from_array(np.asarray(value, dtype=np.float64), name))
+        return name
+
+    def op(kind, a, b, out):
+        nodes.append(helper.make_node(kind, [a, b], [out]))
+        return out
+
+    h = op("Mul", h, const("scale", net.input_scale()), "x_scaled")
+    for i in range(net.n_layers):
+        y = op("MatMul", h, const(f"W{i}T", np.ascontiguousarray(net.weight_values(i).T)), f"y{i}")
+        if i == net.n_layers - 1:
+            h = op("Mul", y, const("temp", np.exp(float(net.params["tau"][0]))), "logits")
+            break
+        sigma = np.sqrt(net.state[f"var{i}"] + net.bn_eps)
+        z = op("Sub", y, const(f"mean{i}", net.state[f"mean{i}"]), f"c{i}")
+        z = op("Mul", const(f"gamma{i}", net.params[f"gamma{i}"]), z, f"g{i}")
+        z = op("Div", z, const(f"sigma{i}", sigma), f"n{i}")
+        z = op("Add", z, const(f"beta{i}", net.params[f"beta{i}"]), f"z{i}")
+        nodes.append(helper.make_node("Relu", [z], [f"h{i}"]))
+        h = f"h{i}"
+    g = helper.make_graph(nodes, "builtin_teacher",
+                          [helper.make_tensor_value_info("x", D, ["N", net.input_shape[0]])],
+                          [helper.make_tensor_value_info("logits", D, ["N", 10])], inits)
+    return _save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), path)
+
+
+def test_the_builtin_teacher_exported_to_onnx_teaches_the_same_student(digits, tmp_path):
+    """Equivalence with the built-in path: the float teacher lowbit trains, exported to ONNX and
+    loaded back with --teacher's loader, gives the built-in teacher's logits and the same
+    student."""
+    from lowbit.quant.train.loop import train_teacher
+
+    data = _small(digits)
+    cfg = ZooConfig(arch="mlp:24,16", weights="ternary", acts="int:2", epochs=2, distill_alpha=0.7)
+    builtin, logits = train_teacher(data, cfg)
+    teacher, onnx_logits = onnx_teacher(_export_float_mlp(builtin, tmp_path / "b.onnx"), data)
+    # float64 throughout, the same operations in the same order: the same logits, bit for bit
+    assert np.array_equal(onnx_logits, logits)
+    assert teacher.accuracy(data.x_test, data.y_test) == builtin.accuracy(data.x_test, data.y_test)
+    ref, got = train_zoo(data, cfg, teacher_logits=logits), train_zoo(data, cfg, teacher_logits=onnx_logits)
+    assert _params(got) == _params(ref)
+    assert np.array_equal(to_integer_graph(got).scores(data.x_test), to_integer_graph(ref).scores(data.x_test))
