@@ -222,3 +222,30 @@ def test_the_builtin_teacher_exported_to_onnx_teaches_the_same_student(digits, t
     ref, got = train_zoo(data, cfg, teacher_logits=logits), train_zoo(data, cfg, teacher_logits=onnx_logits)
     assert _params(got) == _params(ref)
     assert np.array_equal(to_integer_graph(got).scores(data.x_test), to_integer_graph(ref).scores(data.x_test))
+
+
+def test_huge_or_malformed_teachers_are_refused_before_they_run(digits, tmp_path, monkeypatch):
+    """The importer's limits: the file's size before it is read, each stored tensor's data
+    against its shape, and each tensor the model computes (for one slice of images)."""
+    import dataclasses
+
+    import lowbit.quant.onnx.read as read
+    import lowbit.quant.train.onnx_teacher as ot
+
+    path = _save(_mlp(digits), tmp_path / "t.onnx")
+    small = dataclasses.replace(read.LIMITS, file_bytes=1000)
+    monkeypatch.setattr(read, "LIMITS", small)
+    with pytest.raises(LowbitError, match=r"t\.onnx: file size \(bytes\) \d+ exceeds lowbit's limit of 1000$"):
+        onnx_teacher(path, digits)
+    monkeypatch.undo()
+    # a hidden layer of 32 for 256 images: 8,192 elements
+    monkeypatch.setattr(ot, "LIMITS", dataclasses.replace(ot.LIMITS, tensor_elements=8000))
+    with pytest.raises(LowbitError, match=r"t\.onnx: tensor 'h' for 256 images: element count 8192 "
+                                          r"exceeds lowbit's limit of 8000$"):
+        onnx_teacher(path, digits)
+    monkeypatch.undo()
+    model = _mlp(digits)
+    model.graph.initializer[0].raw_data = model.graph.initializer[0].raw_data[:-4]
+    with pytest.raises(LowbitError, match=r"initializer 'W1': raw data holds 8188 bytes; its shape "
+                                          r"\[64, 32\] of FLOAT needs 8192$"):
+        onnx_teacher(_save(model, tmp_path / "short.onnx"), digits)

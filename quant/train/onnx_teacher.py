@@ -167,6 +167,13 @@ def _check_teacher(model: onnx.ModelProto, label: str, data: Dataset) -> OnnxTea
     except Exception as e:  # onnx raises InferenceError / ValidationError naming the node
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise LowbitError(f"{label}: shape inference failed (a malformed model?): {msg}") from None
+    batch = dims[0] or _SLICE
+    for vi in (*model.graph.value_info, *model.graph.output):
+        vd = _dims(vi)  # a tensor's inferred shape; the batch axis at most one slice
+        if vd and all(d is not None for d in vd[1:]):
+            elements = (vd[0] or batch) * math.prod(d for d in vd[1:] if d is not None)
+            where = f"{label}: tensor {vi.name!r} for {batch} images"
+            check(where, "element count", elements, LIMITS.tensor_elements)
     return OnnxTeacher(label, shape, data.classes, model, dims[0], hwc if len(shape) == 3 else None)
 
 
@@ -188,7 +195,10 @@ def onnx_teacher(source: str | os.PathLike, data: Dataset) -> tuple[OnnxTeacher,
     label = str(source)
     if not path.is_file():
         raise LowbitError(f"{label}: not a file; expected a float ONNX classifier (the teacher)")
-    model, _ = load_model(path)
+    try:
+        model, _ = load_model(path)
+    except OSError as e:  # unreadable: permissions, a file removed meanwhile
+        raise LowbitError(f"{label}: cannot read the teacher ({e.strerror or e})") from None
     teacher = _check_teacher(model, label, data)
     logits = teacher.forward(data.x_train)
     logger.info("teacher %s: test accuracy %.4f", label, teacher.accuracy(data.x_test, data.y_test))
