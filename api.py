@@ -37,6 +37,7 @@ from .ir.graph import IntegerGraph
 from .ir.inputs import accuracy, check_labels, graph_codes
 from .limits import LIMITS, check
 from .mapping import DEFAULT_BUDGET, Schedule, search_folding
+from .mapping.buildsize import default_budget
 from .quant.onnx.importer import import_onnx
 from .sim.verify import FastMismatch, FastReport
 
@@ -196,14 +197,18 @@ class Model:
     def map(
         self,
         board: str = DEFAULT_BOARD,
-        budget: float = DEFAULT_BUDGET,
+        budget: float | None = None,
         *,
         target_fps: float | None = None,
         act_density: float | None = 0.5,
     ) -> MapResult:
         """Search a folding on ``board`` within ``budget`` (a share of each resource), as
-        ``lowbit map``: the fastest that fits, or with ``target_fps`` the cheapest meeting it."""
+        ``lowbit map``: the fastest that fits, or with ``target_fps`` the cheapest meeting it.
+        The default budget is ``lowbit map``'s: :func:`lowbit.mapping.buildsize.default_budget`
+        (0.7; on open-flow boards the share holding 5,000 LUT6-eq), or 0.7 with ``target_fps``."""
         name = _board_name(board)
+        if budget is None:
+            budget = DEFAULT_BUDGET if target_fps is not None else default_budget(get_board(name))
         schedule = search_folding(
             self.graph,
             name,

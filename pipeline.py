@@ -56,7 +56,7 @@ from . import LowbitError
 from ._io import atomic_write, cannot_write
 from .api import DEFAULT_BOARD, Model, load, open_compiled
 from .boards import get_board
-from .deploy.build import DEFAULT_TIMEOUT_S, MAX_TIMEOUT_S, default_budget
+from .deploy.build import DEFAULT_TIMEOUT_S, MAX_TIMEOUT_S
 from .deploy.build import build as build_design
 from .deploy.flash import plan_flash
 from .flow.heartbeat import Heartbeat
@@ -66,6 +66,7 @@ from .ir.graph import IntegerGraph
 from .ir.inputs import read_images
 from .limits import LIMITS, check
 from .mapping import DEFAULT_BUDGET, Schedule
+from .mapping.buildsize import default_budget
 from .mapping.report import mapping_report
 from .quant.data import load_dataset, load_digits_split
 from .quant.train.binary_mlp import TrainConfig, train_binary_mlp
@@ -113,7 +114,7 @@ SCHEMA: dict[str, Any] = {
             **_SHARE,
             "description": "share of each board resource the folding may use (default 0.7; on "
             "open-flow boards the share holding 5,000 LUT6-eq, 0.1 on ulx3s-85f: "
-            "deploy.build.default_budget, as lowbit build)",
+            "mapping.buildsize.default_budget, as lowbit build)",
         },
         "target_fps": {"type": "number", "exclusiveMinimum": 0},
         "act_density": _SHARE,

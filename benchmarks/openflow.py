@@ -42,10 +42,9 @@ from pathlib import Path
 from lowbit import LowbitError
 from lowbit._io import atomic_write
 from lowbit.boards.records import get_board
-from lowbit.deploy.build import default_budget
 from lowbit.ir.graph import IntegerGraph
 from lowbit.mapping import search_folding
-from lowbit.mapping.buildsize import coefficients, design_size, estimate_build
+from lowbit.mapping.buildsize import coefficients, default_budget, design_size, estimate_build
 from lowbit.quant.builtin import build as builtin_model
 
 RESULTS = Path(__file__).resolve().parent / "results"

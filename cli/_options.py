@@ -36,7 +36,7 @@ BUDGET_DEFAULT = (
     "that the open flow builds it in minutes"
 )
 """The default budget of a folding search, as ``build``, ``compile``, ``map`` and ``run`` state
-it: :func:`lowbit.deploy.build.default_budget` (the one rule; ``tests/test_budget_default.py``
+it: :func:`lowbit.mapping.buildsize.default_budget` (the one rule; ``tests/test_budget_default.py``
 checks this text against it)."""
 DATASET_HELP = "data set: digits, mnist5k, idx:DIR or cifar10:DIR"
 

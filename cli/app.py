@@ -131,9 +131,9 @@ INPUT_WIRE_HELP = (
 
 def _search_budget(budget: float | None, board: str) -> float:
     """The budget of a folding search on ``board``: ``--budget``, else the board's default
-    (:func:`lowbit.deploy.build.default_budget`, the one rule ``build`` also follows)."""
+    (:func:`lowbit.mapping.buildsize.default_budget`, the one rule ``build`` also follows)."""
     from ..boards import get_board
-    from ..deploy.build import default_budget
+    from ..mapping.buildsize import default_budget
 
     return default_budget(get_board(board)) if budget is None else budget
 

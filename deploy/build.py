@@ -16,8 +16,9 @@ and ``compiled/`` (the ``lowbit compile`` output it was built from).
 faster than the design). Before the tools start, :func:`check_build_size` estimates the build's
 time and memory from the mapper's LUT estimate (:mod:`lowbit.mapping.buildsize`, calibrated on
 real builds), warns above :data:`WARN_BUILD_S` and refuses a design estimated to take longer than
-the timeout. A model is mapped with :func:`default_budget` when no budget is given: on the
-open-flow boards a share holding about :data:`OPEN_FLOW_LUT6` LUT6 equivalents.
+the timeout. A model is mapped with :func:`~lowbit.mapping.buildsize.default_budget` when no
+budget is given: on the open-flow boards a share holding about
+:data:`~lowbit.mapping.buildsize.OPEN_FLOW_LUT6` LUT6 equivalents.
 """
 
 from __future__ import annotations
@@ -39,8 +40,8 @@ from ..hw.axi.wfetch import pack_image
 from ..hw.mvtu.spec import streams_weights
 from ..ir.files import confine_tree
 from ..ir.graph import IntegerGraph
-from ..mapping import DEFAULT_BUDGET, search_folding
-from ..mapping.buildsize import BuildEstimate, design_size, estimate_build
+from ..mapping import search_folding
+from ..mapping.buildsize import BuildEstimate, default_budget, design_size, estimate_build
 from ..tools.fpga import run_vivado_build, vivado_available
 from .driver import driver_config, driver_files
 from .estimate import dma_throughput
@@ -48,7 +49,7 @@ from .openflow import build_open_flow
 from .plancheck import check_vivado_plan
 from .vivado import WeightPort, check_clock_mhz, vivado_plan_files, weight_port_address_bits
 
-__all__ = ["build", "weight_ports", "default_budget", "check_build_size", "WARN_BUILD_S"]
+__all__ = ["build", "weight_ports", "check_build_size", "WARN_BUILD_S"]
 
 logger = logging.getLogger(__name__)
 
@@ -61,24 +62,6 @@ MAX_TIMEOUT_S = 7 * 24 * 3600.0
 WARN_BUILD_S = 600.0
 """An open-flow build estimated longer than this (seconds) is warned about."""
 
-OPEN_FLOW_LUT6 = 5000
-"""LUT6 equivalents a design may use by default on an open-flow board (:func:`default_budget`)."""
-
-
-def default_budget(board: Board) -> float:
-    """The budget a folding search uses on ``board`` when none is given: ``lowbit build``,
-    ``map``, ``compile`` and ``run`` (and their help texts, ``cli._options.BUDGET_DEFAULT``).
-
-    Zynq boards: :data:`lowbit.mapping.DEFAULT_BUDGET`. Open-flow boards: the share of the board
-    that holds :data:`OPEN_FLOW_LUT6` LUT6 equivalents, to one significant digit, at most
-    ``DEFAULT_BUDGET`` (0.1 on the ECP5-85F, 0.7 on the iCE40 UP5K), so that the open flow builds
-    a model in minutes (:mod:`lowbit.mapping.buildsize`).
-    """
-    if not board.is_open_flow:
-        return DEFAULT_BUDGET
-    return min(DEFAULT_BUDGET, float(f"{OPEN_FLOW_LUT6 / board.capacity().lut:.1g}"))
-
-
 def _compiled(
     source: Path,
     board: Board,
@@ -87,8 +70,9 @@ def _compiled(
     check_size: Callable[[dict], None],
 ) -> CompiledDesign:
     """The compiled directory for ``source``: copied when it is one, compiled into ``tmp`` from a
-    model (mapped within ``budget``, by default :func:`default_budget`). ``check_size`` is given
-    the mapping report before anything is generated."""
+    model (mapped within ``budget``, by default
+    :func:`~lowbit.mapping.buildsize.default_budget`). ``check_size`` is given the mapping report
+    before anything is generated."""
 
     dest = tmp / "compiled"
     if source.is_dir():
@@ -200,8 +184,8 @@ def build(
     ----------
     budget : float, optional
         Share of each resource the mapper may use when ``source`` is a model; by default
-        :func:`default_budget` (smaller on the large open-flow boards, so that they build in
-        minutes).
+        :func:`~lowbit.mapping.buildsize.default_budget` (smaller on the large open-flow boards,
+        so that they build in minutes).
     clock_mhz : float, optional
         Fabric clock; by default the schedule's. Either must be finite, above 0 and at most
         ``LIMITS.clock_mhz`` (:func:`lowbit.deploy.vivado.check_clock_mhz`).

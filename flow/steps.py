@@ -31,7 +31,8 @@ from ..hw.mvtu.spec import streams_weights
 from ..hw.top import Accelerator, stream_format
 from ..hw.verilog import TOPLEVEL, write_verilog
 from ..ir.graph import IntegerGraph
-from ..mapping import DEFAULT_BUDGET, Schedule, search_folding
+from ..mapping import Schedule, search_folding
+from ..mapping.buildsize import default_budget
 from ..mapping.report import mapping_report
 from ..mapping.schedule import complete_layers, ddr_stream_bits
 from ..quant import builtin as zoo
@@ -123,11 +124,14 @@ def compile_model(
     ``out_dir`` receives the files of a :class:`~lowbit.flow.compiled.CompiledDesign`. Returns
     its :class:`~lowbit.flow.compiled.CompiledReport`. A given schedule whose estimated resources
     exceed the board (or ``budget`` of it) is refused with a :class:`LowbitError` naming the layer
-    and the resource; nothing is written then.
+    and the resource; nothing is written then. Without a schedule, the folding is searched within
+    ``budget``, by default :func:`lowbit.mapping.buildsize.default_budget` (as ``lowbit compile``).
     """
 
     if schedule is None:
-        schedule = search_folding(graph, board, budget=DEFAULT_BUDGET if budget is None else budget)
+        if budget is None:
+            budget = default_budget(get_board(board))
+        schedule = search_folding(graph, board, budget=budget)
     elif not isinstance(schedule, Schedule):
         schedule = Schedule.load(schedule)
     specs = schedule.apply(graph)

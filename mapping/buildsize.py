@@ -40,8 +40,18 @@ from functools import cache
 from pathlib import Path
 
 from .. import LowbitError
+from ..boards.records import Board
+from .folding import DEFAULT_BUDGET
 
-__all__ = ["DesignSize", "BuildEstimate", "design_size", "estimate_build", "coefficients"]
+__all__ = [
+    "DesignSize",
+    "BuildEstimate",
+    "design_size",
+    "estimate_build",
+    "coefficients",
+    "default_budget",
+    "OPEN_FLOW_LUT6",
+]
 
 COEFFICIENTS = Path(__file__).with_name("buildsize.json")
 """The fitted coefficients, per family."""
@@ -169,3 +179,22 @@ def estimate_build(size: DesignSize | float, family: str) -> BuildEstimate:
         peak_mib_high=peak * m["factor"],
         lut_range=(float(c["lut_range"][0]), float(c["lut_range"][1])),
     )
+
+
+OPEN_FLOW_LUT6 = 5000
+"""LUT6 equivalents a design may use by default on an open-flow board (:func:`default_budget`)."""
+
+
+def default_budget(board: Board) -> float:
+    """The budget a folding search uses on ``board`` when none is given: ``lowbit build``,
+    ``map``, ``compile`` and ``run``, the API's ``Model.map``/``compile``/``build`` and
+    :func:`lowbit.flow.compile_model` (and the help texts, ``cli._options.BUDGET_DEFAULT``).
+
+    Zynq boards: :data:`lowbit.mapping.DEFAULT_BUDGET`. Open-flow boards: the share of the board
+    that holds :data:`OPEN_FLOW_LUT6` LUT6 equivalents, to one significant digit, at most
+    ``DEFAULT_BUDGET`` (0.1 on the ECP5-85F, 0.7 on the iCE40 UP5K), so that the open flow builds
+    a model in minutes (this module's estimate).
+    """
+    if not board.is_open_flow:
+        return DEFAULT_BUDGET
+    return min(DEFAULT_BUDGET, float(f"{OPEN_FLOW_LUT6 / board.capacity().lut:.1g}"))

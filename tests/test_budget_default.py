@@ -1,21 +1,20 @@
 """One default budget per board for every folding search (issue 21): ``lowbit map``, ``compile``
 and ``run`` search on an open-flow board within the share ``lowbit build`` uses
-(``deploy.build.default_budget``: 0.1 on ulx3s-85f), Zynq boards keep 0.7, and their help says
+(``mapping.buildsize.default_budget``: 0.1 on ulx3s-85f), Zynq boards keep 0.7, and their help says
 so. No test here runs yosys."""
 
 import json
 import re
 
 import pytest
+from mapping_models import digits_mlp
 
 from lowbit.boards import get_board
 from lowbit.cli._options import BUDGET_DEFAULT
 from lowbit.cli.app import build_parser, main
-from lowbit.deploy.build import OPEN_FLOW_LUT6, default_budget
 from lowbit.mapping import DEFAULT_BUDGET
+from lowbit.mapping.buildsize import OPEN_FLOW_LUT6, default_budget
 from lowbit.pipeline import SCHEMA
-
-from mapping_models import digits_mlp
 
 
 @pytest.fixture(scope="module")
@@ -101,3 +100,36 @@ def test_the_help_states_the_rule():
     run_help = [a.help for a in sub["run"]._actions if a.dest == "config"][0]
     assert BUDGET_DEFAULT in run_help
     assert re.search(r"0\.1 on ulx3s-85f", SCHEMA["properties"]["budget"]["description"])
+
+
+def test_the_api_and_compile_model_follow_the_same_rule(model, tmp_path, monkeypatch):
+    """``lowbit.load(...).map()`` and :func:`lowbit.flow.compile_model` without a budget search
+    within the rule's share, as the command line does; ``target_fps`` keeps 0.7 (as ``lowbit map
+    --target-fps``)."""
+    import lowbit
+    import lowbit.api
+    import lowbit.flow.steps
+
+    budgets = []
+
+    def search(graph, board, *, budget, **kw):
+        budgets.append((board, budget))
+        raise _Stop
+
+    m = lowbit.load(model)
+    monkeypatch.setattr(lowbit.api, "search_folding", search)
+    for board in ("ulx3s-85f", "icebreaker", "pynq-z2"):
+        with pytest.raises(_Stop):
+            m.map(board)
+    with pytest.raises(_Stop):
+        m.map("ulx3s-85f", target_fps=1000.0)
+    with pytest.raises(_Stop):
+        m.map("ulx3s-85f", 0.3)
+    monkeypatch.setattr(lowbit.flow.steps, "search_folding", search)
+    with pytest.raises(_Stop):
+        m.compile(tmp_path / "c", board="ulx3s-85f")
+    with pytest.raises(_Stop):
+        lowbit.flow.compile_model(m.graph, tmp_path / "d", board="icebreaker")
+    assert budgets == [("ulx3s-85f", 0.1), ("icebreaker", 0.7), ("pynq-z2", 0.7),
+                       ("ulx3s-85f", DEFAULT_BUDGET), ("ulx3s-85f", 0.3), ("ulx3s-85f", 0.1),
+                       ("icebreaker", 0.7)]

@@ -16,6 +16,7 @@ from lowbit.mapping.buildsize import (
     BuildEstimate,
     DesignSize,
     coefficients,
+    default_budget,
     design_size,
     estimate_build,
 )
@@ -71,9 +72,9 @@ def test_the_estimate_grows_with_the_design_and_reads_a_mapping_report():
 
 
 def test_default_budget_keeps_the_large_open_flow_board_small():
-    assert build_mod.default_budget(get_board("ulx3s-85f")) == 0.1
-    assert build_mod.default_budget(get_board("icebreaker")) == 0.7
-    assert build_mod.default_budget(get_board("pynq-z2")) == 0.7
+    assert default_budget(get_board("ulx3s-85f")) == 0.1
+    assert default_budget(get_board("icebreaker")) == 0.7
+    assert default_budget(get_board("pynq-z2")) == 0.7
 
 
 @pytest.fixture(scope="module")
