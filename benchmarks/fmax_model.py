@@ -13,12 +13,16 @@ four coefficients to the points and writes them to ``hw/fmax_coefficients.json``
 
     .venv/bin/python benchmarks/fmax_model.py [--family ecp5 ice40] [--fit-only]
 
-``--fit-only`` refits from the recorded points without running a tool.
+``--fit-only`` refits from the recorded points without running a tool. The ECP5 fit also takes
+the XNOR units of ``benchmarks/fmax_pipeline.py`` (pipeline 0-4, the weights in LUTs or block RAM,
+mean Fmax over three seeds; :func:`recorded_points`), the only points with a block-RAM weight
+memory, which fix the ``memory`` coefficient.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import tempfile
@@ -40,6 +44,7 @@ from lowbit.tools.yosys import synth_for_pnr
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results" / "fmax_model.json"
+PIPELINE_RESULTS = ROOT / "benchmarks" / "results" / "fmax_pipeline.json"
 TABLE = ROOT / "benchmarks" / "results" / "fmax_model.md"
 
 DEVICES = {
@@ -136,7 +141,29 @@ def measure(family: str, spec: MVTUSpec, timeout: float = 900) -> dict:
 
 
 def point_paths(p: dict):
-    return mvtu_paths(make_spec(p["kind"], p["simd"], p["pipeline"], p["mh"] // p["pe"]))
+    spec = make_spec(p["kind"], p["simd"], p["pipeline"], p["mh"] // p["pe"])
+    return mvtu_paths(dataclasses.replace(spec, weight_ram=p.get("weight_ram", "auto")))
+
+
+def recorded_points(points: list[dict] | None = None) -> list[dict]:
+    """This script's points (``points``, by default the recorded ones) and the units of
+    ``benchmarks/results/fmax_pipeline.json`` as points of the same form (``fmax_mhz`` their mean
+    over the seeds)."""
+    if points is None:
+        points = json.loads(RESULTS.read_text())["points"] if RESULTS.exists() else []
+    extra = []
+    if PIPELINE_RESULTS.exists():
+        for u in json.loads(PIPELINE_RESULTS.read_text())["units"]:
+            runs = u["runs"]
+            extra.append({
+                "family": "ecp5", "kind": "xnor", "simd": u["simd"], "pe": u["pe"],
+                "mw": u["mw"], "mh": u["mh"], "pipeline": u["depth"],
+                "weight_ram": u.get("ram", "auto"),
+                "fmax_mhz": round(sum(r["fmax_mhz"] for r in runs) / len(runs), 2),
+                "comb_cells": runs[0]["comb"], "ff": runs[0]["ff"], "ram": runs[0].get("ram"),
+                "seconds": sum(r["seconds"] for r in runs), "source": "fmax_pipeline",
+            })
+    return list(points) + extra
 
 
 def fit(points: list[dict]) -> dict:
@@ -180,11 +207,13 @@ def write_table(points: list[dict], coeffs: dict) -> None:
         "(synth_ecp5 / synth_ice40 as the open flow runs it) and nextpnr, seed 1; ECP5 LFE5U-85F",
         "speed 6 (ulx3s-85f) at a 250 MHz target, iCE40 UP5K (icebreaker) at 100 MHz. `pipeline`",
         "is MVTUSpec's depth: 1 registers the tree, 2 also the accumulator before the",
-        "thresholds.",
+        "thresholds, 3 also a register inside the compressor tree, 4 also the memories' read",
+        "data. The rows with seconds summed over three seeds are `benchmarks/fmax_pipeline.py`'s",
+        "units (Fmax the mean of three seeds; `weights` block: the weight memory in DP16KD).",
         "",
-        "| family | kind | SIMD | NF | pipeline | Fmax (MHz) | estimate (MHz) | error "
+        "| family | kind | SIMD | NF | weights | pipeline | Fmax (MHz) | estimate (MHz) | error "
         "| comb cells | FF | RAM | tool s |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for p in points:
         c = coeffs[p["family"]]
@@ -192,7 +221,8 @@ def write_table(points: list[dict], coeffs: dict) -> None:
                           c["memory"], c["bound"], c["points"])
         est = model.fmax_mhz(point_paths(p))
         lines.append(
-            f"| {p['family']} | {p['kind']} | {p['simd']} | {p['mh'] // p['pe']} | {p['pipeline']} "
+            f"| {p['family']} | {p['kind']} | {p['simd']} | {p['mh'] // p['pe']} "
+            f"| {p.get('weight_ram', 'auto')} | {p['pipeline']} "
             f"| {p['fmax_mhz']:.1f} "
             f"| {est:.1f} | {100 * (est - p['fmax_mhz']) / p['fmax_mhz']:+.1f} % "
             f"| {p['comb_cells']} | {p['ff']} | {p['ram']} | {p['seconds']:.0f} |"
@@ -228,12 +258,13 @@ def main(argv=None) -> int:
             points.append({"family": fam, "kind": kind, "simd": simd, "pe": PE,
                            "mw": spec.mw, "mh": spec.mh, "pipeline": d, **got})
             RESULTS.write_text(json.dumps({"points": points}, indent=1) + "\n")
-    coeffs = {fam: fit([p for p in points if p["family"] == fam])
-              for fam in FAMILIES if any(p["family"] == fam for p in points)}
+    every = recorded_points(points)
+    coeffs = {fam: fit([p for p in every if p["family"] == fam])
+              for fam in FAMILIES if any(p["family"] == fam for p in every)}
     COEFFICIENTS_FILE.write_text(json.dumps({
         "source": "benchmarks/fmax_model.py (points in benchmarks/results/fmax_model.json)",
         "families": coeffs}, indent=1) + "\n")
-    write_table(points, coeffs)
+    write_table(every, coeffs)
     print(json.dumps(coeffs, indent=1))
     return 0
 

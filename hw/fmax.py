@@ -11,30 +11,41 @@ and a unit's Fmax is ``1000 / max(period)`` over its paths (:func:`estimate_fmax
 coefficients of each family are data (``fmax_coefficients.json`` beside this module), fitted by
 ``benchmarks/fmax_model.py`` to nextpnr's achieved Fmax of a grid of MVTUs (MAC kinds, SIMD
 widths, pipeline depths) built alone in a small wrapper; the points are kept in
-``benchmarks/results/fmax_model.json``.
+``benchmarks/results/fmax_model.json``, and on ECP5 also the XNOR units of
+``benchmarks/fmax_pipeline.py`` (pipeline 0-4, three seeds each, weights in LUTs or block RAM,
+``benchmarks/results/fmax_pipeline.json``).
+
+At pipeline 3 and 4 the tree is no longer always the longest path: a weight memory built from LUTs
+(a small ROM) has its own read path (:func:`weight_read_path`: the word counter's increment, the
+decode, and the fanout of the address to a wide word), and a block-RAM weight memory starts its
+paths with the ``memory`` term (``from_memory``: :func:`weights_in_block_ram`), fitted on two
+block-RAM points only. Where the weights go is :func:`lowbit.hw.cost.rom_resources`'s rule, read
+off ``synth_xilinx``; yosys ``synth_ecp5`` puts deeper ROMs (128 words and more) in DP16KD where
+that rule says LUTs, which the model does not know yet.
 
 Bound (:data:`FMAX_BOUND`): on its recorded points the estimate is within 14 % of nextpnr's
-achieved Fmax on ECP5 (15 points, LFE5U-85F speed 6) and within 18 % on iCE40 (9 points, UP5K);
-the fitted bound, ``|estimate - measured| / measured`` at its worst, is stored with the
-coefficients (:func:`model_bound`) and ``tests/test_fmax_model.py`` checks every point without
-running a tool. It is a bound on those points, not a guarantee elsewhere: one seed per point, the
-units alone (a whole accelerator adds its shell's and its converters' paths), weight memories
-small enough for LUTs on ECP5 (so the fitted ``memory`` term is 0; a block-RAM read adds its
-clock-to-out). Families without recorded points (the Xilinx ones) have no estimate (``None``):
-the report says so rather than guess.
+achieved Fmax on ECP5 (LFE5U-85F speed 6) and within 18 % on iCE40 (9 points, UP5K); the fitted
+bound, ``|estimate - measured| / measured`` at its worst, is stored with the coefficients
+(:func:`model_bound`) and ``tests/test_fmax_model.py`` checks every point without running a
+tool. It is a bound on those points, not a guarantee elsewhere: the units alone (a whole
+accelerator adds its shell's and its converters' paths). Families without recorded points (the
+Xilinx ones) have no estimate (``None``): the report says so rather than guess.
 
 Pure Python; no Amaranth.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
+from ..ir.datatypes import clog2
 from ..ir.mac import MacKind
+from .cost import rom_resources
 
 __all__ = [
     "LogicPath",
@@ -43,6 +54,8 @@ __all__ = [
     "popcount_cut",
     "adder_tree_depth",
     "mvtu_paths",
+    "weight_read_path",
+    "weights_in_block_ram",
     "threshold_paths",
     "label_paths",
     "unit_paths",
@@ -164,32 +177,72 @@ def _split_tree(spec) -> tuple[LogicPath, LogicPath]:
     else:  # ternary on bipolar inputs: the agree count sets the depth, then the subtraction
         first = popcount_cut(simd, 3)[0]
     return (
-        LogicPath("tree to its register", first, 0, from_memory=True),
+        LogicPath("tree to its register", first, 0, from_memory=weights_in_block_ram(spec)),
         LogicPath("tree from its register", tree_lv - first, tree_cb),
     )
+
+
+def weights_in_block_ram(spec) -> bool:
+    """Whether the MVTU's weight memory is block RAM (``weight_ram="block"``, or ``"auto"`` where
+    :func:`lowbit.hw.cost.rom_resources` puts it there): its read data then start their paths
+    with the block RAM's clock-to-out (the ``memory`` coefficient)."""
+    if spec.weight_ram == "block":
+        return True
+    if spec.weight_ram != "auto" or spec.weights_writable:
+        return False
+    words, bits = spec.neuron_folds * spec.synapse_folds, spec.weight_word_bits
+    return bool(rom_resources(words, bits)[0].bram36)
+
+
+def weight_read_path(spec) -> LogicPath | None:
+    """The weight memory's read when synthesis builds it from LUTs (a small read-only memory,
+    :func:`lowbit.hw.cost.rom_resources`, or ``weight_ram="distributed"``): from the word counter
+    through its increment and the ROM's decode into the read register. Its levels are one for
+    the decode plus one per doubling of the word beyond 16 bits, the address's fanout (fitted on
+    the XNOR units of ``benchmarks/results/fmax_pipeline.md`` at pipeline 3, where it is the
+    longest path: 32/64/128-bit words of 64 words); ``None`` for block RAM, a writable memory or
+    streamed weights."""
+    if spec.weight_ram in ("block", "external") or spec.weights_writable:
+        return None
+    words, bits = spec.neuron_folds * spec.synapse_folds, spec.weight_word_bits
+    if spec.weight_ram == "auto" and rom_resources(words, bits)[0].bram36:
+        return None
+    decode = max(1, math.ceil(clog2(words) / 6))
+    return LogicPath("weight read", decode + max(0, clog2(bits) - 4), clog2(words))
 
 
 def mvtu_paths(spec) -> tuple[LogicPath, ...]:
     """The paths of an :class:`~lowbit.hw.mvtu.spec.MVTUSpec` at its ``pipeline`` depth: the
     tree from the weight memory (at 3 in two halves), the accumulator's adder, the threshold
     comparators (each a carry chain of the accumulator's width) and the count of the
-    comparisons."""
+    comparisons; first the weight memory's read when it is built from LUTs
+    (:func:`weight_read_path`)."""
     tree_lv, tree_cb = _lane_tree(spec)
     acc = spec.acc_bits
     t = spec.node.thresholds
     n_thr = 0 if t is None else t.shape[1]
     cmp_lv = 1 + (math.ceil(math.log2(n_thr + 1)) if n_thr > 1 else 0) if n_thr else 1
     cmp_cb = acc
-    tree = LogicPath("tree", tree_lv, tree_cb, from_memory=True)
+    tree = LogicPath("tree", tree_lv, tree_cb, from_memory=weights_in_block_ram(spec))
     accumulate = LogicPath("accumulate", 1, acc)
-    compare = LogicPath("compare", cmp_lv, cmp_cb, from_memory=n_thr > 0)
+    thr_bram = n_thr > 0 and bool(
+        rom_resources(spec.neuron_folds, spec.pe * n_thr * acc)[0].bram36
+    )
+    compare = LogicPath("compare", cmp_lv, cmp_cb, from_memory=thr_bram)
+    paths = _compute_paths(spec, tree, accumulate, compare)
+    read = weight_read_path(spec)
+    return paths if read is None else (read, *paths)
+
+
+def _compute_paths(spec, tree, accumulate, compare) -> tuple[LogicPath, ...]:
+    """The compute paths (tree, accumulator, comparison) split at ``spec.pipeline``."""
     if spec.pipeline == 0:
         return (
             LogicPath(
                 "tree+accumulate+compare",
                 tree.levels + accumulate.levels + compare.levels,
                 tree.carry_bits + accumulate.carry_bits + compare.carry_bits,
-                from_memory=True,
+                from_memory=tree.from_memory,
             ),
         )
     if spec.pipeline == 1:
@@ -199,12 +252,22 @@ def mvtu_paths(spec) -> tuple[LogicPath, ...]:
                 "accumulate+compare",
                 accumulate.levels + compare.levels,
                 accumulate.carry_bits + compare.carry_bits,
-                from_memory=n_thr > 0,
+                from_memory=compare.from_memory,
             ),
         )
     if spec.pipeline == 2:
         return tree, accumulate, compare
-    return (*_split_tree(spec), accumulate, compare)
+    first, second = _split_tree(spec)
+    if spec.pipeline == 3:
+        return first, second, accumulate, compare
+    # 4: the memories' read data registered: a path of its own, the tree from the register
+    return (
+        LogicPath("memory read", 0, 0, from_memory=first.from_memory),
+        dataclasses.replace(first, from_memory=False),
+        second,
+        accumulate,
+        compare,
+    )
 
 
 def threshold_paths(spec) -> tuple[LogicPath, ...]:

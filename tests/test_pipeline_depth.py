@@ -5,8 +5,9 @@ threshold comparison, the threshold unit and the label select at every depth.
 In the Amaranth simulator, against the reference: bit-exact under random ``valid``/``ready``
 stalls at depths 1 and 2, and with ``valid`` and ``ready`` high the cycles per vector unchanged
 and the latency exactly the spec's ``latency()`` (depth 0 included, so the formula is checked on
-today's design too). Depth 3 (a register inside the compressor tree, popcount lanes only) against
-hand-worked latencies and register positions. Depth 0 keeps today's Verilog:
+today's design too). Depths 3 (a register inside the compressor tree) and 4 (also the memories'
+read data registered), popcount lanes only, against hand-worked latencies and register positions,
+in the Amaranth simulator and on the fast Verilator path. Depth 0 keeps today's Verilog:
 ``tests/test_golden.py`` pins it.
 """
 
@@ -117,8 +118,8 @@ def test_mvtu_pipeline_bit_exact_under_stalls(kind, shape, depth):
 
 def test_mvtu_pipeline_checked():
     spec, _ = _mvtu_case("xnor", MVTU_SHAPES[0])
-    with pytest.raises(ValueError, match=r"^node 'fc': pipeline must be in \[0, 3\], not 4$"):
-        dataclasses.replace(spec, pipeline=4)
+    with pytest.raises(ValueError, match=r"^node 'fc': pipeline must be in \[0, 4\], not 5$"):
+        dataclasses.replace(spec, pipeline=5)
     with pytest.raises(TypeError, match=r"^node 'fc': pipeline must be an integer, not True$"):
         dataclasses.replace(spec, pipeline=True)
 
@@ -231,7 +232,7 @@ def test_label_select_follows_the_last_unit():
     assert LabelSelectSpec.after(dataclasses.replace(spec, pipeline=2)).pipeline == 1
 
 
-# -- whole designs -----------------------------------------------------------------------------------
+# -- whole designs --------------------------------------------------------------------------------
 
 def _ternary_mlp():
     from lowbit.ir import IntegerGraph
@@ -293,7 +294,7 @@ def test_whole_design_fast_path(tmp_path, private_verilator_cache):
     assert rep.cycles_per_image == report.cycles_per_image
 
 
-# -- depth 3: a register inside the compressor tree ------------------------------------------------
+# -- depths 3 and 4: a register inside the compressor tree, then the memories' read data ---------
 
 def _ternary_bipolar_case(seed=0):
     rng = np.random.default_rng(seed)
@@ -320,26 +321,29 @@ def test_popcount_cut_hand_worked():
 
 def test_mvtu_depth_3_latency_hand_worked():
     spec, _ = _mvtu_case("xnor", MVTU_SHAPES[0])  # SF 3: bank hand-over + 3 issues + read + output
-    assert [dataclasses.replace(spec, pipeline=d).latency() for d in range(4)] == [5, 6, 7, 8]
+    assert [dataclasses.replace(spec, pipeline=d).latency() for d in range(5)] == [5, 6, 7, 8, 9]
     deep = dataclasses.replace(spec, pipeline=3)
     assert deep.cycles() == spec.cycles() == 6
     # the register inside each of the PE 2 trees of SIMD 4 holds popcount_cut(4, 2)[1] == 3 bits
     assert deep.resources().ff == dataclasses.replace(spec, pipeline=2).resources().ff + 2 * 3 + 4
     assert deep.schedule_options() == {"pipeline": 3}
+    # 4: the weight word (PE 2 x SIMD 4 bits) and the input word (SIMD 4 bits) registered
+    deepest = dataclasses.replace(spec, pipeline=4)
+    assert deepest.resources().ff == deep.resources().ff + 8 + 4 + 4
 
 
 @pytest.mark.amaranth_sim
 @pytest.mark.parametrize("kind", ["xnor", "ternary-bipolar"])
 def test_mvtu_depth_3_latency_and_stalls(kind):
-    """One cycle more than depth 2, exactly (the simulated first output against the hand-worked
-    latency), bit-exact with random stalls."""
+    """Depths 3 and 4: one cycle more per stage than depth 2, exactly (the simulated first output
+    against the hand-worked latency), bit-exact with random stalls."""
     if kind == "xnor":
         base, x = _mvtu_case("xnor", MVTU_SHAPES[0])
     else:
         base, x = _ternary_bipolar_case()
     ref = base.reference(x)
     firsts = []
-    for depth in (2, 3):
+    for depth in (2, 3, 4):
         spec = dataclasses.replace(base, pipeline=depth)
         got, run = _mvtu_run(spec, x)
         assert np.array_equal(got, ref), f"pipeline {depth}"
@@ -347,14 +351,15 @@ def test_mvtu_depth_3_latency_and_stalls(kind):
         assert np.diff(run.out_cycles[nf - 1::nf]).tolist() == [spec.cycles()] * (len(x) - 1)
         assert run.out_cycles[0] - spec.synapse_folds == spec.latency() == 3 + 2 + depth
         firsts.append(run.out_cycles[0])
-    assert firsts[1] == firsts[0] + 1
-    got, _ = _mvtu_run(spec, x, seed=43, valid_prob=0.5, ready_prob=0.4)
-    assert np.array_equal(got, ref)
+        if depth > 2:
+            got, _ = _mvtu_run(spec, x, seed=40 + depth, valid_prob=0.5, ready_prob=0.4)
+            assert np.array_equal(got, ref), f"pipeline {depth} under stalls"
+    assert firsts == [firsts[0], firsts[0] + 1, firsts[0] + 2]
 
 
 def test_mvtu_depth_3_only_with_popcount_lanes():
     spec, _ = _mvtu_case("ternary", MVTU_SHAPES[0])  # ternary weights on UINT2 inputs: adders
-    assert spec.max_pipeline == 2 and _ternary_bipolar_case()[0].max_pipeline == 3
+    assert spec.max_pipeline == 2 and _ternary_bipolar_case()[0].max_pipeline == 4
     with pytest.raises(ValueError, match=r"^node 'fc': pipeline 3 \(a register inside the "
                                          r"compressor tree\) needs popcount lanes \(XNOR, or "
                                          r"ternary weights on bipolar inputs, mac='parallel'\); "
@@ -374,6 +379,8 @@ def test_mvtu_depth_3_registers_inside_the_tree():
     flat = to_verilog(dataclasses.replace(spec, pipeline=2).create(), "top")
     regs = set(re.findall(r"\breg\s+(?:\[[^]]*\]\s*)?\\?(lane\d+_r\d+)\b", deep))
     assert len(regs) == 2 * 3 and not re.search(r"lane\d+_r\d+", flat)
+    assert "w_word_r" not in deep
+    assert "w_word_r" in to_verilog(dataclasses.replace(spec, pipeline=4).create(), "top")
 
 
 def _xnor_mlp():
@@ -389,17 +396,17 @@ def _xnor_mlp():
 
 
 @pytest.mark.fast_sim
-def test_depth_3_on_the_fast_path(tmp_path, private_verilator_cache):
-    """An XNOR MLP with both layers at depth 3 on the fast Verilator path: bit-exact under its
-    random stall patterns, the cycles per image of depth 0, and the first result exactly the
-    report's ``pipeline_latency_cycles`` (3 + 3 + 1 for the label select) later."""
+def test_depths_3_and_4_on_the_fast_path(tmp_path, private_verilator_cache):
+    """An XNOR MLP with both layers at depth 3, then 4, on the fast Verilator path: bit-exact
+    under its random stall patterns, the cycles per image of depth 0, and the first result exactly
+    the report's ``pipeline_latency_cycles`` (3 + 3 + 1 for the label select, 4 + 4 + 1) later."""
     from lowbit.flow import compile_model, verify_compiled_fast
     from lowbit.mapping import Schedule
     from lowbit.mapping.schedule import LayerFolding
 
     graph, x = _xnor_mlp()
     first = {}
-    for depth in (0, 3):
+    for depth in (0, 3, 4):
         schedule = Schedule("ulx3s-85f", 25.0, (LayerFolding("fc0", 4, 8, pipeline=depth),
                                                 LayerFolding("fc1", 5, 4, pipeline=depth)))
         out = tmp_path / f"d{depth}"
@@ -408,5 +415,6 @@ def test_depth_3_on_the_fast_path(tmp_path, private_verilator_cache):
         assert rep.ok, rep.mismatch
         assert rep.cycles_per_image == report.cycles_per_image
         first[depth] = (rep.first_output_cycle, report.mapping["pipeline_latency_cycles"])
-    assert first[0][1] == 0 and first[3][1] == 3 + 3 + 1
+    assert first[0][1] == 0 and first[3][1] == 3 + 3 + 1 and first[4][1] == 4 + 4 + 1
     assert first[3][0] - first[0][0] == first[3][1]
+    assert first[4][0] - first[0][0] == first[4][1]

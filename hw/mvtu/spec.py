@@ -31,10 +31,12 @@ constant all-ones plane with ``-1``), likewise a bipolar weight. Steady state is
 of latency and no throughput: 1 registers every lane's compressor / adder tree output before the
 accumulator, 2 also registers the accumulator before the threshold comparison (the thresholds are
 read one stage later, so no threshold register is added), 3 also puts a register stage inside each
-lane's compressor tree, at half its depth (:func:`lowbit.hw.fmax.popcount_cut`; popcount lanes
-only: the XNOR kind and ternary weights on bipolar inputs, :attr:`MVTUSpec.max_pipeline`). 0 is the
-unpipelined design, whose critical path runs from the weight memory through the tree, the
-accumulator's adder and the threshold comparators into the output register.
+lane's compressor tree, at half its depth (:func:`lowbit.hw.fmax.popcount_cut`), 4 also registers
+the weight word and the input word read from the memories before the trees (a block RAM's
+clock-to-out then has a path to itself). 3 and 4 are for popcount lanes only: the XNOR kind and
+ternary weights on bipolar inputs (:attr:`MVTUSpec.max_pipeline`). 0 is the unpipelined design,
+whose critical path runs from the weight memory through the tree, the accumulator's adder and the
+threshold comparators into the output register.
 
 ``weight_ram`` places the weight memory: ``"auto"`` (synthesis decides), ``"block"`` or
 ``"distributed"`` (a ``ram_style`` / ``rom_style`` attribute that yosys ``synth_xilinx`` and Vivado
@@ -76,9 +78,10 @@ MAC_MODES = ("parallel", "serial")
 WEIGHT_RAMS = ("auto", "block", "distributed", "external")
 """``weight_ram=``: where synthesis puts the weight memory; ``"external"``: no weight memory, the
 weights arrive on a stream (``ws``) from off-chip memory, one word per compute cycle."""
-MAX_PIPELINE = 3
-"""The deepest ``pipeline=`` of an MVTU: tree register, accumulator register, then a register
-inside the compressor tree (popcount lanes only, :attr:`MVTUSpec.max_pipeline`)."""
+MAX_PIPELINE = 4
+"""The deepest ``pipeline=`` of an MVTU: tree register, accumulator register, a register inside
+the compressor tree, then the memory read registers (3 and 4 for popcount lanes only,
+:attr:`MVTUSpec.max_pipeline`)."""
 MAC_KINDS = tuple(MacKind)
 """The MAC arrays, :class:`~lowbit.ir.mac.MacKind` (members equal their value strings)."""
 
@@ -246,9 +249,10 @@ class MVTUSpec(NodeShape):
         check_pipeline(self.pipeline, MAX_PIPELINE, f"node {self.node.name!r}")
         if self.pipeline > self.max_pipeline:
             raise ValueError(
-                f"node {self.node.name!r}: pipeline 3 (a register inside the compressor tree) "
-                f"needs popcount lanes (XNOR, or ternary weights on bipolar inputs, mac='parallel')"
-                f"; this {self.kind.value} unit takes at most {self.max_pipeline}, not 3"
+                f"node {self.node.name!r}: pipeline {self.pipeline} (a register inside the "
+                "compressor tree) needs popcount lanes (XNOR, or ternary weights on bipolar "
+                f"inputs, mac='parallel'); this {self.kind.value} unit takes at most "
+                f"{self.max_pipeline}, not {self.pipeline}"
             )
         if self.mac == "serial" and self.kind is MacKind.XNOR:
             raise ValueError(
@@ -435,6 +439,8 @@ class MVTUSpec(NodeShape):
         if self.pipeline > 2:
             fanins = (2,) if self.kind is MacKind.XNOR else (3, 1)
             extra += self.pe * sum(popcount_cut(self.simd, f)[1] for f in fanins) + 4
+        if self.pipeline > 3:
+            extra += self.weight_word_bits + self.simd * self.in_bits + 4
         return base + Resources(ff=extra)
 
     def cycles_per_image(self, vectors: int = 1, ddr_bits: int | None = None) -> int:

@@ -29,7 +29,9 @@ accumulator; at 2 the output register also takes the threshold comparison of the
 register itself, one cycle after the last synapse fold, with the threshold memory addressed one
 stage later; at 3 each lane's compressor tree also holds a register stage at half its depth
 (:func:`lowbit.hw.mvtu.mac.popcount`'s ``cut``), and the control bits of the accumulate stage one
-more register. Each stage adds one cycle of latency (:meth:`MVTUSpec.latency`) and none per vector.
+more register; at 4 the weight word and the input word read from the memories are registered
+before the trees. Each stage adds one cycle of latency (:meth:`MVTUSpec.latency`) and none per
+vector.
 """
 
 from __future__ import annotations
@@ -265,9 +267,9 @@ class MatrixVectorThresholdUnit(wiring.Component):
 
         # The accumulate stage (1, or 2 behind the tree register) and the output register's load.
         v_a, first_a, last_a = v1, first1, last1
-        # one control stage per register in front of the accumulator: the tree's output (D >= 1)
-        # and the register inside the tree (D == 3)
-        for k in range(2, 2 + (D > 0) + (D > 2)):
+        # one control stage per register in front of the accumulator: the tree's output (D >= 1),
+        # the register inside the tree (D >= 3) and the memory read registers (D == 4)
+        for k in range(2, 2 + (D > 0) + (D > 2) + (D > 3)):
             v_k, first_k, last_k = (Signal(name=f"{n}{k}") for n in ("v", "first", "last"))
             with m.If(~stall):
                 m.d.sync += [v_k.eq(v_a), first_k.eq(first_a), last_k.eq(last_a)]
@@ -278,7 +280,13 @@ class MatrixVectorThresholdUnit(wiring.Component):
             with m.If(~stall):
                 m.d.sync += v_out.eq(v_a & last_a)
 
-        xa = data.ArrayLayout(self.in_shape, SIMD)(ibuf_r.data)
+        x_word, w_word = ibuf_r.data, (wword if external else wmem_r.data)
+        if D >= 4:  # the memories' read data registered before the trees
+            x_word = Signal.like(x_word, name="x_word_r")
+            w_word = Signal.like(w_word, name="w_word_r")
+            with m.If(~stall):
+                m.d.sync += [x_word.eq(ibuf_r.data), w_word.eq(wword if external else wmem_r.data)]
+        xa = data.ArrayLayout(self.in_shape, SIMD)(x_word)
         x = [xa[i] for i in range(SIMD)]
         lane_bits = SIMD * s.weight_bits
         out_payload = Signal(self.o.payload.shape())
@@ -293,7 +301,7 @@ class MatrixVectorThresholdUnit(wiring.Component):
                             Cat(*[Const(1, 1) if xb is None else x[i][xb] for i in range(SIMD)])
                         )
         for p in range(PE):
-            lane = (wword if external else wmem_r.data)[p * lane_bits : (p + 1) * lane_bits]
+            lane = w_word[p * lane_bits : (p + 1) * lane_bits]
             if s.serial:
                 contrib = Signal(acc_shape, name=f"contrib{p}")
                 # one AND-popcount per lane on the selected input and weight planes

