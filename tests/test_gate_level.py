@@ -1,14 +1,17 @@
 """Issue 8: the synthesised 7-series netlist of an accelerator, simulated under cocotb, is bit-exact.
 Issue 21: so is the synth_ecp5 netlist (the open flow's script)."""
 
+import json
+
 import numpy as np
 import pytest
 
+from lowbit import LowbitError
 from lowbit.hw.mvtu.spec import MVTUSpec
 from lowbit.ir import BIPOLAR, DataType, IntegerGraph, MatMulThreshold
 from lowbit.sim.accel_sim import RunSpec
-from lowbit import LowbitError
 from lowbit.sim.gatelevel import simulate_gate_level
+from lowbit.tools.simulators import TOOL_TIMES
 
 pytestmark = [pytest.mark.cocotb, pytest.mark.yosys]
 
@@ -66,6 +69,10 @@ def test_ecp5_netlist_is_bit_exact(design, tmp_path_factory):
     # a real ECP5 netlist: LUT4s, flip-flops and carry chains, LUT RAM for the weights, no block RAM
     assert {"LUT4", "TRELLIS_FF", "CCU2C"} <= set(rep.cells) and "DP16KD" not in rep.cells
     assert rep.netlist.endswith("netlist_ecp5.v") and "TRELLIS_FF" in open(rep.netlist).read()
+    # the build timed its tools (lowbit.tools.simulators.TOOL_TIMES), in order
+    times = json.loads((work / "gl_build_verilator_ecp5" / TOOL_TIMES).read_text())
+    assert [t["phase"] for t in times] == ["verilate", "compile", "run"]
+    assert all(t["wall_s"] >= 0 and t["cpu_s"] >= 0 for t in times)
 
 
 def test_ecp5_netlist_against_a_different_oracle_fails(design, tmp_path_factory):
@@ -103,8 +110,6 @@ def _compiled_dir(tmp_path, graph, board):
     ("pynq-z2", ["--family", "ecp5"], "ecp5"),
 ])
 def test_cli_gate_level_family(design, tmp_path, monkeypatch, capsys, board, flags, family):
-    import json
-
     import lowbit.sim.gatelevel as gatelevel
     from lowbit.cli import main
 

