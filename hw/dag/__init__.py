@@ -1,13 +1,14 @@
 """Blocks beyond a chain (issue 19): the depthwise engine, the 1-D sliding-window generator, the
-stream fork and the adder/joiner of residual blocks. Each is a spec (no Amaranth) and its
-component, built by the spec's ``create()``.
+stream fork, the adder/joiner of residual blocks and the global average pool. Each is a spec (no
+Amaranth) and its component, built by the spec's ``create()``.
 
 :data:`DAG_FAMILIES` maps the graph's new node types to their specs, in the form of
-:data:`lowbit.hw.registry.FAMILIES`. It is kept apart until the mapper folds these nodes
-(``mapping.folding.check_mappable`` refuses them, naming the node, while they are not in
-``FAMILIES``); the fork is no node of the graph (a node with two consumers is a fork), and the
-branch FIFO is :class:`~lowbit.hw.stream.fifo.FIFOSpec` with its depth from
-:func:`lowbit.mapping.branch_fifo.min_branch_fifo_depth`.
+:data:`lowbit.hw.registry.FAMILIES`. It is kept apart from ``FAMILIES``, which the chain mapper
+(``mapping.folding``) folds: a DAG, or a graph holding these nodes, is mapped by
+:func:`lowbit.mapping.dag.map_dag` and built by :class:`lowbit.hw.dag.top.DagAccelerator`
+(``hw.dag.top``, imported on its own: it loads Amaranth). The fork is no node of the graph (a node
+with two consumers is a fork), and the branch FIFO is :class:`~lowbit.hw.stream.fifo.FIFOSpec`
+with its depth from :mod:`lowbit.mapping.dag`.
 """
 
 from __future__ import annotations
