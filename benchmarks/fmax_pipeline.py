@@ -223,6 +223,30 @@ def write_table(doc: dict) -> None:
             f"| {simd} | {a['lut']} | {a['lut_per_lane']:.3f} | {b['lut']} | "
             f"{b['lut_per_lane']:.3f} | {b['lut'] / a['lut']:.3f} | {a['ff']} | {b['ff']} |"
         )
+    acc_file = RESULTS.with_name("fmax_accelerator.json")
+    if acc_file.exists():
+        lines += [
+            "",
+            "## A whole accelerator (`benchmarks/fmax_accelerator.py`)",
+            "",
+            "The demo's binary MLP (64-256-256-10) at budget 0.1 on ulx3s-85f, every unit at the",
+            "deepest pipeline it takes (the label select pipelined after it), in the open flow's",
+            "UART shell, nextpnr-ecp5 at a 150 MHz target. Layers: name PE x SIMD, kind, pipeline.",
+            "",
+            "| layers | seed | Fmax (MHz) | LUT4 | FF | DP16KD | critical path |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for b in json.loads(acc_file.read_text())["builds"]:
+            layers = ", ".join(f"{lay['name']} {lay['pe']}x{lay['simd']} {lay['kind']} "
+                               f"p{lay['pipeline']}" for lay in b["layers"])
+            c, u = b["critical"], b["utilisation"]
+            crit = (f"{c['from']} -> {c['to']}: {c['cells']} cells, {c['logic_ns']} ns logic + "
+                    f"{c['routing_ns']} ns routing")
+            lines.append(
+                f"| {layers} | {b['seed']} | **{min(b['fmax_mhz'].values()):.1f}** "
+                f"| {u.get('TRELLIS_COMB')} | {u.get('TRELLIS_FF')} | {u.get('DP16KD', 0)} "
+                f"| {crit} |"
+            )
     notes = doc.get("notes", [])
     if notes:
         lines += ["", "## Notes", ""] + [f"- {n}" for n in notes]
