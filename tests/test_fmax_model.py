@@ -16,6 +16,7 @@ import pytest
 from lowbit import LowbitError
 from lowbit.hw import fmax
 from lowbit.hw.fmax import LogicPath, estimate_fmax, fmax_model, popcount_depth
+from lowbit.hw.mvtu.spec import MVTUSpec
 from lowbit.hw.stream.label import LabelSelectSpec
 from lowbit.ir import BIPOLAR, DataType, IntegerGraph, MatMulThreshold
 from lowbit.mapping import Schedule
@@ -177,3 +178,19 @@ def test_popcount_split_in_two_paths_at_depth_3():
         fmax.popcount_depth(64, 2)[0]
     deepest = [p.name for p in dataclasses.replace(spec, pipeline=4).logic_paths()]
     assert deepest[:3] == ["weight read", "memory read", "tree to its register"]
+
+
+def test_mapper_goes_to_depth_4_for_popcount_lanes_only():
+    """No depth reaches 500 MHz: each unit gets the deepest it takes (4 for the XNOR layers, 2
+    for an ADDSUB one), and each depth's estimate is no lower than the shallower one's."""
+    graph = _mlp()
+    deep = pipeline_for_clock(_schedule(clock=500.0), graph)
+    assert [layer.pipeline for layer in deep.layers] == [4, 4]
+    spec = deep.apply(graph)[0]
+    f = [estimate_fmax(dataclasses.replace(spec, pipeline=d), "ecp5") for d in range(5)]
+    assert f == sorted(f) and f[1] > f[0]  # here the weight ROM read limits depths 1-4
+    from lowbit.mapping.timing import deepest_pipeline
+
+    rng = np.random.default_rng(1)
+    addsub = MatMulThreshold("fc", DataType.uint(3), rng.integers(0, 2, (4, 8)), None)
+    assert deepest_pipeline(MVTUSpec(addsub, pe=2, simd=4)) == 2
