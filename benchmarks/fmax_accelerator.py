@@ -7,8 +7,8 @@ select follows), compiled (``lowbit.flow.compile_model``) and put in the open fl
 (:mod:`lowbit.deploy.openflow`), synthesised with yosys ``synth_ecp5`` as the open flow runs it and
 placed and routed by nextpnr-ecp5 (LFE5U-85F speed 6) at a 150 MHz target (the constraint file's
 clock raised from the board's 25 MHz) with ``--seeds``. Records nextpnr's achieved Fmax and the
-critical path it reports (the cells along it, named after the units), in
-``benchmarks/results/fmax_accelerator.json``, and appends nothing else::
+critical path it reports (the cells along it, named after the units), appended to
+``benchmarks/results/fmax_accelerator.json`` (``benchmarks/fmax_pipeline.py`` tabulates it)::
 
     .venv/bin/python benchmarks/fmax_accelerator.py MODEL.npz --work DIR [--seeds 1] [--depth max]
 

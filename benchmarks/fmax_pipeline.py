@@ -181,7 +181,8 @@ def write_table(doc: dict) -> None:
         "nextpnr-ecp5 LFE5U-85F CABGA381 speed 6 (ulx3s-85f) at a 250 MHz target with seeds "
         f"{', '.join(map(str, doc.get('seeds', SEEDS)))}.",
         "`pipeline` is MVTUSpec's depth: 1 registers the tree's output, 2 also the accumulator,",
-        "3 also a register inside each compressor tree at half its depth. Target (issue 21): mean",
+        "3 also a register inside each compressor tree at half its depth, 4 also the memories'",
+        "read data (weight and input words) before the trees. Target (issue 21): mean",
         f"Fmax >= {TARGET_MHZ:.0f} MHz with LUT per binary lane <= {LUT_SLACK:.2f} x today's.",
         "",
         "| SIMD | weight_ram | pipeline | latency | Fmax mean (MHz) | min-max | model "
