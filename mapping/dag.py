@@ -14,12 +14,14 @@ the fast path: exact on the zoo's MobileNet (2,304 == 2,304); the ResNet takes 2
 2,304, a gap not located yet (its seven products all run at the target, in series).
 
 The shortcut FIFO: of a join's two inputs, the shortcut is the one with fewer units since the fork
-they share. It holds one image of the shortcut's beats (at least
-:func:`~lowbit.mapping.branch_fifo.min_branch_fifo_depth` of a two-cycle branch at full rate):
-the long branch of a residual block holds whole rows in its sliding windows before it gives a
-pixel (its *lead*, :func:`~lowbit.mapping.branch_fifo.deadlocks`), at most an image in these
-networks, so this depth neither deadlocks nor starves the join. It is a bound, not the minimum of
-a branch of several window generators (which the model leaves to the block-level case).
+they share. Its FIFO goes on the shortcut's first edge, right after the fork
+(:func:`shortcut_fifo_edges`), so that no unit of the shortcut (a strided projection's window
+holds rows back) stalls the fork and with it the long branch. It holds one image of the fork's
+beats (at least :func:`~lowbit.mapping.branch_fifo.min_branch_fifo_depth` of a two-cycle branch at
+full rate): the long branch of a residual block holds whole rows in its sliding windows before it
+gives a pixel (its *lead*, :func:`~lowbit.mapping.branch_fifo.deadlocks`), at most an image in
+these networks, so this depth neither deadlocks nor starves the join. It is a bound, not the
+minimum of a branch of several window generators (which the model leaves to the block-level case).
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ __all__ = [
     "NodeFolding",
     "check_dag_mappable",
     "map_dag",
+    "shortcut_fifo_edges",
     "shortcut_inputs",
     "vectors_of",
 ]
@@ -210,9 +213,9 @@ def _options(graph: IntegerGraph, i: int) -> list[tuple[int, int]]:
     return [(d, d) for d in divisors(channels)]
 
 
-def shortcut_inputs(graph: IntegerGraph) -> list[tuple[int, int]]:
-    """``(join index, slot)`` of every residual join's shortcut: of its two inputs, the one with
-    fewer units since the fork they share (the first on a tie)."""
+def _paths(graph: IntegerGraph):
+    """For every join ``i``: ``(i, [path of each input])``, a path being the producer, then the
+    nodes before it up to and including the fork (a node read twice), or a join or the input."""
     index = {n.name: k for k, n in enumerate(graph.nodes)}
 
     def path(name: str) -> list[str]:
@@ -225,20 +228,46 @@ def shortcut_inputs(graph: IntegerGraph) -> list[tuple[int, int]]:
             out.append(name)
         return out
 
-    found = []
     for i, node in enumerate(graph.nodes):
         if isinstance(node, Add):
-            a, b = (path(p) for p in graph.inputs_of(i))
-            found.append((i, 0 if len(a) < len(b) else 1))
-    return found
+            yield i, [path(p) for p in graph.inputs_of(i)]
+
+
+def shortcut_inputs(graph: IntegerGraph) -> list[tuple[int, int]]:
+    """``(join index, slot)`` of every residual join's shortcut: of its two inputs, the one with
+    fewer units since the fork they share (the first on a tie)."""
+    return [(i, 0 if len(a) < len(b) else 1) for i, (a, b) in _paths(graph)]
+
+
+def shortcut_fifo_edges(graph: IntegerGraph) -> list[tuple[int, int]]:
+    """``(node index, slot)`` where each shortcut's FIFO goes: the shortcut's first edge after the
+    fork (into the first unit of the shortcut; the join itself for an identity shortcut), so a
+    shortcut unit that holds rows back (a strided projection's window) never stalls the fork,
+    and with it the long branch."""
+    index = {n.name: k for k, n in enumerate(graph.nodes)}
+    out = []
+    for i, (a, b) in _paths(graph):
+        slot = 0 if len(a) < len(b) else 1
+        short = (a, b)[slot]
+        if len(short) == 1:
+            out.append((i, slot))
+        else:
+            first = index[short[-2]]
+            out.append((first, graph.inputs_of(first).index(short[-1])))
+    return out
 
 
 def _fifo_depths(graph: IntegerGraph, specs) -> dict[tuple[int, int], int]:
+    """One image of the fork's beats on each shortcut's first edge."""
     index = {n.name: k for k, n in enumerate(graph.nodes)}
     depths = {}
-    for i, slot in shortcut_inputs(graph):
-        k = index[graph.inputs_of(i)[slot]]
-        beats = math.prod(graph.output_shape(k)) // specs[k].out_elems
+    for i, slot in shortcut_fifo_edges(graph):
+        p = graph.inputs_of(i)[slot]
+        if p == GRAPH_INPUT:
+            beats = graph.input_size // specs[i].in_elems
+        else:
+            k = index[p]
+            beats = math.prod(graph.output_shape(k)) // specs[k].out_elems
         depths[i, slot] = max(min_branch_fifo_depth(2), beats)
     return depths
 

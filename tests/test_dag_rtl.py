@@ -19,7 +19,7 @@ from lowbit import LowbitError
 from lowbit.hw.dag.top import DagAccelerator, dag_stream_format
 from lowbit.hw.verilog import write_verilog
 from lowbit.ir import Add, Concat, DataType, IntegerGraph, MatMulThreshold
-from lowbit.mapping.dag import DagSchedule, map_dag, shortcut_inputs
+from lowbit.mapping.dag import DagSchedule, map_dag, shortcut_fifo_edges, shortcut_inputs
 from lowbit.quant.data import load_digits_split
 from lowbit.quant.onnx.importer import import_onnx
 from lowbit.sim.verify import default_patterns, verify_fast
@@ -46,10 +46,15 @@ def test_map_dag_resnet(tmp_path):
     # every join's shortcut: the identity blocks' requantizers and the projection
     adds = [i for i, n in enumerate(g.nodes) if isinstance(n, Add)]
     assert [i for i, _ in shortcut_inputs(g)] == adds
-    names = [g.nodes[i].name for i, slot in shortcut_inputs(g)]
-    assert [f[0] for f in s.fifos] == names
     short = [g.inputs_of(i)[slot] for i, slot in shortcut_inputs(g)]
     assert [p.split("/")[2] for p in short] == ["q_short", "proj", "q_short"]
+    # each shortcut's FIFO right after its fork: into the requantizer, the projection's window
+    firsts = [g.nodes[i].name for i, _ in shortcut_fifo_edges(g)]
+    assert [f[0] for f in s.fifos] == firsts
+    assert [n.split("/")[2] for n in firsts] == ["q_short", "proj", "q_short"]
+    forks = {n.name for n in g.nodes if len(g.consumers(n.name)) == 2}
+    assert len(forks) == 3
+    assert all(g.inputs_of(i)[slot] in forks for i, slot in shortcut_fifo_edges(g))
     # the schedule is an artefact: JSON and back, the same units
     back = DagSchedule.load(s.save(tmp_path / "schedule.json"))
     assert back == s and json.loads((tmp_path / "schedule.json").read_text())["kind"] == "dag"
