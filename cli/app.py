@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import shutil
 import sys
 from dataclasses import dataclass, replace
@@ -166,6 +167,11 @@ def cmd_compile(args) -> int:
         )
     else:
         graph = _with_wire(IntegerGraph.load(args.model), args.input_wire)
+        if args.schedule and graph.dag_nodes():
+            raise LowbitError(
+                f"--schedule {args.schedule}: a schedule file applies to a chain; {args.model} is "
+                f"a DAG (node {graph.dag_nodes()[0].name!r}), which compile maps itself"
+            )
         schedule, board_name = None, args.board or "pynq-z2"
         if args.schedule:  # the schedule fixes the board: --board may only repeat it
             schedule = Schedule.load(args.schedule)
@@ -344,10 +350,16 @@ def _verdict(ok: bool, summary: dict, what: str = "bit-exact") -> bool:
 
 
 def cmd_sim(args) -> int:
-    from ..flow import load_compiled, simulate_compiled, write_json
+    from ..flow import CompiledDesign, load_compiled, simulate_compiled, write_json
     from ..tools.simulators import resolve_simulator
 
-    graph, _ = load_compiled(args.dir)
+    design = CompiledDesign.open(args.dir)
+    if design.is_dag and not args.fast:
+        raise LowbitError(
+            f"{args.dir}: a DAG design runs on the fast path only yet; add --fast (the cocotb "
+            "and gate-level checks take chain designs)"
+        )
+    graph, _ = load_compiled(args.dir) if not design.is_dag else (design.graph(), None)
     if args.fast and args.gate_level:
         raise LowbitError(
             "--fast and --gate-level exclude each other: the gate-level check runs under cocotb"
@@ -540,6 +552,81 @@ def _note_published_schedule(model) -> None:
         )
 
 
+def _map_dag(args, graph) -> int:
+    """``lowbit map`` of a DAG (issue 19): :func:`lowbit.flow.steps.map_dag_model`, reported as
+    one row per node, the FIFOs, cycles per image and images/s."""
+    from ..boards import get_board
+    from ..flow.steps import dag_mapping_report, map_dag_model
+
+    for flag, value in (
+        ("--schedule", args.schedule),
+        ("--dataset", args.dataset),
+        ("--markdown", args.markdown),
+        ("--plots", args.plots),
+    ):
+        if value:
+            raise LowbitError(
+                f"{flag}: not for a DAG model yet (node {graph.dag_nodes()[0].name!r}); 'lowbit "
+                "map' of a DAG takes --board, --budget or --target-fps, -o and --json"
+            )
+    board = get_board(args.board or "pynq-z2")
+    max_cycles = None
+    if args.target_fps is not None:
+        max_cycles = math.floor(board.fabric_clock_mhz * 1e6 / args.target_fps)
+        if max_cycles < 1:
+            raise LowbitError(
+                f"--target-fps {args.target_fps:g} is above the clock "
+                f"({board.fabric_clock_mhz:g} MHz)"
+            )
+    schedule = map_dag_model(graph, board.name, budget=args.budget, max_cycles=max_cycles)
+    report = dag_mapping_report(graph, schedule, board.name)
+    if args.output:
+        schedule.save(args.output)
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print(_dag_table(report))
+        print(boundary_lines(graph))
+    if args.output:
+        print(f"wrote {args.output}", file=sys.stderr)
+    return 0
+
+
+def _dag_table(report: dict) -> str:
+    """The per-node table, the FIFOs and the summary of :func:`dag_mapping_report`."""
+    head = ("node", "op", "PE", "SIMD", "cycles", "LUT", "FF", "BRAM36")
+    rows = [head] + [
+        (
+            n["name"],
+            n["op"],
+            str(n["pe"]),
+            str(n["simd"]),
+            f"{n['cycles']:,}",
+            f"{n['resources']['lut']:,}",
+            f"{n['resources']['ff']:,}",
+            f"{n['resources']['bram36']:g}",
+        )
+        for n in report["layers"]
+    ]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
+    lines = [
+        "  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
+        for r in rows
+    ]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    for f in report["fifos"]:
+        lines.append(f"FIFO into {f['node']} (input {f['input']}): {f['depth']} beats")
+    r = report["resources"]
+    lines += [
+        f"{report['cycles_per_image']:,} cycles/image (bottleneck {report['bottleneck']}), "
+        f"{report['throughput_fps']:,.0f} images/s at {report['clock_mhz']:g} MHz on "
+        f"{report['board']}",
+        f"estimated total: {r['lut']:,} LUT, {r['ff']:,} FF, {r['bram36']:g} BRAM36, "
+        f"{r['dsp']:,} DSP",
+    ]
+    return "\n".join(lines)
+
+
 def cmd_map(args) -> int:
     from .._io import atomic_write
     from ..ir.graph import IntegerGraph
@@ -547,6 +634,8 @@ def cmd_map(args) -> int:
     from ..mapping.report import format_markdown, format_text, mapping_report, write_plots
 
     graph = _with_wire(IntegerGraph.load(args.model), args.input_wire)
+    if graph.dag_nodes():
+        return _map_dag(args, graph)
     kw: dict = {}
     if args.target_fps is not None:  # the cheapest folding reaching it, within 0.7 of the board
         kw["target_fps"] = args.target_fps
@@ -624,6 +713,26 @@ def cmd_boards(args) -> int:
     return 0
 
 
+def _refuse_dag_build(source: Path) -> None:
+    """``build`` of a DAG model or design (issue 19): refused, naming it."""
+    from ..flow import CompiledDesign
+    from ..ir.graph import IntegerGraph
+
+    if source.is_dir():
+        dag = (source / CompiledDesign.SCHEDULE).is_file() and CompiledDesign(source).is_dag
+    else:
+        dag = (
+            source.is_file()
+            and source.suffix == ".npz"
+            and bool(IntegerGraph.load(source).dag_nodes())
+        )
+    if dag:
+        raise LowbitError(
+            f"build {source}: a DAG design; the build (Vivado plan, open flow) takes chain "
+            "designs only yet ('lowbit compile' and 'lowbit sim --fast' take DAGs)"
+        )
+
+
 def cmd_build(args) -> int:
     from ..deploy.build import build
     from ._estimate import estimate_lines, throughput_lines
@@ -634,6 +743,7 @@ def cmd_build(args) -> int:
             flush=True,
         )
 
+    _refuse_dag_build(Path(args.source))
     m = build(
         args.source,
         args.board,

@@ -5,7 +5,8 @@ a dataclass, so no module spells ``lowbit_top.v`` or reads ``report.json`` by ke
 
 ========================  =======================================================================
 ``model.npz``             the integer graph (:meth:`lowbit.ir.IntegerGraph.save`)
-``schedule.json``         the folding (:class:`lowbit.mapping.Schedule`; edit it and compile again)
+``schedule.json``         the folding (:class:`lowbit.mapping.Schedule`; edit it and compile again;
+                          of a DAG, :class:`lowbit.mapping.dag.DagSchedule`, ``"kind": "dag"``)
 ``lowbit_top.v``          the accelerator's Verilog (top module ``lowbit_top``)
 ``lowbit_sim_top.v``      only when weights stream from DDR: the same with DDR models, to simulate
 ``report.json``           :class:`CompiledReport`
@@ -223,11 +224,25 @@ class CompiledDesign:
     def report_path(self) -> Path:
         return self.root / self.REPORT
 
-    def load(self) -> tuple[IntegerGraph, Schedule]:
-        """The graph and the schedule."""
-        return IntegerGraph.load(self.require(self.MODEL)), Schedule.load(
-            self.require(self.SCHEDULE)
-        )
+    @property
+    def is_dag(self) -> bool:
+        """True for a DAG design (issue 19): its ``schedule.json`` is of ``"kind": "dag"``."""
+        doc = read_json(self.require(self.SCHEDULE), "schedule")
+        return isinstance(doc, dict) and doc.get("kind") == "dag"
+
+    def graph(self) -> IntegerGraph:
+        """The graph."""
+        return IntegerGraph.load(self.require(self.MODEL))
+
+    def load(self, what: str = "this step") -> tuple[IntegerGraph, Schedule]:
+        """The graph and the schedule; a DAG design is refused, naming ``what`` needs a chain
+        (only the fast path, :func:`lowbit.flow.verify_compiled_fast`, takes one yet)."""
+        if self.is_dag:
+            raise LowbitError(
+                f"{self.root}: a DAG design (schedule.json of kind 'dag'); {what} takes chain "
+                "designs only yet: check it with 'lowbit sim DIR --fast'"
+            )
+        return self.graph(), Schedule.load(self.require(self.SCHEDULE))
 
     def report(self) -> CompiledReport:
         """The parsed ``report.json``."""

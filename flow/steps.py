@@ -27,12 +27,14 @@ import numpy as np
 from .. import LowbitError
 from .._io import cannot_write, umask_mode
 from ..boards import get_board
+from ..hw.dag.top import DagAccelerator, dag_stream_format
 from ..hw.mvtu.spec import streams_weights
 from ..hw.top import Accelerator, stream_format
 from ..hw.verilog import TOPLEVEL, write_verilog
 from ..ir.graph import IntegerGraph
 from ..mapping import Schedule, search_folding
 from ..mapping.buildsize import default_budget
+from ..mapping.dag import DagSchedule, map_dag, vectors_of
 from ..mapping.report import mapping_report
 from ..mapping.schedule import complete_layers, ddr_stream_bits
 from ..quant import builtin as zoo
@@ -44,6 +46,9 @@ from .compiled import CompiledDesign, CompiledReport, write_json
 
 __all__ = [
     "compile_model",
+    "dag_mapping_report",
+    "is_dag",
+    "map_dag_model",
     "compile_zoo",
     "zoo_schedule",
     "load_compiled",
@@ -126,8 +131,20 @@ def compile_model(
     exceed the board (or ``budget`` of it) is refused with a :class:`LowbitError` naming the layer
     and the resource; nothing is written then. Without a schedule, the folding is searched within
     ``budget``, by default :func:`lowbit.mapping.buildsize.default_budget` (as ``lowbit compile``).
+
+    A DAG (:func:`is_dag`: residual joins, depthwise or pooling nodes of issue 19) is folded by
+    :func:`lowbit.mapping.dag.map_dag` and built as a :class:`lowbit.hw.dag.top.DagAccelerator`;
+    its ``schedule.json`` is the :class:`~lowbit.mapping.dag.DagSchedule` (``"kind": "dag"``) and
+    ``mapping`` is :func:`dag_mapping_report`. A given ``schedule`` is refused for a DAG.
     """
 
+    if is_dag(graph):
+        if schedule is not None:
+            raise LowbitError(
+                "compile: a schedule file applies to a chain; this model is a DAG (node "
+                f"{graph.dag_nodes()[0].name!r}), which the mapper folds itself (drop --schedule)"
+            )
+        return _compile_dag(graph, out_dir, board=board, budget=budget)
     if schedule is None:
         if budget is None:
             budget = default_budget(get_board(board))
@@ -162,6 +179,90 @@ def compile_model(
         )
         design.write_report(report)
     log.info("compiled %d layers into %s", len(specs), out_dir)
+    return report
+
+
+def is_dag(graph: IntegerGraph) -> bool:
+    """True when ``graph`` holds what only the DAG flow maps (:meth:`IntegerGraph.dag_nodes`)."""
+    return bool(graph.dag_nodes())
+
+
+def map_dag_model(
+    graph: IntegerGraph,
+    board: str = "pynq-z2",
+    *,
+    budget: float | None = None,
+    max_cycles: int | None = None,
+) -> DagSchedule:
+    """:func:`lowbit.mapping.dag.map_dag` on ``board``: within ``max_cycles`` when given, else the
+    fastest folding within ``budget`` of the board (by default
+    :func:`lowbit.mapping.buildsize.default_budget`)."""
+    b = get_board(board)
+    if max_cycles is not None:
+        return map_dag(graph, max_cycles=max_cycles)
+    return map_dag(graph, board=b, budget=default_budget(b) if budget is None else budget)
+
+
+def dag_mapping_report(graph: IntegerGraph, schedule: DagSchedule, board: str) -> dict:
+    """What ``lowbit map`` reports of a DAG's folding: one row per node (PE, SIMD, cycles per image,
+    estimated resources), the FIFOs, every unit's cycles (the stitching's forks, FIFOs and
+    converters too), the bottleneck, cycles per image and images/s at ``board``'s clock."""
+    b = get_board(board)
+    specs, fifos = schedule.apply(graph)
+    stages = schedule.stage_cycles(graph)
+    cycles = max(stages.values())
+    bottleneck = max(stages, key=lambda k: stages[k])
+    layers = []
+    for i, (node, f, spec) in enumerate(zip(graph.nodes, schedule.nodes, specs)):
+        layers.append(
+            {
+                "name": node.name,
+                "op": type(node).__name__,
+                "inputs": list(graph.inputs_of(i)),
+                "pe": f.pe,
+                "simd": f.simd,
+                "cycles": spec.cycles_per_image(vectors_of(graph, i)),
+                "resources": spec.resources().as_dict(),
+            }
+        )
+    return {
+        "kind": "dag",
+        "board": b.name,
+        "clock_mhz": b.fabric_clock_mhz,
+        "cycles_per_image": cycles,
+        "bottleneck": bottleneck,
+        "throughput_fps": b.fabric_clock_mhz * 1e6 / cycles,
+        "layers": layers,
+        "fifos": [{"node": n, "input": s, "depth": d} for n, s, d in schedule.fifos],
+        "units": stages,
+        "resources": schedule.resources(graph).as_dict(),
+    }
+
+
+def _compile_dag(
+    graph: IntegerGraph, out_dir: str | os.PathLike, *, board: str, budget: float | None
+) -> CompiledReport:
+    """:func:`compile_model` of a DAG."""
+    schedule = map_dag_model(graph, board, budget=budget)
+    specs, fifos = schedule.apply(graph)
+    mapping = dag_mapping_report(graph, schedule, board)
+    with _staged_dir(out_dir, CompiledDesign.REPORT) as tmp:
+        design = CompiledDesign(tmp)
+        graph.save(design.model_path)
+        schedule.save(design.schedule_path)
+        acc = DagAccelerator(graph, specs, fifos)
+        sha = write_verilog(acc, design.verilog_path)
+        report = CompiledReport(
+            model=graph.summary(),
+            toplevel=TOPLEVEL,
+            verilog=design.VERILOG,
+            verilog_sha256=sha,
+            stream_format=dag_stream_format(acc),
+            mapping=mapping,
+            boundary=graph.boundary(),
+        )
+        design.write_report(report)
+    log.info("compiled the DAG of %d nodes into %s", len(specs), out_dir)
     return report
 
 
@@ -234,7 +335,7 @@ def simulate_compiled(
     """
 
     design = CompiledDesign.open(out_dir)
-    graph, schedule = design.load()
+    graph, schedule = design.load("the cocotb simulation")
     specs = schedule.apply(graph)
     runs = default_runs(len(x), throttled_images=throttled_images, seeds=seeds)
     streamed = any(map(streams_weights, specs))
@@ -260,8 +361,11 @@ def verify_compiled_fast(out_dir: str | os.PathLike, x: np.ndarray, *, seeds=(1,
     """Whole-dataset check of a compiled directory on the fast (compiled Verilator) path."""
 
     design = CompiledDesign.open(out_dir)
-    graph, schedule = design.load()
     report = design.report()
+    if design.is_dag:  # no cycle prediction of the chain's schedule: measured cycles only
+        graph, schedule = design.graph(), None
+    else:
+        graph, schedule = design.load()
     return verify_fast(
         graph,
         design.require(report.simulated_verilog),

@@ -458,13 +458,15 @@ def check_mappable(graph: IntegerGraph, what: str) -> None:
     Raises
     ------
     LowbitError
-        ``"<what>: node '<name>' (<type>) ..."``.
+        ``"<what>: node '<name>' (<type>) ..."``. A DAG is folded by
+        :func:`lowbit.mapping.dag.map_dag` (``lowbit map`` and ``lowbit compile`` call it).
     """
     for node in graph.nodes:
         if type(node) not in FAMILIES:
             raise LowbitError(
                 f"{what}: node {node.name!r} ({type(node).__name__}) has no hardware yet; the "
-                f"mapper folds {', '.join(t.__name__ for t in FAMILIES)} nodes"
+                f"mapper folds {', '.join(t.__name__ for t in FAMILIES)} nodes (a DAG: "
+                "lowbit.mapping.dag.map_dag, which 'lowbit map' and 'lowbit compile' call)"
             )
     if not graph.is_chain:
         graph.require_chain(what)
