@@ -467,7 +467,7 @@ def _sim_gate_level(args, graph, imgs) -> int:
 
 
 def _sim_fast(args, graph, imgs) -> int:
-    from ..flow import verify_compiled_fast, write_json
+    from ..flow import CompiledDesign, verify_compiled_fast, write_json
 
     x = imgs.codes
     print(
@@ -504,6 +504,15 @@ def _sim_fast(args, graph, imgs) -> int:
             "sparse_layer": c.sparse_layer,
             "equal_per_image": c.equal,
             "reason": c.reason,
+        }
+    elif rep.cycles_per_image is not None:  # a DAG design: its mapper's model, no prediction
+        model = CompiledDesign.open(args.dir).report().cycles_per_image
+        print(
+            f"  cycles per image: measured {rep.cycles_per_image}, the DAG mapper's model {model}"
+        )
+        summary["cycles_predicted"] = {
+            "estimate": model,
+            "equal_per_image": rep.cycles_per_image == model,
         }
     if rep.mismatch:
         print(f"  first mismatch: {rep.mismatch}")

@@ -64,6 +64,7 @@ def test_compile_a_dag_and_check_it_on_the_fast_path(model, tmp_path, capsys):
     summary = json.loads((tmp_path / "s.json").read_text())
     assert summary["ok"] and summary["labels_equal_reference"] and summary["mismatch"] is None
     assert all(r["mismatched_images"] == 0 for r in summary["runs"])
+    assert summary["cycles_predicted"]["estimate"] == design.report().cycles_per_image
     capsys.readouterr()
     # what takes chains only yet says so (exit 2, no traceback)
     for argv, msg in (
