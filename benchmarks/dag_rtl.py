@@ -145,16 +145,17 @@ def markdown(doc: dict) -> str:
         "first tenth of the images (`sim.verify.steady_cycles_per_image`); predicted is the "
         "slowest unit's `cycles_per_image` (`DagSchedule.cycles_per_image`).",
         "",
-        "The ResNet's measured cycles exceed the model by 23 per image (1.0 %); the cause is not "
-        "located yet (likely: its seven matrix products all run at the 2,304-cycle target, in "
-        "series through window generators, forks and joins, so any stall of one is lost for "
-        "good). Left open. (Before the windows took their product's `SIMD`, a window at exactly "
-        "its product's rate through a width converter: 2,598.) Scores and labels are exact in "
-        "every run.",
+        "Measured equals predicted for both. The ResNet measured 2,327 while its shortcut FIFOs "
+        "held one image of the fork's beats: block 2's long branch (two windows in series, each "
+        "last output row waiting for its whole image) leads its shortcut by more than an image, "
+        "so that FIFO filled and stalled the fork after block 1's join 23 cycles per image, a "
+        "stall no product could make up (all run at the target); found by counting each unit's "
+        "handshakes in an Amaranth simulation of the top. (Before the windows took their "
+        "product's `SIMD`, a window at exactly its product's rate through a width converter: "
+        "2,598.) Scores and labels are exact in every run.",
         "",
-        "Branch FIFOs (on each shortcut's first edge after its fork, beats: one image of the "
-        "fork's beats, a bound, not the minimum; placed at the join's input instead, the ResNet "
-        "measured the same 2,327):",
+        "Branch FIFOs (on each shortcut's first edge after its fork, beats: two images of the "
+        "fork's beats, a bound, not the minimum):",
         "",
     ]
     for r in doc["rows"]:

@@ -10,18 +10,20 @@ Cycle model: cycles per image are the slowest unit's, over the nodes' units and 
 top adds (forks, FIFOs, width converters, the label select:
 :func:`lowbit.hw.dag.stitch.dag_stitching`), each unit's ``cycles_per_image`` with its vectors per
 image (output pixels of a matrix product, a depthwise engine or a join). Steady state. Measured on
-the fast path: exact on the zoo's MobileNet (2,304 == 2,304); the ResNet takes 2,327 against
-2,304, a gap not located yet (its seven products all run at the target, in series).
+the fast path: exact on the zoo's MobileNet and ResNet (2,304 == 2,304).
 
 The shortcut FIFO: of a join's two inputs, the shortcut is the one with fewer units since the fork
 they share. Its FIFO goes on the shortcut's first edge, right after the fork
 (:func:`shortcut_fifo_edges`), so that no unit of the shortcut (a strided projection's window
-holds rows back) stalls the fork and with it the long branch. It holds one image of the fork's
+holds rows back) stalls the fork and with it the long branch. It holds two images of the fork's
 beats (at least :func:`~lowbit.mapping.branch_fifo.min_branch_fifo_depth` of a two-cycle branch at
 full rate): the long branch of a residual block holds whole rows in its sliding windows before it
-gives a pixel (its *lead*, :func:`~lowbit.mapping.branch_fifo.deadlocks`), at most an image in
-these networks, so this depth neither deadlocks nor starves the join. It is a bound, not the
-minimum of a branch of several window generators (which the model leaves to the block-level case).
+gives a pixel (its *lead*, :func:`~lowbit.mapping.branch_fifo.deadlocks`), and each window's last
+output row waits for its whole image, so with two windows in series the lead exceeds one image. With
+one image, the zoo's ResNet measured 2,327 cycles per image against 2,304: block 2's shortcut FIFO
+(512 beats) filled, the fork after block 1's join stalled 23 cycles per image, and every product
+before it runs at exactly the target, so the stall was never made up (Amaranth simulation of the
+top, handshakes per unit). With two images it measures 2,304. A bound, not the minimum.
 """
 
 from __future__ import annotations
@@ -258,7 +260,7 @@ def shortcut_fifo_edges(graph: IntegerGraph) -> list[tuple[int, int]]:
 
 
 def _fifo_depths(graph: IntegerGraph, specs) -> dict[tuple[int, int], int]:
-    """One image of the fork's beats on each shortcut's first edge."""
+    """Two images of the fork's beats on each shortcut's first edge (module docstring)."""
     index = {n.name: k for k, n in enumerate(graph.nodes)}
     depths = {}
     for i, slot in shortcut_fifo_edges(graph):
@@ -268,7 +270,7 @@ def _fifo_depths(graph: IntegerGraph, specs) -> dict[tuple[int, int], int]:
         else:
             k = index[p]
             beats = math.prod(graph.output_shape(k)) // specs[k].out_elems
-        depths[i, slot] = max(min_branch_fifo_depth(2), beats)
+        depths[i, slot] = max(min_branch_fifo_depth(2), 2 * beats)
     return depths
 
 

@@ -3,8 +3,7 @@ projection shortcut) and MobileNet (three depthwise-separable blocks, native dep
 average pool nodes), imported from their cached Brevitas exports, mapped by
 :func:`lowbit.mapping.dag.map_dag`, stitched by :class:`lowbit.hw.dag.top.DagAccelerator` and run on
 the fast path (Verilator) on test images: integer scores and labels equal to the graph's oracle
-under random input and output throttling, measured cycles per image equal to the model's (==; the
-ResNet's exact known gap of 23 cycles, not yet located, is an expected failure).
+under random input and output throttling, measured cycles per image equal to the model's (==).
 """
 
 from __future__ import annotations
@@ -26,11 +25,6 @@ from lowbit.sim.verify import default_patterns, verify_fast
 
 TARGET = 2304
 """Cycles per image the tests map to (the benchmark's: one Verilator build, cached, serves both)."""
-
-OPEN_CYCLE_GAPS = {"resnet_w4a4": 23}
-"""Known, not yet located: the ResNet's measured cycles per image exceed the model's by exactly
-this many (2,327 against 2,304, ``benchmarks/results/dag_rtl.md``). The test reports that exact
-gap as an expected failure and fails on any other difference: no tolerance."""
 
 
 @pytest.fixture(scope="module")
@@ -100,9 +94,4 @@ def test_dag_network_in_rtl(name, digits, tmp_path):
         assert not run["timed_out"] and run["mismatched_images"] == 0, run
     assert np.array_equal(report.labels, g.predict(x))
     predicted = s.cycles_per_image(g)
-    if name in OPEN_CYCLE_GAPS and report.cycles_per_image == predicted + OPEN_CYCLE_GAPS[name]:
-        pytest.xfail(
-            f"issue 19, open: {name} measures {report.cycles_per_image} cycles per image, "
-            f"the model {predicted}"
-        )
     assert report.cycles_per_image == predicted
