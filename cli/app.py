@@ -505,7 +505,7 @@ def _sim_fast(args, graph, imgs) -> int:
             "equal_per_image": c.equal,
             "reason": c.reason,
         }
-    elif rep.cycles_per_image is not None:  # a DAG design: its mapper's model, no prediction
+    elif graph.dag_nodes() and rep.cycles_per_image is not None:  # a DAG: its mapper's model
         model = CompiledDesign.open(args.dir).report().cycles_per_image
         print(
             f"  cycles per image: measured {rep.cycles_per_image}, the DAG mapper's model {model}"
