@@ -156,29 +156,38 @@ def compile_model(
         graph, budget=1.0 if budget is None else budget
     )  # a hand-edited one may not fit
     mapping = mapping_report(graph, schedule)  # what 'lowbit map' reports, energy and placement
+    acc = Accelerator(specs)
+    # the simulations feed the DDR weight streams from a model of the port
+    sim = Accelerator(specs, ddr_bits_per_cycle=ddr_bits_of(schedule)) if acc.streamed else None
+    report = _write_design(out_dir, graph, schedule, acc, stream_format(acc), mapping, sim)
+    log.info("compiled %d layers into %s", len(specs), out_dir)
+    return report
+
+
+def _write_design(out_dir, graph, schedule, acc, fmt, mapping, sim=None) -> CompiledReport:
+    """Write a compiled directory (model, schedule, ``acc``'s Verilog, ``sim``'s when given, and
+    the report with the stream format ``fmt``) into ``out_dir``, all or nothing: the one writer of
+    chain and DAG designs."""
     with _staged_dir(out_dir, CompiledDesign.REPORT) as tmp:
         design = CompiledDesign(tmp)
         graph.save(design.model_path)
         schedule.save(design.schedule_path)
-        acc = Accelerator(specs)
         sha = write_verilog(acc, design.verilog_path)
         sim_name = sim_sha = None
-        if acc.streamed:  # the simulations feed the DDR weight streams from a model of the port
-            sim = Accelerator(specs, ddr_bits_per_cycle=ddr_bits_of(schedule))
+        if sim is not None:
             sim_name, sim_sha = design.SIM_VERILOG, write_verilog(sim, design.sim_verilog_path)
         report = CompiledReport(
             model=graph.summary(),
             toplevel=TOPLEVEL,
             verilog=design.VERILOG,
             verilog_sha256=sha,
-            stream_format=stream_format(acc),
+            stream_format=fmt,
             mapping=mapping,
             sim_verilog=sim_name,
             sim_verilog_sha256=sim_sha,
             boundary=graph.boundary(),
         )
         design.write_report(report)
-    log.info("compiled %d layers into %s", len(specs), out_dir)
     return report
 
 
@@ -246,22 +255,8 @@ def _compile_dag(
     schedule = map_dag_model(graph, board, budget=budget)
     specs, fifos = schedule.apply(graph)
     mapping = dag_mapping_report(graph, schedule, board)
-    with _staged_dir(out_dir, CompiledDesign.REPORT) as tmp:
-        design = CompiledDesign(tmp)
-        graph.save(design.model_path)
-        schedule.save(design.schedule_path)
-        acc = DagAccelerator(graph, specs, fifos)
-        sha = write_verilog(acc, design.verilog_path)
-        report = CompiledReport(
-            model=graph.summary(),
-            toplevel=TOPLEVEL,
-            verilog=design.VERILOG,
-            verilog_sha256=sha,
-            stream_format=dag_stream_format(acc),
-            mapping=mapping,
-            boundary=graph.boundary(),
-        )
-        design.write_report(report)
+    acc = DagAccelerator(graph, specs, fifos)
+    report = _write_design(out_dir, graph, schedule, acc, dag_stream_format(acc), mapping)
     log.info("compiled the DAG of %d nodes into %s", len(specs), out_dir)
     return report
 
