@@ -26,6 +26,14 @@ and the minimum depth that never starves the pipeline is the smallest ``D`` reac
 
     D_min = max(ceil((L + 2) / P) - 1, 3 if P == 1 else 1)
 
+A shortcut that holds units of its own after the FIFO (a requantizing threshold, as the mapper
+places them: :func:`lowbit.mapping.dag.shortcut_fifo_edges` puts the FIFO right after the fork),
+``Ls`` cycles of latency in all and stalling as a whole, holds ``Ls`` more beats in their
+registers; each beat's slot is still held ``L + 2`` cycles, so::
+
+    throughput(L, D, P, Ls) = min(1 / P, (D + 1 + Ls) / (L + 2), 1 / 2 if D <= 2 else 1)
+    D_min = max(ceil((L + 2) / P) - 1 - Ls, 3 if P == 1 else 1)
+
 Such a branch never deadlocks at any ``D >= 1``: it passes on every beat it takes, so the join
 always frees a shortcut slot eventually. A branch that must take ``R`` beats before it gives any
 out (its *lead*: an MVTU takes a whole vector, ``MW / SIMD`` beats, before it computes; a sliding
@@ -36,7 +44,12 @@ shortcut holds ``D + 1`` beats, and the branch has then taken the same ``D + 1``
 
 ``tests/test_branch_fifo.py`` builds fork, branch, FIFO and join in the Amaranth simulator and finds
 the measured steady-state throughput equal to :func:`residual_throughput` (as a fraction) for every
-depth from 1 to beyond :func:`min_branch_fifo_depth`.
+depth from 1 to beyond :func:`min_branch_fifo_depth`. ``tests/test_dag_branch_fifo.py`` does the
+same on the stitched top (:class:`~lowbit.hw.dag.top.DagAccelerator` of a graph's residual block,
+``L`` the sum of the long branch's units' ``latency()``, ``P`` the cycles per beat of the unit
+feeding the fork, ``Ls`` the shortcut threshold's ``latency()``): cycles per image equal to
+:func:`residual_cycles` at ``D_min`` and ``D_min - 1``, with and without a shortcut unit, at
+``P = 1`` and ``2``.
 
 Pure Python.
 """
@@ -59,14 +72,17 @@ def _check(name: str, value, minimum: int) -> None:
         raise ValueError(f"{name} must be at least {minimum}, not {value!r}")
 
 
-def residual_throughput(latency: int, depth: int, period: int = 1) -> Fraction:
+def residual_throughput(
+    latency: int, depth: int, period: int = 1, shortcut_latency: int = 0
+) -> Fraction:
     """Steady-state beats per cycle of a residual block whose long branch has ``latency`` cycles,
-    with a shortcut FIFO of ``depth`` beats and a source of one beat every ``period`` cycles (the
-    module docstring's formula)."""
+    with a shortcut FIFO of ``depth`` beats followed by units of ``shortcut_latency`` cycles, and a
+    source of one beat every ``period`` cycles (the module docstring's formula)."""
     _check("latency", latency, MIN_BRANCH_LATENCY)
     _check("depth", depth, 1)
     _check("period", period, 1)
-    rate = min(Fraction(1, period), Fraction(depth + 1, latency + 2))
+    _check("shortcut_latency", shortcut_latency, 0)
+    rate = min(Fraction(1, period), Fraction(depth + 1 + shortcut_latency, latency + 2))
     return min(rate, Fraction(1, 2)) if depth <= 2 else rate
 
 
@@ -78,19 +94,26 @@ def deadlocks(depth: int, lead: int) -> bool:
     return depth + 1 < lead
 
 
-def min_branch_fifo_depth(latency: int, period: int = 1, lead: int = 0) -> int:
+def min_branch_fifo_depth(
+    latency: int, period: int = 1, lead: int = 0, shortcut_latency: int = 0
+) -> int:
     """The smallest shortcut FIFO depth at which the block runs at the source's rate (one beat
-    every ``period`` cycles) behind a branch of ``latency`` cycles, and does not deadlock behind a
-    branch of ``lead`` beats."""
+    every ``period`` cycles) behind a branch of ``latency`` cycles, with shortcut units of
+    ``shortcut_latency`` cycles after the FIFO, and does not deadlock behind a branch of ``lead``
+    beats (the lead rule counts the FIFO and the fork's register only: a bound with shortcut
+    units)."""
     _check("latency", latency, MIN_BRANCH_LATENCY)
     _check("period", period, 1)
     _check("lead", lead, 0)
-    rate = math.ceil(Fraction(latency + 2, period)) - 1
+    _check("shortcut_latency", shortcut_latency, 0)
+    rate = math.ceil(Fraction(latency + 2, period)) - 1 - shortcut_latency
     return max(rate, 3 if period == 1 else 1, lead - 1)
 
 
-def residual_cycles(beats: int, latency: int, depth: int, period: int = 1) -> Fraction:
+def residual_cycles(
+    beats: int, latency: int, depth: int, period: int = 1, shortcut_latency: int = 0
+) -> Fraction:
     """Steady-state cycles for ``beats`` beats (an image's) through the block: ``beats`` over
     :func:`residual_throughput`."""
     _check("beats", beats, 1)
-    return beats / residual_throughput(latency, depth, period)
+    return beats / residual_throughput(latency, depth, period, shortcut_latency)
