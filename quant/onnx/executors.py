@@ -211,10 +211,27 @@ def _conv(x, w, b, a):
     return out
 
 
+def _as_2d(a) -> dict:
+    """The attributes of a 1-D window as those of a ``1 x K`` 2-D one."""
+    out = dict(a)
+    for name, unit in (("kernel_shape", 1), ("strides", 1), ("dilations", 1)):
+        if name in a:
+            out[name] = [unit, *a[name]]
+    if "pads" in a:
+        b, e = a["pads"]
+        out["pads"] = [0, b, 0, e]
+    return out
+
+
 def conv(ins, a, *_):
     """``Conv``: onnx's reference sums the window in another order (results differ in the last bit,
-    which moves the activation ranges post-training quantization calibrates on)."""
-    return [_conv(_f(ins[0]), _f(ins[1]), _f(ins[2]) if len(ins) > 2 else None, a)]
+    which moves the activation ranges post-training quantization calibrates on). A 1-D one
+    ``(N, C, L)`` runs as a ``1 x K`` 2-D one."""
+    x, w = _f(ins[0]), _f(ins[1])
+    b = _f(ins[2]) if len(ins) > 2 and ins[2] is not None else None
+    if x.ndim == 3:
+        return [_conv(x[:, :, None], w[:, :, None], b, _as_2d(a))[:, :, 0]]
+    return [_conv(x, w, b, a)]
 
 
 def batch_normalization(ins, a, *_):
@@ -241,7 +258,10 @@ def _maxpool(x, a):
 def max_pool(ins, a, *_):
     """``MaxPool``: onnx's reference loops over every output element in Python (about 20 times
     slower on a calibration set of 64 images of 32x32x32)."""
-    return [_maxpool(_f(ins[0]), a)]
+    x = _f(ins[0])
+    if x.ndim == 3:  # a 1-D one (N, C, L) as a 1 x K 2-D one
+        return [_maxpool(x[:, :, None], _as_2d(a))[:, :, 0]]
+    return [_maxpool(x, a)]
 
 
 def average_pool(ins, a, *_):

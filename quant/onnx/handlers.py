@@ -18,7 +18,14 @@ import numpy as np
 import onnx
 
 from ...ir.datatypes import BIPOLAR, TERNARY, DataType, Kind
-from ...ir.graph import Concat, GlobalAccPool, MaxPool, SlidingWindow
+from ...ir.graph import (
+    Concat,
+    GlobalAccPool,
+    MaxPool,
+    MaxPool1D,
+    SlidingWindow,
+    SlidingWindow1D,
+)
 from ...limits import LIMITS
 from ...sw_reference import join_coefficients
 from ..streamline import (
@@ -36,7 +43,18 @@ from ..streamline import (
 )
 from .executors import dtype_name as _dtype_name
 from .executors import per_axis, qonnx_int_range, quant_float
-from .states import Act, Codes, Layer, Pending, Pool, QConst, Raw, image_idx, weight_dtype
+from .states import (
+    Act,
+    Codes,
+    Layer,
+    Pending,
+    Pool,
+    QConst,
+    Raw,
+    image_idx,
+    seq_idx,
+    weight_dtype,
+)
 
 __all__ = [
     "identity",
@@ -157,8 +175,9 @@ def _add_join(lw, node, ins) -> Pending:
 
 
 def concat(lw, node, ins, a):
-    """``Concat`` of two or more quantized images (or vectors) along the channels, codes of one
-    type: a ``Concat`` node; on constants only, shape arithmetic (the lowering folds it)."""
+    """``Concat`` of two or more quantized images (sequences, vectors) along the channels, codes
+    of one type: a ``Concat`` node; on constants only, shape arithmetic (the lowering folds
+    it)."""
     acts = [x for x in ins if isinstance(x, Act)]
     if len(acts) != len(ins):
         return gather(lw, node, ins, a)
@@ -174,14 +193,20 @@ def concat(lw, node, ins, a):
     for x in xs:
         if nd == 3:
             _image(lw, node, x)
+        elif nd == 2:
+            _sequence(lw, node, x)
         elif nd != 1 or not np.array_equal(x.idx, np.arange(x.channels)):
-            raise lw.err(node, "concatenates images (NCHW) or vectors only")
+            raise lw.err(node, "concatenates images (NCHW), sequences (NCL) or vectors only")
     if len({x.phys[:-1] for x in xs}) != 1:
         raise lw.err(node, f"its inputs differ in size: {[list(x.phys) for x in xs]}")
     c = sum(x.channels for x in xs)
     lw.emit(Concat(node.name), node.name, tuple(x.src for x in xs))
     phys = xs[0].phys[:-1] + (c,)
-    idx = image_idx(c, phys[0], phys[1]) if nd == 3 else np.arange(c)
+    idx = (
+        image_idx(c, phys[0], phys[1])
+        if nd == 3
+        else seq_idx(c, phys[0]) if nd == 2 else np.arange(c)
+    )
     scale = np.concatenate([x.scale for x in xs])
     offset = np.concatenate([x.offset for x in xs])
     return Codes(idx, phys, node.name, xs[0].dtype, scale, offset)
@@ -559,6 +584,12 @@ def _fc(lw, node, x: Act, wlog: np.ndarray, row_scale, wdtype, bias, alpha=1.0) 
         )
     if len(codes.phys) == 3 and codes.phys[0] * codes.phys[1] == 1:
         codes = _pixel_vector(lw, node, codes)
+    if len(codes.phys) == 2 and codes.phys[0] == 1:
+        raise lw.err(
+            node,
+            f"reads a sequence of length 1 {codes.phys}; lowbit needs a length of at least 2 "
+            "before a fully connected layer",
+        )
     w = np.zeros((wlog.shape[0], k), dtype=np.int64)
     w[:, codes.idx] = wlog
     cols = np.arange(k)
@@ -816,9 +847,11 @@ def _pad_code(lw, node, x: Codes) -> int:
 def conv(lw, node, ins, a):
     """``Conv`` of an NCHW image and constant weights (groups, stride, symmetric padding): a
     sliding window and a matrix product on its columns."""
+    codes, rs, dt = lw.weights(node, node.input[1], 0)
+    if codes.ndim == 3 or len(a.get("kernel_shape", ())) == 1:
+        return _conv1d(lw, node, ins, a, codes, rs, dt)
     x = lw.codes(node, ins[0])
     h, w_, c = _image(lw, node, x)
-    codes, rs, dt = lw.weights(node, node.input[1], 0)
     if codes.ndim != 4:
         raise lw.err(node, f"weights must be (OC, IC/group, kH, kW), not {codes.shape}")
     k, s, p = _geometry(lw, node, a, codes.shape[2:])
@@ -854,6 +887,117 @@ def conv(lw, node, ins, a):
     cols = np.tile(np.arange(c), k * k)
     act = _pending_matmul(
         lw, node, x, wmat, rs, dt, bias, node.name, cols, image_idx(oc, oh, ow), (oh, ow, oc)
+    )
+    if depthwise:
+        act = replace(act, layer=replace(act.layer, node=("depthwise", dt_given)))
+    return act
+
+
+def _sequence(lw, node, x: Act) -> tuple[int, int]:
+    """``(L, C)`` of a sequence activation in the standard NCL layout."""
+    if len(x.phys) != 2 or x.idx.ndim != 2:
+        raise lw.err(node, f"needs a sequence (1, C, L), not {[1, *x.idx.shape]}")
+    length, c = x.phys
+    if not np.array_equal(x.idx, seq_idx(c, length)):
+        raise lw.err(
+            node, "its input is not in NCL layout (a Transpose before it is not supported)"
+        )
+    return length, c
+
+
+def _geometry1d(lw, node, a, kshape) -> tuple[int, int, int]:
+    """Kernel, stride and padding of a 1-D window with symmetric padding; every value is checked
+    before any is used."""
+    k = [int(v) for v in kshape]
+    if len(k) != 1 or k[0] < 1:
+        raise lw.err(node, f"kernel {k} must hold one positive size (a 1-D kernel)")
+    s = list(a.get("strides", [1]))
+    if len(s) != 1 or s[0] < 1:
+        raise lw.err(node, f"attribute 'strides' {s} must hold 1 positive integer")
+    pads = list(a.get("pads", [0, 0]))
+    if len(pads) != 2 or min(pads) < 0:
+        raise lw.err(node, f"attribute 'pads' {pads} must hold 2 non-negative integers")
+    dil = list(a.get("dilations", [1]))
+    if any(d != 1 for d in dil):
+        raise lw.err(
+            node, f"dilations {dil}: a dilated 1-D window is not supported; use dilation 1"
+        )
+    auto = a.get("auto_pad", "NOTSET")
+    if auto in ("SAME_UPPER", "SAME_LOWER"):
+        if s[0] != 1 or k[0] % 2 == 0:
+            raise lw.err(
+                node,
+                f"auto_pad {auto} with stride {s[0]} and kernel {k[0]} is not "
+                "supported; give explicit symmetric pads",
+            )
+        pads = [(k[0] - 1) // 2] * 2
+    elif auto not in ("NOTSET", "VALID"):
+        raise lw.err(node, f"auto_pad {auto!r} is not supported")
+    if pads[0] != pads[1]:
+        raise lw.err(
+            node,
+            f"pads {pads} are not symmetric: an asymmetric 1-D window is not supported; lowbit "
+            "needs the same padding at both ends",
+        )
+    if a.get("ceil_mode", 0):
+        raise lw.err(node, "ceil_mode 1 is not supported; use ceil_mode 0 (pad the input instead)")
+    return k[0], s[0], pads[0]
+
+
+def _window1d(lw, node, length: int, k: int, s: int, p: int, kname="kernel_shape") -> int:
+    """The output length of a window ``k`` of stride ``s`` on a sequence of ``length`` padded by
+    ``p``; a kernel longer than the padded sequence is refused."""
+    if k > length + 2 * p:
+        raise lw.err(
+            node,
+            f"{kname} {k} does not fit the input of length {length} (pads {p}); expected a "
+            f"kernel of at most {length + 2 * p}",
+        )
+    return (length + 2 * p - k) // s + 1
+
+
+def _conv1d(lw, node, ins, a, codes, rs, dt) -> Pending:
+    """``Conv`` of an NCL sequence and constant ``(OC, IC/group, K)`` weights (groups, stride,
+    symmetric padding): a 1-D sliding window and a matrix product on its columns."""
+    x = lw.codes(node, ins[0])
+    length, c = _sequence(lw, node, x)
+    if codes.ndim != 3:
+        raise lw.err(node, f"weights must be (OC, IC/group, K) for a 1-D kernel, not {codes.shape}")
+    k, s, p = _geometry1d(lw, node, a, a.get("kernel_shape", codes.shape[2:]))
+    if k != codes.shape[2]:
+        raise lw.err(node, f"kernel_shape [{k}] does not match the weights {codes.shape}")
+    ol = _window1d(lw, node, length, k, s, p, "kernel (weights shape)")
+    group = a.get("group", 1)
+    oc = codes.shape[0]
+    if group < 1:
+        raise lw.err(node, f"attribute 'group' {group} must be a positive integer")
+    if c % group or oc % group or codes.shape[1] != c // group:
+        raise lw.err(
+            node, f"weights {codes.shape} do not match {c} input channels in {group} groups"
+        )
+    if p and x.dtype.kind is Kind.BIPOLAR:  # binary activations have no zero: give them one
+        x = lw.with_zero(node, x) or x
+    pad_value = _pad_code(lw, node, x) if p else 0
+    lw.limit(node, "weights of the dense kernel", oc * k * c, LIMITS.tensor_elements)
+    dense = np.zeros((oc, k, c), dtype=np.int64)  # weight values (+-1 for bipolar weights)
+    og, cg = oc // group, c // group
+    for g in range(group):
+        blk = np.transpose(codes[g * og : (g + 1) * og], (0, 2, 1))  # (og, k, cg)
+        dense[g * og : (g + 1) * og, :, g * cg : (g + 1) * cg] = blk
+    depthwise = lw.native and group > 1 and group == c == oc
+    dt_given = dt
+    if group > 1 and dt.kind is Kind.BIPOLAR:
+        dt = TERNARY
+    if k > 1 or s > 1 or p or depthwise:  # a depthwise node reads windows, even 1-wide ones
+        lw.emit(SlidingWindow1D(f"{node.name}_im2col", k, s, p, pad_value), node.name)
+    bias = None
+    if len(ins) > 2 and ins[2] is not None:
+        bias = fraction_array(lw.fconst(node, node.input[2], "bias").reshape(-1))
+    # column j of the window (k, c) reads input channel c
+    cols = np.tile(np.arange(c), k)
+    act = _pending_matmul(
+        lw, node, x, dense.reshape(oc, k * c), rs, dt, bias, node.name, cols, seq_idx(oc, ol),
+        (ol, oc),
     )
     if depthwise:
         act = replace(act, layer=replace(act.layer, node=("depthwise", dt_given)))
@@ -900,8 +1044,33 @@ def _maxpool(lw, node, x: Act, k, s, nchw):
     return replace(out, idx=image_idx(c, oh, ow, nchw), phys=(oh, ow, c))
 
 
+def _maxpool1d(lw, node, x: Act, k, s):
+    """A 1-D max-pool of codes (emitted now) or of a pending layer (after its thresholds)."""
+    if isinstance(x, Codes):
+        length, c = _sequence(lw, node, x)
+        ol = _window1d(lw, node, length, k, s, 0)
+        if any(sc <= 0 for sc in x.scale):
+            raise lw.err(node, "max-pool of codes with a negative scale is not supported")
+        if x.dtype.kind not in (Kind.BIPOLAR, Kind.UINT):
+            raise lw.err(node, f"max-pool needs BIPOLAR or unsigned codes, not {x.dtype}")
+        lw.emit(MaxPool1D(node.name, k, s), node.name)
+        out: Codes | Pending = x
+    elif isinstance(x, Pending):
+        length, c = _sequence(lw, node, x)
+        ol = _window1d(lw, node, length, k, s, 0)
+        out = replace(x, pools=x.pools + (Pool(node.name, k, s, dims=1),))
+    else:
+        raise lw.err(node, "max-pool of the float input is not supported; quantize the input first")
+    return replace(out, idx=seq_idx(c, ol), phys=(ol, c))
+
+
 def max_pool(lw, node, ins, a):
-    """``MaxPool`` of an NCHW image without padding."""
+    """``MaxPool`` of an NCHW image, or of an NCL sequence (a 1-D kernel), without padding."""
+    if len(a.get("kernel_shape", ())) == 1:
+        k, s, p = _geometry1d(lw, node, a, a["kernel_shape"])
+        if p:
+            raise lw.err(node, "padding is not supported for MaxPool; use pads 0")
+        return _maxpool1d(lw, node, ins[0], k, s)
     k, s, p = _geometry(lw, node, a, a["kernel_shape"])
     if p:
         raise lw.err(node, "padding is not supported for MaxPool; use pads 0")

@@ -33,7 +33,15 @@ from onnx import numpy_helper
 
 from ... import LowbitError
 from ...ir.datatypes import BIPOLAR, TERNARY, DataType, Kind
-from ...ir.graph import Add, DepthwiseConv, GlobalAvgPool, MatMulThreshold, MaxPool, Threshold
+from ...ir.graph import (
+    Add,
+    DepthwiseConv,
+    GlobalAvgPool,
+    MatMulThreshold,
+    MaxPool,
+    MaxPool1D,
+    Threshold,
+)
 from ...limits import LIMITS, check
 from ...sw_reference import simplest_join
 from ..streamline import Affine, fraction_array
@@ -476,7 +484,7 @@ class Lowering:
             return None
         if mm.thresholds is None or mm.thresholds.shape[1] != 1:
             return None
-        if not all(isinstance(n, MaxPool) for n in self.nodes[at + 1 :]):
+        if not all(isinstance(n, (MaxPool, MaxPool1D)) for n in self.nodes[at + 1 :]):
             return None
         t = mm.thresholds
         hi = np.full_like(t, mm.acc_range[1] + 1)

@@ -28,7 +28,7 @@ from ..streamline import BipolarQuantizer, IntQuantizer, fraction_array
 from .executors import Reference, attributes
 from .executors import dtype_name as _dtype_name
 from .ops import FLOAT_TYPES, OPS, OpSpec, check_node
-from .states import Act, Codes, Raw, image_idx
+from .states import Act, Codes, Raw, image_idx, seq_idx
 
 __all__ = [
     "Source",
@@ -691,7 +691,26 @@ def _input_nhwc(
     return False
 
 
-def _input_layout(shape, nhwc=False) -> tuple[np.ndarray, tuple[int, ...]]:
+def _has_1d_window(model: onnx.ModelProto) -> bool:
+    """True when a node of the model has a 1-D window (``kernel_shape``, ``strides`` or
+    ``dilations`` of one value: a 1-D ``Conv`` or ``MaxPool``): its input ``(N, C, L)`` is a
+    sequence."""
+    for node in model.graph.node:
+        a = attributes(node)
+        for name in ("kernel_shape", "strides", "dilations"):
+            v = a.get(name)
+            if isinstance(v, (list, tuple)) and len(v) == 1:
+                return True
+    return False
+
+
+def _input_layout(shape, nhwc=False, seq=False) -> tuple[np.ndarray, tuple[int, ...]]:
+    """The input's ``idx`` and physical shape: an image ``(H, W, C)`` from ``(C, H, W)`` (or NHWC),
+    a sequence ``(L, C)`` from ``(C, L)`` when ``seq`` (a model with 1-D windows), else a
+    vector."""
+    if len(shape) == 2 and seq:
+        c, length = shape
+        return seq_idx(c, length), (length, c)
     if len(shape) == 3:
         if nhwc:
             h, w, c = shape
@@ -765,7 +784,9 @@ def read(
     inits = {t.name for t in model.graph.initializer}
     inp = [i for i in model.graph.input if i.name not in inits][0]
     shape = tuple(d.dim_value for d in inp.type.tensor_type.shape.dim[1:])
-    idx, phys = _input_layout(shape, _input_nhwc(model, meta, inp.name, table))
+    idx, phys = _input_layout(
+        shape, _input_nhwc(model, meta, inp.name, table), _has_1d_window(model)
+    )
     et = inp.type.tensor_type.elem_type
     dtype = input_dtype
     if dtype is None and meta.get(f"lowbit.dtype.{inp.name}"):

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ...ir.datatypes import BIPOLAR, DataType, Kind
-from ...ir.graph import MatMulThreshold, MaxPool
+from ...ir.graph import MatMulThreshold, MaxPool, MaxPool1D
 from ..streamline import (
     BipolarQuantizer,
     IntQuantizer,
@@ -39,8 +39,8 @@ class SolvedLayer:
     Parameters
     ----------
     nodes : tuple of (graph node, str)
-        The ``MatMulThreshold`` and its max-pools, each with the name of the ONNX node it comes
-        from.
+        The ``MatMulThreshold`` and its max-pools (``MaxPool`` or ``MaxPool1D``), each with the
+        name of the ONNX node it comes from.
     codes : Codes
         The layer's output codes; ``codes.scale`` and ``codes.offset`` give their values.
     """
@@ -127,7 +127,7 @@ def solve_layer(act: Pending) -> SolvedLayer:
         wdtype = DataType.int(wdtype.bits + 1)
         node_probe = MatMulThreshold("probe", mm.input_dtype, w, None, weight_dtype=wdtype)
         solved, w = solve(*node_probe.acc_range)
-    nodes: list[tuple[MatMulThreshold | MaxPool, str]] = [
+    nodes: list[tuple[MatMulThreshold | MaxPool | MaxPool1D, str]] = [
         (
             MatMulThreshold(
                 mm.name, mm.input_dtype, stored(w, wdtype), solved.thresholds, solved.dtype, wdtype
@@ -135,7 +135,10 @@ def solve_layer(act: Pending) -> SolvedLayer:
             act.origin,
         )
     ]
-    nodes += [(MaxPool(pool.name, pool.kernel, pool.stride), pool.name) for pool in act.pools]
+    nodes += [
+        ((MaxPool1D if pool.dims == 1 else MaxPool)(pool.name, pool.kernel, pool.stride), pool.name)
+        for pool in act.pools
+    ]
     codes = Codes(act.idx, act.phys, act.origin, solved.dtype, solved.scale, solved.offset)
     return SolvedLayer(tuple(nodes), codes)
 

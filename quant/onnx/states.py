@@ -2,7 +2,8 @@
 
 Every tensor of the model is, during the import, a constant (a NumPy array), a quantized constant
 (:class:`QConst`, codes and scales) or the activation (:class:`Act`). Layout: the integer graph
-streams images as ``(H, W, C)`` and vectors in that flattened order; each activation carries
+streams images as ``(H, W, C)``, sequences (1-D convolutions) as ``(L, C)`` and vectors in that
+flattened order; each activation carries
 ``idx``, an array with the ONNX (logical) shape holding the physical position of every element.
 """
 
@@ -24,6 +25,7 @@ __all__ = [
     "Raw",
     "Pending",
     "image_idx",
+    "seq_idx",
     "stored",
     "weight_dtype",
     "detect_codes",
@@ -84,11 +86,13 @@ class Layer:
 
 @dataclass(frozen=True)
 class Pool:
-    """A max-pool to emit after a pending layer's thresholds (``kernel`` and ``stride`` square)."""
+    """A max-pool to emit after a pending layer's thresholds (``kernel`` and ``stride`` square):
+    a ``MaxPool`` of an image (``dims`` 2) or a ``MaxPool1D`` of a sequence (``dims`` 1)."""
 
     name: str
     kernel: int
     stride: int
+    dims: int = 2
 
 
 @dataclass(frozen=True, eq=False)
@@ -164,6 +168,12 @@ def image_idx(c, h, w, nchw=True) -> np.ndarray:
     or ``(H, W, C)`` (``nchw=False``), the physical position of every element."""
     pos = np.arange(h * w * c).reshape(h, w, c)
     return np.transpose(pos, (2, 0, 1)).copy() if nchw else pos
+
+
+def seq_idx(c, length) -> np.ndarray:
+    """The layout of a sequence ``(L, C)`` as ``idx``: in the logical shape ``(C, L)`` (ONNX's
+    ``(N, C, L)`` without the batch axis), the physical position of every element."""
+    return np.arange(length * c).reshape(length, c).T.copy()
 
 
 def stored(w: np.ndarray, dtype: DataType) -> np.ndarray:
