@@ -15,13 +15,16 @@ widths, pipeline depths) built alone in a small wrapper; the points are kept in
 ``benchmarks/fmax_pipeline.py`` (pipeline 0-4, three seeds each, weights in LUTs or block RAM,
 ``benchmarks/results/fmax_pipeline.json``).
 
-At pipeline 3 and 4 the tree is no longer always the longest path: a weight memory built from LUTs
-(a small ROM) has its own read path (:func:`weight_read_path`: the word counter's increment, the
-decode, and the fanout of the address to a wide word), and a block-RAM weight memory starts its
-paths with the ``memory`` term (``from_memory``: :func:`weights_in_block_ram`), fitted on two
-block-RAM points only. Where the weights go is :func:`lowbit.hw.cost.rom_resources`'s rule, read
-off ``synth_xilinx``; yosys ``synth_ecp5`` puts deeper ROMs (128 words and more) in DP16KD where
-that rule says LUTs, which the model does not know yet.
+At pipeline 3 every lane's tree is split in two paths at its register (a popcount at
+:func:`popcount_cut`, an adder tree at :func:`adder_tree_cut`), at 4 the memories' read data
+start paths of their own. There the tree is no longer always the longest path: a weight memory
+built from LUTs (a small ROM) has its own read path (:func:`weight_read_path`: the word counter's
+increment, the decode, and the fanout of the address to a wide word), and a block-RAM weight
+memory starts its paths with the ``memory`` term (``from_memory``:
+:func:`weights_in_block_ram`), fitted on two block-RAM points only. Where the weights go is
+:func:`lowbit.hw.cost.rom_resources`'s rule, read off ``synth_xilinx``; yosys ``synth_ecp5``
+puts deeper ROMs (128 words and more) in DP16KD where that rule says LUTs, which the model does
+not know yet.
 
 Bound (:data:`FMAX_BOUND`): on its recorded points the estimate is within 14 % of nextpnr's
 achieved Fmax on ECP5 (LFE5U-85F speed 6) and within 18 % on iCE40 (9 points, UP5K); the fitted
@@ -53,6 +56,8 @@ __all__ = [
     "popcount_depth",
     "popcount_cut",
     "adder_tree_depth",
+    "adder_tree_cut",
+    "adder_lane",
     "mvtu_paths",
     "weight_read_path",
     "weights_in_block_ram",
@@ -148,6 +153,31 @@ def adder_tree_depth(terms: int, width: int) -> tuple[int, int]:
     return depth, width + depth
 
 
+def adder_tree_cut(terms: int, width: int) -> tuple[int, int]:
+    """Where ``pipeline=3`` registers a balanced tree of ``+`` over ``terms`` values of ``width``
+    bits (:func:`lowbit.hw.mvtu.mac.staged_tree_sum`): ``(level, bits)``, the register after
+    ``level`` adder levels (``ceil(depth / 2)``: the half after the register also holds the lane's
+    correction term's carry chain; 0 for a single term, registered itself) and the ``bits`` of the
+    partial sums there (each addition one bit wider, a lone odd value passed on unchanged)."""
+    widths = [width] * max(1, terms)
+    depth = math.ceil(math.log2(terms)) if terms > 1 else 0
+    level = (depth + 1) // 2
+    for _ in range(level):
+        nxt = [max(widths[i], widths[i + 1]) + 1 for i in range(0, len(widths) - 1, 2)]
+        widths = nxt + ([widths[-1]] if len(widths) % 2 else [])
+    return level, sum(widths)
+
+
+def adder_lane(spec) -> tuple[int, int]:
+    """``(terms, width)`` of an adder-tree lane's tree (the kinds other than the popcount ones)."""
+    kind = spec.kind
+    width = spec.in_bits + (spec.weight_bits if kind is MacKind.MULTIBIT else 1)
+    terms = spec.simd * (
+        spec.weight_bits if kind is MacKind.MULTIBIT and not spec.node.binary_input else 1
+    )
+    return terms, width
+
+
 def _lane_tree(spec) -> tuple[int, int]:
     """``(levels, carry_bits)`` of one MVTU lane's contribution (:func:`lane_dot`, or the
     bit-serial plane popcount)."""
@@ -160,24 +190,27 @@ def _lane_tree(spec) -> tuple[int, int]:
     if kind is MacKind.TERNARY and spec.node.binary_input:
         lv, cb = popcount_depth(simd, 3)
         return lv + 1, cb + 1
-    in_bits = spec.in_bits
-    width = in_bits + (spec.weight_bits if kind is MacKind.MULTIBIT else 1)
-    terms = simd * (spec.weight_bits if kind is MacKind.MULTIBIT and not spec.node.binary_input
-                    else 1)
-    lv, cb = adder_tree_depth(terms, width)
+    lv, cb = adder_tree_depth(*adder_lane(spec))
     return lv + 2, cb + 1  # the select / negation before, the correction term after
 
 
 def _split_tree(spec) -> tuple[LogicPath, LogicPath]:
-    """The two halves of a popcount lane's tree at ``pipeline=3``: from the weight memory to the
-    register inside the tree (:func:`popcount_cut`), and from there to the tree's output."""
+    """The two halves of a lane's tree at ``pipeline=3``: from the weight memory to the register
+    inside the tree (:func:`popcount_cut` of a popcount lane, :func:`adder_tree_cut` of an adder
+    tree after its select / negation level), and from there to the tree's output."""
     simd, tree_lv, tree_cb = spec.simd, *_lane_tree(spec)
+    memory = weights_in_block_ram(spec)
     if spec.kind is MacKind.XNOR:
-        first = popcount_cut(simd, 2)[0]
-    else:  # ternary on bipolar inputs: the agree count sets the depth, then the subtraction
-        first = popcount_cut(simd, 3)[0]
+        first, first_cb = popcount_cut(simd, 2)[0], 0
+    elif spec.kind is MacKind.TERNARY and spec.node.binary_input:
+        # the agree count sets the depth, then the subtraction
+        first, first_cb = popcount_cut(simd, 3)[0], 0
+    else:  # the select / negation level, then the adders up to the cut (the widest one's chain)
+        terms, width = adder_lane(spec)
+        cut = adder_tree_cut(terms, width)[0]
+        first, first_cb = 1 + cut, (width + cut if cut else 0)
     return (
-        LogicPath("tree to its register", first, 0, from_memory=weights_in_block_ram(spec)),
+        LogicPath("tree to its register", first, first_cb, from_memory=memory),
         LogicPath("tree from its register", tree_lv - first, tree_cb),
     )
 

@@ -107,10 +107,10 @@ class LayerFolding:
     ``act_density`` its cycles are predicted at. ``weights="ddr"`` streams an MVTU's weights from
     DDR through an AXI-HP port instead of holding them on chip. ``pipeline`` adds register stages
     to an MVTU or a threshold unit (``MVTUSpec.pipeline``: 1 the tree's output, 2 also the
-    accumulator, and on popcount lanes 3 also a register inside each compressor tree, 4 also the
-    weight and input words read from memory; the label select after a pipelined last layer is
-    pipelined too): each costs a cycle of latency and some flip-flops, and shortens the unit's
-    longest path (:mod:`lowbit.hw.fmax`).
+    accumulator, and with parallel MACs 3 also a register inside each lane's popcount or adder
+    tree, 4 also the weight and input words read from memory; the label select after a pipelined
+    last layer is pipelined too): each costs a cycle of latency and some flip-flops, and shortens
+    the unit's longest path (:mod:`lowbit.hw.fmax`).
     """
 
     name: str

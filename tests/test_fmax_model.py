@@ -180,9 +180,10 @@ def test_popcount_split_in_two_paths_at_depth_3():
     assert deepest[:3] == ["weight read", "memory read", "tree to its register"]
 
 
-def test_mapper_goes_to_depth_4_for_popcount_lanes_only():
-    """No depth reaches 500 MHz: each unit gets the deepest it takes (4 for the XNOR layers, 2
-    for an ADDSUB one), and each depth's estimate is no lower than the shallower one's."""
+def test_mapper_goes_to_depth_4_for_parallel_lanes():
+    """No depth reaches 500 MHz: each unit gets the deepest it takes (4 for the XNOR and ADDSUB
+    layers, 2 for a bit-serial one), and each depth's estimate is no lower than the shallower
+    one's."""
     graph = _mlp()
     deep = pipeline_for_clock(_schedule(clock=500.0), graph)
     assert [layer.pipeline for layer in deep.layers] == [4, 4]
@@ -193,4 +194,20 @@ def test_mapper_goes_to_depth_4_for_popcount_lanes_only():
 
     rng = np.random.default_rng(1)
     addsub = MatMulThreshold("fc", DataType.uint(3), rng.integers(0, 2, (4, 8)), None)
-    assert deepest_pipeline(MVTUSpec(addsub, pe=2, simd=4)) == 2
+    assert deepest_pipeline(MVTUSpec(addsub, pe=2, simd=4)) == 4
+    assert deepest_pipeline(MVTUSpec(addsub, pe=2, simd=4, mac="serial")) == 2
+
+
+def test_adder_tree_split_in_two_paths_at_depth_3():
+    """An ADDSUB lane of SIMD 8 on UINT5 inputs (the demo's fc0): the select level and 3 adder
+    levels of 6-bit terms, then the correction term; at 3 the register after 2 adder levels
+    (``adder_tree_cut``) splits it into the select + 2 adders (chain of 6 + 2 bits) and 1 adder +
+    the correction (the whole tree's chain, 6 + 3 + 1), and each half estimates faster."""
+    rng = np.random.default_rng(2)
+    node = MatMulThreshold("fc", DataType.uint(5), rng.integers(0, 2, (16, 64)), None)
+    spec = MVTUSpec(node, pe=16, simd=8, weight_ram="block", pipeline=3)
+    paths = {p.name: p for p in spec.logic_paths()}
+    assert paths["tree to its register"] == LogicPath("tree to its register", 3, 8, True)
+    assert paths["tree from its register"] == LogicPath("tree from its register", 2, 10)
+    f = [estimate_fmax(dataclasses.replace(spec, pipeline=d), "ecp5") for d in range(5)]
+    assert f[3] > f[2] and f[4] > f[3]

@@ -48,6 +48,8 @@ MVTU_KINDS = {
     "ternary": (UINT2, TERNARY, 3, "parallel"),
     "multibit": (UINT2, DataType.int(3), 3, "parallel"),
     "serial": (UINT2, DataType.int(3), 3, "serial"),
+    "shift": (DataType.uint(3), DataType.pow2(3), 3, "parallel"),
+    "multibit-bipolar": (BIPOLAR, DataType.int(3), None, "parallel"),
 }
 # (MW, MH, PE, SIMD): SF 3 / NF 2, SF 1 / NF 3, SF 2 / NF 1
 MVTU_SHAPES = [(12, 4, 2, 4), (6, 6, 2, 6), (8, 2, 2, 4)]
@@ -357,14 +359,76 @@ def test_mvtu_depth_3_latency_and_stalls(kind):
     assert firsts == [firsts[0], firsts[0] + 1, firsts[0] + 2]
 
 
-def test_mvtu_depth_3_only_with_popcount_lanes():
-    spec, _ = _mvtu_case("ternary", MVTU_SHAPES[0])  # ternary weights on UINT2 inputs: adders
-    assert spec.max_pipeline == 2 and _ternary_bipolar_case()[0].max_pipeline == 4
-    with pytest.raises(ValueError, match=r"^node 'fc': pipeline 3 \(a register inside the "
-                                         r"compressor tree\) needs popcount lanes \(XNOR, or "
-                                         r"ternary weights on bipolar inputs, mac='parallel'\); "
-                                         r"this ternary unit takes at most 2, not 3$"):
+def test_mvtu_depth_3_only_with_parallel_lanes():
+    """Every parallel MAC kind takes 4 (a register inside its popcount or adder tree); the
+    bit-serial MAC at most 2."""
+    for kind in ("xnor", "addsub-scores", "ternary", "multibit", "shift", "multibit-bipolar"):
+        assert _mvtu_case(kind, MVTU_SHAPES[0])[0].max_pipeline == 4, kind
+    assert _ternary_bipolar_case()[0].max_pipeline == 4
+    spec, _ = _mvtu_case("serial", MVTU_SHAPES[0])
+    assert spec.max_pipeline == 2
+    with pytest.raises(ValueError, match=r"^node 'fc': pipeline 3 \(a register inside each "
+                                         r"lane's tree\) needs mac='parallel'; this bit-serial "
+                                         r"multibit unit takes at most 2, not 3$"):
         dataclasses.replace(spec, pipeline=3)
+
+
+# adder-tree lanes: integer inputs x bipolar / ternary / INTk / power-of-two weights, and INTk
+# weights on bipolar inputs
+ADDER_KINDS = ["addsub-scores", "ternary", "multibit", "shift", "multibit-bipolar"]
+
+
+@pytest.mark.amaranth_sim
+@pytest.mark.parametrize("kind", ADDER_KINDS)
+def test_mvtu_adder_lanes_depths_3_and_4(kind):
+    """Adder-tree lanes at depths 3 (a register inside each lane's adder tree) and 4 (also the
+    memories' read data): one cycle more per stage than depth 2, exactly, the same cycles per
+    vector, bit-exact with and without random stalls."""
+    base, x = _mvtu_case(kind, MVTU_SHAPES[0])
+    ref = base.reference(x)
+    firsts = []
+    for depth in (2, 3, 4):
+        spec = dataclasses.replace(base, pipeline=depth)
+        got, run = _mvtu_run(spec, x)
+        assert np.array_equal(got, ref), f"pipeline {depth}"
+        nf = spec.neuron_folds
+        assert np.diff(run.out_cycles[nf - 1::nf]).tolist() == [spec.cycles()] * (len(x) - 1)
+        assert run.out_cycles[0] - spec.synapse_folds == spec.latency() == 3 + 2 + depth
+        firsts.append(run.out_cycles[0])
+        if depth > 2:
+            got, _ = _mvtu_run(spec, x, seed=50 + depth, valid_prob=0.5, ready_prob=0.4)
+            assert np.array_equal(got, ref), f"pipeline {depth} under stalls"
+    assert firsts == [firsts[0], firsts[0] + 1, firsts[0] + 2]
+
+
+def test_adder_tree_cut_hand_worked():
+    from lowbit.hw.fmax import adder_tree_cut
+
+    # 8 terms of 4 bits: 3 adder levels, the register after 2 (ceil(3 / 2)) holds the 2 sums of
+    # 6 bits; 5 terms: 3 levels, after 2 the sums of terms 0-3 and the lone term 4 (6 + 4 bits)
+    assert adder_tree_cut(8, 4) == (2, 12)
+    assert adder_tree_cut(5, 4) == (2, 10)
+    # 2 terms: after the one adder; one term: the term itself registered
+    assert adder_tree_cut(2, 3) == (1, 4)
+    assert adder_tree_cut(1, 3) == (0, 3)
+
+
+def test_mvtu_adder_lanes_registers_inside_the_tree():
+    """The Verilog of an ADDSUB unit at depth 3 holds each lane's adder-tree register
+    (``lane<p>_s<k>``) and the shared input sum's (``xsum_s<k>``), as many as ``adder_tree_cut``
+    says: SIMD 4 terms, cut after 1 level, 2 partial sums per lane; depth 2 has none."""
+    import re
+
+    from lowbit.hw.verilog import to_verilog
+
+    spec, _ = _mvtu_case("addsub-scores", MVTU_SHAPES[0])
+    deep = to_verilog(dataclasses.replace(spec, pipeline=3).create(), "top")
+    flat = to_verilog(dataclasses.replace(spec, pipeline=2).create(), "top")
+    lanes = set(re.findall(r"\breg\s+(?:signed\s+)?(?:\[[^]]*\]\s*)?\\?(lane\d+_s\d+)\b", deep))
+    xsum = set(re.findall(r"\breg\s+(?:signed\s+)?(?:\[[^]]*\]\s*)?\\?(xsum_s\d+)\b", deep))
+    assert len(lanes) == 2 * 2 and len(xsum) == 2
+    assert not re.search(r"(lane\d+|xsum)_s\d+", flat)
+    assert "w_word_r" in to_verilog(dataclasses.replace(spec, pipeline=4).create(), "top")
 
 
 def test_mvtu_depth_3_registers_inside_the_tree():
@@ -416,5 +480,26 @@ def test_depths_3_and_4_on_the_fast_path(tmp_path, private_verilator_cache):
         assert rep.cycles_per_image == report.cycles_per_image
         first[depth] = (rep.first_output_cycle, report.mapping["pipeline_latency_cycles"])
     assert first[0][1] == 0 and first[3][1] == 3 + 3 + 1 and first[4][1] == 4 + 4 + 1
+    assert first[3][0] - first[0][0] == first[3][1]
+    assert first[4][0] - first[0][0] == first[4][1]
+
+
+@pytest.mark.fast_sim
+def test_adder_lanes_depths_3_and_4_on_the_fast_path(tmp_path, private_verilator_cache):
+    """The ternary MLP on UINT2 inputs (adder-tree lanes) with both layers at depth 3, then 4, on
+    the fast Verilator path: bit-exact under its random stall patterns, the cycles per image of
+    depth 0, the first result exactly ``pipeline_latency_cycles`` (3 + 3 + 1, 4 + 4 + 1) later."""
+    from lowbit.flow import compile_model, verify_compiled_fast
+
+    graph, x = _ternary_mlp()
+    first = {}
+    for depth in (0, 3, 4):
+        out = tmp_path / f"d{depth}"
+        report = compile_model(graph, out, schedule=_mlp_schedule((depth, depth)))
+        rep = verify_compiled_fast(out, x)
+        assert rep.ok, rep.mismatch
+        assert rep.cycles_per_image == report.cycles_per_image
+        first[depth] = (rep.first_output_cycle, report.mapping["pipeline_latency_cycles"])
+    assert first[3][1] == 3 + 3 + 1 and first[4][1] == 4 + 4 + 1
     assert first[3][0] - first[0][0] == first[3][1]
     assert first[4][0] - first[0][0] == first[4][1]

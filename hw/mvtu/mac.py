@@ -21,7 +21,11 @@ Popcount (:func:`popcount`) is built for 6-input LUTs instead of as an adder tre
 
 ``cut=`` puts a register stage inside the tree (``MVTUSpec(pipeline=3)``): every column bit after
 that many counter levels (:func:`lowbit.hw.fmax.popcount_cut` chooses half the depth) goes through
-a register loaded when ``en`` is high, so every path through the tree crosses exactly one.
+a register loaded when ``en`` is high, so every path through the tree crosses exactly one. The
+lanes of the other kinds are adder trees (:func:`lowbit.hw._util.tree_sum`, plus a popcount of the
+negations' ``+ 1`` bits); at ``pipeline=3`` every partial sum after half the adder levels
+(:func:`lowbit.hw.fmax.adder_tree_cut`) is registered the same way (:func:`staged_tree_sum`), and
+the popcount beside it at its own cut.
 """
 
 from __future__ import annotations
@@ -30,9 +34,9 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value
 
 from ...ir.mac import MacKind
 from .._util import tree_sum
-from ..fmax import popcount_cut
+from ..fmax import adder_tree_cut, popcount_cut
 
-__all__ = ["popcount", "counter", "lane_dot"]
+__all__ = ["popcount", "counter", "lane_dot", "staged_tree_sum"]
 
 
 def _full_adder(a: Value, b: Value, c: Value) -> tuple[Value, Value]:
@@ -167,6 +171,38 @@ def popcount(
     return total[:width]
 
 
+def staged_tree_sum(m: Module, values: list[Value], *, cut: int, en: Value, name: str) -> Value:
+    """:func:`lowbit.hw._util.tree_sum` of ``values`` (the same pairing and widths) with every
+    partial sum after ``cut`` adder levels (0: the values themselves) registered, loaded when
+    ``en`` is high (registers ``<name>_s<k>``): the sum arrives one cycle later."""
+    values = [Value.cast(v) for v in values]
+    if not values:
+        raise ValueError("staged_tree_sum needs at least one value")
+
+    def stage(vals: list[Value]) -> list[Value]:
+        regs = []
+        for k, v in enumerate(vals):
+            reg = Signal(v.shape(), name=f"{name}_s{k}")
+            with m.If(en):
+                m.d.sync += reg.eq(v)
+            regs.append(reg)
+        return regs
+
+    level = 0
+    if cut == 0:
+        values = stage(values)
+    while len(values) > 1:
+        nxt = [values[i] + values[i + 1] for i in range(0, len(values) - 1, 2)]
+        if len(values) % 2:
+            nxt.append(values[-1])
+        values, level = nxt, level + 1
+        if level == cut:
+            values = stage(values)
+    if cut > level:
+        raise ValueError(f"staged_tree_sum: cut ({cut}) is beyond the tree's {level} adder levels")
+    return values[0]
+
+
 def _signed(v: Value) -> Value:
     """``v`` as a signed value (an unsigned one gains a zero sign bit), so that ``~v == -v - 1``."""
     v = Value.cast(v)
@@ -187,9 +223,30 @@ def _negatable(v: Value, negative: Value, zero: Value | None = None) -> tuple[Va
     return Mux(zero, 0, t), negative & ~zero
 
 
-def _sum_negatable(m: Module, terms: list[tuple[Value, Value]], name: str) -> Value:
-    """``sum(t) + popcount(c)`` of :func:`_negatable` pairs."""
-    return tree_sum([t for t, _ in terms]) + popcount(m, [c for _, c in terms], name=f"{name}_neg")
+def _sum_negatable(
+    m: Module, terms: list[tuple[Value, Value]], name: str, en: Value | None = None
+) -> Value:
+    """``sum(t) + popcount(c)`` of :func:`_negatable` pairs; with ``en``, both trees hold their
+    register stage (:func:`_tree`, :func:`_count`)."""
+    return _tree(m, [t for t, _ in terms], name, en) + _count(
+        m, [c for _, c in terms], f"{name}_neg", en
+    )
+
+
+def _tree(m: Module, values: list[Value], name: str, en: Value | None) -> Value:
+    """``tree_sum(values)``; with ``en`` (``pipeline=3``) registered at
+    :func:`lowbit.hw.fmax.adder_tree_cut`."""
+    if en is None:
+        return tree_sum(values)
+    return staged_tree_sum(m, values, cut=adder_tree_cut(len(values), 1)[0], en=en, name=name)
+
+
+def _count(m: Module, bits: list[Value], name: str, en: Value | None) -> Value:
+    """``popcount(bits)`` (single signals); with ``en`` registered at
+    :func:`lowbit.hw.fmax.popcount_cut`."""
+    if en is None:
+        return popcount(m, bits, name=name)
+    return popcount(m, bits, name=name, cut=popcount_cut(len(bits), 1)[0], en=en)
 
 
 def _pow2_term(x: Value, code: Value, bits: int, bipolar_input: bool) -> tuple[Value, Value]:
@@ -221,14 +278,16 @@ def lane_dot(
     of the products of values. ``shared`` (one dict for all lanes of a unit) holds terms that
     depend on the inputs only, such as ``sum(x)`` of :attr:`MacKind.ADDSUB`, built once.
 
-    With ``spec.pipeline == 3`` (popcount lanes only: XNOR and ternary x bipolar) each popcount
-    holds a register stage at :func:`lowbit.hw.fmax.popcount_cut` loaded when ``en`` is high, and
-    the contribution arrives one cycle later.
+    With ``spec.pipeline >= 3`` each popcount holds a register stage at
+    :func:`lowbit.hw.fmax.popcount_cut`, each adder tree one at
+    :func:`lowbit.hw.fmax.adder_tree_cut` (the shared ``sum(x)`` too), loaded when ``en`` is high,
+    and the contribution arrives one cycle later.
     """
     kind, simd, wb = spec.kind, spec.simd, spec.weight_bits
     bipolar_in = spec.node.binary_input
     shared = {} if shared is None else shared
     inner = spec.pipeline >= 3
+    tree_en = en if inner else None
 
     def cut(fanin: int) -> dict:
         return {"cut": popcount_cut(simd, fanin)[0], "en": en} if inner else {}
@@ -238,10 +297,11 @@ def lane_dot(
     if kind is MacKind.ADDSUB:
         # sum(w ? x : -x) = 2 * sum(w ? x : 0) - sum(x): a masked tree per lane, sum(x) shared
         if "xsum" not in shared:
-            total = tree_sum(list(x))
+            total = _tree(m, list(x), "xsum", tree_en)
             shared["xsum"] = Signal(total.shape(), name="xsum")
             m.d.comb += shared["xsum"].eq(total)
-        return (tree_sum([Mux(lane[i], x[i], 0) for i in range(simd)]) << 1) - shared["xsum"]
+        masked = _tree(m, [Mux(lane[i], x[i], 0) for i in range(simd)], name, tree_en)
+        return (masked << 1) - shared["xsum"]
     if kind is MacKind.TERNARY:
         nz, pos = lane[:simd], lane[simd : 2 * simd]
         if bipolar_in:
@@ -254,22 +314,24 @@ def lane_dot(
             )
             nzc = popcount(m, [nz[i] for i in range(simd)], name=f"{name}_nz", **cut(1))
             return (agree << 1) - nzc
-        return _sum_negatable(m, [_negatable(x[i], ~pos[i], ~nz[i]) for i in range(simd)], name)
+        return _sum_negatable(
+            m, [_negatable(x[i], ~pos[i], ~nz[i]) for i in range(simd)], name, tree_en
+        )
     w = [lane[i * wb : (i + 1) * wb] for i in range(simd)]
     if kind is MacKind.SHIFT:
         return _sum_negatable(
-            m, [_pow2_term(x[i], w[i], wb, bipolar_in) for i in range(simd)], name
+            m, [_pow2_term(x[i], w[i], wb, bipolar_in) for i in range(simd)], name, tree_en
         )
     if kind is MacKind.MULTIBIT:
         if bipolar_in:
             return _sum_negatable(
-                m, [_negatable(w[i].as_signed(), ~x[i]) for i in range(simd)], name
+                m, [_negatable(w[i].as_signed(), ~x[i]) for i in range(simd)], name, tree_en
             )
         # shift-add partial products (x AND weight bit k, shifted; the sign bit subtracts): LUTs and
         # carry chains only, so synthesis infers no DSP for these narrow products
         parts = [Mux(w[i][k], x[i] << k, 0) for i in range(simd) for k in range(wb - 1)]
         top = [_negatable(x[i], 1, ~w[i][wb - 1]) for i in range(simd)]
-        return tree_sum(parts + [t << (wb - 1) for t, _ in top]) + (
-            popcount(m, [c for _, c in top], name=f"{name}_neg") << (wb - 1)
+        return _tree(m, parts + [t << (wb - 1) for t, _ in top], name, tree_en) + (
+            _count(m, [c for _, c in top], f"{name}_neg", tree_en) << (wb - 1)
         )
     raise ValueError(f"unknown MAC kind {kind!r}")

@@ -31,10 +31,13 @@ constant all-ones plane with ``-1``), likewise a bipolar weight. Steady state is
 of latency and no throughput: 1 registers every lane's compressor / adder tree output before the
 accumulator, 2 also registers the accumulator before the threshold comparison (the thresholds are
 read one stage later, so no threshold register is added), 3 also puts a register stage inside each
-lane's compressor tree, at half its depth (:func:`lowbit.hw.fmax.popcount_cut`), 4 also registers
-the weight word and the input word read from the memories before the trees (a block RAM's
-clock-to-out then has a path to itself). 3 and 4 are for popcount lanes only: the XNOR kind and
-ternary weights on bipolar inputs (:attr:`MVTUSpec.max_pipeline`). 0 is the unpipelined design,
+lane's tree at half its depth: a compressor tree's column bits (the XNOR kind, ternary weights on
+bipolar inputs; :func:`lowbit.hw.fmax.popcount_cut`) or an adder tree's partial sums (the other
+kinds, with the popcount of their negations' ``+ 1`` bits and the ADDSUB kind's shared ``sum(x)``;
+:func:`lowbit.hw.fmax.adder_tree_cut`); 4 also registers the weight word and the input word read
+from the memories before the trees (a block RAM's clock-to-out then has a path to itself). 3 and 4
+are for ``mac="parallel"`` only; the bit-serial MAC takes at most 2
+(:attr:`MVTUSpec.max_pipeline`). 0 is the unpipelined design,
 whose critical path runs from the weight memory through the tree, the accumulator's adder and the
 threshold comparators into the output register.
 
@@ -59,7 +62,7 @@ from ...ir.graph import MatMulThreshold
 from ...ir.mac import MacKind
 from ...ir.resources import Resources
 from ..cost import mvtu_resources
-from ..fmax import LogicPath, mvtu_paths, popcount_cut
+from ..fmax import LogicPath, adder_lane, adder_tree_cut, mvtu_paths, popcount_cut
 
 __all__ = [
     "MVTUSpec",
@@ -80,7 +83,7 @@ WEIGHT_RAMS = ("auto", "block", "distributed", "external")
 weights arrive on a stream (``ws``) from off-chip memory, one word per compute cycle."""
 MAX_PIPELINE = 4
 """The deepest ``pipeline=`` of an MVTU: tree register, accumulator register, a register inside
-the compressor tree, then the memory read registers (3 and 4 for popcount lanes only,
+the lane's tree, then the memory read registers (3 and 4 for ``mac="parallel"`` only,
 :attr:`MVTUSpec.max_pipeline`)."""
 MAC_KINDS = tuple(MacKind)
 """The MAC arrays, :class:`~lowbit.ir.mac.MacKind` (members equal their value strings)."""
@@ -249,10 +252,9 @@ class MVTUSpec(NodeShape):
         check_pipeline(self.pipeline, MAX_PIPELINE, f"node {self.node.name!r}")
         if self.pipeline > self.max_pipeline:
             raise ValueError(
-                f"node {self.node.name!r}: pipeline {self.pipeline} (a register inside the "
-                "compressor tree) needs popcount lanes (XNOR, or ternary weights on bipolar "
-                f"inputs, mac='parallel'); this {self.kind.value} unit takes at most "
-                f"{self.max_pipeline}, not {self.pipeline}"
+                f"node {self.node.name!r}: pipeline {self.pipeline} (a register inside each "
+                "lane's tree) needs mac='parallel'; this bit-serial "
+                f"{self.kind.value} unit takes at most {self.max_pipeline}, not {self.pipeline}"
             )
         if self.mac == "serial" and self.kind is MacKind.XNOR:
             raise ValueError(
@@ -263,7 +265,8 @@ class MVTUSpec(NodeShape):
     @property
     def popcount_lanes(self) -> bool:
         """Whether each lane is a compressor-tree popcount (the XNOR kind, or parallel ternary
-        weights on bipolar inputs), which ``pipeline=3`` can split."""
+        weights on bipolar inputs); ``pipeline=3`` splits it at :func:`popcount_cut`, the other
+        parallel lanes' adder trees at :func:`lowbit.hw.fmax.adder_tree_cut`."""
         if self.serial:
             return False
         return self.kind is MacKind.XNOR or (
@@ -272,9 +275,9 @@ class MVTUSpec(NodeShape):
 
     @property
     def max_pipeline(self) -> int:
-        """The deepest ``pipeline=`` this unit takes: :data:`MAX_PIPELINE` with popcount lanes,
-        else 2."""
-        return MAX_PIPELINE if self.popcount_lanes else 2
+        """The deepest ``pipeline=`` this unit takes: :data:`MAX_PIPELINE` with parallel lanes
+        (popcount or adder trees), 2 for the bit-serial MAC."""
+        return 2 if self.serial else MAX_PIPELINE
 
     @property
     def neuron_folds(self) -> int:
@@ -413,8 +416,9 @@ class MVTUSpec(NodeShape):
 
     def resources(self):
         """Resource estimate (model in :mod:`lowbit.hw.cost`), a ``Resources``; a pipeline adds
-        the tree registers (``PE`` x the accumulator width), a few control bits and at 3 the
-        column bits at each popcount's cut (:func:`lowbit.hw.fmax.popcount_cut`)."""
+        the tree registers (``PE`` x the accumulator width), a few control bits, at 3 the column
+        bits at each popcount's cut (:func:`lowbit.hw.fmax.popcount_cut`) or the partial sums at
+        each adder tree's (:func:`lowbit.hw.fmax.adder_tree_cut`), at 4 the memory read words."""
 
         t = self.node.thresholds
         base = mvtu_resources(
@@ -437,11 +441,23 @@ class MVTUSpec(NodeShape):
             return base
         extra = (self.pe * self.acc_bits + 4) + (4 if self.pipeline > 1 else 0)
         if self.pipeline > 2:
-            fanins = (2,) if self.kind is MacKind.XNOR else (3, 1)
-            extra += self.pe * sum(popcount_cut(self.simd, f)[1] for f in fanins) + 4
+            extra += self._cut_bits() + 4
         if self.pipeline > 3:
             extra += self.weight_word_bits + self.simd * self.in_bits + 4
         return base + Resources(ff=extra)
+
+    def _cut_bits(self) -> int:
+        """Bits of the registers inside the unit's trees at ``pipeline=3`` (the model of
+        :meth:`resources`)."""
+        if self.popcount_lanes:
+            fanins = (2,) if self.kind is MacKind.XNOR else (3, 1)
+            return self.pe * sum(popcount_cut(self.simd, f)[1] for f in fanins)
+        terms, width = adder_lane(self)
+        lane = adder_tree_cut(terms, width)[1]
+        if self.kind is MacKind.ADDSUB:  # the shared sum(x) of the inputs
+            return self.pe * lane + adder_tree_cut(self.simd, self.in_bits)[1]
+        # the popcount of the negations' + 1 bits beside the tree
+        return self.pe * (lane + popcount_cut(self.simd, 1)[1])
 
     def cycles_per_image(self, vectors: int = 1, ddr_bits: int | None = None) -> int:
         """``cycles() * vectors``; with the weights streamed from DDR (``weight_ram="external"``) at

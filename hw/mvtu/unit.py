@@ -27,8 +27,9 @@ output register) stalls as a whole only while the output register is full and no
 unchanged): at 1 each lane's tree output goes through a register (``contrib_r<p>``) before the
 accumulator; at 2 the output register also takes the threshold comparison of the accumulator
 register itself, one cycle after the last synapse fold, with the threshold memory addressed one
-stage later; at 3 each lane's compressor tree also holds a register stage at half its depth
-(:func:`lowbit.hw.mvtu.mac.popcount`'s ``cut``), and the control bits of the accumulate stage one
+stage later; at 3 each lane's tree also holds a register stage at half its depth (a compressor
+tree's :func:`lowbit.hw.mvtu.mac.popcount` ``cut``, an adder tree's
+:func:`lowbit.hw.mvtu.mac.staged_tree_sum`), and the control bits of the accumulate stage one
 more register; at 4 the weight word and the input word read from the memories are registered
 before the trees. Each stage adds one cycle of latency (:meth:`MVTUSpec.latency`) and none per
 vector.
