@@ -16,14 +16,19 @@ The shortcut FIFO: of a join's two inputs, the shortcut is the one with fewer un
 they share. Its FIFO goes on the shortcut's first edge, right after the fork
 (:func:`shortcut_fifo_edges`), so that no unit of the shortcut (a strided projection's window
 holds rows back) stalls the fork and with it the long branch. It holds two images of the fork's
-beats (at least :func:`~lowbit.mapping.branch_fifo.min_branch_fifo_depth` of a two-cycle branch at
-full rate): the long branch of a residual block holds whole rows in its sliding windows before it
-gives a pixel (its *lead*, :func:`~lowbit.mapping.branch_fifo.deadlocks`), and each window's last
-output row waits for its whole image, so with two windows in series the lead exceeds one image. With
-one image, the zoo's ResNet measured 2,327 cycles per image against 2,304: block 2's shortcut FIFO
-(512 beats) filled, the fork after block 1's join stalled 23 cycles per image, and every product
-before it runs at exactly the target, so the stall was never made up (Amaranth simulation of the
-top, handshakes per unit). With two images it measures 2,304. A bound, not the minimum.
+beats, and at least :func:`~lowbit.mapping.branch_fifo.min_branch_fifo_depth` of the long branch
+at full rate, its latency the sum of its units' ``latency()`` (:func:`branch_latency`). (With the
+floor of a two-cycle branch instead, a 4-channel residual block of one beat per image got a
+3-beat FIFO behind a 3-cycle product, and measured 5 cycles per 4 images against the mapper's 1
+per image: :func:`~lowbit.mapping.branch_fifo.residual_cycles` of a 3-cycle branch and 3 beats.)
+Two images, because the long branch of a residual block holds whole rows in its sliding windows
+before it gives a pixel (its *lead*, :func:`~lowbit.mapping.branch_fifo.deadlocks`), and each
+window's last output row waits for its whole image, so with two windows in series the lead exceeds
+one image. With one image, the zoo's ResNet measured 2,327 cycles per image against 2,304: block 2's
+shortcut FIFO (512 beats) filled, the fork after block 1's join stalled 23 cycles per image, and
+every product before it runs at exactly the target, so the stall was never made up (Amaranth
+simulation of the top, handshakes per unit). With two images it measures 2,304. A bound, not the
+minimum.
 """
 
 from __future__ import annotations
@@ -48,7 +53,7 @@ from ..ir.graph import (
     SlidingWindow,
 )
 from ..ir.resources import Resources
-from .branch_fifo import min_branch_fifo_depth
+from .branch_fifo import MIN_BRANCH_LATENCY, min_branch_fifo_depth
 
 __all__ = [
     "DagSchedule",
@@ -57,6 +62,7 @@ __all__ = [
     "map_dag",
     "shortcut_fifo_edges",
     "shortcut_inputs",
+    "branch_latency",
     "vectors_of",
 ]
 
@@ -259,18 +265,36 @@ def shortcut_fifo_edges(graph: IntegerGraph) -> list[tuple[int, int]]:
     return out
 
 
-def _fifo_depths(graph: IntegerGraph, specs) -> dict[tuple[int, int], int]:
-    """Two images of the fork's beats on each shortcut's first edge (module docstring)."""
+def branch_latency(graph: IntegerGraph, specs) -> dict[int, int]:
+    """``{join index: cycles}``: the latency of each residual join's long branch, from the fork's
+    handshake to the join's (:mod:`lowbit.mapping.branch_fifo`'s ``L``), the sum of the
+    ``latency()`` of its units (unit ``specs``, graph order) and at least 2. Units without a
+    ``latency()`` (windows, pools, the depthwise engine) count 0: they hold rows back, a lead the
+    two images of the shortcut's FIFO cover; width converters on the branch are not counted."""
     index = {n.name: k for k, n in enumerate(graph.nodes)}
+    out = {}
+    for i, (a, b) in _paths(graph):
+        long = b if len(a) < len(b) else a  # the other input is the shortcut
+        units = [specs[index[n]] for n in long[:-1]]  # from the fork (excluded) to the join
+        total = sum(u.latency() for u in units if hasattr(u, "latency"))
+        out[i] = max(MIN_BRANCH_LATENCY, total)
+    return out
+
+
+def _fifo_depths(graph: IntegerGraph, specs) -> dict[tuple[int, int], int]:
+    """Two images of the fork's beats on each shortcut's first edge, and at least the model's
+    minimum behind its long branch (module docstring)."""
+    index = {n.name: k for k, n in enumerate(graph.nodes)}
+    latency = branch_latency(graph, specs).values()  # both in join order
     depths = {}
-    for i, slot in shortcut_fifo_edges(graph):
+    for (i, slot), lat in zip(shortcut_fifo_edges(graph), latency):
         p = graph.inputs_of(i)[slot]
         if p == GRAPH_INPUT:
             beats = graph.input_size // specs[i].in_elems
         else:
             k = index[p]
             beats = math.prod(graph.output_shape(k)) // specs[k].out_elems
-        depths[i, slot] = max(min_branch_fifo_depth(2), 2 * beats)
+        depths[i, slot] = max(min_branch_fifo_depth(lat), 2 * beats)
     return depths
 
 

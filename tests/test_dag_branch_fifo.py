@@ -10,7 +10,9 @@ From :mod:`lowbit.mapping.branch_fifo`, with the long branch's latency ``L`` the
 ``latency()``, the shortcut's ``Ls`` its threshold's, and the period ``P`` the bottleneck's cycles
 per image over the fork's beats per image: at ``D_min`` the top measures the mapper's cycles per
 image, at ``D_min - 1`` exactly :func:`residual_cycles` (a fraction: the steady state's periodic
-pattern of result cycles), == in both; scores equal to the graph's oracle.
+pattern of result cycles), == in both; scores equal to the graph's oracle. The mapper
+(:func:`~lowbit.mapping.dag.map_dag`) sizes each shortcut FIFO at least at that minimum
+(:func:`~lowbit.mapping.dag.branch_latency`): a block of one beat per image runs at its 1 cycle.
 """
 
 from __future__ import annotations
@@ -23,8 +25,18 @@ import pytest
 from lowbit.hw.codec import decode_result, input_beats
 from lowbit.hw.dag.top import DagAccelerator, dag_stream_format
 from lowbit.ir import Add, DataType, IntegerGraph, MatMulThreshold, Threshold
-from lowbit.mapping.branch_fifo import min_branch_fifo_depth, residual_cycles
-from lowbit.mapping.dag import DagSchedule, NodeFolding, shortcut_fifo_edges
+from lowbit.mapping.branch_fifo import (
+    min_branch_fifo_depth,
+    residual_cycles,
+    residual_throughput,
+)
+from lowbit.mapping.dag import (
+    DagSchedule,
+    NodeFolding,
+    branch_latency,
+    map_dag,
+    shortcut_fifo_edges,
+)
 from lowbit.sim.amaranth_sim import run_stream
 
 U2, I2 = DataType.uint(2), DataType.int(2)
@@ -118,3 +130,40 @@ def test_shortcut_fifo_one_below_the_minimum_on_the_stitched_top(
     assert got == model
     assert (got[d_min], got[d_min - 1]) == expected[4:]
     assert got[d_min] == bottleneck < got[d_min - 1]
+
+
+def test_shortcut_units_hand_worked():
+    # a threshold (1 cycle) after the FIFO holds one beat more: L = 6 needs D + 1 + 1 >= 8
+    assert residual_throughput(6, 5, shortcut_latency=1) == Fraction(7, 8)
+    assert residual_throughput(6, 5) == Fraction(6, 8)
+    assert min_branch_fifo_depth(6, shortcut_latency=1) == 6 == min_branch_fifo_depth(6) - 1
+    assert residual_cycles(8, 6, 5, shortcut_latency=1) == Fraction(64, 7)
+    # the FIFO's own floor (3 at full rate: it passes one beat every two cycles at D <= 2) stays
+    assert min_branch_fifo_depth(2, shortcut_latency=3) == 3
+    assert residual_throughput(2, 2, shortcut_latency=3) == Fraction(1, 2)
+    with pytest.raises(ValueError, match=r"^shortcut_latency must be at least 0, not -1$"):
+        residual_throughput(6, 5, shortcut_latency=-1)
+
+
+@pytest.mark.amaranth_sim
+def test_the_mapper_sizes_the_fifo_for_the_branch_latency():
+    """A 4-channel residual block of one beat per image (input -> fc0 -> add(fc0, input) ->
+    scores): fc0's latency is 3, so the model's minimum is 4 beats. The mapper used to floor the
+    FIFO at a two-cycle branch's 3 (two images are 2 beats here), and the top measured 5 cycles
+    per 4 images against the mapper's 1: exactly the model's ``residual_cycles(1, 3, 3)``."""
+    fc0 = MatMulThreshold("fc0", U2, np.array([[1, 0, 1, 0], [0, 1, 0, 1], [1, 1, 0, 0],
+                                               [0, 0, 1, 1]]),
+                          np.array([[1, 2, 3]] * 4), U2, I2)
+    add = Add("add", (U2, U2), np.array([1] * 4), np.array([2] * 4), np.array([[2, 4, 6]]), U2)
+    fc1 = MatMulThreshold("fc1", U2, np.array([[1, 0, 1, -1], [-1, 1, 0, 1], [0, -1, 1, 0]]),
+                          None, weight_dtype=I2)
+    g = IntegerGraph(U2, (fc0, add, fc1), (4,), None, (("",), ("fc0", ""), ("add",)))
+    s = map_dag(g)
+    specs, _ = s.apply(g)
+    assert branch_latency(g, specs) == {1: specs[0].latency()} == {1: 3}
+    assert s.fifos == (("add", 1, min_branch_fifo_depth(3)),) == (("add", 1, 4),)
+    assert s.cycles_per_image(g) == 1
+    x = np.random.default_rng(0).integers(0, 4, (IMAGES, 4))
+    assert _measure(g, s, x) == 1
+    below = DagSchedule(s.nodes, (("add", 1, 3),))
+    assert _measure(g, below, x) == residual_cycles(1, 3, 3) == Fraction(5, 4)
