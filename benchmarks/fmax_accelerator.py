@@ -8,9 +8,12 @@ select follows), compiled (``lowbit.flow.compile_model``) and put in the open fl
 placed and routed by nextpnr-ecp5 (LFE5U-85F speed 6) at a 150 MHz target (the constraint file's
 clock raised from the board's 25 MHz) with ``--seeds``. Records nextpnr's achieved Fmax and the
 critical path it reports (the cells along it, named after the units), appended to
-``benchmarks/results/fmax_accelerator.json`` (``benchmarks/fmax_pipeline.py`` tabulates it)::
+``benchmarks/results/fmax_accelerator.json`` and tabulated in
+``benchmarks/results/fmax_accelerator.md`` (per build and seed, and the mean over seeds per
+mapping; the json's ``notes`` below the table)::
 
     .venv/bin/python benchmarks/fmax_accelerator.py MODEL.npz --work DIR [--seeds 1] [--depth max]
+    .venv/bin/python benchmarks/fmax_accelerator.py --table-only
 
 ``--depth 0`` builds the same mapping unpipelined, for comparison.
 """
@@ -41,6 +44,7 @@ from lowbit.tools.fpga import run_logged, tool_command  # noqa: E402
 from lowbit.tools.yosys import synth_for_pnr  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "fmax_accelerator.json"
+TABLE = RESULTS.with_suffix(".md")
 BOARD, BUDGET, TARGET_MHZ = "ulx3s-85f", 0.1, 150.0
 
 
@@ -54,14 +58,60 @@ def deepest(schedule, graph):
     return dataclasses.replace(schedule, layers=tuple(layers))
 
 
+def _layers(build: dict) -> str:
+    return ", ".join(f"{lay['name']} {lay['pe']}x{lay['simd']} {lay['kind']} p{lay['pipeline']}"
+                     for lay in build["layers"])
+
+
+def write_table(doc: dict) -> None:
+    """``benchmarks/results/fmax_accelerator.md`` from the recorded builds."""
+    lines = [
+        "# Fmax of the whole demo accelerator on ECP5-85F",
+        "",
+        "`benchmarks/fmax_accelerator.py`: the demo's binary MLP (64-256-256-10, `lowbit train",
+        "--hidden 256,256 --epochs 2 --seed 0`) at budget 0.1 on ulx3s-85f, every unit at the",
+        "deepest pipeline it takes (the label select pipelined after it), in the open flow's",
+        f"UART shell, yosys `synth_ecp5`, nextpnr-ecp5 LFE5U-85F speed 6 at {TARGET_MHZ:g} MHz.",
+        "Layers: name PE x SIMD, MAC kind, pipeline. LUT4 = TRELLIS_COMB cells.",
+        "",
+        "| layers | seed | Fmax (MHz) | LUT4 | FF | DP16KD | yosys (s) | critical path |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    by_layers: dict[str, list[float]] = {}
+    for b in doc["builds"]:
+        c, u = b["critical"], b["utilisation"]
+        crit = (f"{c['from']} -> {c['to']}: {c['cells']} cells, {c['logic_ns']} ns logic + "
+                f"{c['routing_ns']} ns routing") if c else "-"
+        fmax = min(b["fmax_mhz"].values())
+        by_layers.setdefault(_layers(b), []).append(fmax)
+        lines.append(
+            f"| {_layers(b)} | {b['seed']} | **{fmax:.1f}** | {u.get('TRELLIS_COMB')} "
+            f"| {u.get('TRELLIS_FF')} | {u.get('DP16KD', 0)} | {b.get('yosys_s', '-')} | {crit} |"
+        )
+    lines += ["", "| layers | seeds | Fmax mean (MHz) | min-max |", "|---|---|---|---|"]
+    for layers, f in by_layers.items():
+        lines.append(f"| {layers} | {len(f)} | **{sum(f) / len(f):.1f}** "
+                     f"| {min(f):.1f}-{max(f):.1f} |")
+    notes = doc.get("notes", [])
+    if notes:
+        lines += ["", "## Notes", ""] + [f"- {n}" for n in notes]
+    atomic_write(TABLE, "\n".join(lines) + "\n")
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("model")
-    ap.add_argument("--work", required=True)
+    ap.add_argument("model", nargs="?")
+    ap.add_argument("--work")
     ap.add_argument("--seeds", nargs="+", type=int, default=[1])
     ap.add_argument("--depth", default="max", help="'max' or 0")
     ap.add_argument("--synth-only", action="store_true")
+    ap.add_argument("--table-only", action="store_true")
     args = ap.parse_args(argv)
+    if args.table_only:
+        write_table(json.loads(RESULTS.read_text()))
+        return 0
+    if args.model is None or args.work is None:
+        ap.error("MODEL and --work are needed unless --table-only")
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     graph = IntegerGraph.load(args.model)
@@ -121,6 +171,7 @@ def main(argv=None) -> int:
             **times,
         })
         atomic_write(RESULTS, json.dumps(doc, indent=1) + "\n")
+        write_table(doc)
         print(json.dumps(doc["builds"][-1], indent=1), flush=True)
     return 0
 
