@@ -28,7 +28,6 @@ from .. import LowbitError
 from .._io import cannot_write, umask_mode
 from ..boards import get_board
 from ..hw.dag.top import DagAccelerator, dag_stream_format
-from ..hw.mvtu.spec import streams_weights
 from ..hw.top import Accelerator, stream_format
 from ..hw.verilog import TOPLEVEL, write_verilog
 from ..ir.graph import IntegerGraph
@@ -326,16 +325,25 @@ def simulate_compiled(
 ):
     """Run the cocotb check of a compiled directory on images ``x``.
 
-    ``simulator`` is ``"verilator"`` or ``"icarus"``; ``None`` means ``$SIM``, else Verilator.
+    The Verilog simulated is the one the directory ships (its ``report.json`` names it and its
+    SHA-256), not one elaborated again: what is checked is what would be built, and a large design
+    skips its elaboration. ``simulator`` is ``"verilator"`` or ``"icarus"``; ``None`` means
+    ``$SIM``, else Verilator.
     """
 
     design = CompiledDesign.open(out_dir)
     graph, schedule = design.load("the cocotb simulation")
+    report = design.report()
     specs = schedule.apply(graph)
     runs = default_runs(len(x), throttled_images=throttled_images, seeds=seeds)
-    streamed = any(map(streams_weights, specs))
-    shipped = design.require(design.SIM_VERILOG if streamed else design.VERILOG)
+    shipped = design.require(report.simulated_verilog)
+    want = report.sim_verilog_sha256 if report.sim_verilog else report.verilog_sha256
     sha = hashlib.sha256(shipped.read_bytes()).hexdigest()
+    if sha != want:
+        raise LowbitError(
+            f"{shipped}: changed since 'lowbit compile' (sha256 {sha[:12]}, report.json says "
+            f"{str(want)[:12]}); re-run 'lowbit compile'"
+        )
     try:
         return simulate(
             graph,
@@ -344,9 +352,9 @@ def simulate_compiled(
             Path(out_dir) / "sim",
             runs=runs,
             progress=progress,
-            expected_sha256=sha,
             simulator=simulator,
-            ddr_bits_per_cycle=ddr_bits_of(schedule) if streamed else None,
+            verilog=shipped,
+            stream_format=report.stream_format,
         )
     except LowbitError as e:
         raise LowbitError(f"{out_dir}: {e}") from None

@@ -9,6 +9,7 @@ asks for Icarus Verilog; each simulator has its own build directory.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import threading
@@ -20,8 +21,10 @@ import numpy as np
 
 from .. import LowbitError
 from ..hw.axi.ddr_model import DEFAULT_BITS_PER_CYCLE
+from ..hw.codec import StreamFormat
 from ..hw.mvtu.spec import streams_weights
-from ..hw.top import Accelerator, stream_format
+from ..hw.top import Accelerator
+from ..hw.top import stream_format as stream_format_of
 from ..hw.verilog import TOPLEVEL, write_verilog
 from ..ir.graph import IntegerGraph
 from ..tools import simulators as runner
@@ -115,15 +118,17 @@ def simulate(
     runs: list[RunSpec] | None = None,
     waves_on_failure: bool = True,
     progress: Callable[[str, int, int], None] | None = None,
-    expected_sha256: str | None = None,
     simulator: str | None = None,
     ddr_bits_per_cycle: int | None = None,
+    verilog: str | Path | None = None,
+    stream_format: StreamFormat | None = None,
 ) -> SimReport:
     """Build and run the accelerator of ``specs`` on images ``x``; compare with ``graph`` exactly.
 
     ``progress(run_name, images_done, images_total)`` is called from a helper thread while the
-    testbench runs. With ``expected_sha256``, the generated Verilog must have that hash (the
-    design that ``lowbit compile`` shipped), or nothing is simulated. ``simulator`` is
+    testbench runs. With ``verilog`` (and its ``stream_format``), that file is simulated as it is
+    (the design ``lowbit compile`` shipped) instead of Verilog elaborated from ``specs`` again,
+    which for a large design is most of the time before Verilator starts. ``simulator`` is
     ``"verilator"`` or ``"icarus"``; ``None`` means ``$SIM``, else Verilator
     (:func:`lowbit.tools.simulators.resolve_simulator`). Layers that stream their weights from DDR
     get them from a model of a port of ``ddr_bits_per_cycle`` (default 64).
@@ -135,19 +140,21 @@ def simulate(
     workdir = Path(workdir).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     x = graph.check_input(x)
-    streamed = any(map(streams_weights, specs))
-    acc = Accelerator(
-        specs,
-        ddr_bits_per_cycle=(ddr_bits_per_cycle or DEFAULT_BITS_PER_CYCLE) if streamed else None,
-    )
-    fmt = stream_format(acc)
-    vpath = workdir / f"{TOPLEVEL}.v"
-    sha = write_verilog(acc, vpath)
-    if expected_sha256 is not None and sha != expected_sha256:
-        raise LowbitError(
-            f"the Verilog regenerated for simulation (sha256 {sha[:12]}) is not the compiled one "
-            f"({expected_sha256[:12]}); re-run 'lowbit compile'"
+    if verilog is not None:
+        if stream_format is None:
+            raise ValueError("simulate: verilog= needs its stream_format=")
+        vpath = Path(verilog).resolve()
+        fmt = stream_format
+        sha = hashlib.sha256(vpath.read_bytes()).hexdigest()
+    else:
+        streamed = any(map(streams_weights, specs))
+        acc = Accelerator(
+            specs,
+            ddr_bits_per_cycle=(ddr_bits_per_cycle or DEFAULT_BITS_PER_CYCLE) if streamed else None,
         )
+        fmt = stream_format_of(acc)
+        vpath = workdir / f"{TOPLEVEL}.v"
+        sha = write_verilog(acc, vpath)
     model = workdir / "tb_model.npz"
     graph.save(model)
     images = workdir / "tb_images.npz"
