@@ -1,6 +1,6 @@
 """Blocks beyond a chain (issue 19): the depthwise engine, the 1-D sliding-window generator, the
-stream fork, the adder/joiner of residual blocks and the global average pool. Each is a spec (no
-Amaranth) and its component, built by the spec's ``create()``.
+streaming 1-D max-pool, the stream fork, the adder/joiner of residual blocks and the global
+average pool. Each is a spec (no Amaranth) and its component, built by the spec's ``create()``.
 
 :data:`DAG_FAMILIES` maps the graph's new node types to their specs, in the form of
 :data:`lowbit.hw.registry.FAMILIES`. It is kept apart from ``FAMILIES``, which the chain mapper
@@ -19,6 +19,7 @@ from ...ir.graph import Add, DepthwiseConv, GlobalAvgPool, SlidingWindow1D
 from .branch import AddSpec, ForkSpec
 from .depthwise import DepthwiseSpec, depthwise_node
 from .gap import GlobalAvgPoolSpec
+from .maxpool1d import MaxPool1DSpec
 from .swg1d import SWG1DSpec
 
 __all__ = [
@@ -28,6 +29,7 @@ __all__ = [
     "DepthwiseSpec",
     "depthwise_node",
     "SWG1DSpec",
+    "MaxPool1DSpec",
     "GlobalAvgPoolSpec",
 ]
 
@@ -37,4 +39,6 @@ DAG_FAMILIES: dict[type, tuple[Any, ...]] = {
     Add: (AddSpec,),
     GlobalAvgPool: (GlobalAvgPoolSpec,),
 }
-"""The graph's node types of issue 19 -> the spec families that implement them."""
+"""The graph's node types of issue 19 -> the spec families that implement them. (The streaming
+1-D max-pool, :class:`MaxPool1DSpec`, is not in it yet: the DAG mapper does not place
+``MaxPool1D`` nodes.)"""
