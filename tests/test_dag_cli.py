@@ -65,6 +65,8 @@ def test_compile_a_dag_and_check_it_on_the_fast_path(model, tmp_path, capsys):
     assert summary["ok"] and summary["labels_equal_reference"] and summary["mismatch"] is None
     assert all(r["mismatched_images"] == 0 for r in summary["runs"])
     assert summary["cycles_predicted"]["estimate"] == design.report().cycles_per_image
+    # measured == the model (a 3-beat shortcut FIFO for this 3-cycle branch measured 5/4 per image)
+    assert summary["cycles_per_image_measured"] == design.report().cycles_per_image
     capsys.readouterr()
     # what takes chains only yet says so (exit 2, no traceback)
     for argv, msg in (
