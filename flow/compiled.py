@@ -29,6 +29,7 @@ from ..hw.codec import StreamFormat
 from ..hw.verilog import TOPLEVEL
 from ..ir.files import confine, read_json
 from ..ir.graph import IntegerGraph
+from ..mapping.dag import DagSchedule
 from ..mapping.schedule import Schedule
 
 __all__ = ["CompiledDesign", "CompiledReport", "write_json"]
@@ -235,14 +236,26 @@ class CompiledDesign:
         return IntegerGraph.load(self.require(self.MODEL))
 
     def load(self, what: str = "this step") -> tuple[IntegerGraph, Schedule]:
-        """The graph and the schedule; a DAG design is refused, naming ``what`` needs a chain
-        (only the fast path, :func:`lowbit.flow.verify_compiled_fast`, takes one yet)."""
+        """The graph and the chain schedule; a DAG design is refused, naming ``what`` needs a
+        chain (:meth:`load_dag` reads a DAG's; the cocotb and fast checks and the build take
+        both)."""
         if self.is_dag:
             raise LowbitError(
                 f"{self.root}: a DAG design (schedule.json of kind 'dag'); {what} takes chain "
-                "designs only yet: check it with 'lowbit sim DIR --fast'"
+                "designs only yet: check it with 'lowbit sim DIR' (cocotb) or 'lowbit sim DIR "
+                "--fast'"
             )
         return self.graph(), Schedule.load(self.require(self.SCHEDULE))
+
+    def load_dag(self) -> tuple[IntegerGraph, DagSchedule]:
+        """The graph and the :class:`~lowbit.mapping.dag.DagSchedule` of a DAG design; a chain
+        design is refused (:meth:`load` reads it)."""
+        if not self.is_dag:
+            raise LowbitError(
+                f"{self.root}: a chain design; expected a DAG design (schedule.json of kind "
+                "'dag')"
+            )
+        return self.graph(), DagSchedule.load(self.require(self.SCHEDULE))
 
     def report(self) -> CompiledReport:
         """The parsed ``report.json``."""

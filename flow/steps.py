@@ -327,14 +327,18 @@ def simulate_compiled(
 
     The Verilog simulated is the one the directory ships (its ``report.json`` names it and its
     SHA-256), not one elaborated again: what is checked is what would be built, and a large design
-    skips its elaboration. ``simulator`` is ``"verilator"`` or ``"icarus"``; ``None`` means
-    ``$SIM``, else Verilator.
+    skips its elaboration. A DAG design (issue 19) is simulated the same way, its testbench's time
+    limit from the DAG mapper's ``cycles_per_image``. ``simulator`` is ``"verilator"`` or
+    ``"icarus"``; ``None`` means ``$SIM``, else Verilator.
     """
 
     design = CompiledDesign.open(out_dir)
-    graph, schedule = design.load("the cocotb simulation")
     report = design.report()
-    specs = schedule.apply(graph)
+    if design.is_dag:  # the shipped Verilog needs no specs; the time limit takes the model's cycles
+        graph, specs, predicted = design.graph(), [], report.cycles_per_image
+    else:
+        graph, schedule = design.load("the cocotb simulation")
+        specs, predicted = schedule.apply(graph), None
     runs = default_runs(len(x), throttled_images=throttled_images, seeds=seeds)
     shipped = design.require(report.simulated_verilog)
     want = report.sim_verilog_sha256 if report.sim_verilog else report.verilog_sha256
@@ -355,6 +359,7 @@ def simulate_compiled(
             simulator=simulator,
             verilog=shipped,
             stream_format=report.stream_format,
+            predicted_cycles=predicted,
         )
     except LowbitError as e:
         raise LowbitError(f"{out_dir}: {e}") from None

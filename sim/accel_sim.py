@@ -122,6 +122,7 @@ def simulate(
     ddr_bits_per_cycle: int | None = None,
     verilog: str | Path | None = None,
     stream_format: StreamFormat | None = None,
+    predicted_cycles: int | None = None,
 ) -> SimReport:
     """Build and run the accelerator of ``specs`` on images ``x``; compare with ``graph`` exactly.
 
@@ -131,7 +132,9 @@ def simulate(
     which for a large design is most of the time before Verilator starts. ``simulator`` is
     ``"verilator"`` or ``"icarus"``; ``None`` means ``$SIM``, else Verilator
     (:func:`lowbit.tools.simulators.resolve_simulator`). Layers that stream their weights from DDR
-    get them from a model of a port of ``ddr_bits_per_cycle`` (default 64).
+    get them from a model of a port of ``ddr_bits_per_cycle`` (default 64). ``predicted_cycles``
+    (cycles per image; by default the slowest of ``specs``) sets the testbench's time limit; with
+    ``verilog`` and ``predicted_cycles``, ``specs`` may be empty (a DAG design's shipped Verilog).
     """
 
     simulator = runner.resolve_simulator(simulator)
@@ -160,7 +163,12 @@ def simulate(
     images = workdir / "tb_images.npz"
     np.savez(images, x=x)
     runs = runs or default_runs(len(x))
-    predicted = max(s.cycles() for s in specs)
+    if predicted_cycles is not None:
+        predicted = predicted_cycles
+    elif specs:
+        predicted = max(s.cycles() for s in specs)
+    else:
+        raise ValueError("simulate: no specs; give predicted_cycles= with verilog=")
 
     def run_once(build_dir: Path, waves: bool) -> list[dict]:
         stamp = build_dir / "built-from.sha256"
@@ -179,7 +187,8 @@ def simulate(
             "results": str(build_dir / "tb_results.json"),
             "runs": [r.__dict__ for r in runs],
         }
-        cfg["progress"] = str(build_dir / "tb_progress.json")
+        progress_file = build_dir / "tb_progress.json"
+        cfg["progress"] = str(progress_file)
         cfg_path = build_dir / "tb_config.json"
         cfg_path.write_text(json.dumps(cfg, indent=1))
         if progress is None:
@@ -192,7 +201,7 @@ def simulate(
                 simulator=simulator,
             )
         else:
-            with _ProgressWatcher(Path(cfg["progress"]), progress):
+            with _ProgressWatcher(progress_file, progress):
                 runner.run_test(
                     "lowbit.sim.tb_accel",
                     TOPLEVEL,

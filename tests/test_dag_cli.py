@@ -1,7 +1,8 @@
 """Issue 19 on the command line: ``lowbit map`` and ``lowbit compile`` of a DAG model (a residual
 block built by hand, so the Verilator build stays small), ``lowbit sim --fast`` of the compiled
-DAG bit-exact against the oracle, and the clean refusals of what takes chains only yet (cocotb
-and gate-level sim, build, schedule files)."""
+DAG bit-exact against the oracle, ``lowbit sim`` of it under cocotb (measured cycles per image ==
+the mapper's), and the clean refusals of what takes chains only yet (gate-level sim, build,
+schedule files)."""
 
 from __future__ import annotations
 
@@ -70,14 +71,33 @@ def test_compile_a_dag_and_check_it_on_the_fast_path(model, tmp_path, capsys):
     capsys.readouterr()
     # what takes chains only yet says so (exit 2, no traceback)
     for argv, msg in (
-        (["sim", str(out)], "a DAG design runs on the fast path only yet; add --fast"),
-        (["sim", str(out), "--gate-level"], "a DAG design runs on the fast path only yet"),
+        (["sim", str(out), "--gate-level"], "a DAG design; --gate-level takes chain designs only"),
         (["build", str(out), "--board", "pynq-z2", "-o", str(tmp_path / "b")],
          "a DAG design; the build (Vivado plan, open flow) takes chain designs only yet"),
     ):
         assert main(argv) == 2
         err = capsys.readouterr().err
         assert msg in err and "Traceback" not in err
+
+
+@pytest.mark.cocotb
+def test_a_dag_under_cocotb(model, tmp_path, capsys):
+    """``lowbit sim DIR`` (cocotb on the shipped Verilog) of a DAG: bit-exact in the steady and the
+    throttled runs, labels == the reference, measured cycles per image == the DAG mapper's."""
+    out = tmp_path / "out"
+    assert main(["compile", str(model), "--board", "pynq-z2", "-o", str(out)]) == 0
+    argv = ["sim", str(out), "--images", "24", "--throttled", "12", "--json", str(tmp_path / "s.json")]
+    assert main(argv) == 0
+    summary = json.loads((tmp_path / "s.json").read_text())
+    model_cycles = CompiledDesign.open(out).report().cycles_per_image
+    assert summary["ok"] and summary["labels_equal_reference"] and summary["mismatches"] == 0
+    assert [r["name"] for r in summary["runs"]] == ["steady", "throttled-seed1", "throttled-seed2"]
+    assert [r["checked"] for r in summary["runs"]] == [24, 12, 12]
+    assert summary["cycles_per_image_measured"] == model_cycles
+    assert summary["cycles_predicted"] == {"estimate": model_cycles, "equal_per_image": True}
+    assert f"measured {summary['cycles_per_image_measured']}, the DAG mapper's model 1" in (
+        capsys.readouterr().out
+    )
 
 
 def test_dag_refusals(model, tmp_path, capsys):
