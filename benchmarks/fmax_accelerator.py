@@ -15,7 +15,10 @@ mapping; the json's ``notes`` below the table)::
     .venv/bin/python benchmarks/fmax_accelerator.py MODEL.npz --work DIR [--seeds 1] [--depth max]
     .venv/bin/python benchmarks/fmax_accelerator.py --table-only
 
-``--depth 0`` builds the same mapping unpipelined, for comparison.
+``--depth 0`` builds the same mapping unpipelined, for comparison. ``--units fc0 [fc1 ...]
+--unit-depths 2 4`` instead builds each named layer of the same mapping alone, at each depth, in
+``benchmarks/fmax_model.py``'s harness (nextpnr at its 250 MHz target): what the unit reaches
+when the rest of the accelerator does not limit it (``units`` in the json, a table of its own).
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from fmax_model import DEVICES, NEXTPNR, Harness  # noqa: E402
 from fmax_pipeline import critical_path, nextpnr_lock  # noqa: E402
 
 from lowbit._io import atomic_write  # noqa: E402
@@ -36,7 +40,8 @@ from lowbit.boards.records import get_board  # noqa: E402
 from lowbit.deploy.openflow import UART_TOP, constraints, uart_shell_verilog  # noqa: E402
 from lowbit.flow import compile_model  # noqa: E402
 from lowbit.hw.axi.shells import payload_bits  # noqa: E402
-from lowbit.hw.verilog import TOPLEVEL  # noqa: E402
+from lowbit.hw.fmax import estimate_fmax  # noqa: E402
+from lowbit.hw.verilog import TOPLEVEL, to_verilog  # noqa: E402
 from lowbit.ir.graph import IntegerGraph  # noqa: E402
 from lowbit.mapping import search_folding  # noqa: E402
 from lowbit.mapping.timing import deepest_pipeline  # noqa: E402
@@ -92,6 +97,31 @@ def write_table(doc: dict) -> None:
     for layers, f in by_layers.items():
         lines.append(f"| {layers} | {len(f)} | **{sum(f) / len(f):.1f}** "
                      f"| {min(f):.1f}-{max(f):.1f} |")
+    if doc.get("units"):
+        lines += [
+            "",
+            "## Each unit alone (`--units`)",
+            "",
+            "A layer of the same mapping alone in `benchmarks/fmax_model.py`'s harness",
+            "(serial-in shift register, registered XOR of the output), nextpnr at a 250 MHz",
+            "target; `model` is `lowbit.hw.fmax`'s estimate (its weight placement rule: LUTs or",
+            "block RAM).",
+            "",
+            "| layer | pipeline | Fmax mean (MHz) | min-max | seeds | model | LUT4 | FF | DP16KD "
+            "| critical path (seed of the slowest run) |",
+            "|---|---|---|---|---|---|---|---|---|---|",
+        ]
+        for u in doc["units"]:
+            f = [r["fmax_mhz"] for r in u["runs"]]
+            slow = min(u["runs"], key=lambda r: r["fmax_mhz"])
+            c = slow["critical"]
+            crit = (f"{c['from']} -> {c['to']}: {c['cells']} cells, {c['logic_ns']} ns logic + "
+                    f"{c['routing_ns']} ns routing") if c else "-"
+            lines.append(
+                f"| {u['layer']} {u['pe']}x{u['simd']} {u['kind']} | {u['pipeline']} "
+                f"| **{sum(f) / len(f):.1f}** | {min(f):.1f}-{max(f):.1f} | {len(f)} "
+                f"| {u['estimate_mhz']} | {slow['comb']} | {slow['ff']} | {slow['ram']} | {crit} |"
+            )
     notes = doc.get("notes", [])
     if notes:
         lines += ["", "## Notes", ""] + [f"- {n}" for n in notes]
@@ -106,6 +136,8 @@ def main(argv=None) -> int:
     ap.add_argument("--depth", default="max", help="'max' or 0")
     ap.add_argument("--synth-only", action="store_true")
     ap.add_argument("--table-only", action="store_true")
+    ap.add_argument("--units", nargs="+", help="layers to build alone in the harness")
+    ap.add_argument("--unit-depths", nargs="+", type=int, default=[2, 4])
     args = ap.parse_args(argv)
     if args.table_only:
         write_table(json.loads(RESULTS.read_text()))
@@ -117,6 +149,8 @@ def main(argv=None) -> int:
     graph = IntegerGraph.load(args.model)
     board = get_board(BOARD)
     schedule = search_folding(graph, BOARD, budget=BUDGET)
+    if args.units:
+        return measure_units(graph, schedule, args.units, args.unit_depths, args.seeds, work)
     if args.depth == "max":
         schedule = deepest(schedule, graph)
     build = work / ("depth_" + "-".join(str(lay.pipeline) for lay in schedule.layers))
@@ -173,6 +207,59 @@ def main(argv=None) -> int:
         atomic_write(RESULTS, json.dumps(doc, indent=1) + "\n")
         write_table(doc)
         print(json.dumps(doc["builds"][-1], indent=1), flush=True)
+    return 0
+
+
+def measure_units(graph, schedule, names, depths, seeds, work: Path) -> int:
+    """Each layer of ``names`` alone in the harness at each of ``depths``, every seed; appended
+    to the json's ``units``."""
+    device, target = DEVICES["ecp5"]
+    specs = {lay.name: s for lay, s in zip(schedule.layers, schedule.apply(graph))}
+    for name in names:
+        for depth in depths:
+            spec = dataclasses.replace(specs[name], pipeline=depth)
+            build = work / f"unit_{name}_{depth}"
+            build.mkdir(exist_ok=True)
+            (build / "unit.v").write_text(to_verilog(Harness(spec), "fmax_unit"))
+            t0 = time.monotonic()
+            synth_for_pnr(build, ["unit.v"], "fmax_unit", "ecp5", timeout=3600)
+            synth_s = round(time.monotonic() - t0, 1)
+            runs = []
+            for seed in seeds:
+                t0 = time.monotonic()
+                with nextpnr_lock():
+                    run_logged(
+                        tool_command(NEXTPNR["ecp5"])
+                        + device
+                        + ["--json", "top.json", "--freq", str(target), "--seed", str(seed)]
+                        + ["--report", "report.json", "--timing-allow-fail"],
+                        build,
+                        "nextpnr",
+                        3600,
+                        f"nextpnr_{seed}.log",
+                    )
+                rep = json.loads((build / "report.json").read_text())
+                util = rep["utilization"]
+                runs.append({
+                    "seed": seed,
+                    "fmax_mhz": round(min(v["achieved"] for v in rep["fmax"].values()), 2),
+                    "comb": util["TRELLIS_COMB"]["used"],
+                    "ff": util["TRELLIS_FF"]["used"],
+                    "ram": util.get("DP16KD", {}).get("used", 0),
+                    "critical": critical_path(rep),
+                    "nextpnr_s": round(time.monotonic() - t0, 1),
+                })
+                print(f"{name} pipeline {depth} seed {seed}: {runs[-1]['fmax_mhz']} MHz",
+                      flush=True)
+            doc = json.loads(RESULTS.read_text()) if RESULTS.exists() else {"builds": []}
+            doc.setdefault("units", []).append({
+                "layer": name, "pe": spec.pe, "simd": spec.simd, "kind": str(spec.kind),
+                "pipeline": depth, "latency": spec.latency(),
+                "estimate_mhz": round(estimate_fmax(spec, "ecp5"), 1), "synth_s": synth_s,
+                "runs": runs,
+            })
+            atomic_write(RESULTS, json.dumps(doc, indent=1) + "\n")
+            write_table(doc)
     return 0
 
 
