@@ -19,8 +19,10 @@ image, checked) and mapped onto the PYNQ-Z2 by :func:`lowbit.mapping.search_fold
 energy model's count), weight bits (the schedule's memory), cycles per image at the default budget
 (the fastest folding that fits), and estimated LUTs at the baseline's throughput (the cheapest
 folding meeting the baseline's cycles per image). With ``--synth``, the Verilog of the baseline and
-of one point per method is generated (:func:`lowbit.flow.compile_model`, the same equal-throughput
-folding) and synthesised with yosys (``synth_xilinx``, :mod:`lowbit.tools.yosys`).
+of one point per method whose hardware differs from it is generated
+(:func:`lowbit.flow.compile_model`, at the cheapest folding meeting :data:`SYNTH_SLOWDOWN` x the
+baseline's cycles per image) and synthesised with yosys (``synth_xilinx``,
+:mod:`lowbit.tools.yosys`); ``--synth-part`` does this for a saved part.
 
 Training runs with one BLAS thread. ``--arch`` runs one architecture and writes its part
 (``--part FILE``); ``--merge PART...`` writes ``benchmarks/results/compression_sweep.{md,json,png}``
@@ -52,20 +54,22 @@ from lowbit.quant.train.loop import ZooConfig, train_teacher, train_zoo
 RESULTS = Path(__file__).parent / "results"
 BOARD = "pynq-z2"
 
-# method -> settings per architecture: (label, ZooConfig overrides, synthesise this one)
+# method -> settings per architecture: (label, ZooConfig overrides, synthesise this one). The
+# synthesised points are those whose hardware differs from the baseline's: magnitude pruning
+# below 90 % and distillation leave the layers and the engines as they are.
 GRID = {
     "mlp:256,256": {
-        "low-rank": [("r 64", {"low_rank": 64}, False), ("r 32", {"low_rank": 32}, True),
+        "low-rank": [("r 64", {"low_rank": 64}, False), ("r 32", {"low_rank": 32}, False),
                      ("r 16", {"low_rank": 16}, False),
-                     ("r 32, 4-bit", {"low_rank": 32, "low_rank_bits": 4}, False)],
+                     ("r 32, 4-bit", {"low_rank": 32, "low_rank_bits": 4}, True)],
         "channels": [("25% L1", {"prune_channels": 0.25}, False),
                      ("50% L1", {"prune_channels": 0.5}, True),
                      ("75% L1", {"prune_channels": 0.75}, False),
                      ("50% APoZ", {"prune_channels": 0.5, "prune_channels_by": "apoz"}, False)],
-        "magnitude": [("50%", {"prune": 0.5}, False), ("75%", {"prune": 0.75}, True),
-                      ("90%", {"prune": 0.9}, False)],
+        "magnitude": [("50%", {"prune": 0.5}, False), ("75%", {"prune": 0.75}, False),
+                      ("90%", {"prune": 0.9}, True)],
         "distill": [("alpha 0.3", {"distill_alpha": 0.3}, False),
-                    ("alpha 0.5", {"distill_alpha": 0.5}, True),
+                    ("alpha 0.5", {"distill_alpha": 0.5}, False),
                     ("alpha 0.7", {"distill_alpha": 0.7}, False)],
     },
     "cnv-small": {
@@ -75,10 +79,10 @@ GRID = {
         "channels": [("25% L1", {"prune_channels": 0.25}, False),
                      ("50% L1", {"prune_channels": 0.5}, True),
                      ("75% L1", {"prune_channels": 0.75}, False)],
-        "magnitude": [("50%", {"prune": 0.5}, False), ("75%", {"prune": 0.75}, True),
-                      ("90%", {"prune": 0.9}, False)],
+        "magnitude": [("50%", {"prune": 0.5}, False), ("75%", {"prune": 0.75}, False),
+                      ("90%", {"prune": 0.9}, True)],
         "distill": [("alpha 0.3", {"distill_alpha": 0.3}, False),
-                    ("alpha 0.5", {"distill_alpha": 0.5}, True),
+                    ("alpha 0.5", {"distill_alpha": 0.5}, False),
                     ("alpha 0.7", {"distill_alpha": 0.7}, False)],
     },
 }
@@ -187,42 +191,77 @@ def run_arch(
     return part
 
 
-SYNTH_SLOWDOWN = 4
-"""Synthesised designs are folded for ``SYNTH_SLOWDOWN`` times the baseline's cycles per image
-(narrower engines than the equal-fps column, so that yosys finishes in minutes)."""
+SYNTH_SLOWDOWN = {"mlp:256,256": 32, "cnv-small": 16}
+"""Synthesised designs of each architecture are folded for this many times its baseline's cycles
+per image (narrower engines than the equal-fps column, so that yosys finishes in minutes; the same
+factor for every point of an architecture)."""
 
 
-def synthesise(part: dict, timeout: float = 900, save=None, only: list[str] | None = None) -> None:
-    """yosys figures of the rows marked ``synth``: the cheapest folding meeting
-    ``SYNTH_SLOWDOWN`` x the baseline's cycles per image, compiled, ``lowbit_top`` synthesised
-    (with the mapper's estimate of the same folding beside it); a timeout or failure is recorded,
-    not raised."""
+def synth_marked(arch: str, method: str, setting: str) -> bool:
+    """Whether GRID marks this point for yosys (the baseline always)."""
+    if method == "baseline":
+        return True
+    return any(label == setting and do for label, _, do in GRID[arch].get(method, ()))
+
+
+def synthesise(
+    part: dict, timeout: float = 1200, save=None, only: list[str] | None = None,
+    slowdown: int | None = None, points: list[str] | None = None,
+) -> None:
+    """yosys figures of the points GRID marks (or ``points``, ``"method:setting"``): the
+    cheapest folding meeting ``slowdown`` (default :data:`SYNTH_SLOWDOWN`) x the baseline's
+    cycles per image, compiled, ``lowbit_top`` synthesised, with the mapper's estimate of the
+    same folding beside it. A point already synthesised at that factor is kept; figures at
+    another factor are replaced (or dropped from a point no longer marked). A timeout or failure
+    is recorded, not raised. The CPU time is yosys's (the children's user + system time)."""
+    import resource
+
     from lowbit import LowbitError
     from lowbit.flow import compile_model
     from lowbit.ir import IntegerGraph
     from lowbit.tools.yosys import resources_from_cells, synth_cells
 
+    def cpu() -> float:
+        r = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return r.ru_utime + r.ru_stime
+
     work = Path(part["workdir"])
+    factor = slowdown or SYNTH_SLOWDOWN[part["arch"]]
     for row in part["rows"]:
-        if not row["synth"] or "yosys" in row or (only is not None and row["method"] not in only):
+        key = f"{row['method']}:{row['setting']}"
+        marked = (key in points) if points is not None else synth_marked(
+            part["arch"], row["method"], row["setting"])
+        if points is None:
+            row["synth"] = marked
+        old = row.get("yosys")
+        if old is not None and old.get("slowdown", 4) != factor:
+            del row["yosys"]  # figures at another folding
+            old = None
+        if not marked or (old is not None and "lut" in old) or (
+            only is not None and row["method"] not in only
+        ):
             continue
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), cpu()
         graph = IntegerGraph.load(work / f"{row['files']}.npz")
-        target = SYNTH_SLOWDOWN * part["rows"][0]["cycles"]
+        target = factor * part["rows"][0]["cycles"]
         sched = search_folding(graph, BOARD, max_cycles=target)
-        est = sched.report(graph)
-        out = work / f"{row['files']}.compiled"
+        est = sched.report(graph)["resources"]
+        out = work / f"{row['files']}.x{factor}.compiled"
         try:
             compile_model(graph, out, schedule=sched)
             verilog = (out / "lowbit_top.v").read_text()
             res = resources_from_cells(synth_cells(verilog, "lowbit_top", timeout=timeout))
             row["yosys"] = {"lut": int(res.lut), "ff": int(res.ff), "bram36": float(res.bram36),
-                            "dsp": int(res.dsp), "seconds": round(time.perf_counter() - t0, 1)}
+                            "dsp": int(res.dsp)}
         except (LowbitError, OSError) as e:
-            row["yosys"] = {"error": str(e).splitlines()[0][:200],
-                            "seconds": round(time.perf_counter() - t0, 1)}
-        row["yosys"].update(cycles_target=int(target), cycles=int(est["cycles_per_image"]),
-                            estimated_lut=int(est["resources"]["lut"]["used"]))
+            row["yosys"] = {"error": str(e).splitlines()[0][:200]}
+        row["yosys"].update(
+            seconds=round(time.perf_counter() - t0, 1), cpu_seconds=round(cpu() - c0, 1),
+            slowdown=factor, cycles_target=int(target),
+            cycles=int(sched.report(graph)["cycles_per_image"]),
+            estimated_lut=int(est["lut"]["used"]), estimated_ff=int(est["ff"]["used"]),
+            estimated_bram36=float(est["bram36"]["used"]),
+        )
         print(f"{part['arch']} {row['method']} {row['setting']}: yosys {row['yosys']}", flush=True)
         if save is not None:
             save()
@@ -241,8 +280,11 @@ def merge(parts: list[dict], note: str) -> None:
         "(`search_folding`): MACs per image, weight bits, cycles per image of the fastest "
         "folding within the default budget, and LUTs of the cheapest folding meeting the "
         "baseline's cycles per image (*LUT @ equal fps*; *cycles @ eq.* is what that folding "
-        "reaches when it cannot). *yosys LUT*: `synth_xilinx` of the generated Verilog at that "
-        "same folding, for one point per method. Every model's integer graph predicts its "
+        "reaches when it cannot). *yosys*: `synth_xilinx` of the whole generated accelerator "
+        "(`lowbit_top`) at a slower folding, the cheapest meeting a fixed multiple of the "
+        "baseline's cycles per image (one factor per network, in the column's title), for one "
+        "point per method whose hardware differs from the baseline's, beside the mapper's "
+        "estimate at that same folding. Every model's integer graph predicts its "
         "model's class on every test image. Produced by `benchmarks/compression_sweep.py`.",
         "",
     ]
@@ -250,6 +292,8 @@ def merge(parts: list[dict], note: str) -> None:
         lines += [note, ""]
     for part in parts:
         base = part["rows"][0]
+        factor = next((r["yosys"].get("slowdown", 4) for r in part["rows"] if "yosys" in r), None)
+        ycol = "yosys" if factor is None else f"yosys @ {factor} x the baseline's cycles"
         lines += [
             f"## {part['arch']}",
             "",
@@ -261,14 +305,17 @@ def merge(parts: list[dict], note: str) -> None:
             "",
             "| method | setting | accuracy % | Δ pp | hidden widths | weight bits | MACs | "
             "engines | cycles @ budget | LUT @ budget | LUT @ equal fps | cycles @ eq. | "
-            "yosys LUT |",
+            f"{ycol}: LUT / FF / BRAM36 (est. LUT / FF / BRAM36) |",
             "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         for r in part["rows"]:
             y = r.get("yosys")
             ys = "—" if y is None else (
-                f"{y['lut']:,} (est. {y['estimated_lut']:,} @ {y['cycles']:,} cycles)"
-                if "lut" in y else f"failed: {y['error']}"
+                f"{y['lut']:,} / {y['ff']:,} / {y['bram36']:g} (est. {y['estimated_lut']:,} / "
+                f"{y.get('estimated_ff', '?'):,} / {y.get('estimated_bram36', '?'):g}) @ "
+                f"{y['cycles']:,} cycles, {y['cpu_seconds']:,.0f} s CPU"
+                if "lut" in y else f"failed: {y['error']} ({y.get('cpu_seconds', '?')} s CPU; "
+                f"est. {y['estimated_lut']:,} LUT @ {y['cycles']:,} cycles)"
             )
             lines.append(
                 f"| {r['method']} | {r['setting']} | {r['accuracy'] * 100:.1f} | "
@@ -323,6 +370,13 @@ def main(argv=None) -> int:
     p.add_argument("--workdir", type=Path, default=Path("/tmp/compression_sweep"))
     p.add_argument("--merge", nargs="+", type=Path, help="parts to merge into the results")
     p.add_argument("--synth-part", type=Path, help="run --synth on a saved part (rewrites it)")
+    p.add_argument("--synth-slowdown", type=int,
+                   help="fold synthesised designs for N x the baseline's cycles per image "
+                        "(default: 32 for mlp, 16 for cnv-small)")
+    p.add_argument("--synth-points", type=lambda t: t.split(";"),
+                   help="'method:setting' points to synthesise, ';'-separated "
+                        "(default: those GRID marks)")
+    p.add_argument("--synth-timeout", type=float, default=1200, help="seconds per yosys run")
     p.add_argument("--methods", type=lambda t: t.split(","),
                    help="comma-separated methods of GRID to run (default: all)")
     p.add_argument("--settings", type=lambda t: t.split(","),
@@ -359,7 +413,8 @@ def main(argv=None) -> int:
         synthesise(
             part,
             save=lambda: atomic_write(args.synth_part, json.dumps(part, indent=1) + "\n"),
-            only=args.methods,
+            only=args.methods, slowdown=args.synth_slowdown, points=args.synth_points,
+            timeout=args.synth_timeout,
         )
         return 0
     archs = [args.arch] if args.arch else list(GRID)
