@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from onnx import helper
 from onnx_models import QDOMAIN, Builder, bn
 
 from lowbit import LowbitError
@@ -179,3 +180,21 @@ def test_fully_connected_on_a_sequence_of_length_one_is_refused():
                                           r"\(1, 2\); lowbit needs a length of at least 2 before "
                                           r"a fully connected layer$"):
         import_onnx(b.model((2,)))
+
+
+def test_conv1d_without_window_attributes_says_what_to_add():
+    """Without a 1-D ``kernel_shape``, ``strides`` or ``dilations`` attribute in the model, its
+    ``(N, C, L)`` input is read as a vector: the convolution says which attribute to give."""
+    b = Builder("noattr", (2, 8))
+    b.quant(0.5, 3)
+    b.act("Conv", b.qweight(np.ones((2, 2, 3)), 1.0, 2), name="conv")
+    b.act("Relu")
+    b.quant(1.0, 2)
+    b.act("Flatten", axis=1)
+    b.act("Gemm", b.qweight(np.ones((2, 12)), 1.0, 2), transB=1, name="fc")
+    with pytest.raises(LowbitError, match=r"node 'conv' \(Conv\): reads \[1, 2, 8\] as a vector: "
+                                          r".* give this node its kernel_shape$"):
+        import_onnx(b.model((2,)))
+    conv = next(n for n in b.nodes if n.name == "conv")
+    conv.attribute.extend([helper.make_attribute("kernel_shape", [3])])
+    assert isinstance(import_onnx(b.model((2,))).graph.nodes[0], SlidingWindow1D)

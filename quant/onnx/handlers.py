@@ -895,6 +895,13 @@ def conv(lw, node, ins, a):
 
 def _sequence(lw, node, x: Act) -> tuple[int, int]:
     """``(L, C)`` of a sequence activation in the standard NCL layout."""
+    if len(x.phys) == 1 and x.idx.ndim == 2:
+        raise lw.err(
+            node,
+            f"reads {[1, *x.idx.shape]} as a vector: lowbit streams a model's (N, C, L) input as "
+            "a sequence when a node has a 1-D kernel_shape, strides or dilations attribute; give "
+            "this node its kernel_shape",
+        )
     if len(x.phys) != 2 or x.idx.ndim != 2:
         raise lw.err(node, f"needs a sequence (1, C, L), not {[1, *x.idx.shape]}")
     length, c = x.phys
