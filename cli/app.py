@@ -726,26 +726,6 @@ def cmd_boards(args) -> int:
     return 0
 
 
-def _refuse_dag_build(source: Path) -> None:
-    """``build`` of a DAG model or design (issue 19): refused, naming it."""
-    from ..flow import CompiledDesign
-    from ..ir.graph import IntegerGraph
-
-    if source.is_dir():
-        dag = (source / CompiledDesign.SCHEDULE).is_file() and CompiledDesign(source).is_dag
-    else:
-        dag = (
-            source.is_file()
-            and source.suffix == ".npz"
-            and bool(IntegerGraph.load(source).dag_nodes())
-        )
-    if dag:
-        raise LowbitError(
-            f"build {source}: a DAG design; the build (Vivado plan, open flow) takes chain "
-            "designs only yet ('lowbit compile' and 'lowbit sim --fast' take DAGs)"
-        )
-
-
 def cmd_build(args) -> int:
     from ..deploy.build import build
     from ._estimate import estimate_lines, throughput_lines
@@ -756,7 +736,6 @@ def cmd_build(args) -> int:
             flush=True,
         )
 
-    _refuse_dag_build(Path(args.source))
     m = build(
         args.source,
         args.board,

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import os
 import shutil
 from collections.abc import Callable, Mapping
@@ -34,7 +35,7 @@ from .. import LowbitError
 from .._io import umask_mode
 from ..boards.records import Board, get_board
 from ..flow import CompiledDesign, compile_model, write_json
-from ..flow.steps import FAILED_LOGS, _staged_dir
+from ..flow.steps import FAILED_LOGS, _staged_dir, dag_mapping_report, map_dag_model
 from ..hw.axi.shells import payload_bits
 from ..hw.axi.wfetch import pack_image
 from ..hw.mvtu.spec import streams_weights
@@ -42,6 +43,8 @@ from ..ir.files import confine_tree
 from ..ir.graph import IntegerGraph
 from ..mapping import search_folding
 from ..mapping.buildsize import BuildEstimate, default_budget, design_size, estimate_build
+from ..mapping.dag import DagSchedule
+from ..mapping.schedule import output_stream_cycles
 from ..tools.fpga import run_vivado_build, vivado_available
 from .driver import driver_config, driver_files
 from .estimate import dma_throughput
@@ -62,6 +65,7 @@ MAX_TIMEOUT_S = 7 * 24 * 3600.0
 WARN_BUILD_S = 600.0
 """An open-flow build estimated longer than this (seconds) is warned about."""
 
+
 def _compiled(
     source: Path,
     board: Board,
@@ -78,24 +82,68 @@ def _compiled(
     if source.is_dir():
         confine_tree(source, "compiled directory")  # read and copied with links followed
         design = CompiledDesign.open(source)
-        _, schedule = design.load()
-        if get_board(schedule.board).part != board.part:
+        if design.is_dag:  # the DAG mapper's report names its board
+            compiled_for = str(design.report().mapping.get("board"))
+        else:
+            compiled_for = design.load()[1].board
+        if get_board(compiled_for).part != board.part:
             raise LowbitError(
-                f"{source} was compiled for {schedule.board}, not {board.name}; "
+                f"{source} was compiled for {compiled_for}, not {board.name}; "
                 f"compile it again with --board {board.name}"
             )
         design.require(design.VERILOG)
-        check_size(design.report().mapping)
+        check_size(_utilisation(design.report().mapping, board))
         shutil.copytree(source, dest, ignore=shutil.ignore_patterns("sim", "sim_*", "__pycache__"))
         return CompiledDesign(dest)
     if not source.is_file():
         raise LowbitError(f"{source}: no such model file or compiled directory")
     graph = IntegerGraph.load(source)
     budget = default_budget(board) if budget is None else budget
+    if graph.dag_nodes():  # issue 19: compile_model maps it with the DAG mapper (the same folding)
+        mapping = dag_mapping_report(
+            graph, map_dag_model(graph, board.name, budget=budget), board.name
+        )
+        check_size(_utilisation(mapping, board))
+        compile_model(graph, dest, board=board.name, budget=budget)
+        return CompiledDesign(dest)
     schedule = search_folding(graph, board, budget=budget)
     check_size(schedule.report(graph, board=board))
     compile_model(graph, dest, board=board.name, schedule=schedule, budget=budget)
     return CompiledDesign(dest)
+
+
+def _utilisation(mapping: Mapping, board: Board) -> dict:
+    """``mapping`` with its ``resources`` as a chain's report gives them (``used``, ``available``,
+    ``fraction`` of ``board``'s): a DAG's (:func:`lowbit.flow.steps.dag_mapping_report`) gives the
+    used counts only. A chain's is returned as it is."""
+    res = mapping.get("resources")
+    if not isinstance(res, dict) or all(isinstance(v, dict) for v in res.values()):
+        return dict(mapping)
+    capacity = board.capacity()
+    out = {}
+    for kind, used in res.items():
+        available = getattr(capacity, kind)
+        fraction = used / available if available else (0.0 if not used else math.inf)
+        out[kind] = {"used": used, "available": available, "fraction": fraction}
+    return {**mapping, "resources": out}
+
+
+def _dag_mapping(
+    graph: IntegerGraph, schedule: DagSchedule, mapping: Mapping, board: Board, stream
+) -> dict:
+    """What the build reads of a chain's mapping report, for a DAG design: the resources
+    (:func:`_utilisation`) and the image's and the scores' cycles through the board's AXI-HP port
+    (``input_stream_cycles``: the top's input stream, ``stream``; ``output_stream_cycles``: the last
+    node's unit)."""
+    port = board.axi_hp_width_bits
+    per_cycle = stream.simd * stream.in_bits
+    per_cycle = per_cycle if port is None else min(per_cycle, port)
+    specs, _ = schedule.apply(graph)
+    return {
+        **_utilisation(mapping, board),
+        "input_stream_cycles": math.ceil(stream.input_size * stream.in_bits / per_cycle),
+        "output_stream_cycles": output_stream_cycles(specs[-1], port),
+    }
 
 
 def check_build_size(
@@ -244,18 +292,26 @@ def build(
 
     with _staged_dir(out, "build.json") as tmp:
         compiled = _compiled(source, board, tmp, budget, check_size)
-        graph, schedule = compiled.load()
-        if schedule.ddr_layers and not board.has_ps:
+        report = compiled.report()
+        stream = report.stream_format  # the accelerator's port widths
+        if compiled.is_dag:  # issue 19: no DDR layers, the clock of the mapping report
+            graph, dag = compiled.load_dag()
+            schedule = None
+            mapping = _dag_mapping(graph, dag, report.mapping, board, stream)
+            schedule_clock: float = mapping.get("clock_mhz", board.fabric_clock_mhz)
+        else:
+            graph, schedule = compiled.load()
+            mapping, schedule_clock = report.mapping, schedule.clock_mhz
+        if schedule is not None and schedule.ddr_layers and not board.has_ps:
             raise LowbitError(
                 f"{source}: layer(s) {', '.join(map(repr, schedule.ddr_layers))} stream their "
                 f"weights from DDR, but board {board.name!r} has no DDR; keep the weights on chip "
                 '("weights": "onchip" in the schedule)'
             )
-        report = compiled.report()
         clock = (
             clock_mhz
             if clock_mhz is not None
-            else check_clock_mhz(schedule.clock_mhz, f"{source}: the schedule's clock_mhz")
+            else check_clock_mhz(schedule_clock, f"{source}: the schedule's clock_mhz")
         )
         verilog = compiled.require(report.verilog).read_text()
         manifest = {
@@ -266,7 +322,6 @@ def build(
             "source": str(source),
             "cycles_per_image": report.cycles_per_image,
         }
-        stream = report.stream_format  # the accelerator's port widths
         if not board.has_ps:
             manifest["build_estimate"] = dataclasses.asdict(estimates[0])
             manifest.update(
@@ -275,7 +330,7 @@ def build(
                     verilog,
                     tmp,
                     stream_format=stream,
-                    mapping=report.mapping,
+                    mapping=mapping,
                     clock_mhz=clock,
                     timeout=timeout,
                     keep=out.resolve() / FAILED_LOGS,
@@ -283,7 +338,11 @@ def build(
             )
         else:
             in_bits, out_bits = payload_bits(stream)
-            ports, images = weight_ports(board, graph, schedule, outstanding=fetch_outstanding)
+            ports, images = (
+                ([], [])
+                if schedule is None
+                else weight_ports(board, graph, schedule, outstanding=fetch_outstanding)
+            )
             files, summary = vivado_plan_files(
                 board,
                 verilog,
@@ -315,7 +374,7 @@ def build(
                     (tmp / name).write_text(data)
             (tmp / "build.sh").chmod(umask_mode(executable=True))
             manifest.update(summary)
-            manifest["throughput"] = dma_throughput(clock, report.mapping, board.axi_hp_width_bits)
+            manifest["throughput"] = dma_throughput(clock, mapping, board.axi_hp_width_bits)
             if shutil.which("tclsh"):
                 manifest["plan_check"] = check_vivado_plan(tmp)
             else:
