@@ -89,16 +89,18 @@ def compiled(model, tmp_path_factory):
 
 
 @pytest.mark.cocotb
-def test_a_dag_under_cocotb(compiled, tmp_path, capsys):
+@pytest.mark.parametrize("simulator", ["verilator", "icarus"])
+def test_a_dag_under_cocotb(compiled, tmp_path, capsys, simulator):
     """``lowbit sim DIR`` (cocotb on the shipped Verilog) of a DAG: bit-exact in the steady and the
     throttled runs, labels == the reference, measured cycles per image == the DAG mapper's."""
     out = compiled
-    argv = ["sim", str(out), "--images", "24", "--throttled", "12"]
+    argv = ["sim", str(out), "--images", "24", "--throttled", "12", "--simulator", simulator]
     argv += ["--json", str(tmp_path / "s.json")]
     assert main(argv) == 0
     summary = json.loads((tmp_path / "s.json").read_text())
     model_cycles = CompiledDesign.open(out).report().cycles_per_image
     assert summary["ok"] and summary["labels_equal_reference"] and summary["mismatches"] == 0
+    assert summary["simulator"] == simulator
     assert [r["name"] for r in summary["runs"]] == ["steady", "throttled-seed1", "throttled-seed2"]
     assert [r["checked"] for r in summary["runs"]] == [24, 12, 12]
     assert summary["cycles_per_image_measured"] == model_cycles
