@@ -191,10 +191,12 @@ def run_arch(
     return part
 
 
-SYNTH_SLOWDOWN = {"mlp:256,256": 32, "cnv-small": 16}
+SYNTH_SLOWDOWN = {"mlp:256,256": 4, "cnv-small": 2}
 """Synthesised designs of each architecture are folded for this many times its baseline's cycles
-per image (narrower engines than the equal-fps column, so that yosys finishes in minutes; the same
-factor for every point of an architecture)."""
+per image (the same factor for every point of an architecture). A slower folding has narrower
+engines but deeper weight memories, and yosys's time grows with the memories' initialised words
+(mlp channels 50 % at 32 x, about 44,000 words, did not finish in 1,200 s), so the factors are
+small: narrower engines than the equal-fps column, memories a few thousand words deep."""
 
 
 def synth_marked(arch: str, method: str, setting: str) -> bool:
@@ -229,12 +231,10 @@ def synthesise(
     factor = slowdown or SYNTH_SLOWDOWN[part["arch"]]
     for row in part["rows"]:
         key = f"{row['method']}:{row['setting']}"
-        marked = (key in points) if points is not None else synth_marked(
-            part["arch"], row["method"], row["setting"])
-        if points is None:
-            row["synth"] = marked
+        row["synth"] = synth_marked(part["arch"], row["method"], row["setting"])
+        marked = (key in points) if points is not None else row["synth"]
         old = row.get("yosys")
-        if old is not None and old.get("slowdown", 4) != factor:
+        if old is not None and old.get("slowdown") != factor:
             del row["yosys"]  # figures at another folding
             old = None
         if not marked or (old is not None and "lut" in old) or (
@@ -372,7 +372,7 @@ def main(argv=None) -> int:
     p.add_argument("--synth-part", type=Path, help="run --synth on a saved part (rewrites it)")
     p.add_argument("--synth-slowdown", type=int,
                    help="fold synthesised designs for N x the baseline's cycles per image "
-                        "(default: 32 for mlp, 16 for cnv-small)")
+                        "(default: 4 for mlp, 2 for cnv-small)")
     p.add_argument("--synth-points", type=lambda t: t.split(";"),
                    help="'method:setting' points to synthesise, ';'-separated "
                         "(default: those GRID marks)")
