@@ -40,6 +40,7 @@ from pathlib import Path
 
 from .. import LowbitError
 from ..boards import Board
+from ..hw.dag import DAG_FAMILIES
 from ..hw.dag.stitch import dag_stitching, dag_unit_spec
 from ..hw.mvtu.spec import divisors
 from ..hw.registry import FAMILIES
@@ -47,10 +48,10 @@ from ..ir.graph import (
     GRAPH_INPUT,
     Add,
     DepthwiseConv,
-    GlobalAvgPool,
     IntegerGraph,
     MatMulThreshold,
     SlidingWindow,
+    SlidingWindow1D,
 )
 from ..ir.resources import Resources
 from .branch_fifo import MIN_BRANCH_LATENCY, min_branch_fifo_depth
@@ -66,9 +67,9 @@ __all__ = [
     "vectors_of",
 ]
 
-DAG_NODE_TYPES: tuple[type, ...] = (*FAMILIES, DepthwiseConv, Add, GlobalAvgPool)
-"""The node types the DAG top builds (the chain's, the depthwise engine, the adder/joiner and the
-global average pool)."""
+DAG_NODE_TYPES: tuple[type, ...] = (*FAMILIES, *DAG_FAMILIES)
+"""The node types the DAG top builds: the chain's and issue 19's (the depthwise engine, the 1-D
+window and max-pool, the adder/joiner, the global average pool)."""
 
 
 def check_dag_mappable(graph: IntegerGraph, what: str) -> None:
@@ -212,7 +213,7 @@ def _options(graph: IntegerGraph, i: int) -> list[tuple[int, int]]:
     """Every ``(pe, simd)`` of node ``i``."""
     node, shape = graph.nodes[i], graph.input_shape_of(i)
     if isinstance(node, MatMulThreshold):
-        after_window = i > 0 and isinstance(graph.nodes[i - 1], SlidingWindow)
+        after_window = i > 0 and isinstance(graph.nodes[i - 1], (SlidingWindow, SlidingWindow1D))
         cols = graph.input_shape_of(i - 1)[-1] if after_window else node.mw
         return [(pe, simd) for pe in divisors(node.mh) for simd in divisors(cols)]
     channels = node.channels if isinstance(node, Add) else shape[-1]
@@ -316,7 +317,7 @@ def _windows_follow(graph: IntegerGraph, choice, per_node, target: int) -> list[
     names = [n.name for n in graph.nodes]
     for i, node in enumerate(graph.nodes):
         readers = graph.consumers(node.name)
-        if not isinstance(node, SlidingWindow) or len(readers) != 1:
+        if not isinstance(node, (SlidingWindow, SlidingWindow1D)) or len(readers) != 1:
             continue
         j = names.index(readers[0])
         if not isinstance(graph.nodes[j], (MatMulThreshold, DepthwiseConv)):

@@ -1,14 +1,9 @@
-"""Issue 19, a 1-D convolution network from Brevitas to bit-exact RTL: the zoo's ``conv1d_w4a4``
+"""Issue 19, 1-D convolution networks from Brevitas to bit-exact RTL: the zoo's ``conv1d_w4a4``
 (``tests/brevitas_conv1d.py``: two ``QuantConv1d`` layers, the second of stride 2, and a
-``QuantLinear``; no pooling) imported, compiled for the PYNQ-Z2 and run on the fast path over the
-whole digits test split (floats encoded by the graph's input quantizer, in its ``(L, C)`` order):
-every score equal to the oracle's under throttling, the labels equal, cycles per image == the DAG
-mapper's model.
-
-Expected to fail until ``mapping.dag`` places ``SlidingWindow1D`` nodes (``DAG_NODE_TYPES`` and
-the window cases of ``_options`` and ``_windows_follow``); with those four lines the compiled top
-measured 24.0 cycles per image == the model's 24, 0 mismatches on 450 images in 3 runs, accuracy
-0.9778 (reference and RTL)."""
+``QuantLinear``) and ``conv1d_w4a4_pool`` (a ``MaxPool1d(2)`` instead of the stride) imported,
+compiled for the PYNQ-Z2 and run on the fast path over the whole digits test split (floats encoded
+by the graph's input quantizer, in its ``(L, C)`` order): every score equal to the oracle's under
+throttling, the labels equal, cycles per image == the DAG mapper's model."""
 
 from __future__ import annotations
 
@@ -24,13 +19,9 @@ from lowbit.quant.onnx.importer import import_onnx
 
 
 @pytest.mark.fast_sim
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="mapping.dag does not place SlidingWindow1D nodes yet (issue 19)",
-)
-def test_conv1d_network_compiles_and_runs_bit_exact(tmp_path):
-    res = import_onnx(c1d.export("conv1d_w4a4", tmp_path, False))
+@pytest.mark.parametrize("name", ["conv1d_w4a4", "conv1d_w4a4_pool"])
+def test_conv1d_network_compiles_and_runs_bit_exact(name, tmp_path):
+    res = import_onnx(c1d.export(name, tmp_path, False))
     model = res.graph.save(tmp_path / "model.npz")
     d = load_digits_split()
     x = c1d.model_input(d.x_test).transpose(0, 2, 1)  # the graph's (L, C) order

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ...ir.graph import Add, DepthwiseConv, GlobalAvgPool, SlidingWindow1D
+from ...ir.graph import Add, DepthwiseConv, GlobalAvgPool, MaxPool1D, SlidingWindow1D
 from .branch import AddSpec, ForkSpec
 from .depthwise import DepthwiseSpec, depthwise_node
 from .gap import GlobalAvgPoolSpec
@@ -36,9 +36,8 @@ __all__ = [
 DAG_FAMILIES: dict[type, tuple[Any, ...]] = {
     DepthwiseConv: (DepthwiseSpec,),
     SlidingWindow1D: (SWG1DSpec,),
+    MaxPool1D: (MaxPool1DSpec,),
     Add: (AddSpec,),
     GlobalAvgPool: (GlobalAvgPoolSpec,),
 }
-"""The graph's node types of issue 19 -> the spec families that implement them. (The streaming
-1-D max-pool, :class:`MaxPool1DSpec`, is not in it yet: the DAG mapper does not place
-``MaxPool1D`` nodes.)"""
+"""The graph's node types of issue 19 -> the spec families that implement them."""
