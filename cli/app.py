@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import math
 import shutil
 import sys
 from dataclasses import dataclass, replace
@@ -147,6 +146,17 @@ def cmd_compile(args) -> int:
 
     if (args.model is None) == (args.zoo is None):
         raise LowbitError("compile: give either a model file or --zoo NAME (not both)")
+    if args.target_fps is not None:
+        for flag, value in (
+            ("--schedule", args.schedule),
+            ("--budget", args.budget),
+            ("--zoo", args.zoo),
+        ):
+            if value is not None:
+                raise LowbitError(
+                    f"--target-fps chooses the folding of a model file; drop {flag} (or "
+                    "--target-fps)"
+                )
     if args.zoo is not None:
         if args.input_wire is not None:
             raise LowbitError("compile: --input-wire applies to a model file, not --zoo")
@@ -192,8 +202,15 @@ def cmd_compile(args) -> int:
                         f"schedule must fit in): {e}"
                     ) from None
         budget = args.budget if schedule else _search_budget(args.budget, board_name)
+        if args.target_fps is not None:
+            budget = None  # the target chooses: the cheapest folding reaching it
         report = compile_model(
-            graph, args.output, board=board_name, schedule=schedule, budget=budget
+            graph,
+            args.output,
+            board=board_name,
+            schedule=schedule,
+            budget=budget,
+            target_fps=args.target_fps,
         )
     m = report.mapping
     design = CompiledDesign(args.output)
@@ -569,7 +586,7 @@ def _map_dag(args, graph) -> int:
     """``lowbit map`` of a DAG (issue 19): :func:`lowbit.flow.steps.map_dag_model`, reported as
     one row per node, the FIFOs, cycles per image and images/s."""
     from ..boards import get_board
-    from ..flow.steps import dag_mapping_report, map_dag_model
+    from ..flow.steps import dag_mapping_report, dag_max_cycles, map_dag_model
 
     for flag, value in (
         ("--schedule", args.schedule),
@@ -585,12 +602,7 @@ def _map_dag(args, graph) -> int:
     board = get_board(args.board or "pynq-z2")
     max_cycles = None
     if args.target_fps is not None:
-        max_cycles = math.floor(board.fabric_clock_mhz * 1e6 / args.target_fps)
-        if max_cycles < 1:
-            raise LowbitError(
-                f"--target-fps {args.target_fps:g} is above the clock "
-                f"({board.fabric_clock_mhz:g} MHz)"
-            )
+        max_cycles = dag_max_cycles(board.name, args.target_fps)
     schedule = map_dag_model(graph, board.name, budget=args.budget, max_cycles=max_cycles)
     report = dag_mapping_report(graph, schedule, board.name)
     if args.output:
@@ -867,6 +879,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="apply this schedule (JSON from 'lowbit map -o') instead of searching (default: "
         "search)",
+    )
+    c.add_argument(
+        "--target-fps",
+        type=positive,
+        help="the cheapest folding reaching this many images/s at the board's clock, for a chain "
+        "or a DAG model (default: the fastest within --budget)",
     )
     c.add_argument(
         "--input-wire", type=_input_wire, metavar="TYPE:SCALE[:ZERO_POINT]", help=INPUT_WIRE_HELP

@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import logging
+import math
 import os
 import shutil
 import tempfile
@@ -31,7 +32,7 @@ from ..hw.dag.top import DagAccelerator, dag_stream_format
 from ..hw.top import Accelerator, stream_format
 from ..hw.verilog import TOPLEVEL, write_verilog
 from ..ir.graph import IntegerGraph
-from ..mapping import Schedule, search_folding
+from ..mapping import DEFAULT_BUDGET, Schedule, search_folding
 from ..mapping.buildsize import default_budget
 from ..mapping.dag import DagSchedule, map_dag, vectors_of
 from ..mapping.report import mapping_report
@@ -48,6 +49,7 @@ __all__ = [
     "dag_mapping_report",
     "is_dag",
     "map_dag_model",
+    "dag_max_cycles",
     "compile_zoo",
     "zoo_schedule",
     "load_compiled",
@@ -122,6 +124,7 @@ def compile_model(
     board: str = "pynq-z2",
     schedule: str | os.PathLike | Schedule | None = None,
     budget: float | None = None,
+    target_fps: float | None = None,
 ) -> CompiledReport:
     """Map ``graph`` onto ``board`` (or apply ``schedule``) and write the Verilog and reports.
 
@@ -129,7 +132,9 @@ def compile_model(
     its :class:`~lowbit.flow.compiled.CompiledReport`. A given schedule whose estimated resources
     exceed the board (or ``budget`` of it) is refused with a :class:`LowbitError` naming the layer
     and the resource; nothing is written then. Without a schedule, the folding is searched within
-    ``budget``, by default :func:`lowbit.mapping.buildsize.default_budget` (as ``lowbit compile``).
+    ``budget``, by default :func:`lowbit.mapping.buildsize.default_budget` (as ``lowbit compile``);
+    with ``target_fps`` (images/s at the board's clock) the cheapest folding reaching it instead
+    (for a DAG: :func:`dag_max_cycles` of it, the cheapest at exactly that many cycles per image).
 
     A DAG (:func:`is_dag`: residual joins, depthwise or pooling nodes of issue 19) is folded by
     :func:`lowbit.mapping.dag.map_dag` and built as a :class:`lowbit.hw.dag.top.DagAccelerator`;
@@ -143,11 +148,19 @@ def compile_model(
                 "compile: a schedule file applies to a chain; this model is a DAG (node "
                 f"{graph.dag_nodes()[0].name!r}), which the mapper folds itself (drop --schedule)"
             )
-        return _compile_dag(graph, out_dir, board=board, budget=budget)
-    if schedule is None:
+        max_cycles = None if target_fps is None else dag_max_cycles(board, target_fps)
+        return _compile_dag(graph, out_dir, board=board, budget=budget, max_cycles=max_cycles)
+    if schedule is None and target_fps is not None:
+        budget = DEFAULT_BUDGET if budget is None else budget
+        schedule = search_folding(graph, board, target_fps=target_fps, budget=budget)
+    elif schedule is None:
         if budget is None:
             budget = default_budget(get_board(board))
         schedule = search_folding(graph, board, budget=budget)
+    elif target_fps is not None:
+        raise LowbitError(
+            "compile: target_fps chooses a folding; it does not apply with a given schedule"
+        )
     elif not isinstance(schedule, Schedule):
         schedule = Schedule.load(schedule)
     specs = schedule.apply(graph)
@@ -211,6 +224,18 @@ def map_dag_model(
     return map_dag(graph, board=b, budget=default_budget(b) if budget is None else budget)
 
 
+def dag_max_cycles(board: str, target_fps: float) -> int:
+    """The cycles per image that reach ``target_fps`` images/s at ``board``'s fabric clock (the DAG
+    mapper's target; ``lowbit map``/``compile --target-fps`` of a DAG)."""
+    mhz = get_board(board).fabric_clock_mhz
+    if not target_fps > 0:
+        raise LowbitError(f"target_fps must be positive, not {target_fps!r}")
+    cycles = math.floor(mhz * 1e6 / target_fps)
+    if cycles < 1:
+        raise LowbitError(f"--target-fps {target_fps:g} is above the clock ({mhz:g} MHz)")
+    return cycles
+
+
 def dag_mapping_report(graph: IntegerGraph, schedule: DagSchedule, board: str) -> dict:
     """What ``lowbit map`` reports of a DAG's folding: one row per node (PE, SIMD, cycles per image,
     estimated resources), the FIFOs, every unit's cycles (the stitching's forks, FIFOs and
@@ -248,10 +273,16 @@ def dag_mapping_report(graph: IntegerGraph, schedule: DagSchedule, board: str) -
 
 
 def _compile_dag(
-    graph: IntegerGraph, out_dir: str | os.PathLike, *, board: str, budget: float | None
+    graph: IntegerGraph,
+    out_dir: str | os.PathLike,
+    *,
+    board: str,
+    budget: float | None,
+    max_cycles: int | None = None,
 ) -> CompiledReport:
-    """:func:`compile_model` of a DAG."""
-    schedule = map_dag_model(graph, board, budget=budget)
+    """:func:`compile_model` of a DAG: the fastest folding within ``budget``, or the cheapest at
+    ``max_cycles``."""
+    schedule = map_dag_model(graph, board, budget=budget, max_cycles=max_cycles)
     specs, fifos = schedule.apply(graph)
     mapping = dag_mapping_report(graph, schedule, board)
     acc = DagAccelerator(graph, specs, fifos)

@@ -89,19 +89,28 @@ def compiled(model, tmp_path_factory):
 
 
 def _compiled_slower(model, out, max_cycles: int):
-    """``model`` compiled as ``lowbit compile`` does, with the cheapest folding at ``max_cycles``
-    cycles per image instead of the fastest (``compile`` takes no target; a DAG no schedule)."""
-    from lowbit.flow.steps import _write_design, dag_mapping_report
-    from lowbit.hw.dag.top import DagAccelerator, dag_stream_format
-    from lowbit.mapping.dag import map_dag
-
-    graph = IntegerGraph.load(model)
-    schedule = map_dag(graph, max_cycles=max_cycles)
-    specs, fifos = schedule.apply(graph)
-    acc = DagAccelerator(graph, specs, fifos)
-    mapping = dag_mapping_report(graph, schedule, "pynq-z2")
-    _write_design(out, graph, schedule, acc, dag_stream_format(acc), mapping)
+    """``model`` compiled by ``lowbit compile --target-fps``: the cheapest folding at
+    ``max_cycles`` cycles per image at the PYNQ-Z2's 100 MHz instead of the fastest."""
+    argv = ["compile", str(model), "--board", "pynq-z2", "-o", str(out)]
+    assert main(argv + ["--target-fps", str(100e6 / max_cycles)]) == 0
     return out
+
+
+@pytest.mark.fast_sim
+def test_compile_a_dag_at_a_target_fps(model, tmp_path, capsys):
+    """``lowbit compile --target-fps`` of a DAG: report.json's cycles per image == the target's
+    (25 M images/s at 100 MHz: 4), and ``sim --fast`` measures them ==."""
+    out = _compiled_slower(model, tmp_path / "slow", 4)
+    report = CompiledDesign.open(out).report()
+    assert report.cycles_per_image == 4 and report.mapping["throughput_fps"] == 25e6
+    assert "4 cycles/image" in capsys.readouterr().out
+    assert CompiledDesign.open(out).is_dag
+    argv = ["sim", str(out), "--fast", "--images", "40", "--json", str(tmp_path / "s.json")]
+    assert main(argv) == 0
+    summary = json.loads((tmp_path / "s.json").read_text())
+    assert summary["ok"] and summary["mismatch"] is None
+    assert summary["cycles_per_image_measured"] == 4
+    assert summary["cycles_predicted"]["estimate"] == 4
 
 
 @pytest.mark.cocotb
@@ -172,6 +181,10 @@ def test_dag_refusals(model, tmp_path, capsys):
         (["map", str(model), "--schedule", str(tmp_path / "s.json")],
          "--schedule: not for a DAG model yet (node 'add')"),
         (["map", str(model), "--markdown", str(tmp_path / "m.md")], "--markdown: not for a DAG"),
+        (["compile", str(model), "--target-fps", "2e8", "-o", str(tmp_path / "o")],
+         "--target-fps 2e+08 is above the clock (100 MHz)"),
+        (["compile", str(model), "--target-fps", "1e6", "--budget", "0.5", "-o",
+          str(tmp_path / "o")], "--target-fps chooses the folding of a model file; drop --budget"),
     ):
         assert main(argv) == 2
         err = capsys.readouterr().err
