@@ -26,20 +26,129 @@ This module imports no Amaranth; :meth:`DepthwiseSpec.create` builds
 
 from __future__ import annotations
 
+import functools
+import json
+import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
 
-from ...ir.datatypes import DataType
+from ...ir.datatypes import DataType, index_bits
 from ...ir.graph import DepthwiseConv, MatMulThreshold, values
 from ...ir.mac import MacKind
 from ...ir.resources import Resources
 from ...sw_reference import multithreshold
-from ..cost import mvtu_resources
+from ..cost import _lane_terms, rom_resources
 from ..mvtu.spec import MVTUSpec, divisors
 
-__all__ = ["DepthwiseSpec", "depthwise_node"]
+__all__ = [
+    "DepthwiseSpec",
+    "depthwise_node",
+    "depthwise_features",
+    "depthwise_coefficients",
+    "DEPTHWISE_TERMS",
+]
+
+DEPTHWISE_TERMS = {
+    "lut": ("const", "mac", "acc", "thresholds", "rom_logic"),
+    "ff": ("const", "lanes", "rom_regs", "counters"),
+}
+"""The fitted terms of the depthwise engine's cost model (:func:`depthwise_features`)."""
+
+_COEFFICIENTS_FILE = Path(__file__).resolve().parent.parent / "depthwise_coefficients.json"
+_DEFAULT_COEFFICIENTS = {
+    # uncalibrated: one LUT per product / accumulator / comparator / LUTRAM bit
+    "lut": {"const": 32.0, "mac": 1.0, "acc": 1.0, "thresholds": 1.0, "rom_logic": 1.0},
+    "ff": {"const": 16.0, "lanes": 1.0, "rom_regs": 1.0, "counters": 1.0},
+}
+
+
+@functools.lru_cache(maxsize=None)
+def _load_coefficients(path: str) -> dict:
+    try:
+        doc = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        return _DEFAULT_COEFFICIENTS
+    except ValueError as e:
+        raise ValueError(f"{path}: not a JSON document ({e})") from None
+    for kind, terms in DEPTHWISE_TERMS.items():
+        got = doc.get(kind)
+        if not isinstance(got, dict) or set(got) != set(terms) or not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in got.values()
+        ):
+            raise ValueError(
+                f"{path}: field {kind!r} must map {', '.join(terms)} to numbers, not {got!r}"
+            )
+    return {kind: dict(doc[kind]) for kind in DEPTHWISE_TERMS}
+
+
+def depthwise_coefficients() -> dict:
+    """The LUT and FF coefficients of the depthwise model, fitted to yosys synthesis.
+
+    Read once from ``hw/depthwise_coefficients.json`` (written by
+    ``benchmarks/calibrate_depthwise.py``); uncalibrated defaults when the file is absent.
+    """
+    return _load_coefficients(str(_COEFFICIENTS_FILE))
+
+
+def depthwise_features(spec: "DepthwiseSpec") -> tuple[dict, Resources]:
+    """The terms of the depthwise engine's cost model: ``({"lut": ..., "ff": ...}, fixed)``.
+
+    With ``PE`` lanes, ``CF = C / PE`` channel folds, ``T`` taps, ``A`` accumulator bits, ``N``
+    thresholds per channel, ``K`` stored weight bits, ``B`` input and ``O`` output bits:
+
+    LUTs
+        ``mac = PE * (popcounts + product bits + partial-product bits)`` (one element of the
+        MVTU's lane of this MAC kind, :func:`lowbit.hw.cost._lane_terms`); ``acc = PE * A`` (the
+        adder and the first-tap multiplexer); ``thresholds = PE * N * A`` (comparators);
+        ``rom_logic`` = the bits of the weight ROM (``T * CF`` words of ``PE * K``) and of the
+        threshold ROM (``CF`` words of ``PE * N * A``) over 64, when built from LUTs.
+    FFs
+        ``lanes = PE * (B + O)`` (the stage-1 input register and the output register);
+        ``rom_regs`` = the registered read ports of the ROMs built from LUTs: ``PE * K``, plus
+        ``PE * N * A`` when the threshold ROM has at least 16 words (yosys registers the address
+        of a shallower one instead, observed on the calibration grid);
+        ``counters = index_bits(T * CF) + 2 * index_bits(CF)``.
+
+    ``fixed`` holds what is counted, not fitted: the block RAM of a ROM large enough for it, and
+    the accumulator memory (``CF`` words of ``PE * A``, written and read at one address): ``PE *
+    A`` FFs when ``CF = 1``, else distributed RAM as yosys maps it, ``RAM32M`` (32 x 8 bits in 4
+    LUTs) up to 32 words, ``RAM64X1S`` (one LUT per 64 x 1 bits) beyond.
+    """
+    rows, pe, cf, taps = spec.rows, spec.pe, spec.channel_folds, spec.taps
+    acc = rows.acc_bits
+    n_thr = 0 if rows.thresholds is None else rows.thresholds.shape[1]
+    wb = spec.lanes.weight_bits
+    popcounts, elem, logic = _lane_terms(
+        spec.kind, in_bits=spec.in_bits, weight_bits=wb, binary_input=rows.binary_input
+    )
+    weights, w_logic = rom_resources(taps * cf, pe * wb)
+    thresholds, t_logic = rom_resources(cf, pe * n_thr * acc)
+    lut = {
+        "const": 1.0,
+        "mac": float(pe * (popcounts + (elem or 0) + logic)),
+        "acc": float(pe * acc),
+        "thresholds": float(pe * n_thr * acc),
+        "rom_logic": w_logic + t_logic,
+    }
+    ff = {
+        "const": 1.0,
+        "lanes": float(pe * (spec.in_bits + spec.out_bits)),
+        "rom_regs": float(
+            (pe * wb if w_logic else 0) + (pe * n_thr * acc if t_logic and cf >= 16 else 0)
+        ),
+        "counters": float(index_bits(taps * cf) + 2 * index_bits(cf)),
+    }
+    width = pe * acc
+    if cf == 1:
+        acc_memory = Resources(ff=width)
+    elif cf <= 32:
+        acc_memory = Resources(lut=4 * math.ceil(width / 8))
+    else:
+        acc_memory = Resources(lut=width * math.ceil(cf / 64))
+    return {"lut": lut, "ff": ff}, weights + thresholds + acc_memory
 
 
 def depthwise_node(
@@ -158,23 +267,20 @@ class DepthwiseSpec:
         return self.cycles() * vectors
 
     def resources(self) -> Resources:
-        """Estimate: the MVTU model of ``PE`` lanes of one element over the ``C x T`` kernels
-        (its input buffer stands for the accumulator memory). Not yet calibrated by yosys; see
-        ``benchmarks/results/depthwise_synth.md`` for measurements."""
-        lanes, t = self.lanes, self.node.thresholds
-        return mvtu_resources(
-            mw=self.taps,
-            mh=self.channels,
-            pe=self.pe,
-            simd=1,
-            in_bits=self.in_bits,
-            binary_input=self.rows.binary_input,
-            acc_bits=self.rows.acc_bits,
-            n_thresholds=0 if t is None else t.shape[1],
-            out_bits=self.out_bits,
-            kind=self.kind,
-            weight_bits=lanes.weight_bits,
-        )
+        """Estimate: the engine's own terms (:func:`depthwise_features`) times coefficients fitted
+        to yosys ``synth_xilinx`` (``hw/depthwise_coefficients.json``, written by
+        ``benchmarks/calibrate_depthwise.py``).
+
+        On the 30 engines of ``benchmarks/results/depthwise_calibration.md`` (16 fitted, 8 held out,
+        the 6 of ``depthwise_synth.md``) it is within 30 % of yosys' LUTs and 75 % of its FFs
+        (``tests/test_depthwise_calibration.py``); held out, median 4 % LUT, worst 28 %. The FFs
+        of a threshold ROM of fewer than 16 words built from LUTs are the loose part: yosys
+        registers either its address or (some of) its data."""
+        feats, fixed = depthwise_features(self)
+        coeff = depthwise_coefficients()
+        lut = sum(coeff["lut"][k] * v for k, v in feats["lut"].items())
+        ff = sum(coeff["ff"][k] * v for k, v in feats["ff"].items())
+        return Resources(lut=max(0, round(lut)), ff=max(0, round(ff))) + fixed
 
     def schedule_options(self) -> dict:
         return {}
