@@ -207,6 +207,12 @@ class Model:
         The default budget is ``lowbit map``'s: :func:`lowbit.mapping.buildsize.default_budget`
         (0.7; on open-flow boards the share holding 5,000 LUT6-eq), or 0.7 with ``target_fps``."""
         name = _board_name(board)
+        if self.graph.dag_nodes():
+            raise LowbitError(
+                f"Model.map: the model is a DAG (node {self.graph.dag_nodes()[0].name!r}); map "
+                "searches chain foldings only yet: Model.compile(out_dir, target_fps=...) folds a "
+                "DAG, and 'lowbit map MODEL' reports that folding"
+            )
         if budget is None:
             budget = DEFAULT_BUDGET if target_fps is not None else default_budget(get_board(name))
         schedule = search_folding(
@@ -225,10 +231,14 @@ class Model:
         board: str | None = None,
         budget: float | None = None,
         schedule: Schedule | MapResult | str | os.PathLike | None = None,
+        target_fps: float | None = None,
     ) -> Compiled:
         """Map (or apply ``schedule``) and write the Verilog and reports into ``out_dir``, as
         ``lowbit compile``. A schedule fixes the board: ``board`` may only repeat it, and
-        ``budget`` is then the share of the board it must fit in."""
+        ``budget`` is then the share of the board it must fit in. ``target_fps`` (images/s at the
+        board's clock) asks for the cheapest folding reaching it instead of the fastest, as
+        ``lowbit compile --target-fps``; a DAG model (residual, depthwise, 1-D) takes it, not a
+        schedule."""
         out = _path(out_dir, "out_dir")
         if budget is not None:
             budget = _budget(budget)
@@ -245,7 +255,13 @@ class Model:
                     f"board {board!r}: the schedule was made for {name}; leave board out to "
                     f"compile for {name}, or map the model again with board={board!r}"
                 )
-        report = compile_model(self.graph, out, board=name, schedule=schedule, budget=budget)
+        if target_fps is not None and (schedule is not None or budget is not None):
+            raise LowbitError(
+                "target_fps chooses the folding; give it without schedule and budget"
+            )
+        report = compile_model(
+            self.graph, out, board=name, schedule=schedule, budget=budget, target_fps=target_fps
+        )
         return Compiled(self, CompiledDesign(out.resolve()), report)
 
     def build(
@@ -387,8 +403,12 @@ class Compiled:
         run: bool = False,
     ) -> BuildResult:
         """Build this design for ``board`` (by default the one it was compiled for)."""
-        _, schedule = self.design.load()
-        target = get_board(schedule.board).name if board is None else _board_name(board)
+        if board is not None:
+            target = _board_name(board)
+        elif self.design.is_dag:  # a DAG's schedule holds no board; its mapping report does
+            target = get_board(self.report.mapping["board"]).name
+        else:
+            target = get_board(self.design.load()[1].board).name
         return _build(self.dir, target, _path(out_dir, "out_dir"), None, clock_mhz, run)
 
 

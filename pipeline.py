@@ -439,6 +439,12 @@ def _map_summary(report: dict) -> dict:
 def _step_map(ctx: _Ctx) -> dict:
     cfg = ctx.config
     m = ctx.model()
+    if m.graph.dag_nodes():
+        raise LowbitError(
+            f"{cfg.source}: the model is a DAG (node {m.graph.dag_nodes()[0].name!r}); 'lowbit "
+            "run' takes chains only yet: 'lowbit compile MODEL [--target-fps F]', then 'lowbit "
+            "sim DIR' and 'lowbit build DIR' take it"
+        )
     if cfg.schedule is not None:
         schedule = Schedule.load(cfg.schedule)
         if get_board(schedule.board).name != cfg.board and "board" in cfg.doc:
