@@ -1,6 +1,6 @@
 """Issue 19 through the Python API and ``lowbit run``: ``lowbit.load`` of a DAG model (the
 residual block of tests/test_dag_cli.py), ``Model.compile(target_fps=)`` and the compiled design's
-fast-path check (bit-exact, measured cycles per image == the DAG mapper's); what takes chains only
+fast-path check (bit-exact, measured cycles per image == the DAG mapper's) and build; what takes chains only
 yet (``Model.map``, ``lowbit run``) refuses naming the DAG node."""
 
 from __future__ import annotations
@@ -29,6 +29,9 @@ def test_compile_and_simulate_a_dag_from_the_api(model, tmp_path):
     assert sim.bit_exact and sim.mismatch is None and sim.label_mismatches == 0
     assert (sim.labels == m.predict(x)).all()
     assert sim.cycles_per_image_measured == 4 and sim.cycles_per_image_predicted == 4
+    # the Vivado plan for the board it was compiled for (a DAG's schedule names none)
+    plan = compiled.build(tmp_path / "plan")
+    assert plan.flow == "vivado" and plan.manifest["cycles_per_image"] == 4
 
 
 def test_what_takes_chains_only_names_the_dag_node(model, tmp_path, capsys):
