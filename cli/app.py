@@ -371,11 +371,6 @@ def cmd_sim(args) -> int:
     from ..tools.simulators import resolve_simulator
 
     design = CompiledDesign.open(args.dir)
-    if design.is_dag and args.gate_level:
-        raise LowbitError(
-            f"{args.dir}: a DAG design; --gate-level takes chain designs only yet (check it "
-            "with 'lowbit sim DIR', cocotb, or --fast)"
-        )
     graph, _ = load_compiled(args.dir) if not design.is_dag else (design.graph(), None)
     if args.fast and args.gate_level:
         raise LowbitError(
@@ -440,13 +435,25 @@ def _print_runs(runs) -> None:
 
 def _sim_gate_level(args, graph, imgs) -> int:
     from ..boards import get_board
-    from ..flow import load_compiled, write_json
+    from ..flow import CompiledDesign, load_compiled, write_json
     from ..sim.accel_sim import default_runs
     from ..sim.gatelevel import FAMILIES, simulate_gate_level
 
     x = imgs.codes
-    _, schedule = load_compiled(args.dir)
-    family = args.family or ("ecp5" if get_board(schedule.board).family == "ecp5" else "xilinx")
+    design = CompiledDesign.open(args.dir)
+    kw: dict = {}
+    if design.is_dag:  # the shipped Verilog, as 'lowbit sim' (cocotb) simulates it
+        report = design.report()
+        board, specs = report.mapping["board"], []
+        kw = dict(
+            verilog=design.require(report.verilog),
+            stream_format=report.stream_format,
+            predicted_cycles=report.cycles_per_image,
+        )
+    else:
+        _, schedule = load_compiled(args.dir)
+        board, specs = schedule.board, schedule.apply(graph)
+    family = args.family or ("ecp5" if get_board(board).family == "ecp5" else "xilinx")
     print(
         f"synthesising {args.dir} with {FAMILIES[family].synthesis} and simulating the netlist "
         f"on {len(x)} images ...",
@@ -455,12 +462,13 @@ def _sim_gate_level(args, graph, imgs) -> int:
     )
     rep = simulate_gate_level(
         graph,
-        schedule.apply(graph),
+        specs,
         x,
         Path(args.dir) / "gate_level",
         runs=default_runs(len(x), throttled_images=args.throttled),
         simulator=args.simulator,
         family=family,
+        **kw,
     )
     summary = _accuracy_summary(graph, imgs, rep.runs[0].get("labels") if rep.runs else None)
     _print_runs(rep.runs)

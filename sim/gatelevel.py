@@ -36,8 +36,10 @@ import numpy as np
 
 from .. import LowbitError
 from ..hw.axi.ddr_model import DEFAULT_BITS_PER_CYCLE
+from ..hw.codec import StreamFormat
 from ..hw.mvtu.spec import streams_weights
-from ..hw.top import Accelerator, stream_format
+from ..hw.top import Accelerator
+from ..hw.top import stream_format as accel_stream_format
 from ..hw.verilog import TOPLEVEL, to_verilog
 from ..ir.graph import IntegerGraph
 from ..tools import simulators as runner
@@ -108,12 +110,18 @@ def simulate_gate_level(
     runs: list[RunSpec] | None = None,
     simulator: str | None = None,
     family: str = "xilinx",
+    verilog: str | Path | None = None,
+    stream_format: StreamFormat | None = None,
+    predicted_cycles: int | None = None,
 ) -> GateLevelReport:
     """Synthesise the accelerator of ``specs`` for ``family`` (a key of :data:`FAMILIES`) and
     simulate its netlist on images ``x`` (see the module doc).
 
-    Synthesis and the simulator build are kept in ``workdir`` and reused while the accelerator's
-    Verilog is unchanged.
+    With ``verilog`` (a file with the top ``lowbit_top``, e.g. a compiled directory's shipped
+    Verilog), that file is synthesised as it is, with its ``stream_format`` and the testbench's
+    time limit from ``predicted_cycles`` (cycles per image); ``specs`` may then be empty, as for a
+    DAG design (issue 19). Synthesis and the simulator build are kept in ``workdir`` and reused
+    while the Verilog is unchanged.
     """
     if family not in FAMILIES:
         raise LowbitError(f"family must be one of {', '.join(map(repr, FAMILIES))}, not {family!r}")
@@ -122,10 +130,17 @@ def simulate_gate_level(
     workdir = Path(workdir).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     x = graph.check_input(x)
-    streamed = any(map(streams_weights, specs))  # DDR weight streams: fed by a model of the port
-    acc = Accelerator(specs, ddr_bits_per_cycle=DEFAULT_BITS_PER_CYCLE if streamed else None)
-    fmt = stream_format(acc)
-    rtl = to_verilog(acc)
+    if verilog is not None:
+        if stream_format is None or predicted_cycles is None:
+            raise ValueError(
+                "simulate_gate_level: verilog= needs its stream_format= and predicted_cycles="
+            )
+        fmt, rtl, predicted = stream_format, Path(verilog).read_text(), predicted_cycles
+    else:
+        streamed = any(map(streams_weights, specs))  # DDR weight streams: a model of the port
+        acc = Accelerator(specs, ddr_bits_per_cycle=DEFAULT_BITS_PER_CYCLE if streamed else None)
+        fmt, rtl = accel_stream_format(acc), to_verilog(acc)
+        predicted = max(s.cycles() for s in specs)
     key = hashlib.sha256(f"{fam.synthesis}\n{rtl}".encode()).hexdigest()
     netlist = workdir / f"netlist{fam.suffix}.v"
     stamp = workdir / f"netlist{fam.suffix}.sha256"
@@ -171,7 +186,7 @@ def simulate_gate_level(
         "model": str(model),
         "images": str(images),
         "format": fmt.to_dict(),
-        "predicted_cycles": max(s.cycles() for s in specs),
+        "predicted_cycles": predicted,
         "results": str(build_dir / "tb_results.json"),
         "runs": [r.__dict__ for r in runs],
         "progress": str(build_dir / "tb_progress.json"),
