@@ -193,10 +193,9 @@ def run_arch(
 
 SYNTH_SLOWDOWN = {"mlp:256,256": 4, "cnv-small": 2}
 """Synthesised designs of each architecture are folded for this many times its baseline's cycles
-per image (the same factor for every point of an architecture). A slower folding has narrower
-engines but deeper weight memories, and yosys's time grows with the memories' initialised words
-(mlp channels 50 % at 32 x, about 44,000 words, did not finish in 1,200 s), so the factors are
-small: narrower engines than the equal-fps column, memories a few thousand words deep."""
+per image (the same factor for every point of an architecture): narrower engines than the
+equal-fps column. Not slower: a slower folding makes deeper weight memories, and at 32 x yosys did
+not finish mlp channels 50 % (about 44,000 initialised memory words) within 1,200 s."""
 
 
 def synth_marked(arch: str, method: str, setting: str) -> bool:
