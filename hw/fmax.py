@@ -321,12 +321,14 @@ def threshold_paths(spec) -> tuple[LogicPath, ...]:
 
 def label_paths(spec) -> tuple[LogicPath, ...]:
     """The paths of a :class:`~lowbit.hw.stream.label.LabelSelectSpec` at its ``pipeline``
-    depth: a chain of ``PE`` compare-and-select steps over the values at 0; at 1 a tree of
-    ``log2(PE)`` of them, registered, then one step against the running best."""
+    depth: a chain of ``PE`` compare-and-select steps over the values at 0; at ``p >= 1`` a tree of
+    ``log2(PE)`` of them cut into ``p`` registered stages (the longest has ``ceil(levels / p)``),
+    then one step against the running best."""
     bits = spec.value_bits
     if spec.pipeline == 0:
         return (LogicPath("compare chain", 2 * spec.pe, spec.pe * bits),)
-    depth = max(1, math.ceil(math.log2(spec.pe))) if spec.pe > 1 else 0
+    levels = max(1, math.ceil(math.log2(spec.pe))) if spec.pe > 1 else 0
+    depth = math.ceil(levels / spec.pipeline)
     return (
         LogicPath("beat maximum", 2 * depth, depth * bits),
         LogicPath("running maximum", 2, bits),

@@ -109,8 +109,8 @@ class LayerFolding:
     to an MVTU or a threshold unit (``MVTUSpec.pipeline``: 1 the tree's output, 2 also the
     accumulator, and with parallel MACs 3 also a register inside each lane's popcount or adder
     tree, 4 also the weight and input words read from memory; the label select after a pipelined
-    last layer is pipelined too): each costs a cycle of latency and some flip-flops, and shortens
-    the unit's longest path (:mod:`lowbit.hw.fmax`).
+    last layer is pipelined too, to its deepest after depth 3 or 4): each costs a cycle of latency
+    and some flip-flops, and shortens the unit's longest path (:mod:`lowbit.hw.fmax`).
     """
 
     name: str

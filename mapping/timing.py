@@ -35,8 +35,9 @@ def deepest_pipeline(spec) -> int:
 
 
 def added_latency(specs) -> int:
-    """Cycles of latency the pipeline registers add: one per stage of every unit, and one when
-    the label select is pipelined (it follows a pipelined last unit)."""
+    """Cycles of latency the pipeline registers add: one per stage of every unit and of the label
+    select (one stage after a last unit at depth 1 or 2, its deepest after 3 or 4:
+    :meth:`~lowbit.hw.stream.label.LabelSelectSpec.after`)."""
     return sum(getattr(s, "pipeline", 0) for s in specs) + stitching(specs)[1].pipeline
 
 

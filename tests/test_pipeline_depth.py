@@ -19,7 +19,13 @@ from amaranth.hdl import signed
 
 from lowbit.hw._util import pack_words
 from lowbit.hw.mvtu.spec import MVTUSpec
-from lowbit.hw.stream.label import LabelSelect, LabelSelectSpec
+from lowbit.hw.stream.label import (
+    LabelSelect,
+    LabelSelectSpec,
+    _follow,
+    _stage_widths,
+    max_label_pipeline,
+)
 from lowbit.hw.stream.threshold import ThresholdSpec
 from lowbit.ir import BIPOLAR, TERNARY, DataType, MatMulThreshold
 from lowbit.sim.amaranth_sim import run_stream
@@ -206,7 +212,7 @@ def test_label_select_pipeline(pe):
     scores = _scores(pe)
     want = argmax_lowest(scores).tolist()
     base = None
-    for pipeline in (0, 1):
+    for pipeline in range(max_label_pipeline(pe) + 1):  # PE 5: up to 3 stages, one level each
         labels, echoed, run = _label_run(pe, pipeline, scores)
         assert labels == want and echoed == scores.tolist()
         assert np.diff(run.out_cycles).tolist() == [CLASSES // pe] * (len(scores) - 1)
@@ -222,16 +228,29 @@ def test_label_select_pipeline(pe):
 
 
 def test_label_select_pipeline_checked():
-    with pytest.raises(ValueError, match=r"^label select: pipeline must be 0 or 1, not 2$"):
+    with pytest.raises(ValueError, match=r"^label select: pipeline must be in \[0, 1\] for PE 2, "
+                       r"not 2$"):
         LabelSelectSpec(CLASSES, 2, BITS, pipeline=2)
+    with pytest.raises(ValueError, match=r"^label select: pipeline must be in \[0, 3\] for PE 5, "
+                       r"not 4$"):
+        LabelSelectSpec(CLASSES, 5, BITS, pipeline=4)
     with pytest.raises(ValueError, match=r"^label select: pipeline=1 takes top_k=1, not 3$"):
         LabelSelectSpec(CLASSES, 2, BITS, top_k=3, pipeline=1)
+    # hand-worked: PE 10 -> 4 tree levels; the lanes entering each stage
+    assert [max_label_pipeline(pe) for pe in (1, 2, 3, 5, 8, 10)] == [1, 1, 2, 3, 3, 4]
+    assert _stage_widths(10, 1) == [10]
+    assert _stage_widths(10, 2) == [10, 3]  # 10 -> 5 -> 3 in the first stage
+    assert _stage_widths(10, 4) == [10, 5, 3, 2]
+    assert _stage_widths(5, 3) == [5, 3, 2]
 
 
 def test_label_select_follows_the_last_unit():
     spec, _ = _mvtu_case("addsub-scores", MVTU_SHAPES[0])
     assert LabelSelectSpec.after(spec).pipeline == 0
     assert LabelSelectSpec.after(dataclasses.replace(spec, pipeline=2)).pipeline == 1
+    deep = LabelSelectSpec.after(dataclasses.replace(spec, pipeline=4))
+    assert deep.pipeline == max_label_pipeline(spec.out_elems) == 1  # PE 2: one tree level
+    assert [_follow(d, 5) for d in range(5)] == [0, 1, 1, 3, 3]  # PE 5: the deepest is 3
 
 
 # -- whole designs --------------------------------------------------------------------------------
@@ -463,7 +482,8 @@ def _xnor_mlp():
 def test_depths_3_and_4_on_the_fast_path(tmp_path, private_verilator_cache):
     """An XNOR MLP with both layers at depth 3, then 4, on the fast Verilator path: bit-exact
     under its random stall patterns, the cycles per image of depth 0, and the first result exactly
-    the report's ``pipeline_latency_cycles`` (3 + 3 + 1 for the label select, 4 + 4 + 1) later."""
+    the report's ``pipeline_latency_cycles`` (3 + 3 + 3 for the label select of PE 5 at its
+    deepest, 4 + 4 + 3) later."""
     from lowbit.flow import compile_model, verify_compiled_fast
     from lowbit.mapping import Schedule
     from lowbit.mapping.schedule import LayerFolding
@@ -479,7 +499,7 @@ def test_depths_3_and_4_on_the_fast_path(tmp_path, private_verilator_cache):
         assert rep.ok, rep.mismatch
         assert rep.cycles_per_image == report.cycles_per_image
         first[depth] = (rep.first_output_cycle, report.mapping["pipeline_latency_cycles"])
-    assert first[0][1] == 0 and first[3][1] == 3 + 3 + 1 and first[4][1] == 4 + 4 + 1
+    assert first[0][1] == 0 and first[3][1] == 3 + 3 + 3 and first[4][1] == 4 + 4 + 3
     assert first[3][0] - first[0][0] == first[3][1]
     assert first[4][0] - first[0][0] == first[4][1]
 
@@ -488,7 +508,8 @@ def test_depths_3_and_4_on_the_fast_path(tmp_path, private_verilator_cache):
 def test_adder_lanes_depths_3_and_4_on_the_fast_path(tmp_path, private_verilator_cache):
     """The ternary MLP on UINT2 inputs (adder-tree lanes) with both layers at depth 3, then 4, on
     the fast Verilator path: bit-exact under its random stall patterns, the cycles per image of
-    depth 0, the first result exactly ``pipeline_latency_cycles`` (3 + 3 + 1, 4 + 4 + 1) later."""
+    depth 0, the first result exactly ``pipeline_latency_cycles`` (3 + 3 + 3, 4 + 4 + 3: the label
+    select of PE 5 at its deepest) later."""
     from lowbit.flow import compile_model, verify_compiled_fast
 
     graph, x = _ternary_mlp()
@@ -500,6 +521,6 @@ def test_adder_lanes_depths_3_and_4_on_the_fast_path(tmp_path, private_verilator
         assert rep.ok, rep.mismatch
         assert rep.cycles_per_image == report.cycles_per_image
         first[depth] = (rep.first_output_cycle, report.mapping["pipeline_latency_cycles"])
-    assert first[3][1] == 3 + 3 + 1 and first[4][1] == 4 + 4 + 1
+    assert first[3][1] == 3 + 3 + 3 and first[4][1] == 4 + 4 + 3
     assert first[3][0] - first[0][0] == first[3][1]
     assert first[4][0] - first[0][0] == first[4][1]

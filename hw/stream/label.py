@@ -20,12 +20,16 @@ software knows the map from the graph. Without a map the design is the plain arg
 ``pipeline=1`` (with ``top_k`` 1) splits the compare-and-select chain over a beat's ``PE`` lanes:
 a balanced tree of them (ties to the lower lane) finds the beat's maximum, registered, and one
 step merges it with the running best; the result beat leaves one cycle later
-(:meth:`LabelSelectSpec.latency`). :meth:`LabelSelectSpec.after` pipelines the label select when
-the unit before it is pipelined.
+(:meth:`LabelSelectSpec.latency`). ``pipeline=p`` up to :func:`max_label_pipeline` (the tree's
+``ceil(log2 PE)`` levels) cuts that tree into ``p`` register stages of at most ``ceil(levels / p)``
+compare-and-select levels each, one cycle of latency per stage: at the deepest, every cycle holds
+one comparison. :meth:`LabelSelectSpec.after` pipelines the label select when the unit before it is
+pipelined: one stage after depth 1 or 2, the deepest after depth 3 or 4 (the depths for Fmax).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -39,7 +43,7 @@ from ...sw_reference import argmax_lowest
 from ..cost import MapLane, class_map_lanes, label_select_resources, naf
 from ..fmax import LogicPath, label_paths
 
-__all__ = ["LabelSelectSpec", "LabelSelect"]
+__all__ = ["LabelSelectSpec", "LabelSelect", "max_label_pipeline"]
 
 
 @dataclass(frozen=True)
@@ -66,7 +70,7 @@ class LabelSelectSpec:
         if self.classes % self.pe:
             raise ValueError(f"PE ({self.pe}) must divide classes ({self.classes})")
         _check_class_map(self.class_map, self.classes)
-        _check_label_pipeline(self.pipeline, self.top_k)
+        _check_label_pipeline(self.pipeline, self.top_k, self.pe)
 
     @classmethod
     def after(cls, spec) -> "LabelSelectSpec":
@@ -78,7 +82,7 @@ class LabelSelectSpec:
             spec.out_bits,
             signed=spec.node.output_dtype.signed,
             class_map=getattr(spec.node, "class_map", None),
-            pipeline=1 if getattr(spec, "pipeline", 0) else 0,
+            pipeline=_follow(getattr(spec, "pipeline", 0), spec.out_elems),
         )
 
     in_elems = property(lambda self: self.pe)
@@ -107,7 +111,7 @@ class LabelSelectSpec:
 
     def latency(self) -> int:
         """Cycles from the handshake of an image's last score beat to its result beat's, output
-        ready: 1, plus 1 when pipelined."""
+        ready: 1, plus 1 per pipeline stage."""
         return 1 + self.pipeline
 
     def logic_paths(self) -> tuple[LogicPath, ...]:
@@ -121,7 +125,12 @@ class LabelSelectSpec:
         if not self.pipeline:
             return base
         index_bits = max(1, (self.classes - 1).bit_length())
-        return base + Resources(ff=self.value_bits + index_bits + 3)
+        ff = self.value_bits + index_bits + 3
+        lane_bits = max(1, (self.pe - 1).bit_length())
+        beat_bits = max(1, (self.classes // self.pe - 1).bit_length())
+        for n in _stage_widths(self.pe, self.pipeline)[:-1]:  # the stages before the last
+            ff += n * (self.value_bits + lane_bits) + self.pe * self.score_bits + beat_bits + 3
+        return base + Resources(ff=ff)
 
     def reference(self, scores) -> np.ndarray:
         """The label of each row of ``scores``: the lowest index of the maximum (of the mapped
@@ -153,11 +162,45 @@ def _value_shape(score_shape, class_map: ClassMap | None):
     return signed(class_map.bits(lo, hi))
 
 
-def _check_label_pipeline(pipeline, top_k: int) -> None:
-    if not isinstance(pipeline, int) or isinstance(pipeline, bool) or pipeline not in (0, 1):
-        raise ValueError(f"label select: pipeline must be 0 or 1, not {pipeline!r}")
+def max_label_pipeline(pe: int) -> int:
+    """The deepest ``pipeline=`` of a label select of ``pe`` lanes: one stage per level of its
+    beat tree (``ceil(log2 PE)``), at least 1."""
+    return max(1, math.ceil(math.log2(pe))) if pe > 1 else 1
+
+
+def _follow(unit_pipeline: int, pe: int) -> int:
+    """The label select's depth after a unit at ``unit_pipeline``: 0, 1 after depth 1 or 2, the
+    deepest after 3 or 4."""
+    if not unit_pipeline:
+        return 0
+    return 1 if unit_pipeline <= 2 else max_label_pipeline(pe)
+
+
+def _stage_widths(pe: int, pipeline: int) -> list[int]:
+    """How many (value, lane) pairs enter each of the ``pipeline`` tree stages (the first gets
+    the ``PE`` lanes), the tree's levels dealt out ``ceil(levels / pipeline)`` per stage."""
+    levels = max_label_pipeline(pe) if pe > 1 else 0
+    per = math.ceil(levels / pipeline) if levels else 0
+    widths, n = [], pe
+    for _ in range(pipeline):
+        widths.append(n)
+        for _ in range(per):
+            n = (n + 1) // 2
+    return widths
+
+
+def _check_label_pipeline(pipeline, top_k: int, pe: int) -> None:
+    deepest = max_label_pipeline(pe)
+    if (
+        not isinstance(pipeline, int)
+        or isinstance(pipeline, bool)
+        or not 0 <= pipeline <= deepest
+    ):
+        raise ValueError(
+            f"label select: pipeline must be in [0, {deepest}] for PE {pe}, not {pipeline!r}"
+        )
     if pipeline and top_k > 1:
-        raise ValueError(f"label select: pipeline=1 takes top_k=1, not {top_k!r}")
+        raise ValueError(f"label select: pipeline={pipeline} takes top_k=1, not {top_k!r}")
 
 
 def _check_class_map(class_map, classes: int) -> None:
@@ -189,7 +232,7 @@ class LabelSelect(wiring.Component):
         if not isinstance(top_k, int) or isinstance(top_k, bool) or not 1 <= top_k <= classes:
             raise ValueError(f"top_k must be an integer in [1, classes={classes}], not {top_k!r}")
         _check_class_map(class_map, classes)
-        _check_label_pipeline(pipeline, top_k)
+        _check_label_pipeline(pipeline, top_k, pe)
         self.pipeline = pipeline
         self.score_shape, self.classes, self.pe, self.top_k = score_shape, classes, pe, top_k
         self.class_map = class_map
@@ -256,8 +299,10 @@ class LabelSelect(wiring.Component):
         return m
 
     def _elaborate_pipelined(self):
-        """``pipeline=1``: the beat's maximum (a tree over the lanes) registered, then merged with
-        the running best; every stage moves when the result register is free or taken."""
+        """``pipeline >= 1``: the beat's maximum (a tree over the lanes, cut into ``pipeline``
+        stages) registered, then merged with the running best; every stage moves when the result
+        register is free or taken. The scores are stored as a beat enters the last tree stage, so
+        the result beat reads them before the next image's first beat overwrites any."""
         m = Module()
         beats = self.classes // self.pe
         beat = Signal(range(beats))
@@ -274,29 +319,43 @@ class LabelSelect(wiring.Component):
         values = self._values(m, beat)
         # The beat's maximum: a balanced tree of (value, lane), the lower lane kept on ties.
         level = [(values[p], Const(p, range(self.pe))) for p in range(self.pe)]
+        widths = _stage_widths(self.pe, self.pipeline)
+        # what travels with the beat through the stages before the last one
+        v_s, beat_s, payload_s = in_fire, beat, self.i.payload
+        for s, n_next in enumerate(widths[1:], start=1):
+            while len(level) > n_next:
+                level = _tree_level(level)
+            regs = []
+            for j, (v, i) in enumerate(level):
+                rv = Signal(self.value_shape, name=f"s{s}_v{j}")
+                ri = Signal(range(self.pe), name=f"s{s}_i{j}")
+                regs.append((rv, ri))
+                with m.If(~stall):
+                    m.d.sync += [rv.eq(v), ri.eq(i)]
+            nv, nb = Signal(name=f"s{s}_valid"), Signal(range(beats), name=f"s{s}_beat")
+            npay = Signal.like(self.i.payload, name=f"s{s}_payload")
+            with m.If(~stall):
+                m.d.sync += [nv.eq(v_s), nb.eq(beat_s), npay.eq(payload_s)]
+            level, v_s, beat_s, payload_s = regs, nv, nb, npay
         while len(level) > 1:
-            nxt = []
-            for a in range(0, len(level) - 1, 2):
-                (va, ia), (vb, ib) = level[a], level[a + 1]
-                take_b = vb > va
-                nxt.append((Mux(take_b, vb, va), Mux(take_b, ib, ia)))
-            level = nxt + level[len(level) - len(level) % 2 :]
+            level = _tree_level(level)
         beat_max = Signal(self.value_shape, name="beat_max")
         beat_idx = Signal(range(self.classes), name="beat_idx")
         v_b, first_b, last_b = Signal(name="v_b"), Signal(name="first_b"), Signal(name="last_b")
         with m.If(~stall):
             m.d.sync += [
                 beat_max.eq(level[0][0]),
-                beat_idx.eq(beat * self.pe + level[0][1]),
-                v_b.eq(in_fire),
-                first_b.eq(beat == 0),
-                last_b.eq(beat == beats - 1),
+                beat_idx.eq(beat_s * self.pe + level[0][1]),
+                v_b.eq(v_s),
+                first_b.eq(beat_s == 0),
+                last_b.eq(beat_s == beats - 1),
             ]
-        with m.If(in_fire):
+        with m.If(v_s & ~stall):  # the beat enters the last stage: store its scores
             for k in range(beats):
-                with m.If(beat == k):
+                with m.If(beat_s == k):
                     for p in range(self.pe):
-                        m.d.sync += scores[k * self.pe + p].eq(self.i.payload[p])
+                        m.d.sync += scores[k * self.pe + p].eq(payload_s[p])
+        with m.If(in_fire):
             with m.If(beat == beats - 1):
                 m.d.sync += beat.eq(0)
             with m.Else():
@@ -363,6 +422,17 @@ class LabelSelect(wiring.Component):
         with m.If(last_fire):
             for j, (_, _, i) in enumerate(cur):
                 m.d.sync += self.o.payload.top[j].eq(i)
+
+
+def _tree_level(level: list) -> list:
+    """One level of the arg-max tree over ``(value, lane)`` pairs: neighbours compared, the lower
+    lane kept on ties, an odd last pair passed on."""
+    nxt = []
+    for a in range(0, len(level) - 1, 2):
+        (va, ia), (vb, ib) = level[a], level[a + 1]
+        take_b = vb > va
+        nxt.append((Mux(take_b, vb, va), Mux(take_b, ib, ia)))
+    return nxt + level[len(level) - len(level) % 2 :]
 
 
 def _select(m, consts, beat, shape, name):
