@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from amaranth.hdl import Value
+from amaranth.hdl import Mux, Value
 
-__all__ = ["tree_sum", "pack_words"]
+__all__ = ["tree_sum", "pack_words", "wrap_counter"]
 
 
 def tree_sum(values: list[Value]) -> Value:
@@ -27,3 +27,12 @@ def pack_words(fields: list[int], width: int) -> int:
     for i, v in enumerate(fields):
         word |= (int(v) & mask) << (i * width)
     return word
+
+
+def wrap_counter(m, sig, limit: int, en) -> Value:
+    """``sig`` counts ``0 .. limit-1`` on ``en`` (synchronously in ``m``); returns the wrap
+    condition, ``sig == limit - 1``."""
+    wrap = sig == limit - 1
+    with m.If(en):
+        m.d.sync += sig.eq(Mux(wrap, 0, sig + 1))
+    return wrap

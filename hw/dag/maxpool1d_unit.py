@@ -14,18 +14,11 @@ from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ...ir.datatypes import Kind
+from .._util import wrap_counter
 from ..mvtu.unit import element_shape
 from .maxpool1d import MaxPool1DSpec
 
 __all__ = ["StreamingMaxPool1D"]
-
-
-def _counter(m, sig, limit, en):
-    """``sig`` counts ``0 .. limit-1`` on ``en``; returns the wrap condition (a Value)."""
-    wrap = sig == limit - 1
-    with m.If(en):
-        m.d.sync += sig.eq(Mux(wrap, 0, sig + 1))
-    return wrap
 
 
 class StreamingMaxPool1D(wiring.Component):
@@ -78,9 +71,9 @@ class StreamingMaxPool1D(wiring.Component):
             m.d.sync += out_valid.eq(0)
 
         # position: cf -> x (kx, ox)
-        cf_wrap = _counter(m, cf, CF, in_fire)
+        cf_wrap = wrap_counter(m, cf, CF, in_fire)
         x_en = in_fire & cf_wrap
-        x_wrap = _counter(m, x, L, x_en)
+        x_wrap = wrap_counter(m, x, L, x_en)
         with m.If(x_en):
             with m.If(x_wrap):
                 m.d.sync += [kx.eq(0), ox.eq(0)]

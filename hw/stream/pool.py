@@ -27,6 +27,7 @@ from ...ir.datatypes import DataType, Kind
 from ...ir.graph import GlobalAccPool as GlobalAccPoolNode
 from ...ir.graph import MaxPool
 from ...ir.resources import Resources
+from .._util import wrap_counter
 from ..cost import ram_resources
 from ..mvtu.unit import element_shape
 from ..unit import ImageBlock
@@ -106,14 +107,6 @@ class MaxPoolSpec(ImageBlock):
         return StreamingMaxPool(self)
 
 
-def _counter(m, sig, limit, en):
-    """``sig`` counts ``0 .. limit-1`` on ``en``; returns the wrap condition (a Value)."""
-    wrap = sig == limit - 1
-    with m.If(en):
-        m.d.sync += sig.eq(Mux(wrap, 0, sig + 1))
-    return wrap
-
-
 class StreamingMaxPool(wiring.Component):
     def __init__(self, spec: MaxPoolSpec):
         if not isinstance(spec, MaxPoolSpec):
@@ -172,9 +165,9 @@ class StreamingMaxPool(wiring.Component):
             m.d.sync += out_valid.eq(0)
 
         # position: cf -> x (kx, ox) -> y (ky, oy)
-        cf_wrap = _counter(m, cf, CF, in_fire)
+        cf_wrap = wrap_counter(m, cf, CF, in_fire)
         x_en = in_fire & cf_wrap
-        x_wrap = _counter(m, x, W, x_en)
+        x_wrap = wrap_counter(m, x, W, x_en)
         with m.If(x_en):
             with m.If(x_wrap):
                 m.d.sync += [kx.eq(0), ox.eq(0)]
@@ -183,7 +176,7 @@ class StreamingMaxPool(wiring.Component):
             with m.Else():
                 m.d.sync += kx.eq(kx + 1)
         y_en = x_en & x_wrap
-        y_wrap = _counter(m, y, H, y_en)
+        y_wrap = wrap_counter(m, y, H, y_en)
         with m.If(y_en):
             with m.If(y_wrap):
                 m.d.sync += [ky.eq(0), oy.eq(0)]
@@ -289,6 +282,6 @@ class GlobalAccPool(wiring.Component):
             m.d.sync += [out_valid.eq(1), self.o.payload.eq(total)]
         with m.Elif(self.o.ready):
             m.d.sync += out_valid.eq(0)
-        cf_wrap = _counter(m, cf, CF, in_fire)
-        _counter(m, pix, H * W, in_fire & cf_wrap)
+        cf_wrap = wrap_counter(m, cf, CF, in_fire)
+        wrap_counter(m, pix, H * W, in_fire & cf_wrap)
         return m
