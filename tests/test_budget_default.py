@@ -56,7 +56,8 @@ def test_compile_on_an_open_flow_board_defaults_to_builds_budget(model, tmp_path
 
     budgets = []
 
-    def compile_model(graph, out, *, board, schedule, budget):
+    def compile_model(graph, out, *, board, schedule, budget, target_fps=None):
+        assert target_fps is None  # no --target-fps here
         budgets.append((board, schedule, budget))
         raise _Stop
 
