@@ -64,8 +64,9 @@ def deepest(schedule, graph):
 
 
 def _layers(build: dict) -> str:
-    return ", ".join(f"{lay['name']} {lay['pe']}x{lay['simd']} {lay['kind']} p{lay['pipeline']}"
-                     for lay in build["layers"])
+    units = [f"{lay['name']} {lay['pe']}x{lay['simd']} {lay['kind']} p{lay['pipeline']}"
+             for lay in build["layers"]]
+    return ", ".join(units + [f"label p{build.get('label_pipeline', 1)}"])
 
 
 def write_table(doc: dict) -> None:
@@ -200,6 +201,7 @@ def main(argv=None) -> int:
             "layers": [{"name": lay.name, "pe": lay.pe, "simd": lay.simd, "pipeline": lay.pipeline,
                         "kind": str(getattr(s, "kind", type(s).__name__))}
                        for lay, s in zip(schedule.layers, specs)],
+            "label_pipeline": LabelSelectSpec.after(specs[-1]).pipeline,
             "seed": seed, "fmax_mhz": fmax, "utilisation": util,
             "critical": critical_path(rep), "nextpnr_s": round(time.monotonic() - t0, 1),
             **times,
