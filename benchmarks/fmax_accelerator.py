@@ -42,6 +42,7 @@ from lowbit.flow import compile_model  # noqa: E402
 from lowbit.hw.axi.shells import payload_bits  # noqa: E402
 from lowbit.hw.fmax import estimate_fmax  # noqa: E402
 from lowbit.hw.verilog import TOPLEVEL, to_verilog  # noqa: E402
+from lowbit.hw.stream.label import LabelSelectSpec  # noqa: E402
 from lowbit.ir.graph import IntegerGraph  # noqa: E402
 from lowbit.mapping import search_folding  # noqa: E402
 from lowbit.mapping.timing import deepest_pipeline  # noqa: E402
