@@ -184,7 +184,7 @@ def build_open_flow(
     seconds: dict[str, float] = {}
     t0 = time.perf_counter()
     # synth_<fam> with ABC9 kept off Amaranth's indexed wire names (lowbit.tools.yosys)
-    synth_for_pnr(
+    outreg = synth_for_pnr(
         work, [f"{TOPLEVEL}.v", f"{UART_TOP}.v"], UART_TOP, fam, timeout=timeout, keep=keep
     )
     seconds["yosys"] = time.perf_counter() - t0
@@ -280,5 +280,8 @@ def build_open_flow(
         "throughput": throughput,
         "throughput_at_fmax": at_fmax,
         "pins": pins.sites(),
+        "bram_output_registers": None
+        if outreg is None
+        else {"read_ports": outreg.ports, "flip_flops": outreg.registers},
         "tool_seconds": {k: round(v, 1) for k, v in seconds.items()},
     }

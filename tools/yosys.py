@@ -46,6 +46,7 @@ from pathlib import Path
 
 from .. import LowbitError
 from ..ir.resources import Resources
+from .bram_outreg import OutregReport, absorb_in_file
 from .fpga import keep_logs, run_logged
 
 __all__ = [
@@ -248,7 +249,8 @@ def synth_for_pnr(
     stat_name: str = "yosys_stat.txt",
     timeout: float = 3600,
     keep: Path | None = None,
-) -> None:
+    bram_outreg: bool = True,
+) -> OutregReport | None:
     """Synthesise the Verilog files ``sources`` (names relative to ``work``) for nextpnr.
 
     Runs :func:`synth_commands` for ``family`` (``ecp5`` or ``ice40``) in ``work``, writing the
@@ -256,6 +258,10 @@ def synth_for_pnr(
     own) and ``yosys.out``. On failure the logs are copied to ``keep`` (default: a new temporary
     directory) and the :class:`~lowbit.LowbitError` quotes yosys's ``ERROR`` line and names the
     kept log.
+
+    On ECP5 with ``bram_outreg`` the registers that follow block-RAM reads then move into the
+    blocks' output registers (:mod:`lowbit.tools.bram_outreg`), and what moved is returned
+    (``None`` on iCE40, whose block RAM has no output register, or without ``bram_outreg``).
     """
     if family not in ("ecp5", "ice40"):
         raise LowbitError(f"family {family!r}: nextpnr builds are for ecp5 or ice40")
@@ -274,6 +280,9 @@ def synth_for_pnr(
         tool_logs=("yosys.log",),
         keep=keep,
     )
+    if family != "ecp5" or not bram_outreg:
+        return None
+    return absorb_in_file(work / json_name, top)
 
 
 def _synth(

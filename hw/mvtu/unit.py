@@ -283,8 +283,10 @@ class MatrixVectorThresholdUnit(wiring.Component):
 
         x_word, w_word = ibuf_r.data, (wword if external else wmem_r.data)
         if D >= 4:  # the memories' read data registered before the trees
-            x_word = Signal.like(x_word, name="x_word_r")
-            w_word = Signal.like(w_word, name="w_word_r")
+            # without a reset (never read before a valid word), so that an ECP5 build can move
+            # them into the block RAM's output register (lowbit.tools.bram_outreg)
+            x_word = Signal.like(x_word, name="x_word_r", reset_less=True)
+            w_word = Signal.like(w_word, name="w_word_r", reset_less=True)
             with m.If(~stall):
                 m.d.sync += [x_word.eq(ibuf_r.data), w_word.eq(wword if external else wmem_r.data)]
         xa = data.ArrayLayout(self.in_shape, SIMD)(x_word)
