@@ -67,7 +67,9 @@ def deepest(schedule, graph):
 def _layers(build: dict) -> str:
     units = [f"{lay['name']} {lay['pe']}x{lay['simd']} {lay['kind']} p{lay['pipeline']}"
              for lay in build["layers"]]
-    return ", ".join(units + [f"label p{build.get('label_pipeline', 1)}"])
+    moved = build.get("bram_outreg")
+    outreg = [f"outreg {moved[1]} FF"] if moved and moved[0] else []
+    return ", ".join(units + [f"label p{build.get('label_pipeline', 1)}"] + outreg)
 
 
 def write_table(doc: dict) -> None:
@@ -119,8 +121,10 @@ def write_table(doc: dict) -> None:
             c = slow["critical"]
             crit = (f"{c['from']} -> {c['to']}: {c['cells']} cells, {c['logic_ns']} ns logic + "
                     f"{c['routing_ns']} ns routing") if c else "-"
+            moved = u.get("bram_outreg")
+            depth = f"{u['pipeline']}" + (f" (outreg {moved[1]} FF)" if moved and moved[0] else "")
             lines.append(
-                f"| {u['layer']} {u['pe']}x{u['simd']} {u['kind']} | {u['pipeline']} "
+                f"| {u['layer']} {u['pe']}x{u['simd']} {u['kind']} | {depth} "
                 f"| **{sum(f) / len(f):.1f}** | {min(f):.1f}-{max(f):.1f} | {len(f)} "
                 f"| {u['estimate_mhz']} | {slow['comb']} | {slow['ff']} | {slow['ram']} | {crit} |"
             )
@@ -168,9 +172,12 @@ def main(argv=None) -> int:
         clk_hz = board.fabric_clock_mhz * 1e6
         (build / f"{UART_TOP}.v").write_text(uart_shell_verilog(in_bits, out_bits, clk_hz))
         t0 = time.monotonic()
-        synth_for_pnr(build, [f"{TOPLEVEL}.v", f"{UART_TOP}.v"], UART_TOP, "ecp5", timeout=7200)
+        outreg = synth_for_pnr(
+            build, [f"{TOPLEVEL}.v", f"{UART_TOP}.v"], UART_TOP, "ecp5", timeout=7200
+        )
         (build / "times.json").write_text(json.dumps(
-            {"compile_s": round(compile_s, 1), "yosys_s": round(time.monotonic() - t0, 1)}))
+            {"compile_s": round(compile_s, 1), "yosys_s": round(time.monotonic() - t0, 1),
+             "bram_outreg": None if outreg is None else [outreg.ports, outreg.registers]}))
     if args.synth_only:
         return 0
     name, lpf = constraints(board)
@@ -225,7 +232,7 @@ def measure_units(graph, schedule, names, depths, seeds, work: Path) -> int:
             build.mkdir(exist_ok=True)
             (build / "unit.v").write_text(to_verilog(Harness(spec), "fmax_unit"))
             t0 = time.monotonic()
-            synth_for_pnr(build, ["unit.v"], "fmax_unit", "ecp5", timeout=3600)
+            outreg = synth_for_pnr(build, ["unit.v"], "fmax_unit", "ecp5", timeout=3600)
             synth_s = round(time.monotonic() - t0, 1)
             runs = []
             for seed in seeds:
@@ -259,6 +266,7 @@ def measure_units(graph, schedule, names, depths, seeds, work: Path) -> int:
                 "layer": name, "pe": spec.pe, "simd": spec.simd, "kind": str(spec.kind),
                 "pipeline": depth, "latency": spec.latency(),
                 "estimate_mhz": round(estimate_fmax(spec, "ecp5"), 1), "synth_s": synth_s,
+                "bram_outreg": None if outreg is None else [outreg.ports, outreg.registers],
                 "runs": runs,
             })
             atomic_write(RESULTS, json.dumps(doc, indent=1) + "\n")
