@@ -17,7 +17,11 @@ widths, pipeline depths) built alone in a small wrapper; the points are kept in
 
 At pipeline 3 every lane's tree is split in two paths at its register (a popcount at
 :func:`popcount_cut`, an adder tree at :func:`adder_tree_cut`), at 4 the memories' read data
-start paths of their own. There the tree is no longer always the longest path: a weight memory
+start paths of their own, at 5 and 6 the tree is split in three and four paths at its registers
+(:func:`tree_stages`, :func:`popcount_cuts`, :func:`adder_tree_cuts`: the one rule the hardware,
+the resource model and these paths share). The coefficients were fitted on depths 0-4; at 5 and
+6 the model extrapolates (the tree pieces are shorter than any fitted path's tree). From 3 on
+the tree is no longer always the longest path: a weight memory
 built from LUTs (a small ROM) has its own read path (:func:`weight_read_path`: the word counter's
 increment, the decode, and the fanout of the address to a wide word), and a block-RAM weight
 memory starts its paths with the ``memory`` term (``from_memory``:
@@ -54,8 +58,11 @@ __all__ = [
     "LogicPath",
     "FmaxModel",
     "popcount_depth",
+    "tree_stages",
+    "popcount_cuts",
     "popcount_cut",
     "adder_tree_depth",
+    "adder_tree_cuts",
     "adder_tree_cut",
     "adder_lane",
     "mvtu_paths",
@@ -131,17 +138,43 @@ def popcount_depth(n: int, fanin: int = 1) -> tuple[int, int]:
     return len(cols) - 1 + (1 if adder else 0), (n.bit_length() if adder else 0)
 
 
-def popcount_cut(n: int, fanin: int = 1) -> tuple[int, int]:
-    """Where ``pipeline=3`` registers a popcount of ``n`` bits inside its tree: ``(level, bits)``,
-    the register after ``level`` counter levels (half the tree's depth, the final adder counted
-    as one level, rounded down but at least one counter level; 0 when the tree has no counter
-    level, i.e. its inputs are registered) and the ``bits`` it holds (every column bit there)."""
+def tree_stages(pipeline: int) -> int:
+    """How many register stages ``pipeline=`` puts inside each MVTU lane's tree: none below 3,
+    one at 3 and 4, ``pipeline - 3`` at 5 and 6 (:data:`lowbit.hw.mvtu.spec.MAX_PIPELINE`)."""
+    return 0 if pipeline < 3 else max(1, pipeline - 3)
+
+
+def popcount_cuts(n: int, fanin: int = 1, stages: int = 1) -> tuple[tuple[int, int], ...]:
+    """Where ``stages`` register stages go inside a popcount of ``n`` bits (``fanin`` signals
+    each, :func:`lowbit.hw.mvtu.mac.popcount`): one ``(level, bits)`` per stage, in order, the
+    register after ``level`` counter levels and the ``bits`` it holds (every column bit there).
+
+    The tree's depth ``L`` counts its counter levels and the final adder as one level
+    (:func:`popcount_depth`); stage ``i`` (1 to ``stages``) goes after ``floor(i * L / (stages +
+    1))`` levels, so that no stretch between registers is longer than ``ceil(L / (stages + 1))``
+    levels, the shorter ones first (the first starts at the fanout of the input words), clamped
+    to at least one counter level and at most the last (the adder has no register inside). A
+    tree with fewer levels than stages gets stages *stacked* at one level (registers in series
+    holding the same bits), and a single bit, which has no counter level, all its stages at its
+    input (level 0). One stage: half the depth, rounded down, as ``pipeline=3`` has always put
+    it (:func:`popcount_cut`)."""
     if n <= 1:
-        return 0, n
+        return ((0, n),) * stages
     cols = _popcount_levels(n, fanin)
     levels = popcount_depth(n, fanin)[0]
-    level = min(len(cols) - 1, max(1, levels // 2))
-    return level, sum(cols[level].values())
+    out = []
+    for i in range(1, stages + 1):
+        level = min(len(cols) - 1, max(1, i * levels // (stages + 1)))
+        out.append((level, sum(cols[level].values())))
+    return tuple(out)
+
+
+def popcount_cut(n: int, fanin: int = 1) -> tuple[int, int]:
+    """Where ``pipeline=3`` (and 4) registers a popcount of ``n`` bits inside its tree: the one
+    stage of :func:`popcount_cuts`, ``(level, bits)``: after half the tree's depth (the final
+    adder counted as one level, rounded down but at least one counter level; 0 when the tree has
+    no counter level, i.e. its inputs are registered)."""
+    return popcount_cuts(n, fanin, 1)[0]
 
 
 def adder_tree_depth(terms: int, width: int) -> tuple[int, int]:
@@ -153,19 +186,37 @@ def adder_tree_depth(terms: int, width: int) -> tuple[int, int]:
     return depth, width + depth
 
 
-def adder_tree_cut(terms: int, width: int) -> tuple[int, int]:
-    """Where ``pipeline=3`` registers a balanced tree of ``+`` over ``terms`` values of ``width``
-    bits (:func:`lowbit.hw.mvtu.mac.staged_tree_sum`): ``(level, bits)``, the register after
-    ``level`` adder levels (``ceil(depth / 2)``: the half after the register also holds the lane's
-    correction term's carry chain; 0 for a single term, registered itself) and the ``bits`` of the
-    partial sums there (each addition one bit wider, a lone odd value passed on unchanged)."""
+def adder_tree_cuts(terms: int, width: int, stages: int = 1) -> tuple[tuple[int, int], ...]:
+    """Where ``stages`` register stages go inside a balanced tree of ``+`` over ``terms`` values
+    of ``width`` bits (:func:`lowbit.hw.mvtu.mac.staged_tree_sum`): one ``(level, bits)`` per
+    stage, in order, the register after ``level`` adder levels and the ``bits`` of the partial
+    sums there (each addition one bit wider, a lone odd value passed on unchanged).
+
+    Stage ``i`` (1 to ``stages``) of a tree of ``depth`` adder levels goes after
+    ``ceil(i * depth / (stages + 1))`` levels: no stretch longer than ``ceil(depth / (stages +
+    1))`` adders, the shorter ones last (the stretch after the last register also holds the
+    lane's correction term's carry chain). A tree with fewer levels than stages gets stages
+    stacked at one level, a single term all of them at level 0 (the term itself registered).
+    One stage: ``ceil(depth / 2)``, as ``pipeline=3`` has always put it (:func:`adder_tree_cut`).
+    """
     widths = [width] * max(1, terms)
     depth = math.ceil(math.log2(terms)) if terms > 1 else 0
-    level = (depth + 1) // 2
-    for _ in range(level):
-        nxt = [max(widths[i], widths[i + 1]) + 1 for i in range(0, len(widths) - 1, 2)]
-        widths = nxt + ([widths[-1]] if len(widths) % 2 else [])
-    return level, sum(widths)
+    levels = [-(-i * depth // (stages + 1)) for i in range(1, stages + 1)]
+    out, level = [], 0
+    for target in levels:
+        while level < target:
+            nxt = [max(widths[i], widths[i + 1]) + 1 for i in range(0, len(widths) - 1, 2)]
+            widths = nxt + ([widths[-1]] if len(widths) % 2 else [])
+            level += 1
+        out.append((level, sum(widths)))
+    return tuple(out)
+
+
+def adder_tree_cut(terms: int, width: int) -> tuple[int, int]:
+    """Where ``pipeline=3`` (and 4) registers a balanced tree of ``+`` over ``terms`` values of
+    ``width`` bits: the one stage of :func:`adder_tree_cuts`, ``(level, bits)``, after
+    ``ceil(depth / 2)`` adder levels (0 for a single term, registered itself)."""
+    return adder_tree_cuts(terms, width, 1)[0]
 
 
 def adder_lane(spec) -> tuple[int, int]:
@@ -194,25 +245,34 @@ def _lane_tree(spec) -> tuple[int, int]:
     return lv + 2, cb + 1  # the select / negation before, the correction term after
 
 
-def _split_tree(spec) -> tuple[LogicPath, LogicPath]:
-    """The two halves of a lane's tree at ``pipeline=3``: from the weight memory to the register
-    inside the tree (:func:`popcount_cut` of a popcount lane, :func:`adder_tree_cut` of an adder
-    tree after its select / negation level), and from there to the tree's output."""
+def _split_tree(spec) -> tuple[LogicPath, ...]:
+    """A lane's tree cut at its ``tree_stages(spec.pipeline)`` registers, in that many pieces plus
+    one: from the weight memory to the first register inside the tree (:func:`popcount_cuts` of a
+    popcount lane, :func:`adder_tree_cuts` of an adder tree after its select / negation level),
+    between consecutive registers, and from the last one to the tree's output (stacked
+    registers give pieces of no logic)."""
     simd, tree_lv, tree_cb = spec.simd, *_lane_tree(spec)
     memory = weights_in_block_ram(spec)
-    if spec.kind is MacKind.XNOR:
-        first, first_cb = popcount_cut(simd, 2)[0], 0
-    elif spec.kind is MacKind.TERNARY and spec.node.binary_input:
-        # the agree count sets the depth, then the subtraction
-        first, first_cb = popcount_cut(simd, 3)[0], 0
-    else:  # the select / negation level, then the adders up to the cut (the widest one's chain)
+    stages = tree_stages(spec.pipeline)
+    if spec.kind is MacKind.XNOR or (spec.kind is MacKind.TERNARY and spec.node.binary_input):
+        # (ternary: the agree count sets the depth, then the subtraction)
+        fanin = 2 if spec.kind is MacKind.XNOR else 3
+        cuts = [level for level, _ in popcount_cuts(simd, fanin, stages)]
+        ends = [(level, 0) for level in cuts]
+    else:  # the select / negation level, then the adders up to each cut (the widest one's chain)
         terms, width = adder_lane(spec)
-        cut = adder_tree_cut(terms, width)[0]
-        first, first_cb = 1 + cut, (width + cut if cut else 0)
-    return (
-        LogicPath("tree to its register", first, first_cb, from_memory=memory),
-        LogicPath("tree from its register", tree_lv - first, tree_cb),
-    )
+        cuts = [level for level, _ in adder_tree_cuts(terms, width, stages)]
+        ends = [(1 + level, width + level if level else 0) for level in cuts]
+    pieces, start = [], 0
+    for k, (end, chain) in enumerate(ends):
+        name = "tree to its register" if k == 0 else f"tree between its registers {k} and {k + 1}"
+        if k == 0:
+            pieces.append(LogicPath(name, end, chain, from_memory=memory))
+        else:
+            pieces.append(LogicPath(name, end - start, chain if end > start else 0))
+        start = end
+    pieces.append(LogicPath("tree from its register", tree_lv - start, tree_cb))
+    return tuple(pieces)
 
 
 def weights_in_block_ram(spec) -> bool:
@@ -246,7 +306,8 @@ def weight_read_path(spec) -> LogicPath | None:
 
 def mvtu_paths(spec) -> tuple[LogicPath, ...]:
     """The paths of an :class:`~lowbit.hw.mvtu.spec.MVTUSpec` at its ``pipeline`` depth: the
-    tree from the weight memory (at 3 in two halves), the accumulator's adder, the threshold
+    tree from the weight memory (at 3 and 4 in two halves, at 5 and 6 in three and four pieces),
+    the accumulator's adder, the threshold
     comparators (each a carry chain of the accumulator's width) and the count of the
     comparisons; first the weight memory's read when it is built from LUTs
     (:func:`weight_read_path`)."""
@@ -290,14 +351,14 @@ def _compute_paths(spec, tree, accumulate, compare) -> tuple[LogicPath, ...]:
         )
     if spec.pipeline == 2:
         return tree, accumulate, compare
-    first, second = _split_tree(spec)
+    pieces = _split_tree(spec)
     if spec.pipeline == 3:
-        return first, second, accumulate, compare
-    # 4: the memories' read data registered: a path of its own, the tree from the register
+        return (*pieces, accumulate, compare)
+    # 4 and deeper: the memories' read data registered: a path of its own, the tree from there
     return (
-        LogicPath("memory read", 0, 0, from_memory=first.from_memory),
-        dataclasses.replace(first, from_memory=False),
-        second,
+        LogicPath("memory read", 0, 0, from_memory=pieces[0].from_memory),
+        dataclasses.replace(pieces[0], from_memory=False),
+        *pieces[1:],
         accumulate,
         compare,
     )

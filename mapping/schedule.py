@@ -108,8 +108,9 @@ class LayerFolding:
     DDR through an AXI-HP port instead of holding them on chip. ``pipeline`` adds register stages
     to an MVTU or a threshold unit (``MVTUSpec.pipeline``: 1 the tree's output, 2 also the
     accumulator, and with parallel MACs 3 also a register inside each lane's popcount or adder
-    tree, 4 also the weight and input words read from memory; the label select after a pipelined
-    last layer is pipelined too, to its deepest after depth 3 or 4): each costs a cycle of latency
+    tree, 4 also the weight and input words read from memory, 5 and 6 a second and a third
+    register inside each tree; the label select after a pipelined last layer is pipelined too, to
+    its deepest after depth 3 to 6): each costs a cycle of latency
     and some flip-flops, and shortens the unit's longest path (:mod:`lowbit.hw.fmax`).
     """
 

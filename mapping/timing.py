@@ -8,9 +8,9 @@ are listed without an estimate. Families without a fitted model (the Xilinx ones
 
 :func:`pipeline_for_clock` is the mapper's choice of depths: for every layer that can be
 pipelined, the smallest depth whose estimated Fmax reaches the schedule's clock (the deepest the
-unit takes when none does: 4, the register inside each lane's tree and the memories' read
-registers, for an MVTU with parallel MACs, :attr:`~lowbit.hw.mvtu.spec.MVTUSpec.max_pipeline`; 2
-for a bit-serial MVTU and threshold units).
+unit takes when none does: 6, the memories' read registers and three registers inside each lane's
+tree, for an MVTU with parallel MACs, :attr:`~lowbit.hw.mvtu.spec.MVTUSpec.max_pipeline`; 2 for a
+bit-serial MVTU and threshold units).
 """
 
 from __future__ import annotations
@@ -29,14 +29,14 @@ __all__ = ["fmax_entry", "pipeline_for_clock", "added_latency", "deepest_pipelin
 
 def deepest_pipeline(spec) -> int:
     """The deepest ``pipeline=`` of a unit that takes one: an MVTU's
-    :attr:`~lowbit.hw.mvtu.spec.MVTUSpec.max_pipeline` (4 with parallel MACs), else a threshold
+    :attr:`~lowbit.hw.mvtu.spec.MVTUSpec.max_pipeline` (6 with parallel MACs), else a threshold
     unit's :data:`~lowbit.hw.stream.threshold.MAX_THRESHOLD_PIPELINE`."""
     return spec.max_pipeline if isinstance(spec, MVTUSpec) else MAX_THRESHOLD_PIPELINE
 
 
 def added_latency(specs) -> int:
     """Cycles of latency the pipeline registers add: one per stage of every unit and of the label
-    select (one stage after a last unit at depth 1 or 2, its deepest after 3 or 4:
+    select (one stage after a last unit at depth 1 or 2, its deepest after 3 to 6:
     :meth:`~lowbit.hw.stream.label.LabelSelectSpec.after`)."""
     return sum(getattr(s, "pipeline", 0) for s in specs) + stitching(specs)[1].pipeline
 

@@ -122,12 +122,12 @@ def test_schedule_json_keeps_the_pipeline():
     assert Schedule.from_json(text) == s
 
 
-@pytest.mark.parametrize("value", [5, -1, "1", True])
+@pytest.mark.parametrize("value", [7, -1, "1", True])
 def test_schedule_json_refuses_a_bad_pipeline(value):
     doc = json.loads(_schedule().to_json())
     doc["layers"][0]["pipeline"] = value
     with pytest.raises(LowbitError, match=r"^<schedule>: field 'layers\[0\]\.pipeline' must be "
-                                          r"an integer in \[0, 4\], not "):
+                                          r"an integer in \[0, 6\], not "):
         Schedule.from_json(json.dumps(doc))
 
 
@@ -180,21 +180,21 @@ def test_popcount_split_in_two_paths_at_depth_3():
     assert deepest[:3] == ["weight read", "memory read", "tree to its register"]
 
 
-def test_mapper_goes_to_depth_4_for_parallel_lanes():
-    """No depth reaches 500 MHz: each unit gets the deepest it takes (4 for the XNOR and ADDSUB
+def test_mapper_goes_to_depth_6_for_parallel_lanes():
+    """No depth reaches 500 MHz: each unit gets the deepest it takes (6 for the XNOR and ADDSUB
     layers, 2 for a bit-serial one), and each depth's estimate is no lower than the shallower
     one's."""
     graph = _mlp()
     deep = pipeline_for_clock(_schedule(clock=500.0), graph)
-    assert [layer.pipeline for layer in deep.layers] == [4, 4]
+    assert [layer.pipeline for layer in deep.layers] == [6, 6]
     spec = deep.apply(graph)[0]
-    f = [estimate_fmax(dataclasses.replace(spec, pipeline=d), "ecp5") for d in range(5)]
-    assert f == sorted(f) and f[1] > f[0]  # here the weight ROM read limits depths 1-4
+    f = [estimate_fmax(dataclasses.replace(spec, pipeline=d), "ecp5") for d in range(7)]
+    assert f == sorted(f) and f[1] > f[0]  # here the weight ROM read limits depths 1-6
     from lowbit.mapping.timing import deepest_pipeline
 
     rng = np.random.default_rng(1)
     addsub = MatMulThreshold("fc", DataType.uint(3), rng.integers(0, 2, (4, 8)), None)
-    assert deepest_pipeline(MVTUSpec(addsub, pe=2, simd=4)) == 4
+    assert deepest_pipeline(MVTUSpec(addsub, pe=2, simd=4)) == 6
     assert deepest_pipeline(MVTUSpec(addsub, pe=2, simd=4, mac="serial")) == 2
 
 

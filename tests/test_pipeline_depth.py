@@ -7,8 +7,10 @@ stalls at depths 1 and 2, and with ``valid`` and ``ready`` high the cycles per v
 and the latency exactly the spec's ``latency()`` (depth 0 included, so the formula is checked on
 today's design too). Depths 3 (a register inside the compressor tree) and 4 (also the memories'
 read data registered), popcount lanes only, against hand-worked latencies and register positions,
-in the Amaranth simulator and on the fast Verilator path. Depth 0 keeps today's Verilog:
-``tests/test_golden.py`` pins it.
+in the Amaranth simulator and on the fast Verilator path. Depths 5 and 6 (two and three registers
+inside every lane's tree, :func:`lowbit.hw.fmax.popcount_cuts` / ``adder_tree_cuts``): the cut
+rule against hand-worked values, every parallel MAC kind bit-exact under stalls with the spec's
+latency. Depth 0 keeps today's Verilog: ``tests/test_golden.py`` pins it.
 """
 
 import dataclasses
@@ -126,8 +128,8 @@ def test_mvtu_pipeline_bit_exact_under_stalls(kind, shape, depth):
 
 def test_mvtu_pipeline_checked():
     spec, _ = _mvtu_case("xnor", MVTU_SHAPES[0])
-    with pytest.raises(ValueError, match=r"^node 'fc': pipeline must be in \[0, 4\], not 5$"):
-        dataclasses.replace(spec, pipeline=5)
+    with pytest.raises(ValueError, match=r"^node 'fc': pipeline must be in \[0, 6\], not 7$"):
+        dataclasses.replace(spec, pipeline=7)
     with pytest.raises(TypeError, match=r"^node 'fc': pipeline must be an integer, not True$"):
         dataclasses.replace(spec, pipeline=True)
 
@@ -250,7 +252,8 @@ def test_label_select_follows_the_last_unit():
     assert LabelSelectSpec.after(dataclasses.replace(spec, pipeline=2)).pipeline == 1
     deep = LabelSelectSpec.after(dataclasses.replace(spec, pipeline=4))
     assert deep.pipeline == max_label_pipeline(spec.out_elems) == 1  # PE 2: one tree level
-    assert [_follow(d, 5) for d in range(5)] == [0, 1, 1, 3, 3]  # PE 5: the deepest is 3
+    # PE 5: the deepest is 3, after 3 to 6
+    assert [_follow(d, 5) for d in range(7)] == [0, 1, 1, 3, 3, 3, 3]
 
 
 # -- whole designs --------------------------------------------------------------------------------
@@ -379,11 +382,11 @@ def test_mvtu_depth_3_latency_and_stalls(kind):
 
 
 def test_mvtu_depth_3_only_with_parallel_lanes():
-    """Every parallel MAC kind takes 4 (a register inside its popcount or adder tree); the
-    bit-serial MAC at most 2."""
+    """Every parallel MAC kind takes 6 (up to three registers inside its popcount or adder tree);
+    the bit-serial MAC at most 2."""
     for kind in ("xnor", "addsub-scores", "ternary", "multibit", "shift", "multibit-bipolar"):
-        assert _mvtu_case(kind, MVTU_SHAPES[0])[0].max_pipeline == 4, kind
-    assert _ternary_bipolar_case()[0].max_pipeline == 4
+        assert _mvtu_case(kind, MVTU_SHAPES[0])[0].max_pipeline == 6, kind
+    assert _ternary_bipolar_case()[0].max_pipeline == 6
     spec, _ = _mvtu_case("serial", MVTU_SHAPES[0])
     assert spec.max_pipeline == 2
     with pytest.raises(ValueError, match=r"^node 'fc': pipeline 3 \(a register inside each "
@@ -524,3 +527,130 @@ def test_adder_lanes_depths_3_and_4_on_the_fast_path(tmp_path, private_verilator
     assert first[3][1] == 3 + 3 + 3 and first[4][1] == 4 + 4 + 3
     assert first[3][0] - first[0][0] == first[3][1]
     assert first[4][0] - first[0][0] == first[4][1]
+
+
+# -- depths 5 and 6: two and three register stages inside every lane's tree ----------------------
+
+def test_tree_stages_per_depth():
+    from lowbit.hw.fmax import tree_stages
+
+    # kills: 5 / 6 keeping one stage, or stages below 3
+    assert [tree_stages(d) for d in range(7)] == [0, 0, 0, 1, 1, 2, 3]
+
+
+def test_popcount_cuts_hand_worked():
+    """128 XNOR bits: the column totals after each counter level are 128, 86 (42 3:2 counters
+    and a 2:2 on the last two bits: 43 + 43), 44, 25, 16, 12, 11, 10: 7 counter levels, the adder
+    an 8th. One stage after floor(8 / 2) = 4 levels (16 bits, as ``popcount_cut``); two after
+    floor(8 / 3) = 2 and floor(16 / 3) = 5 (stretches 2, 3, 3); three after 2, 4, 6 (2 each).
+    Kills: ceil instead of floor (two stages at 3 and 6), one level off, the bits of the wrong
+    level, and a 1-stage rule that is not ``popcount_cut``'s."""
+    from lowbit.hw.fmax import popcount_cut, popcount_cuts, popcount_depth
+
+    assert popcount_depth(128, 2) == (8, 8)
+    assert popcount_cuts(128, 2, 1) == ((4, 16),) and popcount_cut(128, 2) == (4, 16)
+    assert popcount_cuts(128, 2, 2) == ((2, 44), (5, 12))
+    assert popcount_cuts(128, 2, 3) == ((2, 44), (4, 16), (6, 11))
+    # 16 XNOR bits: columns 16 -> 11 -> 6, then the adder (3 levels): two stages after 1 and 2,
+    # three after 1 (floor(3 / 4) = 0, clamped to the first counter level), 1 and 2
+    assert popcount_cuts(16, 2, 2) == ((1, 11), (2, 6))
+    assert popcount_cuts(16, 2, 3) == ((1, 11), (1, 11), (2, 6))
+    # 4 XNOR bits: one counter level and the adder: every stage stacked after level 1 (kills a
+    # rule that puts one at the inputs, 0, or past the counters, 2)
+    assert popcount_cuts(4, 2, 3) == ((1, 3),) * 3
+    # one bit: no counter level, the stages stacked at its input
+    assert popcount_cuts(1, 2, 2) == ((0, 1), (0, 1))
+
+
+def test_adder_tree_cuts_hand_worked():
+    """8 terms of 4 bits: 3 adder levels (4 sums of 5 bits, 2 of 6, 1 of 7); two stages after
+    ceil(3 / 3) = 1 and ceil(6 / 3) = 2 levels, three after 1, 2 (ceil(6 / 4)) and 3 (the
+    tree's sum itself, before the correction term). Kills: floor instead of ceil (three stages at
+    0, 1, 2), the widths of the wrong level, and a 1-stage rule that is not ``adder_tree_cut``'s."""
+    from lowbit.hw.fmax import adder_tree_cut, adder_tree_cuts
+
+    assert adder_tree_cuts(8, 4, 1) == ((2, 12),) == (adder_tree_cut(8, 4),)
+    assert adder_tree_cuts(8, 4, 2) == ((1, 20), (2, 12))
+    assert adder_tree_cuts(8, 4, 3) == ((1, 20), (2, 12), (3, 7))
+    # 5 terms: 5 5 4 after one level (the lone term passed on), 6 4 after two
+    assert adder_tree_cuts(5, 4, 2) == ((1, 14), (2, 10))
+    # 2 terms (one adder): both stages after it, stacked; one term: at the term
+    assert adder_tree_cuts(2, 3, 2) == ((1, 4), (1, 4))
+    assert adder_tree_cuts(1, 3, 3) == ((0, 3),) * 3
+
+
+def _xnor_wide_spec(simd, pipeline, mw=None):
+    rng = np.random.default_rng(simd)
+    mw = simd if mw is None else mw
+    w = rng.integers(0, 2, (2, mw))
+    lo, hi = MatMulThreshold("p", BIPOLAR, w, None).acc_range
+    t = np.sort(rng.integers(lo, hi + 2, (2, 1)), axis=1)
+    node = MatMulThreshold("fc", BIPOLAR, w, t, BIPOLAR)
+    return MVTUSpec(node, pe=2, simd=simd, pipeline=pipeline), BIPOLAR.sample(rng, (4, mw))
+
+
+def test_tree_paths_at_depths_5_and_6():
+    """The 128-bit XNOR tree (8 levels, 8 carry bits) in three pieces at 5 (2, 3, 3 levels) and
+    four at 6 (2 each), the adder's carry in the last; the estimate no lower than at 4. Kills: the
+    Fmax model keeping two pieces, or pieces that do not add up to the tree."""
+    from lowbit.hw.fmax import LogicPath, estimate_fmax
+
+    spec, _ = _xnor_wide_spec(128, 5)
+    tree = [p for p in spec.logic_paths() if p.name.startswith("tree")]
+    assert tree == [LogicPath("tree to its register", 2, 0),
+                    LogicPath("tree between its registers 1 and 2", 3, 0),
+                    LogicPath("tree from its register", 3, 8)]
+    six = dataclasses.replace(spec, pipeline=6)
+    assert [(p.levels, p.carry_bits) for p in six.logic_paths() if p.name.startswith("tree")] == \
+        [(2, 0), (2, 0), (2, 0), (2, 8)]
+    f = [estimate_fmax(dataclasses.replace(spec, pipeline=d), "ecp5") for d in (4, 5, 6)]
+    assert f == sorted(f)
+
+
+def test_mvtu_depths_5_and_6_resources_and_latency():
+    """SIMD 4 XNOR lanes (PE 2): each added stage holds the 3 column bits after the one counter
+    level (stacked) in each lane, and 4 control bits; one more cycle of latency each, none per
+    vector. Kills: the FF model counting one cut only, latency not ``2 + pipeline`` beyond 4."""
+    spec, _ = _mvtu_case("xnor", MVTU_SHAPES[0])
+    ff = [dataclasses.replace(spec, pipeline=d).resources().ff for d in (4, 5, 6)]
+    assert ff == [ff[0], ff[0] + 2 * 3 + 4, ff[0] + 2 * (2 * 3 + 4)]
+    assert [dataclasses.replace(spec, pipeline=d).latency() for d in (5, 6)] == [3 + 2 + 5, 11]
+    assert dataclasses.replace(spec, pipeline=6).cycles() == spec.cycles()
+
+
+def _deep_run_checks(base, x, seed):
+    ref = base.reference(x)
+    for depth in (5, 6):
+        spec = dataclasses.replace(base, pipeline=depth)
+        got, run = _mvtu_run(spec, x)
+        assert np.array_equal(got, ref), f"pipeline {depth}"
+        nf = spec.neuron_folds
+        assert np.diff(run.out_cycles[nf - 1::nf]).tolist() == [spec.cycles()] * (len(x) - 1)
+        assert run.out_cycles[0] - spec.synapse_folds == spec.latency()
+        assert spec.latency() == spec.synapse_folds + 2 + depth
+        got, _ = _mvtu_run(spec, x, seed=seed + depth, valid_prob=0.5, ready_prob=0.4)
+        assert np.array_equal(got, ref), f"pipeline {depth} under stalls"
+
+
+@pytest.mark.amaranth_sim
+@pytest.mark.parametrize("kind", ["xnor", "ternary-bipolar", *ADDER_KINDS])
+def test_mvtu_depths_5_and_6_every_parallel_kind(kind):
+    """Every parallel MAC kind at 5 and 6 (SIMD 4: the stages stacked where the tree is short):
+    bit-exact with and without random stalls, the cycles per vector unchanged, the first output
+    exactly ``spec.latency()`` after the last input. Kills: a control chain one stage short
+    (latency, and outputs misaligned with ``first`` / ``last``), the ADDSUB ``sum(x)`` or a
+    negation popcount with fewer stages than its lane's tree (wrong sums)."""
+    if kind == "ternary-bipolar":
+        base, x = _ternary_bipolar_case()
+    else:
+        base, x = _mvtu_case(kind, MVTU_SHAPES[0])
+    _deep_run_checks(base, x[:4], 60)
+
+
+@pytest.mark.amaranth_sim
+@pytest.mark.parametrize("simd", [16, 64])
+def test_mvtu_depths_5_and_6_wide_popcount(simd):
+    """XNOR lanes of 16 bits (stages at levels 1, 2 and 1, 1, 2) and of 64 (6 levels: 2, 4 at 5;
+    1, 3, 4 at 6), SF 2: spread registers, bit-exact under stalls, the spec's latency."""
+    base, x = _xnor_wide_spec(simd, 0, mw=2 * simd)
+    _deep_run_checks(base, x, 70)

@@ -19,13 +19,15 @@ Popcount (:func:`popcount`) is built for 6-input LUTs instead of as an adder tre
 * **final adder** — the two remaining rows are added with one ``+`` (one carry chain of about
   ``log2(SIMD)`` bits).
 
-``cut=`` puts a register stage inside the tree (``MVTUSpec(pipeline=3)``): every column bit after
-that many counter levels (:func:`lowbit.hw.fmax.popcount_cut` chooses half the depth) goes through
-a register loaded when ``en`` is high, so every path through the tree crosses exactly one. The
-lanes of the other kinds are adder trees (:func:`lowbit.hw._util.tree_sum`, plus a popcount of the
-negations' ``+ 1`` bits); at ``pipeline=3`` every partial sum after half the adder levels
-(:func:`lowbit.hw.fmax.adder_tree_cut`) is registered the same way (:func:`staged_tree_sum`), and
-the popcount beside it at its own cut.
+``cut=`` puts register stages inside the tree (``MVTUSpec(pipeline=3)`` and 4: one, 5: two, 6:
+three, :func:`lowbit.hw.fmax.tree_stages`): every column bit after each cut's number of counter
+levels (:func:`lowbit.hw.fmax.popcount_cuts` spreads them evenly over the depth) goes through a
+register loaded when ``en`` is high, so every path through the tree crosses exactly one register
+per stage. The lanes of the other kinds are adder trees (:func:`lowbit.hw._util.tree_sum`, plus a
+popcount of the negations' ``+ 1`` bits); there every partial sum after each cut's adder levels
+(:func:`lowbit.hw.fmax.adder_tree_cuts`) is registered the same way (:func:`staged_tree_sum`), and
+the popcount beside it (and the ADDSUB kind's shared ``sum(x)``) at its own cuts, as many stages:
+the terms of a lane stay aligned.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value
 
 from ...ir.mac import MacKind
 from .._util import tree_sum
-from ..fmax import adder_tree_cut, popcount_cut
+from ..fmax import adder_tree_cuts, popcount_cuts, tree_stages
 
 __all__ = ["popcount", "counter", "lane_dot", "staged_tree_sum"]
 
@@ -86,7 +88,7 @@ def popcount(
     *,
     fanin: int = 1,
     name: str = "pc",
-    cut: int | None = None,
+    cut: int | tuple[int, ...] | None = None,
     en: Value | None = None,
 ) -> Value:
     """Number of ones among ``bits`` (1-bit values), as an unsigned value of ``clog2(n + 1)`` bits.
@@ -97,7 +99,8 @@ def popcount(
 
     ``cut`` (with ``en``, the registers' load enable) registers every column bit after ``cut``
     counter levels (0: the inputs; at most the tree's counter levels): the count then arrives one
-    cycle later.
+    cycle later. A tuple of levels (ascending; a level repeated stacks registers in series) puts
+    one register stage at each: the count arrives ``len(cut)`` cycles later.
     """
     count = [0]
 
@@ -123,15 +126,25 @@ def popcount(
         raise ValueError("popcount needs at least one bit")
     if cut is not None and en is None:
         raise ValueError("popcount: cut needs en, the registers' load enable")
+    cuts = () if cut is None else (cut,) if isinstance(cut, int) else tuple(cut)
+    if list(cuts) != sorted(cuts) or any(c < 0 for c in cuts):
+        raise ValueError(f"popcount: cut must be ascending levels from 0, not {cut!r}")
+
+    def stage_at(level: int, cols: dict[int, list[Value]]) -> dict[int, list[Value]]:
+        for _ in range(cuts.count(level)):
+            cols = staged(cols)
+        return cols
+
     n = len(bits)
     width = n.bit_length()
     if n == 1:
-        return staged({0: bits})[0][0] if cut is not None else bits[0]
+        if cuts and cuts[-1] > 0:
+            raise ValueError(f"popcount: cut ({cut}) is beyond the tree's 0 counter levels")
+        return stage_at(0, {0: bits})[0][0]
     group = min(6, 6 // max(1, fanin))
     columns: dict[int, list[Value]] = {}
     level = 0
-    if cut == 0:
-        bits = staged({0: bits})[0]
+    bits = stage_at(0, {0: bits})[0]
     if group >= 3:
         for k in range(0, n, group):
             for j, b in enumerate(counter(bits[k : k + group])):
@@ -139,8 +152,8 @@ def popcount(
         level = 1
     else:
         columns[0] = list(bits)
-    if cut is not None and cut and level == cut:
-        columns = staged(columns)
+    if level:
+        columns = stage_at(level, columns)
     while any(len(col) > 2 for col in columns.values()):
         nxt: dict[int, list[Value]] = {}
         for weight in sorted(columns):
@@ -153,9 +166,8 @@ def popcount(
                 k += take
             nxt.setdefault(weight, []).extend(col[k:])
         columns, level = nxt, level + 1
-        if cut is not None and cut and level == cut:
-            columns = staged(columns)
-    if cut is not None and cut > level:
+        columns = stage_at(level, columns)
+    if cuts and cuts[-1] > level:
         raise ValueError(f"popcount: cut ({cut}) is beyond the tree's {level} counter levels")
     top = max(columns)
     rows: list[list[Value]] = [[], []]
@@ -171,34 +183,44 @@ def popcount(
     return total[:width]
 
 
-def staged_tree_sum(m: Module, values: list[Value], *, cut: int, en: Value, name: str) -> Value:
+def staged_tree_sum(
+    m: Module, values: list[Value], *, cut: int | tuple[int, ...], en: Value, name: str
+) -> Value:
     """:func:`lowbit.hw._util.tree_sum` of ``values`` (the same pairing and widths) with every
     partial sum after ``cut`` adder levels (0: the values themselves) registered, loaded when
-    ``en`` is high (registers ``<name>_s<k>``): the sum arrives one cycle later."""
+    ``en`` is high (registers ``<name>_s<k>``): the sum arrives one cycle later. A tuple of levels
+    (ascending; a level repeated stacks registers in series) puts one register stage at each
+    (the second stage's registers ``<name>_s1_<k>``, and so on): the sum arrives ``len(cut)``
+    cycles later."""
     values = [Value.cast(v) for v in values]
     if not values:
         raise ValueError("staged_tree_sum needs at least one value")
+    cuts = (cut,) if isinstance(cut, int) else tuple(cut)
+    if not cuts or list(cuts) != sorted(cuts) or cuts[0] < 0:
+        raise ValueError(f"staged_tree_sum: cut must be ascending levels from 0, not {cut!r}")
+    staged = [0]
 
-    def stage(vals: list[Value]) -> list[Value]:
-        regs = []
-        for k, v in enumerate(vals):
-            reg = Signal(v.shape(), name=f"{name}_s{k}")
-            with m.If(en):
-                m.d.sync += reg.eq(v)
-            regs.append(reg)
-        return regs
+    def stage_at(level: int, vals: list[Value]) -> list[Value]:
+        for _ in range(cuts.count(level)):
+            j = staged[0]
+            regs = []
+            for k, v in enumerate(vals):
+                reg = Signal(v.shape(), name=f"{name}_s{k}" if j == 0 else f"{name}_s{j}_{k}")
+                with m.If(en):
+                    m.d.sync += reg.eq(v)
+                regs.append(reg)
+            vals, staged[0] = regs, j + 1
+        return vals
 
     level = 0
-    if cut == 0:
-        values = stage(values)
+    values = stage_at(0, values)
     while len(values) > 1:
         nxt = [values[i] + values[i + 1] for i in range(0, len(values) - 1, 2)]
         if len(values) % 2:
             nxt.append(values[-1])
         values, level = nxt, level + 1
-        if level == cut:
-            values = stage(values)
-    if cut > level:
+        values = stage_at(level, values)
+    if cuts[-1] > level:
         raise ValueError(f"staged_tree_sum: cut ({cut}) is beyond the tree's {level} adder levels")
     return values[0]
 
@@ -224,29 +246,31 @@ def _negatable(v: Value, negative: Value, zero: Value | None = None) -> tuple[Va
 
 
 def _sum_negatable(
-    m: Module, terms: list[tuple[Value, Value]], name: str, en: Value | None = None
+    m: Module, terms: list[tuple[Value, Value]], name: str, en: Value | None, stages: int
 ) -> Value:
-    """``sum(t) + popcount(c)`` of :func:`_negatable` pairs; with ``en``, both trees hold their
-    register stage (:func:`_tree`, :func:`_count`)."""
-    return _tree(m, [t for t, _ in terms], name, en) + _count(
-        m, [c for _, c in terms], f"{name}_neg", en
+    """``sum(t) + popcount(c)`` of :func:`_negatable` pairs; with ``en``, both trees hold
+    ``stages`` register stages (:func:`_tree`, :func:`_count`)."""
+    return _tree(m, [t for t, _ in terms], name, en, stages) + _count(
+        m, [c for _, c in terms], f"{name}_neg", en, stages
     )
 
 
-def _tree(m: Module, values: list[Value], name: str, en: Value | None) -> Value:
-    """``tree_sum(values)``; with ``en`` (``pipeline=3``) registered at
-    :func:`lowbit.hw.fmax.adder_tree_cut`."""
+def _tree(m: Module, values: list[Value], name: str, en: Value | None, stages: int) -> Value:
+    """``tree_sum(values)``; with ``en`` (``pipeline >= 3``) ``stages`` register stages at
+    :func:`lowbit.hw.fmax.adder_tree_cuts`."""
     if en is None:
         return tree_sum(values)
-    return staged_tree_sum(m, values, cut=adder_tree_cut(len(values), 1)[0], en=en, name=name)
+    cuts = tuple(level for level, _ in adder_tree_cuts(len(values), 1, stages))
+    return staged_tree_sum(m, values, cut=cuts, en=en, name=name)
 
 
-def _count(m: Module, bits: list[Value], name: str, en: Value | None) -> Value:
-    """``popcount(bits)`` (single signals); with ``en`` registered at
-    :func:`lowbit.hw.fmax.popcount_cut`."""
+def _count(m: Module, bits: list[Value], name: str, en: Value | None, stages: int) -> Value:
+    """``popcount(bits)`` (single signals); with ``en`` ``stages`` register stages at
+    :func:`lowbit.hw.fmax.popcount_cuts`."""
     if en is None:
         return popcount(m, bits, name=name)
-    return popcount(m, bits, name=name, cut=popcount_cut(len(bits), 1)[0], en=en)
+    cuts = tuple(level for level, _ in popcount_cuts(len(bits), 1, stages))
+    return popcount(m, bits, name=name, cut=cuts, en=en)
 
 
 def _pow2_term(x: Value, code: Value, bits: int, bipolar_input: bool) -> tuple[Value, Value]:
@@ -278,29 +302,31 @@ def lane_dot(
     of the products of values. ``shared`` (one dict for all lanes of a unit) holds terms that
     depend on the inputs only, such as ``sum(x)`` of :attr:`MacKind.ADDSUB`, built once.
 
-    With ``spec.pipeline >= 3`` each popcount holds a register stage at
-    :func:`lowbit.hw.fmax.popcount_cut`, each adder tree one at
-    :func:`lowbit.hw.fmax.adder_tree_cut` (the shared ``sum(x)`` too), loaded when ``en`` is high,
-    and the contribution arrives one cycle later.
+    With ``spec.pipeline >= 3`` each popcount holds :func:`lowbit.hw.fmax.tree_stages` register
+    stages at :func:`lowbit.hw.fmax.popcount_cuts`, each adder tree as many at
+    :func:`lowbit.hw.fmax.adder_tree_cuts` (the shared ``sum(x)`` too), loaded when ``en`` is
+    high, and the contribution arrives that many cycles later.
     """
     kind, simd, wb = spec.kind, spec.simd, spec.weight_bits
     bipolar_in = spec.node.binary_input
     shared = {} if shared is None else shared
-    inner = spec.pipeline >= 3
-    tree_en = en if inner else None
+    stages = tree_stages(spec.pipeline)
+    tree_en = en if stages else None
 
     def cut(fanin: int) -> dict:
-        return {"cut": popcount_cut(simd, fanin)[0], "en": en} if inner else {}
+        if not stages:
+            return {}
+        return {"cut": tuple(level for level, _ in popcount_cuts(simd, fanin, stages)), "en": en}
 
     if kind is MacKind.XNOR:
         return popcount(m, [~(x[i] ^ lane[i]) for i in range(simd)], fanin=2, name=name, **cut(2))
     if kind is MacKind.ADDSUB:
         # sum(w ? x : -x) = 2 * sum(w ? x : 0) - sum(x): a masked tree per lane, sum(x) shared
         if "xsum" not in shared:
-            total = _tree(m, list(x), "xsum", tree_en)
+            total = _tree(m, list(x), "xsum", tree_en, stages)
             shared["xsum"] = Signal(total.shape(), name="xsum")
             m.d.comb += shared["xsum"].eq(total)
-        masked = _tree(m, [Mux(lane[i], x[i], 0) for i in range(simd)], name, tree_en)
+        masked = _tree(m, [Mux(lane[i], x[i], 0) for i in range(simd)], name, tree_en, stages)
         return (masked << 1) - shared["xsum"]
     if kind is MacKind.TERNARY:
         nz, pos = lane[:simd], lane[simd : 2 * simd]
@@ -315,23 +341,23 @@ def lane_dot(
             nzc = popcount(m, [nz[i] for i in range(simd)], name=f"{name}_nz", **cut(1))
             return (agree << 1) - nzc
         return _sum_negatable(
-            m, [_negatable(x[i], ~pos[i], ~nz[i]) for i in range(simd)], name, tree_en
+            m, [_negatable(x[i], ~pos[i], ~nz[i]) for i in range(simd)], name, tree_en, stages
         )
     w = [lane[i * wb : (i + 1) * wb] for i in range(simd)]
     if kind is MacKind.SHIFT:
         return _sum_negatable(
-            m, [_pow2_term(x[i], w[i], wb, bipolar_in) for i in range(simd)], name, tree_en
+            m, [_pow2_term(x[i], w[i], wb, bipolar_in) for i in range(simd)], name, tree_en, stages
         )
     if kind is MacKind.MULTIBIT:
         if bipolar_in:
             return _sum_negatable(
-                m, [_negatable(w[i].as_signed(), ~x[i]) for i in range(simd)], name, tree_en
+                m, [_negatable(w[i].as_signed(), ~x[i]) for i in range(simd)], name, tree_en, stages
             )
         # shift-add partial products (x AND weight bit k, shifted; the sign bit subtracts): LUTs and
         # carry chains only, so synthesis infers no DSP for these narrow products
         parts = [Mux(w[i][k], x[i] << k, 0) for i in range(simd) for k in range(wb - 1)]
         top = [_negatable(x[i], 1, ~w[i][wb - 1]) for i in range(simd)]
-        return _tree(m, parts + [t << (wb - 1) for t, _ in top], name, tree_en) + (
-            _count(m, [c for _, c in top], f"{name}_neg", tree_en) << (wb - 1)
+        return _tree(m, parts + [t << (wb - 1) for t, _ in top], name, tree_en, stages) + (
+            _count(m, [c for _, c in top], f"{name}_neg", tree_en, stages) << (wb - 1)
         )
     raise ValueError(f"unknown MAC kind {kind!r}")

@@ -35,7 +35,10 @@ lane's tree at half its depth: a compressor tree's column bits (the XNOR kind, t
 bipolar inputs; :func:`lowbit.hw.fmax.popcount_cut`) or an adder tree's partial sums (the other
 kinds, with the popcount of their negations' ``+ 1`` bits and the ADDSUB kind's shared ``sum(x)``;
 :func:`lowbit.hw.fmax.adder_tree_cut`); 4 also registers the weight word and the input word read
-from the memories before the trees (a block RAM's clock-to-out then has a path to itself). 3 and 4
+from the memories before the trees (a block RAM's clock-to-out then has a path to itself); 5 and 6
+hold two and three register stages inside each lane's tree instead of one, spread evenly over its
+depth (:func:`lowbit.hw.fmax.popcount_cuts`, :func:`lowbit.hw.fmax.adder_tree_cuts`; every path
+through a lane, its shared ``sum(x)`` and negation popcount included, crosses as many). 3 to 6
 are for ``mac="parallel"`` only; the bit-serial MAC takes at most 2
 (:attr:`MVTUSpec.max_pipeline`). 0 is the unpipelined design,
 whose critical path runs from the weight memory through the tree, the accumulator's adder and the
@@ -62,7 +65,7 @@ from ...ir.graph import MatMulThreshold
 from ...ir.mac import MacKind
 from ...ir.resources import Resources
 from ..cost import mvtu_resources
-from ..fmax import LogicPath, adder_lane, adder_tree_cut, mvtu_paths, popcount_cut
+from ..fmax import LogicPath, adder_lane, adder_tree_cuts, mvtu_paths, popcount_cuts, tree_stages
 
 __all__ = [
     "MVTUSpec",
@@ -81,10 +84,10 @@ MAC_MODES = ("parallel", "serial")
 WEIGHT_RAMS = ("auto", "block", "distributed", "external")
 """``weight_ram=``: where synthesis puts the weight memory; ``"external"``: no weight memory, the
 weights arrive on a stream (``ws``) from off-chip memory, one word per compute cycle."""
-MAX_PIPELINE = 4
+MAX_PIPELINE = 6
 """The deepest ``pipeline=`` of an MVTU: tree register, accumulator register, a register inside
-the lane's tree, then the memory read registers (3 and 4 for ``mac="parallel"`` only,
-:attr:`MVTUSpec.max_pipeline`)."""
+the lane's tree, the memory read registers, then a second and a third register stage inside the
+tree (3 to 6 for ``mac="parallel"`` only, :attr:`MVTUSpec.max_pipeline`)."""
 MAC_KINDS = tuple(MacKind)
 """The MAC arrays, :class:`~lowbit.ir.mac.MacKind` (members equal their value strings)."""
 
@@ -266,7 +269,8 @@ class MVTUSpec(NodeShape):
     def popcount_lanes(self) -> bool:
         """Whether each lane is a compressor-tree popcount (the XNOR kind, or parallel ternary
         weights on bipolar inputs); ``pipeline=3`` splits it at :func:`popcount_cut`, the other
-        parallel lanes' adder trees at :func:`lowbit.hw.fmax.adder_tree_cut`."""
+        parallel lanes' adder trees at :func:`lowbit.hw.fmax.adder_tree_cut` (5 and 6 at more
+        cuts: :func:`lowbit.hw.fmax.popcount_cuts`, :func:`lowbit.hw.fmax.adder_tree_cuts`)."""
         if self.serial:
             return False
         return self.kind is MacKind.XNOR or (
@@ -417,8 +421,9 @@ class MVTUSpec(NodeShape):
     def resources(self):
         """Resource estimate (model in :mod:`lowbit.hw.cost`), a ``Resources``; a pipeline adds
         the tree registers (``PE`` x the accumulator width), a few control bits, at 3 the column
-        bits at each popcount's cut (:func:`lowbit.hw.fmax.popcount_cut`) or the partial sums at
-        each adder tree's (:func:`lowbit.hw.fmax.adder_tree_cut`), at 4 the memory read words."""
+        bits at each popcount's cut (:func:`lowbit.hw.fmax.popcount_cuts`) or the partial sums at
+        each adder tree's (:func:`lowbit.hw.fmax.adder_tree_cuts`), at 4 the memory read words, at
+        5 and 6 the bits at the second and third cuts (and control bits per stage)."""
 
         t = self.node.thresholds
         base = mvtu_resources(
@@ -441,23 +446,30 @@ class MVTUSpec(NodeShape):
             return base
         extra = (self.pe * self.acc_bits + 4) + (4 if self.pipeline > 1 else 0)
         if self.pipeline > 2:
-            extra += self._cut_bits() + 4
+            extra += self._cut_bits() + 4 * tree_stages(self.pipeline)
         if self.pipeline > 3:
             extra += self.weight_word_bits + self.simd * self.in_bits + 4
         return base + Resources(ff=extra)
 
     def _cut_bits(self) -> int:
-        """Bits of the registers inside the unit's trees at ``pipeline=3`` (the model of
-        :meth:`resources`)."""
+        """Bits of the registers inside the unit's trees at its ``pipeline`` (3 and deeper: every
+        stage of :func:`lowbit.hw.fmax.tree_stages`; the model of :meth:`resources`)."""
+        stages = tree_stages(self.pipeline)
+
+        def pc(n: int, fanin: int) -> int:
+            return sum(bits for _, bits in popcount_cuts(n, fanin, stages))
+
+        def at(terms: int, width: int) -> int:
+            return sum(bits for _, bits in adder_tree_cuts(terms, width, stages))
+
         if self.popcount_lanes:
             fanins = (2,) if self.kind is MacKind.XNOR else (3, 1)
-            return self.pe * sum(popcount_cut(self.simd, f)[1] for f in fanins)
-        terms, width = adder_lane(self)
-        lane = adder_tree_cut(terms, width)[1]
+            return self.pe * sum(pc(self.simd, f) for f in fanins)
+        lane = at(*adder_lane(self))
         if self.kind is MacKind.ADDSUB:  # the shared sum(x) of the inputs
-            return self.pe * lane + adder_tree_cut(self.simd, self.in_bits)[1]
+            return self.pe * lane + at(self.simd, self.in_bits)
         # the popcount of the negations' + 1 bits beside the tree
-        return self.pe * (lane + popcount_cut(self.simd, 1)[1])
+        return self.pe * (lane + pc(self.simd, 1))
 
     def cycles_per_image(self, vectors: int = 1, ddr_bits: int | None = None) -> int:
         """``cycles() * vectors``; with the weights streamed from DDR (``weight_ram="external"``) at

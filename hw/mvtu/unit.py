@@ -31,8 +31,9 @@ stage later; at 3 each lane's tree also holds a register stage at half its depth
 tree's :func:`lowbit.hw.mvtu.mac.popcount` ``cut``, an adder tree's
 :func:`lowbit.hw.mvtu.mac.staged_tree_sum`), and the control bits of the accumulate stage one
 more register; at 4 the weight word and the input word read from the memories are registered
-before the trees. Each stage adds one cycle of latency (:meth:`MVTUSpec.latency`) and none per
-vector.
+before the trees; 5 and 6 hold two and three register stages inside each tree instead of one
+(:func:`lowbit.hw.fmax.tree_stages`, spread over its depth), the control bits one more register
+each. Each stage adds one cycle of latency (:meth:`MVTUSpec.latency`) and none per vector.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ from amaranth.lib.wiring import In, Out
 from ...ir.datatypes import Kind, clog2
 from ...ir.mac import MacKind
 from .._util import pack_words, tree_sum
+from ..fmax import tree_stages
 from .mac import lane_dot, popcount
 from .spec import MVTUSpec
 
@@ -269,8 +271,9 @@ class MatrixVectorThresholdUnit(wiring.Component):
         # The accumulate stage (1, or 2 behind the tree register) and the output register's load.
         v_a, first_a, last_a = v1, first1, last1
         # one control stage per register in front of the accumulator: the tree's output (D >= 1),
-        # the register inside the tree (D >= 3) and the memory read registers (D == 4)
-        for k in range(2, 2 + (D > 0) + (D > 2) + (D > 3)):
+        # the registers inside the tree (one at D 3 and 4, D - 3 at 5 and 6) and the memory read
+        # registers (D >= 4)
+        for k in range(2, 2 + (D > 0) + tree_stages(D) + (D > 3)):
             v_k, first_k, last_k = (Signal(name=f"{n}{k}") for n in ("v", "first", "last"))
             with m.If(~stall):
                 m.d.sync += [v_k.eq(v_a), first_k.eq(first_a), last_k.eq(last_a)]

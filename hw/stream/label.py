@@ -24,7 +24,7 @@ step merges it with the running best; the result beat leaves one cycle later
 ``ceil(log2 PE)`` levels) cuts that tree into ``p`` register stages of at most ``ceil(levels / p)``
 compare-and-select levels each, one cycle of latency per stage: at the deepest, every cycle holds
 one comparison. :meth:`LabelSelectSpec.after` pipelines the label select when the unit before it is
-pipelined: one stage after depth 1 or 2, the deepest after depth 3 or 4 (the depths for Fmax).
+pipelined: one stage after depth 1 or 2, the deepest after depth 3 to 6 (the depths for Fmax).
 """
 
 from __future__ import annotations
@@ -170,7 +170,8 @@ def max_label_pipeline(pe: int) -> int:
 
 def _follow(unit_pipeline: int, pe: int) -> int:
     """The label select's depth after a unit at ``unit_pipeline``: 0, 1 after depth 1 or 2, the
-    deepest after 3 or 4."""
+    deepest after 3 to 6 (an MVTU's depths for Fmax, up to
+    :data:`lowbit.hw.mvtu.spec.MAX_PIPELINE`)."""
     if not unit_pipeline:
         return 0
     return 1 if unit_pipeline <= 2 else max_label_pipeline(pe)
