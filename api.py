@@ -232,13 +232,17 @@ class Model:
         budget: float | None = None,
         schedule: Schedule | MapResult | str | os.PathLike | None = None,
         target_fps: float | None = None,
+        clock_mhz: float | None = None,
     ) -> Compiled:
         """Map (or apply ``schedule``) and write the Verilog and reports into ``out_dir``, as
         ``lowbit compile``. A schedule fixes the board: ``board`` may only repeat it, and
         ``budget`` is then the share of the board it must fit in. ``target_fps`` (images/s at the
-        board's clock) asks for the cheapest folding reaching it instead of the fastest, as
+        clock) asks for the cheapest folding reaching it instead of the fastest, as
         ``lowbit compile --target-fps``; a DAG model (residual, depthwise, 1-D) takes it, not a
-        schedule."""
+        schedule. ``clock_mhz`` is the target clock, as ``lowbit compile --clock``: the
+        schedule's clock becomes it and each unit's pipeline depth is chosen for it (a given
+        schedule's depths too; on a family without an Fmax model only the clock is set); not
+        for a DAG (:func:`lowbit.flow.compile_model`)."""
         out = _path(out_dir, "out_dir")
         if budget is not None:
             budget = _budget(budget)
@@ -260,7 +264,13 @@ class Model:
                 "target_fps chooses the folding; give it without schedule and budget"
             )
         report = compile_model(
-            self.graph, out, board=name, schedule=schedule, budget=budget, target_fps=target_fps
+            self.graph,
+            out,
+            board=name,
+            schedule=schedule,
+            budget=budget,
+            target_fps=target_fps,
+            clock_mhz=clock_mhz,
         )
         return Compiled(self, CompiledDesign(out.resolve()), report)
 

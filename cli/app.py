@@ -174,6 +174,7 @@ def cmd_compile(args) -> int:
             width=args.width,
             search=args.search,
             budget=_search_budget(args.budget, board_name) if args.search else args.budget,
+            clock_mhz=args.clock,
         )
     else:
         graph = _with_wire(IntegerGraph.load(args.model), args.input_wire)
@@ -211,6 +212,7 @@ def cmd_compile(args) -> int:
             schedule=schedule,
             budget=budget,
             target_fps=args.target_fps,
+            clock_mhz=args.clock,
         )
     m = report.mapping
     design = CompiledDesign(args.output)
@@ -227,8 +229,33 @@ def cmd_compile(args) -> int:
         f"  {m['cycles_per_image']} cycles/image (bottleneck {m['bottleneck']}), "
         f"{m['throughput_fps']:,.0f} images/s at {m['clock_mhz']:g} MHz on {m['board']}"
     )
+    for line in _timing_lines(m):
+        print("  " + line)
     print("  " + boundary_lines(graph).replace("\n", "\n  "))
     return 0
+
+
+def _timing_lines(m: dict) -> list[str]:
+    """The compile summary's clock: the target, how the pipeline depths were chosen, whether the
+    estimated Fmax meets the target, and each unit's depth and estimate (none for a DAG)."""
+    f = m.get("fmax")
+    if not f:
+        return []
+    head = f"clock {m['clock_mhz']:g} MHz (pipeline depths {m.get('pipeline_depths', '-')})"
+    if f["fmax_mhz"] is None:
+        return [f"{head}; no Fmax estimate: {f['note']}"]
+    verdict = "meets" if f["meets_clock"] else "MISSES"
+    lines = [
+        f"{head}; estimated Fmax "
+        f"{f['fmax_mhz']:.1f} MHz ({f['slowest']}) {verdict} it; "
+        f"{f['throughput_fps_at_fmax']:,.0f} images/s at that Fmax"
+    ]
+    units = ", ".join(
+        f"{u['name']} {u['pipeline']}"
+        + ("" if u["fmax_mhz"] is None else f" ({u['fmax_mhz']:.1f} MHz)")
+        for u in f["units"]
+    )
+    return lines + [f"  depth (estimated Fmax) per unit: {units}"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -891,8 +918,18 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument(
         "--target-fps",
         type=positive,
-        help="the cheapest folding reaching this many images/s at the board's clock, for a chain "
-        "or a DAG model (default: the fastest within --budget)",
+        help="the cheapest folding reaching this many images/s at the clock (--clock, else the "
+        "board's), for a chain or a DAG model (default: the fastest within --budget)",
+    )
+    c.add_argument(
+        "--clock",
+        type=clock_mhz,
+        metavar="MHZ",
+        help="target clock of a chain (FINN's synth_clk_period_ns): the schedule's clock becomes "
+        "MHZ and each MVTU and threshold unit gets the smallest pipeline depth whose estimated "
+        "Fmax reaches it (the deepest when none does), replacing a --schedule file's depths; on "
+        "boards without an Fmax model (Xilinx) only the clock is set (default: the board's "
+        "clock, or the --schedule file's clock and depths)",
     )
     c.add_argument(
         "--input-wire", type=_input_wire, metavar="TYPE:SCALE[:ZERO_POINT]", help=INPUT_WIRE_HELP

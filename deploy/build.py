@@ -313,6 +313,17 @@ def build(
             if clock_mhz is not None
             else check_clock_mhz(schedule_clock, f"{source}: the schedule's clock_mhz")
         )
+        if board.is_open_flow and clock != board.fabric_clock_mhz:
+            logger.warning(
+                "%s: nextpnr's target is %g MHz, but the board's oscillator is %g MHz and the UART "
+                "shell has no PLL: on the board the design runs at %g MHz, and the shell's baud "
+                "divider (set for %g MHz) is wrong there",
+                board.name,
+                clock,
+                board.fabric_clock_mhz,
+                board.fabric_clock_mhz,
+                clock,
+            )
         verilog = compiled.require(report.verilog).read_text()
         manifest = {
             "board": board.name,

@@ -102,8 +102,10 @@ def uart_shell_verilog(in_bits: int, out_bits: int, clk_hz: float, baud: int = B
     )
 
 
-def constraints(board: Board) -> tuple[str, str]:
-    """The constraint file name and text (PCF for iCE40, LPF for ECP5) of ``board``'s pin map."""
+def constraints(board: Board, clock_mhz: float | None = None) -> tuple[str, str]:
+    """The constraint file name and text (PCF for iCE40, LPF for ECP5) of ``board``'s pin map; the
+    LPF's clock constraint (which nextpnr-ecp5 takes over ``--freq``) is ``clock_mhz``, by default
+    the board's oscillator."""
     if board.pins is None:
         with_pins = sorted(b.name for b in BOARDS.values() if b.pins is not None)
         raise LowbitError(
@@ -121,7 +123,8 @@ def constraints(board: Board) -> tuple[str, str]:
         pull = "PULLMODE=UP " if port in ("btn_n", "uart_rx") else ""
         lines.append(f'LOCATE COMP "{port}" SITE "{site}";')
         lines.append(f'IOBUF PORT "{port}" {pull}IO_TYPE=LVCMOS33;')
-    lines.append(f'FREQUENCY PORT "clk" {board.fabric_clock_mhz:g} MHZ;')
+    mhz = board.fabric_clock_mhz if clock_mhz is None else clock_mhz
+    lines.append(f'FREQUENCY PORT "clk" {mhz:g} MHZ;')
     return "top.lpf", "\n".join(lines) + "\n"
 
 
@@ -178,7 +181,7 @@ def build_open_flow(
     in_bits, out_bits = payload_bits(stream_format)
     (work / f"{TOPLEVEL}.v").write_text(verilog)
     (work / f"{UART_TOP}.v").write_text(uart_shell_verilog(in_bits, out_bits, clock * 1e6))
-    cons_name, cons = constraints(board)
+    cons_name, cons = constraints(board, clock)  # nextpnr's target: the build's clock
     (work / cons_name).write_text(cons)
     fam = board.family
     seconds: dict[str, float] = {}
@@ -208,6 +211,7 @@ def build_open_flow(
             "1",
             "--report",
             "nextpnr_report.json",
+            "--timing-allow-fail",  # a missed target is reported (meets_clock), not an error
         ]
         + pnr,
         work,

@@ -29,14 +29,17 @@ from .. import LowbitError
 from .._io import cannot_write, umask_mode
 from ..boards import get_board
 from ..hw.dag.top import DagAccelerator, dag_stream_format
+from ..hw.fmax import fmax_model
 from ..hw.top import Accelerator, stream_format
 from ..hw.verilog import TOPLEVEL, write_verilog
 from ..ir.graph import IntegerGraph
+from ..limits import LIMITS
 from ..mapping import DEFAULT_BUDGET, Schedule, search_folding
 from ..mapping.buildsize import default_budget
 from ..mapping.dag import DagSchedule, map_dag, vectors_of
 from ..mapping.report import mapping_report
 from ..mapping.schedule import complete_layers, ddr_stream_bits
+from ..mapping.timing import pipeline_for_clock
 from ..quant import builtin as zoo
 from ..quant.data import load_digits_split
 from ..quant.train.binary_mlp import TrainConfig, train_binary_mlp
@@ -125,6 +128,7 @@ def compile_model(
     schedule: str | os.PathLike | Schedule | None = None,
     budget: float | None = None,
     target_fps: float | None = None,
+    clock_mhz: float | None = None,
 ) -> CompiledReport:
     """Map ``graph`` onto ``board`` (or apply ``schedule``) and write the Verilog and reports.
 
@@ -140,9 +144,27 @@ def compile_model(
     :func:`lowbit.mapping.dag.map_dag` and built as a :class:`lowbit.hw.dag.top.DagAccelerator`;
     its ``schedule.json`` is the :class:`~lowbit.mapping.dag.DagSchedule` (``"kind": "dag"``) and
     ``mapping`` is :func:`dag_mapping_report`. A given ``schedule`` is refused for a DAG.
+
+    ``clock_mhz`` (``lowbit compile --clock``, FINN's ``synth_clk_period_ns``) is the target
+    clock: the schedule's clock becomes it (``target_fps`` is then images/s at it), the folding is
+    searched as without it, then each MVTU's and threshold unit's pipeline depth is the smallest
+    whose estimated Fmax reaches it (:func:`~lowbit.mapping.timing.pipeline_for_clock`), a given
+    schedule's depths included; without ``clock_mhz`` a given schedule keeps its clock and depths.
+    On a family without an Fmax model (the Xilinx boards) the depths are left as they are, with a
+    logged warning. The report's ``mapping`` has the clock, each unit's depth and estimated Fmax
+    (``fmax``) and ``pipeline_depths``: how the depths were chosen. A DAG takes no ``clock_mhz``
+    (its units have no pipeline depths).
     """
 
+    if clock_mhz is not None:
+        clock_mhz = _check_clock(clock_mhz)
     if is_dag(graph):
+        if clock_mhz is not None:
+            raise LowbitError(
+                f"compile: clock_mhz (--clock) {clock_mhz:g} applies to a chain; this model is a "
+                f"DAG (node {graph.dag_nodes()[0].name!r}), whose units have no pipeline depths "
+                "(drop --clock)"
+            )
         if schedule is not None:
             raise LowbitError(
                 "compile: a schedule file applies to a chain; this model is a DAG (node "
@@ -150,30 +172,84 @@ def compile_model(
             )
         max_cycles = None if target_fps is None else dag_max_cycles(board, target_fps)
         return _compile_dag(graph, out_dir, board=board, budget=budget, max_cycles=max_cycles)
+    given = schedule
     if schedule is None and target_fps is not None:
         budget = DEFAULT_BUDGET if budget is None else budget
-        schedule = search_folding(graph, board, target_fps=target_fps, budget=budget)
+        schedule = search_folding(
+            graph, board, target_fps=target_fps, budget=budget, clock_mhz=clock_mhz
+        )
     elif schedule is None:
         if budget is None:
             budget = default_budget(get_board(board))
-        schedule = search_folding(graph, board, budget=budget)
+        schedule = search_folding(graph, board, budget=budget, clock_mhz=clock_mhz)
     elif target_fps is not None:
         raise LowbitError(
             "compile: target_fps chooses a folding; it does not apply with a given schedule"
         )
     elif not isinstance(schedule, Schedule):
         schedule = Schedule.load(schedule)
+    depths = "not chosen: no target clock" if given is None else "from the schedule"
+    if clock_mhz is not None:
+        schedule, depths = _depths_for_clock(schedule, graph, clock_mhz)
     specs = schedule.apply(graph)
-    schedule.check_fits(
-        graph, budget=1.0 if budget is None else budget
-    )  # a hand-edited one may not fit
+    try:  # a hand-edited one may not fit; the pipeline registers chosen for a clock add flip-flops
+        schedule.check_fits(graph, budget=1.0 if budget is None else budget)
+    except LowbitError as e:
+        if clock_mhz is None:
+            raise
+        raise LowbitError(
+            f"clock_mhz (--clock) {clock_mhz:g}: with the pipeline depths chosen for it, {e}"
+        ) from None
     mapping = mapping_report(graph, schedule)  # what 'lowbit map' reports, energy and placement
+    mapping["pipeline_depths"] = depths
     acc = Accelerator(specs)
     # the simulations feed the DDR weight streams from a model of the port
     sim = Accelerator(specs, ddr_bits_per_cycle=ddr_bits_of(schedule)) if acc.streamed else None
     report = _write_design(out_dir, graph, schedule, acc, stream_format(acc), mapping, sim)
     log.info("compiled %d layers into %s", len(specs), out_dir)
     return report
+
+
+def _check_clock(clock_mhz) -> float:
+    """``clock_mhz`` as a float: a finite number of MHz above 0 and at most ``LIMITS.clock_mhz``;
+    else a :class:`LowbitError` naming ``clock_mhz``."""
+    if (
+        isinstance(clock_mhz, bool)
+        or not isinstance(clock_mhz, (int, float))
+        or not (math.isfinite(clock_mhz) and 0 < clock_mhz <= LIMITS.clock_mhz)
+    ):
+        raise LowbitError(
+            f"clock_mhz must be a number of MHz above 0 and at most {LIMITS.clock_mhz:g}, "
+            f"not {clock_mhz!r}"
+        )
+    return float(clock_mhz)
+
+
+def _depths_for_clock(
+    schedule: Schedule, graph: IntegerGraph, clock_mhz: float
+) -> tuple[Schedule, str]:
+    """``schedule`` at ``clock_mhz`` with the pipeline depths
+    :func:`~lowbit.mapping.timing.pipeline_for_clock` chooses for it, and how they were chosen
+    (the report's ``pipeline_depths``); on a family without an Fmax model the depths stay, with a
+    logged warning."""
+    schedule = dataclasses.replace(schedule, clock_mhz=clock_mhz)
+    family = get_board(schedule.board).family
+    if fmax_model(family) is None:
+        log.warning(
+            "clock_mhz (--clock) %g: no Fmax model for %s (board %s): the clock is set, the "
+            "pipeline depths are left as they are",
+            clock_mhz,
+            family,
+            schedule.board,
+        )
+        return schedule, f"unchanged: no Fmax model for {family}"
+    chosen = pipeline_for_clock(schedule, graph)
+    log.info(
+        "pipeline depths for %g MHz: %s",
+        clock_mhz,
+        ", ".join(f"{layer.name} {layer.pipeline}" for layer in chosen.layers),
+    )
+    return chosen, "chosen for the clock"
 
 
 def _write_design(out_dir, graph, schedule, acc, fmt, mapping, sim=None) -> CompiledReport:
@@ -320,13 +396,17 @@ def compile_zoo(
     width: float = 1.0,
     search: bool = False,
     budget: float | None = None,
+    clock_mhz: float | None = None,
 ) -> CompiledReport:
     """Compile the built-in model ``name`` (:data:`lowbit.quant.builtin.ZOO`) with random weights
-    from ``seed``: with its published folding, or (``search=True``) the mapper's."""
+    from ``seed``: with its published folding, or (``search=True``) the mapper's; at
+    ``clock_mhz`` as :func:`compile_model`."""
 
     model = zoo.build(name, seed=seed, width=width)
     schedule = None if search else zoo_schedule(name, model.graph, model.matmul_folding, board)
-    report = compile_model(model.graph, out_dir, board=board, schedule=schedule, budget=budget)
+    report = compile_model(
+        model.graph, out_dir, board=board, schedule=schedule, budget=budget, clock_mhz=clock_mhz
+    )
     report = dataclasses.replace(
         report,
         zoo={

@@ -7,7 +7,8 @@ Units that describe no logic paths (sliding windows, pools, width converters, th
 are listed without an estimate. Families without a fitted model (the Xilinx ones) get no estimate.
 
 :func:`pipeline_for_clock` is the mapper's choice of depths: for every layer that can be
-pipelined, the smallest depth whose estimated Fmax reaches the schedule's clock (the deepest the
+pipelined, the smallest depth whose estimated Fmax reaches the schedule's clock, for the last
+unit also the label select's after it, whose depth follows that unit's (the deepest the
 unit takes when none does: 6, the memories' read registers and three registers inside each lane's
 tree, for an MVTU with parallel MACs, :attr:`~lowbit.hw.mvtu.spec.MVTUSpec.max_pipeline`; 2 for a
 bit-serial MVTU and threshold units).
@@ -91,20 +92,24 @@ def _round(v: float | None) -> float | None:
 def pipeline_for_clock(schedule, graph: IntegerGraph, *, board: Board | None = None):
     """``schedule`` with each MVTU's and threshold unit's pipeline depth the smallest whose
     estimated Fmax reaches ``schedule.clock_mhz`` (the deepest the unit takes,
-    :func:`deepest_pipeline`, when none does); unchanged on a family without a model."""
+    :func:`deepest_pipeline`, when none does); for the last unit, the smallest at which the label
+    select that follows it reaches the clock too. Unchanged on a family without a model."""
     board = get_board(schedule.board) if board is None else board
     if fmax_model(board.family) is None:
         return schedule
     specs = schedule.apply(graph)
     layers = []
-    for layer, spec in zip(schedule.layers, specs):
+    for i, (layer, spec) in enumerate(zip(schedule.layers, specs)):
         if getattr(spec, "logic_paths", None) is None or not hasattr(spec, "pipeline"):
             layers.append(layer)
             continue
         depth = 0
         for depth in range(deepest_pipeline(spec) + 1):
-            fmax = estimate_fmax(dataclasses.replace(spec, pipeline=depth), board.family)
-            if fmax is None or fmax >= schedule.clock_mhz:
+            unit = dataclasses.replace(spec, pipeline=depth)
+            # the last unit's depth is also the label select's (LabelSelectSpec.after)
+            after = [unit] if i < len(specs) - 1 else [unit, stitching([unit])[1]]
+            fmax = [estimate_fmax(u, board.family) for u in after]
+            if all(f is None or f >= schedule.clock_mhz for f in fmax):
                 break
         layers.append(dataclasses.replace(layer, pipeline=depth))
     return dataclasses.replace(schedule, layers=tuple(layers))

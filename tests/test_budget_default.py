@@ -56,8 +56,8 @@ def test_compile_on_an_open_flow_board_defaults_to_builds_budget(model, tmp_path
 
     budgets = []
 
-    def compile_model(graph, out, *, board, schedule, budget, target_fps=None):
-        assert target_fps is None  # no --target-fps here
+    def compile_model(graph, out, *, board, schedule, budget, target_fps=None, clock_mhz=None):
+        assert target_fps is None and clock_mhz is None  # no --target-fps, no --clock here
         budgets.append((board, schedule, budget))
         raise _Stop
 
