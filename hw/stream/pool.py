@@ -32,7 +32,14 @@ from ..cost import ram_resources
 from ..mvtu.unit import element_shape
 from ..unit import ImageBlock
 
-__all__ = ["MaxPoolSpec", "StreamingMaxPool", "AccPoolSpec", "GlobalAccPool"]
+__all__ = [
+    "MaxPoolSpec",
+    "StreamingMaxPool",
+    "AccPoolSpec",
+    "GlobalAccPool",
+    "window_datapath",
+    "window_axis",
+]
 
 
 def _check_image_spec(spec, node_type) -> None:
@@ -123,12 +130,6 @@ class StreamingMaxPool(wiring.Component):
         K = s.node.kernel
         OH, OW = s.out_dims
         CF = s.channel_folds
-        m.submodules.part = part = memory.Memory(
-            shape=data.ArrayLayout(self.elem_shape, s.simd), depth=OW * CF, init=[]
-        )
-        wr = part.write_port()
-        rd = part.read_port(domain="comb")
-
         cf, kx, ox, ky, oy = (
             Signal(range(n), name=nm)
             for n, nm in (
@@ -140,51 +141,78 @@ class StreamingMaxPool(wiring.Component):
             )
         )
         x, y = Signal(range(W), name="x"), Signal(range(H), name="y")
-        out_valid = Signal()
-        in_fire = Signal()
-        m.d.comb += [
-            self.i.ready.eq(~out_valid | self.o.ready),
-            in_fire.eq(self.i.valid & self.i.ready),
-            self.o.valid.eq(out_valid),
-        ]
-        inside = (ox < OW) & (oy < OH)
-        first = (kx == 0) & (ky == 0)
-        last = (kx == K - 1) & (ky == K - 1)
-        m.d.comb += rd.addr.eq(ox * CF + cf)
-        merged = Signal.like(self.i.payload)
-        for j in range(s.simd):
-            a, b = rd.data[j], self.i.payload[j]
-            if s.dtype.kind is Kind.BIPOLAR:
-                m.d.comb += merged[j].eq(Mux(first, b, a | b))
-            else:
-                m.d.comb += merged[j].eq(Mux(first | (b > a), b, a))
-        m.d.comb += [wr.addr.eq(rd.addr), wr.data.eq(merged), wr.en.eq(in_fire & inside & ~last)]
-        with m.If(in_fire & inside & last):
-            m.d.sync += [out_valid.eq(1), self.o.payload.eq(merged)]
-        with m.Elif(self.o.ready):
-            m.d.sync += out_valid.eq(0)
+        in_fire = window_datapath(
+            m,
+            self,
+            depth=OW * CF,
+            addr=ox * CF + cf,
+            first=(kx == 0) & (ky == 0),
+            last=(kx == K - 1) & (ky == K - 1),
+            inside=(ox < OW) & (oy < OH),
+        )
 
         # position: cf -> x (kx, ox) -> y (ky, oy)
-        cf_wrap = wrap_counter(m, cf, CF, in_fire)
-        x_en = in_fire & cf_wrap
-        x_wrap = wrap_counter(m, x, W, x_en)
-        with m.If(x_en):
-            with m.If(x_wrap):
-                m.d.sync += [kx.eq(0), ox.eq(0)]
-            with m.Elif(kx == K - 1):
-                m.d.sync += [kx.eq(0), ox.eq(ox + 1)]
-            with m.Else():
-                m.d.sync += kx.eq(kx + 1)
-        y_en = x_en & x_wrap
-        y_wrap = wrap_counter(m, y, H, y_en)
-        with m.If(y_en):
-            with m.If(y_wrap):
-                m.d.sync += [ky.eq(0), oy.eq(0)]
-            with m.Elif(ky == K - 1):
-                m.d.sync += [ky.eq(0), oy.eq(oy + 1)]
-            with m.Else():
-                m.d.sync += ky.eq(ky + 1)
+        x_en = in_fire & wrap_counter(m, cf, CF, in_fire)
+        x_wrap = window_axis(m, x_en, x, W, kx, ox, K)
+        window_axis(m, x_en & x_wrap, y, H, ky, oy, K)
         return m
+
+
+def window_datapath(m: Module, pool, *, depth: int, addr, first, last, inside) -> Signal:
+    """The per-beat datapath of a streaming max-pool ``pool`` (a component with stream ports ``i``
+    and ``o`` of ``SIMD`` elements, ``spec`` and ``elem_shape``), shared by
+    :class:`StreamingMaxPool` and :class:`lowbit.hw.dag.maxpool1d_unit.StreamingMaxPool1D`.
+
+    The windows' partial maxima are a ``depth``-word memory (asynchronous read) at ``addr``. Each
+    input beat is merged into the word read there, element by element: the OR of bipolar bits, the
+    larger unsigned value; on the window's ``first`` position the beat itself. The merged word is
+    written back, or on the window's ``last`` position taken by the output register; beats not
+    ``inside`` a window (rows and columns past the last whole window) are dropped. Returns the
+    input handshake (``valid & ready``), which advances the caller's position counters.
+    """
+    s = pool.spec
+    m.submodules.part = part = memory.Memory(
+        shape=data.ArrayLayout(pool.elem_shape, s.simd), depth=depth, init=[]
+    )
+    wr = part.write_port()
+    rd = part.read_port(domain="comb")
+    out_valid = Signal()
+    in_fire = Signal()
+    m.d.comb += [
+        pool.i.ready.eq(~out_valid | pool.o.ready),
+        in_fire.eq(pool.i.valid & pool.i.ready),
+        pool.o.valid.eq(out_valid),
+    ]
+    m.d.comb += rd.addr.eq(addr)
+    merged = Signal.like(pool.i.payload)
+    for j in range(s.simd):
+        a, b = rd.data[j], pool.i.payload[j]
+        if s.dtype.kind is Kind.BIPOLAR:
+            m.d.comb += merged[j].eq(Mux(first, b, a | b))
+        else:
+            m.d.comb += merged[j].eq(Mux(first | (b > a), b, a))
+    m.d.comb += [wr.addr.eq(rd.addr), wr.data.eq(merged), wr.en.eq(in_fire & inside & ~last)]
+    with m.If(in_fire & inside & last):
+        m.d.sync += [out_valid.eq(1), pool.o.payload.eq(merged)]
+    with m.Elif(pool.o.ready):
+        m.d.sync += out_valid.eq(0)
+    return in_fire
+
+
+def window_axis(m: Module, en, pos: Signal, size: int, k: Signal, o: Signal, step: int, last=None):
+    """A pool's position along one axis, advanced on ``en``: ``pos`` counts ``0 .. size - 1``,
+    ``k`` the position in the current step of ``step`` positions and ``o`` the step's (window's)
+    index, both back to 0 when ``pos`` wraps; ``o`` stops at ``last`` when given. Returns the wrap
+    condition of ``pos``."""
+    wrap = wrap_counter(m, pos, size, en)
+    with m.If(en):
+        with m.If(wrap):
+            m.d.sync += [k.eq(0), o.eq(0)]
+        with m.Elif(k == step - 1):
+            m.d.sync += [k.eq(0), o.eq(o + 1 if last is None else Mux(o == last, last, o + 1))]
+        with m.Else():
+            m.d.sync += k.eq(k + 1)
+    return wrap
 
 
 @dataclass(frozen=True, eq=False)
