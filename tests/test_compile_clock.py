@@ -179,3 +179,17 @@ def test_compiled_at_clock_runs_bit_exact_with_the_added_latency(trained, tmp_pa
     # fc0 3 + fc1 3 + the label select's deepest for 5 scores a beat (max_label_pipeline(5) == 3)
     assert first["none"][1] == 0 and first["fast"][1] == 3 + 3 + 3
     assert first["fast"][0] - first["none"][0] == 3 + 3 + 3
+
+
+def test_cli_refuses_clock_for_a_dag(tmp_path, capsys):
+    """A DAG's units have no pipeline depths: exit 2 naming --clock and the DAG's node, nothing
+    written (kills: the clock silently dropped for a DAG)."""
+    from test_dag_cli import _residual
+
+    path = _residual().save(tmp_path / "res.npz")
+    rc, _, err = _run(capsys, ["compile", str(path), "-o", str(tmp_path / "out"),
+                               "--clock", "70"])
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert rc == 2 and len(lines) == 1, err
+    assert "clock_mhz (--clock) 70 applies to a chain; this model is a DAG (node 'add')" in err
+    assert not (tmp_path / "out").exists()
