@@ -41,14 +41,21 @@ def _distill(text: str) -> tuple[float, float]:
     return t, alpha
 
 
-def _low_rank(text: str) -> tuple[int | float, int]:
-    """``--low-rank R|ENERGY[:BITS]``: an integer rank ``R >= 1`` or an energy in (0, 1] (with a
-    decimal point), and the bottleneck bits in 2..8 (default 8)."""
+def _low_rank(text: str) -> tuple[int | float, int, str]:
+    """``--low-rank [tucker2:|cp:]R|ENERGY[:BITS]``: the method of the convolutions (default
+    tucker2), an integer rank ``R >= 1`` or an energy in (0, 1] (with a decimal point), and the
+    bottleneck bits in 2..8 (default 8)."""
     expected = (
-        "R|ENERGY[:BITS], an integer rank R >= 1 or an energy fraction in (0, 1] such as 0.9, "
-        "optionally the bottleneck bits 2..8 (e.g. 16 or 0.9:6)"
+        "[tucker2:|cp:]R|ENERGY[:BITS], an integer rank R >= 1 or an energy fraction in (0, 1] "
+        "such as 0.9, optionally the bottleneck bits 2..8, convolutions by Tucker-2 or CP "
+        "(e.g. 16, 0.9:6 or cp:4)"
     )
-    target, _, bits_text = text.partition(":")
+    from ..quant.train.lowrank import METHODS
+
+    method, sep, rest = text.partition(":")
+    if not (sep and method in METHODS):
+        method, rest = "tucker2", text
+    target, _, bits_text = rest.partition(":")
     try:
         bits = int(bits_text) if bits_text else 8
         value: int | float = int(target) if target.strip().isdigit() else float(target)
@@ -59,7 +66,7 @@ def _low_rank(text: str) -> tuple[int | float, int]:
     ) and 2 <= bits <= 8
     if not ok:
         raise argparse.ArgumentTypeError(f"expected {expected}, not {text!r}")
-    return value, bits
+    return value, bits, method
 
 
 def _prune_channels(text: str) -> tuple[float, str]:
@@ -146,6 +153,7 @@ def cmd_train(args) -> int:
             seed=args.seed,
             low_rank=args.low_rank[0] if args.low_rank else None,
             low_rank_bits=args.low_rank[1] if args.low_rank else 8,
+            low_rank_method=args.low_rank[2] if args.low_rank else "tucker2",
             prune_channels=args.prune_channels[0] if args.prune_channels else None,
             prune_channels_by=args.prune_channels[1] if args.prune_channels else "l1",
             finetune_epochs=args.finetune_epochs,
@@ -197,7 +205,11 @@ def cmd_train(args) -> int:
     if distill is not None:
         report["distill"] = distill
     if config.low_rank is not None:
-        report["low_rank"] = {"target": config.low_rank, "bits": config.low_rank_bits}
+        report["low_rank"] = {
+            "target": config.low_rank,
+            "bits": config.low_rank_bits,
+            "method": config.low_rank_method,
+        }
     if config.prune_channels is not None:
         report["prune_channels"] = {
             "fraction": config.prune_channels,
@@ -319,11 +331,11 @@ def register(sub) -> None:
     t.add_argument(
         "--low-rank",
         type=_low_rank,
-        metavar="R|ENERGY[:BITS]",
-        help="after training, factorise every hidden layer (SVD of fc layers, Tucker-2 of "
-        "convolutions) at integer rank R or at the rank keeping the fraction ENERGY of the squared "
-        "singular values, with signed BITS-bit bottlenecks (default 8), then fine-tune "
-        "(default: no factorisation)",
+        metavar="[cp:]R|ENERGY[:BITS]",
+        help="after training, factorise every hidden layer (SVD of fc layers; convolutions by "
+        "Tucker-2, or with cp: by CP into a 1x1, a depthwise KxK and a 1x1 convolution) at "
+        "integer rank R or at the rank keeping the fraction ENERGY of the squared norm, with "
+        "signed BITS-bit bottlenecks (default 8), then fine-tune (default: no factorisation)",
     )
     t.add_argument(
         "--prune-channels",

@@ -9,7 +9,12 @@ weights) take thresholds on the popcount ``p``: ``s dot >= T <=> p' >= ceil((T +
 0, the bit 0 for bipolar activations) followed by a :class:`~lowbit.ir.graph.MatMulThreshold`
 and, if any, a :class:`~lowbit.ir.graph.MaxPool`. A low-rank factor (a bottleneck layer) is a
 :class:`~lowbit.ir.graph.MatMulThreshold` with ``2^B - 1`` thresholds and UINT ``B`` outputs (the
-signed levels plus ``2^(B-1)``), whose offset the next layer's thresholds absorb.
+signed levels plus ``2^(B-1)``), whose offset the next layer's thresholds absorb. A depthwise
+layer (``dwconv``, a factor of a CP decomposition) is a :class:`SlidingWindow` followed by a
+:class:`~lowbit.ir.graph.DepthwiseConv` with the weights, thresholds and types that a
+``MatMulThreshold`` of its ``(C, K * K)`` codes would have (the same accumulators, XNOR counts
+included); the graph is then a chain that the DAG flow maps (as the ONNX importer's depthwise
+convolutions).
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..ir.datatypes import BIPOLAR, DataType, Kind
-from ..ir.graph import IntegerGraph, MatMulThreshold, MaxPool, SlidingWindow
+from ..ir.graph import DepthwiseConv, IntegerGraph, MatMulThreshold, MaxPool, SlidingWindow
 from .train.net import LayerFold, ZooNet
 
 __all__ = ["to_integer_graph", "graph_node_for"]
@@ -39,14 +44,23 @@ def graph_node_for(name: str, f: LayerFold, output_dtype) -> MatMulThreshold:
 def to_integer_graph(net: ZooNet) -> IntegerGraph:
     """The integer graph of ``net``; its predictions equal :meth:`ZooNet.predict` on every input."""
     folds = net.folds()
-    nodes: list[SlidingWindow | MatMulThreshold | MaxPool] = []
+    nodes: list[SlidingWindow | MatMulThreshold | DepthwiseConv | MaxPool] = []
     for i, (L, f) in enumerate(zip(net.layers, folds)):
         out_dtype = DataType.uint(L.bottleneck) if L.bottleneck else net.acts.dtype
-        if L.kind == "conv":
+        if L.windowed:
             # level 0, the bit 0 (= -1) for bipolar activations, the level of 0 after a bottleneck
             pad_value = net.input_offset(i)
             nodes.append(SlidingWindow(f"sw{i}", L.kernel, L.stride, L.pad, pad_value))
-            nodes.append(graph_node_for(f"conv{i}", f, out_dtype))
+            mm = graph_node_for(f"{L.kind}{i}", f, out_dtype)
+            t = mm.thresholds
+            if L.kind == "dwconv" and t is not None:  # (the last layer is never a factor)
+                nodes.append(
+                    DepthwiseConv(
+                        mm.name, mm.input_dtype, mm.weights, t, mm.output_dtype, mm.weight_dtype
+                    )
+                )
+            else:
+                nodes.append(mm)
         else:
             nodes.append(graph_node_for(f"fc{i}", f, out_dtype))
         if L.pool:

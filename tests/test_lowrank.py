@@ -228,7 +228,7 @@ def test_cli_low_rank_end_to_end(tmp_path):
     ]
     assert main(argv) == 0
     r = json.loads(rep.read_text())
-    assert r["low_rank"] == {"target": 4, "bits": 6} and r["finetune_epochs"] == 1
+    assert r["low_rank"] == {"target": 4, "bits": 6, "method": "tucker2"} and r["finetune_epochs"] == 1
     assert [L.get("bottleneck", 0) for L in r["layers"]] == [6, 0, 6, 0, 0]
     assert r["integer_graph_disagreements"] == 0
     data = load_digits_split()
@@ -238,8 +238,9 @@ def test_cli_low_rank_end_to_end(tmp_path):
 
 
 _EXPECTED = (
-    "expected R|ENERGY[:BITS], an integer rank R >= 1 or an energy fraction in (0, 1] such as "
-    "0.9, optionally the bottleneck bits 2..8 (e.g. 16 or 0.9:6)"
+    "expected [tucker2:|cp:]R|ENERGY[:BITS], an integer rank R >= 1 or an energy fraction in "
+    "(0, 1] such as 0.9, optionally the bottleneck bits 2..8, convolutions by Tucker-2 or CP "
+    "(e.g. 16, 0.9:6 or cp:4)"
 )
 
 

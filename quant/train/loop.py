@@ -25,7 +25,7 @@ from .. import quantizers as Q
 from ..data import Dataset
 from ..prune import cubic_sparsity, global_magnitude_masks, magnitude_mask, prune_filters
 from ..share import apply_sharing, centroid_gradient
-from .lowrank import factorise
+from .lowrank import METHODS, factorise
 from .net import ActSpec, WeightSpec, ZooNet, init_net, parse_arch
 from .nn import (
     SGD,
@@ -33,6 +33,7 @@ from .nn import (
     bn_backward,
     bn_forward,
     col2im,
+    depthwise_taps,
     distillation_loss,
     im2col,
     maxpool_backward,
@@ -89,10 +90,11 @@ class ZooConfig:
     Compression after training, each followed by ``finetune_epochs`` epochs of fine-tuning:
     ``low_rank`` factorises every hidden layer (:func:`~lowbit.quant.train.lowrank.factorise`: an
     integer rank ``r >= 1`` or a float energy target in ``(0, 1]``) with ``low_rank_bits``-bit
-    signed bottlenecks; ``prune_channels`` (a fraction in ``(0, 1)``) removes that fraction of
-    every hidden layer's output channels, ranked by ``prune_channels_by``: ``"l1"`` (the filters'
-    L1 norms, Li et al.) or ``"apoz"`` (the average percentage of zero activations on the training
-    data, Hu et al.; needs UINT activations).
+    signed bottlenecks, its convolutions by ``low_rank_method`` (``"tucker2"`` or ``"cp"``: a 1x1, a
+    depthwise and a 1x1 convolution); ``prune_channels`` (a fraction in ``(0, 1)``) removes that
+    fraction of every hidden layer's output channels, ranked by ``prune_channels_by``: ``"l1"`` (the
+    filters' L1 norms, Li et al.) or ``"apoz"`` (the average percentage of zero activations on the
+    training data, Hu et al.; needs UINT activations).
     """
 
     arch: str = "mlp:256,256"
@@ -124,6 +126,7 @@ class ZooConfig:
     distill_alpha: float = 0.5
     low_rank: int | float | None = None
     low_rank_bits: int = 8
+    low_rank_method: str = "tucker2"
     prune_channels: float | None = None
     prune_channels_by: str = "l1"
     finetune_epochs: int = 3
@@ -176,6 +179,11 @@ class ZooConfig:
         if not _is_int(self.low_rank_bits) or not 2 <= self.low_rank_bits <= 8:
             raise ValueError(
                 f"low_rank_bits must be an integer in 2..8, not {self.low_rank_bits!r}"
+            )
+        if self.low_rank_method not in METHODS:
+            raise ValueError(
+                f"low_rank_method must be one of {', '.join(METHODS)}, "
+                f"not {self.low_rank_method!r}"
             )
         pc = self.prune_channels
         if pc is not None and not (_is_real(pc) and 0 < pc < 1):
@@ -278,7 +286,8 @@ def _train_step(
     n = net.n_layers
     for i, L in enumerate(net.layers):
         wv, wgrad = _weights_and_grad(net, i, ste, rng)
-        if L.kind == "conv":
+        wv = L.matrix(wv)
+        if L.windowed:
             cols = im2col(h, L.kernel, L.stride, L.pad, net._pad_value(i))
             in_shape = h.shape
         else:
@@ -337,12 +346,13 @@ def _train_step(
                 dz, net.params[f"gamma{i}"], bnc
             )
         dyf = dy.reshape(-1, wv.shape[0])
-        grads.update(wgrad(dyf.T @ cols.reshape(-1, cols.shape[-1])))
+        gw = dyf.T @ cols.reshape(-1, cols.shape[-1])
+        grads.update(wgrad(depthwise_taps(gw) if L.kind == "dwconv" else gw))
         if i > 0:
             dcols = dy @ wv
             dy = (
                 col2im(dcols, in_shape, L.kernel, L.stride, L.pad)
-                if L.kind == "conv"
+                if L.windowed
                 else dcols.reshape(in_shape)
             )
     return loss, grads
@@ -351,10 +361,10 @@ def _train_step(
 def _eval_layer(net: ZooNet, i: int, h: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Layer ``i`` in evaluation mode: ``(pre-batch-norm y, output after activation and pool)``."""
     L = net.layers[i]
-    wv = net.weight_values(i)
+    wv = L.matrix(net.weight_values(i))
     cols = (
         im2col(h, L.kernel, L.stride, L.pad, net._pad_value(i))
-        if L.kind == "conv"
+        if L.windowed
         else h.reshape(len(h), -1)
     )
     yv = cols @ wv.T
@@ -676,7 +686,13 @@ def _train_zoo(
     if compress:
         calib = data.x_train[np.sort(rng.permutation(n)[: min(n, 2000)])]
         if config.low_rank is not None:
-            net = factorise(net, config.low_rank, bits=config.low_rank_bits, calibration=calib).net
+            net = factorise(
+                net,
+                config.low_rank,
+                bits=config.low_rank_bits,
+                calibration=calib,
+                method=config.low_rank_method,
+            ).net
         else:
             fraction = float(config.prune_channels or 0.0)
             net = prune_channels(net, fraction, config.prune_channels_by, calib)
@@ -724,7 +740,7 @@ def op_counts(net: ZooNet) -> dict[str, int]:
     for i, ((shp_in, shp_out), L) in enumerate(zip(net.shapes(), net.layers)):
         w = net.params[f"W{i}"]
         nz = int(net.state[f"mask{i}"].sum()) if f"mask{i}" in net.state else w.size
-        if L.kind == "conv":
+        if L.windowed:
             h, wd, _ = shp_in
             oh = (h + 2 * L.pad - L.kernel) // L.stride + 1
             ow = (wd + 2 * L.pad - L.kernel) // L.stride + 1

@@ -30,7 +30,7 @@ from ... import LowbitError
 from ...ir.datatypes import BIPOLAR, TERNARY, DataType
 from .. import quantizers as Q
 from ..fold import fold_affine_thresholds
-from .nn import im2col, maxpool_forward
+from .nn import depthwise_matrix, im2col, maxpool_forward
 
 __all__ = [
     "WeightSpec",
@@ -201,8 +201,11 @@ class ActSpec:
 
 @dataclass(frozen=True)
 class LayerSpec:
-    """A weighted layer: ``fc`` with ``out`` units, or ``conv`` (``kernel``, ``stride``, ``pad``);
-    ``pool`` is the max-pool kernel after the activation (0: none).
+    """A weighted layer: ``fc`` with ``out`` units, ``conv`` (``kernel``, ``stride``, ``pad``), or
+    ``dwconv``, a depthwise ``kernel x kernel`` convolution of ``out`` channels (as many as its
+    input's; weights ``(C, K * K)``, row ``c`` channel ``c``'s kernel over the taps in ``(ky, kx)``
+    order; exported as a :class:`~lowbit.ir.graph.DepthwiseConv`); ``pool`` is the max-pool kernel
+    after the activation (0: none).
 
     ``bottleneck`` (``B`` > 0) makes the layer a factor of a low-rank factorisation
     (:mod:`~lowbit.quant.train.lowrank`): no batch-norm and no activation function, its output
@@ -218,6 +221,17 @@ class LayerSpec:
     pad: int = 0
     pool: int = 0
     bottleneck: int = 0
+
+    @property
+    def windowed(self) -> bool:
+        """True for a convolution (``conv``, ``dwconv``): the layer reads im2col windows."""
+        return self.kind in ("conv", "dwconv")
+
+    def matrix(self, w: np.ndarray) -> np.ndarray:
+        """The matrix by which the layer multiplies its inputs (a vector or im2col windows),
+        ``(out, inputs)``, from its weights ``w``: ``w`` itself, for a ``dwconv`` the
+        block-diagonal :func:`~lowbit.quant.train.nn.depthwise_matrix` of ``w``."""
+        return depthwise_matrix(w) if self.kind == "dwconv" else w
 
 
 def parse_arch(text: str, classes: int) -> tuple[LayerSpec, ...]:
@@ -257,7 +271,8 @@ class LayerFold:
 class ZooNet:
     """A quantized network: layer specs, per-layer weight quantizers, parameters and state.
 
-    ``params`` holds trainable float64 arrays (``W{i}`` as ``(OC, K*K*IC)``, ``gamma{i}``,
+    ``params`` holds trainable float64 arrays (``W{i}`` as ``(OC, K*K*IC)``, ``(C, K*K)`` for a
+    ``dwconv``, ``gamma{i}``,
     ``beta{i}``, ``wp{i}``/``wn{i}`` for TTQ, ``tau``); ``state`` holds the batch-norm statistics
     ``mean{i}``, ``var{i}``, pruning masks ``mask{i}``, INQ
     ``inq_frozen{i}``/``inq_codes{i}``/``inq_scale{i}``, and shared-weight
@@ -293,7 +308,7 @@ class ZooNet:
         shape = tuple(self.input_shape)
         for L in self.layers:
             new: tuple[int, ...]
-            if L.kind == "conv":
+            if L.windowed:
                 h, w, _ = shape
                 oh, ow = (
                     (h + 2 * L.pad - L.kernel) // L.stride + 1,
@@ -465,8 +480,8 @@ class ZooNet:
     def _forward(self, x: np.ndarray, stop: int | None) -> np.ndarray:
         h = self.prepare_input(x)
         for i, L in enumerate(self.layers):
-            wv = self.weight_values(i)
-            if L.kind == "conv":
+            wv = L.matrix(self.weight_values(i))
+            if L.windowed:
                 cols = im2col(h, L.kernel, L.stride, L.pad, self._pad_value(i))
                 y = cols @ wv.T
             else:
@@ -578,7 +593,7 @@ class ZooNet:
     def _exact_chunk(self, x: np.ndarray, folds: list[LayerFold]) -> np.ndarray:
         h = x.astype(np.float64)  # integer values (bipolar as +-1); float64 holds them exactly
         for i, (L, f) in enumerate(zip(self.layers, folds)):
-            if L.kind == "conv":
+            if L.windowed:
                 cols = im2col(h, L.kernel, L.stride, L.pad, self.int_pad_value(i))
             else:
                 cols = h.reshape(h.shape[0], -1)
@@ -589,7 +604,7 @@ class ZooNet:
             )
             if bound >= 2**52:
                 raise OverflowError(f"layer {i}: dot products may exceed 2^52 (bound {bound:g})")
-            dot = cols @ f.codes.T.astype(np.float64)  # exact: integers below 2^52
+            dot = cols @ L.matrix(f.codes).T.astype(np.float64)  # exact: integers below 2^52
             if f.thresholds is None:
                 return dot.astype(np.int64)
             sdot = np.where(f.negate, -dot, dot).astype(np.int64)
@@ -662,10 +677,15 @@ def init_net(
     net = ZooNet(tuple(layers), tuple(specs), acts, input_dtype, tuple(input_shape), **kw)
     shapes = net.shapes()
     for i, (L, (shp_in, _)) in enumerate(zip(layers, shapes)):
-        if L.kind == "conv":
+        if L.windowed:
             if len(shp_in) != 3:
                 raise ValueError(f"layer {i}: a convolution needs an image input, not {shp_in}")
-            fan_in = L.kernel * L.kernel * shp_in[2]
+            if L.kind == "dwconv" and L.out != shp_in[2]:
+                raise ValueError(
+                    f"layer {i}: a depthwise convolution keeps its {shp_in[2]} input channels, "
+                    f"not {L.out}"
+                )
+            fan_in = L.kernel * L.kernel * (1 if L.kind == "dwconv" else shp_in[2])
         else:
             fan_in = math.prod(shp_in)
         lim = math.sqrt(6.0 / fan_in)

@@ -13,6 +13,8 @@ import numpy as np
 __all__ = [
     "im2col",
     "col2im",
+    "depthwise_matrix",
+    "depthwise_taps",
     "maxpool_forward",
     "maxpool_backward",
     "bn_forward",
@@ -61,6 +63,29 @@ def col2im(
                 :,
             ] += cols[..., j : j + c]
     return dx[:, pad : pad + h, pad : pad + w, :]
+
+
+def _diagonal(c: int, t: int) -> tuple[np.ndarray, np.ndarray]:
+    """Row and column indices of tap ``j`` of channel ``c`` in a ``(C, T * C)`` window matrix."""
+    return np.arange(c)[:, None], np.arange(t)[None, :] * c + np.arange(c)[:, None]
+
+
+def depthwise_matrix(w: np.ndarray) -> np.ndarray:
+    """The block-diagonal ``(C, T * C)`` matrix of a depthwise convolution's weights ``w (C, T)``
+    (channel ``c``'s kernel over ``T = K * K`` taps): ``w[c, j]`` at column ``j * C + c``, the
+    column of channel ``c``'s tap ``j`` in :func:`im2col`'s ``(ky, kx, c)`` windows, zero
+    elsewhere; ``windows @ depthwise_matrix(w).T`` is the depthwise convolution."""
+    c, t = w.shape
+    out = np.zeros((c, t * c), dtype=w.dtype)
+    out[_diagonal(c, t)] = w
+    return out
+
+
+def depthwise_taps(g: np.ndarray) -> np.ndarray:
+    """The adjoint of :func:`depthwise_matrix`: the ``(C, T)`` entries of a ``(C, T * C)`` matrix
+    at the depthwise positions (the gradient of the weights from that of the dense matrix)."""
+    c = g.shape[0]
+    return g[_diagonal(c, g.shape[1] // c)]
 
 
 def maxpool_forward(x: np.ndarray, k: int) -> tuple[np.ndarray, tuple]:
