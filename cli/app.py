@@ -967,7 +967,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument(
         "--gate-level",
         action="store_true",
-        help="synthesise with yosys (-nobram) and simulate the netlist with the primitives' models",
+        help="synthesise with yosys and simulate the netlist with the primitives' models (xilinx: "
+        "-nobram; ecp5: block RAM with lowbit's DP16KD model)",
     )
     s.add_argument(
         "--family",

@@ -10,18 +10,22 @@ function, without a vendor simulator. Two families (:data:`FAMILIES`):
   :mod:`lowbit.tools.yosys`, ``abc``): LUTs, flip-flops, carry chains, LUT RAM.
 - ``"ecp5"``: ``synth_ecp5``, the script of the open flow's bitstream builds
   (:func:`lowbit.tools.yosys.synth_commands`: ABC9 with indexed wire names hidden, ``check
-  -assert``): ``LUT4``, ``PFUMX``/``L6MUX21``, ``CCU2C`` carry chains, ``TRELLIS_FF``,
-  ``TRELLIS_DPR16X4`` LUT RAM.
+  -assert``) followed, as there, by the move of block-RAM read registers into the ``DP16KD``
+  output registers (:mod:`lowbit.tools.bram_outreg`): ``LUT4``, ``PFUMX``/``L6MUX21``,
+  ``CCU2C`` carry chains, ``TRELLIS_FF``, ``TRELLIS_DPR16X4`` LUT RAM and ``DP16KD`` block RAM,
+  the netlist nextpnr places.
 
 Verilator ignores the models' ``specify`` blocks (timing), so this is a zero-delay functional
 simulation of the mapped netlist: what it checks is the logic synthesis, not timing.
 
-Block RAM is the exception in both families: yosys's models declare ``RAMB18E1``/``RAMB36E1``
-(Xilinx) and ``DP16KD`` (ECP5) with their parameters only, no behaviour (their outputs are never
-driven), and the vendors' own models are not available here. So the check synthesises with
-``-nobram`` (memories become LUT RAM and logic: every other primitive and all the logic are as in
-the real netlist) and refuses a netlist that still contains block RAM rather than simulate a model
-that cannot read. The block-RAM mapping itself is therefore not covered by this check.
+Block RAM: yosys's models declare ``RAMB18E1``/``RAMB36E1`` (Xilinx) and ``DP16KD`` (ECP5) with
+their parameters only, no behaviour (their outputs are never driven), and the vendors' own models
+are not available here. On ECP5 the check simulates ``DP16KD`` with lowbit's model of it
+(:mod:`lowbit.sim.dp16kd_model`: the widths and modes yosys maps lowbit's memories to; it stops
+the simulation on any other), so the block-RAM mapping and the output-register move are covered,
+as far as that model is right. The Xilinx check synthesises with ``-nobram`` (memories become
+LUT RAM and logic: every other primitive and all the logic are as in the real netlist) and
+refuses a netlist that still contains block RAM rather than simulate a model that cannot read.
 """
 
 from __future__ import annotations
@@ -45,6 +49,7 @@ from ..ir.graph import IntegerGraph
 from ..tools import simulators as runner
 from ..tools.yosys import ecp5_cell_models, ecp5_netlist, synth_netlist, xilinx_cell_models
 from .accel_sim import RunSpec, default_runs
+from .dp16kd_model import dp16kd_model, ecp5_models_with_bram
 
 __all__ = ["FAMILIES", "GateLevelReport", "simulate_gate_level"]
 
@@ -71,19 +76,21 @@ class _Family:
 
 FAMILIES = {
     "xilinx": _Family("synth_xilinx -nobram", ("RAMB18E1", "RAMB36E1"), ""),
-    "ecp5": _Family("synth_ecp5 -nobram", ("DP16KD", "PDPW16KD"), "_ecp5"),
+    "ecp5": _Family("synth_ecp5 (block RAM: lowbit's DP16KD model)", ("PDPW16KD",), "_ecp5bram"),
 }
 """The FPGA families of the gate-level check and how each is synthesised."""
 
 
 def _netlist(family: str, rtl: str) -> tuple[str, dict[str, int]]:
     if family == "ecp5":
-        return ecp5_netlist(rtl, TOPLEVEL, nobram=True)
+        return ecp5_netlist(rtl, TOPLEVEL)
     return synth_netlist(rtl, TOPLEVEL, nobram=True)
 
 
-def _models(family: str) -> Path:
-    return ecp5_cell_models() if family == "ecp5" else xilinx_cell_models()
+def _models(family: str, workdir: Path) -> Path:
+    if family == "ecp5":  # yosys's models with lowbit's DP16KD for its black box
+        return ecp5_models_with_bram(ecp5_cell_models(), workdir / "cells_sim_ecp5_bram.v")
+    return xilinx_cell_models()
 
 
 @dataclass(frozen=True)
@@ -141,7 +148,8 @@ def simulate_gate_level(
         acc = Accelerator(specs, ddr_bits_per_cycle=DEFAULT_BITS_PER_CYCLE if streamed else None)
         fmt, rtl = accel_stream_format(acc), to_verilog(acc)
         predicted = max(s.cycles() for s in specs)
-    key = hashlib.sha256(f"{fam.synthesis}\n{rtl}".encode()).hexdigest()
+    cell_model = dp16kd_model() if family == "ecp5" else ""  # a changed model: a new build
+    key = hashlib.sha256(f"{fam.synthesis}\n{rtl}\n{cell_model}".encode()).hexdigest()
     netlist = workdir / f"netlist{fam.suffix}.v"
     stamp = workdir / f"netlist{fam.suffix}.sha256"
     cells_json = workdir / f"netlist{fam.suffix}_cells.json"
@@ -172,13 +180,14 @@ def simulate_gate_level(
         and runner.simulator_executable(build_dir, TOPLEVEL, simulator).is_file()
     ):
         built.unlink(missing_ok=True)
+        models = _models(family, workdir)
         runner.build(
             netlist,
             TOPLEVEL,
             build_dir,
             simulator=simulator,
-            extra_sources=(_models(family),),
-            includes=(_models(family).parent,),
+            extra_sources=(models,),
+            includes=((ecp5_cell_models() if family == "ecp5" else models).parent,),
             verilator_args=_VERILATOR_ARGS,
         )
         built.write_text(key)

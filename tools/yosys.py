@@ -46,7 +46,7 @@ from pathlib import Path
 
 from .. import LowbitError
 from ..ir.resources import Resources
-from .bram_outreg import OutregReport, absorb_in_file
+from .bram_outreg import OutregReport, absorb_in_file, absorb_output_registers
 from .fpga import keep_logs, run_logged
 
 __all__ = [
@@ -142,22 +142,56 @@ def ecp5_netlist(
     """The ``synth_ecp5`` netlist of ``top`` as Verilog (ECP5 primitives), and its cell counts.
 
     The script is the open flow's (:func:`synth_commands`: ``synth_ecp5`` with ABC9, indexed
-    wire names hidden, ``check -assert``), without its JSON output; ``nobram`` adds ``-nobram``
+    wire names hidden, ``check -assert``) and so is what follows it: the registers after block-RAM
+    reads move into the ``DP16KD`` output registers (:mod:`lowbit.tools.bram_outreg`) before the
+    netlist is written, so it is the netlist nextpnr places. ``nobram`` adds ``-nobram``
     (memories in LUT RAM and logic instead of ``DP16KD``). Simulate it with
-    :func:`ecp5_cell_models`.
+    :func:`ecp5_cell_models` (and, for ``DP16KD``, :mod:`lowbit.sim.dp16kd_model`).
     """
     if not isinstance(verilog, str) or not verilog:
         raise TypeError(f"verilog must be a non-empty string, not {type(verilog).__name__}")
+    options = ("-nobram",) if nobram else ("-json", "netlist.json")
     script = "; ".join(
         ["read_verilog design.v"]
-        + synth_commands("ecp5", top, ("-nobram",) if nobram else ())
-        + ["tee -q -o stat.json stat -json", "write_verilog -noattr netlist.v"]
+        + synth_commands("ecp5", top, options)
+        + ["tee -q -o stat.json stat -json"]
+        + (["write_verilog -noattr netlist.v"] if nobram else [])
     )
     logger.info("synthesising %s with yosys synth_ecp5%s", top, " -nobram" if nobram else "")
     out = run_yosys(
-        verilog, script, ("netlist.v",), timeout=timeout, doing=f"synthesising design {top!r}"
+        verilog,
+        script,
+        ("netlist.v",) if nobram else ("netlist.json",),
+        timeout=timeout,
+        doing=f"synthesising design {top!r}",
     )
-    return out["netlist.v"], _cell_counts(out["stat.json"], top)
+    cells = _cell_counts(out["stat.json"], top)
+    if nobram:
+        return out["netlist.v"], cells
+    netlist = json.loads(out["netlist.json"])
+    moved = absorb_output_registers(netlist, top)
+    if moved.registers:  # the pass removed flip-flops and may have added inverters
+        types = Counter(c["type"] for c in netlist["modules"][top]["cells"].values())
+        cells = {k: types.get(k, 0) for k in sorted(set(cells) | set(types)) if types.get(k, 0)}
+    return _json_to_verilog(json.dumps(netlist), timeout), cells
+
+
+def _json_to_verilog(netlist_json: str, timeout: float) -> str:
+    """A yosys JSON netlist written as Verilog (``read_json``, ``write_verilog -noattr``)."""
+    with tempfile.TemporaryDirectory(prefix="lowbit-json-") as tmp:
+        work = Path(tmp)
+        (work / "netlist.json").write_text(netlist_json)
+        cmd = yosys_command() + [
+            "-q",
+            "-l",
+            "yosys.log",
+            "-p",
+            "read_json netlist.json; write_verilog -noattr netlist.v",
+        ]
+        run_logged(
+            cmd, work, "yosys (writing a netlist)", timeout, "yosys.out", tool_logs=("yosys.log",)
+        )
+        return (work / "netlist.v").read_text()
 
 
 def xilinx_cell_models() -> Path:
