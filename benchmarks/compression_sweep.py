@@ -7,6 +7,13 @@ hidden weights, UINT2 activations, first and last layers INT8, as ``lowbit train
 
 * **low-rank**: every hidden layer factorised (SVD of fc layers, Tucker-2 of convolutions) at an
   integer rank, 8-bit signed bottlenecks, then fine-tuned (``--low-rank R``);
+* **cp** (``cnv-small`` only): every hidden convolution factorised by CP into a 1x1, a depthwise
+  ``K x K`` and a 1x1 convolution (fc layers by the SVD) at an integer rank, 8-bit signed
+  bottlenecks, then fine-tuned (``--low-rank cp:R``). Its integer graph holds ``DepthwiseConv``
+  nodes, so it is mapped by the DAG mapper (:func:`lowbit.flow.steps.map_dag_model` at the default
+  budget, :func:`lowbit.mapping.dag.map_dag` at the baseline's cycles per image); its MACs and
+  weight bits are counted on the graph (every product's and depthwise engine's weights), its
+  engines are the matrix products and the depthwise engines, and it is not synthesised;
 * **channels**: a fraction of every hidden layer's channels removed by filter L1 norm, then
   fine-tuned (``--prune-channels F``), and one point by APoZ;
 * **magnitude**: gradual magnitude pruning to a sparsity (``--prune S``): zeros in the weights,
@@ -37,6 +44,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
 from dataclasses import replace
@@ -45,11 +53,14 @@ from pathlib import Path
 import numpy as np
 
 from lowbit._io import atomic_write
+from lowbit.flow.steps import map_dag_model
+from lowbit.ir.graph import DepthwiseConv, MatMulThreshold
 from lowbit.mapping import search_folding
+from lowbit.mapping.dag import map_dag
 from lowbit.mapping.report import mapping_report
 from lowbit.quant.data import load_dataset
 from lowbit.quant.export import to_integer_graph
-from lowbit.quant.train.loop import ZooConfig, train_teacher, train_zoo
+from lowbit.quant.train.loop import ZooConfig, op_counts, train_teacher, train_zoo
 
 RESULTS = Path(__file__).parent / "results"
 BOARD = "pynq-z2"
@@ -76,6 +87,9 @@ GRID = {
         "low-rank": [("r 8", {"low_rank": 8}, False), ("r 4", {"low_rank": 4}, True),
                      ("r 2", {"low_rank": 2}, False),
                      ("r 4, 4-bit", {"low_rank": 4, "low_rank_bits": 4}, False)],
+        "cp": [("r 16", {"low_rank": 16, "low_rank_method": "cp"}, False),
+               ("r 8", {"low_rank": 8, "low_rank_method": "cp"}, False),
+               ("r 4", {"low_rank": 4, "low_rank_method": "cp"}, False)],
         "channels": [("25% L1", {"prune_channels": 0.25}, False),
                      ("50% L1", {"prune_channels": 0.5}, True),
                      ("75% L1", {"prune_channels": 0.75}, False)],
@@ -88,10 +102,38 @@ GRID = {
 }
 
 
+def dag_hardware(graph, cycles_target: int | None) -> tuple[dict, object]:
+    """:func:`hardware` of a graph that the DAG mapper folds (``DepthwiseConv`` nodes)."""
+    engines = [(i, n) for i, n in enumerate(graph.nodes)
+               if isinstance(n, (MatMulThreshold, DepthwiseConv))]
+    fast = map_dag_model(graph, BOARD)
+    out = {
+        # each weight once per output vector (pixel) of its node
+        "macs": int(sum(math.prod(graph.output_shape(i)) // n.weights.shape[0] * n.weights.size
+                        for i, n in engines)),
+        "weight_bits": int(sum(n.weights.size * n.weight_dtype.bits for _, n in engines)),
+        "engines": len(engines),
+        "cycles": int(max(fast.stage_cycles(graph).values())),
+        "lut_at_budget": int(fast.resources(graph).lut),
+    }
+    target = cycles_target or out["cycles"]
+    equal = map_dag(graph, max_cycles=target)
+    res = equal.resources(graph)
+    out.update(
+        equal_cycles_target=int(target),
+        equal_cycles=int(max(equal.stage_cycles(graph).values())),
+        lut=int(res.lut),
+        bram36=float(res.bram36),
+    )
+    return out, equal
+
+
 def hardware(graph, cycles_target: int | None) -> tuple[dict, object]:
     """The mapper's figures of ``graph``: MACs, weight bits, cycles at the default budget, and
     LUTs of the cheapest folding meeting ``cycles_target`` (the figures at the budget when
     ``None``); returns them and that equal-throughput schedule."""
+    if graph.dag_nodes():
+        return dag_hardware(graph, cycles_target)
     fast = search_folding(graph, BOARD)
     rep = mapping_report(graph, fast)
     out = {
@@ -144,6 +186,8 @@ def run_arch(
         if not (graph.predict(data.x_test) == pred).all():
             raise AssertionError(f"{arch} {method} {label}: the integer graph disagrees")
         hw, schedule = hardware(graph, cycles0)
+        if graph.dag_nodes() and hw["macs"] != sum(op_counts(net).values()):
+            raise AssertionError(f"{arch} {method} {label}: the MACs differ from the model's")
         if cycles0 is None:
             cycles0 = hw["cycles"]
             hw, schedule = hardware(graph, cycles0)
@@ -283,7 +327,10 @@ def merge(parts: list[dict], note: str) -> None:
         "(`lowbit_top`) at a slower folding, the cheapest meeting a fixed multiple of the "
         "baseline's cycles per image (one factor per network, in the column's title), for one "
         "point per method whose hardware differs from the baseline's, beside the mapper's "
-        "estimate at that same folding. Every model's integer graph predicts its "
+        "estimate at that same folding. The *cp* rows hold depthwise convolutions and are "
+        "folded by the DAG mapper (`map_dag`, the same two foldings); their MACs and weight bits "
+        "count every matrix product's and depthwise engine's weights, their engines both kinds. "
+        "Every model's integer graph predicts its "
         "model's class on every test image. Produced by `benchmarks/compression_sweep.py`.",
         "",
     ]
@@ -337,16 +384,18 @@ def plot(parts: list[dict]) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    marks = {"baseline": "*", "low-rank": "o", "channels": "s", "magnitude": "^", "distill": "D"}
+    marks = {"baseline": "*", "low-rank": "o", "channels": "s", "magnitude": "^", "distill": "D",
+             "cp": "P"}  # one colour per method in every panel
     fig, axes = plt.subplots(len(parts), 2, figsize=(11, 4.2 * len(parts)), squeeze=False)
     for row_axes, part in zip(axes, parts):
         for ax, key, xlabel in ((row_axes[0], "weight_bits", "weight bits (model size)"),
                                 (row_axes[1], "lut", "estimated LUTs at the baseline's fps")):
-            for method, m in marks.items():
+            for k, (method, m) in enumerate(marks.items()):
                 rs = [r for r in part["rows"] if r["method"] == method]
                 if rs:
                     ax.scatter([r[key] for r in rs], [r["accuracy"] * 100 for r in rs],
-                               marker=m, s=90 if method == "baseline" else 45, label=method)
+                               marker=m, s=90 if method == "baseline" else 45, label=method,
+                               color=f"C{k}")
             ax.set_xscale("log")
             ax.set_xlabel(xlabel)
             ax.set_ylabel("test accuracy (%)")
