@@ -150,21 +150,24 @@ def popcount_cuts(n: int, fanin: int = 1, stages: int = 1) -> tuple[tuple[int, i
     register after ``level`` counter levels and the ``bits`` it holds (every column bit there).
 
     The tree's depth ``L`` counts its counter levels and the final adder as one level
-    (:func:`popcount_depth`); stage ``i`` (1 to ``stages``) goes after ``floor(i * L / (stages +
-    1))`` levels, so that no stretch between registers is longer than ``ceil(L / (stages + 1))``
-    levels, the shorter ones first (the first starts at the fanout of the input words), clamped
-    to at least one counter level and at most the last (the adder has no register inside). A
-    tree with fewer levels than stages gets stages *stacked* at one level (registers in series
-    holding the same bits), and a single bit, which has no counter level, all its stages at its
-    input (level 0). One stage: half the depth, rounded down, as ``pipeline=3`` has always put
-    it (:func:`popcount_cut`)."""
+    (:func:`popcount_depth`), and the read of the memories ahead of the tree counts as one more
+    (the first stretch starts at a block RAM's output and the fanout of the input word to every
+    lane: on ECP5 the longest per level, ``benchmarks/results/fmax_accelerator.md``). The
+    ``L + 1`` levels are dealt out as evenly as possible, the shorter stretches first: stage ``i``
+    (1 to ``stages``) goes after ``floor(i * (L + 1) / (stages + 1)) - 1`` levels, clamped to at
+    least one counter level and at most the last (the adder has no register inside). One stage
+    keeps ``pipeline=3``'s cut (:func:`popcount_cut`): after ``floor(L / 2)`` levels, the same
+    evenness with the tie broken towards a longer first stretch. A tree with fewer levels than
+    stages gets stages *stacked* at one level (registers in series holding the same bits), a
+    single bit, which has no counter level, all its stages at its input (level 0)."""
     if n <= 1:
         return ((0, n),) * stages
     cols = _popcount_levels(n, fanin)
     levels = popcount_depth(n, fanin)[0]
     out = []
     for i in range(1, stages + 1):
-        level = min(len(cols) - 1, max(1, i * levels // (stages + 1)))
+        even = levels // 2 if stages == 1 else i * (levels + 1) // (stages + 1) - 1
+        level = min(len(cols) - 1, max(1, even))
         out.append((level, sum(cols[level].values())))
     return tuple(out)
 

@@ -541,19 +541,27 @@ def test_tree_stages_per_depth():
 def test_popcount_cuts_hand_worked():
     """128 XNOR bits: the column totals after each counter level are 128, 86 (42 3:2 counters
     and a 2:2 on the last two bits: 43 + 43), 44, 25, 16, 12, 11, 10: 7 counter levels, the adder
-    an 8th. One stage after floor(8 / 2) = 4 levels (16 bits, as ``popcount_cut``); two after
-    floor(8 / 3) = 2 and floor(16 / 3) = 5 (stretches 2, 3, 3); three after 2, 4, 6 (2 each).
-    Kills: ceil instead of floor (two stages at 3 and 6), one level off, the bits of the wrong
-    level, and a 1-stage rule that is not ``popcount_cut``'s."""
+    an 8th, the memory read one more ahead: 9. One stage after floor(8 / 2) = 4 levels (16 bits,
+    as ``popcount_cut``); two after floor(9 / 3) - 1 = 2 and floor(18 / 3) - 1 = 5 (stretches
+    read + 2, 3, 3); three after floor(9 / 4) - 1 = 1, floor(18 / 4) - 1 = 3 and
+    floor(27 / 4) - 1 = 5 (read + 1, 2, 2, 2 + adder). Kills: the read not counted (three stages
+    at 2, 4, 6), ceil instead of floor (2, 4, 6 too), one level off, the bits of the wrong level,
+    and a 1-stage rule that is not ``popcount_cut``'s (the new rule alone gives 3 there)."""
     from lowbit.hw.fmax import popcount_cut, popcount_cuts, popcount_depth
 
     assert popcount_depth(128, 2) == (8, 8)
     assert popcount_cuts(128, 2, 1) == ((4, 16),) and popcount_cut(128, 2) == (4, 16)
     assert popcount_cuts(128, 2, 2) == ((2, 44), (5, 12))
-    assert popcount_cuts(128, 2, 3) == ((2, 44), (4, 16), (6, 11))
-    # 16 XNOR bits: columns 16 -> 11 -> 6, then the adder (3 levels): two stages after 1 and 2,
-    # three after 1 (floor(3 / 4) = 0, clamped to the first counter level), 1 and 2
-    assert popcount_cuts(16, 2, 2) == ((1, 11), (2, 6))
+    assert popcount_cuts(128, 2, 3) == ((1, 86), (3, 25), (5, 12))
+    # 64 XNOR bits: columns 64 -> 43 -> 23 -> 15 -> 11 -> 9, then the adder (6 levels, 7 with
+    # the read): two stages after floor(7 / 3) - 1 = 1 and floor(14 / 3) - 1 = 3, three after
+    # 1, 2 (floor(14 / 4) - 1) and 4 (floor(21 / 4) - 1)
+    assert popcount_cuts(64, 2, 2) == ((1, 43), (3, 15))
+    assert popcount_cuts(64, 2, 3) == ((1, 43), (2, 23), (4, 11))
+    # 16 XNOR bits: columns 16 -> 11 -> 6, then the adder (3 levels, 4 with the read): two
+    # stages both after 1 (floor(4 / 3) - 1 = 0, clamped to the first counter level: stacked),
+    # three after 1, 1 and 2 (floor(12 / 4) - 1)
+    assert popcount_cuts(16, 2, 2) == ((1, 11), (1, 11))
     assert popcount_cuts(16, 2, 3) == ((1, 11), (1, 11), (2, 6))
     # 4 XNOR bits: one counter level and the adder: every stage stacked after level 1 (kills a
     # rule that puts one at the inputs, 0, or past the counters, 2)
@@ -591,8 +599,8 @@ def _xnor_wide_spec(simd, pipeline, mw=None):
 
 def test_tree_paths_at_depths_5_and_6():
     """The 128-bit XNOR tree (8 levels, 8 carry bits) in three pieces at 5 (2, 3, 3 levels) and
-    four at 6 (2 each), the adder's carry in the last; the estimate no lower than at 4. Kills: the
-    Fmax model keeping two pieces, or pieces that do not add up to the tree."""
+    four at 6 (1, 2, 2, 3), the adder's carry in the last; the estimate no lower than at 4.
+    Kills: the Fmax model keeping two pieces, or pieces that do not add up to the tree."""
     from lowbit.hw.fmax import LogicPath, estimate_fmax
 
     spec, _ = _xnor_wide_spec(128, 5)
@@ -602,7 +610,7 @@ def test_tree_paths_at_depths_5_and_6():
                     LogicPath("tree from its register", 3, 8)]
     six = dataclasses.replace(spec, pipeline=6)
     assert [(p.levels, p.carry_bits) for p in six.logic_paths() if p.name.startswith("tree")] == \
-        [(2, 0), (2, 0), (2, 0), (2, 8)]
+        [(1, 0), (2, 0), (2, 0), (3, 8)]
     f = [estimate_fmax(dataclasses.replace(spec, pipeline=d), "ecp5") for d in (4, 5, 6)]
     assert f == sorted(f)
 
@@ -650,7 +658,7 @@ def test_mvtu_depths_5_and_6_every_parallel_kind(kind):
 @pytest.mark.amaranth_sim
 @pytest.mark.parametrize("simd", [16, 64])
 def test_mvtu_depths_5_and_6_wide_popcount(simd):
-    """XNOR lanes of 16 bits (stages at levels 1, 2 and 1, 1, 2) and of 64 (6 levels: 2, 4 at 5;
-    1, 3, 4 at 6), SF 2: spread registers, bit-exact under stalls, the spec's latency."""
+    """XNOR lanes of 16 bits (stages at levels 1, 1 and 1, 1, 2) and of 64 (6 levels: 1, 3 at 5;
+    1, 2, 4 at 6), SF 2: spread registers, bit-exact under stalls, the spec's latency."""
     base, x = _xnor_wide_spec(simd, 0, mw=2 * simd)
     _deep_run_checks(base, x, 70)
