@@ -21,9 +21,9 @@ Popcount (:func:`popcount`) is built for 6-input LUTs instead of as an adder tre
 
 ``cut=`` puts register stages inside the tree (``MVTUSpec(pipeline=3)`` and 4: one, 5: two, 6:
 three, :func:`lowbit.hw.fmax.tree_stages`): every column bit after each cut's number of counter
-levels (:func:`lowbit.hw.fmax.popcount_cuts` spreads them evenly over the depth) goes through a
-register loaded when ``en`` is high, so every path through the tree crosses exactly one register
-per stage. The lanes of the other kinds are adder trees (:func:`lowbit.hw._util.tree_sum`, plus a
+levels (:func:`lowbit.hw.fmax.popcount_cuts` spreads them over the depth, the memory read ahead
+counted as a level) goes through a register loaded when ``en`` is high, so every path through the
+tree crosses exactly one register per stage. The lanes of the other kinds are adder trees (:func:`lowbit.hw._util.tree_sum`, plus a
 popcount of the negations' ``+ 1`` bits); there every partial sum after each cut's adder levels
 (:func:`lowbit.hw.fmax.adder_tree_cuts`) is registered the same way (:func:`staged_tree_sum`), and
 the popcount beside it (and the ADDSUB kind's shared ``sum(x)``) at its own cuts, as many stages:

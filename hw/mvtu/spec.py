@@ -36,7 +36,7 @@ bipolar inputs; :func:`lowbit.hw.fmax.popcount_cut`) or an adder tree's partial 
 kinds, with the popcount of their negations' ``+ 1`` bits and the ADDSUB kind's shared ``sum(x)``;
 :func:`lowbit.hw.fmax.adder_tree_cut`); 4 also registers the weight word and the input word read
 from the memories before the trees (a block RAM's clock-to-out then has a path to itself); 5 and 6
-hold two and three register stages inside each lane's tree instead of one, spread evenly over its
+hold two and three register stages inside each lane's tree instead of one, spread over its
 depth (:func:`lowbit.hw.fmax.popcount_cuts`, :func:`lowbit.hw.fmax.adder_tree_cuts`; every path
 through a lane, its shared ``sum(x)`` and negation popcount included, crosses as many). 3 to 6
 are for ``mac="parallel"`` only; the bit-serial MAC takes at most 2
