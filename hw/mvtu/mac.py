@@ -23,11 +23,11 @@ Popcount (:func:`popcount`) is built for 6-input LUTs instead of as an adder tre
 three, :func:`lowbit.hw.fmax.tree_stages`): every column bit after each cut's number of counter
 levels (:func:`lowbit.hw.fmax.popcount_cuts` spreads them over the depth, the memory read ahead
 counted as a level) goes through a register loaded when ``en`` is high, so every path through the
-tree crosses exactly one register per stage. The lanes of the other kinds are adder trees (:func:`lowbit.hw._util.tree_sum`, plus a
-popcount of the negations' ``+ 1`` bits); there every partial sum after each cut's adder levels
-(:func:`lowbit.hw.fmax.adder_tree_cuts`) is registered the same way (:func:`staged_tree_sum`), and
-the popcount beside it (and the ADDSUB kind's shared ``sum(x)``) at its own cuts, as many stages:
-the terms of a lane stay aligned.
+tree crosses exactly one register per stage. The lanes of the other kinds are adder trees
+(:func:`lowbit.hw._util.tree_sum`, plus a popcount of the negations' ``+ 1`` bits); there every
+partial sum after each cut's adder levels (:func:`lowbit.hw.fmax.adder_tree_cuts`) is registered the
+same way (:func:`staged_tree_sum`), and the popcount beside it (and the ADDSUB kind's shared
+``sum(x)``) at its own cuts, as many stages: the terms of a lane stay aligned.
 """
 
 from __future__ import annotations
