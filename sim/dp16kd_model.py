@@ -19,6 +19,8 @@ gate-level check simulates:
 * ``REGMODE`` ``NOREG`` shows the read data at once; ``OUTREG`` through the output register,
   loaded from them at the next edge when ``OCE`` is high (port B's ``OCEB`` for the whole 36-bit
   word);
+* each port's ``CE``, ``OCE``, ``WE`` and ``RST`` inverted by its ``MUX`` parameter ``"INV"`` (the
+  output-register move sets ``OCExMUX``);
 * ``RST`` clears the read data and the output register at a clock edge (synchronous only: yosys
   ties it low for lowbit's memories, and asynchronous reset is not modelled).
 
@@ -89,6 +91,11 @@ def dp16kd_model() -> str:
         f"    wire [13:0] ada = {_bus('ADA', 14)}, adb = {_bus('ADB', 14)};",
         '    wire clka = CLKA ^ (CLKAMUX == "INV"), clkb = CLKB ^ (CLKBMUX == "INV");',
         "    wire csa = ~CSA0 & ~CSA1 & ~CSA2, csb = ~CSB0 & ~CSB1 & ~CSB2;",
+        *(
+            f'    wire {n.lower()}{s.lower()} = {n}{s} ^ ({n}{s}MUX == "INV");'
+            for n in ("CE", "OCE", "WE", "RST")
+            for s in "AB"
+        ),
         "    reg [17:0] lat_a = 0, lat_b = 0, out_a = 0, out_b = 0;",
         "    initial begin",
         '        if (CSDECODE_A != "0b000" || CSDECODE_B != "0b000") begin',
@@ -108,7 +115,7 @@ def dp16kd_model() -> str:
         _port_logic("B"),
         "    // pseudo dual port: port A writes the 36-bit word, port B reads it (CLKB's domain)",
         "    always @(posedge clka) begin",
-        "        if (pdp && CEA && csa) begin",
+        "        if (pdp && cea && csa) begin",
         "            if (ada[0]) mem[{ada[13:5], 1'b0}][8:0] <= dia[8:0];",
         "            if (ada[1]) mem[{ada[13:5], 1'b0}][17:9] <= dia[17:9];",
         "            if (ada[2]) mem[{ada[13:5], 1'b1}][8:0] <= dib[8:0];",
@@ -118,13 +125,13 @@ def dp16kd_model() -> str:
         "    reg [17:0] plo = 0, phi = 0, pout_lo = 0, pout_hi = 0;",
         "    always @(posedge clkb) begin",
         "        if (pdp) begin",
-        "            if (RSTB) begin plo <= 0; phi <= 0; end",
-        "            else if (CEB && csb) begin",
+        "            if (rstb) begin plo <= 0; phi <= 0; end",
+        "            else if (ceb && csb) begin",
         "                plo <= mem[{adb[13:5], 1'b0}];",
         "                phi <= mem[{adb[13:5], 1'b1}];",
         "            end",
-        "            if (RSTB) begin pout_lo <= 0; pout_hi <= 0; end",
-        "            else if (OCEB) begin pout_lo <= plo; pout_hi <= phi; end",
+        "            if (rstb) begin pout_lo <= 0; pout_hi <= 0; end",
+        "            else if (oceb) begin pout_lo <= plo; pout_hi <= phi; end",
         "        end",
         "    end",
         '    wire [17:0] doa = pdp ? (REGMODE_B == "OUTREG" ? pout_lo : plo)',
@@ -146,9 +153,9 @@ def _port_logic(s: str) -> str:
     wire half_{lo} = ad{lo}[3];
     always @(posedge clk{lo}) begin
         if (!pdp) begin
-            if (RST{s}) lat_{lo} <= 0;
-            else if (CE{s} && cs{lo}) begin
-                if (WE{s}) begin
+            if (rst{lo}) lat_{lo} <= 0;
+            else if (ce{lo} && cs{lo}) begin
+                if (we{lo}) begin
                     if (DATA_WIDTH_{s} == 18) begin
                         if (ad{lo}[0]) mem[unit_{lo}][8:0] <= di{lo}[8:0];
                         if (ad{lo}[1]) mem[unit_{lo}][17:9] <= di{lo}[17:9];
@@ -157,8 +164,8 @@ def _port_logic(s: str) -> str:
                 end else if (DATA_WIDTH_{s} == 18) lat_{lo} <= mem[unit_{lo}];
                 else lat_{lo} <= {{9'b0, half_{lo} ? mem[unit_{lo}][17:9] : mem[unit_{lo}][8:0]}};
             end
-            if (RST{s}) out_{lo} <= 0;
-            else if (OCE{s}) out_{lo} <= lat_{lo};
+            if (rst{lo}) out_{lo} <= 0;
+            else if (oce{lo}) out_{lo} <= lat_{lo};
         end
     end
 """

@@ -19,7 +19,8 @@ the same enable):
   tied to ``0``, ``REGSET`` ``RESET``; the MVTU's read registers are ``reset_less``: their
   content before the first valid word is never used), and all of them share one clock enable
   (``CE``, or none: then ``OCE`` is tied high; an inverted enable, ``CEMUX`` ``INV``, as yosys
-  makes of the units' ``~stall``, drives ``OCE`` through one added ``LUT4`` inverter per net);
+  makes of the units' ``~stall``, drives ``OCE`` through the block's own inversion,
+  ``OCExMUX`` ``INV``, which ecppack's database has: no added logic on that path);
 * the port only reads (``WE`` tied ``0``), and the block's own reset of that port is tied ``0``.
 
 In the 36-bit pseudo-dual-port mode (``DATA_WIDTH_A`` 36: port A writes, port B reads the 36-bit
@@ -106,17 +107,6 @@ def absorb_output_registers(netlist: dict, top: str) -> OutregReport:
     sinks = _sinks(module)
     ports = _port_bits(module)
     removed: set[str] = set()
-    inverted: dict[int, int] = {}  # enable net -> the net of its added inverter
-    next_bit = 1 + max(
-        (
-            b
-            for c in cells.values()
-            for bits in c["connections"].values()
-            for b in bits
-            if isinstance(b, int)
-        ),
-        default=1,
-    )
     done = registers = 0
     skipped: list[tuple[str, str, str]] = []
     for name in sorted(cells):
@@ -134,17 +124,14 @@ def absorb_output_registers(netlist: dict, top: str) -> OutregReport:
                 skipped.append((name, label, why))
                 continue
             ffs, ce = why
-            if isinstance(ce, tuple):  # ("INV", net): OCE is the inverse of the registers' CE
-                if ce[1] not in inverted:
-                    inverted[ce[1]] = next_bit
-                    cells[f"$lowbit$outreg_ce_inv{next_bit}"] = _inverter(ce[1], next_bit)
-                    next_bit += 1
-                ce = inverted[ce[1]]
             for (port, _), ff in zip(used, ffs):
                 conns[port] = [cells[ff]["connections"]["Q"][0]]
                 removed.add(ff)
-            conns[f"OCE{side}"] = [ce]
             params = cell.setdefault("parameters", {})
+            if isinstance(ce, tuple):  # ("INV", net): OCE is the inverse of the registers' CE
+                ce = ce[1]
+                params[f"OCE{side}MUX"] = "INV"
+            conns[f"OCE{side}"] = [ce]
             for s in ("A", "B") if label == "B" and len(data) == 36 else (side,):
                 params[f"REGMODE_{s}"] = "OUTREG"
             done += 1
@@ -154,18 +141,6 @@ def absorb_output_registers(netlist: dict, top: str) -> OutregReport:
     if done:
         logger.info("block RAM output registers: %d read port(s), %d flip-flop(s)", done, registers)
     return OutregReport(done, registers, tuple(skipped))
-
-
-def _inverter(a: int, z: int) -> dict:
-    """A ``LUT4`` with ``Z = ~A`` (``INIT`` 0x5555: true at every index with ``A`` low)."""
-    return {
-        "hide_name": 1,
-        "type": "LUT4",
-        "parameters": {"INIT": format(0x5555, "016b")},
-        "attributes": {},
-        "port_directions": {"A": "input", "B": "input", "C": "input", "D": "input", "Z": "output"},
-        "connections": {"A": [a], "B": ["0"], "C": ["0"], "D": ["0"], "Z": [z]},
-    }
 
 
 def _refuse(cell, side, used, sinks, ports, cells, removed) -> str | tuple[list[str], object]:
