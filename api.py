@@ -133,7 +133,7 @@ def load(
 def open_compiled(out_dir: str | os.PathLike) -> Compiled:
     """A directory written by :meth:`Model.compile` or ``lowbit compile``."""
     design = CompiledDesign.open(_path(out_dir, "out_dir").resolve())
-    graph, _ = design.load()
+    graph = design.graph()  # a chain's or a DAG's (issue 19)
     return Compiled(
         Model(graph, str(design.model_path), file=design.model_path), design, design.report()
     )

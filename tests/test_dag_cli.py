@@ -205,3 +205,12 @@ def test_dag_refusals(model, tmp_path, capsys):
         err = capsys.readouterr().err
         assert msg in err and "Traceback" not in err and len(err.strip().splitlines()) <= 3
     assert not (tmp_path / "o").exists()
+
+
+def test_open_compiled_takes_a_dag(compiled, model):
+    """``lowbit.api.open_compiled`` of a DAG design (it called the chain-only ``load`` before)."""
+    import lowbit.api
+
+    c = lowbit.api.open_compiled(compiled)
+    assert [n.name for n in c.model.graph.nodes] == [n.name for n in IntegerGraph.load(model).nodes]
+    assert c.design.is_dag
