@@ -801,6 +801,12 @@ def cmd_build(args) -> int:
             f"  bitstream {m['bitstream']}; Fmax {m['fmax_mhz']:.2f} MHz {verdict} the requested "
             f"{m['clock_mhz']:g} MHz"
         )
+        if m.get("pll"):
+            p = m["pll"]
+            print(
+                f"  clock: {p['primitive']} from the {p['in_mhz']:g} MHz oscillator to "
+                f"{p['out_mhz']:g} MHz (requested {p['requested_mhz']:g} MHz)"
+            )
         print(f"  utilisation: {util}")
         print(
             f"  UART {m['uart']['baud']} baud: {m['uart']['in_bytes']} bytes per input beat, "

@@ -48,7 +48,7 @@ from ..mapping.schedule import output_stream_cycles
 from ..tools.fpga import run_vivado_build, vivado_available
 from .driver import driver_config, driver_files
 from .estimate import dma_throughput
-from .openflow import build_open_flow
+from .openflow import build_open_flow, fabric_pll
 from .plancheck import check_vivado_plan
 from .vivado import WeightPort, check_clock_mhz, vivado_plan_files, weight_port_address_bits
 
@@ -313,17 +313,8 @@ def build(
             if clock_mhz is not None
             else check_clock_mhz(schedule_clock, f"{source}: the schedule's clock_mhz")
         )
-        if board.is_open_flow and clock != board.fabric_clock_mhz:
-            logger.warning(
-                "%s: nextpnr's target is %g MHz, but the board's oscillator is %g MHz and the UART "
-                "shell has no PLL: on the board the design runs at %g MHz, and the shell's baud "
-                "divider (set for %g MHz) is wrong there",
-                board.name,
-                clock,
-                board.fabric_clock_mhz,
-                board.fabric_clock_mhz,
-                clock,
-            )
+        if board.is_open_flow:  # a clock the shell's PLL cannot make is refused before the tools
+            fabric_pll(board, clock)
         verilog = compiled.require(report.verilog).read_text()
         manifest = {
             "board": board.name,

@@ -9,6 +9,17 @@ significant byte first; a power-on reset and the board's button; an error LED fo
 The payload widths ``W_in``/``W_out`` come from the compiled design's stream format
 (:func:`lowbit.hw.axi.shells.payload_bits`).
 
+The build's clock: the board's oscillator (``Board.fabric_clock_mhz``: 25 MHz on the ULX3S, 12 MHz
+on the iCEBreaker), or for another requested clock (``lowbit build --clock``, else the compiled
+schedule's ``clock_mhz``) the family's PLL in the shell, ECP5 ``EHXPLLL`` or iCE40
+``SB_PLL40_PAD``, its dividers searched by :func:`lowbit.hw.axi.pll.plan_pll` (:func:`fabric_pll`).
+The PLL's achieved output, not the request, is then the build's clock: the UART's divider,
+nextpnr's ``--freq``, ``build.json``'s ``clock_mhz`` and ``throughput`` use it; ``build.json``
+records the request (``clock_requested_mhz``) and the PLL (``pll``). The design is held in reset
+until the PLL has locked. The constraint file still constrains the oscillator's pin; nextpnr-ecp5
+derives the PLL output's constraint from the ``EHXPLLL``'s dividers. A clock the PLL cannot make
+within 1 %, or outside its output range, is refused.
+
 The pin map is the board record's ``pins`` (:class:`lowbit.boards.Pins`, from the boards'
 published constraint files) and is written as PCF (iCE40) or LPF (ECP5) next to the bitstream.
 nextpnr's ``--report`` JSON gives utilisation and the maximum frequency, compared in
@@ -30,6 +41,7 @@ from pathlib import Path
 
 from .. import LowbitError
 from ..boards.records import BOARDS, Board
+from ..hw.axi.pll import PLL, plan_pll
 from ..hw.axi.shells import payload_bits, shell_verilog
 from ..hw.axi.shells_uart import UARTShell
 from ..hw.codec import StreamFormat
@@ -45,6 +57,7 @@ __all__ = [
     "UART_TOP",
     "ACCEL_PATH",
     "payload_widths",
+    "fabric_pll",
     "uart_shell_verilog",
     "constraints",
     "build_open_flow",
@@ -82,11 +95,42 @@ def payload_widths(verilog: str) -> tuple[int, int]:
     return ports["i__payload"], ports["o__payload"]
 
 
-def uart_shell_verilog(in_bits: int, out_bits: int, clk_hz: float, baud: int = BAUD) -> str:
+def fabric_pll(board: Board, clock_mhz: float) -> PLL | None:
+    """The PLL that makes ``clock_mhz`` from ``board``'s oscillator, ``None`` when the design runs
+    on the oscillator: ``clock_mhz`` is the oscillator's frequency, or the PLL's closest output is.
+
+    Raises
+    ------
+    LowbitError
+        The PLL cannot make ``clock_mhz`` within :data:`lowbit.hw.axi.pll.TOLERANCE`, or it is
+        outside the PLL's output range (the message names ``clock_mhz (--clock)``).
+    """
+    if clock_mhz == board.fabric_clock_mhz:
+        return None
+    try:
+        pll = plan_pll(board.family, board.fabric_clock_mhz, clock_mhz, name="clock_mhz (--clock)")
+    except ValueError as e:
+        raise LowbitError(f"{e} on {board.name}") from None
+    return None if pll.out_mhz == board.fabric_clock_mhz else pll
+
+
+def uart_shell_verilog(
+    in_bits: int, out_bits: int, clk_hz: float, baud: int = BAUD, pll: PLL | None = None
+) -> str:
     """The Verilog of ``lowbit_uart_top``: ``lowbit_top`` behind a UART, the
     :class:`~lowbit.hw.axi.shells_uart.UARTShell` of ``in_bits``/``out_bits``-bit payloads at
-    ``clk_hz`` and ``baud``."""
-    shell = UARTShell(in_bits=in_bits, out_bits=out_bits, clk_hz=clk_hz, baud=baud)
+    ``clk_hz`` and ``baud``, on the output of ``pll`` when given (:func:`fabric_pll`)."""
+    shell = UARTShell(in_bits=in_bits, out_bits=out_bits, clk_hz=clk_hz, baud=baud, pll=pll)
+    clock = (
+        []
+        if pll is None
+        else [
+            f"clock: {pll.primitive} from the {pll.in_mhz:g} MHz oscillator to {pll.out_mhz:g} MHz "
+            f"(requested {pll.requested_mhz:g} MHz; VCO {pll.vco_mhz:g} MHz; "
+            + ", ".join(f"{k} {v}" for k, v in pll.dividers)
+            + "); reset until it locks."
+        ]
+    )
     return shell_verilog(
         shell,
         UART_TOP,
@@ -97,6 +141,7 @@ def uart_shell_verilog(in_bits: int, out_bits: int, clk_hz: float, baud: int = B
             "byte first.",
             f"out: {out_bits}-bit result beats as {shell.out_bytes} bytes each, least significant "
             "byte first.",
+            *clock,
             "Protocol: lowbit.hw.axi.shells_uart.",
         ],
     )
@@ -104,8 +149,9 @@ def uart_shell_verilog(in_bits: int, out_bits: int, clk_hz: float, baud: int = B
 
 def constraints(board: Board, clock_mhz: float | None = None) -> tuple[str, str]:
     """The constraint file name and text (PCF for iCE40, LPF for ECP5) of ``board``'s pin map; the
-    LPF's clock constraint (which nextpnr-ecp5 takes over ``--freq``) is ``clock_mhz``, by default
-    the board's oscillator."""
+    LPF's clock constraint on the ``clk`` pin (which nextpnr-ecp5 takes over ``--freq``) is
+    ``clock_mhz``, by default the board's oscillator (the build's, :func:`build_open_flow`: with a
+    PLL too, whose output nextpnr-ecp5 constrains itself)."""
     if board.pins is None:
         with_pins = sorted(b.name for b in BOARDS.values() if b.pins is not None)
         raise LowbitError(
@@ -169,19 +215,27 @@ def build_open_flow(
 
     Writes into ``work``: ``lowbit_top.v``, ``lowbit_uart_top.v``, the constraints, ``top.json``
     (netlist), the placed design, the bitstream (``top.bit`` for ECP5, ``top.bin`` for iCE40), the
-    tools' logs and ``nextpnr_report.json``. Returns the build summary (utilisation, Fmax,
-    ``estimate_vs_tool``, ``throughput`` at the clock and ``throughput_at_fmax`` with the
+    tools' logs and ``nextpnr_report.json``. ``clock_mhz`` (default: the board's oscillator) is
+    made by the family's PLL when it is not the oscillator (:func:`fabric_pll`, which refuses a
+    clock the PLL cannot make); the PLL's achieved output is then the build's clock. Returns the
+    build summary (``clock_mhz`` the build's clock, ``clock_requested_mhz``, ``pll``, utilisation,
+    Fmax, ``estimate_vs_tool``, ``throughput`` at the clock and ``throughput_at_fmax`` with the
     accelerator clocked at nextpnr's achieved Fmax, :mod:`lowbit.deploy.estimate`). A tool that
     fails or runs longer than ``timeout`` seconds has its logs copied to ``keep`` (default: a new
     temporary directory) and the message names them.
     """
     if board.family not in _NEXTPNR:
         raise LowbitError(f"board {board.name!r} ({board.family}) is not an open-flow board")
-    clock = check_clock_mhz(board.fabric_clock_mhz if clock_mhz is None else clock_mhz, "clock_mhz")
+    requested = check_clock_mhz(
+        board.fabric_clock_mhz if clock_mhz is None else clock_mhz, "clock_mhz"
+    )
+    pll = fabric_pll(board, requested)
+    clock = board.fabric_clock_mhz if pll is None else pll.out_mhz  # the build's clock
     in_bits, out_bits = payload_bits(stream_format)
     (work / f"{TOPLEVEL}.v").write_text(verilog)
-    (work / f"{UART_TOP}.v").write_text(uart_shell_verilog(in_bits, out_bits, clock * 1e6))
-    cons_name, cons = constraints(board, clock)  # nextpnr's target: the build's clock
+    (work / f"{UART_TOP}.v").write_text(uart_shell_verilog(in_bits, out_bits, clock * 1e6, pll=pll))
+    # the oscillator's pin; nextpnr-ecp5 derives the PLL output's constraint, --freq is the rest's
+    cons_name, cons = constraints(board, board.fabric_clock_mhz)
     (work / cons_name).write_text(cons)
     fam = board.family
     seconds: dict[str, float] = {}
@@ -269,6 +323,8 @@ def build_open_flow(
         "bitstream": bitstream,
         "constraints": cons_name,
         "clock_mhz": clock,
+        "clock_requested_mhz": requested,
+        "pll": None if pll is None else pll.as_dict(),
         "fmax_mhz": achieved,
         "fmax_by_clock": fmax,
         "meets_clock": achieved is not None and achieved >= clock,

@@ -137,8 +137,10 @@ def test_cli_refuses_a_bad_clock(trained, tmp_path, capsys, value):
 
 
 def test_build_targets_the_schedule_clock(trained, tmp_path, monkeypatch):
-    """``lowbit build`` of a directory compiled at 90 MHz hands nextpnr 90 MHz in the LPF, which
-    nextpnr-ecp5 takes over ``--freq`` (kills: the board's 25 MHz there, as before)."""
+    """``lowbit build`` of a directory compiled at 90 MHz puts the ECP5 PLL 25 -> 90 MHz in the
+    shell (CLKI_DIV 5, CLKFB_DIV 18, CLKOP_DIV 7: tests/test_pll.py), its UART divider for 90 MHz;
+    the LPF constrains the 25 MHz pin and nextpnr-ecp5 derives the PLL's 90 MHz (kills: the
+    board's 25 MHz as the design's clock, as before)."""
     from lowbit.deploy import build as build_mod
     from lowbit.deploy import openflow
 
@@ -151,12 +153,16 @@ def test_build_targets_the_schedule_clock(trained, tmp_path, monkeypatch):
 
     def no_yosys(work, *args, **kw):  # the constraints are written; stop before the tools
         seen["lpf"] = (work / "top.lpf").read_text()
+        seen["shell"] = (work / "lowbit_uart_top.v").read_text()
         raise Stop
 
     monkeypatch.setattr(openflow, "synth_for_pnr", no_yosys)
     with pytest.raises(Stop):
         build_mod.build(tmp_path / "c", BOARD, tmp_path / "b")
-    assert seen["lpf"].endswith('FREQUENCY PORT "clk" 90 MHZ;\n')
+    assert seen["lpf"].endswith('FREQUENCY PORT "clk" 25 MHZ;\n')
+    assert "(781 clocks per bit)" in seen["shell"]  # 90e6 / 115200 = 781.25
+    assert "EHXPLLL from the 25 MHz oscillator to 90 MHz" in seen["shell"]
+    assert ".CLKI_DIV(32'd5)" in seen["shell"] and ".CLKFB_DIV(32'd18)" in seen["shell"]
 
 
 @pytest.mark.fast_sim

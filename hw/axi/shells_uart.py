@@ -13,6 +13,10 @@
   ``ceil(W_out / 8)`` bytes, least significant byte first.
 * reset: a power-on reset of 16 cycles, and the board's button (``btn_n``, held low: reset), through
   a two-flop synchroniser. The accelerator's ``rst`` is held while either lasts.
+* clock: the board's oscillator (``clk``), or with ``pll`` (a :class:`~lowbit.hw.axi.pll.PLL`) the
+  family's PLL from ``clk``: the shell and the accelerator run on its output, and the power-on
+  reset counts only once the PLL's ``LOCK``, through a two-flop synchroniser, is high (it starts
+  again if ``LOCK`` falls), so the design is held in reset until the PLL has locked.
 
 The receiver synchronises ``uart_rx`` through three flops, waits ``div / 2`` cycles after the start
 bit's falling edge (a start bit still low there is taken, a glitch is not), then samples the eight
@@ -32,6 +36,7 @@ from amaranth.hdl import Cat, ClockDomain, Const, Module, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
+from .pll import PLL
 from .shells import accelerator_signature, black_box
 
 __all__ = ["UARTShell", "POR_CYCLES"]
@@ -49,14 +54,17 @@ class UARTShell(wiring.Component):
         Widths of the accelerator's ``i`` and ``o`` payloads
         (:func:`~lowbit.hw.axi.shells.payload_bits` of its stream format).
     clk_hz : float
-        Frequency of ``clk``.
+        Frequency of the design's clock: ``clk``, or the PLL's output with ``pll``.
     baud : int
         UART rate; ``round(clk_hz / baud)`` (:attr:`div`) must be at least 4.
+    pll : PLL, optional
+        The PLL from ``clk`` to the design's clock (its ``out_mhz`` is ``clk_hz``); ``None``: the
+        design runs on ``clk``.
 
     Ports
     -----
     clk : In(1)
-        The board's clock; the shell has no reset input besides ``btn_n``.
+        The board's oscillator; the shell has no reset input besides ``btn_n``.
     btn_n : In(1)
         The board's button, low while pressed: holds the shell and the accelerator in reset.
     uart_rx : In(1), uart_tx : Out(1)
@@ -65,7 +73,9 @@ class UARTShell(wiring.Component):
         Low: a beat was dropped; busy (see the module docstring).
     """
 
-    def __init__(self, *, in_bits: int, out_bits: int, clk_hz: float, baud: int):
+    def __init__(
+        self, *, in_bits: int, out_bits: int, clk_hz: float, baud: int, pll: PLL | None = None
+    ):
         for name, v in (("in_bits", in_bits), ("out_bits", out_bits), ("baud", baud)):
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 raise ValueError(f"{name} must be a positive integer, not {v!r}")
@@ -76,6 +86,13 @@ class UARTShell(wiring.Component):
             or not math.isfinite(clk_hz)
         ):
             raise ValueError(f"clk_hz must be a positive number, not {clk_hz!r}")
+        if pll is not None and not isinstance(pll, PLL):
+            raise TypeError(f"pll must be a PLL or None, not {pll!r}")
+        if pll is not None and pll.out_mhz * 1e6 != clk_hz:
+            raise ValueError(
+                f"clk_hz must be the PLL's output ({pll.out_mhz:g} MHz), not {clk_hz!r}"
+            )
+        self.pll = pll
         self.div = round(clk_hz / baud)
         if self.div < 4:
             raise ValueError(
@@ -99,14 +116,27 @@ class UARTShell(wiring.Component):
         m = Module()
         div, nin, nout = self.div, self.in_bytes, self.out_bytes
         m.domains.sync = cd = ClockDomain(reset_less=True, local=True)  # resets are explicit below
-        m.d.comb += cd.clk.eq(self.clk)
+        clk = self.clk
+        if self.pll is not None:
+            pll_clk, lock = Signal(), Signal()
+            m.submodules.pll = self.pll.instance(self.clk, pll_clk, lock)
+            clk = pll_clk
+        m.d.comb += cd.clk.eq(clk)
 
-        # power-on reset and the button
+        # power-on reset (once the PLL has locked) and the button
         por = Signal(range(2 * POR_CYCLES))
         btn_sync = Signal(2, init=0b11)
         rst = Signal()
-        with m.If(~por[-1]):
-            m.d.sync += por.eq(por + 1)
+        if self.pll is None:
+            with m.If(~por[-1]):
+                m.d.sync += por.eq(por + 1)
+        else:
+            lock_sync = Signal(2)
+            m.d.sync += lock_sync.eq(Cat(lock, lock_sync[0]))
+            with m.If(~lock_sync[1]):
+                m.d.sync += por.eq(0)
+            with m.Elif(~por[-1]):
+                m.d.sync += por.eq(por + 1)
         m.d.sync += btn_sync.eq(Cat(self.btn_n, btn_sync[0]))
         m.d.comb += rst.eq(~por[-1] | ~btn_sync[1])
 
@@ -208,7 +238,7 @@ class UARTShell(wiring.Component):
                 "o__ready": o_ready,
                 "o__payload": o_payload,
             },
-            clk=self.clk,
+            clk=clk,
             rst=rst,
         )
 
