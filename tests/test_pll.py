@@ -150,12 +150,13 @@ def test_shell_instantiates_the_pll_with_its_dividers():
         uart_shell_verilog(40, 22, 25e6, pll=pll)
 
 
-LOCK_AT = 100
-"""Cycles of the PLL model before LOCK rises."""
+LOCK_AT, LOST_AT, RELOCK_AT = 100, 1600, 1650
+"""Cycles at which the PLL model locks, loses lock and locks again."""
 
 
 def _pll_model(pll) -> str:
-    """An EHXPLLL that passes CLKI through and raises LOCK after :data:`LOCK_AT` cycles."""
+    """An EHXPLLL that passes CLKI through, LOCK high from :data:`LOCK_AT` to :data:`LOST_AT` and
+    from :data:`RELOCK_AT` on."""
     names = ("CLKI_DIV", "CLKFB_DIV", "CLKOP_DIV", "CLKOP_CPHASE", "CLKOP_FPHASE")
     strings = ("CLKOP_ENABLE", "DPHASE_SOURCE", "FEEDBK_PATH", "INTFB_WAKE", "OUTDIVIDER_MUXA",
                "OUTDIVIDER_MUXB", "OUTDIVIDER_MUXC", "OUTDIVIDER_MUXD", "PLLRST_ENA", "STDBY_ENABLE")
@@ -164,8 +165,9 @@ def _pll_model(pll) -> str:
            "PHASESTEP", "PLLWAKESYNC", "RST", "STDBY")
     return (f"module EHXPLLL #({params}) ({', '.join(f'input wire {p}' for p in ins)}, "
             "output wire CLKOP, output reg LOCK);\n"
-            "  reg [7:0] n = 0;\n  initial LOCK = 0;\n  assign CLKOP = CLKI;\n"
-            f"  always @(posedge CLKI) begin if (n != {LOCK_AT}) n <= n + 1; LOCK <= n == {LOCK_AT}; end\n"
+            "  reg [11:0] n = 0;\n  initial LOCK = 0;\n  assign CLKOP = CLKI;\n"
+            "  always @(posedge CLKI) begin\n    if (n != 12'hfff) n <= n + 1;\n"
+            f"    LOCK <= (n >= {LOCK_AT} && n < {LOST_AT}) || n >= {RELOCK_AT};\n  end\n"
             "endmodule\n")
 
 
@@ -186,23 +188,31 @@ endmodule
 @pytest.mark.fast_sim
 def test_design_is_held_in_reset_until_the_pll_locks():
     """The first result byte's start bit comes after LOCK (cycle 100), its two-flop synchroniser
-    and the 16-cycle power-on reset; without the PLL it comes right after the power-on reset."""
+    and the 16-cycle power-on reset; without the PLL it comes right after the power-on reset.
+    LOCK falling (cycle 1600, inside the first byte's bit 2, a 0 of 0x55) resets the shell: the
+    line goes idle at once, and the next start bit comes 2 + 16 cycles after LOCK returns."""
     from lowbit.sim.fast import VerilatedModel
 
     pll = plan_pll("ecp5", 25.0, 75.0)
-    first = {}
+    tx = {}
     for name, shell in (("pll", uart_shell_verilog(40, 22, 75e6, pll=pll) + _pll_model(pll)),
                         ("none", uart_shell_verilog(40, 22, 75e6))):
         m = VerilatedModel.build(shell + RESULT_OUT_OF_RESET, top="pll_tb", in_stream=None,
                                  out_stream=None)
         m.poke("rx", 1)
-        for cycle in range(400):
-            if m.peek("tx") == 0:
-                first[name] = cycle
-                break
+        tx[name] = []
+        for _ in range(RELOCK_AT + 100):
+            tx[name].append(m.peek("tx"))
             m.step(1)
+    first = {name: line.index(0) for name, line in tx.items()}
     assert first["none"] < 40
     assert LOCK_AT + 2 + 16 <= first["pll"] < LOCK_AT + 40, first
+    div = 651  # 75 MHz / 115200 baud
+    line = tx["pll"]
+    assert first["pll"] + 2 * div < LOST_AT < first["pll"] + 3 * div and line[LOST_AT - 1] == 0
+    idle = line.index(1, LOST_AT)
+    assert idle < LOST_AT + 8 and all(line[idle:RELOCK_AT + 18])
+    assert RELOCK_AT + 2 + 16 <= line.index(0, RELOCK_AT) < RELOCK_AT + 40
 
 
 # -- lowbit build --clock -----------------------------------------------------------------------
