@@ -483,17 +483,17 @@ def _xnor_mlp():
 
 @pytest.mark.fast_sim
 def test_depths_3_and_4_on_the_fast_path(tmp_path, private_verilator_cache):
-    """An XNOR MLP with both layers at depth 3, then 4, on the fast Verilator path: bit-exact
-    under its random stall patterns, the cycles per image of depth 0, and the first result exactly
-    the report's ``pipeline_latency_cycles`` (3 + 3 + 3 for the label select of PE 5 at its
-    deepest, 4 + 4 + 3) later."""
+    """An XNOR MLP with both layers at depth 3, then 4, then 6, on the fast Verilator path:
+    bit-exact under its random stall patterns, the cycles per image of depth 0, and the first
+    result exactly the report's ``pipeline_latency_cycles`` (3 + 3 + 3 for the label select of PE
+    5 at its deepest, 4 + 4 + 3, 6 + 6 + 3) later."""
     from lowbit.flow import compile_model, verify_compiled_fast
     from lowbit.mapping import Schedule
     from lowbit.mapping.schedule import LayerFolding
 
     graph, x = _xnor_mlp()
     first = {}
-    for depth in (0, 3, 4):
+    for depth in (0, 3, 4, 6):
         schedule = Schedule("ulx3s-85f", 25.0, (LayerFolding("fc0", 4, 8, pipeline=depth),
                                                 LayerFolding("fc1", 5, 4, pipeline=depth)))
         out = tmp_path / f"d{depth}"
@@ -503,30 +503,31 @@ def test_depths_3_and_4_on_the_fast_path(tmp_path, private_verilator_cache):
         assert rep.cycles_per_image == report.cycles_per_image
         first[depth] = (rep.first_output_cycle, report.mapping["pipeline_latency_cycles"])
     assert first[0][1] == 0 and first[3][1] == 3 + 3 + 3 and first[4][1] == 4 + 4 + 3
-    assert first[3][0] - first[0][0] == first[3][1]
-    assert first[4][0] - first[0][0] == first[4][1]
+    assert first[6][1] == 6 + 6 + 3
+    for depth in (3, 4, 6):
+        assert first[depth][0] - first[0][0] == first[depth][1], depth
 
 
 @pytest.mark.fast_sim
 def test_adder_lanes_depths_3_and_4_on_the_fast_path(tmp_path, private_verilator_cache):
-    """The ternary MLP on UINT2 inputs (adder-tree lanes) with both layers at depth 3, then 4, on
-    the fast Verilator path: bit-exact under its random stall patterns, the cycles per image of
-    depth 0, the first result exactly ``pipeline_latency_cycles`` (3 + 3 + 3, 4 + 4 + 3: the label
-    select of PE 5 at its deepest) later."""
+    """The ternary MLP on UINT2 inputs (adder-tree lanes) with both layers at depth 3, then 4,
+    then 6, on the fast Verilator path: bit-exact under its random stall patterns, the cycles per
+    image of depth 0, the first result exactly ``pipeline_latency_cycles`` (3 + 3 + 3, 4 + 4 + 3,
+    6 + 6 + 3: the label select of PE 5 at its deepest) later."""
     from lowbit.flow import compile_model, verify_compiled_fast
 
     graph, x = _ternary_mlp()
     first = {}
-    for depth in (0, 3, 4):
+    for depth in (0, 3, 4, 6):
         out = tmp_path / f"d{depth}"
         report = compile_model(graph, out, schedule=_mlp_schedule((depth, depth)))
         rep = verify_compiled_fast(out, x)
         assert rep.ok, rep.mismatch
         assert rep.cycles_per_image == report.cycles_per_image
         first[depth] = (rep.first_output_cycle, report.mapping["pipeline_latency_cycles"])
-    assert first[3][1] == 3 + 3 + 3 and first[4][1] == 4 + 4 + 3
-    assert first[3][0] - first[0][0] == first[3][1]
-    assert first[4][0] - first[0][0] == first[4][1]
+    assert first[3][1] == 3 + 3 + 3 and first[4][1] == 4 + 4 + 3 and first[6][1] == 6 + 6 + 3
+    for depth in (3, 4, 6):
+        assert first[depth][0] - first[0][0] == first[depth][1], depth
 
 
 # -- depths 5 and 6: two and three register stages inside every lane's tree ----------------------
