@@ -126,7 +126,7 @@ class UARTShell(wiring.Component):
         # power-on reset (once the PLL has locked) and the button
         por = Signal(range(2 * POR_CYCLES))
         btn_sync = Signal(2, init=0b11)
-        rst = Signal()
+        rst = Signal(init=1)  # registered: every reset and clock-enable path starts at a flop
         if self.pll is None:
             with m.If(~por[-1]):
                 m.d.sync += por.eq(por + 1)
@@ -138,7 +138,7 @@ class UARTShell(wiring.Component):
             with m.Elif(~por[-1]):
                 m.d.sync += por.eq(por + 1)
         m.d.sync += btn_sync.eq(Cat(self.btn_n, btn_sync[0]))
-        m.d.comb += rst.eq(~por[-1] | ~btn_sync[1])
+        m.d.sync += rst.eq(~por[-1] | ~btn_sync[1])
 
         # receiver
         rx_sync = Signal(3, init=0b111)
