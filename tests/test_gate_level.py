@@ -87,13 +87,13 @@ def test_ecp5_netlist_against_a_different_oracle_fails(design, tmp_path_factory)
 
 
 def test_ecp5_block_ram_netlist_is_bit_exact(design, tmp_path_factory):
-    """The weights in DP16KD (``weight_ram="block"``) at pipeline 4: the netlist as nextpnr gets it,
+    """The weights in DP16KD (``weight_ram="block"``) at pipeline 5: the netlist as nextpnr gets it,
     each unit's weight-word register moved into its block's output register
     (lowbit.tools.bram_outreg), simulated with lowbit's DP16KD model, bit-exact under throttling.
     Without the move's REGMODE change (the registers removed but the block left at NOREG) the
     data arrive a cycle early and this fails (checked by hand)."""
     graph, specs, x = design
-    specs = [dataclasses.replace(s, pipeline=4, weight_ram="block") for s in specs]
+    specs = [dataclasses.replace(s, pipeline=5, weight_ram="block") for s in specs]
     work = tmp_path_factory.getbasetemp() / "gate_level_bram"
     rep = simulate_gate_level(graph, specs, x, work, family="ecp5",
                               runs=[RunSpec("steady"), RunSpec("throttled", 0.6, 0.5, 3, 12)])

@@ -286,10 +286,15 @@ class MatrixVectorThresholdUnit(wiring.Component):
 
         x_word, w_word = ibuf_r.data, (wword if external else wmem_r.data)
         if D >= 4:  # the memories' read data registered before the trees
-            # without a reset (never read before a valid word), so that an ECP5 build can move
-            # them into the block RAM's output register (lowbit.tools.bram_outreg)
-            x_word = Signal.like(x_word, name="x_word_r", reset_less=True)
-            w_word = Signal.like(w_word, name="w_word_r", reset_less=True)
+            # At 5 and 6, where the tree's first register sits right after the memory read,
+            # without a reset (never read before a valid word), so that an ECP5 build moves them
+            # into the block RAM's output register (lowbit.tools.bram_outreg: fc1 of the demo
+            # alone, 4 x 128 XNOR, 161.8 MHz at 6). At 4 they keep their reset, which keeps them
+            # in the fabric next to the tree's first half, four counter levels deep: moved, that
+            # half starts at the block and fc1 fell from 90.6 to 78.2 MHz.
+            outreg = {"reset_less": True} if D >= 5 else {}
+            x_word = Signal.like(x_word, name="x_word_r", **outreg)
+            w_word = Signal.like(w_word, name="w_word_r", **outreg)
             with m.If(~stall):
                 m.d.sync += [x_word.eq(ibuf_r.data), w_word.eq(wword if external else wmem_r.data)]
         xa = data.ArrayLayout(self.in_shape, SIMD)(x_word)
