@@ -10,6 +10,9 @@ coefficients of the model's feature terms by least squares on the training grid,
         [--results benchmarks/calibration_results.json] [--reuse] [--no-write]
 
 ``--reuse`` refits from the synthesis results saved by an earlier run instead of synthesising again.
+Its grid has bipolar weights only: ``benchmarks/cost_calibration.py`` now fits the coefficients on
+its results together with the other MAC kinds, threshold counts and whole accelerators (pass
+``--no-write`` here to leave that fit in place).
 Prints, for the held-out grid, the median and worst absolute LUT error, the same for FFs, and whether
 every block-RAM count matches synthesis exactly.
 """

@@ -20,10 +20,19 @@ LUTs
 
     * binary input: ``SIMD`` (XNOR folded into a compressor tree, about one LUT per input bit)
       ``+ ACC`` (the accumulator adder);
-    * integer input of ``B`` bits times bipolar weights: ``SIMD * (B + index_bits(SIMD))`` (an
-      add/subtract tree; the sign of each weight folds into the adder LUT) ``+ ACC``.
+    * integer input of ``B`` bits: the adder bits of the lane's tree (the output bits of every
+      adder, as the hardware sizes them: :func:`_lane_adder_bits`; the sign, zero skip or partial
+      product of each weight folds into the adder LUT) ``+ ACC``.
 
-    ``N_T * ACC`` are the threshold comparators (one LUT per compared bit on the carry chain).
+    ``N_T * ACC`` are the threshold comparators and the count of those that hold (a fraction of
+    a LUT per compared bit: yosys shares the comparisons against constants). How the threshold
+    memory of ``NF`` words is built changes their cost (yosys, observed): with one word the
+    thresholds are constants; up to :data:`THRESHOLD_MERGE_MAX_WORDS` words a memory built from
+    LUTs merges into the comparators (``threshold_merged``, ``N_T * ACC * index_bits(NF) / 3``),
+    without its read register but with about a flip-flop per comparison (``threshold_flags``);
+    deeper, it is built apart, one LUT per bit and 64 words (``threshold_rom``), and keeps its
+    read register (``threshold_regs``). Each term has its own fitted coefficient
+    (:func:`coefficients`).
 FFs
     ``SIMD * B`` (input register) ``+ PE * SIMD`` (weight register)
     ``+ PE * (S + ACC + OUT)`` (one pipeline stage of the tree of width ``S``, the accumulator, the
@@ -92,6 +101,8 @@ __all__ = [
     "RAMB18_MODES",
     "ROM_BRAM_MIN_BITS",
     "ROM_BRAM_MIN_DEPTH",
+    "ROM_BRAM_DEEP",
+    "THRESHOLD_MERGE_MAX_WORDS",
     "RAM_LUTRAM_MAX_BITS",
     "bram_tiles",
     "rom_resources",
@@ -110,6 +121,12 @@ ROM_BRAM_MIN_BITS = 16384
 ROM_BRAM_MIN_DEPTH = 512
 """A read-only memory goes to block RAM when it has at least this many bits and words (yosys
 ``synth_xilinx``, observed on the calibration grid); smaller ones are built from LUTs."""
+ROM_BRAM_DEEP = 4096
+"""A read-only memory of at least this many words goes to block RAM whatever its bits (yosys,
+observed: 6,272 words of 2 bits; the calibration grid holds no other ROM this deep)."""
+THRESHOLD_MERGE_MAX_WORDS = 8
+"""A threshold memory built from LUTs of at most this many words (and more than one) merges into
+the comparators' LUTs, without its read register (yosys, observed on the calibration points)."""
 RAM_LUTRAM_MAX_BITS = 2048
 """A RAM deeper than 64 words goes to block RAM above this many bits (yosys, observed)."""
 CONTROL_LUT = 64
@@ -158,7 +175,9 @@ def rom_resources(depth: int, width: int) -> tuple[Resources, float]:
     """
     if depth == 0 or width == 0:
         return Resources(), 0.0
-    if depth >= ROM_BRAM_MIN_DEPTH and depth * width >= ROM_BRAM_MIN_BITS:
+    if depth >= ROM_BRAM_MIN_DEPTH and (
+        depth * width >= ROM_BRAM_MIN_BITS or depth >= ROM_BRAM_DEEP
+    ):
         return Resources(bram36=bram_tiles(depth, width)), 0.0
     return Resources(), depth * width / 64
 
@@ -232,21 +251,22 @@ def mvtu_features(
     (:func:`_lane_terms` holds the per-kind terms):
 
     * ``xnor``: ``tree_binary = PE * SIMD`` (popcount inputs, XNOR folded in);
-    * ``addsub``: ``tree_integer = PE * SIMD * (B + index_bits(SIMD))``;
-    * ``ternary``: bipolar input, two popcounts (``tree_binary = 2 * PE * SIMD``); integer input, an
-      add / subtract / skip tree like ``addsub``;
-    * ``shift``: a tree of ``B + E`` bit products (``E`` the largest exponent) and, in
-      ``mac_logic``, a barrel shifter of ``B * index_bits(E + 1)`` multiplexer bits per product;
-    * ``multibit``: a tree of ``B + K`` bit products and ``B * K`` partial-product bits per product
-      in ``mac_logic`` (LUT multipliers, no DSP: the products are written as shift-adds);
+    * ``addsub``: ``tree_integer`` = the adder bits (:func:`_lane_adder_bits`) of ``PE`` masked
+      trees of ``SIMD`` inputs and of the shared ``sum(x)``;
+    * ``ternary``: bipolar input, two popcounts (``tree_binary = 2 * PE * SIMD``); integer input,
+      the adder bits of an add / subtract / skip tree of ``B + 1``-bit terms;
+    * ``shift``: the adder bits of a tree of the shifted inputs and, in ``mac_logic``, a barrel
+      shifter of ``B * index_bits(E + 1)`` multiplexer bits per product (``E`` the largest
+      exponent);
+    * ``multibit``: the adder bits of the tree of ``SIMD * K`` shift-add partial products (LUT
+      multipliers, no DSP; each partial product's AND folds into its adder);
     * ``serial`` (any kind): one AND-popcount per lane (``tree_binary = PE * SIMD``), the plane
       selection multiplexers in ``mac_logic`` (``PE * SIMD * ceil(K / 4) + SIMD * ceil(B / 4)``)
       plus the coefficient shift of each popcount (``PE * ACC * index_bits(P) / 2`` for ``P`` plane
       pairs), and the accumulator.
 
-    ``mac_logic`` has an uncalibrated coefficient (1.0) until the calibration grid covers those
-    kinds; ``benchmarks/synth_resources.py`` measures them next to this model (within about 20 %
-    of yosys on its grid).
+    The coefficients are fitted by ``benchmarks/cost_calibration.py`` on every recorded yosys
+    point (its bound: :func:`mvtu_resources`).
     """
     if mh % pe:
         raise ValueError(f"PE ({pe}) must divide MH ({mh})")
@@ -275,23 +295,33 @@ def mvtu_features(
             tree_bin = lanes * popcounts
             stage_bits = index_bits(simd + 1)
         else:
-            tree_int = lanes * (elem + log_simd)
+            per_lane, shared = _lane_adder_bits(kind, simd, in_bits, weight_bits, binary_input)
+            tree_int = pe * per_lane + shared
             stage_bits = elem + log_simd
-            mac_logic = lanes * logic
+            if kind is MacKind.TERNARY:  # the skip / negate multiplexer of each term bit
+                mac_logic = lanes * (in_bits + 1)
+            elif kind is MacKind.SHIFT:  # the barrel shifter (a multi-bit lane's partial
+                mac_logic = lanes * logic  # products fold into its adders)
     weights, w_logic = _weight_memory(nf * sf, lanes * weight_bits, weight_ram, weights_writable)
-    thresholds, t_logic = rom_resources(nf, pe * n_thresholds * acc_bits)
+    t_bits = pe * n_thresholds * acc_bits
+    thresholds, t_logic = rom_resources(nf, t_bits)
     input_buffer = ram_resources(2 * sf, simd * in_bits)
     # the registered read port of a ROM built from LUTs is a register of its width
-    rom_regs = (lanes * weight_bits if w_logic or weight_ram == "external" else 0) + (
-        pe * n_thresholds * acc_bits if t_logic else 0
-    )
+    w_regs = lanes * weight_bits if w_logic or weight_ram == "external" else 0
+    # a threshold memory in logic of few words merges into the comparators; a deeper one is built
+    # as LUTs (one per bit and 64 words) and keeps its read register
+    merged = 1 < nf <= THRESHOLD_MERGE_MAX_WORDS and bool(t_logic)
+    t_rom = t_bits * math.ceil(nf / 64) if t_logic and nf > THRESHOLD_MERGE_MAX_WORDS else 0
+    t_regs = t_bits if t_rom else 0
     lut = {
         "const": 1.0,
         "tree_binary": float(tree_bin),
         "tree_integer": float(tree_int),
         "acc": float(pe * acc_bits),
-        "thresholds": float(pe * n_thresholds * acc_bits),
-        "rom_logic": w_logic + t_logic,
+        "thresholds": float(t_bits),
+        "threshold_merged": t_bits * index_bits(nf) / 3 if merged else 0.0,
+        "rom_logic": w_logic,
+        "threshold_rom": float(t_rom),
         "mac_logic": float(mac_logic),
     }
     counters = index_bits(nf) + index_bits(sf) + index_bits(2 * sf) + index_bits(plane_pairs)
@@ -299,7 +329,9 @@ def mvtu_features(
         "const": 1.0,
         "input": float(simd * in_bits),
         "lanes": float(pe * (stage_bits + acc_bits + out_bits)),
-        "rom_regs": float(rom_regs),
+        "rom_regs": float(w_regs),
+        "threshold_regs": float(t_regs),
+        "threshold_flags": float(pe * n_thresholds if merged else 0),
         "counters": float(counters),
     }
     return lut, ff, weights + thresholds + input_buffer
@@ -344,6 +376,70 @@ def _lane_terms(
     raise ValueError(f"no cost model for MAC kind {kind!r}")
 
 
+Term = tuple[int, bool, int]
+"""``(width, signed, low)`` of a value, as Amaranth sizes it, whose ``low`` least significant bits
+are zero (a shifted partial product)."""
+
+
+def _add(a: Term, b: Term) -> tuple[Term, int]:
+    """Amaranth's shape of ``a + b`` (or ``a - b``: one bit wider than the wider operand, an
+    unsigned operand one bit wider beside a signed one) and the adder's bits: those above the
+    higher of the operands' zero bits (below it the sum is the other operand, no logic)."""
+    wa = a[0] + (b[1] and not a[1])
+    wb = b[0] + (a[1] and not b[1])
+    width = max(wa, wb) + 1
+    return (width, a[1] or b[1], min(a[2], b[2])), width - max(a[2], b[2])
+
+
+def _tree_adder_bits(terms: Sequence[Term]) -> tuple[int, Term]:
+    """Adder bits (:func:`_add`) summed over :func:`lowbit.hw._util.tree_sum` of values of shapes
+    ``terms`` (pairs in order, an odd one carried up), and the shape of the sum."""
+    vals, bits = list(terms), 0
+    while len(vals) > 1:
+        nxt = []
+        for i in range(0, len(vals) - 1, 2):
+            shape, n = _add(vals[i], vals[i + 1])
+            nxt.append(shape)
+            bits += n
+        vals = nxt + vals[len(vals) - len(vals) % 2 :]
+    return bits, vals[0]
+
+
+@functools.lru_cache(maxsize=4096)
+def _lane_adder_bits(
+    kind: MacKind, simd: int, in_bits: int, weight_bits: int, binary_input: bool
+) -> tuple[int, int]:
+    """Adder bits of one bit-parallel adder-tree lane of :func:`lowbit.hw.mvtu.mac.lane_dot`
+    (``SIMD`` elements, unsigned integer inputs of ``in_bits`` or bipolar ones), and of the terms
+    all lanes share (the ``ADDSUB`` kind's ``sum(x)``): the bits of every ``+`` of its trees
+    (:func:`_add`), where one LUT per bit on a carry chain absorbs the operands' AND / XOR (a
+    partial product, a negation). The popcount of the negations' ``+ 1`` bits is counted as
+    ``SIMD`` bits."""
+    x: Term = (in_bits, False, 0)
+    if kind is MacKind.ADDSUB:  # 2 * sum(w ? x : 0) - sum(x)
+        bits, s = _tree_adder_bits([x] * simd)
+        shared, xs = _tree_adder_bits([x] * simd)
+        return bits + _add((s[0] + 1, s[1], s[2] + 1), xs)[1], shared
+    shift = 0
+    if kind is MacKind.TERNARY:
+        terms = [(in_bits + 1, True, 0)] * simd
+    elif kind is MacKind.SHIFT:
+        max_shift = (1 << (weight_bits - 1)) - 2
+        span = (1 << max(1, max_shift.bit_length())) - 1
+        base = max_shift + 1 if binary_input else in_bits
+        terms = [(base + span + 1, True, 0)] * simd
+    elif kind is MacKind.MULTIBIT and binary_input:
+        terms = [(weight_bits, True, 0)] * simd
+    elif kind is MacKind.MULTIBIT:
+        shift = weight_bits - 1
+        terms = [(in_bits + k, False, k) for _ in range(simd) for k in range(shift)]
+        terms += [(in_bits + weight_bits, True, shift)] * simd
+    else:
+        raise ValueError(f"no adder-tree lane for MAC kind {kind!r}")
+    bits, s = _tree_adder_bits(terms)
+    return bits + simd + _add(s, (clog2(simd + 1) + shift, False, shift))[1], 0
+
+
 def mvtu_resources(
     *,
     mw: int,
@@ -364,6 +460,14 @@ def mvtu_resources(
 ) -> Resources:
     """Estimate of a matrix-vector-threshold unit's resources (model: module docstring and
     :func:`mvtu_features`).
+
+    Against yosys ``synth_xilinx`` (``benchmarks/cost_calibration.py``, held to it by
+    ``tests/test_cost_calibration.py``): within 30 % of yosys' LUTs and 40 % of its FFs on the
+    earlier calibration grids (the bipolar-weight grid, the MAC-kind table), median 9 % / 9 %;
+    within 50 % of yosys' LUTs and 80 % of its FFs on every recorded point, median 10 % / 9 %;
+    block RAM exact. The worst are units of 255 thresholds per channel, whose comparators cost in
+    proportion to the bits the thresholds span, which this model does not see (it counts
+    ``acc_bits``).
 
     Parameters
     ----------
@@ -424,14 +528,27 @@ _DEFAULT_COEFFICIENTS = {
         "tree_integer": 1.0,
         "acc": 1.0,
         "thresholds": 1.0,
+        "threshold_merged": 1.0,
         "rom_logic": 1.0,
+        "threshold_rom": 1.0,
         "mac_logic": 1.0,
     },
-    "ff": {"const": 32.0, "input": 1.0, "lanes": 1.0, "rom_regs": 1.0, "counters": 1.0},
+    "ff": {
+        "const": 32.0,
+        "input": 1.0,
+        "lanes": 1.0,
+        "rom_regs": 1.0,
+        "threshold_regs": 1.0,
+        "threshold_flags": 1.0,
+        "counters": 1.0,
+    },
 }
 
 
-_LATER_TERMS = {"lut": ("mac_logic",)}
+_LATER_TERMS = {
+    "lut": ("mac_logic", "threshold_merged", "threshold_rom"),
+    "ff": ("threshold_regs", "threshold_flags"),
+}
 """Terms that a coefficients file written before they existed may lack."""
 
 
