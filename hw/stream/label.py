@@ -114,8 +114,9 @@ class LabelSelectSpec:
         ready: 1, plus 1 per pipeline stage."""
         return 1 + self.pipeline
 
-    def logic_paths(self) -> tuple[LogicPath, ...]:
-        """The register-to-register paths at this depth (:func:`lowbit.hw.fmax.label_paths`)."""
+    def logic_paths(self, family: str | None = None) -> tuple[LogicPath, ...]:
+        """The register-to-register paths at this depth (:func:`lowbit.hw.fmax.label_paths`; the
+        same on every family)."""
         return label_paths(self)
 
     def resources(self) -> Resources:

@@ -142,8 +142,9 @@ class ThresholdSpec:
         per pipeline stage."""
         return 1 + self.pipeline
 
-    def logic_paths(self) -> tuple[LogicPath, ...]:
-        """The register-to-register paths at this depth (:func:`lowbit.hw.fmax.threshold_paths`)."""
+    def logic_paths(self, family: str | None = None) -> tuple[LogicPath, ...]:
+        """The register-to-register paths at this depth (:func:`lowbit.hw.fmax.threshold_paths`;
+        the same on every family)."""
         return threshold_paths(self)
 
     def resources(self) -> Resources:
@@ -219,8 +220,8 @@ class ThresholdNodeSpec:
     def latency(self) -> int:
         return self.unit.latency()
 
-    def logic_paths(self) -> tuple[LogicPath, ...]:
-        return self.unit.logic_paths()
+    def logic_paths(self, family: str | None = None) -> tuple[LogicPath, ...]:
+        return self.unit.logic_paths(family)
 
     def schedule_options(self) -> dict:
         """The :class:`~lowbit.mapping.schedule.LayerFolding` options beyond PE and SIMD."""
