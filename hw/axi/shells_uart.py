@@ -200,7 +200,10 @@ class UARTShell(wiring.Component):
         tx_cnt = Signal(range(div))
         tx_bit = Signal(4)
         tx_frame = Signal(10, init=0x3FF)
-        m.d.comb += o_ready.eq(~rst & (out_left == 0) & ~tx_busy)
+        # registered (a flop drives the accelerator's ready, not the byte counter's compare):
+        # ready the cycle after the shell is idle and took no beat; one idle cycle more per
+        # result than a combinational ready, and never ready while it is not
+        m.d.sync += o_ready.eq(~rst & (out_left == 0) & ~tx_busy & ~(o_valid & o_ready))
         with m.If(rst):
             m.d.sync += [out_left.eq(0), tx_busy.eq(0), tx_frame.eq(0x3FF)]
         with m.Elif(o_valid & o_ready):
