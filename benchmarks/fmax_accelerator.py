@@ -69,7 +69,8 @@ def _layers(build: dict) -> str:
              for lay in build["layers"]]
     moved = build.get("bram_outreg")
     outreg = [f"outreg {moved[1]} FF"] if moved and moved[0] else []
-    return ", ".join(units + [f"label p{build.get('label_pipeline', 1)}"] + outreg)
+    tag = [build["tag"]] if build.get("tag") else []  # what else differed between the builds
+    return ", ".join(units + [f"label p{build.get('label_pipeline', 1)}"] + outreg + tag)
 
 
 def write_table(doc: dict) -> None:
