@@ -40,7 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from fmax_model import DEVICES, NEXTPNR, PE, Harness, make_spec  # noqa: E402
 
 from lowbit._io import atomic_write  # noqa: E402
-from lowbit.hw.fmax import estimate_fmax, popcount_cut  # noqa: E402
+from lowbit.hw.fmax import estimate_fmax, popcount_cuts  # noqa: E402
 from lowbit.hw.mvtu.mac import popcount  # noqa: E402
 from lowbit.hw.verilog import to_verilog  # noqa: E402
 from lowbit.tools.fpga import run_logged, tool_command  # noqa: E402
@@ -70,9 +70,10 @@ def nextpnr_lock():
 
 class PipelinedLanes(wiring.Component):
     """``pe`` XNOR-popcount lanes of ``simd`` inputs between input and output registers, with the
-    register inside the tree when ``cut``."""
+    register inside the tree when ``cut`` (an int: that many register stages, the cuts of
+    pipeline 5 and 6, :func:`lowbit.hw.fmax.popcount_cuts`)."""
 
-    def __init__(self, pe: int, simd: int, cut: bool):
+    def __init__(self, pe: int, simd: int, cut: bool | int):
         self.pe, self.simd, self.cut = pe, simd, cut
         self.count_bits = simd.bit_length()
         super().__init__({"x": In(simd), "w": In(pe * simd), "count": Out(pe * self.count_bits)})
@@ -81,7 +82,9 @@ class PipelinedLanes(wiring.Component):
         m = Module()
         x, w = Signal(self.simd), Signal(self.pe * self.simd)
         m.d.sync += [x.eq(self.x), w.eq(self.w)]
-        extra = {"cut": popcount_cut(self.simd, 2)[0], "en": 1} if self.cut else {}
+        stages = int(self.cut)
+        cuts = tuple(lv for lv, _ in popcount_cuts(self.simd, 2, stages)) if stages else ()
+        extra = {"cut": cuts[0] if stages == 1 else cuts, "en": 1} if stages else {}
         for p in range(self.pe):
             bits = [~(x[i] ^ w[p * self.simd + i]) for i in range(self.simd)]
             total = popcount(m, bits, fanin=2, name=f"lane{p}", **extra)
@@ -153,10 +156,11 @@ def measure_unit(simd: int, depth: int, seeds, ram: str = "auto", timeout: float
             "synth_s": round(synth_s, 1), "runs": runs}
 
 
-def measure_lanes(simd: int, cut: bool) -> dict:
+def measure_lanes(simd: int, cut: bool | int) -> dict:
     cells = synth_cells(to_verilog(PipelinedLanes(PE, simd, cut), "dut"), "dut")
     res = resources_from_cells(cells)
-    return {"simd": simd, "pe": PE, "cut": cut, "lut": res.lut, "ff": res.ff,
+    return {"simd": simd, "pe": PE, "cut": cut if isinstance(cut, bool) else int(cut),
+            "lut": res.lut, "ff": res.ff,
             "lut_per_lane": round(res.lut / (PE * simd), 3)}
 
 
@@ -224,6 +228,24 @@ def write_table(doc: dict) -> None:
             f"| {simd} | {a['lut']} | {a['lut_per_lane']:.3f} | {b['lut']} | "
             f"{b['lut_per_lane']:.3f} | {b['lut'] / a['lut']:.3f} | {a['ff']} | {b['ff']} |"
         )
+    deeper = [(simd, lanes.get((simd, False)), lanes.get((simd, 2)), lanes.get((simd, 3)))
+              for simd in sorted({s for s, _ in lanes})]
+    deeper = [row for row in deeper if all(row[1:])]
+    if deeper:
+        lines += [
+            "",
+            "Depths 5 and 6 (two and three registers inside each tree, `popcount_cuts`):",
+            "",
+            "| SIMD | depth 0-2: LUT/lane | depth 5: LUT | LUT/lane | ratio | depth 6: LUT | "
+            "LUT/lane | ratio | FF 5 | FF 6 |",
+            "|---|---|---|---|---|---|---|---|---|---|",
+        ]
+        for simd, a, b, c in deeper:
+            lines.append(
+                f"| {simd} | {a['lut_per_lane']:.3f} | {b['lut']} | {b['lut_per_lane']:.3f} | "
+                f"{b['lut'] / a['lut']:.3f} | {c['lut']} | {c['lut_per_lane']:.3f} | "
+                f"{c['lut'] / a['lut']:.3f} | {b['ff']} | {c['ff']} |"
+            )
     acc_file = RESULTS.with_name("fmax_accelerator.json")
     if acc_file.exists():
         lines += [
@@ -269,7 +291,7 @@ def main(argv=None) -> int:
 
     if not args.table_only:
         for simd in SIMDS:
-            for cut in (False, True):
+            for cut in (False, True, 2, 3):  # 2 and 3 stages: pipeline 5 and 6
                 if not any(r["simd"] == simd and r["cut"] == cut for r in doc["lanes"]):
                     doc["lanes"].append(measure_lanes(simd, cut))
                     save()
