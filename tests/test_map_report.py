@@ -122,6 +122,8 @@ def test_map_reports_a_given_schedule_as_compile_would_use_it(digits, tmp_path, 
     assert main(["compile", str(digits), "--schedule", str(out), "-o", str(tmp_path / "c")]) == 0
     capsys.readouterr()
     stored = json.loads((tmp_path / "c" / "report.json").read_text())["mapping"]
+    # compile also records how it chose the pipeline depths (9069ffa, --clock): here, kept
+    assert stored.pop("pipeline_depths") == "from the schedule"
     assert stored == given
 
 
