@@ -37,15 +37,19 @@ from pathlib import Path
 __all__ = ["dp16kd_model", "ecp5_models_with_bram"]
 
 
+def _pins(s: str) -> list[tuple[str, str]]:
+    """``(direction, name)`` of port ``s``'s pins (``"A"`` or ``"B"``), in the primitive's order."""
+    return (
+        [("input", f"DI{s}{i}") for i in range(18)]
+        + [("input", f"AD{s}{i}") for i in range(14)]
+        + [("input", f"{p}{s}") for p in ("CE", "OCE", "CLK", "WE", "RST")]
+        + [("input", f"CS{s}{i}") for i in range(3)]
+        + [("output", f"DO{s}{i}") for i in range(18)]
+    )
+
+
 def _ports() -> list[str]:
-    out = []
-    for s in "AB":
-        out += [f"input DI{s}{i}" for i in range(18)]
-        out += [f"input AD{s}{i}" for i in range(14)]
-        out += [f"input {p}{s}" for p in ("CE", "OCE", "CLK", "WE", "RST")]
-        out += [f"input CS{s}{i}" for i in range(3)]
-        out += [f"output DO{s}{i}" for i in range(18)]
-    return out
+    return [f"{d} {n}" for s in "AB" for d, n in _pins(s)]
 
 
 def _params() -> list[str]:
@@ -55,12 +59,7 @@ def _params() -> list[str]:
         'CSDECODE_B = "0b000"', 'WRITEMODE_A = "NORMAL"', 'WRITEMODE_B = "NORMAL"',
         'GSR = "ENABLED"', "WID = 0",
     ]  # fmt: skip
-    for s in "AB":
-        p += [f'DI{s}{i}MUX = "DI{s}{i}"' for i in range(18)]
-        p += [f'AD{s}{i}MUX = "AD{s}{i}"' for i in range(14)]
-        p += [f'{n}{s}MUX = "{n}{s}"' for n in ("CE", "OCE", "CLK", "WE", "RST")]
-        p += [f'CS{s}{i}MUX = "CS{s}{i}"' for i in range(3)]
-        p += [f'DO{s}{i}MUX = "DO{s}{i}"' for i in range(18)]
+    p += [f'{n}MUX = "{n}"' for s in "AB" for _, n in _pins(s)]  # every pin's inversion mux
     p += [f"INITVAL_{k:02X} = 320'h0" for k in range(64)]
     return p
 
