@@ -13,7 +13,8 @@ hidden weights, UINT2 activations, first and last layers INT8, as ``lowbit train
   nodes, so it is mapped by the DAG mapper (:func:`lowbit.flow.steps.map_dag_model` at the default
   budget, :func:`lowbit.mapping.dag.map_dag` at the baseline's cycles per image); its MACs and
   weight bits are counted on the graph (every product's and depthwise engine's weights), its
-  engines are the matrix products and the depthwise engines, and it is not synthesised;
+  engines are the matrix products and the depthwise engines; with ``--synth-points`` it is
+  compiled through the DAG flow (``target_fps`` at the target's cycles) and synthesised;
 * **channels**: a fraction of every hidden layer's channels removed by filter L1 norm, then
   fine-tuned (``--prune-channels F``), and one point by APoZ;
 * **magnitude**: gradual magnitude pruning to a sparsity (``--prune S``): zeros in the weights,
@@ -53,6 +54,7 @@ from pathlib import Path
 import numpy as np
 
 from lowbit._io import atomic_write
+from lowbit.boards import get_board
 from lowbit.flow.steps import map_dag_model
 from lowbit.ir.graph import DepthwiseConv, MatMulThreshold
 from lowbit.mapping import search_folding
@@ -287,11 +289,23 @@ def synthesise(
         t0, c0 = time.perf_counter(), cpu()
         graph = IntegerGraph.load(work / f"{row['files']}.npz")
         target = factor * part["rows"][0]["cycles"]
-        sched = search_folding(graph, BOARD, max_cycles=target)
-        est = sched.report(graph)["resources"]
         out = work / f"{row['files']}.x{factor}.compiled"
+        dag = bool(graph.dag_nodes())
+        if dag:  # depthwise nodes (cp): the DAG mapper's cheapest folding at the target
+            dsched = map_dag(graph, max_cycles=target, board=get_board(BOARD))
+            r = dsched.resources(graph)
+            est = {k: {"used": getattr(r, k)} for k in ("lut", "ff", "bram36")}
+            cycles = int(max(dsched.stage_cycles(graph).values()))
+        else:
+            sched = search_folding(graph, BOARD, max_cycles=target)
+            est = sched.report(graph)["resources"]
+            cycles = int(sched.report(graph)["cycles_per_image"])
         try:
-            compile_model(graph, out, schedule=sched)
+            if dag:  # compile's DAG path folds for target_fps at the board's clock: the target
+                fps = get_board(BOARD).fabric_clock_mhz * 1e6 / target
+                compile_model(graph, out, board=BOARD, target_fps=fps)
+            else:
+                compile_model(graph, out, schedule=sched)
             verilog = (out / "lowbit_top.v").read_text()
             res = resources_from_cells(synth_cells(verilog, "lowbit_top", timeout=timeout))
             row["yosys"] = {"lut": int(res.lut), "ff": int(res.ff), "bram36": float(res.bram36),
@@ -301,7 +315,7 @@ def synthesise(
         row["yosys"].update(
             seconds=round(time.perf_counter() - t0, 1), cpu_seconds=round(cpu() - c0, 1),
             slowdown=factor, cycles_target=int(target),
-            cycles=int(sched.report(graph)["cycles_per_image"]),
+            cycles=cycles,
             estimated_lut=int(est["lut"]["used"]), estimated_ff=int(est["ff"]["used"]),
             estimated_bram36=float(est["bram36"]["used"]),
         )
