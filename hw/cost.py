@@ -105,6 +105,7 @@ __all__ = [
     "THRESHOLD_MERGE_MAX_WORDS",
     "RAM_LUTRAM_MAX_BITS",
     "bram_tiles",
+    "blocks",
     "rom_resources",
     "ram_resources",
     "mvtu_features",
@@ -158,11 +159,15 @@ def memory_resources(depth: int, width: int) -> Resources:
     return Resources(bram36=bram_tiles(depth, width))
 
 
+def blocks(depth: int, width: int, modes) -> int:
+    """Blocks of the kind whose ``(depth, width)`` aspect ratios are ``modes`` that a
+    ``depth`` x ``width``-bit memory takes, with the best of them."""
+    return min(math.ceil(depth / d) * math.ceil(width / w) for d, w in modes)
+
+
 def bram_tiles(depth: int, width: int) -> float:
     """RAMB36 tiles (halves for RAMB18) of a block-RAM memory, with the best aspect ratio."""
-    n36 = min(math.ceil(depth / d) * math.ceil(width / w) for d, w in RAMB36_MODES)
-    n18 = min(math.ceil(depth / d) * math.ceil(width / w) for d, w in RAMB18_MODES)
-    return min(float(n36), n18 / 2)
+    return min(float(blocks(depth, width, RAMB36_MODES)), blocks(depth, width, RAMB18_MODES) / 2)
 
 
 def rom_resources(depth: int, width: int) -> tuple[Resources, float]:

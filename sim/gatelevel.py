@@ -87,10 +87,13 @@ def _netlist(family: str, rtl: str) -> tuple[str, dict[str, int]]:
     return synth_netlist(rtl, TOPLEVEL, nobram=True)
 
 
-def _models(family: str, workdir: Path) -> Path:
+def _models(family: str, workdir: Path) -> tuple[Path, Path]:
+    """The primitives' models to compile with the netlist, and the directory of their includes."""
     if family == "ecp5":  # yosys's models with lowbit's DP16KD for its black box
-        return ecp5_models_with_bram(ecp5_cell_models(), workdir / "cells_sim_ecp5_bram.v")
-    return xilinx_cell_models()
+        cells = ecp5_cell_models()
+        return ecp5_models_with_bram(cells, workdir / "cells_sim_ecp5_bram.v"), cells.parent
+    cells = xilinx_cell_models()
+    return cells, cells.parent
 
 
 @dataclass(frozen=True)
@@ -180,14 +183,14 @@ def simulate_gate_level(
         and runner.simulator_executable(build_dir, TOPLEVEL, simulator).is_file()
     ):
         built.unlink(missing_ok=True)
-        models = _models(family, workdir)
+        models, includes = _models(family, workdir)
         runner.build(
             netlist,
             TOPLEVEL,
             build_dir,
             simulator=simulator,
             extra_sources=(models,),
-            includes=((ecp5_cell_models() if family == "ecp5" else models).parent,),
+            includes=(includes,),
             verilator_args=_VERILATOR_ARGS,
         )
         built.write_text(key)

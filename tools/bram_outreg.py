@@ -41,6 +41,8 @@ from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
+from .._io import atomic_write
+
 __all__ = ["OutregReport", "absorb_output_registers", "absorb_in_file"]
 
 logger = logging.getLogger(__name__)
@@ -91,12 +93,12 @@ def _tied(cell: dict, port: str, value: str) -> bool:
     return all(b == value for b in bits)
 
 
-def _read_ports(cell: dict) -> list[tuple[str, str, list[str]]]:
-    """``(label, side, data ports)`` of the block's read ports: ``side`` names the clock, enable
-    and reset pins (``A`` or ``B``)."""
+def _read_ports(cell: dict) -> list[tuple[str, list[str]]]:
+    """``(side, data ports)`` of the block's read ports: ``side`` names the clock, enable and
+    reset pins (``A`` or ``B``)."""
     if _width(cell, "DATA_WIDTH_A") == 36:  # pseudo dual port: B reads all 36 bits
-        return [("B", "B", [f"DOA{i}" for i in range(18)] + [f"DOB{i}" for i in range(18)])]
-    return [(s, s, [f"DO{s}{i}" for i in range(18)]) for s in ("A", "B")]
+        return [("B", [f"DOA{i}" for i in range(18)] + [f"DOB{i}" for i in range(18)])]
+    return [(s, [f"DO{s}{i}" for i in range(18)]) for s in ("A", "B")]
 
 
 def absorb_output_registers(netlist: dict, top: str) -> OutregReport:
@@ -113,7 +115,7 @@ def absorb_output_registers(netlist: dict, top: str) -> OutregReport:
         cell = cells[name]
         if cell["type"] != "DP16KD":
             continue
-        for label, side, data in _read_ports(cell):
+        for side, data in _read_ports(cell):
             conns = cell["connections"]
             used = [(p, conns[p][0]) for p in data if p in conns and isinstance(conns[p][0], int)]
             used = [(p, b) for p, b in used if sinks.get(b) or b in ports]
@@ -121,7 +123,7 @@ def absorb_output_registers(netlist: dict, top: str) -> OutregReport:
                 continue
             why = _refuse(cell, side, used, sinks, ports, cells, removed)
             if isinstance(why, str):
-                skipped.append((name, label, why))
+                skipped.append((name, side, why))
                 continue
             ffs, ce = why
             for (port, _), ff in zip(used, ffs):
@@ -132,7 +134,7 @@ def absorb_output_registers(netlist: dict, top: str) -> OutregReport:
                 ce = ce[1]
                 params[f"OCE{side}MUX"] = "INV"
             conns[f"OCE{side}"] = [ce]
-            for s in ("A", "B") if label == "B" and len(data) == 36 else (side,):
+            for s in ("A", "B") if len(data) == 36 else (side,):  # PDP: both halves' registers
                 params[f"REGMODE_{s}"] = "OUTREG"
             done += 1
             registers += len(ffs)
@@ -194,7 +196,5 @@ def absorb_in_file(path: Path, top: str) -> OutregReport:
     netlist = json.loads(path.read_text())
     report = absorb_output_registers(netlist, top)
     if report.ports:
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(netlist))
-        tmp.replace(path)
+        atomic_write(path, json.dumps(netlist))
     return report

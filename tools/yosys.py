@@ -165,33 +165,19 @@ def ecp5_netlist(
         timeout=timeout,
         doing=f"synthesising design {top!r}",
     )
-    cells = _cell_counts(out["stat.json"], top)
-    if nobram:
-        return out["netlist.v"], cells
-    netlist = json.loads(out["netlist.json"])
-    moved = absorb_output_registers(netlist, top)
-    if moved.registers:  # the pass removed flip-flops and may have added inverters
-        types = Counter(c["type"] for c in netlist["modules"][top]["cells"].values())
-        cells = {k: types.get(k, 0) for k in sorted(set(cells) | set(types)) if types.get(k, 0)}
-    return _json_to_verilog(json.dumps(netlist), timeout), cells
-
-
-def _json_to_verilog(netlist_json: str, timeout: float) -> str:
-    """A yosys JSON netlist written as Verilog (``read_json``, ``write_verilog -noattr``)."""
-    with tempfile.TemporaryDirectory(prefix="lowbit-json-") as tmp:
-        work = Path(tmp)
-        (work / "netlist.json").write_text(netlist_json)
-        cmd = yosys_command() + [
-            "-q",
-            "-l",
-            "yosys.log",
-            "-p",
-            "read_json netlist.json; write_verilog -noattr netlist.v",
-        ]
-        run_logged(
-            cmd, work, "yosys (writing a netlist)", timeout, "yosys.out", tool_logs=("yosys.log",)
+    if not nobram:  # the move, then the netlist written (and counted) as nextpnr gets it
+        netlist = json.loads(out["netlist.json"])
+        absorb_output_registers(netlist, top)
+        out = run_yosys(
+            json.dumps(netlist),
+            "read_json netlist.json; tee -q -o stat.json stat -json; write_verilog -noattr "
+            "netlist.v",
+            ("netlist.v",),
+            timeout=timeout,
+            doing=f"writing the netlist of {top!r}",
+            source_name="netlist.json",
         )
-        return (work / "netlist.v").read_text()
+    return out["netlist.v"], _cell_counts(out["stat.json"], top)
 
 
 def xilinx_cell_models() -> Path:
@@ -226,9 +212,10 @@ def run_yosys(
     *,
     timeout: float,
     doing: str,
+    source_name: str = "design.v",
 ) -> dict:
-    """Run ``script`` (which reads ``design.v`` and writes ``stat.json``) on ``verilog`` in a fresh
-    directory.
+    """Run ``script`` (which reads ``source_name`` and writes ``stat.json``) on ``verilog`` (the
+    text of that file: Verilog, or a JSON netlist for ``read_json``) in a fresh directory.
 
     Returns the parsed ``stat.json`` under that name and the text of each file in ``outputs``.
     Errors say what yosys was ``doing`` (e.g. ``"synthesising design 'top'"``), quote its first
@@ -237,7 +224,7 @@ def run_yosys(
     """
     with tempfile.TemporaryDirectory(prefix="lowbit-synth-") as tmp:
         work = Path(tmp)
-        (work / "design.v").write_text(verilog)
+        (work / source_name).write_text(verilog)
         cmd = yosys_command() + ["-q", "-l", "yosys.log", "-p", script]
         run_logged(cmd, work, f"yosys ({doing})", timeout, "yosys.out", tool_logs=("yosys.log",))
         stat = work / "stat.json"
@@ -283,7 +270,6 @@ def synth_for_pnr(
     stat_name: str = "yosys_stat.txt",
     timeout: float = 3600,
     keep: Path | None = None,
-    bram_outreg: bool = True,
 ) -> OutregReport | None:
     """Synthesise the Verilog files ``sources`` (names relative to ``work``) for nextpnr.
 
@@ -293,9 +279,9 @@ def synth_for_pnr(
     directory) and the :class:`~lowbit.LowbitError` quotes yosys's ``ERROR`` line and names the
     kept log.
 
-    On ECP5 with ``bram_outreg`` the registers that follow block-RAM reads then move into the
-    blocks' output registers (:mod:`lowbit.tools.bram_outreg`), and what moved is returned
-    (``None`` on iCE40, whose block RAM has no output register, or without ``bram_outreg``).
+    On ECP5 the registers that follow block-RAM reads then move into the blocks' output
+    registers (:mod:`lowbit.tools.bram_outreg`), and what moved is returned (``None`` on iCE40,
+    whose block RAM has no output register).
     """
     if family not in ("ecp5", "ice40"):
         raise LowbitError(f"family {family!r}: nextpnr builds are for ecp5 or ice40")
@@ -314,7 +300,7 @@ def synth_for_pnr(
         tool_logs=("yosys.log",),
         keep=keep,
     )
-    if family != "ecp5" or not bram_outreg:
+    if family != "ecp5":
         return None
     return absorb_in_file(work / json_name, top)
 
